@@ -1,0 +1,337 @@
+//! Format-neutral business documents.
+//!
+//! An 837P read by the X12 views and a FHIR `Claim` read by the FHIR module
+//! both become a [`Claim`]; [`Claim::summary`] is what routing, status
+//! tracking and acknowledgements look at, so the two inputs are handled the
+//! same way downstream.
+//!
+//! Fields that are protected health information are wrapped in
+//! [`Sensitive`]. Identifiers of organisations (NPIs, payer ids) are not PHI
+//! and are plain.
+
+use crate::Sensitive;
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use time::Date;
+
+/// Where a document came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceFormat {
+    X12,
+    Hl7v2,
+    Fhir,
+}
+
+/// The line of business of a claim.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClaimKind {
+    Professional,
+    Institutional,
+    Dental,
+    Pharmacy,
+    Vision,
+}
+
+/// An inclusive date range; `to` equals `from` for a single day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct DateRange {
+    pub from: Date,
+    pub to: Date,
+}
+
+impl DateRange {
+    pub fn day(d: Date) -> Self {
+        DateRange { from: d, to: d }
+    }
+
+    /// The smallest range covering both.
+    pub fn union(self, other: DateRange) -> DateRange {
+        DateRange {
+            from: self.from.min(other.from),
+            to: self.to.max(other.to),
+        }
+    }
+}
+
+/// A person named in a transaction: patient, subscriber or member.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Person {
+    pub last_name: Sensitive<String>,
+    pub first_name: Sensitive<Option<String>>,
+    pub middle_name: Sensitive<Option<String>>,
+    pub birth_date: Sensitive<Option<Date>>,
+    /// `M`, `F` or `U` (X12 element 1068; FHIR `male`/`female`/`unknown`).
+    pub gender: Option<String>,
+}
+
+/// One service line of a claim (X12 loop 2400 SV1/SV2/SV3, FHIR `Claim.item`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceLine {
+    /// 1-based line number (LX01 or `item.sequence`).
+    pub line_number: u32,
+    /// Procedure code (CPT/HCPCS/CDT), empty for institutional lines billed by revenue code only.
+    pub procedure_code: String,
+    /// Code system qualifier of the procedure (`HC`, `AD`, `ER`, `IV`, ... or a FHIR system).
+    pub procedure_qualifier: Option<String>,
+    pub modifiers: Vec<String>,
+    /// Institutional revenue code (SV201).
+    pub revenue_code: Option<String>,
+    pub charge: Decimal,
+    pub units: Option<Decimal>,
+    /// `UN` units or `MJ` minutes (SV103 / SV204).
+    pub unit_basis: Option<String>,
+    pub service_date: Option<DateRange>,
+}
+
+/// A health care claim, whatever format it arrived in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claim {
+    pub source: SourceFormat,
+    pub kind: ClaimKind,
+    /// Implementation guide (`005010X222A1`) or FHIR profile, when known.
+    pub implementation: Option<String>,
+    /// CLM01 / `Claim.identifier`: the submitter's patient control number.
+    /// A patient account number is a HIPAA identifier, hence sensitive.
+    pub patient_control_number: Sensitive<String>,
+    /// CLM02 / `Claim.total`.
+    pub total_charge: Decimal,
+    /// CLM05-1: place of service (837P/D) or facility type (837I).
+    pub facility_code: Option<String>,
+    /// CLM05-3: claim frequency (1 original, 7 replacement, 8 void).
+    pub frequency_code: Option<String>,
+    pub billing_provider_npi: Option<String>,
+    /// Payer identifier (2010BB NM109 / `Claim.insurer`).
+    pub payer_id: Option<String>,
+    pub payer_name: Option<String>,
+    pub subscriber_member_id: Sensitive<Option<String>>,
+    pub subscriber: Person,
+    /// The patient; equal to the subscriber when the subscriber is the patient.
+    pub patient: Person,
+    pub diagnosis_codes: Sensitive<Vec<String>>,
+    pub service_lines: Vec<ServiceLine>,
+}
+
+/// What downstream stages need of a claim, identical for every input format.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClaimSummary {
+    pub kind: ClaimKind,
+    pub patient_control_number: Sensitive<String>,
+    pub total_charge: Decimal,
+    pub payer_id: Option<String>,
+    pub billing_provider_npi: Option<String>,
+    pub facility_code: Option<String>,
+    pub line_count: usize,
+    pub line_charge_total: Decimal,
+    pub diagnosis_count: usize,
+    pub service_dates: Option<DateRange>,
+}
+
+impl Claim {
+    pub fn summary(&self) -> ClaimSummary {
+        let service_dates = self
+            .service_lines
+            .iter()
+            .filter_map(|l| l.service_date)
+            .reduce(DateRange::union);
+        ClaimSummary {
+            kind: self.kind,
+            patient_control_number: self.patient_control_number.clone(),
+            total_charge: self.total_charge,
+            payer_id: self.payer_id.clone(),
+            billing_provider_npi: self.billing_provider_npi.clone(),
+            facility_code: self.facility_code.clone(),
+            line_count: self.service_lines.len(),
+            line_charge_total: self.service_lines.iter().map(|l| l.charge).sum(),
+            diagnosis_count: self.diagnosis_codes.expose().len(),
+            service_dates,
+        }
+    }
+}
+
+/// An eligibility and benefit inquiry (X12 270, FHIR CoverageEligibilityRequest).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EligibilityRequest {
+    pub source: SourceFormat,
+    /// TRN02 of the subscriber or dependent level, echoed in the response.
+    pub trace_number: Option<String>,
+    /// TRN03: the originating company identifier.
+    pub trace_originator: Option<String>,
+    pub payer_id: Option<String>,
+    pub payer_name: Option<String>,
+    pub provider_npi: Option<String>,
+    pub provider_name: Option<String>,
+    pub member_id: Sensitive<Option<String>>,
+    pub subscriber: Person,
+    /// Present when the patient is a dependent (loop 2000D).
+    pub dependent: Option<Person>,
+    /// EQ01 service type codes (`30` health benefit plan coverage, ...).
+    pub service_types: Vec<String>,
+    /// DTP*291 plan date or the date of the request.
+    pub date: Option<DateRange>,
+}
+
+/// A claim status inquiry (X12 276).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClaimStatusRequest {
+    pub source: SourceFormat,
+    pub trace_number: Option<String>,
+    pub payer_id: Option<String>,
+    pub payer_name: Option<String>,
+    pub provider_npi: Option<String>,
+    pub member_id: Sensitive<Option<String>>,
+    pub subscriber: Person,
+    pub dependent: Option<Person>,
+    /// REF*EJ: the patient control number (CLM01) of the claim asked about.
+    pub patient_control_number: Sensitive<Option<String>>,
+    /// REF*1K: the payer's claim control number.
+    pub payer_claim_control_number: Option<String>,
+    /// AMT*T3: total claim charge.
+    pub total_charge: Option<Decimal>,
+    pub service_date: Option<DateRange>,
+}
+
+/// What an 834 member-level detail (INS) asks to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MaintenanceType {
+    /// INS03 = 001
+    Change,
+    /// INS03 = 021
+    Addition,
+    /// INS03 = 024
+    Termination,
+    /// INS03 = 025
+    Reinstatement,
+    /// INS03 = 030
+    Audit,
+    Other,
+}
+
+/// One health coverage line (834 loop 2300).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Coverage {
+    /// HD03 insurance line (`HLT`, `DEN`, `VIS`, ...).
+    pub insurance_line: Option<String>,
+    /// HD04 plan coverage description.
+    pub plan: Option<String>,
+    /// HD05 coverage level (`EMP`, `FAM`, ...).
+    pub coverage_level: Option<String>,
+    /// DTP*348 benefit begin.
+    pub begin: Option<Date>,
+    /// DTP*349 benefit end.
+    pub end: Option<Date>,
+}
+
+/// One member of an 834.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    /// INS01 = Y when the member is the subscriber.
+    pub is_subscriber: bool,
+    /// INS02 individual relationship code (`18` self, `19` child, `01` spouse).
+    pub relationship: Option<String>,
+    pub maintenance: MaintenanceType,
+    /// REF*0F subscriber identifier.
+    pub subscriber_id: Sensitive<Option<String>>,
+    /// NM109 of 2100A: the member identifier.
+    pub member_id: Sensitive<Option<String>>,
+    pub person: Person,
+    pub coverages: Vec<Coverage>,
+}
+
+/// A benefit enrollment and maintenance transaction (X12 834).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Enrollment {
+    pub source: SourceFormat,
+    /// N1*P5 sponsor identifier.
+    pub sponsor_id: Option<String>,
+    /// N1*IN payer (insurer) identifier.
+    pub payer_id: Option<String>,
+    pub members: Vec<Member>,
+}
+
+/// One claim paid (or denied) in a remittance (835 loop 2100 CLP).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClaimPayment {
+    /// CLP01: the patient control number from the 837.
+    pub patient_control_number: Sensitive<String>,
+    /// CLP02 claim status (1 processed as primary, 4 denied, 22 reversal, ...).
+    pub status_code: String,
+    pub charge: Decimal,
+    pub paid: Decimal,
+    pub patient_responsibility: Option<Decimal>,
+    /// CLP07: the payer's claim control number.
+    pub payer_claim_control_number: Option<String>,
+}
+
+/// A health care claim payment/advice (X12 835).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Remittance {
+    pub source: SourceFormat,
+    /// BPR02 total actual provider payment amount.
+    pub payment_amount: Decimal,
+    /// BPR16 check issue or EFT effective date.
+    pub payment_date: Option<Date>,
+    /// TRN02 check or EFT trace number.
+    pub trace_number: Option<String>,
+    pub payer_id: Option<String>,
+    pub payer_name: Option<String>,
+    pub payee_npi: Option<String>,
+    pub claims: Vec<ClaimPayment>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::date;
+
+    fn line(charge: i64, d: Date) -> ServiceLine {
+        ServiceLine {
+            line_number: 1,
+            procedure_code: "99213".into(),
+            procedure_qualifier: Some("HC".into()),
+            modifiers: vec![],
+            revenue_code: None,
+            charge: Decimal::new(charge, 2),
+            units: None,
+            unit_basis: None,
+            service_date: Some(DateRange::day(d)),
+        }
+    }
+
+    #[test]
+    fn summary_totals_lines_and_spans_dates() {
+        let claim = Claim {
+            source: SourceFormat::X12,
+            kind: ClaimKind::Professional,
+            implementation: None,
+            patient_control_number: "PCN1".to_string().into(),
+            total_charge: Decimal::new(15000, 2),
+            facility_code: Some("11".into()),
+            frequency_code: Some("1".into()),
+            billing_provider_npi: None,
+            payer_id: Some("P1".into()),
+            payer_name: None,
+            subscriber_member_id: None.into(),
+            subscriber: Person::default(),
+            patient: Person::default(),
+            diagnosis_codes: vec!["J020".to_string()].into(),
+            service_lines: vec![
+                line(10000, date!(2024 - 03 - 02)),
+                line(5000, date!(2024 - 03 - 01)),
+            ],
+        };
+        let s = claim.summary();
+        assert_eq!(s.line_charge_total, Decimal::new(15000, 2));
+        assert_eq!(s.line_count, 2);
+        assert_eq!(
+            s.service_dates,
+            Some(DateRange {
+                from: date!(2024 - 03 - 01),
+                to: date!(2024 - 03 - 02)
+            })
+        );
+        assert!(!format!("{claim:?}").contains("PCN1"));
+    }
+}

@@ -1,0 +1,59 @@
+//! Format sniffing for `text/plain` and `application/octet-stream` bodies and
+//! for `clearway validate --format auto`.
+
+/// The formats Clearway reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Format {
+    X12,
+    Hl7v2,
+    Fhir,
+}
+
+impl Format {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::X12 => "x12",
+            Format::Hl7v2 => "hl7",
+            Format::Fhir => "fhir",
+        }
+    }
+}
+
+/// Guesses the format from the first bytes: `ISA` (X12), `MSH`/`FHS`/`BHS`
+/// or an MLLP start byte (HL7 v2), `{` (FHIR JSON). Leading whitespace and a
+/// UTF-8 byte-order mark are skipped. `None` when nothing matches.
+pub fn sniff(input: &[u8]) -> Option<Format> {
+    let mut s = input.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(input);
+    while let [first, rest @ ..] = s {
+        if first.is_ascii_whitespace() || *first == 0x0B {
+            s = rest;
+        } else {
+            break;
+        }
+    }
+    if s.starts_with(b"ISA") {
+        Some(Format::X12)
+    } else if s.starts_with(b"MSH") || s.starts_with(b"FHS") || s.starts_with(b"BHS") {
+        Some(Format::Hl7v2)
+    } else if s.starts_with(b"{") {
+        Some(Format::Fhir)
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sniffs_each_format() {
+        assert_eq!(sniff(b"  ISA*00*"), Some(Format::X12));
+        assert_eq!(sniff(b"\xEF\xBB\xBFMSH|^~\\&|"), Some(Format::Hl7v2));
+        assert_eq!(sniff(b"\x0BMSH|"), Some(Format::Hl7v2));
+        assert_eq!(sniff(b"BHS|^~\\&"), Some(Format::Hl7v2));
+        assert_eq!(sniff(b"\n{\"resourceType\":\"Claim\"}"), Some(Format::Fhir));
+        assert_eq!(sniff(b"GS*HC*"), None);
+        assert_eq!(sniff(b""), None);
+    }
+}
