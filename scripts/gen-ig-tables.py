@@ -138,6 +138,11 @@ def main():
         out = header(xml)
         out.append(f"TX {st01} {','.join(impls)} {gs01} {q(text(root, 'name'))}")
         loop(find_st_loop(root), 0, out, impls)
+        if not any(line.startswith("S SE ") for line in out):
+            # Some maps (277 X212) place SE outside ST_LOOP; it belongs at
+            # the end of the transaction set.
+            se = next(s for s in root.iter("segment") if s.get("xid") == "SE")
+            segment(se, 0, out, impls)
         (dst / name).write_text("\n".join(out) + "\n")
     # data element dictionary
     out = header("dataele.xml")

@@ -1,1 +1,20 @@
-fn main() {}
+//! The `clearway` command: parses arguments and hands each subcommand to its
+//! module. Exit codes: 0 success (or accepted), 1 rejected, 2 usage or I/O
+//! error.
+
+mod cli;
+mod commands;
+
+use clap::Parser;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    match commands::run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("clearway: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

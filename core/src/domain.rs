@@ -102,6 +102,8 @@ pub struct Claim {
     /// CLM05-3: claim frequency (1 original, 7 replacement, 8 void).
     pub frequency_code: Option<String>,
     pub billing_provider_npi: Option<String>,
+    /// Billing provider organisation or individual name (a provider, not a patient).
+    pub billing_provider_name: Option<String>,
     /// Payer identifier (2010BB NM109 / `Claim.insurer`).
     pub payer_id: Option<String>,
     pub payer_name: Option<String>,
@@ -311,6 +313,7 @@ mod tests {
             facility_code: Some("11".into()),
             frequency_code: Some("1".into()),
             billing_provider_npi: None,
+            billing_provider_name: None,
             payer_id: Some("P1".into()),
             payer_name: None,
             subscriber_member_id: None.into(),

@@ -31,7 +31,7 @@ pub fn sniff(input: &[u8]) -> Option<Format> {
             break;
         }
     }
-    if s.starts_with(b"ISA") {
+    if s.starts_with(b"ISA") || s.starts_with(b"GS*") || s.starts_with(b"ST*") {
         Some(Format::X12)
     } else if s.starts_with(b"MSH") || s.starts_with(b"FHS") || s.starts_with(b"BHS") {
         Some(Format::Hl7v2)
@@ -53,7 +53,8 @@ mod tests {
         assert_eq!(sniff(b"\x0BMSH|"), Some(Format::Hl7v2));
         assert_eq!(sniff(b"BHS|^~\\&"), Some(Format::Hl7v2));
         assert_eq!(sniff(b"\n{\"resourceType\":\"Claim\"}"), Some(Format::Fhir));
-        assert_eq!(sniff(b"GS*HC*"), None);
+        assert_eq!(sniff(b"GS*HC*"), Some(Format::X12));
+        assert_eq!(sniff(b"PID|1"), None);
         assert_eq!(sniff(b""), None);
     }
 }

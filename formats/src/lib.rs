@@ -13,4 +13,5 @@
 pub mod detect;
 pub mod fhir;
 pub mod hl7;
+pub mod report;
 pub mod x12;

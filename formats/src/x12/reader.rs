@@ -91,10 +91,7 @@ impl<'a> Segment<'a> {
 
     /// The elements after the identifier, element 1 first.
     pub fn elements(&self) -> Elements<'a> {
-        let rest = match memchr::memchr(self.delimiters.element, self.raw) {
-            Some(i) => Some(&self.raw[i + 1..]),
-            None => None,
-        };
+        let rest = memchr::memchr(self.delimiters.element, self.raw).map(|i| &self.raw[i + 1..]);
         Elements {
             rest,
             sep: self.delimiters.element,

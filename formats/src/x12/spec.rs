@@ -258,6 +258,7 @@ pub struct TableError {
 }
 
 type DataElements = HashMap<String, (DataType, u16, u16)>;
+type CodeSets = (HashMap<String, usize>, Vec<Vec<Box<str>>>);
 
 /// Parses a set of guide tables (with the built-in dictionary and code sets).
 pub fn load(guides: &[(&str, &str)]) -> Result<Tables, TableError> {
@@ -337,7 +338,7 @@ fn parse_type(s: &str) -> Option<DataType> {
     })
 }
 
-fn parse_codes(text: &str) -> Result<(HashMap<String, usize>, Vec<Vec<Box<str>>>), TableError> {
+fn parse_codes(text: &str) -> Result<CodeSets, TableError> {
     let mut names = HashMap::new();
     let mut sets = Vec::new();
     for (n, line) in text.lines().enumerate() {

@@ -129,8 +129,6 @@ struct Frame {
     loop_index: usize,
     rank: u16,
     counts: Vec<u32>,
-    /// HL01 of this iteration when the loop is an HL level.
-    hl_id: Option<Box<[u8]>>,
 }
 
 /// The HL04 promise of the previous HL, checked when the next HL arrives.
@@ -164,6 +162,8 @@ pub struct SetValidator<'s> {
     options: Options,
     last_hl: Option<u64>,
     pending_hl: Option<PendingHl>,
+    /// HL01s of the open hierarchy path, root first.
+    hl_path: Vec<Box<[u8]>>,
     business_unit: Option<Sensitive<String>>,
     claim_rules: Option<ClaimRules>,
 }
@@ -181,6 +181,7 @@ impl<'s> SetValidator<'s> {
             options,
             last_hl: None,
             pending_hl: None,
+            hl_path: Vec::new(),
             business_unit: None,
             claim_rules: (&*spec.transaction == "837").then(ClaimRules::default),
         };
@@ -365,7 +366,7 @@ impl<'s> SetValidator<'s> {
                         if codes.contains(value) {
                             return Some((level, c, true));
                         }
-                        if fallback.is_none() && !(lead.id.as_ref() == "HL") {
+                        if fallback.is_none() && (lead.id.as_ref() != "HL") {
                             fallback = Some((level, c, false));
                         }
                     }
@@ -403,7 +404,6 @@ impl<'s> SetValidator<'s> {
         f.rank = 0;
         f.counts.clear();
         f.counts.resize(n, 0);
-        f.hl_id = None;
         self.depth += 1;
     }
 
@@ -465,11 +465,10 @@ impl<'s> SetValidator<'s> {
                 }
                 self.business_unit = None;
             }
-            if closing == "2000B" {
-                if let Some(r) = self.claim_rules.as_mut() {
+            if closing == "2000B"
+                && let Some(r) = self.claim_rules.as_mut() {
                     r.subscriber_is_patient = None;
                 }
-            }
         }
     }
 
@@ -532,23 +531,24 @@ impl<'s> SetValidator<'s> {
         if let Some(n) = n {
             self.last_hl = Some(n);
         }
-        // HL02 names the enclosing level.
-        let enclosing = self.frames[..self.depth.saturating_sub(1)]
-            .iter()
-            .rev()
-            .find_map(|f| f.hl_id.as_deref());
-        match enclosing {
-            Some(p) if parent != p => errors.push(hl_error(
-                spec,
-                2,
-                "HL02 does not name the enclosing hierarchical level",
-            )),
-            None if !parent.is_empty() => errors.push(hl_error(
-                spec,
-                2,
-                "HL02 names a parent but this level has none",
-            )),
-            _ => {}
+        // HL02 names an HL on the current path: X12 hierarchies are sent
+        // depth first, so the parent is the nearest open ancestor.
+        if parent.is_empty() {
+            self.hl_path.clear();
+        } else {
+            while self.hl_path.last().is_some_and(|p| &**p != parent) {
+                self.hl_path.pop();
+            }
+            if self.hl_path.is_empty() {
+                errors.push(hl_error(
+                    spec,
+                    2,
+                    "HL02 does not name an enclosing hierarchical level",
+                ));
+            }
+        }
+        if self.hl_path.len() < 64 {
+            self.hl_path.push(id.into());
         }
         // HL04 of the previous HL promised (or denied) this child.
         if let Some(p) = self.pending_hl.take() {
@@ -581,9 +581,6 @@ impl<'s> SetValidator<'s> {
                 position: self.position,
                 loop_id: Some(loop_id.to_string()),
             });
-        }
-        if let Some(f) = self.frames.get_mut(self.depth.wrapping_sub(1)) {
-            f.hl_id = Some(id.into());
         }
     }
 
@@ -909,6 +906,11 @@ fn check_element(
     }
 }
 
+fn trim_end_spaces(v: &[u8]) -> &[u8] {
+    let n = v.iter().rposition(|&b| b != b' ').map_or(0, |i| i + 1);
+    &v[..n]
+}
+
 /// Type, length and code checks of one non-empty simple value.
 fn check_simple(v: &[u8], e: &ElementSpec) -> Option<ElementCode> {
     let ElementKind::Simple {
@@ -945,6 +947,12 @@ fn check_simple(v: &[u8], e: &ElementSpec) -> Option<ElementCode> {
             return (!valid_tm(v)).then_some(ElementCode::InvalidTime);
         }
         DataType::An | DataType::Id => {
+            // Trailing spaces after a code are padding, not part of the code.
+            let v = if *ty == DataType::Id {
+                trim_end_spaces(v)
+            } else {
+                v
+            };
             if !v.iter().all(|&b| (0x20..0x7F).contains(&b)) {
                 return Some(ElementCode::InvalidCharacter);
             }
@@ -958,17 +966,21 @@ fn check_simple(v: &[u8], e: &ElementSpec) -> Option<ElementCode> {
     if len > usize::from(*max) {
         return Some(ElementCode::TooLong);
     }
+    let v = if *ty == DataType::Id {
+        trim_end_spaces(v)
+    } else {
+        v
+    };
     if *ty == DataType::Id && !codes.contains(v) {
         return Some(ElementCode::InvalidCode);
     }
     if !matches!(codes, Codes::Any) && *ty != DataType::Id && !codes.contains(v) {
         return Some(ElementCode::InvalidCode);
     }
-    if let Some(n) = digits {
-        if v.len() != usize::from(*n) || !v.iter().all(u8::is_ascii_digit) {
+    if let Some(n) = digits
+        && (v.len() != usize::from(*n) || !v.iter().all(u8::is_ascii_digit)) {
             return Some(ElementCode::PatternMismatch);
         }
-    }
     None
 }
 
@@ -994,36 +1006,32 @@ fn check_syntax(
         return;
     };
     match kind {
-        b'P' => {
-            if elements.iter().any(|&e| has(e)) {
+        b'P'
+            if elements.iter().any(|&e| has(e)) => {
                 for &e in elements.iter().filter(|&&e| !has(e)) {
                     missing(e, ElementCode::ConditionalMissing);
                 }
             }
-        }
-        b'R' => {
-            if !elements.iter().any(|&e| has(e)) {
+        b'R'
+            if !elements.iter().any(|&e| has(e)) => {
                 missing(first, ElementCode::ConditionalMissing);
             }
-        }
         b'E' => {
             if let Some(&second) = elements.iter().filter(|&&e| has(e)).nth(1) {
                 missing(second, ElementCode::ExclusionViolated);
             }
         }
-        b'C' => {
-            if has(first) {
+        b'C'
+            if has(first) => {
                 for &e in rest.iter().filter(|&&e| !has(e)) {
                     missing(e, ElementCode::ConditionalMissing);
                 }
             }
-        }
         b'L' => {
-            if has(first) && !rest.iter().any(|&e| has(e)) {
-                if let Some(&e) = rest.first() {
+            if has(first) && !rest.iter().any(|&e| has(e))
+                && let Some(&e) = rest.first() {
                     missing(e, ElementCode::ConditionalMissing);
                 }
-            }
         }
         _ => {}
     }

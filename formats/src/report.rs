@@ -1,0 +1,440 @@
+//! Validation results as one flat, format-neutral list of issues, and the
+//! streaming report `clearway validate` prints.
+//!
+//! Every issue carries its standard code as `<kind>:<code>` (`TA1:001`,
+//! `AK9:5`, `IK5:4`, `IK3:3`, `IK4:7`, `HL7:101`, `FHIR:required`), where it
+//! is (segment, position in the set, loop, element), and a message that
+//! never contains a value from the input.
+
+use crate::x12::IsaHeader;
+use crate::x12::analyze::{Fatal, GroupReport, InterchangeReport, SetHeader, SetReport, Sink};
+use crate::x12::build::element_position;
+use crate::x12::codes::SegmentCode;
+use crate::x12::views::Document;
+use serde::Serialize;
+use std::io::{self, Write};
+
+/// How bad an issue is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+/// One problem found in an input.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Issue {
+    pub severity: Severity,
+    /// `<kind>:<code>`.
+    pub code: String,
+    pub segment: Option<String>,
+    /// Position of the segment in its transaction set (ST = 1), or in the message.
+    pub position: Option<u32>,
+    #[serde(rename = "loop")]
+    pub loop_id: Option<String>,
+    /// `element[:component[:repetition]]` (X12), `PID-3.1` (HL7) or a FHIRPath (FHIR).
+    pub element: Option<String>,
+    pub message: String,
+    /// ST02 (X12) or MSH-10 (HL7) of the unit the issue belongs to.
+    pub transaction_set: Option<String>,
+    /// ISA13 for X12 issues.
+    pub interchange: Option<String>,
+}
+
+impl Issue {
+    fn new(code: String, message: String) -> Self {
+        Issue {
+            severity: Severity::Error,
+            code,
+            segment: None,
+            position: None,
+            loop_id: None,
+            element: None,
+            message,
+            transaction_set: None,
+            interchange: None,
+        }
+    }
+}
+
+/// Issues of one interchange's envelope (TA1 note codes).
+pub fn interchange_issues(r: &InterchangeReport) -> Vec<Issue> {
+    r.findings
+        .iter()
+        .map(|f| {
+            let mut i = Issue::new(format!("TA1:{}", f.code), f.message.clone());
+            i.segment = Some(f.segment.to_string());
+            i.element = f.element.map(|e| e.to_string());
+            i.interchange = Some(r.control_number.clone());
+            if !f.code.rejects() {
+                i.severity = Severity::Warning;
+            }
+            i
+        })
+        .collect()
+}
+
+/// Issues of one functional group (AK9 codes).
+pub fn group_issues(r: &GroupReport, interchange: Option<&str>) -> Vec<Issue> {
+    r.findings
+        .iter()
+        .map(|f| {
+            let mut i = Issue::new(format!("AK9:{}", f.code), f.message.clone());
+            i.segment = Some("GS".into());
+            i.interchange = interchange.map(str::to_string);
+            i
+        })
+        .collect()
+}
+
+/// Issues of one transaction set (IK5, IK3 and IK4 codes).
+pub fn set_issues(r: &SetReport, interchange: Option<&str>) -> Vec<Issue> {
+    let set = Some(r.header.control_number.clone());
+    let mut out = Vec::new();
+    for f in &r.findings {
+        if f.code == crate::x12::codes::SetCode::SegmentsInError {
+            continue; // summarised by the segment issues themselves
+        }
+        let mut i = Issue::new(format!("IK5:{}", f.code), f.message.clone());
+        i.segment = Some("ST".into());
+        i.position = Some(1);
+        i.transaction_set = set.clone();
+        i.interchange = interchange.map(str::to_string);
+        out.push(i);
+    }
+    for e in &r.segment_errors {
+        let base = |code: String, message: String| {
+            let mut i = Issue::new(code, message);
+            i.segment = Some(e.segment.clone());
+            i.position = Some(e.position);
+            i.loop_id = e.loop_id.clone();
+            i.transaction_set = set.clone();
+            i.interchange = interchange.map(str::to_string);
+            i
+        };
+        if e.code != SegmentCode::ElementErrors || e.elements.is_empty() {
+            out.push(base(format!("IK3:{}", e.code), e.message.clone()));
+        }
+        for el in &e.elements {
+            let mut i = base(format!("IK4:{}", el.code), el.message.clone());
+            i.element = Some(element_position(&el.position));
+            out.push(i);
+        }
+    }
+    if r.dropped_errors > 0 {
+        let mut i = Issue::new(
+            "IK5:5".into(),
+            format!(
+                "{} further segment errors were not recorded",
+                r.dropped_errors
+            ),
+        );
+        i.transaction_set = set;
+        out.push(i);
+    }
+    out
+}
+
+/// The issue for an input that could not be read to its end.
+pub fn fatal_issue(f: &Fatal) -> Issue {
+    let mut i = Issue::new(format!("TA1:{}", f.code), f.message.clone());
+    i.segment = Some("ISA".into());
+    i
+}
+
+/// At most this many issues are listed; the rest are counted.
+pub const MAX_LISTED_ISSUES: usize = 10_000;
+
+#[derive(Serialize)]
+struct ClaimLine<'a> {
+    patient_control_number: &'a str,
+    total_charge: String,
+}
+
+#[derive(Serialize)]
+struct InterchangeLine {
+    control_number: String,
+    sender_id: String,
+    receiver_id: String,
+    accepted: bool,
+    ta105: String,
+}
+
+/// Streams the `clearway validate` report of an X12 input: as JSON (one
+/// object, written as the input is read) or as text lines.
+#[derive(Debug)]
+pub struct X12Report<W: Write> {
+    out: W,
+    json: bool,
+    started: bool,
+    sets_written: usize,
+    claims: Vec<(String, String)>,
+    documents: usize,
+    interchange: Option<String>,
+    interchanges: Vec<InterchangeReportLine>,
+    issues: Vec<Issue>,
+    omitted: usize,
+    all_accepted: bool,
+    counts: (usize, usize, usize, usize),
+    error: Option<io::Error>,
+}
+
+#[derive(Debug)]
+struct InterchangeReportLine(String, String, String, bool, String);
+
+impl<W: Write> X12Report<W> {
+    pub fn new(out: W, json: bool) -> Self {
+        X12Report {
+            out,
+            json,
+            started: false,
+            sets_written: 0,
+            claims: vec![],
+            documents: 0,
+            interchange: None,
+            interchanges: vec![],
+            issues: vec![],
+            omitted: 0,
+            all_accepted: true,
+            counts: (0, 0, 0, 0),
+            error: None,
+        }
+    }
+
+    fn write(&mut self, f: impl FnOnce(&mut W) -> io::Result<()>) {
+        if self.error.is_none()
+            && let Err(e) = f(&mut self.out) {
+                self.error = Some(e);
+            }
+    }
+
+    fn start(&mut self) {
+        if !self.started {
+            self.started = true;
+            if self.json {
+                self.write(|o| o.write_all(b"{\"format\":\"x12\",\"transaction_sets\":["));
+            }
+        }
+    }
+
+    fn add_issues(&mut self, issues: Vec<Issue>) {
+        for i in issues {
+            if i.severity == Severity::Error {
+                self.all_accepted = false;
+            }
+            if !self.json {
+                let line = text_line(&i);
+                self.write(|o| writeln!(o, "{line}"));
+            }
+            if self.issues.len() < MAX_LISTED_ISSUES {
+                self.issues.push(i);
+            } else {
+                self.omitted += 1;
+            }
+        }
+    }
+
+    /// Completes the report; returns whether the input was accepted.
+    pub fn finish(mut self, fatal: Option<&Fatal>) -> io::Result<bool> {
+        self.start();
+        if let Some(f) = fatal {
+            self.add_issues(vec![fatal_issue(f)]);
+            self.all_accepted = false;
+        }
+        if self.counts.0 == 0 {
+            self.all_accepted = false;
+        }
+        let accepted = self.all_accepted;
+        if self.json {
+            let interchanges: Vec<InterchangeLine> = self
+                .interchanges
+                .drain(..)
+                .map(|l| InterchangeLine {
+                    control_number: l.0,
+                    sender_id: l.1,
+                    receiver_id: l.2,
+                    accepted: l.3,
+                    ta105: l.4,
+                })
+                .collect();
+            let tail = serde_json::json!({
+                "interchanges": interchanges,
+                "groups": self.counts.1,
+                "accepted": accepted,
+                "issues": self.issues,
+                "issues_omitted": self.omitted,
+            });
+            let tail = serde_json::to_string(&tail).map_err(io::Error::other)?;
+            // Splice the tail's members into the open object.
+            let members = tail.trim_start_matches('{');
+            self.write(|o| {
+                o.write_all(b"],")?;
+                o.write_all(members.as_bytes())?;
+                o.write_all(b"\n")
+            });
+        } else {
+            let (i, g, s, a) = self.counts;
+            let verdict = if accepted { "ACCEPTED" } else { "REJECTED" };
+            self.write(|o| {
+                writeln!(o, "x12: {i} interchange(s), {g} group(s), {s} transaction set(s) ({a} accepted): {verdict}")
+            });
+        }
+        if let Some(e) = self.error.take() {
+            return Err(e);
+        }
+        self.out.flush()?;
+        Ok(accepted)
+    }
+}
+
+fn text_line(i: &Issue) -> String {
+    let mut s = format!("{:?} {}", i.severity, i.code).to_lowercase();
+    if let Some(seg) = &i.segment {
+        s.push_str(&format!(" {seg}"));
+        if let Some(p) = i.position {
+            s.push_str(&format!("@{p}"));
+        }
+    }
+    if let Some(l) = &i.loop_id {
+        s.push_str(&format!(" loop {l}"));
+    }
+    if let Some(e) = &i.element {
+        s.push_str(&format!(" element {e}"));
+    }
+    if let Some(t) = &i.transaction_set {
+        s.push_str(&format!(" set {t}"));
+    }
+    format!("{s}: {}", i.message)
+}
+
+impl<W: Write> Sink for X12Report<W> {
+    fn interchange_start(&mut self, isa: &IsaHeader) {
+        self.start();
+        self.interchange = Some(isa.control_number().to_string());
+    }
+
+    fn set_start(&mut self, _st: &SetHeader) {
+        self.claims.clear();
+        self.documents = 0;
+    }
+
+    fn document(&mut self, doc: Document) {
+        self.documents += 1;
+        if let Document::Claim(c) = doc {
+            self.claims.push((
+                c.patient_control_number.expose().clone(),
+                c.total_charge.to_string(),
+            ));
+        }
+    }
+
+    fn set_end(&mut self, r: SetReport) {
+        self.counts.2 += 1;
+        if r.accepted() {
+            self.counts.3 += 1;
+        }
+        let issues = set_issues(&r, self.interchange.as_deref());
+        if self.json {
+            let claims: Vec<ClaimLine<'_>> = self
+                .claims
+                .iter()
+                .map(|(p, t)| ClaimLine {
+                    patient_control_number: p,
+                    total_charge: t.clone(),
+                })
+                .collect();
+            let obj = serde_json::json!({
+                "type": r.header.id,
+                "implementation": r.implementation,
+                "control_number": r.header.control_number,
+                "accepted": r.accepted(),
+                "validated": r.validated,
+                "segments": r.segment_count,
+                "documents": self.documents,
+                "claims": claims,
+                "issue_count": issues.len(),
+            });
+            let comma = self.sets_written > 0;
+            self.sets_written += 1;
+            self.write(|o| {
+                if comma {
+                    o.write_all(b",")?;
+                }
+                serde_json::to_writer(&mut *o, &obj).map_err(io::Error::other)
+            });
+        }
+        if !r.accepted() {
+            self.all_accepted = false;
+        }
+        self.add_issues(issues);
+    }
+
+    fn group_end(&mut self, r: GroupReport) {
+        self.counts.1 += 1;
+        if r.ack != crate::x12::codes::AckCode::Accepted {
+            self.all_accepted = false;
+        }
+        let issues = group_issues(&r, self.interchange.as_deref());
+        self.add_issues(issues);
+    }
+
+    fn interchange_end(&mut self, r: InterchangeReport) {
+        self.counts.0 += 1;
+        if !r.accepted() {
+            self.all_accepted = false;
+        }
+        self.interchanges.push(InterchangeReportLine(
+            r.control_number.clone(),
+            r.sender_id.clone(),
+            r.receiver_id.clone(),
+            r.accepted(),
+            r.note_code().code().to_string(),
+        ));
+        let issues = interchange_issues(&r);
+        self.add_issues(issues);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::x12::{AnalyzeOptions, analyze_into, synth};
+
+    #[test]
+    fn json_report_is_one_valid_object() {
+        let mut input = vec![];
+        synth::write(&mut input, synth::Kind::Professional837, 3, 1).unwrap();
+        let mut out = vec![];
+        let mut r = X12Report::new(&mut out, true);
+        let totals = analyze_into(&input[..], &AnalyzeOptions::default(), &mut r);
+        assert!(r.finish(totals.fatal.as_ref()).unwrap());
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["format"], "x12");
+        assert_eq!(v["accepted"], true);
+        assert_eq!(
+            v["transaction_sets"][0]["claims"].as_array().map(Vec::len),
+            Some(3)
+        );
+        assert_eq!(v["interchanges"].as_array().map(Vec::len), Some(1));
+    }
+
+    #[test]
+    fn broken_input_reports_rejection_with_codes() {
+        let mut input = vec![];
+        synth::write(&mut input, synth::Kind::Professional837, 1, 1).unwrap();
+        let text = String::from_utf8(input).unwrap().replace("SE*", "SE*9");
+        let mut out = vec![];
+        let mut r = X12Report::new(&mut out, true);
+        let totals = analyze_into(text.as_bytes(), &AnalyzeOptions::default(), &mut r);
+        assert!(!r.finish(totals.fatal.as_ref()).unwrap());
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        let codes: Vec<&str> = v["issues"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|i| i["code"].as_str())
+            .collect();
+        assert!(codes.contains(&"IK5:4"), "{codes:?}");
+    }
+}

@@ -1,0 +1,1236 @@
+//! Acknowledgement and response builders: TA1, 999 (X231A1, with CTX),
+//! 277CA (X214), 271 (X279A1) and 277 (X212).
+//!
+//! Every builder writes a complete interchange: a padded, fixed-width ISA
+//! addressed back to the sender (sender and receiver swapped), GS/GE and
+//! ST/SE with correct counts, in the partner's own delimiters. Control
+//! numbers and timestamps are supplied by the caller, so the same input and
+//! the same numbers always produce the same bytes: that is what makes
+//! acknowledgements idempotent under redelivery.
+
+use super::analyze::{GroupHeader, Interchange, InterchangeReport, SetReport, TransactionSet};
+use super::codes::{AckCode, SetCode};
+use super::isa::{Delimiters, IsaHeader};
+use super::validate::{Context, ElementPosition};
+use clearway_core::{Claim, ClaimStatusRequest, DateRange, EligibilityRequest, Person};
+use rust_decimal::Decimal;
+use time::{Date, PrimitiveDateTime};
+
+/// Who we are and how to address the response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Envelope {
+    /// ISA05/ISA06 of the response (our qualifier and id).
+    pub sender_qualifier: String,
+    pub sender_id: String,
+    /// ISA07/ISA08 of the response (the partner).
+    pub receiver_qualifier: String,
+    pub receiver_id: String,
+    /// GS02/GS03 of the response.
+    pub group_sender: String,
+    pub group_receiver: String,
+    /// ISA15: `P` or `T`, normally echoed from the input.
+    pub usage: String,
+    pub delimiters: Delimiters,
+}
+
+impl Envelope {
+    /// The reply envelope for an interchange: sender and receiver swapped,
+    /// same delimiters and usage indicator.
+    pub fn reply_to(isa: &IsaHeader, group: Option<&GroupHeader>) -> Self {
+        let mut d = isa.delimiters;
+        if d.repetition.is_none() {
+            // 5010 output always carries a repetition separator.
+            d.repetition = [b'^', b'!', b'{', b'}', b'|', b'\\']
+                .into_iter()
+                .find(|&c| !d.is_delimiter(c));
+        }
+        Envelope {
+            sender_qualifier: isa.receiver_qualifier().to_string(),
+            sender_id: isa.receiver_id().to_string(),
+            receiver_qualifier: isa.sender_qualifier().to_string(),
+            receiver_id: isa.sender_id().to_string(),
+            group_sender: group
+                .map_or_else(|| isa.receiver_id().to_string(), |g| g.receiver.clone()),
+            group_receiver: group.map_or_else(|| isa.sender_id().to_string(), |g| g.sender.clone()),
+            usage: if isa.usage() == "P" {
+                "P".into()
+            } else {
+                "T".into()
+            },
+            delimiters: d,
+        }
+    }
+}
+
+/// Control numbers for one outgoing interchange.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Controls {
+    /// ISA13/IEA02 (1..=999_999_999).
+    pub interchange: u32,
+    /// GS06/GE02.
+    pub group: u32,
+    /// ST02 of the first set; later sets count up from it.
+    pub first_set: u32,
+}
+
+impl Controls {
+    /// Control numbers derived from a key (e.g. a transaction id or the
+    /// input's bytes): the same key always gives the same numbers, so an
+    /// acknowledgement rebuilt after a redelivery is byte-identical.
+    pub fn derived(key: &[u8]) -> Self {
+        // FNV-1a, 64-bit.
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for &b in key {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        Controls {
+            interchange: 1 + (h % 999_999_999) as u32,
+            group: 1 + ((h >> 17) % 999_999_999) as u32,
+            first_set: 1,
+        }
+    }
+}
+
+/// Writes segments with the partner's delimiters, sanitising values so a
+/// delimiter inside data can never break the structure.
+#[derive(Debug)]
+pub struct Writer {
+    d: Delimiters,
+    out: Vec<u8>,
+    set_segments: u32,
+    sets: u32,
+    groups: u32,
+}
+
+impl Writer {
+    pub fn new(d: Delimiters) -> Self {
+        Writer {
+            d,
+            out: Vec::with_capacity(1024),
+            set_segments: 0,
+            sets: 0,
+            groups: 0,
+        }
+    }
+
+    fn clean(&self, v: &str, out: &mut Vec<u8>) {
+        for b in v.bytes() {
+            if self.d.is_delimiter(b) || b < 0x20 || b == 0x7F {
+                out.push(b' ');
+            } else {
+                out.push(b);
+            }
+        }
+    }
+
+    /// Writes a segment; empty trailing elements are dropped. Elements are
+    /// written as given except that delimiters and control characters in
+    /// them become spaces. Use [`Writer::comp`] to build composites.
+    pub fn seg(&mut self, id: &str, elements: &[&str]) {
+        let last = elements
+            .iter()
+            .rposition(|e| !e.is_empty())
+            .map_or(0, |i| i + 1);
+        let mut line = Vec::with_capacity(64);
+        line.extend_from_slice(id.as_bytes());
+        for e in &elements[..last] {
+            line.push(self.d.element);
+            self.clean(e, &mut line);
+        }
+        line.push(self.d.segment);
+        self.out.extend_from_slice(&line);
+        self.set_segments += 1;
+    }
+
+    /// A composite value: sanitised parts joined by the component separator.
+    pub fn comp(&self, parts: &[&str]) -> String {
+        let last = parts
+            .iter()
+            .rposition(|e| !e.is_empty())
+            .map_or(0, |i| i + 1);
+        let mut v = Vec::new();
+        for (i, p) in parts[..last].iter().enumerate() {
+            if i > 0 {
+                v.push(self.d.component);
+            }
+            self.clean(p, &mut v);
+        }
+        String::from_utf8_lossy(&v).into_owned()
+    }
+
+    /// ISA, padded to its fixed width.
+    pub fn isa(&mut self, env: &Envelope, control: u32, at: PrimitiveDateTime) {
+        let pad =
+            |s: &str, w: usize| format!("{:<w$}", s.chars().take(w).collect::<String>(), w = w);
+        let d = self.d;
+        let rep = d.repetition.unwrap_or(b'^') as char;
+        let e = d.element as char;
+        let isa = format!(
+            "ISA{e}00{e}{}{e}00{e}{}{e}{}{e}{}{e}{}{e}{}{e}{}{e}{}{e}{rep}{e}00501{e}{:09}{e}0{e}{}{e}{}",
+            pad("", 10),
+            pad("", 10),
+            pad(&env.sender_qualifier, 2),
+            pad(&env.sender_id, 15),
+            pad(&env.receiver_qualifier, 2),
+            pad(&env.receiver_id, 15),
+            yymmdd(at.date()),
+            hhmm(at),
+            control % 1_000_000_000,
+            pad(&env.usage, 1),
+            d.component as char,
+        );
+        self.out.extend_from_slice(isa.as_bytes());
+        self.out.push(d.segment);
+        self.groups = 0;
+    }
+
+    pub fn gs(
+        &mut self,
+        functional_id: &str,
+        env: &Envelope,
+        control: u32,
+        at: PrimitiveDateTime,
+        version: &str,
+    ) {
+        let (date, time) = (ccyymmdd(at.date()), hhmm(at));
+        let ctl = control.to_string();
+        self.seg(
+            "GS",
+            &[
+                functional_id,
+                &env.group_sender,
+                &env.group_receiver,
+                &date,
+                &time,
+                &ctl,
+                "X",
+                version,
+            ],
+        );
+        self.groups += 1;
+        self.sets = 0;
+    }
+
+    pub fn st(&mut self, id: &str, control: &str, implementation: &str) {
+        self.set_segments = 0;
+        self.seg("ST", &[id, control, implementation]);
+        self.sets += 1;
+    }
+
+    pub fn se(&mut self, control: &str) {
+        let n = (self.set_segments + 1).to_string();
+        self.seg("SE", &[&n, control]);
+    }
+
+    pub fn ge(&mut self, control: u32) {
+        let (n, c) = (self.sets.to_string(), control.to_string());
+        self.seg("GE", &[&n, &c]);
+    }
+
+    pub fn iea(&mut self, control: u32) {
+        let (n, c) = (
+            self.groups.to_string(),
+            format!("{:09}", control % 1_000_000_000),
+        );
+        self.seg("IEA", &[&n, &c]);
+    }
+
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.out
+    }
+}
+
+fn yymmdd(d: Date) -> String {
+    format!(
+        "{:02}{:02}{:02}",
+        d.year().rem_euclid(100),
+        u8::from(d.month()),
+        d.day()
+    )
+}
+
+/// CCYYMMDD.
+pub fn ccyymmdd(d: Date) -> String {
+    format!("{:04}{:02}{:02}", d.year(), u8::from(d.month()), d.day())
+}
+
+fn hhmm(t: PrimitiveDateTime) -> String {
+    format!("{:02}{:02}", t.hour(), t.minute())
+}
+
+fn range(r: DateRange) -> (&'static str, String) {
+    if r.from == r.to {
+        ("D8", ccyymmdd(r.from))
+    } else {
+        ("RD8", format!("{}-{}", ccyymmdd(r.from), ccyymmdd(r.to)))
+    }
+}
+
+fn money(d: Decimal) -> String {
+    d.normalize().to_string()
+}
+
+fn pos(p: &ElementPosition) -> String {
+    match (p.component, p.repetition) {
+        (None, None) => p.element.to_string(),
+        (c, None) => format!("{}:{}", p.element, c.unwrap_or(0)),
+        (c, Some(r)) => format!(
+            "{}:{}:{}",
+            p.element,
+            c.map(|c| c.to_string()).unwrap_or_default(),
+            r
+        ),
+    }
+}
+
+// -------------------------------------------------------------------- TA1 --
+
+/// A TA1 for one received interchange, in its own interchange.
+pub fn ta1(report: &InterchangeReport, controls: Controls, at: PrimitiveDateTime) -> Vec<u8> {
+    let env = Envelope::reply_to(&report.isa, None);
+    let mut w = Writer::new(env.delimiters);
+    w.isa(&env, controls.interchange, at);
+    let code = match report.ack {
+        AckCode::Accepted => "A",
+        AckCode::AcceptedWithErrors | AckCode::Partial => "E",
+        AckCode::Rejected => "R",
+    };
+    let isa = &report.isa;
+    let ctl = format!(
+        "{:0>9}",
+        isa.control_number().chars().take(9).collect::<String>()
+    );
+    let note = report.note_code();
+    w.seg("TA1", &[&ctl, isa.date(), isa.time(), code, note.code()]);
+    w.iea(controls.interchange);
+    w.into_bytes()
+}
+
+/// A TA1 reporting a duplicate interchange (TA105 = 025).
+pub fn ta1_duplicate(isa: &IsaHeader, controls: Controls, at: PrimitiveDateTime) -> Vec<u8> {
+    let report = InterchangeReport {
+        isa: isa.clone(),
+        control_number: isa.control_number().to_string(),
+        sender_id: isa.sender_id().to_string(),
+        receiver_id: isa.receiver_id().to_string(),
+        findings: vec![super::analyze::IsaFindingReport {
+            code: super::codes::Ta105::Duplicate,
+            segment: "ISA",
+            element: Some(13),
+            message: "duplicate interchange control number".into(),
+        }],
+        group_count: 0,
+        ack: AckCode::Rejected,
+        ta1s: vec![],
+        offset: 0,
+    };
+    ta1(&report, controls, at)
+}
+
+// -------------------------------------------------------------------- 999 --
+
+/// The 999 for one interchange: one 999 transaction set per received
+/// functional group, in one FA group. `None` when the interchange has no
+/// group to acknowledge.
+pub fn ack999(
+    interchange: &Interchange,
+    controls: Controls,
+    at: PrimitiveDateTime,
+) -> Option<Vec<u8>> {
+    if interchange.groups.is_empty() {
+        return None;
+    }
+    let first_group = interchange.groups.first().map(|g| &g.report.header);
+    let env = Envelope::reply_to(&interchange.report.isa, first_group);
+    let mut w = Writer::new(env.delimiters);
+    w.isa(&env, controls.interchange, at);
+    w.gs("FA", &env, controls.group, at, "005010X231A1");
+    for (i, g) in interchange.groups.iter().enumerate() {
+        let ctl = format!("{:04}", controls.first_set.wrapping_add(i as u32));
+        w.st("999", &ctl, "005010X231A1");
+        let h = &g.report.header;
+        w.seg("AK1", &[&h.functional_id, &h.control_number, &h.version]);
+        for s in &g.sets {
+            write_ak2(&mut w, &s.report);
+        }
+        let r = &g.report;
+        let included = r.declared_sets.unwrap_or(r.received_sets).to_string();
+        let (received, accepted) = (r.received_sets.to_string(), r.accepted_sets.to_string());
+        let mut ak9 = vec![r.ack.code(), &included, &received, &accepted];
+        let codes: Vec<&str> = r.findings.iter().map(|f| f.code.code()).take(5).collect();
+        ak9.extend(codes);
+        w.seg("AK9", &ak9);
+        w.se(&ctl);
+    }
+    w.ge(controls.group);
+    w.iea(controls.interchange);
+    Some(w.into_bytes())
+}
+
+fn write_ak2(w: &mut Writer, r: &SetReport) {
+    let st03 = r.header.implementation.as_deref().unwrap_or("");
+    w.seg("AK2", &[&r.header.id, &r.header.control_number, st03]);
+    for e in &r.segment_errors {
+        let position = e.position.to_string();
+        w.seg(
+            "IK3",
+            &[
+                &e.segment,
+                &position,
+                e.loop_id.as_deref().unwrap_or(""),
+                e.code.code(),
+            ],
+        );
+        write_ctx(w, &e.contexts);
+        for el in &e.elements {
+            let copy = el.copy.as_ref().map(|c| c.expose().as_str()).unwrap_or("");
+            let p = pos_composite(w, &el.position);
+            let copy = w.comp(&[copy]);
+            raw_seg(
+                w,
+                &join(
+                    w,
+                    &[
+                        "IK4",
+                        &p,
+                        el.reference.as_deref().unwrap_or(""),
+                        el.code.code(),
+                        &copy,
+                    ],
+                ),
+            );
+        }
+    }
+    let mut ik5 = vec![r.ack.code()];
+    let mut codes: Vec<&str> = r
+        .findings
+        .iter()
+        .map(|f| match f.code {
+            // Guide-level segment errors are reported as I5 in 5010.
+            SetCode::SegmentsInError if r.validated => {
+                SetCode::ImplementationSegmentsInError.code()
+            }
+            c => c.code(),
+        })
+        .collect();
+    codes.dedup();
+    ik5.extend(codes.into_iter().take(5));
+    w.seg("IK5", &ik5);
+}
+
+/// IK401 / CTX05 (C030): element[:component[:repetition]] in the
+/// writer's component separator.
+fn pos_composite(w: &Writer, p: &ElementPosition) -> String {
+    let sep = w.d.component as char;
+    match (p.component, p.repetition) {
+        (None, None) => p.element.to_string(),
+        (c, None) => format!("{}{sep}{}", p.element, c.unwrap_or(0)),
+        (c, Some(r)) => format!(
+            "{}{sep}{}{sep}{}",
+            p.element,
+            c.map(|c| c.to_string()).unwrap_or_default(),
+            r
+        ),
+    }
+}
+
+fn write_ctx(w: &mut Writer, contexts: &[Context]) {
+    for c in contexts {
+        match c {
+            Context::SituationalTrigger {
+                segment,
+                position,
+                loop_id,
+                element,
+            } => {
+                let p = position.to_string();
+                let at = element.map(|e| pos_composite(w, &e)).unwrap_or_default();
+                let seg_id = w.comp(&[segment]);
+                let lp = w.comp(&[loop_id.as_deref().unwrap_or("")]);
+                raw_seg(
+                    w,
+                    &join(w, &["CTX", "SITUATIONAL TRIGGER", &seg_id, &p, &lp, &at]),
+                );
+            }
+            Context::BusinessUnit { name, value } => {
+                let v = w.comp(&[name, value.expose()]);
+                raw_seg(w, &join(w, &["CTX", &v]));
+            }
+        }
+    }
+}
+
+// ------------------------------------------------------------------ 277CA --
+
+/// What happened to one claim, for its 277CA entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClaimDecision {
+    /// STC A2:20 (accepted for processing), action WQ.
+    Accepted,
+    /// Rejected: STC category (A3 returned as unprocessable, A6 missing
+    /// information, A7 invalid information, A8 relational error) with its
+    /// status code and optional entity, action U.
+    Rejected {
+        category: &'static str,
+        status: &'static str,
+        entity: Option<&'static str>,
+    },
+}
+
+/// One claim of a 277CA with its decision and our trace number for it.
+#[derive(Debug, Clone)]
+pub struct ClaimAck<'a> {
+    pub claim: &'a Claim,
+    pub decision: ClaimDecision,
+    /// REF*D9: our identifier for the claim, quoted back in status inquiries.
+    pub clearinghouse_trace: String,
+}
+
+/// Who is acknowledging (the 2100A information source).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Source {
+    pub name: String,
+    /// NM109 with qualifier 46 (electronic transmitter id).
+    pub id: String,
+}
+
+/// A 277CA for the claims of one 837 transaction set.
+pub struct Ack277Ca<'a> {
+    pub interchange: &'a IsaHeader,
+    pub group: &'a GroupHeader,
+    pub set: &'a SetReport,
+    pub claims: &'a [ClaimAck<'a>],
+    pub source: &'a Source,
+    /// Our reference for this 277CA (BHT03) and the batch trace (2200A TRN02).
+    pub reference: &'a str,
+    pub received: Date,
+    pub controls: Controls,
+    pub at: PrimitiveDateTime,
+}
+
+impl std::fmt::Debug for Ack277Ca<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ack277Ca")
+            .field("claims", &self.claims.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds the 277CA.
+pub fn ack277ca(a: &Ack277Ca<'_>) -> Vec<u8> {
+    let env = Envelope::reply_to(a.interchange, Some(a.group));
+    let mut w = Writer::new(env.delimiters);
+    let today = ccyymmdd(a.at.date());
+    w.isa(&env, a.controls.interchange, a.at);
+    w.gs("HN", &env, a.controls.group, a.at, "005010X214");
+    let ctl = format!("{:04}", a.controls.first_set);
+    w.st("277", &ctl, "005010X214");
+    w.seg(
+        "BHT",
+        &["0085", "08", a.reference, &today, &hhmm(a.at), "TH"],
+    );
+    w.seg("HL", &["1", "", "20", "1"]);
+    w.seg(
+        "NM1",
+        &[
+            "AY",
+            "2",
+            &a.source.name,
+            "",
+            "",
+            "",
+            "",
+            "46",
+            &a.source.id,
+        ],
+    );
+    w.seg("TRN", &["1", a.reference]);
+    w.seg("DTP", &["050", "D8", &ccyymmdd(a.received)]);
+    w.seg("DTP", &["009", "D8", &today]);
+
+    let totals = |claims: &[&ClaimAck<'_>]| {
+        let acc: Vec<_> = claims
+            .iter()
+            .filter(|c| c.decision == ClaimDecision::Accepted)
+            .collect();
+        let acc_amt: Decimal = acc.iter().map(|c| c.claim.total_charge).sum();
+        let all_amt: Decimal = claims.iter().map(|c| c.claim.total_charge).sum();
+        (
+            acc.len(),
+            claims.len() - acc.len(),
+            acc_amt,
+            all_amt - acc_amt,
+            all_amt,
+        )
+    };
+    let all: Vec<&ClaimAck<'_>> = a.claims.iter().collect();
+    let (n_acc, n_rej, amt_acc, amt_rej, amt_all) = totals(&all);
+    let ctx = &a.set.context;
+    w.seg(
+        "HL",
+        &["2", "1", "21", if all.is_empty() { "0" } else { "1" }],
+    );
+    w.seg(
+        "NM1",
+        &[
+            "41",
+            "2",
+            ctx.submitter_name.as_deref().unwrap_or("UNKNOWN"),
+            "",
+            "",
+            "",
+            "",
+            "46",
+            ctx.submitter_id.as_deref().unwrap_or("UNKNOWN"),
+        ],
+    );
+    w.seg(
+        "TRN",
+        &[
+            "2",
+            ctx.reference
+                .as_deref()
+                .unwrap_or(&a.set.header.control_number),
+        ],
+    );
+    let status = w.comp(&["A1", "19"]);
+    w.seg("STC", &[&status, &today, "WQ", &money(amt_all)]);
+    if n_acc > 0 {
+        w.seg("QTY", &["90", &n_acc.to_string()]);
+    }
+    if n_rej > 0 {
+        w.seg("QTY", &["AA", &n_rej.to_string()]);
+    }
+    if n_acc > 0 {
+        w.seg("AMT", &["YU", &money(amt_acc)]);
+    }
+    if n_rej > 0 {
+        w.seg("AMT", &["YY", &money(amt_rej)]);
+    }
+
+    // Billing providers in order of first appearance.
+    let mut providers: Vec<(Option<&str>, Option<&str>)> = vec![];
+    for c in &all {
+        let key = (
+            c.claim.billing_provider_npi.as_deref(),
+            c.claim.billing_provider_name.as_deref(),
+        );
+        if !providers.contains(&key) {
+            providers.push(key);
+        }
+    }
+    let mut hl = 2u32;
+    for (npi, name) in providers {
+        hl += 1;
+        let provider_hl = hl;
+        let claims: Vec<&ClaimAck<'_>> = all
+            .iter()
+            .copied()
+            .filter(|c| {
+                (
+                    c.claim.billing_provider_npi.as_deref(),
+                    c.claim.billing_provider_name.as_deref(),
+                ) == (npi, name)
+            })
+            .collect();
+        let (n_acc, n_rej, amt_acc, amt_rej, amt_all) = totals(&claims);
+        w.seg("HL", &[&provider_hl.to_string(), "2", "19", "1"]);
+        w.seg(
+            "NM1",
+            &[
+                "85",
+                "2",
+                name.unwrap_or("UNKNOWN"),
+                "",
+                "",
+                "",
+                "",
+                "XX",
+                npi.unwrap_or(""),
+            ],
+        );
+        w.seg("TRN", &["1", npi.unwrap_or("0")]);
+        let status = w.comp(&["A1", "19"]);
+        w.seg("STC", &[&status, &today, "WQ", &money(amt_all)]);
+        if n_acc > 0 {
+            w.seg("QTY", &["QA", &n_acc.to_string()]);
+        }
+        if n_rej > 0 {
+            w.seg("QTY", &["QC", &n_rej.to_string()]);
+        }
+        if n_acc > 0 {
+            w.seg("AMT", &["YU", &money(amt_acc)]);
+        }
+        if n_rej > 0 {
+            w.seg("AMT", &["YY", &money(amt_rej)]);
+        }
+        for c in claims {
+            hl += 1;
+            let (hl_s, parent) = (hl.to_string(), provider_hl.to_string());
+            w.seg("HL", &[&hl_s, &parent, "PT"]);
+            let p: &Person = &c.claim.patient;
+            let member = c
+                .claim
+                .subscriber_member_id
+                .expose()
+                .as_deref()
+                .unwrap_or("UNKNOWN");
+            w.seg(
+                "NM1",
+                &[
+                    "QC",
+                    "1",
+                    p.last_name.expose(),
+                    p.first_name.expose().as_deref().unwrap_or(""),
+                    p.middle_name.expose().as_deref().unwrap_or(""),
+                    "",
+                    "",
+                    "MI",
+                    member,
+                ],
+            );
+            w.seg("TRN", &["2", c.claim.patient_control_number.expose()]);
+            let charge = money(c.claim.total_charge);
+            match &c.decision {
+                ClaimDecision::Accepted => {
+                    let s = w.comp(&["A2", "20"]);
+                    w.seg("STC", &[&s, &today, "WQ", &charge]);
+                }
+                ClaimDecision::Rejected {
+                    category,
+                    status,
+                    entity,
+                } => {
+                    let s = w.comp(&[category, status, entity.unwrap_or("")]);
+                    w.seg("STC", &[&s, &today, "U", &charge]);
+                }
+            }
+            w.seg("REF", &["D9", &c.clearinghouse_trace]);
+            if let Some(d) = c.claim.summary().service_dates {
+                let (fmt, v) = range(d);
+                w.seg("DTP", &["472", fmt, &v]);
+            }
+        }
+    }
+    w.se(&ctl);
+    w.ge(a.controls.group);
+    w.iea(a.controls.interchange);
+    w.into_bytes()
+}
+
+// -------------------------------------------------------------------- 271 --
+
+/// The answer to one eligibility inquiry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EligibilityOutcome {
+    /// EB*1: active coverage.
+    Active {
+        plan: Option<String>,
+        begin: Option<Date>,
+        end: Option<Date>,
+        insurance_type: Option<String>,
+    },
+    /// EB*6: inactive coverage.
+    Inactive {
+        plan: Option<String>,
+        end: Option<Date>,
+    },
+    /// AAA at the subscriber (or dependent) level: `72` invalid member id,
+    /// `73` invalid name, `75` subscriber not found, `58` invalid birth date...
+    SubscriberRejected {
+        reason: &'static str,
+        action: &'static str,
+    },
+    /// AAA at the payer level: `42` unable to respond now, `80` no response
+    /// received, `79` invalid participant identification.
+    PayerRejected {
+        reason: &'static str,
+        action: &'static str,
+    },
+}
+
+/// One inquiry and its answer.
+#[derive(Debug, Clone)]
+pub struct EligibilityAnswer<'a> {
+    pub request: &'a EligibilityRequest,
+    pub outcome: EligibilityOutcome,
+}
+
+/// A 271 answering the inquiries of one 270 set.
+pub struct Response271<'a> {
+    pub interchange: &'a IsaHeader,
+    pub group: &'a GroupHeader,
+    /// BHT03 of the 270, echoed.
+    pub reference: &'a str,
+    pub answers: &'a [EligibilityAnswer<'a>],
+    pub controls: Controls,
+    pub at: PrimitiveDateTime,
+}
+
+impl std::fmt::Debug for Response271<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Response271")
+            .field("answers", &self.answers.len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn nm1_person(w: &mut Writer, entity: &str, p: &Person, id: Option<&str>) {
+    w.seg(
+        "NM1",
+        &[
+            entity,
+            "1",
+            p.last_name.expose(),
+            p.first_name.expose().as_deref().unwrap_or(""),
+            p.middle_name.expose().as_deref().unwrap_or(""),
+            "",
+            "",
+            if id.is_some() { "MI" } else { "" },
+            id.unwrap_or(""),
+        ],
+    );
+}
+
+fn dmg(w: &mut Writer, p: &Person) {
+    if let Some(d) = p.birth_date.expose() {
+        w.seg(
+            "DMG",
+            &["D8", &ccyymmdd(*d), p.gender.as_deref().unwrap_or("")],
+        );
+    }
+}
+
+/// Builds the 271.
+pub fn response271(r: &Response271<'_>) -> Vec<u8> {
+    let env = Envelope::reply_to(r.interchange, Some(r.group));
+    let mut w = Writer::new(env.delimiters);
+    w.isa(&env, r.controls.interchange, r.at);
+    w.gs("HB", &env, r.controls.group, r.at, "005010X279A1");
+    let ctl = format!("{:04}", r.controls.first_set);
+    w.st("271", &ctl, "005010X279A1");
+    w.seg(
+        "BHT",
+        &[
+            "0022",
+            "11",
+            r.reference,
+            &ccyymmdd(r.at.date()),
+            &hhmm(r.at),
+        ],
+    );
+    let mut hl = 0u32;
+    // Group answers by payer then provider, in order.
+    let mut i = 0;
+    while i < r.answers.len() {
+        let first = r.answers[i].request;
+        let same_source = |a: &EligibilityAnswer<'_>| {
+            a.request.payer_id == first.payer_id && a.request.provider_npi == first.provider_npi
+        };
+        let mut j = i;
+        while j < r.answers.len() && same_source(&r.answers[j]) {
+            j += 1;
+        }
+        hl += 1;
+        let payer_hl = hl;
+        w.seg("HL", &[&payer_hl.to_string(), "", "20", "1"]);
+        w.seg(
+            "NM1",
+            &[
+                "PR",
+                "2",
+                first.payer_name.as_deref().unwrap_or("PAYER"),
+                "",
+                "",
+                "",
+                "",
+                "PI",
+                first.payer_id.as_deref().unwrap_or("UNKNOWN"),
+            ],
+        );
+        let payer_reject = r.answers[i..j].iter().find_map(|a| match a.outcome {
+            EligibilityOutcome::PayerRejected { reason, action } => Some((reason, action)),
+            _ => None,
+        });
+        if let Some((reason, action)) = payer_reject {
+            w.seg("AAA", &["Y", "", reason, action]);
+        }
+        hl += 1;
+        let provider_hl = hl;
+        w.seg(
+            "HL",
+            &[&provider_hl.to_string(), &payer_hl.to_string(), "21", "1"],
+        );
+        w.seg(
+            "NM1",
+            &[
+                "1P",
+                "2",
+                first.provider_name.as_deref().unwrap_or("PROVIDER"),
+                "",
+                "",
+                "",
+                "",
+                "XX",
+                first.provider_npi.as_deref().unwrap_or(""),
+            ],
+        );
+        for a in &r.answers[i..j] {
+            let q = a.request;
+            hl += 1;
+            let sub_hl = hl;
+            let has_dependent = q.dependent.is_some();
+            w.seg(
+                "HL",
+                &[
+                    &sub_hl.to_string(),
+                    &provider_hl.to_string(),
+                    "22",
+                    if has_dependent { "1" } else { "0" },
+                ],
+            );
+            let trace = |w: &mut Writer| {
+                if let Some(t) = q.trace_number.as_deref() {
+                    w.seg(
+                        "TRN",
+                        &["2", t, q.trace_originator.as_deref().unwrap_or("")],
+                    );
+                }
+            };
+            if !has_dependent {
+                trace(&mut w);
+            }
+            nm1_person(
+                &mut w,
+                "IL",
+                &q.subscriber,
+                q.member_id.expose().as_deref().or(Some("")),
+            );
+            let target_is_subscriber = !has_dependent;
+            if target_is_subscriber
+                && let EligibilityOutcome::SubscriberRejected { reason, action } = a.outcome {
+                    w.seg("AAA", &["N", "", reason, action]);
+                }
+            dmg(&mut w, &q.subscriber);
+            if target_is_subscriber {
+                write_benefits(&mut w, a);
+            }
+            if let Some(dep) = &q.dependent {
+                hl += 1;
+                w.seg("HL", &[&hl.to_string(), &sub_hl.to_string(), "23", "0"]);
+                trace(&mut w);
+                w.seg(
+                    "NM1",
+                    &[
+                        "03",
+                        "1",
+                        dep.last_name.expose(),
+                        dep.first_name.expose().as_deref().unwrap_or(""),
+                    ],
+                );
+                if let EligibilityOutcome::SubscriberRejected { reason, action } = a.outcome {
+                    w.seg("AAA", &["N", "", reason, action]);
+                }
+                dmg(&mut w, dep);
+                write_benefits(&mut w, a);
+            }
+        }
+        i = j;
+    }
+    w.se(&ctl);
+    w.ge(r.controls.group);
+    w.iea(r.controls.interchange);
+    w.into_bytes()
+}
+
+fn write_benefits(w: &mut Writer, a: &EligibilityAnswer<'_>) {
+    let types: Vec<&str> = if a.request.service_types.is_empty() {
+        vec!["30"]
+    } else {
+        a.request.service_types.iter().map(String::as_str).collect()
+    };
+    let rep = w.d.repetition.unwrap_or(b'^') as char;
+    let joined = types
+        .iter()
+        .filter(|t| !t.is_empty())
+        .copied()
+        .collect::<Vec<_>>()
+        .join(&rep.to_string());
+    match &a.outcome {
+        EligibilityOutcome::Active {
+            plan,
+            begin,
+            end,
+            insurance_type,
+        } => {
+            if let Some(b) = begin {
+                let dates = match end {
+                    Some(e) => ("RD8", format!("{}-{}", ccyymmdd(*b), ccyymmdd(*e))),
+                    None => ("D8", ccyymmdd(*b)),
+                };
+                w.seg("DTP", &["346", dates.0, &dates.1]);
+            }
+            // The service-type repetitions are joined with the repetition
+            // separator, which `seg` would sanitise: write them raw.
+            let eb = format!(
+                "EB{e}1{e}IND{e}{joined}{e}{}{e}{}",
+                insurance_type.as_deref().unwrap_or(""),
+                plan.as_deref()
+                    .map(|p| clean_plain(p, w.d))
+                    .unwrap_or_default(),
+                e = w.d.element as char
+            );
+            raw_seg(w, eb.trim_end_matches(w.d.element as char));
+        }
+        EligibilityOutcome::Inactive { plan, end } => {
+            if let Some(e) = end {
+                w.seg("DTP", &["347", "D8", &ccyymmdd(*e)]);
+            }
+            let eb = format!(
+                "EB{e}6{e}IND{e}{joined}{e}{e}{}",
+                plan.as_deref()
+                    .map(|p| clean_plain(p, w.d))
+                    .unwrap_or_default(),
+                e = w.d.element as char
+            );
+            raw_seg(w, eb.trim_end_matches(w.d.element as char));
+        }
+        _ => {}
+    }
+}
+
+fn clean_plain(v: &str, d: Delimiters) -> String {
+    v.chars()
+        .map(|c| {
+            if c.is_ascii() && d.is_delimiter(c as u8) || c.is_control() {
+                ' '
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
+/// Joins already-sanitised elements, dropping empty trailing ones.
+fn join(w: &Writer, parts: &[&str]) -> String {
+    let last = parts
+        .iter()
+        .rposition(|e| !e.is_empty())
+        .map_or(0, |i| i + 1);
+    parts[..last].join(&(w.d.element as char).to_string())
+}
+
+fn raw_seg(w: &mut Writer, s: &str) {
+    w.out.extend_from_slice(s.as_bytes());
+    w.out.push(w.d.segment);
+    w.set_segments += 1;
+}
+
+// -------------------------------------------------------------------- 277 --
+
+/// What is known of a claim asked about in a 276.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimStatusAnswer<'a> {
+    pub request: &'a ClaimStatusRequest,
+    /// STC01 category (`A1`, `P1`, `F1`, `F2`, `A7`, `D0`...).
+    pub category: &'static str,
+    /// STC01 status code.
+    pub status: &'static str,
+    pub entity: Option<&'static str>,
+    pub effective: Date,
+    pub charge: Option<Decimal>,
+    pub paid: Option<Decimal>,
+    pub adjudicated: Option<Date>,
+    pub payer_claim_control_number: Option<String>,
+}
+
+/// A 277 answering the inquiries of one 276 set.
+pub struct Response277<'a> {
+    pub interchange: &'a IsaHeader,
+    pub group: &'a GroupHeader,
+    /// BHT03 of the 276.
+    pub reference: &'a str,
+    pub receiver_name: &'a str,
+    pub receiver_id: &'a str,
+    pub answers: &'a [ClaimStatusAnswer<'a>],
+    pub controls: Controls,
+    pub at: PrimitiveDateTime,
+}
+
+impl std::fmt::Debug for Response277<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Response277")
+            .field("answers", &self.answers.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds the 277.
+pub fn response277(r: &Response277<'_>) -> Vec<u8> {
+    let env = Envelope::reply_to(r.interchange, Some(r.group));
+    let mut w = Writer::new(env.delimiters);
+    w.isa(&env, r.controls.interchange, r.at);
+    w.gs("HN", &env, r.controls.group, r.at, "005010X212");
+    let ctl = format!("{:04}", r.controls.first_set);
+    w.st("277", &ctl, "005010X212");
+    w.seg(
+        "BHT",
+        &[
+            "0010",
+            "08",
+            r.reference,
+            &ccyymmdd(r.at.date()),
+            &hhmm(r.at),
+            "DG",
+        ],
+    );
+    let mut hl = 0u32;
+    let mut i = 0;
+    while i < r.answers.len() {
+        let first = r.answers[i].request;
+        let mut j = i;
+        while j < r.answers.len()
+            && r.answers[j].request.payer_id == first.payer_id
+            && r.answers[j].request.provider_npi == first.provider_npi
+        {
+            j += 1;
+        }
+        hl += 1;
+        let payer_hl = hl;
+        w.seg("HL", &[&payer_hl.to_string(), "", "20", "1"]);
+        w.seg(
+            "NM1",
+            &[
+                "PR",
+                "2",
+                first.payer_name.as_deref().unwrap_or("PAYER"),
+                "",
+                "",
+                "",
+                "",
+                "PI",
+                first.payer_id.as_deref().unwrap_or("UNKNOWN"),
+            ],
+        );
+        hl += 1;
+        let receiver_hl = hl;
+        w.seg(
+            "HL",
+            &[&receiver_hl.to_string(), &payer_hl.to_string(), "21", "1"],
+        );
+        w.seg(
+            "NM1",
+            &[
+                "41",
+                "2",
+                r.receiver_name,
+                "",
+                "",
+                "",
+                "",
+                "46",
+                r.receiver_id,
+            ],
+        );
+        hl += 1;
+        let provider_hl = hl;
+        w.seg(
+            "HL",
+            &[
+                &provider_hl.to_string(),
+                &receiver_hl.to_string(),
+                "19",
+                "1",
+            ],
+        );
+        w.seg(
+            "NM1",
+            &[
+                "1P",
+                "2",
+                "PROVIDER",
+                "",
+                "",
+                "",
+                "",
+                "XX",
+                first.provider_npi.as_deref().unwrap_or(""),
+            ],
+        );
+        for a in &r.answers[i..j] {
+            let q = a.request;
+            hl += 1;
+            let sub_hl = hl;
+            let dep = q.dependent.as_ref();
+            w.seg(
+                "HL",
+                &[
+                    &sub_hl.to_string(),
+                    &provider_hl.to_string(),
+                    "22",
+                    if dep.is_some() { "1" } else { "0" },
+                ],
+            );
+            nm1_person(
+                &mut w,
+                "IL",
+                &q.subscriber,
+                Some(q.member_id.expose().as_deref().unwrap_or("UNKNOWN")),
+            );
+            if let Some(d) = dep {
+                hl += 1;
+                w.seg("HL", &[&hl.to_string(), &sub_hl.to_string(), "23"]);
+                nm1_person(&mut w, "QC", d, None);
+            }
+            w.seg("TRN", &["2", q.trace_number.as_deref().unwrap_or("0")]);
+            let s = w.comp(&[a.category, a.status, a.entity.unwrap_or("")]);
+            let charge = a
+                .charge
+                .or(q.total_charge)
+                .map(money)
+                .unwrap_or_else(|| "0".into());
+            let paid = a.paid.map(money).unwrap_or_else(|| "0".into());
+            let adjudicated = a.adjudicated.map(ccyymmdd).unwrap_or_default();
+            w.seg(
+                "STC",
+                &[&s, &ccyymmdd(a.effective), "", &charge, &paid, &adjudicated],
+            );
+            if let Some(n) = a
+                .payer_claim_control_number
+                .as_deref()
+                .or(q.payer_claim_control_number.as_deref())
+            {
+                w.seg("REF", &["1K", n]);
+            }
+            if let Some(pcn) = q.patient_control_number.expose() {
+                w.seg("REF", &["EJ", pcn]);
+            }
+            if let Some(d) = q.service_date {
+                let (fmt, v) = range(d);
+                w.seg("DTP", &["472", fmt, &v]);
+            }
+        }
+        i = j;
+    }
+    w.se(&ctl);
+    w.ge(r.controls.group);
+    w.iea(r.controls.interchange);
+    w.into_bytes()
+}
+
+/// A TransactionSet's claims, for callers building a 277CA.
+pub fn claims_of(set: &TransactionSet) -> Vec<&Claim> {
+    set.documents
+        .iter()
+        .filter_map(|d| match d {
+            super::views::Document::Claim(c) => Some(c.as_ref()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// `ElementPosition` as the 999 writes it (exposed for reports).
+pub fn element_position(p: &ElementPosition) -> String {
+    pos(p)
+}

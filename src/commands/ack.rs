@@ -1,0 +1,124 @@
+//! `clearway ack`: the acknowledgement Clearway would send for an input.
+
+use crate::cli::AckKind;
+use anyhow::Context;
+use clearway_formats::x12::analyze::Interchange;
+use clearway_formats::x12::build::{self, ClaimAck, Controls, Source};
+use clearway_formats::x12::{AnalyzeOptions, Document, analyze, edits};
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+use time::{OffsetDateTime, PrimitiveDateTime};
+
+pub fn run(file: &Path, kind: AckKind, at: Option<&str>) -> anyhow::Result<ExitCode> {
+    let input = super::read_all(file)?;
+    let at = timestamp(at)?;
+    let out = match kind {
+        AckKind::Ta1 | AckKind::Ack999 | AckKind::Ack277ca => x12(&input, kind, at)?,
+        AckKind::Hl7 | AckKind::Fhir => {
+            anyhow::bail!("this acknowledgement kind is not available in this build")
+        }
+    };
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(&out).context("cannot write output")?;
+    stdout.flush().context("cannot write output")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn timestamp(at: Option<&str>) -> anyhow::Result<PrimitiveDateTime> {
+    let t = match at {
+        Some(s) => OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+            .with_context(|| "--time must be RFC 3339, e.g. 2024-01-15T12:00:00Z")?,
+        None => OffsetDateTime::now_utc(),
+    };
+    let t = t.to_offset(time::UtcOffset::UTC);
+    Ok(PrimitiveDateTime::new(t.date(), t.time()))
+}
+
+/// X12 acknowledgements, one interchange of output per input interchange.
+fn x12(input: &[u8], kind: AckKind, at: PrimitiveDateTime) -> anyhow::Result<Vec<u8>> {
+    let analysis = analyze(input, &AnalyzeOptions::default());
+    if analysis.interchanges.is_empty() {
+        let msg = analysis
+            .totals
+            .fatal
+            .as_ref()
+            .map_or("no interchange found", |f| f.message.as_str());
+        anyhow::bail!("cannot acknowledge: {msg}");
+    }
+    let mut out = Vec::new();
+    for (n, ic) in analysis.interchanges.iter().enumerate() {
+        let mut key = input.len().to_le_bytes().to_vec();
+        key.extend_from_slice(ic.report.control_number.as_bytes());
+        key.extend_from_slice(&(n as u64).to_le_bytes());
+        let controls = Controls::derived(&key);
+        match kind {
+            AckKind::Ta1 => out.extend(build::ta1(&ic.report, controls, at)),
+            AckKind::Ack999 => {
+                if let Some(a) = build::ack999(ic, controls, at) {
+                    out.extend(a);
+                } else {
+                    // Nothing to acknowledge at group level: say so with a TA1.
+                    out.extend(build::ta1(&ic.report, controls, at));
+                }
+            }
+            _ => out.extend(ack277ca(ic, controls, at)),
+        }
+    }
+    Ok(out)
+}
+
+fn ack277ca(ic: &Interchange, controls: Controls, at: PrimitiveDateTime) -> Vec<u8> {
+    let source = Source {
+        name: "CLEARWAY".into(),
+        id: ic.report.isa.receiver_id().to_string(),
+    };
+    let mut out = Vec::new();
+    let mut n = 0u32;
+    for g in &ic.groups {
+        for s in g
+            .sets
+            .iter()
+            .filter(|s| s.report.header.id == "837" && s.report.accepted())
+        {
+            let claims: Vec<ClaimAck<'_>> = s
+                .documents
+                .iter()
+                .filter_map(|d| match d {
+                    Document::Claim(c) => Some(c.as_ref()),
+                    _ => None,
+                })
+                .enumerate()
+                .map(|(i, c)| ClaimAck {
+                    claim: c,
+                    decision: edits::claim_decision(c),
+                    clearinghouse_trace: format!(
+                        "{}{:04}{:05}",
+                        controls.interchange,
+                        s.report.header.control_number,
+                        i + 1
+                    ),
+                })
+                .collect();
+            let reference = format!("{}{:04}", controls.interchange, n);
+            let set_controls = Controls {
+                interchange: controls.interchange.wrapping_add(n) % 999_999_999 + 1,
+                group: controls.group,
+                first_set: 1,
+            };
+            out.extend(build::ack277ca(&build::Ack277Ca {
+                interchange: &ic.report.isa,
+                group: &g.report.header,
+                set: &s.report,
+                claims: &claims,
+                source: &source,
+                reference: &reference,
+                received: at.date(),
+                controls: set_controls,
+                at,
+            }));
+            n += 1;
+        }
+    }
+    out
+}

@@ -1,0 +1,23 @@
+//! `clearway gen`.
+
+use crate::cli::GenKind;
+use anyhow::Context;
+use clearway_formats::x12::synth::{self, Kind};
+use std::io::Write;
+use std::process::ExitCode;
+
+pub fn run(kind: GenKind, count: usize, seed: u64) -> anyhow::Result<ExitCode> {
+    let stdout = std::io::stdout().lock();
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout);
+    let x12 = match kind {
+        GenKind::P837 => Kind::Professional837,
+        GenKind::I837 => Kind::Institutional837,
+        GenKind::E270 => Kind::Eligibility270,
+        GenKind::S276 => Kind::Status276,
+        GenKind::E834 => Kind::Enrollment834,
+        GenKind::Hl7Adt => anyhow::bail!("hl7-adt generation is not available in this build"),
+    };
+    synth::write(&mut out, x12, count, seed).context("cannot write output")?;
+    out.flush().context("cannot write output")?;
+    Ok(ExitCode::SUCCESS)
+}

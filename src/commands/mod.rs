@@ -1,0 +1,48 @@
+//! Subcommands.
+
+mod ack;
+mod generate;
+mod validate;
+
+use crate::cli::{Cli, Command};
+use anyhow::Context;
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+use std::process::ExitCode;
+
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Validate { json, format, file } => validate::run(&file, format, json),
+        Command::Ack { kind, time, file } => ack::run(&file, kind, time.as_deref()),
+        Command::Gen { kind, count, seed } => generate::run(kind, count, seed),
+    }
+}
+
+/// Opens a file, or standard input for `-`.
+pub fn open(path: &Path) -> anyhow::Result<Box<dyn BufRead>> {
+    if path.as_os_str() == "-" {
+        return Ok(Box::new(BufReader::with_capacity(
+            1 << 16,
+            std::io::stdin(),
+        )));
+    }
+    let f = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    Ok(Box::new(BufReader::with_capacity(1 << 16, f)))
+}
+
+/// Largest input `clearway ack` reads into memory.
+pub const MAX_ACK_INPUT_BYTES: u64 = 512 * 1024 * 1024;
+
+/// Reads a whole (bounded) input.
+pub fn read_all(path: &Path) -> anyhow::Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    open(path)?
+        .take(MAX_ACK_INPUT_BYTES + 1)
+        .read_to_end(&mut buf)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    anyhow::ensure!(
+        buf.len() as u64 <= MAX_ACK_INPUT_BYTES,
+        "input is larger than {MAX_ACK_INPUT_BYTES} bytes"
+    );
+    Ok(buf)
+}

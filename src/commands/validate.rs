@@ -1,0 +1,45 @@
+//! `clearway validate`.
+
+use crate::cli::FormatArg;
+use anyhow::Context;
+use clearway_formats::detect::{Format, sniff};
+use clearway_formats::report::X12Report;
+use clearway_formats::x12::{AnalyzeOptions, analyze_into};
+use std::io::{BufRead, Write};
+use std::path::Path;
+use std::process::ExitCode;
+
+pub fn run(file: &Path, format: FormatArg, json: bool) -> anyhow::Result<ExitCode> {
+    let mut input = super::open(file)?;
+    let format = match format {
+        FormatArg::X12 => Format::X12,
+        FormatArg::Hl7 => Format::Hl7v2,
+        FormatArg::Fhir => Format::Fhir,
+        FormatArg::Auto => {
+            let head = input.fill_buf().context("cannot read input")?;
+            sniff(head)
+                .context("cannot tell the format (not X12, HL7 v2 or FHIR JSON); use --format")?
+        }
+    };
+    let stdout = std::io::stdout().lock();
+    let out = std::io::BufWriter::new(stdout);
+    let accepted = match format {
+        Format::X12 => {
+            let mut report = X12Report::new(out, json);
+            let totals = analyze_into(input, &AnalyzeOptions::default(), &mut report);
+            report
+                .finish(totals.fatal.as_ref())
+                .context("cannot write the report")?
+        }
+        other => anyhow::bail!(
+            "validation of {} is not available in this build",
+            other.as_str()
+        ),
+    };
+    std::io::stdout().flush().ok();
+    Ok(if accepted {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
