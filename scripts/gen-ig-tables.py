@@ -18,6 +18,7 @@ The .ig format, one node per line, nesting by one space of indentation:
   S <segment id> <usage> <max use or >1> "<name>"
   Y <syntax rule>                      (X12 relational condition, e.g. P0809)
   E <seq> <data element> <usage> <max repeat> [=code,code] [@codeset] "<name>"
+                                       (a space inside a code is written %20)
   C <seq> <composite id> <usage> <max repeat> "<name>"   (components follow, indented)
   D <element> <type> <min> <max> "<name>"   (dataele.ig)
   K <codeset> <code> <code> ...             (codes.ig)
@@ -62,7 +63,7 @@ def codes(node):
     ext = vc.get("external")
     if ext:
         return f" @{ext}"
-    values = [c.text.strip() for c in vc.findall("code") if c.text and c.text.strip()]
+    values = [c.text.strip().replace(" ", "%20") for c in vc.findall("code") if c.text and c.text.strip()]
     return " =" + ",".join(values) if values else ""
 
 

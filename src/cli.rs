@@ -4,11 +4,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "clearway",
-    version,
-    about = "Healthcare transaction ingestion: X12 005010, HL7 v2, FHIR R4"
-)]
+#[command(name = "clearway", version, about = "Healthcare transaction ingestion: X12 005010, HL7 v2, FHIR R4")]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

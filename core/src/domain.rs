@@ -48,10 +48,7 @@ impl DateRange {
 
     /// The smallest range covering both.
     pub fn union(self, other: DateRange) -> DateRange {
-        DateRange {
-            from: self.from.min(other.from),
-            to: self.to.max(other.to),
-        }
+        DateRange { from: self.from.min(other.from), to: self.to.max(other.to) }
     }
 }
 
@@ -132,11 +129,7 @@ pub struct ClaimSummary {
 
 impl Claim {
     pub fn summary(&self) -> ClaimSummary {
-        let service_dates = self
-            .service_lines
-            .iter()
-            .filter_map(|l| l.service_date)
-            .reduce(DateRange::union);
+        let service_dates = self.service_lines.iter().filter_map(|l| l.service_date).reduce(DateRange::union);
         ClaimSummary {
             kind: self.kind,
             patient_control_number: self.patient_control_number.clone(),
@@ -320,21 +313,12 @@ mod tests {
             subscriber: Person::default(),
             patient: Person::default(),
             diagnosis_codes: vec!["J020".to_string()].into(),
-            service_lines: vec![
-                line(10000, date!(2024 - 03 - 02)),
-                line(5000, date!(2024 - 03 - 01)),
-            ],
+            service_lines: vec![line(10000, date!(2024 - 03 - 02)), line(5000, date!(2024 - 03 - 01))],
         };
         let s = claim.summary();
         assert_eq!(s.line_charge_total, Decimal::new(15000, 2));
         assert_eq!(s.line_count, 2);
-        assert_eq!(
-            s.service_dates,
-            Some(DateRange {
-                from: date!(2024 - 03 - 01),
-                to: date!(2024 - 03 - 02)
-            })
-        );
+        assert_eq!(s.service_dates, Some(DateRange { from: date!(2024 - 03 - 01), to: date!(2024 - 03 - 02) }));
         assert!(!format!("{claim:?}").contains("PCN1"));
     }
 }

@@ -93,7 +93,10 @@ pub fn set_issues(r: &SetReport, interchange: Option<&str>) -> Vec<Issue> {
     let set = Some(r.header.control_number.clone());
     let mut out = Vec::new();
     for f in &r.findings {
-        if f.code == crate::x12::codes::SetCode::SegmentsInError {
+        if matches!(
+            f.code,
+            crate::x12::codes::SetCode::SegmentsInError | crate::x12::codes::SetCode::ImplementationSegmentsInError
+        ) {
             continue; // summarised by the segment issues themselves
         }
         let mut i = Issue::new(format!("IK5:{}", f.code), f.message.clone());
@@ -123,13 +126,8 @@ pub fn set_issues(r: &SetReport, interchange: Option<&str>) -> Vec<Issue> {
         }
     }
     if r.dropped_errors > 0 {
-        let mut i = Issue::new(
-            "IK5:5".into(),
-            format!(
-                "{} further segment errors were not recorded",
-                r.dropped_errors
-            ),
-        );
+        let mut i =
+            Issue::new("IK5:5".into(), format!("{} further segment errors were not recorded", r.dropped_errors));
         i.transaction_set = set;
         out.push(i);
     }
@@ -204,9 +202,10 @@ impl<W: Write> X12Report<W> {
 
     fn write(&mut self, f: impl FnOnce(&mut W) -> io::Result<()>) {
         if self.error.is_none()
-            && let Err(e) = f(&mut self.out) {
-                self.error = Some(e);
-            }
+            && let Err(e) = f(&mut self.out)
+        {
+            self.error = Some(e);
+        }
     }
 
     fn start(&mut self) {
@@ -322,10 +321,7 @@ impl<W: Write> Sink for X12Report<W> {
     fn document(&mut self, doc: Document) {
         self.documents += 1;
         if let Document::Claim(c) = doc {
-            self.claims.push((
-                c.patient_control_number.expose().clone(),
-                c.total_charge.to_string(),
-            ));
+            self.claims.push((c.patient_control_number.expose().clone(), c.total_charge.to_string()));
         }
     }
 
@@ -339,10 +335,7 @@ impl<W: Write> Sink for X12Report<W> {
             let claims: Vec<ClaimLine<'_>> = self
                 .claims
                 .iter()
-                .map(|(p, t)| ClaimLine {
-                    patient_control_number: p,
-                    total_charge: t.clone(),
-                })
+                .map(|(p, t)| ClaimLine { patient_control_number: p, total_charge: t.clone() })
                 .collect();
             let obj = serde_json::json!({
                 "type": r.header.id,
@@ -412,10 +405,7 @@ mod tests {
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["format"], "x12");
         assert_eq!(v["accepted"], true);
-        assert_eq!(
-            v["transaction_sets"][0]["claims"].as_array().map(Vec::len),
-            Some(3)
-        );
+        assert_eq!(v["transaction_sets"][0]["claims"].as_array().map(Vec::len), Some(3));
         assert_eq!(v["interchanges"].as_array().map(Vec::len), Some(1));
     }
 
@@ -429,12 +419,7 @@ mod tests {
         let totals = analyze_into(text.as_bytes(), &AnalyzeOptions::default(), &mut r);
         assert!(!r.finish(totals.fatal.as_ref()).unwrap());
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
-        let codes: Vec<&str> = v["issues"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter_map(|i| i["code"].as_str())
-            .collect();
+        let codes: Vec<&str> = v["issues"].as_array().unwrap().iter().filter_map(|i| i["code"].as_str()).collect();
         assert!(codes.contains(&"IK5:4"), "{codes:?}");
     }
 }

@@ -39,11 +39,7 @@ fn timestamp(at: Option<&str>) -> anyhow::Result<PrimitiveDateTime> {
 fn x12(input: &[u8], kind: AckKind, at: PrimitiveDateTime) -> anyhow::Result<Vec<u8>> {
     let analysis = analyze(input, &AnalyzeOptions::default());
     if analysis.interchanges.is_empty() {
-        let msg = analysis
-            .totals
-            .fatal
-            .as_ref()
-            .map_or("no interchange found", |f| f.message.as_str());
+        let msg = analysis.totals.fatal.as_ref().map_or("no interchange found", |f| f.message.as_str());
         anyhow::bail!("cannot acknowledge: {msg}");
     }
     let mut out = Vec::new();
@@ -69,18 +65,11 @@ fn x12(input: &[u8], kind: AckKind, at: PrimitiveDateTime) -> anyhow::Result<Vec
 }
 
 fn ack277ca(ic: &Interchange, controls: Controls, at: PrimitiveDateTime) -> Vec<u8> {
-    let source = Source {
-        name: "CLEARWAY".into(),
-        id: ic.report.isa.receiver_id().to_string(),
-    };
+    let source = Source { name: "CLEARWAY".into(), id: ic.report.isa.receiver_id().to_string() };
     let mut out = Vec::new();
     let mut n = 0u32;
     for g in &ic.groups {
-        for s in g
-            .sets
-            .iter()
-            .filter(|s| s.report.header.id == "837" && s.report.accepted())
-        {
+        for s in g.sets.iter().filter(|s| s.report.header.id == "837" && s.report.accepted()) {
             let claims: Vec<ClaimAck<'_>> = s
                 .documents
                 .iter()

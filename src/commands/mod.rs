@@ -21,10 +21,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 /// Opens a file, or standard input for `-`.
 pub fn open(path: &Path) -> anyhow::Result<Box<dyn BufRead>> {
     if path.as_os_str() == "-" {
-        return Ok(Box::new(BufReader::with_capacity(
-            1 << 16,
-            std::io::stdin(),
-        )));
+        return Ok(Box::new(BufReader::with_capacity(1 << 16, std::io::stdin())));
     }
     let f = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     Ok(Box::new(BufReader::with_capacity(1 << 16, f)))
@@ -40,9 +37,6 @@ pub fn read_all(path: &Path) -> anyhow::Result<Vec<u8>> {
         .take(MAX_ACK_INPUT_BYTES + 1)
         .read_to_end(&mut buf)
         .with_context(|| format!("cannot read {}", path.display()))?;
-    anyhow::ensure!(
-        buf.len() as u64 <= MAX_ACK_INPUT_BYTES,
-        "input is larger than {MAX_ACK_INPUT_BYTES} bytes"
-    );
+    anyhow::ensure!(buf.len() as u64 <= MAX_ACK_INPUT_BYTES, "input is larger than {MAX_ACK_INPUT_BYTES} bytes");
     Ok(buf)
 }

@@ -17,8 +17,7 @@ pub fn run(file: &Path, format: FormatArg, json: bool) -> anyhow::Result<ExitCod
         FormatArg::Fhir => Format::Fhir,
         FormatArg::Auto => {
             let head = input.fill_buf().context("cannot read input")?;
-            sniff(head)
-                .context("cannot tell the format (not X12, HL7 v2 or FHIR JSON); use --format")?
+            sniff(head).context("cannot tell the format (not X12, HL7 v2 or FHIR JSON); use --format")?
         }
     };
     let stdout = std::io::stdout().lock();
@@ -27,19 +26,10 @@ pub fn run(file: &Path, format: FormatArg, json: bool) -> anyhow::Result<ExitCod
         Format::X12 => {
             let mut report = X12Report::new(out, json);
             let totals = analyze_into(input, &AnalyzeOptions::default(), &mut report);
-            report
-                .finish(totals.fatal.as_ref())
-                .context("cannot write the report")?
+            report.finish(totals.fatal.as_ref()).context("cannot write the report")?
         }
-        other => anyhow::bail!(
-            "validation of {} is not available in this build",
-            other.as_str()
-        ),
+        other => anyhow::bail!("validation of {} is not available in this build", other.as_str()),
     };
     std::io::stdout().flush().ok();
-    Ok(if accepted {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    Ok(if accepted { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }

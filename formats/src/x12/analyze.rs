@@ -9,7 +9,7 @@
 //! that collects everything into an [`Analysis`] for inputs that fit in
 //! memory (everything the intake accepts does).
 
-use super::codes::{AckCode, GroupCode, SetCode, Ta105};
+use super::codes::{AckCode, GroupCode, SegmentCode, SetCode, Ta105};
 use super::isa::{IsaFinding, IsaHeader};
 use super::reader::{ReadError, Segment, SegmentReader};
 use super::spec::tables;
@@ -266,10 +266,9 @@ pub fn analyze_into<R: Read, S: Sink>(input: R, options: &AnalyzeOptions, sink: 
             Ok(None) => break,
             Err(e) => {
                 let (code, message) = match &e {
-                    ReadError::NoIsa { .. } => (
-                        Ta105::InvalidControlStructure,
-                        "input does not start with an ISA segment".to_string(),
-                    ),
+                    ReadError::NoIsa { .. } => {
+                        (Ta105::InvalidControlStructure, "input does not start with an ISA segment".to_string())
+                    }
                     ReadError::BadIsa { source, .. } => (
                         match source {
                             super::isa::IsaError::BadDelimiters => Ta105::InvalidElementSeparator,
@@ -277,16 +276,10 @@ pub fn analyze_into<R: Read, S: Sink>(input: R, options: &AnalyzeOptions, sink: 
                         },
                         e.to_string(),
                     ),
-                    ReadError::SegmentTooLong { .. } => {
-                        (Ta105::InvalidControlStructure, e.to_string())
-                    }
+                    ReadError::SegmentTooLong { .. } => (Ta105::InvalidControlStructure, e.to_string()),
                     ReadError::Io(_) => (Ta105::PrematureEnd, e.to_string()),
                 };
-                let fatal = Fatal {
-                    code,
-                    offset: e.offset(),
-                    message,
-                };
+                let fatal = Fatal { code, offset: e.offset(), message };
                 if let Some(ic) = pass.interchange.as_mut() {
                     ic.findings.push(IsaFindingReport {
                         code: fatal.code,
@@ -327,23 +320,16 @@ impl<S: Sink> Pass<'_, S> {
             b"GS" => self.start_group(seg),
             b"GE" => self.end_group(Some(seg)),
             b"ST" => self.start_set(seg),
-            _ => self.interchange_finding(
-                Ta105::InvalidControlStructure,
-                "segment outside of a transaction set",
-            ),
+            _ => self.interchange_finding(Ta105::InvalidControlStructure, "segment outside of a transaction set"),
         }
     }
 
     fn interchange_finding(&mut self, code: Ta105, message: &str) {
         if let Some(ic) = self.interchange.as_mut()
-            && !ic.findings.iter().any(|f| f.code == code) {
-                ic.findings.push(IsaFindingReport {
-                    code,
-                    segment: "ISA",
-                    element: None,
-                    message: message.to_string(),
-                });
-            }
+            && !ic.findings.iter().any(|f| f.code == code)
+        {
+            ic.findings.push(IsaFindingReport { code, segment: "ISA", element: None, message: message.to_string() });
+        }
     }
 
     fn start_interchange(&mut self, seg: &Segment<'_>) {
@@ -355,11 +341,7 @@ impl<S: Sink> Pass<'_, S> {
         let Some(isa) = seg.isa.cloned() else { return };
         self.totals.interchanges += 1;
         let mut findings: Vec<IsaFindingReport> = isa.findings.iter().map(Into::into).collect();
-        let key = (
-            isa.sender_id().to_string(),
-            isa.receiver_id().to_string(),
-            isa.control_number().to_string(),
-        );
+        let key = (isa.sender_id().to_string(), isa.receiver_id().to_string(), isa.control_number().to_string());
         if !self.seen_isa13.insert(key) {
             findings.push(IsaFindingReport {
                 code: Ta105::Duplicate,
@@ -393,21 +375,28 @@ impl<S: Sink> Pass<'_, S> {
         };
         match iea {
             Some(iea) => {
-                let declared = iea.str(1);
-                if declared.parse::<u32>().ok() != Some(ic.groups) {
+                let iea02 = iea.element(2);
+                if iea02.len() != 9 || !iea02.iter().all(u8::is_ascii_digit) {
                     ic.findings.push(IsaFindingReport {
-                        code: Ta105::InvalidGroupCount,
+                        code: Ta105::InvalidControlNumber,
                         segment: "IEA",
-                        element: Some(1),
-                        message: "IEA01 does not equal the number of functional groups".into(),
+                        element: Some(2),
+                        message: "IEA02 is not a nine-digit control number".into(),
                     });
-                }
-                if iea.element(2) != ic.isa.control_number().as_bytes() {
+                } else if iea02 != ic.isa.control_number().as_bytes() {
                     ic.findings.push(IsaFindingReport {
                         code: Ta105::ControlNumberMismatch,
                         segment: "IEA",
                         element: Some(2),
                         message: "IEA02 does not equal ISA13".into(),
+                    });
+                }
+                if iea.str(1).parse::<u32>().ok() != Some(ic.groups) {
+                    ic.findings.push(IsaFindingReport {
+                        code: Ta105::InvalidGroupCount,
+                        segment: "IEA",
+                        element: Some(1),
+                        message: "IEA01 does not equal the number of functional groups".into(),
                     });
                 }
             }
@@ -507,14 +496,8 @@ impl<S: Sink> Pass<'_, S> {
             );
         }
         self.sink.group_start(&header);
-        self.group = Some(OpenGroup {
-            header,
-            findings,
-            set_ids: HashSet::new(),
-            received: 0,
-            accepted: 0,
-            supported_version,
-        });
+        self.group =
+            Some(OpenGroup { header, findings, set_ids: HashSet::new(), received: 0, accepted: 0, supported_version });
     }
 
     fn end_group(&mut self, ge: Option<&Segment<'_>>) {
@@ -565,10 +548,7 @@ impl<S: Sink> Pass<'_, S> {
 
     fn start_set(&mut self, seg: &Segment<'_>) {
         let Some(group) = self.group.as_mut() else {
-            self.interchange_finding(
-                Ta105::InvalidControlStructure,
-                "ST outside of a functional group",
-            );
+            self.interchange_finding(Ta105::InvalidControlStructure, "ST outside of a functional group");
             return;
         };
         let header = SetHeader {
@@ -576,10 +556,7 @@ impl<S: Sink> Pass<'_, S> {
             control_number: seg.str(2).to_string(),
             implementation: Some(seg.str(3).to_string()).filter(|s| !s.is_empty()),
         };
-        let implementation = header
-            .implementation
-            .clone()
-            .unwrap_or_else(|| group.header.version.clone());
+        let implementation = header.implementation.clone().unwrap_or_else(|| group.header.version.clone());
         let mut findings = vec![];
         let ctl = header.control_number.len();
         if !(4..=9).contains(&ctl) {
@@ -604,33 +581,23 @@ impl<S: Sink> Pass<'_, S> {
             });
         }
         let t = tables();
-        let spec = if group.supported_version {
-            t.find(&header.id, &implementation)
-        } else {
-            None
-        };
+        let spec = if group.supported_version { t.find(&header.id, &implementation) } else { None };
         match spec {
-            Some(s) if *s.functional_id != *group.header.functional_id => {
-                findings.push(SetFinding {
-                    code: SetCode::InvalidIdentifier,
-                    message: "ST01 does not belong in a group with this GS01".into(),
-                })
-            }
+            Some(s) if *s.functional_id != *group.header.functional_id => findings.push(SetFinding {
+                code: SetCode::InvalidIdentifier,
+                message: "ST01 does not belong in a group with this GS01".into(),
+            }),
             Some(_) => {}
             None if !group.supported_version => findings.push(SetFinding {
                 code: SetCode::NotSupported,
                 message: "transaction set version is not supported".into(),
             }),
-            None if t.specs.iter().any(|s| *s.transaction == *header.id) => {
-                findings.push(SetFinding {
-                    code: SetCode::ImplementationNotSupported,
-                    message: "implementation convention is not supported".into(),
-                })
-            }
-            None => findings.push(SetFinding {
-                code: SetCode::NotSupported,
-                message: "transaction set is not supported".into(),
+            None if t.specs.iter().any(|s| *s.transaction == *header.id) => findings.push(SetFinding {
+                code: SetCode::ImplementationNotSupported,
+                message: "implementation convention is not supported".into(),
             }),
+            None => findings
+                .push(SetFinding { code: SetCode::NotSupported, message: "transaction set is not supported".into() }),
         }
         let mut validator = spec.map(|s| SetValidator::new(s, self.options.validation.clone()));
         if let Some(v) = validator.as_mut() {
@@ -641,15 +608,7 @@ impl<S: Sink> Pass<'_, S> {
         let mut view = SetView::new(&header.id, &implementation);
         view.segment(seg);
         self.sink.set_start(&header);
-        self.set = Some(OpenSet {
-            header,
-            implementation,
-            validator,
-            view,
-            count: 1,
-            offset: seg.offset,
-            findings,
-        });
+        self.set = Some(OpenSet { header, implementation, validator, view, count: 1, offset: seg.offset, findings });
     }
 
     fn in_set(&mut self, seg: &Segment<'_>) {
@@ -674,6 +633,7 @@ impl<S: Sink> Pass<'_, S> {
                 if let Some(v) = set.validator.as_mut() {
                     v.segment(se);
                 }
+                set.view.segment(se);
                 if se.str(1).parse::<u32>().ok() != Some(set.count) {
                     set.findings.push(SetFinding {
                         code: SetCode::SegmentCountMismatch,
@@ -701,26 +661,31 @@ impl<S: Sink> Pass<'_, S> {
             Some(v) => v.finish(),
             None => (vec![], 0),
         };
-        if !segment_errors.is_empty()
-            && !set
-                .findings
-                .iter()
-                .any(|f| f.code == SetCode::SegmentsInError)
-        {
+        // IK502: 5 for errors against the X12 standard's syntax, I5 for
+        // errors against the implementation guide's narrower rules.
+        let (standard, implementation) = segment_errors.iter().fold((false, false), |(s, i), e| {
+            let imp = e.code.code().starts_with('I')
+                || (e.code == SegmentCode::ElementErrors
+                    && !e.elements.is_empty()
+                    && e.elements.iter().all(|x| x.code.code().starts_with('I')));
+            (s || !imp, i || imp)
+        });
+        if standard {
+            set.findings
+                .push(SetFinding { code: SetCode::SegmentsInError, message: "one or more segments in error".into() });
+        }
+        if implementation {
             set.findings.push(SetFinding {
-                code: SetCode::SegmentsInError,
-                message: "one or more segments in error".into(),
+                code: SetCode::ImplementationSegmentsInError,
+                message: "one or more segments in error against the implementation guide".into(),
             });
         }
-        let ack = if set.findings.is_empty() {
-            AckCode::Accepted
-        } else {
-            AckCode::Rejected
-        };
+        let ack = if set.findings.is_empty() { AckCode::Accepted } else { AckCode::Rejected };
         if let Some(g) = self.group.as_mut()
-            && ack == AckCode::Accepted {
-                g.accepted += 1;
-            }
+            && ack == AckCode::Accepted
+        {
+            g.accepted += 1;
+        }
         if ack == AckCode::Accepted {
             self.totals.accepted_sets += 1;
         }
@@ -796,18 +761,15 @@ impl Analysis {
             && !self.interchanges.is_empty()
             && self.interchanges.iter().all(|i| {
                 i.report.accepted()
-                    && i.groups.iter().all(|g| {
-                        g.report.ack == AckCode::Accepted
-                            && g.sets.iter().all(|s| s.report.accepted())
-                    })
+                    && i.groups
+                        .iter()
+                        .all(|g| g.report.ack == AckCode::Accepted && g.sets.iter().all(|s| s.report.accepted()))
             })
     }
 
     /// Every transaction set, in input order.
     pub fn sets(&self) -> impl Iterator<Item = &TransactionSet> {
-        self.interchanges
-            .iter()
-            .flat_map(|i| i.groups.iter().flat_map(|g| g.sets.iter()))
+        self.interchanges.iter().flat_map(|i| i.groups.iter().flat_map(|g| g.sets.iter()))
     }
 
     /// Every document, in input order.
@@ -830,22 +792,13 @@ impl Sink for Collect {
         self.documents.push(doc);
     }
     fn set_end(&mut self, report: SetReport) {
-        self.sets.push(TransactionSet {
-            report,
-            documents: std::mem::take(&mut self.documents),
-        });
+        self.sets.push(TransactionSet { report, documents: std::mem::take(&mut self.documents) });
     }
     fn group_end(&mut self, report: GroupReport) {
-        self.groups.push(Group {
-            report,
-            sets: std::mem::take(&mut self.sets),
-        });
+        self.groups.push(Group { report, sets: std::mem::take(&mut self.sets) });
     }
     fn interchange_end(&mut self, report: InterchangeReport) {
-        self.interchanges.push(Interchange {
-            report,
-            groups: std::mem::take(&mut self.groups),
-        });
+        self.interchanges.push(Interchange { report, groups: std::mem::take(&mut self.groups) });
     }
 }
 
@@ -856,8 +809,5 @@ pub fn analyze(input: &[u8], options: &AnalyzeOptions) -> Analysis {
     // Sets or groups outside any interchange (a fatal read error mid-way)
     // are kept under a last, synthetic-free interchange list: they were
     // already reported through the fatal error.
-    Analysis {
-        interchanges: c.interchanges,
-        totals,
-    }
+    Analysis { interchanges: c.interchanges, totals }
 }

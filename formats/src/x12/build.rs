@@ -9,7 +9,7 @@
 //! acknowledgements idempotent under redelivery.
 
 use super::analyze::{GroupHeader, Interchange, InterchangeReport, SetReport, TransactionSet};
-use super::codes::{AckCode, SetCode};
+use super::codes::AckCode;
 use super::isa::{Delimiters, IsaHeader};
 use super::validate::{Context, ElementPosition};
 use clearway_core::{Claim, ClaimStatusRequest, DateRange, EligibilityRequest, Person};
@@ -40,23 +40,16 @@ impl Envelope {
         let mut d = isa.delimiters;
         if d.repetition.is_none() {
             // 5010 output always carries a repetition separator.
-            d.repetition = [b'^', b'!', b'{', b'}', b'|', b'\\']
-                .into_iter()
-                .find(|&c| !d.is_delimiter(c));
+            d.repetition = [b'^', b'!', b'{', b'}', b'|', b'\\'].into_iter().find(|&c| !d.is_delimiter(c));
         }
         Envelope {
             sender_qualifier: isa.receiver_qualifier().to_string(),
             sender_id: isa.receiver_id().to_string(),
             receiver_qualifier: isa.sender_qualifier().to_string(),
             receiver_id: isa.sender_id().to_string(),
-            group_sender: group
-                .map_or_else(|| isa.receiver_id().to_string(), |g| g.receiver.clone()),
+            group_sender: group.map_or_else(|| isa.receiver_id().to_string(), |g| g.receiver.clone()),
             group_receiver: group.map_or_else(|| isa.sender_id().to_string(), |g| g.sender.clone()),
-            usage: if isa.usage() == "P" {
-                "P".into()
-            } else {
-                "T".into()
-            },
+            usage: if isa.usage() == "P" { "P".into() } else { "T".into() },
             delimiters: d,
         }
     }
@@ -105,13 +98,7 @@ pub struct Writer {
 
 impl Writer {
     pub fn new(d: Delimiters) -> Self {
-        Writer {
-            d,
-            out: Vec::with_capacity(1024),
-            set_segments: 0,
-            sets: 0,
-            groups: 0,
-        }
+        Writer { d, out: Vec::with_capacity(1024), set_segments: 0, sets: 0, groups: 0 }
     }
 
     fn clean(&self, v: &str, out: &mut Vec<u8>) {
@@ -128,10 +115,7 @@ impl Writer {
     /// written as given except that delimiters and control characters in
     /// them become spaces. Use [`Writer::comp`] to build composites.
     pub fn seg(&mut self, id: &str, elements: &[&str]) {
-        let last = elements
-            .iter()
-            .rposition(|e| !e.is_empty())
-            .map_or(0, |i| i + 1);
+        let last = elements.iter().rposition(|e| !e.is_empty()).map_or(0, |i| i + 1);
         let mut line = Vec::with_capacity(64);
         line.extend_from_slice(id.as_bytes());
         for e in &elements[..last] {
@@ -143,12 +127,31 @@ impl Writer {
         self.set_segments += 1;
     }
 
+    /// Writes a segment whose first element is a composite of `parts`
+    /// (STC's C043) and whose other elements are plain values.
+    pub fn seg_composite_first(&mut self, id: &str, parts: &[&str], rest: &[&str]) {
+        let first = self.comp(parts);
+        let mut cleaned: Vec<String> = Vec::with_capacity(rest.len() + 1);
+        cleaned.push(first);
+        for r in rest {
+            let mut v = Vec::new();
+            self.clean(r, &mut v);
+            cleaned.push(String::from_utf8_lossy(&v).into_owned());
+        }
+        let last = cleaned.iter().rposition(|e| !e.is_empty()).map_or(0, |i| i + 1);
+        let mut line = id.as_bytes().to_vec();
+        for e in &cleaned[..last] {
+            line.push(self.d.element);
+            line.extend_from_slice(e.as_bytes());
+        }
+        line.push(self.d.segment);
+        self.out.extend_from_slice(&line);
+        self.set_segments += 1;
+    }
+
     /// A composite value: sanitised parts joined by the component separator.
     pub fn comp(&self, parts: &[&str]) -> String {
-        let last = parts
-            .iter()
-            .rposition(|e| !e.is_empty())
-            .map_or(0, |i| i + 1);
+        let last = parts.iter().rposition(|e| !e.is_empty()).map_or(0, |i| i + 1);
         let mut v = Vec::new();
         for (i, p) in parts[..last].iter().enumerate() {
             if i > 0 {
@@ -161,8 +164,7 @@ impl Writer {
 
     /// ISA, padded to its fixed width.
     pub fn isa(&mut self, env: &Envelope, control: u32, at: PrimitiveDateTime) {
-        let pad =
-            |s: &str, w: usize| format!("{:<w$}", s.chars().take(w).collect::<String>(), w = w);
+        let pad = |s: &str, w: usize| format!("{:<w$}", s.chars().take(w).collect::<String>(), w = w);
         let d = self.d;
         let rep = d.repetition.unwrap_or(b'^') as char;
         let e = d.element as char;
@@ -185,29 +187,10 @@ impl Writer {
         self.groups = 0;
     }
 
-    pub fn gs(
-        &mut self,
-        functional_id: &str,
-        env: &Envelope,
-        control: u32,
-        at: PrimitiveDateTime,
-        version: &str,
-    ) {
+    pub fn gs(&mut self, functional_id: &str, env: &Envelope, control: u32, at: PrimitiveDateTime, version: &str) {
         let (date, time) = (ccyymmdd(at.date()), hhmm(at));
         let ctl = control.to_string();
-        self.seg(
-            "GS",
-            &[
-                functional_id,
-                &env.group_sender,
-                &env.group_receiver,
-                &date,
-                &time,
-                &ctl,
-                "X",
-                version,
-            ],
-        );
+        self.seg("GS", &[functional_id, &env.group_sender, &env.group_receiver, &date, &time, &ctl, "X", version]);
         self.groups += 1;
         self.sets = 0;
     }
@@ -229,10 +212,7 @@ impl Writer {
     }
 
     pub fn iea(&mut self, control: u32) {
-        let (n, c) = (
-            self.groups.to_string(),
-            format!("{:09}", control % 1_000_000_000),
-        );
+        let (n, c) = (self.groups.to_string(), format!("{:09}", control % 1_000_000_000));
         self.seg("IEA", &[&n, &c]);
     }
 
@@ -242,12 +222,7 @@ impl Writer {
 }
 
 fn yymmdd(d: Date) -> String {
-    format!(
-        "{:02}{:02}{:02}",
-        d.year().rem_euclid(100),
-        u8::from(d.month()),
-        d.day()
-    )
+    format!("{:02}{:02}{:02}", d.year().rem_euclid(100), u8::from(d.month()), d.day())
 }
 
 /// CCYYMMDD.
@@ -260,11 +235,7 @@ fn hhmm(t: PrimitiveDateTime) -> String {
 }
 
 fn range(r: DateRange) -> (&'static str, String) {
-    if r.from == r.to {
-        ("D8", ccyymmdd(r.from))
-    } else {
-        ("RD8", format!("{}-{}", ccyymmdd(r.from), ccyymmdd(r.to)))
-    }
+    if r.from == r.to { ("D8", ccyymmdd(r.from)) } else { ("RD8", format!("{}-{}", ccyymmdd(r.from), ccyymmdd(r.to))) }
 }
 
 fn money(d: Decimal) -> String {
@@ -275,12 +246,7 @@ fn pos(p: &ElementPosition) -> String {
     match (p.component, p.repetition) {
         (None, None) => p.element.to_string(),
         (c, None) => format!("{}:{}", p.element, c.unwrap_or(0)),
-        (c, Some(r)) => format!(
-            "{}:{}:{}",
-            p.element,
-            c.map(|c| c.to_string()).unwrap_or_default(),
-            r
-        ),
+        (c, Some(r)) => format!("{}:{}:{}", p.element, c.map(|c| c.to_string()).unwrap_or_default(), r),
     }
 }
 
@@ -297,10 +263,7 @@ pub fn ta1(report: &InterchangeReport, controls: Controls, at: PrimitiveDateTime
         AckCode::Rejected => "R",
     };
     let isa = &report.isa;
-    let ctl = format!(
-        "{:0>9}",
-        isa.control_number().chars().take(9).collect::<String>()
-    );
+    let ctl = format!("{:0>9}", isa.control_number().chars().take(9).collect::<String>());
     let note = report.note_code();
     w.seg("TA1", &[&ctl, isa.date(), isa.time(), code, note.code()]);
     w.iea(controls.interchange);
@@ -332,21 +295,19 @@ pub fn ta1_duplicate(isa: &IsaHeader, controls: Controls, at: PrimitiveDateTime)
 
 /// The 999 for one interchange: one 999 transaction set per received
 /// functional group, in one FA group. `None` when the interchange has no
-/// group to acknowledge.
-pub fn ack999(
-    interchange: &Interchange,
-    controls: Controls,
-    at: PrimitiveDateTime,
-) -> Option<Vec<u8>> {
-    if interchange.groups.is_empty() {
+/// group to acknowledge (none at all, or only acknowledgements).
+pub fn ack999(interchange: &Interchange, controls: Controls, at: PrimitiveDateTime) -> Option<Vec<u8>> {
+    // Acknowledgements are never acknowledged: FA groups (999/997) are skipped.
+    let groups: Vec<_> = interchange.groups.iter().filter(|g| g.report.header.functional_id != "FA").collect();
+    if groups.is_empty() {
         return None;
     }
-    let first_group = interchange.groups.first().map(|g| &g.report.header);
+    let first_group = groups.first().map(|g| &g.report.header);
     let env = Envelope::reply_to(&interchange.report.isa, first_group);
     let mut w = Writer::new(env.delimiters);
     w.isa(&env, controls.interchange, at);
     w.gs("FA", &env, controls.group, at, "005010X231A1");
-    for (i, g) in interchange.groups.iter().enumerate() {
+    for (i, g) in groups.iter().enumerate() {
         let ctl = format!("{:04}", controls.first_set.wrapping_add(i as u32));
         w.st("999", &ctl, "005010X231A1");
         let h = &g.report.header;
@@ -373,47 +334,22 @@ fn write_ak2(w: &mut Writer, r: &SetReport) {
     w.seg("AK2", &[&r.header.id, &r.header.control_number, st03]);
     for e in &r.segment_errors {
         let position = e.position.to_string();
-        w.seg(
-            "IK3",
-            &[
-                &e.segment,
-                &position,
-                e.loop_id.as_deref().unwrap_or(""),
-                e.code.code(),
-            ],
-        );
+        // IK301 must be a 2-3 character id; an unreadable one is sent as ???.
+        let id_ok = (2..=3).contains(&e.segment.len()) && e.segment.bytes().all(|b| b.is_ascii_alphanumeric());
+        let segment = if id_ok { e.segment.as_str() } else { "???" };
+        w.seg("IK3", &[segment, &position, loop_code(e.loop_id.as_deref()), e.code.code()]);
         write_ctx(w, &e.contexts);
         for el in &e.elements {
             let copy = el.copy.as_ref().map(|c| c.expose().as_str()).unwrap_or("");
             let p = pos_composite(w, &el.position);
             let copy = w.comp(&[copy]);
-            raw_seg(
-                w,
-                &join(
-                    w,
-                    &[
-                        "IK4",
-                        &p,
-                        el.reference.as_deref().unwrap_or(""),
-                        el.code.code(),
-                        &copy,
-                    ],
-                ),
-            );
+            // IK402 is numeric: a composite as a whole has no reference number.
+            let reference = el.reference.as_deref().filter(|r| r.bytes().all(|b| b.is_ascii_digit())).unwrap_or("");
+            raw_seg(w, &join(w, &["IK4", &p, reference, el.code.code(), &copy]));
         }
     }
     let mut ik5 = vec![r.ack.code()];
-    let mut codes: Vec<&str> = r
-        .findings
-        .iter()
-        .map(|f| match f.code {
-            // Guide-level segment errors are reported as I5 in 5010.
-            SetCode::SegmentsInError if r.validated => {
-                SetCode::ImplementationSegmentsInError.code()
-            }
-            c => c.code(),
-        })
-        .collect();
+    let mut codes: Vec<&str> = r.findings.iter().map(|f| f.code.code()).collect();
     codes.dedup();
     ik5.extend(codes.into_iter().take(5));
     w.seg("IK5", &ik5);
@@ -426,32 +362,30 @@ fn pos_composite(w: &Writer, p: &ElementPosition) -> String {
     match (p.component, p.repetition) {
         (None, None) => p.element.to_string(),
         (c, None) => format!("{}{sep}{}", p.element, c.unwrap_or(0)),
-        (c, Some(r)) => format!(
-            "{}{sep}{}{sep}{}",
-            p.element,
-            c.map(|c| c.to_string()).unwrap_or_default(),
-            r
-        ),
+        (c, Some(r)) => format!("{}{sep}{}{sep}{}", p.element, c.map(|c| c.to_string()).unwrap_or_default(), r),
     }
 }
 
+/// IK303/CTX04 (element 447, at most four characters): the guide's loop
+/// number without its letter suffix (`2010AA` -> `2010`).
+fn loop_code(loop_id: Option<&str>) -> &str {
+    let id = loop_id.unwrap_or("");
+    id.get(..4).unwrap_or(id)
+}
+
 fn write_ctx(w: &mut Writer, contexts: &[Context]) {
-    for c in contexts {
+    // The guide orders segment-context CTXs before the business-unit CTX.
+    let mut ordered: Vec<&Context> =
+        contexts.iter().filter(|c| matches!(c, Context::SituationalTrigger { .. })).collect();
+    ordered.extend(contexts.iter().filter(|c| matches!(c, Context::BusinessUnit { .. })));
+    for c in ordered {
         match c {
-            Context::SituationalTrigger {
-                segment,
-                position,
-                loop_id,
-                element,
-            } => {
+            Context::SituationalTrigger { segment, position, loop_id, element } => {
                 let p = position.to_string();
                 let at = element.map(|e| pos_composite(w, &e)).unwrap_or_default();
                 let seg_id = w.comp(&[segment]);
-                let lp = w.comp(&[loop_id.as_deref().unwrap_or("")]);
-                raw_seg(
-                    w,
-                    &join(w, &["CTX", "SITUATIONAL TRIGGER", &seg_id, &p, &lp, &at]),
-                );
+                let lp = w.comp(&[loop_code(loop_id.as_deref())]);
+                raw_seg(w, &join(w, &["CTX", "SITUATIONAL TRIGGER", &seg_id, &p, &lp, &at]));
             }
             Context::BusinessUnit { name, value } => {
                 let v = w.comp(&[name, value.expose()]);
@@ -471,11 +405,7 @@ pub enum ClaimDecision {
     /// Rejected: STC category (A3 returned as unprocessable, A6 missing
     /// information, A7 invalid information, A8 relational error) with its
     /// status code and optional entity, action U.
-    Rejected {
-        category: &'static str,
-        status: &'static str,
-        entity: Option<&'static str>,
-    },
+    Rejected { category: &'static str, status: &'static str, entity: Option<&'static str> },
 }
 
 /// One claim of a 277CA with its decision and our trace number for it.
@@ -511,9 +441,7 @@ pub struct Ack277Ca<'a> {
 
 impl std::fmt::Debug for Ack277Ca<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Ack277Ca")
-            .field("claims", &self.claims.len())
-            .finish_non_exhaustive()
+        f.debug_struct("Ack277Ca").field("claims", &self.claims.len()).finish_non_exhaustive()
     }
 }
 
@@ -526,51 +454,23 @@ pub fn ack277ca(a: &Ack277Ca<'_>) -> Vec<u8> {
     w.gs("HN", &env, a.controls.group, a.at, "005010X214");
     let ctl = format!("{:04}", a.controls.first_set);
     w.st("277", &ctl, "005010X214");
-    w.seg(
-        "BHT",
-        &["0085", "08", a.reference, &today, &hhmm(a.at), "TH"],
-    );
+    w.seg("BHT", &["0085", "08", a.reference, &today, &hhmm(a.at), "TH"]);
     w.seg("HL", &["1", "", "20", "1"]);
-    w.seg(
-        "NM1",
-        &[
-            "AY",
-            "2",
-            &a.source.name,
-            "",
-            "",
-            "",
-            "",
-            "46",
-            &a.source.id,
-        ],
-    );
+    w.seg("NM1", &["AY", "2", &a.source.name, "", "", "", "", "46", &a.source.id]);
     w.seg("TRN", &["1", a.reference]);
     w.seg("DTP", &["050", "D8", &ccyymmdd(a.received)]);
     w.seg("DTP", &["009", "D8", &today]);
 
     let totals = |claims: &[&ClaimAck<'_>]| {
-        let acc: Vec<_> = claims
-            .iter()
-            .filter(|c| c.decision == ClaimDecision::Accepted)
-            .collect();
+        let acc: Vec<_> = claims.iter().filter(|c| c.decision == ClaimDecision::Accepted).collect();
         let acc_amt: Decimal = acc.iter().map(|c| c.claim.total_charge).sum();
         let all_amt: Decimal = claims.iter().map(|c| c.claim.total_charge).sum();
-        (
-            acc.len(),
-            claims.len() - acc.len(),
-            acc_amt,
-            all_amt - acc_amt,
-            all_amt,
-        )
+        (acc.len(), claims.len() - acc.len(), acc_amt, all_amt - acc_amt, all_amt)
     };
     let all: Vec<&ClaimAck<'_>> = a.claims.iter().collect();
     let (n_acc, n_rej, amt_acc, amt_rej, amt_all) = totals(&all);
     let ctx = &a.set.context;
-    w.seg(
-        "HL",
-        &["2", "1", "21", if all.is_empty() { "0" } else { "1" }],
-    );
+    w.seg("HL", &["2", "1", "21", if all.is_empty() { "0" } else { "1" }]);
     w.seg(
         "NM1",
         &[
@@ -585,17 +485,8 @@ pub fn ack277ca(a: &Ack277Ca<'_>) -> Vec<u8> {
             ctx.submitter_id.as_deref().unwrap_or("UNKNOWN"),
         ],
     );
-    w.seg(
-        "TRN",
-        &[
-            "2",
-            ctx.reference
-                .as_deref()
-                .unwrap_or(&a.set.header.control_number),
-        ],
-    );
-    let status = w.comp(&["A1", "19"]);
-    w.seg("STC", &[&status, &today, "WQ", &money(amt_all)]);
+    w.seg("TRN", &["2", ctx.reference.as_deref().unwrap_or(&a.set.header.control_number)]);
+    w.seg_composite_first("STC", &["A1", "19"], &[&today, "WQ", &money(amt_all)]);
     if n_acc > 0 {
         w.seg("QTY", &["90", &n_acc.to_string()]);
     }
@@ -612,10 +503,7 @@ pub fn ack277ca(a: &Ack277Ca<'_>) -> Vec<u8> {
     // Billing providers in order of first appearance.
     let mut providers: Vec<(Option<&str>, Option<&str>)> = vec![];
     for c in &all {
-        let key = (
-            c.claim.billing_provider_npi.as_deref(),
-            c.claim.billing_provider_name.as_deref(),
-        );
+        let key = (c.claim.billing_provider_npi.as_deref(), c.claim.billing_provider_name.as_deref());
         if !providers.contains(&key) {
             providers.push(key);
         }
@@ -628,31 +516,15 @@ pub fn ack277ca(a: &Ack277Ca<'_>) -> Vec<u8> {
             .iter()
             .copied()
             .filter(|c| {
-                (
-                    c.claim.billing_provider_npi.as_deref(),
-                    c.claim.billing_provider_name.as_deref(),
-                ) == (npi, name)
+                (c.claim.billing_provider_npi.as_deref(), c.claim.billing_provider_name.as_deref()) == (npi, name)
             })
             .collect();
         let (n_acc, n_rej, amt_acc, amt_rej, amt_all) = totals(&claims);
         w.seg("HL", &[&provider_hl.to_string(), "2", "19", "1"]);
-        w.seg(
-            "NM1",
-            &[
-                "85",
-                "2",
-                name.unwrap_or("UNKNOWN"),
-                "",
-                "",
-                "",
-                "",
-                "XX",
-                npi.unwrap_or(""),
-            ],
-        );
+        w.seg("NM1", &["85", "2", name.unwrap_or("UNKNOWN"), "", "", "", "", "XX", npi.unwrap_or("")]);
         w.seg("TRN", &["1", npi.unwrap_or("0")]);
-        let status = w.comp(&["A1", "19"]);
-        w.seg("STC", &[&status, &today, "WQ", &money(amt_all)]);
+        // STC02 (effective date) is not used at the provider level.
+        w.seg_composite_first("STC", &["A1", "19"], &["", "WQ", &money(amt_all)]);
         if n_acc > 0 {
             w.seg("QTY", &["QA", &n_acc.to_string()]);
         }
@@ -670,12 +542,7 @@ pub fn ack277ca(a: &Ack277Ca<'_>) -> Vec<u8> {
             let (hl_s, parent) = (hl.to_string(), provider_hl.to_string());
             w.seg("HL", &[&hl_s, &parent, "PT"]);
             let p: &Person = &c.claim.patient;
-            let member = c
-                .claim
-                .subscriber_member_id
-                .expose()
-                .as_deref()
-                .unwrap_or("UNKNOWN");
+            let member = c.claim.subscriber_member_id.expose().as_deref().unwrap_or("UNKNOWN");
             w.seg(
                 "NM1",
                 &[
@@ -694,16 +561,10 @@ pub fn ack277ca(a: &Ack277Ca<'_>) -> Vec<u8> {
             let charge = money(c.claim.total_charge);
             match &c.decision {
                 ClaimDecision::Accepted => {
-                    let s = w.comp(&["A2", "20"]);
-                    w.seg("STC", &[&s, &today, "WQ", &charge]);
+                    w.seg_composite_first("STC", &["A2", "20"], &[&today, "WQ", &charge]);
                 }
-                ClaimDecision::Rejected {
-                    category,
-                    status,
-                    entity,
-                } => {
-                    let s = w.comp(&[category, status, entity.unwrap_or("")]);
-                    w.seg("STC", &[&s, &today, "U", &charge]);
+                ClaimDecision::Rejected { category, status, entity } => {
+                    w.seg_composite_first("STC", &[category, status, entity.unwrap_or("")], &[&today, "U", &charge]);
                 }
             }
             w.seg("REF", &["D9", &c.clearinghouse_trace]);
@@ -725,29 +586,15 @@ pub fn ack277ca(a: &Ack277Ca<'_>) -> Vec<u8> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EligibilityOutcome {
     /// EB*1: active coverage.
-    Active {
-        plan: Option<String>,
-        begin: Option<Date>,
-        end: Option<Date>,
-        insurance_type: Option<String>,
-    },
+    Active { plan: Option<String>, begin: Option<Date>, end: Option<Date>, insurance_type: Option<String> },
     /// EB*6: inactive coverage.
-    Inactive {
-        plan: Option<String>,
-        end: Option<Date>,
-    },
+    Inactive { plan: Option<String>, end: Option<Date> },
     /// AAA at the subscriber (or dependent) level: `72` invalid member id,
     /// `73` invalid name, `75` subscriber not found, `58` invalid birth date...
-    SubscriberRejected {
-        reason: &'static str,
-        action: &'static str,
-    },
+    SubscriberRejected { reason: &'static str, action: &'static str },
     /// AAA at the payer level: `42` unable to respond now, `80` no response
     /// received, `79` invalid participant identification.
-    PayerRejected {
-        reason: &'static str,
-        action: &'static str,
-    },
+    PayerRejected { reason: &'static str, action: &'static str },
 }
 
 /// One inquiry and its answer.
@@ -770,9 +617,7 @@ pub struct Response271<'a> {
 
 impl std::fmt::Debug for Response271<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Response271")
-            .field("answers", &self.answers.len())
-            .finish_non_exhaustive()
+        f.debug_struct("Response271").field("answers", &self.answers.len()).finish_non_exhaustive()
     }
 }
 
@@ -795,10 +640,7 @@ fn nm1_person(w: &mut Writer, entity: &str, p: &Person, id: Option<&str>) {
 
 fn dmg(w: &mut Writer, p: &Person) {
     if let Some(d) = p.birth_date.expose() {
-        w.seg(
-            "DMG",
-            &["D8", &ccyymmdd(*d), p.gender.as_deref().unwrap_or("")],
-        );
+        w.seg("DMG", &["D8", &ccyymmdd(*d), p.gender.as_deref().unwrap_or("")]);
     }
 }
 
@@ -810,16 +652,7 @@ pub fn response271(r: &Response271<'_>) -> Vec<u8> {
     w.gs("HB", &env, r.controls.group, r.at, "005010X279A1");
     let ctl = format!("{:04}", r.controls.first_set);
     w.st("271", &ctl, "005010X279A1");
-    w.seg(
-        "BHT",
-        &[
-            "0022",
-            "11",
-            r.reference,
-            &ccyymmdd(r.at.date()),
-            &hhmm(r.at),
-        ],
-    );
+    w.seg("BHT", &["0022", "11", r.reference, &ccyymmdd(r.at.date()), &hhmm(r.at)]);
     let mut hl = 0u32;
     // Group answers by payer then provider, in order.
     let mut i = 0;
@@ -858,10 +691,7 @@ pub fn response271(r: &Response271<'_>) -> Vec<u8> {
         }
         hl += 1;
         let provider_hl = hl;
-        w.seg(
-            "HL",
-            &[&provider_hl.to_string(), &payer_hl.to_string(), "21", "1"],
-        );
+        w.seg("HL", &[&provider_hl.to_string(), &payer_hl.to_string(), "21", "1"]);
         w.seg(
             "NM1",
             &[
@@ -881,37 +711,20 @@ pub fn response271(r: &Response271<'_>) -> Vec<u8> {
             hl += 1;
             let sub_hl = hl;
             let has_dependent = q.dependent.is_some();
-            w.seg(
-                "HL",
-                &[
-                    &sub_hl.to_string(),
-                    &provider_hl.to_string(),
-                    "22",
-                    if has_dependent { "1" } else { "0" },
-                ],
-            );
+            w.seg("HL", &[&sub_hl.to_string(), &provider_hl.to_string(), "22", if has_dependent { "1" } else { "0" }]);
             let trace = |w: &mut Writer| {
                 if let Some(t) = q.trace_number.as_deref() {
-                    w.seg(
-                        "TRN",
-                        &["2", t, q.trace_originator.as_deref().unwrap_or("")],
-                    );
+                    w.seg("TRN", &["2", t, q.trace_originator.as_deref().unwrap_or("")]);
                 }
             };
             if !has_dependent {
                 trace(&mut w);
             }
-            nm1_person(
-                &mut w,
-                "IL",
-                &q.subscriber,
-                q.member_id.expose().as_deref().or(Some("")),
-            );
+            nm1_person(&mut w, "IL", &q.subscriber, q.member_id.expose().as_deref().or(Some("")));
             let target_is_subscriber = !has_dependent;
-            if target_is_subscriber
-                && let EligibilityOutcome::SubscriberRejected { reason, action } = a.outcome {
-                    w.seg("AAA", &["N", "", reason, action]);
-                }
+            if target_is_subscriber && let EligibilityOutcome::SubscriberRejected { reason, action } = a.outcome {
+                w.seg("AAA", &["N", "", reason, action]);
+            }
             dmg(&mut w, &q.subscriber);
             if target_is_subscriber {
                 write_benefits(&mut w, a);
@@ -920,15 +733,7 @@ pub fn response271(r: &Response271<'_>) -> Vec<u8> {
                 hl += 1;
                 w.seg("HL", &[&hl.to_string(), &sub_hl.to_string(), "23", "0"]);
                 trace(&mut w);
-                w.seg(
-                    "NM1",
-                    &[
-                        "03",
-                        "1",
-                        dep.last_name.expose(),
-                        dep.first_name.expose().as_deref().unwrap_or(""),
-                    ],
-                );
+                w.seg("NM1", &["03", "1", dep.last_name.expose(), dep.first_name.expose().as_deref().unwrap_or("")]);
                 if let EligibilityOutcome::SubscriberRejected { reason, action } = a.outcome {
                     w.seg("AAA", &["N", "", reason, action]);
                 }
@@ -951,19 +756,9 @@ fn write_benefits(w: &mut Writer, a: &EligibilityAnswer<'_>) {
         a.request.service_types.iter().map(String::as_str).collect()
     };
     let rep = w.d.repetition.unwrap_or(b'^') as char;
-    let joined = types
-        .iter()
-        .filter(|t| !t.is_empty())
-        .copied()
-        .collect::<Vec<_>>()
-        .join(&rep.to_string());
+    let joined = types.iter().filter(|t| !t.is_empty()).copied().collect::<Vec<_>>().join(&rep.to_string());
     match &a.outcome {
-        EligibilityOutcome::Active {
-            plan,
-            begin,
-            end,
-            insurance_type,
-        } => {
+        EligibilityOutcome::Active { plan, begin, end, insurance_type } => {
             if let Some(b) = begin {
                 let dates = match end {
                     Some(e) => ("RD8", format!("{}-{}", ccyymmdd(*b), ccyymmdd(*e))),
@@ -976,9 +771,7 @@ fn write_benefits(w: &mut Writer, a: &EligibilityAnswer<'_>) {
             let eb = format!(
                 "EB{e}1{e}IND{e}{joined}{e}{}{e}{}",
                 insurance_type.as_deref().unwrap_or(""),
-                plan.as_deref()
-                    .map(|p| clean_plain(p, w.d))
-                    .unwrap_or_default(),
+                plan.as_deref().map(|p| clean_plain(p, w.d)).unwrap_or_default(),
                 e = w.d.element as char
             );
             raw_seg(w, eb.trim_end_matches(w.d.element as char));
@@ -989,9 +782,7 @@ fn write_benefits(w: &mut Writer, a: &EligibilityAnswer<'_>) {
             }
             let eb = format!(
                 "EB{e}6{e}IND{e}{joined}{e}{e}{}",
-                plan.as_deref()
-                    .map(|p| clean_plain(p, w.d))
-                    .unwrap_or_default(),
+                plan.as_deref().map(|p| clean_plain(p, w.d)).unwrap_or_default(),
                 e = w.d.element as char
             );
             raw_seg(w, eb.trim_end_matches(w.d.element as char));
@@ -1001,23 +792,12 @@ fn write_benefits(w: &mut Writer, a: &EligibilityAnswer<'_>) {
 }
 
 fn clean_plain(v: &str, d: Delimiters) -> String {
-    v.chars()
-        .map(|c| {
-            if c.is_ascii() && d.is_delimiter(c as u8) || c.is_control() {
-                ' '
-            } else {
-                c
-            }
-        })
-        .collect()
+    v.chars().map(|c| if c.is_ascii() && d.is_delimiter(c as u8) || c.is_control() { ' ' } else { c }).collect()
 }
 
 /// Joins already-sanitised elements, dropping empty trailing ones.
 fn join(w: &Writer, parts: &[&str]) -> String {
-    let last = parts
-        .iter()
-        .rposition(|e| !e.is_empty())
-        .map_or(0, |i| i + 1);
+    let last = parts.iter().rposition(|e| !e.is_empty()).map_or(0, |i| i + 1);
     parts[..last].join(&(w.d.element as char).to_string())
 }
 
@@ -1060,9 +840,7 @@ pub struct Response277<'a> {
 
 impl std::fmt::Debug for Response277<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Response277")
-            .field("answers", &self.answers.len())
-            .finish_non_exhaustive()
+        f.debug_struct("Response277").field("answers", &self.answers.len()).finish_non_exhaustive()
     }
 }
 
@@ -1074,17 +852,7 @@ pub fn response277(r: &Response277<'_>) -> Vec<u8> {
     w.gs("HN", &env, r.controls.group, r.at, "005010X212");
     let ctl = format!("{:04}", r.controls.first_set);
     w.st("277", &ctl, "005010X212");
-    w.seg(
-        "BHT",
-        &[
-            "0010",
-            "08",
-            r.reference,
-            &ccyymmdd(r.at.date()),
-            &hhmm(r.at),
-            "DG",
-        ],
-    );
+    w.seg("BHT", &["0010", "08", r.reference, &ccyymmdd(r.at.date()), &hhmm(r.at), "DG"]);
     let mut hl = 0u32;
     let mut i = 0;
     while i < r.answers.len() {
@@ -1115,92 +883,34 @@ pub fn response277(r: &Response277<'_>) -> Vec<u8> {
         );
         hl += 1;
         let receiver_hl = hl;
-        w.seg(
-            "HL",
-            &[&receiver_hl.to_string(), &payer_hl.to_string(), "21", "1"],
-        );
-        w.seg(
-            "NM1",
-            &[
-                "41",
-                "2",
-                r.receiver_name,
-                "",
-                "",
-                "",
-                "",
-                "46",
-                r.receiver_id,
-            ],
-        );
+        w.seg("HL", &[&receiver_hl.to_string(), &payer_hl.to_string(), "21", "1"]);
+        w.seg("NM1", &["41", "2", r.receiver_name, "", "", "", "", "46", r.receiver_id]);
         hl += 1;
         let provider_hl = hl;
-        w.seg(
-            "HL",
-            &[
-                &provider_hl.to_string(),
-                &receiver_hl.to_string(),
-                "19",
-                "1",
-            ],
-        );
-        w.seg(
-            "NM1",
-            &[
-                "1P",
-                "2",
-                "PROVIDER",
-                "",
-                "",
-                "",
-                "",
-                "XX",
-                first.provider_npi.as_deref().unwrap_or(""),
-            ],
-        );
+        w.seg("HL", &[&provider_hl.to_string(), &receiver_hl.to_string(), "19", "1"]);
+        w.seg("NM1", &["1P", "2", "PROVIDER", "", "", "", "", "XX", first.provider_npi.as_deref().unwrap_or("")]);
         for a in &r.answers[i..j] {
             let q = a.request;
             hl += 1;
             let sub_hl = hl;
             let dep = q.dependent.as_ref();
-            w.seg(
-                "HL",
-                &[
-                    &sub_hl.to_string(),
-                    &provider_hl.to_string(),
-                    "22",
-                    if dep.is_some() { "1" } else { "0" },
-                ],
-            );
-            nm1_person(
-                &mut w,
-                "IL",
-                &q.subscriber,
-                Some(q.member_id.expose().as_deref().unwrap_or("UNKNOWN")),
-            );
+            w.seg("HL", &[&sub_hl.to_string(), &provider_hl.to_string(), "22", if dep.is_some() { "1" } else { "0" }]);
+            nm1_person(&mut w, "IL", &q.subscriber, Some(q.member_id.expose().as_deref().unwrap_or("UNKNOWN")));
             if let Some(d) = dep {
                 hl += 1;
                 w.seg("HL", &[&hl.to_string(), &sub_hl.to_string(), "23"]);
                 nm1_person(&mut w, "QC", d, None);
             }
             w.seg("TRN", &["2", q.trace_number.as_deref().unwrap_or("0")]);
-            let s = w.comp(&[a.category, a.status, a.entity.unwrap_or("")]);
-            let charge = a
-                .charge
-                .or(q.total_charge)
-                .map(money)
-                .unwrap_or_else(|| "0".into());
+            let charge = a.charge.or(q.total_charge).map(money).unwrap_or_else(|| "0".into());
             let paid = a.paid.map(money).unwrap_or_else(|| "0".into());
             let adjudicated = a.adjudicated.map(ccyymmdd).unwrap_or_default();
-            w.seg(
+            w.seg_composite_first(
                 "STC",
-                &[&s, &ccyymmdd(a.effective), "", &charge, &paid, &adjudicated],
+                &[a.category, a.status, a.entity.unwrap_or("")],
+                &[&ccyymmdd(a.effective), "", &charge, &paid, &adjudicated],
             );
-            if let Some(n) = a
-                .payer_claim_control_number
-                .as_deref()
-                .or(q.payer_claim_control_number.as_deref())
-            {
+            if let Some(n) = a.payer_claim_control_number.as_deref().or(q.payer_claim_control_number.as_deref()) {
                 w.seg("REF", &["1K", n]);
             }
             if let Some(pcn) = q.patient_control_number.expose() {

@@ -81,10 +81,7 @@ impl Ta105 {
     /// accepting it with errors (TA104 = E). Trailer mismatches are
     /// recoverable: the header values are used; malformed headers are not.
     pub fn rejects(self) -> bool {
-        !matches!(
-            self,
-            Ta105::NoError | Ta105::ControlNumberMismatch | Ta105::InvalidGroupCount
-        )
+        !matches!(self, Ta105::NoError | Ta105::ControlNumberMismatch | Ta105::InvalidGroupCount)
     }
 }
 
@@ -199,10 +196,7 @@ mod tests {
         for c in ["001", "022", "025", "027"] {
             assert_eq!(Ta105::from_code(c).map(Ta105::code), Some(c));
         }
-        assert_eq!(
-            SegmentCode::from_code("I4"),
-            Some(SegmentCode::NotUsedPresent)
-        );
+        assert_eq!(SegmentCode::from_code("I4"), Some(SegmentCode::NotUsedPresent));
         assert_eq!(ElementCode::InvalidCode.code(), "7");
         assert_eq!(SetCode::SegmentCountMismatch.code(), "4");
         assert_eq!(GroupCode::SetCountMismatch.code(), "5");

@@ -12,26 +12,15 @@ use clearway_core::Claim;
 use rust_decimal::Decimal;
 
 /// STC A7:400 — claim is out of balance.
-pub const OUT_OF_BALANCE: ClaimDecision = ClaimDecision::Rejected {
-    category: "A7",
-    status: "400",
-    entity: None,
-};
+pub const OUT_OF_BALANCE: ClaimDecision = ClaimDecision::Rejected { category: "A7", status: "400", entity: None };
 
 /// STC A7:562:85 — the billing provider's NPI is missing or invalid.
-pub const BAD_BILLING_NPI: ClaimDecision = ClaimDecision::Rejected {
-    category: "A7",
-    status: "562",
-    entity: Some("85"),
-};
+pub const BAD_BILLING_NPI: ClaimDecision =
+    ClaimDecision::Rejected { category: "A7", status: "562", entity: Some("85") };
 
 /// STC A3:116:PR — claim submitted to a payer we cannot route to.
 pub fn unknown_payer() -> ClaimDecision {
-    ClaimDecision::Rejected {
-        category: "A3",
-        status: "116",
-        entity: Some("PR"),
-    }
+    ClaimDecision::Rejected { category: "A3", status: "116", entity: Some("PR") }
 }
 
 /// The decision for one claim of a syntactically accepted set.

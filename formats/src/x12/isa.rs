@@ -24,12 +24,7 @@ pub struct Delimiters {
 impl Default for Delimiters {
     /// `*`, `:`, `^`, `~`: the delimiters most partners use.
     fn default() -> Self {
-        Delimiters {
-            element: b'*',
-            component: b':',
-            repetition: Some(b'^'),
-            segment: b'~',
-        }
+        Delimiters { element: b'*', component: b':', repetition: Some(b'^'), segment: b'~' }
     }
 }
 
@@ -44,9 +39,7 @@ impl Delimiters {
 pub const ISA_LEN: usize = 106;
 
 /// Offsets of the 16 element separators in a fixed-width ISA.
-const SEPARATOR_OFFSETS: [usize; 16] = [
-    3, 6, 17, 20, 31, 34, 50, 53, 69, 76, 81, 83, 89, 99, 101, 103,
-];
+const SEPARATOR_OFFSETS: [usize; 16] = [3, 6, 17, 20, 31, 34, 50, 53, 69, 76, 81, 83, 89, 99, 101, 103];
 
 /// Widths of ISA01..ISA16.
 const FIELD_WIDTHS: [usize; 16] = [2, 10, 2, 10, 2, 15, 2, 15, 6, 4, 1, 5, 9, 1, 1, 1];
@@ -93,10 +86,7 @@ pub enum IsaError {
 impl IsaHeader {
     /// ISA element `n` (1-based) with padding removed.
     pub fn trimmed(&self, n: usize) -> &str {
-        self.fields
-            .get(n.wrapping_sub(1))
-            .map(|s| s.trim())
-            .unwrap_or("")
+        self.fields.get(n.wrapping_sub(1)).map(|s| s.trim()).unwrap_or("")
     }
     pub fn sender_qualifier(&self) -> &str {
         self.trimmed(5)
@@ -174,11 +164,7 @@ pub fn parse_isa(buf: &[u8]) -> Result<IsaHeader, IsaError> {
         }
     }
     if n < 16 {
-        return Err(if buf.len() < ISA_MAX_SCAN {
-            IsaError::Truncated
-        } else {
-            IsaError::WrongElementCount
-        });
+        return Err(if buf.len() < ISA_MAX_SCAN { IsaError::Truncated } else { IsaError::WrongElementCount });
     }
     let isa16 = offsets[15] + 1;
     if isa16 + 1 >= buf.len() {
@@ -189,12 +175,7 @@ pub fn parse_isa(buf: &[u8]) -> Result<IsaHeader, IsaError> {
 
 fn is_fixed_layout(isa: &[u8], sep: u8) -> bool {
     let positions_hold = SEPARATOR_OFFSETS.iter().all(|&o| isa[o] == sep);
-    let no_extra = isa[..104]
-        .iter()
-        .enumerate()
-        .filter(|&(_, &b)| b == sep)
-        .count()
-        == 16;
+    let no_extra = isa[..104].iter().enumerate().filter(|&(_, &b)| b == sep).count() == 16;
     positions_hold && no_extra
 }
 
@@ -223,12 +204,7 @@ fn build(buf: &[u8], sep: u8, offsets: &[usize; 16], isa16: usize, fixed: bool) 
     } else {
         None
     };
-    let delimiters = Delimiters {
-        element: sep,
-        component,
-        repetition,
-        segment,
-    };
+    let delimiters = Delimiters { element: sep, component, repetition, segment };
     if !fixed {
         // Name the first field whose width is wrong.
         for (i, w) in FIELD_WIDTHS.iter().enumerate() {
@@ -250,13 +226,7 @@ fn build(buf: &[u8], sep: u8, offsets: &[usize; 16], isa16: usize, fixed: bool) 
         }
     }
     check_fields(&fields, &delimiters, &mut findings);
-    IsaHeader {
-        fields,
-        delimiters,
-        len: isa16 + 2,
-        fixed_width: fixed,
-        findings,
-    }
+    IsaHeader { fields, delimiters, len: isa16 + 2, fixed_width: fixed, findings }
 }
 
 /// The TA105 code for a malformed ISA01..ISA16.
@@ -281,47 +251,31 @@ const FIELD_CODES: [Ta105; 16] = [
 
 /// ID qualifiers of element I05 (ISA05/ISA07).
 const ID_QUALIFIERS: &[&str] = &[
-    "01", "02", "03", "04", "07", "08", "09", "10", "11", "12", "13", "14", "15", "16", "17", "18",
-    "19", "20", "21", "22", "23", "24", "25", "26", "27", "28", "29", "30", "31", "32", "33", "34",
-    "35", "36", "37", "38", "AM", "NR", "SA", "SN", "ZZ",
+    "01", "02", "03", "04", "07", "08", "09", "10", "11", "12", "13", "14", "15", "16", "17", "18", "19", "20", "21",
+    "22", "23", "24", "25", "26", "27", "28", "29", "30", "31", "32", "33", "34", "35", "36", "37", "38", "AM", "NR",
+    "SA", "SN", "ZZ",
 ];
 
 fn check_fields(f: &[String; 16], d: &Delimiters, out: &mut Vec<IsaFinding>) {
     let mut push = |code: Ta105, element: u8, message: &'static str| {
         if !out.iter().any(|x| x.element == element) {
-            out.push(IsaFinding {
-                code,
-                element,
-                message,
-            });
+            out.push(IsaFinding { code, element, message });
         }
     };
     if !matches!(f[0].as_str(), "00" | "03") {
-        push(
-            Ta105::InvalidAuthorizationQualifier,
-            1,
-            "ISA01 is not 00 or 03",
-        );
+        push(Ta105::InvalidAuthorizationQualifier, 1, "ISA01 is not 00 or 03");
     }
     if !matches!(f[2].as_str(), "00" | "01") {
         push(Ta105::InvalidSecurityQualifier, 3, "ISA03 is not 00 or 01");
     }
     if !ID_QUALIFIERS.contains(&f[4].trim()) {
-        push(
-            Ta105::InvalidSenderQualifier,
-            5,
-            "ISA05 is not a valid id qualifier",
-        );
+        push(Ta105::InvalidSenderQualifier, 5, "ISA05 is not a valid id qualifier");
     }
     if f[5].trim().is_empty() {
         push(Ta105::InvalidSenderId, 6, "ISA06 sender id is blank");
     }
     if !ID_QUALIFIERS.contains(&f[6].trim()) {
-        push(
-            Ta105::InvalidReceiverQualifier,
-            7,
-            "ISA07 is not a valid id qualifier",
-        );
+        push(Ta105::InvalidReceiverQualifier, 7, "ISA07 is not a valid id qualifier");
     }
     if f[7].trim().is_empty() {
         push(Ta105::InvalidReceiverId, 8, "ISA08 receiver id is blank");
@@ -338,11 +292,7 @@ fn check_fields(f: &[String; 16], d: &Delimiters, out: &mut Vec<IsaFinding>) {
         // (it only means repetitions are not used) but anything else that
         // clashes with the other delimiters is an error.
         if f[10] != "U" {
-            push(
-                Ta105::InvalidStandardsId,
-                11,
-                "ISA11 is not a usable repetition separator",
-            );
+            push(Ta105::InvalidStandardsId, 11, "ISA11 is not a usable repetition separator");
         }
     } else if version < "00402" && f[10] != "U" {
         push(Ta105::InvalidStandardsId, 11, "ISA11 is not U");
@@ -363,11 +313,7 @@ fn check_fields(f: &[String; 16], d: &Delimiters, out: &mut Vec<IsaFinding>) {
     // Delimiters must differ from each other and from data characters.
     let data_like = |b: u8| b.is_ascii_alphanumeric() || b == b' ';
     if d.component == d.element || d.component == d.segment || data_like(d.component) {
-        push(
-            Ta105::InvalidComponentSeparator,
-            16,
-            "ISA16 clashes with another delimiter or is a data character",
-        );
+        push(Ta105::InvalidComponentSeparator, 16, "ISA16 clashes with another delimiter or is a data character");
     }
     if d.segment == d.element || data_like(d.segment) {
         push(
@@ -398,7 +344,8 @@ fn num(s: &[u8]) -> u32 {
 mod tests {
     use super::*;
 
-    const ISA: &[u8] = b"ISA*00*          *00*          *ZZ*SENDER         *ZZ*RECEIVER       *240101*1200*^*00501*000000001*0*T*:~";
+    const ISA: &[u8] =
+        b"ISA*00*          *00*          *ZZ*SENDER         *ZZ*RECEIVER       *240101*1200*^*00501*000000001*0*T*:~";
 
     #[test]
     fn reads_fixed_width_isa() {
@@ -436,15 +383,7 @@ mod tests {
             })
             .collect::<Vec<_>>();
         let h = parse_isa(&isa).unwrap();
-        assert_eq!(
-            h.delimiters,
-            Delimiters {
-                element: b'|',
-                component: b'>',
-                repetition: Some(b'!'),
-                segment: b'\n'
-            }
-        );
+        assert_eq!(h.delimiters, Delimiters { element: b'|', component: b'>', repetition: Some(b'!'), segment: b'\n' });
         assert!(h.findings.is_empty());
     }
 

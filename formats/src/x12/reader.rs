@@ -59,13 +59,7 @@ pub struct Segment<'a> {
 impl<'a> Segment<'a> {
     /// Builds a view over one segment's bytes (without its terminator).
     pub fn new(raw: &'a [u8], delimiters: Delimiters) -> Self {
-        Segment {
-            raw,
-            delimiters,
-            offset: 0,
-            terminated: true,
-            isa: None,
-        }
+        Segment { raw, delimiters, offset: 0, terminated: true, isa: None }
     }
 
     pub fn raw(&self) -> &'a [u8] {
@@ -92,10 +86,7 @@ impl<'a> Segment<'a> {
     /// The elements after the identifier, element 1 first.
     pub fn elements(&self) -> Elements<'a> {
         let rest = memchr::memchr(self.delimiters.element, self.raw).map(|i| &self.raw[i + 1..]);
-        Elements {
-            rest,
-            sep: self.delimiters.element,
-        }
+        Elements { rest, sep: self.delimiters.element }
     }
 
     /// Number of elements (trailing empty ones included).
@@ -181,12 +172,7 @@ impl<'a> Iterator for Elements<'a> {
 
 /// What the buffer can give next.
 enum Step {
-    Segment {
-        start: usize,
-        end: usize,
-        terminated: bool,
-        isa: bool,
-    },
+    Segment { start: usize, end: usize, terminated: bool, isa: bool },
     NeedMore,
     Done,
 }
@@ -237,8 +223,7 @@ impl SegmentBuffer {
         }
         // Skip line breaks and blanks between segments.
         let skip = |b: u8, d: Option<Delimiters>| {
-            matches!(b, b'\r' | b'\n' | b' ' | b'\t')
-                && d.is_none_or(|d| b != d.element && b != d.component)
+            matches!(b, b'\r' | b'\n' | b' ' | b'\t') && d.is_none_or(|d| b != d.element && b != d.component)
         };
         while self.start < self.end && skip(self.buf[self.start], self.delimiters) {
             self.start += 1;
@@ -263,12 +248,7 @@ impl SegmentBuffer {
                     self.start = end + 1;
                     self.scan = self.start;
                     self.isa = Some(h);
-                    return Ok(Step::Segment {
-                        start,
-                        end,
-                        terminated: true,
-                        isa: true,
-                    });
+                    return Ok(Step::Segment { start, end, terminated: true, isa: true });
                 }
                 Err(IsaError::Truncated) if !self.eof => return Ok(Step::NeedMore),
                 Err(source) => return Err(ReadError::BadIsa { offset, source }),
@@ -282,33 +262,19 @@ impl SegmentBuffer {
                 let term = self.scan + i;
                 let start = self.start;
                 let mut end = term;
-                while end > start
-                    && matches!(self.buf[end - 1], b'\r' | b'\n')
-                    && !d.is_delimiter(self.buf[end - 1])
-                {
+                while end > start && matches!(self.buf[end - 1], b'\r' | b'\n') && !d.is_delimiter(self.buf[end - 1]) {
                     end -= 1;
                 }
                 if end - start > self.max_segment_bytes {
-                    return Err(ReadError::SegmentTooLong {
-                        offset,
-                        max: self.max_segment_bytes,
-                    });
+                    return Err(ReadError::SegmentTooLong { offset, max: self.max_segment_bytes });
                 }
                 self.start = term + 1;
                 self.scan = self.start;
-                Ok(Step::Segment {
-                    start,
-                    end,
-                    terminated: true,
-                    isa: false,
-                })
+                Ok(Step::Segment { start, end, terminated: true, isa: false })
             }
             None => {
                 if self.end - self.start > self.max_segment_bytes {
-                    return Err(ReadError::SegmentTooLong {
-                        offset,
-                        max: self.max_segment_bytes,
-                    });
+                    return Err(ReadError::SegmentTooLong { offset, max: self.max_segment_bytes });
                 }
                 if self.eof {
                     let start = self.start;
@@ -317,12 +283,7 @@ impl SegmentBuffer {
                         end -= 1;
                     }
                     self.start = self.end;
-                    Ok(Step::Segment {
-                        start,
-                        end,
-                        terminated: false,
-                        isa: false,
-                    })
+                    Ok(Step::Segment { start, end, terminated: false, isa: false })
                 } else {
                     self.scan = self.end;
                     Ok(Step::NeedMore)
@@ -378,11 +339,7 @@ impl<R: Read> SegmentReader<R> {
     }
 
     pub fn with_max_segment_bytes(inner: R, max: usize) -> Self {
-        SegmentReader {
-            inner,
-            buf: SegmentBuffer::new(max),
-            bytes_read: 0,
-        }
+        SegmentReader { inner, buf: SegmentBuffer::new(max), bytes_read: 0 }
     }
 
     /// Bytes consumed from the underlying reader so far.
@@ -394,12 +351,9 @@ impl<R: Read> SegmentReader<R> {
     pub fn next_segment(&mut self) -> Result<Option<Segment<'_>>, ReadError> {
         loop {
             match self.buf.step()? {
-                Step::Segment {
-                    start,
-                    end,
-                    terminated,
-                    isa,
-                } => return Ok(Some(self.buf.segment(start, end, terminated, isa))),
+                Step::Segment { start, end, terminated, isa } => {
+                    return Ok(Some(self.buf.segment(start, end, terminated, isa)));
+                }
                 Step::Done => return Ok(None),
                 Step::NeedMore => {
                     let spare = self.buf.spare();
@@ -429,10 +383,7 @@ pub struct AsyncSegmentReader<R> {
 #[cfg(feature = "tokio")]
 impl<R: tokio::io::AsyncRead + Unpin> AsyncSegmentReader<R> {
     pub fn new(inner: R) -> Self {
-        AsyncSegmentReader {
-            inner,
-            buf: SegmentBuffer::new(DEFAULT_MAX_SEGMENT_BYTES),
-        }
+        AsyncSegmentReader { inner, buf: SegmentBuffer::new(DEFAULT_MAX_SEGMENT_BYTES) }
     }
 
     /// The next segment, or `None` at the end of the input.
@@ -440,12 +391,9 @@ impl<R: tokio::io::AsyncRead + Unpin> AsyncSegmentReader<R> {
         use tokio::io::AsyncReadExt;
         loop {
             match self.buf.step()? {
-                Step::Segment {
-                    start,
-                    end,
-                    terminated,
-                    isa,
-                } => return Ok(Some(self.buf.segment(start, end, terminated, isa))),
+                Step::Segment { start, end, terminated, isa } => {
+                    return Ok(Some(self.buf.segment(start, end, terminated, isa)));
+                }
                 Step::Done => return Ok(None),
                 Step::NeedMore => {
                     let n = self.inner.read(self.buf.spare()).await?;
@@ -460,7 +408,8 @@ impl<R: tokio::io::AsyncRead + Unpin> AsyncSegmentReader<R> {
 mod tests {
     use super::*;
 
-    const ISA: &str = "ISA*00*          *00*          *ZZ*SENDER         *ZZ*RECEIVER       *240101*1200*^*00501*000000001*0*T*:~";
+    const ISA: &str =
+        "ISA*00*          *00*          *ZZ*SENDER         *ZZ*RECEIVER       *240101*1200*^*00501*000000001*0*T*:~";
 
     fn ids(input: &[u8]) -> Vec<String> {
         let mut r = SegmentReader::new(input);
@@ -488,9 +437,7 @@ mod tests {
 
     #[test]
     fn splits_segments_and_tolerates_line_breaks() {
-        let input = format!(
-            "{ISA}\r\nGS*HC*A*B~\nST*837*0001~\r\n\r\nSE*2*0001~GE*1*1~IEA*1*000000001~\n\n"
-        );
+        let input = format!("{ISA}\r\nGS*HC*A*B~\nST*837*0001~\r\n\r\nSE*2*0001~GE*1*1~IEA*1*000000001~\n\n");
         let segs = ids(input.as_bytes());
         assert_eq!(segs.len(), 6);
         assert_eq!(segs[1], "GS*HC*A*B");
@@ -544,10 +491,7 @@ mod tests {
     #[test]
     fn data_before_isa_is_an_error() {
         let mut r = SegmentReader::new(&b"GS*HC*A*B~"[..]);
-        assert!(matches!(
-            r.next_segment(),
-            Err(ReadError::NoIsa { offset: 0 })
-        ));
+        assert!(matches!(r.next_segment(), Err(ReadError::NoIsa { offset: 0 })));
     }
 
     #[test]
@@ -555,10 +499,7 @@ mod tests {
         let input = format!("{ISA}NTE*{}", "A".repeat(200_000));
         let mut r = SegmentReader::with_max_segment_bytes(input.as_bytes(), 1024);
         assert!(r.next_segment().unwrap().is_some());
-        assert!(matches!(
-            r.next_segment(),
-            Err(ReadError::SegmentTooLong { .. })
-        ));
+        assert!(matches!(r.next_segment(), Err(ReadError::SegmentTooLong { .. })));
     }
 
     #[test]
@@ -572,9 +513,6 @@ mod tests {
         assert_eq!(s.element(9), b"");
         assert_eq!(s.element_count(), 6);
         let eq = Segment::new(b"EQ*30^1^35", Delimiters::default());
-        assert_eq!(
-            eq.repetitions(1).collect::<Vec<_>>(),
-            vec![&b"30"[..], b"1", b"35"]
-        );
+        assert_eq!(eq.repetitions(1).collect::<Vec<_>>(), vec![&b"30"[..], b"1", b"35"]);
     }
 }

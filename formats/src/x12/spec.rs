@@ -59,10 +59,9 @@ impl Codes {
         match self {
             Codes::Any => true,
             Codes::List(list) => list.binary_search_by(|c| c.as_bytes().cmp(value)).is_ok(),
-            Codes::External(i) => tables()
-                .codesets
-                .get(*i)
-                .is_some_and(|set| set.binary_search_by(|c| c.as_bytes().cmp(value)).is_ok()),
+            Codes::External(i) => {
+                tables().codesets.get(*i).is_some_and(|set| set.binary_search_by(|c| c.as_bytes().cmp(value)).is_ok())
+            }
         }
     }
 }
@@ -118,7 +117,7 @@ pub struct SegmentSpec {
 impl SegmentSpec {
     /// The element used to tell same-id siblings apart, and its codes:
     /// HL03 for HL, otherwise element 1 (or its first component) when it is
-    /// a required ID element with a code list.
+    /// a required element with a code list.
     pub(crate) fn qualifier(&self) -> Option<(usize, &Codes)> {
         let pick = if &*self.id == "HL" { 3 } else { 1 };
         let e = self.elements.iter().find(|e| usize::from(e.seq) == pick)?;
@@ -127,11 +126,11 @@ impl SegmentSpec {
             ElementKind::Simple { .. } => e,
         };
         match &simple.kind {
-            ElementKind::Simple {
-                ty: DataType::Id,
-                codes: codes @ Codes::List(_),
-                ..
-            } if e.usage == Usage::Required => Some((pick, codes)),
+            ElementKind::Simple { codes: codes @ Codes::List(_), .. }
+                if e.usage == Usage::Required && simple.usage == Usage::Required =>
+            {
+                Some((pick, codes))
+            }
             _ => None,
         }
     }
@@ -215,9 +214,7 @@ pub struct Tables {
 impl Tables {
     /// The guide for a transaction set, by ST01 and ST03 (or GS08).
     pub fn find(&self, st01: &str, implementation: &str) -> Option<&Spec> {
-        self.specs.iter().find(|s| {
-            &*s.transaction == st01 && s.implementations.iter().any(|i| &**i == implementation)
-        })
+        self.specs.iter().find(|s| &*s.transaction == st01 && s.implementations.iter().any(|i| &**i == implementation))
     }
 
     pub fn is_known_segment(&self, key: u32) -> bool {
@@ -268,25 +265,14 @@ pub fn load(guides: &[(&str, &str)]) -> Result<Tables, TableError> {
     for (file, text) in guides {
         specs.push(parse_guide(file, text, &dataele, &codeset_names)?);
     }
-    let mut known: Vec<u32> = specs
-        .iter()
-        .flat_map(|s| s.segments.iter().map(|g| g.key))
-        .collect();
+    let mut known: Vec<u32> = specs.iter().flat_map(|s| s.segments.iter().map(|g| g.key)).collect();
     known.sort_unstable();
     known.dedup();
-    Ok(Tables {
-        specs,
-        codesets,
-        known_segments: known,
-    })
+    Ok(Tables { specs, codesets, known_segments: known })
 }
 
 fn err(file: &str, line: usize, message: impl Into<String>) -> TableError {
-    TableError {
-        file: file.to_string(),
-        line,
-        message: message.into(),
-    }
+    TableError { file: file.to_string(), line, message: message.into() }
 }
 
 /// Splits a table line into tokens; a trailing `"..."` is one token.
@@ -306,19 +292,11 @@ fn parse_dataele(text: &str) -> Result<DataElements, TableError> {
         }
         let (t, _) = tokens(line);
         let [_, num, ty, min, max] = t[..] else {
-            return Err(err(
-                "dataele.ig",
-                n + 1,
-                "expected D <num> <type> <min> <max>",
-            ));
+            return Err(err("dataele.ig", n + 1, "expected D <num> <type> <min> <max>"));
         };
         let ty = parse_type(ty).ok_or_else(|| err("dataele.ig", n + 1, "unknown data type"))?;
-        let min = min
-            .parse()
-            .map_err(|_| err("dataele.ig", n + 1, "bad min"))?;
-        let max = max
-            .parse()
-            .map_err(|_| err("dataele.ig", n + 1, "bad max"))?;
+        let min = min.parse().map_err(|_| err("dataele.ig", n + 1, "bad min"))?;
+        let max = max.parse().map_err(|_| err("dataele.ig", n + 1, "bad max"))?;
         map.insert(num.to_string(), (ty, min, max));
     }
     Ok(map)
@@ -349,9 +327,7 @@ fn parse_codes(text: &str) -> Result<CodeSets, TableError> {
         if it.next() != Some("K") {
             return Err(err("codes.ig", n + 1, "expected K <name> <codes...>"));
         }
-        let name = it
-            .next()
-            .ok_or_else(|| err("codes.ig", n + 1, "missing name"))?;
+        let name = it.next().ok_or_else(|| err("codes.ig", n + 1, "missing name"))?;
         let mut codes: Vec<Box<str>> = it.map(Into::into).collect();
         codes.sort_unstable();
         names.insert(name.to_string(), sets.len());
@@ -370,11 +346,7 @@ fn parse_usage(s: &str) -> Option<Usage> {
 }
 
 fn parse_max(s: &str) -> Option<u32> {
-    if s.starts_with('>') {
-        Some(u32::MAX)
-    } else {
-        s.parse().ok()
-    }
+    if s.starts_with('>') { Some(u32::MAX) } else { s.parse().ok() }
 }
 
 struct GuideParser<'a> {
@@ -389,11 +361,7 @@ fn parse_guide(
     dataele: &DataElements,
     codesets: &HashMap<String, usize>,
 ) -> Result<Spec, TableError> {
-    let p = GuideParser {
-        file,
-        dataele,
-        codesets,
-    };
+    let p = GuideParser { file, dataele, codesets };
     let mut spec = Spec {
         transaction: "".into(),
         implementations: vec![],
@@ -490,9 +458,7 @@ fn parse_guide(
                     return Err(err(file, line_no, "syntax rule outside a segment"));
                 };
                 let rule = t.get(1).copied().unwrap_or("");
-                spec.segments[*s]
-                    .syntax
-                    .push(parse_syntax(rule).ok_or_else(|| err(file, line_no, "bad syntax rule"))?);
+                spec.segments[*s].syntax.push(parse_syntax(rule).ok_or_else(|| err(file, line_no, "bad syntax rule"))?);
             }
             "E" | "C" => {
                 let element = p.element(&t, name, line_no)?;
@@ -507,9 +473,7 @@ fn parse_guide(
                         }
                     }
                     Some((_, Open::Composite(s, ci))) if !is_composite => {
-                        if let ElementKind::Composite(parts) =
-                            &mut spec.segments[*s].elements[*ci].kind
-                        {
+                        if let ElementKind::Composite(parts) = &mut spec.segments[*s].elements[*ci].kind {
                             parts.push(element);
                         }
                     }
@@ -526,9 +490,7 @@ fn parse_guide(
 impl GuideParser<'_> {
     fn element(&self, t: &[&str], name: &str, line: usize) -> Result<ElementSpec, TableError> {
         let file = self.file;
-        let (Some(seq), Some(reference), Some(usage), Some(rep)) =
-            (t.get(1), t.get(2), t.get(3), t.get(4))
-        else {
+        let (Some(seq), Some(reference), Some(usage), Some(rep)) = (t.get(1), t.get(2), t.get(3), t.get(4)) else {
             return Err(err(file, line, "expected E|C <seq> <ref> <usage> <repeat>"));
         };
         let seq: u8 = seq.parse().map_err(|_| err(file, line, "bad seq"))?;
@@ -545,11 +507,7 @@ impl GuideParser<'_> {
             let mut digits = None;
             for extra in &t[5..] {
                 if let Some(list) = extra.strip_prefix('=') {
-                    let mut v: Vec<Box<str>> = list
-                        .split(',')
-                        .filter(|c| !c.is_empty())
-                        .map(Into::into)
-                        .collect();
+                    let mut v: Vec<Box<str>> = list.split(',').filter(|c| !c.is_empty()).map(Into::into).collect();
                     v.sort_unstable();
                     codes = Codes::List(v);
                 } else if let Some(set) = extra.strip_prefix('@') {
@@ -559,28 +517,12 @@ impl GuideParser<'_> {
                         codes = Codes::External(i);
                     }
                 } else if let Some(re) = extra.strip_prefix('~') {
-                    digits = re
-                        .strip_prefix("[0-9]{")
-                        .and_then(|r| r.strip_suffix('}'))
-                        .and_then(|n| n.parse().ok());
+                    digits = re.strip_prefix("[0-9]{").and_then(|r| r.strip_suffix('}')).and_then(|n| n.parse().ok());
                 }
             }
-            ElementKind::Simple {
-                ty,
-                min,
-                max,
-                codes,
-                digits,
-            }
+            ElementKind::Simple { ty, min, max, codes, digits }
         };
-        Ok(ElementSpec {
-            seq,
-            reference: (*reference).into(),
-            usage,
-            max_repeat,
-            name: name.into(),
-            kind,
-        })
+        Ok(ElementSpec { seq, reference: (*reference).into(), usage, max_repeat, name: name.into(), kind })
     }
 }
 
@@ -589,10 +531,7 @@ fn parse_syntax(rule: &str) -> Option<Syntax> {
     if !b"PRECL".contains(&kind) || digits.len() < 4 || digits.len() % 2 != 0 {
         return None;
     }
-    let elements = digits
-        .chunks(2)
-        .map(|c| std::str::from_utf8(c).ok()?.parse().ok())
-        .collect::<Option<Vec<u8>>>()?;
+    let elements = digits.chunks(2).map(|c| std::str::from_utf8(c).ok()?.parse().ok()).collect::<Option<Vec<u8>>>()?;
     Some(Syntax { kind, elements })
 }
 
@@ -604,11 +543,7 @@ fn finish(file: &str, spec: &mut Spec) -> Result<(), TableError> {
     for l in 0..spec.loops.len() {
         let children = spec.loops[l].children.clone();
         if l > 0 && !matches!(children.first(), Some(Child::Segment(_))) {
-            return Err(err(
-                file,
-                0,
-                format!("loop {} does not start with a segment", spec.loops[l].id),
-            ));
+            return Err(err(file, 0, format!("loop {} does not start with a segment", spec.loops[l].id)));
         }
         let mut ranks = Vec::with_capacity(children.len());
         let mut index: Vec<(u32, Vec<u16>)> = Vec::new();
@@ -646,11 +581,7 @@ mod tests {
         assert!(t.find("834", "005010X220A1").is_some());
         assert!(t.find("837", "004010X098A1").is_none());
         // 2010AA NM1 is qualified by NM101 = 85.
-        let nm1 = p
-            .segments
-            .iter()
-            .find(|s| &*s.id == "NM1" && &*p.loops[s.loop_index].id == "2010AA")
-            .unwrap();
+        let nm1 = p.segments.iter().find(|s| &*s.id == "NM1" && &*p.loops[s.loop_index].id == "2010AA").unwrap();
         let (pos, codes) = nm1.qualifier().unwrap();
         assert_eq!(pos, 1);
         assert!(codes.contains(b"85"));
@@ -676,17 +607,8 @@ mod tests {
 
     #[test]
     fn syntax_rules_parse() {
-        assert_eq!(
-            parse_syntax("P0809"),
-            Some(Syntax {
-                kind: b'P',
-                elements: vec![8, 9]
-            })
-        );
-        assert_eq!(
-            parse_syntax("L010203").map(|s| s.elements),
-            Some(vec![1, 2, 3])
-        );
+        assert_eq!(parse_syntax("P0809"), Some(Syntax { kind: b'P', elements: vec![8, 9] }));
+        assert_eq!(parse_syntax("L010203").map(|s| s.elements), Some(vec![1, 2, 3]));
         assert_eq!(parse_syntax("X01"), None);
     }
 

@@ -61,22 +61,12 @@ const LAST: &[&str] = &[
     "PRETENDA",
     "INVENTED",
 ];
-const FIRST: &[&str] = &[
-    "ALEX", "SAM", "JORDAN", "TAYLOR", "CASEY", "RILEY", "JAMIE", "MORGAN", "DREW", "QUINN",
-];
-const CPT: &[&str] = &[
-    "99213", "99214", "99203", "87880", "93000", "81002", "90471", "36415", "85025", "80053",
-];
-const ICD: &[&str] = &[
-    "J020", "R05", "E119", "I10", "Z0000", "M545", "J069", "R509", "K219", "N390",
-];
+const FIRST: &[&str] = &["ALEX", "SAM", "JORDAN", "TAYLOR", "CASEY", "RILEY", "JAMIE", "MORGAN", "DREW", "QUINN"];
+const CPT: &[&str] = &["99213", "99214", "99203", "87880", "93000", "81002", "90471", "36415", "85025", "80053"];
+const ICD: &[&str] = &["J020", "R05", "E119", "I10", "Z0000", "M545", "J069", "R509", "K219", "N390"];
 const REVENUE: &[&str] = &["0450", "0300", "0301", "0320", "0636", "0250", "0730"];
-const PAYERS: &[(&str, &str)] = &[
-    ("ACME HEALTH PLAN", "ACME01"),
-    ("BLUE EXAMPLE", "BEX02"),
-    ("GENERIC MUTUAL", "GMU03"),
-    ("SAMPLE CARE", "SMC04"),
-];
+const PAYERS: &[(&str, &str)] =
+    &[("ACME HEALTH PLAN", "ACME01"), ("BLUE EXAMPLE", "BEX02"), ("GENERIC MUTUAL", "GMU03"), ("SAMPLE CARE", "SMC04")];
 
 /// A valid NPI derived from a number.
 pub fn npi(n: u64) -> String {
@@ -87,12 +77,7 @@ pub fn npi(n: u64) -> String {
 
 /// Writes one interchange of `count` items (claims, requests or members).
 pub fn write(out: &mut impl Write, kind: Kind, count: usize, seed: u64) -> io::Result<()> {
-    let mut g = Gen {
-        out,
-        rng: Rng::new(seed),
-        seed,
-        segments: 0,
-    };
+    let mut g = Gen { out, rng: Rng::new(seed), seed, segments: 0 };
     g.run(kind, count)
 }
 
@@ -124,9 +109,7 @@ impl<W: Write> Gen<'_, W> {
             "CLEARWAYGEN", "CLEARWAYHUB", ctl
         );
         self.seg(&isa)?;
-        self.seg(&format!(
-            "GS*{gs01}*CLEARWAYGEN*CLEARWAYHUB*20240115*1200*1*X*{version}"
-        ))?;
+        self.seg(&format!("GS*{gs01}*CLEARWAYGEN*CLEARWAYHUB*20240115*1200*1*X*{version}"))?;
         let per_set = match kind {
             Kind::Professional837 | Kind::Institutional837 => CLAIMS_PER_SET,
             _ => count.max(1),
@@ -159,31 +142,19 @@ impl<W: Write> Gen<'_, W> {
     fn person(&mut self) -> (String, String, String, &'static str) {
         let last = self.rng.pick(LAST).to_string();
         let first = self.rng.pick(FIRST).to_string();
-        let dob = format!(
-            "{}{:02}{:02}",
-            1940 + self.rng.below(70),
-            1 + self.rng.below(12),
-            1 + self.rng.below(28)
-        );
+        let dob = format!("{}{:02}{:02}", 1940 + self.rng.below(70), 1 + self.rng.below(12), 1 + self.rng.below(28));
         let gender = if self.rng.below(2) == 0 { "F" } else { "M" };
         (last, first, dob, gender)
     }
 
     fn date(&mut self) -> String {
-        format!(
-            "2024{:02}{:02}",
-            1 + self.rng.below(12),
-            1 + self.rng.below(28)
-        )
+        format!("2024{:02}{:02}", 1 + self.rng.below(12), 1 + self.rng.below(28))
     }
 
     fn claims(&mut self, kind: Kind, n: usize, offset: usize) -> io::Result<()> {
         let institutional = kind == Kind::Institutional837;
         let bht06 = "CH";
-        self.seg(&format!(
-            "BHT*0019*00*{:09}*20240115*1200*{bht06}",
-            offset + 1
-        ))?;
+        self.seg(&format!("BHT*0019*00*{:09}*20240115*1200*{bht06}", offset + 1))?;
         self.seg("NM1*41*2*CLEARWAY TEST SUBMITTER*****46*CLEARWAYGEN")?;
         self.seg("PER*IC*EDI DESK*TE*5555550100")?;
         self.seg("NM1*40*2*CLEARWAY HUB*****46*CLEARWAYHUB")?;
@@ -223,28 +194,16 @@ impl<W: Write> Gen<'_, W> {
                 let pcn = format!("PCN{:08}", offset + i);
                 let service = self.date();
                 if institutional {
-                    self.seg(&format!(
-                        "CLM*{pcn}*{}.{:02}***13:A:1**A*Y*Y",
-                        total / 100,
-                        total % 100
-                    ))?;
+                    self.seg(&format!("CLM*{pcn}*{}.{:02}***13:A:1**A*Y*Y", total / 100, total % 100))?;
                     self.seg(&format!("DTP*434*RD8*{service}-{service}"))?;
                     self.seg("CL1*1*1*01")?;
                     let line = format!("HI*ABK:{}", self.rng.pick(ICD));
                     self.seg(&line)?;
-                    let line = format!(
-                        "NM1*71*1*{}*{}****XX*{}",
-                        self.rng.pick(LAST),
-                        self.rng.pick(FIRST),
-                        npi(p + 7)
-                    );
+                    let line =
+                        format!("NM1*71*1*{}*{}****XX*{}", self.rng.pick(LAST), self.rng.pick(FIRST), npi(p + 7));
                     self.seg(&line)?;
                 } else {
-                    self.seg(&format!(
-                        "CLM*{pcn}*{}.{:02}***11:B:1*Y*A*Y*Y",
-                        total / 100,
-                        total % 100
-                    ))?;
+                    self.seg(&format!("CLM*{pcn}*{}.{:02}***11:B:1*Y*A*Y*Y", total / 100, total % 100))?;
                     let dx1 = self.rng.pick(ICD);
                     let dx2 = self.rng.pick(ICD);
                     if dx1 == dx2 {
@@ -258,11 +217,7 @@ impl<W: Write> Gen<'_, W> {
                     if institutional {
                         let rev = self.rng.pick(REVENUE);
                         let cpt = self.rng.pick(CPT);
-                        self.seg(&format!(
-                            "SV2*{rev}*HC:{cpt}*{}.{:02}*UN*1",
-                            c / 100,
-                            c % 100
-                        ))?;
+                        self.seg(&format!("SV2*{rev}*HC:{cpt}*{}.{:02}*UN*1", c / 100, c % 100))?;
                     } else {
                         let cpt = self.rng.pick(CPT);
                         self.seg(&format!("SV1*HC:{cpt}*{}.{:02}*UN*1***1", c / 100, c % 100))?;
@@ -275,10 +230,7 @@ impl<W: Write> Gen<'_, W> {
     }
 
     fn eligibility(&mut self, n: usize) -> io::Result<()> {
-        self.seg(&format!(
-            "BHT*0022*13*{:09}*20240115*1200",
-            self.seed % 1_000_000_000
-        ))?;
+        self.seg(&format!("BHT*0022*13*{:09}*20240115*1200", self.seed % 1_000_000_000))?;
         let (payer, payer_id) = PAYERS[0];
         self.seg("HL*1**20*1")?;
         self.seg(&format!("NM1*PR*2*{payer}*****PI*{payer_id}"))?;
@@ -288,10 +240,7 @@ impl<W: Write> Gen<'_, W> {
             let (last, first, dob, gender) = self.person();
             let member = format!("M{:010}", self.rng.below(10_000_000_000));
             self.seg(&format!("HL*{}*2*22*0", i + 3))?;
-            let line = format!(
-                "TRN*1*{:012}*9CLEARWAY00",
-                self.rng.below(1_000_000_000_000)
-            );
+            let line = format!("TRN*1*{:012}*9CLEARWAY00", self.rng.below(1_000_000_000_000));
             self.seg(&line)?;
             self.seg(&format!("NM1*IL*1*{last}*{first}****MI*{member}"))?;
             self.seg(&format!("DMG*D8*{dob}*{gender}"))?;
@@ -302,10 +251,7 @@ impl<W: Write> Gen<'_, W> {
     }
 
     fn status(&mut self, n: usize) -> io::Result<()> {
-        self.seg(&format!(
-            "BHT*0010*13*{:09}*20240115*1200",
-            self.seed % 1_000_000_000
-        ))?;
+        self.seg(&format!("BHT*0010*13*{:09}*20240115*1200", self.seed % 1_000_000_000))?;
         let (payer, payer_id) = PAYERS[0];
         self.seg("HL*1**20*1")?;
         self.seg(&format!("NM1*PR*2*{payer}*****PI*{payer_id}"))?;
@@ -331,10 +277,7 @@ impl<W: Write> Gen<'_, W> {
     }
 
     fn enrollment(&mut self, n: usize) -> io::Result<()> {
-        self.seg(&format!(
-            "BGN*00*{:09}*20240115*1200****4",
-            self.seed % 1_000_000_000
-        ))?;
+        self.seg(&format!("BGN*00*{:09}*20240115*1200****4", self.seed % 1_000_000_000))?;
         self.seg("REF*38*POLICY0001")?;
         self.seg("N1*P5*SYNTHETIC EMPLOYER*FI*123456789")?;
         let (payer, _) = PAYERS[0];
@@ -396,11 +339,7 @@ mod tests {
                     "{kind:?}: {:#?}",
                     &s.report.segment_errors[..s.report.segment_errors.len().min(5)]
                 );
-                assert!(
-                    s.report.findings.is_empty(),
-                    "{kind:?}: {:?}",
-                    s.report.findings
-                );
+                assert!(s.report.findings.is_empty(), "{kind:?}: {:?}", s.report.findings);
             }
             assert!(a.accepted(), "{kind:?}");
             assert_eq!(a.documents().count(), 120);
@@ -411,11 +350,7 @@ mod tests {
     fn generated_834_validates_clean() {
         let a = check(Kind::Enrollment834, 20);
         for s in a.sets() {
-            assert!(
-                s.report.segment_errors.is_empty(),
-                "{:#?}",
-                s.report.segment_errors
-            );
+            assert!(s.report.segment_errors.is_empty(), "{:#?}", s.report.segment_errors);
         }
         assert!(a.accepted());
     }

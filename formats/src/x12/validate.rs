@@ -17,9 +17,7 @@
 
 use super::codes::{ElementCode, SegmentCode};
 use super::reader::Segment;
-use super::spec::{
-    Child, Codes, DataType, ElementKind, ElementSpec, SegmentSpec, Spec, Usage, seg_key, tables,
-};
+use super::spec::{Child, Codes, DataType, ElementKind, ElementSpec, SegmentSpec, Spec, Usage, seg_key, tables};
 use clearway_core::Sensitive;
 use serde::Serialize;
 
@@ -36,11 +34,7 @@ pub struct ElementPosition {
 
 impl ElementPosition {
     pub fn element(element: u8) -> Self {
-        ElementPosition {
-            element,
-            component: None,
-            repetition: None,
-        }
+        ElementPosition { element, component: None, repetition: None }
     }
 }
 
@@ -83,12 +77,7 @@ pub enum Context {
     },
     /// CTX*SITUATIONAL TRIGGER: the segment whose content made the
     /// situational requirement apply.
-    SituationalTrigger {
-        segment: String,
-        position: u32,
-        loop_id: Option<String>,
-        element: Option<ElementPosition>,
-    },
+    SituationalTrigger { segment: String, position: u32, loop_id: Option<String>, element: Option<ElementPosition> },
 }
 
 /// One segment problem: an IK3 with its IK4s and CTXs.
@@ -117,9 +106,7 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Options {
-            max_errors_per_set: 1000,
-        }
+        Options { max_errors_per_set: 1000 }
     }
 }
 
@@ -223,25 +210,14 @@ impl<'s> SetValidator<'s> {
                 let loop_id = &*spec.loops[seg_spec.loop_index].id;
                 if let Some(l) = entered {
                     if count > spec.loops[l].max_repeat {
-                        self.push(
-                            seg,
-                            SegmentCode::LoopOverMax,
-                            Some(loop_id),
-                            "loop occurs over maximum times",
-                        );
+                        self.push(seg, SegmentCode::LoopOverMax, Some(loop_id), "loop occurs over maximum times");
                     }
                     self.push_frame(l);
                     self.frames[self.depth - 1].counts[0] = 1;
                 } else if count > seg_spec.max_use {
-                    self.push(
-                        seg,
-                        SegmentCode::OverMaxUse,
-                        Some(loop_id),
-                        "segment exceeds maximum use",
-                    );
+                    self.push(seg, SegmentCode::OverMaxUse, Some(loop_id), "segment exceeds maximum use");
                 }
-                if seg_spec.usage == Usage::NotUsed
-                    || (entered.is_some_and(|l| spec.loops[l].usage == Usage::NotUsed))
+                if seg_spec.usage == Usage::NotUsed || (entered.is_some_and(|l| spec.loops[l].usage == Usage::NotUsed))
                 {
                     self.push(
                         seg,
@@ -255,13 +231,7 @@ impl<'s> SetValidator<'s> {
                 }
                 let mut element_errors = Vec::new();
                 if !qualified {
-                    element_errors.push(element_error(
-                        seg_spec,
-                        ElementPosition::element(seg_spec.qualifier().map_or(1, |q| q.0 as u8)),
-                        seg_spec.elements.first(),
-                        ElementCode::InvalidCode,
-                        None,
-                    ));
+                    element_errors.push(qualifier_error(seg_spec));
                 }
                 check_elements(seg, seg_spec, &mut element_errors);
                 if seg.is("HL") {
@@ -274,9 +244,7 @@ impl<'s> SetValidator<'s> {
                     check_dtp(seg, seg_spec, &mut element_errors);
                 }
                 if !element_errors.is_empty() {
-                    let syntax_trigger = element_errors
-                        .iter()
-                        .any(|e| e.code == ElementCode::ConditionalMissing);
+                    let syntax_trigger = element_errors.iter().any(|e| e.code == ElementCode::ConditionalMissing);
                     let mut err = self.segment_error(
                         seg,
                         SegmentCode::ElementErrors,
@@ -302,9 +270,7 @@ impl<'s> SetValidator<'s> {
                 let msg = match code {
                     SegmentCode::NotInSequence => "segment is not in proper sequence",
                     SegmentCode::Unexpected => "segment is not expected here",
-                    SegmentCode::NotInTransactionSet => {
-                        "segment is not defined in this transaction set"
-                    }
+                    SegmentCode::NotInTransactionSet => "segment is not defined in this transaction set",
                     _ => "unrecognized segment id",
                 };
                 let loop_id = self.current_loop_id();
@@ -378,11 +344,7 @@ impl<'s> SetValidator<'s> {
     }
 
     fn unmatched_code(&self, key: u32) -> SegmentCode {
-        let in_stack = (0..self.depth).any(|l| {
-            !self.spec.loops[self.frames[l].loop_index]
-                .candidates(key)
-                .is_empty()
-        });
+        let in_stack = (0..self.depth).any(|l| !self.spec.loops[self.frames[l].loop_index].candidates(key).is_empty());
         if in_stack {
             SegmentCode::NotInSequence
         } else if self.spec.has_segment(key) {
@@ -437,11 +399,7 @@ impl<'s> SetValidator<'s> {
             }
             let closing = &*lp.id;
             if closing == "2300" {
-                if let Some(pos) = self
-                    .claim_rules
-                    .as_mut()
-                    .and_then(|r| r.needs_payer_claim_number.take())
-                {
+                if let Some(pos) = self.claim_rules.as_mut().and_then(|r| r.needs_payer_claim_number.take()) {
                     let mut err = SegmentError {
                         segment: "REF".into(),
                         position: self.position,
@@ -449,26 +407,24 @@ impl<'s> SetValidator<'s> {
                         code: SegmentCode::SituationalMissing,
                         elements: vec![],
                         contexts: self.business_context(),
-                        message: "REF*F8 (payer claim control number) is required for a replacement or void claim".into(),
+                        message: "REF*F8 (payer claim control number) is required for a replacement or void claim"
+                            .into(),
                     };
                     err.contexts.push(Context::SituationalTrigger {
                         segment: "CLM".into(),
                         position: pos,
                         loop_id: Some("2300".into()),
-                        element: Some(ElementPosition {
-                            element: 5,
-                            component: Some(3),
-                            repetition: None,
-                        }),
+                        element: Some(ElementPosition { element: 5, component: Some(3), repetition: None }),
                     });
                     self.record(err);
                 }
                 self.business_unit = None;
             }
             if closing == "2000B"
-                && let Some(r) = self.claim_rules.as_mut() {
-                    r.subscriber_is_patient = None;
-                }
+                && let Some(r) = self.claim_rules.as_mut()
+            {
+                r.subscriber_is_patient = None;
+            }
         }
     }
 
@@ -482,8 +438,7 @@ impl<'s> SetValidator<'s> {
                 rules.subscriber_is_patient = (seg.element(2) == b"18").then_some(position);
             }
             (b"CLM", "2300") => {
-                rules.needs_payer_claim_number =
-                    matches!(seg.component(5, 3), b"7" | b"8").then_some(position);
+                rules.needs_payer_claim_number = matches!(seg.component(5, 3), b"7" | b"8").then_some(position);
             }
             (b"REF", "2300") if seg.element(1) == b"F8" => {
                 rules.needs_payer_claim_number = None;
@@ -509,24 +464,14 @@ impl<'s> SetValidator<'s> {
         }
     }
 
-    fn check_hl(
-        &mut self,
-        seg: &Segment<'_>,
-        spec: &SegmentSpec,
-        loop_id: &str,
-        errors: &mut Vec<ElementError>,
-    ) {
+    fn check_hl(&mut self, seg: &Segment<'_>, spec: &SegmentSpec, loop_id: &str, errors: &mut Vec<ElementError>) {
         let id = seg.element(1);
         let parent = seg.element(2);
         // HL01 starts at 1 and increases by one.
         let n = parse_u64(id);
         let expected = self.last_hl.map_or(1, |l| l + 1);
         if n != Some(expected) {
-            errors.push(hl_error(
-                spec,
-                1,
-                "HL01 does not continue the hierarchical id sequence",
-            ));
+            errors.push(hl_error(spec, 1, "HL01 does not continue the hierarchical id sequence"));
         }
         if let Some(n) = n {
             self.last_hl = Some(n);
@@ -540,11 +485,7 @@ impl<'s> SetValidator<'s> {
                 self.hl_path.pop();
             }
             if self.hl_path.is_empty() {
-                errors.push(hl_error(
-                    spec,
-                    2,
-                    "HL02 does not name an enclosing hierarchical level",
-                ));
+                errors.push(hl_error(spec, 2, "HL02 does not name an enclosing hierarchical level"));
             }
         }
         if self.hl_path.len() < 64 {
@@ -586,10 +527,7 @@ impl<'s> SetValidator<'s> {
 
     fn business_context(&self) -> Vec<Context> {
         match &self.business_unit {
-            Some(v) => vec![Context::BusinessUnit {
-                name: "CLM01".into(),
-                value: v.clone(),
-            }],
+            Some(v) => vec![Context::BusinessUnit { name: "CLM01".into(), value: v.clone() }],
             None => vec![],
         }
     }
@@ -603,11 +541,7 @@ impl<'s> SetValidator<'s> {
     ) -> SegmentError {
         let id = String::from_utf8_lossy(seg.id());
         SegmentError {
-            segment: if id.len() <= 3 {
-                id.into_owned()
-            } else {
-                id[..3].to_string()
-            },
+            segment: if id.len() <= 3 { id.into_owned() } else { id[..3].to_string() },
             position: self.position,
             loop_id: loop_id.map(str::to_string),
             code,
@@ -637,10 +571,23 @@ fn qualifier_value<'a>(seg: &Segment<'a>, lead: &SegmentSpec, pos: usize) -> &'a
         .iter()
         .find(|e| usize::from(e.seq) == pos)
         .is_some_and(|e| matches!(e.kind, ElementKind::Composite(_)));
-    if composite {
-        seg.component(pos, 1)
-    } else {
-        seg.element(pos)
+    if composite { seg.component(pos, 1) } else { seg.element(pos) }
+}
+
+/// The error for a segment whose qualifier matched no node: an invalid code
+/// at the qualifier (HL03, or element 1 or its first component).
+fn qualifier_error(spec: &SegmentSpec) -> ElementError {
+    let pick = spec.qualifier().map_or(1, |q| q.0 as u8);
+    let e = spec.elements.iter().find(|e| e.seq == pick);
+    match e.map(|e| &e.kind) {
+        Some(ElementKind::Composite(parts)) => element_error(
+            spec,
+            ElementPosition { element: pick, component: Some(1), repetition: None },
+            parts.first(),
+            ElementCode::InvalidCode,
+            None,
+        ),
+        _ => element_error(spec, ElementPosition::element(pick), e, ElementCode::InvalidCode, None),
     }
 }
 
@@ -654,11 +601,7 @@ fn parse_u64(s: &[u8]) -> Option<u64> {
 fn hl_error(spec: &SegmentSpec, element: u8, message: &str) -> ElementError {
     ElementError {
         position: ElementPosition::element(element),
-        reference: spec
-            .elements
-            .iter()
-            .find(|e| e.seq == element)
-            .map(|e| e.reference.to_string()),
+        reference: spec.elements.iter().find(|e| e.seq == element).map(|e| e.reference.to_string()),
         code: ElementCode::PatternMismatch,
         copy: None,
         message: message.to_string(),
@@ -677,11 +620,7 @@ fn element_error(
         None => format!("{}{:02}", seg.id, position.element),
     };
     let message = match spec {
-        Some(s) if !s.name.is_empty() => format!(
-            "{label} ({}): {}",
-            s.name,
-            code.description().to_lowercase()
-        ),
+        Some(s) if !s.name.is_empty() => format!("{label} ({}): {}", s.name, code.description().to_lowercase()),
         _ => format!("{label}: {}", code.description().to_lowercase()),
     };
     ElementError {
@@ -700,11 +639,7 @@ fn ack_copy(v: &[u8]) -> Option<Sensitive<String>> {
     if v.is_empty() {
         return None;
     }
-    let s: String = String::from_utf8_lossy(v)
-        .chars()
-        .filter(|c| !c.is_control())
-        .take(99)
-        .collect();
+    let s: String = String::from_utf8_lossy(v).chars().filter(|c| !c.is_control()).take(99).collect();
     (!s.is_empty()).then(|| Sensitive::new(s))
 }
 
@@ -741,13 +676,7 @@ fn check_elements(seg: &Segment<'_>, spec: &SegmentSpec, out: &mut Vec<ElementEr
     // Required elements after the last one present.
     for e in spec.elements.iter().filter(|e| usize::from(e.seq) > n) {
         if e.usage == Usage::Required {
-            out.push(element_error(
-                spec,
-                ElementPosition::element(e.seq),
-                Some(e),
-                ElementCode::RequiredMissing,
-                None,
-            ));
+            out.push(element_error(spec, ElementPosition::element(e.seq), Some(e), ElementCode::RequiredMissing, None));
         }
     }
     for rule in &spec.syntax {
@@ -766,34 +695,19 @@ fn check_element(
 ) {
     if value.is_empty() {
         if e.usage == Usage::Required {
-            out.push(element_error(
-                seg,
-                ElementPosition::element(n),
-                Some(e),
-                ElementCode::RequiredMissing,
-                None,
-            ));
+            out.push(element_error(seg, ElementPosition::element(n), Some(e), ElementCode::RequiredMissing, None));
         }
         return;
     }
     if e.usage == Usage::NotUsed {
-        out.push(element_error(
-            seg,
-            ElementPosition::element(n),
-            Some(e),
-            ElementCode::NotUsedPresent,
-            None,
-        ));
+        out.push(element_error(seg, ElementPosition::element(n), Some(e), ElementCode::NotUsedPresent, None));
         return;
     }
     let repeats = e.max_repeat > 1;
     let mut reps = 0u32;
     let mut rest = Some(value);
     while let Some(v) = rest {
-        let (this, next) = match rep_sep
-            .filter(|_| repeats)
-            .and_then(|s| memchr::memchr(s, v))
-        {
+        let (this, next) = match rep_sep.filter(|_| repeats).and_then(|s| memchr::memchr(s, v)) {
             Some(i) => (&v[..i], Some(&v[i + 1..])),
             None => (v, None),
         };
@@ -803,11 +717,7 @@ fn check_element(
         if reps > e.max_repeat {
             out.push(element_error(
                 seg,
-                ElementPosition {
-                    element: n,
-                    component: None,
-                    repetition,
-                },
+                ElementPosition { element: n, component: None, repetition },
                 Some(e),
                 ElementCode::TooManyRepetitions,
                 None,
@@ -819,11 +729,7 @@ fn check_element(
                 if memchr::memchr(comp_sep, this).is_some() {
                     out.push(element_error(
                         seg,
-                        ElementPosition {
-                            element: n,
-                            component: None,
-                            repetition,
-                        },
+                        ElementPosition { element: n, component: None, repetition },
                         Some(e),
                         ElementCode::TooManyComponents,
                         None,
@@ -831,11 +737,7 @@ fn check_element(
                 } else if let Some(code) = check_simple(this, e) {
                     out.push(element_error(
                         seg,
-                        ElementPosition {
-                            element: n,
-                            component: None,
-                            repetition,
-                        },
+                        ElementPosition { element: n, component: None, repetition },
                         Some(e),
                         code,
                         Some(this),
@@ -846,56 +748,27 @@ fn check_element(
                 let mut c = 0usize;
                 for comp in this.split(|&b| b == comp_sep) {
                     c += 1;
-                    let pos = ElementPosition {
-                        element: n,
-                        component: Some(c.min(255) as u8),
-                        repetition,
-                    };
+                    let pos = ElementPosition { element: n, component: Some(c.min(255) as u8), repetition };
                     let Some(p) = parts.iter().find(|p| usize::from(p.seq) == c) else {
                         if !comp.is_empty() {
-                            out.push(element_error(
-                                seg,
-                                pos,
-                                Some(e),
-                                ElementCode::TooManyComponents,
-                                None,
-                            ));
+                            out.push(element_error(seg, pos, Some(e), ElementCode::TooManyComponents, None));
                         }
                         continue;
                     };
                     if comp.is_empty() {
                         if p.usage == Usage::Required {
-                            out.push(element_error(
-                                seg,
-                                pos,
-                                Some(p),
-                                ElementCode::RequiredMissing,
-                                None,
-                            ));
+                            out.push(element_error(seg, pos, Some(p), ElementCode::RequiredMissing, None));
                         }
                     } else if p.usage == Usage::NotUsed {
-                        out.push(element_error(
-                            seg,
-                            pos,
-                            Some(p),
-                            ElementCode::NotUsedPresent,
-                            None,
-                        ));
+                        out.push(element_error(seg, pos, Some(p), ElementCode::NotUsedPresent, None));
                     } else if let Some(code) = check_simple(comp, p) {
                         out.push(element_error(seg, pos, Some(p), code, Some(comp)));
                     }
                 }
-                for p in parts
-                    .iter()
-                    .filter(|p| usize::from(p.seq) > c && p.usage == Usage::Required)
-                {
+                for p in parts.iter().filter(|p| usize::from(p.seq) > c && p.usage == Usage::Required) {
                     out.push(element_error(
                         seg,
-                        ElementPosition {
-                            element: n,
-                            component: Some(p.seq),
-                            repetition,
-                        },
+                        ElementPosition { element: n, component: Some(p.seq), repetition },
                         Some(p),
                         ElementCode::RequiredMissing,
                         None,
@@ -913,14 +786,7 @@ fn trim_end_spaces(v: &[u8]) -> &[u8] {
 
 /// Type, length and code checks of one non-empty simple value.
 fn check_simple(v: &[u8], e: &ElementSpec) -> Option<ElementCode> {
-    let ElementKind::Simple {
-        ty,
-        min,
-        max,
-        codes,
-        digits,
-    } = &e.kind
-    else {
+    let ElementKind::Simple { ty, min, max, codes, digits } = &e.kind else {
         return None;
     };
     let len = match ty {
@@ -948,11 +814,7 @@ fn check_simple(v: &[u8], e: &ElementSpec) -> Option<ElementCode> {
         }
         DataType::An | DataType::Id => {
             // Trailing spaces after a code are padding, not part of the code.
-            let v = if *ty == DataType::Id {
-                trim_end_spaces(v)
-            } else {
-                v
-            };
+            let v = if *ty == DataType::Id { trim_end_spaces(v) } else { v };
             if !v.iter().all(|&b| (0x20..0x7F).contains(&b)) {
                 return Some(ElementCode::InvalidCharacter);
             }
@@ -966,11 +828,7 @@ fn check_simple(v: &[u8], e: &ElementSpec) -> Option<ElementCode> {
     if len > usize::from(*max) {
         return Some(ElementCode::TooLong);
     }
-    let v = if *ty == DataType::Id {
-        trim_end_spaces(v)
-    } else {
-        v
-    };
+    let v = if *ty == DataType::Id { trim_end_spaces(v) } else { v };
     if *ty == DataType::Id && !codes.contains(v) {
         return Some(ElementCode::InvalidCode);
     }
@@ -978,60 +836,48 @@ fn check_simple(v: &[u8], e: &ElementSpec) -> Option<ElementCode> {
         return Some(ElementCode::InvalidCode);
     }
     if let Some(n) = digits
-        && (v.len() != usize::from(*n) || !v.iter().all(u8::is_ascii_digit)) {
-            return Some(ElementCode::PatternMismatch);
-        }
+        && (v.len() != usize::from(*n) || !v.iter().all(u8::is_ascii_digit))
+    {
+        return Some(ElementCode::PatternMismatch);
+    }
     None
 }
 
-fn check_syntax(
-    kind: u8,
-    elements: &[u8],
-    present: &[bool; 64],
-    seg: &SegmentSpec,
-    out: &mut Vec<ElementError>,
-) {
+fn check_syntax(kind: u8, elements: &[u8], present: &[bool; 64], seg: &SegmentSpec, out: &mut Vec<ElementError>) {
     let has = |e: u8| present.get(usize::from(e)).copied().unwrap_or(false);
     let spec_of = |e: u8| seg.elements.iter().find(|s| s.seq == e);
     let mut missing = |e: u8, code: ElementCode| {
-        out.push(element_error(
-            seg,
-            ElementPosition::element(e),
-            spec_of(e),
-            code,
-            None,
-        ));
+        out.push(element_error(seg, ElementPosition::element(e), spec_of(e), code, None));
     };
     let Some((&first, rest)) = elements.split_first() else {
         return;
     };
     match kind {
-        b'P'
-            if elements.iter().any(|&e| has(e)) => {
-                for &e in elements.iter().filter(|&&e| !has(e)) {
-                    missing(e, ElementCode::ConditionalMissing);
-                }
+        b'P' if elements.iter().any(|&e| has(e)) => {
+            for &e in elements.iter().filter(|&&e| !has(e)) {
+                missing(e, ElementCode::ConditionalMissing);
             }
-        b'R'
-            if !elements.iter().any(|&e| has(e)) => {
-                missing(first, ElementCode::ConditionalMissing);
-            }
+        }
+        b'R' if !elements.iter().any(|&e| has(e)) => {
+            missing(first, ElementCode::ConditionalMissing);
+        }
         b'E' => {
             if let Some(&second) = elements.iter().filter(|&&e| has(e)).nth(1) {
                 missing(second, ElementCode::ExclusionViolated);
             }
         }
-        b'C'
-            if has(first) => {
-                for &e in rest.iter().filter(|&&e| !has(e)) {
-                    missing(e, ElementCode::ConditionalMissing);
-                }
+        b'C' if has(first) => {
+            for &e in rest.iter().filter(|&&e| !has(e)) {
+                missing(e, ElementCode::ConditionalMissing);
             }
+        }
         b'L' => {
-            if has(first) && !rest.iter().any(|&e| has(e))
-                && let Some(&e) = rest.first() {
-                    missing(e, ElementCode::ConditionalMissing);
-                }
+            if has(first)
+                && !rest.iter().any(|&e| has(e))
+                && let Some(&e) = rest.first()
+            {
+                missing(e, ElementCode::ConditionalMissing);
+            }
         }
         _ => {}
     }
@@ -1045,13 +891,7 @@ fn check_npi(seg: &Segment<'_>, spec: &SegmentSpec, out: &mut Vec<ElementError>)
     let id = seg.element(9);
     if !id.is_empty() && !valid_npi(id) {
         let e = spec.elements.iter().find(|e| e.seq == 9);
-        let mut err = element_error(
-            spec,
-            ElementPosition::element(9),
-            e,
-            ElementCode::PatternMismatch,
-            None,
-        );
+        let mut err = element_error(spec, ElementPosition::element(9), e, ElementCode::PatternMismatch, None);
         err.message = "NM109: not a valid NPI (length or check digit)".into();
         out.push(err);
     }
@@ -1073,13 +913,7 @@ fn check_dtp(seg: &Segment<'_>, spec: &SegmentSpec, out: &mut Vec<ElementError>)
     };
     if !ok {
         let e = spec.elements.iter().find(|e| e.seq == 3);
-        out.push(element_error(
-            spec,
-            ElementPosition::element(3),
-            e,
-            ElementCode::InvalidDate,
-            Some(v),
-        ));
+        out.push(element_error(spec, ElementPosition::element(3), e, ElementCode::InvalidDate, Some(v)));
     }
 }
 
@@ -1137,11 +971,7 @@ pub fn valid_dt(v: &[u8], max: u16) -> bool {
     }
     match v.len() {
         8 => valid_date(digits(&v[..4]) as i32, digits(&v[4..6]), digits(&v[6..8])),
-        6 if max == 6 => valid_date(
-            2000 + digits(&v[..2]) as i32,
-            digits(&v[2..4]),
-            digits(&v[4..6]),
-        ),
+        6 if max == 6 => valid_date(2000 + digits(&v[..2]) as i32, digits(&v[2..4]), digits(&v[4..6])),
         _ => false,
     }
 }
@@ -1218,17 +1048,12 @@ mod tests {
         let errors = run(p837(), &segs);
         assert_eq!(errors.len(), 1, "{errors:#?}");
         let e = &errors[0];
-        assert_eq!(
-            (e.segment.as_str(), e.position, e.code),
-            ("CLM", 15, SegmentCode::ElementErrors)
-        );
+        assert_eq!((e.segment.as_str(), e.position, e.code), ("CLM", 15, SegmentCode::ElementErrors));
         assert_eq!(e.elements[0].position, ElementPosition::element(2));
         assert_eq!(e.elements[0].reference.as_deref(), Some("782"));
         assert_eq!(e.elements[0].code, ElementCode::InvalidCharacter);
         assert!(!e.elements[0].message.contains("1X0"));
-        assert!(
-            matches!(&e.contexts[0], Context::BusinessUnit { value, .. } if value.expose() == "PCN1")
-        );
+        assert!(matches!(&e.contexts[0], Context::BusinessUnit { value, .. } if value.expose() == "PCN1"));
     }
 
     #[test]
@@ -1237,18 +1062,10 @@ mod tests {
         segs[6] = "NM1*85*2*BILLING CLINIC*****XX*1234567890";
         segs[11] = "SBR*Q*18*******CI";
         let errors = run(p837(), &segs);
-        let codes: Vec<_> = errors
-            .iter()
-            .flat_map(|e| e.elements.iter().map(|x| (e.segment.clone(), x.code)))
-            .collect();
-        assert!(
-            codes.contains(&("NM1".into(), ElementCode::PatternMismatch)),
-            "{codes:?}"
-        );
-        assert!(
-            codes.contains(&("SBR".into(), ElementCode::InvalidCode)),
-            "{codes:?}"
-        );
+        let codes: Vec<_> =
+            errors.iter().flat_map(|e| e.elements.iter().map(|x| (e.segment.clone(), x.code))).collect();
+        assert!(codes.contains(&("NM1".into(), ElementCode::PatternMismatch)), "{codes:?}");
+        assert!(codes.contains(&("SBR".into(), ElementCode::InvalidCode)), "{codes:?}");
     }
 
     #[test]
@@ -1259,16 +1076,12 @@ mod tests {
         assert_eq!(errors.len(), 1, "{errors:#?}");
         assert_eq!(errors[0].code, SegmentCode::SituationalMissing);
         assert!(
-            errors[0].contexts.iter().any(
-                |c| matches!(c, Context::SituationalTrigger { segment, .. } if segment == "CLM")
-            )
-        );
-        assert!(
             errors[0]
                 .contexts
                 .iter()
-                .any(|c| matches!(c, Context::BusinessUnit { .. }))
+                .any(|c| matches!(c, Context::SituationalTrigger { segment, .. } if segment == "CLM"))
         );
+        assert!(errors[0].contexts.iter().any(|c| matches!(c, Context::BusinessUnit { .. })));
     }
 
     #[test]
@@ -1277,15 +1090,9 @@ mod tests {
         segs.insert(3, "NM*41");
         segs.insert(17, "BHT*0019*00*1*20240101*1200*CH");
         let errors = run(p837(), &segs);
-        let got: Vec<_> = errors
-            .iter()
-            .map(|e| (e.segment.as_str(), e.code))
-            .collect();
+        let got: Vec<_> = errors.iter().map(|e| (e.segment.as_str(), e.code)).collect();
         assert!(got.contains(&("NM", SegmentCode::Unrecognized)), "{got:?}");
-        assert!(
-            got.contains(&("BHT", SegmentCode::NotInSequence)),
-            "{got:?}"
-        );
+        assert!(got.contains(&("BHT", SegmentCode::NotInSequence)), "{got:?}");
     }
 
     #[test]
@@ -1294,9 +1101,7 @@ mod tests {
         segs[10] = "HL*2*3*22*0";
         let errors = run(p837(), &segs);
         assert!(
-            errors
-                .iter()
-                .any(|e| e.segment == "HL" && e.elements.iter().any(|x| x.position.element == 2)),
+            errors.iter().any(|e| e.segment == "HL" && e.elements.iter().any(|x| x.position.element == 2)),
             "{errors:#?}"
         );
     }

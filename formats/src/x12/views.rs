@@ -11,8 +11,8 @@
 
 use super::reader::Segment;
 use clearway_core::{
-    Claim, ClaimKind, ClaimPayment, ClaimStatusRequest, Coverage, DateRange, EligibilityRequest,
-    Enrollment, MaintenanceType, Member, Person, Remittance, Sensitive, ServiceLine, SourceFormat,
+    Claim, ClaimKind, ClaimPayment, ClaimStatusRequest, Coverage, DateRange, EligibilityRequest, Enrollment,
+    MaintenanceType, Member, Person, Remittance, Sensitive, ServiceLine, SourceFormat,
 };
 use rust_decimal::Decimal;
 use serde::Serialize;
@@ -61,10 +61,7 @@ pub fn date_range(format: &[u8], v: &[u8]) -> Option<DateRange> {
         b"D8" => date8(v).map(DateRange::day),
         b"RD8" => {
             let i = memchr::memchr(b'-', v)?;
-            Some(DateRange {
-                from: date8(&v[..i])?,
-                to: date8(&v[i + 1..])?,
-            })
+            Some(DateRange { from: date8(&v[..i])?, to: date8(&v[i + 1..])? })
         }
         _ => None,
     }
@@ -271,11 +268,7 @@ impl ClaimView {
     fn flush(&mut self) {
         if let Some(mut c) = self.claim.take() {
             if let Some(d) = self.claim_dates.take() {
-                for l in c
-                    .service_lines
-                    .iter_mut()
-                    .filter(|l| l.service_date.is_none())
-                {
+                for l in c.service_lines.iter_mut().filter(|l| l.service_date.is_none()) {
                     l.service_date = Some(d);
                 }
             }
@@ -308,9 +301,7 @@ impl ClaimView {
             b"NM1" => match seg.element(1) {
                 b"85" => {
                     self.billing_name = text(seg.element(3));
-                    self.billing_npi = (seg.element(8) == b"XX")
-                        .then(|| text(seg.element(9)))
-                        .flatten();
+                    self.billing_npi = (seg.element(8) == b"XX").then(|| text(seg.element(9))).flatten();
                 }
                 b"IL" => {
                     self.subscriber = person(seg);
@@ -372,31 +363,19 @@ impl ClaimView {
                         };
                         if matches!(
                             q,
-                            b"ABK"
-                                | b"ABF"
-                                | b"ABJ"
-                                | b"ABN"
-                                | b"APR"
-                                | b"BK"
-                                | b"BF"
-                                | b"BJ"
-                                | b"BN"
-                                | b"PR"
-                        )
-                            && let Some(code) = text(code) {
-                                let mut codes = std::mem::take(&mut c.diagnosis_codes).into_inner();
-                                codes.push(code);
-                                c.diagnosis_codes = Sensitive::new(codes);
-                            }
+                            b"ABK" | b"ABF" | b"ABJ" | b"ABN" | b"APR" | b"BK" | b"BF" | b"BJ" | b"BN" | b"PR"
+                        ) && let Some(code) = text(code)
+                        {
+                            let mut codes = std::mem::take(&mut c.diagnosis_codes).into_inner();
+                            codes.push(code);
+                            c.diagnosis_codes = Sensitive::new(codes);
+                        }
                     }
                 }
             }
             b"LX" => {
                 if let Some(c) = self.claim.as_mut() {
-                    let n = seg
-                        .str(1)
-                        .parse()
-                        .unwrap_or(c.service_lines.len() as u32 + 1);
+                    let n = seg.str(1).parse().unwrap_or(c.service_lines.len() as u32 + 1);
                     c.service_lines.push(ServiceLine {
                         line_number: n,
                         procedure_code: String::new(),
@@ -411,8 +390,7 @@ impl ClaimView {
                 }
             }
             b"SV1" | b"SV2" | b"SV3" => {
-                let Some(line) = self.claim.as_mut().and_then(|c| c.service_lines.last_mut())
-                else {
+                let Some(line) = self.claim.as_mut().and_then(|c| c.service_lines.last_mut()) else {
                     return;
                 };
                 let (proc_el, charge, basis, units) = match seg.id() {
@@ -527,16 +505,13 @@ impl EligibilityView {
                 }
                 (b"21", _) => {
                     self.provider_name = text(seg.element(3));
-                    self.provider_npi = (seg.element(8) == b"XX")
-                        .then(|| text(seg.element(9)))
-                        .flatten();
+                    self.provider_npi = (seg.element(8) == b"XX").then(|| text(seg.element(9))).flatten();
                 }
                 (b"22", _) => {
                     if let Some(r) = self.current.as_mut() {
                         r.subscriber = person(seg);
                         r.member_id = Sensitive::new(text(seg.element(9)));
-                        self.subscriber =
-                            Some((r.subscriber.clone(), r.member_id.expose().clone()));
+                        self.subscriber = Some((r.subscriber.clone(), r.member_id.expose().clone()));
                     }
                 }
                 (b"23", _) => {
@@ -548,10 +523,11 @@ impl EligibilityView {
             },
             b"TRN" => {
                 if let Some(r) = self.current.as_mut()
-                    && r.trace_number.is_none() {
-                        r.trace_number = text(seg.element(2));
-                        r.trace_originator = text(seg.element(3));
-                    }
+                    && r.trace_number.is_none()
+                {
+                    r.trace_number = text(seg.element(2));
+                    r.trace_originator = text(seg.element(3));
+                }
             }
             b"DMG" => {
                 if let Some(r) = self.current.as_mut() {
@@ -575,9 +551,10 @@ impl EligibilityView {
                 if let Some(r) = self.current.as_mut() {
                     for st in seg.repetitions(1) {
                         if let Some(t) = text(st)
-                            && !r.service_types.contains(&t) {
-                                r.service_types.push(t);
-                            }
+                            && !r.service_types.contains(&t)
+                        {
+                            r.service_types.push(t);
+                        }
                     }
                 }
             }
@@ -633,9 +610,7 @@ impl StatusView {
                     self.payer_id = text(seg.element(9));
                 }
                 b"1P" => {
-                    self.provider_npi = (seg.element(8) == b"XX")
-                        .then(|| text(seg.element(9)))
-                        .flatten();
+                    self.provider_npi = (seg.element(8) == b"XX").then(|| text(seg.element(9))).flatten();
                 }
                 b"IL" => {
                     self.subscriber = person(seg);
@@ -681,9 +656,10 @@ impl StatusView {
             }
             b"DTP" if seg.element(1) == b"472" => {
                 if let Some(r) = self.current.as_mut()
-                    && r.service_date.is_none() {
-                        r.service_date = date_range(seg.element(2), seg.element(3));
-                    }
+                    && r.service_date.is_none()
+                {
+                    r.service_date = date_range(seg.element(2), seg.element(3));
+                }
             }
             b"SE" => self.flush(),
             _ => {}
@@ -766,9 +742,10 @@ impl EnrollmentView {
             }
             b"DMG" => {
                 if let Some(m) = self.member.as_mut()
-                    && m.person.birth_date.expose().is_none() {
-                        demographics(&mut m.person, seg);
-                    }
+                    && m.person.birth_date.expose().is_none()
+                {
+                    demographics(&mut m.person, seg);
+                }
             }
             b"HD" => {
                 if let Some(m) = self.member.as_mut() {
@@ -933,8 +910,7 @@ impl EligibilityResponseView {
     fn flush(&mut self) {
         if let Some(r) = self.current.take() {
             self.out.push(Document::EligibilityResponse(Box::new(r)));
-        } else if !self.upper_rejections.is_empty() && self.out.is_empty() && self.level.is_empty()
-        {
+        } else if !self.upper_rejections.is_empty() && self.out.is_empty() && self.level.is_empty() {
             // nothing below the rejected level
         }
     }
@@ -958,9 +934,10 @@ impl EligibilityResponseView {
                 (b"20", _) => self.payer_id = text(seg.element(9)),
                 (b"22" | b"23", b"IL" | b"03") => {
                     if let Some(r) = self.current.as_mut()
-                        && r.member_id.expose().is_none() {
-                            r.member_id = Sensitive::new(text(seg.element(9)));
-                        }
+                        && r.member_id.expose().is_none()
+                    {
+                        r.member_id = Sensitive::new(text(seg.element(9)));
+                    }
                 }
                 _ => {}
             },
@@ -994,15 +971,13 @@ impl EligibilityResponseView {
             b"SE" => {
                 self.flush();
                 if self.out.is_empty() && !self.upper_rejections.is_empty() {
-                    self.out.push(Document::EligibilityResponse(Box::new(
-                        EligibilityResponse {
-                            trace_numbers: vec![],
-                            payer_id: self.payer_id.clone(),
-                            member_id: Sensitive::new(None),
-                            rejections: std::mem::take(&mut self.upper_rejections),
-                            benefits: vec![],
-                        },
-                    )));
+                    self.out.push(Document::EligibilityResponse(Box::new(EligibilityResponse {
+                        trace_numbers: vec![],
+                        payer_id: self.payer_id.clone(),
+                        member_id: Sensitive::new(None),
+                        rejections: std::mem::take(&mut self.upper_rejections),
+                        benefits: vec![],
+                    })));
                 }
             }
             _ => {}
@@ -1041,6 +1016,16 @@ pub struct ClaimStatusResponse {
     pub payer_claim_control_number: Option<String>,
     /// REF*D9 clearinghouse trace number.
     pub clearinghouse_trace: Option<String>,
+    /// Service-line statuses (loop 2220): SVC01 procedure and its STCs.
+    pub lines: Vec<LineStatus>,
+}
+
+/// The status of one service line of a claim.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LineStatus {
+    /// SVC01 composite as sent (qualifier and procedure code).
+    pub procedure: String,
+    pub statuses: Vec<Status>,
 }
 
 /// Reads a 277 (X212) or 277CA (X214).
@@ -1055,9 +1040,10 @@ pub struct StatusResponseView {
 impl StatusResponseView {
     fn flush(&mut self) {
         if let Some(r) = self.current.take()
-            && (!r.statuses.is_empty() || r.trace.expose().is_some()) {
-                self.out.push(Document::ClaimStatusResponse(Box::new(r)));
-            }
+            && (!r.statuses.is_empty() || r.trace.expose().is_some())
+        {
+            self.out.push(Document::ClaimStatusResponse(Box::new(r)));
+        }
     }
 
     fn segment(&mut self, seg: &Segment<'_>) {
@@ -1076,6 +1062,7 @@ impl StatusResponseView {
                     statuses: vec![],
                     payer_claim_control_number: None,
                     clearinghouse_trace: None,
+                    lines: vec![],
                 });
             }
             b"STC" => {
@@ -1091,7 +1078,10 @@ impl StatusResponseView {
                     paid: decimal(seg.element(5)),
                 };
                 if let Some(r) = self.current.as_mut() {
-                    r.statuses.push(status);
+                    match r.lines.last_mut() {
+                        Some(line) => line.statuses.push(status),
+                        None => r.statuses.push(status),
+                    }
                 }
             }
             b"REF" => {
@@ -1103,7 +1093,11 @@ impl StatusResponseView {
                     }
                 }
             }
-            b"SVC" => self.flush(),
+            b"SVC" => {
+                if let Some(r) = self.current.as_mut() {
+                    r.lines.push(LineStatus { procedure: seg.str(1).to_string(), statuses: vec![] });
+                }
+            }
             b"SE" => self.flush(),
             _ => {}
         }
@@ -1195,11 +1189,7 @@ impl AckView {
     }
 
     fn segment(&mut self, seg: &Segment<'_>) {
-        let list = |from: usize| {
-            (from..from + 5)
-                .filter_map(|i| text(seg.element(i)))
-                .collect::<Vec<_>>()
-        };
+        let list = |from: usize| (from..from + 5).filter_map(|i| text(seg.element(i))).collect::<Vec<_>>();
         match seg.id() {
             b"AK1" => {
                 self.ack = Some(Ack999 {
@@ -1238,17 +1228,10 @@ impl AckView {
                 }
             }
             b"IK4" | b"AK4" => {
-                if let Some(e) = self
-                    .ack
-                    .as_mut()
-                    .and_then(|a| a.sets.last_mut())
-                    .and_then(|s| s.segment_errors.last_mut())
+                if let Some(e) =
+                    self.ack.as_mut().and_then(|a| a.sets.last_mut()).and_then(|s| s.segment_errors.last_mut())
                 {
-                    e.elements.push((
-                        seg.str(1).to_string(),
-                        seg.str(2).to_string(),
-                        seg.str(3).to_string(),
-                    ));
+                    e.elements.push((seg.str(1).to_string(), seg.str(2).to_string(), seg.str(3).to_string()));
                 }
             }
             b"IK5" | b"AK5" => {
@@ -1317,19 +1300,14 @@ mod tests {
             ],
         );
         assert_eq!(docs.len(), 1);
-        let Document::Claim(c) = &docs[0] else {
-            panic!("{docs:?}")
-        };
+        let Document::Claim(c) = &docs[0] else { panic!("{docs:?}") };
         assert_eq!(c.patient_control_number.expose(), "PCN1");
         assert_eq!(c.total_charge, Decimal::new(150, 0));
         assert_eq!(c.billing_provider_npi.as_deref(), Some("1234567893"));
         assert_eq!(c.payer_id.as_deref(), Some("P1"));
         assert_eq!(c.subscriber_member_id.expose().as_deref(), Some("M1"));
         assert_eq!(c.patient.first_name.expose().as_deref(), Some("JANE"));
-        assert_eq!(
-            c.diagnosis_codes.expose(),
-            &vec!["J020".to_string(), "R05".to_string()]
-        );
+        assert_eq!(c.diagnosis_codes.expose(), &vec!["J020".to_string(), "R05".to_string()]);
         assert_eq!(c.service_lines.len(), 2);
         assert_eq!(c.service_lines[0].modifiers, vec!["25".to_string()]);
         assert_eq!(c.summary().line_charge_total, Decimal::new(150, 0));
@@ -1353,9 +1331,7 @@ mod tests {
                 "SE*8*0001",
             ],
         );
-        let Document::ImplementationAck(a) = &docs[0] else {
-            panic!()
-        };
+        let Document::ImplementationAck(a) = &docs[0] else { panic!() };
         assert_eq!(a.code, "R");
         assert_eq!(a.sets[0].segment_errors[0].elements[0].2, "I12");
         assert_eq!(a.accepted, Some(0));

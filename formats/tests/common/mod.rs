@@ -15,11 +15,7 @@ pub fn corpus_dir() -> PathBuf {
     }
     let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let dir = workspace.join("../shared/corpus");
-    assert!(
-        dir.join("manifest.json").is_file(),
-        "corpus not found at {} (set CLEARWAY_CORPUS_DIR)",
-        dir.display()
-    );
+    assert!(dir.join("manifest.json").is_file(), "corpus not found at {} (set CLEARWAY_CORPUS_DIR)", dir.display());
     dir
 }
 
@@ -35,10 +31,7 @@ pub fn manifest() -> Vec<Value> {
 
 /// Manifest entries of one format (`x12`, `hl7v2`, `fhir`, `ncpdp`).
 pub fn entries(format: &str) -> Vec<Value> {
-    manifest()
-        .into_iter()
-        .filter(|e| e["format"] == format)
-        .collect()
+    manifest().into_iter().filter(|e| e["format"] == format).collect()
 }
 
 /// The bytes of a corpus file named as in the manifest (`x12/...`).
