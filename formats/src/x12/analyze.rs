@@ -38,6 +38,21 @@ pub struct GroupHeader {
     pub version: String,
 }
 
+impl GroupHeader {
+    /// Whether the header can be echoed in a 999 AK1: GS01 present, GS06 a
+    /// 1-9 digit number and GS08 present. A group that fails this is
+    /// reported by the TA1 (TA105 024) instead.
+    pub fn acknowledgeable(&self) -> bool {
+        let printable = |s: &str| s.bytes().all(|b| (0x20..0x7F).contains(&b));
+        (2..=2).contains(&self.functional_id.len())
+            && printable(&self.functional_id)
+            && (1..=9).contains(&self.control_number.len())
+            && self.control_number.bytes().all(|b| b.is_ascii_digit())
+            && (1..=12).contains(&self.version.len())
+            && printable(&self.version)
+    }
+}
+
 /// The ST transaction set header.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SetHeader {
@@ -97,6 +112,19 @@ pub struct SetReport {
     /// Errors beyond the per-set cap, counted but not recorded.
     pub dropped_errors: usize,
     pub context: SetContext,
+}
+
+impl SetHeader {
+    /// Whether the header can be echoed in a 999 AK2 (ST01 three characters,
+    /// ST02 four to nine, ST03 at most 35, all printable).
+    pub fn acknowledgeable(&self) -> bool {
+        let printable = |s: &str| s.bytes().all(|b| (0x21..0x7F).contains(&b));
+        self.id.len() == 3
+            && printable(&self.id)
+            && (4..=9).contains(&self.control_number.len())
+            && printable(&self.control_number)
+            && self.implementation.as_ref().is_none_or(|i| i.len() <= 35 && printable(i))
+    }
 }
 
 impl SetReport {
@@ -475,7 +503,8 @@ impl<S: Sink> Pass<'_, S> {
                 message: "GS01 functional identifier is missing".into(),
             });
         }
-        let bad_gs = header.sender.is_empty()
+        let bad_gs = !header.acknowledgeable()
+            || header.sender.is_empty()
             || header.receiver.is_empty()
             || !super::validate::valid_dt(seg.element(4), 8)
             || !super::validate::valid_tm(seg.element(5))

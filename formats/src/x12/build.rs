@@ -42,13 +42,27 @@ impl Envelope {
             // 5010 output always carries a repetition separator.
             d.repetition = [b'^', b'!', b'{', b'}', b'|', b'\\'].into_iter().find(|&c| !d.is_delimiter(c));
         }
+        // The partner's ids are echoed; what cannot be echoed validly (a
+        // broken qualifier, unprintable bytes) is replaced, so the reply is
+        // always a well-formed interchange.
+        let qualifier = |q: &str| {
+            if q.len() == 2 && q.bytes().all(|b| b.is_ascii_alphanumeric()) { q.to_string() } else { "ZZ".into() }
+        };
+        let id = |s: &str, max: usize| -> String {
+            let v: String = s
+                .chars()
+                .filter(|c| c.is_ascii() && !c.is_ascii_control() && !d.is_delimiter(*c as u8))
+                .take(max)
+                .collect();
+            if v.trim().is_empty() { "UNKNOWN".into() } else { v.trim().to_string() }
+        };
         Envelope {
-            sender_qualifier: isa.receiver_qualifier().to_string(),
-            sender_id: isa.receiver_id().to_string(),
-            receiver_qualifier: isa.sender_qualifier().to_string(),
-            receiver_id: isa.sender_id().to_string(),
-            group_sender: group.map_or_else(|| isa.receiver_id().to_string(), |g| g.receiver.clone()),
-            group_receiver: group.map_or_else(|| isa.sender_id().to_string(), |g| g.sender.clone()),
+            sender_qualifier: qualifier(isa.receiver_qualifier()),
+            sender_id: id(isa.receiver_id(), 15),
+            receiver_qualifier: qualifier(isa.sender_qualifier()),
+            receiver_id: id(isa.sender_id(), 15),
+            group_sender: id(group.map_or_else(|| isa.receiver_id(), |g| g.receiver.as_str()), 15),
+            group_receiver: id(group.map_or_else(|| isa.sender_id(), |g| g.sender.as_str()), 15),
             usage: if isa.usage() == "P" { "P".into() } else { "T".into() },
             delimiters: d,
         }
@@ -103,7 +117,9 @@ impl Writer {
 
     fn clean(&self, v: &str, out: &mut Vec<u8>) {
         for b in v.bytes() {
-            if self.d.is_delimiter(b) || b < 0x20 || b == 0x7F {
+            // X12's character sets are ASCII: anything else, and any
+            // delimiter inside data, becomes a space.
+            if self.d.is_delimiter(b) || !(0x20..0x7F).contains(&b) {
                 out.push(b' ');
             } else {
                 out.push(b);
@@ -297,8 +313,16 @@ pub fn ta1_duplicate(isa: &IsaHeader, controls: Controls, at: PrimitiveDateTime)
 /// functional group, in one FA group. `None` when the interchange has no
 /// group to acknowledge (none at all, or only acknowledgements).
 pub fn ack999(interchange: &Interchange, controls: Controls, at: PrimitiveDateTime) -> Option<Vec<u8>> {
+    // A rejected interchange is answered by its TA1 alone.
+    if !interchange.report.accepted() {
+        return None;
+    }
     // Acknowledgements are never acknowledged: FA groups (999/997) are skipped.
-    let groups: Vec<_> = interchange.groups.iter().filter(|g| g.report.header.functional_id != "FA").collect();
+    let groups: Vec<_> = interchange
+        .groups
+        .iter()
+        .filter(|g| g.report.header.functional_id != "FA" && g.report.header.acknowledgeable())
+        .collect();
     if groups.is_empty() {
         return None;
     }
@@ -312,7 +336,8 @@ pub fn ack999(interchange: &Interchange, controls: Controls, at: PrimitiveDateTi
         w.st("999", &ctl, "005010X231A1");
         let h = &g.report.header;
         w.seg("AK1", &[&h.functional_id, &h.control_number, &h.version]);
-        for s in &g.sets {
+        // A set whose ST cannot be echoed is counted in AK9 but has no AK2.
+        for s in g.sets.iter().filter(|s| s.report.header.acknowledgeable()) {
             write_ak2(&mut w, &s.report);
         }
         let r = &g.report;
@@ -387,6 +412,7 @@ fn write_ctx(w: &mut Writer, contexts: &[Context]) {
                 let lp = w.comp(&[loop_code(loop_id.as_deref())]);
                 raw_seg(w, &join(w, &["CTX", "SITUATIONAL TRIGGER", &seg_id, &p, &lp, &at]));
             }
+            Context::BusinessUnit { value, .. } if w.comp(&[value.expose()]).trim().is_empty() => {}
             Context::BusinessUnit { name, value } => {
                 let v = w.comp(&[name, value.expose()]);
                 raw_seg(w, &join(w, &["CTX", &v]));

@@ -16,3 +16,38 @@ pub use analyze::{Analysis, AnalyzeOptions, Sink, analyze, analyze_into};
 pub use isa::{Delimiters, IsaHeader};
 pub use reader::{ReadError, Segment, SegmentReader};
 pub use views::Document;
+
+/// Fuzzing entry point (also driven by the property tests): runs the whole
+/// X12 pipeline on arbitrary bytes and checks its invariants: no panic, and
+/// every acknowledgement built for the input is itself a valid interchange.
+#[doc(hidden)]
+pub fn fuzz_x12(data: &[u8]) {
+    use time::macros::datetime;
+    let a = analyze(data, &AnalyzeOptions::default());
+    let at = datetime!(2024-01-15 12:00);
+    for ic in &a.interchanges {
+        let controls = build::Controls::derived(data);
+        let ta1 = build::ta1(&ic.report, controls, at);
+        let back = analyze(&ta1, &AnalyzeOptions::default());
+        assert!(back.totals.fatal.is_none() && back.interchanges.len() == 1, "TA1 must re-read");
+        if let Some(ack) = build::ack999(ic, controls, at) {
+            let back = analyze(&ack, &AnalyzeOptions::default());
+            assert!(
+                back.accepted(),
+                "999 must validate: {:?}\n{}",
+                back.sets()
+                    .flat_map(|s| crate::report::set_issues(&s.report, None))
+                    .map(|i| i.message)
+                    .collect::<Vec<_>>(),
+                String::from_utf8_lossy(&ack)
+            );
+        }
+    }
+    let mut out = Vec::new();
+    let mut report = crate::report::X12Report::new(&mut out, true);
+    let totals = analyze_into(data, &AnalyzeOptions::default(), &mut report);
+    if let Ok(accepted) = report.finish(totals.fatal.as_ref()) {
+        let v: Result<serde_json::Value, _> = serde_json::from_slice(&out);
+        assert!(v.is_ok_and(|v| v["accepted"] == accepted), "report must be one JSON object");
+    }
+}

@@ -507,7 +507,9 @@ impl GuideParser<'_> {
             let mut digits = None;
             for extra in &t[5..] {
                 if let Some(list) = extra.strip_prefix('=') {
-                    let mut v: Vec<Box<str>> = list.split(',').filter(|c| !c.is_empty()).map(Into::into).collect();
+                    // A space inside a code is written %20 in the tables.
+                    let mut v: Vec<Box<str>> =
+                        list.split(',').filter(|c| !c.is_empty()).map(|c| c.replace("%20", " ").into()).collect();
                     v.sort_unstable();
                     codes = Codes::List(v);
                 } else if let Some(set) = extra.strip_prefix('@') {

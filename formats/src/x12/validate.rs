@@ -227,7 +227,7 @@ impl<'s> SetValidator<'s> {
                     );
                 }
                 if seg.is("CLM") {
-                    self.business_unit = Some(Sensitive::new(seg.str(1).to_string()));
+                    self.business_unit = Some(Sensitive::new(String::from_utf8_lossy(seg.element(1)).into_owned()));
                 }
                 let mut element_errors = Vec::new();
                 if !qualified {
@@ -243,6 +243,9 @@ impl<'s> SetValidator<'s> {
                 if seg.is("DTP") {
                     check_dtp(seg, seg_spec, &mut element_errors);
                 }
+                // One report per element position and code.
+                let mut seen = std::collections::HashSet::new();
+                element_errors.retain(|e| seen.insert((e.position, e.code)));
                 if !element_errors.is_empty() {
                     let syntax_trigger = element_errors.iter().any(|e| e.code == ElementCode::ConditionalMissing);
                     let mut err = self.segment_error(
@@ -541,7 +544,7 @@ impl<'s> SetValidator<'s> {
     ) -> SegmentError {
         let id = String::from_utf8_lossy(seg.id());
         SegmentError {
-            segment: if id.len() <= 3 { id.into_owned() } else { id[..3].to_string() },
+            segment: id.chars().take(3).collect(),
             position: self.position,
             loop_id: loop_id.map(str::to_string),
             code,
@@ -639,7 +642,8 @@ fn ack_copy(v: &[u8]) -> Option<Sensitive<String>> {
     if v.is_empty() {
         return None;
     }
-    let s: String = String::from_utf8_lossy(v).chars().filter(|c| !c.is_control()).take(99).collect();
+    // Printable ASCII only: the 999 itself must stay valid X12.
+    let s: String = v.iter().filter(|b| (0x20..0x7F).contains(*b)).take(99).map(|&b| b as char).collect();
     (!s.is_empty()).then(|| Sensitive::new(s))
 }
 
