@@ -1,10 +1,11 @@
 //! Conformance against the public X12 corpus (`../shared/corpus`): every
-#![allow(clippy::unwrap_used)]
 //! sample's stated facts (counts, control numbers, claims and totals, the
 //! acknowledgements it carries), every anomaly the manifest lists found with
 //! its standard code, the specific errors the sources list, and the 999s the
 //! sources expect. The acknowledgements Clearway builds for each sample are
 //! read back and validated against their own guides.
+
+#![allow(clippy::unwrap_used)]
 
 mod common;
 
