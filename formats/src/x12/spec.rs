@@ -232,6 +232,10 @@ const GUIDES: &[(&str, &str)] = &[
     ("277.ig", include_str!("../../ig/277.ig")),
     ("277ca.ig", include_str!("../../ig/277ca.ig")),
     ("999.ig", include_str!("../../ig/999.ig")),
+    ("270.ig", include_str!("../../ig/270.ig")),
+    ("271.ig", include_str!("../../ig/271.ig")),
+    ("276.ig", include_str!("../../ig/276.ig")),
+    ("837d.ig", include_str!("../../ig/837d.ig")),
 ];
 
 /// The tables, parsed on first use.
@@ -590,6 +594,25 @@ mod tests {
         assert!(!codes.contains(b"87"));
         assert!(t.is_known_segment(seg_key(b"CLM")));
         assert!(!t.is_known_segment(seg_key(b"NM")));
+    }
+
+    #[test]
+    fn every_guide_table_loads() {
+        // `load` reports the file and line of a malformed table; `tables()`
+        // would only panic.
+        let t = load(GUIDES).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(t.specs.len(), GUIDES.len());
+        assert_eq!(tables().specs.len(), GUIDES.len());
+        for (st01, implementation) in [
+            ("270", "005010X279A1"),
+            ("271", "005010X279A1"),
+            ("276", "005010X212"),
+            ("837", "005010X224A2"),
+            ("837", "005010X224A3"),
+        ] {
+            let spec = t.find(st01, implementation);
+            assert!(spec.is_some(), "{st01} {implementation}");
+        }
     }
 
     #[test]
