@@ -6,11 +6,11 @@
 
 use clearway_formats::x12::analyze::{AnalyzeOptions, Sink};
 use clearway_formats::x12::synth::{self, Kind};
-use clearway_formats::x12::{analyze_into, Document, SegmentReader};
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use clearway_formats::x12::{Document, SegmentReader, analyze_into};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use std::hint::black_box;
-use x12_types::util::Parser as _;
 use std::time::Duration;
+use x12_types::util::Parser as _;
 
 #[derive(Default)]
 struct Count {
@@ -53,7 +53,11 @@ fn bench(c: &mut Criterion) {
         Ok((rest, _)) => rest.trim().is_empty(),
         Err(_) => false,
     };
-    eprintln!("input: {} bytes, {claims} claims, {} sets; x12-types parses it: {x12_types_ok}", data.len(), totals.sets);
+    eprintln!(
+        "input: {} bytes, {claims} claims, {} sets; x12-types parses it: {x12_types_ok}",
+        data.len(),
+        totals.sets
+    );
 
     let mut g = c.benchmark_group("x12_837p");
     g.sample_size(10).measurement_time(Duration::from_secs(20)).warm_up_time(Duration::from_secs(2));

@@ -38,9 +38,7 @@ fn validate(bytes: &[u8]) -> Vec<SetResult> {
                 "" => gs08.clone(),
                 v => v.to_string(),
             };
-            open = tables()
-                .find(&st01, &st03)
-                .map(|spec| (SetValidator::new(spec, Options::default()), st01, st03));
+            open = tables().find(&st01, &st03).map(|spec| (SetValidator::new(spec, Options::default()), st01, st03));
         }
         if let Some((validator, _, _)) = open.as_mut() {
             validator.segment(&seg);
@@ -56,10 +54,7 @@ fn validate(bytes: &[u8]) -> Vec<SetResult> {
 
 fn validate_corpus(file: &str) -> Vec<SetResult> {
     let sets = validate(&common::read(file));
-    assert!(
-        !sets.is_empty(),
-        "{file}: no transaction set with an implementation-guide table"
-    );
+    assert!(!sets.is_empty(), "{file}: no transaction set with an implementation-guide table");
     sets
 }
 
@@ -67,9 +62,7 @@ fn validate_corpus(file: &str) -> Vec<SetResult> {
 fn run(segments: &[&str]) -> Vec<SegmentError> {
     let d = Delimiters::default();
     let st = Segment::new(segments[0].as_bytes(), d);
-    let spec = tables()
-        .find(st.str(1), st.str(3))
-        .unwrap_or_else(|| panic!("no table for {}", segments[0]));
+    let spec = tables().find(st.str(1), st.str(3)).unwrap_or_else(|| panic!("no table for {}", segments[0]));
     let mut v = SetValidator::new(spec, Options::default());
     for s in segments {
         v.segment(&Segment::new(s.as_bytes(), d));
@@ -93,23 +86,10 @@ fn summary(errors: &[SegmentError]) -> Vec<Ik3> {
             let mut elements: Vec<Ik4> = e
                 .elements
                 .iter()
-                .map(|x| {
-                    (
-                        x.position.element,
-                        x.position.component,
-                        x.reference.clone().unwrap_or_default(),
-                        x.code,
-                    )
-                })
+                .map(|x| (x.position.element, x.position.component, x.reference.clone().unwrap_or_default(), x.code))
                 .collect();
             elements.dedup();
-            (
-                e.segment.clone(),
-                e.position,
-                e.loop_id.clone().unwrap_or_default(),
-                e.code,
-                elements,
-            )
+            (e.segment.clone(), e.position, e.loop_id.clone().unwrap_or_default(), e.code, elements)
         })
         .collect()
 }
@@ -126,22 +106,13 @@ fn ik3(
         position,
         loop_id.to_string(),
         code,
-        elements
-            .iter()
-            .map(|&(e, c, r, x)| (e, c, r.to_string(), x))
-            .collect(),
+        elements.iter().map(|&(e, c, r, x)| (e, c, r.to_string(), x)).collect(),
     )
 }
 
 /// NM109 fails the NPI check: IK304 8 with IK403 I12 on NM109 (element 67).
 fn bad_npi(position: u32, loop_id: &str) -> Ik3 {
-    ik3(
-        "NM1",
-        position,
-        loop_id,
-        SegmentCode::ElementErrors,
-        &[(9, None, "67", ElementCode::PatternMismatch)],
-    )
+    ik3("NM1", position, loop_id, SegmentCode::ElementErrors, &[(9, None, "67", ElementCode::PatternMismatch)])
 }
 
 // ------------------------------------------------------------------ tables
@@ -156,16 +127,10 @@ fn hand_written_tables_load_and_are_found() {
         ("837", "005010X224A2", "HC"),
         ("837", "005010X224A3", "HC"),
     ] {
-        let spec = t
-            .find(st01, implementation)
-            .unwrap_or_else(|| panic!("no table for {st01} {implementation}"));
+        let spec = t.find(st01, implementation).unwrap_or_else(|| panic!("no table for {st01} {implementation}"));
         assert_eq!(&*spec.functional_id, gs01);
         assert_eq!(&*spec.segments[0].id, "ST");
-        assert_eq!(
-            spec.segments.last().map(|s| &*s.id),
-            Some("SE"),
-            "{st01} {implementation}: SE closes the set"
-        );
+        assert_eq!(spec.segments.last().map(|s| &*s.id), Some("SE"), "{st01} {implementation}: SE closes the set");
     }
     // The dental table must not capture professional or institutional claims.
     for other in ["005010X222A1", "005010X223A2"] {
@@ -191,13 +156,7 @@ const CLEAN_CORPUS: &[&str] = &[
 fn clean_corpus_sets_validate_without_errors() {
     for file in CLEAN_CORPUS {
         for set in validate_corpus(file) {
-            assert!(
-                set.errors.is_empty(),
-                "{file} ({} {}): {:#?}",
-                set.st01,
-                set.st03,
-                set.errors
-            );
+            assert!(set.errors.is_empty(), "{file} ({} {}): {:#?}", set.st01, set.st03, set.errors);
         }
     }
 }
@@ -215,11 +174,7 @@ fn corpus_npi_check_digit_violations() {
             // benefit-related providers ...XX*1987654321 (32) and
             // ...XX*9995995661 (40).
             "x12/271-herophilus-eligible.x12",
-            vec![
-                bad_npi(7, "2100B"),
-                bad_npi(32, "2120C"),
-                bad_npi(40, "2120C"),
-            ],
+            vec![bad_npi(7, "2100B"), bad_npi(32, "2120C"), bad_npi(40, "2120C")],
         ),
         (
             // 2100C NM1*1P ...XX*1666666661 (position 8) and
@@ -271,11 +226,7 @@ fn inquiry_with_repeating_service_types_is_clean() {
 
 #[test]
 fn inquiry_without_subscriber_name_is_caught() {
-    let segs: Vec<&str> = INQUIRY
-        .iter()
-        .copied()
-        .filter(|s| !s.starts_with("NM1*IL"))
-        .collect();
+    let segs: Vec<&str> = INQUIRY.iter().copied().filter(|s| !s.starts_with("NM1*IL")).collect();
     let got = summary(&run(&segs));
     // 2100C is required and entered only through NM1*IL: the subscriber's
     // DMG, DTP and EQ have no home in 2000C (IK304 2), and closing 2000C
@@ -296,13 +247,7 @@ fn inquiry_with_unknown_service_type_is_caught() {
     let errors = run(&segs);
     assert_eq!(
         summary(&errors),
-        vec![ik3(
-            "EQ",
-            12,
-            "2110C",
-            SegmentCode::ElementErrors,
-            &[(1, None, "1365", ElementCode::InvalidCode)]
-        )]
+        vec![ik3("EQ", 12, "2110C", SegmentCode::ElementErrors, &[(1, None, "1365", ElementCode::InvalidCode)])]
     );
     // The bad value is the second repetition of EQ01.
     assert_eq!(errors[0].elements[0].position.repetition, Some(2));
@@ -344,13 +289,7 @@ fn status_request_errors_are_caught() {
     segs[13] = "AMT*T4*85.00";
     assert_eq!(
         summary(&run(&segs)),
-        vec![ik3(
-            "AMT",
-            14,
-            "2200D",
-            SegmentCode::ElementErrors,
-            &[(1, None, "522", ElementCode::InvalidCode)]
-        )]
+        vec![ik3("AMT", 14, "2200D", SegmentCode::ElementErrors, &[(1, None, "522", ElementCode::InvalidCode)])]
     );
 
     // A REF qualifier the 2200D does not define.
@@ -358,27 +297,13 @@ fn status_request_errors_are_caught() {
     segs[12] = "REF*ZZ*7654321";
     assert_eq!(
         summary(&run(&segs)),
-        vec![ik3(
-            "REF",
-            13,
-            "2200D",
-            SegmentCode::ElementErrors,
-            &[(1, None, "128", ElementCode::InvalidCode)]
-        )]
+        vec![ik3("REF", 13, "2200D", SegmentCode::ElementErrors, &[(1, None, "128", ElementCode::InvalidCode)])]
     );
 
     // The service line date (DTP*472) is required in 2210D.
-    let segs: Vec<&str> = STATUS_REQUEST
-        .iter()
-        .copied()
-        .enumerate()
-        .filter(|(i, _)| *i != 16)
-        .map(|(_, s)| s)
-        .collect();
-    assert_eq!(
-        summary(&run(&segs)),
-        vec![ik3("DTP", 17, "2210D", SegmentCode::RequiredMissing, &[])]
-    );
+    let segs: Vec<&str> =
+        STATUS_REQUEST.iter().copied().enumerate().filter(|(i, _)| *i != 16).map(|(_, s)| s).collect();
+    assert_eq!(summary(&run(&segs)), vec![ik3("DTP", 17, "2210D", SegmentCode::RequiredMissing, &[])]);
 }
 
 // ------------------------------------------------------------------ 837D
@@ -465,10 +390,7 @@ fn synthetic_dental_claim_is_clean() {
     let errors = dental("", "");
     assert!(errors.is_empty(), "{errors:#?}");
     // The same claim under the A3 errata is validated by the same table.
-    let errors = dental(
-        "005010X224A2~\nST*837*0001*005010X224A2",
-        "005010X224A3~\nST*837*0001*005010X224A3",
-    );
+    let errors = dental("005010X224A2~\nST*837*0001*005010X224A2", "005010X224A3~\nST*837*0001*005010X224A3");
     assert!(errors.is_empty(), "{errors:#?}");
 }
 
@@ -477,13 +399,7 @@ fn dental_service_without_procedure_code_is_caught() {
     let errors = dental("SV3*AD:D0120*65", "SV3*AD*65");
     assert_eq!(
         summary(&errors),
-        vec![ik3(
-            "SV3",
-            33,
-            "2400",
-            SegmentCode::ElementErrors,
-            &[(1, Some(2), "234", ElementCode::RequiredMissing)]
-        )]
+        vec![ik3("SV3", 33, "2400", SegmentCode::ElementErrors, &[(1, Some(2), "234", ElementCode::RequiredMissing)])]
     );
     assert!(
         matches!(
@@ -499,24 +415,12 @@ fn dental_tooth_and_cavity_codes_are_checked() {
     // Tooth surface X does not exist (TOO03-2).
     assert_eq!(
         summary(&dental("TOO*JP*30*M:O:D", "TOO*JP*30*M:X:D")),
-        vec![ik3(
-            "TOO",
-            37,
-            "2400",
-            SegmentCode::ElementErrors,
-            &[(3, Some(2), "1369", ElementCode::InvalidCode)]
-        )]
+        vec![ik3("TOO", 37, "2400", SegmentCode::ElementErrors, &[(3, Some(2), "1369", ElementCode::InvalidCode)])]
     );
     // Oral cavity designation 50 does not exist (SV304-2).
     assert_eq!(
         summary(&dental("*200**10:20**2", "*200**10:50**2")),
-        vec![ik3(
-            "SV3",
-            40,
-            "2400",
-            SegmentCode::ElementErrors,
-            &[(4, Some(2), "1361", ElementCode::InvalidCode)]
-        )]
+        vec![ik3("SV3", 40, "2400", SegmentCode::ElementErrors, &[(4, Some(2), "1361", ElementCode::InvalidCode)])]
     );
     // Tooth status must be E (to be extracted) or M (missing), and DN206 is
     // the required JP (Universal National Tooth Designation System).
@@ -527,22 +431,13 @@ fn dental_tooth_and_cavity_codes_are_checked() {
             27,
             "2300",
             SegmentCode::ElementErrors,
-            &[
-                (2, None, "1368", ElementCode::InvalidCode),
-                (6, None, "1270", ElementCode::RequiredMissing)
-            ]
+            &[(2, None, "1368", ElementCode::InvalidCode), (6, None, "1270", ElementCode::RequiredMissing)]
         )]
     );
     // SV306 (procedure count) is required.
     assert_eq!(
         summary(&dental("SV3*AD:D2740*1150***I*1", "SV3*AD:D2740*1150***I")),
-        vec![ik3(
-            "SV3",
-            43,
-            "2400",
-            SegmentCode::ElementErrors,
-            &[(6, None, "380", ElementCode::RequiredMissing)]
-        )]
+        vec![ik3("SV3", 43, "2400", SegmentCode::ElementErrors, &[(6, None, "380", ElementCode::RequiredMissing)])]
     );
 }
 
@@ -550,8 +445,5 @@ fn dental_tooth_and_cavity_codes_are_checked() {
 fn dental_line_without_service_is_caught() {
     // A service line is entered through LX and needs its SV3.
     let errors = dental("SV3*AD:D0120*65****1~\n", "");
-    assert_eq!(
-        summary(&errors),
-        vec![ik3("SV3", 34, "2400", SegmentCode::RequiredMissing, &[])]
-    );
+    assert_eq!(summary(&errors), vec![ik3("SV3", 34, "2400", SegmentCode::RequiredMissing, &[])]);
 }

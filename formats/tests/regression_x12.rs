@@ -83,3 +83,15 @@ fn acknowledgements_are_not_acknowledged() {
     let first = ack(input.as_bytes()).unwrap();
     assert!(ack(first.as_bytes()).is_none());
 }
+
+/// A non-ASCII repetition separator (ISA11) used to be accepted and echoed
+/// into our acknowledgements, making them invalid.
+#[test]
+fn non_ascii_delimiter_rejects_the_interchange() {
+    let mut input = sample().into_bytes();
+    input[82] = 0xEF;
+    let a = analyze(&input, &AnalyzeOptions::default());
+    assert!(!a.interchanges[0].report.accepted());
+    assert!(ack(&input).is_none(), "a rejected interchange gets a TA1 only");
+    fuzz_x12(&input);
+}

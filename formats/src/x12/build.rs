@@ -37,7 +37,7 @@ impl Envelope {
     /// The reply envelope for an interchange: sender and receiver swapped,
     /// same delimiters and usage indicator.
     pub fn reply_to(isa: &IsaHeader, group: Option<&GroupHeader>) -> Self {
-        let mut d = isa.delimiters;
+        let mut d = if isa.delimiters.usable() { isa.delimiters } else { Delimiters::default() };
         if d.repetition.is_none() {
             // 5010 output always carries a repetition separator.
             d.repetition = [b'^', b'!', b'{', b'}', b'|', b'\\'].into_iter().find(|&c| !d.is_delimiter(c));

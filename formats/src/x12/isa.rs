@@ -29,6 +29,15 @@ impl Default for Delimiters {
 }
 
 impl Delimiters {
+    /// True when the four delimiters are distinct ASCII non-data characters,
+    /// so that output written with them is well formed.
+    pub fn usable(&self) -> bool {
+        let all = [Some(self.element), Some(self.component), self.repetition, Some(self.segment)];
+        let set: Vec<u8> = all.iter().flatten().copied().collect();
+        let distinct = set.iter().enumerate().all(|(i, a)| !set[..i].contains(a));
+        distinct && set.iter().all(|&b| b.is_ascii() && !b.is_ascii_alphanumeric() && b != b' ')
+    }
+
     /// True when `b` is one of the delimiters (it cannot appear in data).
     pub fn is_delimiter(&self, b: u8) -> bool {
         b == self.element || b == self.component || b == self.segment || self.repetition == Some(b)
@@ -310,8 +319,15 @@ fn check_fields(f: &[String; 16], d: &Delimiters, out: &mut Vec<IsaFinding>) {
     if !matches!(f[14].as_str(), "P" | "T" | "I") {
         push(Ta105::InvalidTestIndicator, 15, "ISA15 is not P or T");
     }
-    // Delimiters must differ from each other and from data characters.
-    let data_like = |b: u8| b.is_ascii_alphanumeric() || b == b' ';
+    // Delimiters must differ from each other and from data characters,
+    // and be ASCII.
+    let data_like = |b: u8| b.is_ascii_alphanumeric() || b == b' ' || !b.is_ascii();
+    if !d.element.is_ascii() {
+        push(Ta105::InvalidElementSeparator, 0, "element separator is not an ASCII character");
+    }
+    if d.repetition.is_some_and(|r| !r.is_ascii()) {
+        push(Ta105::InvalidStandardsId, 11, "ISA11 repetition separator is not an ASCII character");
+    }
     if d.component == d.element || d.component == d.segment || data_like(d.component) {
         push(Ta105::InvalidComponentSeparator, 16, "ISA16 clashes with another delimiter or is a data character");
     }
