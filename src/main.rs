@@ -8,6 +8,11 @@ mod commands;
 use clap::Parser;
 use std::process::ExitCode;
 
+// The pipeline allocates many small, short-lived values (claims, segments,
+// messages); mimalloc handles that pattern markedly faster than glibc.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     match commands::run(cli) {

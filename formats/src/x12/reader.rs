@@ -43,11 +43,88 @@ impl ReadError {
     }
 }
 
-/// One segment, borrowed from the reader's buffer.
+/// Fields indexed per segment. Longer segments still work (access past the
+/// index scans), they are just slower; no 005010 segment has this many.
+const MAX_FIELDS: usize = 48;
+
+/// Where each field of a segment ends, and what each contains, found in one
+/// pass over the bytes so that nothing downstream rescans them.
+#[derive(Clone, Copy)]
+pub struct FieldIndex {
+    /// Fields indexed (the id is field 0); `MAX_FIELDS` when overflowed.
+    count: u8,
+    overflow: bool,
+    /// Exclusive end of field i; field i starts at `ends[i - 1] + 1`.
+    ends: [u32; MAX_FIELDS],
+    /// Bit i: field i contains a component separator.
+    component: u64,
+    /// Bit i: field i contains a repetition separator.
+    repetition: u64,
+    /// Bit i: field i contains a byte outside printable ASCII.
+    unprintable: u64,
+}
+
+impl std::fmt::Debug for FieldIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FieldIndex").field("count", &self.count).finish_non_exhaustive()
+    }
+}
+
+impl FieldIndex {
+    fn build(raw: &[u8], d: Delimiters) -> Self {
+        let mut idx = FieldIndex {
+            count: 0,
+            overflow: false,
+            ends: [0; MAX_FIELDS],
+            component: 0,
+            repetition: 0,
+            unprintable: 0,
+        };
+        let rep = d.repetition.unwrap_or(d.element);
+        let mut field = 0usize;
+        let mut bit = 1u64;
+        for (i, &b) in raw.iter().enumerate() {
+            if b == d.element {
+                if field + 1 >= MAX_FIELDS {
+                    idx.overflow = true;
+                    break;
+                }
+                idx.ends[field] = i as u32;
+                field += 1;
+                bit <<= 1;
+            } else if b == d.component {
+                idx.component |= bit;
+            } else if b == rep {
+                idx.repetition |= bit;
+            } else if !(0x20..0x7F).contains(&b) {
+                idx.unprintable |= bit;
+            }
+        }
+        if idx.overflow {
+            // Fields 0..field have known ends; the rest are scanned on access.
+            idx.count = field as u8;
+        } else {
+            idx.ends[field] = raw.len() as u32;
+            idx.count = (field + 1) as u8;
+        }
+        idx
+    }
+}
+
+/// Properties of one element found while indexing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ElementFlags {
+    pub component: bool,
+    pub repetition: bool,
+    pub unprintable: bool,
+}
+
+/// One segment, borrowed from the reader's buffer, with its fields indexed.
 #[derive(Debug, Clone, Copy)]
 pub struct Segment<'a> {
     raw: &'a [u8],
     delimiters: Delimiters,
+    index: FieldIndex,
     /// Byte offset of the segment in the stream.
     pub offset: u64,
     /// False for a last segment that ended without a terminator.
@@ -59,7 +136,7 @@ pub struct Segment<'a> {
 impl<'a> Segment<'a> {
     /// Builds a view over one segment's bytes (without its terminator).
     pub fn new(raw: &'a [u8], delimiters: Delimiters) -> Self {
-        Segment { raw, delimiters, offset: 0, terminated: true, isa: None }
+        Segment { raw, delimiters, index: FieldIndex::build(raw, delimiters), offset: 0, terminated: true, isa: None }
     }
 
     pub fn raw(&self) -> &'a [u8] {
@@ -70,12 +147,26 @@ impl<'a> Segment<'a> {
         self.delimiters
     }
 
-    /// The segment identifier (bytes before the first element separator).
-    pub fn id(&self) -> &'a [u8] {
-        match memchr::memchr(self.delimiters.element, self.raw) {
-            Some(i) => &self.raw[..i],
-            None => self.raw,
+    #[inline]
+    fn field(&self, i: usize) -> Option<&'a [u8]> {
+        if i < usize::from(self.index.count) {
+            let start = if i == 0 { 0 } else { self.index.ends[i - 1] as usize + 1 };
+            let end = self.index.ends[i] as usize;
+            return self.raw.get(start..end);
         }
+        if !self.index.overflow {
+            return None;
+        }
+        // Past the index: scan on from the end of the last indexed field.
+        let count = usize::from(self.index.count);
+        let from = self.index.ends[count - 1] as usize + 1;
+        self.raw.get(from..)?.split(|&b| b == self.delimiters.element).nth(i - count)
+    }
+
+    /// The segment identifier (bytes before the first element separator).
+    #[inline]
+    pub fn id(&self) -> &'a [u8] {
+        self.field(0).unwrap_or(b"")
     }
 
     /// True when the identifier equals `id`.
@@ -85,23 +176,42 @@ impl<'a> Segment<'a> {
 
     /// The elements after the identifier, element 1 first.
     pub fn elements(&self) -> Elements<'a> {
-        let rest = memchr::memchr(self.delimiters.element, self.raw).map(|i| &self.raw[i + 1..]);
-        Elements { rest, sep: self.delimiters.element }
+        Elements { seg: *self, next: 1 }
     }
 
     /// Number of elements (trailing empty ones included).
     pub fn element_count(&self) -> usize {
-        memchr::memchr_iter(self.delimiters.element, self.raw).count()
-    }
-
-    /// Element `n` (1-based); empty when absent.
-    pub fn element(&self, n: usize) -> &'a [u8] {
-        if n == 0 {
-            return self.id();
+        if self.index.overflow {
+            self.raw.iter().filter(|&&b| b == self.delimiters.element).count()
+        } else {
+            usize::from(self.index.count) - 1
         }
-        self.elements().nth(n - 1).unwrap_or(b"")
     }
 
+    /// Element `n` (1-based); empty when absent. `0` is the identifier.
+    #[inline]
+    pub fn element(&self, n: usize) -> &'a [u8] {
+        self.field(n).unwrap_or(b"")
+    }
+
+    /// What element `n` contains (separators, unprintable bytes).
+    #[inline]
+    pub fn flags(&self, n: usize) -> ElementFlags {
+        if n >= 64 || (n >= usize::from(self.index.count) && self.index.overflow) {
+            let v = self.element(n);
+            return ElementFlags {
+                component: v.contains(&self.delimiters.component),
+                repetition: self.delimiters.repetition.is_some_and(|r| v.contains(&r)),
+                unprintable: v.iter().any(|b| !(0x20..0x7F).contains(b)),
+            };
+        }
+        let bit = 1u64 << n;
+        ElementFlags {
+            component: self.index.component & bit != 0,
+            repetition: self.index.repetition & bit != 0,
+            unprintable: self.index.unprintable & bit != 0,
+        }
+    }
     /// Element `n` as text (lossless for ASCII; invalid UTF-8 gives "").
     pub fn str(&self, n: usize) -> &'a str {
         std::str::from_utf8(self.element(n)).unwrap_or("")
@@ -149,24 +259,17 @@ pub fn component(value: &[u8], sep: u8, c: usize) -> &[u8] {
 /// Iterator over a segment's elements.
 #[derive(Debug, Clone)]
 pub struct Elements<'a> {
-    rest: Option<&'a [u8]>,
-    sep: u8,
+    seg: Segment<'a>,
+    next: usize,
 }
 
 impl<'a> Iterator for Elements<'a> {
     type Item = &'a [u8];
+    #[inline]
     fn next(&mut self) -> Option<&'a [u8]> {
-        let rest = self.rest?;
-        match memchr::memchr(self.sep, rest) {
-            Some(i) => {
-                self.rest = Some(&rest[i + 1..]);
-                Some(&rest[..i])
-            }
-            None => {
-                self.rest = None;
-                Some(rest)
-            }
-        }
+        let v = self.seg.field(self.next)?;
+        self.next += 1;
+        Some(v)
     }
 }
 
@@ -315,9 +418,12 @@ impl SegmentBuffer {
     }
 
     fn segment(&self, start: usize, end: usize, terminated: bool, isa: bool) -> Segment<'_> {
+        let raw = &self.buf[start..end];
+        let delimiters = self.delimiters.unwrap_or_default();
         Segment {
-            raw: &self.buf[start..end],
-            delimiters: self.delimiters.unwrap_or_default(),
+            raw,
+            delimiters,
+            index: FieldIndex::build(raw, delimiters),
             offset: self.base + start as u64,
             terminated,
             isa: if isa { self.isa.as_ref() } else { None },
@@ -500,6 +606,28 @@ mod tests {
         let mut r = SegmentReader::with_max_segment_bytes(input.as_bytes(), 1024);
         assert!(r.next_segment().unwrap().is_some());
         assert!(matches!(r.next_segment(), Err(ReadError::SegmentTooLong { .. })));
+    }
+
+    #[test]
+    fn segments_longer_than_the_index_still_read() {
+        let raw: String = (0..70).map(|i| format!("*E{i}")).collect();
+        let raw = format!("NTE{raw}");
+        let s = Segment::new(raw.as_bytes(), Delimiters::default());
+        assert_eq!(s.element(1), b"E0");
+        assert_eq!(s.element(46), b"E45");
+        assert_eq!(s.element(47), b"E46");
+        assert_eq!(s.element(70), b"E69");
+        assert_eq!(s.element(71), b"");
+        assert_eq!(s.elements().count(), 70);
+        assert_eq!(s.element_count(), 70);
+    }
+
+    #[test]
+    fn flags_are_found_while_indexing() {
+        let s = Segment::new("HI*ABK:J020*EQ^1*N\u{7f}".as_bytes(), Delimiters::default());
+        assert!(s.flags(1).component && !s.flags(1).repetition);
+        assert!(s.flags(2).repetition);
+        assert!(s.flags(3).unprintable);
     }
 
     #[test]

@@ -48,20 +48,61 @@ pub enum DataType {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Codes {
     Any,
-    /// Sorted list of values from the guide.
-    List(Vec<Box<str>>),
+    /// Values from the guide.
+    List(CodeList),
     /// A named external code set from `codes.ig`.
     External(usize),
 }
 
+/// A set of code values: those of up to eight bytes packed into integers
+/// (a binary search over `u64`s, no string comparisons), longer ones kept
+/// as strings.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CodeList {
+    packed: Vec<u64>,
+    long: Vec<Box<str>>,
+}
+
+/// Packs up to eight bytes (length-tagged so `"1"` and `"01"` differ).
+#[inline]
+fn pack(v: &[u8]) -> Option<u64> {
+    if v.is_empty() || v.len() > 7 {
+        return None;
+    }
+    Some(v.iter().fold(v.len() as u64, |k, &b| (k << 8) | u64::from(b)))
+}
+
+impl CodeList {
+    pub fn new(codes: impl IntoIterator<Item = String>) -> Self {
+        let mut l = CodeList::default();
+        for c in codes {
+            match pack(c.as_bytes()) {
+                Some(p) => l.packed.push(p),
+                None => l.long.push(c.into()),
+            }
+        }
+        l.packed.sort_unstable();
+        l.packed.dedup();
+        l.long.sort_unstable();
+        l
+    }
+
+    #[inline]
+    pub fn contains(&self, value: &[u8]) -> bool {
+        match pack(value) {
+            Some(p) => self.packed.binary_search(&p).is_ok(),
+            None => self.long.iter().any(|c| c.as_bytes() == value),
+        }
+    }
+}
+
 impl Codes {
+    #[inline]
     pub fn contains(&self, value: &[u8]) -> bool {
         match self {
             Codes::Any => true,
-            Codes::List(list) => list.binary_search_by(|c| c.as_bytes().cmp(value)).is_ok(),
-            Codes::External(i) => {
-                tables().codesets.get(*i).is_some_and(|set| set.binary_search_by(|c| c.as_bytes().cmp(value)).is_ok())
-            }
+            Codes::List(list) => list.contains(value),
+            Codes::External(i) => tables().codesets.get(*i).is_some_and(|set| set.contains(value)),
         }
     }
 }
@@ -112,15 +153,38 @@ pub struct SegmentSpec {
     pub elements: Vec<ElementSpec>,
     /// The loop this segment belongs to (index into `Spec::loops`).
     pub loop_index: usize,
+    /// Index into `elements` of the qualifier element, computed at load.
+    qualifier_index: Option<usize>,
 }
 
 impl SegmentSpec {
+    fn find_qualifier(&self) -> Option<usize> {
+        let pick = if &*self.id == "HL" { 3 } else { 1 };
+        let i = self.elements.iter().position(|e| usize::from(e.seq) == pick)?;
+        let e = &self.elements[i];
+        let simple = match &e.kind {
+            ElementKind::Composite(c) => c.first()?,
+            ElementKind::Simple { .. } => e,
+        };
+        let listed = matches!(&simple.kind, ElementKind::Simple { codes: Codes::List(_), .. });
+        (listed && e.usage == Usage::Required && simple.usage == Usage::Required).then_some(i)
+    }
+
     /// The element used to tell same-id siblings apart, and its codes:
     /// HL03 for HL, otherwise element 1 (or its first component) when it is
     /// a required element with a code list.
+    /// Whether the qualifier is the first component of a composite.
+    #[inline]
+    pub(crate) fn qualifier_is_composite(&self) -> bool {
+        self.qualifier_index
+            .and_then(|i| self.elements.get(i))
+            .is_some_and(|e| matches!(e.kind, ElementKind::Composite(_)))
+    }
+
+    #[inline]
     pub(crate) fn qualifier(&self) -> Option<(usize, &Codes)> {
-        let pick = if &*self.id == "HL" { 3 } else { 1 };
-        let e = self.elements.iter().find(|e| usize::from(e.seq) == pick)?;
+        let e = self.elements.get(self.qualifier_index?)?;
+        let pick = usize::from(e.seq);
         let simple = match &e.kind {
             ElementKind::Composite(c) => c.first()?,
             ElementKind::Simple { .. } => e,
@@ -158,6 +222,8 @@ pub struct LoopSpec {
     pub ranks: Vec<u16>,
     /// Segment key -> child slots led by that segment, in order.
     pub(crate) index: Vec<(u32, Vec<u16>)>,
+    /// Child slots with usage R, checked when an iteration closes.
+    pub(crate) required: Vec<u16>,
 }
 
 impl LoopSpec {
@@ -206,7 +272,7 @@ impl Spec {
 #[derive(Debug)]
 pub struct Tables {
     pub specs: Vec<Spec>,
-    codesets: Vec<Vec<Box<str>>>,
+    codesets: Vec<CodeList>,
     /// Every segment id any guide uses.
     known_segments: Vec<u32>,
 }
@@ -259,7 +325,7 @@ pub struct TableError {
 }
 
 type DataElements = HashMap<String, (DataType, u16, u16)>;
-type CodeSets = (HashMap<String, usize>, Vec<Vec<Box<str>>>);
+type CodeSets = (HashMap<String, usize>, Vec<CodeList>);
 
 /// Parses a set of guide tables (with the built-in dictionary and code sets).
 pub fn load(guides: &[(&str, &str)]) -> Result<Tables, TableError> {
@@ -332,10 +398,8 @@ fn parse_codes(text: &str) -> Result<CodeSets, TableError> {
             return Err(err("codes.ig", n + 1, "expected K <name> <codes...>"));
         }
         let name = it.next().ok_or_else(|| err("codes.ig", n + 1, "missing name"))?;
-        let mut codes: Vec<Box<str>> = it.map(Into::into).collect();
-        codes.sort_unstable();
         names.insert(name.to_string(), sets.len());
-        sets.push(codes);
+        sets.push(CodeList::new(it.map(str::to_string)));
     }
     Ok((names, sets))
 }
@@ -380,6 +444,7 @@ fn parse_guide(
             children: vec![],
             ranks: vec![],
             index: vec![],
+            required: vec![],
         }],
         segments: vec![],
     };
@@ -430,6 +495,7 @@ fn parse_guide(
                     children: vec![],
                     ranks: vec![],
                     index: vec![],
+                    required: vec![],
                 });
                 spec.loops[parent].children.push(Child::Loop(idx));
                 stack.push((indent, Open::Loop(idx)));
@@ -453,6 +519,7 @@ fn parse_guide(
                     syntax: vec![],
                     elements: vec![],
                     loop_index: owner,
+                    qualifier_index: None,
                 });
                 spec.loops[owner].children.push(Child::Segment(idx));
                 stack.push((indent, Open::Segment(idx)));
@@ -512,10 +579,9 @@ impl GuideParser<'_> {
             for extra in &t[5..] {
                 if let Some(list) = extra.strip_prefix('=') {
                     // A space inside a code is written %20 in the tables.
-                    let mut v: Vec<Box<str>> =
-                        list.split(',').filter(|c| !c.is_empty()).map(|c| c.replace("%20", " ").into()).collect();
-                    v.sort_unstable();
-                    codes = Codes::List(v);
+                    codes = Codes::List(CodeList::new(
+                        list.split(',').filter(|c| !c.is_empty()).map(|c| c.replace("%20", " ")),
+                    ));
                 } else if let Some(set) = extra.strip_prefix('@') {
                     // Unknown external sets (e.g. code lists we do not ship)
                     // leave the element unchecked rather than rejecting all.
@@ -546,8 +612,21 @@ fn finish(file: &str, spec: &mut Spec) -> Result<(), TableError> {
     if spec.transaction.is_empty() {
         return Err(err(file, 0, "missing TX line"));
     }
+    for seg in &mut spec.segments {
+        seg.qualifier_index = seg.find_qualifier();
+    }
     for l in 0..spec.loops.len() {
         let children = spec.loops[l].children.clone();
+        let required: Vec<u16> = children
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| match c {
+                Child::Segment(s) => spec.segments[*s].usage == Usage::Required,
+                Child::Loop(x) => spec.loops[*x].usage == Usage::Required,
+            })
+            .map(|(i, _)| i as u16)
+            .collect();
+        spec.loops[l].required = required;
         if l > 0 && !matches!(children.first(), Some(Child::Segment(_))) {
             return Err(err(file, 0, format!("loop {} does not start with a segment", spec.loops[l].id)));
         }

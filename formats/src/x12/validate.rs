@@ -16,7 +16,7 @@
 //! triggering segment.
 
 use super::codes::{ElementCode, SegmentCode};
-use super::reader::Segment;
+use super::reader::{ElementFlags, Segment};
 use super::spec::{Child, Codes, DataType, ElementKind, ElementSpec, SegmentSpec, Spec, Usage, seg_key, tables};
 use clearway_core::Sensitive;
 use serde::Serialize;
@@ -244,8 +244,10 @@ impl<'s> SetValidator<'s> {
                     check_dtp(seg, seg_spec, &mut element_errors);
                 }
                 // One report per element position and code.
-                let mut seen = std::collections::HashSet::new();
-                element_errors.retain(|e| seen.insert((e.position, e.code)));
+                if element_errors.len() > 1 {
+                    let mut seen = std::collections::HashSet::new();
+                    element_errors.retain(|e| seen.insert((e.position, e.code)));
+                }
                 if !element_errors.is_empty() {
                     let syntax_trigger = element_errors.iter().any(|e| e.code == ElementCode::ConditionalMissing);
                     let mut err = self.segment_error(
@@ -331,7 +333,8 @@ impl<'s> SetValidator<'s> {
                 let lead = spec.lead(lp.children[c]);
                 match lead.qualifier() {
                     Some((pos, codes)) => {
-                        let value = qualifier_value(seg, lead, pos);
+                        let value =
+                            if lead.qualifier_is_composite() { seg.component(pos, 1) } else { seg.element(pos) };
                         if codes.contains(value) {
                             return Some((level, c, true));
                         }
@@ -379,26 +382,26 @@ impl<'s> SetValidator<'s> {
             let spec = self.spec;
             let li = self.frames[self.depth].loop_index;
             let lp = &spec.loops[li];
-            for (i, &child) in lp.children.iter().enumerate() {
+            for &i in &lp.required {
+                let i = usize::from(i);
                 if self.frames[self.depth].counts[i] > 0 {
                     continue;
                 }
-                let (usage, lead, loop_id) = match child {
-                    Child::Segment(s) => (spec.segments[s].usage, &spec.segments[s], &*lp.id),
-                    Child::Loop(l) => (spec.loops[l].usage, spec.lead(child), &*spec.loops[l].id),
+                let child = lp.children[i];
+                let (lead, loop_id) = match child {
+                    Child::Segment(s) => (&spec.segments[s], &*lp.id),
+                    Child::Loop(l) => (spec.lead(child), &*spec.loops[l].id),
                 };
-                if usage == Usage::Required {
-                    let err = SegmentError {
-                        segment: lead.id.to_string(),
-                        position: self.position,
-                        loop_id: (!loop_id.is_empty()).then(|| loop_id.to_string()),
-                        code: SegmentCode::RequiredMissing,
-                        elements: vec![],
-                        contexts: self.business_context(),
-                        message: format!("{} ({}) is required but missing", lead.id, lead.name),
-                    };
-                    self.record(err);
-                }
+                let err = SegmentError {
+                    segment: lead.id.to_string(),
+                    position: self.position,
+                    loop_id: (!loop_id.is_empty()).then(|| loop_id.to_string()),
+                    code: SegmentCode::RequiredMissing,
+                    elements: vec![],
+                    contexts: self.business_context(),
+                    message: format!("{} ({}) is required but missing", lead.id, lead.name),
+                };
+                self.record(err);
             }
             let closing = &*lp.id;
             if closing == "2300" {
@@ -568,15 +571,6 @@ impl<'s> SetValidator<'s> {
     }
 }
 
-fn qualifier_value<'a>(seg: &Segment<'a>, lead: &SegmentSpec, pos: usize) -> &'a [u8] {
-    let composite = lead
-        .elements
-        .iter()
-        .find(|e| usize::from(e.seq) == pos)
-        .is_some_and(|e| matches!(e.kind, ElementKind::Composite(_)));
-    if composite { seg.component(pos, 1) } else { seg.element(pos) }
-}
-
 /// The error for a segment whose qualifier matched no node: an invalid code
 /// at the qualifier (HL03, or element 1 or its first component).
 fn qualifier_error(spec: &SegmentSpec) -> ElementError {
@@ -650,13 +644,13 @@ fn ack_copy(v: &[u8]) -> Option<Sensitive<String>> {
 /// Element-level checks of one segment against its guide entry.
 fn check_elements(seg: &Segment<'_>, spec: &SegmentSpec, out: &mut Vec<ElementError>) {
     let d = seg.delimiters();
-    let mut present = [false; 64];
+    let mut present = 0u64;
     let mut n = 0usize;
     let mut specs = spec.elements.iter().peekable();
     for value in seg.elements() {
         n += 1;
-        if n < present.len() {
-            present[n] = !value.is_empty();
+        if n < 64 && !value.is_empty() {
+            present |= 1 << n;
         }
         while specs.peek().is_some_and(|e| usize::from(e.seq) < n) {
             // A spec'd element beyond the end of the segment is handled below.
@@ -675,7 +669,7 @@ fn check_elements(seg: &Segment<'_>, spec: &SegmentSpec, out: &mut Vec<ElementEr
             continue;
         };
         specs.next();
-        check_element(value, e, spec, n as u8, d.repetition, d.component, out);
+        check_element(value, seg.flags(n), e, spec, n as u8, d.repetition, d.component, out);
     }
     // Required elements after the last one present.
     for e in spec.elements.iter().filter(|e| usize::from(e.seq) > n) {
@@ -684,12 +678,14 @@ fn check_elements(seg: &Segment<'_>, spec: &SegmentSpec, out: &mut Vec<ElementEr
         }
     }
     for rule in &spec.syntax {
-        check_syntax(rule.kind, &rule.elements, &present, spec, out);
+        check_syntax(rule.kind, &rule.elements, present, spec, out);
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn check_element(
     value: &[u8],
+    flags: ElementFlags,
     e: &ElementSpec,
     seg: &SegmentSpec,
     n: u8,
@@ -708,10 +704,11 @@ fn check_element(
         return;
     }
     let repeats = e.max_repeat > 1;
+    let split_repetitions = repeats && flags.repetition;
     let mut reps = 0u32;
     let mut rest = Some(value);
     while let Some(v) = rest {
-        let (this, next) = match rep_sep.filter(|_| repeats).and_then(|s| memchr::memchr(s, v)) {
+        let (this, next) = match rep_sep.filter(|_| split_repetitions).and_then(|s| v.iter().position(|&b| b == s)) {
             Some(i) => (&v[..i], Some(&v[i + 1..])),
             None => (v, None),
         };
@@ -730,7 +727,7 @@ fn check_element(
         }
         match &e.kind {
             ElementKind::Simple { .. } => {
-                if memchr::memchr(comp_sep, this).is_some() {
+                if flags.component && this.contains(&comp_sep) {
                     out.push(element_error(
                         seg,
                         ElementPosition { element: n, component: None, repetition },
@@ -738,7 +735,7 @@ fn check_element(
                         ElementCode::TooManyComponents,
                         None,
                     ));
-                } else if let Some(code) = check_simple(this, e) {
+                } else if let Some(code) = check_simple(this, e, flags.unprintable) {
                     out.push(element_error(
                         seg,
                         ElementPosition { element: n, component: None, repetition },
@@ -765,7 +762,7 @@ fn check_element(
                         }
                     } else if p.usage == Usage::NotUsed {
                         out.push(element_error(seg, pos, Some(p), ElementCode::NotUsedPresent, None));
-                    } else if let Some(code) = check_simple(comp, p) {
+                    } else if let Some(code) = check_simple(comp, p, flags.unprintable) {
                         out.push(element_error(seg, pos, Some(p), code, Some(comp)));
                     }
                 }
@@ -788,8 +785,10 @@ fn trim_end_spaces(v: &[u8]) -> &[u8] {
     &v[..n]
 }
 
-/// Type, length and code checks of one non-empty simple value.
-fn check_simple(v: &[u8], e: &ElementSpec) -> Option<ElementCode> {
+/// Type, length and code checks of one non-empty simple value;
+/// `unprintable` says whether the indexer saw a byte outside printable
+/// ASCII (if not, the character scan is skipped).
+fn check_simple(v: &[u8], e: &ElementSpec, unprintable: bool) -> Option<ElementCode> {
     let ElementKind::Simple { ty, min, max, codes, digits } = &e.kind else {
         return None;
     };
@@ -803,12 +802,20 @@ fn check_simple(v: &[u8], e: &ElementSpec) -> Option<ElementCode> {
         }
         DataType::R => {
             let d = v.strip_prefix(b"-").unwrap_or(v);
-            let dots = d.iter().filter(|&&b| b == b'.').count();
-            let digit_count = d.iter().filter(|b| b.is_ascii_digit()).count();
-            if dots > 1 || digit_count == 0 || digit_count + dots != d.len() {
+            let (mut digits, mut dots) = (0usize, 0usize);
+            for &b in d {
+                if b.is_ascii_digit() {
+                    digits += 1;
+                } else if b == b'.' {
+                    dots += 1;
+                } else {
+                    return Some(ElementCode::InvalidCharacter);
+                }
+            }
+            if dots > 1 || digits == 0 {
                 return Some(ElementCode::InvalidCharacter);
             }
-            digit_count
+            digits
         }
         DataType::Dt => {
             return (!valid_dt(v, *max)).then_some(ElementCode::InvalidDate);
@@ -819,7 +826,7 @@ fn check_simple(v: &[u8], e: &ElementSpec) -> Option<ElementCode> {
         DataType::An | DataType::Id => {
             // Trailing spaces after a code are padding, not part of the code.
             let v = if *ty == DataType::Id { trim_end_spaces(v) } else { v };
-            if !v.iter().all(|&b| (0x20..0x7F).contains(&b)) {
+            if unprintable && !v.iter().all(|&b| (0x20..0x7F).contains(&b)) {
                 return Some(ElementCode::InvalidCharacter);
             }
             v.len()
@@ -847,8 +854,8 @@ fn check_simple(v: &[u8], e: &ElementSpec) -> Option<ElementCode> {
     None
 }
 
-fn check_syntax(kind: u8, elements: &[u8], present: &[bool; 64], seg: &SegmentSpec, out: &mut Vec<ElementError>) {
-    let has = |e: u8| present.get(usize::from(e)).copied().unwrap_or(false);
+fn check_syntax(kind: u8, elements: &[u8], present: u64, seg: &SegmentSpec, out: &mut Vec<ElementError>) {
+    let has = |e: u8| e < 64 && present & (1u64 << e) != 0;
     let spec_of = |e: u8| seg.elements.iter().find(|s| s.seq == e);
     let mut missing = |e: u8, code: ElementCode| {
         out.push(element_error(seg, ElementPosition::element(e), spec_of(e), code, None));
