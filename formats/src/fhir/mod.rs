@@ -2,7 +2,7 @@
 //! Bundles that carry them; validating them against R4 and the rules intake
 //! needs; mapping them to the format-neutral [`clearway_core::Claim`] and
 //! [`clearway_core::EligibilityRequest`]; and building the R4 responses
-//! (OperationOutcome here; ClaimResponse and CoverageEligibilityResponse to come).
+//! (ClaimResponse, CoverageEligibilityResponse, OperationOutcome).
 //!
 //! Why hand-written readers over `serde_json::Value` rather than the `fhir`
 //! crate or derived structs: the full R4 model is a very heavy build and
@@ -25,6 +25,7 @@
 //! assert!(matches!(doc, FhirDocument::Other { .. }));
 //! ```
 
+mod build;
 mod bundle;
 mod claim;
 mod codes;
@@ -37,6 +38,13 @@ mod parse;
 mod primitives;
 mod resolve;
 
+pub use build::{
+    ADJUDICATION_ERROR_SYSTEM, ADJUDICATION_SYSTEM, Adjudication, AdjudicationTotal,
+    BENEFIT_CATEGORY_SYSTEM, BENEFIT_TYPE_SYSTEM, Benefit, BenefitItem, BenefitValue, BuildError,
+    ClaimResponseSpec, EligibilityRejectReason, EligibilityResponseSpec, ISSUE_TYPE_SYSTEM,
+    InsuranceSpec, ItemAdjudication, ProcessingError, X12_REJECT_REASON_SYSTEM, claim_response,
+    coverage_eligibility_response,
+};
 pub use bundle::{BundleDoc, BundleEntry, EntryContent, EntryRequest};
 pub use claim::{ClaimDoc, ClaimHeader};
 pub use codes::{
@@ -82,4 +90,55 @@ pub(crate) struct DocCtx<'v> {
     pub bundle: Option<&'v resolve::BundleIndex<'v>>,
     /// The entry's `fullUrl`, for a resource in a Bundle.
     pub full_url: Option<&'v str>,
+}
+
+/// Fuzz entry point: reads arbitrary bytes as FHIR and, when they read,
+/// exercises the outcome and response builders on the result. Must never
+/// panic; cargo-fuzz and the proptests both drive it.
+pub fn fuzz_fhir(data: &[u8]) {
+    let limits = Limits {
+        max_input_bytes: 1 << 20,
+        max_bundle_entries: 200,
+        max_claim_items: 50,
+        max_issues: 100,
+    };
+    let doc = match read_resource(data, &limits) {
+        Ok(doc) => doc,
+        Err(e) => {
+            let _ = operation_outcome(&[e.to_issue()]);
+            return;
+        }
+    };
+    let _ = doc.operation_outcome();
+    let _ = doc.is_processable();
+    let created = time::OffsetDateTime::UNIX_EPOCH;
+    let exercise_claim = |c: &ClaimDoc| {
+        if let Some(claim) = &c.claim {
+            let _ = claim.summary();
+        }
+        for outcome in [ResponseOutcome::Complete, ResponseOutcome::Error] {
+            if let Some(spec) = ClaimResponseSpec::for_claim(c, "r1", created, outcome) {
+                let _ = claim_response(&spec).map(|v| v.to_string());
+            }
+        }
+    };
+    let exercise_request = |r: &EligibilityDoc| {
+        if let Some(mut spec) =
+            EligibilityResponseSpec::for_request(r, "e1", created, ResponseOutcome::Complete)
+        {
+            spec.errors
+                .push(EligibilityRejectReason::SubscriberNotFound.coding());
+            let _ = coverage_eligibility_response(&spec).map(|v| v.to_string());
+        }
+    };
+    match &doc {
+        FhirDocument::Claim(c) => exercise_claim(c),
+        FhirDocument::CoverageEligibilityRequest(r) => exercise_request(r),
+        FhirDocument::Bundle(b) => {
+            b.claims().for_each(|(_, c)| exercise_claim(c));
+            b.eligibility_requests()
+                .for_each(|(_, r)| exercise_request(r));
+        }
+        FhirDocument::Other { .. } => {}
+    }
 }
