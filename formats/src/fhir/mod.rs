@@ -38,6 +38,9 @@ mod parse;
 mod primitives;
 mod resolve;
 
+#[cfg(test)]
+mod tests;
+
 pub use build::{
     ADJUDICATION_ERROR_SYSTEM, ADJUDICATION_SYSTEM, Adjudication, AdjudicationTotal,
     BENEFIT_CATEGORY_SYSTEM, BENEFIT_TYPE_SYSTEM, Benefit, BenefitItem, BenefitValue, BuildError,
