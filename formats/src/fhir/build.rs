@@ -400,7 +400,7 @@ impl EligibilityResponseSpec {
                 "Patient",
                 "patient of the submitted request",
             ),
-            serviced: doc.request.as_ref().and_then(|r| r.date),
+            serviced: h.serviced,
             requestor: h.provider.as_ref().map(|p| {
                 external_reference(p, "Organization", "provider of the submitted request")
             }),

@@ -37,6 +37,8 @@ pub struct EligibilityHeader {
     pub provider: Option<Reference>,
     /// `created` as written (a valid dateTime).
     pub created: Option<String>,
+    /// `servicedDate` / `servicedPeriod`, when given and precise to the day.
+    pub serviced: Option<DateRange>,
     pub item_count: usize,
     pub insurance_count: usize,
 }
@@ -324,7 +326,7 @@ pub(crate) fn read_eligibility(o: &Obj, root: &str, ctx: &DocCtx<'_>) -> Eligibi
         facts
     });
 
-    let date = match (served_date, served_period) {
+    header.serviced = match (served_date, served_period) {
         (Some(d), _) => d.day().map(DateRange::day),
         (None, Some(pd)) => match (
             pd.start.and_then(FhirDate::day),
@@ -334,8 +336,11 @@ pub(crate) fn read_eligibility(o: &Obj, root: &str, ctx: &DocCtx<'_>) -> Eligibi
             (Some(d), None) | (None, Some(d)) => Some(DateRange::day(d)),
             (None, None) => None,
         },
-        (None, None) => created.and_then(FhirDate::day).map(DateRange::day),
+        (None, None) => None,
     };
+    let date = header
+        .serviced
+        .or_else(|| created.and_then(FhirDate::day).map(DateRange::day));
 
     let request = if r.issues.has_errors() {
         None

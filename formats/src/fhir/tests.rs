@@ -2023,6 +2023,28 @@ fn eligibility_builder_refuses_invalid_input() {
 }
 
 #[test]
+fn for_request_echoes_only_a_stated_serviced_date() {
+    let s = eligibility_spec();
+    assert_eq!(
+        s.serviced,
+        Some(DateRange {
+            from: date!(2024 - 01 - 01),
+            to: date!(2024 - 01 - 31)
+        })
+    );
+    let doc = request_doc(&without(base_request(), "/servicedPeriod"));
+    assert_eq!(doc.header.serviced, None);
+    let s = EligibilityResponseSpec::for_request(&doc, "x", created(), ResponseOutcome::Complete)
+        .unwrap_or_else(|| panic!("no spec"));
+    assert_eq!(
+        s.serviced, None,
+        "the mapped date falls back to created; the echo must not"
+    );
+    let v = coverage_eligibility_response(&s).unwrap_or_else(|e| panic!("{e}"));
+    assert!(v.get("servicedDate").is_none() && v.get("servicedPeriod").is_none());
+}
+
+#[test]
 fn for_request_needs_a_request_reference() {
     let v = without(without(base_request(), "/id"), "/identifier");
     let doc = request_doc(&v);
