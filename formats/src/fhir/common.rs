@@ -50,7 +50,12 @@ pub(crate) fn check_domain_resource(o: &Obj, root: &str, issues: &mut Issues) {
         return;
     };
     let Some(contained) = contained.as_array() else {
-        return; // reported by the structure walk / reader
+        issues.error(
+            IssueType::Structure,
+            field(root, "contained"),
+            "repeating element must be a JSON array",
+        );
+        return;
     };
     let cpath = field(root, "contained");
     let references = collect_local_references(o);

@@ -16,11 +16,11 @@ pub enum FhirError {
     TooLarge { size: usize, limit: usize },
     #[error("malformed JSON at line {line}, column {column}")]
     MalformedJson { line: usize, column: usize },
-    #[error("JSON ends early at line {line}, column {column}")]
+    #[error("input ends early at line {line}, column {column}")]
     TruncatedJson { line: usize, column: usize },
     #[error("duplicate JSON object key at line {line}, column {column}")]
     DuplicateKey { line: usize, column: usize },
-    #[error("JSON value is not an object")]
+    #[error("input is not a JSON object")]
     NotAnObject,
     #[error("resourceType is missing")]
     MissingResourceType,

@@ -994,6 +994,18 @@ rule!(
 
 // Claim: references.
 rule!(
+    contained_must_be_an_array,
+    base_claim(),
+    |v| with(
+        v,
+        "/contained",
+        json!({"resourceType": "Patient", "id": "pat"})
+    ),
+    Error,
+    Structure,
+    "Claim.contained"
+);
+rule!(
     contained_reference_must_resolve,
     base_claim(),
     |v| with(v, "/patient/reference", json!("#nobody")),
