@@ -20,10 +20,10 @@
 mod common;
 
 use clearway_formats::fhir::{
-    Adjudication, AdjudicationTotal, Benefit, BenefitItem, BenefitValue, BundleDoc,
-    ClaimResponseSpec, Coding, EligibilityRejectReason, EligibilityResponseSpec, FhirDocument,
-    FhirError, InsuranceSpec, IssueType, ItemAdjudication, Limits, ResponseOutcome, Severity,
-    claim_response, coverage_eligibility_response, fuzz_fhir, read_resource,
+    Adjudication, AdjudicationTotal, Benefit, BenefitItem, BenefitValue, BundleDoc, ClaimResponseSpec, Coding,
+    EligibilityRejectReason, EligibilityResponseSpec, FhirDocument, FhirError, InsuranceSpec, IssueType,
+    ItemAdjudication, Limits, ResponseOutcome, Severity, claim_response, coverage_eligibility_response, fuzz_fhir,
+    read_resource,
 };
 use rust_decimal::Decimal;
 use serde_json::Value;
@@ -45,18 +45,13 @@ fn strings(v: &Value) -> Vec<String> {
     v.as_array()
         .unwrap_or_else(|| panic!("not an array: {v}"))
         .iter()
-        .map(|s| {
-            s.as_str()
-                .unwrap_or_else(|| panic!("not a string: {s}"))
-                .to_owned()
-        })
+        .map(|s| s.as_str().unwrap_or_else(|| panic!("not a string: {s}")).to_owned())
         .collect()
 }
 
 fn read_file(file: &str) -> (Vec<u8>, FhirDocument) {
     let bytes = common::read(file);
-    let doc = read_resource(&bytes, &Limits::default())
-        .unwrap_or_else(|e| panic!("{file}: not read: {e}"));
+    let doc = read_resource(&bytes, &Limits::default()).unwrap_or_else(|e| panic!("{file}: not read: {e}"));
     (bytes, doc)
 }
 
@@ -65,14 +60,7 @@ fn findings(doc: &FhirDocument, at_least: Severity) -> Vec<String> {
     doc.issues()
         .into_iter()
         .filter(|i| i.severity <= at_least)
-        .map(|i| {
-            format!(
-                "{} {} {}",
-                i.severity.as_str(),
-                i.code.as_str(),
-                i.expression
-            )
-        })
+        .map(|i| format!("{} {} {}", i.severity.as_str(), i.code.as_str(), i.expression))
         .collect()
 }
 
@@ -81,14 +69,8 @@ fn check_claim(file: &str, doc: &FhirDocument, computed: &BTreeMap<String, Value
         panic!("{file}: not read as a Claim");
     };
     let found = findings(doc, Severity::Warning);
-    assert!(
-        found.is_empty(),
-        "{file}: official example has findings {found:?}"
-    );
-    let claim = c
-        .claim
-        .as_ref()
-        .unwrap_or_else(|| panic!("{file}: not mapped: {:?}", c.issues));
+    assert!(found.is_empty(), "{file}: official example has findings {found:?}");
+    let claim = c.claim.as_ref().unwrap_or_else(|| panic!("{file}: not mapped: {:?}", c.issues));
     let h = &c.header;
     for (k, v) in computed {
         match k.as_str() {
@@ -96,50 +78,27 @@ fn check_claim(file: &str, doc: &FhirDocument, computed: &BTreeMap<String, Value
             "id" => assert_eq!(h.id.as_deref(), v.as_str(), "{file}: id"),
             "type" => {
                 let codes = strings(v);
-                assert_eq!(
-                    h.claim_type.as_ref().map(|t| vec![t.clone()]),
-                    Some(codes),
-                    "{file}: type"
-                );
+                assert_eq!(h.claim_type.as_ref().map(|t| vec![t.clone()]), Some(codes), "{file}: type");
             }
             "use" => assert_eq!(h.claim_use.map(|u| u.as_str()), v.as_str(), "{file}: use"),
             "patient" => assert_eq!(
-                h.patient
-                    .expose()
-                    .as_ref()
-                    .and_then(|r| r.reference.as_deref()),
+                h.patient.expose().as_ref().and_then(|r| r.reference.as_deref()),
                 v.as_str(),
                 "{file}: patient"
             ),
             "items" => {
                 assert_eq!(Some(h.item_count as u64), v.as_u64(), "{file}: items");
-                assert_eq!(
-                    Some(claim.service_lines.len() as u64),
-                    v.as_u64(),
-                    "{file}: lines"
-                );
+                assert_eq!(Some(claim.service_lines.len() as u64), v.as_u64(), "{file}: lines");
             }
-            "insurance" => assert_eq!(
-                Some(h.insurance_count as u64),
-                v.as_u64(),
-                "{file}: insurance"
-            ),
+            "insurance" => assert_eq!(Some(h.insurance_count as u64), v.as_u64(), "{file}: insurance"),
             "total" => {
                 assert_eq!(h.total, Some(decimal(v)), "{file}: total");
                 assert_eq!(claim.total_charge, decimal(v), "{file}: total_charge");
             }
             "sum_item_net" => {
-                assert_eq!(
-                    claim.summary().line_charge_total,
-                    decimal(v),
-                    "{file}: sum of item net"
-                );
+                assert_eq!(claim.summary().line_charge_total, decimal(v), "{file}: sum of item net");
                 if !computed.contains_key("total") {
-                    assert_eq!(
-                        claim.total_charge,
-                        decimal(v),
-                        "{file}: total_charge from items"
-                    );
+                    assert_eq!(claim.total_charge, decimal(v), "{file}: total_charge from items");
                 }
             }
             other => panic!("{file}: computed fact {other} is not checked"),
@@ -152,14 +111,8 @@ fn check_request(file: &str, doc: &FhirDocument, computed: &BTreeMap<String, Val
         panic!("{file}: not read as a CoverageEligibilityRequest");
     };
     let found = findings(doc, Severity::Warning);
-    assert!(
-        found.is_empty(),
-        "{file}: official example has findings {found:?}"
-    );
-    let request = r
-        .request
-        .as_ref()
-        .unwrap_or_else(|| panic!("{file}: not mapped: {:?}", r.issues));
+    assert!(found.is_empty(), "{file}: official example has findings {found:?}");
+    let request = r.request.as_ref().unwrap_or_else(|| panic!("{file}: not mapped: {:?}", r.issues));
     assert!(!request.service_types.is_empty());
     let h = &r.header;
     for (k, v) in computed {
@@ -167,26 +120,16 @@ fn check_request(file: &str, doc: &FhirDocument, computed: &BTreeMap<String, Val
             "resourceType" => assert_eq!(v, "CoverageEligibilityRequest"),
             "id" => assert_eq!(h.id.as_deref(), v.as_str(), "{file}: id"),
             "purpose" => assert_eq!(
-                h.purposes
-                    .iter()
-                    .map(|p| p.as_str().to_owned())
-                    .collect::<Vec<_>>(),
+                h.purposes.iter().map(|p| p.as_str().to_owned()).collect::<Vec<_>>(),
                 strings(v),
                 "{file}: purpose"
             ),
             "patient" => assert_eq!(
-                h.patient
-                    .expose()
-                    .as_ref()
-                    .and_then(|r| r.reference.as_deref()),
+                h.patient.expose().as_ref().and_then(|r| r.reference.as_deref()),
                 v.as_str(),
                 "{file}: patient"
             ),
-            "insurance" => assert_eq!(
-                Some(h.insurance_count as u64),
-                v.as_u64(),
-                "{file}: insurance"
-            ),
+            "insurance" => assert_eq!(Some(h.insurance_count as u64), v.as_u64(), "{file}: insurance"),
             "items" => assert_eq!(Some(h.item_count as u64), v.as_u64(), "{file}: items"),
             other => panic!("{file}: computed fact {other} is not checked"),
         }
@@ -201,11 +144,7 @@ fn check_bundle(file: &str, doc: &FhirDocument, computed: &BTreeMap<String, Valu
         match k.as_str() {
             "resourceType" => assert_eq!(v, "Bundle"),
             "id" => assert_eq!(b.id.as_deref(), v.as_str(), "{file}: id"),
-            "type" => assert_eq!(
-                b.bundle_type.map(|t| t.as_str()),
-                v.as_str(),
-                "{file}: type"
-            ),
+            "type" => assert_eq!(b.bundle_type.map(|t| t.as_str()), v.as_str(), "{file}: type"),
             "entries" => assert_eq!(Some(b.entries.len() as u64), v.as_u64(), "{file}: entries"),
             "entry_types" => assert_eq!(entry_types(b), entry_types_of(v), "{file}: entry types"),
             "total" => assert_eq!(b.total.map(u64::from), v.as_u64(), "{file}: total"),
@@ -229,8 +168,7 @@ fn check_bundle(file: &str, doc: &FhirDocument, computed: &BTreeMap<String, Valu
 fn entry_types(b: &BundleDoc) -> BTreeMap<String, u64> {
     let mut out = BTreeMap::new();
     for e in &b.entries {
-        *out.entry(e.resource_type.clone().unwrap_or_default())
-            .or_default() += 1;
+        *out.entry(e.resource_type.clone().unwrap_or_default()).or_default() += 1;
     }
     out
 }
@@ -246,13 +184,7 @@ fn entry_types_of(v: &Value) -> BTreeMap<String, u64> {
 /// Resources read but not processed: facts checked against the raw JSON.
 fn check_other(file: &str, raw: &Value, doc: &FhirDocument, computed: &BTreeMap<String, Value>) {
     let rt = raw["resourceType"].as_str().unwrap_or_default();
-    assert_eq!(
-        doc,
-        &FhirDocument::Other {
-            resource_type: rt.to_owned()
-        },
-        "{file}"
-    );
+    assert_eq!(doc, &FhirDocument::Other { resource_type: rt.to_owned() }, "{file}");
     assert!(!doc.is_processable());
     assert_eq!(doc.operation_outcome()["issue"][0]["code"], "not-supported");
     for (k, v) in computed {
@@ -280,9 +212,7 @@ fn check_other(file: &str, raw: &Value, doc: &FhirDocument, computed: &BTreeMap<
                     .into_iter()
                     .flatten()
                     .map(|t| {
-                        let cat = t["category"]["coding"][0]["code"]
-                            .as_str()
-                            .unwrap_or_default();
+                        let cat = t["category"]["coding"][0]["code"].as_str().unwrap_or_default();
                         (cat.to_owned(), decimal(&t["amount"]["value"]))
                     })
                     .collect();
@@ -294,11 +224,7 @@ fn check_other(file: &str, raw: &Value, doc: &FhirDocument, computed: &BTreeMap<
                     .collect();
                 assert_eq!(totals, expected, "{file}: totals");
             }
-            "payment" => assert_eq!(
-                decimal(&raw["payment"]["amount"]["value"]),
-                decimal(v),
-                "{file}: payment"
-            ),
+            "payment" => assert_eq!(decimal(&raw["payment"]["amount"]["value"]), decimal(v), "{file}: payment"),
             other => panic!("{file}: computed fact {other} is not checked"),
         }
     }
@@ -310,9 +236,7 @@ fn every_fhir_manifest_entry_matches_its_computed_facts() {
     assert!(!entries.is_empty(), "no fhir entries in the manifest");
     let mut kinds = BTreeMap::<String, usize>::new();
     for e in &entries {
-        let file = e["file"]
-            .as_str()
-            .unwrap_or_else(|| panic!("entry without file: {e}"));
+        let file = e["file"].as_str().unwrap_or_else(|| panic!("entry without file: {e}"));
         let computed: BTreeMap<String, Value> = e["computed"]
             .as_object()
             .unwrap_or_else(|| panic!("{file}: no computed facts"))
@@ -320,17 +244,9 @@ fn every_fhir_manifest_entry_matches_its_computed_facts() {
             .into_iter()
             .collect();
         let (bytes, doc) = read_file(file);
-        assert_eq!(
-            Some(bytes.len() as u64),
-            e["bytes"].as_u64(),
-            "{file}: size differs from manifest"
-        );
-        let raw: Value =
-            serde_json::from_slice(&bytes).unwrap_or_else(|err| panic!("{file}: {err}"));
-        assert_eq!(
-            doc.resource_type(),
-            raw["resourceType"].as_str().unwrap_or_default()
-        );
+        assert_eq!(Some(bytes.len() as u64), e["bytes"].as_u64(), "{file}: size differs from manifest");
+        let raw: Value = serde_json::from_slice(&bytes).unwrap_or_else(|err| panic!("{file}: {err}"));
+        assert_eq!(doc.resource_type(), raw["resourceType"].as_str().unwrap_or_default());
         match &doc {
             FhirDocument::Claim(_) => check_claim(file, &doc, &computed),
             FhirDocument::CoverageEligibilityRequest(_) => check_request(file, &doc, &computed),
@@ -340,12 +256,7 @@ fn every_fhir_manifest_entry_matches_its_computed_facts() {
         *kinds.entry(doc.resource_type().to_owned()).or_default() += 1;
     }
     // The corpus covers each kind of document the reader distinguishes.
-    for k in [
-        "Claim",
-        "CoverageEligibilityRequest",
-        "Bundle",
-        "ClaimResponse",
-    ] {
+    for k in ["Claim", "CoverageEligibilityRequest", "Bundle", "ClaimResponse"] {
         assert!(kinds.contains_key(k), "no {k} in the corpus: {kinds:?}");
     }
 }
@@ -360,21 +271,12 @@ fn corpus_files_survive_fuzzing_and_truncation() {
         for cut in [1, 2, end / 3, end / 2, end - 1] {
             let r = read_resource(&bytes[..cut.min(bytes.len())], &Limits::default());
             assert!(
-                matches!(
-                    r,
-                    Err(FhirError::TruncatedJson { .. } | FhirError::MalformedJson { .. })
-                ),
+                matches!(r, Err(FhirError::TruncatedJson { .. } | FhirError::MalformedJson { .. })),
                 "{file} cut at {cut}: {r:?}"
             );
         }
-        let small = Limits {
-            max_input_bytes: bytes.len() - 1,
-            ..Limits::default()
-        };
-        assert!(matches!(
-            read_resource(&bytes, &small),
-            Err(FhirError::TooLarge { .. })
-        ));
+        let small = Limits { max_input_bytes: bytes.len() - 1, ..Limits::default() };
+        assert!(matches!(read_resource(&bytes, &small), Err(FhirError::TooLarge { .. })));
     }
 }
 
@@ -391,10 +293,7 @@ fn every_corpus_outcome_names_only_codes_and_paths() {
         for i in doc.issues() {
             for v in &values {
                 if v.len() >= 4 {
-                    assert!(
-                        !i.diagnostics.contains(v.as_str()),
-                        "{file}: {i:?} quotes input"
-                    );
+                    assert!(!i.diagnostics.contains(v.as_str()), "{file}: {i:?} quotes input");
                 }
             }
         }
@@ -406,10 +305,7 @@ fn collect_strings(v: &Value, out: &mut Vec<String>) {
     match v {
         Value::String(s) => out.push(s.clone()),
         Value::Array(a) => a.iter().for_each(|c| collect_strings(c, out)),
-        Value::Object(m) => m
-            .iter()
-            .filter(|(k, _)| *k != "resourceType")
-            .for_each(|(_, c)| collect_strings(c, out)),
+        Value::Object(m) => m.iter().filter(|(k, _)| *k != "resourceType").for_each(|(_, c)| collect_strings(c, out)),
         _ => {}
     }
 }
@@ -474,13 +370,9 @@ fn snapshot_claim_response_adjudicated() {
 #[test]
 fn snapshot_claim_response_queued_for_contained_patient() {
     let doc = claim_doc("fhir/claim-r4-cms1500-medical.json");
-    let spec = ClaimResponseSpec::for_claim(
-        &doc,
-        "cr-med-00050",
-        datetime!(2015-10-16 12:00:00 UTC),
-        ResponseOutcome::Queued,
-    )
-    .unwrap_or_else(|| panic!("no spec"));
+    let spec =
+        ClaimResponseSpec::for_claim(&doc, "cr-med-00050", datetime!(2015-10-16 12:00:00 UTC), ResponseOutcome::Queued)
+            .unwrap_or_else(|| panic!("no spec"));
     let v = claim_response(&spec).unwrap_or_else(|e| panic!("{e}"));
     insta::assert_snapshot!("claim_response_cms1500_queued", pretty(&v));
 }
@@ -496,11 +388,7 @@ fn snapshot_eligibility_response_with_benefits() {
     )
     .unwrap_or_else(|| panic!("no spec"));
     spec.disposition = Some("Policy is currently in-force.".into());
-    let categories = doc
-        .request
-        .as_ref()
-        .map(|r| r.service_types.clone())
-        .unwrap_or_default();
+    let categories = doc.request.as_ref().map(|r| r.service_types.clone()).unwrap_or_default();
     spec.insurance = vec![InsuranceSpec {
         coverage: clearway_formats::fhir::Reference::literal("Coverage/9876B1"),
         inforce: Some(true),
@@ -508,23 +396,11 @@ fn snapshot_eligibility_response_with_benefits() {
         items: categories
             .iter()
             .map(|c| BenefitItem {
-                network: Some(Coding::new(
-                    "http://terminology.hl7.org/CodeSystem/benefit-network",
-                    "in",
-                )),
-                unit: Some(Coding::new(
-                    "http://terminology.hl7.org/CodeSystem/benefit-unit",
-                    "individual",
-                )),
-                term: Some(Coding::new(
-                    "http://terminology.hl7.org/CodeSystem/benefit-term",
-                    "annual",
-                )),
+                network: Some(Coding::new("http://terminology.hl7.org/CodeSystem/benefit-network", "in")),
+                unit: Some(Coding::new("http://terminology.hl7.org/CodeSystem/benefit-unit", "individual")),
+                term: Some(Coding::new("http://terminology.hl7.org/CodeSystem/benefit-term", "annual")),
                 benefits: vec![Benefit {
-                    benefit_type: Coding::new(
-                        clearway_formats::fhir::BENEFIT_TYPE_SYSTEM,
-                        "benefit",
-                    ),
+                    benefit_type: Coding::new(clearway_formats::fhir::BENEFIT_TYPE_SYSTEM, "benefit"),
                     allowed: Some(BenefitValue::Money(Decimal::new(1_000_000, 2))),
                     used: Some(BenefitValue::Money(Decimal::new(250_050, 2))),
                 }],
@@ -562,8 +438,7 @@ fn snapshot_operation_outcomes() {
             .as_array()
             .into_iter()
             .flatten()
-            .all(|i| i["severity"] == "information"
-                && i["code"] == IssueType::Informational.as_str())
+            .all(|i| i["severity"] == "information" && i["code"] == IssueType::Informational.as_str())
     );
     insta::assert_snapshot!("outcome_professional_claim", pretty(&notes));
 }

@@ -8,9 +8,7 @@
 //! instead of emitting an invalid resource.
 
 use super::claim::ClaimDoc;
-use super::codes::{
-    CLAIM_TYPE_SYSTEM, ClaimUse, EligibilityPurpose, ResponseOutcome, claim_type_code,
-};
+use super::codes::{CLAIM_TYPE_SYSTEM, ClaimUse, EligibilityPurpose, ResponseOutcome, claim_type_code};
 use super::eligibility::EligibilityDoc;
 use super::json::{field, index};
 use super::model::{Coding, Identifier, Reference};
@@ -26,15 +24,13 @@ use time::{Date, OffsetDateTime};
 pub const ADJUDICATION_SYSTEM: &str = "http://terminology.hl7.org/CodeSystem/adjudication";
 /// R4's example adjudication error codes (`a001` missing identifier, `a002`
 /// missing creation date).
-pub const ADJUDICATION_ERROR_SYSTEM: &str =
-    "http://terminology.hl7.org/CodeSystem/adjudication-error";
+pub const ADJUDICATION_ERROR_SYSTEM: &str = "http://terminology.hl7.org/CodeSystem/adjudication-error";
 /// X12 reject reason codes (AAA03, code source 901), as Da Vinci PAS uses them.
 pub const X12_REJECT_REASON_SYSTEM: &str = "https://codesystem.x12.org/005010/901";
 /// OperationOutcome issue types, used as error codes for validation rejections.
 pub const ISSUE_TYPE_SYSTEM: &str = "http://hl7.org/fhir/issue-type";
 /// Benefit categories; R4's example codes are X12 service type codes.
-pub const BENEFIT_CATEGORY_SYSTEM: &str =
-    "http://terminology.hl7.org/CodeSystem/ex-benefitcategory";
+pub const BENEFIT_CATEGORY_SYSTEM: &str = "http://terminology.hl7.org/CodeSystem/ex-benefitcategory";
 /// Benefit types (`benefit`, `deductible`, `copay`, ...).
 pub const BENEFIT_TYPE_SYSTEM: &str = "http://terminology.hl7.org/CodeSystem/benefit-type";
 
@@ -48,10 +44,7 @@ pub struct BuildError {
 }
 
 fn err<T>(element: impl Into<String>, reason: &'static str) -> Result<T, BuildError> {
-    Err(BuildError {
-        element: element.into(),
-        reason,
-    })
+    Err(BuildError { element: element.into(), reason })
 }
 
 /// One adjudication of an item (`ClaimResponse.item.adjudication`).
@@ -164,11 +157,7 @@ fn external_reference(r: &Reference, type_: &str, fallback_display: &str) -> Ref
 }
 
 /// The request answered: `Type/id`, else a logical reference by identifier.
-fn request_reference(
-    type_: &str,
-    id: Option<&str>,
-    identifier: Option<&Identifier>,
-) -> Option<Reference> {
+fn request_reference(type_: &str, id: Option<&str>, identifier: Option<&Identifier>) -> Option<Reference> {
     match (id, identifier) {
         (Some(id), _) => Some(Reference::literal(format!("{type_}/{id}"))),
         (None, Some(i)) => Some(Reference::logical(Some(type_), i.clone())),
@@ -191,11 +180,7 @@ impl ClaimResponseSpec {
         let h = &doc.header;
         let patient = h.patient.expose().as_ref()?;
         let errors = if outcome == ResponseOutcome::Error {
-            doc.issues
-                .iter()
-                .filter(|i| i.severity.blocks_processing())
-                .map(ProcessingError::from_issue)
-                .collect()
+            doc.issues.iter().filter(|i| i.severity.blocks_processing()).map(ProcessingError::from_issue).collect()
         } else {
             Vec::new()
         };
@@ -206,11 +191,7 @@ impl ClaimResponseSpec {
             kind: h.kind?,
             claim_use: h.claim_use?,
             patient: external_reference(patient, "Patient", "patient of the submitted claim"),
-            insurer: external_reference(
-                h.insurer.as_ref()?,
-                "Organization",
-                "insurer of the submitted claim",
-            ),
+            insurer: external_reference(h.insurer.as_ref()?, "Organization", "insurer of the submitted claim"),
             requestor: h
                 .provider
                 .as_ref()
@@ -275,9 +256,7 @@ impl EligibilityRejectReason {
             EligibilityRejectReason::InvalidPatientName => "Invalid/Missing Patient Name",
             EligibilityRejectReason::PatientNotFound => "Patient Not Found",
             EligibilityRejectReason::InvalidMemberId => "Invalid/Missing Subscriber/Insured ID",
-            EligibilityRejectReason::InvalidSubscriberName => {
-                "Invalid/Missing Subscriber/Insured Name"
-            }
+            EligibilityRejectReason::InvalidSubscriberName => "Invalid/Missing Subscriber/Insured Name",
             EligibilityRejectReason::SubscriberNotFound => "Subscriber/Insured Not Found",
         }
     }
@@ -395,27 +374,16 @@ impl EligibilityResponseSpec {
             identifier: None,
             created,
             purposes: h.purposes.clone(),
-            patient: external_reference(
-                h.patient.expose().as_ref()?,
-                "Patient",
-                "patient of the submitted request",
-            ),
+            patient: external_reference(h.patient.expose().as_ref()?, "Patient", "patient of the submitted request"),
             serviced: h.serviced,
-            requestor: h.provider.as_ref().map(|p| {
-                external_reference(p, "Organization", "provider of the submitted request")
-            }),
-            request: request_reference(
-                "CoverageEligibilityRequest",
-                h.id.as_deref(),
-                h.identifier.as_ref(),
-            )?,
+            requestor: h
+                .provider
+                .as_ref()
+                .map(|p| external_reference(p, "Organization", "provider of the submitted request")),
+            request: request_reference("CoverageEligibilityRequest", h.id.as_deref(), h.identifier.as_ref())?,
             outcome,
             disposition: None,
-            insurer: external_reference(
-                h.insurer.as_ref()?,
-                "Organization",
-                "insurer of the submitted request",
-            ),
+            insurer: external_reference(h.insurer.as_ref()?, "Organization", "insurer of the submitted request"),
             insurance: Vec::new(),
             pre_auth_ref: None,
             currency: "USD".to_owned(),
@@ -430,10 +398,7 @@ fn string_value(s: &str, element: &str) -> Result<Value, BuildError> {
     if is_fhir_string(s) {
         Ok(Value::String(s.to_owned()))
     } else {
-        err(
-            element,
-            "string must be non-empty without control characters",
-        )
+        err(element, "string must be non-empty without control characters")
     }
 }
 
@@ -445,10 +410,7 @@ fn date_time_value(t: OffsetDateTime, element: &str) -> Result<Value, BuildError
     let (oh, om, os) = t.offset().as_hms();
     let minutes = i32::from(oh) * 60 + i32::from(om);
     if os != 0 || !(-(13 * 60 + 59)..=14 * 60).contains(&minutes) {
-        return err(
-            element,
-            "time zone offset must be whole minutes within -13:59 to +14:00",
-        );
+        return err(element, "time zone offset must be whole minutes within -13:59 to +14:00");
     }
     let zone = if minutes == 0 {
         "Z".to_owned()
@@ -472,11 +434,7 @@ fn date_value(d: Date, element: &str) -> Result<Value, BuildError> {
     if !(1..=9999).contains(&year) {
         return err(element, "year must be 1 to 9999");
     }
-    Ok(Value::String(format!(
-        "{year:04}-{:02}-{:02}",
-        u8::from(d.month()),
-        d.day()
-    )))
+    Ok(Value::String(format!("{year:04}-{:02}-{:02}", u8::from(d.month()), d.day())))
 }
 
 /// A decimal as a JSON number, refused when the number would not read back
@@ -494,10 +452,7 @@ fn decimal_value(d: Decimal, element: &str) -> Result<Value, BuildError> {
             }
             Ok(Value::Number(n))
         }
-        _ => err(
-            element,
-            "amount has more significant digits than can be written exactly",
-        ),
+        _ => err(element, "amount has more significant digits than can be written exactly"),
     }
 }
 
@@ -517,10 +472,7 @@ fn positive_value(n: u32, element: &str) -> Result<Value, BuildError> {
 
 fn coding_value(c: &Coding, element: &str) -> Result<Value, BuildError> {
     if !is_code(&c.code) {
-        return err(
-            field(element, "code"),
-            "code must be non-empty without stray whitespace",
-        );
+        return err(field(element, "code"), "code must be non-empty without stray whitespace");
     }
     if let Some(s) = &c.system
         && !is_uri(s)
@@ -549,18 +501,12 @@ fn identifier_value(i: &Identifier, element: &str) -> Result<Value, BuildError> 
 
 fn reference_value(r: &Reference, element: &str) -> Result<Value, BuildError> {
     if r.reference.is_none() && r.identifier.is_none() && r.display.is_none() {
-        return err(
-            element,
-            "reference needs a reference, identifier or display",
-        );
+        return err(element, "reference needs a reference, identifier or display");
     }
     if let Some(s) = &r.reference {
         string_value(s, &field(element, "reference"))?;
         if s.starts_with('#') {
-            return err(
-                field(element, "reference"),
-                "a local reference has no contained target in the response",
-            );
+            return err(field(element, "reference"), "a local reference has no contained target in the response");
         }
     }
     if let Some(t) = &r.type_
@@ -599,51 +545,25 @@ fn response_common(
 ) -> Result<(), BuildError> {
     put(o, "resourceType", json!(rt));
     if !is_id(id) {
-        return err(
-            field(rt, "id"),
-            "id must be 1 to 64 letters, digits, '-' or '.'",
-        );
+        return err(field(rt, "id"), "id must be 1 to 64 letters, digits, '-' or '.'");
     }
     if !is_currency(currency) {
-        return err(
-            field(rt, "currency"),
-            "currency must be three upper-case letters",
-        );
+        return err(field(rt, "currency"), "currency must be three upper-case letters");
     }
     put(o, "id", json!(id));
     if let Some(i) = identifier {
-        put(
-            o,
-            "identifier",
-            json!([identifier_value(i, &index(&field(rt, "identifier"), 0))?]),
-        );
+        put(o, "identifier", json!([identifier_value(i, &index(&field(rt, "identifier"), 0))?]));
     }
     put(o, "status", json!("active"));
-    put(
-        o,
-        "patient",
-        reference_value(patient, &field(rt, "patient"))?,
-    );
-    put(
-        o,
-        "created",
-        date_time_value(created, &field(rt, "created"))?,
-    );
-    put(
-        o,
-        "insurer",
-        reference_value(insurer, &field(rt, "insurer"))?,
-    );
+    put(o, "patient", reference_value(patient, &field(rt, "patient"))?);
+    put(o, "created", date_time_value(created, &field(rt, "created"))?);
+    put(o, "insurer", reference_value(insurer, &field(rt, "insurer"))?);
     if let Some(r) = requestor {
         put(o, "requestor", reference_value(r, &field(rt, "requestor"))?);
     }
     put(o, "outcome", json!(outcome.as_str()));
     if let Some(d) = disposition {
-        put(
-            o,
-            "disposition",
-            string_value(d, &field(rt, "disposition"))?,
-        );
+        put(o, "disposition", string_value(d, &field(rt, "disposition"))?);
     }
     if let Some(p) = pre_auth_ref {
         put(o, "preAuthRef", string_value(p, &field(rt, "preAuthRef"))?);
@@ -675,18 +595,11 @@ pub fn claim_response(spec: &ClaimResponseSpec) -> Result<Value, BuildError> {
     put(
         &mut o,
         "type",
-        concept_value(
-            &Coding::new(CLAIM_TYPE_SYSTEM, claim_type_code(spec.kind)),
-            "ClaimResponse.type",
-        )?,
+        concept_value(&Coding::new(CLAIM_TYPE_SYSTEM, claim_type_code(spec.kind)), "ClaimResponse.type")?,
     );
     put(&mut o, "use", json!(spec.claim_use.as_str()));
     if let Some(r) = &spec.request {
-        put(
-            &mut o,
-            "request",
-            reference_value(r, "ClaimResponse.request")?,
-        );
+        put(&mut o, "request", reference_value(r, "ClaimResponse.request")?);
     }
     let cur = spec.currency.as_str();
     if !spec.items.is_empty() {
@@ -733,11 +646,7 @@ pub fn claim_response(spec: &ClaimResponseSpec) -> Result<Value, BuildError> {
                     put(&mut eo, k, positive_value(n, &field(&ep, k))?);
                 }
             }
-            put(
-                &mut eo,
-                "code",
-                concept_value(&e.code, &field(&ep, "code"))?,
-            );
+            put(&mut eo, "code", concept_value(&e.code, &field(&ep, "code"))?);
             errors.push(Value::Object(eo));
         }
         put(&mut o, "error", Value::Array(errors));
@@ -745,30 +654,14 @@ pub fn claim_response(spec: &ClaimResponseSpec) -> Result<Value, BuildError> {
     Ok(Value::Object(o))
 }
 
-fn adjudication_value(
-    a: &Adjudication,
-    currency: &str,
-    element: &str,
-) -> Result<Value, BuildError> {
+fn adjudication_value(a: &Adjudication, currency: &str, element: &str) -> Result<Value, BuildError> {
     let mut o = Map::new();
-    put(
-        &mut o,
-        "category",
-        concept_value(&a.category, &field(element, "category"))?,
-    );
+    put(&mut o, "category", concept_value(&a.category, &field(element, "category"))?);
     if let Some(r) = &a.reason {
-        put(
-            &mut o,
-            "reason",
-            concept_value(r, &field(element, "reason"))?,
-        );
+        put(&mut o, "reason", concept_value(r, &field(element, "reason"))?);
     }
     if let Some(m) = a.amount {
-        put(
-            &mut o,
-            "amount",
-            money_value(m, currency, &field(element, "amount"))?,
-        );
+        put(&mut o, "amount", money_value(m, currency, &field(element, "amount"))?);
     }
     if let Some(v) = a.value {
         put(&mut o, "value", decimal_value(v, &field(element, "value"))?);
@@ -828,10 +721,7 @@ pub fn coverage_eligibility_response(spec: &EligibilityResponseSpec) -> Result<V
         &spec.currency,
     )?;
     if spec.purposes.is_empty() {
-        return err(
-            "CoverageEligibilityResponse.purpose",
-            "at least one purpose is required",
-        );
+        return err("CoverageEligibilityResponse.purpose", "at least one purpose is required");
     }
     let mut purposes: Vec<&str> = Vec::new();
     for p in &spec.purposes {
@@ -842,17 +732,10 @@ pub fn coverage_eligibility_response(spec: &EligibilityResponseSpec) -> Result<V
     put(&mut o, "purpose", json!(purposes));
     if let Some(s) = spec.serviced {
         if s.from == s.to {
-            put(
-                &mut o,
-                "servicedDate",
-                date_value(s.from, "CoverageEligibilityResponse.servicedDate")?,
-            );
+            put(&mut o, "servicedDate", date_value(s.from, "CoverageEligibilityResponse.servicedDate")?);
         } else {
             if s.to < s.from {
-                return err(
-                    "CoverageEligibilityResponse.servicedPeriod",
-                    "period ends before it starts",
-                );
+                return err("CoverageEligibilityResponse.servicedPeriod", "period ends before it starts");
             }
             put(
                 &mut o,
@@ -864,22 +747,14 @@ pub fn coverage_eligibility_response(spec: &EligibilityResponseSpec) -> Result<V
             );
         }
     }
-    put(
-        &mut o,
-        "request",
-        reference_value(&spec.request, "CoverageEligibilityResponse.request")?,
-    );
+    put(&mut o, "request", reference_value(&spec.request, "CoverageEligibilityResponse.request")?);
     let cur = spec.currency.as_str();
     if !spec.insurance.is_empty() {
         let mut out = Vec::with_capacity(spec.insurance.len());
         for (i, ins) in spec.insurance.iter().enumerate() {
             let ip = index("CoverageEligibilityResponse.insurance", i);
             let mut io = Map::new();
-            put(
-                &mut io,
-                "coverage",
-                reference_value(&ins.coverage, &field(&ip, "coverage"))?,
-            );
+            put(&mut io, "coverage", reference_value(&ins.coverage, &field(&ip, "coverage"))?);
             if let Some(b) = ins.inforce {
                 put(&mut io, "inforce", json!(b));
             }
@@ -917,28 +792,16 @@ pub fn coverage_eligibility_response(spec: &EligibilityResponseSpec) -> Result<V
     Ok(Value::Object(o))
 }
 
-fn benefit_item_value(
-    it: &BenefitItem,
-    currency: &str,
-    element: &str,
-) -> Result<Value, BuildError> {
+fn benefit_item_value(it: &BenefitItem, currency: &str, element: &str) -> Result<Value, BuildError> {
     let mut o = Map::new();
-    put(
-        &mut o,
-        "category",
-        concept_value(&it.category, &field(element, "category"))?,
-    );
+    put(&mut o, "category", concept_value(&it.category, &field(element, "category"))?);
     if let Some(b) = it.excluded {
         put(&mut o, "excluded", json!(b));
     }
     if let Some(n) = &it.name {
         put(&mut o, "name", string_value(n, &field(element, "name"))?);
     }
-    for (k, c) in [
-        ("network", &it.network),
-        ("unit", &it.unit),
-        ("term", &it.term),
-    ] {
+    for (k, c) in [("network", &it.network), ("unit", &it.unit), ("term", &it.term)] {
         if let Some(c) = c {
             put(&mut o, k, concept_value(c, &field(element, k))?);
         }
@@ -948,11 +811,7 @@ fn benefit_item_value(
         for (i, b) in it.benefits.iter().enumerate() {
             let bp = index(&field(element, "benefit"), i);
             let mut bo = Map::new();
-            put(
-                &mut bo,
-                "type",
-                concept_value(&b.benefit_type, &field(&bp, "type"))?,
-            );
+            put(&mut bo, "type", concept_value(&b.benefit_type, &field(&bp, "type"))?);
             if let Some(v) = &b.allowed {
                 benefit_value(&mut bo, "allowed", v, currency, &bp)?;
             }

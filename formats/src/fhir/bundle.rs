@@ -76,13 +76,11 @@ pub struct BundleDoc {
 impl BundleDoc {
     /// Bundle-level findings followed by every entry document's findings.
     pub fn all_issues(&self) -> impl Iterator<Item = &OutcomeIssue> {
-        self.issues
-            .iter()
-            .chain(self.entries.iter().flat_map(|e| match &e.content {
-                EntryContent::Claim(c) => c.issues.as_slice(),
-                EntryContent::CoverageEligibilityRequest(r) => r.issues.as_slice(),
-                EntryContent::NotProcessed => &[],
-            }))
+        self.issues.iter().chain(self.entries.iter().flat_map(|e| match &e.content {
+            EntryContent::Claim(c) => c.issues.as_slice(),
+            EntryContent::CoverageEligibilityRequest(r) => r.issues.as_slice(),
+            EntryContent::NotProcessed => &[],
+        }))
     }
 
     /// The Claims read from intake entries, with their entry index.
@@ -116,25 +114,9 @@ const BUNDLE_ELEMENTS: &[&str] = &[
     "entry",
     "signature",
 ];
-const BUNDLE_PRIMITIVES: &[&str] = &[
-    "id",
-    "implicitRules",
-    "language",
-    "type",
-    "timestamp",
-    "total",
-];
-const ENTRY_ELEMENTS: &[&str] = &[
-    "id",
-    "extension",
-    "modifierExtension",
-    "link",
-    "fullUrl",
-    "resource",
-    "search",
-    "request",
-    "response",
-];
+const BUNDLE_PRIMITIVES: &[&str] = &["id", "implicitRules", "language", "type", "timestamp", "total"];
+const ENTRY_ELEMENTS: &[&str] =
+    &["id", "extension", "modifierExtension", "link", "fullUrl", "resource", "search", "request", "response"];
 
 pub(crate) fn read_bundle(o: &Obj, limits: &Limits) -> BundleDoc {
     let root = "Bundle";
@@ -151,29 +133,18 @@ pub(crate) fn read_bundle(o: &Obj, limits: &Limits) -> BundleDoc {
         Some(Value::String(s)) if is_id(s) => Some(s.clone()),
         None => None,
         Some(_) => {
-            issues.error(
-                IssueType::Value,
-                "Bundle.id",
-                "id must be 1 to 64 letters, digits, '-' or '.'",
-            );
+            issues.error(IssueType::Value, "Bundle.id", "id must be 1 to 64 letters, digits, '-' or '.'");
             None
         }
     };
-    let mut r = Reader {
-        issues: &mut issues,
-    };
-    let bundle_type = r
-        .code(o, "type", "Bundle.type", true, Some(BundleType::CODES))
-        .and_then(BundleType::from_code);
+    let mut r = Reader { issues: &mut issues };
+    let bundle_type = r.code(o, "type", "Bundle.type", true, Some(BundleType::CODES)).and_then(BundleType::from_code);
     r.identifier(o, "identifier", "Bundle.identifier", false);
     r.date_time(o, "timestamp", "Bundle.timestamp", false);
     let total = match o.get("total") {
         None => None,
         Some(Value::Number(n)) => {
-            let t = n
-                .as_u64()
-                .and_then(|t| u32::try_from(t).ok())
-                .filter(|t| *t <= i32::MAX as u32);
+            let t = n.as_u64().and_then(|t| u32::try_from(t).ok()).filter(|t| *t <= i32::MAX as u32);
             if t.is_none() {
                 r.issues.error(
                     IssueType::Value,
@@ -184,25 +155,12 @@ pub(crate) fn read_bundle(o: &Obj, limits: &Limits) -> BundleDoc {
             t
         }
         Some(_) => {
-            r.issues.error(
-                IssueType::Structure,
-                "Bundle.total",
-                "must be a JSON number",
-            );
+            r.issues.error(IssueType::Structure, "Bundle.total", "must be a JSON number");
             None
         }
     };
-    if o.contains_key("total")
-        && !matches!(
-            bundle_type,
-            Some(BundleType::Searchset | BundleType::History)
-        )
-    {
-        r.issues.error(
-            IssueType::Invariant,
-            "Bundle.total",
-            "total is only for searchset and history Bundles (bdl-1)",
-        );
+    if o.contains_key("total") && !matches!(bundle_type, Some(BundleType::Searchset | BundleType::History)) {
+        r.issues.error(IssueType::Invariant, "Bundle.total", "total is only for searchset and history Bundles (bdl-1)");
     }
     let mut processable = true;
     match bundle_type {
@@ -220,11 +178,7 @@ pub(crate) fn read_bundle(o: &Obj, limits: &Limits) -> BundleDoc {
 
     let entries = r.array(o, "entry", "Bundle.entry", false);
     if entries.len() > limits.max_bundle_entries {
-        r.issues.fatal(
-            IssueType::TooLong,
-            "Bundle.entry",
-            "Bundle has more entries than Clearway accepts",
-        );
+        r.issues.fatal(IssueType::TooLong, "Bundle.entry", "Bundle has more entries than Clearway accepts");
         return BundleDoc {
             id,
             bundle_type,
@@ -260,18 +214,10 @@ pub(crate) fn read_bundle(o: &Obj, limits: &Limits) -> BundleDoc {
         let fpath = field(&ep, "fullUrl");
         if let Some(url) = r.uri(eo, "fullUrl", &fpath, false) {
             if url.contains("/_history/") {
-                r.issues.error(
-                    IssueType::Invariant,
-                    &fpath,
-                    "fullUrl cannot be a version-specific reference (bdl-8)",
-                );
+                r.issues.error(IssueType::Invariant, &fpath, "fullUrl cannot be a version-specific reference (bdl-8)");
             }
             if bundle_type != Some(BundleType::History) && !seen_full_urls.insert(url) {
-                r.issues.error(
-                    IssueType::Duplicate,
-                    &fpath,
-                    "fullUrl is used by an earlier entry (bdl-7)",
-                );
+                r.issues.error(IssueType::Duplicate, &fpath, "fullUrl is used by an earlier entry (bdl-7)");
             }
             entry.full_url = Some(url.to_owned());
         }
@@ -288,28 +234,15 @@ pub(crate) fn read_bundle(o: &Obj, limits: &Limits) -> BundleDoc {
                     "entry resource has no valid resourceType",
                 ),
             }
-            entry.resource_id = res
-                .get("id")
-                .and_then(Value::as_str)
-                .filter(|s| is_id(s))
-                .map(str::to_owned);
+            entry.resource_id = res.get("id").and_then(Value::as_str).filter(|s| is_id(s)).map(str::to_owned);
         }
         let qpath = field(&ep, "request");
         if let Some(req) = r.object(eo, "request", &qpath, false) {
             let method = r
-                .code(
-                    req,
-                    "method",
-                    &field(&qpath, "method"),
-                    true,
-                    Some(HttpVerb::CODES),
-                )
+                .code(req, "method", &field(&qpath, "method"), true, Some(HttpVerb::CODES))
                 .and_then(HttpVerb::from_code);
             let url = r.uri(req, "url", &field(&qpath, "url"), true);
-            entry.request = Some(EntryRequest {
-                method,
-                url: Sensitive::new(url.map(str::to_owned)),
-            });
+            entry.request = Some(EntryRequest { method, url: Sensitive::new(url.map(str::to_owned)) });
         }
         if let Some(t) = bundle_type {
             if t.requires_request() && entry.request.is_none() {
@@ -340,15 +273,8 @@ pub(crate) fn read_bundle(o: &Obj, limits: &Limits) -> BundleDoc {
                 );
             }
         }
-        if !eo.contains_key("resource")
-            && !eo.contains_key("request")
-            && !eo.contains_key("response")
-        {
-            r.issues.error(
-                IssueType::Required,
-                &ep,
-                "entry has neither resource, request nor response (bdl-5)",
-            );
+        if !eo.contains_key("resource") && !eo.contains_key("request") && !eo.contains_key("response") {
+            r.issues.error(IssueType::Required, &ep, "entry has neither resource, request nor response (bdl-5)");
         }
         out.push(entry);
     }
@@ -386,9 +312,7 @@ pub(crate) fn read_bundle(o: &Obj, limits: &Limits) -> BundleDoc {
             entry.content = if kind == Some("Claim") {
                 EntryContent::Claim(Box::new(read_claim(res, &root, &ctx)))
             } else {
-                EntryContent::CoverageEligibilityRequest(Box::new(read_eligibility(
-                    res, &root, &ctx,
-                )))
+                EntryContent::CoverageEligibilityRequest(Box::new(read_eligibility(res, &root, &ctx)))
             };
         }
         if !any {
@@ -400,14 +324,7 @@ pub(crate) fn read_bundle(o: &Obj, limits: &Limits) -> BundleDoc {
         }
         processable = !r.issues.has_errors();
     }
-    BundleDoc {
-        id,
-        bundle_type,
-        total,
-        processable,
-        entries: out,
-        issues: issues.into_vec(),
-    }
+    BundleDoc { id, bundle_type, total, processable, entries: out, issues: issues.into_vec() }
 }
 
 fn index_path(i: usize) -> String {

@@ -4,13 +4,13 @@
 
 use super::codes::{CLAIM_TYPE_SYSTEM, ClaimUse, FinancialStatus, claim_kind_from_code};
 use super::common::{
-    check_domain_resource, coverage_facts, first_profile, patient_of, payer_of,
-    provider_npi_and_name, resolve_checked, subscriber_and_dependent,
+    check_domain_resource, coverage_facts, first_profile, patient_of, payer_of, provider_npi_and_name, resolve_checked,
+    subscriber_and_dependent,
 };
 use super::json::{field, index};
 use super::model::{
-    DOMAIN_RESOURCE_ELEMENTS, DOMAIN_RESOURCE_PRIMITIVES, Identifier, InConcept, InPeriod, Obj,
-    Reader, Reference, check_object_structure, check_unknown_elements,
+    DOMAIN_RESOURCE_ELEMENTS, DOMAIN_RESOURCE_PRIMITIVES, Identifier, InConcept, InPeriod, Obj, Reader, Reference,
+    check_object_structure, check_unknown_elements,
 };
 use super::outcome::{IssueType, Issues, OutcomeIssue};
 use super::primitives::FhirDate;
@@ -177,11 +177,7 @@ fn is_bill_type_system(system: &str) -> bool {
 /// Reports when more than one element of a choice `name[x]` is present.
 pub(crate) fn check_choice(o: &Obj, variants: &[&str], path: &str, issues: &mut Issues) {
     if variants.iter().filter(|v| o.contains_key(**v)).count() > 1 {
-        issues.error(
-            IssueType::Structure,
-            path,
-            "more than one type is given for a choice element ([x])",
-        );
+        issues.error(IssueType::Structure, path, "more than one type is given for a choice element ([x])");
     }
 }
 
@@ -215,19 +211,13 @@ fn line_amount(
     if let Some(p) = unit_price {
         let q = quantity.unwrap_or(Decimal::ONE);
         let f = factor.unwrap_or(Decimal::ONE);
-        return p
-            .checked_mul(q)
-            .and_then(|x| x.checked_mul(f))
-            .map(Some)
-            .ok_or(());
+        return p.checked_mul(q).and_then(|x| x.checked_mul(f)).map(Some).ok_or(());
     }
     Ok(parts)
 }
 
 fn checked_sum(values: impl IntoIterator<Item = Decimal>) -> Option<Decimal> {
-    values
-        .into_iter()
-        .try_fold(Decimal::ZERO, |acc, v| acc.checked_add(v))
+    values.into_iter().try_fold(Decimal::ZERO, |acc, v| acc.checked_add(v))
 }
 
 /// A date range from `servicedDate` / `servicedPeriod`, when precise to the day.
@@ -236,10 +226,7 @@ fn range_of(date: Option<FhirDate>, period: Option<InPeriod>) -> Option<DateRang
         return d.day().map(DateRange::day);
     }
     let p = period?;
-    match (
-        p.start.and_then(FhirDate::day),
-        p.end.and_then(FhirDate::day),
-    ) {
+    match (p.start.and_then(FhirDate::day), p.end.and_then(FhirDate::day)) {
         (Some(s), Some(e)) => Some(DateRange { from: s, to: e }),
         (Some(d), None) | (None, Some(d)) => Some(DateRange::day(d)),
         (None, None) => None,
@@ -256,33 +243,22 @@ fn read_amounts(
     check_net: bool,
 ) -> (Option<Decimal>, Option<Decimal>, Option<String>) {
     let quantity = r.quantity(o, "quantity", &field(path, "quantity"));
-    let unit_price = r
-        .money(o, "unitPrice", &field(path, "unitPrice"))
-        .and_then(|m| m.value);
+    let unit_price = r.money(o, "unitPrice", &field(path, "unitPrice")).and_then(|m| m.value);
     let factor = r.decimal(o, "factor", &field(path, "factor"), false);
     let net = r.money(o, "net", &field(path, "net")).and_then(|m| m.value);
     let qty_value = quantity.and_then(|q| q.value);
     let amount = match line_amount(net, unit_price, qty_value, factor, parts) {
         Ok(a) => a,
         Err(()) => {
-            r.issues.error(
-                IssueType::Value,
-                path,
-                "quantity × unitPrice × factor is out of the supported range",
-            );
+            r.issues.error(IssueType::Value, path, "quantity × unitPrice × factor is out of the supported range");
             None
         }
     };
     if check_net
-        && let (Some(n), Ok(Some(computed))) =
-            (net, line_amount(None, unit_price, qty_value, factor, None))
+        && let (Some(n), Ok(Some(computed))) = (net, line_amount(None, unit_price, qty_value, factor, None))
         && n != computed
     {
-        r.issues.warning(
-            IssueType::BusinessRule,
-            field(path, "net"),
-            "net differs from quantity × unitPrice × factor",
-        );
+        r.issues.warning(IssueType::BusinessRule, field(path, "net"), "net differs from quantity × unitPrice × factor");
     }
     let unit_basis = quantity.map(|q| if q.code == Some("min") { "MJ" } else { "UN" }.to_owned());
     (amount, qty_value, unit_basis)
@@ -322,19 +298,10 @@ fn read_details(r: &mut Reader<'_>, o: &Obj, name: &str, path: &str) -> Option<D
             amounts.push(a);
         }
     }
-    if amounts.is_empty() {
-        None
-    } else {
-        checked_sum(amounts)
-    }
+    if amounts.is_empty() { None } else { checked_sum(amounts) }
 }
 
-fn read_concept_list<'v>(
-    r: &mut Reader<'_>,
-    o: &'v Obj,
-    name: &str,
-    path: &str,
-) -> Vec<InConcept<'v>> {
+fn read_concept_list<'v>(r: &mut Reader<'_>, o: &'v Obj, name: &str, path: &str) -> Vec<InConcept<'v>> {
     let lpath = field(path, name);
     r.array(o, name, &lpath, false)
         .iter()
@@ -379,11 +346,7 @@ fn read_sequenced<'v>(
         if let Some(s) = r.positive_int(e, "sequence", &field(&p, "sequence"), true)
             && !seqs.insert(s)
         {
-            r.issues.error(
-                IssueType::Duplicate,
-                field(&p, "sequence"),
-                "sequence repeats within the list",
-            );
+            r.issues.error(IssueType::Duplicate, field(&p, "sequence"), "sequence repeats within the list");
         }
         each(r, e, &p);
     }
@@ -403,15 +366,9 @@ pub(crate) fn read_claim(o: &Obj, root: &str, ctx: &DocCtx<'_>) -> ClaimDoc {
     let resolver = Resolver::new(o, root, ctx.bundle, ctx.full_url);
     let p = |name: &str| field(root, name);
 
-    let mut r = Reader {
-        issues: &mut issues,
-    };
+    let mut r = Reader { issues: &mut issues };
     let mut header = ClaimHeader {
-        id: o
-            .get("id")
-            .and_then(Value::as_str)
-            .filter(|s| super::primitives::is_id(s))
-            .map(str::to_owned),
+        id: o.get("id").and_then(Value::as_str).filter(|s| super::primitives::is_id(s)).map(str::to_owned),
         ..ClaimHeader::default()
     };
 
@@ -429,15 +386,8 @@ pub(crate) fn read_claim(o: &Obj, root: &str, ctx: &DocCtx<'_>) -> ClaimDoc {
     }
     header.identifier = Sensitive::new(first_identifier.clone());
 
-    header.status = r
-        .code(
-            o,
-            "status",
-            &p("status"),
-            true,
-            Some(FinancialStatus::CODES),
-        )
-        .and_then(FinancialStatus::from_code);
+    header.status =
+        r.code(o, "status", &p("status"), true, Some(FinancialStatus::CODES)).and_then(FinancialStatus::from_code);
 
     // type 1..1: the claim-type coding decides the line of business.
     if let Some(cc) = r.concept(o, "type", &p("type"), true) {
@@ -453,9 +403,7 @@ pub(crate) fn read_claim(o: &Obj, root: &str, ctx: &DocCtx<'_>) -> ClaimDoc {
         }
     }
     let sub_type = r.concept(o, "subType", &p("subType"), false);
-    header.claim_use = r
-        .code(o, "use", &p("use"), true, Some(ClaimUse::CODES))
-        .and_then(ClaimUse::from_code);
+    header.claim_use = r.code(o, "use", &p("use"), true, Some(ClaimUse::CODES)).and_then(ClaimUse::from_code);
     let patient = r.reference(o, "patient", &p("patient"), true);
     header.patient = Sensitive::new(patient.clone());
     r.period(o, "billablePeriod", &p("billablePeriod"), false);
@@ -495,23 +443,12 @@ pub(crate) fn read_claim(o: &Obj, root: &str, ctx: &DocCtx<'_>) -> ClaimDoc {
     let information = read_sequenced(&mut r, o, "supportingInfo", root, |r, e, ep| {
         r.concept(e, "category", &field(ep, "category"), true);
         r.concept(e, "code", &field(ep, "code"), false);
-        check_choice(
-            e,
-            &["timingDate", "timingPeriod"],
-            &field(ep, "timing"),
-            r.issues,
-        );
+        check_choice(e, &["timingDate", "timingPeriod"], &field(ep, "timing"), r.issues);
         r.date(e, "timingDate", &field(ep, "timingDate"), false);
         r.period(e, "timingPeriod", &field(ep, "timingPeriod"), false);
         check_choice(
             e,
-            &[
-                "valueBoolean",
-                "valueString",
-                "valueQuantity",
-                "valueAttachment",
-                "valueReference",
-            ],
+            &["valueBoolean", "valueString", "valueQuantity", "valueAttachment", "valueReference"],
             &field(ep, "value"),
             r.issues,
         );
@@ -528,78 +465,43 @@ pub(crate) fn read_claim(o: &Obj, root: &str, ctx: &DocCtx<'_>) -> ClaimDoc {
         const X: &[&str] = &["diagnosisCodeableConcept", "diagnosisReference"];
         check_choice(e, X, &field(ep, "diagnosis"), r.issues);
         if !X.iter().any(|k| e.contains_key(*k)) {
-            r.issues.error(
-                IssueType::Required,
-                field(ep, "diagnosis"),
-                "required element is missing",
-            );
+            r.issues.error(IssueType::Required, field(ep, "diagnosis"), "required element is missing");
         }
-        let code = if let Some(cc) = r.concept(
-            e,
-            "diagnosisCodeableConcept",
-            &field(ep, "diagnosisCodeableConcept"),
-            false,
-        ) {
-            cc.code_where(|s| s.to_ascii_lowercase().contains("icd-10"))
-                .or_else(|| cc.first().and_then(|c| c.code))
-                .map(str::to_owned)
-        } else if let Some(rf) = r.reference(
-            e,
-            "diagnosisReference",
-            &field(ep, "diagnosisReference"),
-            false,
-        ) {
-            resolve_checked(
-                &resolver,
-                &rf,
-                &field(ep, "diagnosisReference"),
-                &["Condition"],
-                r.issues,
-            )
-            .and_then(|(cond, _)| {
-                cond.get("code")?
-                    .get("coding")?
-                    .as_array()?
-                    .iter()
-                    .find_map(|c| c.get("code").and_then(Value::as_str))
+        let code =
+            if let Some(cc) = r.concept(e, "diagnosisCodeableConcept", &field(ep, "diagnosisCodeableConcept"), false) {
+                cc.code_where(|s| s.to_ascii_lowercase().contains("icd-10"))
+                    .or_else(|| cc.first().and_then(|c| c.code))
                     .map(str::to_owned)
-            })
-        } else {
-            None
-        };
+            } else if let Some(rf) = r.reference(e, "diagnosisReference", &field(ep, "diagnosisReference"), false) {
+                resolve_checked(&resolver, &rf, &field(ep, "diagnosisReference"), &["Condition"], r.issues).and_then(
+                    |(cond, _)| {
+                        cond.get("code")?
+                            .get("coding")?
+                            .as_array()?
+                            .iter()
+                            .find_map(|c| c.get("code").and_then(Value::as_str))
+                            .map(str::to_owned)
+                    },
+                )
+            } else {
+                None
+            };
         read_concept_list(r, e, "type", ep);
         r.concept(e, "onAdmission", &field(ep, "onAdmission"), false);
         r.concept(e, "packageCode", &field(ep, "packageCode"), false);
-        let seq = e
-            .get("sequence")
-            .and_then(Value::as_u64)
-            .and_then(|s| u32::try_from(s).ok());
+        let seq = e.get("sequence").and_then(Value::as_u64).and_then(|s| u32::try_from(s).ok());
         diagnoses.push((seq.unwrap_or(u32::MAX), code));
     });
     let procedure_seqs = read_sequenced(&mut r, o, "procedure", root, |r, e, ep| {
         const X: &[&str] = &["procedureCodeableConcept", "procedureReference"];
         check_choice(e, X, &field(ep, "procedure"), r.issues);
         if !X.iter().any(|k| e.contains_key(*k)) {
-            r.issues.error(
-                IssueType::Required,
-                field(ep, "procedure"),
-                "required element is missing",
-            );
+            r.issues.error(IssueType::Required, field(ep, "procedure"), "required element is missing");
         }
         read_concept_list(r, e, "type", ep);
         r.date_time(e, "date", &field(ep, "date"), false);
-        r.concept(
-            e,
-            "procedureCodeableConcept",
-            &field(ep, "procedureCodeableConcept"),
-            false,
-        );
-        r.reference(
-            e,
-            "procedureReference",
-            &field(ep, "procedureReference"),
-            false,
-        );
+        r.concept(e, "procedureCodeableConcept", &field(ep, "procedureCodeableConcept"), false);
+        r.reference(e, "procedureReference", &field(ep, "procedureReference"), false);
         read_reference_list(r, e, "udi", ep);
     });
 
@@ -626,22 +528,13 @@ pub(crate) fn read_claim(o: &Obj, root: &str, ctx: &DocCtx<'_>) -> ClaimDoc {
         if let Some(s) = r.positive_int(ins, "sequence", &field(&ip, "sequence"), true)
             && !insurance_seqs.insert(s)
         {
-            r.issues.error(
-                IssueType::Duplicate,
-                field(&ip, "sequence"),
-                "sequence repeats within the list",
-            );
+            r.issues.error(IssueType::Duplicate, field(&ip, "sequence"), "sequence repeats within the list");
         }
         let focal = r.boolean(ins, "focal", &field(&ip, "focal"), true);
         r.identifier(ins, "identifier", &field(&ip, "identifier"), false);
         let cpath = field(&ip, "coverage");
         let coverage = r.reference(ins, "coverage", &cpath, true);
-        r.string(
-            ins,
-            "businessArrangement",
-            &field(&ip, "businessArrangement"),
-            false,
-        );
+        r.string(ins, "businessArrangement", &field(&ip, "businessArrangement"), false);
         let pa = field(&ip, "preAuthRef");
         for (j, v) in r.array(ins, "preAuthRef", &pa, false).iter().enumerate() {
             r.checked_string(v, &index(&pa, j));
@@ -679,18 +572,8 @@ pub(crate) fn read_claim(o: &Obj, root: &str, ctx: &DocCtx<'_>) -> ClaimDoc {
         let ap = p("accident");
         r.date(acc, "date", &field(&ap, "date"), true);
         r.concept(acc, "type", &field(&ap, "type"), false);
-        check_choice(
-            acc,
-            &["locationAddress", "locationReference"],
-            &field(&ap, "location"),
-            r.issues,
-        );
-        r.reference(
-            acc,
-            "locationReference",
-            &field(&ap, "locationReference"),
-            false,
-        );
+        check_choice(acc, &["locationAddress", "locationReference"], &field(&ap, "location"), r.issues);
+        r.reference(acc, "locationReference", &field(&ap, "locationReference"), false);
     }
 
     // item 0..*, bounded.
@@ -699,11 +582,7 @@ pub(crate) fn read_claim(o: &Obj, root: &str, ctx: &DocCtx<'_>) -> ClaimDoc {
     header.item_count = items.len();
     let mut lines: Vec<LineFacts> = Vec::new();
     if items.len() > limits.max_claim_items {
-        r.issues.error(
-            IssueType::TooLong,
-            &item_path,
-            "Claim has more items than Clearway accepts in one claim",
-        );
+        r.issues.error(IssueType::TooLong, &item_path, "Claim has more items than Clearway accepts in one claim");
     } else {
         let mut seqs = HashSet::new();
         for (i, v) in items.iter().enumerate() {
@@ -726,11 +605,7 @@ pub(crate) fn read_claim(o: &Obj, root: &str, ctx: &DocCtx<'_>) -> ClaimDoc {
             if let Some(s) = line.sequence
                 && !seqs.insert(s)
             {
-                r.issues.error(
-                    IssueType::Duplicate,
-                    field(&ip, "sequence"),
-                    "sequence repeats within the list",
-                );
+                r.issues.error(IssueType::Duplicate, field(&ip, "sequence"), "sequence repeats within the list");
             }
             for (name, defined) in [
                 ("careTeamSequence", &care_team),
@@ -753,14 +628,8 @@ pub(crate) fn read_claim(o: &Obj, root: &str, ctx: &DocCtx<'_>) -> ClaimDoc {
                 .and_then(|c| c.code)
                 .map(str::to_owned);
             r.concept(it, "category", &field(&ip, "category"), false);
-            if let Some(c) = r
-                .concept(
-                    it,
-                    "productOrService",
-                    &field(&ip, "productOrService"),
-                    true,
-                )
-                .and_then(|cc| cc.first())
+            if let Some(c) =
+                r.concept(it, "productOrService", &field(&ip, "productOrService"), true).and_then(|cc| cc.first())
             {
                 line.code = c.code.map(str::to_owned);
                 line.system = c.system.map(str::to_owned);
@@ -770,12 +639,7 @@ pub(crate) fn read_claim(o: &Obj, root: &str, ctx: &DocCtx<'_>) -> ClaimDoc {
                 .filter_map(|c| c.first().and_then(|c| c.code).map(str::to_owned))
                 .collect();
             read_concept_list(&mut r, it, "programCode", &ip);
-            check_choice(
-                it,
-                &["servicedDate", "servicedPeriod"],
-                &field(&ip, "serviced"),
-                r.issues,
-            );
+            check_choice(it, &["servicedDate", "servicedPeriod"], &field(&ip, "serviced"), r.issues);
             let sd = r.date(it, "servicedDate", &field(&ip, "servicedDate"), false);
             let sp = r.period(it, "servicedPeriod", &field(&ip, "servicedPeriod"), false);
             line.service_date = range_of(sd, sp);
@@ -788,30 +652,16 @@ pub(crate) fn read_claim(o: &Obj, root: &str, ctx: &DocCtx<'_>) -> ClaimDoc {
             }
             check_choice(
                 it,
-                &[
-                    "locationCodeableConcept",
-                    "locationAddress",
-                    "locationReference",
-                ],
+                &["locationCodeableConcept", "locationAddress", "locationReference"],
                 &field(&ip, "location"),
                 r.issues,
             );
             line.place_of_service = r
-                .concept(
-                    it,
-                    "locationCodeableConcept",
-                    &field(&ip, "locationCodeableConcept"),
-                    false,
-                )
+                .concept(it, "locationCodeableConcept", &field(&ip, "locationCodeableConcept"), false)
                 .and_then(|cc| cc.code_where(is_place_of_service_system))
                 .filter(|c| c.len() == 2 && c.bytes().all(|b| b.is_ascii_digit()))
                 .map(str::to_owned);
-            r.reference(
-                it,
-                "locationReference",
-                &field(&ip, "locationReference"),
-                false,
-            );
+            r.reference(it, "locationReference", &field(&ip, "locationReference"), false);
             read_reference_list(&mut r, it, "udi", &ip);
             r.concept(it, "bodySite", &field(&ip, "bodySite"), false);
             read_concept_list(&mut r, it, "subSite", &ip);
@@ -837,34 +687,19 @@ pub(crate) fn read_claim(o: &Obj, root: &str, ctx: &DocCtx<'_>) -> ClaimDoc {
 
     // Rules for processing.
     if items.is_empty() && header.total.is_none() {
-        r.issues.error(
-            IssueType::BusinessRule,
-            root,
-            "a claim for processing needs at least one item or a total",
-        );
+        r.issues.error(IssueType::BusinessRule, root, "a claim for processing needs at least one item or a total");
     }
     let line_sum = checked_sum(lines.iter().filter_map(|l| l.charge));
     if line_sum.is_none() {
-        r.issues.error(
-            IssueType::Value,
-            &item_path,
-            "sum of item charges is out of the supported range",
-        );
+        r.issues.error(IssueType::Value, &item_path, "sum of item charges is out of the supported range");
     }
     if let (Some(total), Some(sum)) = (header.total, line_sum)
         && !lines.is_empty()
         && total != sum
     {
-        r.issues.warning(
-            IssueType::BusinessRule,
-            &total_path,
-            "total differs from the sum of the item charges",
-        );
+        r.issues.warning(IssueType::BusinessRule, &total_path, "total differs from the sum of the item charges");
     }
-    let pcn = first_identifier
-        .as_ref()
-        .map(|i| i.value.clone())
-        .or_else(|| header.id.clone());
+    let pcn = first_identifier.as_ref().map(|i| i.value.clone()).or_else(|| header.id.clone());
     if pcn.is_none() {
         r.issues.error(
             IssueType::BusinessRule,
@@ -874,9 +709,8 @@ pub(crate) fn read_claim(o: &Obj, root: &str, ctx: &DocCtx<'_>) -> ClaimDoc {
     }
 
     // Resolution and mapping of referenced data.
-    let (patient_person, patient_path) =
-        patient_of(&mut r, &resolver, patient.as_ref(), &p("patient"));
-    let (billing_npi, _provider_name) = match &header.provider {
+    let (patient_person, patient_path) = patient_of(&mut r, &resolver, patient.as_ref(), &p("patient"));
+    let (billing_npi, provider_name) = match &header.provider {
         Some(pr) => provider_npi_and_name(pr, &p("provider"), &resolver, r.issues),
         None => (None, None),
     };
@@ -886,12 +720,7 @@ pub(crate) fn read_claim(o: &Obj, root: &str, ctx: &DocCtx<'_>) -> ClaimDoc {
     };
     let coverage = focal_coverage.or(first_coverage).and_then(|(c, cpath)| {
         let facts = coverage_facts(&c, &cpath, patient_path.as_deref(), &resolver, r.issues);
-        if facts.is_none()
-            && matches!(
-                resolver.resolve(&c),
-                Resolution::External | Resolution::NoLiteral
-            )
-        {
+        if facts.is_none() && matches!(resolver.resolve(&c), Resolution::External | Resolution::NoLiteral) {
             r.issues.info(
                 IssueType::Informational,
                 &cpath,
@@ -917,11 +746,7 @@ pub(crate) fn read_claim(o: &Obj, root: &str, ctx: &DocCtx<'_>) -> ClaimDoc {
         let (Some(kind), Some(pcn)) = (header.kind, pcn) else {
             // Unreachable when there are no errors; mapped defensively.
             issues_out = issues.into_vec();
-            return ClaimDoc {
-                header,
-                claim: None,
-                issues: issues_out,
-            };
+            return ClaimDoc { header, claim: None, issues: issues_out };
         };
         // Institutional: CLM05-1/-3 come from the type of bill.
         let bill_type = sub_type
@@ -937,10 +762,7 @@ pub(crate) fn read_claim(o: &Obj, root: &str, ctx: &DocCtx<'_>) -> ClaimDoc {
             frequency_code = Some(b[2..].to_owned());
         }
         if facility_code.is_none() {
-            facility_code = lines
-                .iter()
-                .find_map(|l| l.place_of_service.clone())
-                .or(facility_pos);
+            facility_code = lines.iter().find_map(|l| l.place_of_service.clone()).or(facility_pos);
         }
         diagnoses.sort_by_key(|(s, _)| *s);
         let service_lines = lines
@@ -968,6 +790,7 @@ pub(crate) fn read_claim(o: &Obj, root: &str, ctx: &DocCtx<'_>) -> ClaimDoc {
             facility_code,
             frequency_code,
             billing_provider_npi: billing_npi,
+            billing_provider_name: provider_name,
             payer_id,
             payer_name,
             subscriber_member_id: Sensitive::new(member_id),
@@ -979,9 +802,5 @@ pub(crate) fn read_claim(o: &Obj, root: &str, ctx: &DocCtx<'_>) -> ClaimDoc {
     } else {
         None
     };
-    ClaimDoc {
-        header,
-        claim,
-        issues: issues.into_vec(),
-    }
+    ClaimDoc { header, claim, issues: issues.into_vec() }
 }

@@ -99,26 +99,17 @@ code_enum!(
 impl BundleType {
     /// Types Clearway accepts for intake: the entries are submissions.
     pub fn is_intake(self) -> bool {
-        matches!(
-            self,
-            BundleType::Transaction | BundleType::Batch | BundleType::Collection
-        )
+        matches!(self, BundleType::Transaction | BundleType::Batch | BundleType::Collection)
     }
 
     /// `entry.request` is mandatory for these types and prohibited otherwise (bdl-3).
     pub fn requires_request(self) -> bool {
-        matches!(
-            self,
-            BundleType::Transaction | BundleType::Batch | BundleType::History
-        )
+        matches!(self, BundleType::Transaction | BundleType::Batch | BundleType::History)
     }
 
     /// `entry.response` is mandatory for these types and prohibited otherwise (bdl-4).
     pub fn requires_response(self) -> bool {
-        matches!(
-            self,
-            BundleType::TransactionResponse | BundleType::BatchResponse | BundleType::History
-        )
+        matches!(self, BundleType::TransactionResponse | BundleType::BatchResponse | BundleType::History)
     }
 }
 
@@ -158,10 +149,7 @@ mod tests {
             assert_eq!(BundleType::from_code(c).map(BundleType::as_str), Some(*c));
         }
         for c in FinancialStatus::CODES {
-            assert_eq!(
-                FinancialStatus::from_code(c).map(FinancialStatus::as_str),
-                Some(*c)
-            );
+            assert_eq!(FinancialStatus::from_code(c).map(FinancialStatus::as_str), Some(*c));
         }
         assert_eq!(BundleType::from_code("Batch"), None);
         assert_eq!(

@@ -18,17 +18,11 @@ pub const NPI_SYSTEM: &str = "http://hl7.org/fhir/sid/us-npi";
 /// extensions, `implicitRules`, and the contained-resource rules dom-2..dom-5.
 pub(crate) fn check_domain_resource(o: &Obj, root: &str, issues: &mut Issues) {
     match o.get("id") {
-        Some(Value::String(id)) if !is_id(id) => issues.error(
-            IssueType::Value,
-            field(root, "id"),
-            "id must be 1 to 64 letters, digits, '-' or '.'",
-        ),
+        Some(Value::String(id)) if !is_id(id) => {
+            issues.error(IssueType::Value, field(root, "id"), "id must be 1 to 64 letters, digits, '-' or '.'")
+        }
         Some(Value::String(_)) | None => {}
-        Some(_) => issues.error(
-            IssueType::Structure,
-            field(root, "id"),
-            "must be a JSON string",
-        ),
+        Some(_) => issues.error(IssueType::Structure, field(root, "id"), "must be a JSON string"),
     }
     if o.contains_key("modifierExtension") {
         // A modifier extension changes the meaning of the resource; a
@@ -50,11 +44,7 @@ pub(crate) fn check_domain_resource(o: &Obj, root: &str, issues: &mut Issues) {
         return;
     };
     let Some(contained) = contained.as_array() else {
-        issues.error(
-            IssueType::Structure,
-            field(root, "contained"),
-            "repeating element must be a JSON array",
-        );
+        issues.error(IssueType::Structure, field(root, "contained"), "repeating element must be a JSON array");
         return;
     };
     let cpath = field(root, "contained");
@@ -62,19 +52,11 @@ pub(crate) fn check_domain_resource(o: &Obj, root: &str, issues: &mut Issues) {
     for (i, c) in contained.iter().enumerate() {
         let p = index(&cpath, i);
         let Some(c) = c.as_object() else {
-            issues.error(
-                IssueType::Structure,
-                &p,
-                "contained resource must be a JSON object",
-            );
+            issues.error(IssueType::Structure, &p, "contained resource must be a JSON object");
             continue;
         };
         if !c.get("resourceType").is_some_and(Value::is_string) {
-            issues.error(
-                IssueType::Required,
-                field(&p, "resourceType"),
-                "contained resource has no resourceType",
-            );
+            issues.error(IssueType::Required, field(&p, "resourceType"), "contained resource has no resourceType");
         }
         if c.contains_key("contained") {
             issues.error(
@@ -100,11 +82,9 @@ pub(crate) fn check_domain_resource(o: &Obj, root: &str, issues: &mut Issues) {
             );
         }
         match c.get("id").and_then(Value::as_str) {
-            None => issues.error(
-                IssueType::Required,
-                field(&p, "id"),
-                "a contained resource needs an id to be referenced",
-            ),
+            None => {
+                issues.error(IssueType::Required, field(&p, "id"), "a contained resource needs an id to be referenced")
+            }
             Some(id) if !references.contains(id) => issues.warning(
                 IssueType::Invariant,
                 &p,
@@ -152,10 +132,7 @@ pub(crate) fn resolve_checked<'v>(
     issues: &mut Issues,
 ) -> Option<(&'v Obj, String)> {
     match resolver.resolve(r) {
-        Resolution::Found {
-            resource,
-            path: rpath,
-        } => {
+        Resolution::Found { resource, path: rpath } => {
             let t = resource.get("resourceType").and_then(Value::as_str);
             if t.is_some_and(|t| types.contains(&t)) {
                 Some((resource, rpath))
@@ -192,23 +169,10 @@ pub(crate) fn resolve_checked<'v>(
 /// referenced resource is not validated as a whole.
 pub(crate) fn person_from(res: &Obj, path: &str, issues: &mut Issues) -> Person {
     let names = res.get("name").and_then(Value::as_array);
-    let pick = |use_: &str| {
-        names.and_then(|n| {
-            n.iter()
-                .find(|h| h.get("use").and_then(Value::as_str) == Some(use_))
-        })
-    };
-    let name = pick("official")
-        .or_else(|| pick("usual"))
-        .or_else(|| names.and_then(|n| n.first()));
-    let family = name
-        .and_then(|n| n.get("family"))
-        .and_then(Value::as_str)
-        .map(str::to_owned);
-    let text = name
-        .and_then(|n| n.get("text"))
-        .and_then(Value::as_str)
-        .map(str::to_owned);
+    let pick = |use_: &str| names.and_then(|n| n.iter().find(|h| h.get("use").and_then(Value::as_str) == Some(use_)));
+    let name = pick("official").or_else(|| pick("usual")).or_else(|| names.and_then(|n| n.first()));
+    let family = name.and_then(|n| n.get("family")).and_then(Value::as_str).map(str::to_owned);
+    let text = name.and_then(|n| n.get("text")).and_then(Value::as_str).map(str::to_owned);
     let given: Vec<&str> = name
         .and_then(|n| n.get("given"))
         .and_then(Value::as_array)
@@ -253,24 +217,16 @@ pub(crate) fn person_from(res: &Obj, path: &str, issues: &mut Issues) -> Person 
 
 /// The NPI among an `identifier` array, with its position.
 fn npi_in(identifiers: Option<&Value>) -> Option<(&str, usize)> {
-    identifiers?
-        .as_array()?
-        .iter()
-        .enumerate()
-        .find_map(|(i, id)| {
-            (id.get("system").and_then(Value::as_str) == Some(NPI_SYSTEM))
-                .then(|| id.get("value").and_then(Value::as_str).map(|v| (v, i)))
-                .flatten()
-        })
+    identifiers?.as_array()?.iter().enumerate().find_map(|(i, id)| {
+        (id.get("system").and_then(Value::as_str) == Some(NPI_SYSTEM))
+            .then(|| id.get("value").and_then(Value::as_str).map(|v| (v, i)))
+            .flatten()
+    })
 }
 
 fn checked_npi(value: &str, path: &str, issues: &mut Issues) -> Option<String> {
     if !is_valid_npi(value) {
-        issues.warning(
-            IssueType::Value,
-            path,
-            "NPI is not ten digits with a valid check digit",
-        );
+        issues.warning(IssueType::Value, path, "NPI is not ten digits with a valid check digit");
     }
     Some(value.to_owned())
 }
@@ -288,11 +244,7 @@ pub(crate) fn provider_npi_and_name(
     if let Some(id) = &r.identifier
         && id.system.as_deref() == Some(NPI_SYSTEM)
     {
-        let npi = checked_npi(
-            &id.value,
-            &field(&field(path, "identifier"), "value"),
-            issues,
-        );
+        let npi = checked_npi(&id.value, &field(&field(path, "identifier"), "value"), issues);
         return (npi, name);
     }
     const TYPES: &[&str] = &["Practitioner", "Organization", "PractitionerRole"];
@@ -311,9 +263,7 @@ pub(crate) fn provider_npi_and_name(
             let Some(rr) = res.get(target).and_then(reference_of) else {
                 continue;
             };
-            if let Some((sub, spath)) =
-                resolver.resolve_typed(&rr, &["Practitioner", "Organization"])
-            {
+            if let Some((sub, spath)) = resolver.resolve_typed(&rr, &["Practitioner", "Organization"]) {
                 if name.is_none() {
                     name = resource_name(sub);
                 }
@@ -333,21 +283,14 @@ fn resource_name(res: &Obj) -> Option<String> {
         return Some(n.to_owned());
     }
     let first = res.get("name")?.as_array()?.first()?;
-    first
-        .get("text")
-        .or_else(|| first.get("family"))
-        .and_then(Value::as_str)
-        .map(str::to_owned)
+    first.get("text").or_else(|| first.get("family")).and_then(Value::as_str).map(str::to_owned)
 }
 
 /// A Reference read leniently from a resolved (not validated) resource.
 pub(crate) fn reference_of(v: &Value) -> Option<Reference> {
     let o = v.as_object()?;
     Some(Reference {
-        reference: o
-            .get("reference")
-            .and_then(Value::as_str)
-            .map(str::to_owned),
+        reference: o.get("reference").and_then(Value::as_str).map(str::to_owned),
         type_: None,
         identifier: None,
         display: None,
@@ -368,12 +311,7 @@ pub(crate) fn payer_of(
         .identifier
         .as_ref()
         .map(|i| i.value.clone())
-        .or_else(|| {
-            resolved
-                .as_ref()
-                .and_then(|(res, _)| res.get("id").and_then(Value::as_str))
-                .map(str::to_owned)
-        })
+        .or_else(|| resolved.as_ref().and_then(|(res, _)| res.get("id").and_then(Value::as_str)).map(str::to_owned))
         .or_else(|| {
             r.reference
                 .as_deref()
@@ -384,12 +322,10 @@ pub(crate) fn payer_of(
                 .filter(|id| is_id(id))
                 .map(str::to_owned)
         });
-    let name = r.display.clone().or_else(|| {
-        resolved
-            .as_ref()
-            .and_then(|(res, _)| res.get("name").and_then(Value::as_str))
-            .map(str::to_owned)
-    });
+    let name = r
+        .display
+        .clone()
+        .or_else(|| resolved.as_ref().and_then(|(res, _)| res.get("name").and_then(Value::as_str)).map(str::to_owned));
     (id, name)
 }
 
@@ -424,36 +360,26 @@ pub(crate) fn coverage_facts(
     issues: &mut Issues,
 ) -> Option<CoverageFacts> {
     let (cov, _) = resolve_checked(resolver, coverage, path, &["Coverage"], issues)?;
-    let member_id = cov
-        .get("subscriberId")
-        .and_then(Value::as_str)
-        .map(str::to_owned)
-        .or_else(|| {
-            let ids = cov.get("identifier")?.as_array()?;
-            let is_mb = |id: &&Value| {
-                id.pointer("/type/coding")
-                    .and_then(Value::as_array)
-                    .is_some_and(|c| {
-                        c.iter()
-                            .any(|c| c.get("code").and_then(Value::as_str) == Some("MB"))
-                    })
-            };
-            ids.iter()
-                .find(is_mb)
-                .or_else(|| ids.first())
-                .and_then(|id| id.get("value"))
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-        });
+    let member_id = cov.get("subscriberId").and_then(Value::as_str).map(str::to_owned).or_else(|| {
+        let ids = cov.get("identifier")?.as_array()?;
+        let is_mb = |id: &&Value| {
+            id.pointer("/type/coding")
+                .and_then(Value::as_array)
+                .is_some_and(|c| c.iter().any(|c| c.get("code").and_then(Value::as_str) == Some("MB")))
+        };
+        ids.iter()
+            .find(is_mb)
+            .or_else(|| ids.first())
+            .and_then(|id| id.get("value"))
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    });
     let relationship_is_self = cov
         .get("relationship")
         .and_then(|r| r.get("coding"))
         .and_then(Value::as_array)
         .filter(|c| !c.is_empty())
-        .map(|c| {
-            c.iter()
-                .any(|c| c.get("code").and_then(Value::as_str) == Some("self"))
-        });
+        .map(|c| c.iter().any(|c| c.get("code").and_then(Value::as_str) == Some("self")));
     let mut subscriber = Subscriber::Unknown;
     if relationship_is_self == Some(true) {
         subscriber = Subscriber::Patient;
@@ -466,11 +392,7 @@ pub(crate) fn coverage_facts(
             Subscriber::Other(person_from(res, &spath, issues))
         };
     }
-    Some(CoverageFacts {
-        member_id,
-        relationship_is_self,
-        subscriber,
-    })
+    Some(CoverageFacts { member_id, relationship_is_self, subscriber })
 }
 
 /// The subscriber, and the patient as a dependent when the subscriber is
@@ -478,31 +400,21 @@ pub(crate) fn coverage_facts(
 /// be the subscriber; when the Coverage says the patient is not the
 /// subscriber but the subscriber cannot be resolved, the subscriber is left
 /// empty.
-pub(crate) fn subscriber_and_dependent(
-    patient: &Person,
-    facts: Option<CoverageFacts>,
-) -> (Person, Option<Person>) {
+pub(crate) fn subscriber_and_dependent(patient: &Person, facts: Option<CoverageFacts>) -> (Person, Option<Person>) {
     let Some(f) = facts else {
         return (patient.clone(), None);
     };
     match f.subscriber {
         Subscriber::Patient => (patient.clone(), None),
         Subscriber::Other(p) => (p, Some(patient.clone())),
-        Subscriber::Unknown if f.relationship_is_self == Some(false) => {
-            (Person::default(), Some(patient.clone()))
-        }
+        Subscriber::Unknown if f.relationship_is_self == Some(false) => (Person::default(), Some(patient.clone())),
         Subscriber::Unknown => (patient.clone(), None),
     }
 }
 
 /// `meta.profile[0]`, the implementation a resource claims to follow.
 pub(crate) fn first_profile(o: &Obj) -> Option<String> {
-    o.get("meta")?
-        .get("profile")?
-        .as_array()?
-        .first()?
-        .as_str()
-        .map(str::to_owned)
+    o.get("meta")?.get("profile")?.as_array()?.first()?.as_str().map(str::to_owned)
 }
 
 /// Reads the patient Reference and the Patient it leads to.

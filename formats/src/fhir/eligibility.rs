@@ -6,13 +6,12 @@ use super::DocCtx;
 use super::claim::check_choice;
 use super::codes::{EligibilityPurpose, FinancialStatus};
 use super::common::{
-    check_domain_resource, coverage_facts, patient_of, payer_of, provider_npi_and_name,
-    subscriber_and_dependent,
+    check_domain_resource, coverage_facts, patient_of, payer_of, provider_npi_and_name, subscriber_and_dependent,
 };
 use super::json::{field, index};
 use super::model::{
-    DOMAIN_RESOURCE_ELEMENTS, DOMAIN_RESOURCE_PRIMITIVES, Identifier, Obj, Reader, Reference,
-    check_object_structure, check_unknown_elements,
+    DOMAIN_RESOURCE_ELEMENTS, DOMAIN_RESOURCE_PRIMITIVES, Identifier, Obj, Reader, Reference, check_object_structure,
+    check_unknown_elements,
 };
 use super::outcome::{IssueType, Issues, OutcomeIssue};
 use super::primitives::{FhirDate, is_id};
@@ -91,15 +90,9 @@ pub(crate) fn read_eligibility(o: &Obj, root: &str, ctx: &DocCtx<'_>) -> Eligibi
     check_domain_resource(o, root, &mut issues);
     let resolver = Resolver::new(o, root, ctx.bundle, ctx.full_url);
     let p = |name: &str| field(root, name);
-    let mut r = Reader {
-        issues: &mut issues,
-    };
+    let mut r = Reader { issues: &mut issues };
     let mut header = EligibilityHeader {
-        id: o
-            .get("id")
-            .and_then(Value::as_str)
-            .filter(|s| is_id(s))
-            .map(str::to_owned),
+        id: o.get("id").and_then(Value::as_str).filter(|s| is_id(s)).map(str::to_owned),
         ..EligibilityHeader::default()
     };
 
@@ -113,15 +106,8 @@ pub(crate) fn read_eligibility(o: &Obj, root: &str, ctx: &DocCtx<'_>) -> Eligibi
             header.identifier = Some(id);
         }
     }
-    header.status = r
-        .code(
-            o,
-            "status",
-            &p("status"),
-            true,
-            Some(FinancialStatus::CODES),
-        )
-        .and_then(FinancialStatus::from_code);
+    header.status =
+        r.code(o, "status", &p("status"), true, Some(FinancialStatus::CODES)).and_then(FinancialStatus::from_code);
     r.concept(o, "priority", &p("priority"), false);
 
     // purpose 1..*
@@ -132,8 +118,7 @@ pub(crate) fn read_eligibility(o: &Obj, root: &str, ctx: &DocCtx<'_>) -> Eligibi
             && let Some(purpose) = EligibilityPurpose::from_code(code)
         {
             if header.purposes.contains(&purpose) {
-                r.issues
-                    .warning(IssueType::Duplicate, &pp, "purpose is repeated");
+                r.issues.warning(IssueType::Duplicate, &pp, "purpose is repeated");
             } else {
                 header.purposes.push(purpose);
             }
@@ -142,12 +127,7 @@ pub(crate) fn read_eligibility(o: &Obj, root: &str, ctx: &DocCtx<'_>) -> Eligibi
 
     let patient = r.reference(o, "patient", &p("patient"), true);
     header.patient = Sensitive::new(patient.clone());
-    check_choice(
-        o,
-        &["servicedDate", "servicedPeriod"],
-        &p("serviced"),
-        r.issues,
-    );
+    check_choice(o, &["servicedDate", "servicedPeriod"], &p("serviced"), r.issues);
     let served_date = r.date(o, "servicedDate", &p("servicedDate"), false);
     let served_period = r.period(o, "servicedPeriod", &p("servicedPeriod"), false);
     let created = r.date_time(o, "created", &p("created"), true);
@@ -159,11 +139,7 @@ pub(crate) fn read_eligibility(o: &Obj, root: &str, ctx: &DocCtx<'_>) -> Eligibi
 
     let spath = p("supportingInfo");
     let mut info_seqs = HashSet::new();
-    for (i, v) in r
-        .array(o, "supportingInfo", &spath, false)
-        .iter()
-        .enumerate()
-    {
+    for (i, v) in r.array(o, "supportingInfo", &spath, false).iter().enumerate() {
         let sp = index(&spath, i);
         let Some(si) = r.item_object(v, &sp) else {
             continue;
@@ -189,12 +165,7 @@ pub(crate) fn read_eligibility(o: &Obj, root: &str, ctx: &DocCtx<'_>) -> Eligibi
         let is_focal = r.boolean(ins, "focal", &field(&ip, "focal"), false);
         let cpath = field(&ip, "coverage");
         let coverage = r.reference(ins, "coverage", &cpath, true);
-        r.string(
-            ins,
-            "businessArrangement",
-            &field(&ip, "businessArrangement"),
-            false,
-        );
+        r.string(ins, "businessArrangement", &field(&ip, "businessArrangement"), false);
         if let Some(c) = coverage {
             if is_focal == Some(true) && focal.is_none() {
                 focal = Some((c.clone(), cpath.clone()));
@@ -211,11 +182,7 @@ pub(crate) fn read_eligibility(o: &Obj, root: &str, ctx: &DocCtx<'_>) -> Eligibi
     header.item_count = items.len();
     let mut service_types: Vec<String> = Vec::new();
     if items.len() > ctx.limits.max_claim_items {
-        r.issues.error(
-            IssueType::TooLong,
-            &item_path,
-            "request has more items than Clearway accepts",
-        );
+        r.issues.error(IssueType::TooLong, &item_path, "request has more items than Clearway accepts");
     } else {
         for (i, v) in items.iter().enumerate() {
             let ip = index(&item_path, i);
@@ -224,11 +191,7 @@ pub(crate) fn read_eligibility(o: &Obj, root: &str, ctx: &DocCtx<'_>) -> Eligibi
             };
             let sis = field(&ip, "supportingInfoSequence");
             let mut bad_ref = false;
-            for (j, s) in r
-                .array(it, "supportingInfoSequence", &sis, false)
-                .iter()
-                .enumerate()
-            {
+            for (j, s) in r.array(it, "supportingInfoSequence", &sis, false).iter().enumerate() {
                 if let Some(s) = r.checked_positive_int(s, &index(&sis, j)) {
                     bad_ref |= !info_seqs.contains(&s);
                 }
@@ -254,12 +217,7 @@ pub(crate) fn read_eligibility(o: &Obj, root: &str, ctx: &DocCtx<'_>) -> Eligibi
                     ),
                 }
             }
-            r.concept(
-                it,
-                "productOrService",
-                &field(&ip, "productOrService"),
-                false,
-            );
+            r.concept(it, "productOrService", &field(&ip, "productOrService"), false);
             let mpath = field(&ip, "modifier");
             for (j, m) in r.array(it, "modifier", &mpath, false).iter().enumerate() {
                 r.concept_item(m, &index(&mpath, j));
@@ -278,18 +236,8 @@ pub(crate) fn read_eligibility(o: &Obj, root: &str, ctx: &DocCtx<'_>) -> Eligibi
                         &field(&dp, "diagnosis"),
                         r.issues,
                     );
-                    r.concept(
-                        d,
-                        "diagnosisCodeableConcept",
-                        &field(&dp, "diagnosisCodeableConcept"),
-                        false,
-                    );
-                    r.reference(
-                        d,
-                        "diagnosisReference",
-                        &field(&dp, "diagnosisReference"),
-                        false,
-                    );
+                    r.concept(d, "diagnosisCodeableConcept", &field(&dp, "diagnosisCodeableConcept"), false);
+                    r.reference(d, "diagnosisReference", &field(&dp, "diagnosisReference"), false);
                 }
             }
             let detail = field(&ip, "detail");
@@ -299,8 +247,7 @@ pub(crate) fn read_eligibility(o: &Obj, root: &str, ctx: &DocCtx<'_>) -> Eligibi
         }
     }
 
-    let (patient_person, patient_path) =
-        patient_of(&mut r, &resolver, patient.as_ref(), &p("patient"));
+    let (patient_person, patient_path) = patient_of(&mut r, &resolver, patient.as_ref(), &p("patient"));
     let (provider_npi, provider_name) = match &header.provider {
         Some(pr) => provider_npi_and_name(pr, &p("provider"), &resolver, r.issues),
         None => (None, None),
@@ -311,12 +258,7 @@ pub(crate) fn read_eligibility(o: &Obj, root: &str, ctx: &DocCtx<'_>) -> Eligibi
     };
     let coverage = focal.or(first).and_then(|(c, cpath)| {
         let facts = coverage_facts(&c, &cpath, patient_path.as_deref(), &resolver, r.issues);
-        if facts.is_none()
-            && matches!(
-                resolver.resolve(&c),
-                Resolution::External | Resolution::NoLiteral
-            )
-        {
+        if facts.is_none() && matches!(resolver.resolve(&c), Resolution::External | Resolution::NoLiteral) {
             r.issues.info(
                 IssueType::Informational,
                 &cpath,
@@ -328,19 +270,14 @@ pub(crate) fn read_eligibility(o: &Obj, root: &str, ctx: &DocCtx<'_>) -> Eligibi
 
     header.serviced = match (served_date, served_period) {
         (Some(d), _) => d.day().map(DateRange::day),
-        (None, Some(pd)) => match (
-            pd.start.and_then(FhirDate::day),
-            pd.end.and_then(FhirDate::day),
-        ) {
+        (None, Some(pd)) => match (pd.start.and_then(FhirDate::day), pd.end.and_then(FhirDate::day)) {
             (Some(s), Some(e)) => Some(DateRange { from: s, to: e }),
             (Some(d), None) | (None, Some(d)) => Some(DateRange::day(d)),
             (None, None) => None,
         },
         (None, None) => None,
     };
-    let date = header
-        .serviced
-        .or_else(|| created.and_then(FhirDate::day).map(DateRange::day));
+    let date = header.serviced.or_else(|| created.and_then(FhirDate::day).map(DateRange::day));
 
     let request = if r.issues.has_errors() {
         None
@@ -352,11 +289,7 @@ pub(crate) fn read_eligibility(o: &Obj, root: &str, ctx: &DocCtx<'_>) -> Eligibi
         }
         Some(EligibilityRequest {
             source: SourceFormat::Fhir,
-            trace_number: header
-                .identifier
-                .as_ref()
-                .map(|i| i.value.clone())
-                .or_else(|| header.id.clone()),
+            trace_number: header.identifier.as_ref().map(|i| i.value.clone()).or_else(|| header.id.clone()),
             trace_originator: None,
             payer_id,
             payer_name,
@@ -369,9 +302,5 @@ pub(crate) fn read_eligibility(o: &Obj, root: &str, ctx: &DocCtx<'_>) -> Eligibi
             date,
         })
     };
-    EligibilityDoc {
-        header,
-        request,
-        issues: issues.into_vec(),
-    }
+    EligibilityDoc { header, request, issues: issues.into_vec() }
 }

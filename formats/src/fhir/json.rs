@@ -16,11 +16,7 @@ use std::fmt;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum StrictError {
     /// serde_json rejected the text; `eof` when it ended too early.
-    Syntax {
-        line: usize,
-        column: usize,
-        eof: bool,
-    },
+    Syntax { line: usize, column: usize, eof: bool },
     /// An object repeats a key.
     DuplicateKey { line: usize, column: usize },
 }
@@ -29,23 +25,12 @@ pub(crate) enum StrictError {
 pub(crate) fn parse_strict(input: &[u8]) -> Result<Value, StrictError> {
     let duplicate = Cell::new(false);
     let mut de = serde_json::Deserializer::from_slice(input);
-    let result = ValueSeed {
-        duplicate: &duplicate,
-    }
-    .deserialize(&mut de)
-    .and_then(|v| de.end().map(|()| v));
+    let result = ValueSeed { duplicate: &duplicate }.deserialize(&mut de).and_then(|v| de.end().map(|()| v));
     result.map_err(|e| {
         if duplicate.get() {
-            StrictError::DuplicateKey {
-                line: e.line(),
-                column: e.column(),
-            }
+            StrictError::DuplicateKey { line: e.line(), column: e.column() }
         } else {
-            StrictError::Syntax {
-                line: e.line(),
-                column: e.column(),
-                eof: e.is_eof(),
-            }
+            StrictError::Syntax { line: e.line(), column: e.column(), eof: e.is_eof() }
         }
     })
 }
@@ -82,9 +67,7 @@ impl<'de> Visitor<'de> for ValueSeed<'_> {
     }
 
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
-        Number::from_f64(v)
-            .map(Value::Number)
-            .ok_or_else(|| E::custom("number out of range"))
+        Number::from_f64(v).map(Value::Number).ok_or_else(|| E::custom("number out of range"))
     }
 
     fn visit_str<E>(self, v: &str) -> Result<Value, E> {
@@ -105,9 +88,7 @@ impl<'de> Visitor<'de> for ValueSeed<'_> {
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
         let mut out = Vec::new();
-        while let Some(v) = seq.next_element_seed(ValueSeed {
-            duplicate: self.duplicate,
-        })? {
+        while let Some(v) = seq.next_element_seed(ValueSeed { duplicate: self.duplicate })? {
             out.push(v);
         }
         Ok(Value::Array(out))
@@ -120,9 +101,7 @@ impl<'de> Visitor<'de> for ValueSeed<'_> {
                 self.duplicate.set(true);
                 return Err(de::Error::custom("duplicate object key"));
             }
-            let v = map.next_value_seed(ValueSeed {
-                duplicate: self.duplicate,
-            })?;
+            let v = map.next_value_seed(ValueSeed { duplicate: self.duplicate })?;
             out.insert(key, v);
         }
         Ok(Value::Object(out))
@@ -176,22 +155,13 @@ mod tests {
     #[test]
     fn refuses_duplicate_keys_with_position() {
         let v = parse_strict(b"{\"a\":1,\n\"a\":2}");
-        assert!(
-            matches!(v, Err(StrictError::DuplicateKey { line: 2, .. })),
-            "{v:?}"
-        );
+        assert!(matches!(v, Err(StrictError::DuplicateKey { line: 2, .. })), "{v:?}");
     }
 
     #[test]
     fn refuses_trailing_data_and_truncation() {
-        assert!(matches!(
-            parse_strict(b"{} {}"),
-            Err(StrictError::Syntax { eof: false, .. })
-        ));
-        assert!(matches!(
-            parse_strict(b"{\"a\":"),
-            Err(StrictError::Syntax { eof: true, .. })
-        ));
+        assert!(matches!(parse_strict(b"{} {}"), Err(StrictError::Syntax { eof: false, .. })));
+        assert!(matches!(parse_strict(b"{\"a\":"), Err(StrictError::Syntax { eof: true, .. })));
     }
 
     #[test]

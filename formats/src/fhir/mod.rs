@@ -42,17 +42,16 @@ mod resolve;
 mod tests;
 
 pub use build::{
-    ADJUDICATION_ERROR_SYSTEM, ADJUDICATION_SYSTEM, Adjudication, AdjudicationTotal,
-    BENEFIT_CATEGORY_SYSTEM, BENEFIT_TYPE_SYSTEM, Benefit, BenefitItem, BenefitValue, BuildError,
-    ClaimResponseSpec, EligibilityRejectReason, EligibilityResponseSpec, ISSUE_TYPE_SYSTEM,
-    InsuranceSpec, ItemAdjudication, ProcessingError, X12_REJECT_REASON_SYSTEM, claim_response,
-    coverage_eligibility_response,
+    ADJUDICATION_ERROR_SYSTEM, ADJUDICATION_SYSTEM, Adjudication, AdjudicationTotal, BENEFIT_CATEGORY_SYSTEM,
+    BENEFIT_TYPE_SYSTEM, Benefit, BenefitItem, BenefitValue, BuildError, ClaimResponseSpec, EligibilityRejectReason,
+    EligibilityResponseSpec, ISSUE_TYPE_SYSTEM, InsuranceSpec, ItemAdjudication, ProcessingError,
+    X12_REJECT_REASON_SYSTEM, claim_response, coverage_eligibility_response,
 };
 pub use bundle::{BundleDoc, BundleEntry, EntryContent, EntryRequest};
 pub use claim::{ClaimDoc, ClaimHeader};
 pub use codes::{
-    BundleType, CLAIM_TYPE_SYSTEM, ClaimUse, EligibilityPurpose, FinancialStatus, HttpVerb,
-    ResponseOutcome, claim_kind_from_code, claim_type_code,
+    BundleType, CLAIM_TYPE_SYSTEM, ClaimUse, EligibilityPurpose, FinancialStatus, HttpVerb, ResponseOutcome,
+    claim_kind_from_code, claim_type_code,
 };
 pub use common::NPI_SYSTEM;
 pub use eligibility::{EligibilityDoc, EligibilityHeader};
@@ -77,12 +76,7 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits {
-            max_input_bytes: 8 * 1024 * 1024,
-            max_bundle_entries: 5_000,
-            max_claim_items: 999,
-            max_issues: 500,
-        }
+        Limits { max_input_bytes: 8 * 1024 * 1024, max_bundle_entries: 5_000, max_claim_items: 999, max_issues: 500 }
     }
 }
 
@@ -99,12 +93,7 @@ pub(crate) struct DocCtx<'v> {
 /// exercises the outcome and response builders on the result. Must never
 /// panic; cargo-fuzz and the proptests both drive it.
 pub fn fuzz_fhir(data: &[u8]) {
-    let limits = Limits {
-        max_input_bytes: 1 << 20,
-        max_bundle_entries: 200,
-        max_claim_items: 50,
-        max_issues: 100,
-    };
+    let limits = Limits { max_input_bytes: 1 << 20, max_bundle_entries: 200, max_claim_items: 50, max_issues: 100 };
     let doc = match read_resource(data, &limits) {
         Ok(doc) => doc,
         Err(e) => {
@@ -126,11 +115,8 @@ pub fn fuzz_fhir(data: &[u8]) {
         }
     };
     let exercise_request = |r: &EligibilityDoc| {
-        if let Some(mut spec) =
-            EligibilityResponseSpec::for_request(r, "e1", created, ResponseOutcome::Complete)
-        {
-            spec.errors
-                .push(EligibilityRejectReason::SubscriberNotFound.coding());
+        if let Some(mut spec) = EligibilityResponseSpec::for_request(r, "e1", created, ResponseOutcome::Complete) {
+            spec.errors.push(EligibilityRejectReason::SubscriberNotFound.coding());
             let _ = coverage_eligibility_response(&spec).map(|v| v.to_string());
         }
     };
@@ -139,8 +125,7 @@ pub fn fuzz_fhir(data: &[u8]) {
         FhirDocument::CoverageEligibilityRequest(r) => exercise_request(r),
         FhirDocument::Bundle(b) => {
             b.claims().for_each(|(_, c)| exercise_claim(c));
-            b.eligibility_requests()
-                .for_each(|(_, r)| exercise_request(r));
+            b.eligibility_requests().for_each(|(_, r)| exercise_request(r));
         }
         FhirDocument::Other { .. } => {}
     }

@@ -9,8 +9,8 @@
 use super::json::{field, index, is_element_name};
 use super::outcome::{IssueType, Issues};
 use super::primitives::{
-    DecimalProblem, FhirDate, is_code, is_currency, is_fhir_string, is_uri, number_to_decimal,
-    parse_date, parse_date_time, positive_int,
+    DecimalProblem, FhirDate, is_code, is_currency, is_fhir_string, is_uri, number_to_decimal, parse_date,
+    parse_date_time, positive_int,
 };
 use rust_decimal::Decimal;
 use serde::Serialize;
@@ -43,19 +43,12 @@ pub struct Reference {
 impl Reference {
     /// A literal reference such as `Claim/123`.
     pub fn literal(reference: impl Into<String>) -> Self {
-        Reference {
-            reference: Some(reference.into()),
-            ..Reference::default()
-        }
+        Reference { reference: Some(reference.into()), ..Reference::default() }
     }
 
     /// A logical reference by business identifier.
     pub fn logical(type_: Option<&str>, identifier: Identifier) -> Self {
-        Reference {
-            type_: type_.map(str::to_owned),
-            identifier: Some(identifier),
-            ..Reference::default()
-        }
+        Reference { type_: type_.map(str::to_owned), identifier: Some(identifier), ..Reference::default() }
     }
 }
 
@@ -71,11 +64,7 @@ pub struct Coding {
 
 impl Coding {
     pub fn new(system: impl Into<String>, code: impl Into<String>) -> Self {
-        Coding {
-            system: Some(system.into()),
-            code: code.into(),
-            display: None,
-        }
+        Coding { system: Some(system.into()), code: code.into(), display: None }
     }
 
     pub fn with_display(mut self, display: impl Into<String>) -> Self {
@@ -99,10 +88,7 @@ pub(crate) struct InConcept<'v> {
 impl<'v> InConcept<'v> {
     /// The first code whose system satisfies `pred` (`None` system passed as "").
     pub(crate) fn code_where(&self, pred: impl Fn(&str) -> bool) -> Option<&'v str> {
-        self.coding
-            .iter()
-            .find(|c| c.code.is_some() && pred(c.system.unwrap_or("")))
-            .and_then(|c| c.code)
+        self.coding.iter().find(|c| c.code.is_some() && pred(c.system.unwrap_or(""))).and_then(|c| c.code)
     }
 
     pub(crate) fn first(&self) -> Option<InCoding<'v>> {
@@ -146,13 +132,7 @@ impl Reader<'_> {
     }
 
     /// A single (0..1 / 1..1) JSON value of any type.
-    fn single<'v>(
-        &mut self,
-        o: &'v Obj,
-        name: &str,
-        path: &str,
-        required: bool,
-    ) -> Option<&'v Value> {
+    fn single<'v>(&mut self, o: &'v Obj, name: &str, path: &str, required: bool) -> Option<&'v Value> {
         match o.get(name) {
             None | Some(Value::Null) => {
                 self.missing(path, required);
@@ -167,13 +147,7 @@ impl Reader<'_> {
     }
 
     /// A repeating (0..* / 1..*) element; an empty slice when absent or invalid.
-    pub(crate) fn array<'v>(
-        &mut self,
-        o: &'v Obj,
-        name: &str,
-        path: &str,
-        required: bool,
-    ) -> &'v [Value] {
+    pub(crate) fn array<'v>(&mut self, o: &'v Obj, name: &str, path: &str, required: bool) -> &'v [Value] {
         match o.get(name) {
             None | Some(Value::Null) => {
                 self.missing(path, required);
@@ -193,13 +167,7 @@ impl Reader<'_> {
     }
 
     /// An object (complex type or backbone element).
-    pub(crate) fn object<'v>(
-        &mut self,
-        o: &'v Obj,
-        name: &str,
-        path: &str,
-        required: bool,
-    ) -> Option<&'v Obj> {
+    pub(crate) fn object<'v>(&mut self, o: &'v Obj, name: &str, path: &str, required: bool) -> Option<&'v Obj> {
         match self.single(o, name, path, required)? {
             Value::Object(m) => Some(m),
             _ => {
@@ -231,13 +199,7 @@ impl Reader<'_> {
     }
 
     /// A `string`.
-    pub(crate) fn string<'v>(
-        &mut self,
-        o: &'v Obj,
-        name: &str,
-        path: &str,
-        required: bool,
-    ) -> Option<&'v str> {
+    pub(crate) fn string<'v>(&mut self, o: &'v Obj, name: &str, path: &str, required: bool) -> Option<&'v str> {
         let v = self.single(o, name, path, required)?;
         self.checked_string(v, path)
     }
@@ -257,23 +219,13 @@ impl Reader<'_> {
     }
 
     /// A `uri`.
-    pub(crate) fn uri<'v>(
-        &mut self,
-        o: &'v Obj,
-        name: &str,
-        path: &str,
-        required: bool,
-    ) -> Option<&'v str> {
+    pub(crate) fn uri<'v>(&mut self, o: &'v Obj, name: &str, path: &str, required: bool) -> Option<&'v str> {
         let v = self.single(o, name, path, required)?;
         let s = self.str_value(v, path)?;
         if is_uri(s) {
             Some(s)
         } else {
-            self.issues.error(
-                IssueType::Value,
-                path,
-                "uri must be non-empty without whitespace",
-            );
+            self.issues.error(IssueType::Value, path, "uri must be non-empty without whitespace");
             None
         }
     }
@@ -293,12 +245,7 @@ impl Reader<'_> {
         self.checked_code(v, path, allowed)
     }
 
-    pub(crate) fn checked_code<'v>(
-        &mut self,
-        v: &'v Value,
-        path: &str,
-        allowed: Option<&[&str]>,
-    ) -> Option<&'v str> {
+    pub(crate) fn checked_code<'v>(&mut self, v: &'v Value, path: &str, allowed: Option<&[&str]>) -> Option<&'v str> {
         let s = self.str_value(v, path)?;
         if !is_code(s) {
             self.issues.error(
@@ -310,11 +257,7 @@ impl Reader<'_> {
         }
         match allowed {
             Some(set) if !set.contains(&s) => {
-                self.issues.error(
-                    IssueType::CodeInvalid,
-                    path,
-                    "code is not in the required value set",
-                );
+                self.issues.error(IssueType::CodeInvalid, path, "code is not in the required value set");
                 None
             }
             _ => Some(s),
@@ -322,31 +265,18 @@ impl Reader<'_> {
     }
 
     /// A `boolean`.
-    pub(crate) fn boolean(
-        &mut self,
-        o: &Obj,
-        name: &str,
-        path: &str,
-        required: bool,
-    ) -> Option<bool> {
+    pub(crate) fn boolean(&mut self, o: &Obj, name: &str, path: &str, required: bool) -> Option<bool> {
         match self.single(o, name, path, required)? {
             Value::Bool(b) => Some(*b),
             _ => {
-                self.issues
-                    .error(IssueType::Structure, path, "must be a JSON boolean");
+                self.issues.error(IssueType::Structure, path, "must be a JSON boolean");
                 None
             }
         }
     }
 
     /// A `positiveInt`.
-    pub(crate) fn positive_int(
-        &mut self,
-        o: &Obj,
-        name: &str,
-        path: &str,
-        required: bool,
-    ) -> Option<u32> {
+    pub(crate) fn positive_int(&mut self, o: &Obj, name: &str, path: &str, required: bool) -> Option<u32> {
         let v = self.single(o, name, path, required)?;
         self.checked_positive_int(v, path)
     }
@@ -365,21 +295,14 @@ impl Reader<'_> {
                 p
             }
             _ => {
-                self.issues
-                    .error(IssueType::Structure, path, "must be a JSON number");
+                self.issues.error(IssueType::Structure, path, "must be a JSON number");
                 None
             }
         }
     }
 
     /// A `decimal`.
-    pub(crate) fn decimal(
-        &mut self,
-        o: &Obj,
-        name: &str,
-        path: &str,
-        required: bool,
-    ) -> Option<Decimal> {
+    pub(crate) fn decimal(&mut self, o: &Obj, name: &str, path: &str, required: bool) -> Option<Decimal> {
         match self.single(o, name, path, required)? {
             Value::Number(n) => match number_to_decimal(n) {
                 Ok((d, imprecise)) => {
@@ -393,54 +316,30 @@ impl Reader<'_> {
                     Some(d)
                 }
                 Err(DecimalProblem::OutOfRange) => {
-                    self.issues.error(
-                        IssueType::Value,
-                        path,
-                        "decimal is out of the supported range",
-                    );
+                    self.issues.error(IssueType::Value, path, "decimal is out of the supported range");
                     None
                 }
             },
             _ => {
-                self.issues.error(
-                    IssueType::Structure,
-                    path,
-                    "decimal must be a JSON number, not a string",
-                );
+                self.issues.error(IssueType::Structure, path, "decimal must be a JSON number, not a string");
                 None
             }
         }
     }
 
     /// A `date`.
-    pub(crate) fn date(
-        &mut self,
-        o: &Obj,
-        name: &str,
-        path: &str,
-        required: bool,
-    ) -> Option<FhirDate> {
+    pub(crate) fn date(&mut self, o: &Obj, name: &str, path: &str, required: bool) -> Option<FhirDate> {
         let v = self.single(o, name, path, required)?;
         let s = self.str_value(v, path)?;
         let d = parse_date(s);
         if d.is_none() {
-            self.issues.error(
-                IssueType::Value,
-                path,
-                "not a valid FHIR date (YYYY, YYYY-MM or YYYY-MM-DD)",
-            );
+            self.issues.error(IssueType::Value, path, "not a valid FHIR date (YYYY, YYYY-MM or YYYY-MM-DD)");
         }
         d
     }
 
     /// A `dateTime`.
-    pub(crate) fn date_time(
-        &mut self,
-        o: &Obj,
-        name: &str,
-        path: &str,
-        required: bool,
-    ) -> Option<FhirDate> {
+    pub(crate) fn date_time(&mut self, o: &Obj, name: &str, path: &str, required: bool) -> Option<FhirDate> {
         let v = self.single(o, name, path, required)?;
         let s = self.str_value(v, path)?;
         let d = parse_date_time(s);
@@ -455,28 +354,16 @@ impl Reader<'_> {
     }
 
     /// A `Period`.
-    pub(crate) fn period(
-        &mut self,
-        o: &Obj,
-        name: &str,
-        path: &str,
-        required: bool,
-    ) -> Option<InPeriod> {
+    pub(crate) fn period(&mut self, o: &Obj, name: &str, path: &str, required: bool) -> Option<InPeriod> {
         let p = self.object(o, name, path, required)?;
         let start = self.date_time(p, "start", &field(path, "start"), false);
         let end = self.date_time(p, "end", &field(path, "end"), false);
-        if let (
-            Some(FhirDate::Day(s) | FhirDate::DateTime(s)),
-            Some(FhirDate::Day(e) | FhirDate::DateTime(e)),
-        ) = (start, end)
+        if let (Some(FhirDate::Day(s) | FhirDate::DateTime(s)), Some(FhirDate::Day(e) | FhirDate::DateTime(e))) =
+            (start, end)
             && e < s
         {
             // per-1: start SHALL be before or equal to end.
-            self.issues.error(
-                IssueType::Invariant,
-                path,
-                "period end is before its start (per-1)",
-            );
+            self.issues.error(IssueType::Invariant, path, "period end is before its start (per-1)");
         }
         Some(InPeriod { start, end })
     }
@@ -491,13 +378,7 @@ impl Reader<'_> {
     }
 
     /// A `CodeableConcept`.
-    pub(crate) fn concept<'v>(
-        &mut self,
-        o: &'v Obj,
-        name: &str,
-        path: &str,
-        required: bool,
-    ) -> Option<InConcept<'v>> {
+    pub(crate) fn concept<'v>(&mut self, o: &'v Obj, name: &str, path: &str, required: bool) -> Option<InConcept<'v>> {
         let c = self.object(o, name, path, required)?;
         Some(self.concept_body(c, path))
     }
@@ -527,31 +408,16 @@ impl Reader<'_> {
         if i.contains_key("type") {
             self.concept(i, "type", &field(path, "type"), false);
         }
-        value.map(|v| Identifier {
-            system: system.map(str::to_owned),
-            value: v.to_owned(),
-        })
+        value.map(|v| Identifier { system: system.map(str::to_owned), value: v.to_owned() })
     }
 
-    pub(crate) fn identifier(
-        &mut self,
-        o: &Obj,
-        name: &str,
-        path: &str,
-        required: bool,
-    ) -> Option<Identifier> {
+    pub(crate) fn identifier(&mut self, o: &Obj, name: &str, path: &str, required: bool) -> Option<Identifier> {
         let i = self.object(o, name, path, required)?;
         self.identifier_body(i, path)
     }
 
     /// A `Reference`.
-    pub(crate) fn reference(
-        &mut self,
-        o: &Obj,
-        name: &str,
-        path: &str,
-        required: bool,
-    ) -> Option<Reference> {
+    pub(crate) fn reference(&mut self, o: &Obj, name: &str, path: &str, required: bool) -> Option<Reference> {
         let r = self.object(o, name, path, required)?;
         Some(self.reference_body(r, path))
     }
@@ -599,21 +465,12 @@ impl Reader<'_> {
     }
 
     /// A `SimpleQuantity`.
-    pub(crate) fn quantity<'v>(
-        &mut self,
-        o: &'v Obj,
-        name: &str,
-        path: &str,
-    ) -> Option<InQuantity<'v>> {
+    pub(crate) fn quantity<'v>(&mut self, o: &'v Obj, name: &str, path: &str) -> Option<InQuantity<'v>> {
         let q = self.object(o, name, path, false)?;
         let value = self.decimal(q, "value", &field(path, "value"), false);
         if q.contains_key("comparator") {
             // SimpleQuantity: qty-3 forbids a comparator.
-            self.issues.error(
-                IssueType::Invariant,
-                field(path, "comparator"),
-                "a SimpleQuantity has no comparator",
-            );
+            self.issues.error(IssueType::Invariant, field(path, "comparator"), "a SimpleQuantity has no comparator");
         }
         self.string(q, "unit", &field(path, "unit"), false);
         self.uri(q, "system", &field(path, "system"), false);
@@ -652,11 +509,7 @@ pub(crate) fn check_json_structure(v: &Value, path: &str, issues: &mut Issues) {
 /// [`check_json_structure`] for an object (a resource or element).
 pub(crate) fn check_object_structure(m: &Obj, path: &str, issues: &mut Issues) {
     if m.is_empty() {
-        issues.error(
-            IssueType::Structure,
-            path,
-            "empty object: elements must have a value or children (ele-1)",
-        );
+        issues.error(IssueType::Structure, path, "empty object: elements must have a value or children (ele-1)");
     }
     let mut bad_name = false;
     for (k, child) in m {
@@ -670,34 +523,20 @@ pub(crate) fn check_object_structure(m: &Obj, path: &str, issues: &mut Issues) {
         }
         let p = field(path, k);
         if child.is_null() {
-            issues.error(
-                IssueType::Structure,
-                &p,
-                "null is not allowed as a property value",
-            );
+            issues.error(IssueType::Structure, &p, "null is not allowed as a property value");
             continue;
         }
         check_json_structure(child, &p, issues);
     }
     if bad_name {
-        issues.error(
-            IssueType::Structure,
-            path,
-            "object has a property whose name is not a FHIR element name",
-        );
+        issues.error(IssueType::Structure, path, "object has a property whose name is not a FHIR element name");
     }
 }
 
 /// Reports properties of a resource object not in `known` as `structure`
 /// warnings (R4 forbids unknown elements; Clearway reads on without them).
 /// `_name` is accepted for each primitive `name` in `primitives`.
-pub(crate) fn check_unknown_elements(
-    o: &Obj,
-    root: &str,
-    known: &[&str],
-    primitives: &[&str],
-    issues: &mut Issues,
-) {
+pub(crate) fn check_unknown_elements(o: &Obj, root: &str, known: &[&str], primitives: &[&str], issues: &mut Issues) {
     for k in o.keys() {
         if known.contains(&k.as_str()) {
             continue;
@@ -719,17 +558,8 @@ pub(crate) fn check_unknown_elements(
 }
 
 /// Elements common to every DomainResource.
-pub(crate) const DOMAIN_RESOURCE_ELEMENTS: &[&str] = &[
-    "resourceType",
-    "id",
-    "meta",
-    "implicitRules",
-    "language",
-    "text",
-    "contained",
-    "extension",
-    "modifierExtension",
-];
+pub(crate) const DOMAIN_RESOURCE_ELEMENTS: &[&str] =
+    &["resourceType", "id", "meta", "implicitRules", "language", "text", "contained", "extension", "modifierExtension"];
 
 /// Primitive elements of every DomainResource (for `_name` extensions).
 pub(crate) const DOMAIN_RESOURCE_PRIMITIVES: &[&str] = &["id", "implicitRules", "language"];
@@ -748,9 +578,7 @@ mod tests {
 
     fn run<T>(f: impl FnOnce(&mut Reader<'_>) -> T) -> (T, Vec<super::super::OutcomeIssue>) {
         let mut issues = Issues::new(100);
-        let out = f(&mut Reader {
-            issues: &mut issues,
-        });
+        let out = f(&mut Reader { issues: &mut issues });
         (out, issues.into_vec())
     }
 
@@ -790,10 +618,7 @@ mod tests {
         let (m, issues) = run(|r| r.money(&o, "net", "Claim.item[0].net"));
         assert_eq!(m, Some(InMoney { value: None }));
         let exprs: Vec<_> = issues.iter().map(|i| i.expression.as_str()).collect();
-        assert_eq!(
-            exprs,
-            ["Claim.item[0].net.value", "Claim.item[0].net.currency"]
-        );
+        assert_eq!(exprs, ["Claim.item[0].net.value", "Claim.item[0].net.currency"]);
     }
 
     #[test]

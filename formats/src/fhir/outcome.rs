@@ -135,20 +135,13 @@ impl OutcomeIssue {
         expression: impl Into<String>,
         diagnostics: impl Into<String>,
     ) -> Self {
-        OutcomeIssue {
-            severity,
-            code,
-            expression: expression.into(),
-            diagnostics: diagnostics.into(),
-        }
+        OutcomeIssue { severity, code, expression: expression.into(), diagnostics: diagnostics.into() }
     }
 }
 
 impl Serialize for OutcomeIssue {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let fields = 2
-            + usize::from(!self.diagnostics.is_empty())
-            + usize::from(!self.expression.is_empty());
+        let fields = 2 + usize::from(!self.diagnostics.is_empty()) + usize::from(!self.expression.is_empty());
         let mut s = serializer.serialize_struct("OperationOutcomeIssue", fields)?;
         s.serialize_field("severity", &self.severity)?;
         s.serialize_field("code", &self.code)?;
@@ -177,10 +170,7 @@ pub fn operation_outcome(issues: &[OutcomeIssue]) -> Value {
             "diagnostics": "all ok",
         })]
     } else {
-        issues
-            .iter()
-            .map(|i| serde_json::to_value(i).unwrap_or(Value::Null))
-            .collect()
+        issues.iter().map(|i| serde_json::to_value(i).unwrap_or(Value::Null)).collect()
     };
     json!({
         "resourceType": "OperationOutcome",
@@ -200,12 +190,7 @@ pub(crate) struct Issues {
 
 impl Issues {
     pub(crate) fn new(cap: usize) -> Self {
-        Issues {
-            list: Vec::new(),
-            cap: cap.max(1),
-            dropped: 0,
-            dropped_errors: false,
-        }
+        Issues { list: Vec::new(), cap: cap.max(1), dropped: 0, dropped_errors: false }
     }
 
     pub(crate) fn push(&mut self, issue: OutcomeIssue) {
@@ -310,12 +295,7 @@ mod tests {
 
     #[test]
     fn expression_omitted_when_empty() {
-        let oo = operation_outcome(&[OutcomeIssue::new(
-            Severity::Fatal,
-            IssueType::Structure,
-            "",
-            "not json",
-        )]);
+        let oo = operation_outcome(&[OutcomeIssue::new(Severity::Fatal, IssueType::Structure, "", "not json")]);
         assert!(oo["issue"][0].get("expression").is_none());
         assert_eq!(oo["issue"][0]["severity"], "fatal");
     }

@@ -48,23 +48,14 @@ impl FhirError {
             FhirError::MissingResourceType | FhirError::InvalidResourceType => "resourceType",
             _ => "",
         };
-        OutcomeIssue::new(
-            Severity::Fatal,
-            self.issue_type(),
-            expression,
-            self.to_string(),
-        )
+        OutcomeIssue::new(Severity::Fatal, self.issue_type(), expression, self.to_string())
     }
 }
 
 impl From<StrictError> for FhirError {
     fn from(e: StrictError) -> Self {
         match e {
-            StrictError::Syntax {
-                line,
-                column,
-                eof: true,
-            } => FhirError::TruncatedJson { line, column },
+            StrictError::Syntax { line, column, eof: true } => FhirError::TruncatedJson { line, column },
             StrictError::Syntax { line, column, .. } => FhirError::MalformedJson { line, column },
             StrictError::DuplicateKey { line, column } => FhirError::DuplicateKey { line, column },
         }
@@ -112,9 +103,7 @@ impl FhirDocument {
         match self {
             FhirDocument::Claim(c) => c.claim.is_some(),
             FhirDocument::CoverageEligibilityRequest(r) => r.request.is_some(),
-            FhirDocument::Bundle(b) => {
-                b.processable && !b.all_issues().any(|i| i.severity.blocks_processing())
-            }
+            FhirDocument::Bundle(b) => b.processable && !b.all_issues().any(|i| i.severity.blocks_processing()),
             FhirDocument::Other { .. } => false,
         }
     }
@@ -145,10 +134,7 @@ impl FhirDocument {
 /// skipped. Nesting depth is bounded by serde_json's recursion limit (128).
 pub fn read_resource(input: &[u8], limits: &Limits) -> Result<FhirDocument, FhirError> {
     if input.len() > limits.max_input_bytes {
-        return Err(FhirError::TooLarge {
-            size: input.len(),
-            limit: limits.max_input_bytes,
-        });
+        return Err(FhirError::TooLarge { size: input.len(), limit: limits.max_input_bytes });
     }
     let input = input.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(input);
     let value = parse_strict(input)?;
@@ -160,21 +146,13 @@ pub fn read_resource(input: &[u8], limits: &Limits) -> Result<FhirDocument, Fhir
         Some(Value::String(t)) if is_resource_type_name(t) => t.as_str(),
         Some(_) => return Err(FhirError::InvalidResourceType),
     };
-    let ctx = DocCtx {
-        limits,
-        bundle: None,
-        full_url: None,
-    };
+    let ctx = DocCtx { limits, bundle: None, full_url: None };
     Ok(match resource_type {
         "Claim" => FhirDocument::Claim(read_claim(o, "Claim", &ctx)),
-        "CoverageEligibilityRequest" => FhirDocument::CoverageEligibilityRequest(read_eligibility(
-            o,
-            "CoverageEligibilityRequest",
-            &ctx,
-        )),
+        "CoverageEligibilityRequest" => {
+            FhirDocument::CoverageEligibilityRequest(read_eligibility(o, "CoverageEligibilityRequest", &ctx))
+        }
         "Bundle" => FhirDocument::Bundle(read_bundle(o, limits)),
-        other => FhirDocument::Other {
-            resource_type: other.to_owned(),
-        },
+        other => FhirDocument::Other { resource_type: other.to_owned() },
     })
 }

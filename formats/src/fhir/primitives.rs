@@ -13,9 +13,7 @@ use time::{Date, Month};
 
 /// `id`: `[A-Za-z0-9\-\.]{1,64}`.
 pub(crate) fn is_id(s: &str) -> bool {
-    (1..=64).contains(&s.len())
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+    (1..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
 }
 
 /// `code`: `[^\s]+(\s[^\s]+)*` — no leading, trailing or doubled whitespace.
@@ -38,10 +36,7 @@ pub(crate) fn is_code(s: &str) -> bool {
 /// SHALL NOT be empty"). Control characters other than tab, CR and LF are not
 /// allowed.
 pub(crate) fn is_fhir_string(s: &str) -> bool {
-    !s.trim().is_empty()
-        && !s
-            .chars()
-            .any(|c| c.is_control() && !matches!(c, '\t' | '\r' | '\n'))
+    !s.trim().is_empty() && !s.chars().any(|c| c.is_control() && !matches!(c, '\t' | '\r' | '\n'))
 }
 
 /// `uri`: non-empty, no whitespace.
@@ -78,9 +73,7 @@ fn digits(s: &[u8]) -> Option<u32> {
     if s.is_empty() || !s.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    s.iter().try_fold(0u32, |acc, d| {
-        acc.checked_mul(10)?.checked_add(u32::from(d - b'0'))
-    })
+    s.iter().try_fold(0u32, |acc, d| acc.checked_mul(10)?.checked_add(u32::from(d - b'0')))
 }
 
 /// `YYYY`, `YYYY-MM` or `YYYY-MM-DD` at the start of `s`; returns the value
@@ -181,11 +174,7 @@ pub(crate) fn number_to_decimal(n: &Number) -> Result<(Decimal, bool), DecimalPr
     // `Display` for f64 writes the shortest text that reads back as `f`,
     // never in exponent form.
     let text = f.to_string();
-    let significant = text
-        .bytes()
-        .filter(u8::is_ascii_digit)
-        .skip_while(|&b| b == b'0')
-        .count();
+    let significant = text.bytes().filter(u8::is_ascii_digit).skip_while(|&b| b == b'0').count();
     if text.len() > 64 {
         return Err(DecimalProblem::OutOfRange);
     }
@@ -195,9 +184,7 @@ pub(crate) fn number_to_decimal(n: &Number) -> Result<(Decimal, bool), DecimalPr
 
 /// `positiveInt`: 1 ..= 2^31-1.
 pub(crate) fn positive_int(n: &Number) -> Option<u32> {
-    n.as_u64()
-        .filter(|&v| (1..=i32::MAX as u64).contains(&v))
-        .and_then(|v| u32::try_from(v).ok())
+    n.as_u64().filter(|&v| (1..=i32::MAX as u64).contains(&v)).and_then(|v| u32::try_from(v).ok())
 }
 
 /// NPI check digit (Luhn over `80840` + the first nine digits).
@@ -245,10 +232,7 @@ mod tests {
 
     #[test]
     fn dates() {
-        assert_eq!(
-            parse_date("2014-08-16"),
-            Some(FhirDate::Day(date!(2014 - 08 - 16)))
-        );
+        assert_eq!(parse_date("2014-08-16"), Some(FhirDate::Day(date!(2014 - 08 - 16))));
         assert_eq!(parse_date("2014"), Some(FhirDate::Year));
         assert_eq!(parse_date("2014-08"), Some(FhirDate::YearMonth));
         assert_eq!(parse_date("2014-02-30"), None);
@@ -263,24 +247,15 @@ mod tests {
     #[test]
     fn date_times() {
         let d = date!(2015 - 10 - 16);
-        assert_eq!(
-            parse_date_time("2015-10-16T00:00:00-07:00"),
-            Some(FhirDate::DateTime(d))
-        );
-        assert_eq!(
-            parse_date_time("2015-10-16T23:59:60.123Z"),
-            Some(FhirDate::DateTime(d))
-        );
+        assert_eq!(parse_date_time("2015-10-16T00:00:00-07:00"), Some(FhirDate::DateTime(d)));
+        assert_eq!(parse_date_time("2015-10-16T23:59:60.123Z"), Some(FhirDate::DateTime(d)));
         assert_eq!(parse_date_time("2015-10-16"), Some(FhirDate::Day(d)));
         assert_eq!(parse_date_time("2015"), Some(FhirDate::Year));
         // A time needs a zone.
         assert_eq!(parse_date_time("2015-10-16T00:00:00"), None);
         assert_eq!(parse_date_time("2015-10-16T24:00:00Z"), None);
         assert_eq!(parse_date_time("2015-10-16T10:00:00+15:00"), None);
-        assert_eq!(
-            parse_date_time("2015-10-16T10:00:00+14:00"),
-            Some(FhirDate::DateTime(d))
-        );
+        assert_eq!(parse_date_time("2015-10-16T10:00:00+14:00"), Some(FhirDate::DateTime(d)));
         assert_eq!(parse_date_time("2015-10-16T10:00:00.Z"), None);
         assert_eq!(parse_date_time("2015-10T10:00:00Z"), None);
         assert_eq!(parse_date_time("2015-10-16T10:00Z"), None);
@@ -297,18 +272,12 @@ mod tests {
         assert_eq!(dec("75.00"), Ok((Decimal::new(75, 0), false)));
         assert_eq!(dec("0.1"), Ok((Decimal::new(1, 1), false)));
         assert_eq!(dec("-3"), Ok((Decimal::new(-3, 0), false)));
-        assert_eq!(
-            dec("12345678901234.5"),
-            Ok((Decimal::new(123456789012345, 1), false))
-        );
+        assert_eq!(dec("12345678901234.5"), Ok((Decimal::new(123456789012345, 1), false)));
         assert!(matches!(dec("0.12345678901234567"), Ok((_, true))));
         assert_eq!(dec("1e300"), Err(DecimalProblem::OutOfRange));
         // Too small for 28 decimal places: not a money amount either.
         assert_eq!(dec("1e-300"), Err(DecimalProblem::OutOfRange));
-        assert_eq!(
-            dec("1e20").map(|(d, _)| d.to_string()),
-            Ok("100000000000000000000".to_string())
-        );
+        assert_eq!(dec("1e20").map(|(d, _)| d.to_string()), Ok("100000000000000000000".to_string()));
     }
 
     #[test]

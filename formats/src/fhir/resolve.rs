@@ -43,16 +43,13 @@ impl<'v> BundleIndex<'v> {
                 continue;
             };
             let resource = e.get("resource").and_then(Value::as_object);
-            idx.entries
-                .push(resource.map(|resource| IndexedEntry { resource }));
+            idx.entries.push(resource.map(|resource| IndexedEntry { resource }));
             if let Some(url) = e.get("fullUrl").and_then(Value::as_str) {
                 idx.by_full_url.entry(url).or_default().push(i);
             }
             if let Some(r) = resource
-                && let (Some(t), Some(id)) = (
-                    r.get("resourceType").and_then(Value::as_str),
-                    r.get("id").and_then(Value::as_str),
-                )
+                && let (Some(t), Some(id)) =
+                    (r.get("resourceType").and_then(Value::as_str), r.get("id").and_then(Value::as_str))
             {
                 idx.by_type_id.entry((t, id)).or_default().push(i);
             }
@@ -62,10 +59,7 @@ impl<'v> BundleIndex<'v> {
 
     fn found(&self, i: usize) -> Resolution<'v> {
         match self.entries.get(i).copied().flatten() {
-            Some(e) => Resolution::Found {
-                resource: e.resource,
-                path: field(&index("Bundle.entry", i), "resource"),
-            },
+            Some(e) => Resolution::Found { resource: e.resource, path: field(&index("Bundle.entry", i), "resource") },
             None => Resolution::NotFound,
         }
     }
@@ -123,12 +117,7 @@ impl<'v> Resolver<'v> {
                 }
             }
         }
-        Resolver {
-            root: root.to_owned(),
-            contained,
-            bundle,
-            own_full_url,
-        }
+        Resolver { root: root.to_owned(), contained, bundle, own_full_url }
     }
 
     /// Resolves a Reference's literal `reference`.
@@ -142,10 +131,9 @@ impl<'v> Resolver<'v> {
     pub(crate) fn resolve_str(&self, s: &str) -> Resolution<'v> {
         if let Some(id) = s.strip_prefix('#') {
             return match self.contained.get(id).map(Vec::as_slice) {
-                Some([(res, i)]) => Resolution::Found {
-                    resource: res,
-                    path: index(&field(&self.root, "contained"), *i),
-                },
+                Some([(res, i)]) => {
+                    Resolution::Found { resource: res, path: index(&field(&self.root, "contained"), *i) }
+                }
                 Some([_, _, ..]) => Resolution::Ambiguous,
                 _ => Resolution::NotFound,
             };
@@ -154,11 +142,7 @@ impl<'v> Resolver<'v> {
         let is_urn = s.starts_with("urn:");
         let is_absolute = is_urn || s.contains("://");
         let Some(bundle) = self.bundle else {
-            return if is_urn {
-                Resolution::NotFound
-            } else {
-                Resolution::External
-            };
+            return if is_urn { Resolution::NotFound } else { Resolution::External };
         };
         if let Some(r) = bundle.one_of(bundle.by_full_url.get(s)) {
             return r;
@@ -181,9 +165,7 @@ impl<'v> Resolver<'v> {
                 return r;
             }
         }
-        bundle
-            .one_of(bundle.by_type_id.get(&(rtype, rid)))
-            .unwrap_or(Resolution::External)
+        bundle.one_of(bundle.by_type_id.get(&(rtype, rid))).unwrap_or(Resolution::External)
     }
 
     /// Resolves and checks the target's resource type; `None` when the
@@ -251,33 +233,16 @@ mod tests {
         let arr = e.as_array().map(Vec::as_slice).unwrap_or_default();
         let idx = BundleIndex::new(arr);
         let claim = arr[4]["resource"].as_object().cloned().unwrap_or_default();
-        let r = Resolver::new(
-            &claim,
-            "Bundle.entry[4].resource",
-            Some(&idx),
-            Some("http://example.org/fhir/Claim/x"),
-        );
+        let r = Resolver::new(&claim, "Bundle.entry[4].resource", Some(&idx), Some("http://example.org/fhir/Claim/x"));
         assert_eq!(
             path_of(r.resolve_str("urn:uuid:11111111-1111-1111-1111-111111111111")),
             Some("Bundle.entry[0].resource".into())
         );
         // Relative to this entry's base: not ambiguous although two c1 exist.
-        assert_eq!(
-            path_of(r.resolve_str("Coverage/c1")),
-            Some("Bundle.entry[1].resource".into())
-        );
-        assert_eq!(
-            path_of(r.resolve_str("Organization/o1")),
-            Some("Bundle.entry[3].resource".into())
-        );
-        assert_eq!(
-            path_of(r.resolve_str("Patient/p1/_history/2")),
-            Some("Bundle.entry[0].resource".into())
-        );
-        assert_eq!(
-            path_of(r.resolve_str("#cp")),
-            Some("Bundle.entry[4].resource.contained[0]".into())
-        );
+        assert_eq!(path_of(r.resolve_str("Coverage/c1")), Some("Bundle.entry[1].resource".into()));
+        assert_eq!(path_of(r.resolve_str("Organization/o1")), Some("Bundle.entry[3].resource".into()));
+        assert_eq!(path_of(r.resolve_str("Patient/p1/_history/2")), Some("Bundle.entry[0].resource".into()));
+        assert_eq!(path_of(r.resolve_str("#cp")), Some("Bundle.entry[4].resource.contained[0]".into()));
         assert_eq!(r.resolve_str("#nope"), Resolution::NotFound);
         assert_eq!(r.resolve_str("urn:uuid:nope"), Resolution::NotFound);
         assert_eq!(r.resolve_str("Patient/elsewhere"), Resolution::External);
@@ -290,12 +255,7 @@ mod tests {
         let arr = e.as_array().map(Vec::as_slice).unwrap_or_default();
         let idx = BundleIndex::new(arr);
         let claim = Obj::new();
-        let r = Resolver::new(
-            &claim,
-            "Bundle.entry[9].resource",
-            Some(&idx),
-            Some("urn:uuid:x"),
-        );
+        let r = Resolver::new(&claim, "Bundle.entry[9].resource", Some(&idx), Some("urn:uuid:x"));
         assert_eq!(r.resolve_str("Coverage/c1"), Resolution::Ambiguous);
     }
 
@@ -304,10 +264,7 @@ mod tests {
         let claim = json!({"contained": [{"resourceType": "Patient", "id": "a"}]});
         let claim = claim.as_object().cloned().unwrap_or_default();
         let r = Resolver::new(&claim, "Claim", None, None);
-        assert_eq!(
-            path_of(r.resolve_str("#a")),
-            Some("Claim.contained[0]".into())
-        );
+        assert_eq!(path_of(r.resolve_str("#a")), Some("Claim.contained[0]".into()));
         assert_eq!(r.resolve_str("Patient/a"), Resolution::External);
         let typed = r.resolve_typed(&Reference::literal("#a"), &["Organization"]);
         assert!(typed.is_none());

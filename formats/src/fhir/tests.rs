@@ -169,18 +169,12 @@ fn with(mut v: Value, p: &str, new: Value) -> Value {
 }
 
 fn has_issue(issues: &[&OutcomeIssue], sev: Severity, code: IssueType, expr: &str) -> bool {
-    issues
-        .iter()
-        .any(|i| i.severity == sev && i.code == code && i.expression == expr)
+    issues.iter().any(|i| i.severity == sev && i.code == code && i.expression == expr)
 }
 
 fn assert_issue(doc: &FhirDocument, sev: Severity, code: IssueType, expr: &str) {
     let issues = doc.issues();
-    assert!(
-        has_issue(&issues, sev, code, expr),
-        "expected {sev:?} {code:?} at {expr}; got {:#?}",
-        issues
-    );
+    assert!(has_issue(&issues, sev, code, expr), "expected {sev:?} {code:?} at {expr}; got {:#?}", issues);
 }
 
 fn no_canary(doc: &FhirDocument) {
@@ -205,78 +199,40 @@ fn base_claim_has_no_findings() {
 #[test]
 fn maps_professional_claim_to_core() {
     let doc = claim_doc(&base_claim());
-    let c = doc
-        .claim
-        .as_ref()
-        .unwrap_or_else(|| panic!("not mapped: {:?}", doc.issues));
+    let c = doc.claim.as_ref().unwrap_or_else(|| panic!("not mapped: {:?}", doc.issues));
     assert_eq!(c.source, clearway_core::SourceFormat::Fhir);
     assert_eq!(c.kind, ClaimKind::Professional);
-    assert_eq!(
-        c.implementation.as_deref(),
-        Some("http://example.org/StructureDefinition/clearway-claim")
-    );
+    assert_eq!(c.implementation.as_deref(), Some("http://example.org/StructureDefinition/clearway-claim"));
     assert_eq!(c.patient_control_number.expose(), "PCN-CANARY");
-    assert_eq!(
-        c.total_charge,
-        Decimal::from_str("122.5").unwrap_or_default()
-    );
+    assert_eq!(c.total_charge, Decimal::from_str("122.5").unwrap_or_default());
     assert_eq!(c.facility_code.as_deref(), Some("11"));
     assert_eq!(c.frequency_code, None);
     assert_eq!(c.billing_provider_npi.as_deref(), Some(NPI));
     assert_eq!(c.payer_id.as_deref(), Some("payer"));
     assert_eq!(c.payer_name.as_deref(), Some("Payer Inc"));
-    assert_eq!(
-        c.subscriber_member_id.expose().as_deref(),
-        Some("MEMBER-CANARY")
-    );
+    assert_eq!(c.subscriber_member_id.expose().as_deref(), Some("MEMBER-CANARY"));
     assert_eq!(c.patient.last_name.expose(), "Canaryfamily");
-    assert_eq!(
-        c.patient.first_name.expose().as_deref(),
-        Some("Canarygiven")
-    );
-    assert_eq!(
-        c.patient.middle_name.expose().as_deref(),
-        Some("Canarymiddle")
-    );
+    assert_eq!(c.patient.first_name.expose().as_deref(), Some("Canarygiven"));
+    assert_eq!(c.patient.middle_name.expose().as_deref(), Some("Canarymiddle"));
     assert_eq!(*c.patient.birth_date.expose(), Some(date!(1980 - 05 - 06)));
     assert_eq!(c.patient.gender.as_deref(), Some("M"));
-    assert_eq!(
-        c.subscriber, c.patient,
-        "relationship self: subscriber is the patient"
-    );
-    assert_eq!(
-        c.diagnosis_codes.expose(),
-        &["J02.0", "E11.9"],
-        "ordered by sequence, ICD-10 preferred"
-    );
+    assert_eq!(c.subscriber, c.patient, "relationship self: subscriber is the patient");
+    assert_eq!(c.diagnosis_codes.expose(), &["J02.0", "E11.9"], "ordered by sequence, ICD-10 preferred");
     assert_eq!(c.service_lines.len(), 2);
     let l1 = &c.service_lines[0];
     assert_eq!(l1.line_number, 1);
     assert_eq!(l1.procedure_code, "99213");
-    assert_eq!(
-        l1.procedure_qualifier.as_deref(),
-        Some("http://www.ama-assn.org/go/cpt")
-    );
+    assert_eq!(l1.procedure_qualifier.as_deref(), Some("http://www.ama-assn.org/go/cpt"));
     assert_eq!(l1.modifiers, ["25"]);
     assert_eq!(l1.charge, Decimal::from(100));
     assert_eq!(l1.units, Some(Decimal::ONE));
     assert_eq!(l1.unit_basis.as_deref(), Some("UN"));
     assert_eq!(l1.service_date, Some(DateRange::day(date!(2024 - 02 - 28))));
     let l2 = &c.service_lines[1];
-    assert_eq!(
-        l2.charge,
-        Decimal::from_str("22.5").unwrap_or_default(),
-        "1.5 × 30 × 0.5"
-    );
+    assert_eq!(l2.charge, Decimal::from_str("22.5").unwrap_or_default(), "1.5 × 30 × 0.5");
     assert_eq!(l2.units, Some(Decimal::from(30)));
     assert_eq!(l2.unit_basis.as_deref(), Some("MJ"), "UCUM min → minutes");
-    assert_eq!(
-        l2.service_date,
-        Some(DateRange {
-            from: date!(2024 - 02 - 27),
-            to: date!(2024 - 02 - 28)
-        })
-    );
+    assert_eq!(l2.service_date, Some(DateRange { from: date!(2024 - 02 - 27), to: date!(2024 - 02 - 28) }));
     let s = c.summary();
     assert_eq!(s.line_charge_total, c.total_charge);
 }
@@ -289,13 +245,7 @@ fn claim_header_is_read() {
     assert_eq!(h.status, Some(FinancialStatus::Active));
     assert_eq!(h.claim_type.as_deref(), Some("professional"));
     assert_eq!(h.claim_use, Some(ClaimUse::Claim));
-    assert_eq!(
-        h.patient
-            .expose()
-            .as_ref()
-            .and_then(|r| r.reference.as_deref()),
-        Some("#pat")
-    );
+    assert_eq!(h.patient.expose().as_ref().and_then(|r| r.reference.as_deref()), Some("#pat"));
     assert_eq!(h.item_count, 2);
     assert_eq!(h.insurance_count, 1);
     assert_eq!(h.created.as_deref(), Some("2024-03-01T10:00:00Z"));
@@ -335,11 +285,7 @@ fn unprocessed_claim_type_is_not_supported() {
 
 #[test]
 fn claim_type_coding_from_another_system_is_ignored() {
-    let v = with(
-        base_claim(),
-        "/type/coding/0/system",
-        json!("http://example.org/types"),
-    );
+    let v = with(base_claim(), "/type/coding/0/system", json!("http://example.org/types"));
     let doc = read(&v);
     assert_issue(&doc, Severity::Error, IssueType::NotSupported, "Claim.type");
 }
@@ -364,22 +310,14 @@ fn pcn_falls_back_to_id_then_is_required() {
     assert_eq!(c.patient_control_number.expose(), "c-1");
     let v = without(v, "/id");
     let doc = read(&v);
-    assert_issue(
-        &doc,
-        Severity::Error,
-        IssueType::BusinessRule,
-        "Claim.identifier",
-    );
+    assert_issue(&doc, Severity::Error, IssueType::BusinessRule, "Claim.identifier");
 }
 
 #[test]
 fn total_falls_back_to_sum_of_item_charges() {
     let v = without(base_claim(), "/total");
     let c = claim_doc(&v).claim.unwrap_or_else(|| panic!("not mapped"));
-    assert_eq!(
-        c.total_charge,
-        Decimal::from_str("122.5").unwrap_or_default()
-    );
+    assert_eq!(c.total_charge, Decimal::from_str("122.5").unwrap_or_default());
 }
 
 #[test]
@@ -397,11 +335,7 @@ fn item_charge_from_details_when_unpriced() {
         ]),
     );
     let c = claim_doc(&v).claim.unwrap_or_else(|| panic!("not mapped"));
-    assert_eq!(
-        c.service_lines[0].charge,
-        Decimal::from(35),
-        "20 + 5 × 3 (sub-details ignored when priced)"
-    );
+    assert_eq!(c.service_lines[0].charge, Decimal::from(35), "20 + 5 × 3 (sub-details ignored when priced)");
 }
 
 #[test]
@@ -409,30 +343,15 @@ fn unpriced_item_is_zero_with_a_warning() {
     let mut v = without(base_claim(), "/item/0/net");
     v = without(v, "/item/0/unitPrice");
     let doc = read(&v);
-    assert_issue(
-        &doc,
-        Severity::Warning,
-        IssueType::Incomplete,
-        "Claim.item[0]",
-    );
-    assert_issue(
-        &doc,
-        Severity::Warning,
-        IssueType::BusinessRule,
-        "Claim.total",
-    );
+    assert_issue(&doc, Severity::Warning, IssueType::Incomplete, "Claim.item[0]");
+    assert_issue(&doc, Severity::Warning, IssueType::BusinessRule, "Claim.total");
 }
 
 #[test]
 fn net_inconsistent_with_unit_price_is_warned() {
     let v = with(base_claim(), "/item/0/net/value", json!(90));
     let doc = read(&v);
-    assert_issue(
-        &doc,
-        Severity::Warning,
-        IssueType::BusinessRule,
-        "Claim.item[0].net",
-    );
+    assert_issue(&doc, Severity::Warning, IssueType::BusinessRule, "Claim.item[0].net");
     assert!(doc.is_processable());
 }
 
@@ -453,17 +372,9 @@ fn npi_from_reference_identifier_and_check_digit_warning() {
         json!({"identifier": {"system": "http://hl7.org/fhir/sid/us-npi", "value": "1234567890"}}),
     );
     let doc = read(&v);
-    assert_issue(
-        &doc,
-        Severity::Warning,
-        IssueType::Value,
-        "Claim.provider.identifier.value",
-    );
+    assert_issue(&doc, Severity::Warning, IssueType::Value, "Claim.provider.identifier.value");
     if let FhirDocument::Claim(c) = doc {
-        assert_eq!(
-            c.claim.and_then(|c| c.billing_provider_npi).as_deref(),
-            Some("1234567890")
-        );
+        assert_eq!(c.claim.and_then(|c| c.billing_provider_npi).as_deref(), Some("1234567890"));
     }
 }
 
@@ -476,40 +387,22 @@ fn npi_through_practitioner_role() {
                       "identifier": [{"system": "http://hl7.org/fhir/sid/us-npi", "value": "1245319599"}]}));
     }
     v = with(v, "/provider", json!({"reference": "#role"}));
-    v = with(
-        v,
-        "/payee",
-        json!({"type": {"coding": [{"code": "provider"}]}, "party": {"reference": "#prov"}}),
-    );
+    v = with(v, "/payee", json!({"type": {"coding": [{"code": "provider"}]}, "party": {"reference": "#prov"}}));
     let c = claim_doc(&v).claim.unwrap_or_else(|| panic!("not mapped"));
     assert_eq!(c.billing_provider_npi.as_deref(), Some("1245319599"));
 }
 
 #[test]
 fn payer_from_insurer_identifier_or_reference_id() {
-    let v = with(
-        base_claim(),
-        "/insurer",
-        json!({"identifier": {"value": "P-77"}, "display": "Named"}),
-    );
+    let v = with(base_claim(), "/insurer", json!({"identifier": {"value": "P-77"}, "display": "Named"}));
     let c = claim_doc(&v).claim.unwrap_or_else(|| panic!("not mapped"));
     assert_eq!(c.payer_id.as_deref(), Some("P-77"));
     assert_eq!(c.payer_name.as_deref(), Some("Named"));
-    let mut v = with(
-        base_claim(),
-        "/insurer",
-        json!({"reference": "Organization/2"}),
-    );
-    v = with(
-        v,
-        "/contained/1/payor/0",
-        json!({"reference": "Organization/2"}),
-    );
+    let mut v = with(base_claim(), "/insurer", json!({"reference": "Organization/2"}));
+    v = with(v, "/contained/1/payor/0", json!({"reference": "Organization/2"}));
     v = without(v, "/contained/3");
     let doc = claim_doc(&v);
-    let c = doc
-        .claim
-        .unwrap_or_else(|| panic!("not mapped: {:?}", doc.issues));
+    let c = doc.claim.unwrap_or_else(|| panic!("not mapped: {:?}", doc.issues));
     assert_eq!(c.payer_id.as_deref(), Some("2"));
     assert_eq!(c.payer_name, None);
 }
@@ -530,19 +423,9 @@ fn member_id_prefers_member_number_identifier() {
 fn non_focal_insurance_is_used_with_a_warning() {
     let v = with(base_claim(), "/insurance/0/focal", json!(false));
     let doc = read(&v);
-    assert_issue(
-        &doc,
-        Severity::Warning,
-        IssueType::BusinessRule,
-        "Claim.insurance",
-    );
+    assert_issue(&doc, Severity::Warning, IssueType::BusinessRule, "Claim.insurance");
     if let FhirDocument::Claim(c) = doc {
-        assert_eq!(
-            c.claim
-                .and_then(|c| c.subscriber_member_id.into_inner())
-                .as_deref(),
-            Some("MEMBER-CANARY")
-        );
+        assert_eq!(c.claim.and_then(|c| c.subscriber_member_id.into_inner()).as_deref(), Some("MEMBER-CANARY"));
     }
 }
 
@@ -558,46 +441,26 @@ fn maps_eligibility_request_with_dependent() {
     assert_eq!(r.provider_name.as_deref(), Some("Dr Who"));
     assert_eq!(r.member_id.expose().as_deref(), Some("MB-CANARY"));
     assert_eq!(r.subscriber.last_name.expose(), "Canaryparent");
-    assert_eq!(
-        r.dependent.as_ref().map(|d| d.last_name.expose().as_str()),
-        Some("Canarychild")
-    );
+    assert_eq!(r.dependent.as_ref().map(|d| d.last_name.expose().as_str()), Some("Canarychild"));
     assert_eq!(r.service_types, ["69", "30"]);
-    assert_eq!(
-        r.date,
-        Some(DateRange {
-            from: date!(2024 - 01 - 01),
-            to: date!(2024 - 01 - 31)
-        })
-    );
-    assert_eq!(
-        doc.header.purposes,
-        [EligibilityPurpose::Validation, EligibilityPurpose::Benefits]
-    );
+    assert_eq!(r.date, Some(DateRange { from: date!(2024 - 01 - 01), to: date!(2024 - 01 - 31) }));
+    assert_eq!(doc.header.purposes, [EligibilityPurpose::Validation, EligibilityPurpose::Benefits]);
 }
 
 #[test]
 fn eligibility_defaults_service_type_and_date() {
     let mut v = without(base_request(), "/item");
     v = without(v, "/servicedPeriod");
-    let r = request_doc(&v)
-        .request
-        .unwrap_or_else(|| panic!("not mapped"));
+    let r = request_doc(&v).request.unwrap_or_else(|| panic!("not mapped"));
     assert_eq!(r.service_types, ["30"]);
-    assert_eq!(
-        r.date,
-        Some(DateRange::day(date!(2024 - 01 - 15))),
-        "created"
-    );
+    assert_eq!(r.date, Some(DateRange::day(date!(2024 - 01 - 15))), "created");
 }
 
 #[test]
 fn eligibility_subscriber_unknown_when_not_self_and_unresolvable() {
     let v = without(base_request(), "/contained/2/subscriber");
     let v = without(v, "/contained/1");
-    let r = request_doc(&v)
-        .request
-        .unwrap_or_else(|| panic!("not mapped"));
+    let r = request_doc(&v).request.unwrap_or_else(|| panic!("not mapped"));
     assert_eq!(r.subscriber.last_name.expose(), "");
     assert!(r.dependent.is_some());
 }
@@ -626,70 +489,14 @@ macro_rules! rule {
 }
 
 // Claim: required elements.
-rule!(
-    claim_requires_status,
-    base_claim(),
-    |v| without(v, "/status"),
-    Error,
-    Required,
-    "Claim.status"
-);
-rule!(
-    claim_requires_type,
-    base_claim(),
-    |v| without(v, "/type"),
-    Error,
-    Required,
-    "Claim.type"
-);
-rule!(
-    claim_requires_use,
-    base_claim(),
-    |v| without(v, "/use"),
-    Error,
-    Required,
-    "Claim.use"
-);
-rule!(
-    claim_requires_patient,
-    base_claim(),
-    |v| without(v, "/patient"),
-    Error,
-    Required,
-    "Claim.patient"
-);
-rule!(
-    claim_requires_created,
-    base_claim(),
-    |v| without(v, "/created"),
-    Error,
-    Required,
-    "Claim.created"
-);
-rule!(
-    claim_requires_provider,
-    base_claim(),
-    |v| without(v, "/provider"),
-    Error,
-    Required,
-    "Claim.provider"
-);
-rule!(
-    claim_requires_priority,
-    base_claim(),
-    |v| without(v, "/priority"),
-    Error,
-    Required,
-    "Claim.priority"
-);
-rule!(
-    claim_requires_insurance,
-    base_claim(),
-    |v| without(v, "/insurance"),
-    Error,
-    Required,
-    "Claim.insurance"
-);
+rule!(claim_requires_status, base_claim(), |v| without(v, "/status"), Error, Required, "Claim.status");
+rule!(claim_requires_type, base_claim(), |v| without(v, "/type"), Error, Required, "Claim.type");
+rule!(claim_requires_use, base_claim(), |v| without(v, "/use"), Error, Required, "Claim.use");
+rule!(claim_requires_patient, base_claim(), |v| without(v, "/patient"), Error, Required, "Claim.patient");
+rule!(claim_requires_created, base_claim(), |v| without(v, "/created"), Error, Required, "Claim.created");
+rule!(claim_requires_provider, base_claim(), |v| without(v, "/provider"), Error, Required, "Claim.provider");
+rule!(claim_requires_priority, base_claim(), |v| without(v, "/priority"), Error, Required, "Claim.priority");
+rule!(claim_requires_insurance, base_claim(), |v| without(v, "/insurance"), Error, Required, "Claim.insurance");
 rule!(
     claim_requires_non_empty_insurance,
     base_claim(),
@@ -749,11 +556,7 @@ rule!(
 rule!(
     detail_requires_sequence,
     base_claim(),
-    |v| with(
-        v,
-        "/item/0/detail",
-        json!([{"productOrService": {"coding": [{"code": "x"}]}}])
-    ),
+    |v| with(v, "/item/0/detail", json!([{"productOrService": {"coding": [{"code": "x"}]}}])),
     Error,
     Required,
     "Claim.item[0].detail[0].sequence"
@@ -808,14 +611,7 @@ rule!(
     CodeInvalid,
     "Claim.use"
 );
-rule!(
-    claim_status_must_be_a_string,
-    base_claim(),
-    |v| with(v, "/status", json!(1)),
-    Error,
-    Structure,
-    "Claim.status"
-);
+rule!(claim_status_must_be_a_string, base_claim(), |v| with(v, "/status", json!(1)), Error, Structure, "Claim.status");
 rule!(
     claim_created_is_a_date_time,
     base_claim(),
@@ -920,30 +716,9 @@ rule!(
     Value,
     "Claim.identifier[0].system"
 );
-rule!(
-    null_property_is_invalid,
-    base_claim(),
-    |v| with(v, "/subType", Value::Null),
-    Error,
-    Structure,
-    "Claim.subType"
-);
-rule!(
-    empty_object_is_invalid,
-    base_claim(),
-    |v| with(v, "/subType", json!({})),
-    Error,
-    Structure,
-    "Claim.subType"
-);
-rule!(
-    id_syntax,
-    base_claim(),
-    |v| with(v, "/id", json!("CANARY id with spaces")),
-    Error,
-    Value,
-    "Claim.id"
-);
+rule!(null_property_is_invalid, base_claim(), |v| with(v, "/subType", Value::Null), Error, Structure, "Claim.subType");
+rule!(empty_object_is_invalid, base_claim(), |v| with(v, "/subType", json!({})), Error, Structure, "Claim.subType");
+rule!(id_syntax, base_claim(), |v| with(v, "/id", json!("CANARY id with spaces")), Error, Value, "Claim.id");
 rule!(
     unknown_top_level_element_is_a_warning,
     base_claim(),
@@ -963,11 +738,7 @@ rule!(
 rule!(
     modifier_extension_is_not_supported,
     base_claim(),
-    |v| with(
-        v,
-        "/modifierExtension",
-        json!([{"url": "http://example.org/x", "valueBoolean": true}])
-    ),
+    |v| with(v, "/modifierExtension", json!([{"url": "http://example.org/x", "valueBoolean": true}])),
     Error,
     NotSupported,
     "Claim.modifierExtension"
@@ -996,11 +767,7 @@ rule!(
 rule!(
     contained_must_be_an_array,
     base_claim(),
-    |v| with(
-        v,
-        "/contained",
-        json!({"resourceType": "Patient", "id": "pat"})
-    ),
+    |v| with(v, "/contained", json!({"resourceType": "Patient", "id": "pat"})),
     Error,
     Structure,
     "Claim.contained"
@@ -1128,11 +895,7 @@ rule!(
 rule!(
     cer_category_not_a_service_type_is_noted,
     base_request(),
-    |v| with(
-        v,
-        "/item/1/category/coding/0/system",
-        json!("http://example.org/cats")
-    ),
+    |v| with(v, "/item/1/category/coding/0/system", json!("http://example.org/cats")),
     Information,
     Informational,
     "CoverageEligibilityRequest.item[1].category"
@@ -1157,11 +920,7 @@ fn every_claim_status_and_use_code_is_accepted() {
 
 #[test]
 fn primitive_extensions_are_known_elements() {
-    let v = with(
-        base_claim(),
-        "/_status",
-        json!({"extension": [{"url": "http://example.org/x", "valueString": "x"}]}),
-    );
+    let v = with(base_claim(), "/_status", json!({"extension": [{"url": "http://example.org/x", "valueString": "x"}]}));
     let doc = claim_doc(&v);
     assert!(doc.issues.is_empty(), "{:?}", doc.issues);
 }
@@ -1172,10 +931,7 @@ fn findings_are_capped() {
     for i in 0..50 {
         v = with(v, &format!("/unknown{i}"), json!(1));
     }
-    let limits = Limits {
-        max_issues: 10,
-        ..Limits::default()
-    };
+    let limits = Limits { max_issues: 10, ..Limits::default() };
     let bytes = serde_json::to_vec(&v).unwrap_or_default();
     match read_resource(&bytes, &limits) {
         Ok(FhirDocument::Claim(c)) => {
@@ -1224,9 +980,8 @@ fn hostile_sizes_stay_linear() {
     let contained: Vec<Value> = (0..N)
         .map(|i| json!({"resourceType": "Condition", "id": format!("c{i}"), "code": {"coding": [{"code": "X"}]}}))
         .collect();
-    let diagnoses: Vec<Value> = (0..N)
-        .map(|i| json!({"sequence": i + 10, "diagnosisReference": {"reference": format!("#c{i}")}}))
-        .collect();
+    let diagnoses: Vec<Value> =
+        (0..N).map(|i| json!({"sequence": i + 10, "diagnosisReference": {"reference": format!("#c{i}")}})).collect();
     if let Some(Value::Array(c)) = v.get_mut("contained") {
         c.extend(contained);
     }
@@ -1236,15 +991,8 @@ fn hostile_sizes_stay_linear() {
     let started = std::time::Instant::now();
     let doc = claim_doc(&v);
     assert!(doc.issues.is_empty(), "{:?}", doc.issues.first());
-    assert_eq!(
-        doc.claim.map(|c| c.diagnosis_codes.expose().len()),
-        Some(N + 2)
-    );
-    assert!(
-        started.elapsed() < std::time::Duration::from_secs(20),
-        "{:?}",
-        started.elapsed()
-    );
+    assert_eq!(doc.claim.map(|c| c.diagnosis_codes.expose().len()), Some(N + 2));
+    assert!(started.elapsed() < std::time::Duration::from_secs(20), "{:?}", started.elapsed());
 }
 
 // ---------------------------------------------------------------- envelope
@@ -1256,40 +1004,19 @@ fn read_errors_have_positions_and_no_content() {
         read_resource(b"{\"resourceType\": \"Claim\",\n \"id\": CANARY}", &limits),
         Err(FhirError::MalformedJson { line: 2, .. })
     ));
+    assert!(matches!(read_resource(b"{\"resourceType\": \"Claim\"", &limits), Err(FhirError::TruncatedJson { .. })));
     assert!(matches!(
-        read_resource(b"{\"resourceType\": \"Claim\"", &limits),
-        Err(FhirError::TruncatedJson { .. })
-    ));
-    assert!(matches!(
-        read_resource(
-            b"{\"resourceType\": \"Claim\", \"id\": \"a\", \"id\": \"b\"}",
-            &limits
-        ),
+        read_resource(b"{\"resourceType\": \"Claim\", \"id\": \"a\", \"id\": \"b\"}", &limits),
         Err(FhirError::DuplicateKey { line: 1, .. })
     ));
     assert_eq!(read_resource(b"[1]", &limits), Err(FhirError::NotAnObject));
-    assert_eq!(
-        read_resource(b"{\"id\": \"x\"}", &limits),
-        Err(FhirError::MissingResourceType)
-    );
-    assert_eq!(
-        read_resource(b"{\"resourceType\": \"CANARY type\"}", &limits),
-        Err(FhirError::InvalidResourceType)
-    );
-    assert_eq!(
-        read_resource(b"{\"resourceType\": 7}", &limits),
-        Err(FhirError::InvalidResourceType)
-    );
-    let small = Limits {
-        max_input_bytes: 10,
-        ..limits
-    };
+    assert_eq!(read_resource(b"{\"id\": \"x\"}", &limits), Err(FhirError::MissingResourceType));
+    assert_eq!(read_resource(b"{\"resourceType\": \"CANARY type\"}", &limits), Err(FhirError::InvalidResourceType));
+    assert_eq!(read_resource(b"{\"resourceType\": 7}", &limits), Err(FhirError::InvalidResourceType));
+    let small = Limits { max_input_bytes: 10, ..limits };
     assert_eq!(
         read_resource(b"{\"resourceType\": \"Claim\"}", &small),
-        Err(FhirError::TooLarge {
-            size: 25,
-            limit: 10
-        })
+        Err(FhirError::TooLarge { size: 25, limit: 10 })
     );
     let e = read_resource(b"{\"resourceType\": \"Claim\", \"x\": CANARY}", &limits)
         .err()
@@ -1304,21 +1031,13 @@ fn read_errors_have_positions_and_no_content() {
 fn byte_order_mark_is_skipped() {
     let mut bytes = b"\xEF\xBB\xBF".to_vec();
     bytes.extend(serde_json::to_vec(&base_claim()).unwrap_or_default());
-    assert!(matches!(
-        read_resource(&bytes, &Limits::default()),
-        Ok(FhirDocument::Claim(_))
-    ));
+    assert!(matches!(read_resource(&bytes, &Limits::default()), Ok(FhirDocument::Claim(_))));
 }
 
 #[test]
 fn other_resources_are_read_not_processed() {
     let doc = read(&json!({"resourceType": "ClaimResponse", "id": "x", "status": "active"}));
-    assert_eq!(
-        doc,
-        FhirDocument::Other {
-            resource_type: "ClaimResponse".into()
-        }
-    );
+    assert_eq!(doc, FhirDocument::Other { resource_type: "ClaimResponse".into() });
     assert!(!doc.is_processable());
     assert_eq!(doc.operation_outcome()["issue"][0]["code"], "not-supported");
 }
@@ -1332,28 +1051,12 @@ fn base_bundle() -> Value {
     let mut claim = base_claim();
     claim = without(claim, "/contained");
     claim = with(claim, "/patient", json!({"reference": PAT_URL}));
-    claim = with(
-        claim,
-        "/insurer",
-        json!({"reference": "Organization/payer1"}),
-    );
-    claim = with(
-        claim,
-        "/provider",
-        json!({"reference": "http://example.org/fhir/Practitioner/pr1"}),
-    );
-    claim = with(
-        claim,
-        "/insurance/0/coverage",
-        json!({"reference": "Coverage/cov1"}),
-    );
+    claim = with(claim, "/insurer", json!({"reference": "Organization/payer1"}));
+    claim = with(claim, "/provider", json!({"reference": "http://example.org/fhir/Practitioner/pr1"}));
+    claim = with(claim, "/insurance/0/coverage", json!({"reference": "Coverage/cov1"}));
     let mut request = without(base_request(), "/contained");
     request = with(request, "/patient", json!({"reference": PAT_URL}));
-    request = with(
-        request,
-        "/insurance/0/coverage",
-        json!({"reference": "Coverage/cov1"}),
-    );
+    request = with(request, "/insurance/0/coverage", json!({"reference": "Coverage/cov1"}));
     json!({
         "resourceType": "Bundle",
         "id": "b-1",
@@ -1391,43 +1094,21 @@ fn transaction_bundle_resolves_references_among_entries() {
     assert_eq!(b.bundle_type, Some(BundleType::Transaction));
     assert_eq!(b.entries.len(), 6);
     assert_eq!(b.entries[1].resource_type.as_deref(), Some("Patient"));
-    assert_eq!(
-        b.entries[0].request.as_ref().and_then(|r| r.method),
-        Some(HttpVerb::Post)
-    );
+    assert_eq!(b.entries[0].request.as_ref().and_then(|r| r.method), Some(HttpVerb::Post));
     let claims: Vec<_> = b.claims().collect();
     assert_eq!(claims.len(), 1);
     let (idx, doc) = claims[0];
     assert_eq!(idx, 0);
     let c = doc.claim.as_ref().unwrap_or_else(|| panic!("not mapped"));
-    assert_eq!(
-        c.patient.last_name.expose(),
-        "Canarybundle",
-        "by fullUrl (urn:uuid)"
-    );
-    assert_eq!(
-        c.subscriber_member_id.expose().as_deref(),
-        Some("BUNDLE-MEMBER"),
-        "by Type/id"
-    );
-    assert_eq!(
-        c.subscriber, c.patient,
-        "subscriber reference names the patient entry"
-    );
+    assert_eq!(c.patient.last_name.expose(), "Canarybundle", "by fullUrl (urn:uuid)");
+    assert_eq!(c.subscriber_member_id.expose().as_deref(), Some("BUNDLE-MEMBER"), "by Type/id");
+    assert_eq!(c.subscriber, c.patient, "subscriber reference names the patient entry");
     assert_eq!(c.payer_id.as_deref(), Some("payer1"));
     assert_eq!(c.payer_name.as_deref(), Some("Payer One"));
-    assert_eq!(
-        c.billing_provider_npi.as_deref(),
-        Some(NPI),
-        "by absolute fullUrl"
-    );
+    assert_eq!(c.billing_provider_npi.as_deref(), Some(NPI), "by absolute fullUrl");
     let reqs: Vec<_> = b.eligibility_requests().collect();
     assert_eq!(reqs.len(), 1);
-    let r = reqs[0]
-        .1
-        .request
-        .as_ref()
-        .unwrap_or_else(|| panic!("not mapped"));
+    let r = reqs[0].1.request.as_ref().unwrap_or_else(|| panic!("not mapped"));
     assert_eq!(r.member_id.expose().as_deref(), Some("BUNDLE-MEMBER"));
     assert!(r.dependent.is_none());
     assert!(read(&base_bundle()).is_processable());
@@ -1437,28 +1118,15 @@ fn transaction_bundle_resolves_references_among_entries() {
 fn bundle_entry_findings_use_full_paths() {
     let v = without(base_bundle(), "/entry/0/resource/status");
     let doc = read(&v);
-    assert_issue(
-        &doc,
-        Severity::Error,
-        IssueType::Required,
-        "Bundle.entry[0].resource.status",
-    );
+    assert_issue(&doc, Severity::Error, IssueType::Required, "Bundle.entry[0].resource.status");
     assert!(!doc.is_processable());
 }
 
 #[test]
 fn relative_reference_resolves_against_restful_base() {
-    let mut v = with(
-        base_bundle(),
-        "/entry/0/fullUrl",
-        json!("http://example.org/fhir/Claim/c-1"),
-    );
+    let mut v = with(base_bundle(), "/entry/0/fullUrl", json!("http://example.org/fhir/Claim/c-1"));
     // Two Coverage/cov1: only the one on the claim's server base is meant.
-    v = with(
-        v,
-        "/entry/2/fullUrl",
-        json!("http://example.org/fhir/Coverage/cov1"),
-    );
+    v = with(v, "/entry/2/fullUrl", json!("http://example.org/fhir/Coverage/cov1"));
     if let Some(Value::Array(e)) = v.get_mut("entry") {
         e.push(json!({"fullUrl": "http://elsewhere.org/fhir/Coverage/cov1",
                       "resource": {"resourceType": "Coverage", "id": "cov1", "subscriberId": "WRONG"},
@@ -1466,11 +1134,7 @@ fn relative_reference_resolves_against_restful_base() {
     }
     let b = bundle_doc(&v);
     let c = b.claims().next().and_then(|(_, d)| d.claim.clone());
-    assert_eq!(
-        c.and_then(|c| c.subscriber_member_id.into_inner())
-            .as_deref(),
-        Some("BUNDLE-MEMBER")
-    );
+    assert_eq!(c.and_then(|c| c.subscriber_member_id.into_inner()).as_deref(), Some("BUNDLE-MEMBER"));
     // The CER entry has a urn fullUrl: Type/id is ambiguous for it.
     let doc = FhirDocument::Bundle(b);
     assert_issue(
@@ -1488,21 +1152,12 @@ fn unresolved_urn_reference_is_not_found() {
         "/entry/0/resource/patient/reference",
         json!("urn:uuid:00000000-0000-0000-0000-000000000000"),
     );
-    assert_issue(
-        &read(&v),
-        Severity::Error,
-        IssueType::NotFound,
-        "Bundle.entry[0].resource.patient.reference",
-    );
+    assert_issue(&read(&v), Severity::Error, IssueType::NotFound, "Bundle.entry[0].resource.patient.reference");
 }
 
 #[test]
 fn reference_to_wrong_type_in_bundle_is_invalid() {
-    let v = with(
-        base_bundle(),
-        "/entry/0/resource/insurance/0/coverage/reference",
-        json!(PAT_URL),
-    );
+    let v = with(base_bundle(), "/entry/0/resource/insurance/0/coverage/reference", json!(PAT_URL));
     assert_issue(
         &read(&v),
         Severity::Error,
@@ -1517,20 +1172,10 @@ fn contained_resources_resolve_inside_an_entry() {
     v = with(v, "/entry/0/resource", base_claim());
     let b = bundle_doc(&v);
     let c = b.claims().next().and_then(|(_, d)| d.claim.clone());
-    assert_eq!(
-        c.map(|c| c.patient.last_name.into_inner()).as_deref(),
-        Some("Canaryfamily")
-    );
+    assert_eq!(c.map(|c| c.patient.last_name.into_inner()).as_deref(), Some("Canaryfamily"));
 }
 
-rule!(
-    bundle_requires_type,
-    base_bundle(),
-    |v| without(v, "/type"),
-    Error,
-    Required,
-    "Bundle.type"
-);
+rule!(bundle_requires_type, base_bundle(), |v| without(v, "/type"), Error, Required, "Bundle.type");
 rule!(
     bundle_type_from_value_set,
     base_bundle(),
@@ -1595,14 +1240,7 @@ rule!(
     NotSupported,
     "Bundle.type"
 );
-rule!(
-    message_is_not_intake,
-    base_bundle(),
-    |v| with(v, "/type", json!("message")),
-    Error,
-    NotSupported,
-    "Bundle.type"
-);
+rule!(message_is_not_intake, base_bundle(), |v| with(v, "/type", json!("message")), Error, NotSupported, "Bundle.type");
 rule!(
     claim_entry_must_be_posted,
     base_bundle(),
@@ -1622,11 +1260,7 @@ rule!(
 rule!(
     full_url_is_not_versioned,
     base_bundle(),
-    |v| with(
-        v,
-        "/entry/4/fullUrl",
-        json!("http://example.org/fhir/Practitioner/pr1/_history/2")
-    ),
+    |v| with(v, "/entry/4/fullUrl", json!("http://example.org/fhir/Practitioner/pr1/_history/2")),
     Error,
     Invariant,
     "Bundle.entry[4].fullUrl"
@@ -1634,23 +1268,12 @@ rule!(
 rule!(
     entry_needs_content,
     base_bundle(),
-    |v| with(
-        v,
-        "/entry/1",
-        json!({"fullUrl": "urn:uuid:8f2b5a43-5d4f-4a0e-9d33-6f3a3c0e1a09"})
-    ),
+    |v| with(v, "/entry/1", json!({"fullUrl": "urn:uuid:8f2b5a43-5d4f-4a0e-9d33-6f3a3c0e1a09"})),
     Error,
     Required,
     "Bundle.entry[1]"
 );
-rule!(
-    total_only_for_searches,
-    base_bundle(),
-    |v| with(v, "/total", json!(6)),
-    Error,
-    Invariant,
-    "Bundle.total"
-);
+rule!(total_only_for_searches, base_bundle(), |v| with(v, "/total", json!(6)), Error, Invariant, "Bundle.total");
 rule!(
     bundle_without_claims_is_not_processed,
     base_bundle(),
@@ -1669,20 +1292,13 @@ fn non_intake_bundle_entries_are_listed_not_mapped() {
     let b = bundle_doc(&with(base_bundle(), "/type", json!("searchset")));
     assert!(!b.processable);
     assert_eq!(b.entries.len(), 6);
-    assert!(
-        b.entries
-            .iter()
-            .all(|e| e.content == EntryContent::NotProcessed)
-    );
+    assert!(b.entries.iter().all(|e| e.content == EntryContent::NotProcessed));
     assert_eq!(b.claims().count(), 0);
 }
 
 #[test]
 fn too_many_entries_is_fatal_and_bounded() {
-    let limits = Limits {
-        max_bundle_entries: 3,
-        ..Limits::default()
-    };
+    let limits = Limits { max_bundle_entries: 3, ..Limits::default() };
     let bytes = serde_json::to_vec(&base_bundle()).unwrap_or_default();
     match read_resource(&bytes, &limits) {
         Ok(FhirDocument::Bundle(b)) => {
@@ -1703,20 +1319,13 @@ fn too_many_entries_is_fatal_and_bounded() {
 fn assert_valid_r4(v: &Value) {
     let rt = v["resourceType"].as_str().unwrap_or_default();
     let required: &[&str] = match rt {
-        "ClaimResponse" => &[
-            "status", "type", "use", "patient", "created", "insurer", "outcome",
-        ],
-        "CoverageEligibilityResponse" => &[
-            "status", "purpose", "patient", "created", "request", "outcome", "insurer",
-        ],
+        "ClaimResponse" => &["status", "type", "use", "patient", "created", "insurer", "outcome"],
+        "CoverageEligibilityResponse" => &["status", "purpose", "patient", "created", "request", "outcome", "insurer"],
         "OperationOutcome" => &["issue"],
         other => panic!("unexpected resourceType {other}"),
     };
     for k in required {
-        assert!(
-            v.get(*k).is_some_and(|x| !x.is_null()),
-            "{rt}.{k} missing in {v}"
-        );
+        assert!(v.get(*k).is_some_and(|x| !x.is_null()), "{rt}.{k} missing in {v}");
     }
     if let Some(id) = v.get("id") {
         assert!(id.as_str().is_some_and(primitives::is_id), "{rt}.id");
@@ -1730,12 +1339,7 @@ fn assert_valid_r4(v: &Value) {
             assert!(i["severity"].is_string() && i["code"].is_string(), "{i}");
         }
     } else {
-        assert!(
-            v["created"]
-                .as_str()
-                .and_then(primitives::parse_date_time)
-                .is_some()
-        );
+        assert!(v["created"].as_str().and_then(primitives::parse_date_time).is_some());
         assert_eq!(v["status"], "active");
         assert!(ResponseOutcome::from_code(v["outcome"].as_str().unwrap_or_default()).is_some());
     }
@@ -1793,10 +1397,7 @@ fn claim_response_has_required_fields_and_echoes_the_claim() {
 fn claim_response_with_adjudication_totals_and_errors() {
     let mut spec = response_spec();
     spec.outcome = ResponseOutcome::Partial;
-    spec.identifier = Some(Identifier {
-        system: Some("http://example.org/cr".into()),
-        value: "R1".into(),
-    });
+    spec.identifier = Some(Identifier { system: Some("http://example.org/cr".into()), value: "R1".into() });
     spec.disposition = Some("Processed".into());
     spec.items = vec![ItemAdjudication {
         item_sequence: 1,
@@ -1804,10 +1405,7 @@ fn claim_response_with_adjudication_totals_and_errors() {
             Adjudication::amount("submitted", Decimal::new(10000, 2)),
             Adjudication {
                 category: Coding::new(ADJUDICATION_SYSTEM, "eligpercent"),
-                reason: Some(Coding::new(
-                    "http://terminology.hl7.org/CodeSystem/adjudication-reason",
-                    "ar002",
-                )),
+                reason: Some(Coding::new("http://terminology.hl7.org/CodeSystem/adjudication-reason", "ar002")),
                 amount: None,
                 value: Some(Decimal::new(80, 0)),
             },
@@ -1825,10 +1423,7 @@ fn claim_response_with_adjudication_totals_and_errors() {
     }];
     let v = claim_response(&spec).unwrap_or_else(|e| panic!("{e}"));
     assert_valid_r4(&v);
-    assert_eq!(
-        v["item"][0]["adjudication"][0]["amount"],
-        json!({"value": 100, "currency": "USD"})
-    );
+    assert_eq!(v["item"][0]["adjudication"][0]["amount"], json!({"value": 100, "currency": "USD"}));
     assert_eq!(v["item"][0]["adjudication"][1]["value"], json!(80));
     assert_eq!(v["total"][0]["amount"]["value"], json!(90.47));
     assert_eq!(v["error"][0]["itemSequence"], 2);
@@ -1844,10 +1439,7 @@ fn rejected_claim_response_lists_its_errors() {
     let v = claim_response(&spec).unwrap_or_else(|e| panic!("{e}"));
     assert_valid_r4(&v);
     assert_eq!(v["outcome"], "error");
-    assert_eq!(
-        v["error"][0]["code"]["coding"][0]["system"],
-        ISSUE_TYPE_SYSTEM
-    );
+    assert_eq!(v["error"][0]["code"]["coding"][0]["system"], ISSUE_TYPE_SYSTEM);
     assert_eq!(v["error"][0]["code"]["coding"][0]["code"], "value");
 }
 
@@ -1855,10 +1447,7 @@ fn rejected_claim_response_lists_its_errors() {
 fn for_claim_needs_type_use_patient_and_insurer() {
     for p in ["/type", "/use", "/patient", "/insurer"] {
         let doc = claim_doc(&without(base_claim(), p));
-        assert!(
-            ClaimResponseSpec::for_claim(&doc, "x", created(), ResponseOutcome::Error).is_none(),
-            "{p}"
-        );
+        assert!(ClaimResponseSpec::for_claim(&doc, "x", created(), ResponseOutcome::Error).is_none(), "{p}");
     }
 }
 
@@ -1878,10 +1467,7 @@ fn builder_refuses_invalid_input() {
     s.insurer = Reference::default();
     check(s, "ClaimResponse.insurer");
     let mut s = response_spec();
-    s.items = vec![ItemAdjudication {
-        item_sequence: 1,
-        adjudication: vec![],
-    }];
+    s.items = vec![ItemAdjudication { item_sequence: 1, adjudication: vec![] }];
     check(s, "ClaimResponse.item[0].adjudication");
     let mut s = response_spec();
     s.items = vec![ItemAdjudication {
@@ -1939,10 +1525,7 @@ fn eligibility_response_with_benefits() {
         inforce: Some(true),
         benefit_period: Some((date!(2024 - 01 - 01), Some(date!(2024 - 12 - 31)))),
         items: vec![BenefitItem {
-            network: Some(Coding::new(
-                "http://terminology.hl7.org/CodeSystem/benefit-network",
-                "in",
-            )),
+            network: Some(Coding::new("http://terminology.hl7.org/CodeSystem/benefit-network", "in")),
             benefits: vec![
                 Benefit {
                     benefit_type: Coding::new(BENEFIT_TYPE_SYSTEM, "benefit"),
@@ -1962,16 +1545,10 @@ fn eligibility_response_with_benefits() {
     assert_valid_r4(&v);
     assert_eq!(v["purpose"], json!(["validation", "benefits"]));
     assert_eq!(v["request"]["reference"], "CoverageEligibilityRequest/e-1");
-    assert_eq!(
-        v["servicedPeriod"],
-        json!({"start": "2024-01-01", "end": "2024-01-31"})
-    );
+    assert_eq!(v["servicedPeriod"], json!({"start": "2024-01-01", "end": "2024-01-31"}));
     let item = &v["insurance"][0]["item"][0];
     assert_eq!(item["category"]["coding"][0]["code"], "30");
-    assert_eq!(
-        item["benefit"][0]["allowedMoney"],
-        json!({"value": 500, "currency": "USD"})
-    );
+    assert_eq!(item["benefit"][0]["allowedMoney"], json!({"value": 500, "currency": "USD"}));
     assert_eq!(item["benefit"][0]["usedMoney"]["value"], json!(125.25));
     assert_eq!(item["benefit"][1]["allowedUnsignedInt"], 20);
     assert_eq!(item["benefit"][1]["usedString"], "unlimited");
@@ -1983,16 +1560,11 @@ fn eligibility_response_with_benefits() {
 fn eligibility_error_response_carries_reject_codes() {
     let mut s = eligibility_spec();
     s.outcome = ResponseOutcome::Error;
-    s.errors = vec![
-        EligibilityRejectReason::SubscriberNotFound.coding(),
-        EligibilityRejectReason::InvalidMemberId.coding(),
-    ];
+    s.errors =
+        vec![EligibilityRejectReason::SubscriberNotFound.coding(), EligibilityRejectReason::InvalidMemberId.coding()];
     let v = coverage_eligibility_response(&s).unwrap_or_else(|e| panic!("{e}"));
     assert_valid_r4(&v);
-    assert_eq!(
-        v["error"][0]["code"]["coding"][0]["system"],
-        X12_REJECT_REASON_SYSTEM
-    );
+    assert_eq!(v["error"][0]["code"]["coding"][0]["system"], X12_REJECT_REASON_SYSTEM);
     assert_eq!(v["error"][0]["code"]["coding"][0]["code"], "75");
     assert_eq!(v["error"][1]["code"]["coding"][0]["code"], "72");
     assert!(v.get("insurance").is_none());
@@ -2037,21 +1609,12 @@ fn eligibility_builder_refuses_invalid_input() {
 #[test]
 fn for_request_echoes_only_a_stated_serviced_date() {
     let s = eligibility_spec();
-    assert_eq!(
-        s.serviced,
-        Some(DateRange {
-            from: date!(2024 - 01 - 01),
-            to: date!(2024 - 01 - 31)
-        })
-    );
+    assert_eq!(s.serviced, Some(DateRange { from: date!(2024 - 01 - 01), to: date!(2024 - 01 - 31) }));
     let doc = request_doc(&without(base_request(), "/servicedPeriod"));
     assert_eq!(doc.header.serviced, None);
     let s = EligibilityResponseSpec::for_request(&doc, "x", created(), ResponseOutcome::Complete)
         .unwrap_or_else(|| panic!("no spec"));
-    assert_eq!(
-        s.serviced, None,
-        "the mapped date falls back to created; the echo must not"
-    );
+    assert_eq!(s.serviced, None, "the mapped date falls back to created; the echo must not");
     let v = coverage_eligibility_response(&s).unwrap_or_else(|e| panic!("{e}"));
     assert!(v.get("servicedDate").is_none() && v.get("servicedPeriod").is_none());
 }
@@ -2060,18 +1623,12 @@ fn for_request_echoes_only_a_stated_serviced_date() {
 fn for_request_needs_a_request_reference() {
     let v = without(without(base_request(), "/id"), "/identifier");
     let doc = request_doc(&v);
-    assert!(
-        EligibilityResponseSpec::for_request(&doc, "x", created(), ResponseOutcome::Complete)
-            .is_none()
-    );
+    assert!(EligibilityResponseSpec::for_request(&doc, "x", created(), ResponseOutcome::Complete).is_none());
     let v = without(base_request(), "/id");
     let doc = request_doc(&v);
     let s = EligibilityResponseSpec::for_request(&doc, "x", created(), ResponseOutcome::Complete)
         .unwrap_or_else(|| panic!("no spec"));
-    assert_eq!(
-        s.request.identifier.map(|i| i.value).as_deref(),
-        Some("TRACE-1")
-    );
+    assert_eq!(s.request.identifier.map(|i| i.value).as_deref(), Some("TRACE-1"));
 }
 
 #[test]
@@ -2221,8 +1778,7 @@ mod properties {
             any::<bool>().prop_map(Value::Bool),
             any::<i64>().prop_map(|i| json!(i)),
             (0u32..5).prop_map(|i| json!(i)),
-            any::<f64>().prop_filter_map("finite", |f| serde_json::Number::from_f64(f)
-                .map(Value::Number)),
+            any::<f64>().prop_filter_map("finite", |f| serde_json::Number::from_f64(f).map(Value::Number)),
             prop::sample::select(STRINGS).prop_map(|s| json!(s)),
             "\\PC{0,12}".prop_map(Value::String),
         ]
@@ -2239,8 +1795,7 @@ mod properties {
         leaf().prop_recursive(5, 96, 6, |inner| {
             prop_oneof![
                 prop::collection::vec(inner.clone(), 0..5).prop_map(Value::Array),
-                prop::collection::btree_map(key(), inner, 0..7)
-                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+                prop::collection::btree_map(key(), inner, 0..7).prop_map(|m| Value::Object(m.into_iter().collect())),
             ]
         })
     }
@@ -2306,10 +1861,7 @@ mod properties {
             return;
         };
         for i in doc.issues() {
-            assert!(
-                !i.diagnostics.contains("CANARY") && !i.expression.contains("CANARY-VALUE"),
-                "{i:?}"
-            );
+            assert!(!i.diagnostics.contains("CANARY") && !i.expression.contains("CANARY-VALUE"), "{i:?}");
         }
         let created = datetime!(2024-01-01 0:00 UTC);
         let check_claim = |c: &ClaimDoc| {
@@ -2327,8 +1879,7 @@ mod properties {
         };
         let check_request = |r: &EligibilityDoc| {
             assert_eq!(r.request.is_some(), !has_errors(&r.issues));
-            if let Some(spec) =
-                EligibilityResponseSpec::for_request(r, "e", created, ResponseOutcome::Complete)
+            if let Some(spec) = EligibilityResponseSpec::for_request(r, "e", created, ResponseOutcome::Complete)
                 && let Ok(v) = coverage_eligibility_response(&spec)
             {
                 assert_valid_r4(&v);
@@ -2341,10 +1892,7 @@ mod properties {
                 b.claims().for_each(|(_, c)| check_claim(c));
                 b.eligibility_requests().for_each(|(_, r)| check_request(r));
                 if !b.processable {
-                    assert!(
-                        b.claims().next().is_none()
-                            || b.issues.iter().any(|i| i.severity.blocks_processing())
-                    );
+                    assert!(b.claims().next().is_none() || b.issues.iter().any(|i| i.severity.blocks_processing()));
                 }
             }
             FhirDocument::Other { .. } => {}
