@@ -235,6 +235,24 @@ mod tests {
     }
 
     #[test]
+    fn fifty_messages_seed_7_validate_clean_and_repeat() {
+        let data = generate(50, 7);
+        assert_eq!(data, generate(50, 7));
+        let batch = match split(&data, &Limits::DEFAULT) {
+            Ok(b) => b,
+            Err(e) => panic!("{e}"),
+        };
+        assert_eq!(batch.message_count(), 50);
+        for m in batch.messages() {
+            assert_eq!(validate(m), [], "{m:?}");
+            assert_eq!(m.message_type().code, "ADT");
+            assert_eq!(m.message_type().trigger, "A01");
+        }
+        let first = batch.messages().next().and_then(|m| m.control_id());
+        assert_eq!(first.as_deref(), Some("GEN7-00000000"));
+    }
+
+    #[test]
     fn output_is_valid_with_unique_control_ids() {
         let data = generate(200, 42);
         let batch = match split(&data, &Limits::DEFAULT) {

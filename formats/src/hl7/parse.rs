@@ -1203,6 +1203,20 @@ impl<'a> Message<'a> {
         c.is_valued().then(|| c.as_str())
     }
 
+    /// A coded MSH component with surrounding whitespace trimmed (senders
+    /// pad fields with spaces), `None` when empty.
+    fn msh_code(&self, field: usize) -> Option<Cow<'a, str>> {
+        let c = self.msh_component(field, 1)?;
+        let t = c.trim();
+        if t.is_empty() {
+            None
+        } else if t.len() == c.len() {
+            Some(c)
+        } else {
+            Some(Cow::Owned(t.to_string()))
+        }
+    }
+
     /// MSH-3, sending application (raw, all components).
     pub fn sending_application(&self) -> Option<Cow<'a, str>> {
         self.msh_text(3)
@@ -1255,14 +1269,14 @@ impl<'a> Message<'a> {
         self.msh_text(10)
     }
 
-    /// MSH-11.1, processing id (`P`, `T`, `D`).
+    /// MSH-11.1, processing id (`P`, `T`, `D`), whitespace trimmed.
     pub fn processing_id(&self) -> Option<Cow<'a, str>> {
-        self.msh_component(11, 1)
+        self.msh_code(11)
     }
 
-    /// MSH-12.1, version id, e.g. `2.5.1` (raw).
+    /// MSH-12.1, version id, e.g. `2.5.1`, whitespace trimmed.
     pub fn version(&self) -> Option<Cow<'a, str>> {
-        self.msh_component(12, 1)
+        self.msh_code(12)
     }
 
     /// MSH-12.1 parsed, `None` when absent or malformed.
@@ -1270,18 +1284,18 @@ impl<'a> Message<'a> {
         Version::parse(&self.version()?)
     }
 
-    /// MSH-15, accept acknowledgement type (table 0155).
+    /// MSH-15, accept acknowledgement type (table 0155), whitespace trimmed.
     pub fn accept_ack_type(&self) -> Option<Cow<'a, str>> {
-        self.msh_component(15, 1)
+        self.msh_code(15)
     }
 
-    /// MSH-16, application acknowledgement type (table 0155).
+    /// MSH-16, application acknowledgement type (table 0155), whitespace trimmed.
     pub fn application_ack_type(&self) -> Option<Cow<'a, str>> {
-        self.msh_component(16, 1)
+        self.msh_code(16)
     }
 
     /// Original or enhanced acknowledgement mode: enhanced when MSH-15 or
-    /// MSH-16 is valued.
+    /// MSH-16 is valued (whitespace alone does not count).
     pub fn ack_mode(&self) -> AckMode {
         let accept = self.accept_ack_type();
         let application = self.application_ack_type();
@@ -1580,6 +1594,11 @@ mod tests {
         );
         let m = parse(b"MSH|^~\\&|A|B|C|D|1||ADT^A01|X|P|2.5||||ER\r");
         assert!(m.ack_mode().is_enhanced());
+        // Padding is not a value (seen in the wild: `|2.3||| `).
+        let m = parse(b"MSH|^~\\&|A|B|C|D|1||ADT^A01|X| P |2.3 ||| \r");
+        assert_eq!(m.ack_mode(), AckMode::Original);
+        assert_eq!(m.processing_id().as_deref(), Some("P"));
+        assert_eq!(m.parsed_version(), Some(Version::V2_3));
         assert!(AckCondition::OnError.requires_ack(false));
         assert!(!AckCondition::OnError.requires_ack(true));
     }

@@ -287,7 +287,9 @@ impl Validator {
         let Some(c) = seg.field(field).and_then(|f| f.component(1)) else {
             return;
         };
-        if c.is_valued() && !table.iter().any(|t| t.as_bytes() == c.raw()) {
+        // Padding is tolerated: `| AL|` reads as `AL`, `| |` as empty.
+        let code = c.raw().trim_ascii();
+        if c.is_valued() && !code.is_empty() && !table.iter().any(|t| t.as_bytes() == code) {
             self.push(Hl7Issue::field(
                 severity,
                 TABLE_VALUE_NOT_FOUND,
