@@ -32,9 +32,8 @@
 //!   table 0004 and OBX-11 in table 0085 (103, warning).
 //! - Segment ids must be three upper-case letters or digits (100).
 
-use crate::hl7::parse::{Message, MessageKind, Segment, Version, is_valid_segment_id};
+use crate::hl7::parse::{Message, MessageKind, MessageType, Segment, Version, is_valid_segment_id};
 use serde::Serialize;
-use std::collections::HashMap;
 
 /// Table 0357: message accepted.
 pub const MESSAGE_ACCEPTED: u16 = 0;
@@ -149,10 +148,12 @@ pub fn has_errors(issues: &[Hl7Issue]) -> bool {
 /// Issues come in message order: MSH first, then segment by segment, then
 /// missing segments.
 pub fn validate(msg: &Message<'_>) -> Vec<Hl7Issue> {
+    let t = msg.message_type();
+    let kind = MessageKind::from_code(&t.code);
     let mut v = Validator { issues: Vec::new() };
-    v.msh(msg);
+    v.msh(msg, &t, kind);
     v.segments(msg);
-    v.required_segments(msg);
+    v.required_segments(msg, &t, kind);
     v.issues
 }
 
@@ -305,9 +306,8 @@ impl Validator {
         }
     }
 
-    fn msh(&mut self, msg: &Message<'_>) {
+    fn msh(&mut self, msg: &Message<'_>, t: &MessageType<'_>, kind: MessageKind) {
         let msh = msg.msh();
-        let t = msg.message_type();
         if msh.field(7).is_none_or(|f| !f.is_valued()) {
             self.push(Hl7Issue::field(
                 Severity::Warning,
@@ -321,7 +321,6 @@ impl Validator {
         } else {
             self.datetime(&msh, 1, 7, "date/time of message");
         }
-        let kind = msg.kind();
         if t.code.is_empty() {
             self.push(Hl7Issue::field(
                 Severity::Error,
@@ -403,7 +402,9 @@ impl Validator {
     }
 
     fn segments(&mut self, msg: &Message<'_>) {
-        let mut seen: HashMap<&[u8], usize> = HashMap::new();
+        // Occurrence counters; a message has few distinct segment ids, so a
+        // linear scan beats hashing.
+        let mut seen: Vec<(&[u8], usize)> = Vec::with_capacity(16);
         for seg in msg.segments().skip(1) {
             let id = seg.id_bytes();
             if !is_valid_segment_id(id) {
@@ -416,10 +417,15 @@ impl Validator {
                 ));
                 continue;
             }
-            let seq = {
-                let n = seen.entry(id).or_insert(0);
-                *n += 1;
-                *n
+            let seq = match seen.iter_mut().find(|(s, _)| *s == id) {
+                Some((_, n)) => {
+                    *n += 1;
+                    *n
+                }
+                None => {
+                    seen.push((id, 1));
+                    1
+                }
             };
             self.segment(&seg, seq);
         }
@@ -481,9 +487,7 @@ impl Validator {
         }
     }
 
-    fn required_segments(&mut self, msg: &Message<'_>) {
-        let t = msg.message_type();
-        let kind = msg.kind();
+    fn required_segments(&mut self, msg: &Message<'_>, t: &MessageType<'_>, kind: MessageKind) {
         let Some(required) = required_segments(kind, &t.trigger) else {
             return;
         };
