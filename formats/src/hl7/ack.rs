@@ -367,7 +367,7 @@ fn write_ack(h: &Header<'_>, spec: &AckSpec<'_>) -> String {
 }
 
 /// The acknowledgement-specific fields of a received ACK.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct AckView<'a> {
     /// MSA-1 as received.
     pub code: Cow<'a, str>,
@@ -377,6 +377,18 @@ pub struct AckView<'a> {
     pub text: Option<Cow<'a, str>>,
     /// The number of ERR segments.
     pub error_count: usize,
+}
+
+impl std::fmt::Debug for AckView<'_> {
+    /// Omits the MSA-3 text: a peer may put anything there, PHI included.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AckView")
+            .field("code", &self.code)
+            .field("acknowledged_control_id", &self.acknowledged_control_id)
+            .field("text_len", &self.text.as_ref().map(|t| t.len()))
+            .field("error_count", &self.error_count)
+            .finish()
+    }
 }
 
 impl<'a> AckView<'a> {
@@ -434,6 +446,8 @@ mod tests {
         let view = AckView::read(&back).unwrap_or_else(|| panic!("no MSA"));
         assert_eq!(view.ack_code(), Some(AckCode::ApplicationAccept));
         assert_eq!(view.acknowledged_control_id, "CTRL-9");
+        let shown = format!("{view:?}");
+        assert!(shown.contains("CTRL-9") && shown.contains("AA"), "{shown}");
         assert_eq!(validate(&back), []);
     }
 

@@ -41,6 +41,8 @@ pub struct Frame {
 
 /// A framing error. Every variant means the stream cannot be trusted at the
 /// current position.
+// Variant fields are named for what they hold.
+#[allow(missing_docs)]
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MllpError {
     /// Bytes other than CR/LF before the start block.

@@ -23,6 +23,8 @@
 //!
 //! Nothing here performs I/O, reads a clock or panics on input.
 
+#![warn(missing_docs)]
+
 pub mod ack;
 pub mod r#gen;
 pub mod mllp;

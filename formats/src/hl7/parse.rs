@@ -73,6 +73,8 @@ impl Default for Limits {
 }
 
 /// Why a message could not be parsed. Never carries field values.
+// Variant fields are named for what they hold.
+#[allow(missing_docs)]
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ParseError {
     /// Nothing but whitespace (or nothing at all).
@@ -179,8 +181,11 @@ pub(crate) fn is_valid_segment_id(id: &[u8]) -> bool {
 /// subcomponent separator).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Delimiters {
+    /// MSH-1, `|` by default.
     pub field: u8,
+    /// `^` by default.
     pub component: u8,
+    /// `~` by default.
     pub repetition: u8,
     /// `None` when MSH-2 does not define one: escape sequences are then not decoded.
     pub escape: Option<u8>,
@@ -295,7 +300,9 @@ impl Delimiters {
 /// counted) and 0-based byte offset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Position {
+    /// 1-based segment number.
     pub segment: usize,
+    /// 0-based byte offset of the segment's first byte.
     pub byte: usize,
 }
 
@@ -811,17 +818,25 @@ impl MessageKind {
 /// An HL7 version id (MSH-12.1) such as `2.5.1`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Version {
+    /// Always 2 for HL7 v2.
     pub major: u8,
+    /// `5` in 2.5.1.
     pub minor: u8,
+    /// `1` in 2.5.1, `0` when absent.
     pub patch: u8,
 }
 
 impl Version {
+    /// 2.3: MSH-9 of an ACK gains the trigger event.
     pub const V2_3: Version = Version::new(2, 3, 0);
+    /// 2.4: MSH-9 of an ACK gains the message structure.
     pub const V2_4: Version = Version::new(2, 4, 0);
+    /// 2.5: ERR-2/ERR-3/ERR-4 replace ERR-1.
     pub const V2_5: Version = Version::new(2, 5, 0);
+    /// 2.5.1, the most widely deployed version.
     pub const V2_5_1: Version = Version::new(2, 5, 1);
 
+    /// `major.minor.patch`.
     pub const fn new(major: u8, minor: u8, patch: u8) -> Version {
         Version {
             major,
@@ -918,7 +933,9 @@ impl AckCondition {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "snake_case", tag = "mode")]
 pub enum AckMode {
+    /// Neither MSH-15 nor MSH-16 valued: one AA/AE/AR per message.
     Original,
+    /// MSH-15 or MSH-16 valued: commit and application acknowledgements.
     Enhanced {
         /// MSH-15.
         accept: AckCondition,
@@ -944,11 +961,17 @@ impl AckMode {
 /// names a component means that component of the first repetition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Path {
+    /// Segment id.
     pub segment: [u8; 3],
+    /// Which segment with that id, 1-based (default 1).
     pub occurrence: usize,
+    /// Field number, 1-based.
     pub field: usize,
+    /// Repetition, 1-based; `None` for the whole field.
     pub repetition: Option<usize>,
+    /// Component, 1-based.
     pub component: Option<usize>,
+    /// Subcomponent, 1-based.
     pub subcomponent: Option<usize>,
 }
 
@@ -956,6 +979,7 @@ pub struct Path {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid HL7 path: {reason}")]
 pub struct PathError {
+    /// What is wrong with the path.
     pub reason: &'static str,
 }
 

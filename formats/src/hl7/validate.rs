@@ -59,7 +59,9 @@ pub const APPLICATION_INTERNAL_ERROR: u16 = 207;
 /// How bad an issue is (ERR-4: `E` or `W`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub enum Severity {
+    /// The message is not acceptable as it is (ERR-4 `E`).
     Error,
+    /// Worth reporting, not a reason to refuse the message (ERR-4 `W`).
     Warning,
 }
 
@@ -76,6 +78,7 @@ impl Severity {
 /// One finding about a message, located as ERR-2 locates it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct Hl7Issue {
+    /// Error or warning.
     pub severity: Severity,
     /// HL7 table 0357 code (100, 101, 102, 103, 200, 201, 202, 203, 207).
     pub code: u16,

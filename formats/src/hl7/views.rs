@@ -29,8 +29,9 @@ fn component(seg: Option<Segment<'_>>, f: usize, c: usize) -> Option<String> {
     text(seg?.field(f)?.component(c))
 }
 
-/// One patient identifier (a CX repetition of PID-3).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// One patient identifier (a CX repetition of PID-3). `Debug` omits the
+/// identifier itself.
+#[derive(Clone, PartialEq, Eq, Serialize)]
 pub struct PatientId {
     /// CX.1, the identifier.
     pub id: String,
@@ -38,6 +39,16 @@ pub struct PatientId {
     pub assigning_authority: Option<String>,
     /// CX.5, the identifier type code (`MR`, `SS`, ...).
     pub id_type: Option<String>,
+}
+
+impl std::fmt::Debug for PatientId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PatientId")
+            .field("id", &"<redacted>")
+            .field("assigning_authority", &self.assigning_authority)
+            .field("id_type", &self.id_type)
+            .finish()
+    }
 }
 
 /// The identifiers of PID-3, one per repetition with a non-empty CX.1.
@@ -100,7 +111,9 @@ impl AdtView {
 /// Observation result.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct OruView {
+    /// Number of OBR segments (orders / panels).
     pub obr_count: usize,
+    /// Number of OBX segments (results).
     pub obx_count: usize,
     /// OBR-2.1 of each OBR that has one.
     pub placer_order_numbers: Sensitive<Vec<String>>,
@@ -203,6 +216,7 @@ impl SiuView {
 pub struct DftView {
     /// Trigger event (`P03`).
     pub event: String,
+    /// Number of FT1 segments (charges).
     pub ft1_count: usize,
     /// FT1-11.1.1 (transaction amount - extended, the CP's quantity) of each
     /// FT1 in order; `None` when absent or not a decimal number.
@@ -278,7 +292,7 @@ mod tests {
         );
         assert_eq!(v.patient_class.as_deref(), Some("I"));
         assert_eq!(v.visit_number.expose().as_deref(), Some("V9"));
-        let shown = format!("{v:?}");
+        let shown = format!("{v:?} {:?}", v.patient_ids.expose());
         assert!(!shown.contains("X&1") && !shown.contains("V9"), "{shown}");
         assert!(OruView::read(&m).is_none());
     }

@@ -22,6 +22,8 @@ use super::{
 use std::fmt;
 
 /// Why a stream could not be split. Never carries field values.
+// Variant fields are named for what they hold.
+#[allow(missing_docs)]
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BatchError {
     /// A non-envelope segment with no MSH before it.
@@ -104,6 +106,7 @@ pub struct BatchGroup<'a> {
     pub header: Option<Segment<'a>>,
     /// The BTS segment.
     pub trailer: Option<Segment<'a>>,
+    /// The messages, in stream order.
     pub messages: Vec<Message<'a>>,
 }
 
