@@ -759,10 +759,25 @@ impl<'a> Segment<'a> {
         if self.is_header() { seps + 1 } else { seps }
     }
 
-    /// All fields, from field 1.
+    /// All fields, from field 1, in one pass over the segment.
     pub fn fields(&self) -> impl Iterator<Item = Field<'a>> + use<'a> {
-        let seg = *self;
-        (1..=self.field_count()).filter_map(move |n| seg.field(n))
+        let delims = self.delims;
+        let header = self.is_header();
+        // For MSH/FHS/BHS, field 1 is the separator itself and field 2
+        // (the first piece after the id) is literal.
+        let separator = header.then(|| self.raw.get(3..4)).flatten();
+        let mut pieces = Pieces::new(self.raw, Some(delims.field));
+        pieces.next(); // the segment id
+        let first = usize::from(header);
+        separator
+            .into_iter()
+            .chain(pieces)
+            .enumerate()
+            .map(move |(i, raw)| Field {
+                raw,
+                delims,
+                literal: header && i <= first,
+            })
     }
 }
 
@@ -1625,6 +1640,33 @@ mod tests {
         assert_eq!(m.parsed_version(), Some(Version::V2_3));
         assert!(AckCondition::OnError.requires_ack(false));
         assert!(!AckCondition::OnError.requires_ack(true));
+    }
+
+    #[test]
+    fn fields_iterator_matches_field_lookup() {
+        for raw in [ADT, b"MSH|^~\\&\r", b"MSH|^~\\&|\rZZZ\rZZ1|\rZZ2||a|\r"] {
+            let m = parse(raw);
+            for seg in m.segments() {
+                let walked: Vec<(&[u8], String)> = seg
+                    .fields()
+                    .map(|f| (f.raw(), f.decode().into_owned()))
+                    .collect();
+                let looked_up: Vec<(&[u8], String)> = (1..=seg.field_count())
+                    .filter_map(|n| seg.field(n))
+                    .map(|f| (f.raw(), f.decode().into_owned()))
+                    .collect();
+                assert_eq!(walked, looked_up);
+                assert_eq!(walked.len(), seg.field_count());
+            }
+        }
+        let m = parse(ADT);
+        let msh: Vec<_> = m
+            .msh()
+            .fields()
+            .take(3)
+            .map(|f| f.repetition_count())
+            .collect();
+        assert_eq!(msh, [1, 1, 1]);
     }
 
     #[test]

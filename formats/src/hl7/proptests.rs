@@ -64,6 +64,22 @@ fn hl7ish() -> impl Strategy<Value = Vec<u8>> {
         .prop_map(|parts| parts.concat().into_bytes())
 }
 
+/// Input that starts like a message, so that most cases get past the header
+/// and reach field access, validation and the ACK builder.
+fn message_like() -> impl Strategy<Value = Vec<u8>> {
+    const HEADERS: &[&str] = &[
+        "MSH|^~\\&|A|B|C|D|20240101||",
+        "MSH|^~}|A|B|C|D|20240101||",
+        "MSH#*@$%#A#B#C#D#20240101##",
+        "\u{FEFF}MSH|^~\\&|",
+    ];
+    (
+        prop::sample::select(HEADERS),
+        prop::collection::vec(prop::sample::select(TOKENS), 0..80),
+    )
+        .prop_map(|(head, parts)| format!("{head}{}", parts.concat()).into_bytes())
+}
+
 /// Five distinct ASCII punctuation characters.
 fn delimiter_set() -> impl Strategy<Value = [u8; 6]> {
     let punct: Vec<u8> = (0x21u8..0x7F).filter(u8::is_ascii_punctuation).collect();
@@ -110,6 +126,11 @@ proptest! {
     fn hl7_like_input_never_panics(data in hl7ish()) {
         fuzz_hl7(&data);
         fuzz_mllp(&data);
+    }
+
+    #[test]
+    fn message_like_input_never_panics(data in message_like()) {
+        fuzz_hl7(&data);
     }
 
     #[test]
