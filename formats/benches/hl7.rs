@@ -273,6 +273,26 @@ fn bench_input(c: &mut Criterion, name: &str, input: &[u8]) {
                 .sum::<usize>()
         })
     });
+    // Lazy access makes "parse" cheap; this is the cost of touching every
+    // subcomponent, for comparison with a parser that builds a full tree.
+    g.bench_function("clearway/split+walk_every_subcomponent", |b| {
+        b.iter(|| {
+            let batch = split(black_box(input), &Limits::DEFAULT).expect("split");
+            let mut n = 0usize;
+            for m in batch.messages() {
+                for seg in m.segments() {
+                    for field in seg.fields() {
+                        for rep in field.repetitions() {
+                            for comp in rep.components() {
+                                n += comp.subcomponents().map(|s| s.raw().len()).sum::<usize>();
+                            }
+                        }
+                    }
+                }
+            }
+            n
+        })
+    });
     g.bench_function("clearway/split+validate+ack", |b| {
         b.iter(|| {
             let batch = split(black_box(input), &Limits::DEFAULT).expect("split");
@@ -298,7 +318,38 @@ fn bench_input(c: &mut Criterion, name: &str, input: &[u8]) {
     g.finish();
 }
 
+/// Prints how both parsers decode escapes next to multi-byte text, for the
+/// record: `hl7-parser` 0.3 slices the text by character index, which
+/// corrupts the value or panics on a char boundary.
+fn compare_escape_decoding() {
+    let cases = [
+        "A\\T\\B",
+        "Ä\\T\\ö",
+        "ÄÄ\\T\\x",
+        "日本\\F\\語",
+        "Ä\\X41\\",
+        "cut\\T",
+    ];
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    for value in cases {
+        let input = format!("MSH|^~\\&|A|B|C|D|1||ADT^A01|1|P|2.5\rPID|1||{value}\r");
+        let ours = Message::parse(input.as_bytes())
+            .ok()
+            .and_then(|m| m.get("PID-3").map(|v| v.decode().into_owned()));
+        let theirs = std::panic::catch_unwind(|| {
+            let m = hl7_parser::Message::parse(&input).ok()?;
+            let f = m.segment("PID")?.field(3)?;
+            Some(f.display(&m.separators).to_string())
+        })
+        .unwrap_or_else(|_| Some("<panic>".to_string()));
+        eprintln!("escape decoding of {value:?}: clearway {ours:?}, hl7-parser {theirs:?}");
+    }
+    std::panic::set_hook(hook);
+}
+
 fn benches(c: &mut Criterion) {
+    compare_escape_decoding();
     let adt = adt_input();
     let oru = oru_input();
     bench_input(c, "hl7_adt_1mb", &adt);
