@@ -25,7 +25,8 @@
 //! reject, so the sender stops retrying.
 
 use crate::hl7::parse::{
-    Delimiters, Message, ParseError, SegmentId, Version, encode_escapes, nth_piece, strip_bom,
+    Delimiters, Lines, Message, ParseError, SegmentId, Version, encode_escapes, nth_piece,
+    strip_bom,
 };
 use crate::hl7::validate::{Hl7Issue, Severity};
 use memchr::memchr2;
@@ -193,8 +194,11 @@ pub fn build_ack(msg: &Message<'_>, spec: &AckSpec<'_>) -> String {
     write_ack(&header, spec)
 }
 
+/// How many lines [`build_ack_for_unparseable`] looks through for an MSH.
+const MSH_SEARCH_LINES: usize = 16;
+
 /// Builds a reject for input that could not be parsed, from whatever the
-/// first MSH line yields: its delimiters when valid (else `|^~\&`), sender,
+/// first MSH line (within the first 16 lines) yields: its delimiters when valid (else `|^~\&`), sender,
 /// receiver, trigger, MSH-10, MSH-11 (else `P`) and MSH-12 (else `2.5.1`).
 ///
 /// `spec.issues` would typically be the parse error as one issue, from
@@ -208,10 +212,17 @@ pub fn build_ack_for_unparseable(input: &[u8], spec: &AckSpec<'_>) -> String {
             break;
         }
     }
-    let line = match memchr2(b'\r', b'\n', rest) {
+    // The first MSH among the first few lines (a rejected batch starts with
+    // FHS/BHS), else the first line.
+    let first_line = match memchr2(b'\r', b'\n', rest) {
         Some(n) => rest.get(..n).unwrap_or_default(),
         None => rest,
     };
+    let line = Lines::new(rest)
+        .take(MSH_SEARCH_LINES)
+        .filter_map(|r| rest.get(r))
+        .find(|l| l.starts_with(b"MSH"))
+        .unwrap_or(first_line);
     let is_msh = line.starts_with(b"MSH");
     let parsed = if is_msh {
         Delimiters::from_header(line).ok().map(|(d, _)| d)
@@ -664,6 +675,17 @@ mod tests {
                 .map(|v| v.as_str().into_owned())
                 .as_deref(),
             Some("100")
+        );
+
+        // A rejected batch: the first MSH after the envelope is used.
+        let input = b"BHS|^~\\&\rBHS|^~\\&\rMSH|^~\\&|S|F|R|RF|1||ADT^A04|M-7|P|2.5\r";
+        let ack = build_ack_for_unparseable(input, &spec(AckCode::ApplicationReject, &[]));
+        let back = parse(ack.as_bytes());
+        assert_eq!(
+            back.get("MSA-2")
+                .map(|v| v.as_str().into_owned())
+                .as_deref(),
+            Some("M-7")
         );
 
         // Not HL7 at all.
