@@ -11,15 +11,16 @@
 //!   three-character encoding characters) and rejects structural ambiguity
 //!   with positioned, value-free errors. Escape sequences are decoded only
 //!   when a value is read as text.
-//! - [`validate`](mod@validate) checks required segments and fields per message type and
-//!   reports [`Hl7Issue`]s carrying HL7 table 0357 codes.
+//! - [`validate`](mod@validate) checks required segments and fields per
+//!   message type and reports [`Hl7Issue`]s carrying HL7 table 0357 codes.
 //! - [`ack`] turns a message and its issues into the ACK the sender expects
 //!   (and reads received ACKs).
 //! - [`views`] reads the few facts routing needs from ADT, ORU, ORM, SIU and
 //!   DFT messages, with person identifiers wrapped in
 //!   [`clearway_core::Sensitive`].
 //! - [`mllp`] is the frame codec, pure and bounded.
-//! - `gen` ([`write_adt`]) writes deterministic synthetic ADT messages for benchmarks.
+//! - `gen` ([`write_adt`]) writes deterministic synthetic ADT messages for
+//!   benchmarks. (The module is `r#gen`: `gen` is reserved in edition 2024.)
 //!
 //! Nothing here performs I/O, reads a clock or panics on input.
 
