@@ -12,9 +12,7 @@
 //!
 //! Run: `cargo bench -p clearway-formats --bench hl7 -- --warm-up-time 1 --measurement-time 3`
 
-use clearway_formats::hl7::{
-    AckCode, AckSpec, Limits, Message, build_ack, split, validate, write_adt,
-};
+use clearway_formats::hl7::{AckCode, AckSpec, Limits, Message, build_ack, split, validate, write_adt};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use std::fmt::Write as _;
 use std::hint::black_box;
@@ -34,146 +32,26 @@ fn adt_input() -> Vec<u8> {
 /// One ORU^R01: a complete blood count and chemistry panel with 20 OBX.
 fn oru_message(out: &mut String, i: usize) {
     const TESTS: &[(&str, &str, &str, &str, &str)] = &[
-        (
-            "6690-2",
-            "Leukocytes [#/volume] in Blood by Automated count",
-            "10*3/uL",
-            "4.5-11.0",
-            "7.2",
-        ),
-        (
-            "789-8",
-            "Erythrocytes [#/volume] in Blood by Automated count",
-            "10*6/uL",
-            "4.20-5.90",
-            "4.81",
-        ),
-        (
-            "718-7",
-            "Hemoglobin [Mass/volume] in Blood",
-            "g/dL",
-            "13.5-17.5",
-            "14.6",
-        ),
-        (
-            "4544-3",
-            "Hematocrit [Volume Fraction] of Blood by Automated count",
-            "%",
-            "41-53",
-            "43.1",
-        ),
-        (
-            "787-2",
-            "MCV [Entitic volume] by Automated count",
-            "fL",
-            "80-100",
-            "89.6",
-        ),
-        (
-            "785-6",
-            "MCH [Entitic mass] by Automated count",
-            "pg",
-            "26-34",
-            "30.4",
-        ),
-        (
-            "786-4",
-            "MCHC [Mass/volume] by Automated count",
-            "g/dL",
-            "31-37",
-            "33.9",
-        ),
-        (
-            "788-0",
-            "Erythrocyte distribution width [Ratio] by Automated count",
-            "%",
-            "11.5-14.5",
-            "12.8",
-        ),
-        (
-            "777-3",
-            "Platelets [#/volume] in Blood by Automated count",
-            "10*3/uL",
-            "150-400",
-            "251",
-        ),
-        (
-            "2345-7",
-            "Glucose [Mass/volume] in Serum or Plasma",
-            "mg/dL",
-            "70-99",
-            "104",
-        ),
-        (
-            "3094-0",
-            "Urea nitrogen [Mass/volume] in Serum or Plasma",
-            "mg/dL",
-            "7-20",
-            "15",
-        ),
-        (
-            "2160-0",
-            "Creatinine [Mass/volume] in Serum or Plasma",
-            "mg/dL",
-            "0.74-1.35",
-            "0.98",
-        ),
-        (
-            "2951-2",
-            "Sodium [Moles/volume] in Serum or Plasma",
-            "mmol/L",
-            "135-145",
-            "140",
-        ),
-        (
-            "2823-3",
-            "Potassium [Moles/volume] in Serum or Plasma",
-            "mmol/L",
-            "3.5-5.1",
-            "4.2",
-        ),
-        (
-            "2075-0",
-            "Chloride [Moles/volume] in Serum or Plasma",
-            "mmol/L",
-            "98-107",
-            "103",
-        ),
-        (
-            "2028-9",
-            "Carbon dioxide, total [Moles/volume] in Serum or Plasma",
-            "mmol/L",
-            "22-29",
-            "25",
-        ),
-        (
-            "17861-6",
-            "Calcium [Mass/volume] in Serum or Plasma",
-            "mg/dL",
-            "8.6-10.3",
-            "9.4",
-        ),
-        (
-            "2885-2",
-            "Protein [Mass/volume] in Serum or Plasma",
-            "g/dL",
-            "6.0-8.3",
-            "7.1",
-        ),
-        (
-            "1751-7",
-            "Albumin [Mass/volume] in Serum or Plasma",
-            "g/dL",
-            "3.5-5.0",
-            "4.3",
-        ),
-        (
-            "1975-2",
-            "Bilirubin.total [Mass/volume] in Serum or Plasma",
-            "mg/dL",
-            "0.1-1.2",
-            "1.4",
-        ),
+        ("6690-2", "Leukocytes [#/volume] in Blood by Automated count", "10*3/uL", "4.5-11.0", "7.2"),
+        ("789-8", "Erythrocytes [#/volume] in Blood by Automated count", "10*6/uL", "4.20-5.90", "4.81"),
+        ("718-7", "Hemoglobin [Mass/volume] in Blood", "g/dL", "13.5-17.5", "14.6"),
+        ("4544-3", "Hematocrit [Volume Fraction] of Blood by Automated count", "%", "41-53", "43.1"),
+        ("787-2", "MCV [Entitic volume] by Automated count", "fL", "80-100", "89.6"),
+        ("785-6", "MCH [Entitic mass] by Automated count", "pg", "26-34", "30.4"),
+        ("786-4", "MCHC [Mass/volume] by Automated count", "g/dL", "31-37", "33.9"),
+        ("788-0", "Erythrocyte distribution width [Ratio] by Automated count", "%", "11.5-14.5", "12.8"),
+        ("777-3", "Platelets [#/volume] in Blood by Automated count", "10*3/uL", "150-400", "251"),
+        ("2345-7", "Glucose [Mass/volume] in Serum or Plasma", "mg/dL", "70-99", "104"),
+        ("3094-0", "Urea nitrogen [Mass/volume] in Serum or Plasma", "mg/dL", "7-20", "15"),
+        ("2160-0", "Creatinine [Mass/volume] in Serum or Plasma", "mg/dL", "0.74-1.35", "0.98"),
+        ("2951-2", "Sodium [Moles/volume] in Serum or Plasma", "mmol/L", "135-145", "140"),
+        ("2823-3", "Potassium [Moles/volume] in Serum or Plasma", "mmol/L", "3.5-5.1", "4.2"),
+        ("2075-0", "Chloride [Moles/volume] in Serum or Plasma", "mmol/L", "98-107", "103"),
+        ("2028-9", "Carbon dioxide, total [Moles/volume] in Serum or Plasma", "mmol/L", "22-29", "25"),
+        ("17861-6", "Calcium [Mass/volume] in Serum or Plasma", "mg/dL", "8.6-10.3", "9.4"),
+        ("2885-2", "Protein [Mass/volume] in Serum or Plasma", "g/dL", "6.0-8.3", "7.1"),
+        ("1751-7", "Albumin [Mass/volume] in Serum or Plasma", "g/dL", "3.5-5.0", "4.3"),
+        ("1975-2", "Bilirubin.total [Mass/volume] in Serum or Plasma", "mg/dL", "0.1-1.2", "1.4"),
     ];
     let _ = write!(
         out,
@@ -221,10 +99,7 @@ fn read_clearway(m: &Message<'_>) -> usize {
     let msh = m.msh();
     let t = msh.field(9).map_or(0, |f| f.raw().len());
     let id = msh.field(10).map_or(0, |f| f.raw().len());
-    let pid3 = m
-        .segment("PID")
-        .and_then(|s| s.field(3))
-        .map_or(0, |f| f.raw().len());
+    let pid3 = m.segment("PID").and_then(|s| s.field(3)).map_or(0, |f| f.raw().len());
     t + id + pid3
 }
 
@@ -233,20 +108,14 @@ fn read_hl7_parser(s: &str) -> usize {
     let msh = m.segment("MSH").expect("MSH");
     let t = msh.field(9).map_or(0, |f| f.raw_value().len());
     let id = msh.field(10).map_or(0, |f| f.raw_value().len());
-    let pid3 = m
-        .segment("PID")
-        .and_then(|s| s.field(3))
-        .map_or(0, |f| f.raw_value().len());
+    let pid3 = m.segment("PID").and_then(|s| s.field(3)).map_or(0, |f| f.raw_value().len());
     t + id + pid3
 }
 
 fn bench_input(c: &mut Criterion, name: &str, input: &[u8]) {
     let batch = split(input, &Limits::DEFAULT).expect("split");
     let messages: Vec<&[u8]> = batch.messages().map(|m| m.raw()).collect();
-    let texts: Vec<&str> = messages
-        .iter()
-        .map(|m| std::str::from_utf8(m).expect("utf-8"))
-        .collect();
+    let texts: Vec<&str> = messages.iter().map(|m| std::str::from_utf8(m).expect("utf-8")).collect();
     // Both parsers must read the same values before their speed means anything.
     let ours: usize = batch.messages().map(read_clearway).sum();
     let theirs: usize = texts.iter().map(|t| read_hl7_parser(t)).sum();
@@ -254,24 +123,12 @@ fn bench_input(c: &mut Criterion, name: &str, input: &[u8]) {
 
     let mut g = c.benchmark_group(name);
     g.throughput(Throughput::Bytes(input.len() as u64));
-    g.bench_function("clearway/split+read", |b| {
-        b.iter(|| clearway_split_and_read(black_box(input)))
-    });
+    g.bench_function("clearway/split+read", |b| b.iter(|| clearway_split_and_read(black_box(input))));
     g.bench_function("clearway/parse_presplit+read", |b| {
-        b.iter(|| {
-            messages
-                .iter()
-                .map(|m| read_clearway(&Message::parse(black_box(m)).expect("parse")))
-                .sum::<usize>()
-        })
+        b.iter(|| messages.iter().map(|m| read_clearway(&Message::parse(black_box(m)).expect("parse"))).sum::<usize>())
     });
     g.bench_function("hl7-parser/parse_presplit+read", |b| {
-        b.iter(|| {
-            texts
-                .iter()
-                .map(|t| read_hl7_parser(black_box(t)))
-                .sum::<usize>()
-        })
+        b.iter(|| texts.iter().map(|t| read_hl7_parser(black_box(t))).sum::<usize>())
     });
     // Lazy access makes "parse" cheap; this is the cost of touching every
     // subcomponent, for comparison with a parser that builds a full tree.
@@ -322,21 +179,12 @@ fn bench_input(c: &mut Criterion, name: &str, input: &[u8]) {
 /// record: `hl7-parser` 0.3 slices the text by character index, which
 /// corrupts the value or panics on a char boundary.
 fn compare_escape_decoding() {
-    let cases = [
-        "A\\T\\B",
-        "Ä\\T\\ö",
-        "ÄÄ\\T\\x",
-        "日本\\F\\語",
-        "Ä\\X41\\",
-        "cut\\T",
-    ];
+    let cases = ["A\\T\\B", "Ä\\T\\ö", "ÄÄ\\T\\x", "日本\\F\\語", "Ä\\X41\\", "cut\\T"];
     let hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(|_| {}));
     for value in cases {
         let input = format!("MSH|^~\\&|A|B|C|D|1||ADT^A01|1|P|2.5\rPID|1||{value}\r");
-        let ours = Message::parse(input.as_bytes())
-            .ok()
-            .and_then(|m| m.get("PID-3").map(|v| v.decode().into_owned()));
+        let ours = Message::parse(input.as_bytes()).ok().and_then(|m| m.get("PID-3").map(|v| v.decode().into_owned()));
         let theirs = std::panic::catch_unwind(|| {
             let m = hl7_parser::Message::parse(&input).ok()?;
             let f = m.segment("PID")?.field(3)?;

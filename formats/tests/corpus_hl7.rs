@@ -11,8 +11,8 @@
 mod common;
 
 use clearway_formats::hl7::{
-    self, AckCode, AckMode, AckSpec, AckView, AdtView, Batch, BatchError, DftView, Limits, Message,
-    OrmView, OruView, Severity, SiuView, Version, build_ack, decode_frame, split, validate,
+    self, AckCode, AckMode, AckSpec, AckView, AdtView, Batch, BatchError, DftView, Limits, Message, OrmView, OruView,
+    Severity, SiuView, Version, build_ack, decode_frame, split, validate,
 };
 use serde_json::Value as Json;
 use std::collections::BTreeMap;
@@ -21,10 +21,9 @@ const TIMESTAMP: &str = "20240102030405";
 
 /// The payload to parse: the file, or the inside of its MLLP frame.
 fn payload(entry: &Json, bytes: &[u8]) -> Vec<u8> {
-    let framed = entry["computed"]["anomalies"].as_array().is_some_and(|a| {
-        a.iter()
-            .any(|x| x.as_str().is_some_and(|s| s.contains("MLLP")))
-    });
+    let framed = entry["computed"]["anomalies"]
+        .as_array()
+        .is_some_and(|a| a.iter().any(|x| x.as_str().is_some_and(|s| s.contains("MLLP"))));
     if !framed {
         return bytes.to_vec();
     }
@@ -91,17 +90,10 @@ fn every_hl7_entry_matches_the_manifest() {
         let bytes = payload(entry, &common::read(file));
         let expectation = entry["source_expectation"].as_str().unwrap_or_default();
 
-        if let Some(msg) = expectation
-            .split("must fail with '")
-            .nth(1)
-            .and_then(|s| s.split('\'').next())
-        {
+        if let Some(msg) = expectation.split("must fail with '").nth(1).and_then(|s| s.split('\'').next()) {
             let err = match split(&bytes, &Limits::default()) {
                 Err(e) => e,
-                Ok(b) => panic!(
-                    "{file}: expected failure, got {} messages",
-                    b.message_count()
-                ),
+                Ok(b) => panic!("{file}: expected failure, got {} messages", b.message_count()),
             };
             let shown = err.to_string();
             assert!(
@@ -114,55 +106,28 @@ fn every_hl7_entry_matches_the_manifest() {
 
         let batch = split_ok(file, &bytes);
         assert_eq!(batch.verify(), Ok(()), "{file}");
-        assert_eq!(
-            batch.message_count() as u64,
-            computed["messages"].as_u64().unwrap_or(u64::MAX),
-            "{file}: messages"
-        );
+        assert_eq!(batch.message_count() as u64, computed["messages"].as_u64().unwrap_or(u64::MAX), "{file}: messages");
         let expected_msh = computed["msh"].as_array().cloned().unwrap_or_default();
         for (m, want) in batch.messages().zip(&expected_msh) {
             for f in ["MSH-9", "MSH-10", "MSH-12"] {
                 assert_eq!(text(m, f).as_deref(), want[f].as_str(), "{file}: {f}");
             }
-            assert_eq!(
-                m.encoding_characters(),
-                computed["encoding_characters"].as_str().unwrap_or_default(),
-                "{file}"
-            );
-            assert_eq!(
-                text(m, "MSH-2"),
-                computed["encoding_characters"].as_str().map(str::to_string),
-                "{file}"
-            );
-            assert_eq!(
-                text(m, "MSH-1").as_deref(),
-                computed["field_separator"].as_str(),
-                "{file}"
-            );
+            assert_eq!(m.encoding_characters(), computed["encoding_characters"].as_str().unwrap_or_default(), "{file}");
+            assert_eq!(text(m, "MSH-2"), computed["encoding_characters"].as_str().map(str::to_string), "{file}");
+            assert_eq!(text(m, "MSH-1").as_deref(), computed["field_separator"].as_str(), "{file}");
         }
         let want_counts: BTreeMap<String, u64> = computed["segment_ids"]
             .as_object()
-            .map(|o| {
-                o.iter()
-                    .map(|(k, v)| (k.clone(), v.as_u64().unwrap_or(0)))
-                    .collect()
-            })
+            .map(|o| o.iter().map(|(k, v)| (k.clone(), v.as_u64().unwrap_or(0))).collect())
             .unwrap_or_default();
         assert_eq!(segment_counts(&batch), want_counts, "{file}: segment ids");
         let want_envelope: Vec<String> = computed["envelope_segments"]
             .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|x| x.as_str().map(String::from))
-                    .collect()
-            })
+            .map(|a| a.iter().filter_map(|x| x.as_str().map(String::from)).collect())
             .unwrap_or_default();
         assert_eq!(envelope(&batch), want_envelope, "{file}: envelope");
 
-        let first = batch
-            .messages()
-            .next()
-            .unwrap_or_else(|| panic!("{file}: no message"));
+        let first = batch.messages().next().unwrap_or_else(|| panic!("{file}: no message"));
         for f in ["PID-3", "PID-5"] {
             if let Some(want) = computed[f].as_str() {
                 assert_eq!(text(first, f).as_deref(), Some(want), "{file}: {f}");
@@ -171,23 +136,12 @@ fn every_hl7_entry_matches_the_manifest() {
         if let Some(msa) = computed["MSA"].as_array() {
             let view = AckView::read(first).unwrap_or_else(|| panic!("{file}: no MSA"));
             assert_eq!(Some(&*view.code), msa[0].as_str(), "{file}");
-            assert_eq!(
-                Some(&*view.acknowledged_control_id),
-                msa[1].as_str(),
-                "{file}"
-            );
-            assert_eq!(
-                view.text.as_deref(),
-                msa.get(2).and_then(|t| t.as_str()),
-                "{file}"
-            );
+            assert_eq!(Some(&*view.acknowledged_control_id), msa[1].as_str(), "{file}");
+            assert_eq!(view.text.as_deref(), msa.get(2).and_then(|t| t.as_str()), "{file}");
         }
 
         // Every non-ACK message gets an ACK that echoes it correctly.
-        for m in batch
-            .messages()
-            .filter(|m| m.kind() != hl7::MessageKind::Ack)
-        {
+        for m in batch.messages().filter(|m| m.kind() != hl7::MessageKind::Ack) {
             check_ack(file, m);
         }
     }
@@ -199,16 +153,7 @@ fn every_hl7_entry_matches_the_manifest() {
 fn check_ack(file: &str, m: &Message<'_>) {
     let issues = validate(m);
     let code = AckCode::for_issues(&issues, false);
-    let ack = build_ack(
-        m,
-        &AckSpec {
-            code,
-            control_id: "ACK-1",
-            timestamp: TIMESTAMP,
-            text: None,
-            issues: &issues,
-        },
-    );
+    let ack = build_ack(m, &AckSpec { code, control_id: "ACK-1", timestamp: TIMESTAMP, text: None, issues: &issues });
     let parsed = Message::parse(ack.as_bytes()).unwrap_or_else(|e| panic!("{file}: {e}"));
     assert_eq!(parsed.delimiters(), m.delimiters(), "{file}");
     assert_eq!(text(&parsed, "MSA-2"), text(m, "MSH-10"), "{file}: MSA-2");
@@ -222,9 +167,7 @@ fn check_ack(file: &str, m: &Message<'_>) {
     assert_eq!(text(&parsed, "MSH-11"), text(m, "MSH-11"), "{file}");
     assert_eq!(text(&parsed, "MSH-12"), text(m, "MSH-12"), "{file}");
     let trigger = m.message_type().trigger;
-    let version = m
-        .parsed_version()
-        .unwrap_or_else(|| panic!("{file}: version"));
+    let version = m.parsed_version().unwrap_or_else(|| panic!("{file}: version"));
     let want = if version >= Version::V2_4 {
         format!("ACK^{trigger}^ACK")
     } else if version >= Version::V2_3 {
@@ -234,16 +177,9 @@ fn check_ack(file: &str, m: &Message<'_>) {
     };
     let want = want.replace('^', &char::from(m.delimiters().component).to_string());
     assert_eq!(text(&parsed, "MSH-9"), Some(want), "{file}: MSH-9");
-    assert_eq!(
-        parsed.count("ERR"),
-        issues.len(),
-        "{file}: one ERR per issue"
-    );
+    assert_eq!(parsed.count("ERR"), issues.len(), "{file}: one ERR per issue");
     let ack_issues = validate(&parsed);
-    assert!(
-        ack_issues.iter().all(|i| !i.is_error()),
-        "{file}: ACK invalid: {ack_issues:?}"
-    );
+    assert!(ack_issues.iter().all(|i| !i.is_error()), "{file}: ACK invalid: {ack_issues:?}");
 }
 
 fn corpus_message(file: &str) -> Vec<u8> {
@@ -265,18 +201,9 @@ fn python_hl7_repetition_and_subcomponent_addressing() {
     let pid3: Vec<String> = m
         .segment("PID")
         .and_then(|s| s.field(3))
-        .map(|f| {
-            f.repetition(1)
-                .into_iter()
-                .flat_map(|r| r.components())
-                .map(|c| c.as_str().into_owned())
-                .collect()
-        })
+        .map(|f| f.repetition(1).into_iter().flat_map(|r| r.components()).map(|c| c.as_str().into_owned()).collect())
         .unwrap_or_default();
-    assert_eq!(
-        pid3,
-        ["Component1", "Sub-Component1&Sub-Component2", "Component3"]
-    );
+    assert_eq!(pid3, ["Component1", "Sub-Component1&Sub-Component2", "Component3"]);
     let pid4: Vec<String> = m
         .segment("PID")
         .and_then(|s| s.field(4))
@@ -302,10 +229,9 @@ fn python_hl7_glucose_sample() {
     // PID-7 '196203520' is not a date: a data type warning, not an error.
     let issues = validate(&m);
     assert!(
-        issues.iter().any(|i| i.code == 102
-            && i.segment == "PID"
-            && i.field == Some(7)
-            && i.severity == Severity::Warning),
+        issues
+            .iter()
+            .any(|i| i.code == 102 && i.segment == "PID" && i.field == Some(7) && i.severity == Severity::Warning),
         "{issues:?}"
     );
     let v = OruView::read(&m).unwrap_or_else(|| panic!("ORU"));
@@ -321,10 +247,7 @@ fn python_hl7_batches_and_files() {
     assert_eq!(b.message_count(), 1);
     let header = b.groups[0].header.unwrap_or_else(|| panic!("BHS"));
     assert_eq!(header.id(), "BHS");
-    assert_eq!(
-        header.field(4).map(|f| f.as_str().into_owned()).as_deref(),
-        Some("ABCHS")
-    );
+    assert_eq!(header.field(4).map(|f| f.as_str().into_owned()).as_deref(), Some("ABCHS"));
     assert_eq!(b.groups[0].trailer.map(|t| t.id()), Some("BTS"));
 
     let bytes = corpus_message("adt-a04-pyhl7-batch-two-messages.hl7");
@@ -342,16 +265,10 @@ fn python_hl7_batches_and_files() {
     let bytes = corpus_message("adt-a04-pyhl7-file-fhs-two-batches.hl7");
     let b = split_ok("file1", &bytes);
     assert_eq!(b.batches().count(), 2);
-    let counts: Vec<_> = b
-        .batches()
-        .map(|g| (g.declared_message_count(), g.messages.len()))
-        .collect();
+    let counts: Vec<_> = b.batches().map(|g| (g.declared_message_count(), g.messages.len())).collect();
     assert_eq!(counts, [(Some(2), 2), (Some(1), 1)]);
     let fhs = b.file_header.unwrap_or_else(|| panic!("FHS"));
-    assert_eq!(
-        fhs.field(4).map(|f| f.as_str().into_owned()).as_deref(),
-        Some("ABCHS")
-    );
+    assert_eq!(fhs.field(4).map(|f| f.as_str().into_owned()).as_deref(), Some("ABCHS"));
     assert_eq!(b.file_trailer.map(|t| t.id()), Some("FTS"));
 }
 
@@ -406,10 +323,7 @@ fn nonstandard_encoding_characters() {
     assert_eq!(m.delimiters().subcomponent, Some(b'}'));
     assert_eq!(text(&m, "PID-3.1").as_deref(), Some("479305169"));
     let ack = build_ack(&m, &spec(AckCode::ApplicationAccept, &[]));
-    assert!(
-        ack.starts_with("MSH|^~}|RADIOLOGY|MIR1|ADMISSION|ADT1|"),
-        "{ack}"
-    );
+    assert!(ack.starts_with("MSH|^~}|RADIOLOGY|MIR1|ADMISSION|ADT1|"), "{ack}");
 
     let bytes = corpus_message("bar-p01-hapi-nonstandard-subcomponent.hl7");
     let m = only_message("sub", &bytes);
@@ -423,10 +337,7 @@ fn framing_and_field_edge_cases() {
     let bytes = corpus_message("adt-a01-hapi-docs-example.hl7");
     let m = only_message("docs", &bytes);
     assert_eq!(m.segments().last().map(|s| s.id()), Some("ACC"));
-    let pid11 = m
-        .segment("PID")
-        .and_then(|s| s.field(11))
-        .unwrap_or_else(|| panic!("PID-11"));
+    let pid11 = m.segment("PID").and_then(|s| s.field(11)).unwrap_or_else(|| panic!("PID-11"));
     assert_eq!(pid11.repetition_count(), 2);
     assert_eq!(decoded(&m, "PID-11(2).7").as_deref(), Some("M"));
 
@@ -434,12 +345,7 @@ fn framing_and_field_edge_cases() {
     let bytes = corpus_message("orm-o01-hapi-v22.hl7");
     let m = only_message("v22", &bytes);
     assert_eq!(m.sending_application().as_deref(), Some("DMCOE "));
-    assert_eq!(
-        OrmView::read(&m)
-            .and_then(|v| v.order_control().map(String::from))
-            .as_deref(),
-        Some("NW")
-    );
+    assert_eq!(OrmView::read(&m).and_then(|v| v.order_control().map(String::from)).as_deref(), Some("NW"));
 
     // BOM + LF + trailing spaces.
     let bytes = corpus_message("adt-a01-msconv-v23-bom.hl7");
@@ -462,14 +368,8 @@ fn framing_and_field_edge_cases() {
 fn escapes_in_corpus_decode() {
     let bytes = corpus_message("adt-a01-msconv-01.hl7");
     let m = only_message("msconv", &bytes);
-    assert_eq!(
-        decoded(&m, "PV1-14").as_deref(),
-        Some("NHS Provider-General (inc.A&E-this Hosp)")
-    );
-    assert_eq!(
-        text(&m, "PV1-14").as_deref(),
-        Some("NHS Provider-General (inc.A\\T\\E-this Hosp)")
-    );
+    assert_eq!(decoded(&m, "PV1-14").as_deref(), Some("NHS Provider-General (inc.A&E-this Hosp)"));
+    assert_eq!(text(&m, "PV1-14").as_deref(), Some("NHS Provider-General (inc.A\\T\\E-this Hosp)"));
     let bytes = corpus_message("oru-r01-msconv-01.hl7");
     let m = only_message("oru", &bytes);
     let nte = m
@@ -491,21 +391,9 @@ fn views_on_corpus() {
         .patient_ids
         .expose()
         .iter()
-        .map(|p| {
-            (
-                p.id.as_str(),
-                p.assigning_authority.as_deref(),
-                p.id_type.as_deref(),
-            )
-        })
+        .map(|p| (p.id.as_str(), p.assigning_authority.as_deref(), p.id_type.as_deref()))
         .collect();
-    assert_eq!(
-        ids,
-        [
-            ("2148790", Some("MSH_MRN"), Some("MR")),
-            ("162840", Some("MSH_EMPI"), Some("CM"))
-        ]
-    );
+    assert_eq!(ids, [("2148790", Some("MSH_MRN"), Some("MR")), ("162840", Some("MSH_EMPI"), Some("CM"))]);
     assert_eq!(v.patient_class.as_deref(), Some("I"));
     assert!(!format!("{v:?}").contains("2148790"));
 
@@ -529,10 +417,7 @@ fn views_on_corpus() {
     let bytes = corpus_message("orm-o01-msconv-01.hl7");
     let v = OrmView::read(&only_message("orm", &bytes)).unwrap_or_else(|| panic!("ORM"));
     assert_eq!(v.order_control(), Some("NW"));
-    assert_eq!(
-        v.orders[0].placer_order_number.expose().as_deref(),
-        Some("1101")
-    );
+    assert_eq!(v.orders[0].placer_order_number.expose().as_deref(), Some("1101"));
 }
 
 #[test]
@@ -541,23 +426,14 @@ fn ack_modes_in_corpus() {
     let m = only_message("oru", &bytes);
     assert_eq!(
         m.ack_mode(),
-        AckMode::Enhanced {
-            accept: hl7::AckCondition::Always,
-            application: hl7::AckCondition::Never
-        }
+        AckMode::Enhanced { accept: hl7::AckCondition::Always, application: hl7::AckCondition::Never }
     );
     let bytes = corpus_message("adt-a01-herophilus-patient1.hl7");
     assert_eq!(only_message("p1", &bytes).ack_mode(), AckMode::Original);
 }
 
 fn spec<'s>(code: AckCode, issues: &'s [hl7::Hl7Issue]) -> AckSpec<'s> {
-    AckSpec {
-        code,
-        control_id: "ACK-1",
-        timestamp: TIMESTAMP,
-        text: None,
-        issues,
-    }
+    AckSpec { code, control_id: "ACK-1", timestamp: TIMESTAMP, text: None, issues }
 }
 
 /// An ACK with CR terminators shown as line breaks.
@@ -574,30 +450,19 @@ fn snapshot_aa_original_mode() {
     assert_eq!(m.ack_mode(), AckMode::Original);
     let code = AckCode::for_issues(&issues, false);
     assert_eq!(code, AckCode::ApplicationAccept);
-    insta::assert_snapshot!(
-        "ack_aa_original_v251",
-        readable(&build_ack(&m, &spec(code, &issues)))
-    );
+    insta::assert_snapshot!("ack_aa_original_v251", readable(&build_ack(&m, &spec(code, &issues))));
 }
 
 #[test]
 fn snapshot_ae_with_err_v251() {
     // A v2.5.1 ADT^A01 with PV1-2 removed and a bad PID-7: ERR-2/3/4 layout.
     let bytes = corpus_message("adt-a01-herophilus-v251.hl7");
-    let text = String::from_utf8_lossy(&bytes)
-        .replace("PV1|1|E|", "PV1|1||")
-        .replace("|19780615|M|", "|1978061|M|");
+    let text = String::from_utf8_lossy(&bytes).replace("PV1|1|E|", "PV1|1||").replace("|19780615|M|", "|1978061|M|");
     let m = only_message("v251", text.as_bytes());
     let issues = validate(&m);
     let code = AckCode::for_issues(&issues, false);
     assert_eq!(code, AckCode::ApplicationError);
-    let ack = build_ack(
-        &m,
-        &AckSpec {
-            text: Some("message has errors"),
-            ..spec(code, &issues)
-        },
-    );
+    let ack = build_ack(&m, &AckSpec { text: Some("message has errors"), ..spec(code, &issues) });
     insta::assert_snapshot!("ack_ae_err_v251", readable(&ack));
 }
 
@@ -614,10 +479,7 @@ fn snapshot_ca_enhanced_mode() {
     assert_eq!(issues, []);
     let code = AckCode::for_issues(&issues, true);
     assert_eq!(code, AckCode::CommitAccept);
-    insta::assert_snapshot!(
-        "ack_ca_enhanced_v22",
-        readable(&build_ack(&m, &spec(code, &issues)))
-    );
+    insta::assert_snapshot!("ack_ca_enhanced_v22", readable(&build_ack(&m, &spec(code, &issues))));
 }
 
 #[test]
@@ -626,15 +488,7 @@ fn snapshot_ar_v23() {
     let bytes = corpus_message("adt-a04-msconv-redox-bom.hl7");
     let m = only_message("redox", &bytes);
     let mut issues = validate(&m);
-    issues.push(hl7::Hl7Issue::field(
-        Severity::Error,
-        202,
-        "MSH",
-        1,
-        11,
-        Some(1),
-        "unsupported processing id",
-    ));
+    issues.push(hl7::Hl7Issue::field(Severity::Error, 202, "MSH", 1, 11, Some(1), "unsupported processing id"));
     let code = AckCode::for_issues(&issues, false);
     assert_eq!(code, AckCode::ApplicationReject);
     insta::assert_snapshot!("ack_ar_v23", readable(&build_ack(&m, &spec(code, &issues))));
@@ -649,11 +503,7 @@ fn snapshot_validation_summary() {
         let batch = match split(&bytes, &Limits::default()) {
             Ok(b) => b,
             Err(e) => {
-                out.push_str(&format!(
-                    "{file}: split error ({} / {})\n",
-                    e,
-                    e.hl7_error_code()
-                ));
+                out.push_str(&format!("{file}: split error ({} / {})\n", e, e.hl7_error_code()));
                 continue;
             }
         };

@@ -95,3 +95,14 @@ fn non_ascii_delimiter_rejects_the_interchange() {
     assert!(ack(&input).is_none(), "a rejected interchange gets a TA1 only");
     fuzz_x12(&input);
 }
+
+/// An ST01 that is not a transaction set id (a mutated `83'`) used to be
+/// echoed into AK201, which must be a code from the 999's list.
+#[test]
+fn unknown_st01_is_not_echoed_into_ak201() {
+    let input = sample().replace("ST*837*", "ST*83'*");
+    if let Some(text) = ack(input.as_bytes()) {
+        assert!(!text.contains("AK2*83'"), "{text}");
+    }
+    fuzz_x12(input.as_bytes());
+}

@@ -25,8 +25,7 @@
 //! reject, so the sender stops retrying.
 
 use crate::hl7::parse::{
-    Delimiters, Lines, Message, ParseError, SegmentId, Version, encode_escapes, nth_piece,
-    strip_bom,
+    Delimiters, Lines, Message, ParseError, SegmentId, Version, encode_escapes, nth_piece, strip_bom,
 };
 use crate::hl7::validate::{Hl7Issue, Severity};
 use memchr::memchr2;
@@ -79,10 +78,7 @@ impl AckCode {
 
     /// Whether this is a commit (enhanced-mode accept) acknowledgement.
     pub fn is_commit(self) -> bool {
-        matches!(
-            self,
-            AckCode::CommitAccept | AckCode::CommitError | AckCode::CommitReject
-        )
+        matches!(self, AckCode::CommitAccept | AckCode::CommitError | AckCode::CommitReject)
     }
 
     /// The code for a set of issues: reject when the message type, event,
@@ -94,11 +90,7 @@ impl AckCode {
         let mut error = false;
         for i in errors {
             if (200..=203).contains(&i.code) {
-                return if commit {
-                    AckCode::CommitReject
-                } else {
-                    AckCode::ApplicationReject
-                };
+                return if commit { AckCode::CommitReject } else { AckCode::ApplicationReject };
             }
             error = true;
         }
@@ -169,16 +161,8 @@ fn copy_raw<'a>(raw: &'a [u8], d: &Delimiters) -> Cow<'a, str> {
 pub fn build_ack(msg: &Message<'_>, spec: &AckSpec<'_>) -> String {
     let d = *msg.delimiters();
     let msh = msg.msh();
-    let raw = |n: usize| {
-        msh.field(n)
-            .map(|f| copy_raw(f.raw(), &d))
-            .unwrap_or_default()
-    };
-    let trigger = msh
-        .field(9)
-        .and_then(|f| f.component(2))
-        .map(|c| copy_raw(c.raw(), &d))
-        .unwrap_or_default();
+    let raw = |n: usize| msh.field(n).map(|f| copy_raw(f.raw(), &d)).unwrap_or_default();
+    let trigger = msh.field(9).and_then(|f| f.component(2)).map(|c| copy_raw(c.raw(), &d)).unwrap_or_default();
     let header = Header {
         delims: d,
         sending_application: raw(3),
@@ -224,11 +208,7 @@ pub fn build_ack_for_unparseable(input: &[u8], spec: &AckSpec<'_>) -> String {
         .find(|l| l.starts_with(b"MSH"))
         .unwrap_or(first_line);
     let is_msh = line.starts_with(b"MSH");
-    let parsed = if is_msh {
-        Delimiters::from_header(line).ok().map(|(d, _)| d)
-    } else {
-        None
-    };
+    let parsed = if is_msh { Delimiters::from_header(line).ok().map(|(d, _)| d) } else { None };
     // With the input's own delimiters, fields are copied as they are; with
     // the defaults they are unescaped text and must be escaped.
     let (d, copy) = match parsed {
@@ -246,11 +226,7 @@ pub fn build_ack_for_unparseable(input: &[u8], spec: &AckSpec<'_>) -> String {
         let Some(v) = nth_piece(line, field_sep, n - 1) else {
             return Cow::Borrowed("");
         };
-        if copy {
-            copy_raw(v, &d)
-        } else {
-            Cow::Owned(encode_escapes(&String::from_utf8_lossy(v), &d))
-        }
+        if copy { copy_raw(v, &d) } else { Cow::Owned(encode_escapes(&String::from_utf8_lossy(v), &d)) }
     };
     let trigger: Cow<'_, str> = if copy {
         nth_piece(line, field_sep, 8)
@@ -299,13 +275,7 @@ pub fn parse_error_issue(error: &ParseError) -> Hl7Issue {
         ParseError::UnexpectedHeader { id, segment } => (*id, *segment),
         _ => (SegmentId::from_bytes(b"MSH"), 1),
     };
-    Hl7Issue::segment(
-        Severity::Error,
-        error.hl7_error_code(),
-        segment.as_str(),
-        sequence,
-        error.to_string(),
-    )
+    Hl7Issue::segment(Severity::Error, error.hl7_error_code(), segment.as_str(), sequence, error.to_string())
 }
 
 fn write_ack(h: &Header<'_>, spec: &AckSpec<'_>) -> String {
@@ -367,11 +337,7 @@ fn write_ack(h: &Header<'_>, spec: &AckSpec<'_>) -> String {
                 Some(s) => format!("{}{s}{text}{s}HL70357", issue.code),
                 None => issue.code.to_string(),
             };
-            let _ = write!(
-                out,
-                "ERR{f}{seg}{c}{seq}{c}{field}{c}{code}\r",
-                seq = issue.segment_sequence,
-            );
+            let _ = write!(out, "ERR{f}{seg}{c}{seq}{c}{field}{c}{code}\r", seq = issue.segment_sequence,);
         }
     }
     out
@@ -434,13 +400,7 @@ mod tests {
     }
 
     fn spec<'s>(code: AckCode, issues: &'s [Hl7Issue]) -> AckSpec<'s> {
-        AckSpec {
-            code,
-            control_id: "ACK1",
-            timestamp: "20240102030405",
-            text: None,
-            issues,
-        }
+        AckSpec { code, control_id: "ACK1", timestamp: "20240102030405", text: None, issues }
     }
 
     const ADT251: &[u8] = b"MSH|^~\\&|SAPP|SFAC|RAPP|RFAC|20240101||ADT^A01^ADT_A01|CTRL-9|P|2.5.1\rEVN|A01|20240101\r";
@@ -449,10 +409,7 @@ mod tests {
     fn original_mode_accept() {
         let m = parse(ADT251);
         let ack = build_ack(&m, &spec(AckCode::ApplicationAccept, &[]));
-        assert_eq!(
-            ack,
-            "MSH|^~\\&|RAPP|RFAC|SAPP|SFAC|20240102030405||ACK^A01^ACK|ACK1|P|2.5.1\rMSA|AA|CTRL-9\r"
-        );
+        assert_eq!(ack, "MSH|^~\\&|RAPP|RFAC|SAPP|SFAC|20240102030405||ACK^A01^ACK|ACK1|P|2.5.1\rMSA|AA|CTRL-9\r");
         let back = parse(ack.as_bytes());
         let view = AckView::read(&back).unwrap_or_else(|| panic!("no MSA"));
         assert_eq!(view.ack_code(), Some(AckCode::ApplicationAccept));
@@ -474,18 +431,9 @@ mod tests {
             ("junk", "ACK"),
         ] {
             let input = format!("MSH|^~\\&|A|B|C|D|1||ADT^A01|X|P|{v}\r");
-            let ack = build_ack(
-                &parse(input.as_bytes()),
-                &spec(AckCode::ApplicationAccept, &[]),
-            );
+            let ack = build_ack(&parse(input.as_bytes()), &spec(AckCode::ApplicationAccept, &[]));
             let back = parse(ack.as_bytes());
-            assert_eq!(
-                back.get("MSH-9")
-                    .map(|v| v.decode().into_owned())
-                    .as_deref(),
-                Some(t),
-                "{v}"
-            );
+            assert_eq!(back.get("MSH-9").map(|v| v.decode().into_owned()).as_deref(), Some(t), "{v}");
             assert_eq!(back.version().unwrap_or_default(), v);
         }
     }
@@ -493,93 +441,39 @@ mod tests {
     #[test]
     fn errors_layout_v25_and_older() {
         let issues = [
-            Hl7Issue::field(
-                Severity::Error,
-                101,
-                "PID",
-                1,
-                3,
-                None,
-                "required field PID-3 is missing",
-            ),
+            Hl7Issue::field(Severity::Error, 101, "PID", 1, 3, None, "required field PID-3 is missing"),
             Hl7Issue::field(Severity::Warning, 102, "MSH", 1, 9, Some(2), "bad ^ thing"),
-            Hl7Issue::segment(
-                Severity::Error,
-                100,
-                "PV1",
-                1,
-                "required segment PV1 is missing",
-            ),
+            Hl7Issue::segment(Severity::Error, 100, "PV1", 1, "required segment PV1 is missing"),
         ];
         let ack = build_ack(&parse(ADT251), &spec(AckCode::ApplicationError, &issues));
         let segs: Vec<&str> = ack.split('\r').collect();
-        assert_eq!(
-            segs[2],
-            "ERR||PID^1^3^1|101^required field PID-3 is missing^HL70357|E"
-        );
+        assert_eq!(segs[2], "ERR||PID^1^3^1|101^required field PID-3 is missing^HL70357|E");
         assert_eq!(segs[3], "ERR||MSH^1^9^1^2|102^bad \\S\\ thing^HL70357|W");
-        assert_eq!(
-            segs[4],
-            "ERR||PV1^1|100^required segment PV1 is missing^HL70357|E"
-        );
+        assert_eq!(segs[4], "ERR||PV1^1|100^required segment PV1 is missing^HL70357|E");
 
         let old = b"MSH|^~\\&|A|B|C|D|1||ADT^A01|X|P|2.3\r";
         let ack = build_ack(&parse(old), &spec(AckCode::ApplicationError, &issues));
         let segs: Vec<&str> = ack.split('\r').collect();
-        assert_eq!(
-            segs[2],
-            "ERR|PID^1^3^101&required field PID-3 is missing&HL70357"
-        );
-        assert_eq!(
-            segs[4],
-            "ERR|PV1^1^^100&required segment PV1 is missing&HL70357"
-        );
+        assert_eq!(segs[2], "ERR|PID^1^3^101&required field PID-3 is missing&HL70357");
+        assert_eq!(segs[4], "ERR|PV1^1^^100&required segment PV1 is missing&HL70357");
     }
 
     #[test]
     fn keeps_the_senders_encoding_characters() {
         let m = parse(b"MSH#*@$%#A#B#C#D#1##ADT*A04#X*Y#T#2.4\r");
-        let issues = [Hl7Issue::field(
-            Severity::Error,
-            101,
-            "PID",
-            1,
-            3,
-            None,
-            "a#b*c",
-        )];
-        let ack = build_ack(
-            &m,
-            &AckSpec {
-                text: Some("x#y"),
-                ..spec(AckCode::ApplicationError, &issues)
-            },
-        );
-        assert!(
-            ack.starts_with("MSH#*@$%#C#D#A#B#20240102030405##ACK*A04*ACK#ACK1#T#2.4\r"),
-            "{ack}"
-        );
+        let issues = [Hl7Issue::field(Severity::Error, 101, "PID", 1, 3, None, "a#b*c")];
+        let ack = build_ack(&m, &AckSpec { text: Some("x#y"), ..spec(AckCode::ApplicationError, &issues) });
+        assert!(ack.starts_with("MSH#*@$%#C#D#A#B#20240102030405##ACK*A04*ACK#ACK1#T#2.4\r"), "{ack}");
         assert!(ack.contains("\rMSA#AE#X*Y#x$F$y\r"), "{ack}");
         let back = parse(ack.as_bytes());
-        assert_eq!(
-            back.get("MSA-3")
-                .map(|v| v.decode().into_owned())
-                .as_deref(),
-            Some("x#y")
-        );
+        assert_eq!(back.get("MSA-3").map(|v| v.decode().into_owned()).as_deref(), Some("x#y"));
         assert_eq!(back.get("MSA-2").map(|v| v.raw()), Some(&b"X*Y"[..]));
     }
 
     #[test]
     fn no_escape_character_means_sanitised_text() {
         let m = parse(b"MSH|^~}|A|B|C|D|1||BAR^P01|X|P|2.4\r");
-        let ack = build_ack(
-            &m,
-            &AckSpec {
-                text: Some("a|b^c"),
-                ..spec(AckCode::ApplicationAccept, &[])
-            },
-        );
+        let ack = build_ack(&m, &AckSpec { text: Some("a|b^c"), ..spec(AckCode::ApplicationAccept, &[]) });
         assert!(ack.starts_with("MSH|^~}|C|D|A|B|"), "{ack}");
         assert!(ack.contains("\rMSA|AA|X|a b c\r"), "{ack}");
     }
@@ -588,17 +482,13 @@ mod tests {
     fn control_characters_in_copied_fields_are_escaped() {
         let m = parse(b"MSH|^~\\&|A\x0B\x1C|B|C|D|1||ADT^A01|X\x01|P|2.5\r");
         let ack = build_ack(&m, &spec(AckCode::ApplicationAccept, &[]));
-        assert!(
-            !ack.bytes().any(|b| b.is_ascii_control() && b != b'\r'),
-            "{ack:?}"
-        );
+        assert!(!ack.bytes().any(|b| b.is_ascii_control() && b != b'\r'), "{ack:?}");
         assert!(ack.contains("MSA|AA|X\\X01\\\r"), "{ack:?}");
     }
 
     #[test]
     fn unparseable_input_gets_a_reject() {
-        let input =
-            b"\x0BMSH|^~\\&|SAPP|SFAC|RAPP|RFAC|2024||ADT^A01|C-1|T|2.3\rPID|1\rMSH|^~\\&|again\r";
+        let input = b"\x0BMSH|^~\\&|SAPP|SFAC|RAPP|RFAC|2024||ADT^A01|C-1|T|2.3\rPID|1\rMSH|^~\\&|again\r";
         let err = match Message::parse(input) {
             Err(e) => e,
             Ok(_) => panic!("expected an error"),
@@ -606,98 +496,35 @@ mod tests {
         let issues = [parse_error_issue(&err)];
         let ack = build_ack_for_unparseable(input, &spec(AckCode::ApplicationReject, &issues));
         let back = parse(ack.as_bytes());
-        assert_eq!(
-            back.get("MSA-1")
-                .map(|v| v.as_str().into_owned())
-                .as_deref(),
-            Some("AR")
-        );
-        assert_eq!(
-            back.get("MSA-2")
-                .map(|v| v.as_str().into_owned())
-                .as_deref(),
-            Some("C-1")
-        );
-        assert_eq!(
-            back.get("MSH-3")
-                .map(|v| v.as_str().into_owned())
-                .as_deref(),
-            Some("RAPP")
-        );
-        assert_eq!(
-            back.get("MSH-9")
-                .map(|v| v.as_str().into_owned())
-                .as_deref(),
-            Some("ACK^A01")
-        );
-        assert_eq!(
-            back.get("MSH-11")
-                .map(|v| v.as_str().into_owned())
-                .as_deref(),
-            Some("T")
-        );
-        assert_eq!(
-            back.get("ERR-1.4.1")
-                .map(|v| v.as_str().into_owned())
-                .as_deref(),
-            Some("100")
-        );
+        assert_eq!(back.get("MSA-1").map(|v| v.as_str().into_owned()).as_deref(), Some("AR"));
+        assert_eq!(back.get("MSA-2").map(|v| v.as_str().into_owned()).as_deref(), Some("C-1"));
+        assert_eq!(back.get("MSH-3").map(|v| v.as_str().into_owned()).as_deref(), Some("RAPP"));
+        assert_eq!(back.get("MSH-9").map(|v| v.as_str().into_owned()).as_deref(), Some("ACK^A01"));
+        assert_eq!(back.get("MSH-11").map(|v| v.as_str().into_owned()).as_deref(), Some("T"));
+        assert_eq!(back.get("ERR-1.4.1").map(|v| v.as_str().into_owned()).as_deref(), Some("100"));
 
         // Garbage delimiters: defaults, escaped copies, a 2.5.1 reject with code 100.
         let input = b"MSH|^^^^|SA^PP|F|R|RF|1||ADT^A01|ID^1|P|2.4\r";
-        let Err(err) = Message::parse(input) else {
-            panic!("expected an error")
-        };
+        let Err(err) = Message::parse(input) else { panic!("expected an error") };
         let issues = [parse_error_issue(&err)];
         let ack = build_ack_for_unparseable(input, &spec(AckCode::ApplicationReject, &issues));
         let back = parse(ack.as_bytes());
-        assert_eq!(
-            back.get("MSH-3")
-                .map(|v| v.decode().into_owned())
-                .as_deref(),
-            Some("R")
-        );
-        assert_eq!(
-            back.get("MSH-5")
-                .map(|v| v.decode().into_owned())
-                .as_deref(),
-            Some("SA^PP")
-        );
-        assert_eq!(
-            back.get("MSA-2")
-                .map(|v| v.decode().into_owned())
-                .as_deref(),
-            Some("ID^1")
-        );
+        assert_eq!(back.get("MSH-3").map(|v| v.decode().into_owned()).as_deref(), Some("R"));
+        assert_eq!(back.get("MSH-5").map(|v| v.decode().into_owned()).as_deref(), Some("SA^PP"));
+        assert_eq!(back.get("MSA-2").map(|v| v.decode().into_owned()).as_deref(), Some("ID^1"));
         assert_eq!(back.version().as_deref(), Some("2.5.1"));
-        assert_eq!(
-            back.get("ERR-3.1")
-                .map(|v| v.as_str().into_owned())
-                .as_deref(),
-            Some("100")
-        );
+        assert_eq!(back.get("ERR-3.1").map(|v| v.as_str().into_owned()).as_deref(), Some("100"));
 
         // A rejected batch: the first MSH after the envelope is used.
         let input = b"BHS|^~\\&\rBHS|^~\\&\rMSH|^~\\&|S|F|R|RF|1||ADT^A04|M-7|P|2.5\r";
         let ack = build_ack_for_unparseable(input, &spec(AckCode::ApplicationReject, &[]));
         let back = parse(ack.as_bytes());
-        assert_eq!(
-            back.get("MSA-2")
-                .map(|v| v.as_str().into_owned())
-                .as_deref(),
-            Some("M-7")
-        );
+        assert_eq!(back.get("MSA-2").map(|v| v.as_str().into_owned()).as_deref(), Some("M-7"));
 
         // Not HL7 at all.
-        let ack =
-            build_ack_for_unparseable(b"\xFF\x00hello", &spec(AckCode::ApplicationReject, &[]));
+        let ack = build_ack_for_unparseable(b"\xFF\x00hello", &spec(AckCode::ApplicationReject, &[]));
         let back = parse(ack.as_bytes());
-        assert_eq!(
-            back.get("MSH-9")
-                .map(|v| v.as_str().into_owned())
-                .as_deref(),
-            Some("ACK^^ACK")
-        );
+        assert_eq!(back.get("MSH-9").map(|v| v.as_str().into_owned()).as_deref(), Some("ACK^^ACK"));
         assert_eq!(back.get("MSA-2").map(|v| v.is_empty()), Some(true));
     }
 
@@ -713,22 +540,10 @@ mod tests {
         let err = |code| Hl7Issue::segment(Severity::Error, code, "MSH", 1, "x");
         let warn = Hl7Issue::segment(Severity::Warning, 102, "MSH", 1, "x");
         assert_eq!(AckCode::for_issues(&[], false), AckCode::ApplicationAccept);
-        assert_eq!(
-            AckCode::for_issues(std::slice::from_ref(&warn), true),
-            AckCode::CommitAccept
-        );
-        assert_eq!(
-            AckCode::for_issues(&[err(101)], false),
-            AckCode::ApplicationError
-        );
-        assert_eq!(
-            AckCode::for_issues(&[err(101), err(203)], false),
-            AckCode::ApplicationReject
-        );
-        assert_eq!(
-            AckCode::for_issues(&[err(200)], true),
-            AckCode::CommitReject
-        );
+        assert_eq!(AckCode::for_issues(std::slice::from_ref(&warn), true), AckCode::CommitAccept);
+        assert_eq!(AckCode::for_issues(&[err(101)], false), AckCode::ApplicationError);
+        assert_eq!(AckCode::for_issues(&[err(101), err(203)], false), AckCode::ApplicationReject);
+        assert_eq!(AckCode::for_issues(&[err(200)], true), AckCode::CommitReject);
         assert_eq!(AckCode::for_issues(&[err(100)], true), AckCode::CommitError);
         for c in ["AA", "AE", "AR", "CA", "CE", "CR"] {
             assert_eq!(AckCode::parse(c).map(AckCode::as_str), Some(c));

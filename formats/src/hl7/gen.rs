@@ -50,33 +50,13 @@ impl SplitMix64 {
 }
 
 const LAST: &[&str] = &[
-    "SMITH", "JOHNSON", "WILLIAMS", "BROWN", "JONES", "GARCIA", "MILLER", "DAVIS", "MARTINEZ",
-    "LOPEZ", "WILSON", "ANDERSON", "TAYLOR", "THOMAS", "MOORE", "MARTIN", "LEE", "WALKER",
+    "SMITH", "JOHNSON", "WILLIAMS", "BROWN", "JONES", "GARCIA", "MILLER", "DAVIS", "MARTINEZ", "LOPEZ", "WILSON",
+    "ANDERSON", "TAYLOR", "THOMAS", "MOORE", "MARTIN", "LEE", "WALKER",
 ];
-const FIRST_F: &[&str] = &[
-    "MARY",
-    "PATRICIA",
-    "JENNIFER",
-    "LINDA",
-    "ELIZABETH",
-    "MARIA",
-    "SUSAN",
-    "SARAH",
-    "KAREN",
-];
-const FIRST_M: &[&str] = &[
-    "JAMES", "ROBERT", "JOHN", "MICHAEL", "DAVID", "WILLIAM", "RICHARD", "JOSEPH", "CARLOS",
-];
-const STREETS: &[&str] = &[
-    "MAIN ST",
-    "OAK AVE",
-    "PINE RD",
-    "MAPLE DR",
-    "CEDAR LN",
-    "ELM ST",
-    "LAKE VIEW BLVD",
-    "HILL \\T\\ DALE RD",
-];
+const FIRST_F: &[&str] = &["MARY", "PATRICIA", "JENNIFER", "LINDA", "ELIZABETH", "MARIA", "SUSAN", "SARAH", "KAREN"];
+const FIRST_M: &[&str] = &["JAMES", "ROBERT", "JOHN", "MICHAEL", "DAVID", "WILLIAM", "RICHARD", "JOSEPH", "CARLOS"];
+const STREETS: &[&str] =
+    &["MAIN ST", "OAK AVE", "PINE RD", "MAPLE DR", "CEDAR LN", "ELM ST", "LAKE VIEW BLVD", "HILL \\T\\ DALE RD"];
 const CITIES: &[(&str, &str, &str)] = &[
     ("SPRINGFIELD", "IL", "62701"),
     ("FAIRVIEW", "TN", "37062"),
@@ -87,12 +67,7 @@ const CITIES: &[(&str, &str, &str)] = &[
 ];
 const WARDS: &[&str] = &["MED", "SURG", "ICU", "PEDS", "CARD", "ORTHO"];
 const DOCTORS: &[&str] = &["HOUSE", "QUINN", "KILDARE", "WELBY", "CASEY", "GREY"];
-const ALLERGENS: &[&str] = &[
-    "PCN^PENICILLIN^L",
-    "SULFA^SULFONAMIDES^L",
-    "LATEX^LATEX^L",
-    "PNUT^PEANUTS^L",
-];
+const ALLERGENS: &[&str] = &["PCN^PENICILLIN^L", "SULFA^SULFONAMIDES^L", "LATEX^LATEX^L", "PNUT^PEANUTS^L"];
 const DIAGNOSES: &[&str] = &[
     "I10^Essential hypertension^I10",
     "E11.9^Type 2 diabetes mellitus without complications^I10",
@@ -130,29 +105,19 @@ pub fn write_adt(out: &mut impl io::Write, count: usize, seed: u64) -> io::Resul
 fn write_one(m: &mut String, r: &mut SplitMix64, seed: u64, i: usize) {
     let ts = timestamp(r, (2023, 2025));
     let female = r.next_u64().is_multiple_of(2);
-    let (first, sex) = if female {
-        (r.pick(FIRST_F), "F")
-    } else {
-        (r.pick(FIRST_M), "M")
-    };
+    let (first, sex) = if female { (r.pick(FIRST_F), "F") } else { (r.pick(FIRST_M), "M") };
     let last = r.pick(LAST);
     let middle = char::from(b'A' + u8::try_from(r.range(0, 25)).unwrap_or(0));
     let dob = timestamp(r, (1930, 2020));
     let dob = dob.get(..8).unwrap_or("19700101");
-    let (city, state, zip) = CITIES
-        .get(usize::try_from(r.range(0, 5)).unwrap_or(0))
-        .copied()
-        .unwrap_or(("SPRINGFIELD", "IL", "62701"));
+    let (city, state, zip) =
+        CITIES.get(usize::try_from(r.range(0, 5)).unwrap_or(0)).copied().unwrap_or(("SPRINGFIELD", "IL", "62701"));
     let mrn = r.range(100_000, 9_999_999);
     let account = r.range(10_000_000, 99_999_999);
     let visit = r.range(1_000_000, 9_999_999);
     let doctor = r.pick(DOCTORS);
     let doctor_id = r.range(1000, 9999);
-    let class = if r.next_u64().is_multiple_of(4) {
-        "E"
-    } else {
-        "I"
-    };
+    let class = if r.next_u64().is_multiple_of(4) { "E" } else { "I" };
     // MSH-10 is unique per call: the seed and the index.
     let _ = write!(
         m,
@@ -168,11 +133,7 @@ fn write_one(m: &mut String, r: &mut SplitMix64, seed: u64, i: usize) {
         let _ = write!(
             m,
             "NK1|1|{last}^{nk}|SPO^Spouse^HL70063|{num} {street}^^{city}^{state}^{zip}^USA|(555)555-01{phone:02}\r",
-            nk = if female {
-                r.pick(FIRST_M)
-            } else {
-                r.pick(FIRST_F)
-            },
+            nk = if female { r.pick(FIRST_M) } else { r.pick(FIRST_F) },
             num = r.range(1, 9999),
             street = r.pick(STREETS),
             phone = r.range(0, 99),
@@ -218,14 +179,7 @@ mod tests {
         // authors' C implementation).
         let mut r = SplitMix64::new(1_234_567);
         let got: Vec<u64> = (0..3).map(|_| r.next_u64()).collect();
-        assert_eq!(
-            got,
-            [
-                6_457_827_717_110_365_317,
-                3_203_168_211_198_807_973,
-                9_817_491_932_198_370_423
-            ]
-        );
+        assert_eq!(got, [6_457_827_717_110_365_317, 3_203_168_211_198_807_973, 9_817_491_932_198_370_423]);
     }
 
     #[test]

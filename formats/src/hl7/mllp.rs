@@ -74,37 +74,27 @@ pub enum MllpError {
 /// A payload longer than `max_frame_bytes` is an error even before its end
 /// block arrives.
 pub fn decode_frame(buf: &[u8], max_frame_bytes: usize) -> Result<Option<Frame>, MllpError> {
-    let lead = buf
-        .iter()
-        .position(|b| !matches!(b, b'\r' | b'\n'))
-        .unwrap_or(buf.len());
+    let lead = buf.iter().position(|b| !matches!(b, b'\r' | b'\n')).unwrap_or(buf.len());
     if lead > max_frame_bytes {
-        return Err(MllpError::TooMuchWhitespace {
-            limit: max_frame_bytes,
-        });
+        return Err(MllpError::TooMuchWhitespace { limit: max_frame_bytes });
     }
     let Some(&first) = buf.get(lead) else {
         return Ok(None);
     };
     if first != START {
-        let skip =
-            memchr(START, buf.get(lead..).unwrap_or_default()).map_or(buf.len(), |n| lead + n);
+        let skip = memchr(START, buf.get(lead..).unwrap_or_default()).map_or(buf.len(), |n| lead + n);
         return Err(MllpError::BytesBeforeStart { skip });
     }
     let start = lead + 1;
     let body = buf.get(start..).unwrap_or_default();
     let Some(n) = memchr2(END[0], START, body) else {
         if body.len() > max_frame_bytes {
-            return Err(MllpError::FrameTooLarge {
-                limit: max_frame_bytes,
-            });
+            return Err(MllpError::FrameTooLarge { limit: max_frame_bytes });
         }
         return Ok(None);
     };
     if n > max_frame_bytes {
-        return Err(MllpError::FrameTooLarge {
-            limit: max_frame_bytes,
-        });
+        return Err(MllpError::FrameTooLarge { limit: max_frame_bytes });
     }
     let at = start + n;
     if body.get(n) == Some(&START) {
@@ -112,10 +102,7 @@ pub fn decode_frame(buf: &[u8], max_frame_bytes: usize) -> Result<Option<Frame>,
     }
     match buf.get(at + 1) {
         None => Ok(None),
-        Some(&b) if b == END[1] => Ok(Some(Frame {
-            payload: start..at,
-            consumed: at + 2,
-        })),
+        Some(&b) if b == END[1] => Ok(Some(Frame { payload: start..at, consumed: at + 2 })),
         Some(_) => Err(MllpError::MissingCarriageReturn { offset: at }),
     }
 }
@@ -147,20 +134,8 @@ mod tests {
         assert_eq!(buf.first(), Some(&0x0B));
         assert_eq!(buf.get(buf.len() - 2..), Some(&[0x1C, 0x0D][..]));
         let f = decode_frame(&buf, 100).ok().flatten();
-        assert_eq!(
-            f,
-            Some(Frame {
-                payload: 1..12,
-                consumed: 14
-            })
-        );
-        assert_eq!(
-            decode_frame(&frame(b""), 0),
-            Ok(Some(Frame {
-                payload: 1..1,
-                consumed: 3
-            }))
-        );
+        assert_eq!(f, Some(Frame { payload: 1..12, consumed: 14 }));
+        assert_eq!(decode_frame(&frame(b""), 0), Ok(Some(Frame { payload: 1..1, consumed: 3 })));
     }
 
     #[test]
@@ -193,23 +168,11 @@ mod tests {
 
     #[test]
     fn rejects_bytes_before_start() {
-        assert_eq!(
-            decode_frame(b"\r\nxyz\x0Babc\x1C\r", 100),
-            Err(MllpError::BytesBeforeStart { skip: 5 })
-        );
-        assert_eq!(
-            decode_frame(b"garbage", 100),
-            Err(MllpError::BytesBeforeStart { skip: 7 })
-        );
-        assert_eq!(
-            decode_frame(b" \x0Bx\x1C\r", 100),
-            Err(MllpError::BytesBeforeStart { skip: 1 })
-        );
+        assert_eq!(decode_frame(b"\r\nxyz\x0Babc\x1C\r", 100), Err(MllpError::BytesBeforeStart { skip: 5 }));
+        assert_eq!(decode_frame(b"garbage", 100), Err(MllpError::BytesBeforeStart { skip: 7 }));
+        assert_eq!(decode_frame(b" \x0Bx\x1C\r", 100), Err(MllpError::BytesBeforeStart { skip: 1 }));
         let e = MllpError::BytesBeforeStart { skip: 5 };
-        assert_eq!(
-            e.to_string(),
-            "5 bytes before the MLLP start block (0x0B); drop them to resynchronise"
-        );
+        assert_eq!(e.to_string(), "5 bytes before the MLLP start block (0x0B); drop them to resynchronise");
     }
 
     #[test]
@@ -218,31 +181,16 @@ mod tests {
         buf.extend_from_slice(&[b'a'; 10]);
         assert_eq!(decode_frame(&buf, 10), Ok(None));
         buf.push(b'a');
-        assert_eq!(
-            decode_frame(&buf, 10),
-            Err(MllpError::FrameTooLarge { limit: 10 })
-        );
+        assert_eq!(decode_frame(&buf, 10), Err(MllpError::FrameTooLarge { limit: 10 }));
         buf.extend_from_slice(&END);
-        assert_eq!(
-            decode_frame(&buf, 10),
-            Err(MllpError::FrameTooLarge { limit: 10 })
-        );
+        assert_eq!(decode_frame(&buf, 10), Err(MllpError::FrameTooLarge { limit: 10 }));
         assert!(decode_frame(&buf, 11).is_ok_and(|f| f.is_some()));
-        assert_eq!(
-            decode_frame(&[b'\r'; 5], 4),
-            Err(MllpError::TooMuchWhitespace { limit: 4 })
-        );
+        assert_eq!(decode_frame(&[b'\r'; 5], 4), Err(MllpError::TooMuchWhitespace { limit: 4 }));
     }
 
     #[test]
     fn rejects_bad_end_and_nested_start() {
-        assert_eq!(
-            decode_frame(b"\x0Babc\x1Cx", 100),
-            Err(MllpError::MissingCarriageReturn { offset: 4 })
-        );
-        assert_eq!(
-            decode_frame(b"\x0Babc\x0Bdef\x1C\r", 100),
-            Err(MllpError::StartInsideFrame { offset: 4 })
-        );
+        assert_eq!(decode_frame(b"\x0Babc\x1Cx", 100), Err(MllpError::MissingCarriageReturn { offset: 4 }));
+        assert_eq!(decode_frame(b"\x0Babc\x0Bdef\x1C\r", 100), Err(MllpError::StartInsideFrame { offset: 4 }));
     }
 }

@@ -40,9 +40,8 @@ pub use ack::{AckCode, AckSpec, AckView, build_ack, build_ack_for_unparseable, p
 pub use r#gen::write_adt;
 pub use mllp::{Frame, MllpError, decode_frame, encode_frame};
 pub use parse::{
-    AckCondition, AckMode, Batch, BatchError, BatchGroup, Component, Delimiters, Field, Limits,
-    Message, MessageKind, MessageType, ParseError, Path, Repetition, Segment, SegmentId, Value,
-    Version, split,
+    AckCondition, AckMode, Batch, BatchError, BatchGroup, Component, Delimiters, Field, Limits, Message, MessageKind,
+    MessageType, ParseError, Path, Repetition, Segment, SegmentId, Value, Version, split,
 };
 pub use validate::{Hl7Issue, Severity, validate};
 pub use views::{AdtView, DftView, OrmView, OruView, PatientId, SiuView};
@@ -53,11 +52,7 @@ pub use views::{AdtView, DftView, OrmView, OruView, PatientId, SiuView};
 /// broken. Driven by proptest in CI and usable from `cargo fuzz`.
 #[doc(hidden)]
 pub fn fuzz_hl7(data: &[u8]) {
-    let limits = Limits {
-        max_message_bytes: 1 << 20,
-        max_segments: 1000,
-        max_messages: 100,
-    };
+    let limits = Limits { max_message_bytes: 1 << 20, max_segments: 1000, max_messages: 100 };
     match Message::parse_with(data, &limits) {
         Ok(m) => exercise(&m, &limits),
         Err(e) => {
@@ -108,10 +103,7 @@ fn exercise(m: &Message<'_>, limits: &Limits) {
     assert!(m.raw().len() <= limits.max_message_bytes);
     assert!(m.raw().starts_with(b"MSH"));
     let d = *m.delimiters();
-    assert_eq!(
-        Delimiters::from_header(m.msh().raw()).map(|(d, _)| d),
-        Ok(d)
-    );
+    assert_eq!(Delimiters::from_header(m.msh().raw()).map(|(d, _)| d), Ok(d));
     for seg in m.segments() {
         let _ = (seg.id(), seg.segment_id(), seg.field(0));
         for field in seg.fields() {
@@ -127,14 +119,7 @@ fn exercise(m: &Message<'_>, limits: &Limits) {
             }
         }
     }
-    for path in [
-        "MSH-9.2",
-        "PID-3(2).4.1",
-        "OBX(2)-5",
-        "MSH-1",
-        "MSH-2",
-        "PID-3.1.2",
-    ] {
+    for path in ["MSH-9.2", "PID-3(2).4.1", "OBX(2)-5", "MSH-1", "MSH-2", "PID-3.1.2"] {
         if let Some(v) = m.get(path) {
             check_value(v);
         }
@@ -195,10 +180,7 @@ fn check_value(v: Value<'_>) {
 /// An ACK we built parses, carries the intended MSA-1, echoes MSH-10, and
 /// contains no control characters besides the CR terminators.
 fn check_ack(ack: &str, code: AckCode, original: Option<&Message<'_>>) {
-    assert!(
-        !ack.bytes().any(|b| b.is_ascii_control() && b != b'\r'),
-        "ACK contains control characters"
-    );
+    assert!(!ack.bytes().any(|b| b.is_ascii_control() && b != b'\r'), "ACK contains control characters");
     let parsed = match Message::parse(ack.as_bytes()) {
         Ok(p) => p,
         Err(e) => panic!("built ACK does not parse: {e}"),
@@ -237,13 +219,7 @@ pub fn fuzz_mllp(data: &[u8]) {
                     let mut again = Vec::new();
                     encode_frame(payload, &mut again);
                     let back = decode_frame(&again, max.max(payload.len()));
-                    assert_eq!(
-                        back,
-                        Ok(Some(Frame {
-                            payload: 1..1 + payload.len(),
-                            consumed: payload.len() + 3
-                        }))
-                    );
+                    assert_eq!(back, Ok(Some(Frame { payload: 1..1 + payload.len(), consumed: payload.len() + 3 })));
                     rest = rest.get(f.consumed..).unwrap_or_default();
                 }
                 Err(MllpError::BytesBeforeStart { skip }) => {

@@ -59,11 +59,8 @@ pub struct Limits {
 impl Limits {
     /// 32 MiB per message (Redox caps MLLP messages at 30 MB), 100,000
     /// segments per message and 1,000,000 messages per stream.
-    pub const DEFAULT: Limits = Limits {
-        max_message_bytes: 32 * 1024 * 1024,
-        max_segments: 100_000,
-        max_messages: 1_000_000,
-    };
+    pub const DEFAULT: Limits =
+        Limits { max_message_bytes: 32 * 1024 * 1024, max_segments: 100_000, max_messages: 1_000_000 };
 }
 
 impl Default for Limits {
@@ -90,9 +87,7 @@ pub enum ParseError {
     #[error("{id} encoding characters are invalid: {reason}")]
     BadDelimiters { id: SegmentId, reason: &'static str },
     /// A header or envelope segment (MSH, FHS, BHS, BTS, FTS) after the first segment.
-    #[error(
-        "unexpected {id} segment at segment {segment} of a single message (use split for streams)"
-    )]
+    #[error("unexpected {id} segment at segment {segment} of a single message (use split for streams)")]
     UnexpectedHeader { id: SegmentId, segment: usize },
     /// The message is larger than [`Limits::max_message_bytes`].
     #[error("message exceeds the limit of {limit} bytes")]
@@ -233,14 +228,7 @@ impl Delimiters {
             [] | [_] | [_, _] => return bad("fewer than three encoding characters"),
             _ => return bad("more than five encoding characters"),
         };
-        let all = [
-            Some(field),
-            Some(component),
-            Some(repetition),
-            escape,
-            subcomponent,
-            truncation,
-        ];
+        let all = [Some(field), Some(component), Some(repetition), escape, subcomponent, truncation];
         let mut seen = [false; 256];
         for b in all.into_iter().flatten() {
             if !b.is_ascii_punctuation() {
@@ -252,17 +240,7 @@ impl Delimiters {
             }
             *slot = true;
         }
-        Ok((
-            Delimiters {
-                field,
-                component,
-                repetition,
-                escape,
-                subcomponent,
-                truncation,
-            },
-            enc.len(),
-        ))
+        Ok((Delimiters { field, component, repetition, escape, subcomponent, truncation }, enc.len()))
     }
 
     /// The encoding characters as they appear in MSH-2.
@@ -391,10 +369,7 @@ pub(crate) struct Pieces<'a> {
 
 impl<'a> Pieces<'a> {
     fn new(raw: &'a [u8], sep: Option<u8>) -> Self {
-        Pieces {
-            rest: Some(raw),
-            sep,
-        }
+        Pieces { rest: Some(raw), sep }
     }
 }
 
@@ -438,11 +413,7 @@ macro_rules! value_accessors {
             /// delimiters of lower levels are left in place, and an escaped
             /// delimiter becomes indistinguishable from a real one.
             pub fn decode(&self) -> Cow<'a, str> {
-                if self.literal {
-                    self.as_str()
-                } else {
-                    decode_escapes(self.raw, &self.delims)
-                }
+                if self.literal { self.as_str() } else { decode_escapes(self.raw, &self.delims) }
             }
 
             /// Whether the value is empty (absent).
@@ -467,20 +438,14 @@ macro_rules! value_accessors {
 
             /// This value as a level-less [`Value`].
             pub fn value(&self) -> Value<'a> {
-                Value {
-                    raw: self.raw,
-                    delims: self.delims,
-                    literal: self.literal,
-                }
+                Value { raw: self.raw, delims: self.delims, literal: self.literal }
             }
         }
 
         impl fmt::Debug for $ty<'_> {
             /// Prints the length only: the content may be PHI.
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.debug_struct(stringify!($ty))
-                    .field("len", &self.raw.len())
-                    .finish_non_exhaustive()
+                f.debug_struct(stringify!($ty)).field("len", &self.raw.len()).finish_non_exhaustive()
             }
         }
     };
@@ -546,40 +511,20 @@ impl<'a> Field<'a> {
     /// The `n`-th repetition, 1-based.
     pub fn repetition(&self, n: usize) -> Option<Repetition<'a>> {
         let idx = n.checked_sub(1)?;
-        let sep = if self.literal {
-            None
-        } else {
-            Some(self.delims.repetition)
-        };
-        nth_piece_opt(self.raw, sep, idx).map(|raw| Repetition {
-            raw,
-            delims: self.delims,
-            literal: self.literal,
-        })
+        let sep = if self.literal { None } else { Some(self.delims.repetition) };
+        nth_piece_opt(self.raw, sep, idx).map(|raw| Repetition { raw, delims: self.delims, literal: self.literal })
     }
 
     /// All repetitions (an empty field has one, empty, repetition).
     pub fn repetitions(&self) -> impl Iterator<Item = Repetition<'a>> + use<'a> {
-        let sep = if self.literal {
-            None
-        } else {
-            Some(self.delims.repetition)
-        };
+        let sep = if self.literal { None } else { Some(self.delims.repetition) };
         let (delims, literal) = (self.delims, self.literal);
-        Pieces::new(self.raw, sep).map(move |raw| Repetition {
-            raw,
-            delims,
-            literal,
-        })
+        Pieces::new(self.raw, sep).map(move |raw| Repetition { raw, delims, literal })
     }
 
     /// The number of repetitions.
     pub fn repetition_count(&self) -> usize {
-        if self.literal {
-            1
-        } else {
-            memchr::memchr_iter(self.delims.repetition, self.raw).count() + 1
-        }
+        if self.literal { 1 } else { memchr::memchr_iter(self.delims.repetition, self.raw).count() + 1 }
     }
 
     /// The `n`-th component (1-based) of the first repetition.
@@ -592,31 +537,15 @@ impl<'a> Repetition<'a> {
     /// The `n`-th component, 1-based.
     pub fn component(&self, n: usize) -> Option<Component<'a>> {
         let idx = n.checked_sub(1)?;
-        let sep = if self.literal {
-            None
-        } else {
-            Some(self.delims.component)
-        };
-        nth_piece_opt(self.raw, sep, idx).map(|raw| Component {
-            raw,
-            delims: self.delims,
-            literal: self.literal,
-        })
+        let sep = if self.literal { None } else { Some(self.delims.component) };
+        nth_piece_opt(self.raw, sep, idx).map(|raw| Component { raw, delims: self.delims, literal: self.literal })
     }
 
     /// All components.
     pub fn components(&self) -> impl Iterator<Item = Component<'a>> + use<'a> {
-        let sep = if self.literal {
-            None
-        } else {
-            Some(self.delims.component)
-        };
+        let sep = if self.literal { None } else { Some(self.delims.component) };
         let (delims, literal) = (self.delims, self.literal);
-        Pieces::new(self.raw, sep).map(move |raw| Component {
-            raw,
-            delims,
-            literal,
-        })
+        Pieces::new(self.raw, sep).map(move |raw| Component { raw, delims, literal })
     }
 }
 
@@ -624,31 +553,15 @@ impl<'a> Component<'a> {
     /// The `n`-th subcomponent, 1-based.
     pub fn subcomponent(&self, n: usize) -> Option<Value<'a>> {
         let idx = n.checked_sub(1)?;
-        let sep = if self.literal {
-            None
-        } else {
-            self.delims.subcomponent
-        };
-        nth_piece_opt(self.raw, sep, idx).map(|raw| Value {
-            raw,
-            delims: self.delims,
-            literal: self.literal,
-        })
+        let sep = if self.literal { None } else { self.delims.subcomponent };
+        nth_piece_opt(self.raw, sep, idx).map(|raw| Value { raw, delims: self.delims, literal: self.literal })
     }
 
     /// All subcomponents.
     pub fn subcomponents(&self) -> impl Iterator<Item = Value<'a>> + use<'a> {
-        let sep = if self.literal {
-            None
-        } else {
-            self.delims.subcomponent
-        };
+        let sep = if self.literal { None } else { self.delims.subcomponent };
         let (delims, literal) = (self.delims, self.literal);
-        Pieces::new(self.raw, sep).map(move |raw| Value {
-            raw,
-            delims,
-            literal,
-        })
+        Pieces::new(self.raw, sep).map(move |raw| Value { raw, delims, literal })
     }
 }
 
@@ -674,11 +587,7 @@ impl fmt::Debug for Segment<'_> {
 
 impl<'a> Segment<'a> {
     pub(crate) fn new(raw: &'a [u8], delims: Delimiters, position: usize) -> Self {
-        Segment {
-            raw,
-            delims,
-            position,
-        }
+        Segment { raw, delims, position }
     }
 
     /// The whole segment as received, without its terminator.
@@ -721,8 +630,7 @@ impl<'a> Segment<'a> {
 
     /// MSH, FHS and BHS, whose field 1 is the field separator itself.
     fn is_header(&self) -> bool {
-        matches!(self.raw.get(..3), Some(b"MSH" | b"FHS" | b"BHS"))
-            && self.raw.get(3) == Some(&self.delims.field)
+        matches!(self.raw.get(..3), Some(b"MSH" | b"FHS" | b"BHS")) && self.raw.get(3) == Some(&self.delims.field)
     }
 
     /// Field `n`, 1-based, as numbered in the standard. `None` for field 0
@@ -734,11 +642,7 @@ impl<'a> Segment<'a> {
         let (piece, literal) = if self.is_header() {
             match n {
                 1 => {
-                    return self.raw.get(3..4).map(|raw| Field {
-                        raw,
-                        delims: self.delims,
-                        literal: true,
-                    });
+                    return self.raw.get(3..4).map(|raw| Field { raw, delims: self.delims, literal: true });
                 }
                 2 => (1, true),
                 _ => (n - 1, false),
@@ -746,11 +650,7 @@ impl<'a> Segment<'a> {
         } else {
             (n, false)
         };
-        nth_piece(self.raw, self.delims.field, piece).map(|raw| Field {
-            raw,
-            delims: self.delims,
-            literal,
-        })
+        nth_piece(self.raw, self.delims.field, piece).map(|raw| Field { raw, delims: self.delims, literal })
     }
 
     /// The number of fields present (trailing empty fields included).
@@ -769,15 +669,11 @@ impl<'a> Segment<'a> {
         let mut pieces = Pieces::new(self.raw, Some(delims.field));
         pieces.next(); // the segment id
         let first = usize::from(header);
-        separator
-            .into_iter()
-            .chain(pieces)
-            .enumerate()
-            .map(move |(i, raw)| Field {
-                raw,
-                delims,
-                literal: header && i <= first,
-            })
+        separator.into_iter().chain(pieces).enumerate().map(move |(i, raw)| Field {
+            raw,
+            delims,
+            literal: header && i <= first,
+        })
     }
 }
 
@@ -853,11 +749,7 @@ impl Version {
 
     /// `major.minor.patch`.
     pub const fn new(major: u8, minor: u8, patch: u8) -> Version {
-        Version {
-            major,
-            minor,
-            patch,
-        }
+        Version { major, minor, patch }
     }
 
     /// Parses `M.m` or `M.m.p` (digits only); `None` for anything else.
@@ -1017,22 +909,11 @@ impl Path {
         let field = p.number()?;
         let repetition = p.index()?;
         let component = if p.eat(b'.') { Some(p.number()?) } else { None };
-        let subcomponent = if component.is_some() && p.eat(b'.') {
-            Some(p.number()?)
-        } else {
-            None
-        };
+        let subcomponent = if component.is_some() && p.eat(b'.') { Some(p.number()?) } else { None };
         if p.i != b.len() {
             return err("unexpected characters after the path");
         }
-        Ok(Path {
-            segment,
-            occurrence,
-            field,
-            repetition,
-            component,
-            subcomponent,
-        })
+        Ok(Path { segment, occurrence, field, repetition, component, subcomponent })
     }
 }
 
@@ -1059,13 +940,9 @@ impl Cursor<'_> {
             self.i += 1;
         }
         let digits = self.b.get(start..self.i).unwrap_or_default();
-        let n = digits
-            .iter()
-            .fold(0usize, |acc, d| acc * 10 + usize::from(d - b'0'));
+        let n = digits.iter().fold(0usize, |acc, d| acc * 10 + usize::from(d - b'0'));
         if digits.is_empty() || n == 0 {
-            return Err(PathError {
-                reason: "expected a positive number",
-            });
+            return Err(PathError { reason: "expected a positive number" });
         }
         Ok(n)
     }
@@ -1081,9 +958,7 @@ impl Cursor<'_> {
         };
         let n = self.number()?;
         if !self.eat(close) {
-            return Err(PathError {
-                reason: "unclosed index",
-            });
+            return Err(PathError { reason: "unclosed index" });
         }
         Ok(Some(n))
     }
@@ -1134,10 +1009,7 @@ impl<'a> Message<'a> {
         for line in lines {
             let seg = raw.get(line.clone()).unwrap_or_default();
             if let Some(id) = envelope_id(seg, delims.field) {
-                return Err(ParseError::UnexpectedHeader {
-                    id,
-                    segment: builder.segments.len() + 1,
-                });
+                return Err(ParseError::UnexpectedHeader { id, segment: builder.segments.len() + 1 });
             }
             builder.push(line)?;
         }
@@ -1196,11 +1068,7 @@ impl<'a> Message<'a> {
     /// The MSH segment.
     pub fn msh(&self) -> Segment<'a> {
         Segment {
-            raw: self
-                .segments
-                .first()
-                .and_then(|r| self.raw.get(r.clone()))
-                .unwrap_or_default(),
+            raw: self.segments.first().and_then(|r| self.raw.get(r.clone())).unwrap_or_default(),
             delims: self.delims,
             position: 1,
         }
@@ -1284,18 +1152,8 @@ impl<'a> Message<'a> {
     /// MSH-9: message code, trigger event, structure (raw text; codes never
     /// contain escape sequences in practice).
     pub fn message_type(&self) -> MessageType<'a> {
-        let part = |n| {
-            self.msh()
-                .field(9)
-                .and_then(|f| f.component(n))
-                .map(|c| c.as_str())
-                .unwrap_or_default()
-        };
-        MessageType {
-            code: part(1),
-            trigger: part(2),
-            structure: part(3),
-        }
+        let part = |n| self.msh().field(9).and_then(|f| f.component(n)).map(|c| c.as_str()).unwrap_or_default();
+        MessageType { code: part(1), trigger: part(2), structure: part(3) }
     }
 
     /// The message family from MSH-9.1.
@@ -1372,11 +1230,7 @@ pub(crate) struct MessageBuilder {
 
 impl MessageBuilder {
     /// Starts a message at its MSH line (`msh` is a range in the enclosing buffer).
-    pub(crate) fn new(
-        msh: Range<usize>,
-        delims: Delimiters,
-        limits: &Limits,
-    ) -> Result<Self, ParseError> {
+    pub(crate) fn new(msh: Range<usize>, delims: Delimiters, limits: &Limits) -> Result<Self, ParseError> {
         let mut b = MessageBuilder {
             start: msh.start,
             end: msh.start,
@@ -1391,18 +1245,13 @@ impl MessageBuilder {
     /// Adds a segment (a range in the enclosing buffer).
     pub(crate) fn push(&mut self, line: Range<usize>) -> Result<(), ParseError> {
         if self.segments.len() >= self.limits.max_segments {
-            return Err(ParseError::TooManySegments {
-                limit: self.limits.max_segments,
-            });
+            return Err(ParseError::TooManySegments { limit: self.limits.max_segments });
         }
         if line.end.saturating_sub(self.start) > self.limits.max_message_bytes {
-            return Err(ParseError::TooLarge {
-                limit: self.limits.max_message_bytes,
-            });
+            return Err(ParseError::TooLarge { limit: self.limits.max_message_bytes });
         }
         self.end = line.end;
-        self.segments
-            .push(line.start - self.start..line.end - self.start);
+        self.segments.push(line.start - self.start..line.end - self.start);
         Ok(())
     }
 
@@ -1413,11 +1262,7 @@ impl MessageBuilder {
 
     /// The message, borrowing `buf` (the buffer the ranges refer to).
     pub(crate) fn finish(self, buf: &[u8]) -> Message<'_> {
-        Message {
-            raw: buf.get(self.start..self.end).unwrap_or_default(),
-            delims: self.delims,
-            segments: self.segments,
-        }
+        Message { raw: buf.get(self.start..self.end).unwrap_or_default(), delims: self.delims, segments: self.segments }
     }
 }
 
@@ -1447,10 +1292,7 @@ mod tests {
         assert_eq!(text(m.get("MSH-9")).as_deref(), Some("ADT^A01^ADT_A01"));
         assert_eq!(text(m.get("MSH-9.2")).as_deref(), Some("A01"));
         let t = m.message_type();
-        assert_eq!(
-            (&*t.code, &*t.trigger, &*t.structure),
-            ("ADT", "A01", "ADT_A01")
-        );
+        assert_eq!((&*t.code, &*t.trigger, &*t.structure), ("ADT", "A01", "ADT_A01"));
         assert_eq!(m.control_id().as_deref(), Some("CTRL1"));
         assert_eq!(m.processing_id().as_deref(), Some("P"));
         assert_eq!(m.version().as_deref(), Some("2.5.1"));
@@ -1466,10 +1308,7 @@ mod tests {
     #[test]
     fn addresses_repetitions_components_subcomponents() {
         let m = parse(ADT);
-        assert_eq!(
-            text(m.get("PID-3")).as_deref(),
-            Some("ID1^^^AUTH^MR~ID2^^^SSA^SS")
-        );
+        assert_eq!(text(m.get("PID-3")).as_deref(), Some("ID1^^^AUTH^MR~ID2^^^SSA^SS"));
         assert_eq!(text(m.get("PID-3.1")).as_deref(), Some("ID1"));
         assert_eq!(text(m.get("PID-3(2).1")).as_deref(), Some("ID2"));
         assert_eq!(text(m.get("PID-3[2].5")).as_deref(), Some("SS"));
@@ -1491,25 +1330,19 @@ mod tests {
             b"MSH|^~\\&|GHH LAB|ELAB-3|GHH OE|BLDG4|200202150930||ORU^R01|CNTRL-3456|P|2.4\rPID|Field1|Component1^Component2|Component1^Sub-Component1&Sub-Component2^Component3|Repeat1~Repeat2\r",
         );
         assert_eq!(text(m.get("PID-3.2.2")).as_deref(), Some("Sub-Component2"));
-        assert_eq!(
-            text(m.get("PID-3(1).2.1")).as_deref(),
-            Some("Sub-Component1")
-        );
+        assert_eq!(text(m.get("PID-3(1).2.1")).as_deref(), Some("Sub-Component1"));
         assert_eq!(text(m.get("PID-3.3.1")).as_deref(), Some("Component3"));
         assert_eq!(text(m.get("PID-3.2.3")), None);
         let pid4 = m.segment("PID").and_then(|s| s.field(4));
-        let reps: Vec<String> = pid4
-            .map(|f| f.repetitions().map(|r| r.decode().into_owned()).collect())
-            .unwrap_or_default();
+        let reps: Vec<String> =
+            pid4.map(|f| f.repetitions().map(|r| r.decode().into_owned()).collect()).unwrap_or_default();
         assert_eq!(reps, ["Repeat1", "Repeat2"]);
     }
 
     #[test]
     fn accepts_cr_lf_and_crlf_terminators() {
         for sep in ["\r", "\n", "\r\n"] {
-            let s = format!(
-                "MSH|^~\\&|A|B|C|D|20240101||ADT^A01|X|P|2.5{sep}EVN|A01{sep}PID|1||123{sep}{sep}"
-            );
+            let s = format!("MSH|^~\\&|A|B|C|D|20240101||ADT^A01|X|P|2.5{sep}EVN|A01{sep}PID|1||123{sep}{sep}");
             let m = parse(s.as_bytes());
             assert_eq!(m.segment_count(), 3, "terminator {sep:?}");
             assert_eq!(text(m.get("PID-3")).as_deref(), Some("123"));
@@ -1565,14 +1398,8 @@ mod tests {
     fn rejects_unusable_headers() {
         assert_eq!(Message::parse(b"").err(), Some(ParseError::Empty));
         assert_eq!(Message::parse(b"\r\n \n").err(), Some(ParseError::Empty));
-        assert_eq!(
-            Message::parse(b"PID|1\r").err(),
-            Some(ParseError::NotMessageHeader)
-        );
-        assert!(matches!(
-            Message::parse(b"MSH"),
-            Err(ParseError::HeaderTooShort { .. })
-        ));
+        assert_eq!(Message::parse(b"PID|1\r").err(), Some(ParseError::NotMessageHeader));
+        assert!(matches!(Message::parse(b"MSH"), Err(ParseError::HeaderTooShort { .. })));
         for bad in [
             &b"MSH|^~|A"[..],
             b"MSH|^^\\&|A",
@@ -1589,22 +1416,12 @@ mod tests {
             );
         }
         let e = Message::parse(b"MSH|^~\\&|A\rPID|1\rMSH|^~\\&|B\r").err();
-        assert_eq!(
-            e,
-            Some(ParseError::UnexpectedHeader {
-                id: SegmentId::from_bytes(b"MSH"),
-                segment: 3
-            })
-        );
+        assert_eq!(e, Some(ParseError::UnexpectedHeader { id: SegmentId::from_bytes(b"MSH"), segment: 3 }));
     }
 
     #[test]
     fn enforces_limits() {
-        let limits = Limits {
-            max_message_bytes: 40,
-            max_segments: 3,
-            max_messages: 10,
-        };
+        let limits = Limits { max_message_bytes: 40, max_segments: 3, max_messages: 10 };
         let ok = b"MSH|^~\\&|A\rPID|1\rPV1|1\r";
         assert!(Message::parse_with(ok, &limits).is_ok());
         assert_eq!(
@@ -1612,11 +1429,7 @@ mod tests {
             Some(ParseError::TooManySegments { limit: 3 })
         );
         assert_eq!(
-            Message::parse_with(
-                b"MSH|^~\\&|A\rPID|1234567890123456789012345678901234567890\r",
-                &limits
-            )
-            .err(),
+            Message::parse_with(b"MSH|^~\\&|A\rPID|1234567890123456789012345678901234567890\r", &limits).err(),
             Some(ParseError::TooLarge { limit: 40 })
         );
     }
@@ -1624,13 +1437,7 @@ mod tests {
     #[test]
     fn ack_mode_is_enhanced_when_msh15_or_msh16_valued() {
         let m = parse(b"MSH|^~\\&|A|B|C|D|1||ADT^A01|X|P|2.5|||AL|NE\r");
-        assert_eq!(
-            m.ack_mode(),
-            AckMode::Enhanced {
-                accept: AckCondition::Always,
-                application: AckCondition::Never
-            }
-        );
+        assert_eq!(m.ack_mode(), AckMode::Enhanced { accept: AckCondition::Always, application: AckCondition::Never });
         let m = parse(b"MSH|^~\\&|A|B|C|D|1||ADT^A01|X|P|2.5||||ER\r");
         assert!(m.ack_mode().is_enhanced());
         // Padding is not a value (seen in the wild: `|2.3||| `).
@@ -1647,10 +1454,7 @@ mod tests {
         for raw in [ADT, b"MSH|^~\\&\r", b"MSH|^~\\&|\rZZZ\rZZ1|\rZZ2||a|\r"] {
             let m = parse(raw);
             for seg in m.segments() {
-                let walked: Vec<(&[u8], String)> = seg
-                    .fields()
-                    .map(|f| (f.raw(), f.decode().into_owned()))
-                    .collect();
+                let walked: Vec<(&[u8], String)> = seg.fields().map(|f| (f.raw(), f.decode().into_owned())).collect();
                 let looked_up: Vec<(&[u8], String)> = (1..=seg.field_count())
                     .filter_map(|n| seg.field(n))
                     .map(|f| (f.raw(), f.decode().into_owned()))
@@ -1660,12 +1464,7 @@ mod tests {
             }
         }
         let m = parse(ADT);
-        let msh: Vec<_> = m
-            .msh()
-            .fields()
-            .take(3)
-            .map(|f| f.repetition_count())
-            .collect();
+        let msh: Vec<_> = m.msh().fields().take(3).map(|f| f.repetition_count()).collect();
         assert_eq!(msh, [1, 1, 1]);
     }
 

@@ -60,8 +60,7 @@ const TOKENS: &[&str] = &[
 ];
 
 fn hl7ish() -> impl Strategy<Value = Vec<u8>> {
-    prop::collection::vec(prop::sample::select(TOKENS), 0..120)
-        .prop_map(|parts| parts.concat().into_bytes())
+    prop::collection::vec(prop::sample::select(TOKENS), 0..120).prop_map(|parts| parts.concat().into_bytes())
 }
 
 /// Input that starts like a message, so that most cases get past the header
@@ -73,10 +72,7 @@ fn message_like() -> impl Strategy<Value = Vec<u8>> {
         "MSH#*@$%#A#B#C#D#20240101##",
         "\u{FEFF}MSH|^~\\&|",
     ];
-    (
-        prop::sample::select(HEADERS),
-        prop::collection::vec(prop::sample::select(TOKENS), 0..80),
-    )
+    (prop::sample::select(HEADERS), prop::collection::vec(prop::sample::select(TOKENS), 0..80))
         .prop_map(|(head, parts)| format!("{head}{}", parts.concat()).into_bytes())
 }
 

@@ -301,10 +301,7 @@ impl Validator {
                 seq,
                 field,
                 None,
-                format!(
-                    "{}-{field} is not a value of HL7 table {table_id}",
-                    seg.id()
-                ),
+                format!("{}-{field} is not a value of HL7 table {table_id}", seg.id()),
             ));
         }
     }
@@ -384,8 +381,7 @@ impl Validator {
         match msg.version() {
             None => self.missing_field("MSH", 1, 12, "version id"),
             Some(v) => {
-                let supported =
-                    Version::parse(&v).is_some_and(|v| v.major == 2 && (1..=8).contains(&v.minor));
+                let supported = Version::parse(&v).is_some_and(|v| v.major == 2 && (1..=8).contains(&v.minor));
                 if !supported {
                     self.push(Hl7Issue::field(
                         Severity::Error,
@@ -459,20 +455,14 @@ impl Validator {
                 if seg.field(5).is_some_and(|f| f.is_valued()) {
                     self.require(seg, seq, 2, "value type, required when OBX-5 is valued");
                 }
-                const TABLE_0085: &[&str] = &[
-                    "A", "B", "C", "D", "F", "I", "N", "O", "P", "R", "S", "U", "V", "W", "X",
-                ];
+                const TABLE_0085: &[&str] =
+                    &["A", "B", "C", "D", "F", "I", "N", "O", "P", "R", "S", "U", "V", "W", "X"];
                 self.table(seg, seq, 11, TABLE_0085, "0085", Severity::Warning);
             }
             b"SCH" => {
                 let valued = |n| seg.field(n).is_some_and(|f| f.is_valued());
                 if !valued(1) && !valued(2) {
-                    self.missing_field(
-                        "SCH",
-                        seq,
-                        1,
-                        "placer or filler appointment id (SCH-1 or SCH-2)",
-                    );
+                    self.missing_field("SCH", seq, 1, "placer or filler appointment id (SCH-1 or SCH-2)");
                 }
             }
             b"FT1" => {
@@ -529,9 +519,7 @@ mod tests {
     }
 
     fn codes(v: &[Hl7Issue]) -> Vec<(u16, &str, Option<usize>, Severity)> {
-        v.iter()
-            .map(|i| (i.code, i.segment.as_str(), i.field, i.severity))
-            .collect()
+        v.iter().map(|i| (i.code, i.segment.as_str(), i.field, i.severity)).collect()
     }
 
     const GOOD_ADT: &str = "MSH|^~\\&|A|B|C|D|20240101120000||ADT^A01^ADT_A01|1|P|2.5.1\rEVN|A01|20240101120000\rPID|1||123^^^H^MR||DOE^JANE||19800101\rPV1|1|I\r";
@@ -632,12 +620,7 @@ mod tests {
         );
         let got: Vec<String> = v
             .iter()
-            .map(|i| {
-                format!(
-                    "{}:{}:{}:{:?}:{:?}",
-                    i.code, i.segment, i.segment_sequence, i.field, i.severity
-                )
-            })
+            .map(|i| format!("{}:{}:{}:{:?}:{:?}", i.code, i.segment, i.segment_sequence, i.field, i.severity))
             .collect();
         assert_eq!(
             got,
@@ -661,9 +644,7 @@ mod tests {
 
     #[test]
     fn issue_messages_never_contain_values() {
-        let v = issues(
-            "MSH|^~\\&|A|B|C|D|SECRETDATE||SECRET^X|1|SECRETP|SECRETV|||SECRET\rPID|1||||\rSECRET LINE\r",
-        );
+        let v = issues("MSH|^~\\&|A|B|C|D|SECRETDATE||SECRET^X|1|SECRETP|SECRETV|||SECRET\rPID|1||||\rSECRET LINE\r");
         assert!(!v.is_empty());
         for i in &v {
             assert!(!i.message.contains("SECRET"), "{i:?}");

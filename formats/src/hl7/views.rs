@@ -127,11 +127,7 @@ impl OruView {
         if msg.kind() != MessageKind::Oru {
             return None;
         }
-        let numbers = |f| {
-            msg.segments_with_id("OBR")
-                .filter_map(|s| component(Some(s), f, 1))
-                .collect::<Vec<_>>()
-        };
+        let numbers = |f| msg.segments_with_id("OBR").filter_map(|s| component(Some(s), f, 1)).collect::<Vec<_>>();
         Some(OruView {
             obr_count: msg.count("OBR"),
             obx_count: msg.count("OBX"),
@@ -241,19 +237,12 @@ impl DftView {
                 Decimal::from_str(v).ok()
             })
             .collect();
-        Some(DftView {
-            event: event(msg),
-            ft1_count: amounts.len(),
-            amounts,
-        })
+        Some(DftView { event: event(msg), ft1_count: amounts.len(), amounts })
     }
 
     /// The sum of the amounts that are present.
     pub fn total(&self) -> Decimal {
-        self.amounts
-            .iter()
-            .flatten()
-            .fold(Decimal::ZERO, |acc, a| acc.saturating_add(*a))
+        self.amounts.iter().flatten().fold(Decimal::ZERO, |acc, a| acc.saturating_add(*a))
     }
 }
 
@@ -278,16 +267,8 @@ mod tests {
         assert_eq!(
             v.patient_ids.expose(),
             &[
-                PatientId {
-                    id: "X&1".into(),
-                    assigning_authority: Some("AUTH".into()),
-                    id_type: Some("MR".into())
-                },
-                PatientId {
-                    id: "Y2".into(),
-                    assigning_authority: None,
-                    id_type: Some("SS".into())
-                }
+                PatientId { id: "X&1".into(), assigning_authority: Some("AUTH".into()), id_type: Some("MR".into()) },
+                PatientId { id: "Y2".into(), assigning_authority: None, id_type: Some("SS".into()) }
             ]
         );
         assert_eq!(v.patient_class.as_deref(), Some("I"));
@@ -305,9 +286,8 @@ mod tests {
 
     #[test]
     fn oru_view() {
-        let m = msg(
-            "MSH|^~\\&|A|B|C|D|1||ORU^R01|1|P|2.5\rPID|1||X\rOBR|1|P1^E|F1|a\rOBX|1\rOBX|2\rOBR|2||F2\rOBX|1\r",
-        );
+        let m =
+            msg("MSH|^~\\&|A|B|C|D|1||ORU^R01|1|P|2.5\rPID|1||X\rOBR|1|P1^E|F1|a\rOBX|1\rOBX|2\rOBR|2||F2\rOBX|1\r");
         let v = OruView::read(&m).unwrap_or_else(|| panic!("not ORU"));
         assert_eq!((v.obr_count, v.obx_count), (2, 3));
         assert_eq!(v.placer_order_numbers.expose(), &["P1"]);
@@ -320,14 +300,8 @@ mod tests {
         let v = OrmView::read(&m).unwrap_or_else(|| panic!("not ORM"));
         assert_eq!(v.order_control(), Some("NW"));
         assert_eq!(v.orders.len(), 2);
-        assert_eq!(
-            v.orders[0].placer_order_number.expose().as_deref(),
-            Some("P1")
-        );
-        assert_eq!(
-            v.orders[0].filler_order_number.expose().as_deref(),
-            Some("F1")
-        );
+        assert_eq!(v.orders[0].placer_order_number.expose().as_deref(), Some("P1"));
+        assert_eq!(v.orders[0].filler_order_number.expose().as_deref(), Some("F1"));
         assert_eq!(v.orders[1].control.as_deref(), Some("CA"));
         assert_eq!(v.orders[1].placer_order_number.expose(), &None);
     }
@@ -349,14 +323,7 @@ mod tests {
         );
         let v = DftView::read(&m).unwrap_or_else(|| panic!("not DFT"));
         assert_eq!(v.ft1_count, 3);
-        assert_eq!(
-            v.amounts,
-            [
-                Some(Decimal::new(10050, 2)),
-                None,
-                Some(Decimal::new(-20, 0))
-            ]
-        );
+        assert_eq!(v.amounts, [Some(Decimal::new(10050, 2)), None, Some(Decimal::new(-20, 0))]);
         assert_eq!(v.total(), Decimal::new(8050, 2));
     }
 }

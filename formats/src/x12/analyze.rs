@@ -114,13 +114,23 @@ pub struct SetReport {
     pub context: SetContext,
 }
 
+/// Whether a transaction set id is one the 999 may name in AK201 (the
+/// X231A1 code list of element 143).
+fn ak201_code(id: &str) -> bool {
+    let t = tables();
+    let Some(spec) = t.find("999", "005010X231A1") else { return false };
+    spec.segments.iter().find(|s| &*s.id == "AK2").and_then(|s| s.elements.first()).is_some_and(|e| match &e.kind {
+        super::spec::ElementKind::Simple { codes, .. } => codes.contains(id.as_bytes()),
+        super::spec::ElementKind::Composite(_) => false,
+    })
+}
+
 impl SetHeader {
     /// Whether the header can be echoed in a 999 AK2 (ST01 three characters,
     /// ST02 four to nine, ST03 at most 35, all printable).
     pub fn acknowledgeable(&self) -> bool {
         let printable = |s: &str| s.bytes().all(|b| (0x21..0x7F).contains(&b));
-        self.id.len() == 3
-            && printable(&self.id)
+        ak201_code(&self.id)
             && (4..=9).contains(&self.control_number.len())
             && printable(&self.control_number)
             && self.implementation.as_ref().is_none_or(|i| i.len() <= 35 && printable(i))

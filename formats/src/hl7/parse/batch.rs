@@ -16,8 +16,8 @@
 //! mismatches, for callers that want to reject truncated batches.
 
 use super::{
-    Delimiters, Limits, Lines, Message, MessageBuilder, ParseError, Position, Segment, SegmentId,
-    envelope_id, strip_bom,
+    Delimiters, Limits, Lines, Message, MessageBuilder, ParseError, Position, Segment, SegmentId, envelope_id,
+    strip_bom,
 };
 use std::fmt;
 
@@ -75,11 +75,7 @@ pub enum BatchError {
     BadCount { id: SegmentId, batch: usize },
     /// From [`Batch::verify`]: BTS-1 differs from the messages found.
     #[error("batch {batch}: BTS-1 declares {declared} messages, found {actual}")]
-    MessageCountMismatch {
-        batch: usize,
-        declared: u64,
-        actual: usize,
-    },
+    MessageCountMismatch { batch: usize, declared: u64, actual: usize },
     /// From [`Batch::verify`]: FTS-1 differs from the batches found.
     #[error("FTS-1 declares {declared} batches, found {actual}")]
     BatchCountMismatch { declared: u64, actual: usize },
@@ -89,9 +85,7 @@ impl BatchError {
     /// The HL7 table 0357 code for an acknowledgement of this error.
     pub fn hl7_error_code(&self) -> u16 {
         match self {
-            BatchError::Message { source, .. } | BatchError::Header { source, .. } => {
-                source.hl7_error_code()
-            }
+            BatchError::Message { source, .. } | BatchError::Header { source, .. } => source.hl7_error_code(),
             BatchError::TooManyMessages { .. } => 207,
             _ => 100,
         }
@@ -168,25 +162,16 @@ impl<'a> Batch<'a> {
             if g.trailer.is_none() {
                 return Err(BatchError::MissingBatchTrailer { batch });
             }
-            let declared = parse_count(g.trailer.as_ref()).map_err(|()| BatchError::BadCount {
-                id: SegmentId::from_bytes(b"BTS"),
-                batch,
-            })?;
+            let declared = parse_count(g.trailer.as_ref())
+                .map_err(|()| BatchError::BadCount { id: SegmentId::from_bytes(b"BTS"), batch })?;
             if let Some(declared) = declared
                 && usize::try_from(declared).ok() != Some(g.messages.len())
             {
-                return Err(BatchError::MessageCountMismatch {
-                    batch,
-                    declared,
-                    actual: g.messages.len(),
-                });
+                return Err(BatchError::MessageCountMismatch { batch, declared, actual: g.messages.len() });
             }
         }
-        let declared =
-            parse_count(self.file_trailer.as_ref()).map_err(|()| BatchError::BadCount {
-                id: SegmentId::from_bytes(b"FTS"),
-                batch: 0,
-            })?;
+        let declared = parse_count(self.file_trailer.as_ref())
+            .map_err(|()| BatchError::BadCount { id: SegmentId::from_bytes(b"FTS"), batch: 0 })?;
         let actual = self.batches().count();
         if let Some(declared) = declared
             && usize::try_from(declared).ok() != Some(actual)
@@ -209,10 +194,7 @@ fn parse_count(trailer: Option<&Segment<'_>>) -> Result<Option<u64>, ()> {
     if raw.len() > 19 || !raw.iter().all(u8::is_ascii_digit) {
         return Err(());
     }
-    Ok(Some(
-        raw.iter()
-            .fold(0u64, |acc, d| acc * 10 + u64::from(d - b'0')),
-    ))
+    Ok(Some(raw.iter().fold(0u64, |acc, d| acc * 10 + u64::from(d - b'0'))))
 }
 
 /// A message being accumulated by [`split`].
@@ -224,10 +206,7 @@ struct Open {
 
 impl fmt::Debug for Open {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Open")
-            .field("index", &self.index)
-            .field("at", &self.at)
-            .finish_non_exhaustive()
+        f.debug_struct("Open").field("index", &self.index).field("at", &self.at).finish_non_exhaustive()
     }
 }
 
@@ -250,11 +229,7 @@ impl<'a> Splitter<'a> {
             let msg = open.builder.finish(self.buf);
             match self.open.as_mut() {
                 Some(g) => g.messages.push(msg),
-                None => self
-                    .loose
-                    .get_or_insert_with(BatchGroup::default)
-                    .messages
-                    .push(msg),
+                None => self.loose.get_or_insert_with(BatchGroup::default).messages.push(msg),
             }
         }
     }
@@ -274,29 +249,17 @@ impl<'a> Splitter<'a> {
 /// own header; each message uses those of its MSH.
 pub fn split<'a>(input: &'a [u8], limits: &Limits) -> Result<Batch<'a>, BatchError> {
     let buf = strip_bom(input);
-    let mut s = Splitter {
-        buf,
-        out: Batch::default(),
-        open: None,
-        loose: None,
-        cur: None,
-    };
+    let mut s = Splitter { buf, out: Batch::default(), open: None, loose: None, cur: None };
     let mut envelope = Delimiters::default();
     let mut messages = 0usize;
     let mut ended = false;
     for (n, line) in Lines::new(buf).enumerate() {
-        let at = Position {
-            segment: n + 1,
-            byte: line.start,
-        };
+        let at = Position { segment: n + 1, byte: line.start };
         if ended {
             return Err(BatchError::SegmentAfterFileTrailer { at });
         }
         let seg = buf.get(line.clone()).unwrap_or_default();
-        let field = s
-            .cur
-            .as_ref()
-            .map_or(envelope.field, |o| o.builder.delimiters().field);
+        let field = s.cur.as_ref().map_or(envelope.field, |o| o.builder.delimiters().field);
         let kind = envelope_id(seg, field).and_then(|_| seg.get(..3));
         match kind {
             Some(b"FHS") => {
@@ -316,18 +279,13 @@ pub fn split<'a>(input: &'a [u8], limits: &Limits) -> Result<Batch<'a>, BatchErr
                 }
                 envelope = header_delimiters(seg, at)?;
                 s.flush_loose();
-                s.open = Some(BatchGroup {
-                    header: Some(Segment::new(seg, envelope, at.segment)),
-                    ..BatchGroup::default()
-                });
+                s.open =
+                    Some(BatchGroup { header: Some(Segment::new(seg, envelope, at.segment)), ..BatchGroup::default() });
             }
             Some(b"BTS") => {
                 s.finish_message();
                 let Some(mut g) = s.open.take() else {
-                    return Err(BatchError::TrailerWithoutHeader {
-                        id: SegmentId::from_bytes(b"BTS"),
-                        at,
-                    });
+                    return Err(BatchError::TrailerWithoutHeader { id: SegmentId::from_bytes(b"BTS"), at });
                 };
                 g.trailer = Some(Segment::new(seg, envelope, at.segment));
                 s.out.groups.push(g);
@@ -335,10 +293,7 @@ pub fn split<'a>(input: &'a [u8], limits: &Limits) -> Result<Batch<'a>, BatchErr
             Some(b"FTS") => {
                 s.finish_message();
                 if s.out.file_header.is_none() {
-                    return Err(BatchError::TrailerWithoutHeader {
-                        id: SegmentId::from_bytes(b"FTS"),
-                        at,
-                    });
+                    return Err(BatchError::TrailerWithoutHeader { id: SegmentId::from_bytes(b"FTS"), at });
                 }
                 if let Some(g) = s.open.take() {
                     s.out.groups.push(g);
@@ -352,37 +307,22 @@ pub fn split<'a>(input: &'a [u8], limits: &Limits) -> Result<Batch<'a>, BatchErr
                 s.finish_message();
                 messages += 1;
                 if messages > limits.max_messages {
-                    return Err(BatchError::TooManyMessages {
-                        limit: limits.max_messages,
-                    });
+                    return Err(BatchError::TooManyMessages { limit: limits.max_messages });
                 }
-                let err = |source| BatchError::Message {
-                    index: messages,
-                    at,
-                    source,
-                };
+                let err = |source| BatchError::Message { index: messages, at, source };
                 let (delims, _) = Delimiters::from_header(seg).map_err(err)?;
                 let builder = MessageBuilder::new(line, delims, limits).map_err(err)?;
-                s.cur = Some(Open {
-                    builder,
-                    index: messages,
-                    at,
-                });
+                s.cur = Some(Open { builder, index: messages, at });
             }
             None => {
                 let Some(open) = s.cur.as_mut() else {
-                    return Err(BatchError::SegmentBeforeHeader {
-                        id: SegmentId::of(seg, field),
-                        at,
-                    });
+                    return Err(BatchError::SegmentBeforeHeader { id: SegmentId::of(seg, field), at });
                 };
-                open.builder
-                    .push(line)
-                    .map_err(|source| BatchError::Message {
-                        index: open.index,
-                        at: open.at,
-                        source,
-                    })?;
+                open.builder.push(line).map_err(|source| BatchError::Message {
+                    index: open.index,
+                    at: open.at,
+                    source,
+                })?;
             }
         }
     }
@@ -396,13 +336,11 @@ pub fn split<'a>(input: &'a [u8], limits: &Limits) -> Result<Batch<'a>, BatchErr
 
 /// The delimiters of an FHS or BHS.
 fn header_delimiters(seg: &[u8], at: Position) -> Result<Delimiters, BatchError> {
-    Delimiters::from_header(seg)
-        .map(|(d, _)| d)
-        .map_err(|source| BatchError::Header {
-            id: SegmentId::from_bytes(seg.get(..3).unwrap_or_default()),
-            at,
-            source,
-        })
+    Delimiters::from_header(seg).map(|(d, _)| d).map_err(|source| BatchError::Header {
+        id: SegmentId::from_bytes(seg.get(..3).unwrap_or_default()),
+        at,
+        source,
+    })
 }
 
 #[cfg(test)]
@@ -427,9 +365,7 @@ mod tests {
     }
 
     fn ids(b: &Batch<'_>) -> Vec<String> {
-        b.messages()
-            .map(|m| m.control_id().unwrap_or_default().into_owned())
-            .collect()
+        b.messages().map(|m| m.control_id().unwrap_or_default().into_owned()).collect()
     }
 
     #[test]
@@ -440,27 +376,16 @@ mod tests {
         assert_eq!(b.groups.len(), 1);
         assert!(b.groups.iter().all(|g| g.header.is_none()));
         assert_eq!(b.verify(), Ok(()));
-        assert_eq!(
-            b.messages().map(|m| m.segment_count()).collect::<Vec<_>>(),
-            [3, 3]
-        );
+        assert_eq!(b.messages().map(|m| m.segment_count()).collect::<Vec<_>>(), [3, 3]);
     }
 
     #[test]
     fn splits_file_with_batches_and_counts() {
-        let s = format!(
-            "FHS|^~\\&||ABC\rBHS|^~\\&||ABCHS\r{MSG1}{MSG2}BTS|2\rBHS|^~\\&||X\r{MSG1}BTS|1\rFTS|2\r"
-        );
+        let s = format!("FHS|^~\\&||ABC\rBHS|^~\\&||ABCHS\r{MSG1}{MSG2}BTS|2\rBHS|^~\\&||X\r{MSG1}BTS|1\rFTS|2\r");
         let b = ok(&s);
         assert_eq!(ids(&b), ["M1", "M2", "M1"]);
         assert_eq!(b.batches().count(), 2);
-        assert_eq!(
-            b.file_header
-                .and_then(|h| h.field(4))
-                .map(|f| f.as_str().into_owned())
-                .as_deref(),
-            Some("ABC")
-        );
+        assert_eq!(b.file_header.and_then(|h| h.field(4)).map(|f| f.as_str().into_owned()).as_deref(), Some("ABC"));
         let counts: Vec<_> = b.batches().map(|g| g.declared_message_count()).collect();
         assert_eq!(counts, [Some(2), Some(1)]);
         assert_eq!(b.declared_batch_count(), Some(2));
@@ -472,18 +397,9 @@ mod tests {
         let e = err("BHS|^~\\&\rEVN|A04\rPID|1\rBTS|0\r");
         assert_eq!(
             e,
-            BatchError::SegmentBeforeHeader {
-                id: SegmentId::from_bytes(b"EVN"),
-                at: Position {
-                    segment: 2,
-                    byte: 9
-                }
-            }
+            BatchError::SegmentBeforeHeader { id: SegmentId::from_bytes(b"EVN"), at: Position { segment: 2, byte: 9 } }
         );
-        assert!(
-            e.to_string()
-                .starts_with("segment received before message header")
-        );
+        assert!(e.to_string().starts_with("segment received before message header"));
         assert!(matches!(
             err(&format!("BHS|^~\\&\r{MSG1}BHS|^~\\&\rBTS|1\r")),
             BatchError::NestedBatchHeader { at } if at.segment == 5
@@ -492,31 +408,13 @@ mod tests {
             err(&format!("FHS|^~\\&\rBHS|^~\\&\r{MSG1}FHS|^~\\&\rBTS|1\rFTS|1\r")),
             BatchError::MultipleFileHeaders { at } if at.segment == 6
         ));
-        assert!(matches!(
-            err(&format!("{MSG1}FHS|^~\\&\r")),
-            BatchError::FileHeaderNotFirst { .. }
-        ));
-        assert!(matches!(
-            err(&format!("{MSG1}BTS|1\r")),
-            BatchError::TrailerWithoutHeader { .. }
-        ));
-        assert!(matches!(
-            err(&format!("{MSG1}FTS|1\r")),
-            BatchError::TrailerWithoutHeader { .. }
-        ));
-        assert!(matches!(
-            err(&format!("FHS|^~\\&\r{MSG1}FTS|1\rPID|1\r")),
-            BatchError::SegmentAfterFileTrailer { .. }
-        ));
-        assert!(matches!(
-            err("PID|1\r"),
-            BatchError::SegmentBeforeHeader { .. }
-        ));
+        assert!(matches!(err(&format!("{MSG1}FHS|^~\\&\r")), BatchError::FileHeaderNotFirst { .. }));
+        assert!(matches!(err(&format!("{MSG1}BTS|1\r")), BatchError::TrailerWithoutHeader { .. }));
+        assert!(matches!(err(&format!("{MSG1}FTS|1\r")), BatchError::TrailerWithoutHeader { .. }));
+        assert!(matches!(err(&format!("FHS|^~\\&\r{MSG1}FTS|1\rPID|1\r")), BatchError::SegmentAfterFileTrailer { .. }));
+        assert!(matches!(err("PID|1\r"), BatchError::SegmentBeforeHeader { .. }));
         assert!(matches!(err("BHS|^\r"), BatchError::Header { .. }));
-        assert!(matches!(
-            err("MSH|^~\\&\rPID\rMSH|^\r"),
-            BatchError::Message { index: 2, .. }
-        ));
+        assert!(matches!(err("MSH|^~\\&\rPID\rMSH|^\r"), BatchError::Message { index: 2, .. }));
     }
 
     #[test]
@@ -530,20 +428,10 @@ mod tests {
     fn verify_reports_truncation_and_miscounts() {
         let s = format!("BHS|^~\\&\r{MSG1}");
         let b = ok(&s);
-        assert_eq!(
-            b.verify(),
-            Err(BatchError::MissingBatchTrailer { batch: 1 })
-        );
+        assert_eq!(b.verify(), Err(BatchError::MissingBatchTrailer { batch: 1 }));
         let s = format!("BHS|^~\\&\r{MSG1}BTS|3\r");
         let b = ok(&s);
-        assert_eq!(
-            b.verify(),
-            Err(BatchError::MessageCountMismatch {
-                batch: 1,
-                declared: 3,
-                actual: 1
-            })
-        );
+        assert_eq!(b.verify(), Err(BatchError::MessageCountMismatch { batch: 1, declared: 3, actual: 1 }));
         let s = format!("BHS|^~\\&\r{MSG1}BTS|x\r");
         let b = ok(&s);
         assert!(matches!(b.verify(), Err(BatchError::BadCount { .. })));
@@ -552,36 +440,20 @@ mod tests {
         assert_eq!(b.verify(), Err(BatchError::MissingFileTrailer));
         let s = format!("FHS|^~\\&\rBHS|^~\\&\r{MSG1}BTS|1\rFTS|4\r");
         let b = ok(&s);
-        assert!(matches!(
-            b.verify(),
-            Err(BatchError::BatchCountMismatch {
-                declared: 4,
-                actual: 1
-            })
-        ));
+        assert!(matches!(b.verify(), Err(BatchError::BatchCountMismatch { declared: 4, actual: 1 })));
     }
 
     #[test]
     fn limits_bound_messages_and_segments() {
-        let limits = Limits {
-            max_messages: 1,
-            ..Limits::DEFAULT
-        };
+        let limits = Limits { max_messages: 1, ..Limits::DEFAULT };
         assert_eq!(
             split(format!("{MSG1}{MSG2}").as_bytes(), &limits).err(),
             Some(BatchError::TooManyMessages { limit: 1 })
         );
-        let limits = Limits {
-            max_segments: 2,
-            ..Limits::DEFAULT
-        };
+        let limits = Limits { max_segments: 2, ..Limits::DEFAULT };
         assert!(matches!(
             split(MSG1.as_bytes(), &limits),
-            Err(BatchError::Message {
-                index: 1,
-                source: ParseError::TooManySegments { limit: 2 },
-                ..
-            })
+            Err(BatchError::Message { index: 1, source: ParseError::TooManySegments { limit: 2 }, .. })
         ));
     }
 

@@ -124,8 +124,7 @@ fn expand(seq: &[u8], d: &Delimiters, esc: u8, out: &mut Vec<u8>) -> bool {
 
 /// An optional sign, spaces and digits (the argument of `.sp`, `.in`, ...).
 fn is_count(arg: &[u8]) -> bool {
-    arg.iter()
-        .all(|b| b.is_ascii_digit() || matches!(b, b'+' | b'-' | b' '))
+    arg.iter().all(|b| b.is_ascii_digit() || matches!(b, b'+' | b'-' | b' '))
 }
 
 fn hex_val(b: u8) -> Option<u8> {
@@ -250,21 +249,14 @@ mod tests {
 
     #[test]
     fn without_escape_character_nothing_is_decoded() {
-        let d = Delimiters {
-            escape: None,
-            subcomponent: Some(b'}'),
-            ..Delimiters::default()
-        };
+        let d = Delimiters { escape: None, subcomponent: Some(b'}'), ..Delimiters::default() };
         assert_eq!(decode_escapes(br"a\T\b", &d), r"a\T\b");
         assert_eq!(encode_escapes("a|b^c}d\re", &d), "a b c d e");
     }
 
     #[test]
     fn non_utf8_is_lossy() {
-        assert_eq!(
-            decode_escapes(b"a\xFFb\\T\\", &Delimiters::default()),
-            "a\u{FFFD}b&"
-        );
+        assert_eq!(decode_escapes(b"a\xFFb\\T\\", &Delimiters::default()), "a\u{FFFD}b&");
     }
 
     #[test]
@@ -272,15 +264,8 @@ mod tests {
         // Regression (found by proptest): `\.br\` is ambiguous when '.' is
         // the escape character or any other delimiter.
         for d in [
-            Delimiters {
-                escape: Some(b'.'),
-                ..Delimiters::default()
-            },
-            Delimiters {
-                field: b'.',
-                escape: Some(b'$'),
-                ..Delimiters::default()
-            },
+            Delimiters { escape: Some(b'.'), ..Delimiters::default() },
+            Delimiters { field: b'.', escape: Some(b'$'), ..Delimiters::default() },
         ] {
             let enc = encode_escapes("a\nb", &d);
             assert!(!enc.contains("br"), "{enc}");
