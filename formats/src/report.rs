@@ -423,3 +423,177 @@ mod tests {
         assert!(codes.contains(&"IK5:4"), "{codes:?}");
     }
 }
+
+// ------------------------------------------------------------------ HL7 --
+
+/// Issues of one HL7 message, as `HL7:<table 0357 code>`.
+pub fn hl7_issues(control_id: Option<&str>, issues: &[crate::hl7::Hl7Issue]) -> Vec<Issue> {
+    issues
+        .iter()
+        .map(|h| {
+            let mut i = Issue::new(format!("HL7:{}", h.code), h.message.clone());
+            if h.severity != crate::hl7::Severity::Error {
+                i.severity = Severity::Warning;
+            }
+            i.segment = Some(h.segment.clone());
+            i.position = u32::try_from(h.segment_sequence).ok();
+            i.element = h.field.map(|f| match h.component {
+                Some(c) => format!("{}-{f}.{c}", h.segment),
+                None => format!("{}-{f}", h.segment),
+            });
+            i.transaction_set = control_id.map(str::to_string);
+            i
+        })
+        .collect()
+}
+
+/// The `clearway validate` report of HL7 v2 input: returns whether every
+/// message is acceptable (no error-level issue) and the report JSON.
+pub fn hl7_report(input: &[u8]) -> (bool, serde_json::Value) {
+    use crate::hl7;
+    let mut issues = Vec::new();
+    let mut messages = Vec::new();
+    let mut accepted = true;
+    match hl7::split(input, &hl7::Limits::default()) {
+        Ok(batch) => {
+            if let Err(e) = batch.verify() {
+                let mut i = Issue::new("HL7:100".into(), e.to_string());
+                i.segment = Some("BTS".into());
+                issues.push(i);
+                accepted = false;
+            }
+            for m in batch.messages() {
+                let found = hl7::validate(m);
+                let ok = !hl7::validate::has_errors(&found);
+                accepted &= ok;
+                let control = m.control_id().map(|c| c.into_owned());
+                let t = m.message_type();
+                let kind = if t.trigger.is_empty() { t.code.to_string() } else { format!("{}^{}", t.code, t.trigger) };
+                messages.push(serde_json::json!({
+                    "type": kind,
+                    "control_number": control,
+                    "version": m.version().map(|v| v.into_owned()),
+                    "accepted": ok,
+                    "issue_count": found.len(),
+                }));
+                issues.extend(hl7_issues(control.as_deref(), &found));
+            }
+            if batch.message_count() == 0 {
+                accepted = false;
+                issues.push(Issue::new("HL7:100".into(), "no message found".into()));
+            }
+        }
+        Err(e) => {
+            accepted = false;
+            let mut i = Issue::new("HL7:100".into(), e.to_string());
+            i.segment = Some("MSH".into());
+            issues.push(i);
+        }
+    }
+    let v = serde_json::json!({
+        "format": "hl7",
+        "accepted": accepted,
+        "messages": messages,
+        "issues": issues,
+    });
+    (accepted, v)
+}
+
+// ----------------------------------------------------------------- FHIR --
+
+/// Issues of a FHIR document, as `FHIR:<issue type>` with the FHIRPath.
+pub fn fhir_issues(issues: &[&crate::fhir::OutcomeIssue]) -> Vec<Issue> {
+    use crate::fhir::Severity as F;
+    issues
+        .iter()
+        .map(|o| {
+            let code =
+                serde_json::to_value(o.code).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+            let mut i = Issue::new(format!("FHIR:{code}"), o.diagnostics.clone());
+            if matches!(o.severity, F::Warning | F::Information) {
+                i.severity = Severity::Warning;
+            }
+            i.element = Some(o.expression.clone());
+            i
+        })
+        .collect()
+}
+
+/// The `clearway validate` report of FHIR JSON input.
+pub fn fhir_report(input: &[u8]) -> (bool, serde_json::Value) {
+    use crate::fhir::{self, FhirDocument};
+    let (accepted, resources, issues) = match fhir::read_resource(input, &fhir::Limits::default()) {
+        Ok(doc) => {
+            let found: Vec<&fhir::OutcomeIssue> =
+                doc.issues().into_iter().filter(|i| i.severity != fhir::Severity::Information).collect();
+            let claims: Vec<serde_json::Value> = match &doc {
+                FhirDocument::Claim(c) => c.claim.iter().map(claim_line).collect(),
+                FhirDocument::Bundle(b) => b.claims().filter_map(|(_, c)| c.claim.as_ref()).map(claim_line).collect(),
+                _ => vec![],
+            };
+            let ok = doc.is_processable();
+            let r = serde_json::json!({
+                "type": doc.resource_type(),
+                "processable": ok,
+                "claims": claims,
+            });
+            (ok, vec![r], fhir_issues(&found))
+        }
+        Err(e) => {
+            let issue = e.to_issue();
+            (false, vec![], fhir_issues(&[&issue]))
+        }
+    };
+    let v = serde_json::json!({
+        "format": "fhir",
+        "accepted": accepted,
+        "resources": resources,
+        "issues": issues,
+    });
+    (accepted, v)
+}
+
+fn claim_line(c: &clearway_core::Claim) -> serde_json::Value {
+    serde_json::json!({
+        "patient_control_number": c.patient_control_number.expose(),
+        "total_charge": c.total_charge.to_string(),
+    })
+}
+
+/// Text lines for a JSON report's issues and verdict.
+pub fn text_report(format: &str, accepted: bool, report: &serde_json::Value) -> String {
+    let mut out = String::new();
+    if let Some(list) = report["issues"].as_array() {
+        for i in list {
+            if let Ok(issue) = serde_json::from_value::<IssueLine>(i.clone()) {
+                out.push_str(&issue.line());
+                out.push('\n');
+            }
+        }
+    }
+    let verdict = if accepted { "ACCEPTED" } else { "REJECTED" };
+    out.push_str(&format!("{format}: {verdict}\n"));
+    out
+}
+
+#[derive(serde::Deserialize)]
+struct IssueLine {
+    severity: String,
+    code: String,
+    segment: Option<String>,
+    element: Option<String>,
+    message: String,
+}
+
+impl IssueLine {
+    fn line(&self) -> String {
+        let mut s = format!("{} {}", self.severity, self.code.to_lowercase());
+        if let Some(seg) = &self.segment {
+            s.push_str(&format!(" {seg}"));
+        }
+        if let Some(e) = &self.element {
+            s.push_str(&format!(" {e}"));
+        }
+        format!("{s}: {}", self.message)
+    }
+}

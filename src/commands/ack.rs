@@ -15,9 +15,8 @@ pub fn run(file: &Path, kind: AckKind, at: Option<&str>) -> anyhow::Result<ExitC
     let at = timestamp(at)?;
     let out = match kind {
         AckKind::Ta1 | AckKind::Ack999 | AckKind::Ack277ca => x12(&input, kind, at)?,
-        AckKind::Hl7 | AckKind::Fhir => {
-            anyhow::bail!("this acknowledgement kind is not available in this build")
-        }
+        AckKind::Hl7 => hl7(&input, at)?,
+        AckKind::Fhir => fhir(&input, at)?,
     };
     let mut stdout = std::io::stdout().lock();
     stdout.write_all(&out).context("cannot write output")?;
@@ -110,4 +109,96 @@ fn ack277ca(ic: &Interchange, controls: Controls, at: PrimitiveDateTime) -> Vec<
         }
     }
     out
+}
+
+/// HL7 ACKs, one per message: original mode AA/AE/AR, or the commit
+/// acknowledgement CA/CE/CR when the message asks for enhanced mode.
+fn hl7(input: &[u8], at: PrimitiveDateTime) -> anyhow::Result<Vec<u8>> {
+    use clearway_formats::hl7::{self, AckCode, AckMode, AckSpec};
+    let stamp = format!(
+        "{:04}{:02}{:02}{:02}{:02}{:02}",
+        at.year(),
+        u8::from(at.month()),
+        at.day(),
+        at.hour(),
+        at.minute(),
+        at.second()
+    );
+    let mut out = Vec::new();
+    match hl7::split(input, &hl7::Limits::default()) {
+        Ok(batch) => {
+            for (n, m) in batch.messages().enumerate() {
+                let issues = hl7::validate(m);
+                let enhanced = !matches!(m.ack_mode(), AckMode::Original);
+                let code = AckCode::for_issues(&issues, enhanced);
+                let control = format!("ACK{:06}{n:04}", Controls::derived(input).interchange % 1_000_000);
+                let ack = hl7::build_ack(
+                    m,
+                    &AckSpec { code, control_id: &control, timestamp: &stamp, text: None, issues: &issues },
+                );
+                out.extend_from_slice(ack.as_bytes());
+                out.push(b'\n');
+            }
+        }
+        Err(e) => {
+            let issue = hl7::Hl7Issue::segment(
+                hl7::Severity::Error,
+                hl7::validate::SEGMENT_SEQUENCE_ERROR,
+                "MSH",
+                1,
+                e.to_string(),
+            );
+            let control = format!("ACK{:06}", Controls::derived(input).interchange % 1_000_000);
+            let ack = hl7::build_ack_for_unparseable(
+                input,
+                &AckSpec {
+                    code: AckCode::ApplicationReject,
+                    control_id: &control,
+                    timestamp: &stamp,
+                    text: None,
+                    issues: &[issue],
+                },
+            );
+            out.extend_from_slice(ack.as_bytes());
+            out.push(b'\n');
+        }
+    }
+    Ok(out)
+}
+
+/// FHIR: a ClaimResponse (queued) for a processable Claim, a batch-response
+/// Bundle for a Bundle, and an OperationOutcome otherwise.
+fn fhir(input: &[u8], at: PrimitiveDateTime) -> anyhow::Result<Vec<u8>> {
+    use clearway_formats::fhir::{self, ClaimResponseSpec, FhirDocument, ResponseOutcome};
+    let created = at.assume_utc();
+    let id = format!("cw-{:09}", Controls::derived(input).interchange);
+    let value = match fhir::read_resource(input, &fhir::Limits::default()) {
+        Err(e) => fhir::operation_outcome(&[e.to_issue()]),
+        Ok(FhirDocument::Claim(c)) if c.claim.is_some() => {
+            match ClaimResponseSpec::for_claim(&c, id, created, ResponseOutcome::Queued)
+                .map(|s| fhir::claim_response(&s))
+            {
+                Some(Ok(v)) => v,
+                _ => FhirDocument::Claim(c).operation_outcome(),
+            }
+        }
+        Ok(FhirDocument::Bundle(b)) if b.processable => {
+            let mut entries = Vec::new();
+            for (i, c) in b.claims() {
+                let response = ClaimResponseSpec::for_claim(c, format!("{id}-{i}"), created, ResponseOutcome::Queued)
+                    .filter(|_| c.claim.is_some())
+                    .and_then(|s| fhir::claim_response(&s).ok());
+                let (resource, status) = match response {
+                    Some(r) => (r, "202 Accepted"),
+                    None => (fhir::operation_outcome(&c.issues), "400 Bad Request"),
+                };
+                entries.push(serde_json::json!({ "resource": resource, "response": { "status": status } }));
+            }
+            serde_json::json!({ "resourceType": "Bundle", "id": id, "type": "batch-response", "entry": entries })
+        }
+        Ok(doc) => doc.operation_outcome(),
+    };
+    let mut out = serde_json::to_vec_pretty(&value)?;
+    out.push(b'\n');
+    Ok(out)
 }

@@ -15,7 +15,11 @@ pub fn run(kind: GenKind, count: usize, seed: u64) -> anyhow::Result<ExitCode> {
         GenKind::E270 => Kind::Eligibility270,
         GenKind::S276 => Kind::Status276,
         GenKind::E834 => Kind::Enrollment834,
-        GenKind::Hl7Adt => anyhow::bail!("hl7-adt generation is not available in this build"),
+        GenKind::Hl7Adt => {
+            clearway_formats::hl7::write_adt(&mut out, count, seed).context("cannot write output")?;
+            out.flush().context("cannot write output")?;
+            return Ok(ExitCode::SUCCESS);
+        }
     };
     synth::write(&mut out, x12, count, seed).context("cannot write output")?;
     out.flush().context("cannot write output")?;

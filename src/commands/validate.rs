@@ -5,7 +5,7 @@ use anyhow::Context;
 use clearway_formats::detect::{Format, sniff};
 use clearway_formats::report::X12Report;
 use clearway_formats::x12::{AnalyzeOptions, analyze_into};
-use std::io::{BufRead, Write};
+use std::io::{BufRead, Read, Write};
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -28,7 +28,27 @@ pub fn run(file: &Path, format: FormatArg, json: bool) -> anyhow::Result<ExitCod
             let totals = analyze_into(input, &AnalyzeOptions::default(), &mut report);
             report.finish(totals.fatal.as_ref()).context("cannot write the report")?
         }
-        other => anyhow::bail!("validation of {} is not available in this build", other.as_str()),
+        Format::Hl7v2 | Format::Fhir => {
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(&mut input.take(super::MAX_ACK_INPUT_BYTES + 1), &mut bytes)
+                .context("cannot read input")?;
+            anyhow::ensure!(bytes.len() as u64 <= super::MAX_ACK_INPUT_BYTES, "input is too large");
+            let (accepted, report) = if format == Format::Hl7v2 {
+                clearway_formats::report::hl7_report(&bytes)
+            } else {
+                clearway_formats::report::fhir_report(&bytes)
+            };
+            let mut out = out;
+            if json {
+                serde_json::to_writer(&mut out, &report).context("cannot write the report")?;
+                writeln!(out).context("cannot write the report")?;
+            } else {
+                let text = clearway_formats::report::text_report(format.as_str(), accepted, &report);
+                out.write_all(text.as_bytes()).context("cannot write the report")?;
+            }
+            out.flush().context("cannot write the report")?;
+            accepted
+        }
     };
     std::io::stdout().flush().ok();
     Ok(if accepted { ExitCode::SUCCESS } else { ExitCode::from(1) })

@@ -240,7 +240,7 @@ impl<W: Write> Gen<'_, W> {
             let (last, first, dob, gender) = self.person();
             let member = format!("M{:010}", self.rng.below(10_000_000_000));
             self.seg(&format!("HL*{}*2*22*0", i + 3))?;
-            let line = format!("TRN*1*{:012}*9CLEARWAY00", self.rng.below(1_000_000_000_000));
+            let line = format!("TRN*1*{:012}*9CLEARWAY0", self.rng.below(1_000_000_000_000));
             self.seg(&line)?;
             self.seg(&format!("NM1*IL*1*{last}*{first}****MI*{member}"))?;
             self.seg(&format!("DMG*D8*{dob}*{gender}"))?;
@@ -343,6 +343,18 @@ mod tests {
             }
             assert!(a.accepted(), "{kind:?}");
             assert_eq!(a.documents().count(), 120);
+        }
+    }
+
+    #[test]
+    fn generated_270_and_276_validate_clean() {
+        for kind in [Kind::Eligibility270, Kind::Status276] {
+            let a = check(kind, 15);
+            for s in a.sets() {
+                assert!(s.report.segment_errors.is_empty(), "{kind:?}: {:#?}", s.report.segment_errors);
+            }
+            assert!(a.accepted(), "{kind:?}");
+            assert_eq!(a.documents().count(), 15, "{kind:?}");
         }
     }
 
