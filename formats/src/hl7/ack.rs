@@ -226,7 +226,15 @@ pub fn build_ack_for_unparseable(input: &[u8], spec: &AckSpec<'_>) -> String {
         let Some(v) = nth_piece(line, field_sep, n - 1) else {
             return Cow::Borrowed("");
         };
-        if copy { copy_raw(v, &d) } else { Cow::Owned(encode_escapes(&String::from_utf8_lossy(v), &d)) }
+        if copy {
+            copy_raw(v, &d)
+        } else {
+            // Unescaped text under default delimiters: control characters
+            // cannot be escaped without an escape sequence we trust, so
+            // they become spaces.
+            let text = String::from_utf8_lossy(v).replace(|c: char| c.is_control(), " ");
+            Cow::Owned(encode_escapes(&text, &d))
+        }
     };
     let trigger: Cow<'_, str> = if copy {
         nth_piece(line, field_sep, 8)
