@@ -106,3 +106,12 @@ fn unknown_st01_is_not_echoed_into_ak201() {
     }
     fuzz_x12(input.as_bytes());
 }
+
+/// A GS01 that is not a functional identifier (a mutated `gC`) used to be
+/// echoed into AK101.
+#[test]
+fn unknown_gs01_is_not_echoed_into_ak101() {
+    let input = sample().replace("GS*HC*", "GS*gC*");
+    assert!(ack(input.as_bytes()).is_none());
+    fuzz_x12(input.as_bytes());
+}

@@ -25,7 +25,9 @@ pub fn run(file: &Path, format: FormatArg, json: bool) -> anyhow::Result<ExitCod
     let accepted = match format {
         Format::X12 => {
             let mut report = X12Report::new(out, json);
-            let totals = analyze_into(input, &AnalyzeOptions::default(), &mut report);
+            // The text report lists findings only, so documents need not be read.
+            let options = AnalyzeOptions { skip_documents: !json, ..AnalyzeOptions::default() };
+            let totals = analyze_into(input, &options, &mut report);
             report.finish(totals.fatal.as_ref()).context("cannot write the report")?
         }
         Format::Hl7v2 | Format::Fhir => {

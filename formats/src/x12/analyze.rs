@@ -43,9 +43,14 @@ impl GroupHeader {
     /// 1-9 digit number and GS08 present. A group that fails this is
     /// reported by the TA1 (TA105 024) instead.
     pub fn acknowledgeable(&self) -> bool {
+        self.well_formed() && ack999_code("AK1", &self.functional_id)
+    }
+
+    /// GS01 two alphanumerics, GS06 a 1-9 digit number, GS08 present.
+    pub fn well_formed(&self) -> bool {
         let printable = |s: &str| s.bytes().all(|b| (0x20..0x7F).contains(&b));
-        (2..=2).contains(&self.functional_id.len())
-            && printable(&self.functional_id)
+        self.functional_id.len() == 2
+            && self.functional_id.bytes().all(|b| b.is_ascii_alphanumeric())
             && (1..=9).contains(&self.control_number.len())
             && self.control_number.bytes().all(|b| b.is_ascii_digit())
             && (1..=12).contains(&self.version.len())
@@ -114,13 +119,13 @@ pub struct SetReport {
     pub context: SetContext,
 }
 
-/// Whether a transaction set id is one the 999 may name in AK201 (the
-/// X231A1 code list of element 143).
-fn ak201_code(id: &str) -> bool {
+/// Whether `value` is in the X231A1 code list of element 1 of a 999
+/// segment (AK101 functional identifiers, AK201 transaction set ids).
+fn ack999_code(segment: &str, value: &str) -> bool {
     let t = tables();
     let Some(spec) = t.find("999", "005010X231A1") else { return false };
-    spec.segments.iter().find(|s| &*s.id == "AK2").and_then(|s| s.elements.first()).is_some_and(|e| match &e.kind {
-        super::spec::ElementKind::Simple { codes, .. } => codes.contains(id.as_bytes()),
+    spec.segments.iter().find(|s| &*s.id == segment).and_then(|s| s.elements.first()).is_some_and(|e| match &e.kind {
+        super::spec::ElementKind::Simple { codes, .. } => codes.contains(value.as_bytes()),
         super::spec::ElementKind::Composite(_) => false,
     })
 }
@@ -130,7 +135,7 @@ impl SetHeader {
     /// ST02 four to nine, ST03 at most 35, all printable).
     pub fn acknowledgeable(&self) -> bool {
         let printable = |s: &str| s.bytes().all(|b| (0x21..0x7F).contains(&b));
-        ak201_code(&self.id)
+        ack999_code("AK2", &self.id)
             && (4..=9).contains(&self.control_number.len())
             && printable(&self.control_number)
             && self.implementation.as_ref().is_none_or(|i| i.len() <= 35 && printable(i))
@@ -220,6 +225,10 @@ pub trait Sink {
 #[derive(Debug, Clone, Default)]
 pub struct AnalyzeOptions {
     pub validation: Options,
+    /// Skip reading business documents (claims, requests, ...): for callers
+    /// that need only the verdict and the findings. The set context (BHT,
+    /// submitter, receiver) is still read.
+    pub skip_documents: bool,
 }
 
 /// Why the pass stopped before the end of the input.
@@ -513,7 +522,7 @@ impl<S: Sink> Pass<'_, S> {
                 message: "GS01 functional identifier is missing".into(),
             });
         }
-        let bad_gs = !header.acknowledgeable()
+        let bad_gs = !header.well_formed()
             || header.sender.is_empty()
             || header.receiver.is_empty()
             || !super::validate::valid_dt(seg.element(4), 8)
@@ -644,7 +653,8 @@ impl<S: Sink> Pass<'_, S> {
         }
         group.received += 1;
         self.totals.sets += 1;
-        let mut view = SetView::new(&header.id, &implementation);
+        let mut view =
+            if self.options.skip_documents { SetView::new("", "") } else { SetView::new(&header.id, &implementation) };
         view.segment(seg);
         self.sink.set_start(&header);
         self.set = Some(OpenSet { header, implementation, validator, view, count: 1, offset: seg.offset, findings });

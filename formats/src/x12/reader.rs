@@ -62,6 +62,8 @@ pub struct FieldIndex {
     repetition: u64,
     /// Bit i: field i contains a byte outside printable ASCII.
     unprintable: u64,
+    /// Bit i: field i is not empty.
+    nonempty: u64,
 }
 
 impl std::fmt::Debug for FieldIndex {
@@ -71,7 +73,7 @@ impl std::fmt::Debug for FieldIndex {
 }
 
 impl FieldIndex {
-    fn build(raw: &[u8], d: Delimiters) -> Self {
+    fn build(raw: &[u8], classes: &Classes) -> Self {
         let mut idx = FieldIndex {
             count: 0,
             overflow: false,
@@ -79,35 +81,81 @@ impl FieldIndex {
             component: 0,
             repetition: 0,
             unprintable: 0,
+            nonempty: 0,
         };
-        let rep = d.repetition.unwrap_or(d.element);
+        let class = &classes.table;
         let mut field = 0usize;
         let mut bit = 1u64;
+        let mut start = 0usize;
         for (i, &b) in raw.iter().enumerate() {
-            if b == d.element {
-                if field + 1 >= MAX_FIELDS {
-                    idx.overflow = true;
-                    break;
+            match class[usize::from(b)] {
+                DATA => {}
+                ELEMENT => {
+                    if field + 1 >= MAX_FIELDS {
+                        idx.overflow = true;
+                        break;
+                    }
+                    if i > start {
+                        idx.nonempty |= bit;
+                    }
+                    idx.ends[field] = i as u32;
+                    field += 1;
+                    bit <<= 1;
+                    start = i + 1;
                 }
-                idx.ends[field] = i as u32;
-                field += 1;
-                bit <<= 1;
-            } else if b == d.component {
-                idx.component |= bit;
-            } else if b == rep {
-                idx.repetition |= bit;
-            } else if !(0x20..0x7F).contains(&b) {
-                idx.unprintable |= bit;
+                COMPONENT => idx.component |= bit,
+                REPETITION => idx.repetition |= bit,
+                _ => idx.unprintable |= bit,
             }
         }
         if idx.overflow {
             // Fields 0..field have known ends; the rest are scanned on access.
             idx.count = field as u8;
         } else {
+            if raw.len() > start {
+                idx.nonempty |= bit;
+            }
             idx.ends[field] = raw.len() as u32;
             idx.count = (field + 1) as u8;
         }
         idx
+    }
+}
+
+const DATA: u8 = 0;
+const ELEMENT: u8 = 1;
+const COMPONENT: u8 = 2;
+const REPETITION: u8 = 3;
+const UNPRINTABLE: u8 = 4;
+
+/// A byte-class table for one set of delimiters: indexing looks each byte
+/// up once. Built when the delimiters change (at each ISA), not per segment.
+#[derive(Clone)]
+pub(crate) struct Classes {
+    table: [u8; 256],
+    delimiters: Delimiters,
+}
+
+impl Classes {
+    pub(crate) fn new(d: Delimiters) -> Self {
+        let mut table = [DATA; 256];
+        for (b, c) in table.iter_mut().enumerate() {
+            if !(0x20..0x7F).contains(&b) {
+                *c = UNPRINTABLE;
+            }
+        }
+        if let Some(r) = d.repetition {
+            table[usize::from(r)] = REPETITION;
+        }
+        table[usize::from(d.component)] = COMPONENT;
+        table[usize::from(d.element)] = ELEMENT;
+        Classes { table, delimiters: d }
+    }
+}
+
+impl std::fmt::Debug for Classes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Classes").field("delimiters", &self.delimiters).finish_non_exhaustive()
     }
 }
 
@@ -136,7 +184,14 @@ pub struct Segment<'a> {
 impl<'a> Segment<'a> {
     /// Builds a view over one segment's bytes (without its terminator).
     pub fn new(raw: &'a [u8], delimiters: Delimiters) -> Self {
-        Segment { raw, delimiters, index: FieldIndex::build(raw, delimiters), offset: 0, terminated: true, isa: None }
+        Segment {
+            raw,
+            delimiters,
+            index: FieldIndex::build(raw, &Classes::new(delimiters)),
+            offset: 0,
+            terminated: true,
+            isa: None,
+        }
     }
 
     pub fn raw(&self) -> &'a [u8] {
@@ -192,6 +247,20 @@ impl<'a> Segment<'a> {
     #[inline]
     pub fn element(&self, n: usize) -> &'a [u8] {
         self.field(n).unwrap_or(b"")
+    }
+
+    /// Bit n set for each non-empty element n (1-63); for segments longer
+    /// than the index, elements past it are checked by scanning.
+    pub fn present_mask(&self) -> u64 {
+        let mut mask = self.index.nonempty & !1;
+        if self.index.overflow {
+            for n in usize::from(self.index.count)..64 {
+                if !self.element(n).is_empty() {
+                    mask |= 1 << n;
+                }
+            }
+        }
+        mask
     }
 
     /// What element `n` contains (separators, unprintable bytes).
@@ -293,6 +362,8 @@ struct SegmentBuffer {
     /// Stream offset of `buf[0]`.
     base: u64,
     delimiters: Option<Delimiters>,
+    /// Byte classes for the current delimiters.
+    classes: Classes,
     isa: Option<IsaHeader>,
     max_segment_bytes: usize,
     first: bool,
@@ -308,6 +379,7 @@ impl SegmentBuffer {
             eof: false,
             base: 0,
             delimiters: None,
+            classes: Classes::new(Delimiters::default()),
             isa: None,
             max_segment_bytes,
             first: true,
@@ -348,6 +420,9 @@ impl SegmentBuffer {
                     let start = self.start;
                     let end = start + h.len - 1;
                     self.delimiters = Some(h.delimiters);
+                    if self.classes.delimiters != h.delimiters {
+                        self.classes = Classes::new(h.delimiters);
+                    }
                     self.start = end + 1;
                     self.scan = self.start;
                     self.isa = Some(h);
@@ -419,11 +494,11 @@ impl SegmentBuffer {
 
     fn segment(&self, start: usize, end: usize, terminated: bool, isa: bool) -> Segment<'_> {
         let raw = &self.buf[start..end];
-        let delimiters = self.delimiters.unwrap_or_default();
+        let delimiters = self.classes.delimiters;
         Segment {
             raw,
             delimiters,
-            index: FieldIndex::build(raw, delimiters),
+            index: FieldIndex::build(raw, &self.classes),
             offset: self.base + start as u64,
             terminated,
             isa: if isa { self.isa.as_ref() } else { None },

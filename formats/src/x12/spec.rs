@@ -155,9 +155,17 @@ pub struct SegmentSpec {
     pub loop_index: usize,
     /// Index into `elements` of the qualifier element, computed at load.
     qualifier_index: Option<usize>,
+    /// Bit n set for each element position the guide defines.
+    element_mask: u64,
 }
 
 impl SegmentSpec {
+    /// Bit n set for each element position the guide defines.
+    #[inline]
+    pub fn element_mask(&self) -> u64 {
+        self.element_mask
+    }
+
     fn find_qualifier(&self) -> Option<usize> {
         let pick = if &*self.id == "HL" { 3 } else { 1 };
         let i = self.elements.iter().position(|e| usize::from(e.seq) == pick)?;
@@ -520,6 +528,7 @@ fn parse_guide(
                     elements: vec![],
                     loop_index: owner,
                     qualifier_index: None,
+                    element_mask: 0,
                 });
                 spec.loops[owner].children.push(Child::Segment(idx));
                 stack.push((indent, Open::Segment(idx)));
@@ -613,6 +622,9 @@ fn finish(file: &str, spec: &mut Spec) -> Result<(), TableError> {
         return Err(err(file, 0, "missing TX line"));
     }
     for seg in &mut spec.segments {
+        seg.qualifier_index = seg.find_qualifier();
+        seg.elements.sort_by_key(|e| e.seq);
+        seg.element_mask = seg.elements.iter().filter(|e| e.seq < 64).fold(0, |m, e| m | (1u64 << e.seq));
         seg.qualifier_index = seg.find_qualifier();
     }
     for l in 0..spec.loops.len() {

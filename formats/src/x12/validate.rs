@@ -644,20 +644,30 @@ fn ack_copy(v: &[u8]) -> Option<Sensitive<String>> {
 /// Element-level checks of one segment against its guide entry.
 fn check_elements(seg: &Segment<'_>, spec: &SegmentSpec, out: &mut Vec<ElementError>) {
     let d = seg.delimiters();
-    let mut present = 0u64;
-    let mut n = 0usize;
-    let mut specs = spec.elements.iter().peekable();
-    for value in seg.elements() {
-        n += 1;
-        if n < 64 && !value.is_empty() {
-            present |= 1 << n;
+    let present = seg.present_mask();
+    let count = seg.element_count();
+    for e in &spec.elements {
+        let n = usize::from(e.seq);
+        if n > count {
+            if e.usage == Usage::Required {
+                out.push(element_error(
+                    spec,
+                    ElementPosition::element(e.seq),
+                    Some(e),
+                    ElementCode::RequiredMissing,
+                    None,
+                ));
+            }
+            continue;
         }
-        while specs.peek().is_some_and(|e| usize::from(e.seq) < n) {
-            // A spec'd element beyond the end of the segment is handled below.
-            specs.next();
-        }
-        let Some(e) = specs.peek().filter(|e| usize::from(e.seq) == n).copied() else {
-            if !value.is_empty() {
+        check_element(seg.element(n), seg.flags(n), e, spec, e.seq, d.repetition, d.component, out);
+    }
+    // Values where the guide defines no element.
+    let extra = present & !spec.element_mask();
+    if extra != 0 || count >= 64 {
+        for n in 1..=count {
+            let defined = n < 64 && spec.element_mask() & (1 << n) != 0;
+            if !defined && !seg.element(n).is_empty() {
                 out.push(element_error(
                     spec,
                     ElementPosition::element(n.min(255) as u8),
@@ -666,15 +676,6 @@ fn check_elements(seg: &Segment<'_>, spec: &SegmentSpec, out: &mut Vec<ElementEr
                     None,
                 ));
             }
-            continue;
-        };
-        specs.next();
-        check_element(value, seg.flags(n), e, spec, n as u8, d.repetition, d.component, out);
-    }
-    // Required elements after the last one present.
-    for e in spec.elements.iter().filter(|e| usize::from(e.seq) > n) {
-        if e.usage == Usage::Required {
-            out.push(element_error(spec, ElementPosition::element(e.seq), Some(e), ElementCode::RequiredMissing, None));
         }
     }
     for rule in &spec.syntax {
