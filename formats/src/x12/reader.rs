@@ -14,7 +14,7 @@ use std::io::Read;
 
 /// Default bound on one segment's length. The longest legal 005010 segment is
 /// a few kilobytes; anything longer is a broken or hostile file.
-pub const DEFAULT_MAX_SEGMENT_BYTES: usize = 64 * 1024;
+pub const DEFAULT_MAX_SEGMENT_BYTES: usize = 64 * 1024 - 1;
 
 const READ_CHUNK: usize = 64 * 1024;
 
@@ -45,25 +45,19 @@ impl ReadError {
 
 /// Fields indexed per segment. Longer segments still work (access past the
 /// index scans), they are just slower; no 005010 segment has this many.
-const MAX_FIELDS: usize = 48;
+const MAX_FIELDS: usize = 40;
 
-/// Where each field of a segment ends, and what each contains, found in one
-/// pass over the bytes so that nothing downstream rescans them.
+/// Where each field of a segment ends, found with one SIMD search for the
+/// element separator so nothing downstream rescans the segment to find an
+/// element.
 #[derive(Clone, Copy)]
 pub struct FieldIndex {
-    /// Fields indexed (the id is field 0); `MAX_FIELDS` when overflowed.
+    /// Fields indexed (the id is field 0).
     count: u8,
+    /// More fields follow those indexed.
     overflow: bool,
     /// Exclusive end of field i; field i starts at `ends[i - 1] + 1`.
-    ends: [u32; MAX_FIELDS],
-    /// Bit i: field i contains a component separator.
-    component: u64,
-    /// Bit i: field i contains a repetition separator.
-    repetition: u64,
-    /// Bit i: field i contains a byte outside printable ASCII.
-    unprintable: u64,
-    /// Bit i: field i is not empty.
-    nonempty: u64,
+    ends: [u16; MAX_FIELDS],
 }
 
 impl std::fmt::Debug for FieldIndex {
@@ -73,93 +67,45 @@ impl std::fmt::Debug for FieldIndex {
 }
 
 impl FieldIndex {
-    fn build(raw: &[u8], classes: &Classes) -> Self {
-        let mut idx = FieldIndex {
-            count: 0,
-            overflow: false,
-            ends: [0; MAX_FIELDS],
-            component: 0,
-            repetition: 0,
-            unprintable: 0,
-            nonempty: 0,
-        };
-        let class = &classes.table;
+    fn build(raw: &[u8], element: u8) -> Self {
+        let mut idx = FieldIndex { count: 0, overflow: false, ends: [0; MAX_FIELDS] };
+        if raw.len() > usize::from(u16::MAX) {
+            // Too long to index: every access scans.
+            idx.overflow = true;
+            return idx;
+        }
         let mut field = 0usize;
-        let mut bit = 1u64;
-        let mut start = 0usize;
-        for (i, &b) in raw.iter().enumerate() {
-            match class[usize::from(b)] {
-                DATA => {}
-                ELEMENT => {
-                    if field + 1 >= MAX_FIELDS {
-                        idx.overflow = true;
-                        break;
-                    }
-                    if i > start {
-                        idx.nonempty |= bit;
-                    }
-                    idx.ends[field] = i as u32;
-                    field += 1;
-                    bit <<= 1;
-                    start = i + 1;
-                }
-                COMPONENT => idx.component |= bit,
-                REPETITION => idx.repetition |= bit,
-                _ => idx.unprintable |= bit,
+        for i in memchr::memchr_iter(element, raw) {
+            if field + 1 >= MAX_FIELDS {
+                idx.overflow = true;
+                idx.count = field as u8;
+                return idx;
             }
+            idx.ends[field] = i as u16;
+            field += 1;
         }
-        if idx.overflow {
-            // Fields 0..field have known ends; the rest are scanned on access.
-            idx.count = field as u8;
-        } else {
-            if raw.len() > start {
-                idx.nonempty |= bit;
-            }
-            idx.ends[field] = raw.len() as u32;
-            idx.count = (field + 1) as u8;
-        }
+        idx.ends[field] = raw.len() as u16;
+        idx.count = (field + 1) as u8;
         idx
     }
 }
 
-const DATA: u8 = 0;
-const ELEMENT: u8 = 1;
-const COMPONENT: u8 = 2;
-const REPETITION: u8 = 3;
-const UNPRINTABLE: u8 = 4;
-
-/// A byte-class table for one set of delimiters: indexing looks each byte
-/// up once. Built when the delimiters change (at each ISA), not per segment.
-#[derive(Clone)]
-pub(crate) struct Classes {
-    table: [u8; 256],
-    delimiters: Delimiters,
-}
-
-impl Classes {
-    pub(crate) fn new(d: Delimiters) -> Self {
-        let mut table = [DATA; 256];
-        for (b, c) in table.iter_mut().enumerate() {
-            if !(0x20..0x7F).contains(&b) {
-                *c = UNPRINTABLE;
-            }
-        }
-        if let Some(r) = d.repetition {
-            table[usize::from(r)] = REPETITION;
-        }
-        table[usize::from(d.component)] = COMPONENT;
-        table[usize::from(d.element)] = ELEMENT;
-        Classes { table, delimiters: d }
+/// Properties of one element value.
+#[inline]
+pub fn flags_of(v: &[u8], d: Delimiters) -> ElementFlags {
+    let rep = d.repetition.unwrap_or(d.element);
+    // Fast path: every byte printable and no separator (the common case).
+    if v.iter().all(|&b| (0x20..0x7F).contains(&b) && b != d.component && b != rep) {
+        return ElementFlags::default();
+    }
+    ElementFlags {
+        component: v.contains(&d.component),
+        repetition: d.repetition.is_some_and(|r| v.contains(&r)),
+        unprintable: v.iter().any(|b| !(0x20..0x7F).contains(b)),
     }
 }
 
-impl std::fmt::Debug for Classes {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Classes").field("delimiters", &self.delimiters).finish_non_exhaustive()
-    }
-}
-
-/// Properties of one element found while indexing.
+/// Properties of one element.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ElementFlags {
     pub component: bool,
@@ -187,7 +133,7 @@ impl<'a> Segment<'a> {
         Segment {
             raw,
             delimiters,
-            index: FieldIndex::build(raw, &Classes::new(delimiters)),
+            index: FieldIndex::build(raw, delimiters.element),
             offset: 0,
             terminated: true,
             isa: None,
@@ -205,8 +151,8 @@ impl<'a> Segment<'a> {
     #[inline]
     fn field(&self, i: usize) -> Option<&'a [u8]> {
         if i < usize::from(self.index.count) {
-            let start = if i == 0 { 0 } else { self.index.ends[i - 1] as usize + 1 };
-            let end = self.index.ends[i] as usize;
+            let start = if i == 0 { 0 } else { usize::from(self.index.ends[i - 1]) + 1 };
+            let end = usize::from(self.index.ends[i]);
             return self.raw.get(start..end);
         }
         if !self.index.overflow {
@@ -214,7 +160,7 @@ impl<'a> Segment<'a> {
         }
         // Past the index: scan on from the end of the last indexed field.
         let count = usize::from(self.index.count);
-        let from = self.index.ends[count - 1] as usize + 1;
+        let from = if count == 0 { 0 } else { usize::from(self.index.ends[count - 1]) + 1 };
         self.raw.get(from..)?.split(|&b| b == self.delimiters.element).nth(i - count)
     }
 
@@ -249,12 +195,17 @@ impl<'a> Segment<'a> {
         self.field(n).unwrap_or(b"")
     }
 
-    /// Bit n set for each non-empty element n (1-63); for segments longer
-    /// than the index, elements past it are checked by scanning.
+    /// Bit n set for each non-empty element n (1-63).
     pub fn present_mask(&self) -> u64 {
-        let mut mask = self.index.nonempty & !1;
+        let mut mask = 0u64;
+        let indexed = usize::from(self.index.count).min(64);
+        for n in 1..indexed {
+            if self.index.ends[n] > self.index.ends[n - 1] + 1 {
+                mask |= 1 << n;
+            }
+        }
         if self.index.overflow {
-            for n in usize::from(self.index.count)..64 {
+            for n in indexed.max(1)..64 {
                 if !self.element(n).is_empty() {
                     mask |= 1 << n;
                 }
@@ -263,24 +214,13 @@ impl<'a> Segment<'a> {
         mask
     }
 
-    /// What element `n` contains (separators, unprintable bytes).
+    /// What element `n` contains (separators, unprintable bytes): one
+    /// vectorisable pass over the element.
     #[inline]
     pub fn flags(&self, n: usize) -> ElementFlags {
-        if n >= 64 || (n >= usize::from(self.index.count) && self.index.overflow) {
-            let v = self.element(n);
-            return ElementFlags {
-                component: v.contains(&self.delimiters.component),
-                repetition: self.delimiters.repetition.is_some_and(|r| v.contains(&r)),
-                unprintable: v.iter().any(|b| !(0x20..0x7F).contains(b)),
-            };
-        }
-        let bit = 1u64 << n;
-        ElementFlags {
-            component: self.index.component & bit != 0,
-            repetition: self.index.repetition & bit != 0,
-            unprintable: self.index.unprintable & bit != 0,
-        }
+        flags_of(self.element(n), self.delimiters)
     }
+
     /// Element `n` as text (lossless for ASCII; invalid UTF-8 gives "").
     pub fn str(&self, n: usize) -> &'a str {
         std::str::from_utf8(self.element(n)).unwrap_or("")
@@ -362,8 +302,6 @@ struct SegmentBuffer {
     /// Stream offset of `buf[0]`.
     base: u64,
     delimiters: Option<Delimiters>,
-    /// Byte classes for the current delimiters.
-    classes: Classes,
     isa: Option<IsaHeader>,
     max_segment_bytes: usize,
     first: bool,
@@ -379,7 +317,6 @@ impl SegmentBuffer {
             eof: false,
             base: 0,
             delimiters: None,
-            classes: Classes::new(Delimiters::default()),
             isa: None,
             max_segment_bytes,
             first: true,
@@ -420,9 +357,6 @@ impl SegmentBuffer {
                     let start = self.start;
                     let end = start + h.len - 1;
                     self.delimiters = Some(h.delimiters);
-                    if self.classes.delimiters != h.delimiters {
-                        self.classes = Classes::new(h.delimiters);
-                    }
                     self.start = end + 1;
                     self.scan = self.start;
                     self.isa = Some(h);
@@ -494,11 +428,11 @@ impl SegmentBuffer {
 
     fn segment(&self, start: usize, end: usize, terminated: bool, isa: bool) -> Segment<'_> {
         let raw = &self.buf[start..end];
-        let delimiters = self.classes.delimiters;
+        let delimiters = self.delimiters.unwrap_or_default();
         Segment {
             raw,
             delimiters,
-            index: FieldIndex::build(raw, &self.classes),
+            index: FieldIndex::build(raw, delimiters.element),
             offset: self.base + start as u64,
             terminated,
             isa: if isa { self.isa.as_ref() } else { None },
