@@ -88,14 +88,7 @@ pub struct BlobKey(String);
 impl BlobKey {
     /// `raw/<partner>/<yyyy-mm-dd>/<transaction id>`.
     pub fn for_transaction(partner: &PartnerId, day: time::Date, id: &TransactionId) -> Self {
-        BlobKey(format!(
-            "raw/{}/{:04}-{:02}-{:02}/{}",
-            partner,
-            day.year(),
-            u8::from(day.month()),
-            day.day(),
-            id
-        ))
+        BlobKey(format!("raw/{}/{:04}-{:02}-{:02}/{}", partner, day.year(), u8::from(day.month()), day.day(), id))
     }
 
     /// A key from its string form; `None` unless it is a safe relative path

@@ -2,14 +2,24 @@
 //!
 //! Every crate speaks in these types: the format-neutral business documents
 //! ([`Claim`], [`EligibilityRequest`], [`ClaimStatusRequest`], [`Enrollment`],
-//! [`Remittance`]) that X12, FHIR and HL7 inputs are read into, and
-//! [`Sensitive`], the wrapper that keeps protected health information out of
-//! `Debug` output and therefore out of logs, spans and error messages.
+//! [`Remittance`]) that X12, FHIR and HL7 inputs are read into; the four
+//! ports ([`ports`]) every external effect goes through, with their errors
+//! ([`PortError`]: a kind plus a cause); identifiers that never carry PHI
+//! ([`ids`]); and [`Sensitive`], the wrapper that keeps protected health
+//! information out of `Debug` output and therefore out of logs, spans and
+//! error messages.
 //!
 //! Nothing here performs I/O and nothing here depends on a vendor SDK.
 
+#[cfg(feature = "conformance")]
+pub mod conformance;
 pub mod domain;
+pub mod error;
+pub mod ids;
+pub mod ports;
 pub mod sensitive;
 
 pub use domain::*;
+pub use error::{ErrorKind, PortError, PortResult};
+pub use ids::{BlobKey, PartnerId, TransactionId};
 pub use sensitive::Sensitive;

@@ -1,0 +1,398 @@
+//! The shared conformance suites: one per port, run by every implementation
+//! (in-memory fakes, the embedded backend, the AWS backend against a local
+//! AWS-protocol server). A fake that diverges from a real backend fails the
+//! same suite the real backend passes.
+//!
+//! Each suite is an async function that panics with a description of the
+//! first contract violation. Backends call them from their own tests with a
+//! fresh, empty instance.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use crate::error::ErrorKind;
+use crate::ids::BlobKey;
+use crate::ports::*;
+use bytes::Bytes;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+fn kind<T: std::fmt::Debug>(r: &crate::error::PortResult<T>) -> Option<ErrorKind> {
+    r.as_ref().err().map(|e| e.kind())
+}
+
+fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::now_v7().simple())
+}
+
+/// [`BlobStore`]: write-once puts, bounded reads, existence.
+pub async fn blob_store(store: Arc<dyn BlobStore>) {
+    let key = BlobKey::parse(&format!("raw/conformance/{}", unique("b"))).unwrap();
+    assert!(!store.exists(&key).await.unwrap(), "a new key does not exist");
+    assert_eq!(kind(&store.get(&key, 1024).await), Some(ErrorKind::NotFound), "get of a missing key is NotFound");
+
+    let body = Bytes::from(vec![7u8; 100_000]);
+    store.put(&key, body.clone()).await.unwrap();
+    assert!(store.exists(&key).await.unwrap());
+    assert_eq!(store.get(&key, 200_000).await.unwrap(), body, "get returns what was put");
+
+    let again = store.put(&key, Bytes::from_static(b"other")).await;
+    assert_eq!(kind(&again), Some(ErrorKind::AlreadyExists), "second put is AlreadyExists");
+    assert_eq!(store.get(&key, 200_000).await.unwrap(), body, "the first object is unchanged");
+
+    assert_eq!(
+        kind(&store.get(&key, 10).await),
+        Some(ErrorKind::InvalidInput),
+        "a read bigger than max_bytes is refused"
+    );
+
+    // Concurrent puts of one key: exactly one wins.
+    let key2 = BlobKey::parse(&format!("raw/conformance/{}", unique("c"))).unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..8u8 {
+        let (s, k) = (store.clone(), key2.clone());
+        tasks.push(tokio::spawn(async move { s.put(&k, Bytes::from(vec![i; 64])).await }));
+    }
+    let mut ok = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(()) => ok += 1,
+            Err(e) => assert_eq!(e.kind(), ErrorKind::AlreadyExists),
+        }
+    }
+    assert_eq!(ok, 1, "exactly one concurrent put succeeds");
+
+    let empty = BlobKey::parse(&format!("raw/conformance/{}", unique("e"))).unwrap();
+    store.put(&empty, Bytes::new()).await.unwrap();
+    assert_eq!(store.get(&empty, 0).await.unwrap().len(), 0, "empty objects are stored");
+}
+
+async fn receive_one(queue: &dyn WorkQueue, lease: Duration) -> QueueMessage {
+    for _ in 0..50 {
+        let mut got = queue.receive(1, lease, Duration::from_millis(200)).await.unwrap();
+        if let Some(m) = got.pop() {
+            return m;
+        }
+    }
+    panic!("no message received");
+}
+
+/// [`WorkQueue`]: leases, redelivery with attempt counts, stale receipts,
+/// extension, release, batch limits and long polling. `lease` should be
+/// short (a second or two): the suite waits for leases to expire.
+pub async fn work_queue(queue: Arc<dyn WorkQueue>, lease: Duration) {
+    // Limits.
+    let eleven: Vec<Bytes> = (0..11).map(|i| Bytes::from(format!("m{i}"))).collect();
+    assert_eq!(kind(&queue.send(&eleven).await), Some(ErrorKind::InvalidInput), "more than 10 per send is refused");
+    assert_eq!(kind(&queue.send(&[]).await), Some(ErrorKind::InvalidInput), "an empty send is refused");
+    let big = Bytes::from(vec![b'x'; MAX_MESSAGE_BYTES + 1]);
+    assert_eq!(kind(&queue.send(&[big]).await), Some(ErrorKind::InvalidInput), "an oversized message is refused");
+
+    // Empty queue: receive waits and returns nothing.
+    let started = std::time::Instant::now();
+    let none = queue.receive(10, lease, Duration::from_millis(300)).await.unwrap();
+    assert!(none.is_empty(), "nothing to receive");
+    assert!(started.elapsed() >= Duration::from_millis(200), "receive waited for messages");
+
+    // Send a batch, receive at most `max`, ack.
+    let bodies: Vec<Bytes> = (0..5).map(|i| Bytes::from(format!("batch-{i}"))).collect();
+    queue.send(&bodies).await.unwrap();
+    let mut got = Vec::new();
+    for _ in 0..20 {
+        let batch = queue.receive(3, lease * 5, Duration::from_millis(200)).await.unwrap();
+        assert!(batch.len() <= 3, "receive returns at most max");
+        got.extend(batch);
+        if got.len() == 5 {
+            break;
+        }
+    }
+    let mut seen: Vec<Bytes> = got.iter().map(|m| m.body.clone()).collect();
+    seen.sort();
+    assert_eq!(seen, bodies, "every sent message is received once");
+    assert!(got.iter().all(|m| m.attempt == 1), "first delivery has attempt 1");
+    let receipts: Vec<Receipt> = got.iter().map(|m| m.receipt.clone()).collect();
+    queue.ack(&receipts).await.unwrap();
+    queue.ack(&receipts).await.unwrap(); // idempotent
+    assert!(queue.receive(10, lease, Duration::from_millis(200)).await.unwrap().is_empty(), "acked messages are gone");
+
+    // Lease expiry: redelivery with attempt 2, stale receipt refused.
+    queue.send(&[Bytes::from_static(b"redeliver")]).await.unwrap();
+    let first = receive_one(queue.as_ref(), lease).await;
+    assert!(
+        queue.receive(10, lease, Duration::from_millis(100)).await.unwrap().is_empty(),
+        "a leased message is invisible"
+    );
+    tokio::time::sleep(lease + Duration::from_millis(300)).await;
+    let second = receive_one(queue.as_ref(), lease * 5).await;
+    assert_eq!(second.id, first.id, "the same message is redelivered");
+    assert_eq!(second.body, first.body);
+    assert_eq!(second.attempt, 2, "redelivery increments attempt");
+    assert_eq!(
+        kind(&queue.ack(&[first.receipt.clone()]).await),
+        Some(ErrorKind::PreconditionFailed),
+        "stale receipt is refused"
+    );
+    queue.ack(&[second.receipt.clone()]).await.unwrap();
+
+    // Extension keeps a message invisible past its first lease.
+    queue.send(&[Bytes::from_static(b"extend")]).await.unwrap();
+    let m = receive_one(queue.as_ref(), lease).await;
+    queue.extend(&m.receipt, lease * 4).await.unwrap();
+    tokio::time::sleep(lease + Duration::from_millis(300)).await;
+    assert!(queue.receive(10, lease, Duration::from_millis(100)).await.unwrap().is_empty(), "an extended lease holds");
+    queue.ack(&[m.receipt]).await.unwrap();
+
+    // Release makes it visible at once, and counts as a delivery.
+    queue.send(&[Bytes::from_static(b"release")]).await.unwrap();
+    let m = receive_one(queue.as_ref(), lease * 10).await;
+    queue.release(&m.receipt).await.unwrap();
+    let again = receive_one(queue.as_ref(), lease * 10).await;
+    assert_eq!(again.id, m.id);
+    assert_eq!(again.attempt, 2, "a released message is delivered again with attempt 2");
+    queue.ack(&[again.receipt]).await.unwrap();
+
+    // Long poll: a message sent during the wait is returned.
+    let q2 = queue.clone();
+    let sender = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        q2.send(&[Bytes::from_static(b"late")]).await.unwrap();
+    });
+    let mut late = Vec::new();
+    for _ in 0..5 {
+        late = queue.receive(1, lease * 5, Duration::from_secs(2)).await.unwrap();
+        if !late.is_empty() {
+            break;
+        }
+    }
+    sender.await.unwrap();
+    assert_eq!(late.len(), 1, "long poll returns a message sent while waiting");
+    queue.ack(&[late[0].receipt.clone()]).await.unwrap();
+    let depth = queue.depth().await.unwrap();
+    assert_eq!(depth.visible, 0, "nothing left");
+}
+
+/// [`Notifier`]: limits, and published events reach `observe` (a way to
+/// read what subscribers received, supplied by the backend's test) with
+/// their ids, attributes and bodies.
+pub async fn notifier<F, Fut>(notifier: Arc<dyn Notifier>, observe: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Vec<Event>>,
+{
+    let ev = |i: usize| Event {
+        id: unique(&format!("ev{i}")),
+        attributes: BTreeMap::from([("partner".into(), "conformance".into()), ("kind".into(), "999".into())]),
+        body: Bytes::from(format!("{{\"n\":{i}}}")),
+    };
+    let eleven: Vec<Event> = (0..11).map(ev).collect();
+    assert_eq!(
+        kind(&notifier.publish(&eleven).await),
+        Some(ErrorKind::InvalidInput),
+        "more than 10 events are refused"
+    );
+    let mut big = ev(0);
+    big.body = Bytes::from(vec![b' '; MAX_EVENT_BYTES + 1]);
+    assert_eq!(kind(&notifier.publish(&[big]).await), Some(ErrorKind::InvalidInput), "an oversized event is refused");
+    let events: Vec<Event> = (0..3).map(ev).collect();
+    notifier.publish(&events).await.unwrap();
+    let mut got = Vec::new();
+    for _ in 0..50 {
+        got = observe().await;
+        if events.iter().all(|e| got.iter().any(|g| g.id == e.id)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for e in &events {
+        let g = got.iter().find(|g| g.id == e.id).unwrap_or_else(|| panic!("event {} was not delivered", e.id));
+        assert_eq!(g.body, e.body, "body delivered unchanged");
+        assert_eq!(g.attributes.get("partner"), e.attributes.get("partner"), "attributes delivered");
+        assert_eq!(g.attributes.get("kind"), e.attributes.get("kind"));
+    }
+}
+
+fn put(key: &Key, value: &str, condition: Condition) -> WriteOp {
+    WriteOp::Put { key: key.clone(), value: Bytes::from(value.to_string()), expires_at: None, condition }
+}
+
+/// [`StateStore`]: conditional writes, atomic batches, expiry on read,
+/// ordered partition queries, limits.
+pub async fn state_store(store: Arc<dyn StateStore>) {
+    let pk = unique("p");
+    let k = Key::new(Table::Transactions, &pk, "a");
+    assert!(store.get(&k).await.unwrap().is_none(), "missing key reads as None");
+
+    store.write(vec![put(&k, "v1", Condition::NotExists)]).await.unwrap();
+    let item = store.get(&k).await.unwrap().unwrap();
+    assert_eq!((item.value.as_ref(), item.version), (&b"v1"[..], 1), "first version is 1");
+    assert_eq!(
+        kind(&store.write(vec![put(&k, "v2", Condition::NotExists)]).await),
+        Some(ErrorKind::PreconditionFailed),
+        "NotExists on an existing key fails"
+    );
+    assert_eq!(
+        kind(&store.write(vec![put(&k, "v2", Condition::Version(7))]).await),
+        Some(ErrorKind::PreconditionFailed),
+        "a wrong version fails"
+    );
+    store.write(vec![put(&k, "v2", Condition::Version(1))]).await.unwrap();
+    let item = store.get(&k).await.unwrap().unwrap();
+    assert_eq!((item.value.as_ref(), item.version), (&b"v2"[..], 2), "version grows by one");
+    store.write(vec![put(&k, "v3", Condition::None)]).await.unwrap();
+    assert_eq!(store.get(&k).await.unwrap().unwrap().version, 3);
+
+    // Atomicity: a failing condition anywhere leaves everything unwritten.
+    let k2 = Key::new(Table::Transactions, &pk, "b");
+    let k3 = Key::new(Table::Dedupe, &pk, "c");
+    let r = store
+        .write(vec![
+            put(&k2, "x", Condition::NotExists),
+            put(&k3, "y", Condition::None),
+            WriteOp::Check { key: k.clone(), condition: Condition::Version(1) },
+        ])
+        .await;
+    assert_eq!(kind(&r), Some(ErrorKind::PreconditionFailed));
+    assert!(
+        store.get(&k2).await.unwrap().is_none() && store.get(&k3).await.unwrap().is_none(),
+        "a failed batch writes nothing"
+    );
+    store
+        .write(vec![
+            put(&k2, "x", Condition::NotExists),
+            put(&k3, "y", Condition::None),
+            WriteOp::Check { key: k.clone(), condition: Condition::Version(3) },
+        ])
+        .await
+        .unwrap();
+    assert!(
+        store.get(&k2).await.unwrap().is_some() && store.get(&k3).await.unwrap().is_some(),
+        "a passing batch writes everything"
+    );
+
+    // Delete with condition.
+    assert_eq!(
+        kind(&store.write(vec![WriteOp::Delete { key: k3.clone(), condition: Condition::Version(9) }]).await),
+        Some(ErrorKind::PreconditionFailed)
+    );
+    store.write(vec![WriteOp::Delete { key: k3.clone(), condition: Condition::None }]).await.unwrap();
+    assert!(store.get(&k3).await.unwrap().is_none(), "deleted");
+
+    // Expiry: an expired item is absent on read and for NotExists.
+    let past = time::OffsetDateTime::now_utc().unix_timestamp() - 10;
+    let future = past + 3600;
+    let ke = Key::new(Table::Dedupe, &pk, "expired");
+    store
+        .write(vec![WriteOp::Put {
+            key: ke.clone(),
+            value: Bytes::from_static(b"old"),
+            expires_at: Some(past),
+            condition: Condition::None,
+        }])
+        .await
+        .unwrap();
+    assert!(store.get(&ke).await.unwrap().is_none(), "an expired item reads as absent");
+    store.write(vec![put(&ke, "new", Condition::NotExists)]).await.unwrap();
+    assert_eq!(
+        store.get(&ke).await.unwrap().unwrap().value.as_ref(),
+        b"new",
+        "NotExists succeeds over an expired item"
+    );
+    let kf = Key::new(Table::Dedupe, &pk, "fresh");
+    store
+        .write(vec![WriteOp::Put {
+            key: kf.clone(),
+            value: Bytes::from_static(b"f"),
+            expires_at: Some(future),
+            condition: Condition::None,
+        }])
+        .await
+        .unwrap();
+    assert_eq!(store.get(&kf).await.unwrap().unwrap().expires_at, Some(future));
+
+    // Query: ordered, paged, partition- and table-isolated, live items only.
+    let qp = unique("q");
+    let mut ops = Vec::new();
+    for i in (0..25).rev() {
+        ops.push(put(&Key::new(Table::AckFeed, &qp, format!("{i:04}")), &i.to_string(), Condition::None));
+    }
+    ops.push(WriteOp::Put {
+        key: Key::new(Table::AckFeed, &qp, "0010x"),
+        value: Bytes::from_static(b"gone"),
+        expires_at: Some(past),
+        condition: Condition::None,
+    });
+    ops.push(put(&Key::new(Table::AckFeed, &unique("other"), "0000"), "other", Condition::None));
+    ops.push(put(&Key::new(Table::Acks, &qp, "0000"), "other table", Condition::None));
+    store.write(ops).await.unwrap();
+    let page1 = store.query(Table::AckFeed, &qp, None, 10).await.unwrap();
+    let keys: Vec<String> = page1.iter().map(|(k, _)| k.clone()).collect();
+    assert_eq!(keys, (0..10).map(|i| format!("{i:04}")).collect::<Vec<_>>(), "first page in sort-key order");
+    let page2 = store.query(Table::AckFeed, &qp, Some("0009"), 100).await.unwrap();
+    assert_eq!(page2.len(), 15, "the rest after the cursor, without the expired item");
+    assert_eq!(page2[0].0, "0010");
+    assert!(store.query(Table::AckFeed, &qp, Some("0024"), 10).await.unwrap().is_empty());
+
+    // Limits.
+    let many: Vec<WriteOp> =
+        (0..101).map(|i| put(&Key::new(Table::Counters, &pk, i.to_string()), "x", Condition::None)).collect();
+    assert_eq!(kind(&store.write(many).await), Some(ErrorKind::InvalidInput), "more than 100 ops are refused");
+    assert_eq!(kind(&store.write(vec![]).await), Some(ErrorKind::InvalidInput), "an empty batch is refused");
+    let dup = vec![put(&k2, "a", Condition::None), put(&k2, "b", Condition::None)];
+    assert_eq!(kind(&store.write(dup).await), Some(ErrorKind::InvalidInput), "two ops on one key are refused");
+
+    // Concurrent conditional writers: exactly one NotExists wins.
+    let race = Key::new(Table::Dedupe, &pk, "race");
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let (s, k) = (store.clone(), race.clone());
+        tasks.push(tokio::spawn(async move { s.write(vec![put(&k, &i.to_string(), Condition::NotExists)]).await }));
+    }
+    let mut ok = 0;
+    for t in tasks {
+        if t.await.unwrap().is_ok() {
+            ok += 1;
+        }
+    }
+    assert_eq!(ok, 1, "exactly one concurrent NotExists write succeeds");
+}
+
+/// [`IntakeJournal`]: a commit makes its writes and its pointer visible
+/// together; a commit whose condition fails writes and queues nothing.
+pub async fn intake_journal(journal: Arc<dyn IntakeJournal>, state: Arc<dyn StateStore>, queue: Arc<dyn WorkQueue>) {
+    let pk = unique("j");
+    let record = Key::new(Table::Transactions, &pk, "tx");
+    let dedupe = Key::new(Table::Dedupe, &pk, "hash");
+    let pointer = Bytes::from(format!("{{\"tx\":\"{pk}\"}}"));
+    journal
+        .commit(Commit {
+            writes: vec![put(&record, "received", Condition::NotExists), put(&dedupe, "tx", Condition::NotExists)],
+            pointer: pointer.clone(),
+        })
+        .await
+        .unwrap();
+    assert!(
+        state.get(&record).await.unwrap().is_some() && state.get(&dedupe).await.unwrap().is_some(),
+        "writes are visible"
+    );
+    let m = receive_one(queue.as_ref(), Duration::from_secs(30)).await;
+    assert_eq!(m.body, pointer, "the pointer is queued");
+    queue.ack(&[m.receipt]).await.unwrap();
+
+    let dup = journal
+        .commit(Commit {
+            writes: vec![
+                put(&Key::new(Table::Transactions, &pk, "tx2"), "received", Condition::NotExists),
+                put(&dedupe, "tx2", Condition::NotExists),
+            ],
+            pointer: Bytes::from_static(b"duplicate"),
+        })
+        .await;
+    assert_eq!(kind(&dup), Some(ErrorKind::PreconditionFailed), "a duplicate is refused");
+    assert!(
+        state.get(&Key::new(Table::Transactions, &pk, "tx2")).await.unwrap().is_none(),
+        "nothing of a refused commit is written"
+    );
+    assert!(
+        queue.receive(10, Duration::from_secs(30), Duration::from_millis(300)).await.unwrap().is_empty(),
+        "nothing of a refused commit is queued"
+    );
+}
