@@ -320,7 +320,7 @@ pub async fn state_store(store: Arc<dyn StateStore>) {
         expires_at: Some(past),
         condition: Condition::None,
     });
-    ops.push(put(&Key::new(Table::AckFeed, &unique("other"), "0000"), "other", Condition::None));
+    ops.push(put(&Key::new(Table::AckFeed, unique("other"), "0000"), "other", Condition::None));
     ops.push(put(&Key::new(Table::Acks, &qp, "0000"), "other table", Condition::None));
     store.write(ops).await.unwrap();
     let page1 = store.query(Table::AckFeed, &qp, None, 10).await.unwrap();
