@@ -127,11 +127,11 @@ pub async fn work_queue(queue: Arc<dyn WorkQueue>, lease: Duration) {
     assert_eq!(second.body, first.body);
     assert_eq!(second.attempt, 2, "redelivery increments attempt");
     assert_eq!(
-        kind(&queue.ack(&[first.receipt.clone()]).await),
+        kind(&queue.ack(std::slice::from_ref(&first.receipt)).await),
         Some(ErrorKind::PreconditionFailed),
         "stale receipt is refused"
     );
-    queue.ack(&[second.receipt.clone()]).await.unwrap();
+    queue.ack(std::slice::from_ref(&second.receipt)).await.unwrap();
 
     // Extension keeps a message invisible past its first lease.
     queue.send(&[Bytes::from_static(b"extend")]).await.unwrap();
