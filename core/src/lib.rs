@@ -13,6 +13,8 @@
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
+#[cfg(feature = "crypto")]
+pub mod crypto;
 pub mod domain;
 pub mod error;
 pub mod ids;

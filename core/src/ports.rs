@@ -83,9 +83,9 @@ pub struct QueueDepth {
 ///   makes it visible again at once (its attempt count still grows when it is
 ///   received again).
 /// - `ack` deletes 1..=10 messages. Acking with a stale receipt (the lease
-///   expired and the message was received again) fails with
-///   `PreconditionFailed` and leaves the message alone; acking an already
-///   deleted message succeeds (idempotent).
+///   expired and the message was received again) leaves the message alone
+///   (the call may succeed or fail with `PreconditionFailed`, as SQS may);
+///   acking an already deleted message succeeds (idempotent).
 #[async_trait]
 pub trait WorkQueue: Send + Sync + 'static {
     async fn send(&self, bodies: &[Bytes]) -> PortResult<()>;

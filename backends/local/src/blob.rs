@@ -1,0 +1,176 @@
+//! [`BlobStore`] on the embedded database plus local files.
+//!
+//! Objects up to [`INLINE_MAX_BYTES`] live in the database; larger ones in
+//! files under `<data-dir>/blobs/`. A large object's file is written and
+//! fsync'd (with its directory) before the database row that names it is
+//! committed, and the row is what makes the object exist: a crash between
+//! the two leaves an unreferenced file, which [`SqliteBlobStore::sweep`]
+//! removes, never a row without its bytes.
+
+use crate::db::{Db, db_err};
+use async_trait::async_trait;
+use bytes::Bytes;
+use clearway_core::ports::{BlobStore, MAX_BLOB_BYTES};
+use clearway_core::{BlobKey, ErrorKind, PortError, PortResult};
+use rusqlite::{OptionalExtension, params};
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Objects up to this size are stored inline in the database.
+pub const INLINE_MAX_BYTES: usize = 256 * 1024;
+
+/// Blob storage.
+#[derive(Debug, Clone)]
+pub struct SqliteBlobStore {
+    db: Db,
+    dir: PathBuf,
+}
+
+fn io(op: &'static str) -> impl Fn(std::io::Error) -> PortError {
+    move |e| PortError::with_cause(ErrorKind::Unavailable, op, e)
+}
+
+impl SqliteBlobStore {
+    pub fn new(db: Db, data_dir: &std::path::Path) -> PortResult<Self> {
+        let dir = data_dir.join("blobs");
+        std::fs::create_dir_all(&dir).map_err(io("create blob directory"))?;
+        Ok(SqliteBlobStore { db, dir })
+    }
+
+    /// Removes blob files no row refers to that are older than `min_age`
+    /// (left by a crash between writing a file and committing its row).
+    /// Returns how many were removed.
+    pub async fn sweep(&self, min_age: Duration) -> PortResult<usize> {
+        let referenced: std::collections::HashSet<String> = self
+            .db
+            .read(|conn| {
+                let mut s =
+                    conn.prepare("SELECT file FROM blobs WHERE file IS NOT NULL").map_err(db_err("blob sweep"))?;
+                let rows = s.query_map([], |r| r.get::<_, String>(0)).map_err(db_err("blob sweep"))?;
+                rows.collect::<Result<_, _>>().map_err(db_err("blob sweep"))
+            })
+            .await?;
+        let dir = self.dir.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut removed = 0;
+            for entry in std::fs::read_dir(&dir).map_err(io("blob sweep"))? {
+                let entry = entry.map_err(io("blob sweep"))?;
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let old = entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .is_some_and(|a| a >= min_age);
+                if old && !referenced.contains(&name) && std::fs::remove_file(entry.path()).is_ok() {
+                    removed += 1;
+                }
+            }
+            Ok(removed)
+        })
+        .await
+        .map_err(|e| PortError::with_cause(ErrorKind::Internal, "blob sweep", e))?
+    }
+}
+
+/// Writes a file and makes it and its directory entry durable.
+fn write_durable(dir: &std::path::Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+    let path = dir.join(name);
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).open(&path)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
+#[async_trait]
+impl BlobStore for SqliteBlobStore {
+    async fn put(&self, key: &BlobKey, bytes: Bytes) -> PortResult<()> {
+        if bytes.len() as u64 > MAX_BLOB_BYTES {
+            return Err(PortError::invalid_input("blob put: object too large"));
+        }
+        let key = key.as_str().to_string();
+        let size = bytes.len() as i64;
+        if bytes.len() <= INLINE_MAX_BYTES {
+            return self
+                .db
+                .write(move |conn| {
+                    let n = conn
+                        .prepare_cached(
+                            "INSERT INTO blobs (key, data, size) VALUES (?1, ?2, ?3) ON CONFLICT (key) DO NOTHING",
+                        )
+                        .and_then(|mut s| s.execute(params![key, bytes.as_ref(), size]))
+                        .map_err(db_err("blob put"))?;
+                    if n == 0 { Err(PortError::already_exists("blob put")) } else { Ok(()) }
+                })
+                .await;
+        }
+        // Large: file first (durable), then the row that makes it exist.
+        let name = uuid::Uuid::now_v7().simple().to_string();
+        let dir = self.dir.clone();
+        let file = name.clone();
+        tokio::task::spawn_blocking(move || write_durable(&dir, &file, &bytes))
+            .await
+            .map_err(|e| PortError::with_cause(ErrorKind::Internal, "blob put", e))?
+            .map_err(io("blob put: write file"))?;
+        let file = name.clone();
+        let result = self
+            .db
+            .write(move |conn| {
+                let n = conn
+                    .prepare_cached(
+                        "INSERT INTO blobs (key, file, size) VALUES (?1, ?2, ?3) ON CONFLICT (key) DO NOTHING",
+                    )
+                    .and_then(|mut s| s.execute(params![key, file, size]))
+                    .map_err(db_err("blob put"))?;
+                if n == 0 { Err(PortError::already_exists("blob put")) } else { Ok(()) }
+            })
+            .await;
+        if result.is_err() {
+            let _ = std::fs::remove_file(self.dir.join(&name));
+        }
+        result
+    }
+
+    async fn get(&self, key: &BlobKey, max_bytes: u64) -> PortResult<Bytes> {
+        let k = key.as_str().to_string();
+        let row: Option<(Option<Vec<u8>>, Option<String>, i64)> = self
+            .db
+            .read(move |conn| {
+                conn.prepare_cached("SELECT data, file, size FROM blobs WHERE key = ?1")
+                    .and_then(|mut s| s.query_row(params![k], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).optional())
+                    .map_err(db_err("blob get"))
+            })
+            .await?;
+        let Some((data, file, size)) = row else {
+            return Err(PortError::not_found("blob get"));
+        };
+        if size as u64 > max_bytes {
+            return Err(PortError::invalid_input("blob get: object larger than the caller's bound"));
+        }
+        match (data, file) {
+            (Some(d), _) => Ok(Bytes::from(d)),
+            (None, Some(f)) => {
+                let path = self.dir.join(f);
+                let bytes = tokio::task::spawn_blocking(move || std::fs::read(path))
+                    .await
+                    .map_err(|e| PortError::with_cause(ErrorKind::Internal, "blob get", e))?
+                    .map_err(io("blob get: read file"))?;
+                Ok(Bytes::from(bytes))
+            }
+            (None, None) => Err(PortError::new(ErrorKind::Internal, "blob get: row without data")),
+        }
+    }
+
+    async fn exists(&self, key: &BlobKey) -> PortResult<bool> {
+        let k = key.as_str().to_string();
+        self.db
+            .read(move |conn| {
+                conn.prepare_cached("SELECT 1 FROM blobs WHERE key = ?1")
+                    .and_then(|mut s| s.query_row(params![k], |_| Ok(())).optional())
+                    .map(|r| r.is_some())
+                    .map_err(db_err("blob exists"))
+            })
+            .await
+    }
+}

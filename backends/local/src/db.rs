@@ -1,0 +1,263 @@
+//! The embedded database: SQLite in WAL mode with `synchronous=FULL`, one
+//! writer thread doing **group commit**, and a pool of read connections.
+//!
+//! Every write is a job sent to the writer. The writer takes all jobs that
+//! are waiting (up to a batch bound), runs each inside its own savepoint in
+//! one transaction, commits once — one fsync of the WAL for the whole batch
+//! — and only then answers each job. A job whose own work fails (a failed
+//! condition) is rolled back to its savepoint without affecting the others.
+//! So under load, durability costs one fsync per batch, not per request, and
+//! nothing is acknowledged before it is on disk.
+
+use clearway_core::{ErrorKind, PortError, PortResult};
+use rusqlite::{Connection, OpenFlags};
+use std::any::Any;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use tokio::sync::{mpsc, oneshot};
+
+/// Jobs waiting for the writer before senders wait (backpressure).
+const QUEUE_CAPACITY: usize = 8192;
+/// Most jobs in one transaction.
+const MAX_BATCH: usize = 2048;
+/// Read connections.
+const READERS: usize = 4;
+
+type Output = Box<dyn Any + Send>;
+type Work = Box<dyn FnOnce(&Connection) -> PortResult<Output> + Send>;
+
+struct Job {
+    work: Work,
+    reply: oneshot::Sender<PortResult<Output>>,
+}
+
+/// Counters for metrics.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub commits: std::sync::atomic::AtomicU64,
+    pub jobs: std::sync::atomic::AtomicU64,
+}
+
+/// Handle to the database; cheap to clone.
+#[derive(Clone)]
+pub struct Db {
+    tx: mpsc::Sender<Job>,
+    readers: Arc<Mutex<Vec<Connection>>>,
+    path: PathBuf,
+    pub stats: Arc<Stats>,
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db").field("path", &self.path).finish_non_exhaustive()
+    }
+}
+
+fn sqlite(op: &'static str) -> impl Fn(rusqlite::Error) -> PortError {
+    move |e| {
+        let kind = match &e {
+            rusqlite::Error::SqliteFailure(f, _)
+                if matches!(f.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) =>
+            {
+                ErrorKind::Unavailable
+            }
+            rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::DiskFull => ErrorKind::Unavailable,
+            _ => ErrorKind::Internal,
+        };
+        PortError::with_cause(kind, op, e)
+    }
+}
+
+pub(crate) fn db_err(op: &'static str) -> impl Fn(rusqlite::Error) -> PortError {
+    sqlite(op)
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS state (
+    tbl TEXT NOT NULL,
+    pk TEXT NOT NULL,
+    sk TEXT NOT NULL,
+    value BLOB NOT NULL,
+    version INTEGER NOT NULL,
+    expires_at INTEGER,
+    PRIMARY KEY (tbl, pk, sk)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS queue (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    msg_id TEXT NOT NULL,
+    body BLOB NOT NULL,
+    visible_at INTEGER NOT NULL,
+    receive_count INTEGER NOT NULL DEFAULT 0,
+    receipt TEXT,
+    enqueued_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS queue_visible ON queue (visible_at, id);
+CREATE TABLE IF NOT EXISTS blobs (
+    key TEXT PRIMARY KEY,
+    data BLOB,
+    file TEXT,
+    size INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL,
+    attributes TEXT NOT NULL,
+    body BLOB NOT NULL,
+    published_at INTEGER NOT NULL
+);
+";
+
+fn open_conn(path: &Path, write: bool) -> PortResult<Connection> {
+    let flags = if write {
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    };
+    let conn = Connection::open_with_flags(path, flags).map_err(sqlite("open database"))?;
+    conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(sqlite("open database"))?;
+    if write {
+        // WAL: readers never block the writer; FULL: every commit is
+        // fsync'd before it returns.
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(sqlite("set journal mode"))?;
+        conn.pragma_update(None, "synchronous", "FULL").map_err(sqlite("set synchronous"))?;
+        conn.pragma_update(None, "wal_autocheckpoint", 4000).map_err(sqlite("set checkpoint"))?;
+        conn.execute_batch(SCHEMA).map_err(sqlite("create schema"))?;
+    }
+    conn.pragma_update(None, "cache_size", -16_000).map_err(sqlite("set cache"))?;
+    Ok(conn)
+}
+
+impl Db {
+    /// Opens (creating if needed) `dir/clearway.db`.
+    pub fn open(dir: &Path) -> PortResult<Self> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| PortError::with_cause(ErrorKind::Unavailable, "create data directory", e))?;
+        let path = dir.join("clearway.db");
+        let writer = open_conn(&path, true)?;
+        let mut readers = Vec::with_capacity(READERS);
+        for _ in 0..READERS {
+            readers.push(open_conn(&path, false)?);
+        }
+        let (tx, rx) = mpsc::channel::<Job>(QUEUE_CAPACITY);
+        let stats = Arc::new(Stats::default());
+        let s = stats.clone();
+        std::thread::Builder::new()
+            .name("clearway-db-writer".into())
+            .spawn(move || writer_loop(writer, rx, s))
+            .map_err(|e| PortError::with_cause(ErrorKind::Internal, "start database writer", e))?;
+        Ok(Db { tx, readers: Arc::new(Mutex::new(readers)), path, stats })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `work` in the writer's next group commit; returns its result once
+    /// the transaction is durable. An error from `work` rolls back only its
+    /// own changes.
+    pub async fn write<T, F>(&self, work: F) -> PortResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> PortResult<T> + Send + 'static,
+    {
+        let (reply, rx) = oneshot::channel();
+        let job = Job { work: Box::new(move |c| work(c).map(|v| Box::new(v) as Output)), reply };
+        self.tx.send(job).await.map_err(|_| PortError::new(ErrorKind::Unavailable, "database writer stopped"))?;
+        let out = rx.await.map_err(|_| PortError::new(ErrorKind::Unavailable, "database writer stopped"))??;
+        out.downcast::<T>().map(|b| *b).map_err(|_| PortError::new(ErrorKind::Internal, "database writer result"))
+    }
+
+    /// Runs `work` on a read connection, off the async threads.
+    pub async fn read<T, F>(&self, work: F) -> PortResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> PortResult<T> + Send + 'static,
+    {
+        let readers = self.readers.clone();
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = readers.lock().ok().and_then(|mut r| r.pop());
+            let conn = match conn {
+                Some(c) => c,
+                None => open_conn(&path, false)?,
+            };
+            let out = work(&conn);
+            if let Ok(mut r) = readers.lock() {
+                if r.len() < READERS * 4 {
+                    r.push(conn);
+                }
+            }
+            out
+        })
+        .await
+        .map_err(|e| PortError::with_cause(ErrorKind::Internal, "database read task", e))?
+    }
+}
+
+fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<Job>, stats: Arc<Stats>) {
+    use std::sync::atomic::Ordering;
+    let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = rx.blocking_recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(j) => batch.push(j),
+                Err(_) => break,
+            }
+        }
+        let mut results: Vec<(oneshot::Sender<PortResult<Output>>, PortResult<Output>)> =
+            Vec::with_capacity(batch.len());
+        let began = conn.execute_batch("BEGIN IMMEDIATE").map_err(sqlite("begin"));
+        if let Err(e) = began {
+            for j in batch.drain(..) {
+                let _ = j.reply.send(Err(PortError::new(e.kind(), "begin")));
+            }
+            continue;
+        }
+        for job in batch.drain(..) {
+            let out = match conn.execute_batch("SAVEPOINT job") {
+                Ok(()) => {
+                    // A panic in a job must not take the writer (and every
+                    // later write) down with it.
+                    let work = job.work;
+                    let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(&conn)))
+                        .unwrap_or_else(|_| Err(PortError::new(ErrorKind::Internal, "database job panicked")));
+                    let end = if out.is_ok() { "RELEASE job" } else { "ROLLBACK TO job; RELEASE job" };
+                    match conn.execute_batch(end) {
+                        Ok(()) => out,
+                        Err(e) => Err(sqlite("end savepoint")(e)),
+                    }
+                }
+                Err(e) => Err(sqlite("savepoint")(e)),
+            };
+            results.push((job.reply, out));
+        }
+        match conn.execute_batch("COMMIT") {
+            Ok(()) => {
+                stats.commits.fetch_add(1, Ordering::Relaxed);
+                stats.jobs.fetch_add(results.len() as u64, Ordering::Relaxed);
+                for (reply, out) in results {
+                    let _ = reply.send(out);
+                }
+            }
+            Err(e) => {
+                let err = sqlite("commit")(e);
+                tracing::error!(error = %clearway_core::error::chain(&err), "database commit failed");
+                let _ = conn.execute_batch("ROLLBACK");
+                for (reply, _) in results {
+                    let _ = reply.send(Err(PortError::new(err.kind(), "commit")));
+                }
+            }
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+/// Seconds since the Unix epoch.
+pub fn now_secs() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}

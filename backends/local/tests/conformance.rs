@@ -1,0 +1,109 @@
+//! The shared port conformance suites against the embedded backend.
+
+use clearway_core::conformance;
+use clearway_local::Local;
+use std::sync::Arc;
+use std::time::Duration;
+
+fn open() -> (tempfile::TempDir, Local) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let local = Local::open(dir.path()).expect("open");
+    (dir, local)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blob_store_conformance() {
+    let (_d, l) = open();
+    conformance::blob_store(Arc::new(l.blobs.clone())).await;
+    // Large objects take the file path; the same contract holds.
+    let key = clearway_core::BlobKey::parse("raw/big/object").expect("key");
+    let big = bytes::Bytes::from(vec![3u8; 1_000_000]);
+    use clearway_core::ports::BlobStore;
+    l.blobs.put(&key, big.clone()).await.expect("put big");
+    assert_eq!(l.blobs.get(&key, 2_000_000).await.expect("get big"), big);
+    assert_eq!(l.blobs.put(&key, big).await.map_err(|e| e.kind()), Err(clearway_core::ErrorKind::AlreadyExists));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn work_queue_conformance() {
+    let (_d, l) = open();
+    conformance::work_queue(Arc::new(l.queue.clone()), Duration::from_millis(700)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_store_conformance() {
+    let (_d, l) = open();
+    conformance::state_store(Arc::new(l.state.clone())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notifier_conformance() {
+    let (_d, l) = open();
+    let n = l.notifier.clone();
+    conformance::notifier(Arc::new(l.notifier.clone()), move || {
+        let n = n.clone();
+        async move { n.after(0, 1000).await.expect("read events").into_iter().map(|e| e.event).collect() }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn intake_journal_conformance() {
+    let (_d, l) = open();
+    conformance::intake_journal(Arc::new(l.journal.clone()), Arc::new(l.state.clone()), Arc::new(l.queue.clone()))
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writes_share_commits() {
+    use clearway_core::ports::{Condition, Key, StateStore, Table, WriteOp};
+    let (_d, l) = open();
+    let mut tasks = Vec::new();
+    for i in 0..2000 {
+        let s = l.state.clone();
+        tasks.push(tokio::spawn(async move {
+            s.write(vec![WriteOp::Put {
+                key: Key::new(Table::Counters, "group", format!("{i:05}")),
+                value: bytes::Bytes::from_static(b"1"),
+                expires_at: None,
+                condition: Condition::NotExists,
+            }])
+            .await
+        }));
+    }
+    for t in tasks {
+        t.await.expect("join").expect("write");
+    }
+    let commits = l.db.stats.commits.load(std::sync::atomic::Ordering::Relaxed);
+    let jobs = l.db.stats.jobs.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(jobs, 2000);
+    assert!(commits < 1000, "2000 concurrent writes took {commits} commits: group commit is not batching");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_survives_reopen() {
+    use clearway_core::ports::{Condition, Key, StateStore, Table, WriteOp};
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let l = Local::open(dir.path()).expect("open");
+        l.state
+            .write(vec![WriteOp::Put {
+                key: Key::new(Table::Transactions, "p", "t"),
+                value: bytes::Bytes::from_static(b"kept"),
+                expires_at: None,
+                condition: Condition::NotExists,
+            }])
+            .await
+            .expect("write");
+    }
+    let l = Local::open(dir.path()).expect("reopen");
+    let got = l.state.get(&Key::new(Table::Transactions, "p", "t")).await.expect("get");
+    assert_eq!(got.map(|i| i.value), Some(bytes::Bytes::from_static(b"kept")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orphan_blob_files_are_swept() {
+    let (d, l) = open();
+    std::fs::write(d.path().join("blobs").join("orphan"), b"x").expect("write orphan");
+    assert_eq!(l.blobs.sweep(Duration::ZERO).await.expect("sweep"), 1);
+}
