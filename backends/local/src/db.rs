@@ -182,10 +182,10 @@ impl Db {
                 None => open_conn(&path, false)?,
             };
             let out = work(&conn);
-            if let Ok(mut r) = readers.lock() {
-                if r.len() < READERS * 4 {
-                    r.push(conn);
-                }
+            if let Ok(mut r) = readers.lock()
+                && r.len() < READERS * 4
+            {
+                r.push(conn);
             }
             out
         })
