@@ -11,6 +11,7 @@
 //!
 //! Nothing here performs I/O and nothing here depends on a vendor SDK.
 
+pub mod config;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 #[cfg(feature = "crypto")]
@@ -18,7 +19,10 @@ pub mod crypto;
 pub mod domain;
 pub mod error;
 pub mod ids;
+#[cfg(feature = "crypto")]
+pub mod partners;
 pub mod ports;
+pub mod records;
 pub mod sensitive;
 
 pub use domain::*;

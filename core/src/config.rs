@@ -1,0 +1,593 @@
+//! Configuration: defaults, then a TOML file, then `CLEARWAY__SECTION__KEY`
+//! environment variables. Parsed raw (unknown keys are errors), then
+//! validated into typed values, reporting **every** problem at once.
+//! Units are in the names (`_secs`, `_ms`, `_bytes`); secrets are
+//! [`Sensitive`].
+
+use crate::Sensitive;
+use crate::ids::PartnerId;
+use serde::Deserialize;
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// One configuration problem.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct ConfigError {
+    /// Where (`server.listen`, `payers.ACME01.rate_per_sec`).
+    pub path: String,
+    pub message: String,
+}
+
+fn err(path: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError { path: path.into(), message: message.into() }
+}
+
+// ------------------------------------------------------------------ raw --
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    #[serde(default)]
+    server: RawServer,
+    #[serde(default)]
+    mllp: RawMllp,
+    #[serde(default)]
+    dedupe: RawDedupe,
+    #[serde(default)]
+    workers: RawWorkers,
+    #[serde(default)]
+    routing: RawRouting,
+    #[serde(default)]
+    payers: BTreeMap<String, RawPayer>,
+    #[serde(default)]
+    security: RawSecurity,
+    #[serde(default)]
+    backend: RawBackend,
+    #[serde(default)]
+    fastpath: RawFastpath,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    listen: Option<String>,
+    data_dir: Option<String>,
+    max_body_bytes: Option<u64>,
+    max_in_flight: Option<usize>,
+    max_queue_depth: Option<u64>,
+    request_timeout_secs: Option<u64>,
+    shutdown_grace_secs: Option<u64>,
+    feed_settle_ms: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMllp {
+    listen: Option<String>,
+    partner: Option<String>,
+    max_frame_bytes: Option<usize>,
+    max_connections: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDedupe {
+    idempotency_window_secs: Option<u64>,
+    interchange_window_secs: Option<u64>,
+    message_window_secs: Option<u64>,
+    content_window_secs: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWorkers {
+    concurrency: Option<usize>,
+    lease_secs: Option<u64>,
+    max_attempts: Option<u32>,
+    backoff_base_ms: Option<u64>,
+    backoff_max_ms: Option<u64>,
+    clearinghouse_name: Option<String>,
+    clearinghouse_id: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRouting {
+    outbox_dir: Option<String>,
+    /// Route claims for payers not listed here to their own outbox
+    /// directory (true, the default) or reject them (false).
+    route_unknown_payers: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPayer {
+    destination: Option<String>,
+    url: Option<String>,
+    rate_per_sec: Option<f64>,
+    burst: Option<u32>,
+    timeout_ms: Option<u64>,
+    failure_threshold: Option<u32>,
+    cooldown_secs: Option<u64>,
+    concurrency: Option<usize>,
+    cache_ttl_secs: Option<u64>,
+    name: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSecurity {
+    master_key: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBackend {
+    kind: Option<String>,
+    bucket: Option<String>,
+    queue: Option<String>,
+    dead_letter_queue: Option<String>,
+    topic: Option<String>,
+    table: Option<String>,
+    kms_key_id: Option<String>,
+    partition_shards: Option<u32>,
+    outbox_sweep_after_secs: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFastpath {
+    timeout_ms: Option<u64>,
+    cache_capacity: Option<u64>,
+}
+
+// ---------------------------------------------------------------- typed --
+
+/// Which processes this instance runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    All,
+    Intake,
+    Worker,
+}
+
+/// The backend: embedded default or AWS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Backend {
+    Local,
+    Aws(AwsConfig),
+}
+
+/// AWS resource names (the Terraform creates the same ones).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AwsConfig {
+    pub bucket: String,
+    pub queue: String,
+    pub dead_letter_queue: String,
+    pub topic: String,
+    pub table: String,
+    pub kms_key_id: Option<String>,
+    pub partition_shards: u32,
+    pub outbox_sweep_after: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub max_body_bytes: u64,
+    pub max_in_flight: usize,
+    pub max_queue_depth: u64,
+    pub request_timeout: Duration,
+    pub shutdown_grace: Duration,
+    pub feed_settle: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct MllpConfig {
+    pub listen: SocketAddr,
+    /// The partner this listener's messages belong to; `None` disables it.
+    pub partner: Option<PartnerId>,
+    pub max_frame_bytes: usize,
+    pub max_connections: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct DedupeConfig {
+    pub idempotency_window: Duration,
+    pub interchange_window: Duration,
+    pub message_window: Duration,
+    pub content_window: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    pub concurrency: usize,
+    pub lease: Duration,
+    pub max_attempts: u32,
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
+    pub clearinghouse_name: String,
+    pub clearinghouse_id: String,
+}
+
+/// Where a payer's claims go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Destination {
+    /// `<outbox_dir>/<payer>/`.
+    Outbox,
+    Http(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct PayerConfig {
+    pub id: String,
+    pub name: Option<String>,
+    pub destination: Destination,
+    pub rate_per_sec: f64,
+    pub burst: u32,
+    pub timeout: Duration,
+    pub failure_threshold: u32,
+    pub cooldown: Duration,
+    pub concurrency: usize,
+    pub cache_ttl: Duration,
+}
+
+impl PayerConfig {
+    /// The defaults applied to a payer not listed in the configuration.
+    pub fn default_for(id: &str) -> Self {
+        PayerConfig {
+            id: id.to_string(),
+            name: None,
+            destination: Destination::Outbox,
+            rate_per_sec: 100.0,
+            burst: 200,
+            timeout: Duration::from_secs(5),
+            failure_threshold: 5,
+            cooldown: Duration::from_secs(30),
+            concurrency: 16,
+            cache_ttl: Duration::from_secs(60),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RoutingConfig {
+    pub outbox_dir: PathBuf,
+    pub route_unknown_payers: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct FastpathConfig {
+    pub timeout: Duration,
+    pub cache_capacity: u64,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub mllp: MllpConfig,
+    pub dedupe: DedupeConfig,
+    pub workers: WorkerConfig,
+    pub routing: RoutingConfig,
+    pub payers: BTreeMap<String, PayerConfig>,
+    pub master_key: Option<Sensitive<String>>,
+    pub backend: Backend,
+    pub fastpath: FastpathConfig,
+}
+
+impl Config {
+    /// The payer's settings, or the defaults for an unlisted payer.
+    pub fn payer(&self, id: &str) -> PayerConfig {
+        self.payers.get(id).cloned().unwrap_or_else(|| PayerConfig::default_for(id))
+    }
+}
+
+/// Environment variables that configure Clearway: `CLEARWAY__SECTION__KEY`
+/// (payers: `CLEARWAY__PAYERS__<ID>__<KEY>`).
+pub const ENV_PREFIX: &str = "CLEARWAY__";
+
+/// Builds the configuration from an optional TOML text and an environment
+/// map (passed in, never read from globals here).
+pub fn load(file: Option<&str>, env: &HashMap<String, String>) -> Result<Config, Vec<ConfigError>> {
+    let mut tree: toml::Table = match file {
+        Some(text) => text.parse::<toml::Table>().map_err(|e| vec![err("config file", e.to_string())])?,
+        None => toml::Table::new(),
+    };
+    let mut errors = Vec::new();
+    let mut vars: Vec<(&String, &String)> = env.iter().filter(|(k, _)| k.starts_with(ENV_PREFIX)).collect();
+    vars.sort();
+    for (k, v) in vars {
+        let path: Vec<String> = k[ENV_PREFIX.len()..].split("__").map(|p| p.to_lowercase()).collect();
+        if path.len() < 2 || path.iter().any(String::is_empty) {
+            errors.push(err(k.as_str(), "expected CLEARWAY__SECTION__KEY"));
+            continue;
+        }
+        // Payer ids keep their case.
+        let path: Vec<String> = if path[0] == "payers" && path.len() == 3 {
+            let original: Vec<&str> = k[ENV_PREFIX.len()..].split("__").collect();
+            vec![path[0].clone(), original[1].to_string(), path[2].clone()]
+        } else {
+            path
+        };
+        let leaf = path.last().cloned().unwrap_or_default();
+        set(&mut tree, &path, env_value(&leaf, v));
+    }
+    let raw: Raw = match toml::Value::Table(tree).try_into() {
+        Ok(r) => r,
+        Err(e) => {
+            errors.push(err("config", e.to_string()));
+            return Err(errors);
+        }
+    };
+    let config = validate(raw, &mut errors);
+    if errors.is_empty() { Ok(config) } else { Err(errors) }
+}
+
+/// Environment values are strings; keys that hold numbers or booleans (by
+/// their names) are converted, everything else stays a string (so a
+/// master key of only digits is not read as a number).
+fn env_value(key: &str, v: &str) -> toml::Value {
+    const NUMERIC: &[&str] = &[
+        "_secs",
+        "_ms",
+        "_bytes",
+        "_per_sec",
+        "burst",
+        "concurrency",
+        "max_attempts",
+        "threshold",
+        "capacity",
+        "shards",
+        "max_connections",
+        "max_in_flight",
+        "max_queue_depth",
+    ];
+    const BOOLEAN: &[&str] = &["route_unknown_payers"];
+    if BOOLEAN.contains(&key) {
+        if let Ok(b) = v.parse::<bool>() {
+            return toml::Value::Boolean(b);
+        }
+    }
+    if NUMERIC.iter().any(|s| key.ends_with(s)) {
+        if let Ok(i) = v.parse::<i64>() {
+            return toml::Value::Integer(i);
+        }
+        if let Ok(f) = v.parse::<f64>() {
+            return toml::Value::Float(f);
+        }
+    }
+    toml::Value::String(v.to_string())
+}
+
+fn set(tree: &mut toml::Table, path: &[String], value: toml::Value) {
+    let Some((last, parents)) = path.split_last() else { return };
+    let mut cur = tree;
+    for p in parents {
+        let entry = cur.entry(p.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        if !entry.is_table() {
+            *entry = toml::Value::Table(toml::Table::new());
+        }
+        let toml::Value::Table(t) = entry else { return };
+        cur = t;
+    }
+    cur.insert(last.clone(), value);
+}
+
+fn addr(path: &str, v: Option<String>, default: &str, errors: &mut Vec<ConfigError>) -> SocketAddr {
+    let text = v.unwrap_or_else(|| default.to_string());
+    text.parse().unwrap_or_else(|_| {
+        errors.push(err(path, format!("not a socket address (host:port): {text}")));
+        default.parse().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+    })
+}
+
+fn positive<T: PartialOrd + Default + Copy>(path: &str, v: Option<T>, default: T, errors: &mut Vec<ConfigError>) -> T {
+    let v = v.unwrap_or(default);
+    if v <= T::default() {
+        errors.push(err(path, "must be greater than zero"));
+        return default;
+    }
+    v
+}
+
+fn secs(path: &str, v: Option<u64>, default: u64, errors: &mut Vec<ConfigError>) -> Duration {
+    Duration::from_secs(positive(path, v, default, errors))
+}
+
+fn millis(path: &str, v: Option<u64>, default: u64, errors: &mut Vec<ConfigError>) -> Duration {
+    Duration::from_millis(positive(path, v, default, errors))
+}
+
+fn validate(raw: Raw, e: &mut Vec<ConfigError>) -> Config {
+    let data_dir = PathBuf::from(raw.server.data_dir.unwrap_or_else(|| "./var".into()));
+    let server = ServerConfig {
+        listen: addr("server.listen", raw.server.listen, "127.0.0.1:8080", e),
+        max_body_bytes: positive("server.max_body_bytes", raw.server.max_body_bytes, 64 * 1024 * 1024, e),
+        max_in_flight: positive("server.max_in_flight", raw.server.max_in_flight, 4096, e),
+        max_queue_depth: positive("server.max_queue_depth", raw.server.max_queue_depth, 200_000, e),
+        request_timeout: secs("server.request_timeout_secs", raw.server.request_timeout_secs, 60, e),
+        shutdown_grace: secs("server.shutdown_grace_secs", raw.server.shutdown_grace_secs, 30, e),
+        feed_settle: Duration::from_millis(raw.server.feed_settle_ms.unwrap_or(500)),
+        data_dir: data_dir.clone(),
+    };
+    let partner = raw.mllp.partner.and_then(|p| match PartnerId::new(&p) {
+        Ok(id) => Some(id),
+        Err(x) => {
+            e.push(err("mllp.partner", x.to_string()));
+            None
+        }
+    });
+    let mllp = MllpConfig {
+        listen: addr("mllp.listen", raw.mllp.listen, "127.0.0.1:2575", e),
+        partner,
+        max_frame_bytes: positive("mllp.max_frame_bytes", raw.mllp.max_frame_bytes, 32 * 1024 * 1024, e),
+        max_connections: positive("mllp.max_connections", raw.mllp.max_connections, 256, e),
+    };
+    let dedupe = DedupeConfig {
+        idempotency_window: secs("dedupe.idempotency_window_secs", raw.dedupe.idempotency_window_secs, 24 * 3600, e),
+        interchange_window: secs(
+            "dedupe.interchange_window_secs",
+            raw.dedupe.interchange_window_secs,
+            30 * 24 * 3600,
+            e,
+        ),
+        message_window: secs("dedupe.message_window_secs", raw.dedupe.message_window_secs, 30 * 24 * 3600, e),
+        content_window: secs("dedupe.content_window_secs", raw.dedupe.content_window_secs, 30 * 24 * 3600, e),
+    };
+    let base = millis("workers.backoff_base_ms", raw.workers.backoff_base_ms, 500, e);
+    let max = millis("workers.backoff_max_ms", raw.workers.backoff_max_ms, 60_000, e);
+    if max < base {
+        e.push(err("workers.backoff_max_ms", "must not be smaller than workers.backoff_base_ms"));
+    }
+    let lease = secs("workers.lease_secs", raw.workers.lease_secs, 60, e);
+    if lease > Duration::from_secs(12 * 3600) {
+        e.push(err("workers.lease_secs", "must be at most 43200 (12 hours)"));
+    }
+    let workers = WorkerConfig {
+        concurrency: positive("workers.concurrency", raw.workers.concurrency, 8, e),
+        lease,
+        max_attempts: positive("workers.max_attempts", raw.workers.max_attempts, 5, e),
+        backoff_base: base,
+        backoff_max: max,
+        clearinghouse_name: raw.workers.clearinghouse_name.unwrap_or_else(|| "CLEARWAY".into()),
+        clearinghouse_id: raw.workers.clearinghouse_id.unwrap_or_else(|| "CLEARWAY".into()),
+    };
+    let routing = RoutingConfig {
+        outbox_dir: raw.routing.outbox_dir.map(PathBuf::from).unwrap_or_else(|| data_dir.join("outbox")),
+        route_unknown_payers: raw.routing.route_unknown_payers.unwrap_or(true),
+    };
+    let mut payers = BTreeMap::new();
+    for (id, p) in raw.payers {
+        let path = |k: &str| format!("payers.{id}.{k}");
+        let d = PayerConfig::default_for(&id);
+        if id.is_empty() || id.len() > 80 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) {
+            e.push(err(format!("payers.{id}"), "payer id must be 1-80 characters of letters, digits, '.', '_' or '-'"));
+        }
+        let destination = match (p.destination.as_deref(), p.url) {
+            (None | Some("outbox"), None) => Destination::Outbox,
+            (Some("http") | None, Some(url)) if url.starts_with("http://") || url.starts_with("https://") => {
+                Destination::Http(url)
+            }
+            (Some("http") | None, Some(_)) => {
+                e.push(err(path("url"), "must start with http:// or https://"));
+                Destination::Outbox
+            }
+            (Some("http"), None) => {
+                e.push(err(path("url"), "required when destination is http"));
+                Destination::Outbox
+            }
+            (Some("outbox"), Some(_)) => {
+                e.push(err(path("url"), "not used with destination outbox"));
+                Destination::Outbox
+            }
+            (Some(other), _) => {
+                e.push(err(path("destination"), format!("must be outbox or http, not {other}")));
+                Destination::Outbox
+            }
+        };
+        let payer = PayerConfig {
+            id: id.clone(),
+            name: p.name,
+            destination,
+            rate_per_sec: positive(&path("rate_per_sec"), p.rate_per_sec, d.rate_per_sec, e),
+            burst: positive(&path("burst"), p.burst, d.burst, e),
+            timeout: millis(&path("timeout_ms"), p.timeout_ms, 5000, e),
+            failure_threshold: positive(&path("failure_threshold"), p.failure_threshold, d.failure_threshold, e),
+            cooldown: secs(&path("cooldown_secs"), p.cooldown_secs, 30, e),
+            concurrency: positive(&path("concurrency"), p.concurrency, d.concurrency, e),
+            cache_ttl: secs(&path("cache_ttl_secs"), p.cache_ttl_secs, 60, e),
+        };
+        payers.insert(id, payer);
+    }
+    let master_key = raw.security.master_key.map(Sensitive::new);
+    if let Some(k) = &master_key {
+        let ok = k.expose().len() == 64 && k.expose().bytes().all(|b| b.is_ascii_hexdigit());
+        if !ok {
+            e.push(err("security.master_key", "must be 64 hex digits"));
+        }
+    }
+    let backend = match raw.backend.kind.as_deref().unwrap_or("local") {
+        "local" => Backend::Local,
+        "aws" => Backend::Aws(AwsConfig {
+            bucket: raw.backend.bucket.unwrap_or_else(|| "clearway-payloads".into()),
+            queue: raw.backend.queue.unwrap_or_else(|| "clearway-work".into()),
+            dead_letter_queue: raw.backend.dead_letter_queue.unwrap_or_else(|| "clearway-work-dlq".into()),
+            topic: raw.backend.topic.unwrap_or_else(|| "clearway-acks".into()),
+            table: raw.backend.table.unwrap_or_else(|| "clearway-state".into()),
+            kms_key_id: raw.backend.kms_key_id,
+            partition_shards: positive("backend.partition_shards", raw.backend.partition_shards, 8, e),
+            outbox_sweep_after: secs("backend.outbox_sweep_after_secs", raw.backend.outbox_sweep_after_secs, 60, e),
+        }),
+        other => {
+            e.push(err("backend.kind", format!("must be local or aws, not {other}")));
+            Backend::Local
+        }
+    };
+    let fastpath = FastpathConfig {
+        timeout: millis("fastpath.timeout_ms", raw.fastpath.timeout_ms, 2000, e),
+        cache_capacity: positive("fastpath.cache_capacity", raw.fastpath.cache_capacity, 1_000_000, e),
+    };
+    Config { server, mllp, dedupe, workers, routing, payers, master_key, backend, fastpath }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_without_file_or_env() {
+        let c = load(None, &HashMap::new()).unwrap();
+        assert_eq!(c.server.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.server.max_body_bytes, 64 * 1024 * 1024);
+        assert_eq!(c.mllp.listen.to_string(), "127.0.0.1:2575");
+        assert_eq!(c.dedupe.idempotency_window, Duration::from_secs(86_400));
+        assert_eq!(c.workers.max_attempts, 5);
+        assert_eq!(c.backend, Backend::Local);
+    }
+
+    #[test]
+    fn environment_overrides_file() {
+        let file = "[server]\nlisten = \"127.0.0.1:9000\"\n[payers.ACME01]\nrate_per_sec = 5.0\n";
+        let env = HashMap::from([
+            ("CLEARWAY__SERVER__LISTEN".to_string(), "0.0.0.0:9100".to_string()),
+            ("CLEARWAY__WORKERS__MAX_ATTEMPTS".to_string(), "3".to_string()),
+            ("CLEARWAY__PAYERS__ACME01__BURST".to_string(), "7".to_string()),
+            ("OTHER".to_string(), "ignored".to_string()),
+        ]);
+        let c = load(Some(file), &env).unwrap();
+        assert_eq!(c.server.listen.to_string(), "0.0.0.0:9100");
+        assert_eq!(c.workers.max_attempts, 3);
+        let p = &c.payers["ACME01"];
+        assert_eq!((p.rate_per_sec, p.burst), (5.0, 7));
+    }
+
+    #[test]
+    fn every_problem_is_reported() {
+        let file = "[server]\nlisten = \"nowhere\"\nmax_body_bytes = 0\n[workers]\nbackoff_base_ms = 10\nbackoff_max_ms = 5\n[payers.P1]\ndestination = \"http\"\n[backend]\nkind = \"cloud\"\n";
+        let errors = load(Some(file), &HashMap::new()).unwrap_err();
+        let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            vec!["server.listen", "server.max_body_bytes", "workers.backoff_max_ms", "payers.P1.url", "backend.kind"],
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        let errors = load(Some("[server]\nlisten_addr = \"x\"\n"), &HashMap::new()).unwrap_err();
+        assert!(errors[0].message.contains("listen_addr"), "{errors:?}");
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        let env = HashMap::from([("CLEARWAY__SECURITY__MASTER_KEY".to_string(), "ab".repeat(32))]);
+        let c = load(None, &env).unwrap();
+        assert!(!format!("{c:?}").contains(&"ab".repeat(32)));
+    }
+}

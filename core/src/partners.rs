@@ -1,0 +1,232 @@
+//! Partners, their API keys and their data keys, over the state store.
+//!
+//! API keys are shown once, when created, and stored only as SHA-256
+//! hashes. Each partner's data key is stored wrapped by the master key and
+//! unwrapped into memory on first use. Lookups are cached for a few
+//! seconds, so a revocation takes effect within [`CACHE_TTL`].
+
+use crate::Sensitive;
+use crate::crypto::{self, Key};
+use crate::error::{ErrorKind, PortError, PortResult};
+use crate::ids::PartnerId;
+use crate::ports::{Condition, StateStore, Table, WriteOp};
+use crate::records::{ApiKeyRecord, PartnerRecord, timestamp};
+use bytes::Bytes;
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How long an authenticated key or a partner record is trusted from cache.
+pub const CACHE_TTL: Duration = Duration::from_secs(5);
+
+/// Loads the master key: from configuration if given (64 hex digits), else
+/// from `<data_dir>/master.key`, creating that file (mode 0600) with a new
+/// random key on first start.
+pub fn load_master_key(data_dir: &Path, configured: Option<&Sensitive<String>>) -> PortResult<Key> {
+    if let Some(hex) = configured {
+        return Key::from_hex(hex.expose())
+            .ok_or_else(|| PortError::invalid_input("master key: expected 64 hex digits"));
+    }
+    let path = data_dir.join("master.key");
+    let io = |e: std::io::Error| PortError::with_cause(ErrorKind::Unavailable, "master key file", e);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            Key::from_hex(&text).ok_or_else(|| PortError::invalid_input("master key file: expected 64 hex digits"))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(data_dir).map_err(io)?;
+            let key = Key::generate()?;
+            let mut opts = std::fs::OpenOptions::new();
+            opts.write(true).create_new(true);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::OpenOptionsExt;
+                opts.mode(0o600);
+            }
+            let mut f = opts.open(&path).map_err(io)?;
+            use std::io::Write;
+            f.write_all(key.to_hex().as_bytes()).map_err(io)?;
+            f.sync_all().map_err(io)?;
+            Ok(key)
+        }
+        Err(e) => Err(io(e)),
+    }
+}
+
+fn json<T: serde::Serialize>(v: &T) -> PortResult<Bytes> {
+    serde_json::to_vec(v).map(Bytes::from).map_err(|e| PortError::with_cause(ErrorKind::Internal, "encode record", e))
+}
+
+fn parse<T: serde::de::DeserializeOwned>(b: &[u8]) -> PortResult<T> {
+    serde_json::from_slice(b).map_err(|e| PortError::with_cause(ErrorKind::Internal, "decode record", e))
+}
+
+struct Cached<T> {
+    value: T,
+    at: Instant,
+}
+
+/// Partner management and authentication.
+pub struct Partners {
+    master: Key,
+    state: Arc<dyn StateStore>,
+    by_key: Mutex<HashMap<String, Cached<Option<PartnerRecord>>>>,
+    data_keys: Mutex<HashMap<PartnerId, Key>>,
+}
+
+impl std::fmt::Debug for Partners {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Partners").finish_non_exhaustive()
+    }
+}
+
+impl Partners {
+    pub fn new(master: Key, state: Arc<dyn StateStore>) -> Self {
+        Partners { master, state, by_key: Mutex::new(HashMap::new()), data_keys: Mutex::new(HashMap::new()) }
+    }
+
+    /// Creates a partner and its first API key; returns the key (shown once).
+    pub async fn add(&self, id: &PartnerId, name: Option<&str>, operator: bool) -> PortResult<Sensitive<String>> {
+        let data_key = Key::generate()?;
+        let wrapped = self.master.wrap(&data_key, id.as_str())?;
+        let now = timestamp(time::OffsetDateTime::now_utc());
+        let record = PartnerRecord {
+            id: id.clone(),
+            name: name.map(str::to_string),
+            wrapped_key: hex::encode(wrapped),
+            operator,
+            revoked: false,
+            created_at: now.clone(),
+            webhook_url: None,
+            webhook_secret: None,
+        };
+        let api_key = crypto::new_api_key()?;
+        let key_record = ApiKeyRecord { partner: id.clone(), created_at: now };
+        self.state
+            .write(vec![
+                WriteOp::Put {
+                    key: PartnerRecord::key(id),
+                    value: json(&record)?,
+                    expires_at: None,
+                    condition: Condition::NotExists,
+                },
+                WriteOp::Put {
+                    key: ApiKeyRecord::key(&crypto::api_key_hash(api_key.expose())),
+                    value: json(&key_record)?,
+                    expires_at: None,
+                    condition: Condition::NotExists,
+                },
+            ])
+            .await
+            .map_err(|e| {
+                if e.kind() == ErrorKind::PreconditionFailed { PortError::already_exists("add partner") } else { e }
+            })?;
+        Ok(api_key)
+    }
+
+    /// Every partner, by id.
+    pub async fn list(&self) -> PortResult<Vec<PartnerRecord>> {
+        let mut out = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = self.state.query(Table::Partners, "partner", after.as_deref(), 1000).await?;
+            if page.is_empty() {
+                break;
+            }
+            after = page.last().map(|(k, _)| k.clone());
+            for (_, item) in page {
+                out.push(parse::<PartnerRecord>(&item.value)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The partner record, if any.
+    pub async fn get(&self, id: &PartnerId) -> PortResult<Option<(PartnerRecord, u64)>> {
+        match self.state.get(&PartnerRecord::key(id)).await? {
+            Some(item) => Ok(Some((parse(&item.value)?, item.version))),
+            None => Ok(None),
+        }
+    }
+
+    /// Revokes a partner: its keys stop authenticating (within the cache TTL).
+    pub async fn revoke(&self, id: &PartnerId) -> PortResult<()> {
+        let (mut record, version) = self.get(id).await?.ok_or_else(|| PortError::not_found("revoke partner"))?;
+        record.revoked = true;
+        self.state
+            .write(vec![WriteOp::Put {
+                key: PartnerRecord::key(id),
+                value: json(&record)?,
+                expires_at: None,
+                condition: Condition::Version(version),
+            }])
+            .await
+    }
+
+    /// Sets the partner's webhook URL and a new signing secret; returns the
+    /// secret (shown once).
+    pub async fn set_webhook(&self, id: &PartnerId, url: &str) -> PortResult<Sensitive<String>> {
+        let (mut record, version) = self.get(id).await?.ok_or_else(|| PortError::not_found("set webhook"))?;
+        let secret = crypto::new_api_key()?;
+        let wrapped = self.master.seal(secret.expose().as_bytes(), format!("webhook|{id}").as_bytes())?;
+        record.webhook_url = Some(url.to_string());
+        record.webhook_secret = Some(hex::encode(wrapped));
+        self.state
+            .write(vec![WriteOp::Put {
+                key: PartnerRecord::key(id),
+                value: json(&record)?,
+                expires_at: None,
+                condition: Condition::Version(version),
+            }])
+            .await?;
+        Ok(secret)
+    }
+
+    /// The webhook signing secret of a partner record.
+    pub fn webhook_secret(&self, record: &PartnerRecord) -> PortResult<Option<Sensitive<Vec<u8>>>> {
+        let Some(hexed) = &record.webhook_secret else { return Ok(None) };
+        let sealed = hex::decode(hexed).map_err(|_| PortError::invalid_input("webhook secret"))?;
+        let secret = self.master.open(&sealed, format!("webhook|{}", record.id).as_bytes())?;
+        Ok(Some(Sensitive::new(secret)))
+    }
+
+    /// The partner an API key belongs to, if the key is valid and the
+    /// partner not revoked.
+    pub async fn authenticate(&self, api_key: &str) -> PortResult<Option<PartnerRecord>> {
+        let hash = crypto::api_key_hash(api_key);
+        if let Ok(cache) = self.by_key.lock() {
+            if let Some(c) = cache.get(&hash).filter(|c| c.at.elapsed() < CACHE_TTL) {
+                return Ok(c.value.clone());
+            }
+        }
+        let found = match self.state.get(&ApiKeyRecord::key(&hash)).await? {
+            Some(item) => {
+                let k: ApiKeyRecord = parse(&item.value)?;
+                self.get(&k.partner).await?.map(|(r, _)| r).filter(|r| !r.revoked)
+            }
+            None => None,
+        };
+        if let Ok(mut cache) = self.by_key.lock() {
+            if cache.len() > 10_000 {
+                cache.clear();
+            }
+            cache.insert(hash, Cached { value: found.clone(), at: Instant::now() });
+        }
+        Ok(found)
+    }
+
+    /// The partner's data key (unwrapped once, then cached).
+    pub async fn data_key(&self, id: &PartnerId) -> PortResult<Key> {
+        if let Some(k) = self.data_keys.lock().ok().and_then(|m| m.get(id).cloned()) {
+            return Ok(k);
+        }
+        let (record, _) = self.get(id).await?.ok_or_else(|| PortError::not_found("partner data key"))?;
+        let wrapped = hex::decode(&record.wrapped_key).map_err(|_| PortError::invalid_input("partner data key"))?;
+        let key = self.master.unwrap_key(&wrapped, id.as_str())?;
+        if let Ok(mut m) = self.data_keys.lock() {
+            m.insert(id.clone(), key.clone());
+        }
+        Ok(key)
+    }
+}

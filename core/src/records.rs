@@ -1,0 +1,291 @@
+//! What Clearway keeps in the [`StateStore`](crate::ports::StateStore): the
+//! records, where each lives ([`Key`]s), and the queue pointer. Shared by
+//! intake, workers, the fast path and the command line so that every
+//! process reads and writes the same shapes.
+//!
+//! Records hold identifiers and statuses, not payloads: the payload stays
+//! encrypted in the blob store. Where a record holds business identifiers
+//! that are PHI (a claim's patient control number), the field is
+//! [`Sensitive`].
+
+use crate::Sensitive;
+use crate::ids::{BlobKey, PartnerId, TransactionId};
+use crate::ports::{Key, Table};
+use serde::{Deserialize, Serialize};
+
+/// Input format of a transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    X12,
+    Hl7,
+    Fhir,
+}
+
+impl Format {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::X12 => "x12",
+            Format::Hl7 => "hl7",
+            Format::Fhir => "fhir",
+        }
+    }
+}
+
+/// Where a transaction is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Durable and queued.
+    Received,
+    /// A worker has it.
+    Processing,
+    /// Processed; acknowledged as accepted (possibly with some claims rejected).
+    Accepted,
+    /// Processed; rejected (syntax or envelope errors).
+    Rejected,
+    /// Failed processing repeatedly; waiting in the dead-letter store.
+    DeadLettered,
+}
+
+impl Status {
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Status::Accepted | Status::Rejected | Status::DeadLettered)
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Received => "received",
+            Status::Processing => "processing",
+            Status::Accepted => "accepted",
+            Status::Rejected => "rejected",
+            Status::DeadLettered => "dead_lettered",
+        }
+    }
+}
+
+/// The status of one claim of a transaction.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClaimRecord {
+    /// Stable id: `<transaction>-<n>`.
+    pub id: String,
+    pub patient_control_number: Sensitive<String>,
+    pub payer_id: Option<String>,
+    pub total_charge: String,
+    /// `accepted`, `rejected` or `routed`.
+    pub status: String,
+    /// 277CA STC category and status code when rejected (`A7:400`).
+    pub status_code: Option<String>,
+    /// Where the claim was routed.
+    pub destination: Option<String>,
+}
+
+/// One issue found while processing (no PHI: codes and positions only).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IssueRecord {
+    pub severity: String,
+    pub code: String,
+    pub segment: Option<String>,
+    pub position: Option<u32>,
+    #[serde(rename = "loop")]
+    pub loop_id: Option<String>,
+    pub element: Option<String>,
+    pub message: String,
+}
+
+/// A transaction record (Table::Transactions, pk = partner, sk = id).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TransactionRecord {
+    pub id: TransactionId,
+    pub partner: PartnerId,
+    pub format: Format,
+    pub content_type: String,
+    pub received_at: String,
+    pub received_at_ms: i64,
+    pub status: Status,
+    pub blob_key: BlobKey,
+    pub size_bytes: u64,
+    /// How it arrived: `http` or `mllp`.
+    pub channel: String,
+    pub attempts: u32,
+    #[serde(default)]
+    pub claims: Vec<ClaimRecord>,
+    /// Count of claims when there are more than the record lists.
+    #[serde(default)]
+    pub claim_count: usize,
+    #[serde(default)]
+    pub issues: Vec<IssueRecord>,
+    #[serde(default)]
+    pub ack_ids: Vec<String>,
+    #[serde(default)]
+    pub documents: usize,
+    /// Why it was dead-lettered.
+    pub failure: Option<String>,
+    pub updated_at: String,
+}
+
+impl TransactionRecord {
+    pub fn key(partner: &PartnerId, id: &TransactionId) -> Key {
+        Key::new(Table::Transactions, partner.as_str(), id.as_str())
+    }
+}
+
+/// The queue pointer: what a worker needs to find a transaction.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pointer {
+    pub transaction: TransactionId,
+    pub partner: PartnerId,
+}
+
+/// A stored acknowledgement (Table::Acks, pk = transaction, sk = ack id).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AckRecord {
+    /// Stable id: `<transaction>-<kind>-<n>`; the same on every redelivery.
+    pub id: String,
+    pub transaction: TransactionId,
+    pub partner: PartnerId,
+    /// `ta1`, `999`, `277ca`, `hl7`, `fhir`.
+    pub kind: String,
+    pub content_type: String,
+    pub created_at: String,
+    /// The acknowledgement itself (X12, ER7 or JSON text).
+    pub body: String,
+}
+
+impl AckRecord {
+    pub fn key(transaction: &TransactionId, id: &str) -> Key {
+        Key::new(Table::Acks, transaction.as_str(), id)
+    }
+}
+
+/// An entry of a partner's acknowledgement feed (Table::AckFeed, pk =
+/// partner, sk = cursor). The cursor sorts by creation time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FeedEntry {
+    pub cursor: String,
+    pub ack_id: String,
+    pub transaction: TransactionId,
+    pub kind: String,
+    pub created_at: String,
+}
+
+impl FeedEntry {
+    /// `<created ms, 13 digits>-<ack id>`.
+    pub fn cursor(created_ms: i64, ack_id: &str) -> String {
+        format!("{created_ms:013}-{ack_id}")
+    }
+    pub fn key(partner: &PartnerId, cursor: &str) -> Key {
+        Key::new(Table::AckFeed, partner.as_str(), cursor)
+    }
+}
+
+/// A dead letter (Table::DeadLetters, pk = partner, sk = transaction).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeadLetter {
+    pub transaction: TransactionId,
+    pub partner: PartnerId,
+    pub reason: String,
+    pub attempts: u32,
+    pub dead_lettered_at: String,
+    pub dead_lettered_at_ms: i64,
+}
+
+impl DeadLetter {
+    pub fn key(partner: &PartnerId, id: &TransactionId) -> Key {
+        Key::new(Table::DeadLetters, partner.as_str(), id.as_str())
+    }
+    /// All partners' dead letters are also indexed under one partition so an
+    /// operator can list them without knowing the partners.
+    pub fn index_key(id: &TransactionId) -> Key {
+        Key::new(Table::DeadLetters, "*", id.as_str())
+    }
+}
+
+/// What a dedupe key remembers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DedupeRecord {
+    pub transaction: TransactionId,
+    /// For idempotency keys: SHA-256 of the request body.
+    pub request_hash: Option<String>,
+    /// For idempotency keys: the response first given.
+    pub response_status: Option<u16>,
+    pub response_body: Option<String>,
+    /// For HL7 MSH-10: the ACK first given.
+    pub ack: Option<String>,
+}
+
+/// The kinds of dedupe key.
+#[derive(Debug, Clone, Copy)]
+pub enum DedupeKind<'a> {
+    Idempotency(&'a str),
+    /// Sender, receiver, ISA13.
+    Interchange(&'a str, &'a str, &'a str),
+    /// Sending application, facility, MSH-10.
+    Message(&'a str, &'a str, &'a str),
+    ContentHash(&'a str),
+}
+
+/// The state key of a dedupe entry. Values are hashed into the key when
+/// they could be long or hold unexpected characters.
+pub fn dedupe_key(partner: &PartnerId, kind: DedupeKind<'_>) -> Key {
+    let sk = match kind {
+        DedupeKind::Idempotency(k) => format!("idem:{k}"),
+        DedupeKind::Interchange(s, r, c) => format!("isa:{s}|{r}|{c}"),
+        DedupeKind::Message(a, f, m) => format!("msh:{a}|{f}|{m}"),
+        DedupeKind::ContentHash(h) => format!("hash:{h}"),
+    };
+    Key::new(Table::Dedupe, partner.as_str(), sk)
+}
+
+/// Partner record (Table::Partners, pk = "partner", sk = id).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PartnerRecord {
+    pub id: PartnerId,
+    pub name: Option<String>,
+    /// The partner's data key, wrapped by the master key (hex).
+    pub wrapped_key: String,
+    /// May read dead letters and replay them.
+    #[serde(default)]
+    pub operator: bool,
+    #[serde(default)]
+    pub revoked: bool,
+    pub created_at: String,
+    /// Webhook URL for acknowledgement events.
+    pub webhook_url: Option<String>,
+    /// The webhook signing secret, wrapped by the master key (hex).
+    pub webhook_secret: Option<String>,
+}
+
+impl PartnerRecord {
+    pub fn key(id: &PartnerId) -> Key {
+        Key::new(Table::Partners, "partner", id.as_str())
+    }
+}
+
+/// An API key (Table::Partners, pk = "apikey", sk = SHA-256 of the key).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiKeyRecord {
+    pub partner: PartnerId,
+    pub created_at: String,
+}
+
+impl ApiKeyRecord {
+    pub fn key(hash: &str) -> Key {
+        Key::new(Table::Partners, "apikey", hash)
+    }
+}
+
+/// Marks a side effect as done (Table::Effects, pk = transaction).
+pub fn effect_key(transaction: &TransactionId, what: &str) -> Key {
+    Key::new(Table::Effects, transaction.as_str(), what)
+}
+
+/// RFC 3339 UTC timestamp for records.
+pub fn timestamp(t: time::OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+}
