@@ -348,10 +348,10 @@ fn env_value(key: &str, v: &str) -> toml::Value {
         "max_queue_depth",
     ];
     const BOOLEAN: &[&str] = &["route_unknown_payers"];
-    if BOOLEAN.contains(&key) {
-        if let Ok(b) = v.parse::<bool>() {
-            return toml::Value::Boolean(b);
-        }
+    if BOOLEAN.contains(&key)
+        && let Ok(b) = v.parse::<bool>()
+    {
+        return toml::Value::Boolean(b);
     }
     if NUMERIC.iter().any(|s| key.ends_with(s)) {
         if let Ok(i) = v.parse::<i64>() {

@@ -195,10 +195,10 @@ impl Partners {
     /// partner not revoked.
     pub async fn authenticate(&self, api_key: &str) -> PortResult<Option<PartnerRecord>> {
         let hash = crypto::api_key_hash(api_key);
-        if let Ok(cache) = self.by_key.lock() {
-            if let Some(c) = cache.get(&hash).filter(|c| c.at.elapsed() < CACHE_TTL) {
-                return Ok(c.value.clone());
-            }
+        if let Ok(cache) = self.by_key.lock()
+            && let Some(c) = cache.get(&hash).filter(|c| c.at.elapsed() < CACHE_TTL)
+        {
+            return Ok(c.value.clone());
         }
         let found = match self.state.get(&ApiKeyRecord::key(&hash)).await? {
             Some(item) => {
