@@ -64,6 +64,10 @@ pub async fn blob_store(store: Arc<dyn BlobStore>) {
     let empty = BlobKey::parse(&format!("raw/conformance/{}", unique("e"))).unwrap();
     store.put(&empty, Bytes::new()).await.unwrap();
     assert_eq!(store.get(&empty, 0).await.unwrap().len(), 0, "empty objects are stored");
+
+    store.delete(&empty).await.unwrap();
+    assert!(!store.exists(&empty).await.unwrap(), "deleted");
+    store.delete(&empty).await.unwrap(); // deleting a missing key succeeds
 }
 
 async fn receive_one(queue: &dyn WorkQueue, lease: Duration) -> QueueMessage {
@@ -358,15 +362,42 @@ pub async fn state_store(store: Arc<dyn StateStore>) {
     assert_eq!(ok, 1, "exactly one concurrent NotExists write succeeds");
 }
 
-/// [`IntakeJournal`]: a commit makes its writes and its pointer visible
-/// together; a commit whose condition fails writes and queues nothing.
-pub async fn intake_journal(journal: Arc<dyn IntakeJournal>, state: Arc<dyn StateStore>, queue: Arc<dyn WorkQueue>) {
+/// [`IntakeJournal`]: a commit makes its payload, writes and pointer
+/// visible together; a commit whose condition fails leaves nothing.
+pub async fn intake_journal(
+    journal: Arc<dyn IntakeJournal>,
+    state: Arc<dyn StateStore>,
+    queue: Arc<dyn WorkQueue>,
+    blobs: Arc<dyn BlobStore>,
+) {
     let pk = unique("j");
+    // Small and large payloads.
+    for (n, size) in [(0usize, 1000usize), (1, 600_000)] {
+        let key = BlobKey::parse(&format!("raw/conformance/{pk}-{n}")).unwrap();
+        let record = Key::new(Table::Transactions, &pk, format!("tx-{n}"));
+        journal
+            .commit(Commit {
+                blob_key: key.clone(),
+                blob: Bytes::from(vec![1u8; size]),
+                writes: vec![put(&record, "received", Condition::NotExists)],
+                pointer: Bytes::from(format!("p{n}")),
+            })
+            .await
+            .unwrap();
+        assert_eq!(blobs.get(&key, 1 << 20).await.unwrap().len(), size, "the payload is stored ({size} bytes)");
+        assert!(state.get(&record).await.unwrap().is_some(), "the record is written");
+        let m = receive_one(queue.as_ref(), Duration::from_secs(30)).await;
+        assert_eq!(m.body, Bytes::from(format!("p{n}")), "the pointer is queued");
+        queue.ack(&[m.receipt]).await.unwrap();
+    }
+
     let record = Key::new(Table::Transactions, &pk, "tx");
     let dedupe = Key::new(Table::Dedupe, &pk, "hash");
     let pointer = Bytes::from(format!("{{\"tx\":\"{pk}\"}}"));
     journal
         .commit(Commit {
+            blob_key: BlobKey::parse(&format!("raw/conformance/{pk}")).unwrap(),
+            blob: Bytes::from_static(b"payload"),
             writes: vec![put(&record, "received", Condition::NotExists), put(&dedupe, "tx", Condition::NotExists)],
             pointer: pointer.clone(),
         })
@@ -380,20 +411,21 @@ pub async fn intake_journal(journal: Arc<dyn IntakeJournal>, state: Arc<dyn Stat
     assert_eq!(m.body, pointer, "the pointer is queued");
     queue.ack(&[m.receipt]).await.unwrap();
 
-    let dup = journal
-        .commit(Commit {
-            writes: vec![
-                put(&Key::new(Table::Transactions, &pk, "tx2"), "received", Condition::NotExists),
-                put(&dedupe, "tx2", Condition::NotExists),
-            ],
-            pointer: Bytes::from_static(b"duplicate"),
-        })
-        .await;
-    assert_eq!(kind(&dup), Some(ErrorKind::PreconditionFailed), "a duplicate is refused");
-    assert!(
-        state.get(&Key::new(Table::Transactions, &pk, "tx2")).await.unwrap().is_none(),
-        "nothing of a refused commit is written"
-    );
+    for size in [100usize, 600_000] {
+        let dup_key = BlobKey::parse(&format!("raw/conformance/{pk}-dup-{size}")).unwrap();
+        let tx2 = Key::new(Table::Transactions, &pk, format!("tx2-{size}"));
+        let dup = journal
+            .commit(Commit {
+                blob_key: dup_key.clone(),
+                blob: Bytes::from(vec![2u8; size]),
+                writes: vec![put(&tx2, "received", Condition::NotExists), put(&dedupe, "tx2", Condition::NotExists)],
+                pointer: Bytes::from_static(b"duplicate"),
+            })
+            .await;
+        assert_eq!(kind(&dup), Some(ErrorKind::PreconditionFailed), "a duplicate is refused");
+        assert!(state.get(&tx2).await.unwrap().is_none(), "nothing of a refused commit is written");
+        assert!(!blobs.exists(&dup_key).await.unwrap(), "a refused commit leaves no payload");
+    }
     assert!(
         queue.receive(10, Duration::from_secs(30), Duration::from_millis(300)).await.unwrap().is_empty(),
         "nothing of a refused commit is queued"

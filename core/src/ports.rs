@@ -35,6 +35,9 @@ pub trait BlobStore: Send + Sync + 'static {
     async fn put(&self, key: &BlobKey, bytes: Bytes) -> PortResult<()>;
     async fn get(&self, key: &BlobKey, max_bytes: u64) -> PortResult<Bytes>;
     async fn exists(&self, key: &BlobKey) -> PortResult<bool>;
+    /// Removes an object; removing a missing key succeeds. Used to clean up
+    /// after a commit that did not happen. Keys are never reused.
+    async fn delete(&self, key: &BlobKey) -> PortResult<()>;
 }
 
 /// Most messages per send, receive or ack call (SQS batch limit).
@@ -263,27 +266,32 @@ pub trait StateStore: Send + Sync + 'static {
     -> PortResult<Vec<(String, Item)>>;
 }
 
-/// An accepted transaction, ready to commit: the state writes that record it
-/// (transaction record, dedupe keys, idempotency record) and the pointer to
-/// queue. The payload itself is already in the blob store.
+/// An accepted transaction, ready to commit: its (encrypted) payload, the
+/// state writes that record it (transaction record, dedupe keys,
+/// idempotency record) and the pointer to queue.
 #[derive(Debug, Clone)]
 pub struct Commit {
+    pub blob_key: BlobKey,
+    pub blob: Bytes,
     pub writes: Vec<WriteOp>,
     pub pointer: Bytes,
 }
 
-/// Commits accepted transactions so that a transaction is either recorded
-/// *and* queued, or not at all.
+/// Commits accepted transactions so that a transaction is either stored,
+/// recorded *and* queued, or not present at all.
 ///
-/// The embedded backend does it in one database transaction. The AWS
-/// backend cannot span DynamoDB and SQS, so it writes the record first
-/// (conditionally, in state `received`) and then sends the pointer; a
+/// The embedded backend does it in one database transaction (a payload too
+/// large to live in the database is written to a file first, and the row
+/// that makes it exist is part of the transaction). The AWS backend cannot
+/// span S3, DynamoDB and SQS, so it stores the payload, then writes the
+/// record (conditionally, in state `received`), then sends the pointer; a
 /// sweeper re-sends pointers for records left in `received` too long (the
-/// outbox pattern), and workers are idempotent, so a crash between the two
+/// outbox pattern), and workers are idempotent, so a crash between the
 /// steps neither loses nor duplicates work.
 ///
 /// `PreconditionFailed` means a condition in `writes` failed (a duplicate):
-/// nothing was written or queued.
+/// no state was written and nothing was queued; the payload object is not
+/// left behind (removed if it had been stored).
 #[async_trait]
 pub trait IntakeJournal: Send + Sync + 'static {
     async fn commit(&self, commit: Commit) -> PortResult<()>;

@@ -74,6 +74,44 @@ impl SqliteBlobStore {
     }
 }
 
+impl SqliteBlobStore {
+    /// Stores a large payload's bytes in a new file (durably) and returns
+    /// its name; small payloads return `None` and go inline.
+    pub(crate) async fn prepare(&self, bytes: &Bytes) -> PortResult<Option<String>> {
+        if bytes.len() <= INLINE_MAX_BYTES {
+            return Ok(None);
+        }
+        let name = uuid::Uuid::now_v7().simple().to_string();
+        let (dir, file, data) = (self.dir.clone(), name.clone(), bytes.clone());
+        tokio::task::spawn_blocking(move || write_durable(&dir, &file, &data))
+            .await
+            .map_err(|e| PortError::with_cause(ErrorKind::Internal, "blob put", e))?
+            .map_err(io("blob put: write file"))?;
+        Ok(Some(name))
+    }
+
+    /// Removes a prepared file whose row was never committed.
+    pub(crate) fn discard(&self, file: &str) {
+        let _ = std::fs::remove_file(self.dir.join(file));
+    }
+}
+
+/// Inserts the blob row inside the caller's transaction: the bytes inline,
+/// or the name of a prepared file.
+pub(crate) fn insert(conn: &rusqlite::Connection, key: &str, bytes: &Bytes, file: Option<&str>) -> PortResult<()> {
+    let size = bytes.len() as i64;
+    let n = match file {
+        None => conn
+            .prepare_cached("INSERT INTO blobs (key, data, size) VALUES (?1, ?2, ?3) ON CONFLICT (key) DO NOTHING")
+            .and_then(|mut s| s.execute(params![key, bytes.as_ref(), size])),
+        Some(f) => conn
+            .prepare_cached("INSERT INTO blobs (key, file, size) VALUES (?1, ?2, ?3) ON CONFLICT (key) DO NOTHING")
+            .and_then(|mut s| s.execute(params![key, f, size])),
+    }
+    .map_err(db_err("blob put"))?;
+    if n == 0 { Err(PortError::already_exists("blob put")) } else { Ok(()) }
+}
+
 /// Writes a file and makes it and its directory entry durable.
 fn write_durable(dir: &std::path::Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
     let path = dir.join(name);
@@ -160,6 +198,27 @@ impl BlobStore for SqliteBlobStore {
             }
             (None, None) => Err(PortError::new(ErrorKind::Internal, "blob get: row without data")),
         }
+    }
+
+    async fn delete(&self, key: &BlobKey) -> PortResult<()> {
+        let k = key.as_str().to_string();
+        let file: Option<String> = self
+            .db
+            .write(move |conn| {
+                let file: Option<Option<String>> = conn
+                    .prepare_cached("SELECT file FROM blobs WHERE key = ?1")
+                    .and_then(|mut s| s.query_row(params![k], |r| r.get(0)).optional())
+                    .map_err(db_err("blob delete"))?;
+                conn.prepare_cached("DELETE FROM blobs WHERE key = ?1")
+                    .and_then(|mut s| s.execute(params![k]))
+                    .map_err(db_err("blob delete"))?;
+                Ok(file.flatten())
+            })
+            .await?;
+        if let Some(f) = file {
+            let _ = std::fs::remove_file(self.dir.join(f));
+        }
+        Ok(())
     }
 
     async fn exists(&self, key: &BlobKey) -> PortResult<bool> {

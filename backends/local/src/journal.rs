@@ -1,7 +1,9 @@
-//! [`IntakeJournal`] on the embedded database: the state writes and the
-//! queue pointer of an accepted transaction in one database transaction,
-//! so a transaction is either recorded and queued or not present at all.
+//! [`IntakeJournal`] on the embedded database: the payload, the state
+//! writes and the queue pointer of an accepted transaction in one database
+//! transaction, so a transaction is either stored, recorded and queued, or
+//! not present at all.
 
+use crate::blob::SqliteBlobStore;
 use crate::db::Db;
 use crate::queue::SqliteWorkQueue;
 use async_trait::async_trait;
@@ -13,11 +15,12 @@ use clearway_core::ports::{Commit, IntakeJournal, check_send_batch, check_write_
 pub struct SqliteIntakeJournal {
     db: Db,
     queue: SqliteWorkQueue,
+    blobs: SqliteBlobStore,
 }
 
 impl SqliteIntakeJournal {
-    pub fn new(db: Db, queue: SqliteWorkQueue) -> Self {
-        SqliteIntakeJournal { db, queue }
+    pub fn new(db: Db, queue: SqliteWorkQueue, blobs: SqliteBlobStore) -> Self {
+        SqliteIntakeJournal { db, queue, blobs }
     }
 }
 
@@ -26,13 +29,30 @@ impl IntakeJournal for SqliteIntakeJournal {
     async fn commit(&self, commit: Commit) -> PortResult<()> {
         check_write_batch(&commit.writes)?;
         check_send_batch(std::slice::from_ref(&commit.pointer))?;
-        self.db
+        // A large payload's file is written (durably) before the
+        // transaction that names it; if the transaction does not commit, the
+        // file is removed (or, after a crash, swept).
+        let file = self.blobs.prepare(&commit.blob).await?;
+        let name = file.clone();
+        let result = self
+            .db
             .write(move |conn| {
                 crate::state::apply(conn, &commit.writes)?;
+                crate::blob::insert(conn, commit.blob_key.as_str(), &commit.blob, name.as_deref())?;
                 crate::queue::insert(conn, std::slice::from_ref(&commit.pointer))
             })
-            .await?;
-        self.queue.wake();
-        Ok(())
+            .await;
+        match result {
+            Ok(()) => {
+                self.queue.wake();
+                Ok(())
+            }
+            Err(e) => {
+                if let Some(f) = file {
+                    self.blobs.discard(&f);
+                }
+                Err(e)
+            }
+        }
     }
 }

@@ -44,11 +44,12 @@ impl Local {
     pub fn open(data_dir: &Path) -> PortResult<Self> {
         let db = Db::open(data_dir)?;
         let queue = SqliteWorkQueue::new(db.clone());
+        let blobs = SqliteBlobStore::new(db.clone(), data_dir)?;
         Ok(Local {
-            blobs: SqliteBlobStore::new(db.clone(), data_dir)?,
             notifier: SqliteNotifier::new(db.clone()),
             state: SqliteStateStore::new(db.clone()),
-            journal: SqliteIntakeJournal::new(db.clone(), queue.clone()),
+            journal: SqliteIntakeJournal::new(db.clone(), queue.clone(), blobs.clone()),
+            blobs,
             queue,
             db,
         })

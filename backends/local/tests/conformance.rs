@@ -50,8 +50,13 @@ async fn notifier_conformance() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn intake_journal_conformance() {
     let (_d, l) = open();
-    conformance::intake_journal(Arc::new(l.journal.clone()), Arc::new(l.state.clone()), Arc::new(l.queue.clone()))
-        .await;
+    conformance::intake_journal(
+        Arc::new(l.journal.clone()),
+        Arc::new(l.state.clone()),
+        Arc::new(l.queue.clone()),
+        Arc::new(l.blobs.clone()),
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
