@@ -377,8 +377,7 @@ pub async fn intake_journal(
         let record = Key::new(Table::Transactions, &pk, format!("tx-{n}"));
         journal
             .commit(Commit {
-                blob_key: key.clone(),
-                blob: Bytes::from(vec![1u8; size]),
+                blob: Some((key.clone(), Bytes::from(vec![1u8; size]))),
                 writes: vec![put(&record, "received", Condition::NotExists)],
                 pointer: Bytes::from(format!("p{n}")),
             })
@@ -396,8 +395,7 @@ pub async fn intake_journal(
     let pointer = Bytes::from(format!("{{\"tx\":\"{pk}\"}}"));
     journal
         .commit(Commit {
-            blob_key: BlobKey::parse(&format!("raw/conformance/{pk}")).unwrap(),
-            blob: Bytes::from_static(b"payload"),
+            blob: Some((BlobKey::parse(&format!("raw/conformance/{pk}")).unwrap(), Bytes::from_static(b"payload"))),
             writes: vec![put(&record, "received", Condition::NotExists), put(&dedupe, "tx", Condition::NotExists)],
             pointer: pointer.clone(),
         })
@@ -416,8 +414,7 @@ pub async fn intake_journal(
         let tx2 = Key::new(Table::Transactions, &pk, format!("tx2-{size}"));
         let dup = journal
             .commit(Commit {
-                blob_key: dup_key.clone(),
-                blob: Bytes::from(vec![2u8; size]),
+                blob: Some((dup_key.clone(), Bytes::from(vec![2u8; size]))),
                 writes: vec![put(&tx2, "received", Condition::NotExists), put(&dedupe, "tx2", Condition::NotExists)],
                 pointer: Bytes::from_static(b"duplicate"),
             })
@@ -430,4 +427,18 @@ pub async fn intake_journal(
         queue.receive(10, Duration::from_secs(30), Duration::from_millis(300)).await.unwrap().is_empty(),
         "nothing of a refused commit is queued"
     );
+
+    // Without a payload: writes and pointer only (a replay).
+    journal
+        .commit(Commit {
+            blob: None,
+            writes: vec![put(&record, "received again", Condition::Version(1))],
+            pointer: Bytes::from_static(b"replay"),
+        })
+        .await
+        .unwrap();
+    assert_eq!(state.get(&record).await.unwrap().unwrap().version, 2);
+    let m = receive_one(queue.as_ref(), Duration::from_secs(30)).await;
+    assert_eq!(m.body, Bytes::from_static(b"replay"));
+    queue.ack(&[m.receipt]).await.unwrap();
 }

@@ -16,6 +16,8 @@ pub mod config;
 pub mod conformance;
 #[cfg(feature = "crypto")]
 pub mod crypto;
+#[cfg(feature = "crypto")]
+pub mod dlq;
 pub mod domain;
 pub mod error;
 pub mod ids;

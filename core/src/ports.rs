@@ -271,8 +271,9 @@ pub trait StateStore: Send + Sync + 'static {
 /// idempotency record) and the pointer to queue.
 #[derive(Debug, Clone)]
 pub struct Commit {
-    pub blob_key: BlobKey,
-    pub blob: Bytes,
+    /// The payload to store; `None` when re-queueing a stored transaction
+    /// (a dead-letter replay).
+    pub blob: Option<(BlobKey, Bytes)>,
     pub writes: Vec<WriteOp>,
     pub pointer: Bytes,
 }

@@ -1,1 +1,117 @@
-//! placeholder
+//! Clearway's intake: HTTP (axum on hyper) and MLLP.
+//!
+//! A `202 Accepted` or an MLLP ACK is sent only after the submission's
+//! encrypted payload, its transaction record, its dedupe keys and its queue
+//! pointer are durable ([`accept`]). Bad input is answered at the door with
+//! a standard answer (problem JSON, TA1, HL7 AR) and never reaches the
+//! queue; oversized input is refused before it is buffered; when the
+//! backend or the queue cannot keep up, clients are told to come back
+//! (`503`/`429` with `Retry-After`).
+
+pub mod accept;
+pub mod http;
+pub mod mllp;
+mod openapi;
+mod problem;
+
+use accept::Refusal;
+use clearway_core::PartnerId;
+use clearway_core::config::Config;
+use clearway_core::partners::Partners;
+use clearway_core::ports::Ports;
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::sync::Notify;
+
+/// What the intake (and the read endpoints) work with.
+pub struct Services {
+    pub ports: Ports,
+    pub partners: Arc<Partners>,
+    pub config: Arc<Config>,
+    /// Woken when acknowledgements are written in this process, so long
+    /// polls on the feed return at once.
+    pub feed: Arc<Notify>,
+    /// Cleared while shutting down: `/readyz` fails, intake refuses.
+    pub ready: AtomicBool,
+    inflight_keys: Mutex<HashSet<(PartnerId, String)>>,
+    depth: AtomicU64,
+    depth_checked_ms: AtomicI64,
+}
+
+impl std::fmt::Debug for Services {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Services").finish_non_exhaustive()
+    }
+}
+
+/// Removes an idempotency key from the in-flight set when dropped.
+#[allow(missing_debug_implementations)]
+pub struct InflightGuard<'a> {
+    svc: &'a Services,
+    key: (PartnerId, String),
+}
+
+impl Drop for InflightGuard<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut set) = self.svc.inflight_keys.lock() {
+            set.remove(&self.key);
+        }
+    }
+}
+
+impl Services {
+    pub fn new(ports: Ports, partners: Arc<Partners>, config: Arc<Config>, feed: Arc<Notify>) -> Self {
+        Services {
+            ports,
+            partners,
+            config,
+            feed,
+            ready: AtomicBool::new(true),
+            inflight_keys: Mutex::new(HashSet::new()),
+            depth: AtomicU64::new(0),
+            depth_checked_ms: AtomicI64::new(0),
+        }
+    }
+
+    /// Marks an idempotency key as being processed; `None` if it already is.
+    pub fn idempotency_guard(&self, partner: &PartnerId, key: &str) -> Option<InflightGuard<'_>> {
+        let k = (partner.clone(), key.to_string());
+        let mut set = self.inflight_keys.lock().ok()?;
+        if !set.insert(k.clone()) {
+            return None;
+        }
+        Some(InflightGuard { svc: self, key: k })
+    }
+
+    /// `Some(refusal)` when new work should wait: shutting down, or the
+    /// queue is deeper than `server.max_queue_depth` (checked at most twice
+    /// a second).
+    pub async fn backpressure(&self) -> Option<Refusal> {
+        if !self.ready.load(Ordering::Relaxed) {
+            return Some(Refusal::Unavailable { retry_after_secs: 5, throttled: false });
+        }
+        let now = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
+        let last = self.depth_checked_ms.load(Ordering::Relaxed);
+        if now - last > 500
+            && self.depth_checked_ms.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_ok()
+        {
+            match self.ports.queue.depth().await {
+                Ok(d) => {
+                    self.depth.store(d.visible, Ordering::Relaxed);
+                    metrics::gauge!("clearway_queue_visible_messages").set(d.visible as f64);
+                    metrics::gauge!("clearway_queue_in_flight_messages").set(d.in_flight as f64);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %clearway_core::error::chain(&e), "queue depth unavailable");
+                    return Some(Refusal::Unavailable { retry_after_secs: 5, throttled: false });
+                }
+            }
+        }
+        if self.depth.load(Ordering::Relaxed) > self.config.server.max_queue_depth {
+            metrics::counter!("clearway_intake_throttled_total").increment(1);
+            return Some(Refusal::Unavailable { retry_after_secs: 2, throttled: true });
+        }
+        None
+    }
+}

@@ -1,1 +1,175 @@
-//! placeholder
+//! Clearway workers: take pointers from the work queue, process the
+//! transactions they point to ([`process`]), and acknowledge the queue only
+//! after the outcome is durable.
+//!
+//! - Leases are extended while a transaction is being processed, so long
+//!   work is not redelivered under our feet.
+//! - A failure gives the message back with exponential backoff (by
+//!   extending its lease instead of releasing it); after `max_attempts`
+//!   deliveries the transaction goes to the dead-letter store with its
+//!   reason and the message is acked, so the rest of the queue keeps flowing.
+//! - Shutdown is checked *between* messages: a message in progress is
+//!   never cancelled; messages received but not started are released.
+
+pub mod process;
+pub mod route;
+pub mod webhooks;
+
+use clearway_core::config::Config;
+use clearway_core::partners::Partners;
+use clearway_core::ports::{Ports, QueueMessage, Receipt};
+use process::Processor;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// Messages received per call.
+const RECEIVE_BATCH: usize = 10;
+
+/// The worker pool.
+#[derive(Debug, Clone)]
+pub struct Workers {
+    processor: Arc<Processor>,
+    config: Arc<Config>,
+}
+
+impl Workers {
+    pub fn new(ports: Ports, partners: Arc<Partners>, config: Arc<Config>, feed: Arc<tokio::sync::Notify>) -> Self {
+        let router = Arc::new(route::Router::new(config.clone()));
+        Workers { processor: Arc::new(Processor { ports, partners, config: config.clone(), router, feed }), config }
+    }
+
+    pub fn processor(&self) -> Arc<Processor> {
+        self.processor.clone()
+    }
+
+    /// Runs `workers.concurrency` consumers until `shutdown`, then waits for
+    /// the messages in progress to finish.
+    pub async fn run(&self, shutdown: CancellationToken) {
+        let tracker = tokio_util::task::TaskTracker::new();
+        for n in 0..self.config.workers.concurrency {
+            let (me, stop) = (self.clone(), shutdown.clone());
+            tracker.spawn(async move { me.consume(n, stop).await });
+        }
+        tracker.close();
+        tracker.wait().await;
+    }
+
+    async fn consume(&self, n: usize, shutdown: CancellationToken) {
+        let queue = self.processor.ports.queue.clone();
+        let lease = self.config.workers.lease;
+        let mut idle_backoff = Duration::from_millis(100);
+        while !shutdown.is_cancelled() {
+            let received = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                r = queue.receive(RECEIVE_BATCH, lease, Duration::from_secs(2)) => r,
+            };
+            let messages = match received {
+                Ok(m) => {
+                    idle_backoff = Duration::from_millis(100);
+                    m
+                }
+                Err(e) => {
+                    tracing::warn!(worker = n, error = %clearway_core::error::chain(&e), "queue receive failed; backing off");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(idle_backoff) => {}
+                    }
+                    idle_backoff = (idle_backoff * 2).min(Duration::from_secs(10));
+                    continue;
+                }
+            };
+            let mut rest = messages.into_iter();
+            for m in rest.by_ref() {
+                self.handle(m).await;
+                if shutdown.is_cancelled() {
+                    break;
+                }
+            }
+            // Received but not started: give them back now.
+            for m in rest {
+                let _ = queue.release(&m.receipt).await;
+            }
+        }
+    }
+
+    /// Processes one message to its end.
+    pub async fn handle(&self, m: QueueMessage) {
+        let queue = self.processor.ports.queue.clone();
+        let lease = self.config.workers.lease;
+        // Keep the lease alive while processing.
+        let keeper = {
+            let (queue, receipt) = (queue.clone(), m.receipt.clone());
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(lease / 3).await;
+                    if queue.extend(&receipt, lease).await.is_err() {
+                        break;
+                    }
+                }
+            })
+        };
+        let started = std::time::Instant::now();
+        let result = self.processor.process(&m.body, m.attempt).await;
+        keeper.abort();
+        metrics::histogram!("clearway_worker_process_seconds").record(started.elapsed().as_secs_f64());
+        match result {
+            Ok(()) => ack(queue.as_ref(), &m.receipt).await,
+            Err(e) => {
+                let reason = e.reason();
+                metrics::counter!("clearway_worker_failures_total").increment(1);
+                if m.attempt >= self.config.workers.max_attempts {
+                    match self.processor.dead_letter(&m.body, m.attempt, &reason).await {
+                        Ok(()) => ack(queue.as_ref(), &m.receipt).await,
+                        Err(d) => {
+                            tracing::error!(error = %clearway_core::error::chain(&d), "could not dead-letter; the message will return")
+                        }
+                    }
+                } else {
+                    let delay = backoff(m.attempt, self.config.workers.backoff_base, self.config.workers.backoff_max);
+                    tracing::info!(attempt = m.attempt, delay_ms = delay.as_millis() as u64, reason = %reason, "processing failed; retrying later");
+                    // The message becomes visible again after `delay`.
+                    let _ = queue.extend(&m.receipt, delay).await;
+                }
+            }
+        }
+    }
+}
+
+async fn ack(queue: &dyn clearway_core::ports::WorkQueue, receipt: &Receipt) {
+    for attempt in 0..5u32 {
+        match queue.ack(std::slice::from_ref(receipt)).await {
+            Ok(()) => return,
+            Err(e) if e.is_retryable() => tokio::time::sleep(Duration::from_millis(100 << attempt)).await,
+            Err(e) => {
+                // A stale receipt: the message was redelivered; the other
+                // delivery will find the transaction finished.
+                tracing::info!(error = %clearway_core::error::chain(&e), "queue ack not applied");
+                return;
+            }
+        }
+    }
+}
+
+/// Exponential backoff with jitter: base·2^(attempt-1), capped.
+pub fn backoff(attempt: u32, base: Duration, max: Duration) -> Duration {
+    let exp = base.saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
+    let capped = exp.min(max);
+    // Up to 20 % jitter, from the clock's nanoseconds (no RNG dependency).
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    let jitter = capped.mul_f64(f64::from(nanos % 200) / 1000.0);
+    (capped + jitter).min(max.max(base))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_caps() {
+        let (b, m) = (Duration::from_millis(100), Duration::from_secs(2));
+        assert!(backoff(1, b, m) >= Duration::from_millis(100) && backoff(1, b, m) <= Duration::from_millis(120));
+        assert!(backoff(3, b, m) >= Duration::from_millis(400));
+        assert_eq!(backoff(20, b, m), m);
+    }
+}

@@ -32,13 +32,18 @@ impl IntakeJournal for SqliteIntakeJournal {
         // A large payload's file is written (durably) before the
         // transaction that names it; if the transaction does not commit, the
         // file is removed (or, after a crash, swept).
-        let file = self.blobs.prepare(&commit.blob).await?;
+        let file = match &commit.blob {
+            Some((_, bytes)) => self.blobs.prepare(bytes).await?,
+            None => None,
+        };
         let name = file.clone();
         let result = self
             .db
             .write(move |conn| {
                 crate::state::apply(conn, &commit.writes)?;
-                crate::blob::insert(conn, commit.blob_key.as_str(), &commit.blob, name.as_deref())?;
+                if let Some((key, bytes)) = &commit.blob {
+                    crate::blob::insert(conn, key.as_str(), bytes, name.as_deref())?;
+                }
                 crate::queue::insert(conn, std::slice::from_ref(&commit.pointer))
             })
             .await;

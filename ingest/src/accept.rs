@@ -1,0 +1,626 @@
+//! Accepting a submission durably: classify and precheck it, find
+//! duplicates, encrypt it, and commit payload + record + dedupe keys +
+//! queue pointer through the [`IntakeJournal`] — and only then answer.
+//!
+//! Shared by the HTTP and MLLP intakes.
+
+use crate::Services;
+use bytes::Bytes;
+use clearway_core::crypto;
+use clearway_core::ports::{Commit, Condition, Key, WriteOp};
+use clearway_core::records::{
+    AckRecord, DedupeKind, DedupeRecord, FeedEntry, Format, Pointer, Status, TransactionRecord, dedupe_key, timestamp,
+};
+use clearway_core::{BlobKey, ErrorKind, PartnerId, PortError, TransactionId};
+use clearway_formats::hl7;
+use clearway_formats::x12::build::{self, Controls};
+use clearway_formats::x12::isa::{IsaError, parse_isa};
+use time::OffsetDateTime;
+
+/// How a submission arrived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Channel {
+    Http,
+    Mllp,
+}
+
+impl Channel {
+    fn as_str(self) -> &'static str {
+        match self {
+            Channel::Http => "http",
+            Channel::Mllp => "mllp",
+        }
+    }
+}
+
+/// A submission to accept.
+#[derive(Debug)]
+pub struct Submission {
+    pub partner: PartnerId,
+    pub body: Bytes,
+    pub content_type: Option<String>,
+    pub idempotency_key: Option<String>,
+    pub channel: Channel,
+}
+
+/// Why a submission is refused at the door (nothing was stored).
+#[derive(Debug)]
+pub enum Refusal {
+    /// 400: the body is not what it claims to be, or its envelope is broken.
+    BadRequest { title: &'static str, detail: String, ta1: Option<String> },
+    /// 415.
+    UnsupportedMediaType(String),
+    /// 503 or 429: try again later.
+    Unavailable { retry_after_secs: u64, throttled: bool },
+    /// 409: the same idempotency key is being processed.
+    IdempotencyInFlight,
+    /// 422: the idempotency key was used with a different body.
+    IdempotencyMismatch,
+}
+
+/// What happened to an accepted-or-known submission.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Stored and queued now.
+    Accepted { record: Box<TransactionRecord>, hl7_ack: Option<String> },
+    /// The same idempotency key and body were seen: the first answer again.
+    Replayed { status: u16, body: String },
+    /// A duplicate of an earlier transaction, not processed again.
+    Duplicate { reason: DuplicateReason, original: TransactionId, status: Option<Status>, ack: Option<String> },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DuplicateReason {
+    /// Same ISA13 for the same sender and receiver within the window.
+    Interchange,
+    /// Same MSH-10 for the same sending application and facility.
+    Message,
+    /// Same content within the window.
+    Content,
+}
+
+impl DuplicateReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DuplicateReason::Interchange => "duplicate-interchange",
+            DuplicateReason::Message => "duplicate-message",
+            DuplicateReason::Content => "duplicate-content",
+        }
+    }
+}
+
+/// What the precheck learned about a body.
+struct Prechecked {
+    /// ISA sender, receiver, ISA13 (first interchange) and the header.
+    interchange: Option<(String, String, String, Box<clearway_formats::x12::IsaHeader>)>,
+    /// Sending application, facility, MSH-10 (single message only).
+    message: Option<(String, String, String)>,
+    /// The HL7 ACK to answer with on MLLP, built after acceptance.
+    hl7: bool,
+}
+
+fn strip(body: &[u8]) -> &[u8] {
+    let mut b = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
+    while let [first, rest @ ..] = b {
+        if first.is_ascii_whitespace() || *first == 0x0B {
+            b = rest;
+        } else {
+            break;
+        }
+    }
+    b
+}
+
+/// Media types we accept, and what they mean.
+fn classify(content_type: Option<&str>, body: &[u8]) -> Result<Format, Refusal> {
+    let media = content_type.map(|c| c.split(';').next().unwrap_or("").trim().to_ascii_lowercase());
+    match media.as_deref() {
+        Some("application/edi-x12") | Some("application/x12") => Ok(Format::X12),
+        Some("application/hl7-v2") | Some("x-application/hl7-v2+er7") | Some("application/hl7-v2+er7") => {
+            Ok(Format::Hl7)
+        }
+        Some("application/fhir+json") | Some("application/json") => Ok(Format::Fhir),
+        None | Some("text/plain") | Some("application/octet-stream") | Some("") => {
+            match clearway_formats::detect::sniff(body) {
+                Some(clearway_formats::detect::Format::X12) => Ok(Format::X12),
+                Some(clearway_formats::detect::Format::Hl7v2) => Ok(Format::Hl7),
+                Some(clearway_formats::detect::Format::Fhir) => Ok(Format::Fhir),
+                None => Err(Refusal::BadRequest {
+                    title: "Unrecognized content",
+                    detail: "the body is not X12, HL7 v2 or FHIR JSON".into(),
+                    ta1: None,
+                }),
+            }
+        }
+        Some(other) => Err(Refusal::UnsupportedMediaType(other.chars().take(100).collect())),
+    }
+}
+
+/// The cheap envelope check at the door.
+fn precheck(format: Format, body: &[u8], now: OffsetDateTime) -> Result<Prechecked, Refusal> {
+    let b = strip(body);
+    match format {
+        Format::X12 => {
+            if !b.starts_with(b"ISA") {
+                return Err(Refusal::BadRequest {
+                    title: "Invalid X12 envelope",
+                    detail: "the body does not start with an ISA segment".into(),
+                    ta1: None,
+                });
+            }
+            let h = parse_isa(&b[..b.len().min(clearway_formats::x12::isa::ISA_MAX_SCAN)]).map_err(|e| {
+                Refusal::BadRequest {
+                    title: "Invalid X12 envelope",
+                    detail: match e {
+                        IsaError::Truncated => "the ISA segment is truncated".into(),
+                        other => other.to_string(),
+                    },
+                    ta1: None,
+                }
+            })?;
+            if h.is_fatal() {
+                let first = h.findings.iter().find(|f| f.code.rejects());
+                let detail =
+                    first.map_or_else(|| "invalid ISA".to_string(), |f| format!("TA105 {}: {}", f.code, f.message));
+                let ta1 = ta1_for(&h, None, body, now);
+                return Err(Refusal::BadRequest { title: "Invalid X12 envelope", detail, ta1: Some(ta1) });
+            }
+            let (s, r, c) = (h.sender_id().to_string(), h.receiver_id().to_string(), h.control_number().to_string());
+            Ok(Prechecked { interchange: Some((s, r, c, Box::new(h))), message: None, hl7: false })
+        }
+        Format::Hl7 => {
+            let batch = hl7::split(b, &hl7::Limits::default()).map_err(|e| Refusal::BadRequest {
+                title: "Invalid HL7 v2 message",
+                detail: e.to_string(),
+                ta1: None,
+            })?;
+            if batch.message_count() == 0 {
+                return Err(Refusal::BadRequest {
+                    title: "Invalid HL7 v2 message",
+                    detail: "no MSH segment".into(),
+                    ta1: None,
+                });
+            }
+            let message = if batch.message_count() == 1 {
+                batch.messages().next().and_then(|m| {
+                    let id = m.control_id()?.into_owned();
+                    (!id.is_empty()).then(|| {
+                        let app = m.sending_application().map(|v| v.into_owned()).unwrap_or_default();
+                        let fac = m.sending_facility().map(|v| v.into_owned()).unwrap_or_default();
+                        (app, fac, id)
+                    })
+                })
+            } else {
+                None
+            };
+            Ok(Prechecked { interchange: None, message, hl7: true })
+        }
+        Format::Fhir => {
+            let v: serde_json::Value = serde_json::from_slice(b).map_err(|e| Refusal::BadRequest {
+                title: "Invalid JSON",
+                detail: format!("malformed JSON at line {} column {}", e.line(), e.column()),
+                ta1: None,
+            })?;
+            if !v.get("resourceType").is_some_and(serde_json::Value::is_string) {
+                return Err(Refusal::BadRequest {
+                    title: "Invalid FHIR resource",
+                    detail: "the JSON object has no resourceType".into(),
+                    ta1: None,
+                });
+            }
+            Ok(Prechecked { interchange: None, message: None, hl7: false })
+        }
+    }
+}
+
+/// A TA1 for an interchange header (rejecting with its first finding, or
+/// with `note` when given).
+fn ta1_for(
+    h: &clearway_formats::x12::IsaHeader,
+    note: Option<clearway_formats::x12::codes::Ta105>,
+    body: &[u8],
+    now: OffsetDateTime,
+) -> String {
+    let at = time::PrimitiveDateTime::new(now.date(), now.time());
+    let controls = Controls::derived(crypto::sha256_hex(body).as_bytes());
+    let bytes = match note {
+        Some(clearway_formats::x12::codes::Ta105::Duplicate) => build::ta1_duplicate(h, controls, at),
+        _ => {
+            let report = clearway_formats::x12::analyze::InterchangeReport {
+                isa: h.clone(),
+                control_number: h.control_number().to_string(),
+                sender_id: h.sender_id().to_string(),
+                receiver_id: h.receiver_id().to_string(),
+                findings: h.findings.iter().map(Into::into).collect(),
+                group_count: 0,
+                ack: clearway_formats::x12::codes::AckCode::Rejected,
+                ta1s: vec![],
+                offset: 0,
+            };
+            build::ta1(&report, controls, at)
+        }
+    };
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+fn unavailable(e: &PortError) -> Refusal {
+    let throttled = e.kind() == ErrorKind::Throttled;
+    Refusal::Unavailable { retry_after_secs: if throttled { 2 } else { 5 }, throttled }
+}
+
+fn encode<T: serde::Serialize>(v: &T) -> Bytes {
+    Bytes::from(serde_json::to_vec(v).unwrap_or_default())
+}
+
+fn decode<T: serde::de::DeserializeOwned>(b: &[u8]) -> Option<T> {
+    serde_json::from_slice(b).ok()
+}
+
+/// The HL7 ACK sent on MLLP at intake: original mode AA/AE/AR (the
+/// application acknowledgement), enhanced mode CA/CE/CR (the commit
+/// acknowledgement; the application acknowledgement follows through the
+/// acknowledgement feed).
+pub fn intake_hl7_ack(body: &[u8], transaction: &TransactionId, received: OffsetDateTime) -> String {
+    let stamp = hl7_timestamp(received);
+    let control = hl7_ack_control(transaction, "c");
+    let b = strip(body);
+    match hl7::split(b, &hl7::Limits::default()) {
+        Ok(batch) => match batch.messages().next() {
+            Some(m) => {
+                let issues = hl7::validate(m);
+                let enhanced = !matches!(m.ack_mode(), hl7::AckMode::Original);
+                let code = hl7::AckCode::for_issues(&issues, enhanced);
+                hl7::build_ack(
+                    m,
+                    &hl7::AckSpec { code, control_id: &control, timestamp: &stamp, text: None, issues: &issues },
+                )
+            }
+            None => unparseable_ack(b, &control, &stamp, "no message found"),
+        },
+        Err(e) => unparseable_ack(b, &control, &stamp, &e.to_string()),
+    }
+}
+
+fn unparseable_ack(b: &[u8], control: &str, stamp: &str, why: &str) -> String {
+    let issue =
+        hl7::Hl7Issue::segment(hl7::Severity::Error, hl7::validate::SEGMENT_SEQUENCE_ERROR, "MSH", 1, why.to_string());
+    hl7::build_ack_for_unparseable(
+        b,
+        &hl7::AckSpec {
+            code: hl7::AckCode::ApplicationReject,
+            control_id: control,
+            timestamp: stamp,
+            text: None,
+            issues: &[issue],
+        },
+    )
+}
+
+/// `YYYYMMDDHHMMSS` in UTC.
+pub fn hl7_timestamp(t: OffsetDateTime) -> String {
+    format!("{:04}{:02}{:02}{:02}{:02}{:02}", t.year(), u8::from(t.month()), t.day(), t.hour(), t.minute(), t.second())
+}
+
+/// A deterministic ACK control id (MSH-10, at most 20 characters).
+pub fn hl7_ack_control(transaction: &TransactionId, kind: &str) -> String {
+    let simple: String = transaction.as_str().chars().filter(|c| *c != '-').collect();
+    format!("{kind}{}", &simple[simple.len().saturating_sub(19)..])
+}
+
+/// Accepts a submission.
+pub async fn accept(svc: &Services, sub: Submission) -> Result<Outcome, Refusal> {
+    let now = OffsetDateTime::now_utc();
+    let format = classify(sub.content_type.as_deref(), &sub.body)?;
+    let checked = match precheck(format, &sub.body, now) {
+        Ok(c) => c,
+        // On MLLP an HL7 message that cannot be parsed is still stored and
+        // answered AR (the sender must get an ACK, and nothing is lost).
+        Err(_) if sub.channel == Channel::Mllp && format == Format::Hl7 => {
+            Prechecked { interchange: None, message: None, hl7: true }
+        }
+        Err(r) => return Err(r),
+    };
+    if let Some(throttled) = svc.backpressure().await {
+        return Err(throttled);
+    }
+    let body_hash = crypto::sha256_hex(&sub.body);
+
+    // An idempotency key being processed right now: 409.
+    let _inflight = match &sub.idempotency_key {
+        Some(k) => Some(svc.idempotency_guard(&sub.partner, k).ok_or(Refusal::IdempotencyInFlight)?),
+        None => None,
+    };
+
+    let partner = &sub.partner;
+    let idem_key = sub.idempotency_key.as_deref().map(|k| dedupe_key(partner, DedupeKind::Idempotency(k)));
+    let isa_key =
+        checked.interchange.as_ref().map(|(s, r, c, _)| dedupe_key(partner, DedupeKind::Interchange(s, r, c)));
+    let msh_key = checked.message.as_ref().map(|(a, f, m)| dedupe_key(partner, DedupeKind::Message(a, f, m)));
+    let hash_key = dedupe_key(partner, DedupeKind::ContentHash(&body_hash));
+
+    // Known already? (Checked before storing anything; the commit's
+    // conditions make the answer race-free.)
+    if let Some(o) =
+        find_duplicate(svc, &sub, &checked, &idem_key, &isa_key, &msh_key, &hash_key, &body_hash, now).await?
+    {
+        return Ok(o);
+    }
+
+    let id = TransactionId::new();
+    let blob_key = BlobKey::for_transaction(partner, now.date(), &id);
+    let data_key = svc.partners.data_key(partner).await.map_err(|e| unavailable(&e))?;
+    let aad = format!("{id}|{partner}");
+    let sealed = data_key.seal(&sub.body, aad.as_bytes()).map_err(|e| unavailable(&e))?;
+    let received_at = timestamp(now);
+    let record = TransactionRecord {
+        id: id.clone(),
+        partner: partner.clone(),
+        format,
+        content_type: sub.content_type.clone().unwrap_or_else(|| "application/octet-stream".into()),
+        received_at: received_at.clone(),
+        received_at_ms: (now.unix_timestamp_nanos() / 1_000_000) as i64,
+        status: Status::Received,
+        blob_key: blob_key.clone(),
+        size_bytes: sub.body.len() as u64,
+        channel: sub.channel.as_str().to_string(),
+        attempts: 0,
+        claims: vec![],
+        claim_count: 0,
+        issues: vec![],
+        ack_ids: vec![],
+        documents: 0,
+        failure: None,
+        updated_at: received_at.clone(),
+    };
+    let hl7_ack = checked.hl7.then(|| intake_hl7_ack(&sub.body, &id, now));
+    let accepted_body =
+        serde_json::json!({ "transactionId": id, "status": "ACCEPTED", "receivedAt": received_at }).to_string();
+    let d = &svc.config.dedupe;
+    let until = |w: std::time::Duration| Some(now.unix_timestamp() + w.as_secs() as i64);
+    let dedupe = |ack: Option<String>| DedupeRecord {
+        transaction: id.clone(),
+        request_hash: None,
+        response_status: None,
+        response_body: None,
+        ack,
+    };
+    let mut writes = vec![WriteOp::Put {
+        key: TransactionRecord::key(partner, &id),
+        value: encode(&record),
+        expires_at: None,
+        condition: Condition::NotExists,
+    }];
+    writes.push(WriteOp::Put {
+        key: hash_key.clone(),
+        value: encode(&dedupe(None)),
+        expires_at: until(d.content_window),
+        condition: Condition::NotExists,
+    });
+    if let Some(k) = &isa_key {
+        writes.push(WriteOp::Put {
+            key: k.clone(),
+            value: encode(&dedupe(None)),
+            expires_at: until(d.interchange_window),
+            condition: Condition::NotExists,
+        });
+    }
+    if let Some(k) = &msh_key {
+        writes.push(WriteOp::Put {
+            key: k.clone(),
+            value: encode(&dedupe(hl7_ack.clone())),
+            expires_at: until(d.message_window),
+            condition: Condition::NotExists,
+        });
+    }
+    if let Some(k) = &idem_key {
+        let rec = DedupeRecord {
+            transaction: id.clone(),
+            request_hash: Some(body_hash.clone()),
+            response_status: Some(202),
+            response_body: Some(accepted_body.clone()),
+            ack: None,
+        };
+        writes.push(WriteOp::Put {
+            key: k.clone(),
+            value: encode(&rec),
+            expires_at: until(d.idempotency_window),
+            condition: Condition::NotExists,
+        });
+    }
+    let pointer = encode(&Pointer { transaction: id.clone(), partner: partner.clone() });
+    match svc.ports.journal.commit(Commit { blob: Some((blob_key, Bytes::from(sealed))), writes, pointer }).await {
+        Ok(()) => {
+            metrics::counter!("clearway_intake_accepted_total", "format" => format.as_str(), "channel" => sub.channel.as_str()).increment(1);
+            metrics::counter!("clearway_intake_bytes_total", "format" => format.as_str())
+                .increment(sub.body.len() as u64);
+            Ok(Outcome::Accepted { record: Box::new(record), hl7_ack })
+        }
+        Err(e) if e.kind() == ErrorKind::PreconditionFailed => {
+            // Lost a race with an identical submission: answer as a duplicate.
+            match find_duplicate(svc, &sub, &checked, &idem_key, &isa_key, &msh_key, &hash_key, &body_hash, now).await?
+            {
+                Some(o) => Ok(o),
+                None => Err(Refusal::Unavailable { retry_after_secs: 1, throttled: false }),
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %clearway_core::error::chain(&e), partner = %partner, "intake commit failed");
+            Err(unavailable(&e))
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn find_duplicate(
+    svc: &Services,
+    sub: &Submission,
+    checked: &Prechecked,
+    idem_key: &Option<Key>,
+    isa_key: &Option<Key>,
+    msh_key: &Option<Key>,
+    hash_key: &Key,
+    body_hash: &str,
+    now: OffsetDateTime,
+) -> Result<Option<Outcome>, Refusal> {
+    let state = &svc.ports.state;
+    let get = |k: Key| async move {
+        state.get(&k).await.map_err(|e| unavailable(&e)).map(|i| i.and_then(|i| decode::<DedupeRecord>(&i.value)))
+    };
+    if let Some(k) = idem_key
+        && let Some(r) = get(k.clone()).await?
+    {
+        if r.request_hash.as_deref() != Some(body_hash) {
+            return Err(Refusal::IdempotencyMismatch);
+        }
+        metrics::counter!("clearway_intake_duplicates_total", "reason" => "idempotency-key").increment(1);
+        return Ok(Some(Outcome::Replayed {
+            status: r.response_status.unwrap_or(202),
+            body: r.response_body.unwrap_or_else(|| serde_json::json!({ "transactionId": r.transaction }).to_string()),
+        }));
+    }
+    let status_of = |id: TransactionId| async move {
+        state
+            .get(&TransactionRecord::key(&sub.partner, &id))
+            .await
+            .ok()
+            .flatten()
+            .and_then(|i| decode::<TransactionRecord>(&i.value))
+            .map(|r| r.status)
+    };
+    if let (Some(k), Some((_, _, _, h))) = (isa_key, &checked.interchange)
+        && let Some(r) = get(k.clone()).await?
+    {
+        metrics::counter!("clearway_intake_duplicates_total", "reason" => "interchange").increment(1);
+        let ta1 = ta1_for(h, Some(clearway_formats::x12::codes::Ta105::Duplicate), &sub.body, now);
+        record_duplicate_ta1(svc, &sub.partner, &r.transaction, &ta1, body_hash, now).await;
+        let status = status_of(r.transaction.clone()).await;
+        return Ok(Some(Outcome::Duplicate {
+            reason: DuplicateReason::Interchange,
+            original: r.transaction,
+            status,
+            ack: Some(ta1),
+        }));
+    }
+    if let Some(k) = msh_key
+        && let Some(r) = get(k.clone()).await?
+    {
+        metrics::counter!("clearway_intake_duplicates_total", "reason" => "message").increment(1);
+        let status = status_of(r.transaction.clone()).await;
+        return Ok(Some(Outcome::Duplicate {
+            reason: DuplicateReason::Message,
+            original: r.transaction,
+            status,
+            ack: r.ack,
+        }));
+    }
+    if let Some(r) = get(hash_key.clone()).await? {
+        metrics::counter!("clearway_intake_duplicates_total", "reason" => "content").increment(1);
+        let status = status_of(r.transaction.clone()).await;
+        let ack = if checked.hl7 { hl7_ack_of(svc, hash_key).await } else { None };
+        return Ok(Some(Outcome::Duplicate { reason: DuplicateReason::Content, original: r.transaction, status, ack }));
+    }
+    Ok(None)
+}
+
+async fn hl7_ack_of(svc: &Services, key: &Key) -> Option<String> {
+    svc.ports.state.get(key).await.ok().flatten().and_then(|i| decode::<DedupeRecord>(&i.value)).and_then(|r| r.ack)
+}
+
+/// Stores the TA1 (TA105 025) answering a duplicate interchange as an
+/// acknowledgement of the original transaction, so the partner's feed has
+/// it. Its id is derived from the duplicate's content: resubmitting the same
+/// duplicate does not add another.
+async fn record_duplicate_ta1(
+    svc: &Services,
+    partner: &PartnerId,
+    original: &TransactionId,
+    ta1: &str,
+    body_hash: &str,
+    now: OffsetDateTime,
+) {
+    let id = format!("{original}-ta1-dup-{}", &body_hash[..12]);
+    let created_ms = (now.unix_timestamp_nanos() / 1_000_000) as i64;
+    let ack = AckRecord {
+        id: id.clone(),
+        transaction: original.clone(),
+        partner: partner.clone(),
+        kind: "ta1".into(),
+        content_type: "application/edi-x12".into(),
+        created_at: timestamp(now),
+        body: ta1.to_string(),
+    };
+    let cursor = FeedEntry::cursor(created_ms, &id);
+    let entry = FeedEntry {
+        cursor: cursor.clone(),
+        ack_id: id.clone(),
+        transaction: original.clone(),
+        kind: "ta1".into(),
+        created_at: timestamp(now),
+    };
+    let writes = vec![
+        WriteOp::Put {
+            key: AckRecord::key(original, &id),
+            value: encode(&ack),
+            expires_at: None,
+            condition: Condition::NotExists,
+        },
+        WriteOp::Put {
+            key: FeedEntry::key(partner, &cursor),
+            value: encode(&entry),
+            expires_at: None,
+            condition: Condition::None,
+        },
+    ];
+    match svc.ports.state.write(writes).await {
+        Ok(()) => svc.feed.notify_waiters(),
+        Err(e) if e.kind() == ErrorKind::PreconditionFailed => {}
+        Err(e) => tracing::warn!(error = %clearway_core::error::chain(&e), "could not record duplicate TA1"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_by_media_type_and_sniffing() {
+        assert_eq!(classify(Some("application/edi-x12"), b"").ok(), Some(Format::X12));
+        assert_eq!(classify(Some("application/fhir+json; charset=utf-8"), b"").ok(), Some(Format::Fhir));
+        assert_eq!(classify(Some("text/plain"), b"MSH|^~\\&|").ok(), Some(Format::Hl7));
+        assert_eq!(classify(None, b"  {\"a\":1}").ok(), Some(Format::Fhir));
+        assert!(matches!(classify(Some("image/png"), b""), Err(Refusal::UnsupportedMediaType(_))));
+        assert!(matches!(classify(Some("application/octet-stream"), b"hello"), Err(Refusal::BadRequest { .. })));
+    }
+
+    #[test]
+    fn broken_isa_is_refused_with_a_ta1() {
+        let body = b"ISA*00*x*00*y*ZZ*S*ZZ*R*240101*1200*^*00501*000000001*0*T*:~GS*HC~";
+        match precheck(Format::X12, body, OffsetDateTime::now_utc()) {
+            Err(Refusal::BadRequest { ta1: Some(t), .. }) => {
+                assert!(t.contains("TA1*000000001*240101*1200*R*011"), "{t}")
+            }
+            Err(other) => panic!("{other:?}"),
+            Ok(_) => panic!("a broken ISA was accepted"),
+        }
+        assert!(matches!(
+            precheck(Format::X12, b"GS*HC", OffsetDateTime::now_utc()),
+            Err(Refusal::BadRequest { ta1: None, .. })
+        ));
+    }
+
+    #[test]
+    fn hl7_and_json_prechecks() {
+        let now = OffsetDateTime::now_utc();
+        assert!(precheck(Format::Hl7, b"PID|1", now).is_err());
+        assert!(precheck(Format::Fhir, b"{\"resourceType\":\"Claim\"", now).is_err());
+        assert!(precheck(Format::Fhir, b"[1]", now).is_err());
+        assert!(precheck(Format::Fhir, b"{\"resourceType\":\"Claim\"}", now).is_ok());
+    }
+
+    #[test]
+    fn ack_controls_are_deterministic_and_short() {
+        let t = TransactionId::new();
+        assert_eq!(hl7_ack_control(&t, "c"), hl7_ack_control(&t, "c"));
+        assert!(hl7_ack_control(&t, "c").len() <= 20);
+    }
+}

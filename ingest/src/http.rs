@@ -1,0 +1,471 @@
+//! The HTTP API (axum): intake, reading results, the acknowledgement feed,
+//! dead-letter operations, health and metrics. Every route is described in
+//! `/openapi.json`.
+
+use crate::Services;
+use crate::accept::{self, Channel, DuplicateReason, Outcome, Refusal, Submission};
+use crate::problem::Problem;
+use axum::body::Body;
+use axum::extract::{FromRef, FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use clearway_core::ports::Table;
+use clearway_core::records::{AckRecord, DeadLetter, FeedEntry, PartnerRecord, TransactionRecord};
+use clearway_core::{ErrorKind, PartnerId, TransactionId};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+/// Renders the Prometheus metrics text (supplied by the binary, which owns
+/// the recorder).
+pub type MetricsRender = Arc<dyn Fn() -> String + Send + Sync>;
+
+/// Router state.
+#[derive(Clone)]
+#[allow(missing_debug_implementations)]
+pub struct AppState {
+    pub svc: Arc<Services>,
+    pub metrics: MetricsRender,
+}
+
+impl FromRef<AppState> for Arc<Services> {
+    fn from_ref(s: &AppState) -> Self {
+        s.svc.clone()
+    }
+}
+
+/// The authenticated partner of a request.
+#[derive(Debug)]
+pub struct Authed(pub PartnerRecord);
+
+impl<S> FromRequestParts<S> for Authed
+where
+    Arc<Services>: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let svc = Arc::<Services>::from_ref(state);
+        let token = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty() && t.len() <= 200)
+            .ok_or_else(Problem::unauthorized)?;
+        match svc.partners.authenticate(token).await {
+            Ok(Some(p)) => Ok(Authed(p)),
+            Ok(None) => Err(Problem::unauthorized()),
+            Err(e) => {
+                tracing::warn!(error = %clearway_core::error::chain(&e), "authentication unavailable");
+                Err(Problem::unavailable(5))
+            }
+        }
+    }
+}
+
+/// The routes of the intake and read API.
+pub fn router(svc: Arc<Services>, metrics: MetricsRender) -> Router {
+    Router::new()
+        .route("/v1/transactions", post(submit))
+        .route("/v1/transactions/{id}", get(transaction))
+        .route("/v1/transactions/{id}/acks", get(transaction_acks))
+        .route("/v1/transactions/{id}/acks/{ack_id}", get(transaction_ack))
+        .route("/v1/acks", get(feed))
+        .route("/v1/dead-letters", get(dead_letters))
+        .route("/v1/dead-letters/{id}/replay", post(replay))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(render_metrics))
+        .route(
+            "/openapi.json",
+            get(|| async { ([(header::CONTENT_TYPE, "application/json")], crate::openapi::DOCUMENT) }),
+        )
+        .fallback(|| async { Problem::not_found() })
+        .with_state(AppState { svc, metrics })
+}
+
+fn refusal(r: Refusal) -> Problem {
+    match r {
+        Refusal::BadRequest { title, detail, ta1 } => {
+            let p = Problem::new(StatusCode::BAD_REQUEST, "invalid-input", title, detail);
+            match ta1 {
+                Some(t) => p.with("ta1", t),
+                None => p,
+            }
+        }
+        Refusal::UnsupportedMediaType(m) => Problem::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+            "Unsupported media type",
+            format!(
+                "{m} is not accepted; use application/edi-x12, application/hl7-v2, application/fhir+json or application/json"
+            ),
+        ),
+        Refusal::Unavailable { retry_after_secs, throttled: true } => Problem::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "throttled",
+            "Too many requests",
+            "the queue is full; try again later",
+        )
+        .retry_after(retry_after_secs),
+        Refusal::Unavailable { retry_after_secs, .. } => Problem::unavailable(retry_after_secs),
+        Refusal::IdempotencyInFlight => Problem::new(
+            StatusCode::CONFLICT,
+            "idempotency-in-flight",
+            "Request in progress",
+            "a request with this Idempotency-Key is still being processed",
+        )
+        .retry_after(1),
+        Refusal::IdempotencyMismatch => Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "idempotency-key-reused",
+            "Idempotency-Key reused",
+            "this Idempotency-Key was used with a different request body",
+        ),
+    }
+}
+
+fn location(id: &TransactionId) -> HeaderValue {
+    HeaderValue::from_str(&format!("/v1/transactions/{id}"))
+        .unwrap_or_else(|_| HeaderValue::from_static("/v1/transactions"))
+}
+
+async fn submit(State(st): State<AppState>, Authed(partner): Authed, headers: HeaderMap, body: Body) -> Response {
+    let svc = &st.svc;
+    let max = svc.config.server.max_body_bytes;
+    let too_large = || {
+        metrics::counter!("clearway_intake_rejected_total", "reason" => "too-large").increment(1);
+        Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too-large",
+            "Payload too large",
+            format!("the body is larger than {max} bytes"),
+        )
+        .with("maxBytes", max)
+        .into_response()
+    };
+    let declared =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max) {
+        return too_large();
+    }
+    let bytes = match axum::body::to_bytes(body, max as usize).await {
+        Ok(b) => b,
+        Err(_) => return too_large(),
+    };
+    if bytes.is_empty() {
+        return Problem::new(StatusCode::BAD_REQUEST, "invalid-input", "Empty body", "the request body is empty")
+            .into_response();
+    }
+    let idempotency_key = match headers.get("idempotency-key").map(|v| v.to_str()) {
+        None => None,
+        Some(Ok(k)) if !k.is_empty() && k.len() <= 255 && k.bytes().all(|b| (0x21..0x7F).contains(&b)) => {
+            Some(k.to_string())
+        }
+        Some(_) => {
+            return Problem::new(
+                StatusCode::BAD_REQUEST,
+                "invalid-input",
+                "Invalid Idempotency-Key",
+                "1-255 visible ASCII characters",
+            )
+            .into_response();
+        }
+    };
+    let sub = Submission {
+        partner: partner.id.clone(),
+        body: bytes,
+        content_type: headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_string),
+        idempotency_key,
+        channel: Channel::Http,
+    };
+    match accept::accept(svc, sub).await {
+        Ok(Outcome::Accepted { record, .. }) => {
+            let body = json!({ "transactionId": record.id, "status": "ACCEPTED", "receivedAt": record.received_at });
+            (StatusCode::ACCEPTED, [(header::LOCATION, location(&record.id))], Json(body)).into_response()
+        }
+        Ok(Outcome::Replayed { status, body }) => {
+            let code = StatusCode::from_u16(status).unwrap_or(StatusCode::ACCEPTED);
+            let mut resp = (code, [(header::CONTENT_TYPE, "application/json")], body).into_response();
+            resp.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
+            resp
+        }
+        Ok(Outcome::Duplicate { reason, original, status, ack }) => {
+            let mut body = json!({
+                "transactionId": original,
+                "status": status.map(|s| s.as_str()),
+                "duplicate": reason.as_str(),
+                "detail": match reason {
+                    DuplicateReason::Interchange => "this interchange control number was already received from this sender; it is not processed again",
+                    DuplicateReason::Message => "this message control id was already received from this application; it is not processed again",
+                    DuplicateReason::Content => "identical content was already received; it is not processed again",
+                },
+            });
+            if let (Some(a), Value::Object(m)) = (ack, &mut body) {
+                let field = if reason == DuplicateReason::Interchange { "ta1" } else { "ack" };
+                m.insert(field.into(), Value::String(a));
+            }
+            (StatusCode::OK, [(header::LOCATION, location(&original))], Json(body)).into_response()
+        }
+        Err(r) => {
+            metrics::counter!("clearway_intake_rejected_total", "reason" => refusal_label(&r)).increment(1);
+            refusal(r).into_response()
+        }
+    }
+}
+
+fn refusal_label(r: &Refusal) -> &'static str {
+    match r {
+        Refusal::BadRequest { .. } => "invalid-input",
+        Refusal::UnsupportedMediaType(_) => "unsupported-media-type",
+        Refusal::Unavailable { throttled: true, .. } => "throttled",
+        Refusal::Unavailable { .. } => "unavailable",
+        Refusal::IdempotencyInFlight => "idempotency-in-flight",
+        Refusal::IdempotencyMismatch => "idempotency-mismatch",
+    }
+}
+
+fn port_problem(e: &clearway_core::PortError) -> Problem {
+    tracing::warn!(error = %clearway_core::error::chain(e), "state read failed");
+    Problem::unavailable(5)
+}
+
+async fn load_record(svc: &Services, partner: &PartnerId, id: &str) -> Result<TransactionRecord, Problem> {
+    let id = TransactionId::parse(id).ok_or_else(Problem::not_found)?;
+    let item = svc.ports.state.get(&TransactionRecord::key(partner, &id)).await.map_err(|e| port_problem(&e))?;
+    let item = item.ok_or_else(Problem::not_found)?;
+    serde_json::from_slice(&item.value).map_err(|_| Problem::unavailable(5))
+}
+
+async fn transaction(
+    State(svc): State<Arc<Services>>,
+    Authed(p): Authed,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, Problem> {
+    let r = load_record(&svc, &p.id, &id).await?;
+    let claims: Vec<Value> = r
+        .claims
+        .iter()
+        .map(|c| {
+            json!({
+                "id": c.id,
+                "patientControlNumber": c.patient_control_number.expose(),
+                "payerId": c.payer_id,
+                "totalCharge": c.total_charge,
+                "status": c.status,
+                "statusCode": c.status_code,
+                "destination": c.destination,
+            })
+        })
+        .collect();
+    Ok(Json(json!({
+        "transactionId": r.id,
+        "status": r.status.as_str(),
+        "format": r.format.as_str(),
+        "channel": r.channel,
+        "receivedAt": r.received_at,
+        "updatedAt": r.updated_at,
+        "sizeBytes": r.size_bytes,
+        "attempts": r.attempts,
+        "documents": r.documents,
+        "claimCount": r.claim_count.max(r.claims.len()),
+        "claims": claims,
+        "issues": r.issues,
+        "ackIds": r.ack_ids,
+        "failure": r.failure,
+    })))
+}
+
+async fn transaction_acks(
+    State(svc): State<Arc<Services>>,
+    Authed(p): Authed,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, Problem> {
+    let r = load_record(&svc, &p.id, &id).await?;
+    let items = svc.ports.state.query(Table::Acks, r.id.as_str(), None, 1000).await.map_err(|e| port_problem(&e))?;
+    let list: Vec<Value> = items
+        .iter()
+        .filter_map(|(_, i)| serde_json::from_slice::<AckRecord>(&i.value).ok())
+        .map(|a| json!({ "id": a.id, "kind": a.kind, "createdAt": a.created_at }))
+        .collect();
+    Ok(Json(json!(list)))
+}
+
+async fn transaction_ack(
+    State(svc): State<Arc<Services>>,
+    Authed(p): Authed,
+    Path((id, ack_id)): Path<(String, String)>,
+) -> Result<Response, Problem> {
+    let r = load_record(&svc, &p.id, &id).await?;
+    let item = svc.ports.state.get(&AckRecord::key(&r.id, &ack_id)).await.map_err(|e| port_problem(&e))?;
+    let ack: AckRecord = item.and_then(|i| serde_json::from_slice(&i.value).ok()).ok_or_else(Problem::not_found)?;
+    Ok(([(header::CONTENT_TYPE, ack.content_type.clone())], ack.body).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct FeedQuery {
+    after: Option<String>,
+    wait: Option<u64>,
+    limit: Option<usize>,
+}
+
+/// Most the feed waits in one long poll.
+const MAX_FEED_WAIT: Duration = Duration::from_secs(30);
+
+async fn feed(
+    State(svc): State<Arc<Services>>,
+    Authed(p): Authed,
+    Query(q): Query<FeedQuery>,
+) -> Result<Json<Value>, Problem> {
+    let wait = Duration::from_secs(q.wait.unwrap_or(0)).min(MAX_FEED_WAIT);
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let deadline = tokio::time::Instant::now() + wait;
+    let settle = svc.config.server.feed_settle;
+    loop {
+        let notified = svc.feed.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let page = svc
+            .ports
+            .state
+            .query(Table::AckFeed, p.id.as_str(), q.after.as_deref(), limit)
+            .await
+            .map_err(|e| port_problem(&e))?;
+        // Entries newer than the settle window are held back: a write that
+        // started earlier may still commit with a smaller cursor.
+        let horizon =
+            (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64 - settle.as_millis() as i64;
+        let ready: Vec<FeedEntry> = page
+            .iter()
+            .filter_map(|(_, i)| serde_json::from_slice::<FeedEntry>(&i.value).ok())
+            .take_while(|e| e.cursor.get(..13).and_then(|t| t.parse::<i64>().ok()).is_some_and(|t| t <= horizon))
+            .collect();
+        let held_back = ready.len() < page.len();
+        if !ready.is_empty() || tokio::time::Instant::now() >= deadline {
+            let next = ready.last().map(|e| e.cursor.clone()).or(q.after.clone());
+            let acks: Vec<Value> = ready
+                .iter()
+                .map(|e| json!({ "cursor": e.cursor, "id": e.ack_id, "transactionId": e.transaction, "kind": e.kind, "createdAt": e.created_at }))
+                .collect();
+            return Ok(Json(json!({ "acks": acks, "next": next })));
+        }
+        let pause = if held_back { settle.min(Duration::from_millis(250)) } else { Duration::from_millis(250) };
+        tokio::select! {
+            _ = notified => {}
+            _ = tokio::time::sleep(pause) => {}
+            _ = tokio::time::sleep_until(deadline) => {}
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct DeadLetterQuery {
+    partner: Option<String>,
+    since: Option<String>,
+    limit: Option<usize>,
+}
+
+fn operator(p: &PartnerRecord) -> Result<(), Problem> {
+    if p.operator { Ok(()) } else { Err(Problem::forbidden()) }
+}
+
+/// Parses `since` (RFC 3339) into Unix milliseconds.
+pub fn parse_since(s: &str) -> Option<i64> {
+    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
+}
+
+async fn dead_letters(
+    State(svc): State<Arc<Services>>,
+    Authed(p): Authed,
+    Query(q): Query<DeadLetterQuery>,
+) -> Result<Json<Value>, Problem> {
+    operator(&p)?;
+    let partner = match q.partner.as_deref() {
+        Some(s) => Some(PartnerId::new(s).map_err(|_| {
+            Problem::new(StatusCode::BAD_REQUEST, "invalid-input", "Invalid partner", "bad partner id")
+        })?),
+        None => None,
+    };
+    let since =
+        match q.since.as_deref() {
+            Some(s) => Some(parse_since(s).ok_or_else(|| {
+                Problem::new(StatusCode::BAD_REQUEST, "invalid-input", "Invalid since", "use RFC 3339")
+            })?),
+            None => None,
+        };
+    let list =
+        clearway_core::dlq::list(&svc.ports.state, partner.as_ref(), since, q.limit.unwrap_or(100).clamp(1, 1000))
+            .await
+            .map_err(|e| port_problem(&e))?;
+    let items: Vec<Value> = list.iter().map(dead_letter_json).collect();
+    Ok(Json(json!({ "deadLetters": items })))
+}
+
+fn dead_letter_json(d: &DeadLetter) -> Value {
+    json!({
+        "transactionId": d.transaction,
+        "partner": d.partner,
+        "reason": d.reason,
+        "attempts": d.attempts,
+        "deadLetteredAt": d.dead_lettered_at,
+    })
+}
+
+#[derive(Debug, Deserialize)]
+struct ReplayQuery {
+    #[serde(rename = "dryRun")]
+    dry_run: Option<bool>,
+}
+
+async fn replay(
+    State(svc): State<Arc<Services>>,
+    Authed(p): Authed,
+    Path(id): Path<String>,
+    Query(q): Query<ReplayQuery>,
+) -> Result<Response, Problem> {
+    operator(&p)?;
+    let id = TransactionId::parse(&id).ok_or_else(Problem::not_found)?;
+    let dry_run = q.dry_run.unwrap_or(false);
+    match clearway_core::dlq::replay(&svc.ports, &id, dry_run).await {
+        Ok(d) => {
+            metrics::counter!("clearway_dead_letter_replays_total").increment(u64::from(!dry_run));
+            let mut v = dead_letter_json(&d);
+            if let Value::Object(m) = &mut v {
+                m.insert("replayed".into(), Value::Bool(!dry_run));
+            }
+            Ok((StatusCode::ACCEPTED, Json(v)).into_response())
+        }
+        Err(e) if e.kind() == ErrorKind::NotFound => Err(Problem::not_found()),
+        Err(e) if e.kind() == ErrorKind::PreconditionFailed => Err(Problem::new(
+            StatusCode::CONFLICT,
+            "not-dead-lettered",
+            "Not dead-lettered",
+            "the transaction is not in the dead-letter store",
+        )),
+        Err(e) => Err(port_problem(&e)),
+    }
+}
+
+async fn readyz(State(svc): State<Arc<Services>>) -> Response {
+    if !svc.ready.load(Ordering::Relaxed) {
+        return Problem::unavailable(5).into_response();
+    }
+    match svc.ports.queue.depth().await {
+        Ok(_) => "ready".into_response(),
+        Err(e) => port_problem(&e).into_response(),
+    }
+}
+
+async fn render_metrics(State(st): State<AppState>) -> Response {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], (st.metrics)()).into_response()
+}

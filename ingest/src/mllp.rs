@@ -1,0 +1,163 @@
+//! The MLLP listener: HL7 v2 over TCP, each listener bound to one partner.
+//!
+//! Frames are read with a size bound and processed one at a time, in order,
+//! so pipelined messages are acknowledged in the order they arrived and a
+//! slow store slows the sender (we stop reading). The ACK for a message is
+//! written only after the message is durable; if it cannot be made durable
+//! the connection is closed without an ACK and the sender resends.
+
+use crate::Services;
+use crate::accept::{self, Channel, Outcome, Submission};
+use bytes::{Buf, Bytes, BytesMut};
+use clearway_core::PartnerId;
+use clearway_formats::hl7::{self, MllpError};
+use std::sync::Arc;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+/// Runs the listener until `shutdown`; returns when every connection has
+/// finished its current message.
+pub async fn serve(svc: Arc<Services>, listener: TcpListener, partner: PartnerId, shutdown: CancellationToken) {
+    let limit = Arc::new(Semaphore::new(svc.config.mllp.max_connections));
+    let tracker = tokio_util::task::TaskTracker::new();
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            a = listener.accept() => a,
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(error = %e, "mllp accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = limit.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, "mllp connection refused: too many connections");
+            drop(stream);
+            continue;
+        };
+        let (svc, partner, shutdown) = (svc.clone(), partner.clone(), shutdown.clone());
+        tracker.spawn(async move {
+            metrics::gauge!("clearway_mllp_connections").increment(1.0);
+            if let Err(e) = connection(&svc, stream, &partner, &shutdown).await {
+                tracing::info!(%peer, reason = %e, "mllp connection closed");
+            }
+            metrics::gauge!("clearway_mllp_connections").decrement(1.0);
+            drop(permit);
+        });
+    }
+    tracker.close();
+    tracker.wait().await;
+}
+
+/// Why a connection ended early.
+#[derive(Debug, thiserror::Error)]
+enum ConnectionEnd {
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("framing: {0}")]
+    Framing(MllpError),
+    #[error("the message could not be stored; closing without an ACK")]
+    NotDurable,
+}
+
+async fn connection(
+    svc: &Services,
+    mut stream: TcpStream,
+    partner: &PartnerId,
+    shutdown: &CancellationToken,
+) -> Result<(), ConnectionEnd> {
+    stream.set_nodelay(true)?;
+    let max = svc.config.mllp.max_frame_bytes;
+    let mut buf = BytesMut::with_capacity(64 * 1024);
+    let mut out = Vec::with_capacity(1024);
+    loop {
+        // Every complete frame already buffered, in order.
+        loop {
+            match hl7::decode_frame(&buf, max) {
+                Ok(Some(frame)) => {
+                    let payload = Bytes::copy_from_slice(&buf[frame.payload.clone()]);
+                    buf.advance(frame.consumed);
+                    let ack = handle(svc, partner, payload).await?;
+                    out.clear();
+                    hl7::encode_frame(ack.as_bytes(), &mut out);
+                    stream.write_all(&out).await?;
+                }
+                Ok(None) => break,
+                Err(MllpError::BytesBeforeStart { skip }) => {
+                    metrics::counter!("clearway_mllp_framing_errors_total", "kind" => "bytes-before-start")
+                        .increment(1);
+                    buf.advance(skip.min(buf.len()));
+                }
+                Err(e) => {
+                    metrics::counter!("clearway_mllp_framing_errors_total", "kind" => "fatal").increment(1);
+                    return Err(ConnectionEnd::Framing(e));
+                }
+            }
+        }
+        if shutdown.is_cancelled() {
+            return Ok(());
+        }
+        if buf.capacity() - buf.len() < 16 * 1024 {
+            buf.reserve(64 * 1024);
+        }
+        let n = tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            n = stream.read_buf(&mut buf) => n?,
+        };
+        if n == 0 {
+            return Ok(());
+        }
+    }
+}
+
+/// Accepts one message and returns the ACK to send.
+async fn handle(svc: &Services, partner: &PartnerId, payload: Bytes) -> Result<String, ConnectionEnd> {
+    let sub = Submission {
+        partner: partner.clone(),
+        body: payload.clone(),
+        content_type: Some("application/hl7-v2".into()),
+        idempotency_key: None,
+        channel: Channel::Mllp,
+    };
+    match accept::accept(svc, sub).await {
+        Ok(Outcome::Accepted { hl7_ack: Some(ack), record }) => {
+            metrics::counter!("clearway_mllp_acks_total", "kind" => ack_kind(&ack)).increment(1);
+            tracing::debug!(transaction_id = %record.id, partner = %partner, "mllp message accepted");
+            Ok(ack)
+        }
+        Ok(Outcome::Duplicate { ack: Some(ack), original, .. }) => {
+            metrics::counter!("clearway_mllp_acks_total", "kind" => "replayed").increment(1);
+            tracing::debug!(transaction_id = %original, partner = %partner, "mllp duplicate: original ACK replayed");
+            Ok(ack)
+        }
+        Ok(Outcome::Duplicate { original, .. }) => {
+            // A duplicate of something that arrived without an ACK on record
+            // (over HTTP): acknowledge it as the original would have been.
+            let now = time::OffsetDateTime::now_utc();
+            Ok(accept::intake_hl7_ack(&payload, &original, now))
+        }
+        Ok(_) => Err(ConnectionEnd::NotDurable),
+        Err(r) => {
+            tracing::warn!(partner = %partner, refusal = ?r, "mllp message not accepted");
+            Err(ConnectionEnd::NotDurable)
+        }
+    }
+}
+
+fn ack_kind(ack: &str) -> &'static str {
+    let code = ack.split('\r').find(|s| s.starts_with("MSA")).and_then(|s| s.get(4..6)).unwrap_or("");
+    match code {
+        "AA" => "AA",
+        "AE" => "AE",
+        "AR" => "AR",
+        "CA" => "CA",
+        "CE" => "CE",
+        "CR" => "CR",
+        _ => "other",
+    }
+}

@@ -1,0 +1,716 @@
+//! Processing one transaction: fetch, decrypt, parse and validate, route
+//! claims, store what the transaction said (claims, coverage, payments),
+//! build and store acknowledgements, publish them, and record the outcome.
+//!
+//! Everything is idempotent under redelivery: acknowledgement ids, control
+//! numbers and timestamps are derived from the transaction (never from the
+//! clock at processing time), so a second run produces byte-identical
+//! acknowledgements under the same ids; claim deliveries are marked as done
+//! and are idempotent at the destination; state writes are puts of the same
+//! values.
+
+use crate::route::Router;
+use bytes::Bytes;
+use clearway_core::config::Config;
+use clearway_core::partners::Partners;
+use clearway_core::ports::{Condition, Event, Key, MAX_EVENT_BATCH, MAX_WRITE_OPS, Ports, Table, WriteOp};
+use clearway_core::records::{
+    AckRecord, ClaimRecord, FeedEntry, Format, IssueRecord, Pointer, Status, TransactionRecord, effect_key, timestamp,
+};
+use clearway_core::{Claim, ErrorKind, PartnerId, PortError, PortResult, TransactionId};
+use clearway_formats::report::Issue;
+use clearway_formats::x12::build::{self, ClaimAck, ClaimDecision, Controls, Source};
+use clearway_formats::x12::{AnalyzeOptions, Document, analyze, edits};
+use clearway_formats::{fhir, hl7};
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use time::{OffsetDateTime, PrimitiveDateTime};
+
+/// Largest payload a worker reads (the intake bound is lower).
+pub const MAX_PAYLOAD_BYTES: u64 = 1 << 30;
+/// Claims listed in a transaction record (the rest are counted).
+const LISTED_CLAIMS: usize = 1000;
+/// Issues listed in a transaction record.
+const LISTED_ISSUES: usize = 500;
+
+/// What went wrong processing (retried, then dead-lettered).
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessError {
+    #[error("{0}")]
+    Port(#[from] PortError),
+    #[error("claim routing: {0}")]
+    Route(#[from] crate::route::RouteError),
+    #[error("the queue message is not a Clearway pointer")]
+    BadPointer,
+    #[error("the payload cannot be decrypted")]
+    Decrypt,
+}
+
+impl ProcessError {
+    /// The reason recorded with a dead letter (no PHI).
+    pub fn reason(&self) -> String {
+        match self {
+            ProcessError::Port(e) => clearway_core::error::chain(e),
+            other => other.to_string(),
+        }
+    }
+}
+
+/// The processing context.
+pub struct Processor {
+    pub ports: Ports,
+    pub partners: Arc<Partners>,
+    pub config: Arc<Config>,
+    pub router: Arc<Router>,
+    pub feed: Arc<tokio::sync::Notify>,
+}
+
+impl std::fmt::Debug for Processor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Processor").finish_non_exhaustive()
+    }
+}
+
+fn encode<T: serde::Serialize>(v: &T) -> PortResult<Bytes> {
+    serde_json::to_vec(v).map(Bytes::from).map_err(|e| PortError::with_cause(ErrorKind::Internal, "encode record", e))
+}
+
+fn decode<T: serde::de::DeserializeOwned>(b: &[u8]) -> PortResult<T> {
+    serde_json::from_slice(b).map_err(|e| PortError::with_cause(ErrorKind::Internal, "decode record", e))
+}
+
+/// An acknowledgement to store and publish.
+struct Ack {
+    kind: &'static str,
+    content_type: &'static str,
+    body: String,
+}
+
+/// A claim to decide and route.
+struct ClaimWork {
+    claim: Claim,
+    /// Rejected (the 277CA decision, including an unroutable payer), or to route.
+    decision: ClaimDecision,
+}
+
+/// What a format's processing produced.
+#[derive(Default)]
+struct Outcome {
+    accepted: bool,
+    claims: Vec<ClaimWork>,
+    acks: Vec<Ack>,
+    issues: Vec<Issue>,
+    documents: usize,
+    /// Extra state writes (coverage, payments).
+    writes: Vec<WriteOp>,
+}
+
+impl Processor {
+    /// Processes the transaction a queue message points to. `attempt` is
+    /// the delivery count. Returns `Ok` when the outcome is durable and the
+    /// message may be acked.
+    pub async fn process(&self, body: &[u8], attempt: u32) -> Result<(), ProcessError> {
+        let ptr: Pointer = serde_json::from_slice(body).map_err(|_| ProcessError::BadPointer)?;
+        let key = TransactionRecord::key(&ptr.partner, &ptr.transaction);
+        let Some(item) = self.ports.state.get(&key).await? else {
+            // The record does not exist (never committed): nothing to do.
+            tracing::warn!(transaction_id = %ptr.transaction, "pointer to a missing transaction dropped");
+            return Ok(());
+        };
+        let mut record: TransactionRecord = decode(&item.value)?;
+        let mut version = item.version;
+        if record.status.is_terminal() {
+            return Ok(());
+        }
+        let span = tracing::info_span!("process", transaction_id = %record.id, partner = %record.partner, format = record.format.as_str(), attempt);
+        let _enter = span.enter();
+        drop(_enter);
+        if record.status != Status::Processing || record.attempts != attempt {
+            record.status = Status::Processing;
+            record.attempts = attempt;
+            record.updated_at = timestamp(OffsetDateTime::now_utc());
+            self.ports
+                .state
+                .write(vec![WriteOp::Put {
+                    key: key.clone(),
+                    value: encode(&record)?,
+                    expires_at: None,
+                    condition: Condition::Version(version),
+                }])
+                .await?;
+            version += 1;
+        }
+
+        let sealed = self.ports.blobs.get(&record.blob_key, MAX_PAYLOAD_BYTES).await?;
+        let data_key = self.partners.data_key(&record.partner).await?;
+        let aad = format!("{}|{}", record.id, record.partner);
+        let payload = data_key.open(&sealed, aad.as_bytes()).map_err(|_| ProcessError::Decrypt)?;
+
+        let received = OffsetDateTime::from_unix_timestamp_nanos(i128::from(record.received_at_ms) * 1_000_000)
+            .unwrap_or(OffsetDateTime::UNIX_EPOCH);
+        let at = PrimitiveDateTime::new(received.date(), received.time());
+        let (id, format) = (record.id.clone(), record.format);
+        let clearinghouse =
+            (self.config.workers.clearinghouse_name.clone(), self.config.workers.clearinghouse_id.clone());
+        let router = self.router.clone();
+        let mut outcome = tokio::task::spawn_blocking(move || match format {
+            Format::X12 => x12(&payload, &id, at, &clearinghouse, &router),
+            Format::Hl7 => hl7_messages(&payload, &id, received),
+            Format::Fhir => fhir_resource(&payload, &id, received, &router),
+        })
+        .await
+        .map_err(|e| PortError::with_cause(ErrorKind::Internal, "process payload", e))?;
+
+        // Route the claims that were accepted, skipping those already done.
+        let claim_records = self.route_claims(&record, &mut outcome).await?;
+
+        let acks = self.store_acks(&record, &outcome, received).await?;
+        for chunk in outcome.writes.chunks(MAX_WRITE_OPS) {
+            self.ports.state.write(chunk.to_vec()).await?;
+        }
+        self.index_claims(&record, &claim_records).await?;
+
+        record.status = if outcome.accepted { Status::Accepted } else { Status::Rejected };
+        record.claim_count = claim_records.len();
+        record.claims = claim_records.into_iter().take(LISTED_CLAIMS).collect();
+        record.issues = outcome.issues.iter().take(LISTED_ISSUES).map(issue_record).collect();
+        record.ack_ids = acks.iter().map(|a| a.id.clone()).collect();
+        record.documents = outcome.documents;
+        record.failure = None;
+        record.updated_at = timestamp(OffsetDateTime::now_utc());
+        self.ports
+            .state
+            .write(vec![WriteOp::Put {
+                key,
+                value: encode(&record)?,
+                expires_at: None,
+                condition: Condition::Version(version),
+            }])
+            .await?;
+        self.publish(&record.partner, &acks).await?;
+        self.feed.notify_waiters();
+        metrics::counter!("clearway_transactions_processed_total", "format" => record.format.as_str(), "status" => record.status.as_str())
+            .increment(1);
+        let latency_ms = (OffsetDateTime::now_utc() - received).whole_milliseconds().max(0) as f64;
+        metrics::histogram!("clearway_transaction_latency_seconds", "format" => record.format.as_str())
+            .record(latency_ms / 1000.0);
+        Ok(())
+    }
+
+    async fn route_claims(
+        &self,
+        record: &TransactionRecord,
+        outcome: &mut Outcome,
+    ) -> Result<Vec<ClaimRecord>, ProcessError> {
+        // Claims routed on an earlier delivery of this message.
+        let mut done: HashSet<String> = HashSet::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = self.ports.state.query(Table::Effects, record.id.as_str(), after.as_deref(), 1000).await?;
+            if page.is_empty() {
+                break;
+            }
+            after = page.last().map(|(k, _)| k.clone());
+            done.extend(page.into_iter().map(|(k, _)| k));
+        }
+        let mut records = Vec::with_capacity(outcome.claims.len());
+        let mut markers = Vec::new();
+        for (n, w) in outcome.claims.iter().enumerate() {
+            let claim_id = format!("{}-{}", record.id, n + 1);
+            let payer = w.claim.payer_id.clone().unwrap_or_else(|| "UNKNOWN".into());
+            let mut rec = ClaimRecord {
+                id: claim_id.clone(),
+                patient_control_number: w.claim.patient_control_number.clone(),
+                payer_id: w.claim.payer_id.clone(),
+                total_charge: w.claim.total_charge.to_string(),
+                status: "accepted".into(),
+                status_code: None,
+                destination: None,
+            };
+            match &w.decision {
+                ClaimDecision::Rejected { category, status, .. } => {
+                    rec.status = "rejected".into();
+                    rec.status_code = Some(format!("{category}:{status}"));
+                }
+                ClaimDecision::Accepted => {
+                    let marker = format!("route:{claim_id}");
+                    if done.contains(&marker) {
+                        rec.status = "routed".into();
+                    } else {
+                        let doc = serde_json::json!({
+                            "claimId": claim_id,
+                            "transactionId": record.id,
+                            "partner": record.partner,
+                            "claim": w.claim,
+                        });
+                        let body = serde_json::to_vec(&doc)
+                            .map_err(|e| PortError::with_cause(ErrorKind::Internal, "encode claim", e))?;
+                        let destination = self.router.deliver(&payer, &claim_id, &body).await?;
+                        rec.status = "routed".into();
+                        rec.destination = Some(destination.clone());
+                        markers.push(WriteOp::Put {
+                            key: effect_key(&record.id, &marker),
+                            value: Bytes::from(destination),
+                            expires_at: None,
+                            condition: Condition::None,
+                        });
+                        if markers.len() == MAX_WRITE_OPS {
+                            self.ports.state.write(std::mem::take(&mut markers)).await?;
+                        }
+                    }
+                }
+            }
+            records.push(rec);
+        }
+        if !markers.is_empty() {
+            self.ports.state.write(markers).await?;
+        }
+        Ok(records)
+    }
+
+    /// Indexes claims by patient control number for claim-status lookups.
+    async fn index_claims(&self, record: &TransactionRecord, claims: &[ClaimRecord]) -> PortResult<()> {
+        let mut ops = Vec::new();
+        for c in claims {
+            let value = serde_json::json!({
+                "claim": c,
+                "transactionId": record.id,
+                "partner": record.partner,
+                "receivedAt": record.received_at,
+            });
+            ops.push(WriteOp::Put {
+                key: Key::new(Table::Claims, format!("pcn:{}", c.patient_control_number.expose()), &c.id),
+                value: encode(&value)?,
+                expires_at: None,
+                condition: Condition::None,
+            });
+            if ops.len() == MAX_WRITE_OPS {
+                self.ports.state.write(std::mem::take(&mut ops)).await?;
+            }
+        }
+        if !ops.is_empty() {
+            self.ports.state.write(ops).await?;
+        }
+        Ok(())
+    }
+
+    async fn store_acks(
+        &self,
+        record: &TransactionRecord,
+        outcome: &Outcome,
+        received: OffsetDateTime,
+    ) -> PortResult<Vec<AckRecord>> {
+        let created = timestamp(received);
+        let created_ms = record.received_at_ms;
+        let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+        let mut records = Vec::with_capacity(outcome.acks.len());
+        let mut ops = Vec::new();
+        for a in &outcome.acks {
+            let n = counts.entry(a.kind).or_insert(0);
+            *n += 1;
+            let id = format!("{}-{}-{}", record.id, a.kind, n);
+            let ack = AckRecord {
+                id: id.clone(),
+                transaction: record.id.clone(),
+                partner: record.partner.clone(),
+                kind: a.kind.to_string(),
+                content_type: a.content_type.to_string(),
+                created_at: created.clone(),
+                body: a.body.clone(),
+            };
+            let cursor = FeedEntry::cursor(created_ms, &id);
+            let entry = FeedEntry {
+                cursor: cursor.clone(),
+                ack_id: id.clone(),
+                transaction: record.id.clone(),
+                kind: a.kind.to_string(),
+                created_at: created.clone(),
+            };
+            ops.push(WriteOp::Put {
+                key: AckRecord::key(&record.id, &id),
+                value: encode(&ack)?,
+                expires_at: None,
+                condition: Condition::None,
+            });
+            ops.push(WriteOp::Put {
+                key: FeedEntry::key(&record.partner, &cursor),
+                value: encode(&entry)?,
+                expires_at: None,
+                condition: Condition::None,
+            });
+            if ops.len() + 2 > MAX_WRITE_OPS {
+                self.ports.state.write(std::mem::take(&mut ops)).await?;
+            }
+            records.push(ack);
+        }
+        if !ops.is_empty() {
+            self.ports.state.write(ops).await?;
+        }
+        metrics::counter!("clearway_acks_total").increment(records.len() as u64);
+        Ok(records)
+    }
+
+    async fn publish(&self, partner: &PartnerId, acks: &[AckRecord]) -> PortResult<()> {
+        let events: Vec<Event> = acks
+            .iter()
+            .map(|a| Event {
+                id: a.id.clone(),
+                attributes: BTreeMap::from([
+                    ("partner".to_string(), partner.to_string()),
+                    ("kind".to_string(), a.kind.clone()),
+                    ("transaction".to_string(), a.transaction.to_string()),
+                ]),
+                body: Bytes::from(
+                    serde_json::json!({ "ackId": a.id, "kind": a.kind, "transactionId": a.transaction, "createdAt": a.created_at })
+                        .to_string(),
+                ),
+            })
+            .collect();
+        for chunk in events.chunks(MAX_EVENT_BATCH) {
+            self.ports.notifier.publish(chunk).await?;
+        }
+        Ok(())
+    }
+
+    /// Moves a transaction that keeps failing to the dead-letter store.
+    pub async fn dead_letter(&self, body: &[u8], attempts: u32, reason: &str) -> PortResult<()> {
+        let Ok(ptr) = serde_json::from_slice::<Pointer>(body) else {
+            tracing::error!("unreadable queue message dropped after {attempts} attempts");
+            metrics::counter!("clearway_dead_letters_total", "kind" => "unreadable").increment(1);
+            return Ok(());
+        };
+        let key = TransactionRecord::key(&ptr.partner, &ptr.transaction);
+        let now = OffsetDateTime::now_utc();
+        let dead = clearway_core::records::DeadLetter {
+            transaction: ptr.transaction.clone(),
+            partner: ptr.partner.clone(),
+            reason: reason.chars().take(500).collect(),
+            attempts,
+            dead_lettered_at: timestamp(now),
+            dead_lettered_at_ms: (now.unix_timestamp_nanos() / 1_000_000) as i64,
+        };
+        let mut ops = vec![
+            WriteOp::Put {
+                key: clearway_core::records::DeadLetter::key(&ptr.partner, &ptr.transaction),
+                value: encode(&dead)?,
+                expires_at: None,
+                condition: Condition::None,
+            },
+            WriteOp::Put {
+                key: clearway_core::records::DeadLetter::index_key(&ptr.transaction),
+                value: encode(&dead)?,
+                expires_at: None,
+                condition: Condition::None,
+            },
+        ];
+        if let Some(item) = self.ports.state.get(&key).await? {
+            let mut record: TransactionRecord = decode(&item.value)?;
+            record.status = Status::DeadLettered;
+            record.failure = Some(dead.reason.clone());
+            record.attempts = attempts;
+            record.updated_at = timestamp(now);
+            ops.push(WriteOp::Put {
+                key,
+                value: encode(&record)?,
+                expires_at: None,
+                condition: Condition::Version(item.version),
+            });
+        }
+        self.ports.state.write(ops).await?;
+        metrics::counter!("clearway_dead_letters_total", "kind" => "transaction").increment(1);
+        tracing::warn!(transaction_id = %ptr.transaction, partner = %ptr.partner, attempts, "transaction dead-lettered");
+        Ok(())
+    }
+}
+
+fn issue_record(i: &Issue) -> IssueRecord {
+    IssueRecord {
+        severity: format!("{:?}", i.severity).to_lowercase(),
+        code: i.code.clone(),
+        segment: i.segment.clone(),
+        position: i.position,
+        loop_id: i.loop_id.clone(),
+        element: i.element.clone(),
+        message: i.message.clone(),
+    }
+}
+
+/// Control numbers for the `n`th acknowledgement of a kind, from the
+/// transaction id: the same on every run.
+fn controls(id: &TransactionId, kind: &str, n: usize) -> Controls {
+    Controls::derived(format!("{id}|{kind}|{n}").as_bytes())
+}
+
+fn x12(
+    payload: &[u8],
+    id: &TransactionId,
+    at: PrimitiveDateTime,
+    clearinghouse: &(String, String),
+    router: &Router,
+) -> Outcome {
+    let analysis = analyze(payload, &AnalyzeOptions::default());
+    let mut out = Outcome::default();
+    if let Some(f) = &analysis.totals.fatal {
+        out.issues.push(clearway_formats::report::fatal_issue(f));
+    }
+    let source = Source { name: clearinghouse.0.clone(), id: clearinghouse.1.clone() };
+    let mut any_accepted_set = false;
+    for (i, ic) in analysis.interchanges.iter().enumerate() {
+        out.issues.extend(clearway_formats::report::interchange_issues(&ic.report));
+        let report = &ic.report;
+        if report.isa.ack_requested() || !report.findings.is_empty() {
+            out.acks.push(Ack {
+                kind: "ta1",
+                content_type: "application/edi-x12",
+                body: String::from_utf8_lossy(&build::ta1(report, controls(id, "ta1", i), at)).into_owned(),
+            });
+        }
+        if let Some(ack) = build::ack999(ic, controls(id, "999", i), at) {
+            out.acks.push(Ack {
+                kind: "999",
+                content_type: "application/edi-x12",
+                body: String::from_utf8_lossy(&ack).into_owned(),
+            });
+        }
+        for group in &ic.groups {
+            out.issues.extend(clearway_formats::report::group_issues(&group.report, Some(&report.control_number)));
+            for set in &group.sets {
+                out.issues.extend(clearway_formats::report::set_issues(&set.report, Some(&report.control_number)));
+                out.documents += set.documents.len();
+                let accepted = report.accepted() && set.report.accepted();
+                any_accepted_set |= accepted;
+                if !accepted {
+                    continue;
+                }
+                let mut claims = Vec::new();
+                for doc in &set.documents {
+                    match doc {
+                        Document::Claim(c) => {
+                            let mut decision = edits::claim_decision(c);
+                            if decision == ClaimDecision::Accepted
+                                && !router.knows(c.payer_id.as_deref().unwrap_or("UNKNOWN"))
+                            {
+                                decision = edits::unknown_payer();
+                            }
+                            claims.push(ClaimWork { claim: (**c).clone(), decision });
+                        }
+                        Document::Enrollment(e) => out.writes.extend(coverage_writes(e)),
+                        Document::Remittance(r) => out.writes.extend(payment_writes(r, id)),
+                        _ => {}
+                    }
+                }
+                if set.report.header.id == "837" {
+                    let acks: Vec<ClaimAck<'_>> = claims
+                        .iter()
+                        .enumerate()
+                        .map(|(n, w)| ClaimAck {
+                            claim: &w.claim,
+                            decision: w.decision.clone(),
+                            clearinghouse_trace: format!("{}-{}", short(id), out.claims.len() + n + 1),
+                        })
+                        .collect();
+                    let reference = format!("{}{:04}", short(id), out.acks.len());
+                    let ack = build::ack277ca(&build::Ack277Ca {
+                        interchange: &report.isa,
+                        group: &group.report.header,
+                        set: &set.report,
+                        claims: &acks,
+                        source: &source,
+                        reference: &reference,
+                        received: at.date(),
+                        controls: controls(id, "277ca", out.acks.len()),
+                        at,
+                    });
+                    out.acks.push(Ack {
+                        kind: "277ca",
+                        content_type: "application/edi-x12",
+                        body: String::from_utf8_lossy(&ack).into_owned(),
+                    });
+                }
+                out.claims.extend(claims);
+            }
+        }
+    }
+    out.accepted = analysis.totals.fatal.is_none() && any_accepted_set;
+    out
+}
+
+/// The last 12 hex digits of a transaction id (a short, stable reference).
+fn short(id: &TransactionId) -> String {
+    let s: String = id.as_str().chars().filter(char::is_ascii_hexdigit).collect();
+    s[s.len().saturating_sub(12)..].to_uppercase()
+}
+
+fn coverage_writes(e: &clearway_core::Enrollment) -> Vec<WriteOp> {
+    let payer = e.payer_id.clone().unwrap_or_else(|| "UNKNOWN".into());
+    e.members
+        .iter()
+        .filter_map(|m| {
+            let member = m.member_id.expose().clone().or_else(|| m.subscriber_id.expose().clone())?;
+            let value = serde_json::to_vec(&serde_json::json!({ "payerId": payer, "member": m })).ok()?;
+            Some(WriteOp::Put {
+                key: Key::new(Table::Coverage, &payer, member),
+                value: Bytes::from(value),
+                expires_at: None,
+                condition: Condition::None,
+            })
+        })
+        .collect()
+}
+
+fn payment_writes(r: &clearway_core::Remittance, id: &TransactionId) -> Vec<WriteOp> {
+    r.claims
+        .iter()
+        .enumerate()
+        .filter_map(|(n, c)| {
+            let value = serde_json::to_vec(&serde_json::json!({
+                "payment": c,
+                "paymentDate": r.payment_date,
+                "traceNumber": r.trace_number,
+                "payerId": r.payer_id,
+                "transactionId": id,
+            }))
+            .ok()?;
+            Some(WriteOp::Put {
+                key: Key::new(
+                    Table::Payments,
+                    format!("pcn:{}", c.patient_control_number.expose()),
+                    format!("{id}-{n}"),
+                ),
+                value: Bytes::from(value),
+                expires_at: None,
+                condition: Condition::None,
+            })
+        })
+        .collect()
+}
+
+fn hl7_messages(payload: &[u8], id: &TransactionId, received: OffsetDateTime) -> Outcome {
+    let mut out = Outcome::default();
+    let stamp = format!(
+        "{:04}{:02}{:02}{:02}{:02}{:02}",
+        received.year(),
+        u8::from(received.month()),
+        received.day(),
+        received.hour(),
+        received.minute(),
+        received.second()
+    );
+    let simple: String = id.as_str().chars().filter(|c| *c != '-').collect();
+    let control = |n: usize| format!("a{n:02}{}", &simple[simple.len().saturating_sub(17)..]);
+    match hl7::split(payload, &hl7::Limits::default()) {
+        Ok(batch) => {
+            let mut all_ok = batch.message_count() > 0;
+            for (n, m) in batch.messages().enumerate() {
+                out.documents += 1;
+                let issues = hl7::validate(m);
+                let code = hl7::AckCode::for_issues(&issues, false);
+                all_ok &= code == hl7::AckCode::ApplicationAccept;
+                let ctl = control(n);
+                let ack = hl7::build_ack(
+                    m,
+                    &hl7::AckSpec { code, control_id: &ctl, timestamp: &stamp, text: None, issues: &issues },
+                );
+                out.acks.push(Ack { kind: "hl7", content_type: "application/hl7-v2", body: ack });
+                out.issues.extend(clearway_formats::report::hl7_issues(m.control_id().as_deref(), &issues));
+            }
+            out.accepted = all_ok;
+        }
+        Err(e) => {
+            let issue = hl7::Hl7Issue::segment(
+                hl7::Severity::Error,
+                hl7::validate::SEGMENT_SEQUENCE_ERROR,
+                "MSH",
+                1,
+                e.to_string(),
+            );
+            let ctl = control(0);
+            let ack = hl7::build_ack_for_unparseable(
+                payload,
+                &hl7::AckSpec {
+                    code: hl7::AckCode::ApplicationReject,
+                    control_id: &ctl,
+                    timestamp: &stamp,
+                    text: None,
+                    issues: std::slice::from_ref(&issue),
+                },
+            );
+            out.acks.push(Ack { kind: "hl7", content_type: "application/hl7-v2", body: ack });
+            out.issues.extend(clearway_formats::report::hl7_issues(None, &[issue]));
+            out.accepted = false;
+        }
+    }
+    out
+}
+
+fn fhir_resource(payload: &[u8], id: &TransactionId, received: OffsetDateTime, router: &Router) -> Outcome {
+    let mut out = Outcome::default();
+    let json_ack =
+        |v: serde_json::Value| Ack { kind: "fhir", content_type: "application/fhir+json", body: v.to_string() };
+    let decide = |c: &Claim| {
+        let payer = c.payer_id.as_deref().unwrap_or("UNKNOWN");
+        if router.knows(payer) { ClaimDecision::Accepted } else { edits::unknown_payer() }
+    };
+    match fhir::read_resource(payload, &fhir::Limits::default()) {
+        Err(e) => {
+            let issue = e.to_issue();
+            out.issues.extend(clearway_formats::report::fhir_issues(&[&issue]));
+            out.acks.push(json_ack(fhir::operation_outcome(&[issue])));
+        }
+        Ok(doc) => {
+            let found: Vec<&fhir::OutcomeIssue> = doc.issues();
+            out.issues.extend(clearway_formats::report::fhir_issues(&found));
+            match &doc {
+                fhir::FhirDocument::Claim(c) if c.claim.is_some() => {
+                    let Some(claim) = c.claim.clone() else { return out };
+                    let decision = decide(&claim);
+                    let outcome = if decision == ClaimDecision::Accepted {
+                        fhir::ResponseOutcome::Queued
+                    } else {
+                        fhir::ResponseOutcome::Error
+                    };
+                    let response = fhir::ClaimResponseSpec::for_claim(c, format!("{id}-1"), received, outcome)
+                        .map(|s| fhir::claim_response(&s));
+                    out.acks.push(json_ack(match response {
+                        Some(Ok(v)) => v,
+                        _ => doc.operation_outcome(),
+                    }));
+                    out.documents = 1;
+                    out.claims.push(ClaimWork { claim, decision });
+                    out.accepted = true;
+                }
+                fhir::FhirDocument::Bundle(b) if b.processable => {
+                    let mut entries = Vec::new();
+                    for (i, c) in b.claims() {
+                        out.documents += 1;
+                        match &c.claim {
+                            Some(claim) => {
+                                let decision = decide(claim);
+                                let outcome =
+                                    if decision == ClaimDecision::Accepted { fhir::ResponseOutcome::Queued } else { fhir::ResponseOutcome::Error };
+                                let r = fhir::ClaimResponseSpec::for_claim(c, format!("{id}-{i}"), received, outcome)
+                                    .and_then(|s| fhir::claim_response(&s).ok())
+                                    .unwrap_or_else(|| fhir::operation_outcome(&c.issues));
+                                entries.push(serde_json::json!({ "resource": r, "response": { "status": "202 Accepted" } }));
+                                out.claims.push(ClaimWork { claim: claim.clone(), decision });
+                            }
+                            None => entries.push(serde_json::json!({ "resource": fhir::operation_outcome(&c.issues), "response": { "status": "400 Bad Request" } })),
+                        }
+                    }
+                    for (_, r) in b.eligibility_requests() {
+                        out.documents += 1;
+                        entries.push(serde_json::json!({ "resource": fhir::operation_outcome(&r.issues), "response": { "status": "200 OK" } }));
+                    }
+                    out.acks.push(json_ack(serde_json::json!({ "resourceType": "Bundle", "id": format!("{id}-bundle"), "type": "batch-response", "entry": entries })));
+                    out.accepted = true;
+                }
+                other => {
+                    out.accepted = other.is_processable();
+                    out.documents = usize::from(other.is_processable());
+                    out.acks.push(json_ack(other.operation_outcome()));
+                }
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,273 @@
+//! Delivering claims to payers: per payer, an outbox directory (default) or
+//! an HTTP endpoint, behind a token-bucket rate limit and a circuit breaker.
+//!
+//! Delivery is idempotent by construction: the outbox file name is the
+//! claim's stable id and is created exclusively; HTTP deliveries carry the
+//! claim id as `Idempotency-Key`. So a redelivered queue item that routes a
+//! claim again does not give the payer a second copy.
+
+use clearway_core::config::{Config, Destination, PayerConfig};
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Why a delivery did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum RouteError {
+    #[error("payer rate limit: retry later")]
+    Throttled,
+    #[error("payer circuit breaker is open")]
+    CircuitOpen,
+    #[error("delivery failed: {0}")]
+    Failed(String),
+}
+
+/// A token bucket.
+#[derive(Debug)]
+struct Bucket {
+    tokens: f64,
+    last: Instant,
+    rate: f64,
+    burst: f64,
+}
+
+impl Bucket {
+    fn new(rate: f64, burst: u32) -> Self {
+        Bucket { tokens: f64::from(burst), last: Instant::now(), rate, burst: f64::from(burst) }
+    }
+
+    /// Takes a token, or says how long until one is available.
+    fn take(&mut self) -> Result<(), Duration> {
+        let now = Instant::now();
+        self.tokens = (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate).min(self.burst);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64((1.0 - self.tokens) / self.rate))
+        }
+    }
+}
+
+/// A circuit breaker: opens after `threshold` consecutive failures, stays
+/// open for `cooldown`, then lets one trial through (half-open).
+#[derive(Debug)]
+struct Breaker {
+    failures: u32,
+    open_until: Option<Instant>,
+    threshold: u32,
+    cooldown: Duration,
+}
+
+impl Breaker {
+    fn allow(&mut self) -> bool {
+        match self.open_until {
+            Some(t) if Instant::now() < t => false,
+            Some(_) => {
+                // Half-open: one trial; a failure reopens at once.
+                self.open_until = None;
+                self.failures = self.threshold.saturating_sub(1);
+                true
+            }
+            None => true,
+        }
+    }
+    fn success(&mut self) {
+        self.failures = 0;
+        self.open_until = None;
+    }
+    fn failure(&mut self) {
+        self.failures += 1;
+        if self.failures >= self.threshold {
+            self.open_until = Some(Instant::now() + self.cooldown);
+        }
+    }
+}
+
+#[derive(Debug)]
+struct PayerState {
+    bucket: Bucket,
+    breaker: Breaker,
+}
+
+/// Routes claims to payers.
+pub struct Router {
+    config: Arc<Config>,
+    outbox: PathBuf,
+    payers: Mutex<HashMap<String, PayerState>>,
+    http: reqwest::Client,
+}
+
+impl std::fmt::Debug for Router {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Router").field("outbox", &self.outbox).finish_non_exhaustive()
+    }
+}
+
+/// Longest a delivery waits for a rate-limit token before giving the work
+/// back to the queue.
+const MAX_TOKEN_WAIT: Duration = Duration::from_secs(5);
+
+impl Router {
+    pub fn new(config: Arc<Config>) -> Self {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .pool_max_idle_per_host(32)
+            .build()
+            .unwrap_or_else(|_| reqwest::Client::new());
+        Router { outbox: config.routing.outbox_dir.clone(), config, payers: Mutex::new(HashMap::new()), http }
+    }
+
+    /// Whether claims for this payer can be routed at all.
+    pub fn knows(&self, payer: &str) -> bool {
+        self.config.payers.contains_key(payer) || self.config.routing.route_unknown_payers
+    }
+
+    fn settings(&self, payer: &str) -> PayerConfig {
+        self.config.payer(payer)
+    }
+
+    fn with_state<T>(&self, payer: &str, f: impl FnOnce(&mut PayerState) -> T) -> T {
+        let settings = self.settings(payer);
+        let mut map = self.payers.lock().unwrap_or_else(|p| p.into_inner());
+        let st = map.entry(payer.to_string()).or_insert_with(|| PayerState {
+            bucket: Bucket::new(settings.rate_per_sec, settings.burst),
+            breaker: Breaker {
+                failures: 0,
+                open_until: None,
+                threshold: settings.failure_threshold,
+                cooldown: settings.cooldown,
+            },
+        });
+        f(st)
+    }
+
+    /// Delivers one claim document; returns where it went.
+    pub async fn deliver(&self, payer: &str, claim_id: &str, body: &[u8]) -> Result<String, RouteError> {
+        let settings = self.settings(payer);
+        if !self.with_state(payer, |s| s.breaker.allow()) {
+            metrics::counter!("clearway_route_deliveries_total", "outcome" => "circuit-open").increment(1);
+            return Err(RouteError::CircuitOpen);
+        }
+        // Rate limit: wait for a token, up to a bound.
+        let started = Instant::now();
+        loop {
+            match self.with_state(payer, |s| s.bucket.take()) {
+                Ok(()) => break,
+                Err(wait) if started.elapsed() + wait <= MAX_TOKEN_WAIT => tokio::time::sleep(wait).await,
+                Err(_) => {
+                    metrics::counter!("clearway_route_deliveries_total", "outcome" => "throttled").increment(1);
+                    return Err(RouteError::Throttled);
+                }
+            }
+        }
+        let result = match &settings.destination {
+            Destination::Outbox => self.to_outbox(payer, claim_id, body).await,
+            Destination::Http(url) => self.to_http(url, claim_id, body, settings.timeout).await,
+        };
+        match &result {
+            Ok(_) => {
+                self.with_state(payer, |s| s.breaker.success());
+                metrics::counter!("clearway_route_deliveries_total", "outcome" => "delivered").increment(1);
+            }
+            Err(_) => {
+                self.with_state(payer, |s| s.breaker.failure());
+                metrics::counter!("clearway_route_deliveries_total", "outcome" => "failed").increment(1);
+            }
+        }
+        result
+    }
+
+    async fn to_outbox(&self, payer: &str, claim_id: &str, body: &[u8]) -> Result<String, RouteError> {
+        let safe = |s: &str| {
+            s.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) && !s.is_empty() && !s.starts_with('.')
+        };
+        if !safe(payer) || !safe(claim_id) {
+            return Err(RouteError::Failed("payer or claim id is not a safe file name".into()));
+        }
+        let dir = self.outbox.join(payer);
+        let path = dir.join(format!("{claim_id}.json"));
+        let body = body.to_vec();
+        let shown = format!("outbox:{payer}");
+        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            std::fs::create_dir_all(&dir)?;
+            let mut opts = std::fs::OpenOptions::new();
+            opts.write(true).create_new(true);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::OpenOptionsExt;
+                opts.mode(0o600);
+            }
+            match opts.open(&path) {
+                Ok(mut f) => {
+                    f.write_all(&body)?;
+                    f.sync_all()?;
+                    std::fs::File::open(&dir)?.sync_all()
+                }
+                // Delivered before (a redelivery): nothing to do.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+                Err(e) => Err(e),
+            }
+        })
+        .await
+        .map_err(|e| RouteError::Failed(e.to_string()))?
+        .map_err(|e| RouteError::Failed(format!("outbox write: {}", e.kind())))?;
+        Ok(shown)
+    }
+
+    async fn to_http(&self, url: &str, claim_id: &str, body: &[u8], timeout: Duration) -> Result<String, RouteError> {
+        let resp = self
+            .http
+            .post(url)
+            .timeout(timeout)
+            .header("content-type", "application/json")
+            .header("idempotency-key", claim_id)
+            .body(body.to_vec())
+            .send()
+            .await
+            .map_err(|e| {
+                RouteError::Failed(if e.is_timeout() { "payer timed out".into() } else { "payer unreachable".into() })
+            })?;
+        let status = resp.status();
+        // 409: the payer already has this claim (our idempotency key).
+        if status.is_success() || status == reqwest::StatusCode::CONFLICT {
+            Ok(format!("http:{}", status.as_u16()))
+        } else {
+            Err(RouteError::Failed(format!("payer answered {}", status.as_u16())))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_limits_rate() {
+        let mut b = Bucket::new(10.0, 2);
+        assert!(b.take().is_ok() && b.take().is_ok());
+        let wait = b.take().unwrap_err();
+        assert!(wait <= Duration::from_millis(100) && wait > Duration::ZERO);
+    }
+
+    #[test]
+    fn breaker_opens_and_half_opens() {
+        let mut br = Breaker { failures: 0, open_until: None, threshold: 2, cooldown: Duration::from_millis(50) };
+        br.failure();
+        assert!(br.allow());
+        br.failure();
+        assert!(!br.allow(), "open after threshold failures");
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(br.allow(), "half-open after cooldown");
+        br.failure();
+        assert!(!br.allow(), "a failed trial reopens");
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(br.allow());
+        br.success();
+        br.failure();
+        assert!(br.allow(), "success resets");
+    }
+}

@@ -1,0 +1,174 @@
+//! Webhook delivery of acknowledgement events.
+//!
+//! For each partner with a webhook, events are read from the partner's
+//! acknowledgement feed after a stored cursor and POSTed in order, each with
+//! a stable event id (the acknowledgement id), a timestamp and an
+//! HMAC-SHA256 signature:
+//!
+//! ```text
+//! Clearway-Event-Id: <ack id>
+//! Clearway-Timestamp: <unix seconds>
+//! Clearway-Signature: v1=<hex HMAC-SHA256 of "<timestamp>.<body>">
+//! ```
+//!
+//! The cursor advances only after a 2xx answer, so delivery is
+//! at-least-once; a failing endpoint is retried with exponential backoff
+//! (capped at five minutes) without holding up other partners.
+
+use clearway_core::partners::Partners;
+use clearway_core::ports::{Condition, Key, Ports, Table, WriteOp};
+use clearway_core::records::{AckRecord, FeedEntry, PartnerRecord};
+use clearway_core::{PartnerId, PortResult, crypto};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+
+/// The dispatcher.
+pub struct Webhooks {
+    ports: Ports,
+    partners: Arc<Partners>,
+    http: reqwest::Client,
+    settle: Duration,
+    retry: HashMap<PartnerId, (Instant, Duration)>,
+}
+
+impl std::fmt::Debug for Webhooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Webhooks").finish_non_exhaustive()
+    }
+}
+
+fn cursor_key(partner: &PartnerId) -> Key {
+    Key::new(Table::Counters, "webhook-cursor", partner.as_str())
+}
+
+impl Webhooks {
+    pub fn new(ports: Ports, partners: Arc<Partners>, settle: Duration) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+            .unwrap_or_else(|_| reqwest::Client::new());
+        Webhooks { ports, partners, http, settle, retry: HashMap::new() }
+    }
+
+    /// Delivers until `shutdown`, waking when `feed` is notified or every
+    /// second.
+    pub async fn run(mut self, feed: Arc<tokio::sync::Notify>, shutdown: CancellationToken) {
+        while !shutdown.is_cancelled() {
+            if let Err(e) = self.tick().await {
+                tracing::warn!(error = %clearway_core::error::chain(&e), "webhook dispatch failed");
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = feed.notified() => tokio::time::sleep(self.settle).await,
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+    }
+
+    /// One pass over the partners with webhooks.
+    pub async fn tick(&mut self) -> PortResult<()> {
+        for p in self.partners.list().await? {
+            if p.revoked || p.webhook_url.is_none() {
+                continue;
+            }
+            if self.retry.get(&p.id).is_some_and(|(at, _)| Instant::now() < *at) {
+                continue;
+            }
+            match self.deliver_partner(&p).await {
+                Ok(()) => {
+                    self.retry.remove(&p.id);
+                }
+                Err(why) => {
+                    let next = self.retry.get(&p.id).map_or(Duration::from_secs(1), |(_, d)| (*d * 2).min(MAX_BACKOFF));
+                    tracing::info!(partner = %p.id, reason = %why, retry_in_secs = next.as_secs(), "webhook delivery failed");
+                    metrics::counter!("clearway_webhook_failures_total").increment(1);
+                    self.retry.insert(p.id.clone(), (Instant::now() + next, next));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn deliver_partner(&self, p: &PartnerRecord) -> Result<(), String> {
+        let url = p.webhook_url.clone().unwrap_or_default();
+        let secret = self.partners.webhook_secret(p).map_err(|e| e.to_string())?.ok_or("no webhook secret")?;
+        let (cursor, version) = match self.ports.state.get(&cursor_key(&p.id)).await.map_err(|e| e.to_string())? {
+            Some(item) => (String::from_utf8_lossy(&item.value).into_owned(), Some(item.version)),
+            None => (String::new(), None),
+        };
+        let after = (!cursor.is_empty()).then_some(cursor.as_str());
+        let page =
+            self.ports.state.query(Table::AckFeed, p.id.as_str(), after, 100).await.map_err(|e| e.to_string())?;
+        let horizon = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+            - self.settle.as_millis() as i64;
+        let mut last = None;
+        for (_, item) in page {
+            let Ok(entry) = serde_json::from_slice::<FeedEntry>(&item.value) else { continue };
+            if entry.cursor.get(..13).and_then(|t| t.parse::<i64>().ok()).is_none_or(|t| t > horizon) {
+                break;
+            }
+            let ack = self
+                .ports
+                .state
+                .get(&AckRecord::key(&entry.transaction, &entry.ack_id))
+                .await
+                .map_err(|e| e.to_string())?
+                .and_then(|i| serde_json::from_slice::<AckRecord>(&i.value).ok());
+            let body = serde_json::json!({
+                "id": entry.ack_id,
+                "type": "acknowledgement",
+                "kind": entry.kind,
+                "transactionId": entry.transaction,
+                "createdAt": entry.created_at,
+                "contentType": ack.as_ref().map(|a| a.content_type.clone()),
+                "acknowledgement": ack.map(|a| a.body),
+            })
+            .to_string();
+            let ts = time::OffsetDateTime::now_utc().unix_timestamp();
+            let sig = crypto::webhook_signature(secret.expose(), ts, body.as_bytes());
+            let resp = self
+                .http
+                .post(&url)
+                .header("content-type", "application/json")
+                .header("clearway-event-id", entry.ack_id.as_str())
+                .header("clearway-timestamp", ts.to_string())
+                .header("clearway-signature", format!("v1={sig}"))
+                .body(body)
+                .send()
+                .await
+                .map_err(|e| {
+                    if e.is_timeout() { "endpoint timed out".to_string() } else { "endpoint unreachable".to_string() }
+                })?;
+            if !resp.status().is_success() {
+                return Err(format!("endpoint answered {}", resp.status().as_u16()));
+            }
+            metrics::counter!("clearway_webhook_deliveries_total").increment(1);
+            last = Some(entry.cursor);
+            // Advance after each event, so a failure later does not resend
+            // what was delivered.
+            self.save_cursor(&p.id, last.as_deref().unwrap_or_default(), version).await?;
+            return Box::pin(self.deliver_partner(p)).await;
+        }
+        let _ = last;
+        Ok(())
+    }
+
+    async fn save_cursor(&self, partner: &PartnerId, cursor: &str, version: Option<u64>) -> Result<(), String> {
+        let condition = version.map_or(Condition::NotExists, Condition::Version);
+        self.ports
+            .state
+            .write(vec![WriteOp::Put {
+                key: cursor_key(partner),
+                value: bytes::Bytes::from(cursor.to_string()),
+                expires_at: None,
+                condition,
+            }])
+            .await
+            .map_err(|e| e.to_string())
+    }
+}
