@@ -32,6 +32,22 @@ pub enum Command {
         /// Input file, or - for standard input.
         file: PathBuf,
     },
+    /// Run the service: HTTP and MLLP intake and the workers, on the embedded backend.
+    Serve(ServeArgs),
+    /// Manage trading partners and their API keys.
+    Partners {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(subcommand)]
+        command: PartnersCommand,
+    },
+    /// Inspect and replay dead-lettered transactions.
+    Dlq {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(subcommand)]
+        command: DlqCommand,
+    },
     /// Print deterministic synthetic transactions with fake PHI.
     Gen {
         #[arg(value_enum)]
@@ -77,4 +93,114 @@ pub enum GenKind {
     E834,
     #[value(name = "hl7-adt")]
     Hl7Adt,
+}
+
+/// Where the configuration and the data live (shared by the subcommands
+/// that open the store).
+#[derive(Debug, Clone, clap::Args)]
+pub struct StoreArgs {
+    /// Configuration file (TOML); `CLEARWAY__SECTION__KEY` variables override it.
+    #[arg(long, global = true)]
+    pub config: Option<PathBuf>,
+    /// Data directory (default ./var, or server.data_dir).
+    #[arg(long, global = true)]
+    pub data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// HTTP listen address (default 127.0.0.1:8080).
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// MLLP listen address (default 127.0.0.1:2575); needs mllp.partner.
+    #[arg(long)]
+    pub mllp_listen: Option<String>,
+    /// The partner MLLP submissions are recorded under.
+    #[arg(long)]
+    pub mllp_partner: Option<String>,
+    /// What this process runs.
+    #[arg(long, value_enum, default_value_t = Role::All)]
+    pub role: Role,
+    /// Log line format on standard error.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Role {
+    /// Intake (HTTP, MLLP) and workers.
+    All,
+    /// HTTP and MLLP intake and the read API only.
+    Intake,
+    /// Workers and webhook delivery only (health and metrics still served).
+    Worker,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PartnersCommand {
+    /// Add a partner; prints its API key, alone on standard output, once.
+    Add {
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        name: Option<String>,
+        /// May list and replay dead letters over HTTP.
+        #[arg(long)]
+        operator: bool,
+    },
+    /// List partners (ids, names, status; never keys).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a partner's API key.
+    Revoke {
+        #[arg(long)]
+        id: String,
+    },
+    /// Set the partner's webhook URL; prints the new signing secret, alone on standard output.
+    Webhook {
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        url: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DlqCommand {
+    /// List dead letters, oldest first.
+    List {
+        #[arg(long)]
+        partner: Option<String>,
+        /// Only those dead-lettered at or after this time (RFC 3339).
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one dead letter.
+    Show { id: String },
+    /// Re-queue dead letters: one by id, or every one matching --partner/--since.
+    Replay {
+        /// Transaction id; omit to replay every dead letter matching the filters.
+        id: Option<String>,
+        #[arg(long)]
+        partner: Option<String>,
+        #[arg(long)]
+        since: Option<String>,
+        /// Say what would be replayed without doing it.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }

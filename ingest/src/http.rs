@@ -92,6 +92,69 @@ pub fn router(svc: Arc<Services>, metrics: MetricsRender) -> Router {
         .with_state(AppState { svc, metrics })
 }
 
+/// The full HTTP application: [`router`] behind the service-wide layers —
+/// a bound on requests in flight (excess is shed with `503` and
+/// `Retry-After` rather than queued), a request timeout, request metrics
+/// (`clearway_http_requests_total`, `clearway_http_request_duration_seconds`,
+/// labelled by route template, never by path) and a panic guard that turns a
+/// bug into a `500` problem instead of a dropped connection.
+pub fn app(svc: Arc<Services>, metrics: MetricsRender) -> Router {
+    let (in_flight, timeout) = (svc.config.server.max_in_flight, svc.config.server.request_timeout);
+    layered(router(svc, metrics), in_flight, timeout)
+}
+
+/// Health, readiness and metrics only (a worker-only process).
+pub fn ops_router(svc: Arc<Services>, metrics: MetricsRender) -> Router {
+    let (in_flight, timeout) = (svc.config.server.max_in_flight, svc.config.server.request_timeout);
+    let r = Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(render_metrics))
+        .fallback(|| async { Problem::not_found() })
+        .with_state(AppState { svc, metrics });
+    layered(r, in_flight, timeout)
+}
+
+fn layered(r: Router, in_flight: usize, timeout: Duration) -> Router {
+    use axum::error_handling::HandleErrorLayer;
+    use tower::ServiceBuilder;
+    r.layer(axum::middleware::from_fn(observe))
+        .layer(
+            ServiceBuilder::new()
+                .layer(HandleErrorLayer::new(|_: tower::BoxError| async {
+                    metrics::counter!("clearway_http_shed_total").increment(1);
+                    Problem::unavailable(1)
+                }))
+                .load_shed()
+                .concurrency_limit(in_flight),
+        )
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, timeout))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| {
+            metrics::counter!("clearway_http_panics_total").increment(1);
+            tracing::error!("request handler panicked");
+            Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal error", "an internal error occurred")
+                .into_response()
+        }))
+}
+
+/// Request metrics and one span per request, by route template.
+async fn observe(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |m| m.as_str().to_string());
+    let method = req.method().clone();
+    let started = std::time::Instant::now();
+    let span = tracing::debug_span!("http", method = %method, route = %route);
+    let resp = tracing::Instrument::instrument(next.run(req), span).await;
+    let status = resp.status().as_u16().to_string();
+    metrics::counter!("clearway_http_requests_total", "route" => route.clone(), "method" => method.to_string(), "status" => status)
+        .increment(1);
+    metrics::histogram!("clearway_http_request_duration_seconds", "route" => route)
+        .record(started.elapsed().as_secs_f64());
+    resp
+}
+
 fn refusal(r: Refusal) -> Problem {
     match r {
         Refusal::BadRequest { title, detail, ta1 } => {

@@ -1,7 +1,10 @@
 //! Subcommands.
 
 mod ack;
+mod admin;
 mod generate;
+mod serve;
+mod store;
 mod validate;
 
 use crate::cli::{Cli, Command};
@@ -15,6 +18,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Validate { json, format, file } => validate::run(&file, format, json),
         Command::Ack { kind, time, file } => ack::run(&file, kind, time.as_deref()),
         Command::Gen { kind, count, seed } => generate::run(kind, count, seed),
+        Command::Serve(args) => serve::run(args),
+        Command::Partners { store, command } => admin::partners(&store, command),
+        Command::Dlq { store, command } => admin::dlq(&store, command),
     }
 }
 

@@ -2,7 +2,7 @@
 //! an HTTP endpoint, behind a token-bucket rate limit and a circuit breaker.
 //!
 //! Delivery is idempotent by construction: the outbox file name is the
-//! claim's stable id and is created exclusively; HTTP deliveries carry the
+//! claim's stable id and the file appears whole by rename; HTTP deliveries carry the
 //! claim id as `Idempotency-Key`. So a redelivered queue item that routes a
 //! claim again does not give the payer a second copy.
 
@@ -191,26 +191,36 @@ impl Router {
         let dir = self.outbox.join(payer);
         let path = dir.join(format!("{claim_id}.json"));
         let body = body.to_vec();
+        let tmp = dir.join(format!(".{claim_id}.tmp"));
         let shown = format!("outbox:{payer}");
         tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-            std::fs::create_dir_all(&dir)?;
+            // Delivered before (a redelivery): nothing to do.
+            if path.exists() {
+                return Ok(());
+            }
+            let mut dirs = std::fs::DirBuilder::new();
+            dirs.recursive(true);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::DirBuilderExt;
+                dirs.mode(0o700);
+            }
+            dirs.create(&dir)?;
+            // Written whole to a hidden temporary name, synced, then renamed:
+            // a reader (or a redelivery after a crash) never sees half a file.
             let mut opts = std::fs::OpenOptions::new();
-            opts.write(true).create_new(true);
+            opts.write(true).create(true).truncate(true);
             #[cfg(unix)]
             {
                 use std::os::unix::fs::OpenOptionsExt;
                 opts.mode(0o600);
             }
-            match opts.open(&path) {
-                Ok(mut f) => {
-                    f.write_all(&body)?;
-                    f.sync_all()?;
-                    std::fs::File::open(&dir)?.sync_all()
-                }
-                // Delivered before (a redelivery): nothing to do.
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-                Err(e) => Err(e),
-            }
+            let mut f = opts.open(&tmp)?;
+            f.write_all(&body)?;
+            f.sync_all()?;
+            drop(f);
+            std::fs::rename(&tmp, &path)?;
+            std::fs::File::open(&dir)?.sync_all()
         })
         .await
         .map_err(|e| RouteError::Failed(e.to_string()))?

@@ -1,0 +1,199 @@
+//! `clearway serve`: intake (HTTP, MLLP), workers and webhook delivery on
+//! the embedded backend, with graceful shutdown.
+//!
+//! Shutdown on SIGTERM or SIGINT: readiness fails and new submissions are
+//! refused with `503`; the listeners stop accepting; requests and MLLP
+//! messages in progress finish (each is answered only after it is durable);
+//! workers finish the message they are on and give back the rest; then the
+//! store is closed. A second signal exits at once — safe, since nothing is
+//! acknowledged before it is durable, but in-flight work is then redone
+//! after restart.
+
+use super::store::{Store, load_config};
+use crate::cli::{LogFormat, Role, ServeArgs};
+use anyhow::Context;
+use clearway_ingest::Services;
+use clearway_workers::Workers;
+use clearway_workers::webhooks::Webhooks;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// How often the blob sweeper and event pruner run.
+const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(600);
+/// Orphaned blob files younger than this are left alone (a commit may be
+/// about to reference them).
+const BLOB_ORPHAN_MIN_AGE: Duration = Duration::from_secs(3600);
+/// Published events kept for subscribers that poll the event log.
+const EVENT_RETENTION_MS: i64 = 7 * 24 * 3600 * 1000;
+
+pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let config = load_config(&args.store, |env| {
+        if let Some(l) = &args.listen {
+            env.insert("CLEARWAY__SERVER__LISTEN".into(), l.clone());
+        }
+        if let Some(l) = &args.mllp_listen {
+            env.insert("CLEARWAY__MLLP__LISTEN".into(), l.clone());
+        }
+        if let Some(p) = &args.mllp_partner {
+            env.insert("CLEARWAY__MLLP__PARTNER".into(), p.clone());
+        }
+    })?;
+    init_tracing(args.log_format);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("clearway")
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(serve(Arc::new(config), args.role))
+}
+
+/// Logs go to standard error; `CLEARWAY_LOG` sets the filter (default
+/// `info`, e.g. `CLEARWAY_LOG=info,clearway_workers=debug`). Log lines
+/// carry ids and codes only, never payload content.
+fn init_tracing(format: LogFormat) {
+    use tracing_subscriber::filter::Targets;
+    use tracing_subscriber::prelude::*;
+    let filter: Targets = std::env::var("CLEARWAY_LOG")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| Targets::new().with_default(tracing::Level::INFO));
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_target(true);
+    let registry = tracing_subscriber::registry().with(filter);
+    let _ = match format {
+        LogFormat::Text => registry.with(fmt.with_ansi(false)).try_init(),
+        LogFormat::Json => registry.with(fmt.json().flatten_event(true)).try_init(),
+    };
+}
+
+async fn serve(config: Arc<clearway_core::config::Config>, role: Role) -> anyhow::Result<ExitCode> {
+    let prometheus = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .set_buckets(&[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0])
+        .context("metrics buckets")?
+        .install_recorder()
+        .context("cannot install the metrics recorder")?;
+    let store = Store::open(&config)?;
+    let feed = Arc::new(tokio::sync::Notify::new());
+    let svc = Arc::new(Services::new(store.ports.clone(), store.partners.clone(), config.clone(), feed.clone()));
+    let render: clearway_ingest::http::MetricsRender = {
+        let (handle, db) = (prometheus.clone(), store.local.db.clone());
+        Arc::new(move || {
+            let (commits, jobs) = (db.stats.commits.load(Ordering::Relaxed), db.stats.jobs.load(Ordering::Relaxed));
+            metrics::counter!("clearway_store_commits_total").absolute(commits);
+            metrics::counter!("clearway_store_commit_jobs_total").absolute(jobs);
+            handle.render()
+        })
+    };
+
+    let shutdown = CancellationToken::new();
+    let tasks = TaskTracker::new();
+
+    let http = TcpListener::bind(config.server.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.server.listen))?;
+    let http_addr = http.local_addr()?;
+    let app = if role == Role::Worker {
+        clearway_ingest::http::ops_router(svc.clone(), render)
+    } else {
+        clearway_ingest::http::app(svc.clone(), render)
+    };
+    {
+        let stop = shutdown.clone();
+        tasks.spawn(async move {
+            let served = axum::serve(http, app).with_graceful_shutdown(stop.cancelled_owned()).await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "http server failed");
+            }
+        });
+    }
+    println!(
+        "clearway: http listening on http://{http_addr} (role {role:?}, data in {})",
+        config.server.data_dir.display()
+    );
+
+    if role != Role::Worker {
+        match &config.mllp.partner {
+            Some(partner) => {
+                let listener = TcpListener::bind(config.mllp.listen)
+                    .await
+                    .with_context(|| format!("cannot listen on {} (MLLP)", config.mllp.listen))?;
+                println!("clearway: mllp listening on {} for partner {partner}", listener.local_addr()?);
+                tasks.spawn(clearway_ingest::mllp::serve(svc.clone(), listener, partner.clone(), shutdown.clone()));
+            }
+            None => println!("clearway: mllp off (set mllp.partner or --mllp-partner to bind a listener)"),
+        }
+    }
+    if role != Role::Intake {
+        let workers = Workers::new(store.ports.clone(), store.partners.clone(), config.clone(), feed.clone());
+        tasks.spawn({
+            let stop = shutdown.clone();
+            async move { workers.run(stop).await }
+        });
+        let hooks = Webhooks::new(store.ports.clone(), store.partners.clone(), config.server.feed_settle);
+        tasks.spawn(hooks.run(feed.clone(), shutdown.clone()));
+        tasks.spawn(maintenance(store.local.clone(), shutdown.clone()));
+    }
+    tasks.close();
+    use std::io::Write as _;
+    let _ = std::io::stdout().flush();
+
+    wait_for_signal().await;
+    tracing::info!("shutting down: refusing new work, finishing work in progress");
+    svc.ready.store(false, Ordering::Relaxed);
+    shutdown.cancel();
+    tokio::select! {
+        _ = tasks.wait() => {}
+        _ = wait_for_signal() => {
+            tracing::warn!("second signal: exiting now; unfinished work will be redelivered after restart");
+            return Ok(ExitCode::from(130));
+        }
+    }
+    drop(svc);
+    drop(store);
+    tracing::info!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Removes orphaned blob files and prunes old events.
+async fn maintenance(local: clearway_local::Local, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(MAINTENANCE_INTERVAL) => {}
+        }
+        match local.blobs.sweep(BLOB_ORPHAN_MIN_AGE).await {
+            Ok(n) if n > 0 => tracing::info!(removed = n, "removed orphaned blob files"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %clearway_core::error::chain(&e), "blob sweep failed"),
+        }
+        if let Err(e) = local.notifier.prune(EVENT_RETENTION_MS).await {
+            tracing::warn!(error = %clearway_core::error::chain(&e), "event prune failed");
+        }
+    }
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+            }
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,57 @@
+//! Configuration loading and opening the store, shared by the subcommands
+//! that need them.
+
+use crate::cli::StoreArgs;
+use anyhow::Context;
+use clearway_core::config::{self, Config};
+use clearway_core::partners::{Partners, load_master_key};
+use clearway_core::ports::Ports;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Defaults < `--config` file < `CLEARWAY__*` environment < command-line
+/// flags (applied by `flags` as environment entries). Every problem is
+/// reported, one per line.
+pub fn load_config(args: &StoreArgs, flags: impl FnOnce(&mut HashMap<String, String>)) -> anyhow::Result<Config> {
+    let text = match &args.config {
+        Some(p) => Some(std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?),
+        None => None,
+    };
+    let mut env: HashMap<String, String> = std::env::vars().collect();
+    if let Some(d) = &args.data_dir {
+        env.insert("CLEARWAY__SERVER__DATA_DIR".into(), d.display().to_string());
+    }
+    flags(&mut env);
+    config::load(text.as_deref(), &env).map_err(|errors| {
+        let lines: Vec<String> = errors.iter().map(|e| format!("  {e}")).collect();
+        anyhow::anyhow!("invalid configuration:\n{}", lines.join("\n"))
+    })
+}
+
+/// The embedded backend and the partner registry over it.
+#[derive(Debug)]
+pub struct Store {
+    pub local: clearway_local::Local,
+    pub ports: Ports,
+    pub partners: Arc<Partners>,
+}
+
+impl Store {
+    pub fn open(config: &Config) -> anyhow::Result<Self> {
+        let dir = &config.server.data_dir;
+        let local = clearway_local::Local::open(dir)
+            .map_err(|e| anyhow::anyhow!("{}", clearway_core::error::chain(&e)))
+            .with_context(|| format!("cannot open the store in {}", dir.display()))?;
+        let ports = local.ports();
+        let master = load_master_key(dir, config.master_key.as_ref())
+            .map_err(|e| anyhow::anyhow!("{}", clearway_core::error::chain(&e)))
+            .context("cannot load the master key")?;
+        let partners = Arc::new(Partners::new(master, ports.state.clone()));
+        Ok(Store { local, ports, partners })
+    }
+}
+
+/// Turns a port error into a command error.
+pub fn port(e: clearway_core::PortError) -> anyhow::Error {
+    anyhow::anyhow!("{}", clearway_core::error::chain(&e))
+}
