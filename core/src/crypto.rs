@@ -44,6 +44,10 @@ impl Key {
         Some(Key::from_bytes(arr))
     }
 
+    pub(crate) fn expose_bytes(&self) -> &[u8; 32] {
+        self.0.expose()
+    }
+
     /// The key as 64 hex digits (for the master key file only).
     pub fn to_hex(&self) -> String {
         hex::encode(self.0.expose())

@@ -25,6 +25,8 @@ pub mod ids;
 pub mod partners;
 pub mod ports;
 pub mod records;
+#[cfg(feature = "crypto")]
+pub mod sealed;
 pub mod sensitive;
 
 pub use domain::*;

@@ -70,6 +70,7 @@ struct Cached<T> {
 /// Partner management and authentication.
 pub struct Partners {
     master: Key,
+    sealer: crate::sealed::Sealer,
     state: Arc<dyn StateStore>,
     by_key: Mutex<HashMap<String, Cached<Option<PartnerRecord>>>>,
     data_keys: Mutex<HashMap<PartnerId, Key>>,
@@ -83,7 +84,19 @@ impl std::fmt::Debug for Partners {
 
 impl Partners {
     pub fn new(master: Key, state: Arc<dyn StateStore>) -> Self {
-        Partners { master, state, by_key: Mutex::new(HashMap::new()), data_keys: Mutex::new(HashMap::new()) }
+        Partners {
+            sealer: crate::sealed::Sealer::new(&master),
+            master,
+            state,
+            by_key: Mutex::new(HashMap::new()),
+            data_keys: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The opaque stand-in for an identifier (patient control number,
+    /// member id) where it would otherwise appear in a state-store key.
+    pub fn index_token(&self, identifier: &str) -> String {
+        self.sealer.index_token(identifier)
     }
 
     /// Creates a partner and its first API key; returns the key (shown once).

@@ -281,6 +281,12 @@ pub fn intake_hl7_ack(body: &[u8], transaction: &TransactionId, received: Offset
     }
 }
 
+/// The AR for a frame refused before storage (no transaction exists).
+pub fn refusal_hl7_ack(body: &[u8], why: &str, now: OffsetDateTime) -> String {
+    let control = format!("r{}", crypto::sha256_hex(body).get(..19).unwrap_or_default());
+    unparseable_ack(strip(body), &control, &hl7_timestamp(now), why)
+}
+
 fn unparseable_ack(b: &[u8], control: &str, stamp: &str, why: &str) -> String {
     let issue =
         hl7::Hl7Issue::segment(hl7::Severity::Error, hl7::validate::SEGMENT_SEQUENCE_ERROR, "MSH", 1, why.to_string());

@@ -142,6 +142,13 @@ async fn handle(svc: &Services, partner: &PartnerId, payload: Bytes) -> Result<S
             Ok(accept::intake_hl7_ack(&payload, &original, now))
         }
         Ok(_) => Err(ConnectionEnd::NotDurable),
+        // Not HL7 at all: answer AR with the reason, keep the connection
+        // (the sender must not resend it forever).
+        Err(accept::Refusal::BadRequest { detail, .. }) => {
+            metrics::counter!("clearway_mllp_acks_total", "kind" => "AR").increment(1);
+            tracing::info!(partner = %partner, "mllp frame refused: not an HL7 message");
+            Ok(accept::refusal_hl7_ack(&payload, &detail, time::OffsetDateTime::now_utc()))
+        }
         Err(r) => {
             tracing::warn!(partner = %partner, refusal = ?r, "mllp message not accepted");
             Err(ConnectionEnd::NotDurable)

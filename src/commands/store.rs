@@ -42,10 +42,11 @@ impl Store {
         let local = clearway_local::Local::open(dir)
             .map_err(|e| anyhow::anyhow!("{}", clearway_core::error::chain(&e)))
             .with_context(|| format!("cannot open the store in {}", dir.display()))?;
-        let ports = local.ports();
         let master = load_master_key(dir, config.master_key.as_ref())
             .map_err(|e| anyhow::anyhow!("{}", clearway_core::error::chain(&e)))
             .context("cannot load the master key")?;
+        // Every state value is sealed before it reaches the backend.
+        let ports = clearway_core::sealed::Sealer::new(&master).seal_ports(local.ports());
         let partners = Arc::new(Partners::new(master, ports.state.clone()));
         Ok(Store { local, ports, partners })
     }

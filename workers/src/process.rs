@@ -22,7 +22,7 @@ use clearway_formats::report::Issue;
 use clearway_formats::x12::build::{self, ClaimAck, ClaimDecision, Controls, Source};
 use clearway_formats::x12::{AnalyzeOptions, Document, analyze, edits};
 use clearway_formats::{fhir, hl7};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use time::{OffsetDateTime, PrimitiveDateTime};
 
@@ -53,6 +53,12 @@ impl ProcessError {
             ProcessError::Port(e) => clearway_core::error::chain(e),
             other => other.to_string(),
         }
+    }
+
+    /// Our own rate limit said "not yet": not the transaction's fault, so it
+    /// does not count towards dead-lettering.
+    pub fn is_throttled(&self) -> bool {
+        matches!(self, ProcessError::Route(crate::route::RouteError::Throttled))
     }
 }
 
@@ -153,8 +159,9 @@ impl Processor {
         let clearinghouse =
             (self.config.workers.clearinghouse_name.clone(), self.config.workers.clearinghouse_id.clone());
         let router = self.router.clone();
+        let partners = self.partners.clone();
         let mut outcome = tokio::task::spawn_blocking(move || match format {
-            Format::X12 => x12(&payload, &id, at, &clearinghouse, &router),
+            Format::X12 => x12(&payload, &id, at, &clearinghouse, &router, &partners),
             Format::Hl7 => hl7_messages(&payload, &id, received),
             Format::Fhir => fhir_resource(&payload, &id, received, &router),
         })
@@ -164,8 +171,8 @@ impl Processor {
         // Route the claims that were accepted, skipping those already done.
         let claim_records = self.route_claims(&record, &mut outcome).await?;
 
-        let acks = self.store_acks(&record, &outcome, received).await?;
-        for chunk in outcome.writes.chunks(MAX_WRITE_OPS) {
+        let acks = self.store_acks(&record, &outcome, attempt).await?;
+        for chunk in last_write_wins(std::mem::take(&mut outcome.writes)).chunks(MAX_WRITE_OPS) {
             self.ports.state.write(chunk.to_vec()).await?;
         }
         self.index_claims(&record, &claim_records).await?;
@@ -279,7 +286,7 @@ impl Processor {
                 "receivedAt": record.received_at,
             });
             ops.push(WriteOp::Put {
-                key: Key::new(Table::Claims, format!("pcn:{}", c.patient_control_number.expose()), &c.id),
+                key: Key::new(Table::Claims, pcn_partition(&self.partners, c.patient_control_number.expose()), &c.id),
                 value: encode(&value)?,
                 expires_at: None,
                 condition: Condition::None,
@@ -298,10 +305,25 @@ impl Processor {
         &self,
         record: &TransactionRecord,
         outcome: &Outcome,
-        received: OffsetDateTime,
+        attempt: u32,
     ) -> PortResult<Vec<AckRecord>> {
-        let created = timestamp(received);
-        let created_ms = record.received_at_ms;
+        // Feed cursors follow the time acks are written, so a reader that
+        // has passed a cursor never misses a later write (up to the feed's
+        // settle window). A redelivery reuses the time of the first attempt
+        // that stored acks, so it rewrites the same feed entries instead of
+        // adding new ones.
+        let mut at = OffsetDateTime::now_utc();
+        if attempt > 1
+            && let Some(first) = outcome.acks.first()
+            && let Some(item) =
+                self.ports.state.get(&AckRecord::key(&record.id, &format!("{}-{}-1", record.id, first.kind))).await?
+            && let Ok(earlier) = decode::<AckRecord>(&item.value)
+            && let Ok(t) = OffsetDateTime::parse(&earlier.created_at, &time::format_description::well_known::Rfc3339)
+        {
+            at = t;
+        }
+        let created = timestamp(at);
+        let created_ms = (at.unix_timestamp_nanos() / 1_000_000) as i64;
         let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
         let mut records = Vec::with_capacity(outcome.acks.len());
         let mut ops = Vec::new();
@@ -423,6 +445,22 @@ impl Processor {
     }
 }
 
+/// Keeps only the last write to each key, in order: one interchange may
+/// carry the same member (or payment) twice, and a state-store batch may
+/// not write one key twice.
+fn last_write_wins(writes: Vec<WriteOp>) -> Vec<WriteOp> {
+    let key_of = |op: &WriteOp| match op {
+        WriteOp::Put { key, .. } | WriteOp::Delete { key, .. } | WriteOp::Check { key, .. } => {
+            (key.table, key.pk.clone(), key.sk.clone())
+        }
+    };
+    let mut last: HashMap<(Table, String, String), usize> = HashMap::new();
+    for (i, op) in writes.iter().enumerate() {
+        last.insert(key_of(op), i);
+    }
+    writes.into_iter().enumerate().filter(|(i, op)| last.get(&key_of(op)) == Some(i)).map(|(_, op)| op).collect()
+}
+
 fn issue_record(i: &Issue) -> IssueRecord {
     IssueRecord {
         severity: format!("{:?}", i.severity).to_lowercase(),
@@ -447,6 +485,7 @@ fn x12(
     at: PrimitiveDateTime,
     clearinghouse: &(String, String),
     router: &Router,
+    partners: &Partners,
 ) -> Outcome {
     let analysis = analyze(payload, &AnalyzeOptions::default());
     let mut out = Outcome::default();
@@ -494,8 +533,8 @@ fn x12(
                             }
                             claims.push(ClaimWork { claim: (**c).clone(), decision });
                         }
-                        Document::Enrollment(e) => out.writes.extend(coverage_writes(e)),
-                        Document::Remittance(r) => out.writes.extend(payment_writes(r, id)),
+                        Document::Enrollment(e) => out.writes.extend(coverage_writes(e, partners)),
+                        Document::Remittance(r) => out.writes.extend(payment_writes(r, id, partners)),
                         _ => {}
                     }
                 }
@@ -541,7 +580,18 @@ fn short(id: &TransactionId) -> String {
     s[s.len().saturating_sub(12)..].to_uppercase()
 }
 
-fn coverage_writes(e: &clearway_core::Enrollment) -> Vec<WriteOp> {
+/// The partition of the claim and payment indexes for a patient control
+/// number: its index token, never the number itself.
+pub fn pcn_partition(partners: &Partners, pcn: &str) -> String {
+    format!("pcn:{}", partners.index_token(pcn))
+}
+
+/// The sort key of a coverage record: the member id's index token.
+pub fn member_key(partners: &Partners, member_id: &str) -> String {
+    partners.index_token(member_id)
+}
+
+fn coverage_writes(e: &clearway_core::Enrollment, partners: &Partners) -> Vec<WriteOp> {
     let payer = e.payer_id.clone().unwrap_or_else(|| "UNKNOWN".into());
     e.members
         .iter()
@@ -549,7 +599,7 @@ fn coverage_writes(e: &clearway_core::Enrollment) -> Vec<WriteOp> {
             let member = m.member_id.expose().clone().or_else(|| m.subscriber_id.expose().clone())?;
             let value = serde_json::to_vec(&serde_json::json!({ "payerId": payer, "member": m })).ok()?;
             Some(WriteOp::Put {
-                key: Key::new(Table::Coverage, &payer, member),
+                key: Key::new(Table::Coverage, &payer, member_key(partners, &member)),
                 value: Bytes::from(value),
                 expires_at: None,
                 condition: Condition::None,
@@ -558,7 +608,7 @@ fn coverage_writes(e: &clearway_core::Enrollment) -> Vec<WriteOp> {
         .collect()
 }
 
-fn payment_writes(r: &clearway_core::Remittance, id: &TransactionId) -> Vec<WriteOp> {
+fn payment_writes(r: &clearway_core::Remittance, id: &TransactionId, partners: &Partners) -> Vec<WriteOp> {
     r.claims
         .iter()
         .enumerate()
@@ -574,7 +624,7 @@ fn payment_writes(r: &clearway_core::Remittance, id: &TransactionId) -> Vec<Writ
             Some(WriteOp::Put {
                 key: Key::new(
                     Table::Payments,
-                    format!("pcn:{}", c.patient_control_number.expose()),
+                    pcn_partition(partners, c.patient_control_number.expose()),
                     format!("{id}-{n}"),
                 ),
                 value: Bytes::from(value),
@@ -713,4 +763,25 @@ fn fhir_resource(payload: &[u8], id: &TransactionId, received: OffsetDateTime, r
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Regression: an 834 naming one member in two transaction sets failed
+    // every attempt with "two operations on one key" and was dead-lettered.
+    #[test]
+    fn repeated_keys_keep_the_last_write() {
+        let put = |sk: &str, v: &'static str| WriteOp::Put {
+            key: Key::new(Table::Coverage, "P", sk),
+            value: Bytes::from_static(v.as_bytes()),
+            expires_at: None,
+            condition: Condition::None,
+        };
+        let out = last_write_wins(vec![put("a", "1"), put("b", "2"), put("a", "3")]);
+        assert_eq!(out.len(), 2);
+        assert!(matches!(&out[0], WriteOp::Put { key, .. } if key.sk == "b"));
+        assert!(matches!(&out[1], WriteOp::Put { value, .. } if &value[..] == b"3"));
+    }
 }

@@ -36,6 +36,48 @@ async fn state_store_conformance() {
     conformance::state_store(Arc::new(l.state.clone())).await;
 }
 
+/// The sealing decorator (encryption at rest) keeps every contract, and
+/// the backend underneath never sees a plaintext value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sealed_state_and_journal_conformance() {
+    use clearway_core::ports::{Key, StateStore, Table};
+    let (_d, l) = open();
+    let master = clearway_core::crypto::Key::generate().expect("key");
+    let sealer = clearway_core::sealed::Sealer::new(&master);
+    let ports = sealer.seal_ports(l.ports());
+    conformance::state_store(ports.state.clone()).await;
+    conformance::intake_journal(ports.journal.clone(), ports.state.clone(), ports.queue.clone(), ports.blobs.clone())
+        .await;
+    let key = Key::new(Table::Coverage, "P", sealer.index_token("MEMBER123"));
+    ports
+        .state
+        .write(vec![clearway_core::ports::WriteOp::Put {
+            key: key.clone(),
+            value: bytes::Bytes::from_static(b"{\"name\":\"PLAINTEXT\"}"),
+            expires_at: None,
+            condition: clearway_core::ports::Condition::None,
+        }])
+        .await
+        .expect("write");
+    let raw = l.state.get(&key).await.expect("get").expect("present");
+    assert!(!raw.value.windows(9).any(|w| w == b"PLAINTEXT"), "the backend holds ciphertext");
+    assert!(!key.sk.contains("MEMBER123"));
+    let opened = ports.state.get(&key).await.expect("get").expect("present");
+    assert_eq!(&opened.value[..], b"{\"name\":\"PLAINTEXT\"}");
+    // A value moved to another key does not open.
+    let other = Key::new(Table::Coverage, "P", "other");
+    l.state
+        .write(vec![clearway_core::ports::WriteOp::Put {
+            key: other.clone(),
+            value: raw.value,
+            expires_at: None,
+            condition: clearway_core::ports::Condition::None,
+        }])
+        .await
+        .expect("raw write");
+    assert!(ports.state.get(&other).await.is_err());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn notifier_conformance() {
     let (_d, l) = open();

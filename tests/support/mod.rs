@@ -1,0 +1,271 @@
+//! Test harness: runs the real `clearway` binary over real TCP on ports the
+//! kernel picks, with its own data directory and log file.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_clearway");
+
+/// A scratch area: `data/` for the store, `serve.log` for the logs of every
+/// run.
+pub struct Scratch {
+    pub root: tempfile::TempDir,
+}
+
+impl Scratch {
+    pub fn new() -> Self {
+        Scratch { root: tempfile::tempdir().unwrap() }
+    }
+    pub fn data(&self) -> PathBuf {
+        self.root.path().join("data")
+    }
+    pub fn log(&self) -> PathBuf {
+        self.root.path().join("serve.log")
+    }
+    /// Adds a partner and returns its API key.
+    pub fn partner(&self, id: &str, operator: bool) -> String {
+        let mut args = vec!["partners", "add", "--id", id, "--data-dir"];
+        let data = self.data().display().to_string();
+        args.push(&data);
+        if operator {
+            args.push("--operator");
+        }
+        let out = Command::new(BIN).args(&args).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let key = String::from_utf8(out.stdout).unwrap();
+        assert_eq!(key.lines().count(), 1, "the key is alone on stdout");
+        key.trim().to_string()
+    }
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(self.log()).unwrap_or_default()
+    }
+}
+
+/// A running `clearway serve`.
+pub struct Server {
+    child: Option<Child>,
+    pub http: SocketAddr,
+    pub mllp: Option<SocketAddr>,
+}
+
+impl Server {
+    /// Starts the service; `env` adds configuration (`CLEARWAY__…`).
+    pub fn start(scratch: &Scratch, mllp_partner: Option<&str>, env: &[(&str, &str)]) -> Server {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(scratch.log()).unwrap();
+        let mut cmd = Command::new(BIN);
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--mllp-listen", "127.0.0.1:0", "--data-dir"])
+            .arg(scratch.data())
+            .env("CLEARWAY_LOG", "debug")
+            .stdout(Stdio::piped())
+            .stderr(log);
+        if let Some(p) = mllp_partner {
+            cmd.args(["--mllp-partner", p]);
+        }
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let (mut http, mut mllp) = (None, None);
+        for line in lines.by_ref() {
+            let line = line.unwrap();
+            if let Some(rest) = line.strip_prefix("clearway: http listening on http://") {
+                http = rest.split_whitespace().next().map(|a| a.parse().unwrap());
+            }
+            if let Some(rest) = line.strip_prefix("clearway: mllp listening on ") {
+                mllp = rest.split_whitespace().next().map(|a| a.parse().unwrap());
+            }
+            if line.starts_with("clearway: mllp") {
+                break;
+            }
+        }
+        // Keep draining stdout so the child never blocks on it.
+        std::thread::spawn(move || for _ in lines {});
+        Server { child: Some(child), http: http.expect("server printed its address"), mllp }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.http, path)
+    }
+
+    /// SIGTERM and wait; returns the exit status code.
+    pub fn stop(mut self) -> Option<i32> {
+        let mut child = self.child.take().unwrap();
+        Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+        child.wait().unwrap().code()
+    }
+
+    /// SIGKILL (a crash).
+    pub fn kill(mut self) {
+        let mut child = self.child.take().unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A minimal blocking HTTP/1.1 client (one request per connection), enough
+/// for tests and independent of the server's own stack.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|_| panic!("not JSON ({}): {}", self.status, String::from_utf8_lossy(&self.body)))
+    }
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+pub fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let mut head =
+        format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    parse_response(&raw)
+}
+
+fn parse_response(raw: &[u8]) -> Response {
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("a complete response head");
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status = lines.next().unwrap().split_whitespace().nth(1).unwrap().parse().unwrap();
+    let headers: Vec<(String, String)> =
+        lines.filter_map(|l| l.split_once(':').map(|(k, v)| (k.trim().to_lowercase(), v.trim().to_string()))).collect();
+    let mut body = raw[split + 4..].to_vec();
+    if headers.iter().any(|(k, v)| k == "transfer-encoding" && v.contains("chunked")) {
+        body = dechunk(&body);
+    }
+    Response { status, headers, body }
+}
+
+fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let Some(eol) = b.windows(2).position(|w| w == b"\r\n") else { return out };
+        let n = usize::from_str_radix(std::str::from_utf8(&b[..eol]).unwrap().trim(), 16).unwrap();
+        if n == 0 {
+            return out;
+        }
+        out.extend_from_slice(&b[eol + 2..eol + 2 + n]);
+        b = &b[eol + 2 + n + 2..];
+    }
+}
+
+/// A client bound to one partner's key.
+pub struct Client {
+    pub addr: SocketAddr,
+    pub key: String,
+}
+
+impl Client {
+    pub fn submit(&self, content_type: &str, body: &[u8], extra: &[(&str, &str)]) -> Response {
+        let auth = format!("Bearer {}", self.key);
+        let mut h = vec![("Authorization", auth.as_str()), ("Content-Type", content_type)];
+        h.extend_from_slice(extra);
+        request(self.addr, "POST", "/v1/transactions", &h, body)
+    }
+    pub fn get(&self, path: &str) -> Response {
+        let auth = format!("Bearer {}", self.key);
+        request(self.addr, "GET", path, &[("Authorization", auth.as_str())], b"")
+    }
+    pub fn post(&self, path: &str) -> Response {
+        let auth = format!("Bearer {}", self.key);
+        request(self.addr, "POST", path, &[("Authorization", auth.as_str())], b"")
+    }
+    /// Polls a transaction until it reaches a terminal status.
+    pub fn wait_terminal(&self, id: &str) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let r = self.get(&format!("/v1/transactions/{id}"));
+            assert_eq!(r.status, 200, "{}", r.text());
+            let v = r.json();
+            if ["accepted", "rejected", "dead_lettered"].contains(&v["status"].as_str().unwrap_or("")) {
+                return v;
+            }
+            assert!(Instant::now() < deadline, "transaction {id} stuck in {}", v["status"]);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    /// The kinds of a transaction's acks, sorted.
+    pub fn ack_kinds(&self, id: &str) -> Vec<String> {
+        let r = self.get(&format!("/v1/transactions/{id}/acks"));
+        assert_eq!(r.status, 200);
+        let mut kinds: Vec<String> =
+            r.json().as_array().unwrap().iter().map(|a| a["kind"].as_str().unwrap().to_string()).collect();
+        kinds.sort();
+        kinds
+    }
+}
+
+/// The shared public corpus (`../shared/corpus`).
+pub fn corpus() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus")
+}
+
+pub fn manifest() -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(corpus().join("manifest.json")).expect("the shared corpus");
+    serde_json::from_str::<Vec<serde_json::Value>>(&text).unwrap()
+}
+
+/// MLLP framing.
+pub fn frame(msg: &[u8]) -> Vec<u8> {
+    let mut v = vec![0x0B];
+    v.extend_from_slice(msg);
+    v.extend_from_slice(&[0x1C, 0x0D]);
+    v
+}
+
+/// Reads one MLLP frame's content.
+pub fn read_frame(s: &mut TcpStream) -> Option<Vec<u8>> {
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    loop {
+        match s.read(&mut byte) {
+            Ok(0) | Err(_) => return None,
+            Ok(_) => buf.push(byte[0]),
+        }
+        if buf.ends_with(&[0x1C, 0x0D]) {
+            let start = buf.iter().position(|b| *b == 0x0B)?;
+            return Some(buf[start + 1..buf.len() - 2].to_vec());
+        }
+    }
+}
+
+/// The value of an HL7 field (`MSA`, 1) in a message.
+pub fn hl7_field(msg: &[u8], segment: &str, n: usize) -> Option<String> {
+    let text = String::from_utf8_lossy(msg);
+    let line = text.split(['\r', '\n']).find(|l| l.starts_with(segment))?;
+    line.split('|').nth(n).map(str::to_string)
+}
