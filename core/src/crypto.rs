@@ -15,9 +15,10 @@ use aws_lc_rs::{digest, hmac, rand};
 
 const MAGIC: &[u8; 3] = b"CW1";
 
-/// A 256-bit key. Debug never shows it.
+/// A 256-bit key. Debug never shows it. The AES key schedule is built
+/// once, when the key is made, not per message.
 #[derive(Clone)]
-pub struct Key(Sensitive<[u8; 32]>);
+pub struct Key(Sensitive<[u8; 32]>, std::sync::Arc<std::sync::OnceLock<LessSafeKey>>);
 
 impl std::fmt::Debug for Key {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -30,11 +31,11 @@ impl Key {
     pub fn generate() -> PortResult<Self> {
         let mut k = [0u8; 32];
         rand::fill(&mut k).map_err(|_| PortError::new(ErrorKind::Internal, "generate key"))?;
-        Ok(Key(Sensitive::new(k)))
+        Ok(Key::from_bytes(k))
     }
 
     pub fn from_bytes(bytes: [u8; 32]) -> Self {
-        Key(Sensitive::new(bytes))
+        Key(Sensitive::new(bytes), std::sync::Arc::new(std::sync::OnceLock::new()))
     }
 
     /// Reads a key written as 64 hex digits.
@@ -53,10 +54,13 @@ impl Key {
         hex::encode(self.0.expose())
     }
 
-    fn aead(&self) -> PortResult<LessSafeKey> {
+    fn aead(&self) -> PortResult<&LessSafeKey> {
+        if let Some(k) = self.1.get() {
+            return Ok(k);
+        }
         let k = UnboundKey::new(&AES_256_GCM, self.0.expose())
             .map_err(|_| PortError::new(ErrorKind::Internal, "load key"))?;
-        Ok(LessSafeKey::new(k))
+        Ok(self.1.get_or_init(|| LessSafeKey::new(k)))
     }
 
     /// Seals `plaintext` with associated data `aad`.

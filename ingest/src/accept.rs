@@ -344,13 +344,9 @@ pub async fn accept(svc: &Services, sub: Submission) -> Result<Outcome, Refusal>
     let msh_key = checked.message.as_ref().map(|(a, f, m)| dedupe_key(partner, DedupeKind::Message(a, f, m)));
     let hash_key = dedupe_key(partner, DedupeKind::ContentHash(&body_hash));
 
-    // Known already? (Checked before storing anything; the commit's
-    // conditions make the answer race-free.)
-    if let Some(o) =
-        find_duplicate(svc, &sub, &checked, &idem_key, &isa_key, &msh_key, &hash_key, &body_hash, now).await?
-    {
-        return Ok(o);
-    }
+    // Duplicates are not looked up first: the commit's conditions
+    // (`NotExists` on every dedupe key) find them race-free, and only then
+    // is the original looked up. The common case costs no reads.
 
     let id = TransactionId::new();
     let blob_key = BlobKey::for_transaction(partner, now.date(), &id);
@@ -396,12 +392,20 @@ pub async fn accept(svc: &Services, sub: Submission) -> Result<Outcome, Refusal>
         expires_at: None,
         condition: Condition::NotExists,
     }];
-    writes.push(WriteOp::Put {
-        key: hash_key.clone(),
-        value: encode(&dedupe(None)),
-        expires_at: until(d.content_window),
-        condition: Condition::NotExists,
-    });
+    // Identical content has an identical ISA13 or MSH-10, so for an
+    // interchange or a single HL7 message the control-number key already
+    // catches it (and answers with the standard duplicate response); the
+    // content hash is the key only for what has no control number. (It
+    // is also the most expensive key to store: random, so it dirties a
+    // fresh B-tree page per submission.)
+    if isa_key.is_none() && msh_key.is_none() {
+        writes.push(WriteOp::Put {
+            key: hash_key.clone(),
+            value: encode(&dedupe(None)),
+            expires_at: until(d.content_window),
+            condition: Condition::NotExists,
+        });
+    }
     if let Some(k) = &isa_key {
         writes.push(WriteOp::Put {
             key: k.clone(),
@@ -442,7 +446,7 @@ pub async fn accept(svc: &Services, sub: Submission) -> Result<Outcome, Refusal>
             Ok(Outcome::Accepted { record: Box::new(record), hl7_ack })
         }
         Err(e) if e.kind() == ErrorKind::PreconditionFailed => {
-            // Lost a race with an identical submission: answer as a duplicate.
+            // A dedupe key exists: answer as the duplicate it is.
             match find_duplicate(svc, &sub, &checked, &idem_key, &isa_key, &msh_key, &hash_key, &body_hash, now).await?
             {
                 Some(o) => Ok(o),

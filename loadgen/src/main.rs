@@ -1,0 +1,561 @@
+//! `clearway-loadgen`: drives Clearway for the benchmarks in
+//! `docs/BENCHMARKS.md` (run through `scripts/bench`).
+//!
+//! - `http`: POSTs small synthetic 837P interchanges (each with a fresh
+//!   ISA13, so none is a duplicate) over keep-alive connections, either as
+//!   fast as the server answers (closed loop) or at a fixed rate (open loop,
+//!   latency measured from the *scheduled* send time, so a stalled server is
+//!   not hidden by the generator waiting for it).
+//! - `mllp`: ADT messages over MLLP connections, each waiting for its ACK.
+//! - `e2e`: interchanges of several claims at a fixed claim rate while
+//!   following the acknowledgement feed; reports accept → 999 and 277CA
+//!   visible.
+//! - `bare`: a hyper server answering `200 OK` to everything: the ceiling
+//!   the intake is compared with.
+//! - `fsync`: the latency of a 4 KiB write + fdatasync on a directory.
+//!
+//! Every mode prints one JSON object on standard output.
+
+use anyhow::{Context, bail};
+use bytes::Bytes;
+use clap::{Parser, Subcommand};
+use hdrhistogram::Histogram;
+use http_body_util::{BodyExt, Full};
+use hyper::Request;
+use hyper_util::rt::TokioIo;
+use serde_json::json;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+#[derive(Debug, Parser)]
+#[command(name = "clearway-loadgen")]
+struct Cli {
+    #[command(subcommand)]
+    mode: Mode,
+}
+
+#[derive(Debug, Subcommand)]
+enum Mode {
+    /// HTTP intake load.
+    Http {
+        #[arg(long)]
+        addr: SocketAddr,
+        #[arg(long, default_value = "")]
+        key: String,
+        #[arg(long, default_value_t = 64)]
+        connections: usize,
+        #[arg(long, default_value_t = 10)]
+        duration_secs: u64,
+        /// Requests per second (open loop); omit for as fast as possible.
+        #[arg(long)]
+        rate: Option<f64>,
+        /// Claims per interchange.
+        #[arg(long, default_value_t = 1)]
+        claims: usize,
+        /// First ISA13 to use (runs against one store must not overlap).
+        #[arg(long, default_value_t = 1)]
+        first_control: u64,
+    },
+    /// MLLP load.
+    Mllp {
+        #[arg(long)]
+        addr: SocketAddr,
+        #[arg(long, default_value_t = 16)]
+        connections: usize,
+        #[arg(long, default_value_t = 10)]
+        duration_secs: u64,
+        #[arg(long, default_value_t = 1)]
+        first_control: u64,
+    },
+    /// Accept → acknowledgements visible, at a fixed claim rate.
+    E2e {
+        #[arg(long)]
+        addr: SocketAddr,
+        #[arg(long)]
+        key: String,
+        #[arg(long, default_value_t = 5000.0)]
+        claims_per_sec: f64,
+        #[arg(long, default_value_t = 10)]
+        claims: usize,
+        #[arg(long, default_value_t = 16)]
+        connections: usize,
+        #[arg(long, default_value_t = 20)]
+        duration_secs: u64,
+        #[arg(long, default_value_t = 1)]
+        first_control: u64,
+    },
+    /// A bare hyper server answering 200 OK.
+    Bare {
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: SocketAddr,
+    },
+    /// fdatasync latency of 4 KiB writes in a directory.
+    Fsync {
+        #[arg(long)]
+        dir: std::path::PathBuf,
+        #[arg(long, default_value_t = 500)]
+        count: usize,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let out = rt.block_on(async {
+        match cli.mode {
+            Mode::Http { addr, key, connections, duration_secs, rate, claims, first_control } => {
+                let t = Template::x12(claims)?;
+                http(addr, key, connections, Duration::from_secs(duration_secs), rate, Arc::new(t), first_control).await
+            }
+            Mode::Mllp { addr, connections, duration_secs, first_control } => {
+                mllp(addr, connections, Duration::from_secs(duration_secs), first_control).await
+            }
+            Mode::E2e { addr, key, claims_per_sec, claims, connections, duration_secs, first_control } => {
+                let t = Template::x12(claims)?;
+                e2e(
+                    addr,
+                    key,
+                    claims_per_sec,
+                    Arc::new(t),
+                    connections,
+                    Duration::from_secs(duration_secs),
+                    first_control,
+                )
+                .await
+            }
+            Mode::Bare { listen } => bare(listen).await,
+            Mode::Fsync { dir, count } => fsync(&dir, count),
+        }
+    })?;
+    println!("{out}");
+    Ok(())
+}
+
+// ------------------------------------------------------------ payloads --
+
+/// A synthetic 837P whose ISA13/IEA02 are patched per request.
+struct Template {
+    body: Vec<u8>,
+    isa13: std::ops::Range<usize>,
+    iea02: std::ops::Range<usize>,
+    claims: usize,
+}
+
+impl Template {
+    fn x12(claims: usize) -> anyhow::Result<Self> {
+        let mut body = Vec::new();
+        clearway_formats::x12::synth::write(&mut body, clearway_formats::x12::synth::Kind::Professional837, claims, 7)?;
+        // ISA is fixed width: ISA13 is bytes 90..99.
+        let isa13 = 90..99;
+        let iea = body.windows(4).rposition(|w| w == b"IEA*").context("IEA")?;
+        let start = iea + 4 + body[iea + 4..].iter().position(|b| *b == b'*').context("IEA01")? + 1;
+        let iea02 = start..start + 9;
+        if body[isa13.clone()] != body[iea02.clone()] {
+            bail!("template envelope not as expected");
+        }
+        Ok(Template { body, isa13, iea02, claims })
+    }
+
+    fn with_control(&self, n: u64) -> Bytes {
+        let mut b = self.body.clone();
+        let digits = format!("{:09}", n % 1_000_000_000);
+        b[self.isa13.clone()].copy_from_slice(digits.as_bytes());
+        b[self.iea02.clone()].copy_from_slice(digits.as_bytes());
+        Bytes::from(b)
+    }
+}
+
+// ---------------------------------------------------------------- http --
+
+type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+
+async fn connect(addr: SocketAddr) -> anyhow::Result<Sender> {
+    let stream = tokio::net::TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(sender)
+}
+
+/// One POST; returns the status and body.
+async fn post(sender: &mut Sender, addr: SocketAddr, key: &str, body: Bytes) -> anyhow::Result<(u16, Bytes)> {
+    sender.ready().await?;
+    let req = Request::post("/v1/transactions")
+        .header("host", addr.to_string())
+        .header("authorization", format!("Bearer {key}"))
+        .header("content-type", "application/edi-x12")
+        .body(Full::new(body))?;
+    let resp = sender.send_request(req).await?;
+    let status = resp.status().as_u16();
+    let body = resp.into_body().collect().await?.to_bytes();
+    Ok((status, body))
+}
+
+#[derive(Default)]
+struct Tally {
+    statuses: HashMap<u16, u64>,
+    errors: u64,
+}
+
+fn histogram() -> Histogram<u64> {
+    // 1 µs .. 60 s, 3 significant digits.
+    Histogram::new_with_bounds(1, 60_000_000, 3)
+        .unwrap_or_else(|_| Histogram::new(3).unwrap_or_else(|_| unreachable!()))
+}
+
+fn latency_json(h: &Histogram<u64>) -> serde_json::Value {
+    let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+    json!({ "p50_ms": ms(0.5), "p90_ms": ms(0.9), "p99_ms": ms(0.99), "p999_ms": ms(0.999), "max_ms": h.max() as f64 / 1000.0 })
+}
+
+async fn http(
+    addr: SocketAddr,
+    key: String,
+    connections: usize,
+    duration: Duration,
+    rate: Option<f64>,
+    template: Arc<Template>,
+    first_control: u64,
+) -> anyhow::Result<serde_json::Value> {
+    let counter = Arc::new(AtomicU64::new(first_control));
+    let started = Instant::now();
+    let deadline = started + duration;
+    let mut tasks = Vec::new();
+    for c in 0..connections {
+        let (key, counter, template) = (key.clone(), counter.clone(), template.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut h = histogram();
+            let mut tally = Tally::default();
+            let Ok(mut sender) = connect(addr).await else {
+                tally.errors += 1;
+                return (h, tally);
+            };
+            // Open loop: this connection's share of the rate, staggered.
+            let interval = rate.map(|r| Duration::from_secs_f64(connections as f64 / r));
+            let mut next =
+                Instant::now() + interval.map_or(Duration::ZERO, |i| i.mul_f64(c as f64 / connections as f64));
+            loop {
+                if interval.is_some() {
+                    let now = Instant::now();
+                    if next > now {
+                        tokio::time::sleep(next - now).await;
+                    }
+                    if next >= deadline {
+                        break;
+                    }
+                } else if Instant::now() >= deadline {
+                    break;
+                }
+                let scheduled = if interval.is_some() { next } else { Instant::now() };
+                let body = template.with_control(counter.fetch_add(1, Ordering::Relaxed));
+                match post(&mut sender, addr, &key, body).await {
+                    Ok((status, _)) => {
+                        *tally.statuses.entry(status).or_default() += 1;
+                        let _ = h.record(scheduled.elapsed().as_micros().max(1) as u64);
+                    }
+                    Err(_) => {
+                        tally.errors += 1;
+                        match connect(addr).await {
+                            Ok(s) => sender = s,
+                            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                        }
+                    }
+                }
+                if let Some(i) = interval {
+                    next += i;
+                }
+            }
+            (h, tally)
+        }));
+    }
+    let mut all = histogram();
+    let mut statuses: HashMap<u16, u64> = HashMap::new();
+    let mut errors = 0;
+    for t in tasks {
+        let (h, tally) = t.await?;
+        all.add(&h)?;
+        for (s, n) in tally.statuses {
+            *statuses.entry(s).or_default() += n;
+        }
+        errors += tally.errors;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let ok = statuses.get(&202).copied().unwrap_or(0) + statuses.get(&200).copied().unwrap_or(0);
+    Ok(json!({
+        "mode": "http",
+        "connections": connections,
+        "offered_per_sec": rate,
+        "claims_per_request": template.claims,
+        "seconds": elapsed,
+        "requests": all.len(),
+        "ok": ok,
+        "ok_per_sec": ok as f64 / elapsed,
+        "statuses": statuses.iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
+        "errors": errors,
+        "latency": latency_json(&all),
+        "next_control": counter.load(Ordering::Relaxed),
+    }))
+}
+
+// ---------------------------------------------------------------- mllp --
+
+fn adt(control: u64) -> Vec<u8> {
+    let msg = format!(
+        "MSH|^~\\&|LOADGEN|BENCH|CLEARWAY|HUB|20240101120000||ADT^A01^ADT_A01|LG{control}|P|2.5.1\r\
+         EVN|A01|20240101120000\r\
+         PID|1||{control}^^^BENCH^MR||DOE^JANE||19800101|F\r\
+         PV1|1|I\r"
+    );
+    let mut f = Vec::with_capacity(msg.len() + 3);
+    f.push(0x0B);
+    f.extend_from_slice(msg.as_bytes());
+    f.extend_from_slice(&[0x1C, 0x0D]);
+    f
+}
+
+async fn mllp(
+    addr: SocketAddr,
+    connections: usize,
+    duration: Duration,
+    first_control: u64,
+) -> anyhow::Result<serde_json::Value> {
+    let counter = Arc::new(AtomicU64::new(first_control));
+    let started = Instant::now();
+    let deadline = started + duration;
+    let mut tasks = Vec::new();
+    for _ in 0..connections {
+        let counter = counter.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut h = histogram();
+            let (mut acks, mut errors, mut non_aa) = (0u64, 0u64, 0u64);
+            let Ok(mut s) = tokio::net::TcpStream::connect(addr).await else { return (h, acks, non_aa, 1) };
+            let _ = s.set_nodelay(true);
+            let mut buf = Vec::with_capacity(4096);
+            let mut chunk = [0u8; 4096];
+            'outer: while Instant::now() < deadline {
+                let t = Instant::now();
+                if s.write_all(&adt(counter.fetch_add(1, Ordering::Relaxed))).await.is_err() {
+                    errors += 1;
+                    break;
+                }
+                buf.clear();
+                loop {
+                    match s.read(&mut chunk).await {
+                        Ok(0) | Err(_) => {
+                            errors += 1;
+                            break 'outer;
+                        }
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                    if buf.ends_with(&[0x1C, 0x0D]) {
+                        break;
+                    }
+                }
+                let _ = h.record(t.elapsed().as_micros().max(1) as u64);
+                acks += 1;
+                if !buf.windows(6).any(|w| w == b"MSA|AA" || w == b"MSA|CA") {
+                    non_aa += 1;
+                }
+            }
+            (h, acks, non_aa, errors)
+        }));
+    }
+    let mut all = histogram();
+    let (mut acks, mut non_aa, mut errors) = (0, 0, 0);
+    for t in tasks {
+        let (h, a, n, e) = t.await?;
+        all.add(&h)?;
+        acks += a;
+        non_aa += n;
+        errors += e;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    Ok(json!({
+        "mode": "mllp", "connections": connections, "seconds": elapsed, "acks": acks,
+        "acks_per_sec": acks as f64 / elapsed, "not_aa": non_aa, "errors": errors, "latency": latency_json(&all),
+        "next_control": counter.load(Ordering::Relaxed),
+    }))
+}
+
+// ----------------------------------------------------------------- e2e --
+
+async fn e2e(
+    addr: SocketAddr,
+    key: String,
+    claims_per_sec: f64,
+    template: Arc<Template>,
+    connections: usize,
+    duration: Duration,
+    first_control: u64,
+) -> anyhow::Result<serde_json::Value> {
+    // Submission time of each transaction, and the acks seen for it.
+    let sent: Arc<Mutex<HashMap<String, Instant>>> = Arc::new(Mutex::new(HashMap::new()));
+    let rate = claims_per_sec / template.claims as f64;
+    let stop = Arc::new(tokio::sync::Notify::new());
+    let follower = {
+        let (sent, key, stop) = (sent.clone(), key.clone(), stop.clone());
+        tokio::spawn(async move { follow(addr, key, sent, stop).await })
+    };
+    let counter = Arc::new(AtomicU64::new(first_control));
+    let started = Instant::now();
+    let deadline = started + duration;
+    let mut tasks = Vec::new();
+    for c in 0..connections {
+        let (key, counter, template, sent) = (key.clone(), counter.clone(), template.clone(), sent.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut refused = 0u64;
+            let Ok(mut sender) = connect(addr).await else { return refused + 1 };
+            let interval = Duration::from_secs_f64(connections as f64 / rate);
+            let mut next = Instant::now() + interval.mul_f64(c as f64 / connections as f64);
+            while next < deadline {
+                let now = Instant::now();
+                if next > now {
+                    tokio::time::sleep(next - now).await;
+                }
+                let scheduled = next;
+                let body = template.with_control(counter.fetch_add(1, Ordering::Relaxed));
+                match post(&mut sender, addr, &key, body).await {
+                    Ok((202, b)) => {
+                        if let Some(id) = serde_json::from_slice::<serde_json::Value>(&b)
+                            .ok()
+                            .and_then(|v| v["transactionId"].as_str().map(str::to_string))
+                            && let Ok(mut m) = sent.lock()
+                        {
+                            m.insert(id, scheduled);
+                        }
+                    }
+                    _ => refused += 1,
+                }
+                next += interval;
+            }
+            refused
+        }));
+    }
+    let mut refused = 0;
+    for t in tasks {
+        refused += t.await?;
+    }
+    let submitted = sent.lock().map(|m| m.len()).unwrap_or(0);
+    // Give the tail time to finish, then stop following.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    stop.notify_one();
+    let (h999, h277, complete) = follower.await??;
+    let elapsed = duration.as_secs_f64();
+    Ok(json!({
+        "mode": "e2e",
+        "claims_per_interchange": template.claims,
+        "offered_claims_per_sec": claims_per_sec,
+        "seconds": elapsed,
+        "transactions": submitted,
+        "claims": submitted * template.claims,
+        "refused": refused,
+        "completed": complete,
+        "accept_to_999": latency_json(&h999),
+        "accept_to_277ca": latency_json(&h277),
+    }))
+}
+
+type Follow = (Histogram<u64>, Histogram<u64>, u64);
+
+/// Long-polls the partner's ack feed, timing each 999 and 277CA from its
+/// transaction's scheduled submission.
+async fn follow(
+    addr: SocketAddr,
+    key: String,
+    sent: Arc<Mutex<HashMap<String, Instant>>>,
+    stop: Arc<tokio::sync::Notify>,
+) -> anyhow::Result<Follow> {
+    let (mut h999, mut h277) = (histogram(), histogram());
+    let mut done: HashMap<String, u8> = HashMap::new();
+    let mut complete = 0u64;
+    let mut sender = connect(addr).await?;
+    let mut after = String::new();
+    let stopped = stop.notified();
+    tokio::pin!(stopped);
+    loop {
+        let path = if after.is_empty() {
+            "/v1/acks?wait=1&limit=1000".to_string()
+        } else {
+            format!("/v1/acks?after={after}&wait=1&limit=1000")
+        };
+        let req = Request::get(path)
+            .header("host", addr.to_string())
+            .header("authorization", format!("Bearer {key}"))
+            .body(Full::new(Bytes::new()))?;
+        let resp = tokio::select! {
+            _ = &mut stopped => break,
+            r = async { sender.ready().await?; sender.send_request(req).await } => r?,
+        };
+        let body = resp.into_body().collect().await?.to_bytes();
+        let now = Instant::now();
+        let v: serde_json::Value = serde_json::from_slice(&body)?;
+        for a in v["acks"].as_array().into_iter().flatten() {
+            let (Some(tx), Some(kind)) = (a["transactionId"].as_str(), a["kind"].as_str()) else { continue };
+            let Some(at) = sent.lock().ok().and_then(|m| m.get(tx).copied()) else { continue };
+            let micros = now.duration_since(at).as_micros().max(1) as u64;
+            let bits = done.entry(tx.to_string()).or_default();
+            match kind {
+                "999" if *bits & 1 == 0 => {
+                    *bits |= 1;
+                    let _ = h999.record(micros);
+                }
+                "277ca" if *bits & 2 == 0 => {
+                    *bits |= 2;
+                    let _ = h277.record(micros);
+                }
+                _ => continue,
+            }
+            if *bits == 3 {
+                complete += 1;
+            }
+        }
+        if let Some(n) = v["next"].as_str() {
+            after = n.to_string();
+        }
+    }
+    Ok((h999, h277, complete))
+}
+
+// ---------------------------------------------------------------- bare --
+
+async fn bare(listen: SocketAddr) -> anyhow::Result<serde_json::Value> {
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    println!("bare listening on {}", listener.local_addr()?);
+    loop {
+        let (stream, _) = listener.accept().await?;
+        let _ = stream.set_nodelay(true);
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(|req: Request<hyper::body::Incoming>| async move {
+                // Read the body, as the real server must.
+                let _ = req.into_body().collect().await;
+                Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(Bytes::from_static(b"OK"))))
+            });
+            let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+        });
+    }
+}
+
+// --------------------------------------------------------------- fsync --
+
+fn fsync(dir: &std::path::Path, count: usize) -> anyhow::Result<serde_json::Value> {
+    use std::io::Write;
+    let path = dir.join("fsync-probe.tmp");
+    let mut f = std::fs::OpenOptions::new().create(true).write(true).truncate(true).open(&path)?;
+    let block = vec![0x5Au8; 4096];
+    let mut h = histogram();
+    for _ in 0..count {
+        let t = Instant::now();
+        f.write_all(&block)?;
+        f.sync_data()?;
+        let _ = h.record(t.elapsed().as_micros().max(1) as u64);
+    }
+    drop(f);
+    let _ = std::fs::remove_file(&path);
+    Ok(json!({ "mode": "fsync", "writes": count, "latency": latency_json(&h) }))
+}
