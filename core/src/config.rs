@@ -182,6 +182,8 @@ pub struct ServerConfig {
     pub max_in_flight: usize,
     pub max_queue_depth: u64,
     pub request_timeout: Duration,
+    /// After a shutdown signal, how long before Clearway logs that work is
+    /// still in progress. It keeps waiting: in-flight work is never cut off.
     pub shutdown_grace: Duration,
     pub feed_settle: Duration,
 }

@@ -145,11 +145,24 @@ async fn serve(config: Arc<clearway_core::config::Config>, role: Role) -> anyhow
     tracing::info!("shutting down: refusing new work, finishing work in progress");
     svc.ready.store(false, Ordering::Relaxed);
     shutdown.cancel();
-    tokio::select! {
-        _ = tasks.wait() => {}
-        _ = wait_for_signal() => {
-            tracing::warn!("second signal: exiting now; unfinished work will be redelivered after restart");
-            return Ok(ExitCode::from(130));
+    // Work in progress is never cut off: past the grace period Clearway
+    // says what it is still waiting for, and keeps waiting (a second
+    // signal, or the orchestrator's kill, ends it; un-acked work then
+    // returns by lease expiry).
+    let grace = tokio::time::sleep(config.server.shutdown_grace);
+    tokio::pin!(grace);
+    let mut warned = false;
+    loop {
+        tokio::select! {
+            _ = tasks.wait() => break,
+            _ = &mut grace, if !warned => {
+                warned = true;
+                tracing::warn!(grace_secs = config.server.shutdown_grace.as_secs(), "shutdown grace period passed; still finishing work in progress");
+            }
+            _ = wait_for_signal() => {
+                tracing::warn!("second signal: exiting now; unfinished work will be redelivered after restart");
+                return Ok(ExitCode::from(130));
+            }
         }
     }
     drop(svc);

@@ -38,6 +38,11 @@ pub struct Store {
 
 impl Store {
     pub fn open(config: &Config) -> anyhow::Result<Self> {
+        if let config::Backend::Aws(_) = config.backend {
+            anyhow::bail!(
+                "backend.kind = \"aws\" is not available in this build yet; use the embedded backend (\"local\")"
+            );
+        }
         let dir = &config.server.data_dir;
         let local = clearway_local::Local::open(dir)
             .map_err(|e| anyhow::anyhow!("{}", clearway_core::error::chain(&e)))

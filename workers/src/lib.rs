@@ -79,12 +79,38 @@ impl Workers {
                     continue;
                 }
             };
+            // Messages waiting their turn keep their leases too, so a long
+            // transaction at the head of a batch does not get the rest
+            // redelivered to another worker.
+            let waiting: Arc<std::sync::Mutex<Vec<Receipt>>> =
+                Arc::new(std::sync::Mutex::new(messages.iter().skip(1).map(|m| m.receipt.clone()).collect()));
+            let keeper = (messages.len() > 1).then(|| {
+                let (queue, waiting) = (queue.clone(), waiting.clone());
+                tokio::spawn(async move {
+                    loop {
+                        tokio::time::sleep(lease / 3).await;
+                        let receipts: Vec<Receipt> = waiting.lock().map(|w| w.clone()).unwrap_or_default();
+                        if receipts.is_empty() {
+                            break;
+                        }
+                        for r in &receipts {
+                            let _ = queue.extend(r, lease).await;
+                        }
+                    }
+                })
+            });
             let mut rest = messages.into_iter();
             for m in rest.by_ref() {
+                if let Ok(mut w) = waiting.lock() {
+                    w.retain(|r| r != &m.receipt);
+                }
                 self.handle(m).await;
                 if shutdown.is_cancelled() {
                     break;
                 }
+            }
+            if let Some(k) = keeper {
+                k.abort();
             }
             // Received but not started: give them back now.
             for m in rest {

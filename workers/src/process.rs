@@ -25,6 +25,7 @@ use clearway_formats::{fhir, hl7};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use time::{OffsetDateTime, PrimitiveDateTime};
+use tracing::Instrument;
 
 /// Largest payload a worker reads (the intake bound is lower).
 pub const MAX_PAYLOAD_BYTES: u64 = 1 << 30;
@@ -123,14 +124,23 @@ impl Processor {
             tracing::warn!(transaction_id = %ptr.transaction, "pointer to a missing transaction dropped");
             return Ok(());
         };
-        let mut record: TransactionRecord = decode(&item.value)?;
-        let mut version = item.version;
+        let record: TransactionRecord = decode(&item.value)?;
+        let version = item.version;
         if record.status.is_terminal() {
             return Ok(());
         }
         let span = tracing::info_span!("process", transaction_id = %record.id, partner = %record.partner, format = record.format.as_str(), attempt);
-        let _enter = span.enter();
-        drop(_enter);
+        self.process_record(key, record, version, attempt).instrument(span).await
+    }
+
+    /// Processes a non-terminal transaction record at `version`.
+    async fn process_record(
+        &self,
+        key: Key,
+        mut record: TransactionRecord,
+        mut version: u64,
+        attempt: u32,
+    ) -> Result<(), ProcessError> {
         if record.status != Status::Processing || record.attempts != attempt {
             record.status = Status::Processing;
             record.attempts = attempt;
@@ -171,7 +181,7 @@ impl Processor {
         // Route the claims that were accepted, skipping those already done.
         let claim_records = self.route_claims(&record, &mut outcome).await?;
 
-        let acks = self.store_acks(&record, &outcome, attempt).await?;
+        let acks = self.store_acks(&record, &outcome).await?;
         for chunk in last_write_wins(std::mem::take(&mut outcome.writes)).chunks(MAX_WRITE_OPS) {
             self.ports.state.write(chunk.to_vec()).await?;
         }
@@ -185,6 +195,11 @@ impl Processor {
         record.documents = outcome.documents;
         record.failure = None;
         record.updated_at = timestamp(OffsetDateTime::now_utc());
+        // Published before the record turns terminal: a crash between the
+        // two republishes on redelivery (events carry stable ids), whereas
+        // the other order would lose the events, since a terminal record
+        // is never processed again.
+        self.publish(&record.partner, &acks).await?;
         self.ports
             .state
             .write(vec![WriteOp::Put {
@@ -194,7 +209,6 @@ impl Processor {
                 condition: Condition::Version(version),
             }])
             .await?;
-        self.publish(&record.partner, &acks).await?;
         self.feed.notify_waiters();
         metrics::counter!("clearway_transactions_processed_total", "format" => record.format.as_str(), "status" => record.status.as_str())
             .increment(1);
@@ -301,20 +315,15 @@ impl Processor {
         Ok(())
     }
 
-    async fn store_acks(
-        &self,
-        record: &TransactionRecord,
-        outcome: &Outcome,
-        attempt: u32,
-    ) -> PortResult<Vec<AckRecord>> {
+    async fn store_acks(&self, record: &TransactionRecord, outcome: &Outcome) -> PortResult<Vec<AckRecord>> {
         // Feed cursors follow the time acks are written, so a reader that
         // has passed a cursor never misses a later write (up to the feed's
-        // settle window). A redelivery reuses the time of the first attempt
-        // that stored acks, so it rewrites the same feed entries instead of
-        // adding new ones.
+        // settle window). A redelivery (or a dead-letter replay, which
+        // starts the attempt count again) reuses the time of the first
+        // attempt that stored acks, so it rewrites the same feed entries
+        // instead of adding new ones.
         let mut at = OffsetDateTime::now_utc();
-        if attempt > 1
-            && let Some(first) = outcome.acks.first()
+        if let Some(first) = outcome.acks.first()
             && let Some(item) =
                 self.ports.state.get(&AckRecord::key(&record.id, &format!("{}-{}-1", record.id, first.kind))).await?
             && let Ok(earlier) = decode::<AckRecord>(&item.value)

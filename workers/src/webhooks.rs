@@ -26,13 +26,22 @@ use tokio_util::sync::CancellationToken;
 
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
+/// Most partners whose endpoints are called at the same time.
+const MAX_CONCURRENT_PARTNERS: usize = 32;
+/// Feed entries read per page.
+const PAGE: usize = 100;
+
 /// The dispatcher.
 pub struct Webhooks {
+    inner: Arc<Inner>,
+    retry: HashMap<PartnerId, (Instant, Duration)>,
+}
+
+struct Inner {
     ports: Ports,
     partners: Arc<Partners>,
     http: reqwest::Client,
     settle: Duration,
-    retry: HashMap<PartnerId, (Instant, Duration)>,
 }
 
 impl std::fmt::Debug for Webhooks {
@@ -52,11 +61,11 @@ impl Webhooks {
             .connect_timeout(Duration::from_secs(5))
             .build()
             .unwrap_or_else(|_| reqwest::Client::new());
-        Webhooks { ports, partners, http, settle, retry: HashMap::new() }
+        Webhooks { inner: Arc::new(Inner { ports, partners, http, settle }), retry: HashMap::new() }
     }
 
     /// Delivers until `shutdown`, waking when `feed` is notified or every
-    /// second.
+    /// second. A delivery in progress is finished, not cancelled.
     pub async fn run(mut self, feed: Arc<tokio::sync::Notify>, shutdown: CancellationToken) {
         while !shutdown.is_cancelled() {
             if let Err(e) = self.tick().await {
@@ -64,97 +73,129 @@ impl Webhooks {
             }
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                _ = feed.notified() => tokio::time::sleep(self.settle).await,
+                _ = feed.notified() => tokio::time::sleep(self.inner.settle).await,
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
             }
         }
     }
 
-    /// One pass over the partners with webhooks.
+    /// One pass over the partners with webhooks: each partner's endpoint is
+    /// called on its own task (up to [`MAX_CONCURRENT_PARTNERS`] at once),
+    /// so a slow or failing endpoint holds up only its own partner.
     pub async fn tick(&mut self) -> PortResult<()> {
-        for p in self.partners.list().await? {
-            if p.revoked || p.webhook_url.is_none() {
-                continue;
-            }
-            if self.retry.get(&p.id).is_some_and(|(at, _)| Instant::now() < *at) {
-                continue;
-            }
-            match self.deliver_partner(&p).await {
+        let now = Instant::now();
+        let due: Vec<PartnerRecord> = self
+            .inner
+            .partners
+            .list()
+            .await?
+            .into_iter()
+            .filter(|p| !p.revoked && p.webhook_url.is_some())
+            .filter(|p| self.retry.get(&p.id).is_none_or(|(at, _)| now >= *at))
+            .collect();
+        let limit = Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_PARTNERS));
+        let mut running = tokio::task::JoinSet::new();
+        for p in due {
+            let (inner, limit) = (self.inner.clone(), limit.clone());
+            running.spawn(async move {
+                let _permit = limit.acquire_owned().await;
+                let result = inner.deliver_partner(&p).await;
+                (p.id, result)
+            });
+        }
+        while let Some(joined) = running.join_next().await {
+            let Ok((id, result)) = joined else { continue };
+            match result {
                 Ok(()) => {
-                    self.retry.remove(&p.id);
+                    self.retry.remove(&id);
                 }
                 Err(why) => {
-                    let next = self.retry.get(&p.id).map_or(Duration::from_secs(1), |(_, d)| (*d * 2).min(MAX_BACKOFF));
-                    tracing::info!(partner = %p.id, reason = %why, retry_in_secs = next.as_secs(), "webhook delivery failed");
+                    let next = self.retry.get(&id).map_or(Duration::from_secs(1), |(_, d)| (*d * 2).min(MAX_BACKOFF));
+                    tracing::info!(partner = %id, reason = %why, retry_in_secs = next.as_secs(), "webhook delivery failed");
                     metrics::counter!("clearway_webhook_failures_total").increment(1);
-                    self.retry.insert(p.id.clone(), (Instant::now() + next, next));
+                    self.retry.insert(id, (Instant::now() + next, next));
                 }
             }
         }
         Ok(())
     }
+}
 
+impl Inner {
+    /// Delivers the partner's settled feed entries after its cursor, in
+    /// order, until none is left or one fails.
     async fn deliver_partner(&self, p: &PartnerRecord) -> Result<(), String> {
         let url = p.webhook_url.clone().unwrap_or_default();
         let secret = self.partners.webhook_secret(p).map_err(|e| e.to_string())?.ok_or("no webhook secret")?;
-        let (cursor, version) = match self.ports.state.get(&cursor_key(&p.id)).await.map_err(|e| e.to_string())? {
-            Some(item) => (String::from_utf8_lossy(&item.value).into_owned(), Some(item.version)),
-            None => (String::new(), None),
-        };
-        let after = (!cursor.is_empty()).then_some(cursor.as_str());
-        let page =
-            self.ports.state.query(Table::AckFeed, p.id.as_str(), after, 100).await.map_err(|e| e.to_string())?;
-        let horizon = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
-            - self.settle.as_millis() as i64;
-        let mut last = None;
-        for (_, item) in page {
-            let Ok(entry) = serde_json::from_slice::<FeedEntry>(&item.value) else { continue };
-            if entry.cursor.get(..13).and_then(|t| t.parse::<i64>().ok()).is_none_or(|t| t > horizon) {
-                break;
+        let (mut cursor, mut version) =
+            match self.ports.state.get(&cursor_key(&p.id)).await.map_err(|e| e.to_string())? {
+                Some(item) => (String::from_utf8_lossy(&item.value).into_owned(), Some(item.version)),
+                None => (String::new(), None),
+            };
+        loop {
+            let after = (!cursor.is_empty()).then_some(cursor.as_str());
+            let page =
+                self.ports.state.query(Table::AckFeed, p.id.as_str(), after, PAGE).await.map_err(|e| e.to_string())?;
+            let full = page.len() == PAGE;
+            let horizon = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+                - self.settle.as_millis() as i64;
+            let mut settled_all = true;
+            for (_, item) in page {
+                let Ok(entry) = serde_json::from_slice::<FeedEntry>(&item.value) else { continue };
+                if entry.cursor.get(..13).and_then(|t| t.parse::<i64>().ok()).is_none_or(|t| t > horizon) {
+                    settled_all = false;
+                    break;
+                }
+                self.post(&url, secret.expose(), &entry).await?;
+                metrics::counter!("clearway_webhook_deliveries_total").increment(1);
+                // Advance after each event, so a failure later does not
+                // resend what was delivered.
+                self.save_cursor(&p.id, &entry.cursor, version).await?;
+                version = Some(version.map_or(1, |v| v + 1));
+                cursor = entry.cursor;
             }
-            let ack = self
-                .ports
-                .state
-                .get(&AckRecord::key(&entry.transaction, &entry.ack_id))
-                .await
-                .map_err(|e| e.to_string())?
-                .and_then(|i| serde_json::from_slice::<AckRecord>(&i.value).ok());
-            let body = serde_json::json!({
-                "id": entry.ack_id,
-                "type": "acknowledgement",
-                "kind": entry.kind,
-                "transactionId": entry.transaction,
-                "createdAt": entry.created_at,
-                "contentType": ack.as_ref().map(|a| a.content_type.clone()),
-                "acknowledgement": ack.map(|a| a.body),
-            })
-            .to_string();
-            let ts = time::OffsetDateTime::now_utc().unix_timestamp();
-            let sig = crypto::webhook_signature(secret.expose(), ts, body.as_bytes());
-            let resp = self
-                .http
-                .post(&url)
-                .header("content-type", "application/json")
-                .header("clearway-event-id", entry.ack_id.as_str())
-                .header("clearway-timestamp", ts.to_string())
-                .header("clearway-signature", format!("v1={sig}"))
-                .body(body)
-                .send()
-                .await
-                .map_err(|e| {
-                    if e.is_timeout() { "endpoint timed out".to_string() } else { "endpoint unreachable".to_string() }
-                })?;
-            if !resp.status().is_success() {
-                return Err(format!("endpoint answered {}", resp.status().as_u16()));
+            if !full || !settled_all {
+                return Ok(());
             }
-            metrics::counter!("clearway_webhook_deliveries_total").increment(1);
-            last = Some(entry.cursor);
-            // Advance after each event, so a failure later does not resend
-            // what was delivered.
-            self.save_cursor(&p.id, last.as_deref().unwrap_or_default(), version).await?;
-            return Box::pin(self.deliver_partner(p)).await;
         }
-        let _ = last;
+    }
+
+    async fn post(&self, url: &str, secret: &[u8], entry: &FeedEntry) -> Result<(), String> {
+        let ack = self
+            .ports
+            .state
+            .get(&AckRecord::key(&entry.transaction, &entry.ack_id))
+            .await
+            .map_err(|e| e.to_string())?
+            .and_then(|i| serde_json::from_slice::<AckRecord>(&i.value).ok());
+        let body = serde_json::json!({
+            "id": entry.ack_id,
+            "type": "acknowledgement",
+            "kind": entry.kind,
+            "transactionId": entry.transaction,
+            "createdAt": entry.created_at,
+            "contentType": ack.as_ref().map(|a| a.content_type.clone()),
+            "acknowledgement": ack.map(|a| a.body),
+        })
+        .to_string();
+        let ts = time::OffsetDateTime::now_utc().unix_timestamp();
+        let sig = crypto::webhook_signature(secret, ts, body.as_bytes());
+        let resp = self
+            .http
+            .post(url)
+            .header("content-type", "application/json")
+            .header("clearway-event-id", entry.ack_id.as_str())
+            .header("clearway-timestamp", ts.to_string())
+            .header("clearway-signature", format!("v1={sig}"))
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| {
+                if e.is_timeout() { "endpoint timed out".to_string() } else { "endpoint unreachable".to_string() }
+            })?;
+        if !resp.status().is_success() {
+            return Err(format!("endpoint answered {}", resp.status().as_u16()));
+        }
         Ok(())
     }
 
