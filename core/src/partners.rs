@@ -177,23 +177,44 @@ impl Partners {
             .await
     }
 
-    /// Sets the partner's webhook URL and a new signing secret; returns the
-    /// secret (shown once).
-    pub async fn set_webhook(&self, id: &PartnerId, url: &str) -> PortResult<Sensitive<String>> {
+    /// Sets the partner's webhook URL and signing secret — the one given,
+    /// or a new random one — and returns the secret.
+    pub async fn set_webhook(
+        &self,
+        id: &PartnerId,
+        url: &str,
+        secret: Option<Sensitive<String>>,
+    ) -> PortResult<Sensitive<String>> {
         let (mut record, version) = self.get(id).await?.ok_or_else(|| PortError::not_found("set webhook"))?;
-        let secret = crypto::new_api_key()?;
+        let secret = match secret {
+            Some(s) => s,
+            None => crypto::new_api_key()?,
+        };
         let wrapped = self.master.seal(secret.expose().as_bytes(), format!("webhook|{id}").as_bytes())?;
         record.webhook_url = Some(url.to_string());
         record.webhook_secret = Some(hex::encode(wrapped));
+        self.put_record(record, version).await?;
+        Ok(secret)
+    }
+
+    /// Removes the partner's webhook.
+    pub async fn clear_webhook(&self, id: &PartnerId) -> PortResult<()> {
+        let (mut record, version) = self.get(id).await?.ok_or_else(|| PortError::not_found("clear webhook"))?;
+        record.webhook_url = None;
+        record.webhook_secret = None;
+        self.put_record(record, version).await
+    }
+
+    async fn put_record(&self, record: PartnerRecord, version: u64) -> PortResult<()> {
+        let key = PartnerRecord::key(&record.id);
         self.state
             .write(vec![WriteOp::Put {
-                key: PartnerRecord::key(id),
+                key,
                 value: json(&record)?,
                 expires_at: None,
                 condition: Condition::Version(version),
             }])
-            .await?;
-        Ok(secret)
+            .await
     }
 
     /// The webhook signing secret of a partner record.

@@ -79,6 +79,7 @@ pub fn router(svc: Arc<Services>, metrics: MetricsRender) -> Router {
         .route("/v1/transactions/{id}/acks", get(transaction_acks))
         .route("/v1/transactions/{id}/acks/{ack_id}", get(transaction_ack))
         .route("/v1/acks", get(feed))
+        .route("/v1/webhook", get(webhook_get).put(webhook_put).delete(webhook_delete))
         .route("/v1/dead-letters", get(dead_letters))
         .route("/v1/dead-letters/{id}/replay", post(replay))
         .route("/healthz", get(|| async { "ok" }))
@@ -517,6 +518,66 @@ async fn replay(
         )),
         Err(e) => Err(port_problem(&e)),
     }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WebhookBody {
+    url: String,
+    secret: Option<String>,
+}
+
+/// Longest webhook URL accepted.
+const MAX_WEBHOOK_URL_BYTES: usize = 2048;
+
+fn webhook_problem(detail: &str) -> Problem {
+    Problem::new(StatusCode::BAD_REQUEST, "invalid-webhook", "Invalid webhook", detail.to_string())
+}
+
+/// `PUT /v1/webhook`: the partner sets where its acknowledgement events go
+/// and, optionally, the signing secret (else one is generated and shown
+/// in this answer only).
+async fn webhook_put(
+    State(svc): State<Arc<Services>>,
+    Authed(p): Authed,
+    body: axum::body::Bytes,
+) -> Result<Response, Problem> {
+    let body: WebhookBody = serde_json::from_slice(&body)
+        .map_err(|_| webhook_problem("expected a JSON object with \"url\" and, optionally, \"secret\""))?;
+    let url = body.url.trim();
+    let scheme_ok = url.starts_with("https://") || url.starts_with("http://");
+    if !scheme_ok || url.len() > MAX_WEBHOOK_URL_BYTES || url.chars().any(char::is_whitespace) {
+        return Err(webhook_problem("url must be an http or https URL of at most 2048 bytes"));
+    }
+    if let Some(s) = &body.secret
+        && !(16..=256).contains(&s.len())
+    {
+        return Err(webhook_problem("secret must be 16 to 256 bytes"));
+    }
+    let chosen = body.secret.is_some();
+    let secret = svc
+        .partners
+        .set_webhook(&p.id, url, body.secret.map(clearway_core::Sensitive::new))
+        .await
+        .map_err(|e| port_problem(&e))?;
+    let mut answer = json!({ "url": url });
+    if !chosen && let Value::Object(m) = &mut answer {
+        m.insert("secret".into(), Value::String(secret.expose().clone()));
+    }
+    Ok(Json(answer).into_response())
+}
+
+/// `GET /v1/webhook`: the partner's webhook URL (never the secret).
+async fn webhook_get(State(svc): State<Arc<Services>>, Authed(p): Authed) -> Result<Json<Value>, Problem> {
+    let (record, _) = svc.partners.get(&p.id).await.map_err(|e| port_problem(&e))?.ok_or_else(Problem::not_found)?;
+    let url = record.webhook_url.ok_or_else(Problem::not_found)?;
+    Ok(Json(json!({ "url": url })))
+}
+
+/// `DELETE /v1/webhook`: stop webhook delivery (the feed stays).
+async fn webhook_delete(State(svc): State<Arc<Services>>, Authed(p): Authed) -> Result<StatusCode, Problem> {
+    svc.partners.clear_webhook(&p.id).await.map_err(|e| port_problem(&e))?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn readyz(State(svc): State<Arc<Services>>) -> Response {

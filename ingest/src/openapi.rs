@@ -1,3 +1,44 @@
 //! The OpenAPI document served at `/openapi.json`, describing every route.
 
 pub const DOCUMENT: &str = include_str!("openapi.json");
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    /// (path, method) of every `.route(...)` in the router source.
+    fn routed() -> BTreeSet<(String, String)> {
+        let src = include_str!("http.rs");
+        let mut out = BTreeSet::new();
+        for (i, _) in src.match_indices(".route(") {
+            // rustfmt may put the path on the next line.
+            let rest = src[i + 7..].trim_start();
+            let Some(rest) = rest.strip_prefix('"') else { continue };
+            let Some(end) = rest.find('"') else { continue };
+            let path = rest[..end].to_string();
+            let after = &rest[end..];
+            // The handlers: up to the next route (or the end of the chain).
+            let call = &after[..after.find(".route(").or_else(|| after.find(".fallback(")).unwrap_or(after.len())];
+            for m in ["get", "post", "put", "delete"] {
+                if call.contains(&format!("{m}(")) {
+                    out.insert((path.replace("{ack_id}", "{ackId}"), m.to_string()));
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn the_document_describes_every_route_and_only_those() {
+        let doc: serde_json::Value = serde_json::from_str(super::DOCUMENT).expect("valid JSON");
+        let mut documented = BTreeSet::new();
+        for (path, ops) in doc["paths"].as_object().expect("paths") {
+            for m in ops.as_object().expect("operations").keys() {
+                documented.insert((path.clone(), m.clone()));
+            }
+        }
+        let routes = routed();
+        assert!(routes.len() >= 12, "the route scan found only {routes:?}");
+        assert_eq!(routes, documented);
+    }
+}

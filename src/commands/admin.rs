@@ -80,7 +80,7 @@ pub fn partners(store: &StoreArgs, command: PartnersCommand) -> anyhow::Result<E
             }
             PartnersCommand::Webhook { id, url } => {
                 let id = partner_id(&id)?;
-                let secret = store.partners.set_webhook(&id, &url).await.map_err(port)?;
+                let secret = store.partners.set_webhook(&id, &url, None).await.map_err(port)?;
                 writeln!(out, "{}", secret.expose())?;
                 eprintln!("clearway: webhook set for {id}; the signing secret above is shown only once");
             }
