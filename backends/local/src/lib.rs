@@ -8,10 +8,14 @@
 //! most proven embedded store (its WAL and crash recovery are tested far
 //! beyond anything younger), the bundled build needs only a C compiler,
 //! and SQL makes the queue's visibility-timeout semantics a few statements.
+//!
+//! [`mem`] holds in-memory fakes of the same ports for unit tests; they
+//! pass the same conformance suites.
 
 pub mod blob;
 pub mod db;
 pub mod journal;
+pub mod mem;
 pub mod notify;
 pub mod queue;
 pub mod state;
@@ -19,6 +23,7 @@ pub mod state;
 pub use blob::SqliteBlobStore;
 pub use db::Db;
 pub use journal::SqliteIntakeJournal;
+pub use mem::{Mem, MemBlobStore, MemIntakeJournal, MemNotifier, MemStateStore, MemWorkQueue};
 pub use notify::SqliteNotifier;
 pub use queue::SqliteWorkQueue;
 pub use state::SqliteStateStore;

@@ -154,3 +154,43 @@ async fn orphan_blob_files_are_swept() {
     std::fs::write(d.path().join("blobs").join("orphan"), b"x").expect("write orphan");
     assert_eq!(l.blobs.sweep(Duration::ZERO).await.expect("sweep"), 1);
 }
+
+// The in-memory fakes run the very same suites.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mem_blob_store_conformance() {
+    conformance::blob_store(Arc::new(clearway_local::MemBlobStore::default())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mem_work_queue_conformance() {
+    conformance::work_queue(Arc::new(clearway_local::MemWorkQueue::default()), Duration::from_millis(700)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mem_state_store_conformance() {
+    conformance::state_store(Arc::new(clearway_local::MemStateStore::default())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mem_notifier_conformance() {
+    let n = clearway_local::MemNotifier::default();
+    let seen = n.clone();
+    conformance::notifier(Arc::new(n), move || {
+        let seen = seen.clone();
+        async move { seen.published() }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mem_intake_journal_conformance() {
+    let m = clearway_local::Mem::new();
+    conformance::intake_journal(
+        Arc::new(m.journal.clone()),
+        Arc::new(m.state.clone()),
+        Arc::new(m.queue.clone()),
+        Arc::new(m.blobs.clone()),
+    )
+    .await;
+}
