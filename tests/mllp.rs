@@ -169,3 +169,55 @@ fn oversized_frames_close_the_connection() {
     s.write_all(&frame(adt("OK1", "", "19800101").as_bytes())).unwrap();
     assert_eq!(hl7_field(&read_frame(&mut s).unwrap(), "MSA", 1).as_deref(), Some("AA"));
 }
+
+#[test]
+fn enhanced_mode_answers_an_invalid_message_with_a_commit_error() {
+    let (_s, server, _c) = start();
+    let mut s = connect(&server);
+    let invalid = adt("ENH002", "AL", "19800101").replace("12345^^^NORTH^MR", "");
+    s.write_all(&frame(invalid.as_bytes())).unwrap();
+    let ack = read_frame(&mut s).unwrap();
+    let code = hl7_field(&ack, "MSA", 1).unwrap();
+    assert!(code == "CE" || code == "CR", "{code}: {}", String::from_utf8_lossy(&ack));
+    assert_eq!(hl7_field(&ack, "MSA", 2).as_deref(), Some("ENH002"));
+    assert!(hl7_field(&ack, "ERR", 0).is_some(), "ERR segment present");
+}
+
+#[test]
+fn each_listener_is_bound_to_its_own_partner() {
+    let scratch = Scratch::new();
+    let lab = Client { addr: "127.0.0.1:1".parse().unwrap(), key: scratch.partner("lab", false) };
+    let clinic_key = scratch.partner("clinic", false);
+    scratch.write_config("[[mllp.listeners]]\nlisten = \"127.0.0.1:0\"\npartner = \"clinic\"\n");
+    let server = Server::start(&scratch, Some("lab"), &[]);
+    assert_eq!(server.mllp_all.len(), 2, "{:?}", server.mllp_all);
+    let lab = Client { addr: server.http, key: lab.key };
+    let clinic = Client { addr: server.http, key: clinic_key };
+    for (addr, partner) in &server.mllp_all {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        s.write_all(&frame(adt(&format!("TO-{partner}"), "", "19800101").as_bytes())).unwrap();
+        let ack = read_frame(&mut s).unwrap();
+        assert_eq!(hl7_field(&ack, "MSA", 1).as_deref(), Some("AA"));
+    }
+    // Each partner's feed holds only the message sent to its listener.
+    for (c, partner) in [(&lab, "lab"), (&clinic, "clinic")] {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let acks = loop {
+            let feed = c.get("/v1/acks?wait=2").json();
+            let acks = feed["acks"].as_array().unwrap().clone();
+            if !acks.is_empty() {
+                break acks;
+            }
+            assert!(std::time::Instant::now() < deadline, "no ack for {partner}");
+        };
+        assert_eq!(acks.len(), 1, "{partner}: {acks:?}");
+        let a = &acks[0];
+        let raw = c.get(&format!(
+            "/v1/transactions/{}/acks/{}",
+            a["transactionId"].as_str().unwrap(),
+            a["id"].as_str().unwrap()
+        ));
+        assert_eq!(hl7_field(&raw.body, "MSA", 2).as_deref(), Some(format!("TO-{partner}").as_str()));
+    }
+}

@@ -70,6 +70,16 @@ struct RawMllp {
     partner: Option<String>,
     max_frame_bytes: Option<usize>,
     max_connections: Option<usize>,
+    /// More listeners, each bound to its own partner.
+    #[serde(default)]
+    listeners: Vec<RawMllpListener>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMllpListener {
+    listen: Option<String>,
+    partner: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -193,8 +203,28 @@ pub struct MllpConfig {
     pub listen: SocketAddr,
     /// The partner this listener's messages belong to; `None` disables it.
     pub partner: Option<PartnerId>,
+    /// Further listeners (`[[mllp.listeners]]`), each bound to its own
+    /// partner.
+    pub listeners: Vec<MllpListener>,
     pub max_frame_bytes: usize,
+    /// Per listener.
     pub max_connections: usize,
+}
+
+/// One MLLP listener and the partner its messages belong to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MllpListener {
+    pub listen: SocketAddr,
+    pub partner: PartnerId,
+}
+
+impl MllpConfig {
+    /// Every enabled listener: the main one (when `mllp.partner` is set),
+    /// then `[[mllp.listeners]]`.
+    pub fn all_listeners(&self) -> Vec<MllpListener> {
+        let main = self.partner.clone().map(|partner| MllpListener { listen: self.listen, partner });
+        main.into_iter().chain(self.listeners.iter().cloned()).collect()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -424,9 +454,32 @@ fn validate(raw: Raw, e: &mut Vec<ConfigError>) -> Config {
             None
         }
     });
+    let mut listeners = Vec::new();
+    for (n, l) in raw.mllp.listeners.into_iter().enumerate() {
+        let path = |k: &str| format!("mllp.listeners[{n}].{k}");
+        let Some(text) = l.listen else {
+            e.push(err(path("listen"), "required"));
+            continue;
+        };
+        let listen = addr(&path("listen"), Some(text), "127.0.0.1:0", e);
+        match l.partner.as_deref().map(PartnerId::new) {
+            Some(Ok(partner)) => listeners.push(MllpListener { listen, partner }),
+            Some(Err(x)) => e.push(err(path("partner"), x.to_string())),
+            None => e.push(err(path("partner"), "required: each listener is bound to a partner")),
+        }
+    }
+    let main_listen = addr("mllp.listen", raw.mllp.listen, "127.0.0.1:2575", e);
+    let mut seen = std::collections::HashSet::new();
+    let fixed = partner.iter().map(|_| main_listen).chain(listeners.iter().map(|l| l.listen));
+    for a in fixed.filter(|a| a.port() != 0) {
+        if !seen.insert(a) {
+            e.push(err("mllp.listeners", format!("two listeners on {a}")));
+        }
+    }
     let mllp = MllpConfig {
-        listen: addr("mllp.listen", raw.mllp.listen, "127.0.0.1:2575", e),
+        listen: main_listen,
         partner,
+        listeners,
         max_frame_bytes: positive("mllp.max_frame_bytes", raw.mllp.max_frame_bytes, 32 * 1024 * 1024, e),
         max_connections: positive("mllp.max_connections", raw.mllp.max_connections, 256, e),
     };
@@ -578,6 +631,19 @@ mod tests {
             vec!["server.listen", "server.max_body_bytes", "workers.backoff_max_ms", "payers.P1.url", "backend.kind"],
             "{errors:?}"
         );
+    }
+
+    #[test]
+    fn mllp_listeners_each_bound_to_a_partner() {
+        let file = "[mllp]\npartner = \"main\"\nlisten = \"127.0.0.1:2575\"\n\n[[mllp.listeners]]\nlisten = \"127.0.0.1:2576\"\npartner = \"lab\"\n";
+        let c = load(Some(file), &HashMap::new()).unwrap();
+        let all: Vec<(String, String)> =
+            c.mllp.all_listeners().iter().map(|l| (l.listen.to_string(), l.partner.to_string())).collect();
+        assert_eq!(all, vec![("127.0.0.1:2575".into(), "main".into()), ("127.0.0.1:2576".into(), "lab".into())]);
+        let bad = "[mllp]\npartner = \"main\"\nlisten = \"127.0.0.1:2575\"\n\n[[mllp.listeners]]\nlisten = \"127.0.0.1:2575\"\npartner = \"lab\"\n\n[[mllp.listeners]]\nlisten = \"127.0.0.1:2577\"\n";
+        let errors = load(Some(bad), &HashMap::new()).unwrap_err();
+        let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(paths, vec!["mllp.listeners[1].partner", "mllp.listeners"], "{errors:?}");
     }
 
     #[test]

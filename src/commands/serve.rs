@@ -116,19 +116,23 @@ async fn serve(config: Arc<clearway_core::config::Config>, role: Role) -> anyhow
     );
 
     if role != Role::Worker {
-        match &config.mllp.partner {
-            Some(partner) => {
-                let listener = TcpListener::bind(config.mllp.listen)
-                    .await
-                    .with_context(|| format!("cannot listen on {} (MLLP)", config.mllp.listen))?;
-                println!("clearway: mllp listening on {} for partner {partner}", listener.local_addr()?);
-                tasks.spawn(clearway_ingest::mllp::serve(svc.clone(), listener, partner.clone(), shutdown.clone()));
-            }
-            None => println!("clearway: mllp off (set mllp.partner or --mllp-partner to bind a listener)"),
+        let listeners = config.mllp.all_listeners();
+        if listeners.is_empty() {
+            println!("clearway: mllp off (set mllp.partner or --mllp-partner to bind a listener)");
+        }
+        for l in listeners {
+            let listener =
+                TcpListener::bind(l.listen).await.with_context(|| format!("cannot listen on {} (MLLP)", l.listen))?;
+            println!("clearway: mllp listening on {} for partner {}", listener.local_addr()?, l.partner);
+            tasks.spawn(clearway_ingest::mllp::serve(svc.clone(), listener, l.partner, shutdown.clone()));
         }
     }
     if role != Role::Intake {
-        let workers = Workers::new(store.ports.clone(), store.partners.clone(), config.clone(), feed.clone());
+        // An 834 that changes a member drops the fast path's cached answers
+        // about them (in this process; a split intake keeps its TTL).
+        let fastpath = svc.fastpath.clone();
+        let workers = Workers::new(store.ports.clone(), store.partners.clone(), config.clone(), feed.clone())
+            .on_coverage_changed(Arc::new(move |payer: &str, member: &str| fastpath.invalidate_member(payer, member)));
         tasks.spawn({
             let stop = shutdown.clone();
             async move { workers.run(stop).await }
@@ -138,6 +142,7 @@ async fn serve(config: Arc<clearway_core::config::Config>, role: Role) -> anyhow
         tasks.spawn(maintenance(store.local.clone(), shutdown.clone()));
     }
     tasks.close();
+    println!("clearway: ready");
     use std::io::Write as _;
     let _ = std::io::stdout().flush();
 

@@ -41,6 +41,14 @@ impl Scratch {
         assert_eq!(key.lines().count(), 1, "the key is alone on stdout");
         key.trim().to_string()
     }
+    /// Writes the configuration file every later [`Server::start`] passes
+    /// with `--config`.
+    pub fn write_config(&self, toml: &str) {
+        std::fs::write(self.config(), toml).unwrap();
+    }
+    pub fn config(&self) -> PathBuf {
+        self.root.path().join("clearway.toml")
+    }
     pub fn logs(&self) -> String {
         std::fs::read_to_string(self.log()).unwrap_or_default()
     }
@@ -50,7 +58,10 @@ impl Scratch {
 pub struct Server {
     child: Option<Child>,
     pub http: SocketAddr,
+    /// The first MLLP listener.
     pub mllp: Option<SocketAddr>,
+    /// Every MLLP listener, with its partner.
+    pub mllp_all: Vec<(SocketAddr, String)>,
 }
 
 impl Server {
@@ -66,28 +77,35 @@ impl Server {
         if let Some(p) = mllp_partner {
             cmd.args(["--mllp-partner", p]);
         }
+        if scratch.config().exists() {
+            cmd.arg("--config").arg(scratch.config());
+        }
         for (k, v) in env {
             cmd.env(k, v);
         }
         let mut child = cmd.spawn().unwrap();
         let stdout = child.stdout.take().unwrap();
         let mut lines = BufReader::new(stdout).lines();
-        let (mut http, mut mllp) = (None, None);
+        let (mut http, mut mllp, mut mllp_all) = (None, None, Vec::new());
         for line in lines.by_ref() {
             let line = line.unwrap();
             if let Some(rest) = line.strip_prefix("clearway: http listening on http://") {
                 http = rest.split_whitespace().next().map(|a| a.parse().unwrap());
             }
             if let Some(rest) = line.strip_prefix("clearway: mllp listening on ") {
-                mllp = rest.split_whitespace().next().map(|a| a.parse().unwrap());
+                let mut words = rest.split_whitespace();
+                let addr: SocketAddr = words.next().unwrap().parse().unwrap();
+                let partner = words.last().unwrap_or_default().to_string();
+                mllp.get_or_insert(addr);
+                mllp_all.push((addr, partner));
             }
-            if line.starts_with("clearway: mllp") {
+            if line == "clearway: ready" {
                 break;
             }
         }
         // Keep draining stdout so the child never blocks on it.
         std::thread::spawn(move || for _ in lines {});
-        Server { child: Some(child), http: http.expect("server printed its address"), mllp }
+        Server { child: Some(child), http: http.expect("server printed its address"), mllp, mllp_all }
     }
 
     pub fn url(&self, path: &str) -> String {
