@@ -36,7 +36,25 @@ pub struct Workers {
 impl Workers {
     pub fn new(ports: Ports, partners: Arc<Partners>, config: Arc<Config>, feed: Arc<tokio::sync::Notify>) -> Self {
         let router = Arc::new(route::Router::new(config.clone()));
-        Workers { processor: Arc::new(Processor { ports, partners, config: config.clone(), router, feed }), config }
+        Workers {
+            processor: Arc::new(Processor {
+                ports,
+                partners,
+                config: config.clone(),
+                router,
+                feed,
+                coverage_changed: None,
+            }),
+            config,
+        }
+    }
+
+    /// Calls `hook(payer id, member id)` for every member an 834 changed.
+    pub fn on_coverage_changed(mut self, hook: process::CoverageHook) -> Self {
+        if let Some(p) = Arc::get_mut(&mut self.processor) {
+            p.coverage_changed = Some(hook);
+        }
+        self
     }
 
     pub fn processor(&self) -> Arc<Processor> {

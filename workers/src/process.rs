@@ -70,7 +70,18 @@ pub struct Processor {
     pub config: Arc<Config>,
     pub router: Arc<Router>,
     pub feed: Arc<tokio::sync::Notify>,
+    /// Told of every member whose coverage an 834 changed (payer id, member
+    /// id), once the change is durable: the fast path drops its cached
+    /// answers for them.
+    pub coverage_changed: Option<CoverageHook>,
 }
+
+/// A claim to deliver: its index among the transaction's claims, its id
+/// and its document.
+type Delivery = (usize, String, Vec<u8>);
+
+/// See [`Processor::coverage_changed`].
+pub type CoverageHook = Arc<dyn Fn(&str, &str) + Send + Sync>;
 
 impl std::fmt::Debug for Processor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -110,6 +121,8 @@ struct Outcome {
     documents: usize,
     /// Extra state writes (coverage, payments).
     writes: Vec<WriteOp>,
+    /// Members whose coverage the writes change (payer id, member id).
+    members: Vec<(String, String)>,
 }
 
 impl Processor {
@@ -179,13 +192,24 @@ impl Processor {
         .map_err(|e| PortError::with_cause(ErrorKind::Internal, "process payload", e))?;
 
         // Route the claims that were accepted, skipping those already done.
-        let claim_records = self.route_claims(&record, &mut outcome).await?;
+        let (claim_records, mut writes) = self.route_claims(&record, &mut outcome).await?;
 
-        let acks = self.store_acks(&record, &outcome).await?;
-        for chunk in last_write_wins(std::mem::take(&mut outcome.writes)).chunks(MAX_WRITE_OPS) {
+        // Route markers, acks and their feed entries, coverage and payments,
+        // and the claim index: all idempotent puts, written together (in
+        // as few commits as the batch limit allows).
+        let (acks, ack_writes) = self.ack_writes(&record, &outcome).await?;
+        writes.extend(ack_writes);
+        writes.extend(last_write_wins(std::mem::take(&mut outcome.writes)));
+        writes.extend(self.claim_index_writes(&record, &claim_records)?);
+        for chunk in writes.chunks(MAX_WRITE_OPS) {
             self.ports.state.write(chunk.to_vec()).await?;
         }
-        self.index_claims(&record, &claim_records).await?;
+        metrics::counter!("clearway_acks_total").increment(acks.len() as u64);
+        if let Some(hook) = &self.coverage_changed {
+            for (payer, member) in &outcome.members {
+                hook(payer, member);
+            }
+        }
 
         record.status = if outcome.accepted { Status::Accepted } else { Status::Rejected };
         record.claim_count = claim_records.len();
@@ -222,7 +246,7 @@ impl Processor {
         &self,
         record: &TransactionRecord,
         outcome: &mut Outcome,
-    ) -> Result<Vec<ClaimRecord>, ProcessError> {
+    ) -> Result<(Vec<ClaimRecord>, Vec<WriteOp>), ProcessError> {
         // Claims routed on an earlier delivery of this message.
         let mut done: HashSet<String> = HashSet::new();
         let mut after: Option<String> = None;
@@ -235,7 +259,9 @@ impl Processor {
             done.extend(page.into_iter().map(|(k, _)| k));
         }
         let mut records = Vec::with_capacity(outcome.claims.len());
-        let mut markers = Vec::new();
+        // Claims still to deliver, per payer in first-seen order: (index
+        // into `records`, claim id, document).
+        let mut pending: Vec<(String, Vec<Delivery>)> = Vec::new();
         for (n, w) in outcome.claims.iter().enumerate() {
             let claim_id = format!("{}-{}", record.id, n + 1);
             let payer = w.claim.payer_id.clone().unwrap_or_else(|| "UNKNOWN".into());
@@ -254,8 +280,7 @@ impl Processor {
                     rec.status_code = Some(format!("{category}:{status}"));
                 }
                 ClaimDecision::Accepted => {
-                    let marker = format!("route:{claim_id}");
-                    if done.contains(&marker) {
+                    if done.contains(&format!("route:{claim_id}")) {
                         rec.status = "routed".into();
                     } else {
                         let doc = serde_json::json!({
@@ -266,32 +291,45 @@ impl Processor {
                         });
                         let body = serde_json::to_vec(&doc)
                             .map_err(|e| PortError::with_cause(ErrorKind::Internal, "encode claim", e))?;
-                        let destination = self.router.deliver(&payer, &claim_id, &body).await?;
-                        rec.status = "routed".into();
-                        rec.destination = Some(destination.clone());
-                        markers.push(WriteOp::Put {
-                            key: effect_key(&record.id, &marker),
-                            value: Bytes::from(destination),
-                            expires_at: None,
-                            condition: Condition::None,
-                        });
-                        if markers.len() == MAX_WRITE_OPS {
-                            self.ports.state.write(std::mem::take(&mut markers)).await?;
+                        let at = records.len();
+                        match pending.iter_mut().find(|(p, _)| *p == payer) {
+                            Some((_, items)) => items.push((at, claim_id.clone(), body)),
+                            None => pending.push((payer, vec![(at, claim_id.clone(), body)])),
                         }
                     }
                 }
             }
             records.push(rec);
         }
-        if !markers.is_empty() {
-            self.ports.state.write(markers).await?;
+        // Deliver per payer, in bounded batches. The route markers are
+        // written with the acks (one commit); a crash before that makes a
+        // redelivery deliver again, which the destinations absorb (the
+        // outbox file exists; HTTP carries the claim id as Idempotency-Key).
+        const DELIVERY_BATCH: usize = 50;
+        let mut markers = Vec::new();
+        for (payer, items) in pending {
+            for batch in items.chunks(DELIVERY_BATCH) {
+                let docs: Vec<(String, Vec<u8>)> = batch.iter().map(|(_, id, b)| (id.clone(), b.clone())).collect();
+                let destinations = self.router.deliver_many(&payer, &docs).await?;
+                for ((at, claim_id, _), destination) in batch.iter().zip(destinations) {
+                    let rec = &mut records[*at];
+                    rec.status = "routed".into();
+                    rec.destination = Some(destination.clone());
+                    markers.push(WriteOp::Put {
+                        key: effect_key(&record.id, &format!("route:{claim_id}")),
+                        value: Bytes::from(destination),
+                        expires_at: None,
+                        condition: Condition::None,
+                    });
+                }
+            }
         }
-        Ok(records)
+        Ok((records, markers))
     }
 
-    /// Indexes claims by patient control number for claim-status lookups.
-    async fn index_claims(&self, record: &TransactionRecord, claims: &[ClaimRecord]) -> PortResult<()> {
-        let mut ops = Vec::new();
+    /// The claim index by patient control number, for claim-status lookups.
+    fn claim_index_writes(&self, record: &TransactionRecord, claims: &[ClaimRecord]) -> PortResult<Vec<WriteOp>> {
+        let mut ops = Vec::with_capacity(claims.len());
         for c in claims {
             let value = serde_json::json!({
                 "claim": c,
@@ -305,17 +343,16 @@ impl Processor {
                 expires_at: None,
                 condition: Condition::None,
             });
-            if ops.len() == MAX_WRITE_OPS {
-                self.ports.state.write(std::mem::take(&mut ops)).await?;
-            }
         }
-        if !ops.is_empty() {
-            self.ports.state.write(ops).await?;
-        }
-        Ok(())
+        Ok(ops)
     }
 
-    async fn store_acks(&self, record: &TransactionRecord, outcome: &Outcome) -> PortResult<Vec<AckRecord>> {
+    /// The acknowledgement records and feed entries to write.
+    async fn ack_writes(
+        &self,
+        record: &TransactionRecord,
+        outcome: &Outcome,
+    ) -> PortResult<(Vec<AckRecord>, Vec<WriteOp>)> {
         // Feed cursors follow the time acks are written, so a reader that
         // has passed a cursor never misses a later write (up to the feed's
         // settle window). A redelivery (or a dead-letter replay, which
@@ -369,16 +406,9 @@ impl Processor {
                 expires_at: None,
                 condition: Condition::None,
             });
-            if ops.len() + 2 > MAX_WRITE_OPS {
-                self.ports.state.write(std::mem::take(&mut ops)).await?;
-            }
             records.push(ack);
         }
-        if !ops.is_empty() {
-            self.ports.state.write(ops).await?;
-        }
-        metrics::counter!("clearway_acks_total").increment(records.len() as u64);
-        Ok(records)
+        Ok((records, ops))
     }
 
     async fn publish(&self, partner: &PartnerId, acks: &[AckRecord]) -> PortResult<()> {
@@ -542,7 +572,10 @@ fn x12(
                             }
                             claims.push(ClaimWork { claim: (**c).clone(), decision });
                         }
-                        Document::Enrollment(e) => out.writes.extend(coverage_writes(e, partners)),
+                        Document::Enrollment(e) => {
+                            out.writes.extend(coverage_writes(e, partners));
+                            out.members.extend(enrolled_members(e));
+                        }
                         Document::Remittance(r) => out.writes.extend(payment_writes(r, id, partners)),
                         _ => {}
                     }
@@ -590,14 +623,23 @@ fn short(id: &TransactionId) -> String {
 }
 
 /// The partition of the claim and payment indexes for a patient control
-/// number: its index token, never the number itself.
+/// number (see [`Partners::pcn_partition`]).
 pub fn pcn_partition(partners: &Partners, pcn: &str) -> String {
-    format!("pcn:{}", partners.index_token(pcn))
+    partners.pcn_partition(pcn)
 }
 
-/// The sort key of a coverage record: the member id's index token.
+/// The sort key of a coverage record (see [`Partners::member_key`]).
 pub fn member_key(partners: &Partners, member_id: &str) -> String {
-    partners.index_token(member_id)
+    partners.member_key(member_id)
+}
+
+fn enrolled_members(e: &clearway_core::Enrollment) -> Vec<(String, String)> {
+    let payer = e.payer_id.clone().unwrap_or_else(|| "UNKNOWN".into());
+    e.members
+        .iter()
+        .filter_map(|m| m.member_id.expose().clone().or_else(|| m.subscriber_id.expose().clone()))
+        .map(|member| (payer.clone(), member))
+        .collect()
 }
 
 fn coverage_writes(e: &clearway_core::Enrollment, partners: &Partners) -> Vec<WriteOp> {

@@ -147,31 +147,60 @@ impl Router {
 
     /// Delivers one claim document; returns where it went.
     pub async fn deliver(&self, payer: &str, claim_id: &str, body: &[u8]) -> Result<String, RouteError> {
+        let mut out = self.deliver_many(payer, &[(claim_id.to_string(), body.to_vec())]).await?;
+        out.pop().ok_or_else(|| RouteError::Failed("nothing delivered".into()))
+    }
+
+    /// Delivers several claim documents for one payer, in order; returns
+    /// where each went. Each claim takes its own rate-limit token. Outbox
+    /// files are written in one pass that syncs the directory once; a
+    /// failure part-way leaves the files already written, which a retry
+    /// finds and skips.
+    pub async fn deliver_many(&self, payer: &str, items: &[(String, Vec<u8>)]) -> Result<Vec<String>, RouteError> {
         let settings = self.settings(payer);
         if !self.with_state(payer, |s| s.breaker.allow()) {
-            metrics::counter!("clearway_route_deliveries_total", "outcome" => "circuit-open").increment(1);
+            metrics::counter!("clearway_route_deliveries_total", "outcome" => "circuit-open")
+                .increment(items.len() as u64);
             return Err(RouteError::CircuitOpen);
         }
-        // Rate limit: wait for a token, up to a bound.
+        // Rate limit: a token per claim, waiting up to a bound.
         let started = Instant::now();
-        loop {
-            match self.with_state(payer, |s| s.bucket.take()) {
-                Ok(()) => break,
-                Err(wait) if started.elapsed() + wait <= MAX_TOKEN_WAIT => tokio::time::sleep(wait).await,
-                Err(_) => {
-                    metrics::counter!("clearway_route_deliveries_total", "outcome" => "throttled").increment(1);
-                    return Err(RouteError::Throttled);
+        for _ in items {
+            loop {
+                match self.with_state(payer, |s| s.bucket.take()) {
+                    Ok(()) => break,
+                    Err(wait) if started.elapsed() + wait <= MAX_TOKEN_WAIT => tokio::time::sleep(wait).await,
+                    Err(_) => {
+                        metrics::counter!("clearway_route_deliveries_total", "outcome" => "throttled").increment(1);
+                        return Err(RouteError::Throttled);
+                    }
                 }
             }
         }
         let result = match &settings.destination {
-            Destination::Outbox => self.to_outbox(payer, claim_id, body).await,
-            Destination::Http(url) => self.to_http(url, claim_id, body, settings.timeout).await,
+            Destination::Outbox => self.to_outbox(payer, items).await,
+            Destination::Http(url) => {
+                let mut out = Vec::with_capacity(items.len());
+                for (claim_id, body) in items {
+                    match self.to_http(url, claim_id, body, settings.timeout).await {
+                        Ok(d) => out.push(d),
+                        Err(e) => {
+                            metrics::counter!("clearway_route_deliveries_total", "outcome" => "delivered")
+                                .increment(out.len() as u64);
+                            self.with_state(payer, |s| s.breaker.failure());
+                            metrics::counter!("clearway_route_deliveries_total", "outcome" => "failed").increment(1);
+                            return Err(e);
+                        }
+                    }
+                }
+                Ok(out)
+            }
         };
         match &result {
             Ok(_) => {
                 self.with_state(payer, |s| s.breaker.success());
-                metrics::counter!("clearway_route_deliveries_total", "outcome" => "delivered").increment(1);
+                metrics::counter!("clearway_route_deliveries_total", "outcome" => "delivered")
+                    .increment(items.len() as u64);
             }
             Err(_) => {
                 self.with_state(payer, |s| s.breaker.failure());
@@ -181,23 +210,17 @@ impl Router {
         result
     }
 
-    async fn to_outbox(&self, payer: &str, claim_id: &str, body: &[u8]) -> Result<String, RouteError> {
+    async fn to_outbox(&self, payer: &str, items: &[(String, Vec<u8>)]) -> Result<Vec<String>, RouteError> {
         let safe = |s: &str| {
             s.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) && !s.is_empty() && !s.starts_with('.')
         };
-        if !safe(payer) || !safe(claim_id) {
+        if !safe(payer) || items.iter().any(|(id, _)| !safe(id)) {
             return Err(RouteError::Failed("payer or claim id is not a safe file name".into()));
         }
         let dir = self.outbox.join(payer);
-        let path = dir.join(format!("{claim_id}.json"));
-        let body = body.to_vec();
-        let tmp = dir.join(format!(".{claim_id}.tmp"));
-        let shown = format!("outbox:{payer}");
+        let items = items.to_vec();
+        let count = items.len();
         tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-            // Delivered before (a redelivery): nothing to do.
-            if path.exists() {
-                return Ok(());
-            }
             let mut dirs = std::fs::DirBuilder::new();
             dirs.recursive(true);
             #[cfg(unix)]
@@ -206,26 +229,38 @@ impl Router {
                 dirs.mode(0o700);
             }
             dirs.create(&dir)?;
-            // Written whole to a hidden temporary name, synced, then renamed:
-            // a reader (or a redelivery after a crash) never sees half a file.
-            let mut opts = std::fs::OpenOptions::new();
-            opts.write(true).create(true).truncate(true);
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::OpenOptionsExt;
-                opts.mode(0o600);
+            let mut wrote = false;
+            for (claim_id, body) in &items {
+                let path = dir.join(format!("{claim_id}.json"));
+                // Delivered before (a redelivery): nothing to do.
+                if path.exists() {
+                    continue;
+                }
+                // Written whole to a hidden temporary name, synced, then
+                // renamed: a reader (or a redelivery after a crash) never
+                // sees half a file.
+                let tmp = dir.join(format!(".{claim_id}.tmp"));
+                let mut opts = std::fs::OpenOptions::new();
+                opts.write(true).create(true).truncate(true);
+                #[cfg(unix)]
+                {
+                    use std::os::unix::fs::OpenOptionsExt;
+                    opts.mode(0o600);
+                }
+                let mut f = opts.open(&tmp)?;
+                f.write_all(body)?;
+                f.sync_all()?;
+                drop(f);
+                std::fs::rename(&tmp, &path)?;
+                wrote = true;
             }
-            let mut f = opts.open(&tmp)?;
-            f.write_all(&body)?;
-            f.sync_all()?;
-            drop(f);
-            std::fs::rename(&tmp, &path)?;
-            std::fs::File::open(&dir)?.sync_all()
+            // One directory sync makes every rename above durable.
+            if wrote { std::fs::File::open(&dir)?.sync_all() } else { Ok(()) }
         })
         .await
         .map_err(|e| RouteError::Failed(e.to_string()))?
         .map_err(|e| RouteError::Failed(format!("outbox write: {}", e.kind())))?;
-        Ok(shown)
+        Ok(vec![format!("outbox:{payer}"); count])
     }
 
     async fn to_http(&self, url: &str, claim_id: &str, body: &[u8], timeout: Duration) -> Result<String, RouteError> {
