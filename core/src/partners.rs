@@ -99,6 +99,18 @@ impl Partners {
         self.sealer.index_token(identifier)
     }
 
+    /// The partition of the claim and payment indexes for a patient control
+    /// number: its index token, never the number itself.
+    pub fn pcn_partition(&self, pcn: &str) -> String {
+        format!("pcn:{}", self.index_token(pcn))
+    }
+
+    /// The sort key of a coverage record (partition: the payer id): the
+    /// member id's index token.
+    pub fn member_key(&self, member_id: &str) -> String {
+        self.index_token(member_id)
+    }
+
     /// Creates a partner and its first API key; returns the key (shown once).
     pub async fn add(&self, id: &PartnerId, name: Option<&str>, operator: bool) -> PortResult<Sensitive<String>> {
         let data_key = Key::generate()?;

@@ -79,6 +79,8 @@ pub fn router(svc: Arc<Services>, metrics: MetricsRender) -> Router {
         .route("/v1/transactions/{id}/acks", get(transaction_acks))
         .route("/v1/transactions/{id}/acks/{ack_id}", get(transaction_ack))
         .route("/v1/acks", get(feed))
+        .route("/v1/eligibility", post(eligibility))
+        .route("/v1/claim-status", post(claim_status))
         .route("/v1/webhook", get(webhook_get).put(webhook_put).delete(webhook_delete))
         .route("/v1/dead-letters", get(dead_letters))
         .route("/v1/dead-letters/{id}/replay", post(replay))
@@ -518,6 +520,80 @@ async fn replay(
         )),
         Err(e) => Err(port_problem(&e)),
     }
+}
+
+/// Reads a real-time X12 request body: `application/edi-x12` (or a sniffed
+/// `text/plain` / `application/octet-stream` starting with `ISA`), bounded
+/// by [`clearway_fastpath::MAX_REQUEST_BYTES`].
+async fn realtime_body(headers: &HeaderMap, body: Body) -> Result<axum::body::Bytes, Problem> {
+    let max = clearway_fastpath::MAX_REQUEST_BYTES;
+    let too_large = || {
+        Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "too-large", "Payload too large", format!("at most {max} bytes"))
+            .with("maxBytes", max)
+    };
+    let declared =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > max) {
+        return Err(too_large());
+    }
+    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let media = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let bytes = axum::body::to_bytes(body, max).await.map_err(|_| too_large())?;
+    let sniffed = matches!(media.as_str(), "text/plain" | "application/octet-stream" | "")
+        && bytes.trim_ascii_start().starts_with(b"ISA");
+    if media != "application/edi-x12" && !sniffed {
+        return Err(Problem::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+            "Unsupported media type",
+            "send an X12 interchange as application/edi-x12",
+        ));
+    }
+    Ok(bytes)
+}
+
+fn realtime_reply(reply: clearway_fastpath::Reply) -> Response {
+    match reply {
+        clearway_fastpath::Reply::Answer(x12) => ([(header::CONTENT_TYPE, "application/edi-x12")], x12).into_response(),
+        clearway_fastpath::Reply::Rejected { ack_kind, ack, detail } => {
+            let mut p = Problem::new(StatusCode::BAD_REQUEST, "invalid-input", "Request not answerable", detail);
+            if let (Some(kind), Some(ack)) = (ack_kind, ack) {
+                p = p.with(kind, String::from_utf8_lossy(&ack).into_owned());
+            }
+            p.into_response()
+        }
+    }
+}
+
+/// `POST /v1/eligibility`: a 270 answered with a 271, synchronously.
+async fn eligibility(
+    State(svc): State<Arc<Services>>,
+    Authed(p): Authed,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, Problem> {
+    let started = std::time::Instant::now();
+    let bytes = realtime_body(&headers, body).await?;
+    let reply = svc.fastpath.eligibility_x12(&bytes, time::OffsetDateTime::now_utc()).await;
+    tracing::debug!(partner = %p.id, elapsed_ms = started.elapsed().as_millis() as u64, "eligibility answered");
+    metrics::histogram!("clearway_fastpath_request_seconds", "kind" => "eligibility")
+        .record(started.elapsed().as_secs_f64());
+    Ok(realtime_reply(reply))
+}
+
+/// `POST /v1/claim-status`: a 276 answered with a 277, synchronously.
+async fn claim_status(
+    State(svc): State<Arc<Services>>,
+    Authed(p): Authed,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, Problem> {
+    let started = std::time::Instant::now();
+    let bytes = realtime_body(&headers, body).await?;
+    let reply = svc.fastpath.claim_status_x12(&p.id, &bytes, time::OffsetDateTime::now_utc()).await;
+    metrics::histogram!("clearway_fastpath_request_seconds", "kind" => "claim-status")
+        .record(started.elapsed().as_secs_f64());
+    Ok(realtime_reply(reply))
 }
 
 #[derive(Debug, Deserialize)]

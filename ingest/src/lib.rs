@@ -34,6 +34,9 @@ pub struct Services {
     pub feed: Arc<Notify>,
     /// Cleared while shutting down: `/readyz` fails, intake refuses.
     pub ready: AtomicBool,
+    /// Real-time eligibility and claim status (`/v1/eligibility`,
+    /// `/v1/claim-status`).
+    pub fastpath: Arc<clearway_fastpath::FastPath>,
     inflight_keys: Mutex<HashSet<(PartnerId, String)>>,
     depth: AtomicU64,
     depth_checked_ms: AtomicI64,
@@ -62,7 +65,10 @@ impl Drop for InflightGuard<'_> {
 
 impl Services {
     pub fn new(ports: Ports, partners: Arc<Partners>, config: Arc<Config>, feed: Arc<Notify>) -> Self {
+        let fastpath =
+            Arc::new(clearway_fastpath::FastPath::new(ports.state.clone(), partners.clone(), config.clone()));
         Services {
+            fastpath,
             ports,
             partners,
             config,

@@ -840,10 +840,10 @@ fn raw_seg(w: &mut Writer, s: &str) {
 pub struct ClaimStatusAnswer<'a> {
     pub request: &'a ClaimStatusRequest,
     /// STC01 category (`A1`, `P1`, `F1`, `F2`, `A7`, `D0`...).
-    pub category: &'static str,
+    pub category: &'a str,
     /// STC01 status code.
-    pub status: &'static str,
-    pub entity: Option<&'static str>,
+    pub status: &'a str,
+    pub entity: Option<&'a str>,
     pub effective: Date,
     pub charge: Option<Decimal>,
     pub paid: Option<Decimal>,

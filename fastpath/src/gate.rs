@@ -1,0 +1,181 @@
+//! What stands between a storm of checks and a payer: a concurrency limit,
+//! a token-bucket rate limit and a circuit breaker, per payer. A call that
+//! would exceed them is refused at once (the caller answers from the stale
+//! cache or with AAA 42); it never waits in a queue that outlives the
+//! real-time deadline.
+
+use crate::UpstreamError;
+use clearway_core::config::PayerConfig;
+use std::future::Future;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
+
+#[derive(Debug)]
+struct Bucket {
+    tokens: f64,
+    last: Instant,
+    rate: f64,
+    burst: f64,
+}
+
+impl Bucket {
+    fn take(&mut self, now: Instant) -> bool {
+        self.tokens = (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate).min(self.burst);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Breaker {
+    failures: u32,
+    open_until: Option<Instant>,
+    threshold: u32,
+    cooldown: Duration,
+}
+
+#[derive(Debug)]
+struct State {
+    bucket: Bucket,
+    breaker: Breaker,
+}
+
+/// One payer's limits.
+#[derive(Debug)]
+pub struct Gate {
+    in_flight: Semaphore,
+    state: Mutex<State>,
+}
+
+impl Gate {
+    pub fn new(p: &PayerConfig) -> Self {
+        Gate {
+            in_flight: Semaphore::new(p.concurrency.max(1)),
+            state: Mutex::new(State {
+                bucket: Bucket {
+                    tokens: f64::from(p.burst),
+                    last: Instant::now(),
+                    rate: p.rate_per_sec,
+                    burst: f64::from(p.burst.max(1)),
+                },
+                breaker: Breaker {
+                    failures: 0,
+                    open_until: None,
+                    threshold: p.failure_threshold.max(1),
+                    cooldown: p.cooldown,
+                },
+            }),
+        }
+    }
+
+    fn admit(&self) -> Result<(), UpstreamError> {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        match st.breaker.open_until {
+            Some(t) if now < t => return Err(UpstreamError::CircuitOpen),
+            Some(_) => {
+                // Half-open: this call is the trial; one more failure reopens.
+                st.breaker.open_until = None;
+                st.breaker.failures = st.breaker.threshold.saturating_sub(1);
+            }
+            None => {}
+        }
+        if st.bucket.take(now) { Ok(()) } else { Err(UpstreamError::Throttled) }
+    }
+
+    fn record(&self, ok: bool) {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if ok {
+            st.breaker.failures = 0;
+        } else {
+            st.breaker.failures += 1;
+            if st.breaker.failures >= st.breaker.threshold {
+                st.breaker.open_until = Some(Instant::now() + st.breaker.cooldown);
+            }
+        }
+    }
+
+    /// Runs `call` if the payer's limits allow it, within `timeout`.
+    pub async fn call<T, F>(&self, timeout: Duration, call: F) -> Result<T, UpstreamError>
+    where
+        F: Future<Output = Result<T, UpstreamError>>,
+    {
+        let Ok(_permit) = self.in_flight.try_acquire() else {
+            metrics::counter!("clearway_fastpath_upstream_total", "outcome" => "concurrency").increment(1);
+            return Err(UpstreamError::Throttled);
+        };
+        if let Err(e) = self.admit() {
+            let label = if matches!(e, UpstreamError::CircuitOpen) { "circuit-open" } else { "throttled" };
+            metrics::counter!("clearway_fastpath_upstream_total", "outcome" => label).increment(1);
+            return Err(e);
+        }
+        let started = Instant::now();
+        let out = match tokio::time::timeout(timeout, call).await {
+            Ok(r) => r,
+            Err(_) => Err(UpstreamError::Timeout),
+        };
+        metrics::histogram!("clearway_fastpath_upstream_seconds").record(started.elapsed().as_secs_f64());
+        self.record(out.is_ok());
+        let label = if out.is_ok() { "ok" } else { "failed" };
+        metrics::counter!("clearway_fastpath_upstream_total", "outcome" => label).increment(1);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn payer(rate: f64, burst: u32, threshold: u32) -> PayerConfig {
+        let mut p = PayerConfig::default_for("P");
+        p.rate_per_sec = rate;
+        p.burst = burst;
+        p.failure_threshold = threshold;
+        p.cooldown = Duration::from_millis(200);
+        p
+    }
+
+    #[tokio::test]
+    async fn rate_limit_refuses_beyond_the_burst() {
+        let g = Gate::new(&payer(0.001, 3, 100));
+        let mut ok = 0;
+        for _ in 0..10 {
+            if g.call(Duration::from_secs(1), async { Ok::<_, UpstreamError>(()) }).await.is_ok() {
+                ok += 1;
+            }
+        }
+        assert_eq!(ok, 3, "only the burst gets through");
+    }
+
+    #[tokio::test]
+    async fn breaker_opens_after_failures_and_half_opens_after_cooldown() {
+        let g = Gate::new(&payer(1000.0, 1000, 2));
+        for _ in 0..2 {
+            let r =
+                g.call(Duration::from_secs(1), async { Err::<(), _>(UpstreamError::Unavailable("x".into())) }).await;
+            assert!(matches!(r, Err(UpstreamError::Unavailable(_))));
+        }
+        let r = g.call(Duration::from_secs(1), async { Ok::<_, UpstreamError>(()) }).await;
+        assert!(matches!(r, Err(UpstreamError::CircuitOpen)), "open: the call is not made");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        assert!(g.call(Duration::from_secs(1), async { Ok::<_, UpstreamError>(()) }).await.is_ok(), "half-open trial");
+    }
+
+    #[tokio::test]
+    async fn slow_calls_time_out() {
+        let g = Gate::new(&payer(1000.0, 1000, 5));
+        let r = g
+            .call(Duration::from_millis(50), async {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                Ok::<_, UpstreamError>(())
+            })
+            .await;
+        assert!(matches!(r, Err(UpstreamError::Timeout)));
+    }
+}

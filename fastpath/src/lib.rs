@@ -1,0 +1,335 @@
+//! Clearway's fast path: synchronous eligibility (X12 270 → 271) and
+//! claim status (276 → 277), answered from a payer-aware cache in front of
+//! a per-payer connector.
+//!
+//! - **Where answers come from**: the `local` connector reads the state
+//!   store — coverage fed by 834 enrollments through the async path, and
+//!   the claims and 835 payments the workers recorded ([`local`]).
+//! - **The cache** (moka): the key is payer, provider, member (as its index
+//!   token, never the id), date of birth, service types and date; the TTL
+//!   is the payer's `cache_ttl_secs`; concurrent misses for one key make a
+//!   single upstream call; when the payer fails, the last good answer is
+//!   served (stale-while-error) before falling back to AAA 42; a new 834
+//!   for a member invalidates that member's entries
+//!   ([`FastPath::invalidate_member`]).
+//! - **Protecting payers** ([`gate`]): each payer has a concurrency limit,
+//!   a token-bucket rate limit and a circuit breaker; a check that would
+//!   exceed them is answered from the stale cache or with AAA 42, never
+//!   sent upstream. Every upstream call has the fast-path timeout.
+//!
+//! Everything here is keyed by ids; no PHI reaches logs or metrics.
+
+pub mod gate;
+pub mod local;
+
+use clearway_core::config::Config;
+use clearway_core::partners::Partners;
+use clearway_core::ports::StateStore;
+use clearway_core::{ClaimStatusRequest, EligibilityRequest, PartnerId};
+use clearway_formats::x12::analyze::{Interchange, TransactionSet};
+use clearway_formats::x12::build::{self, ClaimStatusAnswer, Controls, EligibilityAnswer, EligibilityOutcome};
+use clearway_formats::x12::{AnalyzeOptions, Document, analyze};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use time::{OffsetDateTime, PrimitiveDateTime};
+
+/// Largest real-time request accepted (a 270 or 276 is a few KB).
+pub const MAX_REQUEST_BYTES: usize = 1024 * 1024;
+/// Most inquiries answered in one real-time request.
+pub const MAX_INQUIRIES: usize = 99;
+/// How long a last good answer may be served when the payer fails.
+const STALE_FOR: Duration = Duration::from_secs(24 * 3600);
+
+/// What a request gets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    /// The 271 or 277.
+    Answer(Vec<u8>),
+    /// The request could not be answered as it stands: the TA1 or 999 that
+    /// says why (when the input had an envelope to answer), and a short
+    /// description without PHI.
+    Rejected { ack_kind: Option<&'static str>, ack: Option<Vec<u8>>, detail: String },
+}
+
+/// Why an upstream answer could not be had.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("payer rate limit reached")]
+    Throttled,
+    #[error("payer circuit breaker open")]
+    CircuitOpen,
+    #[error("payer did not answer within the timeout")]
+    Timeout,
+    #[error("payer unavailable: {0}")]
+    Unavailable(String),
+}
+
+#[derive(Debug, Clone)]
+struct Cached {
+    outcome: EligibilityOutcome,
+    ttl: Duration,
+}
+
+struct PerPayerTtl;
+
+impl moka::Expiry<String, Cached> for PerPayerTtl {
+    fn expire_after_create(&self, _key: &String, value: &Cached, _now: Instant) -> Option<Duration> {
+        Some(value.ttl)
+    }
+}
+
+/// The fast path service.
+pub struct FastPath {
+    state: Arc<dyn StateStore>,
+    partners: Arc<Partners>,
+    config: Arc<Config>,
+    cache: moka::future::Cache<String, Cached>,
+    stale: moka::future::Cache<String, EligibilityOutcome>,
+    gates: Mutex<HashMap<String, Arc<gate::Gate>>>,
+}
+
+impl std::fmt::Debug for FastPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FastPath").field("cached", &self.cache.entry_count()).finish_non_exhaustive()
+    }
+}
+
+impl FastPath {
+    pub fn new(state: Arc<dyn StateStore>, partners: Arc<Partners>, config: Arc<Config>) -> Self {
+        let capacity = config.fastpath.cache_capacity;
+        let cache = moka::future::Cache::builder()
+            .max_capacity(capacity)
+            .expire_after(PerPayerTtl)
+            .support_invalidation_closures()
+            .build();
+        let stale = moka::future::Cache::builder()
+            .max_capacity(capacity)
+            .time_to_live(STALE_FOR)
+            .support_invalidation_closures()
+            .build();
+        FastPath { state, partners, config, cache, stale, gates: Mutex::new(HashMap::new()) }
+    }
+
+    fn gate(&self, payer: &str) -> Arc<gate::Gate> {
+        let mut gates = self.gates.lock().unwrap_or_else(|p| p.into_inner());
+        gates.entry(payer.to_string()).or_insert_with(|| Arc::new(gate::Gate::new(&self.config.payer(payer)))).clone()
+    }
+
+    /// Drops every cached answer about one member of one payer (called when
+    /// an 834 changes the member). `member_id` is the identifier itself; it
+    /// is turned into its index token here.
+    pub fn invalidate_member(&self, payer: &str, member_id: &str) {
+        let prefix = format!("{payer}|{}|", self.partners.member_key(member_id));
+        let p2 = prefix.clone();
+        let _ = self.cache.invalidate_entries_if(move |k, _| k.starts_with(&prefix));
+        let _ = self.stale.invalidate_entries_if(move |k, _| k.starts_with(&p2));
+    }
+
+    /// The cache key of an inquiry: ids as index tokens, never PHI.
+    fn key(&self, payer: &str, r: &EligibilityRequest, on: time::Date) -> String {
+        let member = r.member_id.expose().as_deref().map(|m| self.partners.member_key(m)).unwrap_or_default();
+        let dob = r.subscriber.birth_date.expose().map(|d| self.partners.index_token(&d.to_string()));
+        let mut types = r.service_types.clone();
+        types.sort();
+        format!(
+            "{payer}|{member}|{}|{}|{}|{on}",
+            r.provider_npi.as_deref().unwrap_or(""),
+            dob.unwrap_or_default(),
+            types.join(",")
+        )
+    }
+
+    /// Answers one inquiry: from cache, else from the payer's connector
+    /// (one call for concurrent misses), else the last good answer, else
+    /// AAA 42.
+    pub async fn eligibility(&self, r: &EligibilityRequest, today: time::Date) -> EligibilityOutcome {
+        let payer = r.payer_id.clone().unwrap_or_else(|| "UNKNOWN".into());
+        let on = r.date.map_or(today, |d| d.from);
+        let key = self.key(&payer, r, on);
+        if let Some(hit) = self.cache.get(&key).await {
+            metrics::counter!("clearway_fastpath_cache_total", "kind" => "eligibility", "result" => "hit").increment(1);
+            return hit.outcome;
+        }
+        let settings = self.config.payer(&payer);
+        let gate = self.gate(&payer);
+        let timeout = settings.timeout.min(self.config.fastpath.timeout);
+        let lookup = async {
+            let outcome =
+                gate.call(timeout, local::eligibility(self.state.as_ref(), &self.partners, &payer, r, on)).await?;
+            Ok::<Cached, UpstreamError>(Cached { outcome, ttl: settings.cache_ttl })
+        };
+        match self.cache.try_get_with(key.clone(), lookup).await {
+            Ok(c) => {
+                metrics::counter!("clearway_fastpath_cache_total", "kind" => "eligibility", "result" => "miss")
+                    .increment(1);
+                self.stale.insert(key, c.outcome.clone()).await;
+                c.outcome
+            }
+            Err(e) => {
+                tracing::info!(payer = %payer, reason = %e, "eligibility upstream failed");
+                if let Some(old) = self.stale.get(&key).await {
+                    metrics::counter!("clearway_fastpath_cache_total", "kind" => "eligibility", "result" => "stale")
+                        .increment(1);
+                    return old;
+                }
+                metrics::counter!("clearway_fastpath_cache_total", "kind" => "eligibility", "result" => "error")
+                    .increment(1);
+                EligibilityOutcome::PayerRejected { reason: "42", action: "R" }
+            }
+        }
+    }
+
+    /// Answers an X12 270 with a 271 (or with the TA1 / 999 that says why
+    /// it cannot be answered).
+    pub async fn eligibility_x12(&self, body: &[u8], now: OffsetDateTime) -> Reply {
+        let (ic, set) = match self.one_set(body, "270", now) {
+            Ok(found) => found,
+            Err(reply) => return reply,
+        };
+        let (ic, set) = (&ic, &set);
+        let requests: Vec<&EligibilityRequest> = set
+            .1
+            .documents
+            .iter()
+            .filter_map(|d| match d {
+                Document::EligibilityRequest(r) => Some(r.as_ref()),
+                _ => None,
+            })
+            .collect();
+        if requests.is_empty() || requests.len() > MAX_INQUIRIES {
+            return rejected(format!("a real-time 270 carries 1 to {MAX_INQUIRIES} inquiries"));
+        }
+        let mut answers = Vec::with_capacity(requests.len());
+        for r in &requests {
+            answers.push(EligibilityAnswer { request: r, outcome: self.eligibility(r, now.date()).await });
+        }
+        let at = PrimitiveDateTime::new(now.date(), now.time());
+        let out = build::response271(&build::Response271 {
+            interchange: &ic.report.isa,
+            group: &set.0.report.header,
+            reference: set.1.report.context.reference.as_deref().unwrap_or("0"),
+            answers: &answers,
+            controls: response_controls(body, "271"),
+            at,
+        });
+        Reply::Answer(out)
+    }
+
+    /// Answers an X12 276 with a 277 from the claims the async path
+    /// recorded for `partner` (a partner learns only of its own claims).
+    pub async fn claim_status_x12(&self, partner: &PartnerId, body: &[u8], now: OffsetDateTime) -> Reply {
+        let (ic, set) = match self.one_set(body, "276", now) {
+            Ok(found) => found,
+            Err(reply) => return reply,
+        };
+        let requests: Vec<&ClaimStatusRequest> = set
+            .1
+            .documents
+            .iter()
+            .filter_map(|d| match d {
+                Document::ClaimStatusRequest(r) => Some(r.as_ref()),
+                _ => None,
+            })
+            .collect();
+        if requests.is_empty() || requests.len() > MAX_INQUIRIES {
+            return rejected(format!("a real-time 276 carries 1 to {MAX_INQUIRIES} inquiries"));
+        }
+        let mut found = Vec::with_capacity(requests.len());
+        for r in &requests {
+            let payer = r.payer_id.clone().unwrap_or_else(|| "UNKNOWN".into());
+            let gate = self.gate(&payer);
+            let timeout = self.config.payer(&payer).timeout.min(self.config.fastpath.timeout);
+            let status = gate
+                .call(timeout, local::claim_status(self.state.as_ref(), &self.partners, partner, r))
+                .await
+                .unwrap_or_else(|e| {
+                    tracing::info!(payer = %payer, reason = %e, "claim status lookup failed");
+                    local::ClaimStatus::unavailable()
+                });
+            metrics::counter!("clearway_fastpath_claim_status_total", "category" => status.category_label())
+                .increment(1);
+            found.push(status);
+        }
+        let answers: Vec<ClaimStatusAnswer<'_>> =
+            requests.iter().zip(&found).map(|(r, s)| s.answer(r, now.date())).collect();
+        let at = PrimitiveDateTime::new(now.date(), now.time());
+        let ctx = &set.1.report.context;
+        let out = build::response277(&build::Response277 {
+            interchange: &ic.report.isa,
+            group: &set.0.report.header,
+            reference: ctx.reference.as_deref().unwrap_or("0"),
+            // The 276's information receiver (2100B NM1*41) is whom the 277
+            // answers.
+            receiver_name: ctx.submitter_name.as_deref().or(ctx.receiver_name.as_deref()).unwrap_or("RECEIVER"),
+            receiver_id: ctx.submitter_id.as_deref().or(ctx.receiver_id.as_deref()).unwrap_or("UNKNOWN"),
+            answers: &answers,
+            controls: response_controls(body, "277"),
+            at,
+        });
+        Reply::Answer(out)
+    }
+
+    /// Reads a real-time request: one interchange whose envelope is sound,
+    /// holding one accepted transaction set of type `st01`.
+    #[allow(clippy::result_large_err)]
+    fn one_set(
+        &self,
+        body: &[u8],
+        st01: &str,
+        now: OffsetDateTime,
+    ) -> Result<(Interchange, (clearway_formats::x12::analyze::Group, TransactionSet)), Reply> {
+        if body.len() > MAX_REQUEST_BYTES {
+            return Err(rejected(format!("a real-time request is at most {MAX_REQUEST_BYTES} bytes")));
+        }
+        let at = PrimitiveDateTime::new(now.date(), now.time());
+        let mut analysis = analyze(body, &AnalyzeOptions::default());
+        if analysis.interchanges.len() != 1 {
+            return Err(rejected("a real-time request is one X12 interchange".into()));
+        }
+        let ic = analysis.interchanges.remove(0);
+        let controls = response_controls(body, "ack");
+        if !ic.report.accepted() {
+            return Err(Reply::Rejected {
+                ack_kind: Some("ta1"),
+                ack: Some(build::ta1(&ic.report, controls, at)),
+                detail: "the interchange envelope was rejected (see the TA1)".into(),
+            });
+        }
+        let sets: Vec<(usize, usize)> = ic
+            .groups
+            .iter()
+            .enumerate()
+            .flat_map(|(g, grp)| grp.sets.iter().enumerate().map(move |(s, _)| (g, s)))
+            .collect();
+        let [(g, s)] = sets[..] else {
+            return Err(rejected("a real-time request holds exactly one transaction set".into()));
+        };
+        let set = &ic.groups[g].sets[s];
+        if set.report.header.id != st01 {
+            return Err(rejected(format!("expected a {st01}, not a {}", set.report.header.id)));
+        }
+        if !set.report.accepted() || !ic.groups[g].report.findings.is_empty() {
+            return Err(Reply::Rejected {
+                ack_kind: Some("999"),
+                ack: build::ack999(&ic, controls, at),
+                detail: format!("the {st01} has errors (see the 999)"),
+            });
+        }
+        let group = ic.groups[g].clone();
+        let set = group.sets[s].clone();
+        Ok((ic, (group, set)))
+    }
+}
+
+fn rejected(detail: String) -> Reply {
+    Reply::Rejected { ack_kind: None, ack: None, detail }
+}
+
+/// Control numbers derived from the request, so a retried request gets the
+/// same answer envelope.
+fn response_controls(body: &[u8], kind: &str) -> Controls {
+    let mut seed = kind.as_bytes().to_vec();
+    seed.extend_from_slice(&body[..body.len().min(4096)]);
+    Controls::derived(&seed)
+}

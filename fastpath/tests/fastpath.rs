@@ -1,0 +1,357 @@
+//! The fast path over the in-memory ports: answers from coverage and from
+//! recorded claims, the cache (hits, TTL, one upstream call for concurrent
+//! misses, invalidation, stale on error) and the per-payer limits.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use clearway_core::config::{self, Config};
+use clearway_core::partners::Partners;
+use clearway_core::ports::{Condition, Item, Key, StateStore, Table, WriteOp};
+use clearway_core::{ClaimStatusRequest, EligibilityRequest, ErrorKind, PartnerId, PortError, PortResult};
+use clearway_fastpath::{FastPath, Reply};
+use clearway_formats::x12::build::EligibilityOutcome;
+use clearway_formats::x12::synth::{self, Kind};
+use clearway_formats::x12::{AnalyzeOptions, Document, analyze};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+use time::macros::date;
+
+/// The in-memory state store, counting coverage reads and failing on
+/// demand (a payer that is down).
+#[derive(Default)]
+struct Upstream {
+    inner: clearway_local::MemStateStore,
+    coverage_reads: AtomicUsize,
+    down: AtomicBool,
+    slow: AtomicBool,
+}
+
+#[async_trait]
+impl StateStore for Upstream {
+    async fn get(&self, key: &Key) -> PortResult<Option<Item>> {
+        if key.table == Table::Coverage {
+            self.coverage_reads.fetch_add(1, Ordering::SeqCst);
+            if self.slow.load(Ordering::SeqCst) {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            if self.down.load(Ordering::SeqCst) {
+                return Err(PortError::new(ErrorKind::Unavailable, "coverage read"));
+            }
+        }
+        self.inner.get(key).await
+    }
+    async fn write(&self, ops: Vec<WriteOp>) -> PortResult<()> {
+        self.inner.write(ops).await
+    }
+    async fn query(&self, t: Table, pk: &str, after: Option<&str>, limit: usize) -> PortResult<Vec<(String, Item)>> {
+        self.inner.query(t, pk, after, limit).await
+    }
+}
+
+struct World {
+    up: Arc<Upstream>,
+    partners: Arc<Partners>,
+    fp: FastPath,
+}
+
+fn world(env: &[(&str, &str)]) -> World {
+    let env: HashMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let config: Arc<Config> = Arc::new(config::load(None, &env).unwrap());
+    let up = Arc::new(Upstream::default());
+    let master = clearway_core::crypto::Key::generate().unwrap();
+    let partners = Arc::new(Partners::new(master, up.clone()));
+    let fp = FastPath::new(up.clone(), partners.clone(), config);
+    World { up, partners, fp }
+}
+
+fn x12(kind: Kind, count: usize) -> Vec<u8> {
+    let mut v = Vec::new();
+    synth::write(&mut v, kind, count, 7).unwrap();
+    v
+}
+
+fn requests(body: &[u8]) -> Vec<EligibilityRequest> {
+    analyze(body, &AnalyzeOptions::default())
+        .documents()
+        .filter_map(|d| match d {
+            Document::EligibilityRequest(r) => Some((**r).clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn status_requests(body: &[u8]) -> Vec<ClaimStatusRequest> {
+    analyze(body, &AnalyzeOptions::default())
+        .documents()
+        .filter_map(|d| match d {
+            Document::ClaimStatusRequest(r) => Some((**r).clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+impl World {
+    /// Enrols the subscriber of `r` as an 834 would.
+    async fn enrol(&self, r: &EligibilityRequest, begin: time::Date, end: Option<time::Date>, plan: &str) {
+        let member = r.member_id.expose().clone().unwrap();
+        let payer = r.payer_id.clone().unwrap();
+        let value = serde_json::json!({
+            "payerId": payer,
+            "member": {
+                "is_subscriber": true, "relationship": "18", "maintenance": "addition",
+                "subscriber_id": member, "member_id": member,
+                "person": r.subscriber,
+                "coverages": [{ "insurance_line": "HLT", "plan": plan, "coverage_level": "EMP", "begin": begin, "end": end }],
+            },
+        });
+        self.up
+            .write(vec![WriteOp::Put {
+                key: Key::new(Table::Coverage, &payer, self.partners.member_key(&member)),
+                value: Bytes::from(serde_json::to_vec(&value).unwrap()),
+                expires_at: None,
+                condition: Condition::None,
+            }])
+            .await
+            .unwrap();
+    }
+}
+
+const TODAY: time::Date = date!(2024 - 06 - 01);
+
+#[tokio::test]
+async fn answers_from_coverage_not_found_and_invalid_member() {
+    let w = world(&[]);
+    let body = x12(Kind::Eligibility270, 3);
+    let reqs = requests(&body);
+    assert_eq!(reqs.len(), 3);
+    w.enrol(&reqs[0], date!(2024 - 01 - 01), None, "GOLD").await;
+    w.enrol(&reqs[1], date!(2020 - 01 - 01), Some(date!(2021 - 12 - 31)), "OLD").await;
+    let on = |r: &EligibilityRequest| r.date.map_or(TODAY, |d| d.from);
+    let first = w.fp.eligibility(&reqs[0], TODAY).await;
+    assert!(
+        matches!(&first, EligibilityOutcome::Active { plan: Some(p), .. } if p == "GOLD")
+            || on(&reqs[0]) < date!(2024 - 01 - 01),
+        "{first:?}"
+    );
+    assert!(matches!(w.fp.eligibility(&reqs[1], TODAY).await, EligibilityOutcome::Inactive { .. }));
+    assert_eq!(
+        w.fp.eligibility(&reqs[2], TODAY).await,
+        EligibilityOutcome::SubscriberRejected { reason: "75", action: "C" },
+        "not enrolled: subscriber not found"
+    );
+    let mut bad = reqs[2].clone();
+    bad.member_id = Some("!".to_string()).into();
+    assert_eq!(
+        w.fp.eligibility(&bad, TODAY).await,
+        EligibilityOutcome::SubscriberRejected { reason: "72", action: "C" },
+        "invalid member id"
+    );
+    let mut wrong_dob = reqs[0].clone();
+    wrong_dob.subscriber.birth_date = Some(date!(1901 - 01 - 01)).into();
+    assert_eq!(
+        w.fp.eligibility(&wrong_dob, TODAY).await,
+        EligibilityOutcome::SubscriberRejected { reason: "71", action: "C" },
+        "birth date does not match"
+    );
+
+    // The whole 270 gets a 271 that validates, with the answers in it.
+    let Reply::Answer(out) = w.fp.eligibility_x12(&body, time::OffsetDateTime::now_utc()).await else {
+        panic!("answered")
+    };
+    let back = analyze(&out, &AnalyzeOptions::default());
+    assert!(back.accepted(), "{}", String::from_utf8_lossy(&out));
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.contains("ST*271*"), "{text}");
+    assert!(text.contains("**75*C~"), "subscriber not found: {text}");
+}
+
+#[tokio::test]
+async fn malformed_requests_get_the_standard_answer() {
+    let w = world(&[]);
+    let body = x12(Kind::Eligibility270, 1);
+    // A broken ISA: a TA1.
+    let mut broken = body.clone();
+    broken[3] = b'!';
+    let Reply::Rejected { ack_kind, .. } = w.fp.eligibility_x12(&broken[..50], time::OffsetDateTime::now_utc()).await
+    else {
+        panic!("rejected")
+    };
+    assert!(ack_kind.is_none() || ack_kind == Some("ta1"));
+    // SE01 wrong: a 999 rejecting the set.
+    let text = String::from_utf8_lossy(&body).into_owned();
+    let se = text.find("SE*").unwrap();
+    let star = se + 3 + text[se + 3..].find('*').unwrap();
+    let bad = format!("{}SE*999{}", &text[..se], &text[star..]);
+    match w.fp.eligibility_x12(bad.as_bytes(), time::OffsetDateTime::now_utc()).await {
+        Reply::Rejected { ack_kind: Some("999"), ack: Some(ack), .. } => {
+            assert!(String::from_utf8_lossy(&ack).contains("IK5*R"), "{}", String::from_utf8_lossy(&ack));
+        }
+        other => panic!("{other:?}"),
+    }
+    // A 276 sent to the eligibility endpoint.
+    let status = x12(Kind::Status276, 1);
+    assert!(matches!(
+        w.fp.eligibility_x12(&status, time::OffsetDateTime::now_utc()).await,
+        Reply::Rejected { ack_kind: None, .. }
+    ));
+}
+
+#[tokio::test]
+async fn cache_hits_expire_by_payer_ttl_and_are_invalidated_by_enrolment() {
+    let body = x12(Kind::Eligibility270, 1);
+    let r = requests(&body).remove(0);
+    let payer = r.payer_id.clone().unwrap();
+    let ttl_var = format!("CLEARWAY__PAYERS__{payer}__CACHE_TTL_SECS");
+    let w = world(&[(ttl_var.as_str(), "1")]);
+    assert_eq!(w.fp.eligibility(&r, TODAY).await, EligibilityOutcome::SubscriberRejected { reason: "75", action: "C" });
+    w.enrol(&r, date!(2000 - 01 - 01), None, "GOLD").await;
+    // Cached: the enrolment is not seen yet, and no read was made.
+    assert!(matches!(w.fp.eligibility(&r, TODAY).await, EligibilityOutcome::SubscriberRejected { .. }));
+    assert_eq!(w.up.coverage_reads.load(Ordering::SeqCst), 1, "the second answer came from the cache");
+    // After the payer's TTL, the coverage is read again.
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    assert!(matches!(w.fp.eligibility(&r, TODAY).await, EligibilityOutcome::Active { .. }));
+    assert_eq!(w.up.coverage_reads.load(Ordering::SeqCst), 2);
+    // A new 834 for the member drops the cached answer at once.
+    w.enrol(&r, date!(2000 - 01 - 01), Some(date!(2001 - 01 - 01)), "ENDED").await;
+    assert!(matches!(w.fp.eligibility(&r, TODAY).await, EligibilityOutcome::Active { .. }), "still cached");
+    w.fp.invalidate_member(&payer, r.member_id.expose().as_deref().unwrap());
+    assert!(matches!(w.fp.eligibility(&r, TODAY).await, EligibilityOutcome::Inactive { .. }), "invalidated");
+}
+
+#[tokio::test]
+async fn concurrent_misses_make_one_upstream_call() {
+    let w = Arc::new(world(&[]));
+    let body = x12(Kind::Eligibility270, 1);
+    let r = Arc::new(requests(&body).remove(0));
+    w.enrol(&r, date!(2000 - 01 - 01), None, "GOLD").await;
+    w.up.slow.store(true, Ordering::SeqCst);
+    let mut tasks = Vec::new();
+    for _ in 0..50 {
+        let (w, r) = (w.clone(), r.clone());
+        tasks.push(tokio::spawn(async move { w.fp.eligibility(&r, TODAY).await }));
+    }
+    for t in tasks {
+        assert!(matches!(t.await.unwrap(), EligibilityOutcome::Active { .. }));
+    }
+    assert_eq!(w.up.coverage_reads.load(Ordering::SeqCst), 1, "fifty concurrent misses, one upstream read");
+}
+
+#[tokio::test]
+async fn payer_down_serves_stale_then_aaa_42() {
+    let body = x12(Kind::Eligibility270, 2);
+    let reqs = requests(&body);
+    let payer = reqs[0].payer_id.clone().unwrap();
+    let ttl_var = format!("CLEARWAY__PAYERS__{payer}__CACHE_TTL_SECS");
+    let w = world(&[(ttl_var.as_str(), "1")]);
+    w.enrol(&reqs[0], date!(2000 - 01 - 01), None, "GOLD").await;
+    assert!(matches!(w.fp.eligibility(&reqs[0], TODAY).await, EligibilityOutcome::Active { .. }));
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    w.up.down.store(true, Ordering::SeqCst);
+    assert!(
+        matches!(w.fp.eligibility(&reqs[0], TODAY).await, EligibilityOutcome::Active { .. }),
+        "the last good answer is served while the payer is down"
+    );
+    assert_eq!(
+        w.fp.eligibility(&reqs[1], TODAY).await,
+        EligibilityOutcome::PayerRejected { reason: "42", action: "R" },
+        "nothing cached: unable to respond at current time"
+    );
+}
+
+#[tokio::test]
+async fn a_storm_never_exceeds_the_payer_rate() {
+    let body = x12(Kind::Eligibility270, 20);
+    let reqs = requests(&body);
+    let payer = reqs[0].payer_id.clone().unwrap();
+    assert!(reqs.iter().all(|r| r.payer_id.as_deref() == Some(payer.as_str())));
+    let rate = format!("CLEARWAY__PAYERS__{payer}__RATE_PER_SEC");
+    let burst = format!("CLEARWAY__PAYERS__{payer}__BURST");
+    let w = world(&[(rate.as_str(), "0.001"), (burst.as_str(), "5")]);
+    let mut refused = 0;
+    for r in &reqs {
+        if w.fp.eligibility(r, TODAY).await == (EligibilityOutcome::PayerRejected { reason: "42", action: "R" }) {
+            refused += 1;
+        }
+    }
+    assert_eq!(w.up.coverage_reads.load(Ordering::SeqCst), 5, "only the burst reached the payer");
+    assert_eq!(refused, reqs.len() - 5);
+}
+
+#[tokio::test]
+async fn claim_status_from_recorded_claims_and_payments() {
+    let w = world(&[]);
+    let body = x12(Kind::Status276, 4);
+    let reqs = status_requests(&body);
+    assert_eq!(reqs.len(), 4);
+    let acme = PartnerId::new("acme").unwrap();
+    let put = |table: Table, pcn: &str, sk: String, v: serde_json::Value| WriteOp::Put {
+        key: Key::new(table, w.partners.pcn_partition(pcn), sk),
+        value: Bytes::from(serde_json::to_vec(&v).unwrap()),
+        expires_at: None,
+        condition: Condition::None,
+    };
+    let claim = |pcn: &str, payer: &Option<String>, status: &str, code: Option<&str>, partner: &str| {
+        serde_json::json!({
+            "claim": { "id": format!("t-{pcn}"), "patient_control_number": pcn, "payer_id": payer,
+                       "total_charge": "150.00", "status": status, "status_code": code, "destination": null },
+            "transactionId": "t", "partner": partner, "receivedAt": "2024-05-01T10:00:00Z",
+        })
+    };
+    let pcn = |r: &ClaimStatusRequest| r.patient_control_number.expose().clone().unwrap();
+    let mut ops = vec![
+        put(
+            Table::Claims,
+            &pcn(&reqs[0]),
+            "a".into(),
+            claim(&pcn(&reqs[0]), &reqs[0].payer_id, "routed", None, "acme"),
+        ),
+        put(
+            Table::Claims,
+            &pcn(&reqs[1]),
+            "b".into(),
+            claim(&pcn(&reqs[1]), &reqs[1].payer_id, "rejected", Some("A7:562:85"), "acme"),
+        ),
+        put(
+            Table::Claims,
+            &pcn(&reqs[2]),
+            "c".into(),
+            claim(&pcn(&reqs[2]), &reqs[2].payer_id, "routed", None, "acme"),
+        ),
+        // Another partner's claim is not visible to acme.
+        put(
+            Table::Claims,
+            &pcn(&reqs[3]),
+            "d".into(),
+            claim(&pcn(&reqs[3]), &reqs[3].payer_id, "routed", None, "other"),
+        ),
+    ];
+    ops.push(put(
+        Table::Payments,
+        &pcn(&reqs[2]),
+        "p".into(),
+        serde_json::json!({
+            "payment": { "patient_control_number": pcn(&reqs[2]), "status_code": "1", "charge": "150.00",
+                         "paid": "120.00", "patient_responsibility": "30.00", "payer_claim_control_number": "PAYER9" },
+            "paymentDate": "2024-05-20", "traceNumber": "EFT1", "payerId": reqs[2].payer_id, "transactionId": "t2",
+        }),
+    ));
+    w.up.write(ops).await.unwrap();
+    let Reply::Answer(out) = w.fp.claim_status_x12(&acme, &body, time::OffsetDateTime::now_utc()).await else {
+        panic!("answered")
+    };
+    let text = String::from_utf8_lossy(&out);
+    let back = analyze(&out, &AnalyzeOptions::default());
+    assert!(back.accepted(), "{text}");
+    let stcs: Vec<&str> = text.split('~').map(str::trim).filter(|s| s.starts_with("STC*")).collect();
+    assert_eq!(stcs.len(), 4, "{text}");
+    assert!(stcs[0].starts_with("STC*A1:20*20240501"), "received and forwarded: {}", stcs[0]);
+    assert!(stcs[1].starts_with("STC*A7:562:85*"), "rejected with the 277CA codes: {}", stcs[1]);
+    assert!(stcs[2].starts_with("STC*F1:65*20240520**150*120"), "paid from the 835: {}", stcs[2]);
+    assert!(stcs[3].starts_with("STC*D0:35*"), "another partner's claim is not found: {}", stcs[3]);
+    assert!(text.contains("REF*1K*PAYER9"), "{text}");
+}
