@@ -129,7 +129,13 @@ fn open_conn(path: &Path, write: bool) -> PortResult<Connection> {
         conn.pragma_update(None, "temp_store", "MEMORY").map_err(sqlite("set temp store"))?;
         conn.execute_batch(SCHEMA).map_err(sqlite("create schema"))?;
     }
-    conn.pragma_update(None, "cache_size", -16_000).map_err(sqlite("set cache"))?;
+    // The writer keeps a large page cache. A reader's cache is discarded
+    // whenever the database has changed since its last read — under load,
+    // on nearly every read — and discarding costs in proportion to its
+    // size, so readers keep a small one (their pages come back from the
+    // OS cache).
+    let cache_kib = if write { -16_000 } else { -1_024 };
+    conn.pragma_update(None, "cache_size", cache_kib).map_err(sqlite("set cache"))?;
     Ok(conn)
 }
 
