@@ -125,6 +125,9 @@ struct RawPayer {
     concurrency: Option<usize>,
     cache_ttl_secs: Option<u64>,
     name: Option<String>,
+    /// Other identifiers of this payer (an 834's N1*IN id is often the
+    /// insurer's tax id, where a 270 names the payer id).
+    aliases: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -266,6 +269,8 @@ pub struct PayerConfig {
     pub cooldown: Duration,
     pub concurrency: usize,
     pub cache_ttl: Duration,
+    /// Other identifiers that mean this payer.
+    pub aliases: Vec<String>,
 }
 
 impl PayerConfig {
@@ -282,6 +287,7 @@ impl PayerConfig {
             cooldown: Duration::from_secs(30),
             concurrency: 16,
             cache_ttl: Duration::from_secs(60),
+            aliases: Vec::new(),
         }
     }
 }
@@ -315,7 +321,17 @@ pub struct Config {
 impl Config {
     /// The payer's settings, or the defaults for an unlisted payer.
     pub fn payer(&self, id: &str) -> PayerConfig {
+        let id = self.canonical_payer(id);
         self.payers.get(id).cloned().unwrap_or_else(|| PayerConfig::default_for(id))
+    }
+
+    /// The configured payer id that `id` names (itself, or the payer that
+    /// lists it among its aliases); `id` itself when no payer does.
+    pub fn canonical_payer<'a>(&'a self, id: &'a str) -> &'a str {
+        if self.payers.contains_key(id) {
+            return id;
+        }
+        self.payers.values().find(|p| p.aliases.iter().any(|a| a == id)).map_or(id, |p| p.id.as_str())
     }
 }
 
@@ -556,6 +572,7 @@ fn validate(raw: Raw, e: &mut Vec<ConfigError>) -> Config {
             cooldown: secs(&path("cooldown_secs"), p.cooldown_secs, 30, e),
             concurrency: positive(&path("concurrency"), p.concurrency, d.concurrency, e),
             cache_ttl: secs(&path("cache_ttl_secs"), p.cache_ttl_secs, 60, e),
+            aliases: p.aliases.unwrap_or_default(),
         };
         payers.insert(id, payer);
     }
@@ -644,6 +661,15 @@ mod tests {
         let errors = load(Some(bad), &HashMap::new()).unwrap_err();
         let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
         assert_eq!(paths, vec!["mllp.listeners[1].partner", "mllp.listeners"], "{errors:?}");
+    }
+
+    #[test]
+    fn payer_aliases_name_the_payer() {
+        let c = load(Some("[payers.ACME01]\naliases = [\"987654321\"]\nrate_per_sec = 3.0\n"), &HashMap::new()).unwrap();
+        assert_eq!(c.canonical_payer("987654321"), "ACME01");
+        assert_eq!(c.canonical_payer("ACME01"), "ACME01");
+        assert_eq!(c.canonical_payer("OTHER"), "OTHER");
+        assert_eq!(c.payer("987654321").rate_per_sec, 3.0);
     }
 
     #[test]

@@ -144,7 +144,7 @@ impl FastPath {
     /// (one call for concurrent misses), else the last good answer, else
     /// AAA 42.
     pub async fn eligibility(&self, r: &EligibilityRequest, today: time::Date) -> EligibilityOutcome {
-        let payer = r.payer_id.clone().unwrap_or_else(|| "UNKNOWN".into());
+        let payer = self.config.canonical_payer(r.payer_id.as_deref().unwrap_or("UNKNOWN")).to_string();
         let on = r.date.map_or(today, |d| d.from);
         let key = self.key(&payer, r, on);
         if let Some(hit) = self.cache.get(&key).await {

@@ -573,8 +573,12 @@ fn x12(
                             claims.push(ClaimWork { claim: (**c).clone(), decision });
                         }
                         Document::Enrollment(e) => {
-                            out.writes.extend(coverage_writes(e, partners));
-                            out.members.extend(enrolled_members(e));
+                            // Coverage is kept under the payer id the fast
+                            // path is asked with (an alias maps an 834's
+                            // insurer id to it).
+                            let payer = router.canonical_payer(e.payer_id.as_deref().unwrap_or("UNKNOWN"));
+                            out.writes.extend(coverage_writes(e, &payer, partners));
+                            out.members.extend(enrolled_members(e, &payer));
                         }
                         Document::Remittance(r) => out.writes.extend(payment_writes(r, id, partners)),
                         _ => {}
@@ -633,24 +637,22 @@ pub fn member_key(partners: &Partners, member_id: &str) -> String {
     partners.member_key(member_id)
 }
 
-fn enrolled_members(e: &clearway_core::Enrollment) -> Vec<(String, String)> {
-    let payer = e.payer_id.clone().unwrap_or_else(|| "UNKNOWN".into());
+fn enrolled_members(e: &clearway_core::Enrollment, payer: &str) -> Vec<(String, String)> {
     e.members
         .iter()
         .filter_map(|m| m.member_id.expose().clone().or_else(|| m.subscriber_id.expose().clone()))
-        .map(|member| (payer.clone(), member))
+        .map(|member| (payer.to_string(), member))
         .collect()
 }
 
-fn coverage_writes(e: &clearway_core::Enrollment, partners: &Partners) -> Vec<WriteOp> {
-    let payer = e.payer_id.clone().unwrap_or_else(|| "UNKNOWN".into());
+fn coverage_writes(e: &clearway_core::Enrollment, payer: &str, partners: &Partners) -> Vec<WriteOp> {
     e.members
         .iter()
         .filter_map(|m| {
             let member = m.member_id.expose().clone().or_else(|| m.subscriber_id.expose().clone())?;
             let value = serde_json::to_vec(&serde_json::json!({ "payerId": payer, "member": m })).ok()?;
             Some(WriteOp::Put {
-                key: Key::new(Table::Coverage, &payer, member_key(partners, &member)),
+                key: Key::new(Table::Coverage, payer, member_key(partners, &member)),
                 value: Bytes::from(value),
                 expires_at: None,
                 condition: Condition::None,

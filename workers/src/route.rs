@@ -121,6 +121,12 @@ impl Router {
         Router { outbox: config.routing.outbox_dir.clone(), config, payers: Mutex::new(HashMap::new()), http }
     }
 
+    /// The configured payer an identifier names (see
+    /// [`Config::canonical_payer`]).
+    pub fn canonical_payer(&self, id: &str) -> String {
+        self.config.canonical_payer(id).to_string()
+    }
+
     /// Whether claims for this payer can be routed at all.
     pub fn knows(&self, payer: &str) -> bool {
         self.config.payers.contains_key(payer) || self.config.routing.route_unknown_payers
