@@ -59,6 +59,13 @@ enum Mode {
         /// First ISA13 to use (runs against one store must not overlap).
         #[arg(long, default_value_t = 1)]
         first_control: u64,
+        /// The route to POST to.
+        #[arg(long, default_value = "/v1/transactions")]
+        path: String,
+        /// Send these bodies (every file in the directory, in name order,
+        /// round robin) instead of generated 837Ps.
+        #[arg(long)]
+        bodies: Option<std::path::PathBuf>,
     },
     /// MLLP load.
     Mllp {
@@ -107,9 +114,13 @@ fn main() -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let out = rt.block_on(async {
         match cli.mode {
-            Mode::Http { addr, key, connections, duration_secs, rate, claims, first_control } => {
-                let t = Template::x12(claims)?;
-                http(addr, key, connections, Duration::from_secs(duration_secs), rate, Arc::new(t), first_control).await
+            Mode::Http { addr, key, connections, duration_secs, rate, claims, first_control, path, bodies } => {
+                let t = match bodies {
+                    Some(dir) => Template::files(&dir)?,
+                    None => Template::x12(claims)?,
+                };
+                let load = Load { path, template: Arc::new(t) };
+                http(addr, key, connections, Duration::from_secs(duration_secs), rate, load, first_control).await
             }
             Mode::Mllp { addr, connections, duration_secs, first_control } => {
                 mllp(addr, connections, Duration::from_secs(duration_secs), first_control).await
@@ -137,15 +148,35 @@ fn main() -> anyhow::Result<()> {
 
 // ------------------------------------------------------------ payloads --
 
-/// A synthetic 837P whose ISA13/IEA02 are patched per request.
+/// A synthetic 837P whose ISA13/IEA02 are patched per request, or a set
+/// of fixed bodies sent round robin.
 struct Template {
     body: Vec<u8>,
     isa13: std::ops::Range<usize>,
     iea02: std::ops::Range<usize>,
     claims: usize,
+    fixed: Vec<Bytes>,
+}
+
+/// What the HTTP load sends, and where.
+struct Load {
+    path: String,
+    template: Arc<Template>,
 }
 
 impl Template {
+    fn files(dir: &std::path::Path) -> anyhow::Result<Self> {
+        let mut names: Vec<std::path::PathBuf> =
+            std::fs::read_dir(dir)?.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_file()).collect();
+        names.sort();
+        let fixed: Vec<Bytes> =
+            names.iter().map(std::fs::read).collect::<Result<Vec<_>, _>>()?.into_iter().map(Bytes::from).collect();
+        if fixed.is_empty() {
+            bail!("no bodies in {}", dir.display());
+        }
+        Ok(Template { body: Vec::new(), isa13: 0..0, iea02: 0..0, claims: 0, fixed })
+    }
+
     fn x12(claims: usize) -> anyhow::Result<Self> {
         let mut body = Vec::new();
         clearway_formats::x12::synth::write(&mut body, clearway_formats::x12::synth::Kind::Professional837, claims, 7)?;
@@ -157,10 +188,13 @@ impl Template {
         if body[isa13.clone()] != body[iea02.clone()] {
             bail!("template envelope not as expected");
         }
-        Ok(Template { body, isa13, iea02, claims })
+        Ok(Template { body, isa13, iea02, claims, fixed: Vec::new() })
     }
 
     fn with_control(&self, n: u64) -> Bytes {
+        if !self.fixed.is_empty() {
+            return self.fixed[(n as usize) % self.fixed.len()].clone();
+        }
         let mut b = self.body.clone();
         let digits = format!("{:09}", n % 1_000_000_000);
         b[self.isa13.clone()].copy_from_slice(digits.as_bytes());
@@ -185,8 +219,19 @@ async fn connect(addr: SocketAddr) -> anyhow::Result<Sender> {
 
 /// One POST; returns the status and body.
 async fn post(sender: &mut Sender, addr: SocketAddr, key: &str, body: Bytes) -> anyhow::Result<(u16, Bytes)> {
+    post_to(sender, addr, "/v1/transactions", key, body).await
+}
+
+/// One POST to `path`; returns the status and body.
+async fn post_to(
+    sender: &mut Sender,
+    addr: SocketAddr,
+    path: &str,
+    key: &str,
+    body: Bytes,
+) -> anyhow::Result<(u16, Bytes)> {
     sender.ready().await?;
-    let req = Request::post("/v1/transactions")
+    let req = Request::post(path)
         .header("host", addr.to_string())
         .header("authorization", format!("Bearer {key}"))
         .header("content-type", "application/edi-x12")
@@ -220,15 +265,17 @@ async fn http(
     connections: usize,
     duration: Duration,
     rate: Option<f64>,
-    template: Arc<Template>,
+    load: Load,
     first_control: u64,
 ) -> anyhow::Result<serde_json::Value> {
+    let template = load.template;
+    let path = Arc::new(load.path);
     let counter = Arc::new(AtomicU64::new(first_control));
     let started = Instant::now();
     let deadline = started + duration;
     let mut tasks = Vec::new();
     for c in 0..connections {
-        let (key, counter, template) = (key.clone(), counter.clone(), template.clone());
+        let (key, counter, template, path) = (key.clone(), counter.clone(), template.clone(), path.clone());
         tasks.push(tokio::spawn(async move {
             let mut h = histogram();
             let mut tally = Tally::default();
@@ -254,7 +301,7 @@ async fn http(
                 }
                 let scheduled = if interval.is_some() { next } else { Instant::now() };
                 let body = template.with_control(counter.fetch_add(1, Ordering::Relaxed));
-                match post(&mut sender, addr, &key, body).await {
+                match post_to(&mut sender, addr, &path, &key, body).await {
                     Ok((status, _)) => {
                         *tally.statuses.entry(status).or_default() += 1;
                         let _ = h.record(scheduled.elapsed().as_micros().max(1) as u64);
