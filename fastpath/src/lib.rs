@@ -19,12 +19,13 @@
 //!
 //! Everything here is keyed by ids; no PHI reaches logs or metrics.
 
+pub mod caqh;
 pub mod gate;
 pub mod local;
 
 use clearway_core::config::Config;
 use clearway_core::partners::Partners;
-use clearway_core::ports::StateStore;
+use clearway_core::ports::{Condition, Key, StateStore, Table, WriteOp};
 use clearway_core::{ClaimStatusRequest, EligibilityRequest, PartnerId};
 use clearway_formats::x12::analyze::{Interchange, TransactionSet};
 use clearway_formats::x12::build::{self, ClaimStatusAnswer, Controls, EligibilityAnswer, EligibilityOutcome};
@@ -320,6 +321,193 @@ impl FastPath {
         let set = group.sets[s].clone();
         Ok((ic, (group, set)))
     }
+}
+
+/// How long a CORE PayloadID is remembered.
+const PAYLOAD_ID_WINDOW_SECS: i64 = 24 * 3600;
+/// The CORE real-time response time limit (CORE 156 / 250).
+const CORE_LIMIT: Duration = Duration::from_secs(20);
+
+impl FastPath {
+    /// One CAQH CORE real-time exchange for `partner` (already
+    /// authenticated from the envelope's credentials): checks the
+    /// envelope, recognises a PayloadID seen before (the same payload gets
+    /// the first answer again; a different payload under a used PayloadID
+    /// is refused), answers the X12 payload, and logs the nine CORE
+    /// identifiers with the round-trip time.
+    pub async fn core_exchange(
+        &self,
+        partner: &PartnerId,
+        req: &caqh::CoreRequest,
+        now: OffsetDateTime,
+    ) -> caqh::CoreResponse {
+        let started = Instant::now();
+        let ts = core_timestamp(now);
+        if let Err(e) = caqh::check(req) {
+            return caqh::CoreResponse::error(req, &e, &ts);
+        }
+        let payload = req.payload.as_deref().unwrap_or_default();
+        let payload_id = req.payload_id.clone().unwrap_or_default();
+        let request_type = req.payload_type.as_deref().unwrap_or_default();
+        let hash = clearway_core::crypto::sha256_hex(payload);
+        let seen_key = Key::new(Table::Dedupe, partner.as_str(), format!("core:{}", payload_id.to_ascii_lowercase()));
+        let mut response = match self.state.get(&seen_key).await {
+            Ok(Some(item)) => match serde_json::from_slice::<SeenPayload>(&item.value) {
+                Ok(seen) if seen.hash == hash => {
+                    metrics::counter!("clearway_core_duplicate_payload_ids_total", "outcome" => "replayed")
+                        .increment(1);
+                    Some(seen.into_response(req, &ts))
+                }
+                _ => {
+                    metrics::counter!("clearway_core_duplicate_payload_ids_total", "outcome" => "refused").increment(1);
+                    let e = caqh::EnvelopeError {
+                        code: "PayloadIDDuplicate",
+                        message: "this PayloadID was used for a different payload".into(),
+                    };
+                    return caqh::CoreResponse::error(req, &e, &ts);
+                }
+            },
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!(error = %clearway_core::error::chain(&e), "payload id lookup failed");
+                None
+            }
+        };
+        if response.is_none() {
+            let reply = if request_type.starts_with("X12_270") {
+                self.eligibility_x12(payload, now).await
+            } else {
+                self.claim_status_x12(partner, payload, now).await
+            };
+            let (payload_type, body, code, message) = match reply {
+                Reply::Answer(x12) => {
+                    (caqh::response_type(request_type).unwrap_or_default(), Some(x12), "Success", String::new())
+                }
+                Reply::Rejected { ack_kind: Some("999"), ack: Some(a), detail } => {
+                    (caqh::PAYLOAD_999, Some(a), "Success", detail)
+                }
+                Reply::Rejected { ack_kind: Some(_), ack: Some(a), detail } => {
+                    (caqh::PAYLOAD_TA1, Some(a), "Success", detail)
+                }
+                Reply::Rejected { detail, .. } => {
+                    (caqh::response_type(request_type).unwrap_or_default(), None, "PayloadIllegal", detail)
+                }
+            };
+            let r = caqh::CoreResponse {
+                payload_type: payload_type.to_string(),
+                processing_mode: "RealTime".into(),
+                payload_id: payload_id.clone(),
+                timestamp: ts.clone(),
+                sender_id: req.receiver_id.clone().unwrap_or_default(),
+                receiver_id: req.sender_id.clone().unwrap_or_default(),
+                payload: body,
+                error_code: code,
+                error_message: message,
+            };
+            if r.error_code == "Success" {
+                let seen = SeenPayload {
+                    hash,
+                    payload_type: r.payload_type.clone(),
+                    payload: r.payload.as_deref().map(|p| String::from_utf8_lossy(p).into_owned()),
+                    message: r.error_message.clone(),
+                };
+                let write = WriteOp::Put {
+                    key: seen_key,
+                    value: serde_json::to_vec(&seen).unwrap_or_default().into(),
+                    expires_at: Some(now.unix_timestamp() + PAYLOAD_ID_WINDOW_SECS),
+                    condition: Condition::NotExists,
+                };
+                if let Err(e) = self.state.write(vec![write]).await {
+                    tracing::info!(error = %clearway_core::error::chain(&e), "payload id not remembered");
+                }
+            }
+            response = Some(r);
+        }
+        let response = response.unwrap_or_else(|| {
+            caqh::CoreResponse::error(req, &caqh::EnvelopeError { code: "ServerError", message: String::new() }, &ts)
+        });
+        let elapsed = started.elapsed();
+        let ids = core_ids(payload);
+        tracing::info!(
+            isa06 = ids[0].as_deref(), isa08 = ids[1].as_deref(), isa13 = ids[2].as_deref(),
+            gs02 = ids[3].as_deref(), gs03 = ids[4].as_deref(), gs06 = ids[5].as_deref(),
+            st02 = ids[6].as_deref(), trn02 = ids[7].as_deref(), bht03 = ids[8].as_deref(),
+            payload_id = %payload_id, error_code = response.error_code,
+            round_trip_ms = elapsed.as_secs_f64() * 1000.0,
+            "core real-time exchange"
+        );
+        let within = if elapsed <= CORE_LIMIT { "true" } else { "false" };
+        metrics::counter!("clearway_core_exchanges_total", "within_20s" => within).increment(1);
+        metrics::histogram!("clearway_core_round_trip_seconds").record(elapsed.as_secs_f64());
+        response
+    }
+}
+
+/// A remembered CORE answer.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SeenPayload {
+    hash: String,
+    payload_type: String,
+    payload: Option<String>,
+    message: String,
+}
+
+impl SeenPayload {
+    fn into_response(self, req: &caqh::CoreRequest, ts: &str) -> caqh::CoreResponse {
+        caqh::CoreResponse {
+            payload_type: self.payload_type,
+            processing_mode: "RealTime".into(),
+            payload_id: req.payload_id.clone().unwrap_or_default(),
+            timestamp: ts.to_string(),
+            sender_id: req.receiver_id.clone().unwrap_or_default(),
+            receiver_id: req.sender_id.clone().unwrap_or_default(),
+            payload: self.payload.map(String::into_bytes),
+            error_code: "Success",
+            error_message: self.message,
+        }
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ`.
+fn core_timestamp(t: OffsetDateTime) -> String {
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
+}
+
+/// The nine identifiers CORE asks to log for each real-time exchange:
+/// ISA06, ISA08, ISA13, GS02, GS03, GS06, ST02, TRN02, BHT03 (envelope and
+/// trace numbers, no PHI).
+fn core_ids(x12: &[u8]) -> [Option<String>; 9] {
+    let mut out: [Option<String>; 9] = Default::default();
+    if x12.len() < 106 || !x12.starts_with(b"ISA") {
+        return out;
+    }
+    let (elem, term) = (x12[3], x12[105]);
+    let field = |seg: &[u8], n: usize| {
+        seg.split(|b| *b == elem)
+            .nth(n)
+            .map(|v| String::from_utf8_lossy(v).trim().chars().take(50).collect::<String>())
+            .filter(|v| !v.is_empty())
+    };
+    for seg in x12.split(|b| *b == term).map(|s| s.trim_ascii()) {
+        let id = seg.split(|b| *b == elem).next().unwrap_or_default();
+        match id {
+            b"ISA" => (out[0], out[1], out[2]) = (field(seg, 6), field(seg, 8), field(seg, 13)),
+            b"GS" => (out[3], out[4], out[5]) = (field(seg, 2), field(seg, 3), field(seg, 6)),
+            b"ST" => out[6] = field(seg, 2),
+            b"TRN" if out[7].is_none() => out[7] = field(seg, 2),
+            b"BHT" => out[8] = field(seg, 3),
+            _ => {}
+        }
+    }
+    out
 }
 
 fn rejected(detail: String) -> Reply {

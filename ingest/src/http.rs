@@ -15,6 +15,7 @@ use axum::{Json, Router};
 use clearway_core::ports::Table;
 use clearway_core::records::{AckRecord, DeadLetter, FeedEntry, PartnerRecord, TransactionRecord};
 use clearway_core::{ErrorKind, PartnerId, TransactionId};
+use clearway_fastpath::caqh;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -79,6 +80,8 @@ pub fn router(svc: Arc<Services>, metrics: MetricsRender) -> Router {
         .route("/v1/transactions/{id}/acks", get(transaction_acks))
         .route("/v1/transactions/{id}/acks/{ack_id}", get(transaction_ack))
         .route("/v1/acks", get(feed))
+        .route("/core/soap", post(core_soap))
+        .route("/core/mime", post(core_mime))
         .route("/v1/eligibility", post(eligibility))
         .route("/v1/claim-status", post(claim_status))
         .route("/v1/webhook", get(webhook_get).put(webhook_put).delete(webhook_delete))
@@ -594,6 +597,116 @@ async fn claim_status(
     metrics::histogram!("clearway_fastpath_request_seconds", "kind" => "claim-status")
         .record(started.elapsed().as_secs_f64());
     Ok(realtime_reply(reply))
+}
+
+/// The partner a CORE envelope's credentials name: the user name is the
+/// partner id and the password its API key.
+async fn core_partner(svc: &Services, req: &caqh::CoreRequest) -> Result<PartnerId, &'static str> {
+    let (Some(user), Some(password)) = (req.username.as_deref(), req.password.as_ref()) else {
+        return Err("UnAuthorized");
+    };
+    let token = password.expose();
+    if token.is_empty() || token.len() > 200 {
+        return Err("UnAuthorized");
+    }
+    match svc.partners.authenticate(token).await {
+        Ok(Some(p)) if p.id.as_str() == user => Ok(p.id),
+        Ok(_) => Err("UnAuthorized"),
+        Err(e) => {
+            tracing::warn!(error = %clearway_core::error::chain(&e), "authentication unavailable");
+            Err("ServerError")
+        }
+    }
+}
+
+fn core_status(r: &caqh::CoreResponse) -> StatusCode {
+    match r.error_code {
+        "Success" => StatusCode::OK,
+        "UnAuthorized" => StatusCode::UNAUTHORIZED,
+        "ServerError" => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::BAD_REQUEST,
+    }
+}
+
+const SOAP_XML: &str = "application/soap+xml; charset=utf-8";
+
+/// `POST /core/soap`: a CAQH CORE SOAP 1.2 real-time exchange.
+async fn core_soap(State(svc): State<Arc<Services>>, body: Body) -> Response {
+    let fault = |status: StatusCode, why: &str| {
+        (status, [(header::CONTENT_TYPE, SOAP_XML)], caqh::soap_fault(why)).into_response()
+    };
+    let Ok(bytes) = axum::body::to_bytes(body, caqh::MAX_ENVELOPE_BYTES).await else {
+        return fault(StatusCode::PAYLOAD_TOO_LARGE, "the envelope is larger than 2 MiB");
+    };
+    let req = match caqh::parse_soap(&bytes) {
+        Ok(r) => r,
+        Err(why) => return fault(StatusCode::BAD_REQUEST, &why),
+    };
+    let now = time::OffsetDateTime::now_utc();
+    let response = match core_partner(&svc, &req).await {
+        Ok(partner) => svc.fastpath.core_exchange(&partner, &req, now).await,
+        Err(code) => caqh::CoreResponse::error(&req, &core_auth_error(code), &core_now(now)),
+    };
+    (core_status(&response), [(header::CONTENT_TYPE, SOAP_XML)], caqh::soap_response(&response)).into_response()
+}
+
+fn core_auth_error(code: &'static str) -> caqh::EnvelopeError {
+    let message = if code == "UnAuthorized" { "user name or password not accepted" } else { "try again later" };
+    caqh::EnvelopeError { code, message: message.into() }
+}
+
+fn core_now(t: time::OffsetDateTime) -> String {
+    let t = t.replace_nanosecond(0).unwrap_or(t);
+    clearway_core::records::timestamp(t)
+}
+
+/// `POST /core/mime`: a CAQH CORE HTTP MIME multipart real-time exchange.
+async fn core_mime(State(svc): State<Arc<Services>>, mut form: axum::extract::Multipart) -> Response {
+    let mut fields: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut total = 0usize;
+    loop {
+        match form.next_field().await {
+            Ok(Some(field)) => {
+                let name = field.name().unwrap_or_default().to_string();
+                match field.bytes().await {
+                    Ok(b) => {
+                        total += b.len();
+                        if total > caqh::MAX_ENVELOPE_BYTES || fields.len() > 32 {
+                            return Problem::new(
+                                StatusCode::PAYLOAD_TOO_LARGE,
+                                "too-large",
+                                "Payload too large",
+                                "at most 2 MiB",
+                            )
+                            .into_response();
+                        }
+                        fields.push((name, b.to_vec()));
+                    }
+                    Err(_) => break,
+                }
+            }
+            Ok(None) => break,
+            Err(_) => {
+                return Problem::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid-input",
+                    "Not a MIME multipart form",
+                    "expected multipart/form-data with the CORE fields",
+                )
+                .into_response();
+            }
+        }
+    }
+    let req = caqh::from_mime_fields(fields.iter().map(|(n, v)| (n.as_str(), v.clone())));
+    let now = time::OffsetDateTime::now_utc();
+    let response = match core_partner(&svc, &req).await {
+        Ok(partner) => svc.fastpath.core_exchange(&partner, &req, now).await,
+        Err(code) => caqh::CoreResponse::error(&req, &core_auth_error(code), &core_now(now)),
+    };
+    let digest = clearway_core::crypto::sha256_hex(response.payload.as_deref().unwrap_or_default());
+    let boundary = format!("clearway-core-{}", digest.get(..24).unwrap_or_default());
+    let (content_type, body) = caqh::mime_response(&response, &boundary);
+    (core_status(&response), [(header::CONTENT_TYPE, content_type)], body).into_response()
 }
 
 #[derive(Debug, Deserialize)]
