@@ -72,10 +72,8 @@ fn eligibility_from_enrolment_and_claim_status_from_claims() {
     // for payer SMC04, its second for ACME01; the 276 asks ACME01 about
     // both, so only the second is found.
     let claims = gen_x12(Kind::Professional837, 2, 5);
-    let id = c.submit("application/edi-x12", claims.as_bytes(), &[]).json()["transactionId"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id =
+        c.submit("application/edi-x12", claims.as_bytes(), &[]).json()["transactionId"].as_str().unwrap().to_string();
     c.wait_terminal(&id);
     let status = gen_x12(Kind::Status276, 2, 3);
     let r = post(&c, "/v1/claim-status", "application/edi-x12", status.as_bytes());
@@ -110,4 +108,52 @@ fn eligibility_from_enrolment_and_claim_status_from_claims() {
         request(server.http, "POST", "/v1/eligibility", &[("Content-Type", "application/edi-x12")], b"x").status,
         401
     );
+}
+
+/// Every 270 and 276 in the shared corpus gets a valid 271 or 277 (or,
+/// for one the validator rejects, the 999 that says why), and every FHIR
+/// CoverageEligibilityRequest a CoverageEligibilityResponse.
+#[test]
+fn corpus_inquiries_get_valid_answers() {
+    let scratch = Scratch::new();
+    let key = scratch.partner("clinic", false);
+    let server = Server::start(&scratch, None, &[]);
+    let c = Client { addr: server.http, key };
+    let mut seen = 0;
+    for entry in support::manifest() {
+        let kind = entry["transaction_type"].as_str().unwrap_or("");
+        let file = support::corpus().join(entry["file"].as_str().unwrap());
+        let body = std::fs::read(&file).unwrap();
+        let (path, answer_st, content_type) = if kind.starts_with("270") {
+            ("/v1/eligibility", "ST*271*", "application/edi-x12")
+        } else if kind.starts_with("276") {
+            ("/v1/claim-status", "ST*277*", "application/edi-x12")
+        } else if kind.contains("CoverageEligibilityRequest") {
+            ("/v1/eligibility", "", "application/fhir+json")
+        } else {
+            continue;
+        };
+        seen += 1;
+        let r = post(&c, path, content_type, &body);
+        if content_type == "application/fhir+json" {
+            assert_eq!(r.status, 200, "{}: {}", file.display(), r.text());
+            let v = r.json();
+            assert_eq!(v["resourceType"], "CoverageEligibilityResponse", "{}", file.display());
+            assert_eq!(v["outcome"], "error", "nobody is enrolled: {v}");
+            let code = &v["error"][0]["code"]["coding"][0]["code"];
+            assert!(code == "75" || code == "72", "not found or invalid member id: {v}");
+            continue;
+        }
+        let accepted = analyze(&body, &AnalyzeOptions::default()).accepted();
+        if accepted {
+            assert_eq!(r.status, 200, "{}: {}", file.display(), r.text());
+            assert!(analyze(&r.body, &AnalyzeOptions::default()).accepted(), "{}: {}", file.display(), r.text());
+            assert!(r.text().contains(answer_st), "{}: {}", file.display(), r.text());
+        } else {
+            assert_eq!(r.status, 400, "{}: {}", file.display(), r.text());
+            let v = r.json();
+            assert!(v.get("999").is_some() || v.get("ta1").is_some(), "{}: {v}", file.display());
+        }
+    }
+    assert!(seen >= 8, "the corpus has 270s, 276s and CoverageEligibilityRequests ({seen} found)");
 }

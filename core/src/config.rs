@@ -128,6 +128,10 @@ struct RawPayer {
     /// Other identifiers of this payer (an 834's N1*IN id is often the
     /// insurer's tax id, where a 270 names the payer id).
     aliases: Option<Vec<String>>,
+    /// Where real-time eligibility is answered: `local` (the coverage
+    /// store, the default) or `http` (forwarded to `connector_url`).
+    connector: Option<String>,
+    connector_url: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -257,6 +261,15 @@ pub enum Destination {
     Http(String),
 }
 
+/// Where the fast path gets a payer's real-time answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Connector {
+    /// The coverage store (834 enrollments) and the recorded claims.
+    Local,
+    /// The payer's real-time endpoint: a 270 is POSTed, a 271 expected.
+    Http(String),
+}
+
 #[derive(Debug, Clone)]
 pub struct PayerConfig {
     pub id: String,
@@ -271,6 +284,7 @@ pub struct PayerConfig {
     pub cache_ttl: Duration,
     /// Other identifiers that mean this payer.
     pub aliases: Vec<String>,
+    pub connector: Connector,
 }
 
 impl PayerConfig {
@@ -288,6 +302,7 @@ impl PayerConfig {
             concurrency: 16,
             cache_ttl: Duration::from_secs(60),
             aliases: Vec::new(),
+            connector: Connector::Local,
         }
     }
 }
@@ -561,7 +576,30 @@ fn validate(raw: Raw, e: &mut Vec<ConfigError>) -> Config {
                 Destination::Outbox
             }
         };
+        let connector = match (p.connector.as_deref(), p.connector_url) {
+            (None | Some("local"), None) => Connector::Local,
+            (Some("http"), Some(url)) if url.starts_with("http://") || url.starts_with("https://") => {
+                Connector::Http(url)
+            }
+            (Some("http"), Some(_)) => {
+                e.push(err(path("connector_url"), "must start with http:// or https://"));
+                Connector::Local
+            }
+            (Some("http"), None) => {
+                e.push(err(path("connector_url"), "required when connector is http"));
+                Connector::Local
+            }
+            (None | Some("local"), Some(_)) => {
+                e.push(err(path("connector_url"), "only used with connector = \"http\""));
+                Connector::Local
+            }
+            (Some(other), _) => {
+                e.push(err(path("connector"), format!("must be local or http, not {other}")));
+                Connector::Local
+            }
+        };
         let payer = PayerConfig {
+            connector,
             id: id.clone(),
             name: p.name,
             destination,
@@ -665,7 +703,8 @@ mod tests {
 
     #[test]
     fn payer_aliases_name_the_payer() {
-        let c = load(Some("[payers.ACME01]\naliases = [\"987654321\"]\nrate_per_sec = 3.0\n"), &HashMap::new()).unwrap();
+        let c =
+            load(Some("[payers.ACME01]\naliases = [\"987654321\"]\nrate_per_sec = 3.0\n"), &HashMap::new()).unwrap();
         assert_eq!(c.canonical_payer("987654321"), "ACME01");
         assert_eq!(c.canonical_payer("ACME01"), "ACME01");
         assert_eq!(c.canonical_payer("OTHER"), "OTHER");

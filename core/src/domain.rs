@@ -157,6 +157,10 @@ pub struct EligibilityRequest {
     pub payer_name: Option<String>,
     pub provider_npi: Option<String>,
     pub provider_name: Option<String>,
+    /// The information receiver's id as sent (2100B NM108 qualifier and
+    /// NM109), echoed in the 271 when it is not an NPI.
+    #[serde(default)]
+    pub provider_id: Option<(String, String)>,
     pub member_id: Sensitive<Option<String>>,
     pub subscriber: Person,
     /// Present when the patient is a dependent (loop 2000D).

@@ -21,9 +21,10 @@
 
 pub mod caqh;
 pub mod gate;
+pub mod http;
 pub mod local;
 
-use clearway_core::config::Config;
+use clearway_core::config::{Config, Connector};
 use clearway_core::partners::Partners;
 use clearway_core::ports::{Condition, Key, StateStore, Table, WriteOp};
 use clearway_core::{ClaimStatusRequest, EligibilityRequest, PartnerId};
@@ -88,6 +89,7 @@ pub struct FastPath {
     cache: moka::future::Cache<String, Cached>,
     stale: moka::future::Cache<String, EligibilityOutcome>,
     gates: Mutex<HashMap<String, Arc<gate::Gate>>>,
+    http: reqwest::Client,
 }
 
 impl std::fmt::Debug for FastPath {
@@ -109,7 +111,12 @@ impl FastPath {
             .time_to_live(STALE_FOR)
             .support_invalidation_closures()
             .build();
-        FastPath { state, partners, config, cache, stale, gates: Mutex::new(HashMap::new()) }
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(2))
+            .pool_max_idle_per_host(64)
+            .build()
+            .unwrap_or_else(|_| reqwest::Client::new());
+        FastPath { state, partners, config, cache, stale, gates: Mutex::new(HashMap::new()), http }
     }
 
     fn gate(&self, payer: &str) -> Arc<gate::Gate> {
@@ -156,8 +163,15 @@ impl FastPath {
         let gate = self.gate(&payer);
         let timeout = settings.timeout.min(self.config.fastpath.timeout);
         let lookup = async {
-            let outcome =
-                gate.call(timeout, local::eligibility(self.state.as_ref(), &self.partners, &payer, r, on)).await?;
+            let outcome = match &settings.connector {
+                Connector::Local => {
+                    gate.call(timeout, local::eligibility(self.state.as_ref(), &self.partners, &payer, r, on)).await?
+                }
+                Connector::Http(url) => {
+                    let ours = &self.config.workers.clearinghouse_id;
+                    gate.call(timeout, http::eligibility(&self.http, url, ours, r, OffsetDateTime::now_utc())).await?
+                }
+            };
             Ok::<Cached, UpstreamError>(Cached { outcome, ttl: settings.cache_ttl })
         };
         match self.cache.try_get_with(key.clone(), lookup).await {
@@ -320,6 +334,99 @@ impl FastPath {
         let group = ic.groups[g].clone();
         let set = group.sets[s].clone();
         Ok((ic, (group, set)))
+    }
+}
+
+/// What a FHIR request gets: a CoverageEligibilityResponse, or (`Err`) an
+/// OperationOutcome saying why the request cannot be answered.
+pub type FhirReply = Result<serde_json::Value, serde_json::Value>;
+
+impl FastPath {
+    /// Answers a FHIR R4 CoverageEligibilityRequest with a
+    /// CoverageEligibilityResponse from the same cache and connectors as a
+    /// 270: in force with a benefit period and the asked categories, not
+    /// in force, or `error` with the X12 AAA reason (member not found,
+    /// invalid member id, unable to respond now).
+    pub async fn eligibility_fhir(&self, body: &[u8], now: OffsetDateTime) -> FhirReply {
+        use clearway_formats::fhir::{self, EligibilityRejectReason as Why, InsuranceSpec, ResponseOutcome};
+        let doc = match fhir::read_resource(body, &fhir::Limits::default()) {
+            Ok(fhir::FhirDocument::CoverageEligibilityRequest(d)) => d,
+            Ok(other) => {
+                let issue = fhir::OutcomeIssue::new(
+                    fhir::Severity::Error,
+                    fhir::IssueType::NotSupported,
+                    "resourceType",
+                    format!("expected a CoverageEligibilityRequest, not a {}", other.resource_type()),
+                );
+                return Err(fhir::operation_outcome(&[issue]));
+            }
+            Err(e) => return Err(fhir::operation_outcome(&[e.to_issue()])),
+        };
+        let Some(request) = doc.request.clone() else {
+            return Err(fhir::operation_outcome(&doc.issues));
+        };
+        let id = format!("cer-{}", &clearway_core::crypto::sha256_hex(body)[..16]);
+        let outcome = self.eligibility(&request, now.date()).await;
+        let Some(mut spec) = fhir::EligibilityResponseSpec::for_request(&doc, id, now, ResponseOutcome::Complete)
+        else {
+            let issue = fhir::OutcomeIssue::new(
+                fhir::Severity::Error,
+                fhir::IssueType::Required,
+                "CoverageEligibilityRequest",
+                "the request needs purpose, patient, insurer and an id or identifier to be answered",
+            );
+            return Err(fhir::operation_outcome(&[issue]));
+        };
+        let coverage = fhir::Reference {
+            reference: None,
+            type_: Some("Coverage".into()),
+            identifier: None,
+            display: Some("coverage of the member asked about".into()),
+        };
+        let items = || {
+            let mut types = request.service_types.clone();
+            if types.is_empty() {
+                types.push("30".into());
+            }
+            types.iter().map(|t| fhir::BenefitItem::service_type(t)).collect::<Vec<_>>()
+        };
+        match outcome {
+            EligibilityOutcome::Active { begin, end, .. } => spec.insurance.push(InsuranceSpec {
+                coverage,
+                inforce: Some(true),
+                benefit_period: begin.map(|b| (b, end)),
+                items: items(),
+            }),
+            EligibilityOutcome::Inactive { .. } => spec.insurance.push(InsuranceSpec {
+                coverage,
+                inforce: Some(false),
+                benefit_period: None,
+                items: Vec::new(),
+            }),
+            EligibilityOutcome::SubscriberRejected { reason, .. }
+            | EligibilityOutcome::PayerRejected { reason, .. } => {
+                let why = match reason {
+                    "72" => Why::InvalidMemberId,
+                    "73" => Why::InvalidSubscriberName,
+                    "75" => Why::SubscriberNotFound,
+                    "58" | "71" => Why::InvalidBirthDate,
+                    "43" => Why::InvalidProvider,
+                    "15" => Why::RequiredDataMissing,
+                    _ => Why::UnableToRespondNow,
+                };
+                spec.outcome = ResponseOutcome::Error;
+                spec.errors.push(why.coding());
+            }
+        }
+        fhir::coverage_eligibility_response(&spec).map_err(|e| {
+            let issue = fhir::OutcomeIssue::new(
+                fhir::Severity::Error,
+                fhir::IssueType::Processing,
+                "CoverageEligibilityResponse",
+                e.to_string(),
+            );
+            fhir::operation_outcome(&[issue])
+        })
     }
 }
 

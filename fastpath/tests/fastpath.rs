@@ -355,3 +355,200 @@ async fn claim_status_from_recorded_claims_and_payments() {
     assert!(stcs[3].starts_with("STC*D0:35*"), "another partner's claim is not found: {}", stcs[3]);
     assert!(text.contains("REF*1K*PAYER9"), "{text}");
 }
+
+/// A payer's real-time endpoint: answers each 270 with a 271 saying
+/// "active" after `delay`, counting the requests it gets.
+fn payer_endpoint(delay: Duration) -> (String, Arc<AtomicUsize>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/realtime", listener.local_addr().unwrap());
+    let count = Arc::new(AtomicUsize::new(0));
+    let seen = count.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { continue };
+            let seen = seen.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut stream = stream;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let mut len = 0;
+                    loop {
+                        let mut h = String::new();
+                        reader.read_line(&mut h).unwrap();
+                        if h.trim().is_empty() {
+                            break;
+                        }
+                        if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+                            len = v.trim().parse().unwrap();
+                        }
+                    }
+                    let mut body = vec![0; len];
+                    reader.read_exact(&mut body).unwrap();
+                    seen.fetch_add(1, Ordering::SeqCst);
+                    std::thread::sleep(delay);
+                    let a = analyze(&body, &AnalyzeOptions::default());
+                    let ic = &a.interchanges[0];
+                    let reqs: Vec<&EligibilityRequest> = a
+                        .documents()
+                        .filter_map(|d| match d {
+                            Document::EligibilityRequest(r) => Some(r.as_ref()),
+                            _ => None,
+                        })
+                        .collect();
+                    let answers: Vec<_> = reqs
+                        .iter()
+                        .map(|r| clearway_formats::x12::build::EligibilityAnswer {
+                            request: r,
+                            outcome: EligibilityOutcome::Active {
+                                plan: Some("PAYER PLAN".into()),
+                                begin: None,
+                                end: None,
+                                insurance_type: None,
+                            },
+                        })
+                        .collect();
+                    let out = clearway_formats::x12::build::response271(&clearway_formats::x12::build::Response271 {
+                        interchange: &ic.report.isa,
+                        group: &ic.groups[0].report.header,
+                        reference: "X",
+                        answers: &answers,
+                        controls: clearway_formats::x12::build::Controls { interchange: 1, group: 1, first_set: 1 },
+                        at: time::macros::datetime!(2024-06-01 12:00),
+                    });
+                    let head = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/edi-x12\r\nContent-Length: {}\r\n\r\n",
+                        out.len()
+                    );
+                    if stream.write_all(head.as_bytes()).and_then(|_| stream.write_all(&out)).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (url, count)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_connector_answers_and_a_storm_never_exceeds_the_payer_rate() {
+    let (url, count) = payer_endpoint(Duration::ZERO);
+    let body = x12(Kind::Eligibility270, 40);
+    let reqs = requests(&body);
+    let payer = reqs[0].payer_id.clone().unwrap();
+    let vars = [
+        (format!("CLEARWAY__PAYERS__{payer}__CONNECTOR"), "http".to_string()),
+        (format!("CLEARWAY__PAYERS__{payer}__CONNECTOR_URL"), url),
+        (format!("CLEARWAY__PAYERS__{payer}__RATE_PER_SEC"), "5".to_string()),
+        (format!("CLEARWAY__PAYERS__{payer}__BURST"), "5".to_string()),
+    ];
+    let env: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let w = Arc::new(world(&env));
+    let started = std::time::Instant::now();
+    let mut tasks = Vec::new();
+    for r in reqs.clone() {
+        let w = w.clone();
+        tasks.push(tokio::spawn(async move { w.fp.eligibility(&r, TODAY).await }));
+    }
+    let mut active = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            EligibilityOutcome::Active { plan: Some(p), .. } if p == "PAYER PLAN" => active += 1,
+            EligibilityOutcome::PayerRejected { reason: "42", .. } => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    let allowed = 5.0 + 5.0 * started.elapsed().as_secs_f64();
+    let reached = count.load(Ordering::SeqCst);
+    assert!(reached as f64 <= allowed, "{reached} requests reached the payer; its rate allows {allowed:.1}");
+    assert!(reached >= 5, "the burst reached the payer");
+    assert_eq!(active, reached, "every request that reached the payer was answered from its 271");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_payer_slow_or_down_answers_aaa_42_within_the_timeout() {
+    let (slow, _) = payer_endpoint(Duration::from_secs(3));
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/", l.local_addr().unwrap());
+        drop(l);
+        url
+    };
+    for url in [slow, closed] {
+        let body = x12(Kind::Eligibility270, 1);
+        let r = requests(&body).remove(0);
+        let payer = r.payer_id.clone().unwrap();
+        let vars = [
+            (format!("CLEARWAY__PAYERS__{payer}__CONNECTOR"), "http".to_string()),
+            (format!("CLEARWAY__PAYERS__{payer}__CONNECTOR_URL"), url.clone()),
+            (format!("CLEARWAY__PAYERS__{payer}__TIMEOUT_MS"), "300".to_string()),
+        ];
+        let env: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let w = world(&env);
+        let started = std::time::Instant::now();
+        let out = w.fp.eligibility(&r, TODAY).await;
+        assert_eq!(out, EligibilityOutcome::PayerRejected { reason: "42", action: "R" }, "{url}");
+        assert!(
+            started.elapsed() < Duration::from_millis(1500),
+            "answered within the timeout: {:?}",
+            started.elapsed()
+        );
+    }
+}
+
+fn fhir_request() -> serde_json::Value {
+    serde_json::json!({
+        "resourceType": "CoverageEligibilityRequest",
+        "id": "e-1",
+        "contained": [
+            {"resourceType": "Patient", "id": "pat", "name": [{"family": "Canary", "given": ["Pat"]}], "birthDate": "1980-02-03"},
+            {"resourceType": "Coverage", "id": "cov", "status": "active",
+             "identifier": [{"type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "MB"}]},
+                             "value": "MB-CANARY-1"}],
+             "beneficiary": {"reference": "#pat"},
+             "payor": [{"display": "Payer"}]}
+        ],
+        "identifier": [{"value": "TRACE-1"}],
+        "status": "active",
+        "purpose": ["validation", "benefits"],
+        "patient": {"reference": "#pat"},
+        "created": "2024-06-01",
+        "insurer": {"identifier": {"system": "http://example.org/payers", "value": "PAYER1"}},
+        "insurance": [{"focal": true, "coverage": {"reference": "#cov"}}],
+        "item": [{"category": {"coding": [{"code": "30"}]}}]
+    })
+}
+
+#[tokio::test]
+async fn fhir_coverage_eligibility_from_the_same_coverage() {
+    let w = world(&[]);
+    let body = serde_json::to_vec(&fhir_request()).unwrap();
+    let now = time::OffsetDateTime::now_utc();
+    // Not enrolled: an error response with the X12 reason.
+    let out = w.fp.eligibility_fhir(&body, now).await.expect("a response");
+    assert_eq!(out["resourceType"], "CoverageEligibilityResponse");
+    assert_eq!(out["outcome"], "error", "{out}");
+    assert_eq!(out["error"][0]["code"]["coding"][0]["code"], "75", "{out}");
+    // Enrolled (as an 834 would): in force, with the asked category.
+    let doc = match clearway_formats::fhir::read_resource(&body, &clearway_formats::fhir::Limits::default()).unwrap() {
+        clearway_formats::fhir::FhirDocument::CoverageEligibilityRequest(d) => d,
+        _ => panic!("a CoverageEligibilityRequest"),
+    };
+    let req = doc.request.expect("mapped");
+    assert_eq!(req.member_id.expose().as_deref(), Some("MB-CANARY-1"));
+    w.enrol(&req, date!(2020 - 01 - 01), None, "GOLD").await;
+    w.fp.invalidate_member("PAYER1", "MB-CANARY-1");
+    let out = w.fp.eligibility_fhir(&body, now).await.expect("a response");
+    assert_eq!(out["outcome"], "complete", "{out}");
+    assert_eq!(out["insurance"][0]["inforce"], true, "{out}");
+    assert_eq!(out["insurance"][0]["item"][0]["category"]["coding"][0]["code"], "30", "{out}");
+    // Not a CoverageEligibilityRequest, or not JSON: an OperationOutcome.
+    for bad in [&b"{\"resourceType\":\"Patient\",\"id\":\"x\"}"[..], b"not json"] {
+        let oo = w.fp.eligibility_fhir(bad, now).await.expect_err("refused");
+        assert_eq!(oo["resourceType"], "OperationOutcome");
+    }
+}

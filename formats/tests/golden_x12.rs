@@ -170,3 +170,46 @@ fn claim_status_277() {
     );
     insta::assert_snapshot!("277_paid_and_not_found", lines(&out));
 }
+
+/// A 270 forwarded to a payer for one inquiry is valid X279A1 and reads
+/// back as the same inquiry.
+#[test]
+fn forwarded_270_round_trips() {
+    let a = analyze(&sample(Kind::Eligibility270, 3), &AnalyzeOptions::default());
+    let reqs: Vec<&EligibilityRequest> = a
+        .documents()
+        .filter_map(|d| match d {
+            Document::EligibilityRequest(r) => Some(r.as_ref()),
+            _ => None,
+        })
+        .collect();
+    let env = build::Envelope {
+        sender_qualifier: "ZZ".into(),
+        sender_id: "CLEARWAYHUB".into(),
+        receiver_qualifier: "ZZ".into(),
+        receiver_id: "ACME01".into(),
+        group_sender: "CLEARWAYHUB".into(),
+        group_receiver: "ACME01".into(),
+        usage: "T".into(),
+        delimiters: clearway_formats::x12::Delimiters::default(),
+    };
+    for r in reqs {
+        let out = build::request270(r, &env, "REF1", CONTROLS, AT);
+        let back = analyze(&out, &AnalyzeOptions::default());
+        assert!(back.accepted(), "{}", lines(&out));
+        let again: Vec<&EligibilityRequest> = back
+            .documents()
+            .filter_map(|d| match d {
+                Document::EligibilityRequest(r) => Some(r.as_ref()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(again.len(), 1);
+        let (x, y) = (again[0], r);
+        assert_eq!(
+            (&x.member_id, &x.payer_id, &x.provider_npi, &x.trace_number),
+            (&y.member_id, &y.payer_id, &y.provider_npi, &y.trace_number)
+        );
+        assert_eq!((&x.subscriber, &x.service_types, &x.date), (&y.subscriber, &y.service_types, &y.date));
+    }
+}

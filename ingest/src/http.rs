@@ -576,6 +576,33 @@ async fn eligibility(
     body: Body,
 ) -> Result<Response, Problem> {
     let started = std::time::Instant::now();
+    let media = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    if media == "application/fhir+json" || media == "application/json" {
+        // A FHIR CoverageEligibilityRequest: a CoverageEligibilityResponse,
+        // or an OperationOutcome saying why not.
+        let max = clearway_fastpath::MAX_REQUEST_BYTES;
+        let bytes = axum::body::to_bytes(body, max).await.map_err(|_| {
+            Problem::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too-large",
+                "Payload too large",
+                format!("at most {max} bytes"),
+            )
+        })?;
+        let (status, value) = match svc.fastpath.eligibility_fhir(&bytes, time::OffsetDateTime::now_utc()).await {
+            Ok(v) => (StatusCode::OK, v),
+            Err(outcome) => (StatusCode::BAD_REQUEST, outcome),
+        };
+        tracing::debug!(partner = %p.id, elapsed_ms = started.elapsed().as_millis() as u64, "fhir eligibility answered");
+        metrics::histogram!("clearway_fastpath_request_seconds", "kind" => "eligibility")
+            .record(started.elapsed().as_secs_f64());
+        return Ok((status, [(header::CONTENT_TYPE, "application/fhir+json")], value.to_string()).into_response());
+    }
     let bytes = realtime_body(&headers, body).await?;
     let reply = svc.fastpath.eligibility_x12(&bytes, time::OffsetDateTime::now_utc()).await;
     tracing::debug!(partner = %p.id, elapsed_ms = started.elapsed().as_millis() as u64, "eligibility answered");

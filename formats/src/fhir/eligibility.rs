@@ -293,6 +293,7 @@ pub(crate) fn read_eligibility(o: &Obj, root: &str, ctx: &DocCtx<'_>) -> Eligibi
             trace_originator: None,
             payer_id,
             payer_name,
+            provider_id: provider_npi.clone().map(|n| ("XX".to_string(), n)),
             provider_npi,
             provider_name,
             member_id: Sensitive::new(member_id),

@@ -718,20 +718,10 @@ pub fn response271(r: &Response271<'_>) -> Vec<u8> {
         hl += 1;
         let provider_hl = hl;
         w.seg("HL", &[&provider_hl.to_string(), &payer_hl.to_string(), "21", "1"]);
-        w.seg(
-            "NM1",
-            &[
-                "1P",
-                "2",
-                first.provider_name.as_deref().unwrap_or("PROVIDER"),
-                "",
-                "",
-                "",
-                "",
-                "XX",
-                first.provider_npi.as_deref().unwrap_or(""),
-            ],
-        );
+        // The information receiver as the 270 named it (NPI, or its
+        // other identifier).
+        let (qualifier, id) = receiver_id(first);
+        w.seg("NM1", &["1P", "2", first.provider_name.as_deref().unwrap_or("PROVIDER"), "", "", "", "", qualifier, id]);
         for a in &r.answers[i..j] {
             let q = a.request;
             hl += 1;
@@ -748,7 +738,13 @@ pub fn response271(r: &Response271<'_>) -> Vec<u8> {
             }
             nm1_person(&mut w, "IL", &q.subscriber, q.member_id.expose().as_deref().or(Some("")));
             let target_is_subscriber = !has_dependent;
-            if target_is_subscriber && let EligibilityOutcome::SubscriberRejected { reason, action } = a.outcome {
+            // A rejection about the subscriber (their id, name, not found)
+            // goes in 2100C even when a dependent was asked about: 2100D's
+            // AAA takes only patient-level reasons.
+            let subscriber_reason = |r: &str| !DEPENDENT_AAA_REASONS.contains(&r);
+            if let EligibilityOutcome::SubscriberRejected { reason, action } = a.outcome
+                && (target_is_subscriber || subscriber_reason(reason))
+            {
                 w.seg("AAA", &["N", "", reason, action]);
             }
             dmg(&mut w, &q.subscriber);
@@ -760,7 +756,9 @@ pub fn response271(r: &Response271<'_>) -> Vec<u8> {
                 w.seg("HL", &[&hl.to_string(), &sub_hl.to_string(), "23", "0"]);
                 trace(&mut w);
                 w.seg("NM1", &["03", "1", dep.last_name.expose(), dep.first_name.expose().as_deref().unwrap_or("")]);
-                if let EligibilityOutcome::SubscriberRejected { reason, action } = a.outcome {
+                if let EligibilityOutcome::SubscriberRejected { reason, action } = a.outcome
+                    && !subscriber_reason(reason)
+                {
                     w.seg("AAA", &["N", "", reason, action]);
                 }
                 dmg(&mut w, dep);
@@ -774,6 +772,12 @@ pub fn response271(r: &Response271<'_>) -> Vec<u8> {
     w.iea(r.controls.interchange);
     w.into_bytes()
 }
+
+/// AAA03 codes allowed in 271 loop 2100D (dependent request validation).
+const DEPENDENT_AAA_REASONS: &[&str] = &[
+    "15", "35", "42", "43", "45", "47", "48", "49", "51", "52", "56", "57", "58", "60", "61", "62", "63", "64", "65",
+    "66", "67", "68", "71", "77",
+];
 
 fn write_benefits(w: &mut Writer, a: &EligibilityAnswer<'_>) {
     let types: Vec<&str> = if a.request.service_types.is_empty() {
@@ -831,6 +835,91 @@ fn raw_seg(w: &mut Writer, s: &str) {
     w.out.extend_from_slice(s.as_bytes());
     w.out.push(w.d.segment);
     w.set_segments += 1;
+}
+
+/// NM108/NM109 of the information receiver of an inquiry: its NPI, else
+/// the identifier it was sent with.
+fn receiver_id(r: &EligibilityRequest) -> (&str, &str) {
+    match (&r.provider_npi, &r.provider_id) {
+        (Some(npi), _) => ("XX", npi.as_str()),
+        (None, Some((q, id))) => (q.as_str(), id.as_str()),
+        (None, None) => ("XX", ""),
+    }
+}
+
+// ------------------------------------------------------------ 270 (out) --
+
+/// A 270 carrying one inquiry, to forward to a payer (the fast path's
+/// `http` connector). `env` is ours toward the payer; `reference` is BHT03.
+pub fn request270(
+    r: &EligibilityRequest,
+    env: &Envelope,
+    reference: &str,
+    controls: Controls,
+    at: PrimitiveDateTime,
+) -> Vec<u8> {
+    let mut w = Writer::new(env.delimiters);
+    w.isa(env, controls.interchange, at);
+    w.gs("HS", env, controls.group, at, "005010X279A1");
+    let ctl = format!("{:04}", controls.first_set);
+    w.st("270", &ctl, "005010X279A1");
+    w.seg("BHT", &["0022", "13", reference, &ccyymmdd(at.date()), &hhmm(at)]);
+    w.seg("HL", &["1", "", "20", "1"]);
+    w.seg(
+        "NM1",
+        &[
+            "PR",
+            "2",
+            r.payer_name.as_deref().unwrap_or("PAYER"),
+            "",
+            "",
+            "",
+            "",
+            "PI",
+            r.payer_id.as_deref().unwrap_or("UNKNOWN"),
+        ],
+    );
+    w.seg("HL", &["2", "1", "21", "1"]);
+    let (qualifier, id) = receiver_id(r);
+    w.seg("NM1", &["1P", "2", r.provider_name.as_deref().unwrap_or("PROVIDER"), "", "", "", "", qualifier, id]);
+    w.seg("HL", &["3", "2", "22", if r.dependent.is_some() { "1" } else { "0" }]);
+    w.seg(
+        "TRN",
+        &["1", r.trace_number.as_deref().unwrap_or("0"), r.trace_originator.as_deref().unwrap_or("9CLEARWAY0")],
+    );
+    nm1_person(&mut w, "IL", &r.subscriber, Some(r.member_id.expose().as_deref().unwrap_or("UNKNOWN")));
+    dmg(&mut w, &r.subscriber);
+    let dtp = |w: &mut Writer| {
+        if let Some(d) = r.date {
+            let (fmt, v) = range(d);
+            w.seg("DTP", &["291", fmt, &v]);
+        }
+    };
+    let eq = |w: &mut Writer| {
+        if r.service_types.is_empty() {
+            w.seg("EQ", &["30"]);
+        }
+        for t in &r.service_types {
+            w.seg("EQ", &[t]);
+        }
+    };
+    match &r.dependent {
+        None => {
+            dtp(&mut w);
+            eq(&mut w);
+        }
+        Some(d) => {
+            w.seg("HL", &["4", "3", "23", "0"]);
+            nm1_person(&mut w, "03", d, None);
+            dmg(&mut w, d);
+            dtp(&mut w);
+            eq(&mut w);
+        }
+    }
+    w.se(&ctl);
+    w.ge(controls.group);
+    w.iea(controls.interchange);
+    w.into_bytes()
 }
 
 // -------------------------------------------------------------------- 277 --

@@ -439,6 +439,7 @@ pub struct EligibilityView {
     payer_name: Option<String>,
     provider_npi: Option<String>,
     provider_name: Option<String>,
+    provider_id: Option<(String, String)>,
     level: Vec<u8>,
     current: Option<EligibilityRequest>,
     /// The subscriber of the current 2000C, for dependents.
@@ -467,6 +468,7 @@ impl EligibilityView {
             payer_name: self.payer_name.clone(),
             provider_npi: self.provider_npi.clone(),
             provider_name: self.provider_name.clone(),
+            provider_id: self.provider_id.clone(),
             member_id: Sensitive::new(None),
             subscriber: Person::default(),
             dependent: None,
@@ -506,6 +508,7 @@ impl EligibilityView {
                 (b"21", _) => {
                     self.provider_name = text(seg.element(3));
                     self.provider_npi = (seg.element(8) == b"XX").then(|| text(seg.element(9))).flatten();
+                    self.provider_id = text(seg.element(8)).zip(text(seg.element(9)));
                 }
                 (b"22", _) => {
                     if let Some(r) = self.current.as_mut() {

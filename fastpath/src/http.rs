@@ -1,0 +1,100 @@
+//! The `http` connector: a payer's own real-time endpoint. Each inquiry is
+//! forwarded as a one-inquiry 270 (POST, `application/edi-x12`) and the
+//! 271 read back into an answer. The caller's gate bounds the time, the
+//! rate and the concurrency; an answer that cannot be read counts as the
+//! payer failing (stale answer or AAA 42 follow).
+
+use crate::UpstreamError;
+use clearway_core::EligibilityRequest;
+use clearway_formats::x12::build::{self, Controls, EligibilityOutcome, Envelope};
+use clearway_formats::x12::{AnalyzeOptions, Delimiters, Document, analyze};
+use time::{OffsetDateTime, PrimitiveDateTime};
+
+/// Largest 271 read from a payer.
+const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
+
+/// AAA03 reject reason codes (X12 element 901) as static strings.
+const AAA_REASONS: &[&str] = &[
+    "04", "15", "33", "35", "41", "42", "43", "44", "45", "46", "47", "48", "49", "50", "51", "52", "53", "54", "55",
+    "56", "57", "58", "60", "61", "62", "63", "64", "65", "66", "67", "68", "69", "70", "71", "72", "73", "74", "75",
+    "76", "77", "78", "79", "80", "97", "T4",
+];
+/// AAA04 follow-up action codes (X12 element 889).
+const AAA_ACTIONS: &[&str] = &["C", "N", "P", "R", "S", "W", "X", "Y"];
+
+fn known(list: &[&'static str], v: &str, default: &'static str) -> &'static str {
+    list.iter().find(|c| **c == v).copied().unwrap_or(default)
+}
+
+/// Asks the payer at `url` about one inquiry.
+pub async fn eligibility(
+    client: &reqwest::Client,
+    url: &str,
+    our_id: &str,
+    r: &EligibilityRequest,
+    now: OffsetDateTime,
+) -> Result<EligibilityOutcome, UpstreamError> {
+    let payer = r.payer_id.clone().unwrap_or_else(|| "UNKNOWN".into());
+    let clean = |s: &str| s.chars().filter(char::is_ascii_alphanumeric).take(15).collect::<String>();
+    let env = Envelope {
+        sender_qualifier: "ZZ".into(),
+        sender_id: clean(our_id),
+        receiver_qualifier: "ZZ".into(),
+        receiver_id: clean(&payer),
+        group_sender: clean(our_id),
+        group_receiver: clean(&payer),
+        usage: "P".into(),
+        delimiters: Delimiters::default(),
+    };
+    let at = PrimitiveDateTime::new(now.date(), now.time());
+    let seed = format!("{}|{}|{}", now.unix_timestamp_nanos(), r.trace_number.as_deref().unwrap_or(""), payer);
+    let controls = Controls::derived(seed.as_bytes());
+    let reference = format!("{:09}", controls.interchange);
+    let body = build::request270(r, &env, &reference, controls, at);
+    let mut resp =
+        client.post(url).header("content-type", "application/edi-x12").body(body).send().await.map_err(|e| {
+            UpstreamError::Unavailable(if e.is_timeout() { "timeout".into() } else { "unreachable".into() })
+        })?;
+    if !resp.status().is_success() {
+        return Err(UpstreamError::Unavailable(format!("payer answered {}", resp.status().as_u16())));
+    }
+    let mut bytes = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|_| UpstreamError::Unavailable("response cut off".into()))? {
+        if bytes.len() + chunk.len() > MAX_RESPONSE_BYTES {
+            return Err(UpstreamError::Unavailable("response too large".into()));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    read_271(&bytes)
+}
+
+/// The answer a payer's 271 gives for its (first) subscriber.
+pub fn read_271(bytes: &[u8]) -> Result<EligibilityOutcome, UpstreamError> {
+    let analysis = analyze(bytes, &AnalyzeOptions::default());
+    let answer = analysis.documents().find_map(|d| match d {
+        Document::EligibilityResponse(r) => Some(r.as_ref().clone()),
+        _ => None,
+    });
+    let Some(a) = answer else { return Err(UpstreamError::Unavailable("no 271 answer in the response".into())) };
+    if let Some(rej) = a.rejections.first() {
+        let reason = known(AAA_REASONS, &rej.reason, "42");
+        let action = known(AAA_ACTIONS, rej.action.as_deref().unwrap_or("R"), "R");
+        return Ok(if matches!(rej.level.as_str(), "20" | "21") {
+            EligibilityOutcome::PayerRejected { reason, action }
+        } else {
+            EligibilityOutcome::SubscriberRejected { reason, action }
+        });
+    }
+    if let Some(b) = a.benefits.iter().find(|b| b.code == "1") {
+        return Ok(EligibilityOutcome::Active {
+            plan: b.plan.clone(),
+            begin: None,
+            end: None,
+            insurance_type: b.insurance_type.clone(),
+        });
+    }
+    if let Some(b) = a.benefits.iter().find(|b| b.code == "6") {
+        return Ok(EligibilityOutcome::Inactive { plan: b.plan.clone(), end: None });
+    }
+    Err(UpstreamError::Unavailable("the 271 states neither active nor inactive coverage".into()))
+}
