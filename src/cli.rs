@@ -48,6 +48,13 @@ pub enum Command {
         #[command(subcommand)]
         command: DlqCommand,
     },
+    /// Manage the coverage the fast path answers eligibility from.
+    Coverage {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(subcommand)]
+        command: CoverageCommand,
+    },
     /// Print deterministic synthetic transactions with fake PHI.
     Gen {
         #[arg(value_enum)]
@@ -172,6 +179,17 @@ pub enum PartnersCommand {
         id: String,
         #[arg(long)]
         url: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CoverageCommand {
+    /// Import members from an X12 834, or from a CSV with the header
+    /// payer_id,member_id,last_name,first_name,birth_date,plan,begin,end
+    /// (dates YYYY-MM-DD; end may be empty).
+    Import {
+        /// The 834 or CSV file, or - for standard input.
+        file: PathBuf,
     },
 }
 

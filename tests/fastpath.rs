@@ -157,3 +157,51 @@ fn corpus_inquiries_get_valid_answers() {
     }
     assert!(seen >= 8, "the corpus has 270s, 276s and CoverageEligibilityRequests ({seen} found)");
 }
+
+#[test]
+fn coverage_import_from_csv_and_834() {
+    use std::process::Command;
+    let scratch = Scratch::new();
+    let key = scratch.partner("clinic", false);
+    let data = scratch.data().display().to_string();
+    let csv = scratch.root.path().join("members.csv");
+    std::fs::write(
+        &csv,
+        "payer_id,member_id,last_name,first_name,birth_date,plan,begin,end\nACME01,M0068060533,EXAMPLAR,ALEX,1975-10-17,CSV PLAN,2024-01-01,\n",
+    )
+    .unwrap();
+    let out = Command::new(support::BIN).args(["coverage", "import", "--data-dir", &data]).arg(&csv).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1");
+
+    // Bad rows are reported by line and nothing is imported.
+    std::fs::write(
+        &csv,
+        "payer_id,member_id,last_name,first_name,birth_date,plan,begin,end\nACME01,,X,Y,1975-13-45,P,2024-01-01,\n",
+    )
+    .unwrap();
+    let out = Command::new(support::BIN).args(["coverage", "import", "--data-dir", &data]).arg(&csv).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("line 2"), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // An 834, its insurer id mapped to the payer by an alias.
+    scratch.write_config("[payers.ACME01]\naliases = [\"987654321\"]\n");
+    let e834 = scratch.root.path().join("members.834");
+    std::fs::write(&e834, gen_x12(Kind::Enrollment834, 3, 9)).unwrap();
+    let out = Command::new(support::BIN)
+        .args(["coverage", "import", "--data-dir", &data, "--config"])
+        .arg(scratch.config())
+        .arg(&e834)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "3");
+
+    let server = Server::start(&scratch, None, &[]);
+    let c = Client { addr: server.http, key };
+    let r = post(&c, "/v1/eligibility", "application/edi-x12", gen_x12(Kind::Eligibility270, 1, 3).as_bytes());
+    assert!(segments(&r.body, "EB").iter().any(|s| s.starts_with("EB*1*") && s.contains("CSV PLAN")), "{}", r.text());
+    let r = post(&c, "/v1/eligibility", "application/edi-x12", gen_x12(Kind::Eligibility270, 3, 9).as_bytes());
+    let eb = segments(&r.body, "EB");
+    assert_eq!(eb.iter().filter(|s| s.starts_with("EB*1*")).count(), 3, "the 834's members are covered: {}", r.text());
+}

@@ -21,6 +21,8 @@ pub enum SourceFormat {
     X12,
     Hl7v2,
     Fhir,
+    /// A CSV import (`clearway coverage import`).
+    Csv,
 }
 
 /// The line of business of a claim.

@@ -3,7 +3,7 @@
 //! second process), so they work while the service runs.
 
 use super::store::{Store, load_config, port};
-use crate::cli::{DlqCommand, PartnersCommand, StoreArgs};
+use crate::cli::{CoverageCommand, DlqCommand, PartnersCommand, StoreArgs};
 use anyhow::Context;
 use clearway_core::records::DeadLetter;
 use clearway_core::{PartnerId, TransactionId};
@@ -177,4 +177,142 @@ pub fn dlq(store: &StoreArgs, command: DlqCommand) -> anyhow::Result<ExitCode> {
             }
         }
     })
+}
+
+/// `clearway coverage import FILE`: members from an 834 or a CSV into the
+/// coverage store, as the async path stores an 834's. A running service's
+/// cached answers for those members expire with the payer's cache TTL.
+pub fn coverage(store: &StoreArgs, command: CoverageCommand) -> anyhow::Result<ExitCode> {
+    let config = load_config(store, |_| {})?;
+    let CoverageCommand::Import { file } = command;
+    let data = if file.as_os_str() == "-" {
+        let mut v = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut v).context("cannot read standard input")?;
+        v
+    } else {
+        std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?
+    };
+    let enrollments = if data.trim_ascii_start().starts_with(b"ISA") {
+        enrollments_of_834(&data)?
+    } else {
+        enrollments_of_csv(&data)?
+    };
+    runtime()?.block_on(async {
+        let store = Store::open(&config)?;
+        let mut members = 0usize;
+        for e in &enrollments {
+            let payer = config.canonical_payer(e.payer_id.as_deref().unwrap_or("UNKNOWN")).to_string();
+            let writes = clearway_workers::process::coverage_writes(e, &payer, &store.partners);
+            members += writes.len();
+            for chunk in writes.chunks(clearway_core::ports::MAX_WRITE_OPS) {
+                store.ports.state.write(chunk.to_vec()).await.map_err(port)?;
+            }
+        }
+        writeln!(std::io::stdout().lock(), "{members}")?;
+        eprintln!("clearway: {members} member(s) imported into the coverage store");
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+fn enrollments_of_834(data: &[u8]) -> anyhow::Result<Vec<clearway_core::Enrollment>> {
+    use clearway_formats::x12::{AnalyzeOptions, Document, analyze};
+    let analysis = analyze(data, &AnalyzeOptions::default());
+    if !analysis.accepted() {
+        anyhow::bail!("the 834 is not valid (see `clearway validate`); nothing imported");
+    }
+    let out: Vec<clearway_core::Enrollment> = analysis
+        .documents()
+        .filter_map(|d| match d {
+            Document::Enrollment(e) => Some((**e).clone()),
+            _ => None,
+        })
+        .collect();
+    if out.is_empty() {
+        anyhow::bail!("no 834 enrollment found; nothing imported");
+    }
+    Ok(out)
+}
+
+fn enrollments_of_csv(data: &[u8]) -> anyhow::Result<Vec<clearway_core::Enrollment>> {
+    use clearway_core::{Coverage, Enrollment, MaintenanceType, Member, Person, Sensitive, SourceFormat};
+    const COLUMNS: [&str; 8] =
+        ["payer_id", "member_id", "last_name", "first_name", "birth_date", "plan", "begin", "end"];
+    let mut reader = csv::ReaderBuilder::new().trim(csv::Trim::All).from_reader(data);
+    let header: Vec<String> =
+        reader.headers().context("cannot read the CSV header")?.iter().map(str::to_string).collect();
+    if header != COLUMNS {
+        anyhow::bail!("the CSV header must be {}", COLUMNS.join(","));
+    }
+    let date = |s: &str, line: u64, col: &str| -> anyhow::Result<Option<time::Date>> {
+        if s.is_empty() {
+            return Ok(None);
+        }
+        time::Date::parse(s, time::macros::format_description!("[year]-[month]-[day]"))
+            .map(Some)
+            .map_err(|_| anyhow::anyhow!("line {line}: {col} is not a YYYY-MM-DD date"))
+    };
+    let mut by_payer: std::collections::BTreeMap<String, Vec<Member>> = Default::default();
+    let mut problems = Vec::new();
+    for (n, row) in reader.records().enumerate() {
+        let line = n as u64 + 2;
+        let row = match row {
+            Ok(r) => r,
+            Err(_) => {
+                problems.push(format!("line {line}: not a CSV record of 8 fields"));
+                continue;
+            }
+        };
+        let f = |i: usize| row.get(i).unwrap_or("").to_string();
+        let (payer, member) = (f(0), f(1));
+        if payer.is_empty() || member.is_empty() {
+            problems.push(format!("line {line}: payer_id and member_id are required"));
+            continue;
+        }
+        let parsed = (date(&f(4), line, "birth_date"), date(&f(6), line, "begin"), date(&f(7), line, "end"));
+        let (birth, begin, end) = match parsed {
+            (Ok(b), Ok(s), Ok(e)) => (b, s, e),
+            (b, s, e) => {
+                for r in [b, s, e] {
+                    if let Err(x) = r {
+                        problems.push(x.to_string());
+                    }
+                }
+                continue;
+            }
+        };
+        let person = Person {
+            last_name: Sensitive::new(f(2)),
+            first_name: Sensitive::new(Some(f(3)).filter(|s| !s.is_empty())),
+            middle_name: Sensitive::new(None),
+            birth_date: Sensitive::new(birth),
+            gender: None,
+        };
+        by_payer.entry(payer).or_default().push(Member {
+            is_subscriber: true,
+            relationship: Some("18".into()),
+            maintenance: MaintenanceType::Addition,
+            subscriber_id: Sensitive::new(Some(member.clone())),
+            member_id: Sensitive::new(Some(member)),
+            person,
+            coverages: vec![Coverage {
+                insurance_line: Some("HLT".into()),
+                plan: Some(f(5)).filter(|s| !s.is_empty()),
+                coverage_level: None,
+                begin,
+                end,
+            }],
+        });
+    }
+    if !problems.is_empty() {
+        anyhow::bail!("nothing imported:\n  {}", problems.join("\n  "));
+    }
+    Ok(by_payer
+        .into_iter()
+        .map(|(payer, members)| Enrollment {
+            source: SourceFormat::Csv,
+            sponsor_id: None,
+            payer_id: Some(payer),
+            members,
+        })
+        .collect())
 }

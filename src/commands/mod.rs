@@ -21,6 +21,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(args) => serve::run(args),
         Command::Partners { store, command } => admin::partners(&store, command),
         Command::Dlq { store, command } => admin::dlq(&store, command),
+        Command::Coverage { store, command } => admin::coverage(&store, command),
     }
 }
 

@@ -637,7 +637,8 @@ pub fn member_key(partners: &Partners, member_id: &str) -> String {
     partners.member_key(member_id)
 }
 
-fn enrolled_members(e: &clearway_core::Enrollment, payer: &str) -> Vec<(String, String)> {
+/// The (payer id, member id) of every member an enrollment changes.
+pub fn enrolled_members(e: &clearway_core::Enrollment, payer: &str) -> Vec<(String, String)> {
     e.members
         .iter()
         .filter_map(|m| m.member_id.expose().clone().or_else(|| m.subscriber_id.expose().clone()))
@@ -645,7 +646,9 @@ fn enrolled_members(e: &clearway_core::Enrollment, payer: &str) -> Vec<(String, 
         .collect()
 }
 
-fn coverage_writes(e: &clearway_core::Enrollment, payer: &str, partners: &Partners) -> Vec<WriteOp> {
+/// The coverage records of an enrollment, under `payer` (the canonical
+/// payer id), keyed by each member id's index token.
+pub fn coverage_writes(e: &clearway_core::Enrollment, payer: &str, partners: &Partners) -> Vec<WriteOp> {
     e.members
         .iter()
         .filter_map(|m| {
