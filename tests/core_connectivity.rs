@@ -231,3 +231,29 @@ fn mime_envelopes() {
     let r = post(&server, "/core/mime", "multipart/form-data; boundary=zz", b"garbage without parts");
     assert!(r.status == 400 || r.status == 401, "{}", r.status);
 }
+
+#[test]
+fn batch_mode_hands_the_payload_to_the_async_path() {
+    let scratch = Scratch::new();
+    let key = scratch.partner("clinic", false);
+    let server = Server::start(&scratch, None, &[]);
+    let claims = gen_x12(Kind::Professional837, 3, 11);
+    let id = "7b1c1f5a-7dec-41d0-a765-00a0c91e6bf6";
+    let envelope = soap("clinic", &key, "X12_837_Request_005010X222A1", id, "2.2.0", &claims)
+        .replace("<ProcessingMode>RealTime</ProcessingMode>", "<ProcessingMode>Batch</ProcessingMode>")
+        .replace("COREEnvelopeRealTimeRequest", "COREEnvelopeBatchSubmission");
+    let r = post(&server, "/core/soap", SOAP, envelope.as_bytes());
+    assert_eq!(r.status, 200, "{}", r.text());
+    let body = r.text();
+    assert_eq!(field(&body, "ErrorCode").as_deref(), Some("Success"), "{body}");
+    assert_eq!(field(&body, "ProcessingMode").as_deref(), Some("Batch"));
+    let message = field(&body, "ErrorMessage").unwrap();
+    let tx = message.strip_prefix("accepted as transaction ").expect("names the transaction").to_string();
+    let c = support::Client { addr: server.http, key };
+    let done = c.wait_terminal(&tx);
+    assert_eq!(done["status"], "accepted", "{done}");
+    assert_eq!(c.ack_kinds(&tx), vec!["277ca".to_string(), "999".to_string()]);
+    // The same PayloadID again is the same transaction, not a second one.
+    let again = post(&server, "/core/soap", SOAP, envelope.as_bytes());
+    assert!(field(&again.text(), "ErrorMessage").unwrap().ends_with(&tx), "{}", again.text());
+}

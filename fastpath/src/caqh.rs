@@ -114,13 +114,18 @@ pub fn check(req: &CoreRequest) -> Result<(), EnvelopeError> {
     if req.rule_version.as_deref() != Some(RULE_VERSION) {
         return Err(EnvelopeError::new("VersionMismatch", format!("CORERuleVersion must be {RULE_VERSION}")));
     }
-    if req.processing_mode.as_deref() != Some("RealTime") {
-        return Err(EnvelopeError::new(
-            "ProcessingModeNotSupported",
-            "only RealTime is served here; send batches to /v1/transactions",
-        ));
+    match req.processing_mode.as_deref() {
+        Some("RealTime") => {}
+        Some("Batch") => {
+            // Any X12 request payload; it goes to the durable async path.
+            let t = req.payload_type.as_deref().unwrap_or("");
+            if !(t.starts_with("X12_") && t.contains("_Request_")) {
+                return Err(EnvelopeError::new("PayloadTypeNotSupported", "a batch PayloadType is X12_<set>_Request_<version>"));
+            }
+        }
+        _ => return Err(EnvelopeError::new("ProcessingModeNotSupported", "ProcessingMode must be RealTime or Batch")),
     }
-    if req.payload_type.as_deref().and_then(response_type).is_none() {
+    if req.processing_mode.as_deref() == Some("RealTime") && req.payload_type.as_deref().and_then(response_type).is_none() {
         return Err(EnvelopeError::new(
             "PayloadTypeNotSupported",
             "PayloadType must be X12_270_Request_005010X279A1 or X12_276_Request_005010X212",
@@ -188,7 +193,7 @@ pub fn parse_soap(xml: &[u8]) -> Result<CoreRequest, String> {
                     }
                     saw_envelope = true;
                 }
-                if name == b"COREEnvelopeRealTimeRequest" {
+                if name == b"COREEnvelopeRealTimeRequest" || name == b"COREEnvelopeBatchSubmission" {
                     saw_request = true;
                 }
                 if path.len() > 16 {
@@ -212,7 +217,9 @@ pub fn parse_soap(xml: &[u8]) -> Result<CoreRequest, String> {
             Event::End(_) => {
                 let Some(name) = path.pop() else { return Err("unbalanced element".into()) };
                 let value = || String::from_utf8_lossy(&text).trim().to_string();
-                let in_request = path.last().is_some_and(|p| p == b"COREEnvelopeRealTimeRequest");
+                let in_request = path
+                    .last()
+                    .is_some_and(|p| p == b"COREEnvelopeRealTimeRequest" || p == b"COREEnvelopeBatchSubmission");
                 match (in_request, name.as_slice()) {
                     (true, b"PayloadType") => req.payload_type = Some(value()),
                     (true, b"ProcessingMode") => req.processing_mode = Some(value()),
@@ -241,7 +248,7 @@ pub fn parse_soap(xml: &[u8]) -> Result<CoreRequest, String> {
         return Err("the envelope ends early".into());
     }
     if !saw_envelope || !saw_request {
-        return Err("no COREEnvelopeRealTimeRequest in the SOAP Body".into());
+        return Err("no COREEnvelopeRealTimeRequest or COREEnvelopeBatchSubmission in the SOAP Body".into());
     }
     Ok(req)
 }
@@ -380,7 +387,8 @@ mod tests {
             (FIELDS.replace("<CORERuleVersion>2.2.0", "<CORERuleVersion>2.1.0"), "VersionMismatch"),
             (FIELDS.replace("<PayloadID>f81d4fae-7dec-11d0-a765-00a0c91e6bf6</PayloadID>", ""), "PayloadIDRequired"),
             (FIELDS.replace("f81d4fae-7dec-11d0-a765-00a0c91e6bf6", "not-a-uuid"), "PayloadIDIllegal"),
-            (FIELDS.replace("RealTime", "Batch"), "ProcessingModeNotSupported"),
+            (FIELDS.replace("RealTime", "Interactive"), "ProcessingModeNotSupported"),
+            (FIELDS.replace("RealTime", "Batch").replace("X12_270_Request_005010X279A1", "PDF"), "PayloadTypeNotSupported"),
             (FIELDS.replace("X12_270_Request_005010X279A1", "X12_837_Request_005010X222A1"), "PayloadTypeNotSupported"),
             (FIELDS.replace("2024-01-15T12:00:00Z", "yesterday"), "TimeStampIllegal"),
         ] {

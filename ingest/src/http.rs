@@ -671,10 +671,51 @@ async fn core_soap(State(svc): State<Arc<Services>>, body: Body) -> Response {
     };
     let now = time::OffsetDateTime::now_utc();
     let response = match core_partner(&svc, &req).await {
+        Ok(partner) if req.processing_mode.as_deref() == Some("Batch") => core_batch(&svc, partner, &req, now).await,
         Ok(partner) => svc.fastpath.core_exchange(&partner, &req, now).await,
         Err(code) => caqh::CoreResponse::error(&req, &core_auth_error(code), &core_now(now)),
     };
     (core_status(&response), [(header::CONTENT_TYPE, SOAP_XML)], caqh::soap_response(&response)).into_response()
+}
+
+/// A CORE batch submission: the payload goes to the durable async path,
+/// exactly like `POST /v1/transactions` (the PayloadID is its idempotency
+/// key); the answer says which transaction it became, and its 999/277CA
+/// follow through the acknowledgement feed.
+async fn core_batch(svc: &Services, partner: PartnerId, req: &caqh::CoreRequest, now: time::OffsetDateTime) -> caqh::CoreResponse {
+    let ts = core_now(now);
+    if let Err(e) = caqh::check(req) {
+        return caqh::CoreResponse::error(req, &e, &ts);
+    }
+    let sub = Submission {
+        partner,
+        body: bytes::Bytes::from(req.payload.clone().unwrap_or_default()),
+        content_type: Some("application/edi-x12".into()),
+        idempotency_key: req.payload_id.as_deref().map(|id| format!("core-batch:{}", id.to_ascii_lowercase())),
+        channel: Channel::Http,
+    };
+    let (code, message): (&'static str, String) = match accept::accept(svc, sub).await {
+        Ok(Outcome::Accepted { record, .. }) => ("Success", format!("accepted as transaction {}", record.id)),
+        Ok(Outcome::Duplicate { original, .. }) => ("Success", format!("a duplicate of transaction {original}")),
+        Ok(Outcome::Replayed { body, .. }) => {
+            let id = serde_json::from_str::<Value>(&body).ok().and_then(|v| v["transactionId"].as_str().map(str::to_string));
+            ("Success", format!("accepted as transaction {}", id.unwrap_or_default()))
+        }
+        Err(Refusal::IdempotencyMismatch) => ("PayloadIDDuplicate", "this PayloadID was used for a different payload".into()),
+        Err(Refusal::BadRequest { detail, .. }) => ("PayloadIllegal", detail),
+        Err(_) => ("ServerError", "try again later".into()),
+    };
+    caqh::CoreResponse {
+        payload_type: req.payload_type.clone().unwrap_or_default(),
+        processing_mode: "Batch".into(),
+        payload_id: req.payload_id.clone().unwrap_or_default(),
+        timestamp: ts,
+        sender_id: req.receiver_id.clone().unwrap_or_default(),
+        receiver_id: req.sender_id.clone().unwrap_or_default(),
+        payload: None,
+        error_code: code,
+        error_message: message,
+    }
 }
 
 fn core_auth_error(code: &'static str) -> caqh::EnvelopeError {
@@ -727,6 +768,7 @@ async fn core_mime(State(svc): State<Arc<Services>>, mut form: axum::extract::Mu
     let req = caqh::from_mime_fields(fields.iter().map(|(n, v)| (n.as_str(), v.clone())));
     let now = time::OffsetDateTime::now_utc();
     let response = match core_partner(&svc, &req).await {
+        Ok(partner) if req.processing_mode.as_deref() == Some("Batch") => core_batch(&svc, partner, &req, now).await,
         Ok(partner) => svc.fastpath.core_exchange(&partner, &req, now).await,
         Err(code) => caqh::CoreResponse::error(&req, &core_auth_error(code), &core_now(now)),
     };
