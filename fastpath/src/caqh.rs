@@ -120,12 +120,17 @@ pub fn check(req: &CoreRequest) -> Result<(), EnvelopeError> {
             // Any X12 request payload; it goes to the durable async path.
             let t = req.payload_type.as_deref().unwrap_or("");
             if !(t.starts_with("X12_") && t.contains("_Request_")) {
-                return Err(EnvelopeError::new("PayloadTypeNotSupported", "a batch PayloadType is X12_<set>_Request_<version>"));
+                return Err(EnvelopeError::new(
+                    "PayloadTypeNotSupported",
+                    "a batch PayloadType is X12_<set>_Request_<version>",
+                ));
             }
         }
         _ => return Err(EnvelopeError::new("ProcessingModeNotSupported", "ProcessingMode must be RealTime or Batch")),
     }
-    if req.processing_mode.as_deref() == Some("RealTime") && req.payload_type.as_deref().and_then(response_type).is_none() {
+    if req.processing_mode.as_deref() == Some("RealTime")
+        && req.payload_type.as_deref().and_then(response_type).is_none()
+    {
         return Err(EnvelopeError::new(
             "PayloadTypeNotSupported",
             "PayloadType must be X12_270_Request_005010X279A1 or X12_276_Request_005010X212",
@@ -388,7 +393,10 @@ mod tests {
             (FIELDS.replace("<PayloadID>f81d4fae-7dec-11d0-a765-00a0c91e6bf6</PayloadID>", ""), "PayloadIDRequired"),
             (FIELDS.replace("f81d4fae-7dec-11d0-a765-00a0c91e6bf6", "not-a-uuid"), "PayloadIDIllegal"),
             (FIELDS.replace("RealTime", "Interactive"), "ProcessingModeNotSupported"),
-            (FIELDS.replace("RealTime", "Batch").replace("X12_270_Request_005010X279A1", "PDF"), "PayloadTypeNotSupported"),
+            (
+                FIELDS.replace("RealTime", "Batch").replace("X12_270_Request_005010X279A1", "PDF"),
+                "PayloadTypeNotSupported",
+            ),
             (FIELDS.replace("X12_270_Request_005010X279A1", "X12_837_Request_005010X222A1"), "PayloadTypeNotSupported"),
             (FIELDS.replace("2024-01-15T12:00:00Z", "yesterday"), "TimeStampIllegal"),
         ] {

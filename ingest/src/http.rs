@@ -682,7 +682,12 @@ async fn core_soap(State(svc): State<Arc<Services>>, body: Body) -> Response {
 /// exactly like `POST /v1/transactions` (the PayloadID is its idempotency
 /// key); the answer says which transaction it became, and its 999/277CA
 /// follow through the acknowledgement feed.
-async fn core_batch(svc: &Services, partner: PartnerId, req: &caqh::CoreRequest, now: time::OffsetDateTime) -> caqh::CoreResponse {
+async fn core_batch(
+    svc: &Services,
+    partner: PartnerId,
+    req: &caqh::CoreRequest,
+    now: time::OffsetDateTime,
+) -> caqh::CoreResponse {
     let ts = core_now(now);
     if let Err(e) = caqh::check(req) {
         return caqh::CoreResponse::error(req, &e, &ts);
@@ -698,10 +703,13 @@ async fn core_batch(svc: &Services, partner: PartnerId, req: &caqh::CoreRequest,
         Ok(Outcome::Accepted { record, .. }) => ("Success", format!("accepted as transaction {}", record.id)),
         Ok(Outcome::Duplicate { original, .. }) => ("Success", format!("a duplicate of transaction {original}")),
         Ok(Outcome::Replayed { body, .. }) => {
-            let id = serde_json::from_str::<Value>(&body).ok().and_then(|v| v["transactionId"].as_str().map(str::to_string));
+            let id =
+                serde_json::from_str::<Value>(&body).ok().and_then(|v| v["transactionId"].as_str().map(str::to_string));
             ("Success", format!("accepted as transaction {}", id.unwrap_or_default()))
         }
-        Err(Refusal::IdempotencyMismatch) => ("PayloadIDDuplicate", "this PayloadID was used for a different payload".into()),
+        Err(Refusal::IdempotencyMismatch) => {
+            ("PayloadIDDuplicate", "this PayloadID was used for a different payload".into())
+        }
         Err(Refusal::BadRequest { detail, .. }) => ("PayloadIllegal", detail),
         Err(_) => ("ServerError", "try again later".into()),
     };
