@@ -1,11 +1,11 @@
 //! The `http` connector: a payer's own real-time endpoint. Each inquiry is
-//! forwarded as a one-inquiry 270 (POST, `application/edi-x12`) and the
-//! 271 read back into an answer. The caller's gate bounds the time, the
+//! forwarded as a one-inquiry 270 or 276 (POST, `application/edi-x12`) and
+//! the 271 or 277 read back into an answer. The caller's gate bounds the time, the
 //! rate and the concurrency; an answer that cannot be read counts as the
 //! payer failing (stale answer or AAA 42 follow).
 
 use crate::UpstreamError;
-use clearway_core::EligibilityRequest;
+use clearway_core::{ClaimStatusRequest, EligibilityRequest};
 use clearway_formats::x12::build::{self, Controls, EligibilityOutcome, Envelope};
 use clearway_formats::x12::{AnalyzeOptions, Delimiters, Document, analyze};
 use time::{OffsetDateTime, PrimitiveDateTime};
@@ -35,22 +35,31 @@ pub async fn eligibility(
     now: OffsetDateTime,
 ) -> Result<EligibilityOutcome, UpstreamError> {
     let payer = r.payer_id.clone().unwrap_or_else(|| "UNKNOWN".into());
-    let clean = |s: &str| s.chars().filter(char::is_ascii_alphanumeric).take(15).collect::<String>();
-    let env = Envelope {
-        sender_qualifier: "ZZ".into(),
-        sender_id: clean(our_id),
-        receiver_qualifier: "ZZ".into(),
-        receiver_id: clean(&payer),
-        group_sender: clean(our_id),
-        group_receiver: clean(&payer),
-        usage: "P".into(),
-        delimiters: Delimiters::default(),
-    };
+    let env = envelope_to(our_id, &payer);
     let at = PrimitiveDateTime::new(now.date(), now.time());
     let seed = format!("{}|{}|{}", now.unix_timestamp_nanos(), r.trace_number.as_deref().unwrap_or(""), payer);
     let controls = Controls::derived(seed.as_bytes());
     let reference = format!("{:09}", controls.interchange);
     let body = build::request270(r, &env, &reference, controls, at);
+    read_271(&exchange(client, url, body).await?)
+}
+
+fn envelope_to(our_id: &str, payer: &str) -> Envelope {
+    let clean = |s: &str| s.chars().filter(char::is_ascii_alphanumeric).take(15).collect::<String>();
+    Envelope {
+        sender_qualifier: "ZZ".into(),
+        sender_id: clean(our_id),
+        receiver_qualifier: "ZZ".into(),
+        receiver_id: clean(payer),
+        group_sender: clean(our_id),
+        group_receiver: clean(payer),
+        usage: "P".into(),
+        delimiters: Delimiters::default(),
+    }
+}
+
+/// POSTs an X12 request and reads the answer, bounded.
+async fn exchange(client: &reqwest::Client, url: &str, body: Vec<u8>) -> Result<Vec<u8>, UpstreamError> {
     let mut resp =
         client.post(url).header("content-type", "application/edi-x12").body(body).send().await.map_err(|e| {
             UpstreamError::Unavailable(if e.is_timeout() { "timeout".into() } else { "unreachable".into() })
@@ -65,7 +74,49 @@ pub async fn eligibility(
         }
         bytes.extend_from_slice(&chunk);
     }
-    read_271(&bytes)
+    Ok(bytes)
+}
+
+/// Asks the payer at `url` about one claim: a one-inquiry 276, its 277
+/// read back. `ours` is our name and id as the information receiver.
+pub async fn claim_status(
+    client: &reqwest::Client,
+    url: &str,
+    ours: (&str, &str),
+    r: &ClaimStatusRequest,
+    now: OffsetDateTime,
+) -> Result<crate::local::ClaimStatus, UpstreamError> {
+    let payer = r.payer_id.clone().unwrap_or_else(|| "UNKNOWN".into());
+    let env = envelope_to(ours.1, &payer);
+    let at = PrimitiveDateTime::new(now.date(), now.time());
+    let seed = format!("{}|{}|{}", now.unix_timestamp_nanos(), r.trace_number.as_deref().unwrap_or(""), payer);
+    let controls = Controls::derived(seed.as_bytes());
+    let reference = format!("{:09}", controls.interchange);
+    let body = build::request276(r, &env, ours, &reference, controls, at);
+    read_277(&exchange(client, url, body).await?)
+}
+
+/// The status a payer's 277 gives for its (first) claim.
+pub fn read_277(bytes: &[u8]) -> Result<crate::local::ClaimStatus, UpstreamError> {
+    let analysis = analyze(bytes, &AnalyzeOptions::default());
+    let answer = analysis.documents().find_map(|d| match d {
+        Document::ClaimStatusResponse(r) if matches!(r.level.as_str(), "22" | "23") && !r.statuses.is_empty() => {
+            Some(r.as_ref().clone())
+        }
+        _ => None,
+    });
+    let Some(a) = answer else { return Err(UpstreamError::Unavailable("no claim status in the 277".into())) };
+    let st = &a.statuses[0];
+    Ok(crate::local::ClaimStatus {
+        category: st.category.clone(),
+        status: st.code.clone(),
+        entity: st.entity.clone(),
+        effective: None,
+        charge: st.charge,
+        paid: st.paid,
+        adjudicated: None,
+        payer_claim_control_number: a.payer_claim_control_number.clone(),
+    })
 }
 
 /// The answer a payer's 271 gives for its (first) subscriber.

@@ -255,13 +255,20 @@ impl FastPath {
             let payer = r.payer_id.clone().unwrap_or_else(|| "UNKNOWN".into());
             let gate = self.gate(&payer);
             let timeout = self.config.payer(&payer).timeout.min(self.config.fastpath.timeout);
-            let status = gate
-                .call(timeout, local::claim_status(self.state.as_ref(), &self.partners, partner, r))
-                .await
-                .unwrap_or_else(|e| {
-                    tracing::info!(payer = %payer, reason = %e, "claim status lookup failed");
-                    local::ClaimStatus::unavailable()
-                });
+            let status = match &self.config.payer(&payer).connector {
+                Connector::Local => {
+                    gate.call(timeout, local::claim_status(self.state.as_ref(), &self.partners, partner, r)).await
+                }
+                Connector::Http(url) => {
+                    let w = &self.config.workers;
+                    let ours = (w.clearinghouse_name.as_str(), w.clearinghouse_id.as_str());
+                    gate.call(timeout, http::claim_status(&self.http, url, ours, r, OffsetDateTime::now_utc())).await
+                }
+            }
+            .unwrap_or_else(|e| {
+                tracing::info!(payer = %payer, reason = %e, "claim status lookup failed");
+                local::ClaimStatus::unavailable()
+            });
             metrics::counter!("clearway_fastpath_claim_status_total", "category" => status.category_label())
                 .increment(1);
             found.push(status);

@@ -359,6 +359,75 @@ async fn claim_status_from_recorded_claims_and_payments() {
 /// A payer's real-time endpoint: answers each 270 with a 271 saying
 /// "active" after `delay`, counting the requests it gets.
 fn payer_endpoint(delay: Duration) -> (String, Arc<AtomicUsize>) {
+    payer_endpoint_with(delay, answer_271)
+}
+
+fn answer_271(body: &[u8]) -> Vec<u8> {
+    let a = analyze(body, &AnalyzeOptions::default());
+    let ic = &a.interchanges[0];
+    let reqs: Vec<&EligibilityRequest> = a
+        .documents()
+        .filter_map(|d| match d {
+            Document::EligibilityRequest(r) => Some(r.as_ref()),
+            _ => None,
+        })
+        .collect();
+    let answers: Vec<_> = reqs
+        .iter()
+        .map(|r| clearway_formats::x12::build::EligibilityAnswer {
+            request: r,
+            outcome: EligibilityOutcome::Active {
+                plan: Some("PAYER PLAN".into()),
+                begin: None,
+                end: None,
+                insurance_type: None,
+            },
+        })
+        .collect();
+    clearway_formats::x12::build::response271(&clearway_formats::x12::build::Response271 {
+        interchange: &ic.report.isa,
+        group: &ic.groups[0].report.header,
+        reference: "X",
+        answers: &answers,
+        controls: clearway_formats::x12::build::Controls { interchange: 1, group: 1, first_set: 1 },
+        at: time::macros::datetime!(2024-06-01 12:00),
+    })
+}
+
+/// A 277 saying "paid" for every claim of a 276.
+fn answer_277(body: &[u8]) -> Vec<u8> {
+    let a = analyze(body, &AnalyzeOptions::default());
+    let ic = &a.interchanges[0];
+    let reqs = status_requests(body);
+    let answers: Vec<_> = reqs
+        .iter()
+        .map(|r| clearway_formats::x12::build::ClaimStatusAnswer {
+            request: r,
+            category: "F1",
+            status: "65",
+            entity: None,
+            effective: date!(2024 - 05 - 20),
+            charge: r.total_charge,
+            paid: Some(rust_decimal::Decimal::new(4200, 2)),
+            adjudicated: Some(date!(2024 - 05 - 19)),
+            payer_claim_control_number: Some("PAYERCCN1".into()),
+        })
+        .collect();
+    clearway_formats::x12::build::response277(&clearway_formats::x12::build::Response277 {
+        interchange: &ic.report.isa,
+        group: &ic.groups[0].report.header,
+        reference: "X",
+        receiver_name: "CLEARWAY",
+        receiver_id: "CLEARWAY",
+        answers: &answers,
+        controls: clearway_formats::x12::build::Controls { interchange: 1, group: 1, first_set: 1 },
+        at: time::macros::datetime!(2024-06-01 12:00),
+    })
+}
+
+/// An HTTP endpoint answering each X12 request with `answer(body)` after
+/// `delay`, counting the requests it gets.
+fn payer_endpoint_with(delay: Duration, answer: fn(&[u8]) -> Vec<u8>) -> (String, Arc<AtomicUsize>) {
     use std::io::{BufRead, BufReader, Read, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/realtime", listener.local_addr().unwrap());
@@ -391,35 +460,7 @@ fn payer_endpoint(delay: Duration) -> (String, Arc<AtomicUsize>) {
                     reader.read_exact(&mut body).unwrap();
                     seen.fetch_add(1, Ordering::SeqCst);
                     std::thread::sleep(delay);
-                    let a = analyze(&body, &AnalyzeOptions::default());
-                    let ic = &a.interchanges[0];
-                    let reqs: Vec<&EligibilityRequest> = a
-                        .documents()
-                        .filter_map(|d| match d {
-                            Document::EligibilityRequest(r) => Some(r.as_ref()),
-                            _ => None,
-                        })
-                        .collect();
-                    let answers: Vec<_> = reqs
-                        .iter()
-                        .map(|r| clearway_formats::x12::build::EligibilityAnswer {
-                            request: r,
-                            outcome: EligibilityOutcome::Active {
-                                plan: Some("PAYER PLAN".into()),
-                                begin: None,
-                                end: None,
-                                insurance_type: None,
-                            },
-                        })
-                        .collect();
-                    let out = clearway_formats::x12::build::response271(&clearway_formats::x12::build::Response271 {
-                        interchange: &ic.report.isa,
-                        group: &ic.groups[0].report.header,
-                        reference: "X",
-                        answers: &answers,
-                        controls: clearway_formats::x12::build::Controls { interchange: 1, group: 1, first_set: 1 },
-                        at: time::macros::datetime!(2024-06-01 12:00),
-                    });
+                    let out = answer(&body);
                     let head = format!(
                         "HTTP/1.1 200 OK\r\nContent-Type: application/edi-x12\r\nContent-Length: {}\r\n\r\n",
                         out.len()
@@ -432,6 +473,30 @@ fn payer_endpoint(delay: Duration) -> (String, Arc<AtomicUsize>) {
         }
     });
     (url, count)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_connector_forwards_claim_status() {
+    let (url, count) = payer_endpoint_with(Duration::ZERO, answer_277);
+    let body = x12(Kind::Status276, 2);
+    let payer = status_requests(&body)[0].payer_id.clone().unwrap();
+    let vars = [
+        (format!("CLEARWAY__PAYERS__{payer}__CONNECTOR"), "http".to_string()),
+        (format!("CLEARWAY__PAYERS__{payer}__CONNECTOR_URL"), url),
+    ];
+    let env: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let w = world(&env);
+    let acme = PartnerId::new("acme").unwrap();
+    let Reply::Answer(out) = w.fp.claim_status_x12(&acme, &body, time::OffsetDateTime::now_utc()).await else {
+        panic!("answered")
+    };
+    let text = String::from_utf8_lossy(&out);
+    assert!(analyze(&out, &AnalyzeOptions::default()).accepted(), "{text}");
+    let stcs: Vec<&str> = text.split('~').map(str::trim).filter(|s| s.starts_with("STC*")).collect();
+    assert_eq!(stcs.len(), 2, "{text}");
+    assert!(stcs.iter().all(|s| s.starts_with("STC*F1:65*") && s.ends_with("*42")), "the payer's answer: {stcs:?}");
+    assert!(text.contains("REF*1K*PAYERCCN1"), "{text}");
+    assert_eq!(count.load(Ordering::SeqCst), 2, "one forwarded 276 per inquiry");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -213,3 +213,51 @@ fn forwarded_270_round_trips() {
         assert_eq!((&x.subscriber, &x.service_types, &x.date), (&y.subscriber, &y.service_types, &y.date));
     }
 }
+
+/// A 276 forwarded to a payer for one inquiry is valid X212 and reads back
+/// as the same inquiry.
+#[test]
+fn forwarded_276_round_trips() {
+    let a = analyze(&sample(Kind::Status276, 3), &AnalyzeOptions::default());
+    let reqs: Vec<&ClaimStatusRequest> = a
+        .documents()
+        .filter_map(|d| match d {
+            Document::ClaimStatusRequest(r) => Some(r.as_ref()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(reqs.len(), 3);
+    let env = build::Envelope {
+        sender_qualifier: "ZZ".into(),
+        sender_id: "CLEARWAYHUB".into(),
+        receiver_qualifier: "ZZ".into(),
+        receiver_id: "ACME01".into(),
+        group_sender: "CLEARWAYHUB".into(),
+        group_receiver: "ACME01".into(),
+        usage: "T".into(),
+        delimiters: clearway_formats::x12::Delimiters::default(),
+    };
+    for r in reqs {
+        let out = build::request276(r, &env, ("CLEARWAY", "CLEARWAYHUB"), "REF1", CONTROLS, AT);
+        let back = analyze(&out, &AnalyzeOptions::default());
+        assert!(
+            back.accepted(),
+            "{:?}\n{}",
+            back.sets().map(|s| &s.report.segment_errors).collect::<Vec<_>>(),
+            lines(&out)
+        );
+        let again: Vec<&ClaimStatusRequest> = back
+            .documents()
+            .filter_map(|d| match d {
+                Document::ClaimStatusRequest(r) => Some(r.as_ref()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(again.len(), 1);
+        let (x, y) = (again[0], r);
+        assert_eq!(
+            (&x.patient_control_number, &x.member_id, &x.payer_id, &x.trace_number, &x.total_charge, &x.service_date),
+            (&y.patient_control_number, &y.member_id, &y.payer_id, &y.trace_number, &y.total_charge, &y.service_date)
+        );
+    }
+}

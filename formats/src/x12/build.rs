@@ -922,6 +922,82 @@ pub fn request270(
     w.into_bytes()
 }
 
+// ------------------------------------------------------------ 276 (out) --
+
+/// A 276 carrying one inquiry, to forward to a payer (the fast path's
+/// `http` connector). `env` is ours toward the payer; `receiver` is our
+/// name and id as the information receiver (2100B); `reference` is BHT03.
+pub fn request276(
+    r: &ClaimStatusRequest,
+    env: &Envelope,
+    receiver: (&str, &str),
+    reference: &str,
+    controls: Controls,
+    at: PrimitiveDateTime,
+) -> Vec<u8> {
+    let mut w = Writer::new(env.delimiters);
+    w.isa(env, controls.interchange, at);
+    w.gs("HR", env, controls.group, at, "005010X212");
+    let ctl = format!("{:04}", controls.first_set);
+    w.st("276", &ctl, "005010X212");
+    w.seg("BHT", &["0010", "13", reference, &ccyymmdd(at.date()), &hhmm(at)]);
+    w.seg("HL", &["1", "", "20", "1"]);
+    w.seg(
+        "NM1",
+        &[
+            "PR",
+            "2",
+            r.payer_name.as_deref().unwrap_or("PAYER"),
+            "",
+            "",
+            "",
+            "",
+            "PI",
+            r.payer_id.as_deref().unwrap_or("UNKNOWN"),
+        ],
+    );
+    w.seg("HL", &["2", "1", "21", "1"]);
+    w.seg("NM1", &["41", "2", receiver.0, "", "", "", "", "46", receiver.1]);
+    w.seg("HL", &["3", "2", "19", "1"]);
+    w.seg("NM1", &["1P", "2", "PROVIDER", "", "", "", "", "XX", r.provider_npi.as_deref().unwrap_or("")]);
+    let claim = |w: &mut Writer| {
+        w.seg("TRN", &["1", r.trace_number.as_deref().unwrap_or("0")]);
+        if let Some(n) = r.payer_claim_control_number.as_deref() {
+            w.seg("REF", &["1K", n]);
+        }
+        if let Some(pcn) = r.patient_control_number.expose() {
+            w.seg("REF", &["EJ", pcn]);
+        }
+        if let Some(c) = r.total_charge {
+            w.seg("AMT", &["T3", &money(c)]);
+        }
+        if let Some(d) = r.service_date {
+            let (fmt, v) = range(d);
+            w.seg("DTP", &["472", fmt, &v]);
+        }
+    };
+    match &r.dependent {
+        None => {
+            w.seg("HL", &["4", "3", "22", "0"]);
+            dmg(&mut w, &r.subscriber);
+            nm1_person(&mut w, "IL", &r.subscriber, Some(r.member_id.expose().as_deref().unwrap_or("UNKNOWN")));
+            claim(&mut w);
+        }
+        Some(d) => {
+            w.seg("HL", &["4", "3", "22", "1"]);
+            nm1_person(&mut w, "IL", &r.subscriber, Some(r.member_id.expose().as_deref().unwrap_or("UNKNOWN")));
+            w.seg("HL", &["5", "4", "23"]);
+            dmg(&mut w, d);
+            nm1_person(&mut w, "QC", d, None);
+            claim(&mut w);
+        }
+    }
+    w.se(&ctl);
+    w.ge(controls.group);
+    w.iea(controls.interchange);
+    w.into_bytes()
+}
+
 // -------------------------------------------------------------------- 277 --
 
 /// What is known of a claim asked about in a 276.
