@@ -28,7 +28,7 @@ use clearway_core::config::{Config, Connector};
 use clearway_core::partners::Partners;
 use clearway_core::ports::{Condition, Key, StateStore, Table, WriteOp};
 use clearway_core::{ClaimStatusRequest, EligibilityRequest, PartnerId};
-use clearway_formats::x12::analyze::{Interchange, TransactionSet};
+use clearway_formats::x12::analyze::Interchange;
 use clearway_formats::x12::build::{self, ClaimStatusAnswer, Controls, EligibilityAnswer, EligibilityOutcome};
 use clearway_formats::x12::{AnalyzeOptions, Document, analyze};
 use std::collections::HashMap;
@@ -198,11 +198,11 @@ impl FastPath {
     /// Answers an X12 270 with a 271 (or with the TA1 / 999 that says why
     /// it cannot be answered).
     pub async fn eligibility_x12(&self, body: &[u8], now: OffsetDateTime) -> Reply {
-        let (ic, set) = match self.one_set(body, "270", now) {
+        let (ic, g, s) = match self.one_set(body, "270", now) {
             Ok(found) => found,
             Err(reply) => return reply,
         };
-        let (ic, set) = (&ic, &set);
+        let set = (&ic.groups[g], &ic.groups[g].sets[s]);
         let requests: Vec<&EligibilityRequest> = set
             .1
             .documents
@@ -234,10 +234,11 @@ impl FastPath {
     /// Answers an X12 276 with a 277 from the claims the async path
     /// recorded for `partner` (a partner learns only of its own claims).
     pub async fn claim_status_x12(&self, partner: &PartnerId, body: &[u8], now: OffsetDateTime) -> Reply {
-        let (ic, set) = match self.one_set(body, "276", now) {
+        let (ic, g, s) = match self.one_set(body, "276", now) {
             Ok(found) => found,
             Err(reply) => return reply,
         };
+        let set = (&ic.groups[g], &ic.groups[g].sets[s]);
         let requests: Vec<&ClaimStatusRequest> = set
             .1
             .documents
@@ -295,12 +296,7 @@ impl FastPath {
     /// Reads a real-time request: one interchange whose envelope is sound,
     /// holding one accepted transaction set of type `st01`.
     #[allow(clippy::result_large_err)]
-    fn one_set(
-        &self,
-        body: &[u8],
-        st01: &str,
-        now: OffsetDateTime,
-    ) -> Result<(Interchange, (clearway_formats::x12::analyze::Group, TransactionSet)), Reply> {
+    fn one_set(&self, body: &[u8], st01: &str, now: OffsetDateTime) -> Result<(Interchange, usize, usize), Reply> {
         if body.len() > MAX_REQUEST_BYTES {
             return Err(rejected(format!("a real-time request is at most {MAX_REQUEST_BYTES} bytes")));
         }
@@ -310,11 +306,11 @@ impl FastPath {
             return Err(rejected("a real-time request is one X12 interchange".into()));
         }
         let ic = analysis.interchanges.remove(0);
-        let controls = response_controls(body, "ack");
+        let controls = || response_controls(body, "ack");
         if !ic.report.accepted() {
             return Err(Reply::Rejected {
                 ack_kind: Some("ta1"),
-                ack: Some(build::ta1(&ic.report, controls, at)),
+                ack: Some(build::ta1(&ic.report, controls(), at)),
                 detail: "the interchange envelope was rejected (see the TA1)".into(),
             });
         }
@@ -334,13 +330,11 @@ impl FastPath {
         if !set.report.accepted() || !ic.groups[g].report.findings.is_empty() {
             return Err(Reply::Rejected {
                 ack_kind: Some("999"),
-                ack: build::ack999(&ic, controls, at),
+                ack: build::ack999(&ic, controls(), at),
                 detail: format!("the {st01} has errors (see the 999)"),
             });
         }
-        let group = ic.groups[g].clone();
-        let set = group.sets[s].clone();
-        Ok((ic, (group, set)))
+        Ok((ic, g, s))
     }
 }
 
@@ -629,9 +623,13 @@ fn rejected(detail: String) -> Reply {
 }
 
 /// Control numbers derived from the request, so a retried request gets the
-/// same answer envelope.
+/// same answer envelope. The interchange header (which holds the sender's
+/// ISA13) and the length identify a request well enough for that, and
+/// keep the hash short.
 fn response_controls(body: &[u8], kind: &str) -> Controls {
-    let mut seed = kind.as_bytes().to_vec();
-    seed.extend_from_slice(&body[..body.len().min(4096)]);
+    let mut seed = Vec::with_capacity(kind.len() + 136);
+    seed.extend_from_slice(kind.as_bytes());
+    seed.extend_from_slice(&body[..body.len().min(128)]);
+    seed.extend_from_slice(&(body.len() as u64).to_le_bytes());
     Controls::derived(&seed)
 }
