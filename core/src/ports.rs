@@ -85,10 +85,14 @@ pub struct QueueDepth {
 /// - `extend` sets a received message's lease to `lease` from now; `release`
 ///   makes it visible again at once (its attempt count still grows when it is
 ///   received again).
-/// - `ack` deletes 1..=10 messages. Acking with a stale receipt (the lease
-///   expired and the message was received again) leaves the message alone
-///   (the call may succeed or fail with `PreconditionFailed`, as SQS may);
-///   acking an already deleted message succeeds (idempotent).
+/// - `ack` deletes 1..=10 messages; acking an already deleted message
+///   succeeds (idempotent). Acking with a stale receipt (the lease expired
+///   and the message was received again) may or may not delete the message
+///   — SQS promises neither ("the message might not be deleted") — and may
+///   succeed or fail with `PreconditionFailed`. Callers ack only once the
+///   work is durably done, so either outcome is safe: the other delivery
+///   finds the work done. The embedded backend and the fakes leave the
+///   message alone.
 #[async_trait]
 pub trait WorkQueue: Send + Sync + 'static {
     async fn send(&self, bodies: &[Bytes]) -> PortResult<()>;
