@@ -119,3 +119,22 @@ async fn sns_notifier_conformance() {
     };
     conformance::notifier(Arc::new(SnsNotifier::new(&c, &topic)), observe).await;
 }
+
+/// The intake journal on AWS: the outbox pattern over S3, DynamoDB and
+/// SQS keeps the journal's contract.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbox_journal_on_aws_conformance() {
+    let c = config().await;
+    let blobs = S3BlobStore::new(&c, &unique("clearway-journal"), None, true);
+    blobs.ensure_bucket().await.expect("bucket");
+    let state = DynamoStateStore::new(&c, &unique("clearway-journal"));
+    state.ensure_table().await.expect("table");
+    let url = SqsWorkQueue::ensure(&c, &unique("clearway-journal")).await.expect("queue");
+    let queue = SqsWorkQueue::new(&c, &url);
+    let journal = clearway_core::outbox::OutboxJournal::new(
+        Arc::new(blobs.clone()),
+        Arc::new(state.clone()),
+        Arc::new(queue.clone()),
+    );
+    conformance::intake_journal(Arc::new(journal), Arc::new(state), Arc::new(queue), Arc::new(blobs)).await;
+}

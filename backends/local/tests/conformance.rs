@@ -194,3 +194,98 @@ async fn mem_intake_journal_conformance() {
     )
     .await;
 }
+
+// The outbox journal (the AWS backend's) over the fakes: the same
+// contract, and nothing lost or doubled when the send fails.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbox_journal_conformance() {
+    let m = clearway_local::Mem::new();
+    let journal = clearway_core::outbox::OutboxJournal::new(
+        Arc::new(m.blobs.clone()),
+        Arc::new(m.state.clone()),
+        Arc::new(m.queue.clone()),
+    );
+    conformance::intake_journal(
+        Arc::new(journal),
+        Arc::new(m.state.clone()),
+        Arc::new(m.queue.clone()),
+        Arc::new(m.blobs.clone()),
+    )
+    .await;
+}
+
+/// A queue whose sends fail while `failing` is set (a crash or an outage
+/// between the state write and the send).
+struct FailingSends {
+    inner: clearway_local::MemWorkQueue,
+    failing: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl clearway_core::ports::WorkQueue for FailingSends {
+    async fn send(&self, bodies: &[bytes::Bytes]) -> clearway_core::PortResult<()> {
+        if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(clearway_core::PortError::new(clearway_core::ErrorKind::Unavailable, "queue send"));
+        }
+        self.inner.send(bodies).await
+    }
+    async fn receive(
+        &self,
+        max: usize,
+        lease: Duration,
+        wait: Duration,
+    ) -> clearway_core::PortResult<Vec<clearway_core::ports::QueueMessage>> {
+        self.inner.receive(max, lease, wait).await
+    }
+    async fn extend(&self, r: &clearway_core::ports::Receipt, lease: Duration) -> clearway_core::PortResult<()> {
+        self.inner.extend(r, lease).await
+    }
+    async fn release(&self, r: &clearway_core::ports::Receipt) -> clearway_core::PortResult<()> {
+        self.inner.release(r).await
+    }
+    async fn ack(&self, r: &[clearway_core::ports::Receipt]) -> clearway_core::PortResult<()> {
+        self.inner.ack(r).await
+    }
+    async fn depth(&self) -> clearway_core::PortResult<clearway_core::ports::QueueDepth> {
+        self.inner.depth().await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbox_sweeper_sends_what_a_failed_send_left_exactly_once() {
+    use clearway_core::ports::{Commit, Condition, IntakeJournal, Key, StateStore, Table, WorkQueue, WriteOp};
+    let m = clearway_local::Mem::new();
+    let queue = Arc::new(FailingSends { inner: m.queue.clone(), failing: std::sync::atomic::AtomicBool::new(true) });
+    let journal =
+        clearway_core::outbox::OutboxJournal::new(Arc::new(m.blobs.clone()), Arc::new(m.state.clone()), queue.clone());
+    let record = Key::new(Table::Transactions, "p", "tx-1");
+    let commit = Commit {
+        blob: Some((clearway_core::BlobKey::parse("raw/p/tx-1").expect("key"), bytes::Bytes::from_static(b"payload"))),
+        writes: vec![WriteOp::Put {
+            key: record.clone(),
+            value: bytes::Bytes::from_static(b"received"),
+            expires_at: None,
+            condition: Condition::NotExists,
+        }],
+        pointer: bytes::Bytes::from_static(b"pointer-1"),
+    };
+    // The send fails after the record is durable: the commit still holds.
+    journal.commit(commit.clone()).await.expect("durable despite the failed send");
+    assert!(m.state.get(&record).await.expect("get").is_some(), "the record is stored");
+    assert!(m.queue.receive(10, Duration::from_secs(5), Duration::from_millis(200)).await.expect("receive").is_empty());
+    // A retry of the same commit (a client retry) is a duplicate, not a second transaction.
+    let again = journal.commit(commit).await;
+    assert_eq!(again.map_err(|e| e.kind()), Err(clearway_core::ErrorKind::PreconditionFailed));
+    // The outage ends; the sweeper sends the pointer once.
+    queue.failing.store(false, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(journal.sweep(0).await.expect("sweep"), 1);
+    assert_eq!(journal.sweep(0).await.expect("sweep again"), 0, "the entry is gone");
+    let got = m.queue.receive(10, Duration::from_secs(5), Duration::from_millis(200)).await.expect("receive");
+    assert_eq!(got.len(), 1);
+    assert_eq!(&got[0].body[..], b"pointer-1");
+    assert!(
+        m.queue.receive(10, Duration::from_secs(5), Duration::from_millis(200)).await.expect("receive").is_empty(),
+        "sent once"
+    );
+}
