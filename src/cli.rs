@@ -55,6 +55,13 @@ pub enum Command {
         #[command(subcommand)]
         command: CoverageCommand,
     },
+    /// AWS backend tools.
+    Aws {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(subcommand)]
+        command: AwsCommand,
+    },
     /// Print deterministic synthetic transactions with fake PHI.
     Gen {
         #[arg(value_enum)]
@@ -180,6 +187,15 @@ pub enum PartnersCommand {
         #[arg(long)]
         url: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AwsCommand {
+    /// Create the bucket, queues (with the dead-letter redrive), topic and
+    /// table under the configured names, if they do not exist; prints them
+    /// as JSON. Uses the SDK's configuration (AWS_REGION, credentials,
+    /// AWS_ENDPOINT_URL).
+    Bootstrap,
 }
 
 #[derive(Debug, Subcommand)]

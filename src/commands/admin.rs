@@ -3,7 +3,7 @@
 //! second process), so they work while the service runs.
 
 use super::store::{Store, load_config, port};
-use crate::cli::{CoverageCommand, DlqCommand, PartnersCommand, StoreArgs};
+use crate::cli::{AwsCommand, CoverageCommand, DlqCommand, PartnersCommand, StoreArgs};
 use anyhow::Context;
 use clearway_core::records::DeadLetter;
 use clearway_core::{PartnerId, TransactionId};
@@ -315,4 +315,39 @@ fn enrollments_of_csv(data: &[u8]) -> anyhow::Result<Vec<clearway_core::Enrollme
             members,
         })
         .collect())
+}
+
+/// `clearway aws bootstrap`.
+pub fn aws(store: &StoreArgs, command: AwsCommand) -> anyhow::Result<ExitCode> {
+    let AwsCommand::Bootstrap = command;
+    // The AWS names from configuration (their defaults when the backend
+    // is still the embedded one).
+    let config = load_config(store, |env| {
+        env.entry("CLEARWAY__BACKEND__KIND".into()).or_insert_with(|| "aws".into());
+    })?;
+    let clearway_core::config::Backend::Aws(names) = &config.backend else {
+        anyhow::bail!("backend.kind must be aws for `clearway aws bootstrap`");
+    };
+    // A local AWS-protocol server has no bucket subdomains.
+    let path_style =
+        std::env::var_os("AWS_ENDPOINT_URL").is_some() || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some();
+    let max_receives = config.workers.max_attempts + 2;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    rt.block_on(async {
+        let sdk = clearway_aws::sdk_config().await;
+        let r = clearway_aws::bootstrap::bootstrap(&sdk, names, max_receives, path_style).await.map_err(port)?;
+        let out = serde_json::json!({
+            "bucket": r.bucket,
+            "queueUrl": r.queue_url,
+            "deadLetterQueueUrl": r.dead_letter_queue_url,
+            "topicArn": r.topic_arn,
+            "table": r.table,
+        });
+        writeln!(std::io::stdout().lock(), "{out}")?;
+        Ok(ExitCode::SUCCESS)
+    })
 }

@@ -22,6 +22,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Partners { store, command } => admin::partners(&store, command),
         Command::Dlq { store, command } => admin::dlq(&store, command),
         Command::Coverage { store, command } => admin::coverage(&store, command),
+        Command::Aws { store, command } => admin::aws(&store, command),
     }
 }
 

@@ -11,6 +11,7 @@
 //! differently from AWS is written down next to the test that meets it.
 
 pub mod blob;
+pub mod bootstrap;
 pub mod dynamo;
 pub mod queue;
 pub mod topic;
@@ -32,7 +33,7 @@ pub async fn sdk_config() -> aws_config::SdkConfig {
 
 /// A port error from an SDK error: the kind from the HTTP status and the
 /// service's error code; the operation names what was attempted.
-pub(crate) fn sdk_err<E, R>(operation: &'static str, e: SdkError<E, R>) -> PortError
+pub fn sdk_err<E, R>(operation: &'static str, e: SdkError<E, R>) -> PortError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     R: std::fmt::Debug + Send + Sync + 'static,
