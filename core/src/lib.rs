@@ -21,6 +21,7 @@ pub mod dlq;
 pub mod domain;
 pub mod error;
 pub mod ids;
+pub mod limits;
 pub mod outbox;
 #[cfg(feature = "crypto")]
 pub mod partners;

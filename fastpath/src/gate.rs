@@ -11,39 +11,12 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 
-#[derive(Debug)]
-struct Bucket {
-    tokens: f64,
-    last: Instant,
-    rate: f64,
-    burst: f64,
-}
-
-impl Bucket {
-    fn take(&mut self, now: Instant) -> bool {
-        self.tokens = (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate).min(self.burst);
-        self.last = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-}
-
-#[derive(Debug)]
-struct Breaker {
-    failures: u32,
-    open_until: Option<Instant>,
-    threshold: u32,
-    cooldown: Duration,
-}
+use clearway_core::limits::{CircuitBreaker, TokenBucket};
 
 #[derive(Debug)]
 struct State {
-    bucket: Bucket,
-    breaker: Breaker,
+    bucket: TokenBucket,
+    breaker: CircuitBreaker,
 }
 
 /// One payer's limits.
@@ -58,47 +31,23 @@ impl Gate {
         Gate {
             in_flight: Semaphore::new(p.concurrency.max(1)),
             state: Mutex::new(State {
-                bucket: Bucket {
-                    tokens: f64::from(p.burst),
-                    last: Instant::now(),
-                    rate: p.rate_per_sec,
-                    burst: f64::from(p.burst.max(1)),
-                },
-                breaker: Breaker {
-                    failures: 0,
-                    open_until: None,
-                    threshold: p.failure_threshold.max(1),
-                    cooldown: p.cooldown,
-                },
+                bucket: TokenBucket::new(p.rate_per_sec, p.burst),
+                breaker: CircuitBreaker::new(p.failure_threshold, p.cooldown),
             }),
         }
     }
 
     fn admit(&self) -> Result<(), UpstreamError> {
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        let now = Instant::now();
-        match st.breaker.open_until {
-            Some(t) if now < t => return Err(UpstreamError::CircuitOpen),
-            Some(_) => {
-                // Half-open: this call is the trial; one more failure reopens.
-                st.breaker.open_until = None;
-                st.breaker.failures = st.breaker.threshold.saturating_sub(1);
-            }
-            None => {}
+        if !st.breaker.allow() {
+            return Err(UpstreamError::CircuitOpen);
         }
-        if st.bucket.take(now) { Ok(()) } else { Err(UpstreamError::Throttled) }
+        st.bucket.take().map_err(|_| UpstreamError::Throttled)
     }
 
     fn record(&self, ok: bool) {
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        if ok {
-            st.breaker.failures = 0;
-        } else {
-            st.breaker.failures += 1;
-            if st.breaker.failures >= st.breaker.threshold {
-                st.breaker.open_until = Some(Instant::now() + st.breaker.cooldown);
-            }
-        }
+        if ok { st.breaker.success() } else { st.breaker.failure() }
     }
 
     /// Runs `call` if the payer's limits allow it, within `timeout`.

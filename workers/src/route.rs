@@ -24,68 +24,7 @@ pub enum RouteError {
     Failed(String),
 }
 
-/// A token bucket.
-#[derive(Debug)]
-struct Bucket {
-    tokens: f64,
-    last: Instant,
-    rate: f64,
-    burst: f64,
-}
-
-impl Bucket {
-    fn new(rate: f64, burst: u32) -> Self {
-        Bucket { tokens: f64::from(burst), last: Instant::now(), rate, burst: f64::from(burst) }
-    }
-
-    /// Takes a token, or says how long until one is available.
-    fn take(&mut self) -> Result<(), Duration> {
-        let now = Instant::now();
-        self.tokens = (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate).min(self.burst);
-        self.last = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            Ok(())
-        } else {
-            Err(Duration::from_secs_f64((1.0 - self.tokens) / self.rate))
-        }
-    }
-}
-
-/// A circuit breaker: opens after `threshold` consecutive failures, stays
-/// open for `cooldown`, then lets one trial through (half-open).
-#[derive(Debug)]
-struct Breaker {
-    failures: u32,
-    open_until: Option<Instant>,
-    threshold: u32,
-    cooldown: Duration,
-}
-
-impl Breaker {
-    fn allow(&mut self) -> bool {
-        match self.open_until {
-            Some(t) if Instant::now() < t => false,
-            Some(_) => {
-                // Half-open: one trial; a failure reopens at once.
-                self.open_until = None;
-                self.failures = self.threshold.saturating_sub(1);
-                true
-            }
-            None => true,
-        }
-    }
-    fn success(&mut self) {
-        self.failures = 0;
-        self.open_until = None;
-    }
-    fn failure(&mut self) {
-        self.failures += 1;
-        if self.failures >= self.threshold {
-            self.open_until = Some(Instant::now() + self.cooldown);
-        }
-    }
-}
+use clearway_core::limits::{CircuitBreaker as Breaker, TokenBucket as Bucket};
 
 #[derive(Debug)]
 struct PayerState {
@@ -141,12 +80,7 @@ impl Router {
         let mut map = self.payers.lock().unwrap_or_else(|p| p.into_inner());
         let st = map.entry(payer.to_string()).or_insert_with(|| PayerState {
             bucket: Bucket::new(settings.rate_per_sec, settings.burst),
-            breaker: Breaker {
-                failures: 0,
-                open_until: None,
-                threshold: settings.failure_threshold,
-                cooldown: settings.cooldown,
-            },
+            breaker: Breaker::new(settings.failure_threshold, settings.cooldown),
         });
         f(st)
     }
@@ -289,36 +223,5 @@ impl Router {
         } else {
             Err(RouteError::Failed(format!("payer answered {}", status.as_u16())))
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn bucket_limits_rate() {
-        let mut b = Bucket::new(10.0, 2);
-        assert!(b.take().is_ok() && b.take().is_ok());
-        let wait = b.take().unwrap_err();
-        assert!(wait <= Duration::from_millis(100) && wait > Duration::ZERO);
-    }
-
-    #[test]
-    fn breaker_opens_and_half_opens() {
-        let mut br = Breaker { failures: 0, open_until: None, threshold: 2, cooldown: Duration::from_millis(50) };
-        br.failure();
-        assert!(br.allow());
-        br.failure();
-        assert!(!br.allow(), "open after threshold failures");
-        std::thread::sleep(Duration::from_millis(60));
-        assert!(br.allow(), "half-open after cooldown");
-        br.failure();
-        assert!(!br.allow(), "a failed trial reopens");
-        std::thread::sleep(Duration::from_millis(60));
-        assert!(br.allow());
-        br.success();
-        br.failure();
-        assert!(br.allow(), "success resets");
     }
 }
