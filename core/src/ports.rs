@@ -224,6 +224,18 @@ pub enum Condition {
     Version(u64),
 }
 
+impl Condition {
+    /// Whether the condition holds for an item at `current` version
+    /// (`None`: no live item). Every backend decides with this.
+    pub fn holds(self, current: Option<u64>) -> bool {
+        match self {
+            Condition::None => true,
+            Condition::NotExists => current.is_none(),
+            Condition::Version(v) => current == Some(v),
+        }
+    }
+}
+
 /// One write of a [`StateStore::write`] batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WriteOp {

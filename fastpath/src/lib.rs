@@ -255,8 +255,9 @@ impl FastPath {
         for r in &requests {
             let payer = r.payer_id.clone().unwrap_or_else(|| "UNKNOWN".into());
             let gate = self.gate(&payer);
-            let timeout = self.config.payer(&payer).timeout.min(self.config.fastpath.timeout);
-            let status = match &self.config.payer(&payer).connector {
+            let settings = self.config.payer(&payer);
+            let timeout = settings.timeout.min(self.config.fastpath.timeout);
+            let status = match &settings.connector {
                 Connector::Local => {
                     gate.call(timeout, local::claim_status(self.state.as_ref(), &self.partners, partner, r)).await
                 }

@@ -171,6 +171,20 @@ fn claim_status_277() {
     insta::assert_snapshot!("277_paid_and_not_found", lines(&out));
 }
 
+/// Our envelope toward a payer, for the inquiries we forward.
+fn to_payer() -> build::Envelope {
+    build::Envelope {
+        sender_qualifier: "ZZ".into(),
+        sender_id: "CLEARWAYHUB".into(),
+        receiver_qualifier: "ZZ".into(),
+        receiver_id: "ACME01".into(),
+        group_sender: "CLEARWAYHUB".into(),
+        group_receiver: "ACME01".into(),
+        usage: "T".into(),
+        delimiters: clearway_formats::x12::Delimiters::default(),
+    }
+}
+
 /// A 270 forwarded to a payer for one inquiry is valid X279A1 and reads
 /// back as the same inquiry.
 #[test]
@@ -183,16 +197,7 @@ fn forwarded_270_round_trips() {
             _ => None,
         })
         .collect();
-    let env = build::Envelope {
-        sender_qualifier: "ZZ".into(),
-        sender_id: "CLEARWAYHUB".into(),
-        receiver_qualifier: "ZZ".into(),
-        receiver_id: "ACME01".into(),
-        group_sender: "CLEARWAYHUB".into(),
-        group_receiver: "ACME01".into(),
-        usage: "T".into(),
-        delimiters: clearway_formats::x12::Delimiters::default(),
-    };
+    let env = to_payer();
     for r in reqs {
         let out = build::request270(r, &env, "REF1", CONTROLS, AT);
         let back = analyze(&out, &AnalyzeOptions::default());
@@ -227,16 +232,7 @@ fn forwarded_276_round_trips() {
         })
         .collect();
     assert_eq!(reqs.len(), 3);
-    let env = build::Envelope {
-        sender_qualifier: "ZZ".into(),
-        sender_id: "CLEARWAYHUB".into(),
-        receiver_qualifier: "ZZ".into(),
-        receiver_id: "ACME01".into(),
-        group_sender: "CLEARWAYHUB".into(),
-        group_receiver: "ACME01".into(),
-        usage: "T".into(),
-        delimiters: clearway_formats::x12::Delimiters::default(),
-    };
+    let env = to_payer();
     for r in reqs {
         let out = build::request276(r, &env, ("CLEARWAY", "CLEARWAYHUB"), "REF1", CONTROLS, AT);
         let back = analyze(&out, &AnalyzeOptions::default());

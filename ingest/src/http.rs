@@ -529,19 +529,8 @@ async fn replay(
 /// `text/plain` / `application/octet-stream` starting with `ISA`), bounded
 /// by [`clearway_fastpath::MAX_REQUEST_BYTES`].
 async fn realtime_body(headers: &HeaderMap, body: Body) -> Result<axum::body::Bytes, Problem> {
-    let max = clearway_fastpath::MAX_REQUEST_BYTES;
-    let too_large = || {
-        Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "too-large", "Payload too large", format!("at most {max} bytes"))
-            .with("maxBytes", max)
-    };
-    let declared =
-        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > max) {
-        return Err(too_large());
-    }
-    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let media = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-    let bytes = axum::body::to_bytes(body, max).await.map_err(|_| too_large())?;
+    let media = media_type(headers);
+    let bytes = bounded_body(headers, body).await?;
     let sniffed = matches!(media.as_str(), "text/plain" | "application/octet-stream" | "")
         && bytes.trim_ascii_start().starts_with(b"ISA");
     if media != "application/edi-x12" && !sniffed {
@@ -553,6 +542,29 @@ async fn realtime_body(headers: &HeaderMap, body: Body) -> Result<axum::body::By
         ));
     }
     Ok(bytes)
+}
+
+/// The request's media type, lowercase, without parameters.
+fn media_type(headers: &HeaderMap) -> String {
+    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase()
+}
+
+/// A real-time request body, refused with `413` past
+/// [`clearway_fastpath::MAX_REQUEST_BYTES`] (by its declared length before
+/// anything is read).
+async fn bounded_body(headers: &HeaderMap, body: Body) -> Result<axum::body::Bytes, Problem> {
+    let max = clearway_fastpath::MAX_REQUEST_BYTES;
+    let too_large = || {
+        Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "too-large", "Payload too large", format!("at most {max} bytes"))
+            .with("maxBytes", max)
+    };
+    let declared =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > max) {
+        return Err(too_large());
+    }
+    axum::body::to_bytes(body, max).await.map_err(|_| too_large())
 }
 
 fn realtime_reply(reply: clearway_fastpath::Reply) -> Response {
@@ -568,7 +580,9 @@ fn realtime_reply(reply: clearway_fastpath::Reply) -> Response {
     }
 }
 
-/// `POST /v1/eligibility`: a 270 answered with a 271, synchronously.
+/// `POST /v1/eligibility`: a 270 answered with a 271, or a FHIR
+/// CoverageEligibilityRequest with a CoverageEligibilityResponse (or an
+/// OperationOutcome saying why not), synchronously.
 async fn eligibility(
     State(svc): State<Arc<Services>>,
     Authed(p): Authed,
@@ -576,39 +590,23 @@ async fn eligibility(
     body: Body,
 ) -> Result<Response, Problem> {
     let started = std::time::Instant::now();
-    let media = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .map(|v| v.trim().to_ascii_lowercase())
-        .unwrap_or_default();
-    if media == "application/fhir+json" || media == "application/json" {
-        // A FHIR CoverageEligibilityRequest: a CoverageEligibilityResponse,
-        // or an OperationOutcome saying why not.
-        let max = clearway_fastpath::MAX_REQUEST_BYTES;
-        let bytes = axum::body::to_bytes(body, max).await.map_err(|_| {
-            Problem::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "too-large",
-                "Payload too large",
-                format!("at most {max} bytes"),
-            )
-        })?;
-        let (status, value) = match svc.fastpath.eligibility_fhir(&bytes, time::OffsetDateTime::now_utc()).await {
+    let now = time::OffsetDateTime::now_utc();
+    let media = media_type(&headers);
+    let response = if media == "application/fhir+json" || media == "application/json" {
+        let bytes = bounded_body(&headers, body).await?;
+        let (status, value) = match svc.fastpath.eligibility_fhir(&bytes, now).await {
             Ok(v) => (StatusCode::OK, v),
             Err(outcome) => (StatusCode::BAD_REQUEST, outcome),
         };
-        tracing::debug!(partner = %p.id, elapsed_ms = started.elapsed().as_millis() as u64, "fhir eligibility answered");
-        metrics::histogram!("clearway_fastpath_request_seconds", "kind" => "eligibility")
-            .record(started.elapsed().as_secs_f64());
-        return Ok((status, [(header::CONTENT_TYPE, "application/fhir+json")], value.to_string()).into_response());
-    }
-    let bytes = realtime_body(&headers, body).await?;
-    let reply = svc.fastpath.eligibility_x12(&bytes, time::OffsetDateTime::now_utc()).await;
+        (status, [(header::CONTENT_TYPE, "application/fhir+json")], value.to_string()).into_response()
+    } else {
+        let bytes = realtime_body(&headers, body).await?;
+        realtime_reply(svc.fastpath.eligibility_x12(&bytes, now).await)
+    };
     tracing::debug!(partner = %p.id, elapsed_ms = started.elapsed().as_millis() as u64, "eligibility answered");
     metrics::histogram!("clearway_fastpath_request_seconds", "kind" => "eligibility")
         .record(started.elapsed().as_secs_f64());
-    Ok(realtime_reply(reply))
+    Ok(response)
 }
 
 /// `POST /v1/claim-status`: a 276 answered with a 277, synchronously.
@@ -669,13 +667,19 @@ async fn core_soap(State(svc): State<Arc<Services>>, body: Body) -> Response {
         Ok(r) => r,
         Err(why) => return fault(StatusCode::BAD_REQUEST, &why),
     };
-    let now = time::OffsetDateTime::now_utc();
-    let response = match core_partner(&svc, &req).await {
-        Ok(partner) if req.processing_mode.as_deref() == Some("Batch") => core_batch(&svc, partner, &req, now).await,
-        Ok(partner) => svc.fastpath.core_exchange(&partner, &req, now).await,
-        Err(code) => caqh::CoreResponse::error(&req, &core_auth_error(code), &core_now(now)),
-    };
+    let response = core_answer(&svc, &req).await;
     (core_status(&response), [(header::CONTENT_TYPE, SOAP_XML)], caqh::soap_response(&response)).into_response()
+}
+
+/// The answer to a CORE envelope, whichever its transport: credentials
+/// checked, then a batch handed to intake or a real-time exchange.
+async fn core_answer(svc: &Services, req: &caqh::CoreRequest) -> caqh::CoreResponse {
+    let now = time::OffsetDateTime::now_utc();
+    match core_partner(svc, req).await {
+        Ok(partner) if req.processing_mode.as_deref() == Some("Batch") => core_batch(svc, partner, req, now).await,
+        Ok(partner) => svc.fastpath.core_exchange(&partner, req, now).await,
+        Err(code) => caqh::CoreResponse::error(req, &core_auth_error(code), &core_now(now)),
+    }
 }
 
 /// A CORE batch submission: the payload goes to the durable async path,
@@ -774,12 +778,7 @@ async fn core_mime(State(svc): State<Arc<Services>>, mut form: axum::extract::Mu
         }
     }
     let req = caqh::from_mime_fields(fields.iter().map(|(n, v)| (n.as_str(), v.clone())));
-    let now = time::OffsetDateTime::now_utc();
-    let response = match core_partner(&svc, &req).await {
-        Ok(partner) if req.processing_mode.as_deref() == Some("Batch") => core_batch(&svc, partner, &req, now).await,
-        Ok(partner) => svc.fastpath.core_exchange(&partner, &req, now).await,
-        Err(code) => caqh::CoreResponse::error(&req, &core_auth_error(code), &core_now(now)),
-    };
+    let response = core_answer(&svc, &req).await;
     let digest = clearway_core::crypto::sha256_hex(response.payload.as_deref().unwrap_or_default());
     let boundary = format!("clearway-core-{}", digest.get(..24).unwrap_or_default());
     let (content_type, body) = caqh::mime_response(&response, &boundary);

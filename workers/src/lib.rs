@@ -51,9 +51,9 @@ impl Workers {
 
     /// Calls `hook(payer id, member id)` for every member an 834 changed.
     pub fn on_coverage_changed(mut self, hook: process::CoverageHook) -> Self {
-        if let Some(p) = Arc::get_mut(&mut self.processor) {
-            p.coverage_changed = Some(hook);
-        }
+        let mut p = (*self.processor).clone();
+        p.coverage_changed = Some(hook);
+        self.processor = Arc::new(p);
         self
     }
 

@@ -64,6 +64,7 @@ impl ProcessError {
 }
 
 /// The processing context.
+#[derive(Clone)]
 pub struct Processor {
     pub ports: Ports,
     pub partners: Arc<Partners>,
@@ -338,7 +339,7 @@ impl Processor {
                 "receivedAt": record.received_at,
             });
             ops.push(WriteOp::Put {
-                key: Key::new(Table::Claims, pcn_partition(&self.partners, c.patient_control_number.expose()), &c.id),
+                key: Key::new(Table::Claims, self.partners.pcn_partition(c.patient_control_number.expose()), &c.id),
                 value: encode(&value)?,
                 expires_at: None,
                 condition: Condition::None,
@@ -626,17 +627,6 @@ fn short(id: &TransactionId) -> String {
     s[s.len().saturating_sub(12)..].to_uppercase()
 }
 
-/// The partition of the claim and payment indexes for a patient control
-/// number (see [`Partners::pcn_partition`]).
-pub fn pcn_partition(partners: &Partners, pcn: &str) -> String {
-    partners.pcn_partition(pcn)
-}
-
-/// The sort key of a coverage record (see [`Partners::member_key`]).
-pub fn member_key(partners: &Partners, member_id: &str) -> String {
-    partners.member_key(member_id)
-}
-
 /// The (payer id, member id) of every member an enrollment changes.
 pub fn enrolled_members(e: &clearway_core::Enrollment, payer: &str) -> Vec<(String, String)> {
     e.members
@@ -655,7 +645,7 @@ pub fn coverage_writes(e: &clearway_core::Enrollment, payer: &str, partners: &Pa
             let member = m.member_id.expose().clone().or_else(|| m.subscriber_id.expose().clone())?;
             let value = serde_json::to_vec(&serde_json::json!({ "payerId": payer, "member": m })).ok()?;
             Some(WriteOp::Put {
-                key: Key::new(Table::Coverage, payer, member_key(partners, &member)),
+                key: Key::new(Table::Coverage, payer, partners.member_key(&member)),
                 value: Bytes::from(value),
                 expires_at: None,
                 condition: Condition::None,
@@ -680,7 +670,7 @@ fn payment_writes(r: &clearway_core::Remittance, id: &TransactionId, partners: &
             Some(WriteOp::Put {
                 key: Key::new(
                     Table::Payments,
-                    pcn_partition(partners, c.patient_control_number.expose()),
+                    partners.pcn_partition(c.patient_control_number.expose()),
                     format!("{id}-{n}"),
                 ),
                 value: Bytes::from(value),

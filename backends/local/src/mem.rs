@@ -253,7 +253,6 @@ fn live(item: &Item, now: i64) -> bool {
 
 impl MemStateStore {
     fn apply(&self, ops: &[WriteOp]) -> PortResult<()> {
-        use clearway_core::ports::Condition;
         let now = now_secs();
         let mut items = lock(&self.items)?;
         let current = |items: &HashMap<(Table, String), Partition>, key: &Key| {
@@ -269,12 +268,7 @@ impl MemStateStore {
             | WriteOp::Delete { key, condition }
             | WriteOp::Check { key, condition }) = op;
             let cur = current(&items, key);
-            let holds = match condition {
-                Condition::None => true,
-                Condition::NotExists => cur.is_none(),
-                Condition::Version(v) => cur == Some(*v),
-            };
-            if !holds {
+            if !condition.holds(cur) {
                 return Err(PortError::precondition_failed("state write"));
             }
             versions.push(cur);

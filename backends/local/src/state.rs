@@ -3,7 +3,7 @@
 use crate::db::{Db, db_err, now_secs};
 use async_trait::async_trait;
 use bytes::Bytes;
-use clearway_core::ports::{Condition, Item, Key, MAX_QUERY_LIMIT, StateStore, Table, WriteOp, check_write_batch};
+use clearway_core::ports::{Item, Key, MAX_QUERY_LIMIT, StateStore, Table, WriteOp, check_write_batch};
 use clearway_core::{PortError, PortResult};
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -33,14 +33,6 @@ fn current(conn: &Connection, key: &Key, now: i64) -> PortResult<Option<u64>> {
     })
 }
 
-fn holds(condition: Condition, current: Option<u64>) -> bool {
-    match condition {
-        Condition::None => true,
-        Condition::NotExists => current.is_none(),
-        Condition::Version(v) => current == Some(v),
-    }
-}
-
 /// Applies a write batch inside the caller's transaction (used by the
 /// state store and by the intake journal). Fails with `PreconditionFailed`
 /// before writing anything if any condition fails.
@@ -54,7 +46,7 @@ pub(crate) fn apply(conn: &Connection, ops: &[WriteOp]) -> PortResult<()> {
             | WriteOp::Check { key, condition } => (key, *condition),
         };
         let cur = current(conn, key, now)?;
-        if !holds(condition, cur) {
+        if !condition.holds(cur) {
             return Err(PortError::precondition_failed("state write"));
         }
         versions.push(cur);

@@ -847,7 +847,37 @@ fn receiver_id(r: &EligibilityRequest) -> (&str, &str) {
     }
 }
 
-// ------------------------------------------------------------ 270 (out) --
+// ------------------------------------------------- 270 / 276 (out) --
+
+/// The envelope, BHT and payer level (2000A/2100A) of an inquiry we send:
+/// `set` is (GS01, ST01, guide, BHT01); returns the writer and ST02.
+fn inquiry_head(
+    env: &Envelope,
+    controls: Controls,
+    at: PrimitiveDateTime,
+    set: (&str, &str, &str, &str),
+    reference: &str,
+    payer: (Option<&str>, Option<&str>),
+) -> (Writer, String) {
+    let (fid, st01, guide, bht01) = set;
+    let mut w = Writer::new(env.delimiters);
+    w.isa(env, controls.interchange, at);
+    w.gs(fid, env, controls.group, at, guide);
+    let ctl = format!("{:04}", controls.first_set);
+    w.st(st01, &ctl, guide);
+    w.seg("BHT", &[bht01, "13", reference, &ccyymmdd(at.date()), &hhmm(at)]);
+    w.seg("HL", &["1", "", "20", "1"]);
+    w.seg("NM1", &["PR", "2", payer.0.unwrap_or("PAYER"), "", "", "", "", "PI", payer.1.unwrap_or("UNKNOWN")]);
+    (w, ctl)
+}
+
+/// SE, GE and IEA of an inquiry we send.
+fn inquiry_tail(mut w: Writer, ctl: &str, controls: Controls) -> Vec<u8> {
+    w.se(ctl);
+    w.ge(controls.group);
+    w.iea(controls.interchange);
+    w.into_bytes()
+}
 
 /// A 270 carrying one inquiry, to forward to a payer (the fast path's
 /// `http` connector). `env` is ours toward the payer; `reference` is BHT03.
@@ -858,26 +888,13 @@ pub fn request270(
     controls: Controls,
     at: PrimitiveDateTime,
 ) -> Vec<u8> {
-    let mut w = Writer::new(env.delimiters);
-    w.isa(env, controls.interchange, at);
-    w.gs("HS", env, controls.group, at, "005010X279A1");
-    let ctl = format!("{:04}", controls.first_set);
-    w.st("270", &ctl, "005010X279A1");
-    w.seg("BHT", &["0022", "13", reference, &ccyymmdd(at.date()), &hhmm(at)]);
-    w.seg("HL", &["1", "", "20", "1"]);
-    w.seg(
-        "NM1",
-        &[
-            "PR",
-            "2",
-            r.payer_name.as_deref().unwrap_or("PAYER"),
-            "",
-            "",
-            "",
-            "",
-            "PI",
-            r.payer_id.as_deref().unwrap_or("UNKNOWN"),
-        ],
+    let (mut w, ctl) = inquiry_head(
+        env,
+        controls,
+        at,
+        ("HS", "270", "005010X279A1", "0022"),
+        reference,
+        (r.payer_name.as_deref(), r.payer_id.as_deref()),
     );
     w.seg("HL", &["2", "1", "21", "1"]);
     let (qualifier, id) = receiver_id(r);
@@ -916,13 +933,8 @@ pub fn request270(
             eq(&mut w);
         }
     }
-    w.se(&ctl);
-    w.ge(controls.group);
-    w.iea(controls.interchange);
-    w.into_bytes()
+    inquiry_tail(w, &ctl, controls)
 }
-
-// ------------------------------------------------------------ 276 (out) --
 
 /// A 276 carrying one inquiry, to forward to a payer (the fast path's
 /// `http` connector). `env` is ours toward the payer; `receiver` is our
@@ -935,26 +947,13 @@ pub fn request276(
     controls: Controls,
     at: PrimitiveDateTime,
 ) -> Vec<u8> {
-    let mut w = Writer::new(env.delimiters);
-    w.isa(env, controls.interchange, at);
-    w.gs("HR", env, controls.group, at, "005010X212");
-    let ctl = format!("{:04}", controls.first_set);
-    w.st("276", &ctl, "005010X212");
-    w.seg("BHT", &["0010", "13", reference, &ccyymmdd(at.date()), &hhmm(at)]);
-    w.seg("HL", &["1", "", "20", "1"]);
-    w.seg(
-        "NM1",
-        &[
-            "PR",
-            "2",
-            r.payer_name.as_deref().unwrap_or("PAYER"),
-            "",
-            "",
-            "",
-            "",
-            "PI",
-            r.payer_id.as_deref().unwrap_or("UNKNOWN"),
-        ],
+    let (mut w, ctl) = inquiry_head(
+        env,
+        controls,
+        at,
+        ("HR", "276", "005010X212", "0010"),
+        reference,
+        (r.payer_name.as_deref(), r.payer_id.as_deref()),
     );
     w.seg("HL", &["2", "1", "21", "1"]);
     w.seg("NM1", &["41", "2", receiver.0, "", "", "", "", "46", receiver.1]);
@@ -992,10 +991,7 @@ pub fn request276(
             claim(&mut w);
         }
     }
-    w.se(&ctl);
-    w.ge(controls.group);
-    w.iea(controls.interchange);
-    w.into_bytes()
+    inquiry_tail(w, &ctl, controls)
 }
 
 // -------------------------------------------------------------------- 277 --
