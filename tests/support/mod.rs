@@ -67,6 +67,11 @@ pub struct Server {
 impl Server {
     /// Starts the service; `env` adds configuration (`CLEARWAY__…`).
     pub fn start(scratch: &Scratch, mllp_partner: Option<&str>, env: &[(&str, &str)]) -> Server {
+        Server::start_with(scratch, mllp_partner, env, &[])
+    }
+
+    /// [`Server::start`] with more `serve` arguments (`--role worker`, ...).
+    pub fn start_with(scratch: &Scratch, mllp_partner: Option<&str>, env: &[(&str, &str)], args: &[&str]) -> Server {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(scratch.log()).unwrap();
         let mut cmd = Command::new(BIN);
         cmd.args(["serve", "--listen", "127.0.0.1:0", "--mllp-listen", "127.0.0.1:0", "--data-dir"])
@@ -80,6 +85,7 @@ impl Server {
         if scratch.config().exists() {
             cmd.arg("--config").arg(scratch.config());
         }
+        cmd.args(args);
         for (k, v) in env {
             cmd.env(k, v);
         }

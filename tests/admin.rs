@@ -1,0 +1,120 @@
+//! Operator commands and process roles over real processes: the master key
+//! file, `partners list|revoke`, `dlq show|replay` from the command line,
+//! and intake and workers split into two processes on one store.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+use support::{Client, Scratch, Server};
+
+fn clearway(scratch: &Scratch, args: &[&str]) -> std::process::Output {
+    let data = scratch.data().display().to_string();
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend(["--data-dir", &data]);
+    Command::new(support::BIN).args(&all).output().unwrap()
+}
+
+fn gen_837p(seed: u64) -> Vec<u8> {
+    let mut v = Vec::new();
+    clearway_formats::x12::synth::write(&mut v, clearway_formats::x12::synth::Kind::Professional837, 1, seed).unwrap();
+    v
+}
+
+#[test]
+fn master_key_is_owner_only_and_partners_are_listed_and_revoked() {
+    let scratch = Scratch::new();
+    let key = scratch.partner("acme", false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(scratch.data().join("master.key")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "the master key is readable by its owner only");
+    }
+    let out = clearway(&scratch, &["partners", "list", "--json"]);
+    assert!(out.status.success());
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(list.as_array().unwrap().iter().any(|p| p["id"] == "acme"), "{list}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains(&key), "keys are never listed");
+
+    let server = Server::start(&scratch, None, &[]);
+    let c = Client { addr: server.http, key };
+    assert_eq!(c.get("/v1/acks").status, 200);
+    assert!(clearway(&scratch, &["partners", "revoke", "--id", "acme"]).status.success());
+    // A revocation takes effect within the partner cache's few seconds.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while c.get("/v1/acks").status != 401 {
+        assert!(Instant::now() < deadline, "the revoked key still works");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn dead_letters_are_shown_and_replayed_from_the_command_line() {
+    let scratch = Scratch::new();
+    let key = scratch.partner("acme", false);
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/claims", l.local_addr().unwrap());
+        drop(l);
+        url
+    };
+    let env = [("CLEARWAY__PAYERS__ACME01__URL", closed.as_str()), ("CLEARWAY__WORKERS__MAX_ATTEMPTS", "1")];
+    let server = Server::start(&scratch, None, &env);
+    let c = Client { addr: server.http, key };
+    let body = (1..200).map(gen_837p).find(|b| String::from_utf8_lossy(b).contains("*PI*ACME01~")).unwrap();
+    let id = c.submit("application/edi-x12", &body, &[]).json()["transactionId"].as_str().unwrap().to_string();
+    assert_eq!(c.wait_terminal(&id)["status"], "dead_lettered");
+
+    let show = clearway(&scratch, &["dlq", "show", &id]);
+    assert!(show.status.success(), "{}", String::from_utf8_lossy(&show.stderr));
+    let shown: serde_json::Value = serde_json::from_slice(&show.stdout).unwrap();
+    assert_eq!(shown["transactionId"], id.as_str());
+    assert!(shown["reason"].as_str().unwrap().contains("payer"), "{shown}");
+    let other = "01a23360-af3e-7003-a3e5-a411114b8974";
+    assert_eq!(clearway(&scratch, &["dlq", "show", other]).status.code(), Some(1), "not dead-lettered: exit 1");
+
+    let dry = clearway(&scratch, &["dlq", "replay", &id, "--dry-run"]);
+    assert!(String::from_utf8_lossy(&dry.stdout).contains("would replay"), "{}", String::from_utf8_lossy(&dry.stdout));
+    assert_eq!(c.wait_terminal(&id)["status"], "dead_lettered", "a dry run changes nothing");
+    let replay = clearway(&scratch, &["dlq", "replay", "--partner", "acme"]);
+    assert!(replay.status.success(), "{}", String::from_utf8_lossy(&replay.stderr));
+    assert!(String::from_utf8_lossy(&replay.stdout).contains(&format!("{id}\tacme\treplayed")));
+    // The running service picks the replayed transaction up; the payer is
+    // still down, so it is dead-lettered again: a new dead letter.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let again = clearway(&scratch, &["dlq", "show", &id]);
+        if again.status.success() {
+            let d: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
+            if d["deadLetteredAt"] != shown["deadLetteredAt"] {
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "the replay was not processed");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn intake_and_workers_run_as_separate_processes() {
+    let scratch = Scratch::new();
+    let key = scratch.partner("acme", false);
+    let intake = Server::start_with(&scratch, None, &[], &["--role", "intake"]);
+    let c = Client { addr: intake.http, key };
+    let id = c.submit("application/edi-x12", &gen_837p(3), &[]).json()["transactionId"].as_str().unwrap().to_string();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        c.get(&format!("/v1/transactions/{id}")).json()["status"],
+        "received",
+        "no worker in the intake process"
+    );
+    let worker = Server::start_with(&scratch, None, &[], &["--role", "worker"]);
+    assert_eq!(support::request(worker.http, "GET", "/healthz", &[], b"").status, 200);
+    assert_eq!(support::request(worker.http, "GET", "/v1/acks", &[], b"").status, 404, "a worker serves no intake API");
+    let t = c.wait_terminal(&id);
+    assert_eq!(t["status"], "accepted", "{t}");
+    assert_eq!(c.ack_kinds(&id), vec!["277ca".to_string(), "999".to_string()]);
+}
