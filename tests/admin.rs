@@ -118,3 +118,59 @@ fn intake_and_workers_run_as_separate_processes() {
     assert_eq!(t["status"], "accepted", "{t}");
     assert_eq!(c.ack_kinds(&id), vec!["277ca".to_string(), "999".to_string()]);
 }
+
+/// A transaction that takes longer than its lease keeps it: the lease is
+/// extended while the worker waits on a slow payer, so no second worker
+/// receives the message and the payer gets the claim once.
+#[test]
+fn long_work_keeps_its_lease() {
+    use std::io::{Read, Write};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let payer = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/claims", payer.local_addr().unwrap());
+    let hits = std::sync::Arc::new(AtomicUsize::new(0));
+    let seen = hits.clone();
+    std::thread::spawn(move || {
+        for s in payer.incoming() {
+            let Ok(mut s) = s else { continue };
+            let seen = seen.clone();
+            std::thread::spawn(move || {
+                let mut buf = vec![0u8; 65536];
+                let mut got = Vec::new();
+                loop {
+                    let n = s.read(&mut buf).unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    got.extend_from_slice(&buf[..n]);
+                    let text = String::from_utf8_lossy(&got).to_string();
+                    let Some(h) = text.find("\r\n\r\n") else { continue };
+                    let len = text
+                        .lines()
+                        .find_map(|l| {
+                            l.to_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap())
+                        })
+                        .unwrap_or(0);
+                    if got.len() >= h + 4 + len {
+                        break;
+                    }
+                }
+                seen.fetch_add(1, Ordering::SeqCst);
+                // Three leases' worth of waiting.
+                std::thread::sleep(Duration::from_millis(3500));
+                let _ = s.write_all(b"HTTP/1.1 201 Created\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+            });
+        }
+    });
+    let scratch = Scratch::new();
+    let key = scratch.partner("acme", false);
+    let env = [("CLEARWAY__PAYERS__ACME01__URL", url.as_str()), ("CLEARWAY__WORKERS__LEASE_SECS", "1")];
+    let server = Server::start(&scratch, None, &env);
+    let c = Client { addr: server.http, key };
+    let body = (1..200).map(gen_837p).find(|b| String::from_utf8_lossy(b).contains("*PI*ACME01~")).unwrap();
+    let id = c.submit("application/edi-x12", &body, &[]).json()["transactionId"].as_str().unwrap().to_string();
+    let t = c.wait_terminal(&id);
+    assert_eq!(t["status"], "accepted", "{t}");
+    assert_eq!(t["attempts"], 1, "delivered once: {t}");
+    assert_eq!(hits.load(Ordering::SeqCst), 1, "the payer got the claim once");
+}
