@@ -32,7 +32,7 @@ pub enum Command {
         /// Input file, or - for standard input.
         file: PathBuf,
     },
-    /// Run the service: HTTP and MLLP intake and the workers, on the embedded backend.
+    /// Run the service: HTTP and MLLP intake, the fast path and the workers.
     Serve(ServeArgs),
     /// Manage trading partners and their API keys.
     Partners {
@@ -119,6 +119,25 @@ pub struct StoreArgs {
     /// Data directory (default ./var, or server.data_dir).
     #[arg(long, global = true)]
     pub data_dir: Option<PathBuf>,
+    /// Backend (default backend.kind, else local). `aws` reads the SDK's
+    /// standard settings: AWS_REGION, credentials, AWS_ENDPOINT_URL.
+    #[arg(long, global = true, value_enum)]
+    pub backend: Option<BackendArg>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BackendArg {
+    Local,
+    Aws,
+}
+
+impl BackendArg {
+    pub fn name(self) -> &'static str {
+        match self {
+            BackendArg::Local => "local",
+            BackendArg::Aws => "aws",
+        }
+    }
 }
 
 #[derive(Debug, Clone, clap::Args)]

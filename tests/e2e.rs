@@ -8,7 +8,7 @@ mod support;
 
 use clearway_formats::x12::analyze::{AnalyzeOptions, analyze};
 use std::time::{Duration, Instant};
-use support::{Client, Scratch, Server, corpus, hl7_field, manifest, request};
+use support::{Client, Lane, Scratch, Server, corpus, hl7_field, manifest, request};
 
 fn gen_837p(count: usize, seed: u64) -> Vec<u8> {
     let mut v = Vec::new();
@@ -59,9 +59,7 @@ fn expected_x12(body: &[u8]) -> (Vec<String>, bool) {
     (kinds, a.totals.fatal.is_none() && any)
 }
 
-#[test]
-fn every_corpus_file_reaches_a_terminal_status_with_the_right_acks() {
-    let scratch = Scratch::new();
+fn every_corpus_file_reaches_a_terminal_status_with_the_right_acks(scratch: Scratch) {
     let entries: Vec<_> = manifest().into_iter().filter(|e| e["format"] != "ncpdp").collect();
     // One partner per file: corpus files reuse control numbers, which the
     // per-partner dedupe would (rightly) refuse as duplicates.
@@ -147,9 +145,7 @@ fn every_corpus_file_reaches_a_terminal_status_with_the_right_acks() {
     assert_eq!(server.stop(), Some(0), "clean exit on SIGTERM");
 }
 
-#[test]
-fn ncpdp_and_unknown_media_get_problem_answers() {
-    let scratch = Scratch::new();
+fn ncpdp_and_unknown_media_get_problem_answers(scratch: Scratch) {
     let key = scratch.partner("acme", false);
     let server = Server::start(&scratch, None, &[("CLEARWAY__SERVER__MAX_BODY_BYTES", "100000")]);
     let c = Client { addr: server.http, key };
@@ -189,9 +185,7 @@ fn ncpdp_and_unknown_media_get_problem_answers() {
     assert_eq!(c.get("/v1/transactions/not-an-id").status, 404);
 }
 
-#[test]
-fn dedupe_layers_and_partner_isolation() {
-    let scratch = Scratch::new();
+fn dedupe_layers_and_partner_isolation(scratch: Scratch) {
     let key = scratch.partner("acme", false);
     let other = scratch.partner("globex", false);
     let server = Server::start(&scratch, None, &[]);
@@ -256,9 +250,7 @@ fn dedupe_layers_and_partner_isolation() {
     assert_eq!(h2.json()["transactionId"], h1.json()["transactionId"]);
 }
 
-#[test]
-fn poison_goes_to_dead_letters_and_replay_works() {
-    let scratch = Scratch::new();
+fn poison_goes_to_dead_letters_and_replay_works(scratch: Scratch) {
     let key = scratch.partner("acme", false);
     let op = scratch.partner("ops", true);
     // Claims for payer ACME01 go to an HTTP endpoint that is not there yet.
@@ -306,11 +298,7 @@ fn poison_goes_to_dead_letters_and_replay_works() {
     assert_eq!(dl[0]["transactionId"], pid.as_str());
     assert!(dl[0]["reason"].as_str().unwrap().contains("payer"), "{}", dl[0]);
     // The command line sees it too (the store is shared).
-    let out = std::process::Command::new(support::BIN)
-        .args(["dlq", "list", "--json", "--data-dir"])
-        .arg(scratch.data())
-        .output()
-        .unwrap();
+    let out = scratch.command().args(["dlq", "list", "--json", "--data-dir"]).arg(scratch.data()).output().unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains(&pid));
     let dry = ops.post(&format!("/v1/dead-letters/{pid}/replay?dryRun=true"));
     assert_eq!(dry.status, 202);
@@ -370,9 +358,7 @@ fn poison_goes_to_dead_letters_and_replay_works() {
     assert_eq!(ops.post(&format!("/v1/dead-letters/{pid}/replay")).status, 404);
 }
 
-#[test]
-fn ack_feed_long_poll_and_health() {
-    let scratch = Scratch::new();
+fn ack_feed_long_poll_and_health(scratch: Scratch) {
     let key = scratch.partner("acme", false);
     let server = Server::start(&scratch, None, &[]);
     let c = Client { addr: server.http, key };
@@ -406,9 +392,7 @@ fn ack_feed_long_poll_and_health() {
     }
 }
 
-#[test]
-fn no_phi_in_logs_or_metrics() {
-    let scratch = Scratch::new();
+fn no_phi_in_logs_or_metrics(scratch: Scratch) {
     let key = scratch.partner("acme", false);
     let server = Server::start(&scratch, Some("acme"), &[]);
     let c = Client { addr: server.http, key };
@@ -452,18 +436,22 @@ fn no_phi_in_logs_or_metrics() {
     assert!(logs.contains("transaction_id="), "debug logs were written");
     assert!(!logs.contains(MARKER), "PHI marker found in the logs");
     assert!(!metrics.contains(MARKER), "PHI marker found in the metrics");
-    // Not at rest in the store either: payloads are encrypted.
-    let db = std::fs::read(scratch.data().join("clearway.db")).unwrap_or_default();
-    let wal = std::fs::read(scratch.data().join("clearway.db-wal")).unwrap_or_default();
+    // Not at rest in the store either: payloads and state are encrypted.
     let needle = MARKER.as_bytes();
-    for (name, bytes) in [("db", &db), ("wal", &wal)] {
-        assert!(!bytes.windows(needle.len()).any(|w| w == needle), "PHI marker in plaintext in the {name}");
+    let stored: Vec<(String, Vec<u8>)> = match scratch.lane() {
+        Lane::Local => ["clearway.db", "clearway.db-wal"]
+            .iter()
+            .map(|f| (f.to_string(), std::fs::read(scratch.data().join(f)).unwrap_or_default()))
+            .collect(),
+        Lane::Aws => scratch.aws_raw_contents(),
+    };
+    assert!(stored.iter().any(|(_, b)| !b.is_empty()), "something was stored");
+    for (name, bytes) in &stored {
+        assert!(!bytes.windows(needle.len()).any(|w| w == needle), "PHI marker in plaintext in {name}");
     }
 }
 
-#[test]
-fn graceful_shutdown_finishes_work_and_restart_resumes() {
-    let scratch = Scratch::new();
+fn graceful_shutdown_finishes_work_and_restart_resumes(scratch: Scratch) {
     let key = scratch.partner("acme", false);
     let server = Server::start(&scratch, None, &[]);
     let c = Client { addr: server.http, key: key.clone() };
@@ -484,3 +472,26 @@ fn graceful_shutdown_finishes_work_and_restart_resumes() {
         assert_eq!(c.ack_kinds(id), vec!["277ca".to_string(), "999".to_string()]);
     }
 }
+
+/// Every test above, on the embedded backend and on the AWS backend (the
+/// local AWS-protocol server `scripts/test` starts).
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod local {
+            $( #[test] fn $name() { super::$name(super::Scratch::new()) } )*
+        }
+        mod aws {
+            $( #[test] fn $name() { super::$name(super::Scratch::aws()) } )*
+        }
+    };
+}
+
+on_both_backends!(
+    every_corpus_file_reaches_a_terminal_status_with_the_right_acks,
+    ncpdp_and_unknown_media_get_problem_answers,
+    dedupe_layers_and_partner_isolation,
+    poison_goes_to_dead_letters_and_replay_works,
+    ack_feed_long_poll_and_health,
+    no_phi_in_logs_or_metrics,
+    graceful_shutdown_finishes_work_and_restart_resumes
+);

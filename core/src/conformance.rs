@@ -356,6 +356,9 @@ pub async fn state_store_sequential(store: Arc<dyn StateStore>) {
     assert_eq!(page2.len(), 15, "the rest after the cursor, without the expired item");
     assert_eq!(page2[0].0, "0010");
     assert!(store.query(Table::AckFeed, &qp, Some("0024"), 10).await.unwrap().is_empty());
+    // An empty cursor is the start (`?after=` from a client).
+    let from_empty = store.query(Table::AckFeed, &qp, Some(""), 10).await.unwrap();
+    assert_eq!(from_empty.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>(), keys, "after \"\" is the first page");
 
     // Limits.
     let many: Vec<WriteOp> =

@@ -28,7 +28,7 @@ fn since_ms(s: Option<&str>) -> anyhow::Result<Option<i64>> {
 pub fn partners(store: &StoreArgs, command: PartnersCommand) -> anyhow::Result<ExitCode> {
     let config = load_config(store, |_| {})?;
     runtime()?.block_on(async {
-        let store = Store::open(&config)?;
+        let store = Store::open(&config).await?;
         let mut out = std::io::stdout().lock();
         match command {
             PartnersCommand::Add { id, name, operator } => {
@@ -99,7 +99,7 @@ fn dead_letter_json(d: &DeadLetter) -> serde_json::Value {
 pub fn dlq(store: &StoreArgs, command: DlqCommand) -> anyhow::Result<ExitCode> {
     let config = load_config(store, |_| {})?;
     runtime()?.block_on(async {
-        let store = Store::open(&config)?;
+        let store = Store::open(&config).await?;
         let state = &store.ports.state;
         let mut out = std::io::stdout().lock();
         match command {
@@ -198,7 +198,7 @@ pub fn coverage(store: &StoreArgs, command: CoverageCommand) -> anyhow::Result<E
         enrollments_of_csv(&data)?
     };
     runtime()?.block_on(async {
-        let store = Store::open(&config)?;
+        let store = Store::open(&config).await?;
         let mut members = 0usize;
         for e in &enrollments {
             let payer = config.canonical_payer(e.payer_id.as_deref().unwrap_or("UNKNOWN")).to_string();
@@ -329,8 +329,7 @@ pub fn aws(store: &StoreArgs, command: AwsCommand) -> anyhow::Result<ExitCode> {
         anyhow::bail!("backend.kind must be aws for `clearway aws bootstrap`");
     };
     // A local AWS-protocol server has no bucket subdomains.
-    let path_style =
-        std::env::var_os("AWS_ENDPOINT_URL").is_some() || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some();
+    let path_style = clearway_aws::custom_endpoint();
     let max_receives = config.workers.max_attempts + 2;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

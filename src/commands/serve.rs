@@ -1,5 +1,6 @@
-//! `clearway serve`: intake (HTTP, MLLP), workers and webhook delivery on
-//! the embedded backend, with graceful shutdown.
+//! `clearway serve`: intake (HTTP, MLLP), the fast path, workers and
+//! webhook delivery, on the embedded or the AWS backend, with graceful
+//! shutdown.
 //!
 //! Shutdown on SIGTERM or SIGINT: readiness fails and new submissions are
 //! refused with `503`; the listeners stop accepting; requests and MLLP
@@ -9,7 +10,7 @@
 //! acknowledged before it is durable, but in-flight work is then redone
 //! after restart.
 
-use super::store::{Store, load_config};
+use super::store::{Backend, Store, load_config};
 use crate::cli::{LogFormat, Role, ServeArgs};
 use anyhow::Context;
 use clearway_ingest::Services;
@@ -76,15 +77,21 @@ async fn serve(config: Arc<clearway_core::config::Config>, role: Role) -> anyhow
         .context("metrics buckets")?
         .install_recorder()
         .context("cannot install the metrics recorder")?;
-    let store = Store::open(&config)?;
+    let store = Store::open(&config).await?;
     let feed = Arc::new(tokio::sync::Notify::new());
     let svc = Arc::new(Services::new(store.ports.clone(), store.partners.clone(), config.clone(), feed.clone()));
     let render: clearway_ingest::http::MetricsRender = {
-        let (handle, db) = (prometheus.clone(), store.local.db.clone());
+        let handle = prometheus.clone();
+        let db = match &store.backend {
+            Backend::Local(local) => Some(local.db.clone()),
+            Backend::Aws(_) => None,
+        };
         Arc::new(move || {
-            let (commits, jobs) = (db.stats.commits.load(Ordering::Relaxed), db.stats.jobs.load(Ordering::Relaxed));
-            metrics::counter!("clearway_store_commits_total").absolute(commits);
-            metrics::counter!("clearway_store_commit_jobs_total").absolute(jobs);
+            if let Some(db) = &db {
+                let (commits, jobs) = (db.stats.commits.load(Ordering::Relaxed), db.stats.jobs.load(Ordering::Relaxed));
+                metrics::counter!("clearway_store_commits_total").absolute(commits);
+                metrics::counter!("clearway_store_commit_jobs_total").absolute(jobs);
+            }
             handle.render()
         })
     };
@@ -110,10 +117,11 @@ async fn serve(config: Arc<clearway_core::config::Config>, role: Role) -> anyhow
             }
         });
     }
-    println!(
-        "clearway: http listening on http://{http_addr} (role {role:?}, data in {})",
-        config.server.data_dir.display()
-    );
+    let backend = match &store.backend {
+        Backend::Local(_) => format!("data in {}", config.server.data_dir.display()),
+        Backend::Aws(_) => "backend aws".to_string(),
+    };
+    println!("clearway: http listening on http://{http_addr} (role {role:?}, {backend})");
 
     if role != Role::Worker {
         let listeners = config.mllp.all_listeners();
@@ -139,7 +147,18 @@ async fn serve(config: Arc<clearway_core::config::Config>, role: Role) -> anyhow
         });
         let hooks = Webhooks::new(store.ports.clone(), store.partners.clone(), config.server.feed_settle);
         tasks.spawn(hooks.run(feed.clone(), shutdown.clone()));
-        tasks.spawn(maintenance(store.local.clone(), shutdown.clone()));
+        match &store.backend {
+            Backend::Local(local) => {
+                tasks.spawn(maintenance(local.clone(), shutdown.clone()));
+            }
+            Backend::Aws(aws) => {
+                let after = match &config.backend {
+                    clearway_core::config::Backend::Aws(a) => a.outbox_sweep_after,
+                    clearway_core::config::Backend::Local => Duration::from_secs(60),
+                };
+                tasks.spawn(outbox_sweeper(aws.journal.clone(), after, shutdown.clone()));
+            }
+        }
     }
     tasks.close();
     println!("clearway: ready");
@@ -190,6 +209,28 @@ async fn maintenance(local: clearway_local::Local, shutdown: CancellationToken) 
         }
         if let Err(e) = local.notifier.prune(EVENT_RETENTION_MS).await {
             tracing::warn!(error = %clearway_core::error::chain(&e), "event prune failed");
+        }
+    }
+}
+
+/// Sends the pointers of intake commits that stopped between their state
+/// write and their send (the outbox pattern's other half), every half
+/// threshold. Several processes may sweep at once: a pointer sent twice is
+/// harmless, workers being idempotent.
+async fn outbox_sweeper(journal: clearway_core::outbox::OutboxJournal, after: Duration, shutdown: CancellationToken) {
+    let every = (after / 2).max(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        match journal.sweep(after.as_millis() as i64).await {
+            Ok(n) if n > 0 => {
+                metrics::counter!("clearway_outbox_resent_total").increment(n as u64);
+                tracing::info!(resent = n, "outbox sweeper sent pointers of interrupted commits");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %clearway_core::error::chain(&e), "outbox sweep failed"),
         }
     }
 }

@@ -21,6 +21,9 @@ pub fn load_config(args: &StoreArgs, flags: impl FnOnce(&mut HashMap<String, Str
     if let Some(d) = &args.data_dir {
         env.insert("CLEARWAY__SERVER__DATA_DIR".into(), d.display().to_string());
     }
+    if let Some(b) = args.backend {
+        env.insert("CLEARWAY__BACKEND__KIND".into(), b.name().into());
+    }
     flags(&mut env);
     config::load(text.as_deref(), &env).map_err(|errors| {
         let lines: Vec<String> = errors.iter().map(|e| format!("  {e}")).collect();
@@ -28,32 +31,51 @@ pub fn load_config(args: &StoreArgs, flags: impl FnOnce(&mut HashMap<String, Str
     })
 }
 
-/// The embedded backend and the partner registry over it.
+/// The backend a process runs on.
+#[derive(Debug)]
+pub enum Backend {
+    Local(clearway_local::Local),
+    Aws(clearway_aws::Aws),
+}
+
+/// The backend, its (sealed) ports and the partner registry over them.
 #[derive(Debug)]
 pub struct Store {
-    pub local: clearway_local::Local,
+    pub backend: Backend,
     pub ports: Ports,
     pub partners: Arc<Partners>,
 }
 
 impl Store {
-    pub fn open(config: &Config) -> anyhow::Result<Self> {
-        if let config::Backend::Aws(_) = config.backend {
-            anyhow::bail!(
-                "backend.kind = \"aws\" is not available in this build yet; use the embedded backend (\"local\")"
-            );
-        }
+    pub async fn open(config: &Config) -> anyhow::Result<Self> {
         let dir = &config.server.data_dir;
-        let local = clearway_local::Local::open(dir)
-            .map_err(|e| anyhow::anyhow!("{}", clearway_core::error::chain(&e)))
-            .with_context(|| format!("cannot open the store in {}", dir.display()))?;
+        let (backend, ports) = match &config.backend {
+            config::Backend::Local => {
+                let local = clearway_local::Local::open(dir)
+                    .map_err(|e| anyhow::anyhow!("{}", clearway_core::error::chain(&e)))
+                    .with_context(|| format!("cannot open the store in {}", dir.display()))?;
+                let ports = local.ports();
+                (Backend::Local(local), ports)
+            }
+            config::Backend::Aws(names) => {
+                let aws = clearway_aws::Aws::connect(names)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{}", clearway_core::error::chain(&e)))
+                    .context("cannot connect to the AWS backend (run `clearway aws bootstrap` for development)")?;
+                let ports = aws.ports();
+                (Backend::Aws(aws), ports)
+            }
+        };
+        // AWS processes share one key through configuration
+        // (`security.master_key`, from a secret); without it the key file
+        // in the data directory is used, as on the embedded backend.
         let master = load_master_key(dir, config.master_key.as_ref())
             .map_err(|e| anyhow::anyhow!("{}", clearway_core::error::chain(&e)))
             .context("cannot load the master key")?;
         // Every state value is sealed before it reaches the backend.
-        let ports = clearway_core::sealed::Sealer::new(&master).seal_ports(local.ports());
+        let ports = clearway_core::sealed::Sealer::new(&master).seal_ports(ports);
         let partners = Arc::new(Partners::new(master, ports.state.clone()));
-        Ok(Store { local, ports, partners })
+        Ok(Store { backend, ports, partners })
     }
 }
 

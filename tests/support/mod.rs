@@ -11,15 +11,120 @@ use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_clearway");
 
-/// A scratch area: `data/` for the store, `serve.log` for the logs of every
-/// run.
+/// A scratch area: `data/` for the store (or, on the AWS lane, its master
+/// key and payer outbox), `serve.log` for the logs of every run, and the
+/// environment every `clearway` command of the test gets.
 pub struct Scratch {
     pub root: tempfile::TempDir,
+    /// `CLEARWAY__…` and `AWS_…` settings for every command.
+    pub env: Vec<(String, String)>,
+}
+
+/// Which backend a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lane {
+    Local,
+    Aws,
 }
 
 impl Scratch {
+    /// On the embedded backend.
     pub fn new() -> Self {
-        Scratch { root: tempfile::tempdir().unwrap() }
+        Scratch { root: tempfile::tempdir().unwrap(), env: Vec::new() }
+    }
+
+    pub fn on(lane: Lane) -> Self {
+        match lane {
+            Lane::Local => Scratch::new(),
+            Lane::Aws => Scratch::aws(),
+        }
+    }
+
+    /// On the AWS backend, against the local AWS-protocol server that
+    /// `scripts/test` starts (`CLEARWAY_TEST_AWS_ENDPOINT`), with resources
+    /// of its own made by `clearway aws bootstrap`. Only the SDK's standard
+    /// variables point it there. The outbox sweeper runs every second with
+    /// a 2 s threshold, so commits cut off by a kill are finished quickly.
+    pub fn aws() -> Self {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let endpoint = std::env::var("CLEARWAY_TEST_AWS_ENDPOINT")
+            .expect("CLEARWAY_TEST_AWS_ENDPOINT: the URL of a moto_server (scripts/test starts one)");
+        let suffix = format!("{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
+        let mut env: Vec<(String, String)> = [
+            ("AWS_ENDPOINT_URL", endpoint),
+            ("AWS_ACCESS_KEY_ID", "testing".into()),
+            ("AWS_SECRET_ACCESS_KEY", "testing".into()),
+            ("AWS_REGION", "us-east-1".into()),
+            ("CLEARWAY__BACKEND__KIND", "aws".into()),
+            ("CLEARWAY__BACKEND__BUCKET", format!("cw-payloads-{suffix}")),
+            ("CLEARWAY__BACKEND__QUEUE", format!("cw-work-{suffix}")),
+            ("CLEARWAY__BACKEND__DEAD_LETTER_QUEUE", format!("cw-work-dlq-{suffix}")),
+            ("CLEARWAY__BACKEND__TOPIC", format!("cw-acks-{suffix}")),
+            ("CLEARWAY__BACKEND__TABLE", format!("cw-state-{suffix}")),
+            ("CLEARWAY__BACKEND__OUTBOX_SWEEP_AFTER_SECS", "2".into()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        env.sort();
+        let scratch = Scratch { root: tempfile::tempdir().unwrap(), env };
+        let out = scratch.command().args(["aws", "bootstrap", "--data-dir"]).arg(scratch.data()).output().unwrap();
+        assert!(out.status.success(), "aws bootstrap: {}", String::from_utf8_lossy(&out.stderr));
+        scratch
+    }
+
+    pub fn lane(&self) -> Lane {
+        if self.env.iter().any(|(k, v)| k == "CLEARWAY__BACKEND__KIND" && v == "aws") { Lane::Aws } else { Lane::Local }
+    }
+
+    /// `clearway` with this scratch's environment.
+    pub fn command(&self) -> Command {
+        let mut cmd = Command::new(BIN);
+        cmd.envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        cmd
+    }
+
+    fn env_value(&self, k: &str) -> String {
+        self.env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()).unwrap()
+    }
+
+    fn aws_names(&self) -> clearway_core::config::AwsConfig {
+        let get = |k: &str| self.env_value(k);
+        clearway_core::config::AwsConfig {
+            bucket: get("CLEARWAY__BACKEND__BUCKET"),
+            queue: get("CLEARWAY__BACKEND__QUEUE"),
+            dead_letter_queue: get("CLEARWAY__BACKEND__DEAD_LETTER_QUEUE"),
+            topic: get("CLEARWAY__BACKEND__TOPIC"),
+            table: get("CLEARWAY__BACKEND__TABLE"),
+            kms_key_id: None,
+            partition_shards: 8,
+            outbox_sweep_after: Duration::from_secs(2),
+        }
+    }
+
+    /// Everything stored on the AWS lane, raw (objects and items).
+    pub fn aws_raw_contents(&self) -> Vec<(String, Vec<u8>)> {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let sdk = clearway_aws::local_server_config(&self.env_value("AWS_ENDPOINT_URL")).await;
+            clearway_aws::inspect::raw_contents(&sdk, &self.aws_names()).await.unwrap()
+        })
+    }
+
+    /// The store's ports as the service sees them (sealed), for tests that
+    /// inspect what was stored.
+    pub async fn ports(&self) -> clearway_core::ports::Ports {
+        let dir = self.data();
+        let master = clearway_core::partners::load_master_key(&dir, None).unwrap();
+        let raw = match self.lane() {
+            Lane::Local => clearway_local::Local::open(&dir).unwrap().ports(),
+            Lane::Aws => {
+                let sdk = clearway_aws::local_server_config(&self.env_value("AWS_ENDPOINT_URL")).await;
+                clearway_aws::Aws::connect_with(&sdk, &self.aws_names()).await.unwrap().ports()
+            }
+        };
+        clearway_core::sealed::Sealer::new(&master).seal_ports(raw)
     }
     pub fn data(&self) -> PathBuf {
         self.root.path().join("data")
@@ -35,7 +140,7 @@ impl Scratch {
         if operator {
             args.push("--operator");
         }
-        let out = Command::new(BIN).args(&args).output().unwrap();
+        let out = self.command().args(&args).output().unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         let key = String::from_utf8(out.stdout).unwrap();
         assert_eq!(key.lines().count(), 1, "the key is alone on stdout");
@@ -73,7 +178,7 @@ impl Server {
     /// [`Server::start`] with more `serve` arguments (`--role worker`, ...).
     pub fn start_with(scratch: &Scratch, mllp_partner: Option<&str>, env: &[(&str, &str)], args: &[&str]) -> Server {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(scratch.log()).unwrap();
-        let mut cmd = Command::new(BIN);
+        let mut cmd = scratch.command();
         cmd.args(["serve", "--listen", "127.0.0.1:0", "--mllp-listen", "127.0.0.1:0", "--data-dir"])
             .arg(scratch.data())
             .env("CLEARWAY_LOG", "debug")

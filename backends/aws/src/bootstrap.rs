@@ -33,7 +33,7 @@ pub async fn bootstrap(
     S3BlobStore::new(sdk, &names.bucket, names.kms_key_id.clone(), path_style).ensure_bucket().await?;
     let dlq = SqsWorkQueue::ensure(sdk, &names.dead_letter_queue).await?;
     let queue = SqsWorkQueue::ensure(sdk, &names.queue).await?;
-    let sqs = aws_sdk_sqs::Client::new(sdk);
+    let sqs = crate::sqs_client(sdk);
     let dlq_arn = sqs
         .get_queue_attributes()
         .queue_url(&dlq)
@@ -52,7 +52,7 @@ pub async fn bootstrap(
         .await
         .map_err(|e| sdk_err("queue redrive policy", e))?;
     let topic_arn = SnsNotifier::ensure(sdk, &names.topic).await?;
-    DynamoStateStore::new(sdk, &names.table).ensure_table().await?;
+    DynamoStateStore::new(sdk, &names.table, names.partition_shards).ensure_table().await?;
     Ok(Resources {
         bucket: names.bucket.clone(),
         queue_url: queue,

@@ -10,6 +10,14 @@
 //!   whose `exp` has passed is treated as absent on every read and by
 //!   every condition, whatever the table still holds.
 //! - Reads are strongly consistent.
+//! - **Write sharding.** Partitions keyed by a partner or payer
+//!   (transactions, dedupe keys, the ack feed, dead letters, coverage,
+//!   counters and the outbox) can be far hotter than one DynamoDB partition
+//!   takes (about 1,000 writes/s per partition key), so their items are
+//!   spread over `shards` partition keys, `<table>#<pk>#<n>` with `n` a
+//!   stable hash of the sort key. A point read or write goes straight to its
+//!   shard; a query asks every shard (concurrently) and merges by sort key,
+//!   so listings keep their order and their cursors.
 
 use crate::{now_secs, sdk_err};
 use async_trait::async_trait;
@@ -27,17 +35,49 @@ use std::collections::HashMap;
 pub struct DynamoStateStore {
     client: aws_sdk_dynamodb::Client,
     table: String,
+    shards: u32,
 }
 
-fn pk(table: Table, pk: &str) -> String {
-    format!("{}#{pk}", table.name())
+/// Whether a table's partitions are spread over shards (those keyed by a
+/// partner or payer, which a large one makes hot).
+pub fn sharded(table: Table) -> bool {
+    matches!(
+        table,
+        Table::Transactions | Table::Dedupe | Table::AckFeed | Table::DeadLetters | Table::Coverage | Table::Counters
+    )
 }
 
-fn key_attrs(k: &Key) -> HashMap<String, AttributeValue> {
-    HashMap::from([
-        ("pk".to_string(), AttributeValue::S(pk(k.table, &k.pk))),
-        ("sk".to_string(), AttributeValue::S(k.sk.clone())),
-    ])
+/// FNV-1a: stable across processes and releases (the shard is part of the
+/// stored key).
+fn stable_hash(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+}
+
+impl DynamoStateStore {
+    /// The stored partition key of `key`.
+    pub fn partition_key(&self, key: &Key) -> String {
+        if self.shards > 1 && sharded(key.table) {
+            format!("{}#{}#{}", key.table.name(), key.pk, stable_hash(&key.sk) % u64::from(self.shards))
+        } else {
+            format!("{}#{}", key.table.name(), key.pk)
+        }
+    }
+
+    /// Every stored partition key a logical partition may use.
+    fn partition_keys(&self, table: Table, partition: &str) -> Vec<String> {
+        if self.shards > 1 && sharded(table) {
+            (0..self.shards).map(|n| format!("{}#{partition}#{n}", table.name())).collect()
+        } else {
+            vec![format!("{}#{partition}", table.name())]
+        }
+    }
+
+    fn key_attrs(&self, k: &Key) -> HashMap<String, AttributeValue> {
+        HashMap::from([
+            ("pk".to_string(), AttributeValue::S(self.partition_key(k))),
+            ("sk".to_string(), AttributeValue::S(k.sk.clone())),
+        ])
+    }
 }
 
 fn item_of(attrs: &HashMap<String, AttributeValue>, now: i64) -> Option<Item> {
@@ -67,8 +107,11 @@ fn condition(c: Condition, values: &mut HashMap<String, AttributeValue>, now: i6
 }
 
 impl DynamoStateStore {
-    pub fn new(config: &aws_config::SdkConfig, table: &str) -> Self {
-        DynamoStateStore { client: aws_sdk_dynamodb::Client::new(config), table: table.to_string() }
+    /// `shards`: how many partition keys a hot partition is spread over
+    /// (1: none). Changing it re-addresses stored items, so it is fixed for
+    /// a table's life.
+    pub fn new(config: &aws_config::SdkConfig, table: &str, shards: u32) -> Self {
+        DynamoStateStore { client: crate::dynamodb_client(config), table: table.to_string(), shards: shards.max(1) }
     }
 
     /// Creates the table (on-demand, with the TTL attribute) if it does not
@@ -157,7 +200,7 @@ impl DynamoStateStore {
                 }
                 let mut u = Update::builder()
                     .table_name(&self.table)
-                    .set_key(Some(key_attrs(key)))
+                    .set_key(Some(self.key_attrs(key)))
                     .update_expression(update)
                     .set_expression_attribute_names(Some(names))
                     .set_expression_attribute_values(Some(values));
@@ -168,7 +211,7 @@ impl DynamoStateStore {
             }
             WriteOp::Delete { key, condition: c } => {
                 let cond = condition(*c, &mut values, now);
-                let mut d = Delete::builder().table_name(&self.table).set_key(Some(key_attrs(key)));
+                let mut d = Delete::builder().table_name(&self.table).set_key(Some(self.key_attrs(key)));
                 if let Some(cond) = cond {
                     d = d
                         .condition_expression(cond)
@@ -184,7 +227,7 @@ impl DynamoStateStore {
                     .unwrap_or_else(|| "attribute_not_exists(pk) OR attribute_exists(pk)".to_string());
                 let mut cc = ConditionCheck::builder()
                     .table_name(&self.table)
-                    .set_key(Some(key_attrs(key)))
+                    .set_key(Some(self.key_attrs(key)))
                     .condition_expression(cond);
                 if !values.is_empty() {
                     cc = cc
@@ -216,7 +259,7 @@ impl StateStore for DynamoStateStore {
             .client
             .get_item()
             .table_name(&self.table)
-            .set_key(Some(key_attrs(key)))
+            .set_key(Some(self.key_attrs(key)))
             .consistent_read(true)
             .send()
             .await
@@ -254,6 +297,25 @@ impl StateStore for DynamoStateStore {
         limit: usize,
     ) -> PortResult<Vec<(String, Item)>> {
         let limit = limit.clamp(1, MAX_QUERY_LIMIT);
+        // Every sort key is after "" (and DynamoDB refuses an empty key
+        // value).
+        let after = after.filter(|a| !a.is_empty());
+        let keys = self.partition_keys(table, partition);
+        if let [only] = keys.as_slice() {
+            return self.query_partition(only, after, limit).await;
+        }
+        let pages =
+            futures_util::future::try_join_all(keys.iter().map(|k| self.query_partition(k, after, limit))).await?;
+        let mut all: Vec<(String, Item)> = pages.into_iter().flatten().collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all.truncate(limit);
+        Ok(all)
+    }
+}
+
+impl DynamoStateStore {
+    /// Up to `limit` live items of one stored partition, in sort-key order.
+    async fn query_partition(&self, pk: &str, after: Option<&str>, limit: usize) -> PortResult<Vec<(String, Item)>> {
         let now = now_secs();
         let mut out = Vec::new();
         let mut start: Option<HashMap<String, AttributeValue>> = None;
@@ -263,7 +325,7 @@ impl StateStore for DynamoStateStore {
                 .query()
                 .table_name(&self.table)
                 .consistent_read(true)
-                .expression_attribute_values(":pk", AttributeValue::S(pk(table, partition)))
+                .expression_attribute_values(":pk", AttributeValue::S(pk.to_string()))
                 .limit(limit as i32)
                 .set_exclusive_start_key(start.take());
             q = match after {

@@ -13,6 +13,7 @@
 pub mod blob;
 pub mod bootstrap;
 pub mod dynamo;
+pub mod inspect;
 pub mod queue;
 pub mod topic;
 
@@ -23,12 +24,139 @@ pub use topic::SnsNotifier;
 
 use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::error::SdkError;
-use clearway_core::{ErrorKind, PortError};
+use clearway_core::config::AwsConfig;
+use clearway_core::outbox::OutboxJournal;
+use clearway_core::ports::Ports;
+use clearway_core::{ErrorKind, PortError, PortResult};
+use std::sync::Arc;
 
 /// The SDK configuration from the environment (region, credentials,
-/// endpoint URL).
+/// endpoint URL), with bounded waits: a call that cannot connect in 2 s,
+/// or whose attempt takes over 25 s (long polls take up to 20 s), fails
+/// with `Unavailable` or `Timeout` after the SDK's standard retries,
+/// never hangs.
 pub async fn sdk_config() -> aws_config::SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await
+    let timeouts = aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(std::time::Duration::from_secs(2))
+        .operation_attempt_timeout(std::time::Duration::from_secs(25))
+        .operation_timeout(std::time::Duration::from_secs(60))
+        .build();
+    aws_config::defaults(aws_config::BehaviorVersion::latest()).timeout_config(timeouts).load().await
+}
+
+/// Counts every attempt (retries too) as
+/// `clearway_aws_calls_total{service, operation}`: the batching-efficiency
+/// figure is calls per accepted transaction.
+#[derive(Debug)]
+pub struct CountCalls;
+
+impl aws_smithy_runtime_api::client::interceptors::Intercept for CountCalls {
+    fn name(&self) -> &'static str {
+        "clearway-count-calls"
+    }
+
+    fn read_before_transmit(
+        &self,
+        _context: &aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef<'_>,
+        _components: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
+        cfg: &mut aws_smithy_types::config_bag::ConfigBag,
+    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        if let Some(m) = cfg.load::<aws_smithy_runtime_api::client::orchestrator::Metadata>() {
+            metrics::counter!(
+                "clearway_aws_calls_total",
+                "service" => m.service().to_string(),
+                "operation" => m.name().to_string()
+            )
+            .increment(1);
+        }
+        Ok(())
+    }
+}
+
+pub(crate) fn sqs_client(sdk: &aws_config::SdkConfig) -> aws_sdk_sqs::Client {
+    aws_sdk_sqs::Client::from_conf(aws_sdk_sqs::config::Builder::from(sdk).interceptor(CountCalls).build())
+}
+
+pub(crate) fn sns_client(sdk: &aws_config::SdkConfig) -> aws_sdk_sns::Client {
+    aws_sdk_sns::Client::from_conf(aws_sdk_sns::config::Builder::from(sdk).interceptor(CountCalls).build())
+}
+
+pub(crate) fn dynamodb_client(sdk: &aws_config::SdkConfig) -> aws_sdk_dynamodb::Client {
+    aws_sdk_dynamodb::Client::from_conf(aws_sdk_dynamodb::config::Builder::from(sdk).interceptor(CountCalls).build())
+}
+
+/// An SDK configuration for a local AWS-protocol server (`moto_server`)
+/// at `endpoint`, with its fixed test credentials: for tests and
+/// development tools, never for AWS itself.
+pub async fn local_server_config(endpoint: &str) -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_s3::config::Credentials::new("testing", "testing", None, None, "local-server"))
+        .load()
+        .await
+}
+
+/// Whether the SDK is pointed at a non-AWS endpoint (a local
+/// AWS-protocol server: S3 then uses path-style addressing, as such
+/// servers have no bucket subdomains).
+pub fn custom_endpoint() -> bool {
+    std::env::var_os("AWS_ENDPOINT_URL").is_some() || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some()
+}
+
+/// The AWS backend: the four ports and the outbox intake journal over
+/// them, for the resources named in the configuration.
+#[derive(Debug, Clone)]
+pub struct Aws {
+    pub blobs: S3BlobStore,
+    pub queue: SqsWorkQueue,
+    pub notifier: SnsNotifier,
+    pub state: DynamoStateStore,
+    pub journal: OutboxJournal,
+}
+
+impl Aws {
+    /// Connects to existing resources (from Terraform or `clearway aws
+    /// bootstrap`): `queue` and `topic` may be names (looked up) or a URL
+    /// and an ARN (used as given, with no lookup call).
+    pub async fn connect(names: &AwsConfig) -> PortResult<Aws> {
+        Aws::connect_with(&sdk_config().await, names).await
+    }
+
+    /// [`Aws::connect`] with a given SDK configuration.
+    pub async fn connect_with(sdk: &aws_config::SdkConfig, names: &AwsConfig) -> PortResult<Aws> {
+        let path_style = custom_endpoint() || sdk.endpoint_url().is_some();
+        let queue_url = if names.queue.starts_with("https://") || names.queue.starts_with("http://") {
+            names.queue.clone()
+        } else {
+            let sqs = sqs_client(sdk);
+            let out = sqs.get_queue_url().queue_name(&names.queue).send().await.map_err(|e| sdk_err("queue url", e))?;
+            out.queue_url()
+                .map(str::to_string)
+                .ok_or_else(|| PortError::new(ErrorKind::NotFound, "queue url: none returned"))?
+        };
+        let topic_arn = if names.topic.starts_with("arn:") {
+            names.topic.clone()
+        } else {
+            SnsNotifier::find(sdk, &names.topic).await?
+        };
+        let blobs = S3BlobStore::new(sdk, &names.bucket, names.kms_key_id.clone(), path_style);
+        let queue = SqsWorkQueue::new(sdk, &queue_url);
+        let state = DynamoStateStore::new(sdk, &names.table, names.partition_shards);
+        let journal = OutboxJournal::new(Arc::new(blobs.clone()), Arc::new(state.clone()), Arc::new(queue.clone()));
+        Ok(Aws { blobs, queue, notifier: SnsNotifier::new(sdk, &topic_arn), state, journal })
+    }
+
+    /// The ports (unsealed: the caller seals state values).
+    pub fn ports(&self) -> Ports {
+        Ports {
+            blobs: Arc::new(self.blobs.clone()),
+            queue: Arc::new(self.queue.clone()),
+            notifier: Arc::new(self.notifier.clone()),
+            state: Arc::new(self.state.clone()),
+            journal: Arc::new(self.journal.clone()),
+        }
+    }
 }
 
 /// A port error from an SDK error: the kind from the HTTP status and the

@@ -34,12 +34,12 @@ fn whole_secs(d: Duration) -> i32 {
 
 impl SqsWorkQueue {
     pub fn new(config: &aws_config::SdkConfig, queue_url: &str) -> Self {
-        SqsWorkQueue { client: aws_sdk_sqs::Client::new(config), url: queue_url.to_string() }
+        SqsWorkQueue { client: crate::sqs_client(config), url: queue_url.to_string() }
     }
 
     /// Creates the queue (and returns its URL) if it does not exist.
     pub async fn ensure(config: &aws_config::SdkConfig, name: &str) -> PortResult<String> {
-        let client = aws_sdk_sqs::Client::new(config);
+        let client = crate::sqs_client(config);
         let out = client.create_queue().queue_name(name).send().await.map_err(|e| sdk_err("queue create", e))?;
         out.queue_url().map(str::to_string).ok_or_else(|| PortError::new(ErrorKind::Internal, "queue create: no url"))
     }

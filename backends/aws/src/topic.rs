@@ -20,14 +20,33 @@ pub struct SnsNotifier {
 
 impl SnsNotifier {
     pub fn new(config: &aws_config::SdkConfig, topic_arn: &str) -> Self {
-        SnsNotifier { client: aws_sdk_sns::Client::new(config), topic_arn: topic_arn.to_string() }
+        SnsNotifier { client: crate::sns_client(config), topic_arn: topic_arn.to_string() }
     }
 
     /// Creates the topic (and returns its ARN) if it does not exist.
     pub async fn ensure(config: &aws_config::SdkConfig, name: &str) -> PortResult<String> {
-        let client = aws_sdk_sns::Client::new(config);
+        let client = crate::sns_client(config);
         let out = client.create_topic().name(name).send().await.map_err(|e| sdk_err("topic create", e))?;
         out.topic_arn().map(str::to_string).ok_or_else(|| PortError::new(ErrorKind::Internal, "topic create: no arn"))
+    }
+
+    /// Finds an existing topic's ARN by name (no create permission
+    /// needed).
+    pub async fn find(config: &aws_config::SdkConfig, name: &str) -> PortResult<String> {
+        let client = crate::sns_client(config);
+        let suffix = format!(":{name}");
+        let mut next: Option<String> = None;
+        loop {
+            let out =
+                client.list_topics().set_next_token(next.take()).send().await.map_err(|e| sdk_err("topic list", e))?;
+            if let Some(arn) = out.topics().iter().filter_map(|t| t.topic_arn()).find(|a| a.ends_with(&suffix)) {
+                return Ok(arn.to_string());
+            }
+            match out.next_token() {
+                Some(t) if !t.is_empty() => next = Some(t.to_string()),
+                _ => return Err(PortError::new(ErrorKind::NotFound, "topic: no topic of that name")),
+            }
+        }
     }
 }
 
