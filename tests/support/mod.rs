@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod faults;
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_clearway");
 
 /// A scratch area: `data/` for the store (or, on the AWS lane, its master

@@ -162,7 +162,7 @@ impl Workers {
             Err(e) => {
                 let reason = e.reason();
                 metrics::counter!("clearway_worker_failures_total").increment(1);
-                if m.attempt >= self.config.workers.max_attempts && !e.is_throttled() {
+                if m.attempt >= self.config.workers.max_attempts && !e.is_throttled() && !e.is_backend_outage() {
                     match self.processor.dead_letter(&m.body, m.attempt, &reason).await {
                         Ok(()) => ack(queue.as_ref(), &m.receipt).await,
                         Err(d) => {

@@ -61,6 +61,15 @@ impl ProcessError {
     pub fn is_throttled(&self) -> bool {
         matches!(self, ProcessError::Route(crate::route::RouteError::Throttled))
     }
+
+    /// Clearway's own backend was unavailable, timed out or throttled (an
+    /// AWS outage, say): not the transaction's fault either. Such failures
+    /// back off and retry without being dead-lettered; on SQS the queue's
+    /// redrive policy is the backstop for an outage longer than the
+    /// retries.
+    pub fn is_backend_outage(&self) -> bool {
+        matches!(self, ProcessError::Port(e) if e.is_retryable())
+    }
 }
 
 /// The processing context.

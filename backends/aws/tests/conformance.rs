@@ -46,14 +46,11 @@ async fn dynamo_state_store_conformance() {
     let c = config().await;
     let store = DynamoStateStore::new(&c, &unique("clearway-test"), 4);
     store.ensure_table().await.expect("table");
-    // EMULATOR GAP (moto 5): moto evaluates TransactWriteItems conditions
-    // and applies the writes without serialising concurrent requests, so
-    // two concurrent `attribute_not_exists` puts of one key can both
-    // succeed (seen here: 2 of 8). DynamoDB itself makes each conditional
-    // write atomic per item, which is what the skipped check
-    // (`conformance::state_store_races`) asserts. Everything else in the
-    // suite runs.
-    conformance::state_store_sequential(Arc::new(store)).await;
+    // The whole suite, races included: moto alone does not serialise
+    // concurrent conditional writes (2 of 8 concurrent `attribute_not_exists`
+    // puts of one key won), which DynamoDB does; `scripts/moto_server.py`,
+    // which `scripts/test` runs, adds that atomicity to the emulator.
+    conformance::state_store(Arc::new(store)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,0 +1,26 @@
+output "https_endpoint" {
+  description = "Where partners submit (HTTPS)."
+  value       = "https://${aws_lb.http.dns_name}"
+}
+
+output "mllp_endpoint" {
+  description = "Where HL7 v2 senders connect (MLLP over TLS)."
+  value       = "${aws_lb.mllp.dns_name}:2575"
+}
+
+output "backend_settings" {
+  description = "The backend.* settings the tasks run with (for operator commands: `clearway partners --backend aws`)."
+  value = {
+    bucket            = aws_s3_bucket.payloads.id
+    queue             = aws_sqs_queue.work.url
+    dead_letter_queue = aws_sqs_queue.dead_letters.url
+    topic             = aws_sns_topic.acks.arn
+    table             = aws_dynamodb_table.state.name
+    kms_key_id        = aws_kms_key.data.arn
+  }
+}
+
+output "master_key_secret" {
+  description = "Put the 64-hex-digit master key here before the first deploy."
+  value       = aws_secretsmanager_secret.master_key.arn
+}
