@@ -298,7 +298,13 @@ fn poison_goes_to_dead_letters_and_replay_works(scratch: Scratch) {
     assert_eq!(dl[0]["transactionId"], pid.as_str());
     assert!(dl[0]["reason"].as_str().unwrap().contains("payer"), "{}", dl[0]);
     // The command line sees it too (the store is shared).
-    let out = scratch.command().args(["dlq", "list", "--json", "--data-dir"]).arg(scratch.data()).output().unwrap();
+    let out = scratch
+        .command()
+        .args(["dlq", "list", "--json", "--data-dir"])
+        .arg(scratch.data())
+        .args(scratch.backend_args())
+        .output()
+        .unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains(&pid));
     let dry = ops.post(&format!("/v1/dead-letters/{pid}/replay?dryRun=true"));
     assert_eq!(dry.status, 202);

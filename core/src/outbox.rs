@@ -15,13 +15,35 @@
 //! dies before it, the entry stays and [`OutboxJournal::sweep`] sends it
 //! later. A pointer may so be sent twice (the send succeeded, the entry's
 //! delete did not); workers are idempotent, so that is harmless.
+//!
+//! [`OutboxJournal::batched`] does step 3 in a background sender: the
+//! pointers of concurrent commits are packed, up to
+//! [`POINTERS_PER_MESSAGE`] per queue message (a JSON array of pointers,
+//! which workers read as well as a single one) and up to ten messages per
+//! send call, and their outbox entries deleted in one write. At load that
+//! is one send call per hundred transactions instead of one each.
 
 use crate::error::{PortError, PortResult};
 use crate::ports::{
     BlobStore, Commit, Condition, IntakeJournal, Key, MAX_WRITE_OPS, StateStore, Table, WorkQueue, WriteOp,
 };
 use async_trait::async_trait;
+use bytes::Bytes;
 use std::sync::Arc;
+
+/// Pointers packed into one queue message by the batched sender.
+pub const POINTERS_PER_MESSAGE: usize = 10;
+/// Pointers per send call: ten messages (the SQS batch limit) of ten.
+const FLUSH_POINTERS: usize = POINTERS_PER_MESSAGE * crate::ports::MAX_QUEUE_BATCH;
+/// Commits waiting for the batched sender before commits wait for it
+/// (backpressure).
+const SENDER_QUEUE: usize = 4096;
+
+/// A durable commit's pointer waiting to be sent, with its outbox entry.
+struct Outgoing {
+    pointer: Bytes,
+    entry: Key,
+}
 
 /// The partition of outbox entries (sort key: `<created ms, 13 digits>-<n>`).
 const OUTBOX: &str = "outbox";
@@ -32,6 +54,7 @@ pub struct OutboxJournal {
     blobs: Arc<dyn BlobStore>,
     state: Arc<dyn StateStore>,
     queue: Arc<dyn WorkQueue>,
+    sender: Option<tokio::sync::mpsc::Sender<Outgoing>>,
 }
 
 impl std::fmt::Debug for OutboxJournal {
@@ -45,8 +68,18 @@ fn now_ms() -> i64 {
 }
 
 impl OutboxJournal {
+    /// A journal whose commits send their own pointer before returning.
     pub fn new(blobs: Arc<dyn BlobStore>, state: Arc<dyn StateStore>, queue: Arc<dyn WorkQueue>) -> Self {
-        OutboxJournal { blobs, state, queue }
+        OutboxJournal { blobs, state, queue, sender: None }
+    }
+
+    /// A journal whose commits return once durable and leave the send to a
+    /// background sender (spawned on the current Tokio runtime) that packs
+    /// concurrent commits' pointers together.
+    pub fn batched(blobs: Arc<dyn BlobStore>, state: Arc<dyn StateStore>, queue: Arc<dyn WorkQueue>) -> Self {
+        let (tx, rx) = tokio::sync::mpsc::channel(SENDER_QUEUE);
+        tokio::spawn(send_packed(rx, queue.clone(), state.clone()));
+        OutboxJournal { blobs, state, queue, sender: Some(tx) }
     }
 
     /// Sends the pointers of outbox entries older than `older_than_ms`
@@ -57,20 +90,82 @@ impl OutboxJournal {
         let mut sent = 0;
         let mut after: Option<String> = None;
         loop {
-            let page = self.state.query(Table::Counters, OUTBOX, after.as_deref(), 100).await?;
-            if page.is_empty() {
+            let page = self.state.query(Table::Counters, OUTBOX, after.as_deref(), FLUSH_POINTERS).await?;
+            let Some((last, _)) = page.last() else { return Ok(sent) };
+            after = Some(last.clone());
+            let old: Vec<Outgoing> = page
+                .into_iter()
+                .take_while(|(sk, _)| sk.get(..13).and_then(|t| t.parse::<i64>().ok()).unwrap_or(0) <= horizon)
+                .map(|(sk, item)| Outgoing { pointer: item.value, entry: Key::new(Table::Counters, OUTBOX, &sk) })
+                .collect();
+            let full = old.len() == FLUSH_POINTERS;
+            if !old.is_empty() {
+                self.queue.send(&pack(&old)).await?;
+                delete_entries(self.state.as_ref(), &old).await?;
+                sent += old.len();
+            }
+            if !full {
                 return Ok(sent);
             }
-            after = page.last().map(|(k, _)| k.clone());
-            for (sk, item) in page {
-                let created = sk.get(..13).and_then(|t| t.parse::<i64>().ok()).unwrap_or(0);
-                if created > horizon {
-                    return Ok(sent);
+        }
+    }
+}
+
+/// Queue message bodies for pointers: a lone pointer as itself, else JSON
+/// arrays of up to [`POINTERS_PER_MESSAGE`].
+fn pack(batch: &[Outgoing]) -> Vec<Bytes> {
+    batch
+        .chunks(POINTERS_PER_MESSAGE)
+        .map(|chunk| {
+            if let [one] = chunk {
+                return one.pointer.clone();
+            }
+            let mut body = Vec::with_capacity(chunk.iter().map(|o| o.pointer.len() + 1).sum::<usize>() + 2);
+            body.push(b'[');
+            for (n, o) in chunk.iter().enumerate() {
+                if n > 0 {
+                    body.push(b',');
                 }
-                self.queue.send(std::slice::from_ref(&item.value)).await?;
-                let key = Key::new(Table::Counters, OUTBOX, &sk);
-                self.state.write(vec![WriteOp::Delete { key, condition: Condition::None }]).await?;
-                sent += 1;
+                body.extend_from_slice(&o.pointer);
+            }
+            body.push(b']');
+            Bytes::from(body)
+        })
+        .collect()
+}
+
+async fn delete_entries(state: &dyn StateStore, sent: &[Outgoing]) -> PortResult<()> {
+    for chunk in sent.chunks(MAX_WRITE_OPS - 1) {
+        let ops = chunk.iter().map(|o| WriteOp::Delete { key: o.entry.clone(), condition: Condition::None }).collect();
+        state.write(ops).await?;
+    }
+    Ok(())
+}
+
+/// The batched sender: whatever commits have queued since the last send
+/// goes out in one send call (up to a hundred pointers), so batches grow
+/// with load and a lone commit is not held back.
+async fn send_packed(
+    mut rx: tokio::sync::mpsc::Receiver<Outgoing>,
+    queue: Arc<dyn WorkQueue>,
+    state: Arc<dyn StateStore>,
+) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < FLUSH_POINTERS {
+            match rx.try_recv() {
+                Ok(o) => batch.push(o),
+                Err(_) => break,
+            }
+        }
+        match queue.send(&pack(&batch)).await {
+            Ok(()) => {
+                if let Err(e) = delete_entries(state.as_ref(), &batch).await {
+                    tracing::debug!(error = %crate::error::chain(&e), "outbox entries not removed; the sweeper will resend them");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %crate::error::chain(&e), pointers = batch.len(), "pointers not sent; the outbox sweeper will send them");
             }
         }
     }
@@ -111,6 +206,12 @@ impl IntakeJournal for OutboxJournal {
             return Err(e);
         }
         // Durable from here on: a failed send is the sweeper's to finish.
+        if let Some(sender) = &self.sender {
+            if sender.send(Outgoing { pointer: commit.pointer.clone(), entry }).await.is_err() {
+                tracing::warn!("the pointer sender has stopped; the outbox sweeper will send the pointer");
+            }
+            return Ok(());
+        }
         match self.queue.send(std::slice::from_ref(&commit.pointer)).await {
             Ok(()) => {
                 let _ = self.state.write(vec![WriteOp::Delete { key: entry, condition: Condition::None }]).await;

@@ -58,7 +58,6 @@ impl Scratch {
             ("AWS_ACCESS_KEY_ID", "testing".into()),
             ("AWS_SECRET_ACCESS_KEY", "testing".into()),
             ("AWS_REGION", "us-east-1".into()),
-            ("CLEARWAY__BACKEND__KIND", "aws".into()),
             ("CLEARWAY__BACKEND__BUCKET", format!("cw-payloads-{suffix}")),
             ("CLEARWAY__BACKEND__QUEUE", format!("cw-work-{suffix}")),
             ("CLEARWAY__BACKEND__DEAD_LETTER_QUEUE", format!("cw-work-dlq-{suffix}")),
@@ -77,7 +76,16 @@ impl Scratch {
     }
 
     pub fn lane(&self) -> Lane {
-        if self.env.iter().any(|(k, v)| k == "CLEARWAY__BACKEND__KIND" && v == "aws") { Lane::Aws } else { Lane::Local }
+        if self.env.iter().any(|(k, _)| k == "CLEARWAY__BACKEND__BUCKET") { Lane::Aws } else { Lane::Local }
+    }
+
+    /// `--backend …` for commands that touch state (the flag, not the
+    /// configuration, chooses the AWS lane's backend).
+    pub fn backend_args(&self) -> &'static [&'static str] {
+        match self.lane() {
+            Lane::Local => &[],
+            Lane::Aws => &["--backend", "aws"],
+        }
     }
 
     /// `clearway` with this scratch's environment.
@@ -142,6 +150,7 @@ impl Scratch {
         if operator {
             args.push("--operator");
         }
+        args.extend_from_slice(self.backend_args());
         let out = self.command().args(&args).output().unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         let key = String::from_utf8(out.stdout).unwrap();
@@ -193,6 +202,7 @@ impl Server {
             cmd.arg("--config").arg(scratch.config());
         }
         cmd.args(args);
+        cmd.args(scratch.backend_args());
         for (k, v) in env {
             cmd.env(k, v);
         }

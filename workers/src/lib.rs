@@ -117,16 +117,27 @@ impl Workers {
                     }
                 })
             });
+            // Finished messages are acknowledged together (one batched
+            // delete per received batch on SQS), after their effects are
+            // durable; until then the keeper extends them with the rest.
+            let mut done: Vec<Receipt> = Vec::new();
             let mut rest = messages.into_iter();
             for m in rest.by_ref() {
                 if let Ok(mut w) = waiting.lock() {
                     w.retain(|r| r != &m.receipt);
                 }
-                self.handle(m).await;
+                let receipt = m.receipt.clone();
+                if self.settle(m).await {
+                    if let Ok(mut w) = waiting.lock() {
+                        w.push(receipt.clone());
+                    }
+                    done.push(receipt);
+                }
                 if shutdown.is_cancelled() {
                     break;
                 }
             }
+            ack(queue.as_ref(), &done).await;
             if let Some(k) = keeper {
                 k.abort();
             }
@@ -137,8 +148,24 @@ impl Workers {
         }
     }
 
-    /// Processes one message to its end.
+    /// Processes one message to its end and acknowledges it.
     pub async fn handle(&self, m: QueueMessage) {
+        let queue = self.processor.ports.queue.clone();
+        let receipt = m.receipt.clone();
+        if self.settle(m).await {
+            ack(queue.as_ref(), std::slice::from_ref(&receipt)).await;
+        }
+    }
+
+    /// Processes every pointer of a message (one, or a batch the outbox
+    /// packed). `true`: the message is finished and may be acknowledged;
+    /// `false`: it was given back to return after a backoff.
+    ///
+    /// A failing transaction is dead-lettered after `max_attempts`
+    /// deliveries unless the failure is our own throttling or a backend
+    /// outage; the others in the message are unaffected (on redelivery the
+    /// finished ones are no-ops).
+    async fn settle(&self, m: QueueMessage) -> bool {
         let queue = self.processor.ports.queue.clone();
         let lease = self.config.workers.lease;
         // Keep the lease alive while processing.
@@ -154,35 +181,69 @@ impl Workers {
             })
         };
         let started = std::time::Instant::now();
-        let result = self.processor.process(&m.body, m.attempt).await;
+        let pointers = process::Processor::pointers(&m.body);
+        let mut retry = false;
+        match pointers {
+            Ok(pointers) => {
+                for p in &pointers {
+                    let result = self.processor.process_pointer(p, m.attempt).await;
+                    if let Err(e) = result {
+                        retry |= !self.failed(&e, Some(p), m.attempt).await;
+                    }
+                }
+            }
+            Err(e) => retry = !self.failed(&e, None, m.attempt).await,
+        }
         keeper.abort();
         metrics::histogram!("clearway_worker_process_seconds").record(started.elapsed().as_secs_f64());
-        match result {
-            Ok(()) => ack(queue.as_ref(), &m.receipt).await,
-            Err(e) => {
-                let reason = e.reason();
-                metrics::counter!("clearway_worker_failures_total").increment(1);
-                if m.attempt >= self.config.workers.max_attempts && !e.is_throttled() && !e.is_backend_outage() {
-                    match self.processor.dead_letter(&m.body, m.attempt, &reason).await {
-                        Ok(()) => ack(queue.as_ref(), &m.receipt).await,
-                        Err(d) => {
-                            tracing::error!(error = %clearway_core::error::chain(&d), "could not dead-letter; the message will return")
-                        }
-                    }
-                } else {
-                    let delay = backoff(m.attempt, self.config.workers.backoff_base, self.config.workers.backoff_max);
-                    tracing::info!(attempt = m.attempt, delay_ms = delay.as_millis() as u64, reason = %reason, "processing failed; retrying later");
-                    // The message becomes visible again after `delay`.
-                    let _ = queue.extend(&m.receipt, delay).await;
-                }
+        if retry {
+            let delay = backoff(m.attempt, self.config.workers.backoff_base, self.config.workers.backoff_max);
+            // The message becomes visible again after `delay`.
+            let _ = queue.extend(&m.receipt, delay).await;
+            return false;
+        }
+        true
+    }
+
+    /// Handles a failure; `true` when it is settled (dead-lettered), `false`
+    /// when the message must come back.
+    async fn failed(
+        &self,
+        e: &process::ProcessError,
+        p: Option<&clearway_core::records::Pointer>,
+        attempt: u32,
+    ) -> bool {
+        let reason = e.reason();
+        metrics::counter!("clearway_worker_failures_total").increment(1);
+        if attempt < self.config.workers.max_attempts || e.is_throttled() || e.is_backend_outage() {
+            let delay = backoff(attempt, self.config.workers.backoff_base, self.config.workers.backoff_max);
+            tracing::info!(attempt, delay_ms = delay.as_millis() as u64, reason = %reason, "processing failed; retrying later");
+            return false;
+        }
+        let settled = match p {
+            Some(p) => self.processor.dead_letter_pointer(p, attempt, &reason).await,
+            None => {
+                tracing::error!("unreadable queue message dropped after {attempt} attempts");
+                metrics::counter!("clearway_dead_letters_total", "kind" => "unreadable").increment(1);
+                Ok(())
+            }
+        };
+        match settled {
+            Ok(()) => true,
+            Err(d) => {
+                tracing::error!(error = %clearway_core::error::chain(&d), "could not dead-letter; the message will return");
+                false
             }
         }
     }
 }
 
-async fn ack(queue: &dyn clearway_core::ports::WorkQueue, receipt: &Receipt) {
+async fn ack(queue: &dyn clearway_core::ports::WorkQueue, receipts: &[Receipt]) {
+    if receipts.is_empty() {
+        return;
+    }
     for attempt in 0..5u32 {
-        match queue.ack(std::slice::from_ref(receipt)).await {
+        match queue.ack(receipts).await {
             Ok(()) => return,
             Err(e) if e.is_retryable() => tokio::time::sleep(Duration::from_millis(100 << attempt)).await,
             Err(e) => {

@@ -143,7 +143,7 @@ impl Aws {
         let blobs = S3BlobStore::new(sdk, &names.bucket, names.kms_key_id.clone(), path_style);
         let queue = SqsWorkQueue::new(sdk, &queue_url);
         let state = DynamoStateStore::new(sdk, &names.table, names.partition_shards);
-        let journal = OutboxJournal::new(Arc::new(blobs.clone()), Arc::new(state.clone()), Arc::new(queue.clone()));
+        let journal = OutboxJournal::batched(Arc::new(blobs.clone()), Arc::new(state.clone()), Arc::new(queue.clone()));
         Ok(Aws { blobs, queue, notifier: SnsNotifier::new(sdk, &topic_arn), state, journal })
     }
 

@@ -128,7 +128,8 @@ async fn outbox_journal_on_aws_conformance() {
     state.ensure_table().await.expect("table");
     let url = SqsWorkQueue::ensure(&c, &unique("clearway-journal")).await.expect("queue");
     let queue = SqsWorkQueue::new(&c, &url);
-    let journal = clearway_core::outbox::OutboxJournal::new(
+    // Batched, as `clearway serve` runs it.
+    let journal = clearway_core::outbox::OutboxJournal::batched(
         Arc::new(blobs.clone()),
         Arc::new(state.clone()),
         Arc::new(queue.clone()),

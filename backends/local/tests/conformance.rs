@@ -289,3 +289,128 @@ async fn outbox_sweeper_sends_what_a_failed_send_left_exactly_once() {
         "sent once"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batched_outbox_journal_conformance() {
+    let m = clearway_local::Mem::new();
+    let journal = clearway_core::outbox::OutboxJournal::batched(
+        Arc::new(m.blobs.clone()),
+        Arc::new(m.state.clone()),
+        Arc::new(m.queue.clone()),
+    );
+    conformance::intake_journal(
+        Arc::new(journal),
+        Arc::new(m.state.clone()),
+        Arc::new(m.queue.clone()),
+        Arc::new(m.blobs.clone()),
+    )
+    .await;
+}
+
+/// Concurrent commits through the batched journal: every pointer is sent
+/// exactly once, packed several to a message (JSON arrays the workers
+/// read), in far fewer send calls than commits; the sweeper has nothing
+/// left to send; with sends failing, the sweeper packs what it resends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batched_outbox_packs_concurrent_commits_and_loses_none() {
+    use clearway_core::ports::{Commit, Condition, IntakeJournal, Key, Table, WorkQueue, WriteOp};
+    let m = clearway_local::Mem::new();
+    let queue =
+        Arc::new(CountingSends { inner: m.queue.clone(), calls: Default::default(), failing: Default::default() });
+    let journal = Arc::new(clearway_core::outbox::OutboxJournal::batched(
+        Arc::new(m.blobs.clone()),
+        Arc::new(m.state.clone()),
+        queue.clone(),
+    ));
+    let commit = |n: usize| Commit {
+        blob: None,
+        writes: vec![WriteOp::Put {
+            key: Key::new(Table::Transactions, "p", format!("tx-{n:04}")),
+            value: bytes::Bytes::from_static(b"received"),
+            expires_at: None,
+            condition: Condition::NotExists,
+        }],
+        pointer: bytes::Bytes::from(format!("{{\"n\":{n}}}")),
+    };
+    let mut tasks = Vec::new();
+    for n in 0..400 {
+        let (j, c) = (journal.clone(), commit(n));
+        tasks.push(tokio::spawn(async move { j.commit(c).await }));
+    }
+    for t in tasks {
+        t.await.expect("task").expect("commit");
+    }
+    // Let the sender finish, then read everything back.
+    let mut seen = Vec::new();
+    let mut messages = 0;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while seen.len() < 400 && std::time::Instant::now() < deadline {
+        for msg in m.queue.receive(10, Duration::from_secs(30), Duration::from_millis(200)).await.expect("receive") {
+            messages += 1;
+            let v: serde_json::Value = serde_json::from_slice(&msg.body).expect("JSON");
+            match v {
+                serde_json::Value::Array(a) => seen.extend(a.into_iter().map(|p| p["n"].as_u64().expect("n"))),
+                p => seen.push(p["n"].as_u64().expect("n")),
+            }
+            m.queue.ack(&[msg.receipt]).await.expect("ack");
+        }
+    }
+    seen.sort_unstable();
+    assert_eq!(seen, (0..400).collect::<Vec<u64>>(), "every pointer once");
+    let calls = queue.calls.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(messages < 400 && calls < 100, "packed: {messages} messages in {calls} send calls for 400 commits");
+    assert_eq!(journal.sweep(0).await.expect("sweep"), 0, "no outbox entry left behind");
+
+    // Sends failing: the commits hold; the sweeper sends them packed.
+    queue.failing.store(true, std::sync::atomic::Ordering::SeqCst);
+    for n in 400..425 {
+        journal.commit(commit(n)).await.expect("durable");
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    queue.failing.store(false, std::sync::atomic::Ordering::SeqCst);
+    let before = queue.calls.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(journal.sweep(0).await.expect("sweep"), 25);
+    assert_eq!(queue.calls.load(std::sync::atomic::Ordering::SeqCst) - before, 1, "one send call for 25 pointers");
+    let got = m.queue.receive(10, Duration::from_secs(30), Duration::from_millis(200)).await.expect("receive");
+    assert_eq!(got.len(), 3, "25 pointers in messages of up to 10");
+}
+
+/// Counts send calls, each taking 5 ms; fails them while `failing` is set.
+struct CountingSends {
+    inner: clearway_local::MemWorkQueue,
+    calls: std::sync::atomic::AtomicUsize,
+    failing: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl clearway_core::ports::WorkQueue for CountingSends {
+    async fn send(&self, bodies: &[bytes::Bytes]) -> clearway_core::PortResult<()> {
+        if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(clearway_core::PortError::new(clearway_core::ErrorKind::Unavailable, "queue send"));
+        }
+        self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        // A network round trip, as to SQS: what commits pile up behind.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        self.inner.send(bodies).await
+    }
+    async fn receive(
+        &self,
+        max: usize,
+        lease: Duration,
+        wait: Duration,
+    ) -> clearway_core::PortResult<Vec<clearway_core::ports::QueueMessage>> {
+        self.inner.receive(max, lease, wait).await
+    }
+    async fn extend(&self, r: &clearway_core::ports::Receipt, lease: Duration) -> clearway_core::PortResult<()> {
+        self.inner.extend(r, lease).await
+    }
+    async fn release(&self, r: &clearway_core::ports::Receipt) -> clearway_core::PortResult<()> {
+        self.inner.release(r).await
+    }
+    async fn ack(&self, r: &[clearway_core::ports::Receipt]) -> clearway_core::PortResult<()> {
+        self.inner.ack(r).await
+    }
+    async fn depth(&self) -> clearway_core::PortResult<clearway_core::ports::QueueDepth> {
+        self.inner.depth().await
+    }
+}
