@@ -159,6 +159,20 @@ pub async fn work_queue(queue: Arc<dyn WorkQueue>, lease: Duration) {
     assert!(queue.receive(10, lease, Duration::from_millis(100)).await.unwrap().is_empty(), "an extended lease holds");
     queue.ack(&[m.receipt]).await.unwrap();
 
+    // Batched extension: every receipt's lease holds.
+    queue.send(&[Bytes::from_static(b"extend-a"), Bytes::from_static(b"extend-b")]).await.unwrap();
+    let mut both = Vec::new();
+    let deadline = tokio::time::Instant::now() + lease * 10;
+    while both.len() < 2 && tokio::time::Instant::now() < deadline {
+        both.extend(queue.receive(2, lease, Duration::from_millis(500)).await.unwrap());
+    }
+    assert_eq!(both.len(), 2, "both received");
+    let receipts: Vec<Receipt> = both.iter().map(|m| m.receipt.clone()).collect();
+    queue.extend_many(&receipts, lease * 4).await.unwrap();
+    tokio::time::sleep(lease + Duration::from_millis(300)).await;
+    assert!(queue.receive(10, lease, Duration::from_millis(100)).await.unwrap().is_empty(), "extended leases hold");
+    queue.ack(&receipts).await.unwrap();
+
     // Release makes it visible at once, and counts as a delivery.
     queue.send(&[Bytes::from_static(b"release")]).await.unwrap();
     let m = receive_one(queue.as_ref(), lease * 10).await;

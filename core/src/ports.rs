@@ -98,6 +98,18 @@ pub trait WorkQueue: Send + Sync + 'static {
     async fn send(&self, bodies: &[Bytes]) -> PortResult<()>;
     async fn receive(&self, max: usize, lease: Duration, wait: Duration) -> PortResult<Vec<QueueMessage>>;
     async fn extend(&self, receipt: &Receipt, lease: Duration) -> PortResult<()>;
+    /// [`WorkQueue::extend`] for up to [`MAX_QUEUE_BATCH`] receipts at once
+    /// (one call on SQS); stale receipts are skipped, not errors.
+    async fn extend_many(&self, receipts: &[Receipt], lease: Duration) -> PortResult<()> {
+        for r in receipts {
+            match self.extend(r, lease).await {
+                Ok(()) => {}
+                Err(e) if e.kind() == crate::ErrorKind::PreconditionFailed => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
     async fn release(&self, receipt: &Receipt) -> PortResult<()>;
     async fn ack(&self, receipts: &[Receipt]) -> PortResult<()>;
     async fn depth(&self) -> PortResult<QueueDepth>;

@@ -111,9 +111,7 @@ impl Workers {
                         if receipts.is_empty() {
                             break;
                         }
-                        for r in &receipts {
-                            let _ = queue.extend(r, lease).await;
-                        }
+                        let _ = queue.extend_many(&receipts, lease).await;
                     }
                 })
             });

@@ -120,6 +120,37 @@ impl WorkQueue for SqsWorkQueue {
         Ok(())
     }
 
+    async fn extend_many(&self, receipts: &[Receipt], lease: Duration) -> PortResult<()> {
+        if receipts.is_empty() {
+            return Ok(());
+        }
+        if receipts.len() > MAX_QUEUE_BATCH {
+            return Err(PortError::invalid_input("queue extend: at most 10 receipts"));
+        }
+        let secs = whole_secs(lease.min(MAX_LEASE));
+        let mut entries = Vec::with_capacity(receipts.len());
+        for (i, r) in receipts.iter().enumerate() {
+            entries.push(
+                aws_sdk_sqs::types::ChangeMessageVisibilityBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .receipt_handle(&r.0)
+                    .visibility_timeout(secs)
+                    .build()
+                    .map_err(|e| PortError::with_cause(ErrorKind::Internal, "queue extend", e))?,
+            );
+        }
+        // Per-entry failures are stale receipts (redelivered elsewhere):
+        // skipped, as the contract says.
+        self.client
+            .change_message_visibility_batch()
+            .queue_url(&self.url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .map_err(|e| sdk_err("queue extend", e))?;
+        Ok(())
+    }
+
     async fn release(&self, receipt: &Receipt) -> PortResult<()> {
         self.client
             .change_message_visibility()
