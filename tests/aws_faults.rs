@@ -30,8 +30,8 @@ fn endpoint_down_or_throttling_gets_503_retry_after_and_everything_recovers() {
     let endpoint = std::env::var("CLEARWAY_TEST_AWS_ENDPOINT").unwrap();
     let upstream = endpoint.trim_start_matches("http://").parse().unwrap();
     let proxy = FaultProxy::start(upstream);
-    let env = [("AWS_ENDPOINT_URL", proxy.url()), ("CLEARWAY__WORKERS__LEASE_SECS".into(), "10".into())];
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_ref(), v.as_str())).collect();
+    let url = proxy.url();
+    let env = [("AWS_ENDPOINT_URL", url.as_str()), ("CLEARWAY__WORKERS__LEASE_SECS", "10")];
     let server = Server::start(&scratch, None, &env);
     let c = Client { addr: server.http, key };
     let submit = |seq: u64| {

@@ -45,6 +45,14 @@ struct Outgoing {
     entry: Key,
 }
 
+/// What the batched sender is handed.
+enum ToSender {
+    Pointer(Outgoing),
+    /// Answered once everything handed over before it has been sent (or
+    /// has failed to send and been left to the sweeper).
+    Flush(tokio::sync::oneshot::Sender<()>),
+}
+
 /// The partition of outbox entries (sort key: `<created ms, 13 digits>-<n>`).
 const OUTBOX: &str = "outbox";
 
@@ -54,7 +62,7 @@ pub struct OutboxJournal {
     blobs: Arc<dyn BlobStore>,
     state: Arc<dyn StateStore>,
     queue: Arc<dyn WorkQueue>,
-    sender: Option<tokio::sync::mpsc::Sender<Outgoing>>,
+    sender: Option<tokio::sync::mpsc::Sender<ToSender>>,
 }
 
 impl std::fmt::Debug for OutboxJournal {
@@ -80,6 +88,17 @@ impl OutboxJournal {
         let (tx, rx) = tokio::sync::mpsc::channel(SENDER_QUEUE);
         tokio::spawn(send_packed(rx, queue.clone(), state.clone()));
         OutboxJournal { blobs, state, queue, sender: Some(tx) }
+    }
+
+    /// Waits until the batched sender has sent every pointer committed
+    /// before the call (for a graceful shutdown: what it still held would
+    /// otherwise wait for the next sweep). Immediate when unbatched.
+    pub async fn flush(&self) {
+        let Some(sender) = &self.sender else { return };
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if sender.send(ToSender::Flush(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
     }
 
     /// Sends the pointers of outbox entries older than `older_than_ms`
@@ -146,27 +165,41 @@ async fn delete_entries(state: &dyn StateStore, sent: &[Outgoing]) -> PortResult
 /// goes out in one send call (up to a hundred pointers), so batches grow
 /// with load and a lone commit is not held back.
 async fn send_packed(
-    mut rx: tokio::sync::mpsc::Receiver<Outgoing>,
+    mut rx: tokio::sync::mpsc::Receiver<ToSender>,
     queue: Arc<dyn WorkQueue>,
     state: Arc<dyn StateStore>,
 ) {
+    let mut flushes = Vec::new();
     while let Some(first) = rx.recv().await {
-        let mut batch = vec![first];
-        while batch.len() < FLUSH_POINTERS {
-            match rx.try_recv() {
-                Ok(o) => batch.push(o),
-                Err(_) => break,
-            }
-        }
-        match queue.send(&pack(&batch)).await {
-            Ok(()) => {
-                if let Err(e) = delete_entries(state.as_ref(), &batch).await {
-                    tracing::debug!(error = %crate::error::chain(&e), "outbox entries not removed; the sweeper will resend them");
+        let mut batch = Vec::new();
+        let mut next = Some(first);
+        while let Some(m) = next.take() {
+            match m {
+                ToSender::Pointer(o) => batch.push(o),
+                // Everything before the flush is in this batch.
+                ToSender::Flush(done) => {
+                    flushes.push(done);
+                    break;
                 }
             }
-            Err(e) => {
-                tracing::warn!(error = %crate::error::chain(&e), pointers = batch.len(), "pointers not sent; the outbox sweeper will send them");
+            if batch.len() < FLUSH_POINTERS {
+                next = rx.try_recv().ok();
             }
+        }
+        if !batch.is_empty() {
+            match queue.send(&pack(&batch)).await {
+                Ok(()) => {
+                    if let Err(e) = delete_entries(state.as_ref(), &batch).await {
+                        tracing::debug!(error = %crate::error::chain(&e), "outbox entries not removed; the sweeper will resend them");
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %crate::error::chain(&e), pointers = batch.len(), "pointers not sent; the outbox sweeper will send them");
+                }
+            }
+        }
+        for done in flushes.drain(..) {
+            let _ = done.send(());
         }
     }
 }
@@ -207,7 +240,7 @@ impl IntakeJournal for OutboxJournal {
         }
         // Durable from here on: a failed send is the sweeper's to finish.
         if let Some(sender) = &self.sender {
-            if sender.send(Outgoing { pointer: commit.pointer.clone(), entry }).await.is_err() {
+            if sender.send(ToSender::Pointer(Outgoing { pointer: commit.pointer.clone(), entry })).await.is_err() {
                 tracing::warn!("the pointer sender has stopped; the outbox sweeper will send the pointer");
             }
             return Ok(());

@@ -149,7 +149,7 @@ async fn serve(config: Arc<clearway_core::config::Config>, role: Role) -> anyhow
         tasks.spawn(hooks.run(feed.clone(), shutdown.clone()));
         match &store.backend {
             Backend::Local(local) => {
-                tasks.spawn(maintenance(local.clone(), shutdown.clone()));
+                tasks.spawn(maintenance((**local).clone(), shutdown.clone()));
             }
             Backend::Aws(aws) => {
                 let after = match &config.backend {
@@ -188,6 +188,13 @@ async fn serve(config: Arc<clearway_core::config::Config>, role: Role) -> anyhow
                 return Ok(ExitCode::from(130));
             }
         }
+    }
+    // Pointers of the last commits still with the outbox sender go out
+    // now rather than at the next process's sweep.
+    if let Backend::Aws(aws) = &store.backend
+        && tokio::time::timeout(Duration::from_secs(30), aws.journal.flush()).await.is_err()
+    {
+        tracing::warn!("outbox sender did not finish; the sweeper will send the rest");
     }
     drop(svc);
     drop(store);

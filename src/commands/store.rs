@@ -34,8 +34,8 @@ pub fn load_config(args: &StoreArgs, flags: impl FnOnce(&mut HashMap<String, Str
 /// The backend a process runs on.
 #[derive(Debug)]
 pub enum Backend {
-    Local(clearway_local::Local),
-    Aws(clearway_aws::Aws),
+    Local(Box<clearway_local::Local>),
+    Aws(Box<clearway_aws::Aws>),
 }
 
 /// The backend, its (sealed) ports and the partner registry over them.
@@ -55,7 +55,7 @@ impl Store {
                     .map_err(|e| anyhow::anyhow!("{}", clearway_core::error::chain(&e)))
                     .with_context(|| format!("cannot open the store in {}", dir.display()))?;
                 let ports = local.ports();
-                (Backend::Local(local), ports)
+                (Backend::Local(Box::new(local)), ports)
             }
             config::Backend::Aws(names) => {
                 let aws = clearway_aws::Aws::connect(names)
@@ -63,7 +63,7 @@ impl Store {
                     .map_err(|e| anyhow::anyhow!("{}", clearway_core::error::chain(&e)))
                     .context("cannot connect to the AWS backend (run `clearway aws bootstrap` for development)")?;
                 let ports = aws.ports();
-                (Backend::Aws(aws), ports)
+                (Backend::Aws(Box::new(aws)), ports)
             }
         };
         // AWS processes share one key through configuration

@@ -340,7 +340,11 @@ async fn batched_outbox_packs_concurrent_commits_and_loses_none() {
     for t in tasks {
         t.await.expect("task").expect("commit");
     }
-    // Let the sender finish, then read everything back.
+    // A flush returns once everything committed before it is sent (its
+    // outbox entry removed): nothing is left for a sweep.
+    journal.flush().await;
+    assert_eq!(journal.sweep(0).await.expect("sweep"), 0, "flushed: no outbox entry left");
+    // Read everything back.
     let mut seen = Vec::new();
     let mut messages = 0;
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
