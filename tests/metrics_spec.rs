@@ -26,9 +26,10 @@ fn emitted(root: &Path) -> BTreeSet<String> {
     }
     let mut names = BTreeSet::new();
     for text in files {
-        for mac in ["counter!(\"", "gauge!(\"", "histogram!(\""] {
+        for mac in ["counter!(", "gauge!(", "histogram!("] {
             for (i, _) in text.match_indices(mac) {
-                let rest = &text[i + mac.len()..];
+                // The name may follow on the next line (rustfmt).
+                let Some(rest) = text[i + mac.len()..].trim_start().strip_prefix('"') else { continue };
                 if let Some(end) = rest.find('"') {
                     names.insert(rest[..end].to_string());
                 }
