@@ -216,10 +216,20 @@ async fn outbox_journal_conformance() {
 }
 
 /// A queue whose sends fail while `failing` is set (a crash or an outage
-/// between the state write and the send).
+/// between the state write and the send), counted in `calls` when they
+/// succeed, each taking `delay` (a network round trip, as to SQS: what
+/// commits pile up behind).
 struct FailingSends {
     inner: clearway_local::MemWorkQueue,
     failing: std::sync::atomic::AtomicBool,
+    calls: std::sync::atomic::AtomicUsize,
+    delay: Duration,
+}
+
+impl FailingSends {
+    fn new(inner: clearway_local::MemWorkQueue, failing: bool, delay: Duration) -> Self {
+        FailingSends { inner, failing: failing.into(), calls: Default::default(), delay }
+    }
 }
 
 #[async_trait::async_trait]
@@ -228,6 +238,8 @@ impl clearway_core::ports::WorkQueue for FailingSends {
         if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
             return Err(clearway_core::PortError::new(clearway_core::ErrorKind::Unavailable, "queue send"));
         }
+        self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        tokio::time::sleep(self.delay).await;
         self.inner.send(bodies).await
     }
     async fn receive(
@@ -256,7 +268,7 @@ impl clearway_core::ports::WorkQueue for FailingSends {
 async fn outbox_sweeper_sends_what_a_failed_send_left_exactly_once() {
     use clearway_core::ports::{Commit, Condition, IntakeJournal, Key, StateStore, Table, WorkQueue, WriteOp};
     let m = clearway_local::Mem::new();
-    let queue = Arc::new(FailingSends { inner: m.queue.clone(), failing: std::sync::atomic::AtomicBool::new(true) });
+    let queue = Arc::new(FailingSends::new(m.queue.clone(), true, Duration::ZERO));
     let journal =
         clearway_core::outbox::OutboxJournal::new(Arc::new(m.blobs.clone()), Arc::new(m.state.clone()), queue.clone());
     let record = Key::new(Table::Transactions, "p", "tx-1");
@@ -315,8 +327,7 @@ async fn batched_outbox_journal_conformance() {
 async fn batched_outbox_packs_concurrent_commits_and_loses_none() {
     use clearway_core::ports::{Commit, Condition, IntakeJournal, Key, Table, WorkQueue, WriteOp};
     let m = clearway_local::Mem::new();
-    let queue =
-        Arc::new(CountingSends { inner: m.queue.clone(), calls: Default::default(), failing: Default::default() });
+    let queue = Arc::new(FailingSends::new(m.queue.clone(), false, Duration::from_millis(5)));
     let journal = Arc::new(clearway_core::outbox::OutboxJournal::batched(
         Arc::new(m.blobs.clone()),
         Arc::new(m.state.clone()),
@@ -377,44 +388,4 @@ async fn batched_outbox_packs_concurrent_commits_and_loses_none() {
     assert_eq!(queue.calls.load(std::sync::atomic::Ordering::SeqCst) - before, 1, "one send call for 25 pointers");
     let got = m.queue.receive(10, Duration::from_secs(30), Duration::from_millis(200)).await.expect("receive");
     assert_eq!(got.len(), 3, "25 pointers in messages of up to 10");
-}
-
-/// Counts send calls, each taking 5 ms; fails them while `failing` is set.
-struct CountingSends {
-    inner: clearway_local::MemWorkQueue,
-    calls: std::sync::atomic::AtomicUsize,
-    failing: std::sync::atomic::AtomicBool,
-}
-
-#[async_trait::async_trait]
-impl clearway_core::ports::WorkQueue for CountingSends {
-    async fn send(&self, bodies: &[bytes::Bytes]) -> clearway_core::PortResult<()> {
-        if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
-            return Err(clearway_core::PortError::new(clearway_core::ErrorKind::Unavailable, "queue send"));
-        }
-        self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        // A network round trip, as to SQS: what commits pile up behind.
-        tokio::time::sleep(Duration::from_millis(5)).await;
-        self.inner.send(bodies).await
-    }
-    async fn receive(
-        &self,
-        max: usize,
-        lease: Duration,
-        wait: Duration,
-    ) -> clearway_core::PortResult<Vec<clearway_core::ports::QueueMessage>> {
-        self.inner.receive(max, lease, wait).await
-    }
-    async fn extend(&self, r: &clearway_core::ports::Receipt, lease: Duration) -> clearway_core::PortResult<()> {
-        self.inner.extend(r, lease).await
-    }
-    async fn release(&self, r: &clearway_core::ports::Receipt) -> clearway_core::PortResult<()> {
-        self.inner.release(r).await
-    }
-    async fn ack(&self, r: &[clearway_core::ports::Receipt]) -> clearway_core::PortResult<()> {
-        self.inner.ack(r).await
-    }
-    async fn depth(&self) -> clearway_core::PortResult<clearway_core::ports::QueueDepth> {
-        self.inner.depth().await
-    }
 }
