@@ -4,37 +4,28 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::process::Command;
+mod support;
+
+use support::Scratch;
 
 #[test]
 fn bootstrap_creates_everything_and_is_idempotent() {
-    let endpoint = std::env::var("CLEARWAY_TEST_AWS_ENDPOINT")
-        .expect("CLEARWAY_TEST_AWS_ENDPOINT: the URL of a moto_server (scripts/test starts one)");
-    let scratch = tempfile::tempdir().unwrap();
-    let suffix = format!("{}", std::process::id());
+    // `Scratch::aws` bootstraps its own resources once; the runs here are
+    // the second and third.
+    let scratch = Scratch::aws();
     let run = || {
-        let out = Command::new(env!("CARGO_BIN_EXE_clearway"))
-            .args(["aws", "bootstrap", "--data-dir"])
-            .arg(scratch.path())
-            .env("AWS_ENDPOINT_URL", &endpoint)
-            .env("AWS_ACCESS_KEY_ID", "testing")
-            .env("AWS_SECRET_ACCESS_KEY", "testing")
-            .env("AWS_REGION", "us-east-1")
-            .env("CLEARWAY__BACKEND__BUCKET", format!("cw-payloads-{suffix}"))
-            .env("CLEARWAY__BACKEND__QUEUE", format!("cw-work-{suffix}"))
-            .env("CLEARWAY__BACKEND__DEAD_LETTER_QUEUE", format!("cw-work-dlq-{suffix}"))
-            .env("CLEARWAY__BACKEND__TOPIC", format!("cw-acks-{suffix}"))
-            .env("CLEARWAY__BACKEND__TABLE", format!("cw-state-{suffix}"))
-            .output()
-            .unwrap();
+        let out = scratch.command().args(["aws", "bootstrap", "--data-dir"]).arg(scratch.data()).output().unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
     };
+    let name = |k: &str| scratch.env_value(k);
     let first = run();
-    assert_eq!(first["bucket"], format!("cw-payloads-{suffix}"));
-    assert!(first["queueUrl"].as_str().unwrap().ends_with(&format!("cw-work-{suffix}")), "{first}");
-    assert!(first["deadLetterQueueUrl"].as_str().unwrap().ends_with(&format!("cw-work-dlq-{suffix}")), "{first}");
-    assert!(first["topicArn"].as_str().unwrap().ends_with(&format!(":cw-acks-{suffix}")), "{first}");
-    assert_eq!(first["table"], format!("cw-state-{suffix}"));
-    assert_eq!(run(), first, "a second bootstrap finds the same resources");
+    assert_eq!(first["bucket"], name("CLEARWAY__BACKEND__BUCKET"));
+    assert!(first["queueUrl"].as_str().unwrap().ends_with(&name("CLEARWAY__BACKEND__QUEUE")), "{first}");
+    let dlq = name("CLEARWAY__BACKEND__DEAD_LETTER_QUEUE");
+    assert!(first["deadLetterQueueUrl"].as_str().unwrap().ends_with(&dlq), "{first}");
+    let topic = format!(":{}", name("CLEARWAY__BACKEND__TOPIC"));
+    assert!(first["topicArn"].as_str().unwrap().ends_with(&topic), "{first}");
+    assert_eq!(first["table"], name("CLEARWAY__BACKEND__TABLE"));
+    assert_eq!(run(), first, "another bootstrap finds the same resources");
 }

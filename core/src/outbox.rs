@@ -154,7 +154,7 @@ fn pack(batch: &[Outgoing]) -> Vec<Bytes> {
 }
 
 async fn delete_entries(state: &dyn StateStore, sent: &[Outgoing]) -> PortResult<()> {
-    for chunk in sent.chunks(MAX_WRITE_OPS - 1) {
+    for chunk in sent.chunks(MAX_WRITE_OPS) {
         let ops = chunk.iter().map(|o| WriteOp::Delete { key: o.entry.clone(), condition: Condition::None }).collect();
         state.write(ops).await?;
     }
@@ -207,11 +207,12 @@ async fn send_packed(
 #[async_trait]
 impl IntakeJournal for OutboxJournal {
     async fn commit(&self, commit: Commit) -> PortResult<()> {
-        if commit.writes.len() >= MAX_WRITE_OPS {
+        let Commit { blob, mut writes, pointer } = commit;
+        if writes.len() >= MAX_WRITE_OPS {
             return Err(PortError::invalid_input("journal commit: at most 99 writes (one is the outbox entry)"));
         }
         let mut stored_blob = false;
-        if let Some((key, bytes)) = &commit.blob {
+        if let Some((key, bytes)) = &blob {
             match self.blobs.put(key, bytes.clone()).await {
                 Ok(()) => stored_blob = true,
                 // A retried commit: the payload is already there (and may
@@ -221,17 +222,16 @@ impl IntakeJournal for OutboxJournal {
             }
         }
         let entry = Key::new(Table::Counters, OUTBOX, format!("{:013}-{}", now_ms(), uuid::Uuid::now_v7().simple()));
-        let mut writes = commit.writes.clone();
         writes.push(WriteOp::Put {
             key: entry.clone(),
-            value: commit.pointer.clone(),
+            value: pointer.clone(),
             expires_at: None,
             condition: Condition::NotExists,
         });
         if let Err(e) = self.state.write(writes).await {
             if e.kind() == crate::ErrorKind::PreconditionFailed
                 && stored_blob
-                && let Some((key, _)) = &commit.blob
+                && let Some((key, _)) = &blob
             {
                 // Nothing of a refused commit stays behind.
                 self.blobs.delete(key).await?;
@@ -240,12 +240,12 @@ impl IntakeJournal for OutboxJournal {
         }
         // Durable from here on: a failed send is the sweeper's to finish.
         if let Some(sender) = &self.sender {
-            if sender.send(ToSender::Pointer(Outgoing { pointer: commit.pointer.clone(), entry })).await.is_err() {
+            if sender.send(ToSender::Pointer(Outgoing { pointer, entry })).await.is_err() {
                 tracing::warn!("the pointer sender has stopped; the outbox sweeper will send the pointer");
             }
             return Ok(());
         }
-        match self.queue.send(std::slice::from_ref(&commit.pointer)).await {
+        match self.queue.send(std::slice::from_ref(&pointer)).await {
             Ok(()) => {
                 let _ = self.state.write(vec![WriteOp::Delete { key: entry, condition: Condition::None }]).await;
             }

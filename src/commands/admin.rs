@@ -328,8 +328,6 @@ pub fn aws(store: &StoreArgs, command: AwsCommand) -> anyhow::Result<ExitCode> {
     let clearway_core::config::Backend::Aws(names) = &config.backend else {
         anyhow::bail!("backend.kind must be aws for `clearway aws bootstrap`");
     };
-    // A local AWS-protocol server has no bucket subdomains.
-    let path_style = clearway_aws::custom_endpoint();
     let max_receives = config.workers.max_attempts + 2;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -338,7 +336,7 @@ pub fn aws(store: &StoreArgs, command: AwsCommand) -> anyhow::Result<ExitCode> {
         .context("cannot start the async runtime")?;
     rt.block_on(async {
         let sdk = clearway_aws::sdk_config().await;
-        let r = clearway_aws::bootstrap::bootstrap(&sdk, names, max_receives, path_style).await.map_err(port)?;
+        let r = clearway_aws::bootstrap::bootstrap(&sdk, names, max_receives).await.map_err(port)?;
         let out = serde_json::json!({
             "bucket": r.bucket,
             "queueUrl": r.queue_url,

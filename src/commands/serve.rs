@@ -152,11 +152,7 @@ async fn serve(config: Arc<clearway_core::config::Config>, role: Role) -> anyhow
                 tasks.spawn(maintenance((**local).clone(), shutdown.clone()));
             }
             Backend::Aws(aws) => {
-                let after = match &config.backend {
-                    clearway_core::config::Backend::Aws(a) => a.outbox_sweep_after,
-                    clearway_core::config::Backend::Local => Duration::from_secs(60),
-                };
-                tasks.spawn(outbox_sweeper(aws.journal.clone(), after, shutdown.clone()));
+                tasks.spawn(outbox_sweeper(aws.journal.clone(), aws.outbox_sweep_after, shutdown.clone()));
             }
         }
     }

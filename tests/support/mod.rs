@@ -95,7 +95,8 @@ impl Scratch {
         cmd
     }
 
-    fn env_value(&self, k: &str) -> String {
+    /// A setting of this scratch's environment.
+    pub fn env_value(&self, k: &str) -> String {
         self.env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()).unwrap()
     }
 

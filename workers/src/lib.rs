@@ -146,15 +146,6 @@ impl Workers {
         }
     }
 
-    /// Processes one message to its end and acknowledges it.
-    pub async fn handle(&self, m: QueueMessage) {
-        let queue = self.processor.ports.queue.clone();
-        let receipt = m.receipt.clone();
-        if self.settle(m).await {
-            ack(queue.as_ref(), std::slice::from_ref(&receipt)).await;
-        }
-    }
-
     /// Processes every pointer of a message (one, or a batch the outbox
     /// packed). `true`: the message is finished and may be acknowledged;
     /// `false`: it was given back to return after a backoff.
@@ -179,24 +170,22 @@ impl Workers {
             })
         };
         let started = std::time::Instant::now();
-        let pointers = process::Processor::pointers(&m.body);
+        // The delay before a message that must come back is seen again.
+        let delay = backoff(m.attempt, self.config.workers.backoff_base, self.config.workers.backoff_max);
         let mut retry = false;
-        match pointers {
+        match process::Processor::pointers(&m.body) {
             Ok(pointers) => {
                 for p in &pointers {
-                    let result = self.processor.process_pointer(p, m.attempt).await;
-                    if let Err(e) = result {
-                        retry |= !self.failed(&e, Some(p), m.attempt).await;
+                    if let Err(e) = self.processor.process_pointer(p, m.attempt).await {
+                        retry |= !self.failed(&e, Some(p), m.attempt, delay).await;
                     }
                 }
             }
-            Err(e) => retry = !self.failed(&e, None, m.attempt).await,
+            Err(e) => retry = !self.failed(&e, None, m.attempt, delay).await,
         }
         keeper.abort();
         metrics::histogram!("clearway_worker_process_seconds").record(started.elapsed().as_secs_f64());
         if retry {
-            let delay = backoff(m.attempt, self.config.workers.backoff_base, self.config.workers.backoff_max);
-            // The message becomes visible again after `delay`.
             let _ = queue.extend(&m.receipt, delay).await;
             return false;
         }
@@ -210,11 +199,11 @@ impl Workers {
         e: &process::ProcessError,
         p: Option<&clearway_core::records::Pointer>,
         attempt: u32,
+        delay: Duration,
     ) -> bool {
         let reason = e.reason();
         metrics::counter!("clearway_worker_failures_total").increment(1);
         if attempt < self.config.workers.max_attempts || e.is_throttled() || e.is_backend_outage() {
-            let delay = backoff(attempt, self.config.workers.backoff_base, self.config.workers.backoff_max);
             tracing::info!(attempt, delay_ms = delay.as_millis() as u64, reason = %reason, "processing failed; retrying later");
             return false;
         }

@@ -136,9 +136,6 @@ struct Outcome {
 }
 
 impl Processor {
-    /// Processes the transaction a queue message points to. `attempt` is
-    /// the delivery count. Returns `Ok` when the outcome is durable and the
-    /// message may be acked.
     /// The pointers in a queue message body: one pointer, or a JSON array
     /// of them (the AWS outbox packs several per message).
     pub fn pointers(body: &[u8]) -> Result<Vec<Pointer>, ProcessError> {
@@ -148,14 +145,10 @@ impl Processor {
         }
     }
 
-    /// Processes the transaction of a one-pointer message body.
-    pub async fn process(&self, body: &[u8], attempt: u32) -> Result<(), ProcessError> {
-        let ptr: Pointer = serde_json::from_slice(body).map_err(|_| ProcessError::BadPointer)?;
-        self.process_pointer(&ptr, attempt).await
-    }
-
     /// Processes the transaction a pointer names (a no-op when it is
-    /// finished or was never committed).
+    /// finished or was never committed). `attempt` is the delivery count.
+    /// Returns `Ok` when the outcome is durable and the message may be
+    /// acked.
     pub async fn process_pointer(&self, ptr: &Pointer, attempt: u32) -> Result<(), ProcessError> {
         let key = TransactionRecord::key(&ptr.partner, &ptr.transaction);
         let Some(item) = self.ports.state.get(&key).await? else {
@@ -460,16 +453,6 @@ impl Processor {
     }
 
     /// Moves a transaction that keeps failing to the dead-letter store.
-    pub async fn dead_letter(&self, body: &[u8], attempts: u32, reason: &str) -> PortResult<()> {
-        let Ok(ptr) = serde_json::from_slice::<Pointer>(body) else {
-            tracing::error!("unreadable queue message dropped after {attempts} attempts");
-            metrics::counter!("clearway_dead_letters_total", "kind" => "unreadable").increment(1);
-            return Ok(());
-        };
-        self.dead_letter_pointer(&ptr, attempts, reason).await
-    }
-
-    /// Moves a pointer's transaction to the dead letters.
     pub async fn dead_letter_pointer(&self, ptr: &Pointer, attempts: u32, reason: &str) -> PortResult<()> {
         let key = TransactionRecord::key(&ptr.partner, &ptr.transaction);
         let now = OffsetDateTime::now_utc();

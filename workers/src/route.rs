@@ -76,19 +76,15 @@ impl Router {
     }
 
     fn with_state<T>(&self, payer: &str, f: impl FnOnce(&mut PayerState) -> T) -> T {
-        let settings = self.settings(payer);
         let mut map = self.payers.lock().unwrap_or_else(|p| p.into_inner());
-        let st = map.entry(payer.to_string()).or_insert_with(|| PayerState {
-            bucket: Bucket::new(settings.rate_per_sec, settings.burst),
-            breaker: Breaker::new(settings.failure_threshold, settings.cooldown),
+        let st = map.entry(payer.to_string()).or_insert_with(|| {
+            let settings = self.settings(payer);
+            PayerState {
+                bucket: Bucket::new(settings.rate_per_sec, settings.burst),
+                breaker: Breaker::new(settings.failure_threshold, settings.cooldown),
+            }
         });
         f(st)
-    }
-
-    /// Delivers one claim document; returns where it went.
-    pub async fn deliver(&self, payer: &str, claim_id: &str, body: &[u8]) -> Result<String, RouteError> {
-        let mut out = self.deliver_many(payer, &[(claim_id.to_string(), body.to_vec())]).await?;
-        out.pop().ok_or_else(|| RouteError::Failed("nothing delivered".into()))
     }
 
     /// Delivers several claim documents for one payer, in order; returns

@@ -24,13 +24,8 @@ pub struct S3BlobStore {
 }
 
 impl S3BlobStore {
-    /// `path_style` for local AWS-protocol servers (no bucket subdomains).
-    pub fn new(config: &aws_config::SdkConfig, bucket: &str, kms_key_id: Option<String>, path_style: bool) -> Self {
-        let conf = aws_sdk_s3::config::Builder::from(config)
-            .force_path_style(path_style)
-            .interceptor(crate::CountCalls)
-            .build();
-        S3BlobStore { client: aws_sdk_s3::Client::from_conf(conf), bucket: bucket.to_string(), kms_key_id }
+    pub fn new(config: &aws_config::SdkConfig, bucket: &str, kms_key_id: Option<String>) -> Self {
+        S3BlobStore { client: crate::s3_client(config), bucket: bucket.to_string(), kms_key_id }
     }
 
     /// Creates the bucket if it does not exist (for `clearway aws

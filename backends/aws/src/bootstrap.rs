@@ -24,13 +24,8 @@ pub struct Resources {
 /// redrive threshold: after that many receives SQS moves a message to the
 /// dead-letter queue (set above Clearway's own `workers.max_attempts`, so
 /// Clearway dead-letters first, with its reason).
-pub async fn bootstrap(
-    sdk: &aws_config::SdkConfig,
-    names: &AwsConfig,
-    max_receives: u32,
-    path_style: bool,
-) -> PortResult<Resources> {
-    S3BlobStore::new(sdk, &names.bucket, names.kms_key_id.clone(), path_style).ensure_bucket().await?;
+pub async fn bootstrap(sdk: &aws_config::SdkConfig, names: &AwsConfig, max_receives: u32) -> PortResult<Resources> {
+    S3BlobStore::new(sdk, &names.bucket, names.kms_key_id.clone()).ensure_bucket().await?;
     let dlq = SqsWorkQueue::ensure(sdk, &names.dead_letter_queue).await?;
     let queue = SqsWorkQueue::ensure(sdk, &names.queue).await?;
     let sqs = crate::sqs_client(sdk);

@@ -2,7 +2,7 @@
 //! diagnostics that must see what is at rest (that no plaintext PHI is
 //! there), not what the ports return.
 
-use crate::{custom_endpoint, dynamodb_client, sdk_err};
+use crate::{dynamodb_client, s3_client, sdk_err};
 use aws_sdk_dynamodb::types::AttributeValue;
 use clearway_core::PortResult;
 use clearway_core::config::AwsConfig;
@@ -11,9 +11,7 @@ use clearway_core::config::AwsConfig;
 /// value), each as `(where, bytes)`.
 pub async fn raw_contents(sdk: &aws_config::SdkConfig, names: &AwsConfig) -> PortResult<Vec<(String, Vec<u8>)>> {
     let mut out = Vec::new();
-    let conf =
-        aws_sdk_s3::config::Builder::from(sdk).force_path_style(custom_endpoint() || sdk.endpoint_url().is_some());
-    let s3 = aws_sdk_s3::Client::from_conf(conf.build());
+    let s3 = s3_client(sdk);
     let mut token: Option<String> = None;
     loop {
         let page = s3

@@ -97,11 +97,16 @@ pub async fn local_server_config(endpoint: &str) -> aws_config::SdkConfig {
         .await
 }
 
-/// Whether the SDK is pointed at a non-AWS endpoint (a local
-/// AWS-protocol server: S3 then uses path-style addressing, as such
-/// servers have no bucket subdomains).
-pub fn custom_endpoint() -> bool {
-    std::env::var_os("AWS_ENDPOINT_URL").is_some() || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some()
+/// An S3 client; path-style addressing when the SDK is pointed at a
+/// non-AWS endpoint (a local AWS-protocol server has no bucket
+/// subdomains).
+pub(crate) fn s3_client(sdk: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
+    let custom = sdk.endpoint_url().is_some()
+        || std::env::var_os("AWS_ENDPOINT_URL").is_some()
+        || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some();
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(sdk).force_path_style(custom).interceptor(CountCalls).build(),
+    )
 }
 
 /// The AWS backend: the four ports and the outbox intake journal over
@@ -113,6 +118,8 @@ pub struct Aws {
     pub notifier: SnsNotifier,
     pub state: DynamoStateStore,
     pub journal: OutboxJournal,
+    /// Outbox entries older than this are the sweeper's to send.
+    pub outbox_sweep_after: std::time::Duration,
 }
 
 impl Aws {
@@ -125,7 +132,6 @@ impl Aws {
 
     /// [`Aws::connect`] with a given SDK configuration.
     pub async fn connect_with(sdk: &aws_config::SdkConfig, names: &AwsConfig) -> PortResult<Aws> {
-        let path_style = custom_endpoint() || sdk.endpoint_url().is_some();
         let queue_url = if names.queue.starts_with("https://") || names.queue.starts_with("http://") {
             names.queue.clone()
         } else {
@@ -140,11 +146,12 @@ impl Aws {
         } else {
             SnsNotifier::find(sdk, &names.topic).await?
         };
-        let blobs = S3BlobStore::new(sdk, &names.bucket, names.kms_key_id.clone(), path_style);
+        let blobs = S3BlobStore::new(sdk, &names.bucket, names.kms_key_id.clone());
         let queue = SqsWorkQueue::new(sdk, &queue_url);
         let state = DynamoStateStore::new(sdk, &names.table, names.partition_shards);
         let journal = OutboxJournal::batched(Arc::new(blobs.clone()), Arc::new(state.clone()), Arc::new(queue.clone()));
-        Ok(Aws { blobs, queue, notifier: SnsNotifier::new(sdk, &topic_arn), state, journal })
+        let notifier = SnsNotifier::new(sdk, &topic_arn);
+        Ok(Aws { blobs, queue, notifier, state, journal, outbox_sweep_after: names.outbox_sweep_after })
     }
 
     /// The ports (unsealed: the caller seals state values).

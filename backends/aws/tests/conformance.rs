@@ -28,7 +28,7 @@ fn unique(prefix: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_blob_store_conformance() {
     let c = config().await;
-    let store = S3BlobStore::new(&c, &unique("clearway-test"), None, true);
+    let store = S3BlobStore::new(&c, &unique("clearway-test"), None);
     store.ensure_bucket().await.expect("bucket");
     conformance::blob_store(Arc::new(store)).await;
 }
@@ -122,7 +122,7 @@ async fn sns_notifier_conformance() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outbox_journal_on_aws_conformance() {
     let c = config().await;
-    let blobs = S3BlobStore::new(&c, &unique("clearway-journal"), None, true);
+    let blobs = S3BlobStore::new(&c, &unique("clearway-journal"), None);
     blobs.ensure_bucket().await.expect("bucket");
     let state = DynamoStateStore::new(&c, &unique("clearway-journal"), 4);
     state.ensure_table().await.expect("table");

@@ -198,21 +198,28 @@ async fn mem_intake_journal_conformance() {
 // The outbox journal (the AWS backend's) over the fakes: the same
 // contract, and nothing lost or doubled when the send fails.
 
+/// The journal suite over the fakes, with the outbox sending inline or
+/// through its batched sender.
+async fn outbox_journal_on_fakes(batched: bool) {
+    use clearway_core::outbox::OutboxJournal;
+    let m = clearway_local::Mem::new();
+    let (blobs, state, queue) = (Arc::new(m.blobs.clone()), Arc::new(m.state.clone()), Arc::new(m.queue.clone()));
+    let journal = if batched {
+        OutboxJournal::batched(blobs.clone(), state.clone(), queue.clone())
+    } else {
+        OutboxJournal::new(blobs.clone(), state.clone(), queue.clone())
+    };
+    conformance::intake_journal(Arc::new(journal), state, queue, blobs).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outbox_journal_conformance() {
-    let m = clearway_local::Mem::new();
-    let journal = clearway_core::outbox::OutboxJournal::new(
-        Arc::new(m.blobs.clone()),
-        Arc::new(m.state.clone()),
-        Arc::new(m.queue.clone()),
-    );
-    conformance::intake_journal(
-        Arc::new(journal),
-        Arc::new(m.state.clone()),
-        Arc::new(m.queue.clone()),
-        Arc::new(m.blobs.clone()),
-    )
-    .await;
+    outbox_journal_on_fakes(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batched_outbox_journal_conformance() {
+    outbox_journal_on_fakes(true).await;
 }
 
 /// A queue whose sends fail while `failing` is set (a crash or an outage
@@ -300,23 +307,6 @@ async fn outbox_sweeper_sends_what_a_failed_send_left_exactly_once() {
         m.queue.receive(10, Duration::from_secs(5), Duration::from_millis(200)).await.expect("receive").is_empty(),
         "sent once"
     );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn batched_outbox_journal_conformance() {
-    let m = clearway_local::Mem::new();
-    let journal = clearway_core::outbox::OutboxJournal::batched(
-        Arc::new(m.blobs.clone()),
-        Arc::new(m.state.clone()),
-        Arc::new(m.queue.clone()),
-    );
-    conformance::intake_journal(
-        Arc::new(journal),
-        Arc::new(m.state.clone()),
-        Arc::new(m.queue.clone()),
-        Arc::new(m.blobs.clone()),
-    )
-    .await;
 }
 
 /// Concurrent commits through the batched journal: every pointer is sent

@@ -906,32 +906,22 @@ pub fn request270(
     );
     nm1_person(&mut w, "IL", &r.subscriber, Some(r.member_id.expose().as_deref().unwrap_or("UNKNOWN")));
     dmg(&mut w, &r.subscriber);
-    let dtp = |w: &mut Writer| {
-        if let Some(d) = r.date {
-            let (fmt, v) = range(d);
-            w.seg("DTP", &["291", fmt, &v]);
-        }
-    };
-    let eq = |w: &mut Writer| {
-        if r.service_types.is_empty() {
-            w.seg("EQ", &["30"]);
-        }
-        for t in &r.service_types {
-            w.seg("EQ", &[t]);
-        }
-    };
-    match &r.dependent {
-        None => {
-            dtp(&mut w);
-            eq(&mut w);
-        }
-        Some(d) => {
-            w.seg("HL", &["4", "3", "23", "0"]);
-            nm1_person(&mut w, "03", d, None);
-            dmg(&mut w, d);
-            dtp(&mut w);
-            eq(&mut w);
-        }
+    // The date and service types belong to the patient's level: the
+    // dependent's when there is one.
+    if let Some(d) = &r.dependent {
+        w.seg("HL", &["4", "3", "23", "0"]);
+        nm1_person(&mut w, "03", d, None);
+        dmg(&mut w, d);
+    }
+    if let Some(d) = r.date {
+        let (fmt, v) = range(d);
+        w.seg("DTP", &["291", fmt, &v]);
+    }
+    if r.service_types.is_empty() {
+        w.seg("EQ", &["30"]);
+    }
+    for t in &r.service_types {
+        w.seg("EQ", &[t]);
     }
     inquiry_tail(w, &ctl, controls)
 }
@@ -959,37 +949,31 @@ pub fn request276(
     w.seg("NM1", &["41", "2", receiver.0, "", "", "", "", "46", receiver.1]);
     w.seg("HL", &["3", "2", "19", "1"]);
     w.seg("NM1", &["1P", "2", "PROVIDER", "", "", "", "", "XX", r.provider_npi.as_deref().unwrap_or("")]);
-    let claim = |w: &mut Writer| {
-        w.seg("TRN", &["1", r.trace_number.as_deref().unwrap_or("0")]);
-        if let Some(n) = r.payer_claim_control_number.as_deref() {
-            w.seg("REF", &["1K", n]);
-        }
-        if let Some(pcn) = r.patient_control_number.expose() {
-            w.seg("REF", &["EJ", pcn]);
-        }
-        if let Some(c) = r.total_charge {
-            w.seg("AMT", &["T3", &money(c)]);
-        }
-        if let Some(d) = r.service_date {
-            let (fmt, v) = range(d);
-            w.seg("DTP", &["472", fmt, &v]);
-        }
-    };
-    match &r.dependent {
-        None => {
-            w.seg("HL", &["4", "3", "22", "0"]);
-            dmg(&mut w, &r.subscriber);
-            nm1_person(&mut w, "IL", &r.subscriber, Some(r.member_id.expose().as_deref().unwrap_or("UNKNOWN")));
-            claim(&mut w);
-        }
-        Some(d) => {
-            w.seg("HL", &["4", "3", "22", "1"]);
-            nm1_person(&mut w, "IL", &r.subscriber, Some(r.member_id.expose().as_deref().unwrap_or("UNKNOWN")));
-            w.seg("HL", &["5", "4", "23"]);
-            dmg(&mut w, d);
-            nm1_person(&mut w, "QC", d, None);
-            claim(&mut w);
-        }
+    // The claim sits at the patient's level: the subscriber's (with the
+    // subscriber's DMG), or the dependent's below it.
+    w.seg("HL", &["4", "3", "22", if r.dependent.is_some() { "1" } else { "0" }]);
+    if r.dependent.is_none() {
+        dmg(&mut w, &r.subscriber);
+    }
+    nm1_person(&mut w, "IL", &r.subscriber, Some(r.member_id.expose().as_deref().unwrap_or("UNKNOWN")));
+    if let Some(d) = &r.dependent {
+        w.seg("HL", &["5", "4", "23"]);
+        dmg(&mut w, d);
+        nm1_person(&mut w, "QC", d, None);
+    }
+    w.seg("TRN", &["1", r.trace_number.as_deref().unwrap_or("0")]);
+    if let Some(n) = r.payer_claim_control_number.as_deref() {
+        w.seg("REF", &["1K", n]);
+    }
+    if let Some(pcn) = r.patient_control_number.expose() {
+        w.seg("REF", &["EJ", pcn]);
+    }
+    if let Some(c) = r.total_charge {
+        w.seg("AMT", &["T3", &money(c)]);
+    }
+    if let Some(d) = r.service_date {
+        let (fmt, v) = range(d);
+        w.seg("DTP", &["472", fmt, &v]);
     }
     inquiry_tail(w, &ctl, controls)
 }
