@@ -176,38 +176,65 @@ where
     let kind = match &e {
         SdkError::TimeoutError(_) => ErrorKind::Timeout,
         SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => ErrorKind::Unavailable,
-        SdkError::ServiceError(s) => {
-            let code = s.err().code().unwrap_or("");
-            match code {
-                "NoSuchKey"
-                | "NotFound"
-                | "NoSuchBucket"
-                | "ResourceNotFoundException"
-                | "AWS.SimpleQueueService.NonExistentQueue" => ErrorKind::NotFound,
-                "PreconditionFailed" | "ConditionalCheckFailedException" | "TransactionCanceledException" => {
-                    ErrorKind::PreconditionFailed
-                }
-                "ReceiptHandleIsInvalid" | "InvalidParameterValue" if operation.contains("queue") => {
-                    ErrorKind::PreconditionFailed
-                }
-                "SlowDown"
-                | "Throttling"
-                | "ThrottlingException"
-                | "ProvisionedThroughputExceededException"
-                | "RequestLimitExceeded"
-                | "TooManyRequestsException" => ErrorKind::Throttled,
-                "AccessDenied"
-                | "AccessDeniedException"
-                | "InvalidAccessKeyId"
-                | "SignatureDoesNotMatch"
-                | "UnrecognizedClientException" => ErrorKind::Unauthorized,
-                "ValidationException" | "InvalidArgument" => ErrorKind::InvalidInput,
-                _ => ErrorKind::Unavailable,
-            }
-        }
+        SdkError::ServiceError(s) => kind_of(operation, s.err().code().unwrap_or("")),
         _ => ErrorKind::Internal,
     };
     PortError::with_cause(kind, operation, e)
+}
+
+/// The kind of a service error from its code. A `TransactionCanceledException`
+/// is not a failed condition in itself (it may be throttling or a
+/// conflict): the state store reads its reasons, and anything it does not
+/// recognise is `Unavailable`, so retried.
+fn kind_of(operation: &str, code: &str) -> ErrorKind {
+    match code {
+        "NoSuchKey"
+        | "NotFound"
+        | "NoSuchBucket"
+        | "ResourceNotFoundException"
+        | "AWS.SimpleQueueService.NonExistentQueue" => ErrorKind::NotFound,
+        "PreconditionFailed" | "ConditionalCheckFailedException" => ErrorKind::PreconditionFailed,
+        "ReceiptHandleIsInvalid" | "InvalidParameterValue" if operation.contains("queue") => {
+            ErrorKind::PreconditionFailed
+        }
+        "SlowDown"
+        | "Throttling"
+        | "ThrottlingException"
+        | "ProvisionedThroughputExceededException"
+        | "RequestLimitExceeded"
+        | "TooManyRequestsException" => ErrorKind::Throttled,
+        "AccessDenied"
+        | "AccessDeniedException"
+        | "InvalidAccessKeyId"
+        | "SignatureDoesNotMatch"
+        | "UnrecognizedClientException" => ErrorKind::Unauthorized,
+        "ValidationException" | "InvalidArgument" => ErrorKind::InvalidInput,
+        _ => ErrorKind::Unavailable,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression: a cancelled DynamoDB transaction whose reason is not a
+    /// failed condition (throttling, say) was taken for a duplicate.
+    #[test]
+    fn a_cancelled_transaction_is_not_a_failed_condition() {
+        assert_eq!(kind_of("state write", "TransactionCanceledException"), ErrorKind::Unavailable);
+        assert!(kind_of("state write", "TransactionCanceledException").is_retryable());
+        assert_eq!(kind_of("state write", "ConditionalCheckFailedException"), ErrorKind::PreconditionFailed);
+    }
+
+    #[test]
+    fn codes_map_to_kinds() {
+        assert_eq!(kind_of("queue extend", "ReceiptHandleIsInvalid"), ErrorKind::PreconditionFailed);
+        assert_eq!(kind_of("state get", "InvalidParameterValue"), ErrorKind::Unavailable);
+        assert_eq!(kind_of("blob put", "SlowDown"), ErrorKind::Throttled);
+        assert_eq!(kind_of("state write", "ValidationException"), ErrorKind::InvalidInput);
+        assert_eq!(kind_of("blob get", "NoSuchKey"), ErrorKind::NotFound);
+        assert_eq!(kind_of("queue send", "AccessDenied"), ErrorKind::Unauthorized);
+    }
 }
 
 /// Unix seconds now.
