@@ -6,7 +6,6 @@
 
 mod support;
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 use support::{Client, Scratch, Server};
 
@@ -14,7 +13,8 @@ fn clearway(scratch: &Scratch, args: &[&str]) -> std::process::Output {
     let data = scratch.data().display().to_string();
     let mut all: Vec<&str> = args.to_vec();
     all.extend(["--data-dir", &data]);
-    Command::new(support::BIN).args(&all).output().unwrap()
+    all.extend_from_slice(scratch.backend_args());
+    scratch.command().args(&all).output().unwrap()
 }
 
 fn gen_837p(seed: u64) -> Vec<u8> {
@@ -53,7 +53,18 @@ fn master_key_is_owner_only_and_partners_are_listed_and_revoked() {
 
 #[test]
 fn dead_letters_are_shown_and_replayed_from_the_command_line() {
-    let scratch = Scratch::new();
+    dead_letters_from_the_command_line(Scratch::new());
+}
+
+/// On AWS the replayed pointer must leave with the command: the service's
+/// sweeper is set not to look for 10 minutes (regression: the command used
+/// to exit with the pointer still in the outbox sender).
+#[test]
+fn dead_letters_are_shown_and_replayed_from_the_command_line_on_aws() {
+    dead_letters_from_the_command_line(Scratch::aws());
+}
+
+fn dead_letters_from_the_command_line(scratch: Scratch) {
     let key = scratch.partner("acme", false);
     let closed = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -61,7 +72,11 @@ fn dead_letters_are_shown_and_replayed_from_the_command_line() {
         drop(l);
         url
     };
-    let env = [("CLEARWAY__PAYERS__ACME01__URL", closed.as_str()), ("CLEARWAY__WORKERS__MAX_ATTEMPTS", "1")];
+    let env = [
+        ("CLEARWAY__PAYERS__ACME01__URL", closed.as_str()),
+        ("CLEARWAY__WORKERS__MAX_ATTEMPTS", "1"),
+        ("CLEARWAY__BACKEND__OUTBOX_SWEEP_AFTER_SECS", "600"),
+    ];
     let server = Server::start(&scratch, None, &env);
     let c = Client { addr: server.http, key };
     let body = (1..200).map(gen_837p).find(|b| String::from_utf8_lossy(b).contains("*PI*ACME01~")).unwrap();

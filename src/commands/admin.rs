@@ -167,6 +167,9 @@ pub fn dlq(store: &StoreArgs, command: DlqCommand) -> anyhow::Result<ExitCode> {
                         }
                     }
                 }
+                // Replayed pointers still with the AWS outbox sender go
+                // out before the command exits.
+                store.close().await;
                 eprintln!(
                     "clearway: {} of {} dead letters {}",
                     targets.len() - failed,

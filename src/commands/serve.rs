@@ -187,9 +187,7 @@ async fn serve(config: Arc<clearway_core::config::Config>, role: Role) -> anyhow
     }
     // Pointers of the last commits still with the outbox sender go out
     // now rather than at the next process's sweep.
-    if let Backend::Aws(aws) = &store.backend
-        && tokio::time::timeout(Duration::from_secs(30), aws.journal.flush()).await.is_err()
-    {
+    if tokio::time::timeout(Duration::from_secs(30), store.close()).await.is_err() {
         tracing::warn!("outbox sender did not finish; the sweeper will send the rest");
     }
     drop(svc);

@@ -79,6 +79,17 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Finishes what the backend still holds in memory: the AWS outbox
+    /// sender's pointers (a short-lived command would otherwise leave them
+    /// to the next sweep of a running service).
+    pub async fn close(&self) {
+        if let Backend::Aws(aws) = &self.backend {
+            aws.journal.flush().await;
+        }
+    }
+}
+
 /// Turns a port error into a command error.
 pub fn port(e: clearway_core::PortError) -> anyhow::Error {
     anyhow::anyhow!("{}", clearway_core::error::chain(&e))
