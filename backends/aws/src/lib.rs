@@ -213,6 +213,11 @@ fn kind_of(operation: &str, code: &str) -> ErrorKind {
     }
 }
 
+/// Unix seconds now.
+pub(crate) fn now_secs() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -235,9 +240,4 @@ mod tests {
         assert_eq!(kind_of("blob get", "NoSuchKey"), ErrorKind::NotFound);
         assert_eq!(kind_of("queue send", "AccessDenied"), ErrorKind::Unauthorized);
     }
-}
-
-/// Unix seconds now.
-pub(crate) fn now_secs() -> i64 {
-    time::OffsetDateTime::now_utc().unix_timestamp()
 }
