@@ -283,7 +283,7 @@ impl Processor {
         let mut pending: Vec<(String, Vec<Delivery>)> = Vec::new();
         for (n, w) in outcome.claims.iter().enumerate() {
             let claim_id = format!("{}-{}", record.id, n + 1);
-            let payer = w.claim.payer_id.clone().unwrap_or_else(|| "UNKNOWN".into());
+            let payer = self.router.canonical_payer(w.claim.payer_id.as_deref().unwrap_or("UNKNOWN"));
             let mut rec = ClaimRecord {
                 id: claim_id.clone(),
                 patient_control_number: w.claim.patient_control_number.clone(),

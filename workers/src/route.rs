@@ -66,9 +66,10 @@ impl Router {
         self.config.canonical_payer(id).to_string()
     }
 
-    /// Whether claims for this payer can be routed at all.
+    /// Whether claims for this payer (or one of its aliases) can be routed
+    /// at all.
     pub fn knows(&self, payer: &str) -> bool {
-        self.config.payers.contains_key(payer) || self.config.routing.route_unknown_payers
+        self.config.payers.contains_key(self.config.canonical_payer(payer)) || self.config.routing.route_unknown_payers
     }
 
     fn settings(&self, payer: &str) -> PayerConfig {
@@ -92,7 +93,10 @@ impl Router {
     /// files are written in one pass that syncs the directory once; a
     /// failure part-way leaves the files already written, which a retry
     /// finds and skips.
+    /// `payer` may be an alias: a payer has one rate limit, one breaker and
+    /// one outbox directory whatever id a claim names it by.
     pub async fn deliver_many(&self, payer: &str, items: &[(String, Vec<u8>)]) -> Result<Vec<String>, RouteError> {
+        let payer = self.config.canonical_payer(payer);
         let settings = self.settings(payer);
         if !self.with_state(payer, |s| s.breaker.allow()) {
             metrics::counter!("clearway_route_deliveries_total", "outcome" => "circuit-open")
@@ -219,5 +223,33 @@ impl Router {
         } else {
             Err(RouteError::Failed(format!("payer answered {}", status.as_u16())))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// Regression: an alias had its own rate limit and breaker, and claims
+    /// naming a payer by its alias were refused as an unknown payer.
+    #[tokio::test]
+    async fn an_alias_is_the_payer_it_names() {
+        let dir = std::env::temp_dir().join(format!("clearway-route-{}", std::process::id()));
+        let file = format!(
+            "[routing]\nroute_unknown_payers = false\noutbox_dir = {:?}\n\n[payers.ACME01]\naliases = [\"987654321\"]\nrate_per_sec = 0.001\nburst = 1\n",
+            dir.to_string_lossy()
+        );
+        let config = Arc::new(clearway_core::config::load(Some(&file), &HashMap::new()).unwrap());
+        let router = Router::new(config);
+        assert!(router.knows("987654321"));
+        assert!(router.knows("ACME01"));
+        assert!(!router.knows("OTHER"));
+        let first = router.deliver_many("987654321", &[("c-1".into(), b"{}".to_vec())]).await.unwrap();
+        assert!(first[0].contains("ACME01"), "{first:?}");
+        // The burst of one is spent: the payer under its own id must wait.
+        let second = router.deliver_many("ACME01", &[("c-2".into(), b"{}".to_vec())]).await;
+        assert!(matches!(second, Err(RouteError::Throttled)), "{second:?}");
+        let _ = std::fs::remove_dir_all(dir);
     }
 }
