@@ -116,15 +116,14 @@ impl Writer {
     }
 
     fn clean(&self, v: &str, out: &mut Vec<u8>) {
-        for b in v.bytes() {
-            // X12's character sets are ASCII: anything else, and any
-            // delimiter inside data, becomes a space.
-            if self.d.is_delimiter(b) || !(0x20..0x7F).contains(&b) {
-                out.push(b' ');
-            } else {
-                out.push(b);
-            }
+        // X12's character sets are ASCII: anything else, and any delimiter
+        // inside data, becomes a space.
+        let bad = |b: u8| self.d.is_delimiter(b) || !(0x20..0x7F).contains(&b);
+        if !v.bytes().any(bad) {
+            out.extend_from_slice(v.as_bytes());
+            return;
         }
+        out.extend(v.bytes().map(|b| if bad(b) { b' ' } else { b }));
     }
 
     /// Writes a segment; empty trailing elements are dropped. Elements are
@@ -132,14 +131,14 @@ impl Writer {
     /// them become spaces. Use [`Writer::comp`] to build composites.
     pub fn seg(&mut self, id: &str, elements: &[&str]) {
         let last = elements.iter().rposition(|e| !e.is_empty()).map_or(0, |i| i + 1);
-        let mut line = Vec::with_capacity(64);
-        line.extend_from_slice(id.as_bytes());
+        let mut out = std::mem::take(&mut self.out);
+        out.extend_from_slice(id.as_bytes());
         for e in &elements[..last] {
-            line.push(self.d.element);
-            self.clean(e, &mut line);
+            out.push(self.d.element);
+            self.clean(e, &mut out);
         }
-        line.push(self.d.segment);
-        self.out.extend_from_slice(&line);
+        out.push(self.d.segment);
+        self.out = out;
         self.set_segments += 1;
     }
 
