@@ -70,6 +70,23 @@ impl EnvelopeError {
 }
 
 impl CoreResponse {
+    /// A successful real-time answer to `req` with nothing in it yet: the
+    /// PayloadID echoed, sender and receiver swapped, stamped `now` (see
+    /// [`timestamp`]). The other fields are set with struct update syntax.
+    pub fn answering(req: &CoreRequest, now: &str) -> Self {
+        CoreResponse {
+            payload_type: String::new(),
+            processing_mode: "RealTime".into(),
+            payload_id: req.payload_id.clone().unwrap_or_default(),
+            timestamp: now.to_string(),
+            sender_id: req.receiver_id.clone().unwrap_or_default(),
+            receiver_id: req.sender_id.clone().unwrap_or_default(),
+            payload: None,
+            error_code: "Success",
+            error_message: String::new(),
+        }
+    }
+
     /// An error answer to `req` (the fields it carried are echoed).
     pub fn error(req: &CoreRequest, e: &EnvelopeError, now: &str) -> Self {
         CoreResponse {
@@ -80,15 +97,25 @@ impl CoreResponse {
                 .unwrap_or("CoreEnvelopeError")
                 .to_string(),
             processing_mode: req.processing_mode.clone().unwrap_or_else(|| "RealTime".into()),
-            payload_id: req.payload_id.clone().unwrap_or_default(),
-            timestamp: now.to_string(),
-            sender_id: req.receiver_id.clone().unwrap_or_default(),
-            receiver_id: req.sender_id.clone().unwrap_or_default(),
-            payload: None,
             error_code: e.code,
             error_message: e.message.clone(),
+            ..CoreResponse::answering(req, now)
         }
     }
+}
+
+/// The CORE TimeStamp of `t`: `YYYY-MM-DDTHH:MM:SSZ`, UTC, whole seconds.
+pub fn timestamp(t: time::OffsetDateTime) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
 }
 
 /// The response payload type for a request payload type.

@@ -34,14 +34,32 @@ pub async fn eligibility(
     r: &EligibilityRequest,
     now: OffsetDateTime,
 ) -> Result<EligibilityOutcome, UpstreamError> {
-    let payer = r.payer_id.clone().unwrap_or_else(|| "UNKNOWN".into());
-    let env = envelope_to(our_id, &payer);
-    let at = PrimitiveDateTime::new(now.date(), now.time());
-    let seed = format!("{}|{}|{}", now.unix_timestamp_nanos(), r.trace_number.as_deref().unwrap_or(""), payer);
-    let controls = Controls::derived(seed.as_bytes());
-    let reference = format!("{:09}", controls.interchange);
-    let body = build::request270(r, &env, &reference, controls, at);
+    let o = Outgoing::new(our_id, r.payer_id.as_deref(), r.trace_number.as_deref(), now);
+    let body = build::request270(r, &o.env, &o.reference, o.controls, o.at);
     read_271(&exchange(client, url, body).await?)
+}
+
+/// The envelope, BHT reference, control numbers and time of a request
+/// made to a payer.
+struct Outgoing {
+    env: Envelope,
+    reference: String,
+    controls: Controls,
+    at: PrimitiveDateTime,
+}
+
+impl Outgoing {
+    fn new(our_id: &str, payer: Option<&str>, trace: Option<&str>, now: OffsetDateTime) -> Self {
+        let payer = payer.unwrap_or("UNKNOWN");
+        let seed = format!("{}|{}|{}", now.unix_timestamp_nanos(), trace.unwrap_or(""), payer);
+        let controls = Controls::derived(seed.as_bytes());
+        Outgoing {
+            env: envelope_to(our_id, payer),
+            reference: format!("{:09}", controls.interchange),
+            controls,
+            at: PrimitiveDateTime::new(now.date(), now.time()),
+        }
+    }
 }
 
 fn envelope_to(our_id: &str, payer: &str) -> Envelope {
@@ -86,13 +104,8 @@ pub async fn claim_status(
     r: &ClaimStatusRequest,
     now: OffsetDateTime,
 ) -> Result<crate::local::ClaimStatus, UpstreamError> {
-    let payer = r.payer_id.clone().unwrap_or_else(|| "UNKNOWN".into());
-    let env = envelope_to(ours.1, &payer);
-    let at = PrimitiveDateTime::new(now.date(), now.time());
-    let seed = format!("{}|{}|{}", now.unix_timestamp_nanos(), r.trace_number.as_deref().unwrap_or(""), payer);
-    let controls = Controls::derived(seed.as_bytes());
-    let reference = format!("{:09}", controls.interchange);
-    let body = build::request276(r, &env, ours, &reference, controls, at);
+    let o = Outgoing::new(ours.1, r.payer_id.as_deref(), r.trace_number.as_deref(), now);
+    let body = build::request276(r, &o.env, ours, &o.reference, o.controls, o.at);
     read_277(&exchange(client, url, body).await?)
 }
 

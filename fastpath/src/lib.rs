@@ -23,6 +23,7 @@ pub mod caqh;
 pub mod gate;
 pub mod http;
 pub mod local;
+mod memo;
 
 use clearway_core::config::{Config, Connector};
 use clearway_core::partners::Partners;
@@ -90,6 +91,7 @@ pub struct FastPath {
     stale: moka::future::Cache<String, EligibilityOutcome>,
     gates: Mutex<HashMap<String, Arc<gate::Gate>>>,
     http: reqwest::Client,
+    memo: memo::Memo,
 }
 
 impl std::fmt::Debug for FastPath {
@@ -116,7 +118,14 @@ impl FastPath {
             .pool_max_idle_per_host(64)
             .build()
             .unwrap_or_else(|_| reqwest::Client::new());
-        FastPath { state, partners, config, cache, stale, gates: Mutex::new(HashMap::new()), http }
+        let memo = memo::Memo::new(capacity);
+        FastPath { state, partners, config, cache, stale, gates: Mutex::new(HashMap::new()), http, memo }
+    }
+
+    /// 270s answered without analysing them again (the `memo` module): they
+    /// differed from one analysed before only in their control fields.
+    pub fn memo_hits(&self) -> u64 {
+        self.memo.hits()
     }
 
     fn gate(&self, payer: &str) -> Arc<gate::Gate> {
@@ -134,38 +143,56 @@ impl FastPath {
         let _ = self.stale.invalidate_entries_if(move |k, _| k.starts_with(&p2));
     }
 
-    /// The cache key of an inquiry: ids as index tokens, never PHI.
-    fn key(&self, payer: &str, r: &EligibilityRequest, on: time::Date) -> String {
+    /// The cache key of an inquiry without its date: ids as index tokens,
+    /// never PHI.
+    fn key_prefix(&self, payer: &str, r: &EligibilityRequest) -> String {
         let member = r.member_id.expose().as_deref().map(|m| self.partners.member_key(m)).unwrap_or_default();
         let dob = r.subscriber.birth_date.expose().map(|d| self.partners.index_token(&d.to_string()));
         let mut types = r.service_types.clone();
         types.sort();
         format!(
-            "{payer}|{member}|{}|{}|{}|{on}",
+            "{payer}|{member}|{}|{}|{}|",
             r.provider_npi.as_deref().unwrap_or(""),
             dob.unwrap_or_default(),
             types.join(",")
         )
     }
 
+    /// The canonical payer of an inquiry and its cache key without the date.
+    fn payer_and_key(&self, r: &EligibilityRequest) -> (String, String) {
+        let payer = self.config.canonical_payer(r.payer_id.as_deref().unwrap_or("UNKNOWN")).to_string();
+        let prefix = self.key_prefix(&payer, r);
+        (payer, prefix)
+    }
+
     /// Answers one inquiry: from cache, else from the payer's connector
     /// (one call for concurrent misses), else the last good answer, else
     /// AAA 42.
     pub async fn eligibility(&self, r: &EligibilityRequest, today: time::Date) -> EligibilityOutcome {
-        let payer = self.config.canonical_payer(r.payer_id.as_deref().unwrap_or("UNKNOWN")).to_string();
+        let (payer, prefix) = self.payer_and_key(r);
+        self.eligibility_keyed(r, &payer, &prefix, today).await
+    }
+
+    async fn eligibility_keyed(
+        &self,
+        r: &EligibilityRequest,
+        payer: &str,
+        prefix: &str,
+        today: time::Date,
+    ) -> EligibilityOutcome {
         let on = r.date.map_or(today, |d| d.from);
-        let key = self.key(&payer, r, on);
+        let key = format!("{prefix}{on}");
         if let Some(hit) = self.cache.get(&key).await {
             metrics::counter!("clearway_fastpath_cache_total", "kind" => "eligibility", "result" => "hit").increment(1);
             return hit.outcome;
         }
-        let settings = self.config.payer(&payer);
-        let gate = self.gate(&payer);
+        let settings = self.config.payer(payer);
+        let gate = self.gate(payer);
         let timeout = settings.timeout.min(self.config.fastpath.timeout);
         let lookup = async {
             let outcome = match &settings.connector {
                 Connector::Local => {
-                    gate.call(timeout, local::eligibility(self.state.as_ref(), &self.partners, &payer, r, on)).await?
+                    gate.call(timeout, local::eligibility(self.state.as_ref(), &self.partners, payer, r, on)).await?
                 }
                 Connector::Http(url) => {
                     let ours = &self.config.workers.clearinghouse_id;
@@ -198,37 +225,75 @@ impl FastPath {
     /// Answers an X12 270 with a 271 (or with the TA1 / 999 that says why
     /// it cannot be answered).
     pub async fn eligibility_x12(&self, body: &[u8], now: OffsetDateTime) -> Reply {
+        if body.len() > MAX_REQUEST_BYTES {
+            return rejected(format!("a real-time request is at most {MAX_REQUEST_BYTES} bytes"));
+        }
+        let split = memo::split(body).filter(|(_, fields)| fields.plausible());
+        if let Some((key, fields)) = &split
+            && let Some(seen) = self.memo.get(key)
+        {
+            metrics::counter!("clearway_fastpath_memo_total", "result" => "hit").increment(1);
+            let requests = seen.requests(fields);
+            return self.answer_270(body, now, &seen.isa, &seen.group, fields.reference(), &requests, &seen.keys).await;
+        }
         let (ic, g, s) = match self.one_set(body, "270", now) {
             Ok(found) => found,
             Err(reply) => return reply,
         };
         let set = (&ic.groups[g], &ic.groups[g].sets[s]);
-        let requests: Vec<&EligibilityRequest> = set
+        let requests: Vec<EligibilityRequest> = set
             .1
             .documents
             .iter()
             .filter_map(|d| match d {
-                Document::EligibilityRequest(r) => Some(r.as_ref()),
+                Document::EligibilityRequest(r) => Some(r.as_ref().clone()),
                 _ => None,
             })
             .collect();
         if requests.is_empty() || requests.len() > MAX_INQUIRIES {
             return rejected(format!("a real-time 270 carries 1 to {MAX_INQUIRIES} inquiries"));
         }
+        let keys: Vec<(String, String)> = requests.iter().map(|r| self.payer_and_key(r)).collect();
+        let reference = set.1.report.context.reference.as_deref().unwrap_or("0");
+        let (isa, group) = (&ic.report.isa, &set.0.report.header);
+        let reply = self.answer_270(body, now, isa, group, reference, &requests, &keys).await;
+        if let Some((key, fields)) = split {
+            metrics::counter!("clearway_fastpath_memo_total", "result" => "miss").increment(1);
+            if let Some(entry) = memo::Entry::new(isa.clone(), group.clone(), requests, keys, &fields) {
+                self.memo.insert(key, entry);
+            }
+        }
+        reply
+    }
+
+    /// The 271 for the analysed inquiries of a 270.
+    #[allow(clippy::too_many_arguments)]
+    async fn answer_270(
+        &self,
+        body: &[u8],
+        now: OffsetDateTime,
+        isa: &clearway_formats::x12::IsaHeader,
+        group: &clearway_formats::x12::analyze::GroupHeader,
+        reference: &str,
+        requests: &[EligibilityRequest],
+        keys: &[(String, String)],
+    ) -> Reply {
         let mut answers = Vec::with_capacity(requests.len());
-        for r in &requests {
-            answers.push(EligibilityAnswer { request: r, outcome: self.eligibility(r, now.date()).await });
+        for (r, (payer, prefix)) in requests.iter().zip(keys) {
+            answers.push(EligibilityAnswer {
+                request: r,
+                outcome: self.eligibility_keyed(r, payer, prefix, now.date()).await,
+            });
         }
         let at = PrimitiveDateTime::new(now.date(), now.time());
-        let out = build::response271(&build::Response271 {
-            interchange: &ic.report.isa,
-            group: &set.0.report.header,
-            reference: set.1.report.context.reference.as_deref().unwrap_or("0"),
+        Reply::Answer(build::response271(&build::Response271 {
+            interchange: isa,
+            group,
+            reference,
             answers: &answers,
             controls: response_controls(body, "271"),
             at,
-        });
-        Reply::Answer(out)
+        }))
     }
 
     /// Answers an X12 276 with a 277 from the claims the async path
@@ -253,13 +318,17 @@ impl FastPath {
         }
         let mut found = Vec::with_capacity(requests.len());
         for r in &requests {
-            let payer = r.payer_id.clone().unwrap_or_else(|| "UNKNOWN".into());
+            let payer = self.config.canonical_payer(r.payer_id.as_deref().unwrap_or("UNKNOWN")).to_string();
             let gate = self.gate(&payer);
             let settings = self.config.payer(&payer);
             let timeout = settings.timeout.min(self.config.fastpath.timeout);
             let status = match &settings.connector {
                 Connector::Local => {
-                    gate.call(timeout, local::claim_status(self.state.as_ref(), &self.partners, partner, r)).await
+                    gate.call(
+                        timeout,
+                        local::claim_status(self.state.as_ref(), &self.partners, &self.config, partner, r),
+                    )
+                    .await
                 }
                 Connector::Http(url) => {
                     let w = &self.config.workers;
@@ -451,7 +520,7 @@ impl FastPath {
         now: OffsetDateTime,
     ) -> caqh::CoreResponse {
         let started = Instant::now();
-        let ts = core_timestamp(now);
+        let ts = caqh::timestamp(now);
         if let Err(e) = caqh::check(req) {
             return caqh::CoreResponse::error(req, &e, &ts);
         }
@@ -504,14 +573,10 @@ impl FastPath {
             };
             let r = caqh::CoreResponse {
                 payload_type: payload_type.to_string(),
-                processing_mode: "RealTime".into(),
-                payload_id: payload_id.clone(),
-                timestamp: ts.clone(),
-                sender_id: req.receiver_id.clone().unwrap_or_default(),
-                receiver_id: req.sender_id.clone().unwrap_or_default(),
                 payload: body,
                 error_code: code,
                 error_message: message,
+                ..caqh::CoreResponse::answering(req, &ts)
             };
             if r.error_code == "Success" {
                 let seen = SeenPayload {
@@ -565,29 +630,11 @@ impl SeenPayload {
     fn into_response(self, req: &caqh::CoreRequest, ts: &str) -> caqh::CoreResponse {
         caqh::CoreResponse {
             payload_type: self.payload_type,
-            processing_mode: "RealTime".into(),
-            payload_id: req.payload_id.clone().unwrap_or_default(),
-            timestamp: ts.to_string(),
-            sender_id: req.receiver_id.clone().unwrap_or_default(),
-            receiver_id: req.sender_id.clone().unwrap_or_default(),
             payload: self.payload.map(String::into_bytes),
-            error_code: "Success",
             error_message: self.message,
+            ..caqh::CoreResponse::answering(req, ts)
         }
     }
-}
-
-/// `YYYY-MM-DDTHH:MM:SSZ`.
-fn core_timestamp(t: OffsetDateTime) -> String {
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    )
 }
 
 /// The nine identifiers CORE asks to log for each real-time exchange:

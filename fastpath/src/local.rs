@@ -8,6 +8,7 @@
 //!   payer.
 
 use crate::UpstreamError;
+use clearway_core::config::Config;
 use clearway_core::partners::Partners;
 use clearway_core::ports::{Key, StateStore, Table};
 use clearway_core::records::ClaimRecord;
@@ -173,9 +174,15 @@ fn date_of(rfc3339: &str) -> Option<Date> {
 pub async fn claim_status(
     state: &dyn StateStore,
     partners: &Partners,
+    config: &Config,
     partner: &PartnerId,
     r: &ClaimStatusRequest,
 ) -> Result<ClaimStatus, UpstreamError> {
+    // A payer may be named by an alias on either side.
+    let same_payer = |a: &Option<String>, b: &Option<String>| match (a, b) {
+        (Some(a), Some(b)) => config.canonical_payer(a) == config.canonical_payer(b),
+        (a, b) => a == b,
+    };
     let Some(pcn) = r.patient_control_number.expose().as_deref().map(str::trim).filter(|p| !p.is_empty()) else {
         return Ok(ClaimStatus::not_found());
     };
@@ -188,7 +195,7 @@ pub async fn claim_status(
         .filter_map(|(_, i)| serde_json::from_slice::<ClaimIndexEntry>(&i.value).ok())
         .filter(|c| &c.partner == partner)
         .filter(|c| c.claim.patient_control_number.expose() == pcn)
-        .filter(|c| r.payer_id.is_none() || c.claim.payer_id == r.payer_id)
+        .filter(|c| r.payer_id.is_none() || same_payer(&c.claim.payer_id, &r.payer_id))
         .max_by(|a, b| a.received_at.cmp(&b.received_at));
     let Some(c) = claim else { return Ok(ClaimStatus::not_found()) };
     let charge = c.claim.total_charge.parse::<Decimal>().ok();
@@ -210,7 +217,7 @@ pub async fn claim_status(
         .iter()
         .filter_map(|(_, i)| serde_json::from_slice::<PaymentEntry>(&i.value).ok())
         .filter(|p| p.payment.patient_control_number.expose() == pcn)
-        .filter(|p| c.claim.payer_id.is_none() || p.payer_id.is_none() || p.payer_id == c.claim.payer_id)
+        .filter(|p| c.claim.payer_id.is_none() || p.payer_id.is_none() || same_payer(&p.payer_id, &c.claim.payer_id))
         .max_by_key(|p| p.payment_date);
     let Some(p) = payment else {
         // Accepted by the clearinghouse and forwarded: A1:20 (received,

@@ -59,8 +59,12 @@ struct World {
 }
 
 fn world(env: &[(&str, &str)]) -> World {
+    world_from(None, env)
+}
+
+fn world_from(file: Option<&str>, env: &[(&str, &str)]) -> World {
     let env: HashMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-    let config: Arc<Config> = Arc::new(config::load(None, &env).unwrap());
+    let config: Arc<Config> = Arc::new(config::load(file, &env).unwrap());
     let up = Arc::new(Upstream::default());
     let master = clearway_core::crypto::Key::generate().unwrap();
     let partners = Arc::new(Partners::new(master, up.clone()));
@@ -356,6 +360,36 @@ async fn claim_status_from_recorded_claims_and_payments() {
     assert!(text.contains("REF*1K*PAYER9"), "{text}");
 }
 
+/// Regression: a 276 naming the payer by an alias did not find the claim
+/// recorded under the payer's own id.
+#[tokio::test]
+async fn claim_status_finds_a_claim_asked_about_by_payer_alias() {
+    let body = x12(Kind::Status276, 1);
+    let r = status_requests(&body).remove(0);
+    let alias = r.payer_id.clone().unwrap();
+    let w = world_from(Some(&format!("[payers.CANON1]\naliases = [{alias:?}]\n")), &[]);
+    let pcn = r.patient_control_number.expose().clone().unwrap();
+    let claim = serde_json::json!({
+        "claim": { "id": "t-1", "patient_control_number": pcn, "payer_id": "CANON1",
+                   "total_charge": "150.00", "status": "routed", "status_code": null, "destination": null },
+        "transactionId": "t", "partner": "acme", "receivedAt": "2024-05-01T10:00:00Z",
+    });
+    w.up.write(vec![WriteOp::Put {
+        key: Key::new(Table::Claims, w.partners.pcn_partition(&pcn), "a"),
+        value: Bytes::from(serde_json::to_vec(&claim).unwrap()),
+        expires_at: None,
+        condition: Condition::None,
+    }])
+    .await
+    .unwrap();
+    let acme = PartnerId::new("acme").unwrap();
+    let Reply::Answer(out) = w.fp.claim_status_x12(&acme, &body, time::OffsetDateTime::now_utc()).await else {
+        panic!("answered")
+    };
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.contains("STC*A1:20*20240501"), "found under the payer's own id: {text}");
+}
+
 /// A payer's real-time endpoint: answers each 270 with a 271 saying
 /// "active" after `delay`, counting the requests it gets.
 fn payer_endpoint(delay: Duration) -> (String, Arc<AtomicUsize>) {
@@ -616,4 +650,110 @@ async fn fhir_coverage_eligibility_from_the_same_coverage() {
         let oo = w.fp.eligibility_fhir(bad, now).await.expect_err("refused");
         assert_eq!(oo["resourceType"], "OperationOutcome");
     }
+}
+
+/// Control fields for a 270: each a plausible value or any short text, and
+/// the trailers equal to their headers or not.
+#[derive(Debug, Clone)]
+struct ControlFields {
+    isa: [String; 3],
+    gs: [String; 3],
+    st02: String,
+    bht: [String; 3],
+    trn02: Vec<String>,
+    trailers: [Option<String>; 3],
+}
+
+fn control_fields() -> impl proptest::strategy::Strategy<Value = ControlFields> {
+    use proptest::prelude::*;
+    let any = || "[0-9A-Za-z :.]{0,11}".boxed();
+    let or_any = |s: BoxedStrategy<String>| prop_oneof![30 => s, 1 => any()];
+    let date = |years: std::ops::Range<u32>, short: bool| {
+        (years, 1..=12u32, 1..=31u32)
+            .prop_map(
+                move |(y, m, d)| if short { format!("{:02}{m:02}{d:02}", y % 100) } else { format!("{y}{m:02}{d:02}") },
+            )
+            .boxed()
+    };
+    let hhmm = || (0..24u32, 0..60u32).prop_map(|(h, m)| format!("{h:02}{m:02}")).boxed();
+    let control = |w: usize| (1..999_999_999u32).prop_map(move |n| format!("{:0w$}", n % 10u32.pow(w as u32))).boxed();
+    (
+        [or_any(date(2000..2030, true)), or_any(hhmm()), or_any(control(9))],
+        [or_any(date(1995..2035, false)), or_any(hhmm()), or_any((1..99_999u32).prop_map(|n| n.to_string()).boxed())],
+        or_any(control(4)),
+        [or_any("[0-9A-Za-z]{1,30}".boxed()), or_any(date(1995..2035, false)), or_any(hhmm())],
+        proptest::collection::vec(or_any("[0-9A-Za-z]{1,50}".boxed()), 4),
+        [
+            proptest::option::weighted(0.03, any()),
+            proptest::option::weighted(0.03, any()),
+            proptest::option::weighted(0.03, any()),
+        ],
+    )
+        .prop_map(|(isa, gs, st02, bht, trn02, trailers)| ControlFields { isa, gs, st02, bht, trn02, trailers })
+}
+
+/// `body` with its control fields set to `f` (a trailer gets its header's
+/// value unless `f` gives it another).
+fn with_controls(body: &[u8], f: &ControlFields) -> Vec<u8> {
+    let (elem, term) = (body[3] as char, body[105] as char);
+    let text = String::from_utf8(body.to_vec()).unwrap();
+    let mut trn = f.trn02.iter().cycle();
+    let segments: Vec<String> = text
+        .split(term)
+        .map(|seg| {
+            let mut e: Vec<String> = seg.split(elem).map(str::to_string).collect();
+            let mut set = |i: usize, v: &str| e[i] = v.to_string();
+            match seg.trim_start().split(elem).next().unwrap_or_default() {
+                "ISA" => (set(9, &f.isa[0]), set(10, &f.isa[1]), set(13, &f.isa[2])).2,
+                "GS" => (set(4, &f.gs[0]), set(5, &f.gs[1]), set(6, &f.gs[2])).2,
+                "ST" => set(2, &f.st02),
+                "BHT" => (set(3, &f.bht[0]), set(4, &f.bht[1]), set(5, &f.bht[2])).2,
+                "TRN" => set(2, trn.next().unwrap()),
+                "SE" => set(2, f.trailers[0].as_deref().unwrap_or(&f.st02)),
+                "GE" => set(2, f.trailers[1].as_deref().unwrap_or(&f.gs[2])),
+                "IEA" => set(2, f.trailers[2].as_deref().unwrap_or(&f.isa[2])),
+                _ => {}
+            }
+            e.join(&elem.to_string())
+        })
+        .collect();
+    segments.join(&term.to_string()).into_bytes()
+}
+
+/// A 270 that differs from one analysed before only in its control fields
+/// is answered from the memo of analyses, and gets exactly the bytes the
+/// full analysis gives it: the same 271 (trace numbers, BHT reference and
+/// envelope echoed from the new request), or the same TA1 / 999 when a
+/// control field is wrong.
+#[test]
+fn the_memo_answers_as_the_full_analysis_does() {
+    use proptest::test_runner::{Config as Cases, TestRunner};
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let w = world(&[]);
+    let bodies: Vec<Vec<u8>> = (1..=3).map(|n| x12(Kind::Eligibility270, n)).collect();
+    rt.block_on(async {
+        for r in requests(&bodies[2]).iter().take(2) {
+            w.enrol(r, date!(2000 - 01 - 01), None, "GOLD").await;
+        }
+    });
+    let config: Arc<Config> = Arc::new(config::load(None, &HashMap::new()).unwrap());
+    let now = time::macros::datetime!(2024-06-01 10:30 UTC);
+    for b in &bodies {
+        assert!(matches!(rt.block_on(w.fp.eligibility_x12(b, now)), Reply::Answer(_)));
+    }
+    let mut runner = TestRunner::new(Cases { cases: 200, ..Cases::default() });
+    runner
+        .run(&(control_fields(), 0..bodies.len()), |(fields, which)| {
+            let body = with_controls(&bodies[which], &fields);
+            let warm = rt.block_on(w.fp.eligibility_x12(&body, now));
+            let cold = FastPath::new(w.up.clone(), w.partners.clone(), config.clone());
+            let full = rt.block_on(cold.eligibility_x12(&body, now));
+            assert_eq!(cold.memo_hits(), 0);
+            proptest::prop_assert_eq!(warm, full, "{}", String::from_utf8_lossy(&body));
+            Ok(())
+        })
+        .unwrap();
+    // Most generated requests are plausible and were answered from the memo.
+    let hits = w.fp.memo_hits();
+    assert!(hits > 40, "only {hits} of 200 requests were answered from the memo");
 }

@@ -678,7 +678,7 @@ async fn core_answer(svc: &Services, req: &caqh::CoreRequest) -> caqh::CoreRespo
     match core_partner(svc, req).await {
         Ok(partner) if req.processing_mode.as_deref() == Some("Batch") => core_batch(svc, partner, req, now).await,
         Ok(partner) => svc.fastpath.core_exchange(&partner, req, now).await,
-        Err(code) => caqh::CoreResponse::error(req, &core_auth_error(code), &core_now(now)),
+        Err(code) => caqh::CoreResponse::error(req, &core_auth_error(code), &caqh::timestamp(now)),
     }
 }
 
@@ -692,7 +692,7 @@ async fn core_batch(
     req: &caqh::CoreRequest,
     now: time::OffsetDateTime,
 ) -> caqh::CoreResponse {
-    let ts = core_now(now);
+    let ts = caqh::timestamp(now);
     if let Err(e) = caqh::check(req) {
         return caqh::CoreResponse::error(req, &e, &ts);
     }
@@ -720,24 +720,15 @@ async fn core_batch(
     caqh::CoreResponse {
         payload_type: req.payload_type.clone().unwrap_or_default(),
         processing_mode: "Batch".into(),
-        payload_id: req.payload_id.clone().unwrap_or_default(),
-        timestamp: ts,
-        sender_id: req.receiver_id.clone().unwrap_or_default(),
-        receiver_id: req.sender_id.clone().unwrap_or_default(),
-        payload: None,
         error_code: code,
         error_message: message,
+        ..caqh::CoreResponse::answering(req, &ts)
     }
 }
 
 fn core_auth_error(code: &'static str) -> caqh::EnvelopeError {
     let message = if code == "UnAuthorized" { "user name or password not accepted" } else { "try again later" };
     caqh::EnvelopeError { code, message: message.into() }
-}
-
-fn core_now(t: time::OffsetDateTime) -> String {
-    let t = t.replace_nanosecond(0).unwrap_or(t);
-    clearway_core::records::timestamp(t)
 }
 
 /// `POST /core/mime`: a CAQH CORE HTTP MIME multipart real-time exchange.
