@@ -66,6 +66,11 @@ enum Mode {
         /// round robin) instead of generated 837Ps.
         #[arg(long)]
         bodies: Option<std::path::PathBuf>,
+        /// With `--bodies`: give every request fresh control fields (ISA13,
+        /// GS06, ST02, BHT03, TRN02, the times and the trailers), as a
+        /// front desk asking again does; the rest stays as in the file.
+        #[arg(long)]
+        fresh_controls: bool,
     },
     /// MLLP load.
     Mllp {
@@ -114,9 +119,20 @@ fn main() -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let out = rt.block_on(async {
         match cli.mode {
-            Mode::Http { addr, key, connections, duration_secs, rate, claims, first_control, path, bodies } => {
+            Mode::Http {
+                addr,
+                key,
+                connections,
+                duration_secs,
+                rate,
+                claims,
+                first_control,
+                path,
+                bodies,
+                fresh_controls,
+            } => {
                 let t = match bodies {
-                    Some(dir) => Template::files(&dir)?,
+                    Some(dir) => Template::files(&dir, fresh_controls)?,
                     None => Template::x12(claims)?,
                 };
                 let load = Load { path, template: Arc::new(t) };
@@ -156,6 +172,60 @@ struct Template {
     iea02: std::ops::Range<usize>,
     claims: usize,
     fixed: Vec<Bytes>,
+    /// Per fixed body, where its control fields are (when they are made
+    /// fresh per request).
+    controls: Vec<Vec<(std::ops::Range<usize>, Control)>>,
+}
+
+/// What a control field holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Control {
+    /// A number (ISA13, GS06, ST02, BHT03, TRN02 and the trailers').
+    Number,
+    /// HHMM.
+    Time,
+}
+
+/// The control fields of an X12 interchange: (segment id, element,
+/// what it holds).
+const CONTROL_FIELDS: &[(&[u8], usize, Control)] = &[
+    (b"GS", 5, Control::Time),
+    (b"GS", 6, Control::Number),
+    (b"ST", 2, Control::Number),
+    (b"BHT", 3, Control::Number),
+    (b"BHT", 5, Control::Time),
+    (b"TRN", 2, Control::Number),
+    (b"SE", 2, Control::Number),
+    (b"GE", 2, Control::Number),
+    (b"IEA", 2, Control::Number),
+];
+
+/// Where the control fields of `body` are.
+fn control_fields(body: &[u8]) -> anyhow::Result<Vec<(std::ops::Range<usize>, Control)>> {
+    if body.len() < 106 || !body.starts_with(b"ISA") {
+        bail!("not an X12 interchange");
+    }
+    let (elem, term) = (body[3], body[105]);
+    let mut out = vec![(90..99, Control::Number), (77..81, Control::Time)];
+    let mut start = 106;
+    for seg in body[106..].split(|b| *b == term) {
+        let lead = seg.len() - seg.trim_ascii_start().len();
+        let mut at = start + lead;
+        let mut fields = seg[lead..].split(|b| *b == elem);
+        let id = fields.next().unwrap_or_default();
+        at += id.len() + 1;
+        for (i, f) in fields.enumerate() {
+            if let Some((_, _, kind)) = CONTROL_FIELDS.iter().find(|(s, n, _)| *s == id && *n == i + 1)
+                && (*kind == Control::Number || f.len() == 4)
+                && !f.is_empty()
+            {
+                out.push((at..at + f.len(), *kind));
+            }
+            at += f.len() + 1;
+        }
+        start += seg.len() + 1;
+    }
+    Ok(out)
 }
 
 /// What the HTTP load sends, and where.
@@ -165,7 +235,7 @@ struct Load {
 }
 
 impl Template {
-    fn files(dir: &std::path::Path) -> anyhow::Result<Self> {
+    fn files(dir: &std::path::Path, fresh_controls: bool) -> anyhow::Result<Self> {
         let mut names: Vec<std::path::PathBuf> =
             std::fs::read_dir(dir)?.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_file()).collect();
         names.sort();
@@ -174,7 +244,12 @@ impl Template {
         if fixed.is_empty() {
             bail!("no bodies in {}", dir.display());
         }
-        Ok(Template { body: Vec::new(), isa13: 0..0, iea02: 0..0, claims: 0, fixed })
+        let controls = if fresh_controls {
+            fixed.iter().map(|b| control_fields(b)).collect::<anyhow::Result<Vec<_>>>()?
+        } else {
+            Vec::new()
+        };
+        Ok(Template { body: Vec::new(), isa13: 0..0, iea02: 0..0, claims: 0, fixed, controls })
     }
 
     fn x12(claims: usize) -> anyhow::Result<Self> {
@@ -188,12 +263,28 @@ impl Template {
         if body[isa13.clone()] != body[iea02.clone()] {
             bail!("template envelope not as expected");
         }
-        Ok(Template { body, isa13, iea02, claims, fixed: Vec::new() })
+        Ok(Template { body, isa13, iea02, claims, fixed: Vec::new(), controls: Vec::new() })
     }
 
     fn with_control(&self, n: u64) -> Bytes {
         if !self.fixed.is_empty() {
-            return self.fixed[(n as usize) % self.fixed.len()].clone();
+            let i = (n as usize) % self.fixed.len();
+            let Some(fields) = self.controls.get(i) else { return self.fixed[i].clone() };
+            // Numbers of the field's width without a leading zero; a
+            // header and its trailer get the same one.
+            let mut b = self.fixed[i].to_vec();
+            for (r, kind) in fields {
+                let v = match kind {
+                    Control::Number => {
+                        let w = r.len().min(18) as u32;
+                        let low = 10u64.pow(w - 1);
+                        format!("{:0w$}", low + n % (9 * low), w = r.len())
+                    }
+                    Control::Time => format!("{:02}{:02}", (n / 60) % 24, n % 60),
+                };
+                b[r.clone()].copy_from_slice(v.as_bytes());
+            }
+            return Bytes::from(b);
         }
         let mut b = self.body.clone();
         let digits = format!("{:09}", n % 1_000_000_000);
