@@ -92,6 +92,32 @@ pub struct FastPath {
     gates: Mutex<HashMap<String, Arc<gate::Gate>>>,
     http: reqwest::Client,
     memo: memo::Memo,
+    counters: Counters,
+}
+
+/// Counter handles for the answers every request counts (registered once:
+/// a lookup by name and labels per request costs more than the count).
+struct Counters {
+    memo_hit: metrics::Counter,
+    memo_miss: metrics::Counter,
+    cache_hit: metrics::Counter,
+    cache_miss: metrics::Counter,
+    cache_stale: metrics::Counter,
+    cache_error: metrics::Counter,
+}
+
+impl Counters {
+    fn new() -> Self {
+        let cache = |result: &'static str| metrics::counter!("clearway_fastpath_cache_total", "kind" => "eligibility", "result" => result);
+        Counters {
+            memo_hit: metrics::counter!("clearway_fastpath_memo_total", "result" => "hit"),
+            memo_miss: metrics::counter!("clearway_fastpath_memo_total", "result" => "miss"),
+            cache_hit: cache("hit"),
+            cache_miss: cache("miss"),
+            cache_stale: cache("stale"),
+            cache_error: cache("error"),
+        }
+    }
 }
 
 impl std::fmt::Debug for FastPath {
@@ -119,7 +145,8 @@ impl FastPath {
             .build()
             .unwrap_or_else(|_| reqwest::Client::new());
         let memo = memo::Memo::new(capacity);
-        FastPath { state, partners, config, cache, stale, gates: Mutex::new(HashMap::new()), http, memo }
+        let counters = Counters::new();
+        FastPath { state, partners, config, cache, stale, gates: Mutex::new(HashMap::new()), http, memo, counters }
     }
 
     /// 270s answered without analysing them again (the `memo` module): they
@@ -183,7 +210,7 @@ impl FastPath {
         let on = r.date.map_or(today, |d| d.from);
         let key = format!("{prefix}{on}");
         if let Some(hit) = self.cache.get(&key).await {
-            metrics::counter!("clearway_fastpath_cache_total", "kind" => "eligibility", "result" => "hit").increment(1);
+            self.counters.cache_hit.increment(1);
             return hit.outcome;
         }
         let settings = self.config.payer(payer);
@@ -203,20 +230,17 @@ impl FastPath {
         };
         match self.cache.try_get_with(key.clone(), lookup).await {
             Ok(c) => {
-                metrics::counter!("clearway_fastpath_cache_total", "kind" => "eligibility", "result" => "miss")
-                    .increment(1);
+                self.counters.cache_miss.increment(1);
                 self.stale.insert(key, c.outcome.clone()).await;
                 c.outcome
             }
             Err(e) => {
                 tracing::info!(payer = %payer, reason = %e, "eligibility upstream failed");
                 if let Some(old) = self.stale.get(&key).await {
-                    metrics::counter!("clearway_fastpath_cache_total", "kind" => "eligibility", "result" => "stale")
-                        .increment(1);
+                    self.counters.cache_stale.increment(1);
                     return old;
                 }
-                metrics::counter!("clearway_fastpath_cache_total", "kind" => "eligibility", "result" => "error")
-                    .increment(1);
+                self.counters.cache_error.increment(1);
                 EligibilityOutcome::PayerRejected { reason: "42", action: "R" }
             }
         }
@@ -232,7 +256,7 @@ impl FastPath {
         if let Some((key, fields)) = &split
             && let Some(seen) = self.memo.get(key)
         {
-            metrics::counter!("clearway_fastpath_memo_total", "result" => "hit").increment(1);
+            self.counters.memo_hit.increment(1);
             let requests = seen.requests(fields);
             return self.answer_270(body, now, &seen.isa, &seen.group, fields.reference(), &requests, &seen.keys).await;
         }
@@ -258,7 +282,7 @@ impl FastPath {
         let (isa, group) = (&ic.report.isa, &set.0.report.header);
         let reply = self.answer_270(body, now, isa, group, reference, &requests, &keys).await;
         if let Some((key, fields)) = split {
-            metrics::counter!("clearway_fastpath_memo_total", "result" => "miss").increment(1);
+            self.counters.memo_miss.increment(1);
             if let Some(entry) = memo::Entry::new(isa.clone(), group.clone(), requests, keys, &fields) {
                 self.memo.insert(key, entry);
             }

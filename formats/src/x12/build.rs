@@ -179,26 +179,58 @@ impl Writer {
 
     /// ISA, padded to its fixed width.
     pub fn isa(&mut self, env: &Envelope, control: u32, at: PrimitiveDateTime) {
-        let pad = |s: &str, w: usize| format!("{:<w$}", s.chars().take(w).collect::<String>(), w = w);
+        // Written in place (this runs for every real-time answer): each
+        // value cut or padded with spaces to its width in characters.
+        fn pad(out: &mut Vec<u8>, s: &str, w: usize) {
+            let mut n = 0;
+            for c in s.chars().take(w) {
+                out.extend_from_slice(c.encode_utf8(&mut [0u8; 4]).as_bytes());
+                n += 1;
+            }
+            out.resize(out.len() + (w - n), b' ');
+        }
+        fn digits(out: &mut Vec<u8>, v: u32, w: u32) {
+            for i in (0..w).rev() {
+                out.push(b'0' + (v / 10u32.pow(i) % 10) as u8);
+            }
+        }
         let d = self.d;
-        let rep = d.repetition.unwrap_or(b'^') as char;
-        let e = d.element as char;
-        let isa = format!(
-            "ISA{e}00{e}{}{e}00{e}{}{e}{}{e}{}{e}{}{e}{}{e}{}{e}{}{e}{rep}{e}00501{e}{:09}{e}0{e}{}{e}{}",
-            pad("", 10),
-            pad("", 10),
-            pad(&env.sender_qualifier, 2),
-            pad(&env.sender_id, 15),
-            pad(&env.receiver_qualifier, 2),
-            pad(&env.receiver_id, 15),
-            yymmdd(at.date()),
-            hhmm(at),
-            control % 1_000_000_000,
-            pad(&env.usage, 1),
-            d.component as char,
-        );
-        self.out.extend_from_slice(isa.as_bytes());
-        self.out.push(d.segment);
+        let e = d.element;
+        let out = &mut self.out;
+        out.extend_from_slice(b"ISA");
+        for (value, width) in [
+            ("00", 2),
+            ("", 10),
+            ("00", 2),
+            ("", 10),
+            (env.sender_qualifier.as_str(), 2),
+            (env.sender_id.as_str(), 15),
+            (env.receiver_qualifier.as_str(), 2),
+            (env.receiver_id.as_str(), 15),
+        ] {
+            out.push(e);
+            pad(out, value, width);
+        }
+        out.push(e);
+        digits(out, at.year().rem_euclid(100) as u32, 2);
+        digits(out, u32::from(u8::from(at.month())), 2);
+        digits(out, u32::from(at.day()), 2);
+        out.push(e);
+        digits(out, u32::from(at.hour()), 2);
+        digits(out, u32::from(at.minute()), 2);
+        out.push(e);
+        out.push(d.repetition.unwrap_or(b'^'));
+        out.push(e);
+        out.extend_from_slice(b"00501");
+        out.push(e);
+        digits(out, control % 1_000_000_000, 9);
+        out.push(e);
+        out.push(b'0');
+        out.push(e);
+        pad(out, &env.usage, 1);
+        out.push(e);
+        out.push(d.component);
+        out.push(d.segment);
         self.groups = 0;
     }
 
@@ -234,10 +266,6 @@ impl Writer {
     pub fn into_bytes(self) -> Vec<u8> {
         self.out
     }
-}
-
-fn yymmdd(d: Date) -> String {
-    format!("{:02}{:02}{:02}", d.year().rem_euclid(100), u8::from(d.month()), d.day())
 }
 
 /// CCYYMMDD.
@@ -1113,4 +1141,45 @@ pub fn claims_of(set: &TransactionSet) -> Vec<&Claim> {
 /// `ElementPosition` as the 999 writes it (exposed for reports).
 pub fn element_position(p: &ElementPosition) -> String {
     pos(p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn isa_of(env: &Envelope, control: u32) -> String {
+        let mut w = Writer::new(env.delimiters);
+        let at = PrimitiveDateTime::new(
+            time::macros::date!(2024 - 03 - 07),
+            time::Time::from_hms(9, 5, 0).unwrap_or(time::Time::MIDNIGHT),
+        );
+        w.isa(env, control, at);
+        String::from_utf8_lossy(&w.into_bytes()).into_owned()
+    }
+
+    #[test]
+    fn isa_is_written_to_its_fixed_width() {
+        let mut env = Envelope {
+            sender_qualifier: "ZZ".into(),
+            sender_id: "CLEARWAY".into(),
+            receiver_qualifier: "30".into(),
+            receiver_id: "A-RECEIVER-ID-LONGER-THAN-15".into(),
+            group_sender: String::new(),
+            group_receiver: String::new(),
+            usage: "P".into(),
+            delimiters: Delimiters::default(),
+        };
+        let isa = isa_of(&env, 1_234_567_891);
+        assert_eq!(
+            isa,
+            "ISA*00*          *00*          *ZZ*CLEARWAY       *30*A-RECEIVER-ID-L*240307*0905*^*00501*234567891*0*P*:~"
+        );
+        assert_eq!(isa.len(), crate::x12::isa::ISA_LEN);
+        env.sender_qualifier = "Z".into();
+        env.usage = String::new();
+        let isa = isa_of(&env, 7);
+        assert!(isa.starts_with("ISA*00*          *00*          *Z *CLEARWAY       *"), "{isa}");
+        assert!(isa.ends_with("*000000007*0* *:~"), "{isa}");
+        assert_eq!(isa.len(), crate::x12::isa::ISA_LEN);
+    }
 }
