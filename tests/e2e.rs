@@ -481,6 +481,31 @@ fn graceful_shutdown_finishes_work_and_restart_resumes(scratch: Scratch) {
 
 /// Every test above, on the embedded backend and on the AWS backend (the
 /// local AWS-protocol server `scripts/test` starts).
+/// Regression: the 277CA of an 837 with a few thousand claims was larger
+/// than a state record may be, so the transaction was dead-lettered with
+/// "item too large" and its submitter got no acknowledgements. A large
+/// acknowledgement now goes to the blob store, sealed, and reads back
+/// whole through the API.
+fn a_large_837_gets_its_whole_277ca(scratch: Scratch) {
+    let key = scratch.partner("acme", false);
+    let server = Server::start(&scratch, None, &[]);
+    let c = Client { addr: server.http, key };
+    let claims = 4000;
+    let resp = c.submit("application/edi-x12", &gen_837p(claims, 11), &[]);
+    assert_eq!(resp.status, 202, "{}", resp.text());
+    let id = resp.json()["transactionId"].as_str().unwrap().to_string();
+    let t = c.wait_terminal(&id);
+    assert_eq!(t["status"], "accepted", "{t}");
+    let acks = c.get(&format!("/v1/transactions/{id}/acks")).json();
+    let ca = acks.as_array().unwrap().iter().find(|a| a["kind"] == "277ca").expect("a 277CA").clone();
+    let body = c.get(&format!("/v1/transactions/{id}/acks/{}", ca["id"].as_str().unwrap())).text();
+    assert!(body.len() > 64 * 1024, "large enough to leave its record: {} bytes", body.len());
+    let analysis = analyze(body.as_bytes(), &AnalyzeOptions::default());
+    assert!(analysis.accepted(), "the 277CA is a sound interchange");
+    let stc = body.split('~').filter(|s| s.trim_start().starts_with("STC*")).count();
+    assert!(stc >= claims, "{stc} STC segments for {claims} claims");
+}
+
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {
         mod local {
@@ -499,5 +524,6 @@ on_both_backends!(
     poison_goes_to_dead_letters_and_replay_works,
     ack_feed_long_poll_and_health,
     no_phi_in_logs_or_metrics,
-    graceful_shutdown_finishes_work_and_restart_resumes
+    graceful_shutdown_finishes_work_and_restart_resumes,
+    a_large_837_gets_its_whole_277ca
 );

@@ -91,6 +91,12 @@ impl BlobKey {
         BlobKey(format!("raw/{}/{:04}-{:02}-{:02}/{}", partner, day.year(), u8::from(day.month()), day.day(), id))
     }
 
+    /// `acks/<partner>/<ack id>`: an acknowledgement too large for its
+    /// record.
+    pub fn for_ack(partner: &PartnerId, ack_id: &str) -> Self {
+        BlobKey(format!("acks/{partner}/{ack_id}"))
+    }
+
     /// A key from its string form; `None` unless it is a safe relative path
     /// (no `..`, no leading `/`, only `[A-Za-z0-9._/-]`).
     pub fn parse(s: &str) -> Option<Self> {

@@ -8,9 +8,10 @@
 use crate::Sensitive;
 use crate::crypto::{self, Key};
 use crate::error::{ErrorKind, PortError, PortResult};
+use crate::ids::BlobKey;
 use crate::ids::PartnerId;
-use crate::ports::{Condition, StateStore, Table, WriteOp};
-use crate::records::{ApiKeyRecord, PartnerRecord, timestamp};
+use crate::ports::{BlobStore, Condition, StateStore, Table, WriteOp};
+use crate::records::{AckRecord, ApiKeyRecord, INLINE_ACK_BYTES, MAX_ACK_BYTES, PartnerRecord, timestamp};
 use bytes::Bytes;
 use std::collections::HashMap;
 use std::path::Path;
@@ -275,4 +276,40 @@ impl Partners {
         }
         Ok(key)
     }
+}
+
+/// Acknowledgements too large for their records, sealed with the partner's
+/// data key like payloads.
+impl Partners {
+    /// Moves the body of `ack` to the blob store when it is larger than
+    /// [`INLINE_ACK_BYTES`]; the blob is durable when this returns, before
+    /// the record that points to it is written. A blob left by an earlier
+    /// attempt is kept.
+    pub async fn store_large_ack(&self, blobs: &dyn BlobStore, ack: &mut AckRecord) -> PortResult<()> {
+        if ack.body.len() <= INLINE_ACK_BYTES {
+            return Ok(());
+        }
+        let key = BlobKey::for_ack(&ack.partner, &ack.id);
+        let sealed = self.data_key(&ack.partner).await?.seal(ack.body.as_bytes(), ack_aad(ack).as_bytes())?;
+        match blobs.put(&key, Bytes::from(sealed)).await {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+        ack.body = String::new();
+        ack.body_blob = Some(key);
+        Ok(())
+    }
+
+    /// The text of an acknowledgement, from its record or the blob store.
+    pub async fn ack_body(&self, blobs: &dyn BlobStore, ack: &AckRecord) -> PortResult<String> {
+        let Some(key) = &ack.body_blob else { return Ok(ack.body.clone()) };
+        let sealed = blobs.get(key, MAX_ACK_BYTES).await?;
+        let plain = self.data_key(&ack.partner).await?.open(&sealed, ack_aad(ack).as_bytes())?;
+        String::from_utf8(plain).map_err(|_| PortError::new(ErrorKind::Internal, "acknowledgement is not text"))
+    }
+}
+
+fn ack_aad(ack: &AckRecord) -> String {
+    format!("ack|{}|{}", ack.id, ack.partner)
 }

@@ -149,9 +149,21 @@ pub struct AckRecord {
     pub kind: String,
     pub content_type: String,
     pub created_at: String,
-    /// The acknowledgement itself (X12, ER7 or JSON text).
+    /// The acknowledgement itself (X12, ER7 or JSON text); empty when it
+    /// is in the blob store instead (`body_blob`).
     pub body: String,
+    /// Where an acknowledgement larger than [`INLINE_ACK_BYTES`] is kept,
+    /// sealed like a payload (read it with `Partners::ack_body`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_blob: Option<BlobKey>,
 }
+
+/// Largest acknowledgement kept in its record. A larger one (the 277CA of
+/// an 837 with thousands of claims) goes to the blob store, so that no
+/// record outgrows [`crate::ports::MAX_ITEM_BYTES`].
+pub const INLINE_ACK_BYTES: usize = 64 * 1024;
+/// Largest acknowledgement read back from the blob store.
+pub const MAX_ACK_BYTES: u64 = 512 * 1024 * 1024;
 
 impl AckRecord {
     pub fn key(transaction: &TransactionId, id: &str) -> Key {

@@ -558,6 +558,7 @@ async fn record_duplicate_ta1(
         content_type: "application/edi-x12".into(),
         created_at: timestamp(now),
         body: ta1.to_string(),
+        body_blob: None,
     };
     let cursor = FeedEntry::cursor(created_ms, &id);
     let entry = FeedEntry {

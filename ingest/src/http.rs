@@ -376,7 +376,8 @@ async fn transaction_ack(
     let r = load_record(&svc, &p.id, &id).await?;
     let item = svc.ports.state.get(&AckRecord::key(&r.id, &ack_id)).await.map_err(|e| port_problem(&e))?;
     let ack: AckRecord = item.and_then(|i| serde_json::from_slice(&i.value).ok()).ok_or_else(Problem::not_found)?;
-    Ok(([(header::CONTENT_TYPE, ack.content_type.clone())], ack.body).into_response())
+    let body = svc.partners.ack_body(svc.ports.blobs.as_ref(), &ack).await.map_err(|e| port_problem(&e))?;
+    Ok(([(header::CONTENT_TYPE, ack.content_type.clone())], body).into_response())
 }
 
 #[derive(Debug, Deserialize)]

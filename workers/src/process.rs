@@ -404,7 +404,10 @@ impl Processor {
                 content_type: a.content_type.to_string(),
                 created_at: created.clone(),
                 body: a.body.clone(),
+                body_blob: None,
             };
+            let mut ack = ack;
+            self.partners.store_large_ack(self.ports.blobs.as_ref(), &mut ack).await?;
             let cursor = FeedEntry::cursor(created_ms, &id);
             let entry = FeedEntry {
                 cursor: cursor.clone(),

@@ -168,6 +168,10 @@ impl Inner {
             .await
             .map_err(|e| e.to_string())?
             .and_then(|i| serde_json::from_slice::<AckRecord>(&i.value).ok());
+        let text = match &ack {
+            Some(a) => Some(self.partners.ack_body(self.ports.blobs.as_ref(), a).await.map_err(|e| e.to_string())?),
+            None => None,
+        };
         let body = serde_json::json!({
             "id": entry.ack_id,
             "type": "acknowledgement",
@@ -175,7 +179,7 @@ impl Inner {
             "transactionId": entry.transaction,
             "createdAt": entry.created_at,
             "contentType": ack.as_ref().map(|a| a.content_type.clone()),
-            "acknowledgement": ack.map(|a| a.body),
+            "acknowledgement": text,
         })
         .to_string();
         let ts = time::OffsetDateTime::now_utc().unix_timestamp();
