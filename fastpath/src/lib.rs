@@ -144,7 +144,7 @@ impl FastPath {
             .pool_max_idle_per_host(64)
             .build()
             .unwrap_or_else(|_| reqwest::Client::new());
-        let memo = memo::Memo::new(capacity);
+        let memo = memo::Memo::new(memo::MAX_MEMO_BYTES);
         let counters = Counters::new();
         FastPath { state, partners, config, cache, stale, gates: Mutex::new(HashMap::new()), http, memo, counters }
     }

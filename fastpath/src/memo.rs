@@ -24,6 +24,10 @@ use std::time::Duration;
 
 /// How long an analysis is remembered without being used.
 const IDLE_FOR: Duration = Duration::from_secs(600);
+/// Most memory the memo holds, counted as the key's bytes three times
+/// over (the key, and about as much again twice in the analysed inquiries
+/// and envelope) plus a fixed share per entry.
+pub const MAX_MEMO_BYTES: u64 = 64 * 1024 * 1024;
 
 /// The fixed ISA layout: where each element separator stands.
 const ISA_SEPARATORS: [usize; 16] = [3, 6, 17, 20, 31, 34, 50, 53, 69, 76, 81, 83, 89, 99, 101, 103];
@@ -277,8 +281,13 @@ impl std::fmt::Debug for Memo {
 }
 
 impl Memo {
-    pub fn new(capacity: u64) -> Memo {
-        let cache = moka::sync::Cache::builder().max_capacity(capacity).time_to_idle(IDLE_FOR).build();
+    /// A memo holding at most `max_bytes` (see [`MAX_MEMO_BYTES`]).
+    pub fn new(max_bytes: u64) -> Memo {
+        let cache = moka::sync::Cache::builder()
+            .max_capacity(max_bytes)
+            .weigher(|key: &Vec<u8>, _: &Arc<Entry>| u32::try_from(key.len() * 3 + 1024).unwrap_or(u32::MAX))
+            .time_to_idle(IDLE_FOR)
+            .build();
         Memo { cache, hits: AtomicU64::new(0) }
     }
 
