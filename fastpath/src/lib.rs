@@ -260,20 +260,19 @@ impl FastPath {
             let requests = seen.requests(fields);
             return self.answer_270(body, now, &seen.isa, &seen.group, fields.reference(), &requests, &seen.keys).await;
         }
-        let (ic, g, s) = match self.one_set(body, "270", now) {
+        let (mut ic, g, s) = match self.one_set(body, "270", now) {
             Ok(found) => found,
             Err(reply) => return reply,
         };
-        let set = (&ic.groups[g], &ic.groups[g].sets[s]);
-        let requests: Vec<EligibilityRequest> = set
-            .1
-            .documents
-            .iter()
+        // The inquiries are moved out of the analysis (the memo keeps them).
+        let requests: Vec<EligibilityRequest> = std::mem::take(&mut ic.groups[g].sets[s].documents)
+            .into_iter()
             .filter_map(|d| match d {
-                Document::EligibilityRequest(r) => Some(r.as_ref().clone()),
+                Document::EligibilityRequest(r) => Some(*r),
                 _ => None,
             })
             .collect();
+        let set = (&ic.groups[g], &ic.groups[g].sets[s]);
         if requests.is_empty() || requests.len() > MAX_INQUIRIES {
             return rejected(format!("a real-time 270 carries 1 to {MAX_INQUIRIES} inquiries"));
         }

@@ -49,7 +49,6 @@ pub struct Fields<'a> {
     ge02: &'a [u8],
     iea02: &'a [u8],
     trn02: Vec<&'a [u8]>,
-    counts: [u8; 6],
 }
 
 /// Splits a request into its bytes with the control fields emptied (the
@@ -76,6 +75,7 @@ pub fn split(body: &[u8]) -> Option<(Vec<u8>, Fields<'_>)> {
     key.extend_from_slice(&body[99..106]);
     let mut rest = &body[106..];
     let mut ended = false;
+    let mut seen = [false; 6];
     while !rest.is_empty() {
         let (seg, tail, terminated) = match rest.iter().position(|b| *b == term) {
             Some(i) => (&rest[..i], &rest[i + 1..], true),
@@ -90,31 +90,27 @@ pub fn split(body: &[u8]) -> Option<(Vec<u8>, Fields<'_>)> {
             continue;
         }
         let id = trimmed.split(|b| *b == elem).next().unwrap_or_default();
-        let masked: &[usize] = match id {
-            b"GS" => &[4, 5, 6],
-            b"ST" | b"SE" | b"GE" | b"IEA" => &[2],
-            b"BHT" => &[3, 4, 5],
-            b"TRN" => &[2],
+        // The control elements of the segment, and for a segment that must
+        // appear once, its slot in `seen`.
+        let (masked, once): (&[usize], Option<usize>) = match id {
+            b"GS" => (&[4, 5, 6], Some(0)),
+            b"ST" => (&[2], Some(1)),
+            b"BHT" => (&[3, 4, 5], Some(2)),
+            b"SE" => (&[2], Some(3)),
+            b"GE" => (&[2], Some(4)),
+            b"IEA" => (&[2], Some(5)),
+            b"TRN" => (&[2], None),
             b"ISA" => return None,
-            _ => &[],
+            _ => (&[], None),
         };
         if masked.is_empty() {
             key.extend_from_slice(seg);
         } else {
-            let slot = match id {
-                b"GS" => 0,
-                b"ST" => 1,
-                b"BHT" => 2,
-                b"SE" => 3,
-                b"GE" => 4,
-                b"IEA" => 5,
-                _ => usize::MAX,
-            };
-            if let Some(n) = f.counts.get_mut(slot) {
-                *n += 1;
-                if *n > 1 {
+            if let Some(slot) = once {
+                if seen[slot] {
                     return None;
                 }
+                seen[slot] = true;
             }
             // The whitespace before the segment id is kept as it was.
             key.extend_from_slice(&seg[..seg.len() - trimmed.len()]);
@@ -149,7 +145,7 @@ pub fn split(body: &[u8]) -> Option<(Vec<u8>, Fields<'_>)> {
         }
         rest = tail;
     }
-    (f.counts == [1; 6]).then_some((key, f))
+    seen.iter().all(|s| *s).then_some((key, f))
 }
 
 fn digits(v: &[u8], len: usize) -> Option<u32> {

@@ -283,7 +283,7 @@ impl Processor {
         let mut pending: Vec<(String, Vec<Delivery>)> = Vec::new();
         for (n, w) in outcome.claims.iter().enumerate() {
             let claim_id = format!("{}-{}", record.id, n + 1);
-            let payer = self.router.canonical_payer(w.claim.payer_id.as_deref().unwrap_or("UNKNOWN"));
+            let payer = w.claim.payer_id.clone().unwrap_or_else(|| "UNKNOWN".into());
             let mut rec = ClaimRecord {
                 id: claim_id.clone(),
                 patient_control_number: w.claim.patient_control_number.clone(),
@@ -396,7 +396,7 @@ impl Processor {
             let n = counts.entry(a.kind).or_insert(0);
             *n += 1;
             let id = format!("{}-{}-{}", record.id, a.kind, n);
-            let ack = AckRecord {
+            let mut ack = AckRecord {
                 id: id.clone(),
                 transaction: record.id.clone(),
                 partner: record.partner.clone(),
@@ -406,7 +406,6 @@ impl Processor {
                 body: a.body.clone(),
                 body_blob: None,
             };
-            let mut ack = ack;
             self.partners.store_large_ack(self.ports.blobs.as_ref(), &mut ack).await?;
             let cursor = FeedEntry::cursor(created_ms, &id);
             let entry = FeedEntry {
