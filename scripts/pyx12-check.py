@@ -7,9 +7,10 @@ implementation-guide maps. A sanity check makes sure pyx12 does reject a
 broken file, so a silent validator cannot make this pass.
 
 pyx12 4.0.0 ships a 277 X212 map but does not register it in maps.xml nor
-list 005010X212 among its GS08 codes; a copy of its map directory with
-those two additions is used. That map turns out to be broken (it rejects
-the public 277 X212 samples too); see the 277 step in main().
+list 005010X212 among its GS08 codes, and the map itself is mis-structured
+(see fix_x212_map). A copy of its map directory with those corrections is
+used; the public 277 X212 samples in the shared corpus check that the
+corrected map accepts what it should and rejects what it should.
 
 Usage: scripts/pyx12-check.py PATH/TO/clearway
 """
@@ -22,6 +23,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+import xml.etree.ElementTree as ET
 
 import pyx12
 import pyx12.params
@@ -49,7 +51,63 @@ def map_dir(tmp):
     if "<code>005010X212</code>" not in text:
         text = text.replace("<code>005010X214</code>", "<code>005010X212</code>\n            <code>005010X214</code>", 1)
         open(control, "w", encoding="utf-8").write(text)
+    fix_x212_map(os.path.join(dst, "277.5010.X212.xml"))
     return dst
+
+
+def fix_x212_map(path):
+    """Corrects the structure of pyx12 4.0.0's 277 005010X212 map, leaving
+    its segment and element rules as they are. As shipped, the map rejects
+    every valid public 277 X212 sample, because:
+    - its GS segment is copied from another map (GS01 RA, GS08 005010X218)
+      where the 277 needs HN and 005010X212;
+    - ST, the header and the detail table have positions out of order
+      (the BHT at 0200 comes after the detail at 0120), so the walker never
+      finds 2000A after the BHT;
+    - the HL levels 2000B-2000E are siblings in wrapper loops instead of
+      each being nested in the level above it (as in pyx12's X214 map and
+      the TR3's hierarchy), so a 2000C after a 2000B is never found;
+    - SE sits in a wrapper under GS_LOOP instead of closing the ST loop.
+    Each correction makes the map match the 005010X212 TR3 and pyx12's own
+    X214 map; no rule is loosened."""
+    tree = ET.parse(path)
+    root = tree.getroot()
+    loops = {loop.get("xid"): loop for loop in root.iter("loop")}
+    parent = {child: node for node in root.iter() for child in node}
+
+    def segment(loop, xid):
+        return next(s for s in loop if s.tag == "segment" and s.get("xid") == xid)
+
+    def detach(node):
+        parent[node].remove(node)
+        return node
+
+    def set_pos(node, pos):
+        node.find("pos").text = pos
+
+    for element in segment(loops["GS_LOOP"], "GS").iter("element"):
+        if element.get("xid") == "GS01":
+            element.find("valid_codes/code").text = "HN"
+        if element.get("xid") == "GS08":
+            element.find("valid_codes/code").text = "005010X212"
+    st_loop = loops["ST_LOOP"]
+    set_pos(segment(st_loop, "ST"), "0050")
+    set_pos(loops["HEADER"], "0100")
+    set_pos(loops["DETAIL"], "0200")
+    wrapper = detach(loops["TABLE2AREA3"])
+    se = segment(wrapper, "SE")
+    wrapper.remove(se)
+    set_pos(se, "5550")
+    st_loop.append(se)
+    levels = ["2000A", "2000B", "2000C", "2000D", "2000E"]
+    for upper, lower in zip(levels, levels[1:]):
+        node = detach(loops[lower])
+        set_pos(node, "2000")
+        loops[upper].append(node)
+        parent[node] = loops[upper]
+    for name in ("TABLE2AREA4", "TABLE2AREA5", "TABLE2AREA6"):
+        detach(loops[name])
+    tree.write(path, encoding="utf-8", xml_declaration=True)
 
 
 def valid(path, maps):
@@ -163,24 +221,34 @@ def main():
             failures.append("rejecting 999 content")
             print("FAILED the rejecting 999 lacks IK4 or CTX segments:\n" + ack)
         check("our rejecting 999 (IK3/IK4/CTX) for a broken 837P", out)
-        # The fast path's 277 (005010X212). pyx12 4.0.0's X212 map is broken
-        # (its GS segment is the 820's, and it cannot find 2000A after the
-        # BHT): it rejects every public 277 X212 sample in the shared corpus
-        # too, so it cannot judge ours. Checked here: that this is still so
-        # (a fixed pyx12 fails this line, and the 277 check below should
-        # then expect "valid"), and that our 277 gets the same verdict as
-        # those samples. Our own X212 tables validate the 277 in the Rust
-        # tests.
+        # The fast path's 277 (005010X212), under the corrected X212 map.
+        # The public samples show the map judges rightly: the four valid
+        # ones pass, and the imsweb one fails: its IEA02 does not match its
+        # ISA13, and its STC segments carry STC03 and STC12, which the X212
+        # TR3 marks not used (they belong to the 277CA).
+        corpus = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "corpus", "x12")
+        samples = [
+            ("277-lfh-claim-level-status.x12", True),
+            ("277-lfh-claim-level-status-ncpdp.x12", True),
+            ("277-lfh-information-receiver-level-status.x12", True),
+            ("277-herophilus-276-response-claim-info.x12", True),
+            ("277-imsweb-claim-status-x212.x12", False),
+        ]
+        for name, expect in samples:
+            sample = os.path.join(corpus, name)
+            if os.path.exists(sample):
+                check(f"public sample {name}", sample, expect=expect)
         answered = fastpath_277(clearway, tmp)
         if answered is None:
             failures.append("fast path 277 content")
-        corpus = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "corpus", "x12")
-        samples = [os.path.join(corpus, f) for f in ("277-lfh-claim-level-status.x12", "277-herophilus-276-response-claim-info.x12")]
-        for sample in samples:
-            if os.path.exists(sample):
-                check(f"public sample {os.path.basename(sample)} under pyx12's broken X212 map", sample, expect=False)
-        if answered is not None:
-            check("the fast path's 277 005010X212 under the same map", answered, expect=False)
+        else:
+            check("the fast path's 277 005010X212", answered)
+            # And it must be able to fail ours: a status without its
+            # category code.
+            broken = os.path.join(tmp, "broken.277")
+            text = open(answered, encoding="ascii").read()
+            open(broken, "w", encoding="ascii").write(text.replace("STC*A1:20", "STC*:20", 1))
+            check("the fast path's 277 with an STC lacking its category", broken, expect=False)
         # The validator must be able to fail: a 999 with a broken AK9 count.
         broken = os.path.join(tmp, "broken-999.x12")
         text = open(os.path.join(tmp, "ack-999.x12"), encoding="ascii").read()
