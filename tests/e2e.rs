@@ -390,12 +390,29 @@ fn ack_feed_long_poll_and_health(scratch: Scratch) {
     let next = got["next"].as_str().unwrap();
     let later = c.get(&format!("/v1/acks?after={next}&wait=0")).json();
     assert!(later["acks"].as_array().unwrap().iter().all(|a| a["transactionId"] != id.as_str()));
+    // A method nobody knows is answered and counted as `other`: a client
+    // cannot make up label values.
+    for _ in 0..2 {
+        assert!(request(server.http, "BREW", "/healthz", &[], b"").status >= 400);
+    }
     let metrics = request(server.http, "GET", "/metrics", &[], b"").text();
     for name in
         ["clearway_intake_accepted_total", "clearway_http_requests_total", "clearway_transactions_processed_total"]
     {
         assert!(metrics.contains(name), "{name} in /metrics");
     }
+    // Requests are counted by route template, method and status.
+    let count = |labels: &[&str]| -> u64 {
+        metrics
+            .lines()
+            .filter(|l| l.starts_with("clearway_http_requests_total{") && labels.iter().all(|x| l.contains(x)))
+            .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+            .sum()
+    };
+    assert!(count(&["route=\"/readyz\"", "method=\"GET\"", "status=\"200\""]) >= 1, "{metrics}");
+    assert_eq!(count(&["method=\"other\"", "status=\"405\""]), 2, "{metrics}");
+    assert_eq!(count(&["method=\"BREW\""]), 0, "{metrics}");
+    assert!(count(&["route=\"/v1/transactions\"", "method=\"POST\"", "status=\"202\""]) >= 1, "{metrics}");
 }
 
 fn no_phi_in_logs_or_metrics(scratch: Scratch) {

@@ -104,6 +104,8 @@ struct Counters {
     cache_miss: metrics::Counter,
     cache_stale: metrics::Counter,
     cache_error: metrics::Counter,
+    eligibility_seconds: metrics::Histogram,
+    claim_status_seconds: metrics::Histogram,
 }
 
 impl Counters {
@@ -116,6 +118,8 @@ impl Counters {
             cache_miss: cache("miss"),
             cache_stale: cache("stale"),
             cache_error: cache("error"),
+            eligibility_seconds: metrics::histogram!("clearway_fastpath_request_seconds", "kind" => "eligibility"),
+            claim_status_seconds: metrics::histogram!("clearway_fastpath_request_seconds", "kind" => "claim-status"),
         }
     }
 }
@@ -200,6 +204,14 @@ impl FastPath {
         self.eligibility_keyed(r, &payer, &prefix, today).await
     }
 
+    /// The cached outcome for `r`, when there is one (counted as a hit).
+    async fn cached(&self, r: &EligibilityRequest, prefix: &str, today: time::Date) -> Option<EligibilityOutcome> {
+        let on = r.date.map_or(today, |d| d.from);
+        let hit = self.cache.get(&format!("{prefix}{on}")).await?;
+        self.counters.cache_hit.increment(1);
+        Some(hit.outcome)
+    }
+
     async fn eligibility_keyed(
         &self,
         r: &EligibilityRequest,
@@ -207,12 +219,11 @@ impl FastPath {
         prefix: &str,
         today: time::Date,
     ) -> EligibilityOutcome {
+        if let Some(hit) = self.cached(r, prefix, today).await {
+            return hit;
+        }
         let on = r.date.map_or(today, |d| d.from);
         let key = format!("{prefix}{on}");
-        if let Some(hit) = self.cache.get(&key).await {
-            self.counters.cache_hit.increment(1);
-            return hit.outcome;
-        }
         let settings = self.config.payer(payer);
         let gate = self.gate(payer);
         let timeout = settings.timeout.min(self.config.fastpath.timeout);
@@ -246,6 +257,17 @@ impl FastPath {
         }
     }
 
+    /// Records how long answering a real-time eligibility request took
+    /// (`clearway_fastpath_request_seconds`, for the CORE 20 s rule).
+    pub fn record_eligibility(&self, took: std::time::Duration) {
+        self.counters.eligibility_seconds.record(took.as_secs_f64());
+    }
+
+    /// Records how long answering a real-time claim status request took.
+    pub fn record_claim_status(&self, took: std::time::Duration) {
+        self.counters.claim_status_seconds.record(took.as_secs_f64());
+    }
+
     /// Answers an X12 270 with a 271 (or with the TA1 / 999 that says why
     /// it cannot be answered).
     pub async fn eligibility_x12(&self, body: &[u8], now: OffsetDateTime) -> Reply {
@@ -257,8 +279,7 @@ impl FastPath {
             && let Some(seen) = self.memo.get(key)
         {
             self.counters.memo_hit.increment(1);
-            let requests = seen.requests(fields);
-            return self.answer_270(body, now, &seen.isa, &seen.group, fields.reference(), &requests, &seen.keys).await;
+            return self.answer_seen(body, now, &seen, fields).await;
         }
         let (mut ic, g, s) = match self.one_set(body, "270", now) {
             Ok(found) => found,
@@ -282,11 +303,61 @@ impl FastPath {
         let reply = self.answer_270(body, now, isa, group, reference, &requests, &keys).await;
         if let Some((key, fields)) = split {
             self.counters.memo_miss.increment(1);
-            if let Some(entry) = memo::Entry::new(isa.clone(), group.clone(), requests, keys, &fields) {
+            if let Some(entry) = memo::Entry::new(isa, group, requests, keys, &fields) {
                 self.memo.insert(key, entry);
             }
         }
         reply
+    }
+
+    /// The 271 for a 270 found in the memo. The analysed requests are
+    /// copied (with this request's trace numbers) only when an inquiry
+    /// goes upstream or the outcomes differ from those of the entry's last
+    /// 271 body; otherwise that body is written around again.
+    async fn answer_seen(
+        &self,
+        body: &[u8],
+        now: OffsetDateTime,
+        seen: &memo::Entry,
+        fields: &memo::Fields<'_>,
+    ) -> Reply {
+        let today = now.date();
+        let mut requests: Option<Vec<EligibilityRequest>> = None;
+        let mut outcomes = Vec::with_capacity(seen.keys.len());
+        for (n, (r, (payer, prefix))) in seen.analysed().iter().zip(&seen.keys).enumerate() {
+            let outcome = match self.cached(r, prefix, today).await {
+                Some(o) => o,
+                None => {
+                    let patched = requests.get_or_insert_with(|| seen.requests(fields));
+                    self.eligibility_keyed(&patched[n], payer, prefix, today).await
+                }
+            };
+            outcomes.push(outcome);
+        }
+        let answered = match seen.answered(&outcomes) {
+            Some(a) => a,
+            None => {
+                let requests = requests.unwrap_or_else(|| seen.requests(fields));
+                let answers: Vec<EligibilityAnswer<'_>> = requests
+                    .iter()
+                    .zip(&outcomes)
+                    .map(|(request, o)| EligibilityAnswer { request, outcome: o.clone() })
+                    .collect();
+                let body = build::Body271::new(&seen.envelope, &answers);
+                let answered = Arc::new(memo::Answered { outcomes, body });
+                seen.keep(answered.clone());
+                answered
+            }
+        };
+        let at = PrimitiveDateTime::new(now.date(), now.time());
+        let controls = response_controls(body, "271");
+        Reply::Answer(answered.body.response(
+            &seen.envelope,
+            fields.reference(),
+            |n| seen.trace(fields, n),
+            controls,
+            at,
+        ))
     }
 
     /// The 271 for the analysed inquiries of a 270.

@@ -12,21 +12,29 @@
 //! The answer itself still comes from the eligibility cache, with its TTL
 //! and invalidation; only the analysis is remembered.
 //!
-//! `tests/memo.rs` checks that a request answered from the memo gets the
-//! same bytes as the full path gives, over generated control fields.
+//! The body of the last 271 an entry answered is kept with it
+//! ([`Answered`]): a later request whose inquiries the cache answers with
+//! the same outcomes gets that body, with its own envelope, BHT and trace
+//! numbers written around it.
+//!
+//! `the_memo_answers_as_the_full_analysis_does` (`tests/fastpath.rs`)
+//! checks that a request answered from the memo gets the same bytes as the
+//! full path gives, over generated control fields.
 
 use clearway_core::EligibilityRequest;
 use clearway_formats::x12::IsaHeader;
 use clearway_formats::x12::analyze::GroupHeader;
-use std::sync::Arc;
+use clearway_formats::x12::build::{Body271, EligibilityOutcome, Envelope};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// How long an analysis is remembered without being used.
 const IDLE_FOR: Duration = Duration::from_secs(600);
-/// Most memory the memo holds, counted as the key's bytes three times
-/// over (the key, and about as much again twice in the analysed inquiries
-/// and envelope) plus a fixed share per entry.
+/// Most memory the memo holds, counted as the key's bytes five times over
+/// (the key, about as much again twice in the analysed inquiries and
+/// envelope, and twice in the body of the last 271) plus a fixed share per
+/// entry.
 pub const MAX_MEMO_BYTES: u64 = 64 * 1024 * 1024;
 
 /// The fixed ISA layout: where each element separator stands.
@@ -215,22 +223,33 @@ impl Fields<'_> {
 /// What the full path learnt from a 270.
 #[derive(Debug)]
 pub struct Entry {
-    pub isa: IsaHeader,
-    pub group: GroupHeader,
+    /// The envelope of the 271, from the 270's ISA and GS (it reads none
+    /// of their control fields).
+    pub envelope: Envelope,
     requests: Vec<EligibilityRequest>,
     /// For each request, which TRN02 of the set its trace number is.
     traces: Vec<Option<usize>>,
     /// For each request, the canonical payer and its cache key without
     /// the date ([`crate::FastPath`] builds both).
     pub keys: Vec<(String, String)>,
+    /// The body of the last 271 answered, and the outcomes it says.
+    last: Mutex<Option<Arc<Answered>>>,
+}
+
+/// A 271 body ([`Body271`]) and the outcomes it was written from: it
+/// answers a later request only while the cache gives the same outcomes.
+#[derive(Debug)]
+pub struct Answered {
+    pub outcomes: Vec<EligibilityOutcome>,
+    pub body: Body271,
 }
 
 impl Entry {
     /// `None` when a request's trace number cannot be told apart from
     /// another TRN02 of the set (two TRNs with one value).
     pub fn new(
-        isa: IsaHeader,
-        group: GroupHeader,
+        isa: &IsaHeader,
+        group: &GroupHeader,
         requests: Vec<EligibilityRequest>,
         keys: Vec<(String, String)>,
         fields: &Fields<'_>,
@@ -245,7 +264,32 @@ impl Entry {
             let (Some(i), None) = (at.next(), at.next()) else { return None };
             traces.push(Some(i));
         }
-        Some(Entry { isa, group, requests, traces, keys })
+        let envelope = Envelope::reply_to(isa, Some(group));
+        Some(Entry { envelope, requests, traces, keys, last: Mutex::new(None) })
+    }
+
+    /// The requests as first analysed (their trace numbers are the first
+    /// request's: see [`Entry::requests`] and [`Entry::trace`]).
+    pub fn analysed(&self) -> &[EligibilityRequest] {
+        &self.requests
+    }
+
+    /// The trace number of request `n` in the 270 whose control fields
+    /// are `fields`: what [`Entry::requests`] gives it.
+    pub fn trace<'a>(&'a self, fields: &'a Fields<'_>, n: usize) -> Option<&'a str> {
+        let new = self.traces[n].and_then(|i| fields.trn02.get(i)).and_then(|v| std::str::from_utf8(v).ok());
+        new.or(self.requests[n].trace_number.as_deref())
+    }
+
+    /// The last 271 body, when it was written from these outcomes.
+    pub fn answered(&self, outcomes: &[EligibilityOutcome]) -> Option<Arc<Answered>> {
+        let last = self.last.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()?;
+        (last.outcomes == outcomes).then_some(last)
+    }
+
+    /// Keeps a 271 body for the next request.
+    pub fn keep(&self, answered: Arc<Answered>) {
+        *self.last.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(answered);
     }
 
     /// The requests of this 270 with the trace numbers of `fields`.
@@ -281,7 +325,7 @@ impl Memo {
     pub fn new(max_bytes: u64) -> Memo {
         let cache = moka::sync::Cache::builder()
             .max_capacity(max_bytes)
-            .weigher(|key: &Vec<u8>, _: &Arc<Entry>| u32::try_from(key.len() * 3 + 1024).unwrap_or(u32::MAX))
+            .weigher(|key: &Vec<u8>, _: &Arc<Entry>| u32::try_from(key.len() * 5 + 1024).unwrap_or(u32::MAX))
             .time_to_idle(IDLE_FOR)
             .build();
         Memo { cache, hits: AtomicU64::new(0) }

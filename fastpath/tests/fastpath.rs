@@ -757,3 +757,46 @@ fn the_memo_answers_as_the_full_analysis_does() {
     let hits = w.fp.memo_hits();
     assert!(hits > 40, "only {hits} of 200 requests were answered from the memo");
 }
+
+/// The memo keeps the body of the last 271 it answered; a 270 asked again
+/// after an 834 changed the member gets the new coverage (and exactly the
+/// bytes the full path gives), never the kept body.
+#[tokio::test]
+async fn a_remembered_270_says_what_the_coverage_says_now() {
+    let w = world(&[]);
+    let body = x12(Kind::Eligibility270, 1);
+    let r = requests(&body).remove(0);
+    let payer = r.payer_id.clone().unwrap();
+    w.enrol(&r, date!(2000 - 01 - 01), None, "GOLD").await;
+    let now = time::macros::datetime!(2024-06-01 10:30 UTC);
+    let answer = |b: Reply| match b {
+        Reply::Answer(x) => String::from_utf8(x).unwrap(),
+        other => panic!("not answered: {other:?}"),
+    };
+    let first = answer(w.fp.eligibility_x12(&body, now).await);
+    assert!(first.contains("EB*1*"), "{first}");
+    // Asked again with other control fields: from the memo and its kept body.
+    let mut fields = ControlFields {
+        isa: ["240601".into(), "1031".into(), "000000777".into()],
+        gs: ["20240601".into(), "1031".into(), "777".into()],
+        st02: "0777".into(),
+        bht: ["REF777".into(), "20240601".into(), "1031".into()],
+        trn02: vec!["TRACE777".into(); 4],
+        trailers: [None, None, None],
+    };
+    let again = with_controls(&body, &fields);
+    let second = answer(w.fp.eligibility_x12(&again, now).await);
+    assert_eq!(w.fp.memo_hits(), 1);
+    assert!(second.contains("EB*1*") && second.contains("TRN*2*TRACE777"), "{second}");
+    // The member's coverage ends; the 834 invalidates the cached answer.
+    w.enrol(&r, date!(2000 - 01 - 01), Some(date!(2001 - 01 - 01)), "ENDED").await;
+    w.fp.invalidate_member(&payer, r.member_id.expose().as_deref().unwrap());
+    fields.trn02 = vec!["TRACE778".into(); 4];
+    fields.bht[0] = "REF778".into();
+    let third_body = with_controls(&body, &fields);
+    let third = answer(w.fp.eligibility_x12(&third_body, now).await);
+    assert_eq!(w.fp.memo_hits(), 2);
+    assert!(third.contains("EB*6*") && !third.contains("EB*1*"), "{third}");
+    let cold = FastPath::new(w.up.clone(), w.partners.clone(), Arc::new(config::load(None, &HashMap::new()).unwrap()));
+    assert_eq!(answer(cold.eligibility_x12(&third_body, now).await), third);
+}

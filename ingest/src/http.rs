@@ -124,7 +124,7 @@ pub fn ops_router(svc: Arc<Services>, metrics: MetricsRender) -> Router {
 fn layered(r: Router, in_flight: usize, timeout: Duration) -> Router {
     use axum::error_handling::HandleErrorLayer;
     use tower::ServiceBuilder;
-    r.layer(axum::middleware::from_fn(observe))
+    r.layer(axum::middleware::from_fn_with_state(Arc::new(RequestMetrics::default()), observe))
         .layer(
             ServiceBuilder::new()
                 .layer(HandleErrorLayer::new(|_: tower::BoxError| async {
@@ -143,21 +143,93 @@ fn layered(r: Router, in_flight: usize, timeout: Duration) -> Router {
         }))
 }
 
+/// Handles of the request metrics, by route template, method and status.
+/// Registering a labelled metric builds its key and looks it up in the
+/// registry on every call, which costs about as much as counting a whole
+/// cache-hit answer; the handles are looked up here by route instead. The
+/// set is bounded: routes are templates (or `unmatched`), methods outside
+/// the standard ones are labelled `other`, and statuses are three digits.
+#[derive(Default)]
+struct RequestMetrics {
+    by_route: std::sync::RwLock<std::collections::HashMap<Box<str>, RouteMetrics>>,
+}
+
+struct RouteMetrics {
+    duration: metrics::Histogram,
+    requests: Vec<(&'static str, u16, metrics::Counter)>,
+}
+
+impl RouteMetrics {
+    fn counter(&self, method: &str, status: u16) -> Option<&metrics::Counter> {
+        self.requests.iter().find(|(m, s, _)| *m == method && *s == status).map(|(_, _, c)| c)
+    }
+}
+
+impl RequestMetrics {
+    fn record(&self, route: &str, method: &'static str, status: u16, took: Duration) {
+        let took = took.as_secs_f64();
+        {
+            let by_route = self.by_route.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some(m) = by_route.get(route)
+                && let Some(c) = m.counter(method, status)
+            {
+                c.increment(1);
+                m.duration.record(took);
+                return;
+            }
+        }
+        let mut by_route = self.by_route.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let m = by_route.entry(route.into()).or_insert_with(|| RouteMetrics {
+            duration: metrics::histogram!("clearway_http_request_duration_seconds", "route" => route.to_string()),
+            requests: Vec::new(),
+        });
+        let counter = match m.counter(method, status) {
+            Some(c) => c.clone(),
+            None => {
+                let c = metrics::counter!("clearway_http_requests_total", "route" => route.to_string(), "method" => method, "status" => status.to_string());
+                m.requests.push((method, status, c.clone()));
+                c
+            }
+        };
+        counter.increment(1);
+        m.duration.record(took);
+    }
+}
+
+/// A method as a metric label: the standard ones by name, any other as
+/// `other` (a client may send any token as a method).
+fn method_label(m: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    [
+        Method::GET,
+        Method::POST,
+        Method::PUT,
+        Method::DELETE,
+        Method::HEAD,
+        Method::OPTIONS,
+        Method::PATCH,
+        Method::CONNECT,
+        Method::TRACE,
+    ]
+    .iter()
+    .zip(["GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "CONNECT", "TRACE"])
+    .find_map(|(known, label)| (known == m).then_some(label))
+    .unwrap_or("other")
+}
+
 /// Request metrics and one span per request, by route template.
-async fn observe(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<axum::extract::MatchedPath>()
-        .map_or_else(|| "unmatched".to_string(), |m| m.as_str().to_string());
-    let method = req.method().clone();
+async fn observe(
+    State(metrics): State<Arc<RequestMetrics>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let route = req.extensions().get::<axum::extract::MatchedPath>().cloned();
+    let route = route.as_ref().map_or("unmatched", |m| m.as_str());
+    let method = method_label(req.method());
     let started = std::time::Instant::now();
-    let span = tracing::debug_span!("http", method = %method, route = %route);
+    let span = tracing::debug_span!("http", method = method, route = route);
     let resp = tracing::Instrument::instrument(next.run(req), span).await;
-    let status = resp.status().as_u16().to_string();
-    metrics::counter!("clearway_http_requests_total", "route" => route.clone(), "method" => method.to_string(), "status" => status)
-        .increment(1);
-    metrics::histogram!("clearway_http_request_duration_seconds", "route" => route)
-        .record(started.elapsed().as_secs_f64());
+    metrics.record(route, method, resp.status().as_u16(), started.elapsed());
     resp
 }
 
@@ -605,8 +677,7 @@ async fn eligibility(
         realtime_reply(svc.fastpath.eligibility_x12(&bytes, now).await)
     };
     tracing::debug!(partner = %p.id, elapsed_ms = started.elapsed().as_millis() as u64, "eligibility answered");
-    metrics::histogram!("clearway_fastpath_request_seconds", "kind" => "eligibility")
-        .record(started.elapsed().as_secs_f64());
+    svc.fastpath.record_eligibility(started.elapsed());
     Ok(response)
 }
 
@@ -620,8 +691,7 @@ async fn claim_status(
     let started = std::time::Instant::now();
     let bytes = realtime_body(&headers, body).await?;
     let reply = svc.fastpath.claim_status_x12(&p.id, &bytes, time::OffsetDateTime::now_utc()).await;
-    metrics::histogram!("clearway_fastpath_request_seconds", "kind" => "claim-status")
-        .record(started.elapsed().as_secs_f64());
+    svc.fastpath.record_claim_status(started.elapsed());
     Ok(realtime_reply(reply))
 }
 

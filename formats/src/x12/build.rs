@@ -69,6 +69,28 @@ impl Envelope {
     }
 }
 
+/// Writes `v` as element data: X12's character sets are ASCII, so anything
+/// else, and any delimiter inside data, becomes a space.
+fn clean_into(d: Delimiters, v: &str, out: &mut Vec<u8>) {
+    let bad = |b: u8| d.is_delimiter(b) || !(0x20..0x7F).contains(&b);
+    if !v.bytes().any(bad) {
+        out.extend_from_slice(v.as_bytes());
+        return;
+    }
+    out.extend(v.bytes().map(|b| if bad(b) { b' ' } else { b }));
+}
+
+/// One segment onto `out`, its empty trailing elements dropped.
+fn put_seg(d: Delimiters, out: &mut Vec<u8>, id: &str, elements: &[&str]) {
+    let last = elements.iter().rposition(|e| !e.is_empty()).map_or(0, |i| i + 1);
+    out.extend_from_slice(id.as_bytes());
+    for e in &elements[..last] {
+        out.push(d.element);
+        clean_into(d, e, out);
+    }
+    out.push(d.segment);
+}
+
 /// Control numbers for one outgoing interchange.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Controls {
@@ -116,29 +138,14 @@ impl Writer {
     }
 
     fn clean(&self, v: &str, out: &mut Vec<u8>) {
-        // X12's character sets are ASCII: anything else, and any delimiter
-        // inside data, becomes a space.
-        let bad = |b: u8| self.d.is_delimiter(b) || !(0x20..0x7F).contains(&b);
-        if !v.bytes().any(bad) {
-            out.extend_from_slice(v.as_bytes());
-            return;
-        }
-        out.extend(v.bytes().map(|b| if bad(b) { b' ' } else { b }));
+        clean_into(self.d, v, out);
     }
 
     /// Writes a segment; empty trailing elements are dropped. Elements are
     /// written as given except that delimiters and control characters in
     /// them become spaces. Use [`Writer::comp`] to build composites.
     pub fn seg(&mut self, id: &str, elements: &[&str]) {
-        let last = elements.iter().rposition(|e| !e.is_empty()).map_or(0, |i| i + 1);
-        let mut out = std::mem::take(&mut self.out);
-        out.extend_from_slice(id.as_bytes());
-        for e in &elements[..last] {
-            out.push(self.d.element);
-            self.clean(e, &mut out);
-        }
-        out.push(self.d.segment);
-        self.out = out;
+        put_seg(self.d, &mut self.out, id, elements);
         self.set_segments += 1;
     }
 
@@ -700,104 +707,179 @@ fn dmg(w: &mut Writer, p: &Person) {
 /// Builds the 271.
 pub fn response271(r: &Response271<'_>) -> Vec<u8> {
     let env = Envelope::reply_to(r.interchange, Some(r.group));
-    let mut w = Writer::new(env.delimiters);
-    w.isa(&env, r.controls.interchange, r.at);
-    w.gs("HB", &env, r.controls.group, r.at, "005010X279A1");
-    let ctl = format!("{:04}", r.controls.first_set);
-    w.st("271", &ctl, "005010X279A1");
-    w.seg("BHT", &["0022", "11", r.reference, &ccyymmdd(r.at.date()), &hhmm(r.at)]);
-    let mut hl = 0u32;
-    // Group answers by payer then provider, in order.
-    let mut i = 0;
-    while i < r.answers.len() {
-        let first = r.answers[i].request;
-        let same_source = |a: &EligibilityAnswer<'_>| {
-            a.request.payer_id == first.payer_id && a.request.provider_npi == first.provider_npi
-        };
-        let mut j = i;
-        while j < r.answers.len() && same_source(&r.answers[j]) {
-            j += 1;
-        }
-        hl += 1;
-        let payer_hl = hl;
-        w.seg("HL", &[&payer_hl.to_string(), "", "20", "1"]);
-        w.seg(
-            "NM1",
-            &[
-                "PR",
-                "2",
-                first.payer_name.as_deref().unwrap_or("PAYER"),
-                "",
-                "",
-                "",
-                "",
-                "PI",
-                first.payer_id.as_deref().unwrap_or("UNKNOWN"),
-            ],
-        );
-        let payer_reject = r.answers[i..j].iter().find_map(|a| match a.outcome {
-            EligibilityOutcome::PayerRejected { reason, action } => Some((reason, action)),
-            _ => None,
-        });
-        if let Some((reason, action)) = payer_reject {
-            w.seg("AAA", &["Y", "", reason, action]);
-        }
-        hl += 1;
-        let provider_hl = hl;
-        w.seg("HL", &[&provider_hl.to_string(), &payer_hl.to_string(), "21", "1"]);
-        // The information receiver as the 270 named it (NPI, or its
-        // other identifier).
-        let (qualifier, id) = receiver_id(first);
-        w.seg("NM1", &["1P", "2", first.provider_name.as_deref().unwrap_or("PROVIDER"), "", "", "", "", qualifier, id]);
-        for a in &r.answers[i..j] {
-            let q = a.request;
-            hl += 1;
-            let sub_hl = hl;
-            let has_dependent = q.dependent.is_some();
-            w.seg("HL", &[&sub_hl.to_string(), &provider_hl.to_string(), "22", if has_dependent { "1" } else { "0" }]);
-            let trace = |w: &mut Writer| {
-                if let Some(t) = q.trace_number.as_deref() {
-                    w.seg("TRN", &["2", t, q.trace_originator.as_deref().unwrap_or("")]);
-                }
+    let body = Body271::new(&env, r.answers);
+    body.response(&env, r.reference, |n| r.answers[n].request.trace_number.as_deref(), r.controls, r.at)
+}
+
+/// The segments of a 271 between its BHT and its SE, with each TRN02 left
+/// as a hole. They depend only on the answers and the delimiters — not on
+/// control numbers, times, the BHT reference or trace numbers — so a
+/// real-time service asked the same thing again can keep them and write
+/// each new 271 around them ([`Body271::response`]), byte for byte what
+/// [`response271`] writes.
+#[derive(Debug, Clone)]
+pub struct Body271 {
+    delimiters: Delimiters,
+    bytes: Vec<u8>,
+    holes: Vec<Hole>,
+    segments: u32,
+}
+
+/// Where a TRN segment goes in a [`Body271`], and for which answer.
+#[derive(Debug, Clone)]
+struct Hole {
+    at: usize,
+    answer: usize,
+    originator: Option<String>,
+}
+
+impl Body271 {
+    /// The body answering `answers`, in the delimiters of `env`.
+    pub fn new(env: &Envelope, answers: &[EligibilityAnswer<'_>]) -> Body271 {
+        let mut w = Writer::new(env.delimiters);
+        let mut holes = Vec::new();
+        let mut hl = 0u32;
+        // Group answers by payer then provider, in order.
+        let mut i = 0;
+        while i < answers.len() {
+            let first = answers[i].request;
+            let same_source = |a: &EligibilityAnswer<'_>| {
+                a.request.payer_id == first.payer_id && a.request.provider_npi == first.provider_npi
             };
-            if !has_dependent {
-                trace(&mut w);
+            let mut j = i;
+            while j < answers.len() && same_source(&answers[j]) {
+                j += 1;
             }
-            nm1_person(&mut w, "IL", &q.subscriber, q.member_id.expose().as_deref().or(Some("")));
-            let target_is_subscriber = !has_dependent;
-            // A rejection about the subscriber (their id, name, not found)
-            // goes in 2100C even when a dependent was asked about: 2100D's
-            // AAA takes only patient-level reasons.
-            let subscriber_reason = |r: &str| !DEPENDENT_AAA_REASONS.contains(&r);
-            if let EligibilityOutcome::SubscriberRejected { reason, action } = a.outcome
-                && (target_is_subscriber || subscriber_reason(reason))
-            {
-                w.seg("AAA", &["N", "", reason, action]);
+            hl += 1;
+            let payer_hl = hl;
+            w.seg("HL", &[&payer_hl.to_string(), "", "20", "1"]);
+            w.seg(
+                "NM1",
+                &[
+                    "PR",
+                    "2",
+                    first.payer_name.as_deref().unwrap_or("PAYER"),
+                    "",
+                    "",
+                    "",
+                    "",
+                    "PI",
+                    first.payer_id.as_deref().unwrap_or("UNKNOWN"),
+                ],
+            );
+            let payer_reject = answers[i..j].iter().find_map(|a| match a.outcome {
+                EligibilityOutcome::PayerRejected { reason, action } => Some((reason, action)),
+                _ => None,
+            });
+            if let Some((reason, action)) = payer_reject {
+                w.seg("AAA", &["Y", "", reason, action]);
             }
-            dmg(&mut w, &q.subscriber);
-            if target_is_subscriber {
-                write_benefits(&mut w, a);
-            }
-            if let Some(dep) = &q.dependent {
+            hl += 1;
+            let provider_hl = hl;
+            w.seg("HL", &[&provider_hl.to_string(), &payer_hl.to_string(), "21", "1"]);
+            // The information receiver as the 270 named it (NPI, or its
+            // other identifier).
+            let (qualifier, id) = receiver_id(first);
+            w.seg(
+                "NM1",
+                &["1P", "2", first.provider_name.as_deref().unwrap_or("PROVIDER"), "", "", "", "", qualifier, id],
+            );
+            for (n, a) in answers.iter().enumerate().take(j).skip(i) {
+                let q = a.request;
                 hl += 1;
-                w.seg("HL", &[&hl.to_string(), &sub_hl.to_string(), "23", "0"]);
-                trace(&mut w);
-                w.seg("NM1", &["03", "1", dep.last_name.expose(), dep.first_name.expose().as_deref().unwrap_or("")]);
+                let sub_hl = hl;
+                let has_dependent = q.dependent.is_some();
+                w.seg(
+                    "HL",
+                    &[&sub_hl.to_string(), &provider_hl.to_string(), "22", if has_dependent { "1" } else { "0" }],
+                );
+                // TRN02 differs from request to request: a hole, filled when
+                // the 271 is written.
+                let mut trace = |w: &mut Writer| {
+                    if q.trace_number.is_some() {
+                        holes.push(Hole { at: w.out.len(), answer: n, originator: q.trace_originator.clone() });
+                        w.set_segments += 1;
+                    }
+                };
+                if !has_dependent {
+                    trace(&mut w);
+                }
+                nm1_person(&mut w, "IL", &q.subscriber, q.member_id.expose().as_deref().or(Some("")));
+                let target_is_subscriber = !has_dependent;
+                // A rejection about the subscriber (their id, name, not found)
+                // goes in 2100C even when a dependent was asked about: 2100D's
+                // AAA takes only patient-level reasons.
+                let subscriber_reason = |r: &str| !DEPENDENT_AAA_REASONS.contains(&r);
                 if let EligibilityOutcome::SubscriberRejected { reason, action } = a.outcome
-                    && !subscriber_reason(reason)
+                    && (target_is_subscriber || subscriber_reason(reason))
                 {
                     w.seg("AAA", &["N", "", reason, action]);
                 }
-                dmg(&mut w, dep);
-                write_benefits(&mut w, a);
+                dmg(&mut w, &q.subscriber);
+                if target_is_subscriber {
+                    write_benefits(&mut w, a);
+                }
+                if let Some(dep) = &q.dependent {
+                    hl += 1;
+                    w.seg("HL", &[&hl.to_string(), &sub_hl.to_string(), "23", "0"]);
+                    trace(&mut w);
+                    w.seg(
+                        "NM1",
+                        &["03", "1", dep.last_name.expose(), dep.first_name.expose().as_deref().unwrap_or("")],
+                    );
+                    if let EligibilityOutcome::SubscriberRejected { reason, action } = a.outcome
+                        && !subscriber_reason(reason)
+                    {
+                        w.seg("AAA", &["N", "", reason, action]);
+                    }
+                    dmg(&mut w, dep);
+                    write_benefits(&mut w, a);
+                }
             }
+            i = j;
         }
-        i = j;
+        Body271 { delimiters: env.delimiters, bytes: w.out, holes, segments: w.set_segments }
     }
-    w.se(&ctl);
-    w.ge(r.controls.group);
-    w.iea(r.controls.interchange);
-    w.into_bytes()
+
+    /// The whole 271: envelope, BHT, this body with the trace number of
+    /// answer `n` as `trace(n)`, trailers. An envelope in other delimiters
+    /// than the body's gets its body rebuilt by the caller: this writes
+    /// nothing wrong, it refuses (`debug_assert`) and the delimiters of the
+    /// body win.
+    pub fn response<'t>(
+        &self,
+        env: &Envelope,
+        reference: &str,
+        trace: impl Fn(usize) -> Option<&'t str>,
+        controls: Controls,
+        at: PrimitiveDateTime,
+    ) -> Vec<u8> {
+        debug_assert_eq!(env.delimiters, self.delimiters);
+        let mut w = Writer::new(self.delimiters);
+        w.out.reserve(self.bytes.len() + 256);
+        w.isa(env, controls.interchange, at);
+        w.gs("HB", env, controls.group, at, "005010X279A1");
+        let ctl = format!("{:04}", controls.first_set);
+        w.st("271", &ctl, "005010X279A1");
+        w.seg("BHT", &["0022", "11", reference, &ccyymmdd(at.date()), &hhmm(at)]);
+        let mut from = 0;
+        for h in &self.holes {
+            w.out.extend_from_slice(&self.bytes[from..h.at]);
+            put_seg(
+                self.delimiters,
+                &mut w.out,
+                "TRN",
+                &["2", trace(h.answer).unwrap_or(""), h.originator.as_deref().unwrap_or("")],
+            );
+            from = h.at;
+        }
+        w.out.extend_from_slice(&self.bytes[from..]);
+        w.set_segments += self.segments;
+        w.se(&ctl);
+        w.ge(controls.group);
+        w.iea(controls.interchange);
+        w.into_bytes()
+    }
 }
 
 /// AAA03 codes allowed in 271 loop 2100D (dependent request validation).
