@@ -243,7 +243,7 @@ impl Writer {
 
     pub fn gs(&mut self, functional_id: &str, env: &Envelope, control: u32, at: PrimitiveDateTime, version: &str) {
         let (date, time) = (ccyymmdd(at.date()), hhmm(at));
-        let ctl = control.to_string();
+        let ctl = NO_DIGITS.push(control, control.checked_ilog10().unwrap_or(0) + 1);
         self.seg("GS", &[functional_id, &env.group_sender, &env.group_receiver, &date, &time, &ctl, "X", version]);
         self.groups += 1;
         self.sets = 0;
@@ -276,16 +276,70 @@ impl Writer {
 }
 
 /// CCYYMMDD.
-pub fn ccyymmdd(d: Date) -> String {
-    format!("{:04}{:02}{:02}", d.year(), u8::from(d.month()), d.day())
+/// A date or time as X12 digits, kept on the stack: every real-time answer
+/// writes a few of them.
+#[derive(Clone, Copy, Default)]
+pub struct Digits {
+    buf: [u8; 12],
+    len: usize,
 }
 
-fn hhmm(t: PrimitiveDateTime) -> String {
-    format!("{:02}{:02}", t.hour(), t.minute())
+impl Digits {
+    fn push(mut self, v: u32, width: u32) -> Self {
+        for i in (0..width).rev() {
+            self.buf[self.len] = b'0' + (v / 10u32.pow(i) % 10) as u8;
+            self.len += 1;
+        }
+        self
+    }
+}
+
+impl std::ops::Deref for Digits {
+    type Target = str;
+    fn deref(&self) -> &str {
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Debug for Digits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self)
+    }
+}
+
+impl std::fmt::Display for Digits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self)
+    }
+}
+
+const NO_DIGITS: Digits = Digits { buf: [0; 12], len: 0 };
+
+/// CCYYMMDD. A year outside 0-9999 is written as `{:04}` writes it.
+pub fn ccyymmdd(d: Date) -> Digits {
+    let (month, day) = (u32::from(u8::from(d.month())), u32::from(d.day()));
+    match u32::try_from(d.year()) {
+        Ok(y) if y <= 9999 => NO_DIGITS.push(y, 4).push(month, 2).push(day, 2),
+        _ => {
+            let text = format!("{:04}{month:02}{day:02}", d.year());
+            let mut out = NO_DIGITS;
+            out.len = text.len().min(out.buf.len());
+            out.buf[..out.len].copy_from_slice(&text.as_bytes()[..out.len]);
+            out
+        }
+    }
+}
+
+fn hhmm(t: PrimitiveDateTime) -> Digits {
+    NO_DIGITS.push(u32::from(t.hour()), 2).push(u32::from(t.minute()), 2)
 }
 
 fn range(r: DateRange) -> (&'static str, String) {
-    if r.from == r.to { ("D8", ccyymmdd(r.from)) } else { ("RD8", format!("{}-{}", ccyymmdd(r.from), ccyymmdd(r.to))) }
+    if r.from == r.to {
+        ("D8", ccyymmdd(r.from).to_string())
+    } else {
+        ("RD8", format!("{}-{}", ccyymmdd(r.from), ccyymmdd(r.to)))
+    }
 }
 
 fn money(d: Decimal) -> String {
@@ -901,7 +955,7 @@ fn write_benefits(w: &mut Writer, a: &EligibilityAnswer<'_>) {
             if let Some(b) = begin {
                 let dates = match end {
                     Some(e) => ("RD8", format!("{}-{}", ccyymmdd(*b), ccyymmdd(*e))),
-                    None => ("D8", ccyymmdd(*b)),
+                    None => ("D8", ccyymmdd(*b).to_string()),
                 };
                 w.seg("DTP", &["346", dates.0, &dates.1]);
             }
@@ -1237,6 +1291,33 @@ mod tests {
         );
         w.isa(env, control, at);
         String::from_utf8_lossy(&w.into_bytes()).into_owned()
+    }
+
+    proptest::proptest! {
+        /// Dates, times and GS06 written as digits on the stack read as
+        /// `format!` writes them.
+        #[test]
+        fn digits_are_what_format_writes(day in -365_000i32..=5_373_484, minute in 0u32..1440, control in proptest::num::u32::ANY) {
+            let d = Date::from_julian_day(day).unwrap_or(Date::MIN);
+            proptest::prop_assert_eq!(&*ccyymmdd(d), format!("{:04}{:02}{:02}", d.year(), u8::from(d.month()), d.day()));
+            let t = PrimitiveDateTime::new(d, time::Time::from_hms((minute / 60) as u8, (minute % 60) as u8, 0).unwrap_or(time::Time::MIDNIGHT));
+            proptest::prop_assert_eq!(&*hhmm(t), format!("{:02}{:02}", t.hour(), t.minute()));
+            let mut w = Writer::new(Delimiters::default());
+            let env = Envelope {
+                sender_qualifier: "ZZ".into(),
+                sender_id: "A".into(),
+                receiver_qualifier: "ZZ".into(),
+                receiver_id: "B".into(),
+                group_sender: "A".into(),
+                group_receiver: "B".into(),
+                usage: "T".into(),
+                delimiters: Delimiters::default(),
+            };
+            w.gs("HB", &env, control, t, "005010X279A1");
+            let gs = String::from_utf8(w.into_bytes()).unwrap_or_default();
+            let expected = control.to_string();
+            proptest::prop_assert_eq!(gs.split('*').nth(6), Some(expected.as_str()));
+        }
     }
 
     #[test]
