@@ -278,11 +278,17 @@ impl Template {
                     Control::Number => {
                         let w = r.len().min(18) as u32;
                         let low = 10u64.pow(w - 1);
-                        format!("{:0w$}", low + n % (9 * low), w = r.len())
+                        low + n % (9 * low)
                     }
-                    Control::Time => format!("{:02}{:02}", (n / 60) % 24, n % 60),
+                    Control::Time => (n / 60) % 24 * 100 + n % 60,
                 };
-                b[r.clone()].copy_from_slice(v.as_bytes());
+                // Written in place, right-aligned and zero-padded to the
+                // field's width (as `{:0w$}` would).
+                let mut rest = v;
+                for at in r.clone().rev() {
+                    b[at] = b'0' + (rest % 10) as u8;
+                    rest /= 10;
+                }
             }
             return Bytes::from(b);
         }
@@ -308,24 +314,35 @@ async fn connect(addr: SocketAddr) -> anyhow::Result<Sender> {
     Ok(sender)
 }
 
+/// The headers every request of a run carries, made once (the load
+/// generator shares the two cores with the server it measures).
+#[derive(Clone)]
+struct Headers {
+    host: hyper::header::HeaderValue,
+    authorization: hyper::header::HeaderValue,
+}
+
+impl Headers {
+    fn new(addr: SocketAddr, key: &str) -> anyhow::Result<Self> {
+        Ok(Headers {
+            host: hyper::header::HeaderValue::from_str(&addr.to_string())?,
+            authorization: hyper::header::HeaderValue::from_str(&format!("Bearer {key}"))?,
+        })
+    }
+}
+
 /// One POST; returns the status and body.
-async fn post(sender: &mut Sender, addr: SocketAddr, key: &str, body: Bytes) -> anyhow::Result<(u16, Bytes)> {
-    post_to(sender, addr, "/v1/transactions", key, body).await
+async fn post(sender: &mut Sender, headers: &Headers, body: Bytes) -> anyhow::Result<(u16, Bytes)> {
+    post_to(sender, "/v1/transactions", headers, body).await
 }
 
 /// One POST to `path`; returns the status and body.
-async fn post_to(
-    sender: &mut Sender,
-    addr: SocketAddr,
-    path: &str,
-    key: &str,
-    body: Bytes,
-) -> anyhow::Result<(u16, Bytes)> {
+async fn post_to(sender: &mut Sender, path: &str, headers: &Headers, body: Bytes) -> anyhow::Result<(u16, Bytes)> {
     sender.ready().await?;
     let req = Request::post(path)
-        .header("host", addr.to_string())
-        .header("authorization", format!("Bearer {key}"))
-        .header("content-type", "application/edi-x12")
+        .header(hyper::header::HOST, headers.host.clone())
+        .header(hyper::header::AUTHORIZATION, headers.authorization.clone())
+        .header(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/edi-x12"))
         .body(Full::new(body))?;
     let resp = sender.send_request(req).await?;
     let status = resp.status().as_u16();
@@ -361,12 +378,13 @@ async fn http(
 ) -> anyhow::Result<serde_json::Value> {
     let template = load.template;
     let path = Arc::new(load.path);
+    let headers = Headers::new(addr, &key)?;
     let counter = Arc::new(AtomicU64::new(first_control));
     let started = Instant::now();
     let deadline = started + duration;
     let mut tasks = Vec::new();
     for c in 0..connections {
-        let (key, counter, template, path) = (key.clone(), counter.clone(), template.clone(), path.clone());
+        let (headers, counter, template, path) = (headers.clone(), counter.clone(), template.clone(), path.clone());
         tasks.push(tokio::spawn(async move {
             let mut h = histogram();
             let mut tally = Tally::default();
@@ -392,7 +410,7 @@ async fn http(
                 }
                 let scheduled = if interval.is_some() { next } else { Instant::now() };
                 let body = template.with_control(counter.fetch_add(1, Ordering::Relaxed));
-                match post_to(&mut sender, addr, &path, &key, body).await {
+                match post_to(&mut sender, &path, &headers, body).await {
                     Ok((status, _)) => {
                         *tally.statuses.entry(status).or_default() += 1;
                         let _ = h.record(scheduled.elapsed().as_micros().max(1) as u64);
@@ -540,12 +558,13 @@ async fn e2e(
         let (sent, key, stop) = (sent.clone(), key.clone(), stop.clone());
         tokio::spawn(async move { follow(addr, key, sent, stop).await })
     };
+    let headers = Headers::new(addr, &key)?;
     let counter = Arc::new(AtomicU64::new(first_control));
     let started = Instant::now();
     let deadline = started + duration;
     let mut tasks = Vec::new();
     for c in 0..connections {
-        let (key, counter, template, sent) = (key.clone(), counter.clone(), template.clone(), sent.clone());
+        let (headers, counter, template, sent) = (headers.clone(), counter.clone(), template.clone(), sent.clone());
         tasks.push(tokio::spawn(async move {
             let mut refused = 0u64;
             let Ok(mut sender) = connect(addr).await else { return refused + 1 };
@@ -558,7 +577,7 @@ async fn e2e(
                 }
                 let scheduled = next;
                 let body = template.with_control(counter.fetch_add(1, Ordering::Relaxed));
-                match post(&mut sender, addr, &key, body).await {
+                match post(&mut sender, &headers, body).await {
                     Ok((202, b)) => {
                         if let Some(id) = serde_json::from_slice::<serde_json::Value>(&b)
                             .ok()
@@ -696,4 +715,45 @@ fn fsync(dir: &std::path::Path, count: usize) -> anyhow::Result<serde_json::Valu
     drop(f);
     let _ = std::fs::remove_file(&path);
     Ok(json!({ "mode": "fsync", "writes": count, "latency": latency_json(&h) }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Fresh control fields are written in place as the old `format!`
+    /// wrote them: numbers of the field's width without a leading zero,
+    /// times as HHMM, headers and trailers alike, the rest untouched.
+    #[test]
+    fn fresh_controls_are_numbers_of_their_width() {
+        let mut body = Vec::new();
+        clearway_formats::x12::synth::write(&mut body, clearway_formats::x12::synth::Kind::Eligibility270, 1, 7)
+            .unwrap();
+        let fields = control_fields(&body).unwrap();
+        let t = Template {
+            body: Vec::new(),
+            isa13: 0..0,
+            iea02: 0..0,
+            claims: 0,
+            fixed: vec![Bytes::from(body.clone())],
+            controls: vec![fields.clone()],
+        };
+        for n in [0u64, 7, 59, 61, 1439, 123_456_789, u64::MAX / 3] {
+            let out = t.with_control(n);
+            let mut expected = body.clone();
+            for (r, kind) in &fields {
+                let v = match kind {
+                    Control::Number => {
+                        let w = r.len().min(18) as u32;
+                        let low = 10u64.pow(w - 1);
+                        format!("{:0w$}", low + n % (9 * low), w = r.len())
+                    }
+                    Control::Time => format!("{:02}{:02}", (n / 60) % 24, n % 60),
+                };
+                expected[r.clone()].copy_from_slice(v.as_bytes());
+            }
+            assert_eq!(String::from_utf8_lossy(&out), String::from_utf8_lossy(&expected), "n = {n}");
+        }
+        assert!(fields.len() >= 10, "ISA13/IEA02, GS06/GE02, ST02/SE02, BHT03, TRN02 and the times");
+    }
 }
