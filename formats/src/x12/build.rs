@@ -896,10 +896,8 @@ impl Body271 {
     }
 
     /// The whole 271: envelope, BHT, this body with the trace number of
-    /// answer `n` as `trace(n)`, trailers. An envelope in other delimiters
-    /// than the body's gets its body rebuilt by the caller: this writes
-    /// nothing wrong, it refuses (`debug_assert`) and the delimiters of the
-    /// body win.
+    /// answer `n` as `trace(n)`, trailers. `env` is the envelope the body
+    /// was made for; the whole 271 is written in the body's delimiters.
     pub fn response<'t>(
         &self,
         env: &Envelope,
