@@ -204,10 +204,9 @@ impl FastPath {
         self.eligibility_keyed(r, &payer, &prefix, today).await
     }
 
-    /// The cached outcome for `r`, when there is one (counted as a hit).
-    async fn cached(&self, r: &EligibilityRequest, prefix: &str, today: time::Date) -> Option<EligibilityOutcome> {
-        let on = r.date.map_or(today, |d| d.from);
-        let hit = self.cache.get(&format!("{prefix}{on}")).await?;
+    /// The cached outcome under `key`, when there is one (counted as a hit).
+    async fn cached(&self, key: &str) -> Option<EligibilityOutcome> {
+        let hit = self.cache.get(key).await?;
         self.counters.cache_hit.increment(1);
         Some(hit.outcome)
     }
@@ -219,11 +218,11 @@ impl FastPath {
         prefix: &str,
         today: time::Date,
     ) -> EligibilityOutcome {
-        if let Some(hit) = self.cached(r, prefix, today).await {
+        let on = r.date.map_or(today, |d| d.from);
+        let key = cache_key(prefix, r, today);
+        if let Some(hit) = self.cached(&key).await {
             return hit;
         }
-        let on = r.date.map_or(today, |d| d.from);
-        let key = format!("{prefix}{on}");
         let settings = self.config.payer(payer);
         let gate = self.gate(payer);
         let timeout = settings.timeout.min(self.config.fastpath.timeout);
@@ -325,7 +324,7 @@ impl FastPath {
         let mut requests: Option<Vec<EligibilityRequest>> = None;
         let mut outcomes = Vec::with_capacity(seen.keys.len());
         for (n, (r, (payer, prefix))) in seen.analysed().iter().zip(&seen.keys).enumerate() {
-            let outcome = match self.cached(r, prefix, today).await {
+            let outcome = match self.cached(&cache_key(prefix, r, today)).await {
                 Some(o) => o,
                 None => {
                     let patched = requests.get_or_insert_with(|| seen.requests(fields));
@@ -768,6 +767,12 @@ fn rejected(detail: String) -> Reply {
 /// same answer envelope. The interchange header (which holds the sender's
 /// ISA13) and the length identify a request well enough for that, and
 /// keep the hash short.
+/// The eligibility cache's key: the request's key prefix (payer, member,
+/// provider, birth date, service types) and the date asked about.
+fn cache_key(prefix: &str, r: &EligibilityRequest, today: time::Date) -> String {
+    format!("{prefix}{}", r.date.map_or(today, |d| d.from))
+}
+
 fn response_controls(body: &[u8], kind: &str) -> Controls {
     let mut seed = Vec::with_capacity(kind.len() + 136);
     seed.extend_from_slice(kind.as_bytes());

@@ -197,9 +197,7 @@ impl Writer {
             out.resize(out.len() + (w - n), b' ');
         }
         fn digits(out: &mut Vec<u8>, v: u32, w: u32) {
-            for i in (0..w).rev() {
-                out.push(b'0' + (v / 10u32.pow(i) % 10) as u8);
-            }
+            out.extend_from_slice(Digits::default().push(v, w).as_bytes());
         }
         let d = self.d;
         let e = d.element;
@@ -243,7 +241,7 @@ impl Writer {
 
     pub fn gs(&mut self, functional_id: &str, env: &Envelope, control: u32, at: PrimitiveDateTime, version: &str) {
         let (date, time) = (ccyymmdd(at.date()), hhmm(at));
-        let ctl = NO_DIGITS.push(control, control.checked_ilog10().unwrap_or(0) + 1);
+        let ctl = Digits::default().push(control, control.checked_ilog10().unwrap_or(0) + 1);
         self.seg("GS", &[functional_id, &env.group_sender, &env.group_receiver, &date, &time, &ctl, "X", version]);
         self.groups += 1;
         self.sets = 0;
@@ -313,16 +311,14 @@ impl std::fmt::Display for Digits {
     }
 }
 
-const NO_DIGITS: Digits = Digits { buf: [0; 12], len: 0 };
-
 /// CCYYMMDD. A year outside 0-9999 is written as `{:04}` writes it.
 pub fn ccyymmdd(d: Date) -> Digits {
     let (month, day) = (u32::from(u8::from(d.month())), u32::from(d.day()));
     match u32::try_from(d.year()) {
-        Ok(y) if y <= 9999 => NO_DIGITS.push(y, 4).push(month, 2).push(day, 2),
+        Ok(y) if y <= 9999 => Digits::default().push(y, 4).push(month, 2).push(day, 2),
         _ => {
             let text = format!("{:04}{month:02}{day:02}", d.year());
-            let mut out = NO_DIGITS;
+            let mut out = Digits::default();
             out.len = text.len().min(out.buf.len());
             out.buf[..out.len].copy_from_slice(&text.as_bytes()[..out.len]);
             out
@@ -331,7 +327,7 @@ pub fn ccyymmdd(d: Date) -> Digits {
 }
 
 fn hhmm(t: PrimitiveDateTime) -> Digits {
-    NO_DIGITS.push(u32::from(t.hour()), 2).push(u32::from(t.minute()), 2)
+    Digits::default().push(u32::from(t.hour()), 2).push(u32::from(t.minute()), 2)
 }
 
 fn range(r: DateRange) -> (&'static str, String) {
@@ -794,33 +790,15 @@ impl Body271 {
         let mut holes = Vec::new();
         let mut hl = 0u32;
         // Group answers by payer then provider, in order.
-        let mut i = 0;
-        while i < answers.len() {
+        let same_source = |a: usize, b: usize| {
+            let (a, b) = (answers[a].request, answers[b].request);
+            a.payer_id == b.payer_id && a.provider_npi == b.provider_npi
+        };
+        for (i, j) in runs(answers.len(), same_source) {
             let first = answers[i].request;
-            let same_source = |a: &EligibilityAnswer<'_>| {
-                a.request.payer_id == first.payer_id && a.request.provider_npi == first.provider_npi
-            };
-            let mut j = i;
-            while j < answers.len() && same_source(&answers[j]) {
-                j += 1;
-            }
             hl += 1;
             let payer_hl = hl;
-            w.seg("HL", &[&payer_hl.to_string(), "", "20", "1"]);
-            w.seg(
-                "NM1",
-                &[
-                    "PR",
-                    "2",
-                    first.payer_name.as_deref().unwrap_or("PAYER"),
-                    "",
-                    "",
-                    "",
-                    "",
-                    "PI",
-                    first.payer_id.as_deref().unwrap_or("UNKNOWN"),
-                ],
-            );
+            payer_level(&mut w, payer_hl, first.payer_name.as_deref(), first.payer_id.as_deref());
             let payer_reject = answers[i..j].iter().find_map(|a| match a.outcome {
                 EligibilityOutcome::PayerRejected { reason, action } => Some((reason, action)),
                 _ => None,
@@ -890,7 +868,6 @@ impl Body271 {
                     write_benefits(&mut w, a);
                 }
             }
-            i = j;
         }
         Body271 { delimiters: env.delimiters, bytes: w.out, holes, segments: w.set_segments }
     }
@@ -932,6 +909,30 @@ impl Body271 {
         w.iea(controls.interchange);
         w.into_bytes()
     }
+}
+
+/// The runs of consecutive indices in `0..n` that `same` puts together,
+/// as (start, end): the 271 and the 277 answer by payer and provider, in
+/// the order asked.
+fn runs(n: usize, same: impl Fn(usize, usize) -> bool) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < n {
+        let mut j = i + 1;
+        while j < n && same(i, j) {
+            j += 1;
+        }
+        out.push((i, j));
+        i = j;
+    }
+    out
+}
+
+/// The information source level (2000A/2100A) of a 271 or 277: its HL and
+/// the payer's NM1.
+fn payer_level(w: &mut Writer, hl: u32, name: Option<&str>, id: Option<&str>) {
+    w.seg("HL", &[&hl.to_string(), "", "20", "1"]);
+    w.seg("NM1", &["PR", "2", name.unwrap_or("PAYER"), "", "", "", "", "PI", id.unwrap_or("UNKNOWN")]);
 }
 
 /// AAA03 codes allowed in 271 loop 2100D (dependent request validation).
@@ -1186,33 +1187,15 @@ pub fn response277(r: &Response277<'_>) -> Vec<u8> {
     w.st("277", &ctl, "005010X212");
     w.seg("BHT", &["0010", "08", r.reference, &ccyymmdd(r.at.date()), &hhmm(r.at), "DG"]);
     let mut hl = 0u32;
-    let mut i = 0;
-    while i < r.answers.len() {
+    let same_source = |a: usize, b: usize| {
+        let (a, b) = (r.answers[a].request, r.answers[b].request);
+        a.payer_id == b.payer_id && a.provider_npi == b.provider_npi
+    };
+    for (i, j) in runs(r.answers.len(), same_source) {
         let first = r.answers[i].request;
-        let mut j = i;
-        while j < r.answers.len()
-            && r.answers[j].request.payer_id == first.payer_id
-            && r.answers[j].request.provider_npi == first.provider_npi
-        {
-            j += 1;
-        }
         hl += 1;
         let payer_hl = hl;
-        w.seg("HL", &[&payer_hl.to_string(), "", "20", "1"]);
-        w.seg(
-            "NM1",
-            &[
-                "PR",
-                "2",
-                first.payer_name.as_deref().unwrap_or("PAYER"),
-                "",
-                "",
-                "",
-                "",
-                "PI",
-                first.payer_id.as_deref().unwrap_or("UNKNOWN"),
-            ],
-        );
+        payer_level(&mut w, payer_hl, first.payer_name.as_deref(), first.payer_id.as_deref());
         hl += 1;
         let receiver_hl = hl;
         w.seg("HL", &[&receiver_hl.to_string(), &payer_hl.to_string(), "21", "1"]);
@@ -1253,7 +1236,6 @@ pub fn response277(r: &Response277<'_>) -> Vec<u8> {
                 w.seg("DTP", &["472", fmt, &v]);
             }
         }
-        i = j;
     }
     w.se(&ctl);
     w.ge(r.controls.group);
