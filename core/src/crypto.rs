@@ -119,7 +119,15 @@ pub fn new_api_key() -> PortResult<Sensitive<String>> {
 
 /// The stored form of an API key: SHA-256, hex.
 pub fn api_key_hash(key: &str) -> String {
-    hex::encode(digest::digest(&digest::SHA256, key.as_bytes()).as_ref())
+    hex::encode(api_key_digest(key))
+}
+
+/// SHA-256 of an API key, as bytes (what [`api_key_hash`] writes in hex).
+pub fn api_key_digest(key: &str) -> [u8; 32] {
+    let d = digest::digest(&digest::SHA256, key.as_bytes());
+    let mut out = [0; 32];
+    out.copy_from_slice(d.as_ref());
+    out
 }
 
 /// SHA-256 of content, hex (content-hash dedupe).

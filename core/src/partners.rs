@@ -73,7 +73,7 @@ pub struct Partners {
     master: Key,
     sealer: crate::sealed::Sealer,
     state: Arc<dyn StateStore>,
-    by_key: Mutex<HashMap<String, Cached<Option<PartnerRecord>>>>,
+    by_key: Mutex<HashMap<[u8; 32], Cached<Option<Arc<PartnerRecord>>>>>,
     data_keys: Mutex<HashMap<PartnerId, Key>>,
 }
 
@@ -240,17 +240,17 @@ impl Partners {
 
     /// The partner an API key belongs to, if the key is valid and the
     /// partner not revoked.
-    pub async fn authenticate(&self, api_key: &str) -> PortResult<Option<PartnerRecord>> {
-        let hash = crypto::api_key_hash(api_key);
+    pub async fn authenticate(&self, api_key: &str) -> PortResult<Option<Arc<PartnerRecord>>> {
+        let digest = crypto::api_key_digest(api_key);
         if let Ok(cache) = self.by_key.lock()
-            && let Some(c) = cache.get(&hash).filter(|c| c.at.elapsed() < CACHE_TTL)
+            && let Some(c) = cache.get(&digest).filter(|c| c.at.elapsed() < CACHE_TTL)
         {
             return Ok(c.value.clone());
         }
-        let found = match self.state.get(&ApiKeyRecord::key(&hash)).await? {
+        let found = match self.state.get(&ApiKeyRecord::key(&hex::encode(digest))).await? {
             Some(item) => {
                 let k: ApiKeyRecord = parse(&item.value)?;
-                self.get(&k.partner).await?.map(|(r, _)| r).filter(|r| !r.revoked)
+                self.get(&k.partner).await?.map(|(r, _)| r).filter(|r| !r.revoked).map(Arc::new)
             }
             None => None,
         };
@@ -258,7 +258,7 @@ impl Partners {
             if cache.len() > 10_000 {
                 cache.clear();
             }
-            cache.insert(hash, Cached { value: found.clone(), at: Instant::now() });
+            cache.insert(digest, Cached { value: found.clone(), at: Instant::now() });
         }
         Ok(found)
     }

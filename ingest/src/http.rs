@@ -42,7 +42,7 @@ impl FromRef<AppState> for Arc<Services> {
 
 /// The authenticated partner of a request.
 #[derive(Debug)]
-pub struct Authed(pub PartnerRecord);
+pub struct Authed(pub Arc<PartnerRecord>);
 
 impl<S> FromRequestParts<S> for Authed
 where
@@ -121,26 +121,36 @@ pub fn ops_router(svc: Arc<Services>, metrics: MetricsRender) -> Router {
     layered(r, in_flight, timeout)
 }
 
+/// The service-wide layers, outermost first (see [`app`]). They are applied as one stack
+/// (one `Router::layer` call): each call wraps every route in another boxed
+/// service, which is cloned and allocated again on every request.
 fn layered(r: Router, in_flight: usize, timeout: Duration) -> Router {
     use axum::error_handling::HandleErrorLayer;
     use tower::ServiceBuilder;
-    r.layer(axum::middleware::from_fn_with_state(Arc::new(RequestMetrics::default()), observe))
-        .layer(
-            ServiceBuilder::new()
-                .layer(HandleErrorLayer::new(|_: tower::BoxError| async {
-                    metrics::counter!("clearway_http_shed_total").increment(1);
-                    Problem::unavailable(1)
-                }))
-                .load_shed()
-                .concurrency_limit(in_flight),
-        )
-        .layer(tower_http::timeout::TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, timeout))
-        .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| {
-            metrics::counter!("clearway_http_panics_total").increment(1);
-            tracing::error!("request handler panicked");
-            Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal error", "an internal error occurred")
+    r.layer(
+        ServiceBuilder::new()
+            .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| {
+                metrics::counter!("clearway_http_panics_total").increment(1);
+                tracing::error!("request handler panicked");
+                Problem::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "Internal error",
+                    "an internal error occurred",
+                )
                 .into_response()
-        }))
+            }))
+            .layer(tower_http::timeout::TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, timeout))
+            .layer(HandleErrorLayer::new(|_: tower::BoxError| async {
+                metrics::counter!("clearway_http_shed_total").increment(1);
+                Problem::unavailable(1)
+            }))
+            .load_shed()
+            // One semaphore for all routes: a layer's per-service limit
+            // would be applied to each route apart.
+            .layer(tower::limit::GlobalConcurrencyLimitLayer::new(in_flight))
+            .layer(axum::middleware::from_fn_with_state(Arc::new(RequestMetrics::default()), observe)),
+    )
 }
 
 /// Handles of the request metrics, by route template, method and status.
@@ -279,7 +289,8 @@ fn location(id: &TransactionId) -> HeaderValue {
         .unwrap_or_else(|_| HeaderValue::from_static("/v1/transactions"))
 }
 
-async fn submit(State(st): State<AppState>, Authed(partner): Authed, headers: HeaderMap, body: Body) -> Response {
+async fn submit(State(st): State<AppState>, Authed(partner): Authed, req: axum::extract::Request) -> Response {
+    let (Parts { headers, .. }, body) = req.into_parts();
     let svc = &st.svc;
     let max = svc.config.server.max_body_bytes;
     let too_large = || {
@@ -604,7 +615,7 @@ async fn replay(
 async fn realtime_body(headers: &HeaderMap, body: Body) -> Result<axum::body::Bytes, Problem> {
     let media = media_type(headers);
     let bytes = bounded_body(headers, body).await?;
-    let sniffed = matches!(media.as_str(), "text/plain" | "application/octet-stream" | "")
+    let sniffed = matches!(&*media, "text/plain" | "application/octet-stream" | "")
         && bytes.trim_ascii_start().starts_with(b"ISA");
     if media != "application/edi-x12" && !sniffed {
         return Err(Problem::new(
@@ -618,9 +629,10 @@ async fn realtime_body(headers: &HeaderMap, body: Body) -> Result<axum::body::By
 }
 
 /// The request's media type, lowercase, without parameters.
-fn media_type(headers: &HeaderMap) -> String {
+fn media_type(headers: &HeaderMap) -> std::borrow::Cow<'_, str> {
     let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase()
+    let media = ct.split(';').next().unwrap_or("").trim();
+    if media.bytes().any(|b| b.is_ascii_uppercase()) { media.to_ascii_lowercase().into() } else { media.into() }
 }
 
 /// A real-time request body, refused with `413` past
@@ -659,10 +671,10 @@ fn realtime_reply(reply: clearway_fastpath::Reply) -> Response {
 async fn eligibility(
     State(svc): State<Arc<Services>>,
     Authed(p): Authed,
-    headers: HeaderMap,
-    body: Body,
+    req: axum::extract::Request,
 ) -> Result<Response, Problem> {
     let started = std::time::Instant::now();
+    let (Parts { headers, .. }, body) = req.into_parts();
     let now = time::OffsetDateTime::now_utc();
     let media = media_type(&headers);
     let response = if media == "application/fhir+json" || media == "application/json" {
@@ -685,10 +697,10 @@ async fn eligibility(
 async fn claim_status(
     State(svc): State<Arc<Services>>,
     Authed(p): Authed,
-    headers: HeaderMap,
-    body: Body,
+    req: axum::extract::Request,
 ) -> Result<Response, Problem> {
     let started = std::time::Instant::now();
+    let (Parts { headers, .. }, body) = req.into_parts();
     let bytes = realtime_body(&headers, body).await?;
     let reply = svc.fastpath.claim_status_x12(&p.id, &bytes, time::OffsetDateTime::now_utc()).await;
     svc.fastpath.record_claim_status(started.elapsed());
@@ -706,7 +718,7 @@ async fn core_partner(svc: &Services, req: &caqh::CoreRequest) -> Result<Partner
         return Err("UnAuthorized");
     }
     match svc.partners.authenticate(token).await {
-        Ok(Some(p)) if p.id.as_str() == user => Ok(p.id),
+        Ok(Some(p)) if p.id.as_str() == user => Ok(p.id.clone()),
         Ok(_) => Err("UnAuthorized"),
         Err(e) => {
             tracing::warn!(error = %clearway_core::error::chain(&e), "authentication unavailable");
@@ -919,4 +931,51 @@ async fn readyz(State(svc): State<Arc<Services>>) -> Response {
 
 async fn render_metrics(State(st): State<AppState>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], (st.metrics)()).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tower::ServiceExt;
+
+    fn request(path: &str) -> axum::extract::Request {
+        axum::extract::Request::builder().uri(path).body(Body::empty()).unwrap()
+    }
+
+    /// Regression: the in-flight bound was a semaphore per route, so
+    /// `max_in_flight` requests could be in flight on every route at once.
+    #[tokio::test]
+    async fn the_in_flight_bound_is_shared_by_all_routes() {
+        let release = Arc::new(tokio::sync::Notify::new());
+        let held = release.clone();
+        let r = Router::new()
+            .route(
+                "/slow",
+                get(move || {
+                    let held = held.clone();
+                    async move {
+                        held.notified().await;
+                        "done"
+                    }
+                }),
+            )
+            .route("/fast", get(|| async { "fast" }));
+        let app = layered(r, 1, Duration::from_secs(30));
+        let slow = tokio::spawn(app.clone().oneshot(request("/slow")));
+        // Wait until the slow request holds the only permit.
+        let mut shed = None;
+        for _ in 0..200 {
+            let resp = app.clone().oneshot(request("/fast")).await.unwrap();
+            if resp.status() == StatusCode::SERVICE_UNAVAILABLE {
+                shed = Some(resp);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let shed = shed.expect("a request on another route was not shed while the bound was taken");
+        assert!(shed.headers().contains_key(header::RETRY_AFTER));
+        release.notify_one();
+        assert_eq!(slow.await.unwrap().unwrap().status(), StatusCode::OK);
+        assert_eq!(app.oneshot(request("/fast")).await.unwrap().status(), StatusCode::OK);
+    }
 }
