@@ -63,6 +63,9 @@ fn parse<T: serde::de::DeserializeOwned>(b: &[u8]) -> PortResult<T> {
     serde_json::from_slice(b).map_err(|e| PortError::with_cause(ErrorKind::Internal, "decode record", e))
 }
 
+/// What an API key authenticates: its partner, or no one.
+type Authenticated = Option<Arc<PartnerRecord>>;
+
 struct Cached<T> {
     value: T,
     at: Instant,
@@ -73,7 +76,7 @@ pub struct Partners {
     master: Key,
     sealer: crate::sealed::Sealer,
     state: Arc<dyn StateStore>,
-    by_key: Mutex<HashMap<[u8; 32], Cached<Option<Arc<PartnerRecord>>>>>,
+    by_key: Mutex<HashMap<[u8; 32], Cached<Authenticated>>>,
     data_keys: Mutex<HashMap<PartnerId, Key>>,
 }
 
