@@ -218,11 +218,24 @@ impl FastPath {
         prefix: &str,
         today: time::Date,
     ) -> EligibilityOutcome {
-        let on = r.date.map_or(today, |d| d.from);
         let key = cache_key(prefix, r, today);
         if let Some(hit) = self.cached(&key).await {
             return hit;
         }
+        // Boxed: the upstream call's future is many times the size of the
+        // rest, and every request's future (hits too) would carry it.
+        Box::pin(self.eligibility_upstream(r, payer, key, today)).await
+    }
+
+    /// Answers an inquiry the cache does not hold (see [`Self::eligibility`]).
+    async fn eligibility_upstream(
+        &self,
+        r: &EligibilityRequest,
+        payer: &str,
+        key: String,
+        today: time::Date,
+    ) -> EligibilityOutcome {
+        let on = r.date.map_or(today, |d| d.from);
         let settings = self.config.payer(payer);
         let gate = self.gate(payer);
         let timeout = settings.timeout.min(self.config.fastpath.timeout);
@@ -299,7 +312,7 @@ impl FastPath {
         let keys: Vec<(String, String)> = requests.iter().map(|r| self.payer_and_key(r)).collect();
         let reference = set.1.report.context.reference.as_deref().unwrap_or("0");
         let (isa, group) = (&ic.report.isa, &set.0.report.header);
-        let reply = self.answer_270(body, now, isa, group, reference, &requests, &keys).await;
+        let reply = Box::pin(self.answer_270(body, now, isa, group, reference, &requests, &keys)).await;
         if let Some((key, fields)) = split {
             self.counters.memo_miss.increment(1);
             if let Some(entry) = memo::Entry::new(isa, group, requests, keys, &fields) {
