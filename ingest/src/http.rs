@@ -121,9 +121,9 @@ pub fn ops_router(svc: Arc<Services>, metrics: MetricsRender) -> Router {
     layered(r, in_flight, timeout)
 }
 
-/// The service-wide layers, outermost first (see [`app`]). They are applied as one stack
-/// (one `Router::layer` call): each call wraps every route in another boxed
-/// service, which is cloned and allocated again on every request.
+/// The service-wide layers, outermost first (see [`app`]). They are
+/// applied as one stack (one `Router::layer` call): each call wraps every
+/// route in another boxed service, cloned and allocated on every request.
 fn layered(r: Router, in_flight: usize, timeout: Duration) -> Router {
     use axum::error_handling::HandleErrorLayer;
     use tower::ServiceBuilder;
