@@ -13,6 +13,7 @@
 use super::store::{Backend, Store, load_config};
 use crate::cli::{LogFormat, Role, ServeArgs};
 use anyhow::Context;
+use axum::serve::ListenerExt;
 use clearway_ingest::Services;
 use clearway_workers::Workers;
 use clearway_workers::webhooks::Webhooks;
@@ -111,6 +112,12 @@ async fn serve(config: Arc<clearway_core::config::Config>, role: Role) -> anyhow
     {
         let stop = shutdown.clone();
         tasks.spawn(async move {
+            // No Nagle delay: each answer leaves as soon as it is written.
+            let http = http.tap_io(|tcp| {
+                if let Err(e) = tcp.set_nodelay(true) {
+                    tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+                }
+            });
             let served = axum::serve(http, app).with_graceful_shutdown(stop.cancelled_owned()).await;
             if let Err(e) = served {
                 tracing::error!(error = %e, "http server failed");
