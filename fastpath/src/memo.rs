@@ -85,7 +85,7 @@ pub fn split(body: &[u8]) -> Option<(Vec<u8>, Fields<'_>)> {
     let mut ended = false;
     let mut seen = [false; 6];
     while !rest.is_empty() {
-        let (seg, tail, terminated) = match rest.iter().position(|b| *b == term) {
+        let (seg, tail, terminated) = match memchr::memchr(term, rest) {
             Some(i) => (&rest[..i], &rest[i + 1..], true),
             None => (rest, &[][..], false),
         };
