@@ -12,13 +12,18 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Validate a file (SNIP 1-2 for X12): exit 0 accepted, 1 rejected, 2 usage or I/O error.
+    /// Validate a file (SNIP 1-2 for X12, then the claim edits of each
+    /// accepted 837): exit 0 when every set is accepted (999), 1 when one is
+    /// rejected, 2 usage or I/O error. Rejected claims are listed; they do
+    /// not change the exit code.
     Validate {
         /// Print one JSON object instead of text.
         #[arg(long)]
         json: bool,
         #[arg(long, value_enum, default_value_t = FormatArg::Auto)]
         format: FormatArg,
+        #[command(flatten)]
+        codesets: CodesetArgs,
         /// Input file, or - for standard input.
         file: PathBuf,
     },
@@ -29,8 +34,22 @@ pub enum Command {
         /// Timestamp to stamp the acknowledgement with (RFC 3339, UTC); default now.
         #[arg(long)]
         time: Option<String>,
+        #[command(flatten)]
+        codesets: CodesetArgs,
         /// Input file, or - for standard input.
         file: PathBuf,
+    },
+    /// Import and list the dated code sets the claim edits use.
+    Codesets {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(subcommand)]
+        command: CodesetsCommand,
+    },
+    /// The claim edits: ids, SNIP types, severities, 277CA codes, sources.
+    Edits {
+        #[command(subcommand)]
+        command: EditsCommand,
     },
     /// Run the service: HTTP and MLLP intake, the fast path and the workers.
     Serve(ServeArgs),
@@ -71,6 +90,54 @@ pub enum Command {
         count: usize,
         #[arg(long, default_value_t = 1)]
         seed: u64,
+    },
+}
+
+/// Code sets for the claim edits of `validate` and `ack`, read straight
+/// from official files (the service reads imported ones instead).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct CodesetArgs {
+    /// An official code-set file (ICD-10-CM/PCS order file or tabular XML,
+    /// HCPCS ANWEB, place-of-service CSV); repeat for more. Without any,
+    /// only the edits that need no code set run (and the built-in place of
+    /// service list).
+    #[arg(long = "codeset")]
+    pub files: Vec<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CodesetsCommand {
+    /// Import official releases: CMS/CDC ICD-10-CM order files
+    /// (icd10cm_order_YYYY.txt) or tabular XML, ICD-10-PCS order files,
+    /// HCPCS Level II ANWEB text files, a place-of-service CSV
+    /// (code,name,effective,terminated). All or nothing: a bad row in any
+    /// file imports none and lists every bad row. Running workers pick new
+    /// releases up within `edits.codeset_refresh_secs`.
+    Import {
+        /// The code system, when the file names do not tell it.
+        #[arg(long)]
+        system: Option<String>,
+        /// First date of service the release applies to (YYYY-MM-DD), when
+        /// the file names do not tell it (ICD-10: 1 October of the year
+        /// before the fiscal year).
+        #[arg(long)]
+        effective: Option<String>,
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// List the imported releases.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EditsCommand {
+    /// Print the catalog.
+    List {
+        #[arg(long)]
+        json: bool,
     },
 }
 

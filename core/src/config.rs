@@ -5,6 +5,7 @@
 //! [`Sensitive`].
 
 use crate::Sensitive;
+use crate::edits::{Policy, Severity};
 use crate::ids::PartnerId;
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
@@ -48,6 +49,20 @@ struct Raw {
     backend: RawBackend,
     #[serde(default)]
     fastpath: RawFastpath,
+    /// Claim edits: edit id = "reject" | "warn" | "off", plus the settings
+    /// `duplicate_window_days` and `codeset_refresh_secs`.
+    #[serde(default)]
+    edits: BTreeMap<String, toml::Value>,
+    /// Per-partner settings (`[partners.<id>.edits]`).
+    #[serde(default)]
+    partners: BTreeMap<String, RawPartner>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPartner {
+    #[serde(default)]
+    edits: BTreeMap<String, toml::Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -132,6 +147,9 @@ struct RawPayer {
     /// store, the default) or `http` (forwarded to `connector_url`).
     connector: Option<String>,
     connector_url: Option<String>,
+    /// Claim edit severities for this payer's claims.
+    #[serde(default)]
+    edits: BTreeMap<String, toml::Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -285,6 +303,8 @@ pub struct PayerConfig {
     /// Other identifiers that mean this payer.
     pub aliases: Vec<String>,
     pub connector: Connector,
+    /// Claim edit severities for this payer's claims (`[payers.ID.edits]`).
+    pub edits: EditOverrides,
 }
 
 impl PayerConfig {
@@ -303,8 +323,27 @@ impl PayerConfig {
             cache_ttl: Duration::from_secs(60),
             aliases: Vec::new(),
             connector: Connector::Local,
+            edits: Vec::new(),
         }
     }
+}
+
+/// Edit id → severity, in the order configured.
+pub type EditOverrides = Vec<(&'static str, Severity)>;
+
+/// `[edits]` and the partners' edit settings.
+#[derive(Debug, Clone)]
+pub struct EditsConfig {
+    /// Severities for every claim.
+    pub overrides: EditOverrides,
+    /// Per partner (`[partners.ID.edits]`).
+    pub partners: BTreeMap<String, EditOverrides>,
+    /// `duplicate.claim`: how far back an accepted claim makes a new one a
+    /// duplicate (`duplicate_window_days`, default 90).
+    pub duplicate_window: Duration,
+    /// How often workers look for newly imported code-set releases
+    /// (`codeset_refresh_secs`, default 30).
+    pub codeset_refresh: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -331,9 +370,23 @@ pub struct Config {
     pub master_key: Option<Sensitive<String>>,
     pub backend: Backend,
     pub fastpath: FastpathConfig,
+    pub edits: EditsConfig,
 }
 
 impl Config {
+    /// The claim edits' severities for one claim: the catalog's defaults,
+    /// then `[edits]`, then the partner's, then the payer's.
+    pub fn edit_policy(&self, partner: &str, payer: Option<&str>) -> Policy {
+        let mut p = Policy::default().with(self.edits.overrides.iter().copied());
+        if let Some(o) = self.edits.partners.get(partner) {
+            p = p.with(o.iter().copied());
+        }
+        if let Some(payer) = payer.and_then(|id| self.payers.get(self.canonical_payer(id))) {
+            p = p.with(payer.edits.iter().copied());
+        }
+        p
+    }
+
     /// The payer's settings, or the defaults for an unlisted payer.
     pub fn payer(&self, id: &str) -> PayerConfig {
         let id = self.canonical_payer(id);
@@ -464,6 +517,42 @@ fn secs(path: &str, v: Option<u64>, default: u64, errors: &mut Vec<ConfigError>)
 
 fn millis(path: &str, v: Option<u64>, default: u64, errors: &mut Vec<ConfigError>) -> Duration {
     Duration::from_millis(positive(path, v, default, errors))
+}
+
+/// Edit severities of a table (`path` names it in errors); other keys are
+/// errors unless `settings` lists them.
+fn edit_overrides(
+    path: &str,
+    table: &BTreeMap<String, toml::Value>,
+    settings: &[&str],
+    e: &mut Vec<ConfigError>,
+) -> EditOverrides {
+    let mut out = Vec::new();
+    for (k, v) in table {
+        if settings.contains(&k.as_str()) {
+            continue;
+        }
+        let Some(def) = crate::edits::find(k) else {
+            e.push(err(format!("{path}.{k}"), "not an edit id (see `clearway edits list`)"));
+            continue;
+        };
+        match v.as_str().and_then(Severity::parse) {
+            Some(s) => out.push((def.id, s)),
+            None => e.push(err(format!("{path}.{k}"), "must be \"reject\", \"warn\" or \"off\"")),
+        }
+    }
+    out
+}
+
+fn setting_u64(path: &str, v: Option<&toml::Value>, default: u64, e: &mut Vec<ConfigError>) -> u64 {
+    match v {
+        None => default,
+        Some(toml::Value::Integer(i)) if *i > 0 => *i as u64,
+        Some(_) => {
+            e.push(err(path, "must be a whole number greater than zero"));
+            default
+        }
+    }
 }
 
 fn validate(raw: Raw, e: &mut Vec<ConfigError>) -> Config {
@@ -611,6 +700,7 @@ fn validate(raw: Raw, e: &mut Vec<ConfigError>) -> Config {
             concurrency: positive(&path("concurrency"), p.concurrency, d.concurrency, e),
             cache_ttl: secs(&path("cache_ttl_secs"), p.cache_ttl_secs, 60, e),
             aliases: p.aliases.unwrap_or_default(),
+            edits: edit_overrides(&format!("payers.{id}.edits"), &p.edits, &[], e),
         };
         payers.insert(id, payer);
     }
@@ -642,7 +732,23 @@ fn validate(raw: Raw, e: &mut Vec<ConfigError>) -> Config {
         timeout: millis("fastpath.timeout_ms", raw.fastpath.timeout_ms, 2000, e),
         cache_capacity: positive("fastpath.cache_capacity", raw.fastpath.cache_capacity, 1_000_000, e),
     };
-    Config { server, mllp, dedupe, workers, routing, payers, master_key, backend, fastpath }
+    const SETTINGS: &[&str] = &["duplicate_window_days", "codeset_refresh_secs"];
+    let mut partners = BTreeMap::new();
+    for (id, p) in &raw.partners {
+        if let Err(x) = PartnerId::new(id) {
+            e.push(err(format!("partners.{id}"), x.to_string()));
+        }
+        partners.insert(id.clone(), edit_overrides(&format!("partners.{id}.edits"), &p.edits, &[], e));
+    }
+    let days = setting_u64("edits.duplicate_window_days", raw.edits.get("duplicate_window_days"), 90, e);
+    let refresh = setting_u64("edits.codeset_refresh_secs", raw.edits.get("codeset_refresh_secs"), 30, e);
+    let edits = EditsConfig {
+        overrides: edit_overrides("edits", &raw.edits, SETTINGS, e),
+        partners,
+        duplicate_window: Duration::from_secs(days * 86_400),
+        codeset_refresh: Duration::from_secs(refresh),
+    };
+    Config { server, mllp, dedupe, workers, routing, payers, master_key, backend, fastpath, edits }
 }
 
 #[cfg(test)]
@@ -709,6 +815,32 @@ mod tests {
         assert_eq!(c.canonical_payer("ACME01"), "ACME01");
         assert_eq!(c.canonical_payer("OTHER"), "OTHER");
         assert_eq!(c.payer("987654321").rate_per_sec, 3.0);
+    }
+
+    #[test]
+    fn edit_severities_globally_per_partner_and_per_payer() {
+        let file = "[edits]\n\"npi.rendering\" = \"warn\"\nduplicate_window_days = 30\n\n[partners.acme.edits]\n\"npi.rendering\" = \"off\"\n\n[payers.P1.edits]\n\"npi.billing\" = \"off\"\n";
+        let c = load(Some(file), &HashMap::new()).unwrap();
+        assert_eq!(c.edits.duplicate_window, Duration::from_secs(30 * 86_400));
+        let p = c.edit_policy("other", None);
+        assert_eq!(p.severity_of("npi.rendering"), Severity::Warn);
+        assert_eq!(p.severity_of("npi.billing"), Severity::Reject);
+        assert_eq!(c.edit_policy("acme", None).severity_of("npi.rendering"), Severity::Off);
+        assert_eq!(c.edit_policy("other", Some("P1")).severity_of("npi.billing"), Severity::Off);
+        let env = HashMap::from([("CLEARWAY__EDITS__NPI.BILLING".to_string(), "warn".to_string())]);
+        assert_eq!(load(None, &env).unwrap().edit_policy("x", None).severity_of("npi.billing"), Severity::Warn);
+    }
+
+    #[test]
+    fn bad_edit_settings_are_all_reported() {
+        let file = "[edits]\n\"npi.nope\" = \"warn\"\n\"npi.billing\" = \"maybe\"\nduplicate_window_days = 0\n\n[payers.P1.edits]\n\"dx.pointers\" = \"off\"\n";
+        let errors = load(Some(file), &HashMap::new()).unwrap_err();
+        let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            vec!["payers.P1.edits.dx.pointers", "edits.duplicate_window_days", "edits.npi.billing", "edits.npi.nope"],
+            "{errors:?}"
+        );
     }
 
     #[test]

@@ -82,6 +82,108 @@ pub struct ServiceLine {
     /// `UN` units or `MJ` minutes (SV103 / SV204).
     pub unit_basis: Option<String>,
     pub service_date: Option<DateRange>,
+    /// SV107 (837P) / SV311 (837D): 1-based positions of the claim's
+    /// diagnoses this line points to, in order of importance.
+    #[serde(default)]
+    pub diagnosis_pointers: Vec<u8>,
+    /// SV105: place of service of this line when it differs from the claim's.
+    #[serde(default)]
+    pub place_of_service: Option<String>,
+    /// REF*6R: the submitter's line item control number (the 277CA echoes
+    /// it in REF*FJ).
+    #[serde(default)]
+    pub control_number: Option<String>,
+}
+
+/// A coded clinical value of a claim: a diagnosis (ICD-10-CM) or an
+/// inpatient procedure (ICD-10-PCS), with the X12 qualifier that says its
+/// role (`ABK` principal diagnosis, `ABF` other, `ABJ` admitting, `APR`
+/// patient reason for visit, `ABN` external cause; `BBR` principal
+/// procedure, `BBQ` other procedure). Codes are written without the dot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClinicalCode {
+    pub qualifier: String,
+    pub code: String,
+    /// The procedure date (HI0n-4 with D8), when sent.
+    #[serde(default)]
+    pub date: Option<Date>,
+}
+
+/// What a provider named on a claim does for it (the 837 loop its NM1 is in).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProviderRole {
+    /// 2010AA (NM1*85).
+    Billing,
+    /// 2310A / 2420F (837P), 2310F / 2420D (837I): NM1*DN or P3.
+    Referring,
+    /// 2310B / 2420A (837P), 2310D / 2420C (837I), 2310B / 2420A (837D): NM1*82.
+    Rendering,
+    /// 2310C / 2420C (837P), 2310E (837I), 2310C (837D): NM1*77.
+    ServiceFacility,
+    /// 2310D / 2420D (837P), 2420C (837D): NM1*DQ.
+    Supervising,
+    /// 2310A (837I): NM1*71.
+    Attending,
+    /// 2310B / 2420A (837I): NM1*72.
+    Operating,
+    /// 2310C / 2420B (837I): NM1*ZZ.
+    OtherOperating,
+    /// 2420E (837P): NM1*DK.
+    Ordering,
+    /// 2420B (837P): NM1*QB.
+    PurchasedService,
+    /// 2310D / 2420B (837D): NM1*DD.
+    AssistantSurgeon,
+}
+
+impl ProviderRole {
+    /// The role an NM101 entity code names in an 837 of `kind`; `None`
+    /// for entities that are not providers of the claim (payers, people).
+    pub fn from_entity(kind: ClaimKind, nm101: &[u8]) -> Option<Self> {
+        Some(match nm101 {
+            b"85" => ProviderRole::Billing,
+            b"DN" | b"P3" => ProviderRole::Referring,
+            b"82" => ProviderRole::Rendering,
+            b"77" => ProviderRole::ServiceFacility,
+            b"DQ" => ProviderRole::Supervising,
+            b"71" => ProviderRole::Attending,
+            b"72" => ProviderRole::Operating,
+            b"ZZ" if kind == ClaimKind::Institutional => ProviderRole::OtherOperating,
+            b"DK" => ProviderRole::Ordering,
+            b"QB" => ProviderRole::PurchasedService,
+            b"DD" if kind == ClaimKind::Dental => ProviderRole::AssistantSurgeon,
+            _ => return None,
+        })
+    }
+
+    /// A stable lower-case name (`service_facility`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderRole::Billing => "billing",
+            ProviderRole::Referring => "referring",
+            ProviderRole::Rendering => "rendering",
+            ProviderRole::ServiceFacility => "service_facility",
+            ProviderRole::Supervising => "supervising",
+            ProviderRole::Attending => "attending",
+            ProviderRole::Operating => "operating",
+            ProviderRole::OtherOperating => "other_operating",
+            ProviderRole::Ordering => "ordering",
+            ProviderRole::PurchasedService => "purchased_service",
+            ProviderRole::AssistantSurgeon => "assistant_surgeon",
+        }
+    }
+}
+
+/// A provider named on a claim with the NPI it was identified by
+/// (NM108 = XX); providers are organisations or clinicians, not patients.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProviderRef {
+    pub role: ProviderRole,
+    /// NM109 when NM108 is `XX`.
+    pub npi: Option<String>,
+    /// The service line (LX01) for a line-level provider (loops 2420x).
+    pub line: Option<u32>,
 }
 
 /// A health care claim, whatever format it arrived in.
@@ -110,8 +212,22 @@ pub struct Claim {
     pub subscriber: Person,
     /// The patient; equal to the subscriber when the subscriber is the patient.
     pub patient: Person,
-    pub diagnosis_codes: Sensitive<Vec<String>>,
+    /// Diagnoses in the order sent (HI; `Claim.diagnosis`).
+    pub diagnoses: Sensitive<Vec<ClinicalCode>>,
+    /// ICD-10-PCS procedures of an institutional claim (HI with BBR/BBQ).
+    #[serde(default)]
+    pub procedures: Sensitive<Vec<ClinicalCode>>,
     pub service_lines: Vec<ServiceLine>,
+    /// Every provider named with an NPI, claim level and line level.
+    #[serde(default)]
+    pub providers: Vec<ProviderRef>,
+    /// 2300 REF*F8: the payer's control number of the claim a replacement
+    /// or void refers to.
+    #[serde(default)]
+    pub payer_claim_control_number: Option<String>,
+    /// 2300 DTP*434: the statement period of an institutional claim.
+    #[serde(default)]
+    pub statement_dates: Option<DateRange>,
 }
 
 /// What downstream stages need of a claim, identical for every input format.
@@ -141,7 +257,7 @@ impl Claim {
             facility_code: self.facility_code.clone(),
             line_count: self.service_lines.len(),
             line_charge_total: self.service_lines.iter().map(|l| l.charge).sum(),
-            diagnosis_count: self.diagnosis_codes.expose().len(),
+            diagnosis_count: self.diagnoses.expose().len(),
             service_dates,
         }
     }
@@ -298,6 +414,9 @@ mod tests {
             units: None,
             unit_basis: None,
             service_date: Some(DateRange::day(d)),
+            diagnosis_pointers: vec![1],
+            place_of_service: None,
+            control_number: None,
         }
     }
 
@@ -318,8 +437,12 @@ mod tests {
             subscriber_member_id: None.into(),
             subscriber: Person::default(),
             patient: Person::default(),
-            diagnosis_codes: vec!["J020".to_string()].into(),
+            diagnoses: vec![ClinicalCode { qualifier: "ABK".into(), code: "J020".into(), date: None }].into(),
+            procedures: vec![].into(),
             service_lines: vec![line(10000, date!(2024 - 03 - 02)), line(5000, date!(2024 - 03 - 01))],
+            providers: vec![],
+            payer_claim_control_number: None,
+            statement_dates: None,
         };
         let s = claim.summary();
         assert_eq!(s.line_charge_total, Decimal::new(15000, 2));

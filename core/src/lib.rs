@@ -11,6 +11,8 @@
 //!
 //! Nothing here performs I/O and nothing here depends on a vendor SDK.
 
+#[cfg(feature = "crypto")]
+pub mod codesets;
 pub mod config;
 #[cfg(feature = "conformance")]
 pub mod conformance;
@@ -19,6 +21,7 @@ pub mod crypto;
 #[cfg(feature = "crypto")]
 pub mod dlq;
 pub mod domain;
+pub mod edits;
 pub mod error;
 pub mod ids;
 pub mod limits;

@@ -167,10 +167,13 @@ pub enum Table {
     Payments,
     /// Sequence counters.
     Counters,
+    /// Imported code-set releases (ICD-10-CM/PCS, HCPCS, place of service):
+    /// one item per release pointing at its blob.
+    CodeSets,
 }
 
 impl Table {
-    pub const ALL: [Table; 11] = [
+    pub const ALL: [Table; 12] = [
         Table::Transactions,
         Table::Dedupe,
         Table::Claims,
@@ -182,6 +185,7 @@ impl Table {
         Table::Coverage,
         Table::Payments,
         Table::Counters,
+        Table::CodeSets,
     ];
 
     pub fn name(self) -> &'static str {
@@ -197,6 +201,7 @@ impl Table {
             Table::Coverage => "coverage",
             Table::Payments => "payments",
             Table::Counters => "counters",
+            Table::CodeSets => "code_sets",
         }
     }
 }

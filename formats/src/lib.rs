@@ -11,6 +11,7 @@
 //! message that never contains the offending value, because values are PHI.
 
 pub mod detect;
+pub mod edits;
 pub mod fhir;
 pub mod hl7;
 pub mod report;

@@ -6,13 +6,17 @@
 //! is (segment, position in the set, loop, element), and a message that
 //! never contains a value from the input.
 
+use crate::edits::codesets::CodeSets;
+use crate::edits::{Finding, Policy};
 use crate::x12::IsaHeader;
 use crate::x12::analyze::{Fatal, GroupReport, InterchangeReport, SetHeader, SetReport, Sink};
+use crate::x12::build::ClaimDecision;
 use crate::x12::build::element_position;
 use crate::x12::codes::SegmentCode;
 use crate::x12::views::Document;
 use serde::Serialize;
 use std::io::{self, Write};
+use time::Date;
 
 /// How bad an issue is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -148,6 +152,40 @@ pub const MAX_LISTED_ISSUES: usize = 10_000;
 struct ClaimLine<'a> {
     patient_control_number: &'a str,
     total_charge: String,
+    /// `accepted` or `rejected` by the claim edits (277CA); absent when the
+    /// set itself was rejected (999).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<&'static str>,
+    /// The first 277CA status of a rejected claim (`A7:562:85`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stc: Option<String>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    edits: &'a [Finding],
+}
+
+/// A claim edit's finding as an issue (`edit:<id>`), naming the claim by
+/// its position (`claim`, 1-based) and the line by its number, never by a
+/// value.
+pub fn edit_issue(f: &Finding, claim: usize, set: Option<&str>) -> Issue {
+    let at = match f.line {
+        Some(l) => format!("claim {claim} line {l}"),
+        None => format!("claim {claim}"),
+    };
+    let mut i = Issue::new(format!("edit:{}", f.edit), format!("{at}: {} (277CA {})", f.message, f.stc));
+    if f.severity != crate::edits::Severity::Reject {
+        i.severity = Severity::Warning;
+    }
+    i.transaction_set = set.map(str::to_string);
+    i
+}
+
+/// What the claim edits said of one claim.
+#[derive(Debug)]
+struct JudgedClaim {
+    patient_control_number: String,
+    total_charge: String,
+    decision: ClaimDecision,
+    findings: Vec<Finding>,
 }
 
 #[derive(Serialize)]
@@ -167,7 +205,10 @@ pub struct X12Report<W: Write> {
     json: bool,
     started: bool,
     sets_written: usize,
-    claims: Vec<(String, String)>,
+    claims: Vec<JudgedClaim>,
+    /// The code sets and the day claims count as received, for the claim
+    /// edits (none: no edit needing a code set or a date runs).
+    edits: Option<(CodeSets, Date)>,
     documents: usize,
     interchange: Option<String>,
     interchanges: Vec<InterchangeReportLine>,
@@ -182,6 +223,13 @@ pub struct X12Report<W: Write> {
 struct InterchangeReportLine(String, String, String, bool, String);
 
 impl<W: Write> X12Report<W> {
+    /// Runs the claim edits (default severities) on the claims of accepted
+    /// 837 sets, with these code sets, as if received on `received`.
+    pub fn with_edits(mut self, codes: CodeSets, received: Date) -> Self {
+        self.edits = Some((codes, received));
+        self
+    }
+
     pub fn new(out: W, json: bool) -> Self {
         X12Report {
             out,
@@ -189,6 +237,7 @@ impl<W: Write> X12Report<W> {
             started: false,
             sets_written: 0,
             claims: vec![],
+            edits: None,
             documents: 0,
             interchange: None,
             interchanges: vec![],
@@ -219,7 +268,8 @@ impl<W: Write> X12Report<W> {
 
     fn add_issues(&mut self, issues: Vec<Issue>) {
         for i in issues {
-            if i.severity == Severity::Error {
+            // A claim rejected by an edit leaves its set accepted (999).
+            if i.severity == Severity::Error && !i.code.starts_with("edit:") {
                 self.all_accepted = false;
             }
             if !self.json {
@@ -321,7 +371,19 @@ impl<W: Write> Sink for X12Report<W> {
     fn document(&mut self, doc: Document) {
         self.documents += 1;
         if let Document::Claim(c) = doc {
-            self.claims.push((c.patient_control_number.expose().clone(), c.total_charge.to_string()));
+            let findings = match &self.edits {
+                Some((codes, received)) => {
+                    let policy = Policy::default();
+                    crate::edits::check(&c, &crate::edits::Context { received: *received, codes, policy: &policy })
+                }
+                None => vec![],
+            };
+            self.claims.push(JudgedClaim {
+                patient_control_number: c.patient_control_number.expose().clone(),
+                total_charge: c.total_charge.to_string(),
+                decision: crate::edits::decide(&findings),
+                findings,
+            });
         }
     }
 
@@ -330,12 +392,24 @@ impl<W: Write> Sink for X12Report<W> {
         if r.accepted() {
             self.counts.3 += 1;
         }
-        let issues = set_issues(&r, self.interchange.as_deref());
+        let mut issues = set_issues(&r, self.interchange.as_deref());
+        let judged = r.accepted() && self.edits.is_some();
+        if judged {
+            for (n, c) in self.claims.iter().enumerate() {
+                issues.extend(c.findings.iter().map(|f| edit_issue(f, n + 1, Some(&r.header.control_number))));
+            }
+        }
         if self.json {
             let claims: Vec<ClaimLine<'_>> = self
                 .claims
                 .iter()
-                .map(|(p, t)| ClaimLine { patient_control_number: p, total_charge: t.clone() })
+                .map(|c| ClaimLine {
+                    patient_control_number: &c.patient_control_number,
+                    total_charge: c.total_charge.clone(),
+                    status: judged.then_some(if c.decision.is_accepted() { "accepted" } else { "rejected" }),
+                    stc: c.decision.status().filter(|_| judged).map(|s| s.to_string()),
+                    edits: if judged { &c.findings } else { &[] },
+                })
                 .collect();
             let obj = serde_json::json!({
                 "type": r.header.id,

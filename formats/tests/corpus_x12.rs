@@ -9,10 +9,11 @@
 
 mod common;
 
+use clearway_formats::edits::{self, Context, Policy, codesets::CodeSets};
 use clearway_formats::x12::analyze::{Analysis, AnalyzeOptions};
 use clearway_formats::x12::build::{self, ClaimAck, Controls, Source};
 use clearway_formats::x12::views::Document;
-use clearway_formats::x12::{SegmentReader, analyze, edits};
+use clearway_formats::x12::{SegmentReader, analyze};
 use rust_decimal::Decimal;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -397,6 +398,9 @@ const CLEAN: &[&str] = &[
 ];
 
 const AT: time::PrimitiveDateTime = datetime!(2024-01-15 12:00);
+/// The day claims count as received for the claim edits: after every
+/// synthetic and corpus date of service.
+const RECEIVED: time::Date = time::macros::date!(2026 - 01 - 15);
 
 /// Builds our TA1, 999 and 277CAs for an analysis and validates each.
 fn check_acks(file: &str, a: &Analysis) {
@@ -452,7 +456,10 @@ fn check_acks(file: &str, a: &Analysis) {
                     .enumerate()
                     .map(|(i, c)| ClaimAck {
                         claim: c,
-                        decision: edits::claim_decision(c),
+                        decision: edits::judge(
+                            c,
+                            &Context { received: RECEIVED, codes: &CodeSets::default(), policy: &Policy::default() },
+                        ),
                         clearinghouse_trace: format!("T{i}"),
                     })
                     .collect();

@@ -4,14 +4,18 @@
 #![allow(clippy::unwrap_used)]
 
 use clearway_core::{ClaimStatusRequest, EligibilityRequest};
+use clearway_formats::edits::{self, Context, Policy, codesets::CodeSets};
 use clearway_formats::x12::build::{
     self, ClaimAck, ClaimStatusAnswer, Controls, EligibilityAnswer, EligibilityOutcome, Source,
 };
 use clearway_formats::x12::synth::{self, Kind};
-use clearway_formats::x12::{AnalyzeOptions, Document, analyze, edits};
+use clearway_formats::x12::{AnalyzeOptions, Document, analyze};
 use time::macros::{date, datetime};
 
 const AT: time::PrimitiveDateTime = datetime!(2024-01-15 12:00);
+/// The day claims count as received for the claim edits: after every
+/// synthetic and corpus date of service.
+const RECEIVED: time::Date = time::macros::date!(2026 - 01 - 15);
 const CONTROLS: Controls = Controls { interchange: 123_456_789, group: 4242, first_set: 1 };
 
 fn lines(bytes: &[u8]) -> String {
@@ -44,8 +48,15 @@ fn rejecting_999_with_ik3_ik4_and_ctx() {
 #[test]
 fn claim_acknowledgement_277ca() {
     let text = String::from_utf8(sample(Kind::Professional837, 3)).unwrap();
-    // Unbalance the second claim so it is rejected (A7:400).
-    let bad = text.replacen("CLM*PCN00000002*", "CLM*PCN00000002*1", 1);
+    // Unbalance the second claim so it is rejected (A7:400), and point the
+    // third claim's second line at a diagnosis it does not have (a line
+    // rejection: A3:247 on the claim, A7:477 in its 2220D).
+    let mut bad = text.replacen("CLM*PCN00000002*", "CLM*PCN00000002*1", 1);
+    let claim3 = bad.find("CLM*PCN00000003*").unwrap();
+    let sv1 = claim3 + bad[claim3..].find("SV1*").unwrap();
+    let end = sv1 + bad[sv1..].find('~').unwrap();
+    assert!(bad[sv1..end].ends_with("***1"), "{}", &bad[sv1..end]);
+    bad.insert_str(end, ":9");
     let a = analyze(bad.as_bytes(), &AnalyzeOptions::default());
     let ic = &a.interchanges[0];
     let set = &ic.groups[0].sets[0];
@@ -54,7 +65,10 @@ fn claim_acknowledgement_277ca() {
         .enumerate()
         .map(|(i, c)| ClaimAck {
             claim: c,
-            decision: edits::claim_decision(c),
+            decision: edits::judge(
+                c,
+                &Context { received: RECEIVED, codes: &CodeSets::default(), policy: &Policy::default() },
+            ),
             clearinghouse_trace: format!("CW{i:04}"),
         })
         .collect();

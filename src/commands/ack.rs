@@ -1,20 +1,23 @@
 //! `clearway ack`: the acknowledgement Clearway would send for an input.
 
-use crate::cli::AckKind;
+use crate::cli::{AckKind, CodesetArgs};
 use anyhow::Context;
+use clearway_formats::edits::codesets::CodeSets;
+use clearway_formats::edits::{self, Policy};
 use clearway_formats::x12::analyze::Interchange;
 use clearway_formats::x12::build::{self, ClaimAck, Controls, Source};
-use clearway_formats::x12::{AnalyzeOptions, Document, analyze, edits};
+use clearway_formats::x12::{AnalyzeOptions, Document, analyze};
 use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 use time::{OffsetDateTime, PrimitiveDateTime};
 
-pub fn run(file: &Path, kind: AckKind, at: Option<&str>) -> anyhow::Result<ExitCode> {
+pub fn run(file: &Path, kind: AckKind, at: Option<&str>, codesets: &CodesetArgs) -> anyhow::Result<ExitCode> {
     let input = super::read_all(file)?;
     let at = timestamp(at)?;
     let out = match kind {
-        AckKind::Ta1 | AckKind::Ack999 | AckKind::Ack277ca => x12(&input, kind, at)?,
+        AckKind::Ta1 | AckKind::Ack999 => x12(&input, kind, at, &CodeSets::default())?,
+        AckKind::Ack277ca => x12(&input, kind, at, &super::codesets::load_files(codesets)?)?,
         AckKind::Hl7 => hl7(&input, at)?,
         AckKind::Fhir => fhir(&input, at)?,
     };
@@ -35,7 +38,7 @@ fn timestamp(at: Option<&str>) -> anyhow::Result<PrimitiveDateTime> {
 }
 
 /// X12 acknowledgements, one interchange of output per input interchange.
-fn x12(input: &[u8], kind: AckKind, at: PrimitiveDateTime) -> anyhow::Result<Vec<u8>> {
+fn x12(input: &[u8], kind: AckKind, at: PrimitiveDateTime, codes: &CodeSets) -> anyhow::Result<Vec<u8>> {
     let analysis = analyze(input, &AnalyzeOptions::default());
     if analysis.interchanges.is_empty() {
         let msg = analysis.totals.fatal.as_ref().map_or("no interchange found", |f| f.message.as_str());
@@ -57,13 +60,15 @@ fn x12(input: &[u8], kind: AckKind, at: PrimitiveDateTime) -> anyhow::Result<Vec
                     out.extend(build::ta1(&ic.report, controls, at));
                 }
             }
-            _ => out.extend(ack277ca(ic, controls, at)),
+            _ => out.extend(ack277ca(ic, controls, at, codes)),
         }
     }
     Ok(out)
 }
 
-fn ack277ca(ic: &Interchange, controls: Controls, at: PrimitiveDateTime) -> Vec<u8> {
+fn ack277ca(ic: &Interchange, controls: Controls, at: PrimitiveDateTime, codes: &CodeSets) -> Vec<u8> {
+    let policy = Policy::default();
+    let cx = edits::Context { received: at.date(), codes, policy: &policy };
     let source = Source { name: "CLEARWAY".into(), id: ic.report.isa.receiver_id().to_string() };
     let mut out = Vec::new();
     let mut n = 0u32;
@@ -79,7 +84,7 @@ fn ack277ca(ic: &Interchange, controls: Controls, at: PrimitiveDateTime) -> Vec<
                 .enumerate()
                 .map(|(i, c)| ClaimAck {
                     claim: c,
-                    decision: edits::claim_decision(c),
+                    decision: edits::decide(&edits::check(c, &cx)),
                     clearinghouse_trace: format!(
                         "{}{:04}{:05}",
                         controls.interchange,

@@ -2,6 +2,7 @@
 
 mod ack;
 mod admin;
+mod codesets;
 mod generate;
 mod serve;
 mod store;
@@ -15,8 +16,10 @@ use std::process::ExitCode;
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Validate { json, format, file } => validate::run(&file, format, json),
-        Command::Ack { kind, time, file } => ack::run(&file, kind, time.as_deref()),
+        Command::Validate { json, format, codesets, file } => validate::run(&file, format, json, &codesets),
+        Command::Ack { kind, time, codesets, file } => ack::run(&file, kind, time.as_deref(), &codesets),
+        Command::Codesets { store, command } => codesets::run(&store, command),
+        Command::Edits { command } => codesets::edits(command),
         Command::Gen { kind, count, seed } => generate::run(kind, count, seed),
         Command::Serve(args) => serve::run(args),
         Command::Partners { store, command } => admin::partners(&store, command),

@@ -14,8 +14,10 @@ use super::store::{Backend, Store, load_config};
 use crate::cli::{LogFormat, Role, ServeArgs};
 use anyhow::Context;
 use axum::serve::ListenerExt;
+use clearway_core::codesets::CodeSetStore;
 use clearway_ingest::Services;
 use clearway_workers::Workers;
+use clearway_workers::edits::SharedCodeSets;
 use clearway_workers::webhooks::Webhooks;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -146,7 +148,19 @@ async fn serve(config: Arc<clearway_core::config::Config>, role: Role) -> anyhow
         // An 834 that changes a member drops the fast path's cached answers
         // about them (in this process; a split intake keeps its TTL).
         let fastpath = svc.fastpath.clone();
-        let workers = Workers::new(store.ports.clone(), store.partners.clone(), config.clone(), feed.clone())
+        // Claim edits judge with the code sets in force: read them before
+        // the first claim, then look for new imports every
+        // `edits.codeset_refresh_secs`.
+        let codes = SharedCodeSets::default();
+        let code_store = CodeSetStore::new(store.ports.blobs.clone(), store.ports.state.clone());
+        codes.refresh(&code_store).await.context("cannot read the imported code sets")?;
+        tasks.spawn({
+            let task = codes.spawn_refresh(code_store, config.edits.codeset_refresh, shutdown.clone());
+            async move {
+                let _ = task.await;
+            }
+        });
+        let workers = Workers::new(store.ports.clone(), store.partners.clone(), config.clone(), feed.clone(), codes)
             .on_coverage_changed(Arc::new(move |payer: &str, member: &str| fastpath.invalidate_member(payer, member)));
         tasks.spawn({
             let stop = shutdown.clone();

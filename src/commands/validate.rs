@@ -1,6 +1,6 @@
 //! `clearway validate`.
 
-use crate::cli::FormatArg;
+use crate::cli::{CodesetArgs, FormatArg};
 use anyhow::Context;
 use clearway_formats::detect::{Format, sniff};
 use clearway_formats::report::X12Report;
@@ -9,7 +9,7 @@ use std::io::{BufRead, Read, Write};
 use std::path::Path;
 use std::process::ExitCode;
 
-pub fn run(file: &Path, format: FormatArg, json: bool) -> anyhow::Result<ExitCode> {
+pub fn run(file: &Path, format: FormatArg, json: bool, codesets: &CodesetArgs) -> anyhow::Result<ExitCode> {
     let mut input = super::open(file)?;
     let format = match format {
         FormatArg::X12 => Format::X12,
@@ -24,9 +24,10 @@ pub fn run(file: &Path, format: FormatArg, json: bool) -> anyhow::Result<ExitCod
     let out = std::io::BufWriter::new(stdout);
     let accepted = match format {
         Format::X12 => {
-            let mut report = X12Report::new(out, json);
-            // The text report lists findings only, so documents need not be read.
-            let options = AnalyzeOptions { skip_documents: !json, ..AnalyzeOptions::default() };
+            // Claims are read for the claim edits (listed as `edit:` issues).
+            let codes = super::codesets::load_files(codesets)?;
+            let mut report = X12Report::new(out, json).with_edits(codes, time::OffsetDateTime::now_utc().date());
+            let options = AnalyzeOptions::default();
             let totals = analyze_into(input, &options, &mut report);
             report.finish(totals.fatal.as_ref()).context("cannot write the report")?
         }

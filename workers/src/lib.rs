@@ -11,6 +11,7 @@
 //! - Shutdown is checked *between* messages: a message in progress is
 //!   never cancelled; messages received but not started are released.
 
+pub mod edits;
 pub mod process;
 pub mod route;
 pub mod webhooks;
@@ -34,14 +35,30 @@ pub struct Workers {
 }
 
 impl Workers {
-    pub fn new(ports: Ports, partners: Arc<Partners>, config: Arc<Config>, feed: Arc<tokio::sync::Notify>) -> Self {
+    /// Workers judging claims with the code sets in `codes` (refreshed by
+    /// [`edits::SharedCodeSets::spawn_refresh`]).
+    pub fn new(
+        ports: Ports,
+        partners: Arc<Partners>,
+        config: Arc<Config>,
+        feed: Arc<tokio::sync::Notify>,
+        codes: edits::SharedCodeSets,
+    ) -> Self {
         let router = Arc::new(route::Router::new(config.clone()));
+        let editor = edits::Editor {
+            config: config.clone(),
+            codes,
+            partners: partners.clone(),
+            state: ports.state.clone(),
+            router: router.clone(),
+        };
         Workers {
             processor: Arc::new(Processor {
                 ports,
                 partners,
                 config: config.clone(),
                 router,
+                editor,
                 feed,
                 coverage_changed: None,
             }),

@@ -9,6 +9,7 @@
 //! and are idempotent at the destination; state writes are puts of the same
 //! values.
 
+use crate::edits::{Editor, Judged};
 use crate::route::Router;
 use bytes::Bytes;
 use clearway_core::config::Config;
@@ -20,7 +21,7 @@ use clearway_core::records::{
 use clearway_core::{Claim, ErrorKind, PartnerId, PortError, PortResult, TransactionId};
 use clearway_formats::report::Issue;
 use clearway_formats::x12::build::{self, ClaimAck, ClaimDecision, Controls, Source};
-use clearway_formats::x12::{AnalyzeOptions, Document, analyze, edits};
+use clearway_formats::x12::{AnalyzeOptions, Document, analyze};
 use clearway_formats::{fhir, hl7};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -79,6 +80,8 @@ pub struct Processor {
     pub partners: Arc<Partners>,
     pub config: Arc<Config>,
     pub router: Arc<Router>,
+    /// Claim edits (code sets in force, duplicates).
+    pub editor: Editor,
     pub feed: Arc<tokio::sync::Notify>,
     /// Told of every member whose coverage an 834 changed (payer id, member
     /// id), once the change is durable: the fast path drops its cached
@@ -202,13 +205,20 @@ impl Processor {
             (self.config.workers.clearinghouse_name.clone(), self.config.workers.clearinghouse_id.clone());
         let router = self.router.clone();
         let partners = self.partners.clone();
+        let claims = ClaimJudge {
+            editor: self.editor.clone(),
+            rt: tokio::runtime::Handle::current(),
+            partner: record.partner.clone(),
+            transaction: id.clone(),
+            received,
+        };
         let mut outcome = tokio::task::spawn_blocking(move || match format {
-            Format::X12 => x12(&payload, &id, at, &clearinghouse, &router, &partners),
-            Format::Hl7 => hl7_messages(&payload, &id, received),
-            Format::Fhir => fhir_resource(&payload, &id, received, &router),
+            Format::X12 => x12(&payload, &id, at, &clearinghouse, &claims, &router, &partners),
+            Format::Hl7 => Ok(hl7_messages(&payload, &id, received)),
+            Format::Fhir => fhir_resource(&payload, &id, received, &claims),
         })
         .await
-        .map_err(|e| PortError::with_cause(ErrorKind::Internal, "process payload", e))?;
+        .map_err(|e| PortError::with_cause(ErrorKind::Internal, "process payload", e))??;
 
         // Route the claims that were accepted, skipping those already done.
         let (claim_records, mut writes) = self.route_claims(&record, &mut outcome).await?;
@@ -294,9 +304,9 @@ impl Processor {
                 destination: None,
             };
             match &w.decision {
-                ClaimDecision::Rejected { category, status, .. } => {
+                ClaimDecision::Rejected(_) => {
                     rec.status = "rejected".into();
-                    rec.status_code = Some(format!("{category}:{status}"));
+                    rec.status_code = w.decision.status().map(|s| s.to_string());
                 }
                 ClaimDecision::Accepted => {
                     if done.contains(&format!("route:{claim_id}")) {
@@ -534,14 +544,35 @@ fn controls(id: &TransactionId, kind: &str, n: usize) -> Controls {
     Controls::derived(format!("{id}|{kind}|{n}").as_bytes())
 }
 
+/// Judges the claims of one transaction (see [`Editor::judge`]).
+struct ClaimJudge {
+    editor: Editor,
+    rt: tokio::runtime::Handle,
+    partner: PartnerId,
+    transaction: TransactionId,
+    received: OffsetDateTime,
+}
+
+impl ClaimJudge {
+    /// The `n`th claim of the transaction (1-based, the claim id's suffix).
+    fn judge(&self, n: usize, claim: &Claim, set: Option<&str>, out: &mut Outcome) -> PortResult<ClaimDecision> {
+        let claim_id = format!("{}-{n}", self.transaction);
+        let Judged { decision, findings } =
+            self.editor.judge(&self.rt, &self.partner, &claim_id, claim, self.received)?;
+        out.issues.extend(findings.iter().map(|f| clearway_formats::report::edit_issue(f, n, set)));
+        Ok(decision)
+    }
+}
+
 fn x12(
     payload: &[u8],
     id: &TransactionId,
     at: PrimitiveDateTime,
     clearinghouse: &(String, String),
+    judge: &ClaimJudge,
     router: &Router,
     partners: &Partners,
-) -> Outcome {
+) -> PortResult<Outcome> {
     let analysis = analyze(payload, &AnalyzeOptions::default());
     let mut out = Outcome::default();
     if let Some(f) = &analysis.totals.fatal {
@@ -580,12 +611,9 @@ fn x12(
                 for doc in &set.documents {
                     match doc {
                         Document::Claim(c) => {
-                            let mut decision = edits::claim_decision(c);
-                            if decision == ClaimDecision::Accepted
-                                && !router.knows(c.payer_id.as_deref().unwrap_or("UNKNOWN"))
-                            {
-                                decision = edits::unknown_payer();
-                            }
+                            let n = out.claims.len() + claims.len() + 1;
+                            let set_id = Some(set.report.header.control_number.as_str());
+                            let decision = judge.judge(n, c, set_id, &mut out)?;
                             claims.push(ClaimWork { claim: (**c).clone(), decision });
                         }
                         Document::Enrollment(e) => {
@@ -633,7 +661,7 @@ fn x12(
         }
     }
     out.accepted = analysis.totals.fatal.is_none() && any_accepted_set;
-    out
+    Ok(out)
 }
 
 /// The last 12 hex digits of a transaction id (a short, stable reference).
@@ -754,14 +782,15 @@ fn hl7_messages(payload: &[u8], id: &TransactionId, received: OffsetDateTime) ->
     out
 }
 
-fn fhir_resource(payload: &[u8], id: &TransactionId, received: OffsetDateTime, router: &Router) -> Outcome {
+fn fhir_resource(
+    payload: &[u8],
+    id: &TransactionId,
+    received: OffsetDateTime,
+    judge: &ClaimJudge,
+) -> PortResult<Outcome> {
     let mut out = Outcome::default();
     let json_ack =
         |v: serde_json::Value| Ack { kind: "fhir", content_type: "application/fhir+json", body: v.to_string() };
-    let decide = |c: &Claim| {
-        let payer = c.payer_id.as_deref().unwrap_or("UNKNOWN");
-        if router.knows(payer) { ClaimDecision::Accepted } else { edits::unknown_payer() }
-    };
     match fhir::read_resource(payload, &fhir::Limits::default()) {
         Err(e) => {
             let issue = e.to_issue();
@@ -773,8 +802,8 @@ fn fhir_resource(payload: &[u8], id: &TransactionId, received: OffsetDateTime, r
             out.issues.extend(clearway_formats::report::fhir_issues(&found));
             match &doc {
                 fhir::FhirDocument::Claim(c) if c.claim.is_some() => {
-                    let Some(claim) = c.claim.clone() else { return out };
-                    let decision = decide(&claim);
+                    let Some(claim) = c.claim.clone() else { return Ok(out) };
+                    let decision = judge.judge(1, &claim, None, &mut out)?;
                     let outcome = if decision == ClaimDecision::Accepted {
                         fhir::ResponseOutcome::Queued
                     } else {
@@ -796,7 +825,7 @@ fn fhir_resource(payload: &[u8], id: &TransactionId, received: OffsetDateTime, r
                         out.documents += 1;
                         match &c.claim {
                             Some(claim) => {
-                                let decision = decide(claim);
+                                let decision = judge.judge(out.claims.len() + 1, claim, None, &mut out)?;
                                 let outcome =
                                     if decision == ClaimDecision::Accepted { fhir::ResponseOutcome::Queued } else { fhir::ResponseOutcome::Error };
                                 let r = fhir::ClaimResponseSpec::for_claim(c, format!("{id}-{i}"), received, outcome)
@@ -823,7 +852,7 @@ fn fhir_resource(payload: &[u8], id: &TransactionId, received: OffsetDateTime, r
             }
         }
     }
-    out
+    Ok(out)
 }
 
 #[cfg(test)]

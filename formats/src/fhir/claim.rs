@@ -16,7 +16,9 @@ use super::outcome::{IssueType, Issues, OutcomeIssue};
 use super::primitives::FhirDate;
 use super::resolve::{Resolution, Resolver};
 use super::{DocCtx, Limits};
-use clearway_core::{Claim, ClaimKind, DateRange, Sensitive, ServiceLine, SourceFormat};
+use clearway_core::{
+    Claim, ClaimKind, ClinicalCode, DateRange, ProviderRef, ProviderRole, Sensitive, ServiceLine, SourceFormat,
+};
 use rust_decimal::Decimal;
 use serde_json::Value;
 use std::collections::HashSet;
@@ -777,6 +779,9 @@ pub(crate) fn read_claim(o: &Obj, root: &str, ctx: &DocCtx<'_>) -> ClaimDoc {
                 units: l.units,
                 unit_basis: l.unit_basis,
                 service_date: l.service_date,
+                diagnosis_pointers: vec![],
+                place_of_service: l.place_of_service,
+                control_number: None,
             })
             .collect();
         let member_id = coverage.as_ref().and_then(|f| f.member_id.clone());
@@ -789,15 +794,30 @@ pub(crate) fn read_claim(o: &Obj, root: &str, ctx: &DocCtx<'_>) -> ClaimDoc {
             total_charge: header.total.or(line_sum).unwrap_or_default(),
             facility_code,
             frequency_code,
-            billing_provider_npi: billing_npi,
+            billing_provider_npi: billing_npi.clone(),
             billing_provider_name: provider_name,
             payer_id,
             payer_name,
             subscriber_member_id: Sensitive::new(member_id),
             subscriber,
             patient: patient_person,
-            diagnosis_codes: Sensitive::new(diagnoses.into_iter().filter_map(|(_, c)| c).collect()),
+            diagnoses: Sensitive::new(
+                diagnoses
+                    .into_iter()
+                    .filter_map(|(_, c)| c)
+                    .enumerate()
+                    .map(|(i, code)| ClinicalCode {
+                        qualifier: if i == 0 { "ABK" } else { "ABF" }.to_owned(),
+                        code: code.replace('.', ""),
+                        date: None,
+                    })
+                    .collect(),
+            ),
+            procedures: Sensitive::new(vec![]),
             service_lines,
+            providers: vec![ProviderRef { role: ProviderRole::Billing, npi: billing_npi, line: None }],
+            payer_claim_control_number: None,
+            statement_dates: None,
         })
     } else {
         None

@@ -217,7 +217,8 @@ fn maps_professional_claim_to_core() {
     assert_eq!(*c.patient.birth_date.expose(), Some(date!(1980 - 05 - 06)));
     assert_eq!(c.patient.gender.as_deref(), Some("M"));
     assert_eq!(c.subscriber, c.patient, "relationship self: subscriber is the patient");
-    assert_eq!(c.diagnosis_codes.expose(), &["J02.0", "E11.9"], "ordered by sequence, ICD-10 preferred");
+    let codes: Vec<&str> = c.diagnoses.expose().iter().map(|d| d.code.as_str()).collect();
+    assert_eq!(codes, ["J020", "E119"], "ordered by sequence, ICD-10 preferred");
     assert_eq!(c.service_lines.len(), 2);
     let l1 = &c.service_lines[0];
     assert_eq!(l1.line_number, 1);
@@ -991,7 +992,7 @@ fn hostile_sizes_stay_linear() {
     let started = std::time::Instant::now();
     let doc = claim_doc(&v);
     assert!(doc.issues.is_empty(), "{:?}", doc.issues.first());
-    assert_eq!(doc.claim.map(|c| c.diagnosis_codes.expose().len()), Some(N + 2));
+    assert_eq!(doc.claim.map(|c| c.diagnoses.expose().len()), Some(N + 2));
     assert!(started.elapsed() < std::time::Duration::from_secs(20), "{:?}", started.elapsed());
 }
 

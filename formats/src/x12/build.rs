@@ -12,7 +12,7 @@ use super::analyze::{GroupHeader, Interchange, InterchangeReport, SetReport, Tra
 use super::codes::AckCode;
 use super::isa::{Delimiters, IsaHeader};
 use super::validate::{Context, ElementPosition};
-use clearway_core::{Claim, ClaimStatusRequest, DateRange, EligibilityRequest, Person};
+use clearway_core::{Claim, ClaimStatusRequest, DateRange, EligibilityRequest, Person, ServiceLine};
 use rust_decimal::Decimal;
 use time::{Date, PrimitiveDateTime};
 
@@ -121,6 +121,13 @@ impl Controls {
     }
 }
 
+/// An element for [`Writer::seg_els`].
+#[derive(Debug, Clone, Copy)]
+pub enum El<'a> {
+    Val(&'a str),
+    Comp(&'a [&'a str]),
+}
+
 /// Writes segments with the partner's delimiters, sanitising values so a
 /// delimiter inside data can never break the structure.
 #[derive(Debug)]
@@ -152,14 +159,26 @@ impl Writer {
     /// Writes a segment whose first element is a composite of `parts`
     /// (STC's C043) and whose other elements are plain values.
     pub fn seg_composite_first(&mut self, id: &str, parts: &[&str], rest: &[&str]) {
-        let first = self.comp(parts);
-        let mut cleaned: Vec<String> = Vec::with_capacity(rest.len() + 1);
-        cleaned.push(first);
-        for r in rest {
-            let mut v = Vec::new();
-            self.clean(r, &mut v);
-            cleaned.push(String::from_utf8_lossy(&v).into_owned());
-        }
+        let mut elements = Vec::with_capacity(rest.len() + 1);
+        elements.push(El::Comp(parts));
+        elements.extend(rest.iter().map(|r| El::Val(r)));
+        self.seg_els(id, &elements);
+    }
+
+    /// Writes a segment of plain values and composites (each sanitised);
+    /// empty trailing elements are dropped.
+    pub fn seg_els(&mut self, id: &str, elements: &[El<'_>]) {
+        let cleaned: Vec<String> = elements
+            .iter()
+            .map(|e| match e {
+                El::Comp(parts) => self.comp(parts),
+                El::Val(v) => {
+                    let mut out = Vec::new();
+                    self.clean(v, &mut out);
+                    String::from_utf8_lossy(&out).into_owned()
+                }
+            })
+            .collect();
         let last = cleaned.iter().rposition(|e| !e.is_empty()).map_or(0, |i| i + 1);
         let mut line = id.as_bytes().to_vec();
         for e in &cleaned[..last] {
@@ -507,15 +526,55 @@ fn write_ctx(w: &mut Writer, contexts: &[Context]) {
 
 // ------------------------------------------------------------------ 277CA --
 
+pub use clearway_core::edits::Stc;
+
 /// What happened to one claim, for its 277CA entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClaimDecision {
     /// STC A2:20 (accepted for processing), action WQ.
     Accepted,
-    /// Rejected: STC category (A3 returned as unprocessable, A6 missing
-    /// information, A7 invalid information, A8 relational error) with its
-    /// status code and optional entity, action U.
-    Rejected { category: &'static str, status: &'static str, entity: Option<&'static str> },
+    /// Rejected (action U): the reasons at the claim level (2200D) and on
+    /// the service lines that caused it (2220D).
+    Rejected(Rejection),
+}
+
+/// Why a claim was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Rejection {
+    /// Claim-level statuses (A3 returned as unprocessable, A6 missing
+    /// information, A7 invalid information, A8 relational error), three to
+    /// an STC segment (STC01, STC10, STC11). Empty when only lines are at
+    /// fault: the claim then says A3:247 (line information).
+    pub claim: Vec<Stc>,
+    /// Per service line (LX01): the statuses of that line, at most three
+    /// (its one 2220D STC).
+    pub lines: Vec<(u32, Vec<Stc>)>,
+    /// A short explanation without PHI (STC12 of the first claim-level STC).
+    pub message: Option<String>,
+}
+
+/// The claim-level status of a claim rejected only for its lines (CMS
+/// CEDI: "A3:247 … the rejection is at the line level").
+pub const LINE_INFORMATION: Stc = Stc::new("A3", "247", None);
+
+impl ClaimDecision {
+    /// A rejection with one claim-level status.
+    pub fn rejected(stc: Stc) -> Self {
+        ClaimDecision::Rejected(Rejection { claim: vec![stc], lines: vec![], message: None })
+    }
+
+    /// The first status a rejection reports at the claim level
+    /// (`A7:562:85`), `None` when accepted.
+    pub fn status(&self) -> Option<Stc> {
+        match self {
+            ClaimDecision::Accepted => None,
+            ClaimDecision::Rejected(r) => Some(r.claim.first().copied().unwrap_or(LINE_INFORMATION)),
+        }
+    }
+
+    pub fn is_accepted(&self) -> bool {
+        matches!(self, ClaimDecision::Accepted)
+    }
 }
 
 /// One claim of a 277CA with its decision and our trace number for it.
@@ -673,14 +732,25 @@ pub fn ack277ca(a: &Ack277Ca<'_>) -> Vec<u8> {
                 ClaimDecision::Accepted => {
                     w.seg_composite_first("STC", &["A2", "20"], &[&today, "WQ", &charge]);
                 }
-                ClaimDecision::Rejected { category, status, entity } => {
-                    w.seg_composite_first("STC", &[category, status, entity.unwrap_or("")], &[&today, "U", &charge]);
+                ClaimDecision::Rejected(r) => {
+                    let claim_level = if r.claim.is_empty() { &[LINE_INFORMATION][..] } else { &r.claim[..] };
+                    for (i, chunk) in claim_level.chunks(3).enumerate() {
+                        let message = if i == 0 { r.message.as_deref().unwrap_or("") } else { "" };
+                        stc_segment(&mut w, chunk, &today, &charge, message);
+                    }
                 }
             }
             w.seg("REF", &["D9", &c.clearinghouse_trace]);
-            if let Some(d) = c.claim.summary().service_dates {
+            if let Some(d) = c.claim.summary().service_dates.or(c.claim.statement_dates) {
                 let (fmt, v) = range(d);
                 w.seg("DTP", &["472", fmt, &v]);
+            }
+            if let ClaimDecision::Rejected(r) = &c.decision {
+                for (number, stcs) in &r.lines {
+                    if let Some(line) = c.claim.service_lines.iter().find(|l| l.line_number == *number) {
+                        service_line_status(&mut w, line, stcs, &today);
+                    }
+                }
             }
         }
     }
@@ -688,6 +758,51 @@ pub fn ack277ca(a: &Ack277Ca<'_>) -> Vec<u8> {
     w.ge(a.controls.group);
     w.iea(a.controls.interchange);
     w.into_bytes()
+}
+
+/// An STC of a rejected claim: up to three statuses (STC01, STC10, STC11),
+/// action U, the claim's charge, and a message (STC12) when given.
+fn stc_segment(w: &mut Writer, stcs: &[Stc], today: &str, charge: &str, message: &str) {
+    let parts: Vec<[&str; 3]> = stcs.iter().map(|s| [s.category, s.status, s.entity.unwrap_or("")]).collect();
+    let comp = |i: usize| parts.get(i).map_or(El::Val(""), |p| El::Comp(&p[..]));
+    let e = El::Val("");
+    w.seg_els(
+        "STC",
+        &[comp(0), El::Val(today), El::Val("U"), El::Val(charge), e, e, e, e, e, comp(1), comp(2), El::Val(message)],
+    );
+}
+
+/// Loop 2220D for a line that caused its claim's rejection: SVC (the
+/// procedure, or the revenue code of an institutional line without one),
+/// one STC (action U), REF*FJ (the line item control number) and DTP*472.
+fn service_line_status(w: &mut Writer, line: &ServiceLine, stcs: &[Stc], today: &str) {
+    let qualifier = match line.procedure_qualifier.as_deref() {
+        Some(q @ ("AD" | "ER" | "HC" | "HP" | "IV" | "WK")) if !line.procedure_code.is_empty() => q,
+        _ => "",
+    };
+    let (q, code) = match (qualifier, line.revenue_code.as_deref()) {
+        ("", Some(rev)) => ("NU", rev),
+        ("", None) => ("HC", line.procedure_code.as_str()),
+        (q, _) => (q, line.procedure_code.as_str()),
+    };
+    let mods: Vec<&str> = line.modifiers.iter().take(4).map(String::as_str).collect();
+    let mut proc = vec![q, code];
+    proc.extend(mods);
+    let units = line.units.map(money).unwrap_or_default();
+    let revenue = if q == "NU" { "" } else { line.revenue_code.as_deref().unwrap_or("") };
+    let charge = money(line.charge);
+    w.seg_els(
+        "SVC",
+        &[El::Comp(&proc), El::Val(&charge), El::Val(""), El::Val(revenue), El::Val(""), El::Val(""), El::Val(&units)],
+    );
+    stc_segment(w, &stcs[..stcs.len().min(3)], today, "", "");
+    if let Some(n) = &line.control_number {
+        w.seg("REF", &["FJ", n]);
+    }
+    if let Some(d) = line.service_date {
+        let (fmt, v) = range(d);
+        w.seg("DTP", &["472", fmt, &v]);
+    }
 }
 
 // -------------------------------------------------------------------- 271 --

@@ -4,7 +4,6 @@
 pub mod analyze;
 pub mod build;
 pub mod codes;
-pub mod edits;
 pub mod isa;
 pub mod reader;
 pub mod spec;

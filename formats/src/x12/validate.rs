@@ -132,9 +132,6 @@ struct PendingHl {
 struct ClaimRules {
     /// SBR at this position said the subscriber is the patient (SBR02 = 18).
     subscriber_is_patient: Option<u32>,
-    /// CLM at this position is a replacement or void (CLM05-3 = 7 or 8) and
-    /// needs REF*F8 before the claim ends; cleared when REF*F8 arrives.
-    needs_payer_claim_number: Option<u32>,
 }
 
 /// Validates one transaction set, segment by segment.
@@ -236,9 +233,6 @@ impl<'s> SetValidator<'s> {
                 check_elements(seg, seg_spec, &mut element_errors);
                 if seg.is("HL") {
                     self.check_hl(seg, seg_spec, loop_id, &mut element_errors);
-                }
-                if seg_spec.id.as_ref() == "NM1" {
-                    check_npi(seg, seg_spec, &mut element_errors);
                 }
                 if seg.is("DTP") {
                     check_dtp(seg, seg_spec, &mut element_errors);
@@ -405,25 +399,6 @@ impl<'s> SetValidator<'s> {
             }
             let closing = &*lp.id;
             if closing == "2300" {
-                if let Some(pos) = self.claim_rules.as_mut().and_then(|r| r.needs_payer_claim_number.take()) {
-                    let mut err = SegmentError {
-                        segment: "REF".into(),
-                        position: self.position,
-                        loop_id: Some("2300".into()),
-                        code: SegmentCode::SituationalMissing,
-                        elements: vec![],
-                        contexts: self.business_context(),
-                        message: "REF*F8 (payer claim control number) is required for a replacement or void claim"
-                            .into(),
-                    };
-                    err.contexts.push(Context::SituationalTrigger {
-                        segment: "CLM".into(),
-                        position: pos,
-                        loop_id: Some("2300".into()),
-                        element: Some(ElementPosition { element: 5, component: Some(3), repetition: None }),
-                    });
-                    self.record(err);
-                }
                 self.business_unit = None;
             }
             if closing == "2000B"
@@ -442,12 +417,6 @@ impl<'s> SetValidator<'s> {
         match (seg.id(), loop_id) {
             (b"SBR", "2000B") => {
                 rules.subscriber_is_patient = (seg.element(2) == b"18").then_some(position);
-            }
-            (b"CLM", "2300") => {
-                rules.needs_payer_claim_number = matches!(seg.component(5, 3), b"7" | b"8").then_some(position);
-            }
-            (b"REF", "2300") if seg.element(1) == b"F8" => {
-                rules.needs_payer_claim_number = None;
             }
             (b"HL", "2000C") => {
                 if let Some(sbr) = rules.subscriber_is_patient {
@@ -895,20 +864,6 @@ fn check_syntax(kind: u8, elements: &[u8], present: u64, seg: &SegmentSpec, out:
     }
 }
 
-/// NM109 must carry a valid NPI check digit when NM108 = XX.
-fn check_npi(seg: &Segment<'_>, spec: &SegmentSpec, out: &mut Vec<ElementError>) {
-    if seg.element(8) != b"XX" {
-        return;
-    }
-    let id = seg.element(9);
-    if !id.is_empty() && !valid_npi(id) {
-        let e = spec.elements.iter().find(|e| e.seq == 9);
-        let mut err = element_error(spec, ElementPosition::element(9), e, ElementCode::PatternMismatch, None);
-        err.message = "NM109: not a valid NPI (length or check digit)".into();
-        out.push(err);
-    }
-}
-
 /// DTP03 must be a real date (D8) or an ordered range of real dates (RD8).
 fn check_dtp(seg: &Segment<'_>, spec: &SegmentSpec, out: &mut Vec<ElementError>) {
     let v = seg.element(3);
@@ -1069,31 +1024,27 @@ mod tests {
     }
 
     #[test]
-    fn bad_code_and_bad_npi_are_found() {
+    fn bad_code_is_found_and_an_npi_check_digit_is_not_syntax() {
         let mut segs = CLEAN.to_vec();
         segs[6] = "NM1*85*2*BILLING CLINIC*****XX*1234567890";
         segs[11] = "SBR*Q*18*******CI";
         let errors = run(p837(), &segs);
         let codes: Vec<_> =
             errors.iter().flat_map(|e| e.elements.iter().map(|x| (e.segment.clone(), x.code))).collect();
-        assert!(codes.contains(&("NM1".into(), ElementCode::PatternMismatch)), "{codes:?}");
         assert!(codes.contains(&("SBR".into(), ElementCode::InvalidCode)), "{codes:?}");
+        // NM109 is an identifier of the stated length at SNIP 1-2; its check
+        // digit is the claim edit npi.billing (277CA), not a 999 error.
+        assert!(!codes.iter().any(|(s, _)| s == "NM1"), "{codes:?}");
     }
 
     #[test]
-    fn replacement_claim_without_ref_f8_is_a_situational_error() {
+    fn replacement_claim_without_ref_f8_is_left_to_the_claim_edits() {
+        // The claim edit frequency.payer_claim_number rejects that one
+        // claim in the 277CA; the set is not rejected for it.
         let mut segs = CLEAN.to_vec();
         segs[14] = "CLM*PCN1*100***11:B:7*Y*A*Y*Y";
         let errors = run(p837(), &segs);
-        assert_eq!(errors.len(), 1, "{errors:#?}");
-        assert_eq!(errors[0].code, SegmentCode::SituationalMissing);
-        assert!(
-            errors[0]
-                .contexts
-                .iter()
-                .any(|c| matches!(c, Context::SituationalTrigger { segment, .. } if segment == "CLM"))
-        );
-        assert!(errors[0].contexts.iter().any(|c| matches!(c, Context::BusinessUnit { .. })));
+        assert!(errors.is_empty(), "{errors:#?}");
     }
 
     #[test]

@@ -11,8 +11,9 @@
 
 use super::reader::Segment;
 use clearway_core::{
-    Claim, ClaimKind, ClaimPayment, ClaimStatusRequest, Coverage, DateRange, EligibilityRequest, Enrollment,
-    MaintenanceType, Member, Person, Remittance, Sensitive, ServiceLine, SourceFormat,
+    Claim, ClaimKind, ClaimPayment, ClaimStatusRequest, ClinicalCode, Coverage, DateRange, EligibilityRequest,
+    Enrollment, MaintenanceType, Member, Person, ProviderRef, ProviderRole, Remittance, Sensitive, ServiceLine,
+    SourceFormat,
 };
 use rust_decimal::Decimal;
 use serde::Serialize;
@@ -240,6 +241,9 @@ pub struct ClaimView {
     last_person: u8,
     claim: Option<Claim>,
     claim_dates: Option<DateRange>,
+    /// Inside a claim's other-payer loops (2320-2330x: from SBR to LX),
+    /// whose NM1s name the other payer's view of the providers.
+    other_payer: bool,
     out: Vec<Document>,
 }
 
@@ -261,6 +265,7 @@ impl ClaimView {
             last_person: 0,
             claim: None,
             claim_dates: None,
+            other_payer: false,
             out: vec![],
         }
     }
@@ -297,7 +302,22 @@ impl ClaimView {
                     _ => {}
                 }
             }
+            b"SBR" if self.claim.is_some() => self.other_payer = true,
             b"SBR" => self.subscriber_is_patient = seg.element(2) == b"18",
+            b"NM1" if self.claim.is_some() => {
+                self.last_person = 0;
+                if self.other_payer {
+                    return;
+                }
+                let kind = self.kind;
+                if let Some(c) = self.claim.as_mut()
+                    && let Some(role) = ProviderRole::from_entity(kind, seg.element(1))
+                {
+                    let npi = (seg.element(8) == b"XX").then(|| text(seg.element(9))).flatten();
+                    let line = c.service_lines.last().map(|l| l.line_number);
+                    c.providers.push(ProviderRef { role, npi, line });
+                }
+            }
             b"NM1" => match seg.element(1) {
                 b"85" => {
                     self.billing_name = text(seg.element(3));
@@ -308,7 +328,7 @@ impl ClaimView {
                     self.member_id = text(seg.element(9));
                     self.last_person = 1;
                 }
-                b"PR" if self.claim.is_none() => {
+                b"PR" => {
                     self.payer_name = text(seg.element(3));
                     self.payer_id = text(seg.element(9));
                 }
@@ -349,27 +369,53 @@ impl ClaimView {
                     subscriber_member_id: Sensitive::new(self.member_id.clone()),
                     subscriber: self.subscriber.clone(),
                     patient,
-                    diagnosis_codes: Sensitive::new(vec![]),
+                    diagnoses: Sensitive::new(vec![]),
+                    procedures: Sensitive::new(vec![]),
                     service_lines: vec![],
+                    providers: vec![ProviderRef {
+                        role: ProviderRole::Billing,
+                        npi: self.billing_npi.clone(),
+                        line: None,
+                    }],
+                    payer_claim_control_number: None,
+                    statement_dates: None,
                 });
-                let _ = self.subscriber_is_patient;
+                self.other_payer = false;
             }
             b"HI" => {
                 if let Some(c) = self.claim.as_mut() {
+                    let comp = seg.delimiters().component;
                     for el in seg.elements() {
-                        let mut parts = el.split(|&b| b == seg.delimiters().component);
-                        let (Some(q), Some(code)) = (parts.next(), parts.next()) else {
+                        let mut parts = el.split(|&b| b == comp);
+                        let (Some(q), Some(code)) = (parts.next(), parts.next().and_then(text)) else {
                             continue;
                         };
-                        if matches!(
+                        let diagnosis = matches!(
                             q,
                             b"ABK" | b"ABF" | b"ABJ" | b"ABN" | b"APR" | b"BK" | b"BF" | b"BJ" | b"BN" | b"PR"
-                        ) && let Some(code) = text(code)
-                        {
-                            let mut codes = std::mem::take(&mut c.diagnosis_codes).into_inner();
-                            codes.push(code);
-                            c.diagnosis_codes = Sensitive::new(codes);
+                        );
+                        let procedure = matches!(q, b"BBR" | b"BBQ" | b"BR" | b"BQ");
+                        if !diagnosis && !procedure {
+                            continue;
                         }
+                        let date = match (parts.next(), parts.next()) {
+                            (Some(b"D8"), Some(d)) => date8(d),
+                            _ => None,
+                        };
+                        let value = ClinicalCode { qualifier: String::from_utf8_lossy(q).into_owned(), code, date };
+                        let list = if diagnosis { &mut c.diagnoses } else { &mut c.procedures };
+                        let mut codes = std::mem::take(list).into_inner();
+                        codes.push(value);
+                        *list = Sensitive::new(codes);
+                    }
+                }
+            }
+            b"REF" => {
+                if let Some(c) = self.claim.as_mut() {
+                    match (c.service_lines.last_mut(), seg.element(1)) {
+                        (None, b"F8") if !self.other_payer => c.payer_claim_control_number = text(seg.element(2)),
+                        (Some(line), b"6R") => line.control_number = text(seg.element(2)),
+                        _ => {}
                     }
                 }
             }
@@ -386,22 +432,37 @@ impl ClaimView {
                         units: None,
                         unit_basis: None,
                         service_date: None,
+                        diagnosis_pointers: vec![],
+                        place_of_service: None,
+                        control_number: None,
                     });
                 }
+                self.other_payer = false;
             }
             b"SV1" | b"SV2" | b"SV3" => {
                 let Some(line) = self.claim.as_mut().and_then(|c| c.service_lines.last_mut()) else {
                     return;
                 };
+                let comp = seg.delimiters().component;
+                let pointers = |el: &[u8]| -> Vec<u8> {
+                    el.split(|&b| b == comp).filter_map(|p| std::str::from_utf8(p).ok()?.parse().ok()).collect()
+                };
                 let (proc_el, charge, basis, units) = match seg.id() {
-                    b"SV1" => (1, 2, Some(3), Some(4)),
+                    b"SV1" => {
+                        line.place_of_service = text(seg.element(5));
+                        line.diagnosis_pointers = pointers(seg.element(7));
+                        (1, 2, Some(3), Some(4))
+                    }
                     b"SV2" => {
                         line.revenue_code = text(seg.element(1));
                         (2, 3, Some(4), Some(5))
                     }
-                    _ => (1, 2, None, Some(6)),
+                    _ => {
+                        line.place_of_service = text(seg.element(3));
+                        line.diagnosis_pointers = pointers(seg.element(11));
+                        (1, 2, None, Some(6))
+                    }
                 };
-                let comp = seg.delimiters().component;
                 let proc = seg.element(proc_el);
                 let mut parts = proc.split(|&b| b == comp);
                 line.procedure_qualifier = parts.next().and_then(text);
@@ -417,7 +478,12 @@ impl ClaimView {
                 if let Some(c) = self.claim.as_mut() {
                     match c.service_lines.last_mut() {
                         Some(line) if q == b"472" => line.service_date = d,
-                        None if matches!(q, b"472" | b"434") => self.claim_dates = d,
+                        None if !self.other_payer && matches!(q, b"472" | b"434") => {
+                            if q == b"434" {
+                                c.statement_dates = d;
+                            }
+                            self.claim_dates = d;
+                        }
                         _ => {}
                     }
                 }
@@ -1310,7 +1376,8 @@ mod tests {
         assert_eq!(c.payer_id.as_deref(), Some("P1"));
         assert_eq!(c.subscriber_member_id.expose().as_deref(), Some("M1"));
         assert_eq!(c.patient.first_name.expose().as_deref(), Some("JANE"));
-        assert_eq!(c.diagnosis_codes.expose(), &vec!["J020".to_string(), "R05".to_string()]);
+        let codes: Vec<&str> = c.diagnoses.expose().iter().map(|d| d.code.as_str()).collect();
+        assert_eq!(codes, ["J020", "R05"]);
         assert_eq!(c.service_lines.len(), 2);
         assert_eq!(c.service_lines[0].modifiers, vec!["25".to_string()]);
         assert_eq!(c.summary().line_charge_total, Decimal::new(150, 0));

@@ -1,0 +1,220 @@
+//! Claim edits in the workers: the code sets in force (reloaded when a new
+//! release is imported, without a restart) and the per-claim judgement
+//! that adds what needs state or routing to the pure edits of
+//! `clearway_formats::edits` (duplicates, unknown payers).
+
+use crate::route::Router;
+use bytes::Bytes;
+use clearway_core::codesets::{CodeSetStore, ReleaseInfo};
+use clearway_core::config::Config;
+use clearway_core::partners::Partners;
+use clearway_core::ports::{Condition, Key, StateStore, Table, WriteOp};
+use clearway_core::{Claim, ErrorKind, PartnerId, PortError, PortResult};
+use clearway_formats::edits::codesets::{CodeSets, Release};
+use clearway_formats::edits::{self, Context, Finding, Severity};
+use clearway_formats::x12::build::ClaimDecision;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use time::OffsetDateTime;
+use tokio_util::sync::CancellationToken;
+
+/// The code sets in force, shared by every worker; swapped whole when the
+/// stored releases change.
+#[derive(Clone)]
+pub struct SharedCodeSets {
+    inner: Arc<RwLock<Loaded>>,
+}
+
+struct Loaded {
+    sets: Arc<CodeSets>,
+    /// SHA-256 of each loaded release, in listing order.
+    digests: Vec<String>,
+}
+
+impl Default for SharedCodeSets {
+    fn default() -> Self {
+        SharedCodeSets {
+            inner: Arc::new(RwLock::new(Loaded { sets: Arc::new(CodeSets::new(&[])), digests: Vec::new() })),
+        }
+    }
+}
+
+impl std::fmt::Debug for SharedCodeSets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedCodeSets").finish_non_exhaustive()
+    }
+}
+
+/// Reads every stored release and builds the lookup tables from them.
+pub async fn load(store: &CodeSetStore, infos: &[ReleaseInfo]) -> PortResult<CodeSets> {
+    let mut stored: Vec<Bytes> = Vec::with_capacity(infos.len());
+    for info in infos {
+        stored.push(store.read(info).await?);
+    }
+    tokio::task::spawn_blocking(move || {
+        let releases: Result<Vec<Release>, _> = stored.iter().map(|b| Release::decode(b)).collect();
+        releases
+            .map(|r| CodeSets::new(&r))
+            .map_err(|e| PortError::with_cause(ErrorKind::Internal, "decode code-set release", e))
+    })
+    .await
+    .map_err(|e| PortError::with_cause(ErrorKind::Internal, "build code sets", e))?
+}
+
+impl SharedCodeSets {
+    /// The code sets in force now.
+    pub fn current(&self) -> Arc<CodeSets> {
+        self.inner.read().map(|l| l.sets.clone()).unwrap_or_else(|e| e.into_inner().sets.clone())
+    }
+
+    /// Loads the stored releases when they differ from the loaded ones;
+    /// returns whether anything changed.
+    pub async fn refresh(&self, store: &CodeSetStore) -> PortResult<bool> {
+        let infos = store.list().await?;
+        let digests: Vec<String> = infos.iter().map(|i| i.sha256.clone()).collect();
+        let same = self.inner.read().map(|l| l.digests == digests).unwrap_or(false);
+        if same {
+            return Ok(false);
+        }
+        let sets = load(store, &infos).await?;
+        tracing::info!(
+            releases = infos.len(),
+            heap_bytes = sets.heap_bytes(),
+            "code sets loaded: {}",
+            infos.iter().map(|i| format!("{} {}", i.system, i.effective)).collect::<Vec<_>>().join(", ")
+        );
+        metrics::gauge!("clearway_codeset_releases").set(infos.len() as f64);
+        if let Ok(mut l) = self.inner.write() {
+            *l = Loaded { sets: Arc::new(sets), digests };
+        }
+        Ok(true)
+    }
+
+    /// Refreshes every `every` until `shutdown`; a failed refresh keeps the
+    /// loaded code sets and is retried at the next tick.
+    pub fn spawn_refresh(
+        &self,
+        store: CodeSetStore,
+        every: Duration,
+        shutdown: CancellationToken,
+    ) -> tokio::task::JoinHandle<()> {
+        let me = self.clone();
+        tokio::spawn(async move {
+            loop {
+                if let Err(e) = me.refresh(&store).await {
+                    tracing::warn!(error = %clearway_core::error::chain(&e), "code-set refresh failed; keeping the loaded ones");
+                }
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(every) => {}
+                }
+            }
+        })
+    }
+}
+
+/// One claim's edits and the 277CA decision they lead to.
+#[derive(Debug, Clone)]
+pub struct Judged {
+    pub decision: ClaimDecision,
+    pub findings: Vec<Finding>,
+}
+
+/// Runs the claim edits for the workers.
+#[derive(Clone)]
+pub struct Editor {
+    pub config: Arc<Config>,
+    pub codes: SharedCodeSets,
+    pub partners: Arc<Partners>,
+    pub state: Arc<dyn StateStore>,
+    pub router: Arc<Router>,
+}
+
+impl std::fmt::Debug for Editor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Editor").finish_non_exhaustive()
+    }
+}
+
+impl Editor {
+    /// Judges one claim (`claim_id`: its id in the transaction, stable
+    /// across redeliveries). Runs on a blocking thread: the duplicate check
+    /// waits on the state store through `rt`.
+    pub fn judge(
+        &self,
+        rt: &tokio::runtime::Handle,
+        partner: &PartnerId,
+        claim_id: &str,
+        claim: &Claim,
+        received: OffsetDateTime,
+    ) -> PortResult<Judged> {
+        let payer = claim.payer_id.as_deref().unwrap_or("UNKNOWN");
+        let policy = self.config.edit_policy(partner.as_str(), Some(payer));
+        let codes = self.codes.current();
+        let cx = Context { received: received.date(), codes: &codes, policy: &policy };
+        let mut findings = edits::check(claim, &cx);
+        if !self.router.knows(payer)
+            && let Some(f) =
+                edits::finding(&policy, "payer.unknown", None, "the claim's payer is not one Clearway routes to")
+        {
+            findings.push(f);
+        }
+        let rejected = findings.iter().any(|f| f.severity == Severity::Reject);
+        if !rejected && policy.severity_of("duplicate.claim") != Severity::Off {
+            let duplicate_of = rt.block_on(self.register(partner, claim_id, claim, received))?;
+            if duplicate_of.is_some()
+                && let Some(f) = edits::finding(
+                    &policy,
+                    "duplicate.claim",
+                    None,
+                    "the same claim was accepted from this submitter within the duplicate window",
+                )
+            {
+                findings.push(f);
+            }
+        }
+        Ok(Judged { decision: edits::decide(&findings), findings })
+    }
+
+    /// Records an accepted claim under its duplicate key for the window, or
+    /// finds the claim already recorded under it. Returns the other claim's
+    /// id when this one is a duplicate (a redelivery finds its own id: not
+    /// a duplicate).
+    async fn register(
+        &self,
+        partner: &PartnerId,
+        claim_id: &str,
+        claim: &Claim,
+        received: OffsetDateTime,
+    ) -> PortResult<Option<String>> {
+        let dates = claim.summary().service_dates.or(claim.statement_dates);
+        let identity = format!(
+            "{}|{}|{}|{}",
+            claim.patient_control_number.expose(),
+            self.config.canonical_payer(claim.payer_id.as_deref().unwrap_or("UNKNOWN")),
+            claim.total_charge.normalize(),
+            dates.map(|d| format!("{}-{}", d.from, d.to)).unwrap_or_default(),
+        );
+        let key = Key::new(Table::Dedupe, format!("claim:{partner}"), self.partners.index_token(&identity));
+        let expires = received + self.config.edits.duplicate_window;
+        let put = WriteOp::Put {
+            key: key.clone(),
+            value: Bytes::from(claim_id.to_string()),
+            expires_at: Some(expires.unix_timestamp()),
+            condition: Condition::NotExists,
+        };
+        match self.state.write(vec![put]).await {
+            Ok(()) => Ok(None),
+            Err(e) if e.kind() == ErrorKind::PreconditionFailed => {
+                let existing = self.state.get(&key).await?;
+                match existing {
+                    Some(item) if item.value.as_ref() != claim_id.as_bytes() => {
+                        Ok(Some(String::from_utf8_lossy(&item.value).into_owned()))
+                    }
+                    _ => Ok(None),
+                }
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
