@@ -205,6 +205,25 @@ def main():
             out = os.path.join(tmp, f"ack-{kind}.x12")
             run(clearway, ["ack", "--kind", kind, "--time", AT, src837], out)
             check(f"our {name} for the generated 837P", out)
+        # 277CAs that reject claims: several claim-level statuses in one
+        # STC (the TR3 examples' illustrative NPIs), line-level rejections
+        # in 2220D (an ordering provider's NPI; a diagnosis pointer with no
+        # diagnosis) and an unbalanced claim.
+        corpus = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "corpus", "x12")
+        rejecting = [os.path.join(corpus, n) for n in ["837p-lfh-auto-accident.x12", "837p-lfh-example7.x12"]]
+        edited = os.path.join(tmp, "edited-837p.x12")
+        text = open(src837, encoding="ascii").read()
+        text = text.replace("*UN*1***1~", "*UN*1***1:9~", 1).replace("CLM*PCN00000002*", "CLM*PCN00000002*1", 1)
+        open(edited, "w", encoding="ascii").write(text)
+        for path in rejecting + [edited]:
+            name = os.path.basename(path)
+            out = os.path.join(tmp, f"ack-277ca-{name}")
+            run(clearway, ["ack", "--kind", "277ca", "--time", AT, path], out)
+            ack = open(out, encoding="ascii").read()
+            if "*U*" not in ack or ("SVC*" not in ack and name != "837p-lfh-auto-accident.x12"):
+                failures.append(f"rejecting 277CA content for {name}")
+                print(f"FAILED the 277CA for {name} lacks a rejection or its 2220D:\n" + ack)
+            check(f"our rejecting 277CA for {name}", out)
         # A rejecting 999 with IK3/IK4 and the claim's business-unit CTX.
         # (pyx12 matches CTX segments by id alone, so it cannot tell the
         # IG's segment-context CTX from its business-unit CTX when an IK3
@@ -226,7 +245,6 @@ def main():
         # ones pass, and the imsweb one fails: its IEA02 does not match its
         # ISA13, and its STC segments carry STC03 and STC12, which the X212
         # TR3 marks not used (they belong to the 277CA).
-        corpus = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "corpus", "x12")
         samples = [
             ("277-lfh-claim-level-status.x12", True),
             ("277-lfh-claim-level-status-ncpdp.x12", True),

@@ -559,3 +559,103 @@ fn trailer_errors_give_ta105_018() {
     let a = analyze(&common::read("x12/837-4010-pyx12-trailer-count-errors.x12"), &AnalyzeOptions::default());
     assert_eq!(a.interchanges[0].report.note_code().code(), "018");
 }
+
+/// Every corpus 837 whose sets pass SNIP 1-2, with the 277CA outcome of
+/// each claim: `A2:20` accepted, else the claim-level statuses, then per
+/// rejected line its number and statuses. The TR3-example samples carry
+/// illustrative NPIs that fail the check digit: their 999 accepts and the
+/// 277CA rejects exactly those claims with A7:562 and the loop's entity.
+const CLAIM_OUTCOMES: &[(&str, &[&str])] = &[
+    ("x12/837p-lfh-commercial-example1.x12", &["A2:20"]),
+    ("x12/837p-lfh-drug-ndc-example10-1.x12", &["A2:20"]),
+    ("x12/837p-uhin-basic.x12", &["A2:20"]),
+    // 2010AA 1234567890 (billing), 2310B rendering and 2310C service
+    // facility NPIs of the TR3 example.
+    ("x12/837p-lfh-auto-accident.x12", &["A7:562:85 A7:562:82 A7:562:77"]),
+    ("x12/837p-lfh-example2-patient-not-subscriber.x12", &["A7:562:85 A7:562:77"]),
+    // Billing NPI, and the 2420E ordering provider of both lines.
+    ("x12/837p-lfh-example7.x12", &["A7:562:85 | 1: A7:562:DK | 2: A7:562:DK"]),
+];
+
+fn outcome(d: &build::ClaimDecision) -> String {
+    match d {
+        build::ClaimDecision::Accepted => "A2:20".into(),
+        build::ClaimDecision::Rejected(r) => {
+            let mut s = r.claim.iter().map(ToString::to_string).collect::<Vec<_>>().join(" ");
+            for (n, stcs) in &r.lines {
+                s.push_str(&format!(" | {n}: {}", stcs.iter().map(ToString::to_string).collect::<Vec<_>>().join(" ")));
+            }
+            s
+        }
+    }
+}
+
+#[test]
+fn every_corpus_837_gets_its_999_and_per_claim_277ca_outcomes() {
+    let policy = Policy::default();
+    let codes = CodeSets::default();
+    let cx = Context { received: RECEIVED, codes: &codes, policy: &policy };
+    let mut judged = Vec::new();
+    for e in common::entries("x12") {
+        let file = e["file"].as_str().unwrap();
+        let a = analyze(&common::read(file), &AnalyzeOptions::default());
+        for ic in &a.interchanges {
+            for g in &ic.groups {
+                for s in g.sets.iter().filter(|s| s.report.header.id == "837" && s.report.accepted()) {
+                    let got: Vec<String> = build::claims_of(s).iter().map(|c| outcome(&edits::judge(c, &cx))).collect();
+                    let want = CLAIM_OUTCOMES
+                        .iter()
+                        .find(|(f, _)| *f == file)
+                        .unwrap_or_else(|| panic!("{file}: an accepted 837 set with no expected outcome: {got:?}"));
+                    assert_eq!(got, want.1, "{file}");
+                    // The 277CA says the same, validates against X214, and
+                    // rejects exactly the claims judged rejected.
+                    let claims: Vec<ClaimAck<'_>> = build::claims_of(s)
+                        .into_iter()
+                        .map(|c| ClaimAck { claim: c, decision: edits::judge(c, &cx), clearinghouse_trace: "T".into() })
+                        .collect();
+                    let ack = build::ack277ca(&build::Ack277Ca {
+                        interchange: &ic.report.isa,
+                        group: &g.report.header,
+                        set: &s.report,
+                        claims: &claims,
+                        source: &Source { name: "CLEARWAY".into(), id: "CLEARWAY".into() },
+                        reference: "REF1",
+                        received: AT.date(),
+                        controls: Controls::derived(file.as_bytes()),
+                        at: AT,
+                    });
+                    let back = analyze(&ack, &AnalyzeOptions::default());
+                    assert!(back.accepted(), "{file}: {:?}", issue_keys(&back));
+                    let statuses: Vec<String> = back
+                        .documents()
+                        .filter_map(|d| match d {
+                            Document::ClaimStatusResponse(r) if r.level == "PT" => Some(r),
+                            _ => None,
+                        })
+                        .map(|r| {
+                            let s = &r.statuses[0];
+                            let lines = r.lines.len();
+                            format!("{}:{}:{}:{lines}", s.category, s.code, s.entity.as_deref().unwrap_or(""))
+                        })
+                        .collect();
+                    let expected: Vec<String> = claims
+                        .iter()
+                        .map(|c| match &c.decision {
+                            build::ClaimDecision::Accepted => "A2:20::0".to_string(),
+                            build::ClaimDecision::Rejected(r) => {
+                                let s = c.decision.status().unwrap();
+                                format!("{}:{}:{}:{}", s.category, s.status, s.entity.unwrap_or(""), r.lines.len())
+                            }
+                        })
+                        .collect();
+                    assert_eq!(statuses, expected, "{file}: the 277CA as read back");
+                    judged.push(file.to_string());
+                }
+            }
+        }
+    }
+    for (file, _) in CLAIM_OUTCOMES {
+        assert!(judged.iter().any(|j| j == file), "{file}: expected an accepted 837 set");
+    }
+}

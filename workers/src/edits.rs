@@ -173,7 +173,14 @@ impl Editor {
                 findings.push(f);
             }
         }
-        Ok(Judged { decision: edits::decide(&findings), findings })
+        for f in &findings {
+            metrics::counter!("clearway_claim_edit_findings_total", "edit" => f.edit, "severity" => f.severity.as_str())
+                .increment(1);
+        }
+        let decision = edits::decide(&findings);
+        let outcome = if decision.is_accepted() { "accepted" } else { "rejected" };
+        metrics::counter!("clearway_claims_judged_total", "outcome" => outcome).increment(1);
+        Ok(Judged { decision, findings })
     }
 
     /// Records an accepted claim under its duplicate key for the window, or

@@ -147,8 +147,10 @@ impl<W: Write> Gen<'_, W> {
         (last, first, dob, gender)
     }
 
+    /// A date of service in 2023: before the interchange (2024-01-15), as
+    /// a claim's dates are.
     fn date(&mut self) -> String {
-        format!("2024{:02}{:02}", 1 + self.rng.below(12), 1 + self.rng.below(28))
+        format!("2023{:02}{:02}", 1 + self.rng.below(12), 1 + self.rng.below(28))
     }
 
     fn claims(&mut self, kind: Kind, n: usize, offset: usize) -> io::Result<()> {
