@@ -30,6 +30,7 @@ import pyx12.params
 import pyx12.x12n_document
 
 AT = "2024-01-15T12:00:00Z"
+CORPUS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "corpus", "x12")
 
 
 def map_dir(tmp):
@@ -174,7 +175,16 @@ def fastpath_277(clearway, tmp):
         if "STC*A1:20" not in text or "STC*D0:35" not in text:
             print("FAILED the fast path's 277 lacks the expected found and not-found statuses:\n" + text)
             return None
-        return out
+        # The public X212 276 example: its provider NPIs are illustrative and
+        # fail the check digit, which the 277 reports at the provider level.
+        sample = os.path.join(CORPUS, "276-lfh-claim-level-status.x12")
+        answer = post(f"{base}/v1/claim-status", open(sample, "rb").read(), "application/edi-x12", key)
+        provider = os.path.join(tmp, "fastpath-provider.277")
+        open(provider, "wb").write(answer)
+        if "STC*E0:562:1P" not in answer.decode("ascii"):
+            print("FAILED the 277 for the public 276 lacks STC*E0:562:1P:\n" + answer.decode("ascii"))
+            return None
+        return out, provider
     finally:
         serve.terminate()
         serve.wait(timeout=30)
@@ -209,7 +219,7 @@ def main():
         # STC (the TR3 examples' illustrative NPIs), line-level rejections
         # in 2220D (an ordering provider's NPI; a diagnosis pointer with no
         # diagnosis) and an unbalanced claim.
-        corpus = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "corpus", "x12")
+        corpus = CORPUS
         rejecting = [os.path.join(corpus, n) for n in ["837p-lfh-auto-accident.x12", "837p-lfh-example7.x12"]]
         edited = os.path.join(tmp, "edited-837p.x12")
         text = open(src837, encoding="ascii").read()
@@ -260,7 +270,9 @@ def main():
         if answered is None:
             failures.append("fast path 277 content")
         else:
+            answered, provider = answered
             check("the fast path's 277 005010X212", answered)
+            check("the fast path's 277 for a 276 with an invalid provider NPI", provider)
             # And it must be able to fail ours: a status without its
             # category code.
             broken = os.path.join(tmp, "broken.277")

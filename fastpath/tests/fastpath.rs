@@ -800,3 +800,61 @@ async fn a_remembered_270_says_what_the_coverage_says_now() {
     let cold = FastPath::new(w.up.clone(), w.partners.clone(), Arc::new(config::load(None, &HashMap::new()).unwrap()));
     assert_eq!(answer(cold.eligibility_x12(&third_body, now).await), third);
 }
+
+fn corpus(file: &str) -> Vec<u8> {
+    let dir = std::env::var("CLEARWAY_CORPUS_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus"));
+    std::fs::read(dir.join(file)).unwrap()
+}
+
+/// A 276 whose provider NPI fails its check digit (the public X212 example,
+/// whose NPIs are illustrative) gets a 277, not a 400 with a rejecting
+/// 999: the provider level says so (2200C STC E0:562:1P) and each claim
+/// asked about gets its status.
+#[tokio::test]
+async fn a_276_with_an_invalid_provider_npi_gets_its_277() {
+    let w = world(&[]);
+    let acme = PartnerId::new("acme").unwrap();
+    let body = corpus("x12/276-lfh-claim-level-status.x12");
+    let Reply::Answer(out) = w.fp.claim_status_x12(&acme, &body, time::OffsetDateTime::now_utc()).await else {
+        panic!("answered with a rejection");
+    };
+    let text = String::from_utf8(out.clone()).unwrap();
+    let a = analyze(&out, &AnalyzeOptions::default());
+    assert!(a.accepted(), "our 277 validates: {text}");
+    assert!(text.contains("STC*E0:562:1P*"), "{text}");
+    let statuses: Vec<String> = a
+        .documents()
+        .filter_map(|d| match d {
+            Document::ClaimStatusResponse(r) => {
+                Some(format!("{}:{}:{}", r.level, r.statuses[0].category, r.statuses[0].code))
+            }
+            _ => None,
+        })
+        .collect();
+    assert!(statuses.iter().any(|s| s.starts_with("19:E0:562")), "{statuses:?}");
+    assert!(statuses.iter().filter(|s| s.ends_with(":D0:35")).count() >= 1, "the claims are answered: {statuses:?}");
+}
+
+/// A 270 whose information receiver's NPI fails its check digit gets a 271
+/// with AAA*N**43*C in 2100B (invalid provider identification).
+#[tokio::test]
+async fn a_270_with_an_invalid_provider_npi_gets_aaa_43() {
+    let w = world(&[]);
+    let body = x12(Kind::Eligibility270, 1);
+    let text = String::from_utf8(body).unwrap();
+    let npi = requests(text.as_bytes())[0].provider_npi.clone().unwrap();
+    let last = npi.as_bytes()[9];
+    let wrong = format!("{}{}", &npi[..9], char::from(b'0' + (last - b'0' + 1) % 10));
+    let bad = text.replace(&format!("XX*{npi}"), &format!("XX*{wrong}"));
+    let Reply::Answer(out) = w.fp.eligibility_x12(bad.as_bytes(), time::OffsetDateTime::now_utc()).await else {
+        panic!("answered with a rejection");
+    };
+    let out = String::from_utf8(out).unwrap();
+    assert!(analyze(out.as_bytes(), &AnalyzeOptions::default()).accepted(), "{out}");
+    assert!(out.contains("AAA*N**43*C"), "{out}");
+    let good = w.fp.eligibility_x12(text.as_bytes(), time::OffsetDateTime::now_utc()).await;
+    let Reply::Answer(good) = good else { panic!() };
+    assert!(!String::from_utf8(good).unwrap().contains("AAA*N**43"), "a valid NPI is not flagged");
+}

@@ -931,6 +931,12 @@ impl Body271 {
                 "NM1",
                 &["1P", "2", first.provider_name.as_deref().unwrap_or("PROVIDER"), "", "", "", "", qualifier, id],
             );
+            // An NPI that fails its check digit is answered here, at the
+            // information receiver (AAA03 43: invalid/missing provider
+            // identification), not with a 999.
+            if qualifier == "XX" && !id.is_empty() && !super::validate::valid_npi(id.as_bytes()) {
+                w.seg("AAA", &["N", "", "43", "C"]);
+            }
             for (n, a) in answers.iter().enumerate().take(j).skip(i) {
                 let q = a.request;
                 hl += 1;
@@ -1318,7 +1324,15 @@ pub fn response277(r: &Response277<'_>) -> Vec<u8> {
         hl += 1;
         let provider_hl = hl;
         w.seg("HL", &[&provider_hl.to_string(), &receiver_hl.to_string(), "19", "1"]);
-        w.seg("NM1", &["1P", "2", "PROVIDER", "", "", "", "", "XX", first.provider_npi.as_deref().unwrap_or("")]);
+        let npi = first.provider_npi.as_deref().unwrap_or("");
+        w.seg("NM1", &["1P", "2", "PROVIDER", "", "", "", "", "XX", npi]);
+        // A provider NPI that fails its check digit: the 2200C status for
+        // the provider (X12 RFI 2328: E0 error on submitted request data,
+        // 562 entity's NPI, 1P provider). The claims are still answered.
+        if !npi.is_empty() && !super::validate::valid_npi(npi.as_bytes()) {
+            w.seg("TRN", &["1", npi]);
+            w.seg_composite_first("STC", &["E0", "562", "1P"], &[&ccyymmdd(r.at.date())]);
+        }
         for a in &r.answers[i..j] {
             let q = a.request;
             hl += 1;
