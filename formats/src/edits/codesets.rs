@@ -309,7 +309,7 @@ pub fn read_tabular_xml(text: &str) -> Result<(Vec<ReleaseCode>, Option<i32>), R
                                 while base.len() < 6 {
                                     base.push('X');
                                 }
-                                for c in chars {
+                                for c in chars.into_iter().filter(|&c| seventh_applies(&base, c)) {
                                     out.push(ReleaseCode {
                                         code: format!("{base}{c}"),
                                         billable: true,
@@ -334,6 +334,15 @@ pub fn read_tabular_xml(text: &str) -> Result<(Vec<ReleaseCode>, Option<i32>), R
         return Err(ReadError::File("no diag elements".into()));
     }
     rows.finish((out, version))
+}
+
+/// The one exception to a `sevenChrDef` that the tabular XML states only in
+/// a note: "7th characters D and S do not apply to codes in category S06
+/// with 6th character 7 … or 8" (death before regaining consciousness).
+/// The order file, which lists billable codes one by one, agrees
+/// (`formats/tests/codesets_real.rs` compares the two for FY2021).
+fn seventh_applies(base: &str, c: char) -> bool {
+    !(base.starts_with("S06") && matches!(base.as_bytes().get(5), Some(b'7' | b'8')) && matches!(c, 'D' | 'S'))
 }
 
 fn reader_pos(r: &quick_xml::Reader<&[u8]>) -> usize {
