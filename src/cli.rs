@@ -107,7 +107,8 @@ pub struct CodesetArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum CodesetsCommand {
-    /// Import official releases: CMS/CDC ICD-10-CM order files
+    /// Import official releases (exit 0 imported, 1 a file refused,
+    /// 2 usage or storage error): CMS/CDC ICD-10-CM order files
     /// (icd10cm_order_YYYY.txt) or tabular XML, ICD-10-PCS order files,
     /// HCPCS Level II ANWEB text files, a place-of-service CSV
     /// (code,name,effective,terminated). All or nothing: a bad row in any

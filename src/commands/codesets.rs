@@ -27,6 +27,15 @@ fn read_file(path: &Path) -> anyhow::Result<Vec<u8>> {
     Ok(buf)
 }
 
+/// Files that were read but refused (bad rows, unknown system or date):
+/// every problem was printed; nothing is imported.
+#[derive(Debug, thiserror::Error)]
+#[error("{failed} of {files} files refused; nothing was imported")]
+pub struct Refused {
+    failed: usize,
+    files: usize,
+}
+
 /// Reads official files into releases; every file is read and every
 /// problem printed before giving up.
 pub fn read_releases(
@@ -73,7 +82,9 @@ pub fn read_releases(
             }
         }
     }
-    anyhow::ensure!(failed == 0, "{failed} of {} files refused; nothing was imported", files.len());
+    if failed > 0 {
+        return Err(Refused { failed, files: files.len() }.into());
+    }
     Ok(releases)
 }
 
@@ -91,7 +102,15 @@ pub fn run(store: &StoreArgs, command: CodesetsCommand) -> anyhow::Result<ExitCo
         let mut out = std::io::stdout().lock();
         match command {
             CodesetsCommand::Import { system, effective, files } => {
-                let releases = read_releases(&files, system.as_deref(), effective.as_deref())?;
+                let releases = match read_releases(&files, system.as_deref(), effective.as_deref()) {
+                    Ok(r) => r,
+                    Err(e) if e.is::<Refused>() => {
+                        eprintln!("clearway: {e}");
+                        store.close().await;
+                        return Ok(ExitCode::from(1));
+                    }
+                    Err(e) => return Err(e),
+                };
                 let now = clearway_core::records::timestamp(time::OffsetDateTime::now_utc());
                 for r in &releases {
                     let billable = r.codes.iter().filter(|c| c.billable).count();

@@ -254,16 +254,15 @@ pub fn read_tabular_xml(text: &str) -> Result<(Vec<ReleaseCode>, Option<i32>), R
                     stack.push(Diag { name: String::new(), children: 0, seventh: None });
                 } else if name == b"sevenChrDef" {
                     seventh_chars.clear();
-                } else if name == b"extension" {
-                    if let Some(Ok(a)) = e
+                } else if name == b"extension"
+                    && let Some(Ok(a)) = e
                         .attributes()
                         .flatten()
                         .find(|a| a.key.as_ref() == b"char")
                         .map(|a| a.unescape_value().map(|v| v.into_owned()))
-                        && let Some(c) = a.chars().next()
-                    {
-                        seventh_chars.push(c);
-                    }
+                    && let Some(c) = a.chars().next()
+                {
+                    seventh_chars.push(c);
                 }
                 path.push(name);
                 text_buf.clear();
@@ -731,7 +730,9 @@ impl CodeSets {
 /// 2023-10-01 by CR 13314, 66 from 2024-08-01 by transmittal 12779); the
 /// others are taken as in force throughout. A `pos` import replaces it.
 pub fn builtin_pos() -> Release {
-    const CODES: &[(&str, Option<(i32, u8, u8)>)] = &[
+    /// A code and the day it came into force, when CMS announced one.
+    type Added = Option<(i32, u8, u8)>;
+    const CODES: &[(&str, Added)] = &[
         ("01", None),
         ("02", None),
         ("03", None),
