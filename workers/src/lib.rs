@@ -9,7 +9,10 @@
 //!   deliveries the transaction goes to the dead-letter store with its
 //!   reason and the message is acked, so the rest of the queue keeps flowing.
 //! - Shutdown is checked *between* messages: a message in progress is
-//!   never cancelled; messages received but not started are released.
+//!   never cancelled; messages received but not started are released, and
+//!   so are those a receive in flight at shutdown brings (it is awaited,
+//!   never dropped: a dropped long poll can leave its messages invisible
+//!   for a whole lease).
 
 pub mod edits;
 pub mod process;
@@ -95,10 +98,17 @@ impl Workers {
         let lease = self.config.workers.lease;
         let mut idle_backoff = Duration::from_millis(100);
         while !shutdown.is_cancelled() {
-            let received = tokio::select! {
-                _ = shutdown.cancelled() => break,
-                r = queue.receive(RECEIVE_BATCH, lease, Duration::from_secs(2)) => r,
-            };
+            // A receive in flight is never dropped (its wait is at most
+            // 2 s): a queue may already have handed it messages, which
+            // would stay invisible for a whole lease if nobody took them.
+            // When shutdown came meanwhile, they are given back at once.
+            let received = queue.receive(RECEIVE_BATCH, lease, Duration::from_secs(2)).await;
+            if shutdown.is_cancelled() {
+                for m in received.iter().flatten() {
+                    let _ = queue.release(&m.receipt).await;
+                }
+                break;
+            }
             let messages = match received {
                 Ok(m) => {
                     idle_backoff = Duration::from_millis(100);

@@ -468,9 +468,16 @@ pub fn read_release(
     system: Option<CodeSystem>,
     effective: Option<Date>,
 ) -> Result<Release, ReadError> {
-    let text = std::str::from_utf8(bytes).map_err(|e| {
-        ReadError::File(format!("not UTF-8 text (byte {}); official CMS files are ASCII", e.valid_up_to()))
-    })?;
+    // The CMS files are ASCII, but the HCPCS file's notice lines carry
+    // Latin-1 (0xA0): read such a file as Latin-1.
+    let latin1: String;
+    let text = match std::str::from_utf8(bytes) {
+        Ok(t) => t,
+        Err(_) => {
+            latin1 = bytes.iter().map(|&b| char::from(b)).collect();
+            &latin1
+        }
+    };
     let (guess_system, guess_effective) = infer_from_name(name);
     let system = system
         .or(guess_system)
