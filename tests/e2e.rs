@@ -511,7 +511,9 @@ fn a_large_837_gets_its_whole_277ca(scratch: Scratch) {
     let resp = c.submit("application/edi-x12", &gen_837p(claims, 11), &[]);
     assert_eq!(resp.status, 202, "{}", resp.text());
     let id = resp.json()["transactionId"].as_str().unwrap().to_string();
-    let t = c.wait_terminal(&id);
+    // 4,000 claims, each recorded for the duplicate edit: on moto that is
+    // 40 transactional writes of 100 items, which it checks one by one.
+    let t = c.wait_terminal_for(&id, Duration::from_secs(180));
     assert_eq!(t["status"], "accepted", "{t}");
     let acks = c.get(&format!("/v1/transactions/{id}/acks")).json();
     let ca = acks.as_array().unwrap().iter().find(|a| a["kind"] == "277ca").expect("a 277CA").clone();

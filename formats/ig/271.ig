@@ -1,9 +1,10 @@
 # written by hand for Clearway from the 005010X279A1 TR3 structure.
-TX 271 005010X279A1 HB "Eligibility, Coverage or Benefit Information 005010X279A1"
+# The pre-errata 005010X279 is read with the same table (its examples pass; docs/specs/edits.md).
+TX 271 005010X279A1,005010X279 HB "Eligibility, Coverage or Benefit Information 005010X279A1"
 S ST R 1 "Transaction Set Header"
  E 01 143 R 1 =271 "Transaction Set Identifier Code"
  E 02 329 R 1 "Transaction Set Control Number"
- E 03 1705 R 1 =005010X279A1 "Implementation Convention Reference"
+ E 03 1705 R 1 =005010X279A1,005010X279 "Implementation Convention Reference"
 S BHT R 1 "Beginning of Hierarchical Transaction"
  E 01 1005 R 1 =0022 "Hierarchical Structure Code"
  E 02 353 R 1 =06,11 "Transaction Set Purpose Code"

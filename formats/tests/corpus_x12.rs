@@ -659,3 +659,21 @@ fn every_corpus_837_gets_its_999_and_per_claim_277ca_outcomes() {
         assert!(judged.iter().any(|j| j == file), "{file}: expected an accepted 837 set");
     }
 }
+
+/// A pre-errata 005010X279 270 or 271 finds its guide and passes SNIP 1-2.
+/// The corpus holds only the A1 examples; these are they, relabelled.
+#[test]
+fn pre_errata_270_and_271_examples_pass_snip_1_2() {
+    for file in [
+        "x12/270-lfh-subscriber-benefit-check.x12",
+        "x12/270-lfh-dependent-benefit-check.x12",
+        "x12/271-lfh-subscriber-benefit-check.x12",
+        "x12/271-lfh-dependent-benefit-check.x12",
+    ] {
+        let text = String::from_utf8(common::read(file)).unwrap().replace("005010X279A1", "005010X279");
+        let a = analyze(text.as_bytes(), &AnalyzeOptions::default());
+        assert!(a.accepted(), "{file}: {:?}", issue_keys(&a));
+        let set = &a.interchanges[0].groups[0].sets[0];
+        assert!(set.report.validated, "{file}: validated against the guide");
+    }
+}

@@ -348,7 +348,13 @@ impl Client {
     }
     /// Polls a transaction until it reaches a terminal status.
     pub fn wait_terminal(&self, id: &str) -> serde_json::Value {
-        let deadline = Instant::now() + Duration::from_secs(60);
+        self.wait_terminal_for(id, Duration::from_secs(60))
+    }
+
+    /// [`Client::wait_terminal`] with a longer patience (large inputs on
+    /// the AWS emulator, which handles transactional writes item by item).
+    pub fn wait_terminal_for(&self, id: &str, patience: Duration) -> serde_json::Value {
+        let deadline = Instant::now() + patience;
         loop {
             let r = self.get(&format!("/v1/transactions/{id}"));
             assert_eq!(r.status, 200, "{}", r.text());

@@ -7,8 +7,9 @@ use crate::route::Router;
 use bytes::Bytes;
 use clearway_core::codesets::{CodeSetStore, ReleaseInfo};
 use clearway_core::config::Config;
+use clearway_core::edits::Policy;
 use clearway_core::partners::Partners;
-use clearway_core::ports::{Condition, Key, StateStore, Table, WriteOp};
+use clearway_core::ports::{Condition, Key, MAX_WRITE_OPS, StateStore, Table, WriteOp};
 use clearway_core::{Claim, ErrorKind, PartnerId, PortError, PortResult};
 use clearway_formats::edits::codesets::{CodeSets, Release};
 use clearway_formats::edits::{self, Context, Finding, Severity};
@@ -137,63 +138,75 @@ impl std::fmt::Debug for Editor {
 }
 
 impl Editor {
-    /// Judges one claim (`claim_id`: its id in the transaction, stable
-    /// across redeliveries). Runs on a blocking thread: the duplicate check
-    /// waits on the state store through `rt`.
-    pub fn judge(
+    /// Judges the claims of one set (or one FHIR submission): each is
+    /// `(claim id, claim)`, the id stable across redeliveries. Runs on a
+    /// blocking thread; the duplicate check waits on the state store
+    /// through `rt`, once for all the claims (reads concurrently, writes in
+    /// batches), never once per claim in turn.
+    pub fn judge_all(
         &self,
         rt: &tokio::runtime::Handle,
         partner: &PartnerId,
-        claim_id: &str,
-        claim: &Claim,
+        claims: &[(String, &Claim)],
         received: OffsetDateTime,
-    ) -> PortResult<Judged> {
-        let payer = claim.payer_id.as_deref().unwrap_or("UNKNOWN");
-        let policy = self.config.edit_policy(partner.as_str(), Some(payer));
+    ) -> PortResult<Vec<Judged>> {
         let codes = self.codes.current();
-        let cx = Context { received: received.date(), codes: &codes, policy: &policy };
-        let mut findings = edits::check(claim, &cx);
-        if !self.router.knows(payer)
-            && let Some(f) =
-                edits::finding(&policy, "payer.unknown", None, "the claim's payer is not one Clearway routes to")
-        {
-            findings.push(f);
-        }
-        let rejected = findings.iter().any(|f| f.severity == Severity::Reject);
-        if !rejected && policy.severity_of("duplicate.claim") != Severity::Off {
-            let duplicate_of = rt.block_on(self.register(partner, claim_id, claim, received))?;
-            if duplicate_of.is_some()
-                && let Some(f) = edits::finding(
-                    &policy,
-                    "duplicate.claim",
-                    None,
-                    "the same claim was accepted from this submitter within the duplicate window",
-                )
+        let mut out: Vec<(Policy, Vec<Finding>)> = Vec::with_capacity(claims.len());
+        let mut candidates = Vec::new();
+        for (i, (_, claim)) in claims.iter().enumerate() {
+            let payer = claim.payer_id.as_deref().unwrap_or("UNKNOWN");
+            let policy = self.config.edit_policy(partner.as_str(), Some(payer));
+            let cx = Context { received: received.date(), codes: &codes, policy: &policy };
+            let mut findings = edits::check(claim, &cx);
+            if !self.router.knows(payer)
+                && let Some(f) =
+                    edits::finding(&policy, "payer.unknown", None, "the claim's payer is not one Clearway routes to")
             {
                 findings.push(f);
             }
+            let rejected = findings.iter().any(|f| f.severity == Severity::Reject);
+            if !rejected && policy.severity_of("duplicate.claim") != Severity::Off {
+                candidates.push(i);
+            }
+            out.push((policy, findings));
         }
-        for f in &findings {
-            metrics::counter!("clearway_claim_edit_findings_total", "edit" => f.edit, "severity" => f.severity.as_str())
-                .increment(1);
+        if !candidates.is_empty() {
+            let keyed: Vec<(Key, &str)> =
+                candidates.iter().map(|&i| (self.duplicate_key(partner, claims[i].1), claims[i].0.as_str())).collect();
+            let duplicates = rt.block_on(self.register(&keyed, received))?;
+            for (&i, duplicate) in candidates.iter().zip(duplicates) {
+                let (policy, findings) = &mut out[i];
+                if duplicate
+                    && let Some(f) = edits::finding(
+                        policy,
+                        "duplicate.claim",
+                        None,
+                        "the same claim was accepted from this submitter within the duplicate window",
+                    )
+                {
+                    findings.push(f);
+                }
+            }
         }
-        let decision = edits::decide(&findings);
-        let outcome = if decision.is_accepted() { "accepted" } else { "rejected" };
-        metrics::counter!("clearway_claims_judged_total", "outcome" => outcome).increment(1);
-        Ok(Judged { decision, findings })
+        Ok(out
+            .into_iter()
+            .map(|(_, findings)| {
+                for f in &findings {
+                    metrics::counter!("clearway_claim_edit_findings_total", "edit" => f.edit, "severity" => f.severity.as_str())
+                        .increment(1);
+                }
+                let decision = edits::decide(&findings);
+                let outcome = if decision.is_accepted() { "accepted" } else { "rejected" };
+                metrics::counter!("clearway_claims_judged_total", "outcome" => outcome).increment(1);
+                Judged { decision, findings }
+            })
+            .collect())
     }
 
-    /// Records an accepted claim under its duplicate key for the window, or
-    /// finds the claim already recorded under it. Returns the other claim's
-    /// id when this one is a duplicate (a redelivery finds its own id: not
-    /// a duplicate).
-    async fn register(
-        &self,
-        partner: &PartnerId,
-        claim_id: &str,
-        claim: &Claim,
-        received: OffsetDateTime,
-    ) -> PortResult<Option<String>> {
+    /// Where a claim is recorded for `duplicate.claim`: a keyed hash of
+    /// (patient control number, canonical payer, charge, dates of service)
+    /// in the partner's partition.
+    fn duplicate_key(&self, partner: &PartnerId, claim: &Claim) -> Key {
         let dates = claim.summary().service_dates.or(claim.statement_dates);
         let identity = format!(
             "{}|{}|{}|{}",
@@ -202,26 +215,53 @@ impl Editor {
             claim.total_charge.normalize(),
             dates.map(|d| format!("{}-{}", d.from, d.to)).unwrap_or_default(),
         );
-        let key = Key::new(Table::Dedupe, format!("claim:{partner}"), self.partners.index_token(&identity));
-        let expires = received + self.config.edits.duplicate_window;
-        let put = WriteOp::Put {
-            key: key.clone(),
-            value: Bytes::from(claim_id.to_string()),
-            expires_at: Some(expires.unix_timestamp()),
+        Key::new(Table::Dedupe, format!("claim:{partner}"), self.partners.index_token(&identity))
+    }
+
+    /// Records each `(key, claim id)` for the duplicate window unless its
+    /// key holds another claim: `true` for a duplicate. A claim finding its
+    /// own id (a redelivery) is not a duplicate; the second of two equal
+    /// claims in one submission is. New claims, the usual case, cost one
+    /// conditional batch write per 100; only a batch whose condition fails
+    /// is looked at claim by claim.
+    async fn register(&self, keyed: &[(Key, &str)], received: OffsetDateTime) -> PortResult<Vec<bool>> {
+        let mut dup = vec![false; keyed.len()];
+        let mut fresh: Vec<usize> = Vec::new();
+        let mut first: std::collections::HashSet<&Key> = std::collections::HashSet::new();
+        for (i, (key, _)) in keyed.iter().enumerate() {
+            if first.insert(key) {
+                fresh.push(i);
+            } else {
+                dup[i] = true;
+            }
+        }
+        let expires = (received + self.config.edits.duplicate_window).unix_timestamp();
+        let put = |i: usize| WriteOp::Put {
+            key: keyed[i].0.clone(),
+            value: Bytes::from(keyed[i].1.to_string()),
+            expires_at: Some(expires),
             condition: Condition::NotExists,
         };
-        match self.state.write(vec![put]).await {
-            Ok(()) => Ok(None),
-            Err(e) if e.kind() == ErrorKind::PreconditionFailed => {
-                let existing = self.state.get(&key).await?;
-                match existing {
-                    Some(item) if item.value.as_ref() != claim_id.as_bytes() => {
-                        Ok(Some(String::from_utf8_lossy(&item.value).into_owned()))
+        for chunk in fresh.chunks(MAX_WRITE_OPS) {
+            match self.state.write(chunk.iter().map(|&i| put(i)).collect()).await {
+                Ok(()) => {}
+                // A key of the batch is taken (a duplicate, or this claim on
+                // an earlier delivery): nothing was written; one by one.
+                Err(e) if e.kind() == ErrorKind::PreconditionFailed => {
+                    for &i in chunk {
+                        match self.state.write(vec![put(i)]).await {
+                            Ok(()) => {}
+                            Err(e) if e.kind() == ErrorKind::PreconditionFailed => {
+                                let other = self.state.get(&keyed[i].0).await?;
+                                dup[i] = other.is_some_and(|o| o.value.as_ref() != keyed[i].1.as_bytes());
+                            }
+                            Err(e) => return Err(e),
+                        }
                     }
-                    _ => Ok(None),
                 }
+                Err(e) => return Err(e),
             }
-            Err(e) => Err(e),
         }
+        Ok(dup)
     }
 }

@@ -544,7 +544,7 @@ fn controls(id: &TransactionId, kind: &str, n: usize) -> Controls {
     Controls::derived(format!("{id}|{kind}|{n}").as_bytes())
 }
 
-/// Judges the claims of one transaction (see [`Editor::judge`]).
+/// Judges the claims of one transaction (see [`Editor::judge_all`]).
 struct ClaimJudge {
     editor: Editor,
     rt: tokio::runtime::Handle,
@@ -554,13 +554,26 @@ struct ClaimJudge {
 }
 
 impl ClaimJudge {
-    /// The `n`th claim of the transaction (1-based, the claim id's suffix).
-    fn judge(&self, n: usize, claim: &Claim, set: Option<&str>, out: &mut Outcome) -> PortResult<ClaimDecision> {
-        let claim_id = format!("{}-{n}", self.transaction);
-        let Judged { decision, findings } =
-            self.editor.judge(&self.rt, &self.partner, &claim_id, claim, self.received)?;
-        out.issues.extend(findings.iter().map(|f| clearway_formats::report::edit_issue(f, n, set)));
-        Ok(decision)
+    /// Claims numbered from `first` (1-based, the claim ids' suffixes):
+    /// their decisions; their findings become the transaction's issues.
+    fn judge(
+        &self,
+        first: usize,
+        claims: &[&Claim],
+        set: Option<&str>,
+        out: &mut Outcome,
+    ) -> PortResult<Vec<ClaimDecision>> {
+        let ids: Vec<(String, &Claim)> =
+            claims.iter().enumerate().map(|(i, c)| (format!("{}-{}", self.transaction, first + i), *c)).collect();
+        let judged = self.editor.judge_all(&self.rt, &self.partner, &ids, self.received)?;
+        Ok(judged
+            .into_iter()
+            .enumerate()
+            .map(|(i, Judged { decision, findings })| {
+                out.issues.extend(findings.iter().map(|f| clearway_formats::report::edit_issue(f, first + i, set)));
+                decision
+            })
+            .collect())
     }
 }
 
@@ -607,15 +620,25 @@ fn x12(
                 if !accepted {
                     continue;
                 }
-                let mut claims = Vec::new();
+                let in_set: Vec<&Claim> = set
+                    .documents
+                    .iter()
+                    .filter_map(|d| match d {
+                        Document::Claim(c) => Some(c.as_ref()),
+                        _ => None,
+                    })
+                    .collect();
+                let set_id = Some(set.report.header.control_number.as_str());
+                let decisions = judge.judge(out.claims.len() + 1, &in_set, set_id, &mut out)?;
+                let mut claims: Vec<ClaimWork> = in_set
+                    .into_iter()
+                    .zip(decisions)
+                    .map(|(c, decision)| ClaimWork { claim: c.clone(), decision })
+                    .collect();
+                claims.shrink_to_fit();
                 for doc in &set.documents {
                     match doc {
-                        Document::Claim(c) => {
-                            let n = out.claims.len() + claims.len() + 1;
-                            let set_id = Some(set.report.header.control_number.as_str());
-                            let decision = judge.judge(n, c, set_id, &mut out)?;
-                            claims.push(ClaimWork { claim: (**c).clone(), decision });
-                        }
+                        Document::Claim(_) => {}
                         Document::Enrollment(e) => {
                             // Coverage is kept under the payer id the fast
                             // path is asked with (an alias maps an 834's
@@ -803,7 +826,7 @@ fn fhir_resource(
             match &doc {
                 fhir::FhirDocument::Claim(c) if c.claim.is_some() => {
                     let Some(claim) = c.claim.clone() else { return Ok(out) };
-                    let decision = judge.judge(1, &claim, None, &mut out)?;
+                    let decision = judge.judge(1, &[&claim], None, &mut out)?.remove(0);
                     let outcome = if decision == ClaimDecision::Accepted {
                         fhir::ResponseOutcome::Queued
                     } else {
@@ -821,11 +844,14 @@ fn fhir_resource(
                 }
                 fhir::FhirDocument::Bundle(b) if b.processable => {
                     let mut entries = Vec::new();
-                    for (i, c) in b.claims() {
+                    let all: Vec<_> = b.claims().collect();
+                    let mapped: Vec<&Claim> = all.iter().filter_map(|(_, c)| c.claim.as_ref()).collect();
+                    let mut decisions = judge.judge(out.claims.len() + 1, &mapped, None, &mut out)?.into_iter();
+                    for (i, c) in all {
                         out.documents += 1;
                         match &c.claim {
                             Some(claim) => {
-                                let decision = judge.judge(out.claims.len() + 1, claim, None, &mut out)?;
+                                let decision = decisions.next().unwrap_or(ClaimDecision::Accepted);
                                 let outcome =
                                     if decision == ClaimDecision::Accepted { fhir::ResponseOutcome::Queued } else { fhir::ResponseOutcome::Error };
                                 let r = fhir::ClaimResponseSpec::for_claim(c, format!("{id}-{i}"), received, outcome)
