@@ -186,18 +186,7 @@ fn invalid_npis_reject_the_claim_not_the_set_edits_are_configured_per_payer_and_
     assert!(!out.status.success() && err.contains("edits.npi.nope") && err.contains("edits.npi.billing"), "{err}");
 }
 
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod local {
-            $( #[test] fn $name() { super::$name(super::Scratch::new()) } )*
-        }
-        mod aws {
-            $( #[test] fn $name() { super::$name(super::Scratch::aws()) } )*
-        }
-    };
-}
-
-on_both_backends!(
+crate::on_both_backends!(
     code_sets_are_imported_all_or_nothing_and_picked_up_by_running_workers,
     invalid_npis_reject_the_claim_not_the_set_edits_are_configured_per_payer_and_duplicates_rejected,
 );

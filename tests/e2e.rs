@@ -525,18 +525,7 @@ fn a_large_837_gets_its_whole_277ca(scratch: Scratch) {
     assert!(stc >= claims, "{stc} STC segments for {claims} claims");
 }
 
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod local {
-            $( #[test] fn $name() { super::$name(super::Scratch::new()) } )*
-        }
-        mod aws {
-            $( #[test] fn $name() { super::$name(super::Scratch::aws()) } )*
-        }
-    };
-}
-
-on_both_backends!(
+crate::on_both_backends!(
     every_corpus_file_reaches_a_terminal_status_with_the_right_acks,
     ncpdp_and_unknown_media_get_problem_answers,
     dedupe_layers_and_partner_isolation,

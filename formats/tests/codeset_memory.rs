@@ -41,24 +41,14 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static A: Counting = Counting;
 
+mod common;
+
 fn release(name: &str) -> Release {
-    let dir = std::env::var("CLEARWAY_CODESETS_DIR")
-        .expect("CLEARWAY_CODESETS_DIR: run scripts/test, or scripts/fetch-codesets.py DIR and set it to DIR");
-    let bytes = std::fs::read(std::path::Path::new(&dir).join(name)).unwrap();
-    read_release(name, &bytes, None, None).unwrap()
+    read_release(name, &common::codeset_file(name), None, None).unwrap()
 }
 
 fn pcs(effective: time::Date) -> Release {
-    let dir = std::env::var("CLEARWAY_CODESETS_DIR").unwrap();
-    let text = std::fs::read_to_string(std::path::Path::new(&dir).join("icd_10_pcs.csv")).unwrap();
-    let codes = text
-        .lines()
-        .filter_map(|l| l.split(',').next())
-        .map(|c| c.trim_matches('"').to_string())
-        .filter(|c| c.len() == 7)
-        .map(|code| ReleaseCode { code, billable: true, from: None, to: None })
-        .collect();
-    Release { system: CodeSystem::Icd10Pcs, label: "pcs".into(), effective, codes }
+    common::pcs_release(effective)
 }
 
 fn hcpcs() -> Release {

@@ -6,17 +6,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use clearway_formats::edits::codesets::{CodeSets, CodeSystem, Lookup, Release, ReleaseCode, read_release};
+use clearway_formats::edits::codesets::{CodeSets, CodeSystem, Lookup, Release, read_release};
 use std::collections::HashSet;
-use std::path::PathBuf;
 use time::macros::date;
 
+mod common;
+
 fn file(name: &str) -> (String, Vec<u8>) {
-    let dir = std::env::var("CLEARWAY_CODESETS_DIR")
-        .expect("CLEARWAY_CODESETS_DIR: run scripts/test, or scripts/fetch-codesets.py DIR and set it to DIR");
-    let path = PathBuf::from(dir).join(name);
-    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    (name.to_string(), bytes)
+    (name.to_string(), common::codeset_file(name))
 }
 
 fn release(name: &str) -> Release {
@@ -107,20 +104,4 @@ fn a_damaged_file_is_refused_with_every_bad_row() {
         }
         other => panic!("{:?}", other.map(|r| r.codes.len())),
     }
-}
-
-/// The ICD-10-PCS list as a release (for sizing only; see
-/// scripts/fetch-codesets.py).
-pub fn pcs_release() -> Release {
-    let (_, bytes) = file("icd_10_pcs.csv");
-    let text = String::from_utf8(bytes).unwrap();
-    let codes: Vec<ReleaseCode> = text
-        .lines()
-        .filter_map(|l| l.split(',').next())
-        .map(|c| c.trim_matches('"').to_string())
-        .filter(|c| c.len() == 7)
-        .map(|code| ReleaseCode { code, billable: true, from: None, to: None })
-        .collect();
-    assert_eq!(codes.len(), 78_638);
-    Release { system: CodeSystem::Icd10Pcs, label: "icd_10_pcs.csv".into(), effective: date!(2024 - 10 - 01), codes }
 }

@@ -475,3 +475,17 @@ impl Conn {
         Ok(Response { status, headers, body })
     }
 }
+
+/// Runs each named test (a `fn(Scratch)`) on the embedded backend
+/// (`local::name`) and on the AWS backends against moto (`aws::name`).
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod local {
+            $( #[test] fn $name() { super::$name(super::Scratch::new()) } )*
+        }
+        mod aws {
+            $( #[test] fn $name() { super::$name(super::Scratch::aws()) } )*
+        }
+    };
+}

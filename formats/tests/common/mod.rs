@@ -39,3 +39,28 @@ pub fn read(file: &str) -> Vec<u8> {
     let path = corpus_dir().join(file);
     std::fs::read(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
 }
+
+/// A file of `$CLEARWAY_CODESETS_DIR`, where `scripts/fetch-codesets.py`
+/// puts the public code-set releases (a missing one fails the test).
+pub fn codeset_file(name: &str) -> Vec<u8> {
+    let dir = std::env::var("CLEARWAY_CODESETS_DIR")
+        .expect("CLEARWAY_CODESETS_DIR: run scripts/test, or scripts/fetch-codesets.py DIR and set it to DIR");
+    let path = PathBuf::from(dir).join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The ICD-10-PCS code list (`icd_10_pcs.csv`) as a release in force from
+/// `effective`: for sizing the tables (no package ships the CMS order file).
+pub fn pcs_release(effective: time::Date) -> clearway_formats::edits::codesets::Release {
+    use clearway_formats::edits::codesets::{CodeSystem, Release, ReleaseCode};
+    let text = String::from_utf8(codeset_file("icd_10_pcs.csv")).expect("ASCII");
+    let codes: Vec<ReleaseCode> = text
+        .lines()
+        .filter_map(|l| l.split(',').next())
+        .map(|c| c.trim_matches('"').to_string())
+        .filter(|c| c.len() == 7)
+        .map(|code| ReleaseCode { code, billable: true, from: None, to: None })
+        .collect();
+    assert_eq!(codes.len(), 78_638);
+    Release { system: CodeSystem::Icd10Pcs, label: "icd_10_pcs.csv".into(), effective, codes }
+}
