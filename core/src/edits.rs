@@ -119,7 +119,9 @@ const fn npi(id: &'static str, entity: &'static str, level: Level, source: &'sta
 }
 
 /// The catalog, in the order edits run and are reported.
-pub static CATALOG: &[EditDef] = &[
+pub static CATALOG: &[EditDef] = DEFS;
+
+const DEFS: &[EditDef] = &[
     edit(
         "balance.claim_total",
         3,
@@ -275,6 +277,26 @@ pub static CATALOG: &[EditDef] = &[
     ),
 ];
 
+/// The position of edit `id` in [`CATALOG`], for use in constants
+/// (`const { at("npi.billing") }`): an unknown id does not compile.
+pub const fn at(id: &str) -> usize {
+    let mut i = 0;
+    while i < DEFS.len() {
+        let (a, b) = (DEFS[i].id.as_bytes(), id.as_bytes());
+        if a.len() == b.len() {
+            let mut j = 0;
+            while j < a.len() && a[j] == b[j] {
+                j += 1;
+            }
+            if j == a.len() {
+                return i;
+            }
+        }
+        i += 1;
+    }
+    panic!("not an edit id of the catalog")
+}
+
 /// The edit with this id.
 pub fn find(id: &str) -> Option<&'static EditDef> {
     CATALOG.iter().find(|e| e.id == id)
@@ -313,6 +335,11 @@ impl Policy {
 
     pub fn severity(&self, def: &EditDef) -> Severity {
         index_of(def.id).map_or(def.severity, |i| self.severities[i])
+    }
+
+    /// The severity of the edit at `index` in [`CATALOG`] (see [`at`]).
+    pub fn severity_at(&self, index: usize) -> Severity {
+        self.severities.get(index).copied().unwrap_or(Severity::Off)
     }
 
     pub fn severity_of(&self, id: &str) -> Severity {

@@ -588,8 +588,9 @@ pub enum Lookup {
 /// One code system's codes with their dates.
 #[derive(Debug, Default, Clone)]
 struct Dated {
-    /// Code → index of its first span and their count.
-    index: HashMap<u64, (u32, u32)>,
+    /// Code → index of its first span and their count (Fx hashing: the
+    /// keys are packed codes, not attacker-chosen strings of any length).
+    index: rustc_hash::FxHashMap<u64, (u32, u32)>,
     spans: Vec<Span>,
     /// Days covered by some release (ICD-10: each release up to the next or
     /// to the end of its fiscal year; others: from the earliest release on).
@@ -643,7 +644,9 @@ impl Dated {
             let end = if system == CodeSystem::Pos { Some(open) } else { newest.map(|d| d.saturating_add(365)) };
             covered = end.map(|e| vec![(i32::MIN, e)]).unwrap_or_default();
         }
-        let mut d = Dated { index: HashMap::with_capacity(per_code.len()), spans: Vec::new(), covered };
+        let mut index = rustc_hash::FxHashMap::default();
+        index.reserve(per_code.len());
+        let mut d = Dated { index, spans: Vec::new(), covered };
         for (k, spans) in per_code {
             let at = d.spans.len() as u32;
             d.index.insert(k, (at, spans.len() as u32));
@@ -679,7 +682,8 @@ impl Dated {
 /// Every loaded code system, ready for lookups by date of service.
 #[derive(Debug, Default, Clone)]
 pub struct CodeSets {
-    systems: HashMap<CodeSystem, Dated>,
+    /// By `CodeSystem as usize`; `None` when no release of it is loaded.
+    systems: [Option<Dated>; 4],
     /// What was loaded: (system, label, effective).
     releases: Vec<(CodeSystem, String, Date)>,
 }
@@ -694,25 +698,22 @@ impl CodeSets {
             builtin = builtin_pos();
             all.push(&builtin);
         }
-        let mut systems = HashMap::new();
-        for s in CodeSystem::ALL {
+        let systems = CodeSystem::ALL.map(|s| {
             let of: Vec<&Release> = all.iter().copied().filter(|r| r.system == s).collect();
-            if !of.is_empty() {
-                systems.insert(s, Dated::build(s, of));
-            }
-        }
+            (!of.is_empty()).then(|| Dated::build(s, of))
+        });
         let releases = all.iter().map(|r| (r.system, r.label.clone(), r.effective)).collect();
         CodeSets { systems, releases }
     }
 
     /// `code` (with or without a dot) on the date `on`.
     pub fn lookup(&self, system: CodeSystem, code: &str, on: Date) -> Lookup {
-        self.systems.get(&system).map_or(Lookup::NoRelease, |d| d.lookup(code, on))
+        self.systems[system as usize].as_ref().map_or(Lookup::NoRelease, |d| d.lookup(code, on))
     }
 
     /// Whether any release of `system` is loaded.
     pub fn has(&self, system: CodeSystem) -> bool {
-        self.systems.contains_key(&system)
+        self.systems[system as usize].is_some()
     }
 
     /// The releases loaded: system, label and effective date.
@@ -722,12 +723,12 @@ impl CodeSets {
 
     /// Distinct codes known per system.
     pub fn code_count(&self, system: CodeSystem) -> usize {
-        self.systems.get(&system).map_or(0, |d| d.index.len())
+        self.systems[system as usize].as_ref().map_or(0, |d| d.index.len())
     }
 
     /// An estimate of the heap the lookup tables hold.
     pub fn heap_bytes(&self) -> usize {
-        self.systems.values().map(Dated::heap_bytes).sum()
+        self.systems.iter().flatten().map(Dated::heap_bytes).sum()
     }
 }
 

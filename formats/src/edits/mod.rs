@@ -49,8 +49,13 @@ pub struct Finding {
 /// A finding of the catalog edit `id` with the policy's severity; `None`
 /// when the policy turns it off (or the id is unknown).
 pub fn finding(policy: &Policy, id: &str, line: Option<u32>, message: impl Into<String>) -> Option<Finding> {
-    let def = find(id)?;
-    let severity = policy.severity(def);
+    finding_at(policy, clearway_core::edits::index_of(id)?, line, message)
+}
+
+/// [`finding`] for the edit at `index` in the catalog.
+fn finding_at(policy: &Policy, index: usize, line: Option<u32>, message: impl Into<String>) -> Option<Finding> {
+    let def = CATALOG.get(index)?;
+    let severity = policy.severity_at(index);
     (severity != Severity::Off).then(|| Finding {
         edit: def.id,
         severity,
@@ -68,22 +73,29 @@ struct Run<'a> {
     out: Vec<Finding>,
 }
 
+/// The catalog position of an edit id, computed at compile time.
+macro_rules! id {
+    ($id:literal) => {
+        const { clearway_core::edits::at($id) }
+    };
+}
+
 impl Run<'_> {
-    fn on(&self, id: &str) -> bool {
-        self.cx.policy.severity_of(id) != Severity::Off
+    fn on(&self, edit: usize) -> bool {
+        self.cx.policy.severity_at(edit) != Severity::Off
     }
 
-    fn add(&mut self, id: &str, line: Option<u32>, message: impl Into<String>) {
-        if let Some(f) = finding(self.cx.policy, id, line, message)
+    fn add(&mut self, edit: usize, line: Option<u32>, message: impl Into<String>) {
+        if let Some(f) = finding_at(self.cx.policy, edit, line, message)
             && !self.out.iter().any(|o| o.edit == f.edit && o.line == f.line && o.stc == f.stc)
         {
             self.out.push(f);
         }
     }
 
-    fn add_stc(&mut self, id: &str, line: Option<u32>, stc: Stc, message: impl Into<String>) {
+    fn add_stc(&mut self, edit: usize, line: Option<u32>, stc: Stc, message: impl Into<String>) {
         let before = self.out.len();
-        self.add(id, line, message);
+        self.add(edit, line, message);
         if let Some(f) = self.out.get_mut(before) {
             f.stc = stc;
         }
@@ -161,34 +173,34 @@ fn line_date(claim: &Claim, line: &ServiceLine) -> Option<Date> {
 }
 
 fn balance(claim: &Claim, run: &mut Run<'_>) {
-    if claim.service_lines.is_empty() || !run.on("balance.claim_total") {
+    if claim.service_lines.is_empty() || !run.on(id!("balance.claim_total")) {
         return;
     }
     let lines: Decimal = claim.service_lines.iter().map(|l| l.charge).sum();
     if lines != claim.total_charge {
-        run.add("balance.claim_total", None, "total claim charge does not equal the sum of the line charges");
+        run.add(id!("balance.claim_total"), None, "total claim charge does not equal the sum of the line charges");
     }
 }
 
-fn npi_edit(role: ProviderRole) -> &'static str {
+fn npi_edit(role: ProviderRole) -> usize {
     match role {
-        ProviderRole::Billing => "npi.billing",
-        ProviderRole::Referring => "npi.referring",
-        ProviderRole::Rendering => "npi.rendering",
-        ProviderRole::ServiceFacility => "npi.service_facility",
-        ProviderRole::Supervising => "npi.supervising",
-        ProviderRole::Attending => "npi.attending",
-        ProviderRole::Operating => "npi.operating",
-        ProviderRole::OtherOperating => "npi.other_operating",
-        ProviderRole::Ordering => "npi.ordering",
-        ProviderRole::PurchasedService => "npi.purchased_service",
-        ProviderRole::AssistantSurgeon => "npi.assistant_surgeon",
+        ProviderRole::Billing => id!("npi.billing"),
+        ProviderRole::Referring => id!("npi.referring"),
+        ProviderRole::Rendering => id!("npi.rendering"),
+        ProviderRole::ServiceFacility => id!("npi.service_facility"),
+        ProviderRole::Supervising => id!("npi.supervising"),
+        ProviderRole::Attending => id!("npi.attending"),
+        ProviderRole::Operating => id!("npi.operating"),
+        ProviderRole::OtherOperating => id!("npi.other_operating"),
+        ProviderRole::Ordering => id!("npi.ordering"),
+        ProviderRole::PurchasedService => id!("npi.purchased_service"),
+        ProviderRole::AssistantSurgeon => id!("npi.assistant_surgeon"),
     }
 }
 
 fn npis(claim: &Claim, run: &mut Run<'_>) {
     if claim.billing_provider_npi.is_none() {
-        run.add("npi.billing", None, "billing provider NPI is missing");
+        run.add(id!("npi.billing"), None, "billing provider NPI is missing");
     }
     for p in &claim.providers {
         let Some(npi) = p.npi.as_deref() else { continue };
@@ -206,13 +218,13 @@ fn npis(claim: &Claim, run: &mut Run<'_>) {
 }
 
 fn pointers(claim: &Claim, run: &mut Run<'_>) {
-    if !run.on("dx.pointer") {
+    if !run.on(id!("dx.pointer")) {
         return;
     }
     let n = claim.diagnoses.expose().len();
     for l in &claim.service_lines {
         if l.diagnosis_pointers.iter().any(|&p| p == 0 || usize::from(p) > n) {
-            run.add("dx.pointer", Some(l.line_number), "a diagnosis pointer names a position with no diagnosis");
+            run.add(id!("dx.pointer"), Some(l.line_number), "a diagnosis pointer names a position with no diagnosis");
         }
     }
 }
@@ -230,18 +242,18 @@ fn diagnoses(claim: &Claim, run: &mut Run<'_>) {
         return;
     }
     for d in claim.diagnoses.expose() {
-        let (id, what) = match d.qualifier.as_str() {
-            "ABK" => ("icd10cm.principal", "the principal diagnosis"),
-            "ABF" | "ABN" => ("icd10cm.other", "a diagnosis"),
-            "ABJ" => ("icd10cm.admitting", "the admitting diagnosis"),
-            "APR" => ("icd10cm.reason_for_visit", "a reason-for-visit diagnosis"),
+        let (edit, what) = match d.qualifier.as_str() {
+            "ABK" => (id!("icd10cm.principal"), "the principal diagnosis"),
+            "ABF" | "ABN" => (id!("icd10cm.other"), "a diagnosis"),
+            "ABJ" => (id!("icd10cm.admitting"), "the admitting diagnosis"),
+            "APR" => (id!("icd10cm.reason_for_visit"), "a reason-for-visit diagnosis"),
             _ => continue, // ICD-9 qualifiers: the guide's code lists decide
         };
-        if !run.on(id) {
+        if !run.on(edit) {
             continue;
         }
         match run.cx.codes.lookup(CodeSystem::Icd10Cm, &d.code, on) {
-            l @ (Lookup::Invalid | Lookup::NotBillable) => run.add(id, None, lookup_message(what, "ICD-10-CM", l)),
+            l @ (Lookup::Invalid | Lookup::NotBillable) => run.add(edit, None, lookup_message(what, "ICD-10-CM", l)),
             Lookup::Valid | Lookup::NoRelease => {}
         }
     }
@@ -253,17 +265,17 @@ fn procedures(claim: &Claim, run: &mut Run<'_>) {
     }
     let header = claim_date(claim);
     for p in claim.procedures.expose() {
-        let (id, what) = match p.qualifier.as_str() {
-            "BBR" => ("icd10pcs.principal", "the principal procedure"),
-            "BBQ" => ("icd10pcs.other", "a procedure"),
+        let (edit, what) = match p.qualifier.as_str() {
+            "BBR" => (id!("icd10pcs.principal"), "the principal procedure"),
+            "BBQ" => (id!("icd10pcs.other"), "a procedure"),
             _ => continue,
         };
         let Some(on) = p.date.or(header) else { continue };
-        if !run.on(id) {
+        if !run.on(edit) {
             continue;
         }
         match run.cx.codes.lookup(CodeSystem::Icd10Pcs, &p.code, on) {
-            l @ (Lookup::Invalid | Lookup::NotBillable) => run.add(id, None, lookup_message(what, "ICD-10-PCS", l)),
+            l @ (Lookup::Invalid | Lookup::NotBillable) => run.add(edit, None, lookup_message(what, "ICD-10-PCS", l)),
             Lookup::Valid | Lookup::NoRelease => {}
         }
     }
@@ -288,7 +300,7 @@ fn is_cdt_form(code: &[u8]) -> bool {
 }
 
 fn lines(claim: &Claim, run: &mut Run<'_>) {
-    let (hcpcs_on, form_on) = (run.on("hcpcs.valid"), run.on("procedure.form"));
+    let (hcpcs_on, form_on) = (run.on(id!("hcpcs.valid")), run.on(id!("procedure.form")));
     for l in &claim.service_lines {
         let code = l.procedure_code.as_bytes();
         if code.is_empty() {
@@ -301,21 +313,21 @@ fn lines(claim: &Claim, run: &mut Run<'_>) {
                         && run.cx.codes.lookup(CodeSystem::Hcpcs, &l.procedure_code, on) == Lookup::Invalid
                     {
                         run.add(
-                            "hcpcs.valid",
+                            id!("hcpcs.valid"),
                             Some(l.line_number),
                             "HCPCS Level II code is not in force on the line's date of service",
                         );
                     }
                 } else if form_on && !is_cpt_form(code) && !is_cdt_form(code) {
                     run.add(
-                        "procedure.form",
+                        id!("procedure.form"),
                         Some(l.line_number),
                         "procedure code is not five characters of the CPT or HCPCS form",
                     );
                 }
             }
             Some("AD") if form_on && !is_cdt_form(code) => {
-                run.add("procedure.form", Some(l.line_number), "dental procedure code is not D and four digits");
+                run.add(id!("procedure.form"), Some(l.line_number), "dental procedure code is not D and four digits");
             }
             _ => {}
         }
@@ -323,14 +335,14 @@ fn lines(claim: &Claim, run: &mut Run<'_>) {
 }
 
 fn place_of_service(claim: &Claim, run: &mut Run<'_>) {
-    if claim.kind == ClaimKind::Institutional || !run.on("pos.valid") {
+    if claim.kind == ClaimKind::Institutional || !run.on(id!("pos.valid")) {
         return;
     }
     let valid = |code: &str, on: Date| run.cx.codes.lookup(CodeSystem::Pos, code, on) != Lookup::Invalid;
     if let (Some(pos), Some(on)) = (claim.facility_code.as_deref(), claim_date(claim))
         && !valid(pos, on)
     {
-        run.add("pos.valid", None, "the claim's place of service is not a CMS place of service code in force");
+        run.add(id!("pos.valid"), None, "the claim's place of service is not a CMS place of service code in force");
     }
     let bad: Vec<u32> = claim
         .service_lines
@@ -342,35 +354,35 @@ fn place_of_service(claim: &Claim, run: &mut Run<'_>) {
         .map(|l| l.line_number)
         .collect();
     for n in bad {
-        run.add("pos.valid", Some(n), "the line's place of service is not a CMS place of service code in force");
+        run.add(id!("pos.valid"), Some(n), "the line's place of service is not a CMS place of service code in force");
     }
 }
 
 fn dates(claim: &Claim, run: &mut Run<'_>) {
     let received = run.cx.received;
-    if run.on("date.future") {
+    if run.on(id!("date.future")) {
         if claim.statement_dates.is_some_and(|d| d.to > received) {
-            run.add("date.future", None, "the statement period ends after the claim was received");
+            run.add(id!("date.future"), None, "the statement period ends after the claim was received");
         }
         for l in &claim.service_lines {
             if l.service_date.is_some_and(|d| d.to > received) {
-                run.add("date.future", Some(l.line_number), "a date of service is after the claim was received");
+                run.add(id!("date.future"), Some(l.line_number), "a date of service is after the claim was received");
             }
         }
     }
-    if run.on("date.before_birth")
+    if run.on(id!("date.before_birth"))
         && let Some(birth) = *claim.patient.birth_date.expose()
     {
         // The patient is the subscriber (IL) or a dependent (QC).
         let entity = if claim.patient == claim.subscriber { "IL" } else { "QC" };
         let stc = Stc::new("A7", "158", Some(entity));
         if claim.statement_dates.is_some_and(|d| d.from < birth) {
-            run.add_stc("date.before_birth", None, stc, "the statement period starts before the patient's birth");
+            run.add_stc(id!("date.before_birth"), None, stc, "the statement period starts before the patient's birth");
         }
         for l in &claim.service_lines {
             if l.service_date.is_some_and(|d| d.from < birth) {
                 run.add_stc(
-                    "date.before_birth",
+                    id!("date.before_birth"),
                     Some(l.line_number),
                     stc,
                     "a date of service is before the patient's birth",
@@ -379,13 +391,13 @@ fn dates(claim: &Claim, run: &mut Run<'_>) {
         }
     }
     if claim.kind == ClaimKind::Institutional
-        && run.on("date.statement_period")
+        && run.on(id!("date.statement_period"))
         && let Some(period) = claim.statement_dates
     {
         for l in &claim.service_lines {
             if l.service_date.is_some_and(|d| d.from < period.from || d.to > period.to) {
                 run.add(
-                    "date.statement_period",
+                    id!("date.statement_period"),
                     Some(l.line_number),
                     "a line's date of service is outside the claim's statement period",
                 );
@@ -397,7 +409,7 @@ fn dates(claim: &Claim, run: &mut Run<'_>) {
 fn frequency(claim: &Claim, run: &mut Run<'_>) {
     if matches!(claim.frequency_code.as_deref(), Some("7" | "8")) && claim.payer_claim_control_number.is_none() {
         run.add(
-            "frequency.payer_claim_number",
+            id!("frequency.payer_claim_number"),
             None,
             "a replacement or void claim must carry the payer's claim control number (REF*F8)",
         );
