@@ -10,7 +10,8 @@ use clearway_core::config::Config;
 use clearway_core::edits::Policy;
 use clearway_core::partners::Partners;
 use clearway_core::ports::{Condition, Key, MAX_WRITE_OPS, StateStore, Table, WriteOp};
-use clearway_core::{Claim, ErrorKind, PartnerId, PortError, PortResult};
+use clearway_core::records::{Status, TransactionRecord};
+use clearway_core::{Claim, ErrorKind, PartnerId, PortError, PortResult, TransactionId};
 use clearway_formats::edits::codesets::{CodeSets, Release};
 use clearway_formats::edits::{self, Context, Finding, Severity};
 use clearway_formats::x12::build::ClaimDecision;
@@ -173,7 +174,7 @@ impl Editor {
         if !candidates.is_empty() {
             let keyed: Vec<(Key, &str)> =
                 candidates.iter().map(|&i| (self.duplicate_key(partner, claims[i].1), claims[i].0.as_str())).collect();
-            let duplicates = rt.block_on(self.register(&keyed, received))?;
+            let duplicates = rt.block_on(self.register(partner, &keyed, received))?;
             for (&i, duplicate) in candidates.iter().zip(duplicates) {
                 let (policy, findings) = &mut out[i];
                 if duplicate
@@ -204,16 +205,21 @@ impl Editor {
     }
 
     /// Where a claim is recorded for `duplicate.claim`: a keyed hash of
-    /// (patient control number, canonical payer, charge, dates of service)
-    /// in the partner's partition.
+    /// (patient control number, canonical payer, charge, dates of service,
+    /// frequency, payer claim number) in the partner's partition.
     fn duplicate_key(&self, partner: &PartnerId, claim: &Claim) -> Key {
         let dates = claim.summary().service_dates.or(claim.statement_dates);
+        // The frequency and the payer's claim number are part of the
+        // claim: a replacement or void of an accepted claim is not its
+        // duplicate.
         let identity = format!(
-            "{}|{}|{}|{}",
+            "{}|{}|{}|{}|{}|{}",
             claim.patient_control_number.expose(),
             self.config.canonical_payer(claim.payer_id.as_deref().unwrap_or("UNKNOWN")),
             claim.total_charge.normalize(),
             dates.map(|d| format!("{}-{}", d.from, d.to)).unwrap_or_default(),
+            claim.frequency_code.as_deref().unwrap_or(""),
+            claim.payer_claim_control_number.as_deref().unwrap_or(""),
         );
         Key::new(Table::Dedupe, format!("claim:{partner}"), self.partners.index_token(&identity))
     }
@@ -224,7 +230,12 @@ impl Editor {
     /// claims in one submission is. New claims, the usual case, cost one
     /// conditional batch write per 100; only a batch whose condition fails
     /// is looked at claim by claim.
-    async fn register(&self, keyed: &[(Key, &str)], received: OffsetDateTime) -> PortResult<Vec<bool>> {
+    async fn register(
+        &self,
+        partner: &PartnerId,
+        keyed: &[(Key, &str)],
+        received: OffsetDateTime,
+    ) -> PortResult<Vec<bool>> {
         let mut dup = vec![false; keyed.len()];
         let mut fresh: Vec<usize> = Vec::new();
         let mut first: std::collections::HashSet<&Key> = std::collections::HashSet::new();
@@ -252,8 +263,7 @@ impl Editor {
                         match self.state.write(vec![put(i)]).await {
                             Ok(()) => {}
                             Err(e) if e.kind() == ErrorKind::PreconditionFailed => {
-                                let other = self.state.get(&keyed[i].0).await?;
-                                dup[i] = other.is_some_and(|o| o.value.as_ref() != keyed[i].1.as_bytes());
+                                dup[i] = self.held_by_another(partner, &keyed[i], expires).await?;
                             }
                             Err(e) => return Err(e),
                         }
@@ -263,5 +273,140 @@ impl Editor {
             }
         }
         Ok(dup)
+    }
+
+    /// Whether the key of `(key, claim id)`, found taken, holds another
+    /// claim that counts: not this claim (a redelivery), and not a claim
+    /// whose transaction was dead-lettered (it was never delivered, so its
+    /// resubmission must go through; the key is taken over).
+    async fn held_by_another(&self, partner: &PartnerId, (key, id): &(Key, &str), expires: i64) -> PortResult<bool> {
+        let Some(item) = self.state.get(key).await? else { return Ok(false) };
+        let other = String::from_utf8_lossy(&item.value).into_owned();
+        if other == *id {
+            return Ok(false);
+        }
+        let transaction = other.rsplit_once('-').and_then(|(t, _)| TransactionId::parse(t));
+        let dead = match transaction {
+            Some(t) => match self.state.get(&TransactionRecord::key(partner, &t)).await? {
+                Some(r) => serde_json::from_slice::<TransactionRecord>(&r.value)
+                    .is_ok_and(|r| r.status == Status::DeadLettered),
+                None => false,
+            },
+            None => false,
+        };
+        if !dead {
+            return Ok(true);
+        }
+        let take = WriteOp::Put {
+            key: key.clone(),
+            value: Bytes::from(id.to_string()),
+            expires_at: Some(expires),
+            condition: Condition::Version(item.version),
+        };
+        match self.state.write(vec![take]).await {
+            Ok(()) => Ok(false),
+            // Taken over by another claim meanwhile: that one counts.
+            Err(e) if e.kind() == ErrorKind::PreconditionFailed => Ok(true),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clearway_core::records::{TransactionRecord, timestamp};
+    use clearway_formats::x12::{AnalyzeOptions, Document, analyze, synth};
+
+    fn editor() -> (Editor, Arc<clearway_local::MemStateStore>) {
+        let config = Arc::new(clearway_core::config::load(None, &Default::default()).unwrap());
+        let state = Arc::new(clearway_local::MemStateStore::default());
+        let partners = Arc::new(Partners::new(clearway_core::crypto::Key::generate().unwrap(), state.clone()));
+        let router = Arc::new(Router::new(config.clone()));
+        (Editor { config, codes: SharedCodeSets::default(), partners, state: state.clone(), router }, state)
+    }
+
+    fn claim() -> Claim {
+        let mut out = vec![];
+        synth::write(&mut out, synth::Kind::Professional837, 1, 3).unwrap();
+        match analyze(&out, &AnalyzeOptions::default()).documents().next() {
+            Some(Document::Claim(c)) => (**c).clone(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn duplicate(judged: &Judged) -> bool {
+        judged.findings.iter().any(|f| f.edit == "duplicate.claim")
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn duplicates_redeliveries_replacements_and_dead_letters() {
+        let (ed, state) = editor();
+        let acme = PartnerId::new("acme").unwrap();
+        let now = OffsetDateTime::now_utc();
+        let (t1, t2, t3) = (TransactionId::new(), TransactionId::new(), TransactionId::new());
+        let c = claim();
+        let mut replacement = c.clone();
+        replacement.frequency_code = Some("7".into());
+        replacement.payer_claim_control_number = Some("PAYER1".into());
+        let judge = move |ed: Editor, claims: Vec<(String, Claim)>| {
+            let rt = tokio::runtime::Handle::current();
+            let acme = acme.clone();
+            tokio::task::spawn_blocking(move || {
+                let refs: Vec<(String, &Claim)> = claims.iter().map(|(id, c)| (id.clone(), c)).collect();
+                ed.judge_all(&rt, &acme, &refs, now).unwrap()
+            })
+        };
+        // The first is recorded; the same claim twice in one submission:
+        // the second is a duplicate.
+        let j = judge(ed.clone(), vec![(format!("{t1}-1"), c.clone()), (format!("{t1}-2"), c.clone())]).await.unwrap();
+        assert_eq!((duplicate(&j[0]), duplicate(&j[1])), (false, true));
+        // A redelivery of the first finds its own claim: not a duplicate.
+        let j = judge(ed.clone(), vec![(format!("{t1}-1"), c.clone())]).await.unwrap();
+        assert!(!duplicate(&j[0]) && j[0].decision.is_accepted());
+        // Another submission of the same claim is; its replacement is not.
+        let j =
+            judge(ed.clone(), vec![(format!("{t2}-1"), c.clone()), (format!("{t2}-2"), replacement)]).await.unwrap();
+        assert_eq!((duplicate(&j[0]), duplicate(&j[1])), (true, false));
+        assert_eq!(j[0].decision.status().map(|s| s.to_string()).as_deref(), Some("A3:54"));
+        // Once the first transaction is dead-lettered (never delivered), its
+        // claim's resubmission goes through and takes the key over.
+        let record = TransactionRecord {
+            id: t1.clone(),
+            partner: acme_id(),
+            format: clearway_core::records::Format::X12,
+            content_type: "application/edi-x12".into(),
+            received_at: timestamp(now),
+            received_at_ms: 0,
+            status: Status::DeadLettered,
+            blob_key: clearway_core::BlobKey::for_transaction(&acme_id(), now.date(), &t1),
+            size_bytes: 0,
+            channel: "http".into(),
+            attempts: 5,
+            claims: vec![],
+            claim_count: 0,
+            issues: vec![],
+            ack_ids: vec![],
+            documents: 0,
+            failure: Some("routing failed".into()),
+            updated_at: timestamp(now),
+        };
+        state
+            .write(vec![WriteOp::Put {
+                key: TransactionRecord::key(&acme_id(), &t1),
+                value: Bytes::from(serde_json::to_vec(&record).unwrap()),
+                expires_at: None,
+                condition: Condition::None,
+            }])
+            .await
+            .unwrap();
+        let j = judge(ed.clone(), vec![(format!("{t3}-1"), c.clone())]).await.unwrap();
+        assert!(!duplicate(&j[0]), "{:?}", j[0].findings);
+        let j = judge(ed, vec![(format!("{t1}-1"), c)]).await.unwrap();
+        assert!(duplicate(&j[0]), "the key now belongs to the resubmission");
+    }
+
+    fn acme_id() -> PartnerId {
+        PartnerId::new("acme").unwrap()
     }
 }

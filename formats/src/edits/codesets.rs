@@ -162,7 +162,9 @@ pub fn infer_from_name(name: &str) -> (Option<CodeSystem>, Option<Date>) {
         .find(|(m, _)| lower.contains(m))
         .map(|(_, m)| m);
     let effective = year.and_then(|y| match (system, month) {
-        (Some(CodeSystem::Hcpcs), None) => Date::from_calendar_date(y, Month::January, 1).ok(),
+        // HCPCS files are named by calendar quarter (`HCPC2025_OCT_…`).
+        (Some(CodeSystem::Hcpcs), m) => Date::from_calendar_date(y, m.unwrap_or(Month::January), 1).ok(),
+        // ICD-10 names carry the fiscal year: October belongs to the one before.
         (_, Some(Month::October)) => Date::from_calendar_date(y - 1, Month::October, 1).ok(),
         (_, Some(m)) => Date::from_calendar_date(y, m, 1).ok(),
         (_, None) => fiscal_year_start(y),
@@ -469,13 +471,14 @@ pub fn read_release(
     effective: Option<Date>,
 ) -> Result<Release, ReadError> {
     // The CMS files are ASCII, but the HCPCS file's notice lines carry
-    // Latin-1 (0xA0): read such a file as Latin-1.
-    let latin1: String;
+    // Latin-1 (0xA0): such bytes become `?`, one byte each, so the fixed
+    // columns of every line stay where they are.
+    let ascii: String;
     let text = match std::str::from_utf8(bytes) {
         Ok(t) => t,
         Err(_) => {
-            latin1 = bytes.iter().map(|&b| char::from(b)).collect();
-            &latin1
+            ascii = bytes.iter().map(|&b| if b.is_ascii() { char::from(b) } else { '?' }).collect();
+            &ascii
         }
     };
     let (guess_system, guess_effective) = infer_from_name(name);
@@ -637,11 +640,11 @@ impl Dated {
         }
         if !system.whole_list() {
             // A file carries each code's history, so it judges any earlier
-            // date; past a year after the newest release (HCPCS changes
+            // date; past the quarter of the newest release (HCPCS changes
             // every quarter) the edit stops rather than reject codes added
             // since.
             let newest = releases.last().map(|r| r.effective.to_julian_day());
-            let end = if system == CodeSystem::Pos { Some(open) } else { newest.map(|d| d.saturating_add(365)) };
+            let end = if system == CodeSystem::Pos { Some(open) } else { newest.map(|d| d.saturating_add(91)) };
             covered = end.map(|e| vec![(i32::MIN, e)]).unwrap_or_default();
         }
         let mut index = rustc_hash::FxHashMap::default();
@@ -892,6 +895,7 @@ mod tests {
             (Some(CodeSystem::Icd10Pcs), Some(date!(2024 - 10 - 01)))
         );
         assert_eq!(infer_from_name("HCPC2019_CONTR_ANWEB.txt"), (Some(CodeSystem::Hcpcs), Some(date!(2019 - 01 - 01))));
+        assert_eq!(infer_from_name("HCPC2025_OCT_ANWEB.txt"), (Some(CodeSystem::Hcpcs), Some(date!(2025 - 10 - 01))));
         assert_eq!(infer_from_name("notes.txt"), (None, None));
     }
 
@@ -928,9 +932,9 @@ mod tests {
         let cs = CodeSets::new(&[back]);
         assert_eq!(cs.lookup(CodeSystem::Hcpcs, "G0001", date!(2012 - 12 - 31)), Lookup::Valid);
         assert_eq!(cs.lookup(CodeSystem::Hcpcs, "G0001", date!(2013 - 01 - 01)), Lookup::Invalid);
-        assert_eq!(cs.lookup(CodeSystem::Hcpcs, "A0021", date!(2019 - 06 - 01)), Lookup::Valid);
-        assert_eq!(cs.lookup(CodeSystem::Hcpcs, "A9999", date!(2019 - 06 - 01)), Lookup::Invalid);
-        assert_eq!(cs.lookup(CodeSystem::Hcpcs, "A9999", date!(2021 - 01 - 01)), Lookup::NoRelease, "stale file");
+        assert_eq!(cs.lookup(CodeSystem::Hcpcs, "A0021", date!(2019 - 03 - 01)), Lookup::Valid);
+        assert_eq!(cs.lookup(CodeSystem::Hcpcs, "A9999", date!(2019 - 03 - 01)), Lookup::Invalid);
+        assert_eq!(cs.lookup(CodeSystem::Hcpcs, "A9999", date!(2019 - 06 - 01)), Lookup::NoRelease, "past its quarter");
         assert_eq!(cs.lookup(CodeSystem::Pos, "11", date!(2025 - 01 - 01)), Lookup::Valid, "built-in POS list");
         assert_eq!(cs.lookup(CodeSystem::Pos, "10", date!(2021 - 12 - 31)), Lookup::Invalid);
         assert_eq!(cs.lookup(CodeSystem::Pos, "30", date!(2025 - 01 - 01)), Lookup::Invalid);
