@@ -333,10 +333,6 @@ impl Policy {
         self
     }
 
-    pub fn severity(&self, def: &EditDef) -> Severity {
-        index_of(def.id).map_or(def.severity, |i| self.severities[i])
-    }
-
     /// The severity of the edit at `index` in [`CATALOG`] (see [`at`]).
     pub fn severity_at(&self, index: usize) -> Severity {
         self.severities.get(index).copied().unwrap_or(Severity::Off)

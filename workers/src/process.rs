@@ -630,12 +630,11 @@ fn x12(
                     .collect();
                 let set_id = Some(set.report.header.control_number.as_str());
                 let decisions = judge.judge(out.claims.len() + 1, &in_set, set_id, &mut out)?;
-                let mut claims: Vec<ClaimWork> = in_set
+                let claims: Vec<ClaimWork> = in_set
                     .into_iter()
                     .zip(decisions)
                     .map(|(c, decision)| ClaimWork { claim: c.clone(), decision })
                     .collect();
-                claims.shrink_to_fit();
                 for doc in &set.documents {
                     match doc {
                         Document::Claim(_) => {}

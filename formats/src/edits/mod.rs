@@ -70,6 +70,9 @@ fn finding_at(policy: &Policy, index: usize, line: Option<u32>, message: impl In
 
 struct Run<'a> {
     cx: &'a Context<'a>,
+    /// The date the claim's header codes are judged on ([`claim_date`]),
+    /// worked out once.
+    on: Option<Date>,
     out: Vec<Finding>,
 }
 
@@ -104,7 +107,7 @@ impl Run<'_> {
 
 /// Runs every edit the policy leaves on over one claim.
 pub fn check(claim: &Claim, cx: &Context<'_>) -> Vec<Finding> {
-    let mut run = Run { cx, out: Vec::new() };
+    let mut run = Run { cx, on: claim_date(claim), out: Vec::new() };
     balance(claim, &mut run);
     npis(claim, &mut run);
     pointers(claim, &mut run);
@@ -168,8 +171,9 @@ fn claim_date(claim: &Claim) -> Option<Date> {
     }
 }
 
-fn line_date(claim: &Claim, line: &ServiceLine) -> Option<Date> {
-    line.service_date.map(|d| d.from).or_else(|| claim_date(claim))
+/// A line's date of service, else the claim's (`claim_on`).
+fn line_date(line: &ServiceLine, claim_on: Option<Date>) -> Option<Date> {
+    line.service_date.map(|d| d.from).or(claim_on)
 }
 
 fn balance(claim: &Claim, run: &mut Run<'_>) {
@@ -237,7 +241,7 @@ fn lookup_message(what: &str, system: &str, l: Lookup) -> String {
 }
 
 fn diagnoses(claim: &Claim, run: &mut Run<'_>) {
-    let Some(on) = claim_date(claim) else { return };
+    let Some(on) = run.on else { return };
     if !run.cx.codes.has(CodeSystem::Icd10Cm) {
         return;
     }
@@ -263,7 +267,7 @@ fn procedures(claim: &Claim, run: &mut Run<'_>) {
     if claim.kind != ClaimKind::Institutional || !run.cx.codes.has(CodeSystem::Icd10Pcs) {
         return;
     }
-    let header = claim_date(claim);
+    let header = run.on;
     for p in claim.procedures.expose() {
         let (edit, what) = match p.qualifier.as_str() {
             "BBR" => (id!("icd10pcs.principal"), "the principal procedure"),
@@ -309,7 +313,7 @@ fn lines(claim: &Claim, run: &mut Run<'_>) {
         match l.procedure_qualifier.as_deref() {
             Some("HC") => {
                 if is_level_two(code) {
-                    if let (true, Some(on)) = (hcpcs_on, line_date(claim, l))
+                    if let (true, Some(on)) = (hcpcs_on, line_date(l, run.on))
                         && run.cx.codes.lookup(CodeSystem::Hcpcs, &l.procedure_code, on) == Lookup::Invalid
                     {
                         run.add(
@@ -339,7 +343,7 @@ fn place_of_service(claim: &Claim, run: &mut Run<'_>) {
         return;
     }
     let valid = |code: &str, on: Date| run.cx.codes.lookup(CodeSystem::Pos, code, on) != Lookup::Invalid;
-    if let (Some(pos), Some(on)) = (claim.facility_code.as_deref(), claim_date(claim))
+    if let (Some(pos), Some(on)) = (claim.facility_code.as_deref(), run.on)
         && !valid(pos, on)
     {
         run.add(id!("pos.valid"), None, "the claim's place of service is not a CMS place of service code in force");
@@ -347,7 +351,7 @@ fn place_of_service(claim: &Claim, run: &mut Run<'_>) {
     let bad: Vec<u32> = claim
         .service_lines
         .iter()
-        .filter(|l| match (l.place_of_service.as_deref(), line_date(claim, l)) {
+        .filter(|l| match (l.place_of_service.as_deref(), line_date(l, run.on)) {
             (Some(pos), Some(on)) => !valid(pos, on),
             _ => false,
         })
