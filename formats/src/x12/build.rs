@@ -287,6 +287,26 @@ impl Writer {
         self.seg("IEA", &[&n, &c]);
     }
 
+    /// Appends segments already written in this writer's delimiters
+    /// (`segments` of them, for SE's count).
+    pub fn raw(&mut self, bytes: &[u8], segments: u32) {
+        self.out.extend_from_slice(bytes);
+        self.set_segments += segments;
+    }
+
+    /// Appends a whole transaction set (ST to SE) written elsewhere.
+    pub fn raw_set(&mut self, bytes: &[u8]) {
+        self.out.extend_from_slice(bytes);
+        self.sets += 1;
+    }
+
+    /// Overwrites one byte already written (ISA14, say).
+    pub fn set_byte(&mut self, at: usize, b: u8) {
+        if let Some(x) = self.out.get_mut(at) {
+            *x = b;
+        }
+    }
+
     pub fn into_bytes(self) -> Vec<u8> {
         self.out
     }
@@ -345,7 +365,7 @@ pub fn ccyymmdd(d: Date) -> Digits {
     }
 }
 
-fn hhmm(t: PrimitiveDateTime) -> Digits {
+pub fn hhmm(t: PrimitiveDateTime) -> Digits {
     Digits::default().push(u32::from(t.hour()), 2).push(u32::from(t.minute()), 2)
 }
 

@@ -2,6 +2,7 @@
 //! typed views and acknowledgement builders.
 
 pub mod analyze;
+pub mod batch;
 pub mod build;
 pub mod codes;
 pub mod isa;
