@@ -63,6 +63,9 @@ struct Raw {
 struct RawPartner {
     #[serde(default)]
     edits: BTreeMap<String, toml::Value>,
+    /// ERA enrollment: payees whose 835s this partner receives, as
+    /// `XX:<NPI>` or `FI:<TIN>`.
+    era_payees: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -125,6 +128,31 @@ struct RawRouting {
     /// Route claims for payers not listed here to their own outbox
     /// directory (true, the default) or reject them (false).
     route_unknown_payers: Option<bool>,
+    /// The clearinghouse in outbound 837s: ISA05/ISA06, GS02, 1000A
+    /// NM109 (ETIN) and its PER contact.
+    isa_qualifier: Option<String>,
+    isa_id: Option<String>,
+    gs_id: Option<String>,
+    etin: Option<String>,
+    contact_name: Option<String>,
+    contact_email: Option<String>,
+    contact_phone: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSftp {
+    host: Option<String>,
+    port: Option<u16>,
+    user: Option<String>,
+    key_file: Option<String>,
+    /// The payer's host key as an OpenSSH public key line
+    /// (`ssh-ed25519 AAAA…`) or its `SHA256:` fingerprint.
+    host_key: Option<String>,
+    upload_dir: Option<String>,
+    download_dir: Option<String>,
+    /// Suffix of a file while it uploads (renamed away when whole).
+    temp_suffix: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -150,6 +178,20 @@ struct RawPayer {
     /// Claim edit severities for this payer's claims.
     #[serde(default)]
     edits: BTreeMap<String, toml::Value>,
+    /// The payer in outbound 837s: ISA07/ISA08, GS03, ISA15 and ISA14.
+    isa_qualifier: Option<String>,
+    isa_id: Option<String>,
+    gs_id: Option<String>,
+    usage: Option<String>,
+    ack_requested: Option<bool>,
+    /// When a batch closes: this many claims, this many bytes, or this
+    /// long after its first claim arrived.
+    batch_max_claims: Option<usize>,
+    batch_max_bytes: Option<usize>,
+    batch_window_secs: Option<u64>,
+    /// How often the payer's answers are looked for.
+    poll_secs: Option<u64>,
+    sftp: Option<RawSftp>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -274,9 +316,45 @@ pub struct WorkerConfig {
 /// Where a payer's claims go.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Destination {
-    /// `<outbox_dir>/<payer>/`.
+    /// `<outbox_dir>/<payer>/` (answers are read from
+    /// `<outbox_dir>/<payer>/from-payer/`).
     Outbox,
+    /// Batches are POSTed (answers come by POST to `/v1/payer-files`).
     Http(String),
+    /// Batches are uploaded to the payer's SFTP server, answers downloaded.
+    Sftp(SftpConfig),
+}
+
+/// A payer's SFTP server (`[payers.ID.sftp]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SftpConfig {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    /// OpenSSH private key file (unencrypted; keep it mode 0600).
+    pub key_file: PathBuf,
+    /// The pinned host key: an OpenSSH public key line or a `SHA256:`
+    /// fingerprint. A server presenting another key is refused.
+    pub host_key: String,
+    pub upload_dir: String,
+    pub download_dir: String,
+    pub temp_suffix: String,
+}
+
+/// How a payer's outbound 837s are addressed and batched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Interchange {
+    pub isa_qualifier: String,
+    pub isa_id: String,
+    pub gs_id: String,
+    /// ISA15: `P` or `T`.
+    pub usage: String,
+    /// ISA14.
+    pub ack_requested: bool,
+    pub batch_max_claims: usize,
+    pub batch_max_bytes: usize,
+    pub batch_window: Duration,
+    pub poll: Duration,
 }
 
 /// Where the fast path gets a payer's real-time answers.
@@ -305,6 +383,7 @@ pub struct PayerConfig {
     pub connector: Connector,
     /// Claim edit severities for this payer's claims (`[payers.ID.edits]`).
     pub edits: EditOverrides,
+    pub interchange: Interchange,
 }
 
 impl PayerConfig {
@@ -324,6 +403,17 @@ impl PayerConfig {
             aliases: Vec::new(),
             connector: Connector::Local,
             edits: Vec::new(),
+            interchange: Interchange {
+                isa_qualifier: "ZZ".into(),
+                isa_id: id.chars().take(15).collect(),
+                gs_id: id.chars().take(15).collect(),
+                usage: "P".into(),
+                ack_requested: true,
+                batch_max_claims: 5000,
+                batch_max_bytes: 16 << 20,
+                batch_window: Duration::from_secs(60),
+                poll: Duration::from_secs(60),
+            },
         }
     }
 }
@@ -350,6 +440,25 @@ pub struct EditsConfig {
 pub struct RoutingConfig {
     pub outbox_dir: PathBuf,
     pub route_unknown_payers: bool,
+    /// The clearinghouse as sender of outbound 837s.
+    pub sender: Sender,
+    /// ERA enrollments: payee (`XX:<NPI>`, `FI:<TIN>`) → partner.
+    pub era_payees: BTreeMap<String, String>,
+}
+
+/// The clearinghouse as the sender of outbound 837s (`[routing]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sender {
+    pub isa_qualifier: String,
+    pub isa_id: String,
+    pub gs_id: String,
+    pub name: String,
+    /// 1000A NM109 (qualifier 46).
+    pub etin: String,
+    pub contact_name: String,
+    /// PER03: `EM` or `TE`; PER04.
+    pub contact_qualifier: String,
+    pub contact: String,
 }
 
 #[derive(Debug, Clone)]
@@ -632,9 +741,41 @@ fn validate(raw: Raw, e: &mut Vec<ConfigError>) -> Config {
         clearinghouse_name: raw.workers.clearinghouse_name.unwrap_or_else(|| "CLEARWAY".into()),
         clearinghouse_id: raw.workers.clearinghouse_id.unwrap_or_else(|| "CLEARWAY".into()),
     };
+    let isa_id = x12_id("routing.isa_id", raw.routing.isa_id, &workers.clearinghouse_id, 15, e);
+    let (contact_qualifier, contact) = match (raw.routing.contact_email, raw.routing.contact_phone) {
+        (_, Some(phone)) if !phone.is_empty() && phone.bytes().all(|b| b.is_ascii_digit()) => ("TE".into(), phone),
+        (_, Some(_)) => {
+            e.push(err("routing.contact_phone", "digits only (PER04 with qualifier TE)"));
+            ("TE".into(), String::new())
+        }
+        (Some(mail), None) => ("EM".into(), mail),
+        (None, None) => ("EM".into(), "edi@clearway.invalid".into()),
+    };
+    let mut era_payees = BTreeMap::new();
+    for (id, p) in &raw.partners {
+        for payee in p.era_payees.iter().flatten() {
+            let ok = matches!(payee.split_once(':'), Some(("XX" | "FI" | "XV", v)) if !v.is_empty() && v.bytes().all(|b| b.is_ascii_alphanumeric()));
+            if !ok {
+                e.push(err(format!("partners.{id}.era_payees"), format!("{payee:?}: must be XX:<NPI>, FI:<TIN> or XV:<id>")));
+            } else if let Some(other) = era_payees.insert(payee.clone(), id.clone()) {
+                e.push(err(format!("partners.{id}.era_payees"), format!("{payee} is already enrolled to {other}: a payee's ERAs go to one partner")));
+            }
+        }
+    }
     let routing = RoutingConfig {
         outbox_dir: raw.routing.outbox_dir.map(PathBuf::from).unwrap_or_else(|| data_dir.join("outbox")),
         route_unknown_payers: raw.routing.route_unknown_payers.unwrap_or(true),
+        sender: Sender {
+            isa_qualifier: x12_id("routing.isa_qualifier", raw.routing.isa_qualifier, "ZZ", 2, e),
+            gs_id: x12_id("routing.gs_id", raw.routing.gs_id, &isa_id, 15, e),
+            isa_id,
+            name: workers.clearinghouse_name.clone(),
+            etin: x12_id("routing.etin", raw.routing.etin, &workers.clearinghouse_id, 80, e),
+            contact_name: raw.routing.contact_name.unwrap_or_else(|| "EDI SUPPORT".into()),
+            contact_qualifier,
+            contact,
+        },
+        era_payees,
     };
     let mut payers = BTreeMap::new();
     for (id, p) in raw.payers {
@@ -644,6 +785,18 @@ fn validate(raw: Raw, e: &mut Vec<ConfigError>) -> Config {
             e.push(err(format!("payers.{id}"), "payer id must be 1-80 characters of letters, digits, '.', '_' or '-'"));
         }
         let destination = match (p.destination.as_deref(), p.url) {
+            (Some("sftp"), url) => {
+                if url.is_some() {
+                    e.push(err(path("url"), "not used with destination sftp"));
+                }
+                match p.sftp {
+                    Some(s) => Destination::Sftp(sftp_config(&id, s, e)),
+                    None => {
+                        e.push(err(path("sftp"), "required when destination is sftp ([payers.ID.sftp] host, user, key_file, host_key)"));
+                        Destination::Outbox
+                    }
+                }
+            }
             (None | Some("outbox"), None) => Destination::Outbox,
             (Some("http") | None, Some(url)) if url.starts_with("http://") || url.starts_with("https://") => {
                 Destination::Http(url)
@@ -661,7 +814,7 @@ fn validate(raw: Raw, e: &mut Vec<ConfigError>) -> Config {
                 Destination::Outbox
             }
             (Some(other), _) => {
-                e.push(err(path("destination"), format!("must be outbox or http, not {other}")));
+                e.push(err(path("destination"), format!("must be outbox, http or sftp, not {other}")));
                 Destination::Outbox
             }
         };
@@ -701,6 +854,29 @@ fn validate(raw: Raw, e: &mut Vec<ConfigError>) -> Config {
             cache_ttl: secs(&path("cache_ttl_secs"), p.cache_ttl_secs, 60, e),
             aliases: p.aliases.unwrap_or_default(),
             edits: edit_overrides(&format!("payers.{id}.edits"), &p.edits, &[], e),
+            interchange: {
+                let di = &d.interchange;
+                let isa_id = x12_id(&path("isa_id"), p.isa_id, &di.isa_id, 15, e);
+                let usage = p.usage.unwrap_or_else(|| "P".into());
+                if usage != "P" && usage != "T" {
+                    e.push(err(path("usage"), "must be P (production) or T (test)"));
+                }
+                let batch_max_claims = positive(&path("batch_max_claims"), p.batch_max_claims, di.batch_max_claims, e);
+                if batch_max_claims > 100_000 {
+                    e.push(err(path("batch_max_claims"), "at most 100000"));
+                }
+                Interchange {
+                    isa_qualifier: x12_id(&path("isa_qualifier"), p.isa_qualifier, "ZZ", 2, e),
+                    gs_id: x12_id(&path("gs_id"), p.gs_id, &isa_id, 15, e),
+                    isa_id,
+                    usage,
+                    ack_requested: p.ack_requested.unwrap_or(true),
+                    batch_max_claims,
+                    batch_max_bytes: positive(&path("batch_max_bytes"), p.batch_max_bytes, di.batch_max_bytes, e),
+                    batch_window: secs(&path("batch_window_secs"), p.batch_window_secs, 60, e),
+                    poll: secs(&path("poll_secs"), p.poll_secs, 60, e),
+                }
+            },
         };
         payers.insert(id, payer);
     }
@@ -749,6 +925,51 @@ fn validate(raw: Raw, e: &mut Vec<ConfigError>) -> Config {
         codeset_refresh: Duration::from_secs(refresh),
     };
     Config { server, mllp, dedupe, workers, routing, payers, master_key, backend, fastpath, edits }
+}
+
+
+/// An X12 identifier setting: 1 to `max` printable ASCII characters that
+/// are none of the delimiters Clearway writes.
+fn x12_id(path: &str, v: Option<String>, default: &str, max: usize, e: &mut Vec<ConfigError>) -> String {
+    let v = v.unwrap_or_else(|| default.chars().take(max).collect());
+    let ok = !v.trim().is_empty()
+        && v.len() <= max
+        && v.bytes().all(|b| (0x20..0x7F).contains(&b) && !b"*:^~".contains(&b));
+    if !ok {
+        e.push(err(path, format!("1 to {max} printable characters, none of * : ^ ~")));
+    }
+    v
+}
+
+fn sftp_config(id: &str, s: RawSftp, e: &mut Vec<ConfigError>) -> SftpConfig {
+    let path = |k: &str| format!("payers.{id}.sftp.{k}");
+    let mut required = |k: &str, v: Option<String>| {
+        v.filter(|v| !v.trim().is_empty()).unwrap_or_else(|| {
+            e.push(err(path(k), "required"));
+            String::new()
+        })
+    };
+    let host = required("host", s.host);
+    let user = required("user", s.user);
+    let key_file = PathBuf::from(required("key_file", s.key_file));
+    let host_key = required("host_key", s.host_key);
+    if !host_key.is_empty() && !host_key.starts_with("SHA256:") && host_key.split_whitespace().count() < 2 {
+        e.push(err(path("host_key"), "an OpenSSH public key line (ssh-ed25519 AAAA…) or a SHA256: fingerprint"));
+    }
+    let temp_suffix = s.temp_suffix.unwrap_or_else(|| ".part".into());
+    if temp_suffix.is_empty() || temp_suffix.contains('/') {
+        e.push(err(path("temp_suffix"), "a non-empty file-name suffix"));
+    }
+    SftpConfig {
+        host,
+        port: s.port.unwrap_or(22),
+        user,
+        key_file,
+        host_key,
+        upload_dir: s.upload_dir.unwrap_or_else(|| "inbound".into()),
+        download_dir: s.download_dir.unwrap_or_else(|| "outbound".into()),
+        temp_suffix,
+    }
 }
 
 #[cfg(test)]

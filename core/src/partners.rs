@@ -103,6 +103,12 @@ impl Partners {
         self.sealer.index_token(identifier)
     }
 
+    /// The key that seals outbound batches and payer files in the blob
+    /// store (they hold claims of many partners).
+    pub fn batch_key(&self) -> Key {
+        Key::from_bytes(crate::sealed::derive(&self.master, "clearway/payer-files/v1"))
+    }
+
     /// The partition of the claim and payment indexes for a patient control
     /// number: its index token, never the number itself.
     pub fn pcn_partition(&self, pcn: &str) -> String {

@@ -170,10 +170,13 @@ pub enum Table {
     /// Imported code-set releases (ICD-10-CM/PCS, HCPCS, place of service):
     /// one item per release pointing at its blob.
     CodeSets,
+    /// The payer round trip: claims waiting for a batch, outbound batches
+    /// and their members, claim lineage, payer files and answers.
+    Batches,
 }
 
 impl Table {
-    pub const ALL: [Table; 12] = [
+    pub const ALL: [Table; 13] = [
         Table::Transactions,
         Table::Dedupe,
         Table::Claims,
@@ -186,6 +189,7 @@ impl Table {
         Table::Payments,
         Table::Counters,
         Table::CodeSets,
+        Table::Batches,
     ];
 
     pub fn name(self) -> &'static str {
@@ -202,6 +206,7 @@ impl Table {
             Table::Payments => "payments",
             Table::Counters => "counters",
             Table::CodeSets => "code_sets",
+            Table::Batches => "batches",
         }
     }
 }

@@ -301,3 +301,37 @@ pub fn effect_key(transaction: &TransactionId, what: &str) -> Key {
 pub fn timestamp(t: time::OffsetDateTime) -> String {
     t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
 }
+
+/// Where a routed claim went and what the payer said about it
+/// (Table::Batches, pk = `lineage/<transaction>`, sk = claim id): the
+/// lineage submitter transaction → claim → payer batch → payer answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Lineage {
+    /// `<payer>/<ISA13>`.
+    pub batch: String,
+    pub payer: String,
+    /// ISA13 (= GS06) of the outbound interchange, ST02 and the claim's
+    /// position among the set's claims; absent while the batch is built.
+    pub interchange: Option<String>,
+    pub set: Option<String>,
+    pub position: Option<u32>,
+    /// `batched` (taken into a batch), `routed` (its batch is durable),
+    /// `payer_accepted`, `payer_rejected`.
+    pub status: String,
+    /// The payer's 277CA STC (`A2:20`, `A7:562:85`), or `TA1:R:…` /
+    /// `999:R` when the payer refused the whole file.
+    pub payer_status: Option<String>,
+    /// The payer's claim control number (277CA REF*1K, 835 CLP07).
+    pub payer_claim_control_number: Option<String>,
+    pub updated_at: String,
+}
+
+impl Lineage {
+    pub fn key(transaction: &str, claim_id: &str) -> Key {
+        Key::new(Table::Batches, format!("lineage/{transaction}"), claim_id)
+    }
+    pub fn partition(transaction: &str) -> String {
+        format!("lineage/{transaction}")
+    }
+}

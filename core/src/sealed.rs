@@ -35,7 +35,7 @@ impl std::fmt::Debug for Sealer {
     }
 }
 
-fn derive(master: &Key, label: &str) -> [u8; 32] {
+pub(crate) fn derive(master: &Key, label: &str) -> [u8; 32] {
     let k = hmac::Key::new(hmac::HMAC_SHA256, master.expose_bytes());
     let tag = hmac::sign(&k, label.as_bytes());
     let mut out = [0u8; 32];

@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use clearway_core::ports::Table;
-use clearway_core::records::{AckRecord, DeadLetter, FeedEntry, PartnerRecord, TransactionRecord};
+use clearway_core::records::{AckRecord, DeadLetter, FeedEntry, Lineage, PartnerRecord, TransactionRecord};
 use clearway_core::{ErrorKind, PartnerId, TransactionId};
 use clearway_fastpath::caqh;
 use serde::Deserialize;
@@ -403,18 +403,42 @@ async fn transaction(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, Problem> {
     let r = load_record(&svc, &p.id, &id).await?;
+    // Where each routed claim went since: its payer batch and the payer's
+    // verdict.
+    let mut lineage = std::collections::HashMap::new();
+    if r.claims.iter().any(|c| c.status == "queued") {
+        let page = svc
+            .ports
+            .state
+            .query(Table::Batches, &Lineage::partition(r.id.as_str()), None, clearway_core::ports::MAX_QUERY_LIMIT)
+            .await
+            .map_err(|e| port_problem(&e))?;
+        for (k, item) in page {
+            if let Ok(l) = serde_json::from_slice::<Lineage>(&item.value) {
+                lineage.insert(k, l);
+            }
+        }
+    }
     let claims: Vec<Value> = r
         .claims
         .iter()
         .map(|c| {
+            let l = lineage.get(&c.id);
             json!({
                 "id": c.id,
                 "patientControlNumber": c.patient_control_number.expose(),
                 "payerId": c.payer_id,
                 "totalCharge": c.total_charge,
-                "status": c.status,
-                "statusCode": c.status_code,
+                "status": l.map_or(c.status.as_str(), |l| l.status.as_str()),
+                "statusCode": l.and_then(|l| l.payer_status.clone()).or_else(|| c.status_code.clone()),
                 "destination": c.destination,
+                "batch": l.map(|l| json!({
+                    "id": l.batch,
+                    "interchange": l.interchange,
+                    "set": l.set,
+                    "position": l.position,
+                    "payerClaimControlNumber": l.payer_claim_control_number,
+                })),
             })
         })
         .collect();

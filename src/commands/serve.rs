@@ -162,6 +162,10 @@ async fn serve(config: Arc<clearway_core::config::Config>, role: Role) -> anyhow
         });
         let workers = Workers::new(store.ports.clone(), store.partners.clone(), config.clone(), feed.clone(), codes)
             .on_coverage_changed(Arc::new(move |payer: &str, member: &str| fastpath.invalidate_member(payer, member)));
+        let round_trip = workers.round_trip().spawn(shutdown.clone());
+        tasks.spawn(async move {
+            let _ = round_trip.await;
+        });
         tasks.spawn({
             let stop = shutdown.clone();
             async move { workers.run(stop).await }

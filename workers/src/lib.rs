@@ -16,6 +16,7 @@
 
 pub mod edits;
 pub mod process;
+pub mod payers;
 pub mod route;
 pub mod webhooks;
 
@@ -75,6 +76,13 @@ impl Workers {
         p.coverage_changed = Some(hook);
         self.processor = Arc::new(p);
         self
+    }
+
+    /// The payer round trip (batches out, answers back), sharing the
+    /// workers' per-payer rate limits and breakers.
+    pub fn round_trip(&self) -> Arc<payers::RoundTrip> {
+        let p = &self.processor;
+        Arc::new(payers::RoundTrip::new(p.ports.clone(), p.partners.clone(), p.config.clone(), p.router.clone(), p.feed.clone()))
     }
 
     pub fn processor(&self) -> Arc<Processor> {

@@ -20,6 +20,7 @@ use clearway_core::records::{
 };
 use clearway_core::{Claim, ErrorKind, PartnerId, PortError, PortResult, TransactionId};
 use clearway_formats::report::Issue;
+use clearway_formats::x12::batch::{ClaimFragment, SubmitterInfo};
 use clearway_formats::x12::build::{self, ClaimAck, ClaimDecision, Controls, Source};
 use clearway_formats::x12::{AnalyzeOptions, Document, analyze};
 use clearway_formats::{fhir, hl7};
@@ -122,6 +123,9 @@ struct ClaimWork {
     claim: Claim,
     /// Rejected (the 277CA decision, including an unroutable payer), or to route.
     decision: ClaimDecision,
+    /// Its own segments and its submitter, for the payer's 837 batch (X12
+    /// claims only).
+    fragment: Option<(ClaimFragment, Arc<SubmitterInfo>)>,
 }
 
 /// What a format's processing produced.
@@ -288,6 +292,7 @@ impl Processor {
             done.extend(page.into_iter().map(|(k, _)| k));
         }
         let mut records = Vec::with_capacity(outcome.claims.len());
+        let mut batched: Vec<crate::payers::Pending> = Vec::new();
         // Claims still to deliver, per payer in first-seen order: (index
         // into `records`, claim id, document).
         let mut pending: Vec<(String, Vec<Delivery>)> = Vec::new();
@@ -307,6 +312,25 @@ impl Processor {
                 ClaimDecision::Rejected(_) => {
                     rec.status = "rejected".into();
                     rec.status_code = w.decision.status().map(|s| s.to_string());
+                }
+                ClaimDecision::Accepted if w.fragment.is_some() => {
+                    // To the payer's next 837 batch.
+                    let payer = self.router.canonical_payer(&payer);
+                    let Some((fragment, submitter)) = &w.fragment else { continue };
+                    rec.status = "queued".into();
+                    rec.destination = Some(format!("batch:{payer}"));
+                    batched.push(crate::payers::Pending {
+                        claim_id: claim_id.clone(),
+                        transaction: record.id.to_string(),
+                        partner: record.partner.to_string(),
+                        payer: payer.clone(),
+                        group: format!("{}|{}", fragment.implementation, fragment.bht06),
+                        pcn_token: self.partners.index_token(w.claim.patient_control_number.expose()),
+                        total_charge: w.claim.total_charge.to_string(),
+                        received_at: record.received_at.clone(),
+                        fragment: fragment.clone(),
+                        submitter: submitter.as_ref().clone(),
+                    });
                 }
                 ClaimDecision::Accepted => {
                     if done.contains(&format!("route:{claim_id}")) {
@@ -330,6 +354,7 @@ impl Processor {
             }
             records.push(rec);
         }
+        self.queue_for_batches(record, &batched).await?;
         // Deliver per payer, in bounded batches. The route markers are
         // written with the acks (one commit); a crash before that makes a
         // redelivery deliver again, which the destinations absorb (the
@@ -354,6 +379,40 @@ impl Processor {
             }
         }
         Ok((records, markers))
+    }
+
+    /// Queues accepted X12 claims for their payers' batches, each only if
+    /// it is in no batch yet (a redelivery after the batcher took it must
+    /// not queue it again).
+    async fn queue_for_batches(&self, record: &TransactionRecord, claims: &[crate::payers::Pending]) -> PortResult<()> {
+        use crate::payers::RoundTrip;
+        let mut payers: Vec<&str> = claims.iter().map(|c| c.payer.as_str()).collect();
+        payers.sort_unstable();
+        payers.dedup();
+        if !payers.is_empty() {
+            self.ports.state.write(payers.iter().map(|p| RoundTrip::payer_index_op(p)).collect()).await?;
+        }
+        for chunk in claims.chunks(MAX_WRITE_OPS / 2) {
+            let mut ops = Vec::with_capacity(chunk.len() * 2);
+            for c in chunk {
+                ops.extend(RoundTrip::pending_ops(c, record.received_at_ms)?);
+            }
+            match self.ports.state.write(ops).await {
+                Ok(()) => {}
+                Err(e) if e.kind() == ErrorKind::PreconditionFailed => {
+                    for c in chunk {
+                        match self.ports.state.write(RoundTrip::pending_ops(c, record.received_at_ms)?).await {
+                            Ok(()) => {}
+                            // Already in a batch.
+                            Err(e) if e.kind() == ErrorKind::PreconditionFailed => {}
+                            Err(e) => return Err(e),
+                        }
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
     }
 
     /// The claim index by patient control number, for claim-status lookups.
@@ -443,25 +502,7 @@ impl Processor {
     }
 
     async fn publish(&self, partner: &PartnerId, acks: &[AckRecord]) -> PortResult<()> {
-        let events: Vec<Event> = acks
-            .iter()
-            .map(|a| Event {
-                id: a.id.clone(),
-                attributes: BTreeMap::from([
-                    ("partner".to_string(), partner.to_string()),
-                    ("kind".to_string(), a.kind.clone()),
-                    ("transaction".to_string(), a.transaction.to_string()),
-                ]),
-                body: Bytes::from(
-                    serde_json::json!({ "ackId": a.id, "kind": a.kind, "transactionId": a.transaction, "createdAt": a.created_at })
-                        .to_string(),
-                ),
-            })
-            .collect();
-        for chunk in events.chunks(MAX_EVENT_BATCH) {
-            self.ports.notifier.publish(chunk).await?;
-        }
-        Ok(())
+        publish_acks(self.ports.notifier.as_ref(), partner, acks).await
     }
 
     /// Moves a transaction that keeps failing to the dead-letter store.
@@ -508,6 +549,49 @@ impl Processor {
         tracing::warn!(transaction_id = %ptr.transaction, partner = %ptr.partner, attempts, "transaction dead-lettered");
         Ok(())
     }
+}
+
+/// Publishes acknowledgement events for one partner (ids, kinds and
+/// transaction ids only).
+pub async fn publish_acks(notifier: &dyn clearway_core::ports::Notifier, partner: &PartnerId, acks: &[AckRecord]) -> PortResult<()> {
+    let events: Vec<Event> = acks
+        .iter()
+        .map(|a| Event {
+            id: a.id.clone(),
+            attributes: BTreeMap::from([
+                ("partner".to_string(), partner.to_string()),
+                ("kind".to_string(), a.kind.clone()),
+                ("transaction".to_string(), a.transaction.to_string()),
+            ]),
+            body: Bytes::from(
+                serde_json::json!({ "ackId": a.id, "kind": a.kind, "transactionId": a.transaction, "createdAt": a.created_at })
+                    .to_string(),
+            ),
+        })
+        .collect();
+    for chunk in events.chunks(MAX_EVENT_BATCH) {
+        notifier.publish(chunk).await?;
+    }
+    Ok(())
+    }
+
+/// The ack record and its feed entry, as state writes.
+pub fn feed_ops(ack: &AckRecord) -> PortResult<Vec<WriteOp>> {
+    let created_ms = OffsetDateTime::parse(&ack.created_at, &time::format_description::well_known::Rfc3339)
+        .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
+        .unwrap_or(0);
+    let cursor = FeedEntry::cursor(created_ms, &ack.id);
+    let entry = FeedEntry {
+        cursor: cursor.clone(),
+        ack_id: ack.id.clone(),
+        transaction: ack.transaction.clone(),
+        kind: ack.kind.clone(),
+        created_at: ack.created_at.clone(),
+    };
+    Ok(vec![
+        WriteOp::Put { key: AckRecord::key(&ack.transaction, &ack.id), value: encode(ack)?, expires_at: None, condition: Condition::None },
+        WriteOp::Put { key: FeedEntry::key(&ack.partner, &cursor), value: encode(&entry)?, expires_at: None, condition: Condition::None },
+    ])
 }
 
 /// Keeps only the last write to each key, in order: one interchange may
@@ -593,6 +677,16 @@ fn x12(
     }
     let source = Source { name: clearinghouse.0.clone(), id: clearinghouse.1.clone() };
     let mut any_accepted_set = false;
+    // Each accepted 837 claim's own segments, for its payer's batch.
+    let has_837 = analysis.sets().any(|s| s.report.header.id == "837" && s.report.accepted());
+    let mut fragments: HashMap<(usize, usize, usize), (Arc<SubmitterInfo>, Vec<Option<ClaimFragment>>)> = if has_837 {
+        clearway_formats::x12::batch::claim_fragments(payload)
+            .into_iter()
+            .map(|f| ((f.interchange, f.group, f.set), (Arc::new(f.submitter), f.claims)))
+            .collect()
+    } else {
+        HashMap::new()
+    };
     for (i, ic) in analysis.interchanges.iter().enumerate() {
         out.issues.extend(clearway_formats::report::interchange_issues(&ic.report));
         let report = &ic.report;
@@ -610,9 +704,9 @@ fn x12(
                 body: String::from_utf8_lossy(&ack).into_owned(),
             });
         }
-        for group in &ic.groups {
+        for (g, group) in ic.groups.iter().enumerate() {
             out.issues.extend(clearway_formats::report::group_issues(&group.report, Some(&report.control_number)));
-            for set in &group.sets {
+            for (s, set) in group.sets.iter().enumerate() {
                 out.issues.extend(clearway_formats::report::set_issues(&set.report, Some(&report.control_number)));
                 out.documents += set.documents.len();
                 let accepted = report.accepted() && set.report.accepted();
@@ -630,10 +724,19 @@ fn x12(
                     .collect();
                 let set_id = Some(set.report.header.control_number.as_str());
                 let decisions = judge.judge(out.claims.len() + 1, &in_set, set_id, &mut out)?;
+                // The set's fragments, when they line up with its claims.
+                let mut own = fragments
+                    .remove(&(i, g, s))
+                    .filter(|(_, f)| f.len() == in_set.len())
+                    .map(|(info, f)| f.into_iter().map(move |c| c.map(|c| (c, info.clone()))));
                 let claims: Vec<ClaimWork> = in_set
                     .into_iter()
                     .zip(decisions)
-                    .map(|(c, decision)| ClaimWork { claim: c.clone(), decision })
+                    .map(|(c, decision)| ClaimWork {
+                        claim: c.clone(),
+                        decision,
+                        fragment: own.as_mut().and_then(Iterator::next).flatten(),
+                    })
                     .collect();
                 for doc in &set.documents {
                     match doc {
@@ -646,7 +749,7 @@ fn x12(
                             out.writes.extend(coverage_writes(e, &payer, partners));
                             out.members.extend(enrolled_members(e, &payer));
                         }
-                        Document::Remittance(r) => out.writes.extend(payment_writes(r, id, partners)),
+                        Document::Remittance(r) => out.writes.extend(payment_writes(r, id.as_str(), partners)),
                         _ => {}
                     }
                 }
@@ -719,7 +822,9 @@ pub fn coverage_writes(e: &clearway_core::Enrollment, payer: &str, partners: &Pa
         .collect()
 }
 
-fn payment_writes(r: &clearway_core::Remittance, id: &TransactionId, partners: &Partners) -> Vec<WriteOp> {
+/// The payment records of a remittance, keyed by where it came from
+/// (`source`: a transaction id, or a payer file).
+pub fn payment_writes(r: &clearway_core::Remittance, id: &str, partners: &Partners) -> Vec<WriteOp> {
     r.claims
         .iter()
         .enumerate()
@@ -838,7 +943,7 @@ fn fhir_resource(
                         _ => doc.operation_outcome(),
                     }));
                     out.documents = 1;
-                    out.claims.push(ClaimWork { claim, decision });
+                    out.claims.push(ClaimWork { claim, decision, fragment: None });
                     out.accepted = true;
                 }
                 fhir::FhirDocument::Bundle(b) if b.processable => {
@@ -857,7 +962,7 @@ fn fhir_resource(
                                     .and_then(|s| fhir::claim_response(&s).ok())
                                     .unwrap_or_else(|| fhir::operation_outcome(&c.issues));
                                 entries.push(serde_json::json!({ "resource": r, "response": { "status": "202 Accepted" } }));
-                                out.claims.push(ClaimWork { claim: claim.clone(), decision });
+                                out.claims.push(ClaimWork { claim: claim.clone(), decision, fragment: None });
                             }
                             None => entries.push(serde_json::json!({ "resource": fhir::operation_outcome(&c.issues), "response": { "status": "400 Bad Request" } })),
                         }

@@ -119,6 +119,9 @@ impl Router {
         }
         let result = match &settings.destination {
             Destination::Outbox => self.to_outbox(payer, items).await,
+            Destination::Sftp(_) => {
+                Err(RouteError::Failed("this payer takes 837 batches over SFTP; a claim that did not arrive as X12 cannot go there yet".into()))
+            }
             Destination::Http(url) => {
                 let mut out = Vec::with_capacity(items.len());
                 for (claim_id, body) in items {
@@ -148,6 +151,32 @@ impl Router {
             }
         }
         result
+    }
+
+    /// Whether a batch may go to `payer` now: its breaker is closed and a
+    /// rate-limit token is free (one token per batch).
+    pub fn admit_batch(&self, payer: &str) -> Result<(), RouteError> {
+        let payer = self.config.canonical_payer(payer);
+        self.with_state(payer, |s| {
+            if !s.breaker.allow() {
+                return Err(RouteError::CircuitOpen);
+            }
+            s.bucket.take().map_err(|_| RouteError::Throttled)
+        })
+    }
+
+    /// Whether the payer's server may be polled now (its breaker is closed).
+    pub fn admit_poll(&self, payer: &str) -> Result<(), RouteError> {
+        let payer = self.config.canonical_payer(payer);
+        if self.with_state(payer, |s| s.breaker.allow()) { Ok(()) } else { Err(RouteError::CircuitOpen) }
+    }
+
+    /// Reports how a delivery or poll went (for the payer's breaker).
+    pub fn report(&self, payer: &str, ok: bool) {
+        let payer = self.config.canonical_payer(payer);
+        self.with_state(payer, |s| if ok { s.breaker.success() } else { s.breaker.failure() });
+        metrics::gauge!("clearway_payer_breaker_open", "payer" => payer.to_string())
+            .set(if self.with_state(payer, |s| s.breaker.allow()) { 0.0 } else { 1.0 });
     }
 
     async fn to_outbox(&self, payer: &str, items: &[(String, Vec<u8>)]) -> Result<Vec<String>, RouteError> {
@@ -224,6 +253,39 @@ impl Router {
             Err(RouteError::Failed(format!("payer answered {}", status.as_u16())))
         }
     }
+}
+
+/// Writes `bytes` as `dir/name`, whole or not at all: to a hidden
+/// temporary file, synced, renamed, and the directory synced. Returns
+/// false when `name` is already there.
+pub fn write_whole(dir: &std::path::Path, name: &str, bytes: &[u8]) -> std::io::Result<bool> {
+    let mut dirs = std::fs::DirBuilder::new();
+    dirs.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        dirs.mode(0o700);
+    }
+    dirs.create(dir)?;
+    let path = dir.join(name);
+    if path.exists() {
+        return Ok(false);
+    }
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    drop(f);
+    std::fs::rename(&tmp, &path)?;
+    std::fs::File::open(dir)?.sync_all()?;
+    Ok(true)
 }
 
 #[cfg(test)]

@@ -1,0 +1,1201 @@
+//! The clearinghouse round trip: accepted claims wait per payer, leave as
+//! 837 batches under the clearinghouse's envelope (outbox directory,
+//! HTTPS or SFTP), and the payer's TA1, 999, 277CA and 835 come back to
+//! the submitters whose claims they answer.
+//!
+//! Everything is a step that is durable before the next begins, so a
+//! crash at any point resumes without losing or doubling anything:
+//!
+//! 1. **Pending.** A worker writes each accepted claim (its own segments,
+//!    sealed at rest like every state value) under `pending/<payer>`,
+//!    with the transaction record, only if the claim is not in a batch
+//!    already (its lineage item does not exist).
+//! 2. **Assembly.** The batcher closes a batch by count, bytes or age: it
+//!    allocates the payer's next ISA13 and writes the batch record in one
+//!    conditional write, then moves claims from pending into the batch
+//!    (delete pending + put member + put lineage, conditionally, so a
+//!    claim joins exactly one batch). Two claims with one patient control
+//!    number never share a batch, so the payer's 277CA correlates by
+//!    (BHT03, CLM01) without guessing.
+//! 3. **Built.** The 837 is built from the members, must pass our own
+//!    validator, is sealed and stored; only then are its claims `routed`.
+//! 4. **Delivered.** The sender uploads it under a temporary name and
+//!    renames it (SFTP; an interrupted upload resumes), POSTs it with the
+//!    batch id as `Idempotency-Key` (HTTPS) or renames it into the outbox
+//!    directory; a batch already at the payer is recognised by its name.
+//!    Then the batch is marked delivered.
+//! 5. **Answers.** Payer files are stored (sealed) and recorded before the
+//!    payer's copy is removed; then applied: verdicts per claim, a 277CA
+//!    per submitter transaction, 835s to the submitter that the payee is
+//!    enrolled to (or whose claims it pays). What matches nothing goes to
+//!    the operator's attention list with its reason.
+
+pub mod sftp;
+
+use crate::process::{feed_ops, payment_writes, publish_acks};
+use crate::route::Router;
+use bytes::Bytes;
+use clearway_core::config::{Config, Destination, PayerConfig};
+use clearway_core::partners::Partners;
+use clearway_core::ports::{Condition, Key, MAX_QUERY_LIMIT, Ports, Table, WriteOp};
+use clearway_core::records::{AckRecord, ClaimRecord, Lineage, timestamp};
+use clearway_core::{BlobKey, ErrorKind, PartnerId, PortError, PortResult, Sensitive, TransactionId};
+use clearway_formats::x12::batch::{
+    self, Ack277Answer, ClaimFragment, Forward277, Outbound837, Parties, PayerAnswer, RemitAnswer, SubmitterInfo,
+};
+use clearway_formats::x12::build::{Controls, Envelope};
+use clearway_formats::x12::{AnalyzeOptions, Document, analyze};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+use time::{OffsetDateTime, PrimitiveDateTime};
+use tokio_util::sync::CancellationToken;
+
+/// Largest payer file read.
+pub const MAX_PAYER_FILE_BYTES: u64 = 512 * 1024 * 1024;
+/// A batch left in assembly this long by a process that died is finished
+/// by another.
+const ASSEMBLY_TAKEOVER_MS: i64 = 30_000;
+/// Claims moved into a batch per state write (three writes each).
+const MOVE_CHUNK: usize = 33;
+
+fn now_ms() -> i64 {
+    (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+fn encode<T: Serialize>(v: &T) -> PortResult<Bytes> {
+    serde_json::to_vec(v).map(Bytes::from).map_err(|e| PortError::with_cause(ErrorKind::Internal, "encode record", e))
+}
+
+fn decode<T: serde::de::DeserializeOwned>(b: &[u8]) -> PortResult<T> {
+    serde_json::from_slice(b).map_err(|e| PortError::with_cause(ErrorKind::Internal, "decode record", e))
+}
+
+fn put(key: Key, value: Bytes, condition: Condition) -> WriteOp {
+    WriteOp::Put { key, value, expires_at: None, condition }
+}
+
+/// A claim waiting for its batch (`pending/<payer>`), and later a member
+/// of one (`members/<payer>/<ISA13>`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Pending {
+    pub claim_id: String,
+    pub transaction: String,
+    pub partner: String,
+    pub payer: String,
+    /// Claims batch together only within one group: `<ST03>|<BHT06>`.
+    pub group: String,
+    /// Index token of the patient control number.
+    pub pcn_token: String,
+    pub total_charge: String,
+    pub received_at: String,
+    pub fragment: ClaimFragment,
+    pub submitter: SubmitterInfo,
+}
+
+impl Pending {
+    /// `pending/<payer>`, sort key `<received ms>-<claim id>`.
+    pub fn key(payer: &str, received_ms: i64, claim_id: &str) -> Key {
+        Key::new(Table::Batches, format!("pending/{payer}"), format!("{received_ms:013}-{claim_id}"))
+    }
+}
+
+/// The payers that have (or had) claims pending.
+fn payer_index(payer: &str) -> Key {
+    Key::new(Table::Batches, "pending-payers", payer)
+}
+
+/// An outbound batch (`batch/<payer>`, sort key the 9-digit ISA13).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchRecord {
+    pub id: String,
+    pub payer: String,
+    pub control: u32,
+    pub group: String,
+    /// `assembling`, `ready`, `delivered`, `invalid` (failed our own
+    /// validation; held for an operator).
+    pub state: String,
+    pub created_at_ms: i64,
+    /// The envelope's date and time (RFC 3339), fixed at creation so a
+    /// rebuild after a crash gives the same bytes.
+    pub at: String,
+    pub claims: usize,
+    pub bytes: usize,
+    pub blob: Option<String>,
+    /// The file name at the payer.
+    pub name: String,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    pub delivered_at: Option<String>,
+    /// What the payer said about the interchange and its group.
+    pub ta1: Option<String>,
+    pub ack999: Option<String>,
+}
+
+impl BatchRecord {
+    pub fn key(payer: &str, control: u32) -> Key {
+        Key::new(Table::Batches, format!("batch/{payer}"), format!("{control:09}"))
+    }
+    fn members(payer: &str, control: u32) -> String {
+        format!("members/{payer}/{control:09}")
+    }
+}
+
+fn open_key(payer: &str, control: u32) -> Key {
+    Key::new(Table::Batches, "open", format!("{payer}/{control:09}"))
+}
+fn undelivered_key(payer: &str, control: u32) -> Key {
+    Key::new(Table::Batches, "undelivered", format!("{payer}/{control:09}"))
+}
+fn isa_counter(payer: &str) -> Key {
+    Key::new(Table::Counters, "isa13", payer)
+}
+
+/// A file a payer sent (`files/<payer>`, sort key its SHA-256).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PayerFile {
+    pub payer: String,
+    pub sha256: String,
+    /// The name it had at the payer (a name the payer chose: no PHI).
+    pub name: String,
+    pub size_bytes: u64,
+    pub blob: String,
+    /// `stored`, `applied`, `attention` (something in it matched nothing).
+    pub state: String,
+    pub received_at: String,
+    /// What it held: `ta1`, `999`, `277ca`, `835`, …
+    #[serde(default)]
+    pub answers: Vec<String>,
+}
+
+fn file_key(payer: &str, sha: &str) -> Key {
+    Key::new(Table::Batches, format!("files/{payer}"), sha)
+}
+fn unapplied_key(payer: &str, sha: &str) -> Key {
+    Key::new(Table::Batches, "unapplied", format!("{payer}/{sha}"))
+}
+fn seen_key(payer: &str, name: &str, size: u64) -> Key {
+    Key::new(Table::Batches, format!("seen/{payer}"), format!("{name}|{size}"))
+}
+
+/// Something an operator must look at (`attention`): a payer answer that
+/// matches nothing, a file that does not parse, a batch that failed our
+/// validator. Reasons carry ids and codes, never claim data.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Attention {
+    pub payer: String,
+    pub file: Option<String>,
+    pub batch: Option<String>,
+    pub reason: String,
+    pub at: String,
+}
+
+fn attention_key(sk: &str) -> Key {
+    Key::new(Table::Batches, "attention", sk)
+}
+
+/// The round trip's running parts.
+pub struct RoundTrip {
+    pub ports: Ports,
+    pub partners: Arc<Partners>,
+    pub config: Arc<Config>,
+    pub router: Arc<Router>,
+    pub feed: Arc<tokio::sync::Notify>,
+    http: reqwest::Client,
+    /// When each payer was last polled for answers.
+    polled: std::sync::Mutex<HashMap<String, std::time::Instant>>,
+}
+
+impl std::fmt::Debug for RoundTrip {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RoundTrip").finish_non_exhaustive()
+    }
+}
+
+/// Why a delivery or a poll failed (the batch or file stays for the next
+/// round).
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    #[error(transparent)]
+    Sftp(#[from] sftp::SftpError),
+    #[error("{0}")]
+    Other(String),
+    #[error(transparent)]
+    Port(#[from] PortError),
+}
+
+fn parse_at(s: &str) -> PrimitiveDateTime {
+    let t = OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH);
+    PrimitiveDateTime::new(t.date(), t.time())
+}
+
+impl RoundTrip {
+    pub fn new(
+        ports: Ports,
+        partners: Arc<Partners>,
+        config: Arc<Config>,
+        router: Arc<Router>,
+        feed: Arc<tokio::sync::Notify>,
+    ) -> Self {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+            .unwrap_or_else(|_| reqwest::Client::new());
+        RoundTrip { ports, partners, config, router, feed, http, polled: std::sync::Mutex::new(HashMap::new()) }
+    }
+
+    /// Runs the batcher, the sender, the poller and the applier until
+    /// `shutdown`; a step under way always finishes first.
+    pub fn spawn(self: Arc<Self>, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            loop {
+                if let Err(e) = self.run_once().await {
+                    tracing::warn!(error = %clearway_core::error::chain(&e), "payer round trip step failed");
+                }
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    () = tokio::time::sleep(Duration::from_millis(500)) => {}
+                }
+            }
+        })
+    }
+
+    /// One round of every step.
+    pub async fn run_once(&self) -> PortResult<()> {
+        self.assemble_due().await?;
+        self.send_ready().await?;
+        self.poll_due().await?;
+        self.apply_stored().await?;
+        Ok(())
+    }
+
+    // ------------------------------------------------------------ pending --
+
+    /// The writes that queue one accepted claim for its payer's next batch
+    /// (a check that it is in no batch yet, the pending item). Written
+    /// together; `PreconditionFailed` means the claim is batched already.
+    pub fn pending_ops(p: &Pending, received_ms: i64) -> PortResult<Vec<WriteOp>> {
+        Ok(vec![
+            WriteOp::Check { key: Lineage::key(&p.transaction, &p.claim_id), condition: Condition::NotExists },
+            put(Pending::key(&p.payer, received_ms, &p.claim_id), encode(p)?, Condition::None),
+        ])
+    }
+
+    /// The write that lists a payer among those with pending claims.
+    pub fn payer_index_op(payer: &str) -> WriteOp {
+        put(payer_index(payer), Bytes::from_static(b"{}"), Condition::None)
+    }
+
+    // ----------------------------------------------------------- assembly --
+
+    async fn query_all(&self, table: Table, pk: &str, max: usize) -> PortResult<Vec<(String, clearway_core::ports::Item)>> {
+        let mut out = Vec::new();
+        let mut after: Option<String> = None;
+        while out.len() < max {
+            let page = self.ports.state.query(table, pk, after.as_deref(), MAX_QUERY_LIMIT.min(max - out.len())).await?;
+            let full = page.len() == MAX_QUERY_LIMIT.min(max - out.len());
+            after = page.last().map(|(k, _)| k.clone());
+            out.extend(page);
+            if !full {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Closes the batches that are due and finishes those a dead process
+    /// left in assembly. Returns how many batches were built.
+    pub async fn assemble_due(&self) -> PortResult<usize> {
+        let mut built = 0;
+        for (sk, item) in self.query_all(Table::Batches, "open", 10_000).await? {
+            let Some((payer, control)) = sk.rsplit_once('/') else { continue };
+            let Ok(control) = control.parse::<u32>() else { continue };
+            let Some(rec) = self.ports.state.get(&BatchRecord::key(payer, control)).await? else { continue };
+            let batch: BatchRecord = decode(&rec.value)?;
+            let _ = item;
+            if batch.state == "assembling" && now_ms() - batch.created_at_ms > ASSEMBLY_TAKEOVER_MS {
+                self.finish(batch, rec.version).await?;
+                built += 1;
+            }
+        }
+        for (payer, _) in self.query_all(Table::Batches, "pending-payers", 100_000).await? {
+            while self.close_one(&payer).await? {
+                built += 1;
+            }
+        }
+        Ok(built)
+    }
+
+    /// Closes one batch for `payer` if one is due; true when it did.
+    async fn close_one(&self, payer: &str) -> PortResult<bool> {
+        let settings = self.config.payer(payer);
+        let ic = &settings.interchange;
+        let pending = self.query_all(Table::Batches, &format!("pending/{payer}"), ic.batch_max_claims * 2).await?;
+        let Some((first_sk, first)) = pending.first() else { return Ok(false) };
+        let first: Pending = decode(&first.value)?;
+        let oldest_ms: i64 = first_sk.get(..13).and_then(|t| t.parse().ok()).unwrap_or(0);
+        // The claims of the oldest claim's group, at most one per patient
+        // control number, up to the limits.
+        let mut chosen: Vec<(String, u64, Pending)> = Vec::new();
+        let mut tokens = std::collections::HashSet::new();
+        let mut bytes = 0usize;
+        let mut full = false;
+        for (sk, item) in &pending {
+            let p: Pending = decode(&item.value)?;
+            if p.group != first.group || tokens.contains(&p.pcn_token) {
+                continue;
+            }
+            if chosen.len() >= ic.batch_max_claims || bytes + p.fragment.len() > ic.batch_max_bytes {
+                full = true;
+                break;
+            }
+            bytes += p.fragment.len();
+            tokens.insert(p.pcn_token.clone());
+            chosen.push((sk.clone(), item.version, p));
+        }
+        let due = full
+            || chosen.len() >= ic.batch_max_claims
+            || now_ms() - oldest_ms >= ic.batch_window.as_millis() as i64;
+        if !due || chosen.is_empty() {
+            return Ok(false);
+        }
+        // The next ISA13 and the batch record, in one conditional write.
+        let counter = self.ports.state.get(&isa_counter(payer)).await?;
+        let (last, cond) = match &counter {
+            Some(i) => (decode::<u32>(&i.value)?, Condition::Version(i.version)),
+            None => (0, Condition::NotExists),
+        };
+        let control = last % 999_999_999 + 1;
+        let at = OffsetDateTime::now_utc();
+        let batch = BatchRecord {
+            id: format!("{payer}/{control:09}"),
+            payer: payer.to_string(),
+            control,
+            group: first.group.clone(),
+            state: "assembling".into(),
+            created_at_ms: now_ms(),
+            at: timestamp(at),
+            claims: 0,
+            bytes: 0,
+            blob: None,
+            name: format!("CW_{payer}_{control:09}.x12"),
+            attempts: 0,
+            last_error: None,
+            delivered_at: None,
+            ta1: None,
+            ack999: None,
+        };
+        match self
+            .ports
+            .state
+            .write(vec![
+                put(isa_counter(payer), encode(&control)?, cond),
+                // A control number comes back after 999,999,999: the old
+                // batch record is replaced.
+                put(BatchRecord::key(payer, control), encode(&batch)?, Condition::None),
+                put(open_key(payer, control), Bytes::from_static(b"{}"), Condition::None),
+            ])
+            .await
+        {
+            Ok(()) => {}
+            // Another batcher took this number: look again next round.
+            Err(e) if e.kind() == ErrorKind::PreconditionFailed => return Ok(false),
+            Err(e) => return Err(e),
+        }
+        // Move the chosen claims into the batch.
+        let members = BatchRecord::members(payer, control);
+        let mut position = 0usize;
+        for chunk in chosen.chunks(MOVE_CHUNK) {
+            let ops = |items: &[(String, u64, Pending)], from: usize| -> PortResult<Vec<WriteOp>> {
+                let mut ops = Vec::with_capacity(items.len() * 3);
+                for (n, (sk, version, p)) in items.iter().enumerate() {
+                    ops.push(WriteOp::Delete {
+                        key: Key::new(Table::Batches, format!("pending/{payer}"), sk),
+                        condition: Condition::Version(*version),
+                    });
+                    ops.push(put(Key::new(Table::Batches, members.clone(), format!("{:06}", from + n)), encode(p)?, Condition::NotExists));
+                    let lineage = Lineage {
+                        batch: batch.id.clone(),
+                        payer: payer.to_string(),
+                        interchange: None,
+                        set: None,
+                        position: None,
+                        status: "batched".into(),
+                        payer_status: None,
+                        payer_claim_control_number: None,
+                        updated_at: batch.at.clone(),
+                    };
+                    ops.push(put(Lineage::key(&p.transaction, &p.claim_id), encode(&lineage)?, Condition::NotExists));
+                }
+                Ok(ops)
+            };
+            match self.ports.state.write(ops(chunk, position)?).await {
+                Ok(()) => position += chunk.len(),
+                Err(e) if e.kind() == ErrorKind::PreconditionFailed => {
+                    // Some of these were taken meanwhile: one at a time.
+                    for one in chunk.chunks(1) {
+                        match self.ports.state.write(ops(one, position)?).await {
+                            Ok(()) => position += 1,
+                            Err(e) if e.kind() == ErrorKind::PreconditionFailed => {}
+                            Err(e) => return Err(e),
+                        }
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let item = self.ports.state.get(&BatchRecord::key(payer, control)).await?;
+        let version = item.map_or(1, |i| i.version);
+        self.finish(batch, version).await?;
+        Ok(true)
+    }
+
+    /// Builds, validates, seals and stores a batch from its members, then
+    /// marks its claims routed and the batch ready to send.
+    async fn finish(&self, mut batch: BatchRecord, version: u64) -> PortResult<()> {
+        let members: Vec<Pending> = self
+            .query_all(Table::Batches, &BatchRecord::members(&batch.payer, batch.control), 200_000)
+            .await?
+            .into_iter()
+            .map(|(_, i)| decode(&i.value))
+            .collect::<PortResult<_>>()?;
+        let payer_cfg = self.config.payer(&batch.payer);
+        let sender = &self.config.routing.sender;
+        let env = Envelope {
+            sender_qualifier: sender.isa_qualifier.clone(),
+            sender_id: sender.isa_id.clone(),
+            receiver_qualifier: payer_cfg.interchange.isa_qualifier.clone(),
+            receiver_id: payer_cfg.interchange.isa_id.clone(),
+            group_sender: sender.gs_id.clone(),
+            group_receiver: payer_cfg.interchange.gs_id.clone(),
+            usage: payer_cfg.interchange.usage.clone(),
+            delimiters: batch::OUT,
+        };
+        let bht03 = format!("{:09}", batch.control);
+        let fragments: Vec<&ClaimFragment> = members.iter().map(|m| &m.fragment).collect();
+        let receiver_name = payer_cfg.name.clone().unwrap_or_else(|| batch.payer.clone());
+        let at = parse_at(&batch.at);
+        let started = std::time::Instant::now();
+        let built = batch::build_837(&Outbound837 {
+            envelope: &env,
+            parties: Parties {
+                submitter_name: &sender.name,
+                submitter_id: &sender.etin,
+                contact_name: &sender.contact_name,
+                contact_qualifier: &sender.contact_qualifier,
+                contact: &sender.contact,
+                receiver_name: &receiver_name,
+                receiver_id: &payer_cfg.interchange.isa_id,
+            },
+            ack_requested: payer_cfg.interchange.ack_requested,
+            control: batch.control,
+            bht03: &bht03,
+            at,
+            claims: &fragments,
+        });
+        metrics::histogram!("clearway_batch_build_seconds").record(started.elapsed().as_secs_f64());
+        batch.claims = members.len();
+        batch.bytes = built.bytes.len();
+        let analysis = analyze(&built.bytes, &AnalyzeOptions::default());
+        let now = timestamp(OffsetDateTime::now_utc());
+        if !analysis.accepted() || members.is_empty() {
+            let reasons: Vec<String> = analysis
+                .sets()
+                .flat_map(|s| clearway_formats::report::set_issues(&s.report, None))
+                .take(5)
+                .map(|i| format!("{} {}", i.code, i.segment.unwrap_or_default()))
+                .collect();
+            batch.state = "invalid".into();
+            self.ports
+                .state
+                .write(vec![
+                    put(BatchRecord::key(&batch.payer, batch.control), encode(&batch)?, Condition::Version(version)),
+                    WriteOp::Delete { key: open_key(&batch.payer, batch.control), condition: Condition::None },
+                    put(
+                        attention_key(&format!("{:013}-batch-{}", now_ms(), batch.id.replace('/', "-"))),
+                        encode(&Attention {
+                            payer: batch.payer.clone(),
+                            file: None,
+                            batch: Some(batch.id.clone()),
+                            reason: format!("outbound batch fails our validator: {}", reasons.join("; ")),
+                            at: now.clone(),
+                        })?,
+                        Condition::None,
+                    ),
+                ])
+                .await?;
+            metrics::counter!("clearway_batches_total", "outcome" => "invalid").increment(1);
+            return Ok(());
+        }
+        let blob = BlobKey::parse(&format!("batches/{}/{:09}", batch.payer, batch.control))
+            .ok_or_else(|| PortError::new(ErrorKind::InvalidInput, "batch blob key"))?;
+        let sealed = self.partners.batch_key().seal(&built.bytes, batch.id.as_bytes())?;
+        match self.ports.blobs.put(&blob, Bytes::from(sealed)).await {
+            Ok(()) => {}
+            // Stored by an earlier attempt that stopped before the record.
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+        // The claims are routed: their lineage says where.
+        let mut ops = Vec::with_capacity(members.len());
+        for (m, (st02, position)) in members.iter().zip(&built.placed) {
+            let lineage = Lineage {
+                batch: batch.id.clone(),
+                payer: batch.payer.clone(),
+                interchange: Some(format!("{:09}", batch.control)),
+                set: Some(st02.clone()),
+                position: Some(*position),
+                status: "routed".into(),
+                payer_status: None,
+                payer_claim_control_number: None,
+                updated_at: now.clone(),
+            };
+            ops.push(put(Lineage::key(&m.transaction, &m.claim_id), encode(&lineage)?, Condition::None));
+        }
+        for chunk in ops.chunks(100) {
+            self.ports.state.write(chunk.to_vec()).await?;
+        }
+        batch.state = "ready".into();
+        batch.blob = Some(blob.to_string());
+        self.ports
+            .state
+            .write(vec![
+                put(BatchRecord::key(&batch.payer, batch.control), encode(&batch)?, Condition::Version(version)),
+                WriteOp::Delete { key: open_key(&batch.payer, batch.control), condition: Condition::None },
+                put(undelivered_key(&batch.payer, batch.control), Bytes::from_static(b"{}"), Condition::None),
+            ])
+            .await?;
+        metrics::counter!("clearway_batches_total", "outcome" => "built").increment(1);
+        metrics::counter!("clearway_batched_claims_total").increment(members.len() as u64);
+        tracing::info!(batch = %batch.id, claims = batch.claims, bytes = batch.bytes, "payer batch built");
+        Ok(())
+    }
+
+    // ------------------------------------------------------------- sending --
+
+    /// Delivers every batch that is ready, in order per payer; a payer
+    /// whose breaker is open or whose delivery fails keeps its batches for
+    /// the next round.
+    pub async fn send_ready(&self) -> PortResult<usize> {
+        let mut sent = 0;
+        let mut blocked = std::collections::HashSet::new();
+        for (sk, _) in self.query_all(Table::Batches, "undelivered", 100_000).await? {
+            let Some((payer, control)) = sk.rsplit_once('/') else { continue };
+            let Ok(control) = control.parse::<u32>() else { continue };
+            if blocked.contains(payer) {
+                continue;
+            }
+            let Some(item) = self.ports.state.get(&BatchRecord::key(payer, control)).await? else { continue };
+            let mut batch: BatchRecord = decode(&item.value)?;
+            if batch.state != "ready" {
+                continue;
+            }
+            // Backoff after failures: 2^attempts seconds, at most 5 minutes.
+            if batch.attempts > 0 {
+                let wait_ms = 1000i64 << batch.attempts.min(8);
+                let last = batch.last_error.as_deref().and_then(|e| e.split_once('@')).and_then(|(_, t)| t.parse::<i64>().ok()).unwrap_or(0);
+                if now_ms() - last < wait_ms.min(300_000) {
+                    blocked.insert(payer.to_string());
+                    continue;
+                }
+            }
+            if self.router.admit_batch(payer).is_err() {
+                blocked.insert(payer.to_string());
+                continue;
+            }
+            let result = self.deliver(&batch).await;
+            let ok = result.is_ok();
+            self.router.report(payer, ok);
+            match result {
+                Ok(how) => {
+                    batch.state = "delivered".into();
+                    batch.delivered_at = Some(timestamp(OffsetDateTime::now_utc()));
+                    batch.last_error = None;
+                    self.ports
+                        .state
+                        .write(vec![
+                            put(BatchRecord::key(payer, control), encode(&batch)?, Condition::Version(item.version)),
+                            WriteOp::Delete { key: undelivered_key(payer, control), condition: Condition::None },
+                        ])
+                        .await?;
+                    metrics::counter!("clearway_batch_deliveries_total", "outcome" => how).increment(1);
+                    sent += 1;
+                }
+                Err(e) => {
+                    batch.attempts += 1;
+                    batch.last_error = Some(format!("{e}@{}", now_ms()));
+                    tracing::warn!(batch = %batch.id, error = %e, attempts = batch.attempts, "payer batch delivery failed");
+                    metrics::counter!("clearway_batch_deliveries_total", "outcome" => "failed").increment(1);
+                    self.ports
+                        .state
+                        .write(vec![put(BatchRecord::key(payer, control), encode(&batch)?, Condition::Version(item.version))])
+                        .await?;
+                    blocked.insert(payer.to_string());
+                }
+            }
+        }
+        Ok(sent)
+    }
+
+    async fn batch_bytes(&self, batch: &BatchRecord) -> Result<Vec<u8>, TransportError> {
+        let key = batch.blob.as_deref().and_then(BlobKey::parse).ok_or_else(|| TransportError::Other("batch has no blob".into()))?;
+        let sealed = self.ports.blobs.get(&key, clearway_core::ports::MAX_BLOB_BYTES).await?;
+        Ok(self.partners.batch_key().open(&sealed, batch.id.as_bytes())?)
+    }
+
+    /// Sends one batch; returns how (`sent`, or `present` when the payer
+    /// already had it).
+    async fn deliver(&self, batch: &BatchRecord) -> Result<&'static str, TransportError> {
+        let bytes = self.batch_bytes(batch).await?;
+        let settings = self.config.payer(&batch.payer);
+        match &settings.destination {
+            Destination::Outbox => {
+                let dir = self.config.routing.outbox_dir.join(&batch.payer);
+                let name = batch.name.clone();
+                let wrote = tokio::task::spawn_blocking(move || crate::route::write_whole(&dir, &name, &bytes))
+                    .await
+                    .map_err(|e| TransportError::Other(e.to_string()))?
+                    .map_err(|e| TransportError::Other(format!("outbox write: {}", e.kind())))?;
+                Ok(if wrote { "sent" } else { "present" })
+            }
+            Destination::Http(url) => {
+                let resp = self
+                    .http
+                    .post(url)
+                    .timeout(settings.timeout.max(Duration::from_secs(30)))
+                    .header("content-type", "application/edi-x12")
+                    .header("idempotency-key", batch.id.replace('/', "-"))
+                    .body(bytes)
+                    .send()
+                    .await
+                    .map_err(|e| TransportError::Other(if e.is_timeout() { "payer timed out".into() } else { "payer unreachable".into() }))?;
+                let status = resp.status();
+                if status.is_success() {
+                    Ok("sent")
+                } else if status == reqwest::StatusCode::CONFLICT {
+                    Ok("present")
+                } else {
+                    Err(TransportError::Other(format!("payer answered {}", status.as_u16())))
+                }
+            }
+            Destination::Sftp(cfg) => {
+                let s = sftp::Sftp::connect(cfg, settings.timeout.max(Duration::from_secs(10))).await?;
+                let uploaded = s.upload(&batch.name, &bytes).await;
+                s.close().await;
+                Ok(if uploaded? { "sent" } else { "present" })
+            }
+        }
+    }
+
+    // ------------------------------------------------------------- polling --
+
+    /// Fetches the answer files of every payer whose poll interval has
+    /// passed.
+    pub async fn poll_due(&self) -> PortResult<usize> {
+        let mut fetched = 0;
+        let payers: Vec<PayerConfig> = self.config.payers.values().cloned().collect();
+        for p in payers {
+            {
+                let mut polled = self.polled.lock().unwrap_or_else(|e| e.into_inner());
+                if polled.get(&p.id).is_some_and(|t| t.elapsed() < p.interchange.poll) {
+                    continue;
+                }
+                polled.insert(p.id.clone(), std::time::Instant::now());
+            }
+            match self.poll(&p).await {
+                Ok(n) => fetched += n,
+                Err(e) => {
+                    tracing::warn!(payer = %p.id, error = %e, "polling the payer for answers failed");
+                    metrics::counter!("clearway_payer_polls_total", "outcome" => "failed").increment(1);
+                }
+            }
+        }
+        Ok(fetched)
+    }
+
+    /// Polls one payer now.
+    pub async fn poll(&self, p: &PayerConfig) -> Result<usize, TransportError> {
+        let mut n = 0;
+        match &p.destination {
+            Destination::Sftp(cfg) => {
+                if self.router.admit_poll(&p.id).is_err() {
+                    return Ok(0);
+                }
+                let s = match sftp::Sftp::connect(cfg, p.timeout.max(Duration::from_secs(10))).await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        self.router.report(&p.id, false);
+                        if matches!(e, sftp::SftpError::HostKeyMismatch { .. }) {
+                            metrics::counter!("clearway_sftp_host_key_mismatches_total").increment(1);
+                            tracing::error!(payer = %p.id, error = %e, "refused the payer's SFTP server: host key mismatch");
+                        }
+                        return Err(e.into());
+                    }
+                };
+                self.router.report(&p.id, true);
+                for (name, size) in s.list().await? {
+                    if self.ports.state.get(&seen_key(&p.id, &name, size)).await?.is_some() {
+                        let _ = s.remove(&name).await;
+                        continue;
+                    }
+                    let bytes = s.download(&name, MAX_PAYER_FILE_BYTES).await?;
+                    self.store_file(&p.id, &name, &bytes).await?;
+                    // Removed from the payer's server only once stored.
+                    if let Err(e) = s.remove(&name).await {
+                        tracing::warn!(payer = %p.id, error = %e, "could not remove a fetched payer file; it is skipped by name and size");
+                    }
+                    n += 1;
+                }
+                s.close().await;
+            }
+            Destination::Outbox => {
+                let dir = self.config.routing.outbox_dir.join(&p.id).join("from-payer");
+                let Ok(entries) = std::fs::read_dir(&dir) else { return Ok(0) };
+                let mut names: Vec<String> = entries
+                    .filter_map(Result::ok)
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+                    .filter_map(|e| e.file_name().into_string().ok())
+                    .filter(|n| !n.starts_with('.'))
+                    .collect();
+                names.sort();
+                for name in names {
+                    let path = dir.join(&name);
+                    let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+                    if size > MAX_PAYER_FILE_BYTES {
+                        return Err(TransportError::Other("payer file too large".into()));
+                    }
+                    let bytes = tokio::fs::read(&path).await.map_err(|e| TransportError::Other(e.kind().to_string()))?;
+                    self.store_file(&p.id, &name, &bytes).await?;
+                    let _ = tokio::fs::remove_file(&path).await;
+                    n += 1;
+                }
+            }
+            // Answers come by POST (`/v1/payer-files`).
+            Destination::Http(_) => {}
+        }
+        metrics::counter!("clearway_payer_files_total", "outcome" => "fetched").increment(n as u64);
+        Ok(n)
+    }
+
+    /// Stores a payer file (sealed) and records it for the applier; the
+    /// same content twice is stored once. Returns its SHA-256.
+    pub async fn store_file(&self, payer: &str, name: &str, bytes: &[u8]) -> PortResult<String> {
+        let sha = clearway_core::crypto::sha256_hex(bytes);
+        let blob = BlobKey::parse(&format!("payer-files/{payer}/{sha}"))
+            .ok_or_else(|| PortError::new(ErrorKind::InvalidInput, "payer file blob key"))?;
+        let sealed = self.partners.batch_key().seal(bytes, sha.as_bytes())?;
+        match self.ports.blobs.put(&blob, Bytes::from(sealed)).await {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+        let safe_name: String =
+            name.chars().filter(|c| c.is_ascii_alphanumeric() || "._-".contains(*c)).take(200).collect();
+        let record = PayerFile {
+            payer: payer.to_string(),
+            sha256: sha.clone(),
+            name: safe_name,
+            size_bytes: bytes.len() as u64,
+            blob: blob.to_string(),
+            state: "stored".into(),
+            received_at: timestamp(OffsetDateTime::now_utc()),
+            answers: vec![],
+        };
+        let seen = put(seen_key(payer, name, bytes.len() as u64), Bytes::from_static(b"{}"), Condition::None);
+        match self
+            .ports
+            .state
+            .write(vec![
+                put(file_key(payer, &sha), encode(&record)?, Condition::NotExists),
+                put(unapplied_key(payer, &sha), Bytes::from_static(b"{}"), Condition::None),
+                seen.clone(),
+            ])
+            .await
+        {
+            Ok(()) => {}
+            // The same file again: already stored (and applied or queued).
+            Err(e) if e.kind() == ErrorKind::PreconditionFailed => {
+                self.ports.state.write(vec![seen]).await?;
+                metrics::counter!("clearway_payer_files_total", "outcome" => "duplicate").increment(1);
+            }
+            Err(e) => return Err(e),
+        }
+        Ok(sha)
+    }
+
+    // ------------------------------------------------------------ applying --
+
+    /// Applies every stored payer file not applied yet.
+    pub async fn apply_stored(&self) -> PortResult<usize> {
+        let mut applied = 0;
+        for (sk, _) in self.query_all(Table::Batches, "unapplied", 10_000).await? {
+            let Some((payer, sha)) = sk.rsplit_once('/') else { continue };
+            let Some(item) = self.ports.state.get(&file_key(payer, sha)).await? else { continue };
+            let file: PayerFile = decode(&item.value)?;
+            self.apply(file, item.version).await?;
+            applied += 1;
+        }
+        Ok(applied)
+    }
+
+    async fn apply(&self, mut file: PayerFile, version: u64) -> PortResult<()> {
+        let started = std::time::Instant::now();
+        let key = BlobKey::parse(&file.blob).ok_or_else(|| PortError::new(ErrorKind::Internal, "payer file blob"))?;
+        let sealed = self.ports.blobs.get(&key, MAX_PAYER_FILE_BYTES * 2).await?;
+        let bytes = self.partners.batch_key().open(&sealed, file.sha256.as_bytes())?;
+        let mut problems: Vec<String> = Vec::new();
+        let payer = file.payer.clone();
+        let answers = match tokio::task::spawn_blocking(move || batch::read_answers(&bytes)).await {
+            Ok(Ok(a)) => a,
+            Ok(Err(e)) => {
+                problems.push(format!("unreadable: {e}"));
+                vec![]
+            }
+            Err(e) => return Err(PortError::with_cause(ErrorKind::Internal, "read payer file", e)),
+        };
+        let short = &file.sha256[..12];
+        for (n, a) in answers.iter().enumerate() {
+            let tag = format!("{short}-{n}");
+            let result = match a {
+                PayerAnswer::Ta1(t) => {
+                    file.answers.push("ta1".into());
+                    self.apply_envelope(&payer, &t.control, format!("TA1:{}:{}", t.code, t.note), t.code != "A").await
+                }
+                PayerAnswer::Ack999(a) => {
+                    file.answers.push("999".into());
+                    let rejected = a.group_code == "R" || a.sets.iter().any(|(_, c)| c == "R");
+                    self.apply_envelope(&payer, &a.group_control, format!("999:{}", a.group_code), rejected).await
+                }
+                PayerAnswer::Ack277(r) => {
+                    file.answers.push("277ca".into());
+                    self.apply_277(&payer, r, &tag).await
+                }
+                PayerAnswer::Remit(r) => {
+                    file.answers.push("835".into());
+                    self.apply_835(&payer, r, &tag).await
+                }
+                PayerAnswer::Other(kind, _) => {
+                    file.answers.push(kind.clone());
+                    Ok(vec![format!("a {kind} transaction set is not a payer answer Clearway applies")])
+                }
+            };
+            problems.extend(result?);
+        }
+        let now = timestamp(OffsetDateTime::now_utc());
+        let mut ops = vec![WriteOp::Delete { key: unapplied_key(&payer, &file.sha256), condition: Condition::None }];
+        for (n, reason) in problems.iter().enumerate() {
+            ops.push(put(
+                attention_key(&format!("{:013}-{}-{short}-{n}", now_ms(), payer)),
+                encode(&Attention { payer: payer.clone(), file: Some(file.sha256.clone()), batch: None, reason: reason.clone(), at: now.clone() })?,
+                Condition::None,
+            ));
+        }
+        file.state = if problems.is_empty() { "applied".into() } else { "attention".into() };
+        ops.push(put(file_key(&payer, &file.sha256), encode(&file)?, Condition::Version(version)));
+        for chunk in ops.chunks(100) {
+            self.ports.state.write(chunk.to_vec()).await?;
+        }
+        self.feed.notify_waiters();
+        metrics::counter!("clearway_payer_files_total", "outcome" => if problems.is_empty() { "applied" } else { "attention" }).increment(1);
+        metrics::histogram!("clearway_payer_file_apply_seconds").record(started.elapsed().as_secs_f64());
+        Ok(())
+    }
+
+    /// A TA1 or 999 about one of our interchanges: recorded on the batch;
+    /// a rejection marks its claims and asks an operator (the batch must
+    /// be fixed and resent; the submitters' claims are not theirs to fix).
+    async fn apply_envelope(&self, payer: &str, control: &str, verdict: String, rejected: bool) -> PortResult<Vec<String>> {
+        let Ok(n) = control.trim().parse::<u32>() else {
+            return Ok(vec![format!("{verdict} names control number {control:?}, which is not ours")]);
+        };
+        let key = BatchRecord::key(payer, n);
+        let Some(item) = self.ports.state.get(&key).await? else {
+            return Ok(vec![format!("{verdict} answers interchange {n:09}, which was never sent to {payer}")]);
+        };
+        let mut b: BatchRecord = decode(&item.value)?;
+        if verdict.starts_with("TA1") {
+            b.ta1 = Some(verdict.clone());
+        } else {
+            b.ack999 = Some(verdict.clone());
+        }
+        self.ports.state.write(vec![put(key, encode(&b)?, Condition::Version(item.version))]).await?;
+        if !rejected {
+            return Ok(vec![]);
+        }
+        let members = self.query_all(Table::Batches, &BatchRecord::members(payer, n), 200_000).await?;
+        let mut ops = Vec::new();
+        for (_, m) in members {
+            let m: Pending = decode(&m.value)?;
+            ops.push(self.lineage_update(&m, "payer_rejected", Some(verdict.clone()), None).await?);
+        }
+        for chunk in ops.chunks(100) {
+            self.ports.state.write(chunk.to_vec()).await?;
+        }
+        Ok(vec![format!("payer refused batch {}: {verdict}", b.id)])
+    }
+
+    async fn lineage_update(&self, m: &Pending, status: &str, payer_status: Option<String>, icn: Option<String>) -> PortResult<WriteOp> {
+        let key = Lineage::key(&m.transaction, &m.claim_id);
+        let mut l: Lineage = match self.ports.state.get(&key).await? {
+            Some(i) => decode(&i.value)?,
+            None => Lineage {
+                batch: String::new(),
+                payer: m.payer.clone(),
+                interchange: None,
+                set: None,
+                position: None,
+                status: String::new(),
+                payer_status: None,
+                payer_claim_control_number: None,
+                updated_at: String::new(),
+            },
+        };
+        l.status = status.to_string();
+        l.payer_status = payer_status;
+        if icn.is_some() {
+            l.payer_claim_control_number = icn;
+        }
+        l.updated_at = timestamp(OffsetDateTime::now_utc());
+        Ok(put(key, encode(&l)?, Condition::None))
+    }
+
+    /// A payer's 277CA: each claim's verdict recorded, and a 277CA per
+    /// submitter transaction published to that submitter.
+    async fn apply_277(&self, payer: &str, r: &Ack277Answer, tag: &str) -> PortResult<Vec<String>> {
+        let Ok(control) = r.batch_reference.trim().parse::<u32>() else {
+            return Ok(vec![format!("277CA names batch {:?} in 2200B TRN02, which is not ours", r.batch_reference)]);
+        };
+        let members_pk = BatchRecord::members(payer, control);
+        let members: Vec<Pending> = self
+            .query_all(Table::Batches, &members_pk, 200_000)
+            .await?
+            .into_iter()
+            .map(|(_, i)| decode(&i.value))
+            .collect::<PortResult<_>>()?;
+        if members.is_empty() {
+            return Ok(vec![format!("277CA answers batch {control:09}, which has no claims sent to {payer}")]);
+        }
+        let by_token: HashMap<&str, usize> = members.iter().enumerate().map(|(i, m)| (m.pcn_token.as_str(), i)).collect();
+        let mut problems = Vec::new();
+        // Per submitter transaction: (member indices, claims per provider).
+        let mut per_txn: BTreeMap<&str, (Vec<(usize, usize, usize)>,)> = BTreeMap::new();
+        let mut ops = Vec::new();
+        for (p, provider) in r.providers.iter().enumerate() {
+            for (c, claim) in provider.claims.iter().enumerate() {
+                let token = self.partners.index_token(&claim.patient_control_number);
+                let Some(&m) = by_token.get(token.as_str()) else {
+                    problems.push(format!("277CA claim {} of provider {} matches no claim of batch {payer}/{control:09}", c + 1, p + 1));
+                    continue;
+                };
+                let member = &members[m];
+                let rejected = ["A3", "A6", "A7", "A8"].iter().any(|s| claim.status.starts_with(s));
+                let status = if rejected { "payer_rejected" } else { "payer_accepted" };
+                ops.push(self.lineage_update(member, status, Some(claim.status.clone()), claim.payer_claim_control_number.clone()).await?);
+                // The claim index (claim status inquiries) follows the payer.
+                let rec = ClaimRecord {
+                    id: member.claim_id.clone(),
+                    patient_control_number: Sensitive::new(claim.patient_control_number.clone()),
+                    payer_id: Some(member.payer.clone()),
+                    total_charge: member.total_charge.clone(),
+                    status: if rejected { "rejected".into() } else { "routed".into() },
+                    status_code: rejected.then(|| claim.status.clone()),
+                    destination: Some(format!("batch:{payer}/{control:09}")),
+                };
+                ops.push(put(
+                    Key::new(Table::Claims, self.partners.pcn_partition(&claim.patient_control_number), &member.claim_id),
+                    encode(&serde_json::json!({
+                        "claim": rec,
+                        "transactionId": member.transaction,
+                        "partner": member.partner,
+                        "receivedAt": member.received_at,
+                    }))?,
+                    Condition::None,
+                ));
+                per_txn.entry(member.transaction.as_str()).or_default().0.push((m, p, c));
+            }
+        }
+        // One 277CA per submitter transaction, with only its claims.
+        let now = OffsetDateTime::now_utc();
+        let at = PrimitiveDateTime::new(now.date(), now.time());
+        let mut published: Vec<(PartnerId, AckRecord)> = Vec::new();
+        for (txn, (claims,)) in &per_txn {
+            let first = &members[claims[0].0];
+            let mut by_provider: Vec<(usize, Vec<usize>)> = Vec::new();
+            for &(_, p, c) in claims {
+                match by_provider.iter_mut().find(|(x, _)| *x == p) {
+                    Some((_, v)) => v.push(c),
+                    None => by_provider.push((p, vec![c])),
+                }
+            }
+            let s = &first.submitter;
+            let env = Envelope {
+                sender_qualifier: if s.our_isa_qualifier.is_empty() { "ZZ".into() } else { s.our_isa_qualifier.clone() },
+                sender_id: if s.our_isa_id.is_empty() { self.config.routing.sender.isa_id.clone() } else { s.our_isa_id.clone() },
+                receiver_qualifier: if s.isa_qualifier.is_empty() { "ZZ".into() } else { s.isa_qualifier.clone() },
+                receiver_id: if s.isa_id.is_empty() { "UNKNOWN".into() } else { s.isa_id.clone() },
+                group_sender: if s.our_gs_id.is_empty() { self.config.routing.sender.gs_id.clone() } else { s.our_gs_id.clone() },
+                group_receiver: if s.gs_id.is_empty() { s.isa_id.clone() } else { s.gs_id.clone() },
+                usage: if s.usage == "T" { "T".into() } else { "P".into() },
+                delimiters: batch::OUT,
+            };
+            let ack_id = format!("{txn}-277ca-payer-{tag}");
+            let controls = Controls::derived(ack_id.as_bytes());
+            let body = batch::forward_277ca(&Forward277 {
+                envelope: &env,
+                control: controls.interchange,
+                at,
+                reference: &format!("P{}", &tag.replace('-', "")[..12.min(tag.len())]),
+                payer: r,
+                submitter: s,
+                claims: &by_provider,
+            });
+            let Some(transaction) = TransactionId::parse(txn) else { continue };
+            let partner = PartnerId::new(&first.partner).map_err(|e| PortError::with_cause(ErrorKind::Internal, "partner id", e))?;
+            published.push((
+                partner.clone(),
+                AckRecord {
+                    id: ack_id,
+                    transaction,
+                    partner,
+                    kind: "277ca".into(),
+                    content_type: "application/edi-x12".into(),
+                    created_at: timestamp(now),
+                    body: String::from_utf8_lossy(&body).into_owned(),
+                    body_blob: None,
+                },
+            ));
+        }
+        self.store_and_publish(ops, published).await?;
+        metrics::counter!("clearway_payer_claim_answers_total", "kind" => "277ca").increment(per_txn.values().map(|v| v.0.len() as u64).sum());
+        Ok(problems)
+    }
+
+    /// Writes the state changes and the acknowledgements (records and feed
+    /// entries), then publishes the acknowledgements.
+    async fn store_and_publish(&self, mut ops: Vec<WriteOp>, acks: Vec<(PartnerId, AckRecord)>) -> PortResult<()> {
+        let mut stored = Vec::with_capacity(acks.len());
+        for (partner, mut ack) in acks {
+            // A re-application rewrites the same feed entry.
+            if let Some(item) = self.ports.state.get(&AckRecord::key(&ack.transaction, &ack.id)).await?
+                && let Ok(old) = decode::<AckRecord>(&item.value)
+            {
+                ack.created_at = old.created_at;
+            }
+            self.partners.store_large_ack(self.ports.blobs.as_ref(), &mut ack).await?;
+            ops.extend(feed_ops(&ack)?);
+            stored.push((partner, ack));
+        }
+        for chunk in ops.chunks(100) {
+            self.ports.state.write(chunk.to_vec()).await?;
+        }
+        let mut by_partner: BTreeMap<PartnerId, Vec<AckRecord>> = BTreeMap::new();
+        for (p, a) in stored {
+            by_partner.entry(p).or_default().push(a);
+        }
+        for (p, acks) in by_partner {
+            publish_acks(self.ports.notifier.as_ref(), &p, &acks).await?;
+        }
+        Ok(())
+    }
+
+    /// A payer's 835 transaction set: to the partner the payee is enrolled
+    /// to, or else the one partner whose claims it pays; its payments
+    /// reach claim status.
+    async fn apply_835(&self, payer: &str, r: &RemitAnswer, tag: &str) -> PortResult<Vec<String>> {
+        let payee = format!("{}:{}", r.payee_qualifier, r.payee_id);
+        let enrolled = self.config.routing.era_payees.get(&payee).cloned();
+        // The claims it pays, as recorded: partner and transaction.
+        let mut owners: Vec<(String, String)> = Vec::new();
+        let canonical = self.config.canonical_payer(payer).to_string();
+        for pcn in &r.patient_control_numbers {
+            let partition = self.partners.pcn_partition(pcn);
+            for (_, item) in self.ports.state.query(Table::Claims, &partition, None, 100).await? {
+                let Ok(v) = decode::<serde_json::Value>(&item.value) else { continue };
+                let claim_payer = v["claim"]["payer_id"].as_str().or_else(|| v["claim"]["payerId"].as_str()).unwrap_or_default();
+                if self.config.canonical_payer(claim_payer) != canonical {
+                    continue;
+                }
+                let (Some(p), Some(t)) = (v["partner"].as_str(), v["transactionId"].as_str()) else { continue };
+                owners.push((p.to_string(), t.to_string()));
+            }
+        }
+        let partner = match enrolled {
+            Some(p) => p,
+            None => {
+                let mut partners: Vec<&str> = owners.iter().map(|(p, _)| p.as_str()).collect();
+                partners.sort_unstable();
+                partners.dedup();
+                match partners.as_slice() {
+                    [one] => one.to_string(),
+                    [] => return Ok(vec![format!("835 {tag}: payee {} is enrolled to no partner and pays no claim we routed", r.payee_qualifier)]),
+                    _ => return Ok(vec![format!("835 {tag}: payee {} is enrolled to no partner and pays claims of {} partners", r.payee_qualifier, partners.len())]),
+                }
+            }
+        };
+        let Some(txn) = owners.iter().find(|(p, _)| *p == partner).map(|(_, t)| t.clone()) else {
+            return Ok(vec![format!("835 {tag}: the enrolled partner has no claim this 835 pays, so it has no transaction to file it under")]);
+        };
+        let s = self.config.routing.sender.clone();
+        let env = Envelope {
+            sender_qualifier: s.isa_qualifier.clone(),
+            sender_id: s.isa_id.clone(),
+            receiver_qualifier: "ZZ".into(),
+            receiver_id: partner.chars().take(15).collect(),
+            group_sender: s.gs_id.clone(),
+            group_receiver: partner.chars().take(15).collect(),
+            usage: "P".into(),
+            delimiters: batch::OUT,
+        };
+        let ack_id = format!("{txn}-835-payer-{tag}");
+        let controls = Controls::derived(ack_id.as_bytes());
+        let now = OffsetDateTime::now_utc();
+        let body = batch::forward_835(&env, controls.interchange, PrimitiveDateTime::new(now.date(), now.time()), r);
+        // Payments, as an 835 a submitter sent would record them.
+        let source = format!("payer-{payer}-{tag}");
+        let mut ops = Vec::new();
+        for doc in analyze(&body, &AnalyzeOptions::default()).documents() {
+            if let Document::Remittance(rem) = doc {
+                ops.extend(payment_writes(rem, &source, &self.partners));
+            }
+        }
+        let (Some(transaction), Ok(partner_id)) = (TransactionId::parse(&txn), PartnerId::new(&partner)) else {
+            return Ok(vec![format!("835 {tag}: recorded claim has an unreadable transaction or partner id")]);
+        };
+        let ack = AckRecord {
+            id: ack_id,
+            transaction,
+            partner: partner_id.clone(),
+            kind: "835".into(),
+            content_type: "application/edi-x12".into(),
+            created_at: timestamp(now),
+            body: String::from_utf8_lossy(&body).into_owned(),
+            body_blob: None,
+        };
+        self.store_and_publish(ops, vec![(partner_id, ack)]).await?;
+        metrics::counter!("clearway_payer_claim_answers_total", "kind" => "835").increment(r.patient_control_numbers.len() as u64);
+        Ok(vec![])
+    }
+}
+
+/// The lineage of a transaction's claims (claim id → lineage).
+pub async fn lineage_of(state: &dyn clearway_core::ports::StateStore, transaction: &str) -> PortResult<BTreeMap<String, Lineage>> {
+    let mut out = BTreeMap::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = state.query(Table::Batches, &Lineage::partition(transaction), after.as_deref(), MAX_QUERY_LIMIT).await?;
+        let full = page.len() == MAX_QUERY_LIMIT;
+        after = page.last().map(|(k, _)| k.clone());
+        for (k, i) in page {
+            out.insert(k, decode(&i.value)?);
+        }
+        if !full {
+            return Ok(out);
+        }
+    }
+}
