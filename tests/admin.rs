@@ -64,6 +64,14 @@ fn dead_letters_are_shown_and_replayed_from_the_command_line_on_aws() {
     dead_letters_from_the_command_line(Scratch::aws());
 }
 
+/// Routes the corpus FHIR claim (payer "2"; its illustrative billing NPI
+/// edit turned off) to `url`. A FHIR claim is delivered while it is
+/// processed, so a payer that is down fails the transaction (X12 claims
+/// go in batches, whose delivery is retried on its own).
+fn fhir_claim_to(scratch: &Scratch, url: &str) {
+    scratch.write_config(&format!("[edits]\n\"npi.billing\" = \"off\"\n\n[payers.2]\nurl = \"{url}\"\n"));
+}
+
 fn dead_letters_from_the_command_line(scratch: Scratch) {
     let key = scratch.partner("acme", false);
     let closed = {
@@ -73,14 +81,15 @@ fn dead_letters_from_the_command_line(scratch: Scratch) {
         url
     };
     let env = [
-        ("CLEARWAY__PAYERS__ACME01__URL", closed.as_str()),
+        // The corpus FHIR claim: see `fhir_claim_to`.
         ("CLEARWAY__WORKERS__MAX_ATTEMPTS", "1"),
         ("CLEARWAY__BACKEND__OUTBOX_SWEEP_AFTER_SECS", "600"),
     ];
+    fhir_claim_to(&scratch, &closed);
     let server = Server::start(&scratch, None, &env);
     let c = Client { addr: server.http, key };
-    let body = (1..200).map(gen_837p).find(|b| String::from_utf8_lossy(b).contains("*PI*ACME01~")).unwrap();
-    let id = c.submit("application/edi-x12", &body, &[]).json()["transactionId"].as_str().unwrap().to_string();
+    let body = std::fs::read(support::corpus().join("fhir/claim-r4-professional.json")).unwrap();
+    let id = c.submit("application/fhir+json", &body, &[]).json()["transactionId"].as_str().unwrap().to_string();
     assert_eq!(c.wait_terminal(&id)["status"], "dead_lettered");
 
     let show = clearway(&scratch, &["dlq", "show", &id]);
@@ -179,11 +188,12 @@ fn long_work_keeps_its_lease() {
     });
     let scratch = Scratch::new();
     let key = scratch.partner("acme", false);
-    let env = [("CLEARWAY__PAYERS__ACME01__URL", url.as_str()), ("CLEARWAY__WORKERS__LEASE_SECS", "1")];
+    let env = [("CLEARWAY__WORKERS__LEASE_SECS", "1")];
+    fhir_claim_to(&scratch, &url);
     let server = Server::start(&scratch, None, &env);
     let c = Client { addr: server.http, key };
-    let body = (1..200).map(gen_837p).find(|b| String::from_utf8_lossy(b).contains("*PI*ACME01~")).unwrap();
-    let id = c.submit("application/edi-x12", &body, &[]).json()["transactionId"].as_str().unwrap().to_string();
+    let body = std::fs::read(support::corpus().join("fhir/claim-r4-professional.json")).unwrap();
+    let id = c.submit("application/fhir+json", &body, &[]).json()["transactionId"].as_str().unwrap().to_string();
     let t = c.wait_terminal(&id);
     assert_eq!(t["status"], "accepted", "{t}");
     assert_eq!(t["attempts"], 1, "delivered once: {t}");

@@ -69,6 +69,12 @@ fn ack(c: &Client, t: &serde_json::Value, kind: &str) -> String {
     c.get(&format!("/v1/transactions/{id}/acks/{}", a["id"].as_str().unwrap())).text()
 }
 
+/// Accepted and on its way to the payer: waiting for its batch
+/// (`queued`), in one (`batched`), or sent (`routed`).
+fn on_its_way(status: &str) -> bool {
+    matches!(status, "queued" | "batched" | "routed")
+}
+
 fn claim_status(t: &serde_json::Value) -> (String, Option<String>) {
     let c = &t["claims"][0];
     (
@@ -99,7 +105,7 @@ fn code_sets_are_imported_all_or_nothing_and_picked_up_by_running_workers(scratc
     // "E11" is an ICD-10-CM category, not a billable code. With no release
     // in force on 2026-06-01, the edit cannot judge it: accepted.
     let t = run(&c, &claim_837(1, "PCN-A", GOOD_NPI, "E11", "20260601"));
-    assert_eq!(claim_status(&t).0, "routed", "{t}");
+    assert!(on_its_way(&claim_status(&t).0), "{t}");
 
     // A file with a bad row refuses the whole command: nothing is stored.
     let bad = scratch.root.path().join("icd10cm_order_2026.txt");
@@ -143,7 +149,7 @@ fn code_sets_are_imported_all_or_nothing_and_picked_up_by_running_workers(scratc
     assert!(ca.contains("STC*A7:254*") && ca.contains("*U*100"), "{ca}");
     // A billable code of the same release goes through.
     let t = run(&c, &claim_837(500, "PCN-C", GOOD_NPI, "E11A", "20260601"));
-    assert_eq!(claim_status(&t).0, "routed", "{t}");
+    assert!(on_its_way(&claim_status(&t).0), "{t}");
 }
 
 fn invalid_npis_reject_the_claim_not_the_set_edits_are_configured_per_payer_and_duplicates_rejected(scratch: Scratch) {
@@ -160,11 +166,11 @@ fn invalid_npis_reject_the_claim_not_the_set_edits_are_configured_per_payer_and_
 
     // A valid claim, then the same claim in another interchange: A3:54.
     let first = run(&c, &claim_837(2, "PCN-2", GOOD_NPI, "E119", "20240301"));
-    assert_eq!(claim_status(&first).0, "routed", "{first}");
+    assert!(on_its_way(&claim_status(&first).0), "{first}");
     let dup = run(&c, &claim_837(3, "PCN-2", GOOD_NPI, "E119", "20240301"));
     assert_eq!(claim_status(&dup), ("rejected".to_string(), Some("A3:54".to_string())), "{dup}");
     let other_day = run(&c, &claim_837(4, "PCN-2", GOOD_NPI, "E119", "20240302"));
-    assert_eq!(claim_status(&other_day).0, "routed", "a different date of service is another claim");
+    assert!(on_its_way(&claim_status(&other_day).0), "a different date of service is another claim");
     assert_eq!(server.stop(), Some(0));
 
     // The payer turns the NPI edit off: the same claim is accepted.
@@ -172,7 +178,7 @@ fn invalid_npis_reject_the_claim_not_the_set_edits_are_configured_per_payer_and_
     let server = Server::start(&scratch, None, &[]);
     let c = Client { addr: server.http, key };
     let t = run(&c, &claim_837(5, "PCN-5", BAD_NPI, "E119", "20240301"));
-    assert_eq!(claim_status(&t).0, "routed", "{t}");
+    assert!(on_its_way(&claim_status(&t).0), "{t}");
     // A bad configuration is refused with every problem.
     scratch.write_config("[edits]\n\"npi.nope\" = \"warn\"\n\"npi.billing\" = \"maybe\"\n");
     let out = scratch

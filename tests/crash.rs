@@ -1,7 +1,8 @@
 //! Crash test: `kill -9` the server repeatedly during a load of more than
 //! 20,000 transactions. Every transaction that got a 202 exists exactly
-//! once and is processed exactly once in effect (one outbox file per claim,
-//! one set of acks, one feed entry per ack); nothing that did not get a
+//! once and is processed exactly once in effect (each routed claim in
+//! exactly one delivered payer batch, one set of acks, one feed entry per
+//! ack); nothing that did not get a
 //! 202 is half-present; and a client that retries with its Idempotency-Key
 //! after a crash ends up with exactly one transaction.
 
@@ -30,14 +31,25 @@ struct Plan {
 }
 
 /// The embedded backend: more than 20,000 transactions over six kills.
-const LOCAL: Plan = Plan { clients: 16, rounds: 6, per_round: 3_500, min_accepted: 20_000, env: &[] };
+const LOCAL: Plan = Plan {
+    clients: 16,
+    rounds: 6,
+    per_round: 3_500,
+    min_accepted: 20_000,
+    env: &[("CLEARWAY__ROUTING__BATCH_WINDOW_SECS", "1")],
+};
 
 /// The AWS backend against moto. EMULATOR LIMIT: moto answers a few hundred
 /// calls per second and each transaction takes about a dozen, so the load
 /// is smaller (the kills, the outbox sweeper's recovery and the checks are
 /// the same). Short leases so work a killed worker held comes back soon.
-const AWS: Plan =
-    Plan { clients: 8, rounds: 3, per_round: 250, min_accepted: 700, env: &[("CLEARWAY__WORKERS__LEASE_SECS", "10")] };
+const AWS: Plan = Plan {
+    clients: 8,
+    rounds: 3,
+    per_round: 250,
+    min_accepted: 700,
+    env: &[("CLEARWAY__WORKERS__LEASE_SECS", "10"), ("CLEARWAY__ROUTING__BATCH_WINDOW_SECS", "1")],
+};
 
 #[derive(Debug, Clone, PartialEq)]
 enum Seen {
@@ -173,8 +185,14 @@ fn crash(scratch: Scratch, plan: &Plan) {
         });
         std::thread::sleep(Duration::from_millis(200));
     }
-    // Let anything committed-but-unanswered drain too, then stop cleanly.
+    // Let anything committed-but-unanswered drain too, and every claim
+    // reach a delivered batch, then stop cleanly.
     std::thread::sleep(Duration::from_secs(2));
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while !batches_drained(&scratch) {
+        assert!(Instant::now() < deadline, "claims still waiting for a batch or batches undelivered");
+        std::thread::sleep(Duration::from_millis(500));
+    }
     assert_eq!(server.stop(), Some(0));
 
     // Inspect the store directly.
@@ -198,21 +216,32 @@ fn crash(scratch: Scratch, plan: &Plan) {
         assert!(r.status.is_terminal(), "{} left in {:?}", r.id, r.status);
         assert!(records.1.contains(&r.id.to_string()), "{} has no payload", r.id);
     }
-    // Exactly once in effect: one outbox file per routed claim, none for
-    // anything else; one 999 and one 277CA per transaction; one feed entry
-    // per ack.
+    // Exactly once in effect: each routed claim in one delivered batch
+    // (its id is the claim's REF*D9), nothing else in any; each batch a
+    // valid interchange; one 999 and one 277CA per transaction; one feed
+    // entry per ack.
     let outbox = scratch.data().join("outbox");
     let mut files: HashMap<String, usize> = HashMap::new();
+    let mut batches = 0;
     for payer in std::fs::read_dir(&outbox).unwrap() {
         for f in std::fs::read_dir(payer.unwrap().path()).unwrap() {
-            let name = f.unwrap().file_name().to_string_lossy().to_string();
-            if name.starts_with('.') {
+            let f = f.unwrap();
+            let name = f.file_name().to_string_lossy().to_string();
+            if name.starts_with('.') || !f.file_type().unwrap().is_file() {
                 continue; // a temporary write cut off by a kill
             }
-            let claim = name.trim_end_matches(".json").to_string();
-            *files.entry(claim).or_default() += 1;
+            let bytes = std::fs::read(f.path()).unwrap();
+            let analysis = clearway_formats::x12::analyze(&bytes, &clearway_formats::x12::AnalyzeOptions::default());
+            assert!(analysis.accepted(), "{name} is not a valid interchange");
+            batches += 1;
+            for seg in String::from_utf8(bytes).unwrap().split('~') {
+                if let Some(claim) = seg.strip_prefix("REF*D9*") {
+                    *files.entry(claim.to_string()).or_default() += 1;
+                }
+            }
         }
     }
+    eprintln!("crash test: {} claims in {batches} payer batches", files.values().sum::<usize>());
     // The load's synthetic claims number their patient control numbers per
     // interchange, so now and then two of the 20,000 agree on number, payer,
     // total and date: the second is rejected as a duplicate (A3:54) and not
@@ -226,14 +255,14 @@ fn crash(scratch: Scratch, plan: &Plan) {
             assert_eq!(files.remove(&format!("{}-1", r.id)), None, "{}: a rejected claim is not routed", r.id);
             duplicates += 1;
         } else {
-            assert_eq!(files.remove(&format!("{}-1", r.id)), Some(1), "{}: one outbox file", r.id);
+            assert_eq!(files.remove(&format!("{}-1", r.id)), Some(1), "{}: in one batch, once", r.id);
         }
         let mut kinds: Vec<&str> = r.ack_ids.iter().map(|a| a.rsplit('-').nth(1).unwrap()).collect();
         kinds.sort();
         assert_eq!(kinds, vec!["277ca", "999"], "{}", r.id);
     }
     assert!(duplicates * 200 < records.0.len(), "{duplicates} duplicates of {} claims", records.0.len());
-    assert!(files.is_empty(), "outbox files for unknown transactions: {:?}", files.keys().take(3).collect::<Vec<_>>());
+    assert!(files.is_empty(), "batched claims of unknown transactions: {:?}", files.keys().take(3).collect::<Vec<_>>());
     let mut per_ack: HashMap<&str, usize> = HashMap::new();
     for f in &records.2 {
         *per_ack.entry(f.ack_id.as_str()).or_default() += 1;
@@ -260,6 +289,26 @@ fn crash(scratch: Scratch, plan: &Plan) {
     assert_eq!(server.stop(), Some(0));
     let after = store_records(&scratch);
     assert_eq!(after.0.len(), accepted.len() + unknown.len(), "one transaction per submission, no more");
+}
+
+/// No claim waits for a batch, no batch is being assembled or waits to be
+/// delivered.
+fn batches_drained(scratch: &Scratch) -> bool {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let ports = scratch.ports().await;
+        for (payer, _) in ports.state.query(Table::Batches, "pending-payers", None, 1000).await.unwrap() {
+            if !ports.state.query(Table::Batches, &format!("pending/{payer}"), None, 1).await.unwrap().is_empty() {
+                return false;
+            }
+        }
+        for pk in ["open", "undelivered"] {
+            if !ports.state.query(Table::Batches, pk, None, 1).await.unwrap().is_empty() {
+                return false;
+            }
+        }
+        true
+    })
 }
 
 /// (transaction records, blob keys' transaction ids, feed entries, ack count)

@@ -253,32 +253,27 @@ fn dedupe_layers_and_partner_isolation(scratch: Scratch) {
 fn poison_goes_to_dead_letters_and_replay_works(scratch: Scratch) {
     let key = scratch.partner("acme", false);
     let op = scratch.partner("ops", true);
-    // Claims for payer ACME01 go to an HTTP endpoint that is not there yet.
+    // The corpus FHIR claim (payer "2", its illustrative billing NPI edit
+    // off) goes to an HTTP endpoint that is not there yet. A FHIR claim is
+    // delivered while it is processed, so a payer that is down fails the
+    // transaction (X12 claims go in batches, whose delivery is retried on
+    // its own).
     let payer = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let payer_addr = payer.local_addr().unwrap();
     drop(payer);
     let url = format!("http://{payer_addr}/claims");
     let env = [
-        ("CLEARWAY__PAYERS__ACME01__URL", url.as_str()),
         ("CLEARWAY__WORKERS__MAX_ATTEMPTS", "3"),
         ("CLEARWAY__WORKERS__BACKOFF_BASE_MS", "50"),
         ("CLEARWAY__WORKERS__BACKOFF_MAX_MS", "200"),
     ];
+    scratch.write_config(&format!("[edits]\n\"npi.billing\" = \"off\"\n\n[payers.2]\nurl = \"{url}\"\n"));
     let server = Server::start(&scratch, None, &env);
     let c = Client { addr: server.http, key };
     let ops = Client { addr: server.http, key: op };
-    // Find a synthetic interchange with an ACME01 claim, and others without.
-    let (mut poison, mut fine) = (None, Vec::new());
-    for seed in 1..200 {
-        let body = gen_837p(1, seed);
-        if String::from_utf8_lossy(&body).contains("*PI*ACME01~") {
-            poison.get_or_insert(body);
-        } else if fine.len() < 5 {
-            fine.push(body);
-        }
-    }
-    let poison = poison.unwrap();
-    let pid = c.submit("application/edi-x12", &poison, &[]).json()["transactionId"].as_str().unwrap().to_string();
+    let poison = std::fs::read(corpus().join("fhir/claim-r4-professional.json")).unwrap();
+    let fine: Vec<Vec<u8>> = (1..6).map(|seed| gen_837p(1, seed)).collect();
+    let pid = c.submit("application/fhir+json", &poison, &[]).json()["transactionId"].as_str().unwrap().to_string();
     let fine_ids: Vec<String> = fine
         .iter()
         .map(|b| c.submit("application/edi-x12", b, &[]).json()["transactionId"].as_str().unwrap().to_string())

@@ -137,6 +137,8 @@ struct RawRouting {
     contact_name: Option<String>,
     contact_email: Option<String>,
     contact_phone: Option<String>,
+    /// Default `batch_window_secs` of every payer.
+    batch_window_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -192,6 +194,9 @@ struct RawPayer {
     /// How often the payer's answers are looked for.
     poll_secs: Option<u64>,
     sftp: Option<RawSftp>,
+    /// The partner (API key) this payer posts its answer files with
+    /// (`POST /v1/payer-files`).
+    partner: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -384,6 +389,8 @@ pub struct PayerConfig {
     /// Claim edit severities for this payer's claims (`[payers.ID.edits]`).
     pub edits: EditOverrides,
     pub interchange: Interchange,
+    /// The partner whose API key posts this payer's files.
+    pub partner: Option<String>,
 }
 
 impl PayerConfig {
@@ -414,6 +421,7 @@ impl PayerConfig {
                 batch_window: Duration::from_secs(60),
                 poll: Duration::from_secs(60),
             },
+            partner: None,
         }
     }
 }
@@ -444,6 +452,8 @@ pub struct RoutingConfig {
     pub sender: Sender,
     /// ERA enrollments: payee (`XX:<NPI>`, `FI:<TIN>`) → partner.
     pub era_payees: BTreeMap<String, String>,
+    /// `batch_window_secs` of payers that do not set one.
+    pub default_batch_window: Duration,
 }
 
 /// The clearinghouse as the sender of outbound 837s (`[routing]`).
@@ -499,7 +509,11 @@ impl Config {
     /// The payer's settings, or the defaults for an unlisted payer.
     pub fn payer(&self, id: &str) -> PayerConfig {
         let id = self.canonical_payer(id);
-        self.payers.get(id).cloned().unwrap_or_else(|| PayerConfig::default_for(id))
+        self.payers.get(id).cloned().unwrap_or_else(|| {
+            let mut p = PayerConfig::default_for(id);
+            p.interchange.batch_window = self.routing.default_batch_window;
+            p
+        })
     }
 
     /// The configured payer id that `id` names (itself, or the payer that
@@ -571,8 +585,10 @@ fn env_value(key: &str, v: &str) -> toml::Value {
         "max_connections",
         "max_in_flight",
         "max_queue_depth",
+        "max_claims",
+        "port",
     ];
-    const BOOLEAN: &[&str] = &["route_unknown_payers"];
+    const BOOLEAN: &[&str] = &["route_unknown_payers", "ack_requested"];
     if BOOLEAN.contains(&key)
         && let Ok(b) = v.parse::<bool>()
     {
@@ -756,9 +772,15 @@ fn validate(raw: Raw, e: &mut Vec<ConfigError>) -> Config {
         for payee in p.era_payees.iter().flatten() {
             let ok = matches!(payee.split_once(':'), Some(("XX" | "FI" | "XV", v)) if !v.is_empty() && v.bytes().all(|b| b.is_ascii_alphanumeric()));
             if !ok {
-                e.push(err(format!("partners.{id}.era_payees"), format!("{payee:?}: must be XX:<NPI>, FI:<TIN> or XV:<id>")));
+                e.push(err(
+                    format!("partners.{id}.era_payees"),
+                    format!("{payee:?}: must be XX:<NPI>, FI:<TIN> or XV:<id>"),
+                ));
             } else if let Some(other) = era_payees.insert(payee.clone(), id.clone()) {
-                e.push(err(format!("partners.{id}.era_payees"), format!("{payee} is already enrolled to {other}: a payee's ERAs go to one partner")));
+                e.push(err(
+                    format!("partners.{id}.era_payees"),
+                    format!("{payee} is already enrolled to {other}: a payee's ERAs go to one partner"),
+                ));
             }
         }
     }
@@ -776,6 +798,7 @@ fn validate(raw: Raw, e: &mut Vec<ConfigError>) -> Config {
             contact,
         },
         era_payees,
+        default_batch_window: secs("routing.batch_window_secs", raw.routing.batch_window_secs, 60, e),
     };
     let mut payers = BTreeMap::new();
     for (id, p) in raw.payers {
@@ -792,7 +815,10 @@ fn validate(raw: Raw, e: &mut Vec<ConfigError>) -> Config {
                 match p.sftp {
                     Some(s) => Destination::Sftp(sftp_config(&id, s, e)),
                     None => {
-                        e.push(err(path("sftp"), "required when destination is sftp ([payers.ID.sftp] host, user, key_file, host_key)"));
+                        e.push(err(
+                            path("sftp"),
+                            "required when destination is sftp ([payers.ID.sftp] host, user, key_file, host_key)",
+                        ));
                         Destination::Outbox
                     }
                 }
@@ -873,10 +899,14 @@ fn validate(raw: Raw, e: &mut Vec<ConfigError>) -> Config {
                     ack_requested: p.ack_requested.unwrap_or(true),
                     batch_max_claims,
                     batch_max_bytes: positive(&path("batch_max_bytes"), p.batch_max_bytes, di.batch_max_bytes, e),
-                    batch_window: secs(&path("batch_window_secs"), p.batch_window_secs, 60, e),
+                    batch_window: match p.batch_window_secs {
+                        Some(v) => secs(&path("batch_window_secs"), Some(v), 60, e),
+                        None => routing.default_batch_window,
+                    },
                     poll: secs(&path("poll_secs"), p.poll_secs, 60, e),
                 }
             },
+            partner: p.partner,
         };
         payers.insert(id, payer);
     }
@@ -927,14 +957,12 @@ fn validate(raw: Raw, e: &mut Vec<ConfigError>) -> Config {
     Config { server, mllp, dedupe, workers, routing, payers, master_key, backend, fastpath, edits }
 }
 
-
 /// An X12 identifier setting: 1 to `max` printable ASCII characters that
 /// are none of the delimiters Clearway writes.
 fn x12_id(path: &str, v: Option<String>, default: &str, max: usize, e: &mut Vec<ConfigError>) -> String {
     let v = v.unwrap_or_else(|| default.chars().take(max).collect());
-    let ok = !v.trim().is_empty()
-        && v.len() <= max
-        && v.bytes().all(|b| (0x20..0x7F).contains(&b) && !b"*:^~".contains(&b));
+    let ok =
+        !v.trim().is_empty() && v.len() <= max && v.bytes().all(|b| (0x20..0x7F).contains(&b) && !b"*:^~".contains(&b));
     if !ok {
         e.push(err(path, format!("1 to {max} printable characters, none of * : ^ ~")));
     }

@@ -31,6 +31,8 @@ pub mod partners;
 pub mod ports;
 pub mod records;
 #[cfg(feature = "crypto")]
+pub mod roundtrip;
+#[cfg(feature = "crypto")]
 pub mod sealed;
 pub mod sensitive;
 

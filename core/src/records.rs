@@ -325,6 +325,23 @@ pub struct Lineage {
     /// The payer's claim control number (277CA REF*1K, 835 CLP07).
     pub payer_claim_control_number: Option<String>,
     pub updated_at: String,
+    /// How the submitter addressed us, to address what we forward to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<ReplyTo>,
+}
+
+/// A submitter's interchange addressing: ISA05/06 and GS02 (theirs),
+/// ISA07/08 and GS03 (ours, as they wrote them), ISA15.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplyTo {
+    pub isa_qualifier: String,
+    pub isa_id: String,
+    pub gs_id: String,
+    pub our_isa_qualifier: String,
+    pub our_isa_id: String,
+    pub our_gs_id: String,
+    pub usage: String,
 }
 
 impl Lineage {

@@ -86,6 +86,9 @@ pub fn router(svc: Arc<Services>, metrics: MetricsRender) -> Router {
         .route("/v1/claim-status", post(claim_status))
         .route("/v1/webhook", get(webhook_get).put(webhook_put).delete(webhook_delete))
         .route("/v1/dead-letters", get(dead_letters))
+        .route("/v1/payer-files", post(payer_file))
+        .route("/v1/payer-files/attention", get(attention))
+        .route("/v1/batches", get(batches))
         .route("/v1/dead-letters/{id}/replay", post(replay))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
@@ -586,6 +589,91 @@ async fn dead_letters(
             .map_err(|e| port_problem(&e))?;
     let items: Vec<Value> = list.iter().map(dead_letter_json).collect();
     Ok(Json(json!({ "deadLetters": items })))
+}
+
+/// A payer posts one of its answer files (TA1, 999, 277CA, 835): stored
+/// durably before the `202`, applied by the workers. Only the partner a
+/// payer names (`[payers.ID] partner`) may post for it.
+async fn payer_file(State(svc): State<Arc<Services>>, Authed(p): Authed, req: axum::extract::Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let Some(payer) = svc.config.payers.values().find(|c| c.partner.as_deref() == Some(p.id.as_str())) else {
+        return Problem::forbidden().into_response();
+    };
+    let media = media_type(&parts.headers);
+    if media != "application/edi-x12" {
+        return Problem::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+            "Unsupported media type",
+            "payer files are application/edi-x12",
+        )
+        .into_response();
+    }
+    let bytes = match bounded_body(&parts.headers, body).await {
+        Ok(b) => b,
+        Err(problem) => return problem.into_response(),
+    };
+    let name = parts
+        .headers
+        .get("x-file-name")
+        .and_then(|v| v.to_str().ok())
+        .filter(|n| !n.is_empty())
+        .map_or_else(|| "posted".to_string(), str::to_string);
+    match clearway_core::roundtrip::store_payer_file(&svc.ports, &svc.partners, &payer.id, &name, &bytes).await {
+        Ok(sha) => (StatusCode::ACCEPTED, Json(json!({ "payer": payer.id, "sha256": sha }))).into_response(),
+        Err(e) => port_problem(&e).into_response(),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct ListQuery {
+    payer: Option<String>,
+    limit: Option<usize>,
+}
+
+/// What needs an operator: payer answers that match nothing, payer files
+/// that do not parse, batches that failed our validator.
+async fn attention(
+    State(svc): State<Arc<Services>>,
+    Authed(p): Authed,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Value>, Problem> {
+    operator(&p)?;
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let page = svc.ports.state.query(Table::Batches, "attention", None, limit).await.map_err(|e| port_problem(&e))?;
+    let items: Vec<Value> = page
+        .iter()
+        .filter_map(|(k, i)| {
+            let mut v: Value = serde_json::from_slice(&i.value).ok()?;
+            v["id"] = json!(k);
+            Some(v)
+        })
+        .filter(|v| q.payer.as_deref().is_none_or(|p| v["payer"] == p))
+        .collect();
+    Ok(Json(json!({ "items": items })))
+}
+
+/// A payer's outbound batches, oldest first.
+async fn batches(
+    State(svc): State<Arc<Services>>,
+    Authed(p): Authed,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Value>, Problem> {
+    operator(&p)?;
+    let Some(payer) =
+        q.payer.as_deref().filter(|p| p.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)))
+    else {
+        return Err(Problem::new(StatusCode::BAD_REQUEST, "invalid-input", "Invalid payer", "payer=<id> is required"));
+    };
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let page = svc
+        .ports
+        .state
+        .query(Table::Batches, &format!("batch/{payer}"), None, limit)
+        .await
+        .map_err(|e| port_problem(&e))?;
+    let items: Vec<Value> = page.iter().filter_map(|(_, i)| serde_json::from_slice(&i.value).ok()).collect();
+    Ok(Json(json!({ "batches": items })))
 }
 
 fn dead_letter_json(d: &DeadLetter) -> Value {

@@ -15,8 +15,8 @@
 //!   for a whole lease).
 
 pub mod edits;
-pub mod process;
 pub mod payers;
+pub mod process;
 pub mod route;
 pub mod webhooks;
 
@@ -82,7 +82,13 @@ impl Workers {
     /// workers' per-payer rate limits and breakers.
     pub fn round_trip(&self) -> Arc<payers::RoundTrip> {
         let p = &self.processor;
-        Arc::new(payers::RoundTrip::new(p.ports.clone(), p.partners.clone(), p.config.clone(), p.router.clone(), p.feed.clone()))
+        Arc::new(payers::RoundTrip::new(
+            p.ports.clone(),
+            p.partners.clone(),
+            p.config.clone(),
+            p.router.clone(),
+            p.feed.clone(),
+        ))
     }
 
     pub fn processor(&self) -> Arc<Processor> {

@@ -553,7 +553,11 @@ impl Processor {
 
 /// Publishes acknowledgement events for one partner (ids, kinds and
 /// transaction ids only).
-pub async fn publish_acks(notifier: &dyn clearway_core::ports::Notifier, partner: &PartnerId, acks: &[AckRecord]) -> PortResult<()> {
+pub async fn publish_acks(
+    notifier: &dyn clearway_core::ports::Notifier,
+    partner: &PartnerId,
+    acks: &[AckRecord],
+) -> PortResult<()> {
     let events: Vec<Event> = acks
         .iter()
         .map(|a| Event {
@@ -573,7 +577,7 @@ pub async fn publish_acks(notifier: &dyn clearway_core::ports::Notifier, partner
         notifier.publish(chunk).await?;
     }
     Ok(())
-    }
+}
 
 /// The ack record and its feed entry, as state writes.
 pub fn feed_ops(ack: &AckRecord) -> PortResult<Vec<WriteOp>> {
@@ -589,8 +593,18 @@ pub fn feed_ops(ack: &AckRecord) -> PortResult<Vec<WriteOp>> {
         created_at: ack.created_at.clone(),
     };
     Ok(vec![
-        WriteOp::Put { key: AckRecord::key(&ack.transaction, &ack.id), value: encode(ack)?, expires_at: None, condition: Condition::None },
-        WriteOp::Put { key: FeedEntry::key(&ack.partner, &cursor), value: encode(&entry)?, expires_at: None, condition: Condition::None },
+        WriteOp::Put {
+            key: AckRecord::key(&ack.transaction, &ack.id),
+            value: encode(ack)?,
+            expires_at: None,
+            condition: Condition::None,
+        },
+        WriteOp::Put {
+            key: FeedEntry::key(&ack.partner, &cursor),
+            value: encode(&entry)?,
+            expires_at: None,
+            condition: Condition::None,
+        },
     ])
 }
 

@@ -119,9 +119,9 @@ impl Router {
         }
         let result = match &settings.destination {
             Destination::Outbox => self.to_outbox(payer, items).await,
-            Destination::Sftp(_) => {
-                Err(RouteError::Failed("this payer takes 837 batches over SFTP; a claim that did not arrive as X12 cannot go there yet".into()))
-            }
+            Destination::Sftp(_) => Err(RouteError::Failed(
+                "this payer takes 837 batches over SFTP; a claim that did not arrive as X12 cannot go there yet".into(),
+            )),
             Destination::Http(url) => {
                 let mut out = Vec::with_capacity(items.len());
                 for (claim_id, body) in items {

@@ -301,6 +301,9 @@ pub struct Outbound837<'a> {
     pub at: PrimitiveDateTime,
     /// The claims, all of one implementation guide and BHT06.
     pub claims: &'a [&'a ClaimFragment],
+    /// Per claim, the clearinghouse's trace number written as its 2300
+    /// REF*D9 (replacing one an earlier intermediary wrote); empty: none.
+    pub traces: &'a [&'a str],
 }
 
 /// A built batch: its bytes and, for each claim given, where it went.
@@ -371,7 +374,13 @@ pub fn build_837(b: &Outbound837<'_>) -> Built {
                     w.seg("HL", &[&hl.to_string(), &sub, "23", "0"]);
                     w.raw(p.as_bytes(), segments_in(p));
                 }
-                w.raw(c.claim.as_bytes(), segments_in(&c.claim));
+                match b.traces.get(i).filter(|t| !t.is_empty()) {
+                    Some(trace) => {
+                        let (claim, n) = with_trace(&c.claim, trace);
+                        w.raw(claim.as_bytes(), n);
+                    }
+                    None => w.raw(c.claim.as_bytes(), segments_in(&c.claim)),
+                }
                 position += 1;
                 placed[i] = (st02.clone(), position);
             }
@@ -381,6 +390,42 @@ pub fn build_837(b: &Outbound837<'_>) -> Built {
     w.ge(b.control);
     w.iea(b.control);
     Built { bytes: w.into_bytes(), placed }
+}
+
+/// Loop 2300 with `REF*D9*<trace>` in its place: after CLM and the DTP,
+/// CL1, DN1, DN2, PWK, CN1, AMT and REF segments that precede it (REF*EA,
+/// P4 and 1J follow it), any earlier REF*D9 dropped. Returns the loop and
+/// its segment count.
+fn with_trace(claim: &str, trace: &str) -> (String, u32) {
+    let mut out = String::with_capacity(claim.len() + trace.len() + 8);
+    let mut placed = false;
+    let mut n = 0;
+    for (i, seg) in claim.split_terminator('~').enumerate() {
+        let id = seg.split('*').next().unwrap_or_default();
+        if id == "REF" && seg.starts_with("REF*D9*") {
+            continue;
+        }
+        let before = i == 0
+            || matches!(id, "DTP" | "CL1" | "DN1" | "DN2" | "PWK" | "CN1" | "AMT")
+            || (id == "REF" && !["REF*EA*", "REF*P4*", "REF*1J*"].iter().any(|q| seg.starts_with(q)));
+        if !placed && !before {
+            out.push_str("REF*D9*");
+            out.push_str(trace);
+            out.push('~');
+            n += 1;
+            placed = true;
+        }
+        out.push_str(seg);
+        out.push('~');
+        n += 1;
+    }
+    if !placed {
+        out.push_str("REF*D9*");
+        out.push_str(trace);
+        out.push('~');
+        n += 1;
+    }
+    (out, n)
 }
 
 // ------------------------------------------------------------ from payers --
@@ -418,6 +463,8 @@ pub struct ClaimAnswer {
     pub charge: Option<Decimal>,
     /// REF*1K.
     pub payer_claim_control_number: Option<String>,
+    /// REF*D9, when the payer returns our trace number.
+    pub clearinghouse_trace: Option<String>,
     /// The 2000D loop without its HL (NM1*QC, TRN, STC, REF, DTP and the
     /// 2220D lines), in [`OUT`] delimiters.
     pub segments: String,
@@ -638,6 +685,7 @@ fn read_277(seg: &Segment<'_>, r: &mut Reading277) -> Result<(), AnswerError> {
                         status: String::new(),
                         charge: None,
                         payer_claim_control_number: None,
+                        clearinghouse_trace: None,
                         segments: String::new(),
                     });
                 }
@@ -683,6 +731,7 @@ fn read_277(seg: &Segment<'_>, r: &mut Reading277) -> Result<(), AnswerError> {
                             c.charge = std::str::from_utf8(seg.element(4)).ok().and_then(|v| v.parse().ok());
                         }
                         b"REF" if seg.element(1) == b"1K" => c.payer_claim_control_number = Some(text(seg, 2)),
+                        b"REF" if seg.element(1) == b"D9" => c.clearinghouse_trace = Some(text(seg, 2)),
                         _ => {}
                     }
                 }

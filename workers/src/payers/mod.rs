@@ -39,6 +39,7 @@ use clearway_core::config::{Config, Destination, PayerConfig};
 use clearway_core::partners::Partners;
 use clearway_core::ports::{Condition, Key, MAX_QUERY_LIMIT, Ports, Table, WriteOp};
 use clearway_core::records::{AckRecord, ClaimRecord, Lineage, timestamp};
+use clearway_core::roundtrip::{Attention, PayerFile, attention_key, file_key, seen_key, unapplied_key};
 use clearway_core::{BlobKey, ErrorKind, PartnerId, PortError, PortResult, Sensitive, TransactionId};
 use clearway_formats::x12::batch::{
     self, Ack277Answer, ClaimFragment, Forward277, Outbound837, Parties, PayerAnswer, RemitAnswer, SubmitterInfo,
@@ -154,51 +155,6 @@ fn isa_counter(payer: &str) -> Key {
     Key::new(Table::Counters, "isa13", payer)
 }
 
-/// A file a payer sent (`files/<payer>`, sort key its SHA-256).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PayerFile {
-    pub payer: String,
-    pub sha256: String,
-    /// The name it had at the payer (a name the payer chose: no PHI).
-    pub name: String,
-    pub size_bytes: u64,
-    pub blob: String,
-    /// `stored`, `applied`, `attention` (something in it matched nothing).
-    pub state: String,
-    pub received_at: String,
-    /// What it held: `ta1`, `999`, `277ca`, `835`, …
-    #[serde(default)]
-    pub answers: Vec<String>,
-}
-
-fn file_key(payer: &str, sha: &str) -> Key {
-    Key::new(Table::Batches, format!("files/{payer}"), sha)
-}
-fn unapplied_key(payer: &str, sha: &str) -> Key {
-    Key::new(Table::Batches, "unapplied", format!("{payer}/{sha}"))
-}
-fn seen_key(payer: &str, name: &str, size: u64) -> Key {
-    Key::new(Table::Batches, format!("seen/{payer}"), format!("{name}|{size}"))
-}
-
-/// Something an operator must look at (`attention`): a payer answer that
-/// matches nothing, a file that does not parse, a batch that failed our
-/// validator. Reasons carry ids and codes, never claim data.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Attention {
-    pub payer: String,
-    pub file: Option<String>,
-    pub batch: Option<String>,
-    pub reason: String,
-    pub at: String,
-}
-
-fn attention_key(sk: &str) -> Key {
-    Key::new(Table::Batches, "attention", sk)
-}
-
 /// The round trip's running parts.
 pub struct RoundTrip {
     pub ports: Ports,
@@ -230,8 +186,8 @@ pub enum TransportError {
 }
 
 fn parse_at(s: &str) -> PrimitiveDateTime {
-    let t = OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
-        .unwrap_or(OffsetDateTime::UNIX_EPOCH);
+    let t =
+        OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).unwrap_or(OffsetDateTime::UNIX_EPOCH);
     PrimitiveDateTime::new(t.date(), t.time())
 }
 
@@ -294,11 +250,17 @@ impl RoundTrip {
 
     // ----------------------------------------------------------- assembly --
 
-    async fn query_all(&self, table: Table, pk: &str, max: usize) -> PortResult<Vec<(String, clearway_core::ports::Item)>> {
+    async fn query_all(
+        &self,
+        table: Table,
+        pk: &str,
+        max: usize,
+    ) -> PortResult<Vec<(String, clearway_core::ports::Item)>> {
         let mut out = Vec::new();
         let mut after: Option<String> = None;
         while out.len() < max {
-            let page = self.ports.state.query(table, pk, after.as_deref(), MAX_QUERY_LIMIT.min(max - out.len())).await?;
+            let page =
+                self.ports.state.query(table, pk, after.as_deref(), MAX_QUERY_LIMIT.min(max - out.len())).await?;
             let full = page.len() == MAX_QUERY_LIMIT.min(max - out.len());
             after = page.last().map(|(k, _)| k.clone());
             out.extend(page);
@@ -359,9 +321,8 @@ impl RoundTrip {
             tokens.insert(p.pcn_token.clone());
             chosen.push((sk.clone(), item.version, p));
         }
-        let due = full
-            || chosen.len() >= ic.batch_max_claims
-            || now_ms() - oldest_ms >= ic.batch_window.as_millis() as i64;
+        let due =
+            full || chosen.len() >= ic.batch_max_claims || now_ms() - oldest_ms >= ic.batch_window.as_millis() as i64;
         if !due || chosen.is_empty() {
             return Ok(false);
         }
@@ -419,7 +380,11 @@ impl RoundTrip {
                         key: Key::new(Table::Batches, format!("pending/{payer}"), sk),
                         condition: Condition::Version(*version),
                     });
-                    ops.push(put(Key::new(Table::Batches, members.clone(), format!("{:06}", from + n)), encode(p)?, Condition::NotExists));
+                    ops.push(put(
+                        Key::new(Table::Batches, members.clone(), format!("{:06}", from + n)),
+                        encode(p)?,
+                        Condition::NotExists,
+                    ));
                     let lineage = Lineage {
                         batch: batch.id.clone(),
                         payer: payer.to_string(),
@@ -430,6 +395,7 @@ impl RoundTrip {
                         payer_status: None,
                         payer_claim_control_number: None,
                         updated_at: batch.at.clone(),
+                        reply_to: Some(reply_to(&p.submitter)),
                     };
                     ops.push(put(Lineage::key(&p.transaction, &p.claim_id), encode(&lineage)?, Condition::NotExists));
                 }
@@ -479,6 +445,7 @@ impl RoundTrip {
         };
         let bht03 = format!("{:09}", batch.control);
         let fragments: Vec<&ClaimFragment> = members.iter().map(|m| &m.fragment).collect();
+        let traces: Vec<&str> = members.iter().map(|m| m.claim_id.as_str()).collect();
         let receiver_name = payer_cfg.name.clone().unwrap_or_else(|| batch.payer.clone());
         let at = parse_at(&batch.at);
         let started = std::time::Instant::now();
@@ -498,6 +465,7 @@ impl RoundTrip {
             bht03: &bht03,
             at,
             claims: &fragments,
+            traces: &traces,
         });
         metrics::histogram!("clearway_batch_build_seconds").record(started.elapsed().as_secs_f64());
         batch.claims = members.len();
@@ -555,6 +523,7 @@ impl RoundTrip {
                 payer_status: None,
                 payer_claim_control_number: None,
                 updated_at: now.clone(),
+                reply_to: Some(reply_to(&m.submitter)),
             };
             ops.push(put(Lineage::key(&m.transaction, &m.claim_id), encode(&lineage)?, Condition::None));
         }
@@ -599,7 +568,12 @@ impl RoundTrip {
             // Backoff after failures: 2^attempts seconds, at most 5 minutes.
             if batch.attempts > 0 {
                 let wait_ms = 1000i64 << batch.attempts.min(8);
-                let last = batch.last_error.as_deref().and_then(|e| e.split_once('@')).and_then(|(_, t)| t.parse::<i64>().ok()).unwrap_or(0);
+                let last = batch
+                    .last_error
+                    .as_deref()
+                    .and_then(|e| e.split_once('@'))
+                    .and_then(|(_, t)| t.parse::<i64>().ok())
+                    .unwrap_or(0);
                 if now_ms() - last < wait_ms.min(300_000) {
                     blocked.insert(payer.to_string());
                     continue;
@@ -634,7 +608,11 @@ impl RoundTrip {
                     metrics::counter!("clearway_batch_deliveries_total", "outcome" => "failed").increment(1);
                     self.ports
                         .state
-                        .write(vec![put(BatchRecord::key(payer, control), encode(&batch)?, Condition::Version(item.version))])
+                        .write(vec![put(
+                            BatchRecord::key(payer, control),
+                            encode(&batch)?,
+                            Condition::Version(item.version),
+                        )])
                         .await?;
                     blocked.insert(payer.to_string());
                 }
@@ -644,7 +622,11 @@ impl RoundTrip {
     }
 
     async fn batch_bytes(&self, batch: &BatchRecord) -> Result<Vec<u8>, TransportError> {
-        let key = batch.blob.as_deref().and_then(BlobKey::parse).ok_or_else(|| TransportError::Other("batch has no blob".into()))?;
+        let key = batch
+            .blob
+            .as_deref()
+            .and_then(BlobKey::parse)
+            .ok_or_else(|| TransportError::Other("batch has no blob".into()))?;
         let sealed = self.ports.blobs.get(&key, clearway_core::ports::MAX_BLOB_BYTES).await?;
         Ok(self.partners.batch_key().open(&sealed, batch.id.as_bytes())?)
     }
@@ -674,7 +656,13 @@ impl RoundTrip {
                     .body(bytes)
                     .send()
                     .await
-                    .map_err(|e| TransportError::Other(if e.is_timeout() { "payer timed out".into() } else { "payer unreachable".into() }))?;
+                    .map_err(|e| {
+                        TransportError::Other(if e.is_timeout() {
+                            "payer timed out".into()
+                        } else {
+                            "payer unreachable".into()
+                        })
+                    })?;
                 let status = resp.status();
                 if status.is_success() {
                     Ok("sent")
@@ -770,7 +758,8 @@ impl RoundTrip {
                     if size > MAX_PAYER_FILE_BYTES {
                         return Err(TransportError::Other("payer file too large".into()));
                     }
-                    let bytes = tokio::fs::read(&path).await.map_err(|e| TransportError::Other(e.kind().to_string()))?;
+                    let bytes =
+                        tokio::fs::read(&path).await.map_err(|e| TransportError::Other(e.kind().to_string()))?;
                     self.store_file(&p.id, &name, &bytes).await?;
                     let _ = tokio::fs::remove_file(&path).await;
                     n += 1;
@@ -783,50 +772,28 @@ impl RoundTrip {
         Ok(n)
     }
 
-    /// Stores a payer file (sealed) and records it for the applier; the
-    /// same content twice is stored once. Returns its SHA-256.
+    /// Stores a payer file (see [`clearway_core::roundtrip::store_payer_file`]).
     pub async fn store_file(&self, payer: &str, name: &str, bytes: &[u8]) -> PortResult<String> {
-        let sha = clearway_core::crypto::sha256_hex(bytes);
-        let blob = BlobKey::parse(&format!("payer-files/{payer}/{sha}"))
-            .ok_or_else(|| PortError::new(ErrorKind::InvalidInput, "payer file blob key"))?;
-        let sealed = self.partners.batch_key().seal(bytes, sha.as_bytes())?;
-        match self.ports.blobs.put(&blob, Bytes::from(sealed)).await {
-            Ok(()) => {}
-            Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(e),
+        clearway_core::roundtrip::store_payer_file(&self.ports, &self.partners, payer, name, bytes).await
+    }
+
+    /// The envelope of what we forward to a submitter: from the ids it
+    /// addressed us by, to its own (the partner id when unknown).
+    fn envelope_to(&self, r: Option<&clearway_core::records::ReplyTo>, partner: &str) -> Envelope {
+        let ours = &self.config.routing.sender;
+        let or = |v: Option<&String>, d: &str| v.filter(|v| !v.is_empty()).cloned().unwrap_or_else(|| d.to_string());
+        let partner15: String = partner.chars().take(15).collect();
+        let isa_id = or(r.map(|r| &r.isa_id), &partner15);
+        Envelope {
+            sender_qualifier: or(r.map(|r| &r.our_isa_qualifier), &ours.isa_qualifier),
+            sender_id: or(r.map(|r| &r.our_isa_id), &ours.isa_id),
+            receiver_qualifier: or(r.map(|r| &r.isa_qualifier), "ZZ"),
+            group_sender: or(r.map(|r| &r.our_gs_id), &ours.gs_id),
+            group_receiver: or(r.map(|r| &r.gs_id), &isa_id),
+            receiver_id: isa_id,
+            usage: if r.is_some_and(|r| r.usage == "T") { "T".into() } else { "P".into() },
+            delimiters: batch::OUT,
         }
-        let safe_name: String =
-            name.chars().filter(|c| c.is_ascii_alphanumeric() || "._-".contains(*c)).take(200).collect();
-        let record = PayerFile {
-            payer: payer.to_string(),
-            sha256: sha.clone(),
-            name: safe_name,
-            size_bytes: bytes.len() as u64,
-            blob: blob.to_string(),
-            state: "stored".into(),
-            received_at: timestamp(OffsetDateTime::now_utc()),
-            answers: vec![],
-        };
-        let seen = put(seen_key(payer, name, bytes.len() as u64), Bytes::from_static(b"{}"), Condition::None);
-        match self
-            .ports
-            .state
-            .write(vec![
-                put(file_key(payer, &sha), encode(&record)?, Condition::NotExists),
-                put(unapplied_key(payer, &sha), Bytes::from_static(b"{}"), Condition::None),
-                seen.clone(),
-            ])
-            .await
-        {
-            Ok(()) => {}
-            // The same file again: already stored (and applied or queued).
-            Err(e) if e.kind() == ErrorKind::PreconditionFailed => {
-                self.ports.state.write(vec![seen]).await?;
-                metrics::counter!("clearway_payer_files_total", "outcome" => "duplicate").increment(1);
-            }
-            Err(e) => return Err(e),
-        }
-        Ok(sha)
     }
 
     // ------------------------------------------------------------ applying --
@@ -892,7 +859,13 @@ impl RoundTrip {
         for (n, reason) in problems.iter().enumerate() {
             ops.push(put(
                 attention_key(&format!("{:013}-{}-{short}-{n}", now_ms(), payer)),
-                encode(&Attention { payer: payer.clone(), file: Some(file.sha256.clone()), batch: None, reason: reason.clone(), at: now.clone() })?,
+                encode(&Attention {
+                    payer: payer.clone(),
+                    file: Some(file.sha256.clone()),
+                    batch: None,
+                    reason: reason.clone(),
+                    at: now.clone(),
+                })?,
                 Condition::None,
             ));
         }
@@ -910,7 +883,13 @@ impl RoundTrip {
     /// A TA1 or 999 about one of our interchanges: recorded on the batch;
     /// a rejection marks its claims and asks an operator (the batch must
     /// be fixed and resent; the submitters' claims are not theirs to fix).
-    async fn apply_envelope(&self, payer: &str, control: &str, verdict: String, rejected: bool) -> PortResult<Vec<String>> {
+    async fn apply_envelope(
+        &self,
+        payer: &str,
+        control: &str,
+        verdict: String,
+        rejected: bool,
+    ) -> PortResult<Vec<String>> {
         let Ok(n) = control.trim().parse::<u32>() else {
             return Ok(vec![format!("{verdict} names control number {control:?}, which is not ours")]);
         };
@@ -940,7 +919,13 @@ impl RoundTrip {
         Ok(vec![format!("payer refused batch {}: {verdict}", b.id)])
     }
 
-    async fn lineage_update(&self, m: &Pending, status: &str, payer_status: Option<String>, icn: Option<String>) -> PortResult<WriteOp> {
+    async fn lineage_update(
+        &self,
+        m: &Pending,
+        status: &str,
+        payer_status: Option<String>,
+        icn: Option<String>,
+    ) -> PortResult<WriteOp> {
         let key = Lineage::key(&m.transaction, &m.claim_id);
         let mut l: Lineage = match self.ports.state.get(&key).await? {
             Some(i) => decode(&i.value)?,
@@ -954,6 +939,7 @@ impl RoundTrip {
                 payer_status: None,
                 payer_claim_control_number: None,
                 updated_at: String::new(),
+                reply_to: Some(reply_to(&m.submitter)),
             },
         };
         l.status = status.to_string();
@@ -981,22 +967,44 @@ impl RoundTrip {
         if members.is_empty() {
             return Ok(vec![format!("277CA answers batch {control:09}, which has no claims sent to {payer}")]);
         }
-        let by_token: HashMap<&str, usize> = members.iter().enumerate().map(|(i, m)| (m.pcn_token.as_str(), i)).collect();
+        let by_token: HashMap<&str, usize> =
+            members.iter().enumerate().map(|(i, m)| (m.pcn_token.as_str(), i)).collect();
+        let by_trace: HashMap<&str, usize> =
+            members.iter().enumerate().map(|(i, m)| (m.claim_id.as_str(), i)).collect();
         let mut problems = Vec::new();
         // Per submitter transaction: (member indices, claims per provider).
         let mut per_txn: BTreeMap<&str, (Vec<(usize, usize, usize)>,)> = BTreeMap::new();
         let mut ops = Vec::new();
         for (p, provider) in r.providers.iter().enumerate() {
             for (c, claim) in provider.claims.iter().enumerate() {
+                // Our trace number when the payer returns it, else the
+                // patient control number (unique within a batch).
                 let token = self.partners.index_token(&claim.patient_control_number);
-                let Some(&m) = by_token.get(token.as_str()) else {
-                    problems.push(format!("277CA claim {} of provider {} matches no claim of batch {payer}/{control:09}", c + 1, p + 1));
+                let found = claim
+                    .clearinghouse_trace
+                    .as_deref()
+                    .and_then(|t| by_trace.get(t))
+                    .or_else(|| by_token.get(token.as_str()));
+                let Some(&m) = found else {
+                    problems.push(format!(
+                        "277CA claim {} of provider {} matches no claim of batch {payer}/{control:09}",
+                        c + 1,
+                        p + 1
+                    ));
                     continue;
                 };
                 let member = &members[m];
                 let rejected = ["A3", "A6", "A7", "A8"].iter().any(|s| claim.status.starts_with(s));
                 let status = if rejected { "payer_rejected" } else { "payer_accepted" };
-                ops.push(self.lineage_update(member, status, Some(claim.status.clone()), claim.payer_claim_control_number.clone()).await?);
+                ops.push(
+                    self.lineage_update(
+                        member,
+                        status,
+                        Some(claim.status.clone()),
+                        claim.payer_claim_control_number.clone(),
+                    )
+                    .await?,
+                );
                 // The claim index (claim status inquiries) follows the payer.
                 let rec = ClaimRecord {
                     id: member.claim_id.clone(),
@@ -1008,7 +1016,11 @@ impl RoundTrip {
                     destination: Some(format!("batch:{payer}/{control:09}")),
                 };
                 ops.push(put(
-                    Key::new(Table::Claims, self.partners.pcn_partition(&claim.patient_control_number), &member.claim_id),
+                    Key::new(
+                        Table::Claims,
+                        self.partners.pcn_partition(&claim.patient_control_number),
+                        &member.claim_id,
+                    ),
                     encode(&serde_json::json!({
                         "claim": rec,
                         "transactionId": member.transaction,
@@ -1034,16 +1046,7 @@ impl RoundTrip {
                 }
             }
             let s = &first.submitter;
-            let env = Envelope {
-                sender_qualifier: if s.our_isa_qualifier.is_empty() { "ZZ".into() } else { s.our_isa_qualifier.clone() },
-                sender_id: if s.our_isa_id.is_empty() { self.config.routing.sender.isa_id.clone() } else { s.our_isa_id.clone() },
-                receiver_qualifier: if s.isa_qualifier.is_empty() { "ZZ".into() } else { s.isa_qualifier.clone() },
-                receiver_id: if s.isa_id.is_empty() { "UNKNOWN".into() } else { s.isa_id.clone() },
-                group_sender: if s.our_gs_id.is_empty() { self.config.routing.sender.gs_id.clone() } else { s.our_gs_id.clone() },
-                group_receiver: if s.gs_id.is_empty() { s.isa_id.clone() } else { s.gs_id.clone() },
-                usage: if s.usage == "T" { "T".into() } else { "P".into() },
-                delimiters: batch::OUT,
-            };
+            let env = self.envelope_to(Some(&reply_to(s)), &first.partner);
             let ack_id = format!("{txn}-277ca-payer-{tag}");
             let controls = Controls::derived(ack_id.as_bytes());
             let body = batch::forward_277ca(&Forward277 {
@@ -1056,7 +1059,8 @@ impl RoundTrip {
                 claims: &by_provider,
             });
             let Some(transaction) = TransactionId::parse(txn) else { continue };
-            let partner = PartnerId::new(&first.partner).map_err(|e| PortError::with_cause(ErrorKind::Internal, "partner id", e))?;
+            let partner = PartnerId::new(&first.partner)
+                .map_err(|e| PortError::with_cause(ErrorKind::Internal, "partner id", e))?;
             published.push((
                 partner.clone(),
                 AckRecord {
@@ -1072,7 +1076,8 @@ impl RoundTrip {
             ));
         }
         self.store_and_publish(ops, published).await?;
-        metrics::counter!("clearway_payer_claim_answers_total", "kind" => "277ca").increment(per_txn.values().map(|v| v.0.len() as u64).sum());
+        metrics::counter!("clearway_payer_claim_answers_total", "kind" => "277ca")
+            .increment(per_txn.values().map(|v| v.0.len() as u64).sum());
         Ok(problems)
     }
 
@@ -1117,7 +1122,8 @@ impl RoundTrip {
             let partition = self.partners.pcn_partition(pcn);
             for (_, item) in self.ports.state.query(Table::Claims, &partition, None, 100).await? {
                 let Ok(v) = decode::<serde_json::Value>(&item.value) else { continue };
-                let claim_payer = v["claim"]["payer_id"].as_str().or_else(|| v["claim"]["payerId"].as_str()).unwrap_or_default();
+                let claim_payer =
+                    v["claim"]["payer_id"].as_str().or_else(|| v["claim"]["payerId"].as_str()).unwrap_or_default();
                 if self.config.canonical_payer(claim_payer) != canonical {
                     continue;
                 }
@@ -1133,25 +1139,39 @@ impl RoundTrip {
                 partners.dedup();
                 match partners.as_slice() {
                     [one] => one.to_string(),
-                    [] => return Ok(vec![format!("835 {tag}: payee {} is enrolled to no partner and pays no claim we routed", r.payee_qualifier)]),
-                    _ => return Ok(vec![format!("835 {tag}: payee {} is enrolled to no partner and pays claims of {} partners", r.payee_qualifier, partners.len())]),
+                    [] => {
+                        return Ok(vec![format!(
+                            "835 {tag}: payee {} is enrolled to no partner and pays no claim we routed",
+                            r.payee_qualifier
+                        )]);
+                    }
+                    _ => {
+                        return Ok(vec![format!(
+                            "835 {tag}: payee {} is enrolled to no partner and pays claims of {} partners",
+                            r.payee_qualifier,
+                            partners.len()
+                        )]);
+                    }
                 }
             }
         };
         let Some(txn) = owners.iter().find(|(p, _)| *p == partner).map(|(_, t)| t.clone()) else {
-            return Ok(vec![format!("835 {tag}: the enrolled partner has no claim this 835 pays, so it has no transaction to file it under")]);
+            return Ok(vec![format!(
+                "835 {tag}: the enrolled partner has no claim this 835 pays, so it has no transaction to file it under"
+            )]);
         };
-        let s = self.config.routing.sender.clone();
-        let env = Envelope {
-            sender_qualifier: s.isa_qualifier.clone(),
-            sender_id: s.isa_id.clone(),
-            receiver_qualifier: "ZZ".into(),
-            receiver_id: partner.chars().take(15).collect(),
-            group_sender: s.gs_id.clone(),
-            group_receiver: partner.chars().take(15).collect(),
-            usage: "P".into(),
-            delimiters: batch::OUT,
+        // Addressed as the submitter addressed us with the claim.
+        let reply = match TransactionId::parse(&txn) {
+            Some(_) => self
+                .ports
+                .state
+                .query(Table::Batches, &Lineage::partition(&txn), None, 1)
+                .await?
+                .into_iter()
+                .find_map(|(_, i)| decode::<Lineage>(&i.value).ok().and_then(|l| l.reply_to)),
+            None => None,
         };
+        let env = self.envelope_to(reply.as_ref(), &partner);
         let ack_id = format!("{txn}-835-payer-{tag}");
         let controls = Controls::derived(ack_id.as_bytes());
         let now = OffsetDateTime::now_utc();
@@ -1178,17 +1198,34 @@ impl RoundTrip {
             body_blob: None,
         };
         self.store_and_publish(ops, vec![(partner_id, ack)]).await?;
-        metrics::counter!("clearway_payer_claim_answers_total", "kind" => "835").increment(r.patient_control_numbers.len() as u64);
+        metrics::counter!("clearway_payer_claim_answers_total", "kind" => "835")
+            .increment(r.patient_control_numbers.len() as u64);
         Ok(vec![])
     }
 }
 
+fn reply_to(s: &SubmitterInfo) -> clearway_core::records::ReplyTo {
+    clearway_core::records::ReplyTo {
+        isa_qualifier: s.isa_qualifier.clone(),
+        isa_id: s.isa_id.clone(),
+        gs_id: s.gs_id.clone(),
+        our_isa_qualifier: s.our_isa_qualifier.clone(),
+        our_isa_id: s.our_isa_id.clone(),
+        our_gs_id: s.our_gs_id.clone(),
+        usage: s.usage.clone(),
+    }
+}
+
 /// The lineage of a transaction's claims (claim id → lineage).
-pub async fn lineage_of(state: &dyn clearway_core::ports::StateStore, transaction: &str) -> PortResult<BTreeMap<String, Lineage>> {
+pub async fn lineage_of(
+    state: &dyn clearway_core::ports::StateStore,
+    transaction: &str,
+) -> PortResult<BTreeMap<String, Lineage>> {
     let mut out = BTreeMap::new();
     let mut after: Option<String> = None;
     loop {
-        let page = state.query(Table::Batches, &Lineage::partition(transaction), after.as_deref(), MAX_QUERY_LIMIT).await?;
+        let page =
+            state.query(Table::Batches, &Lineage::partition(transaction), after.as_deref(), MAX_QUERY_LIMIT).await?;
         let full = page.len() == MAX_QUERY_LIMIT;
         after = page.last().map(|(k, _)| k.clone());
         for (k, i) in page {

@@ -49,7 +49,10 @@ fn pcns(bytes: &[u8]) -> Vec<String> {
 }
 
 fn rebuilt(claims: &[&ClaimFragment], control: u32) -> Built {
+    let traces: Vec<String> = (0..claims.len()).map(|i| format!("CW{control}-{i}")).collect();
+    let traces: Vec<&str> = traces.iter().map(String::as_str).collect();
     build_837(&Outbound837 {
+        traces: &traces,
         envelope: &envelope(),
         parties: parties(),
         ack_requested: true,
@@ -86,6 +89,10 @@ fn claims_of_two_submitters_leave_as_one_valid_837() {
     assert!(text.contains("*000000042*1*T*:~"), "{}", &text[..110]);
     assert!(text.contains("~GS*HC*CLEARWAY*ACME01*20261206*1030*42*X*005010X222A1~"));
     assert!(text.contains("~BHT*0019*00*000000042*20261206*1030*CH~"));
+    // Our trace number on every claim, once.
+    for i in 0..12 {
+        assert_eq!(text.matches(&format!("~REF*D9*CW42-{i}~")).count(), 1, "claim {i}");
+    }
     // Every claim is placed once, positions 1..=n in set 0001.
     let mut positions: Vec<u32> = built
         .placed

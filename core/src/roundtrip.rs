@@ -1,0 +1,114 @@
+//! Records of the payer round trip that intake and workers share: the
+//! files payers send back and the operator's attention list.
+
+use crate::BlobKey;
+use crate::error::{ErrorKind, PortError, PortResult};
+use crate::partners::Partners;
+use crate::ports::{Condition, Key, Ports, Table, WriteOp};
+use crate::records::timestamp;
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+fn encode<T: Serialize>(v: &T) -> PortResult<Bytes> {
+    serde_json::to_vec(v).map(Bytes::from).map_err(|e| PortError::with_cause(ErrorKind::Internal, "encode record", e))
+}
+
+fn put(key: Key, value: Bytes, condition: Condition) -> WriteOp {
+    WriteOp::Put { key, value, expires_at: None, condition }
+}
+
+/// A file a payer sent (`files/<payer>`, sort key its SHA-256).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PayerFile {
+    pub payer: String,
+    pub sha256: String,
+    /// The name it had at the payer (a name the payer chose: no PHI).
+    pub name: String,
+    pub size_bytes: u64,
+    pub blob: String,
+    /// `stored`, `applied`, `attention` (something in it matched nothing).
+    pub state: String,
+    pub received_at: String,
+    /// What it held: `ta1`, `999`, `277ca`, `835`, …
+    #[serde(default)]
+    pub answers: Vec<String>,
+}
+
+pub fn file_key(payer: &str, sha: &str) -> Key {
+    Key::new(Table::Batches, format!("files/{payer}"), sha)
+}
+pub fn unapplied_key(payer: &str, sha: &str) -> Key {
+    Key::new(Table::Batches, "unapplied", format!("{payer}/{sha}"))
+}
+pub fn seen_key(payer: &str, name: &str, size: u64) -> Key {
+    Key::new(Table::Batches, format!("seen/{payer}"), format!("{name}|{size}"))
+}
+
+/// Something an operator must look at (`attention`): a payer answer that
+/// matches nothing, a file that does not parse, a batch that failed our
+/// validator. Reasons carry ids and codes, never claim data.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Attention {
+    pub payer: String,
+    pub file: Option<String>,
+    pub batch: Option<String>,
+    pub reason: String,
+    pub at: String,
+}
+
+pub fn attention_key(sk: &str) -> Key {
+    Key::new(Table::Batches, "attention", sk)
+}
+
+/// Stores a payer file (sealed with the batch key) and records it for the
+/// applier; the same content twice is stored once. Returns its SHA-256.
+/// Durable when it returns: only then may the payer's copy be removed.
+pub async fn store_payer_file(
+    ports: &Ports,
+    partners: &Partners,
+    payer: &str,
+    name: &str,
+    bytes: &[u8],
+) -> PortResult<String> {
+    let sha = crate::crypto::sha256_hex(bytes);
+    let blob = BlobKey::parse(&format!("payer-files/{payer}/{sha}"))
+        .ok_or_else(|| PortError::new(ErrorKind::InvalidInput, "payer file blob key"))?;
+    let sealed = partners.batch_key().seal(bytes, sha.as_bytes())?;
+    match ports.blobs.put(&blob, Bytes::from(sealed)).await {
+        Ok(()) => {}
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e),
+    }
+    let safe_name: String =
+        name.chars().filter(|c| c.is_ascii_alphanumeric() || "._-".contains(*c)).take(200).collect();
+    let record = PayerFile {
+        payer: payer.to_string(),
+        sha256: sha.clone(),
+        name: safe_name,
+        size_bytes: bytes.len() as u64,
+        blob: blob.to_string(),
+        state: "stored".into(),
+        received_at: timestamp(time::OffsetDateTime::now_utc()),
+        answers: vec![],
+    };
+    let seen = put(seen_key(payer, name, bytes.len() as u64), Bytes::from_static(b"{}"), Condition::None);
+    match ports
+        .state
+        .write(vec![
+            put(file_key(payer, &sha), encode(&record)?, Condition::NotExists),
+            put(unapplied_key(payer, &sha), Bytes::from_static(b"{}"), Condition::None),
+            seen.clone(),
+        ])
+        .await
+    {
+        Ok(()) => {}
+        // The same file again: already stored (and applied or queued).
+        Err(e) if e.kind() == ErrorKind::PreconditionFailed => {
+            ports.state.write(vec![seen]).await?;
+        }
+        Err(e) => return Err(e),
+    }
+    Ok(sha)
+}

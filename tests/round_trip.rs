@@ -1,0 +1,310 @@
+//! The clearinghouse round trip through the service, with the payer
+//! played by this test over the outbox directory (`<outbox>/<payer>/` out,
+//! `<outbox>/<payer>/from-payer/` back): claims of two submitters leave in
+//! batches that pass our validator, never two claims with one patient
+//! control number in a batch; the payer's 999 and 277CA come back as a
+//! 277CA per submitter with only its own claims; the payer's 835 reaches
+//! the submitter its payee is enrolled to and no other; answers that match
+//! nothing go to the operator's attention list.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use clearway_formats::x12::build::{self, ClaimAck, ClaimDecision, Controls, Source, Stc};
+use clearway_formats::x12::synth::npi;
+use clearway_formats::x12::{AnalyzeOptions, analyze};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use support::{Client, Scratch, Server};
+use time::macros::datetime;
+
+/// An 837P from `sender` with one billing provider (`npi`) and a claim
+/// per (patient control number, charge), each with its own subscriber.
+fn submission(sender: &str, isa13: u32, bht03: &str, npi: &str, claims: &[(&str, u32)]) -> Vec<u8> {
+    let mut body = vec![
+        "ST*837*0001*005010X222A1".to_string(),
+        format!("BHT*0019*00*{bht03}*20261201*1200*CH"),
+        format!("NM1*41*2*{sender}*****46*{sender}"),
+        "PER*IC*DESK*TE*5555550100".into(),
+        "NM1*40*2*CLEARWAY*****46*CLEARWAY".into(),
+        "HL*1**20*1".into(),
+        format!("NM1*85*2*CLINIC {sender}*****XX*{npi}"),
+        "N3*1 MAIN ST".into(),
+        "N4*SPRINGFIELD*IL*627010001".into(),
+        "REF*EI*123456789".into(),
+    ];
+    for (n, (pcn, charge)) in claims.iter().enumerate() {
+        body.extend([
+            format!("HL*{}*1*22*0", n + 2),
+            "SBR*P*18*******CI".into(),
+            format!("NM1*IL*1*TESTLAST*PAT{n}****MI*M{n}"),
+            "N3*2 MAIN ST".into(),
+            "N4*SPRINGFIELD*IL*62701".into(),
+            "DMG*D8*19800101*F".into(),
+            "NM1*PR*2*ACME HEALTH*****PI*ACME01".into(),
+            format!("CLM*{pcn}*{charge}***11:B:1*Y*A*Y*Y"),
+            "HI*ABK:J020".into(),
+            "LX*1".into(),
+            format!("SV1*HC:99213*{charge}*UN*1***1"),
+            "DTP*472*D8*20261130".into(),
+        ]);
+    }
+    let count = body.len() + 1;
+    body.push(format!("SE*{count}*0001"));
+    let mut all = vec![
+        format!(
+            "ISA*00*          *00*          *ZZ*{sender:<15}*ZZ*CLEARWAY       *261201*1200*^*00501*{isa13:09}*0*T*:"
+        ),
+        format!("GS*HC*{sender}*CLEARWAY*20261201*1200*{isa13}*X*005010X222A1"),
+    ];
+    all.extend(body);
+    all.push("GE*1*".to_string() + &isa13.to_string());
+    all.push(format!("IEA*1*{isa13:09}"));
+    all.iter().map(|s| format!("{s}~\n")).collect::<String>().into_bytes()
+}
+
+fn submit(c: &Client, body: &[u8]) -> String {
+    let r = c.submit("application/edi-x12", body, &[]);
+    assert_eq!(r.status, 202, "{}", r.text());
+    let id = r.json()["transactionId"].as_str().unwrap().to_string();
+    assert_eq!(c.wait_terminal(&id)["status"], "accepted");
+    id
+}
+
+/// The payer's batch files (name, bytes).
+fn batches(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return vec![] };
+    let mut out: Vec<(String, Vec<u8>)> = entries
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().unwrap().is_file())
+        .map(|e| (e.file_name().to_string_lossy().to_string(), e.path()))
+        .filter(|(n, _)| !n.starts_with('.'))
+        .map(|(n, p)| (n, std::fs::read(p).unwrap()))
+        .collect();
+    out.sort();
+    out
+}
+
+fn segments(x12: &[u8]) -> Vec<String> {
+    String::from_utf8_lossy(x12).split('~').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()
+}
+
+/// Waits until `f` gives `Some`.
+fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The payer's 999 and 277CA for one batch: the claim with patient
+/// control number `reject` rejected (A7:562:85), the others accepted. The
+/// 277CA echoes each claim's REF*D9, as a payer may.
+fn payer_answers(batch: &[u8], reject: &str, control: u32) -> (Vec<u8>, Vec<u8>) {
+    let analysis = analyze(batch, &AnalyzeOptions::default());
+    let ic = &analysis.interchanges[0];
+    let set = &ic.groups[0].sets[0];
+    let claims = build::claims_of(set);
+    let traces: Vec<String> =
+        segments(batch).into_iter().filter_map(|s| s.strip_prefix("REF*D9*").map(str::to_string)).collect();
+    assert_eq!(traces.len(), claims.len(), "every claim carries our trace number");
+    let acks: Vec<ClaimAck<'_>> = claims
+        .iter()
+        .zip(&traces)
+        .map(|(c, t)| ClaimAck {
+            claim: c,
+            decision: if c.patient_control_number.expose() == reject {
+                ClaimDecision::rejected(Stc::new("A7", "562", Some("85")))
+            } else {
+                ClaimDecision::Accepted
+            },
+            clearinghouse_trace: t.clone(),
+        })
+        .collect();
+    let at = datetime!(2026-12-02 09:00);
+    let controls = Controls { interchange: control, group: control, first_set: 1 };
+    let ack999 = build::ack999(ic, controls, at).unwrap();
+    let ack277 = build::ack277ca(&build::Ack277Ca {
+        interchange: &ic.report.isa,
+        group: &ic.groups[0].report.header,
+        set: &set.report,
+        claims: &acks,
+        source: &Source { name: "ACME HEALTH".into(), id: "ACMEPAYER".into() },
+        reference: "PAYER0001",
+        received: at.date(),
+        controls: Controls { interchange: control + 1, group: control + 1, first_set: 1 },
+        at,
+    });
+    (ack999, ack277)
+}
+
+/// An 835 paying `pcn` to payee NPI `payee`.
+fn remittance(payee: &str, pcn: &str, charge: u32, paid: u32) -> Vec<u8> {
+    let body = [
+        "ST*835*0001".to_string(),
+        format!("BPR*I*{paid}*C*ACH*CCP*01*999999992*DA*123456*1512345678**01*999988880*DA*98765*20261205"),
+        "TRN*1*12345678901*1512345678".into(),
+        "DTM*405*20261205".into(),
+        "N1*PR*ACME HEALTH".into(),
+        "N3*1 PAYER WAY".into(),
+        "N4*SPRINGFIELD*IL*62701".into(),
+        "PER*BL*PAYER DESK*TE*5555550199".into(),
+        format!("N1*PE*CLINIC*XX*{payee}"),
+        "REF*TJ*123456789".into(),
+        "LX*1".into(),
+        format!("CLP*{pcn}*1*{charge}*{paid}**12*PAYERICN001*11*1"),
+        "NM1*QC*1*TESTLAST*PAT0****MI*M0".into(),
+        "DTM*232*20261130".into(),
+    ];
+    let mut all = vec![
+        "ISA*00*          *00*          *ZZ*ACMEPAYER      *ZZ*CLEARWAY       *261205*0900*^*00501*000000777*0*T*:"
+            .to_string(),
+        "GS*HP*ACMEPAYER*CLEARWAY*20261205*0900*777*X*005010X221A1".into(),
+    ];
+    all.extend(body.iter().cloned());
+    all.push(format!("SE*{}*0001", body.len() + 1));
+    all.push("GE*1*777".into());
+    all.push("IEA*1*000000777".into());
+    all.iter().map(|s| format!("{s}~\n")).collect::<String>().into_bytes()
+}
+
+/// The bodies of a partner's feed acks of `kind` whose id contains `tag`.
+fn feed_acks(c: &Client, kind: &str, tag: &str) -> Vec<String> {
+    let feed = c.get("/v1/acks?wait=0&limit=500").json();
+    feed["acks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["kind"] == kind && a["id"].as_str().unwrap_or_default().contains(tag))
+        .map(|a| {
+            let (t, id) = (a["transactionId"].as_str().unwrap(), a["id"].as_str().unwrap());
+            c.get(&format!("/v1/transactions/{t}/acks/{id}")).text()
+        })
+        .collect()
+}
+
+fn outbox(scratch: &Scratch) -> PathBuf {
+    scratch.data().join("outbox").join("ACME01")
+}
+
+fn claims_go_out_in_batches_and_answers_come_back_per_submitter(scratch: Scratch) {
+    let (acme_npi, globex_npi) = (npi(1), npi(2));
+    scratch.write_config(&format!(
+        "[routing]\nbatch_window_secs = 1\nisa_id = \"CLEARWAYHUB\"\netin = \"CWETIN01\"\ncontact_email = \"edi@example.com\"\n\n\
+         [payers.ACME01]\nname = \"ACME HEALTH\"\nisa_id = \"ACMEPAYER\"\nusage = \"T\"\npoll_secs = 1\n\n\
+         [partners.acme]\nera_payees = [\"XX:{acme_npi}\"]\n"
+    ));
+    let acme = scratch.partner("acme", false);
+    let globex = scratch.partner("globex", false);
+    let server = Server::start(&scratch, None, &[]);
+    let a = Client { addr: server.http, key: acme };
+    let g = Client { addr: server.http, key: globex };
+    // Both submitters use patient control number SHARED.
+    let ta = submit(&a, &submission("ACME", 11, "ACMEBATCH1", &acme_npi, &[("A1", 100), ("SHARED", 150)]));
+    let tg = submit(&g, &submission("GLOBEX", 12, "GLOBEXB1", &globex_npi, &[("G1", 200), ("SHARED", 250)]));
+    let t = a.get(&format!("/v1/transactions/{ta}")).json();
+    assert!(t["claims"].as_array().unwrap().iter().all(|c| c["destination"] == "batch:ACME01"), "{t}");
+
+    // Batches: every claim once, and two SHARED claims never together.
+    let dir = outbox(&scratch);
+    let files = wait_for("four claims in batches", || {
+        let files = batches(&dir);
+        let n: usize = files.iter().map(|(_, b)| segments(b).iter().filter(|s| s.starts_with("REF*D9*")).count()).sum();
+        (n == 4).then_some(files)
+    });
+    assert!(
+        files.len() >= 2,
+        "SHARED twice cannot share a batch: {:?}",
+        files.iter().map(|f| &f.0).collect::<Vec<_>>()
+    );
+    for (name, bytes) in &files {
+        assert!(name.starts_with("CW_ACME01_") && name.ends_with(".x12"), "{name}");
+        assert!(analyze(bytes, &AnalyzeOptions::default()).accepted(), "{name} passes our validator");
+        let segs = segments(bytes);
+        assert!(segs[0].contains("*ZZ*CLEARWAYHUB    *ZZ*ACMEPAYER      *"), "{}", segs[0]);
+        assert!(segs[0].ends_with("*1*T*:"), "TA1 asked for, test usage: {}", segs[0]);
+        assert!(segs.iter().any(|s| s == "NM1*41*2*CLEARWAY*****46*CWETIN01"), "{segs:?}");
+        assert!(segs.iter().any(|s| s == "PER*IC*EDI SUPPORT*EM*edi@example.com"), "{segs:?}");
+        assert!(segs.iter().any(|s| s == "NM1*40*2*ACME HEALTH*****46*ACMEPAYER"), "{segs:?}");
+        let shared = segs.iter().filter(|s| s.starts_with("CLM*SHARED*")).count();
+        assert!(shared <= 1, "{name}");
+    }
+    // Routed, with the batch recorded per claim.
+    let t = wait_for("claims routed", || {
+        let t = a.get(&format!("/v1/transactions/{ta}")).json();
+        t["claims"].as_array().unwrap().iter().all(|c| c["status"] == "routed").then_some(t)
+    });
+    assert!(t["claims"][0]["batch"]["id"].as_str().unwrap().starts_with("ACME01/"), "{t}");
+    assert_eq!(t["claims"][0]["batch"]["set"], "0001");
+
+    // The payer answers each batch: G1 is rejected.
+    let back = dir.join("from-payer");
+    std::fs::create_dir_all(&back).unwrap();
+    for (n, (name, bytes)) in files.iter().enumerate() {
+        let (ack999, ack277) = payer_answers(bytes, "G1", 500 + 10 * n as u32);
+        std::fs::write(back.join(format!("{name}.999")), ack999).unwrap();
+        std::fs::write(back.join(format!("{name}.277")), ack277).unwrap();
+    }
+    // Each submitter gets the payer's verdicts on its own claims only.
+    let mine = wait_for("acme's payer 277CAs", || {
+        let v = feed_acks(&a, "277ca", "-277ca-payer-");
+        (v.len() == files.iter().filter(|(_, b)| String::from_utf8_lossy(b).contains("NM1*85*2*CLINIC ACME")).count())
+            .then_some(v)
+    });
+    let all_mine = mine.concat();
+    assert!(all_mine.contains("TRN*2*ACMEBATCH1~"), "2200B names acme's own BHT03: {all_mine}");
+    assert!(all_mine.contains("TRN*2*A1~") && all_mine.contains("TRN*2*SHARED~"), "{all_mine}");
+    assert!(!all_mine.contains("TRN*2*G1~"), "no other submitter's claims: {all_mine}");
+    assert!(!all_mine.contains("GLOBEX"), "{all_mine}");
+    for body in &mine {
+        assert!(analyze(body.as_bytes(), &AnalyzeOptions::default()).accepted(), "a valid 277CA: {body}");
+        assert!(body.contains("*ZZ*ACME           *"), "addressed to acme: {body}");
+    }
+    let theirs = wait_for("globex's payer 277CA", || {
+        let v = feed_acks(&g, "277ca", "-277ca-payer-");
+        (!v.is_empty()).then_some(v.concat())
+    });
+    assert!(theirs.contains("STC*A7:562:85"), "{theirs}");
+    assert!(!theirs.contains("TRN*2*A1~"), "{theirs}");
+    // The verdicts are the claims' status.
+    let t = wait_for("globex's verdicts", || {
+        let t = g.get(&format!("/v1/transactions/{tg}")).json();
+        t["claims"].as_array().unwrap().iter().all(|c| c["status"].as_str().unwrap().starts_with("payer_")).then_some(t)
+    });
+    let g1 = t["claims"].as_array().unwrap().iter().find(|c| c["patientControlNumber"] == "G1").unwrap();
+    assert_eq!(g1["status"], "payer_rejected", "{t}");
+    assert_eq!(g1["statusCode"], "A7:562:85", "{t}");
+    let t = a.get(&format!("/v1/transactions/{ta}")).json();
+    assert!(t["claims"].as_array().unwrap().iter().all(|c| c["status"] == "payer_accepted"), "{t}");
+
+    // The 835 pays acme's A1: acme (enrolled for its NPI) gets it, globex
+    // does not.
+    std::fs::write(back.join("era-1.835"), remittance(&acme_npi, "A1", 100, 80)).unwrap();
+    let era = wait_for("acme's 835", || feed_acks(&a, "835", "-835-payer-").pop());
+    assert!(era.contains("CLP*A1*1*100*80"), "{era}");
+    assert!(analyze(era.as_bytes(), &AnalyzeOptions::default()).accepted(), "a valid 835: {era}");
+    assert!(feed_acks(&g, "835", "").is_empty(), "globex gets no ERA");
+
+    // An answer for a batch we never sent: the operator's attention list.
+    let stray = String::from_utf8(files[0].1.clone()).unwrap();
+    let (_, ack277) = payer_answers(stray.as_bytes(), "", 900);
+    let ack277 = String::from_utf8(ack277).unwrap();
+    let our_bht = segments(stray.as_bytes()).into_iter().find(|s| s.starts_with("BHT*")).unwrap();
+    let ref_ = our_bht.split('*').nth(3).unwrap().to_string();
+    std::fs::write(back.join("stray.277"), ack277.replace(&format!("TRN*2*{ref_}~"), "TRN*2*999999998~")).unwrap();
+    let op = Client { addr: server.http, key: scratch.partner("ops", true) };
+    let attention = wait_for("attention", || {
+        let r = op.get("/v1/payer-files/attention");
+        (r.status == 200 && !r.json()["items"].as_array().unwrap().is_empty()).then(|| r.json())
+    });
+    assert!(attention.to_string().contains("999999998"), "{attention}");
+    assert!(!attention.to_string().contains("SHARED"), "no claim data in reasons: {attention}");
+    assert_eq!(a.get("/v1/payer-files/attention").status, 403, "operators only");
+}
+
+crate::on_both_backends!(claims_go_out_in_batches_and_answers_come_back_per_submitter);
