@@ -673,7 +673,12 @@ impl RoundTrip {
                 }
             }
             Destination::Sftp(cfg) => {
-                let s = sftp::Sftp::connect(cfg, settings.timeout.max(Duration::from_secs(10))).await?;
+                let s = sftp::Sftp::connect(cfg, settings.timeout.max(Duration::from_secs(10))).await.inspect_err(|e| {
+                    if matches!(e, sftp::SftpError::HostKeyMismatch { .. }) {
+                        metrics::counter!("clearway_sftp_host_key_mismatches_total").increment(1);
+                        tracing::error!(payer = %batch.payer, error = %e, "refused the payer's SFTP server: host key mismatch");
+                    }
+                })?;
                 let uploaded = s.upload(&batch.name, &bytes).await;
                 s.close().await;
                 Ok(if uploaded? { "sent" } else { "present" })

@@ -128,18 +128,27 @@ impl Sftp {
     }
 
     /// Uploads `bytes` as `<upload_dir>/<name>`: written to
-    /// `<name><temp_suffix>` (resumed from its current length when a
-    /// previous attempt was cut short), then renamed. Returns false when
-    /// `<name>` was already there (delivered before).
+    /// `<name><temp_suffix>` (resumed from as much of it as agrees with
+    /// `bytes` when a previous attempt was cut short), its size checked,
+    /// then renamed. Returns false when `<name>` was already there
+    /// (delivered before).
     pub async fn upload(&self, name: &str, bytes: &[u8]) -> Result<bool, SftpError> {
         let target = join(&self.cfg.upload_dir, name);
         if self.session.try_exists(target.clone()).await.map_err(sftp_err)? {
             return Ok(false);
         }
         let part = format!("{target}{}", self.cfg.temp_suffix);
+        // What an earlier, interrupted attempt left: kept as far as it
+        // agrees with the batch (writes may land out of order when a
+        // connection dies, so the length alone proves nothing).
         let done = match self.session.metadata(part.clone()).await {
-            Ok(m) => m.size.unwrap_or(0).min(bytes.len() as u64),
-            Err(_) => 0,
+            Ok(m) if m.size.unwrap_or(0) > 0 && m.size.unwrap_or(0) <= bytes.len() as u64 => {
+                let mut f = self.session.open(part.clone()).await.map_err(sftp_err)?;
+                let mut have = Vec::with_capacity(m.size.unwrap_or(0) as usize);
+                f.read_to_end(&mut have).await.map_err(sftp_err)?;
+                have.iter().zip(bytes).take_while(|(a, b)| a == b).count() as u64
+            }
+            _ => 0,
         };
         let mut file = if done > 0 {
             let mut f = self.session.open_with_flags(part.clone(), OpenFlags::WRITE).await.map_err(sftp_err)?;
@@ -151,6 +160,10 @@ impl Sftp {
                 .await
                 .map_err(sftp_err)?
         };
+        if done > 0 {
+            metrics::counter!("clearway_sftp_uploads_resumed_total").increment(1);
+            tracing::info!(resumed_at_bytes = done, "resuming an interrupted upload");
+        }
         for chunk in bytes[done as usize..].chunks(32 * 1024) {
             file.write_all(chunk).await.map_err(sftp_err)?;
         }
