@@ -190,6 +190,83 @@ def fastpath_277(clearway, tmp):
         serve.wait(timeout=30)
 
 
+def round_trip(clearway, tmp):
+    """Runs the service with payers on the outbox directory, sends claims
+    of two submitters (837P and 837I), and plays the payer: returns the
+    outbound batches and the 277CAs forwarded to the submitters."""
+    data = os.path.join(tmp, "rt-data")
+    config = os.path.join(tmp, "rt.toml")
+    open(config, "w").write('[routing]\nbatch_window_secs = 1\n\n[payers.ACME01]\nname = "ACME HEALTH"\npoll_secs = 1\n')
+    keys = {}
+    for partner in ("sub1", "sub2"):
+        keys[partner] = subprocess.run(
+            [clearway, "partners", "add", "--id", partner, "--data-dir", data], capture_output=True, check=True
+        ).stdout.decode().strip()
+    serve = subprocess.Popen(
+        [clearway, "serve", "--config", config, "--data-dir", data, "--listen", "127.0.0.1:0", "--mllp-listen", "127.0.0.1:0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        base = None
+        for line in serve.stdout:
+            line = line.decode()
+            if line.startswith("clearway: http listening on "):
+                base = line.split()[4]
+            if line.strip() == "clearway: ready":
+                break
+        sent = 0
+        for partner, kind, seed in (("sub1", "837p", 21), ("sub2", "837p", 22), ("sub1", "837i", 23)):
+            claims = subprocess.run([clearway, "gen", kind, "--count", "12", "--seed", str(seed)], capture_output=True, check=True).stdout
+            tx = json.loads(post(f"{base}/v1/transactions", claims, "application/edi-x12", keys[partner]))["transactionId"]
+            for _ in range(300):
+                t = get_json(f"{base}/v1/transactions/{tx}", keys[partner])
+                if t["status"] in ("accepted", "rejected"):
+                    break
+                time.sleep(0.1)
+            sent += sum(1 for c in t["claims"] if c["status"] != "rejected")
+        outbox = os.path.join(data, "outbox")
+        batches = []
+        for _ in range(300):
+            batches = sorted(
+                os.path.join(outbox, p, f)
+                for p in os.listdir(outbox)
+                for f in os.listdir(os.path.join(outbox, p))
+                if f.startswith("CW_") and f.endswith(".x12")
+            ) if os.path.isdir(outbox) else []
+            if sum(open(b, encoding="ascii").read().count("~REF*D9*") for b in batches) >= sent:
+                break
+            time.sleep(0.2)
+        # The payer ACME01 answers its batches with 277CAs.
+        answers = os.path.join(outbox, "ACME01", "from-payer")
+        os.makedirs(answers, exist_ok=True)
+        acme = [b for b in batches if os.sep + "ACME01" + os.sep in b]
+        for b in acme:
+            out = os.path.join(tmp, "payer-" + os.path.basename(b))
+            run(clearway, ["ack", "--kind", "277ca", "--time", AT, b], out)
+            os.rename(out, os.path.join(answers, os.path.basename(out)))
+        forwarded = []
+        for _ in range(300):
+            forwarded = []
+            for partner, key in keys.items():
+                feed = get_json(f"{base}/v1/acks?wait=0&limit=500", key)
+                for a in feed["acks"]:
+                    if "-277ca-payer-" in a["id"]:
+                        body = urllib.request.Request(f"{base}/v1/transactions/{a['transactionId']}/acks/{a['id']}")
+                        body.add_header("Authorization", f"Bearer {key}")
+                        with urllib.request.urlopen(body, timeout=30) as resp:
+                            path = os.path.join(tmp, f"forwarded-{partner}-{len(forwarded)}.277")
+                            open(path, "wb").write(resp.read())
+                            forwarded.append(path)
+            if acme and len(forwarded) >= 2:
+                break
+            time.sleep(0.2)
+        return batches, forwarded
+    finally:
+        serve.terminate()
+        serve.wait(timeout=30)
+
+
 def main():
     if len(sys.argv) != 2:
         sys.exit(__doc__)
@@ -279,6 +356,16 @@ def main():
             text = open(answered, encoding="ascii").read()
             open(broken, "w", encoding="ascii").write(text.replace("STC*A1:20", "STC*:20", 1))
             check("the fast path's 277 with an STC lacking its category", broken, expect=False)
+        # The round trip: every outbound batch, and every 277CA forwarded
+        # to a submitter from the payer's.
+        batches, forwarded = round_trip(clearway, tmp)
+        if len(batches) < 2 or len(forwarded) < 2:
+            failures.append("round trip")
+            print(f"FAILED the round trip gave {len(batches)} batches and {len(forwarded)} forwarded 277CAs")
+        for b in batches:
+            check(f"outbound batch {os.path.basename(os.path.dirname(b))}/{os.path.basename(b)}", b)
+        for f in forwarded:
+            check(f"forwarded payer 277CA {os.path.basename(f)}", f)
         # The validator must be able to fail: a 999 with a broken AK9 count.
         broken = os.path.join(tmp, "broken-999.x12")
         text = open(os.path.join(tmp, "ack-999.x12"), encoding="ascii").read()
