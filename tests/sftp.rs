@@ -53,7 +53,10 @@ fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
 }
 
 fn traces(x12: &[u8]) -> Vec<String> {
-    String::from_utf8_lossy(x12).split('~').filter_map(|s| s.trim().strip_prefix("REF*D9*").map(str::to_string)).collect()
+    String::from_utf8_lossy(x12)
+        .split('~')
+        .filter_map(|s| s.trim().strip_prefix("REF*D9*").map(str::to_string))
+        .collect()
 }
 
 /// The payer puts an answer in its outbound directory the way payers do:
@@ -152,7 +155,12 @@ fn batches_go_up_and_answers_come_down_over_sftp() {
         let m = support::request(server.http, "GET", "/metrics", &[], b"").text();
         m.contains("clearway_payer_breaker_open{payer=\"ACME01\"} 0").then_some(())
     });
-    assert_eq!(files(&inbound).len(), 2, "each batch once: {:?}", files(&inbound).iter().map(|f| &f.0).collect::<Vec<_>>());
+    assert_eq!(
+        files(&inbound).len(),
+        2,
+        "each batch once: {:?}",
+        files(&inbound).iter().map(|f| &f.0).collect::<Vec<_>>()
+    );
 }
 
 /// A TCP proxy passing client-to-server bytes at about `bytes_per_sec`

@@ -44,10 +44,15 @@ impl Sshd {
         std::fs::create_dir_all(root.join("outbound")).unwrap();
         let host_pub = std::fs::read_to_string(root.join("host_ed25519.pub")).unwrap();
         let host_key = host_pub.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
-        let user = Command::new("id").arg("-un").output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap();
+        let user = Command::new("id")
+            .arg("-un")
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap();
         // Privilege separation needs its empty directory.
         let _ = std::fs::create_dir_all("/run/sshd");
-        let mut s = Sshd { child: None, port: free_port(), host_key, client_key: root.join("client_ed25519"), user, dir };
+        let mut s =
+            Sshd { child: None, port: free_port(), host_key, client_key: root.join("client_ed25519"), user, dir };
         s.write_config();
         s.restart();
         s

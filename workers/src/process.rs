@@ -326,6 +326,11 @@ impl Processor {
                         payer: payer.clone(),
                         group: format!("{}|{}", fragment.implementation, fragment.bht06),
                         pcn_token: self.partners.index_token(w.claim.patient_control_number.expose()),
+                        key_token: self.partners.index_token(&clearway_formats::x12::batch::correlation_key(
+                            w.claim.patient_control_number.expose(),
+                            fragment.billing_id(),
+                            &w.claim.total_charge.to_string(),
+                        )),
                         total_charge: w.claim.total_charge.to_string(),
                         received_at: record.received_at.clone(),
                         fragment: fragment.clone(),

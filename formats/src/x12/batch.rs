@@ -51,6 +51,26 @@ impl ClaimFragment {
     pub fn is_empty(&self) -> bool {
         self.claim.is_empty()
     }
+
+    /// The billing provider's identifier (2010AA NM109: the NPI).
+    pub fn billing_id(&self) -> &str {
+        self.billing
+            .split_terminator('~')
+            .find(|s| s.starts_with("NM1*85*"))
+            .and_then(|s| s.split('*').nth(9))
+            .unwrap_or_default()
+    }
+}
+
+/// What tells one claim of a batch from another in the payer's answers
+/// when the payer does not return our REF*D9: the patient control number,
+/// the billing provider's identifier and the total charge (277CA 2200D
+/// TRN02, 2100C NM109, STC04). Two claims alike in all three never share
+/// a batch.
+pub fn correlation_key(patient_control_number: &str, billing_id: &str, charge: &str) -> String {
+    let charge =
+        charge.trim().parse::<Decimal>().map_or_else(|_| charge.trim().to_string(), |d| d.normalize().to_string());
+    format!("{}|{}|{charge}", patient_control_number.trim(), billing_id.trim())
 }
 
 /// Who sent an 837 and how to answer them: what a forwarded 277CA needs.
@@ -473,6 +493,8 @@ pub struct ClaimAnswer {
 /// One billing provider in a payer's 277CA (loop 2000C) and its claims.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProviderAnswer {
+    /// 2100C NM109.
+    pub provider_id: String,
     /// The 2000C loop without its HL (NM1*85, TRN, STC, QTY, AMT).
     pub segments: String,
     pub claims: Vec<ClaimAnswer>,
@@ -675,7 +697,11 @@ fn read_277(seg: &Segment<'_>, r: &mut Reading277) -> Result<(), AnswerError> {
             b"20" => 1,
             b"21" => 2,
             b"19" => {
-                a.providers.push(ProviderAnswer { segments: String::new(), claims: vec![] });
+                a.providers.push(ProviderAnswer {
+                    provider_id: String::new(),
+                    segments: String::new(),
+                    claims: vec![],
+                });
                 3
             }
             _ => {
@@ -715,7 +741,12 @@ fn read_277(seg: &Segment<'_>, r: &mut Reading277) -> Result<(), AnswerError> {
             }
             true
         }
-        3 => a.providers.last_mut().is_none_or(|p| push_segment(seg, &mut p.segments)),
+        3 => a.providers.last_mut().is_none_or(|p| {
+            if seg.is("NM1") && p.provider_id.is_empty() {
+                p.provider_id = text(seg, 9);
+            }
+            push_segment(seg, &mut p.segments)
+        }),
         4 => match a.providers.last_mut().and_then(|p| p.claims.last_mut()) {
             Some(c) => {
                 let in_line = c.segments.contains("~SVC*");

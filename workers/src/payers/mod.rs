@@ -90,6 +90,11 @@ pub struct Pending {
     pub group: String,
     /// Index token of the patient control number.
     pub pcn_token: String,
+    /// Index token of the claim's correlation key (patient control number,
+    /// billing provider, charge; see [`batch::correlation_key`]): unique
+    /// within a batch.
+    #[serde(default)]
+    pub key_token: String,
     pub total_charge: String,
     pub received_at: String,
     pub fragment: ClaimFragment,
@@ -310,7 +315,7 @@ impl RoundTrip {
         let mut full = false;
         for (sk, item) in &pending {
             let p: Pending = decode(&item.value)?;
-            if p.group != first.group || tokens.contains(&p.pcn_token) {
+            if p.group != first.group || tokens.contains(&p.key_token) {
                 continue;
             }
             if chosen.len() >= ic.batch_max_claims || bytes + p.fragment.len() > ic.batch_max_bytes {
@@ -318,7 +323,7 @@ impl RoundTrip {
                 break;
             }
             bytes += p.fragment.len();
-            tokens.insert(p.pcn_token.clone());
+            tokens.insert(p.key_token.clone());
             chosen.push((sk.clone(), item.version, p));
         }
         let due =
@@ -972,8 +977,11 @@ impl RoundTrip {
         if members.is_empty() {
             return Ok(vec![format!("277CA answers batch {control:09}, which has no claims sent to {payer}")]);
         }
-        let by_token: HashMap<&str, usize> =
-            members.iter().enumerate().map(|(i, m)| (m.pcn_token.as_str(), i)).collect();
+        let by_key: HashMap<&str, usize> = members.iter().enumerate().map(|(i, m)| (m.key_token.as_str(), i)).collect();
+        let mut by_pcn: HashMap<&str, Vec<usize>> = HashMap::new();
+        for (i, m) in members.iter().enumerate() {
+            by_pcn.entry(m.pcn_token.as_str()).or_default().push(i);
+        }
         let by_trace: HashMap<&str, usize> =
             members.iter().enumerate().map(|(i, m)| (m.claim_id.as_str(), i)).collect();
         let mut problems = Vec::new();
@@ -982,14 +990,23 @@ impl RoundTrip {
         let mut ops = Vec::new();
         for (p, provider) in r.providers.iter().enumerate() {
             for (c, claim) in provider.claims.iter().enumerate() {
-                // Our trace number when the payer returns it, else the
-                // patient control number (unique within a batch).
-                let token = self.partners.index_token(&claim.patient_control_number);
+                // Our trace number when the payer returns it; else the
+                // patient control number, billing provider and charge
+                // (unique within a batch); else the patient control number
+                // when only one claim of the batch has it.
+                let charge = claim.charge.map(|c| c.to_string()).unwrap_or_default();
+                let key = self.partners.index_token(&batch::correlation_key(
+                    &claim.patient_control_number,
+                    &provider.provider_id,
+                    &charge,
+                ));
+                let pcn = self.partners.index_token(&claim.patient_control_number);
                 let found = claim
                     .clearinghouse_trace
                     .as_deref()
                     .and_then(|t| by_trace.get(t))
-                    .or_else(|| by_token.get(token.as_str()));
+                    .or_else(|| by_key.get(key.as_str()))
+                    .or_else(|| by_pcn.get(pcn.as_str()).filter(|v| v.len() == 1).map(|v| &v[0]));
                 let Some(&m) = found else {
                     problems.push(format!(
                         "277CA claim {} of provider {} matches no claim of batch {payer}/{control:09}",
