@@ -320,6 +320,24 @@ fn claims_go_out_in_batches_and_answers_come_back_per_submitter(scratch: Scratch
     assert!(attention.to_string().contains("999999998"), "{attention}");
     assert!(!attention.to_string().contains("SHARED"), "no claim data in reasons: {attention}");
     assert_eq!(a.get("/v1/payer-files/attention").status, 403, "operators only");
+
+    // A payer file with errors: its 999 goes back to the payer, rejecting
+    // the set, and the operator hears of it.
+    let (_, good) = payer_answers(&files[0].1, "", 950, true);
+    let good = String::from_utf8(good).unwrap();
+    let se = good.split('~').find(|s| s.starts_with("SE*")).unwrap().to_string();
+    std::fs::write(back.join("broken.277"), good.replace(&se, &se.replacen("SE*", "SE*9", 1))).unwrap();
+    let ack = wait_for("a 999 for the payer", || {
+        batches(&dir).into_iter().find(|(n, _)| n.starts_with("CW_ACK_") && n.contains("_999_"))
+    });
+    assert!(analyze(&ack.1, &AnalyzeOptions::default()).accepted(), "a valid 999");
+    let text = String::from_utf8_lossy(&ack.1).to_string();
+    assert!(text.contains("IK5*R") && text.contains("AK9*R"), "{text}");
+    assert!(text.contains("*ZZ*ACMEPAYER      *"), "addressed to the payer: {text}");
+    wait_for("the operator told", || {
+        let v = op.get("/v1/payer-files/attention").json().to_string();
+        v.contains("a 999 goes back to the payer").then_some(())
+    });
 }
 
 crate::on_both_backends!(claims_go_out_in_batches_and_answers_come_back_per_submitter);

@@ -231,6 +231,7 @@ impl RoundTrip {
     pub async fn run_once(&self) -> PortResult<()> {
         self.assemble_due().await?;
         self.send_ready().await?;
+        self.send_payer_acks().await?;
         self.poll_due().await?;
         self.apply_stored().await?;
         Ok(())
@@ -626,6 +627,41 @@ impl RoundTrip {
         Ok(sent)
     }
 
+    /// Sends the acknowledgements owed to payers (a TA1 or 999 for a file
+    /// of theirs with errors), like batches: whole, once, retried.
+    pub async fn send_payer_acks(&self) -> PortResult<usize> {
+        let mut sent = 0;
+        for (sk, item) in self.query_all(Table::Batches, "acks-out", 10_000).await? {
+            let Some((payer, _)) = sk.split_once('/') else { continue };
+            let out: PayerAck = decode(&item.value)?;
+            if self.router.admit_poll(payer).is_err() {
+                continue;
+            }
+            let Some(key) = BlobKey::parse(&out.blob) else { continue };
+            let sealed = self.ports.blobs.get(&key, clearway_core::ports::MAX_BLOB_BYTES).await?;
+            let bytes = self.partners.batch_key().open(&sealed, out.name.as_bytes())?;
+            match self.deliver_file(payer, &out.name, &out.name, bytes).await {
+                Ok(_) => {
+                    self.router.report(payer, true);
+                    self.ports
+                        .state
+                        .write(vec![WriteOp::Delete {
+                            key: Key::new(Table::Batches, "acks-out", &sk),
+                            condition: Condition::Version(item.version),
+                        }])
+                        .await?;
+                    metrics::counter!("clearway_payer_acks_sent_total").increment(1);
+                    sent += 1;
+                }
+                Err(e) => {
+                    self.router.report(payer, false);
+                    tracing::warn!(payer = %payer, error = %e, "sending an acknowledgement to the payer failed; retried");
+                }
+            }
+        }
+        Ok(sent)
+    }
+
     async fn batch_bytes(&self, batch: &BatchRecord) -> Result<Vec<u8>, TransportError> {
         let key = batch
             .blob
@@ -640,11 +676,23 @@ impl RoundTrip {
     /// already had it).
     async fn deliver(&self, batch: &BatchRecord) -> Result<&'static str, TransportError> {
         let bytes = self.batch_bytes(batch).await?;
-        let settings = self.config.payer(&batch.payer);
+        self.deliver_file(&batch.payer, &batch.name, &batch.id.replace('/', "-"), bytes).await
+    }
+
+    /// Sends one file to a payer by its transport; `present` when the
+    /// payer already had it (same name, or the same idempotency key).
+    async fn deliver_file(
+        &self,
+        payer: &str,
+        name: &str,
+        idempotency_key: &str,
+        bytes: Vec<u8>,
+    ) -> Result<&'static str, TransportError> {
+        let settings = self.config.payer(payer);
         match &settings.destination {
             Destination::Outbox => {
-                let dir = self.config.routing.outbox_dir.join(&batch.payer);
-                let name = batch.name.clone();
+                let dir = self.config.routing.outbox_dir.join(payer);
+                let name = name.to_string();
                 let wrote = tokio::task::spawn_blocking(move || crate::route::write_whole(&dir, &name, &bytes))
                     .await
                     .map_err(|e| TransportError::Other(e.to_string()))?
@@ -657,7 +705,7 @@ impl RoundTrip {
                     .post(url)
                     .timeout(settings.timeout.max(Duration::from_secs(30)))
                     .header("content-type", "application/edi-x12")
-                    .header("idempotency-key", batch.id.replace('/', "-"))
+                    .header("idempotency-key", idempotency_key)
                     .body(bytes)
                     .send()
                     .await
@@ -681,10 +729,10 @@ impl RoundTrip {
                 let s = sftp::Sftp::connect(cfg, settings.timeout.max(Duration::from_secs(10))).await.inspect_err(|e| {
                     if matches!(e, sftp::SftpError::HostKeyMismatch { .. }) {
                         metrics::counter!("clearway_sftp_host_key_mismatches_total").increment(1);
-                        tracing::error!(payer = %batch.payer, error = %e, "refused the payer's SFTP server: host key mismatch");
+                        tracing::error!(payer = %payer, error = %e, "refused the payer's SFTP server: host key mismatch");
                     }
                 })?;
-                let uploaded = s.upload(&batch.name, &bytes).await;
+                let uploaded = s.upload(name, &bytes).await;
                 s.close().await;
                 Ok(if uploaded? { "sent" } else { "present" })
             }
@@ -828,14 +876,42 @@ impl RoundTrip {
         let bytes = self.partners.batch_key().open(&sealed, file.sha256.as_bytes())?;
         let mut problems: Vec<String> = Vec::new();
         let payer = file.payer.clone();
-        let answers = match tokio::task::spawn_blocking(move || batch::read_answers(&bytes)).await {
-            Ok(Ok(a)) => a,
-            Ok(Err(e)) => {
+        let sha = file.sha256.clone();
+        let (answers, owed) = match tokio::task::spawn_blocking(move || {
+            let owed = acks_owed(&bytes, &sha);
+            (batch::read_answers(&bytes), owed)
+        })
+        .await
+        {
+            Ok((Ok(a), owed)) => (a, owed),
+            Ok((Err(e), owed)) => {
                 problems.push(format!("unreadable: {e}"));
-                vec![]
+                (vec![], owed)
             }
             Err(e) => return Err(PortError::with_cause(ErrorKind::Internal, "read payer file", e)),
         };
+        // What the standard asks us to tell the payer about its file.
+        let mut ack_ops = Vec::new();
+        for (n, (kind, body)) in owed.iter().enumerate() {
+            let name = format!("CW_ACK_{}_{}_{n}.x12", &file.sha256[..12], kind);
+            let blob = BlobKey::parse(&format!("payer-acks/{}/{name}", file.payer))
+                .ok_or_else(|| PortError::new(ErrorKind::InvalidInput, "payer ack blob key"))?;
+            match self.ports.blobs.put(&blob, Bytes::from(self.partners.batch_key().seal(body, name.as_bytes())?)).await
+            {
+                Ok(()) => {}
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(e),
+            }
+            ack_ops.push(put(
+                Key::new(Table::Batches, "acks-out", format!("{}/{name}", file.payer)),
+                encode(&PayerAck { name: name.clone(), blob: blob.to_string() })?,
+                Condition::None,
+            ));
+            problems.push(format!("the file has errors: a {kind} goes back to the payer ({name})"));
+        }
+        if !ack_ops.is_empty() {
+            self.ports.state.write(ack_ops).await?;
+        }
         let short = &file.sha256[..12];
         for (n, a) in answers.iter().enumerate() {
             let tag = format!("{short}-{n}");
@@ -1224,6 +1300,35 @@ impl RoundTrip {
             .increment(r.patient_control_numbers.len() as u64);
         Ok(vec![])
     }
+}
+
+/// An acknowledgement owed to a payer (`acks-out`, `<payer>/<name>`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct PayerAck {
+    name: String,
+    blob: String,
+}
+
+/// The TA1s and 999s a payer file calls for: a TA1 for an interchange with
+/// envelope errors (when its ISA can be answered at all), a 999 for a
+/// group with a set in error. None for a clean file.
+fn acks_owed(bytes: &[u8], sha: &str) -> Vec<(&'static str, Vec<u8>)> {
+    let analysis = analyze(bytes, &AnalyzeOptions::default());
+    let now = OffsetDateTime::now_utc();
+    let at = PrimitiveDateTime::new(now.date(), now.time());
+    let mut out = Vec::new();
+    for (i, ic) in analysis.interchanges.iter().enumerate() {
+        let controls = Controls::derived(format!("{sha}|{i}").as_bytes());
+        if !ic.report.findings.is_empty() {
+            out.push(("TA1", clearway_formats::x12::build::ta1(&ic.report, controls, at)));
+        }
+        let bad_set =
+            ic.groups.iter().any(|g| g.sets.iter().any(|s| !s.report.accepted()) || !g.report.findings.is_empty());
+        if bad_set && let Some(ack) = clearway_formats::x12::build::ack999(ic, controls, at) {
+            out.push(("999", ack));
+        }
+    }
+    out
 }
 
 fn reply_to(s: &SubmitterInfo) -> clearway_core::records::ReplyTo {
