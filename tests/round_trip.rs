@@ -341,3 +341,59 @@ fn claims_go_out_in_batches_and_answers_come_back_per_submitter(scratch: Scratch
 }
 
 crate::on_both_backends!(claims_go_out_in_batches_and_answers_come_back_per_submitter);
+
+fn gpg(home: &Path, args: &[&str]) -> std::process::Output {
+    let out = std::process::Command::new("gpg")
+        .env("GNUPGHOME", home)
+        .args(["--batch", "--yes", "--pinentry-mode", "loopback", "--passphrase", ""])
+        .args(args)
+        .output()
+        .expect("gpg (Debian's gnupg)");
+    assert!(out.status.success(), "gpg {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+/// A payer that wants `.pgp` files gets its batches encrypted to its
+/// OpenPGP key (made and read back here by GnuPG); a key file that cannot
+/// be used stops `serve` with the reason.
+#[test]
+fn batches_are_encrypted_to_the_payers_openpgp_key() {
+    let home = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(home.path(), std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    gpg(home.path(), &["--quick-gen-key", "ACME Payer <edi@acme.example>", "default", "default", "never"]);
+    let public = home.path().join("acme.asc");
+    std::fs::write(&public, gpg(home.path(), &["--armor", "--export", "edi@acme.example"]).stdout).unwrap();
+
+    let scratch = Scratch::new();
+    scratch.write_config(&format!(
+        "[routing]\nbatch_window_secs = 1\n\n[payers.ACME01]\npgp_public_key_file = \"{}\"\n",
+        public.display()
+    ));
+    let key = scratch.partner("acme", false);
+    let server = Server::start(&scratch, None, &[]);
+    let c = Client { addr: server.http, key };
+    submit(&c, &submission("ACME", 21, "ACMEPGP1", &npi(3), &[("P1", 100), ("P2", 200)]));
+    let (name, encrypted) = wait_for("an encrypted batch", || batches(&outbox(&scratch)).into_iter().next());
+    assert!(name.ends_with(".x12.pgp"), "{name}");
+    assert!(!String::from_utf8_lossy(&encrypted).contains("CLM*"), "no claim in clear");
+    let file = home.path().join("batch.pgp");
+    std::fs::write(&file, &encrypted).unwrap();
+    let clear = gpg(home.path(), &["--decrypt", file.to_str().unwrap()]).stdout;
+    assert!(analyze(&clear, &AnalyzeOptions::default()).accepted(), "{}", String::from_utf8_lossy(&clear));
+    assert!(String::from_utf8_lossy(&clear).contains("CLM*P1*100*"));
+    drop(server);
+
+    // A key file that is not a key: serve refuses to start, saying why.
+    std::fs::write(&public, "not a key").unwrap();
+    let out = scratch
+        .command()
+        .args(["serve", "--listen", "127.0.0.1:0", "--mllp-listen", "127.0.0.1:0", "--data-dir"])
+        .arg(scratch.data())
+        .arg("--config")
+        .arg(scratch.config())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("payers.ACME01.pgp_public_key_file"), "{err}");
+}

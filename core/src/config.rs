@@ -197,6 +197,8 @@ struct RawPayer {
     /// The partner (API key) this payer posts its answer files with
     /// (`POST /v1/payer-files`).
     partner: Option<String>,
+    /// Encrypt batches to this OpenPGP public key (`.pgp` files).
+    pgp_public_key_file: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -391,6 +393,8 @@ pub struct PayerConfig {
     pub interchange: Interchange,
     /// The partner whose API key posts this payer's files.
     pub partner: Option<String>,
+    /// The payer's OpenPGP public key: batches are encrypted to it.
+    pub pgp_public_key_file: Option<PathBuf>,
 }
 
 impl PayerConfig {
@@ -422,6 +426,7 @@ impl PayerConfig {
                 poll: Duration::from_secs(60),
             },
             partner: None,
+            pgp_public_key_file: None,
         }
     }
 }
@@ -907,6 +912,7 @@ fn validate(raw: Raw, e: &mut Vec<ConfigError>) -> Config {
                 }
             },
             partner: p.partner,
+            pgp_public_key_file: p.pgp_public_key_file.map(PathBuf::from),
         };
         payers.insert(id, payer);
     }

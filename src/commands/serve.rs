@@ -162,6 +162,7 @@ async fn serve(config: Arc<clearway_core::config::Config>, role: Role) -> anyhow
         });
         let workers = Workers::new(store.ports.clone(), store.partners.clone(), config.clone(), feed.clone(), codes)
             .on_coverage_changed(Arc::new(move |payer: &str, member: &str| fastpath.invalidate_member(payer, member)));
+        clearway_workers::payers::RoundTrip::check_keys(&config).map_err(|e| anyhow::anyhow!(e))?;
         let round_trip = workers.round_trip().spawn(shutdown.clone());
         tasks.spawn(async move {
             let _ = round_trip.await;

@@ -30,6 +30,7 @@
 //!    enrolled to (or whose claims it pays). What matches nothing goes to
 //!    the operator's attention list with its reason.
 
+pub mod pgp;
 pub mod sftp;
 
 use crate::process::{feed_ops, payment_writes, publish_acks};
@@ -209,6 +210,17 @@ impl RoundTrip {
             .build()
             .unwrap_or_else(|_| reqwest::Client::new());
         RoundTrip { ports, partners, config, router, feed, http, polled: std::sync::Mutex::new(HashMap::new()) }
+    }
+
+    /// Checks every payer's OpenPGP key (at start-up: a key that cannot be
+    /// used stops `serve` with the payer and the reason).
+    pub fn check_keys(config: &Config) -> Result<(), String> {
+        for p in config.payers.values() {
+            if let Some(path) = &p.pgp_public_key_file {
+                pgp::Recipient::load(path).map_err(|e| format!("payers.{}.pgp_public_key_file: {e}", p.id))?;
+            }
+        }
+        Ok(())
     }
 
     /// Runs the batcher, the sender, the poller and the applier until
@@ -509,7 +521,21 @@ impl RoundTrip {
         }
         let blob = BlobKey::parse(&format!("batches/{}/{:09}", batch.payer, batch.control))
             .ok_or_else(|| PortError::new(ErrorKind::InvalidInput, "batch blob key"))?;
-        let sealed = self.partners.batch_key().seal(&built.bytes, batch.id.as_bytes())?;
+        // Encrypted to the payer's OpenPGP key once, here: the stored file
+        // is what goes out, so a resumed upload continues the same bytes.
+        let file = match &payer_cfg.pgp_public_key_file {
+            Some(path) => {
+                let encrypted = pgp::Recipient::load(path).and_then(|r| r.encrypt(&built.bytes)).map_err(|e| {
+                    PortError::with_cause(ErrorKind::Internal, "encrypt the batch to the payer's key", e)
+                })?;
+                if !batch.name.ends_with(".pgp") {
+                    batch.name.push_str(".pgp");
+                }
+                encrypted
+            }
+            None => built.bytes,
+        };
+        let sealed = self.partners.batch_key().seal(&file, batch.id.as_bytes())?;
         match self.ports.blobs.put(&blob, Bytes::from(sealed)).await {
             Ok(()) => {}
             // Stored by an earlier attempt that stopped before the record.
