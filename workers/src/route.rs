@@ -175,7 +175,9 @@ impl Router {
     pub fn report(&self, payer: &str, ok: bool) {
         let payer = self.config.canonical_payer(payer);
         self.with_state(payer, |s| if ok { s.breaker.success() } else { s.breaker.failure() });
-        metrics::gauge!("clearway_payer_breaker_open", "payer" => payer.to_string())
+        // Labelled only by configured payers: ids from claims are unbounded.
+        let label = if self.config.payers.contains_key(payer) { payer.to_string() } else { "other".to_string() };
+        metrics::gauge!("clearway_payer_breaker_open", "payer" => label)
             .set(if self.with_state(payer, |s| s.breaker.allow()) { 0.0 } else { 1.0 });
     }
 
