@@ -92,11 +92,12 @@ def main():
     )
     key = subprocess.run([clearway, "partners", "add", "--id", "bench", "--data-dir", data], capture_output=True, check=True).stdout.decode().strip()
     env = dict(os.environ, CLEARWAY_LOG="warn")
-    serve = subprocess.Popen(
-        [clearway, "serve", "--config", config, "--data-dir", data, "--listen", "127.0.0.1:0", "--mllp-listen", "127.0.0.1:0"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env,
-    )
-    try:
+
+    def start():
+        serve = subprocess.Popen(
+            [clearway, "serve", "--config", config, "--data-dir", data, "--listen", "127.0.0.1:0", "--mllp-listen", "127.0.0.1:0"],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env,
+        )
         base = None
         for line in serve.stdout:
             line = line.decode()
@@ -104,6 +105,10 @@ def main():
                 base = line.split()[4]
             if line.strip() == "clearway: ready":
                 break
+        return serve, base
+
+    serve, base = start()
+    try:
         # 1. 10,000 claims for ACME01.
         started = time.time()
         ids = []
@@ -134,7 +139,13 @@ def main():
         wait("the 277CA applied", lambda: metric(base, "clearway_payer_files_total", 'outcome="applied"') >= 1)
         apply_277 = metric(base, "clearway_payer_file_apply_seconds_sum")
         forwarded = metric(base, "clearway_payer_claim_answers_total", 'kind="277ca"')
-        # 3. An 835 of 100,000 claims.
+        peak_intake = hwm(serve.pid)
+        # 3. An 835 of 100,000 claims, applied by a freshly started service
+        # (so its peak is the 835's, not the intake's above).
+        serve.terminate()
+        serve.wait(timeout=60)
+        serve, base = start()
+        time.sleep(2)
         before = hwm(serve.pid)
         pcns = [f"PCN{n:08d}" for n in range(1, 100_001)]
         open(os.path.join(back, ".era.835"), "wb").write(remittance(pcns))
@@ -142,9 +153,9 @@ def main():
         os.rename(os.path.join(back, ".era.835"), os.path.join(back, "era.835"))
         wait(
             "the 835 applied",
-            lambda: metric(base, "clearway_payer_files_total", 'outcome="applied"') + metric(base, "clearway_payer_files_total", 'outcome="attention"') >= 2,
+            lambda: metric(base, "clearway_payer_files_total", 'outcome="applied"') + metric(base, "clearway_payer_files_total", 'outcome="attention"') >= 1,
         )
-        apply_835 = metric(base, "clearway_payer_file_apply_seconds_sum") - apply_277
+        apply_835 = metric(base, "clearway_payer_file_apply_seconds_sum")
         after = hwm(serve.pid)
         result = {
             "claims": 10_000,
@@ -154,6 +165,7 @@ def main():
             "claims_answered_277ca": forwarded,
             "apply_835_100000_secs": round(apply_835, 3),
             "file_835_bytes": size_835,
+            "rss_peak_intake_and_277ca_bytes": peak_intake["VmHWM"],
             "rss_peak_before_835_bytes": before["VmHWM"],
             "rss_peak_after_835_bytes": after["VmHWM"],
         }
@@ -162,7 +174,8 @@ def main():
             f"roundtrip: 10,000 claims in {len(files)} batches {batched_secs:.1f} s after the first submission; "
             f"payer 277CA of 10,000 applied and forwarded in {apply_277:.3f} s ({forwarded:.0f} claim answers); "
             f"835 of 100,000 claims ({size_835 / 1e6:.1f} MB) applied in {apply_835:.2f} s; "
-            f"peak RSS {before['VmHWM'] / 2**20:.0f} MiB before it, {after['VmHWM'] / 2**20:.0f} MiB after",
+            f"peak RSS of a fresh service {before['VmHWM'] / 2**20:.0f} MiB before it, {after['VmHWM'] / 2**20:.0f} MiB after "
+            f"(the intake of 10,000 claims and the 277CA had peaked at {peak_intake['VmHWM'] / 2**20:.0f} MiB)",
             file=sys.stderr,
         )
     finally:

@@ -768,7 +768,9 @@ fn x12(
                             out.writes.extend(coverage_writes(e, &payer, partners));
                             out.members.extend(enrolled_members(e, &payer));
                         }
-                        Document::Remittance(r) => out.writes.extend(payment_writes(r, id.as_str(), partners)),
+                        Document::Remittance(r) => {
+                            out.writes.extend(payment_writes(r, id.as_str(), partners, 0..r.claims.len()))
+                        }
                         _ => {}
                     }
                 }
@@ -843,10 +845,17 @@ pub fn coverage_writes(e: &clearway_core::Enrollment, payer: &str, partners: &Pa
 
 /// The payment records of a remittance, keyed by where it came from
 /// (`source`: a transaction id, or a payer file).
-pub fn payment_writes(r: &clearway_core::Remittance, id: &str, partners: &Partners) -> Vec<WriteOp> {
+pub fn payment_writes(
+    r: &clearway_core::Remittance,
+    id: &str,
+    partners: &Partners,
+    range: std::ops::Range<usize>,
+) -> Vec<WriteOp> {
     r.claims
         .iter()
         .enumerate()
+        .skip(range.start)
+        .take(range.len())
         .filter_map(|(n, c)| {
             let value = serde_json::to_vec(&serde_json::json!({
                 "payment": c,

@@ -1239,8 +1239,10 @@ impl RoundTrip {
     async fn apply_835(&self, payer: &str, r: &RemitAnswer, tag: &str) -> PortResult<Vec<String>> {
         let payee = format!("{}:{}", r.payee_qualifier, r.payee_id);
         let enrolled = self.config.routing.era_payees.get(&payee).cloned();
-        // The claims it pays, as recorded: partner and transaction.
-        let mut owners: Vec<(String, String)> = Vec::new();
+        // Who recorded the claims it pays: partner → one of its
+        // transactions (a map, not a list: an 835 of 100,000 claims whose
+        // numbers recur would otherwise hold millions of pairs).
+        let mut owners: BTreeMap<String, String> = BTreeMap::new();
         let canonical = self.config.canonical_payer(payer).to_string();
         for pcn in &r.patient_control_numbers {
             let partition = self.partners.pcn_partition(pcn);
@@ -1252,15 +1254,13 @@ impl RoundTrip {
                     continue;
                 }
                 let (Some(p), Some(t)) = (v["partner"].as_str(), v["transactionId"].as_str()) else { continue };
-                owners.push((p.to_string(), t.to_string()));
+                owners.entry(p.to_string()).or_insert_with(|| t.to_string());
             }
         }
         let partner = match enrolled {
             Some(p) => p,
             None => {
-                let mut partners: Vec<&str> = owners.iter().map(|(p, _)| p.as_str()).collect();
-                partners.sort_unstable();
-                partners.dedup();
+                let partners: Vec<&str> = owners.keys().map(String::as_str).collect();
                 match partners.as_slice() {
                     [one] => one.to_string(),
                     [] => {
@@ -1279,7 +1279,7 @@ impl RoundTrip {
                 }
             }
         };
-        let Some(txn) = owners.iter().find(|(p, _)| *p == partner).map(|(_, t)| t.clone()) else {
+        let Some(txn) = owners.get(&partner).cloned() else {
             return Ok(vec![format!(
                 "835 {tag}: the enrolled partner has no claim this 835 pays, so it has no transaction to file it under"
             )]);
@@ -1300,12 +1300,17 @@ impl RoundTrip {
         let controls = Controls::derived(ack_id.as_bytes());
         let now = OffsetDateTime::now_utc();
         let body = batch::forward_835(&env, controls.interchange, PrimitiveDateTime::new(now.date(), now.time()), r);
-        // Payments, as an 835 a submitter sent would record them.
+        // Payments, as an 835 a submitter sent would record them, written
+        // a thousand at a time.
         let source = format!("payer-{payer}-{tag}");
-        let mut ops = Vec::new();
         for doc in analyze(&body, &AnalyzeOptions::default()).documents() {
             if let Document::Remittance(rem) = doc {
-                ops.extend(payment_writes(rem, &source, &self.partners));
+                for from in (0..rem.claims.len()).step_by(1000) {
+                    let ops = payment_writes(rem, &source, &self.partners, from..(from + 1000).min(rem.claims.len()));
+                    for chunk in ops.chunks(100) {
+                        self.ports.state.write(chunk.to_vec()).await?;
+                    }
+                }
             }
         }
         let (Some(transaction), Ok(partner_id)) = (TransactionId::parse(&txn), PartnerId::new(&partner)) else {
@@ -1321,7 +1326,7 @@ impl RoundTrip {
             body: String::from_utf8_lossy(&body).into_owned(),
             body_blob: None,
         };
-        self.store_and_publish(ops, vec![(partner_id, ack)]).await?;
+        self.store_and_publish(vec![], vec![(partner_id, ack)]).await?;
         metrics::counter!("clearway_payer_claim_answers_total", "kind" => "835")
             .increment(r.patient_control_numbers.len() as u64);
         Ok(vec![])
