@@ -698,7 +698,7 @@ fn x12(
     let mut any_accepted_set = false;
     // Each accepted 837 claim's own segments, for its payer's batch.
     let has_837 = analysis.sets().any(|s| s.report.header.id == "837" && s.report.accepted());
-    let mut fragments: HashMap<(usize, usize, usize), (Arc<SubmitterInfo>, Vec<Option<ClaimFragment>>)> = if has_837 {
+    let mut fragments: HashMap<SetIndex, SetClaims> = if has_837 {
         clearway_formats::x12::batch::claim_fragments(payload)
             .into_iter()
             .map(|f| ((f.interchange, f.group, f.set), (Arc::new(f.submitter), f.claims)))
@@ -809,6 +809,11 @@ fn x12(
     out.accepted = analysis.totals.fatal.is_none() && any_accepted_set;
     Ok(out)
 }
+
+/// A transaction set's place in the input: interchange, group, set.
+type SetIndex = (usize, usize, usize);
+/// A set's submitter and each claim's own segments.
+type SetClaims = (Arc<SubmitterInfo>, Vec<Option<ClaimFragment>>);
 
 /// The last 12 hex digits of a transaction id (a short, stable reference).
 fn short(id: &TransactionId) -> String {

@@ -658,11 +658,9 @@ pub fn read_answers(payload: &[u8]) -> Result<Vec<PayerAnswer>, AnswerError> {
                             r.trace = text(&seg, 2);
                             r.payer_id = text(&seg, 3);
                         }
-                        b"N1" => {
-                            if seg.element(1) == b"PE" {
-                                r.payee_qualifier = text(&seg, 3);
-                                r.payee_id = text(&seg, 4);
-                            }
+                        b"N1" if seg.element(1) == b"PE" => {
+                            r.payee_qualifier = text(&seg, 3);
+                            r.payee_id = text(&seg, 4);
                         }
                         b"CLP" => r.patient_control_numbers.push(text(&seg, 1)),
                         _ => {}

@@ -1088,7 +1088,8 @@ impl RoundTrip {
             members.iter().enumerate().map(|(i, m)| (m.claim_id.as_str(), i)).collect();
         let mut problems = Vec::new();
         // Per submitter transaction: (member indices, claims per provider).
-        let mut per_txn: BTreeMap<&str, (Vec<(usize, usize, usize)>,)> = BTreeMap::new();
+        // (member, provider, claim) per submitter transaction.
+        let mut per_txn: BTreeMap<&str, Vec<(usize, usize, usize)>> = BTreeMap::new();
         let mut ops = Vec::new();
         for (p, provider) in r.providers.iter().enumerate() {
             for (c, claim) in provider.claims.iter().enumerate() {
@@ -1153,14 +1154,14 @@ impl RoundTrip {
                     }))?,
                     Condition::None,
                 ));
-                per_txn.entry(member.transaction.as_str()).or_default().0.push((m, p, c));
+                per_txn.entry(member.transaction.as_str()).or_default().push((m, p, c));
             }
         }
         // One 277CA per submitter transaction, with only its claims.
         let now = OffsetDateTime::now_utc();
         let at = PrimitiveDateTime::new(now.date(), now.time());
         let mut published: Vec<(PartnerId, AckRecord)> = Vec::new();
-        for (txn, (claims,)) in &per_txn {
+        for (txn, claims) in &per_txn {
             let first = &members[claims[0].0];
             let mut by_provider: Vec<(usize, Vec<usize>)> = Vec::new();
             for &(_, p, c) in claims {
@@ -1201,7 +1202,7 @@ impl RoundTrip {
         }
         self.store_and_publish(ops, published).await?;
         metrics::counter!("clearway_payer_claim_answers_total", "kind" => "277ca")
-            .increment(per_txn.values().map(|v| v.0.len() as u64).sum());
+            .increment(per_txn.values().map(|v| v.len() as u64).sum());
         Ok(problems)
     }
 
