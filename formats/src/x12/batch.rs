@@ -160,7 +160,10 @@ pub fn claim_fragments(payload: &[u8]) -> Vec<SetFragments> {
     let (mut implementation, mut bht06) = (String::new(), String::new());
     let mut at = At::Header;
     let (mut billing, mut subscriber, mut patient, mut claim) = (String::new(), String::new(), None::<String>, None);
-    let mut broken = false;
+    // Whether a segment of the billing provider, subscriber, patient or
+    // claim loop could not be re-delimited: such a claim gets no fragment
+    // (a loop missing a segment must never go to a payer).
+    let (mut billing_bad, mut subscriber_bad, mut patient_bad, mut broken) = (false, false, false, false);
     let finish = |current: &mut Option<SetFragments>,
                   claim: &mut Option<String>,
                   broken: &mut bool,
@@ -210,9 +213,10 @@ pub fn claim_fragments(payload: &[u8]) -> Vec<SetFragments> {
                 implementation = text(&seg, 3);
                 at = At::Header;
                 claim = None;
-                broken = false;
+                (billing_bad, subscriber_bad, patient_bad, broken) = (false, false, false, false);
             }
             b"SE" => {
+                broken |= billing_bad || subscriber_bad || patient_bad;
                 finish(
                     &mut current,
                     &mut claim,
@@ -236,6 +240,7 @@ pub fn claim_fragments(payload: &[u8]) -> Vec<SetFragments> {
                 }
             }
             b"HL" => {
+                broken |= billing_bad || subscriber_bad || patient_bad;
                 finish(
                     &mut current,
                     &mut claim,
@@ -246,19 +251,23 @@ pub fn claim_fragments(payload: &[u8]) -> Vec<SetFragments> {
                     b"20" => {
                         at = At::Billing;
                         billing.clear();
+                        billing_bad = false;
                     }
                     b"22" => {
                         at = At::Subscriber;
                         subscriber.clear();
                         patient = None;
+                        (subscriber_bad, patient_bad) = (false, false);
                     }
                     _ => {
                         at = At::Patient;
                         patient = Some(String::new());
+                        patient_bad = false;
                     }
                 }
             }
             b"CLM" => {
+                broken |= billing_bad || subscriber_bad || patient_bad;
                 finish(
                     &mut current,
                     &mut claim,
@@ -270,16 +279,13 @@ pub fn claim_fragments(payload: &[u8]) -> Vec<SetFragments> {
                 broken |= !push_segment(&seg, &mut c);
                 claim = Some(c);
             }
-            _ => {
-                let ok = match at {
-                    At::Header => true,
-                    At::Billing => push_segment(&seg, &mut billing),
-                    At::Subscriber => push_segment(&seg, &mut subscriber),
-                    At::Patient => patient.as_mut().is_none_or(|p| push_segment(&seg, p)),
-                    At::Claim => claim.as_mut().is_none_or(|c| push_segment(&seg, c)),
-                };
-                broken |= !ok;
-            }
+            _ => match at {
+                At::Header => {}
+                At::Billing => billing_bad |= !push_segment(&seg, &mut billing),
+                At::Subscriber => subscriber_bad |= !push_segment(&seg, &mut subscriber),
+                At::Patient => patient_bad |= !patient.as_mut().is_none_or(|p| push_segment(&seg, p)),
+                At::Claim => broken |= !claim.as_mut().is_none_or(|c| push_segment(&seg, c)),
+            },
         }
     }
     out

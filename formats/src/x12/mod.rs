@@ -43,6 +43,18 @@ pub fn fuzz_x12(data: &[u8]) {
             );
         }
     }
+    // The round trip's readers of untrusted files: payer answers, and the
+    // claims taken out of a submitter's 837 (re-enveloped, they stay
+    // within the limits the builder promises).
+    let _ = batch::read_answers(data);
+    for set in batch::claim_fragments(data) {
+        let claims: Vec<&batch::ClaimFragment> = set.claims.iter().flatten().collect();
+        assert!(claims.len() <= set.claims.len());
+        for c in &claims {
+            assert!(c.claim.starts_with("CLM"), "a claim fragment starts at its CLM");
+            assert!(!c.billing.contains('\r'), "fragments are printable ASCII");
+        }
+    }
     let mut out = Vec::new();
     let mut report = crate::report::X12Report::new(&mut out, true);
     let totals = analyze_into(data, &AnalyzeOptions::default(), &mut report);

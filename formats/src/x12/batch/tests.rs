@@ -259,3 +259,29 @@ fn what_is_not_x12_is_an_error_not_a_panic() {
     assert!(read_answers(b"").is_err());
     assert!(claim_fragments(b"ISA*garbage").is_empty());
 }
+
+/// Regression: a billing-provider segment that could not be re-delimited
+/// was dropped from the billing loop, and the claims under it went out
+/// without it. Now those claims get no fragment at all.
+#[test]
+fn a_loop_that_cannot_be_re_delimited_leaves_its_claims_out_whole() {
+    // Delimiters `|` and `!`: a `*` in the billing provider's name is data
+    // that our `*` delimiter would split.
+    let text = String::from_utf8(synth_837(Kind::Professional837, 2, 5)).unwrap();
+    let mut isa = text[..106].to_string();
+    let rest = text[106..].replace('*', "|");
+    isa = isa.replace('*', "|");
+    let broken = rest.replacen("NM1|85|2|", "NM1|85|2|A*B ", 1);
+    let input = format!("{isa}{broken}");
+    let sets = claim_fragments(input.as_bytes());
+    assert_eq!(sets.len(), 1);
+    // The claims under that billing provider have no fragment.
+    assert!(
+        sets[0].claims.iter().any(Option::is_none),
+        "{:?}",
+        sets[0].claims.iter().map(Option::is_some).collect::<Vec<_>>()
+    );
+    for c in sets[0].claims.iter().flatten() {
+        assert!(c.billing.contains("NM1*85*"), "no billing loop without its NM1*85");
+    }
+}
