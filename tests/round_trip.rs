@@ -397,3 +397,91 @@ fn batches_are_encrypted_to_the_payers_openpgp_key() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("payers.ACME01.pgp_public_key_file"), "{err}");
 }
+
+/// A payer on HTTPS: batches are POSTed with the batch id as
+/// `Idempotency-Key` (a `409` means the payer has it already), and the
+/// payer POSTs its answers to `/v1/payer-files` with its own key; any other
+/// key is refused.
+#[test]
+fn a_payer_on_https_gets_batches_by_post_and_posts_its_answers() {
+    use std::io::{Read, Write};
+    use std::sync::{Arc, Mutex};
+    // The payer's endpoint: records each POST (headers and body); the
+    // second time a key is seen it answers 409.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/x12", listener.local_addr().unwrap());
+    let got: Arc<Mutex<Vec<(String, String, Vec<u8>)>>> = Arc::new(Mutex::new(Vec::new()));
+    let seen = got.clone();
+    std::thread::spawn(move || {
+        for s in listener.incoming() {
+            let Ok(mut s) = s else { continue };
+            let mut raw = Vec::new();
+            let mut buf = [0u8; 65536];
+            let (head, body) = loop {
+                let n = s.read(&mut buf).unwrap_or(0);
+                if n == 0 {
+                    break (String::new(), Vec::new());
+                }
+                raw.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&raw).to_string();
+                let Some(h) = text.find("\r\n\r\n") else { continue };
+                let len: usize = text
+                    .lines()
+                    .find_map(|l| l.to_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap()))
+                    .unwrap_or(0);
+                if raw.len() >= h + 4 + len {
+                    break (text[..h].to_lowercase(), raw[h + 4..h + 4 + len].to_vec());
+                }
+            };
+            let header = |name: &str| {
+                head.lines().find_map(|l| l.strip_prefix(&format!("{name}:")).map(|v| v.trim().to_string())).unwrap_or_default()
+            };
+            let (key, ctype) = (header("idempotency-key"), header("content-type"));
+            let mut all = seen.lock().unwrap();
+            let again = all.iter().any(|(k, _, _)| *k == key);
+            all.push((key, ctype, body));
+            let status = if again { "409 Conflict" } else { "201 Created" };
+            let _ = s.write_all(format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").as_bytes());
+        }
+    });
+    let scratch = Scratch::new();
+    scratch.write_config(&format!(
+        "[routing]\nbatch_window_secs = 1\n\n[payers.ACME01]\ndestination = \"http\"\nurl = \"{url}\"\nisa_id = \"ACMEPAYER\"\npartner = \"acmepayer\"\n"
+    ));
+    let acme = scratch.partner("acme", false);
+    let payer_key = scratch.partner("acmepayer", false);
+    let server = Server::start(&scratch, None, &[]);
+    let a = Client { addr: server.http, key: acme.clone() };
+    let p = Client { addr: server.http, key: payer_key };
+    let ta = submit(&a, &submission("ACME", 31, "ACMEHTTP1", &npi(4), &[("H1", 100), ("H2", 200)]));
+    let (key, ctype, batch) = wait_for("the batch POSTed", || got.lock().unwrap().first().cloned());
+    assert_eq!(key, "acme01-000000001", "the batch id (headers lowercased here)");
+    assert_eq!(ctype, "application/edi-x12");
+    assert!(analyze(&batch, &AnalyzeOptions::default()).accepted());
+    wait_for("routed", || {
+        let t = a.get(&format!("/v1/transactions/{ta}")).json();
+        t["claims"].as_array().unwrap().iter().all(|c| c["status"] == "routed").then_some(())
+    });
+    // The payer answers by POST; the submitter gets its 277CA.
+    let (_, ack277) = payer_answers(&batch, "H2", 600, true);
+    let post = |c: &Client, body: &[u8]| {
+        let auth = format!("Bearer {}", c.key);
+        support::request(
+            c.addr,
+            "POST",
+            "/v1/payer-files",
+            &[("Authorization", auth.as_str()), ("Content-Type", "application/edi-x12"), ("X-File-Name", "ack.277")],
+            body,
+        )
+    };
+    assert_eq!(post(&a, &ack277).status, 403, "a submitter cannot post payer files");
+    let r = post(&p, &ack277);
+    assert_eq!(r.status, 202, "{}", r.text());
+    assert_eq!(post(&p, b"<html>").status, 202, "stored first, judged when applied (it becomes an attention item)");
+    let fwd = wait_for("acme's payer 277CA", || feed_acks(&a, "277ca", "-277ca-payer-").pop());
+    assert!(fwd.contains("TRN*2*ACMEBATCH1~") || fwd.contains("TRN*2*ACMEHTTP1~"), "{fwd}");
+    assert!(fwd.contains("STC*A7:562:85"), "{fwd}");
+    let t = a.get(&format!("/v1/transactions/{ta}")).json();
+    let h2 = t["claims"].as_array().unwrap().iter().find(|c| c["patientControlNumber"] == "H2").unwrap().clone();
+    assert_eq!(h2["status"], "payer_rejected", "{t}");
+}
