@@ -434,14 +434,17 @@ fn a_payer_on_https_gets_batches_by_post_and_posts_its_answers() {
                 }
             };
             let header = |name: &str| {
-                head.lines().find_map(|l| l.strip_prefix(&format!("{name}:")).map(|v| v.trim().to_string())).unwrap_or_default()
+                head.lines()
+                    .find_map(|l| l.strip_prefix(&format!("{name}:")).map(|v| v.trim().to_string()))
+                    .unwrap_or_default()
             };
             let (key, ctype) = (header("idempotency-key"), header("content-type"));
             let mut all = seen.lock().unwrap();
             let again = all.iter().any(|(k, _, _)| *k == key);
             all.push((key, ctype, body));
             let status = if again { "409 Conflict" } else { "201 Created" };
-            let _ = s.write_all(format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").as_bytes());
+            let _ =
+                s.write_all(format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").as_bytes());
         }
     });
     let scratch = Scratch::new();
@@ -484,4 +487,76 @@ fn a_payer_on_https_gets_batches_by_post_and_posts_its_answers() {
     let t = a.get(&format!("/v1/transactions/{ta}")).json();
     let h2 = t["claims"].as_array().unwrap().iter().find(|c| c["patientControlNumber"] == "H2").unwrap().clone();
     assert_eq!(h2["status"], "payer_rejected", "{t}");
+}
+
+/// kill -9 while a payer's 277CA is being applied: after a restart it is
+/// applied to the end, once — every claim has its verdict and each
+/// submitter transaction has exactly one payer 277CA in its feed.
+#[test]
+fn a_kill_while_a_payer_answer_is_applied_applies_it_once() {
+    let scratch = Scratch::new();
+    scratch.write_config("[routing]\nbatch_window_secs = 2\n\n[payers.ACME01]\npoll_secs = 1\n");
+    let key = scratch.partner("acme", false);
+    let server = Server::start(&scratch, None, &[]);
+    let c = Client { addr: server.http, key: key.clone() };
+    let mut txns = Vec::new();
+    for n in 0..5u32 {
+        let claims: Vec<(String, u32)> = (0..400).map(|i| (format!("K{n}X{i}"), 100 + i)).collect();
+        let refs: Vec<(&str, u32)> = claims.iter().map(|(p, c)| (p.as_str(), *c)).collect();
+        txns.push(submit(&c, &submission("ACME", 40 + n, &format!("KILL{n}"), &npi(5), &refs)));
+    }
+    let dir = outbox(&scratch);
+    let files = wait_for("2,000 claims in batches", || {
+        let files = batches(&dir);
+        let n: usize = files.iter().map(|(_, b)| segments(b).iter().filter(|s| s.starts_with("REF*D9*")).count()).sum();
+        (n == 2000).then_some(files)
+    });
+    let back = dir.join("from-payer");
+    std::fs::create_dir_all(&back).unwrap();
+    let mut answer = Vec::new();
+    for (n, (_, bytes)) in files.iter().enumerate() {
+        answer.extend(payer_answers(bytes, "", 700 + n as u32 * 10, true).1);
+    }
+    std::fs::write(back.join(".answer.277"), &answer).unwrap();
+    std::fs::rename(back.join(".answer.277"), back.join("answer.277")).unwrap();
+    // Taken (stored) and being applied: kill.
+    wait_for("the answer taken", || (!back.join("answer.277").exists()).then_some(()));
+    std::thread::sleep(Duration::from_millis(150));
+    server.kill();
+    let server = Server::start(&scratch, None, &[]);
+    let c = Client { addr: server.http, key };
+    for t in &txns {
+        wait_for("every verdict", || {
+            let r = c.get(&format!("/v1/transactions/{t}")).json();
+            r["claims"].as_array().unwrap().iter().all(|c| c["status"] == "payer_accepted").then_some(())
+        });
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    let metrics = support::request(server.http, "GET", "/metrics", &[], b"").text();
+    let reapplied = metrics.lines().any(|l| l.starts_with("clearway_payer_files_total{outcome=\"applied\"}"));
+    assert!(reapplied, "the kill came before the answer was wholly applied: the restarted service finished it");
+    let feed = c.get("/v1/acks?wait=0&limit=1000").json();
+    for t in &txns {
+        let n = feed["acks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["transactionId"] == t.as_str() && a["id"].as_str().unwrap().contains("-277ca-payer-"))
+            .count();
+        assert!(n >= 1, "{t}: the payer's 277CA reached the feed");
+        // One per payer 277CA set that named its claims, never a second
+        // copy of one.
+        let ids: std::collections::HashSet<&str> = feed["acks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["transactionId"] == t.as_str())
+            .map(|a| a["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            ids.len(),
+            feed["acks"].as_array().unwrap().iter().filter(|a| a["transactionId"] == t.as_str()).count(),
+            "no feed entry twice"
+        );
+    }
 }
