@@ -33,6 +33,10 @@ pub struct PayerFile {
     /// What it held: `ta1`, `999`, `277ca`, `835`, …
     #[serde(default)]
     pub answers: Vec<String>,
+    /// When a process took it to apply (Unix ms): another process leaves
+    /// it alone for 30 s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applying_since_ms: Option<i64>,
 }
 
 pub fn file_key(payer: &str, sha: &str) -> Key {
@@ -92,6 +96,7 @@ pub async fn store_payer_file(
         state: "stored".into(),
         received_at: timestamp(time::OffsetDateTime::now_utc()),
         answers: vec![],
+        applying_since_ms: None,
     };
     let seen = put(seen_key(payer, name, bytes.len() as u64), Bytes::from_static(b"{}"), Condition::None);
     match ports

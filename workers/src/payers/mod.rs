@@ -59,6 +59,9 @@ pub const MAX_PAYER_FILE_BYTES: u64 = 512 * 1024 * 1024;
 /// A batch left in assembly this long by a process that died is finished
 /// by another.
 const ASSEMBLY_TAKEOVER_MS: i64 = 30_000;
+/// How long a process that took a payer file to apply holds it; one that
+/// died holding it is taken over after this.
+const APPLY_LEASE_MS: i64 = 30_000;
 /// Claims moved into a batch per state write (three writes each).
 const MOVE_CHUNK: usize = 33;
 
@@ -887,9 +890,23 @@ impl RoundTrip {
         let mut applied = 0;
         for (sk, _) in self.query_all(Table::Batches, "unapplied", 10_000).await? {
             let Some((payer, sha)) = sk.rsplit_once('/') else { continue };
-            let Some(item) = self.ports.state.get(&file_key(payer, sha)).await? else { continue };
-            let file: PayerFile = decode(&item.value)?;
-            self.apply(file, item.version).await?;
+            let key = file_key(payer, sha);
+            let Some(item) = self.ports.state.get(&key).await? else { continue };
+            let mut file: PayerFile = decode(&item.value)?;
+            // Taken with a conditional write, so two worker processes never
+            // apply one file at once (one that died holding it is taken
+            // over after APPLY_LEASE_MS).
+            if file.applying_since_ms.is_some_and(|t| now_ms() - t < APPLY_LEASE_MS) {
+                continue;
+            }
+            file.applying_since_ms = Some(now_ms());
+            match self.ports.state.write(vec![put(key, encode(&file)?, Condition::Version(item.version))]).await {
+                Ok(()) => {}
+                Err(e) if e.kind() == ErrorKind::PreconditionFailed => continue,
+                Err(e) => return Err(e),
+            }
+            file.applying_since_ms = None;
+            self.apply(file, item.version + 1).await?;
             applied += 1;
         }
         Ok(applied)
