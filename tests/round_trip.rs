@@ -159,36 +159,6 @@ fn payer_answers(batch: &[u8], reject: &str, control: u32, echo_trace: bool) -> 
     (ack999, fixed.into_bytes())
 }
 
-/// An 835 paying `pcn` to payee NPI `payee`.
-fn remittance(payee: &str, pcn: &str, charge: u32, paid: u32) -> Vec<u8> {
-    let body = [
-        "ST*835*0001".to_string(),
-        format!("BPR*I*{paid}*C*ACH*CCP*01*999999992*DA*123456*1512345678**01*999988880*DA*98765*20261205"),
-        "TRN*1*12345678901*1512345678".into(),
-        "DTM*405*20261205".into(),
-        "N1*PR*ACME HEALTH".into(),
-        "N3*1 PAYER WAY".into(),
-        "N4*SPRINGFIELD*IL*62701".into(),
-        "PER*BL*PAYER DESK*TE*5555550199".into(),
-        format!("N1*PE*CLINIC*XX*{payee}"),
-        "REF*TJ*123456789".into(),
-        "LX*1".into(),
-        format!("CLP*{pcn}*1*{charge}*{paid}**12*PAYERICN001*11*1"),
-        "NM1*QC*1*TESTLAST*PAT0****MI*M0".into(),
-        "DTM*232*20261130".into(),
-    ];
-    let mut all = vec![
-        "ISA*00*          *00*          *ZZ*ACMEPAYER      *ZZ*CLEARWAY       *261205*0900*^*00501*000000777*0*T*:"
-            .to_string(),
-        "GS*HP*ACMEPAYER*CLEARWAY*20261205*0900*777*X*005010X221A1".into(),
-    ];
-    all.extend(body.iter().cloned());
-    all.push(format!("SE*{}*0001", body.len() + 1));
-    all.push("GE*1*777".into());
-    all.push("IEA*1*000000777".into());
-    all.iter().map(|s| format!("{s}~\n")).collect::<String>().into_bytes()
-}
-
 /// The bodies of a partner's feed acks of `kind` whose id contains `tag`.
 fn feed_acks(c: &Client, kind: &str, tag: &str) -> Vec<String> {
     let feed = c.get("/v1/acks?wait=0&limit=500").json();
@@ -299,7 +269,7 @@ fn claims_go_out_in_batches_and_answers_come_back_per_submitter(scratch: Scratch
 
     // The 835 pays acme's A1: acme (enrolled for its NPI) gets it, globex
     // does not.
-    std::fs::write(back.join("era-1.835"), remittance(&acme_npi, "A1", 100, 80)).unwrap();
+    std::fs::write(back.join("era-1.835"), support::payer::remittance(&acme_npi, "A1", 100, 80)).unwrap();
     let era = wait_for("acme's 835", || feed_acks(&a, "835", "-835-payer-").pop());
     assert!(era.contains("CLP*A1*1*100*80"), "{era}");
     assert!(analyze(era.as_bytes(), &AnalyzeOptions::default()).accepted(), "a valid 835: {era}");

@@ -130,6 +130,27 @@ fn batches_go_up_and_answers_come_down_over_sftp() {
     });
     assert_eq!(t["claims"][0]["batch"]["interchange"], "000000001", "{t}");
     assert!(c.ack_kinds(&id).iter().filter(|k| *k == "277ca").count() == 2, "ours and the payer's");
+    // Later the payer's 999 and an 835 paying the first claim.
+    let analysis = analyze(&first.1, &AnalyzeOptions::default());
+    let ack999 = build::ack999(
+        &analysis.interchanges[0],
+        Controls { interchange: 42, group: 42, first_set: 1 },
+        datetime!(2026-12-02 09:00),
+    )
+    .unwrap();
+    payer_sends(&sshd, "ack-0001.999", &ack999);
+    let text = String::from_utf8_lossy(&first.1).to_string();
+    let clm: Vec<&str> = text.split('~').find(|s| s.starts_with("CLM*")).unwrap().split('*').collect();
+    let npi = text.split('~').find(|s| s.starts_with("NM1*85*")).unwrap().rsplit('*').next().unwrap().to_string();
+    let charge: u32 = clm[2].split('.').next().unwrap().parse().unwrap();
+    payer_sends(&sshd, "era-0001.835", &support::payer::remittance(&npi, clm[1], charge, 1));
+    let era = wait_for("the 835 forwarded", 30, || {
+        let feed = c.get("/v1/acks?wait=0&limit=500").json();
+        feed["acks"].as_array().unwrap().iter().find(|a| a["kind"] == "835").cloned()
+    });
+    assert!(era["id"].as_str().unwrap().contains("-835-payer-"), "{era}");
+    let b = op.get("/v1/batches?payer=ACME01").json();
+    assert_eq!(b["batches"][0]["ack999"], "999:A", "{b}");
 
     // The payer's server goes down: the next batch waits, the breaker
     // opens; back up, the batch arrives, once.

@@ -10,6 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub mod faults;
+pub mod payer;
 pub mod sshd;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_clearway");

@@ -1,0 +1,31 @@
+//! What a payer sends, built the way a payer would.
+
+/// An 835 paying `pcn` to payee NPI `payee`.
+pub fn remittance(payee: &str, pcn: &str, charge: u32, paid: u32) -> Vec<u8> {
+    let body = [
+        "ST*835*0001".to_string(),
+        format!("BPR*I*{paid}*C*ACH*CCP*01*999999992*DA*123456*1512345678**01*999988880*DA*98765*20261205"),
+        "TRN*1*12345678901*1512345678".into(),
+        "DTM*405*20261205".into(),
+        "N1*PR*ACME HEALTH".into(),
+        "N3*1 PAYER WAY".into(),
+        "N4*SPRINGFIELD*IL*62701".into(),
+        "PER*BL*PAYER DESK*TE*5555550199".into(),
+        format!("N1*PE*CLINIC*XX*{payee}"),
+        "REF*TJ*123456789".into(),
+        "LX*1".into(),
+        format!("CLP*{pcn}*1*{charge}*{paid}**12*PAYERICN001*11*1"),
+        "NM1*QC*1*TESTLAST*PAT0****MI*M0".into(),
+        "DTM*232*20261130".into(),
+    ];
+    let mut all = vec![
+        "ISA*00*          *00*          *ZZ*ACMEPAYER      *ZZ*CLEARWAY       *261205*0900*^*00501*000000777*0*T*:"
+            .to_string(),
+        "GS*HP*ACMEPAYER*CLEARWAY*20261205*0900*777*X*005010X221A1".into(),
+    ];
+    all.extend(body.iter().cloned());
+    all.push(format!("SE*{}*0001", body.len() + 1));
+    all.push("GE*1*777".into());
+    all.push("IEA*1*000000777".into());
+    all.iter().map(|s| format!("{s}~\n")).collect::<String>().into_bytes()
+}
