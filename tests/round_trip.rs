@@ -275,20 +275,34 @@ fn claims_go_out_in_batches_and_answers_come_back_per_submitter(scratch: Scratch
     assert!(analyze(era.as_bytes(), &AnalyzeOptions::default()).accepted(), "a valid 835: {era}");
     assert!(feed_acks(&g, "835", "").is_empty(), "globex gets no ERA");
 
-    // An answer for a batch we never sent: the operator's attention list.
+    // An unsolicited 277 (naming no batch of ours in 2200B): its claims
+    // are found through the claim index and forwarded again.
     let stray = String::from_utf8(files[0].1.clone()).unwrap();
     let (_, ack277) = payer_answers(stray.as_bytes(), "", 900, true);
     let ack277 = String::from_utf8(ack277).unwrap();
     let our_bht = segments(stray.as_bytes()).into_iter().find(|s| s.starts_with("BHT*")).unwrap();
     let ref_ = our_bht.split('*').nth(3).unwrap().to_string();
-    std::fs::write(back.join("stray.277"), ack277.replace(&format!("TRN*2*{ref_}~"), "TRN*2*999999998~")).unwrap();
+    let unsolicited = ack277.replace(&format!("TRN*2*{ref_}~"), "TRN*2*999999998~");
+    let before = feed_acks(&a, "277ca", "-277ca-payer-").len() + feed_acks(&g, "277ca", "-277ca-payer-").len();
+    std::fs::write(back.join("unsolicited.277"), &unsolicited).unwrap();
+    wait_for("the unsolicited 277 forwarded", || {
+        let now = feed_acks(&a, "277ca", "-277ca-payer-").len() + feed_acks(&g, "277ca", "-277ca-payer-").len();
+        (now > before).then_some(())
+    });
+    // One whose claims are not ours: the operator's attention list.
+    let mut foreign = unsolicited.clone();
+    for (pcn, other) in [("A1", "NOPE1"), ("SHARED", "NOPE2"), ("G1", "NOPE3")] {
+        foreign = foreign.replace(&format!("TRN*2*{pcn}~"), &format!("TRN*2*{other}~"));
+    }
+    let foreign: String = foreign.split_inclusive('~').filter(|s| !s.starts_with("REF*D9*")).collect();
+    std::fs::write(back.join("foreign.277"), &foreign).unwrap();
     let op = Client { addr: server.http, key: scratch.partner("ops", true) };
     let attention = wait_for("attention", || {
         let r = op.get("/v1/payer-files/attention");
         (r.status == 200 && !r.json()["items"].as_array().unwrap().is_empty()).then(|| r.json())
     });
-    assert!(attention.to_string().contains("999999998"), "{attention}");
-    assert!(!attention.to_string().contains("SHARED"), "no claim data in reasons: {attention}");
+    assert!(attention.to_string().contains("names no batch of ours"), "{attention}");
+    assert!(!attention.to_string().contains("NOPE"), "no claim data in reasons: {attention}");
     assert_eq!(a.get("/v1/payer-files/attention").status, 403, "operators only");
 
     // A payer file with errors: its 999 goes back to the payer, rejecting

@@ -1080,22 +1080,12 @@ impl RoundTrip {
         Ok(put(key, encode(&l)?, Condition::None))
     }
 
-    /// A payer's 277CA: each claim's verdict recorded, and a 277CA per
-    /// submitter transaction published to that submitter.
-    async fn apply_277(&self, payer: &str, r: &Ack277Answer, tag: &str) -> PortResult<Vec<String>> {
-        let Ok(control) = r.batch_reference.trim().parse::<u32>() else {
-            return Ok(vec![format!("277CA names batch {:?} in 2200B TRN02, which is not ours", r.batch_reference)]);
-        };
-        let members_pk = BatchRecord::members(payer, control);
-        let members: Vec<Pending> = self
-            .query_all(Table::Batches, &members_pk, 200_000)
-            .await?
-            .into_iter()
-            .map(|(_, i)| decode(&i.value))
-            .collect::<PortResult<_>>()?;
-        if members.is_empty() {
-            return Ok(vec![format!("277CA answers batch {control:09}, which has no claims sent to {payer}")]);
-        }
+    /// Finds each claim of a payer's 277CA among the claims of the batch
+    /// it answers: by our REF*D9 when the payer returns it; else by patient
+    /// control number, billing provider and charge (unique within a
+    /// batch); else by patient control number when only one claim of the
+    /// batch has it. (provider, claim) → member index.
+    fn locate_in_batch(&self, members: &[Pending], r: &Ack277Answer) -> HashMap<(usize, usize), usize> {
         let by_key: HashMap<&str, usize> = members.iter().enumerate().map(|(i, m)| (m.key_token.as_str(), i)).collect();
         let mut by_pcn: HashMap<&str, Vec<usize>> = HashMap::new();
         for (i, m) in members.iter().enumerate() {
@@ -1103,17 +1093,9 @@ impl RoundTrip {
         }
         let by_trace: HashMap<&str, usize> =
             members.iter().enumerate().map(|(i, m)| (m.claim_id.as_str(), i)).collect();
-        let mut problems = Vec::new();
-        // Per submitter transaction: (member indices, claims per provider).
-        // (member, provider, claim) per submitter transaction.
-        let mut per_txn: BTreeMap<&str, Vec<(usize, usize, usize)>> = BTreeMap::new();
-        let mut ops = Vec::new();
+        let mut out = HashMap::new();
         for (p, provider) in r.providers.iter().enumerate() {
             for (c, claim) in provider.claims.iter().enumerate() {
-                // Our trace number when the payer returns it; else the
-                // patient control number, billing provider and charge
-                // (unique within a batch); else the patient control number
-                // when only one claim of the batch has it.
                 let charge = claim.charge.map(|c| c.to_string()).unwrap_or_default();
                 let key = self.partners.index_token(&batch::correlation_key(
                     &claim.patient_control_number,
@@ -1127,12 +1109,109 @@ impl RoundTrip {
                     .and_then(|t| by_trace.get(t))
                     .or_else(|| by_key.get(key.as_str()))
                     .or_else(|| by_pcn.get(pcn.as_str()).filter(|v| v.len() == 1).map(|v| &v[0]));
-                let Some(&m) = found else {
-                    problems.push(format!(
-                        "277CA claim {} of provider {} matches no claim of batch {payer}/{control:09}",
-                        c + 1,
-                        p + 1
-                    ));
+                if let Some(&m) = found {
+                    out.insert((p, c), m);
+                }
+            }
+        }
+        out
+    }
+
+    /// Finds the claims of a 277 that names no batch of ours (an
+    /// unsolicited 277) through the claim index: the one claim routed to
+    /// this payer with that patient control number (and, when the payer
+    /// returns it, our REF*D9). Returns the members found and
+    /// (provider, claim) → member index; a claim with no such single match
+    /// is left out (the caller reports it).
+    async fn locate_by_claim_index(
+        &self,
+        payer: &str,
+        r: &Ack277Answer,
+    ) -> PortResult<(Vec<Pending>, HashMap<(usize, usize), usize>)> {
+        let canonical = self.config.canonical_payer(payer).to_string();
+        let mut members: Vec<Pending> = Vec::new();
+        let mut located = HashMap::new();
+        let mut batches: HashMap<String, Vec<Pending>> = HashMap::new();
+        for (p, provider) in r.providers.iter().enumerate() {
+            for (c, claim) in provider.claims.iter().enumerate() {
+                let partition = self.partners.pcn_partition(&claim.patient_control_number);
+                let mut candidates: Vec<(String, String)> = Vec::new();
+                for (_, item) in self.ports.state.query(Table::Claims, &partition, None, 100).await? {
+                    let Ok(v) = decode::<serde_json::Value>(&item.value) else { continue };
+                    let claim_payer = v["claim"]["payer_id"].as_str().unwrap_or_default();
+                    let (Some(t), Some(id)) = (v["transactionId"].as_str(), v["claim"]["id"].as_str()) else {
+                        continue;
+                    };
+                    if self.config.canonical_payer(claim_payer) == canonical
+                        && claim.clearinghouse_trace.as_deref().is_none_or(|trace| trace == id)
+                    {
+                        candidates.push((t.to_string(), id.to_string()));
+                    }
+                }
+                let [(txn, claim_id)] = candidates.as_slice() else { continue };
+                let Some(item) = self.ports.state.get(&Lineage::key(txn, claim_id)).await? else { continue };
+                let lineage: Lineage = decode(&item.value)?;
+                if !batches.contains_key(&lineage.batch) {
+                    let found: Vec<Pending> = self
+                        .query_all(Table::Batches, &format!("members/{}", lineage.batch), 200_000)
+                        .await?
+                        .into_iter()
+                        .map(|(_, i)| decode(&i.value))
+                        .collect::<PortResult<_>>()?;
+                    batches.insert(lineage.batch.clone(), found);
+                }
+                let Some(member) = batches.get(&lineage.batch).and_then(|b| b.iter().find(|m| &m.claim_id == claim_id))
+                else {
+                    continue;
+                };
+                let at = match members.iter().position(|m| m.claim_id == member.claim_id) {
+                    Some(i) => i,
+                    None => {
+                        members.push(member.clone());
+                        members.len() - 1
+                    }
+                };
+                located.insert((p, c), at);
+            }
+        }
+        Ok((members, located))
+    }
+
+    /// A payer's 277CA: each claim's verdict recorded, and a 277CA per
+    /// submitter transaction published to that submitter.
+    async fn apply_277(&self, payer: &str, r: &Ack277Answer, tag: &str) -> PortResult<Vec<String>> {
+        // The batch its 2200B names; a 277 that names none of ours (an
+        // unsolicited 277) is matched claim by claim through the claim
+        // index instead.
+        let batch_members: Vec<Pending> = match r.batch_reference.trim().parse::<u32>() {
+            Ok(control) => self
+                .query_all(Table::Batches, &BatchRecord::members(payer, control), 200_000)
+                .await?
+                .into_iter()
+                .map(|(_, i)| decode(&i.value))
+                .collect::<PortResult<_>>()?,
+            Err(_) => Vec::new(),
+        };
+        let by_batch = !batch_members.is_empty();
+        let (members, located) = if by_batch {
+            let located = self.locate_in_batch(&batch_members, r);
+            (batch_members, located)
+        } else {
+            self.locate_by_claim_index(payer, r).await?
+        };
+        let scope = if by_batch {
+            format!("batch {payer}/{}", r.batch_reference.trim())
+        } else {
+            format!("the claims routed to {payer} (2200B names no batch of ours)")
+        };
+        let mut problems = Vec::new();
+        // (member, provider, claim) per submitter transaction.
+        let mut per_txn: BTreeMap<&str, Vec<(usize, usize, usize)>> = BTreeMap::new();
+        let mut ops = Vec::new();
+        for (p, provider) in r.providers.iter().enumerate() {
+            for (c, claim) in provider.claims.iter().enumerate() {
+                let Some(&m) = located.get(&(p, c)) else {
+                    problems.push(format!("277CA claim {} of provider {} matches none of {scope}", c + 1, p + 1));
                     continue;
                 };
                 let member = &members[m];
@@ -1155,7 +1234,7 @@ impl RoundTrip {
                     total_charge: member.total_charge.clone(),
                     status: if rejected { "rejected".into() } else { "routed".into() },
                     status_code: rejected.then(|| claim.status.clone()),
-                    destination: Some(format!("batch:{payer}/{control:09}")),
+                    destination: Some(format!("batch:{payer}")),
                 };
                 ops.push(put(
                     Key::new(
