@@ -274,6 +274,23 @@ fn claims_go_out_in_batches_and_answers_come_back_per_submitter(scratch: Scratch
     assert!(era.contains("CLP*A1*1*100*80"), "{era}");
     assert!(analyze(era.as_bytes(), &AnalyzeOptions::default()).accepted(), "a valid 835: {era}");
     assert!(feed_acks(&g, "835", "").is_empty(), "globex gets no ERA");
+    // And claim status says so: finalized, paid (F1:65).
+    let inquiry = std::process::Command::new(support::BIN)
+        .args(["gen", "276", "--count", "1", "--seed", "3"])
+        .output()
+        .unwrap()
+        .stdout;
+    let inquiry = String::from_utf8(inquiry).unwrap().replace("REF*EJ*PCN00000001~", "REF*EJ*A1~");
+    let auth = format!("Bearer {}", a.key);
+    let status = support::request(
+        server.http,
+        "POST",
+        "/v1/claim-status",
+        &[("Authorization", auth.as_str()), ("Content-Type", "application/edi-x12")],
+        inquiry.as_bytes(),
+    );
+    assert_eq!(status.status, 200, "{}", status.text());
+    assert!(status.text().contains("STC*F1:65"), "the payer's payment reaches claim status: {}", status.text());
 
     // An unsolicited 277 (naming no batch of ours in 2200B): its claims
     // are found through the claim index and forwarded again.
@@ -394,7 +411,9 @@ fn a_payer_on_https_gets_batches_by_post_and_posts_its_answers() {
     // second time a key is seen it answers 409.
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/x12", listener.local_addr().unwrap());
-    let got: Arc<Mutex<Vec<(String, String, Vec<u8>)>>> = Arc::new(Mutex::new(Vec::new()));
+    // (idempotency key, content type, body) of each POST.
+    type Posts = Arc<Mutex<Vec<(String, String, Vec<u8>)>>>;
+    let got: Posts = Arc::new(Mutex::new(Vec::new()));
     let seen = got.clone();
     std::thread::spawn(move || {
         for s in listener.incoming() {

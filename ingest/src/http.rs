@@ -438,6 +438,8 @@ async fn transaction(
                 "batch": l.map(|l| json!({
                     "id": l.batch,
                     "interchange": l.interchange,
+                    // GS06 is the interchange's control number too.
+                    "group": l.interchange,
                     "set": l.set,
                     "position": l.position,
                     "payerClaimControlNumber": l.payer_claim_control_number,
