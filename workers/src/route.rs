@@ -192,38 +192,10 @@ impl Router {
         let items = items.to_vec();
         let count = items.len();
         tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-            let mut dirs = std::fs::DirBuilder::new();
-            dirs.recursive(true);
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::DirBuilderExt;
-                dirs.mode(0o700);
-            }
-            dirs.create(&dir)?;
             let mut wrote = false;
             for (claim_id, body) in &items {
-                let path = dir.join(format!("{claim_id}.json"));
                 // Delivered before (a redelivery): nothing to do.
-                if path.exists() {
-                    continue;
-                }
-                // Written whole to a hidden temporary name, synced, then
-                // renamed: a reader (or a redelivery after a crash) never
-                // sees half a file.
-                let tmp = dir.join(format!(".{claim_id}.tmp"));
-                let mut opts = std::fs::OpenOptions::new();
-                opts.write(true).create(true).truncate(true);
-                #[cfg(unix)]
-                {
-                    use std::os::unix::fs::OpenOptionsExt;
-                    opts.mode(0o600);
-                }
-                let mut f = opts.open(&tmp)?;
-                f.write_all(body)?;
-                f.sync_all()?;
-                drop(f);
-                std::fs::rename(&tmp, &path)?;
-                wrote = true;
+                wrote |= write_whole_unsynced(&dir, &format!("{claim_id}.json"), body)?;
             }
             // One directory sync makes every rename above durable.
             if wrote { std::fs::File::open(&dir)?.sync_all() } else { Ok(()) }
@@ -261,6 +233,16 @@ impl Router {
 /// temporary file, synced, renamed, and the directory synced. Returns
 /// false when `name` is already there.
 pub fn write_whole(dir: &std::path::Path, name: &str, bytes: &[u8]) -> std::io::Result<bool> {
+    let wrote = write_whole_unsynced(dir, name, bytes)?;
+    if wrote {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(wrote)
+}
+
+/// [`write_whole`] without the directory sync (the caller syncs once after
+/// several).
+fn write_whole_unsynced(dir: &std::path::Path, name: &str, bytes: &[u8]) -> std::io::Result<bool> {
     let mut dirs = std::fs::DirBuilder::new();
     dirs.recursive(true);
     #[cfg(unix)]
@@ -273,6 +255,8 @@ pub fn write_whole(dir: &std::path::Path, name: &str, bytes: &[u8]) -> std::io::
     if path.exists() {
         return Ok(false);
     }
+    // Written whole to a hidden temporary name, synced, then renamed: a
+    // reader (or a retry after a crash) never sees half a file.
     let tmp = dir.join(format!(".{name}.tmp"));
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create(true).truncate(true);
@@ -286,7 +270,6 @@ pub fn write_whole(dir: &std::path::Path, name: &str, bytes: &[u8]) -> std::io::
     f.sync_all()?;
     drop(f);
     std::fs::rename(&tmp, &path)?;
-    std::fs::File::open(dir)?.sync_all()?;
     Ok(true)
 }
 
