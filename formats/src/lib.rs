@@ -14,5 +14,6 @@ pub mod detect;
 pub mod edits;
 pub mod fhir;
 pub mod hl7;
+pub mod ncpdp;
 pub mod report;
 pub mod x12;
