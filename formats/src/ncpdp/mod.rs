@@ -189,6 +189,84 @@ impl Transmission {
     }
 }
 
+/// A segment to write: its id (`21`) and its fields (id, value).
+pub type SegmentSpec<'a> = (&'a str, &'a [(&'a str, &'a str)]);
+
+impl Transmission {
+    /// A response in the standard's framing: the header (31 bytes with a
+    /// date of service, 23 without), the transmission-level segments, then
+    /// each transaction group after a 0x1D; each segment as
+    /// `0x1E 0x1C AMnn`, each field as `0x1C id value`. Values are written
+    /// as given, except that a separator or a byte that is not printable
+    /// ASCII becomes a space; the header's fields are cut or padded to
+    /// their widths.
+    pub fn response(
+        header: &ResponseHeader,
+        transmission: &[SegmentSpec<'_>],
+        groups: &[Vec<SegmentSpec<'_>>],
+    ) -> Transmission {
+        let clean = |v: &str| -> String {
+            v.bytes().map(|b| if (0x20..0x7F).contains(&b) { b as char } else { ' ' }).collect()
+        };
+        let fixed = |v: &str, w: usize| -> String {
+            let mut v: String = clean(v).chars().take(w).collect();
+            while v.len() < w {
+                v.push(' ');
+            }
+            v
+        };
+        let count = header.transaction_count.clamp(1, 4);
+        let mut raw = format!(
+            "{}{}{}{}{}{}",
+            fixed(&header.version, 2),
+            fixed(&header.transaction_code, 2),
+            count,
+            fixed(&header.status, 1),
+            fixed(&header.provider_id_qualifier, 2),
+            fixed(&header.provider_id, 15),
+        );
+        if let Some(d) = &header.date_of_service {
+            raw.push_str(&fixed(d, 8));
+        }
+        let mut segments = Vec::new();
+        let mut push = |spec: &SegmentSpec<'_>, group: usize, first_of_group: bool| {
+            let mut lead = Vec::new();
+            if first_of_group && group > 0 {
+                lead.push(GROUP);
+            }
+            lead.extend([SEGMENT, FIELD]);
+            segments.push(Segment {
+                lead,
+                id: fixed(spec.0, 2),
+                group,
+                fields: spec
+                    .1
+                    .iter()
+                    .map(|(id, v)| Field { sep: Some(FIELD), id: fixed(id, 2), value: clean(v) })
+                    .collect(),
+            });
+        };
+        for spec in transmission {
+            push(spec, 0, false);
+        }
+        for (g, group) in groups.iter().enumerate() {
+            for (i, spec) in group.iter().enumerate() {
+                push(spec, g + 1, i == 0);
+            }
+        }
+        let header = Header::Response(ResponseHeader {
+            version: fixed(&header.version, 2),
+            transaction_code: fixed(&header.transaction_code, 2),
+            transaction_count: count,
+            status: fixed(&header.status, 1),
+            provider_id_qualifier: fixed(&header.provider_id_qualifier, 2),
+            provider_id: fixed(&header.provider_id, 15).trim_end().to_string(),
+            date_of_service: header.date_of_service.as_deref().map(|d| fixed(d, 8)),
+        });
+        Transmission { header_raw: raw, header, segments, trailer: Vec::new() }
+    }
+}
+
 fn is_sep(b: u8) -> bool {
     b == SEGMENT || b == GROUP || b == FIELD
 }

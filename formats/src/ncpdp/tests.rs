@@ -89,3 +89,32 @@ fn fuzzing_the_corpus_and_its_cuts_never_panics() {
         }
     }
 }
+
+#[test]
+fn a_response_we_build_is_standard_framing_and_reads_back() {
+    let header = ResponseHeader {
+        version: "D0".into(),
+        transaction_code: "B1".into(),
+        transaction_count: 1,
+        status: "R".into(),
+        provider_id_qualifier: "01".into(),
+        provider_id: "1234567893".into(),
+        date_of_service: Some("20261206".into()),
+    };
+    let t = Transmission::response(
+        &header,
+        &[("20", &[("F4", "PLEASE RESUBMIT\u{1c}")])],
+        &[vec![("21", &[("AN", "R"), ("FA", "2"), ("FB", "07"), ("FB", "21")])]],
+    );
+    let bytes = t.to_bytes();
+    assert_eq!(&bytes[..31], b"D0B11R011234567893     20261206");
+    assert_eq!(&bytes[31..37], &[SEGMENT, FIELD, b'A', b'M', b'2', b'0']);
+    assert!(bytes.windows(4).any(|w| w == [GROUP, SEGMENT, FIELD, b'A']), "the transaction group after 0x1D");
+    let back = read(&bytes, &Limits::default()).unwrap();
+    assert_eq!(back.to_bytes(), bytes);
+    let r = views::response(&back).unwrap();
+    assert_eq!(r.status.as_deref(), Some("R"));
+    assert_eq!(r.reject_codes, ["07", "21"]);
+    assert_eq!(r.message.as_deref(), Some("PLEASE RESUBMIT "), "a separator in a value becomes a space");
+    assert_eq!(back.segments[1].group, 1);
+}
