@@ -180,6 +180,13 @@ pub fn claim_fragments(payload: &[u8]) -> Vec<SetFragments> {
         }
         *broken = false;
     };
+    // The claim under way ends (at an HL, a CLM or the SE).
+    macro_rules! end_claim {
+        () => {{
+            broken |= billing_bad || subscriber_bad || patient_bad;
+            finish(&mut current, &mut claim, &mut broken, (&implementation, &bht06, &billing, &subscriber, &patient));
+        }};
+    }
     while let Ok(Some(seg)) = reader.next_segment() {
         match seg.id() {
             b"ISA" => {
@@ -216,13 +223,7 @@ pub fn claim_fragments(payload: &[u8]) -> Vec<SetFragments> {
                 (billing_bad, subscriber_bad, patient_bad, broken) = (false, false, false, false);
             }
             b"SE" => {
-                broken |= billing_bad || subscriber_bad || patient_bad;
-                finish(
-                    &mut current,
-                    &mut claim,
-                    &mut broken,
-                    (&implementation, &bht06, &billing, &subscriber, &patient),
-                );
+                end_claim!();
                 out.extend(current.take());
                 set += 1;
             }
@@ -240,13 +241,7 @@ pub fn claim_fragments(payload: &[u8]) -> Vec<SetFragments> {
                 }
             }
             b"HL" => {
-                broken |= billing_bad || subscriber_bad || patient_bad;
-                finish(
-                    &mut current,
-                    &mut claim,
-                    &mut broken,
-                    (&implementation, &bht06, &billing, &subscriber, &patient),
-                );
+                end_claim!();
                 match seg.element(3) {
                     b"20" => {
                         at = At::Billing;
@@ -267,13 +262,7 @@ pub fn claim_fragments(payload: &[u8]) -> Vec<SetFragments> {
                 }
             }
             b"CLM" => {
-                broken |= billing_bad || subscriber_bad || patient_bad;
-                finish(
-                    &mut current,
-                    &mut claim,
-                    &mut broken,
-                    (&implementation, &bht06, &billing, &subscriber, &patient),
-                );
+                end_claim!();
                 at = At::Claim;
                 let mut c = String::with_capacity(1024);
                 broken |= !push_segment(&seg, &mut c);

@@ -321,8 +321,15 @@ impl RoundTrip {
         let ic = &settings.interchange;
         let pending = self.query_all(Table::Batches, &format!("pending/{payer}"), ic.batch_max_claims * 2).await?;
         let Some((first_sk, first)) = pending.first() else { return Ok(false) };
-        let first: Pending = decode(&first.value)?;
         let oldest_ms: i64 = first_sk.get(..13).and_then(|t| t.parse().ok()).unwrap_or(0);
+        let aged = now_ms() - oldest_ms >= ic.batch_window.as_millis() as i64;
+        // Not due by age, and too few claims or bytes to fill a batch even
+        // before grouping: nothing to decode (this runs twice a second).
+        let stored_bytes: usize = pending.iter().map(|(_, i)| i.value.len()).sum();
+        if !aged && pending.len() < ic.batch_max_claims && stored_bytes <= ic.batch_max_bytes {
+            return Ok(false);
+        }
+        let first: Pending = decode(&first.value)?;
         // The claims of the oldest claim's group, at most one per patient
         // control number, up to the limits.
         let mut chosen: Vec<(String, u64, Pending)> = Vec::new();
@@ -342,8 +349,7 @@ impl RoundTrip {
             tokens.insert(p.key_token.clone());
             chosen.push((sk.clone(), item.version, p));
         }
-        let due =
-            full || chosen.len() >= ic.batch_max_claims || now_ms() - oldest_ms >= ic.batch_window.as_millis() as i64;
+        let due = full || chosen.len() >= ic.batch_max_claims || aged;
         if !due || chosen.is_empty() {
             return Ok(false);
         }
@@ -1117,6 +1123,31 @@ impl RoundTrip {
         out
     }
 
+    /// The recorded claims (claim index) with this patient control number
+    /// for this payer (or one of its aliases).
+    async fn claims_for_payer(&self, payer: &str, pcn: &str) -> PortResult<Vec<IndexedClaim>> {
+        let canonical = self.config.canonical_payer(payer);
+        let partition = self.partners.pcn_partition(pcn);
+        let mut out = Vec::new();
+        for (_, item) in self.ports.state.query(Table::Claims, &partition, None, 100).await? {
+            let Ok(v) = decode::<serde_json::Value>(&item.value) else { continue };
+            let claim_payer = v["claim"]["payer_id"].as_str().unwrap_or_default();
+            let (Some(partner), Some(transaction), Some(claim_id)) =
+                (v["partner"].as_str(), v["transactionId"].as_str(), v["claim"]["id"].as_str())
+            else {
+                continue;
+            };
+            if self.config.canonical_payer(claim_payer) == canonical {
+                out.push(IndexedClaim {
+                    partner: partner.to_string(),
+                    transaction: transaction.to_string(),
+                    claim_id: claim_id.to_string(),
+                });
+            }
+        }
+        Ok(out)
+    }
+
     /// Finds the claims of a 277 that names no batch of ours (an
     /// unsolicited 277) through the claim index: the one claim routed to
     /// this payer with that patient control number (and, when the payer
@@ -1128,27 +1159,18 @@ impl RoundTrip {
         payer: &str,
         r: &Ack277Answer,
     ) -> PortResult<(Vec<Pending>, HashMap<(usize, usize), usize>)> {
-        let canonical = self.config.canonical_payer(payer).to_string();
         let mut members: Vec<Pending> = Vec::new();
         let mut located = HashMap::new();
         let mut batches: HashMap<String, Vec<Pending>> = HashMap::new();
         for (p, provider) in r.providers.iter().enumerate() {
             for (c, claim) in provider.claims.iter().enumerate() {
-                let partition = self.partners.pcn_partition(&claim.patient_control_number);
-                let mut candidates: Vec<(String, String)> = Vec::new();
-                for (_, item) in self.ports.state.query(Table::Claims, &partition, None, 100).await? {
-                    let Ok(v) = decode::<serde_json::Value>(&item.value) else { continue };
-                    let claim_payer = v["claim"]["payer_id"].as_str().unwrap_or_default();
-                    let (Some(t), Some(id)) = (v["transactionId"].as_str(), v["claim"]["id"].as_str()) else {
-                        continue;
-                    };
-                    if self.config.canonical_payer(claim_payer) == canonical
-                        && claim.clearinghouse_trace.as_deref().is_none_or(|trace| trace == id)
-                    {
-                        candidates.push((t.to_string(), id.to_string()));
-                    }
-                }
-                let [(txn, claim_id)] = candidates.as_slice() else { continue };
+                let candidates: Vec<IndexedClaim> = self
+                    .claims_for_payer(payer, &claim.patient_control_number)
+                    .await?
+                    .into_iter()
+                    .filter(|c| claim.clearinghouse_trace.as_deref().is_none_or(|trace| trace == c.claim_id))
+                    .collect();
+                let [IndexedClaim { transaction: txn, claim_id, .. }] = candidates.as_slice() else { continue };
                 let Some(item) = self.ports.state.get(&Lineage::key(txn, claim_id)).await? else { continue };
                 let lineage: Lineage = decode(&item.value)?;
                 if !batches.contains_key(&lineage.batch) {
@@ -1340,18 +1362,9 @@ impl RoundTrip {
         // transactions (a map, not a list: an 835 of 100,000 claims whose
         // numbers recur would otherwise hold millions of pairs).
         let mut owners: BTreeMap<String, String> = BTreeMap::new();
-        let canonical = self.config.canonical_payer(payer).to_string();
         for pcn in &r.patient_control_numbers {
-            let partition = self.partners.pcn_partition(pcn);
-            for (_, item) in self.ports.state.query(Table::Claims, &partition, None, 100).await? {
-                let Ok(v) = decode::<serde_json::Value>(&item.value) else { continue };
-                let claim_payer =
-                    v["claim"]["payer_id"].as_str().or_else(|| v["claim"]["payerId"].as_str()).unwrap_or_default();
-                if self.config.canonical_payer(claim_payer) != canonical {
-                    continue;
-                }
-                let (Some(p), Some(t)) = (v["partner"].as_str(), v["transactionId"].as_str()) else { continue };
-                owners.entry(p.to_string()).or_insert_with(|| t.to_string());
+            for c in self.claims_for_payer(payer, pcn).await? {
+                owners.entry(c.partner).or_insert(c.transaction);
             }
         }
         let partner = match enrolled {
@@ -1430,6 +1443,14 @@ impl RoundTrip {
     }
 }
 
+/// A claim as the claim index records it.
+#[derive(Debug)]
+struct IndexedClaim {
+    partner: String,
+    transaction: String,
+    claim_id: String,
+}
+
 /// An acknowledgement owed to a payer (`acks-out`, `<payer>/<name>`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct PayerAck {
@@ -1468,26 +1489,5 @@ fn reply_to(s: &SubmitterInfo) -> clearway_core::records::ReplyTo {
         our_isa_id: s.our_isa_id.clone(),
         our_gs_id: s.our_gs_id.clone(),
         usage: s.usage.clone(),
-    }
-}
-
-/// The lineage of a transaction's claims (claim id → lineage).
-pub async fn lineage_of(
-    state: &dyn clearway_core::ports::StateStore,
-    transaction: &str,
-) -> PortResult<BTreeMap<String, Lineage>> {
-    let mut out = BTreeMap::new();
-    let mut after: Option<String> = None;
-    loop {
-        let page =
-            state.query(Table::Batches, &Lineage::partition(transaction), after.as_deref(), MAX_QUERY_LIMIT).await?;
-        let full = page.len() == MAX_QUERY_LIMIT;
-        after = page.last().map(|(k, _)| k.clone());
-        for (k, i) in page {
-            out.insert(k, decode(&i.value)?);
-        }
-        if !full {
-            return Ok(out);
-        }
     }
 }
