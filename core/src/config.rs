@@ -662,12 +662,12 @@ fn edit_overrides(
         if settings.contains(&k.as_str()) {
             continue;
         }
-        let Some(def) = crate::edits::find(k) else {
+        let Some(id) = crate::edits::static_id(k) else {
             e.push(err(format!("{path}.{k}"), "not an edit id (see `clearway edits list`)"));
             continue;
         };
         match v.as_str().and_then(Severity::parse) {
-            Some(s) => out.push((def.id, s)),
+            Some(s) => out.push((id, s)),
             None => e.push(err(format!("{path}.{k}"), "must be \"reject\", \"warn\" or \"off\"")),
         }
     }

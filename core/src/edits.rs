@@ -277,6 +277,58 @@ const DEFS: &[EditDef] = &[
     ),
 ];
 
+/// One pharmacy claim edit (NCPDP D.0, the switch path's `local`
+/// connector): a rule a PBM would reject on, answered with an NCPDP reject
+/// code (511-FB) instead of a 277CA status. Severities are configured like
+/// the 837 edits (`[edits]`, per partner, per payer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct PharmacyEdit {
+    pub id: &'static str,
+    pub severity: Severity,
+    /// The NCPDP reject code it answers with.
+    pub reject: &'static str,
+    pub source: &'static str,
+    pub summary: &'static str,
+}
+
+const fn rx(id: &'static str, reject: &'static str, source: &'static str, summary: &'static str) -> PharmacyEdit {
+    PharmacyEdit { id, severity: Severity::Reject, reject, source, summary }
+}
+
+/// The pharmacy edits, in the order they run.
+pub static PHARMACY: &[PharmacyEdit] = &[
+    rx(
+        "ncpdp.npi.pharmacy",
+        "5",
+        "CMS NPI check digit (69 FR 3434); D.0 header 202-B2 = 01",
+        "the service provider's NPI has ten digits and a valid check digit",
+    ),
+    rx(
+        "ncpdp.npi.prescriber",
+        "25",
+        "CMS NPI check digit; D.0 prescriber segment 466-EZ = 01",
+        "the prescriber's NPI has ten digits and a valid check digit",
+    ),
+    rx(
+        "ncpdp.dates",
+        "15",
+        "D.0 401-D1 date of service, 414-DE date prescription written",
+        "the date of service is not in the future nor before the prescription was written (28 when the written date is in the future)",
+    ),
+    rx(
+        "ncpdp.days_supply",
+        "19",
+        "D.0 405-D5 days supply (sanity bound)",
+        "the days' supply is at most 365",
+    ),
+    rx(
+        "ncpdp.quantity",
+        "E7",
+        "D.0 442-E7 quantity dispensed, 9999999.999 (sanity bound)",
+        "the quantity dispensed is at most 100,000 units",
+    ),
+];
+
 /// The position of edit `id` in [`CATALOG`], for use in constants
 /// (`const { at("npi.billing") }`): an unknown id does not compile.
 pub const fn at(id: &str) -> usize {
@@ -307,17 +359,26 @@ pub fn index_of(id: &str) -> Option<usize> {
     CATALOG.iter().position(|e| e.id == id)
 }
 
+/// The static id of an 837 or pharmacy edit.
+pub fn static_id(id: &str) -> Option<&'static str> {
+    find(id).map(|e| e.id).or_else(|| PHARMACY.iter().find(|e| e.id == id).map(|e| e.id))
+}
+
 /// The severity of every edit for one claim: the catalog's defaults with
 /// the configured overrides applied (global, then the partner's, then the
 /// payer's).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policy {
     severities: Vec<Severity>,
+    pharmacy: Vec<Severity>,
 }
 
 impl Default for Policy {
     fn default() -> Self {
-        Policy { severities: CATALOG.iter().map(|e| e.severity).collect() }
+        Policy {
+            severities: CATALOG.iter().map(|e| e.severity).collect(),
+            pharmacy: PHARMACY.iter().map(|e| e.severity).collect(),
+        }
     }
 }
 
@@ -328,6 +389,8 @@ impl Policy {
         for (id, s) in overrides {
             if let Some(i) = index_of(id) {
                 self.severities[i] = s;
+            } else if let Some(i) = PHARMACY.iter().position(|e| e.id == id) {
+                self.pharmacy[i] = s;
             }
         }
         self
@@ -339,7 +402,10 @@ impl Policy {
     }
 
     pub fn severity_of(&self, id: &str) -> Severity {
-        index_of(id).map_or(Severity::Off, |i| self.severities[i])
+        match index_of(id) {
+            Some(i) => self.severities[i],
+            None => PHARMACY.iter().position(|e| e.id == id).map_or(Severity::Off, |i| self.pharmacy[i]),
+        }
     }
 }
 

@@ -17,9 +17,12 @@
 //! segment and no 0x1C before a segment id), so the reader keeps the exact
 //! separators in front of every segment and field: what it reads, it
 //! writes back byte for byte. It is bounded ([`Limits`]) and never panics.
-//! This is the reader and the typed views; validation per transaction code,
-//! the reject codes and the switch path are not built yet.
+//! [`validate`] checks a request against the standard and names the reject
+//! codes; [`answer`] builds responses and runs the pharmacy claim edits.
 
+pub mod answer;
+pub mod synth;
+pub mod validate;
 pub mod views;
 
 /// Segment separator.
@@ -412,6 +415,18 @@ pub fn fuzz_ncpdp(data: &[u8]) {
         assert_eq!(t.to_bytes(), data, "a transmission writes back as read");
         let _ = views::request(&t);
         let _ = views::response(&t);
+        let rejects = validate::validate(&t);
+        let groups = t.groups().min(4);
+        let outcomes: Vec<answer::Outcome> = (0..groups)
+            .map(|_| answer::Outcome::rejected(rejects.iter().map(|r| r.code)))
+            .collect();
+        let response = answer::respond(&t, &outcomes).to_bytes();
+        let back = read(&response, &Limits::default()).expect("a response Clearway writes reads back");
+        assert_eq!(back.to_bytes(), response);
+        let _ = validate::claim_identity(&t, 1);
+    } else if let Err(e) = read(data, &Limits::default()) {
+        let response = answer::reject_transmission(None, data, &validate::read_rejects(&e)).to_bytes();
+        assert!(read(&response, &Limits::default()).is_ok(), "a rejection reads back");
     }
 }
 

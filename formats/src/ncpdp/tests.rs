@@ -118,3 +118,151 @@ fn a_response_we_build_is_standard_framing_and_reads_back() {
     assert_eq!(r.message.as_deref(), Some("PLEASE RESUBMIT "), "a separator in a value becomes a space");
     assert_eq!(back.segments[1].group, 1);
 }
+
+mod standard {
+    use super::super::answer::{self, Outcome, duplicate_of, outcomes, pharmacy_edits, respond};
+    use super::super::synth::{Request, request};
+    use super::super::validate::{Reject, claim_identity, overpunch, overpunch_cents, read_rejects, validate};
+    use super::super::*;
+    use super::corpus;
+    use clearway_core::edits::{Policy, Severity};
+
+    fn codes(r: &[Reject]) -> Vec<(&str, usize)> {
+        r.iter().map(|r| (r.code, r.group)).collect()
+    }
+
+    fn today() -> time::Date {
+        time::macros::date!(2026 - 12 - 06)
+    }
+
+    #[test]
+    fn a_synthetic_b1_is_well_formed_and_passes_the_edits() {
+        let bytes = request(&Request::b1("610020", "PCN1", "1000001"));
+        let t = read(&bytes, &Limits::default()).unwrap();
+        assert_eq!(t.to_bytes(), bytes);
+        assert_eq!(codes(&validate(&t)), []);
+        assert_eq!(pharmacy_edits(&t, 1, today(), &Policy::default()), (vec![], vec![]));
+        assert_eq!(claim_identity(&t, 1).as_deref(), Some("01|1234567893|1000001||20261201"));
+    }
+
+    #[test]
+    fn the_public_b1_is_rejected_for_what_the_standard_requires() {
+        // The sample has no pricing segment (always sent on a B1) and an
+        // alphanumeric prescription number (402-D2 is numeric).
+        let t = read(&corpus("b1-request-cosyte-person-code.ncpdp"), &Limits::default()).unwrap();
+        assert_eq!(codes(&validate(&t)), [("16", 0), ("PP", 1)]);
+    }
+
+    #[test]
+    fn missing_and_invalid_fields_get_their_m_i_codes() {
+        let mut r = Request::b1("610020", "PCN1", "1000001");
+        r.claims[0].ndc = "0009350560".into(); // ten digits
+        r.date_of_birth = Some("19801301".into());
+        r.claims[0].days = 0;
+        let t = read(&request(&r), &Limits::default()).unwrap();
+        assert_eq!(codes(&validate(&t)), [("9", 0), ("19", 1), ("21", 1)]);
+
+        let mut r = Request::b1("610020", "PCN1", "1000001");
+        r.cardholder = "X".repeat(21);
+        let t = read(&request(&r), &Limits::default()).unwrap();
+        assert_eq!(codes(&validate(&t)), [("7", 0)], "an overlong cardholder id");
+
+        // Wrong field separators: `*` instead of 0x1C inside the claim
+        // segment leaves one field that is none of the required ones.
+        let bytes = request(&Request::b1("610020", "PCN1", "1000001"));
+        let text = String::from_utf8(bytes).unwrap();
+        let at = text.find("AM07").unwrap();
+        let end = text[at..].find('\u{1e}').unwrap() + at;
+        let starred = format!("{}{}{}", &text[..at + 4], text[at + 4..end].replace('\u{1c}', "*"), &text[end..]);
+        let e = read(starred.as_bytes(), &Limits::default()).unwrap_err();
+        assert_eq!(read_rejects(&e), ["R8"], "no segment id where one belongs: a syntax error");
+        let starred = format!("{}{}{}", &text[..at + 5], text[at + 5..end].replace('\u{1c}', "*"), &text[end..]);
+        let t = read(starred.as_bytes(), &Limits::default()).unwrap();
+        let rejects = validate(&t);
+        let found = codes(&rejects);
+        for c in ["16", "17", "21"] {
+            assert!(found.contains(&(c, 1)), "{c} in {found:?}");
+        }
+    }
+
+    #[test]
+    fn header_problems_reject_the_transmission() {
+        let mut b = request(&Request::b1("610020", "PCN1", "1000001"));
+        b[8..10].copy_from_slice(b"Z9");
+        let t = read(&b, &Limits::default()).unwrap();
+        assert_eq!(codes(&validate(&t)), [("3", 0)]);
+        let mut b = request(&Request::b1("610020", "PCN1", "1000001"));
+        b[20] = b'2'; // says two transactions, carries one
+        let t = read(&b, &Limits::default()).unwrap();
+        assert_eq!(codes(&validate(&t)), [("PB", 0)]);
+        let mut b = request(&Request::b1("610020", "PCN1", "1000001"));
+        b[0] = b'X';
+        let e = read(&b, &Limits::default()).unwrap_err();
+        assert_eq!(read_rejects(&e), ["1"]);
+        let resp = answer::reject_transmission(None, &b, &read_rejects(&e));
+        let back = read(&resp.to_bytes(), &Limits::default()).unwrap();
+        let (header, o) = outcomes(&back).unwrap();
+        assert_eq!((header.as_str(), o[0].status.as_str(), o[0].rejects.clone()), ("R", "R", vec!["1".to_string()]));
+        let Header::Response(h) = &back.header else { panic!() };
+        assert_eq!((h.transaction_code.as_str(), h.provider_id.as_str()), ("B1", "1234567893"), "echoed");
+    }
+
+    #[test]
+    fn responses_echo_the_request_and_read_back() {
+        let mut r = Request::b1("610020", "PCN1", "1000001");
+        r.claims.push(r.claims[0].clone());
+        r.claims[1].rx = "1000002".into();
+        let t = read(&request(&r), &Limits::default()).unwrap();
+        assert_eq!(codes(&validate(&t)), []);
+        let paid = Outcome { authorization: Some("AUTH1".into()), ..Outcome::with_status("P") };
+        let rejected = Outcome { message: Some("see codes".into()), ..Outcome::rejected(["21", "19"]) };
+        let resp = respond(&t, &[paid.clone(), rejected]);
+        let bytes = resp.to_bytes();
+        assert!(bytes.starts_with(b"D0B12A011234567893     20261201"), "{}", String::from_utf8_lossy(&bytes));
+        let back = read(&bytes, &Limits::default()).unwrap();
+        assert_eq!(back.to_bytes(), bytes);
+        let (h, o) = outcomes(&back).unwrap();
+        assert_eq!(h, "A");
+        assert_eq!(o[0].status, "P");
+        assert_eq!(o[0].authorization.as_deref(), Some("AUTH1"));
+        assert_eq!((o[1].status.as_str(), o[1].rejects.clone()), ("R", vec!["21".to_string(), "19".to_string()]));
+        let v = views::response(&back).unwrap();
+        assert_eq!(v.status.as_deref(), Some("P"));
+        assert_eq!(duplicate_of("P"), Some("D"));
+        assert_eq!(duplicate_of("C"), Some("Q"));
+        assert_eq!(duplicate_of("A"), Some("S"));
+        assert_eq!(duplicate_of("R"), None);
+    }
+
+    #[test]
+    fn overpunched_money_reads_and_writes() {
+        for (text, cents) in [("125{", 1250), ("125E", 1255), ("125}", -1250), ("12N", -125), ("0{", 0), ("99", 99)] {
+            assert_eq!(overpunch_cents(text), Some(cents), "{text}");
+        }
+        for cents in [0, 1, 9, 10, 1255, -1250, -7, 99_999_999] {
+            assert_eq!(overpunch_cents(&overpunch(cents)), Some(cents));
+        }
+        for bad in ["", "12.5", "1X", "{1"] {
+            assert_eq!(overpunch_cents(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn pharmacy_edits_answer_with_their_codes_and_follow_the_policy() {
+        let mut r = Request::b1("610020", "PCN1", "1000001");
+        r.pharmacy_npi = "1234567890".into(); // bad check digit
+        r.claims[0].prescriber_npi = Some("1245319590".into());
+        r.claims[0].days = 400;
+        r.claims[0].quantity_milli = 200_000_000;
+        r.date_of_service = "20270101".into();
+        let t = read(&request(&r), &Limits::default()).unwrap();
+        let (rejects, warned) = pharmacy_edits(&t, 1, today(), &Policy::default());
+        assert_eq!(rejects, ["5", "25", "15", "19", "E7"]);
+        assert!(warned.is_empty());
+        let policy = Policy::default()
+            .with([("ncpdp.npi.pharmacy", Severity::Off), ("ncpdp.dates", Severity::Warn)]);
+        let (rejects, warned) = pharmacy_edits(&t, 1, today(), &policy);
+        assert_eq!(rejects, ["25", "19", "E7"]);
+        assert_eq!(warned, ["ncpdp.dates"]);
+    }
+}
