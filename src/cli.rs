@@ -148,6 +148,7 @@ pub enum FormatArg {
     X12,
     Hl7,
     Fhir,
+    Ncpdp,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

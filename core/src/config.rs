@@ -49,6 +49,8 @@ struct Raw {
     backend: RawBackend,
     #[serde(default)]
     fastpath: RawFastpath,
+    #[serde(default)]
+    pharmacy: RawPharmacy,
     /// Claim edits: edit id = "reject" | "warn" | "off", plus the settings
     /// `duplicate_window_days` and `codeset_refresh_secs`.
     #[serde(default)]
@@ -219,6 +221,22 @@ struct RawBackend {
     kms_key_id: Option<String>,
     partition_shards: Option<u32>,
     outbox_sweep_after_secs: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPharmacy {
+    #[serde(default)]
+    routes: Vec<RawPharmacyRoute>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPharmacyRoute {
+    bin: Option<String>,
+    pcn: Option<String>,
+    group: Option<String>,
+    payer: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -482,6 +500,46 @@ pub struct FastpathConfig {
     pub cache_capacity: u64,
 }
 
+/// One pharmacy route: claims whose BIN (and PCN, and group, when given)
+/// match go to `payer` (a PBM; its connector, limits and timeout are the
+/// payer's).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PharmacyRoute {
+    pub bin: String,
+    pub pcn: Option<String>,
+    pub group: Option<String>,
+    pub payer: String,
+}
+
+/// The pharmacy switch path (`[pharmacy]`).
+#[derive(Debug, Clone, Default)]
+pub struct PharmacyConfig {
+    pub routes: Vec<PharmacyRoute>,
+}
+
+impl PharmacyConfig {
+    /// The payer for a BIN, PCN and group: the most specific matching route
+    /// (BIN + PCN + group, then BIN + PCN, then BIN alone). `Err` with the
+    /// reject code when none matches: `1` (no route for the BIN), `4` (the
+    /// BIN is routed, not for this PCN), `6` (not for this group).
+    pub fn route(&self, bin: &str, pcn: &str, group: Option<&str>) -> Result<&str, &'static str> {
+        let same = |a: &Option<String>, b: &str| a.as_deref().is_none_or(|a| a.trim().eq_ignore_ascii_case(b.trim()));
+        let for_bin: Vec<&PharmacyRoute> = self.routes.iter().filter(|r| r.bin == bin).collect();
+        if for_bin.is_empty() {
+            return Err("1");
+        }
+        let for_pcn: Vec<&&PharmacyRoute> = for_bin.iter().filter(|r| same(&r.pcn, pcn)).collect();
+        if for_pcn.is_empty() {
+            return Err("4");
+        }
+        let best = for_pcn
+            .iter()
+            .filter(|r| r.group.is_none() || group.is_some_and(|g| same(&r.group, g)))
+            .max_by_key(|r| (r.pcn.is_some(), r.group.is_some()));
+        best.map(|r| r.payer.as_str()).ok_or("6")
+    }
+}
+
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -495,6 +553,7 @@ pub struct Config {
     pub backend: Backend,
     pub fastpath: FastpathConfig,
     pub edits: EditsConfig,
+    pub pharmacy: PharmacyConfig,
 }
 
 impl Config {
@@ -960,7 +1019,22 @@ fn validate(raw: Raw, e: &mut Vec<ConfigError>) -> Config {
         duplicate_window: Duration::from_secs(days * 86_400),
         codeset_refresh: Duration::from_secs(refresh),
     };
-    Config { server, mllp, dedupe, workers, routing, payers, master_key, backend, fastpath, edits }
+    let mut routes = Vec::new();
+    for (n, r) in raw.pharmacy.routes.into_iter().enumerate() {
+        let path = |k: &str| format!("pharmacy.routes[{n}].{k}");
+        let bin = r.bin.unwrap_or_default();
+        if bin.len() != 6 || !bin.bytes().all(|b| b.is_ascii_digit()) {
+            e.push(err(path("bin"), "required: the six-digit BIN"));
+        }
+        let payer = r.payer.unwrap_or_default();
+        if payer.trim().is_empty() {
+            e.push(err(path("payer"), "required: the payer (PBM) that answers these claims"));
+        }
+        let blank = |v: Option<String>| v.filter(|v| !v.trim().is_empty());
+        routes.push(PharmacyRoute { bin, pcn: blank(r.pcn), group: blank(r.group), payer });
+    }
+    let pharmacy = PharmacyConfig { routes };
+    Config { server, mllp, dedupe, workers, routing, payers, master_key, backend, fastpath, edits, pharmacy }
 }
 
 /// An X12 identifier setting: 1 to `max` printable ASCII characters that
@@ -1070,6 +1144,21 @@ mod tests {
         assert_eq!(c.canonical_payer("ACME01"), "ACME01");
         assert_eq!(c.canonical_payer("OTHER"), "OTHER");
         assert_eq!(c.payer("987654321").rate_per_sec, 3.0);
+    }
+
+    #[test]
+    fn pharmacy_routes_pick_the_most_specific_and_name_the_reject() {
+        let file = "[pharmacy]\nroutes = [\n { bin = \"610020\", payer = \"PBM_A\" },\n { bin = \"610020\", pcn = \"MEDD\", payer = \"PBM_B\" },\n { bin = \"610020\", pcn = \"MEDD\", group = \"G1\", payer = \"PBM_C\" },\n { bin = \"004336\", pcn = \"ADV\", payer = \"PBM_D\" },\n]\n";
+        let c = load(Some(file), &HashMap::new()).unwrap();
+        let p = &c.pharmacy;
+        assert_eq!(p.route("610020", "OTHER", None), Ok("PBM_A"));
+        assert_eq!(p.route("610020", "MEDD", Some("G9")), Ok("PBM_B"));
+        assert_eq!(p.route("610020", "MEDD", Some("G1")), Ok("PBM_C"));
+        assert_eq!(p.route("999999", "MEDD", None), Err("1"));
+        assert_eq!(p.route("004336", "X", None), Err("4"));
+        let bad = load(Some("[pharmacy]\nroutes = [{ bin = \"61\" }]\n"), &HashMap::new()).unwrap_err();
+        let paths: Vec<&str> = bad.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(paths, ["pharmacy.routes[0].bin", "pharmacy.routes[0].payer"]);
     }
 
     #[test]

@@ -315,12 +315,7 @@ pub static PHARMACY: &[PharmacyEdit] = &[
         "D.0 401-D1 date of service, 414-DE date prescription written",
         "the date of service is not in the future nor before the prescription was written (28 when the written date is in the future)",
     ),
-    rx(
-        "ncpdp.days_supply",
-        "19",
-        "D.0 405-D5 days supply (sanity bound)",
-        "the days' supply is at most 365",
-    ),
+    rx("ncpdp.days_supply", "19", "D.0 405-D5 days supply (sanity bound)", "the days' supply is at most 365"),
     rx(
         "ncpdp.quantity",
         "E7",

@@ -173,10 +173,13 @@ pub enum Table {
     /// The payer round trip: claims waiting for a batch, outbound batches
     /// and their members, claim lineage, payer files and answers.
     Batches,
+    /// Pharmacy (NCPDP D.0) transactions on the switch path: each
+    /// transmission with its response, and the claim index reversals use.
+    Pharmacy,
 }
 
 impl Table {
-    pub const ALL: [Table; 13] = [
+    pub const ALL: [Table; 14] = [
         Table::Transactions,
         Table::Dedupe,
         Table::Claims,
@@ -190,6 +193,7 @@ impl Table {
         Table::Counters,
         Table::CodeSets,
         Table::Batches,
+        Table::Pharmacy,
     ];
 
     pub fn name(self) -> &'static str {
@@ -207,6 +211,7 @@ impl Table {
             Table::Counters => "counters",
             Table::CodeSets => "code_sets",
             Table::Batches => "batches",
+            Table::Pharmacy => "pharmacy",
         }
     }
 }

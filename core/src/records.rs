@@ -166,6 +166,42 @@ pub const INLINE_ACK_BYTES: usize = 64 * 1024;
 pub const MAX_ACK_BYTES: u64 = 512 * 1024 * 1024;
 
 impl AckRecord {
+    /// The ack record and its feed entry, as state writes.
+    #[cfg(feature = "crypto")]
+    pub fn feed_ops(&self) -> crate::PortResult<Vec<crate::ports::WriteOp>> {
+        use crate::ports::{Condition, WriteOp};
+        fn encode<T: Serialize>(v: &T) -> crate::PortResult<bytes::Bytes> {
+            serde_json::to_vec(v)
+                .map(bytes::Bytes::from)
+                .map_err(|e| crate::PortError::with_cause(crate::error::ErrorKind::Internal, "encode record", e))
+        }
+        let created_ms = time::OffsetDateTime::parse(&self.created_at, &time::format_description::well_known::Rfc3339)
+            .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
+            .unwrap_or(0);
+        let cursor = FeedEntry::cursor(created_ms, &self.id);
+        let entry = FeedEntry {
+            cursor: cursor.clone(),
+            ack_id: self.id.clone(),
+            transaction: self.transaction.clone(),
+            kind: self.kind.clone(),
+            created_at: self.created_at.clone(),
+        };
+        Ok(vec![
+            WriteOp::Put {
+                key: AckRecord::key(&self.transaction, &self.id),
+                value: encode(self)?,
+                expires_at: None,
+                condition: Condition::None,
+            },
+            WriteOp::Put {
+                key: FeedEntry::key(&self.partner, &cursor),
+                value: encode(&entry)?,
+                expires_at: None,
+                condition: Condition::None,
+            },
+        ])
+    }
+
     pub fn key(transaction: &TransactionId, id: &str) -> Key {
         Key::new(Table::Acks, transaction.as_str(), id)
     }

@@ -78,10 +78,19 @@ fn envelope_to(our_id: &str, payer: &str) -> Envelope {
 
 /// POSTs an X12 request and reads the answer, bounded.
 async fn exchange(client: &reqwest::Client, url: &str, body: Vec<u8>) -> Result<Vec<u8>, UpstreamError> {
-    let mut resp =
-        client.post(url).header("content-type", "application/edi-x12").body(body).send().await.map_err(|e| {
-            UpstreamError::Unavailable(if e.is_timeout() { "timeout".into() } else { "unreachable".into() })
-        })?;
+    exchange_as(client, url, "application/edi-x12", body).await
+}
+
+/// POSTs `body` as `content_type` and reads the answer (bounded).
+pub(crate) async fn exchange_as(
+    client: &reqwest::Client,
+    url: &str,
+    content_type: &str,
+    body: Vec<u8>,
+) -> Result<Vec<u8>, UpstreamError> {
+    let mut resp = client.post(url).header("content-type", content_type).body(body).send().await.map_err(|e| {
+        UpstreamError::Unavailable(if e.is_timeout() { "timeout".into() } else { "unreachable".into() })
+    })?;
     if !resp.status().is_success() {
         return Err(UpstreamError::Unavailable(format!("payer answered {}", resp.status().as_u16())));
     }

@@ -24,6 +24,7 @@ pub mod gate;
 pub mod http;
 pub mod local;
 mod memo;
+pub mod pharmacy;
 
 use clearway_core::config::{Config, Connector};
 use clearway_core::partners::Partners;

@@ -37,6 +37,29 @@ fn plausible_member_id(id: &str) -> bool {
     (2..=80).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
 }
 
+/// The member an 834 enrolled with `payer` under `member_id`.
+pub async fn member(
+    state: &dyn StateStore,
+    partners: &Partners,
+    payer: &str,
+    member_id: &str,
+) -> Result<Option<Member>, UpstreamError> {
+    let key = Key::new(Table::Coverage, payer, partners.member_key(member_id));
+    let Some(item) = state.get(&key).await.map_err(unavailable)? else { return Ok(None) };
+    match serde_json::from_slice::<CoverageRecord>(&item.value) {
+        Ok(record) => Ok(Some(record.member)),
+        Err(_) => Err(UpstreamError::Unavailable("unreadable coverage record".into())),
+    }
+}
+
+/// The coverage of `m` in force on `on`, if any.
+pub fn active_on(m: &Member, on: Date) -> Option<&clearway_core::Coverage> {
+    m.coverages
+        .iter()
+        .filter(|c| m.maintenance != MaintenanceType::Termination || c.end.is_some())
+        .find(|c| c.begin.is_none_or(|b| b <= on) && c.end.is_none_or(|e| on <= e))
+}
+
 /// Eligibility of the subscriber of `r` with `payer` on `on`.
 pub async fn eligibility(
     state: &dyn StateStore,
@@ -49,15 +72,10 @@ pub async fn eligibility(
         // 72: invalid or missing subscriber/insured id.
         return Ok(subscriber_rejected("72"));
     };
-    let key = Key::new(Table::Coverage, payer, partners.member_key(member_id));
-    let Some(item) = state.get(&key).await.map_err(unavailable)? else {
+    let Some(m) = member(state, partners, payer, member_id).await? else {
         // 75: subscriber/insured not found.
         return Ok(subscriber_rejected("75"));
     };
-    let Ok(record) = serde_json::from_slice::<CoverageRecord>(&item.value) else {
-        return Err(UpstreamError::Unavailable("unreadable coverage record".into()));
-    };
-    let m = record.member;
     // 71: birth date does not match; 73: name does not match.
     if let (Some(asked), Some(known)) = (r.subscriber.birth_date.expose(), m.person.birth_date.expose())
         && asked != known
@@ -68,12 +86,7 @@ pub async fn eligibility(
     if !asked.is_empty() && !known.is_empty() && !asked.eq_ignore_ascii_case(known) {
         return Ok(subscriber_rejected("73"));
     }
-    let active = m
-        .coverages
-        .iter()
-        .filter(|c| m.maintenance != MaintenanceType::Termination || c.end.is_some())
-        .find(|c| c.begin.is_none_or(|b| b <= on) && c.end.is_none_or(|e| on <= e));
-    if let Some(c) = active {
+    if let Some(c) = active_on(&m, on) {
         return Ok(EligibilityOutcome::Active {
             plan: c.plan.clone(),
             begin: c.begin,

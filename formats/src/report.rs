@@ -627,6 +627,55 @@ pub fn fhir_report(input: &[u8]) -> (bool, serde_json::Value) {
     (accepted, v)
 }
 
+/// `clearway validate` for an NCPDP D.0 transmission: the reject codes
+/// the standard's checks find (a request), or the statuses a response
+/// carries.
+pub fn ncpdp_report(input: &[u8]) -> (bool, serde_json::Value) {
+    use crate::ncpdp::{self, answer, validate};
+    let issue = |code: &str, group: usize| {
+        let mut i =
+            Issue::new(format!("NCPDP:{code}"), validate::reject_meaning(code).unwrap_or("reject code").to_string());
+        i.segment = (group > 0).then(|| format!("transaction {group}"));
+        i
+    };
+    let (accepted, transmission, issues) = match ncpdp::read(input, &ncpdp::Limits::default()) {
+        Ok(t) => {
+            let found = validate::validate(&t);
+            let summary = match answer::outcomes(&t) {
+                Some((header, outcomes)) => serde_json::json!({
+                    "kind": "response",
+                    "transactionCode": t.transaction_code(),
+                    "headerStatus": header,
+                    "outcomes": outcomes,
+                }),
+                None => serde_json::json!({
+                    "kind": "request",
+                    "transactionCode": t.transaction_code(),
+                    "transactions": t.groups(),
+                }),
+            };
+            let is_request = validate::request_header(&t).is_some();
+            let issues: Vec<Issue> =
+                if is_request { found.iter().map(|r| issue(r.code, r.group)).collect() } else { Vec::new() };
+            (issues.is_empty(), vec![summary], issues)
+        }
+        Err(e) => {
+            let mut issues: Vec<Issue> = validate::read_rejects(&e).into_iter().map(|c| issue(c, 0)).collect();
+            if let Some(i) = issues.first_mut() {
+                i.message = format!("{}: {e}", i.message);
+            }
+            (false, vec![], issues)
+        }
+    };
+    let v = serde_json::json!({
+        "format": "ncpdp",
+        "accepted": accepted,
+        "transmissions": transmission,
+        "issues": issues,
+    });
+    (accepted, v)
+}
+
 fn claim_line(c: &clearway_core::Claim) -> serde_json::Value {
     serde_json::json!({
         "patient_control_number": c.patient_control_number.expose(),

@@ -120,18 +120,25 @@ fn classify(content_type: Option<&str>, body: &[u8]) -> Result<Format, Refusal> 
             Ok(Format::Hl7)
         }
         Some("application/fhir+json") | Some("application/json") => Ok(Format::Fhir),
-        None | Some("text/plain") | Some("application/octet-stream") | Some("") => {
-            match clearway_formats::detect::sniff(body) {
-                Some(clearway_formats::detect::Format::X12) => Ok(Format::X12),
-                Some(clearway_formats::detect::Format::Hl7v2) => Ok(Format::Hl7),
-                Some(clearway_formats::detect::Format::Fhir) => Ok(Format::Fhir),
-                None => Err(Refusal::BadRequest {
-                    title: "Unrecognized content",
-                    detail: "the body is not X12, HL7 v2 or FHIR JSON".into(),
-                    ta1: None,
-                }),
-            }
-        }
+        None | Some("text/plain") | Some("application/octet-stream") | Some("") => match clearway_formats::detect::sniff(
+            body,
+        ) {
+            Some(clearway_formats::detect::Format::X12) => Ok(Format::X12),
+            Some(clearway_formats::detect::Format::Hl7v2) => Ok(Format::Hl7),
+            Some(clearway_formats::detect::Format::Fhir) => Ok(Format::Fhir),
+            Some(clearway_formats::detect::Format::Ncpdp) => Err(Refusal::BadRequest {
+                title: "NCPDP D.0 goes to the pharmacy switch path",
+                detail:
+                    "send a D.0 transmission to POST /v1/pharmacy (real time); NCPDP batch files are not accepted yet"
+                        .into(),
+                ta1: None,
+            }),
+            None => Err(Refusal::BadRequest {
+                title: "Unrecognized content",
+                detail: "the body is not X12, HL7 v2, FHIR JSON or NCPDP D.0".into(),
+                ta1: None,
+            }),
+        },
         Some(other) => Err(Refusal::UnsupportedMediaType(other.chars().take(100).collect())),
     }
 }

@@ -16,6 +16,7 @@ use clearway_core::ports::Table;
 use clearway_core::records::{AckRecord, DeadLetter, FeedEntry, Lineage, PartnerRecord, TransactionRecord};
 use clearway_core::{ErrorKind, PartnerId, TransactionId};
 use clearway_fastpath::caqh;
+use clearway_fastpath::pharmacy::PharmacyRecord;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -84,6 +85,7 @@ pub fn router(svc: Arc<Services>, metrics: MetricsRender) -> Router {
         .route("/core/mime", post(core_mime))
         .route("/v1/eligibility", post(eligibility))
         .route("/v1/claim-status", post(claim_status))
+        .route("/v1/pharmacy", post(pharmacy))
         .route("/v1/webhook", get(webhook_get).put(webhook_put).delete(webhook_delete))
         .route("/v1/dead-letters", get(dead_letters))
         .route("/v1/payer-files", post(payer_file))
@@ -400,12 +402,63 @@ async fn load_record(svc: &Services, partner: &PartnerId, id: &str) -> Result<Tr
     serde_json::from_slice(&item.value).map_err(|_| Problem::unavailable(5))
 }
 
+/// A pharmacy (switch path) transaction of `partner`, when `id` is one.
+async fn load_pharmacy(svc: &Services, partner: &PartnerId, id: &str) -> Result<Option<PharmacyRecord>, Problem> {
+    let Some(id) = TransactionId::parse(id) else { return Ok(None) };
+    let item = svc.ports.state.get(&PharmacyRecord::key(partner, &id)).await.map_err(|e| port_problem(&e))?;
+    Ok(item.and_then(|i| serde_json::from_slice(&i.value).ok()))
+}
+
+/// The id of a transaction of `partner` (async path or switch path).
+async fn owned_id(svc: &Services, partner: &PartnerId, id: &str) -> Result<TransactionId, Problem> {
+    match load_record(svc, partner, id).await {
+        Ok(r) => Ok(r.id),
+        Err(e) => load_pharmacy(svc, partner, id).await?.map(|r| r.id).ok_or(e),
+    }
+}
+
+/// `GET /v1/transactions/{id}` for a pharmacy transaction: its statuses
+/// and codes (the request and response stay in the record; the response
+/// is its acknowledgement).
+fn pharmacy_view(r: &PharmacyRecord) -> Value {
+    let transactions: Vec<Value> = r
+        .outcomes
+        .iter()
+        .enumerate()
+        .map(|(i, o)| {
+            json!({
+                "status": o.status,
+                "rejectCodes": o.rejects,
+                "authorization": o.authorization,
+                "duplicate": r.duplicate.get(i).copied().unwrap_or(false),
+            })
+        })
+        .collect();
+    json!({
+        "transactionId": r.id,
+        "status": if r.header_status == "A" { "answered" } else { "rejected" },
+        "format": "ncpdp",
+        "channel": "http",
+        "receivedAt": r.received_at,
+        "transactionCode": r.transaction_code,
+        "payerId": r.payer,
+        "connector": r.connector,
+        "headerStatus": r.header_status,
+        "transactions": transactions,
+        "tookMicros": r.took_us,
+        "ackIds": [format!("{}-ncpdp-1", r.id)],
+    })
+}
+
 async fn transaction(
     State(svc): State<Arc<Services>>,
     Authed(p): Authed,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, Problem> {
-    let r = load_record(&svc, &p.id, &id).await?;
+    let r = match load_record(&svc, &p.id, &id).await {
+        Ok(r) => r,
+        Err(e) => return load_pharmacy(&svc, &p.id, &id).await?.map(|r| Json(pharmacy_view(&r))).ok_or(e),
+    };
     // Where each routed claim went since: its payer batch and the payer's
     // verdict.
     let mut lineage = std::collections::HashMap::new();
@@ -470,8 +523,8 @@ async fn transaction_acks(
     Authed(p): Authed,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, Problem> {
-    let r = load_record(&svc, &p.id, &id).await?;
-    let items = svc.ports.state.query(Table::Acks, r.id.as_str(), None, 1000).await.map_err(|e| port_problem(&e))?;
+    let id = owned_id(&svc, &p.id, &id).await?;
+    let items = svc.ports.state.query(Table::Acks, id.as_str(), None, 1000).await.map_err(|e| port_problem(&e))?;
     let list: Vec<Value> = items
         .iter()
         .filter_map(|(_, i)| serde_json::from_slice::<AckRecord>(&i.value).ok())
@@ -485,8 +538,8 @@ async fn transaction_ack(
     Authed(p): Authed,
     Path((id, ack_id)): Path<(String, String)>,
 ) -> Result<Response, Problem> {
-    let r = load_record(&svc, &p.id, &id).await?;
-    let item = svc.ports.state.get(&AckRecord::key(&r.id, &ack_id)).await.map_err(|e| port_problem(&e))?;
+    let id = owned_id(&svc, &p.id, &id).await?;
+    let item = svc.ports.state.get(&AckRecord::key(&id, &ack_id)).await.map_err(|e| port_problem(&e))?;
     let ack: AckRecord = item.and_then(|i| serde_json::from_slice(&i.value).ok()).ok_or_else(Problem::not_found)?;
     let body = svc.partners.ack_body(svc.ports.blobs.as_ref(), &ack).await.map_err(|e| port_problem(&e))?;
     Ok(([(header::CONTENT_TYPE, ack.content_type.clone())], body).into_response())
@@ -819,6 +872,52 @@ async fn claim_status(
     let reply = svc.fastpath.claim_status_x12(&p.id, &bytes, time::OffsetDateTime::now_utc()).await;
     svc.fastpath.record_claim_status(started.elapsed());
     Ok(realtime_reply(reply))
+}
+
+/// `POST /v1/pharmacy`: one NCPDP D.0 transmission (E1, B1, B2, B3),
+/// answered synchronously with the D.0 response (always `200`: a D.0
+/// rejection is a response with status `R` and reject codes). The body is
+/// `application/vnd.ncpdp.d0` or `application/octet-stream`, at most
+/// [`clearway_fastpath::pharmacy::MAX_PHARMACY_BYTES`].
+async fn pharmacy(
+    State(svc): State<Arc<Services>>,
+    Authed(p): Authed,
+    req: axum::extract::Request,
+) -> Result<Response, Problem> {
+    use clearway_fastpath::pharmacy::{MAX_PHARMACY_BYTES, MEDIA_TYPE};
+    let (Parts { headers, .. }, body) = req.into_parts();
+    let media = media_type(&headers);
+    if !matches!(&*media, MEDIA_TYPE | "application/octet-stream" | "text/plain" | "") {
+        return Err(Problem::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+            "Unsupported media type",
+            format!("send a D.0 transmission as {MEDIA_TYPE} or application/octet-stream"),
+        ));
+    }
+    let too_large = || {
+        Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too-large",
+            "Payload too large",
+            format!("a D.0 transmission is at most {MAX_PHARMACY_BYTES} bytes"),
+        )
+        .with("maxBytes", MAX_PHARMACY_BYTES)
+    };
+    let declared =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > MAX_PHARMACY_BYTES) {
+        return Err(too_large());
+    }
+    let bytes = axum::body::to_bytes(body, MAX_PHARMACY_BYTES).await.map_err(|_| too_large())?;
+    let reply = svc.fastpath.pharmacy(&p.id, &bytes, time::OffsetDateTime::now_utc()).await;
+    let id = HeaderValue::from_str(reply.transaction.as_str()).ok();
+    let mut response = ([(header::CONTENT_TYPE, MEDIA_TYPE)], reply.response).into_response();
+    if let Some(id) = id {
+        response.headers_mut().insert("clearway-transaction-id", id);
+    }
+    svc.feed.notify_waiters();
+    Ok(response)
 }
 
 /// The partner a CORE envelope's credentials name: the user name is the

@@ -71,6 +71,10 @@ enum Mode {
         /// front desk asking again does; the rest stays as in the file.
         #[arg(long)]
         fresh_controls: bool,
+        /// Send NCPDP D.0 B1 claims (each with a fresh prescription number)
+        /// instead of 837Ps (use with `--path /v1/pharmacy`).
+        #[arg(long)]
+        ncpdp: bool,
     },
     /// MLLP load.
     Mllp {
@@ -99,6 +103,11 @@ enum Mode {
         duration_secs: u64,
         #[arg(long, default_value_t = 1)]
         first_control: u64,
+    },
+    /// A PBM answering every D.0 request at once: each transaction paid.
+    Pbm {
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: SocketAddr,
     },
     /// A bare hyper server answering 200 OK.
     Bare {
@@ -130,9 +139,11 @@ fn main() -> anyhow::Result<()> {
                 path,
                 bodies,
                 fresh_controls,
+                ncpdp,
             } => {
                 let t = match bodies {
                     Some(dir) => Template::files(&dir, fresh_controls)?,
+                    None if ncpdp => Template::ncpdp()?,
                     None => Template::x12(claims)?,
                 };
                 let load = Load { path, template: Arc::new(t) };
@@ -155,6 +166,7 @@ fn main() -> anyhow::Result<()> {
                 .await
             }
             Mode::Bare { listen } => bare(listen).await,
+            Mode::Pbm { listen } => pbm(listen).await,
             Mode::Fsync { dir, count } => fsync(&dir, count),
         }
     })?;
@@ -175,6 +187,8 @@ struct Template {
     /// Per fixed body, where its control fields are (when they are made
     /// fresh per request).
     controls: Vec<Vec<(std::ops::Range<usize>, Control)>>,
+    /// Where a D.0 template's prescription number is (12 digits).
+    rx: Option<std::ops::Range<usize>>,
 }
 
 /// What a control field holds.
@@ -249,7 +263,7 @@ impl Template {
         } else {
             Vec::new()
         };
-        Ok(Template { body: Vec::new(), isa13: 0..0, iea02: 0..0, claims: 0, fixed, controls })
+        Ok(Template { body: Vec::new(), isa13: 0..0, iea02: 0..0, claims: 0, fixed, controls, rx: None })
     }
 
     fn x12(claims: usize) -> anyhow::Result<Self> {
@@ -263,7 +277,24 @@ impl Template {
         if body[isa13.clone()] != body[iea02.clone()] {
             bail!("template envelope not as expected");
         }
-        Ok(Template { body, isa13, iea02, claims, fixed: Vec::new(), controls: Vec::new() })
+        Ok(Template { body, isa13, iea02, claims, fixed: Vec::new(), controls: Vec::new(), rx: None })
+    }
+
+    /// A synthetic D.0 B1 whose prescription number is made fresh per
+    /// request (so that none is a duplicate).
+    fn ncpdp() -> anyhow::Result<Self> {
+        use clearway_formats::ncpdp::synth;
+        let body = synth::request(&synth::Request::b1("610020", "BENCH", "100000000000"));
+        let at = body.windows(14).position(|w| w == b"D2100000000000").context("D2")? + 2;
+        Ok(Template {
+            body,
+            isa13: 0..0,
+            iea02: 0..0,
+            claims: 1,
+            fixed: Vec::new(),
+            controls: Vec::new(),
+            rx: Some(at..at + 12),
+        })
     }
 
     fn with_control(&self, n: u64) -> Bytes {
@@ -293,6 +324,10 @@ impl Template {
             return Bytes::from(b);
         }
         let mut b = self.body.clone();
+        if let Some(rx) = &self.rx {
+            b[rx.clone()].copy_from_slice(format!("{}", 100_000_000_000 + n % 800_000_000_000).as_bytes());
+            return Bytes::from(b);
+        }
         let digits = format!("{:09}", n % 1_000_000_000);
         b[self.isa13.clone()].copy_from_slice(digits.as_bytes());
         b[self.iea02.clone()].copy_from_slice(digits.as_bytes());
@@ -342,7 +377,14 @@ async fn post_to(sender: &mut Sender, path: &str, headers: &Headers, body: Bytes
     let req = Request::post(path)
         .header(hyper::header::HOST, headers.host.clone())
         .header(hyper::header::AUTHORIZATION, headers.authorization.clone())
-        .header(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/edi-x12"))
+        .header(
+            hyper::header::CONTENT_TYPE,
+            hyper::header::HeaderValue::from_static(if path == "/v1/pharmacy" {
+                "application/vnd.ncpdp.d0"
+            } else {
+                "application/edi-x12"
+            }),
+        )
         .body(Full::new(body))?;
     let resp = sender.send_request(req).await?;
     let status = resp.status().as_u16();
@@ -698,6 +740,35 @@ async fn bare(listen: SocketAddr) -> anyhow::Result<serde_json::Value> {
     }
 }
 
+/// A PBM that answers every D.0 request at once, each transaction paid
+/// (the switch-path benchmark's upstream).
+async fn pbm(listen: SocketAddr) -> anyhow::Result<serde_json::Value> {
+    use clearway_formats::ncpdp::{self, answer};
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    println!("pbm listening on {}", listener.local_addr()?);
+    loop {
+        let (stream, _) = listener.accept().await?;
+        let _ = stream.set_nodelay(true);
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(|req: Request<hyper::body::Incoming>| async move {
+                let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                let out = match ncpdp::read(&body, &ncpdp::Limits::default()) {
+                    Ok(t) => {
+                        let paid = answer::Outcome {
+                            authorization: Some("BENCH".into()),
+                            ..answer::Outcome::with_status(answer::status::PAID)
+                        };
+                        answer::respond(&t, &vec![paid; t.groups().min(4)]).to_bytes()
+                    }
+                    Err(_) => answer::reject_transmission(None, &body, &["R8"]).to_bytes(),
+                };
+                Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(Bytes::from(out))))
+            });
+            let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+        });
+    }
+}
+
 // --------------------------------------------------------------- fsync --
 
 fn fsync(dir: &std::path::Path, count: usize) -> anyhow::Result<serde_json::Value> {
@@ -737,9 +808,21 @@ mod tests {
             claims: 0,
             fixed: vec![Bytes::from(body.clone())],
             controls: vec![fields.clone()],
+            rx: None,
         };
         for n in [0u64, 7, 59, 61, 1439, 123_456_789, u64::MAX / 3] {
             let out = t.with_control(n);
+            if n == 0 {
+                // A D.0 template: a fresh, valid prescription number.
+                let d0 = Template::ncpdp().unwrap();
+                let a = clearway_formats::ncpdp::read(&d0.with_control(5), &Default::default()).unwrap();
+                let b = clearway_formats::ncpdp::read(&d0.with_control(6), &Default::default()).unwrap();
+                assert!(clearway_formats::ncpdp::validate::validate(&a).is_empty());
+                let rx = |t: &clearway_formats::ncpdp::Transmission| {
+                    t.segment("07", 1).unwrap().get("D2").unwrap().to_string()
+                };
+                assert_ne!(rx(&a), rx(&b));
+            }
             let mut expected = body.clone();
             for (r, kind) in &fields {
                 let v = match kind {

@@ -15,9 +15,10 @@ pub fn run(file: &Path, format: FormatArg, json: bool, codesets: &CodesetArgs) -
         FormatArg::X12 => Format::X12,
         FormatArg::Hl7 => Format::Hl7v2,
         FormatArg::Fhir => Format::Fhir,
+        FormatArg::Ncpdp => Format::Ncpdp,
         FormatArg::Auto => {
             let head = input.fill_buf().context("cannot read input")?;
-            sniff(head).context("cannot tell the format (not X12, HL7 v2 or FHIR JSON); use --format")?
+            sniff(head).context("cannot tell the format (not X12, HL7 v2, FHIR JSON or NCPDP D.0); use --format")?
         }
     };
     let stdout = std::io::stdout().lock();
@@ -31,15 +32,15 @@ pub fn run(file: &Path, format: FormatArg, json: bool, codesets: &CodesetArgs) -
             let totals = analyze_into(input, &options, &mut report);
             report.finish(totals.fatal.as_ref()).context("cannot write the report")?
         }
-        Format::Hl7v2 | Format::Fhir => {
+        Format::Hl7v2 | Format::Fhir | Format::Ncpdp => {
             let mut bytes = Vec::new();
             std::io::Read::read_to_end(&mut input.take(super::MAX_ACK_INPUT_BYTES + 1), &mut bytes)
                 .context("cannot read input")?;
             anyhow::ensure!(bytes.len() as u64 <= super::MAX_ACK_INPUT_BYTES, "input is too large");
-            let (accepted, report) = if format == Format::Hl7v2 {
-                clearway_formats::report::hl7_report(&bytes)
-            } else {
-                clearway_formats::report::fhir_report(&bytes)
+            let (accepted, report) = match format {
+                Format::Hl7v2 => clearway_formats::report::hl7_report(&bytes),
+                Format::Ncpdp => clearway_formats::report::ncpdp_report(&bytes),
+                _ => clearway_formats::report::fhir_report(&bytes),
             };
             let mut out = out;
             if json {

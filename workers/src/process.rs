@@ -584,35 +584,6 @@ pub async fn publish_acks(
     Ok(())
 }
 
-/// The ack record and its feed entry, as state writes.
-pub fn feed_ops(ack: &AckRecord) -> PortResult<Vec<WriteOp>> {
-    let created_ms = OffsetDateTime::parse(&ack.created_at, &time::format_description::well_known::Rfc3339)
-        .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
-        .unwrap_or(0);
-    let cursor = FeedEntry::cursor(created_ms, &ack.id);
-    let entry = FeedEntry {
-        cursor: cursor.clone(),
-        ack_id: ack.id.clone(),
-        transaction: ack.transaction.clone(),
-        kind: ack.kind.clone(),
-        created_at: ack.created_at.clone(),
-    };
-    Ok(vec![
-        WriteOp::Put {
-            key: AckRecord::key(&ack.transaction, &ack.id),
-            value: encode(ack)?,
-            expires_at: None,
-            condition: Condition::None,
-        },
-        WriteOp::Put {
-            key: FeedEntry::key(&ack.partner, &cursor),
-            value: encode(&entry)?,
-            expires_at: None,
-            condition: Condition::None,
-        },
-    ])
-}
-
 /// Keeps only the last write to each key, in order: one interchange may
 /// carry the same member (or payment) twice, and a state-store batch may
 /// not write one key twice.

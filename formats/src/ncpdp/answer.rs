@@ -51,7 +51,11 @@ pub struct Outcome {
 
 impl Outcome {
     pub fn rejected<I: IntoIterator<Item = S>, S: Into<String>>(codes: I) -> Self {
-        Outcome { status: status::REJECTED.into(), rejects: codes.into_iter().map(Into::into).collect(), ..Default::default() }
+        Outcome {
+            status: status::REJECTED.into(),
+            rejects: codes.into_iter().map(Into::into).collect(),
+            ..Default::default()
+        }
     }
 
     pub fn with_status(status: &str) -> Self {
@@ -106,38 +110,41 @@ pub fn reject_transmission(request: Option<&Transmission>, raw: &[u8], codes: &[
     build(h, &[Outcome::rejected(codes.iter().copied())])
 }
 
+/// A segment to write, owned: its id and its fields.
+type OwnedSegment = (&'static str, Vec<(&'static str, String)>);
+
 fn build(header: ResponseHeader, outcomes: &[Outcome]) -> Transmission {
     let mut header = header;
     header.transaction_count = outcomes.len().clamp(1, 4) as u8;
-    let groups: Vec<Vec<(String, Vec<(&str, String)>)>> = outcomes
+    let groups: Vec<Vec<OwnedSegment>> = outcomes
         .iter()
         .take(4)
         .map(|o| {
-            let mut segs = Vec::new();
+            let mut segs: Vec<OwnedSegment> = Vec::new();
             if let Some(m) = &o.message {
-                segs.push(("20".to_string(), vec![("F4", m.chars().take(200).collect())]));
+                segs.push(("20", vec![("F4", m.chars().take(200).collect())]));
             }
-            let mut f: Vec<(&str, String)> = vec![("AN", o.status.clone())];
+            let mut f = vec![("AN", o.status.clone())];
             if let Some(a) = &o.authorization {
                 f.push(("F3", a.clone()));
             }
             if !o.rejects.is_empty() {
-                let n = o.rejects.len().min(5);
-                f.push(("FA", n.to_string()));
-                for r in o.rejects.iter().take(5) {
-                    f.push(("FB", r.clone()));
-                }
+                f.push(("FA", o.rejects.len().min(5).to_string()));
+                f.extend(o.rejects.iter().take(5).map(|r| ("FB", r.clone())));
             }
-            segs.push(("21".to_string(), f));
+            segs.push(("21", f));
             segs
         })
         .collect();
-    let specs: Vec<Vec<(&str, Vec<(&str, &str)>)>> = groups
+    let fields: Vec<Vec<Vec<(&str, &str)>>> = groups
         .iter()
-        .map(|g| g.iter().map(|(id, f)| (id.as_str(), f.iter().map(|(k, v)| (*k, v.as_str())).collect())).collect())
+        .map(|g| g.iter().map(|(_, f)| f.iter().map(|(k, v)| (*k, v.as_str())).collect()).collect())
         .collect();
-    let specs: Vec<Vec<SegmentSpec<'_>>> =
-        specs.iter().map(|g| g.iter().map(|(id, f)| (*id, f.as_slice())).collect()).collect();
+    let specs: Vec<Vec<SegmentSpec<'_>>> = groups
+        .iter()
+        .zip(&fields)
+        .map(|(g, f)| g.iter().zip(f).map(|((id, _), f)| (*id, f.as_slice())).collect())
+        .collect();
     Transmission::response(&header, &[], &specs)
 }
 
@@ -163,7 +170,12 @@ pub fn outcomes(response: &Transmission) -> Option<(String, Vec<Outcome>)> {
 /// Runs the pharmacy edits on group `g` of a well-formed B1/B3: the
 /// reject codes of the edits set to `reject` that fire, and the ids of
 /// those set to `warn` that fire.
-pub fn pharmacy_edits(t: &Transmission, g: usize, today: time::Date, policy: &Policy) -> (Vec<String>, Vec<&'static str>) {
+pub fn pharmacy_edits(
+    t: &Transmission,
+    g: usize,
+    today: time::Date,
+    policy: &Policy,
+) -> (Vec<String>, Vec<&'static str>) {
     let (mut rejects, mut warnings) = (Vec::new(), Vec::new());
     let Some(h) = request_header(t) else { return (rejects, warnings) };
     let date = |v: &str| -> Option<time::Date> {
@@ -175,10 +187,9 @@ pub fn pharmacy_edits(t: &Transmission, g: usize, today: time::Date, policy: &Po
     };
     for e in PHARMACY {
         let fired: Option<&str> = match e.id {
-            "ncpdp.npi.pharmacy" => {
-                (h.provider_id_qualifier == "01" && !crate::x12::validate::valid_npi(h.provider_id.as_bytes()))
-                    .then_some(e.reject)
-            }
+            "ncpdp.npi.pharmacy" => (h.provider_id_qualifier == "01"
+                && !crate::x12::validate::valid_npi(h.provider_id.as_bytes()))
+            .then_some(e.reject),
             "ncpdp.npi.prescriber" => (field(t, g, "03", "EZ") == Some("01")
                 && field(t, g, "03", "DB").is_some_and(|v| !crate::x12::validate::valid_npi(v.as_bytes())))
             .then_some(e.reject),

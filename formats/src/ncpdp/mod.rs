@@ -417,9 +417,8 @@ pub fn fuzz_ncpdp(data: &[u8]) {
         let _ = views::response(&t);
         let rejects = validate::validate(&t);
         let groups = t.groups().min(4);
-        let outcomes: Vec<answer::Outcome> = (0..groups)
-            .map(|_| answer::Outcome::rejected(rejects.iter().map(|r| r.code)))
-            .collect();
+        let outcomes: Vec<answer::Outcome> =
+            (0..groups).map(|_| answer::Outcome::rejected(rejects.iter().map(|r| r.code))).collect();
         let response = answer::respond(&t, &outcomes).to_bytes();
         let back = read(&response, &Limits::default()).expect("a response Clearway writes reads back");
         assert_eq!(back.to_bytes(), response);

@@ -259,8 +259,7 @@ mod standard {
         let (rejects, warned) = pharmacy_edits(&t, 1, today(), &Policy::default());
         assert_eq!(rejects, ["5", "25", "15", "19", "E7"]);
         assert!(warned.is_empty());
-        let policy = Policy::default()
-            .with([("ncpdp.npi.pharmacy", Severity::Off), ("ncpdp.dates", Severity::Warn)]);
+        let policy = Policy::default().with([("ncpdp.npi.pharmacy", Severity::Off), ("ncpdp.dates", Severity::Warn)]);
         let (rejects, warned) = pharmacy_edits(&t, 1, today(), &policy);
         assert_eq!(rejects, ["25", "19", "E7"]);
         assert_eq!(warned, ["ncpdp.dates"]);

@@ -33,7 +33,7 @@
 pub mod pgp;
 pub mod sftp;
 
-use crate::process::{feed_ops, payment_writes, publish_acks};
+use crate::process::{payment_writes, publish_acks};
 use crate::route::Router;
 use bytes::Bytes;
 use clearway_core::config::{Config, Destination, PayerConfig};
@@ -1336,7 +1336,7 @@ impl RoundTrip {
                 ack.created_at = old.created_at;
             }
             self.partners.store_large_ack(self.ports.blobs.as_ref(), &mut ack).await?;
-            ops.extend(feed_ops(&ack)?);
+            ops.extend(ack.feed_ops()?);
             stored.push((partner, ack));
         }
         for chunk in ops.chunks(100) {
