@@ -20,6 +20,10 @@ fn clearway(args: &[&str], stdin: Option<&[u8]>) -> Output {
     child.wait_with_output().unwrap()
 }
 
+fn corpus(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus").join(name)
+}
+
 fn generate(kind: &str, count: &str) -> Vec<u8> {
     let out = clearway(&["gen", kind, "--count", count, "--seed", "11"], None);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -64,6 +68,26 @@ fn rejected_input_exits_1_with_coded_issues() {
         assert!(issue.get(field).is_some(), "issue lacks {field}");
     }
     assert_eq!(issue["code"], "IK5:4");
+}
+
+#[test]
+fn ncpdp_d0_is_recognised_and_checked() {
+    let sample = std::fs::read(corpus("ncpdp/b1-request-cosyte-person-code.ncpdp")).unwrap();
+    let out = clearway(&["validate", "--json", "-"], Some(&sample));
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["format"], "ncpdp");
+    let codes: Vec<&str> = v["issues"].as_array().unwrap().iter().map(|i| i["code"].as_str().unwrap()).collect();
+    assert_eq!(codes, ["NCPDP:16", "NCPDP:PP"], "no pricing segment, a prescription number that is not numeric");
+    let good =
+        clearway_formats::ncpdp::synth::request(&clearway_formats::ncpdp::synth::Request::b1("610020", "P", "1"));
+    let out = clearway(&["validate", "-"], Some(&good));
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ncpdp: ACCEPTED"));
+    let paid = std::fs::read(corpus("ncpdp/b1-response-cosyte-paid-dur.ncpdp")).unwrap();
+    let out = clearway(&["validate", "--json", "-"], Some(&paid));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["transmissions"][0]["outcomes"][0]["status"], "P", "{v}");
 }
 
 #[test]

@@ -13,7 +13,7 @@ use clearway_formats::ncpdp::{self, Limits, views};
 use std::io::BufRead;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use support::{Client, Scratch, Server, request};
+use support::{Client, Lane, Scratch, Server, request};
 
 /// The Python PBM simulator, stopped when dropped.
 struct Pbm {
@@ -109,7 +109,11 @@ routes = [
 "#;
 
 fn start(pbm: &Pbm) -> (Scratch, Server, Client) {
-    let scratch = Scratch::new();
+    start_on(pbm, Lane::Local)
+}
+
+fn start_on(pbm: &Pbm, lane: Lane) -> (Scratch, Server, Client) {
+    let scratch = Scratch::on(lane);
     let key = scratch.partner("pharmacy1", false);
     scratch.write_config(&CONFIG.replace("{pbm}", &pbm.addr));
     let server = Server::start(&scratch, None, &[]);
@@ -119,8 +123,19 @@ fn start(pbm: &Pbm) -> (Scratch, Server, Client) {
 
 #[test]
 fn local_connector_claims_duplicates_reversals_and_bad_input() {
+    local_connector(Lane::Local);
+}
+
+/// The same on the AWS backend (DynamoDB's conditional transactions hold
+/// the claim index).
+#[test]
+fn local_connector_on_aws() {
+    local_connector(Lane::Aws);
+}
+
+fn local_connector(lane: Lane) {
     let pbm = Pbm::start();
-    let (_scratch, server, c) = start(&pbm);
+    let (_scratch, server, c) = start_on(&pbm, lane);
 
     // A good B1: captured (no PBM behind the local connector).
     let claim = b1("LOCAL", "7000001");
@@ -165,6 +180,18 @@ fn local_connector_claims_duplicates_reversals_and_bad_input() {
     // After the reversal the claim can be billed again.
     let (_, t) = send(&c, &synth::request(&claim));
     assert_eq!(statuses(&t), st("C", &[]));
+
+    // The same new claim sent eight times at once: captured once, the
+    // others answered as its duplicates (the claim index write is
+    // conditional).
+    let racing = b1("LOCAL", "7000100");
+    let body = synth::request(&racing);
+    let answers: Vec<String> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8).map(|_| s.spawn(|| statuses(&send(&c, &body).1)[0].0.clone())).collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(answers.iter().filter(|a| *a == "C").count(), 1, "{answers:?}");
+    assert_eq!(answers.iter().filter(|a| *a == "Q").count(), 7, "{answers:?}");
 
     // Bad input: a response with status R and the right codes, never an
     // HTTP error.
