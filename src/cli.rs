@@ -176,6 +176,9 @@ pub enum GenKind {
     E834,
     #[value(name = "hl7-adt")]
     Hl7Adt,
+    /// NCPDP D.0 B1 claims (one transmission per claim, one per line).
+    #[value(name = "b1")]
+    B1,
 }
 
 /// Where the configuration and the data live (shared by the subcommands

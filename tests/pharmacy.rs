@@ -164,6 +164,12 @@ fn local_connector(lane: Lane) {
     assert_eq!(statuses(&t2), st("Q", &[]));
     assert_ne!(r2.header("clearway-transaction-id"), Some(id.as_str()), "recorded as its own transaction");
 
+    // A line end after the transmission (a saved file) is not part of it.
+    let mut with_newline = synth::request(&b1("LOCAL", "7000006"));
+    with_newline.extend_from_slice(b"\r\n");
+    let (_, t) = send(&c, &with_newline);
+    assert_eq!(statuses(&t), st("C", &[]));
+
     // The pharmacy claim edits: a prescriber NPI with a bad check digit.
     let mut bad = b1("LOCAL", "7000002");
     bad.claims[0].prescriber_npi = Some("1245319590".into());

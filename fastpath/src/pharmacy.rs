@@ -143,6 +143,10 @@ impl FastPath {
     pub async fn pharmacy(&self, partner: &PartnerId, body: &[u8], now: OffsetDateTime) -> PharmacyReply {
         let started = Instant::now();
         let id = TransactionId::new();
+        // A line end after the transmission (a file saved by an editor, a
+        // shell pipe) is not part of it.
+        let body = body.strip_suffix(b"\n").unwrap_or(body);
+        let body = body.strip_suffix(b"\r").unwrap_or(body);
         for attempt in 0..2 {
             match self.pharmacy_once(partner, &id, body, now, started).await {
                 Ok(reply) => return reply,

@@ -627,50 +627,64 @@ pub fn fhir_report(input: &[u8]) -> (bool, serde_json::Value) {
     (accepted, v)
 }
 
-/// `clearway validate` for an NCPDP D.0 transmission: the reject codes
-/// the standard's checks find (a request), or the statuses a response
-/// carries.
+/// `clearway validate` for NCPDP D.0: the reject codes the standard's
+/// checks find (a request), or the statuses a response carries. Several
+/// transmissions may be given one per line (as `clearway gen b1` writes
+/// them).
 pub fn ncpdp_report(input: &[u8]) -> (bool, serde_json::Value) {
     use crate::ncpdp::{self, answer, validate};
-    let issue = |code: &str, group: usize| {
+    let issue = |n: usize, code: &str, group: usize| {
         let mut i =
             Issue::new(format!("NCPDP:{code}"), validate::reject_meaning(code).unwrap_or("reject code").to_string());
         i.segment = (group > 0).then(|| format!("transaction {group}"));
+        i.transaction_set = Some((n + 1).to_string());
         i
     };
-    let (accepted, transmission, issues) = match ncpdp::read(input, &ncpdp::Limits::default()) {
-        Ok(t) => {
-            let found = validate::validate(&t);
-            let summary = match answer::outcomes(&t) {
-                Some((header, outcomes)) => serde_json::json!({
-                    "kind": "response",
-                    "transactionCode": t.transaction_code(),
-                    "headerStatus": header,
-                    "outcomes": outcomes,
-                }),
-                None => serde_json::json!({
-                    "kind": "request",
-                    "transactionCode": t.transaction_code(),
-                    "transactions": t.groups(),
-                }),
-            };
-            let is_request = validate::request_header(&t).is_some();
-            let issues: Vec<Issue> =
-                if is_request { found.iter().map(|r| issue(r.code, r.group)).collect() } else { Vec::new() };
-            (issues.is_empty(), vec![summary], issues)
-        }
-        Err(e) => {
-            let mut issues: Vec<Issue> = validate::read_rejects(&e).into_iter().map(|c| issue(c, 0)).collect();
-            if let Some(i) = issues.first_mut() {
-                i.message = format!("{}: {e}", i.message);
+    let (mut accepted, mut transmissions, mut issues) = (true, Vec::new(), Vec::new());
+    let lines = input.split(|b| *b == b'\n').map(|l| l.strip_suffix(b"\r").unwrap_or(l)).filter(|l| !l.is_empty());
+    for (n, line) in lines.enumerate() {
+        match ncpdp::read(line, &ncpdp::Limits::default()) {
+            Ok(t) => {
+                transmissions.push(match answer::outcomes(&t) {
+                    Some((header, outcomes)) => serde_json::json!({
+                        "kind": "response",
+                        "transactionCode": t.transaction_code(),
+                        "headerStatus": header,
+                        "outcomes": outcomes,
+                    }),
+                    None => serde_json::json!({
+                        "kind": "request",
+                        "transactionCode": t.transaction_code(),
+                        "transactions": t.groups(),
+                    }),
+                });
+                if validate::request_header(&t).is_some() {
+                    for r in validate::validate(&t) {
+                        accepted = false;
+                        issues.push(issue(n, r.code, r.group));
+                    }
+                }
             }
-            (false, vec![], issues)
+            Err(e) => {
+                accepted = false;
+                for (k, c) in validate::read_rejects(&e).into_iter().enumerate() {
+                    let mut i = issue(n, c, 0);
+                    if k == 0 {
+                        i.message = format!("{}: {e}", i.message);
+                    }
+                    issues.push(i);
+                }
+            }
         }
-    };
+    }
+    if transmissions.is_empty() && issues.is_empty() {
+        accepted = false;
+        issues.push(issue(0, "R8", 0));
+    }
     let v = serde_json::json!({
         "format": "ncpdp",
         "accepted": accepted,
-        "transmissions": transmission,
+        "transmissions": transmissions,
         "issues": issues,
     });
     (accepted, v)

@@ -76,7 +76,7 @@ fn init_tracing(format: LogFormat) {
 
 async fn serve(config: Arc<clearway_core::config::Config>, role: Role) -> anyhow::Result<ExitCode> {
     let prometheus = metrics_exporter_prometheus::PrometheusBuilder::new()
-        .set_buckets(&[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0])
+        .set_buckets(&[0.0005, 0.001, 0.002, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0])
         .context("metrics buckets")?
         .install_recorder()
         .context("cannot install the metrics recorder")?;
