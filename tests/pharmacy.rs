@@ -359,3 +359,74 @@ fn the_pbm_answers_through_the_http_connector_and_failures_are_answered_in_time(
     assert_eq!(pbm.count(), before, "no call while the breaker is open");
     drop(server);
 }
+
+#[test]
+fn batch_files_through_the_async_path_are_answered_with_a_response_batch() {
+    use clearway_formats::ncpdp::batch::{self, BatchHeader};
+    let pbm = Pbm::start();
+    let (_scratch, _server, c) = start(&pbm);
+    let header = BatchHeader {
+        transmission_type: "T".into(),
+        sender_id: "CHAIN0001".into(),
+        batch_number: "0000042".into(),
+        creation_date: "20261201".into(),
+        creation_time: "1632".into(),
+        file_type: "T".into(),
+        version: "12".into(),
+        receiver_id: "CLEARWAY".into(),
+    };
+    let mut bad = b1("LOCAL", "9000003");
+    bad.claims[0].prescriber_npi = Some("1245319590".into());
+    let details = vec![
+        ("REF0000001".to_string(), synth::request(&b1("LOCAL", "9000001"))),
+        ("REF0000002".to_string(), synth::request(&b1("HTTP", "9000002"))),
+        ("REF0000003".to_string(), synth::request(&bad)),
+    ];
+    let file = batch::write_batch(&header, &details, "");
+    let r = c.submit("application/vnd.ncpdp.batch", &file, &[]);
+    assert_eq!(r.status, 202, "{}", r.text());
+    let id = r.json()["transactionId"].as_str().unwrap().to_string();
+    let rec = c.wait_terminal(&id);
+    assert_eq!(rec["status"], "accepted", "{rec}");
+    assert_eq!(rec["format"], "ncpdp");
+    let ack_id = rec["ackIds"][0].as_str().unwrap().to_string();
+    let ack = c.get(&format!("/v1/transactions/{id}/acks/{ack_id}"));
+    assert_eq!(ack.header("content-type"), Some("application/vnd.ncpdp.batch"));
+    let back = batch::read_batch(&ack.body, 10).expect("a response batch");
+    assert_eq!(back.header.transmission_type, "R");
+    assert_eq!(back.header.batch_number, "0000042");
+    assert_eq!(back.header.receiver_id, "CHAIN0001");
+    let refs: Vec<&str> = back.details.iter().map(|d| d.reference.as_str()).collect();
+    assert_eq!(refs, ["REF0000001", "REF0000002", "REF0000003"]);
+    let got: Vec<(String, Vec<String>)> = back
+        .details
+        .iter()
+        .map(|d| {
+            let t = ncpdp::read(d.transmission, &Limits::default()).unwrap();
+            statuses(&t).remove(0)
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [("C".to_string(), vec![]), ("P".to_string(), vec![]), ("R".to_string(), vec!["25".to_string()])],
+        "captured locally, paid by the PBM, rejected by an edit"
+    );
+    // The batch's claims are on file like real-time ones: a resend of the
+    // first in real time is its duplicate.
+    let (_, t) = send(&c, &synth::request(&b1("LOCAL", "9000001")));
+    assert_eq!(statuses(&t), st("Q", &[]));
+
+    // A file that is not a sound batch: an error batch saying why.
+    let mut broken = file.clone();
+    broken.truncate(file.len() - 1);
+    let r = c.submit("application/vnd.ncpdp.batch", &broken, &[]);
+    assert_eq!(r.status, 202, "{}", r.text());
+    let id = r.json()["transactionId"].as_str().unwrap().to_string();
+    let rec = c.wait_terminal(&id);
+    assert_eq!(rec["status"], "rejected", "{rec}");
+    let ack_id = rec["ackIds"][0].as_str().unwrap().to_string();
+    let ack = c.get(&format!("/v1/transactions/{id}/acks/{ack_id}"));
+    let back = batch::read_batch(&ack.body, 10).expect("an error batch");
+    assert_eq!(back.header.transmission_type, "E");
+    assert!(back.trailer_message.contains("ETX"), "{}", back.trailer_message);
+}

@@ -25,6 +25,19 @@ impl TransactionId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The `n`-th id derived from this one (the transactions a batch file
+    /// holds): the same UUID with its last 48 bits XORed with `n`, so it is
+    /// stable across redeliveries, distinct for each `n` below 2^48, and
+    /// still a UUID of the same version and variant.
+    pub fn derived(&self, n: u64) -> TransactionId {
+        let u = uuid::Uuid::parse_str(&self.0).unwrap_or_else(|_| uuid::Uuid::now_v7());
+        let mut bytes = *u.as_bytes();
+        for (i, b) in bytes[10..].iter_mut().enumerate() {
+            *b ^= (n >> (8 * (5 - i))) as u8;
+        }
+        TransactionId(uuid::Uuid::from_bytes(bytes).to_string())
+    }
 }
 
 impl Default for TransactionId {
@@ -150,5 +163,19 @@ mod tests {
         assert!(BlobKey::parse(k.as_str()).is_some());
         assert!(BlobKey::parse("raw/../x").is_none());
         assert!(BlobKey::parse("/abs").is_none());
+    }
+
+    #[test]
+    fn derived_ids_are_stable_distinct_uuids() {
+        let id = TransactionId::new();
+        let a = id.derived(1);
+        assert_eq!(a, id.derived(1), "stable");
+        assert_ne!(a, id.derived(2));
+        assert_ne!(a, id);
+        let u = uuid::Uuid::parse_str(a.as_str()).unwrap();
+        assert_eq!(u.get_version_num(), 7, "still a v7 UUID");
+        assert_eq!(TransactionId::parse(a.as_str()), Some(a));
+        let all: std::collections::HashSet<TransactionId> = (0..10_000).map(|n| id.derived(n)).collect();
+        assert_eq!(all.len(), 10_000);
     }
 }

@@ -20,6 +20,9 @@ pub enum Format {
     X12,
     Hl7,
     Fhir,
+    /// An NCPDP Batch Standard file of D.0 transactions (real-time D.0
+    /// goes to the switch path and is not a transaction record).
+    Ncpdp,
 }
 
 impl Format {
@@ -28,6 +31,7 @@ impl Format {
             Format::X12 => "x12",
             Format::Hl7 => "hl7",
             Format::Fhir => "fhir",
+            Format::Ncpdp => "ncpdp",
         }
     }
 }

@@ -164,6 +164,35 @@ impl FastPath {
         PharmacyReply { response, transaction: id, statuses: vec![status::REJECTED.into()] }
     }
 
+    /// [`Self::pharmacy`] under a given id, for the transactions of a
+    /// batch file: when that id is already recorded, its recorded
+    /// response is the answer (a redelivered batch decides nothing again).
+    /// `Err` when the state store cannot be read or written (the batch is
+    /// retried).
+    pub async fn pharmacy_recorded(
+        &self,
+        partner: &PartnerId,
+        id: &TransactionId,
+        body: &[u8],
+        now: OffsetDateTime,
+    ) -> PortResult<PharmacyReply> {
+        let started = Instant::now();
+        let existing = self.state.get(&PharmacyRecord::key(partner, id)).await?;
+        if let Some(item) = existing {
+            let rec: PharmacyRecord = decode(&item.value)?;
+            let statuses = rec.outcomes.iter().map(|o| o.status.clone()).collect();
+            return Ok(PharmacyReply { response: rec.response.into_bytes(), transaction: rec.id, statuses });
+        }
+        match self.pharmacy_once(partner, id, body, now, started).await {
+            Err(e) if e.kind() == ErrorKind::PreconditionFailed => {
+                // A concurrent transaction changed a claim, or another
+                // delivery recorded this one: decide again from the records.
+                Box::pin(self.pharmacy_recorded(partner, id, body, now)).await
+            }
+            other => other,
+        }
+    }
+
     async fn pharmacy_once(
         &self,
         partner: &PartnerId,

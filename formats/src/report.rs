@@ -47,6 +47,11 @@ pub struct Issue {
 }
 
 impl Issue {
+    /// An error with a code and a message, at no position.
+    pub fn error(code: String, message: String) -> Self {
+        Issue::new(code, message)
+    }
+
     fn new(code: String, message: String) -> Self {
         Issue {
             severity: Severity::Error,

@@ -111,6 +111,14 @@ fn strip(body: &[u8]) -> &[u8] {
     b
 }
 
+/// The sniffed format; an NCPDP batch file (STX 00) counts as NCPDP.
+fn sniffed(body: &[u8]) -> Option<clearway_formats::detect::Format> {
+    if clearway_formats::ncpdp::batch::is_batch(body) {
+        return Some(clearway_formats::detect::Format::Ncpdp);
+    }
+    clearway_formats::detect::sniff(body)
+}
+
 /// Media types we accept, and what they mean.
 fn classify(content_type: Option<&str>, body: &[u8]) -> Result<Format, Refusal> {
     let media = content_type.map(|c| c.split(';').next().unwrap_or("").trim().to_ascii_lowercase());
@@ -120,17 +128,18 @@ fn classify(content_type: Option<&str>, body: &[u8]) -> Result<Format, Refusal> 
             Ok(Format::Hl7)
         }
         Some("application/fhir+json") | Some("application/json") => Ok(Format::Fhir),
-        None | Some("text/plain") | Some("application/octet-stream") | Some("") => match clearway_formats::detect::sniff(
-            body,
-        ) {
+        Some("application/vnd.ncpdp.batch") => Ok(Format::Ncpdp),
+        None | Some("text/plain") | Some("application/octet-stream") | Some("") => match sniffed(body) {
             Some(clearway_formats::detect::Format::X12) => Ok(Format::X12),
             Some(clearway_formats::detect::Format::Hl7v2) => Ok(Format::Hl7),
             Some(clearway_formats::detect::Format::Fhir) => Ok(Format::Fhir),
+            Some(clearway_formats::detect::Format::Ncpdp) if clearway_formats::ncpdp::batch::is_batch(body) => {
+                Ok(Format::Ncpdp)
+            }
             Some(clearway_formats::detect::Format::Ncpdp) => Err(Refusal::BadRequest {
                 title: "NCPDP D.0 goes to the pharmacy switch path",
-                detail:
-                    "send a D.0 transmission to POST /v1/pharmacy (real time); NCPDP batch files are not accepted yet"
-                        .into(),
+                detail: "send one D.0 transmission to POST /v1/pharmacy (real time), or an NCPDP Batch Standard file"
+                    .into(),
                 ta1: None,
             }),
             None => Err(Refusal::BadRequest {
@@ -201,6 +210,18 @@ fn precheck(format: Format, body: &[u8], now: OffsetDateTime) -> Result<Precheck
                 None
             };
             Ok(Prechecked { interchange: None, message, hl7: true })
+        }
+        Format::Ncpdp => {
+            // The whole file is checked by the worker (a broken one is
+            // answered with an error batch); here only that it is one.
+            if !clearway_formats::ncpdp::batch::is_batch(body) {
+                return Err(Refusal::BadRequest {
+                    title: "Invalid NCPDP batch file",
+                    detail: "an NCPDP Batch Standard file starts with its transmission header record (STX 00)".into(),
+                    ta1: None,
+                });
+            }
+            Ok(Prechecked { interchange: None, message: None, hl7: false })
         }
         Format::Fhir => {
             let v: serde_json::Value = serde_json::from_slice(b).map_err(|e| Refusal::BadRequest {

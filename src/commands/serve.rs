@@ -161,6 +161,7 @@ async fn serve(config: Arc<clearway_core::config::Config>, role: Role) -> anyhow
             }
         });
         let workers = Workers::new(store.ports.clone(), store.partners.clone(), config.clone(), feed.clone(), codes)
+            .with_pharmacy(svc.fastpath.clone())
             .on_coverage_changed(Arc::new(move |payer: &str, member: &str| fastpath.invalidate_member(payer, member)));
         clearway_workers::payers::RoundTrip::check_keys(&config).map_err(|e| anyhow::anyhow!(e))?;
         let round_trip = workers.round_trip().spawn(shutdown.clone());

@@ -56,6 +56,8 @@ impl Workers {
             state: ports.state.clone(),
             router: router.clone(),
         };
+        let pharmacy =
+            Arc::new(clearway_fastpath::FastPath::new(ports.state.clone(), partners.clone(), config.clone()));
         Workers {
             processor: Arc::new(Processor {
                 ports,
@@ -65,6 +67,7 @@ impl Workers {
                 editor,
                 feed,
                 coverage_changed: None,
+                pharmacy,
             }),
             config,
         }
@@ -74,6 +77,15 @@ impl Workers {
     pub fn on_coverage_changed(mut self, hook: process::CoverageHook) -> Self {
         let mut p = (*self.processor).clone();
         p.coverage_changed = Some(hook);
+        self.processor = Arc::new(p);
+        self
+    }
+
+    /// Answer the D.0 transactions of NCPDP batch files through `fastpath`
+    /// (the same PBM gates as the real-time switch path).
+    pub fn with_pharmacy(mut self, fastpath: Arc<clearway_fastpath::FastPath>) -> Self {
+        let mut p = (*self.processor).clone();
+        p.pharmacy = fastpath;
         self.processor = Arc::new(p);
         self
     }

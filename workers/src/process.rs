@@ -31,6 +31,8 @@ use tracing::Instrument;
 
 /// Largest payload a worker reads (the intake bound is lower).
 pub const MAX_PAYLOAD_BYTES: u64 = 1 << 30;
+/// Most D.0 transactions in one NCPDP batch file.
+pub const MAX_BATCH_DETAILS: usize = 100_000;
 /// Claims listed in a transaction record (the rest are counted).
 const LISTED_CLAIMS: usize = 1000;
 /// Issues listed in a transaction record.
@@ -88,6 +90,9 @@ pub struct Processor {
     /// id), once the change is durable: the fast path drops its cached
     /// answers for them.
     pub coverage_changed: Option<CoverageHook>,
+    /// The pharmacy switch path, for the D.0 transactions of NCPDP batch
+    /// files.
+    pub pharmacy: Arc<clearway_fastpath::FastPath>,
 }
 
 /// A claim to deliver: its index among the transaction's claims, its id
@@ -216,13 +221,18 @@ impl Processor {
             transaction: id.clone(),
             received,
         };
-        let mut outcome = tokio::task::spawn_blocking(move || match format {
-            Format::X12 => x12(&payload, &id, at, &clearinghouse, &claims, &router, &partners),
-            Format::Hl7 => Ok(hl7_messages(&payload, &id, received)),
-            Format::Fhir => fhir_resource(&payload, &id, received, &claims),
-        })
-        .await
-        .map_err(|e| PortError::with_cause(ErrorKind::Internal, "process payload", e))??;
+        let mut outcome = if format == Format::Ncpdp {
+            self.ncpdp_batch(&record, &payload).await?
+        } else {
+            tokio::task::spawn_blocking(move || match format {
+                Format::X12 => x12(&payload, &id, at, &clearinghouse, &claims, &router, &partners),
+                Format::Hl7 => Ok(hl7_messages(&payload, &id, received)),
+                Format::Fhir => fhir_resource(&payload, &id, received, &claims),
+                Format::Ncpdp => Err(PortError::new(ErrorKind::Internal, "an NCPDP batch is processed apart")),
+            })
+            .await
+            .map_err(|e| PortError::with_cause(ErrorKind::Internal, "process payload", e))??
+        };
 
         // Route the claims that were accepted, skipping those already done.
         let (claim_records, mut writes) = self.route_claims(&record, &mut outcome).await?;
@@ -273,6 +283,72 @@ impl Processor {
         metrics::histogram!("clearway_transaction_latency_seconds", "format" => record.format.as_str())
             .record(latency_ms / 1000.0);
         Ok(())
+    }
+
+    /// An NCPDP Batch Standard file: each detail's D.0 transaction through
+    /// the switch path (each recorded under an id derived from the batch's
+    /// and its position, so a redelivery answers from the records instead
+    /// of deciding again), answered with a response batch; a file that is
+    /// not a sound batch is answered with an error batch (transmission type
+    /// `E`, the reason in its trailer).
+    async fn ncpdp_batch(&self, record: &TransactionRecord, payload: &[u8]) -> Result<Outcome, ProcessError> {
+        use clearway_formats::ncpdp::batch::{self, BatchHeader};
+        let now = OffsetDateTime::now_utc();
+        let stamp = (
+            format!("{:04}{:02}{:02}", now.year(), u8::from(now.month()), now.day()),
+            format!("{:02}{:02}", now.hour(), now.minute()),
+        );
+        let ours = self.config.workers.clearinghouse_id.clone();
+        let mut outcome = Outcome {
+            accepted: true,
+            claims: Vec::new(),
+            acks: Vec::new(),
+            issues: Vec::new(),
+            documents: 0,
+            writes: Vec::new(),
+            members: Vec::new(),
+        };
+        let body = match batch::read_batch(payload, MAX_BATCH_DETAILS) {
+            Ok(b) => {
+                let mut details = Vec::with_capacity(b.details.len());
+                for (n, d) in b.details.iter().enumerate() {
+                    let id = record.id.derived(n as u64 + 1);
+                    let reply = self.pharmacy.pharmacy_recorded(&record.partner, &id, d.transmission, now).await?;
+                    details.push((d.reference.clone(), reply.response));
+                }
+                outcome.documents = details.len();
+                let header = BatchHeader {
+                    transmission_type: "R".into(),
+                    sender_id: ours,
+                    creation_date: stamp.0,
+                    creation_time: stamp.1,
+                    receiver_id: b.header.sender_id.clone(),
+                    ..b.header.clone()
+                };
+                batch::write_batch(&header, &details, "")
+            }
+            Err(e) => {
+                outcome.accepted = false;
+                outcome.issues.push(Issue::error("NCPDP:batch".into(), e.to_string()));
+                let header = BatchHeader {
+                    transmission_type: "E".into(),
+                    sender_id: ours,
+                    batch_number: String::new(),
+                    creation_date: stamp.0,
+                    creation_time: stamp.1,
+                    file_type: "P".into(),
+                    version: "12".into(),
+                    receiver_id: String::new(),
+                };
+                batch::write_batch(&header, &[], &e.to_string())
+            }
+        };
+        outcome.acks.push(Ack {
+            kind: "ncpdp-batch",
+            content_type: "application/vnd.ncpdp.batch",
+            body: String::from_utf8_lossy(&body).into_owned(),
+        });
+        Ok(outcome)
     }
 
     async fn route_claims(

@@ -21,6 +21,7 @@
 //! codes; [`answer`] builds responses and runs the pharmacy claim edits.
 
 pub mod answer;
+pub mod batch;
 pub mod synth;
 pub mod validate;
 pub mod views;
@@ -411,6 +412,12 @@ pub fn read(bytes: &[u8], limits: &Limits) -> Result<Transmission, ReadError> {
 /// panic, and whatever reads writes back byte for byte.
 #[doc(hidden)]
 pub fn fuzz_ncpdp(data: &[u8]) {
+    if let Ok(b) = batch::read_batch(data, 100) {
+        let details: Vec<(String, Vec<u8>)> =
+            b.details.iter().map(|d| (d.reference.clone(), d.transmission.to_vec())).collect();
+        let again = batch::write_batch(&b.header, &details, &b.trailer_message);
+        assert!(batch::read_batch(&again, 100).is_ok(), "a batch Clearway writes reads back");
+    }
     if let Ok(t) = read(data, &Limits::default()) {
         assert_eq!(t.to_bytes(), data, "a transmission writes back as read");
         let _ = views::request(&t);
