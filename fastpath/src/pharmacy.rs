@@ -408,15 +408,19 @@ impl FastPath {
         writes.extend(ack.feed_ops()?);
         let write_started = Instant::now();
         self.state.write(writes).await?;
-        metrics::histogram!("clearway_pharmacy_record_seconds").record(write_started.elapsed().as_secs_f64());
+        let m = meters();
+        m.record_seconds.record(write_started.elapsed().as_secs_f64());
         let statuses: Vec<String> = rec.outcomes.iter().map(|o| o.status.clone()).collect();
+        let code = CODES.iter().position(|c| *c == rec.transaction_code).unwrap_or(if rec.transaction_code.is_empty() {
+            CODES.len() - 1
+        } else {
+            CODES.len() - 2
+        });
         for s in &statuses {
-            let code = if rec.transaction_code.is_empty() { "unreadable" } else { rec.transaction_code.as_str() };
-            let code = if ["E1", "B1", "B2", "B3"].contains(&code) { code } else { "other" };
-            metrics::counter!("clearway_pharmacy_transactions_total", "code" => code.to_string(), "status" => status_label(s))
-                .increment(1);
+            let status = STATUSES.iter().position(|(c, _)| *c == s).unwrap_or(STATUSES.len() - 1);
+            m.transactions[code * STATUSES.len() + status].increment(1);
         }
-        metrics::histogram!("clearway_pharmacy_request_seconds").record(started.elapsed().as_secs_f64());
+        m.request_seconds.record(started.elapsed().as_secs_f64());
         Ok(PharmacyReply { response: bytes, transaction: rec.id, statuses })
     }
 
@@ -523,17 +527,42 @@ impl FastPath {
     }
 }
 
-fn status_label(s: &str) -> &'static str {
-    match s {
-        "P" => "paid",
-        "C" => "captured",
-        "A" => "approved",
-        "D" => "duplicate-of-paid",
-        "Q" => "duplicate-of-capture",
-        "S" => "duplicate-of-approved",
-        "R" => "rejected",
-        _ => "other",
-    }
+/// Transaction codes as counted (`other`, `unreadable` last).
+const CODES: [&str; 6] = ["E1", "B1", "B2", "B3", "other", "unreadable"];
+/// Transaction response statuses as counted (`other` last).
+const STATUSES: [(&str, &str); 8] = [
+    ("P", "paid"),
+    ("C", "captured"),
+    ("A", "approved"),
+    ("D", "duplicate-of-paid"),
+    ("Q", "duplicate-of-capture"),
+    ("S", "duplicate-of-approved"),
+    ("R", "rejected"),
+    ("", "other"),
+];
+
+/// The switch path's metric handles, registered once (a lookup by name
+/// and labels per transaction costs more than the count).
+struct Meters {
+    transactions: Vec<metrics::Counter>,
+    request_seconds: metrics::Histogram,
+    record_seconds: metrics::Histogram,
+}
+
+fn meters() -> &'static Meters {
+    static METERS: std::sync::OnceLock<Meters> = std::sync::OnceLock::new();
+    METERS.get_or_init(|| Meters {
+        transactions: CODES
+            .iter()
+            .flat_map(|code| {
+                STATUSES.iter().map(move |(_, status)| {
+                    metrics::counter!("clearway_pharmacy_transactions_total", "code" => *code, "status" => *status)
+                })
+            })
+            .collect(),
+        request_seconds: metrics::histogram!("clearway_pharmacy_request_seconds"),
+        record_seconds: metrics::histogram!("clearway_pharmacy_record_seconds"),
+    })
 }
 
 fn parse_date(v: &str) -> Option<time::Date> {
