@@ -468,7 +468,7 @@ impl FastPath {
             return Ok(Outcome::rejected(["N1"]));
         }
         let on = clearway_formats::ncpdp::validate::request_header(t)
-            .and_then(|h| parse_date(&h.date_of_service))
+            .and_then(|h| validate::parse_date(&h.date_of_service))
             .unwrap_or(now.date());
         Ok(match crate::local::active_on(&m, on) {
             Some(_) => Outcome::with_status(status::APPROVED),
@@ -563,14 +563,6 @@ fn meters() -> &'static Meters {
         request_seconds: metrics::histogram!("clearway_pharmacy_request_seconds"),
         record_seconds: metrics::histogram!("clearway_pharmacy_record_seconds"),
     })
-}
-
-fn parse_date(v: &str) -> Option<time::Date> {
-    if !validate::valid_date(v) {
-        return None;
-    }
-    let m = time::Month::try_from(v[4..6].parse::<u8>().ok()?).ok()?;
-    time::Date::from_calendar_date(v[..4].parse().ok()?, m, v[6..].parse().ok()?).ok()
 }
 
 /// The codes about group `g` (its own and the transmission-level ones).

@@ -178,13 +178,7 @@ pub fn pharmacy_edits(
 ) -> (Vec<String>, Vec<&'static str>) {
     let (mut rejects, mut warnings) = (Vec::new(), Vec::new());
     let Some(h) = request_header(t) else { return (rejects, warnings) };
-    let date = |v: &str| -> Option<time::Date> {
-        if !valid_date(v) {
-            return None;
-        }
-        let m = time::Month::try_from(v[4..6].parse::<u8>().ok()?).ok()?;
-        time::Date::from_calendar_date(v[..4].parse().ok()?, m, v[6..].parse().ok()?).ok()
-    };
+    let date = super::validate::parse_date;
     for e in PHARMACY {
         let fired: Option<&str> = match e.id {
             "ncpdp.npi.pharmacy" => (h.provider_id_qualifier == "01"

@@ -165,6 +165,15 @@ pub fn valid_date(v: &str) -> bool {
     y >= 1900 && time::Date::from_calendar_date(y, month, d).is_ok()
 }
 
+/// A CCYYMMDD date as a date.
+pub fn parse_date(v: &str) -> Option<time::Date> {
+    if !valid_date(v) {
+        return None;
+    }
+    let m = time::Month::try_from(v[4..6].parse::<u8>().ok()?).ok()?;
+    time::Date::from_calendar_date(v[..4].parse().ok()?, m, v[6..].parse().ok()?).ok()
+}
+
 /// A D.0 signed numeric (money with two implied decimals): digits whose
 /// last character carries the sign — `{` and `A`–`I` for +0…+9, `}` and
 /// `J`–`R` for −0…−9 (a plain last digit is read as positive). Returns
