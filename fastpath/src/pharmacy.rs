@@ -411,11 +411,10 @@ impl FastPath {
         let m = meters();
         m.record_seconds.record(write_started.elapsed().as_secs_f64());
         let statuses: Vec<String> = rec.outcomes.iter().map(|o| o.status.clone()).collect();
-        let code = CODES.iter().position(|c| *c == rec.transaction_code).unwrap_or(if rec.transaction_code.is_empty() {
-            CODES.len() - 1
-        } else {
-            CODES.len() - 2
-        });
+        let code = CODES
+            .iter()
+            .position(|c| *c == rec.transaction_code)
+            .unwrap_or(if rec.transaction_code.is_empty() { CODES.len() - 1 } else { CODES.len() - 2 });
         for s in &statuses {
             let status = STATUSES.iter().position(|(c, _)| *c == s).unwrap_or(STATUSES.len() - 1);
             m.transactions[code * STATUSES.len() + status].increment(1);
