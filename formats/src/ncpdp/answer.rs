@@ -91,7 +91,8 @@ fn echo(t: Option<&Transmission>, raw: &[u8], code_fallback: &str, accepted: boo
         transaction_code: if code.trim().len() == 2 { code } else { code_fallback.into() },
         transaction_count: 1,
         status,
-        provider_id_qualifier: at(21, 23),
+        // A qualifier is two digits; anything else is not echoed.
+        provider_id_qualifier: Some(at(21, 23)).filter(|q| q.bytes().all(|b| b.is_ascii_digit())).unwrap_or_default(),
         provider_id: at(23, 38).trim_end().to_string(),
         date_of_service: Some(at(38, 46)).filter(|d| valid_date(d)),
     }

@@ -281,7 +281,9 @@ fn text(b: &[u8]) -> String {
 
 fn read_header(bytes: &[u8]) -> Result<(Header, usize), ReadError> {
     let digits = |b: &[u8]| !b.is_empty() && b.iter().all(u8::is_ascii_digit);
-    if bytes.len() >= 8 && &bytes[6..8] == b"D0" {
+    // A request has its version after the six-character BIN; a response
+    // starts with it (a BIN is never `D0…`).
+    if bytes.len() >= 8 && &bytes[6..8] == b"D0" && !bytes.starts_with(b"D0") {
         if bytes.len() < 56 {
             return Err(ReadError::ShortHeader(bytes.len()));
         }

@@ -91,6 +91,14 @@ fn fuzzing_the_corpus_and_its_cuts_never_panics() {
 }
 
 #[test]
+fn regression_a_rejection_of_unreadable_bytes_reads_back() {
+    // Found by the fuzz target: a response-like header with `D0` where a
+    // request puts its version; the rejection echoed `D0` as the service
+    // provider qualifier, and read back as a request with a bad BIN.
+    fuzz_ncpdp(b"D0J31Aoooo3JDo<oo`J3JD011");
+}
+
+#[test]
 fn a_response_we_build_is_standard_framing_and_reads_back() {
     let header = ResponseHeader {
         version: "D0".into(),
