@@ -48,4 +48,39 @@ proptest! {
         with_header.extend(&data);
         fuzz_ncpdp(&with_header);
     }
+
+    #[test]
+    fn batches_of_requests_read_back_in_order(
+        rx in prop::collection::vec(1u64..999_999_999_999, 0..20),
+        sender in "[A-Z0-9 ]{0,24}",
+        batch_number in "[0-9]{7}",
+    ) {
+        use clearway_formats::ncpdp::batch::{BatchHeader, read_batch, write_batch};
+        use clearway_formats::ncpdp::synth::{Request, request};
+        let header = BatchHeader {
+            transmission_type: "T".into(),
+            sender_id: sender.trim_end().to_string(),
+            batch_number: batch_number.clone(),
+            creation_date: "20261206".into(),
+            creation_time: "0700".into(),
+            file_type: "T".into(),
+            version: "12".into(),
+            receiver_id: "CLEARWAY".into(),
+        };
+        let details: Vec<(String, Vec<u8>)> = rx
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (format!("R{i:09}"), request(&Request::b1("610020", "P", &n.to_string()))))
+            .collect();
+        let file = write_batch(&header, &details, "");
+        let b = read_batch(&file, 100).unwrap();
+        prop_assert_eq!(&b.header, &header);
+        prop_assert_eq!(b.details.len(), details.len());
+        for (d, (reference, t)) in b.details.iter().zip(&details) {
+            prop_assert_eq!(&d.reference, reference);
+            prop_assert_eq!(d.transmission, t.as_slice());
+            prop_assert!(ncpdp::read(d.transmission, &Limits::default()).is_ok());
+        }
+        fuzz_ncpdp(&file);
+    }
 }

@@ -273,3 +273,87 @@ mod standard {
         assert_eq!(warned, ["ncpdp.dates"]);
     }
 }
+
+#[test]
+fn views_of_pricing_dur_cob_compound_clinical_and_the_response_money() {
+    let seg = |id: &str, fields: &[(&str, &str)]| {
+        let mut v = vec![SEGMENT, FIELD];
+        v.extend_from_slice(format!("AM{id}").as_bytes());
+        for (k, val) in fields {
+            v.push(FIELD);
+            v.extend_from_slice(k.as_bytes());
+            v.extend_from_slice(val.as_bytes());
+        }
+        v
+    };
+    let mut b = format!("610020D0B1{:<10}101{:<15}20261201{:<10}", "PCN1", "1234567893", "CLEARWAY01").into_bytes();
+    b.extend(seg("04", &[("C2", "SYNTH")]));
+    b.push(GROUP);
+    b.extend(seg("07", &[("EM", "1"), ("D2", "1"), ("E1", "03"), ("D7", "00093505601"), ("D3", "00")]));
+    b.extend(seg("11", &[("D9", "100{"), ("DC", "25E"), ("DQ", "130{"), ("DU", "125E")]));
+    b.extend(seg("08", &[("7E", "1"), ("E4", "DD"), ("E5", "M0"), ("E6", "1B"), ("7E", "2"), ("E4", "ER")]));
+    b.extend(seg(
+        "05",
+        &[("4C", "1"), ("5C", "01"), ("6C", "03"), ("7C", "610279"), ("E8", "20261130"), ("HB", "1"), ("DV", "50{")],
+    ));
+    b.extend(seg(
+        "10",
+        &[
+            ("EF", "11"),
+            ("EG", "1"),
+            ("EC", "2"),
+            ("RE", "03"),
+            ("TE", "00093505601"),
+            ("ED", "10000"),
+            ("EE", "40{"),
+            ("RE", "03"),
+            ("TE", "00093505602"),
+            ("ED", "5000"),
+            ("EE", "20{"),
+        ],
+    ));
+    b.extend(seg("13", &[("VE", "2"), ("WE", "02"), ("DO", "E119"), ("WE", "02"), ("DO", "I10")]));
+    let t = read(&b, &Limits::default()).unwrap();
+    assert_eq!(t.to_bytes(), b);
+    let r = views::request(&t).unwrap();
+    assert_eq!(
+        r.pricing,
+        views::Pricing {
+            ingredient_cost: Some(1000),
+            dispensing_fee: Some(255),
+            usual_and_customary: Some(1300),
+            gross_amount_due: Some(1255)
+        }
+    );
+    assert_eq!(r.dur.len(), 2);
+    assert_eq!(
+        (r.dur[0].reason.as_deref(), r.dur[0].professional_service.as_deref(), r.dur[0].result.as_deref()),
+        (Some("DD"), Some("M0"), Some("1B"))
+    );
+    assert_eq!(r.dur[1].reason.as_deref(), Some("ER"));
+    assert_eq!(r.cob.len(), 1);
+    assert_eq!(r.cob[0].id.as_deref(), Some("610279"));
+    assert_eq!(r.cob[0].amounts_paid, [500]);
+    let c = r.compound.unwrap();
+    assert_eq!(c.ingredients.len(), 2);
+    assert_eq!(c.ingredients[1].1.as_deref(), Some("00093505602"));
+    assert_eq!(c.ingredients[0].3, Some(400));
+    assert_eq!(
+        r.diagnoses,
+        [(Some("02".to_string()), "E119".to_string()), (Some("02".to_string()), "I10".to_string())]
+    );
+
+    let mut resp = b"D0B11A011234567893     20261201".to_vec();
+    resp.push(GROUP);
+    resp.extend(seg("21", &[("AN", "P"), ("F3", "AUTH1")]));
+    resp.extend(seg("22", &[("EM", "1"), ("D2", "1")]));
+    resp.extend(seg("23", &[("F5", "10{"), ("F6", "100{"), ("F7", "25E"), ("F9", "115E")]));
+    resp.extend(seg("25", &[("C1", "GRP1")]));
+    let t = read(&resp, &Limits::default()).unwrap();
+    let v = views::response(&t).unwrap();
+    assert_eq!(
+        (v.patient_pay, v.ingredient_cost_paid, v.dispensing_fee_paid, v.total_paid),
+        (Some(100), Some(1000), Some(255), Some(1155))
+    );
+    assert_eq!((v.prescription_number.as_deref(), v.group_id.as_deref()), (Some("1"), Some("GRP1")));
+}
