@@ -336,8 +336,8 @@ fn views_of_pricing_dur_cob_compound_clinical_and_the_response_money() {
     assert_eq!(r.cob[0].amounts_paid, [500]);
     let c = r.compound.unwrap();
     assert_eq!(c.ingredients.len(), 2);
-    assert_eq!(c.ingredients[1].1.as_deref(), Some("00093505602"));
-    assert_eq!(c.ingredients[0].3, Some(400));
+    assert_eq!(c.ingredients[1].product_id.as_deref(), Some("00093505602"));
+    assert_eq!(c.ingredients[0].cost, Some(400));
     assert_eq!(
         r.diagnoses,
         [(Some("02".to_string()), "E119".to_string()), (Some("02".to_string()), "I10".to_string())]

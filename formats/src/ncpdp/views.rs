@@ -87,8 +87,20 @@ pub struct OtherPayer {
 pub struct Compound {
     pub dosage_form: Option<String>,
     pub dispensing_unit: Option<String>,
-    /// (qualifier, product id, quantity, drug cost in cents).
-    pub ingredients: Vec<(Option<String>, Option<String>, Option<String>, Option<i64>)>,
+    pub ingredients: Vec<Ingredient>,
+}
+
+/// One ingredient of a compound.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ingredient {
+    /// RE: product id qualifier.
+    pub qualifier: Option<String>,
+    /// TE: product id.
+    pub product_id: Option<String>,
+    /// ED: quantity.
+    pub quantity: Option<String>,
+    /// EE: drug cost, in cents.
+    pub cost: Option<i64>,
 }
 
 /// What a response says.
@@ -205,13 +217,11 @@ pub fn request(t: &Transmission) -> Option<Request> {
             ingredients: occurrences(t, "10", "RE")
                 .iter()
                 .filter(|o| o.iter().any(|(k, _)| *k == "RE"))
-                .map(|o| {
-                    (
-                        first(o, "RE"),
-                        first(o, "TE"),
-                        first(o, "ED"),
-                        first(o, "EE").and_then(|v| super::validate::overpunch_cents(&v)),
-                    )
+                .map(|o| Ingredient {
+                    qualifier: first(o, "RE"),
+                    product_id: first(o, "TE"),
+                    quantity: first(o, "ED"),
+                    cost: first(o, "EE").and_then(|v| super::validate::overpunch_cents(&v)),
                 })
                 .collect(),
         }),
