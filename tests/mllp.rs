@@ -221,3 +221,24 @@ fn each_listener_is_bound_to_its_own_partner() {
         assert_eq!(hl7_field(&raw.body, "MSA", 2).as_deref(), Some(format!("TO-{partner}").as_str()));
     }
 }
+
+#[test]
+fn message_types_without_a_view_are_taken() {
+    // Issue: HL7 v2 to the systems that subscribe to them. A VXU
+    // immunization, an MDM document and a local Z message were refused
+    // with AR "unsupported message type"; the door takes them.
+    let (_scratch, server, _c) = start();
+    let mut s = connect(&server);
+    for (n, t) in ["VXU^V04^VXU_V04", "MDM^T02^MDM_T02", "ZPI^Z01"].iter().enumerate() {
+        let msg = format!(
+            "MSH|^~\\&|EHR|NORTH|CLEARWAY|HUB|20240101120000||{t}|TYPE{n}|P|2.5.1\rPID|1||12345^^^NORTH^MR||SAMPLE^PAT\r"
+        );
+        s.write_all(&frame(msg.as_bytes())).unwrap();
+        let ack = read_frame(&mut s).unwrap();
+        assert_eq!(hl7_field(&ack, "MSA", 1).as_deref(), Some("AA"), "{t}: {}", String::from_utf8_lossy(&ack));
+    }
+    // A message code that is not one is still refused.
+    s.write_all(&frame(b"MSH|^~\\&|EHR|NORTH|CLEARWAY|HUB|20240101120000||Z9^Z01|BAD1|P|2.5.1\r")).unwrap();
+    let ack = read_frame(&mut s).unwrap();
+    assert_eq!(hl7_field(&ack, "MSA", 1).as_deref(), Some("AR"), "{}", String::from_utf8_lossy(&ack));
+}

@@ -16,9 +16,12 @@
 //!   or acknowledging, and rejecting a clinical message for it would cost
 //!   more than it protects. MSH-15/16 outside table 0155 are warnings (the
 //!   acknowledgement logic treats them as `AL`).
-//! - Supported message types and events (200/201): ADT A01-A62 (except A19),
-//!   ORU^R01, ORM^O01, SIU^S12-S26, DFT^P03/P11, BAR^P01/P02/P05/P06/P10/P12,
-//!   ACK (any trigger).
+//! - Message types and events (200/201): every message type is taken (VXU,
+//!   MDM, RDE, OML, MFN, local Z types…: framing and MSH checked, routing
+//!   decides where it goes); a message code that is not three letters or
+//!   digits is 200. The types with a view here must carry one of their
+//!   events: ADT A01-A62 (except A19), ORU^R01, ORM^O01, SIU^S12-S26,
+//!   DFT^P03/P11, BAR^P01/P02/P05/P06/P10/P12, ACK (any trigger).
 //! - Required segments per type and event (100 when missing), e.g. EVN, PID,
 //!   PV1 for most ADT events, MRG for merges, OBR for ORU, ORC for ORM, SCH
 //!   for SIU (RGS only a warning: commonly omitted), EVN, PID, FT1 for DFT,
@@ -331,7 +334,11 @@ impl Validator {
                 Some(1),
                 "required field MSH-9.1 (message code) is missing",
             ));
-        } else if kind == MessageKind::Other {
+        } else if kind == MessageKind::Other
+            && !(t.code.len() == 3 && t.code.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit()))
+        {
+            // Any message type is taken, but it must look like one (three
+            // letters or digits, table 0076 and its local Z types).
             self.push(Hl7Issue::field(
                 Severity::Error,
                 UNSUPPORTED_MESSAGE_TYPE,
@@ -339,7 +346,7 @@ impl Validator {
                 1,
                 9,
                 Some(1),
-                "unsupported message type",
+                "not a message type (three letters or digits)",
             ));
         } else if t.trigger.is_empty() && kind != MessageKind::Ack {
             self.push(Hl7Issue::field(
@@ -351,7 +358,10 @@ impl Validator {
                 Some(2),
                 "required field MSH-9.2 (trigger event) is missing",
             ));
-        } else if required_segments(kind, &t.trigger).is_none() {
+        } else if kind != MessageKind::Other && required_segments(kind, &t.trigger).is_none() {
+            // A type without a view here (VXU, MDM, RDE, OML, …) is taken:
+            // its framing and MSH are checked, routing decides where it
+            // goes. A known type with an event it does not have is not.
             self.push(Hl7Issue::field(
                 Severity::Error,
                 UNSUPPORTED_EVENT_CODE,
@@ -545,8 +555,20 @@ mod tests {
     }
 
     #[test]
+    fn any_well_formed_message_type_is_taken() {
+        // Types without a view here, and local Z types: no 200 and no 201.
+        for t in ["VXU^V04", "MDM^T02", "RDE^O11", "OML^O21", "MFN^M02", "ZPI^Z01", "QBP^Q11"] {
+            let v = issues(&format!("MSH|^~\\&|A|B|C|D|20240101||{t}|1|P|2.5.1\r"));
+            assert!(!codes(&v).iter().any(|c| matches!(c.0, 200 | 201)), "{t}: {:?}", codes(&v));
+        }
+        // A known type with an event it does not have is still refused.
+        let v = issues("MSH|^~\\&|A|B|C|D|20240101||ADT^A99|1|P|2.5.1\r");
+        assert!(codes(&v).iter().any(|c| c.0 == 201), "{:?}", codes(&v));
+    }
+
+    #[test]
     fn checks_msh_fields() {
-        let v = issues("MSH|^~\\&|A|B|C|D|||ZZZ^Z01|||3.0\r");
+        let v = issues("MSH|^~\\&|A|B|C|D|||Z9^Z01|||3.0\r");
         assert_eq!(
             codes(&v),
             [
