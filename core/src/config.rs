@@ -524,19 +524,15 @@ impl PharmacyConfig {
     /// BIN is routed, not for this PCN), `6` (not for this group).
     pub fn route(&self, bin: &str, pcn: &str, group: Option<&str>) -> Result<&str, &'static str> {
         let same = |a: &Option<String>, b: &str| a.as_deref().is_none_or(|a| a.trim().eq_ignore_ascii_case(b.trim()));
-        let for_bin: Vec<&PharmacyRoute> = self.routes.iter().filter(|r| r.bin == bin).collect();
-        if for_bin.is_empty() {
-            return Err("1");
+        let for_pcn = || self.routes.iter().filter(|r| r.bin == bin && same(&r.pcn, pcn));
+        if for_pcn().next().is_none() {
+            return Err(if self.routes.iter().any(|r| r.bin == bin) { "4" } else { "1" });
         }
-        let for_pcn: Vec<&&PharmacyRoute> = for_bin.iter().filter(|r| same(&r.pcn, pcn)).collect();
-        if for_pcn.is_empty() {
-            return Err("4");
-        }
-        let best = for_pcn
-            .iter()
+        for_pcn()
             .filter(|r| r.group.is_none() || group.is_some_and(|g| same(&r.group, g)))
-            .max_by_key(|r| (r.pcn.is_some(), r.group.is_some()));
-        best.map(|r| r.payer.as_str()).ok_or("6")
+            .max_by_key(|r| (r.pcn.is_some(), r.group.is_some()))
+            .map(|r| r.payer.as_str())
+            .ok_or("6")
     }
 }
 

@@ -4,20 +4,12 @@
 //! A replay puts the transaction back in state `received` and re-queues its
 //! pointer in one intake-journal commit, so a replay is never half done.
 
-use crate::error::{ErrorKind, PortError, PortResult};
+use crate::error::{PortError, PortResult};
 use crate::ids::{PartnerId, TransactionId};
 use crate::ports::{Commit, Condition, Ports, StateStore, Table, WriteOp};
 use crate::records::{DeadLetter, Pointer, Status, TransactionRecord, timestamp};
-use bytes::Bytes;
+use crate::records::{decode_json, encode_json};
 use std::sync::Arc;
-
-fn decode<T: serde::de::DeserializeOwned>(b: &[u8]) -> PortResult<T> {
-    serde_json::from_slice(b).map_err(|e| PortError::with_cause(ErrorKind::Internal, "decode record", e))
-}
-
-fn encode<T: serde::Serialize>(v: &T) -> PortResult<Bytes> {
-    serde_json::to_vec(v).map(Bytes::from).map_err(|e| PortError::with_cause(ErrorKind::Internal, "encode record", e))
-}
 
 /// Dead letters, oldest first, optionally for one partner and since a time.
 pub async fn list(
@@ -36,7 +28,7 @@ pub async fn list(
         }
         after = page.last().map(|(k, _)| k.clone());
         for (_, item) in page {
-            let d: DeadLetter = decode(&item.value)?;
+            let d: DeadLetter = decode_json(&item.value)?;
             if since_ms.is_none_or(|s| d.dead_lettered_at_ms >= s) {
                 out.push(d);
             }
@@ -50,7 +42,7 @@ pub async fn list(
 /// One dead letter by transaction id.
 pub async fn get(state: &Arc<dyn StateStore>, id: &TransactionId) -> PortResult<Option<DeadLetter>> {
     match state.get(&DeadLetter::index_key(id)).await? {
-        Some(item) => Ok(Some(decode(&item.value)?)),
+        Some(item) => Ok(Some(decode_json(&item.value)?)),
         None => Ok(None),
     }
 }
@@ -61,7 +53,7 @@ pub async fn replay(ports: &Ports, id: &TransactionId, dry_run: bool) -> PortRes
     let dead = get(&ports.state, id).await?.ok_or_else(|| PortError::not_found("replay dead letter"))?;
     let key = TransactionRecord::key(&dead.partner, id);
     let item = ports.state.get(&key).await?.ok_or_else(|| PortError::not_found("replay: transaction record"))?;
-    let mut record: TransactionRecord = decode(&item.value)?;
+    let mut record: TransactionRecord = decode_json(&item.value)?;
     if record.status != Status::DeadLettered {
         return Err(PortError::precondition_failed("replay: transaction is not dead-lettered"));
     }
@@ -72,7 +64,7 @@ pub async fn replay(ports: &Ports, id: &TransactionId, dry_run: bool) -> PortRes
     record.attempts = 0;
     record.failure = None;
     record.updated_at = timestamp(time::OffsetDateTime::now_utc());
-    let pointer = encode(&Pointer { transaction: id.clone(), partner: dead.partner.clone() })?;
+    let pointer = encode_json(&Pointer { transaction: id.clone(), partner: dead.partner.clone() })?;
     ports
         .journal
         .commit(Commit {
@@ -80,7 +72,7 @@ pub async fn replay(ports: &Ports, id: &TransactionId, dry_run: bool) -> PortRes
             writes: vec![
                 WriteOp::Put {
                     key,
-                    value: encode(&record)?,
+                    value: encode_json(&record)?,
                     expires_at: None,
                     condition: Condition::Version(item.version),
                 },

@@ -169,16 +169,25 @@ pub const INLINE_ACK_BYTES: usize = 64 * 1024;
 /// Largest acknowledgement read back from the blob store.
 pub const MAX_ACK_BYTES: u64 = 512 * 1024 * 1024;
 
+/// A record as the JSON bytes the state store keeps.
+#[cfg(feature = "crypto")]
+pub fn encode_json<T: Serialize>(v: &T) -> crate::PortResult<bytes::Bytes> {
+    serde_json::to_vec(v)
+        .map(bytes::Bytes::from)
+        .map_err(|e| crate::PortError::with_cause(crate::ErrorKind::Internal, "encode record", e))
+}
+
+/// A record from the JSON bytes the state store keeps.
+#[cfg(feature = "crypto")]
+pub fn decode_json<T: serde::de::DeserializeOwned>(b: &[u8]) -> crate::PortResult<T> {
+    serde_json::from_slice(b).map_err(|e| crate::PortError::with_cause(crate::ErrorKind::Internal, "decode record", e))
+}
+
 impl AckRecord {
     /// The ack record and its feed entry, as state writes.
     #[cfg(feature = "crypto")]
     pub fn feed_ops(&self) -> crate::PortResult<Vec<crate::ports::WriteOp>> {
         use crate::ports::{Condition, WriteOp};
-        fn encode<T: Serialize>(v: &T) -> crate::PortResult<bytes::Bytes> {
-            serde_json::to_vec(v)
-                .map(bytes::Bytes::from)
-                .map_err(|e| crate::PortError::with_cause(crate::error::ErrorKind::Internal, "encode record", e))
-        }
         let created_ms = time::OffsetDateTime::parse(&self.created_at, &time::format_description::well_known::Rfc3339)
             .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
             .unwrap_or(0);
@@ -193,13 +202,13 @@ impl AckRecord {
         Ok(vec![
             WriteOp::Put {
                 key: AckRecord::key(&self.transaction, &self.id),
-                value: encode(self)?,
+                value: encode_json(self)?,
                 expires_at: None,
                 condition: Condition::None,
             },
             WriteOp::Put {
                 key: FeedEntry::key(&self.partner, &cursor),
-                value: encode(&entry)?,
+                value: encode_json(&entry)?,
                 expires_at: None,
                 condition: Condition::None,
             },

@@ -5,13 +5,10 @@ use crate::BlobKey;
 use crate::error::{ErrorKind, PortError, PortResult};
 use crate::partners::Partners;
 use crate::ports::{Condition, Key, Ports, Table, WriteOp};
+use crate::records::encode_json;
 use crate::records::timestamp;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-
-fn encode<T: Serialize>(v: &T) -> PortResult<Bytes> {
-    serde_json::to_vec(v).map(Bytes::from).map_err(|e| PortError::with_cause(ErrorKind::Internal, "encode record", e))
-}
 
 fn put(key: Key, value: Bytes, condition: Condition) -> WriteOp {
     WriteOp::Put { key, value, expires_at: None, condition }
@@ -102,7 +99,7 @@ pub async fn store_payer_file(
     match ports
         .state
         .write(vec![
-            put(file_key(payer, &sha), encode(&record)?, Condition::NotExists),
+            put(file_key(payer, &sha), encode_json(&record)?, Condition::NotExists),
             put(unapplied_key(payer, &sha), Bytes::from_static(b"{}"), Condition::None),
             seen.clone(),
         ])

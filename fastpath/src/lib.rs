@@ -67,6 +67,10 @@ pub enum UpstreamError {
     Timeout,
     #[error("payer unavailable: {0}")]
     Unavailable(String),
+    /// The payer answered something that is not an answer (counts as the
+    /// payer failing).
+    #[error("payer answer unreadable: {0}")]
+    Unreadable(&'static str),
 }
 
 #[derive(Debug, Clone)]

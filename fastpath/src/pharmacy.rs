@@ -28,10 +28,10 @@
 //! No PHI reaches logs or metrics: transaction ids, codes and payer ids.
 
 use crate::{FastPath, UpstreamError};
-use clearway_core::config::Connector;
+use clearway_core::config::{Connector, PayerConfig};
 use clearway_core::ports::{Condition, Key, Table, WriteOp};
-use clearway_core::records::AckRecord;
-use clearway_core::{ErrorKind, PartnerId, PortError, PortResult, TransactionId};
+use clearway_core::records::{AckRecord, decode_json, encode_json};
+use clearway_core::{ErrorKind, PartnerId, PortResult, TransactionId};
 use clearway_formats::ncpdp::answer::{self, Outcome, duplicate_of, status};
 use clearway_formats::ncpdp::validate::{self, Reject};
 use clearway_formats::ncpdp::{self, Limits, Transmission};
@@ -92,27 +92,18 @@ impl PharmacyRecord {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct ClaimEntry {
+    /// The transaction that answered it, and its group there: a duplicate
+    /// is answered with that group of its recorded response (pricing, DUR
+    /// and messages included).
     transaction: TransactionId,
+    partner: PartnerId,
     group: usize,
     outcome: Outcome,
     reversed: bool,
-    /// The response that answered it (a duplicate is answered with the
-    /// same group: pricing, DUR and messages included).
-    response: String,
 }
 
 fn claim_key(token: &str) -> Key {
     Key::new(Table::Pharmacy, format!("claim/{token}"), "current")
-}
-
-fn decode<T: serde::de::DeserializeOwned>(b: &[u8]) -> PortResult<T> {
-    serde_json::from_slice(b).map_err(|e| PortError::with_cause(ErrorKind::Internal, "decode record", e))
-}
-
-fn encode<T: Serialize>(v: &T) -> PortResult<bytes::Bytes> {
-    serde_json::to_vec(v)
-        .map(bytes::Bytes::from)
-        .map_err(|e| PortError::with_cause(ErrorKind::Internal, "encode record", e))
 }
 
 /// What one transaction group needs.
@@ -179,7 +170,7 @@ impl FastPath {
         let started = Instant::now();
         let existing = self.state.get(&PharmacyRecord::key(partner, id)).await?;
         if let Some(item) = existing {
-            let rec: PharmacyRecord = decode(&item.value)?;
+            let rec: PharmacyRecord = decode_json(&item.value)?;
             let statuses = rec.outcomes.iter().map(|o| o.status.clone()).collect();
             return Ok(PharmacyReply { response: rec.response.into_bytes(), transaction: rec.id, statuses });
         }
@@ -284,7 +275,7 @@ impl FastPath {
             let identity = validate::claim_identity(&t, g).unwrap_or_default();
             let key = claim_key(&self.partners.index_token(&identity));
             let entry = match self.state.get(&key).await? {
-                Some(item) => Some((decode::<ClaimEntry>(&item.value)?, item.version)),
+                Some(item) => Some((decode_json::<ClaimEntry>(&item.value)?, item.version)),
                 None => None,
             };
             plans.push(plan_for(&h.transaction_code, entry.as_ref().map(|(e, _)| e)));
@@ -300,7 +291,7 @@ impl FastPath {
             let outs = match &settings.connector {
                 Connector::Local => self.pharmacy_local(&t, &forward, &payer, now).await?,
                 Connector::Http(url) => {
-                    let (outs, resp) = self.pharmacy_http(&t, &forward, &payer, url).await;
+                    let (outs, resp) = self.pharmacy_http(&t, &forward, &settings, url).await;
                     upstream = resp;
                     outs
                 }
@@ -335,12 +326,13 @@ impl FastPath {
         for (i, s) in seen.iter().enumerate() {
             if let (true, Some(Seen { entry: Some((e, _)), .. })) = (duplicate[i], s)
                 && h.transaction_code == "B1"
-                && let Ok(original) = ncpdp::read(e.response.as_bytes(), &Limits::default())
+                && let Some(item) = self.state.get(&PharmacyRecord::key(&e.partner, &e.transaction)).await?
+                && let Ok(original) = decode_json::<PharmacyRecord>(&item.value)
+                && let Ok(original) = ncpdp::read(original.response.as_bytes(), &Limits::default())
             {
                 replace_group(&mut response, i + 1, &original, e.group, Some(&outcomes[i].status));
             }
         }
-        let response_text = text(&response.to_bytes());
         // The claim index changes.
         let mut writes = Vec::new();
         for (i, s) in seen.iter().enumerate() {
@@ -353,10 +345,10 @@ impl FastPath {
             let entry = match h.transaction_code.as_str() {
                 "B1" | "B3" if matches!(o.status.as_str(), "P" | "C") => ClaimEntry {
                     transaction: id.clone(),
+                    partner: partner.clone(),
                     group: i + 1,
                     outcome: o.clone(),
                     reversed: false,
-                    response: response_text.clone(),
                 },
                 "B2" if o.status == status::APPROVED => match &s.entry {
                     Some((e, _)) => ClaimEntry { reversed: true, ..e.clone() },
@@ -364,7 +356,7 @@ impl FastPath {
                 },
                 _ => continue,
             };
-            writes.push(WriteOp::Put { key: s.key.clone(), value: encode(&entry)?, expires_at: None, condition });
+            writes.push(WriteOp::Put { key: s.key.clone(), value: encode_json(&entry)?, expires_at: None, condition });
         }
         rec.header_status = "A".into();
         rec.outcomes = outcomes.clone();
@@ -401,7 +393,7 @@ impl FastPath {
         };
         writes.push(WriteOp::Put {
             key: PharmacyRecord::key(&rec.partner, &rec.id),
-            value: encode(&rec)?,
+            value: encode_json(&rec)?,
             expires_at: None,
             condition: Condition::NotExists,
         });
@@ -462,13 +454,12 @@ impl FastPath {
         };
         let Some(m) = member else { return Ok(Outcome::rejected(["N1"])) };
         if let (Some(asked), Some(known)) = (validate::field(t, 1, "01", "C4"), m.person.birth_date.expose())
-            && asked != known.to_string().replace('-', "")
+            && validate::parse_date(asked).as_ref() != Some(known)
         {
             return Ok(Outcome::rejected(["N1"]));
         }
-        let on = clearway_formats::ncpdp::validate::request_header(t)
-            .and_then(|h| validate::parse_date(&h.date_of_service))
-            .unwrap_or(now.date());
+        let on =
+            validate::request_header(t).and_then(|h| validate::parse_date(&h.date_of_service)).unwrap_or(now.date());
         Ok(match crate::local::active_on(&m, on) {
             Some(_) => Outcome::with_status(status::APPROVED),
             None => Outcome::rejected(["600"]),
@@ -481,20 +472,18 @@ impl FastPath {
         &self,
         t: &Transmission,
         groups: &[usize],
-        payer: &str,
+        settings: &PayerConfig,
         url: &str,
     ) -> (Vec<Outcome>, Option<Transmission>) {
+        let payer = settings.id.as_str();
         let all = groups.len() == t.groups().min(4);
         let body = if all { t.to_bytes() } else { subset(t, groups) };
-        let settings = self.config.payer(payer);
         let gate = self.gate(payer);
         let timeout = settings.timeout.min(self.config.fastpath.timeout);
         let call = async {
             let bytes = crate::http::exchange_as(&self.http, url, MEDIA_TYPE, body).await?;
-            let resp = ncpdp::read(&bytes, &Limits::default())
-                .map_err(|_| UpstreamError::Unavailable("unreadable D.0 response".into()))?;
-            let (header, outcomes) =
-                answer::outcomes(&resp).ok_or_else(|| UpstreamError::Unavailable("not a D.0 response".into()))?;
+            let resp = ncpdp::read(&bytes, &Limits::default()).map_err(|_| UpstreamError::Unreadable("not D.0"))?;
+            let (header, outcomes) = answer::outcomes(&resp).ok_or(UpstreamError::Unreadable("not a D.0 response"))?;
             if header == "R" && outcomes.iter().all(|o| o.status.is_empty()) {
                 return Err(UpstreamError::Unavailable("transmission rejected without a status".into()));
             }
@@ -512,14 +501,10 @@ impl FastPath {
             }
             Err(e) => {
                 tracing::info!(payer = %payer, reason = %e, "PBM did not answer");
-                let code = match e {
-                    UpstreamError::Unavailable(ref why)
-                        if why.starts_with("unreadable") || why.starts_with("not a") =>
-                    {
-                        "99"
-                    }
-                    _ => "92",
-                };
+                // Host processing error for an answer that is none; host
+                // unavailable for everything else (late, down, refused by
+                // the payer's limits).
+                let code = if matches!(e, UpstreamError::Unreadable(_)) { "99" } else { "92" };
                 (vec![Outcome::rejected([code]); groups.len()], None)
             }
         }

@@ -806,7 +806,12 @@ fn media_type(headers: &HeaderMap) -> std::borrow::Cow<'_, str> {
 /// [`clearway_fastpath::MAX_REQUEST_BYTES`] (by its declared length before
 /// anything is read).
 async fn bounded_body(headers: &HeaderMap, body: Body) -> Result<axum::body::Bytes, Problem> {
-    let max = clearway_fastpath::MAX_REQUEST_BYTES;
+    body_at_most(headers, body, clearway_fastpath::MAX_REQUEST_BYTES).await
+}
+
+/// A request body of at most `max` bytes, else `413` (by its declared
+/// length before anything is read).
+async fn body_at_most(headers: &HeaderMap, body: Body, max: usize) -> Result<axum::body::Bytes, Problem> {
     let too_large = || {
         Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "too-large", "Payload too large", format!("at most {max} bytes"))
             .with("maxBytes", max)
@@ -895,21 +900,7 @@ async fn pharmacy(
             format!("send a D.0 transmission as {MEDIA_TYPE} or application/octet-stream"),
         ));
     }
-    let too_large = || {
-        Problem::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too-large",
-            "Payload too large",
-            format!("a D.0 transmission is at most {MAX_PHARMACY_BYTES} bytes"),
-        )
-        .with("maxBytes", MAX_PHARMACY_BYTES)
-    };
-    let declared =
-        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > MAX_PHARMACY_BYTES) {
-        return Err(too_large());
-    }
-    let bytes = axum::body::to_bytes(body, MAX_PHARMACY_BYTES).await.map_err(|_| too_large())?;
+    let bytes = body_at_most(&headers, body, MAX_PHARMACY_BYTES).await?;
     let reply = svc.fastpath.pharmacy(&p.id, &bytes, time::OffsetDateTime::now_utc()).await;
     let id = HeaderValue::from_str(reply.transaction.as_str()).ok();
     let mut response = ([(header::CONTENT_TYPE, MEDIA_TYPE)], reply.response).into_response();

@@ -16,7 +16,7 @@ use clearway_core::config::Config;
 use clearway_core::partners::Partners;
 use clearway_core::ports::{Condition, Event, Key, MAX_EVENT_BATCH, MAX_WRITE_OPS, Ports, Table, WriteOp};
 use clearway_core::records::{
-    AckRecord, ClaimRecord, FeedEntry, Format, IssueRecord, Pointer, Status, TransactionRecord, effect_key, timestamp,
+    AckRecord, ClaimRecord, Format, IssueRecord, Pointer, Status, TransactionRecord, effect_key, timestamp,
 };
 use clearway_core::{Claim, ErrorKind, PartnerId, PortError, PortResult, TransactionId};
 use clearway_formats::report::Issue;
@@ -538,7 +538,6 @@ impl Processor {
             at = t;
         }
         let created = timestamp(at);
-        let created_ms = (at.unix_timestamp_nanos() / 1_000_000) as i64;
         let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
         let mut records = Vec::with_capacity(outcome.acks.len());
         let mut ops = Vec::new();
@@ -557,26 +556,7 @@ impl Processor {
                 body_blob: None,
             };
             self.partners.store_large_ack(self.ports.blobs.as_ref(), &mut ack).await?;
-            let cursor = FeedEntry::cursor(created_ms, &id);
-            let entry = FeedEntry {
-                cursor: cursor.clone(),
-                ack_id: id.clone(),
-                transaction: record.id.clone(),
-                kind: a.kind.to_string(),
-                created_at: created.clone(),
-            };
-            ops.push(WriteOp::Put {
-                key: AckRecord::key(&record.id, &id),
-                value: encode(&ack)?,
-                expires_at: None,
-                condition: Condition::None,
-            });
-            ops.push(WriteOp::Put {
-                key: FeedEntry::key(&record.partner, &cursor),
-                value: encode(&entry)?,
-                expires_at: None,
-                condition: Condition::None,
-            });
+            ops.extend(ack.feed_ops()?);
             records.push(ack);
         }
         Ok((records, ops))

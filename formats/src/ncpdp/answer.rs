@@ -80,11 +80,7 @@ fn echo(t: Option<&Transmission>, raw: &[u8], code_fallback: &str, accepted: boo
         };
     }
     // Unreadable: echo what sits where a request header puts it.
-    let at = |from: usize, to: usize| {
-        raw.get(from..to.min(raw.len()))
-            .map(|b| b.iter().map(|&c| if (0x20..0x7F).contains(&c) { c as char } else { ' ' }).collect::<String>())
-            .unwrap_or_default()
-    };
+    let at = |from: usize, to: usize| raw.get(from..to.min(raw.len())).map(super::clean).unwrap_or_default();
     let code = at(8, 10);
     ResponseHeader {
         version: "D0".into(),

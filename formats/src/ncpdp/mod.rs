@@ -193,6 +193,18 @@ impl Transmission {
     }
 }
 
+/// `v` with every byte that is not printable ASCII (separators included)
+/// as a space.
+pub(crate) fn clean(v: &[u8]) -> String {
+    v.iter().map(|&b| if (0x20..0x7F).contains(&b) { b as char } else { ' ' }).collect()
+}
+
+/// `v` cleaned, cut or padded with spaces to `w` (a fixed-width field).
+pub(crate) fn fixed(v: &str, w: usize) -> String {
+    let v = clean(v.as_bytes());
+    format!("{:<w$}", &v[..v.len().min(w)])
+}
+
 /// A segment to write: its id (`21`) and its fields (id, value).
 pub type SegmentSpec<'a> = (&'a str, &'a [(&'a str, &'a str)]);
 
@@ -209,16 +221,6 @@ impl Transmission {
         transmission: &[SegmentSpec<'_>],
         groups: &[Vec<SegmentSpec<'_>>],
     ) -> Transmission {
-        let clean = |v: &str| -> String {
-            v.bytes().map(|b| if (0x20..0x7F).contains(&b) { b as char } else { ' ' }).collect()
-        };
-        let fixed = |v: &str, w: usize| -> String {
-            let mut v: String = clean(v).chars().take(w).collect();
-            while v.len() < w {
-                v.push(' ');
-            }
-            v
-        };
         let count = header.transaction_count.clamp(1, 4);
         let mut raw = format!(
             "{}{}{}{}{}{}",
@@ -246,7 +248,7 @@ impl Transmission {
                 fields: spec
                     .1
                     .iter()
-                    .map(|(id, v)| Field { sep: Some(FIELD), id: fixed(id, 2), value: clean(v) })
+                    .map(|(id, v)| Field { sep: Some(FIELD), id: fixed(id, 2), value: clean(v.as_bytes()) })
                     .collect(),
             });
         };

@@ -4,7 +4,7 @@
 //! 0x1D) the claim, pricing and prescriber segments.
 
 use super::validate::overpunch;
-use super::{FIELD, GROUP, SEGMENT};
+use super::{FIELD, GROUP, SEGMENT, fixed};
 
 /// One transaction of a request.
 #[derive(Debug, Clone)]
@@ -65,10 +65,6 @@ impl Request {
     }
 }
 
-fn pad(v: &str, w: usize) -> String {
-    format!("{v:<w$}").chars().take(w).collect()
-}
-
 /// The request's bytes.
 pub fn request(r: &Request) -> Vec<u8> {
     let mut out = Vec::with_capacity(512);
@@ -76,13 +72,13 @@ pub fn request(r: &Request) -> Vec<u8> {
     out.extend_from_slice(
         format!(
             "{}D0{}{}{}01{}{}{}",
-            pad(&r.bin, 6),
-            pad(&r.code, 2),
-            pad(&r.pcn, 10),
+            fixed(&r.bin, 6),
+            fixed(&r.code, 2),
+            fixed(&r.pcn, 10),
             count,
-            pad(&r.pharmacy_npi, 15),
-            pad(&r.date_of_service, 8),
-            pad("CLEARWAY01", 10)
+            fixed(&r.pharmacy_npi, 15),
+            fixed(&r.date_of_service, 8),
+            fixed("CLEARWAY01", 10)
         )
         .as_bytes(),
     );

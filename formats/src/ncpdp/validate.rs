@@ -156,22 +156,18 @@ static RULES: &[Rule] = &[
 
 /// A CCYYMMDD date that exists.
 pub fn valid_date(v: &str) -> bool {
-    if v.len() != 8 || !v.bytes().all(|b| b.is_ascii_digit()) {
-        return false;
-    }
-    let (y, m, d) = (v[..4].parse::<i32>(), v[4..6].parse::<u8>(), v[6..].parse::<u8>());
-    let (Ok(y), Ok(m), Ok(d)) = (y, m, d) else { return false };
-    let Ok(month) = time::Month::try_from(m) else { return false };
-    y >= 1900 && time::Date::from_calendar_date(y, month, d).is_ok()
+    parse_date(v).is_some()
 }
 
-/// A CCYYMMDD date as a date.
+/// A CCYYMMDD date (year 1900 on) as a date.
 pub fn parse_date(v: &str) -> Option<time::Date> {
-    if !valid_date(v) {
+    if v.len() != 8 || !v.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    let m = time::Month::try_from(v[4..6].parse::<u8>().ok()?).ok()?;
-    time::Date::from_calendar_date(v[..4].parse().ok()?, m, v[6..].parse().ok()?).ok()
+    let month = time::Month::try_from(v[4..6].parse::<u8>().ok()?).ok()?;
+    let year: i32 = v[..4].parse().ok()?;
+    (year >= 1900).then_some(())?;
+    time::Date::from_calendar_date(year, month, v[6..].parse().ok()?).ok()
 }
 
 /// A D.0 signed numeric (money with two implied decimals): digits whose
