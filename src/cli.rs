@@ -67,6 +67,21 @@ pub enum Command {
         #[command(subcommand)]
         command: DlqCommand,
     },
+    /// HL7 v2 and FHIR routes (`[[routes]]`): which a message would take.
+    Routes {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(subcommand)]
+        command: RoutesCommand,
+    },
+    /// Subscribed systems (`[destinations.NAME]`): queues, dead letters,
+    /// replay.
+    Destinations {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(subcommand)]
+        command: DestinationsCommand,
+    },
     /// Manage the coverage the fast path answers eligibility from.
     Coverage {
         #[command(flatten)]
@@ -195,6 +210,44 @@ pub struct StoreArgs {
     /// standard settings: AWS_REGION, credentials, AWS_ENDPOINT_URL.
     #[arg(long, global = true, value_enum)]
     pub backend: Option<BackendArg>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RoutesCommand {
+    /// Say which routes each message of a file (HL7 v2, one message or a
+    /// batch; or a FHIR resource) would take, and why the others would not.
+    /// Exit 0 when every message goes somewhere, 1 when one goes nowhere.
+    Test {
+        /// The partner the file would come from (routes may filter on it).
+        #[arg(long, default_value = "-")]
+        partner: String,
+        #[arg(long)]
+        json: bool,
+        /// Input file, or - for standard input.
+        file: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DestinationsCommand {
+    /// Every destination with its queue as its deliverer last published it.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// A destination's dead letters, oldest first.
+    DeadLetters {
+        name: String,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Put a destination's dead letters back at the tail of its queue.
+    Replay {
+        name: String,
+        /// Count them only.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

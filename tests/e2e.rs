@@ -94,6 +94,15 @@ fn every_corpus_file_reaches_a_terminal_status_with_the_right_acks(scratch: Scra
                     _ => panic!("{file} refused: {p}"),
                 }
             }
+            422 if format == "fhir" => {
+                // A resource Clearway does not process and no route takes
+                // (none are configured here): an OperationOutcome at the door.
+                let v = r.json();
+                assert_eq!(r.header("content-type"), Some("application/fhir+json"), "{file}");
+                assert_eq!(v["issue"][0]["code"], "not-supported", "{file}: {v}");
+                let kind = serde_json::from_slice::<serde_json::Value>(&body).unwrap()["resourceType"].clone();
+                assert!(!["Claim", "CoverageEligibilityRequest", "Bundle"].contains(&kind.as_str().unwrap()), "{file}");
+            }
             s => panic!("{file}: unexpected {s}: {}", r.text()),
         }
     }

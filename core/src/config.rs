@@ -7,6 +7,7 @@
 use crate::Sensitive;
 use crate::edits::{Policy, Severity};
 use crate::ids::PartnerId;
+use crate::systems::{MessageFilter, OnError, Route, SystemDestination, SystemsConfig, Transport};
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -51,6 +52,11 @@ struct Raw {
     fastpath: RawFastpath,
     #[serde(default)]
     pharmacy: RawPharmacy,
+    /// Routes of HL7 v2 messages and FHIR resources to subscribed systems.
+    #[serde(default)]
+    routes: Vec<RawRoute>,
+    #[serde(default)]
+    destinations: BTreeMap<String, RawDestination>,
     /// Claim edits: edit id = "reject" | "warn" | "off", plus the settings
     /// `duplicate_window_days` and `codeset_refresh_secs`.
     #[serde(default)]
@@ -237,6 +243,40 @@ struct RawPharmacyRoute {
     pcn: Option<String>,
     group: Option<String>,
     payer: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoute {
+    name: Option<String>,
+    partners: Option<Vec<String>>,
+    messages: Option<Vec<String>>,
+    facilities: Option<Vec<String>>,
+    resources: Option<Vec<String>>,
+    to: Option<Vec<String>>,
+    on_error: Option<String>,
+    on_reject: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDestination {
+    /// `mllp`, `http` or `fhir`.
+    kind: Option<String>,
+    /// `host:port` (MLLP).
+    address: Option<String>,
+    /// The endpoint (HTTP) or base URL (FHIR).
+    url: Option<String>,
+    ack_timeout_ms: Option<u64>,
+    connect_timeout_ms: Option<u64>,
+    rate_per_sec: Option<f64>,
+    burst: Option<u32>,
+    failure_threshold: Option<u32>,
+    cooldown_secs: Option<u64>,
+    max_queue: Option<u64>,
+    max_attempts: Option<u32>,
+    alarm_after_secs: Option<u64>,
+    retry_max_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -550,6 +590,9 @@ pub struct Config {
     pub fastpath: FastpathConfig,
     pub edits: EditsConfig,
     pub pharmacy: PharmacyConfig,
+    /// Routes and destinations for HL7 v2 and FHIR (`[[routes]]`,
+    /// `[destinations.NAME]`).
+    pub systems: SystemsConfig,
 }
 
 impl Config {
@@ -607,7 +650,7 @@ pub fn load(file: Option<&str>, env: &HashMap<String, String>) -> Result<Config,
             continue;
         }
         // Payer ids keep their case.
-        let path: Vec<String> = if path[0] == "payers" && path.len() == 3 {
+        let path: Vec<String> = if (path[0] == "payers" || path[0] == "destinations") && path.len() == 3 {
             let original: Vec<&str> = k[ENV_PREFIX.len()..].split("__").collect();
             vec![path[0].clone(), original[1].to_string(), path[2].clone()]
         } else {
@@ -645,6 +688,7 @@ fn env_value(key: &str, v: &str) -> toml::Value {
         "max_connections",
         "max_in_flight",
         "max_queue_depth",
+        "max_queue",
         "max_claims",
         "port",
     ];
@@ -1030,7 +1074,126 @@ fn validate(raw: Raw, e: &mut Vec<ConfigError>) -> Config {
         routes.push(PharmacyRoute { bin, pcn: blank(r.pcn), group: blank(r.group), payer });
     }
     let pharmacy = PharmacyConfig { routes };
-    Config { server, mllp, dedupe, workers, routing, payers, master_key, backend, fastpath, edits, pharmacy }
+    let systems = systems_config(raw.routes, raw.destinations, e);
+    Config { server, mllp, dedupe, workers, routing, payers, master_key, backend, fastpath, edits, pharmacy, systems }
+}
+
+fn systems_config(
+    raw_routes: Vec<RawRoute>,
+    raw_destinations: BTreeMap<String, RawDestination>,
+    e: &mut Vec<ConfigError>,
+) -> SystemsConfig {
+    let mut destinations = Vec::new();
+    for (name, d) in raw_destinations {
+        let path = |k: &str| format!("destinations.{name}.{k}");
+        if name.is_empty() || name.len() > 64 || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
+        {
+            e.push(err(format!("destinations.{name}"), "a name is 1 to 64 letters, digits, '_', '-' or '.'"));
+        }
+        let http = |k: &str, v: Option<String>, e: &mut Vec<ConfigError>| match v {
+            Some(u) if u.starts_with("http://") || u.starts_with("https://") => u,
+            Some(_) => {
+                e.push(err(path(k), "must start with http:// or https://"));
+                String::new()
+            }
+            None => {
+                e.push(err(path(k), "required"));
+                String::new()
+            }
+        };
+        let transport = match d.kind.as_deref() {
+            Some("mllp") => {
+                let address = d.address.clone().unwrap_or_default();
+                let ok = address
+                    .rsplit_once(':')
+                    .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0));
+                if !ok {
+                    e.push(err(path("address"), "required: host:port of the MLLP server"));
+                }
+                if d.url.is_some() {
+                    e.push(err(path("url"), "not used with kind mllp"));
+                }
+                Transport::Mllp { address }
+            }
+            Some("http") => Transport::Http { url: http("url", d.url, e) },
+            Some("fhir") => Transport::Fhir { base: http("url", d.url, e).trim_end_matches('/').to_string() },
+            other => {
+                e.push(err(path("kind"), format!("must be mllp, http or fhir, not {}", other.unwrap_or("(missing)"))));
+                Transport::Http { url: String::new() }
+            }
+        };
+        if !matches!(transport, Transport::Mllp { .. }) && d.address.is_some() {
+            e.push(err(path("address"), "only used with kind mllp"));
+        }
+        let rate_per_sec = d.rate_per_sec.unwrap_or(0.0);
+        if !(rate_per_sec >= 0.0 && rate_per_sec.is_finite()) {
+            e.push(err(path("rate_per_sec"), "0 (no limit) or more"));
+        }
+        destinations.push(SystemDestination {
+            transport,
+            ack_timeout: millis(&path("ack_timeout_ms"), d.ack_timeout_ms, 10_000, e),
+            connect_timeout: millis(&path("connect_timeout_ms"), d.connect_timeout_ms, 5_000, e),
+            rate_per_sec,
+            burst: positive(&path("burst"), d.burst, 100, e),
+            failure_threshold: positive(&path("failure_threshold"), d.failure_threshold, 5, e),
+            cooldown: secs(&path("cooldown_secs"), d.cooldown_secs, 10, e),
+            max_queue: positive(&path("max_queue"), d.max_queue, 1_000_000, e),
+            max_attempts: d.max_attempts.unwrap_or(0),
+            alarm_after: secs(&path("alarm_after_secs"), d.alarm_after_secs, 300, e),
+            retry_max: millis(&path("retry_max_ms"), d.retry_max_ms, 30_000, e),
+            name,
+        });
+    }
+    let mut routes = Vec::new();
+    for (n, r) in raw_routes.into_iter().enumerate() {
+        let path = |k: &str| format!("routes[{n}].{k}");
+        let name = r.name.filter(|v| !v.trim().is_empty()).unwrap_or_else(|| format!("route-{}", n + 1));
+        let mut messages = Vec::new();
+        for m in r.messages.unwrap_or_default() {
+            match MessageFilter::parse(&m) {
+                Some(f) => messages.push(f),
+                None => e.push(err(path("messages"), format!("{m:?} is not a message type (ADT, ADT^A01, ADT^*, *)"))),
+            }
+        }
+        let resources = r.resources.unwrap_or_default();
+        for t in &resources {
+            if !(t.len() <= 64
+                && t.starts_with(|c: char| c.is_ascii_uppercase())
+                && t.bytes().all(|b| b.is_ascii_alphanumeric()))
+            {
+                e.push(err(path("resources"), format!("{t:?} is not a FHIR resource type")));
+            }
+        }
+        let to = r.to.unwrap_or_default();
+        if to.is_empty() {
+            e.push(err(path("to"), "required: the destinations this route delivers to"));
+        }
+        for d in &to {
+            if !destinations.iter().any(|x: &SystemDestination| &x.name == d) {
+                e.push(err(path("to"), format!("no destination named {d} ([destinations.{d}])")));
+            }
+        }
+        let policy = |k: &str, v: Option<String>, default: OnError, e: &mut Vec<ConfigError>| match v {
+            None => default,
+            Some(v) => OnError::parse(&v).unwrap_or_else(|| {
+                e.push(err(path(k), "retry or dead-letter"));
+                default
+            }),
+        };
+        let on_error = policy("on_error", r.on_error, OnError::Retry, e);
+        let on_reject = policy("on_reject", r.on_reject, OnError::DeadLetter, e);
+        routes.push(Route {
+            name,
+            partners: r.partners.unwrap_or_default(),
+            messages,
+            facilities: r.facilities.unwrap_or_default(),
+            resources,
+            to,
+            on_error,
+            on_reject,
+        });
+    }
+    SystemsConfig { routes, destinations }
 }
 
 /// An X12 identifier setting: 1 to `max` printable ASCII characters that
@@ -1115,6 +1278,43 @@ mod tests {
         assert_eq!(
             paths,
             vec!["server.listen", "server.max_body_bytes", "workers.backoff_max_ms", "payers.P1.url", "backend.kind"],
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn routes_and_destinations() {
+        let file = "[destinations.EHR]\nkind = \"mllp\"\naddress = \"ehr.local:6661\"\n\n[destinations.Fhir]\nkind = \"fhir\"\nurl = \"https://fhir.example/r4/\"\n\n[[routes]]\nname = \"adt\"\nmessages = [\"ADT^A01\", \"SIU\"]\nto = [\"EHR\"]\non_error = \"dead-letter\"\n\n[[routes]]\nresources = [\"Patient\"]\nto = [\"Fhir\"]\n";
+        let env = HashMap::from([("CLEARWAY__DESTINATIONS__EHR__MAX_QUEUE".to_string(), "500".to_string())]);
+        let c = load(Some(file), &env).unwrap();
+        let s = &c.systems;
+        assert_eq!(s.destination("EHR").unwrap().max_queue, 500, "destination names keep their case in env");
+        assert_eq!(
+            s.destination("Fhir").unwrap().transport,
+            Transport::Fhir { base: "https://fhir.example/r4".into() }
+        );
+        assert_eq!(s.routes[0].on_error, OnError::DeadLetter);
+        assert_eq!(s.routes[0].on_reject, OnError::DeadLetter);
+        assert_eq!(s.routes[1].name, "route-2");
+        assert_eq!(s.routes[1].on_error, OnError::Retry);
+
+        let bad = "[destinations.A]\nkind = \"smtp\"\n\n[destinations.B]\nkind = \"mllp\"\naddress = \"nohost\"\nurl = \"http://x\"\n\n[destinations.C]\nkind = \"http\"\nurl = \"ftp://x\"\nmax_queue = 0\n\n[[routes]]\nmessages = [\"AD T\"]\nresources = [\"patient\"]\nto = [\"B\", \"NOPE\"]\non_reject = \"drop\"\n\n[[routes]]\n";
+        let errors = load(Some(bad), &HashMap::new()).unwrap_err();
+        let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            vec![
+                "destinations.A.kind",
+                "destinations.B.address",
+                "destinations.B.url",
+                "destinations.C.url",
+                "destinations.C.max_queue",
+                "routes[0].messages",
+                "routes[0].resources",
+                "routes[0].to",
+                "routes[0].on_reject",
+                "routes[1].to",
+            ],
             "{errors:?}"
         );
     }

@@ -35,6 +35,7 @@ pub mod roundtrip;
 #[cfg(feature = "crypto")]
 pub mod sealed;
 pub mod sensitive;
+pub mod systems;
 
 pub use domain::*;
 pub use error::{ErrorKind, PortError, PortResult};

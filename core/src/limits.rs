@@ -65,6 +65,11 @@ impl CircuitBreaker {
         }
     }
 
+    /// Whether it is open now (without moving it to half-open).
+    pub fn is_open(&self) -> bool {
+        self.open_until.is_some_and(|t| Instant::now() < t)
+    }
+
     pub fn success(&mut self) {
         self.failures = 0;
         self.open_until = None;

@@ -176,10 +176,14 @@ pub enum Table {
     /// Pharmacy (NCPDP D.0) transactions on the switch path: each
     /// transmission with its response, and the claim index reversals use.
     Pharmacy,
+    /// Deliveries to subscribed systems: each destination's queue and dead
+    /// letters, each message's delivery status, the deliverers' leases and
+    /// published queue depths.
+    Deliveries,
 }
 
 impl Table {
-    pub const ALL: [Table; 14] = [
+    pub const ALL: [Table; 15] = [
         Table::Transactions,
         Table::Dedupe,
         Table::Claims,
@@ -194,6 +198,7 @@ impl Table {
         Table::CodeSets,
         Table::Batches,
         Table::Pharmacy,
+        Table::Deliveries,
     ];
 
     pub fn name(self) -> &'static str {
@@ -212,6 +217,7 @@ impl Table {
             Table::CodeSets => "code_sets",
             Table::Batches => "batches",
             Table::Pharmacy => "pharmacy",
+            Table::Deliveries => "deliveries",
         }
     }
 }

@@ -126,6 +126,11 @@ pub struct TransactionRecord {
     /// Why it was dead-lettered.
     pub failure: Option<String>,
     pub updated_at: String,
+    /// The systems its messages were routed to at intake (`[[routes]]`),
+    /// each destination once; their delivery states are in
+    /// [`Table::Deliveries`](crate::ports::Table::Deliveries).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub destinations: Vec<String>,
 }
 
 impl TransactionRecord {

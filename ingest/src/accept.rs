@@ -11,6 +11,7 @@ use clearway_core::ports::{Commit, Condition, Key, WriteOp};
 use clearway_core::records::{
     AckRecord, DedupeKind, DedupeRecord, FeedEntry, Format, Pointer, Status, TransactionRecord, dedupe_key, timestamp,
 };
+use clearway_core::systems::{self, OnError, QueueEntry};
 use clearway_core::{BlobKey, ErrorKind, PartnerId, PortError, TransactionId};
 use clearway_formats::hl7;
 use clearway_formats::x12::build::{self, Controls};
@@ -56,6 +57,9 @@ pub enum Refusal {
     IdempotencyInFlight,
     /// 422: the idempotency key was used with a different body.
     IdempotencyMismatch,
+    /// 422: a FHIR resource Clearway does not process itself and that no
+    /// route delivers anywhere (nothing was stored).
+    NoRoute { resource: String },
 }
 
 /// What happened to an accepted-or-known submission.
@@ -97,6 +101,8 @@ struct Prechecked {
     message: Option<(String, String, String)>,
     /// The HL7 ACK to answer with on MLLP, built after acceptance.
     hl7: bool,
+    /// A FHIR resource's type and id.
+    fhir: Option<(String, String)>,
 }
 
 fn strip(body: &[u8]) -> &[u8] {
@@ -182,7 +188,7 @@ fn precheck(format: Format, body: &[u8], now: OffsetDateTime) -> Result<Precheck
                 return Err(Refusal::BadRequest { title: "Invalid X12 envelope", detail, ta1: Some(ta1) });
             }
             let (s, r, c) = (h.sender_id().to_string(), h.receiver_id().to_string(), h.control_number().to_string());
-            Ok(Prechecked { interchange: Some((s, r, c, Box::new(h))), message: None, hl7: false })
+            Ok(Prechecked { interchange: Some((s, r, c, Box::new(h))), message: None, hl7: false, fhir: None })
         }
         Format::Hl7 => {
             let batch = hl7::split(b, &hl7::Limits::default()).map_err(|e| Refusal::BadRequest {
@@ -209,7 +215,7 @@ fn precheck(format: Format, body: &[u8], now: OffsetDateTime) -> Result<Precheck
             } else {
                 None
             };
-            Ok(Prechecked { interchange: None, message, hl7: true })
+            Ok(Prechecked { interchange: None, message, hl7: true, fhir: None })
         }
         Format::Ncpdp => {
             // The whole file is checked by the worker (a broken one is
@@ -221,7 +227,7 @@ fn precheck(format: Format, body: &[u8], now: OffsetDateTime) -> Result<Precheck
                     ta1: None,
                 });
             }
-            Ok(Prechecked { interchange: None, message: None, hl7: false })
+            Ok(Prechecked { interchange: None, message: None, hl7: false, fhir: None })
         }
         Format::Fhir => {
             let v: serde_json::Value = serde_json::from_slice(b).map_err(|e| Refusal::BadRequest {
@@ -229,14 +235,23 @@ fn precheck(format: Format, body: &[u8], now: OffsetDateTime) -> Result<Precheck
                 detail: format!("malformed JSON at line {} column {}", e.line(), e.column()),
                 ta1: None,
             })?;
-            if !v.get("resourceType").is_some_and(serde_json::Value::is_string) {
+            let Some(kind) = v.get("resourceType").and_then(serde_json::Value::as_str) else {
                 return Err(Refusal::BadRequest {
                     title: "Invalid FHIR resource",
                     detail: "the JSON object has no resourceType".into(),
                     ta1: None,
                 });
-            }
-            Ok(Prechecked { interchange: None, message: None, hl7: false })
+            };
+            // The id goes into queue entries and logs: kept only when it is
+            // a FHIR id (letters, digits, '-', '.'; at most 64).
+            let id = v.get("id").and_then(serde_json::Value::as_str).unwrap_or_default();
+            let id = if id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.".contains(&b)) {
+                id.to_string()
+            } else {
+                String::new()
+            };
+            let kind: String = kind.chars().take(64).collect();
+            Ok(Prechecked { interchange: None, message: None, hl7: false, fhir: Some((kind, id)) })
         }
     }
 }
@@ -350,12 +365,16 @@ pub async fn accept(svc: &Services, sub: Submission) -> Result<Outcome, Refusal>
         // On MLLP an HL7 message that cannot be parsed is still stored and
         // answered AR (the sender must get an ACK, and nothing is lost).
         Err(_) if sub.channel == Channel::Mllp && format == Format::Hl7 => {
-            Prechecked { interchange: None, message: None, hl7: true }
+            Prechecked { interchange: None, message: None, hl7: true, fhir: None }
         }
         Err(r) => return Err(r),
     };
     if let Some(throttled) = svc.backpressure().await {
         return Err(throttled);
+    }
+    let routed = route(svc, format, &sub)?;
+    if let Some(r) = &routed {
+        svc.destinations_have_room(r).await?;
     }
     let body_hash = crypto::sha256_hex(&sub.body);
 
@@ -401,6 +420,7 @@ pub async fn accept(svc: &Services, sub: Submission) -> Result<Outcome, Refusal>
         documents: 0,
         failure: None,
         updated_at: received_at.clone(),
+        destinations: routed.as_ref().map(|r| r.iter().map(|d| d.destination.clone()).collect()).unwrap_or_default(),
     };
     let hl7_ack = checked.hl7.then(|| intake_hl7_ack(&sub.body, &id, now));
     let accepted_body =
@@ -465,9 +485,42 @@ pub async fn accept(svc: &Services, sub: Submission) -> Result<Outcome, Refusal>
             condition: Condition::NotExists,
         });
     }
+    if let Some(routed) = &routed {
+        let now_us = (now.unix_timestamp_nanos() / 1_000) as u64;
+        for d in routed {
+            let entry = QueueEntry {
+                transaction: id.to_string(),
+                partner: partner.to_string(),
+                blob_key: blob_key.to_string(),
+                messages: d.messages.clone(),
+                control_id: d.control_id.clone(),
+                label: d.label.clone(),
+                format: format.as_str().to_string(),
+                route: d.route.clone(),
+                on_error: d.on_error,
+                on_reject: d.on_reject,
+                queued_at_ms: record.received_at_ms,
+                reason: None,
+                attempts: 0,
+            };
+            writes.push(WriteOp::Put {
+                key: systems::queue_key(&d.destination, &systems::next_seq(now_us, id.as_str())),
+                value: encode(&entry),
+                expires_at: None,
+                condition: Condition::NotExists,
+            });
+        }
+    }
     let pointer = encode(&Pointer { transaction: id.clone(), partner: partner.clone() });
     match svc.ports.journal.commit(Commit { blob: Some((blob_key, Bytes::from(sealed))), writes, pointer }).await {
         Ok(()) => {
+            if let Some(routed) = &routed {
+                for d in routed {
+                    metrics::counter!("clearway_destination_enqueued_total", "destination" => d.destination.clone())
+                        .increment(d.messages.len() as u64);
+                }
+                svc.deliveries.notify_waiters();
+            }
             metrics::counter!("clearway_intake_accepted_total", "format" => format.as_str(), "channel" => sub.channel.as_str()).increment(1);
             metrics::counter!("clearway_intake_bytes_total", "format" => format.as_str())
                 .increment(sub.body.len() as u64);
@@ -486,6 +539,132 @@ pub async fn accept(svc: &Services, sub: Submission) -> Result<Outcome, Refusal>
             Err(unavailable(&e))
         }
     }
+}
+
+/// One destination a submission goes to.
+#[derive(Debug)]
+pub struct Routed {
+    pub destination: String,
+    pub route: String,
+    pub on_error: OnError,
+    pub on_reject: OnError,
+    pub messages: Vec<u32>,
+    pub control_id: String,
+    pub label: String,
+}
+
+/// FHIR resource types Clearway processes itself (with or without a route).
+const PROCESSED_RESOURCES: [&str; 3] = ["Claim", "CoverageEligibilityRequest", "Bundle"];
+
+/// What routing reads in one message of a submission.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoutingFacts {
+    /// Position in the payload (HL7 batch files hold several).
+    pub index: u32,
+    pub format: Format,
+    /// HL7: MSH-9.1, MSH-9.2, MSH-4.1, MSH-10. FHIR: the resource type
+    /// and id (in `code` and `control`).
+    pub code: String,
+    pub trigger: String,
+    pub facility: String,
+    pub control: String,
+    /// Whether intake accepts it (HL7: no validation errors, so AA/CA);
+    /// only accepted messages are routed.
+    pub accepted: bool,
+}
+
+impl RoutingFacts {
+    pub fn facts<'a>(&'a self, partner: &'a str) -> systems::Facts<'a> {
+        match self.format {
+            Format::Fhir => systems::Facts::Fhir { partner, resource: &self.code },
+            _ => systems::Facts::Hl7 { partner, code: &self.code, trigger: &self.trigger, facility: &self.facility },
+        }
+    }
+}
+
+/// The messages of an HL7 v2 or FHIR body as routing sees them (empty for
+/// other formats or an unreadable body).
+pub fn routing_facts(format: Format, body: &[u8]) -> Vec<RoutingFacts> {
+    let b = strip(body);
+    match format {
+        Format::Hl7 => {
+            let Ok(batch) = hl7::split(b, &hl7::Limits::default()) else { return vec![] };
+            batch
+                .messages()
+                .enumerate()
+                .map(|(i, m)| {
+                    let t = m.message_type();
+                    RoutingFacts {
+                        index: i as u32,
+                        format,
+                        code: t.code.into_owned(),
+                        trigger: t.trigger.into_owned(),
+                        facility: m.get("MSH-4.1").map(|v| v.decode().into_owned()).unwrap_or_default(),
+                        control: m.control_id().map(|c| c.chars().take(64).collect()).unwrap_or_default(),
+                        accepted: hl7::AckCode::for_issues(&hl7::validate(m), false) == hl7::AckCode::ApplicationAccept,
+                    }
+                })
+                .collect()
+        }
+        Format::Fhir => match precheck(Format::Fhir, body, OffsetDateTime::UNIX_EPOCH) {
+            Ok(Prechecked { fhir: Some((kind, id)), .. }) => vec![RoutingFacts {
+                index: 0,
+                format,
+                code: kind,
+                trigger: String::new(),
+                facility: String::new(),
+                control: id,
+                accepted: true,
+            }],
+            _ => vec![],
+        },
+        _ => vec![],
+    }
+}
+
+/// Whether Clearway processes a FHIR resource type itself (with or without
+/// a route).
+pub fn processed_resource(kind: &str) -> bool {
+    PROCESSED_RESOURCES.contains(&kind)
+}
+
+/// Where the routes send a submission (`None`: nowhere, or no routes are
+/// configured). HL7 v2: each message the intake accepts (AA: no errors)
+/// is routed on its own type, trigger and sending facility. FHIR: the
+/// resource's type; a type Clearway does not process and that no route
+/// takes is refused.
+fn route(svc: &Services, format: Format, sub: &Submission) -> Result<Option<Vec<Routed>>, Refusal> {
+    let systems = &svc.config.systems;
+    if systems.routes.is_empty() && format != Format::Fhir {
+        return Ok(None);
+    }
+    if !matches!(format, Format::Hl7 | Format::Fhir) {
+        return Ok(None);
+    }
+    let partner = sub.partner.as_str();
+    let mut out: Vec<Routed> = Vec::new();
+    let all = routing_facts(format, &sub.body);
+    for m in all.iter().filter(|m| m.accepted) {
+        let facts = m.facts(partner);
+        for s in systems.select(&facts) {
+            match out.iter_mut().find(|r| r.destination == s.destination) {
+                Some(r) => r.messages.push(m.index),
+                None => out.push(Routed {
+                    destination: s.destination.to_string(),
+                    route: s.route.to_string(),
+                    on_error: s.on_error,
+                    on_reject: s.on_reject,
+                    messages: vec![m.index],
+                    control_id: m.control.clone(),
+                    label: facts.label(),
+                }),
+            }
+        }
+    }
+    if let Some(m) = all.first().filter(|m| format == Format::Fhir && out.is_empty() && !processed_resource(&m.code)) {
+        return Err(Refusal::NoRoute { resource: m.code.clone() });
+    }
+    Ok((!out.is_empty()).then_some(out))
 }
 
 #[allow(clippy::too_many_arguments)]

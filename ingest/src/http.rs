@@ -14,6 +14,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use clearway_core::ports::Table;
 use clearway_core::records::{AckRecord, DeadLetter, FeedEntry, Lineage, PartnerRecord, TransactionRecord};
+use clearway_core::systems;
 use clearway_core::{ErrorKind, PartnerId, TransactionId};
 use clearway_fastpath::caqh;
 use clearway_fastpath::pharmacy::PharmacyRecord;
@@ -92,6 +93,9 @@ pub fn router(svc: Arc<Services>, metrics: MetricsRender) -> Router {
         .route("/v1/payer-files/attention", get(attention))
         .route("/v1/batches", get(batches))
         .route("/v1/dead-letters/{id}/replay", post(replay))
+        .route("/v1/destinations", get(destinations))
+        .route("/v1/destinations/{name}/dead-letters", get(destination_dead_letters))
+        .route("/v1/destinations/{name}/replay", post(destination_replay))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(render_metrics))
@@ -286,7 +290,32 @@ fn refusal(r: Refusal) -> Problem {
             "Idempotency-Key reused",
             "this Idempotency-Key was used with a different request body",
         ),
+        Refusal::NoRoute { resource } => Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "no-route",
+            "No destination takes this resource",
+            no_route_text(&resource),
+        ),
     }
+}
+
+fn no_route_text(resource: &str) -> String {
+    format!(
+        "no route delivers {resource} resources to any destination, and Clearway does not process them itself (Claim, CoverageEligibilityRequest, Bundle); nothing was stored"
+    )
+}
+
+/// The FHIR answer for a resource no route takes: 422 with an
+/// OperationOutcome (`not-supported`).
+fn no_route(resource: &str) -> Response {
+    let outcome = clearway_formats::fhir::operation_outcome(&[clearway_formats::fhir::OutcomeIssue::new(
+        clearway_formats::fhir::Severity::Error,
+        clearway_formats::fhir::IssueType::NotSupported,
+        "resourceType",
+        no_route_text(resource),
+    )]);
+    (StatusCode::UNPROCESSABLE_ENTITY, [(header::CONTENT_TYPE, "application/fhir+json")], outcome.to_string())
+        .into_response()
 }
 
 fn location(id: &TransactionId) -> HeaderValue {
@@ -372,6 +401,10 @@ async fn submit(State(st): State<AppState>, Authed(partner): Authed, req: axum::
             }
             (StatusCode::OK, [(header::LOCATION, location(&original))], Json(body)).into_response()
         }
+        Err(Refusal::NoRoute { resource }) => {
+            metrics::counter!("clearway_intake_rejected_total", "reason" => "no-route").increment(1);
+            no_route(&resource)
+        }
         Err(r) => {
             metrics::counter!("clearway_intake_rejected_total", "reason" => refusal_label(&r)).increment(1);
             refusal(r).into_response()
@@ -387,6 +420,7 @@ fn refusal_label(r: &Refusal) -> &'static str {
         Refusal::Unavailable { .. } => "unavailable",
         Refusal::IdempotencyInFlight => "idempotency-in-flight",
         Refusal::IdempotencyMismatch => "idempotency-mismatch",
+        Refusal::NoRoute { .. } => "no-route",
     }
 }
 
@@ -475,6 +509,11 @@ async fn transaction(
             }
         }
     }
+    let deliveries = if r.destinations.is_empty() {
+        vec![]
+    } else {
+        systems::statuses(&svc.ports, r.id.as_str(), &r.destinations).await.map_err(|e| port_problem(&e))?
+    };
     let claims: Vec<Value> = r
         .claims
         .iter()
@@ -515,7 +554,86 @@ async fn transaction(
         "issues": r.issues,
         "ackIds": r.ack_ids,
         "failure": r.failure,
+        "deliveries": deliveries,
     })))
+}
+
+/// Every destination: its kind, queue, dead letters, breaker and last
+/// error, as its deliverer last published them (operators).
+async fn destinations(State(svc): State<Arc<Services>>, Authed(p): Authed) -> Result<Json<Value>, Problem> {
+    operator(&p)?;
+    let mut out = Vec::new();
+    for d in &svc.config.systems.destinations {
+        let depth = systems::depth(&svc.ports, &d.name).await.map_err(|e| port_problem(&e))?;
+        let routes: Vec<&str> =
+            svc.config.systems.routes.iter().filter(|r| r.to.contains(&d.name)).map(|r| r.name.as_str()).collect();
+        out.push(json!({
+            "name": d.name,
+            "kind": d.transport.kind(),
+            "routes": routes,
+            "maxQueue": d.max_queue,
+            "queue": depth,
+        }));
+    }
+    Ok(Json(json!({ "destinations": out })))
+}
+
+fn known_destination<'a>(
+    svc: &'a Services,
+    name: &str,
+) -> Result<&'a clearway_core::systems::SystemDestination, Problem> {
+    svc.config.systems.destination(name).ok_or_else(Problem::not_found)
+}
+
+/// A destination's dead letters, oldest first (metadata only).
+async fn destination_dead_letters(
+    State(svc): State<Arc<Services>>,
+    Authed(p): Authed,
+    Path(name): Path<String>,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Value>, Problem> {
+    operator(&p)?;
+    let d = known_destination(&svc, &name)?;
+    let list = systems::dead_letters(&svc.ports, &d.name, q.limit.unwrap_or(100).clamp(1, 1000))
+        .await
+        .map_err(|e| port_problem(&e))?;
+    let items: Vec<Value> = list
+        .iter()
+        .map(|(seq, e)| {
+            json!({
+                "sequence": seq,
+                "transactionId": e.transaction,
+                "partner": e.partner,
+                "messages": e.messages.len(),
+                "message": e.label,
+                "controlId": e.control_id,
+                "route": e.route,
+                "attempts": e.attempts,
+                "reason": e.reason,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "destination": d.name, "deadLetters": items })))
+}
+
+/// Puts a destination's dead letters back at the tail of its queue
+/// (`?dryRun=true` counts them).
+async fn destination_replay(
+    State(svc): State<Arc<Services>>,
+    Authed(p): Authed,
+    Path(name): Path<String>,
+    Query(q): Query<ReplayQuery>,
+) -> Result<Response, Problem> {
+    operator(&p)?;
+    let d = known_destination(&svc, &name)?;
+    let dry_run = q.dry_run.unwrap_or(false);
+    let n = systems::replay(&svc.ports, &d.name, dry_run).await.map_err(|e| port_problem(&e))?;
+    if !dry_run {
+        metrics::counter!("clearway_destination_replayed_total", "destination" => d.name.clone()).increment(n as u64);
+        svc.deliveries.notify_waiters();
+    }
+    let body = json!({ "destination": d.name, "deadLetters": n, "replayed": !dry_run });
+    Ok((StatusCode::ACCEPTED, Json(body)).into_response())
 }
 
 async fn transaction_acks(

@@ -19,7 +19,7 @@ use clearway_core::PartnerId;
 use clearway_core::config::Config;
 use clearway_core::partners::Partners;
 use clearway_core::ports::Ports;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
@@ -37,6 +37,11 @@ pub struct Services {
     /// Real-time eligibility and claim status (`/v1/eligibility`,
     /// `/v1/claim-status`).
     pub fastpath: Arc<clearway_fastpath::FastPath>,
+    /// Woken when messages are queued for subscribed systems in this
+    /// process, so the deliverers start at once.
+    pub deliveries: Arc<Notify>,
+    /// Each destination's published queue depth and when it was read.
+    depths: Mutex<HashMap<String, (std::time::Instant, u64)>>,
     inflight_keys: Mutex<HashSet<(PartnerId, String)>>,
     depth: AtomicU64,
     depth_checked_ms: AtomicI64,
@@ -74,6 +79,8 @@ impl Services {
             config,
             feed,
             ready: AtomicBool::new(true),
+            deliveries: Arc::new(Notify::new()),
+            depths: Mutex::new(HashMap::new()),
             inflight_keys: Mutex::new(HashSet::new()),
             depth: AtomicU64::new(0),
             depth_checked_ms: AtomicI64::new(0),
@@ -88,6 +95,47 @@ impl Services {
             return None;
         }
         Some(InflightGuard { svc: self, key: k })
+    }
+
+    /// `Err` (503) when a destination the submission is routed to holds
+    /// `max_queue` messages already, as its deliverer last published
+    /// (read at most once a second per destination).
+    pub async fn destinations_have_room(&self, routed: &[accept::Routed]) -> Result<(), Refusal> {
+        for r in routed {
+            let Some(dest) = self.config.systems.destination(&r.destination) else { continue };
+            let cached = self
+                .depths
+                .lock()
+                .ok()
+                .and_then(|m| m.get(&r.destination).copied())
+                .filter(|(at, _)| at.elapsed() < std::time::Duration::from_secs(1));
+            let waiting = match cached {
+                Some((_, w)) => w,
+                None => {
+                    let key = clearway_core::systems::depth_key(&r.destination);
+                    let w = match self.ports.state.get(&key).await {
+                        Ok(Some(item)) => serde_json::from_slice::<clearway_core::systems::QueueDepth>(&item.value)
+                            .map(|d| d.waiting)
+                            .unwrap_or(0),
+                        Ok(None) => 0,
+                        Err(e) => {
+                            tracing::warn!(error = %clearway_core::error::chain(&e), "destination depth unavailable");
+                            return Err(Refusal::Unavailable { retry_after_secs: 5, throttled: false });
+                        }
+                    };
+                    if let Ok(mut m) = self.depths.lock() {
+                        m.insert(r.destination.clone(), (std::time::Instant::now(), w));
+                    }
+                    w
+                }
+            };
+            if waiting >= dest.max_queue {
+                metrics::counter!("clearway_destination_refused_total", "destination" => r.destination.clone())
+                    .increment(1);
+                return Err(Refusal::Unavailable { retry_after_secs: 30, throttled: false });
+            }
+        }
+        Ok(())
     }
 
     /// `Some(refusal)` when new work should wait: shutting down, or the

@@ -172,6 +172,15 @@ async fn serve(config: Arc<clearway_core::config::Config>, role: Role) -> anyhow
             let stop = shutdown.clone();
             async move { workers.run(stop).await }
         });
+        // One deliverer per subscribed system (`[destinations.NAME]`).
+        let deliverers = clearway_workers::systems::Deliverers::new(
+            store.ports.clone(),
+            store.partners.clone(),
+            config.clone(),
+            svc.deliveries.clone(),
+        )
+        .spawn(shutdown.clone());
+        tasks.spawn(async move { deliverers.wait().await });
         let hooks = Webhooks::new(store.ports.clone(), store.partners.clone(), config.server.feed_settle);
         tasks.spawn(hooks.run(feed.clone(), shutdown.clone()));
         match &store.backend {

@@ -390,6 +390,7 @@ mod tests {
             documents: 0,
             failure: Some("routing failed".into()),
             updated_at: timestamp(now),
+            destinations: vec![],
         };
         state
             .write(vec![WriteOp::Put {

@@ -18,6 +18,7 @@ pub mod edits;
 pub mod payers;
 pub mod process;
 pub mod route;
+pub mod systems;
 pub mod webhooks;
 
 use clearway_core::config::Config;

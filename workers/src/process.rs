@@ -210,6 +210,7 @@ impl Processor {
             .unwrap_or(OffsetDateTime::UNIX_EPOCH);
         let at = PrimitiveDateTime::new(received.date(), received.time());
         let (id, format) = (record.id.clone(), record.format);
+        let routed = record.destinations.len();
         let clearinghouse =
             (self.config.workers.clearinghouse_name.clone(), self.config.workers.clearinghouse_id.clone());
         let router = self.router.clone();
@@ -227,7 +228,7 @@ impl Processor {
             tokio::task::spawn_blocking(move || match format {
                 Format::X12 => x12(&payload, &id, at, &clearinghouse, &claims, &router, &partners),
                 Format::Hl7 => Ok(hl7_messages(&payload, &id, received)),
-                Format::Fhir => fhir_resource(&payload, &id, received, &claims),
+                Format::Fhir => fhir_resource(&payload, &id, received, &claims, routed),
                 Format::Ncpdp => Err(PortError::new(ErrorKind::Internal, "an NCPDP batch is processed apart")),
             })
             .await
@@ -974,6 +975,7 @@ fn fhir_resource(
     id: &TransactionId,
     received: OffsetDateTime,
     judge: &ClaimJudge,
+    routed: usize,
 ) -> PortResult<Outcome> {
     let mut out = Outcome::default();
     let json_ack =
@@ -1033,6 +1035,18 @@ fn fhir_resource(
                     }
                     out.acks.push(json_ack(serde_json::json!({ "resourceType": "Bundle", "id": format!("{id}-bundle"), "type": "batch-response", "entry": entries })));
                     out.accepted = true;
+                }
+                fhir::FhirDocument::Other { .. } if routed > 0 => {
+                    // Not processed here, delivered by the routes that took
+                    // it at intake.
+                    out.accepted = true;
+                    out.documents = 1;
+                    out.acks.push(json_ack(fhir::operation_outcome(&[fhir::OutcomeIssue::new(
+                        fhir::Severity::Information,
+                        fhir::IssueType::Informational,
+                        "",
+                        format!("accepted for delivery to {routed} destination(s); see the transaction's deliveries"),
+                    )])));
                 }
                 other => {
                     out.accepted = other.is_processable();
