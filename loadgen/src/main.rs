@@ -86,6 +86,22 @@ enum Mode {
         duration_secs: u64,
         #[arg(long, default_value_t = 1)]
         first_control: u64,
+        /// Stop after this many messages in all (before the duration ends).
+        #[arg(long)]
+        count: Option<u64>,
+    },
+    /// A receiving system for routed messages: an MLLP server answering
+    /// each message AA (after `delay_ms`), checking that each sender's
+    /// messages (MSH-3) arrive in order (MSH-10 `LG<n>` growing). Prints
+    /// its address, then a JSON report once `expect` distinct messages
+    /// arrived: the rate from the first to the last.
+    MllpPeer {
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: SocketAddr,
+        #[arg(long, default_value_t = 0)]
+        delay_ms: u64,
+        #[arg(long)]
+        expect: u64,
     },
     /// Accept → acknowledgements visible, at a fixed claim rate.
     E2e {
@@ -149,9 +165,10 @@ fn main() -> anyhow::Result<()> {
                 let load = Load { path, template: Arc::new(t) };
                 http(addr, key, connections, Duration::from_secs(duration_secs), rate, load, first_control).await
             }
-            Mode::Mllp { addr, connections, duration_secs, first_control } => {
-                mllp(addr, connections, Duration::from_secs(duration_secs), first_control).await
+            Mode::Mllp { addr, connections, duration_secs, first_control, count } => {
+                mllp(addr, connections, Duration::from_secs(duration_secs), first_control, count).await
             }
+            Mode::MllpPeer { listen, delay_ms, expect } => mllp_peer(listen, Duration::from_millis(delay_ms), expect).await,
             Mode::E2e { addr, key, claims_per_sec, claims, connections, duration_secs, first_control } => {
                 let t = Template::x12(claims)?;
                 e2e(
@@ -503,9 +520,10 @@ async fn http(
 
 // ---------------------------------------------------------------- mllp --
 
-fn adt(control: u64) -> Vec<u8> {
+/// An ADT^A01 framed for MLLP; MSH-3 names the sending connection.
+fn adt(control: u64, connection: usize) -> Vec<u8> {
     let msg = format!(
-        "MSH|^~\\&|LOADGEN|BENCH|CLEARWAY|HUB|20240101120000||ADT^A01^ADT_A01|LG{control}|P|2.5.1\r\
+        "MSH|^~\\&|LOADGEN{connection}|BENCH|CLEARWAY|HUB|20240101120000||ADT^A01^ADT_A01|LG{control}|P|2.5.1\r\
          EVN|A01|20240101120000\r\
          PID|1||{control}^^^BENCH^MR||DOE^JANE||19800101|F\r\
          PV1|1|I\r"
@@ -522,12 +540,14 @@ async fn mllp(
     connections: usize,
     duration: Duration,
     first_control: u64,
+    count: Option<u64>,
 ) -> anyhow::Result<serde_json::Value> {
     let counter = Arc::new(AtomicU64::new(first_control));
+    let last = count.map_or(u64::MAX, |n| first_control + n);
     let started = Instant::now();
     let deadline = started + duration;
     let mut tasks = Vec::new();
-    for _ in 0..connections {
+    for connection in 0..connections {
         let counter = counter.clone();
         tasks.push(tokio::spawn(async move {
             let mut h = histogram();
@@ -538,7 +558,11 @@ async fn mllp(
             let mut chunk = [0u8; 4096];
             'outer: while Instant::now() < deadline {
                 let t = Instant::now();
-                if s.write_all(&adt(counter.fetch_add(1, Ordering::Relaxed))).await.is_err() {
+                let control = counter.fetch_add(1, Ordering::Relaxed);
+                if control >= last {
+                    break;
+                }
+                if s.write_all(&adt(control, connection)).await.is_err() {
                     errors += 1;
                     break;
                 }
@@ -578,6 +602,96 @@ async fn mllp(
         "mode": "mllp", "connections": connections, "seconds": elapsed, "acks": acks,
         "acks_per_sec": acks as f64 / elapsed, "not_aa": non_aa, "errors": errors, "latency": latency_json(&all),
         "next_control": counter.load(Ordering::Relaxed),
+    }))
+}
+
+/// See [`Mode::MllpPeer`].
+async fn mllp_peer(listen: SocketAddr, delay: Duration, expect: u64) -> anyhow::Result<serde_json::Value> {
+    #[derive(Default)]
+    struct Seen {
+        last: HashMap<String, u64>,
+        all: std::collections::HashSet<(String, u64)>,
+        distinct: u64,
+        received: u64,
+        repeats: u64,
+        out_of_order: u64,
+        first: Option<Instant>,
+        last_at: Option<Instant>,
+    }
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    println!("peer listening on {}", listener.local_addr()?);
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let done = Arc::new(tokio::sync::Notify::new());
+    let accept = {
+        let (seen, done) = (seen.clone(), done.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut s, _)) = listener.accept().await else { continue };
+                let _ = s.set_nodelay(true);
+                let (seen, done) = (seen.clone(), done.clone());
+                tokio::spawn(async move {
+                    let mut buf: Vec<u8> = Vec::with_capacity(8192);
+                    let mut chunk = [0u8; 8192];
+                    loop {
+                        let Some(end) = buf.windows(2).position(|w| w == [0x1C, 0x0D]) else {
+                            match s.read(&mut chunk).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            }
+                            continue;
+                        };
+                        let frame: Vec<u8> = buf.drain(..end + 2).collect();
+                        let msg = String::from_utf8_lossy(&frame[1..frame.len() - 2]).to_string();
+                        let msh: Vec<&str> = msg.split('\r').next().unwrap_or("").split('|').collect();
+                        let (app, control) = (msh.get(2).copied().unwrap_or(""), msh.get(9).copied().unwrap_or(""));
+                        let n: u64 = control.trim_start_matches("LG").parse().unwrap_or(0);
+                        {
+                            let mut st = seen.lock().unwrap_or_else(|p| p.into_inner());
+                            let now = Instant::now();
+                            st.first.get_or_insert(now);
+                            st.last_at = Some(now);
+                            st.received += 1;
+                            let prev = st.last.get(app).copied();
+                            if !st.all.insert((app.to_string(), n)) {
+                                st.repeats += 1;
+                            } else {
+                                st.distinct += 1;
+                                // Distinct but below what this sender already
+                                // delivered: out of order.
+                                if prev.is_some_and(|p| n < p) {
+                                    st.out_of_order += 1;
+                                }
+                                st.last.insert(app.to_string(), prev.unwrap_or(0).max(n));
+                            }
+                            if st.distinct >= expect {
+                                done.notify_one();
+                            }
+                        }
+                        if !delay.is_zero() {
+                            tokio::time::sleep(delay).await;
+                        }
+                        let ack = format!(
+                            "\x0bMSH|^~\\&|PEER|BENCH|{app}|BENCH|20240101120000||ACK^A01^ACK|A{control}|P|2.5.1\rMSA|AA|{control}\r\x1c\r"
+                        );
+                        if s.write_all(ack.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        })
+    };
+    done.notified().await;
+    accept.abort();
+    let st = seen.lock().unwrap_or_else(|p| p.into_inner());
+    let secs = match (st.first, st.last_at) {
+        (Some(a), Some(b)) => b.duration_since(a).as_secs_f64(),
+        _ => 0.0,
+    };
+    Ok(json!({
+        "mode": "mllp-peer", "delay_ms": delay.as_millis() as u64, "distinct": st.distinct, "received": st.received,
+        "repeats": st.repeats, "out_of_order": st.out_of_order, "senders": st.last.len(), "seconds": secs,
+        "per_sec": if secs > 0.0 { st.distinct as f64 / secs } else { 0.0 },
     }))
 }
 
