@@ -7,7 +7,8 @@ only.
 What it answers is chosen by the message's control id (MSH-10), so a test
 can ask for each case:
 
-  AE<n>-...    AE the first n times this control id arrives, then AA
+  AE<n>-...    AE the first n times this control id arrives (at this
+               listener), then AA
   AR-...       AR, always
   DROP-...     the first time: close the connection without an ACK
   SLOW-...     AA after --slow-ms (default 3000)
@@ -98,8 +99,8 @@ class Mllp(socketserver.BaseRequestHandler):
                 buf = buf[end + 2:]
                 control, mtype, parts, sep = fields(msg)
                 with LOCK:
-                    n = SEEN.get(control, 0) + 1
-                    SEEN[control] = n
+                    n = SEEN.get((port, control), 0) + 1
+                    SEEN[(port, control)] = n
                 code = "AA"
                 if control.startswith("DROP-") and n == 1:
                     log(ARGS.log, {"port": port, "control": control, "type": mtype, "answer": "drop", "n": n})

@@ -24,15 +24,24 @@ struct Peer {
     _dir: tempfile::TempDir,
 }
 
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
 impl Peer {
     fn start(mllp: usize, http: usize, delay_ms: u64) -> Peer {
+        Peer::start_on(&vec![0; mllp], http, delay_ms)
+    }
+
+    /// MLLP listeners on these ports (0: any).
+    fn start_on(mllp_ports: &[u16], http: usize, delay_ms: u64) -> Peer {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("peer.jsonl");
         let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/mllp_peer.py");
         let mut cmd = Command::new("python3");
         cmd.arg(script).arg("--log").arg(&log).args(["--delay-ms", &delay_ms.to_string(), "--slow-ms", "1500"]);
-        for _ in 0..mllp {
-            cmd.args(["--mllp", "0"]);
+        for port in mllp_ports {
+            cmd.args(["--mllp", &port.to_string()]);
         }
         for _ in 0..http {
             cmd.args(["--http", "0"]);
@@ -407,16 +416,19 @@ fn fhir_case(lane: Lane) {
 
 #[test]
 fn kill_9_during_delivery_loses_nothing_and_keeps_order() {
-    // The EHR takes 5 ms per ACK, so delivery of 150 messages is still
-    // under way when the service is killed.
-    let peer = Peer::start(2, 1, 5);
+    // The EHR is down while 150 messages are queued, then comes up taking
+    // 5 ms per ACK, so delivery is under way when the service is killed.
+    let port = free_port();
+    let ehr = format!("127.0.0.1:{port}");
     let scratch = Scratch::new();
-    scratch.write_config(&config(&peer));
+    scratch.write_config(&format!(
+        "[destinations.EHR]\nkind = \"mllp\"\naddress = \"{ehr}\"\nretry_max_ms = 200\n\n[[routes]]\nmessages = [\"ADT\"]\nto = [\"EHR\"]\n"
+    ));
     scratch.partner("hosp", false);
-    let ehr = peer.mllp[0].clone();
     let sent: Vec<String> = (0..150).map(|i| adt(&format!("K-{i:03}"), "A08")).collect();
     let server = Server::start(&scratch, Some("hosp"), &[]);
     assert!(send_mllp(&server, &sent).iter().all(|a| a == "AA"));
+    let peer = Peer::start_on(&[port], 0, 5);
     peer.wait_for("deliveries under way", |p| p.at(&ehr).len() >= 20);
     server.kill();
     let before = peer.at(&ehr).len();
@@ -474,27 +486,49 @@ fn routes_test_says_which_routes_take_a_message_and_why() {
 fn a_full_destination_queue_refuses_new_work_and_nothing_is_lost() {
     // Nothing listens at the destination: its queue only grows.
     let scratch = Scratch::new();
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let closed = format!("127.0.0.1:{}", free_port());
     scratch.write_config(&format!(
         "[destinations.DOWN]\nkind = \"mllp\"\naddress = \"{closed}\"\nmax_queue = 3\nretry_max_ms = 100\n\n[[routes]]\nmessages = [\"ADT\"]\nto = [\"DOWN\"]\n"
     ));
     let key = scratch.partner("hosp", false);
+    let ops = scratch.partner("ops", true);
     let server = Server::start(&scratch, Some("hosp"), &[]);
     let client = Client { addr: server.http, key };
-    let mut accepted = 0;
+    let operator = Client { addr: server.http, key: ops };
+    let mut accepted = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(30);
     let refused = loop {
-        let r = client.submit("application/hl7-v2", adt(&format!("F-{accepted}"), "A01").as_bytes(), &[]);
+        let r = client.submit("application/hl7-v2", adt(&format!("F-{}", accepted.len()), "A01").as_bytes(), &[]);
         if r.status == 503 {
             break r;
         }
         assert_eq!(r.status, 202, "{}", r.text());
-        accepted += 1;
+        accepted.push(r.json()["transactionId"].as_str().unwrap().to_string());
         assert!(Instant::now() < deadline, "never refused");
         std::thread::sleep(Duration::from_millis(300));
     };
-    assert!(accepted >= 3, "{accepted}");
+    // The bound is approximate (published every 2 s), not loose.
+    assert!((3..=4).contains(&accepted.len()), "{} accepted before the refusal", accepted.len());
     assert!(refused.header("retry-after").is_some());
+    // MLLP: the message is not acknowledged, so the sender keeps it.
+    let mut s = TcpStream::connect(server.mllp.unwrap()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(&frame(adt("F-MLLP", "A01").as_bytes())).unwrap();
+    assert_eq!(read_frame(&mut s), None, "closed without an ACK");
+    // Nothing accepted is lost: every one waits in the queue.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let v = operator.get("/v1/destinations").json();
+        if v["destinations"][0]["queue"]["waiting"].as_u64() == Some(accepted.len() as u64) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{v}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    for id in &accepted {
+        let state = client.get(&format!("/v1/transactions/{id}")).json()["deliveries"][0]["state"].clone();
+        assert!(state == "queued" || state == "retrying", "{id}: {state}");
+    }
     // The alarm is raised once the queue is nearly full.
     let metrics = request(server.http, "GET", "/metrics", &[], b"").text();
     assert!(metrics.contains("clearway_destination_alarm{destination=\"DOWN\"} 1"), "{metrics}");
@@ -594,4 +628,60 @@ fn sample_messages_of_many_types_and_versions_are_all_taken_and_delivered() {
     assert!(types.len() >= 18, "{types:?}");
     peer.wait_for("every message at the EHR", |p| p.at(&p.mllp[0]).len() >= expected);
     assert_eq!(peer.at(&peer.mllp[0]).len(), expected, "each message once");
+}
+
+#[test]
+fn batch_files_are_delivered_message_by_message() {
+    let peer = Peer::start(2, 1, 0);
+    let (_scratch, _server, client, operator) = start(Lane::Local, &peer);
+    let ehr = peer.mllp[0].clone();
+    // AE twice under the ADT route's retry: resent from the refused
+    // message, never from the start of the file.
+    let batch = [adt("B-1", "A01"), adt("AE2-B2", "A08"), adt("B-3", "A08")].concat();
+    let r = client.submit("application/hl7-v2", batch.as_bytes(), &[]);
+    assert_eq!(r.status, 202, "{}", r.text());
+    let first = r.json()["transactionId"].as_str().unwrap().to_string();
+    // Results go under a dead-letter policy: the refused one alone is set
+    // aside, the rest of the file still comes before what follows it.
+    let results = [oru("R-1"), oru("AE1-R2"), oru("R-3")].concat();
+    let r = client.submit("application/hl7-v2", results.as_bytes(), &[]);
+    assert_eq!(r.status, 202, "{}", r.text());
+    let second = r.json()["transactionId"].as_str().unwrap().to_string();
+    assert_eq!(client.submit("application/hl7-v2", adt("B-4", "A08").as_bytes(), &[]).status, 202);
+    peer.wait_for("B-4", |p| controls(&p.at(&ehr)).contains(&"B-4".to_string()));
+    let got = peer.at(&ehr);
+    let pairs: Vec<(&str, &str)> = got.iter().map(|(c, a)| (c.as_str(), a.as_str())).collect();
+    assert_eq!(
+        pairs,
+        [
+            ("B-1", "AA"),
+            ("AE2-B2", "AE"),
+            ("AE2-B2", "AE"),
+            ("AE2-B2", "AA"),
+            ("B-3", "AA"),
+            ("R-1", "AA"),
+            ("AE1-R2", "AE"),
+            ("R-3", "AA"),
+            ("B-4", "AA")
+        ]
+    );
+    let status = |id: &str| client.get(&format!("/v1/transactions/{id}")).json()["deliveries"][0].clone();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while status(&second)["state"] != "delivered" {
+        assert!(Instant::now() < deadline, "{}", status(&second));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(status(&first)["delivered"], 3, "{}", status(&first));
+    assert_eq!(status(&second)["delivered"], 2, "{}", status(&second));
+    assert_eq!(status(&second)["deadLettered"], 1, "{}", status(&second));
+    let dead = operator.get("/v1/destinations/EHR/dead-letters").json();
+    let list = dead["deadLetters"].as_array().unwrap();
+    assert_eq!(list.len(), 1, "{dead}");
+    assert_eq!(list[0]["messages"], 1);
+    assert_eq!(list[0]["transactionId"], second.as_str());
+    // Replayed, it is that one message again (the peer now answers AA).
+    assert_eq!(operator.post("/v1/destinations/EHR/replay").json()["deadLetters"], 1);
+    peer.wait_for("AE1-R2 again", |p| p.at(&p.mllp[0]).iter().any(|(c, a)| c == "AE1-R2" && a == "AA"));
+    let again: Vec<String> = controls(&peer.at(&ehr)).into_iter().skip(9).collect();
+    assert_eq!(again, ["AE1-R2"]);
 }

@@ -1078,6 +1078,9 @@ fn validate(raw: Raw, e: &mut Vec<ConfigError>) -> Config {
     Config { server, mllp, dedupe, workers, routing, payers, master_key, backend, fastpath, edits, pharmacy, systems }
 }
 
+/// Most destinations (`[destinations.NAME]`).
+pub const MAX_DESTINATIONS: usize = 50;
+
 fn systems_config(
     raw_routes: Vec<RawRoute>,
     raw_destinations: BTreeMap<String, RawDestination>,
@@ -1144,6 +1147,10 @@ fn systems_config(
             name,
         });
     }
+    // Each destination a message goes to is one write in the intake commit.
+    if destinations.len() > MAX_DESTINATIONS {
+        e.push(err("destinations", format!("at most {MAX_DESTINATIONS} destinations")));
+    }
     let mut routes = Vec::new();
     for (n, r) in raw_routes.into_iter().enumerate() {
         let path = |k: &str| format!("routes[{n}].{k}");
@@ -1169,8 +1176,17 @@ fn systems_config(
             e.push(err(path("to"), "required: the destinations this route delivers to"));
         }
         for d in &to {
-            if !destinations.iter().any(|x: &SystemDestination| &x.name == d) {
-                e.push(err(path("to"), format!("no destination named {d} ([destinations.{d}])")));
+            match destinations.iter().find(|x: &&SystemDestination| &x.name == d) {
+                None => e.push(err(path("to"), format!("no destination named {d} ([destinations.{d}])"))),
+                Some(x) => match &x.transport {
+                    Transport::Mllp { .. } if !resources.is_empty() => {
+                        e.push(err(path("to"), format!("{d} is an MLLP destination: it cannot take FHIR resources")))
+                    }
+                    Transport::Fhir { .. } if !messages.is_empty() => {
+                        e.push(err(path("to"), format!("{d} is a FHIR server: it cannot take HL7 v2 messages")))
+                    }
+                    _ => {}
+                },
             }
         }
         let policy = |k: &str, v: Option<String>, default: OnError, e: &mut Vec<ConfigError>| match v {
@@ -1312,11 +1328,34 @@ mod tests {
                 "routes[0].messages",
                 "routes[0].resources",
                 "routes[0].to",
+                "routes[0].to",
                 "routes[0].on_reject",
                 "routes[1].to",
             ],
             "{errors:?}"
         );
+    }
+
+    #[test]
+    fn a_route_cannot_pair_a_format_with_a_destination_that_cannot_carry_it() {
+        let file = "[destinations.EHR]\nkind = \"mllp\"\naddress = \"ehr:1\"\n\n[destinations.F]\nkind = \"fhir\"\nurl = \"http://f\"\n\n[[routes]]\nresources = [\"Patient\"]\nto = [\"EHR\"]\n\n[[routes]]\nmessages = [\"ADT\"]\nto = [\"F\"]\n";
+        let errors = load(Some(file), &HashMap::new()).unwrap_err();
+        let messages: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            messages,
+            [
+                "routes[0].to: EHR is an MLLP destination: it cannot take FHIR resources",
+                "routes[1].to: F is a FHIR server: it cannot take HL7 v2 messages"
+            ]
+        );
+        // A route with no filter takes both formats, each to what carries it.
+        let both = "[destinations.EHR]\nkind = \"mllp\"\naddress = \"ehr:1\"\n\n[destinations.F]\nkind = \"fhir\"\nurl = \"http://f\"\n\n[[routes]]\nto = [\"EHR\", \"F\"]\n";
+        let c = load(Some(both), &HashMap::new()).unwrap();
+        let hl7 = crate::systems::Facts::Hl7 { partner: "p", code: "ADT", trigger: "A01", facility: "" };
+        let fhir = crate::systems::Facts::Fhir { partner: "p", resource: "Patient" };
+        let to = |f| c.systems.select(f).iter().map(|s| s.destination.to_string()).collect::<Vec<_>>();
+        assert_eq!(to(&hl7), ["EHR"]);
+        assert_eq!(to(&fhir), ["F"]);
     }
 
     #[test]

@@ -144,9 +144,9 @@ pub struct Route {
     /// FHIR resource types (`Patient`, `Appointment`, ...).
     pub resources: Vec<String>,
     pub to: Vec<String>,
-    /// An AE/CE (MLLP) or a refusing 4xx (HTTP).
+    /// An AE/CE (MLLP).
     pub on_error: OnError,
-    /// An AR/CR.
+    /// An AR/CR (MLLP) or a refusing 4xx (HTTP).
     pub on_reject: OnError,
 }
 
@@ -232,13 +232,24 @@ impl SystemsConfig {
         self.destinations.iter().find(|d| d.name == name)
     }
 
+    /// Whether a destination can carry the message: FHIR never goes to an
+    /// MLLP destination, HL7 v2 never to a FHIR server.
+    pub fn carries(&self, destination: &str, facts: &Facts<'_>) -> bool {
+        self.destination(destination).is_none_or(|d| {
+            !matches!(
+                (facts, &d.transport),
+                (Facts::Fhir { .. }, Transport::Mllp { .. }) | (Facts::Hl7 { .. }, Transport::Fhir { .. })
+            )
+        })
+    }
+
     /// Where a message goes: each destination once, in the order the routes
-    /// name them.
+    /// name them (a destination that cannot carry its format is skipped).
     pub fn select(&self, facts: &Facts<'_>) -> Vec<Selected<'_>> {
         let mut out: Vec<Selected<'_>> = Vec::new();
         for r in self.routes.iter().filter(|r| r.check(facts).is_ok()) {
             for d in &r.to {
-                if !out.iter().any(|s| s.destination == d) {
+                if !out.iter().any(|s| s.destination == d) && self.carries(d, facts) {
                     out.push(Selected { destination: d, route: &r.name, on_error: r.on_error, on_reject: r.on_reject });
                 }
             }
@@ -282,6 +293,14 @@ pub struct QueueEntry {
     pub reason: Option<String>,
     #[serde(default)]
     pub attempts: u32,
+    /// Messages of this entry the destination already acknowledged (they
+    /// are no longer in `messages`).
+    #[serde(default)]
+    pub acknowledged: u32,
+    /// Messages of this entry dead-lettered on their own (an HL7 batch
+    /// file's message the destination refused).
+    #[serde(default)]
+    pub dead_lettered: u32,
 }
 
 /// Where a transaction stands with one destination (`tx/<transaction>`,
@@ -292,6 +311,9 @@ pub struct DeliveryStatus {
     pub destination: String,
     /// Messages the destination acknowledged.
     pub delivered: u32,
+    /// Messages dead-lettered (the rest of a batch file went on).
+    #[serde(default)]
+    pub dead_lettered: u32,
     /// `delivered`, `retrying`, `dead-letter`.
     pub state: String,
     pub attempts: u32,
@@ -418,6 +440,7 @@ mod ops {
             out.push(st.unwrap_or_else(|| DeliveryStatus {
                 destination: d.clone(),
                 delivered: 0,
+                dead_lettered: 0,
                 state: "queued".into(),
                 attempts: 0,
                 answer: None,
@@ -443,28 +466,33 @@ mod ops {
     /// Puts a destination's dead letters back at the tail of its queue (in
     /// their order), each once; returns how many. With `dry_run`, only counts.
     pub async fn replay(ports: &Ports, destination: &str, dry_run: bool) -> PortResult<usize> {
+        // Only what was dead-lettered before now: an entry the destination
+        // refuses again is filed under its new (later) key and is not met
+        // again here, so a replay ends, and replays each dead letter once.
+        let now_us = (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000) as u64;
+        let bound = format!("{now_us:017}");
+        let pk = dead_pk(destination);
         let mut n = 0;
+        let mut after: Option<String> = None;
         loop {
-            let page = ports.state.query(Table::Deliveries, &dead_pk(destination), None, 33).await?;
-            if page.is_empty() {
-                return Ok(n);
-            }
-            if dry_run {
-                // Counted without moving: page through.
-                let mut after = page.last().map(|(k, _)| k.clone());
-                n += page.len();
-                while let Some(a) = after {
-                    let more =
-                        ports.state.query(Table::Deliveries, &dead_pk(destination), Some(&a), MAX_QUERY_LIMIT).await?;
-                    n += more.len();
-                    after = if more.len() < MAX_QUERY_LIMIT { None } else { more.last().map(|(k, _)| k.clone()) };
-                }
-                return Ok(n);
-            }
-            let now_us = (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000) as u64;
-            let mut ops = Vec::with_capacity(page.len() * 2);
+            let limit = if dry_run { MAX_QUERY_LIMIT } else { 33 };
+            let page = ports.state.query(Table::Deliveries, &pk, after.as_deref(), limit).await?;
+            let full = page.len() == limit;
+            let page: Vec<_> = page.into_iter().take_while(|(k, _)| k.as_str() < bound.as_str()).collect();
+            after = page.last().map(|(k, _)| k.clone());
+            let mut ops = Vec::with_capacity(page.len() * 3);
+            let mut seen = std::collections::HashSet::new();
             for (seq, item) in &page {
-                let mut e: QueueEntry = decode_json(&item.value)?;
+                let Ok(mut e) = decode_json::<QueueEntry>(&item.value) else { continue };
+                // An unreadable entry set aside by a deliverer names no
+                // message: it stays for an operator to look at.
+                if e.transaction.is_empty() || e.messages.is_empty() {
+                    continue;
+                }
+                n += 1;
+                if dry_run {
+                    continue;
+                }
                 e.reason = None;
                 e.attempts = 0;
                 ops.push(WriteOp::Delete {
@@ -477,17 +505,18 @@ mod ops {
                     expires_at: None,
                     condition: Condition::NotExists,
                 });
-                ops.push(WriteOp::Delete { key: status_key(&e.transaction, destination), condition: Condition::None });
+                // Two entries of one transaction touch its status once.
+                let status = status_key(&e.transaction, destination);
+                if seen.insert(status.clone()) {
+                    ops.push(WriteOp::Delete { key: status, condition: Condition::None });
+                }
             }
-            // Two entries of one transaction in one page would touch its
-            // status twice: keep the first of each.
-            let mut seen = std::collections::HashSet::new();
-            ops.retain(|op| match op {
-                WriteOp::Delete { key, condition: Condition::None } => seen.insert(key.clone()),
-                _ => true,
-            });
-            ports.state.write(ops).await?;
-            n += page.len();
+            if !ops.is_empty() {
+                ports.state.write(ops).await?;
+            }
+            if !full || after.is_none() {
+                return Ok(n);
+            }
         }
     }
 }

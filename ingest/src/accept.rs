@@ -106,15 +106,7 @@ struct Prechecked {
 }
 
 fn strip(body: &[u8]) -> &[u8] {
-    let mut b = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
-    while let [first, rest @ ..] = b {
-        if first.is_ascii_whitespace() || *first == 0x0B {
-            b = rest;
-        } else {
-            break;
-        }
-    }
-    b
+    hl7::trim_leading(body)
 }
 
 /// The sniffed format; an NCPDP batch file (STX 00) counts as NCPDP.
@@ -242,15 +234,28 @@ fn precheck(format: Format, body: &[u8], now: OffsetDateTime) -> Result<Precheck
                     ta1: None,
                 });
             };
-            // The id goes into queue entries and logs: kept only when it is
-            // a FHIR id (letters, digits, '-', '.'; at most 64).
+            // A resource type is a name (R4: an upper-case letter, then
+            // letters and digits); anything else is not FHIR, and must not
+            // reach a URL or a message.
+            let is_type = kind.len() <= 64
+                && kind.starts_with(|c: char| c.is_ascii_uppercase())
+                && kind.bytes().all(|b| b.is_ascii_alphanumeric());
+            if !is_type {
+                return Err(Refusal::BadRequest {
+                    title: "Invalid FHIR resource",
+                    detail: "resourceType is not a FHIR resource type name".into(),
+                    ta1: None,
+                });
+            }
+            // The id is for `clearway routes test` only: kept when it is a
+            // FHIR id (letters, digits, '-', '.'; at most 64).
             let id = v.get("id").and_then(serde_json::Value::as_str).unwrap_or_default();
             let id = if id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.".contains(&b)) {
                 id.to_string()
             } else {
                 String::new()
             };
-            let kind: String = kind.chars().take(64).collect();
+            let kind = kind.to_string();
             Ok(Prechecked { interchange: None, message: None, hl7: false, fhir: Some((kind, id)) })
         }
     }
@@ -488,26 +493,43 @@ pub async fn accept(svc: &Services, sub: Submission) -> Result<Outcome, Refusal>
     if let Some(routed) = &routed {
         let now_us = (now.unix_timestamp_nanos() / 1_000) as u64;
         for d in routed {
-            let entry = QueueEntry {
-                transaction: id.to_string(),
-                partner: partner.to_string(),
-                blob_key: blob_key.to_string(),
-                messages: d.messages.clone(),
-                control_id: d.control_id.clone(),
-                label: d.label.clone(),
-                format: format.as_str().to_string(),
-                route: d.route.clone(),
-                on_error: d.on_error,
-                on_reject: d.on_reject,
-                queued_at_ms: record.received_at_ms,
-                reason: None,
-                attempts: 0,
-            };
-            writes.push(WriteOp::Put {
-                key: systems::queue_key(&d.destination, &systems::next_seq(now_us, id.as_str())),
-                value: encode(&entry),
-                expires_at: None,
-                condition: Condition::NotExists,
+            // A batch file's messages in entries of at most
+            // MESSAGES_PER_ENTRY, queued in order.
+            for chunk in d.messages.chunks(MESSAGES_PER_ENTRY) {
+                let entry = QueueEntry {
+                    transaction: id.to_string(),
+                    partner: partner.to_string(),
+                    blob_key: blob_key.to_string(),
+                    messages: chunk.to_vec(),
+                    control_id: d.control_id.clone(),
+                    label: d.label.clone(),
+                    format: format.as_str().to_string(),
+                    route: d.route.clone(),
+                    on_error: d.on_error,
+                    on_reject: d.on_reject,
+                    queued_at_ms: record.received_at_ms,
+                    reason: None,
+                    attempts: 0,
+                    acknowledged: 0,
+                    dead_lettered: 0,
+                };
+                writes.push(WriteOp::Put {
+                    key: systems::queue_key(&d.destination, &systems::next_seq(now_us, id.as_str())),
+                    value: encode(&entry),
+                    expires_at: None,
+                    condition: Condition::NotExists,
+                });
+            }
+        }
+        if writes.len() > clearway_core::ports::MAX_WRITE_OPS {
+            return Err(Refusal::BadRequest {
+                title: "Too many messages to route in one submission",
+                detail: format!(
+                    "the routes send this file's messages to more queue entries than one commit holds ({} writes, at most {}); send it in smaller batches",
+                    writes.len(),
+                    clearway_core::ports::MAX_WRITE_OPS
+                ),
+                ta1: None,
             });
         }
     }
@@ -519,6 +541,7 @@ pub async fn accept(svc: &Services, sub: Submission) -> Result<Outcome, Refusal>
                     metrics::counter!("clearway_destination_enqueued_total", "destination" => d.destination.clone())
                         .increment(d.messages.len() as u64);
                 }
+                svc.note_enqueued(routed);
                 svc.deliveries.notify_waiters();
             }
             metrics::counter!("clearway_intake_accepted_total", "format" => format.as_str(), "channel" => sub.channel.as_str()).increment(1);
@@ -552,6 +575,10 @@ pub struct Routed {
     pub control_id: String,
     pub label: String,
 }
+
+/// Most messages of one batch file in one queue entry (its list of
+/// positions stays far below a state item's size limit).
+const MESSAGES_PER_ENTRY: usize = 10_000;
 
 /// FHIR resource types Clearway processes itself (with or without a route).
 const PROCESSED_RESOURCES: [&str; 3] = ["Claim", "CoverageEligibilityRequest", "Bundle"];
@@ -655,7 +682,9 @@ fn route(svc: &Services, format: Format, sub: &Submission) -> Result<Option<Vec<
                     on_error: s.on_error,
                     on_reject: s.on_reject,
                     messages: vec![m.index],
-                    control_id: m.control.clone(),
+                    // MSH-10; never a FHIR resource's id (client-assigned
+                    // ids are often record numbers).
+                    control_id: if format == Format::Hl7 { m.control.clone() } else { String::new() },
                     label: facts.label(),
                 }),
             }

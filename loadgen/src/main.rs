@@ -168,7 +168,9 @@ fn main() -> anyhow::Result<()> {
             Mode::Mllp { addr, connections, duration_secs, first_control, count } => {
                 mllp(addr, connections, Duration::from_secs(duration_secs), first_control, count).await
             }
-            Mode::MllpPeer { listen, delay_ms, expect } => mllp_peer(listen, Duration::from_millis(delay_ms), expect).await,
+            Mode::MllpPeer { listen, delay_ms, expect } => {
+                mllp_peer(listen, Duration::from_millis(delay_ms), expect).await
+            }
             Mode::E2e { addr, key, claims_per_sec, claims, connections, duration_secs, first_control } => {
                 let t = Template::x12(claims)?;
                 e2e(

@@ -6,7 +6,8 @@
 //! transaction, so a destination's queue is in intake order. The deliverer:
 //!
 //! - holds the destination's lease (one deliverer per destination across
-//!   processes; a dead holder's lease runs out after [`LEASE_MS`]);
+//!   processes; a dead holder's lease runs out after [`LEASE_MS`], or three
+//!   times the longest attempt; it is renewed before each message);
 //! - takes the queue from its head, one message in flight: MLLP waits for
 //!   the ACK whose MSA-2 is the message's MSH-10 (AA/CA accepted; AE/CE the
 //!   route's `on_error`; AR/CR its `on_reject`), HTTP for a 2xx (409 counts:
@@ -55,8 +56,6 @@ pub const LEASE_MS: i64 = 15_000;
 const PAGE: usize = 256;
 /// Largest ACK frame read from a destination.
 const MAX_ACK_BYTES: usize = 1024 * 1024;
-/// Largest payload read back for delivery.
-const MAX_PAYLOAD_BYTES: u64 = 64 * 1024 * 1024;
 /// How often the queue's depth is published (at most).
 const DEPTH_EVERY: Duration = Duration::from_secs(2);
 /// How long an idle deliverer waits for intake's wake-up before looking
@@ -98,6 +97,8 @@ enum Attempt {
     /// It can never be delivered (its stored payload is gone or no longer
     /// holds the message): dead-lettered whatever the policy.
     Undeliverable(String),
+    /// Stopped between two messages (shutdown, or the lease was lost).
+    Stopped,
 }
 
 impl Deliverers {
@@ -221,8 +222,8 @@ impl Lane {
                     continue;
                 }
             };
-            // The lease is renewed as the round goes (a round can outlast
-            // it when the destination is slow).
+            // Renewed before every entry (and every message of a batch
+            // file), so no send starts on a lease about to run out.
             if !self.hold_lease().await? {
                 break;
             }
@@ -231,53 +232,80 @@ impl Lane {
                 break;
             }
             let started = Instant::now();
-            let attempt = self.attempt(&entry).await;
+            let (attempt, acked) = self.attempt(&entry, shutdown).await;
             metrics::histogram!("clearway_destination_delivery_seconds", "destination" => self.dest.name.clone())
                 .record(started.elapsed().as_secs_f64());
+            if acked > 0 {
+                self.breaker.success();
+                self.failures = 0;
+                self.delivered_total += acked as u64;
+                self.last_delivered_ms = Some(now_ms());
+                self.count("delivered", acked as u64);
+            }
+            // What is left of the entry after the acknowledged messages.
+            let mut rest = entry.clone();
+            rest.messages.drain(..acked.min(rest.messages.len()));
+            rest.acknowledged += acked as u32;
+            let keep = |rest: &QueueEntry| -> PortResult<WriteOp> {
+                Ok(WriteOp::Put {
+                    key: systems::queue_key(&self.dest.name, &seq),
+                    value: encode_json(rest)?,
+                    expires_at: None,
+                    condition: Condition::Version(item.version),
+                })
+            };
             match attempt {
                 Attempt::Delivered(answer) => {
-                    self.breaker.success();
-                    self.failures = 0;
-                    self.delivered_total += entry.messages.len() as u64;
-                    self.last_delivered_ms = Some(now_ms());
-                    self.count("delivered", entry.messages.len() as u64);
                     done.push(WriteOp::Delete {
                         key: systems::queue_key(self.name(), &seq),
                         condition: Condition::Version(item.version),
                     });
-                    done.push(self.status(&entry, "delivered", entry.attempts + 1, Some(answer), None));
+                    done.push(self.status(&rest, "delivered", entry.attempts + 1, Some(answer), None));
                 }
                 Attempt::Refused { answer, reject, why } => {
-                    // The destination is up; it does not want this one.
+                    // The destination is up; it does not want this message.
                     self.breaker.success();
                     self.count("refused", 1);
                     let policy = if reject { entry.on_reject } else { entry.on_error };
-                    let attempts = entry.attempts + 1;
+                    rest.attempts = entry.attempts + 1;
                     let give_up = policy == OnError::DeadLetter
-                        || (self.dest.max_attempts > 0 && attempts >= self.dest.max_attempts);
+                        || (self.dest.max_attempts > 0 && rest.attempts >= self.dest.max_attempts);
                     let why = format!("{answer}: {why}");
                     self.last_error = Some(why.clone());
-                    if give_up {
-                        let mut e = entry;
-                        e.attempts = attempts;
-                        self.dead_letter(&mut done, &seq, &item, e, &why);
-                    } else {
-                        let mut e = entry.clone();
-                        e.attempts = attempts;
-                        done.push(WriteOp::Put {
-                            key: systems::queue_key(self.name(), &seq),
-                            value: encode_json(&e)?,
-                            expires_at: None,
-                            condition: Condition::Version(item.version),
-                        });
-                        done.push(self.status(&e, "retrying", attempts, Some(answer), Some(why)));
+                    if !give_up {
+                        done.push(keep(&rest)?);
+                        done.push(self.status(&rest, "retrying", rest.attempts, Some(answer), Some(why)));
                         wait = Some(self.backoff());
                         break;
                     }
+                    if rest.messages.len() <= 1 {
+                        rest.dead_lettered += 1;
+                        self.dead_letter(&mut done, &seq, &item, rest, &why);
+                        continue;
+                    }
+                    // One message of a batch file: it alone goes to the dead
+                    // letters; the rest of the file is delivered next, before
+                    // anything queued after it (a new round starts at it).
+                    let refused = rest.messages.remove(0);
+                    let mut dead = rest.clone();
+                    dead.messages = vec![refused];
+                    dead.reason = Some(why.clone());
+                    self.count("dead-letter", 1);
+                    tracing::warn!(destination = %self.name(), transaction_id = %dead.transaction, reason = %why, "delivery of one message dead-lettered");
+                    done.push(WriteOp::Put {
+                        key: systems::dead_key(self.name(), &format!("{seq}/{refused:06}")),
+                        value: encode_json(&dead)?,
+                        expires_at: None,
+                        condition: Condition::None,
+                    });
+                    rest.attempts = 0;
+                    rest.dead_lettered += 1;
+                    done.push(keep(&rest)?);
+                    break;
                 }
                 Attempt::Undeliverable(why) => {
                     self.last_error = Some(why.clone());
-                    self.dead_letter(&mut done, &seq, &item, entry, &why);
+                    self.dead_letter(&mut done, &seq, &item, rest, &why);
                 }
                 Attempt::Failed(why) => {
                     self.breaker.failure();
@@ -285,12 +313,23 @@ impl Lane {
                     self.mllp = None;
                     tracing::info!(destination = %self.name(), transaction_id = %entry.transaction, reason = %why, "delivery failed; will retry");
                     self.last_error = Some(why.clone());
+                    if acked > 0 {
+                        done.push(keep(&rest)?);
+                    }
                     // The status says so on the first failure and every
                     // tenth (not on every reconnect of a long outage).
                     if self.failures.is_multiple_of(10) {
-                        done.push(self.status(&entry, "retrying", entry.attempts, None, Some(why)));
+                        done.push(self.status(&rest, "retrying", rest.attempts, None, Some(why)));
                     }
                     wait = Some(self.backoff());
+                    break;
+                }
+                Attempt::Stopped => {
+                    // Shutdown or a lost lease between two messages of a
+                    // batch file: what was acknowledged is recorded.
+                    if acked > 0 {
+                        done.push(keep(&rest)?);
+                    }
                     break;
                 }
             }
@@ -343,7 +382,8 @@ impl Lane {
     ) -> WriteOp {
         let st = DeliveryStatus {
             destination: self.dest.name.clone(),
-            delivered: if state == "delivered" { e.messages.len() as u32 } else { 0 },
+            delivered: e.acknowledged,
+            dead_lettered: e.dead_lettered,
             state: state.to_string(),
             attempts,
             answer,
@@ -360,7 +400,7 @@ impl Lane {
 
     fn dead_letter(&mut self, done: &mut Vec<WriteOp>, seq: &str, item: &Item, mut e: QueueEntry, why: &str) {
         tracing::warn!(destination = %self.name(), transaction_id = %e.transaction, reason = %why, "delivery dead-lettered");
-        self.count("dead-letter", 1);
+        self.count("dead-letter", e.messages.len().max(1) as u64);
         e.reason = Some(why.to_string());
         done.push(WriteOp::Delete {
             key: systems::queue_key(self.name(), seq),
@@ -404,17 +444,26 @@ impl Lane {
         }
     }
 
-    /// Sends every message of the entry, in order.
-    async fn attempt(&mut self, entry: &QueueEntry) -> Attempt {
+    /// Sends the entry's messages in order, one in flight; returns how the
+    /// last attempt ended and how many messages were acknowledged before
+    /// it. Between two messages the lease is renewed, shutdown is heeded
+    /// and the rate limit is waited for.
+    async fn attempt(&mut self, entry: &QueueEntry, shutdown: &CancellationToken) -> (Attempt, usize) {
         let payload = match self.payload(entry).await {
             Ok(p) => p,
             Err(e) if e.kind() == ErrorKind::NotFound => {
-                return Attempt::Undeliverable("the stored message is gone (shredded or expired)".into());
+                return (Attempt::Undeliverable("the stored message is gone (shredded or expired)".into()), 0);
             }
-            Err(e) => return Attempt::Failed(format!("reading the stored message: {}", e.kind())),
+            // A backend that is down or slow: try again later.
+            Err(e) if e.is_retryable() => {
+                return (Attempt::Failed(format!("reading the stored message: {}", e.kind().as_str())), 0);
+            }
+            // Trying again cannot help (the entry names no readable blob,
+            // the key cannot open it): set it aside, replayable.
+            Err(e) => return (Attempt::Undeliverable(format!("{}: {}", e.operation(), e.kind().as_str())), 0),
         };
         let messages: Vec<&[u8]> = if entry.format == "hl7" {
-            match hl7::split(strip(&payload), &hl7::Limits::default()) {
+            match hl7::split(hl7::trim_leading(&payload), &hl7::Limits::default()) {
                 Ok(batch) => {
                     let all: Vec<&[u8]> = batch.messages().map(|m| m.raw()).collect();
                     entry.messages.iter().filter_map(|i| all.get(*i as usize).copied()).collect()
@@ -422,13 +471,26 @@ impl Lane {
                 Err(_) => vec![],
             }
         } else {
-            vec![strip(&payload)]
+            vec![hl7::trim_leading(&payload)]
         };
         if messages.len() != entry.messages.len() {
-            return Attempt::Undeliverable("the stored payload no longer holds the routed messages".into());
+            return (Attempt::Undeliverable("the stored payload no longer holds the routed messages".into()), 0);
         }
         let mut last = String::new();
-        for (m, index) in messages.into_iter().zip(&entry.messages) {
+        for (n, (m, index)) in messages.into_iter().zip(&entry.messages).enumerate() {
+            if n > 0 {
+                if shutdown.is_cancelled() || !matches!(self.hold_lease().await, Ok(true)) {
+                    return (Attempt::Stopped, n);
+                }
+                if self.dest.rate_per_sec > 0.0 {
+                    while let Err(wait) = self.bucket.take() {
+                        tokio::select! {
+                            _ = shutdown.cancelled() => return (Attempt::Stopped, n),
+                            _ = tokio::time::sleep(wait) => {}
+                        }
+                    }
+                }
+            }
             let key = format!("{}-{index}", entry.transaction);
             let a = match self.dest.transport.clone() {
                 Transport::Mllp { address } => self.send_mllp(&address, m).await,
@@ -443,10 +505,10 @@ impl Lane {
             };
             match a {
                 Attempt::Delivered(answer) => last = answer,
-                other => return other,
+                other => return (other, n),
             }
         }
-        Attempt::Delivered(last)
+        (Attempt::Delivered(last), entry.messages.len())
     }
 
     async fn payload(&mut self, entry: &QueueEntry) -> PortResult<Arc<Vec<u8>>> {
@@ -456,7 +518,7 @@ impl Lane {
         let key = BlobKey::parse(&entry.blob_key).ok_or_else(|| PortError::invalid_input("queue entry: blob key"))?;
         let partner = PartnerId::new(&entry.partner)
             .map_err(|e| PortError::with_cause(ErrorKind::InvalidInput, "queue entry: partner", e))?;
-        let sealed = self.d.ports.blobs.get(&key, MAX_PAYLOAD_BYTES).await?;
+        let sealed = self.d.ports.blobs.get(&key, crate::process::MAX_PAYLOAD_BYTES).await?;
         let data_key = self.d.partners.data_key(&partner).await?;
         let aad = format!("{}|{}", entry.transaction, entry.partner);
         let plain = data_key
@@ -544,11 +606,20 @@ impl Lane {
         }
     }
 
+    /// The lease's length: at least [`LEASE_MS`], and three times the
+    /// longest attempt (connect + ACK wait), so that one renewed before an
+    /// attempt outlasts it.
+    fn lease_ms(&self) -> i64 {
+        let attempt = (self.dest.connect_timeout + self.dest.ack_timeout).as_millis() as i64;
+        LEASE_MS.max(attempt * 3)
+    }
+
     /// Takes or renews this destination's lease; `false` while another
     /// process holds it.
     async fn hold_lease(&mut self) -> PortResult<bool> {
         let now = now_ms();
-        if self.lease.is_some_and(|(_, until)| until - now > LEASE_MS / 3) {
+        let lease_ms = self.lease_ms();
+        if self.lease.is_some_and(|(_, until)| until - now > lease_ms * 2 / 3) {
             return Ok(true);
         }
         let key = systems::lease_key(self.name());
@@ -566,7 +637,7 @@ impl Lane {
                 }
             }
         };
-        let lease = Lease { owner: self.d.owner.clone(), until_ms: now + LEASE_MS };
+        let lease = Lease { owner: self.d.owner.clone(), until_ms: now + lease_ms };
         let op = WriteOp::Put { key, value: encode_json(&lease)?, expires_at: None, condition };
         match self.d.ports.state.write(vec![op]).await {
             Ok(()) => {
@@ -657,6 +728,8 @@ fn blank_entry() -> QueueEntry {
         queued_at_ms: 0,
         reason: None,
         attempts: 0,
+        acknowledged: 0,
+        dead_lettered: 0,
     }
 }
 
@@ -667,12 +740,6 @@ fn error_text(code: &str) -> String {
         let code: String = code.chars().filter(char::is_ascii_alphanumeric).take(8).collect();
         format!("the destination did not accept the message (error code {code})")
     }
-}
-
-fn strip(b: &[u8]) -> &[u8] {
-    let b = b.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(b);
-    let start = b.iter().position(|c| !c.is_ascii_whitespace() && *c != 0x0B).unwrap_or(b.len());
-    &b[start..]
 }
 
 /// An open MLLP connection to a destination.

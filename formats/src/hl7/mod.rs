@@ -231,3 +231,13 @@ pub fn fuzz_mllp(data: &[u8]) {
         }
     }
 }
+
+/// The body without what senders put before the first segment: a UTF-8
+/// byte-order mark, whitespace and a stray MLLP start block. Intake reads
+/// messages after it, and so must everything that finds a message again by
+/// its position in a stored body.
+pub fn trim_leading(body: &[u8]) -> &[u8] {
+    let b = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
+    let start = b.iter().position(|c| !c.is_ascii_whitespace() && *c != 0x0B).unwrap_or(b.len());
+    &b[start..]
+}
