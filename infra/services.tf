@@ -31,6 +31,9 @@ locals {
     { name = "CLEARWAY__BACKEND__PARTITION_SHARDS", value = tostring(var.partition_shards) },
     { name = "CLEARWAY__WORKERS__MAX_ATTEMPTS", value = tostring(var.max_attempts) },
     { name = "CLEARWAY__SERVER__LISTEN", value = "0.0.0.0:8080" },
+    # TLS ends at the load balancers (ALB: HTTPS; NLB: TLS for MLLP), so the
+    # tasks serve plaintext inside the VPC, which serve refuses unless told.
+    { name = "CLEARWAY__TLS__ALLOW_PLAINTEXT", value = "true" },
     { name = "CLEARWAY__SERVER__DATA_DIR", value = "/tmp/clearway" },
     { name = "AWS_REGION", value = local.region },
   ]

@@ -52,6 +52,8 @@ struct Raw {
     fastpath: RawFastpath,
     #[serde(default)]
     pharmacy: RawPharmacy,
+    #[serde(default)]
+    tls: RawTls,
     /// Routes of HL7 v2 messages and FHIR resources to subscribed systems.
     #[serde(default)]
     routes: Vec<RawRoute>,
@@ -243,6 +245,18 @@ struct RawPharmacyRoute {
     pcn: Option<String>,
     group: Option<String>,
     payer: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    cert_file: Option<String>,
+    key_file: Option<String>,
+    client_ca_file: Option<String>,
+    crl_files: Option<Vec<String>>,
+    client_auth: Option<String>,
+    handshake_timeout_ms: Option<u64>,
+    allow_plaintext: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -576,6 +590,43 @@ impl PharmacyConfig {
     }
 }
 
+/// Whether listeners ask for client certificates (`[tls] client_auth`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuth {
+    /// No client certificates.
+    None,
+    /// A client may present one (verified when it does).
+    Optional,
+    /// A client must present one the configured CAs vouch for.
+    Required,
+}
+
+/// TLS on the HTTP API and every MLLP listener (`[tls]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// PEM: the server's certificate chain, leaf first.
+    pub cert_file: PathBuf,
+    /// PEM: its private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
+    /// PEM: the CAs client certificates are verified against.
+    pub client_ca_file: Option<PathBuf>,
+    /// PEM or DER: certificate revocation lists for client certificates.
+    pub crl_files: Vec<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TlsConfig {
+    /// `None`: plaintext listeners.
+    pub files: Option<TlsFiles>,
+    pub client_auth: ClientAuth,
+    /// A client that has not finished its handshake within this is
+    /// disconnected.
+    pub handshake_timeout: Duration,
+    /// Plaintext listeners on addresses other than loopback are refused
+    /// unless this says so (TLS terminated upstream by a load balancer).
+    pub allow_plaintext: bool,
+}
+
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -593,6 +644,7 @@ pub struct Config {
     /// Routes and destinations for HL7 v2 and FHIR (`[[routes]]`,
     /// `[destinations.NAME]`).
     pub systems: SystemsConfig,
+    pub tls: TlsConfig,
 }
 
 impl Config {
@@ -692,7 +744,7 @@ fn env_value(key: &str, v: &str) -> toml::Value {
         "max_claims",
         "port",
     ];
-    const BOOLEAN: &[&str] = &["route_unknown_payers", "ack_requested"];
+    const BOOLEAN: &[&str] = &["route_unknown_payers", "ack_requested", "allow_plaintext"];
     if BOOLEAN.contains(&key)
         && let Ok(b) = v.parse::<bool>()
     {
@@ -1075,7 +1127,70 @@ fn validate(raw: Raw, e: &mut Vec<ConfigError>) -> Config {
     }
     let pharmacy = PharmacyConfig { routes };
     let systems = systems_config(raw.routes, raw.destinations, e);
-    Config { server, mllp, dedupe, workers, routing, payers, master_key, backend, fastpath, edits, pharmacy, systems }
+    let tls = tls_config(raw.tls, e);
+    Config {
+        server,
+        mllp,
+        dedupe,
+        workers,
+        routing,
+        payers,
+        master_key,
+        backend,
+        fastpath,
+        edits,
+        pharmacy,
+        systems,
+        tls,
+    }
+}
+
+fn tls_config(t: RawTls, e: &mut Vec<ConfigError>) -> TlsConfig {
+    let path = |v: Option<String>| v.filter(|v| !v.trim().is_empty()).map(PathBuf::from);
+    let (cert, key) = (path(t.cert_file), path(t.key_file));
+    let files = match (cert, key) {
+        (Some(cert_file), Some(key_file)) => Some(TlsFiles {
+            cert_file,
+            key_file,
+            client_ca_file: path(t.client_ca_file.clone()),
+            crl_files: t.crl_files.clone().unwrap_or_default().into_iter().map(PathBuf::from).collect(),
+        }),
+        (Some(_), None) => {
+            e.push(err("tls.key_file", "required with tls.cert_file"));
+            None
+        }
+        (None, Some(_)) => {
+            e.push(err("tls.cert_file", "required with tls.key_file"));
+            None
+        }
+        (None, None) => None,
+    };
+    let has_ca = t.client_ca_file.as_deref().is_some_and(|v| !v.trim().is_empty());
+    let client_auth = match t.client_auth.as_deref() {
+        None if has_ca => ClientAuth::Required,
+        None | Some("none") => ClientAuth::None,
+        Some("optional") => ClientAuth::Optional,
+        Some("required") => ClientAuth::Required,
+        Some(other) => {
+            e.push(err("tls.client_auth", format!("none, optional or required, not {other}")));
+            ClientAuth::None
+        }
+    };
+    if client_auth != ClientAuth::None && !has_ca {
+        e.push(err("tls.client_ca_file", "required when tls.client_auth asks for client certificates"));
+    }
+    if files.is_none() && (has_ca || t.crl_files.as_ref().is_some_and(|c| !c.is_empty())) {
+        e.push(err("tls.cert_file", "client certificates need TLS: set tls.cert_file and tls.key_file"));
+    }
+    if t.crl_files.as_ref().is_some_and(|c| !c.is_empty()) && !has_ca {
+        e.push(err("tls.crl_files", "only used with tls.client_ca_file"));
+    }
+    TlsConfig {
+        files,
+        client_auth,
+        handshake_timeout: millis("tls.handshake_timeout_ms", t.handshake_timeout_ms, 10_000, e),
+        allow_plaintext: t.allow_plaintext.unwrap_or(false),
+    }
 }
 
 /// Most destinations (`[destinations.NAME]`).

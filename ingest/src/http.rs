@@ -118,6 +118,47 @@ pub fn app(svc: Arc<Services>, metrics: MetricsRender) -> Router {
     layered(router(svc, metrics), in_flight, timeout)
 }
 
+/// Serves `app` over TLS on `listener` until `shutdown`: each connection's
+/// handshake (bounded by the handshake timeout) in its own task, then
+/// HTTP/1.1 with keep-alive. On shutdown the listener stops, idle
+/// connections close and requests in progress finish.
+pub async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    tls: Arc<crate::tls::Tls>,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        let (tcp, _) = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            a = listener.accept() => match a {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "https accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = tcp.set_nodelay(true);
+        let (tls, app, watcher, stop) = (tls.clone(), app.clone(), graceful.watcher(), shutdown.clone());
+        tokio::spawn(async move {
+            let stream = tokio::select! {
+                _ = stop.cancelled() => return,
+                s = tls.accept(tcp) => match s { Some(s) => s, None => return },
+            };
+            let service = hyper_util::service::TowerToHyperService::new(app);
+            let conn = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            if let Err(e) = watcher.watch(conn).await {
+                tracing::debug!(error = %e, "https connection ended");
+            }
+        });
+    }
+    graceful.shutdown().await;
+}
+
 /// Health, readiness and metrics only (a worker-only process).
 pub fn ops_router(svc: Arc<Services>, metrics: MetricsRender) -> Router {
     let (in_flight, timeout) = (svc.config.server.max_in_flight, svc.config.server.request_timeout);

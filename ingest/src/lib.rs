@@ -13,6 +13,7 @@ pub mod http;
 pub mod mllp;
 mod openapi;
 mod problem;
+pub mod tls;
 
 use accept::Refusal;
 use clearway_core::PartnerId;

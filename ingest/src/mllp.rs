@@ -13,13 +13,19 @@ use clearway_core::PartnerId;
 use clearway_formats::hl7::{self, MllpError};
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 /// Runs the listener until `shutdown`; returns when every connection has
 /// finished its current message.
-pub async fn serve(svc: Arc<Services>, listener: TcpListener, partner: PartnerId, shutdown: CancellationToken) {
+pub async fn serve(
+    svc: Arc<Services>,
+    listener: TcpListener,
+    partner: PartnerId,
+    tls: Option<Arc<crate::tls::Tls>>,
+    shutdown: CancellationToken,
+) {
     let limit = Arc::new(Semaphore::new(svc.config.mllp.max_connections));
     let tracker = tokio_util::task::TaskTracker::new();
     loop {
@@ -40,10 +46,25 @@ pub async fn serve(svc: Arc<Services>, listener: TcpListener, partner: PartnerId
             drop(stream);
             continue;
         };
-        let (svc, partner, shutdown) = (svc.clone(), partner.clone(), shutdown.clone());
+        let (svc, partner, shutdown, tls) = (svc.clone(), partner.clone(), shutdown.clone(), tls.clone());
         tracker.spawn(async move {
+            let _ = stream.set_nodelay(true);
             metrics::gauge!("clearway_mllp_connections").increment(1.0);
-            if let Err(e) = connection(&svc, stream, &partner, &shutdown).await {
+            let ended = match tls {
+                // MLLP over TLS: the handshake first (bounded), then frames.
+                Some(tls) => {
+                    let stream = tokio::select! {
+                        _ = shutdown.cancelled() => None,
+                        s = tls.accept(stream) => s,
+                    };
+                    match stream {
+                        Some(s) => connection(&svc, s, &partner, &shutdown).await,
+                        None => Ok(()),
+                    }
+                }
+                None => connection(&svc, stream, &partner, &shutdown).await,
+            };
+            if let Err(e) = ended {
                 tracing::info!(%peer, reason = %e, "mllp connection closed");
             }
             metrics::gauge!("clearway_mllp_connections").decrement(1.0);
@@ -65,13 +86,12 @@ enum ConnectionEnd {
     NotDurable,
 }
 
-async fn connection(
+async fn connection<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
     svc: &Services,
-    mut stream: TcpStream,
+    mut stream: S,
     partner: &PartnerId,
     shutdown: &CancellationToken,
 ) -> Result<(), ConnectionEnd> {
-    stream.set_nodelay(true)?;
     let max = svc.config.mllp.max_frame_bytes;
     let mut buf = BytesMut::with_capacity(64 * 1024);
     let mut out = Vec::with_capacity(1024);
@@ -86,6 +106,8 @@ async fn connection(
                     out.clear();
                     hl7::encode_frame(ack.as_bytes(), &mut out);
                     stream.write_all(&out).await?;
+                    // TLS buffers records: the ACK leaves now.
+                    stream.flush().await?;
                 }
                 Ok(None) => break,
                 Err(MllpError::BytesBeforeStart { skip }) => {

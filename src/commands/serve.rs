@@ -102,6 +102,25 @@ async fn serve(config: Arc<clearway_core::config::Config>, role: Role) -> anyhow
     let shutdown = CancellationToken::new();
     let tasks = TaskTracker::new();
 
+    // TLS from the [tls] files (a bad file stops here, named); without it,
+    // plaintext only on loopback unless the configuration says TLS ends
+    // upstream.
+    let tls = clearway_ingest::tls::Tls::from_config(&config.tls).map_err(|e| anyhow::anyhow!("TLS: {e}"))?;
+    if tls.is_none() && !config.tls.allow_plaintext {
+        let mut addrs = vec![config.server.listen];
+        if role != Role::Worker {
+            addrs.extend(config.mllp.all_listeners().iter().map(|l| l.listen));
+        }
+        if let Some(a) = addrs.iter().find(|a| !a.ip().is_loopback()) {
+            anyhow::bail!(
+                "refusing to serve plaintext on {a}: set [tls] cert_file and key_file, or tls.allow_plaintext = true when TLS is terminated upstream (a load balancer)"
+            );
+        }
+    }
+    if let Some(tls) = tls.clone() {
+        tasks.spawn(reload_on_hangup(tls, shutdown.clone()));
+    }
+
     let http = TcpListener::bind(config.server.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.server.listen))?;
@@ -111,7 +130,9 @@ async fn serve(config: Arc<clearway_core::config::Config>, role: Role) -> anyhow
     } else {
         clearway_ingest::http::app(svc.clone(), render)
     };
-    {
+    if let Some(tls) = tls.clone() {
+        tasks.spawn(clearway_ingest::http::serve_tls(http, app, tls, shutdown.clone()));
+    } else {
         let stop = shutdown.clone();
         tasks.spawn(async move {
             // No Nagle delay: each answer leaves as soon as it is written.
@@ -130,7 +151,8 @@ async fn serve(config: Arc<clearway_core::config::Config>, role: Role) -> anyhow
         Backend::Local(_) => format!("data in {}", config.server.data_dir.display()),
         Backend::Aws(_) => "backend aws".to_string(),
     };
-    println!("clearway: http listening on http://{http_addr} (role {role:?}, {backend})");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    println!("clearway: http listening on {scheme}://{http_addr} (role {role:?}, {backend})");
 
     if role != Role::Worker {
         let listeners = config.mllp.all_listeners();
@@ -141,7 +163,7 @@ async fn serve(config: Arc<clearway_core::config::Config>, role: Role) -> anyhow
             let listener =
                 TcpListener::bind(l.listen).await.with_context(|| format!("cannot listen on {} (MLLP)", l.listen))?;
             println!("clearway: mllp listening on {} for partner {}", listener.local_addr()?, l.partner);
-            tasks.spawn(clearway_ingest::mllp::serve(svc.clone(), listener, l.partner, shutdown.clone()));
+            tasks.spawn(clearway_ingest::mllp::serve(svc.clone(), listener, l.partner, tls.clone(), shutdown.clone()));
         }
     }
     if role != Role::Intake {
@@ -230,6 +252,31 @@ async fn serve(config: Arc<clearway_core::config::Config>, role: Role) -> anyhow
     drop(store);
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Reloads the TLS certificate, key, client CAs and CRLs on SIGHUP: new
+/// handshakes get the new files, open connections keep theirs; a reload
+/// that fails keeps the old configuration and says why.
+async fn reload_on_hangup(tls: std::sync::Arc<clearway_ingest::tls::Tls>, shutdown: CancellationToken) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else { return };
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = hup.recv() => {}
+            }
+            match tls.reload() {
+                Ok(()) => tracing::info!("TLS configuration reloaded"),
+                Err(e) => tracing::warn!(problem = %e, "TLS reload failed; still serving the previous configuration"),
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (tls, shutdown);
+    }
 }
 
 /// Removes orphaned blob files and prunes old events.

@@ -215,7 +215,10 @@ impl Server {
         let (mut http, mut mllp, mut mllp_all) = (None, None, Vec::new());
         for line in lines.by_ref() {
             let line = line.unwrap();
-            if let Some(rest) = line.strip_prefix("clearway: http listening on http://") {
+            let listening = line
+                .strip_prefix("clearway: http listening on http://")
+                .or_else(|| line.strip_prefix("clearway: http listening on https://"));
+            if let Some(rest) = listening {
                 http = rest.split_whitespace().next().map(|a| a.parse().unwrap());
             }
             if let Some(rest) = line.strip_prefix("clearway: mllp listening on ") {

@@ -1,0 +1,196 @@
+//! TLS on the HTTP API and the MLLP listeners.
+//!
+//! - rustls with the aws-lc-rs provider named explicitly (the process links
+//!   one provider today; naming it keeps a second one from making the
+//!   builder ambiguous), TLS 1.3 and 1.2 only (rustls implements nothing
+//!   older: a TLS 1.0/1.1 `ClientHello` is refused), and the provider's
+//!   default suites, all AEAD with forward secrecy (ECDHE).
+//! - The certificate chain, the key, the client CA bundle and the CRLs are
+//!   PEM files. A missing, unreadable or mismatched file is an error naming
+//!   the file and the problem; at start-up it stops `serve`.
+//! - [`Tls::reload`] (on SIGHUP) builds a new configuration from the files
+//!   and swaps it in for new handshakes; open connections keep theirs. A
+//!   reload that fails keeps the old configuration and says why.
+//! - A client that has not finished its handshake within
+//!   `tls.handshake_timeout_ms` is disconnected (a slow or idle client
+//!   cannot hold a connection slot by never finishing).
+
+use arc_swap::ArcSwap;
+use clearway_core::config::{ClientAuth, TlsConfig};
+use rustls::ServerConfig;
+use rustls::server::WebPkiClientVerifier;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
+use std::path::Path;
+use std::sync::Arc;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+
+/// Why TLS could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// A file named in `[tls]` is missing, unreadable or not what it should be.
+    #[error("{path}: {problem}")]
+    File { path: String, problem: String },
+    /// The files are readable but do not make a configuration (a key that
+    /// does not match the certificate, a client CA bundle rustls refuses).
+    #[error("{0}")]
+    Config(String),
+}
+
+fn file_error(path: &Path, problem: impl Into<String>) -> TlsError {
+    TlsError::File { path: path.display().to_string(), problem: problem.into() }
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
+    std::fs::read(path).map_err(|e| {
+        file_error(
+            path,
+            match e.kind() {
+                std::io::ErrorKind::NotFound => "no such file".to_string(),
+                std::io::ErrorKind::PermissionDenied => "permission denied".to_string(),
+                k => format!("cannot read it ({k})"),
+            },
+        )
+    })
+}
+
+fn certificates(path: &Path, what: &str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let bytes = read(path)?;
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&bytes)
+        .collect::<Result<_, _>>()
+        .map_err(|_| file_error(path, format!("not a PEM file of {what}")))?;
+    if certs.is_empty() {
+        return Err(file_error(path, format!("no {what} in it (expected PEM \"BEGIN CERTIFICATE\" blocks)")));
+    }
+    Ok(certs)
+}
+
+fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    let bytes = read(path)?;
+    PrivateKeyDer::from_pem_slice(&bytes)
+        .map_err(|_| file_error(path, "no private key in it (expected PEM PKCS#8, PKCS#1 or SEC1)"))
+}
+
+fn crls(paths: &[std::path::PathBuf]) -> Result<Vec<CertificateRevocationListDer<'static>>, TlsError> {
+    let mut out = Vec::new();
+    for path in paths {
+        let bytes = read(path)?;
+        let pem: Result<Vec<_>, _> = CertificateRevocationListDer::pem_slice_iter(&bytes).collect();
+        match pem {
+            Ok(list) if !list.is_empty() => out.extend(list),
+            // Not PEM: a DER CRL (a SEQUENCE).
+            _ if bytes.first() == Some(&0x30) => out.push(CertificateRevocationListDer::from(bytes)),
+            _ => return Err(file_error(path, "not a CRL (PEM \"BEGIN X509 CRL\" or DER)")),
+        }
+    }
+    Ok(out)
+}
+
+/// A server configuration from the `[tls]` files.
+pub fn server_config(settings: &TlsConfig) -> Result<Option<ServerConfig>, TlsError> {
+    let Some(files) = &settings.files else { return Ok(None) };
+    let chain = certificates(&files.cert_file, "certificates")?;
+    let key = private_key(&files.key_file)?;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let builder = ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| TlsError::Config(format!("TLS versions: {e}")))?;
+    let builder = match (&files.client_ca_file, settings.client_auth) {
+        (Some(ca), auth) if auth != ClientAuth::None => {
+            let mut roots = rustls::RootCertStore::empty();
+            for c in certificates(ca, "CA certificates")? {
+                roots.add(c).map_err(|e| file_error(ca, format!("a CA certificate rustls refuses: {e}")))?;
+            }
+            let mut verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .with_crls(crls(&files.crl_files)?);
+            if auth == ClientAuth::Optional {
+                verifier = verifier.allow_unauthenticated();
+            }
+            let verifier = verifier.build().map_err(|e| TlsError::Config(format!("client certificates: {e}")))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+        _ => builder.with_no_client_auth(),
+    };
+    let config = builder.with_single_cert(chain, key).map_err(|e| match e {
+        rustls::Error::InconsistentKeys(_) => file_error(
+            &files.key_file,
+            format!("this key does not match the certificate in {}", files.cert_file.display()),
+        ),
+        other => file_error(&files.key_file, format!("unusable key: {other}")),
+    })?;
+    Ok(Some(config))
+}
+
+/// The live TLS configuration of this process's listeners.
+pub struct Tls {
+    current: ArcSwap<ServerConfig>,
+    settings: TlsConfig,
+}
+
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tls").field("files", &self.settings.files).finish_non_exhaustive()
+    }
+}
+
+/// Why a handshake failed (the label of
+/// `clearway_tls_handshake_failures_total`).
+fn failure_reason(e: &std::io::Error) -> &'static str {
+    let inner = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>());
+    match inner {
+        Some(rustls::Error::PeerIncompatible(_)) => "incompatible",
+        Some(rustls::Error::NoCertificatesPresented) => "no-client-certificate",
+        Some(rustls::Error::InvalidCertificate(_)) => "bad-client-certificate",
+        Some(rustls::Error::InvalidMessage(_)) => "not-tls",
+        Some(rustls::Error::AlertReceived(_)) => "alert-received",
+        Some(_) => "other",
+        None if matches!(e.kind(), std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset) => "closed",
+        None => "other",
+    }
+}
+
+impl Tls {
+    /// `Ok(None)` when `[tls]` names no certificate (plaintext).
+    pub fn from_config(settings: &TlsConfig) -> Result<Option<Arc<Tls>>, TlsError> {
+        Ok(server_config(settings)?
+            .map(|c| Arc::new(Tls { current: ArcSwap::from_pointee(c), settings: settings.clone() })))
+    }
+
+    /// Reads the files again and serves the new configuration to new
+    /// handshakes; on error the old one stays.
+    pub fn reload(&self) -> Result<(), TlsError> {
+        match server_config(&self.settings) {
+            Ok(Some(c)) => {
+                self.current.store(Arc::new(c));
+                metrics::counter!("clearway_tls_reloads_total", "outcome" => "ok").increment(1);
+                Ok(())
+            }
+            Ok(None) => Ok(()),
+            Err(e) => {
+                metrics::counter!("clearway_tls_reloads_total", "outcome" => "failed").increment(1);
+                Err(e)
+            }
+        }
+    }
+
+    /// Completes a server handshake within the configured timeout; `None`
+    /// (and the connection dropped) when it fails.
+    pub async fn accept(&self, tcp: TcpStream) -> Option<TlsStream<TcpStream>> {
+        let acceptor = TlsAcceptor::from(self.current.load_full());
+        match tokio::time::timeout(self.settings.handshake_timeout, acceptor.accept(tcp)).await {
+            Ok(Ok(s)) => Some(s),
+            Ok(Err(e)) => {
+                let reason = failure_reason(&e);
+                metrics::counter!("clearway_tls_handshake_failures_total", "reason" => reason).increment(1);
+                tracing::debug!(reason, "tls handshake failed");
+                None
+            }
+            Err(_) => {
+                metrics::counter!("clearway_tls_handshake_failures_total", "reason" => "timeout").increment(1);
+                None
+            }
+        }
+    }
+}

@@ -1,0 +1,321 @@
+//! TLS on the HTTP API and MLLP, checked from independent TLS stacks:
+//! `curl` and `openssl s_client` (OpenSSL) and Python's `ssl`
+//! (`scripts/tls_client.py`). Certificates are made by `openssl` per test.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use support::{Scratch, Server, frame};
+
+/// A test CA and server certificates it signs.
+struct Pki {
+    dir: PathBuf,
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl").current_dir(dir).args(args).output().unwrap();
+    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+impl Pki {
+    fn new(dir: &Path) -> Pki {
+        let dir = dir.join("pki");
+        std::fs::create_dir_all(&dir).unwrap();
+        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
+        let mut args = vec!["req", "-x509"];
+        args.extend(ec);
+        args.extend(["-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=Clearway Test CA"]);
+        openssl(&dir, &args);
+        std::fs::write(dir.join("ext"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n").unwrap();
+        Pki { dir }
+    }
+
+    fn ca(&self) -> PathBuf {
+        self.dir.join("ca.pem")
+    }
+
+    /// Writes `<name>.pem` and `<name>.key`, serial `serial`.
+    fn server(&self, name: &str, serial: u32) {
+        let (key, csr, pem) = (format!("{name}.key"), format!("{name}.csr"), format!("{name}.pem"));
+        let mut args = vec!["req"];
+        args.extend(["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]);
+        args.extend(["-keyout", &key, "-out", &csr, "-subj", "/CN=localhost"]);
+        openssl(&self.dir, &args);
+        let serial = serial.to_string();
+        openssl(
+            &self.dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-set_serial",
+                &serial,
+                "-out",
+                &pem,
+                "-days",
+                "2",
+                "-extfile",
+                "ext",
+            ],
+        );
+    }
+
+    fn path(&self, file: &str) -> PathBuf {
+        self.dir.join(file)
+    }
+}
+
+fn tls_config(pki: &Pki, extra: &str) -> String {
+    format!(
+        "[tls]\ncert_file = {:?}\nkey_file = {:?}\n{extra}",
+        pki.path("live.pem").display().to_string(),
+        pki.path("live.key").display().to_string()
+    )
+}
+
+fn client(mode: &str, addr: &str, ca: &Path, extra: &[&str]) -> String {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/tls_client.py");
+    let out = Command::new("python3").arg(script).args([mode, addr]).arg(ca).args(extra).output().unwrap();
+    assert!(out.status.success(), "tls_client {mode}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+fn curl(args: &[&str]) -> (String, bool) {
+    let out = Command::new("curl").args(["-s", "--max-time", "10"]).args(args).output().unwrap();
+    (String::from_utf8_lossy(&out.stdout).to_string(), out.status.success())
+}
+
+fn adt(control: &str) -> String {
+    format!(
+        "MSH|^~\\&|LAB|NORTH|CLEARWAY|HUB|20240101120000||ADT^A01^ADT_A01|{control}|P|2.5.1\r\
+         EVN|A01|20240101120000\r\
+         PID|1||12345^^^NORTH^MR||SAMPLE^PAT||19800101|F\r\
+         PV1|1|I\r"
+    )
+}
+
+fn start(extra: &str) -> (Scratch, Pki, Server, String) {
+    let scratch = Scratch::new();
+    let pki = Pki::new(scratch.root.path());
+    pki.server("live", 0x1001);
+    scratch.write_config(&tls_config(&pki, extra));
+    let key = scratch.partner("lab", false);
+    let server = Server::start(&scratch, Some("lab"), &[]);
+    (scratch, pki, server, key)
+}
+
+#[test]
+fn https_and_mllp_over_tls_end_to_end() {
+    let (_scratch, pki, server, key) = start("");
+    let ca = pki.ca().display().to_string();
+    let base = format!("https://localhost:{}", server.http.port());
+    let resolve = format!("localhost:{}:127.0.0.1", server.http.port());
+    let (body, ok) = curl(&["--cacert", &ca, "--resolve", &resolve, &format!("{base}/healthz")]);
+    assert!(ok && body == "ok", "{body}");
+    // Intake over HTTPS: 202 with the transaction.
+    let auth = format!("Authorization: Bearer {key}");
+    let msg = adt("TLS-1");
+    let (body, ok) = curl(&[
+        "--cacert",
+        &ca,
+        "--resolve",
+        &resolve,
+        "-H",
+        &auth,
+        "-H",
+        "Content-Type: application/hl7-v2",
+        "--data-binary",
+        &msg,
+        &format!("{base}/v1/transactions"),
+    ]);
+    assert!(ok && body.contains("\"status\":\"ACCEPTED\""), "{body}");
+    // MLLP over TLS with Python's ssl: the ACK after the durable write.
+    let file = pki.path("adt.hl7");
+    std::fs::write(&file, adt("TLS-2")).unwrap();
+    let mllp = server.mllp.unwrap().to_string();
+    assert_eq!(client("mllp", &mllp, &pki.ca(), &[file.to_str().unwrap()]), "AA");
+    // TLS 1.3 is what a modern client gets.
+    let out = Command::new("openssl")
+        .args(["s_client", "-connect", &server.http.to_string(), "-CAfile", &ca])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("TLSv1.3"), "{text}");
+}
+
+#[test]
+fn old_protocols_and_plaintext_are_refused() {
+    let (_scratch, _pki, server, _key) = start("");
+    for (addr, what) in [(server.http, "http"), (server.mllp.unwrap(), "mllp")] {
+        for version in ["-tls1", "-tls1_1"] {
+            // SECLEVEL=0 lets OpenSSL offer the old version, so the refusal
+            // is the server's.
+            let out = Command::new("openssl")
+                .args(["s_client", "-connect", &addr.to_string(), version, "-cipher", "DEFAULT@SECLEVEL=0"])
+                .stdin(Stdio::null())
+                .output()
+                .unwrap();
+            let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+            assert!(text.contains("Cipher is (NONE)"), "{what} {version}: {text}");
+            assert!(text.contains("alert"), "{what} {version}: the server answered with an alert: {text}");
+        }
+    }
+    // Plaintext HTTP to the TLS port: no HTTP answer, the connection closes.
+    let mut s = TcpStream::connect(server.http).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut got = Vec::new();
+    let _ = s.read_to_end(&mut got);
+    assert!(!got.starts_with(b"HTTP/"), "{}", String::from_utf8_lossy(&got));
+    // Plaintext MLLP to the TLS listener: no ACK.
+    let mut s = TcpStream::connect(server.mllp.unwrap()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(&frame(adt("PLAIN-1").as_bytes())).unwrap();
+    let mut got = Vec::new();
+    let _ = s.read_to_end(&mut got);
+    assert!(!got.windows(3).any(|w| w == b"MSA"), "{}", String::from_utf8_lossy(&got));
+}
+
+#[test]
+fn a_client_that_never_finishes_its_handshake_is_disconnected() {
+    let (_scratch, pki, server, _key) = start("handshake_timeout_ms = 500\n");
+    let started = Instant::now();
+    let mut idle = TcpStream::connect(server.http).unwrap();
+    idle.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut buf = [0u8; 16];
+    let n = idle.read(&mut buf).unwrap_or(0);
+    assert_eq!(n, 0, "closed, not answered");
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(400) && took < Duration::from_secs(5), "{took:?}");
+    // Counted by reason (/metrics is behind TLS too).
+    let ca = pki.ca().display().to_string();
+    let resolve = format!("localhost:{}:127.0.0.1", server.http.port());
+    let url = format!("https://localhost:{}/metrics", server.http.port());
+    let (metrics, ok) = curl(&["--cacert", &ca, "--resolve", &resolve, &url]);
+    assert!(ok, "{metrics}");
+    assert!(metrics.contains("clearway_tls_handshake_failures_total{reason=\"timeout\"} 1"), "{metrics}");
+}
+
+#[test]
+fn sighup_reloads_the_certificate_without_dropping_connections_and_a_bad_reload_keeps_the_old() {
+    let (scratch, pki, server, _key) = start("");
+    let addr = server.http.to_string();
+    assert_eq!(client("serial", &addr, &pki.ca(), &[]), "1001");
+    // A connection open across the reload keeps working.
+    let go = scratch.root.path().join("go");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/tls_client.py");
+    let mut open = Command::new("python3")
+        .arg(&script)
+        .args(["keepalive", &addr])
+        .arg(pki.ca())
+        .arg(&go)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    let mut out = std::io::BufReader::new(open.stdout.take().unwrap());
+    std::io::BufRead::read_line(&mut out, &mut first).unwrap();
+    assert!(first.starts_with("first 200 1001"), "{first}");
+
+    // New files, then SIGHUP: new handshakes get the new certificate
+    // within a second.
+    pki.server("next", 0x2002);
+    std::fs::copy(pki.path("next.pem"), pki.path("live.pem")).unwrap();
+    std::fs::copy(pki.path("next.key"), pki.path("live.key")).unwrap();
+    let pid = server_pid(&scratch);
+    let sent = Instant::now();
+    Command::new("kill").args(["-HUP", &pid]).status().unwrap();
+    loop {
+        if client("serial", &addr, &pki.ca(), &[]) == "2002" {
+            break;
+        }
+        assert!(sent.elapsed() < Duration::from_secs(1), "the new certificate was not served within 1 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::fs::write(&go, "").unwrap();
+    let mut second = String::new();
+    std::io::BufRead::read_line(&mut out, &mut second).unwrap();
+    assert!(second.starts_with("second 200 1001"), "the old connection kept its session: {second}");
+    let _ = open.wait();
+
+    // A broken key: the reload fails, says why, and the old configuration stays.
+    std::fs::write(pki.path("live.key"), "not a key").unwrap();
+    Command::new("kill").args(["-HUP", &pid]).status().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !scratch.logs().contains("TLS reload failed") {
+        assert!(Instant::now() < deadline, "{}", scratch.logs());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(scratch.logs().contains("live.key: no private key in it"), "{}", scratch.logs());
+    assert_eq!(client("serial", &addr, &pki.ca(), &[]), "2002");
+}
+
+/// The pid of the `clearway serve` the scratch runs (its data directory is
+/// on its command line).
+fn server_pid(scratch: &Scratch) -> String {
+    let data = scratch.data().display().to_string();
+    let out = Command::new("pgrep").args(["-f", &format!("serve .*{data}")]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let pids: Vec<&str> = text.split_whitespace().collect();
+    assert_eq!(pids.len(), 1, "{pids:?}");
+    pids[0].to_string()
+}
+
+#[test]
+fn start_up_names_a_bad_file_and_refuses_plaintext_off_loopback() {
+    let scratch = Scratch::new();
+    let pki = Pki::new(scratch.root.path());
+    pki.server("live", 1);
+    pki.server("other", 2);
+    let run = |config: &str, listen: &str| {
+        std::fs::write(scratch.config(), config).unwrap();
+        let mut child = scratch
+            .command()
+            .args(["serve", "--listen", listen, "--mllp-listen", "127.0.0.1:0", "--data-dir"])
+            .arg(scratch.data())
+            .arg("--config")
+            .arg(scratch.config())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // It either stops at once with a message or starts (and is stopped).
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                let mut err = String::new();
+                child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+                return (status.success(), err);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return (true, String::new());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let missing = format!("[tls]\ncert_file = {:?}\nkey_file = {:?}\n", pki.path("nope.pem"), pki.path("live.key"));
+    let (ok, err) = run(&missing, "127.0.0.1:0");
+    assert!(!ok && err.contains("nope.pem: no such file"), "{err}");
+    let mismatched = format!("[tls]\ncert_file = {:?}\nkey_file = {:?}\n", pki.path("live.pem"), pki.path("other.key"));
+    let (ok, err) = run(&mismatched, "127.0.0.1:0");
+    assert!(!ok && err.contains("other.key: this key does not match the certificate"), "{err}");
+    let (ok, err) = run("", "0.0.0.0:0");
+    assert!(!ok && err.contains("refusing to serve plaintext on 0.0.0.0"), "{err}");
+    // Said explicitly (TLS ends at a load balancer): it starts.
+    let (ok, err) = run("[tls]\nallow_plaintext = true\n", "0.0.0.0:0");
+    assert!(ok, "{err}");
+}
