@@ -3,6 +3,9 @@
 so that Clearway's rustls server is checked against an independent TLS
 stack. Standard library only.
 
+With TLS_CLIENT_CERT and TLS_CLIENT_KEY set, it presents that client
+certificate.
+
   tls_client.py serial HOST:PORT CA
       prints the server certificate's serial number (hex)
   tls_client.py mllp HOST:PORT CA FILE
@@ -24,6 +27,9 @@ def connect(addr, ca):
     host, port = addr.rsplit(":", 1)
     ctx = ssl.create_default_context(cafile=ca)
     ctx.check_hostname = False
+    # A client certificate, when the test gives one.
+    if os.environ.get("TLS_CLIENT_CERT"):
+        ctx.load_cert_chain(os.environ["TLS_CLIENT_CERT"], os.environ["TLS_CLIENT_KEY"])
     raw = socket.create_connection((host, int(port)), timeout=10)
     return ctx.wrap_socket(raw, server_hostname="localhost")
 

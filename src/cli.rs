@@ -324,6 +324,26 @@ pub enum PartnersCommand {
         #[arg(long)]
         id: String,
     },
+    /// Bind a client certificate to the partner (two slots, for rotation):
+    /// over TLS its API key then needs that certificate, and an MLLP-over-TLS
+    /// connection presenting it is the partner's. Prints the fingerprint.
+    BindCert {
+        #[arg(long)]
+        id: String,
+        /// The certificate (PEM) to bind.
+        #[arg(long, conflicts_with = "fingerprint")]
+        cert: Option<PathBuf>,
+        /// Its SHA-256 fingerprint (hex, colons allowed).
+        #[arg(long)]
+        fingerprint: Option<String>,
+    },
+    /// Unbind a client certificate from the partner.
+    UnbindCert {
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        fingerprint: String,
+    },
     /// Set the partner's webhook URL; prints the new signing secret, alone on standard output.
     Webhook {
         #[arg(long)]

@@ -74,6 +74,55 @@ impl Pki {
     fn path(&self, file: &str) -> PathBuf {
         self.dir.join(file)
     }
+
+    /// A client certificate `<name>.pem` / `<name>.key` issued by this CA
+    /// through `openssl ca` (which keeps the index a CRL is made from),
+    /// valid from `start` to `end` (`YYYYMMDDHHMMSSZ`).
+    fn client(&self, name: &str, start: &str, end: &str) {
+        if !self.dir.join("ca.cnf").exists() {
+            std::fs::write(
+                self.dir.join("ca.cnf"),
+                "[ca]\ndefault_ca = ca_default\n[ca_default]\ndir = .\ndatabase = index.txt\nnew_certs_dir = .\ncertificate = ca.pem\nprivate_key = ca.key\nserial = serial\ncrlnumber = crlnumber\ndefault_md = sha256\ndefault_crl_days = 2\npolicy = any\nunique_subject = no\n[any]\ncommonName = supplied\n",
+            )
+            .unwrap();
+            std::fs::write(self.dir.join("index.txt"), "").unwrap();
+            std::fs::write(self.dir.join("serial"), "5000\n").unwrap();
+            std::fs::write(self.dir.join("crlnumber"), "01\n").unwrap();
+            std::fs::write(self.dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
+        }
+        let (key, csr, pem) = (format!("{name}.key"), format!("{name}.csr"), format!("{name}.pem"));
+        let subject = format!("/CN={name}");
+        let mut args = vec!["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
+        args.extend(["-keyout", &key, "-out", &csr, "-subj", &subject]);
+        openssl(&self.dir, &args);
+        openssl(
+            &self.dir,
+            &[
+                "ca",
+                "-config",
+                "ca.cnf",
+                "-batch",
+                "-notext",
+                "-in",
+                &csr,
+                "-out",
+                &pem,
+                "-startdate",
+                start,
+                "-enddate",
+                end,
+                "-extfile",
+                "client.ext",
+            ],
+        );
+    }
+
+    /// Revokes `<name>.pem` and writes `crl.pem`.
+    fn revoke(&self, name: &str) {
+        let pem = format!("{name}.pem");
+        openssl(&self.dir, &["ca", "-config", "ca.cnf", "-batch", "-revoke", &pem]);
+        openssl(&self.dir, &["ca", "-config", "ca.cnf", "-batch", "-gencrl", "-out", "crl.pem"]);
+    }
 }
 
 fn tls_config(pki: &Pki, extra: &str) -> String {
@@ -318,4 +367,174 @@ fn start_up_names_a_bad_file_and_refuses_plaintext_off_loopback() {
     // Said explicitly (TLS ends at a load balancer): it starts.
     let (ok, err) = run("[tls]\nallow_plaintext = true\n", "0.0.0.0:0");
     assert!(ok, "{err}");
+}
+
+#[test]
+fn mutual_tls_refuses_no_certificate_another_ca_a_revoked_and_an_expired_one() {
+    let scratch = Scratch::new();
+    let pki = Pki::new(scratch.root.path());
+    pki.server("live", 0x1001);
+    let valid = ("20200101000000Z", "20991231000000Z");
+    pki.client("good", valid.0, valid.1);
+    pki.client("revoked", valid.0, valid.1);
+    pki.client("expired", "20200101000000Z", "20200102000000Z");
+    pki.revoke("revoked");
+    // Another CA, with a client certificate of its own.
+    let other = Pki::new(&scratch.root.path().join("other"));
+    other.client("stranger", valid.0, valid.1);
+    scratch.write_config(&tls_config(
+        &pki,
+        &format!(
+            "client_ca_file = {:?}\ncrl_files = [{:?}]\nclient_auth = \"required\"\n",
+            pki.ca().display().to_string(),
+            pki.path("crl.pem").display().to_string()
+        ),
+    ));
+    scratch.partner("lab", false);
+    let server = Server::start(&scratch, Some("lab"), &[]);
+    let ca = pki.ca().display().to_string();
+    let resolve = format!("localhost:{}:127.0.0.1", server.http.port());
+    let url = format!("https://localhost:{}/healthz", server.http.port());
+    let with = |p: &Pki, name: &str| {
+        let (cert, key) = (p.path(&format!("{name}.pem")), p.path(&format!("{name}.key")));
+        curl(&[
+            "--cacert",
+            &ca,
+            "--resolve",
+            &resolve,
+            "--cert",
+            cert.to_str().unwrap(),
+            "--key",
+            key.to_str().unwrap(),
+            &url,
+        ])
+    };
+    assert_eq!(with(&pki, "good"), ("ok".to_string(), true), "a certificate of the configured CA");
+    assert!(!curl(&["--cacert", &ca, "--resolve", &resolve, &url]).1, "no certificate");
+    assert!(!with(&other, "stranger").1, "another CA's certificate");
+    assert!(!with(&pki, "revoked").1, "a revoked certificate (CRL)");
+    assert!(!with(&pki, "expired").1, "an expired certificate");
+    let (metrics, ok) = {
+        let (cert, key) = (pki.path("good.pem"), pki.path("good.key"));
+        let url = format!("https://localhost:{}/metrics", server.http.port());
+        curl(&[
+            "--cacert",
+            &ca,
+            "--resolve",
+            &resolve,
+            "--cert",
+            cert.to_str().unwrap(),
+            "--key",
+            key.to_str().unwrap(),
+            &url,
+        ])
+    };
+    assert!(ok);
+    assert!(metrics.contains("clearway_tls_handshake_failures_total{reason=\"no-client-certificate\"}"), "{metrics}");
+    assert!(metrics.contains("clearway_tls_handshake_failures_total{reason=\"bad-client-certificate\"}"), "{metrics}");
+}
+
+#[test]
+fn partners_bound_to_certificates_need_them_and_mllp_knows_partners_by_theirs() {
+    let scratch = Scratch::new();
+    let pki = Pki::new(scratch.root.path());
+    pki.server("live", 0x1001);
+    let valid = ("20200101000000Z", "20991231000000Z");
+    for name in ["alice", "alice2", "bob"] {
+        pki.client(name, valid.0, valid.1);
+    }
+    scratch.write_config(&tls_config(
+        &pki,
+        &format!("client_ca_file = {:?}\nclient_auth = \"optional\"\n", pki.ca().display().to_string()),
+    ));
+    scratch.partner("lab", false);
+    let a_key = scratch.partner("acme", false);
+    let b_key = scratch.partner("beta", false);
+    let bind = |args: &[&str]| {
+        let out =
+            scratch.command().args(["partners"]).args(args).arg("--data-dir").arg(scratch.data()).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    let alice = pki.path("alice.pem");
+    let fp = bind(&["bind-cert", "--id", "acme", "--cert", alice.to_str().unwrap()]);
+    // The same fingerprint as OpenSSL computes.
+    let out = Command::new("openssl")
+        .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
+        .arg(&alice)
+        .output()
+        .unwrap();
+    let openssl_fp =
+        String::from_utf8_lossy(&out.stdout).trim().rsplit('=').next().unwrap().replace(':', "").to_lowercase();
+    assert_eq!(fp, openssl_fp);
+    let server = Server::start(&scratch, Some("lab"), &[]);
+    let ca = pki.ca().display().to_string();
+    let resolve = format!("localhost:{}:127.0.0.1", server.http.port());
+    let url = format!("https://localhost:{}/v1/acks", server.http.port());
+    let get = |key: &str, cert: Option<&str>| {
+        let auth = format!("Authorization: Bearer {key}");
+        let mut args = vec!["-o".to_string(), "/dev/null".into(), "-w".into(), "%{http_code}".into()];
+        args.extend(["--cacert".into(), ca.clone(), "--resolve".into(), resolve.clone(), "-H".into(), auth]);
+        if let Some(c) = cert {
+            args.extend(["--cert".into(), pki.path(&format!("{c}.pem")).display().to_string()]);
+            args.extend(["--key".into(), pki.path(&format!("{c}.key")).display().to_string()]);
+        }
+        args.push(url.clone());
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        curl(&refs).0
+    };
+    assert_eq!(get(&a_key, Some("alice")), "200", "its key with its certificate");
+    assert_eq!(get(&a_key, None), "401", "its key alone");
+    assert_eq!(get(&a_key, Some("bob")), "401", "its key with a certificate not bound to it");
+    assert_eq!(get(&b_key, Some("alice")), "401", "another partner's key with its certificate");
+    assert_eq!(get(&b_key, None), "200", "a partner bound to no certificate: its key");
+
+    // Rotation: a second slot, then the old one removed.
+    bind(&["bind-cert", "--id", "acme", "--cert", pki.path("alice2.pem").to_str().unwrap()]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while get(&a_key, Some("alice2")) != "200" {
+        assert!(Instant::now() < deadline, "the new certificate is taken within seconds");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(get(&a_key, Some("alice")), "200", "both while both are bound");
+    bind(&["unbind-cert", "--id", "acme", "--fingerprint", &fp]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while get(&a_key, Some("alice")) != "401" {
+        assert!(Instant::now() < deadline, "the old certificate is refused within seconds");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(get(&a_key, Some("alice2")), "200");
+
+    // MLLP over TLS: alice2's connection is acme's, whatever the listener's
+    // partner; its acknowledgement shows up in acme's feed.
+    let file = pki.path("adt.hl7");
+    std::fs::write(&file, adt("MTLS-1")).unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/tls_client.py");
+    let out = Command::new("python3")
+        .arg(&script)
+        .args(["mllp", &server.mllp.unwrap().to_string()])
+        .arg(pki.ca())
+        .arg(&file)
+        .env("TLS_CLIENT_CERT", pki.path("alice2.pem"))
+        .env("TLS_CLIENT_KEY", pki.path("alice2.key"))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "AA", "{}", String::from_utf8_lossy(&out.stderr));
+    let auth = format!("Authorization: Bearer {a_key}");
+    let (cert, key) = (pki.path("alice2.pem"), pki.path("alice2.key"));
+    let feed = format!("{url}?wait=20");
+    let (body, ok) = curl(&[
+        "--cacert",
+        &ca,
+        "--resolve",
+        &resolve,
+        "-H",
+        &auth,
+        "--cert",
+        cert.to_str().unwrap(),
+        "--key",
+        key.to_str().unwrap(),
+        &feed,
+    ]);
+    assert!(ok && body.contains("\"kind\":\"hl7\""), "the message is acme's: {body}");
 }

@@ -55,6 +55,29 @@ pub fn load_master_key(data_dir: &Path, configured: Option<&Sensitive<String>>) 
     }
 }
 
+/// A client certificate's fingerprint → its partner (`cert/<sha256>`).
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct CertIndex {
+    partner: PartnerId,
+}
+
+impl CertIndex {
+    fn key(fingerprint: &str) -> crate::ports::Key {
+        crate::ports::Key::new(crate::ports::Table::Partners, "cert", fingerprint)
+    }
+}
+
+/// A SHA-256 fingerprint as 64 lower-case hex digits, from hex with or
+/// without colons (OpenSSL prints `AB:CD:…`) and an optional `SHA256:` or
+/// `sha256 Fingerprint=` prefix.
+pub fn normalize_fingerprint(s: &str) -> Option<String> {
+    let s = s.trim();
+    let s = s.rsplit_once('=').map_or(s, |(_, v)| v);
+    let s = s.strip_prefix("SHA256:").or_else(|| s.strip_prefix("sha256:")).unwrap_or(s);
+    let hex: String = s.chars().filter(|c| *c != ':').collect::<String>().to_ascii_lowercase();
+    (hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit())).then_some(hex)
+}
+
 fn json<T: serde::Serialize>(v: &T) -> PortResult<Bytes> {
     serde_json::to_vec(v).map(Bytes::from).map_err(|e| PortError::with_cause(ErrorKind::Internal, "encode record", e))
 }
@@ -135,6 +158,7 @@ impl Partners {
             created_at: now.clone(),
             webhook_url: None,
             webhook_secret: None,
+            cert_sha256: vec![],
         };
         let api_key = crypto::new_api_key()?;
         let key_record = ApiKeyRecord { partner: id.clone(), created_at: now };
@@ -239,6 +263,84 @@ impl Partners {
             .await
     }
 
+    /// Binds a client certificate (its SHA-256 fingerprint: hex, or
+    /// OpenSSL's colon-separated form) to a partner, in a free slot of two.
+    /// A fingerprint bound to another partner is refused.
+    pub async fn bind_certificate(&self, id: &PartnerId, fingerprint: &str) -> PortResult<String> {
+        let fp =
+            normalize_fingerprint(fingerprint).ok_or_else(|| PortError::invalid_input("certificate fingerprint"))?;
+        let (mut record, version) = self.get(id).await?.ok_or_else(|| PortError::not_found("bind certificate"))?;
+        if record.cert_sha256.contains(&fp) {
+            return Ok(fp);
+        }
+        if record.cert_sha256.len() >= 2 {
+            return Err(PortError::invalid_input("two certificates are bound already: unbind one first"));
+        }
+        record.cert_sha256.push(fp.clone());
+        let index = CertIndex { partner: id.clone() };
+        self.state
+            .write(vec![
+                WriteOp::Put {
+                    key: PartnerRecord::key(id),
+                    value: json(&record)?,
+                    expires_at: None,
+                    condition: Condition::Version(version),
+                },
+                WriteOp::Put {
+                    key: CertIndex::key(&fp),
+                    value: json(&index)?,
+                    expires_at: None,
+                    condition: Condition::NotExists,
+                },
+            ])
+            .await?;
+        self.forget_cached();
+        Ok(fp)
+    }
+
+    /// Unbinds a client certificate from a partner.
+    pub async fn unbind_certificate(&self, id: &PartnerId, fingerprint: &str) -> PortResult<()> {
+        let fp =
+            normalize_fingerprint(fingerprint).ok_or_else(|| PortError::invalid_input("certificate fingerprint"))?;
+        let (mut record, version) = self.get(id).await?.ok_or_else(|| PortError::not_found("unbind certificate"))?;
+        if !record.cert_sha256.contains(&fp) {
+            return Err(PortError::not_found("unbind certificate"));
+        }
+        record.cert_sha256.retain(|f| *f != fp);
+        self.state
+            .write(vec![
+                WriteOp::Put {
+                    key: PartnerRecord::key(id),
+                    value: json(&record)?,
+                    expires_at: None,
+                    condition: Condition::Version(version),
+                },
+                WriteOp::Delete { key: CertIndex::key(&fp), condition: Condition::None },
+            ])
+            .await?;
+        self.forget_cached();
+        Ok(())
+    }
+
+    /// The partner a client certificate is bound to (not revoked).
+    pub async fn by_certificate(&self, fingerprint: &str) -> PortResult<Option<Arc<PartnerRecord>>> {
+        let Some(item) = self.state.get(&CertIndex::key(fingerprint)).await? else { return Ok(None) };
+        let index: CertIndex = parse(&item.value)?;
+        Ok(self
+            .get(&index.partner)
+            .await?
+            .map(|(r, _)| r)
+            .filter(|r| !r.revoked && r.cert_sha256.iter().any(|f| f == fingerprint))
+            .map(Arc::new))
+    }
+
+    /// Drops this process's cache of authenticated keys (a binding changed).
+    fn forget_cached(&self) {
+        if let Ok(mut cache) = self.by_key.lock() {
+            cache.clear();
+        }
+    }
+
     /// The webhook signing secret of a partner record.
     pub fn webhook_secret(&self, record: &PartnerRecord) -> PortResult<Option<Sensitive<Vec<u8>>>> {
         let Some(hexed) = &record.webhook_secret else { return Ok(None) };
@@ -321,4 +423,21 @@ impl Partners {
 
 fn ack_aad(ack: &AckRecord) -> String {
     format!("ack|{}|{}", ack.id, ack.partner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalize_fingerprint;
+
+    #[test]
+    fn fingerprints_in_the_forms_people_paste_them() {
+        let hex = "ab".repeat(32);
+        let colons = vec!["AB"; 32].join(":");
+        assert_eq!(normalize_fingerprint(&hex).as_deref(), Some(hex.as_str()));
+        assert_eq!(normalize_fingerprint(&colons).as_deref(), Some(hex.as_str()));
+        assert_eq!(normalize_fingerprint(&format!("sha256 Fingerprint={colons}")).as_deref(), Some(hex.as_str()));
+        assert_eq!(normalize_fingerprint(&format!("SHA256:{hex}")).as_deref(), Some(hex.as_str()));
+        assert_eq!(normalize_fingerprint("abcd"), None);
+        assert_eq!(normalize_fingerprint(&"zz".repeat(32)), None);
+    }
 }

@@ -325,6 +325,12 @@ pub struct PartnerRecord {
     pub webhook_url: Option<String>,
     /// The webhook signing secret, wrapped by the master key (hex).
     pub webhook_secret: Option<String>,
+    /// SHA-256 fingerprints (hex) of the client certificates bound to this
+    /// partner: at most two, so a new one can be bound before the old is
+    /// removed. A bound partner must present one of them over TLS with its
+    /// API key; an MLLP-over-TLS connection presenting one is this partner's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cert_sha256: Vec<String>,
 }
 
 impl PartnerRecord {

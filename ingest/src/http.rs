@@ -64,7 +64,22 @@ where
             .filter(|t| !t.is_empty() && t.len() <= 200)
             .ok_or_else(Problem::unauthorized)?;
         match svc.partners.authenticate(token).await {
-            Ok(Some(p)) => Ok(Authed(p)),
+            // A partner bound to client certificates must present one of
+            // them on this connection too: key and certificate name the
+            // same partner.
+            Ok(Some(p)) => {
+                let peer = parts.extensions.get::<crate::tls::PeerCertificate>();
+                let presented = peer.and_then(|c| c.fingerprint.as_deref());
+                let bound_elsewhere = peer.and_then(|c| c.partner.as_ref()).is_some_and(|other| *other != p.id);
+                let needed = !p.cert_sha256.is_empty();
+                let matches = presented.is_some_and(|fp| p.cert_sha256.iter().any(|f| f == fp));
+                if bound_elsewhere || (needed && !matches) {
+                    metrics::counter!("clearway_tls_certificate_mismatches_total", "channel" => "http").increment(1);
+                    Err(Problem::unauthorized())
+                } else {
+                    Ok(Authed(p))
+                }
+            }
             Ok(None) => Err(Problem::unauthorized()),
             Err(e) => {
                 tracing::warn!(error = %clearway_core::error::chain(&e), "authentication unavailable");
@@ -126,6 +141,7 @@ pub async fn serve_tls(
     listener: tokio::net::TcpListener,
     app: Router,
     tls: Arc<crate::tls::Tls>,
+    partners: Arc<clearway_core::partners::Partners>,
     shutdown: tokio_util::sync::CancellationToken,
 ) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
@@ -143,11 +159,31 @@ pub async fn serve_tls(
         };
         let _ = tcp.set_nodelay(true);
         let (tls, app, watcher, stop) = (tls.clone(), app.clone(), graceful.watcher(), shutdown.clone());
+        let partners = partners.clone();
         tokio::spawn(async move {
             let stream = tokio::select! {
                 _ = stop.cancelled() => return,
                 s = tls.accept(tcp) => match s { Some(s) => s, None => return },
             };
+            // The client certificate's fingerprint goes with every request
+            // of the connection (partners bound to certificates).
+            let fingerprint = crate::tls::peer_fingerprint(&stream);
+            let partner = match &fingerprint {
+                Some(fp) => match partners.by_certificate(fp).await {
+                    Ok(p) => p.map(|p| p.id.clone()),
+                    Err(e) => {
+                        tracing::warn!(error = %clearway_core::error::chain(&e), "https: partner lookup failed");
+                        return;
+                    }
+                },
+                None => None,
+            };
+            let peer = crate::tls::PeerCertificate { fingerprint, partner };
+            let app =
+                tower::ServiceExt::map_request(app, move |mut req: axum::http::Request<hyper::body::Incoming>| {
+                    req.extensions_mut().insert(peer.clone());
+                    req
+                });
             let service = hyper_util::service::TowerToHyperService::new(app);
             let conn = hyper::server::conn::http1::Builder::new()
                 .serve_connection(hyper_util::rt::TokioIo::new(stream), service);

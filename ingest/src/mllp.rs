@@ -58,7 +58,10 @@ pub async fn serve(
                         s = tls.accept(stream) => s,
                     };
                     match stream {
-                        Some(s) => connection(&svc, s, &partner, &shutdown).await,
+                        Some(s) => match who(&svc, &s, &partner).await {
+                            Some(partner) => connection(&svc, s, &partner, &shutdown).await,
+                            None => Ok(()),
+                        },
                         None => Ok(()),
                     }
                 }
@@ -73,6 +76,40 @@ pub async fn serve(
     }
     tracker.close();
     tracker.wait().await;
+}
+
+/// The partner an MLLP-over-TLS connection belongs to: the one its client
+/// certificate is bound to (so one listener serves many partners), else
+/// the listener's own partner unless that partner is bound to
+/// certificates (then it must present one). `None`: close.
+async fn who(
+    svc: &Services,
+    stream: &tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+    listener_partner: &PartnerId,
+) -> Option<PartnerId> {
+    let fp = crate::tls::peer_fingerprint(stream);
+    if let Some(fp) = &fp {
+        match svc.partners.by_certificate(fp).await {
+            Ok(Some(p)) => return Some(p.id.clone()),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(error = %clearway_core::error::chain(&e), "mllp: partner lookup failed");
+                return None;
+            }
+        }
+    }
+    match svc.partners.get(listener_partner).await {
+        Ok(Some((p, _))) if p.cert_sha256.is_empty() => Some(listener_partner.clone()),
+        Ok(_) => {
+            metrics::counter!("clearway_tls_certificate_mismatches_total", "channel" => "mllp").increment(1);
+            tracing::info!(partner = %listener_partner, "mllp: no certificate bound to a partner was presented");
+            None
+        }
+        Err(e) => {
+            tracing::warn!(error = %clearway_core::error::chain(&e), "mllp: partner lookup failed");
+            None
+        }
+    }
 }
 
 /// Why a connection ended early.

@@ -27,6 +27,21 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
+/// The client certificate a connection presented, if any: its SHA-256
+/// fingerprint (hex) and the partner it is bound to (a request extension
+/// on HTTPS, looked up once per connection).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PeerCertificate {
+    pub fingerprint: Option<String>,
+    pub partner: Option<clearway_core::PartnerId>,
+}
+
+/// The fingerprint of the leaf certificate the client presented.
+pub fn peer_fingerprint(stream: &TlsStream<TcpStream>) -> Option<String> {
+    let (_, conn) = stream.get_ref();
+    conn.peer_certificates().and_then(|c| c.first()).map(|leaf| clearway_core::crypto::sha256_hex(leaf.as_ref()))
+}
+
 /// Why TLS could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {

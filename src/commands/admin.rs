@@ -14,6 +14,12 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start the async runtime")
 }
 
+/// The DER of the first certificate in a PEM text.
+fn pem_certificate(pem: &str) -> Option<Vec<u8>> {
+    use rustls_pki_types::pem::PemObject as _;
+    rustls_pki_types::CertificateDer::from_pem_slice(pem.as_bytes()).ok().map(|c| c.as_ref().to_vec())
+}
+
 fn partner_id(s: &str) -> anyhow::Result<PartnerId> {
     PartnerId::new(s).map_err(|e| anyhow::anyhow!("invalid partner id {s:?}: {e}"))
 }
@@ -77,6 +83,28 @@ pub fn partners(store: &StoreArgs, command: PartnersCommand) -> anyhow::Result<E
                 let id = partner_id(&id)?;
                 store.partners.revoke(&id).await.map_err(port)?;
                 eprintln!("clearway: partner {id} revoked");
+            }
+            PartnersCommand::BindCert { id, cert, fingerprint } => {
+                let id = partner_id(&id)?;
+                let fingerprint = match (cert, fingerprint) {
+                    (Some(path), _) => {
+                        let pem = std::fs::read_to_string(&path)
+                            .with_context(|| format!("cannot read {}", path.display()))?;
+                        let der = pem_certificate(&pem)
+                            .ok_or_else(|| anyhow::anyhow!("{}: no PEM certificate in it", path.display()))?;
+                        clearway_core::crypto::sha256_hex(&der)
+                    }
+                    (None, Some(f)) => f,
+                    (None, None) => anyhow::bail!("give --cert FILE or --fingerprint SHA256"),
+                };
+                let fp = store.partners.bind_certificate(&id, &fingerprint).await.map_err(port)?;
+                writeln!(out, "{fp}")?;
+                eprintln!("clearway: certificate bound to {id}");
+            }
+            PartnersCommand::UnbindCert { id, fingerprint } => {
+                let id = partner_id(&id)?;
+                store.partners.unbind_certificate(&id, &fingerprint).await.map_err(port)?;
+                eprintln!("clearway: certificate unbound from {id}");
             }
             PartnersCommand::Webhook { id, url } => {
                 let id = partner_id(&id)?;

@@ -131,7 +131,7 @@ async fn serve(config: Arc<clearway_core::config::Config>, role: Role) -> anyhow
         clearway_ingest::http::app(svc.clone(), render)
     };
     if let Some(tls) = tls.clone() {
-        tasks.spawn(clearway_ingest::http::serve_tls(http, app, tls, shutdown.clone()));
+        tasks.spawn(clearway_ingest::http::serve_tls(http, app, tls, store.partners.clone(), shutdown.clone()));
     } else {
         let stop = shutdown.clone();
         tasks.spawn(async move {
