@@ -34,8 +34,50 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 #[derive(Debug, Parser)]
 #[command(name = "clearway-loadgen")]
 struct Cli {
+    /// Speak TLS to the target, trusting this CA (PEM); the server name
+    /// checked is `localhost`.
+    #[arg(long, global = true)]
+    tls_ca: Option<std::path::PathBuf>,
     #[command(subcommand)]
     mode: Mode,
+}
+
+/// TLS settings of this run (`--tls-ca`), set once in `main`.
+static TLS: std::sync::OnceLock<Option<Arc<tokio_rustls::rustls::ClientConfig>>> = std::sync::OnceLock::new();
+
+fn tls_client_config(ca: &std::path::Path, resume: bool) -> anyhow::Result<tokio_rustls::rustls::ClientConfig> {
+    use tokio_rustls::rustls;
+    use tokio_rustls::rustls::pki_types::CertificateDer;
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(ca).context("--tls-ca")? {
+        roots.add(c.context("--tls-ca")?)?;
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    if !resume {
+        config.resumption = rustls::client::Resumption::disabled();
+    }
+    Ok(config)
+}
+
+/// A byte stream to the target: TCP, or TLS over it.
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
+
+async fn open(addr: SocketAddr) -> anyhow::Result<Box<dyn Io>> {
+    let stream = tokio::net::TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    match TLS.get().cloned().flatten() {
+        None => Ok(Box::new(stream)),
+        Some(config) => {
+            let name = tokio_rustls::rustls::pki_types::ServerName::try_from("localhost")?;
+            Ok(Box::new(tokio_rustls::TlsConnector::from(config).connect(name, stream).await?))
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -90,6 +132,19 @@ enum Mode {
         #[arg(long)]
         count: Option<u64>,
     },
+    /// TLS handshakes per second against a TLS listener (`--tls-ca`): each
+    /// connection opened, handshaken and closed, in a loop; full handshakes,
+    /// or resumptions of the session the first handshake made.
+    Handshakes {
+        #[arg(long)]
+        addr: SocketAddr,
+        #[arg(long, default_value_t = 16)]
+        connections: usize,
+        #[arg(long, default_value_t = 10)]
+        duration_secs: u64,
+        #[arg(long)]
+        resume: bool,
+    },
     /// A receiving system for routed messages: an MLLP server answering
     /// each message AA (after `delay_ms`), checking that each sender's
     /// messages (MSH-3) arrive in order (MSH-10 `LG<n>` growing). Prints
@@ -141,6 +196,7 @@ enum Mode {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    let _ = TLS.set(cli.tls_ca.as_deref().map(|ca| tls_client_config(ca, true).map(Arc::new)).transpose()?);
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let out = rt.block_on(async {
         match cli.mode {
@@ -167,6 +223,17 @@ fn main() -> anyhow::Result<()> {
             }
             Mode::Mllp { addr, connections, duration_secs, first_control, count } => {
                 mllp(addr, connections, Duration::from_secs(duration_secs), first_control, count).await
+            }
+            Mode::Handshakes { addr, connections, duration_secs, resume } => {
+                let ca = cli.tls_ca.as_deref().context("handshakes: --tls-ca is required")?;
+                handshakes(
+                    addr,
+                    Arc::new(tls_client_config(ca, resume)?),
+                    connections,
+                    Duration::from_secs(duration_secs),
+                    resume,
+                )
+                .await
             }
             Mode::MllpPeer { listen, delay_ms, expect } => {
                 mllp_peer(listen, Duration::from_millis(delay_ms), expect).await
@@ -359,8 +426,7 @@ impl Template {
 type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
 
 async fn connect(addr: SocketAddr) -> anyhow::Result<Sender> {
-    let stream = tokio::net::TcpStream::connect(addr).await?;
-    stream.set_nodelay(true)?;
+    let stream = open(addr).await?;
     let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(async move {
         let _ = conn.await;
@@ -554,8 +620,7 @@ async fn mllp(
         tasks.push(tokio::spawn(async move {
             let mut h = histogram();
             let (mut acks, mut errors, mut non_aa) = (0u64, 0u64, 0u64);
-            let Ok(mut s) = tokio::net::TcpStream::connect(addr).await else { return (h, acks, non_aa, 1) };
-            let _ = s.set_nodelay(true);
+            let Ok(mut s) = open(addr).await else { return (h, acks, non_aa, 1) };
             let mut buf = Vec::with_capacity(4096);
             let mut chunk = [0u8; 4096];
             'outer: while Instant::now() < deadline {
@@ -604,6 +669,57 @@ async fn mllp(
         "mode": "mllp", "connections": connections, "seconds": elapsed, "acks": acks,
         "acks_per_sec": acks as f64 / elapsed, "not_aa": non_aa, "errors": errors, "latency": latency_json(&all),
         "next_control": counter.load(Ordering::Relaxed),
+    }))
+}
+
+/// See [`Mode::Handshakes`].
+async fn handshakes(
+    addr: SocketAddr,
+    config: Arc<tokio_rustls::rustls::ClientConfig>,
+    connections: usize,
+    duration: Duration,
+    resume: bool,
+) -> anyhow::Result<serde_json::Value> {
+    let started = Instant::now();
+    let deadline = started + duration;
+    let mut tasks = Vec::new();
+    for _ in 0..connections {
+        let config = config.clone();
+        tasks.push(tokio::spawn(async move {
+            let (mut done, mut resumed, mut errors) = (0u64, 0u64, 0u64);
+            let connector = tokio_rustls::TlsConnector::from(config);
+            while Instant::now() < deadline {
+                let Ok(tcp) = tokio::net::TcpStream::connect(addr).await else {
+                    errors += 1;
+                    continue;
+                };
+                let Ok(name) = tokio_rustls::rustls::pki_types::ServerName::try_from("localhost") else { break };
+                match connector.connect(name, tcp).await {
+                    Ok(mut s) => {
+                        done += 1;
+                        if matches!(s.get_ref().1.handshake_kind(), Some(tokio_rustls::rustls::HandshakeKind::Resumed))
+                        {
+                            resumed += 1;
+                        }
+                        let _ = s.shutdown().await;
+                    }
+                    Err(_) => errors += 1,
+                }
+            }
+            (done, resumed, errors)
+        }));
+    }
+    let (mut done, mut resumed, mut errors) = (0, 0, 0);
+    for t in tasks {
+        let (d, r, e) = t.await?;
+        done += d;
+        resumed += r;
+        errors += e;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    Ok(json!({
+        "mode": "handshakes", "resume": resume, "connections": connections, "seconds": secs,
+        "handshakes": done, "resumed": resumed, "errors": errors, "per_sec": done as f64 / secs,
     }))
 }
 
