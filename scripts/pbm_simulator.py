@@ -14,6 +14,9 @@ test can ask for each case:
   otherwise   B1/B3 paid (P) with an authorization number, B2 approved (A),
               E1 approved (A)
 
+With --tls CERT KEY CLIENT_CA it speaks HTTPS and requires a client
+certificate issued by CLIENT_CA.
+
 GET /count answers the number of D.0 requests received (a switch that
 answers duplicates itself does not forward them). Usage:
   pbm_simulator.py [PORT]   (0 or none: any free port; prints
@@ -133,8 +136,23 @@ class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
 
 
 def main():
-    port = int(sys.argv[1]) if len(sys.argv) > 1 else 0
+    args = sys.argv[1:]
+    tls = None
+    if "--tls" in args:
+        # --tls CERT KEY CLIENT_CA: HTTPS, and a client certificate from
+        # CLIENT_CA is required (a PBM that authenticates its switches).
+        i = args.index("--tls")
+        tls = args[i + 1:i + 4]
+        args = args[:i] + args[i + 4:]
+    port = int(args[0]) if args else 0
     server = Server(("127.0.0.1", port), Handler)
+    if tls:
+        import ssl
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(tls[0], tls[1])
+        ctx.load_verify_locations(tls[2])
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        server.socket = ctx.wrap_socket(server.socket, server_side=True)
     print("pbm listening on 127.0.0.1:%d" % server.server_address[1], flush=True)
     server.serve_forever()
 

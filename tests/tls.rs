@@ -538,3 +538,99 @@ fn partners_bound_to_certificates_need_them_and_mllp_knows_partners_by_theirs() 
     ]);
     assert!(ok && body.contains("\"kind\":\"hl7\""), "the message is acme's: {body}");
 }
+
+#[test]
+fn a_payer_over_https_with_its_own_ca_and_our_client_certificate() {
+    use clearway_formats::ncpdp::{self, answer, synth};
+    let scratch = Scratch::new();
+    let pki = Pki::new(scratch.root.path());
+    pki.server("pbm", 0x3003);
+    let valid = ("20200101000000Z", "20991231000000Z");
+    pki.client("switch", valid.0, valid.1);
+    // The PBM (Python, ssl): HTTPS with a client certificate required.
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/pbm_simulator.py");
+    let mut pbm = Command::new("python3")
+        .arg(script)
+        .arg("--tls")
+        .args([pki.path("pbm.pem"), pki.path("pbm.key"), pki.ca()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(pbm.stdout.take().unwrap()), &mut line).unwrap();
+    let port = line.trim().rsplit(':').next().unwrap().to_string();
+    let url = format!("https://localhost:{port}/d0");
+    let p = |f: &str| pki.path(f).display().to_string();
+    scratch.write_config(&format!(
+        r#"
+[fastpath]
+timeout_ms = 3000
+
+[payers.PBM1]
+connector = "http"
+connector_url = "{url}"
+tls_ca_file = "{ca}"
+tls_client_cert_file = "{cert}"
+tls_client_key_file = "{key}"
+
+[payers.PBM2]
+connector = "http"
+connector_url = "{url}"
+tls_ca_file = "{ca}"
+
+[payers.PBM3]
+connector = "http"
+connector_url = "{url}"
+
+[pharmacy]
+routes = [
+  {{ bin = "610020", pcn = "WITHCERT", payer = "PBM1" }},
+  {{ bin = "610020", pcn = "NOCERT", payer = "PBM2" }},
+  {{ bin = "610020", pcn = "WEBPKI", payer = "PBM3" }},
+]
+"#,
+        ca = p("ca.pem"),
+        cert = p("switch.pem"),
+        key = p("switch.key"),
+    ));
+    let key = scratch.partner("pharmacy1", false);
+    let server = Server::start(&scratch, None, &[]);
+    let auth = format!("Bearer {key}");
+    let send = |pcn: &str, rx: &str| {
+        let mut r = synth::Request::b1("610020", pcn, rx);
+        let today = time::OffsetDateTime::now_utc().date();
+        r.date_of_service = format!("{:04}{:02}{:02}", today.year(), u8::from(today.month()), today.day());
+        let resp = support::request(
+            server.http,
+            "POST",
+            "/v1/pharmacy",
+            &[("Authorization", auth.as_str()), ("Content-Type", "application/vnd.ncpdp.d0")],
+            &synth::request(&r),
+        );
+        assert_eq!(resp.status, 200, "{}", resp.text());
+        let t = ncpdp::read(&resp.body, &ncpdp::Limits::default()).unwrap();
+        let (_, o) = answer::outcomes(&t).unwrap();
+        (o[0].status.clone(), o[0].rejects.clone())
+    };
+    assert_eq!(send("WITHCERT", "9100001"), ("P".to_string(), vec![]), "our CA and our client certificate: paid");
+    // Without our certificate the PBM refuses the handshake; with the web
+    // PKI roots we do not trust the PBM's: both are the payer failing (92).
+    assert_eq!(send("NOCERT", "9100002"), ("R".to_string(), vec!["92".to_string()]));
+    assert_eq!(send("WEBPKI", "9100003"), ("R".to_string(), vec!["92".to_string()]));
+    let _ = pbm.kill();
+    let _ = pbm.wait();
+    drop(server);
+
+    // A payer TLS file that cannot be used stops serve, naming it.
+    std::fs::write(pki.path("ca.pem"), "not a certificate").unwrap();
+    let out = scratch
+        .command()
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(scratch.data())
+        .arg("--config")
+        .arg(scratch.config())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("payers.PBM1") && err.contains("ca.pem"), "{err}");
+}

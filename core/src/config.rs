@@ -209,6 +209,12 @@ struct RawPayer {
     partner: Option<String>,
     /// Encrypt batches to this OpenPGP public key (`.pgp` files).
     pgp_public_key_file: Option<String>,
+    /// HTTPS to this payer (connector, batch delivery): trust only these
+    /// CAs (PEM) instead of the web PKI roots, and present this client
+    /// certificate and key (PEM).
+    tls_ca_file: Option<String>,
+    tls_client_cert_file: Option<String>,
+    tls_client_key_file: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -467,6 +473,23 @@ pub struct PayerConfig {
     pub partner: Option<String>,
     /// The payer's OpenPGP public key: batches are encrypted to it.
     pub pgp_public_key_file: Option<PathBuf>,
+    /// HTTPS to this payer: its CAs and our client certificate.
+    pub tls: OutboundTls,
+}
+
+/// TLS settings for calling a payer over HTTPS (`[payers.ID] tls_*`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OutboundTls {
+    /// Trust only these CAs (PEM) instead of the web PKI roots.
+    pub ca_file: Option<PathBuf>,
+    /// Present this client certificate chain and key (PEM).
+    pub client_cert: Option<(PathBuf, PathBuf)>,
+}
+
+impl OutboundTls {
+    pub fn is_default(&self) -> bool {
+        self.ca_file.is_none() && self.client_cert.is_none()
+    }
 }
 
 impl PayerConfig {
@@ -499,6 +522,7 @@ impl PayerConfig {
             },
             partner: None,
             pgp_public_key_file: None,
+            tls: OutboundTls::default(),
         }
     }
 }
@@ -1064,6 +1088,21 @@ fn validate(raw: Raw, e: &mut Vec<ConfigError>) -> Config {
             },
             partner: p.partner,
             pgp_public_key_file: p.pgp_public_key_file.map(PathBuf::from),
+            tls: OutboundTls {
+                ca_file: p.tls_ca_file.map(PathBuf::from),
+                client_cert: match (p.tls_client_cert_file, p.tls_client_key_file) {
+                    (Some(c), Some(k)) => Some((PathBuf::from(c), PathBuf::from(k))),
+                    (None, None) => None,
+                    (Some(_), None) => {
+                        e.push(err(path("tls_client_key_file"), "required with tls_client_cert_file"));
+                        None
+                    }
+                    (None, Some(_)) => {
+                        e.push(err(path("tls_client_cert_file"), "required with tls_client_key_file"));
+                        None
+                    }
+                },
+            },
         };
         payers.insert(id, payer);
     }

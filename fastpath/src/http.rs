@@ -171,3 +171,74 @@ pub fn read_271(bytes: &[u8]) -> Result<EligibilityOutcome, UpstreamError> {
     }
     Err(UpstreamError::Unavailable("the 271 states neither active nor inactive coverage".into()))
 }
+
+/// An HTTP client for calling one payer: `base` with the payer's TLS
+/// settings (`[payers.ID] tls_ca_file`: only these CAs instead of the web
+/// PKI roots; `tls_client_cert_file` / `tls_client_key_file`: our client
+/// certificate). Errors name the file and the problem.
+pub fn payer_client(
+    base: reqwest::ClientBuilder,
+    tls: &clearway_core::config::OutboundTls,
+) -> Result<reqwest::Client, String> {
+    let read =
+        |p: &std::path::Path| std::fs::read(p).map_err(|e| format!("{}: cannot read it ({})", p.display(), e.kind()));
+    let mut b = base;
+    if let Some(ca) = &tls.ca_file {
+        let certs = reqwest::Certificate::from_pem_bundle(&read(ca)?)
+            .map_err(|_| format!("{}: not a PEM bundle of CA certificates", ca.display()))?;
+        if certs.is_empty() {
+            return Err(format!("{}: no certificate in it", ca.display()));
+        }
+        b = b.tls_certs_only(certs);
+    }
+    if let Some((cert, key)) = &tls.client_cert {
+        let mut pem = read(cert)?;
+        pem.push(b'\n');
+        pem.extend(read(key)?);
+        let id = reqwest::Identity::from_pem(&pem)
+            .map_err(|_| format!("{} with {}: not a PEM certificate and private key", cert.display(), key.display()))?;
+        b = b.identity(id);
+    }
+    b.build().map_err(|e| format!("payer HTTPS client: {e}"))
+}
+
+/// One HTTP client per payer with its own TLS settings, and a shared one
+/// for every other payer.
+#[derive(Debug, Clone)]
+pub struct PayerClients {
+    default: reqwest::Client,
+    per_payer: std::collections::HashMap<String, reqwest::Client>,
+}
+
+impl PayerClients {
+    /// `base` makes a builder with the caller's timeouts and pools. Fails
+    /// (naming the file) when a payer's TLS files cannot be used: `serve`
+    /// checks this at start-up.
+    pub fn new(
+        base: impl Fn() -> reqwest::ClientBuilder,
+        config: &clearway_core::config::Config,
+    ) -> Result<Self, String> {
+        let default = base().build().map_err(|e| format!("HTTP client: {e}"))?;
+        let mut per_payer = std::collections::HashMap::new();
+        for (id, p) in &config.payers {
+            if !p.tls.is_default() {
+                let client = payer_client(base(), &p.tls).map_err(|e| format!("payers.{id}: {e}"))?;
+                per_payer.insert(id.clone(), client);
+            }
+        }
+        Ok(PayerClients { default, per_payer })
+    }
+
+    /// The shared client only (no payer has TLS settings of its own).
+    pub fn plain(base: reqwest::ClientBuilder) -> Self {
+        PayerClients {
+            default: base.build().unwrap_or_else(|_| reqwest::Client::new()),
+            per_payer: std::collections::HashMap::new(),
+        }
+    }
+
+    /// The client for a payer (its canonical id).
+    pub fn get(&self, payer: &str) -> &reqwest::Client {
+        self.per_payer.get(payer).unwrap_or(&self.default)
+    }
+}

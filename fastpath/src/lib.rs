@@ -95,7 +95,7 @@ pub struct FastPath {
     cache: moka::future::Cache<String, Cached>,
     stale: moka::future::Cache<String, EligibilityOutcome>,
     gates: Mutex<HashMap<String, Arc<gate::Gate>>>,
-    http: reqwest::Client,
+    http: http::PayerClients,
     memo: memo::Memo,
     counters: Counters,
 }
@@ -148,11 +148,13 @@ impl FastPath {
             .time_to_live(STALE_FOR)
             .support_invalidation_closures()
             .build();
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(2))
-            .pool_max_idle_per_host(64)
-            .build()
-            .unwrap_or_else(|_| reqwest::Client::new());
+        let base = || reqwest::Client::builder().connect_timeout(Duration::from_secs(2)).pool_max_idle_per_host(64);
+        // `serve` checked the payers' TLS files at start-up; should they be
+        // unusable here, every payer gets the shared client.
+        let http = http::PayerClients::new(base, &config).unwrap_or_else(|e| {
+            tracing::error!(problem = %e, "payer TLS settings unusable");
+            http::PayerClients::plain(base())
+        });
         let memo = memo::Memo::new(memo::MAX_MEMO_BYTES);
         let counters = Counters::new();
         FastPath { state, partners, config, cache, stale, gates: Mutex::new(HashMap::new()), http, memo, counters }
@@ -251,7 +253,11 @@ impl FastPath {
                 }
                 Connector::Http(url) => {
                     let ours = &self.config.workers.clearinghouse_id;
-                    gate.call(timeout, http::eligibility(&self.http, url, ours, r, OffsetDateTime::now_utc())).await?
+                    gate.call(
+                        timeout,
+                        http::eligibility(self.http.get(&settings.id), url, ours, r, OffsetDateTime::now_utc()),
+                    )
+                    .await?
                 }
             };
             Ok::<Cached, UpstreamError>(Cached { outcome, ttl: settings.cache_ttl })
@@ -444,7 +450,11 @@ impl FastPath {
                 Connector::Http(url) => {
                     let w = &self.config.workers;
                     let ours = (w.clearinghouse_name.as_str(), w.clearinghouse_id.as_str());
-                    gate.call(timeout, http::claim_status(&self.http, url, ours, r, OffsetDateTime::now_utc())).await
+                    gate.call(
+                        timeout,
+                        http::claim_status(self.http.get(&settings.id), url, ours, r, OffsetDateTime::now_utc()),
+                    )
+                    .await
                 }
             }
             .unwrap_or_else(|e| {

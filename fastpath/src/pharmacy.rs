@@ -481,7 +481,7 @@ impl FastPath {
         let gate = self.gate(payer);
         let timeout = settings.timeout.min(self.config.fastpath.timeout);
         let call = async {
-            let bytes = crate::http::exchange_as(&self.http, url, MEDIA_TYPE, body).await?;
+            let bytes = crate::http::exchange_as(self.http.get(payer), url, MEDIA_TYPE, body).await?;
             let resp = ncpdp::read(&bytes, &Limits::default()).map_err(|_| UpstreamError::Unreadable("not D.0"))?;
             let (header, outcomes) = answer::outcomes(&resp).ok_or(UpstreamError::Unreadable("not a D.0 response"))?;
             if header == "R" && outcomes.iter().all(|o| o.status.is_empty()) {

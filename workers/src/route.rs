@@ -37,7 +37,7 @@ pub struct Router {
     config: Arc<Config>,
     outbox: PathBuf,
     payers: Mutex<HashMap<String, PayerState>>,
-    http: reqwest::Client,
+    http: clearway_fastpath::http::PayerClients,
 }
 
 impl std::fmt::Debug for Router {
@@ -52,11 +52,11 @@ const MAX_TOKEN_WAIT: Duration = Duration::from_secs(5);
 
 impl Router {
     pub fn new(config: Arc<Config>) -> Self {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .pool_max_idle_per_host(32)
-            .build()
-            .unwrap_or_else(|_| reqwest::Client::new());
+        let base = || reqwest::Client::builder().connect_timeout(Duration::from_secs(5)).pool_max_idle_per_host(32);
+        let http = clearway_fastpath::http::PayerClients::new(base, &config).unwrap_or_else(|e| {
+            tracing::error!(problem = %e, "payer TLS settings unusable");
+            clearway_fastpath::http::PayerClients::plain(base())
+        });
         Router { outbox: config.routing.outbox_dir.clone(), config, payers: Mutex::new(HashMap::new()), http }
     }
 
@@ -125,7 +125,7 @@ impl Router {
             Destination::Http(url) => {
                 let mut out = Vec::with_capacity(items.len());
                 for (claim_id, body) in items {
-                    match self.to_http(url, claim_id, body, settings.timeout).await {
+                    match self.to_http(payer, url, claim_id, body, settings.timeout).await {
                         Ok(d) => out.push(d),
                         Err(e) => {
                             metrics::counter!("clearway_route_deliveries_total", "outcome" => "delivered")
@@ -206,9 +206,17 @@ impl Router {
         Ok(vec![format!("outbox:{payer}"); count])
     }
 
-    async fn to_http(&self, url: &str, claim_id: &str, body: &[u8], timeout: Duration) -> Result<String, RouteError> {
+    async fn to_http(
+        &self,
+        payer: &str,
+        url: &str,
+        claim_id: &str,
+        body: &[u8],
+        timeout: Duration,
+    ) -> Result<String, RouteError> {
         let resp = self
             .http
+            .get(payer)
             .post(url)
             .timeout(timeout)
             .header("content-type", "application/json")

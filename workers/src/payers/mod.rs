@@ -171,7 +171,7 @@ pub struct RoundTrip {
     pub config: Arc<Config>,
     pub router: Arc<Router>,
     pub feed: Arc<tokio::sync::Notify>,
-    http: reqwest::Client,
+    http: clearway_fastpath::http::PayerClients,
     /// When each payer was last polled for answers.
     polled: std::sync::Mutex<HashMap<String, std::time::Instant>>,
 }
@@ -208,16 +208,19 @@ impl RoundTrip {
         router: Arc<Router>,
         feed: Arc<tokio::sync::Notify>,
     ) -> Self {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .build()
-            .unwrap_or_else(|_| reqwest::Client::new());
+        let base = || reqwest::Client::builder().connect_timeout(Duration::from_secs(5));
+        // The payers' TLS files were checked at start-up (`check_keys`).
+        let http = clearway_fastpath::http::PayerClients::new(base, &config).unwrap_or_else(|e| {
+            tracing::error!(problem = %e, "payer TLS settings unusable");
+            clearway_fastpath::http::PayerClients::plain(base())
+        });
         RoundTrip { ports, partners, config, router, feed, http, polled: std::sync::Mutex::new(HashMap::new()) }
     }
 
-    /// Checks every payer's OpenPGP key (at start-up: a key that cannot be
-    /// used stops `serve` with the payer and the reason).
+    /// Checks every payer's OpenPGP key and TLS files (at start-up: one
+    /// that cannot be used stops `serve` with the payer and the reason).
     pub fn check_keys(config: &Config) -> Result<(), String> {
+        clearway_fastpath::http::PayerClients::new(reqwest::Client::builder, config)?;
         for p in config.payers.values() {
             if let Some(path) = &p.pgp_public_key_file {
                 pgp::Recipient::load(path).map_err(|e| format!("payers.{}.pgp_public_key_file: {e}", p.id))?;
@@ -737,6 +740,7 @@ impl RoundTrip {
             Destination::Http(url) => {
                 let resp = self
                     .http
+                    .get(&settings.id)
                     .post(url)
                     .timeout(settings.timeout.max(Duration::from_secs(30)))
                     .header("content-type", "application/edi-x12")
