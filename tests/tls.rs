@@ -255,6 +255,15 @@ fn a_client_that_never_finishes_its_handshake_is_disconnected() {
     let (metrics, ok) = curl(&["--cacert", &ca, "--resolve", &resolve, &url]);
     assert!(ok, "{metrics}");
     assert!(metrics.contains("clearway_tls_handshake_failures_total{reason=\"timeout\"} 1"), "{metrics}");
+    // The served certificate's end of validity (2 days from now).
+    let at: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("clearway_tls_certificate_expires_at_seconds "))
+        .expect("the expiry gauge")
+        .parse()
+        .unwrap();
+    let left = at - time::OffsetDateTime::now_utc().unix_timestamp() as f64;
+    assert!((86_400.0..3.0 * 86_400.0).contains(&left), "{left}");
 }
 
 #[test]

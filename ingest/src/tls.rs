@@ -103,10 +103,69 @@ fn crls(paths: &[std::path::PathBuf]) -> Result<Vec<CertificateRevocationListDer
     Ok(out)
 }
 
+/// One DER element at the start of `b`: its tag, its contents and what
+/// follows it. `None` when it does not fit (bounded: never reads past `b`).
+fn der(b: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = b.split_first()?;
+    let (&first, rest) = rest.split_first()?;
+    let (len, rest) = if first < 0x80 {
+        (usize::from(first), rest)
+    } else {
+        let n = usize::from(first & 0x7F);
+        if n == 0 || n > 4 || rest.len() < n {
+            return None;
+        }
+        let len = rest[..n].iter().fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
+        (len, &rest[n..])
+    };
+    (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
+}
+
+/// The end of a certificate's validity (`notAfter`), as Unix seconds.
+pub fn not_after(cert: &[u8]) -> Option<i64> {
+    let (_, certificate, _) = der(cert).filter(|(t, _, _)| *t == 0x30)?;
+    let (_, tbs, _) = der(certificate).filter(|(t, _, _)| *t == 0x30)?;
+    let mut rest = tbs;
+    // [0] version (optional), serial, signature algorithm, issuer.
+    if rest.first() == Some(&0xA0) {
+        rest = der(rest)?.2;
+    }
+    for _ in 0..3 {
+        rest = der(rest)?.2;
+    }
+    let (_, validity, _) = der(rest).filter(|(t, _, _)| *t == 0x30)?;
+    let (_, _not_before, after) = der(validity)?;
+    let (tag, time, _) = der(after)?;
+    let text = std::str::from_utf8(time).ok()?;
+    let digits = text.strip_suffix('Z')?;
+    let (year, rest) = match tag {
+        0x17 if digits.len() == 12 => {
+            let yy: i32 = digits[..2].parse().ok()?;
+            (if yy >= 50 { 1900 + yy } else { 2000 + yy }, &digits[2..])
+        }
+        0x18 if digits.len() == 14 => (digits[..4].parse().ok()?, &digits[4..]),
+        _ => return None,
+    };
+    let n = |i: usize| rest.get(i..i + 2).and_then(|v| v.parse::<u8>().ok());
+    let month = time::Month::try_from(n(0)?).ok()?;
+    let date = time::Date::from_calendar_date(year, month, n(2)?).ok()?;
+    let at = date.with_hms(n(4)?, n(6)?, n(8)?).ok()?;
+    Some(at.assume_utc().unix_timestamp())
+}
+
 /// A server configuration from the `[tls]` files.
 pub fn server_config(settings: &TlsConfig) -> Result<Option<ServerConfig>, TlsError> {
     let Some(files) = &settings.files else { return Ok(None) };
     let chain = certificates(&files.cert_file, "certificates")?;
+    // When the served certificate expires: a gauge to alert on, and a
+    // warning at start-up and reload inside 30 days.
+    if let Some(at) = chain.first().and_then(|leaf| not_after(leaf.as_ref())) {
+        metrics::gauge!("clearway_tls_certificate_expires_at_seconds").set(at as f64);
+        let left_days = (at - time::OffsetDateTime::now_utc().unix_timestamp()) / 86_400;
+        if left_days < 30 {
+            tracing::warn!(days = left_days, file = %files.cert_file.display(), "the TLS certificate expires soon");
+        }
+    }
     let key = private_key(&files.key_file)?;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let builder = ServerConfig::builder_with_provider(provider.clone())
@@ -207,5 +266,29 @@ impl Tls {
                 None
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn not_after_of_a_certificate_and_never_a_panic_on_garbage() {
+        // A self-signed certificate made with openssl (`-days 3650`), valid
+        // to 2036-12-03 09:54:11 UTC (UTCTime; GeneralizedTime past 2049).
+        let pem = "-----BEGIN CERTIFICATE-----\nMIIBgjCCASegAwIBAgIUWPrWrV8jCrgQmXKoAtAF6RhdHDUwCgYIKoZIzj0EAwIw\nFjEUMBIGA1UEAwwLZXhwaXJ5LXRlc3QwHhcNMjYxMjA2MDk1NDExWhcNMzYxMjAz\nMDk1NDExWjAWMRQwEgYDVQQDDAtleHBpcnktdGVzdDBZMBMGByqGSM49AgEGCCqG\nSM49AwEHA0IABF16O11cC78eQREbjQCBFVulCNreB5jYGl9lutaPTg0TNyQ3FH+7\nimatn4PbWaBUUrQgRwl6JfO+DmA+8zl/9mqjUzBRMB0GA1UdDgQWBBSzY1akM7Q3\nYbXEeaGV1WeNhS1k5TAfBgNVHSMEGDAWgBSzY1akM7Q3YbXEeaGV1WeNhS1k5TAP\nBgNVHRMBAf8EBTADAQH/MAoGCCqGSM49BAMCA0kAMEYCIQCqDCxoMdsOQurYvwhn\n5iMvqmw/7gyamkndLu4LTrHoAwIhALg7Pe6B4wYVFrfYqh7O9DMvpwMKSrhqltEn\nd84lfJQY\n-----END CERTIFICATE-----\n";
+        let der = CertificateDer::from_pem_slice(pem.as_bytes()).unwrap();
+        let at = not_after(der.as_ref()).unwrap();
+        assert_eq!(
+            time::OffsetDateTime::from_unix_timestamp(at).unwrap().to_string(),
+            "2036-12-03 9:54:11.0 +00:00:00"
+        );
+        for n in 0..der.as_ref().len() {
+            let _ = not_after(&der.as_ref()[..n]);
+        }
+        assert_eq!(not_after(b""), None);
+        assert_eq!(not_after(&[0x30, 0x84, 0xff, 0xff, 0xff, 0xff]), None);
     }
 }
