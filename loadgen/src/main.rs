@@ -146,6 +146,17 @@ enum Mode {
         #[arg(long)]
         resume: bool,
     },
+    /// Opens `count` TCP connections to `addr` and sends nothing (clients
+    /// that never start or finish a TLS handshake); prints how many the
+    /// server had closed after `hold_secs`.
+    Idle {
+        #[arg(long)]
+        addr: SocketAddr,
+        #[arg(long, default_value_t = 200)]
+        count: usize,
+        #[arg(long, default_value_t = 15)]
+        hold_secs: u64,
+    },
     /// A receiving system for routed messages: an MLLP server answering
     /// each message AA (after `delay_ms`), checking that each sender's
     /// messages (MSH-3) arrive in order (MSH-10 `LG<n>` growing). Prints
@@ -236,6 +247,7 @@ fn main() -> anyhow::Result<()> {
                 )
                 .await
             }
+            Mode::Idle { addr, count, hold_secs } => idle(addr, count, Duration::from_secs(hold_secs)).await,
             Mode::MllpPeer { listen, delay_ms, expect } => {
                 mllp_peer(listen, Duration::from_millis(delay_ms), expect).await
             }
@@ -670,6 +682,36 @@ async fn mllp(
         "mode": "mllp", "connections": connections, "seconds": elapsed, "acks": acks,
         "acks_per_sec": acks as f64 / elapsed, "not_aa": non_aa, "errors": errors, "latency": latency_json(&all),
         "next_control": counter.load(Ordering::Relaxed),
+    }))
+}
+
+/// See [`Mode::Idle`].
+async fn idle(addr: SocketAddr, count: usize, hold: Duration) -> anyhow::Result<serde_json::Value> {
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..count {
+        tasks.push(tokio::spawn(async move {
+            let Ok(mut s) = tokio::net::TcpStream::connect(addr).await else { return (false, None) };
+            let mut buf = [0u8; 64];
+            // Closed by the server (EOF or reset) before `hold` runs out?
+            match tokio::time::timeout(hold, s.read(&mut buf)).await {
+                Ok(_) => (true, Some(started.elapsed())),
+                Err(_) => (true, None),
+            }
+        }));
+    }
+    let (mut opened, mut closed, mut latest) = (0, 0, Duration::ZERO);
+    for t in tasks {
+        let (o, c) = t.await?;
+        opened += usize::from(o);
+        if let Some(at) = c {
+            closed += 1;
+            latest = latest.max(at);
+        }
+    }
+    Ok(json!({
+        "mode": "idle", "opened": opened, "closed_by_server": closed,
+        "last_closed_after_secs": latest.as_secs_f64(), "held_secs": hold.as_secs(),
     }))
 }
 
