@@ -220,6 +220,22 @@ fn old_protocols_and_plaintext_are_refused() {
             assert!(text.contains("Cipher is (NONE)"), "{what} {version}: {text}");
             assert!(text.contains("alert"), "{what} {version}: the server answered with an alert: {text}");
         }
+        // The control: the same client settings with TLS 1.2 get through, so
+        // the refusals above are the versions'; and a suite without forward
+        // secrecy or AEAD is refused over 1.2.
+        let run = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .args(["s_client", "-connect", &addr.to_string()])
+                .args(args)
+                .stdin(Stdio::null())
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout).to_string()
+        };
+        let ok = run(&["-tls1_2", "-cipher", "DEFAULT@SECLEVEL=0"]);
+        assert!(ok.contains("Protocol  : TLSv1.2") && !ok.contains("Cipher is (NONE)"), "{what}: {ok}");
+        let weak = run(&["-tls1_2", "-cipher", "AES128-SHA:@SECLEVEL=0"]);
+        assert!(weak.contains("Cipher is (NONE)"), "{what}: a static-RSA CBC suite: {weak}");
     }
     // Plaintext HTTP to the TLS port: no HTTP answer, the connection closes.
     let mut s = TcpStream::connect(server.http).unwrap();
@@ -299,7 +315,8 @@ fn sighup_reloads_the_certificate_without_dropping_connections_and_a_bad_reload_
         if client("serial", &addr, &pki.ca(), &[]) == "2002" {
             break;
         }
-        assert!(sent.elapsed() < Duration::from_secs(1), "the new certificate was not served within 1 s");
+        // Within a second when idle; the bound allows for a busy CI machine.
+        assert!(sent.elapsed() < Duration::from_secs(5), "the new certificate was not served within 5 s");
         std::thread::sleep(Duration::from_millis(20));
     }
     std::fs::write(&go, "").unwrap();
@@ -529,6 +546,18 @@ fn partners_bound_to_certificates_need_them_and_mllp_knows_partners_by_theirs() 
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "AA", "{}", String::from_utf8_lossy(&out.stderr));
+    // A certificate of the CA bound to no partner (now alice's, unbound):
+    // refused, not taken as the listener's partner.
+    let out = Command::new("python3")
+        .arg(&script)
+        .args(["mllp", &server.mllp.unwrap().to_string()])
+        .arg(pki.ca())
+        .arg(&file)
+        .env("TLS_CLIENT_CERT", pki.path("alice.pem"))
+        .env("TLS_CLIENT_KEY", pki.path("alice.key"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "closed without an ACK: {}", String::from_utf8_lossy(&out.stdout));
     let auth = format!("Authorization: Bearer {a_key}");
     let (cert, key) = (pki.path("alice2.pem"), pki.path("alice2.key"));
     let feed = format!("{url}?wait=20");

@@ -229,11 +229,25 @@ impl PayerClients {
         Ok(PayerClients { default, per_payer })
     }
 
-    /// The shared client only (no payer has TLS settings of its own).
-    pub fn plain(base: reqwest::ClientBuilder) -> Self {
-        PayerClients {
-            default: base.build().unwrap_or_else(|_| reqwest::Client::new()),
-            per_payer: std::collections::HashMap::new(),
+    /// Never falls back to the web PKI roots for a payer whose own TLS
+    /// settings cannot be used: such a payer gets a client that trusts no
+    /// server (every call fails, as the payer failing), the others the
+    /// shared client. `serve` refuses to start in this case anyway.
+    pub fn new_or_failing(base: impl Fn() -> reqwest::ClientBuilder, config: &clearway_core::config::Config) -> Self {
+        match PayerClients::new(&base, config) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(problem = %e, "payer TLS settings unusable: calls to those payers will fail");
+                let default = base().build().unwrap_or_else(|_| reqwest::Client::new());
+                let failing = base().tls_certs_only(Vec::new()).build().unwrap_or_else(|_| reqwest::Client::new());
+                let per_payer = config
+                    .payers
+                    .iter()
+                    .filter(|(_, p)| !p.tls.is_default())
+                    .map(|(id, p)| (id.clone(), payer_client(base(), &p.tls).unwrap_or_else(|_| failing.clone())))
+                    .collect();
+                PayerClients { default, per_payer }
+            }
         }
     }
 
@@ -241,4 +255,10 @@ impl PayerClients {
     pub fn get(&self, payer: &str) -> &reqwest::Client {
         self.per_payer.get(payer).unwrap_or(&self.default)
     }
+}
+
+/// Checks every payer's TLS files (at start-up, in every role: one that
+/// cannot be used stops `serve` with the payer and the file).
+pub fn check_payer_tls(config: &clearway_core::config::Config) -> Result<(), String> {
+    PayerClients::new(reqwest::Client::builder, config).map(|_| ())
 }

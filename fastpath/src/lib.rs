@@ -151,10 +151,7 @@ impl FastPath {
         let base = || reqwest::Client::builder().connect_timeout(Duration::from_secs(2)).pool_max_idle_per_host(64);
         // `serve` checked the payers' TLS files at start-up; should they be
         // unusable here, every payer gets the shared client.
-        let http = http::PayerClients::new(base, &config).unwrap_or_else(|e| {
-            tracing::error!(problem = %e, "payer TLS settings unusable");
-            http::PayerClients::plain(base())
-        });
+        let http = http::PayerClients::new_or_failing(base, &config);
         let memo = memo::Memo::new(memo::MAX_MEMO_BYTES);
         let counters = Counters::new();
         FastPath { state, partners, config, cache, stale, gates: Mutex::new(HashMap::new()), http, memo, counters }

@@ -42,6 +42,22 @@ impl FromRef<AppState> for Arc<Services> {
     }
 }
 
+/// Whether the connection's client certificate fits the partner an API key
+/// named: a partner bound to certificates must present one of them, and a
+/// certificate bound to one partner never goes with another's key. (Every
+/// credential check on HTTPS goes through here: `Authed` and CORE.)
+pub fn certificate_allows(p: &PartnerRecord, peer: Option<&crate::tls::PeerCertificate>) -> bool {
+    let presented = peer.and_then(|c| c.fingerprint.as_deref());
+    let bound_elsewhere = peer.and_then(|c| c.partner.as_ref()).is_some_and(|other| *other != p.id);
+    let needed = !p.cert_sha256.is_empty();
+    let matches = presented.is_some_and(|fp| p.cert_sha256.iter().any(|f| f == fp));
+    let ok = !bound_elsewhere && (!needed || matches);
+    if !ok {
+        metrics::counter!("clearway_tls_certificate_mismatches_total", "channel" => "http").increment(1);
+    }
+    ok
+}
+
 /// The authenticated partner of a request.
 #[derive(Debug)]
 pub struct Authed(pub Arc<PartnerRecord>);
@@ -68,16 +84,10 @@ where
             // them on this connection too: key and certificate name the
             // same partner.
             Ok(Some(p)) => {
-                let peer = parts.extensions.get::<crate::tls::PeerCertificate>();
-                let presented = peer.and_then(|c| c.fingerprint.as_deref());
-                let bound_elsewhere = peer.and_then(|c| c.partner.as_ref()).is_some_and(|other| *other != p.id);
-                let needed = !p.cert_sha256.is_empty();
-                let matches = presented.is_some_and(|fp| p.cert_sha256.iter().any(|f| f == fp));
-                if bound_elsewhere || (needed && !matches) {
-                    metrics::counter!("clearway_tls_certificate_mismatches_total", "channel" => "http").increment(1);
-                    Err(Problem::unauthorized())
-                } else {
+                if certificate_allows(&p, parts.extensions.get::<crate::tls::PeerCertificate>()) {
                     Ok(Authed(p))
+                } else {
+                    Err(Problem::unauthorized())
                 }
             }
             Ok(None) => Err(Problem::unauthorized()),
@@ -185,13 +195,20 @@ pub async fn serve_tls(
                     req
                 });
             let service = hyper_util::service::TowerToHyperService::new(app);
+            // A client that stops mid-header cannot hold the connection (or
+            // a graceful shutdown) forever.
             let conn = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(30))
                 .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
             if let Err(e) = watcher.watch(conn).await {
                 tracing::debug!(error = %e, "https connection ended");
             }
         });
     }
+    // New connections are refused at once, not left in the backlog while
+    // the open ones finish.
+    drop(listener);
     graceful.shutdown().await;
 }
 
@@ -1108,7 +1125,11 @@ async fn pharmacy(
 
 /// The partner a CORE envelope's credentials name: the user name is the
 /// partner id and the password its API key.
-async fn core_partner(svc: &Services, req: &caqh::CoreRequest) -> Result<PartnerId, &'static str> {
+async fn core_partner(
+    svc: &Services,
+    req: &caqh::CoreRequest,
+    peer: Option<&crate::tls::PeerCertificate>,
+) -> Result<PartnerId, &'static str> {
     let (Some(user), Some(password)) = (req.username.as_deref(), req.password.as_ref()) else {
         return Err("UnAuthorized");
     };
@@ -1117,7 +1138,7 @@ async fn core_partner(svc: &Services, req: &caqh::CoreRequest) -> Result<Partner
         return Err("UnAuthorized");
     }
     match svc.partners.authenticate(token).await {
-        Ok(Some(p)) if p.id.as_str() == user => Ok(p.id.clone()),
+        Ok(Some(p)) if p.id.as_str() == user && certificate_allows(&p, peer) => Ok(p.id.clone()),
         Ok(_) => Err("UnAuthorized"),
         Err(e) => {
             tracing::warn!(error = %clearway_core::error::chain(&e), "authentication unavailable");
@@ -1138,7 +1159,11 @@ fn core_status(r: &caqh::CoreResponse) -> StatusCode {
 const SOAP_XML: &str = "application/soap+xml; charset=utf-8";
 
 /// `POST /core/soap`: a CAQH CORE SOAP 1.2 real-time exchange.
-async fn core_soap(State(svc): State<Arc<Services>>, body: Body) -> Response {
+async fn core_soap(
+    State(svc): State<Arc<Services>>,
+    peer: Option<axum::Extension<crate::tls::PeerCertificate>>,
+    body: Body,
+) -> Response {
     let fault = |status: StatusCode, why: &str| {
         (status, [(header::CONTENT_TYPE, SOAP_XML)], caqh::soap_fault(why)).into_response()
     };
@@ -1149,15 +1174,19 @@ async fn core_soap(State(svc): State<Arc<Services>>, body: Body) -> Response {
         Ok(r) => r,
         Err(why) => return fault(StatusCode::BAD_REQUEST, &why),
     };
-    let response = core_answer(&svc, &req).await;
+    let response = core_answer(&svc, &req, peer.as_ref().map(|p| &p.0)).await;
     (core_status(&response), [(header::CONTENT_TYPE, SOAP_XML)], caqh::soap_response(&response)).into_response()
 }
 
 /// The answer to a CORE envelope, whichever its transport: credentials
 /// checked, then a batch handed to intake or a real-time exchange.
-async fn core_answer(svc: &Services, req: &caqh::CoreRequest) -> caqh::CoreResponse {
+async fn core_answer(
+    svc: &Services,
+    req: &caqh::CoreRequest,
+    peer: Option<&crate::tls::PeerCertificate>,
+) -> caqh::CoreResponse {
     let now = time::OffsetDateTime::now_utc();
-    match core_partner(svc, req).await {
+    match core_partner(svc, req, peer).await {
         Ok(partner) if req.processing_mode.as_deref() == Some("Batch") => core_batch(svc, partner, req, now).await,
         Ok(partner) => svc.fastpath.core_exchange(&partner, req, now).await,
         Err(code) => caqh::CoreResponse::error(req, &core_auth_error(code), &caqh::timestamp(now)),
@@ -1214,7 +1243,11 @@ fn core_auth_error(code: &'static str) -> caqh::EnvelopeError {
 }
 
 /// `POST /core/mime`: a CAQH CORE HTTP MIME multipart real-time exchange.
-async fn core_mime(State(svc): State<Arc<Services>>, mut form: axum::extract::Multipart) -> Response {
+async fn core_mime(
+    State(svc): State<Arc<Services>>,
+    peer: Option<axum::Extension<crate::tls::PeerCertificate>>,
+    mut form: axum::extract::Multipart,
+) -> Response {
     let mut fields: Vec<(String, Vec<u8>)> = Vec::new();
     let mut total = 0usize;
     loop {
@@ -1251,7 +1284,7 @@ async fn core_mime(State(svc): State<Arc<Services>>, mut form: axum::extract::Mu
         }
     }
     let req = caqh::from_mime_fields(fields.iter().map(|(n, v)| (n.as_str(), v.clone())));
-    let response = core_answer(&svc, &req).await;
+    let response = core_answer(&svc, &req, peer.as_ref().map(|p| &p.0)).await;
     let digest = clearway_core::crypto::sha256_hex(response.payload.as_deref().unwrap_or_default());
     let boundary = format!("clearway-core-{}", digest.get(..24).unwrap_or_default());
     let (content_type, body) = caqh::mime_response(&response, &boundary);
@@ -1336,6 +1369,42 @@ async fn render_metrics(State(st): State<AppState>) -> Response {
 mod tests {
     use super::*;
     use tower::ServiceExt;
+
+    fn partner(id: &str, certs: &[&str]) -> PartnerRecord {
+        PartnerRecord {
+            id: PartnerId::new(id).unwrap(),
+            name: None,
+            wrapped_key: String::new(),
+            operator: false,
+            revoked: false,
+            created_at: String::new(),
+            webhook_url: None,
+            webhook_secret: None,
+            cert_sha256: certs.iter().map(|c| c.to_string()).collect(),
+        }
+    }
+
+    fn peer(fp: Option<&str>, bound_to: Option<&str>) -> crate::tls::PeerCertificate {
+        crate::tls::PeerCertificate {
+            fingerprint: fp.map(str::to_string),
+            partner: bound_to.map(|p| PartnerId::new(p).unwrap()),
+        }
+    }
+
+    /// Every credential check on HTTPS (`Authed`, CORE's UsernameToken)
+    /// goes through this.
+    #[test]
+    fn a_key_and_a_certificate_must_name_the_same_partner() {
+        let bound = partner("acme", &["aa"]);
+        let free = partner("beta", &[]);
+        assert!(certificate_allows(&bound, Some(&peer(Some("aa"), Some("acme")))));
+        assert!(!certificate_allows(&bound, None), "plaintext, or no certificate");
+        assert!(!certificate_allows(&bound, Some(&peer(None, None))));
+        assert!(!certificate_allows(&bound, Some(&peer(Some("bb"), None))), "a certificate not bound to it");
+        assert!(certificate_allows(&free, None));
+        assert!(certificate_allows(&free, Some(&peer(Some("cc"), None))), "an unbound certificate with a free key");
+        assert!(!certificate_allows(&free, Some(&peer(Some("aa"), Some("acme")))), "another partner's certificate");
+    }
 
     fn request(path: &str) -> axum::extract::Request {
         axum::extract::Request::builder().uri(path).body(Body::empty()).unwrap()

@@ -79,36 +79,37 @@ pub async fn serve(
 }
 
 /// The partner an MLLP-over-TLS connection belongs to: the one its client
-/// certificate is bound to (so one listener serves many partners), else
-/// the listener's own partner unless that partner is bound to
-/// certificates (then it must present one). `None`: close.
+/// certificate is bound to (so one listener serves many partners). A
+/// certificate bound to no live partner is refused (it is not the
+/// listener partner's either). Without a certificate, the listener's own
+/// partner, unless it is revoked or bound to certificates. `None`: close.
 async fn who(
     svc: &Services,
     stream: &tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
     listener_partner: &PartnerId,
 ) -> Option<PartnerId> {
-    let fp = crate::tls::peer_fingerprint(stream);
-    if let Some(fp) = &fp {
-        match svc.partners.by_certificate(fp).await {
-            Ok(Some(p)) => return Some(p.id.clone()),
-            Ok(None) => {}
-            Err(e) => {
-                tracing::warn!(error = %clearway_core::error::chain(&e), "mllp: partner lookup failed");
-                return None;
-            }
-        }
+    let refuse = |why: &str| {
+        metrics::counter!("clearway_tls_certificate_mismatches_total", "channel" => "mllp").increment(1);
+        tracing::info!(partner = %listener_partner, why, "mllp over tls: connection refused");
+        None
+    };
+    let lookup_failed = |e: clearway_core::PortError| {
+        tracing::warn!(error = %clearway_core::error::chain(&e), "mllp: partner lookup failed");
+        None
+    };
+    if let Some(fp) = crate::tls::peer_fingerprint(stream) {
+        return match svc.partners.by_certificate(&fp).await {
+            Ok(Some(p)) => Some(p.id.clone()),
+            Ok(None) => refuse("the client certificate is bound to no partner"),
+            Err(e) => lookup_failed(e),
+        };
     }
     match svc.partners.get(listener_partner).await {
-        Ok(Some((p, _))) if p.cert_sha256.is_empty() => Some(listener_partner.clone()),
-        Ok(_) => {
-            metrics::counter!("clearway_tls_certificate_mismatches_total", "channel" => "mllp").increment(1);
-            tracing::info!(partner = %listener_partner, "mllp: no certificate bound to a partner was presented");
-            None
-        }
-        Err(e) => {
-            tracing::warn!(error = %clearway_core::error::chain(&e), "mllp: partner lookup failed");
-            None
-        }
+        Ok(Some((p, _))) if !p.revoked && p.cert_sha256.is_empty() => Some(listener_partner.clone()),
+        Ok(Some((p, _))) if p.revoked => refuse("the listener's partner is revoked"),
+        Ok(Some(_)) => refuse("the listener's partner must present its client certificate"),
+        Ok(None) => refuse("the listener's partner does not exist"),
+        Err(e) => lookup_failed(e),
     }
 }
 

@@ -136,7 +136,7 @@ pub fn not_after(cert: &[u8]) -> Option<i64> {
     let (_, validity, _) = der(rest).filter(|(t, _, _)| *t == 0x30)?;
     let (_, _not_before, after) = der(validity)?;
     let (tag, time, _) = der(after)?;
-    let text = std::str::from_utf8(time).ok()?;
+    let text = std::str::from_utf8(time).ok().filter(|t| t.bytes().all(|b| b.is_ascii_digit() || b == b'Z'))?;
     let digits = text.strip_suffix('Z')?;
     let (year, rest) = match tag {
         0x17 if digits.len() == 12 => {
@@ -157,15 +157,7 @@ pub fn not_after(cert: &[u8]) -> Option<i64> {
 pub fn server_config(settings: &TlsConfig) -> Result<Option<ServerConfig>, TlsError> {
     let Some(files) = &settings.files else { return Ok(None) };
     let chain = certificates(&files.cert_file, "certificates")?;
-    // When the served certificate expires: a gauge to alert on, and a
-    // warning at start-up and reload inside 30 days.
-    if let Some(at) = chain.first().and_then(|leaf| not_after(leaf.as_ref())) {
-        metrics::gauge!("clearway_tls_certificate_expires_at_seconds").set(at as f64);
-        let left_days = (at - time::OffsetDateTime::now_utc().unix_timestamp()) / 86_400;
-        if left_days < 30 {
-            tracing::warn!(days = left_days, file = %files.cert_file.display(), "the TLS certificate expires soon");
-        }
-    }
+    let expires_at = chain.first().and_then(|leaf| not_after(leaf.as_ref()));
     let key = private_key(&files.key_file)?;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let builder = ServerConfig::builder_with_provider(provider.clone())
@@ -194,6 +186,15 @@ pub fn server_config(settings: &TlsConfig) -> Result<Option<ServerConfig>, TlsEr
         ),
         other => file_error(&files.key_file, format!("unusable key: {other}")),
     })?;
+    // When the served certificate expires (set only for a configuration
+    // that is used): a gauge to alert on, and a warning inside 30 days.
+    if let Some(at) = expires_at {
+        metrics::gauge!("clearway_tls_certificate_expires_at_seconds").set(at as f64);
+        let left_days = (at - time::OffsetDateTime::now_utc().unix_timestamp()) / 86_400;
+        if left_days < 30 {
+            tracing::warn!(days = left_days, file = %files.cert_file.display(), "the TLS certificate expires soon");
+        }
+    }
     Ok(Some(config))
 }
 
@@ -289,6 +290,12 @@ mod tests {
             let _ = not_after(&der.as_ref()[..n]);
         }
         assert_eq!(not_after(b""), None);
+        // A validity time with a multi-byte character: no panic.
+        let mut odd = der.as_ref().to_vec();
+        if let Some(i) = odd.windows(13).position(|w| w == b"361203095411Z") {
+            odd[i..i + 3].copy_from_slice("€".as_bytes());
+            assert_eq!(not_after(&odd), None);
+        }
         assert_eq!(not_after(&[0x30, 0x84, 0xff, 0xff, 0xff, 0xff]), None);
     }
 }

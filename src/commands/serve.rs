@@ -106,6 +106,9 @@ async fn serve(config: Arc<clearway_core::config::Config>, role: Role) -> anyhow
     // plaintext only on loopback unless the configuration says TLS ends
     // upstream.
     let tls = clearway_ingest::tls::Tls::from_config(&config.tls).map_err(|e| anyhow::anyhow!("TLS: {e}"))?;
+    // Every role: the payers' TLS files (intake calls payers in real time)
+    // and OpenPGP keys.
+    clearway_workers::payers::RoundTrip::check_keys(&config).map_err(|e| anyhow::anyhow!(e))?;
     if tls.is_none() && !config.tls.allow_plaintext {
         let mut addrs = vec![config.server.listen];
         if role != Role::Worker {

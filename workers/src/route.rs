@@ -53,10 +53,7 @@ const MAX_TOKEN_WAIT: Duration = Duration::from_secs(5);
 impl Router {
     pub fn new(config: Arc<Config>) -> Self {
         let base = || reqwest::Client::builder().connect_timeout(Duration::from_secs(5)).pool_max_idle_per_host(32);
-        let http = clearway_fastpath::http::PayerClients::new(base, &config).unwrap_or_else(|e| {
-            tracing::error!(problem = %e, "payer TLS settings unusable");
-            clearway_fastpath::http::PayerClients::plain(base())
-        });
+        let http = clearway_fastpath::http::PayerClients::new_or_failing(base, &config);
         Router { outbox: config.routing.outbox_dir.clone(), config, payers: Mutex::new(HashMap::new()), http }
     }
 

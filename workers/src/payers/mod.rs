@@ -210,17 +210,14 @@ impl RoundTrip {
     ) -> Self {
         let base = || reqwest::Client::builder().connect_timeout(Duration::from_secs(5));
         // The payers' TLS files were checked at start-up (`check_keys`).
-        let http = clearway_fastpath::http::PayerClients::new(base, &config).unwrap_or_else(|e| {
-            tracing::error!(problem = %e, "payer TLS settings unusable");
-            clearway_fastpath::http::PayerClients::plain(base())
-        });
+        let http = clearway_fastpath::http::PayerClients::new_or_failing(base, &config);
         RoundTrip { ports, partners, config, router, feed, http, polled: std::sync::Mutex::new(HashMap::new()) }
     }
 
     /// Checks every payer's OpenPGP key and TLS files (at start-up: one
     /// that cannot be used stops `serve` with the payer and the reason).
     pub fn check_keys(config: &Config) -> Result<(), String> {
-        clearway_fastpath::http::PayerClients::new(reqwest::Client::builder, config)?;
+        clearway_fastpath::http::check_payer_tls(config)?;
         for p in config.payers.values() {
             if let Some(path) = &p.pgp_public_key_file {
                 pgp::Recipient::load(path).map_err(|e| format!("payers.{}.pgp_public_key_file: {e}", p.id))?;
