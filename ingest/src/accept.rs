@@ -377,7 +377,7 @@ pub async fn accept(svc: &Services, sub: Submission) -> Result<Outcome, Refusal>
     if let Some(throttled) = svc.backpressure().await {
         return Err(throttled);
     }
-    let routed = route(svc, format, &sub)?;
+    let routed = route(svc, format, &checked, &sub)?;
     if let Some(r) = &routed {
         svc.destinations_have_room(r).await?;
     }
@@ -634,18 +634,23 @@ pub fn routing_facts(format: Format, body: &[u8]) -> Vec<RoutingFacts> {
                 .collect()
         }
         Format::Fhir => match precheck(Format::Fhir, body, OffsetDateTime::UNIX_EPOCH) {
-            Ok(Prechecked { fhir: Some((kind, id)), .. }) => vec![RoutingFacts {
-                index: 0,
-                format,
-                code: kind,
-                trigger: String::new(),
-                facility: String::new(),
-                control: id,
-                accepted: true,
-            }],
+            Ok(Prechecked { fhir: Some((kind, id)), .. }) => vec![fhir_facts(kind, id)],
             _ => vec![],
         },
         _ => vec![],
+    }
+}
+
+/// A FHIR resource as routing sees it (type and id, from the precheck).
+fn fhir_facts(kind: String, id: String) -> RoutingFacts {
+    RoutingFacts {
+        index: 0,
+        format: Format::Fhir,
+        code: kind,
+        trigger: String::new(),
+        facility: String::new(),
+        control: id,
+        accepted: true,
     }
 }
 
@@ -660,7 +665,12 @@ pub fn processed_resource(kind: &str) -> bool {
 /// is routed on its own type, trigger and sending facility. FHIR: the
 /// resource's type; a type Clearway does not process and that no route
 /// takes is refused.
-fn route(svc: &Services, format: Format, sub: &Submission) -> Result<Option<Vec<Routed>>, Refusal> {
+fn route(
+    svc: &Services,
+    format: Format,
+    checked: &Prechecked,
+    sub: &Submission,
+) -> Result<Option<Vec<Routed>>, Refusal> {
     let systems = &svc.config.systems;
     if systems.routes.is_empty() && format != Format::Fhir {
         return Ok(None);
@@ -670,7 +680,11 @@ fn route(svc: &Services, format: Format, sub: &Submission) -> Result<Option<Vec<
     }
     let partner = sub.partner.as_str();
     let mut out: Vec<Routed> = Vec::new();
-    let all = routing_facts(format, &sub.body);
+    // FHIR: the precheck already read the resource's type and id.
+    let all = match &checked.fhir {
+        Some((kind, id)) => vec![fhir_facts(kind.clone(), id.clone())],
+        None => routing_facts(format, &sub.body),
+    };
     for m in all.iter().filter(|m| m.accepted) {
         let facts = m.facts(partner);
         for s in systems.select(&facts) {

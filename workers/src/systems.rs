@@ -62,9 +62,7 @@ const DEPTH_EVERY: Duration = Duration::from_secs(2);
 /// (other processes' intakes cannot wake it).
 const IDLE_POLL: Duration = Duration::from_millis(250);
 
-fn now_ms() -> i64 {
-    (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
-}
+use crate::payers::now_ms;
 
 /// The deliverers of every configured destination.
 #[derive(Clone)]

@@ -65,7 +65,7 @@ const APPLY_LEASE_MS: i64 = 30_000;
 /// Claims moved into a batch per state write (three writes each).
 const MOVE_CHUNK: usize = 33;
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
 }
 
