@@ -82,6 +82,14 @@ pub enum Command {
         #[command(subcommand)]
         command: DestinationsCommand,
     },
+    /// The partners' encryption keys: versions, rotation, re-wrap,
+    /// destruction and crypto-shredding.
+    Keys {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
     /// Manage the coverage the fast path answers eligibility from.
     Coverage {
         #[command(flatten)]
@@ -247,6 +255,54 @@ pub enum DestinationsCommand {
         /// Count them only.
         #[arg(long)]
         dry_run: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Each partner's key versions and how many stored objects name each.
+    Status {
+        /// One partner (default: every partner).
+        #[arg(long)]
+        partner: Option<String>,
+        /// Also open every object and count those that do not open.
+        #[arg(long)]
+        verify: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make a new key version active for new writes.
+    Rotate {
+        /// One partner (default: every partner not shredded).
+        #[arg(long)]
+        partner: Option<String>,
+    },
+    /// Re-wrap stored objects' data keys onto the active version (headers
+    /// only; resumable; safe to interrupt).
+    Rewrap {
+        /// One partner (default: every partner not shredded).
+        #[arg(long)]
+        partner: Option<String>,
+        /// At most this many objects a second (0: no limit).
+        #[arg(long, default_value_t = 200)]
+        max_per_second: u32,
+    },
+    /// Destroy a version no stored object names any more (without
+    /// --version: every such version but the active one).
+    Destroy {
+        #[arg(long)]
+        partner: String,
+        #[arg(long)]
+        version: Option<u32>,
+    },
+    /// Destroy every key version of a partner and revoke it: its payloads
+    /// and stored acknowledgements can never be opened again.
+    Shred {
+        #[arg(long)]
+        partner: String,
+        /// The partner id again, to confirm.
+        #[arg(long)]
+        confirm: Option<String>,
     },
 }
 

@@ -24,15 +24,18 @@ fn gen_837p(seed: u64) -> Vec<u8> {
 }
 
 #[test]
-fn master_key_is_owner_only_and_partners_are_listed_and_revoked() {
+fn root_key_is_owner_only_and_partners_are_listed_and_revoked() {
     let scratch = Scratch::new();
     let key = scratch.partner("acme", false);
+    let root = scratch.security().root_key_file;
+    assert!(!root.starts_with(scratch.data()), "the root key is kept outside the data directory");
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(scratch.data().join("master.key")).unwrap().permissions().mode();
-        assert_eq!(mode & 0o777, 0o600, "the master key is readable by its owner only");
+        let mode = std::fs::metadata(&root).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "the root key is readable by its owner only");
     }
+    assert!(!scratch.data().join("master.key").exists());
     let out = clearway(&scratch, &["partners", "list", "--json"]);
     assert!(out.status.success());
     let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();

@@ -221,6 +221,8 @@ struct RawPayer {
 #[serde(deny_unknown_fields)]
 struct RawSecurity {
     master_key: Option<String>,
+    root_key_file: Option<String>,
+    allow_root_key_in_data_dir: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -652,6 +654,49 @@ pub struct TlsConfig {
 }
 
 /// The validated configuration.
+/// Where the root key of the key hierarchy comes from (`[security]`).
+#[derive(Debug, Clone)]
+pub struct SecurityConfig {
+    /// The root key itself (64 hex digits), from a secret: what processes
+    /// on the AWS backend share. When set, no file is read.
+    pub master_key: Option<Sensitive<String>>,
+    /// The root key file (created, mode 0600, on first start). Defaults to
+    /// `<data_dir>.root.key`, next to the data directory and not in it, so
+    /// a copy of the data directory is not a copy of its key.
+    pub root_key_file: PathBuf,
+    /// Lets the root key live inside the data directory (development only;
+    /// `serve` warns).
+    pub allow_root_key_in_data_dir: bool,
+}
+
+/// `<data_dir>.root.key`: the data directory's name with `.root.key`, in
+/// its parent directory.
+pub fn default_root_key_file(data_dir: &std::path::Path) -> PathBuf {
+    let name = data_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "clearway".into());
+    let parent = data_dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+    parent.join(format!("{name}.root.key"))
+}
+
+/// Whether `path` is `dir` or under it, comparing absolute, normalised
+/// forms (`.` and `..` resolved lexically, so files need not exist).
+pub fn inside(path: &std::path::Path, dir: &std::path::Path) -> bool {
+    fn absolute(p: &std::path::Path) -> PathBuf {
+        let p = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+        let mut out = PathBuf::new();
+        for c in p.components() {
+            match c {
+                std::path::Component::ParentDir => {
+                    out.pop();
+                }
+                std::path::Component::CurDir => {}
+                other => out.push(other),
+            }
+        }
+        out
+    }
+    absolute(path).starts_with(absolute(dir))
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub server: ServerConfig,
@@ -660,7 +705,7 @@ pub struct Config {
     pub workers: WorkerConfig,
     pub routing: RoutingConfig,
     pub payers: BTreeMap<String, PayerConfig>,
-    pub master_key: Option<Sensitive<String>>,
+    pub security: SecurityConfig,
     pub backend: Backend,
     pub fastpath: FastpathConfig,
     pub edits: EditsConfig,
@@ -768,7 +813,8 @@ fn env_value(key: &str, v: &str) -> toml::Value {
         "max_claims",
         "port",
     ];
-    const BOOLEAN: &[&str] = &["route_unknown_payers", "ack_requested", "allow_plaintext"];
+    const BOOLEAN: &[&str] =
+        &["route_unknown_payers", "ack_requested", "allow_plaintext", "allow_root_key_in_data_dir"];
     if BOOLEAN.contains(&key)
         && let Ok(b) = v.parse::<bool>()
     {
@@ -1107,6 +1153,16 @@ fn validate(raw: Raw, e: &mut Vec<ConfigError>) -> Config {
         payers.insert(id, payer);
     }
     let master_key = raw.security.master_key.map(Sensitive::new);
+    let allow_root_key_in_data_dir = raw.security.allow_root_key_in_data_dir.unwrap_or(false);
+    let root_key_file =
+        raw.security.root_key_file.map(PathBuf::from).unwrap_or_else(|| default_root_key_file(&data_dir));
+    if master_key.is_none() && !allow_root_key_in_data_dir && inside(&root_key_file, &data_dir) {
+        e.push(err(
+            "security.root_key_file",
+            "is inside server.data_dir: keep the root key apart from the data it protects \
+             (or set security.allow_root_key_in_data_dir = true, for development only)",
+        ));
+    }
     if let Some(k) = &master_key {
         let ok = k.expose().len() == 64 && k.expose().bytes().all(|b| b.is_ascii_hexdigit());
         if !ok {
@@ -1174,7 +1230,7 @@ fn validate(raw: Raw, e: &mut Vec<ConfigError>) -> Config {
         workers,
         routing,
         payers,
-        master_key,
+        security: SecurityConfig { master_key, root_key_file, allow_root_key_in_data_dir },
         backend,
         fastpath,
         edits,

@@ -24,8 +24,47 @@ fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", uuid::Uuid::now_v7().simple())
 }
 
-/// [`BlobStore`]: write-once puts, bounded reads, existence.
+async fn listing_and_replacement(store: &dyn BlobStore) {
+    let prefix = format!("raw/{}/", unique("list"));
+    let mut keys: Vec<BlobKey> =
+        (0..5).map(|i| BlobKey::parse(&format!("{prefix}2024-01-0{i}/t{i}")).unwrap()).collect();
+    for k in keys.iter().rev() {
+        store.put(k, Bytes::from(k.as_str().to_string())).await.unwrap();
+    }
+    // A key that shares the prefix's start but not the prefix, and one under
+    // another prefix: neither is listed.
+    let near = BlobKey::parse(&format!("{}x/y", prefix.trim_end_matches('/'))).unwrap();
+    store.put(&near, Bytes::from_static(b"near")).await.unwrap();
+    keys.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+    let mut listed = Vec::new();
+    let mut after: Option<BlobKey> = None;
+    loop {
+        let page = store.list(&prefix, after.as_ref(), 2).await.unwrap();
+        assert!(page.len() <= 2, "a page holds at most the limit");
+        let Some(last) = page.last().cloned() else { break };
+        listed.extend(page);
+        after = Some(last);
+    }
+    assert_eq!(listed, keys, "every key under the prefix once, in order");
+    assert!(store.list(&prefix, None, 0).await.is_err(), "a limit of 0 is refused");
+
+    let small = Bytes::from_static(b"replaced");
+    store.replace(&keys[0], small.clone()).await.unwrap();
+    assert_eq!(store.get(&keys[0], 1 << 20).await.unwrap(), small, "replace overwrites");
+    let large = Bytes::from(vec![9u8; 300 * 1024]);
+    store.replace(&keys[1], large.clone()).await.unwrap();
+    assert_eq!(store.get(&keys[1], 1 << 20).await.unwrap(), large, "replace with a large object");
+    store.replace(&keys[1], small.clone()).await.unwrap();
+    assert_eq!(store.get(&keys[1], 1 << 20).await.unwrap(), small, "and back to a small one");
+    let missing = BlobKey::parse(&format!("{prefix}missing")).unwrap();
+    assert_eq!(kind(&store.replace(&missing, small).await), Some(ErrorKind::NotFound), "replace needs an object");
+    assert!(!store.exists(&missing).await.unwrap(), "a refused replace creates nothing");
+}
+
+/// [`BlobStore`]: write-once puts, bounded reads, existence, listing by
+/// prefix and atomic replacement.
 pub async fn blob_store(store: Arc<dyn BlobStore>) {
+    listing_and_replacement(store.as_ref()).await;
     let key = BlobKey::parse(&format!("raw/conformance/{}", unique("b"))).unwrap();
     assert!(!store.exists(&key).await.unwrap(), "a new key does not exist");
     assert_eq!(kind(&store.get(&key, 1024).await), Some(ErrorKind::NotFound), "get of a missing key is NotFound");

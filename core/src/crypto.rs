@@ -13,7 +13,14 @@ use crate::error::{ErrorKind, PortError, PortResult};
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use aws_lc_rs::{digest, hmac, rand};
 
-const MAGIC: &[u8; 3] = b"CW1";
+/// The header of a payload sealed directly with a key (format 1).
+pub(crate) const MAGIC: &[u8; 3] = b"CW1";
+/// What sealing adds to a plaintext besides a header: nonce and tag.
+pub(crate) const SEALED_OVERHEAD_BYTES: usize = NONCE_LEN + 16;
+
+fn open_failed() -> PortError {
+    PortError::new(ErrorKind::InvalidInput, "open sealed payload")
+}
 
 /// A 256-bit key. Debug never shows it. The AES key schedule is built
 /// once, when the key is made, not per message.
@@ -63,35 +70,47 @@ impl Key {
         Ok(self.1.get_or_init(|| LessSafeKey::new(k)))
     }
 
-    /// Seals `plaintext` with associated data `aad`.
+    /// Seals `plaintext` with associated data `aad`: `CW1 ‖ nonce ‖
+    /// ciphertext ‖ tag`.
     pub fn seal(&self, plaintext: &[u8], aad: &[u8]) -> PortResult<Vec<u8>> {
+        let mut out = Vec::with_capacity(MAGIC.len() + SEALED_OVERHEAD_BYTES + plaintext.len());
+        out.extend_from_slice(MAGIC);
+        self.seal_into(plaintext, aad, &mut out)?;
+        Ok(out)
+    }
+
+    /// Appends `nonce ‖ ciphertext ‖ tag` (no header) to `out`.
+    pub(crate) fn seal_into(&self, plaintext: &[u8], aad: &[u8], out: &mut Vec<u8>) -> PortResult<()> {
         let key = self.aead()?;
         let mut nonce = [0u8; NONCE_LEN];
         rand::fill(&mut nonce).map_err(|_| PortError::new(ErrorKind::Internal, "seal: nonce"))?;
-        let mut out = Vec::with_capacity(MAGIC.len() + NONCE_LEN + plaintext.len() + 16);
-        out.extend_from_slice(MAGIC);
         out.extend_from_slice(&nonce);
         let mut body = plaintext.to_vec();
         key.seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(aad), &mut body)
             .map_err(|_| PortError::new(ErrorKind::Internal, "seal"))?;
         out.extend_from_slice(&body);
-        Ok(out)
+        Ok(())
     }
 
     /// Opens what [`Key::seal`] produced with the same `aad`. Tampering, a
     /// wrong key or wrong associated data fail with `InvalidInput`.
     pub fn open(&self, sealed: &[u8], aad: &[u8]) -> PortResult<Vec<u8>> {
-        let fail = || PortError::new(ErrorKind::InvalidInput, "open sealed payload");
-        let rest = sealed.strip_prefix(MAGIC).ok_or_else(fail)?;
-        if rest.len() < NONCE_LEN + 16 {
-            return Err(fail());
+        let rest = sealed.strip_prefix(MAGIC).ok_or_else(open_failed)?;
+        self.open_raw(rest, aad)
+    }
+
+    /// Opens `nonce ‖ ciphertext ‖ tag` (no header).
+    pub(crate) fn open_raw(&self, sealed: &[u8], aad: &[u8]) -> PortResult<Vec<u8>> {
+        if sealed.len() < SEALED_OVERHEAD_BYTES {
+            return Err(open_failed());
         }
-        let (nonce, body) = rest.split_at(NONCE_LEN);
-        let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| fail())?;
+        let (nonce, body) = sealed.split_at(NONCE_LEN);
+        let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| open_failed())?;
         let mut body = body.to_vec();
         let key = self.aead()?;
-        let plain =
-            key.open_in_place(Nonce::assume_unique_for_key(nonce), Aad::from(aad), &mut body).map_err(|_| fail())?;
+        let plain = key
+            .open_in_place(Nonce::assume_unique_for_key(nonce), Aad::from(aad), &mut body)
+            .map_err(|_| open_failed())?;
         let n = plain.len();
         body.truncate(n);
         Ok(body)

@@ -24,6 +24,8 @@ pub mod domain;
 pub mod edits;
 pub mod error;
 pub mod ids;
+#[cfg(feature = "crypto")]
+pub mod keys;
 pub mod limits;
 pub mod outbox;
 #[cfg(feature = "crypto")]

@@ -1,8 +1,8 @@
 //! Partners, their API keys and their data keys, over the state store.
 //!
 //! API keys are shown once, when created, and stored only as SHA-256
-//! hashes. Each partner's data key is stored wrapped by the master key and
-//! unwrapped into memory on first use. Lookups are cached for a few
+//! hashes. Each partner's payloads are sealed under its key-encryption keys
+//! ([`crate::keys`]). Lookups are cached for a few
 //! seconds, so a revocation takes effect within [`CACHE_TTL`].
 
 use crate::Sensitive;
@@ -21,38 +21,95 @@ use std::time::{Duration, Instant};
 /// How long an authenticated key or a partner record is trusted from cache.
 pub const CACHE_TTL: Duration = Duration::from_secs(5);
 
-/// Loads the master key: from configuration if given (64 hex digits), else
-/// from `<data_dir>/master.key`, creating that file (mode 0600) with a new
-/// random key on first start.
-pub fn load_master_key(data_dir: &Path, configured: Option<&Sensitive<String>>) -> PortResult<Key> {
-    if let Some(hex) = configured {
-        return Key::from_hex(hex.expose())
-            .ok_or_else(|| PortError::invalid_input("master key: expected 64 hex digits"));
+/// Why the root key could not be loaded (names files, never key bytes).
+#[derive(Debug, thiserror::Error)]
+pub enum RootKeyError {
+    #[error("security.master_key: expected 64 hex digits")]
+    BadSecret,
+    #[error("root key file {0}: expected 64 hex digits")]
+    BadFile(std::path::PathBuf),
+    #[error("root key file {path}: {source}")]
+    Io { path: std::path::PathBuf, source: std::io::Error },
+    #[error(
+        "the root key is inside the data directory: move it out with `mv {legacy} {file}` \
+         (or set security.allow_root_key_in_data_dir = true, for development only)"
+    )]
+    InDataDir { legacy: std::path::PathBuf, file: std::path::PathBuf },
+    #[error(
+        "a copy of the root key is also inside the data directory ({0}): delete it once the root key file is kept safe"
+    )]
+    CopyInDataDir(std::path::PathBuf),
+    #[error("security.root_key_file {0} is inside the data directory")]
+    FileInDataDir(std::path::PathBuf),
+    #[error("generate root key")]
+    Generate,
+}
+
+/// Loads the root key of the key hierarchy ([`crate::keys`]): the secret
+/// from configuration if given, else the root key file, created (mode 0600)
+/// with a new random key on first start. Returns the key and, when it is
+/// kept inside the data directory by explicit permission, a warning to print.
+///
+/// A root key found inside the data directory (`master.key`, where keys
+/// were kept before) is refused unless allowed, with the command that moves
+/// it out.
+pub fn load_root_key(
+    security: &crate::config::SecurityConfig,
+    data_dir: &Path,
+) -> Result<(Key, Option<&'static str>), RootKeyError> {
+    if let Some(hex) = &security.master_key {
+        return Ok((Key::from_hex(hex.expose()).ok_or(RootKeyError::BadSecret)?, None));
     }
-    let path = data_dir.join("master.key");
-    let io = |e: std::io::Error| PortError::with_cause(ErrorKind::Unavailable, "master key file", e);
-    match std::fs::read_to_string(&path) {
-        Ok(text) => {
-            Key::from_hex(&text).ok_or_else(|| PortError::invalid_input("master key file: expected 64 hex digits"))
+    const WARNING: &str = "the root key is inside the data directory (security.allow_root_key_in_data_dir): \
+                           a copy of the data directory is a copy of its key; for development only";
+    let allowed = security.allow_root_key_in_data_dir;
+    let file = &security.root_key_file;
+    let legacy = data_dir.join("master.key");
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source: std::io::Error| RootKeyError::Io { path, source }
+    };
+    let read = |path: &Path| -> Result<Key, RootKeyError> {
+        let text = std::fs::read_to_string(path).map_err(io(path))?;
+        Key::from_hex(&text).ok_or_else(|| RootKeyError::BadFile(path.to_path_buf()))
+    };
+    let in_data_dir = crate::config::inside(file, data_dir);
+    let warning = (allowed && in_data_dir).then_some(WARNING);
+    if file.exists() {
+        let key = read(file)?;
+        if legacy.exists() && legacy != *file && !allowed {
+            return Err(RootKeyError::CopyInDataDir(legacy));
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::create_dir_all(data_dir).map_err(io)?;
-            let key = Key::generate()?;
-            let mut opts = std::fs::OpenOptions::new();
-            opts.write(true).create_new(true);
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::OpenOptionsExt;
-                opts.mode(0o600);
-            }
-            let mut f = opts.open(&path).map_err(io)?;
-            use std::io::Write;
-            f.write_all(key.to_hex().as_bytes()).map_err(io)?;
-            f.sync_all().map_err(io)?;
-            Ok(key)
-        }
-        Err(e) => Err(io(e)),
+        return Ok((key, warning));
     }
+    if legacy.exists() {
+        if allowed {
+            return Ok((read(&legacy)?, Some(WARNING)));
+        }
+        return Err(RootKeyError::InDataDir { legacy, file: file.clone() });
+    }
+    if in_data_dir && !allowed {
+        return Err(RootKeyError::FileInDataDir(file.clone()));
+    }
+    if let Some(parent) = file.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(io(parent))?;
+    }
+    let key = Key::generate().map_err(|_| RootKeyError::Generate)?;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(file).map_err(io(file))?;
+    use std::io::Write;
+    f.write_all(key.to_hex().as_bytes()).map_err(io(file))?;
+    f.sync_all().map_err(io(file))?;
+    if let Some(parent) = file.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::File::open(parent).and_then(|d| d.sync_all()).map_err(io(parent))?;
+    }
+    Ok((key, warning))
 }
 
 /// A client certificate's fingerprint → its partner (`cert/<sha256>`).
@@ -100,7 +157,7 @@ pub struct Partners {
     sealer: crate::sealed::Sealer,
     state: Arc<dyn StateStore>,
     by_key: Mutex<HashMap<[u8; 32], Cached<Authenticated>>>,
-    data_keys: Mutex<HashMap<PartnerId, Key>>,
+    keys: crate::keys::KeyRing,
 }
 
 impl std::fmt::Debug for Partners {
@@ -113,10 +170,10 @@ impl Partners {
     pub fn new(master: Key, state: Arc<dyn StateStore>) -> Self {
         Partners {
             sealer: crate::sealed::Sealer::new(&master),
+            keys: crate::keys::KeyRing::new(master.clone(), state.clone()),
             master,
             state,
             by_key: Mutex::new(HashMap::new()),
-            data_keys: Mutex::new(HashMap::new()),
         }
     }
 
@@ -146,19 +203,19 @@ impl Partners {
 
     /// Creates a partner and its first API key; returns the key (shown once).
     pub async fn add(&self, id: &PartnerId, name: Option<&str>, operator: bool) -> PortResult<Sensitive<String>> {
-        let data_key = Key::generate()?;
-        let wrapped = self.master.wrap(&data_key, id.as_str())?;
+        let wrapped_key = self.keys.new_first_version(id)?;
         let now = timestamp(time::OffsetDateTime::now_utc());
         let record = PartnerRecord {
             id: id.clone(),
             name: name.map(str::to_string),
-            wrapped_key: hex::encode(wrapped),
+            wrapped_key,
             operator,
             revoked: false,
             created_at: now.clone(),
             webhook_url: None,
             webhook_secret: None,
             cert_sha256: vec![],
+            shredded_at: None,
         };
         let api_key = crypto::new_api_key()?;
         let key_record = ApiKeyRecord { partner: id.clone(), created_at: now };
@@ -374,34 +431,38 @@ impl Partners {
         Ok(found)
     }
 
-    /// The partner's data key (unwrapped once, then cached).
-    pub async fn data_key(&self, id: &PartnerId) -> PortResult<Key> {
-        if let Some(k) = self.data_keys.lock().ok().and_then(|m| m.get(id).cloned()) {
-            return Ok(k);
-        }
-        let (record, _) = self.get(id).await?.ok_or_else(|| PortError::not_found("partner data key"))?;
-        let wrapped = hex::decode(&record.wrapped_key).map_err(|_| PortError::invalid_input("partner data key"))?;
-        let key = self.master.unwrap_key(&wrapped, id.as_str())?;
-        if let Ok(mut m) = self.data_keys.lock() {
-            m.insert(id.clone(), key.clone());
-        }
-        Ok(key)
+    /// The partners' key-encryption keys: rotation, destruction, shredding.
+    pub fn keys(&self) -> &crate::keys::KeyRing {
+        &self.keys
+    }
+
+    /// Seals a partner's payload (an envelope under its active key
+    /// version, see [`crate::keys`]).
+    pub async fn seal(&self, id: &PartnerId, plaintext: &[u8], aad: &[u8]) -> PortResult<Vec<u8>> {
+        self.keys.seal(id, plaintext, aad).await
+    }
+
+    /// Opens what [`Partners::seal`] sealed (or a payload stored before
+    /// envelopes); fails once the partner's keys are shredded.
+    pub async fn open(&self, id: &PartnerId, sealed: &[u8], aad: &[u8]) -> PortResult<Vec<u8>> {
+        self.keys.open(id, sealed, aad).await
     }
 }
 
-/// Acknowledgements too large for their records, sealed with the partner's
-/// data key like payloads.
+/// Acknowledgements are sealed under their partner's keys like payloads:
+/// in the record, or in the blob store when too large for it.
 impl Partners {
-    /// Moves the body of `ack` to the blob store when it is larger than
-    /// [`INLINE_ACK_BYTES`]; the blob is durable when this returns, before
-    /// the record that points to it is written. A blob left by an earlier
-    /// attempt is kept.
-    pub async fn store_large_ack(&self, blobs: &dyn BlobStore, ack: &mut AckRecord) -> PortResult<()> {
-        if ack.body.len() <= INLINE_ACK_BYTES {
+    /// Seals the body of `ack` before its record is written: into the
+    /// record (`body_sealed`), or, when larger than [`INLINE_ACK_BYTES`],
+    /// into the blob store (durable when this returns, before the record
+    /// that points to it is written; a blob left by an earlier attempt is
+    /// kept). Sealing a sealed acknowledgement changes nothing.
+    pub async fn seal_ack(&self, blobs: &dyn BlobStore, ack: &mut AckRecord) -> PortResult<()> {
+        if ack.body_blob.is_some() || self.seal_ack_inline(ack).await? {
             return Ok(());
         }
+        let sealed = self.seal(&ack.partner, ack.body.as_bytes(), ack_aad(ack).as_bytes()).await?;
         let key = BlobKey::for_ack(&ack.partner, &ack.id);
-        let sealed = self.data_key(&ack.partner).await?.seal(ack.body.as_bytes(), ack_aad(ack).as_bytes())?;
         match blobs.put(&key, Bytes::from(sealed)).await {
             Ok(()) => {}
             Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
@@ -412,17 +473,39 @@ impl Partners {
         Ok(())
     }
 
+    /// Seals the body of `ack` into its record if it fits there
+    /// ([`INLINE_ACK_BYTES`]); returns whether it is sealed.
+    pub async fn seal_ack_inline(&self, ack: &mut AckRecord) -> PortResult<bool> {
+        if ack.body_sealed.is_some() {
+            return Ok(true);
+        }
+        if ack.body.len() > INLINE_ACK_BYTES {
+            return Ok(false);
+        }
+        let sealed = self.seal(&ack.partner, ack.body.as_bytes(), ack_aad(ack).as_bytes()).await?;
+        ack.body_sealed = Some(hex::encode(sealed));
+        ack.body = String::new();
+        Ok(true)
+    }
+
     /// The text of an acknowledgement, from its record or the blob store.
     pub async fn ack_body(&self, blobs: &dyn BlobStore, ack: &AckRecord) -> PortResult<String> {
-        let Some(key) = &ack.body_blob else { return Ok(ack.body.clone()) };
-        let sealed = blobs.get(key, MAX_ACK_BYTES).await?;
-        let plain = self.data_key(&ack.partner).await?.open(&sealed, ack_aad(ack).as_bytes())?;
+        let plain = if let Some(key) = &ack.body_blob {
+            let sealed = blobs.get(key, MAX_ACK_BYTES).await?;
+            self.open(&ack.partner, &sealed, ack_aad(ack).as_bytes()).await?
+        } else if let Some(hexed) = &ack.body_sealed {
+            let sealed =
+                hex::decode(hexed).map_err(|_| PortError::new(ErrorKind::Internal, "sealed acknowledgement"))?;
+            self.open(&ack.partner, &sealed, ack_aad(ack).as_bytes()).await?
+        } else {
+            return Ok(ack.body.clone());
+        };
         String::from_utf8(plain).map_err(|_| PortError::new(ErrorKind::Internal, "acknowledgement is not text"))
     }
 }
 
 fn ack_aad(ack: &AckRecord) -> String {
-    format!("ack|{}|{}", ack.id, ack.partner)
+    crate::keys::ack_aad(&ack.id, &ack.partner)
 }
 
 #[cfg(test)]

@@ -30,6 +30,8 @@ pub const MAX_BLOB_BYTES: u64 = 1 << 30;
 /// - `get` returns the whole object, or `NotFound`; an object larger than
 ///   `max_bytes` is refused with `InvalidInput` rather than read.
 /// - Keys never carry PHI (see [`BlobKey`]).
+/// - `list` and `replace` exist for key re-wrap (`clearway keys rewrap`),
+///   which rewrites an object's header and nothing else.
 #[async_trait]
 pub trait BlobStore: Send + Sync + 'static {
     async fn put(&self, key: &BlobKey, bytes: Bytes) -> PortResult<()>;
@@ -38,6 +40,25 @@ pub trait BlobStore: Send + Sync + 'static {
     /// Removes an object; removing a missing key succeeds. Used to clean up
     /// after a commit that did not happen. Keys are never reused.
     async fn delete(&self, key: &BlobKey) -> PortResult<()>;
+    /// Keys that start with `prefix`, in byte order, after `after` (not
+    /// included), at most `limit` (1 to [`MAX_LIST_KEYS`]).
+    async fn list(&self, prefix: &str, after: Option<&BlobKey>, limit: usize) -> PortResult<Vec<BlobKey>>;
+    /// Overwrites an existing object. Atomic: a reader sees the old bytes
+    /// or the new, never a mix and never nothing, also after a crash at any
+    /// point; durable when it returns. A missing key is `NotFound`.
+    async fn replace(&self, key: &BlobKey, bytes: Bytes) -> PortResult<()>;
+}
+
+/// Most keys one [`BlobStore::list`] call returns (the S3 page size).
+pub const MAX_LIST_KEYS: usize = 1000;
+
+/// Refuses a [`BlobStore::list`] limit outside 1 to [`MAX_LIST_KEYS`].
+pub fn check_list_limit(limit: usize) -> PortResult<()> {
+    if (1..=MAX_LIST_KEYS).contains(&limit) {
+        Ok(())
+    } else {
+        Err(crate::PortError::invalid_input("blob list: limit must be 1 to 1000"))
+    }
 }
 
 /// Most messages per send, receive or ack call (SQS batch limit).

@@ -158,13 +158,19 @@ pub struct AckRecord {
     pub kind: String,
     pub content_type: String,
     pub created_at: String,
-    /// The acknowledgement itself (X12, ER7 or JSON text); empty when it
-    /// is in the blob store instead (`body_blob`).
+    /// The acknowledgement itself (X12, ER7 or JSON text) until
+    /// `Partners::seal_ack` seals it into `body_sealed` or `body_blob`;
+    /// stored records written before that keep it here. Read it with
+    /// `Partners::ack_body`.
     pub body: String,
     /// Where an acknowledgement larger than [`INLINE_ACK_BYTES`] is kept,
-    /// sealed like a payload (read it with `Partners::ack_body`).
+    /// sealed like a payload under the partner's keys.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body_blob: Option<BlobKey>,
+    /// A smaller acknowledgement sealed under the partner's keys (hex of
+    /// the envelope), so shredding the partner's keys erases it too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_sealed: Option<String>,
 }
 
 /// Largest acknowledgement kept in its record. A larger one (the 277CA of
@@ -313,7 +319,8 @@ pub fn dedupe_key(partner: &PartnerId, kind: DedupeKind<'_>) -> Key {
 pub struct PartnerRecord {
     pub id: PartnerId,
     pub name: Option<String>,
-    /// The partner's data key, wrapped by the master key (hex).
+    /// Version 0 of the partner's key-encryption key, wrapped by the root
+    /// key (hex); empty once destroyed (see `keys`).
     pub wrapped_key: String,
     /// May read dead letters and replay them.
     #[serde(default)]
@@ -331,6 +338,10 @@ pub struct PartnerRecord {
     /// API key; an MLLP-over-TLS connection presenting one is this partner's.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cert_sha256: Vec<String>,
+    /// When every key of this partner was destroyed (`clearway keys
+    /// shred`): its payloads and stored acknowledgements cannot be opened.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shredded_at: Option<String>,
 }
 
 impl PartnerRecord {

@@ -381,7 +381,7 @@ impl FastPath {
         }
         rec.response = text(&bytes);
         rec.took_us = started.elapsed().as_micros() as u64;
-        let ack = AckRecord {
+        let mut ack = AckRecord {
             id: format!("{}-ncpdp-1", rec.id),
             transaction: rec.id.clone(),
             partner: rec.partner.clone(),
@@ -390,7 +390,10 @@ impl FastPath {
             created_at: rec.received_at.clone(),
             body: rec.response.clone(),
             body_blob: None,
+            body_sealed: None,
         };
+        // Responses are at most MAX_PHARMACY_BYTES, within an ack record.
+        self.partners.seal_ack_inline(&mut ack).await?;
         writes.push(WriteOp::Put {
             key: PharmacyRecord::key(&rec.partner, &rec.id),
             value: encode_json(&rec)?,

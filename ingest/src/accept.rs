@@ -402,9 +402,8 @@ pub async fn accept(svc: &Services, sub: Submission) -> Result<Outcome, Refusal>
 
     let id = TransactionId::new();
     let blob_key = BlobKey::for_transaction(partner, now.date(), &id);
-    let data_key = svc.partners.data_key(partner).await.map_err(|e| unavailable(&e))?;
-    let aad = format!("{id}|{partner}");
-    let sealed = data_key.seal(&sub.body, aad.as_bytes()).map_err(|e| unavailable(&e))?;
+    let aad = clearway_core::keys::payload_aad(&id, partner);
+    let sealed = svc.partners.seal(partner, &sub.body, aad.as_bytes()).await.map_err(|e| unavailable(&e))?;
     let received_at = timestamp(now);
     let record = TransactionRecord {
         id: id.clone(),
@@ -800,7 +799,7 @@ async fn record_duplicate_ta1(
 ) {
     let id = format!("{original}-ta1-dup-{}", &body_hash[..12]);
     let created_ms = (now.unix_timestamp_nanos() / 1_000_000) as i64;
-    let ack = AckRecord {
+    let mut ack = AckRecord {
         id: id.clone(),
         transaction: original.clone(),
         partner: partner.clone(),
@@ -809,7 +808,12 @@ async fn record_duplicate_ta1(
         created_at: timestamp(now),
         body: ta1.to_string(),
         body_blob: None,
+        body_sealed: None,
     };
+    if let Err(e) = svc.partners.seal_ack_inline(&mut ack).await {
+        tracing::warn!(error = %clearway_core::error::chain(&e), "could not record duplicate TA1");
+        return;
+    }
     let cursor = FeedEntry::cursor(created_ms, &id);
     let entry = FeedEntry {
         cursor: cursor.clone(),

@@ -1381,6 +1381,7 @@ mod tests {
             webhook_url: None,
             webhook_secret: None,
             cert_sha256: certs.iter().map(|c| c.to_string()).collect(),
+            shredded_at: None,
         }
     }
 

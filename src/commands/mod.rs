@@ -4,6 +4,7 @@ mod ack;
 mod admin;
 mod codesets;
 mod generate;
+mod keys;
 mod routes;
 mod serve;
 mod store;
@@ -26,6 +27,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Partners { store, command } => admin::partners(&store, command),
         Command::Dlq { store, command } => admin::dlq(&store, command),
         Command::Coverage { store, command } => admin::coverage(&store, command),
+        Command::Keys { store, command } => keys::run(&store, command),
         Command::Routes { store, command } => routes::test(&store, command),
         Command::Destinations { store, command } => routes::destinations(&store, command),
         Command::Aws { store, command } => admin::aws(&store, command),

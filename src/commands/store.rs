@@ -4,7 +4,7 @@
 use crate::cli::StoreArgs;
 use anyhow::Context;
 use clearway_core::config::{self, Config};
-use clearway_core::partners::{Partners, load_master_key};
+use clearway_core::partners::{Partners, load_root_key};
 use clearway_core::ports::Ports;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -66,12 +66,15 @@ impl Store {
                 (Backend::Aws(Box::new(aws)), ports)
             }
         };
-        // AWS processes share one key through configuration
-        // (`security.master_key`, from a secret); without it the key file
-        // in the data directory is used, as on the embedded backend.
-        let master = load_master_key(dir, config.master_key.as_ref())
-            .map_err(|e| anyhow::anyhow!("{}", clearway_core::error::chain(&e)))
-            .context("cannot load the master key")?;
+        // AWS processes share one root key through configuration
+        // (`security.master_key`, from a secret); without it the root key
+        // file, kept outside the data directory, is used.
+        let (master, warning) = load_root_key(&config.security, dir).context("cannot load the root key")?;
+        if let Some(w) = warning {
+            // On standard error for commands, in the log for the service.
+            eprintln!("clearway: warning: {w}");
+            tracing::warn!("{w}");
+        }
         // Every state value is sealed before it reaches the backend.
         let ports = clearway_core::sealed::Sealer::new(&master).seal_ports(ports);
         let partners = Arc::new(Partners::new(master, ports.state.clone()));

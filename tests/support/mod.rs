@@ -129,7 +129,7 @@ impl Scratch {
     /// inspect what was stored.
     pub async fn ports(&self) -> clearway_core::ports::Ports {
         let dir = self.data();
-        let master = clearway_core::partners::load_master_key(&dir, None).unwrap();
+        let master = clearway_core::partners::load_root_key(&self.security(), &dir).unwrap().0;
         let raw = match self.lane() {
             Lane::Local => clearway_local::Local::open(&dir).unwrap().ports(),
             Lane::Aws => {
@@ -138,6 +138,15 @@ impl Scratch {
             }
         };
         clearway_core::sealed::Sealer::new(&master).seal_ports(raw)
+    }
+    /// The security settings the scratch area's service runs with: the
+    /// default root key file, next to `data/`.
+    pub fn security(&self) -> clearway_core::config::SecurityConfig {
+        clearway_core::config::SecurityConfig {
+            master_key: None,
+            root_key_file: clearway_core::config::default_root_key_file(&self.data()),
+            allow_root_key_in_data_dir: false,
+        }
     }
     pub fn data(&self) -> PathBuf {
         self.root.path().join("data")

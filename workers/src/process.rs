@@ -202,9 +202,12 @@ impl Processor {
         }
 
         let sealed = self.ports.blobs.get(&record.blob_key, MAX_PAYLOAD_BYTES).await?;
-        let data_key = self.partners.data_key(&record.partner).await?;
-        let aad = format!("{}|{}", record.id, record.partner);
-        let payload = data_key.open(&sealed, aad.as_bytes()).map_err(|_| ProcessError::Decrypt)?;
+        let aad = clearway_core::keys::payload_aad(&record.id, &record.partner);
+        let payload = match self.partners.open(&record.partner, &sealed, aad.as_bytes()).await {
+            Ok(p) => p,
+            Err(e) if e.kind() == ErrorKind::InvalidInput => return Err(ProcessError::Decrypt),
+            Err(e) => return Err(e.into()),
+        };
 
         let received = OffsetDateTime::from_unix_timestamp_nanos(i128::from(record.received_at_ms) * 1_000_000)
             .unwrap_or(OffsetDateTime::UNIX_EPOCH);
@@ -555,8 +558,9 @@ impl Processor {
                 created_at: created.clone(),
                 body: a.body.clone(),
                 body_blob: None,
+                body_sealed: None,
             };
-            self.partners.store_large_ack(self.ports.blobs.as_ref(), &mut ack).await?;
+            self.partners.seal_ack(self.ports.blobs.as_ref(), &mut ack).await?;
             ops.extend(ack.feed_ops()?);
             records.push(ack);
         }

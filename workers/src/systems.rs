@@ -517,11 +517,14 @@ impl Lane {
         let partner = PartnerId::new(&entry.partner)
             .map_err(|e| PortError::with_cause(ErrorKind::InvalidInput, "queue entry: partner", e))?;
         let sealed = self.d.ports.blobs.get(&key, crate::process::MAX_PAYLOAD_BYTES).await?;
-        let data_key = self.d.partners.data_key(&partner).await?;
-        let aad = format!("{}|{}", entry.transaction, entry.partner);
-        let plain = data_key
-            .open(&sealed, aad.as_bytes())
-            .map_err(|_| PortError::new(ErrorKind::Internal, "the stored message cannot be decrypted"))?;
+        let aad = clearway_core::keys::payload_aad(&entry.transaction, &partner);
+        let plain = self.d.partners.open(&partner, &sealed, aad.as_bytes()).await.map_err(|e| {
+            if e.kind() == ErrorKind::InvalidInput {
+                PortError::new(ErrorKind::Internal, "the stored message cannot be decrypted")
+            } else {
+                e
+            }
+        })?;
         let p = Arc::new(plain.to_vec());
         self.cached = Some((entry.transaction.clone(), p.clone()));
         Ok(p)

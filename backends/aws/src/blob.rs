@@ -110,6 +110,51 @@ impl BlobStore for S3BlobStore {
         }
     }
 
+    async fn list(&self, prefix: &str, after: Option<&BlobKey>, limit: usize) -> PortResult<Vec<BlobKey>> {
+        clearway_core::ports::check_list_limit(limit)?;
+        let mut req = self.client.list_objects_v2().bucket(&self.bucket).prefix(prefix).max_keys(limit as i32);
+        if let Some(a) = after {
+            req = req.start_after(a.as_str());
+        }
+        let out = req.send().await.map_err(|e| sdk_err("blob list", e))?;
+        Ok(out.contents().iter().filter_map(|o| o.key()).filter_map(BlobKey::parse).take(limit).collect())
+    }
+
+    async fn replace(&self, key: &BlobKey, bytes: Bytes) -> PortResult<()> {
+        if bytes.len() as u64 > MAX_BLOB_BYTES {
+            return Err(PortError::invalid_input("blob replace: object too large"));
+        }
+        // S3 replaces an object atomically; the object must exist (an
+        // `If-Match` on its ETag, so a deleted object is not brought back).
+        let head = match self.client.head_object().bucket(&self.bucket).key(key.as_str()).send().await {
+            Ok(h) => h,
+            Err(e) if e.raw_response().map(|r| r.status().as_u16()) == Some(404) => {
+                return Err(PortError::not_found("blob replace"));
+            }
+            Err(e) => return Err(sdk_err("blob replace", e)),
+        };
+        let mut req = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key.as_str())
+            .checksum_algorithm(ChecksumAlgorithm::Sha256)
+            .body(ByteStream::from(bytes));
+        if let Some(etag) = head.e_tag() {
+            req = req.if_match(etag);
+        }
+        if let Some(k) = &self.kms_key_id {
+            req = req.server_side_encryption(ServerSideEncryption::AwsKms).ssekms_key_id(k);
+        }
+        match req.send().await {
+            Ok(_) => Ok(()),
+            Err(e) if matches!(e.raw_response().map(|r| r.status().as_u16()), Some(404 | 412)) => {
+                Err(PortError::new(ErrorKind::PreconditionFailed, "blob replace: the object changed or went away"))
+            }
+            Err(e) => Err(sdk_err("blob replace", e)),
+        }
+    }
+
     async fn delete(&self, key: &BlobKey) -> PortResult<()> {
         self.client
             .delete_object()

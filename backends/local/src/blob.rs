@@ -221,6 +221,70 @@ impl BlobStore for SqliteBlobStore {
         Ok(())
     }
 
+    async fn list(&self, prefix: &str, after: Option<&BlobKey>, limit: usize) -> PortResult<Vec<BlobKey>> {
+        clearway_core::ports::check_list_limit(limit)?;
+        let (prefix, after) = (prefix.to_string(), after.map(|a| a.as_str().to_string()).unwrap_or_default());
+        let keys: Vec<String> = self
+            .db
+            .read(move |conn| {
+                // `substr` rather than LIKE: `_` and `%` are key characters.
+                let mut s = conn
+                    .prepare_cached(
+                        "SELECT key FROM blobs WHERE key >= ?1 AND key > ?2 AND substr(key, 1, length(?1)) = ?1 \
+                         ORDER BY key LIMIT ?3",
+                    )
+                    .map_err(db_err("blob list"))?;
+                let rows = s
+                    .query_map(params![prefix, after, limit as i64], |r| r.get::<_, String>(0))
+                    .map_err(db_err("blob list"))?;
+                rows.collect::<Result<_, _>>().map_err(db_err("blob list"))
+            })
+            .await?;
+        Ok(keys.iter().filter_map(|k| BlobKey::parse(k)).collect())
+    }
+
+    async fn replace(&self, key: &BlobKey, bytes: Bytes) -> PortResult<()> {
+        if bytes.len() as u64 > MAX_BLOB_BYTES {
+            return Err(PortError::invalid_input("blob replace: object too large"));
+        }
+        // A large object goes to a new file first (durable); the row is
+        // then switched to it in one transaction, and only then is the old
+        // file removed. A crash in between leaves an unreferenced file for
+        // the sweep, never a row without its bytes.
+        let file = self.prepare(&bytes).await?;
+        let (k, new_file) = (key.as_str().to_string(), file.clone());
+        let size = bytes.len() as i64;
+        let result = self
+            .db
+            .write(move |conn| {
+                let old: Option<Option<String>> = conn
+                    .prepare_cached("SELECT file FROM blobs WHERE key = ?1")
+                    .and_then(|mut s| s.query_row(params![k], |r| r.get(0)).optional())
+                    .map_err(db_err("blob replace"))?;
+                let Some(old) = old else { return Err(PortError::not_found("blob replace")) };
+                let data = if new_file.is_none() { Some(bytes.as_ref()) } else { None };
+                conn.prepare_cached("UPDATE blobs SET data = ?2, file = ?3, size = ?4 WHERE key = ?1")
+                    .and_then(|mut s| s.execute(params![k, data, new_file, size]))
+                    .map_err(db_err("blob replace"))?;
+                Ok(old)
+            })
+            .await;
+        match result {
+            Ok(old) => {
+                if let Some(f) = old {
+                    let _ = std::fs::remove_file(self.dir.join(f));
+                }
+                Ok(())
+            }
+            Err(e) => {
+                if let Some(f) = &file {
+                    self.discard(f);
+                }
+                Err(e)
+            }
+        }
+    }
+
     async fn exists(&self, key: &BlobKey) -> PortResult<bool> {
         let k = key.as_str().to_string();
         self.db

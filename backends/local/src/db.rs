@@ -127,6 +127,10 @@ fn open_conn(path: &Path, write: bool) -> PortResult<Connection> {
         conn.pragma_update(None, "wal_autocheckpoint", 65_536).map_err(sqlite("set checkpoint"))?;
         // Savepoints' statement journals stay in memory, not temp files.
         conn.pragma_update(None, "temp_store", "MEMORY").map_err(sqlite("set temp store"))?;
+        // Deleted and overwritten content is zeroed where the page is being
+        // written anyway (no extra I/O): a destroyed key leaves no copy in
+        // the database file once its pages are checkpointed.
+        conn.pragma_update(None, "secure_delete", "FAST").map_err(sqlite("set secure delete"))?;
         conn.execute_batch(SCHEMA).map_err(sqlite("create schema"))?;
     }
     // The writer keeps a large page cache. A reader's cache is discarded
@@ -169,6 +173,31 @@ impl Db {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Copies the whole write-ahead log into the database file and
+    /// truncates it, so pages holding deleted content (a destroyed key)
+    /// are gone from the log as well. Returns whether it completed: it
+    /// cannot while another process is reading (a running service); the
+    /// service truncates the log when it stops.
+    pub async fn truncate_log(&self) -> PortResult<bool> {
+        let conn = open_conn(&self.path, true)?;
+        tokio::task::spawn_blocking(move || {
+            // A reader's snapshot or another checkpoint makes it busy for a
+            // moment: try for a few seconds.
+            for _ in 0..25 {
+                let (busy, _, _): (i64, i64, i64) = conn
+                    .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                    .map_err(sqlite("checkpoint"))?;
+                if busy == 0 {
+                    return Ok(true);
+                }
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+            Ok(false)
+        })
+        .await
+        .map_err(|e| PortError::with_cause(ErrorKind::Internal, "checkpoint", e))?
     }
 
     /// Runs `work` in the writer's next group commit; returns its result once
@@ -219,8 +248,8 @@ fn checkpointer(conn: Connection, alive: std::sync::Weak<()>) {
     loop {
         std::thread::sleep(CHECKPOINT_INTERVAL);
         if alive.upgrade().is_none() {
-            // Last handle gone: a final checkpoint, then stop.
-            let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+            // Last handle gone: a final, truncating checkpoint, then stop.
+            let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
             return;
         }
         if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {

@@ -65,6 +65,26 @@ impl BlobStore for MemBlobStore {
         lock(&self.objects)?.remove(key.as_str());
         Ok(())
     }
+
+    async fn list(&self, prefix: &str, after: Option<&BlobKey>, limit: usize) -> PortResult<Vec<BlobKey>> {
+        clearway_core::ports::check_list_limit(limit)?;
+        let objects = lock(&self.objects)?;
+        let mut keys: Vec<&String> =
+            objects.keys().filter(|k| k.starts_with(prefix) && after.is_none_or(|a| k.as_str() > a.as_str())).collect();
+        keys.sort();
+        Ok(keys.into_iter().take(limit).filter_map(|k| BlobKey::parse(k)).collect())
+    }
+
+    async fn replace(&self, key: &BlobKey, bytes: Bytes) -> PortResult<()> {
+        let mut objects = lock(&self.objects)?;
+        match objects.get_mut(key.as_str()) {
+            Some(b) => {
+                *b = bytes;
+                Ok(())
+            }
+            None => Err(PortError::not_found("blob replace")),
+        }
+    }
 }
 
 // ------------------------------------------------------------------ queue --

@@ -1316,6 +1316,7 @@ impl RoundTrip {
                     created_at: timestamp(now),
                     body: String::from_utf8_lossy(&body).into_owned(),
                     body_blob: None,
+                    body_sealed: None,
                 },
             ));
         }
@@ -1336,7 +1337,7 @@ impl RoundTrip {
             {
                 ack.created_at = old.created_at;
             }
-            self.partners.store_large_ack(self.ports.blobs.as_ref(), &mut ack).await?;
+            self.partners.seal_ack(self.ports.blobs.as_ref(), &mut ack).await?;
             ops.extend(ack.feed_ops()?);
             stored.push((partner, ack));
         }
@@ -1436,6 +1437,7 @@ impl RoundTrip {
             created_at: timestamp(now),
             body: String::from_utf8_lossy(&body).into_owned(),
             body_blob: None,
+            body_sealed: None,
         };
         self.store_and_publish(vec![], vec![(partner_id, ack)]).await?;
         metrics::counter!("clearway_payer_claim_answers_total", "kind" => "835")

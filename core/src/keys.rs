@@ -1,0 +1,738 @@
+//! The key hierarchy for payloads and stored acknowledgements:
+//!
+//! ```text
+//! root key (a file outside the data directory, or a secret)
+//!   └─ per-partner key-encryption keys (KEKs), versions 0, 1, 2, …
+//!        └─ a fresh data key (DEK) per object, wrapped by the partner's active KEK
+//!             └─ the object (AES-256-GCM; associated data names partner and record)
+//! ```
+//!
+//! An object sealed here is an *envelope*:
+//! `CW2 ‖ alg ‖ kek_version (u32, big-endian) ‖ wrapped DEK (60 B) ‖ nonce ‖
+//! ciphertext ‖ tag`. Objects written before envelopes (`CW1 ‖ nonce ‖
+//! ciphertext ‖ tag`) were sealed directly with the partner's first key,
+//! which is version 0 here, so they stay readable.
+//!
+//! - **Rotation** adds a version and makes it active for new writes; every
+//!   version still opens what it wrapped.
+//! - **Re-wrap** rewrites only an object's header: its DEK unwrapped with
+//!   the old version and wrapped with the active one (a `CW1` object gets a
+//!   header whose DEK is the version-0 key). The payload bytes never change.
+//! - **Destroying** a version nothing uses any more removes it; **shredding**
+//!   a partner removes every version, so its objects cannot be opened by
+//!   anyone, while other partners' objects are untouched.
+//!
+//! Version 0 is stored wrapped in the partner record (where the data key
+//! has always been); later versions are records of their own
+//! (`kek/<partner>`, one per version), each wrapped by the root key with
+//! the partner and version as associated data. Processes cache a partner's
+//! versions for [`CACHE_TTL`](crate::partners::CACHE_TTL), so a rotation or
+//! a shred reaches every process within that time.
+
+use crate::crypto::{Key, MAGIC as LEGACY_MAGIC, SEALED_OVERHEAD_BYTES};
+use crate::error::{ErrorKind, PortError, PortResult};
+use crate::ids::{BlobKey, PartnerId};
+use crate::ports::{BlobStore, Condition, Key as ItemKey, MAX_BLOB_BYTES, StateStore, Table, WriteOp};
+use crate::records::{AckRecord, FeedEntry, PartnerRecord};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// The header of an envelope (format 2).
+pub const ENVELOPE_MAGIC: &[u8; 3] = b"CW2";
+/// AES-256-GCM for both the DEK wrap and the object.
+const ALG_AES_256_GCM: u8 = 1;
+/// A DEK wrapped by a KEK: nonce, 32 key bytes, tag.
+const WRAPPED_DEK_BYTES: usize = SEALED_OVERHEAD_BYTES + 32;
+/// Everything before the object's own nonce.
+pub const ENVELOPE_HEADER_BYTES: usize = ENVELOPE_MAGIC.len() + 1 + 4 + WRAPPED_DEK_BYTES;
+
+/// The KEK version an object names: its header's for an envelope, 0 for a
+/// legacy `CW1` object, `None` for anything else.
+pub fn object_version(sealed: &[u8]) -> Option<u32> {
+    if sealed.starts_with(LEGACY_MAGIC) {
+        return Some(0);
+    }
+    if sealed.len() < ENVELOPE_HEADER_BYTES + SEALED_OVERHEAD_BYTES
+        || !sealed.starts_with(ENVELOPE_MAGIC)
+        || sealed[3] != ALG_AES_256_GCM
+    {
+        return None;
+    }
+    Some(u32::from_be_bytes([sealed[4], sealed[5], sealed[6], sealed[7]]))
+}
+
+fn dek_aad(partner: &str, version: u32) -> Vec<u8> {
+    format!("dek|{partner}|{version}").into_bytes()
+}
+
+fn kek_aad(partner: &str, version: u32) -> Vec<u8> {
+    format!("kek|{partner}|{version}").into_bytes()
+}
+
+fn unreadable() -> PortError {
+    PortError::new(ErrorKind::InvalidInput, "open sealed payload")
+}
+
+fn header(version: u32, dek: &Key, kek: &Key, partner: &str) -> PortResult<Vec<u8>> {
+    let mut out = Vec::with_capacity(ENVELOPE_HEADER_BYTES);
+    out.extend_from_slice(ENVELOPE_MAGIC);
+    out.push(ALG_AES_256_GCM);
+    out.extend_from_slice(&version.to_be_bytes());
+    kek.seal_into(dek.expose_bytes(), &dek_aad(partner, version), &mut out)?;
+    Ok(out)
+}
+
+/// Seals `plaintext` for `partner` under KEK `version`: a new DEK, wrapped.
+pub fn seal_envelope(kek: &Key, version: u32, partner: &str, plaintext: &[u8], aad: &[u8]) -> PortResult<Vec<u8>> {
+    let dek = Key::generate()?;
+    let mut out = header(version, &dek, kek, partner)?;
+    out.reserve(SEALED_OVERHEAD_BYTES + plaintext.len());
+    dek.seal_into(plaintext, aad, &mut out)?;
+    Ok(out)
+}
+
+/// The DEK of an object and where its own ciphertext starts.
+fn object_dek<'a>(keys: &PartnerKeys, partner: &str, sealed: &'a [u8]) -> PortResult<(Key, &'a [u8])> {
+    let version = object_version(sealed).ok_or_else(unreadable)?;
+    let kek = keys.versions.get(&version).ok_or_else(unreadable)?;
+    if version == 0 && sealed.starts_with(LEGACY_MAGIC) {
+        return Ok((kek.clone(), &sealed[LEGACY_MAGIC.len()..]));
+    }
+    let wrapped = &sealed[8..ENVELOPE_HEADER_BYTES];
+    let raw = kek.open_raw(wrapped, &dek_aad(partner, version)).map_err(|_| unreadable())?;
+    let bytes: [u8; 32] = raw.try_into().map_err(|_| unreadable())?;
+    Ok((Key::from_bytes(bytes), &sealed[ENVELOPE_HEADER_BYTES..]))
+}
+
+/// One partner's KEKs, by version. The highest is active.
+#[derive(Clone, Default)]
+pub struct PartnerKeys {
+    versions: BTreeMap<u32, Key>,
+}
+
+impl std::fmt::Debug for PartnerKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PartnerKeys").field("versions", &self.versions.keys().collect::<Vec<_>>()).finish()
+    }
+}
+
+impl PartnerKeys {
+    /// The version new objects are sealed under, if any key is left.
+    pub fn active(&self) -> Option<u32> {
+        self.versions.keys().next_back().copied()
+    }
+
+    pub fn versions(&self) -> impl Iterator<Item = u32> + '_ {
+        self.versions.keys().copied()
+    }
+
+    /// Seals under the active version.
+    pub fn seal(&self, partner: &str, plaintext: &[u8], aad: &[u8]) -> PortResult<Vec<u8>> {
+        let (version, kek) = self
+            .versions
+            .iter()
+            .next_back()
+            .ok_or_else(|| PortError::new(ErrorKind::Unavailable, "the partner's keys have been destroyed"))?;
+        seal_envelope(kek, *version, partner, plaintext, aad)
+    }
+
+    /// Opens an envelope (or a legacy object). A destroyed version, another
+    /// partner's object, tampering or wrong associated data fail with
+    /// `InvalidInput`.
+    pub fn open(&self, partner: &str, sealed: &[u8], aad: &[u8]) -> PortResult<Vec<u8>> {
+        let (dek, body) = object_dek(self, partner, sealed)?;
+        dek.open_raw(body, aad).map_err(|_| unreadable())
+    }
+
+    /// The object with its DEK re-wrapped under the active version, or
+    /// `None` when it is there already. The payload bytes are not touched
+    /// (and not checked: only the header is opened).
+    pub fn rewrap(&self, partner: &str, sealed: &[u8]) -> PortResult<Option<Vec<u8>>> {
+        let active = self.active().ok_or_else(unreadable)?;
+        let version = object_version(sealed).ok_or_else(unreadable)?;
+        if version == active && sealed.starts_with(ENVELOPE_MAGIC) {
+            return Ok(None);
+        }
+        let (dek, body) = object_dek(self, partner, sealed)?;
+        let mut out = header(active, &dek, &self.versions[&active], partner)?;
+        out.extend_from_slice(body);
+        Ok(Some(out))
+    }
+}
+
+/// A stored KEK version (≥ 1; version 0 is in the partner record).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KekRecord {
+    pub version: u32,
+    /// The KEK wrapped by the root key (hex).
+    pub wrapped: String,
+    /// When the version was made (Unix milliseconds).
+    pub created_ms: i64,
+}
+
+impl KekRecord {
+    pub fn partition(partner: &PartnerId) -> String {
+        format!("kek/{partner}")
+    }
+
+    pub fn key(partner: &PartnerId, version: u32) -> ItemKey {
+        ItemKey::new(Table::Partners, Self::partition(partner), format!("{version:010}"))
+    }
+}
+
+/// What an operator sees of one version (never key material).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VersionInfo {
+    pub version: u32,
+    pub active: bool,
+    /// When it was made, if known (version 0: with the partner).
+    pub created_ms: Option<i64>,
+}
+
+fn now_ms() -> i64 {
+    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+fn json<T: serde::Serialize>(v: &T) -> PortResult<bytes::Bytes> {
+    serde_json::to_vec(v)
+        .map(bytes::Bytes::from)
+        .map_err(|e| PortError::with_cause(ErrorKind::Internal, "encode key record", e))
+}
+
+fn parse<T: serde::de::DeserializeOwned>(b: &[u8]) -> PortResult<T> {
+    serde_json::from_slice(b).map_err(|e| PortError::with_cause(ErrorKind::Internal, "decode key record", e))
+}
+
+/// The root key and every partner's KEKs, cached per process.
+pub struct KeyRing {
+    root: Key,
+    state: Arc<dyn StateStore>,
+    cache: Mutex<HashMap<PartnerId, (Instant, Arc<PartnerKeys>)>>,
+}
+
+impl std::fmt::Debug for KeyRing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KeyRing(<redacted>)")
+    }
+}
+
+impl KeyRing {
+    /// `state` is the (sealed) state store the partner records live in.
+    pub fn new(root: Key, state: Arc<dyn StateStore>) -> Self {
+        KeyRing { root, state, cache: Mutex::new(HashMap::new()) }
+    }
+
+    /// Version 0 wrapped for a new partner record.
+    pub fn new_first_version(&self, partner: &PartnerId) -> PortResult<String> {
+        Ok(hex::encode(self.root.wrap(&Key::generate()?, partner.as_str())?))
+    }
+
+    /// The partner's KEKs (from cache if fresh).
+    pub async fn keys(&self, partner: &PartnerId) -> PortResult<Arc<PartnerKeys>> {
+        if let Ok(cache) = self.cache.lock()
+            && let Some((at, keys)) = cache.get(partner)
+            && at.elapsed() < crate::partners::CACHE_TTL
+        {
+            return Ok(keys.clone());
+        }
+        let keys = Arc::new(self.load(partner).await?);
+        if let Ok(mut cache) = self.cache.lock() {
+            if cache.len() > 10_000 {
+                cache.clear();
+            }
+            cache.insert(partner.clone(), (Instant::now(), keys.clone()));
+        }
+        Ok(keys)
+    }
+
+    /// Drops this process's cached KEKs of a partner.
+    pub fn forget(&self, partner: &PartnerId) {
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.remove(partner);
+        }
+    }
+
+    async fn partner_record(&self, partner: &PartnerId) -> PortResult<(PartnerRecord, u64)> {
+        let item =
+            self.state.get(&PartnerRecord::key(partner)).await?.ok_or_else(|| PortError::not_found("partner keys"))?;
+        Ok((parse(&item.value)?, item.version))
+    }
+
+    async fn stored_versions(&self, partner: &PartnerId) -> PortResult<Vec<(KekRecord, u64)>> {
+        let mut out = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page =
+                self.state.query(Table::Partners, &KekRecord::partition(partner), after.as_deref(), 1000).await?;
+            let Some((last, _)) = page.last() else { break };
+            after = Some(last.clone());
+            for (_, item) in page {
+                out.push((parse::<KekRecord>(&item.value)?, item.version));
+            }
+        }
+        Ok(out)
+    }
+
+    async fn load(&self, partner: &PartnerId) -> PortResult<PartnerKeys> {
+        let (record, _) = self.partner_record(partner).await?;
+        let mut keys = PartnerKeys::default();
+        if !record.wrapped_key.is_empty() {
+            let wrapped = hex::decode(&record.wrapped_key).map_err(|_| PortError::invalid_input("partner key"))?;
+            keys.versions.insert(0, self.root.unwrap_key(&wrapped, partner.as_str())?);
+        }
+        for (kek, _) in self.stored_versions(partner).await? {
+            let wrapped = hex::decode(&kek.wrapped).map_err(|_| PortError::invalid_input("partner key"))?;
+            let raw = self.root.open(&wrapped, &kek_aad(partner.as_str(), kek.version))?;
+            let bytes: [u8; 32] = raw.try_into().map_err(|_| PortError::invalid_input("partner key"))?;
+            keys.versions.insert(kek.version, Key::from_bytes(bytes));
+        }
+        Ok(keys)
+    }
+
+    /// Seals for `partner` under its active version.
+    pub async fn seal(&self, partner: &PartnerId, plaintext: &[u8], aad: &[u8]) -> PortResult<Vec<u8>> {
+        self.keys(partner).await?.seal(partner.as_str(), plaintext, aad)
+    }
+
+    /// Opens a partner's object.
+    pub async fn open(&self, partner: &PartnerId, sealed: &[u8], aad: &[u8]) -> PortResult<Vec<u8>> {
+        self.keys(partner).await?.open(partner.as_str(), sealed, aad)
+    }
+
+    /// The partner's versions, oldest first.
+    pub async fn versions(&self, partner: &PartnerId) -> PortResult<Vec<VersionInfo>> {
+        let (record, _) = self.partner_record(partner).await?;
+        let mut out = Vec::new();
+        if !record.wrapped_key.is_empty() {
+            out.push(VersionInfo { version: 0, active: false, created_ms: None });
+        }
+        for (kek, _) in self.stored_versions(partner).await? {
+            out.push(VersionInfo { version: kek.version, active: false, created_ms: Some(kek.created_ms) });
+        }
+        if let Some(last) = out.last_mut() {
+            last.active = true;
+        }
+        Ok(out)
+    }
+
+    /// Makes a new version active for new writes and returns it. Every
+    /// process seals with it within the cache TTL; until then objects may
+    /// still be sealed under the previous version, which stays readable.
+    pub async fn rotate(&self, partner: &PartnerId) -> PortResult<u32> {
+        let (record, _) = self.partner_record(partner).await?;
+        if record.shredded_at.is_some() {
+            return Err(PortError::invalid_input("the partner's keys have been shredded"));
+        }
+        let current = self.versions(partner).await?.last().map_or(0, |v| v.version);
+        let version = current + 1;
+        let kek = Key::generate()?;
+        let wrapped = self.root.seal(kek.expose_bytes(), &kek_aad(partner.as_str(), version))?;
+        let record = KekRecord { version, wrapped: hex::encode(wrapped), created_ms: now_ms() };
+        self.state
+            .write(vec![WriteOp::Put {
+                key: KekRecord::key(partner, version),
+                value: json(&record)?,
+                expires_at: None,
+                condition: Condition::NotExists,
+            }])
+            .await
+            .map_err(|e| {
+                if e.kind() == ErrorKind::PreconditionFailed {
+                    PortError::new(ErrorKind::PreconditionFailed, "another rotation made this version first")
+                } else {
+                    e
+                }
+            })?;
+        self.forget(partner);
+        Ok(version)
+    }
+
+    /// Destroys one version that is not the active one. The caller has
+    /// checked that no object names it any more.
+    pub async fn destroy(&self, partner: &PartnerId, version: u32) -> PortResult<()> {
+        let versions = self.versions(partner).await?;
+        let v = versions.iter().find(|v| v.version == version).ok_or_else(|| PortError::not_found("key version"))?;
+        if v.active {
+            return Err(PortError::invalid_input("the active version cannot be destroyed: rotate first"));
+        }
+        if version == 0 {
+            let (mut record, rv) = self.partner_record(partner).await?;
+            record.wrapped_key = String::new();
+            self.put_partner(record, rv).await?;
+        } else {
+            self.state
+                .write(vec![WriteOp::Delete { key: KekRecord::key(partner, version), condition: Condition::None }])
+                .await?;
+        }
+        self.forget(partner);
+        Ok(())
+    }
+
+    /// Destroys every version of a partner's keys and revokes the partner:
+    /// its objects cannot be opened again. Irreversible.
+    pub async fn shred(&self, partner: &PartnerId) -> PortResult<()> {
+        let (mut record, rv) = self.partner_record(partner).await?;
+        record.wrapped_key = String::new();
+        record.webhook_secret = None;
+        record.revoked = true;
+        record.shredded_at = Some(crate::records::timestamp(time::OffsetDateTime::now_utc()));
+        // The record first (version 0 and the revocation), then the other
+        // versions; a shred cut short is finished by running it again.
+        let mut ops = vec![WriteOp::Put {
+            key: PartnerRecord::key(partner),
+            value: json(&record)?,
+            expires_at: None,
+            condition: Condition::Version(rv),
+        }];
+        ops.extend(
+            self.stored_versions(partner)
+                .await?
+                .into_iter()
+                .map(|(k, _)| WriteOp::Delete { key: KekRecord::key(partner, k.version), condition: Condition::None }),
+        );
+        for chunk in ops.chunks(crate::ports::MAX_WRITE_OPS) {
+            self.state.write(chunk.to_vec()).await?;
+        }
+        self.forget(partner);
+        Ok(())
+    }
+
+    async fn put_partner(&self, record: PartnerRecord, version: u64) -> PortResult<()> {
+        self.state
+            .write(vec![WriteOp::Put {
+                key: PartnerRecord::key(&record.id),
+                value: json(&record)?,
+                expires_at: None,
+                condition: Condition::Version(version),
+            }])
+            .await
+    }
+}
+
+// ------------------------------------------------------------ stored objects --
+
+/// The associated data of a stored payload.
+pub fn payload_aad(transaction: &impl std::fmt::Display, partner: &PartnerId) -> String {
+    format!("{transaction}|{partner}")
+}
+
+/// The associated data of an acknowledgement stored as an object.
+pub fn ack_aad(ack_id: &str, partner: &PartnerId) -> String {
+    format!("ack|{ack_id}|{partner}")
+}
+
+/// Where a partner's objects live in the blob store: payloads
+/// (`raw/<partner>/…`) and large acknowledgements (`acks/<partner>/…`).
+/// Smaller acknowledgements are sealed in their records and found through
+/// the partner's acknowledgement feed.
+pub fn partner_prefixes(partner: &PartnerId) -> [String; 2] {
+    [format!("raw/{partner}/"), format!("acks/{partner}/")]
+}
+
+/// The associated data an object was sealed with, from its key.
+fn object_aad(key: &BlobKey, partner: &PartnerId) -> Option<String> {
+    let rest = key.as_str();
+    if let Some(r) = rest.strip_prefix(&format!("raw/{partner}/")) {
+        return r.rsplit_once('/').map(|(_, tx)| payload_aad(&tx, partner));
+    }
+    rest.strip_prefix(&format!("acks/{partner}/")).map(|id| ack_aad(id, partner))
+}
+
+/// How many of a partner's objects name each key version, and how many
+/// fail to open (when asked to try).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Census {
+    pub objects: u64,
+    pub by_version: BTreeMap<u32, u64>,
+    /// Objects that do not open (verified only).
+    pub unreadable: u64,
+    pub verified: bool,
+}
+
+/// Counts a partner's objects by key version; with `verify`, opens each
+/// one too (the decrypt check after a shred or before destroying a
+/// version).
+pub async fn census(
+    ring: &KeyRing,
+    blobs: &dyn BlobStore,
+    state: &dyn StateStore,
+    partner: &PartnerId,
+    verify: bool,
+) -> PortResult<Census> {
+    ring.forget(partner);
+    let keys = if verify { ring.keys(partner).await.ok() } else { None };
+    let keys = &keys;
+    let mut c = Census { verified: verify, ..Census::default() };
+    for prefix in partner_prefixes(partner) {
+        let mut after: Option<BlobKey> = None;
+        loop {
+            let page = blobs.list(&prefix, after.as_ref(), 500).await?;
+            let Some(last) = page.last().cloned() else { break };
+            for key in &page {
+                let bytes = blobs.get(key, MAX_BLOB_BYTES).await?;
+                c.objects += 1;
+                if let Some(v) = object_version(&bytes) {
+                    *c.by_version.entry(v).or_default() += 1;
+                }
+                if verify {
+                    let opens = keys
+                        .as_ref()
+                        .zip(object_aad(key, partner))
+                        .is_some_and(|(k, aad)| k.open(partner.as_str(), &bytes, aad.as_bytes()).is_ok());
+                    c.unreadable += u64::from(!opens);
+                }
+            }
+            after = Some(last);
+        }
+    }
+    let mut after: Option<String> = None;
+    loop {
+        let page = sealed_acks(state, partner, after.as_deref()).await?;
+        let Some((last, _, _, _)) = page.last() else { break };
+        after = Some(last.clone());
+        for (_, _, ack, sealed) in page {
+            c.objects += 1;
+            if let Some(v) = object_version(&sealed) {
+                *c.by_version.entry(v).or_default() += 1;
+            }
+            if verify {
+                let aad = ack_aad(&ack.id, partner);
+                let opens = keys.as_ref().is_some_and(|k| k.open(partner.as_str(), &sealed, aad.as_bytes()).is_ok());
+                c.unreadable += u64::from(!opens);
+            }
+        }
+    }
+    Ok(c)
+}
+
+/// A page of a partner's acknowledgements whose body is sealed in the
+/// record (found through its feed, which lists every one): the feed
+/// cursor, the record's version, the record and its sealed body. The page
+/// is empty at the end; a record sealed in the blob store is skipped (it
+/// is counted there).
+async fn sealed_acks(
+    state: &dyn StateStore,
+    partner: &PartnerId,
+    after: Option<&str>,
+) -> PortResult<Vec<(String, u64, AckRecord, Vec<u8>)>> {
+    let mut out = Vec::new();
+    let mut after = after.map(str::to_string);
+    loop {
+        let page = state.query(Table::AckFeed, partner.as_str(), after.as_deref(), 200).await?;
+        let Some((last, _)) = page.last() else { return Ok(out) };
+        after = Some(last.clone());
+        for (cursor, item) in page {
+            let entry: FeedEntry = parse(&item.value)?;
+            let Some(record) = state.get(&AckRecord::key(&entry.transaction, &entry.ack_id)).await? else { continue };
+            let ack: AckRecord = parse(&record.value)?;
+            let Some(hexed) = &ack.body_sealed else { continue };
+            let sealed =
+                hex::decode(hexed).map_err(|_| PortError::new(ErrorKind::Internal, "sealed acknowledgement"))?;
+            out.push((cursor, record.version, ack, sealed));
+        }
+        if !out.is_empty() {
+            return Ok(out);
+        }
+    }
+}
+
+/// Where an interrupted re-wrap resumes (`Counters`, `rewrap/<partner>`).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RewrapCursor {
+    /// The version the run was moving objects onto.
+    target: u32,
+    prefix: usize,
+    after: String,
+}
+
+fn cursor_key(partner: &PartnerId) -> ItemKey {
+    ItemKey::new(Table::Counters, "rewrap", partner.as_str())
+}
+
+/// What a re-wrap did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RewrapReport {
+    pub target_version: u32,
+    pub examined: u64,
+    pub rewrapped: u64,
+    /// Objects whose header does not open (reported, left as they are).
+    pub failed: u64,
+    /// Whether the run continued where an interrupted one stopped.
+    pub resumed: bool,
+}
+
+/// Re-wraps every object of a partner onto its active version, at most
+/// `max_per_second` objects a second (0: no limit). Only headers change.
+///
+/// Safe to interrupt at any point (each object is replaced atomically) and
+/// idempotent (an object on the active version is left alone); a cursor
+/// saved after every page lets the next run skip what was done, unless the
+/// active version changed in between.
+pub async fn rewrap(
+    ring: &KeyRing,
+    blobs: &dyn BlobStore,
+    state: &dyn StateStore,
+    partner: &PartnerId,
+    max_per_second: u32,
+) -> PortResult<RewrapReport> {
+    ring.forget(partner);
+    let keys = ring.keys(partner).await?;
+    let target = keys.active().ok_or_else(|| PortError::invalid_input("the partner has no keys"))?;
+    let mut report = RewrapReport { target_version: target, ..RewrapReport::default() };
+    let saved: Option<RewrapCursor> = match state.get(&cursor_key(partner)).await? {
+        Some(item) => parse::<RewrapCursor>(&item.value).ok().filter(|c| c.target == target),
+        None => None,
+    };
+    report.resumed = saved.is_some();
+    let (first_prefix, mut after) = match &saved {
+        Some(c) => (c.prefix, BlobKey::parse(&c.after)),
+        None => (0, None),
+    };
+    let pace = (max_per_second > 0).then(|| std::time::Duration::from_secs(1) / max_per_second);
+    let mut next_at = tokio::time::Instant::now();
+    for (n, prefix) in partner_prefixes(partner).iter().enumerate().skip(first_prefix) {
+        if n > first_prefix || first_prefix >= ACK_STAGE {
+            after = None;
+        }
+        loop {
+            let page = blobs.list(prefix, after.as_ref(), 100).await?;
+            let Some(last) = page.last().cloned() else { break };
+            for key in &page {
+                if let Some(p) = pace {
+                    tokio::time::sleep_until(next_at).await;
+                    next_at = tokio::time::Instant::now().max(next_at) + p;
+                }
+                report.examined += 1;
+                let bytes = blobs.get(key, MAX_BLOB_BYTES).await?;
+                match keys.rewrap(partner.as_str(), &bytes) {
+                    Ok(None) => {}
+                    Ok(Some(new)) => {
+                        blobs.replace(key, bytes::Bytes::from(new)).await?;
+                        report.rewrapped += 1;
+                    }
+                    Err(_) => report.failed += 1,
+                }
+            }
+            let cursor = RewrapCursor { target, prefix: n, after: last.as_str().to_string() };
+            state
+                .write(vec![WriteOp::Put {
+                    key: cursor_key(partner),
+                    value: json(&cursor)?,
+                    expires_at: None,
+                    condition: Condition::None,
+                }])
+                .await?;
+            after = Some(last);
+        }
+    }
+    // Then the acknowledgements sealed in their records (stage 2).
+    let mut after = match &saved {
+        Some(c) if c.prefix == ACK_STAGE => Some(c.after.clone()),
+        _ => None,
+    };
+    loop {
+        let page = sealed_acks(state, partner, after.as_deref()).await?;
+        let Some((last, _, _, _)) = page.last() else { break };
+        let last = last.clone();
+        for (_, version, mut ack, sealed) in page {
+            if let Some(p) = pace {
+                tokio::time::sleep_until(next_at).await;
+                next_at = tokio::time::Instant::now().max(next_at) + p;
+            }
+            report.examined += 1;
+            match keys.rewrap(partner.as_str(), &sealed) {
+                Ok(None) => {}
+                Ok(Some(new)) => {
+                    ack.body_sealed = Some(hex::encode(new));
+                    let put = WriteOp::Put {
+                        key: AckRecord::key(&ack.transaction, &ack.id),
+                        value: json(&ack)?,
+                        expires_at: None,
+                        condition: Condition::Version(version),
+                    };
+                    match state.write(vec![put]).await {
+                        Ok(()) => report.rewrapped += 1,
+                        // Rewritten meanwhile (sealed afresh, under the
+                        // active version); the census shows what is left.
+                        Err(e) if e.kind() == ErrorKind::PreconditionFailed => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                Err(_) => report.failed += 1,
+            }
+        }
+        let cursor = RewrapCursor { target, prefix: ACK_STAGE, after: last.clone() };
+        state
+            .write(vec![WriteOp::Put {
+                key: cursor_key(partner),
+                value: json(&cursor)?,
+                expires_at: None,
+                condition: Condition::None,
+            }])
+            .await?;
+        after = Some(last);
+    }
+    state.write(vec![WriteOp::Delete { key: cursor_key(partner), condition: Condition::None }]).await?;
+    Ok(report)
+}
+
+/// The cursor stage of acknowledgements sealed in their records (after the
+/// two blob prefixes).
+const ACK_STAGE: usize = 2;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(versions: &[u32]) -> PartnerKeys {
+        PartnerKeys { versions: versions.iter().map(|v| (*v, Key::generate().unwrap())).collect() }
+    }
+
+    #[test]
+    fn envelopes_name_their_version_and_open_after_rotation_and_rewrap() {
+        let mut k = keys(&[0]);
+        let legacy = k.versions[&0].seal(b"legacy", b"aad").unwrap();
+        let v0 = k.seal("a", b"zero", b"aad").unwrap();
+        assert_eq!(object_version(&legacy), Some(0));
+        assert_eq!(object_version(&v0), Some(0));
+        assert!(v0.starts_with(ENVELOPE_MAGIC));
+        k.versions.insert(1, Key::generate().unwrap());
+        let v1 = k.seal("a", b"one", b"aad").unwrap();
+        assert_eq!(object_version(&v1), Some(1));
+        assert_eq!(k.open("a", &legacy, b"aad").unwrap(), b"legacy");
+        assert_eq!(k.open("a", &v0, b"aad").unwrap(), b"zero");
+        // Re-wrap moves the two old objects onto version 1 without touching
+        // their payload bytes; the new one is left alone.
+        let legacy2 = k.rewrap("a", &legacy).unwrap().unwrap();
+        let v0b = k.rewrap("a", &v0).unwrap().unwrap();
+        assert!(k.rewrap("a", &v1).unwrap().is_none());
+        assert_eq!(&v0b[ENVELOPE_HEADER_BYTES..], &v0[ENVELOPE_HEADER_BYTES..]);
+        assert_eq!(&legacy2[ENVELOPE_HEADER_BYTES..], &legacy[3..]);
+        k.versions.remove(&0);
+        assert_eq!(k.open("a", &legacy2, b"aad").unwrap(), b"legacy");
+        assert_eq!(k.open("a", &v0b, b"aad").unwrap(), b"zero");
+        assert!(k.open("a", &v0, b"aad").is_err(), "version 0 is gone");
+    }
+
+    #[test]
+    fn another_partner_or_record_or_a_changed_header_does_not_open() {
+        let a = keys(&[0, 1]);
+        let sealed = a.seal("a", b"phi", b"tx1").unwrap();
+        assert!(a.open("a", &sealed, b"tx2").is_err(), "other record");
+        assert!(a.open("b", &sealed, b"tx1").is_err(), "other partner name");
+        let b = keys(&[0, 1]);
+        assert!(b.open("b", &sealed, b"tx1").is_err(), "other partner's keys");
+        let mut changed = sealed.clone();
+        changed[7] = 0; // names version 0
+        assert!(a.open("a", &changed, b"tx1").is_err());
+        assert!(a.open("a", b"CW2", b"tx1").is_err());
+        assert!(a.open("a", b"", b"tx1").is_err());
+        assert!(keys(&[]).seal("a", b"x", b"y").is_err(), "no key left: nothing sealed");
+    }
+}

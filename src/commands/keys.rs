@@ -1,0 +1,194 @@
+//! `clearway keys`: the partners' key versions, rotation, re-wrap,
+//! destruction and crypto-shredding (see `clearway_core::keys`).
+
+use super::store::{Backend, Store, load_config, port};
+use crate::cli::{KeysCommand, StoreArgs};
+use anyhow::{Context, bail};
+use clearway_core::PartnerId;
+use clearway_core::keys::{self, Census};
+use std::io::Write;
+use std::process::ExitCode;
+
+/// How long a superseded version must have been inactive before it may be
+/// destroyed: twice the time every process takes to see a rotation, so no
+/// process is still sealing under it.
+const SETTLE_MS: i64 = 2 * clearway_core::partners::CACHE_TTL.as_millis() as i64;
+
+fn partner_id(s: &str) -> anyhow::Result<PartnerId> {
+    PartnerId::new(s).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// The partners a command covers: the one named, or every partner whose
+/// keys are not shredded.
+async fn partners(store: &Store, one: Option<&str>) -> anyhow::Result<Vec<PartnerId>> {
+    if let Some(p) = one {
+        let id = partner_id(p)?;
+        store.partners.get(&id).await.map_err(port)?.with_context(|| format!("no partner {id}"))?;
+        return Ok(vec![id]);
+    }
+    Ok(store
+        .partners
+        .list()
+        .await
+        .map_err(port)?
+        .into_iter()
+        .filter(|p| p.shredded_at.is_none())
+        .map(|p| p.id)
+        .collect())
+}
+
+pub fn run(args: &StoreArgs, command: KeysCommand) -> anyhow::Result<ExitCode> {
+    let config = load_config(args, |_| {})?;
+    let rt =
+        tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start the async runtime")?;
+    rt.block_on(async {
+        let store = Store::open(&config).await?;
+        let code = command_in(&store, command).await;
+        store.close().await;
+        code
+    })
+}
+
+async fn command_in(store: &Store, command: KeysCommand) -> anyhow::Result<ExitCode> {
+    let ring = store.partners.keys();
+    let blobs = store.ports.blobs.as_ref();
+    let mut out = std::io::stdout().lock();
+    match command {
+        KeysCommand::Status { partner, verify, json } => {
+            let mut all = Vec::new();
+            let mut unreadable = 0;
+            for id in partners(store, partner.as_deref()).await? {
+                let versions = ring.versions(&id).await.map_err(port)?;
+                let census = keys::census(ring, blobs, store.ports.state.as_ref(), &id, verify).await.map_err(port)?;
+                unreadable += census.unreadable;
+                if !json {
+                    let active = versions.iter().find(|v| v.active).map_or("none".into(), |v| v.version.to_string());
+                    writeln!(out, "{id}\tactive {active}\t{}", describe(&census))?;
+                }
+                all.push(serde_json::json!({ "partner": id, "versions": versions, "objects": census }));
+            }
+            if json {
+                writeln!(out, "{}", serde_json::to_string_pretty(&all)?)?;
+            }
+            Ok(if unreadable == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        }
+        KeysCommand::Rotate { partner } => {
+            for id in partners(store, partner.as_deref()).await? {
+                let v = ring.rotate(&id).await.map_err(port)?;
+                tracing::info!(partner = %id, version = v, "key version rotated");
+                writeln!(out, "{id}\tactive {v}")?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        KeysCommand::Rewrap { partner, max_per_second } => {
+            let mut failed = 0;
+            for id in partners(store, partner.as_deref()).await? {
+                let r = keys::rewrap(ring, blobs, store.ports.state.as_ref(), &id, max_per_second)
+                    .await
+                    .map_err(port)
+                    .with_context(|| format!("re-wrap of {id} stopped; run it again to resume"))?;
+                failed += r.failed;
+                tracing::info!(partner = %id, version = r.target_version, rewrapped = r.rewrapped, "keys re-wrapped");
+                writeln!(
+                    out,
+                    "{id}\tonto {}\texamined {}\tre-wrapped {}\tfailed {}{}",
+                    r.target_version,
+                    r.examined,
+                    r.rewrapped,
+                    r.failed,
+                    if r.resumed { "\tresumed" } else { "" }
+                )?;
+            }
+            Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        }
+        KeysCommand::Destroy { partner, version } => {
+            let id = partner_id(&partner)?;
+            let versions = ring.versions(&id).await.map_err(port)?;
+            let Some(active) = versions.iter().find(|v| v.active) else { bail!("{id} has no keys") };
+            if version == Some(active.version) {
+                bail!("version {} is {id}'s active version: rotate first", active.version);
+            }
+            if let Some(v) = version
+                && !versions.iter().any(|x| x.version == v)
+            {
+                bail!("{id} has no version {v}");
+            }
+            if active.created_ms.is_some_and(|c| now_ms() - c < SETTLE_MS) {
+                bail!(
+                    "version {} became active less than {} s ago: processes may still seal under older versions; \
+                     re-wrap again and retry",
+                    active.version,
+                    SETTLE_MS / 1000
+                );
+            }
+            let census = keys::census(ring, blobs, store.ports.state.as_ref(), &id, false).await.map_err(port)?;
+            let candidates: Vec<u32> = match version {
+                Some(v) => vec![v],
+                None => versions.iter().filter(|v| !v.active).map(|v| v.version).collect(),
+            };
+            let mut destroyed = 0;
+            for v in candidates {
+                let using = census.by_version.get(&v).copied().unwrap_or(0);
+                if using > 0 {
+                    let msg = format!(
+                        "{using} stored objects still name version {v}: run `clearway keys rewrap --partner {id}`"
+                    );
+                    if version.is_some() {
+                        bail!(msg);
+                    }
+                    writeln!(out, "{id}\tversion {v} kept: {msg}")?;
+                    continue;
+                }
+                ring.destroy(&id, v).await.map_err(port)?;
+                tracing::info!(partner = %id, version = v, "key version destroyed");
+                writeln!(out, "{id}\tversion {v} destroyed")?;
+                destroyed += 1;
+            }
+            if destroyed == 0 && version.is_none() {
+                writeln!(out, "{id}\tnothing to destroy")?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        KeysCommand::Shred { partner, confirm } => {
+            let id = partner_id(&partner)?;
+            if confirm.as_deref() != Some(id.as_str()) {
+                bail!(
+                    "shredding destroys every key of {id}: its payloads and acknowledgements can never be read \
+                     again. Repeat the partner id with --confirm {id}"
+                );
+            }
+            ring.shred(&id).await.map_err(port)?;
+            tracing::warn!(partner = %id, "partner keys shredded");
+            let log = match &store.backend {
+                Backend::Local(local) => {
+                    if local.db.truncate_log().await.map_err(port)? {
+                        "the database log was truncated"
+                    } else {
+                        "the database log still holds old pages until the service stops"
+                    }
+                }
+                Backend::Aws(_) => "DynamoDB backups still hold the wrapped keys until they expire",
+            };
+            let census = keys::census(ring, blobs, store.ports.state.as_ref(), &id, true).await.map_err(port)?;
+            writeln!(out, "{id}\tshredded\t{}\t{log}", describe(&census))?;
+            if census.unreadable != census.objects {
+                bail!("{} objects of {id} still open", census.objects - census.unreadable);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn describe(c: &Census) -> String {
+    let versions: Vec<String> = c.by_version.iter().map(|(v, n)| format!("v{v}: {n}")).collect();
+    let mut s =
+        format!("objects {}\t{}", c.objects, if versions.is_empty() { "-".into() } else { versions.join(", ") });
+    if c.verified {
+        s.push_str(&format!("\tunreadable {}", c.unreadable));
+    }
+    s
+}
+
+fn now_ms() -> i64 {
+    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+}
