@@ -55,6 +55,15 @@ data "aws_iam_policy_document" "intake" {
     # Decrypt is needed for the encrypted table and queue attributes, not
     # for payloads: S3 reads are not granted at all.
   }
+  # Partners with KMS keys of their own: unwrapping their key versions.
+  dynamic "statement" {
+    for_each = length(aws_kms_key.partner) > 0 ? [1] : []
+    content {
+      sid       = "PartnerKeys"
+      actions   = ["kms:Decrypt"]
+      resources = [for k in aws_kms_key.partner : k.arn]
+    }
+  }
 }
 
 data "aws_iam_policy_document" "worker" {
@@ -89,6 +98,14 @@ data "aws_iam_policy_document" "worker" {
     sid       = "Decrypt"
     actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
     resources = [aws_kms_key.data.arn]
+  }
+  dynamic "statement" {
+    for_each = length(aws_kms_key.partner) > 0 ? [1] : []
+    content {
+      sid       = "PartnerKeys"
+      actions   = ["kms:Decrypt"]
+      resources = [for k in aws_kms_key.partner : k.arn]
+    }
   }
 }
 

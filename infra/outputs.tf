@@ -24,3 +24,8 @@ output "master_key_secret" {
   description = "Put the 64-hex-digit master key here before the first deploy."
   value       = aws_secretsmanager_secret.master_key.arn
 }
+
+output "partner_kms_keys" {
+  description = "Each partner in partner_kms_keys with the alias of its KMS key (for `clearway keys rotate --kms-key-id`)."
+  value       = { for p, a in aws_kms_alias.partner : p => a.name }
+}

@@ -98,3 +98,23 @@ variable "alarm_emails" {
   type        = list(string)
   default     = []
 }
+
+variable "partner_kms_keys" {
+  description = "Partner ids that get an AWS KMS key of their own for their key-encryption keys (`clearway keys rotate --partner P --kms-key-id alias/<name>-<environment>-partner-P`). Removing a partner schedules its key's deletion: its data is then erased for good, backups included."
+  type        = set(string)
+  default     = []
+  validation {
+    condition     = alltrue([for p in var.partner_kms_keys : can(regex("^[A-Za-z0-9._-]{1,64}$", p))])
+    error_message = "Partner ids are 1 to 64 letters, digits, '.', '_' or '-'."
+  }
+}
+
+variable "partner_kms_deletion_window_days" {
+  description = "Days between removing a partner from partner_kms_keys and its key's deletion (7 to 30); the key is unusable from the start."
+  type        = number
+  default     = 7
+  validation {
+    condition     = var.partner_kms_deletion_window_days >= 7 && var.partner_kms_deletion_window_days <= 30
+    error_message = "KMS allows 7 to 30 days."
+  }
+}

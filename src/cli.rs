@@ -276,6 +276,11 @@ pub enum KeysCommand {
         /// One partner (default: every partner not shredded).
         #[arg(long)]
         partner: Option<String>,
+        /// Wrap the partner's new version, and every later one, with this
+        /// AWS KMS key (id, ARN or alias) instead of the root key (AWS
+        /// backend; needs --partner).
+        #[arg(long, requires = "partner")]
+        kms_key_id: Option<String>,
     },
     /// Re-wrap stored objects' data keys onto the active version (headers
     /// only; resumable; safe to interrupt).
@@ -303,6 +308,12 @@ pub enum KeysCommand {
         /// The partner id again, to confirm.
         #[arg(long)]
         confirm: Option<String>,
+        /// Also schedule the deletion of the partner's KMS key after this
+        /// many days (7 to 30): the erasure then reaches every backup.
+        /// Leave it out when Terraform manages the key (remove the partner
+        /// from `partner_kms_keys` instead).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(7..=30))]
+        schedule_kms_key_deletion_days: Option<u32>,
     },
 }
 

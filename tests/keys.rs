@@ -64,8 +64,12 @@ struct Objects {
 impl Objects {
     async fn open(scratch: &Scratch) -> Objects {
         let ports = scratch.ports().await;
-        let (root, _) = clearway_core::partners::load_root_key(&scratch.security(), &scratch.data()).unwrap();
-        Objects { partners: Arc::new(Partners::new(root, ports.state.clone())), ports }
+        let (root, _) = clearway_core::partners::load_root_key(&scratch.security(), &scratch.data(), false).unwrap();
+        let mut partners = Partners::new(root, ports.state.clone());
+        if scratch.lane() == support::Lane::Aws {
+            partners = partners.with_key_service(Arc::new(kms(scratch).await));
+        }
+        Objects { partners: Arc::new(partners), ports }
     }
 
     /// Seals and stores `count` payloads for `partner` the way intake does.
@@ -98,6 +102,11 @@ impl Objects {
             .unwrap();
         (c.objects - c.unreadable, c.objects)
     }
+}
+
+async fn kms(scratch: &Scratch) -> clearway_aws::kms::KmsKeyService {
+    let sdk = clearway_aws::local_server_config(&scratch.env_value("AWS_ENDPOINT_URL")).await;
+    clearway_aws::kms::KmsKeyService::new(&sdk)
 }
 
 fn rt() -> tokio::runtime::Runtime {
@@ -237,7 +246,7 @@ fn lifecycle(scratch: &Scratch, per_version: usize, kills: usize) {
     assert_eq!(bad, 0);
     match scratch.lane() {
         support::Lane::Local => {
-            assert!(out.contains("log was truncated"), "{out}");
+            assert!(out.contains("log truncated"), "{out}");
             assert!(files_containing(&scratch.data(), MARKER.as_bytes()).is_empty(), "no plaintext marker on disk");
         }
         support::Lane::Aws => {
@@ -253,6 +262,59 @@ fn lifecycle(scratch: &Scratch, per_version: usize, kills: usize) {
     let list: serde_json::Value = serde_json::from_str(&listed).unwrap();
     let alpha = list.as_array().unwrap().iter().find(|p| p["id"] == "alpha").unwrap();
     assert_eq!(alpha["revoked"], true, "a shredded partner is revoked: {alpha}");
+}
+
+#[test]
+fn a_partner_key_in_kms_wraps_its_versions_and_a_shred_schedules_its_deletion() {
+    let scratch = Scratch::aws();
+    scratch.partner("kilo", false);
+    let rt = rt();
+    let kms = rt.block_on(kms(&scratch));
+    let key_id = rt.block_on(kms.create_key("partner kilo")).unwrap();
+    let objects = rt.block_on(Objects::open(&scratch));
+    rt.block_on(objects.write("kilo", 0, 5));
+    let out = ok(&scratch, &["keys", "rotate", "--partner", "kilo", "--kms-key-id", &key_id]);
+    assert!(out.contains("active 1"), "{out}");
+    rt.block_on(objects.write("kilo", 5, 15));
+    // Later rotations stay on the partner's KMS key.
+    ok(&scratch, &["keys", "rotate", "--partner", "kilo"]);
+    let out = ok(&scratch, &["keys", "status", "--partner", "kilo", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let versions = v[0]["versions"].as_array().unwrap();
+    assert_eq!(versions.len(), 3);
+    assert!(versions[0].get("kmsKeyId").is_none(), "version 0 is the root key's");
+    assert_eq!(versions[1]["kmsKeyId"], key_id.as_str());
+    assert_eq!(versions[2]["kmsKeyId"], key_id.as_str());
+    assert!(ok(&scratch, &["keys", "rewrap", "--partner", "kilo"]).contains("re-wrapped 20"));
+    settle();
+    ok(&scratch, &["keys", "destroy", "--partner", "kilo"]);
+    let (n, bad, by) = status(&scratch, "kilo");
+    assert_eq!((n, bad), (20, 0));
+    assert_eq!(by, serde_json::json!({ "2": 20 }));
+
+    // What the store keeps of version 2 is a KMS ciphertext bound to the
+    // partner and version: the root key alone does not open it, nor does
+    // KMS under another partner's name.
+    rt.block_on(async {
+        use clearway_core::keys::{KekRecord, KeyService};
+        let p = PartnerId::new("kilo").unwrap();
+        let item = objects.ports.state.get(&KekRecord::key(&p, 2)).await.unwrap().unwrap();
+        let kek: KekRecord = serde_json::from_slice(&item.value).unwrap();
+        assert_eq!(kek.kms_key_id.as_deref(), Some(key_id.as_str()));
+        let wrapped = hex::decode(&kek.wrapped).unwrap();
+        let (root, _) = clearway_core::partners::load_root_key(&scratch.security(), &scratch.data(), false).unwrap();
+        assert!(root.open(&wrapped, b"kek|kilo|2").is_err());
+        let ctx = |p: &str| [("clearway:partner", p.to_string()), ("clearway:kek-version", "2".to_string())];
+        assert_eq!(kms.decrypt(&key_id, &wrapped, &ctx("kilo")).await.unwrap().len(), 32);
+        assert!(kms.decrypt(&key_id, &wrapped, &ctx("lima")).await.is_err());
+    });
+
+    let out = ok(
+        &scratch,
+        &["keys", "shred", "--partner", "kilo", "--confirm", "kilo", "--schedule-kms-key-deletion-days", "7"],
+    );
+    assert!(out.contains("unreadable 20") && out.contains("scheduled for deletion in 7 days"), "{out}");
+    assert_eq!(rt.block_on(kms.key_state(&key_id)).unwrap(), "PendingDeletion");
 }
 
 #[test]
@@ -351,4 +413,21 @@ fn a_root_key_inside_the_data_directory_is_refused_unless_allowed() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("security.root_key_file"));
+    // With the key moved back out, the copy inside is refused while it
+    // is there (same key), and a different key there is named as such.
+    let root = scratch.security().root_key_file;
+    std::fs::copy(scratch.data().join("master.key"), &root).unwrap();
+    let out = clearway(&scratch, &["partners", "list"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("a copy of the root key"), "{out:?}");
+    std::fs::write(scratch.data().join("master.key"), "ab".repeat(32)).unwrap();
+    let out = clearway(&scratch, &["partners", "list"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("different root keys"), "{out:?}");
+    std::fs::remove_file(scratch.data().join("master.key")).unwrap();
+    assert!(ok(&scratch, &["partners", "list"]).contains("acme"));
+    // A lost key file is not silently replaced while data exists.
+    std::fs::remove_file(&root).unwrap();
+    let out = clearway(&scratch, &["partners", "list"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("holds data"), "{out:?}");
+    assert!(!root.exists(), "no new key was made");
 }

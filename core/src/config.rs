@@ -671,30 +671,49 @@ pub struct SecurityConfig {
 
 /// `<data_dir>.root.key`: the data directory's name with `.root.key`, in
 /// its parent directory.
+/// A data directory of `.` or `..` is made absolute first, so the key is
+/// still next to it rather than inside it.
 pub fn default_root_key_file(data_dir: &std::path::Path) -> PathBuf {
-    let name = data_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "clearway".into());
-    let parent = data_dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+    let dir = if data_dir.file_name().is_some() { data_dir.to_path_buf() } else { normalized(data_dir) };
+    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "clearway".into());
+    let parent = dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
     parent.join(format!("{name}.root.key"))
+}
+
+/// An absolute form of `p` with `.` and `..` resolved lexically (files
+/// need not exist).
+fn normalized(p: &std::path::Path) -> PathBuf {
+    let p = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 /// Whether `path` is `dir` or under it, comparing absolute, normalised
 /// forms (`.` and `..` resolved lexically, so files need not exist).
+/// Symbolic links are followed where the paths exist.
 pub fn inside(path: &std::path::Path, dir: &std::path::Path) -> bool {
-    fn absolute(p: &std::path::Path) -> PathBuf {
-        let p = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
-        let mut out = PathBuf::new();
-        for c in p.components() {
-            match c {
-                std::path::Component::ParentDir => {
-                    out.pop();
-                }
-                std::path::Component::CurDir => {}
-                other => out.push(other),
-            }
+    // The file may not exist yet: resolve its directory.
+    let real = |p: &std::path::Path| -> PathBuf {
+        if let Ok(c) = std::fs::canonicalize(p) {
+            return c;
         }
-        out
-    }
-    absolute(path).starts_with(absolute(dir))
+        match (p.parent(), p.file_name()) {
+            (Some(parent), Some(name)) if !parent.as_os_str().is_empty() => {
+                std::fs::canonicalize(parent).map(|c| c.join(name)).unwrap_or_else(|_| normalized(p))
+            }
+            _ => normalized(p),
+        }
+    };
+    real(path).starts_with(real(dir)) || normalized(path).starts_with(normalized(dir))
 }
 
 #[derive(Debug, Clone)]
@@ -1468,6 +1487,30 @@ fn sftp_config(id: &str, s: RawSftp, e: &mut Vec<ConfigError>) -> SftpConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_default_root_key_is_next_to_the_data_directory_not_in_it() {
+        use std::path::Path;
+        assert_eq!(default_root_key_file(Path::new("./var")), Path::new("./var.root.key"));
+        assert_eq!(default_root_key_file(Path::new("/srv/clearway/")), Path::new("/srv/clearway.root.key"));
+        for dir in [".", "./", "..", "var"] {
+            let key = default_root_key_file(Path::new(dir));
+            assert!(!inside(&key, Path::new(dir)), "{dir}: {}", key.display());
+        }
+        assert!(inside(Path::new("./var/master.key"), Path::new("var")));
+        assert!(inside(Path::new("var/../var/k"), Path::new("./var/")));
+        assert!(!inside(Path::new("./var.root.key"), Path::new("./var")));
+        let tmp = std::env::temp_dir().join(format!("cw-inside-{}", std::process::id()));
+        std::fs::create_dir_all(tmp.join("data")).unwrap();
+        #[cfg(unix)]
+        {
+            // A link that leads into the data directory is inside it.
+            let _ = std::fs::remove_file(tmp.join("keys"));
+            std::os::unix::fs::symlink(tmp.join("data"), tmp.join("keys")).unwrap();
+            assert!(inside(&tmp.join("keys/root.key"), &tmp.join("data")));
+        }
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
 
     #[test]
     fn defaults_without_file_or_env() {

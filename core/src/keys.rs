@@ -146,12 +146,18 @@ impl PartnerKeys {
     }
 
     /// The object with its DEK re-wrapped under the active version, or
-    /// `None` when it is there already. The payload bytes are not touched
-    /// (and not checked: only the header is opened).
-    pub fn rewrap(&self, partner: &str, sealed: &[u8]) -> PortResult<Option<Vec<u8>>> {
+    /// `None` when it is there already. An envelope keeps its ciphertext
+    /// (only the header is opened and rewritten); a legacy `CW1` object,
+    /// sealed directly with version 0, is opened with `aad` and sealed
+    /// afresh under a new DEK, so no object carries version 0 itself.
+    pub fn rewrap(&self, partner: &str, sealed: &[u8], aad: &[u8]) -> PortResult<Option<Vec<u8>>> {
         let active = self.active().ok_or_else(unreadable)?;
         let version = object_version(sealed).ok_or_else(unreadable)?;
-        if version == active && sealed.starts_with(ENVELOPE_MAGIC) {
+        if sealed.starts_with(LEGACY_MAGIC) {
+            let plain = self.open(partner, sealed, aad)?;
+            return self.seal(partner, &plain, aad).map(Some);
+        }
+        if version == active {
             return Ok(None);
         }
         let (dek, body) = object_dek(self, partner, sealed)?;
@@ -170,6 +176,10 @@ pub struct KekRecord {
     pub wrapped: String,
     /// When the version was made (Unix milliseconds).
     pub created_ms: i64,
+    /// The KMS key that wrapped it (with the partner and version as
+    /// encryption context); `None`: the root key wrapped it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kms_key_id: Option<String>,
 }
 
 impl KekRecord {
@@ -190,6 +200,9 @@ pub struct VersionInfo {
     pub active: bool,
     /// When it was made, if known (version 0: with the partner).
     pub created_ms: Option<i64>,
+    /// The KMS key that wraps it; `None`: the root key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kms_key_id: Option<String>,
 }
 
 fn now_ms() -> i64 {
@@ -210,7 +223,28 @@ fn parse<T: serde::de::DeserializeOwned>(b: &[u8]) -> PortResult<T> {
 pub struct KeyRing {
     root: Key,
     state: Arc<dyn StateStore>,
+    kms: Option<Arc<dyn KeyService>>,
     cache: Mutex<HashMap<PartnerId, (Instant, Arc<PartnerKeys>)>>,
+}
+
+/// A key-management service holding keys of its own that never leave it
+/// (AWS KMS). A partner given such a key has its key versions wrapped by
+/// it instead of the root key, so that deleting that one key erases the
+/// partner's data for good, whatever copies of the store remain.
+#[async_trait::async_trait]
+pub trait KeyService: Send + Sync + 'static {
+    /// Encrypts a KEK under `key_id` with `context` bound to it.
+    async fn encrypt(&self, key_id: &str, plaintext: &[u8], context: &[(&str, String)]) -> PortResult<Vec<u8>>;
+    /// Decrypts what [`KeyService::encrypt`] made, with the same context.
+    async fn decrypt(&self, key_id: &str, ciphertext: &[u8], context: &[(&str, String)]) -> PortResult<Vec<u8>>;
+    /// Schedules the key's deletion after `days` (7 to 30); it is unusable
+    /// from now on.
+    async fn schedule_deletion(&self, key_id: &str, days: u32) -> PortResult<()>;
+}
+
+/// What binds a KMS-wrapped KEK to its partner and version.
+fn kms_context(partner: &PartnerId, version: u32) -> [(&'static str, String); 2] {
+    [("clearway:partner", partner.to_string()), ("clearway:kek-version", version.to_string())]
 }
 
 impl std::fmt::Debug for KeyRing {
@@ -222,7 +256,19 @@ impl std::fmt::Debug for KeyRing {
 impl KeyRing {
     /// `state` is the (sealed) state store the partner records live in.
     pub fn new(root: Key, state: Arc<dyn StateStore>) -> Self {
-        KeyRing { root, state, cache: Mutex::new(HashMap::new()) }
+        KeyRing { root, state, kms: None, cache: Mutex::new(HashMap::new()) }
+    }
+
+    /// With a key-management service for partners that have a key there.
+    pub fn with_key_service(mut self, kms: Arc<dyn KeyService>) -> Self {
+        self.kms = Some(kms);
+        self
+    }
+
+    fn kms(&self) -> PortResult<&dyn KeyService> {
+        self.kms.as_deref().ok_or_else(|| {
+            PortError::new(ErrorKind::Unavailable, "this partner's keys are wrapped by AWS KMS: use the AWS backend")
+        })
     }
 
     /// Version 0 wrapped for a new partner record.
@@ -279,14 +325,20 @@ impl KeyRing {
     async fn load(&self, partner: &PartnerId) -> PortResult<PartnerKeys> {
         let (record, _) = self.partner_record(partner).await?;
         let mut keys = PartnerKeys::default();
+        // A key that does not unwrap is the store's or the root key's
+        // fault, not the object's: `Internal`, never "cannot decrypt".
+        let bad = || PortError::new(ErrorKind::Internal, "unwrap partner key (wrong root key?)");
         if !record.wrapped_key.is_empty() {
-            let wrapped = hex::decode(&record.wrapped_key).map_err(|_| PortError::invalid_input("partner key"))?;
-            keys.versions.insert(0, self.root.unwrap_key(&wrapped, partner.as_str())?);
+            let wrapped = hex::decode(&record.wrapped_key).map_err(|_| bad())?;
+            keys.versions.insert(0, self.root.unwrap_key(&wrapped, partner.as_str()).map_err(|_| bad())?);
         }
         for (kek, _) in self.stored_versions(partner).await? {
-            let wrapped = hex::decode(&kek.wrapped).map_err(|_| PortError::invalid_input("partner key"))?;
-            let raw = self.root.open(&wrapped, &kek_aad(partner.as_str(), kek.version))?;
-            let bytes: [u8; 32] = raw.try_into().map_err(|_| PortError::invalid_input("partner key"))?;
+            let wrapped = hex::decode(&kek.wrapped).map_err(|_| bad())?;
+            let raw = match &kek.kms_key_id {
+                Some(id) => self.kms()?.decrypt(id, &wrapped, &kms_context(partner, kek.version)).await?,
+                None => self.root.open(&wrapped, &kek_aad(partner.as_str(), kek.version)).map_err(|_| bad())?,
+            };
+            let bytes: [u8; 32] = raw.try_into().map_err(|_| bad())?;
             keys.versions.insert(kek.version, Key::from_bytes(bytes));
         }
         Ok(keys)
@@ -307,10 +359,15 @@ impl KeyRing {
         let (record, _) = self.partner_record(partner).await?;
         let mut out = Vec::new();
         if !record.wrapped_key.is_empty() {
-            out.push(VersionInfo { version: 0, active: false, created_ms: None });
+            out.push(VersionInfo { version: 0, active: false, created_ms: None, kms_key_id: None });
         }
         for (kek, _) in self.stored_versions(partner).await? {
-            out.push(VersionInfo { version: kek.version, active: false, created_ms: Some(kek.created_ms) });
+            out.push(VersionInfo {
+                version: kek.version,
+                active: false,
+                created_ms: Some(kek.created_ms),
+                kms_key_id: kek.kms_key_id,
+            });
         }
         if let Some(last) = out.last_mut() {
             last.active = true;
@@ -321,31 +378,47 @@ impl KeyRing {
     /// Makes a new version active for new writes and returns it. Every
     /// process seals with it within the cache TTL; until then objects may
     /// still be sealed under the previous version, which stays readable.
-    pub async fn rotate(&self, partner: &PartnerId) -> PortResult<u32> {
-        let (record, _) = self.partner_record(partner).await?;
+    ///
+    /// With `kms_key_id`, the partner's key versions from this one on are
+    /// wrapped by that KMS key instead of the root key (the partner record
+    /// keeps it for later rotations).
+    pub async fn rotate(&self, partner: &PartnerId, kms_key_id: Option<&str>) -> PortResult<u32> {
+        let (mut record, rv) = self.partner_record(partner).await?;
         if record.shredded_at.is_some() {
             return Err(PortError::invalid_input("the partner's keys have been shredded"));
         }
         let current = self.versions(partner).await?.last().map_or(0, |v| v.version);
         let version = current + 1;
         let kek = Key::generate()?;
-        let wrapped = self.root.seal(kek.expose_bytes(), &kek_aad(partner.as_str(), version))?;
-        let record = KekRecord { version, wrapped: hex::encode(wrapped), created_ms: now_ms() };
-        self.state
-            .write(vec![WriteOp::Put {
-                key: KekRecord::key(partner, version),
+        let kms_key_id = kms_key_id.map(str::to_string).or_else(|| record.kms_key_id.clone());
+        let wrapped = match &kms_key_id {
+            Some(id) => self.kms()?.encrypt(id, kek.expose_bytes(), &kms_context(partner, version)).await?,
+            None => self.root.seal(kek.expose_bytes(), &kek_aad(partner.as_str(), version))?,
+        };
+        let kek_record =
+            KekRecord { version, wrapped: hex::encode(wrapped), created_ms: now_ms(), kms_key_id: kms_key_id.clone() };
+        let mut ops = vec![WriteOp::Put {
+            key: KekRecord::key(partner, version),
+            value: json(&kek_record)?,
+            expires_at: None,
+            condition: Condition::NotExists,
+        }];
+        if record.kms_key_id != kms_key_id {
+            record.kms_key_id = kms_key_id;
+            ops.push(WriteOp::Put {
+                key: PartnerRecord::key(partner),
                 value: json(&record)?,
                 expires_at: None,
-                condition: Condition::NotExists,
-            }])
-            .await
-            .map_err(|e| {
-                if e.kind() == ErrorKind::PreconditionFailed {
-                    PortError::new(ErrorKind::PreconditionFailed, "another rotation made this version first")
-                } else {
-                    e
-                }
-            })?;
+                condition: Condition::Version(rv),
+            });
+        }
+        self.state.write(ops).await.map_err(|e| {
+            if e.kind() == ErrorKind::PreconditionFailed {
+                PortError::new(ErrorKind::PreconditionFailed, "another rotation made this version first")
+            } else {
+                e
+            }
+        })?;
         self.forget(partner);
         Ok(version)
     }
@@ -400,6 +473,11 @@ impl KeyRing {
         Ok(())
     }
 
+    /// Schedules the deletion of a partner's KMS key (after a shred).
+    pub async fn schedule_kms_deletion(&self, kms_key_id: &str, days: u32) -> PortResult<()> {
+        self.kms()?.schedule_deletion(kms_key_id, days).await
+    }
+
     async fn put_partner(&self, record: PartnerRecord, version: u64) -> PortResult<()> {
         self.state
             .write(vec![WriteOp::Put {
@@ -448,9 +526,26 @@ fn object_aad(key: &BlobKey, partner: &PartnerId) -> Option<String> {
 pub struct Census {
     pub objects: u64,
     pub by_version: BTreeMap<u32, u64>,
+    /// Acknowledgements stored before they were sealed under partner keys
+    /// (in records sealed with the root-derived key); a re-wrap or a shred
+    /// seals them.
+    pub unsealed: u64,
     /// Objects that do not open (verified only).
     pub unreadable: u64,
     pub verified: bool,
+}
+
+impl Census {
+    fn count(&mut self, keys: Option<&PartnerKeys>, partner: &PartnerId, sealed: &[u8], aad: Option<String>) {
+        self.objects += 1;
+        if let Some(v) = object_version(sealed) {
+            *self.by_version.entry(v).or_default() += 1;
+        }
+        if self.verified {
+            let opens = keys.zip(aad).is_some_and(|(k, aad)| k.open(partner.as_str(), sealed, aad.as_bytes()).is_ok());
+            self.unreadable += u64::from(!opens);
+        }
+    }
 }
 
 /// Counts a partner's objects by key version; with `verify`, opens each
@@ -465,7 +560,7 @@ pub async fn census(
 ) -> PortResult<Census> {
     ring.forget(partner);
     let keys = if verify { ring.keys(partner).await.ok() } else { None };
-    let keys = &keys;
+    let keys = keys.as_deref();
     let mut c = Census { verified: verify, ..Census::default() };
     for prefix in partner_prefixes(partner) {
         let mut after: Option<BlobKey> = None;
@@ -474,51 +569,42 @@ pub async fn census(
             let Some(last) = page.last().cloned() else { break };
             for key in &page {
                 let bytes = blobs.get(key, MAX_BLOB_BYTES).await?;
-                c.objects += 1;
-                if let Some(v) = object_version(&bytes) {
-                    *c.by_version.entry(v).or_default() += 1;
-                }
-                if verify {
-                    let opens = keys
-                        .as_ref()
-                        .zip(object_aad(key, partner))
-                        .is_some_and(|(k, aad)| k.open(partner.as_str(), &bytes, aad.as_bytes()).is_ok());
-                    c.unreadable += u64::from(!opens);
-                }
+                c.count(keys, partner, &bytes, object_aad(key, partner));
             }
             after = Some(last);
         }
     }
     let mut after: Option<String> = None;
     loop {
-        let page = sealed_acks(state, partner, after.as_deref()).await?;
-        let Some((last, _, _, _)) = page.last() else { break };
-        after = Some(last.clone());
-        for (_, _, ack, sealed) in page {
-            c.objects += 1;
-            if let Some(v) = object_version(&sealed) {
-                *c.by_version.entry(v).or_default() += 1;
-            }
-            if verify {
-                let aad = ack_aad(&ack.id, partner);
-                let opens = keys.as_ref().is_some_and(|k| k.open(partner.as_str(), &sealed, aad.as_bytes()).is_ok());
-                c.unreadable += u64::from(!opens);
+        let page = partner_acks(state, partner, after.as_deref()).await?;
+        let Some(last) = page.last().map(|a| a.cursor.clone()) else { break };
+        after = Some(last);
+        for a in page {
+            match &a.sealed {
+                Some(sealed) => c.count(keys, partner, sealed, Some(ack_aad(&a.ack.id, partner))),
+                None => c.unsealed += 1,
             }
         }
     }
     Ok(c)
 }
 
-/// A page of a partner's acknowledgements whose body is sealed in the
-/// record (found through its feed, which lists every one): the feed
-/// cursor, the record's version, the record and its sealed body. The page
-/// is empty at the end; a record sealed in the blob store is skipped (it
-/// is counted there).
-async fn sealed_acks(
-    state: &dyn StateStore,
-    partner: &PartnerId,
-    after: Option<&str>,
-) -> PortResult<Vec<(String, u64, AckRecord, Vec<u8>)>> {
+/// An acknowledgement record of a partner whose body is in the record.
+struct StoredAck {
+    /// Its entry in the partner's feed.
+    cursor: String,
+    /// The record's version, for a conditional rewrite.
+    version: u64,
+    ack: AckRecord,
+    /// The sealed body; `None` for a body stored before sealing.
+    sealed: Option<Vec<u8>>,
+}
+
+/// A page of a partner's acknowledgements whose body is in the record,
+/// found through the partner's feed (which lists every one), after the
+/// feed cursor `after`. Empty at the end. A record whose body is in the
+/// blob store is skipped (counted there).
+async fn partner_acks(state: &dyn StateStore, partner: &PartnerId, after: Option<&str>) -> PortResult<Vec<StoredAck>> {
     let mut out = Vec::new();
     let mut after = after.map(str::to_string);
     loop {
@@ -529,15 +615,59 @@ async fn sealed_acks(
             let entry: FeedEntry = parse(&item.value)?;
             let Some(record) = state.get(&AckRecord::key(&entry.transaction, &entry.ack_id)).await? else { continue };
             let ack: AckRecord = parse(&record.value)?;
-            let Some(hexed) = &ack.body_sealed else { continue };
-            let sealed =
-                hex::decode(hexed).map_err(|_| PortError::new(ErrorKind::Internal, "sealed acknowledgement"))?;
-            out.push((cursor, record.version, ack, sealed));
+            let sealed = match &ack.body_sealed {
+                Some(hexed) => Some(
+                    hex::decode(hexed).map_err(|_| PortError::new(ErrorKind::Internal, "sealed acknowledgement"))?,
+                ),
+                None if ack.body_blob.is_some() => continue,
+                None => None,
+            };
+            out.push(StoredAck { cursor, version: record.version, ack, sealed });
         }
         if !out.is_empty() {
             return Ok(out);
         }
     }
+}
+
+/// Rewrites an acknowledgement record with its body sealed (afresh or
+/// re-wrapped) if nothing changed it since it was read; `false` if
+/// something did (it was then sealed under the active version by its
+/// writer).
+async fn rewrite_ack(state: &dyn StateStore, mut a: StoredAck, sealed: Vec<u8>) -> PortResult<bool> {
+    a.ack.body_sealed = Some(hex::encode(sealed));
+    a.ack.body = String::new();
+    let put = WriteOp::Put {
+        key: AckRecord::key(&a.ack.transaction, &a.ack.id),
+        value: json(&a.ack)?,
+        expires_at: None,
+        condition: Condition::Version(a.version),
+    };
+    match state.write(vec![put]).await {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == ErrorKind::PreconditionFailed => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Seals, under the active version, every acknowledgement of a partner
+/// stored before acknowledgements were sealed under partner keys (a shred
+/// does this first, so that none stays readable). Returns how many.
+pub async fn seal_unsealed_acks(ring: &KeyRing, state: &dyn StateStore, partner: &PartnerId) -> PortResult<u64> {
+    ring.forget(partner);
+    let keys = ring.keys(partner).await?;
+    let mut sealed = 0;
+    let mut after: Option<String> = None;
+    loop {
+        let page = partner_acks(state, partner, after.as_deref()).await?;
+        let Some(last) = page.last().map(|a| a.cursor.clone()) else { break };
+        after = Some(last);
+        for a in page.into_iter().filter(|a| a.sealed.is_none()) {
+            let body = keys.seal(partner.as_str(), a.ack.body.as_bytes(), ack_aad(&a.ack.id, partner).as_bytes())?;
+            sealed += u64::from(rewrite_ack(state, a, body).await?);
+        }
+    }
+    Ok(sealed)
 }
 
 /// Where an interrupted re-wrap resumes (`Counters`, `rewrap/<partner>`).
@@ -546,12 +676,27 @@ async fn sealed_acks(
 struct RewrapCursor {
     /// The version the run was moving objects onto.
     target: u32,
+    /// 0 and 1: the blob prefixes; 2: acknowledgement records.
     prefix: usize,
     after: String,
 }
 
+/// The cursor stage of acknowledgements sealed in their records (after the
+/// two blob prefixes).
+const ACK_STAGE: usize = 2;
+
 fn cursor_key(partner: &PartnerId) -> ItemKey {
     ItemKey::new(Table::Counters, "rewrap", partner.as_str())
+}
+
+/// The version an unfinished re-wrap of a partner was moving objects
+/// onto, if one was interrupted or is running.
+pub async fn rewrap_in_progress(state: &dyn StateStore, partner: &PartnerId) -> PortResult<Option<u32>> {
+    Ok(state
+        .get(&cursor_key(partner))
+        .await?
+        .and_then(|item| parse::<RewrapCursor>(&item.value).ok())
+        .map(|c| c.target))
 }
 
 /// What a re-wrap did.
@@ -561,19 +706,70 @@ pub struct RewrapReport {
     pub target_version: u32,
     pub examined: u64,
     pub rewrapped: u64,
-    /// Objects whose header does not open (reported, left as they are).
+    /// Objects that do not open (reported, left as they are).
     pub failed: u64,
     /// Whether the run continued where an interrupted one stopped.
     pub resumed: bool,
 }
 
+/// A re-wrap in progress: its keys (reloaded every page, so a rotation
+/// stops it within one page), pace and report.
+struct Rewrap<'a> {
+    ring: &'a KeyRing,
+    state: &'a dyn StateStore,
+    partner: &'a PartnerId,
+    keys: Arc<PartnerKeys>,
+    pace: Option<std::time::Duration>,
+    next_at: tokio::time::Instant,
+    report: RewrapReport,
+}
+
+impl Rewrap<'_> {
+    /// Before each page: the keys afresh, and still the same target.
+    async fn refresh(&mut self) -> PortResult<()> {
+        self.ring.forget(self.partner);
+        self.keys = self.ring.keys(self.partner).await?;
+        if self.keys.active() != Some(self.report.target_version) {
+            return Err(PortError::new(
+                ErrorKind::PreconditionFailed,
+                "the active key version changed during the re-wrap: run it again",
+            ));
+        }
+        Ok(())
+    }
+
+    async fn pace(&mut self) {
+        if let Some(p) = self.pace {
+            tokio::time::sleep_until(self.next_at).await;
+            self.next_at = tokio::time::Instant::now().max(self.next_at) + p;
+        }
+        self.report.examined += 1;
+    }
+
+    async fn save(&self, prefix: usize, after: &str) -> PortResult<()> {
+        let cursor = RewrapCursor { target: self.report.target_version, prefix, after: after.to_string() };
+        self.state
+            .write(vec![WriteOp::Put {
+                key: cursor_key(self.partner),
+                value: json(&cursor)?,
+                expires_at: None,
+                condition: Condition::None,
+            }])
+            .await
+    }
+}
+
 /// Re-wraps every object of a partner onto its active version, at most
-/// `max_per_second` objects a second (0: no limit). Only headers change.
+/// `max_per_second` objects a second (0: no limit): payloads and
+/// acknowledgements in the blob store, then acknowledgements sealed in
+/// their records (sealing any stored before sealing). An envelope's
+/// ciphertext is not touched; a legacy `CW1` object is sealed afresh.
 ///
-/// Safe to interrupt at any point (each object is replaced atomically) and
-/// idempotent (an object on the active version is left alone); a cursor
-/// saved after every page lets the next run skip what was done, unless the
-/// active version changed in between.
+/// Safe to interrupt at any point (each object is replaced atomically, each
+/// record rewritten with a version condition) and idempotent (an object on
+/// the active version is left alone); a cursor saved after every page lets
+/// the next run skip what was done, unless the active version changed in
+/// between. A rotation during the run stops it within a page.
 pub async fn rewrap(
     ring: &KeyRing,
     blobs: &dyn BlobStore,
@@ -584,107 +780,70 @@ pub async fn rewrap(
     ring.forget(partner);
     let keys = ring.keys(partner).await?;
     let target = keys.active().ok_or_else(|| PortError::invalid_input("the partner has no keys"))?;
-    let mut report = RewrapReport { target_version: target, ..RewrapReport::default() };
     let saved: Option<RewrapCursor> = match state.get(&cursor_key(partner)).await? {
         Some(item) => parse::<RewrapCursor>(&item.value).ok().filter(|c| c.target == target),
         None => None,
     };
-    report.resumed = saved.is_some();
-    let (first_prefix, mut after) = match &saved {
-        Some(c) => (c.prefix, BlobKey::parse(&c.after)),
-        None => (0, None),
+    let mut run = Rewrap {
+        ring,
+        state,
+        partner,
+        keys,
+        pace: (max_per_second > 0).then(|| std::time::Duration::from_secs(1) / max_per_second),
+        next_at: tokio::time::Instant::now(),
+        report: RewrapReport { target_version: target, resumed: saved.is_some(), ..RewrapReport::default() },
     };
-    let pace = (max_per_second > 0).then(|| std::time::Duration::from_secs(1) / max_per_second);
-    let mut next_at = tokio::time::Instant::now();
-    for (n, prefix) in partner_prefixes(partner).iter().enumerate().skip(first_prefix) {
-        if n > first_prefix || first_prefix >= ACK_STAGE {
-            after = None;
-        }
+    let (first, resume_after) = saved.map_or((0, None), |c| (c.prefix, Some(c.after)));
+    for (n, prefix) in partner_prefixes(partner).iter().enumerate().skip(first) {
+        let mut after = if n == first { resume_after.as_deref().and_then(BlobKey::parse) } else { None };
         loop {
             let page = blobs.list(prefix, after.as_ref(), 100).await?;
             let Some(last) = page.last().cloned() else { break };
+            run.refresh().await?;
             for key in &page {
-                if let Some(p) = pace {
-                    tokio::time::sleep_until(next_at).await;
-                    next_at = tokio::time::Instant::now().max(next_at) + p;
-                }
-                report.examined += 1;
+                run.pace().await;
                 let bytes = blobs.get(key, MAX_BLOB_BYTES).await?;
-                match keys.rewrap(partner.as_str(), &bytes) {
+                let Some(aad) = object_aad(key, partner) else {
+                    run.report.failed += 1;
+                    continue;
+                };
+                match run.keys.rewrap(partner.as_str(), &bytes, aad.as_bytes()) {
                     Ok(None) => {}
                     Ok(Some(new)) => {
                         blobs.replace(key, bytes::Bytes::from(new)).await?;
-                        report.rewrapped += 1;
+                        run.report.rewrapped += 1;
                     }
-                    Err(_) => report.failed += 1,
+                    Err(_) => run.report.failed += 1,
                 }
             }
-            let cursor = RewrapCursor { target, prefix: n, after: last.as_str().to_string() };
-            state
-                .write(vec![WriteOp::Put {
-                    key: cursor_key(partner),
-                    value: json(&cursor)?,
-                    expires_at: None,
-                    condition: Condition::None,
-                }])
-                .await?;
+            run.save(n, last.as_str()).await?;
             after = Some(last);
         }
     }
-    // Then the acknowledgements sealed in their records (stage 2).
-    let mut after = match &saved {
-        Some(c) if c.prefix == ACK_STAGE => Some(c.after.clone()),
-        _ => None,
-    };
+    let mut after = if first == ACK_STAGE { resume_after } else { None };
     loop {
-        let page = sealed_acks(state, partner, after.as_deref()).await?;
-        let Some((last, _, _, _)) = page.last() else { break };
-        let last = last.clone();
-        for (_, version, mut ack, sealed) in page {
-            if let Some(p) = pace {
-                tokio::time::sleep_until(next_at).await;
-                next_at = tokio::time::Instant::now().max(next_at) + p;
-            }
-            report.examined += 1;
-            match keys.rewrap(partner.as_str(), &sealed) {
+        let page = partner_acks(state, partner, after.as_deref()).await?;
+        let Some(last) = page.last().map(|a| a.cursor.clone()) else { break };
+        run.refresh().await?;
+        for a in page {
+            run.pace().await;
+            let aad = ack_aad(&a.ack.id, partner);
+            let new = match &a.sealed {
+                Some(sealed) => run.keys.rewrap(partner.as_str(), sealed, aad.as_bytes()),
+                None => run.keys.seal(partner.as_str(), a.ack.body.as_bytes(), aad.as_bytes()).map(Some),
+            };
+            match new {
                 Ok(None) => {}
-                Ok(Some(new)) => {
-                    ack.body_sealed = Some(hex::encode(new));
-                    let put = WriteOp::Put {
-                        key: AckRecord::key(&ack.transaction, &ack.id),
-                        value: json(&ack)?,
-                        expires_at: None,
-                        condition: Condition::Version(version),
-                    };
-                    match state.write(vec![put]).await {
-                        Ok(()) => report.rewrapped += 1,
-                        // Rewritten meanwhile (sealed afresh, under the
-                        // active version); the census shows what is left.
-                        Err(e) if e.kind() == ErrorKind::PreconditionFailed => {}
-                        Err(e) => return Err(e),
-                    }
-                }
-                Err(_) => report.failed += 1,
+                Ok(Some(new)) => run.report.rewrapped += u64::from(rewrite_ack(state, a, new).await?),
+                Err(_) => run.report.failed += 1,
             }
         }
-        let cursor = RewrapCursor { target, prefix: ACK_STAGE, after: last.clone() };
-        state
-            .write(vec![WriteOp::Put {
-                key: cursor_key(partner),
-                value: json(&cursor)?,
-                expires_at: None,
-                condition: Condition::None,
-            }])
-            .await?;
+        run.save(ACK_STAGE, &last).await?;
         after = Some(last);
     }
     state.write(vec![WriteOp::Delete { key: cursor_key(partner), condition: Condition::None }]).await?;
-    Ok(report)
+    Ok(run.report)
 }
-
-/// The cursor stage of acknowledgements sealed in their records (after the
-/// two blob prefixes).
-const ACK_STAGE: usize = 2;
 
 #[cfg(test)]
 mod tests {
@@ -707,13 +866,15 @@ mod tests {
         assert_eq!(object_version(&v1), Some(1));
         assert_eq!(k.open("a", &legacy, b"aad").unwrap(), b"legacy");
         assert_eq!(k.open("a", &v0, b"aad").unwrap(), b"zero");
-        // Re-wrap moves the two old objects onto version 1 without touching
-        // their payload bytes; the new one is left alone.
-        let legacy2 = k.rewrap("a", &legacy).unwrap().unwrap();
-        let v0b = k.rewrap("a", &v0).unwrap().unwrap();
-        assert!(k.rewrap("a", &v1).unwrap().is_none());
-        assert_eq!(&v0b[ENVELOPE_HEADER_BYTES..], &v0[ENVELOPE_HEADER_BYTES..]);
-        assert_eq!(&legacy2[ENVELOPE_HEADER_BYTES..], &legacy[3..]);
+        // Re-wrap moves the two old objects onto version 1: the envelope
+        // keeps its ciphertext, the legacy object is sealed afresh; the new
+        // one is left alone.
+        let legacy2 = k.rewrap("a", &legacy, b"aad").unwrap().unwrap();
+        let v0b = k.rewrap("a", &v0, b"aad").unwrap().unwrap();
+        assert!(k.rewrap("a", &v1, b"aad").unwrap().is_none());
+        assert_eq!(&v0b[ENVELOPE_HEADER_BYTES..], &v0[ENVELOPE_HEADER_BYTES..], "an envelope keeps its ciphertext");
+        assert_eq!(object_version(&legacy2), Some(1));
+        assert!(k.rewrap("a", &legacy, b"other").is_err(), "a legacy object is opened to be sealed afresh");
         k.versions.remove(&0);
         assert_eq!(k.open("a", &legacy2, b"aad").unwrap(), b"legacy");
         assert_eq!(k.open("a", &v0b, b"aad").unwrap(), b"zero");

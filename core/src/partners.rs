@@ -39,6 +39,13 @@ pub enum RootKeyError {
         "a copy of the root key is also inside the data directory ({0}): delete it once the root key file is kept safe"
     )]
     CopyInDataDir(std::path::PathBuf),
+    #[error("{file} and {legacy} hold different root keys: keep the one the data was sealed with")]
+    TwoKeys { file: std::path::PathBuf, legacy: std::path::PathBuf },
+    #[error(
+        "no root key at {0}, but the data directory holds data: a new key could not open it \
+         (restore the key file, or set security.root_key_file / security.master_key)"
+    )]
+    MissingForData(std::path::PathBuf),
     #[error("security.root_key_file {0} is inside the data directory")]
     FileInDataDir(std::path::PathBuf),
     #[error("generate root key")]
@@ -52,10 +59,12 @@ pub enum RootKeyError {
 ///
 /// A root key found inside the data directory (`master.key`, where keys
 /// were kept before) is refused unless allowed, with the command that moves
-/// it out.
+/// it out. No key is made when `existing_data` says the store already holds
+/// data (sealed with a key that must be somewhere).
 pub fn load_root_key(
     security: &crate::config::SecurityConfig,
     data_dir: &Path,
+    existing_data: bool,
 ) -> Result<(Key, Option<&'static str>), RootKeyError> {
     if let Some(hex) = &security.master_key {
         return Ok((Key::from_hex(hex.expose()).ok_or(RootKeyError::BadSecret)?, None));
@@ -77,8 +86,13 @@ pub fn load_root_key(
     let warning = (allowed && in_data_dir).then_some(WARNING);
     if file.exists() {
         let key = read(file)?;
-        if legacy.exists() && legacy != *file && !allowed {
-            return Err(RootKeyError::CopyInDataDir(legacy));
+        if legacy.exists() && legacy != *file {
+            if read(&legacy)?.to_hex() != key.to_hex() {
+                return Err(RootKeyError::TwoKeys { file: file.clone(), legacy });
+            }
+            if !allowed {
+                return Err(RootKeyError::CopyInDataDir(legacy));
+            }
         }
         return Ok((key, warning));
     }
@@ -91,25 +105,52 @@ pub fn load_root_key(
     if in_data_dir && !allowed {
         return Err(RootKeyError::FileInDataDir(file.clone()));
     }
-    if let Some(parent) = file.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(io(parent))?;
+    if existing_data {
+        return Err(RootKeyError::MissingForData(file.clone()));
     }
+    create_root_key(file).map(|k| (k, warning))
+}
+
+/// Writes a new random root key to `file` atomically: a temporary file
+/// (mode 0600) written and fsync'd, then hard-linked into place, so a
+/// crash never leaves an empty key file and of two processes starting at
+/// once, the second reads the key the first made.
+fn create_root_key(file: &Path) -> Result<Key, RootKeyError> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source: std::io::Error| RootKeyError::Io { path, source }
+    };
+    let parent = file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).map_err(io(parent))?;
     let key = Key::generate().map_err(|_| RootKeyError::Generate)?;
+    let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = parent.join(format!(".{name}.{}.tmp", std::process::id()));
     let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
+    opts.write(true).create(true).truncate(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
         opts.mode(0o600);
     }
-    let mut f = opts.open(file).map_err(io(file))?;
-    use std::io::Write;
-    f.write_all(key.to_hex().as_bytes()).map_err(io(file))?;
-    f.sync_all().map_err(io(file))?;
-    if let Some(parent) = file.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::File::open(parent).and_then(|d| d.sync_all()).map_err(io(parent))?;
+    let write = || -> std::io::Result<()> {
+        use std::io::Write;
+        let mut f = opts.open(&tmp)?;
+        f.write_all(key.to_hex().as_bytes())?;
+        f.sync_all()
+    };
+    write().map_err(io(&tmp))?;
+    let linked = std::fs::hard_link(&tmp, file);
+    let _ = std::fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let text = std::fs::read_to_string(file).map_err(io(file))?;
+            return Key::from_hex(&text).ok_or_else(|| RootKeyError::BadFile(file.to_path_buf()));
+        }
+        Err(e) => return Err(io(file)(e)),
     }
-    Ok((key, warning))
+    std::fs::File::open(parent).and_then(|d| d.sync_all()).map_err(io(parent))?;
+    Ok(key)
 }
 
 /// A client certificate's fingerprint → its partner (`cert/<sha256>`).
@@ -177,6 +218,13 @@ impl Partners {
         }
     }
 
+    /// With a key-management service (AWS KMS) for partners whose key
+    /// versions it wraps.
+    pub fn with_key_service(mut self, kms: Arc<dyn crate::keys::KeyService>) -> Self {
+        self.keys = self.keys.with_key_service(kms);
+        self
+    }
+
     /// The opaque stand-in for an identifier (patient control number,
     /// member id) where it would otherwise appear in a state-store key.
     pub fn index_token(&self, identifier: &str) -> String {
@@ -216,6 +264,7 @@ impl Partners {
             webhook_secret: None,
             cert_sha256: vec![],
             shredded_at: None,
+            kms_key_id: None,
         };
         let api_key = crypto::new_api_key()?;
         let key_record = ApiKeyRecord { partner: id.clone(), created_at: now };

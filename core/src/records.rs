@@ -342,6 +342,10 @@ pub struct PartnerRecord {
     /// shred`): its payloads and stored acknowledgements cannot be opened.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shredded_at: Option<String>,
+    /// The AWS KMS key that wraps this partner's key versions from the
+    /// first made with it on (`clearway keys rotate --kms-key-id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kms_key_id: Option<String>,
 }
 
 impl PartnerRecord {

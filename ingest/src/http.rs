@@ -1382,6 +1382,7 @@ mod tests {
             webhook_secret: None,
             cert_sha256: certs.iter().map(|c| c.to_string()).collect(),
             shredded_at: None,
+            kms_key_id: None,
         }
     }
 

@@ -72,9 +72,9 @@ async fn command_in(store: &Store, command: KeysCommand) -> anyhow::Result<ExitC
             }
             Ok(if unreadable == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
-        KeysCommand::Rotate { partner } => {
+        KeysCommand::Rotate { partner, kms_key_id } => {
             for id in partners(store, partner.as_deref()).await? {
-                let v = ring.rotate(&id).await.map_err(port)?;
+                let v = ring.rotate(&id, kms_key_id.as_deref()).await.map_err(port)?;
                 tracing::info!(partner = %id, version = v, "key version rotated");
                 writeln!(out, "{id}\tactive {v}")?;
             }
@@ -113,6 +113,14 @@ async fn command_in(store: &Store, command: KeysCommand) -> anyhow::Result<ExitC
             {
                 bail!("{id} has no version {v}");
             }
+            if let Some(t) = keys::rewrap_in_progress(store.ports.state.as_ref(), &id).await.map_err(port)?
+                && t != active.version
+            {
+                bail!(
+                    "a re-wrap onto version {t} is running or was interrupted: run `clearway keys rewrap --partner {id}` \
+                     to the end first"
+                );
+            }
             if active.created_ms.is_some_and(|c| now_ms() - c < SETTLE_MS) {
                 bail!(
                     "version {} became active less than {} s ago: processes may still seal under older versions; \
@@ -149,7 +157,7 @@ async fn command_in(store: &Store, command: KeysCommand) -> anyhow::Result<ExitC
             }
             Ok(ExitCode::SUCCESS)
         }
-        KeysCommand::Shred { partner, confirm } => {
+        KeysCommand::Shred { partner, confirm, schedule_kms_key_deletion_days } => {
             let id = partner_id(&partner)?;
             if confirm.as_deref() != Some(id.as_str()) {
                 bail!(
@@ -157,22 +165,43 @@ async fn command_in(store: &Store, command: KeysCommand) -> anyhow::Result<ExitC
                      again. Repeat the partner id with --confirm {id}"
                 );
             }
+            let kms_key = store.partners.get(&id).await.map_err(port)?.and_then(|(r, _)| r.kms_key_id);
+            if schedule_kms_key_deletion_days.is_some() && kms_key.is_none() {
+                bail!("{id} has no KMS key of its own");
+            }
+            // Acknowledgements stored before they were sealed under the
+            // partner's keys are sealed first, so none stays readable.
+            keys::seal_unsealed_acks(ring, store.ports.state.as_ref(), &id).await.map_err(port)?;
             ring.shred(&id).await.map_err(port)?;
+            if let (Some(key), Some(days)) = (&kms_key, schedule_kms_key_deletion_days) {
+                ring.schedule_kms_deletion(key, days).await.map_err(port)?;
+                writeln!(out, "{id}\tKMS key {key} scheduled for deletion in {days} days")?;
+            } else if let Some(key) = &kms_key {
+                writeln!(
+                    out,
+                    "{id}\tKMS key {key} kept: delete it (Terraform: remove {id} from partner_kms_keys) \
+                     to make the erasure reach backups"
+                )?;
+            }
             tracing::warn!(partner = %id, "partner keys shredded");
             let log = match &store.backend {
                 Backend::Local(local) => {
-                    if local.db.truncate_log().await.map_err(port)? {
-                        "the database log was truncated"
+                    if local.db.purge_deleted().await.map_err(port)? {
+                        "the database was compacted and its log truncated"
                     } else {
-                        "the database log still holds old pages until the service stops"
+                        "the database was compacted; its log still holds old pages until the service stops"
                     }
                 }
                 Backend::Aws(_) => "DynamoDB backups still hold the wrapped keys until they expire",
             };
             let census = keys::census(ring, blobs, store.ports.state.as_ref(), &id, true).await.map_err(port)?;
             writeln!(out, "{id}\tshredded\t{}\t{log}", describe(&census))?;
-            if census.unreadable != census.objects {
-                bail!("{} objects of {id} still open", census.objects - census.unreadable);
+            if census.unreadable != census.objects || census.unsealed > 0 {
+                bail!(
+                    "{} objects of {id} still open and {} acknowledgements are not sealed",
+                    census.objects - census.unreadable,
+                    census.unsealed
+                );
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -183,6 +212,9 @@ fn describe(c: &Census) -> String {
     let versions: Vec<String> = c.by_version.iter().map(|(v, n)| format!("v{v}: {n}")).collect();
     let mut s =
         format!("objects {}\t{}", c.objects, if versions.is_empty() { "-".into() } else { versions.join(", ") });
+    if c.unsealed > 0 {
+        s.push_str(&format!("\tunsealed acknowledgements {}", c.unsealed));
+    }
     if c.verified {
         s.push_str(&format!("\tunreadable {}", c.unreadable));
     }

@@ -49,6 +49,10 @@ pub struct Store {
 impl Store {
     pub async fn open(config: &Config) -> anyhow::Result<Self> {
         let dir = &config.server.data_dir;
+        // Whether the embedded store already holds data, before opening it
+        // creates an empty one: such data needs its own root key, not a
+        // new one.
+        let existing_data = dir.join("clearway.db").exists();
         let (backend, ports) = match &config.backend {
             config::Backend::Local => {
                 let local = clearway_local::Local::open(dir)
@@ -69,7 +73,8 @@ impl Store {
         // AWS processes share one root key through configuration
         // (`security.master_key`, from a secret); without it the root key
         // file, kept outside the data directory, is used.
-        let (master, warning) = load_root_key(&config.security, dir).context("cannot load the root key")?;
+        let (master, warning) =
+            load_root_key(&config.security, dir, existing_data).context("cannot load the root key")?;
         if let Some(w) = warning {
             // On standard error for commands, in the log for the service.
             eprintln!("clearway: warning: {w}");
@@ -77,8 +82,11 @@ impl Store {
         }
         // Every state value is sealed before it reaches the backend.
         let ports = clearway_core::sealed::Sealer::new(&master).seal_ports(ports);
-        let partners = Arc::new(Partners::new(master, ports.state.clone()));
-        Ok(Store { backend, ports, partners })
+        let mut partners = Partners::new(master, ports.state.clone());
+        if let Backend::Aws(aws) = &backend {
+            partners = partners.with_key_service(Arc::new(aws.kms.clone()));
+        }
+        Ok(Store { backend, ports, partners: Arc::new(partners) })
     }
 }
 

@@ -129,7 +129,7 @@ impl Scratch {
     /// inspect what was stored.
     pub async fn ports(&self) -> clearway_core::ports::Ports {
         let dir = self.data();
-        let master = clearway_core::partners::load_root_key(&self.security(), &dir).unwrap().0;
+        let master = clearway_core::partners::load_root_key(&self.security(), &dir, false).unwrap().0;
         let raw = match self.lane() {
             Lane::Local => clearway_local::Local::open(&dir).unwrap().ports(),
             Lane::Aws => {

@@ -117,7 +117,14 @@ impl BlobStore for S3BlobStore {
             req = req.start_after(a.as_str());
         }
         let out = req.send().await.map_err(|e| sdk_err("blob list", e))?;
-        Ok(out.contents().iter().filter_map(|o| o.key()).filter_map(BlobKey::parse).take(limit).collect())
+        // A key that is not a BlobKey would end a caller's paging early: an
+        // error, not skipped.
+        out.contents()
+            .iter()
+            .filter_map(|o| o.key())
+            .take(limit)
+            .map(|k| BlobKey::parse(k).ok_or_else(|| PortError::new(ErrorKind::Internal, "blob list: stored key")))
+            .collect()
     }
 
     async fn replace(&self, key: &BlobKey, bytes: Bytes) -> PortResult<()> {

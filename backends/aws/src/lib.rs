@@ -14,6 +14,7 @@ pub mod blob;
 pub mod bootstrap;
 pub mod dynamo;
 pub mod inspect;
+pub mod kms;
 pub mod queue;
 pub mod topic;
 
@@ -118,6 +119,8 @@ pub struct Aws {
     pub notifier: SnsNotifier,
     pub state: DynamoStateStore,
     pub journal: OutboxJournal,
+    /// KMS, for partners whose key versions a KMS key of their own wraps.
+    pub kms: kms::KmsKeyService,
     /// Outbox entries older than this are the sweeper's to send.
     pub outbox_sweep_after: std::time::Duration,
 }
@@ -151,7 +154,8 @@ impl Aws {
         let state = DynamoStateStore::new(sdk, &names.table, names.partition_shards);
         let journal = OutboxJournal::batched(Arc::new(blobs.clone()), Arc::new(state.clone()), Arc::new(queue.clone()));
         let notifier = SnsNotifier::new(sdk, &topic_arn);
-        Ok(Aws { blobs, queue, notifier, state, journal, outbox_sweep_after: names.outbox_sweep_after })
+        let kms = kms::KmsKeyService::new(sdk);
+        Ok(Aws { blobs, queue, notifier, state, journal, kms, outbox_sweep_after: names.outbox_sweep_after })
     }
 
     /// The ports (unsealed: the caller seals state values).

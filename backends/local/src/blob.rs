@@ -240,7 +240,11 @@ impl BlobStore for SqliteBlobStore {
                 rows.collect::<Result<_, _>>().map_err(db_err("blob list"))
             })
             .await?;
-        Ok(keys.iter().filter_map(|k| BlobKey::parse(k)).collect())
+        // Every stored key was a BlobKey; one that is not would end a
+        // caller's paging early, so it is an error, not skipped.
+        keys.iter()
+            .map(|k| BlobKey::parse(k).ok_or_else(|| PortError::new(ErrorKind::Internal, "blob list: stored key")))
+            .collect()
     }
 
     async fn replace(&self, key: &BlobKey, bytes: Bytes) -> PortResult<()> {
@@ -248,41 +252,30 @@ impl BlobStore for SqliteBlobStore {
             return Err(PortError::invalid_input("blob replace: object too large"));
         }
         // A large object goes to a new file first (durable); the row is
-        // then switched to it in one transaction, and only then is the old
-        // file removed. A crash in between leaves an unreferenced file for
-        // the sweep, never a row without its bytes.
+        // then switched to it in one transaction. The old file is left to
+        // the sweep (a reader that read the old row may still be opening
+        // it). A crash at any point leaves at most an unreferenced file,
+        // never a row without its bytes.
         let file = self.prepare(&bytes).await?;
         let (k, new_file) = (key.as_str().to_string(), file.clone());
         let size = bytes.len() as i64;
         let result = self
             .db
             .write(move |conn| {
-                let old: Option<Option<String>> = conn
-                    .prepare_cached("SELECT file FROM blobs WHERE key = ?1")
-                    .and_then(|mut s| s.query_row(params![k], |r| r.get(0)).optional())
-                    .map_err(db_err("blob replace"))?;
-                let Some(old) = old else { return Err(PortError::not_found("blob replace")) };
                 let data = if new_file.is_none() { Some(bytes.as_ref()) } else { None };
-                conn.prepare_cached("UPDATE blobs SET data = ?2, file = ?3, size = ?4 WHERE key = ?1")
+                let n = conn
+                    .prepare_cached("UPDATE blobs SET data = ?2, file = ?3, size = ?4 WHERE key = ?1")
                     .and_then(|mut s| s.execute(params![k, data, new_file, size]))
                     .map_err(db_err("blob replace"))?;
-                Ok(old)
+                if n == 0 { Err(PortError::not_found("blob replace")) } else { Ok(()) }
             })
             .await;
-        match result {
-            Ok(old) => {
-                if let Some(f) = old {
-                    let _ = std::fs::remove_file(self.dir.join(f));
-                }
-                Ok(())
-            }
-            Err(e) => {
-                if let Some(f) = &file {
-                    self.discard(f);
-                }
-                Err(e)
-            }
+        if result.is_err()
+            && let Some(f) = &file
+        {
+            self.discard(f);
         }
+        result
     }
 
     async fn exists(&self, key: &BlobKey) -> PortResult<bool> {

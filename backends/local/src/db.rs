@@ -175,14 +175,16 @@ impl Db {
         &self.path
     }
 
-    /// Copies the whole write-ahead log into the database file and
-    /// truncates it, so pages holding deleted content (a destroyed key)
-    /// are gone from the log as well. Returns whether it completed: it
-    /// cannot while another process is reading (a running service); the
-    /// service truncates the log when it stops.
-    pub async fn truncate_log(&self) -> PortResult<bool> {
+    /// Rebuilds the database file (`VACUUM`: free pages, which may still
+    /// hold deleted content such as a destroyed key, are not copied), then
+    /// copies the write-ahead log into it and truncates the log. Returns
+    /// whether the log could be truncated: not while another process keeps
+    /// reading (a busy service); the service truncates it when it stops.
+    /// Takes as long as copying the database.
+    pub async fn purge_deleted(&self) -> PortResult<bool> {
         let conn = open_conn(&self.path, true)?;
         tokio::task::spawn_blocking(move || {
+            conn.execute_batch("VACUUM").map_err(sqlite("vacuum"))?;
             // A reader's snapshot or another checkpoint makes it busy for a
             // moment: try for a few seconds.
             for _ in 0..25 {
