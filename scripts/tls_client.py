@@ -10,6 +10,10 @@ certificate.
       prints the server certificate's serial number (hex)
   tls_client.py mllp HOST:PORT CA FILE
       sends FILE as one MLLP frame over TLS, prints the ACK's MSA-1
+  tls_client.py mllp-twice HOST:PORT CA FILE WAITFILE
+      sends FILE, prints "first <MSA-1>", waits until WAITFILE exists,
+      sends it again on the same connection and prints "second <MSA-1>"
+      or "second closed"
   tls_client.py keepalive HOST:PORT CA WAITFILE
       opens one TLS connection, GETs /healthz, prints "first <status>",
       waits until WAITFILE exists, GETs /healthz again on the same
@@ -53,6 +57,21 @@ def get(s, path):
     return head.split(b" ")[1].decode()
 
 
+def mllp_send(s, msg):
+    """Sends one frame; the ACK's MSA-1, or None when the server closes."""
+    s.sendall(b"\x0b" + msg + b"\x1c\r")
+    data = b""
+    while not data.endswith(b"\x1c\r"):
+        chunk = s.recv(4096)
+        if not chunk:
+            return None
+        data += chunk
+    for seg in data.strip(b"\x0b\x1c\r").split(b"\r"):
+        if seg.startswith(b"MSA"):
+            return seg.split(b"|")[1].decode()
+    return None
+
+
 def serial(s):
     return "%X" % int(s.getpeercert()["serialNumber"], 16)
 
@@ -63,17 +82,21 @@ def main():
     if mode == "serial":
         print(serial(s))
     elif mode == "mllp":
+        ack = mllp_send(s, open(sys.argv[4], "rb").read())
+        if ack is None:
+            raise SystemExit("closed without an ACK")
+        print(ack)
+    elif mode == "mllp-twice":
         msg = open(sys.argv[4], "rb").read()
-        s.sendall(b"\x0b" + msg + b"\x1c\r")
-        data = b""
-        while not data.endswith(b"\x1c\r"):
-            chunk = s.recv(4096)
-            if not chunk:
-                raise SystemExit("closed without an ACK")
-            data += chunk
-        for seg in data.strip(b"\x0b\x1c\r").split(b"\r"):
-            if seg.startswith(b"MSA"):
-                print(seg.split(b"|")[1].decode())
+        print("first", mllp_send(s, msg), flush=True)
+        deadline = time.time() + 30
+        while not os.path.exists(sys.argv[5]) and time.time() < deadline:
+            time.sleep(0.05)
+        try:
+            ack = mllp_send(s, msg)
+        except (ssl.SSLError, OSError):
+            ack = None
+        print("second", ack or "closed")
     elif mode == "keepalive":
         print("first", get(s, "/healthz"), serial(s), flush=True)
         deadline = time.time() + 30

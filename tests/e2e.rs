@@ -451,7 +451,7 @@ fn no_phi_in_logs_or_metrics(scratch: Scratch) {
         c.submit("application/fhir+json", fhir.as_bytes(), &[]).json()["transactionId"].as_str().unwrap().to_string(),
     );
     // Over MLLP too.
-    let mut s = std::net::TcpStream::connect(server.mllp.unwrap()).unwrap();
+    let mut s = support::connect(server.mllp.unwrap()).unwrap();
     std::io::Write::write_all(&mut s, &support::frame(hl7.replace("M1", "M2").as_bytes())).unwrap();
     support::read_frame(&mut s).unwrap();
     for id in &ids {

@@ -672,3 +672,99 @@ routes = [
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("payers.PBM1") && err.contains("ca.pem"), "{err}");
 }
+
+#[test]
+fn each_listener_asks_for_client_certificates_its_own_way() {
+    let scratch = Scratch::new();
+    let pki = Pki::new(scratch.root.path());
+    pki.server("live", 0x1001);
+    pki.client("lab-cert", "20200101000000Z", "20991231000000Z");
+    // HTTP without client certificates, the main MLLP listener requiring
+    // them, a second MLLP listener where they are optional.
+    let config = format!(
+        "{}\n[server]\nclient_auth = \"none\"\n\n[mllp]\nclient_auth = \"required\"\n\n[[mllp.listeners]]\nlisten = \"127.0.0.1:0\"\npartner = \"clinic\"\nclient_auth = \"optional\"\n",
+        tls_config(&pki, &format!("client_ca_file = {:?}\n", pki.ca().display().to_string()))
+    );
+    scratch.write_config(&config);
+    scratch.partner("lab", false);
+    scratch.partner("clinic", false);
+    let out = scratch
+        .command()
+        .args(["partners", "bind-cert", "--id", "lab", "--cert"])
+        .arg(pki.path("lab-cert.pem"))
+        .arg("--data-dir")
+        .arg(scratch.data())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let server = Server::start(&scratch, Some("lab"), &[]);
+    let ca = pki.ca().display().to_string();
+    let resolve = format!("localhost:{}:127.0.0.1", server.http.port());
+    let url = format!("https://localhost:{}/healthz", server.http.port());
+    assert_eq!(curl(&["--cacert", &ca, "--resolve", &resolve, &url]), ("ok".to_string(), true), "HTTP asks for none");
+
+    let file = pki.path("adt.hl7");
+    std::fs::write(&file, adt("PERLISTENER-1")).unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/tls_client.py");
+    let mllp = |addr: std::net::SocketAddr, cert: Option<&str>| {
+        let mut cmd = Command::new("python3");
+        cmd.arg(&script).args(["mllp", &addr.to_string()]).arg(pki.ca()).arg(&file);
+        if let Some(name) = cert {
+            cmd.env("TLS_CLIENT_CERT", pki.path(&format!("{name}.pem")));
+            cmd.env("TLS_CLIENT_KEY", pki.path(&format!("{name}.key")));
+        }
+        let out = cmd.output().unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).trim().to_string())
+    };
+    let main = server.mllp_all.iter().find(|(_, p)| p == "lab").unwrap().0;
+    let clinic = server.mllp_all.iter().find(|(_, p)| p == "clinic").unwrap().0;
+    assert!(!mllp(main, None).0, "the main listener requires a certificate");
+    assert_eq!(mllp(main, Some("lab-cert")), (true, "AA".to_string()), "and takes one bound to its partner");
+    assert_eq!(mllp(clinic, None), (true, "AA".to_string()), "the second listener takes a client without one");
+}
+
+#[test]
+fn a_long_lived_mllp_connection_closes_once_its_certificate_is_unbound() {
+    let scratch = Scratch::new();
+    let pki = Pki::new(scratch.root.path());
+    pki.server("live", 0x1001);
+    pki.client("alice", "20200101000000Z", "20991231000000Z");
+    scratch.write_config(&tls_config(
+        &pki,
+        &format!("client_ca_file = {:?}\nclient_auth = \"optional\"\n", pki.ca().display().to_string()),
+    ));
+    scratch.partner("lab", false);
+    scratch.partner("acme", false);
+    let partners = |args: &[&str]| {
+        let out =
+            scratch.command().args(["partners"]).args(args).arg("--data-dir").arg(scratch.data()).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    let fp = partners(&["bind-cert", "--id", "acme", "--cert", pki.path("alice.pem").to_str().unwrap()]);
+    let server = Server::start(&scratch, Some("lab"), &[]);
+    let file = pki.path("adt.hl7");
+    std::fs::write(&file, adt("LONG-1")).unwrap();
+    let wait = pki.path("go");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/tls_client.py");
+    let mut child = Command::new("python3")
+        .arg(&script)
+        .args(["mllp-twice", &server.mllp.unwrap().to_string()])
+        .arg(pki.ca())
+        .arg(&file)
+        .arg(&wait)
+        .env("TLS_CLIENT_CERT", pki.path("alice.pem"))
+        .env("TLS_CLIENT_KEY", pki.path("alice.key"))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()));
+    assert_eq!(lines.next().unwrap().unwrap(), "first AA", "acme's certificate is taken");
+    partners(&["unbind-cert", "--id", "acme", "--fingerprint", &fp]);
+    // The connection's partner is looked up again once its last check is
+    // older than the partner cache's lifetime.
+    std::thread::sleep(clearway_core::partners::CACHE_TTL + Duration::from_millis(500));
+    std::fs::write(&wait, "").unwrap();
+    assert_eq!(lines.next().unwrap().unwrap(), "second closed", "the unbound certificate's connection is closed");
+    child.wait().unwrap();
+}

@@ -89,6 +89,7 @@ struct RawServer {
     request_timeout_secs: Option<u64>,
     shutdown_grace_secs: Option<u64>,
     feed_settle_ms: Option<u64>,
+    client_auth: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -98,6 +99,7 @@ struct RawMllp {
     partner: Option<String>,
     max_frame_bytes: Option<usize>,
     max_connections: Option<usize>,
+    client_auth: Option<String>,
     /// More listeners, each bound to its own partner.
     #[serde(default)]
     listeners: Vec<RawMllpListener>,
@@ -108,6 +110,7 @@ struct RawMllp {
 struct RawMllpListener {
     listen: Option<String>,
     partner: Option<String>,
+    client_auth: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -350,6 +353,9 @@ pub struct ServerConfig {
     /// still in progress. It keeps waiting: in-flight work is never cut off.
     pub shutdown_grace: Duration,
     pub feed_settle: Duration,
+    /// Client certificates on the HTTP listener (`server.client_auth`);
+    /// `None`: as `[tls] client_auth` says.
+    pub client_auth: Option<ClientAuth>,
 }
 
 #[derive(Debug, Clone)]
@@ -363,6 +369,9 @@ pub struct MllpConfig {
     pub max_frame_bytes: usize,
     /// Per listener.
     pub max_connections: usize,
+    /// Client certificates on the main listener (`mllp.client_auth`);
+    /// `None`: as `[tls] client_auth` says.
+    pub client_auth: Option<ClientAuth>,
 }
 
 /// One MLLP listener and the partner its messages belong to.
@@ -370,13 +379,20 @@ pub struct MllpConfig {
 pub struct MllpListener {
     pub listen: SocketAddr,
     pub partner: PartnerId,
+    /// Client certificates on this listener; `None`: as `[tls]
+    /// client_auth` says.
+    pub client_auth: Option<ClientAuth>,
 }
 
 impl MllpConfig {
     /// Every enabled listener: the main one (when `mllp.partner` is set),
     /// then `[[mllp.listeners]]`.
     pub fn all_listeners(&self) -> Vec<MllpListener> {
-        let main = self.partner.clone().map(|partner| MllpListener { listen: self.listen, partner });
+        let main = self.partner.clone().map(|partner| MllpListener {
+            listen: self.listen,
+            partner,
+            client_auth: self.client_auth,
+        });
         main.into_iter().chain(self.listeners.iter().cloned()).collect()
     }
 }
@@ -653,7 +669,6 @@ pub struct TlsConfig {
     pub allow_plaintext: bool,
 }
 
-/// The validated configuration.
 /// Where the root key of the key hierarchy comes from (`[security]`).
 #[derive(Debug, Clone)]
 pub struct SecurityConfig {
@@ -716,6 +731,7 @@ pub fn inside(path: &std::path::Path, dir: &std::path::Path) -> bool {
     real(path).starts_with(real(dir)) || normalized(path).starts_with(normalized(dir))
 }
 
+/// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub server: ServerConfig,
@@ -936,6 +952,7 @@ fn validate(raw: Raw, e: &mut Vec<ConfigError>) -> Config {
         shutdown_grace: secs("server.shutdown_grace_secs", raw.server.shutdown_grace_secs, 30, e),
         feed_settle: Duration::from_millis(raw.server.feed_settle_ms.unwrap_or(500)),
         data_dir: data_dir.clone(),
+        client_auth: client_auth_of("server.client_auth", raw.server.client_auth.as_deref(), e),
     };
     let partner = raw.mllp.partner.and_then(|p| match PartnerId::new(&p) {
         Ok(id) => Some(id),
@@ -952,8 +969,9 @@ fn validate(raw: Raw, e: &mut Vec<ConfigError>) -> Config {
             continue;
         };
         let listen = addr(&path("listen"), Some(text), "127.0.0.1:0", e);
+        let client_auth = client_auth_of(&path("client_auth"), l.client_auth.as_deref(), e);
         match l.partner.as_deref().map(PartnerId::new) {
-            Some(Ok(partner)) => listeners.push(MllpListener { listen, partner }),
+            Some(Ok(partner)) => listeners.push(MllpListener { listen, partner, client_auth }),
             Some(Err(x)) => e.push(err(path("partner"), x.to_string())),
             None => e.push(err(path("partner"), "required: each listener is bound to a partner")),
         }
@@ -972,6 +990,7 @@ fn validate(raw: Raw, e: &mut Vec<ConfigError>) -> Config {
         listeners,
         max_frame_bytes: positive("mllp.max_frame_bytes", raw.mllp.max_frame_bytes, 32 * 1024 * 1024, e),
         max_connections: positive("mllp.max_connections", raw.mllp.max_connections, 256, e),
+        client_auth: client_auth_of("mllp.client_auth", raw.mllp.client_auth.as_deref(), e),
     };
     let dedupe = DedupeConfig {
         idempotency_window: secs("dedupe.idempotency_window_secs", raw.dedupe.idempotency_window_secs, 24 * 3600, e),
@@ -1242,6 +1261,21 @@ fn validate(raw: Raw, e: &mut Vec<ConfigError>) -> Config {
     let pharmacy = PharmacyConfig { routes };
     let systems = systems_config(raw.routes, raw.destinations, e);
     let tls = tls_config(raw.tls, e);
+    // A listener's own client_auth needs what [tls] client_auth would.
+    let overrides = std::iter::once(("server.client_auth".to_string(), server.client_auth))
+        .chain(std::iter::once(("mllp.client_auth".to_string(), mllp.client_auth)))
+        .chain(
+            mllp.listeners.iter().enumerate().map(|(n, l)| (format!("mllp.listeners[{n}].client_auth"), l.client_auth)),
+        );
+    for (path, auth) in overrides {
+        match (auth, &tls.files) {
+            (Some(_), None) => e.push(err(path, "needs TLS: set tls.cert_file and tls.key_file")),
+            (Some(a), Some(f)) if a != ClientAuth::None && f.client_ca_file.is_none() => {
+                e.push(err(path, "asks for client certificates: set tls.client_ca_file"))
+            }
+            _ => {}
+        }
+    }
     Config {
         server,
         mllp,
@@ -1280,15 +1314,10 @@ fn tls_config(t: RawTls, e: &mut Vec<ConfigError>) -> TlsConfig {
         (None, None) => None,
     };
     let has_ca = t.client_ca_file.as_deref().is_some_and(|v| !v.trim().is_empty());
-    let client_auth = match t.client_auth.as_deref() {
+    let client_auth = match client_auth_of("tls.client_auth", t.client_auth.as_deref(), e) {
         None if has_ca => ClientAuth::Required,
-        None | Some("none") => ClientAuth::None,
-        Some("optional") => ClientAuth::Optional,
-        Some("required") => ClientAuth::Required,
-        Some(other) => {
-            e.push(err("tls.client_auth", format!("none, optional or required, not {other}")));
-            ClientAuth::None
-        }
+        None => ClientAuth::None,
+        Some(a) => a,
     };
     if client_auth != ClientAuth::None && !has_ca {
         e.push(err("tls.client_ca_file", "required when tls.client_auth asks for client certificates"));
@@ -1304,6 +1333,20 @@ fn tls_config(t: RawTls, e: &mut Vec<ConfigError>) -> TlsConfig {
         client_auth,
         handshake_timeout: millis("tls.handshake_timeout_ms", t.handshake_timeout_ms, 10_000, e),
         allow_plaintext: t.allow_plaintext.unwrap_or(false),
+    }
+}
+
+/// `none`, `optional` or `required`; `None` when not set.
+fn client_auth_of(path: &str, v: Option<&str>, e: &mut Vec<ConfigError>) -> Option<ClientAuth> {
+    match v {
+        None => None,
+        Some("none") => Some(ClientAuth::None),
+        Some("optional") => Some(ClientAuth::Optional),
+        Some("required") => Some(ClientAuth::Required),
+        Some(other) => {
+            e.push(err(path, format!("none, optional or required, not {other}")));
+            None
+        }
     }
 }
 
@@ -1487,6 +1530,27 @@ fn sftp_config(id: &str, s: RawSftp, e: &mut Vec<ConfigError>) -> SftpConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_listener_may_ask_for_client_certificates_its_own_way() {
+        let pki = "[tls]\ncert_file = \"s.pem\"\nkey_file = \"s.key\"\nclient_ca_file = \"ca.pem\"\n";
+        let file = format!(
+            "{pki}client_auth = \"optional\"\n[server]\nclient_auth = \"none\"\n[mllp]\npartner = \"lab\"\nclient_auth = \"required\"\n\n[[mllp.listeners]]\nlisten = \"127.0.0.1:2600\"\npartner = \"clinic\"\n"
+        );
+        let c = load(Some(&file), &HashMap::new()).unwrap();
+        assert_eq!(c.tls.client_auth, ClientAuth::Optional);
+        assert_eq!(c.server.client_auth, Some(ClientAuth::None));
+        let modes: Vec<_> = c.mllp.all_listeners().iter().map(|l| l.client_auth).collect();
+        assert_eq!(modes, vec![Some(ClientAuth::Required), None], "the second listener follows [tls]");
+        // Without TLS, or asking for certificates without a CA, or a word
+        // that is no mode: each reported with its path.
+        let bad = "[server]\nclient_auth = \"required\"\n[mllp]\npartner = \"lab\"\n\n[[mllp.listeners]]\nlisten = \"127.0.0.1:2600\"\npartner = \"clinic\"\nclient_auth = \"sometimes\"\n";
+        let paths: Vec<String> = load(Some(bad), &HashMap::new()).unwrap_err().into_iter().map(|e| e.path).collect();
+        assert_eq!(paths, vec!["mllp.listeners[0].client_auth", "server.client_auth"], "{paths:?}");
+        let no_ca = "[tls]\ncert_file = \"s.pem\"\nkey_file = \"s.key\"\n[mllp]\npartner = \"lab\"\nclient_auth = \"optional\"\n";
+        let paths: Vec<String> = load(Some(no_ca), &HashMap::new()).unwrap_err().into_iter().map(|e| e.path).collect();
+        assert_eq!(paths, vec!["mllp.client_auth"]);
+    }
 
     #[test]
     fn the_default_root_key_is_next_to_the_data_directory_not_in_it() {

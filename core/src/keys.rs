@@ -118,6 +118,11 @@ impl std::fmt::Debug for PartnerKeys {
 }
 
 impl PartnerKeys {
+    /// Keys given by version (the key ring loads them from the store).
+    pub fn from_versions(versions: impl IntoIterator<Item = (u32, Key)>) -> Self {
+        PartnerKeys { versions: versions.into_iter().collect() }
+    }
+
     /// The version new objects are sealed under, if any key is left.
     pub fn active(&self) -> Option<u32> {
         self.versions.keys().next_back().copied()

@@ -151,6 +151,7 @@ pub async fn serve_tls(
     listener: tokio::net::TcpListener,
     app: Router,
     tls: Arc<crate::tls::Tls>,
+    client_auth: Option<clearway_core::config::ClientAuth>,
     partners: Arc<clearway_core::partners::Partners>,
     shutdown: tokio_util::sync::CancellationToken,
 ) {
@@ -173,7 +174,7 @@ pub async fn serve_tls(
         tokio::spawn(async move {
             let stream = tokio::select! {
                 _ = stop.cancelled() => return,
-                s = tls.accept(tcp) => match s { Some(s) => s, None => return },
+                s = tls.accept(tcp, client_auth) => match s { Some(s) => s, None => return },
             };
             // The client certificate's fingerprint goes with every request
             // of the connection (partners bound to certificates).

@@ -24,6 +24,7 @@ pub async fn serve(
     listener: TcpListener,
     partner: PartnerId,
     tls: Option<Arc<crate::tls::Tls>>,
+    client_auth: Option<clearway_core::config::ClientAuth>,
     shutdown: CancellationToken,
 ) {
     let limit = Arc::new(Semaphore::new(svc.config.mllp.max_connections));
@@ -55,17 +56,27 @@ pub async fn serve(
                 Some(tls) => {
                     let stream = tokio::select! {
                         _ = shutdown.cancelled() => None,
-                        s = tls.accept(stream) => s,
+                        s = tls.accept(stream, client_auth) => s,
                     };
                     match stream {
-                        Some(s) => match who(&svc, &s, &partner).await {
-                            Some(partner) => connection(&svc, s, &partner, &shutdown).await,
-                            None => Ok(()),
-                        },
+                        Some(s) => {
+                            let fingerprint = crate::tls::peer_fingerprint(&s);
+                            match who(&svc, fingerprint.as_deref(), &partner).await {
+                                Some(who_it_is) => {
+                                    let identity = Identity {
+                                        fingerprint,
+                                        listener_partner: partner.clone(),
+                                        checked_at: std::time::Instant::now(),
+                                    };
+                                    connection(&svc, s, &who_it_is, Some(identity), &shutdown).await
+                                }
+                                None => Ok(()),
+                            }
+                        }
                         None => Ok(()),
                     }
                 }
-                None => connection(&svc, stream, &partner, &shutdown).await,
+                None => connection(&svc, stream, &partner, None, &shutdown).await,
             };
             if let Err(e) = ended {
                 tracing::info!(%peer, reason = %e, "mllp connection closed");
@@ -83,11 +94,7 @@ pub async fn serve(
 /// certificate bound to no live partner is refused (it is not the
 /// listener partner's either). Without a certificate, the listener's own
 /// partner, unless it is revoked or bound to certificates. `None`: close.
-async fn who(
-    svc: &Services,
-    stream: &tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
-    listener_partner: &PartnerId,
-) -> Option<PartnerId> {
+async fn who(svc: &Services, fingerprint: Option<&str>, listener_partner: &PartnerId) -> Option<PartnerId> {
     let refuse = |why: &str| {
         metrics::counter!("clearway_tls_certificate_mismatches_total", "channel" => "mllp").increment(1);
         tracing::info!(partner = %listener_partner, why, "mllp over tls: connection refused");
@@ -97,8 +104,8 @@ async fn who(
         tracing::warn!(error = %clearway_core::error::chain(&e), "mllp: partner lookup failed");
         None
     };
-    if let Some(fp) = crate::tls::peer_fingerprint(stream) {
-        return match svc.partners.by_certificate(&fp).await {
+    if let Some(fp) = fingerprint {
+        return match svc.partners.by_certificate(fp).await {
             Ok(Some(p)) => Some(p.id.clone()),
             Ok(None) => refuse("the client certificate is bound to no partner"),
             Err(e) => lookup_failed(e),
@@ -113,9 +120,34 @@ async fn who(
     }
 }
 
+/// Who an MLLP-over-TLS connection was found to be, checked again every
+/// [`CACHE_TTL`](clearway_core::partners::CACHE_TTL) of a long-lived
+/// connection: a certificate unbound or a partner revoked meanwhile closes
+/// it before its next message is taken.
+struct Identity {
+    fingerprint: Option<String>,
+    listener_partner: PartnerId,
+    checked_at: std::time::Instant,
+}
+
+impl Identity {
+    /// Whether the connection is still `partner`'s (looked up again once
+    /// the last check is older than the partner cache's lifetime).
+    async fn still(&mut self, svc: &Services, partner: &PartnerId) -> bool {
+        if self.checked_at.elapsed() < clearway_core::partners::CACHE_TTL {
+            return true;
+        }
+        let now = who(svc, self.fingerprint.as_deref(), &self.listener_partner).await;
+        self.checked_at = std::time::Instant::now();
+        now.as_ref() == Some(partner)
+    }
+}
+
 /// Why a connection ended early.
 #[derive(Debug, thiserror::Error)]
 enum ConnectionEnd {
+    #[error("the connection's certificate or partner is no longer allowed; closing without an ACK")]
+    NoLongerAllowed,
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
     #[error("framing: {0}")]
@@ -128,6 +160,7 @@ async fn connection<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
     svc: &Services,
     mut stream: S,
     partner: &PartnerId,
+    mut identity: Option<Identity>,
     shutdown: &CancellationToken,
 ) -> Result<(), ConnectionEnd> {
     let max = svc.config.mllp.max_frame_bytes;
@@ -140,6 +173,13 @@ async fn connection<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
                 Ok(Some(frame)) => {
                     let payload = Bytes::copy_from_slice(&buf[frame.payload.clone()]);
                     buf.advance(frame.consumed);
+                    if let Some(id) = identity.as_mut()
+                        && !id.still(svc, partner).await
+                    {
+                        metrics::counter!("clearway_tls_certificate_mismatches_total", "channel" => "mllp")
+                            .increment(1);
+                        return Err(ConnectionEnd::NoLongerAllowed);
+                    }
                     let ack = handle(svc, partner, payload).await?;
                     out.clear();
                     hl7::encode_frame(ack.as_bytes(), &mut out);

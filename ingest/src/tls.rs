@@ -153,8 +153,9 @@ pub fn not_after(cert: &[u8]) -> Option<i64> {
     Some(at.assume_utc().unix_timestamp())
 }
 
-/// A server configuration from the `[tls]` files.
-pub fn server_config(settings: &TlsConfig) -> Result<Option<ServerConfig>, TlsError> {
+/// A server configuration from the `[tls]` files, asking for client
+/// certificates as `auth` says.
+pub fn server_config(settings: &TlsConfig, auth: ClientAuth) -> Result<Option<ServerConfig>, TlsError> {
     let Some(files) = &settings.files else { return Ok(None) };
     let chain = certificates(&files.cert_file, "certificates")?;
     let expires_at = chain.first().and_then(|leaf| not_after(leaf.as_ref()));
@@ -163,7 +164,7 @@ pub fn server_config(settings: &TlsConfig) -> Result<Option<ServerConfig>, TlsEr
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| TlsError::Config(format!("TLS versions: {e}")))?;
-    let builder = match (&files.client_ca_file, settings.client_auth) {
+    let builder = match (&files.client_ca_file, auth) {
         (Some(ca), auth) if auth != ClientAuth::None => {
             let mut roots = rustls::RootCertStore::empty();
             for c in certificates(ca, "CA certificates")? {
@@ -198,10 +199,28 @@ pub fn server_config(settings: &TlsConfig) -> Result<Option<ServerConfig>, TlsEr
     Ok(Some(config))
 }
 
-/// The live TLS configuration of this process's listeners.
+/// A server configuration per way of asking for client certificates.
+type Configs = Vec<(ClientAuth, Arc<ServerConfig>)>;
+
+/// One server configuration per mode, or `None` without TLS files.
+fn build(settings: &TlsConfig, modes: &[ClientAuth]) -> Result<Option<Configs>, TlsError> {
+    let mut out = Vec::new();
+    for m in modes {
+        match server_config(settings, *m)? {
+            Some(c) => out.push((*m, Arc::new(c))),
+            None => return Ok(None),
+        }
+    }
+    Ok(Some(out))
+}
+
+/// The live TLS configurations of this process's listeners: one per way
+/// of asking for client certificates that a listener uses (`[tls]
+/// client_auth`, or the listener's own).
 pub struct Tls {
-    current: ArcSwap<ServerConfig>,
+    current: ArcSwap<Configs>,
     settings: TlsConfig,
+    modes: Vec<ClientAuth>,
 }
 
 impl std::fmt::Debug for Tls {
@@ -227,16 +246,24 @@ fn failure_reason(e: &std::io::Error) -> &'static str {
 }
 
 impl Tls {
-    /// `Ok(None)` when `[tls]` names no certificate (plaintext).
-    pub fn from_config(settings: &TlsConfig) -> Result<Option<Arc<Tls>>, TlsError> {
-        Ok(server_config(settings)?
-            .map(|c| Arc::new(Tls { current: ArcSwap::from_pointee(c), settings: settings.clone() })))
+    /// `Ok(None)` when `[tls]` names no certificate (plaintext). `modes`:
+    /// the ways listeners ask for client certificates (the `[tls]` default
+    /// is always included).
+    pub fn from_config(settings: &TlsConfig, modes: &[ClientAuth]) -> Result<Option<Arc<Tls>>, TlsError> {
+        let mut all = vec![settings.client_auth];
+        for m in modes {
+            if !all.contains(m) {
+                all.push(*m);
+            }
+        }
+        Ok(build(settings, &all)?
+            .map(|c| Arc::new(Tls { current: ArcSwap::from_pointee(c), settings: settings.clone(), modes: all })))
     }
 
     /// Reads the files again and serves the new configuration to new
     /// handshakes; on error the old one stays.
     pub fn reload(&self) -> Result<(), TlsError> {
-        match server_config(&self.settings) {
+        match build(&self.settings, &self.modes) {
             Ok(Some(c)) => {
                 self.current.store(Arc::new(c));
                 metrics::counter!("clearway_tls_reloads_total", "outcome" => "ok").increment(1);
@@ -250,10 +277,14 @@ impl Tls {
         }
     }
 
-    /// Completes a server handshake within the configured timeout; `None`
-    /// (and the connection dropped) when it fails.
-    pub async fn accept(&self, tcp: TcpStream) -> Option<TlsStream<TcpStream>> {
-        let acceptor = TlsAcceptor::from(self.current.load_full());
+    /// Completes a server handshake within the configured timeout, asking
+    /// for a client certificate as `auth` says (`None`: as `[tls]` says);
+    /// `None` (and the connection dropped) when it fails.
+    pub async fn accept(&self, tcp: TcpStream, auth: Option<ClientAuth>) -> Option<TlsStream<TcpStream>> {
+        let auth = auth.unwrap_or(self.settings.client_auth);
+        let configs = self.current.load();
+        let config = configs.iter().find(|(m, _)| *m == auth).or_else(|| configs.first()).map(|(_, c)| c.clone())?;
+        let acceptor = TlsAcceptor::from(config);
         match tokio::time::timeout(self.settings.handshake_timeout, acceptor.accept(tcp)).await {
             Ok(Ok(s)) => Some(s),
             Ok(Err(e)) => {

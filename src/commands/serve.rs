@@ -105,7 +105,11 @@ async fn serve(config: Arc<clearway_core::config::Config>, role: Role) -> anyhow
     // TLS from the [tls] files (a bad file stops here, named); without it,
     // plaintext only on loopback unless the configuration says TLS ends
     // upstream.
-    let tls = clearway_ingest::tls::Tls::from_config(&config.tls).map_err(|e| anyhow::anyhow!("TLS: {e}"))?;
+    let modes: Vec<_> = std::iter::once(config.server.client_auth)
+        .chain(config.mllp.all_listeners().iter().map(|l| l.client_auth))
+        .flatten()
+        .collect();
+    let tls = clearway_ingest::tls::Tls::from_config(&config.tls, &modes).map_err(|e| anyhow::anyhow!("TLS: {e}"))?;
     // Every role: the payers' TLS files (intake calls payers in real time)
     // and OpenPGP keys.
     clearway_workers::payers::RoundTrip::check_keys(&config).map_err(|e| anyhow::anyhow!(e))?;
@@ -134,7 +138,14 @@ async fn serve(config: Arc<clearway_core::config::Config>, role: Role) -> anyhow
         clearway_ingest::http::app(svc.clone(), render)
     };
     if let Some(tls) = tls.clone() {
-        tasks.spawn(clearway_ingest::http::serve_tls(http, app, tls, store.partners.clone(), shutdown.clone()));
+        tasks.spawn(clearway_ingest::http::serve_tls(
+            http,
+            app,
+            tls,
+            config.server.client_auth,
+            store.partners.clone(),
+            shutdown.clone(),
+        ));
     } else {
         let stop = shutdown.clone();
         tasks.spawn(async move {
@@ -166,7 +177,14 @@ async fn serve(config: Arc<clearway_core::config::Config>, role: Role) -> anyhow
             let listener =
                 TcpListener::bind(l.listen).await.with_context(|| format!("cannot listen on {} (MLLP)", l.listen))?;
             println!("clearway: mllp listening on {} for partner {}", listener.local_addr()?, l.partner);
-            tasks.spawn(clearway_ingest::mllp::serve(svc.clone(), listener, l.partner, tls.clone(), shutdown.clone()));
+            tasks.spawn(clearway_ingest::mllp::serve(
+                svc.clone(),
+                listener,
+                l.partner,
+                tls.clone(),
+                l.client_auth,
+                shutdown.clone(),
+            ));
         }
     }
     if role != Role::Intake {

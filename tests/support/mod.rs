@@ -22,6 +22,9 @@ pub struct Scratch {
     pub root: tempfile::TempDir,
     /// `CLEARWAY__…` and `AWS_…` settings for every command.
     pub env: Vec<(String, String)>,
+    /// The CA of the server certificate when the service runs over TLS
+    /// ([`Scratch::tls`]); the harness's clients then trust only it.
+    pub tls_ca: Option<PathBuf>,
 }
 
 /// Which backend a test runs on.
@@ -34,7 +37,57 @@ pub enum Lane {
 impl Scratch {
     /// On the embedded backend.
     pub fn new() -> Self {
-        Scratch { root: tempfile::tempdir().unwrap(), env: Vec::new() }
+        Scratch { root: tempfile::tempdir().unwrap(), env: Vec::new(), tls_ca: None }
+    }
+
+    /// On the embedded backend with HTTP and MLLP over TLS: a CA and a
+    /// server certificate for 127.0.0.1 made by `openssl`, and every
+    /// request, connection and MLLP frame of the harness going through
+    /// rustls trusting that CA only.
+    pub fn tls() -> Self {
+        let mut scratch = Scratch::new();
+        let dir = scratch.root.path().join("pki");
+        std::fs::create_dir_all(&dir).unwrap();
+        let openssl = |args: &[&str]| {
+            let out = Command::new("openssl").current_dir(&dir).args(args).output().unwrap();
+            assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        };
+        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
+        openssl(
+            &[
+                &["req", "-x509"][..],
+                &ec,
+                &["-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=e2e CA"],
+            ]
+            .concat(),
+        );
+        std::fs::write(dir.join("ext"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n").unwrap();
+        openssl(
+            &[&["req"][..], &ec, &["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost"]].concat(),
+        );
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-set_serial",
+            "2",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "ext",
+        ]);
+        for (k, file) in [("CLEARWAY__TLS__CERT_FILE", "server.pem"), ("CLEARWAY__TLS__KEY_FILE", "server.key")] {
+            scratch.env.push((k.to_string(), dir.join(file).display().to_string()));
+        }
+        scratch.tls_ca = Some(dir.join("ca.pem"));
+        scratch
     }
 
     pub fn on(lane: Lane) -> Self {
@@ -71,7 +124,7 @@ impl Scratch {
         .map(|(k, v)| (k.to_string(), v))
         .collect();
         env.sort();
-        let scratch = Scratch { root: tempfile::tempdir().unwrap(), env };
+        let scratch = Scratch { root: tempfile::tempdir().unwrap(), env, tls_ca: None };
         let out = scratch.command().args(["aws", "bootstrap", "--data-dir"]).arg(scratch.data()).output().unwrap();
         assert!(out.status.success(), "aws bootstrap: {}", String::from_utf8_lossy(&out.stderr));
         scratch
@@ -222,8 +275,10 @@ impl Server {
         let stdout = child.stdout.take().unwrap();
         let mut lines = BufReader::new(stdout).lines();
         let (mut http, mut mllp, mut mllp_all) = (None, None, Vec::new());
+        let mut https = false;
         for line in lines.by_ref() {
             let line = line.unwrap();
+            https |= line.starts_with("clearway: http listening on https://");
             let listening = line
                 .strip_prefix("clearway: http listening on http://")
                 .or_else(|| line.strip_prefix("clearway: http listening on https://"));
@@ -243,7 +298,16 @@ impl Server {
         }
         // Keep draining stdout so the child never blocks on it.
         std::thread::spawn(move || for _ in lines {});
-        Server { child: Some(child), http: http.expect("server printed its address"), mllp, mllp_all }
+        let http = http.expect("server printed its address");
+        assert!(https || scratch.tls_ca.is_none(), "a TLS scratch area's service serves HTTPS");
+        if let Some(ca) = &scratch.tls_ca {
+            let config = tls_client_config(ca);
+            let mut servers = tls_servers().lock().unwrap();
+            for addr in std::iter::once(http).chain(mllp_all.iter().map(|(a, _)| *a)) {
+                servers.insert(addr, config.clone());
+            }
+        }
+        Server { child: Some(child), http, mllp, mllp_all }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -296,9 +360,53 @@ impl Response {
     }
 }
 
+/// A byte stream to a test server: TCP, or TLS over it.
+pub trait Stream: Read + Write + Send {}
+impl<T: Read + Write + Send> Stream for T {}
+
+type TlsServers = std::sync::Mutex<std::collections::HashMap<SocketAddr, std::sync::Arc<rustls::ClientConfig>>>;
+
+/// Servers started over TLS ([`Scratch::tls`]), by address, with the client
+/// configuration that trusts their CA.
+fn tls_servers() -> &'static TlsServers {
+    static SERVERS: std::sync::OnceLock<TlsServers> = std::sync::OnceLock::new();
+    SERVERS.get_or_init(Default::default)
+}
+
+fn tls_client_config(ca: &Path) -> std::sync::Arc<rustls::ClientConfig> {
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pki_types::CertificateDer::pem_file_iter(ca).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    std::sync::Arc::new(config)
+}
+
+/// Connects to a test server's HTTP or MLLP address: over TLS when the
+/// server was started with it.
+pub fn connect(addr: SocketAddr) -> std::io::Result<Box<dyn Stream>> {
+    let tcp = TcpStream::connect(addr)?;
+    tcp.set_nodelay(true)?;
+    tcp.set_read_timeout(Some(Duration::from_secs(60)))?;
+    let config = tls_servers().lock().unwrap().get(&addr).cloned();
+    Ok(match config {
+        Some(config) => {
+            let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+            let conn = rustls::ClientConnection::new(config, name).map_err(std::io::Error::other)?;
+            Box::new(rustls::StreamOwned::new(conn, tcp))
+        }
+        None => Box::new(tcp),
+    })
+}
+
 pub fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let mut s = connect(addr).unwrap();
     let mut head =
         format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
     for (k, v) in headers {
@@ -410,7 +518,7 @@ pub fn frame(msg: &[u8]) -> Vec<u8> {
 }
 
 /// Reads one MLLP frame's content.
-pub fn read_frame(s: &mut TcpStream) -> Option<Vec<u8>> {
+pub fn read_frame<R: Read + ?Sized>(s: &mut R) -> Option<Vec<u8>> {
     let mut buf = Vec::new();
     let mut byte = [0u8; 1];
     loop {
@@ -434,16 +542,13 @@ pub fn hl7_field(msg: &[u8], segment: &str, n: usize) -> Option<String> {
 
 /// A keep-alive HTTP/1.1 connection (responses must carry Content-Length).
 pub struct Conn {
-    stream: std::io::BufReader<TcpStream>,
+    stream: std::io::BufReader<Box<dyn Stream>>,
     addr: SocketAddr,
 }
 
 impl Conn {
     pub fn open(addr: SocketAddr) -> std::io::Result<Conn> {
-        let s = TcpStream::connect(addr)?;
-        s.set_nodelay(true)?;
-        s.set_read_timeout(Some(Duration::from_secs(30)))?;
-        Ok(Conn { stream: std::io::BufReader::new(s), addr })
+        Ok(Conn { stream: std::io::BufReader::new(connect(addr)?), addr })
     }
 
     pub fn send(
@@ -500,6 +605,10 @@ macro_rules! on_both_backends {
         }
         mod aws {
             $( #[test] fn $name() { super::$name(super::Scratch::aws()) } )*
+        }
+        /// The embedded backend with HTTP and MLLP over TLS.
+        mod tls {
+            $( #[test] fn $name() { super::$name(super::Scratch::tls()) } )*
         }
     };
 }
