@@ -23,8 +23,12 @@ whose id starts with "FAIL", 400 for "BAD").
 
 Usage:
   mllp_peer.py --log FILE [--mllp N] [--http N] [--delay-ms MS] [--slow-ms MS]
+               [--tls CERT KEY] [--tls-client-ca CA]
 Each --mllp / --http opens one listener on 127.0.0.1 (0: any free port)
 and prints "mllp listening on 127.0.0.1:PORT" / "http listening on ...".
+With --tls, every listener speaks TLS with that certificate (Python's ssl,
+OpenSSL); with --tls-client-ca too, clients must present a certificate
+that CA issued, and its subject's CN is logged as "client".
 """
 
 import argparse
@@ -32,6 +36,7 @@ import http.server
 import json
 import socket
 import socketserver
+import ssl
 import sys
 import threading
 import time
@@ -39,6 +44,7 @@ import time
 SB, EB, CR = b"\x0b", b"\x1c", b"\x0d"
 LOCK = threading.Lock()
 SEEN = {}
+TLS = None
 
 
 def log(path, record):
@@ -77,10 +83,28 @@ def ack(parts, sep, code, control):
     return out.encode()
 
 
+def client_cn(sock):
+    try:
+        cert = sock.getpeercert()
+    except (AttributeError, ValueError):
+        return ""
+    for rdn in (cert or {}).get("subject", ()):
+        for k, v in rdn:
+            if k == "commonName":
+                return v
+    return ""
+
+
 class Mllp(socketserver.BaseRequestHandler):
     def handle(self):
         buf = b""
         sock = self.request
+        if TLS is not None:
+            try:
+                sock = TLS.wrap_socket(sock, server_side=True)
+            except (ssl.SSLError, OSError):
+                return
+        client = client_cn(sock)
         port = self.server.server_address[1]
         while True:
             try:
@@ -118,7 +142,8 @@ class Mllp(socketserver.BaseRequestHandler):
                 delay = ARGS.slow_ms if control.startswith("SLOW-") else ARGS.delay_ms
                 if delay:
                     time.sleep(delay / 1000.0)
-                log(ARGS.log, {"port": port, "control": control, "type": mtype, "answer": code, "n": n})
+                log(ARGS.log, {"port": port, "control": control, "type": mtype, "answer": code, "n": n,
+                               "client": client})
                 try:
                     sock.sendall(SB + ack(parts, sep, code, control) + EB + CR)
                 except OSError:
@@ -149,7 +174,8 @@ class Http(http.server.BaseHTTPRequestHandler):
         elif rid.startswith("BAD"):
             status = 400
         log(ARGS.log, {"path": self.path, "type": kind, "id": rid, "answer": status,
-                       "key": self.headers.get("Idempotency-Key", "")})
+                       "key": self.headers.get("Idempotency-Key", ""), "client": client_cn(self.connection),
+                       "http_port": self.server.server_address[1]})
         out = b"{}"
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
@@ -175,7 +201,16 @@ def main():
     p.add_argument("--http", type=int, action="append", default=[])
     p.add_argument("--delay-ms", type=int, default=0)
     p.add_argument("--slow-ms", type=int, default=3000)
+    p.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"))
+    p.add_argument("--tls-client-ca")
     ARGS = p.parse_args()
+    global TLS
+    if ARGS.tls:
+        TLS = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        TLS.load_cert_chain(ARGS.tls[0], ARGS.tls[1])
+        if ARGS.tls_client_ca:
+            TLS.load_verify_locations(ARGS.tls_client_ca)
+            TLS.verify_mode = ssl.CERT_REQUIRED
     servers = []
     for port in ARGS.mllp:
         s = Threaded(("127.0.0.1", port), Mllp)
@@ -183,6 +218,8 @@ def main():
         print(f"mllp listening on 127.0.0.1:{s.server_address[1]}", flush=True)
     for port in ARGS.http:
         s = ThreadedHttp(("127.0.0.1", port), Http)
+        if TLS is not None:
+            s.socket = TLS.wrap_socket(s.socket, server_side=True)
         servers.append(s)
         print(f"http listening on 127.0.0.1:{s.server_address[1]}", flush=True)
     for s in servers:

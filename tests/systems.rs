@@ -35,6 +35,11 @@ impl Peer {
 
     /// MLLP listeners on these ports (0: any).
     fn start_on(mllp_ports: &[u16], http: usize, delay_ms: u64) -> Peer {
+        Peer::start_with(mllp_ports, http, delay_ms, &[])
+    }
+
+    /// With more arguments (`--tls CERT KEY`, `--tls-client-ca CA`).
+    fn start_with(mllp_ports: &[u16], http: usize, delay_ms: u64, extra: &[&std::ffi::OsStr]) -> Peer {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("peer.jsonl");
         let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/mllp_peer.py");
@@ -46,6 +51,7 @@ impl Peer {
         for _ in 0..http {
             cmd.args(["--http", "0"]);
         }
+        cmd.args(extra);
         let mut child = cmd.stdout(Stdio::piped()).spawn().unwrap();
         let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
         let (mut m, mut h) = (Vec::new(), Vec::new());
@@ -684,4 +690,138 @@ fn batch_files_are_delivered_message_by_message() {
     peer.wait_for("AE1-R2 again", |p| p.at(&p.mllp[0]).iter().any(|(c, a)| c == "AE1-R2" && a == "AA"));
     let again: Vec<String> = controls(&peer.at(&ehr)).into_iter().skip(9).collect();
     assert_eq!(again, ["AE1-R2"]);
+}
+
+/// A CA (`ca.pem`) that issues a receiving system's certificate for
+/// 127.0.0.1 (`ehr.pem`/`ehr.key`) and Clearway's client certificate
+/// (`clearway.pem`/`clearway.key`); and the peer serving TLS with it,
+/// requiring a client certificate of that CA.
+fn tls_peer(dir: &std::path::Path, mllp: usize, http: usize) -> Peer {
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl").current_dir(dir).args(args).output().unwrap();
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
+    openssl(
+        &[&["req", "-x509"][..], &ec, &["-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=EHR CA"]]
+            .concat(),
+    );
+    std::fs::write(dir.join("server.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
+    for (name, ext) in [("ehr", "server.ext"), ("clearway", "client.ext")] {
+        let (key, csr, pem, subj) =
+            (format!("{name}.key"), format!("{name}.csr"), format!("{name}.pem"), format!("/CN={name}"));
+        openssl(&[&["req"][..], &ec, &["-keyout", &key, "-out", &csr, "-subj", &subj]].concat());
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-set_serial",
+            "7",
+            "-out",
+            &pem,
+            "-days",
+            "2",
+            "-extfile",
+            ext,
+        ]);
+    }
+    let (cert, key, ca) = (dir.join("ehr.pem"), dir.join("ehr.key"), dir.join("ca.pem"));
+    Peer::start_with(
+        &vec![0; mllp],
+        http,
+        0,
+        &["--tls".as_ref(), cert.as_os_str(), key.as_os_str(), "--tls-client-ca".as_ref(), ca.as_os_str()],
+    )
+}
+
+/// `tls_ca_file`, `tls_client_cert_file`, `tls_client_key_file` for
+/// [`tls_peer`]'s CA and Clearway's certificate.
+fn tls_settings(dir: &std::path::Path) -> String {
+    let path = |f: &str| dir.join(f).display().to_string();
+    format!(
+        "tls_ca_file = {:?}\ntls_client_cert_file = {:?}\ntls_client_key_file = {:?}\n",
+        path("ca.pem"),
+        path("clearway.pem"),
+        path("clearway.key")
+    )
+}
+
+#[test]
+fn destinations_over_tls_with_their_own_ca_and_our_client_certificate() {
+    let pki = tempfile::tempdir().unwrap();
+    let peer = tls_peer(pki.path(), 1, 1);
+    let tls = tls_settings(pki.path());
+    let scratch = Scratch::new();
+    scratch.write_config(&format!(
+        "[destinations.EHR]\nkind = \"mllp\"\naddress = \"{}\"\ntls = true\n{tls}\n\
+         [destinations.HOOK]\nkind = \"http\"\nurl = \"https://{}/hl7\"\n{tls}\n\
+         [destinations.PLAIN]\nkind = \"mllp\"\naddress = \"{}\"\nretry_max_ms = 200\n\n\
+         [[routes]]\nmessages = [\"ADT\"]\nto = [\"EHR\", \"HOOK\", \"PLAIN\"]\n",
+        peer.mllp[0], peer.http[0], peer.mllp[0]
+    ));
+    scratch.partner("hosp", false);
+    let server = Server::start(&scratch, Some("hosp"), &[]);
+    assert_eq!(send_mllp(&server, &[adt("TLSDEST-1", "A01")]), vec!["AA"]);
+    peer.wait_for("the message over MLLP/TLS and HTTPS", |p| {
+        let r = p.received();
+        r.iter().any(|x| x["control"] == "TLSDEST-1" && x["client"] == "clearway")
+            && r.iter().any(|x| x["id"] == "TLSDEST-1" && x["client"] == "clearway")
+    });
+    // The same system without TLS settings: the handshake never happens,
+    // so the message waits in that destination's queue.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = scratch
+            .command()
+            .args(["destinations", "list", "--json", "--data-dir"])
+            .arg(scratch.data())
+            .arg("--config")
+            .arg(scratch.config())
+            .output()
+            .unwrap();
+        let list: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        let plain = list.as_array().and_then(|a| a.iter().find(|d| d["name"] == "PLAIN").cloned());
+        if let Some(p) = plain
+            && p["queue"]["waiting"] == 1
+            && p["queue"]["lastError"].as_str().is_some_and(|e| !e.is_empty())
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "PLAIN still has no error: {list}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(!peer.received().iter().any(|x| x["control"] == "TLSDEST-1" && x["client"] == ""), "nothing in the clear");
+}
+
+#[test]
+fn webhooks_over_tls_with_a_configured_ca_and_our_client_certificate() {
+    let pki = tempfile::tempdir().unwrap();
+    let peer = tls_peer(pki.path(), 0, 1);
+    let scratch = Scratch::new();
+    scratch.write_config(&format!("[webhooks]\n{}", tls_settings(pki.path())));
+    let key = scratch.partner("hosp", false);
+    let server = Server::start(&scratch, Some("hosp"), &[]);
+    let auth = format!("Bearer {key}");
+    let hook = format!(r#"{{"url":"https://{}/hook"}}"#, peer.http[0]);
+    let set = request(
+        server.http,
+        "PUT",
+        "/v1/webhook",
+        &[("Authorization", auth.as_str()), ("Content-Type", "application/json")],
+        hook.as_bytes(),
+    );
+    assert!(set.status < 300, "{} {}", set.status, set.text());
+    let mut body = Vec::new();
+    clearway_formats::x12::synth::write(&mut body, clearway_formats::x12::synth::Kind::Professional837, 1, 5).unwrap();
+    let c = Client { addr: server.http, key };
+    assert_eq!(c.submit("application/edi-x12", &body, &[]).status, 202);
+    peer.wait_for("the acknowledgement event over HTTPS with our certificate", |p| {
+        p.received().iter().any(|x| x["path"] == "/hook" && x["client"] == "clearway")
+    });
 }

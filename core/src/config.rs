@@ -54,6 +54,8 @@ struct Raw {
     pharmacy: RawPharmacy,
     #[serde(default)]
     tls: RawTls,
+    #[serde(default)]
+    webhooks: RawWebhooks,
     /// Routes of HL7 v2 messages and FHIR resources to subscribed systems.
     #[serde(default)]
     routes: Vec<RawRoute>,
@@ -270,6 +272,15 @@ struct RawTls {
     allow_plaintext: Option<bool>,
 }
 
+/// TLS towards partners' webhook URLs (`[webhooks]`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWebhooks {
+    tls_ca_file: Option<String>,
+    tls_client_cert_file: Option<String>,
+    tls_client_key_file: Option<String>,
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawRoute {
@@ -302,6 +313,11 @@ struct RawDestination {
     max_attempts: Option<u32>,
     alarm_after_secs: Option<u64>,
     retry_max_ms: Option<u64>,
+    /// MLLP over TLS (kind mllp).
+    tls: Option<bool>,
+    tls_ca_file: Option<String>,
+    tls_client_cert_file: Option<String>,
+    tls_client_key_file: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -749,6 +765,9 @@ pub struct Config {
     /// `[destinations.NAME]`).
     pub systems: SystemsConfig,
     pub tls: TlsConfig,
+    /// TLS towards partners' webhook URLs (`[webhooks] tls_ca_file`,
+    /// `tls_client_cert_file`, `tls_client_key_file`).
+    pub webhooks_tls: OutboundTls,
 }
 
 impl Config {
@@ -1172,21 +1191,7 @@ fn validate(raw: Raw, e: &mut Vec<ConfigError>) -> Config {
             },
             partner: p.partner,
             pgp_public_key_file: p.pgp_public_key_file.map(PathBuf::from),
-            tls: OutboundTls {
-                ca_file: p.tls_ca_file.map(PathBuf::from),
-                client_cert: match (p.tls_client_cert_file, p.tls_client_key_file) {
-                    (Some(c), Some(k)) => Some((PathBuf::from(c), PathBuf::from(k))),
-                    (None, None) => None,
-                    (Some(_), None) => {
-                        e.push(err(path("tls_client_key_file"), "required with tls_client_cert_file"));
-                        None
-                    }
-                    (None, Some(_)) => {
-                        e.push(err(path("tls_client_cert_file"), "required with tls_client_key_file"));
-                        None
-                    }
-                },
-            },
+            tls: outbound_tls(&path, p.tls_ca_file, p.tls_client_cert_file, p.tls_client_key_file, e),
         };
         payers.insert(id, payer);
     }
@@ -1261,6 +1266,14 @@ fn validate(raw: Raw, e: &mut Vec<ConfigError>) -> Config {
     let pharmacy = PharmacyConfig { routes };
     let systems = systems_config(raw.routes, raw.destinations, e);
     let tls = tls_config(raw.tls, e);
+    let w = raw.webhooks;
+    let webhooks_tls = outbound_tls(
+        &|k: &str| format!("webhooks.{k}"),
+        w.tls_ca_file,
+        w.tls_client_cert_file,
+        w.tls_client_key_file,
+        e,
+    );
     // A listener's own client_auth needs what [tls] client_auth would.
     let overrides = std::iter::once(("server.client_auth".to_string(), server.client_auth))
         .chain(std::iter::once(("mllp.client_auth".to_string(), mllp.client_auth)))
@@ -1290,6 +1303,7 @@ fn validate(raw: Raw, e: &mut Vec<ConfigError>) -> Config {
         pharmacy,
         systems,
         tls,
+        webhooks_tls,
     }
 }
 
@@ -1333,6 +1347,32 @@ fn tls_config(t: RawTls, e: &mut Vec<ConfigError>) -> TlsConfig {
         client_auth,
         handshake_timeout: millis("tls.handshake_timeout_ms", t.handshake_timeout_ms, 10_000, e),
         allow_plaintext: t.allow_plaintext.unwrap_or(false),
+    }
+}
+
+/// `tls_ca_file`, `tls_client_cert_file` and `tls_client_key_file` of a
+/// payer or a destination (`path` makes each setting's path).
+fn outbound_tls(
+    path: &dyn Fn(&str) -> String,
+    ca: Option<String>,
+    cert: Option<String>,
+    key: Option<String>,
+    e: &mut Vec<ConfigError>,
+) -> OutboundTls {
+    OutboundTls {
+        ca_file: ca.map(PathBuf::from),
+        client_cert: match (cert, key) {
+            (Some(c), Some(k)) => Some((PathBuf::from(c), PathBuf::from(k))),
+            (None, None) => None,
+            (Some(_), None) => {
+                e.push(err(path("tls_client_key_file"), "required with tls_client_cert_file"));
+                None
+            }
+            (None, Some(_)) => {
+                e.push(err(path("tls_client_cert_file"), "required with tls_client_key_file"));
+                None
+            }
+        },
     }
 }
 
@@ -1388,7 +1428,7 @@ fn systems_config(
                 if d.url.is_some() {
                     e.push(err(path("url"), "not used with kind mllp"));
                 }
-                Transport::Mllp { address }
+                Transport::Mllp { address, tls: d.tls.unwrap_or(false) }
             }
             Some("http") => Transport::Http { url: http("url", d.url, e) },
             Some("fhir") => Transport::Fhir { base: http("url", d.url, e).trim_end_matches('/').to_string() },
@@ -1399,6 +1439,17 @@ fn systems_config(
         };
         if !matches!(transport, Transport::Mllp { .. }) && d.address.is_some() {
             e.push(err(path("address"), "only used with kind mllp"));
+        }
+        let tls = outbound_tls(&path, d.tls_ca_file, d.tls_client_cert_file, d.tls_client_key_file, e);
+        let over_tls = match &transport {
+            Transport::Mllp { tls, .. } => *tls,
+            Transport::Http { url } | Transport::Fhir { base: url } => url.starts_with("https://"),
+        };
+        if d.tls.is_some() && !matches!(transport, Transport::Mllp { .. }) {
+            e.push(err(path("tls"), "only used with kind mllp (HTTP takes TLS from an https:// URL)"));
+        }
+        if !tls.is_default() && !over_tls {
+            e.push(err(path("tls_ca_file"), "TLS files need TLS: tls = true (MLLP) or an https:// URL"));
         }
         let rate_per_sec = d.rate_per_sec.unwrap_or(0.0);
         if !(rate_per_sec >= 0.0 && rate_per_sec.is_finite()) {
@@ -1416,6 +1467,7 @@ fn systems_config(
             max_attempts: d.max_attempts.unwrap_or(0),
             alarm_after: secs(&path("alarm_after_secs"), d.alarm_after_secs, 300, e),
             retry_max: millis(&path("retry_max_ms"), d.retry_max_ms, 30_000, e),
+            tls,
             name,
         });
     }

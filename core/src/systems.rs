@@ -20,8 +20,8 @@ use std::time::Duration;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Transport {
     /// An MLLP client to `host:port`: one message in flight, waits for the
-    /// ACK.
-    Mllp { address: String },
+    /// ACK; over TLS when `tls` (the destination's `tls` settings).
+    Mllp { address: String, tls: bool },
     /// HTTP POST of the message as received (`application/hl7-v2` or
     /// `application/fhir+json`) to the URL.
     Http { url: String },
@@ -64,6 +64,9 @@ pub struct SystemDestination {
     pub alarm_after: Duration,
     /// Longest wait between retries.
     pub retry_max: Duration,
+    /// TLS towards the destination (HTTPS URLs, MLLP with `tls = true`):
+    /// only these CAs instead of the web PKI roots, our client certificate.
+    pub tls: crate::config::OutboundTls,
 }
 
 /// What to do when a destination answers a message with an error.

@@ -113,6 +113,8 @@ async fn serve(config: Arc<clearway_core::config::Config>, role: Role) -> anyhow
     // Every role: the payers' TLS files (intake calls payers in real time)
     // and OpenPGP keys.
     clearway_workers::payers::RoundTrip::check_keys(&config).map_err(|e| anyhow::anyhow!(e))?;
+    clearway_workers::systems::check_destination_tls(&config).map_err(|e| anyhow::anyhow!(e))?;
+    clearway_workers::webhooks::check_tls(&config).map_err(|e| anyhow::anyhow!(e))?;
     if tls.is_none() && !config.tls.allow_plaintext {
         let mut addrs = vec![config.server.listen];
         if role != Role::Worker {
@@ -207,6 +209,8 @@ async fn serve(config: Arc<clearway_core::config::Config>, role: Role) -> anyhow
             .with_pharmacy(svc.fastpath.clone())
             .on_coverage_changed(Arc::new(move |payer: &str, member: &str| fastpath.invalidate_member(payer, member)));
         clearway_workers::payers::RoundTrip::check_keys(&config).map_err(|e| anyhow::anyhow!(e))?;
+        clearway_workers::systems::check_destination_tls(&config).map_err(|e| anyhow::anyhow!(e))?;
+        clearway_workers::webhooks::check_tls(&config).map_err(|e| anyhow::anyhow!(e))?;
         let round_trip = workers.round_trip().spawn(shutdown.clone());
         tasks.spawn(async move {
             let _ = round_trip.await;
@@ -224,7 +228,8 @@ async fn serve(config: Arc<clearway_core::config::Config>, role: Role) -> anyhow
         )
         .spawn(shutdown.clone());
         tasks.spawn(async move { deliverers.wait().await });
-        let hooks = Webhooks::new(store.ports.clone(), store.partners.clone(), config.server.feed_settle);
+        let hooks =
+            Webhooks::new(store.ports.clone(), store.partners.clone(), config.server.feed_settle, &config.webhooks_tls);
         tasks.spawn(hooks.run(feed.clone(), shutdown.clone()));
         match &store.backend {
             Backend::Local(local) => {

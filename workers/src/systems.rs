@@ -126,6 +126,9 @@ struct Lane {
     breaker: CircuitBreaker,
     mllp: Option<MllpConn>,
     http: reqwest::Client,
+    /// MLLP over TLS: the connector and the name the server's certificate
+    /// must carry, or why the settings cannot be used.
+    mllp_tls: Option<Result<(tokio_rustls::TlsConnector, rustls_pki_types::ServerName<'static>), String>>,
     lease: Option<(u64, i64)>,
     failures: u32,
     published_at: Option<Instant>,
@@ -139,11 +142,28 @@ struct Lane {
 
 impl Lane {
     fn new(d: Arc<Deliverers>, dest: SystemDestination) -> Self {
-        let http = reqwest::Client::builder()
-            .connect_timeout(dest.connect_timeout)
-            .pool_max_idle_per_host(4)
-            .build()
-            .unwrap_or_else(|_| reqwest::Client::new());
+        let base = || reqwest::Client::builder().connect_timeout(dest.connect_timeout).pool_max_idle_per_host(4);
+        // A destination whose TLS files cannot be used never falls back to
+        // the web roots: it gets a client that trusts no server (`serve`
+        // refuses to start in that case anyway).
+        let http = clearway_fastpath::http::payer_client(base(), &dest.tls).unwrap_or_else(|e| {
+            tracing::error!(destination = %dest.name, problem = %e, "destination TLS settings unusable");
+            base().tls_certs_only(Vec::new()).build().unwrap_or_else(|_| reqwest::Client::new())
+        });
+        let mllp_tls = match &dest.transport {
+            Transport::Mllp { address, tls: true } => Some(
+                mllp_tls_config(&dest.tls)
+                    .and_then(|c| {
+                        let host = address.rsplit_once(':').map_or(address.as_str(), |(h, _)| h);
+                        let host = host.trim_start_matches('[').trim_end_matches(']');
+                        rustls_pki_types::ServerName::try_from(host.to_string())
+                            .map(|name| (tokio_rustls::TlsConnector::from(Arc::new(c)), name))
+                            .map_err(|_| format!("{host} is not a host name or address"))
+                    })
+                    .map_err(|e| format!("destinations.{}: {e}", dest.name)),
+            ),
+            _ => None,
+        };
         Lane {
             bucket: TokenBucket::new(if dest.rate_per_sec > 0.0 { dest.rate_per_sec } else { 0.0 }, dest.burst),
             breaker: CircuitBreaker::new(dest.failure_threshold, dest.cooldown),
@@ -151,6 +171,7 @@ impl Lane {
             dest,
             mllp: None,
             http,
+            mllp_tls,
             lease: None,
             failures: 0,
             published_at: None,
@@ -491,7 +512,7 @@ impl Lane {
             }
             let key = format!("{}-{index}", entry.transaction);
             let a = match self.dest.transport.clone() {
-                Transport::Mllp { address } => self.send_mllp(&address, m).await,
+                Transport::Mllp { address, .. } => self.send_mllp(&address, m).await,
                 Transport::Http { url } => self.send_http(&url, entry, &key, m).await,
                 // A Bundle (batch or transaction) goes to the base, other
                 // resources to their type's endpoint.
@@ -533,16 +554,29 @@ impl Lane {
     async fn send_mllp(&mut self, address: &str, message: &[u8]) -> Attempt {
         let expect = hl7::Message::parse(message).ok().and_then(|m| m.control_id().map(|c| c.into_owned()));
         if self.mllp.is_none() {
-            match tokio::time::timeout(self.dest.connect_timeout, TcpStream::connect(address)).await {
-                Ok(Ok(s)) => {
-                    let _ = s.set_nodelay(true);
-                    metrics::counter!("clearway_destination_connects_total", "destination" => self.dest.name.clone())
-                        .increment(1);
-                    self.mllp = Some(MllpConn { stream: s, buf: BytesMut::with_capacity(4096), out: Vec::new() });
-                }
-                Ok(Err(e)) => return Attempt::Failed(format!("cannot connect: {}", e.kind())),
-                Err(_) => return Attempt::Failed("connect timed out".into()),
-            }
+            let stream: Box<dyn MllpStream> =
+                match tokio::time::timeout(self.dest.connect_timeout, TcpStream::connect(address)).await {
+                    Ok(Ok(s)) => {
+                        let _ = s.set_nodelay(true);
+                        match &self.mllp_tls {
+                            None => Box::new(s),
+                            Some(Err(why)) => return Attempt::Failed(why.clone()),
+                            Some(Ok((connector, name))) => {
+                                let shake = connector.connect(name.clone(), s);
+                                match tokio::time::timeout(self.dest.connect_timeout, shake).await {
+                                    Ok(Ok(tls)) => Box::new(tls),
+                                    Ok(Err(e)) => return Attempt::Failed(format!("TLS handshake failed: {e}")),
+                                    Err(_) => return Attempt::Failed("TLS handshake timed out".into()),
+                                }
+                            }
+                        }
+                    }
+                    Ok(Err(e)) => return Attempt::Failed(format!("cannot connect: {}", e.kind())),
+                    Err(_) => return Attempt::Failed("connect timed out".into()),
+                };
+            metrics::counter!("clearway_destination_connects_total", "destination" => self.dest.name.clone())
+                .increment(1);
+            self.mllp = Some(MllpConn { stream, buf: BytesMut::with_capacity(4096), out: Vec::new() });
         }
         let Some(conn) = self.mllp.as_mut() else { return Attempt::Failed("no connection".into()) };
         let ack = match tokio::time::timeout(self.dest.ack_timeout, conn.exchange(message)).await {
@@ -744,10 +778,72 @@ fn error_text(code: &str) -> String {
 }
 
 /// An open MLLP connection to a destination.
+/// A destination's MLLP connection: TCP, or TLS over it.
+trait MllpStream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> MllpStream for T {}
+
 struct MllpConn {
-    stream: TcpStream,
+    stream: Box<dyn MllpStream>,
     buf: BytesMut,
     out: Vec<u8>,
+}
+
+/// A TLS client configuration from a destination's (or payer's) settings:
+/// its CAs only, else the platform's roots; our client certificate if
+/// given. Errors name the file and the problem.
+pub fn mllp_tls_config(tls: &clearway_core::config::OutboundTls) -> Result<rustls::ClientConfig, String> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS versions: {e}"))?;
+    let read =
+        |p: &std::path::Path| std::fs::read(p).map_err(|e| format!("{}: cannot read it ({})", p.display(), e.kind()));
+    let builder = match &tls.ca_file {
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in CertificateDer::pem_slice_iter(&read(ca)?) {
+                let cert = cert.map_err(|_| format!("{}: not a PEM bundle of CA certificates", ca.display()))?;
+                roots.add(cert).map_err(|e| format!("{}: a CA certificate rustls refuses: {e}", ca.display()))?;
+            }
+            if roots.is_empty() {
+                return Err(format!("{}: no certificate in it", ca.display()));
+            }
+            builder.with_root_certificates(roots)
+        }
+        None => {
+            use rustls_platform_verifier::BuilderVerifierExt;
+            builder.with_platform_verifier().map_err(|e| format!("the platform's CA roots: {e}"))?
+        }
+    };
+    match &tls.client_cert {
+        Some((cert, key)) => {
+            let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&read(cert)?)
+                .collect::<Result<_, _>>()
+                .map_err(|_| format!("{}: not a PEM certificate chain", cert.display()))?;
+            let key = PrivateKeyDer::from_pem_slice(&read(key)?)
+                .map_err(|_| format!("{}: not a PEM private key", key.display()))?;
+            builder.with_client_auth_cert(chain, key).map_err(|e| format!("{}: {e}", cert.display()))
+        }
+        None => Ok(builder.with_no_client_auth()),
+    }
+}
+
+/// Checks every destination's TLS files (at start-up: one that cannot be
+/// used stops `serve` with the destination and the file).
+pub fn check_destination_tls(config: &Config) -> Result<(), String> {
+    for d in &config.systems.destinations {
+        if d.tls.is_default() {
+            continue;
+        }
+        let checked = match &d.transport {
+            Transport::Mllp { .. } => mllp_tls_config(&d.tls).map(|_| ()),
+            _ => clearway_fastpath::http::payer_client(reqwest::Client::builder(), &d.tls).map(|_| ()),
+        };
+        checked.map_err(|e| format!("destinations.{}: {e}", d.name))?;
+    }
+    Ok(())
 }
 
 impl MllpConn {
@@ -756,6 +852,8 @@ impl MllpConn {
         self.out.clear();
         hl7::encode_frame(message, &mut self.out);
         self.stream.write_all(&self.out).await.map_err(|e| format!("send failed: {}", e.kind()))?;
+        // TLS buffers records: the message leaves now.
+        self.stream.flush().await.map_err(|e| format!("send failed: {}", e.kind()))?;
         loop {
             match hl7::decode_frame(&self.buf, MAX_ACK_BYTES) {
                 Ok(Some(frame)) => {

@@ -54,13 +54,34 @@ fn cursor_key(partner: &PartnerId) -> Key {
     Key::new(Table::Counters, "webhook-cursor", partner.as_str())
 }
 
+/// Checks the `[webhooks]` TLS files (at start-up: one that cannot be used
+/// stops `serve`, naming it).
+pub fn check_tls(config: &clearway_core::config::Config) -> Result<(), String> {
+    if config.webhooks_tls.is_default() {
+        return Ok(());
+    }
+    clearway_fastpath::http::payer_client(reqwest::Client::builder(), &config.webhooks_tls)
+        .map(|_| ())
+        .map_err(|e| format!("webhooks: {e}"))
+}
+
 impl Webhooks {
-    pub fn new(ports: Ports, partners: Arc<Partners>, settle: Duration) -> Self {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .connect_timeout(Duration::from_secs(5))
-            .build()
-            .unwrap_or_else(|_| reqwest::Client::new());
+    /// `tls`: `[webhooks]` TLS settings (a configured CA instead of the
+    /// platform's roots, our client certificate). Settings that cannot be
+    /// used never fall back to the roots: every delivery then fails
+    /// (`serve` checks them at start-up, [`check_tls`]).
+    pub fn new(
+        ports: Ports,
+        partners: Arc<Partners>,
+        settle: Duration,
+        tls: &clearway_core::config::OutboundTls,
+    ) -> Self {
+        let base =
+            || reqwest::Client::builder().timeout(Duration::from_secs(10)).connect_timeout(Duration::from_secs(5));
+        let http = clearway_fastpath::http::payer_client(base(), tls).unwrap_or_else(|e| {
+            tracing::error!(problem = %e, "webhook TLS settings unusable: deliveries will fail");
+            base().tls_certs_only(Vec::new()).build().unwrap_or_else(|_| reqwest::Client::new())
+        });
         Webhooks { inner: Arc::new(Inner { ports, partners, http, settle }), retry: HashMap::new() }
     }
 
