@@ -18,8 +18,9 @@ resource "aws_kms_key" "partner" {
 }
 
 resource "aws_kms_alias" "partner" {
-  for_each      = var.partner_kms_keys
-  name          = "alias/${local.prefix}-partner-${each.key}"
+  for_each = var.partner_kms_keys
+  # Alias names take no ".": a partner id's dots become "_".
+  name          = "alias/${local.prefix}-partner-${replace(each.key, ".", "_")}"
   target_key_id = aws_kms_key.partner[each.key].key_id
 }
 

@@ -242,3 +242,26 @@ fn message_types_without_a_view_are_taken() {
     let ack = read_frame(&mut s).unwrap();
     assert_eq!(hl7_field(&ack, "MSA", 1).as_deref(), Some("AR"), "{}", String::from_utf8_lossy(&ack));
 }
+
+#[test]
+fn a_revoked_partner_loses_its_open_connection_and_cannot_open_another() {
+    let (scratch, server, _c) = start();
+    let mut s = connect(&server);
+    s.write_all(&frame(adt("REV001", "", "19800101").as_bytes())).unwrap();
+    assert_eq!(hl7_field(&read_frame(&mut s).unwrap(), "MSA", 1).as_deref(), Some("AA"));
+    let out = scratch
+        .command()
+        .args(["partners", "revoke", "--id", "lab", "--data-dir"])
+        .arg(scratch.data())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // The open connection's partner is looked up again once its last check
+    // is older than the partner cache's lifetime.
+    std::thread::sleep(clearway_core::partners::CACHE_TTL + Duration::from_millis(500));
+    let _ = s.write_all(&frame(adt("REV002", "", "19800101").as_bytes()));
+    assert_eq!(read_frame(&mut s), None, "closed without an ACK");
+    let mut again = connect(&server);
+    let _ = again.write_all(&frame(adt("REV003", "", "19800101").as_bytes()));
+    assert_eq!(read_frame(&mut again), None, "a new connection is refused too");
+}

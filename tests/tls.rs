@@ -719,6 +719,9 @@ fn each_listener_asks_for_client_certificates_its_own_way() {
     let main = server.mllp_all.iter().find(|(_, p)| p == "lab").unwrap().0;
     let clinic = server.mllp_all.iter().find(|(_, p)| p == "clinic").unwrap().0;
     assert!(!mllp(main, None).0, "the main listener requires a certificate");
+    // Refused by the handshake itself, not later by the partner check.
+    let metrics = curl(&["--cacert", &ca, "--resolve", &resolve, &url.replace("/healthz", "/metrics")]).0;
+    assert!(metrics.contains("clearway_tls_handshake_failures_total{reason=\"no-client-certificate\"}"), "{metrics}");
     assert_eq!(mllp(main, Some("lab-cert")), (true, "AA".to_string()), "and takes one bound to its partner");
     assert_eq!(mllp(clinic, None), (true, "AA".to_string()), "the second listener takes a client without one");
 }
@@ -729,12 +732,14 @@ fn a_long_lived_mllp_connection_closes_once_its_certificate_is_unbound() {
     let pki = Pki::new(scratch.root.path());
     pki.server("live", 0x1001);
     pki.client("alice", "20200101000000Z", "20991231000000Z");
+    pki.client("bob", "20200101000000Z", "20991231000000Z");
     scratch.write_config(&tls_config(
         &pki,
         &format!("client_ca_file = {:?}\nclient_auth = \"optional\"\n", pki.ca().display().to_string()),
     ));
     scratch.partner("lab", false);
     scratch.partner("acme", false);
+    scratch.partner("beta", false);
     let partners = |args: &[&str]| {
         let out =
             scratch.command().args(["partners"]).args(args).arg("--data-dir").arg(scratch.data()).output().unwrap();
@@ -742,29 +747,40 @@ fn a_long_lived_mllp_connection_closes_once_its_certificate_is_unbound() {
         String::from_utf8(out.stdout).unwrap().trim().to_string()
     };
     let fp = partners(&["bind-cert", "--id", "acme", "--cert", pki.path("alice.pem").to_str().unwrap()]);
+    partners(&["bind-cert", "--id", "beta", "--cert", pki.path("bob.pem").to_str().unwrap()]);
     let server = Server::start(&scratch, Some("lab"), &[]);
-    let file = pki.path("adt.hl7");
-    std::fs::write(&file, adt("LONG-1")).unwrap();
     let wait = pki.path("go");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/tls_client.py");
-    let mut child = Command::new("python3")
-        .arg(&script)
-        .args(["mllp-twice", &server.mllp.unwrap().to_string()])
-        .arg(pki.ca())
-        .arg(&file)
-        .arg(&wait)
-        .env("TLS_CLIENT_CERT", pki.path("alice.pem"))
-        .env("TLS_CLIENT_KEY", pki.path("alice.key"))
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()));
-    assert_eq!(lines.next().unwrap().unwrap(), "first AA", "acme's certificate is taken");
+    // Two long-lived connections: alice's (acme) and, as the control,
+    // bob's (beta), which stays bound.
+    let open = |who: &str, control: &str| {
+        let file = pki.path(&format!("{who}.hl7"));
+        std::fs::write(&file, adt(control)).unwrap();
+        let mut child = Command::new("python3")
+            .arg(&script)
+            .args(["mllp-twice", &server.mllp.unwrap().to_string()])
+            .arg(pki.ca())
+            .arg(&file)
+            .arg(&wait)
+            .env("TLS_CLIENT_CERT", pki.path(&format!("{who}.pem")))
+            .env("TLS_CLIENT_KEY", pki.path(&format!("{who}.key")))
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let lines = std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()));
+        (child, lines)
+    };
+    let (mut alice, mut alice_out) = open("alice", "LONG-A");
+    let (mut bob, mut bob_out) = open("bob", "LONG-B");
+    assert_eq!(alice_out.next().unwrap().unwrap(), "first AA", "acme's certificate is taken");
+    assert_eq!(bob_out.next().unwrap().unwrap(), "first AA", "beta's certificate is taken");
     partners(&["unbind-cert", "--id", "acme", "--fingerprint", &fp]);
     // The connection's partner is looked up again once its last check is
     // older than the partner cache's lifetime.
     std::thread::sleep(clearway_core::partners::CACHE_TTL + Duration::from_millis(500));
     std::fs::write(&wait, "").unwrap();
-    assert_eq!(lines.next().unwrap().unwrap(), "second closed", "the unbound certificate's connection is closed");
-    child.wait().unwrap();
+    assert_eq!(alice_out.next().unwrap().unwrap(), "second closed", "the unbound certificate's connection is closed");
+    assert_eq!(bob_out.next().unwrap().unwrap(), "second AA", "a connection still bound goes on");
+    alice.wait().unwrap();
+    bob.wait().unwrap();
 }

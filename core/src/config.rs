@@ -1274,6 +1274,9 @@ fn validate(raw: Raw, e: &mut Vec<ConfigError>) -> Config {
         w.tls_client_key_file,
         e,
     );
+    if mllp.client_auth.is_some() && mllp.partner.is_none() {
+        e.push(err("mllp.client_auth", "only used with mllp.partner (the main listener)"));
+    }
     // A listener's own client_auth needs what [tls] client_auth would.
     let overrides = std::iter::once(("server.client_auth".to_string(), server.client_auth))
         .chain(std::iter::once(("mllp.client_auth".to_string(), mllp.client_auth)))

@@ -238,8 +238,15 @@ pub struct KeyRing {
 /// partner's data for good, whatever copies of the store remain.
 #[async_trait::async_trait]
 pub trait KeyService: Send + Sync + 'static {
-    /// Encrypts a KEK under `key_id` with `context` bound to it.
-    async fn encrypt(&self, key_id: &str, plaintext: &[u8], context: &[(&str, String)]) -> PortResult<Vec<u8>>;
+    /// Encrypts a KEK under `key_id` (an id, ARN or alias) with `context`
+    /// bound to it; returns the ciphertext and the key's ARN (an alias can
+    /// be repointed or removed; the ARN names the key that wrapped it).
+    async fn encrypt(
+        &self,
+        key_id: &str,
+        plaintext: &[u8],
+        context: &[(&str, String)],
+    ) -> PortResult<(Vec<u8>, String)>;
     /// Decrypts what [`KeyService::encrypt`] made, with the same context.
     async fn decrypt(&self, key_id: &str, ciphertext: &[u8], context: &[(&str, String)]) -> PortResult<Vec<u8>>;
     /// Schedules the key's deletion after `days` (7 to 30); it is unusable
@@ -396,12 +403,15 @@ impl KeyRing {
         let version = current + 1;
         let kek = Key::generate()?;
         let kms_key_id = kms_key_id.map(str::to_string).or_else(|| record.kms_key_id.clone());
-        let wrapped = match &kms_key_id {
-            Some(id) => self.kms()?.encrypt(id, kek.expose_bytes(), &kms_context(partner, version)).await?,
-            None => self.root.seal(kek.expose_bytes(), &kek_aad(partner.as_str(), version))?,
+        let (wrapped, wrapped_by) = match &kms_key_id {
+            Some(id) => {
+                let (ct, arn) = self.kms()?.encrypt(id, kek.expose_bytes(), &kms_context(partner, version)).await?;
+                (ct, Some(arn))
+            }
+            None => (self.root.seal(kek.expose_bytes(), &kek_aad(partner.as_str(), version))?, None),
         };
         let kek_record =
-            KekRecord { version, wrapped: hex::encode(wrapped), created_ms: now_ms(), kms_key_id: kms_key_id.clone() };
+            KekRecord { version, wrapped: hex::encode(wrapped), created_ms: now_ms(), kms_key_id: wrapped_by };
         let mut ops = vec![WriteOp::Put {
             key: KekRecord::key(partner, version),
             value: json(&kek_record)?,
@@ -476,6 +486,15 @@ impl KeyRing {
         }
         self.forget(partner);
         Ok(())
+    }
+
+    /// The KMS keys (ARNs) that wrap a partner's stored versions.
+    pub async fn kms_keys(&self, partner: &PartnerId) -> PortResult<Vec<String>> {
+        let mut keys: Vec<String> =
+            self.stored_versions(partner).await?.into_iter().filter_map(|(k, _)| k.kms_key_id).collect();
+        keys.sort();
+        keys.dedup();
+        Ok(keys)
     }
 
     /// Schedules the deletion of a partner's KMS key (after a shred).

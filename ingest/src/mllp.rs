@@ -67,6 +67,7 @@ pub async fn serve(
                                         fingerprint,
                                         listener_partner: partner.clone(),
                                         checked_at: std::time::Instant::now(),
+                                        plaintext: false,
                                     };
                                     connection(&svc, s, &who_it_is, Some(identity), &shutdown).await
                                 }
@@ -76,7 +77,22 @@ pub async fn serve(
                         None => Ok(()),
                     }
                 }
-                None => connection(&svc, stream, &partner, None, &shutdown).await,
+                // Plaintext (loopback, or TLS ended upstream by a load
+                // balancer): no certificate, so the listener's partner, as
+                // long as it exists and is not revoked.
+                None => {
+                    if live(&svc, &partner).await {
+                        let identity = Identity {
+                            fingerprint: None,
+                            listener_partner: partner.clone(),
+                            checked_at: std::time::Instant::now(),
+                            plaintext: true,
+                        };
+                        connection(&svc, stream, &partner, Some(identity), &shutdown).await
+                    } else {
+                        Ok(())
+                    }
+                }
             };
             if let Err(e) = ended {
                 tracing::info!(%peer, reason = %e, "mllp connection closed");
@@ -120,7 +136,23 @@ async fn who(svc: &Services, fingerprint: Option<&str>, listener_partner: &Partn
     }
 }
 
-/// Who an MLLP-over-TLS connection was found to be, checked again every
+/// Whether a plaintext listener's partner exists and is not revoked.
+async fn live(svc: &Services, partner: &PartnerId) -> bool {
+    match svc.partners.get(partner).await {
+        Ok(Some((p, _))) if !p.revoked => true,
+        Ok(_) => {
+            metrics::counter!("clearway_tls_certificate_mismatches_total", "channel" => "mllp").increment(1);
+            tracing::info!(partner = %partner, "mllp: connection refused: the listener's partner is revoked or gone");
+            false
+        }
+        Err(e) => {
+            tracing::warn!(error = %clearway_core::error::chain(&e), "mllp: partner lookup failed");
+            false
+        }
+    }
+}
+
+/// Who an MLLP connection was found to be, checked again every
 /// [`CACHE_TTL`](clearway_core::partners::CACHE_TTL) of a long-lived
 /// connection: a certificate unbound or a partner revoked meanwhile closes
 /// it before its next message is taken.
@@ -128,6 +160,9 @@ struct Identity {
     fingerprint: Option<String>,
     listener_partner: PartnerId,
     checked_at: std::time::Instant,
+    /// A plaintext connection: only the listener partner's revocation is
+    /// checked (there is no certificate).
+    plaintext: bool,
 }
 
 impl Identity {
@@ -137,9 +172,13 @@ impl Identity {
         if self.checked_at.elapsed() < clearway_core::partners::CACHE_TTL {
             return true;
         }
-        let now = who(svc, self.fingerprint.as_deref(), &self.listener_partner).await;
+        let still = if self.plaintext {
+            live(svc, &self.listener_partner).await
+        } else {
+            who(svc, self.fingerprint.as_deref(), &self.listener_partner).await.as_ref() == Some(partner)
+        };
         self.checked_at = std::time::Instant::now();
-        now.as_ref() == Some(partner)
+        still
     }
 }
 

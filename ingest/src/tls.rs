@@ -178,6 +178,9 @@ pub fn server_config(settings: &TlsConfig, auth: ClientAuth) -> Result<Option<Se
             let verifier = verifier.build().map_err(|e| TlsError::Config(format!("client certificates: {e}")))?;
             builder.with_client_cert_verifier(verifier)
         }
+        (None, ClientAuth::Optional | ClientAuth::Required) => {
+            return Err(TlsError::Config("client certificates are asked for but tls.client_ca_file is not set".into()));
+        }
         _ => builder.with_no_client_auth(),
     };
     let config = builder.with_single_cert(chain, key).map_err(|e| match e {
@@ -283,7 +286,12 @@ impl Tls {
     pub async fn accept(&self, tcp: TcpStream, auth: Option<ClientAuth>) -> Option<TlsStream<TcpStream>> {
         let auth = auth.unwrap_or(self.settings.client_auth);
         let configs = self.current.load();
-        let config = configs.iter().find(|(m, _)| *m == auth).or_else(|| configs.first()).map(|(_, c)| c.clone())?;
+        // Never a weaker configuration than the listener asks for.
+        let Some(config) = configs.iter().find(|(m, _)| *m == auth).map(|(_, c)| c.clone()) else {
+            metrics::counter!("clearway_tls_handshake_failures_total", "reason" => "other").increment(1);
+            tracing::error!(?auth, "no TLS configuration for this listener's client_auth");
+            return None;
+        };
         let acceptor = TlsAcceptor::from(config);
         match tokio::time::timeout(self.settings.handshake_timeout, acceptor.accept(tcp)).await {
             Ok(Ok(s)) => Some(s),

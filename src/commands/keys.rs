@@ -165,23 +165,27 @@ async fn command_in(store: &Store, command: KeysCommand) -> anyhow::Result<ExitC
                      again. Repeat the partner id with --confirm {id}"
                 );
             }
-            let kms_key = store.partners.get(&id).await.map_err(port)?.and_then(|(r, _)| r.kms_key_id);
-            if schedule_kms_key_deletion_days.is_some() && kms_key.is_none() {
-                bail!("{id} has no KMS key of its own");
+            // The KMS keys (ARNs) that wrap the partner's versions, before
+            // the versions are gone.
+            let kms_keys = ring.kms_keys(&id).await.map_err(port)?;
+            if schedule_kms_key_deletion_days.is_some() && kms_keys.is_empty() {
+                bail!("{id} has no key version wrapped by a KMS key of its own");
             }
             // Acknowledgements stored before they were sealed under the
             // partner's keys are sealed first, so none stays readable.
             keys::seal_unsealed_acks(ring, store.ports.state.as_ref(), &id).await.map_err(port)?;
             ring.shred(&id).await.map_err(port)?;
-            if let (Some(key), Some(days)) = (&kms_key, schedule_kms_key_deletion_days) {
-                ring.schedule_kms_deletion(key, days).await.map_err(port)?;
-                writeln!(out, "{id}\tKMS key {key} scheduled for deletion in {days} days")?;
-            } else if let Some(key) = &kms_key {
-                writeln!(
-                    out,
-                    "{id}\tKMS key {key} kept: delete it (Terraform: remove {id} from partner_kms_keys) \
-                     to make the erasure reach backups"
-                )?;
+            for key in &kms_keys {
+                if let Some(days) = schedule_kms_key_deletion_days {
+                    ring.schedule_kms_deletion(key, days).await.map_err(port)?;
+                    writeln!(out, "{id}\tKMS key {key} scheduled for deletion in {days} days")?;
+                } else {
+                    writeln!(
+                        out,
+                        "{id}\tKMS key {key} kept: delete it (Terraform: remove {id} from partner_kms_keys) \
+                         to make the erasure reach backups"
+                    )?;
+                }
             }
             tracing::warn!(partner = %id, "partner keys shredded");
             let log = match &store.backend {

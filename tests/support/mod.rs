@@ -243,6 +243,8 @@ pub struct Server {
     pub mllp: Option<SocketAddr>,
     /// Every MLLP listener, with its partner.
     pub mllp_all: Vec<(SocketAddr, String)>,
+    /// Addresses registered as TLS servers, forgotten when it stops.
+    tls_addrs: Vec<SocketAddr>,
 }
 
 impl Server {
@@ -300,14 +302,16 @@ impl Server {
         std::thread::spawn(move || for _ in lines {});
         let http = http.expect("server printed its address");
         assert!(https || scratch.tls_ca.is_none(), "a TLS scratch area's service serves HTTPS");
+        let mut tls_addrs = Vec::new();
         if let Some(ca) = &scratch.tls_ca {
             let config = tls_client_config(ca);
             let mut servers = tls_servers().lock().unwrap();
             for addr in std::iter::once(http).chain(mllp_all.iter().map(|(a, _)| *a)) {
                 servers.insert(addr, config.clone());
+                tls_addrs.push(addr);
             }
         }
-        Server { child: Some(child), http, mllp, mllp_all }
+        Server { child: Some(child), http, mllp, mllp_all, tls_addrs }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -331,6 +335,12 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        // A later server on the same port may be plaintext.
+        if let Ok(mut servers) = tls_servers().lock() {
+            for a in &self.tls_addrs {
+                servers.remove(a);
+            }
+        }
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();

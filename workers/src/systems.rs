@@ -142,7 +142,15 @@ struct Lane {
 
 impl Lane {
     fn new(d: Arc<Deliverers>, dest: SystemDestination) -> Self {
-        let base = || reqwest::Client::builder().connect_timeout(dest.connect_timeout).pool_max_idle_per_host(4);
+        // No redirects (a POST of a message is not re-sent elsewhere), and
+        // with TLS settings never plain HTTP.
+        let base = || {
+            reqwest::Client::builder()
+                .connect_timeout(dest.connect_timeout)
+                .pool_max_idle_per_host(4)
+                .redirect(reqwest::redirect::Policy::none())
+                .https_only(!dest.tls.is_default())
+        };
         // A destination whose TLS files cannot be used never falls back to
         // the web roots: it gets a client that trusts no server (`serve`
         // refuses to start in that case anyway).
@@ -150,20 +158,7 @@ impl Lane {
             tracing::error!(destination = %dest.name, problem = %e, "destination TLS settings unusable");
             base().tls_certs_only(Vec::new()).build().unwrap_or_else(|_| reqwest::Client::new())
         });
-        let mllp_tls = match &dest.transport {
-            Transport::Mllp { address, tls: true } => Some(
-                mllp_tls_config(&dest.tls)
-                    .and_then(|c| {
-                        let host = address.rsplit_once(':').map_or(address.as_str(), |(h, _)| h);
-                        let host = host.trim_start_matches('[').trim_end_matches(']');
-                        rustls_pki_types::ServerName::try_from(host.to_string())
-                            .map(|name| (tokio_rustls::TlsConnector::from(Arc::new(c)), name))
-                            .map_err(|_| format!("{host} is not a host name or address"))
-                    })
-                    .map_err(|e| format!("destinations.{}: {e}", dest.name)),
-            ),
-            _ => None,
-        };
+        let mllp_tls = mllp_tls_connector(&dest);
         Lane {
             bucket: TokenBucket::new(if dest.rate_per_sec > 0.0 { dest.rate_per_sec } else { 0.0 }, dest.burst),
             breaker: CircuitBreaker::new(dest.failure_threshold, dest.cooldown),
@@ -830,18 +825,37 @@ pub fn mllp_tls_config(tls: &clearway_core::config::OutboundTls) -> Result<rustl
     }
 }
 
-/// Checks every destination's TLS files (at start-up: one that cannot be
-/// used stops `serve` with the destination and the file).
+/// The TLS connector of an MLLP-over-TLS destination and the name its
+/// server's certificate must carry (`None`: plaintext MLLP or not MLLP).
+#[allow(clippy::type_complexity)]
+fn mllp_tls_connector(
+    dest: &SystemDestination,
+) -> Option<Result<(tokio_rustls::TlsConnector, rustls_pki_types::ServerName<'static>), String>> {
+    let Transport::Mllp { address, tls: true } = &dest.transport else { return None };
+    Some(
+        mllp_tls_config(&dest.tls)
+            .and_then(|c| {
+                let host = address.rsplit_once(':').map_or(address.as_str(), |(h, _)| h);
+                let host = host.trim_start_matches('[').trim_end_matches(']');
+                rustls_pki_types::ServerName::try_from(host.to_string())
+                    .map(|name| (tokio_rustls::TlsConnector::from(Arc::new(c)), name))
+                    .map_err(|_| format!("{host} is not a host name or address"))
+            })
+            .map_err(|e| format!("destinations.{}: {e}", dest.name)),
+    )
+}
+
+/// Checks every destination's TLS settings (at start-up: one that cannot
+/// be used stops `serve` with the destination and the file).
 pub fn check_destination_tls(config: &Config) -> Result<(), String> {
     for d in &config.systems.destinations {
-        if d.tls.is_default() {
-            continue;
+        if let Some(Err(e)) = mllp_tls_connector(d) {
+            return Err(e);
         }
-        let checked = match &d.transport {
-            Transport::Mllp { .. } => mllp_tls_config(&d.tls).map(|_| ()),
-            _ => clearway_fastpath::http::payer_client(reqwest::Client::builder(), &d.tls).map(|_| ()),
-        };
-        checked.map_err(|e| format!("destinations.{}: {e}", d.name))?;
+        if !d.tls.is_default() && !matches!(d.transport, Transport::Mllp { .. }) {
+            clearway_fastpath::http::payer_client(reqwest::Client::builder(), &d.tls)
+                .map_err(|e| format!("destinations.{}: {e}", d.name))?;
+        }
     }
     Ok(())
 }

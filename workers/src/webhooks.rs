@@ -76,8 +76,14 @@ impl Webhooks {
         settle: Duration,
         tls: &clearway_core::config::OutboundTls,
     ) -> Self {
-        let base =
-            || reqwest::Client::builder().timeout(Duration::from_secs(10)).connect_timeout(Duration::from_secs(5));
+        // No redirects; with TLS settings never plain HTTP.
+        let base = || {
+            reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .connect_timeout(Duration::from_secs(5))
+                .redirect(reqwest::redirect::Policy::none())
+                .https_only(!tls.is_default())
+        };
         let http = clearway_fastpath::http::payer_client(base(), tls).unwrap_or_else(|e| {
             tracing::error!(problem = %e, "webhook TLS settings unusable: deliveries will fail");
             base().tls_certs_only(Vec::new()).build().unwrap_or_else(|_| reqwest::Client::new())

@@ -33,6 +33,18 @@ impl KmsKeyService {
             .ok_or_else(|| PortError::new(ErrorKind::Internal, "kms create key: no key id"))
     }
 
+    /// Points `alias` (`alias/…`) at a key: for development and tests.
+    pub async fn create_alias(&self, alias: &str, key_id: &str) -> PortResult<()> {
+        self.client
+            .create_alias()
+            .alias_name(alias)
+            .target_key_id(key_id)
+            .send()
+            .await
+            .map_err(|e| sdk_err("kms create alias", e))?;
+        Ok(())
+    }
+
     /// The key's state (`Enabled`, `PendingDeletion`, …), for tests.
     pub async fn key_state(&self, key_id: &str) -> PortResult<String> {
         let out = self.client.describe_key().key_id(key_id).send().await.map_err(|e| sdk_err("kms describe key", e))?;
@@ -46,7 +58,7 @@ fn context(pairs: &[(&str, String)]) -> std::collections::HashMap<String, String
 
 #[async_trait::async_trait]
 impl KeyService for KmsKeyService {
-    async fn encrypt(&self, key_id: &str, plaintext: &[u8], ctx: &[(&str, String)]) -> PortResult<Vec<u8>> {
+    async fn encrypt(&self, key_id: &str, plaintext: &[u8], ctx: &[(&str, String)]) -> PortResult<(Vec<u8>, String)> {
         let out = self
             .client
             .encrypt()
@@ -56,9 +68,12 @@ impl KeyService for KmsKeyService {
             .send()
             .await
             .map_err(|e| sdk_err("kms encrypt", e))?;
-        out.ciphertext_blob()
+        let ct = out
+            .ciphertext_blob()
             .map(|b| b.as_ref().to_vec())
-            .ok_or_else(|| PortError::new(ErrorKind::Internal, "kms encrypt: no ciphertext"))
+            .ok_or_else(|| PortError::new(ErrorKind::Internal, "kms encrypt: no ciphertext"))?;
+        let arn = out.key_id().unwrap_or(key_id).to_string();
+        Ok((ct, arn))
     }
 
     async fn decrypt(&self, key_id: &str, ciphertext: &[u8], ctx: &[(&str, String)]) -> PortResult<Vec<u8>> {
@@ -77,9 +92,12 @@ impl KeyService for KmsKeyService {
     }
 
     async fn schedule_deletion(&self, key_id: &str, days: u32) -> PortResult<()> {
+        // The key's id from its ARN: KMS takes either (a key is deleted in
+        // its own account), and local emulators take only the id.
+        let id = key_id.rsplit_once(":key/").map_or(key_id, |(_, id)| id);
         self.client
             .schedule_key_deletion()
-            .key_id(key_id)
+            .key_id(id)
             .pending_window_in_days(days as i32)
             .send()
             .await
