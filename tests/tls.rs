@@ -784,3 +784,41 @@ fn a_long_lived_mllp_connection_closes_once_its_certificate_is_unbound() {
     alice.wait().unwrap();
     bob.wait().unwrap();
 }
+
+#[test]
+fn https_connections_over_the_cap_are_closed_at_once() {
+    let (_scratch, pki, server, _key) = start("\n[server]\nmax_connections = 2\n");
+    let ca = pki.ca().display().to_string();
+    let resolve = format!("localhost:{}:127.0.0.1", server.http.port());
+    let url = format!("https://localhost:{}/healthz", server.http.port());
+    let wait = pki.path("release");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/tls_client.py");
+    // Two keep-alive connections hold both places.
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut child = Command::new("python3")
+            .arg(&script)
+            .args(["keepalive", &server.http.to_string()])
+            .arg(pki.ca())
+            .arg(&wait)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()));
+        assert!(lines.next().unwrap().unwrap().starts_with("first 200"));
+        held.push((child, lines));
+    }
+    assert!(!curl(&["--cacert", &ca, "--resolve", &resolve, &url]).1, "a third connection is closed");
+    std::fs::write(&wait, "").unwrap();
+    for (mut child, mut lines) in held {
+        assert!(lines.next().unwrap().unwrap().starts_with("second 200"), "the held connections go on");
+        child.wait().unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !curl(&["--cacert", &ca, "--resolve", &resolve, &url]).1 {
+        assert!(Instant::now() < deadline, "a place is free again once they close");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let metrics = curl(&["--cacert", &ca, "--resolve", &resolve, &url.replace("/healthz", "/metrics")]).0;
+    assert!(metrics.contains("clearway_http_connections_refused_total"), "{metrics}");
+}

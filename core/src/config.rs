@@ -87,6 +87,7 @@ struct RawServer {
     data_dir: Option<String>,
     max_body_bytes: Option<u64>,
     max_in_flight: Option<usize>,
+    max_connections: Option<usize>,
     max_queue_depth: Option<u64>,
     request_timeout_secs: Option<u64>,
     shutdown_grace_secs: Option<u64>,
@@ -363,6 +364,10 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     pub max_body_bytes: u64,
     pub max_in_flight: usize,
+    /// Most open HTTPS connections (handshakes included); one more is
+    /// closed at once. Plaintext HTTP (loopback, or TLS ended upstream)
+    /// is bounded by the load balancer in front.
+    pub max_connections: usize,
     pub max_queue_depth: u64,
     pub request_timeout: Duration,
     /// After a shutdown signal, how long before Clearway logs that work is
@@ -966,6 +971,7 @@ fn validate(raw: Raw, e: &mut Vec<ConfigError>) -> Config {
         listen: addr("server.listen", raw.server.listen, "127.0.0.1:8080", e),
         max_body_bytes: positive("server.max_body_bytes", raw.server.max_body_bytes, 64 * 1024 * 1024, e),
         max_in_flight: positive("server.max_in_flight", raw.server.max_in_flight, 4096, e),
+        max_connections: positive("server.max_connections", raw.server.max_connections, 10_000, e),
         max_queue_depth: positive("server.max_queue_depth", raw.server.max_queue_depth, 200_000, e),
         request_timeout: secs("server.request_timeout_secs", raw.server.request_timeout_secs, 60, e),
         shutdown_grace: secs("server.shutdown_grace_secs", raw.server.shutdown_grace_secs, 30, e),

@@ -152,10 +152,12 @@ pub async fn serve_tls(
     app: Router,
     tls: Arc<crate::tls::Tls>,
     client_auth: Option<clearway_core::config::ClientAuth>,
+    max_connections: usize,
     partners: Arc<clearway_core::partners::Partners>,
     shutdown: tokio_util::sync::CancellationToken,
 ) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let open = Arc::new(tokio::sync::Semaphore::new(max_connections));
     loop {
         let (tcp, _) = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -168,10 +170,18 @@ pub async fn serve_tls(
                 }
             },
         };
+        // One connection more than `server.max_connections` is closed at
+        // once (before its handshake costs anything).
+        let Ok(permit) = open.clone().try_acquire_owned() else {
+            metrics::counter!("clearway_http_connections_refused_total").increment(1);
+            drop(tcp);
+            continue;
+        };
         let _ = tcp.set_nodelay(true);
         let (tls, app, watcher, stop) = (tls.clone(), app.clone(), graceful.watcher(), shutdown.clone());
         let partners = partners.clone();
         tokio::spawn(async move {
+            let _permit = permit;
             let stream = tokio::select! {
                 _ = stop.cancelled() => return,
                 s = tls.accept(tcp, client_auth) => match s { Some(s) => s, None => return },

@@ -145,6 +145,7 @@ async fn serve(config: Arc<clearway_core::config::Config>, role: Role) -> anyhow
             app,
             tls,
             config.server.client_auth,
+            config.server.max_connections,
             store.partners.clone(),
             shutdown.clone(),
         ));
