@@ -10,11 +10,7 @@ use std::time::{Duration, Instant};
 use support::{Client, Scratch, Server};
 
 fn clearway(scratch: &Scratch, args: &[&str]) -> std::process::Output {
-    let data = scratch.data().display().to_string();
-    let mut all: Vec<&str> = args.to_vec();
-    all.extend(["--data-dir", &data]);
-    all.extend_from_slice(scratch.backend_args());
-    scratch.command().args(&all).output().unwrap()
+    scratch.run(args)
 }
 
 fn gen_837p(seed: u64) -> Vec<u8> {

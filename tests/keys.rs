@@ -16,11 +16,7 @@ use std::time::{Duration, Instant};
 use support::{Client, Scratch, Server};
 
 fn clearway(scratch: &Scratch, args: &[&str]) -> std::process::Output {
-    let data = scratch.data().display().to_string();
-    let mut all: Vec<&str> = args.to_vec();
-    all.extend(["--data-dir", &data]);
-    all.extend_from_slice(scratch.backend_args());
-    scratch.command().args(&all).output().unwrap()
+    scratch.run(args)
 }
 
 fn ok(scratch: &Scratch, args: &[&str]) -> String {

@@ -150,6 +150,16 @@ impl Scratch {
         cmd
     }
 
+    /// Runs an operator command (`clearway ARGS --data-dir … [--backend
+    /// aws]`) on this scratch's store and waits for it.
+    pub fn run(&self, args: &[&str]) -> std::process::Output {
+        let data = self.data().display().to_string();
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(["--data-dir", &data]);
+        all.extend_from_slice(self.backend_args());
+        self.command().args(&all).output().unwrap()
+    }
+
     /// A setting of this scratch's environment.
     pub fn env_value(&self, k: &str) -> String {
         self.env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()).unwrap()
