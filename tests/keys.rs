@@ -55,17 +55,13 @@ fn body(partner: &str, n: usize) -> Vec<u8> {
 struct Objects {
     partners: Arc<Partners>,
     ports: clearway_core::ports::Ports,
+    records: Arc<clearway_core::sealed::SealedState>,
 }
 
 impl Objects {
     async fn open(scratch: &Scratch) -> Objects {
-        let ports = scratch.ports().await;
-        let (root, _) = clearway_core::partners::load_root_key(&scratch.security(), &scratch.data(), false).unwrap();
-        let mut partners = Partners::new(root, ports.state.clone());
-        if scratch.lane() == support::Lane::Aws {
-            partners = partners.with_key_service(Arc::new(kms(scratch).await));
-        }
-        Objects { partners: Arc::new(partners), ports }
+        let sealed = scratch.sealed().await;
+        Objects { partners: Arc::new(sealed.partners), ports: sealed.ports, records: sealed.records }
     }
 
     /// Seals and stores `count` payloads for `partner` the way intake does.
@@ -90,15 +86,61 @@ impl Objects {
         while tasks.join_next().await.is_some() {}
     }
 
+    /// Writes `count` state records of `partner`, each holding the marker:
+    /// half in the partner's own partition of the transactions table, half
+    /// claim index entries in partitions every partner shares (the writer
+    /// names the owner).
+    async fn write_records(&self, partner: &str, count: usize) {
+        use clearway_core::ports::{Condition, WriteOp};
+        let p = PartnerId::new(partner).unwrap();
+        for n in 0..count {
+            let value = serde_json::json!({ "partner": partner, "note": format!("{MARKER} {partner} record {n}") });
+            self.ports
+                .state
+                .write(vec![WriteOp::Put {
+                    key: record_key(partner, n),
+                    value: Bytes::from(value.to_string()),
+                    expires_at: None,
+                    condition: Condition::None,
+                    owner: (n % 2 == 1).then(|| p.clone()),
+                }])
+                .await
+                .unwrap();
+        }
+    }
+
+    /// How many of `partner`'s `count` records read back with the marker.
+    async fn records_readable(&self, partner: &str, count: usize) -> usize {
+        let mut readable = 0;
+        for n in 0..count {
+            if let Some(item) = self.ports.state.get(&record_key(partner, n)).await.unwrap() {
+                assert!(item.value.windows(MARKER.len()).any(|w| w == MARKER.as_bytes()));
+                readable += 1;
+            }
+        }
+        readable
+    }
+
     /// How many of `partner`'s objects open, of how many.
     async fn readable(&self, partner: &str) -> (u64, u64) {
         let p = PartnerId::new(partner).unwrap();
-        let c = keys::census(self.partners.keys(), self.ports.blobs.as_ref(), self.ports.state.as_ref(), &p, true)
-            .await
-            .unwrap();
+        let c = keys::census(self.partners.keys(), self.ports.blobs.as_ref(), &self.records, &p, true).await.unwrap();
         (c.objects - c.unreadable, c.objects)
     }
 }
+
+/// Where [`Objects::write_records`] puts record `n` of a partner.
+fn record_key(partner: &str, n: usize) -> clearway_core::ports::Key {
+    use clearway_core::ports::{Key, Table};
+    if n.is_multiple_of(2) {
+        Key::new(Table::Transactions, partner, format!("record-{n}"))
+    } else {
+        Key::new(Table::Claims, format!("pcn:shared-{}", n % 4), format!("{partner}-{n}"))
+    }
+}
+
+/// State records each partner gets in the lifecycle.
+const RECORDS: usize = 20;
 
 async fn kms(scratch: &Scratch) -> clearway_aws::kms::KmsKeyService {
     let sdk = clearway_aws::local_server_config(&scratch.env_value("AWS_ENDPOINT_URL")).await;
@@ -143,10 +185,13 @@ fn the_lifecycle_on_the_aws_backend() {
     lifecycle(&Scratch::aws(), 40, 3);
 }
 
-/// `per_version` objects under version 1, a rotation, as many under
-/// version 2; `kills` re-wraps killed at pseudo-random points; a shred.
+/// `per_version` objects under version 1 (and [`RECORDS`] state records),
+/// a rotation, as many under version 2; `kills` re-wraps killed at
+/// pseudo-random points; a shred.
 fn lifecycle(scratch: &Scratch, per_version: usize, kills: usize) {
-    let total = 2 * per_version as u64;
+    let records = RECORDS as u64;
+    let total = 2 * per_version as u64 + records;
+    let on_v1 = per_version as u64 + records;
     scratch.partner("alpha", false);
     scratch.partner("bravo", false);
     let rt = rt();
@@ -155,23 +200,22 @@ fn lifecycle(scratch: &Scratch, per_version: usize, kills: usize) {
     // 1,000 objects under version 1, rotate, 1,000 under version 2.
     assert!(ok(scratch, &["keys", "rotate", "--partner", "alpha"]).contains("active 1"));
     rt.block_on(objects.write("alpha", 0, per_version));
+    rt.block_on(objects.write_records("alpha", RECORDS));
     assert!(ok(scratch, &["keys", "rotate", "--partner", "alpha"]).contains("active 2"));
     rt.block_on(objects.write("alpha", per_version, per_version));
     rt.block_on(objects.write("bravo", 0, 30));
+    rt.block_on(objects.write_records("bravo", RECORDS));
     let (n, bad, by) = status(scratch, "alpha");
     assert_eq!((n, bad), (total, 0), "2,000/2,000 readable after a rotation");
-    assert_eq!(by, serde_json::json!({ "1": per_version, "2": per_version }));
+    assert_eq!(by, serde_json::json!({ "1": on_v1, "2": per_version }));
 
     // Version 1 cannot go while objects name it; re-wrap moves them.
     settle();
     let refused = clearway(scratch, &["keys", "destroy", "--partner", "alpha", "--version", "1"]);
     assert!(!refused.status.success());
-    assert!(
-        String::from_utf8_lossy(&refused.stderr)
-            .contains(&format!("{per_version} stored objects still name version 1"))
-    );
+    assert!(String::from_utf8_lossy(&refused.stderr).contains(&format!("{on_v1} stored objects still name version 1")));
     let out = ok(scratch, &["keys", "rewrap", "--partner", "alpha", "--max-per-second", "0"]);
-    assert!(out.contains(&format!("examined {total}\tre-wrapped {per_version}\tfailed 0")), "{out}");
+    assert!(out.contains(&format!("examined {total}\tre-wrapped {on_v1}\tfailed 0")), "{out}");
     let again = ok(scratch, &["keys", "rewrap", "--partner", "alpha", "--max-per-second", "0"]);
     assert!(again.contains("re-wrapped 0"), "re-wrap is idempotent: {again}");
     let out = ok(scratch, &["keys", "destroy", "--partner", "alpha"]);
@@ -216,6 +260,7 @@ fn lifecycle(scratch: &Scratch, per_version: usize, kills: usize) {
     let (n, bad, by) = status(scratch, "alpha");
     assert_eq!((n, bad), (total, 0), "2,000/2,000 readable after 20 kills and the old versions destroyed");
     assert_eq!(by.as_object().unwrap().len(), 1, "every object on the active version: {by}");
+    assert_eq!(rt.block_on(objects.records_readable("alpha", RECORDS)), RECORDS, "every record reads back");
 
     // A's ciphertext pasted into B's record does not open.
     rt.block_on(async {
@@ -237,7 +282,16 @@ fn lifecycle(scratch: &Scratch, per_version: usize, kills: usize) {
     assert!(out.contains(&format!("unreadable {total}")), "{out}");
     std::thread::sleep(clearway_core::partners::CACHE_TTL);
     assert_eq!(rt.block_on(objects.readable("alpha")), (0, total), "100 % of A's objects fail to open");
-    assert_eq!(rt.block_on(objects.readable("bravo")), (30, 30), "100 % of B's objects open");
+    assert_eq!(rt.block_on(objects.readable("bravo")), (30 + records, 30 + records), "100 % of B's objects open");
+    // A's records read as erased, B's, in the same claim partitions, read.
+    objects.partners.keys().forget(&PartnerId::new("alpha").unwrap());
+    assert_eq!(rt.block_on(objects.records_readable("alpha", RECORDS)), 0, "A's records are erased");
+    assert_eq!(rt.block_on(objects.records_readable("bravo", RECORDS)), RECORDS, "B's records read");
+    rt.block_on(async {
+        let shared = objects.ports.state.query(clearway_core::ports::Table::Claims, "pcn:shared-1", None, 100);
+        let names: Vec<String> = shared.await.unwrap().into_iter().map(|(sk, _)| sk).collect();
+        assert!(!names.is_empty() && names.iter().all(|sk| sk.starts_with("bravo-")), "{names:?}");
+    });
     let (_, bad, _) = status(scratch, "bravo");
     assert_eq!(bad, 0);
     match scratch.lane() {
@@ -342,11 +396,16 @@ fn the_service_reads_across_a_rotation_and_a_shredded_partner_is_refused() {
     let second = submit(2);
     assert_eq!(c.wait_terminal(&second)["status"], "accepted");
     let (n, bad, by) = status(&scratch, "acme");
-    // Each transaction: its payload, its 999 and its 277CA.
-    assert_eq!((n, bad), (6, 0));
-    assert_eq!(by, serde_json::json!({ "0": 3, "1": 3 }), "one transaction under each version");
+    // Each transaction: its payload, the bodies of its 999 and 277CA, and
+    // six state records (the transaction record, two acknowledgement
+    // records and their feed entries, the claim index entry).
+    assert_eq!((n, bad), (18, 0));
+    assert_eq!(by, serde_json::json!({ "0": 9, "1": 9 }), "one transaction under each version");
     let out = ok(&scratch, &["keys", "rewrap", "--partner", "acme"]);
-    assert!(out.contains("examined 6\tre-wrapped 3\tfailed 0"), "{out}");
+    // An acknowledgement record rewritten with its body re-wrapped is
+    // sealed under the active version by that write: 7 writes move 9.
+    assert!(out.contains("examined 18\tre-wrapped 7\tfailed 0"), "{out}");
+    assert_eq!(status(&scratch, "acme").2, serde_json::json!({ "1": 18 }));
     settle();
     ok(&scratch, &["keys", "destroy", "--partner", "acme", "--version", "0"]);
     assert_eq!(c.get(&format!("/v1/transactions/{first}")).status, 200);
@@ -369,11 +428,17 @@ fn the_service_reads_across_a_rotation_and_a_shredded_partner_is_refused() {
     };
     let before = acks(&objects);
     assert!(before.len() >= 4 && before.iter().all(|b| b.as_ref().is_ok_and(|t| t.starts_with("ISA"))), "{before:?}");
-    ok(&scratch, &["keys", "shred", "--partner", "acme", "--confirm", "acme"]);
+    let out = ok(&scratch, &["keys", "shred", "--partner", "acme", "--confirm", "acme"]);
+    // Every object is unreadable; the four acknowledgement bodies sealed
+    // inside their (now erased) records are no longer counted apart.
+    assert!(out.contains("objects 14\tv1: 14\tunreadable 14"), "{out}");
     objects.partners.keys().forget(&PartnerId::new("acme").unwrap());
-    let after = acks(&objects);
-    assert_eq!(after.len(), before.len());
-    assert!(after.iter().all(Result::is_err), "no acknowledgement of a shredded partner opens");
+    assert!(acks(&objects).is_empty(), "a shredded partner's acknowledgement records read as erased");
+    let record = rt.block_on(objects.ports.state.get(&clearway_core::records::TransactionRecord::key(
+        &PartnerId::new("acme").unwrap(),
+        &TransactionId::parse(&first).unwrap(),
+    )));
+    assert!(record.unwrap().is_none(), "and so does its transaction record");
     // The partner is revoked with its keys.
     let deadline = Instant::now() + Duration::from_secs(15);
     while c.get("/v1/acks").status != 401 {

@@ -111,7 +111,13 @@ impl CodeSetStore {
             None => Condition::NotExists,
         };
         self.state
-            .write(vec![WriteOp::Put { key: item_key, value: Bytes::from(value), expires_at: None, condition }])
+            .write(vec![WriteOp::Put {
+                key: item_key,
+                value: Bytes::from(value),
+                expires_at: None,
+                condition,
+                owner: None,
+            }])
             .await?;
         Ok(Imported::New)
     }

@@ -75,6 +75,7 @@ pub async fn replay(ports: &Ports, id: &TransactionId, dry_run: bool) -> PortRes
                     value: encode_json(&record)?,
                     expires_at: None,
                     condition: Condition::Version(item.version),
+                    owner: None,
                 },
                 WriteOp::Delete { key: DeadLetter::key(&dead.partner, id), condition: Condition::None },
                 WriteOp::Delete { key: DeadLetter::index_key(id), condition: Condition::None },

@@ -1,4 +1,5 @@
-//! The key hierarchy for payloads and stored acknowledgements:
+//! The key hierarchy for payloads, stored acknowledgements and partners' state
+//! records ([`crate::sealed`]):
 //!
 //! ```text
 //! root key (a file outside the data directory, or a secret)
@@ -34,6 +35,7 @@ use crate::error::{ErrorKind, PortError, PortResult};
 use crate::ids::{BlobKey, PartnerId};
 use crate::ports::{BlobStore, Condition, Key as ItemKey, MAX_BLOB_BYTES, StateStore, Table, WriteOp};
 use crate::records::{AckRecord, FeedEntry, PartnerRecord};
+use crate::sealed::{SealedState, Sealing, record_sources};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -132,6 +134,11 @@ impl PartnerKeys {
         self.versions.keys().copied()
     }
 
+    /// Whether `version` is still there (not destroyed or shredded).
+    pub fn has(&self, version: u32) -> bool {
+        self.versions.contains_key(&version)
+    }
+
     /// Seals under the active version.
     pub fn seal(&self, partner: &str, plaintext: &[u8], aad: &[u8]) -> PortResult<Vec<u8>> {
         let (version, kek) = self
@@ -225,12 +232,19 @@ fn parse<T: serde::de::DeserializeOwned>(b: &[u8]) -> PortResult<T> {
 }
 
 /// The root key and every partner's KEKs, cached per process.
+///
+/// Clones share one cache (the sealed state store and partner management
+/// use the same ring, so a rotation or shred forgets keys for both).
+#[derive(Clone)]
 pub struct KeyRing {
     root: Key,
     state: Arc<dyn StateStore>,
     kms: Option<Arc<dyn KeyService>>,
-    cache: Mutex<HashMap<PartnerId, (Instant, Arc<PartnerKeys>)>>,
+    cache: Arc<Mutex<KeyCache>>,
 }
+
+/// Each partner's keys with when they were loaded.
+type KeyCache = HashMap<PartnerId, (Instant, Arc<PartnerKeys>)>;
 
 /// A key-management service holding keys of its own that never leave it
 /// (AWS KMS). A partner given such a key has its key versions wrapped by
@@ -268,7 +282,7 @@ impl std::fmt::Debug for KeyRing {
 impl KeyRing {
     /// `state` is the (sealed) state store the partner records live in.
     pub fn new(root: Key, state: Arc<dyn StateStore>) -> Self {
-        KeyRing { root, state, kms: None, cache: Mutex::new(HashMap::new()) }
+        KeyRing { root, state, kms: None, cache: Arc::new(Mutex::new(HashMap::new())) }
     }
 
     /// With a key-management service for partners that have a key there.
@@ -304,6 +318,20 @@ impl KeyRing {
             cache.insert(partner.clone(), (Instant::now(), keys.clone()));
         }
         Ok(keys)
+    }
+
+    /// The partner's KEKs, reloaded if the cached ones lack `version` (a
+    /// rotation in another process within the cache TTL); whether that
+    /// version is there is then up to the caller.
+    pub async fn keys_for(&self, partner: &PartnerId, version: Option<u32>) -> PortResult<Arc<PartnerKeys>> {
+        let keys = self.keys(partner).await?;
+        match version {
+            Some(v) if !keys.has(v) => {
+                self.forget(partner);
+                self.keys(partner).await
+            }
+            _ => Ok(keys),
+        }
     }
 
     /// Drops this process's cached KEKs of a partner.
@@ -363,7 +391,7 @@ impl KeyRing {
 
     /// Opens a partner's object.
     pub async fn open(&self, partner: &PartnerId, sealed: &[u8], aad: &[u8]) -> PortResult<Vec<u8>> {
-        self.keys(partner).await?.open(partner.as_str(), sealed, aad)
+        self.keys_for(partner, object_version(sealed)).await?.open(partner.as_str(), sealed, aad)
     }
 
     /// The partner's versions, oldest first.
@@ -417,6 +445,7 @@ impl KeyRing {
             value: json(&kek_record)?,
             expires_at: None,
             condition: Condition::NotExists,
+            owner: None,
         }];
         if record.kms_key_id != kms_key_id {
             record.kms_key_id = kms_key_id;
@@ -425,6 +454,7 @@ impl KeyRing {
                 value: json(&record)?,
                 expires_at: None,
                 condition: Condition::Version(rv),
+                owner: None,
             });
         }
         self.state.write(ops).await.map_err(|e| {
@@ -474,6 +504,7 @@ impl KeyRing {
             value: json(&record)?,
             expires_at: None,
             condition: Condition::Version(rv),
+            owner: None,
         }];
         ops.extend(
             self.stored_versions(partner)
@@ -509,6 +540,7 @@ impl KeyRing {
                 value: json(&record)?,
                 expires_at: None,
                 condition: Condition::Version(version),
+                owner: None,
             }])
             .await
     }
@@ -548,11 +580,17 @@ fn object_aad(key: &BlobKey, partner: &PartnerId) -> Option<String> {
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Census {
+    /// Payloads, acknowledgements and state records under the partner's
+    /// keys.
     pub objects: u64,
+    /// Of those, state records (transaction records, claim and payment
+    /// index entries, coverage, pharmacy transactions, dead letters,
+    /// acknowledgement records and feed entries).
+    pub records: u64,
     pub by_version: BTreeMap<u32, u64>,
-    /// Acknowledgements stored before they were sealed under partner keys
-    /// (in records sealed with the root-derived key); a re-wrap or a shred
-    /// seals them.
+    /// Acknowledgement bodies and state records of the partner stored
+    /// before they were sealed under partner keys (under the state key); a
+    /// re-wrap or a shred seals them.
     pub unsealed: u64,
     /// Objects that do not open (verified only).
     pub unreadable: u64,
@@ -560,14 +598,13 @@ pub struct Census {
 }
 
 impl Census {
-    fn count(&mut self, keys: Option<&PartnerKeys>, partner: &PartnerId, sealed: &[u8], aad: Option<String>) {
+    fn count(&mut self, sealed: &[u8], opens: impl FnOnce() -> bool) {
         self.objects += 1;
         if let Some(v) = object_version(sealed) {
             *self.by_version.entry(v).or_default() += 1;
         }
         if self.verified {
-            let opens = keys.zip(aad).is_some_and(|(k, aad)| k.open(partner.as_str(), sealed, aad.as_bytes()).is_ok());
-            self.unreadable += u64::from(!opens);
+            self.unreadable += u64::from(!opens());
         }
     }
 }
@@ -578,10 +615,11 @@ impl Census {
 pub async fn census(
     ring: &KeyRing,
     blobs: &dyn BlobStore,
-    state: &dyn StateStore,
+    records: &SealedState,
     partner: &PartnerId,
     verify: bool,
 ) -> PortResult<Census> {
+    let state: &dyn StateStore = records;
     ring.forget(partner);
     let keys = if verify { ring.keys(partner).await.ok() } else { None };
     let keys = keys.as_deref();
@@ -593,7 +631,10 @@ pub async fn census(
             let Some(last) = page.last().cloned() else { break };
             for key in &page {
                 let bytes = blobs.get(key, MAX_BLOB_BYTES).await?;
-                c.count(keys, partner, &bytes, object_aad(key, partner));
+                let aad = object_aad(key, partner);
+                c.count(&bytes, || {
+                    keys.zip(aad).is_some_and(|(k, aad)| k.open(partner.as_str(), &bytes, aad.as_bytes()).is_ok())
+                });
             }
             after = Some(last);
         }
@@ -605,8 +646,32 @@ pub async fn census(
         after = Some(last);
         for a in page {
             match &a.sealed {
-                Some(sealed) => c.count(keys, partner, sealed, Some(ack_aad(&a.ack.id, partner))),
+                Some(sealed) => c.count(sealed, || {
+                    keys.is_some_and(|k| {
+                        k.open(partner.as_str(), sealed, ack_aad(&a.ack.id, partner).as_bytes()).is_ok()
+                    })
+                }),
                 None => c.unsealed += 1,
+            }
+        }
+    }
+    for source in record_sources(partner) {
+        let mut after: Option<String> = None;
+        loop {
+            let (page, next) = records.records_page(&source, after.as_deref()).await?;
+            for r in &page {
+                match records.sealing(partner, r)? {
+                    Sealing::Partner(envelope) => {
+                        c.records += 1;
+                        c.count(&envelope, || keys.is_some_and(|k| records.opens(k, partner, &r.key, &envelope)));
+                    }
+                    Sealing::StateKey(_) => c.unsealed += 1,
+                    Sealing::Other => {}
+                }
+            }
+            match next {
+                Some(n) => after = Some(n),
+                None => break,
             }
         }
     }
@@ -666,6 +731,7 @@ async fn rewrite_ack(state: &dyn StateStore, mut a: StoredAck, sealed: Vec<u8>) 
         value: json(&a.ack)?,
         expires_at: None,
         condition: Condition::Version(a.version),
+        owner: Some(a.ack.partner.clone()),
     };
     match state.write(vec![put]).await {
         Ok(()) => Ok(true),
@@ -674,12 +740,14 @@ async fn rewrite_ack(state: &dyn StateStore, mut a: StoredAck, sealed: Vec<u8>) 
     }
 }
 
-/// Seals, under the active version, every acknowledgement of a partner
-/// stored before acknowledgements were sealed under partner keys (a shred
-/// does this first, so that none stays readable). Returns how many.
-pub async fn seal_unsealed_acks(ring: &KeyRing, state: &dyn StateStore, partner: &PartnerId) -> PortResult<u64> {
+/// Seals, under the active version, every acknowledgement body and state
+/// record of a partner stored before they were sealed under partner keys
+/// (a shred does this first, so that none stays readable). Returns how
+/// many.
+pub async fn seal_unsealed(ring: &KeyRing, records: &SealedState, partner: &PartnerId) -> PortResult<u64> {
     ring.forget(partner);
     let keys = ring.keys(partner).await?;
+    let state: &dyn StateStore = records;
     let mut sealed = 0;
     let mut after: Option<String> = None;
     loop {
@@ -691,6 +759,22 @@ pub async fn seal_unsealed_acks(ring: &KeyRing, state: &dyn StateStore, partner:
             sealed += u64::from(rewrite_ack(state, a, body).await?);
         }
     }
+    for source in record_sources(partner) {
+        let mut after: Option<String> = None;
+        loop {
+            let (page, next) = records.records_page(&source, after.as_deref()).await?;
+            for r in &page {
+                if let Sealing::StateKey(plain) = records.sealing(partner, r)? {
+                    let value = records.seal_for(&keys, partner, &r.key, &plain)?;
+                    sealed += u64::from(records.replace(r, value).await?);
+                }
+            }
+            match next {
+                Some(n) => after = Some(n),
+                None => break,
+            }
+        }
+    }
     Ok(sealed)
 }
 
@@ -700,7 +784,8 @@ pub async fn seal_unsealed_acks(ring: &KeyRing, state: &dyn StateStore, partner:
 struct RewrapCursor {
     /// The version the run was moving objects onto.
     target: u32,
-    /// 0 and 1: the blob prefixes; 2: acknowledgement records.
+    /// 0 and 1: the blob prefixes; 2: acknowledgements sealed in their
+    /// records; 3 on: the state records of each of [`record_sources`].
     prefix: usize,
     after: String,
 }
@@ -708,6 +793,8 @@ struct RewrapCursor {
 /// The cursor stage of acknowledgements sealed in their records (after the
 /// two blob prefixes).
 const ACK_STAGE: usize = 2;
+/// The cursor stage of the first of [`record_sources`].
+const RECORD_STAGE: usize = 3;
 
 fn cursor_key(partner: &PartnerId) -> ItemKey {
     ItemKey::new(Table::Counters, "rewrap", partner.as_str())
@@ -778,6 +865,7 @@ impl Rewrap<'_> {
                 value: json(&cursor)?,
                 expires_at: None,
                 condition: Condition::None,
+                owner: None,
             }])
             .await
     }
@@ -797,10 +885,11 @@ impl Rewrap<'_> {
 pub async fn rewrap(
     ring: &KeyRing,
     blobs: &dyn BlobStore,
-    state: &dyn StateStore,
+    records: &SealedState,
     partner: &PartnerId,
     max_per_second: u32,
 ) -> PortResult<RewrapReport> {
+    let state: &dyn StateStore = records;
     ring.forget(partner);
     let keys = ring.keys(partner).await?;
     let target = keys.active().ok_or_else(|| PortError::invalid_input("the partner has no keys"))?;
@@ -844,26 +933,63 @@ pub async fn rewrap(
             after = Some(last);
         }
     }
-    let mut after = if first == ACK_STAGE { resume_after } else { None };
-    loop {
-        let page = partner_acks(state, partner, after.as_deref()).await?;
-        let Some(last) = page.last().map(|a| a.cursor.clone()) else { break };
-        run.refresh().await?;
-        for a in page {
-            run.pace().await;
-            let aad = ack_aad(&a.ack.id, partner);
-            let new = match &a.sealed {
-                Some(sealed) => run.keys.rewrap(partner.as_str(), sealed, aad.as_bytes()),
-                None => run.keys.seal(partner.as_str(), a.ack.body.as_bytes(), aad.as_bytes()).map(Some),
-            };
-            match new {
-                Ok(None) => {}
-                Ok(Some(new)) => run.report.rewrapped += u64::from(rewrite_ack(state, a, new).await?),
-                Err(_) => run.report.failed += 1,
+    if first <= ACK_STAGE {
+        let mut after = if first == ACK_STAGE { resume_after.clone() } else { None };
+        loop {
+            let page = partner_acks(state, partner, after.as_deref()).await?;
+            let Some(last) = page.last().map(|a| a.cursor.clone()) else { break };
+            run.refresh().await?;
+            for a in page {
+                run.pace().await;
+                let aad = ack_aad(&a.ack.id, partner);
+                let new = match &a.sealed {
+                    Some(sealed) => run.keys.rewrap(partner.as_str(), sealed, aad.as_bytes()),
+                    None => run.keys.seal(partner.as_str(), a.ack.body.as_bytes(), aad.as_bytes()).map(Some),
+                };
+                match new {
+                    Ok(None) => {}
+                    Ok(Some(new)) => run.report.rewrapped += u64::from(rewrite_ack(state, a, new).await?),
+                    Err(_) => run.report.failed += 1,
+                }
             }
+            run.save(ACK_STAGE, &last).await?;
+            after = Some(last);
         }
-        run.save(ACK_STAGE, &last).await?;
-        after = Some(last);
+    }
+    for (n, source) in record_sources(partner).iter().enumerate() {
+        let stage = RECORD_STAGE + n;
+        if stage < first {
+            continue;
+        }
+        let mut after = if stage == first { resume_after.clone() } else { None };
+        loop {
+            let (page, next) = records.records_page(source, after.as_deref()).await?;
+            if !page.is_empty() {
+                run.refresh().await?;
+            }
+            for r in &page {
+                let new = match records.sealing(partner, r) {
+                    Ok(Sealing::Partner(envelope)) => {
+                        run.pace().await;
+                        records.rewrap_for(&run.keys, partner, &r.key, &envelope)
+                    }
+                    Ok(Sealing::StateKey(plain)) => {
+                        run.pace().await;
+                        records.seal_for(&run.keys, partner, &r.key, &plain).map(Some)
+                    }
+                    Ok(Sealing::Other) => continue,
+                    Err(e) => Err(e),
+                };
+                match new {
+                    Ok(None) => {}
+                    Ok(Some(value)) => run.report.rewrapped += u64::from(records.replace(r, value).await?),
+                    Err(_) => run.report.failed += 1,
+                }
+            }
+            let Some(n) = next else { break };
+            run.save(stage, &n).await?;
+            after = Some(n);
+        }
     }
     state.write(vec![WriteOp::Delete { key: cursor_key(partner), condition: Condition::None }]).await?;
     Ok(run.report)

@@ -227,6 +227,7 @@ impl IntakeJournal for OutboxJournal {
             value: pointer.clone(),
             expires_at: None,
             condition: Condition::NotExists,
+            owner: None,
         });
         if let Err(e) = self.state.write(writes).await {
             if e.kind() == crate::ErrorKind::PreconditionFailed

@@ -225,6 +225,13 @@ impl Partners {
         self
     }
 
+    /// With the key ring the sealed state store uses (one cache for both:
+    /// see [`crate::sealed::SealedStore`]).
+    pub fn with_key_ring(mut self, ring: crate::keys::KeyRing) -> Self {
+        self.keys = ring;
+        self
+    }
+
     /// The opaque stand-in for an identifier (patient control number,
     /// member id) where it would otherwise appear in a state-store key.
     pub fn index_token(&self, identifier: &str) -> String {
@@ -275,12 +282,14 @@ impl Partners {
                     value: json(&record)?,
                     expires_at: None,
                     condition: Condition::NotExists,
+                    owner: None,
                 },
                 WriteOp::Put {
                     key: ApiKeyRecord::key(&crypto::api_key_hash(api_key.expose())),
                     value: json(&key_record)?,
                     expires_at: None,
                     condition: Condition::NotExists,
+                    owner: None,
                 },
             ])
             .await
@@ -325,6 +334,7 @@ impl Partners {
                 value: json(&record)?,
                 expires_at: None,
                 condition: Condition::Version(version),
+                owner: None,
             }])
             .await
     }
@@ -365,6 +375,7 @@ impl Partners {
                 value: json(&record)?,
                 expires_at: None,
                 condition: Condition::Version(version),
+                owner: None,
             }])
             .await
     }
@@ -391,12 +402,14 @@ impl Partners {
                     value: json(&record)?,
                     expires_at: None,
                     condition: Condition::Version(version),
+                    owner: None,
                 },
                 WriteOp::Put {
                     key: CertIndex::key(&fp),
                     value: json(&index)?,
                     expires_at: None,
                     condition: Condition::NotExists,
+                    owner: None,
                 },
             ])
             .await?;
@@ -420,6 +433,7 @@ impl Partners {
                     value: json(&record)?,
                     expires_at: None,
                     condition: Condition::Version(version),
+                    owner: None,
                 },
                 WriteOp::Delete { key: CertIndex::key(&fp), condition: Condition::None },
             ])

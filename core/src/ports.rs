@@ -12,7 +12,7 @@
 //! the embedded backend, with the outbox pattern on AWS.
 
 use crate::error::PortResult;
-use crate::ids::BlobKey;
+use crate::ids::{BlobKey, PartnerId};
 use async_trait::async_trait;
 use bytes::Bytes;
 use std::collections::BTreeMap;
@@ -298,6 +298,12 @@ pub enum WriteOp {
         value: Bytes,
         expires_at: Option<i64>,
         condition: Condition,
+        /// The partner whose keys seal the value at rest, so that shredding
+        /// that partner's keys makes it unreadable (see
+        /// [`crate::sealed`]). `None`: the partner the key's partition names
+        /// in a table partitioned by partner, otherwise the deployment's
+        /// state key. Backends store values as given and ignore it.
+        owner: Option<PartnerId>,
     },
     Delete {
         key: Key,
@@ -328,12 +334,39 @@ pub const MAX_QUERY_LIMIT: usize = 1000;
 /// - `query` returns live items of one partition with sort key greater than
 ///   `after` (or from the start), in ascending sort-key order, at most
 ///   `limit` (≤ [`MAX_QUERY_LIMIT`]).
+/// - `scan` walks every live item of one table, a page at a time, in an
+///   order of the backend's choosing: each item once over a whole walk in
+///   which nothing is written. A page may hold fewer than `limit` items (or
+///   none) before the end; the end is a page whose `next` is `None`. It is
+///   for maintenance passes over all partitions (key re-wraps, censuses),
+///   never for a request path.
 #[async_trait]
 pub trait StateStore: Send + Sync + 'static {
     async fn get(&self, key: &Key) -> PortResult<Option<Item>>;
     async fn write(&self, ops: Vec<WriteOp>) -> PortResult<()>;
     async fn query(&self, table: Table, pk: &str, after: Option<&str>, limit: usize)
     -> PortResult<Vec<(String, Item)>>;
+    async fn scan(&self, table: Table, after: Option<&str>, limit: usize) -> PortResult<ScanPage>;
+}
+
+/// One page of a [`StateStore::scan`].
+#[derive(Debug, Clone, Default)]
+pub struct ScanPage {
+    /// Each item with its partition and sort key.
+    pub items: Vec<(Key, Item)>,
+    /// Where the next page starts (opaque to callers); `None` at the end.
+    pub next: Option<String>,
+}
+
+/// The scan cursor of the embedded backends: the last partition and sort
+/// key returned (a NUL cannot occur in either).
+pub fn scan_cursor(pk: &str, sk: &str) -> String {
+    format!("{pk}\0{sk}")
+}
+
+/// The partition and sort key a [`scan_cursor`] names.
+pub fn parse_scan_cursor(cursor: &str) -> Option<(&str, &str)> {
+    cursor.split_once('\0')
 }
 
 /// An accepted transaction, ready to commit: its (encrypted) payload, the

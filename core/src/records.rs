@@ -216,12 +216,14 @@ impl AckRecord {
                 value: encode_json(self)?,
                 expires_at: None,
                 condition: Condition::None,
+                owner: Some(self.partner.clone()),
             },
             WriteOp::Put {
                 key: FeedEntry::key(&self.partner, &cursor),
                 value: encode_json(&entry)?,
                 expires_at: None,
                 condition: Condition::None,
+                owner: None,
             },
         ])
     }

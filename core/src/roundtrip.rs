@@ -11,7 +11,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 fn put(key: Key, value: Bytes, condition: Condition) -> WriteOp {
-    WriteOp::Put { key, value, expires_at: None, condition }
+    WriteOp::Put { key, value, expires_at: None, condition, owner: None }
 }
 
 /// A file a payer sent (`files/<payer>`, sort key its SHA-256).

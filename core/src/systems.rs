@@ -507,6 +507,7 @@ mod ops {
                     value: encode_json(&e)?,
                     expires_at: None,
                     condition: Condition::NotExists,
+                    owner: None,
                 });
                 // Two entries of one transaction touch its status once.
                 let status = status_key(&e.transaction, destination);

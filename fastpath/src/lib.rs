@@ -708,6 +708,7 @@ impl FastPath {
                     value: serde_json::to_vec(&seen).unwrap_or_default().into(),
                     expires_at: Some(now.unix_timestamp() + PAYLOAD_ID_WINDOW_SECS),
                     condition: Condition::NotExists,
+                    owner: None,
                 };
                 if let Err(e) = self.state.write(vec![write]).await {
                     tracing::info!(error = %clearway_core::error::chain(&e), "payload id not remembered");

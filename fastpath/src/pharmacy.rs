@@ -356,7 +356,13 @@ impl FastPath {
                 },
                 _ => continue,
             };
-            writes.push(WriteOp::Put { key: s.key.clone(), value: encode_json(&entry)?, expires_at: None, condition });
+            writes.push(WriteOp::Put {
+                key: s.key.clone(),
+                value: encode_json(&entry)?,
+                expires_at: None,
+                condition,
+                owner: Some(partner.clone()),
+            });
         }
         rec.header_status = "A".into();
         rec.outcomes = outcomes.clone();
@@ -399,6 +405,7 @@ impl FastPath {
             value: encode_json(&rec)?,
             expires_at: None,
             condition: Condition::NotExists,
+            owner: None,
         });
         writes.extend(ack.feed_ops()?);
         let write_started = Instant::now();

@@ -50,6 +50,9 @@ impl StateStore for Upstream {
     async fn query(&self, t: Table, pk: &str, after: Option<&str>, limit: usize) -> PortResult<Vec<(String, Item)>> {
         self.inner.query(t, pk, after, limit).await
     }
+    async fn scan(&self, t: Table, after: Option<&str>, limit: usize) -> PortResult<clearway_core::ports::ScanPage> {
+        self.inner.scan(t, after, limit).await
+    }
 }
 
 struct World {
@@ -118,6 +121,7 @@ impl World {
                 value: Bytes::from(serde_json::to_vec(&value).unwrap()),
                 expires_at: None,
                 condition: Condition::None,
+                owner: None,
             }])
             .await
             .unwrap();
@@ -298,6 +302,7 @@ async fn claim_status_from_recorded_claims_and_payments() {
         value: Bytes::from(serde_json::to_vec(&v).unwrap()),
         expires_at: None,
         condition: Condition::None,
+        owner: None,
     };
     let claim = |pcn: &str, payer: &Option<String>, status: &str, code: Option<&str>, partner: &str| {
         serde_json::json!({
@@ -379,6 +384,7 @@ async fn claim_status_finds_a_claim_asked_about_by_payer_alias() {
         value: Bytes::from(serde_json::to_vec(&claim).unwrap()),
         expires_at: None,
         condition: Condition::None,
+        owner: None,
     }])
     .await
     .unwrap();

@@ -443,6 +443,7 @@ pub async fn accept(svc: &Services, sub: Submission) -> Result<Outcome, Refusal>
         value: encode(&record),
         expires_at: None,
         condition: Condition::NotExists,
+        owner: None,
     }];
     // Identical content has an identical ISA13 or MSH-10, so for an
     // interchange or a single HL7 message the control-number key already
@@ -456,6 +457,7 @@ pub async fn accept(svc: &Services, sub: Submission) -> Result<Outcome, Refusal>
             value: encode(&dedupe(None)),
             expires_at: until(d.content_window),
             condition: Condition::NotExists,
+            owner: None,
         });
     }
     if let Some(k) = &isa_key {
@@ -464,6 +466,7 @@ pub async fn accept(svc: &Services, sub: Submission) -> Result<Outcome, Refusal>
             value: encode(&dedupe(None)),
             expires_at: until(d.interchange_window),
             condition: Condition::NotExists,
+            owner: None,
         });
     }
     if let Some(k) = &msh_key {
@@ -472,6 +475,7 @@ pub async fn accept(svc: &Services, sub: Submission) -> Result<Outcome, Refusal>
             value: encode(&dedupe(hl7_ack.clone())),
             expires_at: until(d.message_window),
             condition: Condition::NotExists,
+            owner: None,
         });
     }
     if let Some(k) = &idem_key {
@@ -487,6 +491,7 @@ pub async fn accept(svc: &Services, sub: Submission) -> Result<Outcome, Refusal>
             value: encode(&rec),
             expires_at: until(d.idempotency_window),
             condition: Condition::NotExists,
+            owner: None,
         });
     }
     if let Some(routed) = &routed {
@@ -517,6 +522,7 @@ pub async fn accept(svc: &Services, sub: Submission) -> Result<Outcome, Refusal>
                     value: encode(&entry),
                     expires_at: None,
                     condition: Condition::NotExists,
+                    owner: None,
                 });
             }
         }
@@ -828,12 +834,14 @@ async fn record_duplicate_ta1(
             value: encode(&ack),
             expires_at: None,
             condition: Condition::NotExists,
+            owner: Some(partner.clone()),
         },
         WriteOp::Put {
             key: FeedEntry::key(partner, &cursor),
             value: encode(&entry),
             expires_at: None,
             condition: Condition::None,
+            owner: None,
         },
     ];
     match svc.ports.state.write(writes).await {

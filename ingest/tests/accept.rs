@@ -6,7 +6,6 @@
 
 use bytes::Bytes;
 use clearway_core::PartnerId;
-use clearway_core::partners::Partners;
 use clearway_ingest::Services;
 use clearway_ingest::accept::{self, Channel, Outcome, Refusal, Submission};
 use std::collections::HashMap;
@@ -15,8 +14,8 @@ use std::sync::Arc;
 async fn services(dir: &std::path::Path) -> (Arc<Services>, PartnerId) {
     let local = clearway_local::Local::open(dir).unwrap();
     let master = clearway_core::crypto::Key::generate().unwrap();
-    let ports = clearway_core::sealed::Sealer::new(&master).seal_ports(local.ports());
-    let partners = Arc::new(Partners::new(master, ports.state.clone()));
+    let sealed = clearway_core::sealed::SealedStore::new(&master, local.ports(), None);
+    let (ports, partners) = (sealed.ports, Arc::new(sealed.partners));
     let id = PartnerId::new("acme").unwrap();
     partners.add(&id, None, false).await.unwrap();
     let config = Arc::new(clearway_core::config::load(None, &HashMap::new()).unwrap());

@@ -233,7 +233,7 @@ pub fn coverage(store: &StoreArgs, command: CoverageCommand) -> anyhow::Result<E
         let mut members = 0usize;
         for e in &enrollments {
             let payer = config.canonical_payer(e.payer_id.as_deref().unwrap_or("UNKNOWN")).to_string();
-            let writes = clearway_workers::process::coverage_writes(e, &payer, &store.partners);
+            let writes = clearway_workers::process::coverage_writes(e, &payer, None, &store.partners);
             members += writes.len();
             for chunk in writes.chunks(clearway_core::ports::MAX_WRITE_OPS) {
                 store.ports.state.write(chunk.to_vec()).await.map_err(port)?;

@@ -59,7 +59,7 @@ async fn command_in(store: &Store, command: KeysCommand) -> anyhow::Result<ExitC
             let mut unreadable = 0;
             for id in partners(store, partner.as_deref()).await? {
                 let versions = ring.versions(&id).await.map_err(port)?;
-                let census = keys::census(ring, blobs, store.ports.state.as_ref(), &id, verify).await.map_err(port)?;
+                let census = keys::census(ring, blobs, &store.records, &id, verify).await.map_err(port)?;
                 unreadable += census.unreadable;
                 if !json {
                     let active = versions.iter().find(|v| v.active).map_or("none".into(), |v| v.version.to_string());
@@ -83,7 +83,7 @@ async fn command_in(store: &Store, command: KeysCommand) -> anyhow::Result<ExitC
         KeysCommand::Rewrap { partner, max_per_second } => {
             let mut failed = 0;
             for id in partners(store, partner.as_deref()).await? {
-                let r = keys::rewrap(ring, blobs, store.ports.state.as_ref(), &id, max_per_second)
+                let r = keys::rewrap(ring, blobs, &store.records, &id, max_per_second)
                     .await
                     .map_err(port)
                     .with_context(|| format!("re-wrap of {id} stopped; run it again to resume"))?;
@@ -129,7 +129,7 @@ async fn command_in(store: &Store, command: KeysCommand) -> anyhow::Result<ExitC
                     SETTLE_MS / 1000
                 );
             }
-            let census = keys::census(ring, blobs, store.ports.state.as_ref(), &id, false).await.map_err(port)?;
+            let census = keys::census(ring, blobs, &store.records, &id, false).await.map_err(port)?;
             let candidates: Vec<u32> = match version {
                 Some(v) => vec![v],
                 None => versions.iter().filter(|v| !v.active).map(|v| v.version).collect(),
@@ -173,7 +173,7 @@ async fn command_in(store: &Store, command: KeysCommand) -> anyhow::Result<ExitC
             }
             // Acknowledgements stored before they were sealed under the
             // partner's keys are sealed first, so none stays readable.
-            keys::seal_unsealed_acks(ring, store.ports.state.as_ref(), &id).await.map_err(port)?;
+            keys::seal_unsealed(ring, &store.records, &id).await.map_err(port)?;
             ring.shred(&id).await.map_err(port)?;
             for key in &kms_keys {
                 if let Some(days) = schedule_kms_key_deletion_days {
@@ -198,7 +198,7 @@ async fn command_in(store: &Store, command: KeysCommand) -> anyhow::Result<ExitC
                 }
                 Backend::Aws(_) => "DynamoDB backups still hold the wrapped keys until they expire",
             };
-            let census = keys::census(ring, blobs, store.ports.state.as_ref(), &id, true).await.map_err(port)?;
+            let census = keys::census(ring, blobs, &store.records, &id, true).await.map_err(port)?;
             writeln!(out, "{id}\tshredded\t{}\t{log}", describe(&census))?;
             if census.unreadable != census.objects || census.unsealed > 0 {
                 bail!(

@@ -6,6 +6,7 @@ use anyhow::Context;
 use clearway_core::config::{self, Config};
 use clearway_core::partners::{Partners, load_root_key};
 use clearway_core::ports::Ports;
+use clearway_core::sealed::{SealedState, SealedStore};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -43,6 +44,8 @@ pub enum Backend {
 pub struct Store {
     pub backend: Backend,
     pub ports: Ports,
+    /// The sealed state store itself, for key maintenance.
+    pub records: Arc<SealedState>,
     pub partners: Arc<Partners>,
 }
 
@@ -80,13 +83,14 @@ impl Store {
             eprintln!("clearway: warning: {w}");
             tracing::warn!("{w}");
         }
-        // Every state value is sealed before it reaches the backend.
-        let ports = clearway_core::sealed::Sealer::new(&master).seal_ports(ports);
-        let mut partners = Partners::new(master, ports.state.clone());
-        if let Backend::Aws(aws) = &backend {
-            partners = partners.with_key_service(Arc::new(aws.kms.clone()));
-        }
-        Ok(Store { backend, ports, partners: Arc::new(partners) })
+        // Every state value is sealed before it reaches the backend: a
+        // partner's under its keys, the rest under the state key.
+        let kms: Option<Arc<dyn clearway_core::keys::KeyService>> = match &backend {
+            Backend::Aws(aws) => Some(Arc::new(aws.kms.clone())),
+            Backend::Local(_) => None,
+        };
+        let sealed = SealedStore::new(&master, ports, kms);
+        Ok(Store { backend, ports: sealed.ports, records: sealed.records, partners: Arc::new(sealed.partners) })
     }
 }
 

@@ -191,16 +191,23 @@ impl Scratch {
     /// The store's ports as the service sees them (sealed), for tests that
     /// inspect what was stored.
     pub async fn ports(&self) -> clearway_core::ports::Ports {
+        self.sealed().await.ports
+    }
+
+    /// The store as the service opens it: sealed ports, the sealed state
+    /// store and partner management (with AWS KMS on the AWS lane).
+    pub async fn sealed(&self) -> clearway_core::sealed::SealedStore {
         let dir = self.data();
         let master = clearway_core::partners::load_root_key(&self.security(), &dir, false).unwrap().0;
-        let raw = match self.lane() {
-            Lane::Local => clearway_local::Local::open(&dir).unwrap().ports(),
+        let (raw, kms): (_, Option<std::sync::Arc<dyn clearway_core::keys::KeyService>>) = match self.lane() {
+            Lane::Local => (clearway_local::Local::open(&dir).unwrap().ports(), None),
             Lane::Aws => {
                 let sdk = clearway_aws::local_server_config(&self.env_value("AWS_ENDPOINT_URL")).await;
-                clearway_aws::Aws::connect_with(&sdk, &self.aws_names()).await.unwrap().ports()
+                let aws = clearway_aws::Aws::connect_with(&sdk, &self.aws_names()).await.unwrap();
+                (aws.ports(), Some(std::sync::Arc::new(aws.kms.clone())))
             }
         };
-        clearway_core::sealed::Sealer::new(&master).seal_ports(raw)
+        clearway_core::sealed::SealedStore::new(&master, raw, kms)
     }
     /// The security settings the scratch area's service runs with: the
     /// default root key file, next to `data/`.

@@ -252,6 +252,7 @@ impl Editor {
             value: Bytes::from(keyed[i].1.to_string()),
             expires_at: Some(expires),
             condition: Condition::NotExists,
+            owner: None,
         };
         for chunk in fresh.chunks(MAX_WRITE_OPS) {
             match self.state.write(chunk.iter().map(|&i| put(i)).collect()).await {
@@ -302,6 +303,7 @@ impl Editor {
             value: Bytes::from(id.to_string()),
             expires_at: Some(expires),
             condition: Condition::Version(item.version),
+            owner: None,
         };
         match self.state.write(vec![take]).await {
             Ok(()) => Ok(false),
@@ -398,6 +400,7 @@ mod tests {
                 value: Bytes::from(serde_json::to_vec(&record).unwrap()),
                 expires_at: None,
                 condition: Condition::None,
+                owner: None,
             }])
             .await
             .unwrap();

@@ -196,6 +196,7 @@ impl Processor {
                     value: encode(&record)?,
                     expires_at: None,
                     condition: Condition::Version(version),
+                    owner: None,
                 }])
                 .await?;
             version += 1;
@@ -278,6 +279,7 @@ impl Processor {
                 value: encode(&record)?,
                 expires_at: None,
                 condition: Condition::Version(version),
+                owner: None,
             }])
             .await?;
         self.feed.notify_waiters();
@@ -459,6 +461,7 @@ impl Processor {
                         value: Bytes::from(destination),
                         expires_at: None,
                         condition: Condition::None,
+                        owner: None,
                     });
                 }
             }
@@ -515,6 +518,7 @@ impl Processor {
                 value: encode(&value)?,
                 expires_at: None,
                 condition: Condition::None,
+                owner: Some(record.partner.clone()),
             });
         }
         Ok(ops)
@@ -589,12 +593,14 @@ impl Processor {
                 value: encode(&dead)?,
                 expires_at: None,
                 condition: Condition::None,
+                owner: None,
             },
             WriteOp::Put {
                 key: clearway_core::records::DeadLetter::index_key(&ptr.transaction),
                 value: encode(&dead)?,
                 expires_at: None,
                 condition: Condition::None,
+                owner: None,
             },
         ];
         if let Some(item) = self.ports.state.get(&key).await? {
@@ -608,6 +614,7 @@ impl Processor {
                 value: encode(&record)?,
                 expires_at: None,
                 condition: Condition::Version(item.version),
+                owner: None,
             });
         }
         self.ports.state.write(ops).await?;
@@ -797,12 +804,16 @@ fn x12(
                             // path is asked with (an alias maps an 834's
                             // insurer id to it).
                             let payer = router.canonical_payer(e.payer_id.as_deref().unwrap_or("UNKNOWN"));
-                            out.writes.extend(coverage_writes(e, &payer, partners));
+                            out.writes.extend(coverage_writes(e, &payer, Some(&judge.partner), partners));
                             out.members.extend(enrolled_members(e, &payer));
                         }
-                        Document::Remittance(r) => {
-                            out.writes.extend(payment_writes(r, id.as_str(), partners, 0..r.claims.len()))
-                        }
+                        Document::Remittance(r) => out.writes.extend(payment_writes(
+                            r,
+                            id.as_str(),
+                            &judge.partner,
+                            partners,
+                            0..r.claims.len(),
+                        )),
                         _ => {}
                     }
                 }
@@ -863,8 +874,15 @@ pub fn enrolled_members(e: &clearway_core::Enrollment, payer: &str) -> Vec<(Stri
 }
 
 /// The coverage records of an enrollment, under `payer` (the canonical
-/// payer id), keyed by each member id's index token.
-pub fn coverage_writes(e: &clearway_core::Enrollment, payer: &str, partners: &Partners) -> Vec<WriteOp> {
+/// payer id), keyed by each member id's index token; sealed under the keys
+/// of `owner`, the partner that sent the 834 (`None` for an operator's
+/// import: the state key).
+pub fn coverage_writes(
+    e: &clearway_core::Enrollment,
+    payer: &str,
+    owner: Option<&PartnerId>,
+    partners: &Partners,
+) -> Vec<WriteOp> {
     e.members
         .iter()
         .filter_map(|m| {
@@ -875,16 +893,20 @@ pub fn coverage_writes(e: &clearway_core::Enrollment, payer: &str, partners: &Pa
                 value: Bytes::from(value),
                 expires_at: None,
                 condition: Condition::None,
+                owner: owner.cloned(),
             })
         })
         .collect()
 }
 
 /// The payment records of a remittance, keyed by where it came from
-/// (`source`: a transaction id, or a payer file).
+/// (`source`: a transaction id, or a payer file), sealed under the keys of
+/// `owner` (the partner that sent the 835, or the one a payer's 835 is
+/// forwarded to).
 pub fn payment_writes(
     r: &clearway_core::Remittance,
     id: &str,
+    owner: &PartnerId,
     partners: &Partners,
     range: std::ops::Range<usize>,
 ) -> Vec<WriteOp> {
@@ -911,6 +933,7 @@ pub fn payment_writes(
                 value: Bytes::from(value),
                 expires_at: None,
                 condition: Condition::None,
+                owner: Some(owner.clone()),
             })
         })
         .collect()
@@ -1076,6 +1099,7 @@ mod tests {
             value: Bytes::from_static(v.as_bytes()),
             expires_at: None,
             condition: Condition::None,
+            owner: None,
         };
         let out = last_write_wins(vec![put("a", "1"), put("b", "2"), put("a", "3")]);
         assert_eq!(out.len(), 2);

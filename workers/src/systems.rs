@@ -266,6 +266,7 @@ impl Lane {
                     value: encode_json(rest)?,
                     expires_at: None,
                     condition: Condition::Version(item.version),
+                    owner: None,
                 })
             };
             match attempt {
@@ -311,6 +312,7 @@ impl Lane {
                         value: encode_json(&dead)?,
                         expires_at: None,
                         condition: Condition::None,
+                        owner: None,
                     });
                     rest.attempts = 0;
                     rest.dead_lettered += 1;
@@ -409,6 +411,7 @@ impl Lane {
             value: encode_json(&st).unwrap_or_default(),
             expires_at: None,
             condition: Condition::None,
+            owner: None,
         }
     }
 
@@ -426,6 +429,7 @@ impl Lane {
                 value,
                 expires_at: None,
                 condition: Condition::None,
+                owner: None,
             });
         }
         if !e.transaction.is_empty() {
@@ -668,7 +672,7 @@ impl Lane {
             }
         };
         let lease = Lease { owner: self.d.owner.clone(), until_ms: now + lease_ms };
-        let op = WriteOp::Put { key, value: encode_json(&lease)?, expires_at: None, condition };
+        let op = WriteOp::Put { key, value: encode_json(&lease)?, expires_at: None, condition, owner: None };
         match self.d.ports.state.write(vec![op]).await {
             Ok(()) => {
                 let version = current.map_or(1, |i| i.version + 1);
@@ -734,8 +738,13 @@ impl Lane {
             tracing::warn!(destination = %name, waiting, oldest_age_secs = age_secs as u64, max_queue = self.dest.max_queue, "destination alarm: its queue is old or nearly full");
         }
         if let Ok(value) = encode_json(&depth) {
-            let op =
-                WriteOp::Put { key: systems::depth_key(&name), value, expires_at: None, condition: Condition::None };
+            let op = WriteOp::Put {
+                key: systems::depth_key(&name),
+                value,
+                expires_at: None,
+                condition: Condition::None,
+                owner: None,
+            };
             if let Err(e) = state.write(vec![op]).await {
                 tracing::debug!(error = %clearway_core::error::chain(&e), "destination depth not published");
             }

@@ -239,6 +239,7 @@ impl Inner {
                 value: bytes::Bytes::from(cursor.to_string()),
                 expires_at: None,
                 condition,
+                owner: None,
             }])
             .await
             .map_err(|e| e.to_string())

@@ -27,7 +27,10 @@ use aws_sdk_dynamodb::types::{
     ScalarAttributeType, TransactWriteItem, Update,
 };
 use bytes::Bytes;
-use clearway_core::ports::{Condition, Item, Key, MAX_QUERY_LIMIT, StateStore, Table, WriteOp, check_write_batch};
+use clearway_core::ports::{
+    Condition, Item, Key, MAX_QUERY_LIMIT, ScanPage, StateStore, Table, WriteOp, check_write_batch, parse_scan_cursor,
+    scan_cursor,
+};
 use clearway_core::{ErrorKind, PortError, PortResult};
 use std::collections::HashMap;
 
@@ -171,7 +174,7 @@ impl DynamoStateStore {
         let mut names =
             HashMap::from([("#ver".to_string(), "ver".to_string()), ("#exp".to_string(), "exp".to_string())]);
         match op {
-            WriteOp::Put { key, value, expires_at, condition: c } => {
+            WriteOp::Put { key, value, expires_at, condition: c, .. } => {
                 let cond = condition(*c, &mut values, now);
                 values.insert(":v".into(), AttributeValue::B(Blob::new(value.to_vec())));
                 if !matches!(c, Condition::Version(_)) {
@@ -311,9 +314,57 @@ impl StateStore for DynamoStateStore {
         all.truncate(limit);
         Ok(all)
     }
+
+    async fn scan(&self, table: Table, after: Option<&str>, limit: usize) -> PortResult<ScanPage> {
+        let limit = limit.clamp(1, MAX_QUERY_LIMIT);
+        // One DynamoDB Scan page over the whole (single) table, filtered to
+        // this table's partitions; the cursor is DynamoDB's own.
+        let start = match after.map(parse_scan_cursor) {
+            Some(Some((pk, sk))) => Some(HashMap::from([
+                ("pk".to_string(), AttributeValue::S(pk.to_string())),
+                ("sk".to_string(), AttributeValue::S(sk.to_string())),
+            ])),
+            Some(None) => return Err(PortError::invalid_input("state scan: not a scan cursor")),
+            None => None,
+        };
+        let page = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .consistent_read(true)
+            .filter_expression("begins_with(pk, :table)")
+            .expression_attribute_values(":table", AttributeValue::S(format!("{}#", table.name())))
+            .limit(limit as i32)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(|e| sdk_err("state scan", e))?;
+        let now = now_secs();
+        let mut items = Vec::new();
+        for attrs in page.items() {
+            let stored = attrs.get("pk").and_then(|v| v.as_s().ok());
+            let sk = attrs.get("sk").and_then(|v| v.as_s().ok());
+            let (Some(pk), Some(sk)) = (stored.and_then(|p| self.logical_partition(table, p)), sk) else { continue };
+            if let Some(item) = item_of(attrs, now) {
+                items.push((Key::new(table, pk, sk.as_str()), item));
+            }
+        }
+        let next = page.last_evaluated_key().filter(|k| !k.is_empty()).and_then(|k| {
+            let pk = k.get("pk").and_then(|v| v.as_s().ok())?;
+            let sk = k.get("sk").and_then(|v| v.as_s().ok())?;
+            Some(scan_cursor(pk, sk))
+        });
+        Ok(ScanPage { items, next })
+    }
 }
 
 impl DynamoStateStore {
+    /// The logical partition of a stored partition key of `table`.
+    fn logical_partition<'a>(&self, table: Table, stored: &'a str) -> Option<&'a str> {
+        let rest = stored.strip_prefix(table.name())?.strip_prefix('#')?;
+        if self.shards > 1 && sharded(table) { rest.rsplit_once('#').map(|(pk, _)| pk) } else { Some(rest) }
+    }
+
     /// Up to `limit` live items of one stored partition, in sort-key order.
     async fn query_partition(&self, pk: &str, after: Option<&str>, limit: usize) -> PortResult<Vec<(String, Item)>> {
         let now = now_secs();

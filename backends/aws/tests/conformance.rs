@@ -156,6 +156,7 @@ async fn hot_partitions_are_sharded_and_list_in_order() {
                 value: bytes::Bytes::from(sk.clone()),
                 expires_at: None,
                 condition: Condition::NotExists,
+                owner: None,
             })
             .collect();
         store.write(ops).await.expect("write");
@@ -167,6 +168,7 @@ async fn hot_partitions_are_sharded_and_list_in_order() {
             value: bytes::Bytes::from_static(b"ack"),
             expires_at: None,
             condition: Condition::None,
+            owner: None,
         }])
         .await
         .expect("ack write");

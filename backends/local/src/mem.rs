@@ -10,8 +10,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use clearway_core::ports::{
     BlobStore, Commit, Event, IntakeJournal, Item, Key, MAX_QUERY_LIMIT, MAX_QUEUE_BATCH, MAX_RECEIVE_WAIT, Notifier,
-    Ports, QueueDepth, QueueMessage, Receipt, StateStore, Table, WorkQueue, WriteOp, check_publish_batch,
-    check_send_batch, check_write_batch,
+    Ports, QueueDepth, QueueMessage, Receipt, ScanPage, StateStore, Table, WorkQueue, WriteOp, check_publish_batch,
+    check_send_batch, check_write_batch, parse_scan_cursor, scan_cursor,
 };
 use clearway_core::{BlobKey, ErrorKind, PortError, PortResult};
 use std::collections::{BTreeMap, HashMap};
@@ -346,6 +346,34 @@ impl StateStore for MemStateStore {
             .take(limit)
             .map(|(k, i)| (k.clone(), i.clone()))
             .collect())
+    }
+
+    async fn scan(&self, table: Table, after: Option<&str>, limit: usize) -> PortResult<ScanPage> {
+        let limit = limit.clamp(1, MAX_QUERY_LIMIT);
+        let after = match after.map(parse_scan_cursor) {
+            Some(Some((pk, sk))) => Some((pk.to_string(), sk.to_string())),
+            Some(None) => return Err(PortError::invalid_input("state scan: not a scan cursor")),
+            None => None,
+        };
+        let now = now_secs();
+        let items = lock(&self.items)?;
+        let mut all: Vec<(&String, &String, &Item)> = items
+            .iter()
+            .filter(|((t, _), _)| *t == table)
+            .flat_map(|((_, pk), p)| p.iter().map(move |(sk, i)| (pk, sk, i)))
+            .filter(|(pk, sk, _)| after.as_ref().is_none_or(|(apk, ask)| (*pk, *sk) > (apk, ask)))
+            .collect();
+        all.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        all.truncate(limit);
+        let next = (all.len() == limit).then(|| all.last().map(|(pk, sk, _)| scan_cursor(pk, sk))).flatten();
+        Ok(ScanPage {
+            items: all
+                .into_iter()
+                .filter(|(_, _, i)| live(i, now))
+                .map(|(pk, sk, i)| (Key::new(table, pk.as_str(), sk.as_str()), i.clone()))
+                .collect(),
+            next,
+        })
     }
 }
 

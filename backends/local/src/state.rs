@@ -3,7 +3,9 @@
 use crate::db::{Db, db_err, now_secs};
 use async_trait::async_trait;
 use bytes::Bytes;
-use clearway_core::ports::{Item, Key, MAX_QUERY_LIMIT, StateStore, Table, WriteOp, check_write_batch};
+use clearway_core::ports::{
+    Item, Key, MAX_QUERY_LIMIT, ScanPage, StateStore, Table, WriteOp, check_write_batch, parse_scan_cursor, scan_cursor,
+};
 use clearway_core::{PortError, PortResult};
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -142,5 +144,48 @@ impl StateStore for SqliteStateStore {
                 rows.collect::<Result<Vec<_>, _>>().map_err(db_err("state query"))
             })
             .await
+    }
+
+    async fn scan(&self, table: Table, after: Option<&str>, limit: usize) -> PortResult<ScanPage> {
+        let limit = limit.clamp(1, MAX_QUERY_LIMIT);
+        let (pk, sk) = match after.map(parse_scan_cursor) {
+            Some(Some((pk, sk))) => (pk.to_string(), sk.to_string()),
+            Some(None) => return Err(PortError::invalid_input("state scan: not a scan cursor")),
+            None => (String::new(), String::new()),
+        };
+        let first = after.is_none();
+        let items = self
+            .db
+            .read(move |conn| {
+                // In primary-key order, so the last row returned is where
+                // the next page starts.
+                let mut stmt = conn
+                    .prepare_cached(
+                        "SELECT pk, sk, value, version, expires_at FROM state
+                         WHERE tbl = ?1 AND (?2 OR pk > ?3 OR (pk = ?3 AND sk > ?4))
+                         ORDER BY pk, sk LIMIT ?5",
+                    )
+                    .map_err(db_err("state scan"))?;
+                let rows = stmt
+                    .query_map(params![table.name(), first, pk, sk, limit as i64], |r| {
+                        Ok((
+                            Key::new(table, r.get::<_, String>(0)?, r.get::<_, String>(1)?),
+                            Item {
+                                value: Bytes::from(r.get::<_, Vec<u8>>(2)?),
+                                version: r.get::<_, i64>(3)? as u64,
+                                expires_at: r.get(4)?,
+                            },
+                        ))
+                    })
+                    .map_err(db_err("state scan"))?;
+                rows.collect::<Result<Vec<_>, _>>().map_err(db_err("state scan"))
+            })
+            .await?;
+        // Expired rows count toward the page (so a page of them still
+        // moves the cursor on) but are not returned.
+        let next = (items.len() == limit).then(|| items.last().map(|(k, _)| scan_cursor(&k.pk, &k.sk))).flatten();
+        let now = now_secs();
+        let items = items.into_iter().filter(|(_, i)| i.expires_at.is_none_or(|e| e > now)).collect();
+        Ok(ScanPage { items, next })
     }
 }

@@ -44,7 +44,7 @@ async fn sealed_state_and_journal_conformance() {
     let (_d, l) = open();
     let master = clearway_core::crypto::Key::generate().expect("key");
     let sealer = clearway_core::sealed::Sealer::new(&master);
-    let ports = sealer.seal_ports(l.ports());
+    let ports = clearway_core::sealed::SealedStore::new(&master, l.ports(), None).ports;
     conformance::state_store(ports.state.clone()).await;
     conformance::intake_journal(ports.journal.clone(), ports.state.clone(), ports.queue.clone(), ports.blobs.clone())
         .await;
@@ -56,6 +56,7 @@ async fn sealed_state_and_journal_conformance() {
             value: bytes::Bytes::from_static(b"{\"name\":\"PLAINTEXT\"}"),
             expires_at: None,
             condition: clearway_core::ports::Condition::None,
+            owner: None,
         }])
         .await
         .expect("write");
@@ -72,10 +73,135 @@ async fn sealed_state_and_journal_conformance() {
             value: raw.value,
             expires_at: None,
             condition: clearway_core::ports::Condition::None,
+            owner: None,
         }])
         .await
         .expect("raw write");
     assert!(ports.state.get(&other).await.is_err());
+}
+
+/// Every value written through it belongs to one partner.
+struct OwnedBy(Arc<dyn clearway_core::ports::StateStore>, clearway_core::PartnerId);
+
+#[async_trait::async_trait]
+impl clearway_core::ports::StateStore for OwnedBy {
+    async fn get(
+        &self,
+        key: &clearway_core::ports::Key,
+    ) -> clearway_core::PortResult<Option<clearway_core::ports::Item>> {
+        self.0.get(key).await
+    }
+    async fn write(&self, ops: Vec<clearway_core::ports::WriteOp>) -> clearway_core::PortResult<()> {
+        use clearway_core::ports::WriteOp;
+        let owned = ops
+            .into_iter()
+            .map(|op| match op {
+                WriteOp::Put { key, value, expires_at, condition, .. } => {
+                    WriteOp::Put { key, value, expires_at, condition, owner: Some(self.1.clone()) }
+                }
+                other => other,
+            })
+            .collect();
+        self.0.write(owned).await
+    }
+    async fn query(
+        &self,
+        table: clearway_core::ports::Table,
+        pk: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> clearway_core::PortResult<Vec<(String, clearway_core::ports::Item)>> {
+        self.0.query(table, pk, after, limit).await
+    }
+    async fn scan(
+        &self,
+        table: clearway_core::ports::Table,
+        after: Option<&str>,
+        limit: usize,
+    ) -> clearway_core::PortResult<clearway_core::ports::ScanPage> {
+        self.0.scan(table, after, limit).await
+    }
+}
+
+/// Values sealed under a partner's keys keep every contract too; the
+/// backend holds `CWP` envelopes naming the partner; after a shred they
+/// read as absent (erased) while another partner's, in the same
+/// partition, still read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partner_sealed_state_conformance_and_shred() {
+    use clearway_core::ports::{Condition, Key, StateStore, Table, WriteOp};
+    let (_d, l) = open();
+    let master = clearway_core::crypto::Key::generate().expect("key");
+    let sealed = clearway_core::sealed::SealedStore::new(&master, l.ports(), None);
+    let (a, b) = (clearway_core::PartnerId::new("alpha").unwrap(), clearway_core::PartnerId::new("bravo").unwrap());
+    sealed.partners.add(&a, None, false).await.expect("add");
+    sealed.partners.add(&b, None, false).await.expect("add");
+    conformance::state_store(Arc::new(OwnedBy(sealed.ports.state.clone(), a.clone()))).await;
+
+    let put = |sk: &str, owner: &clearway_core::PartnerId| WriteOp::Put {
+        key: Key::new(Table::Claims, "pcn:shared", sk),
+        value: bytes::Bytes::from(format!("{{\"note\":\"PLAINTEXT {sk}\"}}")),
+        expires_at: None,
+        condition: Condition::None,
+        owner: Some(owner.clone()),
+    };
+    sealed.ports.state.write(vec![put("a1", &a), put("b1", &b)]).await.expect("write");
+    // Inferred from the partition: a transaction record of bravo's.
+    let tx = Key::new(Table::Transactions, "bravo", "tx1");
+    sealed
+        .ports
+        .state
+        .write(vec![WriteOp::Put {
+            key: tx.clone(),
+            value: bytes::Bytes::from_static(b"{}"),
+            expires_at: None,
+            condition: Condition::None,
+            owner: None,
+        }])
+        .await
+        .expect("write");
+    for (key, owner) in [(Key::new(Table::Claims, "pcn:shared", "a1"), "alpha"), (tx.clone(), "bravo")] {
+        let raw = l.state.get(&key).await.expect("get").expect("present");
+        let header = [b"CWP".as_slice(), &[owner.len() as u8], owner.as_bytes()].concat();
+        assert!(raw.value.starts_with(&header), "{key:?}");
+        assert!(!raw.value.windows(9).any(|w| w == b"PLAINTEXT"));
+    }
+    sealed.partners.keys().shred(&a).await.expect("shred");
+    assert!(sealed.ports.state.get(&Key::new(Table::Claims, "pcn:shared", "a1")).await.expect("get").is_none());
+    let left = sealed.ports.state.query(Table::Claims, "pcn:shared", None, 10).await.expect("query");
+    assert_eq!(left.iter().map(|(sk, _)| sk.as_str()).collect::<Vec<_>>(), ["b1"]);
+    assert!(sealed.ports.state.get(&tx).await.expect("get").is_some());
+    // A shredded partner's records cannot be written any more.
+    let refused = sealed.ports.state.write(vec![put("a2", &a)]).await;
+    assert_eq!(refused.map_err(|e| e.kind()), Err(clearway_core::ErrorKind::Unavailable));
+}
+
+/// A record sealed under a version another process made moments ago is
+/// read, not taken for erased: keys cached without that version are
+/// reloaded once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_rotated_elsewhere_is_loaded_not_taken_for_erased() {
+    use clearway_core::ports::{Condition, Key, StateStore, Table, WriteOp};
+    let (_d, l) = open();
+    let master = clearway_core::crypto::Key::generate().expect("key");
+    let here = clearway_core::sealed::SealedStore::new(&master, l.ports(), None);
+    let elsewhere = clearway_core::sealed::SealedStore::new(&master, l.ports(), None);
+    let a = clearway_core::PartnerId::new("alpha").unwrap();
+    here.partners.add(&a, None, false).await.expect("add");
+    let key = Key::new(Table::Transactions, "alpha", "tx1");
+    let put = |v: &'static [u8]| WriteOp::Put {
+        key: key.clone(),
+        value: bytes::Bytes::from_static(v),
+        expires_at: None,
+        condition: Condition::None,
+        owner: None,
+    };
+    here.ports.state.write(vec![put(b"{\"v\":0}")]).await.expect("write");
+    assert!(here.ports.state.get(&key).await.expect("get").is_some(), "version 0 cached here");
+    assert_eq!(elsewhere.partners.keys().rotate(&a, None).await.expect("rotate"), 1);
+    elsewhere.ports.state.write(vec![put(b"{\"v\":1}")]).await.expect("write");
+    let read = here.ports.state.get(&key).await.expect("get").expect("not erased");
+    assert_eq!(&read.value[..], b"{\"v\":1}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -114,6 +240,7 @@ async fn concurrent_writes_share_commits() {
                 value: bytes::Bytes::from_static(b"1"),
                 expires_at: None,
                 condition: Condition::NotExists,
+                owner: None,
             }])
             .await
         }));
@@ -139,6 +266,7 @@ async fn data_survives_reopen() {
                 value: bytes::Bytes::from_static(b"kept"),
                 expires_at: None,
                 condition: Condition::NotExists,
+                owner: None,
             }])
             .await
             .expect("write");
@@ -286,6 +414,7 @@ async fn outbox_sweeper_sends_what_a_failed_send_left_exactly_once() {
             value: bytes::Bytes::from_static(b"received"),
             expires_at: None,
             condition: Condition::NotExists,
+            owner: None,
         }],
         pointer: bytes::Bytes::from_static(b"pointer-1"),
     };
@@ -330,6 +459,7 @@ async fn batched_outbox_packs_concurrent_commits_and_loses_none() {
             value: bytes::Bytes::from_static(b"received"),
             expires_at: None,
             condition: Condition::NotExists,
+            owner: None,
         }],
         pointer: bytes::Bytes::from(format!("{{\"n\":{n}}}")),
     };

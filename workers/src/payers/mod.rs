@@ -78,7 +78,7 @@ fn decode<T: serde::de::DeserializeOwned>(b: &[u8]) -> PortResult<T> {
 }
 
 fn put(key: Key, value: Bytes, condition: Condition) -> WriteOp {
-    WriteOp::Put { key, value, expires_at: None, condition }
+    WriteOp::Put { key, value, expires_at: None, condition, owner: None }
 }
 
 /// A claim waiting for its batch (`pending/<payer>`), and later a member
@@ -1259,20 +1259,22 @@ impl RoundTrip {
                     status_code: rejected.then(|| claim.status.clone()),
                     destination: Some(format!("batch:{payer}")),
                 };
-                ops.push(put(
-                    Key::new(
+                ops.push(WriteOp::Put {
+                    key: Key::new(
                         Table::Claims,
                         self.partners.pcn_partition(&claim.patient_control_number),
                         &member.claim_id,
                     ),
-                    encode(&serde_json::json!({
+                    value: encode(&serde_json::json!({
                         "claim": rec,
                         "transactionId": member.transaction,
                         "partner": member.partner,
                         "receivedAt": member.received_at,
                     }))?,
-                    Condition::None,
-                ));
+                    expires_at: None,
+                    condition: Condition::None,
+                    owner: PartnerId::new(&member.partner).ok(),
+                });
                 per_txn.entry(member.transaction.as_str()).or_default().push((m, p, c));
             }
         }
@@ -1412,22 +1414,23 @@ impl RoundTrip {
         let controls = Controls::derived(ack_id.as_bytes());
         let now = OffsetDateTime::now_utc();
         let body = batch::forward_835(&env, controls.interchange, PrimitiveDateTime::new(now.date(), now.time()), r);
-        // Payments, as an 835 a submitter sent would record them, written
-        // a thousand at a time.
+        let (Some(transaction), Ok(partner_id)) = (TransactionId::parse(&txn), PartnerId::new(&partner)) else {
+            return Ok(vec![format!("835 {tag}: recorded claim has an unreadable transaction or partner id")]);
+        };
+        // Payments, as an 835 a submitter sent would record them (sealed
+        // under that partner's keys), written a thousand at a time.
         let source = format!("payer-{payer}-{tag}");
         for doc in analyze(&body, &AnalyzeOptions::default()).documents() {
             if let Document::Remittance(rem) = doc {
                 for from in (0..rem.claims.len()).step_by(1000) {
-                    let ops = payment_writes(rem, &source, &self.partners, from..(from + 1000).min(rem.claims.len()));
+                    let range = from..(from + 1000).min(rem.claims.len());
+                    let ops = payment_writes(rem, &source, &partner_id, &self.partners, range);
                     for chunk in ops.chunks(100) {
                         self.ports.state.write(chunk.to_vec()).await?;
                     }
                 }
             }
         }
-        let (Some(transaction), Ok(partner_id)) = (TransactionId::parse(&txn), PartnerId::new(&partner)) else {
-            return Ok(vec![format!("835 {tag}: recorded claim has an unreadable transaction or partner id")]);
-        };
         let ack = AckRecord {
             id: ack_id,
             transaction,
