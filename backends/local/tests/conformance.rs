@@ -181,7 +181,7 @@ async fn partner_sealed_state_conformance_and_shred() {
 /// reloaded once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_version_rotated_elsewhere_is_loaded_not_taken_for_erased() {
-    use clearway_core::ports::{Condition, Key, StateStore, Table, WriteOp};
+    use clearway_core::ports::{Condition, Key, Table, WriteOp};
     let (_d, l) = open();
     let master = clearway_core::crypto::Key::generate().expect("key");
     let here = clearway_core::sealed::SealedStore::new(&master, l.ports(), None);
