@@ -12,6 +12,8 @@
 //! Nothing here performs I/O and nothing here depends on a vendor SDK.
 
 #[cfg(feature = "crypto")]
+pub mod audit;
+#[cfg(feature = "crypto")]
 pub mod codesets;
 pub mod config;
 #[cfg(feature = "conformance")]
