@@ -90,6 +90,14 @@ pub enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// The tamper-evident audit log: verify it, checkpoint it, print its
+    /// verifier key.
+    Audit {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Manage the coverage the fast path answers eligibility from.
     Coverage {
         #[command(flatten)]
@@ -418,6 +426,31 @@ pub enum PartnersCommand {
         #[arg(long)]
         url: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Recompute the whole log from its events: every stored node and
+    /// every checkpoint, the log's own and those given with --checkpoint,
+    /// must agree and be signed by the log's key. Exit 0 if it verifies, 1
+    /// if it does not (tampered, truncated, rolled back, forked).
+    Verify {
+        /// A file of checkpoints kept outside the log (an auditor's copy of
+        /// `audit-checkpoints.log`, or one `audit checkpoint` printed);
+        /// repeatable.
+        #[arg(long)]
+        checkpoint: Vec<PathBuf>,
+        /// The log's verifier key (`audit key` prints it), when checking a
+        /// copy without the signing key file.
+        #[arg(long)]
+        key: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Sign a checkpoint of the log as it stands and print it.
+    Checkpoint,
+    /// Print the log's verifier key (name+id+key), for auditors to keep.
+    Key,
 }
 
 #[derive(Debug, Subcommand)]

@@ -258,6 +258,113 @@ impl CompactRange {
     }
 }
 
+// ------------------------------------------------------------------ events --
+
+/// One audit event, shaped like a FHIR AuditEvent / IHE BALP record: who
+/// (with role and credential), did what, to which entity, for which
+/// tenant, why (purpose of use, break-glass), with what outcome, from
+/// where, when. Patients appear only as index tokens; no PHI.
+///
+/// Its leaf in the log is its JSON ([`AuditEvent::to_leaf`]): fields in
+/// this order, absent ones left out, so the bytes are stable.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditEvent {
+    /// UUIDv7.
+    pub id: String,
+    /// When it was recorded (RFC 3339, UTC, milliseconds).
+    pub recorded: String,
+    /// `rest`, `mllp`, `core`, `admin` or `security`.
+    pub category: String,
+    /// What was done: `partners.add`, `keys.rotate`, `transactions.read`, …
+    pub code: String,
+    /// `C`, `R`, `U`, `D` or `E` (execute).
+    pub action: String,
+    /// `success` or `failure`.
+    pub outcome: String,
+    /// The answer given (HTTP status, `AA`/`AE`/`AR`, an exit code).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    pub actor: AuditActor,
+    /// The client's address, or `cli` for a command on the host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// HL7 v3 PurposeOfUse code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purpose: Option<String>,
+    /// The break-glass session this was done under.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub break_glass: Option<String>,
+    /// The partner whose data it concerns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub entity: Vec<AuditEntity>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patient_token: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+}
+
+/// Who acted.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditActor {
+    /// A partner id, an operator's account, a service.
+    pub principal: String,
+    /// `partner`, `user` or `service`.
+    pub kind: String,
+    /// `submitter`, `operator`, `auditor` or `admin`.
+    pub role: String,
+    /// The credential used (an API key's id, a certificate fingerprint);
+    /// never the secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
+    /// `api_key`, `mtls` or `host` (a command run on the host).
+    pub auth: String,
+}
+
+/// What was acted on.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AuditEntity {
+    /// `transaction`, `ack`, `payload`, `dead_letter`, `partner`, `key`,
+    /// `audit`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub id: String,
+}
+
+impl AuditEvent {
+    /// A new event recorded now.
+    pub fn new(category: &str, code: &str, action: &str, actor: AuditActor) -> Self {
+        const MILLIS: &[time::format_description::BorrowedFormatItem<'_>] =
+            time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
+        let recorded = time::OffsetDateTime::now_utc().format(MILLIS).unwrap_or_default();
+        AuditEvent {
+            id: uuid::Uuid::now_v7().to_string(),
+            recorded,
+            category: category.into(),
+            code: code.into(),
+            action: action.into(),
+            outcome: "success".into(),
+            status: None,
+            actor,
+            source: None,
+            purpose: None,
+            break_glass: None,
+            tenant: None,
+            entity: Vec::new(),
+            patient_token: None,
+            request_id: None,
+        }
+    }
+
+    /// Its leaf bytes.
+    pub fn to_leaf(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+}
+
 // ------------------------------------------------------------ checkpoints --
 
 /// A signed-note signature type: Ed25519.
@@ -331,6 +438,33 @@ impl LogSigner {
             note: format!("{body}\n\u{2014} {} {}\n", self.name, B64.encode(line)),
         }
     }
+}
+
+/// Loads the log's signing key from `file` (two lines: the log's origin,
+/// then the 32-byte Ed25519 seed in hex), making one with a fresh origin
+/// (`clearway/audit/<8 hex digits>`) if there is none. Like the root key,
+/// the file belongs outside the data directory.
+pub fn load_or_create_signer(file: &std::path::Path) -> Result<LogSigner, AuditError> {
+    let parse = |text: &str| -> Result<LogSigner, AuditError> {
+        let bad = || AuditError::Malformed("audit key file (origin line, then 64 hex digits)");
+        let mut lines = text.lines();
+        let (Some(origin), Some(seed)) = (lines.next(), lines.next()) else { return Err(bad()) };
+        let seed: [u8; 32] = hex::decode(seed.trim()).ok().and_then(|s| s.try_into().ok()).ok_or_else(bad)?;
+        LogSigner::from_seed(origin.trim(), &seed)
+    };
+    match std::fs::read_to_string(file) {
+        Ok(text) => return parse(&text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(AuditError::Log(format!("read {}: {e}", file.display()))),
+    }
+    let seed = LogSigner::generate_seed()?;
+    let origin = format!("clearway/audit/{}", &hex::encode(sha256(&[&seed, b"origin"]))[..8]);
+    let text = format!("{origin}\n{}\n", hex::encode(seed));
+    crate::partners::create_secret_file(file, text.as_bytes())
+        .map_err(|(path, e)| AuditError::Log(format!("create {}: {e}", path.display())))?;
+    // Made here or by a process that raced us: the file is the key.
+    let text = std::fs::read_to_string(file).map_err(|e| AuditError::Log(format!("read {}: {e}", file.display())))?;
+    parse(&text)
 }
 
 /// The public half of a log's key, as an auditor holds it.
@@ -715,6 +849,29 @@ mod tests {
         assert!(verify_consistency(0, &empty_root(), 37, &r, &[]).is_ok());
         assert!(consistency_proof(&log, 0, 37).is_err() && consistency_proof(&log, 38, 37).is_err());
         assert!(inclusion_proof(&log, 37, 37).is_err());
+    }
+
+    #[test]
+    fn an_event_is_stable_json_without_absent_fields() {
+        let actor = AuditActor {
+            principal: "ops".into(),
+            kind: "user".into(),
+            role: "admin".into(),
+            credential: None,
+            auth: "host".into(),
+        };
+        let mut e = AuditEvent::new("admin", "keys.rotate", "U", actor);
+        e.tenant = Some("acme".into());
+        e.entity.push(AuditEntity { kind: "key".into(), id: "acme/v2".into() });
+        let leaf = e.to_leaf();
+        let text = String::from_utf8(leaf.clone()).unwrap();
+        assert!(text.starts_with(&format!("{{\"id\":\"{}\",\"recorded\":\"", e.id)), "{text}");
+        assert!(text.contains("\"entity\":[{\"type\":\"key\",\"id\":\"acme/v2\"}]"), "{text}");
+        assert!(!text.contains("purpose") && !text.contains("null"), "{text}");
+        let back: AuditEvent = serde_json::from_slice(&leaf).unwrap();
+        assert_eq!(back, e);
+        assert_eq!(back.to_leaf(), leaf, "the bytes round-trip");
+        assert!(e.recorded.ends_with('Z') && e.recorded.len() == "2026-12-06T15:00:00.000Z".len(), "{}", e.recorded);
     }
 
     #[test]

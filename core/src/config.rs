@@ -229,6 +229,7 @@ struct RawSecurity {
     master_key: Option<String>,
     root_key_file: Option<String>,
     allow_root_key_in_data_dir: Option<bool>,
+    audit_key_file: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -703,6 +704,11 @@ pub struct SecurityConfig {
     /// Lets the root key live inside the data directory (development only;
     /// `serve` warns).
     pub allow_root_key_in_data_dir: bool,
+    /// The audit log's signing key (its origin and an Ed25519 seed; created,
+    /// mode 0600, on first use). Defaults to `<data_dir>.audit.key`: never
+    /// inside the data directory, so whoever can rewrite the audit log
+    /// there cannot re-sign it.
+    pub audit_key_file: PathBuf,
 }
 
 /// `<data_dir>.root.key`: the data directory's name with `.root.key`, in
@@ -710,10 +716,19 @@ pub struct SecurityConfig {
 /// A data directory of `.` or `..` is made absolute first, so the key is
 /// still next to it rather than inside it.
 pub fn default_root_key_file(data_dir: &std::path::Path) -> PathBuf {
+    beside(data_dir, "root.key")
+}
+
+/// `<data_dir>.audit.key`, beside the data directory as the root key is.
+pub fn default_audit_key_file(data_dir: &std::path::Path) -> PathBuf {
+    beside(data_dir, "audit.key")
+}
+
+fn beside(data_dir: &std::path::Path, suffix: &str) -> PathBuf {
     let dir = if data_dir.file_name().is_some() { data_dir.to_path_buf() } else { normalized(data_dir) };
     let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "clearway".into());
     let parent = dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
-    parent.join(format!("{name}.root.key"))
+    parent.join(format!("{name}.{suffix}"))
 }
 
 /// An absolute form of `p` with `.` and `..` resolved lexically (files
@@ -1212,6 +1227,14 @@ fn validate(raw: Raw, e: &mut Vec<ConfigError>) -> Config {
              (or set security.allow_root_key_in_data_dir = true, for development only)",
         ));
     }
+    let audit_key_file =
+        raw.security.audit_key_file.map(PathBuf::from).unwrap_or_else(|| default_audit_key_file(&data_dir));
+    if inside(&audit_key_file, &data_dir) {
+        e.push(err(
+            "security.audit_key_file",
+            "is inside server.data_dir: whoever can rewrite the audit log there could re-sign it",
+        ));
+    }
     if let Some(k) = &master_key {
         let ok = k.expose().len() == 64 && k.expose().bytes().all(|b| b.is_ascii_hexdigit());
         if !ok {
@@ -1305,7 +1328,7 @@ fn validate(raw: Raw, e: &mut Vec<ConfigError>) -> Config {
         workers,
         routing,
         payers,
-        security: SecurityConfig { master_key, root_key_file, allow_root_key_in_data_dir },
+        security: SecurityConfig { master_key, root_key_file, allow_root_key_in_data_dir, audit_key_file },
         backend,
         fastpath,
         edits,

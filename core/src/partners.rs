@@ -116,13 +116,30 @@ pub fn load_root_key(
 /// crash never leaves an empty key file and of two processes starting at
 /// once, the second reads the key the first made.
 fn create_root_key(file: &Path) -> Result<Key, RootKeyError> {
-    let io = |path: &Path| {
+    let key = Key::generate().map_err(|_| RootKeyError::Generate)?;
+    match create_secret_file(file, key.to_hex().as_bytes()) {
+        Ok(true) => Ok(key),
+        // Another process made it first: that one is the key.
+        Ok(false) => {
+            let text = std::fs::read_to_string(file)
+                .map_err(|source| RootKeyError::Io { path: file.to_path_buf(), source })?;
+            Key::from_hex(&text).ok_or_else(|| RootKeyError::BadFile(file.to_path_buf()))
+        }
+        Err((path, source)) => Err(RootKeyError::Io { path, source }),
+    }
+}
+
+/// Creates `file` holding `contents`, readable by its owner only, at once
+/// or not at all: written to a temporary file (mode 0600) and fsync'd,
+/// hard-linked into place (never overwriting), the directory fsync'd.
+/// `Ok(false)` when the file exists already; an error names the path.
+pub fn create_secret_file(file: &Path, contents: &[u8]) -> Result<bool, (std::path::PathBuf, std::io::Error)> {
+    let at = |path: &Path| {
         let path = path.to_path_buf();
-        move |source: std::io::Error| RootKeyError::Io { path, source }
+        move |e: std::io::Error| (path, e)
     };
     let parent = file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent).map_err(io(parent))?;
-    let key = Key::generate().map_err(|_| RootKeyError::Generate)?;
+    std::fs::create_dir_all(parent).map_err(at(parent))?;
     let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let tmp = parent.join(format!(".{name}.{}.tmp", std::process::id()));
     let mut opts = std::fs::OpenOptions::new();
@@ -135,22 +152,19 @@ fn create_root_key(file: &Path) -> Result<Key, RootKeyError> {
     let write = || -> std::io::Result<()> {
         use std::io::Write;
         let mut f = opts.open(&tmp)?;
-        f.write_all(key.to_hex().as_bytes())?;
+        f.write_all(contents)?;
         f.sync_all()
     };
-    write().map_err(io(&tmp))?;
+    write().map_err(at(&tmp))?;
     let linked = std::fs::hard_link(&tmp, file);
     let _ = std::fs::remove_file(&tmp);
     match linked {
         Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            let text = std::fs::read_to_string(file).map_err(io(file))?;
-            return Key::from_hex(&text).ok_or_else(|| RootKeyError::BadFile(file.to_path_buf()));
-        }
-        Err(e) => return Err(io(file)(e)),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(false),
+        Err(e) => return Err(at(file)(e)),
     }
-    std::fs::File::open(parent).and_then(|d| d.sync_all()).map_err(io(parent))?;
-    Ok(key)
+    std::fs::File::open(parent).and_then(|d| d.sync_all()).map_err(at(parent))?;
+    Ok(true)
 }
 
 /// A client certificate's fingerprint → its partner (`cert/<sha256>`).

@@ -2,6 +2,7 @@
 
 mod ack;
 mod admin;
+mod audit;
 mod codesets;
 mod generate;
 mod keys;
@@ -24,10 +25,17 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Edits { command } => codesets::edits(command),
         Command::Gen { kind, count, seed } => generate::run(kind, count, seed),
         Command::Serve(args) => serve::run(args),
-        Command::Partners { store, command } => admin::partners(&store, command),
+        Command::Partners { store, command } => {
+            let (code, action, tenant) = audit::partners_event(&command);
+            audit::admin(&store, code, action, tenant, |store| admin::partners(store, command))
+        }
         Command::Dlq { store, command } => admin::dlq(&store, command),
         Command::Coverage { store, command } => admin::coverage(&store, command),
-        Command::Keys { store, command } => keys::run(&store, command),
+        Command::Keys { store, command } => {
+            let (code, action, tenant) = audit::keys_event(&command);
+            audit::admin(&store, code, action, tenant, |store| keys::run(store, command))
+        }
+        Command::Audit { store, command } => audit::run(&store, command),
         Command::Routes { store, command } => routes::test(&store, command),
         Command::Destinations { store, command } => routes::destinations(&store, command),
         Command::Aws { store, command } => admin::aws(&store, command),

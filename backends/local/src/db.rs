@@ -44,6 +44,7 @@ pub struct Db {
     tx: mpsc::Sender<Job>,
     readers: Arc<Mutex<Vec<Connection>>>,
     path: PathBuf,
+    schema: &'static str,
     pub stats: Arc<Stats>,
     /// The checkpointer thread stops when the last clone is dropped.
     _alive: Arc<()>,
@@ -109,7 +110,7 @@ CREATE TABLE IF NOT EXISTS events (
 );
 ";
 
-fn open_conn(path: &Path, write: bool) -> PortResult<Connection> {
+fn open_conn(path: &Path, write: bool, schema: &str) -> PortResult<Connection> {
     let flags = if write {
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX
     } else {
@@ -131,7 +132,7 @@ fn open_conn(path: &Path, write: bool) -> PortResult<Connection> {
         // written anyway (no extra I/O): a destroyed key leaves no copy in
         // the database file once its pages are checkpointed.
         conn.pragma_update(None, "secure_delete", "FAST").map_err(sqlite("set secure delete"))?;
-        conn.execute_batch(SCHEMA).map_err(sqlite("create schema"))?;
+        conn.execute_batch(schema).map_err(sqlite("create schema"))?;
     }
     // The writer keeps a large page cache. A reader's cache is discarded
     // whenever the database has changed since its last read — under load,
@@ -148,11 +149,18 @@ impl Db {
     pub fn open(dir: &Path) -> PortResult<Self> {
         std::fs::create_dir_all(dir)
             .map_err(|e| PortError::with_cause(ErrorKind::Unavailable, "create data directory", e))?;
-        let path = dir.join("clearway.db");
-        let writer = open_conn(&path, true)?;
+        Self::open_file(&dir.join("clearway.db"), SCHEMA)
+    }
+
+    /// Opens (creating if needed) the database at `path` with `schema`
+    /// (idempotent statements), with the same writer, readers and
+    /// checkpointer: the audit log keeps a database of its own this way.
+    pub fn open_file(path: &Path, schema: &'static str) -> PortResult<Self> {
+        let path = path.to_path_buf();
+        let writer = open_conn(&path, true, schema)?;
         let mut readers = Vec::with_capacity(READERS);
         for _ in 0..READERS {
-            readers.push(open_conn(&path, false)?);
+            readers.push(open_conn(&path, false, schema)?);
         }
         let (tx, rx) = mpsc::channel::<Job>(QUEUE_CAPACITY);
         let stats = Arc::new(Stats::default());
@@ -162,13 +170,13 @@ impl Db {
             .spawn(move || writer_loop(writer, rx, s))
             .map_err(|e| PortError::with_cause(ErrorKind::Internal, "start database writer", e))?;
         let alive = Arc::new(());
-        let checkpoint_conn = open_conn(&path, true)?;
+        let checkpoint_conn = open_conn(&path, true, schema)?;
         let watch = Arc::downgrade(&alive);
         std::thread::Builder::new()
             .name("clearway-db-checkpoint".into())
             .spawn(move || checkpointer(checkpoint_conn, watch))
             .map_err(|e| PortError::with_cause(ErrorKind::Internal, "start database checkpointer", e))?;
-        Ok(Db { tx, readers: Arc::new(Mutex::new(readers)), path, stats, _alive: alive })
+        Ok(Db { tx, readers: Arc::new(Mutex::new(readers)), path, schema, stats, _alive: alive })
     }
 
     pub fn path(&self) -> &Path {
@@ -182,7 +190,7 @@ impl Db {
     /// reading (a busy service); the service truncates it when it stops.
     /// Takes as long as copying the database.
     pub async fn purge_deleted(&self) -> PortResult<bool> {
-        let conn = open_conn(&self.path, true)?;
+        let conn = open_conn(&self.path, true, self.schema)?;
         tokio::task::spawn_blocking(move || {
             conn.execute_batch("VACUUM").map_err(sqlite("vacuum"))?;
             // A reader's snapshot or another checkpoint makes it busy for a
@@ -231,7 +239,7 @@ impl Db {
         let conn = self.readers.lock().ok().and_then(|mut r| r.pop());
         let conn = match conn {
             Some(c) => c,
-            None => open_conn(&self.path, false)?,
+            None => open_conn(&self.path, false, self.schema)?,
         };
         let out = work(&conn);
         if let Ok(mut r) = self.readers.lock()

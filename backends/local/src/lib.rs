@@ -12,6 +12,7 @@
 //! [`mem`] holds in-memory fakes of the same ports for unit tests; they
 //! pass the same conformance suites.
 
+pub mod audit;
 pub mod blob;
 pub mod db;
 pub mod journal;
@@ -20,6 +21,7 @@ pub mod notify;
 pub mod queue;
 pub mod state;
 
+pub use audit::{AuditFile, SqliteAuditLog};
 pub use blob::SqliteBlobStore;
 pub use db::Db;
 pub use journal::SqliteIntakeJournal;

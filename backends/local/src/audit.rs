@@ -1,0 +1,241 @@
+//! The audit log on the embedded backend: a database file of its own
+//! (`audit.db`), apart from the data's, written by the same group-commit
+//! writer (one fsync per batch; an event is durable when `append`
+//! returns). It keeps each event, the hash of every perfect subtree (see
+//! [`clearway_core::audit`]) and the signed checkpoints, which are also
+//! appended to a plain file (`audit-checkpoints.log`, fsync'd) that an
+//! auditor can copy.
+
+use crate::db::{Db, db_err};
+use clearway_core::audit::{AuditError, Checkpoint, CompactRange, Hash, LogReader, LogSigner, Nodes, leaf_hash};
+use clearway_core::{ErrorKind, PortError, PortResult};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS leaves (
+    seq INTEGER PRIMARY KEY,
+    event BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS nodes (
+    level INTEGER NOT NULL,
+    idx INTEGER NOT NULL,
+    hash BLOB NOT NULL,
+    PRIMARY KEY (level, idx)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS checkpoints (
+    size INTEGER PRIMARY KEY,
+    note TEXT NOT NULL
+);
+";
+
+/// The audit database's file in a data directory.
+pub fn audit_db_path(dir: &Path) -> PathBuf {
+    dir.join("audit.db")
+}
+
+/// The file every checkpoint is appended to.
+pub fn checkpoints_path(dir: &Path) -> PathBuf {
+    dir.join("audit-checkpoints.log")
+}
+
+/// The audit log of one data directory.
+#[derive(Debug, Clone)]
+pub struct SqliteAuditLog {
+    db: Db,
+    /// The right edge as of the last append this process made; checked
+    /// against the stored size by every append (a batch whose commit
+    /// failed, or another process's appends, make it stale).
+    edge: Arc<Mutex<Option<CompactRange>>>,
+    checkpoints: PathBuf,
+}
+
+/// Stored nodes read through a connection.
+struct ConnNodes<'a>(&'a Connection);
+
+impl Nodes for ConnNodes<'_> {
+    fn node(&self, level: u8, index: u64) -> Result<Hash, AuditError> {
+        let hash: Option<Vec<u8>> = self
+            .0
+            .prepare_cached("SELECT hash FROM nodes WHERE level = ?1 AND idx = ?2")
+            .and_then(|mut s| s.query_row(params![level, index as i64], |r| r.get(0)).optional())
+            .map_err(|e| AuditError::Log(format!("read node: {e}")))?;
+        hash.and_then(|h| h.try_into().ok()).ok_or(AuditError::MissingNode { level, index })
+    }
+}
+
+fn size_of(conn: &Connection) -> PortResult<u64> {
+    conn.prepare_cached("SELECT COALESCE(MAX(seq) + 1, 0) FROM leaves")
+        .and_then(|mut s| s.query_row([], |r| r.get::<_, i64>(0)))
+        .map(|n| n as u64)
+        .map_err(db_err("audit size"))
+}
+
+fn audit_err(e: AuditError) -> PortError {
+    PortError::with_cause(ErrorKind::Internal, "audit log", e)
+}
+
+impl SqliteAuditLog {
+    /// Opens (creating if needed) the audit log of the data directory
+    /// `dir`.
+    pub fn open(dir: &Path) -> PortResult<Self> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| PortError::with_cause(ErrorKind::Unavailable, "create data directory", e))?;
+        Ok(SqliteAuditLog {
+            db: Db::open_file(&audit_db_path(dir), SCHEMA)?,
+            edge: Arc::new(Mutex::new(None)),
+            checkpoints: checkpoints_path(dir),
+        })
+    }
+
+    /// The right edge in step with the stored log, inside the writer.
+    fn edge_in(conn: &Connection, cached: &mut Option<CompactRange>) -> PortResult<CompactRange> {
+        let size = size_of(conn)?;
+        match cached.take() {
+            Some(edge) if edge.size() == size => Ok(edge),
+            _ => CompactRange::load(&ConnNodes(conn), size).map_err(audit_err),
+        }
+    }
+
+    /// Appends an event (its leaf bytes); returns its sequence number once
+    /// it is durable.
+    pub async fn append(&self, event: Vec<u8>) -> PortResult<u64> {
+        let edge = self.edge.clone();
+        self.db
+            .write(move |conn| {
+                let mut cached = edge.lock().map_err(|_| PortError::new(ErrorKind::Internal, "audit edge"))?;
+                let mut range = Self::edge_in(conn, &mut cached)?;
+                let seq = range.size();
+                conn.prepare_cached("INSERT INTO leaves (seq, event) VALUES (?1, ?2)")
+                    .and_then(|mut s| s.execute(params![seq as i64, event]))
+                    .map_err(db_err("audit append"))?;
+                for (level, index, hash) in range.push(leaf_hash(&event)) {
+                    conn.prepare_cached("INSERT INTO nodes (level, idx, hash) VALUES (?1, ?2, ?3)")
+                        .and_then(|mut s| s.execute(params![level, index as i64, hash.as_slice()]))
+                        .map_err(db_err("audit append"))?;
+                }
+                *cached = Some(range);
+                Ok(seq)
+            })
+            .await
+    }
+
+    /// Signs a checkpoint of the log as it stands, stores it, and appends it
+    /// to the checkpoints file (fsync'd) before returning it. A log never
+    /// signs two checkpoints of one size.
+    pub async fn checkpoint(&self, signer: Arc<LogSigner>) -> PortResult<Checkpoint> {
+        let edge = self.edge.clone();
+        let c = self
+            .db
+            .write(move |conn| {
+                let mut cached = edge.lock().map_err(|_| PortError::new(ErrorKind::Internal, "audit edge"))?;
+                let range = Self::edge_in(conn, &mut cached)?;
+                let existing: Option<String> = conn
+                    .prepare_cached("SELECT note FROM checkpoints WHERE size = ?1")
+                    .and_then(|mut s| s.query_row(params![range.size() as i64], |r| r.get(0)).optional())
+                    .map_err(db_err("audit checkpoint"))?;
+                let c = match existing {
+                    Some(note) => Checkpoint::open(&note, &signer.verifier()).map_err(audit_err)?,
+                    None => {
+                        let c = signer.sign(range.size(), &range.root());
+                        conn.prepare_cached("INSERT INTO checkpoints (size, note) VALUES (?1, ?2)")
+                            .and_then(|mut s| s.execute(params![c.size as i64, c.note]))
+                            .map_err(db_err("audit checkpoint"))?;
+                        c
+                    }
+                };
+                *cached = Some(range);
+                Ok(c)
+            })
+            .await?;
+        let path = self.checkpoints.clone();
+        let note = c.note.clone();
+        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&path)?;
+            f.write_all(note.as_bytes())?;
+            f.write_all(b"\n")?;
+            f.sync_all()
+        })
+        .await
+        .map_err(|e| PortError::with_cause(ErrorKind::Internal, "audit checkpoint file", e))?
+        .map_err(|e| PortError::with_cause(ErrorKind::Unavailable, "audit checkpoint file", e))?;
+        Ok(c)
+    }
+
+    /// The newest checkpoint's signed note, if any.
+    pub async fn latest_checkpoint(&self) -> PortResult<Option<String>> {
+        self.db
+            .read(|conn| {
+                conn.prepare_cached("SELECT note FROM checkpoints ORDER BY size DESC LIMIT 1")
+                    .and_then(|mut s| s.query_row([], |r| r.get(0)).optional())
+                    .map_err(db_err("audit checkpoint"))
+            })
+            .await
+    }
+
+    /// How many events the log holds.
+    pub async fn size(&self) -> PortResult<u64> {
+        self.db.read(size_of).await
+    }
+}
+
+/// A read-only view of an audit database for offline verification
+/// (`clearway audit verify`).
+#[derive(Debug)]
+pub struct AuditFile {
+    conn: Connection,
+}
+
+impl AuditFile {
+    pub fn open(dir: &Path) -> PortResult<Self> {
+        let path = audit_db_path(dir);
+        if !path.exists() {
+            return Err(PortError::not_found("audit log"));
+        }
+        let conn =
+            Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(db_err("open audit log"))?;
+        Ok(AuditFile { conn })
+    }
+}
+
+impl Nodes for AuditFile {
+    fn node(&self, level: u8, index: u64) -> Result<Hash, AuditError> {
+        ConnNodes(&self.conn).node(level, index)
+    }
+}
+
+impl LogReader for AuditFile {
+    fn size(&self) -> Result<u64, AuditError> {
+        size_of(&self.conn).map_err(|e| AuditError::Log(e.to_string()))
+    }
+
+    fn events(&self, from: u64, limit: usize) -> Result<Vec<Vec<u8>>, AuditError> {
+        let read = |e: rusqlite::Error| AuditError::Log(format!("read events: {e}"));
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT seq, event FROM leaves WHERE seq >= ?1 ORDER BY seq LIMIT ?2")
+            .map_err(read)?;
+        let rows = stmt
+            .query_map(params![from as i64, limit as i64], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)))
+            .map_err(read)?;
+        let mut out = Vec::new();
+        for (n, row) in rows.enumerate() {
+            let (seq, event) = row.map_err(read)?;
+            // A gap in the sequence is a deleted event.
+            if seq as u64 != from + n as u64 {
+                return Err(AuditError::Log(format!("event {} is missing", from + n as u64)));
+            }
+            out.push(event);
+        }
+        Ok(out)
+    }
+
+    fn checkpoints(&self) -> Result<Vec<String>, AuditError> {
+        let read = |e: rusqlite::Error| AuditError::Log(format!("read checkpoints: {e}"));
+        let mut stmt = self.conn.prepare("SELECT note FROM checkpoints ORDER BY size").map_err(read)?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(read)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(read)
+    }
+}

@@ -1,0 +1,177 @@
+//! `clearway audit` and the audit events of admin commands (see
+//! `clearway_core::audit` and `docs/specs/audit.md`).
+
+use super::store::load_config;
+use crate::cli::{AuditCommand, KeysCommand, PartnersCommand, StoreArgs};
+use anyhow::Context;
+use clearway_core::audit::{
+    AuditActor, AuditEntity, AuditEvent, Checkpoint, LogSigner, VerifierKey, load_or_create_signer, verify_log,
+};
+use clearway_core::config::Config;
+use clearway_local::{AuditFile, SqliteAuditLog};
+use std::io::Write;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+/// The audit log of a data directory with its signing key.
+struct Audit {
+    log: SqliteAuditLog,
+    signer: Arc<LogSigner>,
+}
+
+impl Audit {
+    fn open(config: &Config) -> anyhow::Result<Self> {
+        let signer = load_or_create_signer(&config.security.audit_key_file)
+            .with_context(|| format!("cannot load the audit key {}", config.security.audit_key_file.display()))?;
+        let log = SqliteAuditLog::open(&config.server.data_dir)
+            .map_err(super::store::port)
+            .context("cannot open the audit log")?;
+        Ok(Audit { log, signer: Arc::new(signer) })
+    }
+
+    /// Appends an event durably, then signs a checkpoint that covers it
+    /// (an admin command's event is never left unanchored).
+    async fn record(&self, event: &AuditEvent) -> anyhow::Result<Checkpoint> {
+        self.log.append(event.to_leaf()).await.map_err(super::store::port).context("cannot record the audit event")?;
+        self.log.checkpoint(self.signer.clone()).await.map_err(super::store::port).context("cannot checkpoint")
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start the async runtime")
+}
+
+/// Who runs a command on the host: the operating-system account.
+fn host_actor() -> AuditActor {
+    let principal = ["USER", "LOGNAME"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok().filter(|s| !s.is_empty()))
+        .unwrap_or_else(|| "unknown".into());
+    AuditActor { principal, kind: "user".into(), role: "admin".into(), credential: None, auth: "host".into() }
+}
+
+/// Runs an admin command and records exactly one audit event for it, with
+/// its outcome. The audit log and key are opened first, so a command that
+/// could not be audited does not run; one whose event then cannot be
+/// recorded fails.
+pub fn admin(
+    args: &StoreArgs,
+    code: &str,
+    action: &str,
+    tenant: Option<String>,
+    run: impl FnOnce(&StoreArgs) -> anyhow::Result<ExitCode>,
+) -> anyhow::Result<ExitCode> {
+    let config = load_config(args, |_| {})?;
+    let audit = Audit::open(&config)?;
+    let result = run(args);
+    let mut event = AuditEvent::new("admin", code, action, host_actor());
+    let (outcome, status) = match &result {
+        Ok(c) if *c == ExitCode::SUCCESS => ("success", "0"),
+        Ok(_) => ("failure", "1"),
+        Err(_) => ("failure", "error"),
+    };
+    event.outcome = outcome.into();
+    event.status = Some(status.into());
+    event.source = Some("cli".into());
+    if let Some(t) = tenant {
+        event.entity.push(AuditEntity { kind: "partner".into(), id: t.clone() });
+        event.tenant = Some(t);
+    }
+    runtime()?.block_on(audit.record(&event))?;
+    result
+}
+
+/// The event code, action and tenant of a `partners` command.
+pub fn partners_event(c: &PartnersCommand) -> (&'static str, &'static str, Option<String>) {
+    match c {
+        PartnersCommand::Add { id, .. } => ("partners.add", "C", Some(id.clone())),
+        PartnersCommand::List { .. } => ("partners.list", "R", None),
+        PartnersCommand::Revoke { id } => ("partners.revoke", "U", Some(id.clone())),
+        PartnersCommand::BindCert { id, .. } => ("partners.bind-cert", "U", Some(id.clone())),
+        PartnersCommand::UnbindCert { id, .. } => ("partners.unbind-cert", "U", Some(id.clone())),
+        PartnersCommand::Webhook { id, .. } => ("partners.webhook", "U", Some(id.clone())),
+    }
+}
+
+/// The event code, action and tenant of a `keys` command.
+pub fn keys_event(c: &KeysCommand) -> (&'static str, &'static str, Option<String>) {
+    match c {
+        KeysCommand::Status { partner, .. } => ("keys.status", "R", partner.clone()),
+        KeysCommand::Rotate { partner, .. } => ("keys.rotate", "U", partner.clone()),
+        KeysCommand::Rewrap { partner, .. } => ("keys.rewrap", "U", partner.clone()),
+        KeysCommand::Destroy { partner, .. } => ("keys.destroy", "D", Some(partner.clone())),
+        KeysCommand::Shred { partner, .. } => ("keys.shred", "D", Some(partner.clone())),
+    }
+}
+
+/// Checkpoint notes from a file: each a body, a blank line and its
+/// signature lines, notes separated by blank lines.
+fn notes_in(text: &str) -> Vec<String> {
+    let chunks: Vec<&str> = text.split("\n\n").map(str::trim).filter(|c| !c.is_empty()).collect();
+    chunks.chunks(2).filter(|p| p.len() == 2).map(|p| format!("{}\n\n{}\n", p[0], p[1])).collect()
+}
+
+pub fn run(args: &StoreArgs, command: AuditCommand) -> anyhow::Result<ExitCode> {
+    let config = load_config(args, |_| {})?;
+    let mut out = std::io::stdout().lock();
+    match command {
+        AuditCommand::Key => {
+            let signer = Audit::open(&config)?.signer;
+            writeln!(out, "{}", signer.verifier())?;
+        }
+        AuditCommand::Checkpoint => {
+            let audit = Audit::open(&config)?;
+            let c = runtime()?.block_on(audit.log.checkpoint(audit.signer.clone())).map_err(super::store::port)?;
+            write!(out, "{}", c.note)?;
+        }
+        AuditCommand::Verify { checkpoint, key, json } => {
+            let key = match key {
+                Some(k) => VerifierKey::parse(&k).context("--key")?,
+                None => load_or_create_signer(&config.security.audit_key_file)
+                    .context("cannot load the audit key (give --key to check a copy)")?
+                    .verifier(),
+            };
+            let mut outside = Vec::new();
+            for file in &checkpoint {
+                let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+                let notes = notes_in(&text);
+                anyhow::ensure!(!notes.is_empty(), "{}: no checkpoint in it", file.display());
+                outside.extend(notes);
+            }
+            let log = AuditFile::open(&config.server.data_dir).map_err(super::store::port)?;
+            match verify_log(&log, &key, &outside) {
+                Ok(report) => {
+                    if json {
+                        writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
+                    } else {
+                        writeln!(
+                            out,
+                            "verified\tevents {}\tcheckpoints {}\tcheckpointed {}\tunanchored {}\troot {}",
+                            report.size, report.checkpoints, report.checkpointed, report.unanchored, report.root
+                        )?;
+                    }
+                }
+                Err(finding) => {
+                    writeln!(out, "NOT VERIFIED\t{finding}")?;
+                    return Ok(ExitCode::from(1));
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_checkpoints_file_splits_into_its_notes() {
+        let a = "log\n1\nAAAA\n\n\u{2014} log abc\n";
+        let b = "log\n2\nBBBB\n\n\u{2014} log def\n\u{2014} witness ghi\n";
+        let file = format!("{a}\n{b}\n");
+        assert_eq!(notes_in(&file), vec![a.to_string(), b.to_string()]);
+        assert_eq!(notes_in(a), vec![a.to_string()]);
+        assert!(notes_in("").is_empty());
+    }
+}

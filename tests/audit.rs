@@ -1,0 +1,153 @@
+//! The audit log of admin commands over real processes and the real
+//! database file: one event per command, checkpoints kept outside, and
+//! `clearway audit verify` catching an edited, deleted or rolled-back log.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use support::Scratch;
+
+fn ok(scratch: &Scratch, args: &[&str]) -> String {
+    let out = scratch.run(args);
+    assert!(
+        out.status.success(),
+        "clearway {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// `audit verify` with the given checkpoint files: (exit code, stdout).
+fn verify(scratch: &Scratch, outside: &[&std::path::Path]) -> (i32, String) {
+    let mut args = vec!["audit", "verify"];
+    let files: Vec<String> = outside.iter().map(|p| p.display().to_string()).collect();
+    for f in &files {
+        args.extend(["--checkpoint", f.as_str()]);
+    }
+    let out = scratch.run(&args);
+    (out.status.code().unwrap(), String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn events(scratch: &Scratch) -> Vec<serde_json::Value> {
+    let db = rusqlite::Connection::open(scratch.data().join("audit.db")).unwrap();
+    let mut stmt = db.prepare("SELECT event FROM leaves ORDER BY seq").unwrap();
+    let rows = stmt.query_map([], |r| r.get::<_, Vec<u8>>(0)).unwrap();
+    rows.map(|r| serde_json::from_slice(&r.unwrap()).unwrap()).collect()
+}
+
+fn sql(scratch: &Scratch, statement: &str) {
+    let db = rusqlite::Connection::open(scratch.data().join("audit.db")).unwrap();
+    db.execute_batch(statement).unwrap();
+}
+
+#[test]
+fn every_admin_command_is_one_event_and_tampering_is_caught() {
+    let scratch = Scratch::new();
+    scratch.partner("acme", false);
+    scratch.partner("bravo", false);
+    ok(&scratch, &["keys", "rotate", "--partner", "acme"]);
+    ok(&scratch, &["partners", "list"]);
+    let refused = scratch.run(&["keys", "destroy", "--partner", "acme", "--version", "1"]);
+    assert!(!refused.status.success(), "the active version cannot be destroyed");
+    ok(&scratch, &["partners", "revoke", "--id", "bravo"]);
+
+    // Six commands, six events, in order, with their outcomes; no secret.
+    let log = events(&scratch);
+    let codes: Vec<(&str, &str, &str)> = log
+        .iter()
+        .map(|e| (e["code"].as_str().unwrap(), e["outcome"].as_str().unwrap(), e["tenant"].as_str().unwrap_or("-")))
+        .collect();
+    assert_eq!(
+        codes,
+        [
+            ("partners.add", "success", "acme"),
+            ("partners.add", "success", "bravo"),
+            ("keys.rotate", "success", "acme"),
+            ("partners.list", "success", "-"),
+            ("keys.destroy", "failure", "acme"),
+            ("partners.revoke", "success", "bravo"),
+        ]
+    );
+    for e in &log {
+        assert_eq!((e["category"].as_str(), e["actor"]["role"].as_str()), (Some("admin"), Some("admin")));
+        assert_eq!(e["actor"]["auth"], "host");
+    }
+    let raw = std::fs::read(scratch.data().join("audit.db")).unwrap();
+    assert!(!raw.windows(3).any(|w| w == b"cw_"), "no API key in the audit log");
+
+    // Verifies, each event anchored by a checkpoint; also with only the
+    // verifier key (an auditor's copy).
+    let (code, out) = verify(&scratch, &[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("events 6\t") && out.contains("unanchored 0"), "{out}");
+    let key = ok(&scratch, &["audit", "key"]);
+    assert!(key.trim().starts_with("clearway/audit/"), "{key}");
+    let with_key = scratch.run(&["audit", "verify", "--key", key.trim()]);
+    assert!(with_key.status.success());
+
+    // An older copy of the log (6 events), then a seventh; an auditor
+    // keeps a copy of the checkpoints as of the seventh.
+    let older = scratch.root.path().join("older");
+    copy_log(&scratch.data(), &older);
+    ok(&scratch, &["partners", "list"]);
+    let outside = scratch.root.path().join("auditor-copy.log");
+    std::fs::copy(scratch.data().join("audit-checkpoints.log"), &outside).unwrap();
+    assert_eq!(verify(&scratch, &[&outside]).0, 0);
+
+    // Edited: one event's outcome changed.
+    sql(
+        &scratch,
+        "UPDATE leaves SET event = CAST(replace(CAST(event AS TEXT), '\"failure\"', '\"success\"') AS BLOB) WHERE seq = 4",
+    );
+    let (code, out) = verify(&scratch, &[&outside]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("NOT VERIFIED"), "{out}");
+    sql(
+        &scratch,
+        "UPDATE leaves SET event = CAST(replace(CAST(event AS TEXT), '\"success\"', '\"failure\"') AS BLOB) WHERE seq = 4",
+    );
+    assert_eq!(verify(&scratch, &[&outside]).0, 0, "restored, it verifies again");
+
+    // Deleted: the newest event, below the newest checkpoint.
+    sql(&scratch, "DELETE FROM leaves WHERE seq = 6");
+    let (code, out) = verify(&scratch, &[&outside]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("truncated or rolled back"), "{out}");
+
+    // Rolled back to the older copy: on its own it verifies (its own
+    // checkpoints agree with it); the auditor's newer checkpoint catches it.
+    copy_log(&older, &scratch.data());
+    assert_eq!(verify(&scratch, &[]).0, 0, "the older copy is consistent in itself");
+    let (code, out) = verify(&scratch, &[&outside]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("truncated or rolled back"), "{out}");
+}
+
+/// Copies the audit database with its write-ahead log (what a backup or
+/// an attacker restoring one would copy).
+fn copy_log(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for name in ["audit.db", "audit.db-wal"] {
+        let _ = std::fs::remove_file(to.join(name));
+        if from.join(name).exists() {
+            std::fs::copy(from.join(name), to.join(name)).unwrap();
+        }
+    }
+    let _ = std::fs::remove_file(to.join("audit.db-shm"));
+}
+
+#[test]
+fn the_audit_key_stays_out_of_the_data_directory() {
+    let scratch = Scratch::new();
+    let inside = scratch.data().join("audit.key").display().to_string();
+    let out = scratch
+        .command()
+        .args(["audit", "key", "--data-dir", &scratch.data().display().to_string()])
+        .env("CLEARWAY__SECURITY__AUDIT_KEY_FILE", &inside)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("security.audit_key_file"), "{out:?}");
+}
