@@ -572,6 +572,46 @@ pub trait LogReader: Nodes {
     fn events(&self, from: u64, limit: usize) -> Result<Vec<Vec<u8>>, AuditError>;
     /// The signed notes of the checkpoints it kept, oldest first.
     fn checkpoints(&self) -> Result<Vec<String>, AuditError>;
+    /// Stored nodes of one level from index `from`, consecutive, at most
+    /// `limit` (fewer at the end or at a gap): a verifier reads them in
+    /// pages rather than one by one.
+    fn nodes_at(&self, level: u8, from: u64, limit: usize) -> Result<Vec<Hash>, AuditError> {
+        let mut out = Vec::new();
+        for index in from..from + limit as u64 {
+            match self.node(level, index) {
+                Ok(h) => out.push(h),
+                Err(AuditError::MissingNode { .. }) => break,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Stored nodes read level by level, a page at a time, in the order a
+/// verifier recomputes them (each level's indices in increasing order).
+struct NodePages<'a, L: LogReader> {
+    log: &'a L,
+    /// Per level: the index of the first buffered node, and the buffer.
+    levels: Vec<(u64, std::collections::VecDeque<Hash>)>,
+}
+
+impl<L: LogReader> NodePages<'_, L> {
+    fn next(&mut self, level: u8, index: u64) -> Result<Option<Hash>, AuditError> {
+        const PAGE: usize = 4096;
+        let l = usize::from(level);
+        if self.levels.len() <= l {
+            self.levels.resize_with(l + 1, || (0, std::collections::VecDeque::new()));
+        }
+        let (first, buf) = &mut self.levels[l];
+        if *first != index || buf.is_empty() {
+            *buf = self.log.nodes_at(level, index, PAGE)?.into();
+            *first = index;
+        }
+        let h = buf.pop_front();
+        *first += 1;
+        Ok(h)
+    }
 }
 
 /// What a full verification found.
@@ -636,6 +676,7 @@ pub fn verify_log(log: &impl LogReader, key: &VerifierKey, outside: &[String]) -
         return Err(Finding::Checkpoint { size: 0, what: "not the empty tree's root".into() });
     }
     let mut range = CompactRange::default();
+    let mut stored = NodePages { log, levels: Vec::new() };
     const PAGE: usize = 4096;
     while range.size() < size {
         let page = log.events(range.size(), PAGE).map_err(Finding::Unreadable)?;
@@ -645,8 +686,7 @@ pub fn verify_log(log: &impl LogReader, key: &VerifierKey, outside: &[String]) -
         for event in page {
             let seq = range.size();
             for (level, index, hash) in range.push(leaf_hash(&event)) {
-                let stored = log.node(level, index).map_err(Finding::Unreadable)?;
-                if stored != hash {
+                if stored.next(level, index).map_err(Finding::Unreadable)? != Some(hash) {
                     return Err(Finding::Event { seq, what: format!("stored node ({level}, {index}) differs") });
                 }
             }

@@ -232,6 +232,28 @@ impl LogReader for AuditFile {
         Ok(out)
     }
 
+    fn nodes_at(&self, level: u8, from: u64, limit: usize) -> Result<Vec<Hash>, AuditError> {
+        let read = |e: rusqlite::Error| AuditError::Log(format!("read nodes: {e}"));
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT idx, hash FROM nodes WHERE level = ?1 AND idx >= ?2 ORDER BY idx LIMIT ?3")
+            .map_err(read)?;
+        let rows = stmt
+            .query_map(params![level, from as i64, limit as i64], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
+            })
+            .map_err(read)?;
+        let mut out = Vec::with_capacity(limit);
+        for row in rows {
+            let (idx, hash) = row.map_err(read)?;
+            match (idx as u64 == from + out.len() as u64, Hash::try_from(hash)) {
+                (true, Ok(h)) => out.push(h),
+                _ => break,
+            }
+        }
+        Ok(out)
+    }
+
     fn checkpoints(&self) -> Result<Vec<String>, AuditError> {
         let read = |e: rusqlite::Error| AuditError::Log(format!("read checkpoints: {e}"));
         let mut stmt = self.conn.prepare("SELECT note FROM checkpoints ORDER BY size").map_err(read)?;
