@@ -308,7 +308,16 @@ fn errors_follow_the_routes_policy_and_dead_letters_replay() {
         ],
         "retried in place, then dead-lettered per policy, order kept"
     );
-    let dead = operator.get("/v1/destinations/EHR/dead-letters").json();
+    // A round's outcomes are written when the round ends, which may be
+    // just after the peer has the round's last message: wait for them.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let dead = loop {
+        let dead = operator.get("/v1/destinations/EHR/dead-letters").json();
+        if dead["deadLetters"].as_array().is_some_and(|l| l.len() >= 2) || Instant::now() > deadline {
+            break dead;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
     let list = dead["deadLetters"].as_array().unwrap();
     let ids: Vec<&str> = list.iter().map(|d| d["controlId"].as_str().unwrap()).collect();
     assert_eq!(ids, ["AE1-2", "AR-3"], "{dead}");
