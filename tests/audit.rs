@@ -6,7 +6,7 @@
 
 mod support;
 
-use support::Scratch;
+use support::{Client, Scratch, Server};
 
 fn ok(scratch: &Scratch, args: &[&str]) -> String {
     let out = scratch.run(args);
@@ -150,4 +150,66 @@ fn the_audit_key_stays_out_of_the_data_directory() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("security.audit_key_file"), "{out:?}");
+}
+
+#[test]
+fn every_authenticated_request_is_one_event_recorded_before_its_answer() {
+    let scratch = Scratch::new();
+    let key = scratch.partner("acme", false);
+    let server = Server::start(&scratch, None, &[]);
+    let c = Client { addr: server.http, key };
+    let mut body = Vec::new();
+    clearway_formats::x12::synth::write(&mut body, clearway_formats::x12::synth::Kind::Professional837, 1, 7).unwrap();
+    let r = c.submit("application/edi-x12", &body, &[("X-Purpose-Of-Use", "HPAYMT"), ("X-Request-Id", "req-1")]);
+    assert_eq!(r.status, 202, "{}", r.text());
+    let id = r.json()["transactionId"].as_str().unwrap().to_string();
+    assert_eq!(c.get(&format!("/v1/transactions/{id}")).status, 200);
+    assert_eq!(c.get("/v1/transactions/not-a-transaction").status, 404);
+    assert_eq!(c.get("/v1/acks?limit=5").status, 200);
+    // Not authenticated: no event (and nothing answered but 401).
+    let anonymous = Client { addr: server.http, key: "cw_wrong".into() };
+    assert_eq!(anonymous.get("/v1/acks").status, 401);
+    assert_eq!(c.get("/healthz").status, 200);
+    // The newest checkpoint, for a partner to keep (the checkpointer signs
+    // within a minute; the admin command that added the partner signed one).
+    let r = c.get("/v1/audit/checkpoint");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let note = r.text();
+    assert!(note.starts_with("clearway/audit/"), "{note}");
+    assert_eq!(server.stop(), Some(0), "a clean shutdown");
+
+    let rest: Vec<serde_json::Value> = events(&scratch).into_iter().filter(|e| e["category"] == "rest").collect();
+    let seen: Vec<(String, String)> = rest
+        .iter()
+        .map(|e| (e["code"].as_str().unwrap().to_string(), e["status"].as_str().unwrap().to_string()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("POST /v1/transactions".to_string(), "202".to_string()),
+            ("GET /v1/transactions/{id}".into(), "200".into()),
+            ("GET /v1/transactions/{id}".into(), "404".into()),
+            ("GET /v1/acks".into(), "200".into()),
+            ("GET /v1/audit/checkpoint".into(), "200".into()),
+        ]
+    );
+    let first = &rest[0];
+    assert_eq!(first["actor"]["principal"], "acme");
+    assert_eq!(first["actor"]["role"], "submitter");
+    assert_eq!(first["actor"]["auth"], "api_key");
+    assert_eq!(first["actor"]["credential"].as_str().unwrap().len(), 12);
+    assert_eq!(first["purpose"], "HPAYMT");
+    assert_eq!(first["requestId"], "req-1");
+    assert_eq!(rest[1]["entity"][0], serde_json::json!({ "type": "transaction", "id": id }));
+    assert_eq!(rest[2]["outcome"], "failure");
+    let raw = std::fs::read(scratch.data().join("audit.db")).unwrap();
+    assert!(!raw.windows(c.key.len()).any(|w| w == c.key.as_bytes()), "no API key in the audit log");
+
+    // The service checkpointed on shutdown: every event anchored; the
+    // partner's copy of the checkpoint verifies against the log.
+    let copy = scratch.root.path().join("partner-copy.txt");
+    std::fs::write(&copy, note).unwrap();
+    let (code, out) = verify(&scratch, &[&copy]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("unanchored 0"), "{out}");
 }

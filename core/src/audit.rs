@@ -365,6 +365,16 @@ impl AuditEvent {
     }
 }
 
+/// Where a service's audit events go: durable when `append` returns, so an
+/// answer is sent only after its event is recorded.
+#[async_trait::async_trait]
+pub trait AuditSink: Send + Sync + 'static {
+    /// Appends an event; returns its sequence number once durable.
+    async fn append(&self, event: &AuditEvent) -> crate::PortResult<u64>;
+    /// The newest checkpoint's signed note, if any.
+    async fn latest_checkpoint(&self) -> crate::PortResult<Option<String>>;
+}
+
 // ------------------------------------------------------------ checkpoints --
 
 /// A signed-note signature type: Ed25519.

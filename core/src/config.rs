@@ -230,6 +230,7 @@ struct RawSecurity {
     root_key_file: Option<String>,
     allow_root_key_in_data_dir: Option<bool>,
     audit_key_file: Option<String>,
+    audit_requests: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -709,6 +710,9 @@ pub struct SecurityConfig {
     /// inside the data directory, so whoever can rewrite the audit log
     /// there cannot re-sign it.
     pub audit_key_file: PathBuf,
+    /// Whether `serve` records an audit event for every authenticated
+    /// request (default true; off only to measure what auditing costs).
+    pub audit_requests: bool,
 }
 
 /// `<data_dir>.root.key`: the data directory's name with `.root.key`, in
@@ -1328,7 +1332,13 @@ fn validate(raw: Raw, e: &mut Vec<ConfigError>) -> Config {
         workers,
         routing,
         payers,
-        security: SecurityConfig { master_key, root_key_file, allow_root_key_in_data_dir, audit_key_file },
+        security: SecurityConfig {
+            master_key,
+            root_key_file,
+            allow_root_key_in_data_dir,
+            audit_key_file,
+            audit_requests: raw.security.audit_requests.unwrap_or(true),
+        },
         backend,
         fastpath,
         edits,

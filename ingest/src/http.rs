@@ -62,6 +62,21 @@ pub fn certificate_allows(p: &PartnerRecord, peer: Option<&crate::tls::PeerCerti
 #[derive(Debug)]
 pub struct Authed(pub Arc<PartnerRecord>);
 
+/// Who a request was authenticated as, for its audit event: the audit
+/// layer puts an empty slot in the request, [`Authed`] fills it.
+#[derive(Debug, Clone, Default)]
+pub struct AuditSlot(Arc<std::sync::Mutex<Option<AuditWho>>>);
+
+#[derive(Debug, Clone)]
+pub struct AuditWho {
+    partner: PartnerId,
+    operator: bool,
+    /// The first 12 hex digits of the API key's SHA-256: names the key,
+    /// reveals nothing of it.
+    credential: String,
+    mtls: bool,
+}
+
 impl<S> FromRequestParts<S> for Authed
 where
     Arc<Services>: FromRef<S>,
@@ -84,7 +99,18 @@ where
             // them on this connection too: key and certificate name the
             // same partner.
             Ok(Some(p)) => {
-                if certificate_allows(&p, parts.extensions.get::<crate::tls::PeerCertificate>()) {
+                let peer = parts.extensions.get::<crate::tls::PeerCertificate>();
+                if certificate_allows(&p, peer) {
+                    if let Some(slot) = parts.extensions.get::<AuditSlot>()
+                        && let Ok(mut who) = slot.0.lock()
+                    {
+                        *who = Some(AuditWho {
+                            partner: p.id.clone(),
+                            operator: p.operator,
+                            credential: clearway_core::crypto::api_key_hash(token)[..12].to_string(),
+                            mtls: peer.is_some_and(|c| c.fingerprint.is_some()),
+                        });
+                    }
                     Ok(Authed(p))
                 } else {
                     Err(Problem::unauthorized())
@@ -121,6 +147,7 @@ pub fn router(svc: Arc<Services>, metrics: MetricsRender) -> Router {
         .route("/v1/destinations", get(destinations))
         .route("/v1/destinations/{name}/dead-letters", get(destination_dead_letters))
         .route("/v1/destinations/{name}/replay", post(destination_replay))
+        .route("/v1/audit/checkpoint", get(audit_checkpoint))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(render_metrics))
@@ -128,8 +155,108 @@ pub fn router(svc: Arc<Services>, metrics: MetricsRender) -> Router {
             "/openapi.json",
             get(|| async { ([(header::CONTENT_TYPE, "application/json")], crate::openapi::DOCUMENT) }),
         )
+        .route_layer(axum::middleware::from_fn_with_state(svc.clone(), audit_request))
         .fallback(|| async { Problem::not_found() })
         .with_state(AppState { svc, metrics })
+}
+
+/// Records one audit event for every authenticated request, durably,
+/// before its answer goes out. If the event cannot be recorded, a read is
+/// answered `503` instead (never an unaudited read); a write's answer
+/// stands (its effect is already durable) and the failure is counted
+/// (`clearway_audit_failures_total`).
+async fn audit_request(
+    State(svc): State<Arc<Services>>,
+    mut req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let Some(sink) = svc.audit.clone() else { return next.run(req).await };
+    let slot = AuditSlot::default();
+    req.extensions_mut().insert(slot.clone());
+    let route = req.extensions().get::<axum::extract::MatchedPath>().map(|m| m.as_str().to_string());
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let purpose = req.headers().get("x-purpose-of-use").and_then(|v| v.to_str().ok()).and_then(purpose_code);
+    let request_id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| v.len() <= 64 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_string);
+    let response = next.run(req).await;
+    let who = slot.0.lock().ok().and_then(|mut w| w.take());
+    let Some(who) = who else { return response };
+    let route = route.unwrap_or_default();
+    let action = match method {
+        axum::http::Method::GET | axum::http::Method::HEAD => "R",
+        axum::http::Method::PUT | axum::http::Method::PATCH => "U",
+        axum::http::Method::DELETE => "D",
+        _ => "C",
+    };
+    let actor = clearway_core::audit::AuditActor {
+        principal: who.partner.to_string(),
+        kind: "partner".into(),
+        role: if who.operator { "operator" } else { "submitter" }.into(),
+        credential: Some(who.credential),
+        auth: if who.mtls { "mtls" } else { "api_key" }.into(),
+    };
+    let mut event = clearway_core::audit::AuditEvent::new("rest", &format!("{method} {route}"), action, actor);
+    let status = response.status();
+    event.outcome = if status.is_success() || status.is_redirection() { "success" } else { "failure" }.into();
+    event.status = Some(status.as_u16().to_string());
+    event.purpose = purpose;
+    event.tenant = Some(who.partner.to_string());
+    event.entity = path_entities(&route, &path);
+    event.request_id = request_id;
+    match sink.append(&event).await {
+        Ok(_) => response,
+        Err(e) => {
+            metrics::counter!("clearway_audit_failures_total").increment(1);
+            tracing::error!(error = %clearway_core::error::chain(&e), route, "audit event not recorded");
+            if action == "R" { Problem::unavailable(5).into_response() } else { response }
+        }
+    }
+}
+
+/// An HL7 v3 PurposeOfUse code as a client sent it (`TREAT`, `HPAYMT`,
+/// …): upper-case letters only, at most 16, else none.
+fn purpose_code(v: &str) -> Option<String> {
+    let v = v.trim();
+    (!v.is_empty() && v.len() <= 16 && v.bytes().all(|b| b.is_ascii_uppercase())).then(|| v.to_string())
+}
+
+/// The entities a request names in its path: each `{param}` of the route
+/// template, typed by the collection before it (`transactions/{id}` → a
+/// transaction). Ids only, at most 64 characters each.
+fn path_entities(route: &str, path: &str) -> Vec<clearway_core::audit::AuditEntity> {
+    let mut out = Vec::new();
+    let mut collection = "";
+    for (t, p) in route.split('/').zip(path.split('/')) {
+        if t.starts_with('{') {
+            let kind = match collection {
+                "transactions" => "transaction",
+                "acks" => "ack",
+                "dead-letters" => "dead_letter",
+                "destinations" => "destination",
+                other => other,
+            };
+            out.push(clearway_core::audit::AuditEntity { kind: kind.into(), id: p.chars().take(64).collect() });
+        } else {
+            collection = t;
+        }
+    }
+    out
+}
+
+/// `GET /v1/audit/checkpoint`: the audit log's newest signed checkpoint
+/// (C2SP signed note), for partners and auditors to keep copies of.
+async fn audit_checkpoint(State(st): State<AppState>, Authed(_): Authed) -> Response {
+    let Some(sink) = st.svc.audit.clone() else { return Problem::not_found().into_response() };
+    match sink.latest_checkpoint().await {
+        Ok(Some(note)) => ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], note).into_response(),
+        Ok(None) => Problem::not_found().into_response(),
+        Err(e) => port_problem(&e).into_response(),
+    }
 }
 
 /// The full HTTP application: [`router`] behind the service-wide layers —

@@ -41,6 +41,9 @@ pub struct Services {
     /// Woken when messages are queued for subscribed systems in this
     /// process, so the deliverers start at once.
     pub deliveries: Arc<Notify>,
+    /// Where the audit events of authenticated requests go (`None`: not
+    /// audited, the AWS backend until its audit store is built).
+    pub audit: Option<Arc<dyn clearway_core::audit::AuditSink>>,
     /// Each destination's published queue depth and when it was read.
     depths: Mutex<HashMap<String, (std::time::Instant, u64)>>,
     inflight_keys: Mutex<HashSet<(PartnerId, String)>>,
@@ -81,11 +84,18 @@ impl Services {
             feed,
             ready: AtomicBool::new(true),
             deliveries: Arc::new(Notify::new()),
+            audit: None,
             depths: Mutex::new(HashMap::new()),
             inflight_keys: Mutex::new(HashSet::new()),
             depth: AtomicU64::new(0),
             depth_checked_ms: AtomicI64::new(0),
         }
+    }
+
+    /// With an audit log for authenticated requests.
+    pub fn with_audit(mut self, audit: Arc<dyn clearway_core::audit::AuditSink>) -> Self {
+        self.audit = Some(audit);
+        self
     }
 
     /// Marks an idempotency key as being processed; `None` if it already is.

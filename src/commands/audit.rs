@@ -50,6 +50,30 @@ fn host_actor() -> AuditActor {
     AuditActor { principal, kind: "user".into(), role: "admin".into(), credential: None, auth: "host".into() }
 }
 
+/// The audit log the service writes authenticated requests to: on the
+/// embedded backend, `audit.db` in the data directory. The AWS backend's
+/// (its own table, checkpoints to S3 Object Lock) is not built: there the
+/// service says so and requests are not audited.
+pub fn service(
+    config: &Config,
+    store: &super::store::Store,
+) -> anyhow::Result<Option<Arc<clearway_local::AuditService>>> {
+    if !config.security.audit_requests {
+        tracing::warn!("security.audit_requests = false: requests are not audited");
+        return Ok(None);
+    }
+    match &store.backend {
+        super::store::Backend::Local(_) => {
+            let audit = Audit::open(config)?;
+            Ok(Some(Arc::new(clearway_local::AuditService::new(audit.log, audit.signer))))
+        }
+        super::store::Backend::Aws(_) => {
+            tracing::warn!("the audit trail is not built on the AWS backend yet: requests are not audited");
+            Ok(None)
+        }
+    }
+}
+
 /// Runs an admin command and records exactly one audit event for it, with
 /// its outcome. The audit log and key are opened first, so a command that
 /// could not be audited does not run; one whose event then cannot be

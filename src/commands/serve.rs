@@ -82,7 +82,12 @@ async fn serve(config: Arc<clearway_core::config::Config>, role: Role) -> anyhow
         .context("cannot install the metrics recorder")?;
     let store = Store::open(&config).await?;
     let feed = Arc::new(tokio::sync::Notify::new());
-    let svc = Arc::new(Services::new(store.ports.clone(), store.partners.clone(), config.clone(), feed.clone()));
+    let audit = super::audit::service(&config, &store)?;
+    let mut services = Services::new(store.ports.clone(), store.partners.clone(), config.clone(), feed.clone());
+    if let Some(a) = &audit {
+        services = services.with_audit(a.clone());
+    }
+    let svc = Arc::new(services);
     let render: clearway_ingest::http::MetricsRender = {
         let handle = prometheus.clone();
         let db = match &store.backend {
@@ -101,6 +106,9 @@ async fn serve(config: Arc<clearway_core::config::Config>, role: Role) -> anyhow
 
     let shutdown = CancellationToken::new();
     let tasks = TaskTracker::new();
+    if let Some(a) = audit {
+        tasks.spawn(a.run_checkpoints(shutdown.clone()));
+    }
 
     // TLS from the [tls] files (a bad file stops here, named); without it,
     // plaintext only on loopback unless the configuration says TLS ends

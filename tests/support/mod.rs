@@ -217,6 +217,7 @@ impl Scratch {
             root_key_file: clearway_core::config::default_root_key_file(&self.data()),
             allow_root_key_in_data_dir: false,
             audit_key_file: clearway_core::config::default_audit_key_file(&self.data()),
+            audit_requests: true,
         }
     }
     pub fn data(&self) -> PathBuf {

@@ -21,7 +21,7 @@ pub mod notify;
 pub mod queue;
 pub mod state;
 
-pub use audit::{AuditFile, SqliteAuditLog};
+pub use audit::{AuditFile, AuditService, SqliteAuditLog};
 pub use blob::SqliteBlobStore;
 pub use db::Db;
 pub use journal::SqliteIntakeJournal;
