@@ -892,7 +892,7 @@ fn env_value(key: &str, v: &str) -> toml::Value {
         "port",
     ];
     const BOOLEAN: &[&str] =
-        &["route_unknown_payers", "ack_requested", "allow_plaintext", "allow_root_key_in_data_dir"];
+        &["route_unknown_payers", "ack_requested", "allow_plaintext", "allow_root_key_in_data_dir", "audit_requests"];
     if BOOLEAN.contains(&key)
         && let Ok(b) = v.parse::<bool>()
     {
@@ -1695,6 +1695,15 @@ mod tests {
         assert_eq!(c.workers.max_attempts, 3);
         let p = &c.payers["ACME01"];
         assert_eq!((p.rate_per_sec, p.burst), (5.0, 7));
+    }
+
+    // Regression: CLEARWAY__SECURITY__AUDIT_REQUESTS=false was read as the
+    // string "false" and refused ("expected a boolean").
+    #[test]
+    fn boolean_settings_come_from_the_environment() {
+        let env = HashMap::from([("CLEARWAY__SECURITY__AUDIT_REQUESTS".to_string(), "false".to_string())]);
+        assert!(!load(None, &env).unwrap().security.audit_requests);
+        assert!(load(None, &HashMap::new()).unwrap().security.audit_requests, "on by default");
     }
 
     #[test]
