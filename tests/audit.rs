@@ -8,17 +8,6 @@ mod support;
 
 use support::{Client, Scratch, Server};
 
-fn ok(scratch: &Scratch, args: &[&str]) -> String {
-    let out = scratch.run(args);
-    assert!(
-        out.status.success(),
-        "clearway {args:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
 /// `audit verify` with the given checkpoint files: (exit code, stdout).
 fn verify(scratch: &Scratch, outside: &[&std::path::Path]) -> (i32, String) {
     let mut args = vec!["audit", "verify"];
@@ -47,11 +36,11 @@ fn every_admin_command_is_one_event_and_tampering_is_caught() {
     let scratch = Scratch::new();
     scratch.partner("acme", false);
     scratch.partner("bravo", false);
-    ok(&scratch, &["keys", "rotate", "--partner", "acme"]);
-    ok(&scratch, &["partners", "list"]);
+    scratch.run_ok(&["keys", "rotate", "--partner", "acme"]);
+    scratch.run_ok(&["partners", "list"]);
     let refused = scratch.run(&["keys", "destroy", "--partner", "acme", "--version", "1"]);
     assert!(!refused.status.success(), "the active version cannot be destroyed");
-    ok(&scratch, &["partners", "revoke", "--id", "bravo"]);
+    scratch.run_ok(&["partners", "revoke", "--id", "bravo"]);
 
     // Six commands, six events, in order, with their outcomes; no secret.
     let log = events(&scratch);
@@ -82,7 +71,7 @@ fn every_admin_command_is_one_event_and_tampering_is_caught() {
     let (code, out) = verify(&scratch, &[]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("events 6\t") && out.contains("unanchored 0"), "{out}");
-    let key = ok(&scratch, &["audit", "key"]);
+    let key = scratch.run_ok(&["audit", "key"]);
     assert!(key.trim().starts_with("clearway/audit/"), "{key}");
     let with_key = scratch.run(&["audit", "verify", "--key", key.trim()]);
     assert!(with_key.status.success());
@@ -91,7 +80,7 @@ fn every_admin_command_is_one_event_and_tampering_is_caught() {
     // keeps a copy of the checkpoints as of the seventh.
     let older = scratch.root.path().join("older");
     copy_log(&scratch.data(), &older);
-    ok(&scratch, &["partners", "list"]);
+    scratch.run_ok(&["partners", "list"]);
     let outside = scratch.root.path().join("auditor-copy.log");
     std::fs::copy(scratch.data().join("audit-checkpoints.log"), &outside).unwrap();
     assert_eq!(verify(&scratch, &[&outside]).0, 0);

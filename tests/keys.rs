@@ -19,17 +19,6 @@ fn clearway(scratch: &Scratch, args: &[&str]) -> std::process::Output {
     scratch.run(args)
 }
 
-fn ok(scratch: &Scratch, args: &[&str]) -> String {
-    let out = clearway(scratch, args);
-    assert!(
-        out.status.success(),
-        "clearway {args:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
 /// `keys status --verify --json` for one partner: (objects, unreadable,
 /// objects by version).
 fn status(scratch: &Scratch, partner: &str) -> (u64, u64, serde_json::Value) {
@@ -198,10 +187,10 @@ fn lifecycle(scratch: &Scratch, per_version: usize, kills: usize) {
     let objects = rt.block_on(Objects::open(scratch));
 
     // 1,000 objects under version 1, rotate, 1,000 under version 2.
-    assert!(ok(scratch, &["keys", "rotate", "--partner", "alpha"]).contains("active 1"));
+    assert!(scratch.run_ok(&["keys", "rotate", "--partner", "alpha"]).contains("active 1"));
     rt.block_on(objects.write("alpha", 0, per_version));
     rt.block_on(objects.write_records("alpha", RECORDS));
-    assert!(ok(scratch, &["keys", "rotate", "--partner", "alpha"]).contains("active 2"));
+    assert!(scratch.run_ok(&["keys", "rotate", "--partner", "alpha"]).contains("active 2"));
     rt.block_on(objects.write("alpha", per_version, per_version));
     rt.block_on(objects.write("bravo", 0, 30));
     rt.block_on(objects.write_records("bravo", RECORDS));
@@ -214,11 +203,11 @@ fn lifecycle(scratch: &Scratch, per_version: usize, kills: usize) {
     let refused = clearway(scratch, &["keys", "destroy", "--partner", "alpha", "--version", "1"]);
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains(&format!("{on_v1} stored objects still name version 1")));
-    let out = ok(scratch, &["keys", "rewrap", "--partner", "alpha", "--max-per-second", "0"]);
+    let out = scratch.run_ok(&["keys", "rewrap", "--partner", "alpha", "--max-per-second", "0"]);
     assert!(out.contains(&format!("examined {total}\tre-wrapped {on_v1}\tfailed 0")), "{out}");
-    let again = ok(scratch, &["keys", "rewrap", "--partner", "alpha", "--max-per-second", "0"]);
+    let again = scratch.run_ok(&["keys", "rewrap", "--partner", "alpha", "--max-per-second", "0"]);
     assert!(again.contains("re-wrapped 0"), "re-wrap is idempotent: {again}");
-    let out = ok(scratch, &["keys", "destroy", "--partner", "alpha"]);
+    let out = scratch.run_ok(&["keys", "destroy", "--partner", "alpha"]);
     assert!(out.contains("version 0 destroyed") && out.contains("version 1 destroyed"), "{out}");
     let (n, bad, by) = status(scratch, "alpha");
     assert_eq!((n, bad), (total, 0), "2,000/2,000 readable with version 1 destroyed");
@@ -229,7 +218,7 @@ fn lifecycle(scratch: &Scratch, per_version: usize, kills: usize) {
     let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
     let mut interrupted = 0;
     for _ in 0..kills {
-        ok(scratch, &["keys", "rotate", "--partner", "alpha"]);
+        scratch.run_ok(&["keys", "rotate", "--partner", "alpha"]);
         let data = scratch.data().display().to_string();
         let mut child = scratch
             .command()
@@ -253,10 +242,10 @@ fn lifecycle(scratch: &Scratch, per_version: usize, kills: usize) {
     }
     eprintln!("{interrupted} of {kills} re-wraps killed before they finished");
     assert!(interrupted * 2 >= kills, "most kills land inside a re-wrap ({interrupted} of {kills})");
-    let out = ok(scratch, &["keys", "rewrap", "--partner", "alpha", "--max-per-second", "0"]);
+    let out = scratch.run_ok(&["keys", "rewrap", "--partner", "alpha", "--max-per-second", "0"]);
     assert!(out.contains("failed 0"), "{out}");
     settle();
-    ok(scratch, &["keys", "destroy", "--partner", "alpha"]);
+    scratch.run_ok(&["keys", "destroy", "--partner", "alpha"]);
     let (n, bad, by) = status(scratch, "alpha");
     assert_eq!((n, bad), (total, 0), "2,000/2,000 readable after 20 kills and the old versions destroyed");
     assert_eq!(by.as_object().unwrap().len(), 1, "every object on the active version: {by}");
@@ -278,7 +267,7 @@ fn lifecycle(scratch: &Scratch, per_version: usize, kills: usize) {
     let refused = clearway(scratch, &["keys", "shred", "--partner", "alpha"]);
     assert!(!refused.status.success(), "shred needs its confirmation");
     assert_eq!(rt.block_on(objects.readable("alpha")), (total, total), "an unconfirmed shred destroys nothing");
-    let out = ok(scratch, &["keys", "shred", "--partner", "alpha", "--confirm", "alpha"]);
+    let out = scratch.run_ok(&["keys", "shred", "--partner", "alpha", "--confirm", "alpha"]);
     assert!(out.contains(&format!("unreadable {total}")), "{out}");
     std::thread::sleep(clearway_core::partners::CACHE_TTL);
     assert_eq!(rt.block_on(objects.readable("alpha")), (0, total), "100 % of A's objects fail to open");
@@ -308,7 +297,7 @@ fn lifecycle(scratch: &Scratch, per_version: usize, kills: usize) {
     }
     let rotate = clearway(scratch, &["keys", "rotate", "--partner", "alpha"]);
     assert!(!rotate.status.success(), "a shredded partner gets no new keys");
-    let listed = ok(scratch, &["partners", "list", "--json"]);
+    let listed = scratch.run_ok(&["partners", "list", "--json"]);
     let list: serde_json::Value = serde_json::from_str(&listed).unwrap();
     let alpha = list.as_array().unwrap().iter().find(|p| p["id"] == "alpha").unwrap();
     assert_eq!(alpha["revoked"], true, "a shredded partner is revoked: {alpha}");
@@ -328,12 +317,12 @@ fn a_partner_key_in_kms_wraps_its_versions_and_a_shred_schedules_its_deletion() 
     rt.block_on(kms.create_alias(&alias, &key_id)).unwrap();
     let objects = rt.block_on(Objects::open(&scratch));
     rt.block_on(objects.write("kilo", 0, 5));
-    let out = ok(&scratch, &["keys", "rotate", "--partner", "kilo", "--kms-key-id", &alias]);
+    let out = scratch.run_ok(&["keys", "rotate", "--partner", "kilo", "--kms-key-id", &alias]);
     assert!(out.contains("active 1"), "{out}");
     rt.block_on(objects.write("kilo", 5, 15));
     // Later rotations stay on the partner's KMS key.
-    ok(&scratch, &["keys", "rotate", "--partner", "kilo"]);
-    let out = ok(&scratch, &["keys", "status", "--partner", "kilo", "--json"]);
+    scratch.run_ok(&["keys", "rotate", "--partner", "kilo"]);
+    let out = scratch.run_ok(&["keys", "status", "--partner", "kilo", "--json"]);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     let versions = v[0]["versions"].as_array().unwrap();
     assert_eq!(versions.len(), 3);
@@ -342,9 +331,9 @@ fn a_partner_key_in_kms_wraps_its_versions_and_a_shred_schedules_its_deletion() 
         let arn = v["kmsKeyId"].as_str().unwrap();
         assert!(arn.starts_with("arn:") && arn.ends_with(&key_id), "the key's ARN, not the alias: {arn}");
     }
-    assert!(ok(&scratch, &["keys", "rewrap", "--partner", "kilo"]).contains("re-wrapped 20"));
+    assert!(scratch.run_ok(&["keys", "rewrap", "--partner", "kilo"]).contains("re-wrapped 20"));
     settle();
-    ok(&scratch, &["keys", "destroy", "--partner", "kilo"]);
+    scratch.run_ok(&["keys", "destroy", "--partner", "kilo"]);
     let (n, bad, by) = status(&scratch, "kilo");
     assert_eq!((n, bad), (20, 0));
     assert_eq!(by, serde_json::json!({ "2": 20 }));
@@ -366,10 +355,16 @@ fn a_partner_key_in_kms_wraps_its_versions_and_a_shred_schedules_its_deletion() 
         assert!(kms.decrypt(&key_id, &wrapped, &ctx("lima")).await.is_err());
     });
 
-    let out = ok(
-        &scratch,
-        &["keys", "shred", "--partner", "kilo", "--confirm", "kilo", "--schedule-kms-key-deletion-days", "7"],
-    );
+    let out = scratch.run_ok(&[
+        "keys",
+        "shred",
+        "--partner",
+        "kilo",
+        "--confirm",
+        "kilo",
+        "--schedule-kms-key-deletion-days",
+        "7",
+    ]);
     assert!(out.contains("unreadable 20") && out.contains("scheduled for deletion in 7 days"), "{out}");
     assert_eq!(rt.block_on(kms.key_state(&key_id)).unwrap(), "PendingDeletion");
 }
@@ -390,7 +385,7 @@ fn the_service_reads_across_a_rotation_and_a_shredded_partner_is_refused() {
     };
     let first = submit(1);
     assert_eq!(c.wait_terminal(&first)["status"], "accepted");
-    ok(&scratch, &["keys", "rotate", "--partner", "acme"]);
+    scratch.run_ok(&["keys", "rotate", "--partner", "acme"]);
     // The service sees the rotation within its cache's few seconds.
     std::thread::sleep(clearway_core::partners::CACHE_TTL + Duration::from_millis(500));
     let second = submit(2);
@@ -401,13 +396,13 @@ fn the_service_reads_across_a_rotation_and_a_shredded_partner_is_refused() {
     // records and their feed entries, the claim index entry).
     assert_eq!((n, bad), (18, 0));
     assert_eq!(by, serde_json::json!({ "0": 9, "1": 9 }), "one transaction under each version");
-    let out = ok(&scratch, &["keys", "rewrap", "--partner", "acme"]);
+    let out = scratch.run_ok(&["keys", "rewrap", "--partner", "acme"]);
     // An acknowledgement record rewritten with its body re-wrapped is
     // sealed under the active version by that write: 7 writes move 9.
     assert!(out.contains("examined 18\tre-wrapped 7\tfailed 0"), "{out}");
     assert_eq!(status(&scratch, "acme").2, serde_json::json!({ "1": 18 }));
     settle();
-    ok(&scratch, &["keys", "destroy", "--partner", "acme", "--version", "0"]);
+    scratch.run_ok(&["keys", "destroy", "--partner", "acme", "--version", "0"]);
     assert_eq!(c.get(&format!("/v1/transactions/{first}")).status, 200);
     // Its acknowledgements are sealed under its keys as well.
     let rt = rt();
@@ -428,7 +423,7 @@ fn the_service_reads_across_a_rotation_and_a_shredded_partner_is_refused() {
     };
     let before = acks(&objects);
     assert!(before.len() >= 4 && before.iter().all(|b| b.as_ref().is_ok_and(|t| t.starts_with("ISA"))), "{before:?}");
-    let out = ok(&scratch, &["keys", "shred", "--partner", "acme", "--confirm", "acme"]);
+    let out = scratch.run_ok(&["keys", "shred", "--partner", "acme", "--confirm", "acme"]);
     // Every object is unreadable; the four acknowledgement bodies sealed
     // inside their (now erased) records are no longer counted apart.
     assert!(out.contains("objects 14\tv1: 14\tunreadable 14"), "{out}");
@@ -491,7 +486,7 @@ fn a_root_key_inside_the_data_directory_is_refused_unless_allowed() {
     let out = clearway(&scratch, &["partners", "list"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("different root keys"), "{out:?}");
     std::fs::remove_file(scratch.data().join("master.key")).unwrap();
-    assert!(ok(&scratch, &["partners", "list"]).contains("acme"));
+    assert!(scratch.run_ok(&["partners", "list"]).contains("acme"));
     // A lost key file is not silently replaced while data exists.
     std::fs::remove_file(&root).unwrap();
     let out = clearway(&scratch, &["partners", "list"]);

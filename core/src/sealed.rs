@@ -87,10 +87,7 @@ impl Sealer {
     }
 
     fn open(&self, key: &ItemKey, mut item: Item) -> PortResult<Item> {
-        let plain = self
-            .value_key
-            .open(&item.value, &aad(key))
-            .map_err(|_| PortError::new(ErrorKind::Internal, "open sealed state value (wrong master key?)"))?;
+        let plain = self.value_key.open(&item.value, &aad(key)).map_err(|_| unreadable())?;
         item.value = Bytes::from(plain);
         Ok(item)
     }

@@ -5,36 +5,29 @@ use super::store::load_config;
 use crate::cli::{AuditCommand, KeysCommand, PartnersCommand, StoreArgs};
 use anyhow::Context;
 use clearway_core::audit::{
-    AuditActor, AuditEntity, AuditEvent, Checkpoint, LogSigner, VerifierKey, load_or_create_signer, verify_log,
+    AuditActor, AuditEntity, AuditEvent, AuditSink, Checkpoint, VerifierKey, load_or_create_signer, verify_log,
 };
 use clearway_core::config::Config;
-use clearway_local::{AuditFile, SqliteAuditLog};
+use clearway_local::{AuditFile, AuditService, SqliteAuditLog};
 use std::io::Write;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 /// The audit log of a data directory with its signing key.
-struct Audit {
-    log: SqliteAuditLog,
-    signer: Arc<LogSigner>,
+fn open(config: &Config) -> anyhow::Result<AuditService> {
+    let signer = load_or_create_signer(&config.security.audit_key_file)
+        .with_context(|| format!("cannot load the audit key {}", config.security.audit_key_file.display()))?;
+    let log = SqliteAuditLog::open(&config.server.data_dir)
+        .map_err(super::store::port)
+        .context("cannot open the audit log")?;
+    Ok(AuditService::new(log, Arc::new(signer)))
 }
 
-impl Audit {
-    fn open(config: &Config) -> anyhow::Result<Self> {
-        let signer = load_or_create_signer(&config.security.audit_key_file)
-            .with_context(|| format!("cannot load the audit key {}", config.security.audit_key_file.display()))?;
-        let log = SqliteAuditLog::open(&config.server.data_dir)
-            .map_err(super::store::port)
-            .context("cannot open the audit log")?;
-        Ok(Audit { log, signer: Arc::new(signer) })
-    }
-
-    /// Appends an event durably, then signs a checkpoint that covers it
-    /// (an admin command's event is never left unanchored).
-    async fn record(&self, event: &AuditEvent) -> anyhow::Result<Checkpoint> {
-        self.log.append(event.to_leaf()).await.map_err(super::store::port).context("cannot record the audit event")?;
-        self.log.checkpoint(self.signer.clone()).await.map_err(super::store::port).context("cannot checkpoint")
-    }
+/// Appends an event durably, then signs a checkpoint that covers it (an
+/// admin command's event is never left unanchored).
+async fn record(audit: &AuditService, event: &AuditEvent) -> anyhow::Result<Checkpoint> {
+    audit.append(event).await.map_err(super::store::port).context("cannot record the audit event")?;
+    audit.checkpoint().await.map_err(super::store::port).context("cannot checkpoint")
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -54,19 +47,13 @@ fn host_actor() -> AuditActor {
 /// embedded backend, `audit.db` in the data directory. The AWS backend's
 /// (its own table, checkpoints to S3 Object Lock) is not built: there the
 /// service says so and requests are not audited.
-pub fn service(
-    config: &Config,
-    store: &super::store::Store,
-) -> anyhow::Result<Option<Arc<clearway_local::AuditService>>> {
+pub fn service(config: &Config, store: &super::store::Store) -> anyhow::Result<Option<Arc<AuditService>>> {
     if !config.security.audit_requests {
         tracing::warn!("security.audit_requests = false: requests are not audited");
         return Ok(None);
     }
     match &store.backend {
-        super::store::Backend::Local(_) => {
-            let audit = Audit::open(config)?;
-            Ok(Some(Arc::new(clearway_local::AuditService::new(audit.log, audit.signer))))
-        }
+        super::store::Backend::Local(_) => Ok(Some(Arc::new(open(config)?))),
         super::store::Backend::Aws(_) => {
             tracing::warn!("the audit trail is not built on the AWS backend yet: requests are not audited");
             Ok(None)
@@ -86,7 +73,7 @@ pub fn admin(
     run: impl FnOnce(&StoreArgs) -> anyhow::Result<ExitCode>,
 ) -> anyhow::Result<ExitCode> {
     let config = load_config(args, |_| {})?;
-    let audit = Audit::open(&config)?;
+    let audit = open(&config)?;
     let result = run(args);
     let mut event = AuditEvent::new("admin", code, action, host_actor());
     let (outcome, status) = match &result {
@@ -101,7 +88,7 @@ pub fn admin(
         event.entity.push(AuditEntity { kind: "partner".into(), id: t.clone() });
         event.tenant = Some(t);
     }
-    runtime()?.block_on(audit.record(&event))?;
+    runtime()?.block_on(record(&audit, &event))?;
     result
 }
 
@@ -140,12 +127,10 @@ pub fn run(args: &StoreArgs, command: AuditCommand) -> anyhow::Result<ExitCode> 
     let mut out = std::io::stdout().lock();
     match command {
         AuditCommand::Key => {
-            let signer = Audit::open(&config)?.signer;
-            writeln!(out, "{}", signer.verifier())?;
+            writeln!(out, "{}", open(&config)?.verifier())?;
         }
         AuditCommand::Checkpoint => {
-            let audit = Audit::open(&config)?;
-            let c = runtime()?.block_on(audit.log.checkpoint(audit.signer.clone())).map_err(super::store::port)?;
+            let c = runtime()?.block_on(open(&config)?.checkpoint()).map_err(super::store::port)?;
             write!(out, "{}", c.note)?;
         }
         AuditCommand::Verify { checkpoint, key, json } => {

@@ -160,6 +160,19 @@ impl Scratch {
         self.command().args(&all).output().unwrap()
     }
 
+    /// [`Scratch::run`] that must succeed (else the test fails with its
+    /// output); returns its standard output.
+    pub fn run_ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "clearway {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
     /// A setting of this scratch's environment.
     pub fn env_value(&self, k: &str) -> String {
         self.env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()).unwrap()

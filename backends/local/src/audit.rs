@@ -201,6 +201,17 @@ impl AuditService {
         AuditService { log, signer }
     }
 
+    /// Signs a checkpoint of the log as it stands (see
+    /// [`SqliteAuditLog::checkpoint`]).
+    pub async fn checkpoint(&self) -> PortResult<Checkpoint> {
+        self.log.checkpoint(self.signer.clone()).await
+    }
+
+    /// The log's verifier key.
+    pub fn verifier(&self) -> clearway_core::audit::VerifierKey {
+        self.signer.verifier()
+    }
+
     /// Signs checkpoints until `shutdown`, then one last.
     pub async fn run_checkpoints(self: Arc<Self>, shutdown: tokio_util::sync::CancellationToken) {
         let mut checkpointed = match self.log.latest_checkpoint().await {
@@ -254,6 +265,11 @@ impl clearway_core::audit::AuditSink for AuditService {
     }
 }
 
+/// A read failure as the verifier reports it.
+fn read_err(what: &'static str) -> impl Fn(rusqlite::Error) -> AuditError + Copy {
+    move |e| AuditError::Log(format!("read {what}: {e}"))
+}
+
 /// A read-only view of an audit database for offline verification
 /// (`clearway audit verify`).
 #[derive(Debug)]
@@ -285,7 +301,7 @@ impl LogReader for AuditFile {
     }
 
     fn events(&self, from: u64, limit: usize) -> Result<Vec<Vec<u8>>, AuditError> {
-        let read = |e: rusqlite::Error| AuditError::Log(format!("read events: {e}"));
+        let read = read_err("events");
         let mut stmt = self
             .conn
             .prepare_cached("SELECT seq, event FROM leaves WHERE seq >= ?1 ORDER BY seq LIMIT ?2")
@@ -306,7 +322,7 @@ impl LogReader for AuditFile {
     }
 
     fn nodes_at(&self, level: u8, from: u64, limit: usize) -> Result<Vec<Hash>, AuditError> {
-        let read = |e: rusqlite::Error| AuditError::Log(format!("read nodes: {e}"));
+        let read = read_err("nodes");
         let mut stmt = self
             .conn
             .prepare_cached("SELECT idx, hash FROM nodes WHERE level = ?1 AND idx >= ?2 ORDER BY idx LIMIT ?3")
@@ -328,7 +344,7 @@ impl LogReader for AuditFile {
     }
 
     fn checkpoints(&self) -> Result<Vec<String>, AuditError> {
-        let read = |e: rusqlite::Error| AuditError::Log(format!("read checkpoints: {e}"));
+        let read = read_err("checkpoints");
         let mut stmt = self.conn.prepare("SELECT note FROM checkpoints ORDER BY size").map_err(read)?;
         let rows = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(read)?;
         rows.collect::<Result<Vec<_>, _>>().map_err(read)

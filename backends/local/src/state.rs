@@ -21,6 +21,16 @@ impl SqliteStateStore {
     }
 }
 
+/// The item in a row's `value, version, expires_at` columns, from column
+/// `first`.
+fn item_at(r: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<Item> {
+    Ok(Item {
+        value: Bytes::from(r.get::<_, Vec<u8>>(first)?),
+        version: r.get::<_, i64>(first + 1)? as u64,
+        expires_at: r.get(first + 2)?,
+    })
+}
+
 /// Current (version, live) of a key inside a transaction.
 fn current(conn: &Connection, key: &Key, now: i64) -> PortResult<Option<u64>> {
     let row: Option<(i64, Option<i64>)> = conn
@@ -131,14 +141,7 @@ impl StateStore for SqliteStateStore {
                     .map_err(db_err("state query"))?;
                 let rows = stmt
                     .query_map(params![table.name(), pk, after.unwrap_or_default(), now, limit], |r| {
-                        Ok((
-                            r.get::<_, String>(0)?,
-                            Item {
-                                value: Bytes::from(r.get::<_, Vec<u8>>(1)?),
-                                version: r.get::<_, i64>(2)? as u64,
-                                expires_at: r.get(3)?,
-                            },
-                        ))
+                        Ok((r.get::<_, String>(0)?, item_at(r, 1)?))
                     })
                     .map_err(db_err("state query"))?;
                 rows.collect::<Result<Vec<_>, _>>().map_err(db_err("state query"))
@@ -168,14 +171,7 @@ impl StateStore for SqliteStateStore {
                     .map_err(db_err("state scan"))?;
                 let rows = stmt
                     .query_map(params![table.name(), first, pk, sk, limit as i64], |r| {
-                        Ok((
-                            Key::new(table, r.get::<_, String>(0)?, r.get::<_, String>(1)?),
-                            Item {
-                                value: Bytes::from(r.get::<_, Vec<u8>>(2)?),
-                                version: r.get::<_, i64>(3)? as u64,
-                                expires_at: r.get(4)?,
-                            },
-                        ))
+                        Ok((Key::new(table, r.get::<_, String>(0)?, r.get::<_, String>(1)?), item_at(r, 2)?))
                     })
                     .map_err(db_err("state scan"))?;
                 rows.collect::<Result<Vec<_>, _>>().map_err(db_err("state scan"))
