@@ -82,8 +82,9 @@ pub enum Command {
         #[command(subcommand)]
         command: DestinationsCommand,
     },
-    /// The partners' encryption keys: versions, rotation, re-wrap,
-    /// destruction and crypto-shredding.
+    /// API keys and their roles (add, list, revoke), and the partners'
+    /// encryption keys: versions, rotation, re-wrap, destruction and
+    /// crypto-shredding.
     Keys {
         #[command(flatten)]
         store: StoreArgs,
@@ -268,6 +269,36 @@ pub enum DestinationsCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
+    /// Issue an API key with a role; prints the key, alone on standard
+    /// output, once. A submitter's key is for an existing partner; an
+    /// operator's, auditor's or admin's names the person or service.
+    Add {
+        /// submitter, operator, auditor or admin.
+        #[arg(long)]
+        role: String,
+        /// Whose key: the partner (submitter) or the person or service.
+        #[arg(long)]
+        principal: String,
+        /// May read PHI bodies (operators only).
+        #[arg(long)]
+        phi_view: bool,
+        /// May declare break-glass (operators only).
+        #[arg(long)]
+        break_glass: bool,
+        /// A note for people (no secrets, no PHI).
+        #[arg(long)]
+        label: Option<String>,
+    },
+    /// List API keys: id, holder, role, grants (never the keys).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke one API key by its id (`keys list`).
+    Revoke {
+        #[arg(long)]
+        id: String,
+    },
     /// Each partner's key versions and how many stored objects name each.
     Status {
         /// One partner (default: every partner).

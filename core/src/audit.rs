@@ -373,6 +373,75 @@ pub trait AuditSink: Send + Sync + 'static {
     async fn append(&self, event: &AuditEvent) -> crate::PortResult<u64>;
     /// The newest checkpoint's signed note, if any.
     async fn latest_checkpoint(&self) -> crate::PortResult<Option<String>>;
+    /// Signs a checkpoint of the log as it stands now (after a break-glass
+    /// event: it cannot then be cut off unnoticed); returns its note.
+    async fn checkpoint(&self) -> crate::PortResult<String>;
+    /// The note of the checkpoint of exactly `size` events, if one was
+    /// signed.
+    async fn checkpoint_note(&self, size: u64) -> crate::PortResult<Option<String>>;
+    /// Events matching `query`, with their indices, oldest first, at most
+    /// `limit`.
+    async fn search(&self, query: &AuditQuery, limit: usize) -> crate::PortResult<Vec<(u64, AuditEvent)>>;
+    /// The inclusion proof of event `index` in the tree of `size` events.
+    async fn inclusion_proof(&self, index: u64, size: u64) -> crate::PortResult<Vec<Hash>>;
+    /// The consistency proof between the trees of `old` and `new` events.
+    async fn consistency_proof(&self, old: u64, new: u64) -> crate::PortResult<Vec<Hash>>;
+}
+
+/// What an auditor looks for (every field optional; all given must match).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditQuery {
+    /// The acting principal.
+    pub actor: Option<String>,
+    pub tenant: Option<String>,
+    pub patient_token: Option<String>,
+    pub purpose: Option<String>,
+    /// A break-glass session id, or `any` for every event under one.
+    pub break_glass: Option<String>,
+    /// Recorded at or after (as [`instant`] writes it).
+    pub from: Option<String>,
+    /// Recorded before.
+    pub to: Option<String>,
+    /// Only events after this index.
+    pub after: Option<u64>,
+}
+
+impl AuditQuery {
+    /// Whether an event matches (what a store without an index does).
+    pub fn matches(&self, index: u64, e: &AuditEvent) -> bool {
+        let eq = |want: &Option<String>, have: Option<&str>| want.as_deref().is_none_or(|w| Some(w) == have);
+        self.after.is_none_or(|a| index > a)
+            && eq(&self.actor, Some(&e.actor.principal))
+            && eq(&self.tenant, e.tenant.as_deref())
+            && eq(&self.patient_token, e.patient_token.as_deref())
+            && eq(&self.purpose, e.purpose.as_deref())
+            && match self.break_glass.as_deref() {
+                None => true,
+                Some("any") => e.break_glass.is_some(),
+                Some(id) => e.break_glass.as_deref() == Some(id),
+            }
+            && self.from.as_deref().is_none_or(|f| e.recorded.as_str() >= f)
+            && self.to.as_deref().is_none_or(|t| e.recorded.as_str() < t)
+    }
+}
+
+/// An RFC 3339 time as events record it (UTC, milliseconds), so that
+/// times compare as strings; `None` if it is not RFC 3339.
+pub fn instant(rfc3339: &str) -> Option<String> {
+    const MILLIS: &[time::format_description::BorrowedFormatItem<'_>] =
+        time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
+    let t = time::OffsetDateTime::parse(rfc3339, &time::format_description::well_known::Rfc3339).ok()?;
+    t.to_offset(time::UtcOffset::UTC).format(MILLIS).ok()
+}
+
+/// Hashes as base64, as proofs travel in JSON.
+pub fn encode_hashes(hashes: &[Hash]) -> Vec<String> {
+    hashes.iter().map(|h| B64.encode(h)).collect()
+}
+
+/// Hashes from base64; `None` if one is not a 32-byte hash.
+pub fn decode_hashes(encoded: &[String]) -> Option<Vec<Hash>> {
+    encoded.iter().map(|s| B64.decode(s).ok().and_then(|b| b.try_into().ok())).collect()
 }
 
 // ------------------------------------------------------------ checkpoints --

@@ -68,6 +68,19 @@ struct Raw {
     /// Per-partner settings (`[partners.<id>.edits]`).
     #[serde(default)]
     partners: BTreeMap<String, RawPartner>,
+    #[serde(default)]
+    limits: RawLimits,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    submit_per_sec: Option<f64>,
+    submit_burst: Option<u32>,
+    realtime_per_sec: Option<f64>,
+    realtime_burst: Option<u32>,
+    read_per_sec: Option<f64>,
+    read_burst: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -792,6 +805,36 @@ pub struct Config {
     /// TLS towards partners' webhook URLs (`[webhooks] tls_ca_file`,
     /// `tls_client_cert_file`, `tls_client_key_file`).
     pub webhooks_tls: OutboundTls,
+    /// Per-caller request limits (`[limits]`).
+    pub limits: LimitsConfig,
+}
+
+/// A token bucket's settings: `per_sec` requests a second on average, at
+/// most `burst` at once.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rate {
+    pub per_sec: f64,
+    pub burst: u32,
+}
+
+/// Per-caller (partner or person) token buckets, one per route class:
+/// over its rate a caller is answered `429` with `Retry-After`, and the
+/// other callers do not notice.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LimitsConfig {
+    /// Submissions: `POST /v1/transactions`, payer files.
+    pub submit: Rate,
+    /// Real-time exchanges: eligibility, claim status, CORE, pharmacy.
+    pub realtime: Rate,
+    /// Everything else: reads, the feed, operator and audit routes.
+    pub read: Rate,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        let rate = |per_sec, burst| Rate { per_sec, burst };
+        LimitsConfig { submit: rate(1000.0, 2000), realtime: rate(500.0, 1000), read: rate(1000.0, 2000) }
+    }
 }
 
 impl Config {
@@ -1262,6 +1305,17 @@ fn validate(raw: Raw, e: &mut Vec<ConfigError>) -> Config {
             Backend::Local
         }
     };
+    let d = LimitsConfig::default();
+    let mut rate = |class: &str, per_sec: Option<f64>, burst: Option<u32>, d: Rate| Rate {
+        per_sec: positive(&format!("limits.{class}_per_sec"), per_sec, d.per_sec, e),
+        burst: positive(&format!("limits.{class}_burst"), burst, d.burst, e),
+    };
+    let l = &raw.limits;
+    let limits = LimitsConfig {
+        submit: rate("submit", l.submit_per_sec, l.submit_burst, d.submit),
+        realtime: rate("realtime", l.realtime_per_sec, l.realtime_burst, d.realtime),
+        read: rate("read", l.read_per_sec, l.read_burst, d.read),
+    };
     let fastpath = FastpathConfig {
         timeout: millis("fastpath.timeout_ms", raw.fastpath.timeout_ms, 2000, e),
         cache_capacity: positive("fastpath.cache_capacity", raw.fastpath.cache_capacity, 1_000_000, e),
@@ -1346,6 +1400,7 @@ fn validate(raw: Raw, e: &mut Vec<ConfigError>) -> Config {
         systems,
         tls,
         webhooks_tls,
+        limits,
     }
 }
 

@@ -11,6 +11,7 @@
 //!
 //! Nothing here performs I/O and nothing here depends on a vendor SDK.
 
+pub mod access;
 #[cfg(feature = "crypto")]
 pub mod audit;
 #[cfg(feature = "crypto")]

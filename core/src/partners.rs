@@ -6,6 +6,7 @@
 //! seconds, so a revocation takes effect within [`CACHE_TTL`].
 
 use crate::Sensitive;
+use crate::access::{Principal, Role};
 use crate::crypto::{self, Key};
 use crate::error::{ErrorKind, PortError, PortResult};
 use crate::ids::BlobKey;
@@ -19,7 +20,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// How long an authenticated key or a partner record is trusted from cache.
-pub const CACHE_TTL: Duration = Duration::from_secs(5);
+pub const CACHE_TTL: Duration = Duration::from_secs(2);
+
+/// An API key's public id: the first 12 hex digits of its SHA-256.
+pub fn credential_id(hash: &str) -> String {
+    hash.chars().take(12).collect()
+}
 
 /// Why the root key could not be loaded (names files, never key bytes).
 #[derive(Debug, thiserror::Error)]
@@ -198,8 +204,30 @@ fn parse<T: serde::de::DeserializeOwned>(b: &[u8]) -> PortResult<T> {
     serde_json::from_slice(b).map_err(|e| PortError::with_cause(ErrorKind::Internal, "decode record", e))
 }
 
-/// What an API key authenticates: its partner, or no one.
-type Authenticated = Option<Arc<PartnerRecord>>;
+/// What an API key authenticates: its principal, or no one.
+type Authenticated = Option<Arc<Principal>>;
+
+/// An API key as `keys list` shows it: never the key itself.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Credential {
+    /// Its public id: 12 hex digits of its SHA-256.
+    pub id: String,
+    pub principal: String,
+    pub role: Role,
+    pub created_at: String,
+    pub revoked: bool,
+    pub phi_view: bool,
+    pub break_glass: bool,
+    pub label: Option<String>,
+}
+
+/// What a new credential may do (`keys add`).
+#[derive(Debug, Clone, Default)]
+pub struct NewCredential {
+    pub phi_view: bool,
+    pub break_glass: bool,
+    pub label: Option<String>,
+}
 
 struct Cached<T> {
     value: T,
@@ -288,7 +316,8 @@ impl Partners {
             kms_key_id: None,
         };
         let api_key = crypto::new_api_key()?;
-        let key_record = ApiKeyRecord { partner: id.clone(), created_at: now };
+        let role = if operator { Role::Operator } else { Role::Submitter };
+        let key_record = ApiKeyRecord { role: Some(role), ..ApiKeyRecord::new(id.clone(), now) };
         self.state
             .write(vec![
                 WriteOp::Put {
@@ -338,7 +367,8 @@ impl Partners {
         }
     }
 
-    /// Revokes a partner: its keys stop authenticating (within the cache TTL).
+    /// Revokes a partner: its keys stop authenticating (at once in this
+    /// process, within the cache TTL in others).
     pub async fn revoke(&self, id: &PartnerId) -> PortResult<()> {
         let (mut record, version) = self.get(id).await?.ok_or_else(|| PortError::not_found("revoke partner"))?;
         record.revoked = true;
@@ -350,7 +380,9 @@ impl Partners {
                 condition: Condition::Version(version),
                 owner: None,
             }])
-            .await
+            .await?;
+        self.forget_cached();
+        Ok(())
     }
 
     /// Sets the partner's webhook URL and signing secret — the one given,
@@ -483,19 +515,20 @@ impl Partners {
         Ok(Some(Sensitive::new(secret)))
     }
 
-    /// The partner an API key belongs to, if the key is valid and the
-    /// partner not revoked.
-    pub async fn authenticate(&self, api_key: &str) -> PortResult<Option<Arc<PartnerRecord>>> {
+    /// Who an API key authenticates, if the key is valid and not revoked
+    /// (and, for a partner's key, the partner not revoked).
+    pub async fn authenticate(&self, api_key: &str) -> PortResult<Option<Arc<Principal>>> {
         let digest = crypto::api_key_digest(api_key);
         if let Ok(cache) = self.by_key.lock()
             && let Some(c) = cache.get(&digest).filter(|c| c.at.elapsed() < CACHE_TTL)
         {
             return Ok(c.value.clone());
         }
-        let found = match self.state.get(&ApiKeyRecord::key(&hex::encode(digest))).await? {
+        let hash = hex::encode(digest);
+        let found = match self.state.get(&ApiKeyRecord::key(&hash)).await? {
             Some(item) => {
                 let k: ApiKeyRecord = parse(&item.value)?;
-                self.get(&k.partner).await?.map(|(r, _)| r).filter(|r| !r.revoked).map(Arc::new)
+                self.principal(&hash, k).await?.map(Arc::new)
             }
             None => None,
         };
@@ -506,6 +539,146 @@ impl Partners {
             cache.insert(digest, Cached { value: found.clone(), at: Instant::now() });
         }
         Ok(found)
+    }
+
+    /// The principal of a stored key: a submitter's (or a key from before
+    /// roles) needs its partner record, not revoked.
+    async fn principal(&self, hash: &str, k: ApiKeyRecord) -> PortResult<Option<Principal>> {
+        if k.revoked {
+            return Ok(None);
+        }
+        let partner = match k.role {
+            Some(Role::Auditor | Role::Admin) => None,
+            Some(Role::Operator) => self.get(&k.partner).await?.map(|(r, _)| Arc::new(r)),
+            Some(Role::Submitter) | None => match self.get(&k.partner).await?.map(|(r, _)| r) {
+                Some(r) if !r.revoked => Some(Arc::new(r)),
+                _ => return Ok(None),
+            },
+        };
+        if partner.as_ref().is_some_and(|p| p.revoked) {
+            return Ok(None);
+        }
+        let role = k.role.unwrap_or(if partner.as_ref().is_some_and(|p| p.operator) {
+            Role::Operator
+        } else {
+            Role::Submitter
+        });
+        Ok(Some(Principal {
+            id: k.partner.to_string(),
+            role,
+            partner,
+            credential: credential_id(hash),
+            phi_view: k.phi_view,
+            break_glass: k.break_glass,
+        }))
+    }
+
+    /// Issues a new API key: a submitter's for an existing partner, or an
+    /// operator's, auditor's or admin's for a named person or service.
+    /// Returns its public id and the key (shown once).
+    pub async fn add_key(
+        &self,
+        principal: &PartnerId,
+        role: Role,
+        grants: NewCredential,
+    ) -> PortResult<(String, Sensitive<String>)> {
+        if role == Role::Submitter {
+            let p = self.get(principal).await?.ok_or_else(|| PortError::not_found("add key: no such partner"))?;
+            if p.0.revoked {
+                return Err(PortError::invalid_input("add key: the partner is revoked"));
+            }
+        }
+        if (grants.phi_view || grants.break_glass) && role != Role::Operator {
+            return Err(PortError::invalid_input("add key: phi_view and break_glass are for operators"));
+        }
+        let now = timestamp(time::OffsetDateTime::now_utc());
+        let record = ApiKeyRecord {
+            role: Some(role),
+            phi_view: grants.phi_view,
+            break_glass: grants.break_glass,
+            label: grants.label,
+            ..ApiKeyRecord::new(principal.clone(), now)
+        };
+        let api_key = crypto::new_api_key()?;
+        let hash = crypto::api_key_hash(api_key.expose());
+        self.state
+            .write(vec![WriteOp::Put {
+                key: ApiKeyRecord::key(&hash),
+                value: json(&record)?,
+                expires_at: None,
+                condition: Condition::NotExists,
+                owner: None,
+            }])
+            .await?;
+        Ok((credential_id(&hash), api_key))
+    }
+
+    /// Every API key (never the keys themselves), by id.
+    pub async fn list_keys(&self) -> PortResult<Vec<Credential>> {
+        let mut out = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = self.state.query(Table::Partners, "apikey", after.as_deref(), 1000).await?;
+            let Some((last, _)) = page.last() else { break };
+            after = Some(last.clone());
+            for (hash, item) in page {
+                let k: ApiKeyRecord = parse(&item.value)?;
+                let role = match k.role {
+                    Some(r) => r,
+                    None => match self.get(&k.partner).await? {
+                        Some((p, _)) if p.operator => Role::Operator,
+                        _ => Role::Submitter,
+                    },
+                };
+                out.push(Credential {
+                    id: credential_id(&hash),
+                    principal: k.partner.to_string(),
+                    role,
+                    created_at: k.created_at,
+                    revoked: k.revoked,
+                    phi_view: k.phi_view,
+                    break_glass: k.break_glass,
+                    label: k.label,
+                });
+            }
+        }
+        out.sort_by(|a, b| (&a.principal, &a.created_at, &a.id).cmp(&(&b.principal, &b.created_at, &b.id)));
+        Ok(out)
+    }
+
+    /// Revokes one API key by its public id: at once in this process,
+    /// within [`CACHE_TTL`] in others on the same backend.
+    pub async fn revoke_key(&self, id: &str) -> PortResult<Credential> {
+        let id = id.trim().to_ascii_lowercase();
+        if id.len() != 12 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(PortError::invalid_input("a key id is 12 hex digits"));
+        }
+        let mut after: Option<String> = None;
+        loop {
+            let page = self.state.query(Table::Partners, "apikey", after.as_deref(), 1000).await?;
+            let Some((last, _)) = page.last() else { break };
+            after = Some(last.clone());
+            for (hash, item) in page {
+                if !hash.starts_with(&id) {
+                    continue;
+                }
+                let mut k: ApiKeyRecord = parse(&item.value)?;
+                k.revoked = true;
+                self.state
+                    .write(vec![WriteOp::Put {
+                        key: ApiKeyRecord::key(&hash),
+                        value: json(&k)?,
+                        expires_at: None,
+                        condition: Condition::Version(item.version),
+                        owner: None,
+                    }])
+                    .await?;
+                self.forget_cached();
+                let listed = self.list_keys().await?;
+                return listed.into_iter().find(|c| c.id == id).ok_or_else(|| PortError::not_found("revoke key"));
+            }
+        }
+        Err(PortError::not_found("revoke key"))
     }
 
     /// The partners' key-encryption keys: rotation, destruction, shredding.

@@ -181,7 +181,6 @@ pub const INLINE_ACK_BYTES: usize = 64 * 1024;
 pub const MAX_ACK_BYTES: u64 = 512 * 1024 * 1024;
 
 /// A record as the JSON bytes the state store keeps.
-#[cfg(feature = "crypto")]
 pub fn encode_json<T: Serialize>(v: &T) -> crate::PortResult<bytes::Bytes> {
     serde_json::to_vec(v)
         .map(bytes::Bytes::from)
@@ -189,7 +188,6 @@ pub fn encode_json<T: Serialize>(v: &T) -> crate::PortResult<bytes::Bytes> {
 }
 
 /// A record from the JSON bytes the state store keeps.
-#[cfg(feature = "crypto")]
 pub fn decode_json<T: serde::de::DeserializeOwned>(b: &[u8]) -> crate::PortResult<T> {
     serde_json::from_slice(b).map_err(|e| crate::PortError::with_cause(crate::ErrorKind::Internal, "decode record", e))
 }
@@ -359,11 +357,39 @@ impl PartnerRecord {
 /// An API key (Table::Partners, pk = "apikey", sk = SHA-256 of the key).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApiKeyRecord {
+    /// Whose key: a submitter's partner, or the person or service an
+    /// operator, auditor or admin key was issued to.
     pub partner: PartnerId,
     pub created_at: String,
+    /// `None` in keys made before roles: the partner's `operator` flag says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<crate::access::Role>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub revoked: bool,
+    /// May read PHI bodies (operators).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub phi_view: bool,
+    /// May declare break-glass (operators).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub break_glass: bool,
+    /// A note for people: who holds it, what for. No secrets, no PHI.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
 }
 
 impl ApiKeyRecord {
+    /// A key of `partner` made at `created_at`, with no role, grant or label.
+    pub fn new(partner: PartnerId, created_at: String) -> Self {
+        ApiKeyRecord {
+            partner,
+            created_at,
+            role: None,
+            revoked: false,
+            phi_view: false,
+            break_glass: false,
+            label: None,
+        }
+    }
     pub fn key(hash: &str) -> Key {
         Key::new(Table::Partners, "apikey", hash)
     }

@@ -107,6 +107,9 @@ pub fn partners_event(c: &PartnersCommand) -> (&'static str, &'static str, Optio
 /// The event code, action and tenant of a `keys` command.
 pub fn keys_event(c: &KeysCommand) -> (&'static str, &'static str, Option<String>) {
     match c {
+        KeysCommand::Add { principal, .. } => ("keys.add", "C", Some(principal.clone())),
+        KeysCommand::List { .. } => ("keys.list", "R", None),
+        KeysCommand::Revoke { .. } => ("keys.revoke", "U", None),
         KeysCommand::Status { partner, .. } => ("keys.status", "R", partner.clone()),
         KeysCommand::Rotate { partner, .. } => ("keys.rotate", "U", partner.clone()),
         KeysCommand::Rewrap { partner, .. } => ("keys.rewrap", "U", partner.clone()),

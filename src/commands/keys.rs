@@ -1,5 +1,6 @@
-//! `clearway keys`: the partners' key versions, rotation, re-wrap,
-//! destruction and crypto-shredding (see `clearway_core::keys`).
+//! `clearway keys`: API keys with roles (add, list, revoke; see
+//! `clearway_core::access`), and the partners' key versions, rotation,
+//! re-wrap, destruction and crypto-shredding (see `clearway_core::keys`).
 
 use super::store::{Backend, Store, load_config, port};
 use crate::cli::{KeysCommand, StoreArgs};
@@ -54,6 +55,50 @@ async fn command_in(store: &Store, command: KeysCommand) -> anyhow::Result<ExitC
     let blobs = store.ports.blobs.as_ref();
     let mut out = std::io::stdout().lock();
     match command {
+        KeysCommand::Add { role, principal, phi_view, break_glass, label } => {
+            let role = clearway_core::access::Role::parse(&role)
+                .with_context(|| format!("--role is submitter, operator, auditor or admin, not {role}"))?;
+            let grants = clearway_core::partners::NewCredential { phi_view, break_glass, label };
+            let (id, key) = store.partners.add_key(&partner_id(&principal)?, role, grants).await.map_err(port)?;
+            eprintln!("key {id} ({role}) for {principal}: shown once, keep it secret");
+            writeln!(out, "{}", key.expose())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        KeysCommand::List { json } => {
+            let keys = store.partners.list_keys().await.map_err(port)?;
+            if json {
+                writeln!(out, "{}", serde_json::to_string_pretty(&keys)?)?;
+            } else {
+                for k in keys {
+                    let mut flags = vec![];
+                    if k.revoked {
+                        flags.push("revoked");
+                    }
+                    if k.phi_view {
+                        flags.push("phi_view");
+                    }
+                    if k.break_glass {
+                        flags.push("break_glass");
+                    }
+                    let label = k.label.as_deref().unwrap_or("");
+                    writeln!(
+                        out,
+                        "{}\t{}\t{}\t{}\t{}\t{label}",
+                        k.id,
+                        k.principal,
+                        k.role,
+                        k.created_at,
+                        flags.join(",")
+                    )?;
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        KeysCommand::Revoke { id } => {
+            let k = store.partners.revoke_key(&id).await.map_err(port)?;
+            writeln!(out, "revoked {} ({}, {})", k.id, k.principal, k.role)?;
+            Ok(ExitCode::SUCCESS)
+        }
         KeysCommand::Status { partner, verify, json } => {
             let mut all = Vec::new();
             let mut unreadable = 0;

@@ -7,7 +7,9 @@
 //! auditor can copy.
 
 use crate::db::{Db, db_err};
-use clearway_core::audit::{AuditError, Checkpoint, CompactRange, Hash, LogReader, LogSigner, Nodes, leaf_hash};
+use clearway_core::audit::{
+    AuditError, AuditEvent, AuditQuery, Checkpoint, CompactRange, Hash, LogReader, LogSigner, Nodes, leaf_hash,
+};
 use clearway_core::{ErrorKind, PortError, PortResult};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use std::io::Write as _;
@@ -175,6 +177,70 @@ impl SqliteAuditLog {
             .await
     }
 
+    /// The note of the checkpoint of `size` events, if one was signed.
+    pub async fn checkpoint_note(&self, size: u64) -> PortResult<Option<String>> {
+        self.db
+            .read(move |conn| {
+                conn.prepare_cached("SELECT note FROM checkpoints WHERE size = ?1")
+                    .and_then(|mut s| s.query_row([size as i64], |r| r.get(0)).optional())
+                    .map_err(db_err("audit checkpoint"))
+            })
+            .await
+    }
+
+    /// Events matching `query`, oldest first, at most `limit`. Reads the log
+    /// in order from `query.after` (no index: a search of a large log
+    /// should name a recent `after`).
+    pub async fn search(&self, query: AuditQuery, limit: usize) -> PortResult<Vec<(u64, AuditEvent)>> {
+        self.db
+            .read(move |conn| {
+                let mut stmt = conn
+                    .prepare_cached("SELECT seq, event FROM leaves WHERE seq > ?1 ORDER BY seq")
+                    .map_err(db_err("audit search"))?;
+                let start = query.after.map_or(-1, |a| a as i64);
+                let rows = stmt
+                    .query_map([start], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)))
+                    .map_err(db_err("audit search"))?;
+                let mut out = Vec::new();
+                for row in rows {
+                    let (seq, bytes) = row.map_err(db_err("audit search"))?;
+                    let event: AuditEvent = clearway_core::records::decode_json(&bytes)?;
+                    if query.matches(seq as u64, &event) {
+                        out.push((seq as u64, event));
+                        if out.len() >= limit {
+                            break;
+                        }
+                    }
+                }
+                Ok(out)
+            })
+            .await
+    }
+
+    /// The inclusion proof of event `index` in the tree of `size` events.
+    pub async fn inclusion_proof(&self, index: u64, size: u64) -> PortResult<Vec<Hash>> {
+        self.db
+            .read(move |conn| {
+                if size > size_of(conn)? || index >= size {
+                    return Err(PortError::invalid_input("inclusion proof: index or size out of range"));
+                }
+                clearway_core::audit::inclusion_proof(&ConnNodes(conn), size, index).map_err(audit_err)
+            })
+            .await
+    }
+
+    /// The consistency proof between the trees of `old` and `new` events.
+    pub async fn consistency_proof(&self, old: u64, new: u64) -> PortResult<Vec<Hash>> {
+        self.db
+            .read(move |conn| {
+                if new > size_of(conn)? || old > new {
+                    return Err(PortError::invalid_input("consistency proof: sizes out of range"));
+                }
+                clearway_core::audit::consistency_proof(&ConnNodes(conn), old, new).map_err(audit_err)
+            })
+            .await
+    }
+
     /// How many events the log holds.
     pub async fn size(&self) -> PortResult<u64> {
         self.db.read(size_of).await
@@ -262,6 +328,28 @@ impl clearway_core::audit::AuditSink for AuditService {
 
     async fn latest_checkpoint(&self) -> PortResult<Option<String>> {
         self.log.latest_checkpoint().await
+    }
+
+    async fn checkpoint(&self) -> PortResult<String> {
+        let c = AuditService::checkpoint(self).await?;
+        metrics::counter!("clearway_audit_checkpoints_total").increment(1);
+        Ok(c.note)
+    }
+
+    async fn checkpoint_note(&self, size: u64) -> PortResult<Option<String>> {
+        self.log.checkpoint_note(size).await
+    }
+
+    async fn search(&self, query: &AuditQuery, limit: usize) -> PortResult<Vec<(u64, AuditEvent)>> {
+        self.log.search(query.clone(), limit).await
+    }
+
+    async fn inclusion_proof(&self, index: u64, size: u64) -> PortResult<Vec<Hash>> {
+        self.log.inclusion_proof(index, size).await
+    }
+
+    async fn consistency_proof(&self, old: u64, new: u64) -> PortResult<Vec<Hash>> {
+        self.log.consistency_proof(old, new).await
     }
 }
 
