@@ -155,7 +155,7 @@ fn every_authenticated_request_is_one_event_recorded_before_its_answer() {
     assert_eq!(c.get(&format!("/v1/transactions/{id}")).status, 200);
     assert_eq!(c.get("/v1/transactions/not-a-transaction").status, 404);
     assert_eq!(c.get("/v1/acks?limit=5").status, 200);
-    // Not authenticated: no event (and nothing answered but 401).
+    // A key that does not authenticate: one event, by the key's public id.
     let anonymous = Client { addr: server.http, key: "cw_wrong".into() };
     assert_eq!(anonymous.get("/v1/acks").status, 401);
     assert_eq!(c.get("/healthz").status, 200);
@@ -179,9 +179,14 @@ fn every_authenticated_request_is_one_event_recorded_before_its_answer() {
             ("GET /v1/transactions/{id}".into(), "200".into()),
             ("GET /v1/transactions/{id}".into(), "404".into()),
             ("GET /v1/acks".into(), "200".into()),
+            ("GET /v1/acks".into(), "401".into()),
             ("GET /v1/audit/checkpoint".into(), "200".into()),
         ]
     );
+    let refused = &rest[4]["actor"];
+    assert_eq!((refused["principal"].as_str(), refused["role"].as_str()), (Some("unknown"), Some("none")));
+    let wrong_id = clearway_core::partners::credential_id(&clearway_core::crypto::api_key_hash("cw_wrong"));
+    assert_eq!(refused["credential"].as_str(), Some(wrong_id.as_str()));
     let first = &rest[0];
     assert_eq!(first["actor"]["principal"], "acme");
     assert_eq!(first["actor"]["role"], "submitter");
@@ -201,4 +206,69 @@ fn every_authenticated_request_is_one_event_recorded_before_its_answer() {
     let (code, out) = verify(&scratch, &[&copy]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("unanchored 0"), "{out}");
+}
+
+/// Issue 19's coverage figure: 100 mixed operations over HTTP, MLLP and the
+/// CLI (successes and refusals alike) make exactly 100 events, each in its
+/// category, and the log verifies.
+#[test]
+fn one_hundred_mixed_operations_are_one_hundred_events() {
+    use std::io::Write as _;
+    let scratch = Scratch::new();
+    let key = scratch.partner("lab", false);
+    scratch.run_ok(&["keys", "add", "--role", "operator", "--principal", "ops-ann"]);
+    let before = events(&scratch).len();
+    let server = Server::start(&scratch, Some("lab"), &[]);
+    let c = Client { addr: server.http, key };
+    let mut body = Vec::new();
+    clearway_formats::x12::synth::write(&mut body, clearway_formats::x12::synth::Kind::Professional837, 1, 3).unwrap();
+    let (mut http, mut mllp, mut cli) = (0, 0, 0);
+    let mut conn = std::net::TcpStream::connect(server.mllp.unwrap()).unwrap();
+    conn.set_read_timeout(Some(std::time::Duration::from_secs(30))).unwrap();
+    for i in 0..100 {
+        match i % 5 {
+            // HTTP: a submission, reads, a refusal by role, a bad key.
+            0 => assert_eq!(c.submit("application/edi-x12", &body, &[]).status / 100, 2),
+            1 if i % 2 == 0 => assert_eq!(c.get("/v1/acks").status, 200),
+            1 => assert_eq!(c.get("/v1/dead-letters").status, 403),
+            2 if i % 4 == 0 => {
+                assert_eq!(Client { addr: server.http, key: format!("cw_bad{i}") }.get("/v1/acks").status, 401)
+            }
+            // MLLP: messages, valid and not.
+            2 | 3 => {
+                let msg = if i % 3 == 0 {
+                    "not hl7 at all".to_string()
+                } else {
+                    format!(
+                        "MSH|^~\\&|LAB|NORTH|CLEARWAY|HUB|20240101120000||ADT^A01^ADT_A01|M{i}|P|2.5.1\r\
+                         EVN|A01|20240101120000\rPID|1||{i}^^^NORTH^MR||SAMPLE^PAT||19800101|F\rPV1|1|I\r"
+                    )
+                };
+                conn.write_all(&support::frame(msg.as_bytes())).unwrap();
+                support::read_frame(&mut conn).unwrap();
+                mllp += 1;
+                continue;
+            }
+            // The CLI.
+            _ => {
+                scratch.run_ok(&["keys", "list"]);
+                cli += 1;
+                continue;
+            }
+        }
+        http += 1;
+    }
+    assert_eq!(server.stop(), Some(0));
+    let log = events(&scratch);
+    let new = &log[before..];
+    let count = |category: &str| new.iter().filter(|e| e["category"] == category).count();
+    assert_eq!((count("rest"), count("mllp"), count("admin")), (http, mllp, cli));
+    assert_eq!(new.len(), 100);
+    assert!(
+        new.iter()
+            .filter(|e| e["category"] == "mllp")
+            .all(|e| e["tenant"] == "lab" && e["actor"]["auth"] == "listener")
+    );
+    let (code, out) = verify(&scratch, &[]);
+    assert_eq!(code, 0, "{out}");
 }

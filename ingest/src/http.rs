@@ -4,6 +4,7 @@
 
 use crate::Services;
 use crate::accept::{self, Channel, DuplicateReason, Outcome, Refusal, Submission};
+use crate::authz;
 use crate::problem::Problem;
 use axum::body::Body;
 use axum::extract::{FromRef, FromRequestParts, Path, Query, State};
@@ -12,6 +13,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use clearway_core::access::{Principal, Role};
 use clearway_core::ports::Table;
 use clearway_core::records::{AckRecord, DeadLetter, FeedEntry, Lineage, PartnerRecord, TransactionRecord};
 use clearway_core::systems;
@@ -58,71 +60,210 @@ pub fn certificate_allows(p: &PartnerRecord, peer: Option<&crate::tls::PeerCerti
     ok
 }
 
-/// The authenticated partner of a request.
+/// Whether the connection's client certificate fits the principal an API
+/// key named: a partner's key goes through [`certificate_allows`]; a
+/// person's key never rides a certificate bound to a partner.
+fn principal_allows(p: &Principal, peer: Option<&crate::tls::PeerCertificate>) -> bool {
+    match &p.partner {
+        Some(partner) => certificate_allows(partner, peer),
+        None => peer.and_then(|c| c.partner.as_ref()).is_none(),
+    }
+}
+
+/// The authenticated caller of a request, as the access layer
+/// ([`authorize`]) admitted it: who, the purpose of use it acts under, and
+/// the break-glass elevation in force for it, if any.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub principal: Arc<Principal>,
+    pub purpose: &'static str,
+    pub break_glass: Option<clearway_core::access::BreakGlass>,
+    slot: AuditSlot,
+}
+
+impl Caller {
+    /// Names the tenant (and patients, as index tokens) a request touched
+    /// when it is not the caller's own: its audit event says so.
+    pub fn concerns(&self, tenant: &PartnerId, patients: &[String]) {
+        if let Ok(mut note) = self.slot.0.lock() {
+            note.tenant = Some(tenant.to_string());
+            note.patients.extend(patients.iter().cloned());
+        }
+    }
+
+    /// Whether it may read PHI bodies of any tenant: an operator with a
+    /// `phi_view` grant, or under break-glass.
+    pub fn may_view_phi(&self) -> bool {
+        self.principal.role == Role::Operator && (self.principal.phi_view || self.break_glass.is_some())
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        parts.extensions.get::<Caller>().cloned().ok_or_else(Problem::unauthorized)
+    }
+}
+
+/// The partner (tenant) of a submitter's request; any other role is
+/// refused (`403`).
 #[derive(Debug)]
 pub struct Authed(pub Arc<PartnerRecord>);
 
-/// Who a request was authenticated as, for its audit event: the audit
-/// layer puts an empty slot in the request, [`Authed`] fills it.
+impl<S: Send + Sync> FromRequestParts<S> for Authed {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let caller = Caller::from_request_parts(parts, state).await?;
+        match (&caller.principal.partner, caller.principal.role) {
+            (Some(p), Role::Submitter) => Ok(Authed(p.clone())),
+            _ => Err(Problem::forbidden()),
+        }
+    }
+}
+
+/// What a request's audit event records beyond the request itself: the
+/// access layer and handlers fill it in, the audit layer reads it.
 #[derive(Debug, Clone, Default)]
-pub struct AuditSlot(Arc<std::sync::Mutex<Option<AuditWho>>>);
+pub struct AuditSlot(Arc<std::sync::Mutex<AuditNote>>);
+
+#[derive(Debug, Default)]
+struct AuditNote {
+    who: Option<AuditWho>,
+    purpose: Option<String>,
+    break_glass: Option<String>,
+    tenant: Option<String>,
+    patients: Vec<String>,
+}
 
 #[derive(Debug, Clone)]
-pub struct AuditWho {
-    partner: PartnerId,
-    operator: bool,
-    /// The first 12 hex digits of the API key's SHA-256: names the key,
-    /// reveals nothing of it.
+struct AuditWho {
+    principal: String,
+    role: Role,
+    tenant: Option<String>,
     credential: String,
     mtls: bool,
 }
 
-impl<S> FromRequestParts<S> for Authed
-where
-    Arc<Services>: FromRef<S>,
-    S: Send + Sync,
-{
-    type Rejection = Problem;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let svc = Arc::<Services>::from_ref(state);
-        let token = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
-            .filter(|t| !t.is_empty() && t.len() <= 200)
-            .ok_or_else(Problem::unauthorized)?;
-        match svc.partners.authenticate(token).await {
-            // A partner bound to client certificates must present one of
-            // them on this connection too: key and certificate name the
-            // same partner.
-            Ok(Some(p)) => {
-                let peer = parts.extensions.get::<crate::tls::PeerCertificate>();
-                if certificate_allows(&p, peer) {
-                    if let Some(slot) = parts.extensions.get::<AuditSlot>()
-                        && let Ok(mut who) = slot.0.lock()
-                    {
-                        *who = Some(AuditWho {
-                            partner: p.id.clone(),
-                            operator: p.operator,
-                            credential: clearway_core::crypto::api_key_hash(token)[..12].to_string(),
-                            mtls: peer.is_some_and(|c| c.fingerprint.is_some()),
-                        });
-                    }
-                    Ok(Authed(p))
-                } else {
-                    Err(Problem::unauthorized())
-                }
-            }
-            Ok(None) => Err(Problem::unauthorized()),
-            Err(e) => {
-                tracing::warn!(error = %clearway_core::error::chain(&e), "authentication unavailable");
-                Err(Problem::unavailable(5))
-            }
+impl AuditSlot {
+    fn note(&self, f: impl FnOnce(&mut AuditNote)) {
+        if let Ok(mut note) = self.0.lock() {
+            f(&mut note);
         }
     }
+}
+
+/// The bearer token of a request, if it has a plausible one.
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty() && t.len() <= 200)
+}
+
+/// The access layer: finds the route's rule ([`crate::authz::RULES`];
+/// none: refused), authenticates the caller, checks its role and purpose
+/// of use, finds its break-glass elevation, takes a token from its bucket
+/// for the route's class, and hands the handler a [`Caller`].
+async fn authorize(
+    State(svc): State<Arc<Services>>,
+    mut req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let route = req.extensions().get::<axum::extract::MatchedPath>().map(|m| m.as_str().to_string());
+    let Some(rule) = route.as_deref().and_then(|r| authz::rule(req.method().as_str(), r)) else {
+        // A method the route does not have: the router answers 405. A
+        // route without any rule: refused.
+        if route.as_deref().is_some_and(|r| authz::RULES.iter().any(|x| x.route == r)) {
+            return next.run(req).await;
+        }
+        return Problem::forbidden().into_response();
+    };
+    match rule.auth {
+        authz::Auth::Public | authz::Auth::Envelope => return next.run(req).await,
+        authz::Auth::Bearer => {}
+    }
+    let Some(token) = bearer(req.headers()) else { return Problem::unauthorized().into_response() };
+    let principal = match svc.partners.authenticate(token).await {
+        Ok(Some(p)) => p,
+        Ok(None) => return Problem::unauthorized().into_response(),
+        Err(e) => {
+            tracing::warn!(error = %clearway_core::error::chain(&e), "authentication unavailable");
+            return Problem::unavailable(5).into_response();
+        }
+    };
+    let peer = req.extensions().get::<crate::tls::PeerCertificate>();
+    if !principal_allows(&principal, peer) {
+        return Problem::unauthorized().into_response();
+    }
+    let mtls = peer.is_some_and(|c| c.fingerprint.is_some());
+    let slot = req.extensions().get::<AuditSlot>().cloned().unwrap_or_default();
+    slot.note(|n| {
+        n.who = Some(AuditWho {
+            principal: principal.id.clone(),
+            role: principal.role,
+            tenant: principal.tenant().map(|t| t.to_string()),
+            credential: principal.credential.clone(),
+            mtls,
+        });
+    });
+    let Some(grant) = rule.grant(principal.role) else { return Problem::forbidden().into_response() };
+    let named = req.headers().get("x-purpose-of-use").map(|v| v.to_str().unwrap_or("?"));
+    let purpose = match authz::purpose(grant, named) {
+        Ok(p) => p,
+        Err(authz::PurposeRefusal::Unknown) => {
+            return Problem::new(
+                StatusCode::BAD_REQUEST,
+                "unknown-purpose-of-use",
+                "Unknown purpose of use",
+                "X-Purpose-Of-Use is one HL7 v3 PurposeOfUse code (TREAT, HPAYMT, HOPERAT, HCOMPL, ...)",
+            )
+            .into_response();
+        }
+        Err(authz::PurposeRefusal::NotAllowed(code)) => {
+            slot.note(|n| n.purpose = Some(code.into()));
+            return Problem::new(
+                StatusCode::FORBIDDEN,
+                "purpose-not-allowed",
+                "Purpose of use not allowed",
+                format!("{code} is not a purpose this role may act under on this route"),
+            )
+            .into_response();
+        }
+    };
+    slot.note(|n| n.purpose = Some(purpose.into()));
+    let break_glass = if principal.role == Role::Operator && principal.break_glass {
+        match clearway_core::access::active_break_glass(svc.ports.state.as_ref(), &principal.credential, now_ms()).await
+        {
+            Ok(s) => s,
+            Err(e) => return port_problem(&e).into_response(),
+        }
+    } else {
+        None
+    };
+    if let Some(s) = &break_glass {
+        slot.note(|n| n.break_glass = Some(s.id.clone()));
+    }
+    if let Err(wait) = svc.limits.take(&principal.id, rule.class) {
+        metrics::counter!("clearway_http_rate_limited_total", "class" => rule.class.as_str()).increment(1);
+        return Problem::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate-limited",
+            "Too many requests",
+            "this credential's holder is over its request rate for this kind of route",
+        )
+        .retry_after(wait.as_secs_f64().ceil().max(1.0) as u64)
+        .into_response();
+    }
+    req.extensions_mut().insert(Caller { principal, purpose, break_glass, slot });
+    next.run(req).await
+}
+
+fn now_ms() -> i64 {
+    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
 }
 
 /// The routes of the intake and read API.
@@ -147,7 +288,16 @@ pub fn router(svc: Arc<Services>, metrics: MetricsRender) -> Router {
         .route("/v1/destinations", get(destinations))
         .route("/v1/destinations/{name}/dead-letters", get(destination_dead_letters))
         .route("/v1/destinations/{name}/replay", post(destination_replay))
+        .route("/v1/transactions/{id}/payload", get(transaction_payload))
+        .route("/v1/break-glass", post(break_glass_start).delete(break_glass_end))
         .route("/v1/audit/checkpoint", get(audit_checkpoint))
+        .route("/v1/audit/consistency", get(audit_consistency))
+        .route("/v1/audit/events", get(audit_events))
+        .route("/v1/audit/disclosures", post(audit_disclosures))
+        .route("/v1/audit/break-glass", get(break_glass_queue))
+        .route("/v1/audit/break-glass/{id}/review", post(break_glass_review))
+        .route("/v1/admin/keys", get(admin_keys).post(admin_key_add))
+        .route("/v1/admin/keys/{id}", axum::routing::delete(admin_key_revoke))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(render_metrics))
@@ -155,16 +305,18 @@ pub fn router(svc: Arc<Services>, metrics: MetricsRender) -> Router {
             "/openapi.json",
             get(|| async { ([(header::CONTENT_TYPE, "application/json")], crate::openapi::DOCUMENT) }),
         )
+        .route_layer(axum::middleware::from_fn_with_state(svc.clone(), authorize))
         .route_layer(axum::middleware::from_fn_with_state(svc.clone(), audit_request))
         .fallback(|| async { Problem::not_found() })
         .with_state(AppState { svc, metrics })
 }
 
-/// Records one audit event for every authenticated request, durably,
-/// before its answer goes out. If the event cannot be recorded, a read is
-/// answered `503` instead (never an unaudited read); a write's answer
-/// stands (its effect is already durable) and the failure is counted
-/// (`clearway_audit_failures_total`).
+/// Records one audit event for every authenticated request (and every
+/// refused credential), durably, before its answer goes out. If the event
+/// cannot be recorded, a read is answered `503` instead (never an
+/// unaudited read); a write's answer stands (its effect is already
+/// durable) and the failure is counted (`clearway_audit_failures_total`).
+/// An event under break-glass is anchored at once by a checkpoint.
 async fn audit_request(
     State(svc): State<Arc<Services>>,
     mut req: axum::extract::Request,
@@ -176,7 +328,9 @@ async fn audit_request(
     let route = req.extensions().get::<axum::extract::MatchedPath>().map(|m| m.as_str().to_string());
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    let purpose = req.headers().get("x-purpose-of-use").and_then(|v| v.to_str().ok()).and_then(purpose_code);
+    let source =
+        req.extensions().get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip().to_string());
+    let presented = bearer(req.headers()).map(str::to_string);
     let request_id = req
         .headers()
         .get("x-request-id")
@@ -184,8 +338,28 @@ async fn audit_request(
         .filter(|v| v.len() <= 64 && v.bytes().all(|b| b.is_ascii_graphic()))
         .map(str::to_string);
     let response = next.run(req).await;
-    let who = slot.0.lock().ok().and_then(|mut w| w.take());
-    let Some(who) = who else { return response };
+    let note = std::mem::take(&mut *slot.0.lock().unwrap_or_else(|p| p.into_inner()));
+    let status = response.status();
+    let actor = match &note.who {
+        Some(who) => clearway_core::audit::AuditActor {
+            principal: who.principal.clone(),
+            kind: if who.tenant.is_some() || who.role == Role::Submitter { "partner" } else { "user" }.into(),
+            role: who.role.as_str().into(),
+            credential: Some(who.credential.clone()),
+            auth: if who.mtls { "mtls" } else { "api_key" }.into(),
+        },
+        // A credential that did not authenticate: recorded by its id, so
+        // repeated failures can be seen (the key itself never is).
+        None if status == StatusCode::UNAUTHORIZED && presented.is_some() => clearway_core::audit::AuditActor {
+            principal: "unknown".into(),
+            kind: "unknown".into(),
+            role: "none".into(),
+            credential: presented
+                .map(|t| clearway_core::partners::credential_id(&clearway_core::crypto::api_key_hash(&t))),
+            auth: "api_key".into(),
+        },
+        None => return response,
+    };
     let route = route.unwrap_or_default();
     let action = match method {
         axum::http::Method::GET | axum::http::Method::HEAD => "R",
@@ -193,36 +367,30 @@ async fn audit_request(
         axum::http::Method::DELETE => "D",
         _ => "C",
     };
-    let actor = clearway_core::audit::AuditActor {
-        principal: who.partner.to_string(),
-        kind: "partner".into(),
-        role: if who.operator { "operator" } else { "submitter" }.into(),
-        credential: Some(who.credential),
-        auth: if who.mtls { "mtls" } else { "api_key" }.into(),
-    };
     let mut event = clearway_core::audit::AuditEvent::new("rest", &format!("{method} {route}"), action, actor);
-    let status = response.status();
     event.outcome = if status.is_success() || status.is_redirection() { "success" } else { "failure" }.into();
     event.status = Some(status.as_u16().to_string());
-    event.purpose = purpose;
-    event.tenant = Some(who.partner.to_string());
+    event.source = source;
+    event.purpose = note.purpose;
+    event.break_glass = note.break_glass;
+    event.tenant = note.tenant.or_else(|| note.who.and_then(|w| w.tenant));
     event.entity = path_entities(&route, &path);
+    event.patient_token = note.patients.first().cloned();
     event.request_id = request_id;
-    match sink.append(&event).await {
-        Ok(_) => response,
+    let anchored = event.break_glass.is_some();
+    let recorded = match sink.append(&event).await {
+        Ok(_) if anchored => sink.checkpoint().await.map(|_| ()),
+        Ok(_) => Ok(()),
+        Err(e) => Err(e),
+    };
+    match recorded {
+        Ok(()) => response,
         Err(e) => {
             metrics::counter!("clearway_audit_failures_total").increment(1);
             tracing::error!(error = %clearway_core::error::chain(&e), route, "audit event not recorded");
             if action == "R" { Problem::unavailable(5).into_response() } else { response }
         }
     }
-}
-
-/// An HL7 v3 PurposeOfUse code as a client sent it (`TREAT`, `HPAYMT`,
-/// …): upper-case letters only, at most 16, else none.
-fn purpose_code(v: &str) -> Option<String> {
-    let v = v.trim();
-    (!v.is_empty() && v.len() <= 16 && v.bytes().all(|b| b.is_ascii_uppercase())).then(|| v.to_string())
 }
 
 /// The entities a request names in its path: each `{param}` of the route
@@ -250,12 +418,442 @@ fn path_entities(route: &str, path: &str) -> Vec<clearway_core::audit::AuditEnti
 
 /// `GET /v1/audit/checkpoint`: the audit log's newest signed checkpoint
 /// (C2SP signed note), for partners and auditors to keep copies of.
-async fn audit_checkpoint(State(st): State<AppState>, Authed(_): Authed) -> Response {
+async fn audit_checkpoint(State(st): State<AppState>, _: Caller) -> Response {
     let Some(sink) = st.svc.audit.clone() else { return Problem::not_found().into_response() };
     match sink.latest_checkpoint().await {
         Ok(Some(note)) => ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], note).into_response(),
         Ok(None) => Problem::not_found().into_response(),
         Err(e) => port_problem(&e).into_response(),
+    }
+}
+
+/// `GET /v1/transactions/{id}/payload`: the payload as it was received
+/// (PHI). A submitter reads its own; an operator needs a `phi_view` grant
+/// or break-glass, and names the tenant. Audited before the first byte.
+async fn transaction_payload(
+    State(svc): State<Arc<Services>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(q): Query<TenantQuery>,
+) -> Result<Response, Problem> {
+    if caller.principal.role != Role::Submitter && !caller.may_view_phi() {
+        return Err(Problem::new(
+            StatusCode::FORBIDDEN,
+            "phi-view-needed",
+            "PHI view needed",
+            "payloads are for credentials with a phi_view grant, or under break-glass",
+        ));
+    }
+    let partner = tenant_of(&caller, &q)?;
+    let r = load_record(&svc, &partner, &id).await?;
+    caller.concerns(&partner, &patient_tokens(&svc, &r));
+    let sealed = svc
+        .ports
+        .blobs
+        .get(&r.blob_key, svc.config.server.max_body_bytes.saturating_add(64 * 1024))
+        .await
+        .map_err(|e| port_problem(&e))?;
+    let aad = clearway_core::keys::payload_aad(&r.id, &r.partner);
+    match svc.partners.open(&r.partner, &sealed, aad.as_bytes()).await {
+        Ok(body) => Ok(([(header::CONTENT_TYPE, r.content_type.clone())], body).into_response()),
+        // Erased (shredded) or never readable: gone, as far as anyone can tell.
+        Err(e) if e.kind() == ErrorKind::InvalidInput || e.kind() == ErrorKind::NotFound => Err(Problem::new(
+            StatusCode::GONE,
+            "payload-unavailable",
+            "Payload unavailable",
+            "the payload cannot be opened (its partner's keys were destroyed)",
+        )),
+        Err(e) => Err(port_problem(&e)),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct BreakGlassRequest {
+    reason: String,
+    justification: String,
+    minutes: Option<u32>,
+}
+
+/// `POST /v1/break-glass`: an eligible operator's elevation for PHI reads
+/// (at most 60 minutes), justified; its start is an audit event anchored at
+/// once by a checkpoint, like every request under it.
+async fn break_glass_start(
+    State(svc): State<Arc<Services>>,
+    caller: Caller,
+    body: axum::body::Bytes,
+) -> Result<Response, Problem> {
+    let invalid =
+        |detail: String| Problem::new(StatusCode::BAD_REQUEST, "invalid-input", "Invalid break-glass", detail);
+    let req: BreakGlassRequest = serde_json::from_slice(&body)
+        .map_err(|_| invalid("a JSON object with reason, justification and minutes".into()))?;
+    if caller.break_glass.is_some() {
+        return Err(Problem::new(StatusCode::CONFLICT, "break-glass-in-force", "Already in force", "end it first"));
+    }
+    let minutes = req.minutes.unwrap_or(clearway_core::access::BREAK_GLASS_MAX_MINUTES);
+    let session =
+        clearway_core::access::break_glass(&caller.principal, &req.reason, &req.justification, minutes, now_ms())
+            .map_err(|r| match r {
+                clearway_core::access::BreakGlassRefusal::NotEligible => Problem::new(
+                    StatusCode::FORBIDDEN,
+                    "not-break-glass-eligible",
+                    "Not eligible for break-glass",
+                    "this credential may not break the glass",
+                ),
+                other => invalid(other.detail()),
+            })?;
+    clearway_core::access::store_break_glass(svc.ports.state.as_ref(), &session).await.map_err(|e| port_problem(&e))?;
+    caller.slot.note(|n| n.break_glass = Some(session.id.clone()));
+    metrics::counter!("clearway_break_glass_total").increment(1);
+    tracing::warn!(session = %session.id, principal = %session.principal, reason = %session.reason, "break-glass started");
+    Ok((StatusCode::CREATED, Json(break_glass_json(&session))).into_response())
+}
+
+/// `DELETE /v1/break-glass`: ends the caller's elevation early.
+async fn break_glass_end(State(svc): State<Arc<Services>>, caller: Caller) -> Result<Response, Problem> {
+    match clearway_core::access::end_break_glass(svc.ports.state.as_ref(), &caller.principal.credential, now_ms())
+        .await
+        .map_err(|e| port_problem(&e))?
+    {
+        Some(s) => Ok(Json(break_glass_json(&s)).into_response()),
+        None => Err(Problem::not_found()),
+    }
+}
+
+fn break_glass_json(s: &clearway_core::access::BreakGlass) -> Value {
+    let at = |ms: i64| {
+        time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+            .ok()
+            .map(clearway_core::records::timestamp)
+    };
+    json!({
+        "id": s.id,
+        "principal": s.principal,
+        "credential": s.credential,
+        "reason": s.reason,
+        "justification": s.justification,
+        "startedAt": at(s.started_at_ms),
+        "expiresAt": at(s.expires_at_ms),
+        "endedAt": s.ended_at_ms.and_then(at),
+        "review": s.review.as_ref().map(|r| json!({ "by": r.by, "at": at(r.at_ms), "finding": r.finding })),
+    })
+}
+
+#[derive(Debug, Deserialize)]
+struct QueueQuery {
+    reviewed: Option<bool>,
+    limit: Option<usize>,
+}
+
+/// `GET /v1/audit/break-glass`: elevations for auditors to review (by
+/// default the ones not yet reviewed), oldest first, each with the number
+/// of audit events recorded under it.
+async fn break_glass_queue(
+    State(svc): State<Arc<Services>>,
+    _: Caller,
+    Query(q): Query<QueueQuery>,
+) -> Result<Json<Value>, Problem> {
+    let unreviewed = !q.reviewed.unwrap_or(false);
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let list = clearway_core::access::list_break_glass(svc.ports.state.as_ref(), unreviewed, limit)
+        .await
+        .map_err(|e| port_problem(&e))?;
+    let mut items = Vec::new();
+    for s in &list {
+        let mut v = break_glass_json(s);
+        if let Some(sink) = &svc.audit {
+            let filter = clearway_core::audit::AuditQuery { break_glass: Some(s.id.clone()), ..Default::default() };
+            let events = sink.search(&filter, usize::MAX >> 1).await.map_err(|e| port_problem(&e))?;
+            v["events"] = json!(events.len());
+        }
+        items.push(v);
+    }
+    Ok(Json(json!({ "sessions": items })))
+}
+
+#[derive(Debug, Deserialize)]
+struct ReviewRequest {
+    finding: String,
+}
+
+/// `POST /v1/audit/break-glass/{id}/review`: an auditor's finding
+/// (`appropriate` or `inappropriate`) on an elevation that has ended.
+async fn break_glass_review(
+    State(svc): State<Arc<Services>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Response, Problem> {
+    let finding = serde_json::from_slice::<ReviewRequest>(&body)
+        .ok()
+        .map(|r| r.finding)
+        .filter(|f| f == "appropriate" || f == "inappropriate")
+        .ok_or_else(|| {
+            Problem::new(
+                StatusCode::BAD_REQUEST,
+                "invalid-input",
+                "Invalid review",
+                "finding: appropriate or inappropriate",
+            )
+        })?;
+    let review = clearway_core::access::Review { by: caller.principal.id.clone(), at_ms: now_ms(), finding };
+    match clearway_core::access::review_break_glass(svc.ports.state.as_ref(), &id, review, now_ms()).await {
+        Ok(Some(s)) => Ok(Json(break_glass_json(&s)).into_response()),
+        Ok(None) => Err(Problem::not_found()),
+        Err(e) if e.kind() == ErrorKind::PreconditionFailed => Err(Problem::new(
+            StatusCode::CONFLICT,
+            "break-glass-in-force",
+            "Still in force",
+            "an elevation is reviewed once it has ended",
+        )),
+        Err(e) => Err(port_problem(&e)),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct EventsQuery {
+    actor: Option<String>,
+    tenant: Option<String>,
+    patient: Option<String>,
+    purpose: Option<String>,
+    #[serde(rename = "breakGlass")]
+    break_glass: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    after: Option<u64>,
+    limit: Option<usize>,
+    /// The size of the checkpoint to prove inclusion against.
+    checkpoint: Option<u64>,
+}
+
+fn audit_sink(svc: &Services) -> Result<Arc<dyn clearway_core::audit::AuditSink>, Problem> {
+    svc.audit.clone().ok_or_else(Problem::not_found)
+}
+
+/// `GET /v1/audit/events`: events by actor, tenant, patient token, purpose,
+/// break-glass session and time, oldest first, paged by `after` (an
+/// index); with `checkpoint=<size>`, each with its inclusion proof against
+/// that checkpoint. A submitter sees the events about its own tenant: who
+/// accessed its data.
+async fn audit_events(
+    State(svc): State<Arc<Services>>,
+    caller: Caller,
+    Query(q): Query<EventsQuery>,
+) -> Result<Json<Value>, Problem> {
+    let sink = audit_sink(&svc)?;
+    let bad =
+        |what: &str| Problem::new(StatusCode::BAD_REQUEST, "invalid-input", "Invalid query", format!("bad {what}"));
+    let time = |v: &Option<String>, what: &str| match v.as_deref() {
+        Some(s) => clearway_core::audit::instant(s).map(Some).ok_or_else(|| bad(what)),
+        None => Ok(None),
+    };
+    let tenant = match caller.principal.tenant() {
+        Some(own) => Some(own.to_string()),
+        None => q.tenant.clone(),
+    };
+    let filter = clearway_core::audit::AuditQuery {
+        actor: q.actor.clone(),
+        tenant,
+        patient_token: q.patient.clone(),
+        purpose: q.purpose.clone(),
+        break_glass: q.break_glass.clone(),
+        from: time(&q.from, "from")?,
+        to: time(&q.to, "to")?,
+        after: q.after,
+    };
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let found = sink.search(&filter, limit).await.map_err(|e| port_problem(&e))?;
+    let size = match q.checkpoint {
+        Some(size) => {
+            if sink.checkpoint_note(size).await.map_err(|e| port_problem(&e))?.is_none() {
+                return Err(Problem::new(
+                    StatusCode::NOT_FOUND,
+                    "no-such-checkpoint",
+                    "No such checkpoint",
+                    "no checkpoint of that size was signed",
+                ));
+            }
+            Some(size)
+        }
+        None => None,
+    };
+    let mut events = Vec::new();
+    for (index, event) in &found {
+        let mut v = json!({ "index": index, "event": event });
+        if let Some(size) = size.filter(|s| index < s) {
+            let proof = sink.inclusion_proof(*index, size).await.map_err(|e| port_problem(&e))?;
+            v["inclusionProof"] = json!(clearway_core::audit::encode_hashes(&proof));
+        }
+        events.push(v);
+    }
+    let next = (found.len() == limit).then(|| found.last().map(|(i, _)| *i)).flatten();
+    Ok(Json(json!({ "events": events, "checkpoint": size, "next": next })))
+}
+
+#[derive(Debug, Deserialize)]
+struct ConsistencyQuery {
+    from: u64,
+    to: u64,
+}
+
+/// `GET /v1/audit/consistency?from=&to=`: the proof that the checkpoint of
+/// size `to` extends the one of size `from` (RFC 6962), with both notes.
+async fn audit_consistency(
+    State(svc): State<Arc<Services>>,
+    _: Caller,
+    Query(q): Query<ConsistencyQuery>,
+) -> Result<Json<Value>, Problem> {
+    let sink = audit_sink(&svc)?;
+    if q.from > q.to {
+        return Err(Problem::new(StatusCode::BAD_REQUEST, "invalid-input", "Invalid range", "from is at most to"));
+    }
+    let mut notes = Vec::new();
+    for size in [q.from, q.to] {
+        match sink.checkpoint_note(size).await.map_err(|e| port_problem(&e))? {
+            Some(n) => notes.push(n),
+            None => {
+                return Err(Problem::new(
+                    StatusCode::NOT_FOUND,
+                    "no-such-checkpoint",
+                    "No such checkpoint",
+                    format!("no checkpoint of size {size}"),
+                ));
+            }
+        }
+    }
+    let proof = sink.consistency_proof(q.from, q.to).await.map_err(|e| port_problem(&e))?;
+    Ok(Json(json!({
+        "from": { "size": q.from, "checkpoint": notes[0] },
+        "to": { "size": q.to, "checkpoint": notes[1] },
+        "proof": clearway_core::audit::encode_hashes(&proof),
+    })))
+}
+
+#[derive(Debug, Deserialize)]
+struct DisclosuresRequest {
+    #[serde(rename = "patientControlNumber")]
+    patient_control_number: Option<String>,
+    #[serde(rename = "patientToken")]
+    patient_token: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+}
+
+/// `POST /v1/audit/disclosures`: an accounting of disclosures for one
+/// patient (45 CFR 164.528): every access to data about them — when, to
+/// whom (principal and role), what (the route and entity) and why (the
+/// purpose) — by patient control number (in the body, never the URL) or
+/// its index token.
+async fn audit_disclosures(
+    State(svc): State<Arc<Services>>,
+    _: Caller,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, Problem> {
+    let sink = audit_sink(&svc)?;
+    let bad = |d: &str| Problem::new(StatusCode::BAD_REQUEST, "invalid-input", "Invalid request", d.to_string());
+    let req: DisclosuresRequest =
+        serde_json::from_slice(&body).map_err(|_| bad("a JSON object with patientControlNumber or patientToken"))?;
+    let token = match (req.patient_control_number.as_deref(), req.patient_token) {
+        (Some(pcn), _) if !pcn.is_empty() => svc.partners.index_token(pcn),
+        (_, Some(t)) if !t.is_empty() => t,
+        _ => return Err(bad("patientControlNumber or patientToken")),
+    };
+    let time = |v: &Option<String>| match v.as_deref() {
+        Some(s) => clearway_core::audit::instant(s).map(Some).ok_or_else(|| bad("from and to are RFC 3339")),
+        None => Ok(None),
+    };
+    let mut filter = clearway_core::audit::AuditQuery {
+        patient_token: Some(token.clone()),
+        from: time(&req.from)?,
+        to: time(&req.to)?,
+        ..Default::default()
+    };
+    let mut entries = Vec::new();
+    loop {
+        let page = sink.search(&filter, 1000).await.map_err(|e| port_problem(&e))?;
+        for (index, e) in &page {
+            if e.outcome != "success" {
+                continue;
+            }
+            entries.push(json!({
+                "index": index,
+                "date": e.recorded,
+                "recipient": { "principal": e.actor.principal, "role": e.actor.role, "credential": e.actor.credential },
+                "description": e.code,
+                "entities": e.entity,
+                "purpose": e.purpose,
+                "breakGlass": e.break_glass,
+                "tenant": e.tenant,
+            }));
+        }
+        if page.len() < 1000 {
+            break;
+        }
+        filter.after = page.last().map(|(i, _)| *i);
+    }
+    Ok(Json(json!({ "patientToken": token, "disclosures": entries })))
+}
+
+/// `GET /v1/admin/keys`: every API key's id, holder, role and grants.
+async fn admin_keys(State(svc): State<Arc<Services>>, _: Caller) -> Result<Json<Value>, Problem> {
+    let keys = svc.partners.list_keys().await.map_err(|e| port_problem(&e))?;
+    Ok(Json(json!({ "keys": keys })))
+}
+
+#[derive(Debug, Deserialize)]
+struct NewKeyRequest {
+    principal: String,
+    role: String,
+    #[serde(default, rename = "phiView")]
+    phi_view: bool,
+    #[serde(default, rename = "breakGlass")]
+    break_glass: bool,
+    label: Option<String>,
+}
+
+/// `POST /v1/admin/keys`: issues a key; the key is in this answer only.
+async fn admin_key_add(
+    State(svc): State<Arc<Services>>,
+    _: Caller,
+    body: axum::body::Bytes,
+) -> Result<Response, Problem> {
+    let bad = |d: String| Problem::new(StatusCode::BAD_REQUEST, "invalid-input", "Invalid key request", d);
+    let req: NewKeyRequest = serde_json::from_slice(&body)
+        .map_err(|_| bad("a JSON object with principal, role and optional phiView, breakGlass, label".into()))?;
+    let role = Role::parse(&req.role).ok_or_else(|| bad("role: submitter, operator, auditor or admin".into()))?;
+    let principal = PartnerId::new(&req.principal).map_err(|e| bad(format!("principal: {e}")))?;
+    let grants = clearway_core::partners::NewCredential {
+        phi_view: req.phi_view,
+        break_glass: req.break_glass,
+        label: req.label.map(|l| l.chars().take(200).collect()),
+    };
+    match svc.partners.add_key(&principal, role, grants).await {
+        Ok((id, key)) => Ok((
+            StatusCode::CREATED,
+            [(header::CACHE_CONTROL, "no-store")],
+            Json(json!({ "id": id, "principal": principal, "role": role, "key": key.expose() })),
+        )
+            .into_response()),
+        Err(e) if e.kind() == ErrorKind::NotFound => Err(Problem::new(
+            StatusCode::NOT_FOUND,
+            "no-such-partner",
+            "No such partner",
+            "a submitter key is for an existing partner",
+        )),
+        Err(e) if e.kind() == ErrorKind::InvalidInput => Err(bad(e.operation().to_string())),
+        Err(e) => Err(port_problem(&e)),
+    }
+}
+
+/// `DELETE /v1/admin/keys/{id}`: revokes a key, at once in this process.
+async fn admin_key_revoke(
+    State(svc): State<Arc<Services>>,
+    _: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, Problem> {
+    match svc.partners.revoke_key(&id).await {
+        Ok(c) => Ok(Json(json!(c))),
+        Err(e) if e.kind() == ErrorKind::NotFound || e.kind() == ErrorKind::InvalidInput => Err(Problem::not_found()),
+        Err(e) => Err(port_problem(&e)),
     }
 }
 
@@ -717,15 +1315,47 @@ fn pharmacy_view(r: &PharmacyRecord) -> Value {
     })
 }
 
+#[derive(Debug, Deserialize)]
+struct TenantQuery {
+    partner: Option<String>,
+}
+
+/// Whose transaction a caller asks about: a submitter's own tenant, or
+/// for an operator the `?partner=` it names (recorded in the audit event).
+fn tenant_of(caller: &Caller, q: &TenantQuery) -> Result<PartnerId, Problem> {
+    if let Some(own) = caller.principal.tenant() {
+        return Ok(own.clone());
+    }
+    let partner = q.partner.as_deref().and_then(|p| PartnerId::new(p).ok()).ok_or_else(|| {
+        Problem::new(StatusCode::BAD_REQUEST, "invalid-input", "Partner needed", "name the tenant: ?partner=<id>")
+    })?;
+    caller.concerns(&partner, &[]);
+    Ok(partner)
+}
+
+/// The index tokens of a transaction's patient control numbers: how its
+/// audit events name the patients it concerns.
+fn patient_tokens(svc: &Services, r: &TransactionRecord) -> Vec<String> {
+    r.claims.iter().map(|c| svc.partners.index_token(c.patient_control_number.expose())).collect()
+}
+
 async fn transaction(
     State(svc): State<Arc<Services>>,
-    Authed(p): Authed,
+    caller: Caller,
     Path(id): Path<String>,
+    Query(q): Query<TenantQuery>,
 ) -> Result<Json<Value>, Problem> {
-    let r = match load_record(&svc, &p.id, &id).await {
+    let partner = tenant_of(&caller, &q)?;
+    // Operators see metadata; PHI (patient control numbers) only with
+    // `phi_view` or under break-glass.
+    let phi = caller.principal.role == Role::Submitter || caller.may_view_phi();
+    let r = match load_record(&svc, &partner, &id).await {
         Ok(r) => r,
-        Err(e) => return load_pharmacy(&svc, &p.id, &id).await?.map(|r| Json(pharmacy_view(&r))).ok_or(e),
+        Err(e) => return load_pharmacy(&svc, &partner, &id).await?.map(|r| Json(pharmacy_view(&r))).ok_or(e),
     };
+    if phi {
+        caller.concerns(&partner, &patient_tokens(&svc, &r));
+    }
     // Where each routed claim went since: its payer batch and the payer's
     // verdict.
     let mut lineage = std::collections::HashMap::new();
@@ -754,7 +1384,7 @@ async fn transaction(
             let l = lineage.get(&c.id);
             json!({
                 "id": c.id,
-                "patientControlNumber": c.patient_control_number.expose(),
+                "patientControlNumber": phi.then(|| c.patient_control_number.expose()),
                 "payerId": c.payer_id,
                 "totalCharge": c.total_charge,
                 "status": l.map_or(c.status.as_str(), |l| l.status.as_str()),
@@ -793,8 +1423,7 @@ async fn transaction(
 
 /// Every destination: its kind, queue, dead letters, breaker and last
 /// error, as its deliverer last published them (operators).
-async fn destinations(State(svc): State<Arc<Services>>, Authed(p): Authed) -> Result<Json<Value>, Problem> {
-    operator(&p)?;
+async fn destinations(State(svc): State<Arc<Services>>, _: Caller) -> Result<Json<Value>, Problem> {
     let mut out = Vec::new();
     for d in &svc.config.systems.destinations {
         let depth = systems::depth(&svc.ports, &d.name).await.map_err(|e| port_problem(&e))?;
@@ -821,11 +1450,10 @@ fn known_destination<'a>(
 /// A destination's dead letters, oldest first (metadata only).
 async fn destination_dead_letters(
     State(svc): State<Arc<Services>>,
-    Authed(p): Authed,
+    _: Caller,
     Path(name): Path<String>,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Value>, Problem> {
-    operator(&p)?;
     let d = known_destination(&svc, &name)?;
     let list = systems::dead_letters(&svc.ports, &d.name, q.limit.unwrap_or(100).clamp(1, 1000))
         .await
@@ -853,11 +1481,10 @@ async fn destination_dead_letters(
 /// (`?dryRun=true` counts them).
 async fn destination_replay(
     State(svc): State<Arc<Services>>,
-    Authed(p): Authed,
+    _: Caller,
     Path(name): Path<String>,
     Query(q): Query<ReplayQuery>,
 ) -> Result<Response, Problem> {
-    operator(&p)?;
     let d = known_destination(&svc, &name)?;
     let dry_run = q.dry_run.unwrap_or(false);
     let n = systems::replay(&svc.ports, &d.name, dry_run).await.map_err(|e| port_problem(&e))?;
@@ -959,10 +1586,6 @@ struct DeadLetterQuery {
     limit: Option<usize>,
 }
 
-fn operator(p: &PartnerRecord) -> Result<(), Problem> {
-    if p.operator { Ok(()) } else { Err(Problem::forbidden()) }
-}
-
 /// Parses `since` (RFC 3339) into Unix milliseconds.
 pub fn parse_since(s: &str) -> Option<i64> {
     time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
@@ -972,10 +1595,9 @@ pub fn parse_since(s: &str) -> Option<i64> {
 
 async fn dead_letters(
     State(svc): State<Arc<Services>>,
-    Authed(p): Authed,
+    _: Caller,
     Query(q): Query<DeadLetterQuery>,
 ) -> Result<Json<Value>, Problem> {
-    operator(&p)?;
     let partner = match q.partner.as_deref() {
         Some(s) => Some(PartnerId::new(s).map_err(|_| {
             Problem::new(StatusCode::BAD_REQUEST, "invalid-input", "Invalid partner", "bad partner id")
@@ -1003,7 +1625,13 @@ async fn dead_letters(
 async fn payer_file(State(svc): State<Arc<Services>>, Authed(p): Authed, req: axum::extract::Request) -> Response {
     let (parts, body) = req.into_parts();
     let Some(payer) = svc.config.payers.values().find(|c| c.partner.as_deref() == Some(p.id.as_str())) else {
-        return Problem::forbidden().into_response();
+        return Problem::new(
+            StatusCode::FORBIDDEN,
+            "not-a-payer",
+            "Not a payer",
+            "no payer names this partner ([payers.ID] partner)",
+        )
+        .into_response();
     };
     let media = media_type(&parts.headers);
     if media != "application/edi-x12" {
@@ -1041,10 +1669,9 @@ struct ListQuery {
 /// that do not parse, batches that failed our validator.
 async fn attention(
     State(svc): State<Arc<Services>>,
-    Authed(p): Authed,
+    _: Caller,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Value>, Problem> {
-    operator(&p)?;
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     let page = svc.ports.state.query(Table::Batches, "attention", None, limit).await.map_err(|e| port_problem(&e))?;
     let items: Vec<Value> = page
@@ -1062,10 +1689,9 @@ async fn attention(
 /// A payer's outbound batches, oldest first.
 async fn batches(
     State(svc): State<Arc<Services>>,
-    Authed(p): Authed,
+    _: Caller,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Value>, Problem> {
-    operator(&p)?;
     let Some(payer) =
         q.payer.as_deref().filter(|p| p.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)))
     else {
@@ -1100,11 +1726,10 @@ struct ReplayQuery {
 
 async fn replay(
     State(svc): State<Arc<Services>>,
-    Authed(p): Authed,
+    _: Caller,
     Path(id): Path<String>,
     Query(q): Query<ReplayQuery>,
 ) -> Result<Response, Problem> {
-    operator(&p)?;
     let id = TransactionId::parse(&id).ok_or_else(Problem::not_found)?;
     let dry_run = q.dry_run.unwrap_or(false);
     match clearway_core::dlq::replay(&svc.ports, &id, dry_run).await {
@@ -1296,6 +1921,7 @@ async fn core_partner(
     svc: &Services,
     req: &caqh::CoreRequest,
     peer: Option<&crate::tls::PeerCertificate>,
+    slot: Option<&AuditSlot>,
 ) -> Result<PartnerId, &'static str> {
     let (Some(user), Some(password)) = (req.username.as_deref(), req.password.as_ref()) else {
         return Err("UnAuthorized");
@@ -1305,7 +1931,25 @@ async fn core_partner(
         return Err("UnAuthorized");
     }
     match svc.partners.authenticate(token).await {
-        Ok(Some(p)) if p.id.as_str() == user && certificate_allows(&p, peer) => Ok(p.id.clone()),
+        Ok(Some(p)) if p.id.as_str() == user && principal_allows(&p, peer) => match (p.tenant(), slot) {
+            (Some(tenant), slot) => {
+                if let Some(slot) = slot {
+                    slot.note(|n| {
+                        n.who = Some(AuditWho {
+                            principal: p.id.clone(),
+                            role: p.role,
+                            tenant: Some(tenant.to_string()),
+                            credential: p.credential.clone(),
+                            mtls: peer.is_some_and(|c| c.fingerprint.is_some()),
+                        });
+                        n.purpose = Some("ELIGVER".into());
+                    });
+                }
+                Ok(tenant.clone())
+            }
+            // CORE envelopes are for submitters only.
+            (None, _) => Err("UnAuthorized"),
+        },
         Ok(_) => Err("UnAuthorized"),
         Err(e) => {
             tracing::warn!(error = %clearway_core::error::chain(&e), "authentication unavailable");
@@ -1329,6 +1973,7 @@ const SOAP_XML: &str = "application/soap+xml; charset=utf-8";
 async fn core_soap(
     State(svc): State<Arc<Services>>,
     peer: Option<axum::Extension<crate::tls::PeerCertificate>>,
+    slot: Option<axum::Extension<AuditSlot>>,
     body: Body,
 ) -> Response {
     let fault = |status: StatusCode, why: &str| {
@@ -1341,7 +1986,7 @@ async fn core_soap(
         Ok(r) => r,
         Err(why) => return fault(StatusCode::BAD_REQUEST, &why),
     };
-    let response = core_answer(&svc, &req, peer.as_ref().map(|p| &p.0)).await;
+    let response = core_answer(&svc, &req, peer.as_ref().map(|p| &p.0), slot.as_ref().map(|s| &s.0)).await;
     (core_status(&response), [(header::CONTENT_TYPE, SOAP_XML)], caqh::soap_response(&response)).into_response()
 }
 
@@ -1351,9 +1996,10 @@ async fn core_answer(
     svc: &Services,
     req: &caqh::CoreRequest,
     peer: Option<&crate::tls::PeerCertificate>,
+    slot: Option<&AuditSlot>,
 ) -> caqh::CoreResponse {
     let now = time::OffsetDateTime::now_utc();
-    match core_partner(svc, req, peer).await {
+    match core_partner(svc, req, peer, slot).await {
         Ok(partner) if req.processing_mode.as_deref() == Some("Batch") => core_batch(svc, partner, req, now).await,
         Ok(partner) => svc.fastpath.core_exchange(&partner, req, now).await,
         Err(code) => caqh::CoreResponse::error(req, &core_auth_error(code), &caqh::timestamp(now)),
@@ -1413,6 +2059,7 @@ fn core_auth_error(code: &'static str) -> caqh::EnvelopeError {
 async fn core_mime(
     State(svc): State<Arc<Services>>,
     peer: Option<axum::Extension<crate::tls::PeerCertificate>>,
+    slot: Option<axum::Extension<AuditSlot>>,
     mut form: axum::extract::Multipart,
 ) -> Response {
     let mut fields: Vec<(String, Vec<u8>)> = Vec::new();
@@ -1451,7 +2098,7 @@ async fn core_mime(
         }
     }
     let req = caqh::from_mime_fields(fields.iter().map(|(n, v)| (n.as_str(), v.clone())));
-    let response = core_answer(&svc, &req, peer.as_ref().map(|p| &p.0)).await;
+    let response = core_answer(&svc, &req, peer.as_ref().map(|p| &p.0), slot.as_ref().map(|s| &s.0)).await;
     let digest = clearway_core::crypto::sha256_hex(response.payload.as_deref().unwrap_or_default());
     let boundary = format!("clearway-core-{}", digest.get(..24).unwrap_or_default());
     let (content_type, body) = caqh::mime_response(&response, &boundary);

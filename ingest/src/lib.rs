@@ -9,6 +9,7 @@
 //! (`503`/`429` with `Retry-After`).
 
 pub mod accept;
+pub mod authz;
 pub mod http;
 pub mod mllp;
 mod openapi;
@@ -44,6 +45,8 @@ pub struct Services {
     /// Where the audit events of authenticated requests go (`None`: not
     /// audited, the AWS backend until its audit store is built).
     pub audit: Option<Arc<dyn clearway_core::audit::AuditSink>>,
+    /// Per-caller token buckets (`[limits]`).
+    pub limits: authz::RateLimits,
     /// Each destination's published queue depth and when it was read.
     depths: Mutex<HashMap<String, (std::time::Instant, u64)>>,
     inflight_keys: Mutex<HashSet<(PartnerId, String)>>,
@@ -80,6 +83,7 @@ impl Services {
             fastpath,
             ports,
             partners,
+            limits: authz::RateLimits::new(config.limits),
             config,
             feed,
             ready: AtomicBool::new(true),

@@ -219,7 +219,9 @@ async fn connection<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
                             .increment(1);
                         return Err(ConnectionEnd::NoLongerAllowed);
                     }
-                    let ack = handle(svc, partner, payload).await?;
+                    let handled = handle(svc, partner, payload).await;
+                    audit(svc, partner, identity.as_ref(), &handled).await;
+                    let (ack, _) = handled?;
                     out.clear();
                     hl7::encode_frame(ack.as_bytes(), &mut out);
                     stream.write_all(&out).await?;
@@ -254,8 +256,57 @@ async fn connection<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
     }
 }
 
-/// Accepts one message and returns the ACK to send.
-async fn handle(svc: &Services, partner: &PartnerId, payload: Bytes) -> Result<String, ConnectionEnd> {
+/// Records one audit event for an MLLP message, durably, before its ACK
+/// goes out (or the connection closes without one). The message's effect
+/// is already durable: if the event cannot be recorded the ACK still goes,
+/// and the failure is counted.
+async fn audit(
+    svc: &Services,
+    partner: &PartnerId,
+    identity: Option<&Identity>,
+    handled: &Result<(String, Option<String>), ConnectionEnd>,
+) {
+    let Some(sink) = svc.audit.as_ref() else { return };
+    let fingerprint = identity.and_then(|i| i.fingerprint.as_deref());
+    let actor = clearway_core::audit::AuditActor {
+        principal: partner.to_string(),
+        kind: "partner".into(),
+        role: clearway_core::access::Role::Submitter.as_str().into(),
+        credential: fingerprint.map(|f| f.chars().take(12).collect()),
+        // Plaintext: the listener's own partner (loopback, or TLS ended
+        // upstream).
+        auth: if fingerprint.is_some() { "mtls" } else { "listener" }.into(),
+    };
+    let mut event = clearway_core::audit::AuditEvent::new("mllp", "MLLP message", "C", actor);
+    event.purpose = Some("TREAT".into());
+    event.tenant = Some(partner.to_string());
+    match handled {
+        Ok((ack, transaction)) => {
+            let kind = ack_kind(ack);
+            event.outcome = if kind == "AA" || kind == "CA" { "success" } else { "failure" }.into();
+            event.status = Some(kind.into());
+            if let Some(t) = transaction {
+                event.entity.push(clearway_core::audit::AuditEntity { kind: "transaction".into(), id: t.clone() });
+            }
+        }
+        Err(_) => {
+            event.outcome = "failure".into();
+            event.status = Some("no-ack".into());
+        }
+    }
+    if let Err(e) = sink.append(&event).await {
+        metrics::counter!("clearway_audit_failures_total").increment(1);
+        tracing::error!(error = %clearway_core::error::chain(&e), "audit event of an mllp message not recorded");
+    }
+}
+
+/// Accepts one message and returns the ACK to send, with the transaction
+/// it became (if it became one).
+async fn handle(
+    svc: &Services,
+    partner: &PartnerId,
+    payload: Bytes,
+) -> Result<(String, Option<String>), ConnectionEnd> {
     let sub = Submission {
         partner: partner.clone(),
         body: payload.clone(),
@@ -267,18 +318,18 @@ async fn handle(svc: &Services, partner: &PartnerId, payload: Bytes) -> Result<S
         Ok(Outcome::Accepted { hl7_ack: Some(ack), record }) => {
             metrics::counter!("clearway_mllp_acks_total", "kind" => ack_kind(&ack)).increment(1);
             tracing::debug!(transaction_id = %record.id, partner = %partner, "mllp message accepted");
-            Ok(ack)
+            Ok((ack, Some(record.id.to_string())))
         }
         Ok(Outcome::Duplicate { ack: Some(ack), original, .. }) => {
             metrics::counter!("clearway_mllp_acks_total", "kind" => "replayed").increment(1);
             tracing::debug!(transaction_id = %original, partner = %partner, "mllp duplicate: original ACK replayed");
-            Ok(ack)
+            Ok((ack, Some(original.to_string())))
         }
         Ok(Outcome::Duplicate { original, .. }) => {
             // A duplicate of something that arrived without an ACK on record
             // (over HTTP): acknowledge it as the original would have been.
             let now = time::OffsetDateTime::now_utc();
-            Ok(accept::intake_hl7_ack(&payload, &original, now))
+            Ok((accept::intake_hl7_ack(&payload, &original, now), Some(original.to_string())))
         }
         Ok(_) => Err(ConnectionEnd::NotDurable),
         // Not HL7 at all: answer AR with the reason, keep the connection
@@ -286,7 +337,7 @@ async fn handle(svc: &Services, partner: &PartnerId, payload: Bytes) -> Result<S
         Err(accept::Refusal::BadRequest { detail, .. }) => {
             metrics::counter!("clearway_mllp_acks_total", "kind" => "AR").increment(1);
             tracing::info!(partner = %partner, "mllp frame refused: not an HL7 message");
-            Ok(accept::refusal_hl7_ack(&payload, &detail, time::OffsetDateTime::now_utc()))
+            Ok((accept::refusal_hl7_ack(&payload, &detail, time::OffsetDateTime::now_utc()), None))
         }
         Err(r) => {
             tracing::warn!(partner = %partner, refusal = ?r, "mllp message not accepted");

@@ -43,4 +43,16 @@ mod tests {
         assert!(routes.len() >= 12, "the route scan found only {routes:?}");
         assert_eq!(routes, documented);
     }
+
+    /// Default deny holds only if the access table names every route: a
+    /// route missing from it would be refused to everyone, one in it but
+    /// not routed is a stale rule.
+    #[test]
+    fn the_access_table_covers_every_route_and_only_those() {
+        let ruled: BTreeSet<(String, String)> = crate::authz::RULES
+            .iter()
+            .map(|r| (r.route.replace("{ack_id}", "{ackId}"), r.method.to_ascii_lowercase()))
+            .collect();
+        assert_eq!(routed(), ruled);
+    }
 }
