@@ -184,7 +184,7 @@ fn every_authenticated_request_is_one_event_recorded_before_its_answer() {
         ]
     );
     let refused = &rest[4]["actor"];
-    assert_eq!((refused["principal"].as_str(), refused["role"].as_str()), (Some("unknown"), Some("none")));
+    assert_eq!((refused["principal"].as_str(), refused["role"].as_str()), (Some("unauthenticated"), Some("none")));
     let wrong_id = clearway_core::partners::credential_id(&clearway_core::crypto::api_key_hash("cw_wrong"));
     assert_eq!(refused["credential"].as_str(), Some(wrong_id.as_str()));
     let first = &rest[0];

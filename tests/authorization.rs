@@ -201,6 +201,15 @@ fn purposes_keys_break_glass_cross_tenant_reads_and_the_auditors_view() {
         s.call("operator+btg", "GET", &format!("/v1/transactions/{id}/payload?partner=acme"), &[], b"").status,
         403
     );
+    // The emergency purposes mean an elevation in force.
+    let early = s.call(
+        "operator+btg",
+        "GET",
+        &format!("/v1/transactions/{id}?partner=acme"),
+        &[("X-Purpose-Of-Use", "BTG")],
+        b"",
+    );
+    assert_eq!(early.status, 403);
     let started = btg("operator+btg", why);
     assert_eq!(started.status, 201, "{}", started.text());
     let session = started.json()["id"].as_str().unwrap().to_string();
@@ -237,7 +246,19 @@ fn purposes_keys_break_glass_cross_tenant_reads_and_the_auditors_view() {
         403
     );
     assert_eq!(review("fine").status, 400);
+    // Nobody reviews their own elevation (a person holding an auditor's
+    // key as well).
+    let own = s.scratch.run_ok(&["keys", "add", "--role", "auditor", "--principal", "staff-operator-btg"]);
+    let own_review = request(
+        s.server.http,
+        "POST",
+        &format!("/v1/audit/break-glass/{session}/review"),
+        &[("Authorization", &format!("Bearer {}", own.trim()))],
+        br#"{"finding":"appropriate"}"#,
+    );
+    assert_eq!(own_review.status, 403, "{}", own_review.text());
     assert_eq!(review("appropriate").status, 200);
+    assert_eq!(review("inappropriate").status, 409, "a review is not overwritten");
     assert_eq!(s.call("auditor", "GET", "/v1/audit/break-glass", &[], b"").json()["sessions"], serde_json::json!([]));
 
     // Accounting of disclosures for the patient: the PHI reads, by whom and why.
@@ -303,6 +324,8 @@ fn purposes_keys_break_glass_cross_tenant_reads_and_the_auditors_view() {
     );
 
     // Admin: issue a key over HTTP; revoking it works at once here.
+    let phi = br#"{"principal":"staff-eve","role":"operator","phiView":true}"#;
+    assert_eq!(s.call("admin", "POST", "/v1/admin/keys", &[], phi).status, 403, "PHI grants are made on the host");
     let made = s.call(
         "admin",
         "POST",
@@ -353,4 +376,17 @@ fn a_caller_over_its_rate_gets_429_and_the_others_do_not_notice() {
     assert_eq!(bravo.get("/v1/acks").status, 200, "another partner has its own bucket");
     let submit = acme.submit("application/edi-x12", &gen_837p(1, 1), &[]);
     assert_eq!(submit.status, 202, "submissions draw from another bucket");
+
+    // Keys that do not authenticate: audit events up to a service-wide
+    // rate, then 429 without one (nobody floods the log).
+    let mut refused = BTreeMap::new();
+    for i in 0..300 {
+        let bad = Client { addr: s.server.http, key: format!("cw_wrong{i}") };
+        *refused.entry(bad.get("/v1/acks").status).or_insert(0) += 1;
+    }
+    assert!(refused.get(&429).copied().unwrap_or(0) > 0, "{refused:?}");
+    let events = s.call("auditor", "GET", "/v1/audit/events?actor=unauthenticated&limit=1000", &[], b"").json();
+    let recorded = events["events"].as_array().unwrap().len();
+
+    assert_eq!(recorded, refused[&401], "one event per 401, none per 429");
 }

@@ -233,7 +233,9 @@ pub async fn store_break_glass(state: &dyn StateStore, s: &BreakGlass) -> PortRe
                 key: BreakGlass::active_key(&s.credential),
                 value: encode_json(&s.id)?,
                 expires_at: Some((s.expires_at_ms + 999) / 1000),
-                condition: Condition::None,
+                // One elevation per credential at a time, even when two
+                // requests race.
+                condition: Condition::NotExists,
                 owner: None,
             },
         ])
@@ -299,7 +301,8 @@ pub async fn list_break_glass(state: &dyn StateStore, unreviewed: bool, limit: u
 }
 
 /// Records an auditor's review; `None` if there is no such session. A
-/// session still in force cannot be reviewed yet.
+/// session still in force, or reviewed already, cannot be reviewed
+/// (`PreconditionFailed`); nobody reviews their own (`InvalidInput`).
 pub async fn review_break_glass(
     state: &dyn StateStore,
     id: &str,
@@ -309,6 +312,12 @@ pub async fn review_break_glass(
     let Some((mut s, version)) = get_break_glass(state, id).await? else { return Ok(None) };
     if s.active(now_ms) {
         return Err(PortError::new(ErrorKind::PreconditionFailed, "the elevation is still in force"));
+    }
+    if s.review.is_some() {
+        return Err(PortError::new(ErrorKind::PreconditionFailed, "the elevation was reviewed already"));
+    }
+    if review.by == s.principal {
+        return Err(PortError::invalid_input("nobody reviews their own elevation"));
     }
     s.review = Some(review);
     state

@@ -300,8 +300,10 @@ pub struct AuditEvent {
     pub tenant: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub entity: Vec<AuditEntity>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub patient_token: Option<String>,
+    /// The patients the event concerns, as index tokens (a read of a
+    /// transaction discloses every patient in it).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub patients: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
 }
@@ -354,7 +356,7 @@ impl AuditEvent {
             break_glass: None,
             tenant: None,
             entity: Vec::new(),
-            patient_token: None,
+            patients: Vec::new(),
             request_id: None,
         }
     }
@@ -379,13 +381,26 @@ pub trait AuditSink: Send + Sync + 'static {
     /// The note of the checkpoint of exactly `size` events, if one was
     /// signed.
     async fn checkpoint_note(&self, size: u64) -> crate::PortResult<Option<String>>;
-    /// Events matching `query`, with their indices, oldest first, at most
-    /// `limit`.
-    async fn search(&self, query: &AuditQuery, limit: usize) -> crate::PortResult<Vec<(u64, AuditEvent)>>;
+    /// Events matching `query`, with their indices, oldest first: at most
+    /// `limit`, from at most [`MAX_SCAN`] events read; `next` says where to
+    /// go on from when it stopped before the end of the log.
+    async fn search(&self, query: &AuditQuery, limit: usize) -> crate::PortResult<AuditPage>;
     /// The inclusion proof of event `index` in the tree of `size` events.
     async fn inclusion_proof(&self, index: u64, size: u64) -> crate::PortResult<Vec<Hash>>;
     /// The consistency proof between the trees of `old` and `new` events.
     async fn consistency_proof(&self, old: u64, new: u64) -> crate::PortResult<Vec<Hash>>;
+}
+
+/// Most events one search reads: its work is bounded whatever the filter.
+pub const MAX_SCAN: usize = 100_000;
+
+/// A page of search results.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditPage {
+    pub events: Vec<(u64, AuditEvent)>,
+    /// The last index read, when the search stopped before the end of the
+    /// log (pass it as `after` to go on).
+    pub next: Option<u64>,
 }
 
 /// What an auditor looks for (every field optional; all given must match).
@@ -413,7 +428,7 @@ impl AuditQuery {
         self.after.is_none_or(|a| index > a)
             && eq(&self.actor, Some(&e.actor.principal))
             && eq(&self.tenant, e.tenant.as_deref())
-            && eq(&self.patient_token, e.patient_token.as_deref())
+            && self.patient_token.as_deref().is_none_or(|t| e.patients.iter().any(|p| p == t))
             && eq(&self.purpose, e.purpose.as_deref())
             && match self.break_glass.as_deref() {
                 None => true,

@@ -175,7 +175,12 @@ pub fn purpose(grant: &Grant, header: Option<&str>) -> Result<&'static str, Purp
 pub struct RateLimits {
     config: LimitsConfig,
     buckets: Mutex<HashMap<(String, Class), TokenBucket>>,
+    failed: Mutex<TokenBucket>,
 }
+
+/// Requests with a credential that does not authenticate, service-wide:
+/// each is an audit event up to this rate; past it, `429` without one.
+pub const FAILED_AUTH: Rate = Rate { per_sec: 50.0, burst: 100 };
 
 /// Most callers tracked at once; past it the map starts afresh (every
 /// bucket full again), which only ever errs towards letting through.
@@ -183,7 +188,21 @@ const MAX_BUCKETS: usize = 100_000;
 
 impl RateLimits {
     pub fn new(config: LimitsConfig) -> Self {
-        RateLimits { config, buckets: Mutex::new(HashMap::new()) }
+        let f = FAILED_AUTH;
+        RateLimits {
+            config,
+            buckets: Mutex::new(HashMap::new()),
+            failed: Mutex::new(TokenBucket::new(f.per_sec, f.burst)),
+        }
+    }
+
+    /// Takes a token for a request whose credential did not authenticate:
+    /// one bucket for the whole service ([`FAILED_AUTH`]).
+    pub fn take_failed_auth(&self) -> Result<(), Duration> {
+        match self.failed.lock() {
+            Ok(mut b) => b.take(),
+            Err(_) => Ok(()),
+        }
     }
 
     fn rate(&self, class: Class) -> Rate {

@@ -135,6 +135,11 @@ struct AuditNote {
     break_glass: Option<String>,
     tenant: Option<String>,
     patients: Vec<String>,
+    /// More entities than the path names (a key an admin issued).
+    entities: Vec<clearway_core::audit::AuditEntity>,
+    /// The public id of a credential that did not authenticate (a CORE
+    /// envelope's password; bearer keys are read by the audit layer).
+    failed_credential: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -189,7 +194,15 @@ async fn authorize(
     let Some(token) = bearer(req.headers()) else { return Problem::unauthorized().into_response() };
     let principal = match svc.partners.authenticate(token).await {
         Ok(Some(p)) => p,
-        Ok(None) => return Problem::unauthorized().into_response(),
+        Ok(None) => {
+            // Failed attempts are audit events; past a service-wide rate
+            // they are refused without one (the log cannot be flooded).
+            if let Err(wait) = svc.limits.take_failed_auth() {
+                metrics::counter!("clearway_http_rate_limited_total", "class" => "failed_auth").increment(1);
+                return rate_limited(wait);
+            }
+            return Problem::unauthorized().into_response();
+        }
         Err(e) => {
             tracing::warn!(error = %clearway_core::error::chain(&e), "authentication unavailable");
             return Problem::unavailable(5).into_response();
@@ -210,6 +223,20 @@ async fn authorize(
             mtls,
         });
     });
+    // Found first: every request under an elevation is flagged, refused
+    // ones too.
+    let break_glass = if principal.role == Role::Operator && principal.break_glass {
+        match clearway_core::access::active_break_glass(svc.ports.state.as_ref(), &principal.credential, now_ms()).await
+        {
+            Ok(s) => s,
+            Err(e) => return port_problem(&e).into_response(),
+        }
+    } else {
+        None
+    };
+    if let Some(s) = &break_glass {
+        slot.note(|n| n.break_glass = Some(s.id.clone()));
+    }
     let Some(grant) = rule.grant(principal.role) else { return Problem::forbidden().into_response() };
     let named = req.headers().get("x-purpose-of-use").map(|v| v.to_str().unwrap_or("?"));
     let purpose = match authz::purpose(grant, named) {
@@ -235,31 +262,35 @@ async fn authorize(
         }
     };
     slot.note(|n| n.purpose = Some(purpose.into()));
-    let break_glass = if principal.role == Role::Operator && principal.break_glass {
-        match clearway_core::access::active_break_glass(svc.ports.state.as_ref(), &principal.credential, now_ms()).await
-        {
-            Ok(s) => s,
-            Err(e) => return port_problem(&e).into_response(),
-        }
-    } else {
-        None
-    };
-    if let Some(s) = &break_glass {
-        slot.note(|n| n.break_glass = Some(s.id.clone()));
+    // The emergency purposes mean an elevation in force (or the request
+    // that starts one).
+    if matches!(purpose, "BTG" | "ETREAT") && break_glass.is_none() && rule.route != "/v1/break-glass" {
+        return Problem::new(
+            StatusCode::FORBIDDEN,
+            "purpose-not-allowed",
+            "Purpose of use not allowed",
+            format!("{purpose} is for requests under break-glass"),
+        )
+        .into_response();
     }
     if let Err(wait) = svc.limits.take(&principal.id, rule.class) {
         metrics::counter!("clearway_http_rate_limited_total", "class" => rule.class.as_str()).increment(1);
-        return Problem::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate-limited",
-            "Too many requests",
-            "this credential's holder is over its request rate for this kind of route",
-        )
-        .retry_after(wait.as_secs_f64().ceil().max(1.0) as u64)
-        .into_response();
+        return rate_limited(wait);
     }
     req.extensions_mut().insert(Caller { principal, purpose, break_glass, slot });
     next.run(req).await
+}
+
+/// `429` with `Retry-After` (whole seconds, at least one).
+fn rate_limited(wait: Duration) -> Response {
+    Problem::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate-limited",
+        "Too many requests",
+        "over the request rate for this kind of route",
+    )
+    .retry_after(wait.as_secs_f64().ceil().max(1.0) as u64)
+    .into_response()
 }
 
 fn now_ms() -> i64 {
@@ -350,14 +381,17 @@ async fn audit_request(
         },
         // A credential that did not authenticate: recorded by its id, so
         // repeated failures can be seen (the key itself never is).
-        None if status == StatusCode::UNAUTHORIZED && presented.is_some() => clearway_core::audit::AuditActor {
-            principal: "unknown".into(),
-            kind: "unknown".into(),
-            role: "none".into(),
-            credential: presented
-                .map(|t| clearway_core::partners::credential_id(&clearway_core::crypto::api_key_hash(&t))),
-            auth: "api_key".into(),
-        },
+        None if status == StatusCode::UNAUTHORIZED && (presented.is_some() || note.failed_credential.is_some()) => {
+            clearway_core::audit::AuditActor {
+                principal: "unauthenticated".into(),
+                kind: "unknown".into(),
+                role: "none".into(),
+                credential: note.failed_credential.clone().or_else(|| {
+                    presented.map(|t| clearway_core::partners::credential_id(&clearway_core::crypto::api_key_hash(&t)))
+                }),
+                auth: "api_key".into(),
+            }
+        }
         None => return response,
     };
     let route = route.unwrap_or_default();
@@ -375,7 +409,10 @@ async fn audit_request(
     event.break_glass = note.break_glass;
     event.tenant = note.tenant.or_else(|| note.who.and_then(|w| w.tenant));
     event.entity = path_entities(&route, &path);
-    event.patient_token = note.patients.first().cloned();
+    event.entity.extend(note.entities);
+    event.patients = note.patients;
+    event.patients.sort();
+    event.patients.dedup();
     event.request_id = request_id;
     let anchored = event.break_glass.is_some();
     let recorded = match sink.append(&event).await {
@@ -444,6 +481,9 @@ async fn transaction_payload(
             "payloads are for credentials with a phi_view grant, or under break-glass",
         ));
     }
+    if caller.principal.role != Role::Submitter {
+        audit_kept(&svc)?;
+    }
     let partner = tenant_of(&caller, &q)?;
     let r = load_record(&svc, &partner, &id).await?;
     caller.concerns(&partner, &patient_tokens(&svc, &r));
@@ -486,6 +526,7 @@ async fn break_glass_start(
         |detail: String| Problem::new(StatusCode::BAD_REQUEST, "invalid-input", "Invalid break-glass", detail);
     let req: BreakGlassRequest = serde_json::from_slice(&body)
         .map_err(|_| invalid("a JSON object with reason, justification and minutes".into()))?;
+    audit_kept(&svc)?;
     if caller.break_glass.is_some() {
         return Err(Problem::new(StatusCode::CONFLICT, "break-glass-in-force", "Already in force", "end it first"));
     }
@@ -501,7 +542,14 @@ async fn break_glass_start(
                 ),
                 other => invalid(other.detail()),
             })?;
-    clearway_core::access::store_break_glass(svc.ports.state.as_ref(), &session).await.map_err(|e| port_problem(&e))?;
+    match clearway_core::access::store_break_glass(svc.ports.state.as_ref(), &session).await {
+        Ok(()) => {}
+        // Another request of this credential started one meanwhile.
+        Err(e) if e.kind() == ErrorKind::PreconditionFailed || e.kind() == ErrorKind::AlreadyExists => {
+            return Err(Problem::new(StatusCode::CONFLICT, "break-glass-in-force", "Already in force", "end it first"));
+        }
+        Err(e) => return Err(port_problem(&e)),
+    }
     caller.slot.note(|n| n.break_glass = Some(session.id.clone()));
     metrics::counter!("clearway_break_glass_total").increment(1);
     tracing::warn!(session = %session.id, principal = %session.principal, reason = %session.reason, "break-glass started");
@@ -517,6 +565,12 @@ async fn break_glass_end(State(svc): State<Arc<Services>>, caller: Caller) -> Re
         Some(s) => Ok(Json(break_glass_json(&s)).into_response()),
         None => Err(Problem::not_found()),
     }
+}
+
+/// Unix milliseconds as events record time (to compare with `recorded`).
+fn ms_instant(ms: i64) -> Option<String> {
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok()?;
+    clearway_core::audit::instant(&clearway_core::records::timestamp(t))
 }
 
 fn break_glass_json(s: &clearway_core::access::BreakGlass) -> Value {
@@ -557,17 +611,33 @@ async fn break_glass_queue(
     let list = clearway_core::access::list_break_glass(svc.ports.state.as_ref(), unreviewed, limit)
         .await
         .map_err(|e| port_problem(&e))?;
-    let mut items = Vec::new();
-    for s in &list {
-        let mut v = break_glass_json(s);
-        if let Some(sink) = &svc.audit {
-            let filter = clearway_core::audit::AuditQuery { break_glass: Some(s.id.clone()), ..Default::default() };
-            let events = sink.search(&filter, usize::MAX >> 1).await.map_err(|e| port_problem(&e))?;
-            v["events"] = json!(events.len());
+    // The events under each, counted in one bounded pass over the log from
+    // around the oldest session's start.
+    let mut counts: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
+    let mut complete = true;
+    if let (Some(sink), false) = (&svc.audit, list.is_empty()) {
+        let filter = clearway_core::audit::AuditQuery {
+            break_glass: Some("any".into()),
+            from: list.iter().map(|s| s.started_at_ms).min().and_then(ms_instant),
+            ..Default::default()
+        };
+        let page = sink.search(&filter, clearway_core::audit::MAX_SCAN).await.map_err(|e| port_problem(&e))?;
+        complete = page.next.is_none();
+        for (_, e) in page.events {
+            if let Some(id) = e.break_glass {
+                *counts.entry(id).or_default() += 1;
+            }
         }
-        items.push(v);
     }
-    Ok(Json(json!({ "sessions": items })))
+    let items: Vec<Value> = list
+        .iter()
+        .map(|s| {
+            let mut v = break_glass_json(s);
+            v["events"] = json!(counts.get(&s.id).copied().unwrap_or(0));
+            v
+        })
+        .collect();
+    Ok(Json(json!({ "sessions": items, "eventCountsComplete": complete })))
 }
 
 #[derive(Debug, Deserialize)]
@@ -601,9 +671,15 @@ async fn break_glass_review(
         Ok(None) => Err(Problem::not_found()),
         Err(e) if e.kind() == ErrorKind::PreconditionFailed => Err(Problem::new(
             StatusCode::CONFLICT,
-            "break-glass-in-force",
-            "Still in force",
-            "an elevation is reviewed once it has ended",
+            "not-reviewable",
+            "Not reviewable",
+            "an elevation is reviewed once, after it has ended",
+        )),
+        Err(e) if e.kind() == ErrorKind::InvalidInput => Err(Problem::new(
+            StatusCode::FORBIDDEN,
+            "own-elevation",
+            "Own elevation",
+            "nobody reviews their own elevation",
         )),
         Err(e) => Err(port_problem(&e)),
     }
@@ -623,6 +699,20 @@ struct EventsQuery {
     limit: Option<usize>,
     /// The size of the checkpoint to prove inclusion against.
     checkpoint: Option<u64>,
+}
+
+/// Staff PHI reads and break-glass exist only with an audit log to record
+/// them (not on a backend without one, nor with request auditing off).
+fn audit_kept(svc: &Services) -> Result<(), Problem> {
+    if svc.audit.is_some() {
+        return Ok(());
+    }
+    Err(Problem::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "audit-log-unavailable",
+        "Audit log unavailable",
+        "this needs the audit log, which this service does not keep",
+    ))
 }
 
 fn audit_sink(svc: &Services) -> Result<Arc<dyn clearway_core::audit::AuditSink>, Problem> {
@@ -661,7 +751,8 @@ async fn audit_events(
         after: q.after,
     };
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
-    let found = sink.search(&filter, limit).await.map_err(|e| port_problem(&e))?;
+    let page = sink.search(&filter, limit).await.map_err(|e| port_problem(&e))?;
+    let found = &page.events;
     let size = match q.checkpoint {
         Some(size) => {
             if sink.checkpoint_note(size).await.map_err(|e| port_problem(&e))?.is_none() {
@@ -677,7 +768,7 @@ async fn audit_events(
         None => None,
     };
     let mut events = Vec::new();
-    for (index, event) in &found {
+    for (index, event) in found {
         let mut v = json!({ "index": index, "event": event });
         if let Some(size) = size.filter(|s| index < s) {
             let proof = sink.inclusion_proof(*index, size).await.map_err(|e| port_problem(&e))?;
@@ -685,8 +776,7 @@ async fn audit_events(
         }
         events.push(v);
     }
-    let next = (found.len() == limit).then(|| found.last().map(|(i, _)| *i)).flatten();
-    Ok(Json(json!({ "events": events, "checkpoint": size, "next": next })))
+    Ok(Json(json!({ "events": events, "checkpoint": size, "next": page.next })))
 }
 
 #[derive(Debug, Deserialize)]
@@ -736,6 +826,8 @@ struct DisclosuresRequest {
     patient_token: Option<String>,
     from: Option<String>,
     to: Option<String>,
+    /// Go on after this index (a previous answer's `next`).
+    after: Option<u64>,
 }
 
 /// `POST /v1/audit/disclosures`: an accounting of disclosures for one
@@ -761,16 +853,17 @@ async fn audit_disclosures(
         Some(s) => clearway_core::audit::instant(s).map(Some).ok_or_else(|| bad("from and to are RFC 3339")),
         None => Ok(None),
     };
-    let mut filter = clearway_core::audit::AuditQuery {
+    let filter = clearway_core::audit::AuditQuery {
         patient_token: Some(token.clone()),
         from: time(&req.from)?,
         to: time(&req.to)?,
+        after: req.after,
         ..Default::default()
     };
     let mut entries = Vec::new();
-    loop {
-        let page = sink.search(&filter, 1000).await.map_err(|e| port_problem(&e))?;
-        for (index, e) in &page {
+    let page = sink.search(&filter, 1000).await.map_err(|e| port_problem(&e))?;
+    {
+        for (index, e) in &page.events {
             if e.outcome != "success" {
                 continue;
             }
@@ -785,12 +878,8 @@ async fn audit_disclosures(
                 "tenant": e.tenant,
             }));
         }
-        if page.len() < 1000 {
-            break;
-        }
-        filter.after = page.last().map(|(i, _)| *i);
     }
-    Ok(Json(json!({ "patientToken": token, "disclosures": entries })))
+    Ok(Json(json!({ "patientToken": token, "disclosures": entries, "next": page.next })))
 }
 
 /// `GET /v1/admin/keys`: every API key's id, holder, role and grants.
@@ -813,7 +902,7 @@ struct NewKeyRequest {
 /// `POST /v1/admin/keys`: issues a key; the key is in this answer only.
 async fn admin_key_add(
     State(svc): State<Arc<Services>>,
-    _: Caller,
+    caller: Caller,
     body: axum::body::Bytes,
 ) -> Result<Response, Problem> {
     let bad = |d: String| Problem::new(StatusCode::BAD_REQUEST, "invalid-input", "Invalid key request", d);
@@ -821,18 +910,39 @@ async fn admin_key_add(
         .map_err(|_| bad("a JSON object with principal, role and optional phiView, breakGlass, label".into()))?;
     let role = Role::parse(&req.role).ok_or_else(|| bad("role: submitter, operator, auditor or admin".into()))?;
     let principal = PartnerId::new(&req.principal).map_err(|e| bad(format!("principal: {e}")))?;
+    if req.phi_view || req.break_glass {
+        // PHI grants are made on the host (`clearway keys add`), an admin
+        // command of its own in the audit log, never by an API key.
+        return Err(Problem::new(
+            StatusCode::FORBIDDEN,
+            "host-only-grant",
+            "Granted on the host only",
+            "phi_view and break_glass are granted with clearway keys add on the host",
+        ));
+    }
     let grants = clearway_core::partners::NewCredential {
-        phi_view: req.phi_view,
-        break_glass: req.break_glass,
+        phi_view: false,
+        break_glass: false,
         label: req.label.map(|l| l.chars().take(200).collect()),
     };
     match svc.partners.add_key(&principal, role, grants).await {
-        Ok((id, key)) => Ok((
-            StatusCode::CREATED,
-            [(header::CACHE_CONTROL, "no-store")],
-            Json(json!({ "id": id, "principal": principal, "role": role, "key": key.expose() })),
-        )
-            .into_response()),
+        Ok((id, key)) => Ok({
+            caller.slot.note(|n| {
+                let entity =
+                    |kind: &str, id: &str| clearway_core::audit::AuditEntity { kind: kind.into(), id: id.into() };
+                n.entities.extend([
+                    entity("key", &id),
+                    entity("principal", principal.as_str()),
+                    entity("role", role.as_str()),
+                ]);
+            });
+            (
+                StatusCode::CREATED,
+                [(header::CACHE_CONTROL, "no-store")],
+                Json(json!({ "id": id, "principal": principal, "role": role, "key": key.expose() })),
+            )
+                .into_response()
+        }),
         Err(e) if e.kind() == ErrorKind::NotFound => Err(Problem::new(
             StatusCode::NOT_FOUND,
             "no-such-partner",
@@ -847,11 +957,17 @@ async fn admin_key_add(
 /// `DELETE /v1/admin/keys/{id}`: revokes a key, at once in this process.
 async fn admin_key_revoke(
     State(svc): State<Arc<Services>>,
-    _: Caller,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, Problem> {
     match svc.partners.revoke_key(&id).await {
-        Ok(c) => Ok(Json(json!(c))),
+        Ok(c) => {
+            caller.slot.note(|n| {
+                n.entities
+                    .push(clearway_core::audit::AuditEntity { kind: "principal".into(), id: c.principal.clone() });
+            });
+            Ok(Json(json!(c)))
+        }
         Err(e) if e.kind() == ErrorKind::NotFound || e.kind() == ErrorKind::InvalidInput => Err(Problem::not_found()),
         Err(e) => Err(port_problem(&e)),
     }
@@ -1348,7 +1464,7 @@ async fn transaction(
     let partner = tenant_of(&caller, &q)?;
     // Operators see metadata; PHI (patient control numbers) only with
     // `phi_view` or under break-glass.
-    let phi = caller.principal.role == Role::Submitter || caller.may_view_phi();
+    let phi = caller.principal.role == Role::Submitter || (caller.may_view_phi() && svc.audit.is_some());
     let r = match load_record(&svc, &partner, &id).await {
         Ok(r) => r,
         Err(e) => return load_pharmacy(&svc, &partner, &id).await?.map(|r| Json(pharmacy_view(&r))).ok_or(e),
@@ -1950,7 +2066,13 @@ async fn core_partner(
             // CORE envelopes are for submitters only.
             (None, _) => Err("UnAuthorized"),
         },
-        Ok(_) => Err("UnAuthorized"),
+        Ok(_) => {
+            if let Some(slot) = slot {
+                let id = clearway_core::partners::credential_id(&clearway_core::crypto::api_key_hash(token));
+                slot.note(|n| n.failed_credential = Some(id));
+            }
+            Err("UnAuthorized")
+        }
         Err(e) => {
             tracing::warn!(error = %clearway_core::error::chain(&e), "authentication unavailable");
             Err("ServerError")

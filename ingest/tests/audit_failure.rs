@@ -38,7 +38,7 @@ impl AuditSink for Flaky {
     async fn checkpoint_note(&self, size: u64) -> PortResult<Option<String>> {
         self.log.checkpoint_note(size).await
     }
-    async fn search(&self, query: &AuditQuery, limit: usize) -> PortResult<Vec<(u64, AuditEvent)>> {
+    async fn search(&self, query: &AuditQuery, limit: usize) -> PortResult<clearway_core::audit::AuditPage> {
         self.log.search(query, limit).await
     }
     async fn inclusion_proof(&self, index: u64, size: u64) -> PortResult<Vec<Hash>> {
@@ -110,7 +110,7 @@ async fn with_the_audit_store_down_no_read_goes_out_unaudited() {
     }
     flaky.down.store(false, Ordering::SeqCst);
     // Every read that was answered is in the log; none that was refused.
-    let events = flaky.log.search(&AuditQuery::default(), 100_000).await.unwrap();
+    let events = flaky.log.search(&AuditQuery::default(), 100_000).await.unwrap().events;
     let audited_reads =
         events.iter().filter(|(_, e)| e.action == "R" && e.outcome == "success" && e.tenant.as_deref() == Some("acme"));
     assert_eq!(audited_reads.count(), answered);

@@ -36,10 +36,11 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 /// Who runs a command on the host: the operating-system account.
 fn host_actor() -> AuditActor {
-    let principal = ["USER", "LOGNAME"]
-        .iter()
-        .find_map(|v| std::env::var(v).ok().filter(|s| !s.is_empty()))
-        .unwrap_or_else(|| "unknown".into());
+    let principal =
+        ["USER", "LOGNAME"].iter().find_map(|v| std::env::var(v).ok().filter(|s| !s.is_empty())).unwrap_or_else(|| {
+            use std::os::unix::fs::MetadataExt as _;
+            std::fs::metadata("/proc/self").map_or_else(|_| "host".into(), |m| format!("uid:{}", m.uid()))
+        });
     AuditActor { principal, kind: "user".into(), role: "admin".into(), credential: None, auth: "host".into() }
 }
 

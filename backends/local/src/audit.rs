@@ -8,7 +8,8 @@
 
 use crate::db::{Db, db_err};
 use clearway_core::audit::{
-    AuditError, AuditEvent, AuditQuery, Checkpoint, CompactRange, Hash, LogReader, LogSigner, Nodes, leaf_hash,
+    AuditError, AuditEvent, AuditPage, AuditQuery, Checkpoint, CompactRange, Hash, LogReader, LogSigner, MAX_SCAN,
+    Nodes, leaf_hash,
 };
 use clearway_core::{ErrorKind, PortError, PortResult};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
@@ -191,28 +192,31 @@ impl SqliteAuditLog {
     /// Events matching `query`, oldest first, at most `limit`. Reads the log
     /// in order from `query.after` (no index: a search of a large log
     /// should name a recent `after`).
-    pub async fn search(&self, query: AuditQuery, limit: usize) -> PortResult<Vec<(u64, AuditEvent)>> {
+    pub async fn search(&self, query: AuditQuery, limit: usize) -> PortResult<AuditPage> {
         self.db
             .read(move |conn| {
                 let mut stmt = conn
-                    .prepare_cached("SELECT seq, event FROM leaves WHERE seq > ?1 ORDER BY seq")
+                    .prepare_cached("SELECT seq, event FROM leaves WHERE seq > ?1 ORDER BY seq LIMIT ?2")
                     .map_err(db_err("audit search"))?;
-                let start = query.after.map_or(-1, |a| a as i64);
+                let start = query.after.map_or(-1, |a| i64::try_from(a).unwrap_or(i64::MAX));
                 let rows = stmt
-                    .query_map([start], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)))
+                    .query_map(params![start, MAX_SCAN as i64], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)))
                     .map_err(db_err("audit search"))?;
-                let mut out = Vec::new();
+                let mut page = AuditPage::default();
+                let mut read = 0;
                 for row in rows {
                     let (seq, bytes) = row.map_err(db_err("audit search"))?;
+                    read += 1;
                     let event: AuditEvent = clearway_core::records::decode_json(&bytes)?;
                     if query.matches(seq as u64, &event) {
-                        out.push((seq as u64, event));
-                        if out.len() >= limit {
-                            break;
-                        }
+                        page.events.push((seq as u64, event));
+                    }
+                    if page.events.len() >= limit || read >= MAX_SCAN {
+                        page.next = Some(seq as u64);
+                        break;
                     }
                 }
-                Ok(out)
+                Ok(page)
             })
             .await
     }
@@ -340,7 +344,7 @@ impl clearway_core::audit::AuditSink for AuditService {
         self.log.checkpoint_note(size).await
     }
 
-    async fn search(&self, query: &AuditQuery, limit: usize) -> PortResult<Vec<(u64, AuditEvent)>> {
+    async fn search(&self, query: &AuditQuery, limit: usize) -> PortResult<AuditPage> {
         self.log.search(query.clone(), limit).await
     }
 
