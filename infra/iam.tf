@@ -49,6 +49,19 @@ data "aws_iam_policy_document" "intake" {
     resources = [aws_dynamodb_table.state.arn]
   }
   statement {
+    sid = "AuditAppend"
+    # The audit log: appends (conditional puts in transactions), reads for
+    # proofs and search. No DeleteItem: events are never removed.
+    actions   = ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem", "dynamodb:ConditionCheckItem"]
+    resources = [aws_dynamodb_table.audit.arn]
+  }
+  statement {
+    sid = "AuditCheckpoints"
+    # Checkpoints are written under Object Lock; nothing may delete them.
+    actions   = ["s3:PutObject"]
+    resources = ["${aws_s3_bucket.audit_checkpoints.arn}/*"]
+  }
+  statement {
     sid       = "Encrypt"
     actions   = ["kms:GenerateDataKey", "kms:Encrypt", "kms:Decrypt"]
     resources = [aws_kms_key.data.arn]
@@ -157,7 +170,7 @@ data "aws_iam_policy_document" "execution" {
   statement {
     sid       = "MasterKey"
     actions   = ["secretsmanager:GetSecretValue"]
-    resources = [aws_secretsmanager_secret.master_key.arn]
+    resources = [aws_secretsmanager_secret.master_key.arn, aws_secretsmanager_secret.audit_key.arn]
   }
   statement {
     sid       = "MasterKeyDecrypt"

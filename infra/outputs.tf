@@ -17,7 +17,14 @@ output "backend_settings" {
     topic             = aws_sns_topic.acks.arn
     table             = aws_dynamodb_table.state.name
     kms_key_id        = aws_kms_key.data.arn
+    audit_table       = aws_dynamodb_table.audit.name
+    audit_bucket      = aws_s3_bucket.audit_checkpoints.id
   }
+}
+
+output "audit_key_secret" {
+  description = "Put the audit signing key here before the first deploy (the contents of an audit key file: `clearway audit key` makes one beside a data directory); auditors keep the verifier key it prints."
+  value       = aws_secretsmanager_secret.audit_key.arn
 }
 
 output "master_key_secret" {

@@ -27,6 +27,8 @@ locals {
     { name = "CLEARWAY__BACKEND__DEAD_LETTER_QUEUE", value = aws_sqs_queue.dead_letters.url },
     { name = "CLEARWAY__BACKEND__TOPIC", value = aws_sns_topic.acks.arn },
     { name = "CLEARWAY__BACKEND__TABLE", value = aws_dynamodb_table.state.name },
+    { name = "CLEARWAY__BACKEND__AUDIT_TABLE", value = aws_dynamodb_table.audit.name },
+    { name = "CLEARWAY__BACKEND__AUDIT_BUCKET", value = aws_s3_bucket.audit_checkpoints.id },
     { name = "CLEARWAY__BACKEND__KMS_KEY_ID", value = aws_kms_key.data.arn },
     { name = "CLEARWAY__BACKEND__PARTITION_SHARDS", value = tostring(var.partition_shards) },
     { name = "CLEARWAY__WORKERS__MAX_ATTEMPTS", value = tostring(var.max_attempts) },
@@ -39,6 +41,7 @@ locals {
   ]
   secrets = [
     { name = "CLEARWAY__SECURITY__MASTER_KEY", valueFrom = aws_secretsmanager_secret.master_key.arn },
+    { name = "CLEARWAY__SECURITY__AUDIT_KEY", valueFrom = aws_secretsmanager_secret.audit_key.arn },
   ]
   roles = {
     intake = { task_role = aws_iam_role.intake.arn, count = var.intake_count, mllp = true }

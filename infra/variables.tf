@@ -81,6 +81,16 @@ variable "payload_retention_days" {
   default     = 2555
 }
 
+variable "audit_retention_days" {
+  description = "Days each audit checkpoint stays locked (S3 Object Lock, COMPLIANCE mode: nobody can delete or shorten it). HIPAA keeps documentation six years."
+  type        = number
+  default     = 2190
+  validation {
+    condition     = var.audit_retention_days >= 1
+    error_message = "At least one day."
+  }
+}
+
 variable "max_attempts" {
   description = "workers.max_attempts; SQS redrives after max_attempts + 2 receives, so Clearway dead-letters first, with its reason."
   type        = number

@@ -272,3 +272,28 @@ fn one_hundred_mixed_operations_are_one_hundred_events() {
     let (code, out) = verify(&scratch, &[]);
     assert_eq!(code, 0, "{out}");
 }
+
+/// On the AWS backend: admin commands and requests are events in the audit
+/// table, a break-glass read forces a checkpoint, and `audit verify
+/// --backend aws` checks the whole log.
+#[test]
+fn on_aws_requests_and_commands_are_events_in_the_audit_table_and_verify() {
+    let scratch = Scratch::aws();
+    let key = scratch.partner("acme", false);
+    let server = Server::start(&scratch, None, &[]);
+    let c = Client { addr: server.http, key };
+    let mut body = Vec::new();
+    clearway_formats::x12::synth::write(&mut body, clearway_formats::x12::synth::Kind::Professional837, 1, 5).unwrap();
+    assert_eq!(c.submit("application/edi-x12", &body, &[]).status, 202);
+    assert_eq!(c.get("/v1/acks").status, 200);
+    let note = c.get("/v1/audit/checkpoint");
+    assert_eq!(note.status, 200, "{}", note.text());
+    assert_eq!(server.stop(), Some(0), "a clean shutdown checkpoints");
+    let (code, out) = verify(&scratch, &[]);
+    assert_eq!(code, 0, "{out}");
+    // partners add, then three requests.
+    assert!(out.contains("events 4\t") && out.contains("unanchored 0"), "{out}");
+    let copy = scratch.root.path().join("copy.txt");
+    std::fs::write(&copy, note.text()).unwrap();
+    assert_eq!(verify(&scratch, &[&copy]).0, 0);
+}

@@ -375,6 +375,8 @@ pub trait AuditSink: Send + Sync + 'static {
     async fn append(&self, event: &AuditEvent) -> crate::PortResult<u64>;
     /// The newest checkpoint's signed note, if any.
     async fn latest_checkpoint(&self) -> crate::PortResult<Option<String>>;
+    /// How many events the log holds.
+    async fn size(&self) -> crate::PortResult<u64>;
     /// Signs a checkpoint of the log as it stands now (after a break-glass
     /// event: it cannot then be cut off unnoticed); returns its note.
     async fn checkpoint(&self) -> crate::PortResult<String>;
@@ -539,13 +541,7 @@ impl LogSigner {
 /// (`clearway/audit/<8 hex digits>`) if there is none. Like the root key,
 /// the file belongs outside the data directory.
 pub fn load_or_create_signer(file: &std::path::Path) -> Result<LogSigner, AuditError> {
-    let parse = |text: &str| -> Result<LogSigner, AuditError> {
-        let bad = || AuditError::Malformed("audit key file (origin line, then 64 hex digits)");
-        let mut lines = text.lines();
-        let (Some(origin), Some(seed)) = (lines.next(), lines.next()) else { return Err(bad()) };
-        let seed: [u8; 32] = hex::decode(seed.trim()).ok().and_then(|s| s.try_into().ok()).ok_or_else(bad)?;
-        LogSigner::from_seed(origin.trim(), &seed)
-    };
+    let parse = signer_from_text;
     match std::fs::read_to_string(file) {
         Ok(text) => return parse(&text),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -559,6 +555,16 @@ pub fn load_or_create_signer(file: &std::path::Path) -> Result<LogSigner, AuditE
     // Made here or by a process that raced us: the file is the key.
     let text = std::fs::read_to_string(file).map_err(|e| AuditError::Log(format!("read {}: {e}", file.display())))?;
     parse(&text)
+}
+
+/// A signer from an audit key file's contents: the origin line, then the
+/// seed as 64 hex digits.
+pub fn signer_from_text(text: &str) -> Result<LogSigner, AuditError> {
+    let bad = || AuditError::Malformed("audit key (origin line, then 64 hex digits)");
+    let mut lines = text.lines();
+    let (Some(origin), Some(seed)) = (lines.next(), lines.next()) else { return Err(bad()) };
+    let seed: [u8; 32] = hex::decode(seed.trim()).ok().and_then(|s| s.try_into().ok()).ok_or_else(bad)?;
+    LogSigner::from_seed(origin.trim(), &seed)
 }
 
 /// The public half of a log's key, as an auditor holds it.

@@ -243,6 +243,7 @@ struct RawSecurity {
     root_key_file: Option<String>,
     allow_root_key_in_data_dir: Option<bool>,
     audit_key_file: Option<String>,
+    audit_key: Option<String>,
     audit_requests: Option<bool>,
 }
 
@@ -258,6 +259,8 @@ struct RawBackend {
     kms_key_id: Option<String>,
     partition_shards: Option<u32>,
     outbox_sweep_after_secs: Option<u64>,
+    audit_table: Option<String>,
+    audit_bucket: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -357,7 +360,7 @@ pub enum Role {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Backend {
     Local,
-    Aws(AwsConfig),
+    Aws(Box<AwsConfig>),
 }
 
 /// AWS resource names (the Terraform creates the same ones).
@@ -371,6 +374,11 @@ pub struct AwsConfig {
     pub kms_key_id: Option<String>,
     pub partition_shards: u32,
     pub outbox_sweep_after: Duration,
+    /// The audit log's own DynamoDB table.
+    pub audit_table: String,
+    /// The S3 bucket (Object Lock, COMPLIANCE) every audit checkpoint is
+    /// also written to.
+    pub audit_bucket: String,
 }
 
 #[derive(Debug, Clone)]
@@ -723,6 +731,10 @@ pub struct SecurityConfig {
     /// inside the data directory, so whoever can rewrite the audit log
     /// there cannot re-sign it.
     pub audit_key_file: PathBuf,
+    /// The audit signing key itself (the key file's contents: origin line,
+    /// then 64 hex digits), from a secret store; takes the place of the
+    /// file, so that every process of a deployment signs with one key.
+    pub audit_key: Option<Sensitive<String>>,
     /// Whether `serve` records an audit event for every authenticated
     /// request (default true; off only to measure what auditing costs).
     pub audit_requests: bool,
@@ -1290,7 +1302,7 @@ fn validate(raw: Raw, e: &mut Vec<ConfigError>) -> Config {
     }
     let backend = match raw.backend.kind.as_deref().unwrap_or("local") {
         "local" => Backend::Local,
-        "aws" => Backend::Aws(AwsConfig {
+        "aws" => Backend::Aws(Box::new(AwsConfig {
             bucket: raw.backend.bucket.unwrap_or_else(|| "clearway-payloads".into()),
             queue: raw.backend.queue.unwrap_or_else(|| "clearway-work".into()),
             dead_letter_queue: raw.backend.dead_letter_queue.unwrap_or_else(|| "clearway-work-dlq".into()),
@@ -1299,7 +1311,9 @@ fn validate(raw: Raw, e: &mut Vec<ConfigError>) -> Config {
             kms_key_id: raw.backend.kms_key_id,
             partition_shards: positive("backend.partition_shards", raw.backend.partition_shards, 8, e),
             outbox_sweep_after: secs("backend.outbox_sweep_after_secs", raw.backend.outbox_sweep_after_secs, 60, e),
-        }),
+            audit_table: raw.backend.audit_table.unwrap_or_else(|| "clearway-audit".into()),
+            audit_bucket: raw.backend.audit_bucket.unwrap_or_else(|| "clearway-audit-checkpoints".into()),
+        })),
         other => {
             e.push(err("backend.kind", format!("must be local or aws, not {other}")));
             Backend::Local
@@ -1391,6 +1405,7 @@ fn validate(raw: Raw, e: &mut Vec<ConfigError>) -> Config {
             root_key_file,
             allow_root_key_in_data_dir,
             audit_key_file,
+            audit_key: raw.security.audit_key.map(Sensitive::new),
             audit_requests: raw.security.audit_requests.unwrap_or(true),
         },
         backend,

@@ -201,10 +201,13 @@ pub enum Table {
     /// letters, each message's delivery status, the deliverers' leases and
     /// published queue depths.
     Deliveries,
+    /// The audit log where it is kept in a state store of its own (the AWS
+    /// backend's audit table): events, subtree hashes, checkpoints.
+    Audit,
 }
 
 impl Table {
-    pub const ALL: [Table; 15] = [
+    pub const ALL: [Table; 16] = [
         Table::Transactions,
         Table::Dedupe,
         Table::Claims,
@@ -220,6 +223,7 @@ impl Table {
         Table::Batches,
         Table::Pharmacy,
         Table::Deliveries,
+        Table::Audit,
     ];
 
     pub fn name(self) -> &'static str {
@@ -239,6 +243,7 @@ impl Table {
             Table::Batches => "batches",
             Table::Pharmacy => "pharmacy",
             Table::Deliveries => "deliveries",
+            Table::Audit => "audit",
         }
     }
 }

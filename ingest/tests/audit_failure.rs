@@ -32,6 +32,9 @@ impl AuditSink for Flaky {
     async fn latest_checkpoint(&self) -> PortResult<Option<String>> {
         self.log.latest_checkpoint().await
     }
+    async fn size(&self) -> PortResult<u64> {
+        self.log.size().await
+    }
     async fn checkpoint(&self) -> PortResult<String> {
         AuditSink::checkpoint(&self.log).await
     }

@@ -5,7 +5,8 @@ use super::store::load_config;
 use crate::cli::{AuditCommand, KeysCommand, PartnersCommand, StoreArgs};
 use anyhow::Context;
 use clearway_core::audit::{
-    AuditActor, AuditEntity, AuditEvent, AuditSink, Checkpoint, VerifierKey, load_or_create_signer, verify_log,
+    AuditActor, AuditEntity, AuditEvent, AuditSink, LogSigner, VerifierKey, load_or_create_signer, signer_from_text,
+    verify_log,
 };
 use clearway_core::config::Config;
 use clearway_local::{AuditFile, AuditService, SqliteAuditLog};
@@ -13,19 +14,54 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-/// The audit log of a data directory with its signing key.
-fn open(config: &Config) -> anyhow::Result<AuditService> {
-    let signer = load_or_create_signer(&config.security.audit_key_file)
-        .with_context(|| format!("cannot load the audit key {}", config.security.audit_key_file.display()))?;
-    let log = SqliteAuditLog::open(&config.server.data_dir)
-        .map_err(super::store::port)
-        .context("cannot open the audit log")?;
-    Ok(AuditService::new(log, Arc::new(signer)))
+/// The audit signing key: `security.audit_key` (from a secret store,
+/// shared by every process of a deployment) or the key file.
+fn signer(config: &Config) -> anyhow::Result<LogSigner> {
+    match &config.security.audit_key {
+        Some(text) => signer_from_text(text.expose()).context("security.audit_key"),
+        None => load_or_create_signer(&config.security.audit_key_file)
+            .with_context(|| format!("cannot load the audit key {}", config.security.audit_key_file.display())),
+    }
+}
+
+/// A deployment's audit log: `audit.db` in the data directory (embedded
+/// backend), or the audit table with its Object Lock checkpoint bucket
+/// (AWS).
+enum Log {
+    Local(AuditService),
+    Aws(clearway_aws::audit::AwsAuditService),
+}
+
+impl Log {
+    fn sink(self) -> Arc<dyn AuditSink> {
+        match self {
+            Log::Local(s) => Arc::new(s),
+            Log::Aws(s) => Arc::new(s),
+        }
+    }
+}
+
+/// Opens the audit log the configuration names (within `rt`: the AWS
+/// log's writer runs on it).
+fn open(config: &Config, rt: &tokio::runtime::Runtime) -> anyhow::Result<Log> {
+    let signer = Arc::new(signer(config)?);
+    match &config.backend {
+        clearway_core::config::Backend::Local => {
+            let log = SqliteAuditLog::open(&config.server.data_dir)
+                .map_err(super::store::port)
+                .context("cannot open the audit log")?;
+            Ok(Log::Local(AuditService::new(log, signer)))
+        }
+        clearway_core::config::Backend::Aws(names) => rt.block_on(async {
+            let aws = clearway_aws::Aws::connect(names).await.map_err(super::store::port)?;
+            Ok(Log::Aws(aws.audit(signer)))
+        }),
+    }
 }
 
 /// Appends an event durably, then signs a checkpoint that covers it (an
 /// admin command's event is never left unanchored).
-async fn record(audit: &AuditService, event: &AuditEvent) -> anyhow::Result<Checkpoint> {
+async fn record(audit: &dyn AuditSink, event: &AuditEvent) -> anyhow::Result<String> {
     audit.append(event).await.map_err(super::store::port).context("cannot record the audit event")?;
     audit.checkpoint().await.map_err(super::store::port).context("cannot checkpoint")
 }
@@ -44,20 +80,73 @@ fn host_actor() -> AuditActor {
     AuditActor { principal, kind: "user".into(), role: "admin".into(), credential: None, auth: "host".into() }
 }
 
-/// The audit log the service writes authenticated requests to: on the
-/// embedded backend, `audit.db` in the data directory. The AWS backend's
-/// (its own table, checkpoints to S3 Object Lock) is not built: there the
-/// service says so and requests are not audited.
-pub fn service(config: &Config, store: &super::store::Store) -> anyhow::Result<Option<Arc<AuditService>>> {
+/// The audit log the service writes requests and messages to: on the
+/// embedded backend `audit.db` in the data directory, on AWS the audit
+/// table (checkpoints also to the Object Lock bucket). `None` when request
+/// auditing is off.
+pub fn service(config: &Config, store: &super::store::Store) -> anyhow::Result<Option<Arc<dyn AuditSink>>> {
     if !config.security.audit_requests {
         tracing::warn!("security.audit_requests = false: requests are not audited");
         return Ok(None);
     }
-    match &store.backend {
-        super::store::Backend::Local(_) => Ok(Some(Arc::new(open(config)?))),
-        super::store::Backend::Aws(_) => {
-            tracing::warn!("the audit trail is not built on the AWS backend yet: requests are not audited");
-            Ok(None)
+    let signer = Arc::new(signer(config)?);
+    Ok(Some(match &store.backend {
+        super::store::Backend::Local(_) => {
+            let log = SqliteAuditLog::open(&config.server.data_dir)
+                .map_err(super::store::port)
+                .context("cannot open the audit log")?;
+            Arc::new(AuditService::new(log, signer))
+        }
+        super::store::Backend::Aws(aws) => Arc::new(aws.audit(signer)),
+    }))
+}
+
+/// The longest an event waits for a checkpoint.
+pub const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+/// The most events that wait for a checkpoint.
+pub const CHECKPOINT_EVENTS: u64 = 10_000;
+
+/// Signs checkpoints until `shutdown` — at least every
+/// [`CHECKPOINT_EVERY`] or [`CHECKPOINT_EVENTS`] events while events
+/// arrive — then one last; reports the unanchored events
+/// (`clearway_audit_unanchored_events`).
+pub async fn run_checkpoints(sink: Arc<dyn AuditSink>, shutdown: tokio_util::sync::CancellationToken) {
+    let size_of = |note: &str| note.lines().nth(1).and_then(|l| l.parse::<u64>().ok());
+    let mut checkpointed = match sink.latest_checkpoint().await {
+        Ok(Some(note)) => size_of(&note).unwrap_or(0),
+        _ => 0,
+    };
+    let mut last = tokio::time::Instant::now();
+    loop {
+        let stopping = tokio::select! {
+            _ = shutdown.cancelled() => true,
+            _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => false,
+        };
+        let size = match sink.size().await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %clearway_core::error::chain(&e), "audit log size");
+                if stopping {
+                    return;
+                }
+                continue;
+            }
+        };
+        metrics::gauge!("clearway_audit_unanchored_events").set(size.saturating_sub(checkpointed) as f64);
+        let due = size > checkpointed
+            && (stopping || size - checkpointed >= CHECKPOINT_EVENTS || last.elapsed() >= CHECKPOINT_EVERY);
+        if due {
+            match sink.checkpoint().await {
+                Ok(note) => {
+                    checkpointed = size_of(&note).unwrap_or(size);
+                    last = tokio::time::Instant::now();
+                    metrics::gauge!("clearway_audit_unanchored_events").set(size.saturating_sub(checkpointed) as f64);
+                }
+                Err(e) => tracing::error!(error = %clearway_core::error::chain(&e), "audit checkpoint failed"),
+            }
+        }
+        if stopping {
+            return;
         }
     }
 }
@@ -74,7 +163,8 @@ pub fn admin(
     run: impl FnOnce(&StoreArgs) -> anyhow::Result<ExitCode>,
 ) -> anyhow::Result<ExitCode> {
     let config = load_config(args, |_| {})?;
-    let audit = open(&config)?;
+    let rt = runtime()?;
+    let audit = open(&config, &rt)?.sink();
     let result = run(args);
     let mut event = AuditEvent::new("admin", code, action, host_actor());
     let (outcome, status) = match &result {
@@ -89,7 +179,7 @@ pub fn admin(
         event.entity.push(AuditEntity { kind: "partner".into(), id: t.clone() });
         event.tenant = Some(t);
     }
-    runtime()?.block_on(record(&audit, &event))?;
+    rt.block_on(record(audit.as_ref(), &event))?;
     result
 }
 
@@ -131,18 +221,18 @@ pub fn run(args: &StoreArgs, command: AuditCommand) -> anyhow::Result<ExitCode> 
     let mut out = std::io::stdout().lock();
     match command {
         AuditCommand::Key => {
-            writeln!(out, "{}", open(&config)?.verifier())?;
+            writeln!(out, "{}", signer(&config)?.verifier())?;
         }
         AuditCommand::Checkpoint => {
-            let c = runtime()?.block_on(open(&config)?.checkpoint()).map_err(super::store::port)?;
-            write!(out, "{}", c.note)?;
+            let rt = runtime()?;
+            let sink = open(&config, &rt)?.sink();
+            let note = rt.block_on(sink.checkpoint()).map_err(super::store::port)?;
+            write!(out, "{note}")?;
         }
         AuditCommand::Verify { checkpoint, key, json } => {
             let key = match key {
                 Some(k) => VerifierKey::parse(&k).context("--key")?,
-                None => load_or_create_signer(&config.security.audit_key_file)
-                    .context("cannot load the audit key (give --key to check a copy)")?
-                    .verifier(),
+                None => signer(&config).context("give --key to check a copy")?.verifier(),
             };
             let mut outside = Vec::new();
             for file in &checkpoint {
@@ -151,8 +241,18 @@ pub fn run(args: &StoreArgs, command: AuditCommand) -> anyhow::Result<ExitCode> 
                 anyhow::ensure!(!notes.is_empty(), "{}: no checkpoint in it", file.display());
                 outside.extend(notes);
             }
-            let log = AuditFile::open(&config.server.data_dir).map_err(super::store::port)?;
-            match verify_log(&log, &key, &outside) {
+            let verdict = match &config.backend {
+                clearway_core::config::Backend::Local => {
+                    verify_log(&AuditFile::open(&config.server.data_dir).map_err(super::store::port)?, &key, &outside)
+                }
+                clearway_core::config::Backend::Aws(_) => {
+                    let rt = runtime()?;
+                    let Log::Aws(aws) = open(&config, &rt)? else { anyhow::bail!("not the AWS audit log") };
+                    let snapshot = rt.block_on(aws.log().snapshot()).map_err(super::store::port)?;
+                    verify_log(&snapshot, &key, &outside)
+                }
+            };
+            match verdict {
                 Ok(report) => {
                     if json {
                         writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;

@@ -82,7 +82,8 @@ async fn serve(config: Arc<clearway_core::config::Config>, role: Role) -> anyhow
         .context("cannot install the metrics recorder")?;
     let store = Store::open(&config).await?;
     let feed = Arc::new(tokio::sync::Notify::new());
-    let audit = super::audit::service(&config, &store)?;
+    // Workers answer no requests: nothing of theirs to audit.
+    let audit = if role == Role::Worker { None } else { super::audit::service(&config, &store)? };
     let mut services = Services::new(store.ports.clone(), store.partners.clone(), config.clone(), feed.clone());
     if let Some(a) = &audit {
         services = services.with_audit(a.clone());
@@ -107,7 +108,7 @@ async fn serve(config: Arc<clearway_core::config::Config>, role: Role) -> anyhow
     let shutdown = CancellationToken::new();
     let tasks = TaskTracker::new();
     if let Some(a) = audit {
-        tasks.spawn(a.run_checkpoints(shutdown.clone()));
+        tasks.spawn(super::audit::run_checkpoints(a, shutdown.clone()));
     }
 
     // TLS from the [tls] files (a bad file stops here, named); without it,

@@ -118,6 +118,8 @@ impl Scratch {
             ("CLEARWAY__BACKEND__DEAD_LETTER_QUEUE", format!("cw-work-dlq-{suffix}")),
             ("CLEARWAY__BACKEND__TOPIC", format!("cw-acks-{suffix}")),
             ("CLEARWAY__BACKEND__TABLE", format!("cw-state-{suffix}")),
+            ("CLEARWAY__BACKEND__AUDIT_TABLE", format!("cw-audit-{suffix}")),
+            ("CLEARWAY__BACKEND__AUDIT_BUCKET", format!("cw-audit-{suffix}")),
             ("CLEARWAY__BACKEND__OUTBOX_SWEEP_AFTER_SECS", "2".into()),
         ]
         .into_iter()
@@ -189,6 +191,8 @@ impl Scratch {
             kms_key_id: None,
             partition_shards: 8,
             outbox_sweep_after: Duration::from_secs(2),
+            audit_table: get("CLEARWAY__BACKEND__AUDIT_TABLE"),
+            audit_bucket: get("CLEARWAY__BACKEND__AUDIT_BUCKET"),
         }
     }
 
@@ -230,6 +234,7 @@ impl Scratch {
             root_key_file: clearway_core::config::default_root_key_file(&self.data()),
             allow_root_key_in_data_dir: false,
             audit_key_file: clearway_core::config::default_audit_key_file(&self.data()),
+            audit_key: None,
             audit_requests: true,
         }
     }

@@ -1,6 +1,7 @@
 //! `clearway aws bootstrap`: creates what the AWS backend uses — the
 //! payload bucket, the work queue and its dead-letter queue (with a redrive
-//! policy), the acknowledgement topic and the state table (with TTL) —
+//! policy), the acknowledgement topic, the state table (with TTL), and the
+//! audit log's table and Object Lock bucket —
 //! under the names the Terraform in `infra/` uses. Idempotent: what exists
 //! is kept. For development and tests; production resources come from
 //! Terraform.
@@ -48,6 +49,10 @@ pub async fn bootstrap(sdk: &aws_config::SdkConfig, names: &AwsConfig, max_recei
         .map_err(|e| sdk_err("queue redrive policy", e))?;
     let topic_arn = SnsNotifier::ensure(sdk, &names.topic).await?;
     DynamoStateStore::new(sdk, &names.table, names.partition_shards).ensure_table().await?;
+    // The audit log's own table, and its checkpoint bucket under Object
+    // Lock (COMPLIANCE, six years: Terraform's default).
+    DynamoStateStore::new(sdk, &names.audit_table, 1).ensure_table().await?;
+    crate::audit::S3CheckpointArchive::new(sdk, &names.audit_bucket).ensure_bucket(2190).await?;
     Ok(Resources {
         bucket: names.bucket.clone(),
         queue_url: queue,

@@ -10,6 +10,7 @@
 //! (`tests/conformance.rs`, run by `scripts/test`). What the emulator does
 //! differently from AWS is written down next to the test that meets it.
 
+pub mod audit;
 pub mod blob;
 pub mod bootstrap;
 pub mod dynamo;
@@ -123,6 +124,10 @@ pub struct Aws {
     pub kms: kms::KmsKeyService,
     /// Outbox entries older than this are the sweeper's to send.
     pub outbox_sweep_after: std::time::Duration,
+    /// The audit log's table and checkpoint bucket.
+    audit_table: String,
+    audit_bucket: String,
+    sdk: aws_config::SdkConfig,
 }
 
 impl Aws {
@@ -155,7 +160,27 @@ impl Aws {
         let journal = OutboxJournal::batched(Arc::new(blobs.clone()), Arc::new(state.clone()), Arc::new(queue.clone()));
         let notifier = SnsNotifier::new(sdk, &topic_arn);
         let kms = kms::KmsKeyService::new(sdk);
-        Ok(Aws { blobs, queue, notifier, state, journal, kms, outbox_sweep_after: names.outbox_sweep_after })
+        Ok(Aws {
+            blobs,
+            queue,
+            notifier,
+            state,
+            journal,
+            kms,
+            outbox_sweep_after: names.outbox_sweep_after,
+            audit_table: names.audit_table.clone(),
+            audit_bucket: names.audit_bucket.clone(),
+            sdk: sdk.clone(),
+        })
+    }
+
+    /// The audit log in its own table, with checkpoints also written to
+    /// the Object Lock bucket (see [`audit`]).
+    pub fn audit(&self, signer: std::sync::Arc<clearway_core::audit::LogSigner>) -> audit::AwsAuditService {
+        let table = DynamoStateStore::new(&self.sdk, &self.audit_table, 1);
+        let log = audit::StoreAuditLog::new(Arc::new(table));
+        let archive = audit::S3CheckpointArchive::new(&self.sdk, &self.audit_bucket);
+        audit::AwsAuditService::new(log, signer, Some(archive))
     }
 
     /// The ports (unsealed: the caller seals state values).

@@ -252,19 +252,14 @@ impl SqliteAuditLog {
 }
 
 /// The audit log as a service writes to it: events appended durably, and a
-/// checkpoint signed at least every [`CHECKPOINT_EVERY`] or every
-/// [`CHECKPOINT_EVENTS`] events ([`AuditService::run_checkpoints`]), and
+/// checkpoint signed at least every 60 s or every 10,000 events (the
+/// service's checkpointer, `clearway::commands::audit::run_checkpoints`), and
 /// once more on shutdown.
 #[derive(Debug)]
 pub struct AuditService {
     log: SqliteAuditLog,
     signer: Arc<LogSigner>,
 }
-
-/// The longest an event waits for a checkpoint.
-pub const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
-/// The most events between two checkpoints.
-pub const CHECKPOINT_EVENTS: u64 = 10_000;
 
 impl AuditService {
     pub fn new(log: SqliteAuditLog, signer: Arc<LogSigner>) -> Self {
@@ -281,45 +276,6 @@ impl AuditService {
     pub fn verifier(&self) -> clearway_core::audit::VerifierKey {
         self.signer.verifier()
     }
-
-    /// Signs checkpoints until `shutdown`, then one last.
-    pub async fn run_checkpoints(self: Arc<Self>, shutdown: tokio_util::sync::CancellationToken) {
-        let mut checkpointed = match self.log.latest_checkpoint().await {
-            Ok(Some(note)) => Checkpoint::open(&note, &self.signer.verifier()).map(|c| c.size).unwrap_or(0),
-            _ => 0,
-        };
-        let mut last = tokio::time::Instant::now();
-        loop {
-            let stopping = tokio::select! {
-                _ = shutdown.cancelled() => true,
-                _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => false,
-            };
-            let size = match self.log.size().await {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::warn!(error = %clearway_core::error::chain(&e), "audit log size");
-                    continue;
-                }
-            };
-            metrics::gauge!("clearway_audit_unanchored_events").set(size.saturating_sub(checkpointed) as f64);
-            let due = size > checkpointed
-                && (stopping || size - checkpointed >= CHECKPOINT_EVENTS || last.elapsed() >= CHECKPOINT_EVERY);
-            if due {
-                match self.log.checkpoint(self.signer.clone()).await {
-                    Ok(c) => {
-                        checkpointed = c.size;
-                        last = tokio::time::Instant::now();
-                        metrics::counter!("clearway_audit_checkpoints_total").increment(1);
-                        metrics::gauge!("clearway_audit_unanchored_events").set(size.saturating_sub(c.size) as f64);
-                    }
-                    Err(e) => tracing::error!(error = %clearway_core::error::chain(&e), "audit checkpoint failed"),
-                }
-            }
-            if stopping {
-                return;
-            }
-        }
-    }
 }
 
 #[async_trait::async_trait]
@@ -332,6 +288,10 @@ impl clearway_core::audit::AuditSink for AuditService {
 
     async fn latest_checkpoint(&self) -> PortResult<Option<String>> {
         self.log.latest_checkpoint().await
+    }
+
+    async fn size(&self) -> PortResult<u64> {
+        self.log.size().await
     }
 
     async fn checkpoint(&self) -> PortResult<String> {
