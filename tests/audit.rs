@@ -297,3 +297,41 @@ fn on_aws_requests_and_commands_are_events_in_the_audit_table_and_verify() {
     std::fs::write(&copy, note.text()).unwrap();
     assert_eq!(verify(&scratch, &[&copy]).0, 0);
 }
+
+/// Our checkpoints and log, checked by an independent implementation:
+/// `scripts/audit-crosscheck.py` recomputes the RFC 6962 root with hashlib
+/// and verifies the signed note's Ed25519 signature with the
+/// `cryptography` library (the test venv's).
+#[test]
+fn an_independent_implementation_verifies_our_checkpoints_and_log() {
+    let scratch = Scratch::new();
+    for i in 0..9 {
+        scratch.partner(&format!("p{i}"), false);
+    }
+    let note = scratch.run_ok(&["audit", "checkpoint"]);
+    let key = scratch.run_ok(&["audit", "key"]);
+    let target = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
+    let venv = std::path::Path::new(&target).join("venv/bin/python");
+    let python = if venv.exists() { venv } else { std::path::PathBuf::from("python3") };
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/audit-crosscheck.py");
+    let check = |note: &str| {
+        let file = scratch.root.path().join("checkpoint.txt");
+        std::fs::write(&file, note).unwrap();
+        let out = std::process::Command::new(&python)
+            .arg(&script)
+            .arg(scratch.data().join("audit.db"))
+            .arg(&file)
+            .arg(key.trim())
+            .output()
+            .unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    assert_eq!(check(&note), (true, "ok 9\n".to_string()));
+    // A note whose size was changed: its signature no longer holds.
+    let (ok, _) = check(&note.replacen("\n9\n", "\n8\n", 1));
+    assert!(!ok, "an altered note is refused");
+    // An edited event: the recomputed root differs.
+    sql(&scratch, "UPDATE leaves SET event = CAST('{}' AS BLOB) WHERE seq = 4");
+    let (ok, out) = check(&note);
+    assert!(!ok && out.contains("root"), "{out}");
+}

@@ -167,10 +167,19 @@ fn ct_root(root: &Hash, size: u64) -> ct_merkle::RootHash<sha2::Sha256> {
     ct_merkle::RootHash::new((*root).into(), size)
 }
 
+/// The largest tree a proof is checked against: far beyond any log, and
+/// small enough that no size arithmetic overflows (`ct-merkle` counts
+/// nodes as twice the leaves; a size near `u64::MAX` overflowed it — found
+/// by the `fuzzed` tests).
+pub const MAX_TREE_SIZE: u64 = 1 << 62;
+
 /// Checks that `leaf` (the event's bytes) is leaf `index` of the tree of
 /// `size` leaves with root `root`. The root and size must come from a
 /// verified [`Checkpoint`]: a root alone does not bind a size.
 pub fn verify_inclusion(leaf: &[u8], index: u64, size: u64, root: &Hash, proof: &[Hash]) -> Result<(), AuditError> {
+    if size > MAX_TREE_SIZE || index >= size {
+        return Err(AuditError::Inclusion);
+    }
     let proof = ct_merkle::InclusionProof::<sha2::Sha256>::try_from_bytes(proof.concat())
         .map_err(|_| AuditError::Malformed("inclusion proof"))?;
     ct_root(root, size).verify_inclusion(&leaf, index, &proof).map_err(|_| AuditError::Inclusion)
@@ -185,7 +194,7 @@ pub fn verify_consistency(
     new_root: &Hash,
     proof: &[Hash],
 ) -> Result<(), AuditError> {
-    if old > new {
+    if old > new || new > MAX_TREE_SIZE {
         return Err(AuditError::Consistency);
     }
     if old == new {
@@ -991,6 +1000,19 @@ mod tests {
         assert!(inclusion_proof(&log, 37, 37).is_err());
     }
 
+    /// Regression: a size near `u64::MAX` overflowed inside `ct-merkle`
+    /// (a panic in debug builds, wrapped arithmetic in release).
+    #[test]
+    fn sizes_beyond_any_log_are_refused_not_a_panic() {
+        let log = log_of(5);
+        let r = root(&log, 5).unwrap();
+        let proof = inclusion_proof(&log, 5, 2).unwrap();
+        for size in [u64::MAX, u64::MAX - 1, MAX_TREE_SIZE + 1, 1 << 63] {
+            assert!(verify_inclusion(b"event 2", 2, size, &r, &proof).is_err());
+            assert!(verify_consistency(3, &r, size, &r, &proof).is_err());
+        }
+    }
+
     #[test]
     fn an_event_is_stable_json_without_absent_fields() {
         let actor = AuditActor {
@@ -1198,6 +1220,103 @@ mod tests {
                 let mut bad = log.clone();
                 attack(a, &mut bad, &mut rng, &s, &outside);
                 assert!(verify_log(&bad, &key, &outside).is_err(), "run {run}: {a:?} not detected");
+            }
+        }
+    }
+}
+
+/// The verifiers under random input: proofs of any length and content,
+/// sizes and indices anywhere in `u64`, notes and keys of arbitrary text.
+/// Never a panic; a proof that is not the real one is never accepted.
+#[cfg(test)]
+mod fuzzed {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn log_of(n: u64) -> MemLog {
+        let mut log = MemLog::default();
+        for i in 0..n {
+            log.append(format!("event {i}").as_bytes());
+        }
+        log
+    }
+
+    fn hashes() -> impl Strategy<Value = Vec<Hash>> {
+        proptest::collection::vec(proptest::array::uniform32(any::<u8>()), 0..80)
+    }
+
+    fn sizes() -> impl Strategy<Value = u64> {
+        prop_oneof![0..300u64, any::<u64>(), Just(u64::MAX), Just(u64::MAX - 1), Just(1u64 << 63)]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+        #[test]
+        fn inclusion_never_panics_and_accepts_only_the_real_proof(
+            n in 1..200u64, pick in any::<u64>(), size in sizes(), index in sizes(), junk in hashes(), flip in any::<(usize, u8)>()
+        ) {
+            let log = log_of(n);
+            let i = pick % n;
+            let root_n = root(&log, n).unwrap();
+            let real = inclusion_proof(&log, n, i).unwrap();
+            let leaf = format!("event {i}");
+            prop_assert!(verify_inclusion(leaf.as_bytes(), i, n, &root_n, &real).is_ok());
+            // Arbitrary proofs, sizes and indices: an answer, never a panic,
+            // and no acceptance unless it is the real proof.
+            if verify_inclusion(leaf.as_bytes(), index, size, &root_n, &junk).is_ok() {
+                prop_assert!(junk == real, "accepted a proof that is not the real one");
+            }
+            let _ = verify_inclusion(leaf.as_bytes(), i, n, &root_n, &junk);
+            // One bit changed anywhere in the real proof: refused.
+            if !real.is_empty() {
+                let mut bent = real.clone();
+                let (at, bit) = (flip.0 % real.len(), 1u8 << (flip.1 % 8));
+                bent[at][at % 32] ^= bit;
+                prop_assert!(verify_inclusion(leaf.as_bytes(), i, n, &root_n, &bent).is_err());
+            }
+            // Over-long: refused.
+            let mut long = real.clone();
+            long.extend(junk.iter().take(1));
+            if long.len() > real.len() {
+                prop_assert!(verify_inclusion(leaf.as_bytes(), i, n, &root_n, &long).is_err());
+            }
+        }
+
+        #[test]
+        fn consistency_never_panics_and_accepts_only_the_real_proof(
+            new in 1..200u64, pick in any::<u64>(), a in sizes(), b in sizes(), junk in hashes()
+        ) {
+            let log = log_of(new);
+            let old = 1 + pick % new;
+            let (r_old, r_new) = (root(&log, old).unwrap(), root(&log, new).unwrap());
+            let real = consistency_proof(&log, old, new).unwrap();
+            prop_assert!(verify_consistency(old, &r_old, new, &r_new, &real).is_ok());
+            if verify_consistency(a, &r_old, b, &r_new, &junk).is_ok() {
+                let trivial = junk.is_empty() && a == b && r_old == r_new;
+                prop_assert!(junk == real || trivial, "accepted a proof that is not the real one");
+            }
+            let mut long = real.clone();
+            long.push(r_new);
+            prop_assert!(verify_consistency(old, &r_old, new, &r_new, &long).is_err());
+        }
+
+        #[test]
+        fn notes_and_keys_of_any_text_are_refused_or_read_never_a_panic(text in ".{0,400}", key in ".{0,120}") {
+            let signer = LogSigner::from_seed("test.example/audit", &[3; 32]).unwrap();
+            let _ = Checkpoint::open(&text, &signer.verifier());
+            let _ = VerifierKey::parse(&key);
+            let _ = signer_from_text(&text);
+            // A real note with random text spliced in never opens as
+            // another checkpoint (extra signature lines of other keys may
+            // be ignored; the signed body may not change).
+            let c = signer.sign(10, &[5; 32]);
+            let at = text.len() % c.note.len();
+            if c.note.is_char_boundary(at) {
+                let spliced = format!("{}{}{}", &c.note[..at], text, &c.note[at..]);
+                if let Ok(o) = Checkpoint::open(&spliced, &signer.verifier()) {
+                    prop_assert_eq!((o.origin, o.size, o.root), (c.origin.clone(), c.size, c.root));
+                }
             }
         }
     }
