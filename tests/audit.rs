@@ -335,3 +335,19 @@ fn an_independent_implementation_verifies_our_checkpoints_and_log() {
     let (ok, out) = check(&note);
     assert!(!ok && out.contains("root"), "{out}");
 }
+
+/// Dead-letter, destination and coverage commands are admin events too (a
+/// replay from the command line is as much a replay as one over HTTP).
+#[test]
+fn dead_letter_destination_and_coverage_commands_are_events() {
+    let scratch = Scratch::new();
+    scratch.run_ok(&["dlq", "list"]);
+    scratch.run_ok(&["dlq", "replay", "--partner", "acme", "--dry-run"]);
+    scratch.run_ok(&["destinations", "list"]);
+    let csv = scratch.root.path().join("members.csv");
+    std::fs::write(&csv, "payer_id,member_id,last_name,first_name,birth_date,plan,begin,end\n").unwrap();
+    let _ = scratch.run(&["coverage", "import", csv.to_str().unwrap()]);
+    let codes: Vec<String> = events(&scratch).iter().map(|e| e["code"].as_str().unwrap().to_string()).collect();
+    assert_eq!(codes, ["dlq.list", "dlq.replay-dry-run", "destinations.list", "coverage.import"]);
+    assert_eq!(verify(&scratch, &[]).0, 0);
+}

@@ -174,7 +174,8 @@ pub fn purpose(grant: &Grant, header: Option<&str>) -> Result<&'static str, Purp
 #[derive(Debug)]
 pub struct RateLimits {
     config: LimitsConfig,
-    buckets: Mutex<HashMap<(String, Class), TokenBucket>>,
+    /// Per caller: its submit, real-time and read buckets.
+    buckets: Mutex<HashMap<String, [TokenBucket; 3]>>,
     failed: Mutex<TokenBucket>,
 }
 
@@ -217,11 +218,27 @@ impl RateLimits {
     /// until one is there.
     pub fn take(&self, caller: &str, class: Class) -> Result<(), Duration> {
         let Ok(mut buckets) = self.buckets.lock() else { return Ok(()) };
-        if buckets.len() >= MAX_BUCKETS && !buckets.contains_key(&(caller.to_string(), class)) {
+        let slot = match class {
+            Class::Submit => 0,
+            Class::RealTime => 1,
+            Class::Read => 2,
+        };
+        // Looked up by reference: a caller's first request allocates, not
+        // every request.
+        if let Some(mine) = buckets.get_mut(caller) {
+            return mine[slot].take();
+        }
+        if buckets.len() >= MAX_BUCKETS {
             buckets.clear();
         }
-        let rate = self.rate(class);
-        buckets.entry((caller.to_string(), class)).or_insert_with(|| TokenBucket::new(rate.per_sec, rate.burst)).take()
+        let bucket = |c: Class| {
+            let r = self.rate(c);
+            TokenBucket::new(r.per_sec, r.burst)
+        };
+        let mine = buckets
+            .entry(caller.to_string())
+            .or_insert_with(|| [bucket(Class::Submit), bucket(Class::RealTime), bucket(Class::Read)]);
+        mine[slot].take()
     }
 }
 

@@ -2,7 +2,7 @@
 //! `clearway_core::audit` and `docs/specs/audit.md`).
 
 use super::store::load_config;
-use crate::cli::{AuditCommand, KeysCommand, PartnersCommand, StoreArgs};
+use crate::cli::{AuditCommand, DestinationsCommand, DlqCommand, KeysCommand, PartnersCommand, StoreArgs};
 use anyhow::Context;
 use clearway_core::audit::{
     AuditActor, AuditEntity, AuditEvent, AuditSink, LogSigner, VerifierKey, load_or_create_signer, signer_from_text,
@@ -192,6 +192,27 @@ pub fn partners_event(c: &PartnersCommand) -> (&'static str, &'static str, Optio
         PartnersCommand::BindCert { id, .. } => ("partners.bind-cert", "U", Some(id.clone())),
         PartnersCommand::UnbindCert { id, .. } => ("partners.unbind-cert", "U", Some(id.clone())),
         PartnersCommand::Webhook { id, .. } => ("partners.webhook", "U", Some(id.clone())),
+    }
+}
+
+/// The event code, action and tenant of a `dlq` command (a replay changes
+/// what the workers do; reads are events too).
+pub fn dlq_event(c: &DlqCommand) -> (&'static str, &'static str, Option<String>) {
+    match c {
+        DlqCommand::List { partner, .. } => ("dlq.list", "R", partner.clone()),
+        DlqCommand::Show { .. } => ("dlq.show", "R", None),
+        DlqCommand::Replay { partner, dry_run: true, .. } => ("dlq.replay-dry-run", "R", partner.clone()),
+        DlqCommand::Replay { partner, .. } => ("dlq.replay", "E", partner.clone()),
+    }
+}
+
+/// The event code and action of a `destinations` command.
+pub fn destinations_event(c: &DestinationsCommand) -> (&'static str, &'static str) {
+    match c {
+        DestinationsCommand::List { .. } => ("destinations.list", "R"),
+        DestinationsCommand::DeadLetters { .. } => ("destinations.dead-letters", "R"),
+        DestinationsCommand::Replay { dry_run: true, .. } => ("destinations.replay-dry-run", "R"),
+        DestinationsCommand::Replay { .. } => ("destinations.replay", "E"),
     }
 }
 

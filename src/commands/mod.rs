@@ -21,7 +21,13 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Validate { json, format, codesets, file } => validate::run(&file, format, json, &codesets),
         Command::Ack { kind, time, codesets, file } => ack::run(&file, kind, time.as_deref(), &codesets),
-        Command::Codesets { store, command } => codesets::run(&store, command),
+        Command::Codesets { store, command } => {
+            let (code, action) = match &command {
+                crate::cli::CodesetsCommand::Import { .. } => ("codesets.import", "C"),
+                crate::cli::CodesetsCommand::List { .. } => ("codesets.list", "R"),
+            };
+            audit::admin(&store, code, action, None, |store| codesets::run(store, command))
+        }
         Command::Edits { command } => codesets::edits(command),
         Command::Gen { kind, count, seed } => generate::run(kind, count, seed),
         Command::Serve(args) => serve::run(args),
@@ -29,15 +35,23 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let (code, action, tenant) = audit::partners_event(&command);
             audit::admin(&store, code, action, tenant, |store| admin::partners(store, command))
         }
-        Command::Dlq { store, command } => admin::dlq(&store, command),
-        Command::Coverage { store, command } => admin::coverage(&store, command),
+        Command::Dlq { store, command } => {
+            let (code, action, tenant) = audit::dlq_event(&command);
+            audit::admin(&store, code, action, tenant, |store| admin::dlq(store, command))
+        }
+        Command::Coverage { store, command } => {
+            audit::admin(&store, "coverage.import", "C", None, |store| admin::coverage(store, command))
+        }
         Command::Keys { store, command } => {
             let (code, action, tenant) = audit::keys_event(&command);
             audit::admin(&store, code, action, tenant, |store| keys::run(store, command))
         }
         Command::Audit { store, command } => audit::run(&store, command),
         Command::Routes { store, command } => routes::test(&store, command),
-        Command::Destinations { store, command } => routes::destinations(&store, command),
+        Command::Destinations { store, command } => {
+            let (code, action) = audit::destinations_event(&command);
+            audit::admin(&store, code, action, None, |store| routes::destinations(store, command))
+        }
         Command::Aws { store, command } => admin::aws(&store, command),
     }
 }
