@@ -52,7 +52,8 @@ data "aws_iam_policy_document" "intake" {
     sid = "AuditAppend"
     # The audit log: appends (conditional puts in transactions), reads for
     # proofs and search. No DeleteItem: events are never removed.
-    actions   = ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem", "dynamodb:ConditionCheckItem"]
+    # (The state store writes every put as an Update in TransactWriteItems.)
+    actions   = ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem", "dynamodb:ConditionCheckItem"]
     resources = [aws_dynamodb_table.audit.arn]
   }
   statement {

@@ -41,6 +41,9 @@ locals {
   ]
   secrets = [
     { name = "CLEARWAY__SECURITY__MASTER_KEY", valueFrom = aws_secretsmanager_secret.master_key.arn },
+  ]
+  # Only the tasks that answer requests sign audit checkpoints.
+  audit_secrets = [
     { name = "CLEARWAY__SECURITY__AUDIT_KEY", valueFrom = aws_secretsmanager_secret.audit_key.arn },
   ]
   roles = {
@@ -76,7 +79,7 @@ resource "aws_ecs_task_definition" "role" {
       each.value.mllp ? ["--mllp-listen", "0.0.0.0:2575"] : []
     )
     environment = local.environment
-    secrets     = local.secrets
+    secrets     = each.key == "worker" ? local.secrets : concat(local.secrets, local.audit_secrets)
     portMappings = concat(
       [{ containerPort = 8080, protocol = "tcp" }],
       each.value.mllp ? [{ containerPort = 2575, protocol = "tcp" }] : []

@@ -266,10 +266,14 @@ pub fn run(args: &StoreArgs, command: AuditCommand) -> anyhow::Result<ExitCode> 
                 clearway_core::config::Backend::Local => {
                     verify_log(&AuditFile::open(&config.server.data_dir).map_err(super::store::port)?, &key, &outside)
                 }
-                clearway_core::config::Backend::Aws(_) => {
+                clearway_core::config::Backend::Aws(names) => {
                     let rt = runtime()?;
-                    let Log::Aws(aws) = open(&config, &rt)? else { anyhow::bail!("not the AWS audit log") };
-                    let snapshot = rt.block_on(aws.log().snapshot()).map_err(super::store::port)?;
+                    let snapshot = rt
+                        .block_on(async {
+                            let aws = clearway_aws::Aws::connect(names).await?;
+                            aws.audit_log().snapshot().await
+                        })
+                        .map_err(super::store::port)?;
                     verify_log(&snapshot, &key, &outside)
                 }
             };

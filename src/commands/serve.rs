@@ -84,6 +84,7 @@ async fn serve(config: Arc<clearway_core::config::Config>, role: Role) -> anyhow
     let feed = Arc::new(tokio::sync::Notify::new());
     // Workers answer no requests: nothing of theirs to audit.
     let audit = if role == Role::Worker { None } else { super::audit::service(&config, &store)? };
+    let last_audit = audit.clone();
     let mut services = Services::new(store.ports.clone(), store.partners.clone(), config.clone(), feed.clone());
     if let Some(a) = &audit {
         services = services.with_audit(a.clone());
@@ -277,6 +278,15 @@ async fn serve(config: Arc<clearway_core::config::Config>, role: Role) -> anyhow
                 tracing::warn!("second signal: exiting now; unfinished work will be redelivered after restart");
                 return Ok(ExitCode::from(130));
             }
+        }
+    }
+    // Requests finished after the checkpointer's last: anchor their events.
+    if let Some(a) = &last_audit {
+        let anchored = a.latest_checkpoint().await.ok().flatten().and_then(|n| n.lines().nth(1)?.parse::<u64>().ok());
+        if a.size().await.is_ok_and(|size| Some(size) != anchored)
+            && let Err(e) = a.checkpoint().await
+        {
+            tracing::error!(error = %clearway_core::error::chain(&e), "last audit checkpoint failed");
         }
     }
     // Pointers of the last commits still with the outbox sender go out

@@ -24,9 +24,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
-/// Most events in one transaction: with their nodes (at most two each in
-/// a run of consecutive leaves) and the head, under DynamoDB's 100 items.
+/// Most events waiting for one transaction.
 pub const MAX_BATCH: usize = 30;
+/// DynamoDB's limits on one transaction, with room to spare: items (the
+/// head is one of them) and bytes.
+const MAX_ITEMS: usize = 100;
+const MAX_TRANSACTION_BYTES: usize = 3_500_000;
+/// Largest event: DynamoDB items hold at most 400 KB.
+pub const MAX_EVENT_BYTES: usize = 350_000;
 
 fn head_key() -> Key {
     Key::new(Table::Audit, "head", "head")
@@ -137,8 +142,12 @@ impl StoreAuditLog {
         StoreAuditLog { state, tx }
     }
 
-    /// Appends an event's bytes; its index once durable.
+    /// Appends an event's bytes; its index once durable. An event larger
+    /// than [`MAX_EVENT_BYTES`] is refused (`InvalidInput`).
     pub async fn append(&self, leaf: Vec<u8>) -> PortResult<u64> {
+        if leaf.len() > MAX_EVENT_BYTES {
+            return Err(PortError::invalid_input("audit append: event larger than 350 KB"));
+        }
         let (done, wait) = oneshot::channel();
         self.tx
             .send(Pending { leaf, done })
@@ -154,7 +163,11 @@ impl StoreAuditLog {
     /// Signs a checkpoint of the log as it stands and stores it (a log
     /// never signs two checkpoints of one size: an existing one is
     /// returned).
-    pub async fn checkpoint(&self, signer: &LogSigner) -> PortResult<Checkpoint> {
+    pub async fn checkpoint(
+        &self,
+        signer: &LogSigner,
+        archive: Option<&S3CheckpointArchive>,
+    ) -> PortResult<Checkpoint> {
         let state = self.state.as_ref();
         let (size, _) = head(state).await?;
         let c = match self.checkpoint_note(size).await? {
@@ -176,6 +189,11 @@ impl StoreAuditLog {
                 }
             }
         };
+        // Archived (locked) before it is served as the newest: a checkpoint
+        // anyone was given is one the archive holds.
+        if let Some(a) = archive {
+            a.put(&c).await?;
+        }
         // The newest, for GET /v1/audit/checkpoint: only ever moves forward.
         loop {
             let current = state.get(&latest_key()).await?;
@@ -244,16 +262,29 @@ impl StoreAuditLog {
         with_nodes(self.state.as_ref(), |n| clearway_core::audit::consistency_proof(n, old, new)).await
     }
 
-    /// Everything stored, read into memory for `clearway audit verify`.
+    /// Everything stored, read into memory for `clearway audit verify`:
+    /// the size first, then exactly that many events (a missing one fails
+    /// the verification), every node, and the checkpoints (those signed
+    /// while this read, above a second read of the size, left out).
     pub async fn snapshot(&self) -> PortResult<Snapshot> {
         let state = self.state.as_ref();
-        let mut snap = Snapshot::default();
+        let mut snap = Snapshot { size: head(state).await?.0, ..Snapshot::default() };
         let mut after: Option<String> = None;
-        loop {
+        'leaves: loop {
             let rows = state.query(Table::Audit, "leaf", after.as_deref(), 1000).await?;
             let Some((last, _)) = rows.last() else { break };
             after = Some(last.clone());
-            snap.events.extend(rows.into_iter().map(|(_, i)| i.value.to_vec()));
+            for (sk, item) in rows {
+                let seq: u64 = sk.parse().map_err(|_| PortError::new(ErrorKind::Internal, "audit leaf key"))?;
+                if seq >= snap.size {
+                    break 'leaves;
+                }
+                if seq != snap.events.len() as u64 {
+                    // A gap: the events from here on are not where they belong.
+                    break 'leaves;
+                }
+                snap.events.push(item.value.to_vec());
+            }
         }
         for level in 0..64u8 {
             let mut after: Option<String> = None;
@@ -274,14 +305,17 @@ impl StoreAuditLog {
                 break;
             }
         }
+        let mut notes = Vec::new();
         let mut after: Option<String> = None;
         loop {
             let rows = state.query(Table::Audit, "checkpoint", after.as_deref(), 1000).await?;
             let Some((last, _)) = rows.last() else { break };
             after = Some(last.clone());
-            snap.checkpoints.extend(rows.into_iter().map(|(_, i)| String::from_utf8_lossy(&i.value).into_owned()));
+            notes.extend(rows.into_iter().map(|(_, i)| String::from_utf8_lossy(&i.value).into_owned()));
         }
-        snap.size = head(state).await?.0;
+        let now = head(state).await?.0;
+        snap.checkpoints =
+            notes.into_iter().filter(|n| note_size(n).is_none_or(|s| s <= snap.size || s > now)).collect();
         Ok(snap)
     }
 }
@@ -292,12 +326,20 @@ fn note_size(note: &str) -> Option<u64> {
 }
 
 /// The group-commit writer: batches of waiting appends, each one
-/// transaction; on a conflict (another process appended) the right edge
-/// is read again and the batch retried.
+/// transaction within DynamoDB's limits (what does not fit waits for the
+/// next); on a conflict (another process appended) the right edge is read
+/// again and the batch retried, on a throttle or a transaction conflict
+/// after a backoff.
 async fn writer(state: Arc<dyn StateStore>, mut rx: mpsc::Receiver<Pending>) {
     let mut edge: Option<(CompactRange, u64)> = None;
-    while let Some(first) = rx.recv().await {
-        let mut batch = vec![first];
+    let mut batch: Vec<Pending> = Vec::new();
+    loop {
+        if batch.is_empty() {
+            match rx.recv().await {
+                Some(p) => batch.push(p),
+                None => return,
+            }
+        }
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
                 Ok(p) => batch.push(p),
@@ -305,14 +347,14 @@ async fn writer(state: Arc<dyn StateStore>, mut rx: mpsc::Receiver<Pending>) {
             }
         }
         match commit(state.as_ref(), &mut edge, &batch).await {
-            Ok(start) => {
-                for (i, p) in batch.into_iter().enumerate() {
+            Ok((start, n)) => {
+                for (i, p) in batch.drain(..n).enumerate() {
                     let _ = p.done.send(Ok(start + i as u64));
                 }
             }
             Err(e) => {
                 tracing::warn!(error = %clearway_core::error::chain(&e), "audit append failed");
-                for p in batch {
+                for p in batch.drain(..) {
                     let _ = p.done.send(Err(PortError::new(e.kind(), "audit append")));
                 }
             }
@@ -320,8 +362,22 @@ async fn writer(state: Arc<dyn StateStore>, mut rx: mpsc::Receiver<Pending>) {
     }
 }
 
-async fn commit(state: &dyn StateStore, edge: &mut Option<(CompactRange, u64)>, batch: &[Pending]) -> PortResult<u64> {
-    for _ in 0..16 {
+/// Commits as many of `batch`'s events as fit in one transaction (at
+/// least one); returns the first one's index and how many.
+async fn commit(
+    state: &dyn StateStore,
+    edge: &mut Option<(CompactRange, u64)>,
+    batch: &[Pending],
+) -> PortResult<(u64, usize)> {
+    let mut last_error = None;
+    for attempt in 0..16u32 {
+        if attempt > 0 {
+            // Jittered backoff: 5 ms, 10 ms, ... up to about 1 s.
+            let base = 5u64 << attempt.min(8);
+            let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+            let jitter = u64::from(nanos.subsec_nanos()) % base;
+            tokio::time::sleep(std::time::Duration::from_millis(base + jitter)).await;
+        }
         let (mut range, version) = match edge.take() {
             Some(e) => e,
             None => {
@@ -331,25 +387,42 @@ async fn commit(state: &dyn StateStore, edge: &mut Option<(CompactRange, u64)>, 
         };
         let start = range.size();
         let mut ops = Vec::with_capacity(batch.len() * 3 + 1);
-        for (i, p) in batch.iter().enumerate() {
-            ops.push(put(leaf_key(start + i as u64), p.leaf.clone(), Condition::NotExists));
-            for (level, index, hash) in range.push(leaf_hash(&p.leaf)) {
+        let (mut bytes, mut taken) = (0, 0);
+        for p in batch {
+            let mut trial = range.clone();
+            let nodes = trial.push(leaf_hash(&p.leaf));
+            let more_bytes = p.leaf.len() + nodes.len() * 64 + 64;
+            // Room for this event, its nodes and the head.
+            if taken > 0 && (ops.len() + 1 + nodes.len() + 1 > MAX_ITEMS || bytes + more_bytes > MAX_TRANSACTION_BYTES)
+            {
+                break;
+            }
+            ops.push(put(leaf_key(start + taken as u64), p.leaf.clone(), Condition::NotExists));
+            for (level, index, hash) in nodes {
                 ops.push(put(node_key(level, index), hash.to_vec(), Condition::None));
             }
+            range = trial;
+            bytes += more_bytes;
+            taken += 1;
         }
         let condition = if version == 0 { Condition::NotExists } else { Condition::Version(version) };
         ops.push(put(head_key(), range.size().to_string().into_bytes(), condition));
         match state.write(ops).await {
             Ok(()) => {
                 *edge = Some((range, version + 1));
-                return Ok(start);
+                return Ok((start, taken));
             }
             // Another writer appended: read its edge and try again.
-            Err(e) if matches!(e.kind(), ErrorKind::PreconditionFailed | ErrorKind::AlreadyExists) => continue,
+            Err(e) if matches!(e.kind(), ErrorKind::PreconditionFailed | ErrorKind::AlreadyExists) => {
+                last_error = Some(e)
+            }
+            // Throttled, or a transaction that collided with another
+            // (DynamoDB's TransactionConflict): the edge may be stale too.
+            Err(e) if e.is_retryable() => last_error = Some(e),
             Err(e) => return Err(e),
         }
     }
-    Err(PortError::new(ErrorKind::Unavailable, "audit append: too much contention"))
+    Err(last_error.unwrap_or_else(|| PortError::new(ErrorKind::Unavailable, "audit append: too much contention")))
 }
 
 /// A whole log read into memory: what `clearway audit verify` checks.
@@ -369,7 +442,7 @@ impl Nodes for Snapshot {
 
 impl LogReader for Snapshot {
     fn size(&self) -> Result<u64, AuditError> {
-        Ok(self.size.min(self.events.len() as u64))
+        Ok(self.size)
     }
     fn events(&self, from: u64, limit: usize) -> Result<Vec<Vec<u8>>, AuditError> {
         let from = usize::try_from(from).unwrap_or(usize::MAX).min(self.events.len());
@@ -407,6 +480,8 @@ impl S3CheckpointArchive {
             .bucket(&self.bucket)
             .key(Self::object_key(c.size))
             .content_type("text/plain; charset=utf-8")
+            // Object Lock needs an integrity checksum on every put.
+            .checksum_algorithm(aws_sdk_s3::types::ChecksumAlgorithm::Sha256)
             .body(c.note.clone().into_bytes().into())
             .send()
             .await
@@ -414,9 +489,10 @@ impl S3CheckpointArchive {
         Ok(())
     }
 
-    /// Creates the bucket with Object Lock on and a default COMPLIANCE
-    /// retention of `days` (development and tests; Terraform in production).
-    pub async fn ensure_bucket(&self, days: i32) -> PortResult<()> {
+    /// Creates the bucket with Object Lock on and a default retention of
+    /// `days` in COMPLIANCE mode (`compliance`) or GOVERNANCE mode
+    /// (development and tests; Terraform makes production's, COMPLIANCE).
+    pub async fn ensure_bucket(&self, compliance: bool, days: i32) -> PortResult<()> {
         use aws_sdk_s3::types::{
             DefaultRetention, ObjectLockConfiguration, ObjectLockEnabled, ObjectLockRetentionMode, ObjectLockRule,
         };
@@ -430,7 +506,16 @@ impl S3CheckpointArchive {
             }
         }
         let rule = ObjectLockRule::builder()
-            .default_retention(DefaultRetention::builder().mode(ObjectLockRetentionMode::Compliance).days(days).build())
+            .default_retention(
+                DefaultRetention::builder()
+                    .mode(if compliance {
+                        ObjectLockRetentionMode::Compliance
+                    } else {
+                        ObjectLockRetentionMode::Governance
+                    })
+                    .days(days)
+                    .build(),
+            )
             .build();
         let config =
             ObjectLockConfiguration::builder().object_lock_enabled(ObjectLockEnabled::Enabled).rule(rule).build();
@@ -482,10 +567,7 @@ impl clearway_core::audit::AuditSink for AwsAuditService {
         self.log.latest_checkpoint().await
     }
     async fn checkpoint(&self) -> PortResult<String> {
-        let c = self.log.checkpoint(&self.signer).await?;
-        if let Some(a) = &self.archive {
-            a.put(&c).await?;
-        }
+        let c = self.log.checkpoint(&self.signer, self.archive.as_ref()).await?;
         metrics::counter!("clearway_audit_checkpoints_total").increment(1);
         Ok(c.note)
     }

@@ -50,9 +50,11 @@ pub async fn bootstrap(sdk: &aws_config::SdkConfig, names: &AwsConfig, max_recei
     let topic_arn = SnsNotifier::ensure(sdk, &names.topic).await?;
     DynamoStateStore::new(sdk, &names.table, names.partition_shards).ensure_table().await?;
     // The audit log's own table, and its checkpoint bucket under Object
-    // Lock (COMPLIANCE, six years: Terraform's default).
+    // Lock: GOVERNANCE mode for one day here (a bootstrap is for
+    // development and tests; a COMPLIANCE bucket could not be emptied for
+    // years), COMPLIANCE for six years from Terraform.
     DynamoStateStore::new(sdk, &names.audit_table, 1).ensure_table().await?;
-    crate::audit::S3CheckpointArchive::new(sdk, &names.audit_bucket).ensure_bucket(2190).await?;
+    crate::audit::S3CheckpointArchive::new(sdk, &names.audit_bucket).ensure_bucket(false, 1).await?;
     Ok(Resources {
         bucket: names.bucket.clone(),
         queue_url: queue,

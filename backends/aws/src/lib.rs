@@ -177,10 +177,13 @@ impl Aws {
     /// The audit log in its own table, with checkpoints also written to
     /// the Object Lock bucket (see [`audit`]).
     pub fn audit(&self, signer: std::sync::Arc<clearway_core::audit::LogSigner>) -> audit::AwsAuditService {
-        let table = DynamoStateStore::new(&self.sdk, &self.audit_table, 1);
-        let log = audit::StoreAuditLog::new(Arc::new(table));
         let archive = audit::S3CheckpointArchive::new(&self.sdk, &self.audit_bucket);
-        audit::AwsAuditService::new(log, signer, Some(archive))
+        audit::AwsAuditService::new(self.audit_log(), signer, Some(archive))
+    }
+
+    /// The audit log alone (to read and verify it: no signing key needed).
+    pub fn audit_log(&self) -> audit::StoreAuditLog {
+        audit::StoreAuditLog::new(Arc::new(DynamoStateStore::new(&self.sdk, &self.audit_table, 1)))
     }
 
     /// The ports (unsealed: the caller seals state values).

@@ -58,14 +58,14 @@ async fn suite(state: Arc<dyn StateStore>, events: usize) {
     assert_eq!(seqs, (0..events as u64).collect::<Vec<_>>(), "every event once, no gap, no fork");
     assert_eq!(a.size().await.unwrap(), events as u64);
 
-    let first = a.checkpoint(&signer).await.unwrap();
+    let first = a.checkpoint(&signer, None).await.unwrap();
     assert_eq!(first.size, events as u64);
-    assert_eq!(b.checkpoint(&signer).await.unwrap(), first, "one checkpoint per size");
+    assert_eq!(b.checkpoint(&signer, None).await.unwrap(), first, "one checkpoint per size");
     assert_eq!(b.latest_checkpoint().await.unwrap().as_deref(), Some(first.note.as_str()));
     for i in 0..5 {
         b.append(event(events + i).to_leaf()).await.unwrap();
     }
-    let second = b.checkpoint(&signer).await.unwrap();
+    let second = b.checkpoint(&signer, None).await.unwrap();
     assert_eq!(second.size, events as u64 + 5);
 
     // Proofs verify against the signed roots.
@@ -86,6 +86,7 @@ async fn suite(state: Arc<dyn StateStore>, events: usize) {
     let report = verify_log(&snapshot, &signer.verifier(), &[]).unwrap();
     assert_eq!((report.size, report.unanchored), (second.size, 0));
     let victim = clearway_core::ports::Key::new(clearway_core::ports::Table::Audit, "leaf", format!("{:020}", 3));
+    let stored = state.get(&victim).await.unwrap().unwrap().value;
     let mut edited = event(3);
     edited.tenant = Some("someone-else".into());
     state
@@ -100,6 +101,28 @@ async fn suite(state: Arc<dyn StateStore>, events: usize) {
         .unwrap();
     let tampered = a.snapshot().await.unwrap();
     assert!(verify_log(&tampered, &signer.verifier(), &[]).is_err(), "an edited event is caught");
+    // Put back, it verifies again; then the newest event deleted (below
+    // the head's size): caught too.
+    let original = clearway_core::ports::Key::new(clearway_core::ports::Table::Audit, "leaf", format!("{:020}", 3));
+    state
+        .write(vec![clearway_core::ports::WriteOp::Put {
+            key: original,
+            value: stored,
+            expires_at: None,
+            condition: clearway_core::ports::Condition::None,
+            owner: None,
+        }])
+        .await
+        .unwrap();
+    verify_log(&a.snapshot().await.unwrap(), &signer.verifier(), &[]).unwrap();
+    let newest = second.size - 1;
+    let key = clearway_core::ports::Key::new(clearway_core::ports::Table::Audit, "leaf", format!("{newest:020}"));
+    state
+        .write(vec![clearway_core::ports::WriteOp::Delete { key, condition: clearway_core::ports::Condition::None }])
+        .await
+        .unwrap();
+    let cut = a.snapshot().await.unwrap();
+    assert!(verify_log(&cut, &signer.verifier(), &[]).is_err(), "a deleted event is caught");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -120,8 +143,8 @@ async fn checkpoints_are_locked_in_s3_in_compliance_mode() {
     let c = config().await;
     let bucket = unique("clearway-audit-checkpoints");
     let archive = S3CheckpointArchive::new(&c, &bucket);
-    archive.ensure_bucket(2190).await.unwrap();
-    archive.ensure_bucket(2190).await.unwrap();
+    archive.ensure_bucket(true, 2190).await.unwrap();
+    archive.ensure_bucket(true, 2190).await.unwrap();
     let signer = LogSigner::from_seed("test.example/audit", &[9; 32]).unwrap();
     let checkpoint = signer.sign(3, &[1; 32]);
     archive.put(&checkpoint).await.unwrap();
@@ -139,4 +162,35 @@ async fn checkpoints_are_locked_in_s3_in_compliance_mode() {
     let version = versions.versions()[0].version_id().unwrap().to_string();
     let deleted = s3.delete_object().bucket(&bucket).key(&key).version_id(version).send().await;
     assert!(deleted.is_err(), "a locked checkpoint cannot be deleted");
+}
+
+/// Regression: a full batch of 30 that crosses a multiple of 2^15 needs
+/// more than 100 writes (its nodes); the writer now commits what fits and
+/// keeps the rest for the next transaction. And an event too large for
+/// one item is refused on its own, not with its batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_stay_within_a_transactions_limits() {
+    let state: Arc<dyn StateStore> = Arc::new(clearway_local::MemStateStore::default());
+    let log = StoreAuditLog::new(state);
+    let leaf = event(0).to_leaf();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..64 {
+        let (log, leaf) = (log.clone(), leaf.clone());
+        tasks.spawn(async move {
+            for _ in 0..520 {
+                log.append(leaf.clone()).await.unwrap();
+            }
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r.unwrap();
+    }
+    assert_eq!(log.size().await.unwrap(), 64 * 520, "past 2^15 = 32,768 with full batches");
+    let too_big = vec![b'x'; clearway_aws::audit::MAX_EVENT_BYTES + 1];
+    let refused = log.append(too_big).await.unwrap_err();
+    assert_eq!(refused.kind(), clearway_core::ErrorKind::InvalidInput);
+    let signer = LogSigner::from_seed("test.example/audit", &[1; 32]).unwrap();
+    log.checkpoint(&signer, None).await.unwrap();
+    let report = verify_log(&log.snapshot().await.unwrap(), &signer.verifier(), &[]).unwrap();
+    assert_eq!(report.size, 64 * 520);
 }
