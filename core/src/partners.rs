@@ -613,8 +613,8 @@ impl Partners {
         Ok((credential_id(&hash), api_key))
     }
 
-    /// Every API key (never the keys themselves), by id.
-    pub async fn list_keys(&self) -> PortResult<Vec<Credential>> {
+    /// Every stored API key: its hash, record and version.
+    async fn stored_keys(&self) -> PortResult<Vec<(String, ApiKeyRecord, u64)>> {
         let mut out = Vec::new();
         let mut after: Option<String> = None;
         loop {
@@ -622,25 +622,33 @@ impl Partners {
             let Some((last, _)) = page.last() else { break };
             after = Some(last.clone());
             for (hash, item) in page {
-                let k: ApiKeyRecord = parse(&item.value)?;
-                let role = match k.role {
-                    Some(r) => r,
-                    None => match self.get(&k.partner).await? {
-                        Some((p, _)) if p.operator => Role::Operator,
-                        _ => Role::Submitter,
-                    },
-                };
-                out.push(Credential {
-                    id: credential_id(&hash),
-                    principal: k.partner.to_string(),
-                    role,
-                    created_at: k.created_at,
-                    revoked: k.revoked,
-                    phi_view: k.phi_view,
-                    break_glass: k.break_glass,
-                    label: k.label,
-                });
+                out.push((hash, parse(&item.value)?, item.version));
             }
+        }
+        Ok(out)
+    }
+
+    /// Every API key (never the keys themselves), by holder.
+    pub async fn list_keys(&self) -> PortResult<Vec<Credential>> {
+        let mut out = Vec::new();
+        for (hash, k, _) in self.stored_keys().await? {
+            let role = match k.role {
+                Some(r) => r,
+                None => match self.get(&k.partner).await? {
+                    Some((p, _)) if p.operator => Role::Operator,
+                    _ => Role::Submitter,
+                },
+            };
+            out.push(Credential {
+                id: credential_id(&hash),
+                principal: k.partner.to_string(),
+                role,
+                created_at: k.created_at,
+                revoked: k.revoked,
+                phi_view: k.phi_view,
+                break_glass: k.break_glass,
+                label: k.label,
+            });
         }
         out.sort_by(|a, b| (&a.principal, &a.created_at, &a.id).cmp(&(&b.principal, &b.created_at, &b.id)));
         Ok(out)
@@ -653,32 +661,22 @@ impl Partners {
         if id.len() != 12 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(PortError::invalid_input("a key id is 12 hex digits"));
         }
-        let mut after: Option<String> = None;
-        loop {
-            let page = self.state.query(Table::Partners, "apikey", after.as_deref(), 1000).await?;
-            let Some((last, _)) = page.last() else { break };
-            after = Some(last.clone());
-            for (hash, item) in page {
-                if !hash.starts_with(&id) {
-                    continue;
-                }
-                let mut k: ApiKeyRecord = parse(&item.value)?;
-                k.revoked = true;
-                self.state
-                    .write(vec![WriteOp::Put {
-                        key: ApiKeyRecord::key(&hash),
-                        value: json(&k)?,
-                        expires_at: None,
-                        condition: Condition::Version(item.version),
-                        owner: None,
-                    }])
-                    .await?;
-                self.forget_cached();
-                let listed = self.list_keys().await?;
-                return listed.into_iter().find(|c| c.id == id).ok_or_else(|| PortError::not_found("revoke key"));
-            }
-        }
-        Err(PortError::not_found("revoke key"))
+        let Some((hash, mut k, version)) = self.stored_keys().await?.into_iter().find(|(h, _, _)| h.starts_with(&id))
+        else {
+            return Err(PortError::not_found("revoke key"));
+        };
+        k.revoked = true;
+        self.state
+            .write(vec![WriteOp::Put {
+                key: ApiKeyRecord::key(&hash),
+                value: json(&k)?,
+                expires_at: None,
+                condition: Condition::Version(version),
+                owner: None,
+            }])
+            .await?;
+        self.forget_cached();
+        self.list_keys().await?.into_iter().find(|c| c.id == id).ok_or_else(|| PortError::not_found("revoke key"))
     }
 
     /// The partners' key-encryption keys: rotation, destruction, shredding.

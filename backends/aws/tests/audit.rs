@@ -7,25 +7,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use clearway_aws::audit::{S3CheckpointArchive, StoreAuditLog};
 use clearway_core::audit::{AuditActor, AuditEvent, AuditQuery, LogSigner, verify_inclusion, verify_log};
 use clearway_core::ports::StateStore;
+use common::{config, unique};
 use std::sync::Arc;
-
-async fn config() -> aws_config::SdkConfig {
-    let endpoint = std::env::var("CLEARWAY_TEST_AWS_ENDPOINT")
-        .expect("CLEARWAY_TEST_AWS_ENDPOINT: the URL of a moto_server (scripts/test starts one)");
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(endpoint)
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_s3::config::Credentials::new("testing", "testing", None, None, "test"))
-        .load()
-        .await
-}
-
-fn unique(prefix: &str) -> String {
-    format!("{prefix}-{}", time::OffsetDateTime::now_utc().unix_timestamp_nanos() % 1_000_000_000_000)
-}
 
 fn event(i: usize) -> AuditEvent {
     let actor = AuditActor {

@@ -3,27 +3,13 @@
 //! and sets `CLEARWAY_TEST_AWS_ENDPOINT`; without it these tests fail
 //! (they are the AWS lane, not optional).
 
+mod common;
+
 use clearway_aws::{DynamoStateStore, S3BlobStore, SnsNotifier, SqsWorkQueue};
 use clearway_core::conformance;
+use common::{config, unique};
 use std::sync::Arc;
 use std::time::Duration;
-
-async fn config() -> aws_config::SdkConfig {
-    let endpoint = std::env::var("CLEARWAY_TEST_AWS_ENDPOINT")
-        .expect("CLEARWAY_TEST_AWS_ENDPOINT: the URL of a moto_server (scripts/test starts one)");
-    // SAFETY of the test: these variables only point the SDK at the local
-    // server with its fake credentials.
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(endpoint)
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_s3::config::Credentials::new("testing", "testing", None, None, "test"))
-        .load()
-        .await
-}
-
-fn unique(prefix: &str) -> String {
-    format!("{prefix}-{}", time::OffsetDateTime::now_utc().unix_timestamp_nanos() % 1_000_000_000_000)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_blob_store_conformance() {
