@@ -460,6 +460,12 @@ pub fn instant(rfc3339: &str) -> Option<String> {
     t.to_offset(time::UtcOffset::UTC).format(MILLIS).ok()
 }
 
+/// The tree size a checkpoint note states (its second line), without
+/// checking its signature.
+pub fn note_size(note: &str) -> Option<u64> {
+    note.lines().nth(1)?.parse().ok()
+}
+
 /// Hashes as base64, as proofs travel in JSON.
 pub fn encode_hashes(hashes: &[Hash]) -> Vec<String> {
     hashes.iter().map(|h| B64.encode(h)).collect()

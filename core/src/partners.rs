@@ -27,6 +27,11 @@ pub fn credential_id(hash: &str) -> String {
     hash.chars().take(12).collect()
 }
 
+/// The public id of a presented key (valid or not): what audit events name.
+pub fn key_id(api_key: &str) -> String {
+    credential_id(&crypto::api_key_hash(api_key))
+}
+
 /// Why the root key could not be loaded (names files, never key bytes).
 #[derive(Debug, thiserror::Error)]
 pub enum RootKeyError {

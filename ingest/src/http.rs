@@ -161,12 +161,12 @@ impl AuditSlot {
 
 /// The bearer token of a request, if it has a plausible one.
 fn bearer(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .filter(|t| !t.is_empty() && t.len() <= 200)
+    headers.get(header::AUTHORIZATION).and_then(bearer_value)
+}
+
+/// The token of an `Authorization: Bearer …` value, if plausible.
+fn bearer_value(v: &HeaderValue) -> Option<&str> {
+    v.to_str().ok().and_then(|v| v.strip_prefix("Bearer ")).map(str::trim).filter(|t| !t.is_empty() && t.len() <= 200)
 }
 
 /// The access layer: finds the route's rule ([`crate::authz::RULES`];
@@ -361,7 +361,7 @@ async fn audit_request(
     let path = req.uri().path().to_string();
     let source =
         req.extensions().get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip().to_string());
-    let presented = bearer(req.headers()).map(str::to_string);
+    let authorization = req.headers().get(header::AUTHORIZATION).cloned();
     let request_id = req
         .headers()
         .get("x-request-id")
@@ -381,14 +381,15 @@ async fn audit_request(
         },
         // A credential that did not authenticate: recorded by its id, so
         // repeated failures can be seen (the key itself never is).
-        None if status == StatusCode::UNAUTHORIZED && (presented.is_some() || note.failed_credential.is_some()) => {
+        None if status == StatusCode::UNAUTHORIZED && (authorization.is_some() || note.failed_credential.is_some()) => {
             clearway_core::audit::AuditActor {
                 principal: "unauthenticated".into(),
                 kind: "unknown".into(),
                 role: "none".into(),
-                credential: note.failed_credential.clone().or_else(|| {
-                    presented.map(|t| clearway_core::partners::credential_id(&clearway_core::crypto::api_key_hash(&t)))
-                }),
+                credential: note
+                    .failed_credential
+                    .clone()
+                    .or_else(|| authorization.as_ref().and_then(bearer_value).map(clearway_core::partners::key_id)),
                 auth: "api_key".into(),
             }
         }
@@ -715,6 +716,16 @@ fn audit_kept(svc: &Services) -> Result<(), Problem> {
     ))
 }
 
+/// A `from`/`to` bound of an audit query, as events record time.
+fn instant(v: &Option<String>) -> Result<Option<String>, Problem> {
+    match v.as_deref() {
+        Some(s) => clearway_core::audit::instant(s).map(Some).ok_or_else(|| {
+            Problem::new(StatusCode::BAD_REQUEST, "invalid-input", "Invalid time", "from and to are RFC 3339")
+        }),
+        None => Ok(None),
+    }
+}
+
 fn audit_sink(svc: &Services) -> Result<Arc<dyn clearway_core::audit::AuditSink>, Problem> {
     svc.audit.clone().ok_or_else(Problem::not_found)
 }
@@ -730,12 +741,6 @@ async fn audit_events(
     Query(q): Query<EventsQuery>,
 ) -> Result<Json<Value>, Problem> {
     let sink = audit_sink(&svc)?;
-    let bad =
-        |what: &str| Problem::new(StatusCode::BAD_REQUEST, "invalid-input", "Invalid query", format!("bad {what}"));
-    let time = |v: &Option<String>, what: &str| match v.as_deref() {
-        Some(s) => clearway_core::audit::instant(s).map(Some).ok_or_else(|| bad(what)),
-        None => Ok(None),
-    };
     let tenant = match caller.principal.tenant() {
         Some(own) => Some(own.to_string()),
         None => q.tenant.clone(),
@@ -746,8 +751,8 @@ async fn audit_events(
         patient_token: q.patient.clone(),
         purpose: q.purpose.clone(),
         break_glass: q.break_glass.clone(),
-        from: time(&q.from, "from")?,
-        to: time(&q.to, "to")?,
+        from: instant(&q.from)?,
+        to: instant(&q.to)?,
         after: q.after,
     };
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
@@ -849,14 +854,10 @@ async fn audit_disclosures(
         (_, Some(t)) if !t.is_empty() => t,
         _ => return Err(bad("patientControlNumber or patientToken")),
     };
-    let time = |v: &Option<String>| match v.as_deref() {
-        Some(s) => clearway_core::audit::instant(s).map(Some).ok_or_else(|| bad("from and to are RFC 3339")),
-        None => Ok(None),
-    };
     let filter = clearway_core::audit::AuditQuery {
         patient_token: Some(token.clone()),
-        from: time(&req.from)?,
-        to: time(&req.to)?,
+        from: instant(&req.from)?,
+        to: instant(&req.to)?,
         after: req.after,
         ..Default::default()
     };
@@ -2068,7 +2069,7 @@ async fn core_partner(
         },
         Ok(_) => {
             if let Some(slot) = slot {
-                let id = clearway_core::partners::credential_id(&clearway_core::crypto::api_key_hash(token));
+                let id = clearway_core::partners::key_id(token);
                 slot.note(|n| n.failed_credential = Some(id));
             }
             Err("UnAuthorized")

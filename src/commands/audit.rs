@@ -41,17 +41,20 @@ impl Log {
     }
 }
 
+/// The embedded audit log, `audit.db` in the data directory.
+fn local(config: &Config, signer: Arc<LogSigner>) -> anyhow::Result<AuditService> {
+    let log = SqliteAuditLog::open(&config.server.data_dir)
+        .map_err(super::store::port)
+        .context("cannot open the audit log")?;
+    Ok(AuditService::new(log, signer))
+}
+
 /// Opens the audit log the configuration names (within `rt`: the AWS
 /// log's writer runs on it).
 fn open(config: &Config, rt: &tokio::runtime::Runtime) -> anyhow::Result<Log> {
     let signer = Arc::new(signer(config)?);
     match &config.backend {
-        clearway_core::config::Backend::Local => {
-            let log = SqliteAuditLog::open(&config.server.data_dir)
-                .map_err(super::store::port)
-                .context("cannot open the audit log")?;
-            Ok(Log::Local(AuditService::new(log, signer)))
-        }
+        clearway_core::config::Backend::Local => Ok(Log::Local(local(config, signer)?)),
         clearway_core::config::Backend::Aws(names) => rt.block_on(async {
             let aws = clearway_aws::Aws::connect(names).await.map_err(super::store::port)?;
             Ok(Log::Aws(aws.audit(signer)))
@@ -91,12 +94,7 @@ pub fn service(config: &Config, store: &super::store::Store) -> anyhow::Result<O
     }
     let signer = Arc::new(signer(config)?);
     Ok(Some(match &store.backend {
-        super::store::Backend::Local(_) => {
-            let log = SqliteAuditLog::open(&config.server.data_dir)
-                .map_err(super::store::port)
-                .context("cannot open the audit log")?;
-            Arc::new(AuditService::new(log, signer))
-        }
+        super::store::Backend::Local(_) => Arc::new(local(config, signer)?),
         super::store::Backend::Aws(aws) => Arc::new(aws.audit(signer)),
     }))
 }
@@ -111,9 +109,8 @@ pub const CHECKPOINT_EVENTS: u64 = 10_000;
 /// arrive — then one last; reports the unanchored events
 /// (`clearway_audit_unanchored_events`).
 pub async fn run_checkpoints(sink: Arc<dyn AuditSink>, shutdown: tokio_util::sync::CancellationToken) {
-    let size_of = |note: &str| note.lines().nth(1).and_then(|l| l.parse::<u64>().ok());
     let mut checkpointed = match sink.latest_checkpoint().await {
-        Ok(Some(note)) => size_of(&note).unwrap_or(0),
+        Ok(Some(note)) => clearway_core::audit::note_size(&note).unwrap_or(0),
         _ => 0,
     };
     let mut last = tokio::time::Instant::now();
@@ -138,7 +135,7 @@ pub async fn run_checkpoints(sink: Arc<dyn AuditSink>, shutdown: tokio_util::syn
         if due {
             match sink.checkpoint().await {
                 Ok(note) => {
-                    checkpointed = size_of(&note).unwrap_or(size);
+                    checkpointed = clearway_core::audit::note_size(&note).unwrap_or(size);
                     last = tokio::time::Instant::now();
                     metrics::gauge!("clearway_audit_unanchored_events").set(size.saturating_sub(checkpointed) as f64);
                 }

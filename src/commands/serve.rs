@@ -282,7 +282,7 @@ async fn serve(config: Arc<clearway_core::config::Config>, role: Role) -> anyhow
     }
     // Requests finished after the checkpointer's last: anchor their events.
     if let Some(a) = &last_audit {
-        let anchored = a.latest_checkpoint().await.ok().flatten().and_then(|n| n.lines().nth(1)?.parse::<u64>().ok());
+        let anchored = a.latest_checkpoint().await.ok().flatten().and_then(|n| clearway_core::audit::note_size(&n));
         if a.size().await.is_ok_and(|size| Some(size) != anchored)
             && let Err(e) = a.checkpoint().await
         {

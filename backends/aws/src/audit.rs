@@ -16,7 +16,7 @@
 
 use clearway_core::audit::{
     AuditError, AuditEvent, AuditPage, AuditQuery, Checkpoint, CompactRange, Hash, LogReader, LogSigner, MAX_SCAN,
-    Nodes, VerifierKey, leaf_hash,
+    Nodes, VerifierKey, leaf_hash, note_size,
 };
 use clearway_core::ports::{Condition, Key, StateStore, Table, WriteOp};
 use clearway_core::{ErrorKind, PortError, PortResult};
@@ -287,32 +287,22 @@ impl StoreAuditLog {
             }
         }
         for level in 0..64u8 {
-            let mut after: Option<String> = None;
-            let mut any = false;
-            loop {
-                let rows = state.query(Table::Audit, &format!("node{level:02}"), after.as_deref(), 1000).await?;
-                let Some((last, _)) = rows.last() else { break };
-                after = Some(last.clone());
-                for (sk, item) in rows {
-                    let index: u64 = sk.parse().map_err(|_| PortError::new(ErrorKind::Internal, "audit node key"))?;
-                    if let Ok(h) = item.value.as_ref().try_into() {
-                        snap.nodes.insert((level, index), h);
-                        any = true;
-                    }
-                }
-            }
-            if !any {
+            let rows = whole_partition(state, &format!("node{level:02}")).await?;
+            if rows.is_empty() {
                 break;
             }
+            for (sk, item) in rows {
+                let index: u64 = sk.parse().map_err(|_| PortError::new(ErrorKind::Internal, "audit node key"))?;
+                if let Ok(h) = item.value.as_ref().try_into() {
+                    snap.nodes.insert((level, index), h);
+                }
+            }
         }
-        let mut notes = Vec::new();
-        let mut after: Option<String> = None;
-        loop {
-            let rows = state.query(Table::Audit, "checkpoint", after.as_deref(), 1000).await?;
-            let Some((last, _)) = rows.last() else { break };
-            after = Some(last.clone());
-            notes.extend(rows.into_iter().map(|(_, i)| String::from_utf8_lossy(&i.value).into_owned()));
-        }
+        let notes: Vec<String> = whole_partition(state, "checkpoint")
+            .await?
+            .into_iter()
+            .map(|(_, i)| String::from_utf8_lossy(&i.value).into_owned())
+            .collect();
         let now = head(state).await?.0;
         snap.checkpoints =
             notes.into_iter().filter(|n| note_size(n).is_none_or(|s| s <= snap.size || s > now)).collect();
@@ -320,9 +310,16 @@ impl StoreAuditLog {
     }
 }
 
-/// The size a checkpoint note states (its second line).
-fn note_size(note: &str) -> Option<u64> {
-    note.lines().nth(1)?.parse().ok()
+/// Every item of one partition of the audit table, in key order.
+async fn whole_partition(state: &dyn StateStore, pk: &str) -> PortResult<Vec<(String, clearway_core::ports::Item)>> {
+    let mut out: Vec<(String, clearway_core::ports::Item)> = Vec::new();
+    loop {
+        let rows = state.query(Table::Audit, pk, out.last().map(|(k, _)| k.as_str()), 1000).await?;
+        if rows.is_empty() {
+            return Ok(out);
+        }
+        out.extend(rows);
+    }
 }
 
 /// The group-commit writer: batches of waiting appends, each one
