@@ -106,6 +106,48 @@ pub enum Command {
         #[command(subcommand)]
         command: CoverageCommand,
     },
+    /// Export what the pipeline recorded as hive-partitioned Parquet:
+    /// incremental (only what the destination has not written), create-only,
+    /// safe to rerun after a crash. The limited data set: no names,
+    /// addresses or dates of birth; patient control numbers and member ids
+    /// as keyed-hash tokens.
+    Export {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// A directory or s3://bucket/prefix (default analytics.destination,
+        /// else <data_dir>/analytics). Each destination has its own
+        /// watermark.
+        #[arg(long)]
+        to: Option<String>,
+        /// Print the run's figures as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a report over the exported Parquet (`clearway report list`
+    /// names them). Exit 2 for an unknown report.
+    Report {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// The report, or `list`.
+        name: String,
+        /// From this date (YYYY-MM-DD) or time (RFC 3339), inclusive.
+        #[arg(long)]
+        from: Option<String>,
+        /// To this date or time, exclusive.
+        #[arg(long)]
+        to: Option<String>,
+        /// Only this submitter (tenant).
+        #[arg(long)]
+        partner: Option<String>,
+        /// Only this payer (reports that have one).
+        #[arg(long)]
+        payer: Option<String>,
+        #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
+        format: ReportFormat,
+        /// Where the Parquet is (default analytics.destination).
+        #[arg(long)]
+        source: Option<String>,
+    },
     /// AWS backend tools.
     Aws {
         #[command(flatten)]
@@ -532,4 +574,12 @@ pub enum DlqCommand {
         #[arg(long)]
         dry_run: bool,
     },
+}
+
+/// How a report is printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportFormat {
+    Table,
+    Csv,
+    Json,
 }

@@ -70,6 +70,20 @@ struct Raw {
     partners: BTreeMap<String, RawPartner>,
     #[serde(default)]
     limits: RawLimits,
+    #[serde(default)]
+    analytics: RawAnalytics,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAnalytics {
+    export_every_secs: Option<u64>,
+    destination: Option<String>,
+    profile: Option<String>,
+    retain_days: Option<u64>,
+    s3_endpoint: Option<String>,
+    s3_region: Option<String>,
+    kms_key_id: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -819,6 +833,24 @@ pub struct Config {
     pub webhooks_tls: OutboundTls,
     /// Per-caller request limits (`[limits]`).
     pub limits: LimitsConfig,
+    /// The analytics export (`[analytics]`).
+    pub analytics: AnalyticsConfig,
+}
+
+/// The analytics export (`[analytics]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AnalyticsConfig {
+    /// How often `serve` exports; `None`: `serve` does not (0 in the file).
+    pub export_every: Option<Duration>,
+    /// A directory or `s3://bucket/prefix`; default `<data_dir>/analytics`.
+    pub destination: String,
+    /// How long sealed change batches are kept for other destinations and
+    /// re-exports.
+    pub retain: Duration,
+    pub s3_endpoint: Option<String>,
+    pub s3_region: Option<String>,
+    /// SSE-KMS key for exports to S3.
+    pub kms_key_id: Option<String>,
 }
 
 /// A token bucket's settings: `per_sec` requests a second on average, at
@@ -1330,6 +1362,30 @@ fn validate(raw: Raw, e: &mut Vec<ConfigError>) -> Config {
         realtime: rate("realtime", l.realtime_per_sec, l.realtime_burst, d.realtime),
         read: rate("read", l.read_per_sec, l.read_burst, d.read),
     };
+    let a = &raw.analytics;
+    match a.profile.as_deref().unwrap_or("limited") {
+        "limited" => {}
+        "identified" => e.push(err(
+            "analytics.profile",
+            "the identified profile is not available in this release; the export is the limited data set",
+        )),
+        other => e.push(err("analytics.profile", format!("must be limited, not {other}"))),
+    }
+    let analytics = AnalyticsConfig {
+        export_every: match a.export_every_secs {
+            Some(0) => None,
+            v => Some(Duration::from_secs(v.unwrap_or(300))),
+        },
+        destination: a
+            .destination
+            .clone()
+            .filter(|d| !d.trim().is_empty())
+            .unwrap_or_else(|| data_dir.join("analytics").display().to_string()),
+        retain: Duration::from_secs(positive("analytics.retain_days", a.retain_days, 35, e) * 86_400),
+        s3_endpoint: a.s3_endpoint.clone(),
+        s3_region: a.s3_region.clone(),
+        kms_key_id: a.kms_key_id.clone(),
+    };
     let fastpath = FastpathConfig {
         timeout: millis("fastpath.timeout_ms", raw.fastpath.timeout_ms, 2000, e),
         cache_capacity: positive("fastpath.cache_capacity", raw.fastpath.cache_capacity, 1_000_000, e),
@@ -1416,6 +1472,7 @@ fn validate(raw: Raw, e: &mut Vec<ConfigError>) -> Config {
         tls,
         webhooks_tls,
         limits,
+        analytics,
     }
 }
 

@@ -14,6 +14,7 @@
 pub mod access;
 #[cfg(feature = "crypto")]
 pub mod audit;
+pub mod changes;
 #[cfg(feature = "crypto")]
 pub mod codesets;
 pub mod config;

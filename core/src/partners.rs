@@ -240,6 +240,26 @@ struct Cached<T> {
 }
 
 /// Partner management and authentication.
+/// Keyed-hash tokens of identifiers (see [`Partners::analytics_tokenizer`]).
+#[derive(Clone)]
+pub struct Tokenizer(aws_lc_rs::hmac::Key);
+
+impl std::fmt::Debug for Tokenizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Tokenizer")
+    }
+}
+
+impl Tokenizer {
+    /// 32 hex digits of HMAC-SHA256 over the identifier as submitted,
+    /// trimmed and upper-cased (identifiers in X12 are case-insensitive in
+    /// practice; a member id keyed `abc1` and `ABC1` is one member).
+    pub fn token(&self, identifier: &str) -> String {
+        let norm = identifier.trim().to_ascii_uppercase();
+        hex::encode(&aws_lc_rs::hmac::sign(&self.0, norm.as_bytes()).as_ref()[..16])
+    }
+}
+
 pub struct Partners {
     master: Key,
     sealer: crate::sealed::Sealer,
@@ -283,6 +303,15 @@ impl Partners {
     /// member id) where it would otherwise appear in a state-store key.
     pub fn index_token(&self, identifier: &str) -> String {
         self.sealer.index_token(identifier)
+    }
+
+    /// The analytics export's tokenizer for one tenant: its own key (derived
+    /// from the root key and the tenant, unlike the index tokens of the
+    /// state store's keys), so tokens join within a tenant's rows and not
+    /// across tenants, and an index token never equals an exported one.
+    pub fn analytics_tokenizer(&self, tenant: &PartnerId) -> Tokenizer {
+        let key = crate::sealed::derive(&self.master, &format!("clearway/analytics-token/v1/{tenant}"));
+        Tokenizer(aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &key))
     }
 
     /// The key that seals outbound batches and payer files in the blob

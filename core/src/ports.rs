@@ -204,10 +204,14 @@ pub enum Table {
     /// The audit log where it is kept in a state store of its own (the AWS
     /// backend's audit table): events, subtree hashes, checkpoints.
     Audit,
+    /// The change feed analytics exports from: events waiting to be
+    /// sequenced, sealed batches, the sequence head and each export
+    /// destination's watermark (see [`crate::changes`]).
+    Changes,
 }
 
 impl Table {
-    pub const ALL: [Table; 16] = [
+    pub const ALL: [Table; 17] = [
         Table::Transactions,
         Table::Dedupe,
         Table::Claims,
@@ -224,6 +228,7 @@ impl Table {
         Table::Pharmacy,
         Table::Deliveries,
         Table::Audit,
+        Table::Changes,
     ];
 
     pub fn name(self) -> &'static str {
@@ -244,6 +249,7 @@ impl Table {
             Table::Pharmacy => "pharmacy",
             Table::Deliveries => "deliveries",
             Table::Audit => "audit",
+            Table::Changes => "changes",
         }
     }
 }

@@ -2,6 +2,7 @@
 
 mod ack;
 mod admin;
+mod analytics;
 mod audit;
 mod codesets;
 mod generate;
@@ -53,6 +54,13 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             audit::admin(&store, code, action, None, |store| routes::destinations(store, command))
         }
         Command::Aws { store, command } => admin::aws(&store, command),
+        Command::Export { store, to, json } => {
+            audit::admin(&store, "analytics.export", "E", None, |store| analytics::export(store, to.as_deref(), json))
+        }
+        Command::Report { store, name, from, to, partner, payer, format, source } => {
+            let args = analytics::ReportArgs { name, from, to, partner, payer, format, source };
+            audit::admin(&store, "analytics.report", "R", None, |store| analytics::report(store, args))
+        }
     }
 }
 

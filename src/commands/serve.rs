@@ -242,6 +242,17 @@ async fn serve(config: Arc<clearway_core::config::Config>, role: Role) -> anyhow
         let hooks =
             Webhooks::new(store.ports.clone(), store.partners.clone(), config.server.feed_settle, &config.webhooks_tls);
         tasks.spawn(hooks.run(feed.clone(), shutdown.clone()));
+        if let Some(every) = config.analytics.export_every {
+            let dest = super::analytics::destination(&config.analytics, None)?;
+            let reader = clearway_analytics::derive::Reader::new(
+                store.ports.state.clone(),
+                store.ports.blobs.clone(),
+                store.partners.clone(),
+            );
+            let mut exporter = clearway_analytics::export::Exporter::new(reader, dest);
+            exporter.retain_secs = config.analytics.retain.as_secs() as i64;
+            tasks.spawn(super::analytics::scheduled(exporter, every, shutdown.clone()));
+        }
         match &store.backend {
             Backend::Local(local) => {
                 tasks.spawn(maintenance((**local).clone(), shutdown.clone()));

@@ -12,6 +12,7 @@
 use crate::edits::{Editor, Judged};
 use crate::route::Router;
 use bytes::Bytes;
+use clearway_core::changes::{ChangeEvent, ChangeKind};
 use clearway_core::config::Config;
 use clearway_core::partners::Partners;
 use clearway_core::ports::{Condition, Event, Key, MAX_EVENT_BATCH, MAX_WRITE_OPS, Ports, Table, WriteOp};
@@ -272,15 +273,39 @@ impl Processor {
         // the other order would lose the events, since a terminal record
         // is never processed again.
         self.publish(&record.partner, &acks).await?;
+        // The change feed's event goes in the same atomic write as the
+        // terminal record: analytics sees the transaction once, and only
+        // once it is done.
+        let change = ChangeEvent {
+            v: clearway_core::changes::EVENT_VERSION,
+            kind: ChangeKind::Processed,
+            partner: record.partner.clone(),
+            transaction: record.id.clone(),
+            at_ms: (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64,
+            received_at_ms: record.received_at_ms,
+            status: record.status.as_str().into(),
+            attempts: record.attempts,
+            ack_ids: record.ack_ids.clone(),
+            reason: None,
+        };
         self.ports
             .state
-            .write(vec![WriteOp::Put {
-                key,
-                value: encode(&record)?,
-                expires_at: None,
-                condition: Condition::Version(version),
-                owner: None,
-            }])
+            .write(vec![
+                WriteOp::Put {
+                    key,
+                    value: encode(&record)?,
+                    expires_at: None,
+                    condition: Condition::Version(version),
+                    owner: None,
+                },
+                WriteOp::Put {
+                    key: change.key(),
+                    value: encode(&change)?,
+                    expires_at: None,
+                    condition: Condition::None,
+                    owner: None,
+                },
+            ])
             .await?;
         self.feed.notify_waiters();
         metrics::counter!("clearway_transactions_processed_total", "format" => record.format.as_str(), "status" => record.status.as_str())
@@ -609,11 +634,30 @@ impl Processor {
             record.failure = Some(dead.reason.clone());
             record.attempts = attempts;
             record.updated_at = timestamp(now);
+            let change = ChangeEvent {
+                v: clearway_core::changes::EVENT_VERSION,
+                kind: ChangeKind::DeadLettered,
+                partner: record.partner.clone(),
+                transaction: record.id.clone(),
+                at_ms: dead.dead_lettered_at_ms,
+                received_at_ms: record.received_at_ms,
+                status: record.status.as_str().into(),
+                attempts,
+                ack_ids: Vec::new(),
+                reason: Some(dead.reason.clone()),
+            };
             ops.push(WriteOp::Put {
                 key,
                 value: encode(&record)?,
                 expires_at: None,
                 condition: Condition::Version(item.version),
+                owner: None,
+            });
+            ops.push(WriteOp::Put {
+                key: change.key(),
+                value: encode(&change)?,
+                expires_at: None,
+                condition: Condition::None,
                 owner: None,
             });
         }

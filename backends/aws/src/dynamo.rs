@@ -46,7 +46,13 @@ pub struct DynamoStateStore {
 pub fn sharded(table: Table) -> bool {
     matches!(
         table,
-        Table::Transactions | Table::Dedupe | Table::AckFeed | Table::DeadLetters | Table::Coverage | Table::Counters
+        Table::Transactions
+            | Table::Dedupe
+            | Table::AckFeed
+            | Table::DeadLetters
+            | Table::Coverage
+            | Table::Counters
+            | Table::Changes
     )
 }
 

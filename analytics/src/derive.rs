@@ -1,0 +1,368 @@
+//! From change events to rows: each event's transaction is read back (its
+//! stored payload and acknowledgements, which never change) and turned
+//! into the rows of every table it touches.
+//!
+//! PHI stays out: no names, addresses, dates of birth or free text;
+//! patient control numbers and member ids only as tokens under the
+//! tenant's key; the bad values a 999 quotes (IK404) are dropped.
+
+use crate::schema::{self, Rows};
+use clearway_core::changes::{ChangeKind, Sequenced};
+use clearway_core::partners::{Partners, Tokenizer};
+use clearway_core::ports::{BlobStore, StateStore};
+use clearway_core::records::{AckRecord, Format, TransactionRecord, decode_json};
+use clearway_core::{Claim, ClaimKind, PartnerId, PortResult};
+use clearway_formats::x12::views::{Ack999, AckSet, ClaimStatusResponse};
+use clearway_formats::x12::{AnalyzeOptions, Document, analyze};
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+/// Largest payload read back for export (the intake bound).
+const MAX_PAYLOAD_BYTES: u64 = 1 << 30;
+
+/// The builders of every table, filled event by event.
+pub struct Tables {
+    pub rows: Vec<Rows>,
+}
+
+impl std::fmt::Debug for Tables {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tables").field("rows", &self.rows.iter().map(Rows::len).collect::<Vec<_>>()).finish()
+    }
+}
+
+impl std::fmt::Debug for Reader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reader").finish_non_exhaustive()
+    }
+}
+
+impl Default for Tables {
+    fn default() -> Self {
+        Tables { rows: schema::TABLES.iter().map(|t| Rows::new(t)).collect() }
+    }
+}
+
+impl Tables {
+    fn get(&mut self, def: &'static schema::TableDef) -> &mut Rows {
+        let i = schema::TABLES.iter().position(|t| std::ptr::eq(*t, def)).unwrap_or(0);
+        &mut self.rows[i]
+    }
+
+    /// The most rows any table holds.
+    pub fn max_len(&self) -> usize {
+        self.rows.iter().map(Rows::len).max().unwrap_or(0)
+    }
+}
+
+/// Why an event gave fewer rows than it should have.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    /// The transaction record is gone (expired or erased).
+    pub missing_record: u64,
+    /// The payload or an acknowledgement could not be read (a partner's
+    /// keys shredded, a blob removed).
+    pub unreadable: u64,
+}
+
+/// Reads what events name.
+pub struct Reader {
+    pub state: Arc<dyn StateStore>,
+    pub blobs: Arc<dyn BlobStore>,
+    pub partners: Arc<Partners>,
+    tokenizers: HashMap<PartnerId, Tokenizer>,
+}
+
+fn ms_to_us(ms: i64) -> i64 {
+    ms.saturating_mul(1000)
+}
+
+fn parse_ms(rfc3339: &str) -> Option<i64> {
+    time::OffsetDateTime::parse(rfc3339, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .map(|t| (t.unix_timestamp_nanos() / 1_000) as i64)
+}
+
+fn claim_type(kind: ClaimKind) -> &'static str {
+    match kind {
+        ClaimKind::Professional => "professional",
+        ClaimKind::Institutional => "institutional",
+        ClaimKind::Dental => "dental",
+        ClaimKind::Pharmacy => "pharmacy",
+        ClaimKind::Vision => "vision",
+    }
+}
+
+/// The acknowledgements of a transaction, read and parsed.
+#[derive(Default)]
+struct Acks {
+    /// ISA13 → (TA104, TA105).
+    ta1: HashMap<String, (String, String)>,
+    /// (GS06, ST02) → the 999's AK2 loop.
+    sets: HashMap<(String, String), AckSet>,
+    /// CLM01 → the 277CA's claim statuses, in order, with the ack's time.
+    claims: HashMap<String, VecDeque<(ClaimStatusResponse, Option<i64>)>>,
+    kinds: Vec<String>,
+}
+
+impl Reader {
+    pub fn new(state: Arc<dyn StateStore>, blobs: Arc<dyn BlobStore>, partners: Arc<Partners>) -> Self {
+        Reader { state, blobs, partners, tokenizers: HashMap::new() }
+    }
+
+    fn tokenizer(&mut self, tenant: &PartnerId) -> Tokenizer {
+        self.tokenizers.entry(tenant.clone()).or_insert_with(|| self.partners.analytics_tokenizer(tenant)).clone()
+    }
+
+    /// Adds the rows of one event.
+    pub async fn add(&mut self, s: &Sequenced, out: &mut Tables, skipped: &mut Skipped) -> PortResult<()> {
+        let e = &s.event;
+        let seq = Some(s.seq as i64);
+        let key = TransactionRecord::key(&e.partner, &e.transaction);
+        let Some(item) = self.state.get(&key).await? else {
+            skipped.missing_record += 1;
+            return Ok(());
+        };
+        let record: TransactionRecord = decode_json(&item.value)?;
+        let tenant = Some(e.partner.as_str());
+        let txn = Some(e.transaction.as_str());
+        let received = Some(ms_to_us(e.received_at_ms));
+        let at = Some(ms_to_us(e.at_ms));
+        if e.kind == ChangeKind::DeadLettered {
+            let r = out.get(&schema::DEAD_LETTER);
+            r.s(tenant).s(txn).s(Some(record.format.as_str())).s(Some(&record.channel));
+            r.s(e.reason.as_deref()).i(Some(i64::from(e.attempts))).t(received).t(at).i(seq);
+            r.end();
+            return Ok(());
+        }
+        let acks = match self.acks(&record, &e.ack_ids).await {
+            Ok(a) => a,
+            Err(_) => {
+                skipped.unreadable += 1;
+                Acks::default()
+            }
+        };
+        let mut claim_count = 0usize;
+        let mut documents = 0usize;
+        if record.format == Format::X12 {
+            match self.payload(&record).await {
+                Ok(payload) => {
+                    let tokens = self.tokenizer(&e.partner);
+                    let (c, d) = x12_rows(&payload, e, s.seq, &acks, &tokens, out);
+                    claim_count = c;
+                    documents = d;
+                }
+                Err(_) => skipped.unreadable += 1,
+            }
+        } else {
+            claim_count = record.claim_count;
+            documents = record.documents;
+        }
+        let r = out.get(&schema::TRANSACTION);
+        r.s(tenant).s(txn).s(Some(record.format.as_str())).s(Some(&record.channel)).s(Some(&e.status));
+        r.i(Some(record.size_bytes as i64)).i(Some(documents as i64)).i(Some(claim_count as i64));
+        r.s(Some(&acks.kinds.join(","))).i(Some(i64::from(e.attempts))).t(received).t(at);
+        r.i(Some((e.at_ms - e.received_at_ms).max(0))).i(seq);
+        r.end();
+        Ok(())
+    }
+
+    async fn payload(&self, record: &TransactionRecord) -> PortResult<Vec<u8>> {
+        let sealed = self.blobs.get(&record.blob_key, MAX_PAYLOAD_BYTES).await?;
+        let aad = clearway_core::keys::payload_aad(&record.id, &record.partner);
+        self.partners.open(&record.partner, &sealed, aad.as_bytes()).await
+    }
+
+    async fn acks(&self, record: &TransactionRecord, ids: &[String]) -> PortResult<Acks> {
+        let mut acks = Acks::default();
+        for id in ids {
+            let Some(item) = self.state.get(&AckRecord::key(&record.id, id)).await? else { continue };
+            let ack: AckRecord = decode_json(&item.value)?;
+            acks.kinds.push(ack.kind.clone());
+            if !matches!(ack.kind.as_str(), "ta1" | "999" | "277ca") {
+                continue;
+            }
+            let body = self.partners.ack_body(self.blobs.as_ref(), &ack).await?;
+            let at = parse_ms(&ack.created_at);
+            let analysis = analyze(body.as_bytes(), &AnalyzeOptions::default());
+            for ic in &analysis.interchanges {
+                for t in &ic.report.ta1s {
+                    acks.ta1.insert(t.control_number.clone(), (t.ack_code.clone(), t.note_code.clone()));
+                }
+            }
+            for doc in analysis.documents() {
+                match doc {
+                    Document::ImplementationAck(a) => {
+                        let Ack999 { group_control_number, sets, .. } = a.as_ref();
+                        for set in sets {
+                            acks.sets.insert((group_control_number.clone(), set.control_number.clone()), set.clone());
+                        }
+                    }
+                    Document::ClaimStatusResponse(r) if r.level == "PT" => {
+                        let trace = r.trace.expose().clone().unwrap_or_default();
+                        acks.claims.entry(trace).or_default().push_back((r.as_ref().clone(), at));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Ok(acks)
+    }
+}
+
+/// The X12 rows of one processed transaction; returns its claim and
+/// document counts.
+fn x12_rows(
+    payload: &[u8],
+    e: &clearway_core::changes::ChangeEvent,
+    seq: u64,
+    acks: &Acks,
+    tokens: &Tokenizer,
+    out: &mut Tables,
+) -> (usize, usize) {
+    let analysis = analyze(payload, &AnalyzeOptions::default());
+    let tenant = Some(e.partner.as_str());
+    let txn = Some(e.transaction.as_str());
+    let received = Some(ms_to_us(e.received_at_ms));
+    let processed = Some(ms_to_us(e.at_ms));
+    let seq = Some(seq as i64);
+    let mut acks_claims = acks.claims.clone();
+    let mut n_claim = 0usize;
+    let mut documents = 0usize;
+    for (i, ic) in analysis.interchanges.iter().enumerate() {
+        let rep = &ic.report;
+        let f = &rep.isa.fields;
+        let ta1 = acks.ta1.get(&rep.control_number);
+        let r = out.get(&schema::INTERCHANGE);
+        r.s(tenant).s(txn).i(Some(i as i64));
+        r.s(Some(f[4].trim())).s(Some(rep.sender_id.trim())).s(Some(f[6].trim())).s(Some(rep.receiver_id.trim()));
+        r.s(Some(&rep.control_number)).s(Some(f[14].trim()));
+        r.i(Some(ic.groups.len() as i64)).i(Some(ic.groups.iter().map(|g| g.sets.len() as i64).sum()));
+        r.s(ta1.map(|t| t.0.as_str())).s(ta1.map(|t| t.1.as_str())).s(Some(&e.status));
+        r.t(received).t(processed).i(seq);
+        r.end();
+        for group in &ic.groups {
+            let gh = &group.report.header;
+            for set in &group.sets {
+                documents += set.documents.len();
+                let sh = &set.report.header;
+                let ack = acks.sets.get(&(gh.control_number.clone(), sh.control_number.clone()));
+                let errors = ack.map(|a| a.segment_errors.len() as i64);
+                let r = out.get(&schema::TRANSACTION_SET);
+                r.s(tenant).s(txn).s(Some(&rep.control_number)).s(Some(&gh.functional_id));
+                r.s(Some(&gh.sender)).s(Some(&gh.receiver)).s(Some(&gh.control_number)).s(Some(&gh.version));
+                r.s(Some(&sh.id)).s(Some(&sh.control_number)).s(sh.implementation.as_deref());
+                r.i(Some(i64::from(set.report.segment_count))).s(ack.map(|a| a.code.as_str())).i(errors);
+                r.t(received).t(processed).i(seq);
+                r.end();
+                if let Some(a) = ack {
+                    for se in &a.segment_errors {
+                        let elements: Vec<Option<&(String, String, String)>> =
+                            if se.elements.is_empty() { vec![None] } else { se.elements.iter().map(Some).collect() };
+                        for el in elements {
+                            let r = out.get(&schema::ACK_ERROR);
+                            r.s(tenant).s(txn).s(Some(&gh.control_number)).s(Some(&sh.id)).s(Some(&sh.control_number));
+                            r.s(Some(&a.code)).s(Some(&se.segment)).i(se.position.parse().ok());
+                            r.s(se.loop_id.as_deref()).s(Some(&se.code));
+                            r.s(el.map(|x| x.0.as_str())).s(el.map(|x| x.1.as_str())).s(el.map(|x| x.2.as_str()));
+                            r.t(received).i(seq);
+                            r.end();
+                        }
+                    }
+                }
+                // Claims exist only in sets that passed (as the worker
+                // numbers them).
+                if !(rep.accepted() && set.report.accepted()) {
+                    continue;
+                }
+                for doc in &set.documents {
+                    let Document::Claim(c) = doc else { continue };
+                    n_claim += 1;
+                    let key = format!("{}-{}", e.transaction, n_claim);
+                    let pcn = c.patient_control_number.expose();
+                    let status = acks_claims.get_mut(pcn.as_str()).and_then(VecDeque::pop_front);
+                    claim_rows(c, &key, &sh.control_number, status.as_ref(), e, seq, tokens, out);
+                }
+            }
+        }
+    }
+    (n_claim, documents)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn claim_rows(
+    c: &Claim,
+    key: &str,
+    st02: &str,
+    status: Option<&(ClaimStatusResponse, Option<i64>)>,
+    e: &clearway_core::changes::ChangeEvent,
+    seq: Option<i64>,
+    tokens: &Tokenizer,
+    out: &mut Tables,
+) {
+    let tenant = Some(e.partner.as_str());
+    let txn = Some(e.transaction.as_str());
+    let received = Some(ms_to_us(e.received_at_ms));
+    let kind = claim_type(c.kind);
+    let dates = c.summary().service_dates.or(c.statement_dates);
+    let first = status.and_then(|(s, _)| s.statuses.first());
+    let verdict = first.map(|s| if matches!(s.category.as_str(), "A1" | "A2") { "accepted" } else { "rejected" });
+    let stc = first.map(|s| match &s.entity {
+        Some(ent) => format!("{}:{}:{}", s.category, s.code, ent),
+        None => format!("{}:{}", s.category, s.code),
+    });
+    let pcn_token = tokens.token(c.patient_control_number.expose());
+    let member_token = c.subscriber_member_id.expose().as_deref().map(|m| tokens.token(m));
+    let principal = c.diagnoses.expose().first().map(|d| d.code.as_str());
+    let r = out.get(&schema::CLAIM);
+    r.s(tenant).s(txn).s(Some(key)).s(Some(kind)).s(c.implementation.as_deref()).s(Some(st02));
+    r.s(c.billing_provider_npi.as_deref()).s(c.payer_id.as_deref()).s(Some(&pcn_token)).s(member_token.as_deref());
+    r.s(c.facility_code.as_deref()).s(c.frequency_code.as_deref()).m(Some(c.total_charge));
+    r.d(dates.map(|d| d.from)).d(dates.map(|d| d.to));
+    r.i(Some(c.service_lines.len() as i64)).i(Some(c.diagnoses.expose().len() as i64)).s(principal);
+    r.s(verdict).s(stc.as_deref()).t(received).i(seq);
+    r.end();
+    for l in &c.service_lines {
+        let m = |i: usize| l.modifiers.get(i).map(String::as_str);
+        let r = out.get(&schema::CLAIM_LINE);
+        r.s(tenant).s(txn).s(Some(key)).i(Some(i64::from(l.line_number))).s(Some(kind));
+        r.s(c.payer_id.as_deref()).s(c.billing_provider_npi.as_deref());
+        r.s(l.procedure_qualifier.as_deref()).s((!l.procedure_code.is_empty()).then_some(l.procedure_code.as_str()));
+        r.s(m(0)).s(m(1)).s(m(2)).s(m(3)).s(l.revenue_code.as_deref()).m(Some(l.charge));
+        r.v(schema::V::F(l.units.and_then(|u| u.to_string().parse().ok()))).s(l.unit_basis.as_deref());
+        r.s(l.place_of_service.as_deref().or(if c.kind == ClaimKind::Institutional {
+            None
+        } else {
+            c.facility_code.as_deref()
+        }));
+        r.d(l.service_date.map(|d| d.from)).d(l.service_date.map(|d| d.to)).t(received).i(seq);
+        r.end();
+    }
+    if let Some((s, acked)) = status {
+        let mut stc_row = |line: Option<i64>, st: &clearway_formats::x12::views::Status| {
+            let r = out.get(&schema::CLAIM_ACK);
+            r.s(tenant).s(txn).s(Some(key)).i(line).s(Some("clearinghouse"));
+            r.s(Some(&st.category)).s(Some(&st.code)).s(st.entity.as_deref()).s(st.action.as_deref());
+            r.t(received).t(*acked).i(seq);
+            r.end();
+        };
+        for st in &s.statuses {
+            stc_row(None, st);
+        }
+        // The 277CA names a line by its procedure (SVC01): each goes to the
+        // first line of the claim with that procedure not yet named.
+        let mut used = vec![false; c.service_lines.len()];
+        for line in &s.lines {
+            let found = c.service_lines.iter().enumerate().position(|(i, l)| {
+                !used[i] && !l.procedure_code.is_empty() && line.procedure.ends_with(l.procedure_code.as_str())
+            });
+            if let Some(i) = found {
+                used[i] = true;
+            }
+            let n = found.and_then(|i| c.service_lines.get(i)).map(|l| i64::from(l.line_number));
+            for st in &line.statuses {
+                stc_row(n, st);
+            }
+        }
+    }
+}

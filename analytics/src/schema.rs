@@ -1,0 +1,510 @@
+//! The exported tables: their columns and types, and a builder that fills
+//! them a row at a time.
+//!
+//! Conventions (`docs/specs/analytics.md`): money is `decimal(12,2)`, times
+//! are UTC timestamps in microseconds, dates are `date32`, identifiers that
+//! are PHI are keyed-hash tokens (`*_token`), every row carries `tenant_id`
+//! and `export_seq` (the change feed's sequence number of the event the
+//! row came from). The partition column `received_date` is in the path,
+//! not in the files.
+
+use datafusion::arrow::array::{
+    ArrayRef, BooleanBuilder, Date32Builder, Decimal128Builder, Float64Builder, Int32Builder, Int64Builder,
+    StringBuilder, TimestampMicrosecondBuilder,
+};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::arrow::record_batch::RecordBatch;
+use rust_decimal::Decimal;
+use std::sync::Arc;
+
+/// A column's type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ty {
+    Str,
+    I32,
+    I64,
+    F64,
+    Bool,
+    /// `decimal(12,2)`.
+    Money,
+    /// `timestamp(µs, UTC)`.
+    Ts,
+    Date,
+}
+
+impl Ty {
+    pub fn arrow(self) -> DataType {
+        match self {
+            Ty::Str => DataType::Utf8,
+            Ty::I32 => DataType::Int32,
+            Ty::I64 => DataType::Int64,
+            Ty::F64 => DataType::Float64,
+            Ty::Bool => DataType::Boolean,
+            Ty::Money => DataType::Decimal128(12, 2),
+            Ty::Ts => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            Ty::Date => DataType::Date32,
+        }
+    }
+
+    /// The type's name in Athena/Hive DDL (Glue tables).
+    pub fn hive(self) -> &'static str {
+        match self {
+            Ty::Str => "string",
+            Ty::I32 => "int",
+            Ty::I64 => "bigint",
+            Ty::F64 => "double",
+            Ty::Bool => "boolean",
+            Ty::Money => "decimal(12,2)",
+            Ty::Ts => "timestamp",
+            Ty::Date => "date",
+        }
+    }
+}
+
+/// An exported table.
+#[derive(Debug)]
+pub struct TableDef {
+    pub name: &'static str,
+    pub doc: &'static str,
+    pub columns: &'static [(&'static str, Ty)],
+}
+
+impl TableDef {
+    pub fn schema(&self) -> SchemaRef {
+        Arc::new(Schema::new(
+            self.columns
+                .iter()
+                .map(|(n, t)| Field::new(*n, t.arrow(), !matches!(*n, "tenant_id" | "export_seq")))
+                .collect::<Vec<_>>(),
+        ))
+    }
+}
+
+use Ty::*;
+
+pub const TRANSACTION: TableDef = TableDef {
+    name: "transaction",
+    doc: "one row per transaction processed (any format): status, size, claims, timings",
+    columns: &[
+        ("tenant_id", Str),
+        ("transaction_id", Str),
+        ("format", Str),
+        ("channel", Str),
+        ("status", Str),
+        ("payload_bytes", I64),
+        ("document_count", I32),
+        ("claim_count", I32),
+        ("ack_kinds", Str),
+        ("attempts", I32),
+        ("received_at", Ts),
+        ("processed_at", Ts),
+        ("latency_ms", I64),
+        ("export_seq", I64),
+    ],
+};
+
+pub const INTERCHANGE: TableDef = TableDef {
+    name: "interchange",
+    doc: "one row per X12 interchange (ISA/IEA) received",
+    columns: &[
+        ("tenant_id", Str),
+        ("transaction_id", Str),
+        ("interchange_index", I32),
+        ("isa05_sender_qualifier", Str),
+        ("isa06_sender", Str),
+        ("isa07_receiver_qualifier", Str),
+        ("isa08_receiver", Str),
+        ("isa13_control", Str),
+        ("isa15_usage", Str),
+        ("group_count", I32),
+        ("set_count", I32),
+        ("ta1_code", Str),
+        ("ta1_note_code", Str),
+        ("status", Str),
+        ("received_at", Ts),
+        ("processed_at", Ts),
+        ("export_seq", I64),
+    ],
+};
+
+pub const TRANSACTION_SET: TableDef = TableDef {
+    name: "transaction_set",
+    doc: "one row per X12 transaction set (ST/SE) received, with its 999 verdict",
+    columns: &[
+        ("tenant_id", Str),
+        ("transaction_id", Str),
+        ("isa13_control", Str),
+        ("gs01_functional_id", Str),
+        ("gs02_sender", Str),
+        ("gs03_receiver", Str),
+        ("gs06_control", Str),
+        ("gs08_version", Str),
+        ("st01", Str),
+        ("st02", Str),
+        ("st03", Str),
+        ("segment_count", I32),
+        ("ack_999_code", Str),
+        ("error_count", I32),
+        ("received_at", Ts),
+        ("processed_at", Ts),
+        ("export_seq", I64),
+    ],
+};
+
+pub const ACK_ERROR: TableDef = TableDef {
+    name: "ack_error",
+    doc: "one row per error our 999 reported (IK3 segment error, with its IK4 element error if any); the bad value (IK404) is never exported",
+    columns: &[
+        ("tenant_id", Str),
+        ("transaction_id", Str),
+        ("gs06_control", Str),
+        ("st01", Str),
+        ("st02", Str),
+        ("ik501_code", Str),
+        ("ik301_segment_id", Str),
+        ("ik302_segment_pos", I32),
+        ("ik303_loop_id", Str),
+        ("ik304_code", Str),
+        ("ik401_element_pos", Str),
+        ("ik402_element_ref", Str),
+        ("ik403_code", Str),
+        ("received_at", Ts),
+        ("export_seq", I64),
+    ],
+};
+
+pub const CLAIM: TableDef = TableDef {
+    name: "claim",
+    doc: "one row per claim (837 CLM or FHIR Claim) with its front-end verdict (our 277CA)",
+    columns: &[
+        ("tenant_id", Str),
+        ("transaction_id", Str),
+        ("claim_key", Str),
+        ("claim_type", Str),
+        ("implementation", Str),
+        ("st02", Str),
+        ("billing_npi", Str),
+        ("payer_id", Str),
+        ("pcn_token", Str),
+        ("member_token", Str),
+        ("facility_code", Str),
+        ("frequency_code", Str),
+        ("total_charge", Money),
+        ("service_from", Date),
+        ("service_to", Date),
+        ("line_count", I32),
+        ("diagnosis_count", I32),
+        ("principal_diagnosis", Str),
+        ("status", Str),
+        ("stc", Str),
+        ("received_at", Ts),
+        ("export_seq", I64),
+    ],
+};
+
+pub const CLAIM_LINE: TableDef = TableDef {
+    name: "claim_line",
+    doc: "one row per service line (837 LX loop 2400 or FHIR Claim.item)",
+    columns: &[
+        ("tenant_id", Str),
+        ("transaction_id", Str),
+        ("claim_key", Str),
+        ("line_number", I32),
+        ("claim_type", Str),
+        ("payer_id", Str),
+        ("billing_npi", Str),
+        ("procedure_qualifier", Str),
+        ("procedure_code", Str),
+        ("modifier_1", Str),
+        ("modifier_2", Str),
+        ("modifier_3", Str),
+        ("modifier_4", Str),
+        ("revenue_code", Str),
+        ("charge", Money),
+        ("units", F64),
+        ("unit_basis", Str),
+        ("place_of_service", Str),
+        ("service_from", Date),
+        ("service_to", Date),
+        ("received_at", Ts),
+        ("export_seq", I64),
+    ],
+};
+
+pub const CLAIM_ACK: TableDef = TableDef {
+    name: "claim_ack",
+    doc: "one row per STC of a 277CA about a claim (line_number null) or one of its lines",
+    columns: &[
+        ("tenant_id", Str),
+        ("transaction_id", Str),
+        ("claim_key", Str),
+        ("line_number", I32),
+        ("ack_source", Str),
+        ("stc01_1_category", Str),
+        ("stc01_2_status", Str),
+        ("stc01_3_entity", Str),
+        ("stc03_action", Str),
+        ("received_at", Ts),
+        ("acked_at", Ts),
+        ("export_seq", I64),
+    ],
+};
+
+pub const DEAD_LETTER: TableDef = TableDef {
+    name: "dead_letter",
+    doc: "one row per transaction moved to the dead-letter store",
+    columns: &[
+        ("tenant_id", Str),
+        ("transaction_id", Str),
+        ("format", Str),
+        ("channel", Str),
+        ("reason", Str),
+        ("attempts", I32),
+        ("received_at", Ts),
+        ("dead_lettered_at", Ts),
+        ("export_seq", I64),
+    ],
+};
+
+/// Every exported table, in the order files are written.
+pub const TABLES: [&TableDef; 8] =
+    [&TRANSACTION, &INTERCHANGE, &TRANSACTION_SET, &ACK_ERROR, &CLAIM, &CLAIM_LINE, &CLAIM_ACK, &DEAD_LETTER];
+
+/// The table named `name`.
+pub fn table(name: &str) -> Option<&'static TableDef> {
+    TABLES.iter().copied().find(|t| t.name == name)
+}
+
+/// One value of a row.
+#[derive(Debug, Clone, Copy)]
+pub enum V<'a> {
+    S(Option<&'a str>),
+    I(Option<i64>),
+    F(Option<f64>),
+    B(Option<bool>),
+    M(Option<Decimal>),
+    /// Unix microseconds.
+    T(Option<i64>),
+    D(Option<time::Date>),
+}
+
+enum Col {
+    S(StringBuilder),
+    I32(Int32Builder),
+    I64(Int64Builder),
+    F(Float64Builder),
+    B(BooleanBuilder),
+    M(Decimal128Builder),
+    T(TimestampMicrosecondBuilder),
+    D(Date32Builder),
+}
+
+const MONEY_LIMIT: i128 = 1_000_000_000_000; // 10^12: decimal(12,2)
+
+/// Money as `decimal(12,2)` units; `None` when it does not fit.
+pub fn money(d: Decimal) -> Option<i128> {
+    let mut d = d;
+    d.rescale(2);
+    let m = d.mantissa();
+    (m.abs() < MONEY_LIMIT).then_some(m)
+}
+
+fn days(d: time::Date) -> i32 {
+    (d - time::Date::from_calendar_date(1970, time::Month::January, 1).unwrap_or(time::Date::MIN)).whole_days() as i32
+}
+
+/// The rows of one table being built.
+pub struct Rows {
+    pub def: &'static TableDef,
+    cols: Vec<Col>,
+    at: usize,
+    len: usize,
+}
+
+impl std::fmt::Debug for Rows {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Rows").field("table", &self.def.name).field("len", &self.len).finish()
+    }
+}
+
+impl Rows {
+    pub fn new(def: &'static TableDef) -> Self {
+        let cols = def
+            .columns
+            .iter()
+            .map(|(_, t)| match t {
+                Ty::Str => Col::S(StringBuilder::new()),
+                Ty::I32 => Col::I32(Int32Builder::new()),
+                Ty::I64 => Col::I64(Int64Builder::new()),
+                Ty::F64 => Col::F(Float64Builder::new()),
+                Ty::Bool => Col::B(BooleanBuilder::new()),
+                Ty::Money => Col::M(Decimal128Builder::new().with_data_type(Ty::Money.arrow())),
+                Ty::Ts => Col::T(TimestampMicrosecondBuilder::new().with_timezone("UTC")),
+                Ty::Date => Col::D(Date32Builder::new()),
+            })
+            .collect();
+        Rows { def, cols, at: 0, len: 0 }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Appends the row's next value. A value of the wrong type is stored
+    /// as null (a programming error the table tests catch).
+    pub fn v(&mut self, v: V<'_>) -> &mut Self {
+        let Some(col) = self.cols.get_mut(self.at) else {
+            debug_assert!(false, "{}: too many values", self.def.name);
+            return self;
+        };
+        let ok = match (col, v) {
+            (Col::S(b), V::S(x)) => {
+                b.append_option(x);
+                true
+            }
+            (Col::I32(b), V::I(x)) => {
+                b.append_option(x.and_then(|x| i32::try_from(x).ok()));
+                true
+            }
+            (Col::I64(b), V::I(x)) => {
+                b.append_option(x);
+                true
+            }
+            (Col::F(b), V::F(x)) => {
+                b.append_option(x);
+                true
+            }
+            (Col::B(b), V::B(x)) => {
+                b.append_option(x);
+                true
+            }
+            (Col::M(b), V::M(x)) => {
+                b.append_option(x.and_then(money));
+                true
+            }
+            (Col::T(b), V::T(x)) => {
+                b.append_option(x);
+                true
+            }
+            (Col::D(b), V::D(x)) => {
+                b.append_option(x.map(days));
+                true
+            }
+            (col, _) => {
+                null(col);
+                false
+            }
+        };
+        debug_assert!(ok, "{}: wrong type for column {}", self.def.name, self.def.columns[self.at].0);
+        self.at += 1;
+        self
+    }
+
+    pub fn s(&mut self, x: Option<&str>) -> &mut Self {
+        self.v(V::S(x))
+    }
+    pub fn i(&mut self, x: Option<i64>) -> &mut Self {
+        self.v(V::I(x))
+    }
+    pub fn m(&mut self, x: Option<Decimal>) -> &mut Self {
+        self.v(V::M(x))
+    }
+    pub fn t(&mut self, x: Option<i64>) -> &mut Self {
+        self.v(V::T(x))
+    }
+    pub fn d(&mut self, x: Option<time::Date>) -> &mut Self {
+        self.v(V::D(x))
+    }
+
+    /// Ends the row (missing values become null).
+    pub fn end(&mut self) {
+        debug_assert_eq!(
+            self.at,
+            self.cols.len(),
+            "{}: row has {} of {} values",
+            self.def.name,
+            self.at,
+            self.cols.len()
+        );
+        for col in self.cols.iter_mut().skip(self.at) {
+            null(col);
+        }
+        self.at = 0;
+        self.len += 1;
+    }
+
+    /// The rows built so far as one batch; the builder starts empty again.
+    pub fn finish(&mut self) -> Result<RecordBatch, datafusion::arrow::error::ArrowError> {
+        let arrays: Vec<ArrayRef> = self
+            .cols
+            .iter_mut()
+            .map(|c| -> ArrayRef {
+                match c {
+                    Col::S(b) => Arc::new(b.finish()),
+                    Col::I32(b) => Arc::new(b.finish()),
+                    Col::I64(b) => Arc::new(b.finish()),
+                    Col::F(b) => Arc::new(b.finish()),
+                    Col::B(b) => Arc::new(b.finish()),
+                    Col::M(b) => Arc::new(b.finish()),
+                    Col::T(b) => Arc::new(b.finish()),
+                    Col::D(b) => Arc::new(b.finish()),
+                }
+            })
+            .collect();
+        self.len = 0;
+        RecordBatch::try_new(self.def.schema(), arrays)
+    }
+}
+
+fn null(col: &mut Col) {
+    match col {
+        Col::S(b) => b.append_null(),
+        Col::I32(b) => b.append_null(),
+        Col::I64(b) => b.append_null(),
+        Col::F(b) => b.append_null(),
+        Col::B(b) => b.append_null(),
+        Col::M(b) => b.append_null(),
+        Col::T(b) => b.append_null(),
+        Col::D(b) => b.append_null(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn money_is_two_places_and_bounded() {
+        assert_eq!(money(Decimal::new(12345, 2)), Some(12345));
+        assert_eq!(money(Decimal::new(15, 1)), Some(150));
+        assert_eq!(money(Decimal::new(1_000_000_000_000, 0)), None);
+    }
+
+    #[test]
+    fn every_table_has_tenant_and_sequence_and_unique_columns() {
+        for t in TABLES {
+            let names: Vec<_> = t.columns.iter().map(|c| c.0).collect();
+            assert_eq!(names.first(), Some(&"tenant_id"), "{}", t.name);
+            assert_eq!(names.last(), Some(&"export_seq"), "{}", t.name);
+            let mut sorted = names.clone();
+            sorted.sort();
+            sorted.dedup();
+            assert_eq!(sorted.len(), names.len(), "{}", t.name);
+        }
+    }
+
+    #[test]
+    fn a_row_round_trips_into_a_batch() {
+        let mut r = Rows::new(&DEAD_LETTER);
+        r.s(Some("acme")).s(Some("t1")).s(Some("x12")).s(Some("http")).s(Some("boom")).i(Some(3));
+        r.t(Some(1_700_000_000_000_000)).t(None).i(Some(7));
+        r.end();
+        let b = r.finish().unwrap();
+        assert_eq!(b.num_rows(), 1);
+        assert_eq!(b.num_columns(), DEAD_LETTER.columns.len());
+    }
+}

@@ -1,0 +1,171 @@
+//! The change feed: what workers record for analytics, in the state store
+//! so that both backends carry it.
+//!
+//! A producer writes one [`ChangeEvent`] under [`pending_key`] **in the same
+//! atomic write** as the effect it describes (a transaction turning
+//! terminal, a transaction dead-lettered), so the feed holds an event if and
+//! only if the effect is durable. Pending events have no order. The
+//! exporter (`clearway-analytics`) turns them into a sequence:
+//!
+//! 1. it reads the pending events and writes them, numbered from the
+//!    head's next sequence number, as the chunks of batch `N` under a fresh
+//!    attempt id ([`chunk_key`]);
+//! 2. one atomic write moves the [`Head`] from `N` to `N + 1` (compare and
+//!    set on its version) and puts batch `N`'s [`Manifest`], which names the
+//!    attempt whose chunks count (chunks of a losing or crashed attempt are
+//!    never read);
+//! 3. it deletes the batch's pending events; until that is done the head
+//!    says so ([`Head::cleaning`]) and no new batch is sealed, so an event
+//!    is in exactly one batch.
+//!
+//! Sealed batches never change. Each export destination keeps its own
+//! watermark ([`watermark_key`]): the next batch it has not written.
+//! Events name immutable things (the stored payload, acknowledgement ids)
+//! and carry the facts that could change later (the status), so exporting a
+//! batch twice writes the same rows.
+
+use crate::ids::{PartnerId, TransactionId};
+use crate::ports::{Key, Table};
+use serde::{Deserialize, Serialize};
+
+/// Version of the event shape.
+pub const EVENT_VERSION: u32 = 1;
+
+/// What happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChangeKind {
+    /// A transaction was processed: accepted or rejected, its
+    /// acknowledgements stored.
+    Processed,
+    /// A transaction was moved to the dead-letter store.
+    DeadLettered,
+}
+
+/// One change, as a producer records it. No PHI: ids, codes and times.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangeEvent {
+    pub v: u32,
+    pub kind: ChangeKind,
+    pub partner: PartnerId,
+    pub transaction: TransactionId,
+    /// When the effect happened (Unix ms).
+    pub at_ms: i64,
+    /// When the transaction was received (Unix ms); its rows' partition.
+    pub received_at_ms: i64,
+    /// The transaction's status after the change (`accepted`, `rejected`,
+    /// `dead_lettered`).
+    pub status: String,
+    /// The processing attempt that made the change.
+    pub attempts: u32,
+    /// The acknowledgements stored with it (immutable records).
+    #[serde(default)]
+    pub ack_ids: Vec<String>,
+    /// Why a transaction was dead-lettered (no PHI: an error's kind and
+    /// context).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl ChangeEvent {
+    /// The event's pending key: one per transaction and kind, so a
+    /// producer that repeats a write repeats the same event.
+    pub fn key(&self) -> Key {
+        pending_key(&format!("{:013}-{}-{}", self.at_ms.max(0), self.transaction, self.kind.as_str()))
+    }
+}
+
+impl ChangeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeKind::Processed => "processed",
+            ChangeKind::DeadLettered => "dead_lettered",
+        }
+    }
+}
+
+/// Partition of the events waiting to be sequenced.
+pub const PENDING: &str = "pending";
+
+/// A pending event's key.
+pub fn pending_key(sk: &str) -> Key {
+    Key::new(Table::Changes, PENDING, sk)
+}
+
+/// The sequence head.
+pub fn head_key() -> Key {
+    Key::new(Table::Changes, "head", "head")
+}
+
+/// Partition of batch `n`: its manifest and its chunks.
+pub fn batch_partition(n: u64) -> String {
+    format!("batch/{n:020}")
+}
+
+/// Batch `n`'s manifest.
+pub fn manifest_key(n: u64) -> Key {
+    Key::new(Table::Changes, batch_partition(n), "manifest")
+}
+
+/// Chunk `i` of batch `n` as written by attempt `attempt`.
+pub fn chunk_key(n: u64, attempt: &str, i: u32) -> Key {
+    Key::new(Table::Changes, batch_partition(n), format!("chunk/{attempt}/{i:06}"))
+}
+
+/// An export destination's watermark (`destination` is a stable id of the
+/// destination, not its address).
+pub fn watermark_key(destination: &str) -> Key {
+    Key::new(Table::Changes, "watermark", destination)
+}
+
+/// The sequence head (one item).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Head {
+    /// The next batch to seal.
+    pub next_batch: u64,
+    /// The sequence number of the next event.
+    pub next_seq: u64,
+    /// A sealed batch whose pending events may not all be deleted yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cleaning: Option<u64>,
+}
+
+/// A sealed batch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub batch: u64,
+    /// The attempt whose chunks hold the batch.
+    pub attempt: String,
+    pub chunks: u32,
+    /// Sequence numbers of its first and last events.
+    pub first_seq: u64,
+    pub last_seq: u64,
+    pub sealed_at_ms: i64,
+}
+
+/// A chunk of a sealed batch: events with their sequence numbers and
+/// pending keys.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Chunk {
+    pub events: Vec<Sequenced>,
+}
+
+/// An event with its place in the sequence.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sequenced {
+    pub seq: u64,
+    /// Its pending key's sort key (deleted once the batch is sealed).
+    pub pending: String,
+    pub event: ChangeEvent,
+}
+
+/// A destination's watermark.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Watermark {
+    /// The next batch this destination has not written.
+    pub next_batch: u64,
+    /// Rows written so far, per table.
+    #[serde(default)]
+    pub rows: std::collections::BTreeMap<String, u64>,
+    pub updated_at_ms: i64,
+}

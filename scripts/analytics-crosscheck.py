@@ -1,0 +1,61 @@
+#!/usr/bin/env python3
+"""Reads Clearway's exported Parquet with two independent readers (pyarrow
+and DuckDB) and prints, as JSON, what each found: rows per table, distinct
+(transaction, claim, line) keys, the sum of claim charges, and how many
+string cells contain any of the PHI markers given on standard input (one
+per line). Used by tests/analytics.rs.
+
+usage: analytics-crosscheck.py DIR < markers.txt
+"""
+import json
+import os
+import sys
+
+import duckdb
+import pyarrow.dataset as ds
+
+TABLES = ["transaction", "interchange", "transaction_set", "ack_error", "claim",
+          "claim_line", "claim_ack", "dead_letter"]
+
+
+def main():
+    root = sys.argv[1]
+    markers = [m.strip() for m in sys.stdin.read().splitlines() if len(m.strip()) >= 4]
+    out = {"pyarrow": {}, "duckdb": {}, "phi_hits": 0, "received_dates": {}}
+    con = duckdb.connect()
+    for t in TABLES:
+        path = os.path.join(root, "v1", t)
+        if not os.path.isdir(path):
+            out["pyarrow"][t] = 0
+            out["duckdb"][t] = 0
+            continue
+        table = ds.dataset(path, format="parquet", partitioning="hive").to_table()
+        out["pyarrow"][t] = table.num_rows
+        out["received_dates"][t] = sorted({str(d) for d in table.column("received_date").to_pylist()})
+        glob = os.path.join(path, "**", "*.parquet")
+        out["duckdb"][t] = con.execute(
+            "SELECT count(*) FROM read_parquet(?, hive_partitioning = true)", [glob]).fetchone()[0]
+        for field in table.schema:
+            if str(field.type) not in ("string", "large_string"):
+                continue
+            for v in table.column(field.name).to_pylist():
+                if v is not None and any(m in v for m in markers):
+                    out["phi_hits"] += 1
+        if t == "claim":
+            out["claim_charge_sum_pyarrow"] = str(sum(v for v in table.column("total_charge").to_pylist() if v is not None))
+            out["claim_charge_sum_duckdb"] = str(con.execute(
+                "SELECT sum(total_charge) FROM read_parquet(?, hive_partitioning = true)", [glob]).fetchone()[0])
+            out["claim_distinct_duckdb"] = con.execute(
+                "SELECT count(DISTINCT claim_key) FROM read_parquet(?, hive_partitioning = true)", [glob]).fetchone()[0]
+            out["claim_rejected_duckdb"] = con.execute(
+                "SELECT count(*) FROM read_parquet(?, hive_partitioning = true) WHERE status = 'rejected'",
+                [glob]).fetchone()[0]
+        if t == "claim_line":
+            out["line_distinct_duckdb"] = con.execute(
+                "SELECT count(*) FROM (SELECT DISTINCT claim_key, line_number FROM read_parquet(?, hive_partitioning = true))",
+                [glob]).fetchone()[0]
+    print(json.dumps(out, sort_keys=True))
+
+
+if __name__ == "__main__":
+    main()

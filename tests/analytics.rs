@@ -1,0 +1,231 @@
+//! The analytics export end to end: claims submitted over HTTP, processed
+//! by the workers, exported by `clearway export`, read back by DataFusion
+//! (`clearway report`), pyarrow and DuckDB (`scripts/analytics-crosscheck.py`),
+//! counted independently from the submitted X12, free of the fixtures'
+//! PHI, and exactly once across `kill -9`s of the exporter.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use rust_decimal::Decimal;
+use std::collections::BTreeSet;
+use std::process::Stdio;
+use std::str::FromStr;
+use std::time::Duration;
+use support::{Client, Scratch, Server};
+
+fn gen_837p(count: usize, seed: u64) -> String {
+    let mut v = Vec::new();
+    clearway_formats::x12::synth::write(&mut v, clearway_formats::x12::synth::Kind::Professional837, count, seed)
+        .unwrap();
+    String::from_utf8(v).unwrap()
+}
+
+/// The segments of an X12 text (terminator `~`, optional newlines).
+fn segments(x12: &str) -> Vec<String> {
+    x12.split('~').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()
+}
+
+/// The same interchange with the billing provider's NPI failing its check
+/// digit (a claim edit: each claim rejected in the 277CA, the set accepted).
+fn bad_npi(x12: &str) -> String {
+    let segs: Vec<String> = segments(x12)
+        .into_iter()
+        .map(|s| {
+            if s.starts_with("NM1*85*") {
+                let mut e: Vec<String> = s.split('*').map(String::from).collect();
+                let npi = e[9].clone();
+                let last = npi.chars().last().unwrap().to_digit(10).unwrap();
+                e[9] = format!("{}{}", &npi[..9], (last + 1) % 10);
+                e.join("*")
+            } else {
+                s
+            }
+        })
+        .collect();
+    segs.join("~\n") + "~\n"
+}
+
+/// The same interchange with an unknown segment after the BHT (a 999
+/// rejection with an IK3).
+fn bad_syntax(x12: &str) -> String {
+    let mut out = Vec::new();
+    for s in segments(x12) {
+        let bht = s.starts_with("BHT*");
+        out.push(s);
+        if bht {
+            out.push("ZZZ*1".to_string());
+        }
+    }
+    out.join("~\n") + "~\n"
+}
+
+/// Claims (CLM) and the sum of CLM02 of an interchange, counted from its
+/// text.
+fn clm(x12: &str) -> (usize, Decimal) {
+    segments(x12)
+        .iter()
+        .filter(|s| s.starts_with("CLM*"))
+        .fold((0, Decimal::ZERO), |(n, sum), s| (n + 1, sum + Decimal::from_str(s.split('*').nth(2).unwrap()).unwrap()))
+}
+
+/// Names, patient control numbers and member ids of the fixtures: none may
+/// appear in an exported file.
+fn phi_markers(x12: &str) -> BTreeSet<String> {
+    let analysis = clearway_formats::x12::analyze(x12.as_bytes(), &Default::default());
+    let mut out = BTreeSet::new();
+    for d in analysis.documents() {
+        if let clearway_formats::x12::Document::Claim(c) = d {
+            out.insert(c.patient_control_number.expose().clone());
+            if let Some(m) = c.subscriber_member_id.expose() {
+                out.insert(m.clone());
+            }
+            for p in [&c.patient, &c.subscriber] {
+                out.insert(p.last_name.expose().clone());
+                if let Some(f) = p.first_name.expose() {
+                    out.insert(f.clone());
+                }
+            }
+        }
+    }
+    out
+}
+
+fn export(scratch: &Scratch, to: &std::path::Path) -> serde_json::Value {
+    let out = scratch.run_ok(&["export", "--to", to.to_str().unwrap(), "--json"]);
+    serde_json::from_str(out.trim()).unwrap()
+}
+
+fn report(scratch: &Scratch, dir: &std::path::Path, name: &str, extra: &[&str]) -> serde_json::Value {
+    let mut args = vec!["report", name, "--source", dir.to_str().unwrap(), "--format", "json"];
+    args.extend_from_slice(extra);
+    serde_json::from_str(scratch.run_ok(&args).trim()).unwrap()
+}
+
+fn crosscheck(dir: &std::path::Path, markers: &BTreeSet<String>) -> serde_json::Value {
+    let target = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
+    let venv = std::path::Path::new(&target).join("venv/bin/python");
+    let python = if venv.exists() { venv } else { std::path::PathBuf::from("python3") };
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/analytics-crosscheck.py");
+    let mut child = std::process::Command::new(python)
+        .arg(script)
+        .arg(dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    let text: Vec<&str> = markers.iter().map(String::as_str).collect();
+    child.stdin.take().unwrap().write_all(text.join("\n").as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn exported_claims_agree_with_the_submitted_x12_in_every_reader_and_survive_kills() {
+    let scratch = Scratch::new();
+    let key = scratch.partner("acme", false);
+    let server = Server::start(&scratch, None, &[("CLEARWAY__ANALYTICS__EXPORT_EVERY_SECS", "0")]);
+    let c = Client { addr: server.http, key };
+
+    // Good files, one whose claims fail an edit, one the 999 rejects.
+    let mut files: Vec<(String, bool)> = (0..8).map(|i| (gen_837p(3 + i % 4, 100 + i as u64), true)).collect();
+    files.push((bad_npi(&gen_837p(2, 7)), true));
+    files.push((bad_syntax(&gen_837p(4, 9)), false));
+    let mut markers = BTreeSet::new();
+    let (mut claims, mut charged) = (0usize, Decimal::ZERO);
+    for (x12, set_accepted) in &files {
+        markers.extend(phi_markers(x12));
+        if *set_accepted {
+            let (n, sum) = clm(x12);
+            claims += n;
+            charged += sum;
+        }
+        let r = c.submit("application/edi-x12", x12.as_bytes(), &[]);
+        assert_eq!(r.status, 202, "{}", r.text());
+        let id = r.json()["transactionId"].as_str().unwrap().to_string();
+        c.wait_terminal(&id);
+    }
+    let rejected_claims = clm(&files[8].0).0;
+
+    // One export: every transaction once, every claim of the accepted sets.
+    let dir = scratch.root.path().join("analytics");
+    let first = export(&scratch, &dir);
+    assert_eq!(first["events"], files.len(), "{first}");
+    assert_eq!(first["rows"]["claim"], claims, "{first}");
+    assert_eq!(first["rows"]["transaction"], files.len(), "{first}");
+    assert_eq!(first["skippedUnreadable"], 0, "{first}");
+    // A rerun has nothing to do.
+    let again = export(&scratch, &dir);
+    assert_eq!((again["events"].as_u64(), again["filesCreated"].as_u64()), (Some(0), Some(0)), "{again}");
+
+    // DataFusion's reports agree with the X12.
+    let fp = report(&scratch, &dir, "first_pass", &[]);
+    let rows = fp.as_array().unwrap();
+    let sum = |k: &str| rows.iter().map(|r| r[k].as_u64().unwrap()).sum::<u64>();
+    assert_eq!((sum("claims"), sum("rejected")), (claims as u64, rejected_claims as u64), "{fp}");
+    let df_charged: Decimal =
+        rows.iter().map(|r| Decimal::from_str(&r["charged"].to_string().replace('"', "")).unwrap()).sum();
+    assert_eq!(df_charged, charged, "{fp}");
+    let acc = report(&scratch, &dir, "acceptance", &["--partner", "acme"]);
+    let acc = acc.as_array().unwrap();
+    assert_eq!(acc.iter().map(|r| r["sets"].as_u64().unwrap()).sum::<u64>(), files.len() as u64);
+    assert_eq!(acc.iter().map(|r| r["rejected"].as_u64().unwrap()).sum::<u64>(), 1);
+    let rej = report(&scratch, &dir, "rejections", &[]);
+    assert!(rej.as_array().unwrap().iter().any(|r| r["category"] == "A7"), "{rej}");
+    let errs = report(&scratch, &dir, "ack_errors", &[]);
+    assert!(errs.as_array().unwrap().iter().any(|r| r["segment"] == "ZZZ"), "{errs}");
+    // An empty period is an empty report; an unknown report names the known ones.
+    let empty = report(&scratch, &dir, "first_pass", &["--from", "2001-01-01", "--to", "2001-01-02"]);
+    assert_eq!(empty, serde_json::json!([]));
+    let unknown = scratch.run(&["report", "nope", "--source", dir.to_str().unwrap()]);
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("first_pass"));
+
+    // pyarrow and DuckDB read the same rows, and no fixture PHI.
+    let x = crosscheck(&dir, &markers);
+    for (t, n) in first["rows"].as_object().unwrap() {
+        assert_eq!(&x["pyarrow"][t], n, "{t}: {x}");
+        assert_eq!(&x["duckdb"][t], n, "{t}: {x}");
+    }
+    assert_eq!(x["claim_distinct_duckdb"], claims, "{x}");
+    assert_eq!(x["claim_rejected_duckdb"], rejected_claims, "{x}");
+    assert_eq!(Decimal::from_str(x["claim_charge_sum_duckdb"].as_str().unwrap()).unwrap(), charged, "{x}");
+    assert_eq!(x["line_distinct_duckdb"], first["rows"]["claim_line"], "{x}");
+    assert!(markers.len() > 20, "the fixtures carry PHI to look for");
+    assert_eq!(x["phi_hits"], 0, "{x}");
+
+    // A second destination, its exporter killed five times mid-run: it
+    // ends with the same rows as the first, none twice, none missing.
+    let dir2 = scratch.root.path().join("analytics-2");
+    let mut landed = 0;
+    for i in 0..5u64 {
+        let mut child = scratch
+            .command()
+            .args(["export", "--to", dir2.to_str().unwrap(), "--data-dir"])
+            .arg(scratch.data())
+            .args(scratch.backend_args())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(25 + 25 * i));
+        if child.try_wait().unwrap().is_none() {
+            landed += 1;
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let last = export(&scratch, &dir2);
+    let y = crosscheck(&dir2, &markers);
+    for (t, n) in first["rows"].as_object().unwrap() {
+        assert_eq!(&y["duckdb"][t], n, "{t} after {landed} kills mid-run: {y} {last}");
+    }
+    assert_eq!(y["claim_distinct_duckdb"], claims, "{y}");
+    assert_eq!(y["line_distinct_duckdb"], first["rows"]["claim_line"], "{y}");
+    eprintln!("{landed} of 5 kills landed while the exporter ran");
+    server.stop();
+}
