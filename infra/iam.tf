@@ -113,6 +113,18 @@ data "aws_iam_policy_document" "worker" {
     actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
     resources = [aws_kms_key.data.arn]
   }
+  # The scheduled analytics export (analytics.export_every_secs): create-only
+  # puts of Parquet files (reads for DataFusion's reports), no deletes.
+  statement {
+    sid       = "AnalyticsExport"
+    actions   = ["s3:PutObject", "s3:GetObject"]
+    resources = ["${aws_s3_bucket.analytics.arn}/clearway/*"]
+  }
+  statement {
+    sid       = "AnalyticsList"
+    actions   = ["s3:ListBucket"]
+    resources = [aws_s3_bucket.analytics.arn]
+  }
   dynamic "statement" {
     for_each = length(aws_kms_key.partner) > 0 ? [1] : []
     content {

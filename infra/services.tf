@@ -30,6 +30,8 @@ locals {
     { name = "CLEARWAY__BACKEND__AUDIT_TABLE", value = aws_dynamodb_table.audit.name },
     { name = "CLEARWAY__BACKEND__AUDIT_BUCKET", value = aws_s3_bucket.audit_checkpoints.id },
     { name = "CLEARWAY__BACKEND__KMS_KEY_ID", value = aws_kms_key.data.arn },
+    { name = "CLEARWAY__ANALYTICS__DESTINATION", value = "s3://${aws_s3_bucket.analytics.id}/clearway" },
+    { name = "CLEARWAY__ANALYTICS__KMS_KEY_ID", value = aws_kms_key.data.arn },
     { name = "CLEARWAY__BACKEND__PARTITION_SHARDS", value = tostring(var.partition_shards) },
     { name = "CLEARWAY__WORKERS__MAX_ATTEMPTS", value = tostring(var.max_attempts) },
     { name = "CLEARWAY__SERVER__LISTEN", value = "0.0.0.0:8080" },

@@ -14,7 +14,7 @@ import sys
 import duckdb
 import pyarrow.dataset as ds
 
-TABLES = ["transaction", "interchange", "transaction_set", "ack_error", "claim",
+TABLES = ["transaction", "interchange", "transaction_set", "ack_error", "claim", "rt_exchange",
           "claim_line", "claim_ack", "dead_letter"]
 
 

@@ -131,6 +131,23 @@ fn exported_claims_agree_with_the_submitted_x12_in_every_reader_and_survive_kill
     let server = Server::start(&scratch, None, &[("CLEARWAY__ANALYTICS__EXPORT_EVERY_SECS", "0")]);
     let c = Client { addr: server.http, key };
 
+    // Real-time requests first (their events are written off the request
+    // path, moments later): four 270s and two 276s.
+    let auth = format!("Bearer {}", c.key);
+    let headers = [("Authorization", auth.as_str()), ("Content-Type", "application/edi-x12")];
+    for (path, kind, n) in [
+        ("/v1/eligibility", clearway_formats::x12::synth::Kind::Eligibility270, 4u64),
+        ("/v1/claim-status", clearway_formats::x12::synth::Kind::Status276, 2),
+    ] {
+        for seed in 0..n {
+            let mut body = Vec::new();
+            clearway_formats::x12::synth::write(&mut body, kind, 1, 500 + seed).unwrap();
+            let r = support::request(server.http, "POST", path, &headers, &body);
+            assert_eq!(r.status, 200, "{path}: {}", r.text());
+        }
+    }
+    let realtime = 6;
+
     // Good files, one whose claims fail an edit, one the 999 rejects.
     let mut files: Vec<(String, bool)> = (0..8).map(|i| (gen_837p(3 + i % 4, 100 + i as u64), true)).collect();
     files.push((bad_npi(&gen_837p(2, 7)), true));
@@ -154,7 +171,8 @@ fn exported_claims_agree_with_the_submitted_x12_in_every_reader_and_survive_kill
     // One export: every transaction once, every claim of the accepted sets.
     let dir = scratch.root.path().join("analytics");
     let first = export(&scratch, &dir);
-    assert_eq!(first["events"], files.len(), "{first}");
+    assert_eq!(first["events"], files.len() + realtime, "{first}");
+    assert_eq!(first["rows"]["rt_exchange"], realtime, "{first}");
     assert_eq!(first["rows"]["claim"], claims, "{first}");
     assert_eq!(first["rows"]["transaction"], files.len(), "{first}");
     assert_eq!(first["skippedUnreadable"], 0, "{first}");
@@ -178,6 +196,12 @@ fn exported_claims_agree_with_the_submitted_x12_in_every_reader_and_survive_kill
     assert!(rej.as_array().unwrap().iter().any(|r| r["category"] == "A7"), "{rej}");
     let errs = report(&scratch, &dir, "ack_errors", &[]);
     assert!(errs.as_array().unwrap().iter().any(|r| r["segment"] == "ZZZ"), "{errs}");
+    let core = report(&scratch, &dir, "core_conformance", &[]);
+    let core = core.as_array().unwrap();
+    assert_eq!(core.iter().map(|r| r["responses"].as_u64().unwrap()).sum::<u64>(), realtime as u64);
+    assert!(core.iter().all(|r| r["conformant"] == true && r["within_20s"] == r["responses"]), "{core:?}");
+    let aaa = report(&scratch, &dir, "aaa_errors", &[]);
+    assert!(aaa.is_array(), "{aaa}");
     // An empty period is an empty report; an unknown report names the known ones.
     let empty = report(&scratch, &dir, "first_pass", &["--from", "2001-01-01", "--to", "2001-01-02"]);
     assert_eq!(empty, serde_json::json!([]));
@@ -227,5 +251,49 @@ fn exported_claims_agree_with_the_submitted_x12_in_every_reader_and_survive_kill
     assert_eq!(y["claim_distinct_duckdb"], claims, "{y}");
     assert_eq!(y["line_distinct_duckdb"], first["rows"]["claim_line"], "{y}");
     eprintln!("{landed} of 5 kills landed while the exporter ran");
+    server.stop();
+}
+
+/// The same export on the AWS backend (moto): the change feed in DynamoDB,
+/// the files in S3 through the same `object_store` code, the reports read
+/// back from S3 by DataFusion.
+#[test]
+fn the_export_writes_to_s3_and_reports_read_it_back_on_the_aws_backend() {
+    let scratch = Scratch::aws();
+    let endpoint = std::env::var("CLEARWAY_TEST_AWS_ENDPOINT").unwrap();
+    let key = scratch.partner("acme", false);
+    let server = Server::start(&scratch, None, &[("CLEARWAY__ANALYTICS__EXPORT_EVERY_SECS", "0")]);
+    let c = Client { addr: server.http, key };
+    let mut claims = 0;
+    for i in 0..3 {
+        let x12 = gen_837p(2 + i, 40 + i as u64);
+        claims += clm(&x12).0;
+        let r = c.submit("application/edi-x12", x12.as_bytes(), &[]);
+        assert_eq!(r.status, 202, "{}", r.text());
+        c.wait_terminal_for(r.json()["transactionId"].as_str().unwrap(), Duration::from_secs(120));
+    }
+    let bucket = scratch.env_value("CLEARWAY__BACKEND__BUCKET");
+    let dest = format!("s3://{bucket}/analytics");
+    let with_s3 = |args: &[&str]| {
+        let out = scratch
+            .command()
+            .args(args)
+            .args(["--data-dir", scratch.data().to_str().unwrap(), "--backend", "aws"])
+            .env("CLEARWAY__ANALYTICS__S3_ENDPOINT", &endpoint)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let first = with_s3(&["export", "--to", &dest, "--json"]);
+    assert_eq!((first["events"].as_u64(), first["rows"]["claim"].as_u64()), (Some(3), Some(claims as u64)), "{first}");
+    let again = with_s3(&["export", "--to", &dest, "--json"]);
+    assert_eq!(again["events"], 0, "{again}");
+    let fp = with_s3(&["report", "first_pass", "--source", &dest, "--format", "json"]);
+    let total: u64 = fp.as_array().unwrap().iter().map(|r| r["claims"].as_u64().unwrap()).sum();
+    assert_eq!(total, claims as u64, "{fp}");
+    let files = scratch.aws_raw_contents();
+    let keys: Vec<&String> = files.iter().map(|(k, _)| k).collect();
+    assert!(keys.iter().any(|k| k.contains("analytics/v1/claim/received_date=")), "{keys:?}");
     server.stop();
 }

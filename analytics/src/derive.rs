@@ -45,7 +45,7 @@ impl Default for Tables {
 
 impl Tables {
     fn get(&mut self, def: &'static schema::TableDef) -> &mut Rows {
-        let i = schema::TABLES.iter().position(|t| std::ptr::eq(*t, def)).unwrap_or(0);
+        let i = schema::TABLES.iter().position(|t| t.name == def.name).unwrap_or(0);
         &mut self.rows[i]
     }
 
@@ -118,6 +118,13 @@ impl Reader {
     pub async fn add(&mut self, s: &Sequenced, out: &mut Tables, skipped: &mut Skipped) -> PortResult<()> {
         let e = &s.event;
         let seq = Some(s.seq as i64);
+        if e.kind == ChangeKind::RealTime {
+            if let Some(rt) = &e.realtime {
+                let tokens = self.tokenizer(&e.partner);
+                realtime_row(e, rt, seq, &tokens, out);
+            }
+            return Ok(());
+        }
         let key = TransactionRecord::key(&e.partner, &e.transaction);
         let Some(item) = self.state.get(&key).await? else {
             skipped.missing_record += 1;
@@ -289,6 +296,32 @@ fn x12_rows(
     (n_claim, documents)
 }
 
+/// CAQH CORE's limit for a real-time answer (Phase I CORE 156 and 250).
+const CORE_LIMIT_US: i64 = 20_000_000;
+
+fn realtime_row(
+    e: &clearway_core::changes::ChangeEvent,
+    rt: &clearway_core::changes::RealTime,
+    seq: Option<i64>,
+    tokens: &Tokenizer,
+    out: &mut Tables,
+) {
+    let ids = &rt.ids;
+    let ms = |us: i64| us as f64 / 1000.0;
+    let r = out.get(&schema::RT_EXCHANGE);
+    r.s(Some(e.partner.as_str())).s(Some(e.transaction.as_str())).s(Some(&rt.txn)).s(Some(&e.status));
+    r.s(Some(&rt.served)).t(Some(ms_to_us(e.received_at_ms))).t(Some(ms_to_us(e.at_ms)));
+    r.v(schema::V::F(Some(ms(rt.latency_us)))).v(schema::V::B(Some(rt.latency_us <= CORE_LIMIT_US)));
+    r.v(schema::V::F(rt.upstream_us.map(ms))).s(ids.payer_id.as_deref());
+    r.s(ids.isa06.as_deref()).s(ids.isa08.as_deref()).s(ids.isa13.as_deref());
+    r.s(ids.gs02.as_deref()).s(ids.gs03.as_deref()).s(ids.gs06.as_deref()).s(ids.st02.as_deref());
+    r.s(ids.bht03.as_deref().map(|v| tokens.token(v)).as_deref());
+    r.s(ids.trn02.as_deref().map(|v| tokens.token(v)).as_deref());
+    let aaa = rt.aaa.join(",");
+    r.s((!aaa.is_empty()).then_some(aaa.as_str())).i(Some(rt.aaa.len() as i64)).i(seq);
+    r.end();
+}
+
 #[allow(clippy::too_many_arguments)]
 fn claim_rows(
     c: &Claim,
@@ -363,6 +396,23 @@ fn claim_rows(
             for st in &line.statuses {
                 stc_row(n, st);
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression: rows went to the builder whose table had the same
+    /// address, and a table's address is not stable when it is a `const`
+    /// (each use may be its own copy): interchange rows landed in the
+    /// transaction table's builder in one build and not in another.
+    #[test]
+    fn each_table_gets_its_own_builder() {
+        let mut t = Tables::default();
+        for def in schema::TABLES {
+            assert_eq!(t.get(def).def.name, def.name);
         }
     }
 }

@@ -251,6 +251,7 @@ mod tests {
                 attempts: 1,
                 ack_ids: vec![],
                 reason: None,
+                realtime: None,
             };
             let op = WriteOp::Put {
                 key: e.key(),

@@ -42,6 +42,8 @@ pub const REPORTS: &[Report] = &[
     Report { name: "turnaround", sql: include_str!("../reports/turnaround.sql") },
     Report { name: "dead_letters", sql: include_str!("../reports/dead_letters.sql") },
     Report { name: "throughput", sql: include_str!("../reports/throughput.sql") },
+    Report { name: "core_conformance", sql: include_str!("../reports/core_conformance.sql") },
+    Report { name: "aaa_errors", sql: include_str!("../reports/aaa_errors.sql") },
 ];
 
 /// The report named `name`.

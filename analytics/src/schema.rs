@@ -82,7 +82,7 @@ impl TableDef {
 
 use Ty::*;
 
-pub const TRANSACTION: TableDef = TableDef {
+pub static TRANSACTION: TableDef = TableDef {
     name: "transaction",
     doc: "one row per transaction processed (any format): status, size, claims, timings",
     columns: &[
@@ -103,7 +103,7 @@ pub const TRANSACTION: TableDef = TableDef {
     ],
 };
 
-pub const INTERCHANGE: TableDef = TableDef {
+pub static INTERCHANGE: TableDef = TableDef {
     name: "interchange",
     doc: "one row per X12 interchange (ISA/IEA) received",
     columns: &[
@@ -127,7 +127,7 @@ pub const INTERCHANGE: TableDef = TableDef {
     ],
 };
 
-pub const TRANSACTION_SET: TableDef = TableDef {
+pub static TRANSACTION_SET: TableDef = TableDef {
     name: "transaction_set",
     doc: "one row per X12 transaction set (ST/SE) received, with its 999 verdict",
     columns: &[
@@ -151,7 +151,7 @@ pub const TRANSACTION_SET: TableDef = TableDef {
     ],
 };
 
-pub const ACK_ERROR: TableDef = TableDef {
+pub static ACK_ERROR: TableDef = TableDef {
     name: "ack_error",
     doc: "one row per error our 999 reported (IK3 segment error, with its IK4 element error if any); the bad value (IK404) is never exported",
     columns: &[
@@ -173,7 +173,7 @@ pub const ACK_ERROR: TableDef = TableDef {
     ],
 };
 
-pub const CLAIM: TableDef = TableDef {
+pub static CLAIM: TableDef = TableDef {
     name: "claim",
     doc: "one row per claim (837 CLM or FHIR Claim) with its front-end verdict (our 277CA)",
     columns: &[
@@ -202,7 +202,7 @@ pub const CLAIM: TableDef = TableDef {
     ],
 };
 
-pub const CLAIM_LINE: TableDef = TableDef {
+pub static CLAIM_LINE: TableDef = TableDef {
     name: "claim_line",
     doc: "one row per service line (837 LX loop 2400 or FHIR Claim.item)",
     columns: &[
@@ -231,7 +231,7 @@ pub const CLAIM_LINE: TableDef = TableDef {
     ],
 };
 
-pub const CLAIM_ACK: TableDef = TableDef {
+pub static CLAIM_ACK: TableDef = TableDef {
     name: "claim_ack",
     doc: "one row per STC of a 277CA about a claim (line_number null) or one of its lines",
     columns: &[
@@ -250,7 +250,7 @@ pub const CLAIM_ACK: TableDef = TableDef {
     ],
 };
 
-pub const DEAD_LETTER: TableDef = TableDef {
+pub static DEAD_LETTER: TableDef = TableDef {
     name: "dead_letter",
     doc: "one row per transaction moved to the dead-letter store",
     columns: &[
@@ -266,9 +266,48 @@ pub const DEAD_LETTER: TableDef = TableDef {
     ],
 };
 
+pub static RT_EXCHANGE: TableDef = TableDef {
+    name: "rt_exchange",
+    doc: "one row per real-time request (270, 276) the fast path answered, with what CAQH CORE asks to capture and report",
+    columns: &[
+        ("tenant_id", Str),
+        ("request_id", Str),
+        ("txn", Str),
+        ("response_kind", Str),
+        ("served", Str),
+        ("received_at", Ts),
+        ("responded_at", Ts),
+        ("latency_ms", F64),
+        ("within_20s", Bool),
+        ("upstream_ms", F64),
+        ("payer_id", Str),
+        ("isa06_sender", Str),
+        ("isa08_receiver", Str),
+        ("isa13_control", Str),
+        ("gs02_sender", Str),
+        ("gs03_receiver", Str),
+        ("gs06_control", Str),
+        ("st02", Str),
+        ("bht03_token", Str),
+        ("trn02_token", Str),
+        ("aaa_codes", Str),
+        ("aaa_count", I32),
+        ("export_seq", I64),
+    ],
+};
+
 /// Every exported table, in the order files are written.
-pub const TABLES: [&TableDef; 8] =
-    [&TRANSACTION, &INTERCHANGE, &TRANSACTION_SET, &ACK_ERROR, &CLAIM, &CLAIM_LINE, &CLAIM_ACK, &DEAD_LETTER];
+pub static TABLES: [&TableDef; 9] = [
+    &TRANSACTION,
+    &INTERCHANGE,
+    &TRANSACTION_SET,
+    &ACK_ERROR,
+    &CLAIM,
+    &CLAIM_LINE,
+    &CLAIM_ACK,
+    &DEAD_LETTER,
+    &RT_EXCHANGE,
+];
 
 /// The table named `name`.
 pub fn table(name: &str) -> Option<&'static TableDef> {

@@ -40,6 +40,10 @@ pub enum ChangeKind {
     Processed,
     /// A transaction was moved to the dead-letter store.
     DeadLettered,
+    /// A real-time request (270, 276) was answered by the fast path; the
+    /// event's `transaction` is the request's own id (no transaction
+    /// record exists) and [`ChangeEvent::realtime`] holds the exchange.
+    RealTime,
 }
 
 /// One change, as a producer records it. No PHI: ids, codes and times.
@@ -65,6 +69,48 @@ pub struct ChangeEvent {
     /// context).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// A real-time exchange's facts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub realtime: Option<Box<RealTime>>,
+}
+
+/// One real-time exchange, as CAQH CORE asks an entity to capture, log,
+/// match and report it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RealTime {
+    /// `270`, `276` or `270-fhir`.
+    pub txn: String,
+    /// From the request's receipt to the answer's (µs).
+    pub latency_us: i64,
+    /// Where the answer came from: `cache`, `memo`, `payer`, `stale`,
+    /// `fallback` (AAA 42 when the payer could not answer), `none` (the
+    /// request was rejected before a lookup).
+    pub served: String,
+    /// The slowest payer call the answer waited for (µs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_us: Option<i64>,
+    pub ids: CoreIds,
+    /// The answer's AAA codes, `<loop>:<AAA03>`.
+    #[serde(default)]
+    pub aaa: Vec<String>,
+}
+
+/// A request's control numbers and trace (Phase I CORE 156: ISA06, ISA08,
+/// ISA13, GS02, GS03, GS06, ST02, TRN02 and, if sent, BHT03), and its payer.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CoreIds {
+    pub isa06: Option<String>,
+    pub isa08: Option<String>,
+    pub isa13: Option<String>,
+    pub gs02: Option<String>,
+    pub gs03: Option<String>,
+    pub gs06: Option<String>,
+    pub st01: Option<String>,
+    pub st02: Option<String>,
+    pub bht03: Option<String>,
+    pub trn02: Option<String>,
+    /// NM109 of the first NM1*PR (loop 2100A).
+    pub payer_id: Option<String>,
 }
 
 impl ChangeEvent {
@@ -80,6 +126,7 @@ impl ChangeKind {
         match self {
             ChangeKind::Processed => "processed",
             ChangeKind::DeadLettered => "dead_lettered",
+            ChangeKind::RealTime => "realtime",
         }
     }
 }

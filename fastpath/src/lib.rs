@@ -56,6 +56,73 @@ pub enum Reply {
     Rejected { ack_kind: Option<&'static str>, ack: Option<Vec<u8>>, detail: String },
 }
 
+/// Where a real-time answer came from; when a request holds several
+/// inquiries, the one furthest down this list.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Source {
+    /// No lookup (the request was rejected first).
+    #[default]
+    None,
+    /// The same request answered moments ago (the memo).
+    Memo,
+    Cache,
+    /// The payer's answer, asked now.
+    Payer,
+    /// The payer failed; the last good answer.
+    Stale,
+    /// The payer failed and nothing was cached: AAA 42.
+    Fallback,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::None => "none",
+            Source::Memo => "memo",
+            Source::Cache => "cache",
+            Source::Payer => "payer",
+            Source::Stale => "stale",
+            Source::Fallback => "fallback",
+        }
+    }
+}
+
+/// How a real-time request was answered (see [`observe`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Served {
+    pub source: Source,
+    /// The slowest payer call it waited for (µs).
+    pub upstream_us: Option<i64>,
+}
+
+tokio::task_local! {
+    static SERVED: std::cell::Cell<Served>;
+}
+
+/// Runs a fast-path call and reports where its answer came from.
+pub async fn observe<F: std::future::Future>(f: F) -> (F::Output, Served) {
+    SERVED
+        .scope(std::cell::Cell::new(Served::default()), async {
+            let out = f.await;
+            (out, SERVED.with(std::cell::Cell::get))
+        })
+        .await
+}
+
+/// Notes a source (and a payer call's duration) for the call being
+/// observed; nothing outside [`observe`].
+fn note(source: Source, upstream: Option<std::time::Duration>) {
+    let _ = SERVED.try_with(|c| {
+        let mut s = c.get();
+        s.source = s.source.max(source);
+        if let Some(d) = upstream {
+            let us = d.as_micros() as i64;
+            s.upstream_us = Some(s.upstream_us.map_or(us, |u| u.max(us)));
+        }
+        c.set(s);
+    });
+}
+
 /// Why an upstream answer could not be had.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum UpstreamError {
@@ -212,6 +279,7 @@ impl FastPath {
     async fn cached(&self, key: &str) -> Option<EligibilityOutcome> {
         let hit = self.cache.get(key).await?;
         self.counters.cache_hit.increment(1);
+        note(Source::Cache, None);
         Some(hit.outcome)
     }
 
@@ -259,9 +327,11 @@ impl FastPath {
             };
             Ok::<Cached, UpstreamError>(Cached { outcome, ttl: settings.cache_ttl })
         };
+        let asked = std::time::Instant::now();
         match self.cache.try_get_with(key.clone(), lookup).await {
             Ok(c) => {
                 self.counters.cache_miss.increment(1);
+                note(Source::Payer, Some(asked.elapsed()));
                 self.stale.insert(key, c.outcome.clone()).await;
                 c.outcome
             }
@@ -269,9 +339,11 @@ impl FastPath {
                 tracing::info!(payer = %payer, reason = %e, "eligibility upstream failed");
                 if let Some(old) = self.stale.get(&key).await {
                     self.counters.cache_stale.increment(1);
+                    note(Source::Stale, Some(asked.elapsed()));
                     return old;
                 }
                 self.counters.cache_error.increment(1);
+                note(Source::Fallback, Some(asked.elapsed()));
                 EligibilityOutcome::PayerRejected { reason: "42", action: "R" }
             }
         }
@@ -299,6 +371,7 @@ impl FastPath {
             && let Some(seen) = self.memo.get(key)
         {
             self.counters.memo_hit.increment(1);
+            note(Source::Memo, None);
             return self.answer_seen(body, now, &seen, fields).await;
         }
         let (mut ic, g, s) = match self.one_set(body, "270", now) {
@@ -436,6 +509,7 @@ impl FastPath {
             let gate = self.gate(&payer);
             let settings = self.config.payer(&payer);
             let timeout = settings.timeout.min(self.config.fastpath.timeout);
+            let asked = std::time::Instant::now();
             let status = match &settings.connector {
                 Connector::Local => {
                     gate.call(
@@ -454,8 +528,10 @@ impl FastPath {
                     .await
                 }
             }
+            .inspect(|_| note(Source::Payer, Some(asked.elapsed())))
             .unwrap_or_else(|e| {
                 tracing::info!(payer = %payer, reason = %e, "claim status lookup failed");
+                note(Source::Fallback, Some(asked.elapsed()));
                 local::ClaimStatus::unavailable()
             });
             metrics::counter!("clearway_fastpath_claim_status_total", "category" => status.category_label())

@@ -1945,6 +1945,46 @@ async fn drain(body: Body, declared: u64) {
     .await;
 }
 
+/// A real-time exchange for the change feed, answered now.
+fn exchange<'a>(
+    partner: &'a PartnerId,
+    txn: &'static str,
+    request: &'a [u8],
+    response: Option<&'a [u8]>,
+    response_kind: &'static str,
+    received: time::OffsetDateTime,
+    served: clearway_fastpath::Served,
+) -> crate::realtime::Exchange<'a> {
+    crate::realtime::Exchange {
+        partner,
+        txn,
+        request,
+        response,
+        response_kind,
+        received,
+        responded: time::OffsetDateTime::now_utc(),
+        served,
+    }
+}
+
+/// Records an X12 real-time exchange's event (analytics; off the request
+/// path).
+fn record_reply(
+    svc: &Services,
+    partner: &PartnerId,
+    txn: &'static str,
+    request: &[u8],
+    reply: &clearway_fastpath::Reply,
+    received: time::OffsetDateTime,
+    served: clearway_fastpath::Served,
+) {
+    let (kind, body): (&'static str, Option<&[u8]>) = match reply {
+        clearway_fastpath::Reply::Answer(x12) => (if txn == "276" { "277" } else { "271" }, Some(x12)),
+        clearway_fastpath::Reply::Rejected { ack_kind, ack, .. } => (ack_kind.unwrap_or("problem"), ack.as_deref()),
+    };
+    svc.realtime.record(exchange(partner, txn, request, body, kind, received, served));
+}
+
 fn realtime_reply(reply: clearway_fastpath::Reply) -> Response {
     match reply {
         clearway_fastpath::Reply::Answer(x12) => ([(header::CONTENT_TYPE, "application/edi-x12")], x12).into_response(),
@@ -1972,14 +2012,19 @@ async fn eligibility(
     let media = media_type(&headers);
     let response = if media == "application/fhir+json" || media == "application/json" {
         let bytes = bounded_body(&headers, body).await?;
-        let (status, value) = match svc.fastpath.eligibility_fhir(&bytes, now).await {
+        let (answer, served) = clearway_fastpath::observe(svc.fastpath.eligibility_fhir(&bytes, now)).await;
+        let (status, value) = match answer {
             Ok(v) => (StatusCode::OK, v),
             Err(outcome) => (StatusCode::BAD_REQUEST, outcome),
         };
+        let kind = if status == StatusCode::OK { "fhir" } else { "problem" };
+        svc.realtime.record(exchange(&p.id, "270-fhir", b"", None, kind, now, served));
         (status, [(header::CONTENT_TYPE, "application/fhir+json")], value.to_string()).into_response()
     } else {
         let bytes = realtime_body(&headers, body).await?;
-        realtime_reply(svc.fastpath.eligibility_x12(&bytes, now).await)
+        let (reply, served) = clearway_fastpath::observe(svc.fastpath.eligibility_x12(&bytes, now)).await;
+        record_reply(&svc, &p.id, "270", &bytes, &reply, now, served);
+        realtime_reply(reply)
     };
     tracing::debug!(partner = %p.id, elapsed_ms = started.elapsed().as_millis() as u64, "eligibility answered");
     svc.fastpath.record_eligibility(started.elapsed());
@@ -1995,7 +2040,9 @@ async fn claim_status(
     let started = std::time::Instant::now();
     let (Parts { headers, .. }, body) = req.into_parts();
     let bytes = realtime_body(&headers, body).await?;
-    let reply = svc.fastpath.claim_status_x12(&p.id, &bytes, time::OffsetDateTime::now_utc()).await;
+    let now = time::OffsetDateTime::now_utc();
+    let (reply, served) = clearway_fastpath::observe(svc.fastpath.claim_status_x12(&p.id, &bytes, now)).await;
+    record_reply(&svc, &p.id, "276", &bytes, &reply, now, served);
     svc.fastpath.record_claim_status(started.elapsed());
     Ok(realtime_reply(reply))
 }
@@ -2124,7 +2171,23 @@ async fn core_answer(
     let now = time::OffsetDateTime::now_utc();
     match core_partner(svc, req, peer, slot).await {
         Ok(partner) if req.processing_mode.as_deref() == Some("Batch") => core_batch(svc, partner, req, now).await,
-        Ok(partner) => svc.fastpath.core_exchange(&partner, req, now).await,
+        Ok(partner) => {
+            let (answer, served) = clearway_fastpath::observe(svc.fastpath.core_exchange(&partner, req, now)).await;
+            let txn = match req.payload_type.as_deref().unwrap_or("") {
+                t if t.starts_with("X12_276") => "276",
+                _ => "270",
+            };
+            let kind = match answer.payload_type.as_str() {
+                t if t.starts_with("X12_271") => "271",
+                t if t.starts_with("X12_277") => "277",
+                t if t.starts_with("X12_999") => "999",
+                t if t.starts_with("X12_TA1") => "ta1",
+                _ => "problem",
+            };
+            let request = req.payload.as_deref().unwrap_or_default();
+            svc.realtime.record(exchange(&partner, txn, request, answer.payload.as_deref(), kind, now, served));
+            answer
+        }
         Err(code) => caqh::CoreResponse::error(req, &core_auth_error(code), &caqh::timestamp(now)),
     }
 }

@@ -14,6 +14,7 @@ pub mod http;
 pub mod mllp;
 mod openapi;
 mod problem;
+pub mod realtime;
 pub mod tls;
 
 use accept::Refusal;
@@ -47,6 +48,8 @@ pub struct Services {
     pub audit: Option<Arc<dyn clearway_core::audit::AuditSink>>,
     /// Per-caller token buckets (`[limits]`).
     pub limits: authz::RateLimits,
+    /// The change feed's events of real-time exchanges (analytics).
+    pub realtime: realtime::RealTimeLog,
     /// Each destination's published queue depth and when it was read.
     depths: Mutex<HashMap<String, (std::time::Instant, u64)>>,
     inflight_keys: Mutex<HashSet<(PartnerId, String)>>,
@@ -81,6 +84,7 @@ impl Services {
             Arc::new(clearway_fastpath::FastPath::new(ports.state.clone(), partners.clone(), config.clone()));
         Services {
             fastpath,
+            realtime: realtime::RealTimeLog::new(ports.state.clone()),
             ports,
             partners,
             limits: authz::RateLimits::new(config.limits),

@@ -291,6 +291,10 @@ async fn serve(config: Arc<clearway_core::config::Config>, role: Role) -> anyhow
             }
         }
     }
+    // Real-time exchanges' analytics events still queued.
+    if tokio::time::timeout(Duration::from_secs(10), svc.realtime.flush()).await.is_err() {
+        tracing::warn!("real-time events not all written at shutdown");
+    }
     // Requests finished after the checkpointer's last: anchor their events.
     if let Some(a) = &last_audit {
         let anchored = a.latest_checkpoint().await.ok().flatten().and_then(|n| clearway_core::audit::note_size(&n));

@@ -287,6 +287,7 @@ impl Processor {
             attempts: record.attempts,
             ack_ids: record.ack_ids.clone(),
             reason: None,
+            realtime: None,
         };
         self.ports
             .state
@@ -645,6 +646,7 @@ impl Processor {
                 attempts,
                 ack_ids: Vec::new(),
                 reason: Some(dead.reason.clone()),
+                realtime: None,
             };
             ops.push(WriteOp::Put {
                 key,

@@ -5,6 +5,7 @@ pub mod analyze;
 pub mod batch;
 pub mod build;
 pub mod codes;
+pub mod exchange;
 pub mod isa;
 pub mod reader;
 pub mod spec;

@@ -1,0 +1,1007 @@
+# Analytics (issue 18): the Parquet export's bucket, its Glue tables (partition
+# projection over received_date, so no crawler and no partition registration)
+# and an Athena workgroup whose results are encrypted. The service writes
+# <bucket>/clearway/v1/<table>/received_date=YYYY-MM-DD/part-<first>-<last>.parquet
+# (clearway export, or serve every analytics.export_every_secs).
+#
+# The table blocks below are generated from the exporter's schema
+# (analytics/src/schema.rs) by scripts/gen-analytics-tf.py; a test (analytics/tests/infra.rs)
+# fails when they disagree.
+
+resource "aws_s3_bucket" "analytics" {
+  bucket = "${local.prefix}-analytics"
+  # checkov:skip=CKV_AWS_144: Cross-region replication is a disaster-recovery choice per deployment; the files can be re-exported from the retained change batches.
+  # checkov:skip=CKV2_AWS_62: Nothing consumes object events: readers query the tables.
+}
+
+resource "aws_s3_bucket_versioning" "analytics" {
+  bucket = aws_s3_bucket.analytics.id
+  versioning_configuration {
+    status = "Enabled"
+  }
+}
+
+resource "aws_s3_bucket_server_side_encryption_configuration" "analytics" {
+  bucket = aws_s3_bucket.analytics.id
+  rule {
+    apply_server_side_encryption_by_default {
+      sse_algorithm     = "aws:kms"
+      kms_master_key_id = aws_kms_key.data.arn
+    }
+    bucket_key_enabled = true
+  }
+}
+
+resource "aws_s3_bucket_public_access_block" "analytics" {
+  bucket                  = aws_s3_bucket.analytics.id
+  block_public_acls       = true
+  block_public_policy     = true
+  ignore_public_acls      = true
+  restrict_public_buckets = true
+}
+
+resource "aws_s3_bucket_ownership_controls" "analytics" {
+  bucket = aws_s3_bucket.analytics.id
+  rule {
+    object_ownership = "BucketOwnerEnforced"
+  }
+}
+
+data "aws_iam_policy_document" "analytics" {
+  statement {
+    sid     = "TlsOnly"
+    effect  = "Deny"
+    actions = ["s3:*"]
+    resources = [
+      aws_s3_bucket.analytics.arn,
+      "${aws_s3_bucket.analytics.arn}/*",
+    ]
+    principals {
+      type        = "*"
+      identifiers = ["*"]
+    }
+    condition {
+      test     = "Bool"
+      variable = "aws:SecureTransport"
+      values   = ["false"]
+    }
+  }
+}
+
+resource "aws_s3_bucket_policy" "analytics" {
+  bucket = aws_s3_bucket.analytics.id
+  policy = data.aws_iam_policy_document.analytics.json
+}
+
+resource "aws_s3_bucket_lifecycle_configuration" "analytics" {
+  bucket = aws_s3_bucket.analytics.id
+  rule {
+    id     = "uploads-and-versions"
+    status = "Enabled"
+    filter {}
+    noncurrent_version_expiration {
+      noncurrent_days = 30
+    }
+    abort_incomplete_multipart_upload {
+      days_after_initiation = 1
+    }
+  }
+  rule {
+    id     = "athena-results"
+    status = "Enabled"
+    filter {
+      prefix = "athena-results/"
+    }
+    expiration {
+      days = 30
+    }
+    abort_incomplete_multipart_upload {
+      days_after_initiation = 1
+    }
+  }
+}
+
+resource "aws_s3_bucket_logging" "analytics" {
+  bucket        = aws_s3_bucket.analytics.id
+  target_bucket = aws_s3_bucket.access_logs.id
+  target_prefix = "s3/analytics/"
+}
+
+resource "aws_glue_catalog_database" "analytics" {
+  name        = replace("${local.prefix}_analytics", "-", "_")
+  description = "Clearway's analytics export (limited data set): docs/specs/analytics.md"
+}
+
+resource "aws_glue_data_catalog_encryption_settings" "analytics" {
+  data_catalog_encryption_settings {
+    connection_password_encryption {
+      aws_kms_key_id                       = aws_kms_key.data.arn
+      return_connection_password_encrypted = true
+    }
+    encryption_at_rest {
+      catalog_encryption_mode = "SSE-KMS"
+      sse_aws_kms_key_id      = aws_kms_key.data.arn
+    }
+  }
+}
+
+resource "aws_athena_workgroup" "analytics" {
+  name = "${local.prefix}-analytics"
+  configuration {
+    enforce_workgroup_configuration    = true
+    publish_cloudwatch_metrics_enabled = true
+    result_configuration {
+      output_location = "s3://${aws_s3_bucket.analytics.bucket}/athena-results/"
+      encryption_configuration {
+        encryption_option = "SSE_KMS"
+        kms_key_arn       = aws_kms_key.data.arn
+      }
+    }
+  }
+}
+
+
+resource "aws_glue_catalog_table" "transaction" {
+  name          = "transaction"
+  database_name = aws_glue_catalog_database.analytics.name
+  description   = "one row per transaction processed (any format): status, size, claims, timings"
+  table_type    = "EXTERNAL_TABLE"
+  parameters = {
+    classification                           = "parquet"
+    "projection.enabled"                     = "true"
+    "projection.received_date.type"          = "date"
+    "projection.received_date.format"        = "yyyy-MM-dd"
+    "projection.received_date.range"         = "2024-01-01,NOW"
+    "projection.received_date.interval"      = "1"
+    "projection.received_date.interval.unit" = "DAYS"
+    "storage.location.template"              = "s3://${aws_s3_bucket.analytics.bucket}/clearway/v1/transaction/received_date=$${received_date}/"
+  }
+  partition_keys {
+    name = "received_date"
+    type = "string"
+  }
+  storage_descriptor {
+    location      = "s3://${aws_s3_bucket.analytics.bucket}/clearway/v1/transaction/"
+    input_format  = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat"
+    output_format = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat"
+    ser_de_info {
+      serialization_library = "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"
+    }
+    columns {
+      name = "tenant_id"
+      type = "string"
+    }
+    columns {
+      name = "transaction_id"
+      type = "string"
+    }
+    columns {
+      name = "format"
+      type = "string"
+    }
+    columns {
+      name = "channel"
+      type = "string"
+    }
+    columns {
+      name = "status"
+      type = "string"
+    }
+    columns {
+      name = "payload_bytes"
+      type = "bigint"
+    }
+    columns {
+      name = "document_count"
+      type = "int"
+    }
+    columns {
+      name = "claim_count"
+      type = "int"
+    }
+    columns {
+      name = "ack_kinds"
+      type = "string"
+    }
+    columns {
+      name = "attempts"
+      type = "int"
+    }
+    columns {
+      name = "received_at"
+      type = "timestamp"
+    }
+    columns {
+      name = "processed_at"
+      type = "timestamp"
+    }
+    columns {
+      name = "latency_ms"
+      type = "bigint"
+    }
+    columns {
+      name = "export_seq"
+      type = "bigint"
+    }
+  }
+}
+
+resource "aws_glue_catalog_table" "interchange" {
+  name          = "interchange"
+  database_name = aws_glue_catalog_database.analytics.name
+  description   = "one row per X12 interchange (ISA/IEA) received"
+  table_type    = "EXTERNAL_TABLE"
+  parameters = {
+    classification                           = "parquet"
+    "projection.enabled"                     = "true"
+    "projection.received_date.type"          = "date"
+    "projection.received_date.format"        = "yyyy-MM-dd"
+    "projection.received_date.range"         = "2024-01-01,NOW"
+    "projection.received_date.interval"      = "1"
+    "projection.received_date.interval.unit" = "DAYS"
+    "storage.location.template"              = "s3://${aws_s3_bucket.analytics.bucket}/clearway/v1/interchange/received_date=$${received_date}/"
+  }
+  partition_keys {
+    name = "received_date"
+    type = "string"
+  }
+  storage_descriptor {
+    location      = "s3://${aws_s3_bucket.analytics.bucket}/clearway/v1/interchange/"
+    input_format  = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat"
+    output_format = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat"
+    ser_de_info {
+      serialization_library = "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"
+    }
+    columns {
+      name = "tenant_id"
+      type = "string"
+    }
+    columns {
+      name = "transaction_id"
+      type = "string"
+    }
+    columns {
+      name = "interchange_index"
+      type = "int"
+    }
+    columns {
+      name = "isa05_sender_qualifier"
+      type = "string"
+    }
+    columns {
+      name = "isa06_sender"
+      type = "string"
+    }
+    columns {
+      name = "isa07_receiver_qualifier"
+      type = "string"
+    }
+    columns {
+      name = "isa08_receiver"
+      type = "string"
+    }
+    columns {
+      name = "isa13_control"
+      type = "string"
+    }
+    columns {
+      name = "isa15_usage"
+      type = "string"
+    }
+    columns {
+      name = "group_count"
+      type = "int"
+    }
+    columns {
+      name = "set_count"
+      type = "int"
+    }
+    columns {
+      name = "ta1_code"
+      type = "string"
+    }
+    columns {
+      name = "ta1_note_code"
+      type = "string"
+    }
+    columns {
+      name = "status"
+      type = "string"
+    }
+    columns {
+      name = "received_at"
+      type = "timestamp"
+    }
+    columns {
+      name = "processed_at"
+      type = "timestamp"
+    }
+    columns {
+      name = "export_seq"
+      type = "bigint"
+    }
+  }
+}
+
+resource "aws_glue_catalog_table" "transaction_set" {
+  name          = "transaction_set"
+  database_name = aws_glue_catalog_database.analytics.name
+  description   = "one row per X12 transaction set (ST/SE) received, with its 999 verdict"
+  table_type    = "EXTERNAL_TABLE"
+  parameters = {
+    classification                           = "parquet"
+    "projection.enabled"                     = "true"
+    "projection.received_date.type"          = "date"
+    "projection.received_date.format"        = "yyyy-MM-dd"
+    "projection.received_date.range"         = "2024-01-01,NOW"
+    "projection.received_date.interval"      = "1"
+    "projection.received_date.interval.unit" = "DAYS"
+    "storage.location.template"              = "s3://${aws_s3_bucket.analytics.bucket}/clearway/v1/transaction_set/received_date=$${received_date}/"
+  }
+  partition_keys {
+    name = "received_date"
+    type = "string"
+  }
+  storage_descriptor {
+    location      = "s3://${aws_s3_bucket.analytics.bucket}/clearway/v1/transaction_set/"
+    input_format  = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat"
+    output_format = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat"
+    ser_de_info {
+      serialization_library = "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"
+    }
+    columns {
+      name = "tenant_id"
+      type = "string"
+    }
+    columns {
+      name = "transaction_id"
+      type = "string"
+    }
+    columns {
+      name = "isa13_control"
+      type = "string"
+    }
+    columns {
+      name = "gs01_functional_id"
+      type = "string"
+    }
+    columns {
+      name = "gs02_sender"
+      type = "string"
+    }
+    columns {
+      name = "gs03_receiver"
+      type = "string"
+    }
+    columns {
+      name = "gs06_control"
+      type = "string"
+    }
+    columns {
+      name = "gs08_version"
+      type = "string"
+    }
+    columns {
+      name = "st01"
+      type = "string"
+    }
+    columns {
+      name = "st02"
+      type = "string"
+    }
+    columns {
+      name = "st03"
+      type = "string"
+    }
+    columns {
+      name = "segment_count"
+      type = "int"
+    }
+    columns {
+      name = "ack_999_code"
+      type = "string"
+    }
+    columns {
+      name = "error_count"
+      type = "int"
+    }
+    columns {
+      name = "received_at"
+      type = "timestamp"
+    }
+    columns {
+      name = "processed_at"
+      type = "timestamp"
+    }
+    columns {
+      name = "export_seq"
+      type = "bigint"
+    }
+  }
+}
+
+resource "aws_glue_catalog_table" "ack_error" {
+  name          = "ack_error"
+  database_name = aws_glue_catalog_database.analytics.name
+  description   = "one row per error our 999 reported (IK3 segment error, with its IK4 element error if any); the bad value (IK404) is never exported"
+  table_type    = "EXTERNAL_TABLE"
+  parameters = {
+    classification                           = "parquet"
+    "projection.enabled"                     = "true"
+    "projection.received_date.type"          = "date"
+    "projection.received_date.format"        = "yyyy-MM-dd"
+    "projection.received_date.range"         = "2024-01-01,NOW"
+    "projection.received_date.interval"      = "1"
+    "projection.received_date.interval.unit" = "DAYS"
+    "storage.location.template"              = "s3://${aws_s3_bucket.analytics.bucket}/clearway/v1/ack_error/received_date=$${received_date}/"
+  }
+  partition_keys {
+    name = "received_date"
+    type = "string"
+  }
+  storage_descriptor {
+    location      = "s3://${aws_s3_bucket.analytics.bucket}/clearway/v1/ack_error/"
+    input_format  = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat"
+    output_format = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat"
+    ser_de_info {
+      serialization_library = "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"
+    }
+    columns {
+      name = "tenant_id"
+      type = "string"
+    }
+    columns {
+      name = "transaction_id"
+      type = "string"
+    }
+    columns {
+      name = "gs06_control"
+      type = "string"
+    }
+    columns {
+      name = "st01"
+      type = "string"
+    }
+    columns {
+      name = "st02"
+      type = "string"
+    }
+    columns {
+      name = "ik501_code"
+      type = "string"
+    }
+    columns {
+      name = "ik301_segment_id"
+      type = "string"
+    }
+    columns {
+      name = "ik302_segment_pos"
+      type = "int"
+    }
+    columns {
+      name = "ik303_loop_id"
+      type = "string"
+    }
+    columns {
+      name = "ik304_code"
+      type = "string"
+    }
+    columns {
+      name = "ik401_element_pos"
+      type = "string"
+    }
+    columns {
+      name = "ik402_element_ref"
+      type = "string"
+    }
+    columns {
+      name = "ik403_code"
+      type = "string"
+    }
+    columns {
+      name = "received_at"
+      type = "timestamp"
+    }
+    columns {
+      name = "export_seq"
+      type = "bigint"
+    }
+  }
+}
+
+resource "aws_glue_catalog_table" "claim" {
+  name          = "claim"
+  database_name = aws_glue_catalog_database.analytics.name
+  description   = "one row per claim (837 CLM or FHIR Claim) with its front-end verdict (our 277CA)"
+  table_type    = "EXTERNAL_TABLE"
+  parameters = {
+    classification                           = "parquet"
+    "projection.enabled"                     = "true"
+    "projection.received_date.type"          = "date"
+    "projection.received_date.format"        = "yyyy-MM-dd"
+    "projection.received_date.range"         = "2024-01-01,NOW"
+    "projection.received_date.interval"      = "1"
+    "projection.received_date.interval.unit" = "DAYS"
+    "storage.location.template"              = "s3://${aws_s3_bucket.analytics.bucket}/clearway/v1/claim/received_date=$${received_date}/"
+  }
+  partition_keys {
+    name = "received_date"
+    type = "string"
+  }
+  storage_descriptor {
+    location      = "s3://${aws_s3_bucket.analytics.bucket}/clearway/v1/claim/"
+    input_format  = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat"
+    output_format = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat"
+    ser_de_info {
+      serialization_library = "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"
+    }
+    columns {
+      name = "tenant_id"
+      type = "string"
+    }
+    columns {
+      name = "transaction_id"
+      type = "string"
+    }
+    columns {
+      name = "claim_key"
+      type = "string"
+    }
+    columns {
+      name = "claim_type"
+      type = "string"
+    }
+    columns {
+      name = "implementation"
+      type = "string"
+    }
+    columns {
+      name = "st02"
+      type = "string"
+    }
+    columns {
+      name = "billing_npi"
+      type = "string"
+    }
+    columns {
+      name = "payer_id"
+      type = "string"
+    }
+    columns {
+      name = "pcn_token"
+      type = "string"
+    }
+    columns {
+      name = "member_token"
+      type = "string"
+    }
+    columns {
+      name = "facility_code"
+      type = "string"
+    }
+    columns {
+      name = "frequency_code"
+      type = "string"
+    }
+    columns {
+      name = "total_charge"
+      type = "decimal(12,2)"
+    }
+    columns {
+      name = "service_from"
+      type = "date"
+    }
+    columns {
+      name = "service_to"
+      type = "date"
+    }
+    columns {
+      name = "line_count"
+      type = "int"
+    }
+    columns {
+      name = "diagnosis_count"
+      type = "int"
+    }
+    columns {
+      name = "principal_diagnosis"
+      type = "string"
+    }
+    columns {
+      name = "status"
+      type = "string"
+    }
+    columns {
+      name = "stc"
+      type = "string"
+    }
+    columns {
+      name = "received_at"
+      type = "timestamp"
+    }
+    columns {
+      name = "export_seq"
+      type = "bigint"
+    }
+  }
+}
+
+resource "aws_glue_catalog_table" "claim_line" {
+  name          = "claim_line"
+  database_name = aws_glue_catalog_database.analytics.name
+  description   = "one row per service line (837 LX loop 2400 or FHIR Claim.item)"
+  table_type    = "EXTERNAL_TABLE"
+  parameters = {
+    classification                           = "parquet"
+    "projection.enabled"                     = "true"
+    "projection.received_date.type"          = "date"
+    "projection.received_date.format"        = "yyyy-MM-dd"
+    "projection.received_date.range"         = "2024-01-01,NOW"
+    "projection.received_date.interval"      = "1"
+    "projection.received_date.interval.unit" = "DAYS"
+    "storage.location.template"              = "s3://${aws_s3_bucket.analytics.bucket}/clearway/v1/claim_line/received_date=$${received_date}/"
+  }
+  partition_keys {
+    name = "received_date"
+    type = "string"
+  }
+  storage_descriptor {
+    location      = "s3://${aws_s3_bucket.analytics.bucket}/clearway/v1/claim_line/"
+    input_format  = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat"
+    output_format = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat"
+    ser_de_info {
+      serialization_library = "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"
+    }
+    columns {
+      name = "tenant_id"
+      type = "string"
+    }
+    columns {
+      name = "transaction_id"
+      type = "string"
+    }
+    columns {
+      name = "claim_key"
+      type = "string"
+    }
+    columns {
+      name = "line_number"
+      type = "int"
+    }
+    columns {
+      name = "claim_type"
+      type = "string"
+    }
+    columns {
+      name = "payer_id"
+      type = "string"
+    }
+    columns {
+      name = "billing_npi"
+      type = "string"
+    }
+    columns {
+      name = "procedure_qualifier"
+      type = "string"
+    }
+    columns {
+      name = "procedure_code"
+      type = "string"
+    }
+    columns {
+      name = "modifier_1"
+      type = "string"
+    }
+    columns {
+      name = "modifier_2"
+      type = "string"
+    }
+    columns {
+      name = "modifier_3"
+      type = "string"
+    }
+    columns {
+      name = "modifier_4"
+      type = "string"
+    }
+    columns {
+      name = "revenue_code"
+      type = "string"
+    }
+    columns {
+      name = "charge"
+      type = "decimal(12,2)"
+    }
+    columns {
+      name = "units"
+      type = "double"
+    }
+    columns {
+      name = "unit_basis"
+      type = "string"
+    }
+    columns {
+      name = "place_of_service"
+      type = "string"
+    }
+    columns {
+      name = "service_from"
+      type = "date"
+    }
+    columns {
+      name = "service_to"
+      type = "date"
+    }
+    columns {
+      name = "received_at"
+      type = "timestamp"
+    }
+    columns {
+      name = "export_seq"
+      type = "bigint"
+    }
+  }
+}
+
+resource "aws_glue_catalog_table" "claim_ack" {
+  name          = "claim_ack"
+  database_name = aws_glue_catalog_database.analytics.name
+  description   = "one row per STC of a 277CA about a claim (line_number null) or one of its lines"
+  table_type    = "EXTERNAL_TABLE"
+  parameters = {
+    classification                           = "parquet"
+    "projection.enabled"                     = "true"
+    "projection.received_date.type"          = "date"
+    "projection.received_date.format"        = "yyyy-MM-dd"
+    "projection.received_date.range"         = "2024-01-01,NOW"
+    "projection.received_date.interval"      = "1"
+    "projection.received_date.interval.unit" = "DAYS"
+    "storage.location.template"              = "s3://${aws_s3_bucket.analytics.bucket}/clearway/v1/claim_ack/received_date=$${received_date}/"
+  }
+  partition_keys {
+    name = "received_date"
+    type = "string"
+  }
+  storage_descriptor {
+    location      = "s3://${aws_s3_bucket.analytics.bucket}/clearway/v1/claim_ack/"
+    input_format  = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat"
+    output_format = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat"
+    ser_de_info {
+      serialization_library = "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"
+    }
+    columns {
+      name = "tenant_id"
+      type = "string"
+    }
+    columns {
+      name = "transaction_id"
+      type = "string"
+    }
+    columns {
+      name = "claim_key"
+      type = "string"
+    }
+    columns {
+      name = "line_number"
+      type = "int"
+    }
+    columns {
+      name = "ack_source"
+      type = "string"
+    }
+    columns {
+      name = "stc01_1_category"
+      type = "string"
+    }
+    columns {
+      name = "stc01_2_status"
+      type = "string"
+    }
+    columns {
+      name = "stc01_3_entity"
+      type = "string"
+    }
+    columns {
+      name = "stc03_action"
+      type = "string"
+    }
+    columns {
+      name = "received_at"
+      type = "timestamp"
+    }
+    columns {
+      name = "acked_at"
+      type = "timestamp"
+    }
+    columns {
+      name = "export_seq"
+      type = "bigint"
+    }
+  }
+}
+
+resource "aws_glue_catalog_table" "dead_letter" {
+  name          = "dead_letter"
+  database_name = aws_glue_catalog_database.analytics.name
+  description   = "one row per transaction moved to the dead-letter store"
+  table_type    = "EXTERNAL_TABLE"
+  parameters = {
+    classification                           = "parquet"
+    "projection.enabled"                     = "true"
+    "projection.received_date.type"          = "date"
+    "projection.received_date.format"        = "yyyy-MM-dd"
+    "projection.received_date.range"         = "2024-01-01,NOW"
+    "projection.received_date.interval"      = "1"
+    "projection.received_date.interval.unit" = "DAYS"
+    "storage.location.template"              = "s3://${aws_s3_bucket.analytics.bucket}/clearway/v1/dead_letter/received_date=$${received_date}/"
+  }
+  partition_keys {
+    name = "received_date"
+    type = "string"
+  }
+  storage_descriptor {
+    location      = "s3://${aws_s3_bucket.analytics.bucket}/clearway/v1/dead_letter/"
+    input_format  = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat"
+    output_format = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat"
+    ser_de_info {
+      serialization_library = "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"
+    }
+    columns {
+      name = "tenant_id"
+      type = "string"
+    }
+    columns {
+      name = "transaction_id"
+      type = "string"
+    }
+    columns {
+      name = "format"
+      type = "string"
+    }
+    columns {
+      name = "channel"
+      type = "string"
+    }
+    columns {
+      name = "reason"
+      type = "string"
+    }
+    columns {
+      name = "attempts"
+      type = "int"
+    }
+    columns {
+      name = "received_at"
+      type = "timestamp"
+    }
+    columns {
+      name = "dead_lettered_at"
+      type = "timestamp"
+    }
+    columns {
+      name = "export_seq"
+      type = "bigint"
+    }
+  }
+}
+
+resource "aws_glue_catalog_table" "rt_exchange" {
+  name          = "rt_exchange"
+  database_name = aws_glue_catalog_database.analytics.name
+  description   = "one row per real-time request (270, 276) the fast path answered, with what CAQH CORE asks to capture and report"
+  table_type    = "EXTERNAL_TABLE"
+  parameters = {
+    classification                           = "parquet"
+    "projection.enabled"                     = "true"
+    "projection.received_date.type"          = "date"
+    "projection.received_date.format"        = "yyyy-MM-dd"
+    "projection.received_date.range"         = "2024-01-01,NOW"
+    "projection.received_date.interval"      = "1"
+    "projection.received_date.interval.unit" = "DAYS"
+    "storage.location.template"              = "s3://${aws_s3_bucket.analytics.bucket}/clearway/v1/rt_exchange/received_date=$${received_date}/"
+  }
+  partition_keys {
+    name = "received_date"
+    type = "string"
+  }
+  storage_descriptor {
+    location      = "s3://${aws_s3_bucket.analytics.bucket}/clearway/v1/rt_exchange/"
+    input_format  = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat"
+    output_format = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat"
+    ser_de_info {
+      serialization_library = "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"
+    }
+    columns {
+      name = "tenant_id"
+      type = "string"
+    }
+    columns {
+      name = "request_id"
+      type = "string"
+    }
+    columns {
+      name = "txn"
+      type = "string"
+    }
+    columns {
+      name = "response_kind"
+      type = "string"
+    }
+    columns {
+      name = "served"
+      type = "string"
+    }
+    columns {
+      name = "received_at"
+      type = "timestamp"
+    }
+    columns {
+      name = "responded_at"
+      type = "timestamp"
+    }
+    columns {
+      name = "latency_ms"
+      type = "double"
+    }
+    columns {
+      name = "within_20s"
+      type = "boolean"
+    }
+    columns {
+      name = "upstream_ms"
+      type = "double"
+    }
+    columns {
+      name = "payer_id"
+      type = "string"
+    }
+    columns {
+      name = "isa06_sender"
+      type = "string"
+    }
+    columns {
+      name = "isa08_receiver"
+      type = "string"
+    }
+    columns {
+      name = "isa13_control"
+      type = "string"
+    }
+    columns {
+      name = "gs02_sender"
+      type = "string"
+    }
+    columns {
+      name = "gs03_receiver"
+      type = "string"
+    }
+    columns {
+      name = "gs06_control"
+      type = "string"
+    }
+    columns {
+      name = "st02"
+      type = "string"
+    }
+    columns {
+      name = "bht03_token"
+      type = "string"
+    }
+    columns {
+      name = "trn02_token"
+      type = "string"
+    }
+    columns {
+      name = "aaa_codes"
+      type = "string"
+    }
+    columns {
+      name = "aaa_count"
+      type = "int"
+    }
+    columns {
+      name = "export_seq"
+      type = "bigint"
+    }
+  }
+}
