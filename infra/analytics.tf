@@ -1005,3 +1005,905 @@ resource "aws_glue_catalog_table" "rt_exchange" {
     }
   }
 }
+
+resource "aws_glue_catalog_table" "tuva_medical_claim" {
+  name          = "tuva_medical_claim"
+  database_name = aws_glue_catalog_database.analytics.name
+  description   = "Tuva Project input layer medical_claim: one row per 837P/837I service line, Tuva's column names and types (paid amounts empty until 835s are exported)"
+  table_type    = "EXTERNAL_TABLE"
+  parameters = {
+    classification = "parquet"
+  }
+  storage_descriptor {
+    location      = "s3://${aws_s3_bucket.analytics.bucket}/clearway/v1/tuva_medical_claim/"
+    input_format  = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat"
+    output_format = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat"
+    ser_de_info {
+      serialization_library = "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"
+    }
+    columns {
+      name = "claim_id"
+      type = "string"
+    }
+    columns {
+      name = "claim_line_number"
+      type = "int"
+    }
+    columns {
+      name = "claim_type"
+      type = "string"
+    }
+    columns {
+      name = "person_id"
+      type = "string"
+    }
+    columns {
+      name = "member_id"
+      type = "string"
+    }
+    columns {
+      name = "payer"
+      type = "string"
+    }
+    columns {
+      name = "plan"
+      type = "string"
+    }
+    columns {
+      name = "claim_start_date"
+      type = "date"
+    }
+    columns {
+      name = "claim_end_date"
+      type = "date"
+    }
+    columns {
+      name = "claim_line_start_date"
+      type = "date"
+    }
+    columns {
+      name = "claim_line_end_date"
+      type = "date"
+    }
+    columns {
+      name = "admission_date"
+      type = "date"
+    }
+    columns {
+      name = "discharge_date"
+      type = "date"
+    }
+    columns {
+      name = "admit_source_code"
+      type = "string"
+    }
+    columns {
+      name = "admit_type_code"
+      type = "string"
+    }
+    columns {
+      name = "discharge_disposition_code"
+      type = "string"
+    }
+    columns {
+      name = "place_of_service_code"
+      type = "string"
+    }
+    columns {
+      name = "bill_type_code"
+      type = "string"
+    }
+    columns {
+      name = "drg_code_type"
+      type = "string"
+    }
+    columns {
+      name = "drg_code"
+      type = "string"
+    }
+    columns {
+      name = "revenue_center_code"
+      type = "string"
+    }
+    columns {
+      name = "service_unit_quantity"
+      type = "double"
+    }
+    columns {
+      name = "hcpcs_code"
+      type = "string"
+    }
+    columns {
+      name = "hcpcs_modifier_1"
+      type = "string"
+    }
+    columns {
+      name = "hcpcs_modifier_2"
+      type = "string"
+    }
+    columns {
+      name = "hcpcs_modifier_3"
+      type = "string"
+    }
+    columns {
+      name = "hcpcs_modifier_4"
+      type = "string"
+    }
+    columns {
+      name = "hcpcs_modifier_5"
+      type = "string"
+    }
+    columns {
+      name = "rendering_npi"
+      type = "string"
+    }
+    columns {
+      name = "rendering_tin"
+      type = "string"
+    }
+    columns {
+      name = "billing_npi"
+      type = "string"
+    }
+    columns {
+      name = "billing_tin"
+      type = "string"
+    }
+    columns {
+      name = "facility_npi"
+      type = "string"
+    }
+    columns {
+      name = "paid_date"
+      type = "date"
+    }
+    columns {
+      name = "paid_amount"
+      type = "double"
+    }
+    columns {
+      name = "allowed_amount"
+      type = "double"
+    }
+    columns {
+      name = "charge_amount"
+      type = "double"
+    }
+    columns {
+      name = "coinsurance_amount"
+      type = "double"
+    }
+    columns {
+      name = "copayment_amount"
+      type = "double"
+    }
+    columns {
+      name = "deductible_amount"
+      type = "double"
+    }
+    columns {
+      name = "total_cost_amount"
+      type = "double"
+    }
+    columns {
+      name = "diagnosis_code_type"
+      type = "string"
+    }
+    columns {
+      name = "diagnosis_code_1"
+      type = "string"
+    }
+    columns {
+      name = "diagnosis_code_2"
+      type = "string"
+    }
+    columns {
+      name = "diagnosis_code_3"
+      type = "string"
+    }
+    columns {
+      name = "diagnosis_code_4"
+      type = "string"
+    }
+    columns {
+      name = "diagnosis_code_5"
+      type = "string"
+    }
+    columns {
+      name = "diagnosis_code_6"
+      type = "string"
+    }
+    columns {
+      name = "diagnosis_code_7"
+      type = "string"
+    }
+    columns {
+      name = "diagnosis_code_8"
+      type = "string"
+    }
+    columns {
+      name = "diagnosis_code_9"
+      type = "string"
+    }
+    columns {
+      name = "diagnosis_code_10"
+      type = "string"
+    }
+    columns {
+      name = "diagnosis_code_11"
+      type = "string"
+    }
+    columns {
+      name = "diagnosis_code_12"
+      type = "string"
+    }
+    columns {
+      name = "diagnosis_code_13"
+      type = "string"
+    }
+    columns {
+      name = "diagnosis_code_14"
+      type = "string"
+    }
+    columns {
+      name = "diagnosis_code_15"
+      type = "string"
+    }
+    columns {
+      name = "diagnosis_code_16"
+      type = "string"
+    }
+    columns {
+      name = "diagnosis_code_17"
+      type = "string"
+    }
+    columns {
+      name = "diagnosis_code_18"
+      type = "string"
+    }
+    columns {
+      name = "diagnosis_code_19"
+      type = "string"
+    }
+    columns {
+      name = "diagnosis_code_20"
+      type = "string"
+    }
+    columns {
+      name = "diagnosis_code_21"
+      type = "string"
+    }
+    columns {
+      name = "diagnosis_code_22"
+      type = "string"
+    }
+    columns {
+      name = "diagnosis_code_23"
+      type = "string"
+    }
+    columns {
+      name = "diagnosis_code_24"
+      type = "string"
+    }
+    columns {
+      name = "diagnosis_code_25"
+      type = "string"
+    }
+    columns {
+      name = "diagnosis_poa_1"
+      type = "string"
+    }
+    columns {
+      name = "diagnosis_poa_2"
+      type = "string"
+    }
+    columns {
+      name = "diagnosis_poa_3"
+      type = "string"
+    }
+    columns {
+      name = "diagnosis_poa_4"
+      type = "string"
+    }
+    columns {
+      name = "diagnosis_poa_5"
+      type = "string"
+    }
+    columns {
+      name = "diagnosis_poa_6"
+      type = "string"
+    }
+    columns {
+      name = "diagnosis_poa_7"
+      type = "string"
+    }
+    columns {
+      name = "diagnosis_poa_8"
+      type = "string"
+    }
+    columns {
+      name = "diagnosis_poa_9"
+      type = "string"
+    }
+    columns {
+      name = "diagnosis_poa_10"
+      type = "string"
+    }
+    columns {
+      name = "diagnosis_poa_11"
+      type = "string"
+    }
+    columns {
+      name = "diagnosis_poa_12"
+      type = "string"
+    }
+    columns {
+      name = "diagnosis_poa_13"
+      type = "string"
+    }
+    columns {
+      name = "diagnosis_poa_14"
+      type = "string"
+    }
+    columns {
+      name = "diagnosis_poa_15"
+      type = "string"
+    }
+    columns {
+      name = "diagnosis_poa_16"
+      type = "string"
+    }
+    columns {
+      name = "diagnosis_poa_17"
+      type = "string"
+    }
+    columns {
+      name = "diagnosis_poa_18"
+      type = "string"
+    }
+    columns {
+      name = "diagnosis_poa_19"
+      type = "string"
+    }
+    columns {
+      name = "diagnosis_poa_20"
+      type = "string"
+    }
+    columns {
+      name = "diagnosis_poa_21"
+      type = "string"
+    }
+    columns {
+      name = "diagnosis_poa_22"
+      type = "string"
+    }
+    columns {
+      name = "diagnosis_poa_23"
+      type = "string"
+    }
+    columns {
+      name = "diagnosis_poa_24"
+      type = "string"
+    }
+    columns {
+      name = "diagnosis_poa_25"
+      type = "string"
+    }
+    columns {
+      name = "procedure_code_type"
+      type = "string"
+    }
+    columns {
+      name = "procedure_code_1"
+      type = "string"
+    }
+    columns {
+      name = "procedure_code_2"
+      type = "string"
+    }
+    columns {
+      name = "procedure_code_3"
+      type = "string"
+    }
+    columns {
+      name = "procedure_code_4"
+      type = "string"
+    }
+    columns {
+      name = "procedure_code_5"
+      type = "string"
+    }
+    columns {
+      name = "procedure_code_6"
+      type = "string"
+    }
+    columns {
+      name = "procedure_code_7"
+      type = "string"
+    }
+    columns {
+      name = "procedure_code_8"
+      type = "string"
+    }
+    columns {
+      name = "procedure_code_9"
+      type = "string"
+    }
+    columns {
+      name = "procedure_code_10"
+      type = "string"
+    }
+    columns {
+      name = "procedure_code_11"
+      type = "string"
+    }
+    columns {
+      name = "procedure_code_12"
+      type = "string"
+    }
+    columns {
+      name = "procedure_code_13"
+      type = "string"
+    }
+    columns {
+      name = "procedure_code_14"
+      type = "string"
+    }
+    columns {
+      name = "procedure_code_15"
+      type = "string"
+    }
+    columns {
+      name = "procedure_code_16"
+      type = "string"
+    }
+    columns {
+      name = "procedure_code_17"
+      type = "string"
+    }
+    columns {
+      name = "procedure_code_18"
+      type = "string"
+    }
+    columns {
+      name = "procedure_code_19"
+      type = "string"
+    }
+    columns {
+      name = "procedure_code_20"
+      type = "string"
+    }
+    columns {
+      name = "procedure_code_21"
+      type = "string"
+    }
+    columns {
+      name = "procedure_code_22"
+      type = "string"
+    }
+    columns {
+      name = "procedure_code_23"
+      type = "string"
+    }
+    columns {
+      name = "procedure_code_24"
+      type = "string"
+    }
+    columns {
+      name = "procedure_code_25"
+      type = "string"
+    }
+    columns {
+      name = "procedure_date_1"
+      type = "date"
+    }
+    columns {
+      name = "procedure_date_2"
+      type = "date"
+    }
+    columns {
+      name = "procedure_date_3"
+      type = "date"
+    }
+    columns {
+      name = "procedure_date_4"
+      type = "date"
+    }
+    columns {
+      name = "procedure_date_5"
+      type = "date"
+    }
+    columns {
+      name = "procedure_date_6"
+      type = "date"
+    }
+    columns {
+      name = "procedure_date_7"
+      type = "date"
+    }
+    columns {
+      name = "procedure_date_8"
+      type = "date"
+    }
+    columns {
+      name = "procedure_date_9"
+      type = "date"
+    }
+    columns {
+      name = "procedure_date_10"
+      type = "date"
+    }
+    columns {
+      name = "procedure_date_11"
+      type = "date"
+    }
+    columns {
+      name = "procedure_date_12"
+      type = "date"
+    }
+    columns {
+      name = "procedure_date_13"
+      type = "date"
+    }
+    columns {
+      name = "procedure_date_14"
+      type = "date"
+    }
+    columns {
+      name = "procedure_date_15"
+      type = "date"
+    }
+    columns {
+      name = "procedure_date_16"
+      type = "date"
+    }
+    columns {
+      name = "procedure_date_17"
+      type = "date"
+    }
+    columns {
+      name = "procedure_date_18"
+      type = "date"
+    }
+    columns {
+      name = "procedure_date_19"
+      type = "date"
+    }
+    columns {
+      name = "procedure_date_20"
+      type = "date"
+    }
+    columns {
+      name = "procedure_date_21"
+      type = "date"
+    }
+    columns {
+      name = "procedure_date_22"
+      type = "date"
+    }
+    columns {
+      name = "procedure_date_23"
+      type = "date"
+    }
+    columns {
+      name = "procedure_date_24"
+      type = "date"
+    }
+    columns {
+      name = "procedure_date_25"
+      type = "date"
+    }
+    columns {
+      name = "in_network_flag"
+      type = "boolean"
+    }
+    columns {
+      name = "data_source"
+      type = "string"
+    }
+    columns {
+      name = "file_name"
+      type = "string"
+    }
+    columns {
+      name = "file_date"
+      type = "date"
+    }
+    columns {
+      name = "ingest_datetime"
+      type = "timestamp"
+    }
+  }
+}
+
+resource "aws_glue_catalog_table" "tuva_pharmacy_claim" {
+  name          = "tuva_pharmacy_claim"
+  database_name = aws_glue_catalog_database.analytics.name
+  description   = "Tuva Project input layer pharmacy_claim: Tuva's column names and types; no rows until NCPDP claims reach the change feed"
+  table_type    = "EXTERNAL_TABLE"
+  parameters = {
+    classification = "parquet"
+  }
+  storage_descriptor {
+    location      = "s3://${aws_s3_bucket.analytics.bucket}/clearway/v1/tuva_pharmacy_claim/"
+    input_format  = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat"
+    output_format = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat"
+    ser_de_info {
+      serialization_library = "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"
+    }
+    columns {
+      name = "claim_id"
+      type = "string"
+    }
+    columns {
+      name = "claim_line_number"
+      type = "int"
+    }
+    columns {
+      name = "person_id"
+      type = "string"
+    }
+    columns {
+      name = "member_id"
+      type = "string"
+    }
+    columns {
+      name = "payer"
+      type = "string"
+    }
+    columns {
+      name = "plan"
+      type = "string"
+    }
+    columns {
+      name = "prescribing_provider_npi"
+      type = "string"
+    }
+    columns {
+      name = "dispensing_provider_npi"
+      type = "string"
+    }
+    columns {
+      name = "dispensing_date"
+      type = "date"
+    }
+    columns {
+      name = "ndc_code"
+      type = "string"
+    }
+    columns {
+      name = "quantity"
+      type = "int"
+    }
+    columns {
+      name = "days_supply"
+      type = "int"
+    }
+    columns {
+      name = "refills"
+      type = "int"
+    }
+    columns {
+      name = "paid_date"
+      type = "date"
+    }
+    columns {
+      name = "paid_amount"
+      type = "double"
+    }
+    columns {
+      name = "allowed_amount"
+      type = "double"
+    }
+    columns {
+      name = "charge_amount"
+      type = "double"
+    }
+    columns {
+      name = "coinsurance_amount"
+      type = "double"
+    }
+    columns {
+      name = "copayment_amount"
+      type = "double"
+    }
+    columns {
+      name = "deductible_amount"
+      type = "double"
+    }
+    columns {
+      name = "in_network_flag"
+      type = "boolean"
+    }
+    columns {
+      name = "data_source"
+      type = "string"
+    }
+    columns {
+      name = "file_name"
+      type = "string"
+    }
+    columns {
+      name = "file_date"
+      type = "date"
+    }
+    columns {
+      name = "ingest_datetime"
+      type = "timestamp"
+    }
+  }
+}
+
+resource "aws_glue_catalog_table" "tuva_eligibility" {
+  name          = "tuva_eligibility"
+  database_name = aws_glue_catalog_database.analytics.name
+  description   = "Tuva Project input layer eligibility: one row per 834 member coverage span, Tuva's column names and types (names, SSN, address, phone and e-mail always empty)"
+  table_type    = "EXTERNAL_TABLE"
+  parameters = {
+    classification = "parquet"
+  }
+  storage_descriptor {
+    location      = "s3://${aws_s3_bucket.analytics.bucket}/clearway/v1/tuva_eligibility/"
+    input_format  = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat"
+    output_format = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat"
+    ser_de_info {
+      serialization_library = "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"
+    }
+    columns {
+      name = "person_id"
+      type = "string"
+    }
+    columns {
+      name = "member_id"
+      type = "string"
+    }
+    columns {
+      name = "subscriber_id"
+      type = "string"
+    }
+    columns {
+      name = "gender"
+      type = "string"
+    }
+    columns {
+      name = "race"
+      type = "string"
+    }
+    columns {
+      name = "birth_date"
+      type = "date"
+    }
+    columns {
+      name = "death_date"
+      type = "date"
+    }
+    columns {
+      name = "death_flag"
+      type = "boolean"
+    }
+    columns {
+      name = "enrollment_start_date"
+      type = "date"
+    }
+    columns {
+      name = "enrollment_end_date"
+      type = "date"
+    }
+    columns {
+      name = "payer"
+      type = "string"
+    }
+    columns {
+      name = "payer_type"
+      type = "string"
+    }
+    columns {
+      name = "plan"
+      type = "string"
+    }
+    columns {
+      name = "original_reason_entitlement_code"
+      type = "string"
+    }
+    columns {
+      name = "dual_status_code"
+      type = "string"
+    }
+    columns {
+      name = "medicare_status_code"
+      type = "string"
+    }
+    columns {
+      name = "enrollment_status"
+      type = "string"
+    }
+    columns {
+      name = "hospice_flag"
+      type = "string"
+    }
+    columns {
+      name = "institutional_snp_flag"
+      type = "string"
+    }
+    columns {
+      name = "long_term_institutional_flag"
+      type = "string"
+    }
+    columns {
+      name = "group_id"
+      type = "string"
+    }
+    columns {
+      name = "group_name"
+      type = "string"
+    }
+    columns {
+      name = "name_suffix"
+      type = "string"
+    }
+    columns {
+      name = "first_name"
+      type = "string"
+    }
+    columns {
+      name = "middle_name"
+      type = "string"
+    }
+    columns {
+      name = "last_name"
+      type = "string"
+    }
+    columns {
+      name = "social_security_number"
+      type = "string"
+    }
+    columns {
+      name = "subscriber_relation"
+      type = "string"
+    }
+    columns {
+      name = "address"
+      type = "string"
+    }
+    columns {
+      name = "city"
+      type = "string"
+    }
+    columns {
+      name = "state"
+      type = "string"
+    }
+    columns {
+      name = "zip_code"
+      type = "string"
+    }
+    columns {
+      name = "phone"
+      type = "string"
+    }
+    columns {
+      name = "email"
+      type = "string"
+    }
+    columns {
+      name = "ethnicity"
+      type = "string"
+    }
+    columns {
+      name = "data_source"
+      type = "string"
+    }
+    columns {
+      name = "file_name"
+      type = "string"
+    }
+    columns {
+      name = "file_date"
+      type = "date"
+    }
+    columns {
+      name = "ingest_datetime"
+      type = "timestamp"
+    }
+  }
+}

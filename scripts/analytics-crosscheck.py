@@ -15,7 +15,8 @@ import duckdb
 import pyarrow.dataset as ds
 
 TABLES = ["transaction", "interchange", "transaction_set", "ack_error", "claim", "rt_exchange",
-          "claim_line", "claim_ack", "dead_letter"]
+          "claim_line", "claim_ack", "dead_letter", "tuva_medical_claim", "tuva_pharmacy_claim",
+          "tuva_eligibility"]
 
 
 def main():
@@ -31,7 +32,8 @@ def main():
             continue
         table = ds.dataset(path, format="parquet", partitioning="hive").to_table()
         out["pyarrow"][t] = table.num_rows
-        out["received_dates"][t] = sorted({str(d) for d in table.column("received_date").to_pylist()})
+        if "received_date" in table.schema.names:
+            out["received_dates"][t] = sorted({str(d) for d in table.column("received_date").to_pylist()})
         glob = os.path.join(path, "**", "*.parquet")
         out["duckdb"][t] = con.execute(
             "SELECT count(*) FROM read_parquet(?, hive_partitioning = true)", [glob]).fetchone()[0]

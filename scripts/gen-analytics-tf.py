@@ -5,7 +5,7 @@ their Hive types) and the Athena workgroup. Run from the repository root
 after changing a table; analytics/tests/infra.rs fails until you do."""
 import re
 s=open('analytics/src/schema.rs').read()
-hive={'Str':'string','I32':'int','I64':'bigint','F64':'double','Bool':'boolean','Money':'decimal(12,2)','Ts':'timestamp','Date':'date'}
+hive={'Str':'string','I32':'int','I64':'bigint','F64':'double','Bool':'boolean','Money':'decimal(12,2)','Ts':'timestamp','Naive':'timestamp','Date':'date'}
 out=[]
 out.append('''# Analytics (issue 18): the Parquet export's bucket, its Glue tables (partition
 # projection over received_date, so no crawler and no partition registration)
@@ -151,13 +151,9 @@ resource "aws_athena_workgroup" "analytics" {
 ''')
 for m in re.finditer(r'pub (?:const|static) (\w+): TableDef = TableDef \{\s*name: "(\w+)",\s*doc: "([^"]*)",\s*columns: &\[(.*?)\],\s*\};', s, re.S):
     name, doc, cols = m.group(2), m.group(3), m.group(4)
-    out.append(f'''
-resource "aws_glue_catalog_table" "{name}" {{
-  name          = "{name}"
-  database_name = aws_glue_catalog_database.analytics.name
-  description   = "{doc}"
-  table_type    = "EXTERNAL_TABLE"
-  parameters = {{
+    partitioned = '("received_at",' in cols
+    if partitioned:
+        params = f'''
     classification                           = "parquet"
     "projection.enabled"                     = "true"
     "projection.received_date.type"          = "date"
@@ -165,12 +161,24 @@ resource "aws_glue_catalog_table" "{name}" {{
     "projection.received_date.range"         = "2024-01-01,NOW"
     "projection.received_date.interval"      = "1"
     "projection.received_date.interval.unit" = "DAYS"
-    "storage.location.template"              = "s3://${{aws_s3_bucket.analytics.bucket}}/clearway/v1/{name}/received_date=$${{received_date}}/"
-  }}
-  partition_keys {{
+    "storage.location.template"              = "s3://${{aws_s3_bucket.analytics.bucket}}/clearway/v1/{name}/received_date=$${{received_date}}/"'''
+        keys = '''
+  partition_keys {
     name = "received_date"
     type = "string"
-  }}
+  }'''
+    else:
+        params = '''
+    classification = "parquet"'''
+        keys = ""
+    out.append(f'''
+resource "aws_glue_catalog_table" "{name}" {{
+  name          = "{name}"
+  database_name = aws_glue_catalog_database.analytics.name
+  description   = "{doc}"
+  table_type    = "EXTERNAL_TABLE"
+  parameters = {{{params}
+  }}{keys}
   storage_descriptor {{
     location      = "s3://${{aws_s3_bucket.analytics.bucket}}/clearway/v1/{name}/"
     input_format  = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat"

@@ -76,6 +76,14 @@ fn phi_markers(x12: &str) -> BTreeSet<String> {
     let analysis = clearway_formats::x12::analyze(x12.as_bytes(), &Default::default());
     let mut out = BTreeSet::new();
     for d in analysis.documents() {
+        if let clearway_formats::x12::Document::Enrollment(en) = d {
+            for m in &en.members {
+                out.extend(m.member_id.expose().clone());
+                out.extend(m.subscriber_id.expose().clone());
+                out.insert(m.person.last_name.expose().clone());
+                out.extend(m.person.first_name.expose().clone());
+            }
+        }
         if let clearway_formats::x12::Document::Claim(c) = d {
             out.insert(c.patient_control_number.expose().clone());
             if let Some(m) = c.subscriber_member_id.expose() {
@@ -152,6 +160,13 @@ fn exported_claims_agree_with_the_submitted_x12_in_every_reader_and_survive_kill
     let mut files: Vec<(String, bool)> = (0..8).map(|i| (gen_837p(3 + i % 4, 100 + i as u64), true)).collect();
     files.push((bad_npi(&gen_837p(2, 7)), true));
     files.push((bad_syntax(&gen_837p(4, 9)), false));
+    // And an enrollment, for Tuva's eligibility.
+    let mut enrollment = Vec::new();
+    clearway_formats::x12::synth::write(&mut enrollment, clearway_formats::x12::synth::Kind::Enrollment834, 5, 3)
+        .unwrap();
+    let enrollment = String::from_utf8(enrollment).unwrap();
+    let coverages = segments(&enrollment).iter().filter(|s| s.starts_with("HD*")).count();
+    files.push((enrollment, true));
     let mut markers = BTreeSet::new();
     let (mut claims, mut charged) = (0usize, Decimal::ZERO);
     for (x12, set_accepted) in &files {
@@ -167,12 +182,21 @@ fn exported_claims_agree_with_the_submitted_x12_in_every_reader_and_survive_kill
         c.wait_terminal(&id);
     }
     let rejected_claims = clm(&files[8].0).0;
+    let lines = files
+        .iter()
+        .filter(|f| f.1)
+        .map(|f| segments(&f.0).iter().filter(|s| s.starts_with("LX*")).count())
+        .sum::<usize>();
 
     // One export: every transaction once, every claim of the accepted sets.
     let dir = scratch.root.path().join("analytics");
     let first = export(&scratch, &dir);
     assert_eq!(first["events"], files.len() + realtime, "{first}");
     assert_eq!(first["rows"]["rt_exchange"], realtime, "{first}");
+    assert_eq!(first["rows"]["claim_line"], lines, "{first}");
+    // Tuva: every professional line, every coverage span of the 834.
+    assert_eq!(first["rows"]["tuva_medical_claim"], lines, "{first}");
+    assert_eq!(first["rows"]["tuva_eligibility"], coverages, "{first}");
     assert_eq!(first["rows"]["claim"], claims, "{first}");
     assert_eq!(first["rows"]["transaction"], files.len(), "{first}");
     assert_eq!(first["skippedUnreadable"], 0, "{first}");

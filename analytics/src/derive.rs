@@ -289,6 +289,12 @@ fn x12_rows(
                     let pcn = c.patient_control_number.expose();
                     let status = acks_claims.get_mut(pcn.as_str()).and_then(VecDeque::pop_front);
                     claim_rows(c, &key, &sh.control_number, status.as_ref(), e, seq, tokens, out);
+                    tuva_claim_rows(c, &key, e, tokens, out);
+                }
+                for doc in &set.documents {
+                    if let Document::Enrollment(en) = doc {
+                        tuva_eligibility_rows(en, e, tokens, out);
+                    }
                 }
             }
         }
@@ -396,6 +402,149 @@ fn claim_rows(
             for st in &line.statuses {
                 stc_row(n, st);
             }
+        }
+    }
+}
+
+/// Tuva's `medical_claim` rows of one claim (837P and 837I; an 837D has no
+/// Tuva claim type and stays in layer A).
+fn tuva_claim_rows(
+    c: &Claim,
+    key: &str,
+    e: &clearway_core::changes::ChangeEvent,
+    tokens: &Tokenizer,
+    out: &mut Tables,
+) {
+    use schema::V;
+    let claim_type = match c.kind {
+        ClaimKind::Professional => "professional",
+        ClaimKind::Institutional => "institutional",
+        _ => return,
+    };
+    let member = c.subscriber_member_id.expose().as_deref().map(|m| tokens.token(m));
+    // The patient: the subscriber, or a dependent known by the
+    // subscriber's member id and their own name and birth date (a token of
+    // all three; nothing of it in clear).
+    let person = member.as_ref().map(|m| {
+        if c.patient == c.subscriber {
+            m.clone()
+        } else {
+            let birth = c.patient.birth_date.expose().map(|d| d.to_string()).unwrap_or_default();
+            tokens.token(&format!("{m}|{}|{birth}", c.patient.last_name.expose()))
+        }
+    });
+    let dates = c.summary().service_dates.or(c.statement_dates);
+    let received = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(e.received_at_ms) * 1_000_000).ok();
+    let file_date = received.map(|t| t.date());
+    let ingest = Some(ms_to_us(e.received_at_ms));
+    let npi = |role: clearway_core::ProviderRole, line: Option<u32>| {
+        c.providers
+            .iter()
+            .find(|p| p.role == role && p.line == line)
+            .or_else(|| c.providers.iter().find(|p| p.role == role && p.line.is_none()))
+            .and_then(|p| p.npi.as_deref())
+    };
+    let diagnoses = c.diagnoses.expose();
+    let procedures = c.procedures.expose();
+    let bill_type = match (c.kind, &c.facility_code, &c.frequency_code) {
+        (ClaimKind::Institutional, Some(f), Some(q)) => Some(format!("{f}{q}")),
+        (ClaimKind::Institutional, Some(f), None) => Some(f.clone()),
+        _ => None,
+    };
+    let dx_names: Vec<String> = (1..=25).map(|i| format!("diagnosis_code_{i}")).collect();
+    let px_names: Vec<String> = (1..=25).map(|i| format!("procedure_code_{i}")).collect();
+    let pd_names: Vec<String> = (1..=25).map(|i| format!("procedure_date_{i}")).collect();
+    for l in &c.service_lines {
+        let pos = if c.kind == ClaimKind::Professional {
+            l.place_of_service.as_deref().or(c.facility_code.as_deref())
+        } else {
+            None
+        };
+        let hcpcs = matches!(l.procedure_qualifier.as_deref(), None | Some("HC") | Some("HP"))
+            .then_some(l.procedure_code.as_str())
+            .filter(|p| !p.is_empty());
+        let m = |i: usize| V::S(l.modifiers.get(i).map(String::as_str));
+        let mut vals: Vec<(&str, V<'_>)> = vec![
+            ("claim_id", V::S(Some(key))),
+            ("claim_line_number", V::I(Some(i64::from(l.line_number)))),
+            ("claim_type", V::S(Some(claim_type))),
+            ("person_id", V::S(person.as_deref())),
+            ("member_id", V::S(member.as_deref())),
+            ("payer", V::S(c.payer_id.as_deref())),
+            ("claim_start_date", V::D(dates.map(|d| d.from))),
+            ("claim_end_date", V::D(dates.map(|d| d.to))),
+            ("claim_line_start_date", V::D(l.service_date.map(|d| d.from))),
+            ("claim_line_end_date", V::D(l.service_date.map(|d| d.to))),
+            ("place_of_service_code", V::S(pos)),
+            ("bill_type_code", V::S(bill_type.as_deref())),
+            ("revenue_center_code", V::S(l.revenue_code.as_deref())),
+            ("service_unit_quantity", V::F(l.units.and_then(|u| u.to_string().parse().ok()))),
+            ("hcpcs_code", V::S(hcpcs)),
+            ("hcpcs_modifier_1", m(0)),
+            ("hcpcs_modifier_2", m(1)),
+            ("hcpcs_modifier_3", m(2)),
+            ("hcpcs_modifier_4", m(3)),
+            ("rendering_npi", V::S(npi(clearway_core::ProviderRole::Rendering, Some(l.line_number)))),
+            ("billing_npi", V::S(c.billing_provider_npi.as_deref())),
+            ("facility_npi", V::S(npi(clearway_core::ProviderRole::ServiceFacility, Some(l.line_number)))),
+            ("charge_amount", V::F(l.charge.to_string().parse().ok())),
+            ("diagnosis_code_type", V::S((!diagnoses.is_empty()).then_some("icd-10-cm"))),
+            ("procedure_code_type", V::S((!procedures.is_empty()).then_some("icd-10-pcs"))),
+            ("data_source", V::S(Some(e.partner.as_str()))),
+            ("file_name", V::S(Some(e.transaction.as_str()))),
+            ("file_date", V::D(file_date)),
+            ("ingest_datetime", V::T(ingest)),
+        ];
+        for (i, d) in diagnoses.iter().take(25).enumerate() {
+            vals.push((dx_names[i].as_str(), V::S(Some(d.code.as_str()))));
+        }
+        for (i, p) in procedures.iter().take(25).enumerate() {
+            vals.push((px_names[i].as_str(), V::S(Some(p.code.as_str()))));
+            vals.push((pd_names[i].as_str(), V::D(p.date)));
+        }
+        out.get(&schema::TUVA_MEDICAL_CLAIM).named(&vals);
+    }
+}
+
+/// Tuva's `eligibility` rows of one 834: one per member and coverage span
+/// (the limited data set: birth date and gender, no names, SSN, address,
+/// phone or e-mail).
+fn tuva_eligibility_rows(
+    en: &clearway_core::Enrollment,
+    e: &clearway_core::changes::ChangeEvent,
+    tokens: &Tokenizer,
+    out: &mut Tables,
+) {
+    use schema::V;
+    let received = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(e.received_at_ms) * 1_000_000).ok();
+    let file_date = received.map(|t| t.date());
+    let ingest = Some(ms_to_us(e.received_at_ms));
+    for m in &en.members {
+        let member = m.member_id.expose().as_deref().map(|v| tokens.token(v));
+        let subscriber = m.subscriber_id.expose().as_deref().map(|v| tokens.token(v));
+        let gender = m.person.gender.as_deref().map(|g| match g {
+            "M" => "male",
+            "F" => "female",
+            _ => "unknown",
+        });
+        for cov in &m.coverages {
+            let vals: Vec<(&str, V<'_>)> = vec![
+                ("person_id", V::S(member.as_deref())),
+                ("member_id", V::S(member.as_deref())),
+                ("subscriber_id", V::S(subscriber.as_deref())),
+                ("gender", V::S(gender)),
+                ("birth_date", V::D(*m.person.birth_date.expose())),
+                ("enrollment_start_date", V::D(cov.begin)),
+                ("enrollment_end_date", V::D(cov.end)),
+                ("payer", V::S(en.payer_id.as_deref())),
+                ("plan", V::S(cov.plan.as_deref())),
+                ("subscriber_relation", V::S(m.relationship.as_deref())),
+                ("data_source", V::S(Some(e.partner.as_str()))),
+                ("file_name", V::S(Some(e.transaction.as_str()))),
+                ("file_date", V::D(file_date)),
+                ("ingest_datetime", V::T(ingest)),
+            ];
+            out.get(&schema::TUVA_ELIGIBILITY).named(&vals);
         }
     }
 }

@@ -85,6 +85,12 @@ impl Exporter {
         while feed::seal(self.state.as_ref(), Some(retain_until), None).await?.is_some() {
             report.batches_sealed += 1;
         }
+        // Tuva's pharmacy_claim has no rows yet (NCPDP claims do not reach
+        // the change feed): an empty file, so the table exists for readers
+        // (Tuva requires every claims input table).
+        let empty = crate::schema::Rows::new(&schema::TUVA_PHARMACY_CLAIM).finish().map_err(arrow_err)?;
+        let rel = format!("v1/{}/part-empty.parquet", schema::TUVA_PHARMACY_CLAIM.name);
+        self.dest.create(&rel, parquet_bytes(&empty)?).await?;
         let (head, _) = feed::head(self.state.as_ref()).await?;
         loop {
             let (mark, version) = self.watermark().await?;
@@ -155,10 +161,17 @@ impl Exporter {
                         continue;
                     }
                     let name = r.def.name;
+                    let partitioned = r.def.partitioned();
                     let batch = r.finish().map_err(arrow_err)?;
                     *rows.entry(name.to_string()).or_default() += batch.num_rows() as u64;
-                    for (date, part) in by_date(&batch)? {
-                        let rel = format!("v1/{name}/received_date={date}/part-{from:020}-{:020}.parquet", s.seq);
+                    let parts = if partitioned { by_date(&batch)? } else { vec![(String::new(), batch)] };
+                    for (date, part) in parts {
+                        let file = format!("part-{from:020}-{:020}.parquet", s.seq);
+                        let rel = if partitioned {
+                            format!("v1/{name}/received_date={date}/{file}")
+                        } else {
+                            format!("v1/{name}/{file}")
+                        };
                         let bytes = parquet_bytes(&part)?;
                         if self.dest.create(&rel, bytes).await? {
                             report.files_created += 1;

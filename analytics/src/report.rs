@@ -79,9 +79,13 @@ pub async fn session(dest: &Destination) -> PortResult<SessionContext> {
     }
     for t in schema::TABLES {
         let url = ListingTableUrl::parse(dest.table_url(t.name)).map_err(df_err)?;
-        let opts = ListingOptions::new(Arc::new(ParquetFormat::default()))
-            .with_file_extension(".parquet")
-            .with_table_partition_cols(vec![("received_date".into(), datafusion::arrow::datatypes::DataType::Utf8)]);
+        let mut opts = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
+        if t.partitioned() {
+            opts = opts.with_table_partition_cols(vec![(
+                "received_date".into(),
+                datafusion::arrow::datatypes::DataType::Utf8,
+            )]);
+        }
         let config = ListingTableConfig::new(url).with_listing_options(opts).with_schema(t.schema());
         let table = ListingTable::try_new(config).map_err(df_err)?;
         ctx.register_table(t.name, Arc::new(table)).map_err(df_err)?;

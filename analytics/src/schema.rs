@@ -29,6 +29,8 @@ pub enum Ty {
     Money,
     /// `timestamp(µs, UTC)`.
     Ts,
+    /// `timestamp(µs)` without a zone (Tuva's `timestamp`; the value is UTC).
+    Naive,
     Date,
 }
 
@@ -42,6 +44,7 @@ impl Ty {
             Ty::Bool => DataType::Boolean,
             Ty::Money => DataType::Decimal128(12, 2),
             Ty::Ts => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            Ty::Naive => DataType::Timestamp(TimeUnit::Microsecond, None),
             Ty::Date => DataType::Date32,
         }
     }
@@ -55,7 +58,7 @@ impl Ty {
             Ty::F64 => "double",
             Ty::Bool => "boolean",
             Ty::Money => "decimal(12,2)",
-            Ty::Ts => "timestamp",
+            Ty::Ts | Ty::Naive => "timestamp",
             Ty::Date => "date",
         }
     }
@@ -70,6 +73,18 @@ pub struct TableDef {
 }
 
 impl TableDef {
+    /// Whether the table is partitioned by `received_date` (layer A); the
+    /// Tuva tables are not (a Tuva user reads exactly Tuva's columns).
+    pub fn partitioned(&self) -> bool {
+        self.columns.iter().any(|c| c.0 == "received_at")
+    }
+
+    /// The column whose UTC date partitions (or, unpartitioned, names) a
+    /// row's file.
+    pub fn time_column(&self) -> &'static str {
+        if self.partitioned() { "received_at" } else { "ingest_datetime" }
+    }
+
     pub fn schema(&self) -> SchemaRef {
         Arc::new(Schema::new(
             self.columns
@@ -296,8 +311,241 @@ pub static RT_EXCHANGE: TableDef = TableDef {
     ],
 };
 
+pub static TUVA_MEDICAL_CLAIM: TableDef = TableDef {
+    name: "tuva_medical_claim",
+    doc: "Tuva Project input layer medical_claim: one row per 837P/837I service line, Tuva's column names and types (paid amounts empty until 835s are exported)",
+    columns: &[
+        ("claim_id", Str),
+        ("claim_line_number", I32),
+        ("claim_type", Str),
+        ("person_id", Str),
+        ("member_id", Str),
+        ("payer", Str),
+        ("plan", Str),
+        ("claim_start_date", Date),
+        ("claim_end_date", Date),
+        ("claim_line_start_date", Date),
+        ("claim_line_end_date", Date),
+        ("admission_date", Date),
+        ("discharge_date", Date),
+        ("admit_source_code", Str),
+        ("admit_type_code", Str),
+        ("discharge_disposition_code", Str),
+        ("place_of_service_code", Str),
+        ("bill_type_code", Str),
+        ("drg_code_type", Str),
+        ("drg_code", Str),
+        ("revenue_center_code", Str),
+        ("service_unit_quantity", F64),
+        ("hcpcs_code", Str),
+        ("hcpcs_modifier_1", Str),
+        ("hcpcs_modifier_2", Str),
+        ("hcpcs_modifier_3", Str),
+        ("hcpcs_modifier_4", Str),
+        ("hcpcs_modifier_5", Str),
+        ("rendering_npi", Str),
+        ("rendering_tin", Str),
+        ("billing_npi", Str),
+        ("billing_tin", Str),
+        ("facility_npi", Str),
+        ("paid_date", Date),
+        ("paid_amount", F64),
+        ("allowed_amount", F64),
+        ("charge_amount", F64),
+        ("coinsurance_amount", F64),
+        ("copayment_amount", F64),
+        ("deductible_amount", F64),
+        ("total_cost_amount", F64),
+        ("diagnosis_code_type", Str),
+        ("diagnosis_code_1", Str),
+        ("diagnosis_code_2", Str),
+        ("diagnosis_code_3", Str),
+        ("diagnosis_code_4", Str),
+        ("diagnosis_code_5", Str),
+        ("diagnosis_code_6", Str),
+        ("diagnosis_code_7", Str),
+        ("diagnosis_code_8", Str),
+        ("diagnosis_code_9", Str),
+        ("diagnosis_code_10", Str),
+        ("diagnosis_code_11", Str),
+        ("diagnosis_code_12", Str),
+        ("diagnosis_code_13", Str),
+        ("diagnosis_code_14", Str),
+        ("diagnosis_code_15", Str),
+        ("diagnosis_code_16", Str),
+        ("diagnosis_code_17", Str),
+        ("diagnosis_code_18", Str),
+        ("diagnosis_code_19", Str),
+        ("diagnosis_code_20", Str),
+        ("diagnosis_code_21", Str),
+        ("diagnosis_code_22", Str),
+        ("diagnosis_code_23", Str),
+        ("diagnosis_code_24", Str),
+        ("diagnosis_code_25", Str),
+        ("diagnosis_poa_1", Str),
+        ("diagnosis_poa_2", Str),
+        ("diagnosis_poa_3", Str),
+        ("diagnosis_poa_4", Str),
+        ("diagnosis_poa_5", Str),
+        ("diagnosis_poa_6", Str),
+        ("diagnosis_poa_7", Str),
+        ("diagnosis_poa_8", Str),
+        ("diagnosis_poa_9", Str),
+        ("diagnosis_poa_10", Str),
+        ("diagnosis_poa_11", Str),
+        ("diagnosis_poa_12", Str),
+        ("diagnosis_poa_13", Str),
+        ("diagnosis_poa_14", Str),
+        ("diagnosis_poa_15", Str),
+        ("diagnosis_poa_16", Str),
+        ("diagnosis_poa_17", Str),
+        ("diagnosis_poa_18", Str),
+        ("diagnosis_poa_19", Str),
+        ("diagnosis_poa_20", Str),
+        ("diagnosis_poa_21", Str),
+        ("diagnosis_poa_22", Str),
+        ("diagnosis_poa_23", Str),
+        ("diagnosis_poa_24", Str),
+        ("diagnosis_poa_25", Str),
+        ("procedure_code_type", Str),
+        ("procedure_code_1", Str),
+        ("procedure_code_2", Str),
+        ("procedure_code_3", Str),
+        ("procedure_code_4", Str),
+        ("procedure_code_5", Str),
+        ("procedure_code_6", Str),
+        ("procedure_code_7", Str),
+        ("procedure_code_8", Str),
+        ("procedure_code_9", Str),
+        ("procedure_code_10", Str),
+        ("procedure_code_11", Str),
+        ("procedure_code_12", Str),
+        ("procedure_code_13", Str),
+        ("procedure_code_14", Str),
+        ("procedure_code_15", Str),
+        ("procedure_code_16", Str),
+        ("procedure_code_17", Str),
+        ("procedure_code_18", Str),
+        ("procedure_code_19", Str),
+        ("procedure_code_20", Str),
+        ("procedure_code_21", Str),
+        ("procedure_code_22", Str),
+        ("procedure_code_23", Str),
+        ("procedure_code_24", Str),
+        ("procedure_code_25", Str),
+        ("procedure_date_1", Date),
+        ("procedure_date_2", Date),
+        ("procedure_date_3", Date),
+        ("procedure_date_4", Date),
+        ("procedure_date_5", Date),
+        ("procedure_date_6", Date),
+        ("procedure_date_7", Date),
+        ("procedure_date_8", Date),
+        ("procedure_date_9", Date),
+        ("procedure_date_10", Date),
+        ("procedure_date_11", Date),
+        ("procedure_date_12", Date),
+        ("procedure_date_13", Date),
+        ("procedure_date_14", Date),
+        ("procedure_date_15", Date),
+        ("procedure_date_16", Date),
+        ("procedure_date_17", Date),
+        ("procedure_date_18", Date),
+        ("procedure_date_19", Date),
+        ("procedure_date_20", Date),
+        ("procedure_date_21", Date),
+        ("procedure_date_22", Date),
+        ("procedure_date_23", Date),
+        ("procedure_date_24", Date),
+        ("procedure_date_25", Date),
+        ("in_network_flag", Bool),
+        ("data_source", Str),
+        ("file_name", Str),
+        ("file_date", Date),
+        ("ingest_datetime", Naive),
+    ],
+};
+
+pub static TUVA_PHARMACY_CLAIM: TableDef = TableDef {
+    name: "tuva_pharmacy_claim",
+    doc: "Tuva Project input layer pharmacy_claim: Tuva's column names and types; no rows until NCPDP claims reach the change feed",
+    columns: &[
+        ("claim_id", Str),
+        ("claim_line_number", I32),
+        ("person_id", Str),
+        ("member_id", Str),
+        ("payer", Str),
+        ("plan", Str),
+        ("prescribing_provider_npi", Str),
+        ("dispensing_provider_npi", Str),
+        ("dispensing_date", Date),
+        ("ndc_code", Str),
+        ("quantity", I32),
+        ("days_supply", I32),
+        ("refills", I32),
+        ("paid_date", Date),
+        ("paid_amount", F64),
+        ("allowed_amount", F64),
+        ("charge_amount", F64),
+        ("coinsurance_amount", F64),
+        ("copayment_amount", F64),
+        ("deductible_amount", F64),
+        ("in_network_flag", Bool),
+        ("data_source", Str),
+        ("file_name", Str),
+        ("file_date", Date),
+        ("ingest_datetime", Naive),
+    ],
+};
+
+pub static TUVA_ELIGIBILITY: TableDef = TableDef {
+    name: "tuva_eligibility",
+    doc: "Tuva Project input layer eligibility: one row per 834 member coverage span, Tuva's column names and types (names, SSN, address, phone and e-mail always empty)",
+    columns: &[
+        ("person_id", Str),
+        ("member_id", Str),
+        ("subscriber_id", Str),
+        ("gender", Str),
+        ("race", Str),
+        ("birth_date", Date),
+        ("death_date", Date),
+        ("death_flag", Bool),
+        ("enrollment_start_date", Date),
+        ("enrollment_end_date", Date),
+        ("payer", Str),
+        ("payer_type", Str),
+        ("plan", Str),
+        ("original_reason_entitlement_code", Str),
+        ("dual_status_code", Str),
+        ("medicare_status_code", Str),
+        ("enrollment_status", Str),
+        ("hospice_flag", Str),
+        ("institutional_snp_flag", Str),
+        ("long_term_institutional_flag", Str),
+        ("group_id", Str),
+        ("group_name", Str),
+        ("name_suffix", Str),
+        ("first_name", Str),
+        ("middle_name", Str),
+        ("last_name", Str),
+        ("social_security_number", Str),
+        ("subscriber_relation", Str),
+        ("address", Str),
+        ("city", Str),
+        ("state", Str),
+        ("zip_code", Str),
+        ("phone", Str),
+        ("email", Str),
+        ("ethnicity", Str),
+        ("data_source", Str),
+        ("file_name", Str),
+        ("file_date", Date),
+        ("ingest_datetime", Naive),
+    ],
+};
+
 /// Every exported table, in the order files are written.
-pub static TABLES: [&TableDef; 9] = [
+pub static TABLES: [&TableDef; 12] = [
     &TRANSACTION,
     &INTERCHANGE,
     &TRANSACTION_SET,
@@ -307,6 +555,9 @@ pub static TABLES: [&TableDef; 9] = [
     &CLAIM_ACK,
     &DEAD_LETTER,
     &RT_EXCHANGE,
+    &TUVA_MEDICAL_CLAIM,
+    &TUVA_PHARMACY_CLAIM,
+    &TUVA_ELIGIBILITY,
 ];
 
 /// The table named `name`.
@@ -379,6 +630,7 @@ impl Rows {
                 Ty::Bool => Col::B(BooleanBuilder::new()),
                 Ty::Money => Col::M(Decimal128Builder::new().with_data_type(Ty::Money.arrow())),
                 Ty::Ts => Col::T(TimestampMicrosecondBuilder::new().with_timezone("UTC")),
+                Ty::Naive => Col::T(TimestampMicrosecondBuilder::new()),
                 Ty::Date => Col::D(Date32Builder::new()),
             })
             .collect();
@@ -459,6 +711,31 @@ impl Rows {
         self.v(V::D(x))
     }
 
+    /// Appends a whole row by column name (for the wide Tuva tables);
+    /// columns not named are null.
+    pub fn named(&mut self, values: &[(&str, V<'_>)]) {
+        debug_assert_eq!(self.at, 0, "{}: a named row inside a positional one", self.def.name);
+        debug_assert!(
+            values.iter().all(|(n, _)| self.def.columns.iter().any(|c| c.0 == *n)),
+            "{}: a value for a column it does not have",
+            self.def.name
+        );
+        for (name, _) in self.def.columns {
+            match values.iter().find(|(n, _)| n == name) {
+                Some((_, v)) => {
+                    self.v(*v);
+                }
+                None => {
+                    if let Some(col) = self.cols.get_mut(self.at) {
+                        null(col);
+                    }
+                    self.at += 1;
+                }
+            }
+        }
+        self.end();
+    }
+
     /// Ends the row (missing values become null).
     pub fn end(&mut self) {
         debug_assert_eq!(
@@ -525,7 +802,7 @@ mod tests {
 
     #[test]
     fn every_table_has_tenant_and_sequence_and_unique_columns() {
-        for t in TABLES {
+        for t in TABLES.iter().filter(|t| t.partitioned()) {
             let names: Vec<_> = t.columns.iter().map(|c| c.0).collect();
             assert_eq!(names.first(), Some(&"tenant_id"), "{}", t.name);
             assert_eq!(names.last(), Some(&"export_seq"), "{}", t.name);
@@ -534,6 +811,24 @@ mod tests {
             sorted.dedup();
             assert_eq!(sorted.len(), names.len(), "{}", t.name);
         }
+    }
+
+    #[test]
+    fn layer_a_is_partitioned_and_tuva_is_not() {
+        for t in TABLES {
+            assert_eq!(t.partitioned(), !t.name.starts_with("tuva_"), "{}", t.name);
+            assert!(t.columns.iter().any(|c| c.0 == t.time_column()), "{}", t.name);
+        }
+    }
+
+    #[test]
+    fn a_named_row_fills_the_named_columns_and_nulls_the_rest() {
+        let mut r = Rows::new(&TUVA_MEDICAL_CLAIM);
+        r.named(&[("claim_id", V::S(Some("t-1"))), ("claim_line_number", V::I(Some(2)))]);
+        let b = r.finish().unwrap();
+        assert_eq!(b.num_rows(), 1);
+        assert_eq!(b.column(0).null_count(), 0);
+        assert_eq!(b.column(2).null_count(), 1);
     }
 
     #[test]

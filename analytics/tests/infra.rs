@@ -27,7 +27,9 @@ fn glue_tables_match_the_export_schema() {
         let expected: Vec<(String, String)> =
             t.columns.iter().map(|(n, ty)| (n.to_string(), ty.hive().to_string())).collect();
         assert_eq!(found, expected, "{}", t.name);
-        assert!(block.contains(&format!("/clearway/v1/{}/received_date=$${{received_date}}/", t.name)), "{}", t.name);
+        let template = format!("/clearway/v1/{}/received_date=$${{received_date}}/", t.name);
+        assert_eq!(block.contains(&template), t.partitioned(), "{}: partition projection", t.name);
+        assert!(block.contains(&format!("/clearway/v1/{}/\"", t.name)), "{}: location", t.name);
     }
     assert_eq!(tf.matches("resource \"aws_glue_catalog_table\"").count(), TABLES.len(), "no table the export lacks");
 }
