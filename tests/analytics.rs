@@ -233,6 +233,25 @@ fn exported_claims_agree_with_the_submitted_x12_in_every_reader_and_survive_kill
     assert!(!unknown.status.success());
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("first_pass"));
 
+    // Over HTTP, for operators and auditors, from the configured
+    // destination (<data_dir>/analytics).
+    let default = export(&scratch, &scratch.data().join("analytics"));
+    assert_eq!(default["rows"]["claim"], claims, "{default}");
+    let ops = scratch.partner("ops", true);
+    let get = |key: &str, path: &str| {
+        let auth = format!("Bearer {key}");
+        support::request(server.http, "GET", path, &[("Authorization", auth.as_str())], b"")
+    };
+    let r = get(&ops, "/v1/reports/first_pass?from=2000-01-01");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let total: u64 = r.json()["rows"].as_array().unwrap().iter().map(|x| x["claims"].as_u64().unwrap()).sum();
+    assert_eq!(total, claims as u64);
+    let r = get(&ops, "/v1/reports/nope");
+    assert_eq!(r.status, 404);
+    assert!(r.text().contains("core_conformance"), "{}", r.text());
+    assert_eq!(get(&ops, "/v1/reports/first_pass?from=yesterday").status, 400);
+    assert_eq!(get(&c.key, "/v1/reports/first_pass").status, 403, "not for submitters");
+
     // pyarrow and DuckDB read the same rows, and no fixture PHI.
     let x = crosscheck(&dir, &markers);
     for (t, n) in first["rows"].as_object().unwrap() {

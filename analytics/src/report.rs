@@ -145,3 +145,41 @@ pub fn to_json(batches: &[RecordBatch]) -> PortResult<serde_json::Value> {
     }
     serde_json::from_slice(&out).map_err(|e| PortError::with_cause(ErrorKind::Internal, "format a report", e))
 }
+
+pub use clearway_core::reports::parse_bound;
+
+/// The report pack over one destination's files, as the API's port.
+#[derive(Debug, Clone)]
+pub struct Runner {
+    dest: Destination,
+}
+
+impl Runner {
+    pub fn new(dest: Destination) -> Self {
+        Runner { dest }
+    }
+}
+
+#[async_trait::async_trait]
+impl clearway_core::reports::Reports for Runner {
+    fn names(&self) -> Vec<&'static str> {
+        names()
+    }
+
+    async fn run(
+        &self,
+        name: &str,
+        params: &clearway_core::reports::ReportParams,
+    ) -> PortResult<Option<serde_json::Value>> {
+        let Some(report) = find(name) else { return Ok(None) };
+        let ctx = session(&self.dest).await?;
+        let p = Params {
+            from_us: params.from_us,
+            to_us: params.to_us,
+            partner: params.partner.clone(),
+            payer: params.payer.clone(),
+        };
+        let batches = run(&ctx, report, &p).await?;
+        to_json(&batches).map(Some)
+    }
+}

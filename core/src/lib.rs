@@ -36,6 +36,7 @@ pub mod outbox;
 pub mod partners;
 pub mod ports;
 pub mod records;
+pub mod reports;
 #[cfg(feature = "crypto")]
 pub mod roundtrip;
 #[cfg(feature = "crypto")]

@@ -122,6 +122,7 @@ pub const RULES: &[Rule] = &[
     r("POST", "/v1/payer-files", Class::Submit, &[g(Role::Submitter, "REMITADV", PAYMENT)]),
     r("GET", "/v1/payer-files/attention", Class::Read, &[OPERATOR]),
     r("GET", "/v1/batches", Class::Read, &[OPERATOR]),
+    r("GET", "/v1/reports/{name}", Class::Read, &[OPERATOR, AUDITOR]),
     r("GET", "/v1/destinations", Class::Read, &[OPERATOR]),
     r("GET", "/v1/destinations/{name}/dead-letters", Class::Read, &[OPERATOR]),
     r("POST", "/v1/destinations/{name}/replay", Class::Read, &[OPERATOR]),

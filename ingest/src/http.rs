@@ -323,6 +323,7 @@ pub fn router(svc: Arc<Services>, metrics: MetricsRender) -> Router {
         .route("/v1/break-glass", post(break_glass_start).delete(break_glass_end))
         .route("/v1/audit/checkpoint", get(audit_checkpoint))
         .route("/v1/audit/consistency", get(audit_consistency))
+        .route("/v1/reports/{name}", get(report))
         .route("/v1/audit/events", get(audit_events))
         .route("/v1/audit/disclosures", post(audit_disclosures))
         .route("/v1/audit/break-glass", get(break_glass_queue))
@@ -1708,6 +1709,55 @@ pub fn parse_since(s: &str) -> Option<i64> {
     time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
         .ok()
         .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
+}
+
+#[derive(Debug, Deserialize)]
+struct ReportQuery {
+    from: Option<String>,
+    to: Option<String>,
+    partner: Option<String>,
+    payer: Option<String>,
+}
+
+/// `GET /v1/reports/{name}`: a report of the pack (`docs/specs/reports.md`)
+/// over the analytics export, as JSON rows; aggregates only, no PHI.
+async fn report(
+    State(svc): State<Arc<Services>>,
+    _: Caller,
+    axum::extract::Path(name): axum::extract::Path<String>,
+    Query(q): Query<ReportQuery>,
+) -> Result<Json<Value>, Problem> {
+    let Some(reports) = svc.reports.clone() else {
+        return Err(Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "Reports not served",
+            "this process does not serve reports",
+        ));
+    };
+    let bound = |v: &Option<String>, what: &'static str| -> Result<Option<i64>, Problem> {
+        match v.as_deref() {
+            None => Ok(None),
+            Some(s) => clearway_core::reports::parse_bound(s)
+                .map(Some)
+                .ok_or_else(|| Problem::new(StatusCode::BAD_REQUEST, "invalid-input", "Invalid period", what)),
+        }
+    };
+    let params = clearway_core::reports::ReportParams {
+        from_us: bound(&q.from, "from: a date (YYYY-MM-DD) or an RFC 3339 time")?,
+        to_us: bound(&q.to, "to: a date (YYYY-MM-DD) or an RFC 3339 time")?,
+        partner: q.partner,
+        payer: q.payer,
+    };
+    match reports.run(&name, &params).await.map_err(|e| port_problem(&e))? {
+        Some(rows) => Ok(Json(json!({ "report": name, "rows": rows }))),
+        None => Err(Problem::new(
+            StatusCode::NOT_FOUND,
+            "not-found",
+            "No such report",
+            format!("the reports are: {}", reports.names().join(", ")),
+        )),
+    }
 }
 
 async fn dead_letters(

@@ -50,6 +50,9 @@ pub struct Services {
     pub limits: authz::RateLimits,
     /// The change feed's events of real-time exchanges (analytics).
     pub realtime: realtime::RealTimeLog,
+    /// The report pack over the analytics export (`GET /v1/reports/{name}`;
+    /// `None`: not served).
+    pub reports: Option<Arc<dyn clearway_core::reports::Reports>>,
     /// Each destination's published queue depth and when it was read.
     depths: Mutex<HashMap<String, (std::time::Instant, u64)>>,
     inflight_keys: Mutex<HashSet<(PartnerId, String)>>,
@@ -85,6 +88,7 @@ impl Services {
         Services {
             fastpath,
             realtime: realtime::RealTimeLog::new(ports.state.clone()),
+            reports: None,
             ports,
             partners,
             limits: authz::RateLimits::new(config.limits),
@@ -98,6 +102,12 @@ impl Services {
             depth: AtomicU64::new(0),
             depth_checked_ms: AtomicI64::new(0),
         }
+    }
+
+    /// With the report pack (`GET /v1/reports/{name}`).
+    pub fn with_reports(mut self, reports: Arc<dyn clearway_core::reports::Reports>) -> Self {
+        self.reports = Some(reports);
+        self
     }
 
     /// With an audit log for authenticated requests.

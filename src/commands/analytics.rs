@@ -89,14 +89,8 @@ pub struct ReportArgs {
 }
 
 /// A date (`YYYY-MM-DD`, midnight UTC) or an RFC 3339 time, as Unix µs.
-pub fn parse_bound(v: &str) -> anyhow::Result<i64> {
-    use time::format_description::well_known::Rfc3339;
-    if let Ok(t) = time::OffsetDateTime::parse(v, &Rfc3339) {
-        return Ok((t.unix_timestamp_nanos() / 1000) as i64);
-    }
-    let d = time::Date::parse(v, time::macros::format_description!("[year]-[month]-[day]"))
-        .map_err(|_| anyhow::anyhow!("not a date (YYYY-MM-DD) or an RFC 3339 time: {v}"))?;
-    Ok(d.midnight().assume_utc().unix_timestamp() * 1_000_000)
+fn parse_bound(v: &str) -> anyhow::Result<i64> {
+    report::parse_bound(v).ok_or_else(|| anyhow::anyhow!("not a date (YYYY-MM-DD) or an RFC 3339 time: {v}"))
 }
 
 pub fn report(args: &StoreArgs, a: ReportArgs) -> anyhow::Result<ExitCode> {

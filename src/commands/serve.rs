@@ -89,6 +89,10 @@ async fn serve(config: Arc<clearway_core::config::Config>, role: Role) -> anyhow
     if let Some(a) = &audit {
         services = services.with_audit(a.clone());
     }
+    if role != Role::Worker {
+        let dest = super::analytics::destination(&config.analytics, None)?;
+        services = services.with_reports(Arc::new(clearway_analytics::report::Runner::new(dest)));
+    }
     let svc = Arc::new(services);
     let render: clearway_ingest::http::MetricsRender = {
         let handle = prometheus.clone();
