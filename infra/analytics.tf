@@ -1006,6 +1006,184 @@ resource "aws_glue_catalog_table" "rt_exchange" {
   }
 }
 
+resource "aws_glue_catalog_table" "remit_claim" {
+  name          = "remit_claim"
+  database_name = aws_glue_catalog_database.analytics.name
+  description   = "one row per claim paid or denied in an 835 received (CLP), with its payment's BPR and TRN"
+  table_type    = "EXTERNAL_TABLE"
+  parameters = {
+    classification                           = "parquet"
+    "projection.enabled"                     = "true"
+    "projection.received_date.type"          = "date"
+    "projection.received_date.format"        = "yyyy-MM-dd"
+    "projection.received_date.range"         = "2024-01-01,NOW"
+    "projection.received_date.interval"      = "1"
+    "projection.received_date.interval.unit" = "DAYS"
+    "storage.location.template"              = "s3://${aws_s3_bucket.analytics.bucket}/clearway/v1/remit_claim/received_date=$${received_date}/"
+  }
+  partition_keys {
+    name = "received_date"
+    type = "string"
+  }
+  storage_descriptor {
+    location      = "s3://${aws_s3_bucket.analytics.bucket}/clearway/v1/remit_claim/"
+    input_format  = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat"
+    output_format = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat"
+    ser_de_info {
+      serialization_library = "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"
+    }
+    columns {
+      name = "tenant_id"
+      type = "string"
+    }
+    columns {
+      name = "transaction_id"
+      type = "string"
+    }
+    columns {
+      name = "payer_id"
+      type = "string"
+    }
+    columns {
+      name = "payee_npi"
+      type = "string"
+    }
+    columns {
+      name = "trn02_trace"
+      type = "string"
+    }
+    columns {
+      name = "bpr16_payment_date"
+      type = "date"
+    }
+    columns {
+      name = "clp01_pcn_token"
+      type = "string"
+    }
+    columns {
+      name = "clp02_status"
+      type = "string"
+    }
+    columns {
+      name = "clp03_charge"
+      type = "decimal(12,2)"
+    }
+    columns {
+      name = "clp04_paid"
+      type = "decimal(12,2)"
+    }
+    columns {
+      name = "clp05_patient_resp"
+      type = "decimal(12,2)"
+    }
+    columns {
+      name = "clp07_payer_claim_token"
+      type = "string"
+    }
+    columns {
+      name = "received_at"
+      type = "timestamp"
+    }
+    columns {
+      name = "export_seq"
+      type = "bigint"
+    }
+  }
+}
+
+resource "aws_glue_catalog_table" "enrollment_span" {
+  name          = "enrollment_span"
+  database_name = aws_glue_catalog_database.analytics.name
+  description   = "one row per member and coverage span of an 834 received (INS, HD, DTP 348/349)"
+  table_type    = "EXTERNAL_TABLE"
+  parameters = {
+    classification                           = "parquet"
+    "projection.enabled"                     = "true"
+    "projection.received_date.type"          = "date"
+    "projection.received_date.format"        = "yyyy-MM-dd"
+    "projection.received_date.range"         = "2024-01-01,NOW"
+    "projection.received_date.interval"      = "1"
+    "projection.received_date.interval.unit" = "DAYS"
+    "storage.location.template"              = "s3://${aws_s3_bucket.analytics.bucket}/clearway/v1/enrollment_span/received_date=$${received_date}/"
+  }
+  partition_keys {
+    name = "received_date"
+    type = "string"
+  }
+  storage_descriptor {
+    location      = "s3://${aws_s3_bucket.analytics.bucket}/clearway/v1/enrollment_span/"
+    input_format  = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat"
+    output_format = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat"
+    ser_de_info {
+      serialization_library = "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"
+    }
+    columns {
+      name = "tenant_id"
+      type = "string"
+    }
+    columns {
+      name = "transaction_id"
+      type = "string"
+    }
+    columns {
+      name = "payer_id"
+      type = "string"
+    }
+    columns {
+      name = "sponsor_id"
+      type = "string"
+    }
+    columns {
+      name = "member_token"
+      type = "string"
+    }
+    columns {
+      name = "subscriber_token"
+      type = "string"
+    }
+    columns {
+      name = "is_subscriber"
+      type = "boolean"
+    }
+    columns {
+      name = "relationship"
+      type = "string"
+    }
+    columns {
+      name = "maintenance"
+      type = "string"
+    }
+    columns {
+      name = "insurance_line"
+      type = "string"
+    }
+    columns {
+      name = "plan"
+      type = "string"
+    }
+    columns {
+      name = "coverage_level"
+      type = "string"
+    }
+    columns {
+      name = "begin_date"
+      type = "date"
+    }
+    columns {
+      name = "end_date"
+      type = "date"
+    }
+    columns {
+      name = "received_at"
+      type = "timestamp"
+    }
+    columns {
+      name = "export_seq"
+      type = "bigint"
+    }
+  }
+}
+
 resource "aws_glue_catalog_table" "tuva_medical_claim" {
   name          = "tuva_medical_claim"
   database_name = aws_glue_catalog_database.analytics.name

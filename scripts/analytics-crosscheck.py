@@ -14,17 +14,14 @@ import sys
 import duckdb
 import pyarrow.dataset as ds
 
-TABLES = ["transaction", "interchange", "transaction_set", "ack_error", "claim", "rt_exchange",
-          "claim_line", "claim_ack", "dead_letter", "tuva_medical_claim", "tuva_pharmacy_claim",
-          "tuva_eligibility"]
-
-
 def main():
     root = sys.argv[1]
     markers = [m.strip() for m in sys.stdin.read().splitlines() if len(m.strip()) >= 4]
     out = {"pyarrow": {}, "duckdb": {}, "phi_hits": 0, "received_dates": {}}
     con = duckdb.connect()
-    for t in TABLES:
+    # Every table the export wrote (a directory under v1/).
+    tables = sorted(os.listdir(os.path.join(root, "v1"))) if os.path.isdir(os.path.join(root, "v1")) else []
+    for t in tables:
         path = os.path.join(root, "v1", t)
         if not os.path.isdir(path):
             out["pyarrow"][t] = 0

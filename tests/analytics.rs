@@ -70,6 +70,54 @@ fn clm(x12: &str) -> (usize, Decimal) {
         .fold((0, Decimal::ZERO), |(n, sum), s| (n + 1, sum + Decimal::from_str(s.split('*').nth(2).unwrap()).unwrap()))
 }
 
+/// The patient control number (CLM01) and charge (CLM02) of each claim of
+/// an 837.
+fn claim_keys(x12: &str) -> Vec<(String, String)> {
+    segments(x12)
+        .iter()
+        .filter(|s| s.starts_with("CLM*"))
+        .map(|s| {
+            let e: Vec<&str> = s.split('*').collect();
+            (e[1].to_string(), e[2].to_string())
+        })
+        .collect()
+}
+
+/// An 835 paying each claim 10.00 of its charge.
+fn remittance(claims: &[(String, String)]) -> String {
+    let mut seg = vec![
+        "ST*835*0001".to_string(),
+        format!(
+            "BPR*I*{}*C*ACH*CCP*01*999999992*DA*123456*1512345678**01*999988880*DA*98765*20261205",
+            10 * claims.len()
+        ),
+        "TRN*1*12345678901*1512345678".into(),
+        "DTM*405*20261205".into(),
+        "N1*PR*ACME HEALTH".into(),
+        "N3*1 PAYER WAY".into(),
+        "N4*SPRINGFIELD*IL*62701".into(),
+        "PER*BL*PAYER DESK*TE*5555550199".into(),
+        "N1*PE*CLINIC*XX*1000000012".into(),
+        "REF*TJ*123456789".into(),
+        "LX*1".into(),
+    ];
+    for (p, charge) in claims {
+        seg.push(format!("CLP*{p}*1*{charge}*10**12*ICN{p}*11*1"));
+        seg.push("NM1*QC*1*TESTLAST*PAT****MI*M1".into());
+        seg.push("DTM*232*20261130".into());
+    }
+    seg.push(format!("SE*{}*0001", seg.len() + 1));
+    let mut all = vec![
+        "ISA*00*          *00*          *ZZ*ACMEPAYER      *ZZ*CLEARWAY       *261205*0900*^*00501*000000777*0*P*:"
+            .to_string(),
+        "GS*HP*ACMEPAYER*CLEARWAY*20261205*0900*777*X*005010X221A1".to_string(),
+    ];
+    all.extend(seg);
+    all.push("GE*1*777".into());
+    all.push("IEA*1*000000777".into());
+    all.join("~\n") + "~\n"
+}
+
 /// Names, patient control numbers and member ids of the fixtures: none may
 /// appear in an exported file.
 fn phi_markers(x12: &str) -> BTreeSet<String> {
@@ -167,6 +215,18 @@ fn exported_claims_agree_with_the_submitted_x12_in_every_reader_and_survive_kill
     let enrollment = String::from_utf8(enrollment).unwrap();
     let coverages = segments(&enrollment).iter().filter(|s| s.starts_with("HD*")).count();
     files.push((enrollment, true));
+    // And an 835 paying the claims of the first file (10 each) and denying
+    // none, for the reconciliation.
+    let paid: Vec<(String, String)> = claim_keys(&files[0].0);
+    files.push((remittance(&paid), true));
+    // Claims an 835 line answers: same patient control number and charge
+    // (counted in every accepted 837, as a submitter's numbers may repeat).
+    let answered_claims = files
+        .iter()
+        .filter(|f| f.1 && f.0.contains("ST*837"))
+        .flat_map(|f| claim_keys(&f.0))
+        .filter(|k| paid.contains(k))
+        .count();
     let mut markers = BTreeSet::new();
     let (mut claims, mut charged) = (0usize, Decimal::ZERO);
     for (x12, set_accepted) in &files {
@@ -184,7 +244,7 @@ fn exported_claims_agree_with_the_submitted_x12_in_every_reader_and_survive_kill
     let rejected_claims = clm(&files[8].0).0;
     let lines = files
         .iter()
-        .filter(|f| f.1)
+        .filter(|f| f.1 && f.0.contains("ST*837"))
         .map(|f| segments(&f.0).iter().filter(|s| s.starts_with("LX*")).count())
         .sum::<usize>();
 
@@ -209,6 +269,12 @@ fn exported_claims_agree_with_the_submitted_x12_in_every_reader_and_survive_kill
     let rows = fp.as_array().unwrap();
     let sum = |k: &str| rows.iter().map(|r| r[k].as_u64().unwrap()).sum::<u64>();
     assert_eq!((sum("claims"), sum("rejected")), (claims as u64, rejected_claims as u64), "{fp}");
+    let rec = report(&scratch, &dir, "reconciliation", &[]);
+    let rec = rec.as_array().unwrap();
+    let answered: u64 = rec.iter().map(|r| r["answered"].as_u64().unwrap()).sum();
+    assert_eq!(answered, answered_claims as u64, "{rec:?}");
+    assert!(answered_claims >= paid.len());
+    assert_eq!(first["rows"]["remit_claim"], paid.len(), "{first}");
     let df_charged: Decimal =
         rows.iter().map(|r| Decimal::from_str(&r["charged"].to_string().replace('"', "")).unwrap()).sum();
     assert_eq!(df_charged, charged, "{fp}");

@@ -292,8 +292,13 @@ fn x12_rows(
                     tuva_claim_rows(c, &key, e, tokens, out);
                 }
                 for doc in &set.documents {
-                    if let Document::Enrollment(en) = doc {
-                        tuva_eligibility_rows(en, e, tokens, out);
+                    match doc {
+                        Document::Enrollment(en) => {
+                            enrollment_rows(en, e, seq, tokens, out);
+                            tuva_eligibility_rows(en, e, tokens, out);
+                        }
+                        Document::Remittance(rm) => remit_rows(rm, e, seq, tokens, out),
+                        _ => {}
                     }
                 }
             }
@@ -402,6 +407,50 @@ fn claim_rows(
             for st in &line.statuses {
                 stc_row(n, st);
             }
+        }
+    }
+}
+
+/// `remit_claim` rows of one 835.
+fn remit_rows(
+    rm: &clearway_core::Remittance,
+    e: &clearway_core::changes::ChangeEvent,
+    seq: Option<i64>,
+    tokens: &Tokenizer,
+    out: &mut Tables,
+) {
+    for c in &rm.claims {
+        let pcn = tokens.token(c.patient_control_number.expose());
+        let icn = c.payer_claim_control_number.as_deref().map(|v| tokens.token(v));
+        let r = out.get(&schema::REMIT_CLAIM);
+        r.s(Some(e.partner.as_str())).s(Some(e.transaction.as_str())).s(rm.payer_id.as_deref());
+        r.s(rm.payee_npi.as_deref()).s(rm.trace_number.as_deref()).d(rm.payment_date);
+        r.s(Some(&pcn)).s(Some(&c.status_code)).m(Some(c.charge)).m(Some(c.paid)).m(c.patient_responsibility);
+        r.s(icn.as_deref()).t(Some(ms_to_us(e.received_at_ms))).i(seq);
+        r.end();
+    }
+}
+
+/// `enrollment_span` rows of one 834.
+fn enrollment_rows(
+    en: &clearway_core::Enrollment,
+    e: &clearway_core::changes::ChangeEvent,
+    seq: Option<i64>,
+    tokens: &Tokenizer,
+    out: &mut Tables,
+) {
+    for m in &en.members {
+        let member = m.member_id.expose().as_deref().map(|v| tokens.token(v));
+        let subscriber = m.subscriber_id.expose().as_deref().map(|v| tokens.token(v));
+        let maintenance = format!("{:?}", m.maintenance).to_ascii_lowercase();
+        for cov in &m.coverages {
+            let r = out.get(&schema::ENROLLMENT_SPAN);
+            r.s(Some(e.partner.as_str())).s(Some(e.transaction.as_str())).s(en.payer_id.as_deref());
+            r.s(en.sponsor_id.as_deref()).s(member.as_deref()).s(subscriber.as_deref());
+            r.v(schema::V::B(Some(m.is_subscriber))).s(m.relationship.as_deref()).s(Some(&maintenance));
+            r.s(cov.insurance_line.as_deref()).s(cov.plan.as_deref()).s(cov.coverage_level.as_deref());
+            r.d(cov.begin).d(cov.end).t(Some(ms_to_us(e.received_at_ms))).i(seq);
+            r.end();
         }
     }
 }

@@ -44,6 +44,7 @@ pub const REPORTS: &[Report] = &[
     Report { name: "throughput", sql: include_str!("../reports/throughput.sql") },
     Report { name: "core_conformance", sql: include_str!("../reports/core_conformance.sql") },
     Report { name: "aaa_errors", sql: include_str!("../reports/aaa_errors.sql") },
+    Report { name: "reconciliation", sql: include_str!("../reports/reconciliation.sql") },
 ];
 
 /// The report named `name`.

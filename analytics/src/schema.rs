@@ -311,6 +311,50 @@ pub static RT_EXCHANGE: TableDef = TableDef {
     ],
 };
 
+pub static REMIT_CLAIM: TableDef = TableDef {
+    name: "remit_claim",
+    doc: "one row per claim paid or denied in an 835 received (CLP), with its payment's BPR and TRN",
+    columns: &[
+        ("tenant_id", Str),
+        ("transaction_id", Str),
+        ("payer_id", Str),
+        ("payee_npi", Str),
+        ("trn02_trace", Str),
+        ("bpr16_payment_date", Date),
+        ("clp01_pcn_token", Str),
+        ("clp02_status", Str),
+        ("clp03_charge", Money),
+        ("clp04_paid", Money),
+        ("clp05_patient_resp", Money),
+        ("clp07_payer_claim_token", Str),
+        ("received_at", Ts),
+        ("export_seq", I64),
+    ],
+};
+
+pub static ENROLLMENT_SPAN: TableDef = TableDef {
+    name: "enrollment_span",
+    doc: "one row per member and coverage span of an 834 received (INS, HD, DTP 348/349)",
+    columns: &[
+        ("tenant_id", Str),
+        ("transaction_id", Str),
+        ("payer_id", Str),
+        ("sponsor_id", Str),
+        ("member_token", Str),
+        ("subscriber_token", Str),
+        ("is_subscriber", Bool),
+        ("relationship", Str),
+        ("maintenance", Str),
+        ("insurance_line", Str),
+        ("plan", Str),
+        ("coverage_level", Str),
+        ("begin_date", Date),
+        ("end_date", Date),
+        ("received_at", Ts),
+        ("export_seq", I64),
+    ],
+};
+
 pub static TUVA_MEDICAL_CLAIM: TableDef = TableDef {
     name: "tuva_medical_claim",
     doc: "Tuva Project input layer medical_claim: one row per 837P/837I service line, Tuva's column names and types (paid amounts empty until 835s are exported)",
@@ -545,7 +589,7 @@ pub static TUVA_ELIGIBILITY: TableDef = TableDef {
 };
 
 /// Every exported table, in the order files are written.
-pub static TABLES: [&TableDef; 12] = [
+pub static TABLES: [&TableDef; 14] = [
     &TRANSACTION,
     &INTERCHANGE,
     &TRANSACTION_SET,
@@ -555,6 +599,8 @@ pub static TABLES: [&TableDef; 12] = [
     &CLAIM_ACK,
     &DEAD_LETTER,
     &RT_EXCHANGE,
+    &REMIT_CLAIM,
+    &ENROLLMENT_SPAN,
     &TUVA_MEDICAL_CLAIM,
     &TUVA_PHARMACY_CLAIM,
     &TUVA_ELIGIBILITY,
