@@ -83,41 +83,6 @@ fn claim_keys(x12: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-/// An 835 paying each claim 10.00 of its charge.
-fn remittance(claims: &[(String, String)]) -> String {
-    let mut seg = vec![
-        "ST*835*0001".to_string(),
-        format!(
-            "BPR*I*{}*C*ACH*CCP*01*999999992*DA*123456*1512345678**01*999988880*DA*98765*20261205",
-            10 * claims.len()
-        ),
-        "TRN*1*12345678901*1512345678".into(),
-        "DTM*405*20261205".into(),
-        "N1*PR*ACME HEALTH".into(),
-        "N3*1 PAYER WAY".into(),
-        "N4*SPRINGFIELD*IL*62701".into(),
-        "PER*BL*PAYER DESK*TE*5555550199".into(),
-        "N1*PE*CLINIC*XX*1000000012".into(),
-        "REF*TJ*123456789".into(),
-        "LX*1".into(),
-    ];
-    for (p, charge) in claims {
-        seg.push(format!("CLP*{p}*1*{charge}*10**12*ICN{p}*11*1"));
-        seg.push("NM1*QC*1*TESTLAST*PAT****MI*M1".into());
-        seg.push("DTM*232*20261130".into());
-    }
-    seg.push(format!("SE*{}*0001", seg.len() + 1));
-    let mut all = vec![
-        "ISA*00*          *00*          *ZZ*ACMEPAYER      *ZZ*CLEARWAY       *261205*0900*^*00501*000000777*0*P*:"
-            .to_string(),
-        "GS*HP*ACMEPAYER*CLEARWAY*20261205*0900*777*X*005010X221A1".to_string(),
-    ];
-    all.extend(seg);
-    all.push("GE*1*777".into());
-    all.push("IEA*1*000000777".into());
-    all.join("~\n") + "~\n"
-}
-
 /// Names, patient control numbers and member ids of the fixtures: none may
 /// appear in an exported file.
 fn phi_markers(x12: &str) -> BTreeSet<String> {
@@ -218,7 +183,10 @@ fn exported_claims_agree_with_the_submitted_x12_in_every_reader_and_survive_kill
     // And an 835 paying the claims of the first file (10 each) and denying
     // none, for the reconciliation.
     let paid: Vec<(String, String)> = claim_keys(&files[0].0);
-    files.push((remittance(&paid), true));
+    let answers: Vec<(String, String, String)> =
+        paid.iter().map(|(p, c)| (p.clone(), c.clone(), "10".into())).collect();
+    let era = String::from_utf8(support::payer::remittance_of("1000000012", &answers)).unwrap();
+    files.push((era, true));
     // Claims an 835 line answers: same patient control number and charge
     // (counted in every accepted 837, as a submitter's numbers may repeat).
     let answered_claims = files

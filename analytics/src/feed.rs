@@ -48,18 +48,7 @@ pub async fn seal(
 ) -> PortResult<Option<Manifest>> {
     let (mut head, mut version) = head(state).await?;
     if let Some(n) = head.cleaning {
-        clean(state, n).await?;
-        let mut done = head.clone();
-        done.cleaning = None;
-        state
-            .write(vec![WriteOp::Put {
-                key: head_key(),
-                value: encode_json(&done)?,
-                expires_at: None,
-                condition: cas(version),
-                owner: None,
-            }])
-            .await?;
+        finish_cleaning(state, &head, version, n).await?;
         (head, version) = self::head(state).await?;
         if head.cleaning.is_some() {
             return Err(PortError::new(ErrorKind::PreconditionFailed, "another exporter is sealing"));
@@ -148,24 +137,33 @@ pub async fn seal(
     if stop_at == Some(SealStep::HeadMoved) {
         return Err(PortError::new(ErrorKind::Unavailable, "stopped after the head moved (test)"));
     }
-    // Clean now (the next seal would otherwise do it first).
+    // Clean now (the next seal would otherwise do it first). Losing the
+    // head's race here is harmless: whoever won cleaned too.
     let (h, v) = self::head(state).await?;
     if h.cleaning == Some(n) {
-        clean(state, n).await?;
-        let mut done = h;
-        done.cleaning = None;
-        // Losing this race is harmless: whoever won cleaned too.
-        let _ = state
-            .write(vec![WriteOp::Put {
-                key: head_key(),
-                value: encode_json(&done)?,
-                expires_at: None,
-                condition: cas(v),
-                owner: None,
-            }])
-            .await;
+        match finish_cleaning(state, &h, v, n).await {
+            Err(e) if e.kind() != ErrorKind::PreconditionFailed => return Err(e),
+            _ => {}
+        }
     }
     Ok(Some(manifest))
+}
+
+/// Deletes sealed batch `n`'s pending events and clears the head's
+/// `cleaning` mark (compare-and-set on the head's version).
+async fn finish_cleaning(state: &dyn StateStore, head: &Head, version: Option<u64>, n: u64) -> PortResult<()> {
+    clean(state, n).await?;
+    let mut done = head.clone();
+    done.cleaning = None;
+    state
+        .write(vec![WriteOp::Put {
+            key: head_key(),
+            value: encode_json(&done)?,
+            expires_at: None,
+            condition: cas(version),
+            owner: None,
+        }])
+        .await
 }
 
 /// Deletes the pending events of sealed batch `n` (idempotent).

@@ -2,9 +2,16 @@
 
 /// An 835 paying `pcn` to payee NPI `payee`.
 pub fn remittance(payee: &str, pcn: &str, charge: u32, paid: u32) -> Vec<u8> {
-    let body = [
+    remittance_of(payee, &[(pcn.to_string(), charge.to_string(), paid.to_string())])
+}
+
+/// An 835 to payee NPI `payee` answering each claim (patient control
+/// number, charge, paid), each under its own payer claim number.
+pub fn remittance_of(payee: &str, claims: &[(String, String, String)]) -> Vec<u8> {
+    let total: rust_decimal::Decimal = claims.iter().map(|c| c.2.parse::<rust_decimal::Decimal>().unwrap()).sum();
+    let mut body = vec![
         "ST*835*0001".to_string(),
-        format!("BPR*I*{paid}*C*ACH*CCP*01*999999992*DA*123456*1512345678**01*999988880*DA*98765*20261205"),
+        format!("BPR*I*{total}*C*ACH*CCP*01*999999992*DA*123456*1512345678**01*999988880*DA*98765*20261205"),
         "TRN*1*12345678901*1512345678".into(),
         "DTM*405*20261205".into(),
         "N1*PR*ACME HEALTH".into(),
@@ -14,10 +21,12 @@ pub fn remittance(payee: &str, pcn: &str, charge: u32, paid: u32) -> Vec<u8> {
         format!("N1*PE*CLINIC*XX*{payee}"),
         "REF*TJ*123456789".into(),
         "LX*1".into(),
-        format!("CLP*{pcn}*1*{charge}*{paid}**12*PAYERICN001*11*1"),
-        "NM1*QC*1*TESTLAST*PAT0****MI*M0".into(),
-        "DTM*232*20261130".into(),
     ];
+    for (n, (pcn, charge, paid)) in claims.iter().enumerate() {
+        body.push(format!("CLP*{pcn}*1*{charge}*{paid}**12*PAYERICN{:03}*11*1", n + 1));
+        body.push(format!("NM1*QC*1*TESTLAST*PAT{n}****MI*M{n}"));
+        body.push("DTM*232*20261130".into());
+    }
     let mut all = vec![
         "ISA*00*          *00*          *ZZ*ACMEPAYER      *ZZ*CLEARWAY       *261205*0900*^*00501*000000777*0*T*:"
             .to_string(),
