@@ -142,7 +142,7 @@ impl Reader {
             r.end();
             return Ok(());
         }
-        let acks = match self.acks(&record, &e.ack_ids).await {
+        let mut acks = match self.acks(&record, &e.ack_ids).await {
             Ok(a) => a,
             Err(_) => {
                 skipped.unreadable += 1;
@@ -155,7 +155,7 @@ impl Reader {
             match self.payload(&record).await {
                 Ok(payload) => {
                     let tokens = self.tokenizer(&e.partner);
-                    let (c, d) = x12_rows(&payload, e, s.seq, &acks, &tokens, out);
+                    let (c, d) = x12_rows(&payload, e, s.seq, &mut acks, &tokens, out);
                     claim_count = c;
                     documents = d;
                 }
@@ -223,7 +223,7 @@ fn x12_rows(
     payload: &[u8],
     e: &clearway_core::changes::ChangeEvent,
     seq: u64,
-    acks: &Acks,
+    acks: &mut Acks,
     tokens: &Tokenizer,
     out: &mut Tables,
 ) -> (usize, usize) {
@@ -233,7 +233,6 @@ fn x12_rows(
     let received = Some(ms_to_us(e.received_at_ms));
     let processed = Some(ms_to_us(e.at_ms));
     let seq = Some(seq as i64);
-    let mut acks_claims = acks.claims.clone();
     let mut n_claim = 0usize;
     let mut documents = 0usize;
     for (i, ic) in analysis.interchanges.iter().enumerate() {
@@ -287,7 +286,7 @@ fn x12_rows(
                     n_claim += 1;
                     let key = format!("{}-{}", e.transaction, n_claim);
                     let pcn = c.patient_control_number.expose();
-                    let status = acks_claims.get_mut(pcn.as_str()).and_then(VecDeque::pop_front);
+                    let status = acks.claims.get_mut(pcn.as_str()).and_then(VecDeque::pop_front);
                     claim_rows(c, &key, &sh.control_number, status.as_ref(), e, seq, tokens, out);
                     tuva_claim_rows(c, &key, e, tokens, out);
                 }

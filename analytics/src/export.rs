@@ -50,6 +50,8 @@ pub struct Exporter {
     state: Arc<dyn StateStore>,
     reader: Reader,
     dest: Destination,
+    /// Whether this exporter has made sure the empty pharmacy table exists.
+    pharmacy_table: bool,
     /// How long sealed batches are kept (other destinations and re-exports
     /// read them), seconds.
     pub retain_secs: i64,
@@ -63,7 +65,7 @@ impl std::fmt::Debug for Exporter {
 
 impl Exporter {
     pub fn new(reader: Reader, dest: Destination) -> Self {
-        Exporter { state: reader.state.clone(), reader, dest, retain_secs: 35 * 86_400 }
+        Exporter { state: reader.state.clone(), reader, dest, retain_secs: 35 * 86_400, pharmacy_table: false }
     }
 
     pub fn destination(&self) -> &Destination {
@@ -88,9 +90,12 @@ impl Exporter {
         // Tuva's pharmacy_claim has no rows yet (NCPDP claims do not reach
         // the change feed): an empty file, so the table exists for readers
         // (Tuva requires every claims input table).
-        let empty = crate::schema::Rows::new(&schema::TUVA_PHARMACY_CLAIM).finish().map_err(arrow_err)?;
-        let rel = format!("v1/{}/part-empty.parquet", schema::TUVA_PHARMACY_CLAIM.name);
-        self.dest.create(&rel, parquet_bytes(&empty)?).await?;
+        if !self.pharmacy_table {
+            let empty = crate::schema::Rows::new(&schema::TUVA_PHARMACY_CLAIM).finish().map_err(arrow_err)?;
+            let rel = format!("v1/{}/part-empty.parquet", schema::TUVA_PHARMACY_CLAIM.name);
+            self.dest.create(&rel, parquet_bytes(&empty)?).await?;
+            self.pharmacy_table = true;
+        }
         let (head, _) = feed::head(self.state.as_ref()).await?;
         loop {
             let (mark, version) = self.watermark().await?;

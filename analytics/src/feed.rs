@@ -72,7 +72,7 @@ pub async fn seal(
         return Ok(None);
     }
     let n = head.next_batch;
-    let attempt = uuid_like();
+    let attempt = attempt_id();
     let first_seq = head.next_seq;
     let mut chunks: Vec<Chunk> = vec![Chunk { events: Vec::new() }];
     let mut bytes = 0usize;
@@ -224,7 +224,7 @@ fn now_ms() -> i64 {
 }
 
 /// A fresh attempt id.
-fn uuid_like() -> String {
+fn attempt_id() -> String {
     uuid::Uuid::now_v7().simple().to_string()
 }
 

@@ -26,6 +26,8 @@ enum Msg {
 pub struct RealTimeLog {
     tx: mpsc::Sender<Msg>,
     rx: Mutex<Option<mpsc::Receiver<Msg>>>,
+    /// Set once the writer runs, so a request takes no lock.
+    started: std::sync::atomic::AtomicBool,
     state: Arc<dyn StateStore>,
 }
 
@@ -54,14 +56,19 @@ pub struct Exchange<'a> {
 impl RealTimeLog {
     pub fn new(state: Arc<dyn StateStore>) -> Self {
         let (tx, rx) = mpsc::channel(CAPACITY);
-        RealTimeLog { tx, rx: Mutex::new(Some(rx)), state }
+        RealTimeLog { tx, rx: Mutex::new(Some(rx)), started: std::sync::atomic::AtomicBool::new(false), state }
     }
 
     /// Starts the writer on the current runtime (once).
     fn start(&self) {
+        use std::sync::atomic::Ordering;
+        if self.started.load(Ordering::Acquire) {
+            return;
+        }
         let Ok(handle) = tokio::runtime::Handle::try_current() else { return };
         let Some(rx) = self.rx.lock().ok().and_then(|mut r| r.take()) else { return };
         handle.spawn(writer(self.state.clone(), rx));
+        self.started.store(true, Ordering::Release);
     }
 
     /// Queues the event of one exchange (no wait; dropped and counted when
