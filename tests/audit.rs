@@ -194,6 +194,7 @@ fn every_authenticated_request_is_one_event_recorded_before_its_answer() {
     assert_eq!(first["actor"]["credential"].as_str().unwrap().len(), 12);
     assert_eq!(first["purpose"], "HPAYMT");
     assert_eq!(first["requestId"], "req-1");
+    assert_eq!(first["entity"][0], serde_json::json!({ "type": "transaction", "id": id }), "the submission it made");
     assert_eq!(rest[1]["entity"][0], serde_json::json!({ "type": "transaction", "id": id }));
     assert_eq!(rest[2]["outcome"], "failure");
     let raw = std::fs::read(scratch.data().join("audit.db")).unwrap();
@@ -350,4 +351,54 @@ fn dead_letter_destination_and_coverage_commands_are_events() {
     let codes: Vec<String> = events(&scratch).iter().map(|e| e["code"].as_str().unwrap().to_string()).collect();
     assert_eq!(codes, ["dlq.list", "dlq.replay-dry-run", "destinations.list", "coverage.import"]);
     assert_eq!(verify(&scratch, &[]).0, 0);
+}
+
+/// An accepted submission's event is committed with the submission itself
+/// (staged in the data's store) and moved into the log later: a crash
+/// between the two loses none and the next start moves each exactly once.
+#[test]
+fn submissions_staged_with_their_events_survive_a_crash_exactly_once() {
+    let scratch = Scratch::new();
+    let key = scratch.partner("acme", false);
+    // Moved only by the next start, not while this one runs.
+    let server = Server::start(&scratch, None, &[("CLEARWAY__SECURITY__AUDIT_MOVE_EVERY_MS", "600000")]);
+    let c = Client { addr: server.http, key: key.clone() };
+    let mut ids = Vec::new();
+    for n in 0..20 {
+        let mut body = Vec::new();
+        clearway_formats::x12::synth::write(&mut body, clearway_formats::x12::synth::Kind::Professional837, 1, 100 + n)
+            .unwrap();
+        let r = c.submit("application/edi-x12", &body, &[]);
+        assert_eq!(r.status, 202, "{}", r.text());
+        ids.push(r.json()["transactionId"].as_str().unwrap().to_string());
+    }
+    server.kill();
+    let staged: i64 = rusqlite::Connection::open(scratch.data().join("clearway.db"))
+        .unwrap()
+        .query_row("SELECT COUNT(*) FROM state WHERE tbl = 'audit_staged'", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(staged, 20, "each accepted submission's event is durable with it");
+    assert!(!events(&scratch).iter().any(|e| e["code"] == "POST /v1/transactions"), "not yet in the log");
+
+    let server = Server::start(&scratch, None, &[]);
+    let c = Client { addr: server.http, key };
+    assert_eq!(c.get("/v1/acks?limit=1").status, 200);
+    assert_eq!(server.stop(), Some(0));
+    let posts: Vec<String> = events(&scratch)
+        .iter()
+        .filter(|e| e["code"] == "POST /v1/transactions")
+        .map(|e| e["entity"][0]["id"].as_str().unwrap().to_string())
+        .collect();
+    let mut want = ids.clone();
+    want.sort();
+    let mut got = posts.clone();
+    got.sort();
+    assert_eq!(got, want, "each submission's event once");
+    let staged: i64 = rusqlite::Connection::open(scratch.data().join("clearway.db"))
+        .unwrap()
+        .query_row("SELECT COUNT(*) FROM state WHERE tbl = 'audit_staged'", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(staged, 0);
+    let out = scratch.run(&["audit", "verify"]);
+    assert!(out.status.success(), "{out:?}");
 }

@@ -376,12 +376,51 @@ impl AuditEvent {
     }
 }
 
+/// The partition of [`crate::ports::Table::AuditStaged`] that holds staged
+/// events.
+pub const STAGED_PARTITION: &str = "events";
+
+/// Where an event staged with an intake is written: its id (a UUIDv7, so
+/// staged events sort about in the order they were made).
+pub fn staged_key(event: &AuditEvent) -> crate::ports::Key {
+    crate::ports::Key::new(crate::ports::Table::AuditStaged, STAGED_PARTITION, event.id.clone())
+}
+
+/// The write that stages `event` in the intake's own commit: durable, and
+/// atomically so, exactly when the intake is.
+pub fn staged_write(event: &AuditEvent) -> crate::ports::WriteOp {
+    crate::ports::WriteOp::Put {
+        key: staged_key(event),
+        value: bytes::Bytes::from(event.to_leaf()),
+        expires_at: None,
+        condition: crate::ports::Condition::NotExists,
+        owner: None,
+    }
+}
+
 /// Where a service's audit events go: durable when `append` returns, so an
 /// answer is sent only after its event is recorded.
+///
+/// A sink may also take an event **staged** in the data's store, in the
+/// same atomic write as the effect it records (an accepted submission's
+/// [`staged_write`]): the event is then durable exactly when the effect
+/// is, with no write of its own on the request's path, and the sink moves
+/// it into the log soon after ([`AuditSink::move_staged`]). Whatever reads
+/// the log (search, proofs, checkpoints, size) moves what is staged first,
+/// so it sees every event whose answer went out.
 #[async_trait::async_trait]
 pub trait AuditSink: Send + Sync + 'static {
     /// Appends an event; returns its sequence number once durable.
     async fn append(&self, event: &AuditEvent) -> crate::PortResult<u64>;
+    /// Whether this sink moves events staged with an intake into its log
+    /// (if not, every event is appended).
+    fn takes_staged(&self) -> bool {
+        false
+    }
+    /// Moves staged events into the log; returns how many.
+    async fn move_staged(&self) -> crate::PortResult<usize> {
+        Ok(0)
+    }
     /// The newest checkpoint's signed note, if any.
     async fn latest_checkpoint(&self) -> crate::PortResult<Option<String>>;
     /// How many events the log holds.
@@ -687,6 +726,11 @@ pub trait LogReader: Nodes {
     fn events(&self, from: u64, limit: usize) -> Result<Vec<Vec<u8>>, AuditError>;
     /// The signed notes of the checkpoints it kept, oldest first.
     fn checkpoints(&self) -> Result<Vec<String>, AuditError>;
+    /// The lowest level whose subtree hashes it stores (the lower ones it
+    /// recomputes from the events, so a verifier has none to compare).
+    fn stored_from_level(&self) -> u8 {
+        0
+    }
     /// Stored nodes of one level from index `from`, consecutive, at most
     /// `limit` (fewer at the end or at a gap): a verifier reads them in
     /// pages rather than one by one.
@@ -792,6 +836,7 @@ pub fn verify_log(log: &impl LogReader, key: &VerifierKey, outside: &[String]) -
     }
     let mut range = CompactRange::default();
     let mut stored = NodePages { log, levels: Vec::new() };
+    let lowest = log.stored_from_level();
     const PAGE: usize = 4096;
     while range.size() < size {
         let page = log.events(range.size(), PAGE).map_err(Finding::Unreadable)?;
@@ -801,7 +846,7 @@ pub fn verify_log(log: &impl LogReader, key: &VerifierKey, outside: &[String]) -
         for event in page {
             let seq = range.size();
             for (level, index, hash) in range.push(leaf_hash(&event)) {
-                if stored.next(level, index).map_err(Finding::Unreadable)? != Some(hash) {
+                if level >= lowest && stored.next(level, index).map_err(Finding::Unreadable)? != Some(hash) {
                     return Err(Finding::Event { seq, what: format!("stored node ({level}, {index}) differs") });
                 }
             }

@@ -259,6 +259,7 @@ struct RawSecurity {
     audit_key_file: Option<String>,
     audit_key: Option<String>,
     audit_requests: Option<bool>,
+    audit_move_every_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -752,6 +753,9 @@ pub struct SecurityConfig {
     /// Whether `serve` records an audit event for every authenticated
     /// request (default true; off only to measure what auditing costs).
     pub audit_requests: bool,
+    /// How often the events accepted submissions stage in their own commit
+    /// are moved into the audit log (embedded backend; default 50 ms).
+    pub audit_move_every: Duration,
 }
 
 /// `<data_dir>.root.key`: the data directory's name with `.root.key`, in
@@ -1463,6 +1467,12 @@ fn validate(raw: Raw, e: &mut Vec<ConfigError>) -> Config {
             audit_key_file,
             audit_key: raw.security.audit_key.map(Sensitive::new),
             audit_requests: raw.security.audit_requests.unwrap_or(true),
+            audit_move_every: Duration::from_millis(positive(
+                "security.audit_move_every_ms",
+                raw.security.audit_move_every_ms,
+                50,
+                e,
+            )),
         },
         backend,
         fastpath,

@@ -204,6 +204,9 @@ pub enum Table {
     /// The audit log where it is kept in a state store of its own (the AWS
     /// backend's audit table): events, subtree hashes, checkpoints.
     Audit,
+    /// Audit events committed in the same write as an intake, waiting to
+    /// be moved into the audit log (the embedded backend's `audit.db`).
+    AuditStaged,
     /// The change feed analytics exports from: events waiting to be
     /// sequenced, sealed batches, the sequence head and each export
     /// destination's watermark (see [`crate::changes`]).
@@ -211,7 +214,7 @@ pub enum Table {
 }
 
 impl Table {
-    pub const ALL: [Table; 17] = [
+    pub const ALL: [Table; 18] = [
         Table::Transactions,
         Table::Dedupe,
         Table::Claims,
@@ -228,6 +231,7 @@ impl Table {
         Table::Pharmacy,
         Table::Deliveries,
         Table::Audit,
+        Table::AuditStaged,
         Table::Changes,
     ];
 
@@ -249,6 +253,7 @@ impl Table {
             Table::Pharmacy => "pharmacy",
             Table::Deliveries => "deliveries",
             Table::Audit => "audit",
+            Table::AuditStaged => "audit_staged",
             Table::Changes => "changes",
         }
     }

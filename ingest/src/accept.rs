@@ -35,13 +35,28 @@ impl Channel {
 }
 
 /// A submission to accept.
-#[derive(Debug)]
 pub struct Submission {
     pub partner: PartnerId,
     pub body: Bytes,
     pub content_type: Option<String>,
     pub idempotency_key: Option<String>,
     pub channel: Channel,
+    /// The request's audit event, to stage in the intake's commit (given
+    /// the new transaction's id; `None` from it: nothing to stage).
+    pub audit: Option<AuditStage>,
+}
+
+/// Builds the write that stages a request's audit event with its intake.
+pub type AuditStage = Box<dyn FnOnce(&TransactionId) -> Option<WriteOp> + Send + Sync>;
+
+impl std::fmt::Debug for Submission {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Submission")
+            .field("partner", &self.partner)
+            .field("bytes", &self.body.len())
+            .field("channel", &self.channel)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Why a submission is refused at the door (nothing was stored).
@@ -66,7 +81,12 @@ pub enum Refusal {
 #[derive(Debug)]
 pub enum Outcome {
     /// Stored and queued now.
-    Accepted { record: Box<TransactionRecord>, hl7_ack: Option<String> },
+    Accepted {
+        record: Box<TransactionRecord>,
+        hl7_ack: Option<String>,
+        /// Whether the request's audit event was committed with it.
+        staged_audit: bool,
+    },
     /// The same idempotency key and body were seen: the first answer again.
     Replayed { status: u16, body: String },
     /// A duplicate of an earlier transaction, not processed again.
@@ -362,7 +382,7 @@ pub fn hl7_ack_control(transaction: &TransactionId, kind: &str) -> String {
 }
 
 /// Accepts a submission.
-pub async fn accept(svc: &Services, sub: Submission) -> Result<Outcome, Refusal> {
+pub async fn accept(svc: &Services, mut sub: Submission) -> Result<Outcome, Refusal> {
     let now = OffsetDateTime::now_utc();
     let format = classify(sub.content_type.as_deref(), &sub.body)?;
     let checked = match precheck(format, &sub.body, now) {
@@ -494,6 +514,9 @@ pub async fn accept(svc: &Services, sub: Submission) -> Result<Outcome, Refusal>
             owner: None,
         });
     }
+    let staged = sub.audit.take().and_then(|stage| stage(&id));
+    let staged_audit = staged.is_some();
+    writes.extend(staged);
     if let Some(routed) = &routed {
         let now_us = (now.unix_timestamp_nanos() / 1_000) as u64;
         for d in routed {
@@ -552,7 +575,7 @@ pub async fn accept(svc: &Services, sub: Submission) -> Result<Outcome, Refusal>
             metrics::counter!("clearway_intake_accepted_total", "format" => format.as_str(), "channel" => sub.channel.as_str()).increment(1);
             metrics::counter!("clearway_intake_bytes_total", "format" => format.as_str())
                 .increment(sub.body.len() as u64);
-            Ok(Outcome::Accepted { record: Box::new(record), hl7_ack })
+            Ok(Outcome::Accepted { record: Box::new(record), hl7_ack, staged_audit })
         }
         Err(e) if e.kind() == ErrorKind::PreconditionFailed => {
             // A dedupe key exists: answer as the duplicate it is.

@@ -140,6 +140,22 @@ struct AuditNote {
     /// The public id of a credential that did not authenticate (a CORE
     /// envelope's password; bearer keys are read by the audit layer).
     failed_credential: Option<String>,
+    /// The request as the audit layer saw it, when its sink takes events
+    /// staged with an intake (so a handler can build the event).
+    request: Option<AuditRequest>,
+    /// The status of the event staged in the intake's commit, once that
+    /// commit is durable: the audit layer then has nothing to append.
+    staged: Option<u16>,
+}
+
+/// What the audit layer reads from a request before it runs.
+#[derive(Debug, Clone)]
+struct AuditRequest {
+    method: axum::http::Method,
+    route: String,
+    path: String,
+    source: Option<String>,
+    request_id: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -156,6 +172,77 @@ impl AuditSlot {
         if let Ok(mut note) = self.0.lock() {
             f(&mut note);
         }
+    }
+
+    /// The request's event as it will read if the answer is `status`, with
+    /// `entity` named, for the handler to stage in the intake's commit
+    /// ([`clearway_core::audit::staged_write`]); `None` when the audit
+    /// layer appends instead (its sink takes no staged events, or no one
+    /// authenticated).
+    fn staged_event(
+        &self,
+        status: StatusCode,
+        entity: clearway_core::audit::AuditEntity,
+    ) -> Option<clearway_core::audit::AuditEvent> {
+        let note = self.0.lock().ok()?;
+        let request = note.request.as_ref()?;
+        let actor = actor_of(note.who.as_ref()?);
+        let mut event = audit_event(request, &note, status, actor);
+        event.entity.push(entity);
+        Some(event)
+    }
+
+    /// Says the event staged for `status` is durable with the intake.
+    fn mark_staged(&self, status: StatusCode) {
+        self.note(|n| n.staged = Some(status.as_u16()));
+    }
+}
+
+/// The actor of an authenticated request.
+fn actor_of(who: &AuditWho) -> clearway_core::audit::AuditActor {
+    clearway_core::audit::AuditActor {
+        principal: who.principal.clone(),
+        kind: if who.tenant.is_some() || who.role == Role::Submitter { "partner" } else { "user" }.into(),
+        role: who.role.as_str().into(),
+        credential: Some(who.credential.clone()),
+        auth: if who.mtls { "mtls" } else { "api_key" }.into(),
+    }
+}
+
+/// A request's audit event: what the layer read from the request, what the
+/// access layer and the handler noted, the answer's status.
+fn audit_event(
+    request: &AuditRequest,
+    note: &AuditNote,
+    status: StatusCode,
+    actor: clearway_core::audit::AuditActor,
+) -> clearway_core::audit::AuditEvent {
+    let route = &request.route;
+    let action = action_of(&request.method);
+    let mut event =
+        clearway_core::audit::AuditEvent::new("rest", &format!("{} {route}", request.method), action, actor);
+    event.outcome = if status.is_success() || status.is_redirection() { "success" } else { "failure" }.into();
+    event.status = Some(status.as_u16().to_string());
+    event.source = request.source.clone();
+    event.purpose = note.purpose.clone();
+    event.break_glass = note.break_glass.clone();
+    event.tenant = note.tenant.clone().or_else(|| note.who.as_ref().and_then(|w| w.tenant.clone()));
+    event.entity = path_entities(route, &request.path);
+    event.entity.extend(note.entities.iter().cloned());
+    event.patients = note.patients.clone();
+    event.patients.sort();
+    event.patients.dedup();
+    event.request_id = request.request_id.clone();
+    event
+}
+
+/// The audit action of an HTTP method.
+fn action_of(method: &axum::http::Method) -> &'static str {
+    match *method {
+        axum::http::Method::GET | axum::http::Method::HEAD => "R",
+        axum::http::Method::PUT | axum::http::Method::PATCH => "U",
+        axum::http::Method::DELETE => "D",
+        _ => "C",
     }
 }
 
@@ -357,29 +444,40 @@ async fn audit_request(
     let Some(sink) = svc.audit.clone() else { return next.run(req).await };
     let slot = AuditSlot::default();
     req.extensions_mut().insert(slot.clone());
-    let route = req.extensions().get::<axum::extract::MatchedPath>().map(|m| m.as_str().to_string());
-    let method = req.method().clone();
-    let path = req.uri().path().to_string();
-    let source =
-        req.extensions().get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip().to_string());
+    let request = AuditRequest {
+        method: req.method().clone(),
+        route: req.extensions().get::<axum::extract::MatchedPath>().map(|m| m.as_str().to_string()).unwrap_or_default(),
+        path: req.uri().path().to_string(),
+        source: req
+            .extensions()
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0.ip().to_string()),
+        request_id: req
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| v.len() <= 64 && v.bytes().all(|b| b.is_ascii_graphic()))
+            .map(str::to_string),
+    };
+    if sink.takes_staged() {
+        slot.note(|n| n.request = Some(request.clone()));
+    }
     let authorization = req.headers().get(header::AUTHORIZATION).cloned();
-    let request_id = req
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| v.len() <= 64 && v.bytes().all(|b| b.is_ascii_graphic()))
-        .map(str::to_string);
     let response = next.run(req).await;
     let note = std::mem::take(&mut *slot.0.lock().unwrap_or_else(|p| p.into_inner()));
     let status = response.status();
+    if note.staged == Some(status.as_u16()) {
+        // Durable with the intake, in the same commit.
+        if note.break_glass.is_some()
+            && let Err(e) = sink.checkpoint().await
+        {
+            metrics::counter!("clearway_audit_failures_total").increment(1);
+            tracing::error!(error = %clearway_core::error::chain(&e), route = request.route, "audit checkpoint failed");
+        }
+        return response;
+    }
     let actor = match &note.who {
-        Some(who) => clearway_core::audit::AuditActor {
-            principal: who.principal.clone(),
-            kind: if who.tenant.is_some() || who.role == Role::Submitter { "partner" } else { "user" }.into(),
-            role: who.role.as_str().into(),
-            credential: Some(who.credential.clone()),
-            auth: if who.mtls { "mtls" } else { "api_key" }.into(),
-        },
+        Some(who) => actor_of(who),
         // A credential that did not authenticate: recorded by its id, so
         // repeated failures can be seen (the key itself never is).
         None if status == StatusCode::UNAUTHORIZED && (authorization.is_some() || note.failed_credential.is_some()) => {
@@ -396,26 +494,9 @@ async fn audit_request(
         }
         None => return response,
     };
-    let route = route.unwrap_or_default();
-    let action = match method {
-        axum::http::Method::GET | axum::http::Method::HEAD => "R",
-        axum::http::Method::PUT | axum::http::Method::PATCH => "U",
-        axum::http::Method::DELETE => "D",
-        _ => "C",
-    };
-    let mut event = clearway_core::audit::AuditEvent::new("rest", &format!("{method} {route}"), action, actor);
-    event.outcome = if status.is_success() || status.is_redirection() { "success" } else { "failure" }.into();
-    event.status = Some(status.as_u16().to_string());
-    event.source = source;
-    event.purpose = note.purpose;
-    event.break_glass = note.break_glass;
-    event.tenant = note.tenant.or_else(|| note.who.and_then(|w| w.tenant));
-    event.entity = path_entities(&route, &path);
-    event.entity.extend(note.entities);
-    event.patients = note.patients;
-    event.patients.sort();
-    event.patients.dedup();
-    event.request_id = request_id;
+    let event = audit_event(&request, &note, status, actor);
+    let action = action_of(&request.method);
+    let route = request.route;
     let anchored = event.break_glass.is_some();
     let recorded = match sink.append(&event).await {
         Ok(_) if anchored => sink.checkpoint().await.map(|_| ()),
@@ -1272,7 +1353,8 @@ fn location(id: &TransactionId) -> HeaderValue {
 }
 
 async fn submit(State(st): State<AppState>, Authed(partner): Authed, req: axum::extract::Request) -> Response {
-    let (Parts { headers, .. }, body) = req.into_parts();
+    let (Parts { headers, extensions, .. }, body) = req.into_parts();
+    let slot = extensions.get::<AuditSlot>().cloned();
     let svc = &st.svc;
     let max = svc.config.server.max_body_bytes;
     let too_large = || {
@@ -1315,15 +1397,36 @@ async fn submit(State(st): State<AppState>, Authed(partner): Authed, req: axum::
             .into_response();
         }
     };
+    // The request's audit event goes in the intake's own commit when the
+    // log takes staged events: durable exactly when the submission is.
+    let audit: Option<accept::AuditStage> = slot.clone().map(|slot| {
+        Box::new(move |id: &TransactionId| {
+            let entity = clearway_core::audit::AuditEntity { kind: "transaction".into(), id: id.to_string() };
+            slot.staged_event(StatusCode::ACCEPTED, entity).map(|e| clearway_core::audit::staged_write(&e))
+        }) as accept::AuditStage
+    });
     let sub = Submission {
         partner: partner.id.clone(),
         body: bytes,
         content_type: headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_string),
         idempotency_key,
         channel: Channel::Http,
+        audit,
     };
     match accept::accept(svc, sub).await {
-        Ok(Outcome::Accepted { record, .. }) => {
+        Ok(Outcome::Accepted { record, staged_audit, .. }) => {
+            if let Some(slot) = &slot {
+                if staged_audit {
+                    slot.mark_staged(StatusCode::ACCEPTED);
+                } else {
+                    slot.note(|n| {
+                        n.entities.push(clearway_core::audit::AuditEntity {
+                            kind: "transaction".into(),
+                            id: record.id.to_string(),
+                        })
+                    });
+                }
+            }
             let body = json!({ "transactionId": record.id, "status": "ACCEPTED", "receivedAt": record.received_at });
             (StatusCode::ACCEPTED, [(header::LOCATION, location(&record.id))], Json(body)).into_response()
         }
@@ -2262,6 +2365,7 @@ async fn core_batch(
         content_type: Some("application/edi-x12".into()),
         idempotency_key: req.payload_id.as_deref().map(|id| format!("core-batch:{}", id.to_ascii_lowercase())),
         channel: Channel::Http,
+        audit: None,
     };
     let (code, message): (&'static str, String) = match accept::accept(svc, sub).await {
         Ok(Outcome::Accepted { record, .. }) => ("Success", format!("accepted as transaction {}", record.id)),

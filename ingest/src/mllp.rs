@@ -313,9 +313,10 @@ async fn handle(
         content_type: Some("application/hl7-v2".into()),
         idempotency_key: None,
         channel: Channel::Mllp,
+        audit: None,
     };
     match accept::accept(svc, sub).await {
-        Ok(Outcome::Accepted { hl7_ack: Some(ack), record }) => {
+        Ok(Outcome::Accepted { hl7_ack: Some(ack), record, .. }) => {
             metrics::counter!("clearway_mllp_acks_total", "kind" => ack_kind(&ack)).increment(1);
             tracing::debug!(transaction_id = %record.id, partner = %partner, "mllp message accepted");
             Ok((ack, Some(record.id.to_string())))

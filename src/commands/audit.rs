@@ -94,7 +94,11 @@ pub fn service(config: &Config, store: &super::store::Store) -> anyhow::Result<O
     }
     let signer = Arc::new(signer(config)?);
     Ok(Some(match &store.backend {
-        super::store::Backend::Local(_) => Arc::new(local(config, signer)?),
+        // An accepted submission's event is staged in its own commit and
+        // moved into audit.db soon after (clearway_local::AuditService).
+        super::store::Backend::Local(_) => {
+            Arc::new(local(config, signer)?.with_staging(store.ports.state.clone(), &config.server.data_dir))
+        }
         super::store::Backend::Aws(aws) => Arc::new(aws.audit(signer)),
     }))
 }
@@ -108,7 +112,14 @@ pub const CHECKPOINT_EVENTS: u64 = 10_000;
 /// [`CHECKPOINT_EVERY`] or [`CHECKPOINT_EVENTS`] events while events
 /// arrive — then one last; reports the unanchored events
 /// (`clearway_audit_unanchored_events`).
-pub async fn run_checkpoints(sink: Arc<dyn AuditSink>, shutdown: tokio_util::sync::CancellationToken) {
+pub async fn run_checkpoints(
+    sink: Arc<dyn AuditSink>,
+    move_every: std::time::Duration,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    if sink.takes_staged() {
+        tokio::spawn(move_staged(sink.clone(), move_every, shutdown.clone()));
+    }
     let mut checkpointed = match sink.latest_checkpoint().await {
         Ok(Some(note)) => clearway_core::audit::note_size(&note).unwrap_or(0),
         _ => 0,
@@ -144,6 +155,25 @@ pub async fn run_checkpoints(sink: Arc<dyn AuditSink>, shutdown: tokio_util::syn
         }
         if stopping {
             return;
+        }
+    }
+}
+
+/// Moves events staged with intakes into the log every `every`
+/// (`security.audit_move_every_ms`) until `shutdown` (the last checkpoint
+/// moves the rest).
+async fn move_staged(
+    sink: Arc<dyn AuditSink>,
+    every: std::time::Duration,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        if let Err(e) = sink.move_staged().await {
+            tracing::error!(error = %clearway_core::error::chain(&e), "moving staged audit events failed");
         }
     }
 }

@@ -113,7 +113,7 @@ async fn serve(config: Arc<clearway_core::config::Config>, role: Role) -> anyhow
     let shutdown = CancellationToken::new();
     let tasks = TaskTracker::new();
     if let Some(a) = audit {
-        tasks.spawn(super::audit::run_checkpoints(a, shutdown.clone()));
+        tasks.spawn(super::audit::run_checkpoints(a, config.security.audit_move_every, shutdown.clone()));
     }
 
     // TLS from the [tls] files (a bad file stops here, named); without it,

@@ -236,6 +236,7 @@ impl Scratch {
             audit_key_file: clearway_core::config::default_audit_key_file(&self.data()),
             audit_key: None,
             audit_requests: true,
+            audit_move_every: std::time::Duration::from_millis(50),
         }
     }
     pub fn data(&self) -> PathBuf {

@@ -1,21 +1,37 @@
 //! The audit log on the embedded backend: a database file of its own
-//! (`audit.db`), apart from the data's, written by the same group-commit
-//! writer (one fsync per batch; an event is durable when `append`
-//! returns). It keeps each event, the hash of every perfect subtree (see
-//! [`clearway_core::audit`]) and the signed checkpoints, which are also
-//! appended to a plain file (`audit-checkpoints.log`, fsync'd) that an
-//! auditor can copy.
+//! (`audit.db`), apart from the data's, written by the same kind of
+//! group-commit writer (one fsync per batch; an event is durable when
+//! `append` returns). Appends waiting while a batch commits go together
+//! as one job of the next batch, so the writer does one savepoint and one
+//! size check per batch, not per event. It keeps each event, the hash of
+//! every perfect subtree of at least [`STORED_FROM_LEVEL`] levels (the
+//! smaller ones are recomputed from at most 255 events when a proof or the
+//! right edge needs them; see [`clearway_core::audit`]) and the signed
+//! checkpoints, which are also appended to a plain file
+//! (`audit-checkpoints.log`, fsync'd) that an auditor can copy.
 
 use crate::db::{Db, db_err};
+use clearway_core::audit::STAGED_PARTITION;
 use clearway_core::audit::{
     AuditError, AuditEvent, AuditPage, AuditQuery, Checkpoint, CompactRange, Hash, LogReader, LogSigner, MAX_SCAN,
     Nodes, leaf_hash,
 };
+use clearway_core::ports::{Condition, Key, MAX_QUERY_LIMIT, MAX_WRITE_OPS, StateStore, Table, WriteOp};
 use clearway_core::{ErrorKind, PortError, PortResult};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use tokio::sync::oneshot;
+
+/// The lowest level of the stored subtree hashes: a subtree of fewer than
+/// 2^8 events is recomputed from its events when needed, so an append
+/// writes its event and, once every 256 events, a few node rows.
+pub const STORED_FROM_LEVEL: u8 = 8;
+
+/// Most appends waiting for the writer before an append is refused
+/// (`Unavailable`) rather than queued (backpressure).
+const MAX_WAITING: usize = 16_384;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS leaves (
@@ -31,6 +47,10 @@ CREATE TABLE IF NOT EXISTS nodes (
 CREATE TABLE IF NOT EXISTS checkpoints (
     size INTEGER PRIMARY KEY,
     note TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS moved (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    keys TEXT NOT NULL
 );
 ";
 
@@ -53,6 +73,30 @@ pub struct SqliteAuditLog {
     /// failed, or another process's appends, make it stale).
     edge: Arc<Mutex<Option<CompactRange>>>,
     checkpoints: PathBuf,
+    waiting: Arc<Mutex<Waiting>>,
+}
+
+/// Appends waiting for the next batch.
+#[derive(Debug, Default)]
+struct Waiting {
+    events: Vec<(Vec<u8>, oneshot::Sender<PortResult<u64>>)>,
+    /// Whether a task is writing batches (it takes the waiting appends
+    /// until none are left).
+    writing: bool,
+}
+
+/// Marks the batch writer stopped however it ends, so that the next
+/// append starts another (and, if it ended early, fails what waits).
+struct WriterGuard(Arc<Mutex<Waiting>>);
+
+impl Drop for WriterGuard {
+    fn drop(&mut self) {
+        let mut w = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        w.writing = false;
+        for (_, reply) in w.events.drain(..) {
+            let _ = reply.send(Err(PortError::new(ErrorKind::Unavailable, "audit writer stopped")));
+        }
+    }
 }
 
 /// Stored nodes read through a connection.
@@ -60,6 +104,9 @@ struct ConnNodes<'a>(&'a Connection);
 
 impl Nodes for ConnNodes<'_> {
     fn node(&self, level: u8, index: u64) -> Result<Hash, AuditError> {
+        if level < STORED_FROM_LEVEL {
+            return subtree_of_events(self.0, level, index);
+        }
         let hash: Option<Vec<u8>> = self
             .0
             .prepare_cached("SELECT hash FROM nodes WHERE level = ?1 AND idx = ?2")
@@ -67,6 +114,30 @@ impl Nodes for ConnNodes<'_> {
             .map_err(|e| AuditError::Log(format!("read node: {e}")))?;
         hash.and_then(|h| h.try_into().ok()).ok_or(AuditError::MissingNode { level, index })
     }
+}
+
+/// The hash of a subtree below [`STORED_FROM_LEVEL`], from its events.
+fn subtree_of_events(conn: &Connection, level: u8, index: u64) -> Result<Hash, AuditError> {
+    let first = index << level;
+    let count = 1u64 << level;
+    let mut stmt = conn
+        .prepare_cached("SELECT seq, event FROM leaves WHERE seq >= ?1 ORDER BY seq LIMIT ?2")
+        .map_err(|e| AuditError::Log(format!("read events: {e}")))?;
+    let rows = stmt
+        .query_map(params![first as i64, count as i64], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)))
+        .map_err(|e| AuditError::Log(format!("read events: {e}")))?;
+    let mut range = CompactRange::default();
+    for (n, row) in rows.enumerate() {
+        let (seq, event) = row.map_err(|e| AuditError::Log(format!("read events: {e}")))?;
+        if seq as u64 != first + n as u64 {
+            break;
+        }
+        range.push(leaf_hash(&event));
+    }
+    if range.size() != count {
+        return Err(AuditError::MissingNode { level, index });
+    }
+    Ok(range.root())
 }
 
 fn size_of(conn: &Connection) -> PortResult<u64> {
@@ -90,6 +161,7 @@ impl SqliteAuditLog {
             db: Db::open_file(&audit_db_path(dir), SCHEMA)?,
             edge: Arc::new(Mutex::new(None)),
             checkpoints: checkpoints_path(dir),
+            waiting: Arc::new(Mutex::new(Waiting::default())),
         })
     }
 
@@ -103,24 +175,122 @@ impl SqliteAuditLog {
     }
 
     /// Appends an event (its leaf bytes); returns its sequence number once
-    /// it is durable.
+    /// it is durable. Appends made while a batch is being written wait and
+    /// go together in the next one.
     pub async fn append(&self, event: Vec<u8>) -> PortResult<u64> {
+        let (reply, rx) = oneshot::channel();
+        let start = {
+            let mut w = self.waiting.lock().map_err(|_| PortError::new(ErrorKind::Internal, "audit appends"))?;
+            if w.events.len() >= MAX_WAITING {
+                return Err(PortError::new(ErrorKind::Unavailable, "audit log backlog"));
+            }
+            w.events.push((event, reply));
+            !std::mem::replace(&mut w.writing, true)
+        };
+        if start {
+            // Its own task: a caller that goes away (a closed connection)
+            // must not stop a batch that others wait for.
+            tokio::spawn(self.clone().write_batches());
+        }
+        rx.await.map_err(|_| PortError::new(ErrorKind::Unavailable, "audit writer stopped"))?
+    }
+
+    /// Writes the waiting appends, a batch at a time, until none wait.
+    async fn write_batches(self) {
+        let _guard = WriterGuard(self.waiting.clone());
+        loop {
+            let batch = {
+                let mut w = self.waiting.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                if w.events.is_empty() {
+                    w.writing = false;
+                    return;
+                }
+                std::mem::take(&mut w.events)
+            };
+            let (events, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+            let hashes: Vec<Hash> = events.iter().map(|e| leaf_hash(e)).collect();
+            match self.write_events(events, hashes, None).await {
+                Ok(first) => {
+                    for (n, reply) in replies.into_iter().enumerate() {
+                        let _ = reply.send(Ok(first + n as u64));
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %clearway_core::error::chain(&e), "audit append failed");
+                    for reply in replies {
+                        let _ = reply.send(Err(PortError::new(e.kind(), "audit append")));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Appends events staged in the data's store (their sort keys
+    /// `moved`) in one durable write that also records those keys as the
+    /// last batch moved: a mover that stops before deleting them from the
+    /// data's store deletes them first next time, never appending them
+    /// twice ([`SqliteAuditLog::last_moved`]). Returns the first one's
+    /// sequence number.
+    pub async fn append_moved(&self, events: Vec<Vec<u8>>, moved: Vec<String>) -> PortResult<u64> {
+        let hashes: Vec<Hash> = events.iter().map(|e| leaf_hash(e)).collect();
+        self.write_events(events, hashes, Some(moved)).await
+    }
+
+    /// The sort keys of the last batch [`SqliteAuditLog::append_moved`]
+    /// wrote.
+    pub async fn last_moved(&self) -> PortResult<Vec<String>> {
+        let keys: Option<String> = self
+            .db
+            .read(|conn| {
+                conn.prepare_cached("SELECT keys FROM moved WHERE id = 1")
+                    .and_then(|mut s| s.query_row([], |r| r.get(0)).optional())
+                    .map_err(db_err("audit moved"))
+            })
+            .await?;
+        Ok(keys.map(|k| k.split('\n').filter(|k| !k.is_empty()).map(str::to_string).collect()).unwrap_or_default())
+    }
+
+    /// Stores events (with their leaf hashes) and the subtrees they
+    /// complete in one write, with the keys of moved events if they are;
+    /// returns the first one's sequence number.
+    async fn write_events(
+        &self,
+        events: Vec<Vec<u8>>,
+        hashes: Vec<Hash>,
+        moved: Option<Vec<String>>,
+    ) -> PortResult<u64> {
         let edge = self.edge.clone();
+        // Sort keys are event ids: no line breaks in them.
+        let moved = moved.map(|keys| keys.join("\n"));
         self.db
             .write(move |conn| {
+                if let Some(keys) = &moved {
+                    conn.prepare_cached("INSERT INTO moved (id, keys) VALUES (1, ?1) ON CONFLICT (id) DO UPDATE SET keys = excluded.keys")
+                        .and_then(|mut s| s.execute(params![keys]))
+                        .map_err(db_err("audit moved"))?;
+                }
                 let mut cached = edge.lock().map_err(|_| PortError::new(ErrorKind::Internal, "audit edge"))?;
                 let mut range = Self::edge_in(conn, &mut cached)?;
-                let seq = range.size();
-                conn.prepare_cached("INSERT INTO leaves (seq, event) VALUES (?1, ?2)")
-                    .and_then(|mut s| s.execute(params![seq as i64, event]))
+                let first = range.size();
+                let mut leaf = conn
+                    .prepare_cached("INSERT INTO leaves (seq, event) VALUES (?1, ?2)")
                     .map_err(db_err("audit append"))?;
-                for (level, index, hash) in range.push(leaf_hash(&event)) {
-                    conn.prepare_cached("INSERT INTO nodes (level, idx, hash) VALUES (?1, ?2, ?3)")
-                        .and_then(|mut s| s.execute(params![level, index as i64, hash.as_slice()]))
-                        .map_err(db_err("audit append"))?;
+                let mut node = conn
+                    .prepare_cached("INSERT INTO nodes (level, idx, hash) VALUES (?1, ?2, ?3)")
+                    .map_err(db_err("audit append"))?;
+                for (event, hash) in events.iter().zip(hashes) {
+                    leaf.execute(params![range.size() as i64, event]).map_err(db_err("audit append"))?;
+                    for (level, index, hash) in range.push(hash) {
+                        if level >= STORED_FROM_LEVEL {
+                            node.execute(params![level, index as i64, hash.as_slice()])
+                                .map_err(db_err("audit append"))?;
+                        }
+                    }
                 }
+                // Only once the batch is in: a failed batch leaves the
+                // cache empty, and the next one reloads the edge.
                 *cached = Some(range);
-                Ok(seq)
+                Ok(first)
             })
             .await
     }
@@ -254,21 +424,52 @@ impl SqliteAuditLog {
 /// The audit log as a service writes to it: events appended durably, and a
 /// checkpoint signed at least every 60 s or every 10,000 events (the
 /// service's checkpointer, `clearway::commands::audit::run_checkpoints`), and
-/// once more on shutdown.
-#[derive(Debug)]
+/// once more on shutdown. With [`AuditService::with_staging`] it also takes
+/// the events intakes stage in the data's store and moves them into the log.
 pub struct AuditService {
     log: SqliteAuditLog,
     signer: Arc<LogSigner>,
+    staging: Option<Staging>,
 }
+
+impl std::fmt::Debug for AuditService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditService").field("log", &self.log).field("staging", &self.staging.is_some()).finish()
+    }
+}
+
+/// Where staged events are and how they are moved.
+struct Staging {
+    /// The data's state store (sealed: it opens the staged values).
+    state: Arc<dyn StateStore>,
+    /// Taken by one mover at a time across the processes of a data
+    /// directory (`audit-move.lock`).
+    lock_file: PathBuf,
+    /// One mover at a time in this process; holds the last key of the last
+    /// batch this process moved and deleted.
+    moving: tokio::sync::Mutex<Option<String>>,
+}
+
+/// Most staged events moved in one write to the log.
+const MOVE_BATCH: usize = MAX_QUERY_LIMIT;
 
 impl AuditService {
     pub fn new(log: SqliteAuditLog, signer: Arc<LogSigner>) -> Self {
-        AuditService { log, signer }
+        AuditService { log, signer, staging: None }
+    }
+
+    /// Takes events staged in `state` (the data's store in the data
+    /// directory `dir`) with intakes, and moves them into the log.
+    pub fn with_staging(mut self, state: Arc<dyn StateStore>, dir: &Path) -> Self {
+        self.staging =
+            Some(Staging { state, lock_file: dir.join("audit-move.lock"), moving: tokio::sync::Mutex::new(None) });
+        self
     }
 
     /// Signs a checkpoint of the log as it stands (see
-    /// [`SqliteAuditLog::checkpoint`]).
+    /// [`SqliteAuditLog::checkpoint`]), after moving what is staged.
     pub async fn checkpoint(&self) -> PortResult<Checkpoint> {
+        self.move_staged().await?;
         self.log.checkpoint(self.signer.clone()).await
     }
 
@@ -276,14 +477,93 @@ impl AuditService {
     pub fn verifier(&self) -> clearway_core::audit::VerifierKey {
         self.signer.verifier()
     }
+
+    /// Moves every staged event into the log, a batch at a time: each
+    /// batch appended durably (with its keys, [`SqliteAuditLog::append_moved`]),
+    /// then deleted from the data's store. A batch appended but not deleted
+    /// (the process stopped in between) is deleted first, so no event is
+    /// appended twice or lost.
+    pub async fn move_staged(&self) -> PortResult<usize> {
+        let Some(st) = &self.staging else { return Ok(0) };
+        let mut last_deleted = st.moving.lock().await;
+        let path = st.lock_file.clone();
+        let _across_processes = tokio::task::spawn_blocking(move || -> std::io::Result<std::fs::File> {
+            let f = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path)?;
+            f.lock()?;
+            Ok(f)
+        })
+        .await
+        .map_err(|e| PortError::with_cause(ErrorKind::Internal, "audit move lock", e))?
+        .map_err(|e| PortError::with_cause(ErrorKind::Unavailable, "audit move lock", e))?;
+        let last = self.log.last_moved().await?;
+        if last.last() != last_deleted.as_ref() && !last.is_empty() {
+            delete_staged(&st.state, &last).await?;
+            *last_deleted = last.last().cloned();
+        }
+        let mut moved = 0;
+        loop {
+            let page = st.state.query(Table::AuditStaged, STAGED_PARTITION, None, MOVE_BATCH).await?;
+            if page.is_empty() {
+                break;
+            }
+            let n = page.len();
+            let (keys, events): (Vec<String>, Vec<Vec<u8>>) =
+                page.into_iter().map(|(sk, item)| (sk, item.value.to_vec())).unzip();
+            self.log.append_moved(events, keys.clone()).await?;
+            delete_staged(&st.state, &keys).await?;
+            *last_deleted = keys.last().cloned();
+            moved += n;
+            metrics::counter!("clearway_audit_events_total").increment(n as u64);
+            if n < MOVE_BATCH {
+                break;
+            }
+        }
+        Ok(moved)
+    }
+}
+
+/// Deletes staged events (idempotent), [`MAX_WRITE_OPS`] to a write, the
+/// writes together in one group commit.
+async fn delete_staged(state: &Arc<dyn StateStore>, keys: &[String]) -> PortResult<()> {
+    let mut writes = tokio::task::JoinSet::new();
+    for chunk in keys.chunks(MAX_WRITE_OPS) {
+        let ops: Vec<WriteOp> = chunk
+            .iter()
+            .map(|sk| WriteOp::Delete {
+                key: Key::new(Table::AuditStaged, STAGED_PARTITION, sk.clone()),
+                condition: Condition::None,
+            })
+            .collect();
+        let state = state.clone();
+        writes.spawn(async move { state.write(ops).await });
+    }
+    while let Some(done) = writes.join_next().await {
+        done.map_err(|e| PortError::with_cause(ErrorKind::Internal, "audit move", e))??;
+    }
+    Ok(())
 }
 
 #[async_trait::async_trait]
 impl clearway_core::audit::AuditSink for AuditService {
     async fn append(&self, event: &clearway_core::audit::AuditEvent) -> PortResult<u64> {
+        // Events staged before this one go first, so the log keeps the
+        // order in which answers went out.
+        if let Some(st) = &self.staging
+            && !st.state.query(Table::AuditStaged, STAGED_PARTITION, None, 1).await?.is_empty()
+        {
+            self.move_staged().await?;
+        }
         let seq = self.log.append(event.to_leaf()).await?;
         metrics::counter!("clearway_audit_events_total").increment(1);
         Ok(seq)
+    }
+
+    fn takes_staged(&self) -> bool {
+        self.staging.is_some()
+    }
+
+    async fn move_staged(&self) -> PortResult<usize> {
+        AuditService::move_staged(self).await
     }
 
     async fn latest_checkpoint(&self) -> PortResult<Option<String>> {
@@ -291,6 +571,7 @@ impl clearway_core::audit::AuditSink for AuditService {
     }
 
     async fn size(&self) -> PortResult<u64> {
+        self.move_staged().await?;
         self.log.size().await
     }
 
@@ -305,6 +586,7 @@ impl clearway_core::audit::AuditSink for AuditService {
     }
 
     async fn search(&self, query: &AuditQuery, limit: usize) -> PortResult<AuditPage> {
+        self.move_staged().await?;
         self.log.search(query.clone(), limit).await
     }
 
@@ -395,10 +677,194 @@ impl LogReader for AuditFile {
         Ok(out)
     }
 
+    fn stored_from_level(&self) -> u8 {
+        STORED_FROM_LEVEL
+    }
+
     fn checkpoints(&self) -> Result<Vec<String>, AuditError> {
         let read = read_err("checkpoints");
         let mut stmt = self.conn.prepare("SELECT note FROM checkpoints ORDER BY size").map_err(read)?;
         let rows = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(read)?;
         rows.collect::<Result<Vec<_>, _>>().map_err(read)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clearway_core::audit::{MemLog, verify_log};
+
+    fn event(n: u64) -> Vec<u8> {
+        format!("{{\"n\":{n}}}").into_bytes()
+    }
+
+    /// Concurrent appends, batched, across several stored blocks: every
+    /// event gets its own consecutive number, and the proofs, roots and
+    /// right edge built from the sparse nodes are those of the reference
+    /// log that stores every node.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn batched_appends_and_sparse_nodes_give_the_reference_proofs() {
+        const N: u64 = 1_000;
+        let dir = tempfile::tempdir().unwrap();
+        let log = SqliteAuditLog::open(dir.path()).unwrap();
+        let mut tasks = tokio::task::JoinSet::new();
+        for w in 0..16 {
+            let log = log.clone();
+            tasks.spawn(async move {
+                let mut got = Vec::new();
+                let mut n = w;
+                while n < N {
+                    got.push((log.append(event(n)).await.unwrap(), n));
+                    n += 16;
+                }
+                got
+            });
+        }
+        let mut order = vec![u64::MAX; N as usize];
+        while let Some(got) = tasks.join_next().await {
+            for (seq, n) in got.unwrap() {
+                assert_eq!(order[seq as usize], u64::MAX, "sequence number {seq} given twice");
+                order[seq as usize] = n;
+            }
+        }
+        assert_eq!(log.size().await.unwrap(), N);
+        let mut reference = MemLog::default();
+        for n in &order {
+            reference.append(&event(*n));
+        }
+        for size in [1, 2, 255, 256, 257, 511, 512, 513, 700, 999, N] {
+            for index in [0, size / 3, size / 2, size - 1] {
+                let want = clearway_core::audit::inclusion_proof(&reference, size, index).unwrap();
+                assert_eq!(log.inclusion_proof(index, size).await.unwrap(), want, "inclusion {index} in {size}");
+            }
+            if size < N {
+                let want = clearway_core::audit::consistency_proof(&reference, size, N).unwrap();
+                assert_eq!(log.consistency_proof(size, N).await.unwrap(), want, "consistency {size} to {N}");
+            }
+        }
+        // A fresh handle loads the right edge from the sparse nodes and the
+        // events, and its checkpoint names the reference root.
+        let seed = LogSigner::generate_seed().unwrap();
+        let signer = Arc::new(LogSigner::from_seed("test.example/audit", &seed).unwrap());
+        let reopened = SqliteAuditLog::open(dir.path()).unwrap();
+        let c = reopened.checkpoint(signer.clone()).await.unwrap();
+        assert_eq!((c.size, c.root), (N, reference.root()));
+        assert_eq!(reopened.append(event(N)).await.unwrap(), N);
+        reference.append(&event(N));
+        let c = reopened.checkpoint(signer.clone()).await.unwrap();
+        assert_eq!((c.size, c.root), (N + 1, reference.root()));
+        // Only subtrees of 256 events or more are stored.
+        let stored: Vec<u8> = log
+            .db
+            .read(|conn| {
+                let mut s = conn.prepare("SELECT DISTINCT level FROM nodes ORDER BY level").unwrap();
+                let levels = s.query_map([], |r| r.get::<_, u8>(0)).unwrap().map(Result::unwrap).collect();
+                Ok(levels)
+            })
+            .await
+            .unwrap();
+        assert_eq!(stored, vec![8, 9]);
+        drop((log, reopened));
+        let file = AuditFile::open(dir.path()).unwrap();
+        let report = verify_log(&file, &signer.verifier(), &[]).unwrap();
+        assert_eq!((report.size, report.checkpointed), (N + 1, N + 1));
+    }
+
+    /// An event changed after its 256-event block was stored is caught by
+    /// the stored node even before a checkpoint covers it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_changed_event_in_a_stored_block_is_caught_without_a_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = SqliteAuditLog::open(dir.path()).unwrap();
+        for n in 0..300 {
+            log.append(event(n)).await.unwrap();
+        }
+        drop(log);
+        let seed = LogSigner::generate_seed().unwrap();
+        let key = LogSigner::from_seed("test.example/audit", &seed).unwrap().verifier();
+        assert!(verify_log(&AuditFile::open(dir.path()).unwrap(), &key, &[]).is_ok());
+        let conn = Connection::open(audit_db_path(dir.path())).unwrap();
+        conn.execute("UPDATE leaves SET event = CAST('{\"n\":-1}' AS BLOB) WHERE seq = 100", []).unwrap();
+        drop(conn);
+        let found = verify_log(&AuditFile::open(dir.path()).unwrap(), &key, &[]).unwrap_err();
+        assert!(found.to_string().contains("stored node (8, 0) differs"), "{found}");
+    }
+}
+
+#[cfg(test)]
+mod staging_tests {
+    use super::*;
+    use clearway_core::audit::{AuditActor, AuditSink, staged_write};
+
+    fn event(n: u64) -> AuditEvent {
+        let actor = AuditActor {
+            principal: format!("partner-{n}"),
+            kind: "partner".into(),
+            role: "submitter".into(),
+            credential: None,
+            auth: "api_key".into(),
+        };
+        AuditEvent::new("rest", "POST /v1/transactions", "C", actor)
+    }
+
+    async fn staged_count(state: &Arc<dyn StateStore>) -> usize {
+        state.query(Table::AuditStaged, STAGED_PARTITION, None, MAX_QUERY_LIMIT).await.unwrap().len()
+    }
+
+    /// Events staged in the data's store are moved into the log once each:
+    /// also when a mover stopped after appending a batch and before
+    /// deleting it, and across more than one batch.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn staged_events_are_moved_exactly_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let local = crate::Local::open(dir.path()).unwrap();
+        let state: Arc<dyn StateStore> = Arc::new(local.state.clone());
+        let seed = LogSigner::generate_seed().unwrap();
+        let signer = Arc::new(LogSigner::from_seed("test.example/audit", &seed).unwrap());
+        let service = |signer: Arc<LogSigner>| {
+            AuditService::new(SqliteAuditLog::open(dir.path()).unwrap(), signer).with_staging(state.clone(), dir.path())
+        };
+        let audit = service(signer.clone());
+        assert!(audit.takes_staged());
+        // 2,500 staged (more than two batches), and one appended directly.
+        let mut ids = Vec::new();
+        for chunk in (0..2_500).collect::<Vec<u64>>().chunks(100) {
+            let events: Vec<AuditEvent> = chunk.iter().map(|n| event(*n)).collect();
+            ids.extend(events.iter().map(|e| e.id.clone()));
+            state.write(events.iter().map(staged_write).collect()).await.unwrap();
+        }
+        audit.append(&event(9_999)).await.unwrap();
+        // Reading the log moves what is staged first.
+        assert_eq!(AuditSink::size(&audit).await.unwrap(), 2_501);
+        assert_eq!(staged_count(&state).await, 0);
+        let page = audit.search(&AuditQuery::default(), 10_000).await.unwrap();
+        let mut seen: Vec<String> = page.events.iter().map(|(_, e)| e.id.clone()).collect();
+        seen.sort();
+        seen.dedup();
+        assert_eq!(seen.len(), 2_501, "each event once");
+
+        // A mover that appended a batch and stopped before deleting it.
+        let more: Vec<AuditEvent> = (0..10).map(event).collect();
+        state.write(more.iter().map(staged_write).collect()).await.unwrap();
+        let rows = state.query(Table::AuditStaged, STAGED_PARTITION, None, MAX_QUERY_LIMIT).await.unwrap();
+        let (keys, leaves): (Vec<String>, Vec<Vec<u8>>) =
+            rows.into_iter().map(|(k, item)| (k, item.value.to_vec())).unzip();
+        audit.log.append_moved(leaves, keys).await.unwrap();
+        drop(audit);
+        // The next mover (another process, after a restart) deletes that
+        // batch instead of appending it again.
+        let audit = service(signer);
+        assert_eq!(audit.move_staged().await.unwrap(), 0);
+        assert_eq!(staged_count(&state).await, 0);
+        assert_eq!(AuditSink::size(&audit).await.unwrap(), 2_511);
+        let c = AuditService::checkpoint(&audit).await.unwrap();
+        assert_eq!(c.size, 2_511);
+        drop(audit);
+        let file = AuditFile::open(dir.path()).unwrap();
+        assert_eq!(clearway_core::audit::verify_log(&file, &c_key(&seed), &[]).unwrap().size, 2_511);
+    }
+
+    fn c_key(seed: &[u8; 32]) -> clearway_core::audit::VerifierKey {
+        LogSigner::from_seed("test.example/audit", seed).unwrap().verifier()
     }
 }
