@@ -372,7 +372,7 @@ fn claim_rows(
         r.s(c.payer_id.as_deref()).s(c.billing_provider_npi.as_deref());
         r.s(l.procedure_qualifier.as_deref()).s((!l.procedure_code.is_empty()).then_some(l.procedure_code.as_str()));
         r.s(m(0)).s(m(1)).s(m(2)).s(m(3)).s(l.revenue_code.as_deref()).m(Some(l.charge));
-        r.v(schema::V::F(l.units.and_then(|u| u.to_string().parse().ok()))).s(l.unit_basis.as_deref());
+        r.v(schema::V::F(l.units.and_then(schema::float))).s(l.unit_basis.as_deref());
         r.s(l.place_of_service.as_deref().or(if c.kind == ClaimKind::Institutional {
             None
         } else {
@@ -454,6 +454,13 @@ fn enrollment_rows(
     }
 }
 
+/// Tuva's numbered columns: diagnosis codes, procedure codes and dates,
+/// 1 to 25.
+static TUVA_NUMBERED: std::sync::LazyLock<(Vec<String>, Vec<String>, Vec<String>)> = std::sync::LazyLock::new(|| {
+    let names = |prefix: &str| (1..=25).map(|i| format!("{prefix}_{i}")).collect::<Vec<_>>();
+    (names("diagnosis_code"), names("procedure_code"), names("procedure_date"))
+});
+
 /// Tuva's `medical_claim` rows of one claim (837P and 837I; an 837D has no
 /// Tuva claim type and stays in layer A).
 fn tuva_claim_rows(
@@ -499,9 +506,7 @@ fn tuva_claim_rows(
         (ClaimKind::Institutional, Some(f), None) => Some(f.clone()),
         _ => None,
     };
-    let dx_names: Vec<String> = (1..=25).map(|i| format!("diagnosis_code_{i}")).collect();
-    let px_names: Vec<String> = (1..=25).map(|i| format!("procedure_code_{i}")).collect();
-    let pd_names: Vec<String> = (1..=25).map(|i| format!("procedure_date_{i}")).collect();
+    let (dx_names, px_names, pd_names) = &*TUVA_NUMBERED;
     for l in &c.service_lines {
         let pos = if c.kind == ClaimKind::Professional {
             l.place_of_service.as_deref().or(c.facility_code.as_deref())
@@ -526,7 +531,7 @@ fn tuva_claim_rows(
             ("place_of_service_code", V::S(pos)),
             ("bill_type_code", V::S(bill_type.as_deref())),
             ("revenue_center_code", V::S(l.revenue_code.as_deref())),
-            ("service_unit_quantity", V::F(l.units.and_then(|u| u.to_string().parse().ok()))),
+            ("service_unit_quantity", V::F(l.units.and_then(schema::float))),
             ("hcpcs_code", V::S(hcpcs)),
             ("hcpcs_modifier_1", m(0)),
             ("hcpcs_modifier_2", m(1)),
@@ -535,7 +540,7 @@ fn tuva_claim_rows(
             ("rendering_npi", V::S(npi(clearway_core::ProviderRole::Rendering, Some(l.line_number)))),
             ("billing_npi", V::S(c.billing_provider_npi.as_deref())),
             ("facility_npi", V::S(npi(clearway_core::ProviderRole::ServiceFacility, Some(l.line_number)))),
-            ("charge_amount", V::F(l.charge.to_string().parse().ok())),
+            ("charge_amount", V::F(schema::float(l.charge))),
             ("diagnosis_code_type", V::S((!diagnoses.is_empty()).then_some("icd-10-cm"))),
             ("procedure_code_type", V::S((!procedures.is_empty()).then_some("icd-10-pcs"))),
             ("data_source", V::S(Some(e.partner.as_str()))),

@@ -637,6 +637,17 @@ enum Col {
 
 const MONEY_LIMIT: i128 = 1_000_000_000_000; // 10^12: decimal(12,2)
 
+/// A decimal as the nearest `f64` (what parsing its text gives: one
+/// correctly rounded division of two exact numbers), without formatting it.
+pub fn float(d: Decimal) -> Option<f64> {
+    const POW10: [f64; 16] = [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15];
+    let m = d.mantissa();
+    match POW10.get(d.scale() as usize) {
+        Some(p) if m.unsigned_abs() < (1u128 << 53) => Some(m as f64 / p),
+        _ => d.to_string().parse().ok(),
+    }
+}
+
 /// Money as `decimal(12,2)` units; `None` when it does not fit.
 pub fn money(d: Decimal) -> Option<i128> {
     let mut d = d;
@@ -653,6 +664,8 @@ fn days(d: time::Date) -> i32 {
 pub struct Rows {
     pub def: &'static TableDef,
     cols: Vec<Col>,
+    /// Column positions by name (for [`Rows::named`]).
+    index: std::collections::HashMap<&'static str, usize>,
     at: usize,
     len: usize,
 }
@@ -680,7 +693,8 @@ impl Rows {
                 Ty::Date => Col::D(Date32Builder::new()),
             })
             .collect();
-        Rows { def, cols, at: 0, len: 0 }
+        let index = def.columns.iter().enumerate().map(|(i, (name, _))| (*name, i)).collect();
+        Rows { def, cols, index, at: 0, len: 0 }
     }
 
     pub fn len(&self) -> usize {
@@ -761,15 +775,17 @@ impl Rows {
     /// columns not named are null.
     pub fn named(&mut self, values: &[(&str, V<'_>)]) {
         debug_assert_eq!(self.at, 0, "{}: a named row inside a positional one", self.def.name);
-        debug_assert!(
-            values.iter().all(|(n, _)| self.def.columns.iter().any(|c| c.0 == *n)),
-            "{}: a value for a column it does not have",
-            self.def.name
-        );
-        for (name, _) in self.def.columns {
-            match values.iter().find(|(n, _)| n == name) {
-                Some((_, v)) => {
-                    self.v(*v);
+        let mut slots: Vec<Option<V<'_>>> = vec![None; self.cols.len()];
+        for (name, v) in values {
+            match self.index.get(name) {
+                Some(&i) => slots[i] = Some(*v),
+                None => debug_assert!(false, "{}: no column {name}", self.def.name),
+            }
+        }
+        for slot in slots {
+            match slot {
+                Some(v) => {
+                    self.v(v);
                 }
                 None => {
                     if let Some(col) = self.cols.get_mut(self.at) {
@@ -838,6 +854,21 @@ fn null(col: &mut Col) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The exported float of a decimal is what parsing its text gives, for
+    /// scales and magnitudes across the range (and past the fast path).
+    #[test]
+    fn float_is_what_parsing_the_text_gives() {
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        for n in 0..20_000u32 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let m = (x % 10u64.pow(1 + n % 18)) as i64 * if n % 3 == 0 { -1 } else { 1 };
+            let d = Decimal::new(m, n % 20);
+            assert_eq!(float(d), d.to_string().parse::<f64>().ok(), "{d}");
+        }
+    }
 
     #[test]
     fn money_is_two_places_and_bounded() {
