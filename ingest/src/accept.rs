@@ -514,9 +514,6 @@ pub async fn accept(svc: &Services, mut sub: Submission) -> Result<Outcome, Refu
             owner: None,
         });
     }
-    let staged = sub.audit.take().and_then(|stage| stage(&id));
-    let staged_audit = staged.is_some();
-    writes.extend(staged);
     if let Some(routed) = &routed {
         let now_us = (now.unix_timestamp_nanos() / 1_000) as u64;
         for d in routed {
@@ -561,6 +558,15 @@ pub async fn accept(svc: &Services, mut sub: Submission) -> Result<Outcome, Refu
             });
         }
     }
+    // The request's audit event in this same commit, if there is room for
+    // it (otherwise the audit layer appends it after the answer).
+    let staged = if writes.len() < clearway_core::ports::MAX_WRITE_OPS {
+        sub.audit.take().and_then(|stage| stage(&id))
+    } else {
+        None
+    };
+    let staged_audit = staged.is_some();
+    writes.extend(staged);
     let pointer = encode(&Pointer { transaction: id.clone(), partner: partner.clone() });
     match svc.ports.journal.commit(Commit { blob: Some((blob_key, Bytes::from(sealed))), writes, pointer }).await {
         Ok(()) => {

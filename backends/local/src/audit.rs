@@ -87,11 +87,19 @@ struct Waiting {
 
 /// Marks the batch writer stopped however it ends, so that the next
 /// append starts another (and, if it ended early, fails what waits).
-struct WriterGuard(Arc<Mutex<Waiting>>);
+struct WriterGuard {
+    waiting: Arc<Mutex<Waiting>>,
+    /// Cleared when the writer returns normally (it has already marked
+    /// itself stopped, and an append made since then belongs to the next).
+    armed: bool,
+}
 
 impl Drop for WriterGuard {
     fn drop(&mut self) {
-        let mut w = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !self.armed {
+            return;
+        }
+        let mut w = self.waiting.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         w.writing = false;
         for (_, reply) in w.events.drain(..) {
             let _ = reply.send(Err(PortError::new(ErrorKind::Unavailable, "audit writer stopped")));
@@ -197,12 +205,13 @@ impl SqliteAuditLog {
 
     /// Writes the waiting appends, a batch at a time, until none wait.
     async fn write_batches(self) {
-        let _guard = WriterGuard(self.waiting.clone());
+        let mut guard = WriterGuard { waiting: self.waiting.clone(), armed: true };
         loop {
             let batch = {
                 let mut w = self.waiting.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                 if w.events.is_empty() {
                     w.writing = false;
+                    guard.armed = false;
                     return;
                 }
                 std::mem::take(&mut w.events)
@@ -429,7 +438,7 @@ impl SqliteAuditLog {
 pub struct AuditService {
     log: SqliteAuditLog,
     signer: Arc<LogSigner>,
-    staging: Option<Staging>,
+    staging: Option<Arc<Staging>>,
 }
 
 impl std::fmt::Debug for AuditService {
@@ -461,8 +470,11 @@ impl AuditService {
     /// Takes events staged in `state` (the data's store in the data
     /// directory `dir`) with intakes, and moves them into the log.
     pub fn with_staging(mut self, state: Arc<dyn StateStore>, dir: &Path) -> Self {
-        self.staging =
-            Some(Staging { state, lock_file: dir.join("audit-move.lock"), moving: tokio::sync::Mutex::new(None) });
+        self.staging = Some(Arc::new(Staging {
+            state,
+            lock_file: dir.join("audit-move.lock"),
+            moving: tokio::sync::Mutex::new(None),
+        }));
         self
     }
 
@@ -484,42 +496,53 @@ impl AuditService {
     /// (the process stopped in between) is deleted first, so no event is
     /// appended twice or lost.
     pub async fn move_staged(&self) -> PortResult<usize> {
-        let Some(st) = &self.staging else { return Ok(0) };
-        let mut last_deleted = st.moving.lock().await;
-        let path = st.lock_file.clone();
-        let _across_processes = tokio::task::spawn_blocking(move || -> std::io::Result<std::fs::File> {
-            let f = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path)?;
-            f.lock()?;
-            Ok(f)
-        })
-        .await
-        .map_err(|e| PortError::with_cause(ErrorKind::Internal, "audit move lock", e))?
-        .map_err(|e| PortError::with_cause(ErrorKind::Unavailable, "audit move lock", e))?;
-        let last = self.log.last_moved().await?;
-        if last.last() != last_deleted.as_ref() && !last.is_empty() {
-            delete_staged(&st.state, &last).await?;
-            *last_deleted = last.last().cloned();
-        }
-        let mut moved = 0;
-        loop {
-            let page = st.state.query(Table::AuditStaged, STAGED_PARTITION, None, MOVE_BATCH).await?;
-            if page.is_empty() {
-                break;
-            }
-            let n = page.len();
-            let (keys, events): (Vec<String>, Vec<Vec<u8>>) =
-                page.into_iter().map(|(sk, item)| (sk, item.value.to_vec())).unzip();
-            self.log.append_moved(events, keys.clone()).await?;
-            delete_staged(&st.state, &keys).await?;
-            *last_deleted = keys.last().cloned();
-            moved += n;
-            metrics::counter!("clearway_audit_events_total").increment(n as u64);
-            if n < MOVE_BATCH {
-                break;
-            }
-        }
-        Ok(moved)
+        let Some(st) = self.staging.clone() else { return Ok(0) };
+        // In a task of its own: a caller that goes away (a request timed
+        // out, a closed connection) must not stop a move between its append
+        // and its delete while the next mover goes ahead.
+        let log = self.log.clone();
+        tokio::spawn(async move { move_batches(&log, &st).await })
+            .await
+            .map_err(|e| PortError::with_cause(ErrorKind::Internal, "audit move", e))?
     }
+}
+
+/// The moves of [`AuditService::move_staged`], one mover at a time.
+async fn move_batches(log: &SqliteAuditLog, st: &Staging) -> PortResult<usize> {
+    let mut last_deleted = st.moving.lock().await;
+    let path = st.lock_file.clone();
+    let _across_processes = tokio::task::spawn_blocking(move || -> std::io::Result<std::fs::File> {
+        let f = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path)?;
+        f.lock()?;
+        Ok(f)
+    })
+    .await
+    .map_err(|e| PortError::with_cause(ErrorKind::Internal, "audit move lock", e))?
+    .map_err(|e| PortError::with_cause(ErrorKind::Unavailable, "audit move lock", e))?;
+    let last = log.last_moved().await?;
+    if last.last() != last_deleted.as_ref() && !last.is_empty() {
+        delete_staged(&st.state, &last).await?;
+        *last_deleted = last.last().cloned();
+    }
+    let mut moved = 0;
+    loop {
+        let page = st.state.query(Table::AuditStaged, STAGED_PARTITION, None, MOVE_BATCH).await?;
+        if page.is_empty() {
+            break;
+        }
+        let n = page.len();
+        let (keys, events): (Vec<String>, Vec<Vec<u8>>) =
+            page.into_iter().map(|(sk, item)| (sk, item.value.to_vec())).unzip();
+        log.append_moved(events, keys.clone()).await?;
+        delete_staged(&st.state, &keys).await?;
+        *last_deleted = keys.last().cloned();
+        moved += n;
+        metrics::counter!("clearway_audit_events_total").increment(n as u64);
+        if n < MOVE_BATCH {
+            break;
+        }
+    }
+    Ok(moved)
 }
 
 /// Deletes staged events (idempotent), [`MAX_WRITE_OPS`] to a write, the
@@ -548,10 +571,13 @@ impl clearway_core::audit::AuditSink for AuditService {
     async fn append(&self, event: &clearway_core::audit::AuditEvent) -> PortResult<u64> {
         // Events staged before this one go first, so the log keeps the
         // order in which answers went out.
+        // (Best effort: a move that fails is retried by the mover, and this
+        // event is still recorded.)
         if let Some(st) = &self.staging
             && !st.state.query(Table::AuditStaged, STAGED_PARTITION, None, 1).await?.is_empty()
+            && let Err(e) = self.move_staged().await
         {
-            self.move_staged().await?;
+            tracing::warn!(error = %clearway_core::error::chain(&e), "moving staged audit events failed");
         }
         let seq = self.log.append(event.to_leaf()).await?;
         metrics::counter!("clearway_audit_events_total").increment(1);
@@ -571,7 +597,6 @@ impl clearway_core::audit::AuditSink for AuditService {
     }
 
     async fn size(&self) -> PortResult<u64> {
-        self.move_staged().await?;
         self.log.size().await
     }
 
@@ -862,6 +887,58 @@ mod staging_tests {
         drop(audit);
         let file = AuditFile::open(dir.path()).unwrap();
         assert_eq!(clearway_core::audit::verify_log(&file, &c_key(&seed), &[]).unwrap().size, 2_511);
+    }
+
+    /// Regression: a move dropped by its caller (a request that timed out)
+    /// went on to append its batch after the next mover had read the batch
+    /// as not yet moved: events appended twice. Moves now run in a task of
+    /// their own.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_move_its_caller_drops_appends_nothing_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let local = crate::Local::open(dir.path()).unwrap();
+        let state: Arc<dyn StateStore> = Arc::new(local.state.clone());
+        let seed = LogSigner::generate_seed().unwrap();
+        let signer = Arc::new(LogSigner::from_seed("test.example/audit", &seed).unwrap());
+        let audit = AuditService::new(SqliteAuditLog::open(dir.path()).unwrap(), signer)
+            .with_staging(state.clone(), dir.path());
+        for _ in 0..30 {
+            let events: Vec<AuditEvent> = (0..100).map(event).collect();
+            state.write(events.iter().map(staged_write).collect()).await.unwrap();
+        }
+        for n in 0..200u64 {
+            let _ = tokio::time::timeout(std::time::Duration::from_micros(n % 7 * 50), audit.move_staged()).await;
+        }
+        audit.move_staged().await.unwrap();
+        let page = audit.search(&AuditQuery::default(), 10_000).await.unwrap();
+        let mut ids: Vec<String> = page.events.iter().map(|(_, e)| e.id.clone()).collect();
+        assert_eq!(ids.len(), 3_000);
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), 3_000, "each event once");
+    }
+
+    /// Regression: the batch writer's guard, dropped after the writer had
+    /// marked itself stopped, failed appends made in between ("audit writer
+    /// stopped") though a new writer had taken them.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn appends_racing_the_writers_end_all_succeed() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = SqliteAuditLog::open(dir.path()).unwrap();
+        let mut tasks = tokio::task::JoinSet::new();
+        for w in 0..32u64 {
+            let log = log.clone();
+            tasks.spawn(async move {
+                for n in 0..60u64 {
+                    log.append(event(w * 1_000 + n).to_leaf()).await.unwrap();
+                    tokio::task::yield_now().await;
+                }
+            });
+        }
+        while let Some(done) = tasks.join_next().await {
+            done.unwrap();
+        }
+        assert_eq!(log.size().await.unwrap(), 32 * 60);
     }
 
     fn c_key(seed: &[u8; 32]) -> clearway_core::audit::VerifierKey {
