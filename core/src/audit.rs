@@ -380,17 +380,12 @@ impl AuditEvent {
 /// events.
 pub const STAGED_PARTITION: &str = "events";
 
-/// Where an event staged with an intake is written: its id (a UUIDv7, so
-/// staged events sort about in the order they were made).
-pub fn staged_key(event: &AuditEvent) -> crate::ports::Key {
-    crate::ports::Key::new(crate::ports::Table::AuditStaged, STAGED_PARTITION, event.id.clone())
-}
-
 /// The write that stages `event` in the intake's own commit: durable, and
-/// atomically so, exactly when the intake is.
+/// atomically so, exactly when the intake is. Its key is the event's id (a
+/// UUIDv7, so staged events sort about in the order they were made).
 pub fn staged_write(event: &AuditEvent) -> crate::ports::WriteOp {
     crate::ports::WriteOp::Put {
-        key: staged_key(event),
+        key: crate::ports::Key::new(crate::ports::Table::AuditStaged, STAGED_PARTITION, event.id.clone()),
         value: bytes::Bytes::from(event.to_leaf()),
         expires_at: None,
         condition: crate::ports::Condition::NotExists,

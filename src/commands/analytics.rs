@@ -131,11 +131,7 @@ pub async fn scheduled(
     every: std::time::Duration,
     shutdown: tokio_util::sync::CancellationToken,
 ) {
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(every) => {}
-        }
+    while super::tick(every, &shutdown).await {
         let started = std::time::Instant::now();
         match exporter.run().await {
             Ok(r) => {

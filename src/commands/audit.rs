@@ -167,11 +167,7 @@ async fn move_staged(
     every: std::time::Duration,
     shutdown: tokio_util::sync::CancellationToken,
 ) {
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(every) => {}
-        }
+    while super::tick(every, &shutdown).await {
         if let Err(e) = sink.move_staged().await {
             tracing::error!(error = %clearway_core::error::chain(&e), "moving staged audit events failed");
         }

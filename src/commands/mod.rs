@@ -86,3 +86,12 @@ pub fn read_all(path: &Path) -> anyhow::Result<Vec<u8>> {
     anyhow::ensure!(buf.len() as u64 <= MAX_ACK_INPUT_BYTES, "input is larger than {MAX_ACK_INPUT_BYTES} bytes");
     Ok(buf)
 }
+
+/// Waits `every`; false once `shutdown` is cancelled (a periodic task's
+/// wait: a run in progress finishes, none starts after shutdown).
+pub async fn tick(every: std::time::Duration, shutdown: &tokio_util::sync::CancellationToken) -> bool {
+    tokio::select! {
+        _ = shutdown.cancelled() => false,
+        _ = tokio::time::sleep(every) => true,
+    }
+}

@@ -832,6 +832,14 @@ mod staging_tests {
         AuditEvent::new("rest", "POST /v1/transactions", "C", actor)
     }
 
+    /// A data store and the key of a log that takes events staged in it.
+    fn staging_in(dir: &Path) -> (Arc<dyn StateStore>, [u8; 32], Arc<LogSigner>) {
+        let local = crate::Local::open(dir).unwrap();
+        let seed = LogSigner::generate_seed().unwrap();
+        let signer = Arc::new(LogSigner::from_seed("test.example/audit", &seed).unwrap());
+        (Arc::new(local.state.clone()), seed, signer)
+    }
+
     async fn staged_count(state: &Arc<dyn StateStore>) -> usize {
         state.query(Table::AuditStaged, STAGED_PARTITION, None, MAX_QUERY_LIMIT).await.unwrap().len()
     }
@@ -842,10 +850,7 @@ mod staging_tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn staged_events_are_moved_exactly_once() {
         let dir = tempfile::tempdir().unwrap();
-        let local = crate::Local::open(dir.path()).unwrap();
-        let state: Arc<dyn StateStore> = Arc::new(local.state.clone());
-        let seed = LogSigner::generate_seed().unwrap();
-        let signer = Arc::new(LogSigner::from_seed("test.example/audit", &seed).unwrap());
+        let (state, seed, signer) = staging_in(dir.path());
         let service = |signer: Arc<LogSigner>| {
             AuditService::new(SqliteAuditLog::open(dir.path()).unwrap(), signer).with_staging(state.clone(), dir.path())
         };
@@ -858,8 +863,8 @@ mod staging_tests {
             ids.extend(events.iter().map(|e| e.id.clone()));
             state.write(events.iter().map(staged_write).collect()).await.unwrap();
         }
+        // An event appended directly moves what is staged first.
         audit.append(&event(9_999)).await.unwrap();
-        // Reading the log moves what is staged first.
         assert_eq!(AuditSink::size(&audit).await.unwrap(), 2_501);
         assert_eq!(staged_count(&state).await, 0);
         let page = audit.search(&AuditQuery::default(), 10_000).await.unwrap();
@@ -896,10 +901,7 @@ mod staging_tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_move_its_caller_drops_appends_nothing_twice() {
         let dir = tempfile::tempdir().unwrap();
-        let local = crate::Local::open(dir.path()).unwrap();
-        let state: Arc<dyn StateStore> = Arc::new(local.state.clone());
-        let seed = LogSigner::generate_seed().unwrap();
-        let signer = Arc::new(LogSigner::from_seed("test.example/audit", &seed).unwrap());
+        let (state, _, signer) = staging_in(dir.path());
         let audit = AuditService::new(SqliteAuditLog::open(dir.path()).unwrap(), signer)
             .with_staging(state.clone(), dir.path());
         for _ in 0..30 {
