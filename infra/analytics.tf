@@ -1041,6 +1041,10 @@ resource "aws_glue_catalog_table" "remit_claim" {
       type = "string"
     }
     columns {
+      name = "remit_key"
+      type = "string"
+    }
+    columns {
       name = "payer_id"
       type = "string"
     }
@@ -1079,6 +1083,196 @@ resource "aws_glue_catalog_table" "remit_claim" {
     columns {
       name = "clp07_payer_claim_token"
       type = "string"
+    }
+    columns {
+      name = "received_at"
+      type = "timestamp"
+    }
+    columns {
+      name = "export_seq"
+      type = "bigint"
+    }
+  }
+}
+
+resource "aws_glue_catalog_table" "remit_line" {
+  name          = "remit_line"
+  database_name = aws_glue_catalog_database.analytics.name
+  description   = "one row per service line paid or denied in an 835 received (SVC, loop 2110)"
+  table_type    = "EXTERNAL_TABLE"
+  parameters = {
+    classification                           = "parquet"
+    "projection.enabled"                     = "true"
+    "projection.received_date.type"          = "date"
+    "projection.received_date.format"        = "yyyy-MM-dd"
+    "projection.received_date.range"         = "2024-01-01,NOW"
+    "projection.received_date.interval"      = "1"
+    "projection.received_date.interval.unit" = "DAYS"
+    "storage.location.template"              = "s3://${aws_s3_bucket.analytics.bucket}/clearway/v1/remit_line/received_date=$${received_date}/"
+  }
+  partition_keys {
+    name = "received_date"
+    type = "string"
+  }
+  storage_descriptor {
+    location      = "s3://${aws_s3_bucket.analytics.bucket}/clearway/v1/remit_line/"
+    input_format  = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat"
+    output_format = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat"
+    ser_de_info {
+      serialization_library = "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"
+    }
+    columns {
+      name = "tenant_id"
+      type = "string"
+    }
+    columns {
+      name = "transaction_id"
+      type = "string"
+    }
+    columns {
+      name = "remit_key"
+      type = "string"
+    }
+    columns {
+      name = "line_number"
+      type = "int"
+    }
+    columns {
+      name = "payer_id"
+      type = "string"
+    }
+    columns {
+      name = "clp02_status"
+      type = "string"
+    }
+    columns {
+      name = "procedure_qualifier"
+      type = "string"
+    }
+    columns {
+      name = "procedure_code"
+      type = "string"
+    }
+    columns {
+      name = "modifier_1"
+      type = "string"
+    }
+    columns {
+      name = "modifier_2"
+      type = "string"
+    }
+    columns {
+      name = "modifier_3"
+      type = "string"
+    }
+    columns {
+      name = "modifier_4"
+      type = "string"
+    }
+    columns {
+      name = "revenue_code"
+      type = "string"
+    }
+    columns {
+      name = "svc02_charge"
+      type = "decimal(12,2)"
+    }
+    columns {
+      name = "svc03_paid"
+      type = "decimal(12,2)"
+    }
+    columns {
+      name = "svc05_units_paid"
+      type = "double"
+    }
+    columns {
+      name = "service_from"
+      type = "date"
+    }
+    columns {
+      name = "service_to"
+      type = "date"
+    }
+    columns {
+      name = "ref_6r_line_control_token"
+      type = "string"
+    }
+    columns {
+      name = "received_at"
+      type = "timestamp"
+    }
+    columns {
+      name = "export_seq"
+      type = "bigint"
+    }
+  }
+}
+
+resource "aws_glue_catalog_table" "remit_adjustment" {
+  name          = "remit_adjustment"
+  database_name = aws_glue_catalog_database.analytics.name
+  description   = "one row per CAS adjustment (group, CARC, amount) of an 835 received, at claim level (line_number null) or line level"
+  table_type    = "EXTERNAL_TABLE"
+  parameters = {
+    classification                           = "parquet"
+    "projection.enabled"                     = "true"
+    "projection.received_date.type"          = "date"
+    "projection.received_date.format"        = "yyyy-MM-dd"
+    "projection.received_date.range"         = "2024-01-01,NOW"
+    "projection.received_date.interval"      = "1"
+    "projection.received_date.interval.unit" = "DAYS"
+    "storage.location.template"              = "s3://${aws_s3_bucket.analytics.bucket}/clearway/v1/remit_adjustment/received_date=$${received_date}/"
+  }
+  partition_keys {
+    name = "received_date"
+    type = "string"
+  }
+  storage_descriptor {
+    location      = "s3://${aws_s3_bucket.analytics.bucket}/clearway/v1/remit_adjustment/"
+    input_format  = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat"
+    output_format = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat"
+    ser_de_info {
+      serialization_library = "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"
+    }
+    columns {
+      name = "tenant_id"
+      type = "string"
+    }
+    columns {
+      name = "transaction_id"
+      type = "string"
+    }
+    columns {
+      name = "remit_key"
+      type = "string"
+    }
+    columns {
+      name = "line_number"
+      type = "int"
+    }
+    columns {
+      name = "payer_id"
+      type = "string"
+    }
+    columns {
+      name = "clp02_status"
+      type = "string"
+    }
+    columns {
+      name = "group_code"
+      type = "string"
+    }
+    columns {
+      name = "reason_code"
+      type = "string"
+    }
+    columns {
+      name = "amount"
+      type = "decimal(12,2)"
+    }
+    columns {
+      name = "quantity"
+      type = "double"
     }
     columns {
       name = "received_at"

@@ -187,6 +187,10 @@ fn exported_claims_agree_with_the_submitted_x12_in_every_reader_and_survive_kill
         paid.iter().map(|(p, c)| (p.clone(), c.clone(), "10".into())).collect();
     let era = String::from_utf8(support::payer::remittance_of("1000000012", &answers)).unwrap();
     files.push((era, true));
+    // And an 835 with adjustments at line and claim level and a denial, for
+    // the remittance lines and the denials report (its claims answer none
+    // of ours).
+    files.push((adjusted_835(), true));
     // Claims an 835 line answers: same patient control number and charge
     // (counted in every accepted 837, as a submitter's numbers may repeat).
     let answered_claims = files
@@ -242,7 +246,44 @@ fn exported_claims_agree_with_the_submitted_x12_in_every_reader_and_survive_kill
     let answered: u64 = rec.iter().map(|r| r["answered"].as_u64().unwrap()).sum();
     assert_eq!(answered, answered_claims as u64, "{rec:?}");
     assert!(answered_claims >= paid.len());
-    assert_eq!(first["rows"]["remit_claim"], paid.len(), "{first}");
+    assert_eq!(first["rows"]["remit_claim"], paid.len() + 2, "{first}");
+    assert_eq!(
+        (&first["rows"]["remit_line"], &first["rows"]["remit_adjustment"]),
+        (&serde_json::json!(2), &serde_json::json!(5)),
+        "{first}"
+    );
+    let den = report(&scratch, &dir, "denials", &["--payer", "ACMEPAYER"]);
+    let den: Vec<(String, String, u64, u64, u64, Decimal, u64)> = den
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let s = |k: &str| r[k].as_str().unwrap().to_string();
+            let n = |k: &str| r[k].as_u64().unwrap();
+            let amount = Decimal::from_str(&r["amount"].to_string().replace('"', "")).unwrap();
+            (
+                s("group_code"),
+                s("reason_code"),
+                n("claims"),
+                n("denied_claims"),
+                n("adjustments"),
+                amount,
+                n("remitted_claims"),
+            )
+        })
+        .collect();
+    let row = |g: &str, c: &str, claims, denied, adjustments, amount: &str| {
+        (g.to_string(), c.to_string(), claims, denied, adjustments, Decimal::from_str(amount).unwrap(), 2)
+    };
+    assert_eq!(
+        den,
+        vec![
+            row("CO", "29", 1, 1, 1, "90.00"),
+            row("CO", "45", 1, 0, 2, "30.00"),
+            row("CO", "253", 1, 0, 1, "10.00"),
+            row("PR", "1", 1, 0, 1, "10.00"),
+        ]
+    );
     let df_charged: Decimal =
         rows.iter().map(|r| Decimal::from_str(&r["charged"].to_string().replace('"', "")).unwrap()).sum();
     assert_eq!(df_charged, charged, "{fp}");
@@ -373,4 +414,44 @@ fn the_export_writes_to_s3_and_reports_read_it_back_on_the_aws_backend() {
     let keys: Vec<&String> = files.iter().map(|(k, _)| k).collect();
     assert!(keys.iter().any(|k| k.contains("analytics/v1/claim/received_date=")), "{keys:?}");
     server.stop();
+}
+
+/// An 835 from payer `ACMEPAYER`: one claim paid with line adjustments
+/// (CO 45 twice, CO 253, PR 1), one denied at claim level (CO 29).
+fn adjusted_835() -> String {
+    let body = [
+        "ST*835*0001",
+        "BPR*I*150.00*C*ACH*CCP*01*999999992*DA*123456*1512345678**01*999988880*DA*98765*20261205",
+        "TRN*1*12345678902*1512345678",
+        "N1*PR*ACME HEALTH*XV*ACMEPAYER",
+        "N3*1 PAYER WAY",
+        "N4*SPRINGFIELD*IL*62701",
+        "PER*BL*PAYER DESK*TE*5555550199",
+        "N1*PE*CLINIC*XX*1000000012",
+        "REF*TJ*123456789",
+        "LX*1",
+        "CLP*ADJ1*1*200.00*150.00*10.00*12*PAYERICNA*11*1",
+        "NM1*QC*1*TESTLAST*PATA****MI*MA",
+        "SVC*HC:99213*120.00*100.00**1",
+        "DTM*472*20261101",
+        "CAS*CO*45*10.00",
+        "CAS*PR*1*10.00",
+        "REF*6R*L1",
+        "SVC*HC:85025*80.00*50.00**1",
+        "DTM*472*20261101",
+        "CAS*CO*45*20.00**253*10.00",
+        "CLP*DENY1*4*90.00*0.00**12*PAYERICNB*11*1",
+        "CAS*CO*29*90.00",
+        "NM1*QC*1*TESTLAST*PATB****MI*MB",
+    ];
+    let mut all = vec![
+        "ISA*00*          *00*          *ZZ*ACMEPAYER      *ZZ*CLEARWAY       *261205*0900*^*00501*000000778*0*T*:"
+            .to_string(),
+        "GS*HP*ACMEPAYER*CLEARWAY*20261205*0900*778*X*005010X221A1".into(),
+    ];
+    all.extend(body.iter().map(|s| s.to_string()));
+    all.push(format!("SE*{}*0001", body.len() + 1));
+    all.push("GE*1*778".into());
+    all.push("IEA*1*000000778".into());
+    all.iter().map(|s| format!("{s}~\n")).collect()
 }

@@ -234,6 +234,7 @@ fn x12_rows(
     let processed = Some(ms_to_us(e.at_ms));
     let seq = Some(seq as i64);
     let mut n_claim = 0usize;
+    let mut n_remit = 0usize;
     let mut documents = 0usize;
     for (i, ic) in analysis.interchanges.iter().enumerate() {
         let rep = &ic.report;
@@ -296,7 +297,7 @@ fn x12_rows(
                             enrollment_rows(en, e, seq, tokens, out);
                             tuva_eligibility_rows(en, e, tokens, out);
                         }
-                        Document::Remittance(rm) => remit_rows(rm, e, seq, tokens, out),
+                        Document::Remittance(rm) => remit_rows(rm, e, seq, &mut n_remit, tokens, out),
                         _ => {}
                     }
                 }
@@ -410,23 +411,65 @@ fn claim_rows(
     }
 }
 
-/// `remit_claim` rows of one 835.
+/// `remit_claim`, `remit_line` and `remit_adjustment` rows of one 835's
+/// transaction set; `n_remit` counts the file's claim payments so far
+/// (their keys are `<transaction>-<n>`, as claims' are).
 fn remit_rows(
     rm: &clearway_core::Remittance,
     e: &clearway_core::changes::ChangeEvent,
     seq: Option<i64>,
+    n_remit: &mut usize,
     tokens: &Tokenizer,
     out: &mut Tables,
 ) {
+    let tenant = Some(e.partner.as_str());
+    let txn = Some(e.transaction.as_str());
+    let received = Some(ms_to_us(e.received_at_ms));
+    let payer = rm.payer_id.as_deref();
     for c in &rm.claims {
+        *n_remit += 1;
+        let key = format!("{}-{}", e.transaction, n_remit);
+        let key = Some(key.as_str());
+        let status = Some(c.status_code.as_str());
         let pcn = tokens.token(c.patient_control_number.expose());
         let icn = c.payer_claim_control_number.as_deref().map(|v| tokens.token(v));
         let r = out.get(&schema::REMIT_CLAIM);
-        r.s(Some(e.partner.as_str())).s(Some(e.transaction.as_str())).s(rm.payer_id.as_deref());
+        r.s(tenant).s(txn).s(key).s(payer);
         r.s(rm.payee_npi.as_deref()).s(rm.trace_number.as_deref()).d(rm.payment_date);
-        r.s(Some(&pcn)).s(Some(&c.status_code)).m(Some(c.charge)).m(Some(c.paid)).m(c.patient_responsibility);
-        r.s(icn.as_deref()).t(Some(ms_to_us(e.received_at_ms))).i(seq);
+        r.s(Some(&pcn)).s(status).m(Some(c.charge)).m(Some(c.paid)).m(c.patient_responsibility);
+        r.s(icn.as_deref()).t(received).i(seq);
         r.end();
+        let mut adjustment = |line: Option<i64>, a: &clearway_core::Adjustment| {
+            let r = out.get(&schema::REMIT_ADJUSTMENT);
+            r.s(tenant).s(txn).s(key).i(line).s(payer).s(status);
+            r.s(Some(&a.group))
+                .s(Some(&a.reason))
+                .m(Some(a.amount))
+                .v(schema::V::F(a.quantity.and_then(schema::float)));
+            r.t(received).i(seq);
+            r.end();
+        };
+        for a in &c.adjustments {
+            adjustment(None, a);
+        }
+        for (i, l) in c.lines.iter().enumerate() {
+            for a in &l.adjustments {
+                adjustment(Some(i as i64 + 1), a);
+            }
+        }
+        for (i, l) in c.lines.iter().enumerate() {
+            let m = |i: usize| l.modifiers.get(i).map(String::as_str);
+            let control = l.control_number.as_deref().map(|v| tokens.token(v));
+            let r = out.get(&schema::REMIT_LINE);
+            r.s(tenant).s(txn).s(key).i(Some(i as i64 + 1)).s(payer).s(status);
+            r.s(l.procedure_qualifier.as_deref())
+                .s((!l.procedure_code.is_empty()).then_some(l.procedure_code.as_str()));
+            r.s(m(0)).s(m(1)).s(m(2)).s(m(3)).s(l.revenue_code.as_deref());
+            r.m(Some(l.charge)).m(Some(l.paid)).v(schema::V::F(l.units_paid.and_then(schema::float)));
+            r.d(l.service_date.map(|d| d.from)).d(l.service_date.map(|d| d.to)).s(control.as_deref());
+            r.t(received).i(seq);
+            r.end();
+        }
     }
 }
 

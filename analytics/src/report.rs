@@ -45,6 +45,7 @@ pub const REPORTS: &[Report] = &[
     Report { name: "core_conformance", sql: include_str!("../reports/core_conformance.sql") },
     Report { name: "aaa_errors", sql: include_str!("../reports/aaa_errors.sql") },
     Report { name: "reconciliation", sql: include_str!("../reports/reconciliation.sql") },
+    Report { name: "denials", sql: include_str!("../reports/denials.sql") },
 ];
 
 /// The report named `name`.

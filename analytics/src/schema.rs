@@ -317,6 +317,7 @@ pub static REMIT_CLAIM: TableDef = TableDef {
     columns: &[
         ("tenant_id", Str),
         ("transaction_id", Str),
+        ("remit_key", Str),
         ("payer_id", Str),
         ("payee_npi", Str),
         ("trn02_trace", Str),
@@ -327,6 +328,53 @@ pub static REMIT_CLAIM: TableDef = TableDef {
         ("clp04_paid", Money),
         ("clp05_patient_resp", Money),
         ("clp07_payer_claim_token", Str),
+        ("received_at", Ts),
+        ("export_seq", I64),
+    ],
+};
+
+pub static REMIT_LINE: TableDef = TableDef {
+    name: "remit_line",
+    doc: "one row per service line paid or denied in an 835 received (SVC, loop 2110)",
+    columns: &[
+        ("tenant_id", Str),
+        ("transaction_id", Str),
+        ("remit_key", Str),
+        ("line_number", I32),
+        ("payer_id", Str),
+        ("clp02_status", Str),
+        ("procedure_qualifier", Str),
+        ("procedure_code", Str),
+        ("modifier_1", Str),
+        ("modifier_2", Str),
+        ("modifier_3", Str),
+        ("modifier_4", Str),
+        ("revenue_code", Str),
+        ("svc02_charge", Money),
+        ("svc03_paid", Money),
+        ("svc05_units_paid", F64),
+        ("service_from", Date),
+        ("service_to", Date),
+        ("ref_6r_line_control_token", Str),
+        ("received_at", Ts),
+        ("export_seq", I64),
+    ],
+};
+
+pub static REMIT_ADJUSTMENT: TableDef = TableDef {
+    name: "remit_adjustment",
+    doc: "one row per CAS adjustment (group, CARC, amount) of an 835 received, at claim level (line_number null) or line level",
+    columns: &[
+        ("tenant_id", Str),
+        ("transaction_id", Str),
+        ("remit_key", Str),
+        ("line_number", I32),
+        ("payer_id", Str),
+        ("clp02_status", Str),
+        ("group_code", Str),
+        ("reason_code", Str),
+        ("amount", Money),
+        ("quantity", F64),
         ("received_at", Ts),
         ("export_seq", I64),
     ],
@@ -589,7 +637,7 @@ pub static TUVA_ELIGIBILITY: TableDef = TableDef {
 };
 
 /// Every exported table, in the order files are written.
-pub static TABLES: [&TableDef; 14] = [
+pub static TABLES: [&TableDef; 16] = [
     &TRANSACTION,
     &INTERCHANGE,
     &TRANSACTION_SET,
@@ -600,6 +648,8 @@ pub static TABLES: [&TableDef; 14] = [
     &DEAD_LETTER,
     &RT_EXCHANGE,
     &REMIT_CLAIM,
+    &REMIT_LINE,
+    &REMIT_ADJUSTMENT,
     &ENROLLMENT_SPAN,
     &TUVA_MEDICAL_CLAIM,
     &TUVA_PHARMACY_CLAIM,

@@ -380,6 +380,49 @@ pub struct ClaimPayment {
     pub patient_responsibility: Option<Decimal>,
     /// CLP07: the payer's claim control number.
     pub payer_claim_control_number: Option<String>,
+    /// Claim-level CAS adjustments (loop 2100).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub adjustments: Vec<Adjustment>,
+    /// The service lines paid (loop 2110 SVC), in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lines: Vec<ServicePayment>,
+}
+
+/// One CAS adjustment triplet: why part of a charge was not paid.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Adjustment {
+    /// CAS01 claim adjustment group code: `CO` contractual, `PR` patient
+    /// responsibility, `OA` other, `PI` payer initiated, `CR` correction.
+    pub group: String,
+    /// The claim adjustment reason code (CARC) of the triplet.
+    pub reason: String,
+    pub amount: Decimal,
+    pub quantity: Option<Decimal>,
+}
+
+/// One service line paid or denied in a remittance (835 loop 2110 SVC).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServicePayment {
+    /// SVC01-1 (`HC`, `NU`, `N4`, ...).
+    pub procedure_qualifier: Option<String>,
+    /// SVC01-2.
+    pub procedure_code: String,
+    /// SVC01-3..6.
+    pub modifiers: Vec<String>,
+    /// SVC02 line charge.
+    pub charge: Decimal,
+    /// SVC03 line paid.
+    pub paid: Decimal,
+    /// SVC04 NUBC revenue code.
+    pub revenue_code: Option<String>,
+    /// SVC05 units paid.
+    pub units_paid: Option<Decimal>,
+    /// DTM 472, or 150 and 151.
+    pub service_date: Option<DateRange>,
+    /// REF 6R: the line item control number from the 837.
+    pub control_number: Option<String>,
+    /// Line-level CAS adjustments.
+    pub adjustments: Vec<Adjustment>,
 }
 
 /// A health care claim payment/advice (X12 835).

@@ -143,6 +143,19 @@ fn check_computed(file: &str, c: &Value, bytes: &[u8], a: &Analysis) {
         let bpr: Vec<Decimal> = payments.iter().map(|r| r.payment_amount).collect();
         let expected: Vec<Decimal> = b["BPR02_payment"].as_array().unwrap().iter().map(dec).collect();
         assert_eq!(bpr, expected, "{file}: BPR02");
+        // Every SVC is read as a line of its claim, and each claim balances
+        // as the 835 guide requires (1.10.2.1): charge - paid = the CAS
+        // amounts at claim and line level; each line likewise.
+        let lines: usize = clps.iter().map(|c| c.lines.len()).sum();
+        assert_eq!(lines, counts.get("SVC").copied().unwrap_or(0), "{file}: SVC lines");
+        for c in &clps {
+            let cas = |a: &[clearway_core::Adjustment]| a.iter().map(|a| a.amount).sum::<Decimal>();
+            let adjusted = cas(&c.adjustments) + c.lines.iter().map(|l| cas(&l.adjustments)).sum::<Decimal>();
+            assert_eq!(c.charge - c.paid, adjusted, "{file}: claim {} balances", c.patient_control_number.expose());
+            for l in &c.lines {
+                assert_eq!(l.charge - l.paid, cas(&l.adjustments), "{file}: line {} balances", l.procedure_code);
+            }
+        }
     }
     if let Some(n) = b["INS_count"].as_u64() {
         let members: usize = a

@@ -11,9 +11,9 @@
 
 use super::reader::Segment;
 use clearway_core::{
-    Claim, ClaimKind, ClaimPayment, ClaimStatusRequest, ClinicalCode, Coverage, DateRange, EligibilityRequest,
-    Enrollment, MaintenanceType, Member, Person, ProviderRef, ProviderRole, Remittance, Sensitive, ServiceLine,
-    SourceFormat,
+    Adjustment, Claim, ClaimKind, ClaimPayment, ClaimStatusRequest, ClinicalCode, Coverage, DateRange,
+    EligibilityRequest, Enrollment, MaintenanceType, Member, Person, ProviderRef, ProviderRole, Remittance, Sensitive,
+    ServiceLine, ServicePayment, SourceFormat,
 };
 use rust_decimal::Decimal;
 use serde::Serialize;
@@ -853,10 +853,38 @@ pub struct RemittanceView {
     ctx: super::analyze::SetContext,
     remittance: Option<Remittance>,
     party: u8,
+    /// Inside a service line (loop 2110) of the last claim: its CAS, DTM
+    /// and REF belong to the line.
+    in_line: bool,
     out: Vec<Document>,
 }
 
+/// The adjustments of a CAS segment: its group and up to six (reason,
+/// amount, quantity) triplets.
+fn adjustments(seg: &Segment<'_>) -> Vec<Adjustment> {
+    let group = seg.str(1);
+    (0..6)
+        .map_while(|i| {
+            let reason = text(seg.element(2 + 3 * i))?;
+            Some(Adjustment {
+                group: group.to_string(),
+                reason,
+                amount: decimal(seg.element(3 + 3 * i)).unwrap_or_default(),
+                quantity: decimal(seg.element(4 + 3 * i)),
+            })
+        })
+        .collect()
+}
+
 impl RemittanceView {
+    /// The service line being read, if any.
+    fn line(&mut self) -> Option<&mut ServicePayment> {
+        if !self.in_line {
+            return None;
+        }
+        self.remittance.as_mut()?.claims.last_mut()?.lines.last_mut()
+    }
+
     fn remittance(&mut self) -> &mut Remittance {
         self.remittance.get_or_insert_with(|| Remittance {
             source: SourceFormat::X12,
@@ -913,6 +941,7 @@ impl RemittanceView {
             }
             b"CLP" => {
                 self.party = 0;
+                self.in_line = false;
                 let claim = ClaimPayment {
                     patient_control_number: Sensitive::new(seg.str(1).to_string()),
                     status_code: seg.str(2).to_string(),
@@ -920,10 +949,64 @@ impl RemittanceView {
                     paid: decimal(seg.element(4)).unwrap_or_default(),
                     patient_responsibility: decimal(seg.element(5)),
                     payer_claim_control_number: text(seg.element(7)),
+                    adjustments: vec![],
+                    lines: vec![],
                 };
                 self.remittance().claims.push(claim);
             }
-            b"SE" => self.finish(),
+            b"SVC" => {
+                let comp = seg.delimiters().component;
+                let mut parts = seg.element(1).split(|&b| b == comp);
+                let line = ServicePayment {
+                    procedure_qualifier: parts.next().and_then(text),
+                    procedure_code: parts.next().and_then(text).unwrap_or_default(),
+                    modifiers: parts.take(4).filter_map(text).collect(),
+                    charge: decimal(seg.element(2)).unwrap_or_default(),
+                    paid: decimal(seg.element(3)).unwrap_or_default(),
+                    revenue_code: text(seg.element(4)),
+                    units_paid: decimal(seg.element(5)),
+                    service_date: None,
+                    control_number: None,
+                    adjustments: vec![],
+                };
+                if let Some(claim) = self.remittance.as_mut().and_then(|r| r.claims.last_mut()) {
+                    claim.lines.push(line);
+                    self.in_line = true;
+                }
+            }
+            b"CAS" => {
+                let found = adjustments(seg);
+                if let Some(line) = self.line() {
+                    line.adjustments.extend(found);
+                } else if let Some(claim) = self.remittance.as_mut().and_then(|r| r.claims.last_mut()) {
+                    claim.adjustments.extend(found);
+                }
+            }
+            b"DTM" => {
+                let d = date8(seg.element(2));
+                if let (Some(line), Some(d)) = (self.line(), d) {
+                    let span = line.service_date.get_or_insert(DateRange::day(d));
+                    match seg.element(1) {
+                        b"472" => *span = DateRange::day(d),
+                        b"150" => span.from = d,
+                        b"151" => span.to = d,
+                        _ => {}
+                    }
+                    if span.to < span.from {
+                        span.to = span.from;
+                    }
+                }
+            }
+            b"REF" if seg.element(1) == b"6R" => {
+                if let Some(line) = self.line() {
+                    line.control_number = text(seg.element(2));
+                }
+            }
+            b"LX" | b"PLB" => self.in_line = false,
+            b"SE" => {
+                self.in_line = false;
+                self.finish();
+            }
             _ => {}
         }
     }
@@ -1335,6 +1418,76 @@ mod tests {
         }
         view.finish();
         view.drain().collect()
+    }
+
+    #[test]
+    fn reads_remittance_lines_and_adjustments_at_both_levels() {
+        let mut v = SetView::new("835", "005010X221A1");
+        let docs = feed(
+            &mut v,
+            &[
+                "ST*835*0001*005010X221A1",
+                "BPR*I*150.00*C*ACH*CCP*01*999*DA*123*1512345678**01*999*DA*456*20240110",
+                "TRN*1*TRACE1*1512345678",
+                "N1*PR*PAYER ONE",
+                "REF*2U*P1",
+                "N1*PE*CLINIC*XX*1234567893",
+                "LX*1",
+                "CLP*PCN1*1*300.00*150.00*50.00*12*ICN1",
+                "CAS*OA*23*10.00",
+                "NM1*QC*1*DOE*JOHN****MI*M1",
+                "DTM*232*20240101",
+                "SVC*HC:99213:25:59*200.00*120.00**1",
+                "DTM*472*20240102",
+                "CAS*CO*45*30.00**1*50.00",
+                "CAS*PR*2*0.00*1",
+                "REF*6R*LINE-1",
+                "SVC*NU:0450*100.00*30.00*0450*2",
+                "DTM*150*20240103",
+                "DTM*151*20240105",
+                "CAS*CO*97*70.00",
+                "CLP*PCN2*4*80.00*0.00**12*ICN2",
+                "CAS*CO*29*80.00",
+                "SE*22*0001",
+            ],
+        );
+        let [Document::Remittance(rm)] = docs.as_slice() else { panic!("{docs:?}") };
+        assert_eq!(rm.payer_id.as_deref(), Some("P1"));
+        let [c1, c2] = rm.claims.as_slice() else { panic!() };
+        assert_eq!(
+            c1.adjustments,
+            vec![Adjustment { group: "OA".into(), reason: "23".into(), amount: Decimal::new(1000, 2), quantity: None }]
+        );
+        let [l1, l2] = c1.lines.as_slice() else { panic!("{:?}", c1.lines) };
+        assert_eq!((l1.procedure_qualifier.as_deref(), l1.procedure_code.as_str()), (Some("HC"), "99213"));
+        assert_eq!(l1.modifiers, vec!["25".to_string(), "59".to_string()]);
+        assert_eq!(
+            (l1.charge, l1.paid, l1.units_paid),
+            (Decimal::new(20000, 2), Decimal::new(12000, 2), Some(Decimal::ONE))
+        );
+        let d = |d: u8| Date::from_calendar_date(2024, Month::January, d).unwrap();
+        assert_eq!(l1.service_date, Some(DateRange::day(d(2))));
+        assert_eq!(l1.control_number.as_deref(), Some("LINE-1"));
+        // A CAS carries up to six triplets after its group; the group
+        // applies to each of them, and an empty triplet ends the list.
+        let got: Vec<(&str, &str, Decimal, Option<Decimal>)> =
+            l1.adjustments.iter().map(|a| (a.group.as_str(), a.reason.as_str(), a.amount, a.quantity)).collect();
+        assert_eq!(
+            got,
+            vec![
+                ("CO", "45", Decimal::new(3000, 2), None),
+                ("CO", "1", Decimal::new(5000, 2), None),
+                ("PR", "2", Decimal::new(0, 2), Some(Decimal::ONE)),
+            ]
+        );
+        assert_eq!(l2.revenue_code.as_deref(), Some("0450"));
+        assert_eq!(l2.units_paid, Some(Decimal::TWO));
+        assert_eq!(l2.service_date, Some(DateRange { from: d(3), to: d(5) }));
+        assert_eq!(l2.adjustments.len(), 1);
+        // The second claim's CAS is its own, not the previous line's.
+        assert!(c2.lines.is_empty());
+        assert_eq!(c2.adjustments[0].reason, "29");
+        assert_eq!(c2.status_code, "4");
     }
 
     #[test]
