@@ -820,6 +820,208 @@ resource "aws_glue_catalog_table" "claim_ack" {
   }
 }
 
+resource "aws_glue_catalog_table" "hl7_message" {
+  name          = "hl7_message"
+  database_name = aws_glue_catalog_database.analytics.name
+  description   = "one row per HL7 v2 message received (HTTP or MLLP), with the ACK Clearway answered"
+  table_type    = "EXTERNAL_TABLE"
+  parameters = {
+    classification                           = "parquet"
+    "projection.enabled"                     = "true"
+    "projection.received_date.type"          = "date"
+    "projection.received_date.format"        = "yyyy-MM-dd"
+    "projection.received_date.range"         = "2024-01-01,NOW"
+    "projection.received_date.interval"      = "1"
+    "projection.received_date.interval.unit" = "DAYS"
+    "storage.location.template"              = "s3://${aws_s3_bucket.analytics.bucket}/clearway/v1/hl7_message/received_date=$${received_date}/"
+  }
+  partition_keys {
+    name = "received_date"
+    type = "string"
+  }
+  storage_descriptor {
+    location      = "s3://${aws_s3_bucket.analytics.bucket}/clearway/v1/hl7_message/"
+    input_format  = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat"
+    output_format = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat"
+    ser_de_info {
+      serialization_library = "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"
+    }
+    columns {
+      name = "tenant_id"
+      type = "string"
+    }
+    columns {
+      name = "transaction_id"
+      type = "string"
+    }
+    columns {
+      name = "message_number"
+      type = "int"
+    }
+    columns {
+      name = "channel"
+      type = "string"
+    }
+    columns {
+      name = "status"
+      type = "string"
+    }
+    columns {
+      name = "msh3_sending_app"
+      type = "string"
+    }
+    columns {
+      name = "msh4_sending_facility"
+      type = "string"
+    }
+    columns {
+      name = "msh5_receiving_app"
+      type = "string"
+    }
+    columns {
+      name = "msh6_receiving_facility"
+      type = "string"
+    }
+    columns {
+      name = "msh9_code"
+      type = "string"
+    }
+    columns {
+      name = "msh9_trigger"
+      type = "string"
+    }
+    columns {
+      name = "msh9_structure"
+      type = "string"
+    }
+    columns {
+      name = "msh10_control_id"
+      type = "string"
+    }
+    columns {
+      name = "msh11_processing_id"
+      type = "string"
+    }
+    columns {
+      name = "msh12_version"
+      type = "string"
+    }
+    columns {
+      name = "msa1_ack_code"
+      type = "string"
+    }
+    columns {
+      name = "err_count"
+      type = "int"
+    }
+    columns {
+      name = "received_at"
+      type = "timestamp"
+    }
+    columns {
+      name = "processed_at"
+      type = "timestamp"
+    }
+    columns {
+      name = "latency_ms"
+      type = "bigint"
+    }
+    columns {
+      name = "export_seq"
+      type = "bigint"
+    }
+  }
+}
+
+resource "aws_glue_catalog_table" "fhir_request" {
+  name          = "fhir_request"
+  database_name = aws_glue_catalog_database.analytics.name
+  description   = "one row per FHIR R4 resource or Bundle received, with the answer Clearway gave"
+  table_type    = "EXTERNAL_TABLE"
+  parameters = {
+    classification                           = "parquet"
+    "projection.enabled"                     = "true"
+    "projection.received_date.type"          = "date"
+    "projection.received_date.format"        = "yyyy-MM-dd"
+    "projection.received_date.range"         = "2024-01-01,NOW"
+    "projection.received_date.interval"      = "1"
+    "projection.received_date.interval.unit" = "DAYS"
+    "storage.location.template"              = "s3://${aws_s3_bucket.analytics.bucket}/clearway/v1/fhir_request/received_date=$${received_date}/"
+  }
+  partition_keys {
+    name = "received_date"
+    type = "string"
+  }
+  storage_descriptor {
+    location      = "s3://${aws_s3_bucket.analytics.bucket}/clearway/v1/fhir_request/"
+    input_format  = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat"
+    output_format = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat"
+    ser_de_info {
+      serialization_library = "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"
+    }
+    columns {
+      name = "tenant_id"
+      type = "string"
+    }
+    columns {
+      name = "transaction_id"
+      type = "string"
+    }
+    columns {
+      name = "channel"
+      type = "string"
+    }
+    columns {
+      name = "status"
+      type = "string"
+    }
+    columns {
+      name = "resource_type"
+      type = "string"
+    }
+    columns {
+      name = "bundle_type"
+      type = "string"
+    }
+    columns {
+      name = "entries"
+      type = "int"
+    }
+    columns {
+      name = "claims"
+      type = "int"
+    }
+    columns {
+      name = "answer_type"
+      type = "string"
+    }
+    columns {
+      name = "answer_errors"
+      type = "int"
+    }
+    columns {
+      name = "first_issue_code"
+      type = "string"
+    }
+    columns {
+      name = "received_at"
+      type = "timestamp"
+    }
+    columns {
+      name = "processed_at"
+      type = "timestamp"
+    }
+    columns {
+      name = "latency_ms"
+      type = "bigint"
+    }
+    columns {
+      name = "export_seq"
+      type = "bigint"
+    }
+  }
+}
+
 resource "aws_glue_catalog_table" "dead_letter" {
   name          = "dead_letter"
   database_name = aws_glue_catalog_database.analytics.name

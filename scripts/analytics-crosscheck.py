@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Reads Clearway's exported Parquet with two independent readers (pyarrow
 and DuckDB) and prints, as JSON, what each found: rows per table, distinct
-(transaction, claim, line) keys, the sum of claim charges, and how many
+(transaction, claim, line) keys, the sum of claim charges, the HL7 and FHIR
+rows' main columns, and how many
 string cells contain any of the PHI markers given on standard input (one
 per line). Used by tests/analytics.rs.
 
@@ -53,6 +54,15 @@ def main():
             out["line_distinct_duckdb"] = con.execute(
                 "SELECT count(*) FROM (SELECT DISTINCT claim_key, line_number FROM read_parquet(?, hive_partitioning = true))",
                 [glob]).fetchone()[0]
+        for name, cols, order in (
+            ("hl7_message", "msh9_code, msh9_trigger, msh10_control_id, msa1_ack_code, err_count, status", "msh10_control_id"),
+            ("fhir_request", "resource_type, claims, answer_type, answer_errors, status", "resource_type"),
+        ):
+            if t == name:
+                cur = con.execute(
+                    f"SELECT {cols} FROM read_parquet(?, hive_partitioning = true) ORDER BY {order}", [glob])
+                names = [d[0] for d in cur.description]
+                out[f"{name}_rows_duckdb"] = [dict(zip(names, r)) for r in cur.fetchall()]
     print(json.dumps(out, sort_keys=True))
 
 

@@ -9,7 +9,7 @@
 mod support;
 
 use rust_decimal::Decimal;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::process::Stdio;
 use std::str::FromStr;
 use std::time::Duration;
@@ -213,6 +213,50 @@ fn exported_claims_agree_with_the_submitted_x12_in_every_reader_and_survive_kill
         let id = r.json()["transactionId"].as_str().unwrap().to_string();
         c.wait_terminal(&id);
     }
+    // HL7 v2 and FHIR: a corpus batch of two ADTs, an ADT without its PID
+    // (answered with an error), a corpus FHIR Claim. What each HL7 row must
+    // say, read independently: MSH-9 and MSH-10 from the payload, MSA-1 and
+    // the ERR count from the ACK (MSA-2 names the message), the status.
+    let batch = std::fs::read_to_string(support::corpus().join("hl7v2/adt-a04-pyhl7-batch-two-messages.hl7")).unwrap();
+    let no_pid = "MSH|^~\\&|LAB|FAC|CW|CW|20261201120000||ADT^A01^ADT_A01|NOPID-0001|P|2.5.1\rEVN|A01|20261201120000\r";
+    let claim = std::fs::read(support::corpus().join("fhir/claim-r4-professional.json")).unwrap();
+    let hl7_segments = |text: &str| -> Vec<Vec<String>> {
+        text.split(['\r', '\n']).filter(|l| !l.is_empty()).map(|l| l.split('|').map(str::to_string).collect()).collect()
+    };
+    let mut expected_hl7: BTreeMap<String, (String, String, usize, String)> = BTreeMap::new();
+    let mut others = vec![];
+    for (ct, body) in [
+        ("application/hl7-v2", batch.as_bytes()),
+        ("application/hl7-v2", no_pid.as_bytes()),
+        ("application/fhir+json", &claim),
+    ] {
+        let r = c.submit(ct, body, &[]);
+        assert_eq!(r.status, 202, "{}", r.text());
+        let id = r.json()["transactionId"].as_str().unwrap().to_string();
+        let status = c.wait_terminal(&id)["status"].as_str().unwrap().to_string();
+        if ct == "application/hl7-v2" {
+            let text = std::str::from_utf8(body).unwrap();
+            for seg in hl7_segments(text) {
+                if seg[0] == "MSH" {
+                    expected_hl7.insert(seg[9].clone(), (seg[8].clone(), String::new(), 0, status.clone()));
+                }
+                if seg[0] == "PID" {
+                    markers.extend(seg[5].split('^').take(2).filter(|n| n.len() >= 4).map(str::to_string));
+                }
+            }
+            for a in c.get(&format!("/v1/transactions/{id}/acks")).json().as_array().unwrap() {
+                let ack = c.get(&format!("/v1/transactions/{id}/acks/{}", a["id"].as_str().unwrap())).text();
+                let segs = hl7_segments(&ack);
+                let msa = segs.iter().find(|s| s[0] == "MSA").unwrap();
+                let e = expected_hl7.get_mut(&msa[2]).unwrap();
+                e.1 = msa[1].clone();
+                e.2 = segs.iter().filter(|s| s[0] == "ERR").count();
+            }
+        }
+        others.push(status);
+    }
+    assert_eq!(expected_hl7.len(), 3);
+    assert!(matches!(expected_hl7["NOPID-0001"].1.as_str(), "AE" | "AR"), "{expected_hl7:?}");
     let rejected_claims = clm(&files[8].0).0;
     let lines = files
         .iter()
@@ -223,14 +267,18 @@ fn exported_claims_agree_with_the_submitted_x12_in_every_reader_and_survive_kill
     // One export: every transaction once, every claim of the accepted sets.
     let dir = scratch.root.path().join("analytics");
     let first = export(&scratch, &dir);
-    assert_eq!(first["events"], files.len() + realtime, "{first}");
+    assert_eq!(first["events"], files.len() + others.len() + realtime, "{first}");
+    assert_eq!(
+        (&first["rows"]["hl7_message"], &first["rows"]["fhir_request"]),
+        (&serde_json::json!(3), &serde_json::json!(1))
+    );
     assert_eq!(first["rows"]["rt_exchange"], realtime, "{first}");
     assert_eq!(first["rows"]["claim_line"], lines, "{first}");
     // Tuva: every professional line, every coverage span of the 834.
     assert_eq!(first["rows"]["tuva_medical_claim"], lines, "{first}");
     assert_eq!(first["rows"]["tuva_eligibility"], coverages, "{first}");
     assert_eq!(first["rows"]["claim"], claims, "{first}");
-    assert_eq!(first["rows"]["transaction"], files.len(), "{first}");
+    assert_eq!(first["rows"]["transaction"], files.len() + others.len(), "{first}");
     assert_eq!(first["skippedUnreadable"], 0, "{first}");
     // A rerun has nothing to do.
     let again = export(&scratch, &dir);
@@ -337,6 +385,30 @@ fn exported_claims_agree_with_the_submitted_x12_in_every_reader_and_survive_kill
     assert_eq!(x["claim_rejected_duckdb"], rejected_claims, "{x}");
     assert_eq!(Decimal::from_str(x["claim_charge_sum_duckdb"].as_str().unwrap()).unwrap(), charged, "{x}");
     assert_eq!(x["line_distinct_duckdb"], first["rows"]["claim_line"], "{x}");
+    // The HL7 and FHIR rows say what was received and answered.
+    let hl7: Vec<(String, (String, String, usize, String))> = x["hl7_message_rows_duckdb"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let s = |k: &str| r[k].as_str().unwrap_or_default().to_string();
+            let msh9 = format!("{}^{}", s("msh9_code"), s("msh9_trigger"));
+            (s("msh10_control_id"), (msh9, s("msa1_ack_code"), r["err_count"].as_u64().unwrap() as usize, s("status")))
+        })
+        .collect();
+    let expected: Vec<(String, (String, String, usize, String))> = expected_hl7
+        .into_iter()
+        .map(|(k, (msh9, msa, errs, status))| {
+            (k, (msh9.split('^').take(2).collect::<Vec<_>>().join("^"), msa, errs, status))
+        })
+        .collect();
+    assert_eq!(hl7, expected);
+    let fhir = &x["fhir_request_rows_duckdb"][0];
+    assert_eq!(
+        (&fhir["resource_type"], &fhir["claims"], &fhir["answer_type"]),
+        (&serde_json::json!("Claim"), &serde_json::json!(1), &serde_json::json!("ClaimResponse")),
+        "{fhir}"
+    );
     assert!(markers.len() > 20, "the fixtures carry PHI to look for");
     assert_eq!(x["phi_hits"], 0, "{x}");
 

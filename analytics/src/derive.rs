@@ -102,6 +102,10 @@ struct Acks {
     sets: HashMap<(String, String), AckSet>,
     /// CLM01 → the 277CA's claim statuses, in order, with the ack's time.
     claims: HashMap<String, VecDeque<(ClaimStatusResponse, Option<i64>)>>,
+    /// The HL7 ACKs, one per message, in order.
+    hl7: Vec<String>,
+    /// The FHIR answer.
+    fhir: Option<String>,
     kinds: Vec<String>,
 }
 
@@ -164,6 +168,17 @@ impl Reader {
         } else {
             claim_count = record.claim_count;
             documents = record.documents;
+            let rows = match record.format {
+                Format::Hl7 => Some(hl7_rows as RowsOf),
+                Format::Fhir => Some(fhir_row as RowsOf),
+                _ => None,
+            };
+            if let Some(rows) = rows {
+                match self.payload(&record).await {
+                    Ok(payload) => rows(&payload, &record, e, s.seq, &acks, out),
+                    Err(_) => skipped.unreadable += 1,
+                }
+            }
         }
         let r = out.get(&schema::TRANSACTION);
         r.s(tenant).s(txn).s(Some(record.format.as_str())).s(Some(&record.channel)).s(Some(&e.status));
@@ -186,10 +201,21 @@ impl Reader {
             let Some(item) = self.state.get(&AckRecord::key(&record.id, id)).await? else { continue };
             let ack: AckRecord = decode_json(&item.value)?;
             acks.kinds.push(ack.kind.clone());
-            if !matches!(ack.kind.as_str(), "ta1" | "999" | "277ca") {
+            if !matches!(ack.kind.as_str(), "ta1" | "999" | "277ca" | "hl7" | "fhir") {
                 continue;
             }
             let body = self.partners.ack_body(self.blobs.as_ref(), &ack).await?;
+            match ack.kind.as_str() {
+                "hl7" => {
+                    acks.hl7.push(body);
+                    continue;
+                }
+                "fhir" => {
+                    acks.fhir = Some(body);
+                    continue;
+                }
+                _ => {}
+            }
             let at = parse_ms(&ack.created_at);
             let analysis = analyze(body.as_bytes(), &AnalyzeOptions::default());
             for ic in &analysis.interchanges {
@@ -215,6 +241,107 @@ impl Reader {
         }
         Ok(acks)
     }
+}
+
+/// The rows a non-X12 transaction's payload and answers give.
+type RowsOf = fn(&[u8], &TransactionRecord, &clearway_core::changes::ChangeEvent, u64, &Acks, &mut Tables);
+
+/// The common tail of a processed transaction's row: received, processed,
+/// latency, sequence.
+fn timing(r: &mut Rows, e: &clearway_core::changes::ChangeEvent, seq: u64) {
+    r.t(Some(ms_to_us(e.received_at_ms))).t(Some(ms_to_us(e.at_ms)));
+    r.i(Some((e.at_ms - e.received_at_ms).max(0))).i(Some(seq as i64));
+}
+
+/// `hl7_message` rows: one per message of the payload, with the ACK
+/// answered to it (MSA-1 and the number of ERR segments).
+fn hl7_rows(
+    payload: &[u8],
+    record: &TransactionRecord,
+    e: &clearway_core::changes::ChangeEvent,
+    seq: u64,
+    acks: &Acks,
+    out: &mut Tables,
+) {
+    use clearway_formats::hl7;
+    let Ok(batch) = hl7::split(payload, &hl7::Limits::default()) else { return };
+    for (n, m) in batch.messages().enumerate() {
+        let ack = acks.hl7.get(n).and_then(|a| hl7::Message::parse(a.as_bytes()).ok());
+        let msa1 = ack.as_ref().and_then(|a| a.get("MSA-1")).map(|v| v.as_str().into_owned());
+        let errs = ack.as_ref().map(|a| a.count("ERR") as i64);
+        let t = m.message_type();
+        let some = |c: &std::borrow::Cow<'_, str>| (!c.is_empty()).then(|| c.to_string());
+        let r = out.get(&schema::HL7_MESSAGE);
+        r.s(Some(e.partner.as_str())).s(Some(e.transaction.as_str())).i(Some(n as i64 + 1));
+        r.s(Some(&record.channel)).s(Some(&e.status));
+        r.s(m.sending_application().as_deref()).s(m.sending_facility().as_deref());
+        r.s(m.receiving_application().as_deref()).s(m.receiving_facility().as_deref());
+        r.s(some(&t.code).as_deref()).s(some(&t.trigger).as_deref()).s(some(&t.structure).as_deref());
+        r.s(m.control_id().as_deref()).s(m.processing_id().as_deref()).s(m.version().as_deref());
+        r.s(msa1.as_deref()).i(errs);
+        timing(r, e, seq);
+        r.end();
+    }
+}
+
+/// The top of a FHIR resource: its type, a Bundle's type and entries.
+#[derive(serde::Deserialize)]
+struct FhirTop {
+    #[serde(rename = "resourceType")]
+    resource_type: Option<String>,
+    #[serde(rename = "type")]
+    kind: Option<serde_json::Value>,
+    #[serde(default)]
+    entry: Vec<serde::de::IgnoredAny>,
+}
+
+/// The error and fatal issues of every OperationOutcome in a FHIR answer
+/// (the answer itself, or a batch-response's entries), and the first one's
+/// code.
+fn fhir_errors(v: &serde_json::Value, count: &mut i64, first: &mut Option<String>) {
+    if v.get("resourceType").and_then(|t| t.as_str()) == Some("OperationOutcome") {
+        for issue in v.get("issue").and_then(|i| i.as_array()).into_iter().flatten() {
+            if matches!(issue.get("severity").and_then(|s| s.as_str()), Some("error" | "fatal")) {
+                *count += 1;
+                if first.is_none() {
+                    *first = issue.get("code").and_then(|c| c.as_str()).map(str::to_string);
+                }
+            }
+        }
+    }
+    for entry in v.get("entry").and_then(|e| e.as_array()).into_iter().flatten() {
+        if let Some(r) = entry.get("resource") {
+            fhir_errors(r, count, first);
+        }
+    }
+}
+
+/// The `fhir_request` row of one FHIR submission.
+fn fhir_row(
+    payload: &[u8],
+    record: &TransactionRecord,
+    e: &clearway_core::changes::ChangeEvent,
+    seq: u64,
+    acks: &Acks,
+    out: &mut Tables,
+) {
+    let top: Option<FhirTop> = serde_json::from_slice(payload).ok();
+    let resource = top.as_ref().and_then(|t| t.resource_type.as_deref());
+    let bundle = resource == Some("Bundle");
+    let bundle_type = top.as_ref().filter(|_| bundle).and_then(|t| t.kind.as_ref()?.as_str().map(str::to_string));
+    let answer: Option<serde_json::Value> = acks.fhir.as_deref().and_then(|a| serde_json::from_str(a).ok());
+    let (mut errors, mut first) = (0i64, None);
+    if let Some(a) = &answer {
+        fhir_errors(a, &mut errors, &mut first);
+    }
+    let r = out.get(&schema::FHIR_REQUEST);
+    r.s(Some(e.partner.as_str())).s(Some(e.transaction.as_str())).s(Some(&record.channel)).s(Some(&e.status));
+    r.s(resource).s(bundle_type.as_deref()).i(top.as_ref().filter(|_| bundle).map(|t| t.entry.len() as i64));
+    r.i(Some(record.claim_count as i64));
+    r.s(answer.as_ref().and_then(|a| a.get("resourceType")?.as_str())).i(answer.as_ref().map(|_| errors));
+    r.s(first.as_deref());
+    timing(r, e, seq);
+    r.end();
 }
 
 /// The X12 rows of one processed transaction; returns its claim and

@@ -265,6 +265,56 @@ pub static CLAIM_ACK: TableDef = TableDef {
     ],
 };
 
+pub static HL7_MESSAGE: TableDef = TableDef {
+    name: "hl7_message",
+    doc: "one row per HL7 v2 message received (HTTP or MLLP), with the ACK Clearway answered",
+    columns: &[
+        ("tenant_id", Str),
+        ("transaction_id", Str),
+        ("message_number", I32),
+        ("channel", Str),
+        ("status", Str),
+        ("msh3_sending_app", Str),
+        ("msh4_sending_facility", Str),
+        ("msh5_receiving_app", Str),
+        ("msh6_receiving_facility", Str),
+        ("msh9_code", Str),
+        ("msh9_trigger", Str),
+        ("msh9_structure", Str),
+        ("msh10_control_id", Str),
+        ("msh11_processing_id", Str),
+        ("msh12_version", Str),
+        ("msa1_ack_code", Str),
+        ("err_count", I32),
+        ("received_at", Ts),
+        ("processed_at", Ts),
+        ("latency_ms", I64),
+        ("export_seq", I64),
+    ],
+};
+
+pub static FHIR_REQUEST: TableDef = TableDef {
+    name: "fhir_request",
+    doc: "one row per FHIR R4 resource or Bundle received, with the answer Clearway gave",
+    columns: &[
+        ("tenant_id", Str),
+        ("transaction_id", Str),
+        ("channel", Str),
+        ("status", Str),
+        ("resource_type", Str),
+        ("bundle_type", Str),
+        ("entries", I32),
+        ("claims", I32),
+        ("answer_type", Str),
+        ("answer_errors", I32),
+        ("first_issue_code", Str),
+        ("received_at", Ts),
+        ("processed_at", Ts),
+        ("latency_ms", I64),
+        ("export_seq", I64),
+    ],
+};
+
 pub static DEAD_LETTER: TableDef = TableDef {
     name: "dead_letter",
     doc: "one row per transaction moved to the dead-letter store",
@@ -637,7 +687,7 @@ pub static TUVA_ELIGIBILITY: TableDef = TableDef {
 };
 
 /// Every exported table, in the order files are written.
-pub static TABLES: [&TableDef; 16] = [
+pub static TABLES: [&TableDef; 18] = [
     &TRANSACTION,
     &INTERCHANGE,
     &TRANSACTION_SET,
@@ -645,6 +695,8 @@ pub static TABLES: [&TableDef; 16] = [
     &CLAIM,
     &CLAIM_LINE,
     &CLAIM_ACK,
+    &HL7_MESSAGE,
+    &FHIR_REQUEST,
     &DEAD_LETTER,
     &RT_EXCHANGE,
     &REMIT_CLAIM,
