@@ -1087,6 +1087,71 @@ resource "aws_glue_catalog_table" "dead_letter" {
   }
 }
 
+resource "aws_glue_catalog_table" "duplicate" {
+  name          = "duplicate"
+  database_name = aws_glue_catalog_database.analytics.name
+  description   = "one row per submission answered as a duplicate of an earlier transaction, with the layer that caught it"
+  table_type    = "EXTERNAL_TABLE"
+  parameters = {
+    classification                           = "parquet"
+    "projection.enabled"                     = "true"
+    "projection.received_date.type"          = "date"
+    "projection.received_date.format"        = "yyyy-MM-dd"
+    "projection.received_date.range"         = "2024-01-01,NOW"
+    "projection.received_date.interval"      = "1"
+    "projection.received_date.interval.unit" = "DAYS"
+    "storage.location.template"              = "s3://${aws_s3_bucket.analytics.bucket}/clearway/v1/duplicate/received_date=$${received_date}/"
+  }
+  partition_keys {
+    name = "received_date"
+    type = "string"
+  }
+  storage_descriptor {
+    location      = "s3://${aws_s3_bucket.analytics.bucket}/clearway/v1/duplicate/"
+    input_format  = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat"
+    output_format = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat"
+    ser_de_info {
+      serialization_library = "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"
+    }
+    columns {
+      name = "tenant_id"
+      type = "string"
+    }
+    columns {
+      name = "transaction_id"
+      type = "string"
+    }
+    columns {
+      name = "original_transaction_id"
+      type = "string"
+    }
+    columns {
+      name = "layer"
+      type = "string"
+    }
+    columns {
+      name = "format"
+      type = "string"
+    }
+    columns {
+      name = "channel"
+      type = "string"
+    }
+    columns {
+      name = "payload_bytes"
+      type = "bigint"
+    }
+    columns {
+      name = "received_at"
+      type = "timestamp"
+    }
+    columns {
+      name = "export_seq"
+      type = "bigint"
+    }
+  }
+}
+
 resource "aws_glue_catalog_table" "rt_exchange" {
   name          = "rt_exchange"
   database_name = aws_glue_catalog_database.analytics.name

@@ -214,7 +214,8 @@ fn exported_claims_agree_with_the_submitted_x12_in_every_reader_and_survive_kill
         c.wait_terminal(&id);
     }
     // HL7 v2 and FHIR: a corpus batch of two ADTs, an ADT without its PID
-    // (answered with an error), a corpus FHIR Claim. What each HL7 row must
+    // (answered with an error), another under an Idempotency-Key (sent again
+    // below), a corpus FHIR Claim. What each HL7 row must
     // say, read independently: MSH-9 and MSH-10 from the payload, MSA-1 and
     // the ERR count from the ACK (MSA-2 names the message), the status.
     let batch = std::fs::read_to_string(support::corpus().join("hl7v2/adt-a04-pyhl7-batch-two-messages.hl7")).unwrap();
@@ -224,13 +225,15 @@ fn exported_claims_agree_with_the_submitted_x12_in_every_reader_and_survive_kill
         text.split(['\r', '\n']).filter(|l| !l.is_empty()).map(|l| l.split('|').map(str::to_string).collect()).collect()
     };
     let mut expected_hl7: BTreeMap<String, (String, String, usize, String)> = BTreeMap::new();
+    let keyed = no_pid.replace("NOPID-0001", "KEYED-0001");
     let mut others = vec![];
-    for (ct, body) in [
-        ("application/hl7-v2", batch.as_bytes()),
-        ("application/hl7-v2", no_pid.as_bytes()),
-        ("application/fhir+json", &claim),
+    for (ct, body, headers) in [
+        ("application/hl7-v2", batch.as_bytes(), &[][..]),
+        ("application/hl7-v2", no_pid.as_bytes(), &[]),
+        ("application/hl7-v2", keyed.as_bytes(), &[("Idempotency-Key", "dup-key-1")]),
+        ("application/fhir+json", &claim, &[]),
     ] {
-        let r = c.submit(ct, body, &[]);
+        let r = c.submit(ct, body, headers);
         assert_eq!(r.status, 202, "{}", r.text());
         let id = r.json()["transactionId"].as_str().unwrap().to_string();
         let status = c.wait_terminal(&id)["status"].as_str().unwrap().to_string();
@@ -255,7 +258,30 @@ fn exported_claims_agree_with_the_submitted_x12_in_every_reader_and_survive_kill
         }
         others.push(status);
     }
-    assert_eq!(expected_hl7.len(), 3);
+    assert_eq!(expected_hl7.len(), 4);
+    // Duplicates, one per layer: the same Idempotency-Key, ISA13, MSH-10
+    // and content again. Their events are written off the request path:
+    // wait until the writer has them (with the six real-time ones).
+    let again = c.submit("application/hl7-v2", keyed.as_bytes(), &[("Idempotency-Key", "dup-key-1")]);
+    assert_eq!(again.status, 202, "a replay answers as the first did");
+    for (ct, body) in [
+        ("application/edi-x12", files[0].0.as_bytes()),
+        ("application/hl7-v2", no_pid.as_bytes()),
+        ("application/fhir+json", claim.as_slice()),
+    ] {
+        assert_eq!(c.submit(ct, body, &[]).status, 200);
+    }
+    let written = || {
+        let m = support::request(server.http, "GET", "/metrics", &[], b"").text();
+        m.lines()
+            .find_map(|l| l.strip_prefix("clearway_realtime_events_total "))
+            .map_or(0, |v| v.trim().parse::<u64>().unwrap_or(0))
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while written() < realtime as u64 + 4 {
+        assert!(std::time::Instant::now() < deadline, "the duplicates' events were not written");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     assert!(matches!(expected_hl7["NOPID-0001"].1.as_str(), "AE" | "AR"), "{expected_hl7:?}");
     let rejected_claims = clm(&files[8].0).0;
     let lines = files
@@ -267,10 +293,11 @@ fn exported_claims_agree_with_the_submitted_x12_in_every_reader_and_survive_kill
     // One export: every transaction once, every claim of the accepted sets.
     let dir = scratch.root.path().join("analytics");
     let first = export(&scratch, &dir);
-    assert_eq!(first["events"], files.len() + others.len() + realtime, "{first}");
+    assert_eq!(first["events"], files.len() + others.len() + realtime + 4, "{first}");
+    assert_eq!(first["rows"]["duplicate"], 4, "{first}");
     assert_eq!(
         (&first["rows"]["hl7_message"], &first["rows"]["fhir_request"]),
-        (&serde_json::json!(3), &serde_json::json!(1))
+        (&serde_json::json!(4), &serde_json::json!(1))
     );
     assert_eq!(first["rows"]["rt_exchange"], realtime, "{first}");
     assert_eq!(first["rows"]["claim_line"], lines, "{first}");
@@ -385,6 +412,24 @@ fn exported_claims_agree_with_the_submitted_x12_in_every_reader_and_survive_kill
     assert_eq!(x["claim_rejected_duckdb"], rejected_claims, "{x}");
     assert_eq!(Decimal::from_str(x["claim_charge_sum_duckdb"].as_str().unwrap()).unwrap(), charged, "{x}");
     assert_eq!(x["line_distinct_duckdb"], first["rows"]["claim_line"], "{x}");
+    let dups = report(&scratch, &dir, "duplicates", &[]);
+    let layers: BTreeMap<String, u64> = dups
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                format!("{}/{}", r["layer"].as_str().unwrap(), r["format"].as_str().unwrap()),
+                r["duplicates"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let one = |k: &str| (k.to_string(), 1u64);
+    assert_eq!(
+        layers,
+        BTreeMap::from([one("content/fhir"), one("idempotency-key/hl7"), one("interchange/x12"), one("message/hl7")]),
+        "{dups}"
+    );
     // The HL7 and FHIR rows say what was received and answered.
     let hl7: Vec<(String, (String, String, usize, String))> = x["hl7_message_rows_duckdb"]
         .as_array()

@@ -129,6 +129,16 @@ impl Reader {
             }
             return Ok(());
         }
+        if e.kind == ChangeKind::Duplicate {
+            if let Some(d) = &e.duplicate {
+                let r = out.get(&schema::DUPLICATE);
+                r.s(Some(e.partner.as_str())).s(Some(e.transaction.as_str())).s(Some(d.original.as_str()));
+                r.s(Some(&d.layer)).s(Some(&d.format)).s(Some(&d.channel)).i(Some(d.size_bytes as i64));
+                r.t(Some(ms_to_us(e.received_at_ms))).i(seq);
+                r.end();
+            }
+            return Ok(());
+        }
         let key = TransactionRecord::key(&e.partner, &e.transaction);
         let Some(item) = self.state.get(&key).await? else {
             skipped.missing_record += 1;

@@ -250,6 +250,7 @@ mod tests {
                 ack_ids: vec![],
                 reason: None,
                 realtime: None,
+                duplicate: None,
             };
             let op = WriteOp::Put {
                 key: e.key(),

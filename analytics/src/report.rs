@@ -46,6 +46,7 @@ pub const REPORTS: &[Report] = &[
     Report { name: "aaa_errors", sql: include_str!("../reports/aaa_errors.sql") },
     Report { name: "reconciliation", sql: include_str!("../reports/reconciliation.sql") },
     Report { name: "denials", sql: include_str!("../reports/denials.sql") },
+    Report { name: "duplicates", sql: include_str!("../reports/duplicates.sql") },
 ];
 
 /// The report named `name`.

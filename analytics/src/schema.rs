@@ -331,6 +331,22 @@ pub static DEAD_LETTER: TableDef = TableDef {
     ],
 };
 
+pub static DUPLICATE: TableDef = TableDef {
+    name: "duplicate",
+    doc: "one row per submission answered as a duplicate of an earlier transaction, with the layer that caught it",
+    columns: &[
+        ("tenant_id", Str),
+        ("transaction_id", Str),
+        ("original_transaction_id", Str),
+        ("layer", Str),
+        ("format", Str),
+        ("channel", Str),
+        ("payload_bytes", I64),
+        ("received_at", Ts),
+        ("export_seq", I64),
+    ],
+};
+
 pub static RT_EXCHANGE: TableDef = TableDef {
     name: "rt_exchange",
     doc: "one row per real-time request (270, 276) the fast path answered, with what CAQH CORE asks to capture and report",
@@ -687,7 +703,7 @@ pub static TUVA_ELIGIBILITY: TableDef = TableDef {
 };
 
 /// Every exported table, in the order files are written.
-pub static TABLES: [&TableDef; 18] = [
+pub static TABLES: [&TableDef; 19] = [
     &TRANSACTION,
     &INTERCHANGE,
     &TRANSACTION_SET,
@@ -698,6 +714,7 @@ pub static TABLES: [&TableDef; 18] = [
     &HL7_MESSAGE,
     &FHIR_REQUEST,
     &DEAD_LETTER,
+    &DUPLICATE,
     &RT_EXCHANGE,
     &REMIT_CLAIM,
     &REMIT_LINE,

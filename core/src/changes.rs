@@ -44,6 +44,12 @@ pub enum ChangeKind {
     /// event's `transaction` is the request's own id (no transaction
     /// record exists) and [`ChangeEvent::realtime`] holds the exchange.
     RealTime,
+    /// A submission was answered as a duplicate of an earlier transaction
+    /// and not processed again; the event's `transaction` is a fresh id of
+    /// the duplicate submission (no transaction record exists) and
+    /// [`ChangeEvent::duplicate`] says which layer caught it and which
+    /// transaction it repeats.
+    Duplicate,
 }
 
 /// One change, as a producer records it. No PHI: ids, codes and times.
@@ -72,6 +78,26 @@ pub struct ChangeEvent {
     /// A real-time exchange's facts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub realtime: Option<Box<RealTime>>,
+    /// A duplicate submission's facts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duplicate: Option<Box<Duplicate>>,
+}
+
+/// A submission answered as a duplicate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Duplicate {
+    /// The layer that caught it: `idempotency-key` (the same key again),
+    /// `interchange` (ISA13 again from the same sender), `message` (MSH-10
+    /// again from the same application and facility), `content` (the same
+    /// bytes again).
+    pub layer: String,
+    /// The transaction it repeats.
+    pub original: TransactionId,
+    /// `x12`, `hl7`, `fhir`, `ncpdp`.
+    pub format: String,
+    /// `http` or `mllp`.
+    pub channel: String,
+    pub size_bytes: u64,
 }
 
 /// One real-time exchange, as CAQH CORE asks an entity to capture, log,
@@ -127,6 +153,7 @@ impl ChangeKind {
             ChangeKind::Processed => "processed",
             ChangeKind::DeadLettered => "dead_lettered",
             ChangeKind::RealTime => "realtime",
+            ChangeKind::Duplicate => "duplicate",
         }
     }
 }

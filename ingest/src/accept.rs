@@ -585,9 +585,20 @@ pub async fn accept(svc: &Services, mut sub: Submission) -> Result<Outcome, Refu
         }
         Err(e) if e.kind() == ErrorKind::PreconditionFailed => {
             // A dedupe key exists: answer as the duplicate it is.
-            match find_duplicate(svc, &sub, &checked, &idem_key, &isa_key, &msh_key, &hash_key, &body_hash, now).await?
-            {
-                Some(o) => Ok(o),
+            let found =
+                find_duplicate(svc, &sub, &checked, &idem_key, &isa_key, &msh_key, &hash_key, &body_hash, now).await?;
+            match found {
+                Some((layer, original, o)) => {
+                    let duplicate = clearway_core::changes::Duplicate {
+                        layer: layer.into(),
+                        original,
+                        format: format.as_str().into(),
+                        channel: sub.channel.as_str().into(),
+                        size_bytes: sub.body.len() as u64,
+                    };
+                    svc.realtime.duplicate(&sub.partner, duplicate, now);
+                    Ok(o)
+                }
                 None => Err(Refusal::Unavailable { retry_after_secs: 1, throttled: false }),
             }
         }
@@ -755,7 +766,7 @@ async fn find_duplicate(
     hash_key: &Key,
     body_hash: &str,
     now: OffsetDateTime,
-) -> Result<Option<Outcome>, Refusal> {
+) -> Result<Option<(&'static str, TransactionId, Outcome)>, Refusal> {
     let state = &svc.ports.state;
     let get = |k: Key| async move {
         state.get(&k).await.map_err(|e| unavailable(&e)).map(|i| i.and_then(|i| decode::<DedupeRecord>(&i.value)))
@@ -767,10 +778,9 @@ async fn find_duplicate(
             return Err(Refusal::IdempotencyMismatch);
         }
         metrics::counter!("clearway_intake_duplicates_total", "reason" => "idempotency-key").increment(1);
-        return Ok(Some(Outcome::Replayed {
-            status: r.response_status.unwrap_or(202),
-            body: r.response_body.unwrap_or_else(|| serde_json::json!({ "transactionId": r.transaction }).to_string()),
-        }));
+        let body = r.response_body.unwrap_or_else(|| serde_json::json!({ "transactionId": r.transaction }).to_string());
+        let replayed = Outcome::Replayed { status: r.response_status.unwrap_or(202), body };
+        return Ok(Some(("idempotency-key", r.transaction, replayed)));
     }
     let status_of = |id: TransactionId| async move {
         state
@@ -788,30 +798,34 @@ async fn find_duplicate(
         let ta1 = ta1_for(h, Some(clearway_formats::x12::codes::Ta105::Duplicate), &sub.body, now);
         record_duplicate_ta1(svc, &sub.partner, &r.transaction, &ta1, body_hash, now).await;
         let status = status_of(r.transaction.clone()).await;
-        return Ok(Some(Outcome::Duplicate {
-            reason: DuplicateReason::Interchange,
-            original: r.transaction,
-            status,
-            ack: Some(ta1),
-        }));
+        let original = r.transaction.clone();
+        let reason = DuplicateReason::Interchange;
+        return Ok(Some((
+            "interchange",
+            original,
+            Outcome::Duplicate { reason, original: r.transaction, status, ack: Some(ta1) },
+        )));
     }
     if let Some(k) = msh_key
         && let Some(r) = get(k.clone()).await?
     {
         metrics::counter!("clearway_intake_duplicates_total", "reason" => "message").increment(1);
         let status = status_of(r.transaction.clone()).await;
-        return Ok(Some(Outcome::Duplicate {
-            reason: DuplicateReason::Message,
-            original: r.transaction,
-            status,
-            ack: r.ack,
-        }));
+        let original = r.transaction.clone();
+        let reason = DuplicateReason::Message;
+        return Ok(Some((
+            "message",
+            original,
+            Outcome::Duplicate { reason, original: r.transaction, status, ack: r.ack },
+        )));
     }
     if let Some(r) = get(hash_key.clone()).await? {
         metrics::counter!("clearway_intake_duplicates_total", "reason" => "content").increment(1);
         let status = status_of(r.transaction.clone()).await;
         let ack = if checked.hl7 { hl7_ack_of(svc, hash_key).await } else { None };
-        return Ok(Some(Outcome::Duplicate { reason: DuplicateReason::Content, original: r.transaction, status, ack }));
+        let original = r.transaction.clone();
+        let reason = DuplicateReason::Content;
+        return Ok(Some(("content", original, Outcome::Duplicate { reason, original: r.transaction, status, ack })));
     }
     Ok(None)
 }

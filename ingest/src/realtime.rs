@@ -2,14 +2,16 @@
 //! eligibility) answered by the fast path, with what CAQH CORE asks an
 //! entity to capture and report (receive and send time, latency, the
 //! request's control numbers and trace, where the answer came from, AAA
-//! codes). Written off the request path: a bounded channel and one writer
+//! codes); and one per submission answered as a duplicate (the layer that
+//! caught it, the transaction it repeats). Neither is a durable effect, so
+//! both are written off the request path: a bounded channel and one writer
 //! task that puts up to 100 events per state-store write. When the channel
 //! is full an event is dropped and counted
 //! (`clearway_realtime_events_dropped_total`), never the request slowed;
 //! `flush` (at shutdown) writes what is queued.
 
 use clearway_core::PartnerId;
-use clearway_core::changes::{ChangeEvent, ChangeKind, EVENT_VERSION, RealTime};
+use clearway_core::changes::{ChangeEvent, ChangeKind, Duplicate, EVENT_VERSION, RealTime};
 use clearway_core::ports::{Condition, MAX_WRITE_OPS, StateStore, WriteOp};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot};
@@ -101,7 +103,33 @@ impl RealTimeLog {
                 ids,
                 aaa,
             })),
+            duplicate: None,
         };
+        self.queue(event);
+    }
+
+    /// Queues the event of a submission answered as a duplicate (the
+    /// same way: no wait, dropped and counted when full).
+    pub fn duplicate(&self, partner: &PartnerId, duplicate: Duplicate, at: time::OffsetDateTime) {
+        self.start();
+        let ms = (at.unix_timestamp_nanos() / 1_000_000) as i64;
+        self.queue(ChangeEvent {
+            v: EVENT_VERSION,
+            kind: ChangeKind::Duplicate,
+            partner: partner.clone(),
+            transaction: clearway_core::TransactionId::new(),
+            at_ms: ms,
+            received_at_ms: ms,
+            status: "duplicate".into(),
+            attempts: 0,
+            ack_ids: Vec::new(),
+            reason: None,
+            realtime: None,
+            duplicate: Some(Box::new(duplicate)),
+        });
+    }
+
+    fn queue(&self, event: ChangeEvent) {
         if self.tx.try_send(Msg::Event(Box::new(event))).is_err() {
             metrics::counter!("clearway_realtime_events_dropped_total").increment(1);
         }

@@ -288,6 +288,7 @@ impl Processor {
             ack_ids: record.ack_ids.clone(),
             reason: None,
             realtime: None,
+            duplicate: None,
         };
         self.ports
             .state
@@ -647,6 +648,7 @@ impl Processor {
                 ack_ids: Vec::new(),
                 reason: Some(dead.reason.clone()),
                 realtime: None,
+                duplicate: None,
             };
             ops.push(WriteOp::Put {
                 key,
