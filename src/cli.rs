@@ -115,10 +115,20 @@ pub enum Command {
         #[command(flatten)]
         store: StoreArgs,
         /// A directory or s3://bucket/prefix (default analytics.destination,
-        /// else <data_dir>/analytics). Each destination has its own
-        /// watermark.
+        /// else <data_dir>/analytics; each destination has its own
+        /// watermark). A date (YYYY-MM-DD) instead ends a bounded
+        /// re-export's period, exclusive: `--from 2026-11-01 --to
+        /// 2026-12-01 [--to DIR]`. (A directory named like a date: write
+        /// ./2026-12-01.)
+        #[arg(long, action = clap::ArgAction::Append)]
+        to: Vec<String>,
+        /// Re-export the partitions of the days from this date (YYYY-MM-DD,
+        /// UTC, inclusive) to `--to DATE` (exclusive; default: tomorrow)
+        /// from the kept change batches, whatever the destination has
+        /// written; its watermark does not move. Files already there are
+        /// kept (they have the same bytes).
         #[arg(long)]
-        to: Option<String>,
+        from: Option<String>,
         /// Print the run's figures as JSON.
         #[arg(long)]
         json: bool,

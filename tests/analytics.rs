@@ -311,6 +311,45 @@ fn exported_claims_agree_with_the_submitted_x12_in_every_reader_and_survive_kill
     let again = export(&scratch, &dir);
     assert_eq!((again["events"].as_u64(), again["filesCreated"].as_u64()), (Some(0), Some(0)), "{again}");
 
+    // A bounded re-export to a new destination writes the same files with
+    // the same bytes and leaves that destination's watermark alone: its
+    // first incremental run finds every file there. A period without
+    // events writes nothing.
+    let today = time::OffsetDateTime::now_utc().date();
+    let (from, to) =
+        (today.previous_day().unwrap().to_string(), today.next_day().unwrap().next_day().unwrap().to_string());
+    let copy = scratch.root.path().join("analytics-copy");
+    let args = ["export", "--from", &from, "--to", &to, "--to", copy.to_str().unwrap(), "--json"];
+    let bounded: serde_json::Value = serde_json::from_str(scratch.run_ok(&args).trim()).unwrap();
+    assert_eq!((&bounded["events"], &bounded["rows"]), (&first["events"], &first["rows"]), "{bounded}");
+    let tree = |root: &std::path::Path| -> BTreeMap<String, Vec<u8>> {
+        let mut out = BTreeMap::new();
+        let mut stack = vec![root.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else {
+                    out.insert(p.strip_prefix(root).unwrap().display().to_string(), std::fs::read(&p).unwrap());
+                }
+            }
+        }
+        out
+    };
+    assert_eq!(tree(&copy), tree(&dir), "the same files, byte for byte");
+    let after = export(&scratch, &copy);
+    assert_eq!(
+        (after["filesCreated"].as_u64(), after["filesExisting"].as_u64()),
+        (Some(0), first["filesCreated"].as_u64()),
+        "{after}"
+    );
+    let none = ["export", "--from", "2001-01-01", "--to", "2001-01-02", "--to", copy.to_str().unwrap(), "--json"];
+    let none: serde_json::Value = serde_json::from_str(scratch.run_ok(&none).trim()).unwrap();
+    assert_eq!((none["events"].as_u64(), none["filesCreated"].as_u64()), (Some(0), Some(0)), "{none}");
+    let bad = scratch.run(&["export", "--from", "2001-01-02", "--to", "2001-01-01"]);
+    assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("empty period"));
+
     // DataFusion's reports agree with the X12.
     let fp = report(&scratch, &dir, "first_pass", &[]);
     let rows = fp.as_array().unwrap();

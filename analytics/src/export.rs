@@ -43,6 +43,9 @@ pub struct ExportReport {
     pub skipped: Skipped,
     /// The destination's next batch after the run.
     pub next_batch: u64,
+    /// A bounded run ([`Exporter::run_period`]): sealed batches no longer
+    /// kept (older than the retention), whose days it could not write.
+    pub batches_gone: u64,
 }
 
 /// Exports to one destination.
@@ -87,15 +90,7 @@ impl Exporter {
         while feed::seal(self.state.as_ref(), Some(retain_until), None).await?.is_some() {
             report.batches_sealed += 1;
         }
-        // Tuva's pharmacy_claim has no rows yet (NCPDP claims do not reach
-        // the change feed): an empty file, so the table exists for readers
-        // (Tuva requires every claims input table).
-        if !self.pharmacy_table {
-            let empty = crate::schema::Rows::new(&schema::TUVA_PHARMACY_CLAIM).finish().map_err(arrow_err)?;
-            let rel = format!("v1/{}/part-empty.parquet", schema::TUVA_PHARMACY_CLAIM.name);
-            self.dest.create(&rel, parquet_bytes(&empty)?).await?;
-            self.pharmacy_table = true;
-        }
+        self.pharmacy_table().await?;
         let (head, _) = feed::head(self.state.as_ref()).await?;
         loop {
             let (mark, version) = self.watermark().await?;
@@ -117,7 +112,7 @@ impl Exporter {
                     ));
                 }
             };
-            let rows = self.write_batch(&events, &mut report).await?;
+            let rows = self.write_batch(&events, None, &mut report).await?;
             let mut next = mark.clone();
             next.next_batch = n + 1;
             for (t, c) in rows {
@@ -146,10 +141,63 @@ impl Exporter {
         Ok(report)
     }
 
-    /// Writes one batch's files; returns the rows per table.
+    /// Tuva's pharmacy_claim has no rows yet (NCPDP claims do not reach
+    /// the change feed): an empty file, so the table exists for readers
+    /// (Tuva requires every claims input table).
+    async fn pharmacy_table(&mut self) -> PortResult<()> {
+        if !self.pharmacy_table {
+            let empty = crate::schema::Rows::new(&schema::TUVA_PHARMACY_CLAIM).finish().map_err(arrow_err)?;
+            let rel = format!("v1/{}/part-empty.parquet", schema::TUVA_PHARMACY_CLAIM.name);
+            self.dest.create(&rel, parquet_bytes(&empty)?).await?;
+            self.pharmacy_table = true;
+        }
+        Ok(())
+    }
+
+    /// A bounded re-export: writes the `received_date` partitions from
+    /// `from` (inclusive) to `to` (exclusive) of every kept batch, whatever
+    /// this destination's watermark says, and leaves the watermark alone.
+    /// Each file has the name and the bytes the incremental export gives
+    /// it (the same batch, rolled at the same events), so files already
+    /// there are kept and a later incremental run keeps these: a backfill of
+    /// a new destination, or of partitions lost there, with no row twice.
+    /// The Tuva tables, which are not partitioned, get each touched
+    /// batch's whole file, as the incremental export writes it.
+    pub async fn run_period(&mut self, from: time::Date, to: time::Date) -> PortResult<ExportReport> {
+        let mut report = ExportReport::default();
+        let retain_until = time::OffsetDateTime::now_utc().unix_timestamp() + self.retain_secs;
+        while feed::seal(self.state.as_ref(), Some(retain_until), None).await?.is_some() {
+            report.batches_sealed += 1;
+        }
+        self.pharmacy_table().await?;
+        let days = (day_number(from), day_number(to));
+        let (head, _) = feed::head(self.state.as_ref()).await?;
+        for n in 0..head.next_batch {
+            let Some(events) = feed::read_batch(self.state.as_ref(), n).await? else {
+                report.batches_gone += 1;
+                continue;
+            };
+            let in_period = events
+                .iter()
+                .filter(|s| (days.0..days.1).contains(&s.event.received_at_ms.div_euclid(86_400_000)))
+                .count();
+            if in_period == 0 {
+                continue;
+            }
+            self.write_batch(&events, Some(days), &mut report).await?;
+            report.batches_written += 1;
+            report.events += in_period as u64;
+        }
+        report.next_batch = self.watermark().await?.0.next_batch;
+        Ok(report)
+    }
+
+    /// Writes one batch's files (only the partitions of days `days.0` to
+    /// `days.1`, exclusive, when given); returns the rows per table.
     async fn write_batch(
         &mut self,
         events: &[Sequenced],
+        days: Option<(i64, i64)>,
         report: &mut ExportReport,
     ) -> PortResult<BTreeMap<String, u64>> {
         let mut rows: BTreeMap<String, u64> = BTreeMap::new();
@@ -168,12 +216,17 @@ impl Exporter {
                     let name = r.def.name;
                     let partitioned = r.def.partitioned();
                     let batch = r.finish().map_err(arrow_err)?;
-                    *rows.entry(name.to_string()).or_default() += batch.num_rows() as u64;
-                    let parts = if partitioned { by_date(&batch)? } else { vec![(String::new(), batch)] };
-                    for (date, part) in parts {
+                    let parts = if partitioned { by_date(&batch)? } else { vec![(None, batch)] };
+                    for (day, part) in parts {
+                        if let (Some(day), Some((a, b))) = (day, days)
+                            && !(a..b).contains(&day)
+                        {
+                            continue;
+                        }
+                        *rows.entry(name.to_string()).or_default() += part.num_rows() as u64;
                         let file = format!("part-{from:020}-{:020}.parquet", s.seq);
-                        let rel = if partitioned {
-                            format!("v1/{name}/received_date={date}/{file}")
+                        let rel = if let Some(day) = day {
+                            format!("v1/{name}/received_date={}/{file}", date_string(day))
                         } else {
                             format!("v1/{name}/{file}")
                         };
@@ -200,8 +253,17 @@ fn arrow_err(e: datafusion::arrow::error::ArrowError) -> PortError {
     PortError::with_cause(ErrorKind::Internal, "build analytics rows", e)
 }
 
-/// The rows of a batch split by the UTC date of `received_at`.
-fn by_date(batch: &RecordBatch) -> PortResult<Vec<(String, RecordBatch)>> {
+/// Days since 1970-01-01 of a date.
+fn day_number(d: time::Date) -> i64 {
+    i64::from(d.to_julian_day())
+        - i64::from(
+            time::Date::from_calendar_date(1970, time::Month::January, 1).map_or(2_440_588, |e| e.to_julian_day()),
+        )
+}
+
+/// The rows of a batch split by the UTC date of `received_at` (days since
+/// 1970-01-01).
+fn by_date(batch: &RecordBatch) -> PortResult<Vec<(Option<i64>, RecordBatch)>> {
     let Some(col) = batch.column_by_name("received_at") else {
         return Err(PortError::new(ErrorKind::Internal, "a table without received_at"));
     };
@@ -216,7 +278,7 @@ fn by_date(batch: &RecordBatch) -> PortResult<Vec<(String, RecordBatch)>> {
     for d in days {
         let mask: datafusion::arrow::array::BooleanArray = (0..ts.len()).map(|i| Some(day(i) == d)).collect();
         let part = filter_record_batch(batch, &mask).map_err(arrow_err)?;
-        out.push((date_string(d), part));
+        out.push((Some(d), part));
     }
     Ok(out)
 }

@@ -29,7 +29,41 @@ pub fn destination(config: &AnalyticsConfig, address: Option<&str>) -> anyhow::R
     Destination::parse(address.unwrap_or(&config.destination), &s3).map_err(port)
 }
 
-pub fn export(args: &StoreArgs, to: Option<&str>, json: bool) -> anyhow::Result<ExitCode> {
+/// A `YYYY-MM-DD` date.
+fn date_arg(v: &str) -> Option<time::Date> {
+    time::Date::parse(v, time::macros::format_description!("[year]-[month]-[day]")).ok()
+}
+
+/// `--to` values: at most one destination and at most one date (the end of
+/// a bounded period).
+fn export_targets<'a>(
+    to: &'a [String],
+    from: Option<&str>,
+) -> anyhow::Result<(Option<&'a str>, Option<(time::Date, time::Date)>)> {
+    let (dates, places): (Vec<&String>, Vec<&String>) = to.iter().partition(|v| date_arg(v).is_some());
+    if places.len() > 1 || dates.len() > 1 {
+        anyhow::bail!("--to names one destination and at most one date (the end of --from's period)");
+    }
+    let period = match (from, dates.first()) {
+        (None, None) => None,
+        (None, Some(_)) => anyhow::bail!("--to DATE ends a period: give --from DATE too"),
+        (Some(f), end) => {
+            let from = date_arg(f).ok_or_else(|| anyhow::anyhow!("--from: a date, YYYY-MM-DD"))?;
+            let end = match end {
+                Some(e) => date_arg(e).ok_or_else(|| anyhow::anyhow!("--to: a date, YYYY-MM-DD"))?,
+                None => time::OffsetDateTime::now_utc().date().next_day().unwrap_or(time::Date::MAX),
+            };
+            if end <= from {
+                anyhow::bail!("--to {end} is not after --from {from}: an empty period");
+            }
+            Some((from, end))
+        }
+    };
+    Ok((places.first().map(|s| s.as_str()), period))
+}
+
+pub fn export(args: &StoreArgs, to: &[String], from: Option<&str>, json: bool) -> anyhow::Result<ExitCode> {
+    let (to, period) = export_targets(to, from)?;
     let config = load_config(args, |_| {})?;
     runtime()?.block_on(async {
         let store = Store::open(&config).await?;
@@ -38,7 +72,10 @@ pub fn export(args: &StoreArgs, to: Option<&str>, json: bool) -> anyhow::Result<
         let mut exporter = Exporter::new(reader, dest);
         exporter.retain_secs = config.analytics.retain.as_secs() as i64;
         let started = std::time::Instant::now();
-        let r = exporter.run().await.map_err(port)?;
+        let r = match period {
+            Some((from, to)) => exporter.run_period(from, to).await.map_err(port)?,
+            None => exporter.run().await.map_err(port)?,
+        };
         let took_ms = started.elapsed().as_millis() as u64;
         let mut out = std::io::stdout().lock();
         if json {
@@ -52,6 +89,7 @@ pub fn export(args: &StoreArgs, to: Option<&str>, json: bool) -> anyhow::Result<
                 "skippedMissingRecord": r.skipped.missing_record,
                 "skippedUnreadable": r.skipped.unreadable,
                 "nextBatch": r.next_batch,
+                "batchesGone": r.batches_gone,
                 "tookMs": took_ms,
             });
             writeln!(out, "{v}")?;
@@ -63,6 +101,13 @@ pub fn export(args: &StoreArgs, to: Option<&str>, json: bool) -> anyhow::Result<
             )?;
             for (t, n) in &r.rows {
                 writeln!(out, "  {t}: {n} rows")?;
+            }
+            if r.batches_gone > 0 {
+                writeln!(
+                    out,
+                    "  {} older change batches are no longer kept (analytics.retain_days): a period reaching back to them is incomplete",
+                    r.batches_gone
+                )?;
             }
             if r.skipped.missing_record + r.skipped.unreadable > 0 {
                 writeln!(
