@@ -34,12 +34,12 @@ fn date_arg(v: &str) -> Option<time::Date> {
     time::Date::parse(v, time::macros::format_description!("[year]-[month]-[day]")).ok()
 }
 
+/// A bounded export's days: from (inclusive), to (exclusive).
+type Period = (time::Date, time::Date);
+
 /// `--to` values: at most one destination and at most one date (the end of
 /// a bounded period).
-fn export_targets<'a>(
-    to: &'a [String],
-    from: Option<&str>,
-) -> anyhow::Result<(Option<&'a str>, Option<(time::Date, time::Date)>)> {
+fn export_targets<'a>(to: &'a [String], from: Option<&str>) -> anyhow::Result<(Option<&'a str>, Option<Period>)> {
     let (dates, places): (Vec<&String>, Vec<&String>) = to.iter().partition(|v| date_arg(v).is_some());
     if places.len() > 1 || dates.len() > 1 {
         anyhow::bail!("--to names one destination and at most one date (the end of --from's period)");
