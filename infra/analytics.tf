@@ -1087,6 +1087,95 @@ resource "aws_glue_catalog_table" "dead_letter" {
   }
 }
 
+resource "aws_glue_catalog_table" "payer_batch" {
+  name          = "payer_batch"
+  database_name = aws_glue_catalog_database.analytics.name
+  description   = "one row per step of an outbound 837 batch to a payer: delivered, and the payer's TA1 or 999 about it"
+  table_type    = "EXTERNAL_TABLE"
+  parameters = {
+    classification                           = "parquet"
+    "projection.enabled"                     = "true"
+    "projection.received_date.type"          = "date"
+    "projection.received_date.format"        = "yyyy-MM-dd"
+    "projection.received_date.range"         = "2024-01-01,NOW"
+    "projection.received_date.interval"      = "1"
+    "projection.received_date.interval.unit" = "DAYS"
+    "storage.location.template"              = "s3://${aws_s3_bucket.analytics.bucket}/clearway/v1/payer_batch/received_date=$${received_date}/"
+  }
+  partition_keys {
+    name = "received_date"
+    type = "string"
+  }
+  storage_descriptor {
+    location      = "s3://${aws_s3_bucket.analytics.bucket}/clearway/v1/payer_batch/"
+    input_format  = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat"
+    output_format = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat"
+    ser_de_info {
+      serialization_library = "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"
+    }
+    columns {
+      name = "tenant_id"
+      type = "string"
+    }
+    columns {
+      name = "batch_id"
+      type = "string"
+    }
+    columns {
+      name = "payer_id"
+      type = "string"
+    }
+    columns {
+      name = "isa13_control"
+      type = "bigint"
+    }
+    columns {
+      name = "step"
+      type = "string"
+    }
+    columns {
+      name = "claims"
+      type = "bigint"
+    }
+    columns {
+      name = "bytes"
+      type = "bigint"
+    }
+    columns {
+      name = "created_at"
+      type = "timestamp"
+    }
+    columns {
+      name = "delivered_at"
+      type = "timestamp"
+    }
+    columns {
+      name = "delivery"
+      type = "string"
+    }
+    columns {
+      name = "attempts"
+      type = "int"
+    }
+    columns {
+      name = "verdict"
+      type = "string"
+    }
+    columns {
+      name = "event_at"
+      type = "timestamp"
+    }
+    columns {
+      name = "received_at"
+      type = "timestamp"
+    }
+    columns {
+      name = "export_seq"
+      type = "bigint"
+    }
+  }
+}
+
 resource "aws_glue_catalog_table" "duplicate" {
   name          = "duplicate"
   database_name = aws_glue_catalog_database.analytics.name

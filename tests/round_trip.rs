@@ -292,6 +292,25 @@ fn claims_go_out_in_batches_and_answers_come_back_per_submitter(scratch: Scratch
     assert_eq!(status.status, 200, "{}", status.text());
     assert!(status.text().contains("STC*F1:65"), "the payer's payment reaches claim status: {}", status.text());
 
+    // The analytics export has the batches, the payer's verdicts per claim
+    // and its 835.
+    let analytics = scratch.root.path().join("analytics-rt");
+    let exported = scratch.run_ok(&["export", "--to", analytics.to_str().unwrap(), "--json"]);
+    let exported: serde_json::Value = serde_json::from_str(exported.trim()).unwrap();
+    assert_eq!(exported["rows"]["payer_batch"], 2 * files.len(), "delivered and answered (999): {exported}");
+    assert_eq!(exported["rows"]["remit_claim"], 1, "{exported}");
+    let source = analytics.to_str().unwrap();
+    let out = scratch.run_ok(&["report", "claim_turnaround", "--source", source, "--format", "json"]);
+    let turnaround: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let payer = turnaround.as_array().unwrap().iter().find(|r| r["ack_source"] == "payer").expect("payer rows");
+    assert_eq!(payer["claims"], 5, "every claim the payer answered: {turnaround}");
+    assert!(payer["p50_ms"].as_f64().unwrap() > 0.0, "{turnaround}");
+    let out = scratch.run_ok(&["report", "reconciliation", "--source", source, "--format", "json"]);
+    let rec: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let paid: f64 =
+        rec.as_array().unwrap().iter().map(|r| r["paid"].to_string().trim_matches('"').parse::<f64>().unwrap()).sum();
+    assert_eq!(paid, 80.0, "the payer's 835 reconciles acme's A1: {rec}");
+
     // An unsolicited 277 (naming no batch of ours in 2200B): its claims
     // are found through the claim index and forwarded again.
     let stray = String::from_utf8(files[0].1.clone()).unwrap();
@@ -514,6 +533,13 @@ fn a_kill_while_a_payer_answer_is_applied_applies_it_once() {
         let n: usize = files.iter().map(|(_, b)| segments(b).iter().filter(|s| s.starts_with("REF*D9*")).count()).sum();
         (n == 2000).then_some(files)
     });
+    // Everything before the payer's answer, exported.
+    let analytics = scratch.root.path().join("analytics-kill");
+    let export = || -> serde_json::Value {
+        let out = scratch.run_ok(&["export", "--to", analytics.to_str().unwrap(), "--json"]);
+        serde_json::from_str(out.trim()).unwrap()
+    };
+    export();
     let back = dir.join("from-payer");
     std::fs::create_dir_all(&back).unwrap();
     let mut answer = Vec::new();
@@ -538,6 +564,10 @@ fn a_kill_while_a_payer_answer_is_applied_applies_it_once() {
     let metrics = support::request(server.http, "GET", "/metrics", &[], b"").text();
     let reapplied = metrics.lines().any(|l| l.starts_with("clearway_payer_files_total{outcome=\"applied\"}"));
     assert!(reapplied, "the kill came before the answer was wholly applied: the restarted service finished it");
+    // The analytics export after it: exactly one claim_ack row per claim
+    // (the payer's one STC each), though the answer was applied again.
+    let after = export();
+    assert_eq!(after["rows"]["claim_ack"], 2000, "{after}");
     let feed = c.get("/v1/acks?wait=0&limit=1000").json();
     for t in &txns {
         let n = feed["acks"]

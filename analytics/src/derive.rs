@@ -129,6 +129,41 @@ impl Reader {
             }
             return Ok(());
         }
+        if e.kind == ChangeKind::PayerBatch {
+            if let Some(b) = &e.payer_batch {
+                let r = out.get(&schema::PAYER_BATCH);
+                r.s(Some(e.partner.as_str()))
+                    .s(Some(&b.batch))
+                    .s(Some(&b.payer))
+                    .i(Some(i64::from(b.control)))
+                    .s(Some(&b.step));
+                r.i(Some(b.claims as i64)).i(Some(b.bytes as i64)).t(Some(ms_to_us(b.created_at_ms)));
+                r.t(b.delivered_at_ms.map(ms_to_us)).s(b.delivery.as_deref()).i(Some(i64::from(b.attempts)));
+                r.s(b.verdict.as_deref()).t(Some(ms_to_us(e.at_ms))).t(Some(ms_to_us(e.received_at_ms))).i(seq);
+                r.end();
+            }
+            return Ok(());
+        }
+        if e.kind == ChangeKind::PayerAnswer {
+            let Some(facts) = &e.payer_answer else { return Ok(()) };
+            let tokens = self.tokenizer(&e.partner);
+            for id in &e.ack_ids {
+                let Some(item) = self.state.get(&AckRecord::key(&e.transaction, id)).await? else {
+                    skipped.missing_record += 1;
+                    continue;
+                };
+                let ack: AckRecord = decode_json(&item.value)?;
+                let body = match self.partners.ack_body(self.blobs.as_ref(), &ack).await {
+                    Ok(b) => b,
+                    Err(_) => {
+                        skipped.unreadable += 1;
+                        continue;
+                    }
+                };
+                payer_answer_rows(body.as_bytes(), id, facts, e, s.seq, &tokens, out);
+            }
+            return Ok(());
+        }
         if e.kind == ChangeKind::Duplicate {
             if let Some(d) = &e.duplicate {
                 let r = out.get(&schema::DUPLICATE);
@@ -434,7 +469,9 @@ fn x12_rows(
                             enrollment_rows(en, e, seq, tokens, out);
                             tuva_eligibility_rows(en, e, tokens, out);
                         }
-                        Document::Remittance(rm) => remit_rows(rm, e, seq, &mut n_remit, tokens, out),
+                        Document::Remittance(rm) => {
+                            remit_rows(rm, e, seq, e.transaction.as_str(), &mut n_remit, tokens, out)
+                        }
                         _ => {}
                     }
                 }
@@ -548,13 +585,52 @@ fn claim_rows(
     }
 }
 
+/// The rows of a payer's answer forwarded to a submitter (its
+/// acknowledgement `ack_id`): an 835's remittance rows (keys
+/// `<ack id>-<n>`), a 277CA's claim-level STCs as `claim_ack` rows of
+/// source `payer` (its claims in the order the event lists them).
+fn payer_answer_rows(
+    body: &[u8],
+    ack_id: &str,
+    facts: &clearway_core::changes::PayerAnswer,
+    e: &clearway_core::changes::ChangeEvent,
+    seq: u64,
+    tokens: &Tokenizer,
+    out: &mut Tables,
+) {
+    let analysis = analyze(body, &AnalyzeOptions::default());
+    let seq = Some(seq as i64);
+    let mut n_remit = 0usize;
+    let mut claims = facts.claims.iter();
+    for doc in analysis.documents() {
+        match doc {
+            Document::Remittance(rm) if facts.answer == "835" => {
+                remit_rows(rm, e, seq, ack_id, &mut n_remit, tokens, out);
+            }
+            Document::ClaimStatusResponse(r) if facts.answer == "277ca" && r.level == "PT" => {
+                let Some(key) = claims.next() else { break };
+                for st in &r.statuses {
+                    let row = out.get(&schema::CLAIM_ACK);
+                    row.s(Some(e.partner.as_str())).s(Some(e.transaction.as_str())).s(Some(key)).i(None);
+                    row.s(Some("payer")).s(Some(&st.category)).s(Some(&st.code)).s(st.entity.as_deref());
+                    row.s(st.action.as_deref()).t(Some(ms_to_us(e.received_at_ms))).t(Some(ms_to_us(e.at_ms))).i(seq);
+                    row.end();
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
 /// `remit_claim`, `remit_line` and `remit_adjustment` rows of one 835's
 /// transaction set; `n_remit` counts the file's claim payments so far
-/// (their keys are `<transaction>-<n>`, as claims' are).
+/// (their keys are `<prefix>-<n>`: the transaction for an 835 submitted,
+/// as claims' are, the acknowledgement for a payer's 835 forwarded).
 fn remit_rows(
     rm: &clearway_core::Remittance,
     e: &clearway_core::changes::ChangeEvent,
     seq: Option<i64>,
+    prefix: &str,
     n_remit: &mut usize,
     tokens: &Tokenizer,
     out: &mut Tables,
@@ -565,7 +641,7 @@ fn remit_rows(
     let payer = rm.payer_id.as_deref();
     for c in &rm.claims {
         *n_remit += 1;
-        let key = format!("{}-{}", e.transaction, n_remit);
+        let key = format!("{prefix}-{n_remit}");
         let key = Some(key.as_str());
         let status = Some(c.status_code.as_str());
         let pcn = tokens.token(c.patient_control_number.expose());

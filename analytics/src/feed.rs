@@ -251,6 +251,8 @@ mod tests {
                 reason: None,
                 realtime: None,
                 duplicate: None,
+                payer_batch: None,
+                payer_answer: None,
             };
             let op = WriteOp::Put {
                 key: e.key(),

@@ -47,6 +47,7 @@ pub const REPORTS: &[Report] = &[
     Report { name: "reconciliation", sql: include_str!("../reports/reconciliation.sql") },
     Report { name: "denials", sql: include_str!("../reports/denials.sql") },
     Report { name: "duplicates", sql: include_str!("../reports/duplicates.sql") },
+    Report { name: "claim_turnaround", sql: include_str!("../reports/claim_turnaround.sql") },
 ];
 
 /// The report named `name`.

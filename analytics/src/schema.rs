@@ -331,6 +331,28 @@ pub static DEAD_LETTER: TableDef = TableDef {
     ],
 };
 
+pub static PAYER_BATCH: TableDef = TableDef {
+    name: "payer_batch",
+    doc: "one row per step of an outbound 837 batch to a payer: delivered, and the payer's TA1 or 999 about it",
+    columns: &[
+        ("tenant_id", Str),
+        ("batch_id", Str),
+        ("payer_id", Str),
+        ("isa13_control", I64),
+        ("step", Str),
+        ("claims", I64),
+        ("bytes", I64),
+        ("created_at", Ts),
+        ("delivered_at", Ts),
+        ("delivery", Str),
+        ("attempts", I32),
+        ("verdict", Str),
+        ("event_at", Ts),
+        ("received_at", Ts),
+        ("export_seq", I64),
+    ],
+};
+
 pub static DUPLICATE: TableDef = TableDef {
     name: "duplicate",
     doc: "one row per submission answered as a duplicate of an earlier transaction, with the layer that caught it",
@@ -703,7 +725,7 @@ pub static TUVA_ELIGIBILITY: TableDef = TableDef {
 };
 
 /// Every exported table, in the order files are written.
-pub static TABLES: [&TableDef; 19] = [
+pub static TABLES: [&TableDef; 20] = [
     &TRANSACTION,
     &INTERCHANGE,
     &TRANSACTION_SET,
@@ -715,6 +737,7 @@ pub static TABLES: [&TableDef; 19] = [
     &FHIR_REQUEST,
     &DEAD_LETTER,
     &DUPLICATE,
+    &PAYER_BATCH,
     &RT_EXCHANGE,
     &REMIT_CLAIM,
     &REMIT_LINE,

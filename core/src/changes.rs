@@ -50,7 +50,19 @@ pub enum ChangeKind {
     /// [`ChangeEvent::duplicate`] says which layer caught it and which
     /// transaction it repeats.
     Duplicate,
+    /// An outbound payer batch was delivered, or the payer's TA1 or 999
+    /// about it was applied: [`ChangeEvent::payer_batch`]. A batch is the
+    /// clearinghouse's own, so the event's partner is [`CLEARINGHOUSE`]
+    /// and its `transaction` a fresh id.
+    PayerBatch,
+    /// A payer's 277CA or 835, re-enveloped for a submitter, was stored as
+    /// an acknowledgement of the submitter's transaction (`transaction`,
+    /// `ack_ids`): [`ChangeEvent::payer_answer`].
+    PayerAnswer,
 }
+
+/// The partner of [`ChangeKind::PayerBatch`] events.
+pub const CLEARINGHOUSE: &str = "_clearinghouse";
 
 /// One change, as a producer records it. No PHI: ids, codes and times.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -81,6 +93,83 @@ pub struct ChangeEvent {
     /// A duplicate submission's facts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duplicate: Option<Box<Duplicate>>,
+    /// An outbound batch's facts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payer_batch: Option<Box<PayerBatch>>,
+    /// A payer answer's facts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payer_answer: Option<Box<PayerAnswer>>,
+}
+
+impl ChangeEvent {
+    /// An event with no facts of a kind's own (`realtime`, `duplicate`,
+    /// ... all `None`).
+    pub fn plain(
+        kind: ChangeKind,
+        partner: PartnerId,
+        transaction: TransactionId,
+        at_ms: i64,
+        received_at_ms: i64,
+    ) -> Self {
+        ChangeEvent {
+            v: EVENT_VERSION,
+            kind,
+            partner,
+            transaction,
+            at_ms,
+            received_at_ms,
+            status: String::new(),
+            attempts: 0,
+            ack_ids: Vec::new(),
+            reason: None,
+            realtime: None,
+            duplicate: None,
+            payer_batch: None,
+            payer_answer: None,
+        }
+    }
+}
+
+/// An outbound payer batch, when delivered or answered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PayerBatch {
+    /// `<payer>/<ISA13>`.
+    pub batch: String,
+    pub payer: String,
+    /// ISA13.
+    pub control: u32,
+    /// `delivered`, `ta1` or `999`.
+    pub step: String,
+    pub claims: u64,
+    pub bytes: u64,
+    pub created_at_ms: i64,
+    pub delivered_at_ms: Option<i64>,
+    /// How the delivery went: `sent`, or `present` (the payer had it
+    /// already, after a crash); `None` for an answer.
+    pub delivery: Option<String>,
+    pub attempts: u32,
+    /// The payer's verdict: `TA1:<TA104>:<TA105>`, `999:<AK901>`.
+    pub verdict: Option<String>,
+}
+
+/// A payer's answer forwarded to a submitter.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PayerAnswer {
+    pub payer: String,
+    /// `277ca` or `835`.
+    pub answer: String,
+    /// The batch it answers (a 277CA that names one of ours).
+    pub batch: Option<String>,
+    /// For a 277CA: the ids of the claims it answers, in the order of its
+    /// claim loops (2200D).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub claims: Vec<String>,
+}
+
+/// The marker that a payer answer's or batch step's event was written
+/// once (an answer file applied again after a crash writes no second one).
+pub fn payer_event_seen_key(id: &str) -> Key {
+    Key::new(Table::Changes, "payer-seen", id)
 }
 
 /// A submission answered as a duplicate.
@@ -154,6 +243,8 @@ impl ChangeKind {
             ChangeKind::DeadLettered => "dead_lettered",
             ChangeKind::RealTime => "realtime",
             ChangeKind::Duplicate => "duplicate",
+            ChangeKind::PayerBatch => "payer_batch",
+            ChangeKind::PayerAnswer => "payer_answer",
         }
     }
 }

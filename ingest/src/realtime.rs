@@ -104,6 +104,8 @@ impl RealTimeLog {
                 aaa,
             })),
             duplicate: None,
+            payer_batch: None,
+            payer_answer: None,
         };
         self.queue(event);
     }
@@ -126,6 +128,8 @@ impl RealTimeLog {
             reason: None,
             realtime: None,
             duplicate: Some(Box::new(duplicate)),
+            payer_batch: None,
+            payer_answer: None,
         });
     }
 

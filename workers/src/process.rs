@@ -289,6 +289,8 @@ impl Processor {
             reason: None,
             realtime: None,
             duplicate: None,
+            payer_batch: None,
+            payer_answer: None,
         };
         self.ports
             .state
@@ -649,6 +651,8 @@ impl Processor {
                 reason: Some(dead.reason.clone()),
                 realtime: None,
                 duplicate: None,
+                payer_batch: None,
+                payer_answer: None,
             };
             ops.push(WriteOp::Put {
                 key,

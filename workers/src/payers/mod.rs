@@ -36,6 +36,7 @@ pub mod sftp;
 use crate::process::{payment_writes, publish_acks};
 use crate::route::Router;
 use bytes::Bytes;
+use clearway_core::changes::{self, ChangeEvent, ChangeKind};
 use clearway_core::config::{Config, Destination, PayerConfig};
 use clearway_core::partners::Partners;
 use clearway_core::ports::{Condition, Key, MAX_QUERY_LIMIT, Ports, Table, WriteOp};
@@ -79,6 +80,67 @@ fn decode<T: serde::de::DeserializeOwned>(b: &[u8]) -> PortResult<T> {
 
 fn put(key: Key, value: Bytes, condition: Condition) -> WriteOp {
     WriteOp::Put { key, value, expires_at: None, condition, owner: None }
+}
+
+/// Milliseconds of an RFC 3339 time (0 when unreadable).
+fn ms_of(rfc3339: &str) -> i64 {
+    OffsetDateTime::parse(rfc3339, &time::format_description::well_known::Rfc3339)
+        .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
+        .unwrap_or(0)
+}
+
+/// The change-feed event of a batch step (`delivered`, `ta1`, `999`) and
+/// the marker that it was written once.
+fn batch_event_ops(
+    batch: &BatchRecord,
+    step: &str,
+    delivery: Option<&str>,
+    verdict: Option<&str>,
+) -> PortResult<[WriteOp; 2]> {
+    let at =
+        if step == "delivered" { batch.delivered_at.as_deref().map(ms_of).unwrap_or_else(now_ms) } else { now_ms() };
+    let partner = PartnerId::new(changes::CLEARINGHOUSE)
+        .map_err(|e| PortError::with_cause(ErrorKind::Internal, "partner id", e))?;
+    let mut e = ChangeEvent::plain(ChangeKind::PayerBatch, partner, TransactionId::new(), at, batch.created_at_ms);
+    e.status = step.to_string();
+    e.attempts = batch.attempts;
+    e.payer_batch = Some(Box::new(changes::PayerBatch {
+        batch: batch.id.clone(),
+        payer: batch.payer.clone(),
+        control: batch.control,
+        step: step.to_string(),
+        claims: batch.claims as u64,
+        bytes: batch.bytes as u64,
+        created_at_ms: batch.created_at_ms,
+        delivered_at_ms: batch.delivered_at.as_deref().map(ms_of),
+        delivery: delivery.map(str::to_string),
+        attempts: batch.attempts,
+        verdict: verdict.map(str::to_string),
+    }));
+    Ok([
+        put(
+            changes::payer_event_seen_key(&format!("batch/{}/{step}", batch.id)),
+            Bytes::from_static(b"{}"),
+            Condition::NotExists,
+        ),
+        put(e.key(), encode(&e)?, Condition::None),
+    ])
+}
+
+/// Writes `ops` with the change-feed event ops `event` (a marker written
+/// only if absent, and the event): if the marker exists (the step was
+/// recorded before, and the file is being applied again), `ops` alone.
+async fn write_with_event(
+    state: &dyn clearway_core::ports::StateStore,
+    ops: Vec<WriteOp>,
+    event: [WriteOp; 2],
+) -> PortResult<()> {
+    let mut all = ops.clone();
+    all.extend(event);
+    match state.write(all).await {
+        Err(e) if e.kind() == ErrorKind::PreconditionFailed => state.write(ops).await,
+        other => other,
+    }
 }
 
 /// A claim waiting for its batch (`pending/<payer>`), and later a member
@@ -632,13 +694,12 @@ impl RoundTrip {
                     batch.state = "delivered".into();
                     batch.delivered_at = Some(timestamp(OffsetDateTime::now_utc()));
                     batch.last_error = None;
-                    self.ports
-                        .state
-                        .write(vec![
-                            put(BatchRecord::key(payer, control), encode(&batch)?, Condition::Version(item.version)),
-                            WriteOp::Delete { key: undelivered_key(payer, control), condition: Condition::None },
-                        ])
-                        .await?;
+                    let ops = vec![
+                        put(BatchRecord::key(payer, control), encode(&batch)?, Condition::Version(item.version)),
+                        WriteOp::Delete { key: undelivered_key(payer, control), condition: Condition::None },
+                    ];
+                    let event = batch_event_ops(&batch, "delivered", Some(how), None)?;
+                    write_with_event(self.ports.state.as_ref(), ops, event).await?;
                     metrics::counter!("clearway_batch_deliveries_total", "outcome" => how).increment(1);
                     sent += 1;
                 }
@@ -1034,12 +1095,16 @@ impl RoundTrip {
             return Ok(vec![format!("{verdict} answers interchange {n:09}, which was never sent to {payer}")]);
         };
         let mut b: BatchRecord = decode(&item.value)?;
-        if verdict.starts_with("TA1") {
+        let step = if verdict.starts_with("TA1") {
             b.ta1 = Some(verdict.clone());
+            "ta1"
         } else {
             b.ack999 = Some(verdict.clone());
-        }
-        self.ports.state.write(vec![put(key, encode(&b)?, Condition::Version(item.version))]).await?;
+            "999"
+        };
+        let event = batch_event_ops(&b, step, None, Some(&verdict))?;
+        let ops = vec![put(key, encode(&b)?, Condition::Version(item.version))];
+        write_with_event(self.ports.state.as_ref(), ops, event).await?;
         if !rejected {
             return Ok(vec![]);
         }
@@ -1281,7 +1346,7 @@ impl RoundTrip {
         // One 277CA per submitter transaction, with only its claims.
         let now = OffsetDateTime::now_utc();
         let at = PrimitiveDateTime::new(now.date(), now.time());
-        let mut published: Vec<(PartnerId, AckRecord)> = Vec::new();
+        let mut published: Vec<ForwardedAnswer> = Vec::new();
         for (txn, claims) in &per_txn {
             let first = &members[claims[0].0];
             let mut by_provider: Vec<(usize, Vec<usize>)> = Vec::new();
@@ -1307,9 +1372,18 @@ impl RoundTrip {
             let Some(transaction) = TransactionId::parse(txn) else { continue };
             let partner = PartnerId::new(&first.partner)
                 .map_err(|e| PortError::with_cause(ErrorKind::Internal, "partner id", e))?;
-            published.push((
-                partner.clone(),
-                AckRecord {
+            // The claims in the order the forwarded 277CA has them.
+            let mut answered = Vec::with_capacity(claims.len());
+            for (p, cs) in &by_provider {
+                for c in cs {
+                    if let Some(&(m, _, _)) = claims.iter().find(|(_, p2, c2)| p2 == p && c2 == c) {
+                        answered.push(members[m].claim_id.clone());
+                    }
+                }
+            }
+            published.push(ForwardedAnswer {
+                partner: partner.clone(),
+                ack: AckRecord {
                     id: ack_id,
                     transaction,
                     partner,
@@ -1320,7 +1394,14 @@ impl RoundTrip {
                     body_blob: None,
                     body_sealed: None,
                 },
-            ));
+                facts: changes::PayerAnswer {
+                    payer: payer.to_string(),
+                    answer: "277ca".into(),
+                    batch: by_batch.then(|| format!("{payer}/{}", r.batch_reference.trim())),
+                    claims: answered,
+                },
+                received_ms: ms_of(&first.received_at),
+            });
         }
         self.store_and_publish(ops, published).await?;
         metrics::counter!("clearway_payer_claim_answers_total", "kind" => "277ca")
@@ -1328,11 +1409,16 @@ impl RoundTrip {
         Ok(problems)
     }
 
-    /// Writes the state changes and the acknowledgements (records and feed
-    /// entries), then publishes the acknowledgements.
-    async fn store_and_publish(&self, mut ops: Vec<WriteOp>, acks: Vec<(PartnerId, AckRecord)>) -> PortResult<()> {
+    /// Writes the state changes, then each acknowledgement (its record and
+    /// feed entry) together with its change-feed event (the payer's answer
+    /// reaching the submitter's transaction, received at `received_ms`),
+    /// then publishes the acknowledgements.
+    async fn store_and_publish(&self, ops: Vec<WriteOp>, acks: Vec<ForwardedAnswer>) -> PortResult<()> {
+        for chunk in ops.chunks(100) {
+            self.ports.state.write(chunk.to_vec()).await?;
+        }
         let mut stored = Vec::with_capacity(acks.len());
-        for (partner, mut ack) in acks {
+        for ForwardedAnswer { partner, mut ack, facts, received_ms } in acks {
             // A re-application rewrites the same feed entry.
             if let Some(item) = self.ports.state.get(&AckRecord::key(&ack.transaction, &ack.id)).await?
                 && let Ok(old) = decode::<AckRecord>(&item.value)
@@ -1340,11 +1426,26 @@ impl RoundTrip {
                 ack.created_at = old.created_at;
             }
             self.partners.seal_ack(self.ports.blobs.as_ref(), &mut ack).await?;
-            ops.extend(ack.feed_ops()?);
+            let mut e = ChangeEvent::plain(
+                ChangeKind::PayerAnswer,
+                partner.clone(),
+                ack.transaction.clone(),
+                ms_of(&ack.created_at),
+                received_ms,
+            );
+            e.status = facts.answer.clone();
+            e.ack_ids = vec![ack.id.clone()];
+            e.payer_answer = Some(Box::new(facts));
+            let event = [
+                put(
+                    changes::payer_event_seen_key(&format!("answer/{}", ack.id)),
+                    Bytes::from_static(b"{}"),
+                    Condition::NotExists,
+                ),
+                put(e.key(), encode(&e)?, Condition::None),
+            ];
+            write_with_event(self.ports.state.as_ref(), ack.feed_ops()?, event).await?;
             stored.push((partner, ack));
-        }
-        for chunk in ops.chunks(100) {
-            self.ports.state.write(chunk.to_vec()).await?;
         }
         let mut by_partner: BTreeMap<PartnerId, Vec<AckRecord>> = BTreeMap::new();
         for (p, a) in stored {
@@ -1442,11 +1543,33 @@ impl RoundTrip {
             body_blob: None,
             body_sealed: None,
         };
-        self.store_and_publish(vec![], vec![(partner_id, ack)]).await?;
+        let received_ms = match self
+            .ports
+            .state
+            .get(&clearway_core::records::TransactionRecord::key(&partner_id, &ack.transaction))
+            .await?
+        {
+            Some(item) => {
+                decode::<clearway_core::records::TransactionRecord>(&item.value).map(|t| t.received_at_ms).unwrap_or(0)
+            }
+            None => 0,
+        };
+        let facts =
+            changes::PayerAnswer { payer: payer.to_string(), answer: "835".into(), batch: None, claims: vec![] };
+        self.store_and_publish(vec![], vec![ForwardedAnswer { partner: partner_id, ack, facts, received_ms }]).await?;
         metrics::counter!("clearway_payer_claim_answers_total", "kind" => "835")
             .increment(r.patient_control_numbers.len() as u64);
         Ok(vec![])
     }
+}
+
+/// A payer's answer re-enveloped for a submitter, to store and publish.
+struct ForwardedAnswer {
+    partner: PartnerId,
+    ack: AckRecord,
+    facts: changes::PayerAnswer,
+    /// When the submitter's transaction was received (Unix ms).
+    received_ms: i64,
 }
 
 /// A claim as the claim index records it.
@@ -1495,5 +1618,72 @@ fn reply_to(s: &SubmitterInfo) -> clearway_core::records::ReplyTo {
         our_isa_id: s.our_isa_id.clone(),
         our_gs_id: s.our_gs_id.clone(),
         usage: s.usage.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clearway_core::ports::StateStore;
+
+    fn batch() -> BatchRecord {
+        BatchRecord {
+            id: "ACME01/000000007".into(),
+            payer: "ACME01".into(),
+            control: 7,
+            group: String::new(),
+            state: "delivered".into(),
+            created_at_ms: 1_000,
+            at: String::new(),
+            claims: 3,
+            bytes: 900,
+            blob: None,
+            name: "CW_ACME01_000000007.x12".into(),
+            attempts: 0,
+            last_error: None,
+            delivered_at: Some("2026-12-01T00:00:00Z".into()),
+            ta1: None,
+            ack999: None,
+        }
+    }
+
+    async fn pending(state: &dyn StateStore) -> Vec<(String, clearway_core::ports::Item)> {
+        state.query(Table::Changes, changes::PENDING, None, 100).await.unwrap()
+    }
+
+    /// A payer file applied again (after a crash) records its 999 on the
+    /// batch again; once the first event was sealed (its pending entry
+    /// gone), an event with a fresh key would be a second row: the
+    /// once-only marker keeps it out, and the batch is still written.
+    #[tokio::test]
+    async fn a_batch_step_reaches_the_feed_once_when_recorded_again() {
+        let state = clearway_local::MemStateStore::default();
+        let mut b = batch();
+        b.ack999 = Some("999:A".into());
+        let write = |b: &BatchRecord| {
+            let ops = vec![put(BatchRecord::key(&b.payer, b.control), encode(b).unwrap(), Condition::None)];
+            (ops, batch_event_ops(b, "999", None, b.ack999.as_deref()).unwrap())
+        };
+        let (ops, event) = write(&b);
+        write_with_event(&state, ops, event).await.unwrap();
+        let first = pending(&state).await;
+        assert_eq!(first.len(), 1);
+        // Sealed: the exporter deletes the pending event.
+        let delete = first
+            .iter()
+            .map(|(sk, _)| WriteOp::Delete { key: changes::pending_key(sk), condition: Condition::None })
+            .collect();
+        state.write(delete).await.unwrap();
+        b.ack999 = Some("999:E".into());
+        let (ops, event) = write(&b);
+        write_with_event(&state, ops, event).await.unwrap();
+        assert!(pending(&state).await.is_empty(), "no second event");
+        let stored: BatchRecord =
+            decode(&state.get(&BatchRecord::key("ACME01", 7)).await.unwrap().unwrap().value).unwrap();
+        assert_eq!(stored.ack999.as_deref(), Some("999:E"), "the batch is written all the same");
+        // Another step of the same batch is its own event.
+        let (ops, event) = (vec![], batch_event_ops(&b, "ta1", None, Some("TA1:A:000")).unwrap());
+        write_with_event(&state, ops, event).await.unwrap();
+        assert_eq!(pending(&state).await.len(), 1);
     }
 }
