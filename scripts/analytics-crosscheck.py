@@ -63,6 +63,22 @@ def main():
                     f"SELECT {cols} FROM read_parquet(?, hive_partitioning = true) ORDER BY {order}", [glob])
                 names = [d[0] for d in cur.description]
                 out[f"{name}_rows_duckdb"] = [dict(zip(names, r)) for r in cur.fetchall()]
+    # Layer B: the Tuva snapshots (one snapshot_date directory per table).
+    snap = os.path.join(root, "tuva", "medical_claim")
+    if os.path.isdir(snap):
+        glob = os.path.join(snap, "*", "*.parquet")
+        r = con.execute(
+            "SELECT count(*), count(paid_amount), sum(paid_amount), sum(deductible_amount), sum(allowed_amount), "
+            "count(DISTINCT snapshot_date) FROM read_parquet(?, hive_partitioning = true)", [glob]).fetchone()
+        out["tuva_medical_claim_snapshot"] = {
+            "rows": r[0], "paid_lines": r[1], "paid_sum": r[2], "deductible_sum": r[3], "allowed_sum": r[4],
+            "dates": r[5],
+            "pyarrow_rows": ds.dataset(snap, format="parquet", partitioning="hive").to_table().num_rows,
+        }
+    for t in ("eligibility", "pharmacy_claim"):
+        path = os.path.join(root, "tuva", t)
+        if os.path.isdir(path):
+            out[f"tuva_{t}_snapshot_rows"] = ds.dataset(path, format="parquet", partitioning="hive").to_table().num_rows
     print(json.dumps(out, sort_keys=True))
 
 

@@ -129,6 +129,11 @@ pub enum Command {
         /// kept (they have the same bytes).
         #[arg(long)]
         from: Option<String>,
+        /// Write today's Tuva snapshot (`<destination>/tuva/<table>/
+        /// snapshot_date=…/`) after the export, replacing one written
+        /// earlier today (an export writes it once a day on its own).
+        #[arg(long)]
+        tuva_snapshot: bool,
         /// Print the run's figures as JSON.
         #[arg(long)]
         json: bool,

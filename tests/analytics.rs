@@ -191,6 +191,15 @@ fn exported_claims_agree_with_the_submitted_x12_in_every_reader_and_survive_kill
     // the remittance lines and the denials report (its claims answer none
     // of ours).
     files.push((adjusted_835(), true));
+    // And an 835 paying one claim line by line (each line 80 % paid, 10 %
+    // deductible, 10 % contractual), for the Tuva snapshot's final claims:
+    // a claim whose patient control number and charge no other claim has.
+    let keys: Vec<(String, String)> =
+        files.iter().filter(|f| f.1 && f.0.contains("ST*837")).flat_map(|f| claim_keys(&f.0)).collect();
+    let unique = |k: &(String, String)| keys.iter().filter(|x| *x == k).count() == 1 && !paid.contains(k);
+    let (paying, paid_lines) =
+        files[1..8].iter().find_map(|f| paying_835(&f.0, &unique)).expect("a claim with a unique number and charge");
+    files.push((paying, true));
     // Claims an 835 line answers: same patient control number and charge
     // (counted in every accepted 837, as a submitter's numbers may repeat).
     let answered_claims = files
@@ -198,7 +207,8 @@ fn exported_claims_agree_with_the_submitted_x12_in_every_reader_and_survive_kill
         .filter(|f| f.1 && f.0.contains("ST*837"))
         .flat_map(|f| claim_keys(&f.0))
         .filter(|k| paid.contains(k))
-        .count();
+        .count()
+        + 1;
     let mut markers = BTreeSet::new();
     let (mut claims, mut charged) = (0usize, Decimal::ZERO);
     for (x12, set_accepted) in &files {
@@ -337,7 +347,7 @@ fn exported_claims_agree_with_the_submitted_x12_in_every_reader_and_survive_kill
         }
         out
     };
-    assert_eq!(tree(&copy), tree(&dir), "the same files, byte for byte");
+    assert_eq!(tree(&copy.join("v1")), tree(&dir.join("v1")), "the same files, byte for byte");
     let after = export(&scratch, &copy);
     assert_eq!(
         (after["filesCreated"].as_u64(), after["filesExisting"].as_u64()),
@@ -360,10 +370,10 @@ fn exported_claims_agree_with_the_submitted_x12_in_every_reader_and_survive_kill
     let answered: u64 = rec.iter().map(|r| r["answered"].as_u64().unwrap()).sum();
     assert_eq!(answered, answered_claims as u64, "{rec:?}");
     assert!(answered_claims >= paid.len());
-    assert_eq!(first["rows"]["remit_claim"], paid.len() + 2, "{first}");
+    assert_eq!(first["rows"]["remit_claim"], paid.len() + 3, "{first}");
     assert_eq!(
         (&first["rows"]["remit_line"], &first["rows"]["remit_adjustment"]),
-        (&serde_json::json!(2), &serde_json::json!(5)),
+        (&serde_json::json!(2 + paid_lines.len()), &serde_json::json!(5 + 2 * paid_lines.len())),
         "{first}"
     );
     let den = report(&scratch, &dir, "denials", &["--payer", "ACMEPAYER"]);
@@ -469,6 +479,28 @@ fn exported_claims_agree_with_the_submitted_x12_in_every_reader_and_survive_kill
         BTreeMap::from([one("content/fhir"), one("idempotency-key/hl7"), one("interchange/x12"), one("message/hl7")]),
         "{dups}"
     );
+    // Layer B: the export wrote today's Tuva snapshot, the submitted lines
+    // with their adjudication where an 835 paid them line by line.
+    let snap = &x["tuva_medical_claim_snapshot"];
+    assert_eq!(
+        (&snap["rows"], &snap["pyarrow_rows"]),
+        (&first["rows"]["tuva_medical_claim"], &first["rows"]["tuva_medical_claim"]),
+        "{x}"
+    );
+    assert_eq!(snap["paid_lines"], paid_lines.len(), "{x}");
+    let close = |v: &serde_json::Value, want: Decimal| {
+        let got = v.as_f64().unwrap();
+        let want = want.to_string().parse::<f64>().unwrap();
+        assert!((got - want).abs() < 0.005, "{got} vs {want}: {x}");
+    };
+    close(&snap["paid_sum"], paid_lines.iter().map(|l| l.0).sum());
+    close(&snap["deductible_sum"], paid_lines.iter().map(|l| l.1).sum());
+    close(&snap["allowed_sum"], paid_lines.iter().map(|l| l.0 + l.1).sum());
+    assert_eq!(x["tuva_eligibility_snapshot_rows"], first["rows"]["tuva_eligibility"], "{x}");
+    assert_eq!(x["tuva_pharmacy_claim_snapshot_rows"], 0, "{x}");
+    assert_eq!(first["tuvaSnapshot"]["adjudicatedLines"], paid_lines.len(), "{first}");
+    assert!(again["tuvaSnapshot"].is_null(), "once a day: {again}");
+
     // The HL7 and FHIR rows say what was received and answered.
     let hl7: Vec<(String, (String, String, usize, String))> = x["hl7_message_rows_duckdb"]
         .as_array()
@@ -610,4 +642,61 @@ fn adjusted_835() -> String {
     all.push("GE*1*778".into());
     all.push("IEA*1*000000778".into());
     all.iter().map(|s| format!("{s}~\n")).collect()
+}
+
+/// An 835 from payer `OTHERPAYER` paying the first claim of `x12` that
+/// `pick` accepts (by patient control number and charge) line by line:
+/// each line 80 % paid, 10 % deductible (PR 1), the rest contractual
+/// (CO 45). Returns it and each line's (paid, deductible).
+fn paying_835(x12: &str, pick: &dyn Fn(&(String, String)) -> bool) -> Option<(String, Vec<(Decimal, Decimal)>)> {
+    let analysis = clearway_formats::x12::analyze(x12.as_bytes(), &Default::default());
+    let claim = analysis.documents().find_map(|d| match d {
+        clearway_formats::x12::Document::Claim(c)
+            if pick(&(c.patient_control_number.expose().clone(), c.total_charge.to_string())) =>
+        {
+            Some(c.clone())
+        }
+        _ => None,
+    })?;
+    let pcn = claim.patient_control_number.expose().clone();
+    let mut lines = Vec::new();
+    let mut body = vec![];
+    for l in &claim.service_lines {
+        let paid = (l.charge * Decimal::new(8, 1)).round_dp(2);
+        let deductible = (l.charge * Decimal::new(1, 1)).round_dp(2);
+        let co = l.charge - paid - deductible;
+        body.push(format!("SVC*HC:{}*{}*{paid}**1", l.procedure_code, l.charge));
+        body.push("DTM*472*20261101".to_string());
+        body.push(format!("CAS*PR*1*{deductible}"));
+        body.push(format!("CAS*CO*45*{co}"));
+        lines.push((paid, deductible));
+    }
+    let total: Decimal = lines.iter().map(|l| l.0).sum();
+    let deductible: Decimal = lines.iter().map(|l| l.1).sum();
+    let mut set = vec![
+        "ST*835*0001".to_string(),
+        format!("BPR*I*{total}*C*ACH*CCP*01*999999992*DA*123456*1512345678**01*999988880*DA*98765*20261206"),
+        "TRN*1*12345678903*1512345678".into(),
+        "N1*PR*OTHER HEALTH*XV*OTHERPAYER".into(),
+        "N3*1 PAYER WAY".into(),
+        "N4*SPRINGFIELD*IL*62701".into(),
+        "PER*BL*PAYER DESK*TE*5555550199".into(),
+        "N1*PE*CLINIC*XX*1000000012".into(),
+        "REF*TJ*123456789".into(),
+        "LX*1".into(),
+        format!("CLP*{pcn}*1*{}*{total}*{deductible}*12*PAYERICNP*11*1", claim.total_charge),
+        "NM1*QC*1*TESTLAST*PATP****MI*MP".into(),
+    ];
+    set.extend(body);
+    let mut all = vec![
+        "ISA*00*          *00*          *ZZ*OTHERPAYER     *ZZ*CLEARWAY       *261206*0900*^*00501*000000779*0*T*:"
+            .to_string(),
+        "GS*HP*OTHERPAYER*CLEARWAY*20261206*0900*779*X*005010X221A1".into(),
+    ];
+    let n = set.len() + 1;
+    all.extend(set);
+    all.push(format!("SE*{n}*0001"));
+    all.push("GE*1*779".into());
+    all.push("IEA*1*000000779".into());
+    Some((all.iter().map(|s| format!("{s}~\n")).collect(), lines))
 }

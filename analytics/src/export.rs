@@ -46,6 +46,8 @@ pub struct ExportReport {
     /// A bounded run ([`Exporter::run_period`]): sealed batches no longer
     /// kept (older than the retention), whose days it could not write.
     pub batches_gone: u64,
+    /// The Tuva snapshot written, if one was.
+    pub tuva: Option<crate::tuva::SnapshotReport>,
 }
 
 /// Exports to one destination.
@@ -58,6 +60,12 @@ pub struct Exporter {
     /// How long sealed batches are kept (other destinations and re-exports
     /// read them), seconds.
     pub retain_secs: i64,
+    /// Whether [`Exporter::run`] writes the day's Tuva snapshot when the
+    /// destination has none for today (`analytics.tuva_snapshots`).
+    pub tuva_daily: bool,
+    /// Whether the next [`Exporter::run`] writes today's Tuva snapshot
+    /// whether or not one exists (`clearway export --tuva-snapshot`).
+    pub tuva_now: bool,
 }
 
 impl std::fmt::Debug for Exporter {
@@ -68,7 +76,15 @@ impl std::fmt::Debug for Exporter {
 
 impl Exporter {
     pub fn new(reader: Reader, dest: Destination) -> Self {
-        Exporter { state: reader.state.clone(), reader, dest, retain_secs: 35 * 86_400, pharmacy_table: false }
+        Exporter {
+            state: reader.state.clone(),
+            reader,
+            dest,
+            retain_secs: 35 * 86_400,
+            pharmacy_table: false,
+            tuva_daily: true,
+            tuva_now: false,
+        }
     }
 
     pub fn destination(&self) -> &Destination {
@@ -137,6 +153,15 @@ impl Exporter {
             report.next_batch = n + 1;
             metrics::counter!("clearway_analytics_batches_total").increment(1);
             metrics::counter!("clearway_analytics_events_total").increment(events.len() as u64);
+        }
+        // Layer B: today's Tuva snapshot, once a day (the first run of the
+        // day), or when asked.
+        let today = time::OffsetDateTime::now_utc().date();
+        let due = self.tuva_daily && !self.dest.exists(&crate::tuva::snapshot_path("medical_claim", today)).await?;
+        if due || self.tuva_now {
+            report.tuva = Some(crate::tuva::snapshot(&self.dest, today).await?);
+            self.tuva_now = false;
+            metrics::counter!("clearway_analytics_tuva_snapshots_total").increment(1);
         }
         Ok(report)
     }

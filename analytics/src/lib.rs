@@ -10,7 +10,9 @@
 //!   per-destination watermark moved by compare-and-set;
 //! - [`sink`]: a local directory or S3 through `object_store`;
 //! - [`report`]: the SQL reports (`analytics/reports/*.sql`) run by
-//!   DataFusion over the exported files.
+//!   DataFusion over the exported files;
+//! - [`tuva`]: the Tuva Project input layer as dated snapshots of final
+//!   claims, built by DataFusion from the exported files.
 //!
 //! This is the only crate that depends on DataFusion; Arrow and Parquet are
 //! used through its re-exports.
@@ -21,5 +23,6 @@ pub mod feed;
 pub mod report;
 pub mod schema;
 pub mod sink;
+pub mod tuva;
 
 pub use datafusion;

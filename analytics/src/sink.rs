@@ -117,16 +117,26 @@ impl Destination {
         }
     }
 
-    /// Writes a file unless it exists; durable when it returns. Returns
-    /// whether this call created it.
-    pub async fn create(&self, relative: &str, bytes: bytes::Bytes) -> PortResult<bool> {
+    /// Whether a file exists.
+    pub async fn exists(&self, relative: &str) -> PortResult<bool> {
+        match object_store::ObjectStoreExt::head(&self.store, &self.path(relative)).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(err("look for an analytics file")(e)),
+        }
+    }
+
+    /// Writes a file, replacing any of that name (a derived file, such as a
+    /// Tuva snapshot; readers see the old or the new, whole); durable when
+    /// it returns.
+    pub async fn replace(&self, relative: &str, bytes: bytes::Bytes) -> PortResult<()> {
         let path = self.path(relative);
-        let opts = PutOptions { mode: PutMode::Create, ..Default::default() };
-        let created = match self.store.put_opts(&path, PutPayload::from(bytes), opts).await {
-            Ok(_) => true,
-            Err(object_store::Error::AlreadyExists { .. }) => false,
-            Err(e) => return Err(err("write an analytics file")(e)),
-        };
+        let opts = PutOptions { mode: PutMode::Overwrite, ..Default::default() };
+        self.store.put_opts(&path, PutPayload::from(bytes), opts).await.map_err(err("write an analytics file"))?;
+        self.fsync(relative).await
+    }
+
+    async fn fsync(&self, relative: &str) -> PortResult<()> {
         if let Some(root) = &self.local {
             // object_store 0.13 never fsyncs a local file: do it, and its
             // directories, before the watermark may move past it.
@@ -137,6 +147,20 @@ impl Destination {
                 .map_err(|e| PortError::with_cause(ErrorKind::Internal, "fsync task", e))?
                 .map_err(|e| PortError::with_cause(ErrorKind::Unavailable, "fsync an analytics file", e))?;
         }
+        Ok(())
+    }
+
+    /// Writes a file unless it exists; durable when it returns. Returns
+    /// whether this call created it.
+    pub async fn create(&self, relative: &str, bytes: bytes::Bytes) -> PortResult<bool> {
+        let path = self.path(relative);
+        let opts = PutOptions { mode: PutMode::Create, ..Default::default() };
+        let created = match self.store.put_opts(&path, PutPayload::from(bytes), opts).await {
+            Ok(_) => true,
+            Err(object_store::Error::AlreadyExists { .. }) => false,
+            Err(e) => return Err(err("write an analytics file")(e)),
+        };
+        self.fsync(relative).await?;
         Ok(created)
     }
 }

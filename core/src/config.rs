@@ -81,6 +81,7 @@ struct RawAnalytics {
     destination: Option<String>,
     profile: Option<String>,
     retain_days: Option<u64>,
+    tuva_snapshots: Option<bool>,
     s3_endpoint: Option<String>,
     s3_region: Option<String>,
     kms_key_id: Option<String>,
@@ -851,6 +852,9 @@ pub struct AnalyticsConfig {
     /// How long sealed change batches are kept for other destinations and
     /// re-exports.
     pub retain: Duration,
+    /// Whether exports write the day's Tuva snapshot once a day
+    /// (`<destination>/tuva/<table>/snapshot_date=…/`).
+    pub tuva_snapshots: bool,
     pub s3_endpoint: Option<String>,
     pub s3_region: Option<String>,
     /// SSE-KMS key for exports to S3.
@@ -1386,6 +1390,7 @@ fn validate(raw: Raw, e: &mut Vec<ConfigError>) -> Config {
             .filter(|d| !d.trim().is_empty())
             .unwrap_or_else(|| data_dir.join("analytics").display().to_string()),
         retain: Duration::from_secs(positive("analytics.retain_days", a.retain_days, 35, e) * 86_400),
+        tuva_snapshots: a.tuva_snapshots.unwrap_or(true),
         s3_endpoint: a.s3_endpoint.clone(),
         s3_region: a.s3_region.clone(),
         kms_key_id: a.kms_key_id.clone(),

@@ -62,7 +62,13 @@ fn export_targets<'a>(to: &'a [String], from: Option<&str>) -> anyhow::Result<(O
     Ok((places.first().map(|s| s.as_str()), period))
 }
 
-pub fn export(args: &StoreArgs, to: &[String], from: Option<&str>, json: bool) -> anyhow::Result<ExitCode> {
+pub fn export(
+    args: &StoreArgs,
+    to: &[String],
+    from: Option<&str>,
+    tuva_snapshot: bool,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
     let (to, period) = export_targets(to, from)?;
     let config = load_config(args, |_| {})?;
     runtime()?.block_on(async {
@@ -71,6 +77,8 @@ pub fn export(args: &StoreArgs, to: &[String], from: Option<&str>, json: bool) -
         let reader = Reader::new(store.ports.state.clone(), store.ports.blobs.clone(), store.partners.clone());
         let mut exporter = Exporter::new(reader, dest);
         exporter.retain_secs = config.analytics.retain.as_secs() as i64;
+        exporter.tuva_daily = config.analytics.tuva_snapshots;
+        exporter.tuva_now = tuva_snapshot;
         let started = std::time::Instant::now();
         let r = match period {
             Some((from, to)) => exporter.run_period(from, to).await.map_err(port)?,
@@ -90,6 +98,11 @@ pub fn export(args: &StoreArgs, to: &[String], from: Option<&str>, json: bool) -
                 "skippedUnreadable": r.skipped.unreadable,
                 "nextBatch": r.next_batch,
                 "batchesGone": r.batches_gone,
+                "tuvaSnapshot": r.tuva.as_ref().map(|t| serde_json::json!({
+                    "date": t.date,
+                    "rows": t.rows,
+                    "adjudicatedLines": t.adjudicated_lines,
+                })),
                 "tookMs": took_ms,
             });
             writeln!(out, "{v}")?;
@@ -101,6 +114,16 @@ pub fn export(args: &StoreArgs, to: &[String], from: Option<&str>, json: bool) -
             )?;
             for (t, n) in &r.rows {
                 writeln!(out, "  {t}: {n} rows")?;
+            }
+            if let Some(t) = &r.tuva {
+                writeln!(
+                    out,
+                    "  Tuva snapshot {}: {} medical claim lines ({} adjudicated), {} eligibility rows",
+                    t.date,
+                    t.rows.get("medical_claim").unwrap_or(&0),
+                    t.adjudicated_lines,
+                    t.rows.get("eligibility").unwrap_or(&0)
+                )?;
             }
             if r.batches_gone > 0 {
                 writeln!(

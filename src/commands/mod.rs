@@ -54,9 +54,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             audit::admin(&store, code, action, None, |store| routes::destinations(store, command))
         }
         Command::Aws { store, command } => admin::aws(&store, command),
-        Command::Export { store, to, from, json } => audit::admin(&store, "analytics.export", "E", None, |store| {
-            analytics::export(store, &to, from.as_deref(), json)
-        }),
+        Command::Export { store, to, from, tuva_snapshot, json } => {
+            audit::admin(&store, "analytics.export", "E", None, |store| {
+                analytics::export(store, &to, from.as_deref(), tuva_snapshot, json)
+            })
+        }
         Command::Report { store, name, from, to, partner, payer, format, source } => {
             let args = analytics::ReportArgs { name, from, to, partner, payer, format, source };
             audit::admin(&store, "analytics.report", "R", None, |store| analytics::report(store, args))

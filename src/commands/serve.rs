@@ -255,6 +255,7 @@ async fn serve(config: Arc<clearway_core::config::Config>, role: Role) -> anyhow
             );
             let mut exporter = clearway_analytics::export::Exporter::new(reader, dest);
             exporter.retain_secs = config.analytics.retain.as_secs() as i64;
+            exporter.tuva_daily = config.analytics.tuva_snapshots;
             tasks.spawn(super::analytics::scheduled(exporter, every, shutdown.clone()));
         }
         match &store.backend {
