@@ -1176,6 +1176,71 @@ resource "aws_glue_catalog_table" "payer_batch" {
   }
 }
 
+resource "aws_glue_catalog_table" "claim_route" {
+  name          = "claim_route"
+  database_name = aws_glue_catalog_database.analytics.name
+  description   = "one row per claim delivered to a payer in an outbound batch, with its receipt and the delivery"
+  table_type    = "EXTERNAL_TABLE"
+  parameters = {
+    classification                           = "parquet"
+    "projection.enabled"                     = "true"
+    "projection.received_date.type"          = "date"
+    "projection.received_date.format"        = "yyyy-MM-dd"
+    "projection.received_date.range"         = "2024-01-01,NOW"
+    "projection.received_date.interval"      = "1"
+    "projection.received_date.interval.unit" = "DAYS"
+    "storage.location.template"              = "s3://${aws_s3_bucket.analytics.bucket}/clearway/v1/claim_route/received_date=$${received_date}/"
+  }
+  partition_keys {
+    name = "received_date"
+    type = "string"
+  }
+  storage_descriptor {
+    location      = "s3://${aws_s3_bucket.analytics.bucket}/clearway/v1/claim_route/"
+    input_format  = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat"
+    output_format = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat"
+    ser_de_info {
+      serialization_library = "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"
+    }
+    columns {
+      name = "tenant_id"
+      type = "string"
+    }
+    columns {
+      name = "transaction_id"
+      type = "string"
+    }
+    columns {
+      name = "claim_key"
+      type = "string"
+    }
+    columns {
+      name = "payer_id"
+      type = "string"
+    }
+    columns {
+      name = "batch_id"
+      type = "string"
+    }
+    columns {
+      name = "received_at"
+      type = "timestamp"
+    }
+    columns {
+      name = "delivered_at"
+      type = "timestamp"
+    }
+    columns {
+      name = "latency_ms"
+      type = "bigint"
+    }
+    columns {
+      name = "export_seq"
+      type = "bigint"
+    }
+  }
+}
+
 resource "aws_glue_catalog_table" "duplicate" {
   name          = "duplicate"
   database_name = aws_glue_catalog_database.analytics.name

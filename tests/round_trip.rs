@@ -299,12 +299,17 @@ fn claims_go_out_in_batches_and_answers_come_back_per_submitter(scratch: Scratch
     let exported: serde_json::Value = serde_json::from_str(exported.trim()).unwrap();
     assert_eq!(exported["rows"]["payer_batch"], 2 * files.len(), "delivered and answered (999): {exported}");
     assert_eq!(exported["rows"]["remit_claim"], 1, "{exported}");
+    assert_eq!(exported["rows"]["claim_route"], 5, "{exported}");
     let source = analytics.to_str().unwrap();
     let out = scratch.run_ok(&["report", "claim_turnaround", "--source", source, "--format", "json"]);
     let turnaround: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
-    let payer = turnaround.as_array().unwrap().iter().find(|r| r["ack_source"] == "payer").expect("payer rows");
+    let stage = |s: &str| turnaround.as_array().unwrap().iter().find(|r| r["stage"] == s).cloned();
+    let payer = stage("payer").expect("payer rows");
     assert_eq!(payer["claims"], 5, "every claim the payer answered: {turnaround}");
     assert!(payer["p50_ms"].as_f64().unwrap() > 0.0, "{turnaround}");
+    let routed = stage("routed").unwrap_or_else(|| panic!("routed rows: {turnaround}"));
+    assert_eq!(routed["claims"], 5, "every claim delivered: {turnaround}");
+    assert!(routed["p50_ms"].as_f64().unwrap() <= payer["p50_ms"].as_f64().unwrap(), "{turnaround}");
     let out = scratch.run_ok(&["report", "reconciliation", "--source", source, "--format", "json"]);
     let rec: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     let paid: f64 =

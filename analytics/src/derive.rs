@@ -77,7 +77,7 @@ fn ms_to_us(ms: i64) -> i64 {
     ms.saturating_mul(1000)
 }
 
-fn parse_ms(rfc3339: &str) -> Option<i64> {
+fn parse_us(rfc3339: &str) -> Option<i64> {
     time::OffsetDateTime::parse(rfc3339, &time::format_description::well_known::Rfc3339)
         .ok()
         .map(|t| (t.unix_timestamp_nanos() / 1_000) as i64)
@@ -141,6 +141,9 @@ impl Reader {
                 r.t(b.delivered_at_ms.map(ms_to_us)).s(b.delivery.as_deref()).i(Some(i64::from(b.attempts)));
                 r.s(b.verdict.as_deref()).t(Some(ms_to_us(e.at_ms))).t(Some(ms_to_us(e.received_at_ms))).i(seq);
                 r.end();
+                if b.step == "delivered" {
+                    self.route_rows(b, seq, out).await?;
+                }
             }
             return Ok(());
         }
@@ -234,6 +237,46 @@ impl Reader {
         Ok(())
     }
 
+    /// `claim_route` rows of a delivered batch: its members (the claims
+    /// it carried, kept by the round trip as `workers::payers::Pending`,
+    /// camelCase JSON), each with its receipt.
+    async fn route_rows(
+        &self,
+        b: &clearway_core::changes::PayerBatch,
+        seq: Option<i64>,
+        out: &mut Tables,
+    ) -> PortResult<()> {
+        let partition = format!("members/{}/{:09}", b.payer, b.control);
+        let delivered = b.delivered_at_ms;
+        let mut after: Option<String> = None;
+        loop {
+            let page = self
+                .state
+                .query(
+                    clearway_core::ports::Table::Batches,
+                    &partition,
+                    after.as_deref(),
+                    clearway_core::ports::MAX_QUERY_LIMIT,
+                )
+                .await?;
+            let full = page.len() == clearway_core::ports::MAX_QUERY_LIMIT;
+            after = page.last().map(|(k, _)| k.clone());
+            for (_, item) in page {
+                let Ok(m) = serde_json::from_slice::<serde_json::Value>(&item.value) else { continue };
+                let field = |k: &str| m.get(k).and_then(|v| v.as_str());
+                let received = field("receivedAt").and_then(parse_us);
+                let r = out.get(&schema::CLAIM_ROUTE);
+                r.s(field("partner")).s(field("transaction")).s(field("claimId")).s(Some(&b.payer)).s(Some(&b.batch));
+                r.t(received).t(delivered.map(ms_to_us));
+                r.i(received.zip(delivered).map(|(a, d)| (d - a / 1000).max(0))).i(seq);
+                r.end();
+            }
+            if !full {
+                return Ok(());
+            }
+        }
+    }
+
     async fn payload(&self, record: &TransactionRecord) -> PortResult<Vec<u8>> {
         let sealed = self.blobs.get(&record.blob_key, MAX_PAYLOAD_BYTES).await?;
         let aad = clearway_core::keys::payload_aad(&record.id, &record.partner);
@@ -261,7 +304,7 @@ impl Reader {
                 }
                 _ => {}
             }
-            let at = parse_ms(&ack.created_at);
+            let at = parse_us(&ack.created_at);
             let analysis = analyze(body.as_bytes(), &AnalyzeOptions::default());
             for ic in &analysis.interchanges {
                 for t in &ic.report.ta1s {

@@ -353,6 +353,22 @@ pub static PAYER_BATCH: TableDef = TableDef {
     ],
 };
 
+pub static CLAIM_ROUTE: TableDef = TableDef {
+    name: "claim_route",
+    doc: "one row per claim delivered to a payer in an outbound batch, with its receipt and the delivery",
+    columns: &[
+        ("tenant_id", Str),
+        ("transaction_id", Str),
+        ("claim_key", Str),
+        ("payer_id", Str),
+        ("batch_id", Str),
+        ("received_at", Ts),
+        ("delivered_at", Ts),
+        ("latency_ms", I64),
+        ("export_seq", I64),
+    ],
+};
+
 pub static DUPLICATE: TableDef = TableDef {
     name: "duplicate",
     doc: "one row per submission answered as a duplicate of an earlier transaction, with the layer that caught it",
@@ -725,7 +741,7 @@ pub static TUVA_ELIGIBILITY: TableDef = TableDef {
 };
 
 /// Every exported table, in the order files are written.
-pub static TABLES: [&TableDef; 20] = [
+pub static TABLES: [&TableDef; 21] = [
     &TRANSACTION,
     &INTERCHANGE,
     &TRANSACTION_SET,
@@ -738,6 +754,7 @@ pub static TABLES: [&TableDef; 20] = [
     &DEAD_LETTER,
     &DUPLICATE,
     &PAYER_BATCH,
+    &CLAIM_ROUTE,
     &RT_EXCHANGE,
     &REMIT_CLAIM,
     &REMIT_LINE,
