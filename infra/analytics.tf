@@ -1575,6 +1575,10 @@ resource "aws_glue_catalog_table" "remit_line" {
       type = "string"
     }
     columns {
+      name = "original_procedure_code"
+      type = "string"
+    }
+    columns {
       name = "modifier_1"
       type = "string"
     }

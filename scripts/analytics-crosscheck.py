@@ -63,6 +63,18 @@ def main():
                     f"SELECT {cols} FROM read_parquet(?, hive_partitioning = true) ORDER BY {order}", [glob])
                 names = [d[0] for d in cur.description]
                 out[f"{name}_rows_duckdb"] = [dict(zip(names, r)) for r in cur.fetchall()]
+    # Layer B: the Tuva snapshots, searched for PHI like layer A.
+    for t in ("medical_claim", "eligibility", "pharmacy_claim"):
+        path = os.path.join(root, "tuva", t)
+        if not os.path.isdir(path):
+            continue
+        table = ds.dataset(path, format="parquet", partitioning="hive").to_table()
+        for field in table.schema:
+            if str(field.type) not in ("string", "large_string"):
+                continue
+            for v in table.column(field.name).to_pylist():
+                if v is not None and any(m in v for m in markers):
+                    out["phi_hits"] += 1
     # Layer B: the Tuva snapshots (one snapshot_date directory per table).
     snap = os.path.join(root, "tuva", "medical_claim")
     if os.path.isdir(snap):
@@ -73,6 +85,9 @@ def main():
         out["tuva_medical_claim_snapshot"] = {
             "rows": r[0], "paid_lines": r[1], "paid_sum": r[2], "deductible_sum": r[3], "allowed_sum": r[4],
             "dates": r[5],
+            "paid_files": [f for (f,) in con.execute(
+                "SELECT DISTINCT file_name FROM read_parquet(?, hive_partitioning = true) "
+                "WHERE paid_amount IS NOT NULL ORDER BY 1", [glob]).fetchall()],
             "pyarrow_rows": ds.dataset(snap, format="parquet", partitioning="hive").to_table().num_rows,
         }
     for t in ("eligibility", "pharmacy_claim"):

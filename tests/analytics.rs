@@ -197,8 +197,11 @@ fn exported_claims_agree_with_the_submitted_x12_in_every_reader_and_survive_kill
     let keys: Vec<(String, String)> =
         files.iter().filter(|f| f.1 && f.0.contains("ST*837")).flat_map(|f| claim_keys(&f.0)).collect();
     let unique = |k: &(String, String)| keys.iter().filter(|x| *x == k).count() == 1 && !paid.contains(k);
-    let (paying, paid_lines) =
-        files[1..8].iter().find_map(|f| paying_835(&f.0, &unique)).expect("a claim with a unique number and charge");
+    let (at, (paying, paid_lines, picked)) = files[1..8]
+        .iter()
+        .enumerate()
+        .find_map(|(i, f)| paying_835(&f.0, &unique).map(|p| (i + 1, p)))
+        .expect("a claim with a unique number and charge");
     files.push((paying, true));
     // Claims an 835 line answers: same patient control number and charge
     // (counted in every accepted 837, as a submitter's numbers may repeat).
@@ -206,11 +209,16 @@ fn exported_claims_agree_with_the_submitted_x12_in_every_reader_and_survive_kill
         .iter()
         .filter(|f| f.1 && f.0.contains("ST*837"))
         .flat_map(|f| claim_keys(&f.0))
-        .filter(|k| paid.contains(k))
-        .count()
-        + 1;
+        .filter(|k| paid.contains(k) || *k == picked)
+        .count();
+    // Its file again under another ISA13 (a resubmission): the set is
+    // accepted, its claims rejected as duplicates of claims already
+    // submitted, and the snapshot pays the accepted original only.
+    let resubmitted = with_isa13(&files[at].0, 777_000_001);
+    files.push((resubmitted.clone(), true));
     let mut markers = BTreeSet::new();
     let (mut claims, mut charged) = (0usize, Decimal::ZERO);
+    let mut ids = Vec::new();
     for (x12, set_accepted) in &files {
         markers.extend(phi_markers(x12));
         if *set_accepted {
@@ -222,6 +230,7 @@ fn exported_claims_agree_with_the_submitted_x12_in_every_reader_and_survive_kill
         assert_eq!(r.status, 202, "{}", r.text());
         let id = r.json()["transactionId"].as_str().unwrap().to_string();
         c.wait_terminal(&id);
+        ids.push(id);
     }
     // HL7 v2 and FHIR: a corpus batch of two ADTs, an ADT without its PID
     // (answered with an error), another under an Idempotency-Key (sent again
@@ -293,7 +302,7 @@ fn exported_claims_agree_with_the_submitted_x12_in_every_reader_and_survive_kill
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(matches!(expected_hl7["NOPID-0001"].1.as_str(), "AE" | "AR"), "{expected_hl7:?}");
-    let rejected_claims = clm(&files[8].0).0;
+    let rejected_claims = clm(&files[8].0).0 + clm(&resubmitted).0;
     let lines = files
         .iter()
         .filter(|f| f.1 && f.0.contains("ST*837"))
@@ -488,6 +497,7 @@ fn exported_claims_agree_with_the_submitted_x12_in_every_reader_and_survive_kill
         "{x}"
     );
     assert_eq!(snap["paid_lines"], paid_lines.len(), "{x}");
+    assert_eq!(snap["paid_files"], serde_json::json!([ids[at]]), "the original, not the rejected resubmission: {x}");
     let close = |v: &serde_json::Value, want: Decimal| {
         let got = v.as_f64().unwrap();
         let want = want.to_string().parse::<f64>().unwrap();
@@ -647,8 +657,12 @@ fn adjusted_835() -> String {
 /// An 835 from payer `OTHERPAYER` paying the first claim of `x12` that
 /// `pick` accepts (by patient control number and charge) line by line:
 /// each line 80 % paid, 10 % deductible (PR 1), the rest contractual
-/// (CO 45). Returns it and each line's (paid, deductible).
-fn paying_835(x12: &str, pick: &dyn Fn(&(String, String)) -> bool) -> Option<(String, Vec<(Decimal, Decimal)>)> {
+/// (CO 45). Returns it, each line's (paid, deductible) and the claim's
+/// (patient control number, charge).
+fn paying_835(
+    x12: &str,
+    pick: &dyn Fn(&(String, String)) -> bool,
+) -> Option<(String, Vec<(Decimal, Decimal)>, (String, String))> {
     let analysis = clearway_formats::x12::analyze(x12.as_bytes(), &Default::default());
     let claim = analysis.documents().find_map(|d| match d {
         clearway_formats::x12::Document::Claim(c)
@@ -698,5 +712,13 @@ fn paying_835(x12: &str, pick: &dyn Fn(&(String, String)) -> bool) -> Option<(St
     all.push(format!("SE*{n}*0001"));
     all.push("GE*1*779".into());
     all.push("IEA*1*000000779".into());
-    Some((all.iter().map(|s| format!("{s}~\n")).collect(), lines))
+    Some((all.iter().map(|s| format!("{s}~\n")).collect(), lines, (pcn, claim.total_charge.to_string())))
+}
+
+/// An interchange with another ISA13 (and IEA02).
+fn with_isa13(x12: &str, control: u32) -> String {
+    let isa = x12.split('~').next().unwrap();
+    let old = isa.split('*').nth(13).unwrap();
+    x12.replacen(&format!("*{old}*"), &format!("*{control:09}*"), 1)
+        .replace(&format!("IEA*1*{old}"), &format!("IEA*1*{control:09}"))
 }

@@ -2,8 +2,9 @@
 -- end, those an 835 received answered (matched on the patient control
 -- number's token and the charge, CLP03 = CLM02, within the tenant),
 -- charged and paid, denied (CLP02 4),
--- and outstanding (no 835 yet). Only 835s that reached the change feed
--- count: those submitted to intake by the same tenant.
+-- and outstanding (no 835 yet). The 835s counted are those submitted to
+-- intake by the same tenant and payers' 835s forwarded to it by the round
+-- trip.
 WITH c AS (
     SELECT tenant_id, coalesce(payer_id, '') AS payer, pcn_token, total_charge
     FROM claim

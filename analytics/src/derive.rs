@@ -720,6 +720,7 @@ fn remit_rows(
             r.s(tenant).s(txn).s(key).i(Some(i as i64 + 1)).s(payer).s(status);
             r.s(l.procedure_qualifier.as_deref())
                 .s((!l.procedure_code.is_empty()).then_some(l.procedure_code.as_str()));
+            r.s(l.original_procedure_code.as_deref());
             r.s(m(0)).s(m(1)).s(m(2)).s(m(3)).s(l.revenue_code.as_deref());
             r.m(Some(l.charge)).m(Some(l.paid)).v(schema::V::F(l.units_paid.and_then(schema::float)));
             r.d(l.service_date.map(|d| d.from)).d(l.service_date.map(|d| d.to)).s(control.as_deref());

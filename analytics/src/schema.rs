@@ -449,6 +449,7 @@ pub static REMIT_LINE: TableDef = TableDef {
         ("clp02_status", Str),
         ("procedure_qualifier", Str),
         ("procedure_code", Str),
+        ("original_procedure_code", Str),
         ("modifier_1", Str),
         ("modifier_2", Str),
         ("modifier_3", Str),

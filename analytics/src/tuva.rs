@@ -5,11 +5,13 @@
 //! column names and types.
 //!
 //! - `medical_claim`: every submitted 837P/837I line (`tuva_medical_claim`)
-//!   with its latest 835 adjudication: the claim matched to the latest
-//!   remittance of the same tenant with its patient control number's token
-//!   and charge (CLP01/CLP03 = CLM01/CLM02, as `reconciliation` matches),
-//!   the line to the remittance line with its procedure code and charge
-//!   (SVC01/SVC02 = SV101/SV102; the n-th alike line to the n-th alike),
+//!   with its latest 835 adjudication: the latest remittance of the same
+//!   tenant with the claim's patient control number token and charge
+//!   (CLP01/CLP03 = CLM01/CLM02, as `reconciliation` matches) goes to the
+//!   latest claim accepted with them (a resubmission, not both), the line
+//!   to the remittance line with its procedure (SVC06 when the payer
+//!   recoded it, else SVC01; a revenue code for a line that has only one)
+//!   and charge (the n-th alike line to the n-th alike),
 //!   giving `paid_date` (BPR16), `paid_amount` (SVC03), the patient's share
 //!   by CARC in group PR (`deductible_amount` 1, `coinsurance_amount` 2,
 //!   `copayment_amount` 3), and `allowed_amount` = `total_cost_amount` =
@@ -58,20 +60,29 @@ WITH rc AS (
                               ORDER BY received_at DESC, export_seq DESC, remit_key DESC) AS rn
     FROM remit_claim
 ),
+c AS (
+    SELECT tenant_id, claim_key, pcn_token, total_charge,
+           row_number() OVER (PARTITION BY tenant_id, pcn_token, total_charge
+                              ORDER BY received_at DESC, claim_key DESC) AS rn
+    FROM claim
+    WHERE status = 'accepted'
+),
 cm AS (
     SELECT c.claim_key, r.remit_key, r.bpr16_payment_date
-    FROM claim c JOIN rc r
+    FROM c JOIN rc r
       ON c.tenant_id = r.tenant_id AND c.pcn_token = r.clp01_pcn_token AND c.total_charge = r.clp03_charge
-    WHERE r.rn = 1
+    WHERE r.rn = 1 AND c.rn = 1
 ),
 cl AS (
-    SELECT claim_key, line_number, procedure_code, charge,
-           row_number() OVER (PARTITION BY claim_key, procedure_code, charge ORDER BY line_number) AS k
+    SELECT claim_key, line_number, coalesce(procedure_code, revenue_code) AS code, charge,
+           row_number() OVER (PARTITION BY claim_key, coalesce(procedure_code, revenue_code), charge
+                              ORDER BY line_number) AS k
     FROM claim_line
 ),
 rl AS (
-    SELECT remit_key, line_number, procedure_code, svc02_charge, svc03_paid,
-           row_number() OVER (PARTITION BY remit_key, procedure_code, svc02_charge ORDER BY line_number) AS k
+    SELECT remit_key, line_number, coalesce(original_procedure_code, procedure_code) AS code, svc02_charge, svc03_paid,
+           row_number() OVER (PARTITION BY remit_key, coalesce(original_procedure_code, procedure_code), svc02_charge
+                              ORDER BY line_number) AS k
     FROM remit_line
 ),
 ra AS (
@@ -93,7 +104,7 @@ a AS (
            CAST(coalesce(ra.patient_share, 0) AS DOUBLE) AS patient_share
     FROM cl
     JOIN cm ON cl.claim_key = cm.claim_key
-    JOIN rl ON rl.remit_key = cm.remit_key AND rl.procedure_code = cl.procedure_code
+    JOIN rl ON rl.remit_key = cm.remit_key AND rl.code = cl.code
            AND rl.svc02_charge = cl.charge AND rl.k = cl.k
     LEFT JOIN ra ON ra.remit_key = rl.remit_key AND ra.line_number = rl.line_number
 )";
@@ -131,7 +142,7 @@ fn sql(name: &str) -> String {
         "eligibility" => {
             let cols: Vec<&str> = schema::TUVA_ELIGIBILITY.columns.iter().map(|c| c.0).collect();
             format!(
-                "SELECT {cols} FROM (SELECT *, row_number() OVER (PARTITION BY person_id, member_id, payer, plan, enrollment_start_date ORDER BY ingest_datetime DESC, file_name DESC) AS rn FROM tuva_eligibility) WHERE rn = 1 ORDER BY person_id, payer, plan, enrollment_start_date",
+                "SELECT {cols} FROM (SELECT *, row_number() OVER (PARTITION BY person_id, member_id, payer, plan, enrollment_start_date ORDER BY ingest_datetime DESC, file_name DESC, enrollment_end_date DESC NULLS FIRST, subscriber_id) AS rn FROM tuva_eligibility) WHERE rn = 1 ORDER BY person_id, member_id, payer, plan, enrollment_start_date",
                 cols = cols.join(", ")
             )
         }

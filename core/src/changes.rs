@@ -232,7 +232,15 @@ impl ChangeEvent {
     /// The event's pending key: one per transaction and kind, so a
     /// producer that repeats a write repeats the same event.
     pub fn key(&self) -> Key {
-        pending_key(&format!("{:013}-{}-{}", self.at_ms.max(0), self.transaction, self.kind.as_str()))
+        let at = self.at_ms.max(0);
+        match (self.kind, self.ack_ids.first()) {
+            // A transaction may get several payer answers in one
+            // millisecond (a 277CA and an 835): each its own event.
+            (ChangeKind::PayerAnswer, Some(ack)) => {
+                pending_key(&format!("{at:013}-{}-{}-{ack}", self.transaction, self.kind.as_str()))
+            }
+            _ => pending_key(&format!("{at:013}-{}-{}", self.transaction, self.kind.as_str())),
+        }
     }
 }
 

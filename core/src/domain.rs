@@ -409,6 +409,10 @@ pub struct ServicePayment {
     pub procedure_code: String,
     /// SVC01-3..6.
     pub modifiers: Vec<String>,
+    /// SVC06-2: the procedure as submitted, when the payer adjudicated the
+    /// line under another one (SVC01).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub original_procedure_code: Option<String>,
     /// SVC02 line charge.
     pub charge: Decimal,
     /// SVC03 line paid.

@@ -70,6 +70,9 @@ pub fn export(
     json: bool,
 ) -> anyhow::Result<ExitCode> {
     let (to, period) = export_targets(to, from)?;
+    if period.is_some() && tuva_snapshot {
+        anyhow::bail!("--tuva-snapshot builds today's snapshot from everything exported: not with --from");
+    }
     let config = load_config(args, |_| {})?;
     runtime()?.block_on(async {
         let store = Store::open(&config).await?;

@@ -968,6 +968,16 @@ pub fn payment_writes(
         .skip(range.start)
         .take(range.len())
         .filter_map(|(n, c)| {
+            // The claim's payment as claim status reads it: its service lines
+            // and adjustments stay in the stored 835 (they would grow each
+            // item with the claim's lines).
+            let summary;
+            let c = if c.lines.is_empty() && c.adjustments.is_empty() {
+                c
+            } else {
+                summary = clearway_core::ClaimPayment { lines: vec![], adjustments: vec![], ..c.clone() };
+                &summary
+            };
             let value = serde_json::to_vec(&serde_json::json!({
                 "payment": c,
                 "paymentDate": r.payment_date,

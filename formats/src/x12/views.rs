@@ -961,6 +961,7 @@ impl RemittanceView {
                     procedure_qualifier: parts.next().and_then(text),
                     procedure_code: parts.next().and_then(text).unwrap_or_default(),
                     modifiers: parts.take(4).filter_map(text).collect(),
+                    original_procedure_code: seg.element(6).split(|&b| b == comp).nth(1).and_then(text),
                     charge: decimal(seg.element(2)).unwrap_or_default(),
                     paid: decimal(seg.element(3)).unwrap_or_default(),
                     revenue_code: text(seg.element(4)),
@@ -983,14 +984,14 @@ impl RemittanceView {
                 }
             }
             b"DTM" => {
-                let d = date8(seg.element(2));
+                let qualifier = seg.element(1);
+                let d = date8(seg.element(2)).filter(|_| matches!(qualifier, b"472" | b"150" | b"151"));
                 if let (Some(line), Some(d)) = (self.line(), d) {
                     let span = line.service_date.get_or_insert(DateRange::day(d));
-                    match seg.element(1) {
-                        b"472" => *span = DateRange::day(d),
+                    match qualifier {
                         b"150" => span.from = d,
                         b"151" => span.to = d,
-                        _ => {}
+                        _ => *span = DateRange::day(d),
                     }
                     if span.to < span.from {
                         span.to = span.from;
@@ -1442,13 +1443,14 @@ mod tests {
                 "CAS*CO*45*30.00**1*50.00",
                 "CAS*PR*2*0.00*1",
                 "REF*6R*LINE-1",
-                "SVC*NU:0450*100.00*30.00*0450*2",
+                "SVC*NU:0450*100.00*30.00*0450*2*HC:99285",
+                "DTM*036*20240110",
                 "DTM*150*20240103",
                 "DTM*151*20240105",
                 "CAS*CO*97*70.00",
                 "CLP*PCN2*4*80.00*0.00**12*ICN2",
                 "CAS*CO*29*80.00",
-                "SE*22*0001",
+                "SE*23*0001",
             ],
         );
         let [Document::Remittance(rm)] = docs.as_slice() else { panic!("{docs:?}") };
@@ -1481,6 +1483,10 @@ mod tests {
             ]
         );
         assert_eq!(l2.revenue_code.as_deref(), Some("0450"));
+        assert_eq!(
+            (l1.original_procedure_code.as_deref(), l2.original_procedure_code.as_deref()),
+            (None, Some("99285"))
+        );
         assert_eq!(l2.units_paid, Some(Decimal::TWO));
         assert_eq!(l2.service_date, Some(DateRange { from: d(3), to: d(5) }));
         assert_eq!(l2.adjustments.len(), 1);

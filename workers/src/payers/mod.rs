@@ -118,8 +118,16 @@ fn batch_event_ops(
         verdict: verdict.map(str::to_string),
     }));
     Ok([
+        // Once per batch (its creation tells it from a later batch with the
+        // same ISA13), step and verdict: the same file applied again adds
+        // nothing; a payer's different verdict is its own row.
         put(
-            changes::payer_event_seen_key(&format!("batch/{}/{step}", batch.id)),
+            changes::payer_event_seen_key(&format!(
+                "batch/{}/{}/{step}/{}",
+                batch.id,
+                batch.created_at_ms,
+                verdict.unwrap_or_default()
+            )),
             Bytes::from_static(b"{}"),
             Condition::NotExists,
         ),
@@ -1400,7 +1408,7 @@ impl RoundTrip {
                     batch: by_batch.then(|| format!("{payer}/{}", r.batch_reference.trim())),
                     claims: answered,
                 },
-                received_ms: ms_of(&first.received_at),
+                received_ms: Some(ms_of(&first.received_at)),
             });
         }
         self.store_and_publish(ops, published).await?;
@@ -1426,12 +1434,13 @@ impl RoundTrip {
                 ack.created_at = old.created_at;
             }
             self.partners.seal_ack(self.ports.blobs.as_ref(), &mut ack).await?;
+            let at = ms_of(&ack.created_at);
             let mut e = ChangeEvent::plain(
                 ChangeKind::PayerAnswer,
                 partner.clone(),
                 ack.transaction.clone(),
-                ms_of(&ack.created_at),
-                received_ms,
+                at,
+                received_ms.unwrap_or(at),
             );
             e.status = facts.answer.clone();
             e.ack_ids = vec![ack.id.clone()];
@@ -1543,20 +1552,10 @@ impl RoundTrip {
             body_blob: None,
             body_sealed: None,
         };
-        let received_ms = match self
-            .ports
-            .state
-            .get(&clearway_core::records::TransactionRecord::key(&partner_id, &ack.transaction))
-            .await?
-        {
-            Some(item) => {
-                decode::<clearway_core::records::TransactionRecord>(&item.value).map(|t| t.received_at_ms).unwrap_or(0)
-            }
-            None => 0,
-        };
         let facts =
             changes::PayerAnswer { payer: payer.to_string(), answer: "835".into(), batch: None, claims: vec![] };
-        self.store_and_publish(vec![], vec![ForwardedAnswer { partner: partner_id, ack, facts, received_ms }]).await?;
+        self.store_and_publish(vec![], vec![ForwardedAnswer { partner: partner_id, ack, facts, received_ms: None }])
+            .await?;
         metrics::counter!("clearway_payer_claim_answers_total", "kind" => "835")
             .increment(r.patient_control_numbers.len() as u64);
         Ok(vec![])
@@ -1568,8 +1567,10 @@ struct ForwardedAnswer {
     partner: PartnerId,
     ack: AckRecord,
     facts: changes::PayerAnswer,
-    /// When the submitter's transaction was received (Unix ms).
-    received_ms: i64,
+    /// The rows' receipt time (Unix ms): a 277CA's claims were received
+    /// with the submitter's transaction; `None` for an 835, received when
+    /// the payer's answer was (its acknowledgement's time).
+    received_ms: Option<i64>,
 }
 
 /// A claim as the claim index records it.
@@ -1654,7 +1655,8 @@ mod tests {
     /// A payer file applied again (after a crash) records its 999 on the
     /// batch again; once the first event was sealed (its pending entry
     /// gone), an event with a fresh key would be a second row: the
-    /// once-only marker keeps it out, and the batch is still written.
+    /// once-only marker keeps it out, and the batch is still written. A
+    /// different verdict is a new event.
     #[tokio::test]
     async fn a_batch_step_reaches_the_feed_once_when_recorded_again() {
         let state = clearway_local::MemStateStore::default();
@@ -1674,16 +1676,21 @@ mod tests {
             .map(|(sk, _)| WriteOp::Delete { key: changes::pending_key(sk), condition: Condition::None })
             .collect();
         state.write(delete).await.unwrap();
-        b.ack999 = Some("999:E".into());
+        b.attempts = 1;
         let (ops, event) = write(&b);
         write_with_event(&state, ops, event).await.unwrap();
         assert!(pending(&state).await.is_empty(), "no second event");
         let stored: BatchRecord =
             decode(&state.get(&BatchRecord::key("ACME01", 7)).await.unwrap().unwrap().value).unwrap();
-        assert_eq!(stored.ack999.as_deref(), Some("999:E"), "the batch is written all the same");
-        // Another step of the same batch is its own event.
+        assert_eq!(stored.attempts, 1, "the batch is written all the same");
+        // A different verdict (the payer sent another 999) is its own event,
+        // and so is another step of the same batch.
+        b.ack999 = Some("999:E".into());
+        let (ops, event) = write(&b);
+        write_with_event(&state, ops, event).await.unwrap();
+        assert_eq!(pending(&state).await.len(), 1, "a new verdict");
         let (ops, event) = (vec![], batch_event_ops(&b, "ta1", None, Some("TA1:A:000")).unwrap());
         write_with_event(&state, ops, event).await.unwrap();
-        assert_eq!(pending(&state).await.len(), 1);
+        assert_eq!(pending(&state).await.len(), 2);
     }
 }
