@@ -197,7 +197,7 @@ fn exported_claims_agree_with_the_submitted_x12_in_every_reader_and_survive_kill
     let keys: Vec<(String, String)> =
         files.iter().filter(|f| f.1 && f.0.contains("ST*837")).flat_map(|f| claim_keys(&f.0)).collect();
     let unique = |k: &(String, String)| keys.iter().filter(|x| *x == k).count() == 1 && !paid.contains(k);
-    let (at, (paying, paid_lines, picked)) = files[1..8]
+    let (at, Paying { x12: paying, lines: paid_lines, claim: picked }) = files[1..8]
         .iter()
         .enumerate()
         .find_map(|(i, f)| paying_835(&f.0, &unique).map(|p| (i + 1, p)))
@@ -659,10 +659,7 @@ fn adjusted_835() -> String {
 /// each line 80 % paid, 10 % deductible (PR 1), the rest contractual
 /// (CO 45). Returns it, each line's (paid, deductible) and the claim's
 /// (patient control number, charge).
-fn paying_835(
-    x12: &str,
-    pick: &dyn Fn(&(String, String)) -> bool,
-) -> Option<(String, Vec<(Decimal, Decimal)>, (String, String))> {
+fn paying_835(x12: &str, pick: &dyn Fn(&(String, String)) -> bool) -> Option<Paying> {
     let analysis = clearway_formats::x12::analyze(x12.as_bytes(), &Default::default());
     let claim = analysis.documents().find_map(|d| match d {
         clearway_formats::x12::Document::Claim(c)
@@ -712,7 +709,19 @@ fn paying_835(
     all.push(format!("SE*{n}*0001"));
     all.push("GE*1*779".into());
     all.push("IEA*1*000000779".into());
-    Some((all.iter().map(|s| format!("{s}~\n")).collect(), lines, (pcn, claim.total_charge.to_string())))
+    Some(Paying {
+        x12: all.iter().map(|s| format!("{s}~\n")).collect(),
+        lines,
+        claim: (pcn, claim.total_charge.to_string()),
+    })
+}
+
+/// An 835 paying one claim, what it pays each line (paid, deductible) and
+/// the claim (patient control number, charge).
+struct Paying {
+    x12: String,
+    lines: Vec<(Decimal, Decimal)>,
+    claim: (String, String),
 }
 
 /// An interchange with another ISA13 (and IEA02).
