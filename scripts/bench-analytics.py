@@ -5,9 +5,12 @@ scheduled export off.
 
 1. BENCH_ANALYTICS_FILES synthetic 837Ps of 1,000 claims (default 100:
    100,000 claims) are submitted and processed.
-2. `clearway export` writes them all: wall time, CPU time (user + system)
-   and peak RSS of the exporter; claim lines per second of wall time and per
-   CPU-second (the "per core" figure).
+2. `clearway export` writes them all (layer A; its daily Tuva snapshot
+   off): wall time, CPU time (user + system) and peak RSS of the exporter;
+   claim lines per second of wall time and per CPU-second (the "per core"
+   figure). Then `clearway export --tuva-snapshot` builds layer B (Tuva's
+   medical_claim, eligibility and pharmacy_claim as of today) from those
+   files: its own wall, CPU and peak RSS.
 3. The report pack (`clearway report NAME` for every report) runs over the
    files with DataFusion, and the same SQL runs in DuckDB (from the test
    venv) over the same files in the same run; each engine's total.
@@ -43,14 +46,14 @@ def status(base, key, tid):
         return json.loads(r.read())["status"]
 
 
-def run_measured(cmd):
+def run_measured(cmd, env=None):
     """Runs a command; returns (stdout, wall seconds, cpu seconds, peak RSS
     bytes) of that process alone (wait4's rusage)."""
     started = time.time()
     with open(os.devnull, "wb") as null:
         out_path = f"/tmp/bench-analytics-{os.getpid()}.out"
         with open(out_path, "wb") as out:
-            p = subprocess.Popen(cmd, stdout=out, stderr=null)
+            p = subprocess.Popen(cmd, stdout=out, stderr=null, env={**os.environ, **(env or {})})
             _, code, ru = os.wait4(p.pid, 0)
     wall = time.time() - started
     if code != 0:
@@ -63,8 +66,7 @@ def run_measured(cmd):
 def duckdb_sql(sql, root):
     """The report SQL for DuckDB: views over the files, parameters as literals."""
     views = []
-    for t in ["transaction", "interchange", "transaction_set", "ack_error", "claim", "claim_line",
-              "claim_ack", "dead_letter", "rt_exchange"]:
+    for t in sorted(os.listdir(os.path.join(root, "v1"))):
         path = os.path.join(root, "v1", t)
         if os.path.isdir(path):
             views.append(f"CREATE OR REPLACE VIEW \"{t}\" AS SELECT * FROM read_parquet('{path}/**/*.parquet', hive_partitioning = true);")
@@ -108,9 +110,22 @@ def main():
         serve.terminate()
         serve.wait()
 
-    out, wall, cpu, rss = run_measured([clearway, "export", "--to", dest, "--json", "--data-dir", data])
+    # Layer A (the incremental export), then layer B (the Tuva snapshot
+    # over what layer A wrote), each its own process and figures.
+    # (A file, not CLEARWAY__ANALYTICS__TUVA_SNAPSHOTS: builds before
+    # the fix of that variable's parsing refuse "false".)
+    layer_a = os.path.join(work, "layer-a.toml")
+    with open(layer_a, "w") as f:
+        f.write("[analytics]\ntuva_snapshots = false\n")
+    out, wall, cpu, rss = run_measured(
+        [clearway, "export", "--to", dest, "--json", "--data-dir", data, "--config", layer_a])
     ex = json.loads(out)
     lines = ex["rows"].get("claim_line", 0)
+    if ex.get("tuvaSnapshot"):
+        sys.exit("the layer-A export wrote a Tuva snapshot: the figures would mix both")
+    out, t_wall, t_cpu, t_rss = run_measured(
+        [clearway, "export", "--to", dest, "--tuva-snapshot", "--json", "--data-dir", data])
+    tuva = json.loads(out)["tuvaSnapshot"]
 
     reports = [l.split("\t")[0] for l in subprocess.run(
         [clearway, "report", "list", "--data-dir", data], capture_output=True, check=True).stdout.decode().splitlines()]
@@ -139,6 +154,10 @@ def main():
         "export_lines_per_sec": round(lines / wall) if wall else None,
         "export_lines_per_cpu_sec": round(lines / cpu) if cpu else None,
         "export_peak_rss_mib": round(rss / 2**20, 1),
+        "tuva_snapshot_lines": tuva["rows"].get("medical_claim", 0),
+        "tuva_snapshot_adjudicated_lines": tuva["adjudicatedLines"],
+        "tuva_snapshot_wall_secs": round(t_wall, 2), "tuva_snapshot_cpu_secs": round(t_cpu, 2),
+        "tuva_snapshot_peak_rss_mib": round(t_rss / 2**20, 1),
         "report_pack_datafusion_secs": round(sum(v for k, v in df.items() if k in duck), 2),
         "reports_compared": sorted(duck),
         "report_pack_duckdb_secs": round(sum(duck.values()), 2),
@@ -146,7 +165,8 @@ def main():
     }
     print(json.dumps(result))
     print(f"analytics: {lines} claim lines exported in {wall:.2f} s ({result['export_lines_per_cpu_sec']}/CPU-s, "
-          f"peak RSS {result['export_peak_rss_mib']} MiB); report pack DataFusion {result['report_pack_datafusion_secs']} s "
+          f"peak RSS {result['export_peak_rss_mib']} MiB); Tuva snapshot {t_wall:.2f} s (peak RSS "
+          f"{result['tuva_snapshot_peak_rss_mib']} MiB); report pack DataFusion {result['report_pack_datafusion_secs']} s "
           f"(process start included), DuckDB {result['report_pack_duckdb_secs']} s", file=sys.stderr)
 
 

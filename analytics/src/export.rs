@@ -319,13 +319,17 @@ fn date_string(day: i64) -> String {
     format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
 }
 
+/// How every exported Parquet file is written: zstd level 1, statistics.
+pub fn writer_properties() -> PortResult<WriterProperties> {
+    let zstd = ZstdLevel::try_new(1).map_err(|e| PortError::with_cause(ErrorKind::Internal, "zstd level", e))?;
+    Ok(WriterProperties::builder().set_compression(Compression::ZSTD(zstd)).build())
+}
+
 /// One Parquet file of the rows: zstd(1), statistics, one row group per
 /// [`ROLL_ROWS`].
 pub fn parquet_bytes(batch: &RecordBatch) -> PortResult<bytes::Bytes> {
-    let zstd = ZstdLevel::try_new(1).map_err(|e| PortError::with_cause(ErrorKind::Internal, "zstd level", e))?;
-    let props = WriterProperties::builder().set_compression(Compression::ZSTD(zstd)).build();
     let mut out = Vec::new();
-    let mut w = ArrowWriter::try_new(&mut out, batch.schema(), Some(props))
+    let mut w = ArrowWriter::try_new(&mut out, batch.schema(), Some(writer_properties()?))
         .map_err(|e| PortError::with_cause(ErrorKind::Internal, "open a parquet writer", e))?;
     w.write(batch).map_err(|e| PortError::with_cause(ErrorKind::Internal, "write parquet", e))?;
     w.close().map_err(|e| PortError::with_cause(ErrorKind::Internal, "close parquet", e))?;

@@ -30,8 +30,10 @@ use crate::report;
 use crate::schema::{self, TableDef, Ty};
 use crate::sink::Destination;
 use clearway_core::{ErrorKind, PortError, PortResult};
-use datafusion::arrow::compute::{cast, concat_batches};
-use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
+use datafusion::parquet::arrow::ArrowWriter;
+use futures::StreamExt;
 use std::collections::BTreeMap;
 
 /// The Tuva table names and the layer-A tables they are built from.
@@ -135,7 +137,7 @@ fn sql(name: &str) -> String {
                 })
                 .collect();
             format!(
-                "{ADJUDICATION}\nSELECT {}\nFROM tuva_medical_claim s\nLEFT JOIN a ON s.claim_id = a.claim_key AND s.claim_line_number = a.line_number\nORDER BY s.claim_id, s.claim_line_number",
+                "{ADJUDICATION}\nSELECT {}\nFROM tuva_medical_claim s\nLEFT JOIN a ON s.claim_id = a.claim_key AND s.claim_line_number = a.line_number",
                 cols.join(", ")
             )
         }
@@ -181,16 +183,23 @@ pub async fn snapshot(dest: &Destination, date: time::Date) -> PortResult<Snapsh
     let ctx = report::session(dest).await?;
     let mut out = SnapshotReport { date: date.to_string(), ..Default::default() };
     for (name, def) in TABLES {
-        let batches = ctx
+        // Streamed: each batch DataFusion produces is aligned to Tuva's
+        // schema and written into the file as it comes (memory holds the
+        // compressed file, not the table).
+        let mut stream = ctx
             .sql(&sql(name))
             .await
             .map_err(df_err("plan a Tuva snapshot"))?
-            .collect()
+            .execute_stream()
             .await
             .map_err(df_err("build a Tuva snapshot"))?;
         let schema = def.schema();
-        let mut aligned = Vec::with_capacity(batches.len());
-        for b in &batches {
+        let mut file = Vec::new();
+        let mut w = ArrowWriter::try_new(&mut file, schema.clone(), Some(crate::export::writer_properties()?))
+            .map_err(|e| PortError::with_cause(ErrorKind::Internal, "open a parquet writer", e))?;
+        let (mut rows, mut paid) = (0u64, 0u64);
+        while let Some(b) = stream.next().await {
+            let b = b.map_err(df_err("build a Tuva snapshot"))?;
             let cols = schema
                 .fields()
                 .iter()
@@ -198,22 +207,21 @@ pub async fn snapshot(dest: &Destination, date: time::Date) -> PortResult<Snapsh
                 .map(|(f, c)| cast(c, f.data_type()))
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(arrow_err("align a Tuva snapshot"))?;
-            aligned.push(
-                RecordBatch::try_new_with_options(
-                    schema.clone(),
-                    cols,
-                    &datafusion::arrow::record_batch::RecordBatchOptions::new().with_row_count(Some(b.num_rows())),
-                )
-                .map_err(arrow_err("align a Tuva snapshot"))?,
-            );
+            let options = RecordBatchOptions::new().with_row_count(Some(b.num_rows()));
+            let aligned = RecordBatch::try_new_with_options(schema.clone(), cols, &options)
+                .map_err(arrow_err("align a Tuva snapshot"))?;
+            if name == "medical_claim" {
+                paid += aligned.column_by_name("paid_amount").map_or(0, |c| (c.len() - c.null_count()) as u64);
+            }
+            rows += aligned.num_rows() as u64;
+            w.write(&aligned).map_err(|e| PortError::with_cause(ErrorKind::Internal, "write parquet", e))?;
         }
-        let all = concat_batches(&schema, &aligned).map_err(arrow_err("join a Tuva snapshot"))?;
+        w.close().map_err(|e| PortError::with_cause(ErrorKind::Internal, "close parquet", e))?;
         if name == "medical_claim" {
-            let paid = all.column_by_name("paid_amount").map(|c| (c.len() - c.null_count()) as u64).unwrap_or(0);
             out.adjudicated_lines = paid;
         }
-        out.rows.insert(name.to_string(), all.num_rows() as u64);
-        dest.replace(&snapshot_path(name, date), crate::export::parquet_bytes(&all)?).await?;
+        out.rows.insert(name.to_string(), rows);
+        dest.replace(&snapshot_path(name, date), bytes::Bytes::from(file)).await?;
     }
     Ok(out)
 }

@@ -986,8 +986,14 @@ fn env_value(key: &str, v: &str) -> toml::Value {
         "max_claims",
         "port",
     ];
-    const BOOLEAN: &[&str] =
-        &["route_unknown_payers", "ack_requested", "allow_plaintext", "allow_root_key_in_data_dir", "audit_requests"];
+    const BOOLEAN: &[&str] = &[
+        "route_unknown_payers",
+        "ack_requested",
+        "allow_plaintext",
+        "allow_root_key_in_data_dir",
+        "audit_requests",
+        "tuva_snapshots",
+    ];
     if BOOLEAN.contains(&key)
         && let Ok(b) = v.parse::<bool>()
     {
@@ -1846,6 +1852,10 @@ mod tests {
         let env = HashMap::from([("CLEARWAY__SECURITY__AUDIT_REQUESTS".to_string(), "false".to_string())]);
         assert!(!load(None, &env).unwrap().security.audit_requests);
         assert!(load(None, &HashMap::new()).unwrap().security.audit_requests, "on by default");
+        // Regression: the same for CLEARWAY__ANALYTICS__TUVA_SNAPSHOTS.
+        let env = HashMap::from([("CLEARWAY__ANALYTICS__TUVA_SNAPSHOTS".to_string(), "false".to_string())]);
+        assert!(!load(None, &env).unwrap().analytics.tuva_snapshots);
+        assert!(load(None, &HashMap::new()).unwrap().analytics.tuva_snapshots, "on by default");
     }
 
     #[test]
