@@ -15,6 +15,18 @@ import sys
 import duckdb
 import pyarrow.dataset as ds
 
+def phi_hits(table, markers):
+    """String cells of a table that contain any of the markers."""
+    hits = 0
+    for field in table.schema:
+        if str(field.type) not in ("string", "large_string"):
+            continue
+        for v in table.column(field.name).to_pylist():
+            if v is not None and any(m in v for m in markers):
+                hits += 1
+    return hits
+
+
 def main():
     root = sys.argv[1]
     markers = [m.strip() for m in sys.stdin.read().splitlines() if len(m.strip()) >= 4]
@@ -35,12 +47,7 @@ def main():
         glob = os.path.join(path, "**", "*.parquet")
         out["duckdb"][t] = con.execute(
             "SELECT count(*) FROM read_parquet(?, hive_partitioning = true)", [glob]).fetchone()[0]
-        for field in table.schema:
-            if str(field.type) not in ("string", "large_string"):
-                continue
-            for v in table.column(field.name).to_pylist():
-                if v is not None and any(m in v for m in markers):
-                    out["phi_hits"] += 1
+        out["phi_hits"] += phi_hits(table, markers)
         if t == "claim":
             out["claim_charge_sum_pyarrow"] = str(sum(v for v in table.column("total_charge").to_pylist() if v is not None))
             out["claim_charge_sum_duckdb"] = str(con.execute(
@@ -63,19 +70,16 @@ def main():
                     f"SELECT {cols} FROM read_parquet(?, hive_partitioning = true) ORDER BY {order}", [glob])
                 names = [d[0] for d in cur.description]
                 out[f"{name}_rows_duckdb"] = [dict(zip(names, r)) for r in cur.fetchall()]
-    # Layer B: the Tuva snapshots, searched for PHI like layer A.
+    # Layer B: the Tuva snapshots (one snapshot_date directory per table),
+    # read once each: rows, and PHI searched like layer A.
+    snap_rows = {}
     for t in ("medical_claim", "eligibility", "pharmacy_claim"):
         path = os.path.join(root, "tuva", t)
         if not os.path.isdir(path):
             continue
         table = ds.dataset(path, format="parquet", partitioning="hive").to_table()
-        for field in table.schema:
-            if str(field.type) not in ("string", "large_string"):
-                continue
-            for v in table.column(field.name).to_pylist():
-                if v is not None and any(m in v for m in markers):
-                    out["phi_hits"] += 1
-    # Layer B: the Tuva snapshots (one snapshot_date directory per table).
+        snap_rows[t] = table.num_rows
+        out["phi_hits"] += phi_hits(table, markers)
     snap = os.path.join(root, "tuva", "medical_claim")
     if os.path.isdir(snap):
         glob = os.path.join(snap, "*", "*.parquet")
@@ -88,12 +92,11 @@ def main():
             "paid_files": [f for (f,) in con.execute(
                 "SELECT DISTINCT file_name FROM read_parquet(?, hive_partitioning = true) "
                 "WHERE paid_amount IS NOT NULL ORDER BY 1", [glob]).fetchall()],
-            "pyarrow_rows": ds.dataset(snap, format="parquet", partitioning="hive").to_table().num_rows,
+            "pyarrow_rows": snap_rows["medical_claim"],
         }
     for t in ("eligibility", "pharmacy_claim"):
-        path = os.path.join(root, "tuva", t)
-        if os.path.isdir(path):
-            out[f"tuva_{t}_snapshot_rows"] = ds.dataset(path, format="parquet", partitioning="hive").to_table().num_rows
+        if t in snap_rows:
+            out[f"tuva_{t}_snapshot_rows"] = snap_rows[t]
     print(json.dumps(out, sort_keys=True))
 
 

@@ -101,11 +101,7 @@ impl Exporter {
     /// Seals what is pending, then writes every batch this destination
     /// has not written.
     pub async fn run(&mut self) -> PortResult<ExportReport> {
-        let mut report = ExportReport::default();
-        let retain_until = time::OffsetDateTime::now_utc().unix_timestamp() + self.retain_secs;
-        while feed::seal(self.state.as_ref(), Some(retain_until), None).await?.is_some() {
-            report.batches_sealed += 1;
-        }
+        let mut report = ExportReport { batches_sealed: self.seal_pending().await?, ..Default::default() };
         self.pharmacy_table().await?;
         let (head, _) = feed::head(self.state.as_ref()).await?;
         loop {
@@ -169,6 +165,16 @@ impl Exporter {
         Ok(report)
     }
 
+    /// Seals every pending change into batches; returns how many.
+    async fn seal_pending(&self) -> PortResult<u64> {
+        let retain_until = time::OffsetDateTime::now_utc().unix_timestamp() + self.retain_secs;
+        let mut sealed = 0;
+        while feed::seal(self.state.as_ref(), Some(retain_until), None).await?.is_some() {
+            sealed += 1;
+        }
+        Ok(sealed)
+    }
+
     /// Tuva's pharmacy_claim has no rows yet (NCPDP claims do not reach
     /// the change feed): an empty file, so the table exists for readers
     /// (Tuva requires every claims input table).
@@ -192,11 +198,7 @@ impl Exporter {
     /// The Tuva tables, which are not partitioned, get each touched
     /// batch's whole file, as the incremental export writes it.
     pub async fn run_period(&mut self, from: time::Date, to: time::Date) -> PortResult<ExportReport> {
-        let mut report = ExportReport::default();
-        let retain_until = time::OffsetDateTime::now_utc().unix_timestamp() + self.retain_secs;
-        while feed::seal(self.state.as_ref(), Some(retain_until), None).await?.is_some() {
-            report.batches_sealed += 1;
-        }
+        let mut report = ExportReport { batches_sealed: self.seal_pending().await?, ..Default::default() };
         self.pharmacy_table().await?;
         let days = (day_number(from), day_number(to));
         let (head, _) = feed::head(self.state.as_ref()).await?;
