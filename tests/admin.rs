@@ -140,6 +140,15 @@ fn intake_and_workers_run_as_separate_processes() {
     let t = c.wait_terminal(&id);
     assert_eq!(t["status"], "accepted", "{t}");
     assert_eq!(c.ack_kinds(&id), vec!["277ca".to_string(), "999".to_string()]);
+    // A `serve` of every role next to them is refused: it would write feed
+    // entries that the intake's feed readers cannot see coming.
+    let out = scratch.run(&["serve", "--listen", "127.0.0.1:0", "--mllp-listen", "127.0.0.1:0"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("another `clearway serve` is using the data directory"), "{err}");
+    drop((intake, worker));
+    // Once they are gone, it starts.
+    let all = Server::start(&scratch, None, &[]);
+    assert_eq!(support::request(all.http, "GET", "/healthz", &[], b"").status, 200);
 }
 
 /// A transaction that takes longer than its lease keeps it: the lease is

@@ -360,6 +360,44 @@ fn the_pbm_answers_through_the_http_connector_and_failures_are_answered_in_time(
     drop(server);
 }
 
+/// Regression: a pharmacy answer's feed entry took its cursor from the
+/// time the request arrived, so an answer that took longer than the feed's
+/// settle window (a slow PBM) was written behind a cursor a feed reader had
+/// already passed, and that reader never saw it.
+#[test]
+fn a_feed_reader_does_not_pass_over_an_answer_that_took_long() {
+    let pbm = Pbm::start();
+    let (_scratch, server, c) = start(&pbm);
+    let slow = {
+        let c = Client { addr: c.addr, key: c.key.clone() };
+        std::thread::spawn(move || {
+            let mut slow = b1("HTTP", "8100001");
+            slow.cardholder = "SLOW0002".into();
+            statuses(&send(&c, &synth::request(&slow)).1)
+        })
+    };
+    // While the PBM holds that one, another is answered at once, and a
+    // reader of the feed goes past it.
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(statuses(&send(&c, &synth::request(&b1("HTTP", "8100002"))).1), st("P", &[]));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let cursor = loop {
+        let page = c.get("/v1/acks?wait=1").json();
+        if page["acks"].as_array().is_some_and(|a| a.len() == 1) {
+            break page["next"].as_str().unwrap().to_string();
+        }
+        assert!(Instant::now() < deadline, "the fast answer reaches the feed: {page}");
+    };
+    assert!(!slow.is_finished(), "the slow answer is still with the PBM");
+    assert_eq!(slow.join().unwrap(), st("R", &["92"]), "the switch's timeout");
+    // The slow answer comes after the reader's cursor.
+    let page = c.get(&format!("/v1/acks?after={cursor}&wait=5")).json();
+    let acks = page["acks"].as_array().unwrap();
+    assert_eq!(acks.len(), 1, "{page}");
+    assert_eq!(acks[0]["kind"], "ncpdp");
+    drop(server);
+}
+
 #[test]
 fn batch_files_through_the_async_path_are_answered_with_a_response_batch() {
     use clearway_formats::ncpdp::batch::{self, BatchHeader};

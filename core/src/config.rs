@@ -412,10 +412,30 @@ pub struct ServerConfig {
     /// After a shutdown signal, how long before Clearway logs that work is
     /// still in progress. It keeps waiting: in-flight work is never cut off.
     pub shutdown_grace: Duration,
-    pub feed_settle: Duration,
+    /// How far behind the clock acknowledgement-feed readers stay for
+    /// writers in other processes (`server.feed_settle_ms`; see
+    /// [`crate::feed`]). `None` (not configured): as the deployment
+    /// allows, [`ServerConfig::lone_writer`] says which.
+    pub feed_settle: Option<Duration>,
+    /// Set by `serve` when it is the only process writing to its feeds (a
+    /// lone `serve` of every role on the embedded backend, holding the data
+    /// directory's lock): no settle window is needed.
+    pub lone_writer: bool,
     /// Client certificates on the HTTP listener (`server.client_auth`);
     /// `None`: as `[tls] client_auth` says.
     pub client_auth: Option<ClientAuth>,
+}
+
+/// The settle window when several processes may write to the feeds.
+pub const SHARED_FEED_SETTLE: Duration = Duration::from_millis(500);
+
+impl ServerConfig {
+    /// The settle window feed readers use: as configured; otherwise none
+    /// for a lone writer and [`SHARED_FEED_SETTLE`] when other processes
+    /// may write too.
+    pub fn feed_settle(&self) -> Duration {
+        self.feed_settle.unwrap_or(if self.lone_writer { Duration::ZERO } else { SHARED_FEED_SETTLE })
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -1095,7 +1115,8 @@ fn validate(raw: Raw, e: &mut Vec<ConfigError>) -> Config {
         max_queue_depth: positive("server.max_queue_depth", raw.server.max_queue_depth, 200_000, e),
         request_timeout: secs("server.request_timeout_secs", raw.server.request_timeout_secs, 60, e),
         shutdown_grace: secs("server.shutdown_grace_secs", raw.server.shutdown_grace_secs, 30, e),
-        feed_settle: Duration::from_millis(raw.server.feed_settle_ms.unwrap_or(500)),
+        feed_settle: raw.server.feed_settle_ms.map(Duration::from_millis),
+        lone_writer: false,
         data_dir: data_dir.clone(),
         client_auth: client_auth_of("server.client_auth", raw.server.client_auth.as_deref(), e),
     };

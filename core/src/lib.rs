@@ -27,6 +27,7 @@ pub mod dlq;
 pub mod domain;
 pub mod edits;
 pub mod error;
+pub mod feed;
 pub mod ids;
 #[cfg(feature = "crypto")]
 pub mod keys;

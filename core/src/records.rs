@@ -171,6 +171,11 @@ pub struct AckRecord {
     /// the envelope), so shredding the partner's keys erases it too.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body_sealed: Option<String>,
+    /// The cursor of its feed entry, minted by [`crate::feed::FeedClock`]
+    /// when it was first written (records written before cursors were
+    /// kept have `None`: their cursor is [`AckRecord::legacy_cursor`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feed_cursor: Option<String>,
 }
 
 /// Largest acknowledgement kept in its record. A larger one (the 277CA of
@@ -193,14 +198,16 @@ pub fn decode_json<T: serde::de::DeserializeOwned>(b: &[u8]) -> crate::PortResul
 }
 
 impl AckRecord {
-    /// The ack record and its feed entry, as state writes.
+    /// The ack record and its feed entry, as state writes. The record
+    /// must carry its [`feed_cursor`](AckRecord::feed_cursor), from a
+    /// stamp that lives until these writes return, or from the record
+    /// already written ([`AckRecord::feed_cursor_of`]).
     #[cfg(feature = "crypto")]
     pub fn feed_ops(&self) -> crate::PortResult<Vec<crate::ports::WriteOp>> {
         use crate::ports::{Condition, WriteOp};
-        let created_ms = time::OffsetDateTime::parse(&self.created_at, &time::format_description::well_known::Rfc3339)
-            .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
-            .unwrap_or(0);
-        let cursor = FeedEntry::cursor(created_ms, &self.id);
+        let cursor = self.feed_cursor.clone().ok_or_else(|| {
+            crate::PortError::new(crate::ErrorKind::Internal, "acknowledgement without a feed cursor")
+        })?;
         let entry = FeedEntry {
             cursor: cursor.clone(),
             ack_id: self.id.clone(),
@@ -228,6 +235,38 @@ impl AckRecord {
 
     pub fn key(transaction: &TransactionId, id: &str) -> Key {
         Key::new(Table::Acks, transaction.as_str(), id)
+    }
+
+    /// The cursor a record written before cursors were kept has: its
+    /// creation time.
+    pub fn legacy_cursor(&self) -> String {
+        let created_ms = time::OffsetDateTime::parse(&self.created_at, &time::format_description::well_known::Rfc3339)
+            .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
+            .unwrap_or(0);
+        FeedEntry::cursor(created_ms, &self.id)
+    }
+
+    /// The cursor to write this acknowledgement's feed entry under, given
+    /// the record `earlier` already stored under its id (a redelivery, a
+    /// replay, a payer file applied again): the earlier entry's cursor when
+    /// that entry is in the feed (it is rewritten in place, never added
+    /// twice); otherwise a cursor of `stamp`, which must live until the
+    /// entry is written. An entry written late under an old cursor could
+    /// be passed over by a reader already beyond it.
+    #[cfg(feature = "crypto")]
+    pub async fn feed_cursor_of(
+        &self,
+        state: &dyn crate::ports::StateStore,
+        earlier: Option<&AckRecord>,
+        stamp: &crate::feed::FeedStamp,
+    ) -> crate::PortResult<String> {
+        if let Some(e) = earlier {
+            let cursor = e.feed_cursor.clone().unwrap_or_else(|| e.legacy_cursor());
+            if state.get(&FeedEntry::key(&self.partner, &cursor)).await?.is_some() {
+                return Ok(cursor);
+            }
+        }
+        Ok(stamp.cursor(&self.id))
     }
 }
 

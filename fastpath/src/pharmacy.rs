@@ -29,6 +29,7 @@
 
 use crate::{FastPath, UpstreamError};
 use clearway_core::config::{Connector, PayerConfig};
+use clearway_core::feed;
 use clearway_core::ports::{Condition, Key, Table, WriteOp};
 use clearway_core::records::{AckRecord, decode_json, encode_json};
 use clearway_core::{ErrorKind, PartnerId, PortResult, TransactionId};
@@ -397,7 +398,13 @@ impl FastPath {
             body: rec.response.clone(),
             body_blob: None,
             body_sealed: None,
+            feed_cursor: None,
         };
+        // The feed cursor is minted now, not at receipt: the payer's answer
+        // may take seconds, and a reader may have gone past the receipt's
+        // time by then. The stamp lives until the write returns.
+        let stamp = feed::clock().stamp();
+        ack.feed_cursor = Some(stamp.cursor(&ack.id));
         // Responses are at most MAX_PHARMACY_BYTES, within an ack record.
         self.partners.seal_ack_inline(&mut ack).await?;
         writes.push(WriteOp::Put {
@@ -410,6 +417,7 @@ impl FastPath {
         writes.extend(ack.feed_ops()?);
         let write_started = Instant::now();
         self.state.write(writes).await?;
+        drop(stamp);
         let m = meters();
         m.record_seconds.record(write_started.elapsed().as_secs_f64());
         let statuses: Vec<String> = rec.outcomes.iter().map(|o| o.status.clone()).collect();

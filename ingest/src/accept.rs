@@ -7,9 +7,10 @@
 use crate::Services;
 use bytes::Bytes;
 use clearway_core::crypto;
+use clearway_core::feed;
 use clearway_core::ports::{Commit, Condition, Key, WriteOp};
 use clearway_core::records::{
-    AckRecord, DedupeKind, DedupeRecord, FeedEntry, Format, Pointer, Status, TransactionRecord, dedupe_key, timestamp,
+    AckRecord, DedupeKind, DedupeRecord, Format, Pointer, Status, TransactionRecord, dedupe_key, timestamp,
 };
 use clearway_core::systems::{self, OnError, QueueEntry};
 use clearway_core::{BlobKey, ErrorKind, PartnerId, PortError, TransactionId};
@@ -847,7 +848,6 @@ async fn record_duplicate_ta1(
     now: OffsetDateTime,
 ) {
     let id = format!("{original}-ta1-dup-{}", &body_hash[..12]);
-    let created_ms = (now.unix_timestamp_nanos() / 1_000_000) as i64;
     let mut ack = AckRecord {
         id: id.clone(),
         transaction: original.clone(),
@@ -858,36 +858,25 @@ async fn record_duplicate_ta1(
         body: ta1.to_string(),
         body_blob: None,
         body_sealed: None,
+        feed_cursor: None,
     };
+    let stamp = feed::clock().stamp();
+    ack.feed_cursor = Some(stamp.cursor(&id));
     if let Err(e) = svc.partners.seal_ack_inline(&mut ack).await {
         tracing::warn!(error = %clearway_core::error::chain(&e), "could not record duplicate TA1");
         return;
     }
-    let cursor = FeedEntry::cursor(created_ms, &id);
-    let entry = FeedEntry {
-        cursor: cursor.clone(),
-        ack_id: id.clone(),
-        transaction: original.clone(),
-        kind: "ta1".into(),
-        created_at: timestamp(now),
+    let mut writes = match ack.feed_ops() {
+        Ok(w) => w,
+        Err(e) => return tracing::warn!(error = %clearway_core::error::chain(&e), "could not record duplicate TA1"),
     };
-    let writes = vec![
-        WriteOp::Put {
-            key: AckRecord::key(original, &id),
-            value: encode(&ack),
-            expires_at: None,
-            condition: Condition::NotExists,
-            owner: Some(partner.clone()),
-        },
-        WriteOp::Put {
-            key: FeedEntry::key(partner, &cursor),
-            value: encode(&entry),
-            expires_at: None,
-            condition: Condition::None,
-            owner: None,
-        },
-    ];
-    match svc.ports.state.write(writes).await {
+    // Written once: a second duplicate of the same interchange finds it.
+    if let Some(WriteOp::Put { condition, .. }) = writes.first_mut() {
+        *condition = Condition::NotExists;
+    }
+    let written = svc.ports.state.write(writes).await;
+    drop(stamp);
+    match written {
         Ok(()) => svc.feed.notify_waiters(),
         Err(e) if e.kind() == ErrorKind::PreconditionFailed => {}
         Err(e) => tracing::warn!(error = %clearway_core::error::chain(&e), "could not record duplicate TA1"),

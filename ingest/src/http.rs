@@ -14,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use clearway_core::access::{Principal, Role};
+use clearway_core::feed;
 use clearway_core::ports::Table;
 use clearway_core::records::{AckRecord, DeadLetter, FeedEntry, Lineage, PartnerRecord, TransactionRecord};
 use clearway_core::systems;
@@ -1762,7 +1763,7 @@ async fn feed(
     let wait = Duration::from_secs(q.wait.unwrap_or(0)).min(MAX_FEED_WAIT);
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     let deadline = tokio::time::Instant::now() + wait;
-    let settle = svc.config.server.feed_settle;
+    let settle = svc.config.server.feed_settle();
     loop {
         let notified = svc.feed.notified();
         tokio::pin!(notified);
@@ -1773,14 +1774,14 @@ async fn feed(
             .query(Table::AckFeed, p.id.as_str(), q.after.as_deref(), limit)
             .await
             .map_err(|e| port_problem(&e))?;
-        // Entries newer than the settle window are held back: a write that
-        // started earlier may still commit with a smaller cursor.
-        let horizon =
-            (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64 - settle.as_millis() as i64;
+        // Entries a write still in flight may precede are held back
+        // (`clearway_core::feed`): a reader never passes a cursor before
+        // which an entry may still appear.
+        let horizon = feed::clock().horizon_ms(settle);
         let ready: Vec<FeedEntry> = page
             .iter()
             .filter_map(|(_, i)| serde_json::from_slice::<FeedEntry>(&i.value).ok())
-            .take_while(|e| e.cursor.get(..13).and_then(|t| t.parse::<i64>().ok()).is_some_and(|t| t <= horizon))
+            .take_while(|e| feed::settled(&e.cursor, horizon))
             .collect();
         let held_back = ready.len() < page.len();
         if !ready.is_empty() || tokio::time::Instant::now() >= deadline {
@@ -1791,7 +1792,7 @@ async fn feed(
                 .collect();
             return Ok(Json(json!({ "acks": acks, "next": next })));
         }
-        let pause = if held_back { settle.min(Duration::from_millis(250)) } else { Duration::from_millis(250) };
+        let pause = if held_back { feed::recheck_after(settle) } else { Duration::from_millis(250) };
         tokio::select! {
             _ = notified => {}
             _ = tokio::time::sleep(pause) => {}

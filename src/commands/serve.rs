@@ -36,7 +36,7 @@ const BLOB_ORPHAN_MIN_AGE: Duration = Duration::from_secs(3600);
 const EVENT_RETENTION_MS: i64 = 7 * 24 * 3600 * 1000;
 
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let config = load_config(&args.store, |env| {
+    let mut config = load_config(&args.store, |env| {
         if let Some(l) = &args.listen {
             env.insert("CLEARWAY__SERVER__LISTEN".into(), l.clone());
         }
@@ -47,6 +47,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             env.insert("CLEARWAY__MLLP__PARTNER".into(), p.clone());
         }
     })?;
+    let _data_dir_lock = lock_data_dir(&config, args.role)?;
+    config.server.lone_writer = _data_dir_lock.as_ref().is_some_and(|(_, exclusive)| *exclusive);
     init_tracing(args.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -54,6 +56,39 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(serve(Arc::new(config), args.role))
+}
+
+/// On the embedded backend, `serve` holds `<data dir>/serve.lock` while it
+/// runs: exclusively when it runs every role, shared when intake and
+/// workers run as separate processes. A `serve` of every role is then the
+/// only process writing its acknowledgement feeds, and its feed readers
+/// need no settle window (`clearway_core::feed`); a second `serve` on the
+/// same directory would write entries those readers cannot see coming, so
+/// it is refused. Returns the lock and whether it is exclusive.
+fn lock_data_dir(config: &clearway_core::config::Config, role: Role) -> anyhow::Result<Option<(std::fs::File, bool)>> {
+    if !matches!(config.backend, clearway_core::config::Backend::Local) {
+        return Ok(None);
+    }
+    let dir = &config.server.data_dir;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create the data directory {}", dir.display()))?;
+    let path = dir.join("serve.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    let exclusive = role == Role::All;
+    let locked = if exclusive { file.try_lock() } else { file.try_lock_shared() };
+    match locked {
+        Ok(()) => Ok(Some((file, exclusive))),
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "another `clearway serve` is using the data directory {}: one `serve` of every role per data directory, \
+             or `serve --role intake` and `serve --role worker` side by side",
+            dir.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => Err(e).with_context(|| format!("cannot lock {}", path.display())),
+    }
 }
 
 /// Logs go to standard error; `CLEARWAY_LOG` sets the filter (default
@@ -243,8 +278,12 @@ async fn serve(config: Arc<clearway_core::config::Config>, role: Role) -> anyhow
         )
         .spawn(shutdown.clone());
         tasks.spawn(async move { deliverers.wait().await });
-        let hooks =
-            Webhooks::new(store.ports.clone(), store.partners.clone(), config.server.feed_settle, &config.webhooks_tls);
+        let hooks = Webhooks::new(
+            store.ports.clone(),
+            store.partners.clone(),
+            config.server.feed_settle(),
+            &config.webhooks_tls,
+        );
         tasks.spawn(hooks.run(feed.clone(), shutdown.clone()));
         if let Some(every) = config.analytics.export_every {
             let dest = super::analytics::destination(&config.analytics, None)?;

@@ -14,6 +14,7 @@ use crate::route::Router;
 use bytes::Bytes;
 use clearway_core::changes::{ChangeEvent, ChangeKind};
 use clearway_core::config::Config;
+use clearway_core::feed::{self, FeedStamp};
 use clearway_core::partners::Partners;
 use clearway_core::ports::{Condition, Event, Key, MAX_EVENT_BATCH, MAX_WRITE_OPS, Ports, Table, WriteOp};
 use clearway_core::records::{
@@ -246,13 +247,15 @@ impl Processor {
         // Route markers, acks and their feed entries, coverage and payments,
         // and the claim index: all idempotent puts, written together (in
         // as few commits as the batch limit allows).
-        let (acks, ack_writes) = self.ack_writes(&record, &outcome).await?;
+        let (acks, ack_writes, stamp) = self.ack_writes(&record, &outcome).await?;
         writes.extend(ack_writes);
         writes.extend(last_write_wins(std::mem::take(&mut outcome.writes)));
         writes.extend(self.claim_index_writes(&record, &claim_records)?);
         for chunk in writes.chunks(MAX_WRITE_OPS) {
             self.ports.state.write(chunk.to_vec()).await?;
         }
+        // The feed entries are durable: readers may pass their cursors.
+        drop(stamp);
         metrics::counter!("clearway_acks_total").increment(acks.len() as u64);
         if let Some(hook) = &self.coverage_changed {
             for (payer, member) in &outcome.members {
@@ -553,19 +556,20 @@ impl Processor {
         Ok(ops)
     }
 
-    /// The acknowledgement records and feed entries to write.
+    /// The acknowledgement records and feed entries to write, and the
+    /// stamp of their feed cursors (keep it until they are written).
     async fn ack_writes(
         &self,
         record: &TransactionRecord,
         outcome: &Outcome,
-    ) -> PortResult<(Vec<AckRecord>, Vec<WriteOp>)> {
-        // Feed cursors follow the time acks are written, so a reader that
-        // has passed a cursor never misses a later write (up to the feed's
-        // settle window). A redelivery (or a dead-letter replay, which
-        // starts the attempt count again) reuses the time of the first
-        // attempt that stored acks, so it rewrites the same feed entries
-        // instead of adding new ones.
+    ) -> PortResult<(Vec<AckRecord>, Vec<WriteOp>, FeedStamp)> {
+        // A redelivery (or a dead-letter replay, which starts the attempt
+        // count again) finds the acks of the first attempt that stored
+        // them: it keeps their creation time and rewrites their feed
+        // entries in place instead of adding new ones.
+        let stamp = feed::clock().stamp();
         let mut at = OffsetDateTime::now_utc();
+        let mut earlier_first = None;
         if let Some(first) = outcome.acks.first()
             && let Some(item) =
                 self.ports.state.get(&AckRecord::key(&record.id, &format!("{}-{}-1", record.id, first.kind))).await?
@@ -573,6 +577,7 @@ impl Processor {
             && let Ok(t) = OffsetDateTime::parse(&earlier.created_at, &time::format_description::well_known::Rfc3339)
         {
             at = t;
+            earlier_first = Some(earlier);
         }
         let created = timestamp(at);
         let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
@@ -582,6 +587,16 @@ impl Processor {
             let n = counts.entry(a.kind).or_insert(0);
             *n += 1;
             let id = format!("{}-{}-{}", record.id, a.kind, n);
+            let earlier = match &earlier_first {
+                None => None,
+                Some(e) if e.id == id => Some(e.clone()),
+                Some(_) => self
+                    .ports
+                    .state
+                    .get(&AckRecord::key(&record.id, &id))
+                    .await?
+                    .and_then(|i| decode::<AckRecord>(&i.value).ok()),
+            };
             let mut ack = AckRecord {
                 id: id.clone(),
                 transaction: record.id.clone(),
@@ -592,12 +607,14 @@ impl Processor {
                 body: a.body.clone(),
                 body_blob: None,
                 body_sealed: None,
+                feed_cursor: None,
             };
+            ack.feed_cursor = Some(ack.feed_cursor_of(self.ports.state.as_ref(), earlier.as_ref(), &stamp).await?);
             self.partners.seal_ack(self.ports.blobs.as_ref(), &mut ack).await?;
             ops.extend(ack.feed_ops()?);
             records.push(ack);
         }
-        Ok((records, ops))
+        Ok((records, ops, stamp))
     }
 
     async fn publish(&self, partner: &PartnerId, acks: &[AckRecord]) -> PortResult<()> {
@@ -1151,6 +1168,49 @@ fn fhir_resource(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // Regression: a redelivery reused the first attempt's creation time as
+    // the feed cursor even when that attempt's feed entry was never written
+    // (its write failed after the ack record's), so the entry appeared
+    // late, behind a cursor readers had passed. Now an entry already in the
+    // feed is rewritten in place and a missing one gets a fresh cursor.
+    #[tokio::test]
+    async fn a_rewritten_ack_keeps_its_feed_entry_or_gets_a_fresh_cursor() {
+        use clearway_core::ports::StateStore;
+        let state = clearway_local::MemStateStore::default();
+        let partner = PartnerId::new("acme").unwrap();
+        let ack = |created: &str| AckRecord {
+            id: "t1-999-1".into(),
+            transaction: TransactionId::new(),
+            partner: partner.clone(),
+            kind: "999".into(),
+            content_type: "application/edi-x12".into(),
+            created_at: created.into(),
+            body: String::new(),
+            body_blob: None,
+            body_sealed: None,
+            feed_cursor: None,
+        };
+        let stamp = feed::clock().stamp();
+        let fresh = stamp.cursor("t1-999-1");
+        // Written long ago, before cursors were kept; its entry is missing.
+        let old = ack("2026-01-01T00:00:00Z");
+        let now = ack("2026-12-07T00:00:00Z");
+        assert_eq!(now.feed_cursor_of(&state, None, &stamp).await.unwrap(), fresh, "a first write");
+        assert_eq!(now.feed_cursor_of(&state, Some(&old), &stamp).await.unwrap(), fresh, "entry missing");
+        // Its entry is in the feed: rewritten in place.
+        let mut with_entry = old.clone();
+        with_entry.feed_cursor = Some(old.legacy_cursor());
+        state.write(with_entry.feed_ops().unwrap()).await.unwrap();
+        assert_eq!(now.feed_cursor_of(&state, Some(&old), &stamp).await.unwrap(), old.legacy_cursor());
+        // A kept cursor is used when its entry exists.
+        let mut kept = old.clone();
+        let earlier = clearway_core::records::FeedEntry::cursor(1_790_000_000_000, "t1-999-1");
+        kept.feed_cursor = Some(earlier.clone());
+        assert_eq!(now.feed_cursor_of(&state, Some(&kept), &stamp).await.unwrap(), fresh, "its entry is missing");
+        state.write(kept.feed_ops().unwrap()).await.unwrap();
+        assert_eq!(now.feed_cursor_of(&state, Some(&kept), &stamp).await.unwrap(), earlier, "its entry is there");
+    }
 
     // Regression: an 834 naming one member in two transaction sets failed
     // every attempt with "two operations on one key" and was dead-lettered.

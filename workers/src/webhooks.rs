@@ -15,6 +15,7 @@
 //! at-least-once; a failing endpoint is retried with exponential backoff
 //! (capped at five minutes) without holding up other partners.
 
+use clearway_core::feed;
 use clearway_core::partners::Partners;
 use clearway_core::ports::{Condition, Key, Ports, Table, WriteOp};
 use clearway_core::records::{AckRecord, FeedEntry, PartnerRecord};
@@ -164,12 +165,11 @@ impl Inner {
             let page =
                 self.ports.state.query(Table::AckFeed, p.id.as_str(), after, PAGE).await.map_err(|e| e.to_string())?;
             let full = page.len() == PAGE;
-            let horizon = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
-                - self.settle.as_millis() as i64;
+            let horizon = feed::clock().horizon_ms(self.settle);
             let mut settled_all = true;
             for (_, item) in page {
                 let Ok(entry) = serde_json::from_slice::<FeedEntry>(&item.value) else { continue };
-                if entry.cursor.get(..13).and_then(|t| t.parse::<i64>().ok()).is_none_or(|t| t > horizon) {
+                if !feed::settled(&entry.cursor, horizon) {
                     settled_all = false;
                     break;
                 }

@@ -38,6 +38,7 @@ use crate::route::Router;
 use bytes::Bytes;
 use clearway_core::changes::{self, ChangeEvent, ChangeKind};
 use clearway_core::config::{Config, Destination, PayerConfig};
+use clearway_core::feed;
 use clearway_core::partners::Partners;
 use clearway_core::ports::{Condition, Key, MAX_QUERY_LIMIT, Ports, Table, WriteOp};
 use clearway_core::records::{AckRecord, ClaimRecord, Lineage, timestamp};
@@ -1401,6 +1402,7 @@ impl RoundTrip {
                     body: String::from_utf8_lossy(&body).into_owned(),
                     body_blob: None,
                     body_sealed: None,
+                    feed_cursor: None,
                 },
                 facts: changes::PayerAnswer {
                     payer: payer.to_string(),
@@ -1428,11 +1430,17 @@ impl RoundTrip {
         let mut stored = Vec::with_capacity(acks.len());
         for ForwardedAnswer { partner, mut ack, facts, received_ms } in acks {
             // A re-application rewrites the same feed entry.
-            if let Some(item) = self.ports.state.get(&AckRecord::key(&ack.transaction, &ack.id)).await?
-                && let Ok(old) = decode::<AckRecord>(&item.value)
-            {
-                ack.created_at = old.created_at;
+            let stamp = feed::clock().stamp();
+            let earlier = self
+                .ports
+                .state
+                .get(&AckRecord::key(&ack.transaction, &ack.id))
+                .await?
+                .and_then(|item| decode::<AckRecord>(&item.value).ok());
+            if let Some(old) = &earlier {
+                ack.created_at = old.created_at.clone();
             }
+            ack.feed_cursor = Some(ack.feed_cursor_of(self.ports.state.as_ref(), earlier.as_ref(), &stamp).await?);
             self.partners.seal_ack(self.ports.blobs.as_ref(), &mut ack).await?;
             let at = ms_of(&ack.created_at);
             let mut e = ChangeEvent::plain(
@@ -1454,6 +1462,7 @@ impl RoundTrip {
                 put(e.key(), encode(&e)?, Condition::None),
             ];
             write_with_event(self.ports.state.as_ref(), ack.feed_ops()?, event).await?;
+            drop(stamp);
             stored.push((partner, ack));
         }
         let mut by_partner: BTreeMap<PartnerId, Vec<AckRecord>> = BTreeMap::new();
@@ -1551,6 +1560,7 @@ impl RoundTrip {
             body: String::from_utf8_lossy(&body).into_owned(),
             body_blob: None,
             body_sealed: None,
+            feed_cursor: None,
         };
         let facts =
             changes::PayerAnswer { payer: payer.to_string(), answer: "835".into(), batch: None, claims: vec![] };
