@@ -382,13 +382,14 @@ pub const STAGED_PARTITION: &str = "events";
 
 /// The write that stages `event` in the intake's own commit: durable, and
 /// atomically so, exactly when the intake is. Its key is the event's id (a
-/// UUIDv7, so staged events sort about in the order they were made).
+/// UUIDv7, so staged events sort about in the order they were made; fresh,
+/// so the write is unconditional and reads nothing first).
 pub fn staged_write(event: &AuditEvent) -> crate::ports::WriteOp {
     crate::ports::WriteOp::Put {
         key: crate::ports::Key::new(crate::ports::Table::AuditStaged, STAGED_PARTITION, event.id.clone()),
         value: bytes::Bytes::from(event.to_leaf()),
         expires_at: None,
-        condition: crate::ports::Condition::NotExists,
+        condition: crate::ports::Condition::None,
         owner: None,
     }
 }

@@ -19,7 +19,9 @@
 //! (partner records and key versions, counters, dedupe keys, queues,
 //! markers) is sealed with the state key: `CW1 ‖ nonce ‖ ciphertext ‖ tag`.
 //! A partner-sealed value whose key version is gone (a shred) reads as
-//! absent: it has been erased.
+//! absent: it has been erased. One table is stored as written
+//! ([`stored_plain`]): audit events staged with an intake, which name ids
+//! and tokens only and are kept in clear in the audit log anyway.
 //!
 //! The state key and the index key are derived from the root key
 //! (HMAC-SHA256 with distinct labels), so there is nothing more to store.
@@ -91,6 +93,16 @@ impl Sealer {
         item.value = Bytes::from(plain);
         Ok(item)
     }
+}
+
+/// Tables whose values are stored as written, not sealed: audit events
+/// staged with an intake (ids and tokens only, never PHI, and kept in clear
+/// in the audit log they move to, whose hash tree protects them), so an
+/// accepted submission does not pay for sealing its event. Their values
+/// are JSON objects; one sealed before this (starting with the sealed
+/// header, never `{`) is still opened.
+pub fn stored_plain(table: Table) -> bool {
+    matches!(table, Table::AuditStaged)
 }
 
 /// The header of a value sealed under its partner's keys.
@@ -244,7 +256,7 @@ impl SealedState {
         let mut out = Vec::with_capacity(ops.len());
         for op in ops {
             out.push(match op {
-                WriteOp::Put { key, value, expires_at, condition, owner } => {
+                WriteOp::Put { key, value, expires_at, condition, owner } if !stored_plain(key.table) => {
                     let value = self.seal_value(&key, &value, owner).await?;
                     WriteOp::Put { key, value, expires_at, condition, owner: None }
                 }
@@ -257,6 +269,9 @@ impl SealedState {
     /// The plaintext of a stored item; `None` once its partner's keys (or
     /// the version it names) are destroyed: erased.
     async fn open(&self, key: &ItemKey, mut item: Item) -> PortResult<Option<Item>> {
+        if stored_plain(key.table) && item.value.first() == Some(&b'{') {
+            return Ok(Some(item));
+        }
         let Some((owner, envelope)) = owned_value(&item.value) else {
             return self.sealer.open(key, item).map(Some);
         };
@@ -451,6 +466,14 @@ impl IntakeJournal for SealedJournal {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn staged_audit_events_are_the_only_values_stored_as_written() {
+        assert!(stored_plain(Table::AuditStaged));
+        for t in crate::ports::Table::ALL.iter().copied().filter(|t| *t != Table::AuditStaged) {
+            assert!(!stored_plain(t), "{t:?} holds values that may be PHI: sealed");
+        }
+    }
 
     #[test]
     fn a_partners_partition_names_its_owner_and_nothing_else_does() {

@@ -4,7 +4,8 @@ use crate::db::{Db, db_err, now_secs};
 use async_trait::async_trait;
 use bytes::Bytes;
 use clearway_core::ports::{
-    Item, Key, MAX_QUERY_LIMIT, ScanPage, StateStore, Table, WriteOp, check_write_batch, parse_scan_cursor, scan_cursor,
+    Condition, Item, Key, MAX_QUERY_LIMIT, ScanPage, StateStore, Table, WriteOp, check_write_batch, parse_scan_cursor,
+    scan_cursor,
 };
 use clearway_core::{PortError, PortResult};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -53,6 +54,14 @@ pub(crate) fn apply(conn: &Connection, ops: &[WriteOp]) -> PortResult<()> {
     let mut versions = Vec::with_capacity(ops.len());
     for op in ops {
         let (key, condition) = match op {
+            // An unconditional delete needs no version (the audit mover
+            // deletes every event it moved this way), and an unconditional
+            // put finds its version in its own statement: neither reads
+            // the row first.
+            WriteOp::Delete { condition: Condition::None, .. } | WriteOp::Put { condition: Condition::None, .. } => {
+                versions.push(None);
+                continue;
+            }
             WriteOp::Put { key, condition, .. }
             | WriteOp::Delete { key, condition }
             | WriteOp::Check { key, condition } => (key, *condition),
@@ -65,6 +74,19 @@ pub(crate) fn apply(conn: &Connection, ops: &[WriteOp]) -> PortResult<()> {
     }
     for (op, cur) in ops.iter().zip(versions) {
         match op {
+            WriteOp::Put { key, value, expires_at, condition: Condition::None, .. } => {
+                // A live row's version goes up by one; an expired row's
+                // starts again at 1, as for a row that was not there.
+                conn.prepare_cached(
+                    "INSERT INTO state (tbl, pk, sk, value, version, expires_at) VALUES (?1, ?2, ?3, ?4, 1, ?5)
+                     ON CONFLICT (tbl, pk, sk) DO UPDATE SET value = excluded.value,
+                     version = CASE WHEN state.expires_at IS NOT NULL AND state.expires_at <= ?6 THEN 1
+                                    ELSE state.version + 1 END,
+                     expires_at = excluded.expires_at",
+                )
+                .and_then(|mut s| s.execute(params![key.table.name(), key.pk, key.sk, value.as_ref(), expires_at, now]))
+                .map_err(db_err("state put"))?;
+            }
             WriteOp::Put { key, value, expires_at, .. } => {
                 let version = cur.map_or(1, |v| v + 1) as i64;
                 conn.prepare_cached(
