@@ -69,7 +69,10 @@ impl FeedClock {
 
     /// The newest cursor time a reader may pass: before every stamp still
     /// in flight, before any stamp minted from now on, and `settle` behind
-    /// the clock for writers in other processes.
+    /// the clock for writers in other processes. Take it **before** reading
+    /// the page it filters: every stamp at or before it was written by
+    /// then, whereas one whose write returns between the read and a
+    /// horizon taken after it would be missing from the page and passed.
     pub fn horizon_ms(&self, settle: Duration) -> i64 {
         let s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         let now = now_ms();

@@ -1768,16 +1768,18 @@ async fn feed(
         let notified = svc.feed.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
+        // Entries a write still in flight may precede are held back
+        // (`clearway_core::feed`): a reader never passes a cursor before
+        // which an entry may still appear. The horizon is taken before the
+        // page is read: every stamp at or before it has been written by
+        // then, so the page has its entry.
+        let horizon = feed::clock().horizon_ms(settle);
         let page = svc
             .ports
             .state
             .query(Table::AckFeed, p.id.as_str(), q.after.as_deref(), limit)
             .await
             .map_err(|e| port_problem(&e))?;
-        // Entries a write still in flight may precede are held back
-        // (`clearway_core::feed`): a reader never passes a cursor before
-        // which an entry may still appear.
-        let horizon = feed::clock().horizon_ms(settle);
         let ready: Vec<FeedEntry> = page
             .iter()
             .filter_map(|(_, i)| serde_json::from_slice::<FeedEntry>(&i.value).ok())

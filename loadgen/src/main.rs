@@ -955,6 +955,9 @@ async fn follow(
     let (mut h999, mut h277) = (histogram(), histogram());
     let mut done: HashMap<String, u8> = HashMap::new();
     let mut complete = 0u64;
+    // Acks seen before their submission's 202 was read here (the feed can
+    // be that quick): timed once the submission is known.
+    let mut early: Vec<(String, String, Instant)> = Vec::new();
     let mut sender = connect(addr).await?;
     let mut after = String::new();
     let stopped = stop.notified();
@@ -970,18 +973,31 @@ async fn follow(
             .header("authorization", format!("Bearer {key}"))
             .body(Full::new(Bytes::new()))?;
         let resp = tokio::select! {
-            _ = &mut stopped => break,
-            r = async { sender.ready().await?; sender.send_request(req).await } => r?,
+            _ = &mut stopped => None,
+            r = async { sender.ready().await?; sender.send_request(req).await } => Some(r?),
         };
-        let body = resp.into_body().collect().await?.to_bytes();
+        let last = resp.is_none();
+        let v: serde_json::Value = match resp {
+            Some(resp) => serde_json::from_slice(&resp.into_body().collect().await?.to_bytes())?,
+            // Stopped: a last pass over the acks seen early.
+            None => serde_json::Value::Null,
+        };
         let now = Instant::now();
-        let v: serde_json::Value = serde_json::from_slice(&body)?;
-        for a in v["acks"].as_array().into_iter().flatten() {
-            let (Some(tx), Some(kind)) = (a["transactionId"].as_str(), a["kind"].as_str()) else { continue };
-            let Some(at) = sent.lock().ok().and_then(|m| m.get(tx).copied()) else { continue };
-            let micros = now.duration_since(at).as_micros().max(1) as u64;
-            let bits = done.entry(tx.to_string()).or_default();
-            match kind {
+        let seen = v["acks"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|a| Some((a["transactionId"].as_str()?.to_string(), a["kind"].as_str()?.to_string(), now)));
+        let mut pending: Vec<_> = std::mem::take(&mut early);
+        pending.extend(seen);
+        for (tx, kind, at_seen) in pending {
+            let Some(at) = sent.lock().ok().and_then(|m| m.get(&tx).copied()) else {
+                early.push((tx, kind, at_seen));
+                continue;
+            };
+            let micros = at_seen.duration_since(at).as_micros().max(1) as u64;
+            let bits = done.entry(tx).or_default();
+            match kind.as_str() {
                 "999" if *bits & 1 == 0 => {
                     *bits |= 1;
                     let _ = h999.record(micros);
@@ -998,6 +1014,9 @@ async fn follow(
         }
         if let Some(n) = v["next"].as_str() {
             after = n.to_string();
+        }
+        if last {
+            break;
         }
     }
     Ok((h999, h277, complete))

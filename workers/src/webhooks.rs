@@ -162,10 +162,11 @@ impl Inner {
             };
         loop {
             let after = (!cursor.is_empty()).then_some(cursor.as_str());
+            // Taken before the page is read (see `clearway_core::feed`).
+            let horizon = feed::clock().horizon_ms(self.settle);
             let page =
                 self.ports.state.query(Table::AckFeed, p.id.as_str(), after, PAGE).await.map_err(|e| e.to_string())?;
             let full = page.len() == PAGE;
-            let horizon = feed::clock().horizon_ms(self.settle);
             let mut settled_all = true;
             for (_, item) in page {
                 let Ok(entry) = serde_json::from_slice::<FeedEntry>(&item.value) else { continue };
