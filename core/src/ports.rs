@@ -206,6 +206,9 @@ pub enum Table {
     Audit,
     /// Audit events committed in the same write as an intake, waiting to
     /// be moved into the audit log (the embedded backend's `audit.db`).
+    /// Write-only: the embedded store appends each put to its group
+    /// commit's one row of staged events (values are JSON lines), which
+    /// only the audit log's mover reads; they are not read back by key.
     AuditStaged,
     /// The change feed analytics exports from: events waiting to be
     /// sequenced, sealed batches, the sequence head and each export

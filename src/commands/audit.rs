@@ -96,8 +96,8 @@ pub fn service(config: &Config, store: &super::store::Store) -> anyhow::Result<O
     Ok(Some(match &store.backend {
         // An accepted submission's event is staged in its own commit and
         // moved into audit.db soon after (clearway_local::AuditService).
-        super::store::Backend::Local(_) => {
-            Arc::new(local(config, signer)?.with_staging(store.ports.state.clone(), &config.server.data_dir))
+        super::store::Backend::Local(l) => {
+            Arc::new(local(config, signer)?.with_staging(store.ports.state.clone(), &l.db, &config.server.data_dir))
         }
         super::store::Backend::Aws(aws) => Arc::new(aws.audit(signer)),
     }))

@@ -10,7 +10,7 @@
 //! checkpoints, which are also appended to a plain file
 //! (`audit-checkpoints.log`, fsync'd) that an auditor can copy.
 
-use crate::db::{Db, db_err};
+use crate::db::{Db, StagedGroup, db_err};
 use clearway_core::audit::STAGED_PARTITION;
 use clearway_core::audit::{
     AuditError, AuditEvent, AuditPage, AuditQuery, Checkpoint, CompactRange, Hash, LogReader, LogSigner, MAX_SCAN,
@@ -19,6 +19,7 @@ use clearway_core::audit::{
 use clearway_core::ports::{Condition, Key, MAX_QUERY_LIMIT, MAX_WRITE_OPS, StateStore, Table, WriteOp};
 use clearway_core::{ErrorKind, PortError, PortResult};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -51,6 +52,10 @@ CREATE TABLE IF NOT EXISTS checkpoints (
 CREATE TABLE IF NOT EXISTS moved (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     keys TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS moved_groups (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    upto INTEGER NOT NULL
 );
 ";
 
@@ -242,7 +247,31 @@ impl SqliteAuditLog {
     /// sequence number.
     pub async fn append_moved(&self, events: Vec<Vec<u8>>, moved: Vec<String>) -> PortResult<u64> {
         let hashes: Vec<Hash> = events.iter().map(|e| leaf_hash(e)).collect();
-        self.write_events(events, hashes, Some(moved)).await
+        self.write_events(events, hashes, Some(Moved::Keys(moved))).await
+    }
+
+    /// Appends the events of the data's staged groups up to `upto` (see
+    /// [`crate::db::StagedGroup`]) in one durable write that also records
+    /// `upto`: a mover that stops before deleting those groups deletes them
+    /// first next time, never appending them twice
+    /// ([`SqliteAuditLog::moved_upto`]). Returns the first one's sequence
+    /// number.
+    pub async fn append_moved_groups(&self, events: Vec<Vec<u8>>, upto: i64) -> PortResult<u64> {
+        let hashes: Vec<Hash> = events.iter().map(|e| leaf_hash(e)).collect();
+        self.write_events(events, hashes, Some(Moved::Groups(upto))).await
+    }
+
+    /// The last staged group whose events are in the log (0: none).
+    pub async fn moved_upto(&self) -> PortResult<i64> {
+        let upto: Option<i64> = self
+            .db
+            .read(|conn| {
+                conn.prepare_cached("SELECT upto FROM moved_groups WHERE id = 1")
+                    .and_then(|mut s| s.query_row([], |r| r.get(0)).optional())
+                    .map_err(db_err("audit moved"))
+            })
+            .await?;
+        Ok(upto.unwrap_or(0))
     }
 
     /// The sort keys of the last batch [`SqliteAuditLog::append_moved`]
@@ -262,21 +291,23 @@ impl SqliteAuditLog {
     /// Stores events (with their leaf hashes) and the subtrees they
     /// complete in one write, with the keys of moved events if they are;
     /// returns the first one's sequence number.
-    async fn write_events(
-        &self,
-        events: Vec<Vec<u8>>,
-        hashes: Vec<Hash>,
-        moved: Option<Vec<String>>,
-    ) -> PortResult<u64> {
+    async fn write_events(&self, events: Vec<Vec<u8>>, hashes: Vec<Hash>, moved: Option<Moved>) -> PortResult<u64> {
         let edge = self.edge.clone();
-        // Sort keys are event ids: no line breaks in them.
-        let moved = moved.map(|keys| keys.join("\n"));
         self.db
             .write(move |conn| {
-                if let Some(keys) = &moved {
-                    conn.prepare_cached("INSERT INTO moved (id, keys) VALUES (1, ?1) ON CONFLICT (id) DO UPDATE SET keys = excluded.keys")
-                        .and_then(|mut s| s.execute(params![keys]))
-                        .map_err(db_err("audit moved"))?;
+                match &moved {
+                    // Sort keys are event ids: no line breaks in them.
+                    Some(Moved::Keys(keys)) => {
+                        conn.prepare_cached("INSERT INTO moved (id, keys) VALUES (1, ?1) ON CONFLICT (id) DO UPDATE SET keys = excluded.keys")
+                            .and_then(|mut s| s.execute(params![keys.join("\n")]))
+                            .map_err(db_err("audit moved"))?;
+                    }
+                    Some(Moved::Groups(upto)) => {
+                        conn.prepare_cached("INSERT INTO moved_groups (id, upto) VALUES (1, ?1) ON CONFLICT (id) DO UPDATE SET upto = excluded.upto")
+                            .and_then(|mut s| s.execute(params![upto]))
+                            .map_err(db_err("audit moved"))?;
+                    }
+                    None => {}
                 }
                 let mut cached = edge.lock().map_err(|_| PortError::new(ErrorKind::Internal, "audit edge"))?;
                 let mut range = Self::edge_in(conn, &mut cached)?;
@@ -430,6 +461,14 @@ impl SqliteAuditLog {
     }
 }
 
+/// What an append of moved events records as moved, with them.
+enum Moved {
+    /// The sort keys of staged rows (events staged before groups).
+    Keys(Vec<String>),
+    /// Every staged group up to this id.
+    Groups(i64),
+}
+
 /// The audit log as a service writes to it: events appended durably, and a
 /// checkpoint signed at least every 60 s or every 10,000 events (the
 /// service's checkpointer, `clearway::commands::audit::run_checkpoints`), and
@@ -449,31 +488,61 @@ impl std::fmt::Debug for AuditService {
 
 /// Where staged events are and how they are moved.
 struct Staging {
-    /// The data's state store (sealed: it opens the staged values).
+    /// The data's state store (sealed: it opens the staged values): events
+    /// staged one row each before groups, drained first.
     state: Arc<dyn StateStore>,
+    /// The data's database, whose writer stores each group commit's staged
+    /// events as one row (`staged_groups`, [`crate::db::StagedGroup`]).
+    db: Db,
     /// Taken by one mover at a time across the processes of a data
     /// directory (`audit-move.lock`).
     lock_file: PathBuf,
-    /// One mover at a time in this process; holds the last key of the last
-    /// batch this process moved and deleted.
-    moving: tokio::sync::Mutex<Option<String>>,
+    /// One mover at a time in this process.
+    moving: tokio::sync::Mutex<Moving>,
+}
+
+/// What a mover remembers between moves.
+struct Moving {
+    /// The last key of the last batch of rows this process moved and
+    /// deleted (rows staged before groups).
+    last_deleted: Option<String>,
+    /// No row staged before groups is left.
+    rows_done: bool,
+    /// Groups handed over by the data's writer once durable.
+    handed: tokio::sync::mpsc::Receiver<StagedGroup>,
+    /// Groups handed over and not yet moved, by id.
+    waiting: BTreeMap<i64, Vec<Vec<u8>>>,
+    /// Groups up to this id are deleted from the data's database.
+    deleted_upto: i64,
 }
 
 /// Most staged events moved in one write to the log.
 const MOVE_BATCH: usize = MAX_QUERY_LIMIT;
+/// Most staged groups read from the data's database at once.
+const GROUPS_READ: usize = 256;
+/// Most groups handed over in memory and kept until moved.
+const GROUPS_KEPT: usize = 4096;
 
 impl AuditService {
     pub fn new(log: SqliteAuditLog, signer: Arc<LogSigner>) -> Self {
         AuditService { log, signer, staging: None }
     }
 
-    /// Takes events staged in `state` (the data's store in the data
-    /// directory `dir`) with intakes, and moves them into the log.
-    pub fn with_staging(mut self, state: Arc<dyn StateStore>, dir: &Path) -> Self {
+    /// Takes events staged with intakes in the data's store (`state`, over
+    /// the database `db` in the data directory `dir`) and moves them into
+    /// the log.
+    pub fn with_staging(mut self, state: Arc<dyn StateStore>, db: &Db, dir: &Path) -> Self {
         self.staging = Some(Arc::new(Staging {
             state,
+            db: db.clone(),
             lock_file: dir.join("audit-move.lock"),
-            moving: tokio::sync::Mutex::new(None),
+            moving: tokio::sync::Mutex::new(Moving {
+                last_deleted: None,
+                rows_done: false,
+                handed: db.staged_groups(),
+                waiting: BTreeMap::new(),
+                deleted_upto: 0,
+            }),
         }));
         self
     }
@@ -491,10 +560,10 @@ impl AuditService {
     }
 
     /// Moves every staged event into the log, a batch at a time: each
-    /// batch appended durably (with its keys, [`SqliteAuditLog::append_moved`]),
-    /// then deleted from the data's store. A batch appended but not deleted
-    /// (the process stopped in between) is deleted first, so no event is
-    /// appended twice or lost.
+    /// batch appended durably with a record of what it moved
+    /// ([`SqliteAuditLog::append_moved_groups`]), then deleted from the
+    /// data's store. A batch appended but not deleted (the process stopped
+    /// in between) is deleted first, so no event is appended twice or lost.
     pub async fn move_staged(&self) -> PortResult<usize> {
         let Some(st) = self.staging.clone() else { return Ok(0) };
         // In a task of its own: a caller that goes away (a request timed
@@ -509,7 +578,7 @@ impl AuditService {
 
 /// The moves of [`AuditService::move_staged`], one mover at a time.
 async fn move_batches(log: &SqliteAuditLog, st: &Staging) -> PortResult<usize> {
-    let mut last_deleted = st.moving.lock().await;
+    let mut m = st.moving.lock().await;
     let path = st.lock_file.clone();
     let _across_processes = tokio::task::spawn_blocking(move || -> std::io::Result<std::fs::File> {
         let f = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path)?;
@@ -519,15 +588,26 @@ async fn move_batches(log: &SqliteAuditLog, st: &Staging) -> PortResult<usize> {
     .await
     .map_err(|e| PortError::with_cause(ErrorKind::Internal, "audit move lock", e))?
     .map_err(|e| PortError::with_cause(ErrorKind::Unavailable, "audit move lock", e))?;
+    let mut moved = 0;
+    if !m.rows_done {
+        moved += move_rows(log, st, &mut m).await?;
+    }
+    moved += move_groups(log, st, &mut m).await?;
+    Ok(moved)
+}
+
+/// Moves events staged one row each (before groups), until none is left.
+async fn move_rows(log: &SqliteAuditLog, st: &Staging, m: &mut Moving) -> PortResult<usize> {
     let last = log.last_moved().await?;
-    if last.last() != last_deleted.as_ref() && !last.is_empty() {
+    if last.last() != m.last_deleted.as_ref() && !last.is_empty() {
         delete_staged(&st.state, &last).await?;
-        *last_deleted = last.last().cloned();
+        m.last_deleted = last.last().cloned();
     }
     let mut moved = 0;
     loop {
         let page = st.state.query(Table::AuditStaged, STAGED_PARTITION, None, MOVE_BATCH).await?;
         if page.is_empty() {
+            m.rows_done = true;
             break;
         }
         let n = page.len();
@@ -535,7 +615,7 @@ async fn move_batches(log: &SqliteAuditLog, st: &Staging) -> PortResult<usize> {
             page.into_iter().map(|(sk, item)| (sk, item.value.to_vec())).unzip();
         log.append_moved(events, keys.clone()).await?;
         delete_staged(&st.state, &keys).await?;
-        *last_deleted = keys.last().cloned();
+        m.last_deleted = keys.last().cloned();
         moved += n;
         metrics::counter!("clearway_audit_events_total").increment(n as u64);
         if n < MOVE_BATCH {
@@ -543,6 +623,98 @@ async fn move_batches(log: &SqliteAuditLog, st: &Staging) -> PortResult<usize> {
         }
     }
     Ok(moved)
+}
+
+/// Moves the staged groups after the last one moved, in id (commit)
+/// order: those handed over in memory while they follow on without a gap,
+/// otherwise as read from the data's database.
+async fn move_groups(log: &SqliteAuditLog, st: &Staging, m: &mut Moving) -> PortResult<usize> {
+    let mut upto = log.moved_upto().await?;
+    if m.deleted_upto < upto {
+        delete_groups(&st.db, upto).await?;
+        m.deleted_upto = upto;
+    }
+    while let Ok(g) = m.handed.try_recv() {
+        if m.waiting.len() >= GROUPS_KEPT {
+            // A mover this far behind reads the table instead.
+            m.waiting.clear();
+        }
+        m.waiting.insert(g.id, g.values);
+    }
+    let mut moved = 0;
+    loop {
+        m.waiting = m.waiting.split_off(&(upto + 1));
+        let mut batch: Vec<Vec<u8>> = Vec::new();
+        let mut last = upto;
+        while batch.len() < MOVE_BATCH
+            && let Some(values) = m.waiting.remove(&(last + 1))
+        {
+            batch.extend(values);
+            last += 1;
+        }
+        if last == upto {
+            // The next group is not in memory (handed over too late, by
+            // another process, or before this mover started): the table
+            // has every group, in commit order.
+            for (id, joined) in read_groups(&st.db, upto).await? {
+                if batch.len() >= MOVE_BATCH {
+                    break;
+                }
+                m.waiting.remove(&id);
+                batch.extend(crate::db::split_group(&joined));
+                last = id;
+            }
+        }
+        if last == upto {
+            break;
+        }
+        let n = batch.len();
+        log.append_moved_groups(batch, last).await?;
+        delete_groups(&st.db, last).await?;
+        m.deleted_upto = last;
+        upto = last;
+        moved += n;
+        metrics::counter!("clearway_audit_events_total").increment(n as u64);
+    }
+    Ok(moved)
+}
+
+/// The staged groups after `after`, oldest first (at most [`GROUPS_READ`]).
+async fn read_groups(db: &Db, after: i64) -> PortResult<Vec<(i64, Vec<u8>)>> {
+    db.read(move |conn| {
+        let mut s = conn
+            .prepare_cached("SELECT id, staged FROM staged_groups WHERE id > ?1 ORDER BY id LIMIT ?2")
+            .map_err(db_err("staged groups"))?;
+        let rows = s
+            .query_map(params![after, GROUPS_READ as i64], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)))
+            .map_err(db_err("staged groups"))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(db_err("staged groups"))
+    })
+    .await
+}
+
+/// Deletes the staged groups up to `upto` (moved into the log).
+async fn delete_groups(db: &Db, upto: i64) -> PortResult<()> {
+    db.write(move |conn| {
+        conn.prepare_cached("DELETE FROM staged_groups WHERE id <= ?1")
+            .and_then(|mut s| s.execute(params![upto]))
+            .map(|_| ())
+            .map_err(db_err("staged groups"))
+    })
+    .await
+}
+
+/// Whether anything staged waits to be moved.
+async fn anything_staged(st: &Staging) -> PortResult<bool> {
+    let groups = st
+        .db
+        .read(|conn| {
+            conn.prepare_cached("SELECT EXISTS (SELECT 1 FROM staged_groups)")
+                .and_then(|mut s| s.query_row([], |r| r.get::<_, bool>(0)))
+                .map_err(db_err("staged groups"))
+        })
+        .await?;
+    Ok(groups || !st.state.query(Table::AuditStaged, STAGED_PARTITION, None, 1).await?.is_empty())
 }
 
 /// Deletes staged events (idempotent), [`MAX_WRITE_OPS`] to a write, the
@@ -574,7 +746,7 @@ impl clearway_core::audit::AuditSink for AuditService {
         // (Best effort: a move that fails is retried by the mover, and this
         // event is still recorded.)
         if let Some(st) = &self.staging
-            && !st.state.query(Table::AuditStaged, STAGED_PARTITION, None, 1).await?.is_empty()
+            && anything_staged(st).await?
             && let Err(e) = self.move_staged().await
         {
             tracing::warn!(error = %clearway_core::error::chain(&e), "moving staged audit events failed");
@@ -833,15 +1005,35 @@ mod staging_tests {
     }
 
     /// A data store and the key of a log that takes events staged in it.
-    fn staging_in(dir: &Path) -> (Arc<dyn StateStore>, [u8; 32], Arc<LogSigner>) {
+    fn staging_in(dir: &Path) -> (Arc<dyn StateStore>, Db, [u8; 32], Arc<LogSigner>) {
         let local = crate::Local::open(dir).unwrap();
         let seed = LogSigner::generate_seed().unwrap();
         let signer = Arc::new(LogSigner::from_seed("test.example/audit", &seed).unwrap());
-        (Arc::new(local.state.clone()), seed, signer)
+        (Arc::new(local.state.clone()), local.db.clone(), seed, signer)
     }
 
-    async fn staged_count(state: &Arc<dyn StateStore>) -> usize {
-        state.query(Table::AuditStaged, STAGED_PARTITION, None, MAX_QUERY_LIMIT).await.unwrap().len()
+    /// Events staged and not yet moved: in groups, and in rows of the
+    /// state table (staged before groups).
+    async fn staged_count(state: &Arc<dyn StateStore>, db: &Db) -> usize {
+        let in_groups: usize =
+            read_groups(db, 0).await.unwrap().iter().map(|(_, g)| crate::db::split_group(g).len()).sum();
+        in_groups + state.query(Table::AuditStaged, STAGED_PARTITION, None, MAX_QUERY_LIMIT).await.unwrap().len()
+    }
+
+    /// Stages `event` as a row of the state table, as intakes did before
+    /// groups.
+    async fn stage_as_row(db: &Db, event: &AuditEvent) {
+        let (id, leaf) = (event.id.clone(), event.to_leaf());
+        db.write(move |conn| {
+            conn.execute(
+                "INSERT INTO state (tbl, pk, sk, value, version) VALUES ('audit_staged', ?1, ?2, ?3, 1)",
+                params![STAGED_PARTITION, id, leaf],
+            )
+            .map(|_| ())
+            .map_err(db_err("test"))
+        })
+        .await
+        .unwrap();
     }
 
     /// Events staged in the data's store are moved into the log once each:
@@ -850,48 +1042,107 @@ mod staging_tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn staged_events_are_moved_exactly_once() {
         let dir = tempfile::tempdir().unwrap();
-        let (state, seed, signer) = staging_in(dir.path());
+        let (state, db, seed, signer) = staging_in(dir.path());
         let service = |signer: Arc<LogSigner>| {
-            AuditService::new(SqliteAuditLog::open(dir.path()).unwrap(), signer).with_staging(state.clone(), dir.path())
+            AuditService::new(SqliteAuditLog::open(dir.path()).unwrap(), signer).with_staging(
+                state.clone(),
+                &db,
+                dir.path(),
+            )
         };
+        // Staged before groups existed: rows of their own, moved first.
+        for n in 0..5 {
+            stage_as_row(&db, &event(20_000 + n)).await;
+        }
         let audit = service(signer.clone());
         assert!(audit.takes_staged());
-        // 2,500 staged (more than two batches), and one appended directly.
-        let mut ids = Vec::new();
-        for chunk in (0..2_500).collect::<Vec<u64>>().chunks(100) {
+        // 2,500 staged (more than two batches) from many writes at once,
+        // so that group commits hold several, and one appended directly.
+        let mut writes = tokio::task::JoinSet::new();
+        for chunk in (0..2_500).collect::<Vec<u64>>().chunks(10) {
             let events: Vec<AuditEvent> = chunk.iter().map(|n| event(*n)).collect();
-            ids.extend(events.iter().map(|e| e.id.clone()));
-            state.write(events.iter().map(staged_write).collect()).await.unwrap();
+            let state = state.clone();
+            writes.spawn(async move { state.write(events.iter().map(staged_write).collect()).await.unwrap() });
         }
+        while writes.join_next().await.is_some() {}
+        assert_eq!(staged_count(&state, &db).await, 2_505);
         // An event appended directly moves what is staged first.
         audit.append(&event(9_999)).await.unwrap();
-        assert_eq!(AuditSink::size(&audit).await.unwrap(), 2_501);
-        assert_eq!(staged_count(&state).await, 0);
+        assert_eq!(AuditSink::size(&audit).await.unwrap(), 2_506);
+        assert_eq!(staged_count(&state, &db).await, 0);
         let page = audit.search(&AuditQuery::default(), 10_000).await.unwrap();
         let mut seen: Vec<String> = page.events.iter().map(|(_, e)| e.id.clone()).collect();
+        assert_eq!(seen.len(), 2_506);
         seen.sort();
         seen.dedup();
-        assert_eq!(seen.len(), 2_501, "each event once");
+        assert_eq!(seen.len(), 2_506, "each event once");
 
         // A mover that appended a batch and stopped before deleting it.
         let more: Vec<AuditEvent> = (0..10).map(event).collect();
         state.write(more.iter().map(staged_write).collect()).await.unwrap();
-        let rows = state.query(Table::AuditStaged, STAGED_PARTITION, None, MAX_QUERY_LIMIT).await.unwrap();
-        let (keys, leaves): (Vec<String>, Vec<Vec<u8>>) =
-            rows.into_iter().map(|(k, item)| (k, item.value.to_vec())).unzip();
-        audit.log.append_moved(leaves, keys).await.unwrap();
+        let groups = read_groups(&db, 0).await.unwrap();
+        assert_eq!(groups.len(), 1, "one write, one group");
+        let leaves = crate::db::split_group(&groups[0].1);
+        assert_eq!(leaves.len(), 10);
+        audit.log.append_moved_groups(leaves, groups[0].0).await.unwrap();
         drop(audit);
-        // The next mover (another process, after a restart) deletes that
-        // batch instead of appending it again.
+        // The next mover (another process, after a restart: nothing handed
+        // over in memory) deletes that group instead of appending it again,
+        // and reads the groups staged since from the table.
+        let later: Vec<AuditEvent> = (0..7).map(event).collect();
+        state.write(later.iter().map(staged_write).collect()).await.unwrap();
         let audit = service(signer);
-        assert_eq!(audit.move_staged().await.unwrap(), 0);
-        assert_eq!(staged_count(&state).await, 0);
-        assert_eq!(AuditSink::size(&audit).await.unwrap(), 2_511);
+        assert_eq!(audit.move_staged().await.unwrap(), 7);
+        assert_eq!(staged_count(&state, &db).await, 0);
+        assert_eq!(AuditSink::size(&audit).await.unwrap(), 2_523);
         let c = AuditService::checkpoint(&audit).await.unwrap();
-        assert_eq!(c.size, 2_511);
+        assert_eq!(c.size, 2_523);
         drop(audit);
         let file = AuditFile::open(dir.path()).unwrap();
-        assert_eq!(clearway_core::audit::verify_log(&file, &c_key(&seed), &[]).unwrap().size, 2_511);
+        assert_eq!(clearway_core::audit::verify_log(&file, &c_key(&seed), &[]).unwrap().size, 2_523);
+    }
+
+    /// An intake whose write fails (a condition) is rolled back with the
+    /// event it staged; the others of its group commit keep theirs.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_write_stages_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (state, db, _, signer) = staging_in(dir.path());
+        let audit = AuditService::new(SqliteAuditLog::open(dir.path()).unwrap(), signer).with_staging(
+            state.clone(),
+            &db,
+            dir.path(),
+        );
+        let mut writes = tokio::task::JoinSet::new();
+        for n in 0..200u64 {
+            let state = state.clone();
+            writes.spawn(async move {
+                let e = event(n);
+                let mut ops = vec![staged_write(&e)];
+                if n % 2 == 1 {
+                    // Fails: no such version.
+                    ops.push(WriteOp::Check {
+                        key: Key::new(Table::Counters, "test", format!("c{n}")),
+                        condition: Condition::Version(7),
+                    });
+                }
+                (e.id, state.write(ops).await.is_ok())
+            });
+        }
+        let mut kept = Vec::new();
+        while let Some(done) = writes.join_next().await {
+            let (id, ok) = done.unwrap();
+            if ok {
+                kept.push(id);
+            }
+        }
+        assert_eq!(kept.len(), 100);
+        assert_eq!(audit.move_staged().await.unwrap(), 100);
+        let page = audit.search(&AuditQuery::default(), 1_000).await.unwrap();
+        let mut moved: Vec<String> = page.events.iter().map(|(_, e)| e.id.clone()).collect();
+        moved.sort();
+        kept.sort();
+        assert_eq!(moved, kept, "exactly the events of the writes that succeeded");
     }
 
     /// Regression: a move dropped by its caller (a request that timed out)
@@ -901,9 +1152,12 @@ mod staging_tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_move_its_caller_drops_appends_nothing_twice() {
         let dir = tempfile::tempdir().unwrap();
-        let (state, _, signer) = staging_in(dir.path());
-        let audit = AuditService::new(SqliteAuditLog::open(dir.path()).unwrap(), signer)
-            .with_staging(state.clone(), dir.path());
+        let (state, db, _, signer) = staging_in(dir.path());
+        let audit = AuditService::new(SqliteAuditLog::open(dir.path()).unwrap(), signer).with_staging(
+            state.clone(),
+            &db,
+            dir.path(),
+        );
         for _ in 0..30 {
             let events: Vec<AuditEvent> = (0..100).map(event).collect();
             state.write(events.iter().map(staged_write).collect()).await.unwrap();

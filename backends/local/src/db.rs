@@ -10,8 +10,9 @@
 //! nothing is acknowledged before it is on disk.
 
 use clearway_core::{ErrorKind, PortError, PortResult};
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::{Connection, OpenFlags, params};
 use std::any::Any;
+use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot};
@@ -31,6 +32,55 @@ struct Job {
     reply: oneshot::Sender<PortResult<Output>>,
 }
 
+/// Values staged by the jobs of one group commit ([`stage`]), stored by
+/// the writer as one row of `staged_groups` in that commit: the audit
+/// events of a group of intakes cost one row, not one row each, and reach
+/// the audit log's mover in memory once durable (or from the table, after
+/// a restart or in another process).
+#[derive(Debug, Clone)]
+pub struct StagedGroup {
+    /// The row's id: groups are numbered in commit order (one writer at a
+    /// time holds the database's write lock).
+    pub id: i64,
+    /// The staged values, in the order they were staged.
+    pub values: Vec<Vec<u8>>,
+}
+
+/// Staged groups handed over in memory before the mover reads the table.
+const STAGED_CHANNEL_GROUPS: usize = 4096;
+
+type StagedTx = Arc<Mutex<Option<mpsc::Sender<StagedGroup>>>>;
+
+thread_local! {
+    /// What the writer's current group has staged so far.
+    static GROUP: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Stages `value` in the group commit of the job running now: stored with
+/// the group's other staged values in the same transaction, dropped if the
+/// job fails. Only inside a job on the writer thread ([`Db::write`]).
+/// Values are lines: no `\n` in them.
+pub(crate) fn stage(value: Vec<u8>) {
+    GROUP.with(|g| g.borrow_mut().push(value));
+}
+
+fn group_len() -> usize {
+    GROUP.with(|g| g.borrow().len())
+}
+
+fn group_truncate(len: usize) {
+    GROUP.with(|g| g.borrow_mut().truncate(len));
+}
+
+fn group_take() -> Vec<Vec<u8>> {
+    GROUP.with(|g| std::mem::take(&mut *g.borrow_mut()))
+}
+
+/// The values of a stored group (`staged_groups.values`).
+pub fn split_group(joined: &[u8]) -> Vec<Vec<u8>> {
+    joined.split(|&b| b == b'\n').filter(|v| !v.is_empty()).map(<[u8]>::to_vec).collect()
+}
+
 /// Counters for metrics.
 #[derive(Debug, Default)]
 pub struct Stats {
@@ -46,6 +96,8 @@ pub struct Db {
     path: PathBuf,
     schema: &'static str,
     pub stats: Arc<Stats>,
+    /// Where the writer hands staged groups once durable, if anyone listens.
+    staged: StagedTx,
     /// The checkpointer thread stops when the last clone is dropped.
     _alive: Arc<()>,
 }
@@ -108,6 +160,10 @@ CREATE TABLE IF NOT EXISTS events (
     body BLOB NOT NULL,
     published_at INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS staged_groups (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    staged BLOB NOT NULL
+);
 ";
 
 fn open_conn(path: &Path, write: bool, schema: &str) -> PortResult<Connection> {
@@ -165,9 +221,11 @@ impl Db {
         let (tx, rx) = mpsc::channel::<Job>(QUEUE_CAPACITY);
         let stats = Arc::new(Stats::default());
         let s = stats.clone();
+        let staged: StagedTx = Arc::new(Mutex::new(None));
+        let to_mover = staged.clone();
         std::thread::Builder::new()
             .name("clearway-db-writer".into())
-            .spawn(move || writer_loop(writer, rx, s))
+            .spawn(move || writer_loop(writer, rx, s, to_mover))
             .map_err(|e| PortError::with_cause(ErrorKind::Internal, "start database writer", e))?;
         let alive = Arc::new(());
         let checkpoint_conn = open_conn(&path, true, schema)?;
@@ -176,7 +234,18 @@ impl Db {
             .name("clearway-db-checkpoint".into())
             .spawn(move || checkpointer(checkpoint_conn, watch))
             .map_err(|e| PortError::with_cause(ErrorKind::Internal, "start database checkpointer", e))?;
-        Ok(Db { tx, readers: Arc::new(Mutex::new(readers)), path, schema, stats, _alive: alive })
+        Ok(Db { tx, readers: Arc::new(Mutex::new(readers)), path, schema, stats, staged, _alive: alive })
+    }
+
+    /// Staged groups as the writer commits them, from now on (replacing
+    /// an earlier listener). Handed over at most [`STAGED_CHANNEL_GROUPS`]
+    /// ahead of the reader; beyond that a group is only in the table.
+    pub fn staged_groups(&self) -> mpsc::Receiver<StagedGroup> {
+        let (tx, rx) = mpsc::channel(STAGED_CHANNEL_GROUPS);
+        if let Ok(mut slot) = self.staged.lock() {
+            *slot = Some(tx);
+        }
+        rx
     }
 
     pub fn path(&self) -> &Path {
@@ -271,7 +340,7 @@ fn checkpointer(conn: Connection, alive: std::sync::Weak<()>) {
 /// How often the WAL is checkpointed.
 const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
 
-fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<Job>, stats: Arc<Stats>) {
+fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<Job>, stats: Arc<Stats>, staged: StagedTx) {
     use std::sync::atomic::Ordering;
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.blocking_recv() {
@@ -291,7 +360,9 @@ fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<Job>, stats: Arc<Stats>)
             }
             continue;
         }
+        group_truncate(0);
         for job in batch.drain(..) {
+            let mark = group_len();
             let out = match conn.prepare_cached("SAVEPOINT job").and_then(|mut s| s.execute([])) {
                 Ok(_) => {
                     // A panic in a job must not take the writer (and every
@@ -311,12 +382,38 @@ fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<Job>, stats: Arc<Stats>)
                 }
                 Err(e) => Err(sqlite("savepoint")(e)),
             };
+            if out.is_err() {
+                // Rolled back: what it staged goes too.
+                group_truncate(mark);
+            }
             results.push((job.reply, out));
         }
-        match conn.execute_batch("COMMIT") {
-            Ok(()) => {
+        // The group's staged values, one row in the same transaction.
+        let values = group_take();
+        let group = if values.is_empty() {
+            Ok(None)
+        } else {
+            conn.prepare_cached("INSERT INTO staged_groups (staged) VALUES (?1)")
+                .and_then(|mut s| s.execute(params![values.join(&b'\n')]))
+                .map(|_| Some(StagedGroup { id: conn.last_insert_rowid(), values }))
+        };
+        let committed = match group {
+            Ok(group) => conn.execute_batch("COMMIT").map(|()| group),
+            Err(e) => Err(e),
+        };
+        match committed {
+            Ok(group) => {
                 stats.commits.fetch_add(1, Ordering::Relaxed);
                 stats.jobs.fetch_add(results.len() as u64, Ordering::Relaxed);
+                // Handed over before the jobs are answered, so a mover that
+                // is asked to move after an answer has it.
+                if let Some(group) = group
+                    && let Ok(slot) = staged.lock()
+                    && let Some(tx) = slot.as_ref()
+                {
+                    // Full or gone: the mover reads the table instead.
+                    let _ = tx.try_send(group);
+                }
                 for (reply, out) in results {
                     let _ = reply.send(out);
                 }

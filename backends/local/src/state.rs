@@ -62,6 +62,11 @@ pub(crate) fn apply(conn: &Connection, ops: &[WriteOp]) -> PortResult<()> {
                 versions.push(None);
                 continue;
             }
+            // Staged audit events are appended, never read by key.
+            WriteOp::Put { key, .. } if key.table == Table::AuditStaged => {
+                versions.push(None);
+                continue;
+            }
             WriteOp::Put { key, condition, .. }
             | WriteOp::Delete { key, condition }
             | WriteOp::Check { key, condition } => (key, *condition),
@@ -74,6 +79,12 @@ pub(crate) fn apply(conn: &Connection, ops: &[WriteOp]) -> PortResult<()> {
     }
     for (op, cur) in ops.iter().zip(versions) {
         match op {
+            // An audit event staged with an intake joins its group commit's
+            // one row of staged values (`crate::db::stage`); the audit
+            // log's mover takes it from there.
+            WriteOp::Put { key, value, .. } if key.table == Table::AuditStaged => {
+                crate::db::stage(value.to_vec());
+            }
             WriteOp::Put { key, value, expires_at, condition: Condition::None, .. } => {
                 // A live row's version goes up by one; an expired row's
                 // starts again at 1, as for a row that was not there.
