@@ -353,9 +353,6 @@ fn dead_letter_destination_and_coverage_commands_are_events() {
     assert_eq!(verify(&scratch, &[]).0, 0);
 }
 
-/// An accepted submission's event is committed with the submission itself
-/// (staged in the data's store) and moved into the log later: a crash
-/// between the two loses none and the next start moves each exactly once.
 /// Audit events staged in the data's database and not yet moved: each
 /// group commit's row holds its events as JSON lines.
 fn staged_events(scratch: &Scratch) -> usize {
@@ -365,6 +362,9 @@ fn staged_events(scratch: &Scratch) -> usize {
     groups.iter().map(|g| g.split(|&b| b == b'\n').filter(|l| !l.is_empty()).count()).sum()
 }
 
+/// An accepted submission's event is committed with the submission itself
+/// (staged in the data's store) and moved into the log later: a crash
+/// between the two loses none and the next start moves each exactly once.
 #[test]
 fn submissions_staged_with_their_events_survive_a_crash_exactly_once() {
     let scratch = Scratch::new();

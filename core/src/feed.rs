@@ -117,6 +117,27 @@ impl Drop for FeedStamp {
     }
 }
 
+/// Writes `writes` (which hold feed entries under cursors of `stamp`) in
+/// a task of its own, dropping the stamp once they have returned. A write
+/// already handed to a store may commit after its caller went away (a
+/// request timed out, a client hung up): the stamp must stay in flight
+/// until then, or a reader could pass the entry's cursor first.
+pub async fn write_stamped(
+    state: std::sync::Arc<dyn crate::ports::StateStore>,
+    writes: Vec<Vec<crate::ports::WriteOp>>,
+    stamp: FeedStamp,
+) -> crate::PortResult<()> {
+    tokio::spawn(async move {
+        for w in writes {
+            state.write(w).await?;
+        }
+        drop(stamp);
+        Ok(())
+    })
+    .await
+    .map_err(|e| crate::PortError::with_cause(crate::ErrorKind::Internal, "feed write", e))?
+}
+
 /// The time a cursor was minted at (its first 13 digits).
 pub fn cursor_ms(cursor: &str) -> Option<i64> {
     cursor.get(..13).and_then(|t| t.parse().ok())

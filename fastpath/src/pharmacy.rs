@@ -416,8 +416,7 @@ impl FastPath {
         });
         writes.extend(ack.feed_ops()?);
         let write_started = Instant::now();
-        self.state.write(writes).await?;
-        drop(stamp);
+        feed::write_stamped(self.state.clone(), vec![writes], stamp).await?;
         let m = meters();
         m.record_seconds.record(write_started.elapsed().as_secs_f64());
         let statuses: Vec<String> = rec.outcomes.iter().map(|o| o.status.clone()).collect();

@@ -874,9 +874,7 @@ async fn record_duplicate_ta1(
     if let Some(WriteOp::Put { condition, .. }) = writes.first_mut() {
         *condition = Condition::NotExists;
     }
-    let written = svc.ports.state.write(writes).await;
-    drop(stamp);
-    match written {
+    match feed::write_stamped(svc.ports.state.clone(), vec![writes], stamp).await {
         Ok(()) => svc.feed.notify_waiters(),
         Err(e) if e.kind() == ErrorKind::PreconditionFailed => {}
         Err(e) => tracing::warn!(error = %clearway_core::error::chain(&e), "could not record duplicate TA1"),

@@ -944,6 +944,9 @@ async fn e2e(
 
 type Follow = (Histogram<u64>, Histogram<u64>, u64);
 
+/// Most acks kept while their submission's `202` has not been read.
+const MAX_EARLY_ACKS: usize = 100_000;
+
 /// Long-polls the partner's ack feed, timing each 999 and 277CA from its
 /// transaction's scheduled submission.
 async fn follow(
@@ -992,7 +995,11 @@ async fn follow(
         pending.extend(seen);
         for (tx, kind, at_seen) in pending {
             let Some(at) = sent.lock().ok().and_then(|m| m.get(&tx).copied()) else {
-                early.push((tx, kind, at_seen));
+                // Bounded: acks of transactions this run never sent are
+                // not kept for ever.
+                if early.len() < MAX_EARLY_ACKS {
+                    early.push((tx, kind, at_seen));
+                }
                 continue;
             };
             let micros = at_seen.duration_since(at).as_micros().max(1) as u64;

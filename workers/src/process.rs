@@ -14,7 +14,7 @@ use crate::route::Router;
 use bytes::Bytes;
 use clearway_core::changes::{ChangeEvent, ChangeKind};
 use clearway_core::config::Config;
-use clearway_core::feed::{self, FeedStamp};
+use clearway_core::feed;
 use clearway_core::partners::Partners;
 use clearway_core::ports::{Condition, Event, Key, MAX_EVENT_BATCH, MAX_WRITE_OPS, Ports, Table, WriteOp};
 use clearway_core::records::{
@@ -244,18 +244,29 @@ impl Processor {
         // Route the claims that were accepted, skipping those already done.
         let (claim_records, mut writes) = self.route_claims(&record, &mut outcome).await?;
 
-        // Route markers, acks and their feed entries, coverage and payments,
-        // and the claim index: all idempotent puts, written together (in
-        // as few commits as the batch limit allows).
-        let (acks, ack_writes, stamp) = self.ack_writes(&record, &outcome).await?;
-        writes.extend(ack_writes);
+        // Route markers, coverage and payments, the claim index, then the
+        // acks and their feed entries: all idempotent puts, written in as
+        // few commits as the batch limit allows. The acks go in the last
+        // one, with their feed cursors minted just before it: a stamp in
+        // flight holds every feed reader back, so it covers that write
+        // only, not the ones before.
+        let mut acks = self.ack_records(&record, &outcome).await?;
         writes.extend(last_write_wins(std::mem::take(&mut outcome.writes)));
         writes.extend(self.claim_index_writes(&record, &claim_records)?);
+        let room = MAX_WRITE_OPS.saturating_sub(2 * acks.len());
+        let tail = writes.split_off(writes.len().saturating_sub(room));
         for chunk in writes.chunks(MAX_WRITE_OPS) {
             self.ports.state.write(chunk.to_vec()).await?;
         }
-        // The feed entries are durable: readers may pass their cursors.
-        drop(stamp);
+        let stamp = feed::clock().stamp();
+        let mut last = tail;
+        for (ack, earlier) in &mut acks {
+            ack.feed_cursor = Some(ack.feed_cursor_of(self.ports.state.as_ref(), earlier.as_ref(), &stamp).await?);
+            last.extend(ack.feed_ops()?);
+        }
+        let last: Vec<Vec<WriteOp>> = last.chunks(MAX_WRITE_OPS).map(<[WriteOp]>::to_vec).collect();
+        feed::write_stamped(self.ports.state.clone(), last, stamp).await?;
+        let acks: Vec<AckRecord> = acks.into_iter().map(|(a, _)| a).collect();
         metrics::counter!("clearway_acks_total").increment(acks.len() as u64);
         if let Some(hook) = &self.coverage_changed {
             for (payer, member) in &outcome.members {
@@ -556,18 +567,18 @@ impl Processor {
         Ok(ops)
     }
 
-    /// The acknowledgement records and feed entries to write, and the
-    /// stamp of their feed cursors (keep it until they are written).
-    async fn ack_writes(
+    /// The acknowledgement records to write (bodies sealed, feed cursors
+    /// not yet set), each with the record an earlier attempt stored under
+    /// its id.
+    async fn ack_records(
         &self,
         record: &TransactionRecord,
         outcome: &Outcome,
-    ) -> PortResult<(Vec<AckRecord>, Vec<WriteOp>, FeedStamp)> {
+    ) -> PortResult<Vec<(AckRecord, Option<AckRecord>)>> {
         // A redelivery (or a dead-letter replay, which starts the attempt
         // count again) finds the acks of the first attempt that stored
         // them: it keeps their creation time and rewrites their feed
         // entries in place instead of adding new ones.
-        let stamp = feed::clock().stamp();
         let mut at = OffsetDateTime::now_utc();
         let mut earlier_first = None;
         if let Some(first) = outcome.acks.first()
@@ -582,7 +593,6 @@ impl Processor {
         let created = timestamp(at);
         let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
         let mut records = Vec::with_capacity(outcome.acks.len());
-        let mut ops = Vec::new();
         for a in &outcome.acks {
             let n = counts.entry(a.kind).or_insert(0);
             *n += 1;
@@ -609,12 +619,10 @@ impl Processor {
                 body_sealed: None,
                 feed_cursor: None,
             };
-            ack.feed_cursor = Some(ack.feed_cursor_of(self.ports.state.as_ref(), earlier.as_ref(), &stamp).await?);
             self.partners.seal_ack(self.ports.blobs.as_ref(), &mut ack).await?;
-            ops.extend(ack.feed_ops()?);
-            records.push(ack);
+            records.push((ack, earlier));
         }
-        Ok((records, ops, stamp))
+        Ok(records)
     }
 
     async fn publish(&self, partner: &PartnerId, acks: &[AckRecord]) -> PortResult<()> {

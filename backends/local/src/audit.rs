@@ -514,6 +514,8 @@ struct Moving {
     waiting: BTreeMap<i64, Vec<Vec<u8>>>,
     /// Groups up to this id are deleted from the data's database.
     deleted_upto: i64,
+    /// The data's database was found replaced (logged once).
+    marker_reset: bool,
 }
 
 /// Most staged events moved in one write to the log.
@@ -542,6 +544,7 @@ impl AuditService {
                 handed: db.staged_groups(),
                 waiting: BTreeMap::new(),
                 deleted_upto: 0,
+                marker_reset: false,
             }),
         }));
         self
@@ -630,6 +633,21 @@ async fn move_rows(log: &SqliteAuditLog, st: &Staging, m: &mut Moving) -> PortRe
 /// otherwise as read from the data's database.
 async fn move_groups(log: &SqliteAuditLog, st: &Staging, m: &mut Moving) -> PortResult<usize> {
     let mut upto = log.moved_upto().await?;
+    if upto > 0 && newest_group(&st.db).await? < upto {
+        // The data's database has numbered fewer groups than audit.db has
+        // moved: it was replaced or restored from a copy. Its groups are
+        // moved again rather than deleted unmoved (an event may then be in
+        // the log twice; none is lost).
+        if !m.marker_reset {
+            tracing::warn!(
+                moved_upto = upto,
+                "staged audit groups: the data's database is not the one audit.db has moved from; moving every group it holds"
+            );
+            m.marker_reset = true;
+        }
+        upto = 0;
+        m.deleted_upto = 0;
+    }
     if m.deleted_upto < upto {
         delete_groups(&st.db, upto).await?;
         m.deleted_upto = upto;
@@ -689,6 +707,17 @@ async fn read_groups(db: &Db, after: i64) -> PortResult<Vec<(i64, Vec<u8>)>> {
             .query_map(params![after, GROUPS_READ as i64], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)))
             .map_err(db_err("staged groups"))?;
         rows.collect::<Result<Vec<_>, _>>().map_err(db_err("staged groups"))
+    })
+    .await
+}
+
+/// The highest group id the data's database has ever given (0: none).
+async fn newest_group(db: &Db) -> PortResult<i64> {
+    db.read(|conn| {
+        conn.prepare_cached("SELECT seq FROM sqlite_sequence WHERE name = 'staged_groups'")
+            .and_then(|mut s| s.query_row([], |r| r.get::<_, i64>(0)).optional())
+            .map(Option::unwrap_or_default)
+            .map_err(db_err("staged groups"))
     })
     .await
 }
@@ -1102,8 +1131,27 @@ mod staging_tests {
         assert_eq!(clearway_core::audit::verify_log(&file, &c_key(&seed), &[]).unwrap().size, 2_523);
     }
 
-    /// An intake whose write fails (a condition) is rolled back with the
-    /// event it staged; the others of its group commit keep theirs.
+    /// A data directory whose database was replaced (restored from a copy)
+    /// while audit.db was kept: its groups, numbered from 1 again, are
+    /// moved, not taken as moved already and deleted.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn groups_of_a_replaced_data_database_are_moved_not_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let (state, db, _, signer) = staging_in(dir.path());
+        let log = SqliteAuditLog::open(dir.path()).unwrap();
+        // audit.db says 1,000 groups were moved from the data's database.
+        log.append_moved_groups(Vec::new(), 1_000).await.unwrap();
+        let audit = AuditService::new(log, signer).with_staging(state.clone(), &db, dir.path());
+        let events: Vec<AuditEvent> = (0..5).map(event).collect();
+        state.write(events.iter().map(staged_write).collect()).await.unwrap();
+        assert_eq!(audit.move_staged().await.unwrap(), 5);
+        assert_eq!(AuditSink::size(&audit).await.unwrap(), 5);
+        assert_eq!(staged_count(&state, &db).await, 0);
+    }
+
+    /// An intake whose write fails after staging its event (here: the job
+    /// errs once its writes are applied) is rolled back with that event;
+    /// the others of its group commit keep theirs.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_failed_write_stages_nothing() {
         let dir = tempfile::tempdir().unwrap();
@@ -1115,18 +1163,21 @@ mod staging_tests {
         );
         let mut writes = tokio::task::JoinSet::new();
         for n in 0..200u64 {
-            let state = state.clone();
+            let db = db.clone();
             writes.spawn(async move {
                 let e = event(n);
-                let mut ops = vec![staged_write(&e)];
-                if n % 2 == 1 {
-                    // Fails: no such version.
-                    ops.push(WriteOp::Check {
-                        key: Key::new(Table::Counters, "test", format!("c{n}")),
-                        condition: Condition::Version(7),
-                    });
-                }
-                (e.id, state.write(ops).await.is_ok())
+                let ops = vec![staged_write(&e)];
+                let written = db
+                    .write(move |conn| {
+                        crate::state::apply(conn, &ops)?;
+                        if n % 2 == 1 {
+                            Err(PortError::new(ErrorKind::Internal, "fails after staging"))
+                        } else {
+                            Ok(())
+                        }
+                    })
+                    .await;
+                (e.id, written.is_ok())
             });
         }
         let mut kept = Vec::new();

@@ -61,8 +61,12 @@ thread_local! {
 /// job fails. Only inside a job on the writer thread ([`Db::write`]).
 /// Values are lines: no `\n` in them.
 pub(crate) fn stage(value: Vec<u8>) {
+    debug_assert_eq!(std::thread::current().name(), Some(WRITER_THREAD), "staged outside a database job");
     GROUP.with(|g| g.borrow_mut().push(value));
 }
+
+/// The writer thread's name.
+const WRITER_THREAD: &str = "clearway-db-writer";
 
 fn group_len() -> usize {
     GROUP.with(|g| g.borrow().len())
@@ -224,7 +228,7 @@ impl Db {
         let staged: StagedTx = Arc::new(Mutex::new(None));
         let to_mover = staged.clone();
         std::thread::Builder::new()
-            .name("clearway-db-writer".into())
+            .name(WRITER_THREAD.into())
             .spawn(move || writer_loop(writer, rx, s, to_mover))
             .map_err(|e| PortError::with_cause(ErrorKind::Internal, "start database writer", e))?;
         let alive = Arc::new(());

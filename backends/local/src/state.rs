@@ -82,7 +82,8 @@ pub(crate) fn apply(conn: &Connection, ops: &[WriteOp]) -> PortResult<()> {
             // An audit event staged with an intake joins its group commit's
             // one row of staged values (`crate::db::stage`); the audit
             // log's mover takes it from there.
-            WriteOp::Put { key, value, .. } if key.table == Table::AuditStaged => {
+            WriteOp::Put { key, value, condition, .. } if key.table == Table::AuditStaged => {
+                debug_assert_eq!(*condition, Condition::None, "staged audit events are written unconditionally");
                 crate::db::stage(value.to_vec());
             }
             WriteOp::Put { key, value, expires_at, condition: Condition::None, .. } => {

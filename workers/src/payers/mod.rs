@@ -1461,8 +1461,15 @@ impl RoundTrip {
                 ),
                 put(e.key(), encode(&e)?, Condition::None),
             ];
-            write_with_event(self.ports.state.as_ref(), ack.feed_ops()?, event).await?;
-            drop(stamp);
+            // In a task of its own with its stamp (see `feed::write_stamped`).
+            let (state, ops) = (self.ports.state.clone(), ack.feed_ops()?);
+            tokio::spawn(async move {
+                let written = write_with_event(state.as_ref(), ops, event).await;
+                drop(stamp);
+                written
+            })
+            .await
+            .map_err(|e| PortError::with_cause(ErrorKind::Internal, "payer answer write", e))??;
             stored.push((partner, ack));
         }
         let mut by_partner: BTreeMap<PartnerId, Vec<AckRecord>> = BTreeMap::new();
