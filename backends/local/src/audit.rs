@@ -263,29 +263,25 @@ impl SqliteAuditLog {
 
     /// The last staged group whose events are in the log (0: none).
     pub async fn moved_upto(&self) -> PortResult<i64> {
-        let upto: Option<i64> = self
-            .db
-            .read(|conn| {
-                conn.prepare_cached("SELECT upto FROM moved_groups WHERE id = 1")
-                    .and_then(|mut s| s.query_row([], |r| r.get(0)).optional())
-                    .map_err(db_err("audit moved"))
-            })
-            .await?;
-        Ok(upto.unwrap_or(0))
+        Ok(self.marker::<i64>("SELECT upto FROM moved_groups WHERE id = 1").await?.unwrap_or(0))
     }
 
     /// The sort keys of the last batch [`SqliteAuditLog::append_moved`]
     /// wrote.
     pub async fn last_moved(&self) -> PortResult<Vec<String>> {
-        let keys: Option<String> = self
-            .db
-            .read(|conn| {
-                conn.prepare_cached("SELECT keys FROM moved WHERE id = 1")
+        let keys = self.marker::<String>("SELECT keys FROM moved WHERE id = 1").await?;
+        Ok(keys.map(|k| k.split('\n').filter(|k| !k.is_empty()).map(str::to_string).collect()).unwrap_or_default())
+    }
+
+    /// The one value of a marker row (`sql` selects it), if it is there.
+    async fn marker<T: rusqlite::types::FromSql + Send + 'static>(&self, sql: &'static str) -> PortResult<Option<T>> {
+        self.db
+            .read(move |conn| {
+                conn.prepare_cached(sql)
                     .and_then(|mut s| s.query_row([], |r| r.get(0)).optional())
                     .map_err(db_err("audit moved"))
             })
-            .await?;
-        Ok(keys.map(|k| k.split('\n').filter(|k| !k.is_empty()).map(str::to_string).collect()).unwrap_or_default())
+            .await
     }
 
     /// Stores events (with their leaf hashes) and the subtrees they
@@ -499,6 +495,9 @@ struct Staging {
     lock_file: PathBuf,
     /// One mover at a time in this process.
     moving: tokio::sync::Mutex<Moving>,
+    /// No row staged before groups is left (then neither a move nor a
+    /// direct append looks for one again).
+    rows_done: std::sync::atomic::AtomicBool,
 }
 
 /// What a mover remembers between moves.
@@ -506,8 +505,6 @@ struct Moving {
     /// The last key of the last batch of rows this process moved and
     /// deleted (rows staged before groups).
     last_deleted: Option<String>,
-    /// No row staged before groups is left.
-    rows_done: bool,
     /// Groups handed over by the data's writer once durable.
     handed: tokio::sync::mpsc::Receiver<StagedGroup>,
     /// Groups handed over and not yet moved, by id.
@@ -540,12 +537,12 @@ impl AuditService {
             lock_file: dir.join("audit-move.lock"),
             moving: tokio::sync::Mutex::new(Moving {
                 last_deleted: None,
-                rows_done: false,
                 handed: db.staged_groups(),
                 waiting: BTreeMap::new(),
                 deleted_upto: 0,
                 marker_reset: false,
             }),
+            rows_done: std::sync::atomic::AtomicBool::new(false),
         }));
         self
     }
@@ -592,7 +589,7 @@ async fn move_batches(log: &SqliteAuditLog, st: &Staging) -> PortResult<usize> {
     .map_err(|e| PortError::with_cause(ErrorKind::Internal, "audit move lock", e))?
     .map_err(|e| PortError::with_cause(ErrorKind::Unavailable, "audit move lock", e))?;
     let mut moved = 0;
-    if !m.rows_done {
+    if !st.rows_done.load(std::sync::atomic::Ordering::Relaxed) {
         moved += move_rows(log, st, &mut m).await?;
     }
     moved += move_groups(log, st, &mut m).await?;
@@ -610,7 +607,7 @@ async fn move_rows(log: &SqliteAuditLog, st: &Staging, m: &mut Moving) -> PortRe
     loop {
         let page = st.state.query(Table::AuditStaged, STAGED_PARTITION, None, MOVE_BATCH).await?;
         if page.is_empty() {
-            m.rows_done = true;
+            st.rows_done.store(true, std::sync::atomic::Ordering::Relaxed);
             break;
         }
         let n = page.len();
@@ -743,7 +740,9 @@ async fn anything_staged(st: &Staging) -> PortResult<bool> {
                 .map_err(db_err("staged groups"))
         })
         .await?;
-    Ok(groups || !st.state.query(Table::AuditStaged, STAGED_PARTITION, None, 1).await?.is_empty())
+    Ok(groups
+        || (!st.rows_done.load(std::sync::atomic::Ordering::Relaxed)
+            && !st.state.query(Table::AuditStaged, STAGED_PARTITION, None, 1).await?.is_empty()))
 }
 
 /// Deletes staged events (idempotent), [`MAX_WRITE_OPS`] to a write, the
