@@ -91,6 +91,14 @@ pub enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// The people who sign in to the operator console (`/console`):
+    /// operators, auditors and admins.
+    ConsoleUsers {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(subcommand)]
+        command: ConsoleUsersCommand,
+    },
     /// The tamper-evident audit log: verify it, checkpoint it, print its
     /// verifier key.
     Audit {
@@ -321,6 +329,42 @@ pub enum DestinationsCommand {
         /// Count them only.
         #[arg(long)]
         dry_run: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConsoleUsersCommand {
+    /// Create an account; prints its generated password, alone on
+    /// standard output, once.
+    Add {
+        /// 1-64 of a-z 0-9 . _ - (a sign-in name, not a person's full name).
+        #[arg(long)]
+        name: String,
+        /// operator, auditor or admin.
+        #[arg(long)]
+        role: String,
+        /// May see PHI bodies (operators only).
+        #[arg(long)]
+        phi_view: bool,
+        /// May declare break-glass (operators only).
+        #[arg(long)]
+        break_glass: bool,
+    },
+    /// List accounts: name, role, grants, state (never a password).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Set an account's password, read from standard input (12-256
+    /// characters), and enable it again.
+    Password {
+        #[arg(long)]
+        name: String,
+    },
+    /// Disable an account: its sessions end at their next request.
+    Disable {
+        #[arg(long)]
+        name: String,
     },
 }
 

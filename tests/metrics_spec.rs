@@ -21,7 +21,7 @@ fn sources(dir: &Path, out: &mut Vec<String>) {
 /// Names passed to `counter!`, `gauge!` or `histogram!`.
 fn emitted(root: &Path) -> BTreeSet<String> {
     let mut files = Vec::new();
-    for d in ["src", "core", "ingest", "workers", "backends", "fastpath", "analytics"] {
+    for d in ["src", "core", "ingest", "workers", "backends", "fastpath", "analytics", "console"] {
         sources(&root.join(d), &mut files);
     }
     let mut names = BTreeSet::new();

@@ -121,6 +121,7 @@ struct RawServer {
     shutdown_grace_secs: Option<u64>,
     feed_settle_ms: Option<u64>,
     client_auth: Option<String>,
+    console: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -424,6 +425,9 @@ pub struct ServerConfig {
     /// Client certificates on the HTTP listener (`server.client_auth`);
     /// `None`: as `[tls] client_auth` says.
     pub client_auth: Option<ClientAuth>,
+    /// Serve the operator console under `/console` on the HTTP listener
+    /// (`server.console`, default on).
+    pub console: bool,
 }
 
 /// The settle window when several processes may write to the feeds.
@@ -1119,6 +1123,7 @@ fn validate(raw: Raw, e: &mut Vec<ConfigError>) -> Config {
         lone_writer: false,
         data_dir: data_dir.clone(),
         client_auth: client_auth_of("server.client_auth", raw.server.client_auth.as_deref(), e),
+        console: raw.server.console.unwrap_or(true),
     };
     let partner = raw.mllp.partner.and_then(|p| match PartnerId::new(&p) {
         Ok(id) => Some(id),

@@ -136,6 +136,11 @@ pub fn new_api_key() -> PortResult<Sensitive<String>> {
     Ok(Sensitive::new(format!("cw_{}", base64url(&k))))
 }
 
+/// Fills `out` from the system's secure random source.
+pub fn random_bytes(out: &mut [u8]) -> PortResult<()> {
+    rand::fill(out).map_err(|_| PortError::new(ErrorKind::Internal, "random bytes"))
+}
+
 /// The stored form of an API key: SHA-256, hex.
 pub fn api_key_hash(key: &str) -> String {
     hex::encode(api_key_digest(key))

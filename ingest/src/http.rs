@@ -1064,8 +1064,15 @@ async fn admin_key_revoke(
 /// labelled by route template, never by path) and a panic guard that turns a
 /// bug into a `500` problem instead of a dropped connection.
 pub fn app(svc: Arc<Services>, metrics: MetricsRender) -> Router {
+    app_with(svc, metrics, Router::new())
+}
+
+/// [`app`] with more routes (the operator console's) merged in before the
+/// service-wide layers, so they are bounded, timed and counted alike. They
+/// bring their own access layers: [`router`]'s apply to its own routes.
+pub fn app_with(svc: Arc<Services>, metrics: MetricsRender, more: Router) -> Router {
     let (in_flight, timeout) = (svc.config.server.max_in_flight, svc.config.server.request_timeout);
-    layered(router(svc, metrics), in_flight, timeout)
+    layered(router(svc, metrics).merge(more), in_flight, timeout)
 }
 
 /// Serves `app` over TLS on `listener` until `shutdown`: each connection's

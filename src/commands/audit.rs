@@ -2,7 +2,9 @@
 //! `clearway_core::audit` and `docs/specs/audit.md`).
 
 use super::store::load_config;
-use crate::cli::{AuditCommand, DestinationsCommand, DlqCommand, KeysCommand, PartnersCommand, StoreArgs};
+use crate::cli::{
+    AuditCommand, ConsoleUsersCommand, DestinationsCommand, DlqCommand, KeysCommand, PartnersCommand, StoreArgs,
+};
 use anyhow::Context;
 use clearway_core::audit::{
     AuditActor, AuditEntity, AuditEvent, AuditSink, LogSigner, VerifierKey, load_or_create_signer, signer_from_text,
@@ -240,6 +242,15 @@ pub fn destinations_event(c: &DestinationsCommand) -> (&'static str, &'static st
 }
 
 /// The event code, action and tenant of a `keys` command.
+pub fn console_users_event(c: &ConsoleUsersCommand) -> (&'static str, &'static str) {
+    match c {
+        ConsoleUsersCommand::Add { .. } => ("console_users.add", "C"),
+        ConsoleUsersCommand::List { .. } => ("console_users.list", "R"),
+        ConsoleUsersCommand::Password { .. } => ("console_users.password", "U"),
+        ConsoleUsersCommand::Disable { .. } => ("console_users.disable", "U"),
+    }
+}
+
 pub fn keys_event(c: &KeysCommand) -> (&'static str, &'static str, Option<String>) {
     match c {
         KeysCommand::Add { principal, .. } => ("keys.add", "C", Some(principal.clone())),

@@ -5,6 +5,7 @@ mod admin;
 mod analytics;
 mod audit;
 mod codesets;
+mod console;
 mod generate;
 mod keys;
 mod routes;
@@ -46,6 +47,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Keys { store, command } => {
             let (code, action, tenant) = audit::keys_event(&command);
             audit::admin(&store, code, action, tenant, |store| keys::run(store, command))
+        }
+        Command::ConsoleUsers { store, command } => {
+            let (code, action) = audit::console_users_event(&command);
+            audit::admin(&store, code, action, None, |store| console::run(store, command))
         }
         Command::Audit { store, command } => audit::run(&store, command),
         Command::Routes { store, command } => routes::test(&store, command),

@@ -185,6 +185,9 @@ async fn serve(config: Arc<clearway_core::config::Config>, role: Role) -> anyhow
     let http_addr = http.local_addr()?;
     let app = if role == Role::Worker {
         clearway_ingest::http::ops_router(svc.clone(), render)
+    } else if config.server.console {
+        let console = clearway_console::router(svc.clone(), render.clone());
+        clearway_ingest::http::app_with(svc.clone(), render, console)
     } else {
         clearway_ingest::http::app(svc.clone(), render)
     };

@@ -1,0 +1,429 @@
+//! The console through the service's own HTTP application (the console's
+//! routes merged into it, as `serve` does), on the embedded backend with a
+//! real audit log: sign-in and its cookie, the security headers on every
+//! answer, cross-site requests refused, roles, sessions that end, and what
+//! the audit log records.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use clearway_console::accounts::{Accounts, Grants, IDLE_MS};
+use clearway_core::access::Role;
+use clearway_core::audit::{AuditQuery, AuditSink};
+use clearway_ingest::Services;
+use http_body_util::BodyExt;
+use std::collections::HashMap;
+use std::sync::Arc;
+use tower::ServiceExt;
+
+struct Console {
+    app: Router,
+    accounts: Accounts,
+    audit: Arc<clearway_local::audit::AuditService>,
+    _dir: tempfile::TempDir,
+}
+
+async fn console() -> Console {
+    let dir = tempfile::tempdir().unwrap();
+    let local = clearway_local::Local::open(&dir.path().join("data")).unwrap();
+    let master = clearway_core::crypto::Key::generate().unwrap();
+    let sealed = clearway_core::sealed::SealedStore::new(&master, local.ports(), None);
+    let (ports, partners) = (sealed.ports, Arc::new(sealed.partners));
+    let config = Arc::new(clearway_core::config::load(None, &HashMap::new()).unwrap());
+    let log = clearway_local::audit::SqliteAuditLog::open(&dir.path().join("data")).unwrap();
+    let seed = clearway_core::audit::LogSigner::generate_seed().unwrap();
+    let signer = clearway_core::audit::LogSigner::from_seed("test.example/audit", &seed).unwrap();
+    let audit = Arc::new(clearway_local::audit::AuditService::new(log, Arc::new(signer)));
+    let accounts = Accounts::new(ports.state.clone());
+    let svc = Arc::new(
+        Services::new(ports, partners, config, Arc::new(tokio::sync::Notify::new())).with_audit(audit.clone()),
+    );
+    let metrics: clearway_ingest::http::MetricsRender =
+        Arc::new(|| "clearway_intake_accepted_total{format=\"x12\",channel=\"http\"} 42\n".to_string());
+    let app = clearway_ingest::http::app_with(svc.clone(), metrics.clone(), clearway_console::router(svc, metrics));
+    Console { app, accounts, audit, _dir: dir }
+}
+
+struct Answer {
+    status: StatusCode,
+    headers: axum::http::HeaderMap,
+    body: String,
+}
+
+impl Console {
+    async fn send(&self, req: Request<Body>) -> Answer {
+        let res = self.app.clone().oneshot(req).await.unwrap();
+        let status = res.status();
+        let headers = res.headers().clone();
+        let body = String::from_utf8(res.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+        Answer { status, headers, body }
+    }
+
+    async fn get(&self, path: &str, session: Option<&str>) -> Answer {
+        let mut req = Request::get(path);
+        if let Some(s) = session {
+            req = req.header(header::COOKIE, format!("__Host-clearway_session={s}"));
+        }
+        self.send(req.body(Body::empty()).unwrap()).await
+    }
+
+    async fn post(&self, path: &str, session: Option<&str>, site: &str, form: &str) -> Answer {
+        let mut req = Request::post(path)
+            .header("sec-fetch-site", site)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+        if let Some(s) = session {
+            req = req.header(header::COOKIE, format!("__Host-clearway_session={s}"));
+        }
+        self.send(req.body(Body::from(form.to_string())).unwrap()).await
+    }
+
+    /// An account of `role` and its password.
+    async fn account(&self, name: &str, role: Role) -> String {
+        self.accounts.add(name, role, Grants::default()).await.unwrap().expose().clone()
+    }
+
+    /// Signs in; the session token from the cookie.
+    async fn sign_in(&self, name: &str, password: &str) -> String {
+        let a = self.post("/console/sign-in", None, "same-origin", &form(name, password)).await;
+        assert_eq!(a.status, StatusCode::SEE_OTHER, "{}", a.body);
+        let cookie = a.headers.get(header::SET_COOKIE).unwrap().to_str().unwrap().to_string();
+        cookie.split(';').next().unwrap().strip_prefix("__Host-clearway_session=").unwrap().to_string()
+    }
+
+    async fn console_events(&self) -> Vec<clearway_core::audit::AuditEvent> {
+        let page = AuditSink::search(self.audit.as_ref(), &AuditQuery::default(), 1000).await.unwrap();
+        page.events.into_iter().map(|(_, e)| e).filter(|e| e.category == "console").collect()
+    }
+}
+
+fn form(name: &str, password: &str) -> String {
+    let enc = |s: &str| -> String {
+        s.bytes()
+            .map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") })
+            .collect()
+    };
+    format!("name={}&password={}", enc(name), enc(password))
+}
+
+fn assert_secured(a: &Answer, what: &str) {
+    let h = |n: &str| a.headers.get(n).map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
+    assert_eq!(h("content-security-policy"), clearway_console::CSP, "{what}");
+    assert!(!clearway_console::CSP.contains("unsafe"), "no unsafe-* source");
+    assert!(clearway_console::CSP.contains("script-src 'self';"));
+    assert_eq!(h("x-content-type-options"), "nosniff", "{what}");
+    assert_eq!(h("referrer-policy"), "no-referrer", "{what}");
+    assert_eq!(h("x-frame-options"), "DENY", "{what}");
+    assert_eq!(h("cross-origin-opener-policy"), "same-origin", "{what}");
+}
+
+#[tokio::test]
+async fn every_console_answer_carries_the_security_headers() {
+    let c = console().await;
+    let pw = c.account("ada", Role::Operator).await;
+    let s = c.sign_in("ada", &pw).await;
+    let answers = [
+        ("sign-in page", c.get("/console/sign-in", None).await),
+        ("dashboard, no session", c.get("/console", None).await),
+        ("dashboard", c.get("/console", Some(&s)).await),
+        ("live figures", c.get("/console/live", Some(&s)).await),
+        ("admin, refused", c.get("/console/admin", Some(&s)).await),
+        ("unknown page", c.get("/console/nothing/here", Some(&s)).await),
+        ("failed sign-in", c.post("/console/sign-in", None, "same-origin", &form("ada", "wrong password!")).await),
+        ("cross-site post", c.post("/console/sign-out", Some(&s), "cross-site", "").await),
+    ];
+    for (what, a) in &answers {
+        assert_secured(a, what);
+        assert_eq!(a.headers.get(header::CACHE_CONTROL).unwrap(), "no-store", "{what}");
+    }
+    let statuses: Vec<u16> = answers.iter().map(|(_, a)| a.status.as_u16()).collect();
+    assert_eq!(statuses, [200, 303, 200, 200, 403, 404, 401, 403]);
+    // Pages are HTML without inline script or style.
+    for (what, a) in answers.iter().filter(|(_, a)| a.status != StatusCode::SEE_OTHER) {
+        assert!(a.headers.get(header::CONTENT_TYPE).unwrap().to_str().unwrap().starts_with("text/html"), "{what}");
+        assert!(!a.body.contains("<script>") && !a.body.contains("style="), "{what}: inline script or style");
+        assert!(!a.body.contains(" on") || !a.body.contains("onclick="), "{what}: inline handler");
+    }
+
+    // Static files: immutable, with an ETag and 304 on a match.
+    let htmx = c.get("/console/static/htmx-2.0.11.min.js", None).await;
+    assert_eq!(htmx.status, StatusCode::OK);
+    assert_secured(&htmx, "htmx");
+    assert_eq!(htmx.headers.get(header::CACHE_CONTROL).unwrap(), "public, max-age=31536000, immutable");
+    let etag = htmx.headers.get(header::ETAG).unwrap().clone();
+    let again = c
+        .send(
+            Request::get("/console/static/htmx-2.0.11.min.js")
+                .header(header::IF_NONE_MATCH, etag)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::NOT_MODIFIED);
+    assert_eq!(c.get("/console/static/..%2Fsrc%2Flib.rs", None).await.status, StatusCode::NOT_FOUND);
+    // The page links each file with its content hash.
+    let page = &answers[2].1.body;
+    assert!(page.contains("/console/static/htmx-2.0.11.min.js?v="), "{page}");
+    assert!(page.contains(r#"hx-history="false""#) && page.contains(r#""historyCacheSize":0"#));
+}
+
+#[tokio::test]
+async fn sign_in_sets_a_host_only_strict_cookie_and_sign_out_ends_the_session() {
+    let c = console().await;
+    let pw = c.account("ada", Role::Operator).await;
+    let a = c.post("/console/sign-in", None, "same-origin", &form("ada", &pw)).await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER);
+    assert_eq!(a.headers.get(header::LOCATION).unwrap(), "/console");
+    let cookie = a.headers.get(header::SET_COOKIE).unwrap().to_str().unwrap();
+    let mut attrs: Vec<&str> = cookie.split("; ").skip(1).collect();
+    attrs.sort_unstable();
+    assert_eq!(attrs, ["HttpOnly", "Path=/", "SameSite=Strict", "Secure"], "{cookie}");
+    assert!(cookie.starts_with("__Host-clearway_session=cw_"), "{cookie}");
+    let s = c.sign_in("ada", &pw).await;
+
+    let page = c.get("/console", Some(&s)).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("Signed in as <strong>ada</strong> (operator)"));
+    assert!(page.body.contains(r#"<dd id="accepted-total">42</dd>"#), "the service's counters");
+
+    // Cross-site, sign-out is refused and the session stands.
+    assert_eq!(c.post("/console/sign-out", Some(&s), "cross-site", "").await.status, StatusCode::FORBIDDEN);
+    assert_eq!(c.post("/console/sign-out", Some(&s), "same-site", "").await.status, StatusCode::FORBIDDEN);
+    assert_eq!(c.get("/console", Some(&s)).await.status, StatusCode::OK);
+
+    let out = c.post("/console/sign-out", Some(&s), "same-origin", "").await;
+    assert_eq!(out.status, StatusCode::SEE_OTHER);
+    assert!(out.headers.get(header::SET_COOKIE).unwrap().to_str().unwrap().contains("Max-Age=0"));
+    let after = c.get("/console", Some(&s)).await;
+    assert_eq!(
+        (after.status, after.headers.get(header::LOCATION).unwrap().to_str().unwrap()),
+        (StatusCode::SEE_OTHER, "/console/sign-in")
+    );
+    // An htmx request is told where to go instead.
+    let live = c
+        .send(
+            Request::get("/console/live")
+                .header("hx-request", "true")
+                .header(header::COOKIE, format!("__Host-clearway_session={s}"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(live.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(live.headers.get("hx-redirect").unwrap(), "/console/sign-in");
+}
+
+#[tokio::test]
+async fn a_cross_site_sign_in_is_refused_before_the_password_is_looked_at() {
+    let c = console().await;
+    let pw = c.account("ada", Role::Admin).await;
+    let a = c.post("/console/sign-in", None, "cross-site", &form("ada", &pw)).await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN);
+    assert!(a.headers.get(header::SET_COOKIE).is_none());
+    // Without Sec-Fetch-Site, the Origin must name this host.
+    let post = |origin: &'static str| {
+        Request::post("/console/sign-in")
+            .header(header::HOST, "console.example:8443")
+            .header(header::ORIGIN, origin)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from(form("ada", &pw)))
+            .unwrap()
+    };
+    assert_eq!(c.send(post("https://evil.example")).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(c.send(post("https://console.example:8443")).await.status, StatusCode::SEE_OTHER);
+    assert!(c.console_events().await.iter().all(|e| e.outcome == "success"), "refused before any attempt");
+}
+
+#[tokio::test]
+async fn each_role_sees_only_its_pages() {
+    let c = console().await;
+    for (name, role, admin_status) in [
+        ("op", Role::Operator, StatusCode::FORBIDDEN),
+        ("aud", Role::Auditor, StatusCode::FORBIDDEN),
+        ("adm", Role::Admin, StatusCode::OK),
+    ] {
+        let pw = c.account(name, role).await;
+        let s = c.sign_in(name, &pw).await;
+        assert_eq!(c.get("/console", Some(&s)).await.status, StatusCode::OK, "{name}");
+        let admin = c.get("/console/admin", Some(&s)).await;
+        assert_eq!(admin.status, admin_status, "{name}");
+        let page = c.get("/console", Some(&s)).await.body;
+        assert_eq!(
+            page.contains(r#"href="/console/admin""#),
+            role == Role::Admin,
+            "{name}: the link only where it leads"
+        );
+        if role == Role::Admin {
+            assert!(admin.body.contains("<th scope=\"row\">op</th>"), "accounts listed");
+            assert!(!admin.body.contains("$argon2"), "never a password hash");
+        }
+    }
+    // Partners use the API: no console account for a submitter.
+    assert!(c.accounts.add("partner", Role::Submitter, Grants::default()).await.is_err());
+    assert!(c.accounts.add("aud2", Role::Auditor, Grants { phi_view: true, break_glass: false }).await.is_err());
+    // The refusals are audit events.
+    let refused: Vec<_> =
+        c.console_events().await.into_iter().filter(|e| e.code == "console.admin" && e.outcome == "failure").collect();
+    assert_eq!(refused.iter().map(|e| e.actor.principal.as_str()).collect::<Vec<_>>(), ["op", "aud"]);
+}
+
+#[tokio::test]
+async fn a_disabled_account_is_signed_out_at_its_next_request() {
+    let c = console().await;
+    let pw = c.account("ada", Role::Operator).await;
+    let s = c.sign_in("ada", &pw).await;
+    assert_eq!(c.get("/console", Some(&s)).await.status, StatusCode::OK);
+    c.accounts.disable("ada").await.unwrap();
+    assert_eq!(c.get("/console", Some(&s)).await.status, StatusCode::SEE_OTHER);
+    let again = c.post("/console/sign-in", None, "same-origin", &form("ada", &pw)).await;
+    assert_eq!(again.status, StatusCode::UNAUTHORIZED, "a disabled account cannot sign in");
+    // A new password enables it again; the old one no longer works.
+    c.accounts.set_password("ada", "a new long passphrase").await.unwrap();
+    assert!(c.accounts.set_password("ada", "too short").await.is_err());
+    assert_eq!(
+        c.post("/console/sign-in", None, "same-origin", &form("ada", &pw)).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    c.sign_in("ada", "a new long passphrase").await;
+}
+
+#[tokio::test]
+async fn sessions_end_when_idle_and_polling_does_not_keep_them_alive() {
+    let c = console().await;
+    c.account("ada", Role::Operator).await;
+    // The store expires rows by the real clock: sessions start now.
+    let now = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
+    let token = c.accounts.open_session("ada", now).await.unwrap();
+    let t = token.expose();
+    // Polled for a long time: not activity, so it still ends idle.
+    assert!(c.accounts.session(t, now + IDLE_MS / 2, false).await.unwrap().is_some());
+    assert!(c.accounts.session(t, now + IDLE_MS - 1, false).await.unwrap().is_some());
+    assert!(c.accounts.session(t, now + IDLE_MS, false).await.unwrap().is_none());
+    // Ended for good (deleted), even if asked about an earlier time.
+    assert!(c.accounts.session(t, now, true).await.unwrap().is_none());
+
+    // Activity moves the end.
+    let token = c.accounts.open_session("ada", now).await.unwrap();
+    let t = token.expose();
+    assert!(c.accounts.session(t, now + IDLE_MS - 1000, true).await.unwrap().is_some());
+    assert!(c.accounts.session(t, now + IDLE_MS + 1000, false).await.unwrap().is_some());
+    // Through the application too: the sign-in page is where an ended
+    // session lands.
+    let token = c.accounts.open_session("ada", now - IDLE_MS - 1).await.unwrap();
+    assert_eq!(c.get("/console", Some(token.expose())).await.status, StatusCode::SEE_OTHER);
+}
+
+#[tokio::test]
+async fn sign_ins_are_audited_without_what_was_typed() {
+    let c = console().await;
+    let pw = c.account("ada", Role::Operator).await;
+    // A password typed into the name field, and a wrong password.
+    let typed = "hunter2-typed-as-a-name";
+    assert_eq!(
+        c.post("/console/sign-in", None, "same-origin", &form(typed, "x")).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    let failed = c.post("/console/sign-in", None, "same-origin", &form("ada", "not the password")).await;
+    assert_eq!(failed.status, StatusCode::UNAUTHORIZED);
+    assert!(failed.body.contains("role=\"alert\""), "the failure is announced");
+    let s = c.sign_in("ada", &pw).await;
+    c.get("/console", Some(&s)).await;
+    c.post("/console/sign-out", Some(&s), "same-origin", "").await;
+
+    let events = c.console_events().await;
+    let summary: Vec<(String, String, String)> =
+        events.iter().map(|e| (e.code.clone(), e.outcome.clone(), e.actor.principal.clone())).collect();
+    let s = |a: &str, b: &str, c: &str| (a.to_string(), b.to_string(), c.to_string());
+    assert_eq!(
+        summary,
+        [
+            s("console.sign_in", "failure", "unauthenticated"),
+            s("console.sign_in", "failure", "unauthenticated"),
+            s("console.sign_in", "success", "ada"),
+            s("console.dashboard", "success", "ada"),
+            s("console.sign_out", "success", "ada"),
+        ]
+    );
+    // The unknown name is not recorded; the known one is, as the account.
+    assert!(events[0].entity.is_empty());
+    assert_eq!(
+        events[1].entity.iter().map(|e| (e.kind.as_str(), e.id.as_str())).collect::<Vec<_>>(),
+        [("account", "ada")]
+    );
+    let all = serde_json::to_string(&events).unwrap();
+    assert!(!all.contains(typed) && !all.contains(&pw) && !all.contains("not the password"));
+    // The session is named by a public id, never its token.
+    assert!(events[2].actor.credential.as_deref().unwrap().starts_with("session:"));
+    assert_eq!(events[2].actor.auth, "password");
+}
+
+/// The rows of the console's table in `docs/specs/authorization.md`:
+/// method, route, then one cell per role (operator, auditor, admin).
+fn documented_routes() -> Vec<Vec<String>> {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/specs/authorization.md")).unwrap();
+    let part = doc.split("\n## ").find(|s| s.starts_with("The console")).expect("the console's section");
+    part.lines()
+        .filter(|l| l.starts_with("| GET") || l.starts_with("| POST"))
+        .map(|l| l.trim_matches('|').split(" | ").map(|c| c.trim().trim_matches('`').to_string()).collect())
+        .collect()
+}
+
+#[tokio::test]
+async fn each_route_answers_each_role_as_the_table_in_the_docs_says() {
+    let c = console().await;
+    let roles = [("op", Role::Operator), ("aud", Role::Auditor), ("adm", Role::Admin)];
+    let mut sessions = Vec::new();
+    for (name, role) in roles {
+        let pw = c.account(name, role).await;
+        sessions.push(c.sign_in(name, &pw).await);
+    }
+    let rows = documented_routes();
+    assert_eq!(rows.len(), 8, "the rows of the table");
+    for row in &rows {
+        let (method, route) = (row[0].as_str(), row[1].replace("{name}", "console.css"));
+        for (i, session) in sessions.iter().enumerate() {
+            let cell = row[2 + i].as_str();
+            let answer = match method {
+                "GET" => c.get(&route, Some(session)).await,
+                _ if route == "/console/sign-in" => {
+                    c.post(&route, None, "same-origin", &form("nobody", "wrong password")).await
+                }
+                _ => c.post(&route, Some(session), "same-origin", "").await,
+            };
+            let role = roles[i].0;
+            match cell {
+                "yes" => assert!(answer.status.is_success(), "{method} {route} for {role}: {}", answer.status),
+                "no" => assert_eq!(answer.status, StatusCode::FORBIDDEN, "{method} {route} for {role}"),
+                "public" => {
+                    // Answered without a session as well.
+                    let anonymous = match method {
+                        "GET" => c.get(&route, None).await,
+                        _ => c.post(&route, None, "same-origin", &form("nobody", "wrong password")).await,
+                    };
+                    assert!(
+                        anonymous.status.is_success()
+                            || anonymous.status == StatusCode::SEE_OTHER
+                            || anonymous.status == StatusCode::UNAUTHORIZED && route == "/console/sign-in",
+                        "{method} {route} without a session: {}",
+                        anonymous.status
+                    );
+                }
+                other => panic!("{method} {route}: cell {other:?}"),
+            }
+            if route == "/console/sign-out" {
+                // Signed out by the walk: sign in again for the next rows.
+                let pw = c.accounts.set_password(roles[i].0, "a long enough password").await;
+                pw.unwrap();
+            }
+        }
+        if route == "/console/sign-out" {
+            sessions.clear();
+            for (name, _) in roles {
+                sessions.push(c.sign_in(name, "a long enough password").await);
+            }
+        }
+    }
+    // Nothing but the table: an unknown console page is 404, signed in or not.
+    assert_eq!(c.get("/console/settings", Some(&sessions[2])).await.status, StatusCode::NOT_FOUND);
+}
