@@ -7,7 +7,8 @@ JSON description of it on standard input:
 
   {"base": "http://127.0.0.1:PORT", "operator": {"name": ..., "password": ...},
    "admin": {...}, "partner_key": ..., "shots": DIR, "axe": PATH/axe.min.js,
-   "chromium": PATH, "chromedriver": PATH}
+   "chromium": PATH, "chromedriver": PATH, "x12_good": TEXT, "x12_bad": TEXT,
+   "marker": a patient's last name in x12_good}
 
 What it does, failing (exit 1, the reason on standard error) at the first
 thing that is not as it should be:
@@ -15,6 +16,10 @@ thing that is not as it should be:
   HttpOnly, SameSite=Strict, and page script cannot read it;
 - the dashboard's figures refresh by themselves after a submission made
   through the API;
+- search finds the submission by id; its page shows the X12 masked (the
+  marker, a patient's name, is nowhere in it) until the operator gives a
+  reason, and then in clear; a second submission's 999 error sits on the
+  element it is about (DMG03);
 - a form on another origin (another port of 127.0.0.1: same site, other
   origin) that posts to the console is refused and the session stands;
 - an operator cannot reach the admin screen; an admin can;
@@ -130,18 +135,39 @@ class Walk:
         except ValueError:
             fail(f"#{element_id} is not a number: {text!r}")
 
-    def submit_through_the_api(self):
+    def submit_through_the_api(self, x12):
         req = urllib.request.Request(
             self.base + "/v1/transactions",
-            data=b'{"resourceType":"Claim","status":"active"}',
+            data=x12.encode(),
             headers={
                 "Authorization": "Bearer " + self.cfg["partner_key"],
-                "Content-Type": "application/fhir+json",
+                "Content-Type": "application/edi-x12",
             },
             method="POST",
         )
         with urllib.request.urlopen(req, timeout=10) as r:
             check(r.status == 202, f"the submission was answered {r.status}")
+            return json.loads(r.read())["transactionId"]
+
+    def visited(self):
+        self.summary.setdefault("urls", []).append(self.drv.current_url)
+
+    def open_transaction(self, tid, status):
+        """Finds `tid` through the search page and waits (reloading) until
+        the workers have made it `status`."""
+        self.go("/console/search")
+        self.wait(EC.presence_of_element_located((By.ID, "id")), "the search page")
+        box = self.drv.find_element(By.ID, "id")
+        box.clear()
+        box.send_keys(tid)
+        box.submit()
+        self.wait(EC.url_contains("/console/transactions/"), "the transaction page")
+        self.visited()
+        deadline = time.time() + 30
+        while self.drv.find_element(By.ID, "status").text.strip() != status:
+            check(time.time() < deadline, f"{tid} never became {status}")
+            time.sleep(0.5)
+            self.drv.refresh()
 
     def storage_is_empty(self, where):
         # htmx 2 keeps the current path (never PHI: console URLs hold ids
@@ -210,10 +236,36 @@ def main():
 
         # Live figures: a submission shows up without reloading the page.
         before = w.number("accepted-total")
-        w.submit_through_the_api()
+        good = w.submit_through_the_api(cfg["x12_good"])
         w.wait(lambda d: w.number("accepted-total") >= before + 1, "the dashboard to refresh by itself", secs=20)
         w.summary["accepted"] = [before, w.number("accepted-total")]
         check(drv.current_url == cfg["base"] + "/console", f"the page moved: {drv.current_url}")
+        bad = w.submit_through_the_api(cfg["x12_bad"])
+
+        # The transaction, masked; then revealed with a reason.
+        marker = cfg["marker"]
+        w.open_transaction(good, "accepted")
+        check(marker not in drv.page_source, "the marker is shown before any reveal")
+        segs = drv.find_elements(By.CSS_SELECTOR, "ol.x12 li.seg")
+        check(len(segs) > 20, f"the viewer shows {len(segs)} segments")
+        check(drv.find_elements(By.CSS_SELECTOR, ".masked"), "nothing is masked")
+        check(drv.find_elements(By.CSS_SELECTOR, ".claim-status"), "no claim status pinned to its CLM")
+        w.shot("transaction")
+        drv.find_element(By.ID, "reason").send_keys("checking the subscriber name the payer queried")
+        drv.find_element(By.CSS_SELECTOR, "form.reveal button[type=submit]").click()
+        w.wait(EC.presence_of_element_located((By.CSS_SELECTOR, "p.revealed")), "the revealed view")
+        check(marker in drv.page_source, "the revealed view does not show the marker")
+        w.visited()
+        w.shot("transaction-revealed")
+        w.summary["revealed"] = True
+
+        # The 999's error, on its element.
+        w.open_transaction(bad, "rejected")
+        errs = [e.text for e in drv.find_elements(By.CSS_SELECTOR, ".el-error")]
+        check(any(t.startswith("DMG03") and "IK4 7" in t for t in errs), f"the DMG03 error is not pinned: {errs}")
+        w.shot("transaction-999")
+        w.storage_is_empty("a reveal")
+        check(all(marker not in u for u in w.summary["urls"]), f"the marker in a URL: {w.summary['urls']}")
 
         # The operator cannot reach the admin screen.
         links = [a.get_attribute("href") for a in drv.find_elements(By.CSS_SELECTOR, "nav a")]

@@ -22,10 +22,29 @@ fn setting(name: &str) -> String {
 fn the_console_works_in_a_real_browser_and_leaves_nothing_behind() {
     let scratch = Scratch::new();
     let partner_key = scratch.partner("acme", false);
-    let operator = scratch.run_ok(&["console-users", "add", "--name", "opal", "--role", "operator"]).trim().to_string();
+    let operator = scratch
+        .run_ok(&["console-users", "add", "--name", "opal", "--role", "operator", "--phi-view"])
+        .trim()
+        .to_string();
     let admin = scratch.run_ok(&["console-users", "add", "--name", "adam", "--role", "admin"]).trim().to_string();
     let auditor = scratch.run_ok(&["keys", "add", "--role", "auditor", "--principal", "aud"]).trim().to_string();
     let server = Server::start(&scratch, None, &[]);
+    // Synthetic claims; one patient's last name is a marker looked for
+    // everywhere it must not be. The second file's DMG03 is not a code.
+    let marker = "PHIMARKERQ";
+    let synthetic = |count: &str, seed: &str| {
+        let out = scratch.command().args(["gen", "837p", "--count", count, "--seed", seed]).output().unwrap();
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let good = synthetic("2", "31");
+    let name_at = good.find("NM1*IL*1*").unwrap() + "NM1*IL*1*".len();
+    let name_end = name_at + good[name_at..].find('*').unwrap();
+    let good = format!("{}{marker}{}", &good[..name_at], &good[name_end..]);
+    assert!(good.contains(marker));
+    let bad = synthetic("1", "32");
+    let at = bad.find("DMG*D8*").unwrap() + "DMG*D8*".len() + 9;
+    let bad = format!("{}Q{}", &bad[..at], &bad[at + 1..]);
 
     let target = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
     let shots = std::path::Path::new(&target).join("console-screens");
@@ -42,6 +61,9 @@ fn the_console_works_in_a_real_browser_and_leaves_nothing_behind() {
         "axe": setting("CLEARWAY_TEST_AXE"),
         "chromium": setting("CLEARWAY_TEST_CHROMIUM"),
         "chromedriver": setting("CLEARWAY_TEST_CHROMEDRIVER"),
+        "x12_good": good,
+        "x12_bad": bad,
+        "marker": marker,
     });
     let mut child = Command::new(python)
         .arg(script)
@@ -55,7 +77,20 @@ fn the_console_works_in_a_real_browser_and_leaves_nothing_behind() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let screens: Vec<&str> = summary["screens"].as_array().unwrap().iter().map(|s| s.as_str().unwrap()).collect();
-    assert_eq!(screens, ["sign-in", "sign-in-failed", "dashboard", "refused", "admin"]);
+    assert_eq!(
+        screens,
+        [
+            "sign-in",
+            "sign-in-failed",
+            "dashboard",
+            "transaction",
+            "transaction-revealed",
+            "transaction-999",
+            "refused",
+            "admin"
+        ]
+    );
+    assert_eq!(summary["revealed"], true);
     for s in &screens {
         assert!(shots.join(format!("{s}.png")).metadata().unwrap().len() > 1000, "screenshot of {s}");
     }
@@ -67,7 +102,15 @@ fn the_console_works_in_a_real_browser_and_leaves_nothing_behind() {
     let events = support::request(server.http, "GET", "/v1/audit/events?actor=opal", &[("authorization", &auth)], b"");
     assert_eq!(events.status, 200, "{}", events.text());
     let events = events.text();
-    for code in ["console.sign_in", "console.dashboard", "console.admin", "console.sign_out"] {
+    for code in [
+        "console.sign_in",
+        "console.dashboard",
+        "console.search",
+        "console.transaction",
+        "console.reveal",
+        "console.admin",
+        "console.sign_out",
+    ] {
         assert!(events.contains(code), "{code} not audited: {events}");
     }
     server.stop();
@@ -78,5 +121,6 @@ fn the_console_works_in_a_real_browser_and_leaves_nothing_behind() {
     for secret in [&operator, &admin, "not the password at all"] {
         assert!(!logs.contains(secret), "a password in the log");
     }
+    assert!(!logs.contains(marker), "PHI in the log");
     assert!(!logs.contains("__Host-clearway_session="), "a session cookie in the log");
 }

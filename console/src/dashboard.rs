@@ -104,6 +104,8 @@ pub struct Dashboard {
     pub audit_events: Option<u64>,
     pub audit_checkpointed: bool,
     pub bars: Vec<Bar>,
+    /// Partners link to their transactions (operators).
+    pub links: bool,
 }
 
 fn per_min(samples: &[(Instant, Counters)], pick: impl Fn(&Counters) -> f64) -> Option<u64> {
@@ -129,7 +131,7 @@ fn bars(samples: &[(Instant, Counters)]) -> Vec<Bar> {
 }
 
 /// Reads the figures now.
-pub async fn gather(console: &Console) -> Dashboard {
+pub async fn gather(console: &Console, links: bool) -> Dashboard {
     let svc = &console.svc;
     let totals = Counters::from_prometheus(&(console.metrics)());
     let samples = console.samples.record(Instant::now(), totals);
@@ -191,6 +193,7 @@ pub async fn gather(console: &Console) -> Dashboard {
         audit_events,
         audit_checkpointed,
         bars: bars(&samples),
+        links,
     }
 }
 

@@ -23,6 +23,8 @@
 pub mod accounts;
 mod assets;
 mod dashboard;
+mod search;
+mod transaction;
 
 use accounts::{Account, Accounts, Session};
 use askama::Template;
@@ -82,6 +84,10 @@ pub fn router(svc: Arc<Services>, metrics: MetricsRender) -> Router {
         .route("/console/sign-out", post(sign_out))
         .route("/console/keepalive", post(keepalive))
         .route("/console/admin", get(admin_page))
+        .route("/console/search", get(search::page))
+        .route("/console/search/claim", post(search::claim))
+        .route("/console/transactions/{partner}/{id}", get(transaction::page))
+        .route("/console/transactions/{partner}/{id}/reveal", post(transaction::reveal))
         .route("/console/static/{name}", get(assets::serve))
         // Not a fallback: the service's router has its own.
         .route("/console/{*rest}", get(|| async { page_error(StatusCode::NOT_FOUND) }))
@@ -269,6 +275,7 @@ struct Frame {
     title: &'static str,
     who: Option<(String, &'static str)>,
     admin: bool,
+    operator: bool,
     /// Milliseconds left before the session ends idle (0: no session).
     idle_left_ms: i64,
     assets: &'static assets::Versions,
@@ -280,6 +287,7 @@ impl Frame {
             title,
             who: who.map(|w| (w.account.name.clone(), w.account.role.as_str())),
             admin: who.is_some_and(|w| w.account.role == Role::Admin),
+            operator: who.is_some_and(|w| w.account.role == Role::Operator),
             idle_left_ms: who.map_or(0, |w| (w.session.ends_ms() - now_ms()).max(0)),
             assets: assets::versions(),
         }
@@ -448,7 +456,7 @@ const DASHBOARD_ROLES: &[Role] = &[Role::Operator, Role::Auditor, Role::Admin];
 
 /// `GET /console`: the dashboard.
 async fn dashboard_page(State(console): State<Arc<Console>>, who: SignedIn) -> Response {
-    let d = dashboard::gather(&console).await;
+    let d = dashboard::gather(&console, who.account.role == Role::Operator).await;
     let page = DashboardPage { frame: Frame::new("Dashboard", Some(&who)), d };
     view(&console, &who, "console.dashboard", DASHBOARD_ROLES, page).await
 }
@@ -459,7 +467,7 @@ async fn dashboard_live(State(console): State<Arc<Console>>, who: SignedIn) -> R
     if !DASHBOARD_ROLES.contains(&who.account.role) {
         return page_error(StatusCode::FORBIDDEN);
     }
-    render(DashboardLive { d: dashboard::gather(&console).await })
+    render(DashboardLive { d: dashboard::gather(&console, who.account.role == Role::Operator).await })
 }
 
 #[derive(Template)]

@@ -22,7 +22,17 @@ struct Console {
     app: Router,
     accounts: Accounts,
     audit: Arc<clearway_local::audit::AuditService>,
+    svc: Arc<Services>,
+    /// A synthetic 837P of two claims accepted for partner `acme`.
+    transaction: String,
     _dir: tempfile::TempDir,
+}
+
+/// The synthetic 837P every console has (names like SYNTHETIC, ALEX).
+fn claims_837() -> Vec<u8> {
+    let mut out = Vec::new();
+    clearway_formats::x12::synth::write(&mut out, clearway_formats::x12::synth::Kind::Professional837, 2, 7).unwrap();
+    out
 }
 
 async fn console() -> Console {
@@ -42,8 +52,24 @@ async fn console() -> Console {
     );
     let metrics: clearway_ingest::http::MetricsRender =
         Arc::new(|| "clearway_intake_accepted_total{format=\"x12\",channel=\"http\"} 42\n".to_string());
-    let app = clearway_ingest::http::app_with(svc.clone(), metrics.clone(), clearway_console::router(svc, metrics));
-    Console { app, accounts, audit, _dir: dir }
+    let app =
+        clearway_ingest::http::app_with(svc.clone(), metrics.clone(), clearway_console::router(svc.clone(), metrics));
+    let acme = clearway_core::PartnerId::new("acme").unwrap();
+    svc.partners.add(&acme, None, false).await.unwrap();
+    let submission = clearway_ingest::accept::Submission {
+        partner: acme,
+        body: bytes::Bytes::from(claims_837()),
+        content_type: Some("application/edi-x12".into()),
+        idempotency_key: None,
+        channel: clearway_ingest::accept::Channel::Http,
+        audit: None,
+    };
+    let clearway_ingest::accept::Outcome::Accepted { record, .. } =
+        clearway_ingest::accept::accept(&svc, submission).await.unwrap()
+    else {
+        panic!("accepted")
+    };
+    Console { app, accounts, audit, svc, transaction: record.id.to_string(), _dir: dir }
 }
 
 struct Answer {
@@ -375,13 +401,16 @@ async fn each_route_answers_each_role_as_the_table_in_the_docs_says() {
     let roles = [("op", Role::Operator), ("aud", Role::Auditor), ("adm", Role::Admin)];
     let mut sessions = Vec::new();
     for (name, role) in roles {
-        let pw = c.account(name, role).await;
+        let grants = Grants { phi_view: role == Role::Operator, break_glass: false };
+        let pw = c.accounts.add(name, role, grants).await.unwrap().expose().clone();
         sessions.push(c.sign_in(name, &pw).await);
     }
     let rows = documented_routes();
-    assert_eq!(rows.len(), 8, "the rows of the table");
+    assert_eq!(rows.len(), 12, "the rows of the table");
     for row in &rows {
-        let (method, route) = (row[0].as_str(), row[1].replace("{name}", "console.css"));
+        let route =
+            row[1].replace("{name}", "console.css").replace("{partner}", "acme").replace("{id}", &c.transaction);
+        let method = row[0].as_str();
         for (i, session) in sessions.iter().enumerate() {
             let cell = row[2 + i].as_str();
             let answer = match method {
@@ -389,10 +418,14 @@ async fn each_route_answers_each_role_as_the_table_in_the_docs_says() {
                 _ if route == "/console/sign-in" => {
                     c.post(&route, None, "same-origin", &form("nobody", "wrong password")).await
                 }
+                _ if route.ends_with("/reveal") => {
+                    c.post(&route, Some(session), "same-origin", "reason=the+payer+asked+about+this+claim").await
+                }
+                _ if route.ends_with("/claim") => c.post(&route, Some(session), "same-origin", "pcn=X1").await,
                 _ => c.post(&route, Some(session), "same-origin", "").await,
             };
             let role = roles[i].0;
-            match cell {
+            match cell.split(' ').next().unwrap() {
                 "yes" => assert!(answer.status.is_success(), "{method} {route} for {role}: {}", answer.status),
                 "no" => assert_eq!(answer.status, StatusCode::FORBIDDEN, "{method} {route} for {role}"),
                 "public" => {
@@ -426,4 +459,130 @@ async fn each_route_answers_each_role_as_the_table_in_the_docs_says() {
     }
     // Nothing but the table: an unknown console page is 404, signed in or not.
     assert_eq!(c.get("/console/settings", Some(&sessions[2])).await.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn the_transaction_page_masks_phi_until_a_reason_is_given() {
+    let c = console().await;
+    let ann = c.accounts.add("ann", Role::Operator, Grants { phi_view: true, break_glass: false }).await.unwrap();
+    let s = c.sign_in("ann", ann.expose()).await;
+    let path = format!("/console/transactions/acme/{}", c.transaction);
+    let page = c.get(&path, Some(&s)).await;
+    assert_eq!(page.status, StatusCode::OK);
+    let html = &page.body;
+    // The structure and the codes, named by the guide.
+    assert!(html.contains("Billing Provider") || html.contains("BILLING PROVIDER"), "loop names");
+    assert!(html.contains(r#"<span class="seg-id">CLM</span>"#), "claims shown");
+    assert!(html.contains("loop 2300"), "loops");
+    assert!(html.contains("ISA13</span>=<span class=\"el-value\">"), "envelopes in clear");
+    // No name, member id or date of birth of the synthetic file.
+    let payload = String::from_utf8(claims_837()).unwrap();
+    let phi: Vec<&str> = payload
+        .split('~')
+        .filter(|s| s.trim_start().starts_with("NM1*IL") || s.trim_start().starts_with("DMG"))
+        .flat_map(|s| s.split('*').skip(3).filter(|v| v.len() > 3))
+        .collect();
+    assert!(!phi.is_empty());
+    for v in &phi {
+        assert!(!html.contains(v), "{v} shown masked");
+    }
+    assert!(html.contains(r#"action="/console/transactions/acme/"#), "a reveal form for phi_view");
+
+    // Too short a reason: nothing revealed, said why.
+    let reveal = format!("{path}/reveal");
+    let short = c.post(&reveal, Some(&s), "same-origin", "reason=because").await;
+    assert_eq!(short.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(short.body.contains("role=\"alert\""));
+    for v in &phi {
+        assert!(!short.body.contains(v));
+    }
+    let shown = c.post(&reveal, Some(&s), "same-origin", "reason=the+submitter+asked+why+claim+2+was+rejected").await;
+    assert_eq!(shown.status, StatusCode::OK);
+    for v in &phi {
+        assert!(shown.body.contains(v), "{v} revealed");
+    }
+    assert_eq!(shown.headers.get(header::CACHE_CONTROL).unwrap(), "no-store");
+    // A cross-site reveal is refused.
+    let forged = c.post(&reveal, Some(&s), "cross-site", "reason=the+submitter+asked+why+claim+2+was+rejected").await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+
+    // Audited: the view, the refused and the granted reveal; the reason is
+    // kept for auditors under the event's id, not in the event.
+    let events = c.console_events().await;
+    let reveals: Vec<_> = events.iter().filter(|e| e.code == "console.reveal").collect();
+    assert_eq!(reveals.iter().map(|e| e.outcome.as_str()).collect::<Vec<_>>(), ["failure", "success"]);
+    let granted = reveals[1];
+    assert_eq!(granted.purpose.as_deref(), Some("HOPERAT"));
+    assert_eq!(granted.tenant.as_deref(), Some("acme"));
+    assert!(granted.entity.iter().any(|e| e.kind == "payload" && e.id == c.transaction));
+    assert!(!serde_json::to_string(&events).unwrap().contains("submitter asked"), "the reason stays out of the log");
+    let kept = c
+        .svc
+        .ports
+        .state
+        .get(&clearway_core::ports::Key::new(
+            clearway_core::ports::Table::Partners,
+            "console-reveal",
+            granted.id.clone(),
+        ))
+        .await
+        .unwrap()
+        .expect("the reason, for auditors");
+    assert!(String::from_utf8_lossy(&kept.value).contains("the submitter asked why claim 2 was rejected"));
+
+    // Without the grant: no form, and a reveal is refused (and audited).
+    let bo = c.account("bo", Role::Operator).await;
+    let s2 = c.sign_in("bo", &bo).await;
+    let page = c.get(&path, Some(&s2)).await;
+    assert!(!page.body.contains("/reveal"), "no reveal form without phi_view");
+    let refused =
+        c.post(&reveal, Some(&s2), "same-origin", "reason=the+submitter+asked+why+claim+2+was+rejected").await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    for v in &phi {
+        assert!(!refused.body.contains(v));
+    }
+    // An unknown transaction: 404.
+    let missing = c.get("/console/transactions/acme/0190a5b8-0000-7000-8000-000000000000", Some(&s)).await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn search_finds_by_id_by_partner_and_by_claim_number_by_post_only() {
+    let c = console().await;
+    let pw = c.account("ann", Role::Operator).await;
+    let s = c.sign_in("ann", &pw).await;
+    let by_id = c.get(&format!("/console/search?id={}", c.transaction), Some(&s)).await;
+    assert_eq!(by_id.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        by_id.headers.get(header::LOCATION).unwrap().to_str().unwrap(),
+        format!("/console/transactions/acme/{}", c.transaction)
+    );
+    let listed = c.get("/console/search?partner=acme", Some(&s)).await;
+    assert_eq!(listed.status, StatusCode::OK);
+    assert!(listed.body.contains(&c.transaction), "{}", listed.body);
+    let received = c.get("/console/search?partner=acme&status=received", Some(&s)).await;
+    assert!(received.body.contains(&c.transaction));
+    let accepted = c.get("/console/search?partner=acme&status=accepted", Some(&s)).await;
+    assert!(!accepted.body.contains(&c.transaction) && accepted.body.contains("No transactions match."));
+    let today = time::OffsetDateTime::now_utc().date();
+    let tomorrow = today.next_day().unwrap();
+    let from = |d: time::Date| format!("/console/search?partner=acme&from={d}");
+    assert!(c.get(&from(today), Some(&s)).await.body.contains(&c.transaction));
+    assert!(!c.get(&from(tomorrow), Some(&s)).await.body.contains(&c.transaction));
+    assert!(c.get("/console/search?partner=acme&from=12%2F07", Some(&s)).await.body.contains("YYYY-MM-DD"));
+    // A claim number is looked for by POST and audited with its token.
+    let by_pcn = c.post("/console/search/claim", Some(&s), "same-origin", "pcn=SOME-PCN-1").await;
+    assert_eq!(by_pcn.status, StatusCode::OK);
+    assert_eq!(
+        c.get("/console/search/claim?pcn=SOME-PCN-1", Some(&s)).await.status,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "never in a URL"
+    );
+    let e = c.console_events().await.into_iter().find(|e| e.code == "console.search_claim").unwrap();
+    assert_eq!(e.patients, [c.svc.partners.index_token("SOME-PCN-1")]);
+    assert!(!serde_json::to_string(&e).unwrap().contains("SOME-PCN-1"));
+    // Auditors and admins do not search transactions.
+    let aud = c.account("aud", Role::Auditor).await;
+    let sa = c.sign_in("aud", &aud).await;
+    assert_eq!(c.get("/console/search?partner=acme", Some(&sa)).await.status, StatusCode::FORBIDDEN);
 }

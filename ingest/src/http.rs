@@ -5,6 +5,7 @@
 use crate::Services;
 use crate::accept::{self, Channel, DuplicateReason, Outcome, Refusal, Submission};
 use crate::authz;
+use crate::lookup::patient_tokens;
 use crate::problem::Problem;
 use axum::body::Body;
 use axum::extract::{FromRef, FromRequestParts, Path, Query, State};
@@ -16,7 +17,7 @@ use axum::{Json, Router};
 use clearway_core::access::{Principal, Role};
 use clearway_core::feed;
 use clearway_core::ports::Table;
-use clearway_core::records::{AckRecord, DeadLetter, FeedEntry, Lineage, PartnerRecord, TransactionRecord};
+use clearway_core::records::{AckRecord, DeadLetter, FeedEntry, PartnerRecord, TransactionRecord};
 use clearway_core::systems;
 use clearway_core::{ErrorKind, PartnerId, TransactionId};
 use clearway_fastpath::caqh;
@@ -571,17 +572,10 @@ async fn transaction_payload(
     let partner = tenant_of(&caller, &q)?;
     let r = load_record(&svc, &partner, &id).await?;
     caller.concerns(&partner, &patient_tokens(&svc, &r));
-    let sealed = svc
-        .ports
-        .blobs
-        .get(&r.blob_key, svc.config.server.max_body_bytes.saturating_add(64 * 1024))
-        .await
-        .map_err(|e| port_problem(&e))?;
-    let aad = clearway_core::keys::payload_aad(&r.id, &r.partner);
-    match svc.partners.open(&r.partner, &sealed, aad.as_bytes()).await {
-        Ok(body) => Ok(([(header::CONTENT_TYPE, r.content_type.clone())], body).into_response()),
+    match crate::lookup::payload(&svc, &r).await {
+        Ok(Some(body)) => Ok(([(header::CONTENT_TYPE, r.content_type.clone())], body).into_response()),
         // Erased (shredded) or never readable: gone, as far as anyone can tell.
-        Err(e) if e.kind() == ErrorKind::InvalidInput || e.kind() == ErrorKind::NotFound => Err(Problem::new(
+        Ok(None) => Err(Problem::new(
             StatusCode::GONE,
             "payload-unavailable",
             "Payload unavailable",
@@ -1490,10 +1484,12 @@ fn port_problem(e: &clearway_core::PortError) -> Problem {
 }
 
 async fn load_record(svc: &Services, partner: &PartnerId, id: &str) -> Result<TransactionRecord, Problem> {
-    let id = TransactionId::parse(id).ok_or_else(Problem::not_found)?;
-    let item = svc.ports.state.get(&TransactionRecord::key(partner, &id)).await.map_err(|e| port_problem(&e))?;
-    let item = item.ok_or_else(Problem::not_found)?;
-    serde_json::from_slice(&item.value).map_err(|_| Problem::unavailable(5))
+    match crate::lookup::record(svc, partner, id).await {
+        Ok(Some(r)) => Ok(r),
+        Ok(None) => Err(Problem::not_found()),
+        Err(e) if e.kind() == ErrorKind::Internal => Err(Problem::unavailable(5)),
+        Err(e) => Err(port_problem(&e)),
+    }
 }
 
 /// A pharmacy (switch path) transaction of `partner`, when `id` is one.
@@ -1562,12 +1558,6 @@ fn tenant_of(caller: &Caller, q: &TenantQuery) -> Result<PartnerId, Problem> {
     Ok(partner)
 }
 
-/// The index tokens of a transaction's patient control numbers: how its
-/// audit events name the patients it concerns.
-fn patient_tokens(svc: &Services, r: &TransactionRecord) -> Vec<String> {
-    r.claims.iter().map(|c| svc.partners.index_token(c.patient_control_number.expose())).collect()
-}
-
 async fn transaction(
     State(svc): State<Arc<Services>>,
     caller: Caller,
@@ -1587,20 +1577,11 @@ async fn transaction(
     }
     // Where each routed claim went since: its payer batch and the payer's
     // verdict.
-    let mut lineage = std::collections::HashMap::new();
-    if r.claims.iter().any(|c| c.status == "queued") {
-        let page = svc
-            .ports
-            .state
-            .query(Table::Batches, &Lineage::partition(r.id.as_str()), None, clearway_core::ports::MAX_QUERY_LIMIT)
-            .await
-            .map_err(|e| port_problem(&e))?;
-        for (k, item) in page {
-            if let Ok(l) = serde_json::from_slice::<Lineage>(&item.value) {
-                lineage.insert(k, l);
-            }
-        }
-    }
+    let lineage = if r.claims.iter().any(|c| c.status == "queued") {
+        crate::lookup::lineage(&svc, &r.id).await.map_err(|e| port_problem(&e))?
+    } else {
+        std::collections::HashMap::new()
+    };
     let deliveries = if r.destinations.is_empty() {
         vec![]
     } else {
@@ -1731,12 +1712,9 @@ async fn transaction_acks(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, Problem> {
     let id = owned_id(&svc, &p.id, &id).await?;
-    let items = svc.ports.state.query(Table::Acks, id.as_str(), None, 1000).await.map_err(|e| port_problem(&e))?;
-    let list: Vec<Value> = items
-        .iter()
-        .filter_map(|(_, i)| serde_json::from_slice::<AckRecord>(&i.value).ok())
-        .map(|a| json!({ "id": a.id, "kind": a.kind, "createdAt": a.created_at }))
-        .collect();
+    let acks = crate::lookup::acks(&svc, &id).await.map_err(|e| port_problem(&e))?;
+    let list: Vec<Value> =
+        acks.iter().map(|a| json!({ "id": a.id, "kind": a.kind, "createdAt": a.created_at })).collect();
     Ok(Json(json!(list)))
 }
 

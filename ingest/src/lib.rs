@@ -11,6 +11,7 @@
 pub mod accept;
 pub mod authz;
 pub mod http;
+pub mod lookup;
 pub mod mllp;
 mod openapi;
 mod problem;

@@ -11,6 +11,7 @@ pub mod reader;
 pub mod spec;
 pub mod synth;
 pub mod validate;
+pub mod viewer;
 pub mod views;
 
 pub use analyze::{Analysis, AnalyzeOptions, Sink, analyze, analyze_into};

@@ -150,6 +150,8 @@ pub struct SetValidator<'s> {
     hl_path: Vec<Box<[u8]>>,
     business_unit: Option<Sensitive<String>>,
     claim_rules: Option<ClaimRules>,
+    /// The guide's node for the last segment, when it was placed.
+    last: Option<&'s SegmentSpec>,
 }
 
 impl<'s> SetValidator<'s> {
@@ -168,6 +170,7 @@ impl<'s> SetValidator<'s> {
             hl_path: Vec::new(),
             business_unit: None,
             claim_rules: (&*spec.transaction == "837").then(ClaimRules::default),
+            last: None,
         };
         v.push_frame(0);
         v
@@ -180,6 +183,12 @@ impl<'s> SetValidator<'s> {
     /// Segments seen so far (the position of the last one).
     pub fn position(&self) -> u32 {
         self.position
+    }
+
+    /// The guide's node for the last segment checked (`None` when it was
+    /// not placed in the guide): its name, loop and elements.
+    pub fn last_segment(&self) -> Option<&'s SegmentSpec> {
+        self.last
     }
 
     /// True when no error has been recorded so far.
@@ -205,6 +214,7 @@ impl<'s> SetValidator<'s> {
                     Child::Loop(l) => (spec.lead(Child::Loop(l)), Some(l)),
                 };
                 let loop_id = &*spec.loops[seg_spec.loop_index].id;
+                self.last = Some(seg_spec);
                 if let Some(l) = entered {
                     if count > spec.loops[l].max_repeat {
                         self.push(seg, SegmentCode::LoopOverMax, Some(loop_id), "loop occurs over maximum times");
@@ -265,6 +275,7 @@ impl<'s> SetValidator<'s> {
                 Some(loop_id)
             }
             None => {
+                self.last = None;
                 let code = self.unmatched_code(key);
                 let msg = match code {
                     SegmentCode::NotInSequence => "segment is not in proper sequence",
