@@ -33,6 +33,7 @@ output.
 
 import http.server
 import json
+import shutil
 import sys
 import tempfile
 import threading
@@ -58,7 +59,7 @@ def check(cond, msg):
         fail(msg)
 
 
-def browser(cfg):
+def browser(cfg, profile):
     opts = webdriver.ChromeOptions()
     opts.binary_location = cfg["chromium"]
     for a in [
@@ -72,7 +73,7 @@ def browser(cfg):
         "--disable-component-update",
         "--disable-sync",
         "--window-size=1280,900",
-        f"--user-data-dir={tempfile.mkdtemp(prefix='clearway-chromium-')}",
+        f"--user-data-dir={profile}",
     ]:
         opts.add_argument(a)
     return webdriver.Chrome(service=Service(cfg["chromedriver"]), options=opts)
@@ -135,13 +136,13 @@ class Walk:
         except ValueError:
             fail(f"#{element_id} is not a number: {text!r}")
 
-    def submit_through_the_api(self, x12):
+    def submit_through_the_api(self, body, content_type="application/edi-x12"):
         req = urllib.request.Request(
             self.base + "/v1/transactions",
-            data=x12.encode(),
+            data=body.encode(),
             headers={
                 "Authorization": "Bearer " + self.cfg["partner_key"],
-                "Content-Type": "application/edi-x12",
+                "Content-Type": content_type,
             },
             method="POST",
         )
@@ -207,7 +208,8 @@ class Attacker(http.server.BaseHTTPRequestHandler):
 
 def main():
     cfg = json.load(sys.stdin)
-    drv = browser(cfg)
+    profile = tempfile.mkdtemp(prefix="clearway-chromium-")
+    drv = browser(cfg, profile)
     w = Walk(cfg, drv)
     try:
         w.go("/console")
@@ -267,6 +269,27 @@ def main():
         w.storage_is_empty("a reveal")
         check(all(marker not in u for u in w.summary["urls"]), f"the marker in a URL: {w.summary['urls']}")
 
+        # A dead letter: listed, dry run, replayed by a job.
+        poison = w.submit_through_the_api(cfg["fhir_poison"], "application/fhir+json")
+        deadline = time.time() + 30
+        w.go("/console/dead-letters")
+        while poison not in drv.page_source:
+            check(time.time() < deadline, "the poison transaction never reached the dead letters")
+            time.sleep(0.5)
+            drv.refresh()
+        w.shot("dead-letters")
+        drv.find_element(By.ID, "dry-run").click()
+        summary = w.wait(EC.presence_of_element_located((By.ID, "dry-run-summary")), "the dry run")
+        check("re-queue 1 of 1" in summary.text, f"dry run: {summary.text!r}")
+        w.shot("dead-letters-dry-run")
+        drv.find_element(By.ID, "reason").send_keys("the payer endpoint is reachable again")
+        drv.find_element(By.CSS_SELECTOR, "form[action='/console/dead-letters/replay'] button").click()
+        w.wait(EC.url_contains("/console/replays/"), "the replay job's page")
+        w.wait(EC.text_to_be_present_in_element((By.ID, "replay-state"), "done"), "the replay to finish", secs=30)
+        check(drv.find_element(By.ID, "replay-replayed").text == "1", "the job did not replay the dead letter")
+        w.shot("replay")
+        w.summary["replayed"] = poison
+
         # The operator cannot reach the admin screen.
         links = [a.get_attribute("href") for a in drv.find_elements(By.CSS_SELECTOR, "nav a")]
         check(not any(h.endswith("/console/admin") for h in links), f"an operator sees admin links: {links}")
@@ -301,9 +324,21 @@ def main():
         check("$argon2" not in drv.page_source, "a password hash on the page")
         w.shot("admin")
         w.sign_out()
+
+        # An auditor reads the log, the reveal's reason among it.
+        w.sign_in(cfg["auditor"])
+        w.go("/console/audit")
+        w.wait(EC.text_to_be_present_in_element((By.TAG_NAME, "h1"), "Audit"), "the audit screen")
+        page = drv.page_source
+        check("console.reveal" in page, "the reveal is not in the log")
+        check("checking the subscriber name the payer queried" in page, "the reveal's reason is not shown")
+        check(marker not in page, "the marker on the audit screen")
+        w.shot("audit")
+        w.sign_out()
         w.storage_is_empty("the whole session")
     finally:
         drv.quit()
+        shutil.rmtree(profile, ignore_errors=True)
     print(json.dumps(w.summary))
 
 

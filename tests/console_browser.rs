@@ -28,7 +28,16 @@ fn the_console_works_in_a_real_browser_and_leaves_nothing_behind() {
         .to_string();
     let admin = scratch.run_ok(&["console-users", "add", "--name", "adam", "--role", "admin"]).trim().to_string();
     let auditor = scratch.run_ok(&["keys", "add", "--role", "auditor", "--principal", "aud"]).trim().to_string();
-    let server = Server::start(&scratch, None, &[]);
+    let auditor_account =
+        scratch.run_ok(&["console-users", "add", "--name", "aude", "--role", "auditor"]).trim().to_string();
+    // The corpus FHIR claim goes to payer "2" at a port nothing listens on:
+    // processed once, dead-lettered (see tests/e2e.rs).
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/claims", closed.local_addr().unwrap());
+    drop(closed);
+    scratch.write_config(&format!("[edits]\n\"npi.billing\" = \"off\"\n\n[payers.2]\nurl = \"{url}\"\n"));
+    let server = Server::start(&scratch, None, &[("CLEARWAY__WORKERS__MAX_ATTEMPTS", "1")]);
+    let poison = std::fs::read_to_string(support::corpus().join("fhir/claim-r4-professional.json")).unwrap();
     // Synthetic claims; one patient's last name is a marker looked for
     // everywhere it must not be. The second file's DMG03 is not a code.
     let marker = "PHIMARKERQ";
@@ -56,6 +65,8 @@ fn the_console_works_in_a_real_browser_and_leaves_nothing_behind() {
         "base": server.url("").trim_end_matches('/'),
         "operator": { "name": "opal", "password": operator },
         "admin": { "name": "adam", "password": admin },
+        "auditor": { "name": "aude", "password": auditor_account },
+        "fhir_poison": poison,
         "partner_key": partner_key,
         "shots": shots,
         "axe": setting("CLEARWAY_TEST_AXE"),
@@ -86,11 +97,16 @@ fn the_console_works_in_a_real_browser_and_leaves_nothing_behind() {
             "transaction",
             "transaction-revealed",
             "transaction-999",
+            "dead-letters",
+            "dead-letters-dry-run",
+            "replay",
             "refused",
-            "admin"
+            "admin",
+            "audit"
         ]
     );
     assert_eq!(summary["revealed"], true);
+    assert!(summary["replayed"].is_string(), "a dead letter replayed by a job");
     for s in &screens {
         assert!(shots.join(format!("{s}.png")).metadata().unwrap().len() > 1000, "screenshot of {s}");
     }
@@ -108,6 +124,8 @@ fn the_console_works_in_a_real_browser_and_leaves_nothing_behind() {
         "console.search",
         "console.transaction",
         "console.reveal",
+        "console.replay_start",
+        "console.replay_item",
         "console.admin",
         "console.sign_out",
     ] {
@@ -118,7 +136,7 @@ fn the_console_works_in_a_real_browser_and_leaves_nothing_behind() {
     // Neither a password nor a session token reaches the service's log.
     let logs = scratch.logs();
     assert!(!logs.is_empty());
-    for secret in [&operator, &admin, "not the password at all"] {
+    for secret in [&operator, &admin, &auditor_account, "not the password at all"] {
         assert!(!logs.contains(secret), "a password in the log");
     }
     assert!(!logs.contains(marker), "PHI in the log");

@@ -22,7 +22,9 @@
 
 pub mod accounts;
 mod assets;
+mod auditing;
 mod dashboard;
+mod dead_letters;
 mod search;
 mod transaction;
 
@@ -59,6 +61,8 @@ pub struct Console {
     accounts: Accounts,
     metrics: MetricsRender,
     samples: dashboard::Samples,
+    /// Wakes the replay runner (a job started, paused or resumed).
+    replays: tokio::sync::Notify,
 }
 
 impl std::fmt::Debug for Console {
@@ -67,15 +71,34 @@ impl std::fmt::Debug for Console {
     }
 }
 
+impl Console {
+    pub fn new(svc: Arc<Services>, metrics: MetricsRender) -> Arc<Self> {
+        Arc::new(Console {
+            accounts: Accounts::new(svc.ports.state.clone()),
+            svc,
+            metrics,
+            samples: dashboard::Samples::default(),
+            replays: tokio::sync::Notify::new(),
+        })
+    }
+
+    /// Runs the dead-letter replay jobs operators start, until `stop`
+    /// (between two transactions, never in one). Every `serve` that
+    /// serves the console runs it; jobs are in the state store.
+    pub async fn run_replays(self: Arc<Self>, stop: impl std::future::Future<Output = ()>) {
+        dead_letters::run_replays(self, stop).await;
+    }
+}
+
 /// The console's routes, each under `/console`, with their own layers
 /// (merge them into the service's router before its service-wide layers).
 pub fn router(svc: Arc<Services>, metrics: MetricsRender) -> Router {
-    let console = Arc::new(Console {
-        accounts: Accounts::new(svc.ports.state.clone()),
-        svc,
-        metrics,
-        samples: dashboard::Samples::default(),
-    });
+    routes(Console::new(svc, metrics))
+}
+
+/// [`router`] over a console made with [`Console::new`] (to run its
+/// replays too).
+pub fn routes(console: Arc<Console>) -> Router {
     Router::new()
         .route("/console", get(dashboard_page))
         .route("/console/", get(|| async { Redirect::to("/console") }))
@@ -88,6 +111,15 @@ pub fn router(svc: Arc<Services>, metrics: MetricsRender) -> Router {
         .route("/console/search/claim", post(search::claim))
         .route("/console/transactions/{partner}/{id}", get(transaction::page))
         .route("/console/transactions/{partner}/{id}/reveal", post(transaction::reveal))
+        .route("/console/dead-letters", get(dead_letters::page))
+        .route("/console/dead-letters/dry-run", post(dead_letters::dry_run))
+        .route("/console/dead-letters/replay", post(dead_letters::start))
+        .route("/console/replays/{id}", get(dead_letters::job_page))
+        .route("/console/replays/{id}/progress", get(dead_letters::progress))
+        .route("/console/replays/{id}/pause", post(dead_letters::pause))
+        .route("/console/replays/{id}/resume", post(dead_letters::resume))
+        .route("/console/audit", get(auditing::page))
+        .route("/console/audit/break-glass/{id}/review", post(auditing::review))
         .route("/console/static/{name}", get(assets::serve))
         // Not a fallback: the service's router has its own.
         .route("/console/{*rest}", get(|| async { page_error(StatusCode::NOT_FOUND) }))
@@ -276,6 +308,7 @@ struct Frame {
     who: Option<(String, &'static str)>,
     admin: bool,
     operator: bool,
+    auditor: bool,
     /// Milliseconds left before the session ends idle (0: no session).
     idle_left_ms: i64,
     assets: &'static assets::Versions,
@@ -288,6 +321,7 @@ impl Frame {
             who: who.map(|w| (w.account.name.clone(), w.account.role.as_str())),
             admin: who.is_some_and(|w| w.account.role == Role::Admin),
             operator: who.is_some_and(|w| w.account.role == Role::Operator),
+            auditor: who.is_some_and(|w| w.account.role == Role::Auditor),
             idle_left_ms: who.map_or(0, |w| (w.session.ends_ms() - now_ms()).max(0)),
             assets: assets::versions(),
         }

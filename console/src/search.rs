@@ -86,7 +86,7 @@ fn row(r: &TransactionRecord) -> Row {
     }
 }
 
-fn query_string(pairs: &[(&str, &str)]) -> String {
+pub(crate) fn query_string(pairs: &[(&str, &str)]) -> String {
     let enc = |s: &str| -> String {
         s.bytes()
             .map(|b| {

@@ -20,6 +20,7 @@ use tower::ServiceExt;
 
 struct Console {
     app: Router,
+    console: Arc<clearway_console::Console>,
     accounts: Accounts,
     audit: Arc<clearway_local::audit::AuditService>,
     svc: Arc<Services>,
@@ -52,8 +53,8 @@ async fn console() -> Console {
     );
     let metrics: clearway_ingest::http::MetricsRender =
         Arc::new(|| "clearway_intake_accepted_total{format=\"x12\",channel=\"http\"} 42\n".to_string());
-    let app =
-        clearway_ingest::http::app_with(svc.clone(), metrics.clone(), clearway_console::router(svc.clone(), metrics));
+    let console = clearway_console::Console::new(svc.clone(), metrics.clone());
+    let app = clearway_ingest::http::app_with(svc.clone(), metrics, clearway_console::routes(console.clone()));
     let acme = clearway_core::PartnerId::new("acme").unwrap();
     svc.partners.add(&acme, None, false).await.unwrap();
     let submission = clearway_ingest::accept::Submission {
@@ -69,7 +70,7 @@ async fn console() -> Console {
     else {
         panic!("accepted")
     };
-    Console { app, accounts, audit, svc, transaction: record.id.to_string(), _dir: dir }
+    Console { app, console, accounts, audit, svc, transaction: record.id.to_string(), _dir: dir }
 }
 
 struct Answer {
@@ -406,27 +407,47 @@ async fn each_route_answers_each_role_as_the_table_in_the_docs_says() {
         sessions.push(c.sign_in(name, &pw).await);
     }
     let rows = documented_routes();
-    assert_eq!(rows.len(), 12, "the rows of the table");
+    assert_eq!(rows.len(), 21, "the rows of the table");
     for row in &rows {
-        let route =
-            row[1].replace("{name}", "console.css").replace("{partner}", "acme").replace("{id}", &c.transaction);
+        let route = row[1]
+            .replace("{name}", "console.css")
+            .replace("{partner}", "acme")
+            .replace("/replays/{id}", "/replays/0190a5b8-0000-7000-8000-000000000001")
+            .replace("/break-glass/{id}", "/break-glass/0190a5b8-0000-7000-8000-000000000002")
+            .replace("{id}", &c.transaction);
         let method = row[0].as_str();
         for (i, session) in sessions.iter().enumerate() {
             let cell = row[2 + i].as_str();
+            let body = if route.ends_with("/reveal") {
+                "reason=the+payer+asked+about+this+claim"
+            } else if route.ends_with("/claim") {
+                "pcn=X1"
+            } else if route.ends_with("/dead-letters/replay") {
+                "count=1&reason=the+payer+endpoint+is+back+up"
+            } else if route.ends_with("/review") {
+                "finding=appropriate"
+            } else {
+                ""
+            };
             let answer = match method {
                 "GET" => c.get(&route, Some(session)).await,
                 _ if route == "/console/sign-in" => {
                     c.post(&route, None, "same-origin", &form("nobody", "wrong password")).await
                 }
-                _ if route.ends_with("/reveal") => {
-                    c.post(&route, Some(session), "same-origin", "reason=the+payer+asked+about+this+claim").await
-                }
-                _ if route.ends_with("/claim") => c.post(&route, Some(session), "same-origin", "pcn=X1").await,
-                _ => c.post(&route, Some(session), "same-origin", "").await,
+                _ => c.post(&route, Some(session), "same-origin", body).await,
             };
             let role = roles[i].0;
             match cell.split(' ').next().unwrap() {
-                "yes" => assert!(answer.status.is_success(), "{method} {route} for {role}: {}", answer.status),
+                // Admitted: answered by the page (a missing job or
+                // elevation is its own 404; an empty selection its 409),
+                // never refused or sent to sign in.
+                "yes" => assert!(
+                    ![StatusCode::FORBIDDEN, StatusCode::UNAUTHORIZED].contains(&answer.status)
+                        && answer.headers.get(header::LOCATION).is_none_or(|l| l != "/console/sign-in")
+                        && !answer.status.is_server_error(),
+                    "{method} {route} for {role}: {}",
+                    answer.status
+                ),
                 "no" => assert_eq!(answer.status, StatusCode::FORBIDDEN, "{method} {route} for {role}"),
                 "public" => {
                     // Answered without a session as well.
@@ -585,4 +606,218 @@ async fn search_finds_by_id_by_partner_and_by_claim_number_by_post_only() {
     let aud = c.account("aud", Role::Auditor).await;
     let sa = c.sign_in("aud", &aud).await;
     assert_eq!(c.get("/console/search?partner=acme", Some(&sa)).await.status, StatusCode::FORBIDDEN);
+}
+
+/// Accepts another synthetic 837 for `acme` and dead-letters it as the
+/// workers do (its record dead-lettered, the dead letter and its index).
+async fn dead_letter(c: &Console, seed: u64, reason: &str) -> String {
+    let mut body = Vec::new();
+    clearway_formats::x12::synth::write(&mut body, clearway_formats::x12::synth::Kind::Professional837, 1, seed)
+        .unwrap();
+    let acme = clearway_core::PartnerId::new("acme").unwrap();
+    let submission = clearway_ingest::accept::Submission {
+        partner: acme.clone(),
+        body: bytes::Bytes::from(body),
+        content_type: Some("application/edi-x12".into()),
+        idempotency_key: None,
+        channel: clearway_ingest::accept::Channel::Http,
+        audit: None,
+    };
+    let clearway_ingest::accept::Outcome::Accepted { record, .. } =
+        clearway_ingest::accept::accept(&c.svc, submission).await.unwrap()
+    else {
+        panic!("accepted")
+    };
+    let now = time::OffsetDateTime::now_utc();
+    let dead = clearway_core::records::DeadLetter {
+        transaction: record.id.clone(),
+        partner: acme.clone(),
+        reason: reason.into(),
+        attempts: 5,
+        dead_lettered_at: clearway_core::records::timestamp(now),
+        dead_lettered_at_ms: (now.unix_timestamp_nanos() / 1_000_000) as i64,
+    };
+    let key = clearway_core::records::TransactionRecord::key(&acme, &record.id);
+    let item = c.svc.ports.state.get(&key).await.unwrap().unwrap();
+    let mut r: clearway_core::records::TransactionRecord = serde_json::from_slice(&item.value).unwrap();
+    r.status = clearway_core::records::Status::DeadLettered;
+    r.failure = Some(reason.into());
+    let put = |key, value: Vec<u8>, condition| clearway_core::ports::WriteOp::Put {
+        key,
+        value: bytes::Bytes::from(value),
+        expires_at: None,
+        condition,
+        owner: None,
+    };
+    c.svc
+        .ports
+        .state
+        .write(vec![
+            put(
+                clearway_core::records::DeadLetter::key(&acme, &record.id),
+                serde_json::to_vec(&dead).unwrap(),
+                clearway_core::ports::Condition::None,
+            ),
+            put(
+                clearway_core::records::DeadLetter::index_key(&record.id),
+                serde_json::to_vec(&dead).unwrap(),
+                clearway_core::ports::Condition::None,
+            ),
+            put(key, serde_json::to_vec(&r).unwrap(), clearway_core::ports::Condition::Version(item.version)),
+        ])
+        .await
+        .unwrap();
+    record.id.to_string()
+}
+
+async fn status_of(c: &Console, id: &str) -> clearway_core::records::Status {
+    let acme = clearway_core::PartnerId::new("acme").unwrap();
+    let id = clearway_core::ids::TransactionId::parse(id).unwrap();
+    let item = c.svc.ports.state.get(&clearway_core::records::TransactionRecord::key(&acme, &id)).await.unwrap();
+    serde_json::from_slice::<clearway_core::records::TransactionRecord>(&item.unwrap().value).unwrap().status
+}
+
+#[tokio::test]
+async fn dead_letters_are_dry_run_then_replayed_at_a_rate_pausably_and_audited() {
+    let c = console().await;
+    let pw = c.account("ann", Role::Operator).await;
+    let s = c.sign_in("ann", &pw).await;
+    let timeouts = [dead_letter(&c, 11, "payer timeout").await, dead_letter(&c, 12, "payer timeout").await];
+    let other = dead_letter(&c, 13, "unreadable payload").await;
+
+    let list = c.get("/console/dead-letters?contains=timeout", Some(&s)).await;
+    assert_eq!(list.status, StatusCode::OK);
+    assert!(timeouts.iter().all(|t| list.body.contains(t.as_str())) && !list.body.contains(&other));
+
+    // One of the two is replayed elsewhere meanwhile: the dry run says so.
+    clearway_core::dlq::replay(&c.svc.ports, &clearway_core::ids::TransactionId::parse(&timeouts[1]).unwrap(), false)
+        .await
+        .unwrap();
+    let dry = c.post("/console/dead-letters/dry-run", Some(&s), "same-origin", "contains=timeout").await;
+    assert_eq!(dry.status, StatusCode::OK);
+    assert!(dry.body.contains("would re-queue <strong>1</strong> of 1"), "{}", dry.body);
+    assert_eq!(
+        status_of(&c, &timeouts[0]).await,
+        clearway_core::records::Status::DeadLettered,
+        "a dry run changes nothing"
+    );
+
+    // A count that no longer matches the selection is shown again, not run.
+    let stale = c
+        .post(
+            "/console/dead-letters/replay",
+            Some(&s),
+            "same-origin",
+            "contains=timeout&count=2&rate=5&reason=the+payer+endpoint+is+back+up+now",
+        )
+        .await;
+    assert_eq!(stale.status, StatusCode::CONFLICT);
+    let short =
+        c.post("/console/dead-letters/replay", Some(&s), "same-origin", "contains=timeout&count=1&reason=again").await;
+    assert_eq!(short.status, StatusCode::CONFLICT, "a reason is needed");
+    let started = c
+        .post(
+            "/console/dead-letters/replay",
+            Some(&s),
+            "same-origin",
+            "contains=timeout&count=1&rate=5&reason=the+payer+endpoint+is+back+up+now",
+        )
+        .await;
+    assert_eq!(started.status, StatusCode::SEE_OTHER, "{}", started.body);
+    let job = started.headers.get(header::LOCATION).unwrap().to_str().unwrap().to_string();
+    assert!(job.starts_with("/console/replays/"));
+
+    // Paused before it runs: nothing happens; resumed: it finishes.
+    assert_eq!(c.post(&format!("{job}/pause"), Some(&s), "same-origin", "").await.status, StatusCode::SEE_OTHER);
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let runner = tokio::spawn(c.console.clone().run_replays(async move {
+        let _ = stop_rx.await;
+    }));
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(status_of(&c, &timeouts[0]).await, clearway_core::records::Status::DeadLettered, "paused");
+    assert!(c.get(&job, Some(&s)).await.body.contains(r#"<dd id="replay-state">paused</dd>"#));
+    assert_eq!(c.post(&format!("{job}/resume"), Some(&s), "same-origin", "").await.status, StatusCode::SEE_OTHER);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !c.get(&format!("{job}/progress"), Some(&s)).await.body.contains(r#"<dd id="replay-state">done</dd>"#) {
+        assert!(std::time::Instant::now() < deadline, "the job never finished");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let _ = stop_tx.send(());
+    runner.await.unwrap();
+    assert_eq!(status_of(&c, &timeouts[0]).await, clearway_core::records::Status::Received, "re-queued");
+    assert_eq!(status_of(&c, &other).await, clearway_core::records::Status::DeadLettered, "not selected");
+    let progress = c.get(&format!("{job}/progress"), Some(&s)).await.body;
+    assert!(
+        progress.contains(r#"<dd id="replay-replayed">1</dd>"#)
+            && progress.contains(r#"<dd id="replay-skipped">0</dd>"#)
+    );
+
+    let codes: Vec<String> = c.console_events().await.into_iter().map(|e| e.code).collect();
+    for code in [
+        "console.replay_dry_run",
+        "console.replay_start",
+        "console.replay_pause",
+        "console.replay_resume",
+        "console.replay_item",
+    ] {
+        assert!(codes.iter().any(|c| c == code), "{code} not audited: {codes:?}");
+    }
+    let item = c.console_events().await.into_iter().find(|e| e.code == "console.replay_item").unwrap();
+    assert_eq!(item.actor.principal, "ann", "in the name of who started it");
+    assert!(item.entity.iter().any(|e| e.kind == "transaction" && e.id == timeouts[0]));
+    // Auditors do not replay.
+    let aud = c.account("aud", Role::Auditor).await;
+    let sa = c.sign_in("aud", &aud).await;
+    assert_eq!(c.get("/console/dead-letters", Some(&sa)).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(c.post(&format!("{job}/resume"), Some(&sa), "same-origin", "").await.status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn auditors_search_the_log_see_reveal_reasons_and_review_break_glass() {
+    let c = console().await;
+    let ann = c.accounts.add("ann", Role::Operator, Grants { phi_view: true, break_glass: false }).await.unwrap();
+    let s = c.sign_in("ann", ann.expose()).await;
+    let reveal = format!("/console/transactions/acme/{}/reveal", c.transaction);
+    c.post(&reveal, Some(&s), "same-origin", "reason=the+payer+asked+about+the+subscriber+name").await;
+    // An ended break-glass elevation of someone else, to review.
+    let now = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
+    let bg = clearway_core::access::BreakGlass {
+        id: uuid::Uuid::now_v7().to_string(),
+        principal: "ops-zed".into(),
+        credential: "0123456789ab".into(),
+        reason: "incident".into(),
+        justification: "the payer's portal showed a wrong member".into(),
+        started_at_ms: now - 120_000,
+        expires_at_ms: now - 60_000,
+        ended_at_ms: Some(now - 60_000),
+        review: None,
+    };
+    clearway_core::access::store_break_glass(c.svc.ports.state.as_ref(), &bg).await.unwrap();
+
+    let aud = c.account("aud", Role::Auditor).await;
+    let sa = c.sign_in("aud", &aud).await;
+    let page = c.get("/console/audit?actor=ann", Some(&sa)).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("console.reveal") && page.body.contains("console.sign_in"), "{}", page.body);
+    assert!(!page.body.contains("console.audit</td>"), "only ann's events");
+    assert!(page.body.contains("the payer asked about the subscriber name"), "the reveal's reason");
+    assert!(page.body.contains("portal showed a wrong member"), "the elevation's justification");
+    let only_reveals = c.get("/console/audit?code=console.reveal", Some(&sa)).await.body;
+    assert!(only_reveals.contains("console.reveal") && !only_reveals.contains("console.sign_in</td>"));
+    // The finding is recorded once; not by the elevated operator themself.
+    let review = format!("/console/audit/break-glass/{}/review", bg.id);
+    assert_eq!(
+        c.post(&review, Some(&sa), "same-origin", "finding=maybe").await.status,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    assert_eq!(c.post(&review, Some(&sa), "same-origin", "finding=appropriate").await.status, StatusCode::SEE_OTHER);
+    assert_eq!(c.post(&review, Some(&sa), "same-origin", "finding=appropriate").await.status, StatusCode::CONFLICT);
+    let (stored, _) =
+        clearway_core::access::get_break_glass(c.svc.ports.state.as_ref(), &bg.id).await.unwrap().unwrap();
+    assert_eq!(stored.review.unwrap().by, "aud");
+    // Operators and admins do not read the log.
+    assert_eq!(c.get("/console/audit", Some(&s)).await.status, StatusCode::FORBIDDEN);
+    let adm = c.account("adm", Role::Admin).await;
+    let sd = c.sign_in("adm", &adm).await;
+    assert_eq!(c.get("/console/audit", Some(&sd)).await.status, StatusCode::FORBIDDEN);
 }

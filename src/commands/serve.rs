@@ -186,8 +186,9 @@ async fn serve(config: Arc<clearway_core::config::Config>, role: Role) -> anyhow
     let app = if role == Role::Worker {
         clearway_ingest::http::ops_router(svc.clone(), render)
     } else if config.server.console {
-        let console = clearway_console::router(svc.clone(), render.clone());
-        clearway_ingest::http::app_with(svc.clone(), render, console)
+        let console = clearway_console::Console::new(svc.clone(), render.clone());
+        tasks.spawn(console.clone().run_replays(shutdown.clone().cancelled_owned()));
+        clearway_ingest::http::app_with(svc.clone(), render, clearway_console::routes(console))
     } else {
         clearway_ingest::http::app(svc.clone(), render)
     };

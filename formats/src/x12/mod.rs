@@ -64,4 +64,19 @@ pub fn fuzz_x12(data: &[u8]) {
         let v: Result<serde_json::Value, _> = serde_json::from_slice(&out);
         assert!(v.is_ok_and(|v| v["accepted"] == accepted), "report must be one JSON object");
     }
+    // The console's viewer: bounded, and masked means masked (a masked
+    // element's value is never in the description).
+    let options = viewer::ViewOptions { reveal: false, max_segments: 200 };
+    let v = viewer::view(data, options);
+    assert!(v.segments.len() <= 200 && v.segments.len() <= v.total_segments);
+    assert_eq!(v.truncated, v.total_segments > v.segments.len());
+    let revealed = viewer::view(data, viewer::ViewOptions { reveal: true, ..options });
+    assert_eq!(revealed.total_segments, v.total_segments);
+    for (m, r) in v.segments.iter().zip(&revealed.segments) {
+        for (a, b) in m.elements.iter().zip(&r.elements) {
+            if let (viewer::Shown::Masked(n), viewer::Shown::Clear(text)) = (&a.value, &b.value) {
+                assert_eq!(*n, text.chars().count(), "a mask is as long as its value");
+            }
+        }
+    }
 }
