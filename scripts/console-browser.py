@@ -290,6 +290,15 @@ def main():
         w.shot("replay")
         w.summary["replayed"] = poison
 
+        # A report of the analytics export (exported every second here).
+        deadline = time.time() + 60
+        w.go("/console/reports/acceptance")
+        while not drv.find_elements(By.CSS_SELECTOR, "main table"):
+            check(time.time() < deadline, "the acceptance report never had rows")
+            time.sleep(1)
+            drv.refresh()
+        w.shot("report")
+
         # The operator cannot reach the admin screen.
         links = [a.get_attribute("href") for a in drv.find_elements(By.CSS_SELECTOR, "nav a")]
         check(not any(h.endswith("/console/admin") for h in links), f"an operator sees admin links: {links}")

@@ -36,7 +36,11 @@ fn the_console_works_in_a_real_browser_and_leaves_nothing_behind() {
     let url = format!("http://{}/claims", closed.local_addr().unwrap());
     drop(closed);
     scratch.write_config(&format!("[edits]\n\"npi.billing\" = \"off\"\n\n[payers.2]\nurl = \"{url}\"\n"));
-    let server = Server::start(&scratch, None, &[("CLEARWAY__WORKERS__MAX_ATTEMPTS", "1")]);
+    let server = Server::start(
+        &scratch,
+        None,
+        &[("CLEARWAY__WORKERS__MAX_ATTEMPTS", "1"), ("CLEARWAY__ANALYTICS__EXPORT_EVERY_SECS", "1")],
+    );
     let poison = std::fs::read_to_string(support::corpus().join("fhir/claim-r4-professional.json")).unwrap();
     // Synthetic claims; one patient's last name is a marker looked for
     // everywhere it must not be. The second file's DMG03 is not a code.
@@ -100,6 +104,7 @@ fn the_console_works_in_a_real_browser_and_leaves_nothing_behind() {
             "dead-letters",
             "dead-letters-dry-run",
             "replay",
+            "report",
             "refused",
             "admin",
             "audit"
@@ -126,6 +131,7 @@ fn the_console_works_in_a_real_browser_and_leaves_nothing_behind() {
         "console.reveal",
         "console.replay_start",
         "console.replay_item",
+        "console.report",
         "console.admin",
         "console.sign_out",
     ] {

@@ -25,6 +25,7 @@ mod assets;
 mod auditing;
 mod dashboard;
 mod dead_letters;
+mod reports;
 mod search;
 mod transaction;
 
@@ -118,6 +119,8 @@ pub fn routes(console: Arc<Console>) -> Router {
         .route("/console/replays/{id}/progress", get(dead_letters::progress))
         .route("/console/replays/{id}/pause", post(dead_letters::pause))
         .route("/console/replays/{id}/resume", post(dead_letters::resume))
+        .route("/console/reports", get(reports::page))
+        .route("/console/reports/{name}", get(reports::page))
         .route("/console/audit", get(auditing::page))
         .route("/console/audit/break-glass/{id}/review", post(auditing::review))
         .route("/console/static/{name}", get(assets::serve))

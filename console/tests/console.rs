@@ -407,10 +407,11 @@ async fn each_route_answers_each_role_as_the_table_in_the_docs_says() {
         sessions.push(c.sign_in(name, &pw).await);
     }
     let rows = documented_routes();
-    assert_eq!(rows.len(), 21, "the rows of the table");
+    assert_eq!(rows.len(), 23, "the rows of the table");
     for row in &rows {
         let route = row[1]
             .replace("{name}", "console.css")
+            .replace("{report}", "acceptance")
             .replace("{partner}", "acme")
             .replace("/replays/{id}", "/replays/0190a5b8-0000-7000-8000-000000000001")
             .replace("/break-glass/{id}", "/break-glass/0190a5b8-0000-7000-8000-000000000002")
@@ -820,4 +821,84 @@ async fn auditors_search_the_log_see_reveal_reasons_and_review_break_glass() {
     let adm = c.account("adm", Role::Admin).await;
     let sd = c.sign_in("adm", &adm).await;
     assert_eq!(c.get("/console/audit", Some(&sd)).await.status, StatusCode::FORBIDDEN);
+}
+
+/// A report pack of fixed rows: what the page does with rows (the real
+/// pack, DataFusion over the export, is driven in tests/console_browser.rs
+/// and tests/analytics.rs).
+struct FixedReports;
+
+#[async_trait::async_trait]
+impl clearway_core::reports::Reports for FixedReports {
+    fn names(&self) -> Vec<&'static str> {
+        vec!["rejections"]
+    }
+    async fn run(
+        &self,
+        name: &str,
+        params: &clearway_core::reports::ReportParams,
+    ) -> clearway_core::PortResult<Option<serde_json::Value>> {
+        if name != "rejections" {
+            return Ok(None);
+        }
+        let payer = params.payer.clone().unwrap_or_else(|| "P<1>".into());
+        Ok(Some(serde_json::json!([
+            {"payer": payer, "claims": 10, "rejected": 4},
+            {"payer": "P2", "claims": 5, "rejected": 0},
+        ])))
+    }
+}
+
+#[tokio::test]
+async fn a_report_is_a_table_and_a_chart_for_operators_and_auditors() {
+    let dir = tempfile::tempdir().unwrap();
+    let local = clearway_local::Local::open(&dir.path().join("data")).unwrap();
+    let master = clearway_core::crypto::Key::generate().unwrap();
+    let sealed = clearway_core::sealed::SealedStore::new(&master, local.ports(), None);
+    let (ports, partners) = (sealed.ports, Arc::new(sealed.partners));
+    let config = Arc::new(clearway_core::config::load(None, &HashMap::new()).unwrap());
+    let accounts = Accounts::new(ports.state.clone());
+    let svc = Arc::new(
+        Services::new(ports, partners, config, Arc::new(tokio::sync::Notify::new()))
+            .with_reports(Arc::new(FixedReports)),
+    );
+    let metrics: clearway_ingest::http::MetricsRender = Arc::new(String::new);
+    let app = clearway_ingest::http::app_with(svc.clone(), metrics.clone(), clearway_console::router(svc, metrics));
+    let pw = accounts.add("aud", Role::Auditor, Grants::default()).await.unwrap();
+    let form = format!("name=aud&password={}", pw.expose());
+    let signed = app
+        .clone()
+        .oneshot(
+            Request::post("/console/sign-in")
+                .header("sec-fetch-site", "same-origin")
+                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .body(Body::from(form))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let cookie =
+        signed.headers().get(header::SET_COOKIE).unwrap().to_str().unwrap().split(';').next().unwrap().to_string();
+    let get = |path: &str| {
+        let req = Request::get(path).header(header::COOKIE, cookie.clone()).body(Body::empty()).unwrap();
+        let app = app.clone();
+        async move {
+            let res = app.oneshot(req).await.unwrap();
+            let status = res.status();
+            (status, String::from_utf8(res.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap())
+        }
+    };
+    let (status, list) = get("/console/reports").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(list.contains(r#"href="/console/reports/rejections""#));
+    let (status, page) = get("/console/reports/rejections?from=2026-01-01").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("<th scope=\"col\">payer</th>") && page.contains("<td>P2</td>"), "{page}");
+    assert!(page.contains("P&#60;1&#62;") && !page.contains("P<1>"), "values are escaped: {page}");
+    assert!(page.contains("<title id=\"report-chart-title\">claims by payer</title>"), "a chart");
+    assert!(page.contains("width=\"380\""), "the largest bar is full width");
+    let (_, filtered) = get("/console/reports/rejections?payer=PX9").await;
+    assert!(filtered.contains("<td>PX9</td>"), "the scope reaches the report");
+    assert!(get("/console/reports/rejections?from=soon").await.1.contains("YYYY-MM-DD"));
+    assert_eq!(get("/console/reports/nothing").await.0, StatusCode::NOT_FOUND);
 }
