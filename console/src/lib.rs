@@ -21,6 +21,7 @@
 //! - No PHI in any URL: pages are named by ids only.
 
 pub mod accounts;
+mod admin;
 mod assets;
 mod auditing;
 mod dashboard;
@@ -107,7 +108,11 @@ pub fn routes(console: Arc<Console>) -> Router {
         .route("/console/sign-in", get(sign_in_page).post(sign_in))
         .route("/console/sign-out", post(sign_out))
         .route("/console/keepalive", post(keepalive))
-        .route("/console/admin", get(admin_page))
+        .route("/console/admin", get(admin::page))
+        .route("/console/admin/accounts", post(admin::add_account))
+        .route("/console/admin/accounts/{name}/disable", post(admin::disable_account))
+        .route("/console/admin/keys", post(admin::add_key))
+        .route("/console/admin/keys/{id}/revoke", post(admin::revoke_key))
         .route("/console/search", get(search::page))
         .route("/console/search/claim", post(search::claim))
         .route("/console/transactions/{partner}/{id}", get(transaction::page))
@@ -505,31 +510,6 @@ async fn dashboard_live(State(console): State<Arc<Console>>, who: SignedIn) -> R
         return page_error(StatusCode::FORBIDDEN);
     }
     render(DashboardLive { d: dashboard::gather(&console, who.account.role == Role::Operator).await })
-}
-
-#[derive(Template)]
-#[template(path = "admin.html")]
-struct AdminPage {
-    frame: Frame,
-    accounts: Vec<Account>,
-    keys: Vec<clearway_core::partners::Credential>,
-}
-
-/// `GET /console/admin`: accounts and API keys (admins only).
-async fn admin_page(State(console): State<Arc<Console>>, who: SignedIn) -> Response {
-    let (accounts, keys) = if who.account.role == Role::Admin {
-        match (console.accounts.list().await, console.svc.partners.list_keys().await) {
-            (Ok(a), Ok(k)) => (a, k),
-            (Err(e), _) | (_, Err(e)) => {
-                tracing::warn!(error = %clearway_core::error::chain(&e), "console admin page unavailable");
-                return page_error(StatusCode::SERVICE_UNAVAILABLE);
-            }
-        }
-    } else {
-        (vec![], vec![])
-    };
-    let page = AdminPage { frame: Frame::new("Administration", Some(&who)), accounts, keys };
-    view(&console, &who, "console.admin", &[Role::Admin], page).await
 }
 
 #[cfg(test)]

@@ -407,11 +407,13 @@ async fn each_route_answers_each_role_as_the_table_in_the_docs_says() {
         sessions.push(c.sign_in(name, &pw).await);
     }
     let rows = documented_routes();
-    assert_eq!(rows.len(), 23, "the rows of the table");
+    assert_eq!(rows.len(), 27, "the rows of the table");
     for row in &rows {
         let route = row[1]
             .replace("{name}", "console.css")
             .replace("{report}", "acceptance")
+            .replace("{account}", "nobody")
+            .replace("{key}", "000000000000")
             .replace("{partner}", "acme")
             .replace("/replays/{id}", "/replays/0190a5b8-0000-7000-8000-000000000001")
             .replace("/break-glass/{id}", "/break-glass/0190a5b8-0000-7000-8000-000000000002")
@@ -427,6 +429,10 @@ async fn each_route_answers_each_role_as_the_table_in_the_docs_says() {
                 "count=1&reason=the+payer+endpoint+is+back+up"
             } else if route.ends_with("/review") {
                 "finding=appropriate"
+            } else if route == "/console/admin/accounts" {
+                "name=&role=none"
+            } else if route == "/console/admin/keys" {
+                "principal=&role=none"
             } else {
                 ""
             };
@@ -901,4 +907,80 @@ async fn a_report_is_a_table_and_a_chart_for_operators_and_auditors() {
     assert!(filtered.contains("<td>PX9</td>"), "the scope reaches the report");
     assert!(get("/console/reports/rejections?from=soon").await.1.contains("YYYY-MM-DD"));
     assert_eq!(get("/console/reports/nothing").await.0, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn admins_make_and_end_accounts_and_keys_whose_secrets_are_shown_once() {
+    let c = console().await;
+    let pw = c.account("adm", Role::Admin).await;
+    let s = c.sign_in("adm", &pw).await;
+    // An account: its password on the answer to the POST, and it signs in.
+    let made = c.post("/console/admin/accounts", Some(&s), "same-origin", "name=zoe&role=operator&phi_view=1").await;
+    assert_eq!(made.status, StatusCode::OK, "{}", made.body);
+    assert_eq!(made.headers.get(header::CACHE_CONTROL).unwrap(), "no-store");
+    let secret = |body: &str| -> String {
+        let at = body.find(r#"<code id="made-secret">"#).expect("a secret shown") + r#"<code id="made-secret">"#.len();
+        body[at..at + body[at..].find('<').unwrap()].to_string()
+    };
+    let zoe = secret(&made.body);
+    let (account, _) = c.accounts.get("zoe").await.unwrap().unwrap();
+    assert!(account.phi_view && account.role == Role::Operator);
+    c.sign_in("zoe", &zoe).await;
+    // Shown once: the admin page does not show it again.
+    assert!(!c.get("/console/admin", Some(&s)).await.body.contains(&zoe));
+    assert_eq!(
+        c.post("/console/admin/accounts", Some(&s), "same-origin", "name=zoe&role=auditor").await.status,
+        StatusCode::CONFLICT
+    );
+    assert_eq!(
+        c.post("/console/admin/accounts", Some(&s), "same-origin", "name=al&role=auditor&phi_view=1").await.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "phi_view is for operators"
+    );
+    // Disabled: out at once; an admin cannot disable themself here.
+    assert_eq!(
+        c.post("/console/admin/accounts/zoe/disable", Some(&s), "same-origin", "").await.status,
+        StatusCode::SEE_OTHER
+    );
+    assert!(c.accounts.get("zoe").await.unwrap().unwrap().0.disabled);
+    assert_eq!(
+        c.post("/console/admin/accounts/adm/disable", Some(&s), "same-origin", "").await.status,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    // A partner's API key: shown once, it authenticates; revoked, it does not.
+    let key =
+        c.post("/console/admin/keys", Some(&s), "same-origin", "principal=acme&role=submitter&label=second+key").await;
+    assert_eq!(key.status, StatusCode::OK, "{}", key.body);
+    let api_key = secret(&key.body);
+    let principal = c.svc.partners.authenticate(&api_key).await.unwrap().expect("the new key works");
+    assert_eq!((principal.id.as_str(), principal.role), ("acme", Role::Submitter));
+    let id = clearway_core::partners::key_id(&api_key);
+    assert_eq!(
+        c.post(&format!("/console/admin/keys/{id}/revoke"), Some(&s), "same-origin", "").await.status,
+        StatusCode::SEE_OTHER
+    );
+    assert!(c.svc.partners.authenticate(&api_key).await.unwrap().is_none(), "revoked at once");
+    assert_eq!(
+        c.post("/console/admin/keys", Some(&s), "same-origin", "principal=ghost&role=submitter").await.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "no such partner"
+    );
+    // Audited, never with a secret.
+    let events = c.console_events().await;
+    let codes: Vec<&str> = events.iter().map(|e| e.code.as_str()).collect();
+    for code in ["console.account_add", "console.account_disable", "console.key_add", "console.key_revoke"] {
+        assert!(codes.contains(&code), "{code}: {codes:?}");
+    }
+    let all = serde_json::to_string(&events).unwrap();
+    assert!(!all.contains(&zoe) && !all.contains(&api_key));
+    assert!(
+        events.iter().any(|e| e.code == "console.key_add" && e.entity.iter().any(|x| x.kind == "key" && x.id == id))
+    );
+    // Not for operators.
+    let op = c.account("op", Role::Operator).await;
+    let so = c.sign_in("op", &op).await;
+    assert_eq!(
+        c.post("/console/admin/keys", Some(&so), "same-origin", "principal=acme&role=submitter").await.status,
+        StatusCode::FORBIDDEN
+    );
 }
