@@ -309,15 +309,39 @@ pub async fn reveal(
     } else {
         StatusCode::OK
     };
+    let reveal = status == StatusCode::OK;
+    // The page is built (the payload read) before the event is recorded, so
+    // that the event names every patient it shows: the record's claims once
+    // processed, and the file's own claim numbers (CLM01, as the viewer
+    // read them) before. Nothing is shown unless the event is recorded.
+    let page = if status == StatusCode::FORBIDDEN {
+        None
+    } else {
+        match build(&console, &who, r.clone(), reveal).await {
+            Ok(p) => Some(p),
+            Err(e) => {
+                tracing::warn!(error = %clearway_core::error::chain(&e), "console transaction unavailable");
+                return page_error(StatusCode::SERVICE_UNAVAILABLE);
+            }
+        }
+    };
     let mut e = event("console.reveal", "R", who.actor(), status);
     e.tenant = Some(p.to_string());
     e.purpose = Some(REVEAL_PURPOSE.into());
     e.entity = entities(&p, r.id.as_str());
     e.entity.push(AuditEntity { kind: "payload".into(), id: r.id.to_string() });
-    if status == StatusCode::OK {
-        e.patients = lookup::patient_tokens(&console.svc, &r);
-        e.patients.sort();
-        e.patients.dedup();
+    if reveal {
+        let mut tokens = lookup::patient_tokens(&console.svc, &r);
+        if let Some(v) = page.as_ref().and_then(|p| p.viewer.as_ref()) {
+            for s in v.segments.iter().filter(|s| s.id == "CLM") {
+                if let Some(Shown::Clear(pcn)) = s.elements.iter().find(|e| e.label == "CLM01").map(|e| &e.value) {
+                    tokens.push(console.svc.partners.index_token(pcn));
+                }
+            }
+        }
+        tokens.sort();
+        tokens.dedup();
+        e.patients = tokens;
         let record = RevealRecord {
             event: &e.id,
             account: &who.account.name,
@@ -344,22 +368,11 @@ pub async fn reveal(
     if !audit(&console, e).await {
         return page_error(StatusCode::SERVICE_UNAVAILABLE);
     }
-    if status == StatusCode::FORBIDDEN {
-        return page_error(StatusCode::FORBIDDEN);
+    let Some(mut page) = page else { return page_error(StatusCode::FORBIDDEN) };
+    if !reveal {
+        page.reveal_error = Some("Say why, in at least 20 characters, before the values are shown.");
     }
-    let reveal = status == StatusCode::OK;
-    match build(&console, &who, r, reveal).await {
-        Ok(mut page) => {
-            if !reveal {
-                page.reveal_error = Some("Say why, in at least 20 characters, before the values are shown.");
-            }
-            let mut res = render(page);
-            *res.status_mut() = status;
-            res
-        }
-        Err(e) => {
-            tracing::warn!(error = %clearway_core::error::chain(&e), "console transaction unavailable");
-            page_error(StatusCode::SERVICE_UNAVAILABLE)
-        }
-    }
+    let mut res = render(page);
+    *res.status_mut() = status;
+    res
 }

@@ -541,6 +541,16 @@ async fn the_transaction_page_masks_phi_until_a_reason_is_given() {
     assert_eq!(reveals.iter().map(|e| e.outcome.as_str()).collect::<Vec<_>>(), ["failure", "success"]);
     let granted = reveals[1];
     assert_eq!(granted.purpose.as_deref(), Some("HOPERAT"));
+    // Not processed yet (no claim records): the patients are the file's own
+    // claim numbers, as tokens.
+    let mut tokens: Vec<String> = payload
+        .split('~')
+        .filter_map(|s| s.trim_start().strip_prefix("CLM*"))
+        .map(|s| c.svc.partners.index_token(s.split('*').next().unwrap()))
+        .collect();
+    tokens.sort();
+    assert_eq!(tokens.len(), 2);
+    assert_eq!(granted.patients, tokens, "the reveal names the patients it showed");
     assert_eq!(granted.tenant.as_deref(), Some("acme"));
     assert!(granted.entity.iter().any(|e| e.kind == "payload" && e.id == c.transaction));
     assert!(!serde_json::to_string(&events).unwrap().contains("submitter asked"), "the reason stays out of the log");
