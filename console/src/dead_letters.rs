@@ -23,7 +23,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use bytes::Bytes;
 use clearway_core::access::Role;
-use clearway_core::audit::{AuditActor, AuditEntity};
+use clearway_core::audit::AuditEntity;
 use clearway_core::ids::TransactionId;
 use clearway_core::ports::{Condition, Key, Table, WriteOp};
 use clearway_core::records::DeadLetter;
@@ -226,6 +226,11 @@ fn active_key(id: &str) -> Key {
     Key::new(Table::Partners, ACTIVE, id)
 }
 
+/// The write of a job's record (or its active marker) under `condition`.
+fn job_write(key: Key, value: Vec<u8>, condition: Condition) -> WriteOp {
+    WriteOp::Put { key, value: Bytes::from(value), expires_at: None, condition, owner: None }
+}
+
 #[derive(Debug, Deserialize)]
 pub struct ReplayForm {
     #[serde(flatten)]
@@ -286,20 +291,8 @@ pub async fn start(State(console): State<Arc<Console>>, who: SignedIn, Form(form
         e.tenant = Some(p.to_string());
     }
     let Ok(value) = serde_json::to_vec(&job) else { return page_error(StatusCode::INTERNAL_SERVER_ERROR) };
-    let put = WriteOp::Put {
-        key: job_key(&job.id),
-        value: Bytes::from(value),
-        expires_at: None,
-        condition: Condition::NotExists,
-        owner: None,
-    };
-    let marker = WriteOp::Put {
-        key: active_key(&job.id),
-        value: Bytes::from_static(b"{}"),
-        expires_at: None,
-        condition: Condition::None,
-        owner: None,
-    };
+    let put = job_write(job_key(&job.id), value, Condition::NotExists);
+    let marker = job_write(active_key(&job.id), b"{}".to_vec(), Condition::None);
     if console.svc.ports.state.write(vec![put, marker]).await.is_err() {
         return page_error(StatusCode::SERVICE_UNAVAILABLE);
     }
@@ -331,13 +324,7 @@ async fn set_state(console: &Console, id: &str, state: &str) -> Result<bool, ()>
         }
         job.state = state.into();
         let value = serde_json::to_vec(&job).map_err(|_| ())?;
-        let put = WriteOp::Put {
-            key: job_key(id),
-            value: Bytes::from(value),
-            expires_at: None,
-            condition: Condition::Version(version),
-            owner: None,
-        };
+        let put = job_write(job_key(id), value, Condition::Version(version));
         match console.svc.ports.state.write(vec![put]).await {
             Ok(()) => return Ok(true),
             Err(e) if e.kind() == clearway_core::error::ErrorKind::PreconditionFailed => continue,
@@ -483,13 +470,7 @@ async fn step(console: &Console) -> Result<bool, ()> {
                 .ports
                 .state
                 .write(vec![
-                    WriteOp::Put {
-                        key: job_key(&id),
-                        value: Bytes::from(v),
-                        expires_at: None,
-                        condition: Condition::Version(item.version),
-                        owner: None,
-                    },
+                    job_write(job_key(&id), v, Condition::Version(item.version)),
                     WriteOp::Delete { key: active_key(&id), condition: Condition::None },
                 ])
                 .await;
@@ -501,13 +482,7 @@ async fn step(console: &Console) -> Result<bool, ()> {
         job.done += 1;
         job.advanced_ms = now;
         let claimed = serde_json::to_vec(&job).map_err(|_| ())?;
-        let put = WriteOp::Put {
-            key: job_key(&id),
-            value: Bytes::from(claimed),
-            expires_at: None,
-            condition: Condition::Version(item.version),
-            owner: None,
-        };
+        let put = job_write(job_key(&id), claimed, Condition::Version(item.version));
         match console.svc.ports.state.write(vec![put]).await {
             Ok(()) => {}
             Err(e) if e.kind() == clearway_core::error::ErrorKind::PreconditionFailed => continue,
@@ -517,13 +492,7 @@ async fn step(console: &Console) -> Result<bool, ()> {
             Some(t) => dlq::replay(&console.svc.ports, &t, false).await.is_ok(),
             None => false,
         };
-        let actor = AuditActor {
-            principal: job.account.clone(),
-            kind: "user".into(),
-            role: "operator".into(),
-            credential: Some(job.session.clone()),
-            auth: "password".into(),
-        };
+        let actor = crate::person(&job.account, Role::Operator, &job.session);
         let mut e =
             event("console.replay_item", "E", actor, if replayed { StatusCode::OK } else { StatusCode::CONFLICT });
         e.entity = vec![
@@ -547,13 +516,7 @@ async fn step(console: &Console) -> Result<bool, ()> {
                 latest.state = "done".into();
             }
             let Ok(v) = serde_json::to_vec(&latest) else { break };
-            let mut ops = vec![WriteOp::Put {
-                key: job_key(&id),
-                value: Bytes::from(v),
-                expires_at: None,
-                condition: Condition::Version(version),
-                owner: None,
-            }];
+            let mut ops = vec![job_write(job_key(&id), v, Condition::Version(version))];
             if finished {
                 ops.push(WriteOp::Delete { key: active_key(&id), condition: Condition::None });
             }

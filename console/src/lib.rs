@@ -202,13 +202,19 @@ pub struct SignedIn {
 
 impl SignedIn {
     fn actor(&self) -> AuditActor {
-        AuditActor {
-            principal: self.account.name.clone(),
-            kind: "user".into(),
-            role: self.account.role.as_str().into(),
-            credential: Some(self.session_id.clone()),
-            auth: "password".into(),
-        }
+        person(&self.account.name, self.account.role, &self.session_id)
+    }
+}
+
+/// A person acting in the console under the session `session_id` (its
+/// public id): how every console audit event names its actor.
+fn person(name: &str, role: Role, session_id: &str) -> AuditActor {
+    AuditActor {
+        principal: name.to_string(),
+        kind: "user".into(),
+        role: role.as_str().into(),
+        credential: Some(session_id.to_string()),
+        auth: "password".into(),
     }
 }
 
@@ -427,13 +433,7 @@ async fn sign_in(State(console): State<Arc<Console>>, headers: HeaderMap, Form(f
             return page_error(StatusCode::SERVICE_UNAVAILABLE);
         }
     };
-    let actor = AuditActor {
-        principal: account.name.clone(),
-        kind: "user".into(),
-        role: account.role.as_str().into(),
-        credential: Some(accounts::session_id(token.expose())),
-        auth: "password".into(),
-    };
+    let actor = person(&account.name, account.role, &accounts::session_id(token.expose()));
     if !audit(&console, event("console.sign_in", "E", actor, StatusCode::SEE_OTHER)).await {
         let _ = console.accounts.close_session(token.expose()).await;
         return page_error(StatusCode::SERVICE_UNAVAILABLE);
@@ -452,13 +452,7 @@ async fn sign_out(State(console): State<Arc<Console>>, headers: HeaderMap) -> Re
     if let Some(token) = cookie_token(&headers)
         && let Ok(Some((_, account))) = console.accounts.session(token, now_ms(), false).await
     {
-        let actor = AuditActor {
-            principal: account.name.clone(),
-            kind: "user".into(),
-            role: account.role.as_str().into(),
-            credential: Some(accounts::session_id(token)),
-            auth: "password".into(),
-        };
+        let actor = person(&account.name, account.role, &accounts::session_id(token));
         audit(&console, event("console.sign_out", "E", actor, StatusCode::SEE_OTHER)).await;
     }
     if let Some(token) = cookie_token(&headers)

@@ -252,6 +252,22 @@ fn pin(out: &mut [ViewSegment], first: usize, errors: Vec<SegmentError>) {
     }
 }
 
+/// A segment no guide places (an envelope, or one outside any set).
+fn outside_sets(index: usize, id: &[u8], name: Option<&str>, depth: u8, elements: Vec<ViewElement>) -> ViewSegment {
+    ViewSegment {
+        index,
+        id: text(id),
+        position: None,
+        loop_id: None,
+        loop_name: None,
+        name: name.map(str::to_string),
+        depth,
+        elements,
+        errors: vec![],
+        claim: None,
+    }
+}
+
 struct OpenSet<'s> {
     validator: Option<SetValidator<'s>>,
     first: usize,
@@ -289,18 +305,7 @@ pub fn view(payload: &[u8], options: ViewOptions) -> Viewed {
                 for (e, n) in elements.iter_mut().zip(1..) {
                     e.name = names.get(n - 1).map(|s| s.to_string());
                 }
-                out.segments.push(ViewSegment {
-                    index: out.total_segments,
-                    id: text(id),
-                    position: None,
-                    loop_id: None,
-                    loop_name: None,
-                    name: Some(name.into()),
-                    depth,
-                    elements,
-                    errors: vec![],
-                    claim: None,
-                });
+                out.segments.push(outside_sets(out.total_segments, id, Some(name), depth, elements));
             }
             continue;
         }
@@ -317,18 +322,8 @@ pub fn view(payload: &[u8], options: ViewOptions) -> Viewed {
         let Some(open) = set.as_mut() else {
             // Outside any set: described as it is.
             if keep {
-                out.segments.push(ViewSegment {
-                    index: out.total_segments,
-                    id: text(id),
-                    position: None,
-                    loop_id: None,
-                    loop_name: None,
-                    name: None,
-                    depth: 2,
-                    elements: elements(&seg, &[], false, options.reveal),
-                    errors: vec![],
-                    claim: None,
-                });
+                let elements = elements(&seg, &[], false, options.reveal);
+                out.segments.push(outside_sets(out.total_segments, id, None, 2, elements));
             }
             continue;
         };
