@@ -503,6 +503,18 @@ pub enum Role {
     Worker,
 }
 
+impl Role {
+    /// The `clearway.role` of exported spans.
+    #[cfg_attr(not(feature = "otlp"), allow(dead_code))]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::All => "all",
+            Role::Intake => "intake",
+            Role::Worker => "worker",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     Text,

@@ -83,36 +83,6 @@ fn claim_keys(x12: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Names, patient control numbers and member ids of the fixtures: none may
-/// appear in an exported file.
-fn phi_markers(x12: &str) -> BTreeSet<String> {
-    let analysis = clearway_formats::x12::analyze(x12.as_bytes(), &Default::default());
-    let mut out = BTreeSet::new();
-    for d in analysis.documents() {
-        if let clearway_formats::x12::Document::Enrollment(en) = d {
-            for m in &en.members {
-                out.extend(m.member_id.expose().clone());
-                out.extend(m.subscriber_id.expose().clone());
-                out.insert(m.person.last_name.expose().clone());
-                out.extend(m.person.first_name.expose().clone());
-            }
-        }
-        if let clearway_formats::x12::Document::Claim(c) = d {
-            out.insert(c.patient_control_number.expose().clone());
-            if let Some(m) = c.subscriber_member_id.expose() {
-                out.insert(m.clone());
-            }
-            for p in [&c.patient, &c.subscriber] {
-                out.insert(p.last_name.expose().clone());
-                if let Some(f) = p.first_name.expose() {
-                    out.insert(f.clone());
-                }
-            }
-        }
-    }
-    out
-}
-
 fn export(scratch: &Scratch, to: &std::path::Path) -> serde_json::Value {
     let out = scratch.run_ok(&["export", "--to", to.to_str().unwrap(), "--json"]);
     serde_json::from_str(out.trim()).unwrap()
@@ -220,7 +190,7 @@ fn exported_claims_agree_with_the_submitted_x12_in_every_reader_and_survive_kill
     let (mut claims, mut charged) = (0usize, Decimal::ZERO);
     let mut ids = Vec::new();
     for (x12, set_accepted) in &files {
-        markers.extend(phi_markers(x12));
+        markers.extend(support::phi_markers(x12));
         if *set_accepted {
             let (n, sum) = clm(x12);
             claims += n;

@@ -72,6 +72,9 @@ pub struct TransactionPage {
     pub may_reveal: bool,
     pub reveal_error: Option<&'static str>,
     pub min_reason: usize,
+    /// The transaction's trace (W3C trace id), to find its spans in the
+    /// tracing backend.
+    pub trace_id: Option<String>,
 }
 
 fn indent(depth: u8) -> &'static str {
@@ -110,10 +113,14 @@ async fn build(
     let svc = &console.svc;
     let lineage = lookup::lineage(svc, &r.id).await?;
     let acks = lookup::acks(svc, &r.id).await?;
+    let trace_id = r.traceparent.as_deref().and_then(clearway_core::telemetry::trace_id);
     let mut stages = vec![Stage {
         at: r.received_at.clone(),
         what: "received".into(),
-        detail: format!("{} bytes over {}, stored and queued", r.size_bytes, r.channel),
+        detail: match &trace_id {
+            Some(t) => format!("{} bytes over {}, stored and queued; trace {t}", r.size_bytes, r.channel),
+            None => format!("{} bytes over {}, stored and queued", r.size_bytes, r.channel),
+        },
     }];
     for a in &acks {
         let what =
@@ -213,6 +220,7 @@ async fn build(
         may_reveal: who.account.phi_view,
         reveal_error: None,
         min_reason: MIN_REASON_CHARS,
+        trace_id,
     })
 }
 

@@ -63,6 +63,8 @@ async fn console() -> Console {
         content_type: Some("application/edi-x12".into()),
         idempotency_key: None,
         channel: clearway_ingest::accept::Channel::Http,
+        // The caller's trace: the transaction page names it.
+        traceparent: Some(format!("00-{TRACE_ID}-00f067aa0ba902b7-01")),
         audit: None,
     };
     let clearway_ingest::accept::Outcome::Accepted { record, .. } =
@@ -72,6 +74,8 @@ async fn console() -> Console {
     };
     Console { app, console, accounts, audit, svc, transaction: record.id.to_string(), _dir: dir }
 }
+
+const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 
 struct Answer {
     status: StatusCode,
@@ -503,6 +507,9 @@ async fn the_transaction_page_masks_phi_until_a_reason_is_given() {
     assert!(html.contains(r#"<span class="seg-id">CLM</span>"#), "claims shown");
     assert!(html.contains("loop 2300"), "loops");
     assert!(html.contains("ISA13</span>=<span class=\"el-value\">"), "envelopes in clear");
+    // The trace id, in the facts and on the timeline's first line.
+    assert!(html.contains(&format!(r#"<code id="trace-id">{TRACE_ID}</code>"#)), "the trace id");
+    assert!(html.contains(&format!("stored and queued; trace {TRACE_ID}")), "the timeline names the trace");
     // No name, member id or date of birth of the synthetic file.
     let payload = String::from_utf8(claims_837()).unwrap();
     let phi: Vec<&str> = payload
@@ -638,6 +645,7 @@ async fn dead_letter(c: &Console, seed: u64, reason: &str) -> String {
         content_type: Some("application/edi-x12".into()),
         idempotency_key: None,
         channel: clearway_ingest::accept::Channel::Http,
+        traceparent: None,
         audit: None,
     };
     let clearway_ingest::accept::Outcome::Accepted { record, .. } =

@@ -72,6 +72,19 @@ struct Raw {
     limits: RawLimits,
     #[serde(default)]
     analytics: RawAnalytics,
+    #[serde(default)]
+    telemetry: RawTelemetry,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTelemetry {
+    otlp_endpoint: Option<String>,
+    protocol: Option<String>,
+    service_name: Option<String>,
+    sample_ratio: Option<f64>,
+    export_timeout_ms: Option<u64>,
+    max_queue_spans: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -864,6 +877,35 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// The analytics export (`[analytics]`).
     pub analytics: AnalyticsConfig,
+    /// Span export (`[telemetry]`).
+    pub telemetry: TelemetryConfig,
+}
+
+/// Span export over OTLP (`[telemetry]`); see `clearway_core::telemetry`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TelemetryConfig {
+    /// The collector's OTLP/HTTP traces URL (`http://127.0.0.1:4318/v1/traces`);
+    /// `None`: spans are not exported (a caller's `traceparent` is still
+    /// kept and passed on).
+    pub otlp_endpoint: Option<String>,
+    /// `http/protobuf` (the OTLP default) or `http/json`.
+    pub protocol: OtlpProtocol,
+    /// `service.name` of the exported spans.
+    pub service_name: String,
+    /// Share of new traces sampled (0 to 1); a caller's sampling decision
+    /// in its `traceparent` is followed.
+    pub sample_ratio: f64,
+    /// Longest wait for the collector per export.
+    pub export_timeout: Duration,
+    /// Spans held for export; beyond it new spans are dropped (and
+    /// counted), never waited for.
+    pub max_queue_spans: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OtlpProtocol {
+    HttpProtobuf,
+    HttpJson,
 }
 
 /// The analytics export (`[analytics]`).
@@ -1427,6 +1469,39 @@ fn validate(raw: Raw, e: &mut Vec<ConfigError>) -> Config {
         s3_region: a.s3_region.clone(),
         kms_key_id: a.kms_key_id.clone(),
     };
+    let t = &raw.telemetry;
+    let telemetry = TelemetryConfig {
+        otlp_endpoint: match t.otlp_endpoint.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(u) if u.starts_with("http://") || u.starts_with("https://") => Some(u.to_string()),
+            Some(_) => {
+                e.push(err("telemetry.otlp_endpoint", "must start with http:// or https:// (OTLP over HTTP)"));
+                None
+            }
+        },
+        protocol: match t.protocol.as_deref().unwrap_or("http/protobuf") {
+            "http/protobuf" => OtlpProtocol::HttpProtobuf,
+            "http/json" => OtlpProtocol::HttpJson,
+            other => {
+                e.push(err("telemetry.protocol", format!("must be http/protobuf or http/json, not {other}")));
+                OtlpProtocol::HttpProtobuf
+            }
+        },
+        service_name: match t.service_name.as_deref().map(str::trim) {
+            None | Some("") => "clearway".into(),
+            Some(n) => n.to_string(),
+        },
+        sample_ratio: match t.sample_ratio {
+            None => 1.0,
+            Some(r) if (0.0..=1.0).contains(&r) => r,
+            Some(r) => {
+                e.push(err("telemetry.sample_ratio", format!("must be between 0 and 1, not {r}")));
+                1.0
+            }
+        },
+        export_timeout: Duration::from_millis(positive("telemetry.export_timeout_ms", t.export_timeout_ms, 10_000, e)),
+        max_queue_spans: positive("telemetry.max_queue_spans", t.max_queue_spans, 2048, e) as usize,
+    };
     let fastpath = FastpathConfig {
         timeout: millis("fastpath.timeout_ms", raw.fastpath.timeout_ms, 2000, e),
         cache_capacity: positive("fastpath.cache_capacity", raw.fastpath.cache_capacity, 1_000_000, e),
@@ -1520,6 +1595,7 @@ fn validate(raw: Raw, e: &mut Vec<ConfigError>) -> Config {
         webhooks_tls,
         limits,
         analytics,
+        telemetry,
     }
 }
 
@@ -1882,6 +1958,27 @@ mod tests {
         let env = HashMap::from([("CLEARWAY__ANALYTICS__TUVA_SNAPSHOTS".to_string(), "false".to_string())]);
         assert!(!load(None, &env).unwrap().analytics.tuva_snapshots);
         assert!(load(None, &HashMap::new()).unwrap().analytics.tuva_snapshots, "on by default");
+    }
+
+    #[test]
+    fn telemetry_settings_are_checked_together() {
+        let t = load(None, &HashMap::new()).unwrap().telemetry;
+        assert_eq!(
+            (t.otlp_endpoint, t.protocol, t.service_name.as_str()),
+            (None, OtlpProtocol::HttpProtobuf, "clearway")
+        );
+        assert_eq!((t.sample_ratio, t.max_queue_spans), (1.0, 2048));
+        let good = "[telemetry]\notlp_endpoint = \"http://127.0.0.1:4318/v1/traces\"\nprotocol = \"http/json\"\nsample_ratio = 0.25\n";
+        let t = load(Some(good), &HashMap::new()).unwrap().telemetry;
+        assert_eq!(t.otlp_endpoint.as_deref(), Some("http://127.0.0.1:4318/v1/traces"));
+        assert_eq!((t.protocol, t.sample_ratio), (OtlpProtocol::HttpJson, 0.25));
+        let bad = "[telemetry]\notlp_endpoint = \"grpc://collector:4317\"\nprotocol = \"grpc\"\nsample_ratio = 2.0\nexport_timeout_ms = 0\n";
+        let paths: Vec<String> = load(Some(bad), &HashMap::new()).unwrap_err().into_iter().map(|e| e.path).collect();
+        for p in
+            ["telemetry.otlp_endpoint", "telemetry.protocol", "telemetry.sample_ratio", "telemetry.export_timeout_ms"]
+        {
+            assert!(paths.iter().any(|x| x == p), "{p} reported: {paths:?}");
+        }
     }
 
     #[test]

@@ -64,7 +64,12 @@ pub async fn replay(ports: &Ports, id: &TransactionId, dry_run: bool) -> PortRes
     record.attempts = 0;
     record.failure = None;
     record.updated_at = timestamp(time::OffsetDateTime::now_utc());
-    let pointer = encode_json(&Pointer { transaction: id.clone(), partner: dead.partner.clone() })?;
+    // The replayed work continues the transaction's own trace.
+    let pointer = encode_json(&Pointer {
+        transaction: id.clone(),
+        partner: dead.partner.clone(),
+        traceparent: record.traceparent.clone(),
+    })?;
     ports
         .journal
         .commit(Commit {

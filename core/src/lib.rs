@@ -44,6 +44,7 @@ pub mod roundtrip;
 pub mod sealed;
 pub mod sensitive;
 pub mod systems;
+pub mod telemetry;
 
 pub use domain::*;
 pub use error::{ErrorKind, PortError, PortResult};

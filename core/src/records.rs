@@ -131,6 +131,11 @@ pub struct TransactionRecord {
     /// [`Table::Deliveries`](crate::ports::Table::Deliveries).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub destinations: Vec<String>,
+    /// The W3C trace context of its intake (the caller's `traceparent`, or
+    /// the intake span's when spans are exported): later stages (replay,
+    /// deliveries) continue the trace, and the console shows its id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 impl TransactionRecord {
@@ -144,6 +149,10 @@ impl TransactionRecord {
 pub struct Pointer {
     pub transaction: TransactionId,
     pub partner: PartnerId,
+    /// The W3C trace context of the intake that queued it
+    /// ([`crate::telemetry`]): the worker's spans continue that trace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 /// A stored acknowledgement (Table::Acks, pk = transaction, sk = ack id).

@@ -304,6 +304,10 @@ pub struct QueueEntry {
     /// file's message the destination refused).
     #[serde(default)]
     pub dead_lettered: u32,
+    /// The W3C trace context of the intake that queued it: its delivery's
+    /// spans belong to the transaction's trace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 /// Where a transaction stands with one destination (`tx/<transaction>`,

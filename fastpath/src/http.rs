@@ -9,6 +9,7 @@ use clearway_core::{ClaimStatusRequest, EligibilityRequest};
 use clearway_formats::x12::build::{self, Controls, EligibilityOutcome, Envelope};
 use clearway_formats::x12::{AnalyzeOptions, Delimiters, Document, analyze};
 use time::{OffsetDateTime, PrimitiveDateTime};
+use tracing::Instrument;
 
 /// Largest 271 read from a payer.
 const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
@@ -88,9 +89,15 @@ pub(crate) async fn exchange_as(
     content_type: &str,
     body: Vec<u8>,
 ) -> Result<Vec<u8>, UpstreamError> {
-    let mut resp = client.post(url).header("content-type", content_type).body(body).send().await.map_err(|e| {
+    let span = tracing::info_span!("payer call", otel.kind = "client", content_type, status = tracing::field::Empty);
+    let mut req = client.post(url).header("content-type", content_type);
+    if let Some(tp) = clearway_core::telemetry::traceparent(&span, None) {
+        req = req.header(clearway_core::telemetry::TRACEPARENT, tp);
+    }
+    let mut resp = req.body(body).send().instrument(span.clone()).await.map_err(|e| {
         UpstreamError::Unavailable(if e.is_timeout() { "timeout".into() } else { "unreachable".into() })
     })?;
+    span.record("status", resp.status().as_u16());
     if !resp.status().is_success() {
         return Err(UpstreamError::Unavailable(format!("payer answered {}", resp.status().as_u16())));
     }

@@ -13,11 +13,13 @@ use clearway_core::records::{
     AckRecord, DedupeKind, DedupeRecord, Format, Pointer, Status, TransactionRecord, dedupe_key, timestamp,
 };
 use clearway_core::systems::{self, OnError, QueueEntry};
+use clearway_core::telemetry;
 use clearway_core::{BlobKey, ErrorKind, PartnerId, PortError, TransactionId};
 use clearway_formats::hl7;
 use clearway_formats::x12::build::{self, Controls};
 use clearway_formats::x12::isa::{IsaError, parse_isa};
 use time::OffsetDateTime;
+use tracing::Instrument;
 
 /// How a submission arrived.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +44,9 @@ pub struct Submission {
     pub content_type: Option<String>,
     pub idempotency_key: Option<String>,
     pub channel: Channel,
+    /// The caller's W3C `traceparent` (`None` when absent or not valid: a
+    /// new trace starts).
+    pub traceparent: Option<String>,
     /// The request's audit event, to stage in the intake's commit (given
     /// the new transaction's id; `None` from it: nothing to stage).
     pub audit: Option<AuditStage>,
@@ -383,9 +388,41 @@ pub fn hl7_ack_control(transaction: &TransactionId, kind: &str) -> String {
 }
 
 /// Accepts a submission.
-pub async fn accept(svc: &Services, mut sub: Submission) -> Result<Outcome, Refusal> {
+pub async fn accept(svc: &Services, sub: Submission) -> Result<Outcome, Refusal> {
+    let span = tracing::info_span!(
+        "intake",
+        otel.kind = "server",
+        partner = %sub.partner,
+        channel = sub.channel.as_str(),
+        bytes = sub.body.len(),
+        transaction_id = tracing::field::Empty,
+        format = tracing::field::Empty,
+        outcome = tracing::field::Empty,
+    );
+    telemetry::set_parent(&span, sub.traceparent.as_deref());
+    let answer = accept_in(svc, sub).instrument(span.clone()).await;
+    span.record(
+        "outcome",
+        match &answer {
+            Ok(Outcome::Accepted { .. }) => "accepted",
+            Ok(Outcome::Replayed { .. }) => "replayed",
+            Ok(Outcome::Duplicate { reason, .. }) => reason.as_str(),
+            Err(Refusal::BadRequest { .. }) => "bad-request",
+            Err(Refusal::UnsupportedMediaType(_)) => "unsupported-media-type",
+            Err(Refusal::Unavailable { throttled: true, .. }) => "throttled",
+            Err(Refusal::Unavailable { .. }) => "unavailable",
+            Err(Refusal::IdempotencyInFlight) => "idempotency-in-flight",
+            Err(Refusal::IdempotencyMismatch) => "idempotency-mismatch",
+            Err(Refusal::NoRoute { .. }) => "no-route",
+        },
+    );
+    answer
+}
+
+async fn accept_in(svc: &Services, mut sub: Submission) -> Result<Outcome, Refusal> {
     let now = OffsetDateTime::now_utc();
     let format = classify(sub.content_type.as_deref(), &sub.body)?;
+    tracing::Span::current().record("format", format.as_str());
     let checked = match precheck(format, &sub.body, now) {
         Ok(c) => c,
         // On MLLP an HL7 message that cannot be parsed is still stored and
@@ -422,9 +459,16 @@ pub async fn accept(svc: &Services, mut sub: Submission) -> Result<Outcome, Refu
     // is the original looked up. The common case costs no reads.
 
     let id = TransactionId::new();
+    tracing::Span::current().record("transaction_id", id.as_str());
+    let traceparent = telemetry::traceparent(&tracing::Span::current(), sub.traceparent.as_deref());
     let blob_key = BlobKey::for_transaction(partner, now.date(), &id);
     let aad = clearway_core::keys::payload_aad(&id, partner);
-    let sealed = svc.partners.seal(partner, &sub.body, aad.as_bytes()).await.map_err(|e| unavailable(&e))?;
+    let sealed = svc
+        .partners
+        .seal(partner, &sub.body, aad.as_bytes())
+        .instrument(tracing::info_span!("seal"))
+        .await
+        .map_err(|e| unavailable(&e))?;
     let received_at = timestamp(now);
     let record = TransactionRecord {
         id: id.clone(),
@@ -446,6 +490,7 @@ pub async fn accept(svc: &Services, mut sub: Submission) -> Result<Outcome, Refu
         failure: None,
         updated_at: received_at.clone(),
         destinations: routed.as_ref().map(|r| r.iter().map(|d| d.destination.clone()).collect()).unwrap_or_default(),
+        traceparent: traceparent.clone(),
     };
     let hl7_ack = checked.hl7.then(|| intake_hl7_ack(&sub.body, &id, now));
     let accepted_body =
@@ -537,6 +582,7 @@ pub async fn accept(svc: &Services, mut sub: Submission) -> Result<Outcome, Refu
                     attempts: 0,
                     acknowledged: 0,
                     dead_lettered: 0,
+                    traceparent: traceparent.clone(),
                 };
                 writes.push(WriteOp::Put {
                     key: systems::queue_key(&d.destination, &systems::next_seq(now_us, id.as_str())),
@@ -568,8 +614,21 @@ pub async fn accept(svc: &Services, mut sub: Submission) -> Result<Outcome, Refu
     };
     let staged_audit = staged.is_some();
     writes.extend(staged);
-    let pointer = encode(&Pointer { transaction: id.clone(), partner: partner.clone() });
-    match svc.ports.journal.commit(Commit { blob: Some((blob_key, Bytes::from(sealed))), writes, pointer }).await {
+    // The commit stores the payload and queues its pointer: the queue
+    // hop's producer span, whose context the pointer carries.
+    let send = tracing::info_span!("send work", otel.kind = "producer", messaging.operation.type = "send", messaging.destination.name = "work");
+    let pointer = encode(&Pointer {
+        transaction: id.clone(),
+        partner: partner.clone(),
+        traceparent: telemetry::traceparent(&send, traceparent.as_deref()),
+    });
+    let committed = svc
+        .ports
+        .journal
+        .commit(Commit { blob: Some((blob_key, Bytes::from(sealed))), writes, pointer })
+        .instrument(send)
+        .await;
+    match committed {
         Ok(()) => {
             if let Some(routed) = &routed {
                 for d in routed {

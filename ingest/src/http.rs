@@ -27,6 +27,7 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
+use tracing::Instrument;
 
 /// Renders the Prometheus metrics text (supplied by the binary, which owns
 /// the recorder).
@@ -1413,6 +1414,10 @@ async fn submit(State(st): State<AppState>, Authed(partner): Authed, req: axum::
         content_type: headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_string),
         idempotency_key,
         channel: Channel::Http,
+        traceparent: headers
+            .get(clearway_core::telemetry::TRACEPARENT)
+            .and_then(|v| v.to_str().ok())
+            .and_then(clearway_core::telemetry::parse),
         audit,
     };
     match accept::accept(svc, sub).await {
@@ -1628,6 +1633,7 @@ async fn transaction(
         "ackIds": r.ack_ids,
         "failure": r.failure,
         "deliveries": deliveries,
+        "traceparent": r.traceparent,
     })))
 }
 
@@ -2139,6 +2145,21 @@ fn realtime_reply(reply: clearway_fastpath::Reply) -> Response {
     }
 }
 
+/// The span of a real-time exchange, continuing the caller's trace
+/// (`traceparent`); `source` is where the answer came from.
+fn realtime_span(kind: &'static str, partner: &PartnerId, headers: &axum::http::HeaderMap) -> tracing::Span {
+    let span = tracing::info_span!(
+        "realtime",
+        otel.kind = "server",
+        kind,
+        partner = %partner,
+        source = tracing::field::Empty,
+    );
+    let tp = headers.get(clearway_core::telemetry::TRACEPARENT).and_then(|v| v.to_str().ok());
+    clearway_core::telemetry::set_parent(&span, tp);
+    span
+}
+
 /// `POST /v1/eligibility`: a 270 answered with a 271, or a FHIR
 /// CoverageEligibilityRequest with a CoverageEligibilityResponse (or an
 /// OperationOutcome saying why not), synchronously.
@@ -2153,7 +2174,10 @@ async fn eligibility(
     let media = media_type(&headers);
     let response = if media == "application/fhir+json" || media == "application/json" {
         let bytes = bounded_body(&headers, body).await?;
-        let (answer, served) = clearway_fastpath::observe(svc.fastpath.eligibility_fhir(&bytes, now)).await;
+        let span = realtime_span("270-fhir", &p.id, &headers);
+        let (answer, served) =
+            clearway_fastpath::observe(svc.fastpath.eligibility_fhir(&bytes, now)).instrument(span.clone()).await;
+        span.record("source", served.source.as_str());
         let (status, value) = match answer {
             Ok(v) => (StatusCode::OK, v),
             Err(outcome) => (StatusCode::BAD_REQUEST, outcome),
@@ -2163,7 +2187,10 @@ async fn eligibility(
         (status, [(header::CONTENT_TYPE, "application/fhir+json")], value.to_string()).into_response()
     } else {
         let bytes = realtime_body(&headers, body).await?;
-        let (reply, served) = clearway_fastpath::observe(svc.fastpath.eligibility_x12(&bytes, now)).await;
+        let span = realtime_span("270", &p.id, &headers);
+        let (reply, served) =
+            clearway_fastpath::observe(svc.fastpath.eligibility_x12(&bytes, now)).instrument(span.clone()).await;
+        span.record("source", served.source.as_str());
         record_reply(&svc, &p.id, "270", &bytes, &reply, now, served);
         realtime_reply(reply)
     };
@@ -2182,7 +2209,10 @@ async fn claim_status(
     let (Parts { headers, .. }, body) = req.into_parts();
     let bytes = realtime_body(&headers, body).await?;
     let now = time::OffsetDateTime::now_utc();
-    let (reply, served) = clearway_fastpath::observe(svc.fastpath.claim_status_x12(&p.id, &bytes, now)).await;
+    let span = realtime_span("276", &p.id, &headers);
+    let (reply, served) =
+        clearway_fastpath::observe(svc.fastpath.claim_status_x12(&p.id, &bytes, now)).instrument(span.clone()).await;
+    span.record("source", served.source.as_str());
     record_reply(&svc, &p.id, "276", &bytes, &reply, now, served);
     svc.fastpath.record_claim_status(started.elapsed());
     Ok(realtime_reply(reply))
@@ -2210,7 +2240,11 @@ async fn pharmacy(
         ));
     }
     let bytes = body_at_most(&headers, body, MAX_PHARMACY_BYTES).await?;
-    let reply = svc.fastpath.pharmacy(&p.id, &bytes, time::OffsetDateTime::now_utc()).await;
+    let reply = svc
+        .fastpath
+        .pharmacy(&p.id, &bytes, time::OffsetDateTime::now_utc())
+        .instrument(realtime_span("ncpdp", &p.id, &headers))
+        .await;
     let id = HeaderValue::from_str(reply.transaction.as_str()).ok();
     let mut response = ([(header::CONTENT_TYPE, MEDIA_TYPE)], reply.response).into_response();
     if let Some(id) = id {
@@ -2313,7 +2347,11 @@ async fn core_answer(
     match core_partner(svc, req, peer, slot).await {
         Ok(partner) if req.processing_mode.as_deref() == Some("Batch") => core_batch(svc, partner, req, now).await,
         Ok(partner) => {
-            let (answer, served) = clearway_fastpath::observe(svc.fastpath.core_exchange(&partner, req, now)).await;
+            let span = realtime_span("core", &partner, &axum::http::HeaderMap::new());
+            let (answer, served) = clearway_fastpath::observe(svc.fastpath.core_exchange(&partner, req, now))
+                .instrument(span.clone())
+                .await;
+            span.record("source", served.source.as_str());
             let txn = match req.payload_type.as_deref().unwrap_or("") {
                 t if t.starts_with("X12_276") => "276",
                 _ => "270",
@@ -2353,6 +2391,7 @@ async fn core_batch(
         content_type: Some("application/edi-x12".into()),
         idempotency_key: req.payload_id.as_deref().map(|id| format!("core-batch:{}", id.to_ascii_lowercase())),
         channel: Channel::Http,
+        traceparent: None,
         audit: None,
     };
     let (code, message): (&'static str, String) = match accept::accept(svc, sub).await {

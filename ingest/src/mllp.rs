@@ -313,6 +313,7 @@ async fn handle(
         content_type: Some("application/hl7-v2".into()),
         idempotency_key: None,
         channel: Channel::Mllp,
+        traceparent: None,
         audit: None,
     };
     match accept::accept(svc, sub).await {

@@ -29,6 +29,7 @@ fn submission(partner: &PartnerId, key: Option<&str>) -> Submission {
         content_type: Some("application/fhir+json".into()),
         idempotency_key: key.map(str::to_string),
         channel: Channel::Http,
+        traceparent: None,
         audit: None,
     }
 }

@@ -11,6 +11,7 @@ mod keys;
 mod routes;
 mod serve;
 mod store;
+mod telemetry;
 mod validate;
 
 use crate::cli::{Cli, Command};

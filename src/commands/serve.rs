@@ -11,7 +11,7 @@
 //! after restart.
 
 use super::store::{Backend, Store, load_config};
-use crate::cli::{LogFormat, Role, ServeArgs};
+use crate::cli::{Role, ServeArgs};
 use anyhow::Context;
 use axum::serve::ListenerExt;
 use clearway_core::codesets::CodeSetStore;
@@ -49,13 +49,17 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     })?;
     let _data_dir_lock = lock_data_dir(&config, args.role)?;
     config.server.lone_writer = _data_dir_lock.as_ref().is_some_and(|(_, exclusive)| *exclusive);
-    init_tracing(args.log_format);
+    let _telemetry = super::telemetry::init(args.log_format, &config.telemetry, args.role)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("clearway")
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(serve(Arc::new(config), args.role))
+    let served = runtime.block_on(serve(Arc::new(config), args.role));
+    // The runtime first (its tasks' spans end), then the span export is
+    // flushed as `_telemetry` drops.
+    drop(runtime);
+    served
 }
 
 /// On the embedded backend, `serve` holds `<data dir>/serve.lock` while it
@@ -89,24 +93,6 @@ fn lock_data_dir(config: &clearway_core::config::Config, role: Role) -> anyhow::
         ),
         Err(std::fs::TryLockError::Error(e)) => Err(e).with_context(|| format!("cannot lock {}", path.display())),
     }
-}
-
-/// Logs go to standard error; `CLEARWAY_LOG` sets the filter (default
-/// `info`, e.g. `CLEARWAY_LOG=info,clearway_workers=debug`). Log lines
-/// carry ids and codes only, never payload content.
-fn init_tracing(format: LogFormat) {
-    use tracing_subscriber::filter::Targets;
-    use tracing_subscriber::prelude::*;
-    let filter: Targets = std::env::var("CLEARWAY_LOG")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| Targets::new().with_default(tracing::Level::INFO));
-    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_target(true);
-    let registry = tracing_subscriber::registry().with(filter);
-    let _ = match format {
-        LogFormat::Text => registry.with(fmt.with_ansi(false)).try_init(),
-        LogFormat::Json => registry.with(fmt.json().flatten_event(true)).try_init(),
-    };
 }
 
 async fn serve(config: Arc<clearway_core::config::Config>, role: Role) -> anyhow::Result<ExitCode> {

@@ -664,3 +664,33 @@ macro_rules! on_both_backends {
         }
     };
 }
+
+/// Names, patient control numbers and member ids in an X12 file: none may
+/// appear in anything exported (analytics files, spans).
+pub fn phi_markers(x12: &str) -> std::collections::BTreeSet<String> {
+    let analysis = clearway_formats::x12::analyze(x12.as_bytes(), &Default::default());
+    let mut out = std::collections::BTreeSet::new();
+    for d in analysis.documents() {
+        if let clearway_formats::x12::Document::Enrollment(en) = d {
+            for m in &en.members {
+                out.extend(m.member_id.expose().clone());
+                out.extend(m.subscriber_id.expose().clone());
+                out.insert(m.person.last_name.expose().clone());
+                out.extend(m.person.first_name.expose().clone());
+            }
+        }
+        if let clearway_formats::x12::Document::Claim(c) = d {
+            out.insert(c.patient_control_number.expose().clone());
+            if let Some(m) = c.subscriber_member_id.expose() {
+                out.insert(m.clone());
+            }
+            for p in [&c.patient, &c.subscriber] {
+                out.insert(p.last_name.expose().clone());
+                if let Some(f) = p.first_name.expose() {
+                    out.insert(f.clone());
+                }
+            }
+        }
+    }
+    out
+}

@@ -393,6 +393,7 @@ mod tests {
             failure: Some("routing failed".into()),
             updated_at: timestamp(now),
             destinations: vec![],
+            traceparent: None,
         };
         state
             .write(vec![WriteOp::Put {

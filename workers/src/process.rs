@@ -20,6 +20,7 @@ use clearway_core::ports::{Condition, Event, Key, MAX_EVENT_BATCH, MAX_WRITE_OPS
 use clearway_core::records::{
     AckRecord, ClaimRecord, Format, IssueRecord, Pointer, Status, TransactionRecord, effect_key, timestamp,
 };
+use clearway_core::telemetry;
 use clearway_core::{Claim, ErrorKind, PartnerId, PortError, PortResult, TransactionId};
 use clearway_formats::report::Issue;
 use clearway_formats::x12::batch::{ClaimFragment, SubmitterInfo};
@@ -175,8 +176,27 @@ impl Processor {
         if record.status.is_terminal() {
             return Ok(());
         }
-        let span = tracing::info_span!("process", transaction_id = %record.id, partner = %record.partner, format = record.format.as_str(), attempt);
-        self.process_record(key, record, version, attempt).instrument(span).await
+        // The queue hop's consumer span, a child of the intake's (the
+        // pointer's trace context, or the record's for older pointers).
+        let queued_ms = (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64 - record.received_at_ms;
+        let span = tracing::info_span!(
+            "process",
+            otel.kind = "consumer",
+            messaging.operation.type = "process",
+            messaging.destination.name = "work",
+            transaction_id = %record.id,
+            partner = %record.partner,
+            format = record.format.as_str(),
+            attempt,
+            since_received_ms = queued_ms.max(0),
+            otel.status_code = tracing::field::Empty,
+        );
+        telemetry::set_parent(&span, ptr.traceparent.as_deref().or(record.traceparent.as_deref()));
+        let done = self.process_record(key, record, version, attempt).instrument(span.clone()).await;
+        if done.is_err() {
+            span.record("otel.status_code", "ERROR");
+        }
+        done
     }
 
     /// Processes a non-terminal transaction record at `version`.
@@ -204,9 +224,10 @@ impl Processor {
             version += 1;
         }
 
-        let sealed = self.ports.blobs.get(&record.blob_key, MAX_PAYLOAD_BYTES).await?;
+        let read = tracing::info_span!("read payload");
+        let sealed = self.ports.blobs.get(&record.blob_key, MAX_PAYLOAD_BYTES).instrument(read.clone()).await?;
         let aad = clearway_core::keys::payload_aad(&record.id, &record.partner);
-        let payload = match self.partners.open(&record.partner, &sealed, aad.as_bytes()).await {
+        let payload = match self.partners.open(&record.partner, &sealed, aad.as_bytes()).instrument(read).await {
             Ok(p) => p,
             Err(e) if e.kind() == ErrorKind::InvalidInput => return Err(ProcessError::Decrypt),
             Err(e) => return Err(e.into()),
@@ -231,18 +252,22 @@ impl Processor {
         let mut outcome = if format == Format::Ncpdp {
             self.ncpdp_batch(&record, &payload).await?
         } else {
-            tokio::task::spawn_blocking(move || match format {
-                Format::X12 => x12(&payload, &id, at, &clearinghouse, &claims, &router, &partners),
-                Format::Hl7 => Ok(hl7_messages(&payload, &id, received)),
-                Format::Fhir => fhir_resource(&payload, &id, received, &claims, routed),
-                Format::Ncpdp => Err(PortError::new(ErrorKind::Internal, "an NCPDP batch is processed apart")),
+            let span = tracing::Span::current();
+            tokio::task::spawn_blocking(move || {
+                span.in_scope(|| match format {
+                    Format::X12 => x12(&payload, &id, at, &clearinghouse, &claims, &router, &partners),
+                    Format::Hl7 => Ok(hl7_messages(&payload, &id, received)),
+                    Format::Fhir => fhir_resource(&payload, &id, received, &claims, routed),
+                    Format::Ncpdp => Err(PortError::new(ErrorKind::Internal, "an NCPDP batch is processed apart")),
+                })
             })
             .await
             .map_err(|e| PortError::with_cause(ErrorKind::Internal, "process payload", e))??
         };
 
         // Route the claims that were accepted, skipping those already done.
-        let (claim_records, mut writes) = self.route_claims(&record, &mut outcome).await?;
+        let route = tracing::info_span!("route claims", claims = outcome.claims.len());
+        let (claim_records, mut writes) = self.route_claims(&record, &mut outcome).instrument(route).await?;
 
         // Route markers, coverage and payments, the claim index, then the
         // acks and their feed entries: all idempotent puts, written in as
@@ -250,22 +275,28 @@ impl Processor {
         // one, with their feed cursors minted just before it: a stamp in
         // flight holds every feed reader back, so it covers that write
         // only, not the ones before.
-        let mut acks = self.ack_records(&record, &outcome).await?;
-        writes.extend(last_write_wins(std::mem::take(&mut outcome.writes)));
-        writes.extend(self.claim_index_writes(&record, &claim_records)?);
-        let room = MAX_WRITE_OPS.saturating_sub(2 * acks.len());
-        let tail = writes.split_off(writes.len().saturating_sub(room));
-        for chunk in writes.chunks(MAX_WRITE_OPS) {
-            self.ports.state.write(chunk.to_vec()).await?;
+        let store = tracing::info_span!("store outcome", acks = outcome.acks.len());
+        let acks = async {
+            let mut acks = self.ack_records(&record, &outcome).await?;
+            writes.extend(last_write_wins(std::mem::take(&mut outcome.writes)));
+            writes.extend(self.claim_index_writes(&record, &claim_records)?);
+            let room = MAX_WRITE_OPS.saturating_sub(2 * acks.len());
+            let tail = writes.split_off(writes.len().saturating_sub(room));
+            for chunk in writes.chunks(MAX_WRITE_OPS) {
+                self.ports.state.write(chunk.to_vec()).await?;
+            }
+            let stamp = feed::clock().stamp();
+            let mut last = tail;
+            for (ack, earlier) in &mut acks {
+                ack.feed_cursor = Some(ack.feed_cursor_of(self.ports.state.as_ref(), earlier.as_ref(), &stamp).await?);
+                last.extend(ack.feed_ops()?);
+            }
+            let last: Vec<Vec<WriteOp>> = last.chunks(MAX_WRITE_OPS).map(<[WriteOp]>::to_vec).collect();
+            feed::write_stamped(self.ports.state.clone(), last, stamp).await?;
+            Ok::<_, ProcessError>(acks)
         }
-        let stamp = feed::clock().stamp();
-        let mut last = tail;
-        for (ack, earlier) in &mut acks {
-            ack.feed_cursor = Some(ack.feed_cursor_of(self.ports.state.as_ref(), earlier.as_ref(), &stamp).await?);
-            last.extend(ack.feed_ops()?);
-        }
-        let last: Vec<Vec<WriteOp>> = last.chunks(MAX_WRITE_OPS).map(<[WriteOp]>::to_vec).collect();
-        feed::write_stamped(self.ports.state.clone(), last, stamp).await?;
+        .instrument(store)
+        .await?;
         let acks: Vec<AckRecord> = acks.into_iter().map(|(a, _)| a).collect();
         metrics::counter!("clearway_acks_total").increment(acks.len() as u64);
         if let Some(hook) = &self.coverage_changed {
@@ -286,7 +317,7 @@ impl Processor {
         // two republishes on redelivery (events carry stable ids), whereas
         // the other order would lose the events, since a terminal record
         // is never processed again.
-        self.publish(&record.partner, &acks).await?;
+        self.publish(&record.partner, &acks).instrument(tracing::info_span!("publish acks")).await?;
         // The change feed's event goes in the same atomic write as the
         // terminal record: analytics sees the transaction once, and only
         // once it is done.
@@ -805,7 +836,8 @@ fn x12(
     router: &Router,
     partners: &Partners,
 ) -> PortResult<Outcome> {
-    let analysis = analyze(payload, &AnalyzeOptions::default());
+    let analysis = tracing::info_span!("validate", bytes = payload.len())
+        .in_scope(|| analyze(payload, &AnalyzeOptions::default()));
     let mut out = Outcome::default();
     if let Some(f) = &analysis.totals.fatal {
         out.issues.push(clearway_formats::report::fatal_issue(f));
@@ -858,7 +890,8 @@ fn x12(
                     })
                     .collect();
                 let set_id = Some(set.report.header.control_number.as_str());
-                let decisions = judge.judge(out.claims.len() + 1, &in_set, set_id, &mut out)?;
+                let decisions = tracing::info_span!("claim edits", claims = in_set.len())
+                    .in_scope(|| judge.judge(out.claims.len() + 1, &in_set, set_id, &mut out))?;
                 // The set's fragments, when they line up with its claims.
                 let mut own = fragments
                     .remove(&(i, g, s))

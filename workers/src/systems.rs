@@ -40,6 +40,7 @@ use clearway_core::records::{decode_json, encode_json, timestamp};
 use clearway_core::systems::{
     self, DeliveryStatus, Lease, OnError, QueueDepth, QueueEntry, SystemDestination, Transport,
 };
+use clearway_core::telemetry;
 use clearway_core::{BlobKey, ErrorKind, PartnerId, PortError, PortResult};
 use clearway_formats::hl7;
 use std::sync::Arc;
@@ -49,6 +50,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 /// A deliverer's lease on its destination.
 pub const LEASE_MS: i64 = 15_000;
@@ -97,6 +99,18 @@ enum Attempt {
     Undeliverable(String),
     /// Stopped between two messages (shutdown, or the lease was lost).
     Stopped,
+}
+
+impl Attempt {
+    fn as_str(&self) -> &'static str {
+        match self {
+            Attempt::Delivered(_) => "delivered",
+            Attempt::Refused { .. } => "refused",
+            Attempt::Failed(_) => "failed",
+            Attempt::Undeliverable(_) => "undeliverable",
+            Attempt::Stopped => "stopped",
+        }
+    }
 }
 
 impl Deliverers {
@@ -246,7 +260,25 @@ impl Lane {
                 break;
             }
             let started = Instant::now();
-            let (attempt, acked) = self.attempt(&entry, shutdown).await;
+            // A span in the transaction's trace (the queue entry carries
+            // its intake's context).
+            let span = tracing::info_span!(
+                "deliver",
+                otel.kind = "client",
+                destination = %self.dest.name,
+                transport = self.dest.transport.kind(),
+                transaction_id = %entry.transaction,
+                messages = entry.messages.len(),
+                attempt = entry.attempts + 1,
+                outcome = tracing::field::Empty,
+                otel.status_code = tracing::field::Empty,
+            );
+            telemetry::set_parent(&span, entry.traceparent.as_deref());
+            let (attempt, acked) = self.attempt(&entry, shutdown).instrument(span.clone()).await;
+            span.record("outcome", attempt.as_str());
+            if !matches!(attempt, Attempt::Delivered(_) | Attempt::Stopped) {
+                span.record("otel.status_code", "ERROR");
+            }
             metrics::histogram!("clearway_destination_delivery_seconds", "destination" => self.dest.name.clone())
                 .record(started.elapsed().as_secs_f64());
             if acked > 0 {
@@ -616,9 +648,11 @@ impl Lane {
 
     async fn send_http(&mut self, url: &str, entry: &QueueEntry, key: &str, message: &[u8]) -> Attempt {
         let content_type = if entry.format == "fhir" { "application/fhir+json" } else { "application/hl7-v2" };
-        let resp = self
-            .http
-            .post(url)
+        let mut req = self.http.post(url);
+        if let Some(tp) = telemetry::traceparent(&tracing::Span::current(), entry.traceparent.as_deref()) {
+            req = req.header(telemetry::TRACEPARENT, tp);
+        }
+        let resp = req
             .timeout(self.dest.ack_timeout)
             .header("content-type", content_type)
             .header("idempotency-key", key)
@@ -769,6 +803,7 @@ fn blank_entry() -> QueueEntry {
         attempts: 0,
         acknowledged: 0,
         dead_lettered: 0,
+        traceparent: None,
     }
 }
 

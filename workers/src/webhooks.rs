@@ -18,12 +18,14 @@
 use clearway_core::feed;
 use clearway_core::partners::Partners;
 use clearway_core::ports::{Condition, Key, Ports, Table, WriteOp};
-use clearway_core::records::{AckRecord, FeedEntry, PartnerRecord};
+use clearway_core::records::{AckRecord, FeedEntry, PartnerRecord, TransactionRecord};
+use clearway_core::telemetry;
 use clearway_core::{PartnerId, PortResult, crypto};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
@@ -174,7 +176,22 @@ impl Inner {
                     settled_all = false;
                     break;
                 }
-                self.post(&url, secret.expose(), &entry).await?;
+                let span = tracing::info_span!(
+                    "webhook",
+                    otel.kind = "client",
+                    partner = %p.id,
+                    transaction_id = %entry.transaction,
+                    ack_id = %entry.ack_id,
+                    otel.status_code = tracing::field::Empty,
+                );
+                let traceparent = self.traceparent(&p.id, &entry.transaction).await;
+                telemetry::set_parent(&span, traceparent.as_deref());
+                let posted =
+                    self.post(&url, secret.expose(), &entry, traceparent.as_deref()).instrument(span.clone()).await;
+                if posted.is_err() {
+                    span.record("otel.status_code", "ERROR");
+                }
+                posted?;
                 metrics::counter!("clearway_webhook_deliveries_total").increment(1);
                 // Advance after each event, so a failure later does not
                 // resend what was delivered.
@@ -188,7 +205,14 @@ impl Inner {
         }
     }
 
-    async fn post(&self, url: &str, secret: &[u8], entry: &FeedEntry) -> Result<(), String> {
+    /// The trace context of the transaction an acknowledgement answers
+    /// (none when its record cannot be read: the delivery goes on).
+    async fn traceparent(&self, partner: &PartnerId, transaction: &clearway_core::TransactionId) -> Option<String> {
+        let item = self.ports.state.get(&TransactionRecord::key(partner, transaction)).await.ok()??;
+        serde_json::from_slice::<TransactionRecord>(&item.value).ok()?.traceparent
+    }
+
+    async fn post(&self, url: &str, secret: &[u8], entry: &FeedEntry, traceparent: Option<&str>) -> Result<(), String> {
         let ack = self
             .ports
             .state
@@ -212,9 +236,11 @@ impl Inner {
         .to_string();
         let ts = time::OffsetDateTime::now_utc().unix_timestamp();
         let sig = crypto::webhook_signature(secret, ts, body.as_bytes());
-        let resp = self
-            .http
-            .post(url)
+        let mut req = self.http.post(url);
+        if let Some(tp) = telemetry::traceparent(&tracing::Span::current(), traceparent) {
+            req = req.header(telemetry::TRACEPARENT, tp);
+        }
+        let resp = req
             .header("content-type", "application/json")
             .header("clearway-event-id", entry.ack_id.as_str())
             .header("clearway-timestamp", ts.to_string())

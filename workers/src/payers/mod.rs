@@ -55,6 +55,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use time::{OffsetDateTime, PrimitiveDateTime};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 /// Largest payer file read.
 pub const MAX_PAYER_FILE_BYTES: u64 = 512 * 1024 * 1024;
@@ -695,7 +696,23 @@ impl RoundTrip {
                 blocked.insert(payer.to_string());
                 continue;
             }
-            let result = self.deliver(&batch).await;
+            // A batch holds claims of many transactions: its spans are a
+            // trace of their own, found by the batch id.
+            let span = tracing::info_span!(
+                "payer batch send",
+                otel.kind = "client",
+                payer = %payer,
+                batch = %batch.id,
+                claims = batch.claims,
+                bytes = batch.bytes,
+                outcome = tracing::field::Empty,
+                otel.status_code = tracing::field::Empty,
+            );
+            let result = self.deliver(&batch).instrument(span.clone()).await;
+            match &result {
+                Ok(how) => span.record("outcome", *how),
+                Err(_) => span.record("outcome", "failed").record("otel.status_code", "ERROR"),
+            };
             let ok = result.is_ok();
             self.router.report(payer, ok);
             match result {
@@ -805,10 +822,11 @@ impl RoundTrip {
                 Ok(if wrote { "sent" } else { "present" })
             }
             Destination::Http(url) => {
-                let resp = self
-                    .http
-                    .get(&settings.id)
-                    .post(url)
+                let mut req = self.http.get(&settings.id).post(url);
+                if let Some(tp) = clearway_core::telemetry::traceparent(&tracing::Span::current(), None) {
+                    req = req.header(clearway_core::telemetry::TRACEPARENT, tp);
+                }
+                let resp = req
                     .timeout(settings.timeout.max(Duration::from_secs(30)))
                     .header("content-type", "application/edi-x12")
                     .header("idempotency-key", idempotency_key)
@@ -860,7 +878,11 @@ impl RoundTrip {
                 }
                 polled.insert(p.id.clone(), std::time::Instant::now());
             }
-            match self.poll(&p).await {
+            let span =
+                tracing::info_span!("payer poll", otel.kind = "client", payer = %p.id, files = tracing::field::Empty);
+            match self.poll(&p).instrument(span.clone()).await.inspect(|n| {
+                span.record("files", n);
+            }) {
                 Ok(n) => fetched += n,
                 Err(e) => {
                     tracing::warn!(payer = %p.id, error = %e, "polling the payer for answers failed");
@@ -983,7 +1005,8 @@ impl RoundTrip {
                 Err(e) => return Err(e),
             }
             file.applying_since_ms = None;
-            self.apply(file, item.version + 1).await?;
+            let span = tracing::info_span!("payer file apply", payer = %payer, file = %sha);
+            self.apply(file, item.version + 1).instrument(span).await?;
             applied += 1;
         }
         Ok(applied)
