@@ -290,6 +290,10 @@ def main():
         w.shot("replay")
         w.summary["replayed"] = poison
 
+        # Subscribed systems (none configured here): the page and its axe run.
+        w.go("/console/destinations")
+        w.shot("systems")
+
         # A report of the analytics export (exported every second here).
         deadline = time.time() + 60
         w.go("/console/reports/acceptance")

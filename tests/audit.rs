@@ -20,10 +20,7 @@ fn verify(scratch: &Scratch, outside: &[&std::path::Path]) -> (i32, String) {
 }
 
 fn events(scratch: &Scratch) -> Vec<serde_json::Value> {
-    let db = rusqlite::Connection::open(scratch.data().join("audit.db")).unwrap();
-    let mut stmt = db.prepare("SELECT event FROM leaves ORDER BY seq").unwrap();
-    let rows = stmt.query_map([], |r| r.get::<_, Vec<u8>>(0)).unwrap();
-    rows.map(|r| serde_json::from_slice(&r.unwrap()).unwrap()).collect()
+    support::audit_events(scratch)
 }
 
 fn sql(scratch: &Scratch, statement: &str) {

@@ -104,6 +104,7 @@ fn the_console_works_in_a_real_browser_and_leaves_nothing_behind() {
             "dead-letters",
             "dead-letters-dry-run",
             "replay",
+            "systems",
             "report",
             "refused",
             "admin",

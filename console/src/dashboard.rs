@@ -1,16 +1,22 @@
 //! The dashboard's figures: the service's counters (this process's
 //! Prometheus registry, so the same numbers `/metrics` shows) with rates
 //! over the last minute, the work queue's depth, dead letters waiting,
-//! partners and payers, the audit log's size.
+//! partners, each payer's health (the batch breaker as this process's
+//! workers report it, the real-time gate's breaker, refusals and last
+//! answer, the latest file the payer sent, the month's CAQH CORE 20 s share)
+//! and the audit log's size.
 
 use crate::Console;
 use clearway_core::config::Destination;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// The most dead letters the dashboard counts (it shows "1000+" past it).
 const DEAD_LETTERS_COUNTED: usize = 1000;
+/// How long the CAQH CORE gauge is reused before it is computed again.
+const CORE_GAUGE_TTL: Duration = Duration::from_secs(60);
 /// How far back rates look.
 const RATE_WINDOW: Duration = Duration::from_secs(60);
 /// Samples kept for the chart (one per refresh, at most one a second).
@@ -24,6 +30,9 @@ pub struct Counters {
     pub rejected: f64,
     pub dead_lettered: f64,
     pub rate_limited: f64,
+    /// Eligibility lookups answered from the cache, and all lookups.
+    pub cache_hits: f64,
+    pub cache_lookups: f64,
 }
 
 impl Counters {
@@ -43,8 +52,134 @@ impl Counters {
             };
             *slot += value;
         }
+        for line in text.lines().filter(|l| l.starts_with("clearway_fastpath_cache_total{")) {
+            let Some(value) = line.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()) else { continue };
+            c.cache_lookups += value;
+            if line.contains("result=\"hit\"") {
+                c.cache_hits += value;
+            }
+        }
         c
     }
+
+    /// The eligibility cache's hit ratio in percent (`None` before any
+    /// lookup).
+    pub fn cache_hit_pct(&self) -> Option<String> {
+        (self.cache_lookups > 0.0).then(|| format!("{:.1} %", 100.0 * self.cache_hits / self.cache_lookups))
+    }
+}
+
+/// `payer` label → value of one gauge family in Prometheus text.
+fn gauge_by_payer(text: &str, family: &str) -> BTreeMap<String, f64> {
+    let mut out = BTreeMap::new();
+    for line in text.lines().filter(|l| l.starts_with(family) && l[family.len()..].starts_with('{')) {
+        let Some(value) = line.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()) else { continue };
+        let Some(at) = line.find("payer=\"") else { continue };
+        let rest = &line[at + 7..];
+        if let Some(end) = rest.find('"') {
+            out.insert(rest[..end].to_string(), value);
+        }
+    }
+    out
+}
+
+/// One payer's CAQH CORE figure for the month, per transaction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CoreCell {
+    pub txn: String,
+    pub responses: u64,
+    pub within_20s_pct: f64,
+    pub conformant: bool,
+}
+
+/// The month's CAQH CORE 20 s / 90 % figures by payer, from the
+/// `core_conformance` report over the analytics export, computed in the
+/// background at most once a minute so that no dashboard refresh waits
+/// for DataFusion.
+#[derive(Debug, Default)]
+pub struct CoreGauge(std::sync::Arc<CoreInner>);
+
+type CoreFigures = BTreeMap<String, Vec<CoreCell>>;
+
+#[derive(Debug, Default)]
+struct CoreInner {
+    latest: Mutex<Option<(Instant, CoreFigures)>>,
+    refreshing: AtomicBool,
+}
+
+/// Clears `refreshing` however the refresh ends.
+struct Refreshing(std::sync::Arc<CoreInner>);
+
+impl Drop for Refreshing {
+    fn drop(&mut self) {
+        self.0.refreshing.store(false, Ordering::Release);
+    }
+}
+
+impl CoreGauge {
+    /// The figures as last computed (`None`: not yet), starting a refresh
+    /// in the background when they are older than [`CORE_GAUGE_TTL`].
+    fn read(&self, reports: Option<&std::sync::Arc<dyn clearway_core::reports::Reports>>) -> Option<CoreFigures> {
+        let latest = self.0.latest.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        let stale = latest.as_ref().is_none_or(|(t, _)| t.elapsed() >= CORE_GAUGE_TTL);
+        if let Some(reports) = reports.filter(|_| stale)
+            && !self.0.refreshing.swap(true, Ordering::AcqRel)
+        {
+            let guard = Refreshing(self.0.clone());
+            let reports = reports.clone();
+            tokio::spawn(async move {
+                let (from_us, to_us) = this_month(time::OffsetDateTime::now_utc());
+                let params = clearway_core::reports::ReportParams {
+                    from_us: Some(from_us),
+                    to_us: Some(to_us),
+                    partner: None,
+                    payer: None,
+                };
+                let figures = match reports.run("core_conformance", &params).await {
+                    Ok(Some(rows)) => core_cells(&rows),
+                    Ok(None) => BTreeMap::new(),
+                    Err(e) => {
+                        // Nothing exported yet, or the store is away: no
+                        // figures, tried again after the TTL.
+                        tracing::debug!(error = %clearway_core::error::chain(&e), "CAQH CORE gauge not computed");
+                        BTreeMap::new()
+                    }
+                };
+                *guard.0.latest.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+                    Some((Instant::now(), figures));
+                drop(guard);
+            });
+        }
+        latest.map(|(_, f)| f)
+    }
+}
+
+/// Rows of `core_conformance` to cells by payer.
+fn core_cells(rows: &serde_json::Value) -> BTreeMap<String, Vec<CoreCell>> {
+    let mut out: BTreeMap<String, Vec<CoreCell>> = BTreeMap::new();
+    for r in rows.as_array().into_iter().flatten() {
+        let payer = r["payer"].as_str().unwrap_or("").to_string();
+        out.entry(payer).or_default().push(CoreCell {
+            txn: r["txn"].as_str().unwrap_or("").to_string(),
+            responses: r["responses"].as_u64().unwrap_or(0),
+            within_20s_pct: r["within_20s_pct"].as_f64().unwrap_or(0.0),
+            conformant: r["conformant"].as_bool().unwrap_or(false),
+        });
+    }
+    out
+}
+
+/// Starts of this month and the next (Unix µs).
+fn this_month(now: time::OffsetDateTime) -> (i64, i64) {
+    let first = now.date().replace_day(1).unwrap_or(now.date());
+    let next = if first.month() == time::Month::December {
+        time::Date::from_calendar_date(first.year() + 1, time::Month::January, 1)
+    } else {
+        time::Date::from_calendar_date(first.year(), first.month().next(), 1)
+    }
+    .unwrap_or(first);
+    let us = |d: time::Date| d.midnight().assume_utc().unix_timestamp() * 1_000_000;
+    (us(first), us(next))
 }
 
 /// Recent samples of the counters (this process's).
@@ -85,6 +220,36 @@ pub struct PartnerRow {
 pub struct PayerRow {
     pub id: String,
     pub transport: &'static str,
+    /// The batch and poll breaker, as this process's workers report it
+    /// (`None`: no worker here has called the payer).
+    pub batch_breaker_open: Option<bool>,
+    /// The real-time gate (this process).
+    pub realtime: Option<clearway_fastpath::gate::GateHealth>,
+    pub realtime_last_answer: Option<String>,
+    /// When the payer's latest file came in.
+    pub last_file_at: Option<String>,
+    /// The month's CAQH CORE figures (`None`: not computed yet).
+    pub core: Option<Vec<CoreCell>>,
+}
+
+impl PayerRow {
+    pub fn breaker(&self) -> &'static str {
+        let realtime = self.realtime.as_ref().is_some_and(|g| g.breaker_open);
+        match (self.batch_breaker_open, realtime) {
+            (Some(true), true) => "open (batches and real time)",
+            (Some(true), false) => "open (batches)",
+            (_, true) => "open (real time)",
+            (Some(false), false) => "closed",
+            (None, false) => "closed (real time); batches not reported here",
+        }
+    }
+}
+
+/// A Unix-ms time as the dashboard shows it.
+fn clock(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .map(|t| format!("{} {:02}:{:02}:{:02} UTC", t.date(), t.hour(), t.minute(), t.second()))
+        .unwrap_or_default()
 }
 
 /// What the dashboard shows.
@@ -133,7 +298,12 @@ fn bars(samples: &[(Instant, Counters)]) -> Vec<Bar> {
 /// Reads the figures now.
 pub async fn gather(console: &Console, links: bool) -> Dashboard {
     let svc = &console.svc;
-    let totals = Counters::from_prometheus(&(console.metrics)());
+    let text = (console.metrics)();
+    let totals = Counters::from_prometheus(&text);
+    let batch_breakers = gauge_by_payer(&text, "clearway_payer_breaker_open");
+    let gates: BTreeMap<String, clearway_fastpath::gate::GateHealth> =
+        svc.fastpath.payer_health().into_iter().map(|g| (g.payer.clone(), g)).collect();
+    let core = console.core_gauge.read(svc.reports.as_ref());
     let samples = console.samples.record(Instant::now(), totals);
     let depth = svc.ports.queue.depth().await.ok();
     let listed = clearway_core::dlq::list(&svc.ports.state, None, None, DEAD_LETTERS_COUNTED).await.ok();
@@ -161,19 +331,24 @@ pub async fn gather(console: &Console, links: bool) -> Dashboard {
             id: p.id.to_string(),
         })
         .collect();
-    let payers = svc
-        .config
-        .payers
-        .values()
-        .map(|p| PayerRow {
+    let mut payers = Vec::new();
+    for p in svc.config.payers.values() {
+        let realtime = gates.get(&p.id).cloned();
+        let last_file = clearway_core::roundtrip::last_answer(&svc.ports, &p.id).await.ok().flatten();
+        payers.push(PayerRow {
             id: p.id.clone(),
             transport: match p.destination {
                 Destination::Outbox => "outbox directory",
                 Destination::Http(_) => "HTTPS",
                 Destination::Sftp(_) => "SFTP",
             },
-        })
-        .collect();
+            batch_breaker_open: batch_breakers.get(&p.id).map(|v| *v > 0.0),
+            realtime_last_answer: realtime.as_ref().and_then(|g| g.last_answer_ms).map(clock),
+            realtime,
+            last_file_at: last_file.map(|l| l.received_at),
+            core: core.as_ref().map(|c| c.get(&p.id).cloned().unwrap_or_default()),
+        });
+    }
     let (audit_events, audit_checkpointed) = match &svc.audit {
         Some(sink) => (sink.size().await.ok(), matches!(sink.latest_checkpoint().await, Ok(Some(_)))),
         None => (None, false),

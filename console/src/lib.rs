@@ -26,6 +26,7 @@ mod assets;
 mod auditing;
 mod dashboard;
 mod dead_letters;
+mod destinations;
 mod reports;
 mod search;
 mod transaction;
@@ -63,6 +64,8 @@ pub struct Console {
     accounts: Accounts,
     metrics: MetricsRender,
     samples: dashboard::Samples,
+    /// The CAQH CORE gauge, refreshed in the background.
+    core_gauge: dashboard::CoreGauge,
     /// Wakes the replay runner (a job started, paused or resumed).
     replays: tokio::sync::Notify,
 }
@@ -80,6 +83,7 @@ impl Console {
             svc,
             metrics,
             samples: dashboard::Samples::default(),
+            core_gauge: dashboard::CoreGauge::default(),
             replays: tokio::sync::Notify::new(),
         })
     }
@@ -120,6 +124,8 @@ pub fn routes(console: Arc<Console>) -> Router {
         .route("/console/dead-letters", get(dead_letters::page))
         .route("/console/dead-letters/dry-run", post(dead_letters::dry_run))
         .route("/console/dead-letters/replay", post(dead_letters::start))
+        .route("/console/destinations", get(destinations::page))
+        .route("/console/destinations/{name}/replay", post(destinations::replay))
         .route("/console/replays/{id}", get(dead_letters::job_page))
         .route("/console/replays/{id}/progress", get(dead_letters::progress))
         .route("/console/replays/{id}/pause", post(dead_letters::pause))

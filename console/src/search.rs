@@ -1,4 +1,6 @@
-//! Search (operators): a transaction by its id; a partner's transactions
+//! Search (operators): a transaction by its id; by a control number
+//! (ISA13, GS06, ST02, BHT03, an 835's TRN02) through the index the workers
+//! write; a partner's transactions
 //! from a date on, by status, paged by cursor; and, by `POST` only (it is
 //! PHI), the transactions holding a patient control number (CLM01),
 //! found through the claim index's keyed token. URLs carry ids, dates and
@@ -17,7 +19,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use clearway_core::PartnerId;
 use clearway_core::access::Role;
 use clearway_core::ports::Table;
-use clearway_core::records::TransactionRecord;
+use clearway_core::records::{CONTROL_KINDS, TransactionRecord, control_partition};
 use clearway_ingest::lookup;
 use std::sync::Arc;
 
@@ -37,6 +39,9 @@ pub struct SearchQuery {
     from: Option<String>,
     /// The last id of the previous page.
     after: Option<String>,
+    /// A control number's kind (`isa13`, …) and the number.
+    ctl: Option<String>,
+    number: Option<String>,
 }
 
 #[derive(Debug)]
@@ -64,7 +69,19 @@ pub struct SearchPage {
     pub message: Option<String>,
     /// The query string of the next page, when there is one.
     pub next: Option<String>,
+    pub kinds: &'static [(&'static str, &'static str)],
+    pub ctl: String,
+    pub number: String,
 }
+
+impl SearchPage {
+    pub fn kind_selected(&self, kind: &str) -> bool {
+        self.ctl == kind
+    }
+}
+
+/// Most transactions one control number lists.
+const CONTROL_ROWS: usize = 100;
 
 /// The smallest transaction id of the day `date` (`YYYY-MM-DD`, UTC).
 pub fn first_id_of(date: &str) -> Option<String> {
@@ -129,7 +146,45 @@ pub async fn page(State(console): State<Arc<Console>>, who: SignedIn, Query(q): 
         searched: false,
         message: None,
         next: None,
+        kinds: CONTROL_KINDS,
+        ctl: q.ctl.clone().unwrap_or_default(),
+        number: q.number.clone().unwrap_or_default(),
     };
+    // By a control number, through the index.
+    if let Some(kind) = q.ctl.as_deref().filter(|k| !k.is_empty()) {
+        page.searched = true;
+        let mut number = q.number.as_deref().unwrap_or("").trim().to_string();
+        // ISA13 is nine digits: "123" means 000000123.
+        if kind == "isa13" && !number.is_empty() && number.len() < 9 && number.bytes().all(|b| b.is_ascii_digit()) {
+            number = format!("{number:0>9}");
+        }
+        let Some(partition) = control_partition(kind, &number) else {
+            page.message = Some("Choose a kind and give a control number (1 to 80 characters).".into());
+            return render(page);
+        };
+        let items = match console.svc.ports.state.query(Table::Claims, &partition, None, CONTROL_ROWS).await {
+            Ok(i) => i,
+            Err(_) => return page_error(StatusCode::SERVICE_UNAVAILABLE),
+        };
+        let full = items.len() == CONTROL_ROWS;
+        for (sk, _) in items {
+            let Some((p, t)) = sk.split_once('/') else { continue };
+            let Ok(p) = PartnerId::new(p) else { continue };
+            match lookup::record(&console.svc, &p, t).await {
+                Ok(Some(r)) => page.rows.push(row(&r)),
+                Ok(None) => {}
+                Err(_) => return page_error(StatusCode::SERVICE_UNAVAILABLE),
+            }
+        }
+        page.message = if page.rows.is_empty() {
+            Some("No transaction has that control number.".into())
+        } else if full {
+            Some(format!("The first {CONTROL_ROWS} transactions with that control number."))
+        } else {
+            None
+        };
+        return render(page);
+    }
     // One transaction by id: straight to its page.
     if let Some(id) = q.id.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
         page.searched = true;
@@ -241,6 +296,9 @@ pub async fn claim(State(console): State<Arc<Console>>, who: SignedIn, Form(f): 
         searched: true,
         message: None,
         next: None,
+        kinds: CONTROL_KINDS,
+        ctl: String::new(),
+        number: String::new(),
     };
     if pcn.is_empty() || pcn.len() > 64 {
         page.message = Some("A patient control number has 1 to 64 characters.".into());

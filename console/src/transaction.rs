@@ -75,6 +75,9 @@ pub struct TransactionPage {
     /// The transaction's trace (W3C trace id), to find its spans in the
     /// tracing backend.
     pub trace_id: Option<String>,
+    /// The file's control numbers, with what answers each (ISA13 → our
+    /// TA1/999; MSH-10 → our ACK's MSA-2).
+    pub controls: Vec<String>,
 }
 
 fn indent(depth: u8) -> &'static str {
@@ -102,6 +105,54 @@ impl TransactionPage {
     }
 }
 
+/// The patients' own numbers a revealed view shows, for the reveal's audit
+/// event: each claim's CLM01 (X12), each PID-3 identifier (HL7), each
+/// Patient resource's identifier values (FHIR).
+fn shown_patient_ids(v: &Viewed) -> Vec<String> {
+    let clear = |s: &ViewSegment, label: &str| -> Vec<String> {
+        s.elements
+            .iter()
+            .filter(|e| e.label == label)
+            .filter_map(|e| match &e.value {
+                Shown::Clear(v) if !v.is_empty() => Some(v.clone()),
+                _ => None,
+            })
+            .collect()
+    };
+    let mut out = Vec::new();
+    let mut resource = "";
+    for s in &v.segments {
+        if s.depth == 0 {
+            resource = s.id.as_str();
+        }
+        match s.id.as_str() {
+            "CLM" => out.extend(clear(s, "CLM01")),
+            "PID" => {
+                for field in clear(s, "PID-3") {
+                    out.extend(
+                        field
+                            .split('~')
+                            .filter_map(|r| r.split('^').next())
+                            .filter(|x| !x.is_empty())
+                            .map(str::to_string),
+                    );
+                }
+            }
+            "identifier" if resource == "Patient" => out.extend(
+                s.elements
+                    .iter()
+                    .filter(|e| e.label.starts_with("identifier[") && e.label.ends_with("].value"))
+                    .filter_map(|e| match &e.value {
+                        Shown::Clear(v) => Some(v.clone()),
+                        Shown::Masked(_) => None,
+                    }),
+            ),
+            _ => {}
+        }
+    }
+    out
+}
+
 /// Reads everything the page shows (the payload opened only to draw the
 /// viewer: masked unless `reveal`).
 async fn build(
@@ -122,10 +173,47 @@ async fn build(
             None => format!("{} bytes over {}, stored and queued", r.size_bytes, r.channel),
         },
     }];
+    // Acknowledgements reach the submitter by its webhook (when it has
+    // one: delivered once the webhook's cursor has passed the ack's feed
+    // entry) or when it reads `GET /v1/acks`.
+    let webhook = match svc.partners.get(&r.partner).await? {
+        Some((p, _)) if p.webhook_url.is_some() => Some(
+            svc.ports
+                .state
+                .get(&clearway_core::records::webhook_cursor_key(&r.partner))
+                .await?
+                .map(|i| String::from_utf8_lossy(&i.value).into_owned())
+                .unwrap_or_default(),
+        ),
+        _ => None,
+    };
     for a in &acks {
         let what =
             if a.id.contains("-payer-") { format!("payer's {} forwarded", a.kind) } else { format!("{} sent", a.kind) };
-        stages.push(Stage { at: a.created_at.clone(), what, detail: format!("acknowledgement {}", a.id) });
+        let cursor = a.feed_cursor.clone().unwrap_or_else(|| a.legacy_cursor());
+        let reach = match &webhook {
+            Some(delivered) if delivered.as_str() >= cursor.as_str() => "delivered to the partner's webhook",
+            Some(_) => "waiting for the partner's webhook (retried until it answers 2xx)",
+            None => "in the partner's acknowledgement feed (GET /v1/acks; no webhook set)",
+        };
+        stages.push(Stage { at: a.created_at.clone(), what, detail: format!("acknowledgement {}; {reach}", a.id) });
+    }
+    // Deliveries to the systems its messages were routed to.
+    if !r.destinations.is_empty() {
+        for d in clearway_core::systems::statuses(&svc.ports, r.id.as_str(), &r.destinations).await? {
+            let mut detail = format!("{}: {} delivered", d.destination, d.delivered);
+            if d.dead_lettered > 0 {
+                detail.push_str(&format!(", {} dead-lettered", d.dead_lettered));
+            }
+            detail.push_str(&format!(", {} attempts", d.attempts));
+            if let Some(a) = &d.answer {
+                detail.push_str(&format!("; answered {a}"));
+            }
+            if let Some(e) = &d.last_error {
+                detail.push_str(&format!("; last error: {e}"));
+            }
+            stages.push(Stage { at: d.at.clone(), what: format!("delivery {}", d.state.replace('-', " ")), detail });
+        }
     }
     for (claim, l) in &lineage {
         let mut detail = format!("claim {claim} in batch {}", l.batch);
@@ -172,17 +260,49 @@ async fn build(
             }
         })
         .collect();
-    let (viewer, viewer_note) = if r.format == Format::X12 {
+    let (viewer, viewer_note) = if r.format == Format::Ncpdp {
+        (None, Some("The viewer reads X12, HL7 v2 and FHIR; an NCPDP batch is shown by its record only."))
+    } else {
         match lookup::payload(svc, &r).await? {
             Some(bytes) => {
-                let options = ViewOptions { reveal, ..ViewOptions::default() };
-                (Some(tokio::task::spawn_blocking(move || view(&bytes, options)).await.unwrap_or_default()), None)
+                // A TA1 was sent: its notes are pinned too.
+                let interchange_notes = acks.iter().any(|a| a.kind == "ta1");
+                let options = ViewOptions { reveal, interchange_notes, ..ViewOptions::default() };
+                let format = r.format;
+                let viewed = tokio::task::spawn_blocking(move || match format {
+                    Format::Hl7 => clearway_formats::hl7::viewer::view(&bytes, options),
+                    Format::Fhir => clearway_formats::fhir::viewer::view(&bytes, options),
+                    _ => view(&bytes, options),
+                })
+                .await
+                .unwrap_or_default();
+                (Some(viewed), None)
             }
             None => (None, Some("The payload can no longer be opened: its partner's keys were destroyed.")),
         }
-    } else {
-        (None, Some("The viewer reads X12; this transaction's format is shown by its record only."))
     };
+    let kinds: Vec<&str> = acks.iter().map(|a| a.kind.as_str()).collect();
+    let answered = |k: &str| if kinds.contains(&k) { "answered" } else { "not answered yet" };
+    let controls: Vec<String> = viewer
+        .as_ref()
+        .map(|v| {
+            v.segments
+                .iter()
+                .flat_map(|s| s.elements.iter().map(move |e| (s, e)))
+                .filter_map(|(_, e)| match (e.label.as_str(), &e.value) {
+                    ("ISA13", Shown::Clear(n)) => Some(format!(
+                        "ISA13 {n}: 999 {}, TA1 {}",
+                        answered("999"),
+                        if kinds.contains(&"ta1") { "sent" } else { "not asked for" }
+                    )),
+                    ("ST02", Shown::Clear(n)) => Some(format!("ST02 {n}")),
+                    ("MSH-10", Shown::Clear(n)) => Some(format!("MSH-10 {n}: our ACK's MSA-2 {}", answered("hl7"))),
+                    _ => None,
+                })
+                .take(20)
+                .collect()
+        })
+        .unwrap_or_default();
     // A claim's statuses next to its CLM, when the file's claims are the
     // record's (same count, same order).
     let lines = viewer
@@ -221,6 +341,7 @@ async fn build(
         reveal_error: None,
         min_reason: MIN_REASON_CHARS,
         trace_id,
+        controls,
     })
 }
 
@@ -341,10 +462,8 @@ pub async fn reveal(
     if reveal {
         let mut tokens = lookup::patient_tokens(&console.svc, &r);
         if let Some(v) = page.as_ref().and_then(|p| p.viewer.as_ref()) {
-            for s in v.segments.iter().filter(|s| s.id == "CLM") {
-                if let Some(Shown::Clear(pcn)) = s.elements.iter().find(|e| e.label == "CLM01").map(|e| &e.value) {
-                    tokens.push(console.svc.partners.index_token(pcn));
-                }
+            for id in shown_patient_ids(v) {
+                tokens.push(console.svc.partners.index_token(&id));
             }
         }
         tokens.sort();

@@ -144,6 +144,42 @@ impl TransactionRecord {
     }
 }
 
+/// The control numbers a transaction is found by in the console: kind,
+/// what it is. They name envelopes and batches, never a patient.
+pub const CONTROL_KINDS: &[(&str, &str)] = &[
+    ("isa13", "ISA13 interchange control number"),
+    ("gs06", "GS06 group control number"),
+    ("st02", "ST02 transaction set control number"),
+    ("bht03", "BHT03 originator's reference"),
+    ("trn02", "TRN02 check or EFT trace number (835)"),
+];
+
+/// Most control numbers indexed per transaction (a file of thousands of
+/// sets is found by its ISA13 and first sets).
+pub const MAX_CONTROLS_INDEXED: usize = 500;
+
+/// The partition of a control number in the index (`Table::Claims`), or
+/// `None` for an unknown kind or a value no X12 element holds.
+pub fn control_partition(kind: &str, value: &str) -> Option<String> {
+    let value = value.trim();
+    let ok = CONTROL_KINDS.iter().any(|(k, _)| *k == kind)
+        && !value.is_empty()
+        && value.len() <= 80
+        && value.bytes().all(|b| b.is_ascii_graphic() || b == b' ');
+    ok.then(|| format!("ctl/{kind}/{value}"))
+}
+
+/// One control number's index entry: sort key `<partner>/<transaction>`.
+pub fn control_key(partition: String, partner: &PartnerId, id: &TransactionId) -> Key {
+    Key::new(Table::Claims, partition, format!("{partner}/{id}"))
+}
+
+/// How far a partner's webhook has delivered its acknowledgement feed (the
+/// last feed cursor delivered, as text).
+pub fn webhook_cursor_key(partner: &PartnerId) -> Key {
+    Key::new(Table::Counters, "webhook-cursor", partner.as_str())
+}
+
 /// The queue pointer: what a worker needs to find a transaction.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Pointer {

@@ -63,6 +63,28 @@ pub fn attention_key(sk: &str) -> Key {
     Key::new(Table::Batches, "attention", sk)
 }
 
+/// The latest file a payer sent (`payer-last`, sort key the payer), for
+/// the console's payer health.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LastAnswer {
+    pub received_at: String,
+    /// Its SHA-256.
+    pub file: String,
+}
+
+pub fn last_answer_key(payer: &str) -> Key {
+    Key::new(Table::Batches, "payer-last", payer)
+}
+
+/// The latest file `payer` sent, if any.
+pub async fn last_answer(ports: &Ports, payer: &str) -> PortResult<Option<LastAnswer>> {
+    match ports.state.get(&last_answer_key(payer)).await? {
+        Some(item) => Ok(Some(crate::records::decode_json(&item.value)?)),
+        None => Ok(None),
+    }
+}
+
 /// Stores a payer file (sealed with the batch key) and records it for the
 /// applier; the same content twice is stored once. Returns its SHA-256.
 /// Durable when it returns: only then may the payer's copy be removed.
@@ -96,11 +118,13 @@ pub async fn store_payer_file(
         applying_since_ms: None,
     };
     let seen = put(seen_key(payer, name, bytes.len() as u64), Bytes::from_static(b"{}"), Condition::None);
+    let last = LastAnswer { received_at: record.received_at.clone(), file: sha.clone() };
     match ports
         .state
         .write(vec![
             put(file_key(payer, &sha), encode_json(&record)?, Condition::NotExists),
             put(unapplied_key(payer, &sha), Bytes::from_static(b"{}"), Condition::None),
+            put(last_answer_key(payer), encode_json(&last)?, Condition::None),
             seen.clone(),
         ])
         .await

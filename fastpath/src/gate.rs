@@ -8,6 +8,7 @@ use crate::UpstreamError;
 use clearway_core::config::PayerConfig;
 use std::future::Future;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 
@@ -24,6 +25,25 @@ struct State {
 pub struct Gate {
     in_flight: Semaphore,
     state: Mutex<State>,
+    /// Calls refused by the concurrency or rate limit (not the breaker).
+    refused: AtomicU64,
+    ok: AtomicU64,
+    failed: AtomicU64,
+    /// When the payer last answered (Unix ms; 0: not yet).
+    last_answer_ms: AtomicI64,
+}
+
+/// How one payer's real-time gate stands (for the console).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GateHealth {
+    pub payer: String,
+    pub breaker_open: bool,
+    /// Calls the concurrency or rate limit refused, since the start.
+    pub refused: u64,
+    pub ok: u64,
+    pub failed: u64,
+    /// When the payer last answered (Unix ms).
+    pub last_answer_ms: Option<i64>,
 }
 
 impl Gate {
@@ -34,6 +54,24 @@ impl Gate {
                 bucket: TokenBucket::new(p.rate_per_sec, p.burst),
                 breaker: CircuitBreaker::new(p.failure_threshold, p.cooldown),
             }),
+            refused: AtomicU64::new(0),
+            ok: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            last_answer_ms: AtomicI64::new(0),
+        }
+    }
+
+    /// Its state now, named `payer`.
+    pub fn health(&self, payer: &str) -> GateHealth {
+        let breaker_open = self.state.lock().unwrap_or_else(|p| p.into_inner()).breaker.is_open();
+        let last = self.last_answer_ms.load(Ordering::Relaxed);
+        GateHealth {
+            payer: payer.to_string(),
+            breaker_open,
+            refused: self.refused.load(Ordering::Relaxed),
+            ok: self.ok.load(Ordering::Relaxed),
+            failed: self.failed.load(Ordering::Relaxed),
+            last_answer_ms: (last > 0).then_some(last),
         }
     }
 
@@ -56,11 +94,17 @@ impl Gate {
         F: Future<Output = Result<T, UpstreamError>>,
     {
         let Ok(_permit) = self.in_flight.try_acquire() else {
+            self.refused.fetch_add(1, Ordering::Relaxed);
             metrics::counter!("clearway_fastpath_upstream_total", "outcome" => "concurrency").increment(1);
             return Err(UpstreamError::Throttled);
         };
         if let Err(e) = self.admit() {
-            let label = if matches!(e, UpstreamError::CircuitOpen) { "circuit-open" } else { "throttled" };
+            let label = if matches!(e, UpstreamError::CircuitOpen) {
+                "circuit-open"
+            } else {
+                self.refused.fetch_add(1, Ordering::Relaxed);
+                "throttled"
+            };
             metrics::counter!("clearway_fastpath_upstream_total", "outcome" => label).increment(1);
             return Err(e);
         }
@@ -71,6 +115,13 @@ impl Gate {
         };
         metrics::histogram!("clearway_fastpath_upstream_seconds").record(started.elapsed().as_secs_f64());
         self.record(out.is_ok());
+        if out.is_ok() {
+            self.ok.fetch_add(1, Ordering::Relaxed);
+            let now_ms = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
+            self.last_answer_ms.store(now_ms, Ordering::Relaxed);
+        } else {
+            self.failed.fetch_add(1, Ordering::Relaxed);
+        }
         let label = if out.is_ok() { "ok" } else { "failed" };
         metrics::counter!("clearway_fastpath_upstream_total", "outcome" => label).increment(1);
         out
@@ -100,6 +151,9 @@ mod tests {
             }
         }
         assert_eq!(ok, 3, "only the burst gets through");
+        let h = g.health("P");
+        assert_eq!((h.refused, h.ok, h.failed, h.breaker_open), (7, 3, 0, false));
+        assert!(h.last_answer_ms.is_some());
     }
 
     #[tokio::test]
@@ -112,6 +166,8 @@ mod tests {
         }
         let r = g.call(Duration::from_secs(1), async { Ok::<_, UpstreamError>(()) }).await;
         assert!(matches!(r, Err(UpstreamError::CircuitOpen)), "open: the call is not made");
+        let h = g.health("P");
+        assert_eq!((h.breaker_open, h.failed, h.refused, h.last_answer_ms), (true, 2, 0, None));
         tokio::time::sleep(Duration::from_millis(250)).await;
         assert!(g.call(Duration::from_secs(1), async { Ok::<_, UpstreamError>(()) }).await.is_ok(), "half-open trial");
     }

@@ -230,6 +230,18 @@ impl FastPath {
         self.memo.hits()
     }
 
+    /// Each payer's real-time gate as it stands (payers called since the
+    /// start, and every configured payer), sorted by payer id.
+    pub fn payer_health(&self) -> Vec<gate::GateHealth> {
+        for p in self.config.payers.keys() {
+            let _ = self.gate(p);
+        }
+        let gates = self.gates.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out: Vec<gate::GateHealth> = gates.iter().map(|(id, g)| g.health(id)).collect();
+        out.sort_by(|a, b| a.payer.cmp(&b.payer));
+        out
+    }
+
     fn gate(&self, payer: &str) -> Arc<gate::Gate> {
         let mut gates = self.gates.lock().unwrap_or_else(|p| p.into_inner());
         gates.entry(payer.to_string()).or_insert_with(|| Arc::new(gate::Gate::new(&self.config.payer(payer)))).clone()

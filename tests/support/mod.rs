@@ -694,3 +694,11 @@ pub fn phi_markers(x12: &str) -> std::collections::BTreeSet<String> {
     }
     out
 }
+
+/// Every event of the embedded audit log (`<data>/audit.db`), in order.
+pub fn audit_events(scratch: &Scratch) -> Vec<serde_json::Value> {
+    let db = rusqlite::Connection::open(scratch.data().join("audit.db")).unwrap();
+    let mut stmt = db.prepare("SELECT event FROM leaves ORDER BY seq").unwrap();
+    let rows = stmt.query_map([], |r| r.get::<_, Vec<u8>>(0)).unwrap();
+    rows.map(|r| serde_json::from_slice(&r.unwrap()).unwrap()).collect()
+}

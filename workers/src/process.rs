@@ -18,7 +18,8 @@ use clearway_core::feed;
 use clearway_core::partners::Partners;
 use clearway_core::ports::{Condition, Event, Key, MAX_EVENT_BATCH, MAX_WRITE_OPS, Ports, Table, WriteOp};
 use clearway_core::records::{
-    AckRecord, ClaimRecord, Format, IssueRecord, Pointer, Status, TransactionRecord, effect_key, timestamp,
+    AckRecord, ClaimRecord, Format, IssueRecord, MAX_CONTROLS_INDEXED, Pointer, Status, TransactionRecord, control_key,
+    control_partition, effect_key, timestamp,
 };
 use clearway_core::telemetry;
 use clearway_core::{Claim, ErrorKind, PartnerId, PortError, PortResult, TransactionId};
@@ -148,6 +149,8 @@ struct Outcome {
     writes: Vec<WriteOp>,
     /// Members whose coverage the writes change (payer id, member id).
     members: Vec<(String, String)>,
+    /// Control numbers the console finds the transaction by (kind, value).
+    controls: Vec<(&'static str, String)>,
 }
 
 impl Processor {
@@ -280,6 +283,7 @@ impl Processor {
             let mut acks = self.ack_records(&record, &outcome).await?;
             writes.extend(last_write_wins(std::mem::take(&mut outcome.writes)));
             writes.extend(self.claim_index_writes(&record, &claim_records)?);
+            writes.extend(control_index_writes(&record, &outcome.controls)?);
             let room = MAX_WRITE_OPS.saturating_sub(2 * acks.len());
             let tail = writes.split_off(writes.len().saturating_sub(room));
             for chunk in writes.chunks(MAX_WRITE_OPS) {
@@ -387,6 +391,7 @@ impl Processor {
             documents: 0,
             writes: Vec::new(),
             members: Vec::new(),
+            controls: Vec::new(),
         };
         let body = match batch::read_batch(payload, MAX_BATCH_DETAILS) {
             Ok(b) => {
@@ -763,6 +768,31 @@ pub async fn publish_acks(
 /// Keeps only the last write to each key, in order: one interchange may
 /// carry the same member (or payment) twice, and a state-store batch may
 /// not write one key twice.
+/// The control-number index entries of a transaction (each distinct
+/// number once, at most [`MAX_CONTROLS_INDEXED`]): idempotent puts, owned
+/// by the partner so that shredding it removes them.
+fn control_index_writes(record: &TransactionRecord, controls: &[(&'static str, String)]) -> PortResult<Vec<WriteOp>> {
+    let value = encode(&serde_json::json!({
+        "transactionId": record.id,
+        "partner": record.partner,
+        "receivedAt": record.received_at,
+    }))?;
+    let mut seen = HashSet::new();
+    Ok(controls
+        .iter()
+        .filter_map(|(kind, v)| control_partition(kind, v))
+        .filter(|p| seen.insert(p.clone()))
+        .take(MAX_CONTROLS_INDEXED)
+        .map(|partition| WriteOp::Put {
+            key: control_key(partition, &record.partner, &record.id),
+            value: value.clone(),
+            expires_at: None,
+            condition: Condition::None,
+            owner: Some(record.partner.clone()),
+        })
+        .collect())
+}
+
 fn last_write_wins(writes: Vec<WriteOp>) -> Vec<WriteOp> {
     let key_of = |op: &WriteOp| match op {
         WriteOp::Put { key, .. } | WriteOp::Delete { key, .. } | WriteOp::Check { key, .. } => {
@@ -857,6 +887,7 @@ fn x12(
     for (i, ic) in analysis.interchanges.iter().enumerate() {
         out.issues.extend(clearway_formats::report::interchange_issues(&ic.report));
         let report = &ic.report;
+        out.controls.push(("isa13", report.control_number.clone()));
         if report.isa.ack_requested() || !report.findings.is_empty() {
             out.acks.push(Ack {
                 kind: "ta1",
@@ -873,8 +904,11 @@ fn x12(
         }
         for (g, group) in ic.groups.iter().enumerate() {
             out.issues.extend(clearway_formats::report::group_issues(&group.report, Some(&report.control_number)));
+            out.controls.push(("gs06", group.report.header.control_number.clone()));
             for (s, set) in group.sets.iter().enumerate() {
                 out.issues.extend(clearway_formats::report::set_issues(&set.report, Some(&report.control_number)));
+                out.controls.push(("st02", set.report.header.control_number.clone()));
+                out.controls.extend(set.report.context.reference.clone().map(|r| ("bht03", r)));
                 out.documents += set.documents.len();
                 let accepted = report.accepted() && set.report.accepted();
                 any_accepted_set |= accepted;
@@ -907,6 +941,9 @@ fn x12(
                     })
                     .collect();
                 for doc in &set.documents {
+                    if let Document::Remittance(r) = doc {
+                        out.controls.extend(r.trace_number.clone().map(|t| ("trn02", t)));
+                    }
                     match doc {
                         Document::Claim(_) => {}
                         Document::Enrollment(e) => {

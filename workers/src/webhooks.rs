@@ -54,7 +54,7 @@ impl std::fmt::Debug for Webhooks {
 }
 
 fn cursor_key(partner: &PartnerId) -> Key {
-    Key::new(Table::Counters, "webhook-cursor", partner.as_str())
+    clearway_core::records::webhook_cursor_key(partner)
 }
 
 /// Checks the `[webhooks]` TLS files (at start-up: one that cannot be used

@@ -40,6 +40,7 @@ mod resolve;
 
 #[cfg(test)]
 mod tests;
+pub mod viewer;
 
 pub use build::{
     ADJUDICATION_ERROR_SYSTEM, ADJUDICATION_SYSTEM, Adjudication, AdjudicationTotal, BENEFIT_CATEGORY_SYSTEM,
@@ -94,6 +95,10 @@ pub(crate) struct DocCtx<'v> {
 /// panic; cargo-fuzz and the proptests both drive it.
 pub fn fuzz_fhir(data: &[u8]) {
     let limits = Limits { max_input_bytes: 1 << 20, max_bundle_entries: 200, max_claim_items: 50, max_issues: 100 };
+    // The console's viewer: bounded, never a panic.
+    let options = crate::x12::viewer::ViewOptions { reveal: false, max_segments: 200, interchange_notes: false };
+    let v = viewer::view(data, options);
+    assert!(v.segments.len() <= 200 && v.segments.len() <= v.total_segments);
     let doc = match read_resource(data, &limits) {
         Ok(doc) => doc,
         Err(e) => {

@@ -31,6 +31,7 @@ pub mod r#gen;
 pub mod mllp;
 pub mod parse;
 pub mod validate;
+pub mod viewer;
 pub mod views;
 
 #[cfg(test)]
@@ -70,6 +71,18 @@ pub fn fuzz_hl7(data: &[u8]) {
                 },
             );
             check_ack(&ack, AckCode::ApplicationReject, None);
+        }
+    }
+    // The console's viewer: bounded, masked means the value is absent.
+    let options = crate::x12::viewer::ViewOptions { reveal: false, max_segments: 200, interchange_notes: false };
+    let masked = viewer::view(data, options);
+    let clear = viewer::view(data, crate::x12::viewer::ViewOptions { reveal: true, ..options });
+    assert!(masked.segments.len() <= 200 && masked.total_segments == clear.total_segments);
+    for (m, c) in masked.segments.iter().zip(&clear.segments) {
+        for (a, b) in m.elements.iter().zip(&c.elements) {
+            if let (crate::x12::viewer::Shown::Masked(n), crate::x12::viewer::Shown::Clear(t)) = (&a.value, &b.value) {
+                assert_eq!(*n, t.chars().count());
+            }
         }
     }
     match split(data, &limits) {

@@ -66,7 +66,7 @@ pub fn fuzz_x12(data: &[u8]) {
     }
     // The console's viewer: bounded, and masked means masked (a masked
     // element's value is never in the description).
-    let options = viewer::ViewOptions { reveal: false, max_segments: 200 };
+    let options = viewer::ViewOptions { reveal: false, max_segments: 200, interchange_notes: true };
     let v = viewer::view(data, options);
     assert!(v.segments.len() <= 200 && v.segments.len() <= v.total_segments);
     assert_eq!(v.truncated, v.total_segments > v.segments.len());

@@ -29,11 +29,14 @@ pub struct ViewOptions {
     pub reveal: bool,
     /// Most segments described.
     pub max_segments: usize,
+    /// Pin the TA1's notes (the interchange checks, run again) on the
+    /// envelope segments they are about.
+    pub interchange_notes: bool,
 }
 
 impl Default for ViewOptions {
     fn default() -> Self {
-        ViewOptions { reveal: false, max_segments: 5_000 }
+        ViewOptions { reveal: false, max_segments: 5_000, interchange_notes: false }
     }
 }
 
@@ -58,10 +61,12 @@ pub struct ViewElement {
 }
 
 /// A segment's error as the 999 reports it (IK3), when not about one of its
-/// elements only.
+/// elements only, or an interchange note as the TA1 reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ViewError {
-    /// IK304.
+    /// `IK3` or `TA1`.
+    pub source: &'static str,
+    /// IK304, or TA105.
     pub code: String,
     pub message: String,
 }
@@ -247,7 +252,7 @@ fn pin(out: &mut [ViewSegment], first: usize, errors: Vec<SegmentError>) {
             }
         }
         if !about_elements || e.code != SegmentCode::ElementErrors {
-            seg.errors.push(ViewError { code: e.code.code().to_string(), message: e.message });
+            seg.errors.push(ViewError { source: "IK3", code: e.code.code().to_string(), message: e.message });
         }
     }
 }
@@ -371,7 +376,42 @@ pub fn view(payload: &[u8], options: ViewOptions) -> Viewed {
         let (errors, _) = v.finish();
         pin(&mut out.segments, open.first, errors);
     }
+    if options.interchange_notes {
+        pin_interchange_notes(payload, &mut out.segments);
+    }
     out
+}
+
+/// Pins each interchange's findings (the TA1's note codes) on its envelope
+/// segment: the n-th interchange's ISA, and its first GS, GE or IEA for a
+/// finding about one of those.
+fn pin_interchange_notes(payload: &[u8], segments: &mut [ViewSegment]) {
+    let analysis = super::analyze(payload, &super::AnalyzeOptions::default());
+    let starts: Vec<usize> = segments.iter().enumerate().filter(|(_, s)| s.id == "ISA").map(|(i, _)| i).collect();
+    for (n, ic) in analysis.interchanges.iter().enumerate() {
+        let Some(&start) = starts.get(n) else { break };
+        let end = starts.get(n + 1).copied().unwrap_or(segments.len());
+        for f in &ic.report.findings {
+            let at = (start..end).find(|&i| segments[i].id == f.segment).unwrap_or(start);
+            let seg = &mut segments[at];
+            let code = f.code.code().to_string();
+            match f.element {
+                Some(e) => {
+                    let label = format!("{}{e:02}", seg.id);
+                    let error = Some((format!("TA1 {code}"), f.message.clone()));
+                    match seg.elements.iter_mut().find(|x| x.label == label) {
+                        Some(x) => x.error = error,
+                        None => seg.errors.push(ViewError {
+                            source: "TA1",
+                            code,
+                            message: format!("{label}: {}", f.message),
+                        }),
+                    }
+                }
+                None => seg.errors.push(ViewError { source: "TA1", code, message: f.message.clone() }),
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -408,6 +448,38 @@ IEA*1*000000001~";
 
     fn element<'a>(v: &'a Viewed, label: &str) -> &'a ViewElement {
         v.segments.iter().flat_map(|s| &s.elements).find(|e| e.label == label).unwrap_or_else(|| panic!("{label}"))
+    }
+
+    #[test]
+    fn the_ta1s_notes_sit_on_the_envelope() {
+        let broken = CLAIM.replace("IEA*1*000000001~", "IEA*1*000000009~");
+        let notes = |v: &Viewed| -> Vec<(String, String)> {
+            v.segments
+                .iter()
+                .flat_map(|s| {
+                    let id = s.id.clone();
+                    s.errors
+                        .iter()
+                        .filter(|e| e.source == "TA1")
+                        .map(move |e| (id.clone(), e.code.clone()))
+                        .chain(s.elements.iter().filter_map(|e| {
+                            e.error.clone().filter(|(c, _)| c.starts_with("TA1")).map(|(c, _)| (e.label.clone(), c))
+                        }))
+                        .collect::<Vec<_>>()
+                })
+                .collect()
+        };
+        let v = view(broken.as_bytes(), ViewOptions { interchange_notes: true, ..ViewOptions::default() });
+        let found = notes(&v);
+        assert!(
+            found.iter().any(|(at, code)| at.starts_with("IEA") && code.ends_with("001")),
+            "TA105 001 (control numbers differ) on the IEA: {found:?}"
+        );
+        assert!(notes(&view(broken.as_bytes(), ViewOptions::default())).is_empty(), "only when asked");
+        assert!(
+            notes(&view(CLAIM.as_bytes(), ViewOptions { interchange_notes: true, ..ViewOptions::default() }))
+                .is_empty()
+        );
     }
 
     #[test]
@@ -466,7 +538,7 @@ IEA*1*000000001~";
 
     #[test]
     fn a_long_file_is_cut_and_counted_and_a_broken_one_says_so() {
-        let v = view(CLAIM.as_bytes(), ViewOptions { reveal: false, max_segments: 5 });
+        let v = view(CLAIM.as_bytes(), ViewOptions { reveal: false, max_segments: 5, interchange_notes: false });
         assert_eq!((v.segments.len(), v.total_segments, v.truncated), (5, 27, true));
         let broken = view(b"ISA*00*short~", ViewOptions::default());
         assert!(broken.unreadable.is_some(), "{broken:?}");
