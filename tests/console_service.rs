@@ -1,9 +1,9 @@
 //! The operator console against the real service over HTTP (no browser:
 //! `tests/console_browser.rs` drives one): a transaction found by its
-//! control numbers once processed; its timeline saying where its
+//! control numbers and its payer once processed; its timeline saying where its
 //! acknowledgements and deliveries stand; a subscribed system's dead letter
 //! replayed from the console with a reason, audited; payers' health on the
-//! dashboard.
+//! dashboard; the whole audit log verified by an auditor.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -93,6 +93,7 @@ fn the_console_finds_explains_and_replays_on_the_real_service() {
     let scratch = Scratch::new();
     let key = scratch.partner("acme", false);
     let password = scratch.run_ok(&["console-users", "add", "--name", "opal", "--role", "operator"]).trim().to_string();
+    let auditor = scratch.run_ok(&["console-users", "add", "--name", "aude", "--role", "auditor"]).trim().to_string();
     let (system, refused) = refusing_system();
     scratch.write_config(&format!(
         "[payers.ACME01]\n\n[destinations.LAB]\nkind = \"http\"\nurl = \"{system}\"\nretry_max_ms = 200\n\n\
@@ -109,7 +110,9 @@ fn the_console_finds_explains_and_replays_on_the_real_service() {
     let r = c.submit("application/edi-x12", x12.as_bytes(), &[]);
     assert_eq!(r.status, 202, "{}", r.text());
     let id = r.json()["transactionId"].as_str().unwrap().to_string();
-    assert_eq!(c.wait_terminal(&id)["status"], "accepted");
+    let t = c.wait_terminal(&id);
+    assert_eq!(t["status"], "accepted");
+    let payer = t["claims"][0]["payerId"].as_str().unwrap().to_string();
     let isa13 = element(&x12, "ISA", 13);
     let short = isa13.trim_start_matches('0');
     for (kind, number) in [
@@ -118,10 +121,13 @@ fn the_console_finds_explains_and_replays_on_the_real_service() {
         ("gs06", &element(&x12, "GS", 6)),
         ("st02", &element(&x12, "ST", 2)),
         ("bht03", &element(&x12, "BHT", 3)),
+        ("payer", &payer),
     ] {
         let page = get(server.http, &cookie, &format!("/console/search?ctl={kind}&number={number}"));
         assert!(page.contains(&id), "found by {kind} {number}");
     }
+    let later = get(server.http, &cookie, &format!("/console/search?ctl=payer&number={payer}&from=2999-01-01"));
+    assert!(!later.contains(&id), "from a date on");
     let none = get(server.http, &cookie, "/console/search?ctl=st02&number=99999");
     assert!(none.contains("No transaction has that control number.") && !none.contains(&id));
     let bad = get(server.http, &cookie, "/console/search?ctl=clm01&number=X");
@@ -173,6 +179,23 @@ fn the_console_finds_explains_and_replays_on_the_real_service() {
     let live = get(server.http, &cookie, "/console/live");
     assert!(live.contains(r#"<table id="payers">"#) && live.contains("ACME01"), "{live}");
     assert!(live.contains("Eligibility cache hits"));
+
+    // An auditor verifies the whole log from the console; an operator may
+    // not.
+    assert_eq!(post(server.http, &cookie, "/console/audit/verify", "").status, 403);
+    let aude = sign_in(server.http, "aude", &auditor);
+    let started = post(server.http, &aude, "/console/audit/verify", "");
+    assert_eq!(started.status, 303, "{}", started.text());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let page = get(server.http, &aude, "/console/audit");
+        assert!(!page.contains("NOT VERIFIED"), "{page}");
+        if page.contains("<strong>Verified</strong>") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no verdict: {page}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
 
     // The audit log holds the replay, with the destination and who.
     drop(server);

@@ -85,6 +85,8 @@ struct Span {
     /// `clearway.role` of the process that exported it.
     role: String,
     attributes: Vec<(String, String)>,
+    /// Trace ids of the spans it links to.
+    links: Vec<String>,
 }
 
 impl Span {
@@ -131,6 +133,7 @@ fn spans(exports: &[Export]) -> Vec<Span> {
                             .iter()
                             .map(|a| (a.key.clone(), a.value.as_ref().map(any_value).unwrap_or_default()))
                             .collect(),
+                        links: s.links.iter().map(|l| hex::encode(&l.trace_id)).collect(),
                     });
                 }
             }
@@ -185,6 +188,8 @@ fn one_transaction_is_one_trace_across_the_intake_and_worker_processes() {
     let scratch = Scratch::new();
     let key = scratch.partner("acme", false);
     let (endpoint, seen) = receiver();
+    // Claims batch for their payer within a second (to the outbox).
+    scratch.write_config("[routing]\nbatch_window_secs = 1\n\n[payers.ACME01]\n");
     let env = [
         ("CLEARWAY__TELEMETRY__OTLP_ENDPOINT", endpoint.as_str()),
         // The SDK's batch processor reads its delay from the environment.
@@ -230,6 +235,21 @@ fn one_transaction_is_one_trace_across_the_intake_and_worker_processes() {
         assert_eq!(one(stage).parent, process.span_id, "{stage} is a stage of the worker's span");
     }
     assert_eq!(kept, format!("00-{trace}-{}-01", intake_span.span_id), "the record names the intake span");
+
+    // The payer batch carrying its claims is a trace of its own, linked to
+    // this one.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let all = spans(&seen.lock().unwrap());
+        let batch: Vec<&Span> = all.iter().filter(|s| s.name == "payer batch send").collect();
+        if let Some(b) = batch.iter().find(|b| b.links.iter().any(|l| l == trace)) {
+            assert_ne!(b.trace_id, trace, "a batch's own trace");
+            assert!(b.attr("payer").is_some_and(|p| !p.is_empty()));
+            break;
+        }
+        assert!(Instant::now() < deadline, "no payer batch span links to the transaction: {batch:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
 
     // A submission without a context starts its own trace; the record
     // names it.

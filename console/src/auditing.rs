@@ -19,6 +19,60 @@ use std::sync::Arc;
 /// Events a search page shows.
 pub const PAGE_EVENTS: usize = 100;
 
+/// The latest verification of the whole log run from the console.
+#[derive(Debug, Default)]
+pub struct Verification {
+    /// When the one running now started.
+    pub running_since: Option<String>,
+    /// When the last one ended, and what it found.
+    pub last: Option<(String, Result<clearway_core::audit::VerifyReport, String>)>,
+}
+
+fn now_text() -> String {
+    clearway_core::records::timestamp(time::OffsetDateTime::now_utc())
+}
+
+/// `POST /console/audit/verify`: recomputes the whole log in the
+/// background (every event, stored node and checkpoint, as `clearway audit
+/// verify` does); the audit page shows the verdict. One at a time.
+pub async fn verify(State(console): State<Arc<Console>>, who: SignedIn) -> Response {
+    let status = auditor_only(&who);
+    let status = if status == StatusCode::OK && console.verifier.is_none() { StatusCode::NOT_FOUND } else { status };
+    let answer = if status == StatusCode::OK { StatusCode::SEE_OTHER } else { status };
+    if !audit(&console, event("console.audit_verify", "E", who.actor(), answer)).await {
+        return page_error(StatusCode::SERVICE_UNAVAILABLE);
+    }
+    if status != StatusCode::OK {
+        return page_error(status);
+    }
+    let start = {
+        let mut v = console.verification.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let start = v.running_since.is_none();
+        if start {
+            v.running_since = Some(now_text());
+        }
+        start
+    };
+    if start && let Some(verifier) = console.verifier.clone() {
+        let console = console.clone();
+        tokio::spawn(async move {
+            let verdict = tokio::task::spawn_blocking(move || verifier())
+                .await
+                .unwrap_or_else(|_| Err("the verification stopped before its end".into()));
+            match &verdict {
+                Ok(r) => {
+                    tracing::info!(events = r.size, checkpoints = r.checkpoints, "audit log verified from the console")
+                }
+                Err(finding) => tracing::error!(finding = %finding, "audit log NOT VERIFIED (from the console)"),
+            }
+            let mut v = console.verification.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            v.running_since = None;
+            v.last = Some((now_text(), verdict));
+        });
+    }
+    Redirect::to("/console/audit").into_response()
+}
+
 fn auditor_only(who: &SignedIn) -> StatusCode {
     if who.account.role == Role::Auditor { StatusCode::OK } else { StatusCode::FORBIDDEN }
 }
@@ -107,6 +161,11 @@ pub struct AuditPage {
     pub elevations: Vec<Elevation>,
     pub reveals: Vec<Reveal>,
     pub message: Option<String>,
+    /// Whether this process can verify the log, one running since, the
+    /// last verdict.
+    pub can_verify: bool,
+    pub verifying_since: Option<String>,
+    pub verified: Option<(String, Result<clearway_core::audit::VerifyReport, String>)>,
 }
 
 fn ms_text(ms: i64) -> String {
@@ -140,7 +199,15 @@ pub async fn page(State(console): State<Arc<Console>>, who: SignedIn, Query(q): 
         elevations: vec![],
         reveals: vec![],
         message: None,
+        can_verify: console.verifier.is_some(),
+        verifying_since: None,
+        verified: None,
     };
+    {
+        let v = console.verification.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        page.verifying_since = v.running_since.clone();
+        page.verified = v.last.clone();
+    }
     let from = match q.from.trim() {
         "" => None,
         d => match crate::search::first_id_of(d) {

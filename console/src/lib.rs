@@ -68,7 +68,15 @@ pub struct Console {
     core_gauge: dashboard::CoreGauge,
     /// Wakes the replay runner (a job started, paused or resumed).
     replays: tokio::sync::Notify,
+    /// Recomputes the whole audit log (the binary gives it: the log's
+    /// reader depends on the backend).
+    verifier: Option<LogVerifier>,
+    /// The latest verification run from the console.
+    verification: std::sync::Mutex<auditing::Verification>,
 }
+
+/// Verifies the whole audit log (blocking: run off the async threads).
+pub type LogVerifier = Arc<dyn Fn() -> Result<clearway_core::audit::VerifyReport, String> + Send + Sync + 'static>;
 
 impl std::fmt::Debug for Console {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -78,7 +86,14 @@ impl std::fmt::Debug for Console {
 
 impl Console {
     pub fn new(svc: Arc<Services>, metrics: MetricsRender) -> Arc<Self> {
+        Console::with_verifier(svc, metrics, None)
+    }
+
+    /// [`Console::new`], with the auditors' "verify the log now".
+    pub fn with_verifier(svc: Arc<Services>, metrics: MetricsRender, verifier: Option<LogVerifier>) -> Arc<Self> {
         Arc::new(Console {
+            verifier,
+            verification: std::sync::Mutex::default(),
             accounts: Accounts::new(svc.ports.state.clone()),
             svc,
             metrics,
@@ -134,6 +149,7 @@ pub fn routes(console: Arc<Console>) -> Router {
         .route("/console/reports/{name}", get(reports::page))
         .route("/console/audit", get(auditing::page))
         .route("/console/audit/break-glass/{id}/review", post(auditing::review))
+        .route("/console/audit/verify", post(auditing::verify))
         .route("/console/static/{name}", get(assets::serve))
         // Not a fallback: the service's router has its own.
         .route("/console/{*rest}", get(|| async { page_error(StatusCode::NOT_FOUND) }))

@@ -1,6 +1,6 @@
 //! Search (operators): a transaction by its id; by a control number
-//! (ISA13, GS06, ST02, BHT03, an 835's TRN02) through the index the workers
-//! write; a partner's transactions
+//! (ISA13, GS06, ST02, BHT03, an 835's TRN02) or a payer id through the
+//! index the workers write, from a date, paged; a partner's transactions
 //! from a date on, by status, paged by cursor; and, by `POST` only (it is
 //! PHI), the transactions holding a patient control number (CLM01),
 //! found through the claim index's keyed token. URLs carry ids, dates and
@@ -79,9 +79,6 @@ impl SearchPage {
         self.ctl == kind
     }
 }
-
-/// Most transactions one control number lists.
-const CONTROL_ROWS: usize = 100;
 
 /// The smallest transaction id of the day `date` (`YYYY-MM-DD`, UTC).
 pub fn first_id_of(date: &str) -> Option<String> {
@@ -162,13 +159,26 @@ pub async fn page(State(console): State<Arc<Console>>, who: SignedIn, Query(q): 
             page.message = Some("Choose a kind and give a control number (1 to 80 characters).".into());
             return render(page);
         };
-        let items = match console.svc.ports.state.query(Table::Claims, &partition, None, CONTROL_ROWS).await {
+        // From a date (a position: ids are UUIDv7), or after the last row
+        // of the previous page.
+        let after = match (q.after.as_deref(), q.from.as_deref().filter(|f| !f.is_empty())) {
+            (Some(a), _) if !a.is_empty() => Some(a.to_string()),
+            (_, Some(from)) => match first_id_of(from) {
+                Some(id) => Some(id),
+                None => {
+                    page.message = Some("Dates are YYYY-MM-DD.".into());
+                    return render(page);
+                }
+            },
+            _ => None,
+        };
+        let items = match console.svc.ports.state.query(Table::Claims, &partition, after.as_deref(), PAGE_ROWS).await {
             Ok(i) => i,
             Err(_) => return page_error(StatusCode::SERVICE_UNAVAILABLE),
         };
-        let full = items.len() == CONTROL_ROWS;
+        let last = (items.len() == PAGE_ROWS).then(|| items.last().map(|(k, _)| k.clone())).flatten();
         for (sk, _) in items {
-            let Some((p, t)) = sk.split_once('/') else { continue };
+            let Some((t, p)) = sk.split_once('/') else { continue };
             let Ok(p) = PartnerId::new(p) else { continue };
             match lookup::record(&console.svc, &p, t).await {
                 Ok(Some(r)) => page.rows.push(row(&r)),
@@ -176,13 +186,12 @@ pub async fn page(State(console): State<Arc<Console>>, who: SignedIn, Query(q): 
                 Err(_) => return page_error(StatusCode::SERVICE_UNAVAILABLE),
             }
         }
-        page.message = if page.rows.is_empty() {
-            Some("No transaction has that control number.".into())
-        } else if full {
-            Some(format!("The first {CONTROL_ROWS} transactions with that control number."))
-        } else {
-            None
-        };
+        if let Some(a) = last {
+            page.next = Some(query_string(&[("ctl", kind), ("number", &number), ("after", &a)]));
+        }
+        if page.rows.is_empty() {
+            page.message = Some("No transaction has that control number.".into());
+        }
         return render(page);
     }
     // One transaction by id: straight to its page.

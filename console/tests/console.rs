@@ -411,7 +411,7 @@ async fn each_route_answers_each_role_as_the_table_in_the_docs_says() {
         sessions.push(c.sign_in(name, &pw).await);
     }
     let rows = documented_routes();
-    assert_eq!(rows.len(), 29, "the rows of the table");
+    assert_eq!(rows.len(), 30, "the rows of the table");
     for row in &rows {
         let route = row[1]
             .replace("{name}", "console.css")

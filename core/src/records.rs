@@ -152,6 +152,7 @@ pub const CONTROL_KINDS: &[(&str, &str)] = &[
     ("st02", "ST02 transaction set control number"),
     ("bht03", "BHT03 originator's reference"),
     ("trn02", "TRN02 check or EFT trace number (835)"),
+    ("payer", "Payer id (transactions with a claim for it)"),
 ];
 
 /// Most control numbers indexed per transaction (a file of thousands of
@@ -169,9 +170,11 @@ pub fn control_partition(kind: &str, value: &str) -> Option<String> {
     ok.then(|| format!("ctl/{kind}/{value}"))
 }
 
-/// One control number's index entry: sort key `<partner>/<transaction>`.
+/// One control number's index entry: sort key `<transaction>/<partner>`,
+/// so a partition lists its transactions in the order they were received
+/// (ids are UUIDv7).
 pub fn control_key(partition: String, partner: &PartnerId, id: &TransactionId) -> Key {
-    Key::new(Table::Claims, partition, format!("{partner}/{id}"))
+    Key::new(Table::Claims, partition, format!("{id}/{partner}"))
 }
 
 /// How far a partner's webhook has delivered its acknowledgement feed (the

@@ -50,6 +50,23 @@ pub fn set_parent(span: &tracing::Span, traceparent: Option<&str>) {
     }
 }
 
+/// Links `span` to the span `traceparent` names (another trace: a payer
+/// batch to each transaction whose claims it carries).
+pub fn add_link(span: &tracing::Span, traceparent: &str) {
+    let cx = extract(traceparent);
+    let remote = cx.span();
+    let sc = remote.span_context();
+    if sc.is_valid() {
+        span.add_link(sc.clone());
+    }
+}
+
+/// Whether `span` is exported (it has an OpenTelemetry context): work done
+/// only for spans (reading what to link) is skipped otherwise.
+pub fn is_exported(span: &tracing::Span) -> bool {
+    span.context().span().span_context().is_valid()
+}
+
 /// The `traceparent` to pass on from `span`: its own context when spans are
 /// exported, otherwise `inherited` (the one that came in) unchanged.
 pub fn traceparent(span: &tracing::Span, inherited: Option<&str>) -> Option<String> {

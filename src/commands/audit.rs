@@ -105,6 +105,39 @@ pub fn service(config: &Config, store: &super::store::Store) -> anyhow::Result<O
     }))
 }
 
+/// What the console's "verify the whole log now" runs: `verify_log` over
+/// the deployment's log with the log's own key (blocking; the console runs
+/// it off the async threads). `None` when requests are not audited.
+pub fn console_verifier(
+    config: &Config,
+    store: &super::store::Store,
+) -> anyhow::Result<Option<clearway_console::LogVerifier>> {
+    if !config.security.audit_requests {
+        return Ok(None);
+    }
+    let key = signer(config)?.verifier();
+    Ok(Some(match &store.backend {
+        super::store::Backend::Local(_) => {
+            let dir = config.server.data_dir.clone();
+            Arc::new(move || {
+                let file =
+                    AuditFile::open(&dir).map_err(|e| format!("cannot read the audit log: {}", e.kind().as_str()))?;
+                verify_log(&file, &key, &[]).map_err(|f| f.to_string())
+            })
+        }
+        super::store::Backend::Aws(aws) => {
+            let log = aws.audit_log();
+            let rt = tokio::runtime::Handle::current();
+            Arc::new(move || {
+                let snapshot = rt
+                    .block_on(log.snapshot())
+                    .map_err(|e| format!("cannot read the audit log: {}", e.kind().as_str()))?;
+                verify_log(&snapshot, &key, &[]).map_err(|f| f.to_string())
+            })
+        }
+    }))
+}
+
 /// The longest an event waits for a checkpoint.
 pub const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 /// The most events that wait for a checkpoint.

@@ -172,7 +172,8 @@ async fn serve(config: Arc<clearway_core::config::Config>, role: Role) -> anyhow
     let app = if role == Role::Worker {
         clearway_ingest::http::ops_router(svc.clone(), render)
     } else if config.server.console {
-        let console = clearway_console::Console::new(svc.clone(), render.clone());
+        let verifier = super::audit::console_verifier(&config, &store)?;
+        let console = clearway_console::Console::with_verifier(svc.clone(), render.clone(), verifier);
         tasks.spawn(console.clone().run_replays(shutdown.clone().cancelled_owned()));
         clearway_ingest::http::app_with(svc.clone(), render, clearway_console::routes(console))
     } else {

@@ -283,6 +283,8 @@ impl Processor {
             let mut acks = self.ack_records(&record, &outcome).await?;
             writes.extend(last_write_wins(std::mem::take(&mut outcome.writes)));
             writes.extend(self.claim_index_writes(&record, &claim_records)?);
+            // Each claim's payer too: an operator lists a payer's transactions.
+            outcome.controls.extend(claim_records.iter().filter_map(|c| c.payer_id.clone()).map(|p| ("payer", p)));
             writes.extend(control_index_writes(&record, &outcome.controls)?);
             let room = MAX_WRITE_OPS.saturating_sub(2 * acks.len());
             let tail = writes.split_off(writes.len().saturating_sub(room));
@@ -769,14 +771,15 @@ pub async fn publish_acks(
 /// carry the same member (or payment) twice, and a state-store batch may
 /// not write one key twice.
 /// The control-number index entries of a transaction (each distinct
-/// number once, at most [`MAX_CONTROLS_INDEXED`]): idempotent puts, owned
-/// by the partner so that shredding it removes them.
+/// number once, at most [`MAX_CONTROLS_INDEXED`]): idempotent puts. They
+/// hold no PHI (control numbers, payer ids, the transaction's id), so they
+/// are not sealed under the partner's keys; once the partner is shredded
+/// they point at records nobody can read, and the search skips those.
 fn control_index_writes(record: &TransactionRecord, controls: &[(&'static str, String)]) -> PortResult<Vec<WriteOp>> {
-    let value = encode(&serde_json::json!({
-        "transactionId": record.id,
-        "partner": record.partner,
-        "receivedAt": record.received_at,
-    }))?;
+    // The partner is in the sort key; the value does not name it, so the
+    // entry stays out of the partner's records (it holds nothing of the
+    // partner's to re-seal or shred).
+    let value = encode(&serde_json::json!({ "transactionId": record.id, "receivedAt": record.received_at }))?;
     let mut seen = HashSet::new();
     Ok(controls
         .iter()
@@ -788,7 +791,7 @@ fn control_index_writes(record: &TransactionRecord, controls: &[(&'static str, S
             value: value.clone(),
             expires_at: None,
             condition: Condition::None,
-            owner: Some(record.partner.clone()),
+            owner: None,
         })
         .collect())
 }

@@ -41,7 +41,7 @@ use clearway_core::config::{Config, Destination, PayerConfig};
 use clearway_core::feed;
 use clearway_core::partners::Partners;
 use clearway_core::ports::{Condition, Key, MAX_QUERY_LIMIT, Ports, Table, WriteOp};
-use clearway_core::records::{AckRecord, ClaimRecord, Lineage, timestamp};
+use clearway_core::records::{AckRecord, ClaimRecord, Lineage, TransactionRecord, timestamp};
 use clearway_core::roundtrip::{Attention, PayerFile, attention_key, file_key, seen_key, unapplied_key};
 use clearway_core::{BlobKey, ErrorKind, PartnerId, PortError, PortResult, Sensitive, TransactionId};
 use clearway_formats::x12::batch::{
@@ -152,6 +152,9 @@ async fn write_with_event(
         other => other,
     }
 }
+
+/// Most transactions a payer batch's span links to.
+const MAX_SPAN_LINKS: usize = 32;
 
 /// A claim waiting for its batch (`pending/<payer>`), and later a member
 /// of one (`members/<payer>/<ISA13>`).
@@ -708,6 +711,9 @@ impl RoundTrip {
                 outcome = tracing::field::Empty,
                 otel.status_code = tracing::field::Empty,
             );
+            if clearway_core::telemetry::is_exported(&span) {
+                self.link_transactions(&span, payer, control).await;
+            }
             let result = self.deliver(&batch).instrument(span.clone()).await;
             match &result {
                 Ok(how) => span.record("outcome", *how),
@@ -747,6 +753,36 @@ impl RoundTrip {
             }
         }
         Ok(sent)
+    }
+
+    /// Links a batch's span to the traces of the transactions whose claims
+    /// it carries (the first [`MAX_SPAN_LINKS`] of them): what a reader
+    /// could read fails quietly, a span is not worth a failed delivery.
+    async fn link_transactions(&self, span: &tracing::Span, payer: &str, control: u32) {
+        let Ok(members) = self
+            .ports
+            .state
+            .query(Table::Batches, &BatchRecord::members(payer, control), None, MAX_SPAN_LINKS * 4)
+            .await
+        else {
+            return;
+        };
+        let mut seen = std::collections::HashSet::new();
+        for (_, item) in members {
+            let Ok(m) = decode::<Pending>(&item.value) else { continue };
+            if seen.len() >= MAX_SPAN_LINKS || !seen.insert(m.transaction.clone()) {
+                continue;
+            }
+            let (Ok(partner), Some(id)) = (PartnerId::new(&m.partner), TransactionId::parse(&m.transaction)) else {
+                continue;
+            };
+            if let Ok(Some(item)) = self.ports.state.get(&TransactionRecord::key(&partner, &id)).await
+                && let Ok(r) = decode::<TransactionRecord>(&item.value)
+                && let Some(tp) = &r.traceparent
+            {
+                clearway_core::telemetry::add_link(span, tp);
+            }
+        }
     }
 
     /// Sends the acknowledgements owed to payers (a TA1 or 999 for a file
