@@ -137,6 +137,35 @@ fn the_console_finds_explains_and_replays_on_the_real_service() {
     let page = get(server.http, &cookie, &format!("/console/transactions/acme/{id}"));
     assert!(page.contains("acknowledgement feed (GET /v1/acks; no webhook set)"), "{page}");
 
+    // A partner whose webhook refuses: its acknowledgements wait, and the
+    // timeline shows the attempts.
+    let beta = Client { addr: server.http, key: scratch.partner("beta", false) };
+    let (hook, _) = refusing_system();
+    let auth = format!("Bearer {}", beta.key);
+    let set = request(
+        server.http,
+        "PUT",
+        "/v1/webhook",
+        &[("Authorization", auth.as_str()), ("Content-Type", "application/json")],
+        format!(r#"{{"url":"{hook}","secret":"a-secret-of-the-partners-choosing"}}"#).as_bytes(),
+    );
+    assert_eq!(set.status, 200, "{}", set.text());
+    let out = scratch.command().args(["gen", "837p", "--count", "1", "--seed", "62"]).output().unwrap();
+    let r = beta.submit("application/edi-x12", &out.stdout, &[]);
+    assert_eq!(r.status, 202, "{}", r.text());
+    let beta_id = r.json()["transactionId"].as_str().unwrap().to_string();
+    beta.wait_terminal(&beta_id);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let page = get(server.http, &cookie, &format!("/console/transactions/beta/{beta_id}"));
+        if page.contains("failed attempts in a row") {
+            assert!(page.contains("endpoint answered 400"), "{page}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no webhook attempts shown: {page}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
     // An ADT the system refuses: a dead letter of LAB, on the transaction's
     // timeline and the systems page.
     let adt = "MSH|^~\\&|ADT|NORTH|CLEARWAY|HUB|20240101120000||ADT^A01^ADT_A01|CTL0001|P|2.5.1\rEVN|A01|20240101120000\rPID|1||12345^^^NORTH^MR||SAMPLE^PAT||19800101|F\rPV1|1|I\r";

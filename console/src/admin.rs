@@ -1,5 +1,5 @@
-//! Administration (admins): console accounts and API keys — listed, made
-//! and ended. A password or key made here is shown once, in the answer to
+//! Administration (admins): partners, console accounts and API keys —
+//! listed, made and ended. A password or key made here is shown once, in the answer to
 //! the `POST` that made it (no URL holds it, nothing caches it), like the
 //! command line's `console-users add` and `keys add`. Every change is an
 //! audit event naming the account or credential, never its secret. Admins
@@ -24,9 +24,20 @@ pub struct AdminPage {
     pub frame: Frame,
     pub accounts: Vec<Account>,
     pub keys: Vec<clearway_core::partners::Credential>,
+    pub partners: Vec<PartnerRow>,
     /// A secret just made, shown this once: (what, for whom, the secret).
     pub made: Option<(&'static str, String, String)>,
     pub message: Option<String>,
+}
+
+/// A partner as the admin screen lists it (no key, no webhook secret).
+#[derive(Debug)]
+pub struct PartnerRow {
+    pub id: String,
+    pub name: String,
+    pub state: &'static str,
+    pub webhook: bool,
+    pub created_at: String,
 }
 
 fn admin_only(who: &SignedIn) -> StatusCode {
@@ -34,11 +45,31 @@ fn admin_only(who: &SignedIn) -> StatusCode {
 }
 
 async fn page_for(console: &Console, who: &SignedIn) -> Result<AdminPage, Response> {
-    match (console.accounts.list().await, console.svc.partners.list_keys().await) {
-        (Ok(accounts), Ok(keys)) => {
-            Ok(AdminPage { frame: Frame::new("Administration", Some(who)), accounts, keys, made: None, message: None })
-        }
-        (Err(e), _) | (_, Err(e)) => {
+    match (console.accounts.list().await, console.svc.partners.list_keys().await, console.svc.partners.list().await) {
+        (Ok(accounts), Ok(keys), Ok(partners)) => Ok(AdminPage {
+            frame: Frame::new("Administration", Some(who)),
+            accounts,
+            keys,
+            partners: partners
+                .into_iter()
+                .map(|p| PartnerRow {
+                    state: if p.shredded_at.is_some() {
+                        "shredded"
+                    } else if p.revoked {
+                        "revoked"
+                    } else {
+                        "active"
+                    },
+                    id: p.id.to_string(),
+                    name: p.name.unwrap_or_default(),
+                    webhook: p.webhook_url.is_some(),
+                    created_at: p.created_at,
+                })
+                .collect(),
+            made: None,
+            message: None,
+        }),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
             tracing::warn!(error = %clearway_core::error::chain(&e), "console admin page unavailable");
             Err(page_error(StatusCode::SERVICE_UNAVAILABLE))
         }
@@ -249,6 +280,93 @@ pub async fn revoke_key(State(console): State<Arc<Console>>, who: SignedIn, Path
     let mut e = event("console.key_revoke", "U", who.actor(), outcome);
     if id.len() == 12 && id.bytes().all(|b| b.is_ascii_hexdigit()) {
         e.entity.push(AuditEntity { kind: "key".into(), id });
+    }
+    if !audit(&console, e).await {
+        return page_error(StatusCode::SERVICE_UNAVAILABLE);
+    }
+    if outcome == StatusCode::SEE_OTHER {
+        return Redirect::to("/console/admin").into_response();
+    }
+    page_error(outcome)
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub struct PartnerForm {
+    id: String,
+    #[serde(default)]
+    name: String,
+}
+
+/// `POST /console/admin/partners`: a new trading partner, with its first
+/// data key and a submitter's API key shown once (as `clearway partners
+/// add` prints it).
+pub async fn add_partner(State(console): State<Arc<Console>>, who: SignedIn, Form(f): Form<PartnerForm>) -> Response {
+    let status = admin_only(&who);
+    if status != StatusCode::OK {
+        audit(&console, event("console.partner_add", "C", who.actor(), status)).await;
+        return page_error(status);
+    }
+    let id = PartnerId::new(f.id.trim());
+    let name = Some(f.name.trim().chars().take(100).collect::<String>()).filter(|n| !n.is_empty());
+    let result = match &id {
+        Ok(id) => Some(console.svc.partners.add(id, name.as_deref(), false).await),
+        Err(_) => None,
+    };
+    let status = match &result {
+        Some(Ok(_)) => StatusCode::OK,
+        Some(Err(e))
+            if matches!(
+                e.kind(),
+                ErrorKind::InvalidInput | ErrorKind::AlreadyExists | ErrorKind::PreconditionFailed
+            ) =>
+        {
+            StatusCode::UNPROCESSABLE_ENTITY
+        }
+        None => StatusCode::UNPROCESSABLE_ENTITY,
+        Some(Err(_)) => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    let mut e = event("console.partner_add", "C", who.actor(), status);
+    if let Ok(p) = &id {
+        e.entity.push(AuditEntity { kind: "partner".into(), id: p.to_string() });
+        e.tenant = Some(p.to_string());
+    }
+    if !audit(&console, e).await {
+        return page_error(StatusCode::SERVICE_UNAVAILABLE);
+    }
+    match result {
+        Some(Ok(key)) => {
+            let whose = f.id.trim().to_string();
+            after(&console, &who, status, Some(("partner's API key", whose, key.expose().clone())), None).await
+        }
+        Some(Err(_)) if status == StatusCode::UNPROCESSABLE_ENTITY => {
+            after(&console, &who, status, None, Some("Not made: that partner exists already.".into())).await
+        }
+        None => {
+            let m = "A partner id is 1 to 64 characters: letters, digits, dots, dashes and underscores.";
+            after(&console, &who, status, None, Some(m.into())).await
+        }
+        Some(Err(_)) => page_error(StatusCode::SERVICE_UNAVAILABLE),
+    }
+}
+
+/// `POST /console/admin/partners/{id}/revoke`: the partner's keys stop
+/// working (its records stay; `clearway keys shred` erases them).
+pub async fn revoke_partner(State(console): State<Arc<Console>>, who: SignedIn, Path(id): Path<String>) -> Response {
+    let status = admin_only(&who);
+    let partner = PartnerId::new(&id);
+    let outcome = match (&partner, status) {
+        (_, s) if s != StatusCode::OK => s,
+        (Ok(p), _) => match console.svc.partners.revoke(p).await {
+            Ok(()) => StatusCode::SEE_OTHER,
+            Err(e) if e.kind() == ErrorKind::NotFound => StatusCode::NOT_FOUND,
+            Err(_) => StatusCode::SERVICE_UNAVAILABLE,
+        },
+        (Err(_), _) => StatusCode::NOT_FOUND,
+    };
+    let mut e = event("console.partner_revoke", "U", who.actor(), outcome);
+    if let Ok(p) = &partner {
+        e.entity.push(AuditEntity { kind: "partner".into(), id: p.to_string() });
+        e.tenant = Some(p.to_string());
     }
     if !audit(&console, e).await {
         return page_error(StatusCode::SERVICE_UNAVAILABLE);

@@ -130,6 +130,8 @@ pub fn routes(console: Arc<Console>) -> Router {
         .route("/console/admin", get(admin::page))
         .route("/console/admin/accounts", post(admin::add_account))
         .route("/console/admin/accounts/{name}/disable", post(admin::disable_account))
+        .route("/console/admin/partners", post(admin::add_partner))
+        .route("/console/admin/partners/{id}/revoke", post(admin::revoke_partner))
         .route("/console/admin/keys", post(admin::add_key))
         .route("/console/admin/keys/{id}/revoke", post(admin::revoke_key))
         .route("/console/search", get(search::page))

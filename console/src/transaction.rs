@@ -187,14 +187,39 @@ async fn build(
         ),
         _ => None,
     };
+    // The attempts behind an acknowledgement still waiting.
+    let attempts = match &webhook {
+        Some(_) => svc
+            .ports
+            .state
+            .get(&clearway_core::records::webhook_status_key(&r.partner))
+            .await?
+            .and_then(|i| serde_json::from_slice::<clearway_core::records::WebhookStatus>(&i.value).ok())
+            .filter(|s| s.failures > 0)
+            .map(|s| {
+                format!(
+                    " ({} failed attempts in a row, the last at {}: {}; next at {})",
+                    s.failures,
+                    s.last_failure_at.unwrap_or_default(),
+                    s.last_error.unwrap_or_default(),
+                    s.next_attempt_at.unwrap_or_default()
+                )
+            }),
+        None => None,
+    };
     for a in &acks {
         let what =
             if a.id.contains("-payer-") { format!("payer's {} forwarded", a.kind) } else { format!("{} sent", a.kind) };
         let cursor = a.feed_cursor.clone().unwrap_or_else(|| a.legacy_cursor());
         let reach = match &webhook {
-            Some(delivered) if delivered.as_str() >= cursor.as_str() => "delivered to the partner's webhook",
-            Some(_) => "waiting for the partner's webhook (retried until it answers 2xx)",
-            None => "in the partner's acknowledgement feed (GET /v1/acks; no webhook set)",
+            Some(delivered) if delivered.as_str() >= cursor.as_str() => {
+                "delivered to the partner's webhook".to_string()
+            }
+            Some(_) => format!(
+                "waiting for the partner's webhook (retried until it answers 2xx){}",
+                attempts.as_deref().unwrap_or("")
+            ),
+            None => "in the partner's acknowledgement feed (GET /v1/acks; no webhook set)".to_string(),
         };
         stages.push(Stage { at: a.created_at.clone(), what, detail: format!("acknowledgement {}; {reach}", a.id) });
     }

@@ -411,7 +411,7 @@ async fn each_route_answers_each_role_as_the_table_in_the_docs_says() {
         sessions.push(c.sign_in(name, &pw).await);
     }
     let rows = documented_routes();
-    assert_eq!(rows.len(), 30, "the rows of the table");
+    assert_eq!(rows.len(), 32, "the rows of the table");
     for row in &rows {
         let route = row[1]
             .replace("{name}", "console.css")
@@ -435,6 +435,8 @@ async fn each_route_answers_each_role_as_the_table_in_the_docs_says() {
                 "finding=appropriate"
             } else if route == "/console/admin/accounts" {
                 "name=&role=none"
+            } else if route == "/console/admin/partners" {
+                "id=&name="
             } else if route == "/console/admin/keys" {
                 "principal=&role=none"
             } else {
@@ -983,14 +985,38 @@ async fn admins_make_and_end_accounts_and_keys_whose_secrets_are_shown_once() {
         StatusCode::UNPROCESSABLE_ENTITY,
         "no such partner"
     );
+    // A partner: its submitter key shown once and working; revoked, its
+    // keys stop; a second one of the same id is refused.
+    let added = c.post("/console/admin/partners", Some(&s), "same-origin", "id=bravo&name=Bravo+Clinic").await;
+    assert_eq!(added.status, StatusCode::OK, "{}", added.body);
+    let bravo = secret(&added.body);
+    let principal = c.svc.partners.authenticate(&bravo).await.unwrap().expect("the partner's key works");
+    assert_eq!((principal.id.as_str(), principal.role), ("bravo", Role::Submitter));
+    assert!(c.get("/console/admin", Some(&s)).await.body.contains("Bravo Clinic"));
+    assert_eq!(
+        c.post("/console/admin/partners", Some(&s), "same-origin", "id=bravo").await.status,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    assert_eq!(
+        c.post("/console/admin/partners/bravo/revoke", Some(&s), "same-origin", "").await.status,
+        StatusCode::SEE_OTHER
+    );
+    assert!(c.svc.partners.authenticate(&bravo).await.unwrap().is_none(), "a revoked partner's key stops");
     // Audited, never with a secret.
     let events = c.console_events().await;
     let codes: Vec<&str> = events.iter().map(|e| e.code.as_str()).collect();
-    for code in ["console.account_add", "console.account_disable", "console.key_add", "console.key_revoke"] {
+    for code in [
+        "console.account_add",
+        "console.account_disable",
+        "console.key_add",
+        "console.key_revoke",
+        "console.partner_add",
+        "console.partner_revoke",
+    ] {
         assert!(codes.contains(&code), "{code}: {codes:?}");
     }
     let all = serde_json::to_string(&events).unwrap();
-    assert!(!all.contains(&zoe) && !all.contains(&api_key));
+    assert!(!all.contains(&zoe) && !all.contains(&api_key) && !all.contains(&bravo));
     assert!(
         events.iter().any(|e| e.code == "console.key_add" && e.entity.iter().any(|x| x.kind == "key" && x.id == id))
     );

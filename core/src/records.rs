@@ -183,6 +183,33 @@ pub fn webhook_cursor_key(partner: &PartnerId) -> Key {
     Key::new(Table::Counters, "webhook-cursor", partner.as_str())
 }
 
+/// How a partner's webhook deliveries go (`Table::Counters`,
+/// `webhook-status`): written when an attempt fails and when one succeeds
+/// after failures, so an operator sees the attempts behind an
+/// acknowledgement still waiting.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookStatus {
+    /// Failed attempts in a row (0 once one succeeded).
+    pub failures: u32,
+    /// The last failed attempt: when, and why (a status code or
+    /// "unreachable": never the payload).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_failure_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// When the next attempt is due, after a failure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_attempt_at: Option<String>,
+    /// The first success after failures.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovered_at: Option<String>,
+}
+
+pub fn webhook_status_key(partner: &PartnerId) -> Key {
+    Key::new(Table::Counters, "webhook-status", partner.as_str())
+}
+
 /// The queue pointer: what a worker needs to find a transaction.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Pointer {

@@ -18,7 +18,9 @@
 use clearway_core::feed;
 use clearway_core::partners::Partners;
 use clearway_core::ports::{Condition, Key, Ports, Table, WriteOp};
-use clearway_core::records::{AckRecord, FeedEntry, PartnerRecord, TransactionRecord};
+use clearway_core::records::{
+    AckRecord, FeedEntry, PartnerRecord, TransactionRecord, WebhookStatus, webhook_status_key,
+};
 use clearway_core::telemetry;
 use clearway_core::{PartnerId, PortResult, crypto};
 use std::collections::HashMap;
@@ -38,6 +40,8 @@ const PAGE: usize = 100;
 pub struct Webhooks {
     inner: Arc<Inner>,
     retry: HashMap<PartnerId, (Instant, Duration)>,
+    /// Failed attempts in a row, per partner.
+    failures: HashMap<PartnerId, u32>,
 }
 
 struct Inner {
@@ -91,7 +95,11 @@ impl Webhooks {
             tracing::error!(problem = %e, "webhook TLS settings unusable: deliveries will fail");
             base().tls_certs_only(Vec::new()).build().unwrap_or_else(|_| reqwest::Client::new())
         });
-        Webhooks { inner: Arc::new(Inner { ports, partners, http, settle }), retry: HashMap::new() }
+        Webhooks {
+            inner: Arc::new(Inner { ports, partners, http, settle }),
+            retry: HashMap::new(),
+            failures: HashMap::new(),
+        }
     }
 
     /// Delivers until `shutdown`, waking when `feed` is notified or every
@@ -135,14 +143,30 @@ impl Webhooks {
         }
         while let Some(joined) = running.join_next().await {
             let Ok((id, result)) = joined else { continue };
+            let now_text = || clearway_core::records::timestamp(time::OffsetDateTime::now_utc());
             match result {
                 Ok(()) => {
-                    self.retry.remove(&id);
+                    if self.retry.remove(&id).is_some() {
+                        let status = WebhookStatus { recovered_at: Some(now_text()), ..WebhookStatus::default() };
+                        self.inner.note_status(&id, &status).await;
+                    }
+                    self.failures.remove(&id);
                 }
                 Err(why) => {
                     let next = self.retry.get(&id).map_or(Duration::from_secs(1), |(_, d)| (*d * 2).min(MAX_BACKOFF));
                     tracing::info!(partner = %id, reason = %why, retry_in_secs = next.as_secs(), "webhook delivery failed");
                     metrics::counter!("clearway_webhook_failures_total").increment(1);
+                    let failures = self.failures.entry(id.clone()).or_insert(0);
+                    *failures += 1;
+                    let at = time::OffsetDateTime::now_utc();
+                    let status = WebhookStatus {
+                        failures: *failures,
+                        last_failure_at: Some(clearway_core::records::timestamp(at)),
+                        last_error: Some(why.clone()),
+                        next_attempt_at: Some(clearway_core::records::timestamp(at + next)),
+                        recovered_at: None,
+                    };
+                    self.inner.note_status(&id, &status).await;
                     self.retry.insert(id, (Instant::now() + next, next));
                 }
             }
@@ -202,6 +226,22 @@ impl Inner {
             if !full || !settled_all {
                 return Ok(());
             }
+        }
+    }
+
+    /// Records how the partner's deliveries go, for the console (best
+    /// effort: a store that cannot take it now does not stop delivery).
+    async fn note_status(&self, partner: &PartnerId, status: &WebhookStatus) {
+        let Ok(value) = serde_json::to_vec(status) else { return };
+        let put = WriteOp::Put {
+            key: webhook_status_key(partner),
+            value: bytes::Bytes::from(value),
+            expires_at: None,
+            condition: Condition::None,
+            owner: None,
+        };
+        if let Err(e) = self.ports.state.write(vec![put]).await {
+            tracing::debug!(error = %clearway_core::error::chain(&e), "webhook status not recorded");
         }
     }
 
