@@ -1051,6 +1051,9 @@ fn env_value(key: &str, v: &str) -> toml::Value {
         "max_queue",
         "max_claims",
         "port",
+        "_ratio",
+        "_spans",
+        "_days",
     ];
     const BOOLEAN: &[&str] = &[
         "route_unknown_payers",
@@ -1059,6 +1062,8 @@ fn env_value(key: &str, v: &str) -> toml::Value {
         "allow_root_key_in_data_dir",
         "audit_requests",
         "tuva_snapshots",
+        "console",
+        "tls",
     ];
     if BOOLEAN.contains(&key)
         && let Ok(b) = v.parse::<bool>()
@@ -1958,6 +1963,31 @@ mod tests {
         let env = HashMap::from([("CLEARWAY__ANALYTICS__TUVA_SNAPSHOTS".to_string(), "false".to_string())]);
         assert!(!load(None, &env).unwrap().analytics.tuva_snapshots);
         assert!(load(None, &HashMap::new()).unwrap().analytics.tuva_snapshots, "on by default");
+    }
+
+    /// Regression: numbers and booleans whose names the environment's
+    /// typing did not know came in as text ("expected f64").
+    #[test]
+    fn every_numeric_and_boolean_setting_can_come_from_the_environment() {
+        let env: HashMap<String, String> = [
+            ("CLEARWAY__TELEMETRY__SAMPLE_RATIO", "0.1"),
+            ("CLEARWAY__TELEMETRY__MAX_QUEUE_SPANS", "4096"),
+            ("CLEARWAY__ANALYTICS__RETAIN_DAYS", "7"),
+            ("CLEARWAY__SERVER__CONSOLE", "false"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let c = load(None, &env).unwrap();
+        assert_eq!((c.telemetry.sample_ratio, c.telemetry.max_queue_spans), (0.1, 4096));
+        assert_eq!(c.analytics.retain, Duration::from_secs(7 * 86_400));
+        assert!(!c.server.console);
+        // A destination's `tls` too.
+        let file = "[destinations.EHR]\nkind = \"mllp\"\naddress = \"ehr.local:6661\"\n\n[[routes]]\nmessages = [\"ADT\"]\nto = [\"EHR\"]\n";
+        let env: HashMap<String, String> =
+            [("CLEARWAY__DESTINATIONS__EHR__TLS".to_string(), "true".to_string())].into_iter().collect();
+        let c = load(Some(file), &env).unwrap();
+        assert!(matches!(c.systems.destinations[0].transport, Transport::Mllp { tls: true, .. }));
     }
 
     #[test]
