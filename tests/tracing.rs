@@ -9,7 +9,7 @@ mod support;
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Write};
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -37,30 +37,10 @@ fn receiver() -> (String, Arc<Mutex<Vec<Export>>>) {
             std::thread::spawn(move || {
                 stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
                 let mut reader = BufReader::new(stream.try_clone().unwrap());
-                loop {
-                    let mut line = String::new();
-                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                        break;
-                    }
-                    let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
-                    let mut headers = Vec::new();
-                    loop {
-                        let mut h = String::new();
-                        reader.read_line(&mut h).unwrap();
-                        let h = h.trim_end();
-                        if h.is_empty() {
-                            break;
-                        }
-                        if let Some((k, v)) = h.split_once(':') {
-                            headers.push((k.trim().to_lowercase(), v.trim().to_string()));
-                        }
-                    }
-                    let header = |n: &str| headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
-                    assert_eq!(header("transfer-encoding"), None, "the exporter sends a length");
-                    let len: usize = header("content-length").map_or(0, |v| v.parse().unwrap());
-                    let mut body = vec![0; len];
-                    reader.read_exact(&mut body).unwrap();
-                    let content_type = header("content-type").unwrap_or_default();
+                while let Some(r) = support::read_request(&mut reader) {
+                    assert_eq!(r.header("transfer-encoding"), None, "the exporter sends a length");
+                    let (path, body) = (r.path.clone(), r.body.clone());
+                    let content_type = r.header("content-type").unwrap_or_default().to_string();
                     log.lock().unwrap().push(Export { path, content_type: content_type.clone(), body });
                     let answer: &[u8] = if content_type.contains("json") { b"{}" } else { b"" };
                     let head = format!(

@@ -6,7 +6,7 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Write};
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -39,27 +39,7 @@ fn endpoint(fail_first: usize) -> (String, Arc<Mutex<Vec<Delivery>>>) {
             let mut reader = BufReader::new(stream.try_clone().unwrap());
             // One request per connection is enough; keep-alive requests are
             // read in a loop until the client closes.
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                    break;
-                }
-                let mut headers = Vec::new();
-                loop {
-                    let mut h = String::new();
-                    reader.read_line(&mut h).unwrap();
-                    let h = h.trim_end();
-                    if h.is_empty() {
-                        break;
-                    }
-                    if let Some((k, v)) = h.split_once(':') {
-                        headers.push((k.trim().to_lowercase(), v.trim().to_string()));
-                    }
-                }
-                let len: usize =
-                    headers.iter().find(|(k, _)| k == "content-length").map_or(0, |(_, v)| v.parse().unwrap());
-                let mut body = vec![0; len];
-                reader.read_exact(&mut body).unwrap();
+            while let Some(support::Received { headers, body, .. }) = support::read_request(&mut reader) {
                 let mut all = log.lock().unwrap();
                 let answered = if all.len() < fail_first { 500 } else { 200 };
                 all.push(Delivery { headers, body, answered });

@@ -53,13 +53,7 @@ async fn page_for(console: &Console, who: &SignedIn) -> Result<AdminPage, Respon
             partners: partners
                 .into_iter()
                 .map(|p| PartnerRow {
-                    state: if p.shredded_at.is_some() {
-                        "shredded"
-                    } else if p.revoked {
-                        "revoked"
-                    } else {
-                        "active"
-                    },
+                    state: crate::partner_state(&p),
                     id: p.id.to_string(),
                     name: p.name.unwrap_or_default(),
                     webhook: p.webhook_url.is_some(),

@@ -321,13 +321,7 @@ pub async fn gather(console: &Console, links: bool) -> Dashboard {
         .into_iter()
         .map(|p| PartnerRow {
             dead_letters: by_partner.get(p.id.as_str()).copied().unwrap_or(0),
-            status: if p.shredded_at.is_some() {
-                "shredded"
-            } else if p.revoked {
-                "revoked"
-            } else {
-                "active"
-            },
+            status: crate::partner_state(&p),
             id: p.id.to_string(),
         })
         .collect();

@@ -375,6 +375,17 @@ struct ErrorPage {
 }
 
 /// A short page for an error status (no detail that could hold PHI).
+/// A partner's state as the screens name it.
+fn partner_state(p: &clearway_core::records::PartnerRecord) -> &'static str {
+    if p.shredded_at.is_some() {
+        "shredded"
+    } else if p.revoked {
+        "revoked"
+    } else {
+        "active"
+    }
+}
+
 fn page_error(status: StatusCode) -> Response {
     let message = match status {
         StatusCode::FORBIDDEN => "Your role does not allow this, or the request did not come from a console page.",

@@ -80,6 +80,17 @@ impl SearchPage {
     }
 }
 
+/// Where a page starts: after the previous page's last key (when `usable`),
+/// or at a date (a position: ids are UUIDv7), or at the beginning. `Err`
+/// for a date that is not `YYYY-MM-DD`.
+fn start_of(q: &SearchQuery, usable: impl Fn(&str) -> bool) -> Result<Option<String>, ()> {
+    match (q.after.as_deref(), q.from.as_deref().filter(|f| !f.is_empty())) {
+        (Some(a), _) if usable(a) => Ok(Some(a.to_string())),
+        (_, Some(from)) => first_id_of(from).map(Some).ok_or(()),
+        _ => Ok(None),
+    }
+}
+
 /// The smallest transaction id of the day `date` (`YYYY-MM-DD`, UTC).
 pub fn first_id_of(date: &str) -> Option<String> {
     let format = time::macros::format_description!("[year]-[month]-[day]");
@@ -159,18 +170,9 @@ pub async fn page(State(console): State<Arc<Console>>, who: SignedIn, Query(q): 
             page.message = Some("Choose a kind and give a control number (1 to 80 characters).".into());
             return render(page);
         };
-        // From a date (a position: ids are UUIDv7), or after the last row
-        // of the previous page.
-        let after = match (q.after.as_deref(), q.from.as_deref().filter(|f| !f.is_empty())) {
-            (Some(a), _) if !a.is_empty() => Some(a.to_string()),
-            (_, Some(from)) => match first_id_of(from) {
-                Some(id) => Some(id),
-                None => {
-                    page.message = Some("Dates are YYYY-MM-DD.".into());
-                    return render(page);
-                }
-            },
-            _ => None,
+        let Ok(after) = start_of(&q, |a| !a.is_empty()) else {
+            page.message = Some("Dates are YYYY-MM-DD.".into());
+            return render(page);
         };
         let items = match console.svc.ports.state.query(Table::Claims, &partition, after.as_deref(), PAGE_ROWS).await {
             Ok(i) => i,
@@ -214,16 +216,9 @@ pub async fn page(State(console): State<Arc<Console>>, who: SignedIn, Query(q): 
         return render(page);
     };
     let status = q.status.as_deref().filter(|s| STATUSES.contains(s));
-    let mut after = match (q.after.as_deref(), q.from.as_deref().filter(|f| !f.is_empty())) {
-        (Some(a), _) if clearway_core::ids::TransactionId::parse(a).is_some() => Some(a.to_string()),
-        (_, Some(from)) => match first_id_of(from) {
-            Some(id) => Some(id),
-            None => {
-                page.message = Some("Dates are YYYY-MM-DD.".into());
-                return render(page);
-            }
-        },
-        _ => None,
+    let Ok(mut after) = start_of(&q, |a| clearway_core::ids::TransactionId::parse(a).is_some()) else {
+        page.message = Some("Dates are YYYY-MM-DD.".into());
+        return render(page);
     };
     let mut scanned = 0;
     let mut more = false;

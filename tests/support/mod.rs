@@ -702,3 +702,45 @@ pub fn audit_events(scratch: &Scratch) -> Vec<serde_json::Value> {
     let rows = stmt.query_map([], |r| r.get::<_, Vec<u8>>(0)).unwrap();
     rows.map(|r| serde_json::from_slice(&r.unwrap()).unwrap()).collect()
 }
+
+/// One HTTP/1.1 request as a test's endpoint received it.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub path: String,
+    /// Names in lower case.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Received {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+}
+
+/// Reads the next request of a keep-alive connection (`None` once the
+/// client closes it). Bodies come with a `Content-Length`.
+pub fn read_request(reader: &mut impl BufRead) -> Option<Received> {
+    let mut line = String::new();
+    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+        return None;
+    }
+    let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
+    let mut headers = Vec::new();
+    loop {
+        let mut h = String::new();
+        reader.read_line(&mut h).ok()?;
+        let h = h.trim_end();
+        if h.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = h.split_once(':') {
+            headers.push((k.trim().to_lowercase(), v.trim().to_string()));
+        }
+    }
+    let len: usize =
+        headers.iter().find(|(k, _)| k == "content-length").map_or(0, |(_, v)| v.trim().parse().unwrap_or(0));
+    let mut body = vec![0; len];
+    reader.read_exact(&mut body).ok()?;
+    Some(Received { path, headers, body })
+}
