@@ -9,7 +9,7 @@
 //! masked, its length kept. Pure: no I/O; bounded like the X12 viewer.
 
 use super::{Limits, split, validate};
-use crate::x12::viewer::{Shown, ViewElement, ViewError, ViewOptions, ViewSegment, Viewed};
+use crate::x12::viewer::{Shown, ViewElement, ViewError, ViewOptions, ViewSegment, Viewed, pin_element};
 
 /// Segments shown in clear: they carry control data, never a patient's.
 const CLEAR: &[&str] = &["MSH", "MSA", "ERR"];
@@ -124,16 +124,7 @@ pub fn view(payload: &[u8], options: ViewOptions) -> Viewed {
             match issue.field {
                 Some(f) => {
                     let label = format!("{}-{f}", seg.id);
-                    let error = Some((format!("ERR {code}"), issue.message.clone()));
-                    match seg.elements.iter_mut().find(|e| e.label == label) {
-                        Some(e) => e.error = error,
-                        None => seg.elements.push(ViewElement {
-                            label,
-                            name: None,
-                            value: Shown::Clear(String::new()),
-                            error,
-                        }),
-                    }
+                    pin_element(seg, label, (format!("ERR {code}"), issue.message.clone()));
                 }
                 None => seg.errors.push(ViewError { source: "ERR", code, message: issue.message }),
             }

@@ -228,6 +228,17 @@ fn loop_depth(spec: &Spec, mut index: usize) -> u8 {
     depth
 }
 
+/// Pins `error` (code, message) on the element labelled `label`; a
+/// missing element is shown, empty, where it should be.
+pub(crate) fn pin_element(seg: &mut ViewSegment, label: String, error: (String, String)) {
+    match seg.elements.iter_mut().find(|x| x.label == label) {
+        Some(x) => x.error = Some(error),
+        None => {
+            seg.elements.push(ViewElement { label, name: None, value: Shown::Clear(String::new()), error: Some(error) })
+        }
+    }
+}
+
 /// Pins a set's errors on its segments (`first` is the index in `out` of
 /// its ST).
 fn pin(out: &mut [ViewSegment], first: usize, errors: Vec<SegmentError>) {
@@ -244,12 +255,7 @@ fn pin(out: &mut [ViewSegment], first: usize, errors: Vec<SegmentError>) {
                 Some(c) => format!("{}{:02}-{c}", e.segment, el.position.element),
                 None => format!("{}{:02}", e.segment, el.position.element),
             };
-            let error = Some((el.code.code().to_string(), el.message.clone()));
-            match seg.elements.iter_mut().find(|x| x.label == label) {
-                Some(x) => x.error = error,
-                // A missing element: shown where it should be.
-                None => seg.elements.push(ViewElement { label, name: None, value: Shown::Clear(String::new()), error }),
-            }
+            pin_element(seg, label, (el.code.code().to_string(), el.message.clone()));
         }
         if !about_elements || e.code != SegmentCode::ElementErrors {
             seg.errors.push(ViewError { source: "IK3", code: e.code.code().to_string(), message: e.message });
