@@ -623,6 +623,9 @@ pub enum DlqCommand {
     List {
         #[arg(long)]
         partner: Option<String>,
+        /// Only those whose claims name this payer id.
+        #[arg(long)]
+        payer: Option<String>,
         /// Only those dead-lettered at or after this time (RFC 3339).
         #[arg(long)]
         since: Option<String>,
@@ -633,12 +636,15 @@ pub enum DlqCommand {
     },
     /// Show one dead letter.
     Show { id: String },
-    /// Re-queue dead letters: one by id, or every one matching --partner/--since.
+    /// Re-queue dead letters: one by id, or every one matching --partner/--payer/--since.
     Replay {
         /// Transaction id; omit to replay every dead letter matching the filters.
         id: Option<String>,
         #[arg(long)]
         partner: Option<String>,
+        /// Only those whose claims name this payer id.
+        #[arg(long)]
+        payer: Option<String>,
         #[arg(long)]
         since: Option<String>,
         /// Say what would be replayed without doing it.

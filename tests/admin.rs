@@ -96,6 +96,16 @@ fn dead_letters_from_the_command_line(scratch: Scratch) {
     let shown: serde_json::Value = serde_json::from_slice(&show.stdout).unwrap();
     assert_eq!(shown["transactionId"], id.as_str());
     assert!(shown["reason"].as_str().unwrap().contains("payer"), "{shown}");
+    assert_eq!(shown["payers"], serde_json::json!(["2"]), "{shown}");
+    let by_payer = |payer: &str| {
+        let out = clearway(&scratch, &["dlq", "list", "--json", "--payer", payer]);
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap().as_array().unwrap().len()
+    };
+    assert_eq!((by_payer("2"), by_payer("OTHER")), (1, 0), "listed by the payer its claim names");
+    assert!(
+        String::from_utf8_lossy(&clearway(&scratch, &["dlq", "replay", "--payer", "OTHER"]).stdout).is_empty(),
+        "another payer's filter replays nothing"
+    );
     let other = "01a23360-af3e-7003-a3e5-a411114b8974";
     assert_eq!(clearway(&scratch, &["dlq", "show", other]).status.code(), Some(1), "not dead-lettered: exit 1");
 

@@ -12,12 +12,17 @@ mod support;
 use std::io::{BufReader, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use support::{Client, Scratch, Server, request};
 
 /// An HTTP system that refuses every message (`400`), counting them.
 fn refusing_system() -> (String, Arc<AtomicUsize>) {
+    endpoint(Arc::new(AtomicBool::new(true)))
+}
+
+/// An HTTP endpoint answering 400 while `refuse` is set, 200 after.
+fn endpoint(refuse: Arc<AtomicBool>) -> (String, Arc<AtomicUsize>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/hl7", listener.local_addr().unwrap());
     let seen = Arc::new(AtomicUsize::new(0));
@@ -28,7 +33,11 @@ fn refusing_system() -> (String, Arc<AtomicUsize>) {
             let mut reader = BufReader::new(stream.try_clone().unwrap());
             while support::read_request(&mut reader).is_some() {
                 count.fetch_add(1, Ordering::SeqCst);
-                let _ = stream.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n");
+                let _ = stream.write_all(if refuse.load(Ordering::SeqCst) {
+                    b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n"
+                } else {
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+                });
             }
         }
     });
@@ -124,7 +133,8 @@ fn the_console_finds_explains_and_replays_on_the_real_service() {
     // A partner whose webhook refuses: its acknowledgements wait, and the
     // timeline shows the attempts.
     let beta = Client { addr: server.http, key: scratch.partner("beta", false) };
-    let (hook, _) = refusing_system();
+    let refuse = Arc::new(AtomicBool::new(true));
+    let (hook, _) = endpoint(refuse.clone());
     let auth = format!("Bearer {}", beta.key);
     let set = request(
         server.http,
@@ -142,11 +152,25 @@ fn the_console_finds_explains_and_replays_on_the_real_service() {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let page = get(server.http, &cookie, &format!("/console/transactions/beta/{beta_id}"));
-        if page.contains("failed attempts in a row") {
-            assert!(page.contains("endpoint answered 400"), "{page}");
+        // Each attempt, and the run of failures with the next try.
+        if page.contains("failed attempts in a row") && page.contains("attempt 2, endpoint answered 400") {
+            assert!(page.contains("webhook attempt failed") && page.contains("attempt 1, endpoint answered 400"));
             break;
         }
         assert!(Instant::now() < deadline, "no webhook attempts shown: {page}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // The endpoint takes it: the delivering attempt joins them.
+    refuse.store(false, Ordering::SeqCst);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let page = get(server.http, &cookie, &format!("/console/transactions/beta/{beta_id}"));
+        if page.contains("webhook delivered") {
+            assert!(page.contains("answered 2xx in"), "{page}");
+            assert!(page.contains("attempt 1, endpoint answered 400"), "the failures stay: {page}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the webhook never delivered: {page}");
         std::thread::sleep(Duration::from_millis(200));
     }
 

@@ -1,4 +1,5 @@
-//! Dead letters (operators): the list, filtered by partner, reason and time;
+//! Dead letters (operators): the list, filtered by partner, payer, reason
+//! and time;
 //! a **dry run** that lists exactly what a replay of that selection would
 //! do to each (re-queue it, or skip it because it is no longer
 //! dead-lettered) and how many of its effects are already recorded (claims
@@ -45,6 +46,10 @@ const ACTIVE: &str = "console-replay-active";
 pub struct Filter {
     #[serde(default)]
     pub partner: String,
+    /// A payer id the transaction's claims name
+    /// ([`DeadLetter::payers`]).
+    #[serde(default)]
+    pub payer: String,
     /// Words the reason contains (reasons are codes and messages, no PHI).
     #[serde(default)]
     pub contains: String,
@@ -75,6 +80,7 @@ async fn select(console: &Console, f: &Filter) -> Result<Vec<DeadLetter>, &'stat
     Ok(all
         .into_iter()
         .filter(|d| words.is_empty() || d.reason.to_ascii_lowercase().contains(&words))
+        .filter(|d| d.names_payer(&f.payer))
         .take(MAX_SELECTION + 1)
         .collect())
 }
@@ -83,6 +89,7 @@ async fn select(console: &Console, f: &Filter) -> Result<Vec<DeadLetter>, &'stat
 pub struct Letter {
     pub partner: String,
     pub id: String,
+    pub payers: String,
     pub reason: String,
     pub attempts: u32,
     pub at: String,
@@ -96,6 +103,7 @@ fn letter(d: &DeadLetter) -> Letter {
     Letter {
         partner: d.partner.to_string(),
         id: d.transaction.to_string(),
+        payers: d.payers.join(", "),
         reason: d.reason.clone(),
         attempts: d.attempts,
         at: d.dead_lettered_at.clone(),
@@ -110,6 +118,8 @@ pub struct DeadLettersPage {
     pub frame: Frame,
     pub filter: Filter,
     pub partners: Vec<String>,
+    /// The configured payers (suggestions; any id may be typed).
+    pub payers: Vec<String>,
     pub letters: Vec<Letter>,
     pub more: bool,
     pub dry_run: bool,
@@ -126,6 +136,7 @@ async fn listing(console: &Console, who: &SignedIn, filter: Filter, dry_run: boo
         frame: Frame::new("Dead letters", Some(who)),
         filter: filter.clone(),
         partners,
+        payers: console.svc.config.payers.keys().cloned().collect(),
         letters: vec![],
         more: false,
         dry_run,
@@ -141,14 +152,21 @@ async fn listing(console: &Console, who: &SignedIn, filter: Filter, dry_run: boo
             for d in &found {
                 let mut l = letter(d);
                 if dry_run {
+                    l.effects = effects_recorded(console, &d.transaction).await;
                     match dlq::replay(&console.svc.ports, &d.transaction, true).await {
+                        Ok(_) if l.effects > 0 => {
+                            l.would = format!(
+                                "re-queue for processing; its {} effects already recorded are found as duplicates, not done again",
+                                l.effects
+                            );
+                            page.replayable += 1;
+                        }
                         Ok(_) => {
                             l.would = "re-queue for processing".into();
                             page.replayable += 1;
                         }
                         Err(_) => l.would = "skip: no longer dead-lettered".into(),
                     }
-                    l.effects = effects_recorded(console, &d.transaction).await;
                 }
                 page.letters.push(l);
             }

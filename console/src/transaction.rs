@@ -17,6 +17,7 @@ use clearway_core::ports::{Condition, Key, Table, WriteOp};
 use clearway_core::records::{Format, TransactionRecord};
 use clearway_formats::x12::viewer::{Shown, ViewOptions, ViewSegment, Viewed, view};
 use clearway_ingest::lookup;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 /// The least and most a reveal's reason says, in characters.
@@ -153,6 +154,28 @@ fn shown_patient_ids(v: &Viewed) -> Vec<String> {
     out
 }
 
+/// One stage per webhook attempt kept for acknowledgement `ack`.
+fn attempt_stages(ack: &str, t: &clearway_core::records::WebhookAttempts) -> Vec<Stage> {
+    let first = t.total as usize - t.attempts.len().min(t.total as usize);
+    t.attempts
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            let n = first + i + 1;
+            let outcome = match &a.error {
+                None => "answered 2xx".to_string(),
+                Some(e) => e.clone(),
+            };
+            let mut detail = format!("acknowledgement {ack}: attempt {n}, {outcome} in {} ms", a.duration_ms);
+            if i == 0 && first > 0 {
+                detail.push_str(&format!(" ({first} earlier attempts not kept)"));
+            }
+            let what = if a.delivered { "webhook delivered" } else { "webhook attempt failed" };
+            Stage { at: a.at.clone(), what: what.into(), detail }
+        })
+        .collect()
+}
+
 /// Reads everything the page shows (the payload opened only to draw the
 /// viewer: masked unless `reveal`).
 async fn build(
@@ -207,7 +230,22 @@ async fn build(
             }),
         None => None,
     };
+    // Each webhook attempt at delivering them.
+    let tried: HashMap<String, clearway_core::records::WebhookAttempts> = match &webhook {
+        Some(_) => svc
+            .ports
+            .state
+            .query(Table::Counters, &clearway_core::records::WebhookAttempts::partition(&r.id), None, 1000)
+            .await?
+            .into_iter()
+            .filter_map(|(ack, i)| Some((ack, serde_json::from_slice(&i.value).ok()?)))
+            .collect(),
+        None => HashMap::new(),
+    };
     for a in &acks {
+        if let Some(t) = tried.get(&a.id) {
+            stages.extend(attempt_stages(&a.id, t));
+        }
         let what =
             if a.id.contains("-payer-") { format!("payer's {} forwarded", a.kind) } else { format!("{} sent", a.kind) };
         let cursor = a.feed_cursor.clone().unwrap_or_else(|| a.legacy_cursor());

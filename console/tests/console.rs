@@ -635,8 +635,9 @@ async fn search_finds_by_id_by_partner_and_by_claim_number_by_post_only() {
 }
 
 /// Accepts another synthetic 837 for `acme` and dead-letters it as the
-/// workers do (its record dead-lettered, the dead letter and its index).
-async fn dead_letter(c: &Console, seed: u64, reason: &str) -> String {
+/// workers do (its record dead-lettered, the dead letter and its index),
+/// naming `payer`.
+async fn dead_letter(c: &Console, seed: u64, reason: &str, payer: &str) -> String {
     let mut body = Vec::new();
     clearway_formats::x12::synth::write(&mut body, clearway_formats::x12::synth::Kind::Professional837, 1, seed)
         .unwrap();
@@ -663,6 +664,7 @@ async fn dead_letter(c: &Console, seed: u64, reason: &str) -> String {
         attempts: 5,
         dead_lettered_at: clearway_core::records::timestamp(now),
         dead_lettered_at_ms: (now.unix_timestamp_nanos() / 1_000_000) as i64,
+        payers: vec![payer.into()],
     };
     let key = clearway_core::records::TransactionRecord::key(&acme, &record.id);
     let item = c.svc.ports.state.get(&key).await.unwrap().unwrap();
@@ -709,20 +711,47 @@ async fn dead_letters_are_dry_run_then_replayed_at_a_rate_pausably_and_audited()
     let c = console().await;
     let pw = c.account("ann", Role::Operator).await;
     let s = c.sign_in("ann", &pw).await;
-    let timeouts = [dead_letter(&c, 11, "payer timeout").await, dead_letter(&c, 12, "payer timeout").await];
-    let other = dead_letter(&c, 13, "unreadable payload").await;
+    let timeouts =
+        [dead_letter(&c, 11, "payer timeout", "PAYERA").await, dead_letter(&c, 12, "payer timeout", "PAYERA").await];
+    let other = dead_letter(&c, 13, "unreadable payload", "PAYERB").await;
 
     let list = c.get("/console/dead-letters?contains=timeout", Some(&s)).await;
     assert_eq!(list.status, StatusCode::OK);
     assert!(timeouts.iter().all(|t| list.body.contains(t.as_str())) && !list.body.contains(&other));
+    // By payer (ids without case).
+    let by_payer = c.get("/console/dead-letters?payer=payerb", Some(&s)).await.body;
+    assert!(by_payer.contains(&other) && !timeouts.iter().any(|t| by_payer.contains(t.as_str())), "{by_payer}");
+    assert!(by_payer.contains("<td>PAYERB</td>"), "the payers are shown");
+    let none = c.get("/console/dead-letters?payer=PAYERA&contains=unreadable", Some(&s)).await.body;
+    assert!(none.contains("No dead letters match."));
 
     // One of the two is replayed elsewhere meanwhile: the dry run says so.
     clearway_core::dlq::replay(&c.svc.ports, &clearway_core::ids::TransactionId::parse(&timeouts[1]).unwrap(), false)
         .await
         .unwrap();
-    let dry = c.post("/console/dead-letters/dry-run", Some(&s), "same-origin", "contains=timeout").await;
+    // Its claim was routed before it failed: the workers' effect record.
+    let t0 = clearway_core::ids::TransactionId::parse(&timeouts[0]).unwrap();
+    c.svc
+        .ports
+        .state
+        .write(vec![clearway_core::ports::WriteOp::Put {
+            key: clearway_core::records::effect_key(&t0, "route:1"),
+            value: bytes::Bytes::from_static(b"{}"),
+            expires_at: None,
+            condition: clearway_core::ports::Condition::None,
+            owner: None,
+        }])
+        .await
+        .unwrap();
+    let dry = c.post("/console/dead-letters/dry-run", Some(&s), "same-origin", "contains=timeout&payer=PAYERA").await;
     assert_eq!(dry.status, StatusCode::OK);
     assert!(dry.body.contains("would re-queue <strong>1</strong> of 1"), "{}", dry.body);
+    assert!(
+        dry.body.contains("its 1 effects already recorded are found as duplicates, not done again"),
+        "{}",
+        dry.body
+    );
+    assert!(dry.body.contains(r#"<input type="hidden" name="payer" value="PAYERA">"#), "the replay keeps the filter");
     assert_eq!(
         status_of(&c, &timeouts[0]).await,
         clearway_core::records::Status::DeadLettered,
@@ -747,7 +776,7 @@ async fn dead_letters_are_dry_run_then_replayed_at_a_rate_pausably_and_audited()
             "/console/dead-letters/replay",
             Some(&s),
             "same-origin",
-            "contains=timeout&count=1&rate=5&reason=the+payer+endpoint+is+back+up+now",
+            "contains=timeout&payer=PAYERA&count=1&rate=5&reason=the+payer+endpoint+is+back+up+now",
         )
         .await;
     assert_eq!(started.status, StatusCode::SEE_OTHER, "{}", started.body);

@@ -210,6 +210,50 @@ pub fn webhook_status_key(partner: &PartnerId) -> Key {
     Key::new(Table::Counters, "webhook-status", partner.as_str())
 }
 
+/// Attempts kept per acknowledgement (the count of all is kept too).
+pub const WEBHOOK_ATTEMPTS_KEPT: usize = 20;
+/// How long an acknowledgement's attempts are kept.
+pub const WEBHOOK_ATTEMPTS_TTL_SECS: i64 = 90 * 86_400;
+
+/// Each webhook attempt at delivering one acknowledgement
+/// (Table::Counters, partition `webhook-attempts/<transaction>`, sort key
+/// the acknowledgement id), written by the deliverer as it tries, so an
+/// operator sees every try on the transaction's timeline: when, how long,
+/// and the status code or "unreachable" (never the payload). The last
+/// [`WEBHOOK_ATTEMPTS_KEPT`] and the count of all; it names no partner.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookAttempts {
+    pub total: u32,
+    pub attempts: Vec<WebhookAttempt>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookAttempt {
+    pub at: String,
+    pub delivered: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub duration_ms: u64,
+}
+
+impl WebhookAttempts {
+    pub fn partition(transaction: &TransactionId) -> String {
+        format!("webhook-attempts/{transaction}")
+    }
+    pub fn key(transaction: &TransactionId, ack_id: &str) -> Key {
+        Key::new(Table::Counters, Self::partition(transaction), ack_id)
+    }
+    /// Adds one, dropping the oldest beyond [`WEBHOOK_ATTEMPTS_KEPT`].
+    pub fn push(&mut self, attempt: WebhookAttempt) {
+        self.total = self.total.saturating_add(1);
+        self.attempts.push(attempt);
+        let over = self.attempts.len().saturating_sub(WEBHOOK_ATTEMPTS_KEPT);
+        self.attempts.drain(..over);
+    }
+}
+
 /// The queue pointer: what a worker needs to find a transaction.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Pointer {
@@ -377,7 +421,15 @@ pub struct DeadLetter {
     pub attempts: u32,
     pub dead_lettered_at: String,
     pub dead_lettered_at_ms: i64,
+    /// The payers its claims name (2010BB NM109 / `Claim.insurer`), at most
+    /// [`MAX_DEAD_LETTER_PAYERS`], so an operator can replay a payer's
+    /// dead letters; empty when the payload could not be read or names none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub payers: Vec<String>,
 }
+
+/// Most payers a dead letter lists.
+pub const MAX_DEAD_LETTER_PAYERS: usize = 20;
 
 impl DeadLetter {
     pub fn key(partner: &PartnerId, id: &TransactionId) -> Key {
@@ -387,6 +439,23 @@ impl DeadLetter {
     /// operator can list them without knowing the partners.
     pub fn index_key(id: &TransactionId) -> Key {
         Key::new(Table::DeadLetters, "*", id.as_str())
+    }
+    /// Whether its claims name `payer` (ids compared without case); an
+    /// empty `payer` selects every dead letter.
+    pub fn names_payer(&self, payer: &str) -> bool {
+        let payer = payer.trim();
+        payer.is_empty() || self.payers.iter().any(|p| p.eq_ignore_ascii_case(payer))
+    }
+    /// How the API and the command line show it (no PHI).
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "transactionId": self.transaction,
+            "partner": self.partner,
+            "reason": self.reason,
+            "attempts": self.attempts,
+            "deadLetteredAt": self.dead_lettered_at,
+            "payers": self.payers,
+        })
     }
 }
 
@@ -567,5 +636,21 @@ impl Lineage {
     }
     pub fn partition(transaction: &str) -> String {
         format!("lineage/{transaction}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn webhook_attempts_keep_the_last_ones_and_count_all() {
+        let mut a = WebhookAttempts::default();
+        for n in 0..(WEBHOOK_ATTEMPTS_KEPT as u64 + 5) {
+            a.push(WebhookAttempt { at: n.to_string(), delivered: false, error: None, duration_ms: n });
+        }
+        assert_eq!(a.total as usize, WEBHOOK_ATTEMPTS_KEPT + 5);
+        assert_eq!(a.attempts.len(), WEBHOOK_ATTEMPTS_KEPT);
+        assert_eq!(a.attempts[0].duration_ms, 5, "the oldest dropped");
     }
 }

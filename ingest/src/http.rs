@@ -1797,6 +1797,8 @@ async fn feed(
 #[derive(Debug, Deserialize)]
 struct DeadLetterQuery {
     partner: Option<String>,
+    /// Only those whose claims name this payer.
+    payer: Option<String>,
     since: Option<String>,
     limit: Option<usize>,
 }
@@ -1875,11 +1877,14 @@ async fn dead_letters(
             })?),
             None => None,
         };
-    let list =
-        clearway_core::dlq::list(&svc.ports.state, partner.as_ref(), since, q.limit.unwrap_or(100).clamp(1, 1000))
-            .await
-            .map_err(|e| port_problem(&e))?;
-    let items: Vec<Value> = list.iter().map(dead_letter_json).collect();
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    // A payer filter reads further, then keeps `limit` of those it selects.
+    let read = if q.payer.is_some() { 100_000 } else { limit };
+    let list = clearway_core::dlq::list(&svc.ports.state, partner.as_ref(), since, read)
+        .await
+        .map_err(|e| port_problem(&e))?;
+    let payer = q.payer.as_deref().unwrap_or_default();
+    let items: Vec<Value> = list.iter().filter(|d| d.names_payer(payer)).take(limit).map(DeadLetter::to_json).collect();
     Ok(Json(json!({ "deadLetters": items })))
 }
 
@@ -1972,16 +1977,6 @@ async fn batches(
     Ok(Json(json!({ "batches": items })))
 }
 
-fn dead_letter_json(d: &DeadLetter) -> Value {
-    json!({
-        "transactionId": d.transaction,
-        "partner": d.partner,
-        "reason": d.reason,
-        "attempts": d.attempts,
-        "deadLetteredAt": d.dead_lettered_at,
-    })
-}
-
 #[derive(Debug, Deserialize)]
 struct ReplayQuery {
     #[serde(rename = "dryRun")]
@@ -1999,7 +1994,7 @@ async fn replay(
     match clearway_core::dlq::replay(&svc.ports, &id, dry_run).await {
         Ok(d) => {
             metrics::counter!("clearway_dead_letter_replays_total").increment(u64::from(!dry_run));
-            let mut v = dead_letter_json(&d);
+            let mut v = DeadLetter::to_json(&d);
             if let Value::Object(m) = &mut v {
                 m.insert("replayed".into(), Value::Bool(!dry_run));
             }

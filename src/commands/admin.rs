@@ -117,13 +117,6 @@ pub fn partners(store: &StoreArgs, command: PartnersCommand) -> anyhow::Result<E
     })
 }
 
-fn dead_letter_json(d: &DeadLetter) -> serde_json::Value {
-    serde_json::json!({
-        "transactionId": d.transaction, "partner": d.partner, "reason": d.reason,
-        "attempts": d.attempts, "deadLetteredAt": d.dead_lettered_at,
-    })
-}
-
 pub fn dlq(store: &StoreArgs, command: DlqCommand) -> anyhow::Result<ExitCode> {
     let config = load_config(store, |_| {})?;
     runtime()?.block_on(async {
@@ -131,13 +124,19 @@ pub fn dlq(store: &StoreArgs, command: DlqCommand) -> anyhow::Result<ExitCode> {
         let state = &store.ports.state;
         let mut out = std::io::stdout().lock();
         match command {
-            DlqCommand::List { partner, since, limit, json } => {
+            DlqCommand::List { partner, payer, since, limit, json } => {
                 let partner = partner.as_deref().map(partner_id).transpose()?;
-                let list = clearway_core::dlq::list(state, partner.as_ref(), since_ms(since.as_deref())?, limit)
-                    .await
-                    .map_err(port)?;
+                let read = if payer.is_some() { usize::MAX } else { limit };
+                let list: Vec<DeadLetter> =
+                    clearway_core::dlq::list(state, partner.as_ref(), since_ms(since.as_deref())?, read)
+                        .await
+                        .map_err(port)?
+                        .into_iter()
+                        .filter(|d| d.names_payer(payer.as_deref().unwrap_or_default()))
+                        .take(limit)
+                        .collect();
                 if json {
-                    let items: Vec<_> = list.iter().map(dead_letter_json).collect();
+                    let items: Vec<_> = list.iter().map(DeadLetter::to_json).collect();
                     writeln!(out, "{}", serde_json::to_string_pretty(&items)?)?;
                 } else {
                     for d in list {
@@ -154,7 +153,7 @@ pub fn dlq(store: &StoreArgs, command: DlqCommand) -> anyhow::Result<ExitCode> {
                 let tx = TransactionId::parse(&id).ok_or_else(|| anyhow::anyhow!("not a transaction id: {id}"))?;
                 match clearway_core::dlq::get(state, &tx).await.map_err(port)? {
                     Some(d) => {
-                        writeln!(out, "{}", serde_json::to_string_pretty(&dead_letter_json(&d))?)?;
+                        writeln!(out, "{}", serde_json::to_string_pretty(&d.to_json())?)?;
                         Ok(ExitCode::SUCCESS)
                     }
                     None => {
@@ -163,10 +162,13 @@ pub fn dlq(store: &StoreArgs, command: DlqCommand) -> anyhow::Result<ExitCode> {
                     }
                 }
             }
-            DlqCommand::Replay { id, partner, since, dry_run } => {
+            DlqCommand::Replay { id, partner, payer, since, dry_run } => {
                 let targets: Vec<TransactionId> = match id {
                     Some(id) => {
-                        anyhow::ensure!(partner.is_none() && since.is_none(), "give an id or filters, not both");
+                        anyhow::ensure!(
+                            partner.is_none() && payer.is_none() && since.is_none(),
+                            "give an id or filters, not both"
+                        );
                         vec![TransactionId::parse(&id).ok_or_else(|| anyhow::anyhow!("not a transaction id: {id}"))?]
                     }
                     None => {
@@ -175,6 +177,7 @@ pub fn dlq(store: &StoreArgs, command: DlqCommand) -> anyhow::Result<ExitCode> {
                             .await
                             .map_err(port)?
                             .into_iter()
+                            .filter(|d| d.names_payer(payer.as_deref().unwrap_or_default()))
                             .map(|d| d.transaction)
                             .collect()
                     }

@@ -671,6 +671,15 @@ impl Processor {
     pub async fn dead_letter_pointer(&self, ptr: &Pointer, attempts: u32, reason: &str) -> PortResult<()> {
         let key = TransactionRecord::key(&ptr.partner, &ptr.transaction);
         let now = OffsetDateTime::now_utc();
+        let found = self.ports.state.get(&key).await?;
+        let record = match &found {
+            Some(item) => Some(decode::<TransactionRecord>(&item.value)?),
+            None => None,
+        };
+        let payers = match &record {
+            Some(r) => self.payers_named(r).await,
+            None => Vec::new(),
+        };
         let dead = clearway_core::records::DeadLetter {
             transaction: ptr.transaction.clone(),
             partner: ptr.partner.clone(),
@@ -678,6 +687,7 @@ impl Processor {
             attempts,
             dead_lettered_at: timestamp(now),
             dead_lettered_at_ms: (now.unix_timestamp_nanos() / 1_000_000) as i64,
+            payers,
         };
         let mut ops = vec![
             WriteOp::Put {
@@ -695,8 +705,7 @@ impl Processor {
                 owner: None,
             },
         ];
-        if let Some(item) = self.ports.state.get(&key).await? {
-            let mut record: TransactionRecord = decode(&item.value)?;
+        if let (Some(item), Some(mut record)) = (found, record) {
             record.status = Status::DeadLettered;
             record.failure = Some(dead.reason.clone());
             record.attempts = attempts;
@@ -736,6 +745,22 @@ impl Processor {
         metrics::counter!("clearway_dead_letters_total", "kind" => "transaction").increment(1);
         tracing::warn!(transaction_id = %ptr.transaction, partner = %ptr.partner, attempts, "transaction dead-lettered");
         Ok(())
+    }
+
+    /// The payers a transaction's claims name, best effort (see
+    /// [`clearway_core::records::DeadLetter::payers`]): a payload that
+    /// cannot be read names none.
+    async fn payers_named(&self, record: &TransactionRecord) -> Vec<String> {
+        if !matches!(record.format, Format::X12 | Format::Fhir) {
+            return Vec::new();
+        }
+        let Ok(sealed) = self.ports.blobs.get(&record.blob_key, MAX_PAYLOAD_BYTES).await else { return Vec::new() };
+        let aad = clearway_core::keys::payload_aad(&record.id, &record.partner);
+        let Ok(payload) = self.partners.open(&record.partner, &sealed, aad.as_bytes()).await else {
+            return Vec::new();
+        };
+        let format = record.format;
+        tokio::task::spawn_blocking(move || payers_in(format, &payload)).await.unwrap_or_default()
     }
 }
 
@@ -794,6 +819,32 @@ fn control_index_writes(record: &TransactionRecord, controls: &[(&'static str, S
             owner: None,
         })
         .collect())
+}
+
+/// The distinct payer ids an X12 or FHIR payload's claims name, at most
+/// [`clearway_core::records::MAX_DEAD_LETTER_PAYERS`].
+fn payers_in(format: Format, payload: &[u8]) -> Vec<String> {
+    let mut payers = std::collections::BTreeSet::new();
+    match format {
+        Format::X12 => {
+            for set in analyze(payload, &AnalyzeOptions::default()).sets() {
+                for doc in &set.documents {
+                    if let Document::Claim(c) = doc {
+                        payers.extend(c.payer_id.clone());
+                    }
+                }
+            }
+        }
+        Format::Fhir => match fhir::read_resource(payload, &fhir::Limits::default()) {
+            Ok(fhir::FhirDocument::Claim(c)) => payers.extend(c.claim.and_then(|c| c.payer_id)),
+            Ok(fhir::FhirDocument::Bundle(b)) => {
+                payers.extend(b.claims().filter_map(|(_, c)| c.claim.as_ref().and_then(|c| c.payer_id.clone())));
+            }
+            _ => {}
+        },
+        Format::Hl7 | Format::Ncpdp => {}
+    }
+    payers.into_iter().take(clearway_core::records::MAX_DEAD_LETTER_PAYERS).collect()
 }
 
 fn last_write_wins(writes: Vec<WriteOp>) -> Vec<WriteOp> {

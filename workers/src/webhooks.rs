@@ -19,7 +19,8 @@ use clearway_core::feed;
 use clearway_core::partners::Partners;
 use clearway_core::ports::{Condition, Key, Ports, Table, WriteOp};
 use clearway_core::records::{
-    AckRecord, FeedEntry, PartnerRecord, TransactionRecord, WebhookStatus, webhook_status_key,
+    AckRecord, FeedEntry, PartnerRecord, TransactionRecord, WEBHOOK_ATTEMPTS_TTL_SECS, WebhookAttempt, WebhookAttempts,
+    WebhookStatus, webhook_status_key,
 };
 use clearway_core::telemetry;
 use clearway_core::{PartnerId, PortResult, crypto};
@@ -210,11 +211,13 @@ impl Inner {
                 );
                 let traceparent = self.traceparent(&p.id, &entry.transaction).await;
                 telemetry::set_parent(&span, traceparent.as_deref());
+                let started = Instant::now();
                 let posted =
                     self.post(&url, secret.expose(), &entry, traceparent.as_deref()).instrument(span.clone()).await;
                 if posted.is_err() {
                     span.record("otel.status_code", "ERROR");
                 }
+                self.note_attempt(&entry, started, posted.as_ref().err()).await;
                 posted?;
                 metrics::counter!("clearway_webhook_deliveries_total").increment(1);
                 // Advance after each event, so a failure later does not
@@ -242,6 +245,46 @@ impl Inner {
         };
         if let Err(e) = self.ports.state.write(vec![put]).await {
             tracing::debug!(error = %clearway_core::error::chain(&e), "webhook status not recorded");
+        }
+    }
+
+    /// Adds an attempt to the acknowledgement's list (best effort, like
+    /// [`Self::note_status`]; a concurrent writer's change is read again).
+    async fn note_attempt(&self, entry: &FeedEntry, started: Instant, error: Option<&String>) {
+        let now = time::OffsetDateTime::now_utc();
+        let attempt = WebhookAttempt {
+            at: clearway_core::records::timestamp(now),
+            delivered: error.is_none(),
+            error: error.cloned(),
+            duration_ms: started.elapsed().as_millis() as u64,
+        };
+        let key = WebhookAttempts::key(&entry.transaction, &entry.ack_id);
+        for _ in 0..3 {
+            let (mut attempts, condition) = match self.ports.state.get(&key).await {
+                Ok(Some(item)) => (
+                    serde_json::from_slice::<WebhookAttempts>(&item.value).unwrap_or_default(),
+                    Condition::Version(item.version),
+                ),
+                Ok(None) => (WebhookAttempts::default(), Condition::NotExists),
+                Err(_) => return,
+            };
+            attempts.push(attempt.clone());
+            let Ok(value) = serde_json::to_vec(&attempts) else { return };
+            let put = WriteOp::Put {
+                key: key.clone(),
+                value: bytes::Bytes::from(value),
+                expires_at: Some(now.unix_timestamp() + WEBHOOK_ATTEMPTS_TTL_SECS),
+                condition,
+                owner: None,
+            };
+            match self.ports.state.write(vec![put]).await {
+                Ok(()) => return,
+                Err(e) if e.kind() == clearway_core::ErrorKind::PreconditionFailed => continue,
+                Err(e) => {
+                    tracing::debug!(error = %clearway_core::error::chain(&e), "webhook attempt not recorded");
+                    return;
+                }
+            }
         }
     }
 
