@@ -9,9 +9,9 @@ outbox directory.
    built with `clearway ack`) is dropped in the payer's answer directory:
    the time to apply it and forward a 277CA to the submitter is read from
    the service's own histogram (clearway_payer_file_apply_seconds).
-3. An 835 of 100,000 claims (paying those patient control numbers) is
-   dropped the same way: its apply time, and the service's peak RSS
-   (VmHWM) before and after.
+3. An 835 of 100,000 claims (BENCH_835_CLAIMS; paying those patient
+   control numbers) is dropped the same way: its apply time, and the
+   service's peak RSS (VmHWM) before and after.
 
 Usage: scripts/bench-roundtrip.py CLEARWAY_BIN WORKDIR
 Prints one JSON line and a summary line (stderr).
@@ -147,7 +147,8 @@ def main():
         serve, base = start()
         time.sleep(2)
         before = hwm(serve.pid)
-        pcns = [f"PCN{n:08d}" for n in range(1, 100_001)]
+        n_835 = int(os.environ.get("BENCH_835_CLAIMS", "100000"))
+        pcns = [f"PCN{n:08d}" for n in range(1, n_835 + 1)]
         open(os.path.join(back, ".era.835"), "wb").write(remittance(pcns))
         size_835 = os.path.getsize(os.path.join(back, ".era.835"))
         os.rename(os.path.join(back, ".era.835"), os.path.join(back, "era.835"))
@@ -163,7 +164,8 @@ def main():
             "submitted_to_batched_secs": round(batched_secs, 2),
             "apply_277ca_10000_secs": round(apply_277, 3),
             "claims_answered_277ca": forwarded,
-            "apply_835_100000_secs": round(apply_835, 3),
+            "claims_835": n_835,
+            "apply_835_secs": round(apply_835, 3),
             "file_835_bytes": size_835,
             "rss_peak_intake_and_277ca_bytes": peak_intake["VmHWM"],
             "rss_peak_before_835_bytes": before["VmHWM"],
@@ -173,7 +175,7 @@ def main():
         print(
             f"roundtrip: 10,000 claims in {len(files)} batches {batched_secs:.1f} s after the first submission; "
             f"payer 277CA of 10,000 applied and forwarded in {apply_277:.3f} s ({forwarded:.0f} claim answers); "
-            f"835 of 100,000 claims ({size_835 / 1e6:.1f} MB) applied in {apply_835:.2f} s; "
+            f"835 of {n_835:,} claims ({size_835 / 1e6:.1f} MB) applied in {apply_835:.2f} s; "
             f"peak RSS of a fresh service {before['VmHWM'] / 2**20:.0f} MiB before it, {after['VmHWM'] / 2**20:.0f} MiB after "
             f"(the intake of 10,000 claims and the 277CA had peaked at {peak_intake['VmHWM'] / 2**20:.0f} MiB)",
             file=sys.stderr,

@@ -363,6 +363,26 @@ fn claims_go_out_in_batches_and_answers_come_back_per_submitter(scratch: Scratch
         let v = op.get("/v1/payer-files/attention").json().to_string();
         v.contains("a 999 goes back to the payer").then_some(())
     });
+
+    // An 835 longer than the chunk it is read in (1,000 claims): acme's
+    // SHARED is paid by its 1,500th claim, and claim status says so.
+    let inquiry = inquiry.replace("REF*EJ*A1~", "REF*EJ*SHARED~");
+    let ask = || {
+        support::request(
+            server.http,
+            "POST",
+            "/v1/claim-status",
+            &[("Authorization", auth.as_str()), ("Content-Type", "application/edi-x12")],
+            inquiry.as_bytes(),
+        )
+        .text()
+    };
+    assert!(!ask().contains("STC*F1:65"), "not paid yet");
+    let mut claims: Vec<(String, String, String)> =
+        (1..1500).map(|n| (format!("OTHER{n}"), "10".to_string(), "1".to_string())).collect();
+    claims.push(("SHARED".into(), "150".into(), "120".into()));
+    std::fs::write(back.join("era-2.835"), support::payer::remittance_of(&acme_npi, &claims)).unwrap();
+    wait_for("the long 835's last payment in claim status", || ask().contains("STC*F1:65").then_some(()));
 }
 
 crate::on_both_backends!(claims_go_out_in_batches_and_answers_come_back_per_submitter);
@@ -598,4 +618,32 @@ fn a_kill_while_a_payer_answer_is_applied_applies_it_once() {
             "no feed entry twice"
         );
     }
+}
+
+/// A payer file over the size bound (a sparse file: nothing is written)
+/// is left where the payer put it and reported once; the payer's next
+/// file is still read.
+#[test]
+fn a_payer_file_over_the_bound_is_left_and_reported_once() {
+    let scratch = Scratch::new();
+    scratch.write_config("[payers.ACME01]\nname = \"ACME HEALTH\"\npoll_secs = 1\n");
+    let server = Server::start(&scratch, None, &[]);
+    let back = outbox(&scratch).join("from-payer");
+    std::fs::create_dir_all(&back).unwrap();
+    let huge = back.join("a-huge.835");
+    std::fs::File::create(&huge).unwrap().set_len(600 << 20).unwrap();
+    std::fs::write(back.join("b-next.txt"), b"not X12 at all").unwrap();
+    let op = Client { addr: server.http, key: scratch.partner("ops", true) };
+    let items = || op.get("/v1/payer-files/attention").json()["items"].as_array().unwrap().clone();
+    wait_for("both on the attention list", || {
+        let items = items();
+        let text = serde_json::Value::Array(items).to_string();
+        (text.contains("a-huge.835 is over the") && text.contains("unreadable")).then_some(())
+    });
+    // Later polls neither read it nor report it again.
+    std::thread::sleep(Duration::from_secs(3));
+    let oversize = items().iter().filter(|i| i["reason"].as_str().unwrap_or_default().contains("over the")).count();
+    assert_eq!(oversize, 1, "{:?}", items());
+    assert!(huge.exists(), "left where the payer put it");
+    assert!(!back.join("b-next.txt").exists(), "the next file was taken");
 }

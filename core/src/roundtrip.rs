@@ -46,6 +46,12 @@ pub fn seen_key(payer: &str, name: &str, size: u64) -> Key {
     Key::new(Table::Batches, format!("seen/{payer}"), format!("{name}|{size}"))
 }
 
+/// A payer file over the size bound, by name and size: left where it is
+/// and reported once.
+pub fn oversize_key(payer: &str, name: &str, size: u64) -> Key {
+    Key::new(Table::Batches, format!("oversize/{payer}"), format!("{name}|{size}"))
+}
+
 /// Something an operator must look at (`attention`): a payer answer that
 /// matches nothing, a file that does not parse, a batch that failed our
 /// validator. Reasons carry ids and codes, never claim data.

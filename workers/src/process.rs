@@ -1008,13 +1008,9 @@ fn x12(
                             out.writes.extend(coverage_writes(e, &payer, Some(&judge.partner), partners));
                             out.members.extend(enrolled_members(e, &payer));
                         }
-                        Document::Remittance(r) => out.writes.extend(payment_writes(
-                            r,
-                            id.as_str(),
-                            &judge.partner,
-                            partners,
-                            0..r.claims.len(),
-                        )),
+                        Document::Remittance(r) => {
+                            out.writes.extend(payment_writes(r, id.as_str(), &judge.partner, partners, 0))
+                        }
                         _ => {}
                     }
                 }
@@ -1103,19 +1099,20 @@ pub fn coverage_writes(
 /// The payment records of a remittance, keyed by where it came from
 /// (`source`: a transaction id, or a payer file), sealed under the keys of
 /// `owner` (the partner that sent the 835, or the one a payer's 835 is
-/// forwarded to).
+/// forwarded to). Its claims are numbered from `first`, the position of
+/// its first claim in its transaction set (a set read in chunks numbers
+/// each chunk's claims on from the last).
 pub fn payment_writes(
     r: &clearway_core::Remittance,
     id: &str,
     owner: &PartnerId,
     partners: &Partners,
-    range: std::ops::Range<usize>,
+    first: usize,
 ) -> Vec<WriteOp> {
     r.claims
         .iter()
         .enumerate()
-        .skip(range.start)
-        .take(range.len())
+        .map(|(n, c)| (first + n, c))
         .filter_map(|(n, c)| {
             // The claim's payment as claim status reads it: its service lines
             // and adjustments stay in the stored 835 (they would grow each

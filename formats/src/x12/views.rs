@@ -1013,6 +1013,52 @@ impl RemittanceView {
     }
 }
 
+/// Reads the 835 transaction sets of an X12 stream in chunks of at most
+/// `max_claims` claim payments: `each` is given a [`Remittance`] with its
+/// set's header (payment, trace, payer, payee) and the next claims, and the
+/// position of its first claim in the set. Memory is one chunk, whatever
+/// the size of the file; the segments are read as they come (no
+/// validation: callers that need the verdict run the validator).
+pub fn remittance_chunks<R: std::io::Read>(
+    input: R,
+    max_claims: usize,
+    mut each: impl FnMut(&Remittance, usize),
+) -> Result<(), super::ReadError> {
+    let max_claims = max_claims.max(1);
+    let mut reader = super::SegmentReader::new(input);
+    let mut view: Option<RemittanceView> = None;
+    // Claims of the current set handed out so far.
+    let mut handed = 0;
+    while let Some(seg) = reader.next_segment()? {
+        if seg.id() == b"ST" {
+            view = (seg.element(1) == b"835").then(RemittanceView::default);
+            handed = 0;
+            continue;
+        }
+        let Some(v) = view.as_mut() else { continue };
+        if seg.id() == b"CLP"
+            && let Some(r) = v.remittance.as_mut()
+            && r.claims.len() >= max_claims
+        {
+            each(r, handed);
+            handed += r.claims.len();
+            r.claims.clear();
+        }
+        v.segment(&seg);
+        if seg.id() == b"SE" {
+            for d in v.out.drain(..) {
+                if let Document::Remittance(r) = d
+                    && (!r.claims.is_empty() || handed == 0)
+                {
+                    each(&r, handed);
+                }
+            }
+            view = None;
+        }
+    }
+    Ok(())
+}
+
 // -------------------------------------------------------------------- 271 --
 
 /// An AAA request validation: why a level of a 271 could not be answered.
@@ -1419,6 +1465,67 @@ mod tests {
         }
         view.finish();
         view.drain().collect()
+    }
+
+    /// An interchange of two 835 sets (7 and 2 claims) around a 277.
+    fn two_835s() -> Vec<u8> {
+        let set = |st: &str, claims: usize| {
+            let mut segs = vec![
+                format!("ST*835*{st}*005010X221A1"),
+                "BPR*I*70.00*C*ACH*CCP*01*999*DA*123*1512345678**01*999*DA*456*20240110".to_string(),
+                format!("TRN*1*TRACE{st}*1512345678"),
+                "N1*PR*PAYER ONE".into(),
+                "REF*2U*P1".into(),
+                "N1*PE*CLINIC*XX*1234567893".into(),
+                "LX*1".into(),
+            ];
+            for n in 0..claims {
+                segs.push(format!("CLP*PCN{st}-{n}*1*10.00*{n}.00**12*ICN{n}"));
+                segs.push("CAS*CO*45*1.00".into());
+                segs.push(format!("SVC*HC:99213*10.00*{n}.00**1"));
+                segs.push("DTM*472*20240102".into());
+            }
+            segs.push(format!("SE*{}*{st}", segs.len() + 1));
+            segs.join("~") + "~"
+        };
+        format!(
+            "ISA*00*          *00*          *ZZ*SENDER         *ZZ*RECEIVER       *240101*1200*^*00501*000000001*0*T*:~\
+             GS*HP*S*R*20240101*1200*1*X*005010X221A1~{}{}ST*277*0003*005010X214~SE*2*0003~GE*3*1~IEA*1*000000001~",
+            set("0001", 7),
+            set("0002", 2)
+        )
+        .into_bytes()
+    }
+
+    #[test]
+    fn an_835_is_read_in_chunks_of_claims_equal_to_the_whole() {
+        let x12 = two_835s();
+        let whole: Vec<Remittance> = crate::x12::analyze(&x12, &Default::default())
+            .documents()
+            .filter_map(|d| match d {
+                Document::Remittance(r) => Some((**r).clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(whole.iter().map(|r| r.claims.len()).collect::<Vec<_>>(), vec![7, 2]);
+        for max in [1, 3, 7, 1000] {
+            let mut got: Vec<Remittance> = Vec::new();
+            remittance_chunks(&x12[..], max, |r, first| {
+                assert!(r.claims.len() <= max);
+                match got.last_mut() {
+                    Some(g) if g.trace_number == r.trace_number => {
+                        assert_eq!(first, g.claims.len(), "numbered from where the last chunk ended");
+                        g.claims.extend(r.claims.iter().cloned());
+                    }
+                    _ => {
+                        assert_eq!(first, 0);
+                        got.push(r.clone());
+                    }
+                }
+            })
+            .unwrap();
+            assert_eq!(got, whole, "chunks of {max}");
+        }
     }
 
     #[test]

@@ -42,13 +42,14 @@ use clearway_core::feed;
 use clearway_core::partners::Partners;
 use clearway_core::ports::{Condition, Key, MAX_QUERY_LIMIT, Ports, Table, WriteOp};
 use clearway_core::records::{AckRecord, ClaimRecord, Lineage, TransactionRecord, timestamp};
-use clearway_core::roundtrip::{Attention, PayerFile, attention_key, file_key, seen_key, unapplied_key};
+use clearway_core::roundtrip::{Attention, PayerFile, attention_key, file_key, oversize_key, seen_key, unapplied_key};
 use clearway_core::{BlobKey, ErrorKind, PartnerId, PortError, PortResult, Sensitive, TransactionId};
 use clearway_formats::x12::batch::{
     self, Ack277Answer, ClaimFragment, Forward277, Outbound837, Parties, PayerAnswer, RemitAnswer, SubmitterInfo,
 };
 use clearway_formats::x12::build::{Controls, Envelope};
-use clearway_formats::x12::{AnalyzeOptions, Document, analyze};
+use clearway_formats::x12::views::remittance_chunks;
+use clearway_formats::x12::{AnalyzeOptions, analyze};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -67,6 +68,8 @@ const ASSEMBLY_TAKEOVER_MS: i64 = 30_000;
 const APPLY_LEASE_MS: i64 = 30_000;
 /// Claims moved into a batch per state write (three writes each).
 const MOVE_CHUNK: usize = 33;
+/// Claim payments of a payer's 835 read and written at a time.
+const PAYMENTS_PER_CHUNK: usize = 1000;
 
 pub(crate) fn now_ms() -> i64 {
     (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
@@ -950,11 +953,23 @@ impl RoundTrip {
                 };
                 self.router.report(&p.id, true);
                 for (name, size) in s.list().await? {
+                    if size > MAX_PAYER_FILE_BYTES {
+                        self.leave_oversize(&p.id, &name, size).await?;
+                        continue;
+                    }
                     if self.ports.state.get(&seen_key(&p.id, &name, size)).await?.is_some() {
                         let _ = s.remove(&name).await;
                         continue;
                     }
-                    let bytes = s.download(&name, MAX_PAYER_FILE_BYTES).await?;
+                    let bytes = match s.download(&name, MAX_PAYER_FILE_BYTES).await {
+                        Ok(b) => b,
+                        // It grew past the bound since it was listed.
+                        Err(sftp::SftpError::TooLarge(_)) => {
+                            self.leave_oversize(&p.id, &name, MAX_PAYER_FILE_BYTES + 1).await?;
+                            continue;
+                        }
+                        Err(e) => return Err(e.into()),
+                    };
                     self.store_file(&p.id, &name, &bytes).await?;
                     // Removed from the payer's server only once stored.
                     if let Err(e) = s.remove(&name).await {
@@ -978,7 +993,8 @@ impl RoundTrip {
                     let path = dir.join(&name);
                     let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
                     if size > MAX_PAYER_FILE_BYTES {
-                        return Err(TransportError::Other("payer file too large".into()));
+                        self.leave_oversize(&p.id, &name, size).await?;
+                        continue;
                     }
                     let bytes =
                         tokio::fs::read(&path).await.map_err(|e| TransportError::Other(e.kind().to_string()))?;
@@ -992,6 +1008,35 @@ impl RoundTrip {
         }
         metrics::counter!("clearway_payer_files_total", "outcome" => "fetched").increment(n as u64);
         Ok(n)
+    }
+
+    /// A payer file over [`MAX_PAYER_FILE_BYTES`]: not read, left where it
+    /// is (it is the payer's), the operator told once on the attention
+    /// list; the payer's other files are fetched as usual.
+    async fn leave_oversize(&self, payer: &str, name: &str, size: u64) -> PortResult<()> {
+        let marker = oversize_key(payer, name, size);
+        if self.ports.state.get(&marker).await?.is_some() {
+            return Ok(());
+        }
+        let attention = Attention {
+            payer: payer.to_string(),
+            file: None,
+            batch: None,
+            reason: format!(
+                "payer file {name} is over the {MAX_PAYER_FILE_BYTES}-byte bound ({size} bytes): not read, left where the payer put it"
+            ),
+            at: timestamp(OffsetDateTime::now_utc()),
+        };
+        self.ports
+            .state
+            .write(vec![
+                put(marker, Bytes::from_static(b"{}"), Condition::None),
+                put(attention_key(&format!("{:013}-{payer}-oversize", now_ms())), encode(&attention)?, Condition::None),
+            ])
+            .await?;
+        metrics::counter!("clearway_payer_files_total", "outcome" => "too_large").increment(1);
+        tracing::error!(payer = %payer, size_bytes = size, "a payer file over the size bound is left unread");
+        Ok(())
     }
 
     /// Stores a payer file (see [`clearway_core::roundtrip::store_payer_file`]).
@@ -1051,8 +1096,10 @@ impl RoundTrip {
     async fn apply(&self, mut file: PayerFile, version: u64) -> PortResult<()> {
         let started = std::time::Instant::now();
         let key = BlobKey::parse(&file.blob).ok_or_else(|| PortError::new(ErrorKind::Internal, "payer file blob"))?;
-        let sealed = self.ports.blobs.get(&key, MAX_PAYER_FILE_BYTES * 2).await?;
-        let bytes = self.partners.batch_key().open(&sealed, file.sha256.as_bytes())?;
+        let bytes = {
+            let sealed = self.ports.blobs.get(&key, MAX_PAYER_FILE_BYTES * 2).await?;
+            self.partners.batch_key().open(&sealed, file.sha256.as_bytes())?
+        };
         let mut problems: Vec<String> = Vec::new();
         let payer = file.payer.clone();
         let sha = file.sha256.clone();
@@ -1598,23 +1645,46 @@ impl RoundTrip {
         let ack_id = format!("{txn}-835-payer-{tag}");
         let controls = Controls::derived(ack_id.as_bytes());
         let now = OffsetDateTime::now_utc();
-        let body = batch::forward_835(&env, controls.interchange, PrimitiveDateTime::new(now.date(), now.time()), r);
+        let body = Bytes::from(batch::forward_835(
+            &env,
+            controls.interchange,
+            PrimitiveDateTime::new(now.date(), now.time()),
+            r,
+        ));
         let (Some(transaction), Ok(partner_id)) = (TransactionId::parse(&txn), PartnerId::new(&partner)) else {
             return Ok(vec![format!("835 {tag}: recorded claim has an unreadable transaction or partner id")]);
         };
         // Payments, as an 835 a submitter sent would record them (sealed
-        // under that partner's keys), written a thousand at a time.
+        // under that partner's keys): the set is read and written
+        // [`PAYMENTS_PER_CHUNK`] claims at a time, never parsed whole.
         let source = format!("payer-{payer}-{tag}");
-        for doc in analyze(&body, &AnalyzeOptions::default()).documents() {
-            if let Document::Remittance(rem) = doc {
-                for from in (0..rem.claims.len()).step_by(1000) {
-                    let range = from..(from + 1000).min(rem.claims.len());
-                    let ops = payment_writes(rem, &source, &partner_id, &self.partners, range);
-                    for chunk in ops.chunks(100) {
-                        self.ports.state.write(chunk.to_vec()).await?;
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<WriteOp>>(2);
+        let mut written = Ok(());
+        let reading = {
+            let (body, source, partner_id, partners) =
+                (body.clone(), source.clone(), partner_id.clone(), self.partners.clone());
+            tokio::task::spawn_blocking(move || {
+                remittance_chunks(&body[..], PAYMENTS_PER_CHUNK, |rem, first| {
+                    // A closed channel: the writer failed; the rest is skipped.
+                    let _ = tx.blocking_send(payment_writes(rem, &source, &partner_id, &partners, first));
+                })
+            })
+        };
+        while let Some(ops) = rx.recv().await {
+            if written.is_ok() {
+                for chunk in ops.chunks(100) {
+                    if let Err(e) = self.ports.state.write(chunk.to_vec()).await {
+                        written = Err(e);
+                        rx.close();
+                        break;
                     }
                 }
             }
+        }
+        written?;
+        if let Ok(Err(e)) = reading.await {
+            // The 835 was read once already (`read_answers`): not expected.
+            return Ok(vec![format!("835 {tag}: its payments could not be read: {e}")]);
         }
         let ack = AckRecord {
             id: ack_id,
@@ -1623,7 +1693,9 @@ impl RoundTrip {
             kind: "835".into(),
             content_type: "application/edi-x12".into(),
             created_at: timestamp(now),
-            body: String::from_utf8_lossy(&body).into_owned(),
+            // The reader's copy of `body` is gone: no copy here.
+            body: String::from_utf8(Vec::from(body))
+                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
             body_blob: None,
             body_sealed: None,
             feed_cursor: None,
@@ -1668,7 +1740,8 @@ struct PayerAck {
 /// envelope errors (when its ISA can be answered at all), a 999 for a
 /// group with a set in error. None for a clean file.
 fn acks_owed(bytes: &[u8], sha: &str) -> Vec<(&'static str, Vec<u8>)> {
-    let analysis = analyze(bytes, &AnalyzeOptions::default());
+    // The verdicts only: an 835's claims are not read here.
+    let analysis = analyze(bytes, &AnalyzeOptions { skip_documents: true, ..AnalyzeOptions::default() });
     let now = OffsetDateTime::now_utc();
     let at = PrimitiveDateTime::new(now.date(), now.time());
     let mut out = Vec::new();
