@@ -5,6 +5,7 @@ use clearway_core::changes::{
     Chunk, Head, Manifest, PENDING, Sequenced, batch_partition, chunk_key, head_key, manifest_key, pending_key,
 };
 use clearway_core::ports::{Condition, MAX_QUERY_LIMIT, MAX_WRITE_OPS, StateStore, Table, WriteOp};
+use clearway_core::records::now_ms;
 use clearway_core::records::{decode_json, encode_json};
 use clearway_core::{ErrorKind, PortError, PortResult};
 
@@ -217,10 +218,6 @@ pub async fn read_batch(state: &dyn StateStore, n: u64) -> PortResult<Option<Vec
         return Err(PortError::new(ErrorKind::Internal, "a sealed batch is incomplete"));
     }
     Ok(Some(out))
-}
-
-fn now_ms() -> i64 {
-    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
 }
 
 /// A fresh attempt id.

@@ -69,15 +69,17 @@ impl Counters {
     }
 }
 
-/// `payer` label → value of one gauge family in Prometheus text.
-fn gauge_by_payer(text: &str, family: &str) -> BTreeMap<String, f64> {
+/// Value of `label` → the sum of one metric family's values with it, in
+/// Prometheus text.
+fn sum_by_label(text: &str, family: &str, label: &str) -> BTreeMap<String, f64> {
+    let key = format!("{label}=\"");
     let mut out = BTreeMap::new();
     for line in text.lines().filter(|l| l.starts_with(family) && l[family.len()..].starts_with('{')) {
         let Some(value) = line.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()) else { continue };
-        let Some(at) = line.find("payer=\"") else { continue };
-        let rest = &line[at + 7..];
+        let Some(at) = line.find(&key) else { continue };
+        let rest = &line[at + key.len()..];
         if let Some(end) = rest.find('"') {
-            out.insert(rest[..end].to_string(), value);
+            *out.entry(rest[..end].to_string()).or_default() += value;
         }
     }
     out
@@ -214,6 +216,8 @@ pub struct PartnerRow {
     pub id: String,
     pub status: &'static str,
     pub dead_letters: usize,
+    /// Its requests answered `429` (this process, since it started).
+    pub rate_limited: u64,
 }
 
 #[derive(Debug)]
@@ -300,7 +304,8 @@ pub async fn gather(console: &Console, links: bool) -> Dashboard {
     let svc = &console.svc;
     let text = (console.metrics)();
     let totals = Counters::from_prometheus(&text);
-    let batch_breakers = gauge_by_payer(&text, "clearway_payer_breaker_open");
+    let batch_breakers = sum_by_label(&text, "clearway_payer_breaker_open", "payer");
+    let rate_limited = sum_by_label(&text, "clearway_http_rate_limited_total", "partner");
     let gates: BTreeMap<String, clearway_fastpath::gate::GateHealth> =
         svc.fastpath.payer_health().into_iter().map(|g| (g.payer.clone(), g)).collect();
     let core = console.core_gauge.read(svc.reports.as_ref());
@@ -321,6 +326,7 @@ pub async fn gather(console: &Console, links: bool) -> Dashboard {
         .into_iter()
         .map(|p| PartnerRow {
             dead_letters: by_partner.get(p.id.as_str()).copied().unwrap_or(0),
+            rate_limited: rate_limited.get(p.id.as_str()).copied().unwrap_or(0.0) as u64,
             status: crate::partner_state(&p),
             id: p.id.to_string(),
         })
@@ -383,6 +389,17 @@ mod tests {
         assert_eq!(c.processed, 5.0);
         assert_eq!(c.dead_lettered, 1.0);
         assert_eq!(c.rejected, 0.0);
+    }
+
+    #[test]
+    fn a_family_is_summed_per_label_value() {
+        let text = "clearway_http_rate_limited_total{class=\"submit\",partner=\"acme\"} 2\n\
+            clearway_http_rate_limited_total{class=\"read\",partner=\"acme\"} 3\n\
+            clearway_http_rate_limited_total{class=\"failed_auth\"} 9\n\
+            clearway_http_rate_limited_total{class=\"read\",partner=\"beta\"} 1\n\
+            clearway_http_rate_limited_totally{partner=\"acme\"} 100\n";
+        let by = sum_by_label(text, "clearway_http_rate_limited_total", "partner");
+        assert_eq!(by, BTreeMap::from([("acme".to_string(), 5.0), ("beta".to_string(), 1.0)]));
     }
 
     #[test]

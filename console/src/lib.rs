@@ -41,6 +41,7 @@ use axum::routing::{get, post};
 use axum::{Form, Router};
 use clearway_core::access::Role;
 use clearway_core::audit::{AuditActor, AuditEntity, AuditEvent};
+use clearway_core::records::now_ms;
 use clearway_ingest::Services;
 use clearway_ingest::http::MetricsRender;
 use std::sync::Arc;
@@ -285,10 +286,6 @@ impl FromRequestParts<Arc<Console>> for SignedIn {
             }
         }
     }
-}
-
-fn now_ms() -> i64 {
-    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
 }
 
 // ------------------------------------------------------------ audit --

@@ -18,6 +18,7 @@
 //!   (`server.feed_settle_ms`). A lone `serve` process on the embedded
 //!   backend is the only writer of its feeds and needs no settle window.
 
+use crate::records::now_ms;
 use std::collections::BTreeMap;
 use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::Duration;
@@ -50,10 +51,6 @@ pub struct FeedStamp {
 pub fn clock() -> &'static FeedClock {
     static CLOCK: OnceLock<FeedClock> = OnceLock::new();
     CLOCK.get_or_init(FeedClock::default)
-}
-
-fn now_ms() -> i64 {
-    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
 }
 
 impl FeedClock {

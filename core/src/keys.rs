@@ -34,6 +34,7 @@ use crate::crypto::{Key, MAGIC as LEGACY_MAGIC, SEALED_OVERHEAD_BYTES};
 use crate::error::{ErrorKind, PortError, PortResult};
 use crate::ids::{BlobKey, PartnerId};
 use crate::ports::{BlobStore, Condition, Key as ItemKey, MAX_BLOB_BYTES, StateStore, Table, WriteOp};
+use crate::records::now_ms;
 use crate::records::{AckRecord, FeedEntry, PartnerRecord};
 use crate::sealed::{SealedState, Sealing, record_sources};
 use std::collections::{BTreeMap, HashMap};
@@ -215,10 +216,6 @@ pub struct VersionInfo {
     /// The KMS key that wraps it; `None`: the root key.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kms_key_id: Option<String>,
-}
-
-fn now_ms() -> i64 {
-    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
 }
 
 fn json<T: serde::Serialize>(v: &T) -> PortResult<bytes::Bytes> {

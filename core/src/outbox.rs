@@ -27,6 +27,7 @@ use crate::error::{PortError, PortResult};
 use crate::ports::{
     BlobStore, Commit, Condition, IntakeJournal, Key, MAX_WRITE_OPS, StateStore, Table, WorkQueue, WriteOp,
 };
+use crate::records::now_ms;
 use async_trait::async_trait;
 use bytes::Bytes;
 use std::sync::Arc;
@@ -69,10 +70,6 @@ impl std::fmt::Debug for OutboxJournal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OutboxJournal").finish_non_exhaustive()
     }
-}
-
-fn now_ms() -> i64 {
-    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
 }
 
 impl OutboxJournal {

@@ -583,6 +583,11 @@ pub fn effect_key(transaction: &TransactionId, what: &str) -> Key {
     Key::new(Table::Effects, transaction.as_str(), what)
 }
 
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> i64 {
+    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+}
+
 /// RFC 3339 UTC timestamp for records.
 pub fn timestamp(t: time::OffsetDateTime) -> String {
     t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()

@@ -17,6 +17,7 @@ use axum::{Json, Router};
 use clearway_core::access::{Principal, Role};
 use clearway_core::feed;
 use clearway_core::ports::Table;
+use clearway_core::records::now_ms;
 use clearway_core::records::{AckRecord, DeadLetter, FeedEntry, PartnerRecord, TransactionRecord};
 use clearway_core::systems;
 use clearway_core::{ErrorKind, PartnerId, TransactionId};
@@ -364,7 +365,12 @@ async fn authorize(
         .into_response();
     }
     if let Err(wait) = svc.limits.take(&principal.id, rule.class) {
-        metrics::counter!("clearway_http_rate_limited_total", "class" => rule.class.as_str()).increment(1);
+        metrics::counter!(
+            "clearway_http_rate_limited_total",
+            "class" => rule.class.as_str(),
+            "partner" => principal.id.to_string()
+        )
+        .increment(1);
         return rate_limited(wait);
     }
     req.extensions_mut().insert(Caller { principal, purpose, break_glass, slot });
@@ -381,10 +387,6 @@ fn rate_limited(wait: Duration) -> Response {
     )
     .retry_after(wait.as_secs_f64().ceil().max(1.0) as u64)
     .into_response()
-}
-
-fn now_ms() -> i64 {
-    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
 }
 
 /// The routes of the intake and read API.

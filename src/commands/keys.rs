@@ -7,6 +7,7 @@ use crate::cli::{KeysCommand, StoreArgs};
 use anyhow::{Context, bail};
 use clearway_core::PartnerId;
 use clearway_core::keys::{self, Census};
+use clearway_core::records::now_ms;
 use std::io::Write;
 use std::process::ExitCode;
 
@@ -268,8 +269,4 @@ fn describe(c: &Census) -> String {
         s.push_str(&format!("\tunreadable {}", c.unreadable));
     }
     s
-}
-
-fn now_ms() -> i64 {
-    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
 }

@@ -434,10 +434,7 @@ fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<Job>, stats: Arc<Stats>,
     }
 }
 
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> i64 {
-    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
-}
+pub use clearway_core::records::now_ms;
 
 /// Seconds since the Unix epoch.
 pub fn now_secs() -> i64 {

@@ -41,6 +41,7 @@ use clearway_core::config::{Config, Destination, PayerConfig};
 use clearway_core::feed;
 use clearway_core::partners::Partners;
 use clearway_core::ports::{Condition, Key, MAX_QUERY_LIMIT, Ports, Table, WriteOp};
+pub(crate) use clearway_core::records::now_ms;
 use clearway_core::records::{AckRecord, ClaimRecord, Lineage, TransactionRecord, timestamp};
 use clearway_core::roundtrip::{Attention, PayerFile, attention_key, file_key, oversize_key, seen_key, unapplied_key};
 use clearway_core::{BlobKey, ErrorKind, PartnerId, PortError, PortResult, Sensitive, TransactionId};
@@ -70,10 +71,6 @@ const APPLY_LEASE_MS: i64 = 30_000;
 const MOVE_CHUNK: usize = 33;
 /// Claim payments of a payer's 835 read and written at a time.
 const PAYMENTS_PER_CHUNK: usize = 1000;
-
-pub(crate) fn now_ms() -> i64 {
-    (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
-}
 
 fn encode<T: Serialize>(v: &T) -> PortResult<Bytes> {
     serde_json::to_vec(v).map(Bytes::from).map_err(|e| PortError::with_cause(ErrorKind::Internal, "encode record", e))
