@@ -106,6 +106,8 @@ fn dead_letters_from_the_command_line(scratch: Scratch) {
         String::from_utf8_lossy(&clearway(&scratch, &["dlq", "replay", "--payer", "OTHER"]).stdout).is_empty(),
         "another payer's filter replays nothing"
     );
+    let blank = clearway(&scratch, &["dlq", "replay", "--payer", " "]);
+    assert!(!blank.status.success() && blank.stdout.is_empty(), "a blank payer (an unset variable) replays nothing");
     let other = "01a23360-af3e-7003-a3e5-a411114b8974";
     assert_eq!(clearway(&scratch, &["dlq", "show", other]).status.code(), Some(1), "not dead-lettered: exit 1");
 

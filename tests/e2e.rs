@@ -304,6 +304,7 @@ fn poison_goes_to_dead_letters_and_replay_works(scratch: Scratch) {
     assert_eq!(dl[0]["payers"], serde_json::json!(["2"]), "the payer its claim names: {}", dl[0]);
     assert_eq!(ops.get("/v1/dead-letters?payer=2").json()["deadLetters"].as_array().unwrap().len(), 1);
     assert!(ops.get("/v1/dead-letters?payer=OTHER").json()["deadLetters"].as_array().unwrap().is_empty());
+    assert_eq!(ops.get("/v1/dead-letters?payer=").status, 400, "a blank payer does not select them all");
     // The command line sees it too (the store is shared).
     let out = scratch
         .command()

@@ -46,10 +46,11 @@ pub fn seen_key(payer: &str, name: &str, size: u64) -> Key {
     Key::new(Table::Batches, format!("seen/{payer}"), format!("{name}|{size}"))
 }
 
-/// A payer file over the size bound, by name and size: left where it is
-/// and reported once.
-pub fn oversize_key(payer: &str, name: &str, size: u64) -> Key {
-    Key::new(Table::Batches, format!("oversize/{payer}"), format!("{name}|{size}"))
+/// A payer file over the size bound, by name (a file still growing is
+/// reported once, whatever its size at each poll): left where it is and
+/// reported once.
+pub fn oversize_key(payer: &str, name: &str) -> Key {
+    Key::new(Table::Batches, format!("oversize/{payer}"), name)
 }
 
 /// Something an operator must look at (`attention`): a payer answer that

@@ -368,7 +368,9 @@ async fn authorize(
         metrics::counter!(
             "clearway_http_rate_limited_total",
             "class" => rule.class.as_str(),
-            "partner" => principal.id.to_string()
+            // A submitter's partner id; staff are counted by role (their
+            // names stay off /metrics).
+            "partner" => principal.tenant().map_or_else(|| principal.role.as_str().to_string(), PartnerId::to_string)
         )
         .increment(1);
         return rate_limited(wait);
@@ -1879,6 +1881,9 @@ async fn dead_letters(
             })?),
             None => None,
         };
+    if q.payer.as_deref().is_some_and(|p| p.trim().is_empty()) {
+        return Err(Problem::new(StatusCode::BAD_REQUEST, "invalid-input", "Invalid payer", "payer is a payer id"));
+    }
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     // A payer filter reads further, then keeps `limit` of those it selects.
     let read = if q.payer.is_some() { 100_000 } else { limit };

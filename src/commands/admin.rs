@@ -118,6 +118,10 @@ pub fn partners(store: &StoreArgs, command: PartnersCommand) -> anyhow::Result<E
 }
 
 pub fn dlq(store: &StoreArgs, command: DlqCommand) -> anyhow::Result<ExitCode> {
+    // A blank payer (an unset variable) would select every dead letter.
+    if let DlqCommand::List { payer: Some(p), .. } | DlqCommand::Replay { payer: Some(p), .. } = &command {
+        anyhow::ensure!(!p.trim().is_empty(), "--payer: give a payer id");
+    }
     let config = load_config(store, |_| {})?;
     runtime()?.block_on(async {
         let store = Store::open(&config).await?;

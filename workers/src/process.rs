@@ -35,6 +35,9 @@ use tracing::Instrument;
 
 /// Largest payload a worker reads (the intake bound is lower).
 pub const MAX_PAYLOAD_BYTES: u64 = 1 << 30;
+/// Largest payload whose payers a dead letter lists (see
+/// [`clearway_core::records::DeadLetter::payers`]).
+const MAX_PAYERS_READ_BYTES: u64 = 64 << 20;
 /// Most D.0 transactions in one NCPDP batch file.
 pub const MAX_BATCH_DETAILS: usize = 100_000;
 /// Claims listed in a transaction record (the rest are counted).
@@ -751,13 +754,20 @@ impl Processor {
     /// [`clearway_core::records::DeadLetter::payers`]): a payload that
     /// cannot be read names none.
     async fn payers_named(&self, record: &TransactionRecord) -> Vec<String> {
-        if !matches!(record.format, Format::X12 | Format::Fhir) {
+        // Not for a payload so large that reading it again may be what kept
+        // failing.
+        if !matches!(record.format, Format::X12 | Format::Fhir) || record.size_bytes > MAX_PAYERS_READ_BYTES {
             return Vec::new();
         }
-        let Ok(sealed) = self.ports.blobs.get(&record.blob_key, MAX_PAYLOAD_BYTES).await else { return Vec::new() };
-        let aad = clearway_core::keys::payload_aad(&record.id, &record.partner);
-        let Ok(payload) = self.partners.open(&record.partner, &sealed, aad.as_bytes()).await else {
-            return Vec::new();
+        let payload = {
+            let Ok(sealed) = self.ports.blobs.get(&record.blob_key, MAX_PAYERS_READ_BYTES * 2).await else {
+                return Vec::new();
+            };
+            let aad = clearway_core::keys::payload_aad(&record.id, &record.partner);
+            let Ok(payload) = self.partners.open(&record.partner, &sealed, aad.as_bytes()).await else {
+                return Vec::new();
+            };
+            payload
         };
         let format = record.format;
         tokio::task::spawn_blocking(move || payers_in(format, &payload)).await.unwrap_or_default()

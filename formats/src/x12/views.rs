@@ -1029,10 +1029,22 @@ pub fn remittance_chunks<R: std::io::Read>(
     let mut view: Option<RemittanceView> = None;
     // Claims of the current set handed out so far.
     let mut handed = 0;
+    // The rest of a set that ends without its SE (at the next ST, GE, IEA
+    // or the end of the input), as the whole-set reader keeps it.
+    fn unclosed(view: &mut Option<RemittanceView>, handed: usize, each: &mut impl FnMut(&Remittance, usize)) {
+        if let Some(r) = view.take().and_then(|mut v| v.remittance.take())
+            && (!r.claims.is_empty() || handed == 0)
+        {
+            each(&r, handed);
+        }
+    }
     while let Some(seg) = reader.next_segment()? {
+        if matches!(seg.id(), b"ST" | b"GE" | b"IEA") {
+            unclosed(&mut view, handed, &mut each);
+            handed = 0;
+        }
         if seg.id() == b"ST" {
             view = (seg.element(1) == b"835").then(RemittanceView::default);
-            handed = 0;
             continue;
         }
         let Some(v) = view.as_mut() else { continue };
@@ -1056,6 +1068,7 @@ pub fn remittance_chunks<R: std::io::Read>(
             view = None;
         }
     }
+    unclosed(&mut view, handed, &mut each);
     Ok(())
 }
 
@@ -1499,8 +1512,22 @@ mod tests {
 
     #[test]
     fn an_835_is_read_in_chunks_of_claims_equal_to_the_whole() {
-        let x12 = two_835s();
-        let whole: Vec<Remittance> = crate::x12::analyze(&x12, &Default::default())
+        for x12 in [two_835s(), without_an_se()] {
+            chunks_equal_the_whole(&x12);
+        }
+    }
+
+    /// [`two_835s`] with the second set's SE missing.
+    fn without_an_se() -> Vec<u8> {
+        let text = String::from_utf8(two_835s()).unwrap();
+        text.split_inclusive('~')
+            .filter(|s| !(s.starts_with("SE*") && s.ends_with("*0002~")))
+            .collect::<String>()
+            .into_bytes()
+    }
+
+    fn chunks_equal_the_whole(x12: &[u8]) {
+        let whole: Vec<Remittance> = crate::x12::analyze(x12, &Default::default())
             .documents()
             .filter_map(|d| match d {
                 Document::Remittance(r) => Some((**r).clone()),
@@ -1510,7 +1537,7 @@ mod tests {
         assert_eq!(whole.iter().map(|r| r.claims.len()).collect::<Vec<_>>(), vec![7, 2]);
         for max in [1, 3, 7, 1000] {
             let mut got: Vec<Remittance> = Vec::new();
-            remittance_chunks(&x12[..], max, |r, first| {
+            remittance_chunks(x12, max, |r, first| {
                 assert!(r.claims.len() <= max);
                 match got.last_mut() {
                     Some(g) if g.trace_number == r.trace_number => {

@@ -1011,7 +1011,7 @@ impl RoundTrip {
     /// is (it is the payer's), the operator told once on the attention
     /// list; the payer's other files are fetched as usual.
     async fn leave_oversize(&self, payer: &str, name: &str, size: u64) -> PortResult<()> {
-        let marker = oversize_key(payer, name, size);
+        let marker = oversize_key(payer, name);
         if self.ports.state.get(&marker).await?.is_some() {
             return Ok(());
         }
@@ -1661,9 +1661,11 @@ impl RoundTrip {
             let (body, source, partner_id, partners) =
                 (body.clone(), source.clone(), partner_id.clone(), self.partners.clone());
             tokio::task::spawn_blocking(move || {
+                let mut open = true;
                 remittance_chunks(&body[..], PAYMENTS_PER_CHUNK, |rem, first| {
                     // A closed channel: the writer failed; the rest is skipped.
-                    let _ = tx.blocking_send(payment_writes(rem, &source, &partner_id, &partners, first));
+                    open =
+                        open && tx.blocking_send(payment_writes(rem, &source, &partner_id, &partners, first)).is_ok();
                 })
             })
         };
@@ -1678,10 +1680,16 @@ impl RoundTrip {
                 }
             }
         }
+        // Awaited whatever happened, so no reader outlives the apply; a
+        // reader that failed leaves the file unapplied (retried), never
+        // applied with some of its payments missing.
+        let read = reading.await;
         written?;
-        if let Ok(Err(e)) = reading.await {
+        match read {
+            Ok(Ok(())) => {}
             // The 835 was read once already (`read_answers`): not expected.
-            return Ok(vec![format!("835 {tag}: its payments could not be read: {e}")]);
+            Ok(Err(e)) => return Ok(vec![format!("835 {tag}: its payments could not be read: {e}")]),
+            Err(e) => return Err(PortError::with_cause(ErrorKind::Internal, "read an 835's payments", e)),
         }
         let ack = AckRecord {
             id: ack_id,
