@@ -488,15 +488,28 @@ pub async fn reveal(
     Form(form): Form<RevealForm>,
 ) -> Response {
     let allowed = who.account.role == Role::Operator && who.account.phi_view;
+    if !allowed {
+        // Refused (and audited) before anything is read: whether the
+        // transaction exists is not the caller's to learn.
+        let mut e = event("console.reveal", "R", who.actor(), StatusCode::FORBIDDEN);
+        e.purpose = Some(REVEAL_PURPOSE.into());
+        if let Ok(p) = PartnerId::new(&partner) {
+            e.tenant = Some(p.to_string());
+            e.entity = entities(&p, &id);
+            e.entity.push(AuditEntity { kind: "payload".into(), id: id.clone() });
+        }
+        if !audit(&console, e).await {
+            return page_error(StatusCode::SERVICE_UNAVAILABLE);
+        }
+        return page_error(StatusCode::FORBIDDEN);
+    }
     let (p, r) = match load(&console, &partner, &id).await {
         Ok(x) => x,
         Err(res) => return res,
     };
     let reason = form.reason.trim();
     let n = reason.chars().count();
-    let status = if !allowed {
-        StatusCode::FORBIDDEN
-    } else if !(MIN_REASON_CHARS..=MAX_REASON_CHARS).contains(&n) {
+    let status = if !(MIN_REASON_CHARS..=MAX_REASON_CHARS).contains(&n) {
         StatusCode::UNPROCESSABLE_ENTITY
     } else {
         StatusCode::OK
@@ -506,15 +519,11 @@ pub async fn reveal(
     // that the event names every patient it shows: the record's claims once
     // processed, and the file's own claim numbers (CLM01, as the viewer
     // read them) before. Nothing is shown unless the event is recorded.
-    let page = if status == StatusCode::FORBIDDEN {
-        None
-    } else {
-        match build(&console, &who, r.clone(), reveal).await {
-            Ok(p) => Some(p),
-            Err(e) => {
-                tracing::warn!(error = %clearway_core::error::chain(&e), "console transaction unavailable");
-                return page_error(StatusCode::SERVICE_UNAVAILABLE);
-            }
+    let mut page = match build(&console, &who, r.clone(), reveal).await {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(error = %clearway_core::error::chain(&e), "console transaction unavailable");
+            return page_error(StatusCode::SERVICE_UNAVAILABLE);
         }
     };
     let mut e = event("console.reveal", "R", who.actor(), status);
@@ -524,7 +533,7 @@ pub async fn reveal(
     e.entity.push(AuditEntity { kind: "payload".into(), id: r.id.to_string() });
     if reveal {
         let mut tokens = lookup::patient_tokens(&console.svc, &r);
-        if let Some(v) = page.as_ref().and_then(|p| p.viewer.as_ref()) {
+        if let Some(v) = page.viewer.as_ref() {
             for id in shown_patient_ids(v) {
                 tokens.push(console.svc.partners.index_token(&id));
             }
@@ -558,7 +567,6 @@ pub async fn reveal(
     if !audit(&console, e).await {
         return page_error(StatusCode::SERVICE_UNAVAILABLE);
     }
-    let Some(mut page) = page else { return page_error(StatusCode::FORBIDDEN) };
     if !reveal {
         page.reveal_error = Some("Say why, in at least 20 characters, before the values are shown.");
     }

@@ -591,6 +591,17 @@ async fn the_transaction_page_masks_phi_until_a_reason_is_given() {
     // An unknown transaction: 404.
     let missing = c.get("/console/transactions/acme/0190a5b8-0000-7000-8000-000000000000", Some(&s)).await;
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    // Without the grant, an unknown one is refused alike: whether it exists
+    // is not learnt by asking to reveal it.
+    let unknown = c
+        .post(
+            "/console/transactions/acme/0190a5b8-0000-7000-8000-000000000000/reveal",
+            Some(&s2),
+            "same-origin",
+            "reason=the+submitter+asked+why+claim+2+was+rejected",
+        )
+        .await;
+    assert_eq!(unknown.status, StatusCode::FORBIDDEN);
 }
 
 #[tokio::test]
