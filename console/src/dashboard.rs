@@ -311,7 +311,7 @@ pub async fn gather(console: &Console, links: bool) -> Dashboard {
     let core = console.core_gauge.read(svc.reports.as_ref());
     let samples = console.samples.record(Instant::now(), totals);
     let depth = svc.ports.queue.depth().await.ok();
-    let listed = clearway_core::dlq::list(&svc.ports.state, None, None, DEAD_LETTERS_COUNTED).await.ok();
+    let listed = clearway_core::dlq::list(&svc.ports.state, None, None, None, DEAD_LETTERS_COUNTED).await.ok();
     let dead_letters = listed.as_ref().map(Vec::len);
     let letters = listed.unwrap_or_default();
     let mut by_partner: BTreeMap<String, usize> = BTreeMap::new();

@@ -73,14 +73,13 @@ async fn select(console: &Console, f: &Filter) -> Result<Vec<DeadLetter>, &'stat
             Some((day.midnight().assume_utc().unix_timestamp_nanos() / 1_000_000) as i64)
         }
     };
-    let all = dlq::list(&console.svc.ports.state, partner.as_ref(), since, 100_000)
+    let all = dlq::list(&console.svc.ports.state, partner.as_ref(), Some(&f.payer), since, 100_000)
         .await
         .map_err(|_| "The dead letters cannot be read now.")?;
     let words = f.contains.trim().to_ascii_lowercase();
     Ok(all
         .into_iter()
         .filter(|d| words.is_empty() || d.reason.to_ascii_lowercase().contains(&words))
-        .filter(|d| d.names_payer(&f.payer))
         .take(MAX_SELECTION + 1)
         .collect())
 }

@@ -11,10 +11,13 @@ use crate::records::{DeadLetter, Pointer, Status, TransactionRecord, timestamp};
 use crate::records::{decode_json, encode_json};
 use std::sync::Arc;
 
-/// Dead letters, oldest first, optionally for one partner and since a time.
+/// Dead letters, oldest first, optionally for one partner, naming one payer
+/// ([`DeadLetter::names_payer`]) and since a time: up to `limit` of those
+/// selected.
 pub async fn list(
     state: &Arc<dyn StateStore>,
     partner: Option<&PartnerId>,
+    payer: Option<&str>,
     since_ms: Option<i64>,
     limit: usize,
 ) -> PortResult<Vec<DeadLetter>> {
@@ -29,7 +32,7 @@ pub async fn list(
         after = page.last().map(|(k, _)| k.clone());
         for (_, item) in page {
             let d: DeadLetter = decode_json(&item.value)?;
-            if since_ms.is_none_or(|s| d.dead_lettered_at_ms >= s) {
+            if since_ms.is_none_or(|s| d.dead_lettered_at_ms >= s) && payer.is_none_or(|p| d.names_payer(p)) {
                 out.push(d);
             }
         }

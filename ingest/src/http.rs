@@ -1885,13 +1885,10 @@ async fn dead_letters(
         return Err(Problem::new(StatusCode::BAD_REQUEST, "invalid-input", "Invalid payer", "payer is a payer id"));
     }
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
-    // A payer filter reads further, then keeps `limit` of those it selects.
-    let read = if q.payer.is_some() { 100_000 } else { limit };
-    let list = clearway_core::dlq::list(&svc.ports.state, partner.as_ref(), since, read)
+    let list = clearway_core::dlq::list(&svc.ports.state, partner.as_ref(), q.payer.as_deref(), since, limit)
         .await
         .map_err(|e| port_problem(&e))?;
-    let payer = q.payer.as_deref().unwrap_or_default();
-    let items: Vec<Value> = list.iter().filter(|d| d.names_payer(payer)).take(limit).map(DeadLetter::to_json).collect();
+    let items: Vec<Value> = list.iter().map(DeadLetter::to_json).collect();
     Ok(Json(json!({ "deadLetters": items })))
 }
 

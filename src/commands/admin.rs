@@ -130,15 +130,10 @@ pub fn dlq(store: &StoreArgs, command: DlqCommand) -> anyhow::Result<ExitCode> {
         match command {
             DlqCommand::List { partner, payer, since, limit, json } => {
                 let partner = partner.as_deref().map(partner_id).transpose()?;
-                let read = if payer.is_some() { usize::MAX } else { limit };
-                let list: Vec<DeadLetter> =
-                    clearway_core::dlq::list(state, partner.as_ref(), since_ms(since.as_deref())?, read)
-                        .await
-                        .map_err(port)?
-                        .into_iter()
-                        .filter(|d| d.names_payer(payer.as_deref().unwrap_or_default()))
-                        .take(limit)
-                        .collect();
+                let since = since_ms(since.as_deref())?;
+                let list = clearway_core::dlq::list(state, partner.as_ref(), payer.as_deref(), since, limit)
+                    .await
+                    .map_err(port)?;
                 if json {
                     let items: Vec<_> = list.iter().map(DeadLetter::to_json).collect();
                     writeln!(out, "{}", serde_json::to_string_pretty(&items)?)?;
@@ -177,11 +172,11 @@ pub fn dlq(store: &StoreArgs, command: DlqCommand) -> anyhow::Result<ExitCode> {
                     }
                     None => {
                         let partner = partner.as_deref().map(partner_id).transpose()?;
-                        clearway_core::dlq::list(state, partner.as_ref(), since_ms(since.as_deref())?, usize::MAX)
+                        let since = since_ms(since.as_deref())?;
+                        clearway_core::dlq::list(state, partner.as_ref(), payer.as_deref(), since, usize::MAX)
                             .await
                             .map_err(port)?
                             .into_iter()
-                            .filter(|d| d.names_payer(payer.as_deref().unwrap_or_default()))
                             .map(|d| d.transaction)
                             .collect()
                     }

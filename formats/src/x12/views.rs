@@ -1029,9 +1029,10 @@ pub fn remittance_chunks<R: std::io::Read>(
     let mut view: Option<RemittanceView> = None;
     // Claims of the current set handed out so far.
     let mut handed = 0;
-    // The rest of a set that ends without its SE (at the next ST, GE, IEA
-    // or the end of the input), as the whole-set reader keeps it.
-    fn unclosed(view: &mut Option<RemittanceView>, handed: usize, each: &mut impl FnMut(&Remittance, usize)) {
+    // The rest of a set, at its SE, or when it ends without one (at the
+    // next ST, GE, IEA or the end of the input), as the whole-set reader
+    // keeps it.
+    fn rest_of_set(view: &mut Option<RemittanceView>, handed: usize, each: &mut impl FnMut(&Remittance, usize)) {
         if let Some(r) = view.take().and_then(|mut v| v.remittance.take())
             && (!r.claims.is_empty() || handed == 0)
         {
@@ -1039,8 +1040,8 @@ pub fn remittance_chunks<R: std::io::Read>(
         }
     }
     while let Some(seg) = reader.next_segment()? {
-        if matches!(seg.id(), b"ST" | b"GE" | b"IEA") {
-            unclosed(&mut view, handed, &mut each);
+        if matches!(seg.id(), b"SE" | b"ST" | b"GE" | b"IEA") {
+            rest_of_set(&mut view, handed, &mut each);
             handed = 0;
         }
         if seg.id() == b"ST" {
@@ -1057,18 +1058,8 @@ pub fn remittance_chunks<R: std::io::Read>(
             r.claims.clear();
         }
         v.segment(&seg);
-        if seg.id() == b"SE" {
-            for d in v.out.drain(..) {
-                if let Document::Remittance(r) = d
-                    && (!r.claims.is_empty() || handed == 0)
-                {
-                    each(&r, handed);
-                }
-            }
-            view = None;
-        }
     }
-    unclosed(&mut view, handed, &mut each);
+    rest_of_set(&mut view, handed, &mut each);
     Ok(())
 }
 
