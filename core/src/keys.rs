@@ -564,7 +564,7 @@ pub fn partner_prefixes(partner: &PartnerId) -> [String; 2] {
 }
 
 /// The associated data an object was sealed with, from its key.
-fn object_aad(key: &BlobKey, partner: &PartnerId) -> Option<String> {
+pub(crate) fn object_aad(key: &BlobKey, partner: &PartnerId) -> Option<String> {
     let rest = key.as_str();
     if let Some(r) = rest.strip_prefix(&format!("raw/{partner}/")) {
         return r.rsplit_once('/').map(|(_, tx)| payload_aad(&tx, partner));

@@ -16,6 +16,8 @@ pub mod access;
 pub mod audit;
 pub mod changes;
 #[cfg(feature = "crypto")]
+pub mod chunked;
+#[cfg(feature = "crypto")]
 pub mod codesets;
 pub mod config;
 #[cfg(feature = "conformance")]

@@ -755,6 +755,24 @@ impl Partners {
         Ok(())
     }
 
+    /// A writer of an acknowledgement's body built as it goes (an 835
+    /// forwarded from a payer's, of any size), sealed under the partner's
+    /// keys; set the record's `body_blob` and `body_chunks` from what
+    /// [`crate::chunked::ChunkWriter::finish`] says.
+    pub fn ack_body_writer(
+        &self,
+        blobs: Arc<dyn BlobStore>,
+        partner: &PartnerId,
+        ack_id: &str,
+    ) -> PortResult<crate::chunked::ChunkWriter> {
+        Ok(crate::chunked::ChunkWriter::new(
+            blobs,
+            crate::chunked::ChunkSealing::Partner(self.keys.clone(), partner.clone()),
+            crate::chunked::fresh_prefix(BlobKey::for_ack(partner, ack_id).as_str())?,
+            MAX_ACK_BYTES,
+        ))
+    }
+
     /// Seals the body of `ack` into its record if it fits there
     /// ([`INLINE_ACK_BYTES`]); returns whether it is sealed.
     pub async fn seal_ack_inline(&self, ack: &mut AckRecord) -> PortResult<bool> {
@@ -772,7 +790,10 @@ impl Partners {
 
     /// The text of an acknowledgement, from its record or the blob store.
     pub async fn ack_body(&self, blobs: &dyn BlobStore, ack: &AckRecord) -> PortResult<String> {
-        let plain = if let Some(key) = &ack.body_blob {
+        let plain = if let (Some(prefix), Some(chunks)) = (&ack.body_blob, ack.body_chunks) {
+            let sealing = crate::chunked::ChunkSealing::Partner(self.keys.clone(), ack.partner.clone());
+            crate::chunked::read_all(blobs, &sealing, prefix, chunks, MAX_ACK_BYTES).await?
+        } else if let Some(key) = &ack.body_blob {
             let sealed = blobs.get(key, MAX_ACK_BYTES).await?;
             self.open(&ack.partner, &sealed, ack_aad(ack).as_bytes()).await?
         } else if let Some(hexed) = &ack.body_sealed {

@@ -286,6 +286,11 @@ pub struct AckRecord {
     /// sealed like a payload under the partner's keys.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body_blob: Option<BlobKey>,
+    /// A body written in chunks as it was built (an 835 forwarded from a
+    /// payer's, of any size): `body_blob` is then the prefix of this many
+    /// chunks ([`crate::chunked`]), sealed under the partner's keys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_chunks: Option<u32>,
     /// A smaller acknowledgement sealed under the partner's keys (hex of
     /// the envelope), so shredding the partner's keys erases it too.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -2,6 +2,7 @@
 //! files payers send back and the operator's attention list.
 
 use crate::BlobKey;
+use crate::chunked::{ChunkReader, ChunkSealing, ChunkWriter, fresh_prefix};
 use crate::error::{ErrorKind, PortError, PortResult};
 use crate::partners::Partners;
 use crate::ports::{Condition, Key, Ports, Table, WriteOp};
@@ -23,7 +24,12 @@ pub struct PayerFile {
     /// The name it had at the payer (a name the payer chose: no PHI).
     pub name: String,
     pub size_bytes: u64,
+    /// Where it is: the prefix of its chunks ([`crate::chunked`]), or (a
+    /// file stored before chunks) one object sealed whole.
     pub blob: String,
+    /// How many chunks; `None` for a file stored whole.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chunks: Option<u32>,
     /// `stored`, `applied`, `attention` (something in it matched nothing).
     pub state: String,
     pub received_at: String,
@@ -92,9 +98,24 @@ pub async fn last_answer(ports: &Ports, payer: &str) -> PortResult<Option<LastAn
     }
 }
 
-/// Stores a payer file (sealed with the batch key) and records it for the
-/// applier; the same content twice is stored once. Returns its SHA-256.
-/// Durable when it returns: only then may the payer's copy be removed.
+/// Largest payer file stored (a larger one is left at the payer and
+/// reported).
+pub const MAX_PAYER_FILE_BYTES: u64 = 512 * 1024 * 1024;
+
+/// A writer of a payer file's chunks (see [`crate::chunked`]), sealed with
+/// the batch key, refusing to grow past [`MAX_PAYER_FILE_BYTES`]; give it
+/// to [`finish_payer_file`] once the file is written.
+pub fn payer_file_writer(ports: &Ports, partners: &Partners, payer: &str) -> PortResult<ChunkWriter> {
+    Ok(ChunkWriter::new(
+        ports.blobs.clone(),
+        ChunkSealing::Key(partners.batch_key()),
+        fresh_prefix(&format!("payer-files/{payer}"))?,
+        MAX_PAYER_FILE_BYTES,
+    ))
+}
+
+/// Stores a payer file held in memory (a POST body, bounded by the body
+/// limit): see [`finish_payer_file`].
 pub async fn store_payer_file(
     ports: &Ports,
     partners: &Partners,
@@ -102,29 +123,36 @@ pub async fn store_payer_file(
     name: &str,
     bytes: &[u8],
 ) -> PortResult<String> {
-    let sha = crate::crypto::sha256_hex(bytes);
-    let blob = BlobKey::parse(&format!("payer-files/{payer}/{sha}"))
-        .ok_or_else(|| PortError::new(ErrorKind::InvalidInput, "payer file blob key"))?;
-    let sealed = partners.batch_key().seal(bytes, sha.as_bytes())?;
-    match ports.blobs.put(&blob, Bytes::from(sealed)).await {
-        Ok(()) => {}
-        Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(e),
+    let mut writer = payer_file_writer(ports, partners, payer)?;
+    if let Err(e) = writer.write(bytes).await {
+        writer.discard().await;
+        return Err(e);
     }
+    finish_payer_file(ports, payer, name, writer).await
+}
+
+/// Records a payer file written through [`payer_file_writer`] for the
+/// applier; the same content twice is recorded once (the second copy's
+/// chunks are removed). Returns its SHA-256. Durable when it returns: only
+/// then may the payer's copy be removed.
+pub async fn finish_payer_file(ports: &Ports, payer: &str, name: &str, writer: ChunkWriter) -> PortResult<String> {
+    let written = writer.finish().await?;
+    let sha = written.sha256.clone();
     let safe_name: String =
         name.chars().filter(|c| c.is_ascii_alphanumeric() || "._-".contains(*c)).take(200).collect();
     let record = PayerFile {
         payer: payer.to_string(),
         sha256: sha.clone(),
         name: safe_name,
-        size_bytes: bytes.len() as u64,
-        blob: blob.to_string(),
+        size_bytes: written.size_bytes,
+        blob: written.prefix.to_string(),
+        chunks: Some(written.chunks),
         state: "stored".into(),
         received_at: timestamp(time::OffsetDateTime::now_utc()),
         answers: vec![],
         applying_since_ms: None,
     };
-    let seen = put(seen_key(payer, name, bytes.len() as u64), Bytes::from_static(b"{}"), Condition::None);
+    let seen = put(seen_key(payer, name, written.size_bytes), Bytes::from_static(b"{}"), Condition::None);
     let last = LastAnswer { received_at: record.received_at.clone(), file: sha.clone() };
     match ports
         .state
@@ -140,8 +168,58 @@ pub async fn store_payer_file(
         // The same file again: already stored (and applied or queued).
         Err(e) if e.kind() == ErrorKind::PreconditionFailed => {
             ports.state.write(vec![seen]).await?;
+            crate::chunked::delete(ports.blobs.as_ref(), &written.prefix, written.chunks).await;
         }
         Err(e) => return Err(e),
     }
     Ok(sha)
+}
+
+/// A stored payer file as a [`std::io::Read`] for the parsers, on a
+/// blocking thread: chunk by chunk, or (a file stored whole, before
+/// chunks) opened whole.
+#[derive(Debug)]
+pub enum PayerFileReader {
+    Chunks(Box<ChunkReader>),
+    Whole(std::io::Cursor<Vec<u8>>),
+}
+
+impl PayerFileReader {
+    /// Opens `file` (call from within the runtime, read on a blocking
+    /// thread).
+    pub async fn open(ports: &Ports, partners: &Partners, file: &PayerFile) -> PortResult<Self> {
+        let key = BlobKey::parse(&file.blob).ok_or_else(|| PortError::new(ErrorKind::Internal, "payer file blob"))?;
+        Ok(match file.chunks {
+            Some(n) => PayerFileReader::Chunks(Box::new(ChunkReader::new(
+                ports.blobs.clone(),
+                ChunkSealing::Key(partners.batch_key()),
+                key,
+                n,
+            ))),
+            None => {
+                let sealed = ports.blobs.get(&key, MAX_PAYER_FILE_BYTES * 2).await?;
+                PayerFileReader::Whole(std::io::Cursor::new(
+                    partners.batch_key().open(&sealed, file.sha256.as_bytes())?,
+                ))
+            }
+        })
+    }
+
+    /// The store failure that ended a read, if one did (see
+    /// [`ChunkReader::take_error`]).
+    pub fn take_error(&mut self) -> Option<PortError> {
+        match self {
+            PayerFileReader::Chunks(r) => r.take_error(),
+            PayerFileReader::Whole(_) => None,
+        }
+    }
+}
+
+impl std::io::Read for PayerFileReader {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            PayerFileReader::Chunks(r) => r.read(out),
+            PayerFileReader::Whole(r) => r.read(out),
+        }
+    }
 }

@@ -397,6 +397,7 @@ impl FastPath {
             created_at: rec.received_at.clone(),
             body: rec.response.clone(),
             body_blob: None,
+            body_chunks: None,
             body_sealed: None,
             feed_cursor: None,
         };

@@ -103,7 +103,7 @@ fn bench(c: &mut Criterion) {
     }
     g.throughput(Throughput::Elements(10_000));
     g.bench_function("payer 277CA of 10,000 read (claims)", |b| {
-        b.iter(|| black_box(batch::read_answers(black_box(&answer)).map(|a| a.len()).unwrap_or(0)))
+        b.iter(|| black_box(batch::read_answers(black_box(&answer[..])).map(|a| a.len()).unwrap_or(0)))
     });
     g.finish();
 }

@@ -916,6 +916,7 @@ async fn record_duplicate_ta1(
         created_at: timestamp(now),
         body: ta1.to_string(),
         body_blob: None,
+        body_chunks: None,
         body_sealed: None,
         feed_cursor: None,
     };

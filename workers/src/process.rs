@@ -657,6 +657,7 @@ impl Processor {
                 created_at: created.clone(),
                 body: a.body.clone(),
                 body_blob: None,
+                body_chunks: None,
                 body_sealed: None,
                 feed_cursor: None,
             };
@@ -1327,6 +1328,7 @@ mod tests {
             created_at: created.into(),
             body: String::new(),
             body_blob: None,
+            body_chunks: None,
             body_sealed: None,
             feed_cursor: None,
         };

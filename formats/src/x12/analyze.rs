@@ -853,6 +853,12 @@ impl Sink for Collect {
 
 /// Analyses an input that fits in memory.
 pub fn analyze(input: &[u8], options: &AnalyzeOptions) -> Analysis {
+    analyze_from(input, options)
+}
+
+/// Analyses an input read as it comes (what is kept is the reports; with
+/// `skip_documents`, memory does not grow with the claims).
+pub fn analyze_from<R: Read>(input: R, options: &AnalyzeOptions) -> Analysis {
     let mut c = Collect::default();
     let totals = analyze_into(input, options, &mut c);
     // Sets or groups outside any interchange (a fatal read error mid-way)

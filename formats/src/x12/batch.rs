@@ -109,9 +109,21 @@ pub struct SetFragments {
 /// Re-delimits one segment into `out` in [`OUT`] delimiters; false when
 /// its data holds one of them.
 fn push_segment(seg: &Segment<'_>, out: &mut String) -> bool {
+    let mut bytes = Vec::with_capacity(seg.raw().len() + 1);
+    if !redelimit(seg, &mut bytes) {
+        return false;
+    }
+    // Every byte is printable ASCII.
+    out.push_str(std::str::from_utf8(&bytes).unwrap_or_default());
+    true
+}
+
+/// Appends `seg` to `out` in [`OUT`] delimiters; `false` (and nothing
+/// appended) when its data holds one of them or a byte that is not
+/// printable ASCII.
+fn redelimit(seg: &Segment<'_>, out: &mut Vec<u8>) -> bool {
     let d = seg.delimiters();
     let start = out.len();
-    let mut bytes = Vec::with_capacity(seg.raw().len() + 1);
     for &b in seg.raw() {
         let mapped = if b == d.element {
             OUT.element
@@ -125,11 +137,9 @@ fn push_segment(seg: &Segment<'_>, out: &mut String) -> bool {
         } else {
             b
         };
-        bytes.push(mapped);
+        out.push(mapped);
     }
-    bytes.push(OUT.segment);
-    // Every byte is printable ASCII.
-    out.push_str(std::str::from_utf8(&bytes).unwrap_or_default());
+    out.push(OUT.segment);
     true
 }
 
@@ -520,10 +530,13 @@ pub struct RemitAnswer {
     /// 1000B N103 (`XX` NPI, `FI` TIN, `XV`) and N104.
     pub payee_qualifier: String,
     pub payee_id: String,
-    /// CLP01 of every claim paid.
-    pub patient_control_numbers: Vec<String>,
-    /// The set from ST to SE, in [`OUT`] delimiters.
-    pub segments: String,
+    /// How many claims it pays (CLP segments).
+    pub claims: usize,
+    /// Its place among the file's transaction sets (0 for the first ST,
+    /// whatever its kind): the set is not kept, but read again from the
+    /// file when needed ([`remittance_claim_numbers`], [`forward_835`]),
+    /// so that an 835 of any size is never held in memory.
+    pub set: usize,
     pub implementation: String,
 }
 
@@ -556,10 +569,14 @@ struct Reading277 {
 }
 
 /// Reads every answer in a payer file. Reads segment by segment; what it
-/// keeps is each answer's own data (a 277CA's or an 835's segments).
-pub fn read_answers(payload: &[u8]) -> Result<Vec<PayerAnswer>, AnswerError> {
+/// keeps is each answer's own data (a 277CA's segments; of an 835, only
+/// its header and where it is: see [`RemitAnswer::set`]).
+pub fn read_answers<R: std::io::Read>(input: R) -> Result<Vec<PayerAnswer>, AnswerError> {
     let mut out = Vec::new();
-    let mut reader = SegmentReader::new(payload);
+    let mut reader = SegmentReader::new(input);
+    // Sets begun so far; a scratch copy of an 835's segment, to check that
+    // it can be re-delimited.
+    let (mut sets, mut scratch) = (0usize, Vec::new());
     let mut kind: Option<String> = None;
     let mut st02 = String::new();
     let mut ack999: Option<Ack999Answer> = None;
@@ -589,8 +606,8 @@ pub fn read_answers(payload: &[u8]) -> Result<Vec<PayerAnswer>, AnswerError> {
                     }
                     "277" => r277 = Reading277 { answer: None, level: 0 },
                     "835" => {
-                        let mut segments = String::new();
-                        if !push_segment(&seg, &mut segments) {
+                        scratch.clear();
+                        if !redelimit(&seg, &mut scratch) {
                             return Err(AnswerError::Delimiters);
                         }
                         remit = Some(RemitAnswer {
@@ -598,13 +615,14 @@ pub fn read_answers(payload: &[u8]) -> Result<Vec<PayerAnswer>, AnswerError> {
                             payer_id: String::new(),
                             payee_qualifier: String::new(),
                             payee_id: String::new(),
-                            patient_control_numbers: vec![],
-                            segments,
+                            claims: 0,
+                            set: sets,
                             implementation: text(&seg, 3),
                         });
                     }
                     _ => {}
                 }
+                sets += 1;
                 kind = Some(k);
             }
             b"SE" => {
@@ -615,8 +633,9 @@ pub fn read_answers(payload: &[u8]) -> Result<Vec<PayerAnswer>, AnswerError> {
                         None => out.push(PayerAnswer::Other("277".into(), st02.clone())),
                     },
                     Some("835") => {
-                        if let Some(mut r) = remit.take() {
-                            if !push_segment(&seg, &mut r.segments) {
+                        if let Some(r) = remit.take() {
+                            scratch.clear();
+                            if !redelimit(&seg, &mut scratch) {
                                 return Err(AnswerError::Delimiters);
                             }
                             out.push(PayerAnswer::Remit(Box::new(r)));
@@ -645,7 +664,8 @@ pub fn read_answers(payload: &[u8]) -> Result<Vec<PayerAnswer>, AnswerError> {
                 Some("277") => read_277(&seg, &mut r277)?,
                 Some("835") => {
                     let Some(r) = remit.as_mut() else { continue };
-                    if !push_segment(&seg, &mut r.segments) {
+                    scratch.clear();
+                    if !redelimit(&seg, &mut scratch) {
                         return Err(AnswerError::Delimiters);
                     }
                     match seg.id() {
@@ -657,7 +677,7 @@ pub fn read_answers(payload: &[u8]) -> Result<Vec<PayerAnswer>, AnswerError> {
                             r.payee_qualifier = text(&seg, 3);
                             r.payee_id = text(&seg, 4);
                         }
-                        b"CLP" => r.patient_control_numbers.push(text(&seg, 1)),
+                        b"CLP" => r.claims += 1,
                         _ => {}
                     }
                 }
@@ -860,17 +880,112 @@ pub fn forward_277ca(f: &Forward277<'_>) -> Vec<u8> {
     w.into_bytes()
 }
 
-/// An 835 transaction set of a payer's, re-enveloped for one submitter.
-pub fn forward_835(envelope: &Envelope, control: u32, at: PrimitiveDateTime, remit: &RemitAnswer) -> Vec<u8> {
+/// The CLP01 of every claim the 835 at `remit.set` of `input` pays, in
+/// order, given to `each` one at a time (nothing is kept).
+pub fn remittance_claim_numbers<R: std::io::Read>(
+    input: R,
+    remit: &RemitAnswer,
+    mut each: impl FnMut(String),
+) -> Result<(), AnswerError> {
+    let mut reader = SegmentReader::new(input);
+    let (mut sets, mut inside) = (0usize, false);
+    loop {
+        let seg = match reader.next_segment() {
+            Ok(Some(s)) => s,
+            Ok(None) => return Ok(()),
+            Err(e) => return Err(AnswerError::Unreadable(e.to_string())),
+        };
+        match seg.id() {
+            b"ST" => {
+                inside = sets == remit.set;
+                sets += 1;
+            }
+            b"SE" if inside => return Ok(()),
+            b"CLP" if inside => each(text(&seg, 1)),
+            _ => {}
+        }
+    }
+}
+
+/// An 835 transaction set of a payer's (`remit.set` of `input`),
+/// re-enveloped for one submitter, as a reader: the set is copied
+/// segment by segment as it is read, so an 835 of any size is forwarded
+/// in the memory of a few segments.
+pub fn forward_835<R: std::io::Read>(
+    envelope: &Envelope,
+    control: u32,
+    at: PrimitiveDateTime,
+    remit: &RemitAnswer,
+    input: R,
+) -> Forward835<R> {
     let mut env = envelope.clone();
     env.delimiters = OUT;
     let mut w = Writer::new(OUT);
     w.isa(&env, control, at);
     w.gs("HP", &env, control, at, if remit.implementation.is_empty() { "005010X221A1" } else { &remit.implementation });
-    w.raw_set(remit.segments.as_bytes());
+    let head = w.len();
+    w.raw_set(b"");
     w.ge(control);
     w.iea(control);
-    w.into_bytes()
+    let mut out = w.into_bytes();
+    let tail = out.split_off(head);
+    Forward835 {
+        reader: SegmentReader::new(input),
+        set: remit.set,
+        sets: 0,
+        inside: false,
+        out,
+        pos: 0,
+        tail: Some(tail),
+    }
+}
+
+/// See [`forward_835`].
+#[derive(Debug)]
+pub struct Forward835<R> {
+    reader: SegmentReader<R>,
+    set: usize,
+    sets: usize,
+    inside: bool,
+    out: Vec<u8>,
+    pos: usize,
+    /// GE and IEA, written once the set has ended.
+    tail: Option<Vec<u8>>,
+}
+
+impl<R: std::io::Read> std::io::Read for Forward835<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.pos == self.out.len() {
+            self.out.clear();
+            self.pos = 0;
+            let Some(tail) = self.tail.as_ref() else { return Ok(0) };
+            while self.out.len() < 64 * 1024 {
+                let seg = self.reader.next_segment().map_err(|e| std::io::Error::other(e.to_string()))?;
+                let Some(seg) = seg else {
+                    return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "the 835 set is not there"));
+                };
+                if seg.is("ST") {
+                    self.inside = self.sets == self.set;
+                    self.sets += 1;
+                }
+                if !self.inside {
+                    continue;
+                }
+                if !redelimit(&seg, &mut self.out) {
+                    return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, AnswerError::Delimiters));
+                }
+                if seg.is("SE") {
+                    self.out.extend_from_slice(tail);
+                    self.tail = None;
+                    break;
+                }
+            }
+        }
+        let n = buf.len().min(self.out.len() - self.pos);
+        buf[..n].copy_from_slice(&self.out[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
 }
 
 #[cfg(test)]

@@ -310,6 +310,15 @@ impl Writer {
     pub fn into_bytes(self) -> Vec<u8> {
         self.out
     }
+
+    /// Bytes written so far.
+    pub fn len(&self) -> usize {
+        self.out.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.out.is_empty()
+    }
 }
 
 /// CCYYMMDD.

@@ -14,7 +14,7 @@ pub mod validate;
 pub mod viewer;
 pub mod views;
 
-pub use analyze::{Analysis, AnalyzeOptions, Sink, analyze, analyze_into};
+pub use analyze::{Analysis, AnalyzeOptions, Sink, analyze, analyze_from, analyze_into};
 pub use isa::{Delimiters, IsaHeader};
 pub use reader::{ReadError, Segment, SegmentReader};
 pub use views::Document;

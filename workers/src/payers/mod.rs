@@ -43,14 +43,16 @@ use clearway_core::partners::Partners;
 use clearway_core::ports::{Condition, Key, MAX_QUERY_LIMIT, Ports, Table, WriteOp};
 pub(crate) use clearway_core::records::now_ms;
 use clearway_core::records::{AckRecord, ClaimRecord, Lineage, TransactionRecord, timestamp};
-use clearway_core::roundtrip::{Attention, PayerFile, attention_key, file_key, oversize_key, seen_key, unapplied_key};
+use clearway_core::roundtrip::{
+    self, Attention, PayerFile, PayerFileReader, attention_key, file_key, oversize_key, seen_key, unapplied_key,
+};
 use clearway_core::{BlobKey, ErrorKind, PartnerId, PortError, PortResult, Sensitive, TransactionId};
 use clearway_formats::x12::batch::{
     self, Ack277Answer, ClaimFragment, Forward277, Outbound837, Parties, PayerAnswer, RemitAnswer, SubmitterInfo,
 };
 use clearway_formats::x12::build::{Controls, Envelope};
 use clearway_formats::x12::views::remittance_chunks;
-use clearway_formats::x12::{AnalyzeOptions, analyze};
+use clearway_formats::x12::{AnalyzeOptions, analyze, analyze_from};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -60,7 +62,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 /// Largest payer file read.
-pub const MAX_PAYER_FILE_BYTES: u64 = 512 * 1024 * 1024;
+pub use clearway_core::roundtrip::MAX_PAYER_FILE_BYTES;
 /// A batch left in assembly this long by a process that died is finished
 /// by another.
 const ASSEMBLY_TAKEOVER_MS: i64 = 30_000;
@@ -958,16 +960,12 @@ impl RoundTrip {
                         let _ = s.remove(&name).await;
                         continue;
                     }
-                    let bytes = match s.download(&name, MAX_PAYER_FILE_BYTES).await {
-                        Ok(b) => b,
+                    let file = s.open_download(&name).await?;
+                    if self.fetch(&p.id, &name, file).await?.is_none() {
                         // It grew past the bound since it was listed.
-                        Err(sftp::SftpError::TooLarge(_)) => {
-                            self.leave_oversize(&p.id, &name, MAX_PAYER_FILE_BYTES + 1).await?;
-                            continue;
-                        }
-                        Err(e) => return Err(e.into()),
-                    };
-                    self.store_file(&p.id, &name, &bytes).await?;
+                        self.leave_oversize(&p.id, &name, MAX_PAYER_FILE_BYTES + 1).await?;
+                        continue;
+                    }
                     // Removed from the payer's server only once stored.
                     if let Err(e) = s.remove(&name).await {
                         tracing::warn!(payer = %p.id, error = %e, "could not remove a fetched payer file; it is skipped by name and size");
@@ -993,9 +991,12 @@ impl RoundTrip {
                         self.leave_oversize(&p.id, &name, size).await?;
                         continue;
                     }
-                    let bytes =
-                        tokio::fs::read(&path).await.map_err(|e| TransportError::Other(e.kind().to_string()))?;
-                    self.store_file(&p.id, &name, &bytes).await?;
+                    let file =
+                        tokio::fs::File::open(&path).await.map_err(|e| TransportError::Other(e.kind().to_string()))?;
+                    if self.fetch(&p.id, &name, file).await?.is_none() {
+                        self.leave_oversize(&p.id, &name, MAX_PAYER_FILE_BYTES + 1).await?;
+                        continue;
+                    }
                     let _ = tokio::fs::remove_file(&path).await;
                     n += 1;
                 }
@@ -1041,6 +1042,41 @@ impl RoundTrip {
         clearway_core::roundtrip::store_payer_file(&self.ports, &self.partners, payer, name, bytes).await
     }
 
+    /// Stores a payer file as it is read from the payer (a chunk at a time,
+    /// whatever its size); its SHA-256, or `None` if it is over
+    /// [`MAX_PAYER_FILE_BYTES`] (nothing kept). What was written of a file
+    /// that could not be read whole is removed.
+    async fn fetch(
+        &self,
+        payer: &str,
+        name: &str,
+        mut input: impl tokio::io::AsyncRead + Unpin,
+    ) -> Result<Option<String>, TransportError> {
+        use tokio::io::AsyncReadExt;
+        let mut writer = roundtrip::payer_file_writer(&self.ports, &self.partners, payer)?;
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            let n = match input.read(&mut buf).await {
+                Ok(n) => n,
+                Err(e) => {
+                    writer.discard().await;
+                    return Err(TransportError::Other(format!("reading payer file: {}", e.kind())));
+                }
+            };
+            if n == 0 {
+                break;
+            }
+            if let Err(e) = writer.write(&buf[..n]).await {
+                writer.discard().await;
+                return match e.kind() {
+                    ErrorKind::InvalidInput => Ok(None),
+                    _ => Err(e.into()),
+                };
+            }
+        }
+        Ok(Some(roundtrip::finish_payer_file(&self.ports, payer, name, writer).await?))
+    }
+
     /// The envelope of what we forward to a submitter: from the ids it
     /// addressed us by, to its own (the partner id when unknown).
     fn envelope_to(&self, r: Option<&clearway_core::records::ReplyTo>, partner: &str) -> Envelope {
@@ -1077,37 +1113,50 @@ impl RoundTrip {
                 continue;
             }
             file.applying_since_ms = Some(now_ms());
-            match self.ports.state.write(vec![put(key, encode(&file)?, Condition::Version(item.version))]).await {
+            match self.ports.state.write(vec![put(key.clone(), encode(&file)?, Condition::Version(item.version))]).await
+            {
                 Ok(()) => {}
                 Err(e) if e.kind() == ErrorKind::PreconditionFailed => continue,
                 Err(e) => return Err(e),
             }
+            // Renewed while it is applied (an 835 of a million claims takes
+            // about a minute), so that no other process takes it over.
+            let lease = Lease::hold(
+                self.ports.state.clone(),
+                key,
+                file.clone(),
+                item.version + 1,
+                Duration::from_millis(APPLY_LEASE_MS as u64 / 3),
+            );
             file.applying_since_ms = None;
             let span = tracing::info_span!("payer file apply", payer = %payer, file = %sha);
-            self.apply(file, item.version + 1).instrument(span).await?;
+            self.apply(file, lease).instrument(span).await?;
             applied += 1;
         }
         Ok(applied)
     }
 
-    async fn apply(&self, mut file: PayerFile, version: u64) -> PortResult<()> {
+    async fn apply(&self, mut file: PayerFile, lease: Lease) -> PortResult<()> {
         let started = std::time::Instant::now();
-        let key = BlobKey::parse(&file.blob).ok_or_else(|| PortError::new(ErrorKind::Internal, "payer file blob"))?;
-        let bytes = {
-            let sealed = self.ports.blobs.get(&key, MAX_PAYER_FILE_BYTES * 2).await?;
-            self.partners.batch_key().open(&sealed, file.sha256.as_bytes())?
-        };
+        // Read twice, a chunk at a time (the verdicts, then the answers),
+        // never held whole.
+        let mut for_acks = PayerFileReader::open(&self.ports, &self.partners, &file).await?;
+        let mut for_answers = PayerFileReader::open(&self.ports, &self.partners, &file).await?;
         let mut problems: Vec<String> = Vec::new();
         let payer = file.payer.clone();
         let sha = file.sha256.clone();
         let (answers, owed) = match tokio::task::spawn_blocking(move || {
-            let owed = acks_owed(&bytes, &sha);
-            (batch::read_answers(&bytes), owed)
+            let owed = acks_owed(&mut for_acks, &sha);
+            let answers = batch::read_answers(&mut for_answers);
+            (owed, for_acks.take_error().or_else(|| for_answers.take_error()), answers)
         })
         .await
         {
-            Ok((Ok(a), owed)) => (a, owed),
-            Ok((Err(e), owed)) => {
+            // The store failed under the reader: the file stays unapplied
+            // and is tried again (it is not the payer's fault).
+            Ok((_, Some(e), _)) => return Err(e),
+            Ok((owed, None, Ok(a))) => (a, owed),
+            Ok((owed, None, Err(e))) => {
                 problems.push(format!("unreadable: {e}"));
                 (vec![], owed)
             }
@@ -1154,7 +1203,7 @@ impl RoundTrip {
                 }
                 PayerAnswer::Remit(r) => {
                     file.answers.push("835".into());
-                    self.apply_835(&payer, r, &tag).await
+                    self.apply_835(&file, r, &tag).await
                 }
                 PayerAnswer::Other(kind, _) => {
                     file.answers.push(kind.clone());
@@ -1179,6 +1228,7 @@ impl RoundTrip {
             ));
         }
         file.state = if problems.is_empty() { "applied".into() } else { "attention".into() };
+        let version = lease.release().await;
         ops.push(put(file_key(&payer, &file.sha256), encode(&file)?, Condition::Version(version)));
         for chunk in ops.chunks(100) {
             self.ports.state.write(chunk.to_vec()).await?;
@@ -1504,6 +1554,7 @@ impl RoundTrip {
                     created_at: timestamp(now),
                     body: String::from_utf8_lossy(&body).into_owned(),
                     body_blob: None,
+                    body_chunks: None,
                     body_sealed: None,
                     feed_cursor: None,
                 },
@@ -1573,6 +1624,14 @@ impl RoundTrip {
             })
             .await
             .map_err(|e| PortError::with_cause(ErrorKind::Internal, "payer answer write", e))??;
+            // A re-application wrote the body afresh: the earlier chunks
+            // are no longer pointed to.
+            if let Some(old) = earlier
+                && let (Some(prefix), Some(chunks)) = (&old.body_blob, old.body_chunks)
+                && ack.body_blob.as_ref() != Some(prefix)
+            {
+                clearway_core::chunked::delete(self.ports.blobs.as_ref(), prefix, chunks).await;
+            }
             stored.push((partner, ack));
         }
         let mut by_partner: BTreeMap<PartnerId, Vec<AckRecord>> = BTreeMap::new();
@@ -1588,17 +1647,64 @@ impl RoundTrip {
     /// A payer's 835 transaction set: to the partner the payee is enrolled
     /// to, or else the one partner whose claims it pays; its payments
     /// reach claim status.
-    async fn apply_835(&self, payer: &str, r: &RemitAnswer, tag: &str) -> PortResult<Vec<String>> {
+    async fn apply_835(&self, file: &PayerFile, r: &RemitAnswer, tag: &str) -> PortResult<Vec<String>> {
+        let payer = file.payer.as_str();
         let payee = format!("{}:{}", r.payee_qualifier, r.payee_id);
         let enrolled = self.config.routing.era_payees.get(&payee).cloned();
         // Who recorded the claims it pays: partner → one of its
         // transactions (a map, not a list: an 835 of 100,000 claims whose
-        // numbers recur would otherwise hold millions of pairs).
+        // numbers recur would otherwise hold millions of pairs). The claim
+        // numbers are read from the file again, a thousand at a time.
         let mut owners: BTreeMap<String, String> = BTreeMap::new();
-        for pcn in &r.patient_control_numbers {
-            for c in self.claims_for_payer(payer, pcn).await? {
-                owners.entry(c.partner).or_insert(c.transaction);
+        {
+            let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<String>>(2);
+            let mut input = PayerFileReader::open(&self.ports, &self.partners, file).await?;
+            let remit = r.clone();
+            let reading = tokio::task::spawn_blocking(move || {
+                let (mut open, mut pcns) = (true, Vec::with_capacity(PAYMENTS_PER_CHUNK));
+                let read = batch::remittance_claim_numbers(&mut input, &remit, |pcn| {
+                    pcns.push(pcn);
+                    if open && pcns.len() == PAYMENTS_PER_CHUNK {
+                        // A closed channel: the lookups failed; the rest is skipped.
+                        open = tx.blocking_send(std::mem::take(&mut pcns)).is_ok();
+                    }
+                    if !open {
+                        pcns.clear();
+                    }
+                });
+                if open && !pcns.is_empty() {
+                    let _ = tx.blocking_send(pcns);
+                }
+                (read, input.take_error())
+            });
+            let mut looked = Ok(());
+            while let Some(pcns) = rx.recv().await {
+                if looked.is_err() {
+                    continue;
+                }
+                for pcn in &pcns {
+                    match self.claims_for_payer(payer, pcn).await {
+                        Ok(claims) => {
+                            for c in claims {
+                                owners.entry(c.partner).or_insert(c.transaction);
+                            }
+                        }
+                        Err(e) => {
+                            looked = Err(e);
+                            rx.close();
+                            break;
+                        }
+                    }
+                }
             }
+            match reading.await {
+                Ok((_, Some(e))) => return Err(e),
+                // It was read once already (`read_answers`): not expected.
+                Ok((Err(e), None)) => return Ok(vec![format!("835 {tag}: its claims could not be read: {e}")]),
+                Ok((Ok(()), None)) => {}
+                Err(e) => return Err(PortError::with_cause(ErrorKind::Internal, "read an 835's claims", e)),
+            }
+            looked?;
         }
         let partner = match enrolled {
             Some(p) => p,
@@ -1642,31 +1748,29 @@ impl RoundTrip {
         let ack_id = format!("{txn}-835-payer-{tag}");
         let controls = Controls::derived(ack_id.as_bytes());
         let now = OffsetDateTime::now_utc();
-        let body = Bytes::from(batch::forward_835(
-            &env,
-            controls.interchange,
-            PrimitiveDateTime::new(now.date(), now.time()),
-            r,
-        ));
+        let at = PrimitiveDateTime::new(now.date(), now.time());
         let (Some(transaction), Ok(partner_id)) = (TransactionId::parse(&txn), PartnerId::new(&partner)) else {
             return Ok(vec![format!("835 {tag}: recorded claim has an unreadable transaction or partner id")]);
         };
         // Payments, as an 835 a submitter sent would record them (sealed
-        // under that partner's keys): the set is read and written
+        // under that partner's keys): the forwarded set is read and written
         // [`PAYMENTS_PER_CHUNK`] claims at a time, never parsed whole.
         let source = format!("payer-{payer}-{tag}");
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<WriteOp>>(2);
         let mut written = Ok(());
         let reading = {
-            let (body, source, partner_id, partners) =
-                (body.clone(), source.clone(), partner_id.clone(), self.partners.clone());
+            let mut input = PayerFileReader::open(&self.ports, &self.partners, file).await?;
+            let (env, remit, source, partner_id, partners) =
+                (env.clone(), r.clone(), source.clone(), partner_id.clone(), self.partners.clone());
             tokio::task::spawn_blocking(move || {
                 let mut open = true;
-                remittance_chunks(&body[..], PAYMENTS_PER_CHUNK, |rem, first| {
+                let forwarded = batch::forward_835(&env, controls.interchange, at, &remit, &mut input);
+                let read = remittance_chunks(forwarded, PAYMENTS_PER_CHUNK, |rem, first| {
                     // A closed channel: the writer failed; the rest is skipped.
                     open =
                         open && tx.blocking_send(payment_writes(rem, &source, &partner_id, &partners, first)).is_ok();
-                })
+                });
+                (read, input.take_error())
             })
         };
         while let Some(ops) = rx.recv().await {
@@ -1686,11 +1790,19 @@ impl RoundTrip {
         let read = reading.await;
         written?;
         match read {
-            Ok(Ok(())) => {}
+            Ok((_, Some(e))) => return Err(e),
+            Ok((Ok(()), None)) => {}
             // The 835 was read once already (`read_answers`): not expected.
-            Ok(Err(e)) => return Ok(vec![format!("835 {tag}: its payments could not be read: {e}")]),
+            Ok((Err(e), None)) => return Ok(vec![format!("835 {tag}: its payments could not be read: {e}")]),
             Err(e) => return Err(PortError::with_cause(ErrorKind::Internal, "read an 835's payments", e)),
         }
+        // The forwarded 835 itself, written to the blob store in chunks as
+        // it is built (sealed under the submitter's keys).
+        let body = match self.forward_body(file, &env, controls.interchange, at, r, &partner_id, &ack_id).await {
+            Ok(Ok(body)) => body,
+            Ok(Err(e)) => return Ok(vec![format!("835 {tag}: it could not be forwarded: {e}")]),
+            Err(e) => return Err(e),
+        };
         let ack = AckRecord {
             id: ack_id,
             transaction,
@@ -1698,20 +1810,150 @@ impl RoundTrip {
             kind: "835".into(),
             content_type: "application/edi-x12".into(),
             created_at: timestamp(now),
-            // The reader's copy of `body` is gone: no copy here.
-            body: String::from_utf8(Vec::from(body))
-                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
-            body_blob: None,
+            body: String::new(),
+            body_blob: Some(body.prefix.clone()),
+            body_chunks: Some(body.chunks),
             body_sealed: None,
             feed_cursor: None,
         };
         let facts =
             changes::PayerAnswer { payer: payer.to_string(), answer: "835".into(), batch: None, claims: vec![] };
-        self.store_and_publish(vec![], vec![ForwardedAnswer { partner: partner_id, ack, facts, received_ms: None }])
-            .await?;
-        metrics::counter!("clearway_payer_claim_answers_total", "kind" => "835")
-            .increment(r.patient_control_numbers.len() as u64);
+        if let Err(e) = self
+            .store_and_publish(vec![], vec![ForwardedAnswer { partner: partner_id, ack, facts, received_ms: None }])
+            .await
+        {
+            clearway_core::chunked::delete(self.ports.blobs.as_ref(), &body.prefix, body.chunks).await;
+            return Err(e);
+        }
+        metrics::counter!("clearway_payer_claim_answers_total", "kind" => "835").increment(r.claims as u64);
         Ok(vec![])
+    }
+
+    /// Writes the 835 at `r` of `file`, re-enveloped for the submitter, as
+    /// an acknowledgement body in chunks; the inner error is the file's
+    /// (not expected: it was read once already), the outer the store's.
+    #[allow(clippy::too_many_arguments)]
+    async fn forward_body(
+        &self,
+        file: &PayerFile,
+        env: &Envelope,
+        control: u32,
+        at: PrimitiveDateTime,
+        r: &RemitAnswer,
+        partner: &PartnerId,
+        ack_id: &str,
+    ) -> PortResult<Result<clearway_core::chunked::Chunked, String>> {
+        let mut writer = self.partners.ack_body_writer(self.ports.blobs.clone(), partner, ack_id)?;
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(2);
+        let mut input = PayerFileReader::open(&self.ports, &self.partners, file).await?;
+        let (env, remit) = (env.clone(), r.clone());
+        let building = tokio::task::spawn_blocking(move || {
+            use std::io::Read;
+            let mut forwarded = batch::forward_835(&env, control, at, &remit, &mut input);
+            let result = loop {
+                let mut piece = vec![0u8; 256 * 1024];
+                let mut filled = 0;
+                let end = loop {
+                    match forwarded.read(&mut piece[filled..]) {
+                        Ok(0) => break Ok(true),
+                        Ok(n) => {
+                            filled += n;
+                            if filled == piece.len() {
+                                break Ok(false);
+                            }
+                        }
+                        Err(e) => break Err(e),
+                    }
+                };
+                piece.truncate(filled);
+                match end {
+                    Ok(end) => {
+                        if (!piece.is_empty() && tx.blocking_send(piece).is_err()) || end {
+                            break Ok(());
+                        }
+                    }
+                    Err(e) => break Err(e.to_string()),
+                }
+            };
+            drop(forwarded);
+            (result, input.take_error())
+        });
+        let mut wrote = Ok(());
+        while let Some(piece) = rx.recv().await {
+            if wrote.is_ok()
+                && let Err(e) = writer.write(&piece).await
+            {
+                wrote = Err(e);
+                rx.close();
+            }
+        }
+        let built = building.await;
+        let outcome = match (wrote, built) {
+            (Err(e), _) | (Ok(()), Ok((_, Some(e)))) => Err(e),
+            (Ok(()), Ok((Err(e), None))) => Ok(Err(e)),
+            (Ok(()), Ok((Ok(()), None))) => return Ok(Ok(writer.finish().await?)),
+            (Ok(()), Err(e)) => Err(PortError::with_cause(ErrorKind::Internal, "forward an 835", e)),
+        };
+        writer.discard().await;
+        outcome
+    }
+}
+
+/// A payer file taken to apply: its record's `applying_since_ms` is
+/// renewed every `every` (with a version condition) until released or
+/// dropped, so that a long apply is not taken over by another process.
+struct Lease {
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+    version: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Lease {
+    /// Holds the lease on `file` (its record at `key`, at `version`).
+    fn hold(
+        state: Arc<dyn clearway_core::ports::StateStore>,
+        key: Key,
+        mut file: PayerFile,
+        version: u64,
+        every: Duration,
+    ) -> Lease {
+        use std::sync::atomic::Ordering;
+        let (stop, version) = (CancellationToken::new(), Arc::new(std::sync::atomic::AtomicU64::new(version)));
+        let task = {
+            let (stop, version) = (stop.clone(), version.clone());
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        () = stop.cancelled() => return,
+                        () = tokio::time::sleep(every) => {}
+                    }
+                    file.applying_since_ms = Some(now_ms());
+                    let (v, Ok(value)) = (version.load(Ordering::SeqCst), encode(&file)) else { return };
+                    match state.write(vec![put(key.clone(), value, Condition::Version(v))]).await {
+                        Ok(()) => version.store(v + 1, Ordering::SeqCst),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "could not renew the hold on a payer file being applied");
+                            return;
+                        }
+                    }
+                }
+            })
+        };
+        Lease { stop, task, version }
+    }
+
+    /// Stops renewing (a renewal under way finishes first) and says the
+    /// record's version now.
+    async fn release(mut self) -> u64 {
+        self.stop.cancel();
+        let _ = (&mut self.task).await;
+        self.version.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.stop.cancel();
     }
 }
 
@@ -1744,9 +1986,9 @@ struct PayerAck {
 /// The TA1s and 999s a payer file calls for: a TA1 for an interchange with
 /// envelope errors (when its ISA can be answered at all), a 999 for a
 /// group with a set in error. None for a clean file.
-fn acks_owed(bytes: &[u8], sha: &str) -> Vec<(&'static str, Vec<u8>)> {
+fn acks_owed(input: impl std::io::Read, sha: &str) -> Vec<(&'static str, Vec<u8>)> {
     // The verdicts only: an 835's claims are not read here.
-    let analysis = analyze(bytes, &AnalyzeOptions { skip_documents: true, ..AnalyzeOptions::default() });
+    let analysis = analyze_from(input, &AnalyzeOptions { skip_documents: true, ..AnalyzeOptions::default() });
     let now = OffsetDateTime::now_utc();
     let at = PrimitiveDateTime::new(now.date(), now.time());
     let mut out = Vec::new();
@@ -1800,6 +2042,41 @@ mod tests {
             ta1: None,
             ack999: None,
         }
+    }
+
+    /// The hold on a payer file being applied is renewed while it is held
+    /// (another process sees a fresh `applyingSinceMs`), and the version it
+    /// ends at is the record's, so the apply's last write lands.
+    #[tokio::test]
+    async fn a_long_apply_keeps_its_hold_on_the_file() {
+        let state: Arc<dyn StateStore> = Arc::new(clearway_local::MemStateStore::default());
+        let file = PayerFile {
+            payer: "ACME01".into(),
+            sha256: "ab".repeat(32),
+            name: "era.835".into(),
+            size_bytes: 10,
+            blob: "payer-files/ACME01/x".into(),
+            chunks: Some(1),
+            state: "stored".into(),
+            received_at: String::new(),
+            answers: vec![],
+            applying_since_ms: Some(1),
+        };
+        let key = file_key("ACME01", &file.sha256);
+        state.write(vec![put(key.clone(), encode(&file).unwrap(), Condition::None)]).await.unwrap();
+        let at = state.get(&key).await.unwrap().unwrap().version;
+        let lease = Lease::hold(state.clone(), key.clone(), file.clone(), at, Duration::from_millis(20));
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let held = state.get(&key).await.unwrap().unwrap();
+        let renewed: PayerFile = decode(&held.value).unwrap();
+        assert!(renewed.applying_since_ms.unwrap() > 1, "renewed");
+        assert!(held.version > at, "renewed more than once");
+        let version = lease.release().await;
+        assert_eq!(version, state.get(&key).await.unwrap().unwrap().version);
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        assert_eq!(version, state.get(&key).await.unwrap().unwrap().version, "no renewal once released");
+        let done = PayerFile { state: "applied".into(), applying_since_ms: None, ..file };
+        state.write(vec![put(key, encode(&done).unwrap(), Condition::Version(version))]).await.unwrap();
     }
 
     async fn pending(state: &dyn StateStore) -> Vec<(String, clearway_core::ports::Item)> {

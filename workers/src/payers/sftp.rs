@@ -196,24 +196,9 @@ impl Sftp {
         Ok(out)
     }
 
-    /// Reads a file of the download directory, refusing one larger than
-    /// `max_bytes`.
-    pub async fn download(&self, name: &str, max_bytes: u64) -> Result<Vec<u8>, SftpError> {
-        let path = join(&self.cfg.download_dir, name);
-        let mut f = self.session.open(path).await.map_err(sftp_err)?;
-        let mut out = Vec::new();
-        let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            let n = f.read(&mut buf).await.map_err(sftp_err)?;
-            if n == 0 {
-                break;
-            }
-            if out.len() as u64 + n as u64 > max_bytes {
-                return Err(SftpError::TooLarge(max_bytes));
-            }
-            out.extend_from_slice(&buf[..n]);
-        }
-        Ok(out)
+    /// Opens a file of the download directory, to read as it comes.
+    pub async fn open_download(&self, name: &str) -> Result<russh_sftp::client::fs::File, SftpError> {
+        self.session.open(join(&self.cfg.download_dir, name)).await.map_err(sftp_err)
     }
 
     /// Removes a file of the download directory.

@@ -173,7 +173,7 @@ fn a_payer_277ca_reads_back_and_forwards_per_submitter() {
         controls: Controls { interchange: 5, group: 5, first_set: 1 },
         at: datetime!(2026-12-06 11:00),
     });
-    let read = read_answers(&answer).unwrap();
+    let read = read_answers(&answer[..]).unwrap();
     let [PayerAnswer::Ack277(r)] = read.as_slice() else { panic!("{read:?}") };
     assert_eq!(r.batch_reference, "000000042");
     let statuses: Vec<&str> = r.providers.iter().flat_map(|p| p.claims.iter().map(|c| c.status.as_str())).collect();
@@ -222,7 +222,7 @@ fn a_payer_277ca_reads_back_and_forwards_per_submitter() {
     let issues: Vec<String> =
         analysis.sets().flat_map(|s| crate::report::set_issues(&s.report, None)).map(|i| i.message).collect();
     assert!(analysis.accepted(), "{issues:?}\n{}", String::from_utf8_lossy(&fwd));
-    let back = read_answers(&fwd).unwrap();
+    let back = read_answers(&fwd[..]).unwrap();
     let [PayerAnswer::Ack277(f)] = back.as_slice() else { panic!() };
     assert_eq!(f.batch_reference, fa[0].submitter.bht03, "2200B carries the submitter's own BHT03");
     let mut forwarded: Vec<String> =
@@ -242,12 +242,12 @@ fn a_999_and_a_ta1_name_our_controls() {
     let controls = Controls { interchange: 9, group: 9, first_set: 1 };
     let ack = build::ack999(ic, controls, datetime!(2026-12-06 11:00)).unwrap();
     let ta1 = build::ta1(&ic.report, controls, datetime!(2026-12-06 11:00));
-    let read = read_answers(&ack).unwrap();
+    let read = read_answers(&ack[..]).unwrap();
     let [PayerAnswer::Ack999(r)] = read.as_slice() else { panic!("{read:?}") };
     assert_eq!(r.group_control, "123456");
     assert_eq!(r.group_code, "A");
     assert_eq!(r.sets, vec![("0001".to_string(), "A".to_string())]);
-    let read = read_answers(&ta1).unwrap();
+    let read = read_answers(&ta1[..]).unwrap();
     let [PayerAnswer::Ta1(t)] = read.as_slice() else { panic!("{read:?}") };
     assert_eq!(t.control, "123456789"[..0].to_string() + "000123456");
     assert_eq!(t.code, "A");
@@ -255,8 +255,8 @@ fn a_999_and_a_ta1_name_our_controls() {
 
 #[test]
 fn what_is_not_x12_is_an_error_not_a_panic() {
-    assert!(read_answers(b"hello").is_err());
-    assert!(read_answers(b"").is_err());
+    assert!(read_answers(&b"hello"[..]).is_err());
+    assert!(read_answers(&b""[..]).is_err());
     assert!(claim_fragments(b"ISA*garbage").is_empty());
 }
 
@@ -284,4 +284,99 @@ fn a_loop_that_cannot_be_re_delimited_leaves_its_claims_out_whole() {
     for c in sets[0].claims.iter().flatten() {
         assert!(c.billing.contains("NM1*85*"), "no billing loop without its NM1*85");
     }
+}
+
+/// A payer file with two 835 sets (after a 999 in a group of its own), in
+/// the payer's own delimiters.
+fn two_remittances() -> Vec<u8> {
+    let set = |st: &str, payee: &str, claims: &[&str]| {
+        let mut body = vec![
+            format!("ST|835|{st}"),
+            "BPR|I|30|C|ACH|CCP|01|999999992|DA|123456|1512345678||01|999988880|DA|98765|20261205".to_string(),
+            format!("TRN|1|TRACE{st}|1512345678"),
+            "N1|PR|ACME HEALTH".into(),
+            format!("N1|PE|CLINIC|XX|{payee}"),
+            "LX|1".into(),
+        ];
+        for (n, pcn) in claims.iter().enumerate() {
+            body.push(format!("CLP|{pcn}|1|20|10||12|ICN{n}|11|1"));
+            body.push(format!("NM1|QC|1|LAST|FIRST{n}||||MI|M{n}"));
+        }
+        body.push(format!("SE|{}|{st}", body.len() + 1));
+        body
+    };
+    let mut all = vec![
+        "ISA|00|          |00|          |ZZ|ACMEPAYER      |ZZ|CLEARWAY       |261205|0900|^|00501|000000777|0|T|>"
+            .to_string(),
+        "GS|FA|ACMEPAYER|CLEARWAY|20261205|0900|776|X|005010X231A1".into(),
+        "ST|999|0001|005010X231A1".into(),
+        "AK1|HC|42|005010X222A1".into(),
+        "AK9|A|1|1|1".into(),
+        "SE|4|0001".into(),
+        "GE|1|776".into(),
+        "GS|HP|ACMEPAYER|CLEARWAY|20261205|0900|777|X|005010X221A1".into(),
+    ];
+    all.extend(set("0001", "1111111111", &["A1", "A2", "A3"]));
+    all.extend(set("0002", "2222222222", &["B1", "B2"]));
+    all.extend(["GE|2|777".to_string(), "IEA|2|000000777".into()]);
+    all.iter().map(|s| format!("{s}\r\n")).collect::<String>().replace("\r\n", "~\r\n").into_bytes()
+}
+
+/// Reads `r` `n` bytes at a time.
+fn read_in(mut r: impl std::io::Read, n: usize) -> Vec<u8> {
+    let (mut out, mut buf) = (Vec::new(), vec![0u8; n]);
+    loop {
+        match r.read(&mut buf).unwrap() {
+            0 => return out,
+            k => out.extend_from_slice(&buf[..k]),
+        }
+    }
+}
+
+/// An 835 is not kept when read: its claims are read again from the file,
+/// and it is forwarded as a reader, set by set, whatever the reads' sizes.
+#[test]
+fn an_835_is_read_again_and_forwarded_as_it_is_read() {
+    let file = two_remittances();
+    let answers = read_answers(&file[..]).unwrap();
+    let remits: Vec<&RemitAnswer> = answers
+        .iter()
+        .filter_map(|a| match a {
+            PayerAnswer::Remit(r) => Some(r.as_ref()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(answers.len(), 3, "{answers:?}");
+    let [first, second] = remits.as_slice() else { panic!("{answers:?}") };
+    assert_eq!((first.set, first.claims, first.payee_id.as_str()), (1, 3, "1111111111"));
+    assert_eq!((second.set, second.claims, second.trace.as_str()), (2, 2, "TRACE0002"));
+
+    for (r, want) in [(first, vec!["A1", "A2", "A3"]), (second, vec!["B1", "B2"])] {
+        let mut got = Vec::new();
+        remittance_claim_numbers(&file[..], r, |p| got.push(p)).unwrap();
+        assert_eq!(got, want);
+
+        let env = envelope();
+        let whole = read_in(forward_835(&env, 55, datetime!(2026-12-06 11:00), r, &file[..]), 1 << 20);
+        for n in [1, 7, 4096] {
+            assert_eq!(read_in(forward_835(&env, 55, datetime!(2026-12-06 11:00), r, &file[..]), n), whole, "{n}");
+        }
+        // A sound envelope around the payer's set (the set itself is the
+        // payer's, as it sent it).
+        let analysis = analyze(&whole, &AnalyzeOptions::default());
+        let ic = &analysis.interchanges[0];
+        assert!(ic.report.findings.is_empty(), "{:?}", ic.report.findings);
+        assert!(ic.groups.iter().all(|g| g.report.findings.is_empty()), "{}", String::from_utf8_lossy(&whole));
+        let text = String::from_utf8_lossy(&whole);
+        assert!(text.starts_with("ISA*00*") && text.contains("*ACME01"), "our envelope: {text}");
+        assert_eq!(text.matches("CLP*").count(), want.len(), "this set only: {text}");
+        let back = read_answers(&whole[..]).unwrap();
+        let [PayerAnswer::Remit(f)] = back.as_slice() else { panic!("{back:?}") };
+        assert_eq!((f.set, f.claims, &f.trace, &f.payee_id), (0, r.claims, &r.trace, &r.payee_id));
+    }
+
+    // A set that is not there is an error, not an empty 835.
+    let missing = RemitAnswer { set: 9, ..(*first).clone() };
+    let mut r = forward_835(&envelope(), 55, datetime!(2026-12-06 11:00), &missing, &file[..]);
+    assert!(std::io::Read::read_to_end(&mut r, &mut Vec::new()).is_err());
 }
