@@ -221,15 +221,46 @@ pub async fn read_all(
 ) -> PortResult<Vec<u8>> {
     let mut out = Vec::new();
     for n in 0..chunks {
-        let key = chunk_key(prefix, n)?;
-        let sealed = blobs.get(&key, MAX_SEALED_CHUNK_BYTES).await?;
-        let plain = sealing.open(&key, &sealed).await?;
+        let plain = read_chunk(blobs, sealing, prefix, n).await?;
         if out.len() as u64 + plain.len() as u64 > max_bytes {
             return Err(PortError::new(ErrorKind::InvalidInput, "object over the bound it is read with"));
         }
         out.extend_from_slice(&plain);
     }
     Ok(out)
+}
+
+/// Chunk `n` of the object at `prefix`, opened (for a reader that sends
+/// an object on as it reads it: an HTTP body).
+pub async fn read_chunk(
+    blobs: &dyn BlobStore,
+    sealing: &ChunkSealing,
+    prefix: &BlobKey,
+    n: u32,
+) -> PortResult<Vec<u8>> {
+    let key = chunk_key(prefix, n)?;
+    let sealed = blobs.get(&key, MAX_SEALED_CHUNK_BYTES).await?;
+    sealing.open(&key, &sealed).await
+}
+
+/// Chunks `from..chunks` of the object at `prefix`, opened one at a time
+/// as the stream is polled (an HTTP body sent on as it is read).
+pub fn stream(
+    blobs: Arc<dyn BlobStore>,
+    sealing: ChunkSealing,
+    prefix: BlobKey,
+    from: u32,
+    chunks: u32,
+) -> impl futures::Stream<Item = PortResult<Vec<u8>>> + Send + 'static {
+    futures::stream::unfold(from, move |n| {
+        let (blobs, sealing, prefix) = (blobs.clone(), sealing.clone(), prefix.clone());
+        async move {
+            if n >= chunks {
+                return None;
+            }
+            Some((read_chunk(blobs.as_ref(), &sealing, &prefix, n).await, n + 1))
+        }
+    })
 }
 
 /// Reads an object as a [`std::io::Read`], one chunk in memory at a time,
@@ -285,12 +316,7 @@ impl std::io::Read for ChunkReader {
             if self.next >= self.chunks {
                 return Ok(0);
             }
-            let key = chunk_key(&self.prefix, self.next).map_err(std::io::Error::other)?;
-            let (blobs, sealing) = (&self.blobs, &self.sealing);
-            let chunk = self.runtime.block_on(async {
-                let sealed = blobs.get(&key, MAX_SEALED_CHUNK_BYTES).await?;
-                sealing.open(&key, &sealed).await
-            });
+            let chunk = self.runtime.block_on(read_chunk(self.blobs.as_ref(), &self.sealing, &self.prefix, self.next));
             match chunk {
                 Ok(plain) => {
                     self.buf = plain;

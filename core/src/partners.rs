@@ -755,6 +755,12 @@ impl Partners {
         Ok(())
     }
 
+    /// How the chunks of a partner's acknowledgement bodies are sealed
+    /// (see [`Partners::ack_body_writer`]).
+    pub fn ack_sealing(&self, partner: &PartnerId) -> crate::chunked::ChunkSealing {
+        crate::chunked::ChunkSealing::Partner(self.keys.clone(), partner.clone())
+    }
+
     /// A writer of an acknowledgement's body built as it goes (an 835
     /// forwarded from a payer's, of any size), sealed under the partner's
     /// keys; set the record's `body_blob` and `body_chunks` from what
@@ -767,7 +773,7 @@ impl Partners {
     ) -> PortResult<crate::chunked::ChunkWriter> {
         Ok(crate::chunked::ChunkWriter::new(
             blobs,
-            crate::chunked::ChunkSealing::Partner(self.keys.clone(), partner.clone()),
+            self.ack_sealing(partner),
             crate::chunked::fresh_prefix(BlobKey::for_ack(partner, ack_id).as_str())?,
             MAX_ACK_BYTES,
         ))
@@ -791,8 +797,7 @@ impl Partners {
     /// The text of an acknowledgement, from its record or the blob store.
     pub async fn ack_body(&self, blobs: &dyn BlobStore, ack: &AckRecord) -> PortResult<String> {
         let plain = if let (Some(prefix), Some(chunks)) = (&ack.body_blob, ack.body_chunks) {
-            let sealing = crate::chunked::ChunkSealing::Partner(self.keys.clone(), ack.partner.clone());
-            crate::chunked::read_all(blobs, &sealing, prefix, chunks, MAX_ACK_BYTES).await?
+            crate::chunked::read_all(blobs, &self.ack_sealing(&ack.partner), prefix, chunks, MAX_ACK_BYTES).await?
         } else if let Some(key) = &ack.body_blob {
             let sealed = blobs.get(key, MAX_ACK_BYTES).await?;
             self.open(&ack.partner, &sealed, ack_aad(ack).as_bytes()).await?

@@ -1736,6 +1736,24 @@ async fn transaction_ack(
     let id = owned_id(&svc, &p.id, &id).await?;
     let item = svc.ports.state.get(&AckRecord::key(&id, &ack_id)).await.map_err(|e| port_problem(&e))?;
     let ack: AckRecord = item.and_then(|i| serde_json::from_slice(&i.value).ok()).ok_or_else(Problem::not_found)?;
+    // A body kept in chunks (an 835 forwarded from a payer's, of any
+    // size) is sent on as its chunks are read: one in memory at a time.
+    // The first is read before answering, so that a store that fails
+    // gets a problem, not a cut body.
+    if let (Some(prefix), Some(chunks)) = (ack.body_blob.clone(), ack.body_chunks) {
+        let (blobs, sealing) = (svc.ports.blobs.clone(), svc.partners.ack_sealing(&ack.partner));
+        let first = clearway_core::chunked::read_chunk(blobs.as_ref(), &sealing, &prefix, 0)
+            .await
+            .map_err(|e| port_problem(&e))?;
+        let rest = futures::StreamExt::map(clearway_core::chunked::stream(blobs, sealing, prefix, 1, chunks), |c| {
+            c.map(axum::body::Bytes::from).map_err(|e| std::io::Error::other(e.to_string()))
+        });
+        let stream =
+            futures::StreamExt::chain(futures::stream::once(async move { Ok(axum::body::Bytes::from(first)) }), rest);
+        return Ok(
+            ([(header::CONTENT_TYPE, ack.content_type.clone())], axum::body::Body::from_stream(stream)).into_response()
+        );
+    }
     let body = svc.partners.ack_body(svc.ports.blobs.as_ref(), &ack).await.map_err(|e| port_problem(&e))?;
     Ok(([(header::CONTENT_TYPE, ack.content_type.clone())], body).into_response())
 }

@@ -37,6 +37,15 @@ const MAX_CONCURRENT_PARTNERS: usize = 32;
 /// Feed entries read per page.
 const PAGE: usize = 100;
 
+/// Whether an acknowledgement's text goes in its event: all but a body
+/// kept in more than one chunk (an 835 forwarded from a payer's, over
+/// [`clearway_core::chunked::CHUNK_BYTES`]), which the event names by its
+/// URL instead (`acknowledgementUrl`, read with the partner's API key), so
+/// that neither side holds a file of any size in one request.
+fn inline(ack: &AckRecord) -> bool {
+    ack.body_chunks.is_none_or(|n| n <= 1)
+}
+
 /// The dispatcher.
 pub struct Webhooks {
     inner: Arc<Inner>,
@@ -304,10 +313,12 @@ impl Inner {
             .map_err(|e| e.to_string())?
             .and_then(|i| serde_json::from_slice::<AckRecord>(&i.value).ok());
         let text = match &ack {
-            Some(a) => Some(self.partners.ack_body(self.ports.blobs.as_ref(), a).await.map_err(|e| e.to_string())?),
-            None => None,
+            Some(a) if inline(a) => {
+                Some(self.partners.ack_body(self.ports.blobs.as_ref(), a).await.map_err(|e| e.to_string())?)
+            }
+            _ => None,
         };
-        let body = serde_json::json!({
+        let mut body = serde_json::json!({
             "id": entry.ack_id,
             "type": "acknowledgement",
             "kind": entry.kind,
@@ -315,8 +326,12 @@ impl Inner {
             "createdAt": entry.created_at,
             "contentType": ack.as_ref().map(|a| a.content_type.clone()),
             "acknowledgement": text,
-        })
-        .to_string();
+        });
+        // Too large to inline: where to fetch it.
+        if ack.as_ref().is_some_and(|a| !inline(a)) {
+            body["acknowledgementUrl"] = format!("/v1/transactions/{}/acks/{}", entry.transaction, entry.ack_id).into();
+        }
+        let body = body.to_string();
         let ts = time::OffsetDateTime::now_utc().unix_timestamp();
         let sig = crypto::webhook_signature(secret, ts, body.as_bytes());
         let mut req = self.http.post(url);
@@ -353,5 +368,32 @@ impl Inner {
             }])
             .await
             .map_err(|e| e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An acknowledgement kept in more than one chunk (a forwarded 835 over
+    /// 4 MiB) is named by its URL in its event; every other one is carried.
+    #[test]
+    fn a_body_over_one_chunk_is_named_not_carried() {
+        let ack = |chunks: Option<u32>| AckRecord {
+            id: "T-835-payer-x".into(),
+            transaction: clearway_core::TransactionId::new(),
+            partner: PartnerId::new("acme").unwrap(),
+            kind: "835".into(),
+            content_type: "application/edi-x12".into(),
+            created_at: String::new(),
+            body: String::new(),
+            body_blob: None,
+            body_chunks: chunks,
+            body_sealed: None,
+            feed_cursor: None,
+        };
+        assert!(inline(&ack(None)));
+        assert!(inline(&ack(Some(1))));
+        assert!(!inline(&ack(Some(2))));
     }
 }

@@ -76,6 +76,22 @@ async fn objects_come_back_whole_across_chunk_boundaries() {
         assert_eq!(c.sha256, clearway_core::crypto::sha256_hex(&body));
         assert_eq!(read(blobs.clone(), &sealing, &c, buf).await.unwrap(), body, "size {size}");
         assert_eq!(read_all(blobs.as_ref(), &sealing, &c.prefix, c.chunks, 1 << 20).await.unwrap(), body);
+        // As a stream (an HTTP body), from any chunk on.
+        for from in [0, 1] {
+            let parts: Vec<Vec<u8>> = futures::StreamExt::collect::<Vec<_>>(clearway_core::chunked::stream(
+                blobs.clone(),
+                sealing.clone(),
+                c.prefix.clone(),
+                from,
+                c.chunks,
+            ))
+            .await
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+            assert_eq!(parts.len(), c.chunks.saturating_sub(from) as usize);
+            assert_eq!(parts.concat(), body[(from as usize * chunk).min(size)..], "from chunk {from}");
+        }
         // A chunk is sealed with its own key: no plaintext in the store.
         if size >= 64 {
             let stored = blobs.get(&chunk_key(&c.prefix, 0).unwrap(), 1 << 20).await.unwrap();
