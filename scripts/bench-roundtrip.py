@@ -10,8 +10,9 @@ outbox directory.
    the time to apply it and forward a 277CA to the submitter is read from
    the service's own histogram (clearway_payer_file_apply_seconds).
 3. An 835 of 100,000 claims (BENCH_835_CLAIMS; paying those patient
-   control numbers) is dropped the same way: its apply time, and the
-   service's peak RSS (VmHWM) before and after.
+   control numbers; in BENCH_835_SETS transaction sets, default 1) is
+   dropped the same way: its apply time, and the service's peak RSS
+   (VmHWM) before and after.
 
 Usage: scripts/bench-roundtrip.py CLEARWAY_BIN WORKDIR
 Prints one JSON line and a summary line (stderr).
@@ -58,28 +59,36 @@ def wait(what, f, secs=600):
     sys.exit(f"timed out waiting for {what}")
 
 
-def remittance(pcns, paid_each=10):
-    seg = [
-        "ST*835*0001",
-        f"BPR*I*{paid_each * len(pcns)}*C*ACH*CCP*01*999999992*DA*123456*1512345678**01*999988880*DA*98765*20261205",
-        "TRN*1*12345678901*1512345678",
-        "DTM*405*20261205",
-        "N1*PR*ACME HEALTH",
-        "N3*1 PAYER WAY",
-        "N4*SPRINGFIELD*IL*62701",
-        "PER*BL*PAYER DESK*TE*5555550199",
-        "N1*PE*CLINIC*XX*1000000012",
-        "REF*TJ*123456789",
-        "LX*1",
-    ]
-    for p in pcns:
-        seg += [f"CLP*{p}*1*100*{paid_each}**12*ICN{p}*11*1", "NM1*QC*1*TESTLAST*PAT****MI*M1", "DTM*232*20261130"]
-    seg.append(f"SE*{len(seg) + 1}*0001")
+def remittance(pcns, paid_each=10, sets=1):
+    """One interchange of `sets` 835 transaction sets (each its own
+    payment) paying `pcns` between them."""
+    body = []
+    per = -(-len(pcns) // sets)
+    for n in range(sets):
+        part = pcns[n * per:(n + 1) * per]
+        st = f"{n + 1:04d}"
+        seg = [
+            f"ST*835*{st}",
+            f"BPR*I*{paid_each * len(part)}*C*ACH*CCP*01*999999992*DA*123456*1512345678**01*999988880*DA*98765*20261205",
+            f"TRN*1*{12345678901 + n}*1512345678",
+            "DTM*405*20261205",
+            "N1*PR*ACME HEALTH",
+            "N3*1 PAYER WAY",
+            "N4*SPRINGFIELD*IL*62701",
+            "PER*BL*PAYER DESK*TE*5555550199",
+            "N1*PE*CLINIC*XX*1000000012",
+            "REF*TJ*123456789",
+            "LX*1",
+        ]
+        for p in part:
+            seg += [f"CLP*{p}*1*100*{paid_each}**12*ICN{p}*11*1", "NM1*QC*1*TESTLAST*PAT****MI*M1", "DTM*232*20261130"]
+        seg.append(f"SE*{len(seg) + 1}*{st}")
+        body += seg
     env = [
         "ISA*00*          *00*          *ZZ*ACMEPAYER      *ZZ*CLEARWAY       *261205*0900*^*00501*000000777*0*P*:",
         "GS*HP*ACMEPAYER*CLEARWAY*20261205*0900*777*X*005010X221A1",
     ]
-    return ("~\n".join(env + seg + ["GE*1*777", "IEA*1*000000777"]) + "~\n").encode()
+    return ("~\n".join(env + body + [f"GE*{sets}*777", "IEA*1*000000777"]) + "~\n").encode()
 
 
 def main():
@@ -149,7 +158,8 @@ def main():
         before = hwm(serve.pid)
         n_835 = int(os.environ.get("BENCH_835_CLAIMS", "100000"))
         pcns = [f"PCN{n:08d}" for n in range(1, n_835 + 1)]
-        open(os.path.join(back, ".era.835"), "wb").write(remittance(pcns))
+        sets_835 = int(os.environ.get("BENCH_835_SETS", "1"))
+        open(os.path.join(back, ".era.835"), "wb").write(remittance(pcns, sets=sets_835))
         size_835 = os.path.getsize(os.path.join(back, ".era.835"))
         os.rename(os.path.join(back, ".era.835"), os.path.join(back, "era.835"))
         wait(
@@ -165,6 +175,7 @@ def main():
             "apply_277ca_10000_secs": round(apply_277, 3),
             "claims_answered_277ca": forwarded,
             "claims_835": n_835,
+            "sets_835": sets_835,
             "apply_835_secs": round(apply_835, 3),
             "file_835_bytes": size_835,
             "rss_peak_intake_and_277ca_bytes": peak_intake["VmHWM"],
@@ -175,7 +186,7 @@ def main():
         print(
             f"roundtrip: 10,000 claims in {len(files)} batches {batched_secs:.1f} s after the first submission; "
             f"payer 277CA of 10,000 applied and forwarded in {apply_277:.3f} s ({forwarded:.0f} claim answers); "
-            f"835 of {n_835:,} claims ({size_835 / 1e6:.1f} MB) applied in {apply_835:.2f} s; "
+            f"835 of {n_835:,} claims in {sets_835:,} set(s) ({size_835 / 1e6:.1f} MB) applied in {apply_835:.2f} s; "
             f"peak RSS of a fresh service {before['VmHWM'] / 2**20:.0f} MiB before it, {after['VmHWM'] / 2**20:.0f} MiB after "
             f"(the intake of 10,000 claims and the 277CA had peaked at {peak_intake['VmHWM'] / 2**20:.0f} MiB)",
             file=sys.stderr,

@@ -365,7 +365,9 @@ fn claims_go_out_in_batches_and_answers_come_back_per_submitter(scratch: Scratch
     });
 
     // An 835 longer than the chunk it is read in (1,000 claims): acme's
-    // SHARED is paid by its 1,500th claim, and claim status says so.
+    // SHARED is paid by its 1,500th claim, and claim status says so. It is
+    // the second payment of its file (the first pays no claim of ours),
+    // read again from where it starts.
     let inquiry = inquiry.replace("REF*EJ*A1~", "REF*EJ*SHARED~");
     let ask = || {
         support::request(
@@ -381,7 +383,9 @@ fn claims_go_out_in_batches_and_answers_come_back_per_submitter(scratch: Scratch
     let mut claims: Vec<(String, String, String)> =
         (1..1500).map(|n| (format!("OTHER{n}"), "10".to_string(), "1".to_string())).collect();
     claims.push(("SHARED".into(), "150".into(), "120".into()));
-    std::fs::write(back.join("era-2.835"), support::payer::remittance_of(&acme_npi, &claims)).unwrap();
+    let first: Vec<(String, String, String)> =
+        (1..50).map(|n| (format!("ELSE{n}"), "10".to_string(), "1".to_string())).collect();
+    std::fs::write(back.join("era-2.835"), support::payer::remittance_sets(&acme_npi, &[&first, &claims])).unwrap();
     wait_for("the long 835's last payment in claim status", || ask().contains("STC*F1:65").then_some(()));
 }
 

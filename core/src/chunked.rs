@@ -86,6 +86,8 @@ pub fn fresh_prefix(base: &str) -> PortResult<BlobKey> {
 pub struct Chunked {
     pub prefix: BlobKey,
     pub chunks: u32,
+    /// Plaintext bytes in each chunk but the last.
+    pub chunk_bytes: u64,
     pub size_bytes: u64,
     pub sha256: String,
 }
@@ -179,14 +181,18 @@ impl ChunkWriter {
     }
 
     /// Stores what is left (an empty object is one empty chunk) and says
-    /// what was written.
+    /// what was written; on a failure, what was written is removed.
     pub async fn finish(mut self) -> PortResult<Chunked> {
-        if !self.buf.is_empty() || self.chunks == 0 {
-            self.flush().await?;
+        if (!self.buf.is_empty() || self.chunks == 0)
+            && let Err(e) = self.flush().await
+        {
+            self.discard().await;
+            return Err(e);
         }
         Ok(Chunked {
             prefix: self.prefix,
             chunks: self.chunks,
+            chunk_bytes: self.chunk_bytes as u64,
             size_bytes: self.size_bytes,
             sha256: hex::encode(self.digest.finish().as_ref()),
         })
@@ -278,6 +284,8 @@ pub struct ChunkReader {
     next: u32,
     buf: Vec<u8>,
     pos: usize,
+    /// Bytes of the first chunk read to pass over ([`ChunkReader::starting_at`]).
+    skip: usize,
     error: Option<PortError>,
 }
 
@@ -300,8 +308,21 @@ impl ChunkReader {
             next: 0,
             buf: Vec::new(),
             pos: 0,
+            skip: 0,
             error: None,
         }
+    }
+
+    /// Starts the read at byte `offset` of the object, whose chunks hold
+    /// `chunk_bytes` each (but the last): the chunks before it are not
+    /// fetched.
+    pub fn starting_at(mut self, offset: u64, chunk_bytes: u64) -> Self {
+        let chunk_bytes = chunk_bytes.max(1);
+        self.next = u32::try_from(offset / chunk_bytes).unwrap_or(u32::MAX).min(self.chunks);
+        self.skip = (offset % chunk_bytes) as usize;
+        self.buf.clear();
+        self.pos = 0;
+        self
     }
 
     /// The store failure that ended the read, if one did.
@@ -319,8 +340,8 @@ impl std::io::Read for ChunkReader {
             let chunk = self.runtime.block_on(read_chunk(self.blobs.as_ref(), &self.sealing, &self.prefix, self.next));
             match chunk {
                 Ok(plain) => {
+                    self.pos = std::mem::take(&mut self.skip).min(plain.len());
                     self.buf = plain;
-                    self.pos = 0;
                     self.next += 1;
                 }
                 Err(e) => {

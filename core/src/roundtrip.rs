@@ -30,6 +30,9 @@ pub struct PayerFile {
     /// How many chunks; `None` for a file stored whole.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chunks: Option<u32>,
+    /// Bytes in each chunk but the last (to start a read part-way).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chunk_bytes: Option<u64>,
     /// `stored`, `applied`, `attention` (something in it matched nothing).
     pub state: String,
     pub received_at: String,
@@ -147,6 +150,7 @@ pub async fn finish_payer_file(ports: &Ports, payer: &str, name: &str, writer: C
         size_bytes: written.size_bytes,
         blob: written.prefix.to_string(),
         chunks: Some(written.chunks),
+        chunk_bytes: Some(written.chunk_bytes),
         state: "stored".into(),
         received_at: timestamp(time::OffsetDateTime::now_utc()),
         answers: vec![],
@@ -167,10 +171,15 @@ pub async fn finish_payer_file(ports: &Ports, payer: &str, name: &str, writer: C
         Ok(()) => {}
         // The same file again: already stored (and applied or queued).
         Err(e) if e.kind() == ErrorKind::PreconditionFailed => {
-            ports.state.write(vec![seen]).await?;
             crate::chunked::delete(ports.blobs.as_ref(), &written.prefix, written.chunks).await;
+            ports.state.write(vec![seen]).await?;
         }
-        Err(e) => return Err(e),
+        // Not recorded: nothing will point to the chunks (the payer's copy
+        // stays, to be fetched again).
+        Err(e) => {
+            crate::chunked::delete(ports.blobs.as_ref(), &written.prefix, written.chunks).await;
+            return Err(e);
+        }
     }
     Ok(sha)
 }
@@ -188,19 +197,23 @@ impl PayerFileReader {
     /// Opens `file` (call from within the runtime, read on a blocking
     /// thread).
     pub async fn open(ports: &Ports, partners: &Partners, file: &PayerFile) -> PortResult<Self> {
+        Self::open_at(ports, partners, file, 0).await
+    }
+
+    /// Opens `file` to read from byte `offset` on (the chunks before it
+    /// are not fetched).
+    pub async fn open_at(ports: &Ports, partners: &Partners, file: &PayerFile, offset: u64) -> PortResult<Self> {
         let key = BlobKey::parse(&file.blob).ok_or_else(|| PortError::new(ErrorKind::Internal, "payer file blob"))?;
         Ok(match file.chunks {
-            Some(n) => PayerFileReader::Chunks(Box::new(ChunkReader::new(
-                ports.blobs.clone(),
-                ChunkSealing::Key(partners.batch_key()),
-                key,
-                n,
-            ))),
+            Some(n) => PayerFileReader::Chunks(Box::new(
+                ChunkReader::new(ports.blobs.clone(), ChunkSealing::Key(partners.batch_key()), key, n)
+                    .starting_at(offset, file.chunk_bytes.unwrap_or(crate::chunked::CHUNK_BYTES as u64)),
+            )),
             None => {
                 let sealed = ports.blobs.get(&key, MAX_PAYER_FILE_BYTES * 2).await?;
-                PayerFileReader::Whole(std::io::Cursor::new(
-                    partners.batch_key().open(&sealed, file.sha256.as_bytes())?,
-                ))
+                let mut whole = std::io::Cursor::new(partners.batch_key().open(&sealed, file.sha256.as_bytes())?);
+                whole.set_position(offset);
+                PayerFileReader::Whole(whole)
             }
         })
     }

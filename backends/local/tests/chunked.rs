@@ -76,6 +76,20 @@ async fn objects_come_back_whole_across_chunk_boundaries() {
         assert_eq!(c.sha256, clearway_core::crypto::sha256_hex(&body));
         assert_eq!(read(blobs.clone(), &sealing, &c, buf).await.unwrap(), body, "size {size}");
         assert_eq!(read_all(blobs.as_ref(), &sealing, &c.prefix, c.chunks, 1 << 20).await.unwrap(), body);
+        // From any byte on, the chunks before it not fetched.
+        for offset in [0, 1, chunk as u64 - 1, chunk as u64, chunk as u64 + 1, size as u64 / 2, size as u64] {
+            let offset = offset.min(size as u64);
+            let mut r = ChunkReader::new(blobs.clone(), sealing.clone(), c.prefix.clone(), c.chunks)
+                .starting_at(offset, c.chunk_bytes);
+            let got = tokio::task::spawn_blocking(move || {
+                let mut v = Vec::new();
+                r.read_to_end(&mut v).map(|_| v)
+            })
+            .await
+            .unwrap()
+            .unwrap();
+            assert_eq!(got, body[offset as usize..], "size {size}, from byte {offset}");
+        }
         // As a stream (an HTTP body), from any chunk on.
         for from in [0, 1] {
             let parts: Vec<Vec<u8>> = futures::StreamExt::collect::<Vec<_>>(clearway_core::chunked::stream(

@@ -532,12 +532,26 @@ pub struct RemitAnswer {
     pub payee_id: String,
     /// How many claims it pays (CLP segments).
     pub claims: usize,
+    /// Byte offset of its ST in the file, and the ISA of its interchange
+    /// (with its terminator): read `isa` then the file from `offset` to
+    /// read this set again as the first of its stream, without reading
+    /// the sets before it (see [`RemitAnswer::first`]).
+    pub offset: u64,
+    pub isa: Vec<u8>,
     /// Its place among the file's transaction sets (0 for the first ST,
     /// whatever its kind): the set is not kept, but read again from the
     /// file when needed ([`remittance_claim_numbers`], [`forward_835`]),
     /// so that an 835 of any size is never held in memory.
     pub set: usize,
     pub implementation: String,
+}
+
+impl RemitAnswer {
+    /// This set as the first of its stream: for a stream that is `isa`
+    /// then the file from `offset`.
+    pub fn first(&self) -> RemitAnswer {
+        RemitAnswer { set: 0, ..self.clone() }
+    }
 }
 
 /// One answer found in a payer file.
@@ -577,6 +591,8 @@ pub fn read_answers<R: std::io::Read>(input: R) -> Result<Vec<PayerAnswer>, Answ
     // Sets begun so far; a scratch copy of an 835's segment, to check that
     // it can be re-delimited.
     let (mut sets, mut scratch) = (0usize, Vec::new());
+    // The ISA of the interchange being read, with its terminator.
+    let mut isa = Vec::new();
     let mut kind: Option<String> = None;
     let mut st02 = String::new();
     let mut ack999: Option<Ack999Answer> = None;
@@ -590,7 +606,12 @@ pub fn read_answers<R: std::io::Read>(input: R) -> Result<Vec<PayerAnswer>, Answ
             Err(e) => return Err(AnswerError::Unreadable(e.to_string())),
         };
         match seg.id() {
-            b"ISA" => seen_isa = true,
+            b"ISA" => {
+                seen_isa = true;
+                isa.clear();
+                isa.extend_from_slice(seg.raw());
+                isa.push(seg.delimiters().segment);
+            }
             b"TA1" => out.push(PayerAnswer::Ta1(Ta1Answer {
                 control: text(&seg, 1),
                 code: text(&seg, 4),
@@ -616,6 +637,8 @@ pub fn read_answers<R: std::io::Read>(input: R) -> Result<Vec<PayerAnswer>, Answ
                             payee_qualifier: String::new(),
                             payee_id: String::new(),
                             claims: 0,
+                            offset: seg.offset,
+                            isa: isa.clone(),
                             set: sets,
                             implementation: text(&seg, 3),
                         });

@@ -1127,6 +1127,7 @@ impl RoundTrip {
                 file.clone(),
                 item.version + 1,
                 Duration::from_millis(APPLY_LEASE_MS as u64 / 3),
+                Duration::from_millis(APPLY_LEASE_MS as u64),
             );
             file.applying_since_ms = None;
             let span = tracing::info_span!("payer file apply", payer = %payer, file = %sha);
@@ -1186,6 +1187,9 @@ impl RoundTrip {
         }
         let short = &file.sha256[..12];
         for (n, a) in answers.iter().enumerate() {
+            if lease.lost() {
+                return Err(PortError::new(ErrorKind::Unavailable, "lost the hold on a payer file being applied"));
+            }
             let tag = format!("{short}-{n}");
             let result = match a {
                 PayerAnswer::Ta1(t) => {
@@ -1228,7 +1232,7 @@ impl RoundTrip {
             ));
         }
         file.state = if problems.is_empty() { "applied".into() } else { "attention".into() };
-        let version = lease.release().await;
+        let version = lease.release().await?;
         ops.push(put(file_key(&payer, &file.sha256), encode(&file)?, Condition::Version(version)));
         for chunk in ops.chunks(100) {
             self.ports.state.write(chunk.to_vec()).await?;
@@ -1658,8 +1662,8 @@ impl RoundTrip {
         let mut owners: BTreeMap<String, String> = BTreeMap::new();
         {
             let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<String>>(2);
-            let mut input = PayerFileReader::open(&self.ports, &self.partners, file).await?;
-            let remit = r.clone();
+            let mut input = self.remit_input(file, r).await?;
+            let remit = r.first();
             let reading = tokio::task::spawn_blocking(move || {
                 let (mut open, mut pcns) = (true, Vec::with_capacity(PAYMENTS_PER_CHUNK));
                 let read = batch::remittance_claim_numbers(&mut input, &remit, |pcn| {
@@ -1759,9 +1763,9 @@ impl RoundTrip {
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<WriteOp>>(2);
         let mut written = Ok(());
         let reading = {
-            let mut input = PayerFileReader::open(&self.ports, &self.partners, file).await?;
+            let mut input = self.remit_input(file, r).await?;
             let (env, remit, source, partner_id, partners) =
-                (env.clone(), r.clone(), source.clone(), partner_id.clone(), self.partners.clone());
+                (env.clone(), r.first(), source.clone(), partner_id.clone(), self.partners.clone());
             tokio::task::spawn_blocking(move || {
                 let mut open = true;
                 let forwarded = batch::forward_835(&env, controls.interchange, at, &remit, &mut input);
@@ -1818,15 +1822,38 @@ impl RoundTrip {
         };
         let facts =
             changes::PayerAnswer { payer: payer.to_string(), answer: "835".into(), batch: None, claims: vec![] };
+        let key = AckRecord::key(&ack.transaction, &ack.id);
         if let Err(e) = self
             .store_and_publish(vec![], vec![ForwardedAnswer { partner: partner_id, ack, facts, received_ms: None }])
             .await
         {
-            clearway_core::chunked::delete(self.ports.blobs.as_ref(), &body.prefix, body.chunks).await;
+            // The chunks go only if no record points to them (the record
+            // may have been written before the failure: publishing, say).
+            let pointed = match self.ports.state.get(&key).await {
+                Ok(Some(item)) => {
+                    decode::<AckRecord>(&item.value).map_or(true, |a| a.body_blob == Some(body.prefix.clone()))
+                }
+                Ok(None) => false,
+                Err(_) => true,
+            };
+            if !pointed {
+                clearway_core::chunked::delete(self.ports.blobs.as_ref(), &body.prefix, body.chunks).await;
+            }
             return Err(e);
         }
         metrics::counter!("clearway_payer_claim_answers_total", "kind" => "835").increment(r.claims as u64);
         Ok(vec![])
+    }
+
+    /// The 835 at `r` of `file` as the first set of a stream: its
+    /// interchange's ISA, then the file from its ST (the sets before it
+    /// are not read again: a file of a thousand 835s is read about twice,
+    /// not a thousand times). Read it with [`RemitAnswer::first`].
+    async fn remit_input(&self, file: &PayerFile, r: &RemitAnswer) -> PortResult<RemitInput> {
+        Ok(RemitInput {
+            isa: std::io::Cursor::new(r.isa.clone()),
+            file: PayerFileReader::open_at(&self.ports, &self.partners, file, r.offset).await?,
+        })
     }
 
     /// Writes the 835 at `r` of `file`, re-enveloped for the submitter, as
@@ -1845,8 +1872,8 @@ impl RoundTrip {
     ) -> PortResult<Result<clearway_core::chunked::Chunked, String>> {
         let mut writer = self.partners.ack_body_writer(self.ports.blobs.clone(), partner, ack_id)?;
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(2);
-        let mut input = PayerFileReader::open(&self.ports, &self.partners, file).await?;
-        let (env, remit) = (env.clone(), r.clone());
+        let mut input = self.remit_input(file, r).await?;
+        let (env, remit) = (env.clone(), r.first());
         let building = tokio::task::spawn_blocking(move || {
             use std::io::Read;
             let mut forwarded = batch::forward_835(&env, control, at, &remit, &mut input);
@@ -1899,55 +1926,102 @@ impl RoundTrip {
     }
 }
 
+/// See [`RoundTrip::remit_input`].
+#[derive(Debug)]
+struct RemitInput {
+    isa: std::io::Cursor<Vec<u8>>,
+    file: PayerFileReader,
+}
+
+impl RemitInput {
+    fn take_error(&mut self) -> Option<PortError> {
+        self.file.take_error()
+    }
+}
+
+impl std::io::Read for RemitInput {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self.isa.read(buf)? {
+            0 => self.file.read(buf),
+            n => Ok(n),
+        }
+    }
+}
+
 /// A payer file taken to apply: its record's `applying_since_ms` is
 /// renewed every `every` (with a version condition) until released or
-/// dropped, so that a long apply is not taken over by another process.
+/// dropped, so that a long apply is not taken over by another process. A
+/// renewal that fails is tried again until the hold would have run out;
+/// one refused because the record changed (another process took the file)
+/// loses the hold, and the apply stops.
 struct Lease {
     stop: CancellationToken,
     task: tokio::task::JoinHandle<()>,
     version: Arc<std::sync::atomic::AtomicU64>,
+    lost: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Lease {
-    /// Holds the lease on `file` (its record at `key`, at `version`).
+    /// Holds the lease on `file` (its record at `key`, at `version`) for
+    /// `hold` from each renewal.
     fn hold(
         state: Arc<dyn clearway_core::ports::StateStore>,
         key: Key,
         mut file: PayerFile,
         version: u64,
         every: Duration,
+        hold: Duration,
     ) -> Lease {
-        use std::sync::atomic::Ordering;
-        let (stop, version) = (CancellationToken::new(), Arc::new(std::sync::atomic::AtomicU64::new(version)));
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+        let (stop, version, lost) =
+            (CancellationToken::new(), Arc::new(AtomicU64::new(version)), Arc::new(AtomicBool::new(false)));
         let task = {
-            let (stop, version) = (stop.clone(), version.clone());
+            let (stop, version, lost) = (stop.clone(), version.clone(), lost.clone());
             tokio::spawn(async move {
+                let (mut renewed, mut wait) = (tokio::time::Instant::now(), every);
                 loop {
                     tokio::select! {
                         () = stop.cancelled() => return,
-                        () = tokio::time::sleep(every) => {}
+                        () = tokio::time::sleep(wait) => {}
                     }
                     file.applying_since_ms = Some(now_ms());
                     let (v, Ok(value)) = (version.load(Ordering::SeqCst), encode(&file)) else { return };
                     match state.write(vec![put(key.clone(), value, Condition::Version(v))]).await {
-                        Ok(()) => version.store(v + 1, Ordering::SeqCst),
+                        Ok(()) => {
+                            version.store(v + 1, Ordering::SeqCst);
+                            (renewed, wait) = (tokio::time::Instant::now(), every);
+                        }
+                        Err(e) if e.kind() != ErrorKind::PreconditionFailed && renewed.elapsed() + every / 4 < hold => {
+                            tracing::warn!(error = %e, "could not renew the hold on a payer file being applied; trying again");
+                            wait = every / 4;
+                        }
                         Err(e) => {
-                            tracing::warn!(error = %e, "could not renew the hold on a payer file being applied");
+                            tracing::error!(error = %e, "lost the hold on a payer file being applied; it is left to whoever took it");
+                            lost.store(true, Ordering::SeqCst);
                             return;
                         }
                     }
                 }
             })
         };
-        Lease { stop, task, version }
+        Lease { stop, task, version, lost }
+    }
+
+    /// Whether the hold was lost (the apply must stop: another process
+    /// may be applying the file).
+    fn lost(&self) -> bool {
+        self.lost.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Stops renewing (a renewal under way finishes first) and says the
-    /// record's version now.
-    async fn release(mut self) -> u64 {
+    /// record's version now; an error if the hold was lost.
+    async fn release(mut self) -> PortResult<u64> {
         self.stop.cancel();
         let _ = (&mut self.task).await;
-        self.version.load(std::sync::atomic::Ordering::SeqCst)
+        if self.lost() {
+            return Err(PortError::new(ErrorKind::Unavailable, "lost the hold on a payer file being applied"));
+        }
+        Ok(self.version.load(std::sync::atomic::Ordering::SeqCst))
     }
 }
 
@@ -2057,6 +2131,7 @@ mod tests {
             size_bytes: 10,
             blob: "payer-files/ACME01/x".into(),
             chunks: Some(1),
+            chunk_bytes: None,
             state: "stored".into(),
             received_at: String::new(),
             answers: vec![],
@@ -2065,18 +2140,42 @@ mod tests {
         let key = file_key("ACME01", &file.sha256);
         state.write(vec![put(key.clone(), encode(&file).unwrap(), Condition::None)]).await.unwrap();
         let at = state.get(&key).await.unwrap().unwrap().version;
-        let lease = Lease::hold(state.clone(), key.clone(), file.clone(), at, Duration::from_millis(20));
+        let lease = Lease::hold(
+            state.clone(),
+            key.clone(),
+            file.clone(),
+            at,
+            Duration::from_millis(20),
+            Duration::from_secs(30),
+        );
         tokio::time::sleep(Duration::from_millis(150)).await;
         let held = state.get(&key).await.unwrap().unwrap();
         let renewed: PayerFile = decode(&held.value).unwrap();
         assert!(renewed.applying_since_ms.unwrap() > 1, "renewed");
         assert!(held.version > at, "renewed more than once");
-        let version = lease.release().await;
+        assert!(!lease.lost());
+        let version = lease.release().await.unwrap();
         assert_eq!(version, state.get(&key).await.unwrap().unwrap().version);
         tokio::time::sleep(Duration::from_millis(60)).await;
         assert_eq!(version, state.get(&key).await.unwrap().unwrap().version, "no renewal once released");
-        let done = PayerFile { state: "applied".into(), applying_since_ms: None, ..file };
-        state.write(vec![put(key, encode(&done).unwrap(), Condition::Version(version))]).await.unwrap();
+        let done = PayerFile { state: "applied".into(), applying_since_ms: None, ..file.clone() };
+        state.write(vec![put(key.clone(), encode(&done).unwrap(), Condition::Version(version))]).await.unwrap();
+
+        // Another process took the file (its record changed under the
+        // hold): the hold is lost, and the apply is told.
+        let at = state.get(&key).await.unwrap().unwrap().version;
+        let lease = Lease::hold(
+            state.clone(),
+            key.clone(),
+            file.clone(),
+            at,
+            Duration::from_millis(20),
+            Duration::from_secs(30),
+        );
+        state.write(vec![put(key.clone(), encode(&file).unwrap(), Condition::None)]).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(lease.lost());
+        assert_eq!(lease.release().await.unwrap_err().kind(), ErrorKind::Unavailable);
     }
 
     async fn pending(state: &dyn StateStore) -> Vec<(String, clearway_core::ports::Item)> {

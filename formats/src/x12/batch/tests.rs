@@ -375,6 +375,23 @@ fn an_835_is_read_again_and_forwarded_as_it_is_read() {
         assert_eq!((f.set, f.claims, &f.trace, &f.payee_id), (0, r.claims, &r.trace, &r.payee_id));
     }
 
+    // Read again from where it starts (its interchange's ISA, then the
+    // file from its ST), it is the same set.
+    for r in [first, second] {
+        let positioned = || {
+            let mut v = r.isa.clone();
+            v.extend_from_slice(&file[r.offset as usize..]);
+            v
+        };
+        let at = datetime!(2026-12-06 11:00);
+        let whole = read_in(forward_835(&envelope(), 55, at, r, &file[..]), 4096);
+        assert_eq!(read_in(forward_835(&envelope(), 55, at, &r.first(), &positioned()[..]), 4096), whole);
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        remittance_claim_numbers(&file[..], r, |p| a.push(p)).unwrap();
+        remittance_claim_numbers(&positioned()[..], &r.first(), |p| b.push(p)).unwrap();
+        assert_eq!(a, b);
+    }
+
     // A set that is not there is an error, not an empty 835.
     let missing = RemitAnswer { set: 9, ..(*first).clone() };
     let mut r = forward_835(&envelope(), 55, datetime!(2026-12-06 11:00), &missing, &file[..]);
