@@ -63,9 +63,10 @@ def remittance(pcns, paid_each=10, sets=1):
     """One interchange of `sets` 835 transaction sets (each its own
     payment) paying `pcns` between them."""
     body = []
-    per = -(-len(pcns) // sets)
     for n in range(sets):
-        part = pcns[n * per:(n + 1) * per]
+        # Dealt round-robin, so that every set pays some claim that was
+        # routed (the submitted claims' numbers are the first ones).
+        part = pcns[n::sets]
         st = f"{n + 1:04d}"
         seg = [
             f"ST*835*{st}",
