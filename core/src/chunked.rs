@@ -136,15 +136,6 @@ impl ChunkWriter {
         self
     }
 
-    pub fn prefix(&self) -> &BlobKey {
-        &self.prefix
-    }
-
-    /// Bytes written so far.
-    pub fn size_bytes(&self) -> u64 {
-        self.size_bytes
-    }
-
     /// Appends `data`; full chunks are sealed and stored as they fill.
     pub async fn write(&mut self, mut data: &[u8]) -> PortResult<()> {
         if self.size_bytes.saturating_add(data.len() as u64) > self.max_bytes {

@@ -1037,11 +1037,6 @@ impl RoundTrip {
         Ok(())
     }
 
-    /// Stores a payer file (see [`clearway_core::roundtrip::store_payer_file`]).
-    pub async fn store_file(&self, payer: &str, name: &str, bytes: &[u8]) -> PortResult<String> {
-        clearway_core::roundtrip::store_payer_file(&self.ports, &self.partners, payer, name, bytes).await
-    }
-
     /// Stores a payer file as it is read from the payer (a chunk at a time,
     /// whatever its size); its SHA-256, or `None` if it is over
     /// [`MAX_PAYER_FILE_BYTES`] (nothing kept). What was written of a file
@@ -1877,28 +1872,13 @@ impl RoundTrip {
         let building = tokio::task::spawn_blocking(move || {
             use std::io::Read;
             let mut forwarded = batch::forward_835(&env, control, at, &remit, &mut input);
+            // Sent on in pieces of 256 KiB; a closed channel: the writer failed.
             let result = loop {
-                let mut piece = vec![0u8; 256 * 1024];
-                let mut filled = 0;
-                let end = loop {
-                    match forwarded.read(&mut piece[filled..]) {
-                        Ok(0) => break Ok(true),
-                        Ok(n) => {
-                            filled += n;
-                            if filled == piece.len() {
-                                break Ok(false);
-                            }
-                        }
-                        Err(e) => break Err(e),
-                    }
-                };
-                piece.truncate(filled);
-                match end {
-                    Ok(end) => {
-                        if (!piece.is_empty() && tx.blocking_send(piece).is_err()) || end {
-                            break Ok(());
-                        }
-                    }
+                let mut piece = Vec::with_capacity(256 * 1024);
+                match (&mut forwarded).take(256 * 1024).read_to_end(&mut piece) {
+                    Ok(0) => break Ok(()),
+                    Ok(_) if tx.blocking_send(piece).is_err() => break Ok(()),
+                    Ok(_) => {}
                     Err(e) => break Err(e.to_string()),
                 }
             };
@@ -2139,15 +2119,18 @@ mod tests {
         };
         let key = file_key("ACME01", &file.sha256);
         state.write(vec![put(key.clone(), encode(&file).unwrap(), Condition::None)]).await.unwrap();
+        let hold = |at| {
+            Lease::hold(
+                state.clone(),
+                key.clone(),
+                file.clone(),
+                at,
+                Duration::from_millis(20),
+                Duration::from_secs(30),
+            )
+        };
         let at = state.get(&key).await.unwrap().unwrap().version;
-        let lease = Lease::hold(
-            state.clone(),
-            key.clone(),
-            file.clone(),
-            at,
-            Duration::from_millis(20),
-            Duration::from_secs(30),
-        );
+        let lease = hold(at);
         tokio::time::sleep(Duration::from_millis(150)).await;
         let held = state.get(&key).await.unwrap().unwrap();
         let renewed: PayerFile = decode(&held.value).unwrap();
@@ -2163,15 +2146,7 @@ mod tests {
 
         // Another process took the file (its record changed under the
         // hold): the hold is lost, and the apply is told.
-        let at = state.get(&key).await.unwrap().unwrap().version;
-        let lease = Lease::hold(
-            state.clone(),
-            key.clone(),
-            file.clone(),
-            at,
-            Duration::from_millis(20),
-            Duration::from_secs(30),
-        );
+        let lease = hold(state.get(&key).await.unwrap().unwrap().version);
         state.write(vec![put(key.clone(), encode(&file).unwrap(), Condition::None)]).await.unwrap();
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert!(lease.lost());
