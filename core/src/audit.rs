@@ -348,9 +348,9 @@ pub struct AuditEntity {
 impl AuditEvent {
     /// A new event recorded now.
     pub fn new(category: &str, code: &str, action: &str, actor: AuditActor) -> Self {
-        const MILLIS: &[time::format_description::BorrowedFormatItem<'_>] =
-            time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
-        let recorded = time::OffsetDateTime::now_utc().format(MILLIS).unwrap_or_default();
+        // `2026-12-07T22:41:05.123Z`: humantime writes the digits directly,
+        // a fraction of the cost of a format description (once per request).
+        let recorded = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
         AuditEvent {
             id: uuid::Uuid::now_v7().to_string(),
             recorded,

@@ -649,15 +649,12 @@ async fn move_groups(log: &SqliteAuditLog, st: &Staging, m: &mut Moving) -> Port
         delete_groups(&st.db, upto).await?;
         m.deleted_upto = upto;
     }
-    while let Ok(g) = m.handed.try_recv() {
-        if m.waiting.len() >= GROUPS_KEPT {
-            // A mover this far behind reads the table instead.
-            m.waiting.clear();
-        }
-        m.waiting.insert(g.id, g.values);
-    }
     let mut moved = 0;
     loop {
+        // Taken again before each batch: groups committed while the last
+        // batch was written are in memory, so the table is read only for a
+        // group that was not handed over.
+        take_handed(m);
         m.waiting = m.waiting.split_off(&(upto + 1));
         let mut batch: Vec<Vec<u8>> = Vec::new();
         let mut last = upto;
@@ -692,6 +689,17 @@ async fn move_groups(log: &SqliteAuditLog, st: &Staging, m: &mut Moving) -> Port
         metrics::counter!("clearway_audit_events_total").increment(n as u64);
     }
     Ok(moved)
+}
+
+/// Takes the groups the data's writer has handed over since the last call.
+fn take_handed(m: &mut Moving) {
+    while let Ok(g) = m.handed.try_recv() {
+        if m.waiting.len() >= GROUPS_KEPT {
+            // A mover this far behind reads the table instead.
+            m.waiting.clear();
+        }
+        m.waiting.insert(g.id, g.values);
+    }
 }
 
 /// The staged groups after `after`, oldest first (at most [`GROUPS_READ`]).
