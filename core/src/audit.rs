@@ -1083,6 +1083,22 @@ mod tests {
         assert!(e.recorded.ends_with('Z') && e.recorded.len() == "2026-12-06T15:00:00.000Z".len(), "{}", e.recorded);
     }
 
+    /// Events record their time with humantime and queries normalise theirs
+    /// with `instant` (the time crate, which takes any year): the two forms
+    /// must be the same for times to compare as strings.
+    #[test]
+    fn an_events_time_is_in_the_form_queries_compare_with() {
+        let actor = AuditActor {
+            principal: "ops".into(),
+            kind: "user".into(),
+            role: "operator".into(),
+            credential: None,
+            auth: "api_key".into(),
+        };
+        let e = AuditEvent::new("rest", "GET /v1/transactions", "R", actor);
+        assert_eq!(instant(&e.recorded).as_deref(), Some(e.recorded.as_str()));
+    }
+
     #[test]
     fn the_right_edge_reloads_from_stored_nodes() {
         for n in [0usize, 1, 2, 3, 7, 8, 9, 100, 255, 256, 257] {
